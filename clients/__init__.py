@@ -1,0 +1,1 @@
+"""pricegrid.clients: front-office and risk clients, CLI."""

@@ -1,0 +1,33 @@
+/* Per-row status bits shared by every kernel family.
+ *
+ * A kernel writes 0 for a row it priced, or the OR of the bits below naming every input
+ * that was out of the model's domain (or PG_NOT_FINITE when the inputs were valid but the
+ * result overflowed). Such a row's outputs are NaN; the service layer turns the bits into
+ * per-row errors naming the field, so that no NaN ever leaves the server unexplained.
+ * pricegrid.ext.status mirrors these values for Python.
+ */
+#ifndef PG_STATUS_H
+#define PG_STATUS_H
+
+#define PG_OK                   0
+#define PG_BAD_OPTION_TYPE      (1 << 0)
+#define PG_BAD_STRIKE           (1 << 1)
+#define PG_BAD_TIME             (1 << 2)
+#define PG_BAD_UNDERLYING       (1 << 3)
+#define PG_BAD_RATE             (1 << 4)
+#define PG_BAD_DIVIDEND         (1 << 5)
+#define PG_BAD_VOL              (1 << 6)
+#define PG_BAD_PRICE            (1 << 7)   /* implied vol: price not finite or negative */
+#define PG_PRICE_OUT_OF_BOUNDS  (1 << 8)   /* implied vol: outside the no-arbitrage bounds */
+#define PG_NOT_FINITE           (1 << 9)   /* valid inputs, result not finite (overflow) */
+
+/* Model codes: the same numbers as pricegrid.v1.Model. */
+#define PG_MODEL_BSM        1
+#define PG_MODEL_BLACK76    2
+#define PG_MODEL_BACHELIER  3
+
+/* Option type codes: the same numbers as pricegrid.v1.OptionType. */
+#define PG_CALL  1
+#define PG_PUT   2
+
+#endif

@@ -1,0 +1,40 @@
+"""Per-row status bits written by the kernels (mirror of ``pg_status.h``).
+
+A row's status is 0 when it was priced, else the OR of the bits naming each input that was
+out of the model's domain. ``FIELD_OF_BIT`` names the request field each bit refers to.
+"""
+
+OK = 0
+BAD_OPTION_TYPE = 1 << 0
+BAD_STRIKE = 1 << 1
+BAD_TIME = 1 << 2
+BAD_UNDERLYING = 1 << 3
+BAD_RATE = 1 << 4
+BAD_DIVIDEND = 1 << 5
+BAD_VOL = 1 << 6
+BAD_PRICE = 1 << 7
+PRICE_OUT_OF_BOUNDS = 1 << 8
+NOT_FINITE = 1 << 9
+
+MODEL_BSM = 1
+MODEL_BLACK76 = 2
+MODEL_BACHELIER = 3
+
+CALL = 1
+PUT = 2
+
+#: status bit -> kernel input name it refers to (the service maps these to request fields)
+FIELD_OF_BIT = {
+    BAD_OPTION_TYPE: "option_type",
+    BAD_STRIKE: "strike",
+    BAD_TIME: "time_to_expiry",
+    BAD_UNDERLYING: "underlying",
+    BAD_RATE: "rate",
+    BAD_DIVIDEND: "dividend_yield",
+    BAD_VOL: "volatility",
+    BAD_PRICE: "price",
+    PRICE_OUT_OF_BOUNDS: "price",
+    NOT_FINITE: "",
+}
+
+__all__ = [name for name in dir() if name.isupper()]

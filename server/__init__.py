@@ -1,0 +1,1 @@
+"""pricegrid.server: domain, pricers, service, transport and app layers."""

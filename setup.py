@@ -1,0 +1,221 @@
+"""Build pricegrid: generate the v1 contract, compile the Cython kernels, assemble the namespace.
+
+The import root ``pricegrid`` is assembled here; nothing named ``server``, ``ext`` or
+``clients`` is installed at top level:
+
+    server/                      -> pricegrid.server
+    ext/                         -> pricegrid.ext       (Cython kernels)
+    clients/                     -> pricegrid.clients
+    proto/pricegrid/v1/*.proto   -> pricegrid.v1        (generated into build/generated)
+
+Environment switches (read at build time, recorded in ``pricegrid.ext._build_info``):
+
+    PRICEGRID_CPU_TARGET   ``native`` (default: compiled for the host CPU) or a portable
+                           baseline for -march, e.g. ``x86-64-v3`` (the Dockerfile uses it)
+    PRICEGRID_DEBUG=1      Cython bounds/wraparound/initialisation checks on, -O1 -g
+    PRICEGRID_NO_OPENMP=1  build without OpenMP (batches then run on one thread)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import sys
+import sysconfig
+from pathlib import Path
+
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext as _build_ext
+from setuptools.command.build_py import build_py as _build_py
+
+ROOT = Path(__file__).resolve().parent
+PROTO_ROOT = ROOT / "proto"
+GENERATED = ROOT / "build" / "generated"
+GENERATED_V1 = GENERATED / "pricegrid" / "v1"
+
+# One extension per model family: every ext/<family>.pyx becomes pricegrid.ext.<family>.
+KERNELS = sorted(p.stem for p in (ROOT / "ext").glob("*.pyx"))
+
+
+# --------------------------------------------------------------------------- contract
+def generate_contract() -> None:
+    """Run grpcio-tools' protoc over proto/pricegrid/v1 into build/generated/pricegrid/v1.
+
+    Produces messages (``*_pb2.py``), their ``.pyi`` stubs, gRPC stubs (``*_pb2_grpc.py``)
+    and, when mypy-protobuf is present, ``.pyi`` stubs for the gRPC modules too.
+    """
+    from grpc_tools import protoc  # build requirement (pyproject.toml)
+    import grpc_tools
+
+    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / "pricegrid" / "v1").glob("*.proto"))
+    if not protos:
+        raise SystemExit("no .proto files under proto/pricegrid/v1")
+    stamp = GENERATED_V1 / ".stamp"
+    newest = max((PROTO_ROOT / p).stat().st_mtime for p in protos)
+    if stamp.exists() and stamp.stat().st_mtime >= newest and (GENERATED_V1 / "__init__.py").exists():
+        return
+    if GENERATED_V1.exists():
+        shutil.rmtree(GENERATED_V1)
+    GENERATED_V1.mkdir(parents=True)
+    well_known = Path(grpc_tools.__file__).parent / "_proto"
+    args = [
+        "grpc_tools.protoc",
+        f"-I{PROTO_ROOT}",
+        f"-I{well_known}",
+        f"--python_out={GENERATED}",
+        f"--pyi_out={GENERATED}",
+        f"--grpc_python_out={GENERATED}",
+    ]
+    plugin = shutil.which("protoc-gen-mypy_grpc") or _beside_python("protoc-gen-mypy_grpc")
+    if plugin:
+        args += [f"--plugin=protoc-gen-mypy_grpc={plugin}", f"--mypy_grpc_out={GENERATED}"]
+    rc = protoc.main(args + protos)
+    if rc != 0:
+        raise SystemExit(f"protoc failed ({rc}) on {protos}")
+    (GENERATED_V1 / "__init__.py").write_text(
+        '"""pricegrid v1 contract: generated from proto/pricegrid/v1 at build time."""\n'
+    )
+    (GENERATED_V1 / "py.typed").write_text("")
+    stamp.write_text("")
+
+
+def _beside_python(name: str) -> str | None:
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else None
+
+
+# --------------------------------------------------------------------------- kernels
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+CPU_TARGET = os.environ.get("PRICEGRID_CPU_TARGET", "native").strip() or "native"
+DEBUG = _flag("PRICEGRID_DEBUG")
+OPENMP = not _flag("PRICEGRID_NO_OPENMP")
+
+COMPILE_ARGS = [
+    "-O1" if DEBUG else "-O3",
+    f"-march={CPU_TARGET}",
+    # glibc's vector math (libmvec) is used for exp/log/erfc in `#pragma omp simd` loops only
+    # when errno need not be set. No -ffast-math: it would delete the NaN checks.
+    "-fno-math-errno",
+    "-fopenmp-simd",
+    "-fno-trapping-math",
+    "-Wno-unused-function",
+]
+if DEBUG:
+    COMPILE_ARGS.append("-g")
+LINK_ARGS = ["-lm"]
+if OPENMP:
+    COMPILE_ARGS.append("-fopenmp")
+    LINK_ARGS.append("-fopenmp")
+
+DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": not DEBUG,
+    "nonecheck": DEBUG,
+    "embedsignature": True,
+}
+
+
+def extensions() -> list[Extension]:
+    return [
+        Extension(
+            f"pricegrid.ext.{name}",
+            [f"ext/{name}.pyx"],
+            include_dirs=["ext"],
+            depends=[str(p) for p in Path("ext").glob("*.h")] + [str(p) for p in Path("ext").glob("*.pxd")],
+            extra_compile_args=COMPILE_ARGS,
+            extra_link_args=LINK_ARGS,
+        )
+        for name in KERNELS
+    ]
+
+
+def build_info() -> dict:
+    import Cython
+
+    try:
+        import numpy
+
+        numpy_version = numpy.__version__
+    except ImportError:  # numpy is not needed to compile the kernels
+        numpy_version = ""
+    return {
+        "compiler": sysconfig.get_config_var("CC") or "cc",
+        "compile_args": COMPILE_ARGS,
+        "link_args": LINK_ARGS,
+        "cpu_target": CPU_TARGET,
+        "debug": DEBUG,
+        "openmp": OPENMP,
+        "cython_version": Cython.__version__,
+        "numpy_version": numpy_version,
+        "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "directives": DIRECTIVES,
+    }
+
+
+class build_ext(_build_ext):
+    """Cythonize into build/cython (no .c in the source tree) and record the flags used."""
+
+    def finalize_options(self):
+        from Cython.Build import cythonize
+
+        self.distribution.ext_modules = cythonize(
+            self.distribution.ext_modules,
+            compiler_directives=DIRECTIVES,
+            build_dir="build/cython",
+            quiet=True,
+        )
+        super().finalize_options()
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / "pricegrid" / "ext" / "_build_info.py"
+        if self.inplace:
+            target = ROOT / "ext" / "_build_info.py"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(
+            '"""Flags the kernels were compiled with (written by setup.py at build time)."""\n'
+            f"BUILD_INFO = {build_info()!r}\n"
+        )
+
+
+class build_py(_build_py):
+    def run(self):
+        generate_contract()
+        super().run()
+
+
+generate_contract()  # setuptools lists pricegrid.v1 below, so its folder must exist first
+
+PACKAGE_DIR = {
+    "pricegrid.server": "server",
+    "pricegrid.ext": "ext",
+    "pricegrid.clients": "clients",
+    "pricegrid.v1": "build/generated/pricegrid/v1",
+}
+PACKAGES = (
+    ["pricegrid.server"]
+    + [f"pricegrid.server.{p}" for p in find_packages("server")]
+    + ["pricegrid.ext", "pricegrid.clients", "pricegrid.v1"]
+    + [f"pricegrid.clients.{p}" for p in find_packages("clients")]
+)
+
+setup(
+    packages=PACKAGES,
+    package_dir=PACKAGE_DIR,
+    package_data={
+        "pricegrid.v1": ["*.pyi", "py.typed"],
+        "pricegrid.ext": ["*.pyi", "*.pxd", "*.h"],
+        "pricegrid.server": ["py.typed"],
+        "pricegrid.clients": ["py.typed"],
+    },
+    ext_modules=extensions(),
+    cmdclass={"build_ext": build_ext, "build_py": build_py},
+    zip_safe=False,
+)
