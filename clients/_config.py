@@ -1,0 +1,116 @@
+"""Client configuration: retries, deadlines and the channel options built from them."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+SERVICES = ("pricegrid.v1.PricingService", "pricegrid.v1.EchoService")
+
+#: A channel option list: ``[("grpc.keepalive_time_ms", 30000), ...]``.
+ChannelOptions = Sequence[tuple[str, object]]
+
+
+class _UseClientDefault:
+    """Sentinel: "use the client's setting" (``None`` means "no deadline")."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "USE_CLIENT_DEFAULT"
+
+
+USE_CLIENT_DEFAULT = _UseClientDefault()
+
+
+def default_target() -> str:
+    """``$PRICEGRID_TARGET``, else ``127.0.0.1:50051``."""
+    return os.environ.get("PRICEGRID_TARGET") or DEFAULT_TARGET
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    """Retries of failed calls, done by gRPC itself (its service-config ``retryPolicy``).
+
+        >>> RetryConfig()                                   # 3 attempts on UNAVAILABLE
+        >>> RetryConfig(max_attempts=5, initial_backoff=0.02)
+        >>> RetryConfig(max_attempts=1)                     # no retries
+
+    gRPC retries only calls that have not yet received a response and caps ``max_attempts``
+    at 5. Every attempt counts against the call's one deadline.
+    """
+
+    max_attempts: int = 3
+    initial_backoff: float = 0.05
+    max_backoff: float = 1.0
+    backoff_multiplier: float = 2.0
+    retryable_status_codes: tuple[str, ...] = ("UNAVAILABLE",)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_attempts <= 5:
+            raise ValueError("max_attempts must be between 1 and 5 (gRPC's cap)")
+        if self.initial_backoff <= 0 or self.max_backoff <= 0 or self.backoff_multiplier <= 0:
+            raise ValueError("backoffs and multiplier must be > 0")
+        object.__setattr__(self, "retryable_status_codes", tuple(c.upper() for c in self.retryable_status_codes))
+        if self.max_attempts > 1 and not self.retryable_status_codes:
+            raise ValueError("retryable_status_codes must name at least one code")
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_attempts > 1
+
+    def service_config(self) -> dict:
+        """The gRPC service config (as a dict) that applies this policy to pricegrid's services."""
+        method = {"name": [{"service": s} for s in SERVICES]}
+        if self.enabled:
+            method["retryPolicy"] = {
+                "maxAttempts": self.max_attempts,
+                "initialBackoff": _duration(self.initial_backoff),
+                "maxBackoff": _duration(self.max_backoff),
+                "backoffMultiplier": self.backoff_multiplier,
+                "retryableStatusCodes": list(self.retryable_status_codes),
+            }
+        return {"methodConfig": [method]}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
+
+
+def channel_options(
+    retries: RetryConfig | None,
+    *,
+    max_message_bytes: int | None = None,
+    extra: ChannelOptions = (),
+) -> list[tuple[str, object]]:
+    """Channel options for a client: retries as a service config, message size limits, then
+    the caller's own options (which win)."""
+    retries = retries or RetryConfig(max_attempts=1)
+    options: dict[str, object] = {
+        "grpc.enable_retries": 1 if retries.enabled else 0,
+        "grpc.service_config": json.dumps(retries.service_config()),
+        # Keep long-lived streams alive through idle proxies.
+        "grpc.keepalive_time_ms": 30_000,
+        "grpc.keepalive_timeout_ms": 10_000,
+    }
+    if max_message_bytes is not None:
+        options["grpc.max_receive_message_length"] = max_message_bytes
+        options["grpc.max_send_message_length"] = max_message_bytes
+    options.update(dict(extra))
+    return list(options.items())
+
+
+def resolve_timeout(timeout, default: float | None) -> float | None:
+    if timeout is USE_CLIENT_DEFAULT:
+        return default
+    if timeout is not None and timeout <= 0:
+        raise ValueError("timeout must be > 0 seconds (or None for no deadline)")
+    return timeout
