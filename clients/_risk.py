@@ -1,0 +1,686 @@
+"""The risk client: whole portfolios as numpy columns, priced in concurrent chunks.
+
+    >>> import numpy as np
+    >>> from pricegrid.clients import RiskClient
+    >>> with RiskClient(target="127.0.0.1:50051") as risk:
+    ...     res = risk.price_batch(
+    ...         model="bsm",
+    ...         option_type=np.where(np.arange(n) % 2, "put", "call"),
+    ...         strike=strikes, time_to_expiry=0.5,             # scalars broadcast
+    ...         spot=spots, rate=0.05, dividend_yield=0.01, volatility=vols,
+    ...         measures=("price", "delta", "gamma"),
+    ...     )
+    >>> res.columns["delta"][res.ok], res.error_count, res.errors[:3]
+
+Columns go out as raw little-endian bytes and come back through ``np.frombuffer``; no
+per-row Python. A batch larger than the server's limits (``ServerInfo.limits``) is cut into
+chunks whose requests and responses stay well under the message size limit, sent at most
+``max_in_flight`` at a time, and put back together in row order.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+import grpc
+import numpy as np
+
+from pricegrid.v1 import common_pb2, pricing_pb2, pricing_pb2_grpc
+
+from . import _columns as C
+from . import _convert
+from ._config import USE_CLIENT_DEFAULT, ChannelOptions, RetryConfig, channel_options, resolve_timeout
+from ._errors import PricingError, RowError, status_code
+from ._frontoffice import _make_channel
+from ._models import (
+    DAY_COUNTS,
+    MEASURE_NAMES,
+    ModelRef,
+    ServerInfo,
+    ServerLimits,
+    day_count_name,
+    measure_codes,
+    model_code,
+)
+
+#: gRPC's default receive limit, assumed when the server does not state its own.
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+#: the input columns the batch methods (and ``price_frame``) know, by name
+INPUT_COLUMNS = (
+    "option_type",
+    "strike",
+    "time_to_expiry",
+    "expiry_date",
+    "valuation_date",
+    "day_count",
+    "spot",
+    "forward",
+    "rate",
+    "dividend_yield",
+    "volatility",
+)
+EFFECTIVE_INPUTS = ("forward", "discount_factor", "time_to_expiry", "volatility")
+
+# where each column lives in the request: (message path, kind)
+_DOUBLE_PATHS = {
+    "strike": ("european", "strike"),
+    "time_to_expiry": ("european", "time_to_expiry"),
+    "spot": ("market", "spot"),
+    "forward": ("market", "forward"),
+    "rate": ("market", "rate"),
+    "dividend_yield": ("market", "dividend_yield"),
+    "volatility": ("market", "volatility"),
+    "price": ("price",),
+}
+_INT_PATHS = {"option_type": ("european", "option_type"), "expiry_date": ("european", "expiry_date")}
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStats:
+    """How a batch went: chunks sent, server compute time (summed over chunks), wall time,
+    bytes on the wire (serialized messages) and the most kernel threads a chunk used."""
+
+    chunks: int = 0
+    compute_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    threads: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """Arrays out, one entry per input row.
+
+    ``columns``     ``{measure name: float64 array}`` in the order asked (``"volatility"``
+                    for implied volatility); failed rows hold NaN
+    ``status``      int32 google.rpc code per row, 0 OK (``ok`` is ``status == 0``)
+    ``errors``      :class:`RowError` of the first failed rows the server described (it
+                    caps them; ``error_count`` counts them all), rows counted from the start
+                    of the whole batch
+    ``inputs``      ``{forward, discount_factor, time_to_expiry, volatility}`` arrays the
+                    model used (empty when ``effective_inputs=False``)
+    ``priced_by``   :class:`ModelRef`
+
+    Arrays may be read-only views of the response bytes; ``.copy()`` one to modify it.
+    """
+
+    rows: int
+    columns: Mapping[str, np.ndarray]
+    status: np.ndarray
+    errors: list[RowError]
+    error_count: int
+    inputs: Mapping[str, np.ndarray] = field(default_factory=dict)
+    priced_by: ModelRef = field(default_factory=ModelRef)
+    stats: BatchStats = field(default_factory=BatchStats)
+
+    @property
+    def ok(self) -> np.ndarray:
+        """Boolean mask of the rows that priced."""
+        return self.status == 0
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def to_frame(self, index=None):
+        """A pandas DataFrame: one column per measure, ``status``, and the inputs used as
+        ``effective_forward``, ``effective_discount_factor``, ... (needs pandas)."""
+        pd = _pandas()
+        data: dict[str, np.ndarray] = dict(self.columns)
+        data["status"] = self.status
+        for name, values in self.inputs.items():
+            data[f"effective_{name}"] = values
+        return pd.DataFrame(data, index=index)
+
+
+def _pandas():
+    try:
+        import pandas
+    except ImportError:  # pragma: no cover - pandas is a test dependency
+        raise ImportError("this needs pandas: pip install 'pricegrid[pandas]'") from None
+    return pandas
+
+
+@dataclass(frozen=True)
+class BatchRequests:
+    """A batch's request messages, one per chunk of ``plan`` (``plan.ranges[i]`` are the rows
+    of ``requests[i]``); iterating yields ``((start, stop), request)``."""
+
+    plan: C.ChunkPlan
+    requests: list
+
+    def __iter__(self):
+        return iter(zip(self.plan.ranges, self.requests))
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+
+def _response_bytes_per_row(measures: int, effective_inputs: bool) -> int:
+    """Bytes per row of a batch response: a float64 per measure, the int32 status and the
+    effective-input columns."""
+    return 8 * measures + 4 + (8 * len(EFFECTIVE_INPUTS) if effective_inputs else 0)
+
+
+# ---------------------------------------------------------------------------- prepared batch
+class _PreparedBatch:
+    """Columns made arrays once; ``request(start, stop)`` builds one chunk's message."""
+
+    def __init__(self, message_type, base, doubles: dict[str, np.ndarray], ints: dict[str, np.ndarray]) -> None:
+        self.message_type = message_type
+        self.base = base
+        self.doubles = doubles
+        self.ints = ints
+        self.rows = C.broadcast_length({**doubles, **ints})
+        # A broadcast column is the same bytes in every chunk: encode it once.
+        self._fixed = {
+            name: np.ascontiguousarray(a).tobytes() for name, a in {**doubles, **ints}.items() if len(a) == 1
+        }
+
+    @property
+    def request_bytes_per_row(self) -> int:
+        return C.row_bytes(list(self.doubles.values()) + list(self.ints.values()))
+
+    def request(self, start: int, stop: int):
+        message = self.message_type()
+        message.CopyFrom(self.base)
+        for name, array in self.doubles.items():
+            self._column(message, _DOUBLE_PATHS[name]).raw = self._bytes(name, array, start, stop)
+        for name, array in self.ints.items():
+            self._column(message, _INT_PATHS[name]).raw = self._bytes(name, array, start, stop)
+        return message
+
+    def _bytes(self, name: str, array: np.ndarray, start: int, stop: int) -> bytes:
+        fixed = self._fixed.get(name)
+        return fixed if fixed is not None else array[start:stop].tobytes()
+
+    @staticmethod
+    def _column(message, path):
+        for part in path:
+            message = getattr(message, part)
+        return message
+
+
+class RiskClient:
+    """Price portfolios as columns (see the module docstring).
+
+    Keyword-only arguments:
+
+    ``target``         ``"host:port"`` (default ``$PRICEGRID_TARGET`` or ``127.0.0.1:50051``)
+    ``timeout``        deadline of each chunk's call in seconds (``None``: none)
+    ``chunk_rows``     cap on rows per chunk (default: as many as the server's limits allow)
+    ``max_in_flight``  chunks sent concurrently
+    ``progress``       show a tqdm progress bar (when tqdm is installed)
+    ``retries``        :class:`RetryConfig` (gRPC's own retries on ``UNAVAILABLE``)
+    ``channel``        a ``grpc.Channel`` to use instead of opening one (not closed by us)
+    ``credentials``, ``options``  as for :class:`FrontOfficeClient`
+
+    The channel's send and receive message limits are lifted; the server's own limit
+    (``ServerInfo.limits.max_message_bytes``) is what the chunks are planned against.
+    """
+
+    def __init__(
+        self,
+        *,
+        target: str | None = None,
+        timeout: float | None = 60.0,
+        chunk_rows: int | None = None,
+        max_in_flight: int = 4,
+        progress: bool = False,
+        retries: RetryConfig = RetryConfig(),
+        channel: grpc.Channel | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: ChannelOptions = (),
+    ) -> None:
+        if chunk_rows is not None and chunk_rows < 1:
+            raise ValueError("chunk_rows must be >= 1")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
+        self.timeout = resolve_timeout(timeout, None)
+        self.chunk_rows = chunk_rows
+        self.max_in_flight = max_in_flight
+        self.progress = progress
+        self._owns_channel = channel is None
+        if channel is None:
+            channel = _make_channel(target, credentials, channel_options(retries, max_message_bytes=-1, extra=options))
+        self.channel = channel
+        self._stub = pricing_pb2_grpc.PricingServiceStub(channel)
+        self._info: ServerInfo | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ server limits
+    def server_info(self, *, refresh: bool = False, timeout=USE_CLIENT_DEFAULT) -> ServerInfo:
+        """The server's ServerInfo (cached after the first call)."""
+        if self._info is None or refresh:
+            try:
+                response = self._stub.ServerInfo(
+                    pricing_pb2.ServerInfoRequest(), timeout=resolve_timeout(timeout, self.timeout)
+                )
+            except grpc.RpcError as e:
+                raise PricingError.from_rpc_error(e) from None
+            self._info = _convert.server_info(response)
+        return self._info
+
+    def limits(self) -> ServerLimits:
+        """The server's limits; gRPC's defaults when it has no ServerInfo (``UNIMPLEMENTED``)."""
+        try:
+            return self.server_info().limits
+        except PricingError as e:
+            if e.code != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            self._info = ServerInfo()
+            return self._info.limits
+
+    def plan(self, rows: int, *, request_bytes_per_row: int, response_bytes_per_row: int) -> C.ChunkPlan:
+        """The chunks a batch of ``rows`` rows is cut into against this server's limits."""
+        limits = self.limits()
+        return C.plan_chunks(
+            rows,
+            request_bytes_per_row=request_bytes_per_row,
+            response_bytes_per_row=response_bytes_per_row,
+            max_message_bytes=limits.max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES,
+            max_rows=limits.max_rows,
+            chunk_rows=self.chunk_rows,
+        )
+
+    # ------------------------------------------------------------------ price
+    def price_batch(
+        self,
+        *,
+        model: str | int,
+        option_type: Any,
+        strike: Any,
+        time_to_expiry: Any = None,
+        expiry_date: Any = None,
+        valuation_date: Any = None,
+        day_count: str | None = None,
+        spot: Any = None,
+        forward: Any = None,
+        rate: Any = 0.0,
+        dividend_yield: Any = None,
+        volatility: Any,
+        measures: Iterable[str] | str = ("price",),
+        threads: int = 0,
+        effective_inputs: bool = True,
+        timeout=USE_CLIENT_DEFAULT,
+    ) -> BatchResult:
+        """Price a batch given as arrays (or scalars, broadcast to every row).
+
+        ``option_type``  ints (1 call, 2 put) or strings ``'call'``/``'put'``/``'C'``/``'P'``
+        ``time_to_expiry`` year fractions, or ``expiry_date`` (numpy datetime64, dates or ISO
+        strings) with one ``valuation_date`` and ``day_count`` (default ``"ACT/365F"``)
+        ``spot`` (``"bsm"``) or ``forward`` (``"black76"``, ``"bachelier"``)
+        ``measures``     names, in the order wanted: price, delta, gamma, vega, theta, rho, ...
+        ``threads``      kernel threads per chunk (0: the server's default)
+        """
+        codes = measure_codes(measures) or [common_pb2.MEASURE_PRICE]
+        prepared = self._prepare(
+            pricing_pb2.PriceBatchRequest,
+            model=model,
+            measures=codes,
+            threads=threads,
+            effective_inputs=effective_inputs,
+            columns=dict(
+                option_type=option_type,
+                strike=strike,
+                time_to_expiry=time_to_expiry,
+                expiry_date=expiry_date,
+                valuation_date=valuation_date,
+                day_count=day_count,
+                spot=spot,
+                forward=forward,
+                rate=rate,
+                dividend_yield=dividend_yield,
+                volatility=volatility,
+            ),
+        )
+        names = [MEASURE_NAMES[c] for c in codes]
+        response_bytes = _response_bytes_per_row(len(names), effective_inputs)
+        return self._execute(
+            prepared,
+            self._stub.PriceBatch,
+            response_bytes,
+            lambda response: [(MEASURE_NAMES.get(c.measure, str(c.measure)), c.values) for c in response.columns],
+            names,
+            timeout,
+        )
+
+    def price_batch_requests(self, **kwargs) -> "BatchRequests":
+        """The PriceBatchRequest messages :meth:`price_batch` would send for these arguments,
+        one per chunk of ``.plan`` (for inspection, golden files and benchmarks)::
+
+            >>> reqs = risk.price_batch_requests(model="bsm", option_type="call", strike=k, ...)
+            >>> for (start, stop), request in reqs: ...
+        """
+        kwargs.pop("timeout", None)
+        codes = measure_codes(kwargs.pop("measures", ("price",))) or [common_pb2.MEASURE_PRICE]
+        model = kwargs.pop("model")
+        threads = kwargs.pop("threads", 0)
+        effective_inputs = kwargs.pop("effective_inputs", True)
+        if kwargs.get("volatility") is None:
+            raise ValueError("volatility is required")
+        prepared = self._prepare(
+            pricing_pb2.PriceBatchRequest,
+            model=model,
+            measures=codes,
+            threads=threads,
+            effective_inputs=effective_inputs,
+            columns=kwargs,
+        )
+        plan = self.plan(
+            prepared.rows,
+            request_bytes_per_row=prepared.request_bytes_per_row,
+            response_bytes_per_row=_response_bytes_per_row(len(codes), effective_inputs),
+        )
+        return BatchRequests(plan, [prepared.request(start, stop) for start, stop in plan.ranges])
+
+    def implied_vol_batch(
+        self,
+        *,
+        model: str | int,
+        option_type: Any,
+        strike: Any,
+        price: Any,
+        time_to_expiry: Any = None,
+        expiry_date: Any = None,
+        valuation_date: Any = None,
+        day_count: str | None = None,
+        spot: Any = None,
+        forward: Any = None,
+        rate: Any = 0.0,
+        dividend_yield: Any = None,
+        threads: int = 0,
+        effective_inputs: bool = True,
+        timeout=USE_CLIENT_DEFAULT,
+    ) -> BatchResult:
+        """Implied volatilities of a batch from its prices: ``result.columns["volatility"]``
+        (arguments as for :meth:`price_batch`, ``price`` the premiums)."""
+        prepared = self._prepare(
+            pricing_pb2.ImpliedVolatilityBatchRequest,
+            model=model,
+            measures=None,
+            threads=threads,
+            effective_inputs=effective_inputs,
+            columns=dict(
+                option_type=option_type,
+                strike=strike,
+                time_to_expiry=time_to_expiry,
+                expiry_date=expiry_date,
+                valuation_date=valuation_date,
+                day_count=day_count,
+                spot=spot,
+                forward=forward,
+                rate=rate,
+                dividend_yield=dividend_yield,
+                price=price,
+            ),
+        )
+        response_bytes = _response_bytes_per_row(1, effective_inputs)
+        return self._execute(
+            prepared,
+            self._stub.ImpliedVolatilityBatch,
+            response_bytes,
+            lambda response: [("volatility", response.volatility)],
+            ["volatility"],
+            timeout,
+        )
+
+    # ------------------------------------------------------------------ DataFrames
+    def price_frame(self, df, *, model: str | int, measures: Iterable[str] | str = ("price",), **kwargs):
+        """Price a pandas DataFrame whose columns carry the inputs by name (``option_type``,
+        ``strike``, ``time_to_expiry`` or ``expiry_date``/``valuation_date``/``day_count``,
+        ``spot`` or ``forward``, ``rate``, ``dividend_yield``, ``volatility``); keyword
+        arguments supply (or override) inputs not in the frame. Returns a DataFrame on the
+        same index (see :meth:`BatchResult.to_frame`)."""
+        result = self.price_batch(model=model, measures=measures, **self._frame_inputs(df, INPUT_COLUMNS, kwargs))
+        return result.to_frame(index=df.index)
+
+    def implied_vol_frame(self, df, *, model: str | int, **kwargs):
+        """Implied volatilities of a DataFrame with a ``price`` column (see :meth:`price_frame`);
+        returns a DataFrame with ``volatility``, ``status`` and the inputs used."""
+        names = tuple(n for n in INPUT_COLUMNS if n != "volatility") + ("price",)
+        result = self.implied_vol_batch(model=model, **self._frame_inputs(df, names, kwargs))
+        return result.to_frame(index=df.index)
+
+    @staticmethod
+    def _frame_inputs(df, names, overrides) -> dict:
+        _pandas()
+        inputs: dict[str, Any] = {}
+        for name in names:
+            if name in overrides or name not in df.columns:
+                continue
+            column = df[name]
+            if name in ("valuation_date", "day_count"):
+                distinct = column.dropna().unique()
+                if len(distinct) != 1:
+                    raise ValueError(f"{name}: the batch takes one value, the frame has {len(distinct)}")
+                inputs[name] = distinct[0]
+            else:
+                inputs[name] = column.to_numpy()
+        inputs.update(overrides)
+        return inputs
+
+    # ------------------------------------------------------------------ machinery
+    def _prepare(self, message_type, *, model, measures, threads, effective_inputs, columns) -> _PreparedBatch:
+        base = message_type(
+            model=model_code(model),
+            output_encoding=common_pb2.ENCODING_RAW,
+            omit_effective_inputs=not effective_inputs,
+            threads=int(threads),
+        )
+        if measures is not None:
+            base.measures.extend(measures)
+        columns = dict(columns)
+        unknown = set(columns) - set(INPUT_COLUMNS) - {"price"}
+        if unknown:
+            raise TypeError(f"unknown batch inputs: {sorted(unknown)}")
+        doubles: dict[str, np.ndarray] = {}
+        ints: dict[str, np.ndarray] = {}
+
+        if columns.get("option_type") is None:
+            raise ValueError("option_type is required")
+        ints["option_type"] = C.as_option_type_column(columns["option_type"])
+        for name in ("strike", "volatility", "price"):
+            if name in columns:
+                if columns[name] is None:
+                    raise ValueError(f"{name} is required")
+                doubles[name] = C.as_float_column(name, columns[name])
+
+        time_to_expiry, expiry_date = columns.get("time_to_expiry"), columns.get("expiry_date")
+        if (time_to_expiry is None) == (expiry_date is None):
+            raise ValueError("give exactly one of time_to_expiry= or expiry_date=")
+        if time_to_expiry is not None:
+            doubles["time_to_expiry"] = C.as_float_column("time_to_expiry", time_to_expiry)
+            for name in ("valuation_date", "day_count"):
+                if columns.get(name) is not None:
+                    raise ValueError(f"{name} goes with expiry_date=, not time_to_expiry=")
+        else:
+            if columns.get("valuation_date") is None:
+                raise ValueError("expiry_date= needs valuation_date=")
+            ints["expiry_date"] = C.as_date_column("expiry_date", expiry_date)
+            base.european.valuation_date.CopyFrom(
+                C.date_message(C.as_date("valuation_date", columns["valuation_date"]))
+            )
+            base.european.day_count = DAY_COUNTS[day_count_name(columns.get("day_count") or "ACT/365F")]
+
+        spot, forward = columns.get("spot"), columns.get("forward")
+        if (spot is None) == (forward is None):
+            raise ValueError("give exactly one of spot= or forward=")
+        if spot is not None:
+            doubles["spot"] = C.as_float_column("spot", spot)
+        else:
+            doubles["forward"] = C.as_float_column("forward", forward)
+        doubles["rate"] = C.as_float_column("rate", 0.0 if columns.get("rate") is None else columns["rate"])
+        if columns.get("dividend_yield") is not None:
+            doubles["dividend_yield"] = C.as_float_column("dividend_yield", columns["dividend_yield"])
+        return _PreparedBatch(message_type, base, doubles, ints)
+
+    def _execute(self, prepared: _PreparedBatch, method, response_bytes_per_row, columns_of, names, timeout):
+        self._check_open()
+        timeout = resolve_timeout(timeout, self.timeout)
+        started = time.perf_counter()
+        rows = prepared.rows
+        plan = self.plan(
+            rows, request_bytes_per_row=prepared.request_bytes_per_row, response_bytes_per_row=response_bytes_per_row
+        )
+        single = len(plan) == 1
+        out: dict[str, np.ndarray] = {} if single else {name: np.empty(rows) for name in names}
+        status = None if single else np.empty(rows, dtype=np.int32)
+        inputs: dict[str, np.ndarray] = {}
+        errors: list[RowError] = []
+        totals = {"error_count": 0, "compute": 0.0, "sent": 0, "received": 0, "threads": 0}
+        priced_by: list[ModelRef] = []
+
+        def build(start: int, stop: int):
+            request = prepared.request(start, stop)
+            totals["sent"] += request.ByteSize()
+            return request
+
+        def on_response(start: int, stop: int, response) -> None:
+            nonlocal status
+            n = stop - start
+            if response.rows and response.rows != n:
+                raise PricingError(
+                    grpc.StatusCode.INTERNAL, f"the server answered {response.rows} rows for a chunk of {n}"
+                )
+            totals["received"] += response.ByteSize()
+            got = dict(columns_of(response))
+            for name in names:
+                if name not in got:
+                    raise PricingError(grpc.StatusCode.INTERNAL, f"the response lacks the {name!r} column")
+                values = C.decode_double(got[name], n)
+                if single:
+                    out[name] = values
+                else:
+                    out[name][start:stop] = values
+            row_status = (
+                C.decode_int32(response.status, n) if response.HasField("status") else np.zeros(n, np.int32)
+            )
+            if single:
+                status = row_status
+            else:
+                status[start:stop] = row_status
+            if response.HasField("inputs"):
+                for name in EFFECTIVE_INPUTS:
+                    column = getattr(response.inputs, name)
+                    values = C.decode_double(column, n)
+                    if single:
+                        inputs[name] = values
+                    else:
+                        inputs.setdefault(name, np.full(rows, np.nan))[start:stop] = values
+            errors.extend(
+                RowError(row=start + e.row, code=status_code(e.code), field=e.field, message=e.message)
+                for e in response.errors
+            )
+            totals["error_count"] += response.error_count
+            totals["compute"] += response.stats.compute_seconds
+            totals["threads"] = max(totals["threads"], response.stats.threads)
+            if not priced_by:
+                priced_by.append(_convert.model_ref(response.priced_by))
+
+        self.run_chunks(plan, build, method, on_response, timeout=timeout)
+        errors.sort(key=lambda e: e.row)
+        if status is None:  # an empty batch
+            status = np.zeros(0, np.int32)
+            out = {name: np.zeros(0) for name in names}
+        return BatchResult(
+            rows=rows,
+            columns=out,
+            status=status,
+            errors=errors,
+            error_count=int(totals["error_count"]),
+            inputs=inputs,
+            priced_by=priced_by[0] if priced_by else ModelRef(),
+            stats=BatchStats(
+                chunks=len(plan),
+                compute_seconds=totals["compute"],
+                wall_seconds=time.perf_counter() - started,
+                bytes_sent=int(totals["sent"]),
+                bytes_received=int(totals["received"]),
+                threads=int(totals["threads"]),
+            ),
+        )
+
+    def run_chunks(
+        self,
+        plan: C.ChunkPlan,
+        build: Callable[[int, int], Any],
+        method,
+        on_response: Callable[[int, int, Any], None],
+        *,
+        timeout: float | None,
+    ) -> None:
+        """Send ``build(start, stop)`` for every chunk of ``plan`` through the unary
+        multi-callable ``method``, at most ``max_in_flight`` at once, and hand each answer
+        to ``on_response(start, stop, response)`` (in the calling thread, in completion
+        order). The first failure cancels the chunks still in flight and raises
+        :class:`PricingError`."""
+        done: queue.SimpleQueue = queue.SimpleQueue()
+        in_flight: dict[Any, tuple[int, int]] = {}
+        ranges = iter(plan.ranges)
+        bar = self._progress_bar(plan.rows)
+
+        def submit() -> bool:
+            chunk = next(ranges, None)
+            if chunk is None:
+                return False
+            future = method.future(build(*chunk), timeout=timeout)
+            in_flight[future] = chunk
+            future.add_done_callback(done.put)
+            return True
+
+        try:
+            for _ in range(self.max_in_flight):
+                if not submit():
+                    break
+            while in_flight:
+                future = done.get()
+                chunk = in_flight.pop(future)
+                try:
+                    response = future.result()
+                except grpc.RpcError as e:
+                    raise PricingError.from_rpc_error(e) from None
+                on_response(chunk[0], chunk[1], response)
+                if bar is not None:
+                    bar.update(chunk[1] - chunk[0])
+                submit()
+        finally:
+            for future in in_flight:
+                future.cancel()
+            if bar is not None:
+                bar.close()
+
+    def _progress_bar(self, total: int):
+        if not self.progress:
+            return None
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            warnings.warn("progress=True needs tqdm: pip install 'pricegrid[progress]'", stacklevel=4)
+            return None
+        return tqdm(total=total, unit="row", unit_scale=True, desc="pricegrid")
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._owns_channel:
+                self.channel.close()
+
+    def __enter__(self) -> "RiskClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the client is closed")
