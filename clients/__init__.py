@@ -1,1 +1,71 @@
-"""pricegrid.clients: front-office and risk clients, CLI."""
+"""pricegrid.clients: front-office and risk clients for the pricegrid service, and its CLI.
+
+    >>> from pricegrid.clients import FrontOfficeClient, RiskClient, EuropeanOption, Market
+    >>> with FrontOfficeClient(target="127.0.0.1:50051") as client:
+    ...     client.price(EuropeanOption(option_type="call", strike=100.0, expiry=0.5),
+    ...                  Market(spot=100.0, rate=0.05, volatility=0.2),
+    ...                  measures=("delta", "vega")).price
+
+``FrontOfficeClient`` (and ``AsyncFrontOfficeClient``) price one trade at a time, over unary
+calls or one long-lived stream, and tick trades held on a stream; ``RiskClient`` prices
+numpy columns (or a pandas DataFrame) in concurrent chunks. Every failure is a
+``PricingError``. ``pricegrid.clients.testing.FakeChannel`` runs them without a server.
+
+Clients depend only on the ``pricegrid.v1`` contract, grpc and numpy (pandas, tqdm and
+matplotlib where asked for).
+"""
+
+from ._aio import AsyncFrontOfficeClient, AsyncPriceStreamSession
+from ._config import USE_CLIENT_DEFAULT, RetryConfig, default_target
+from ._convert import StreamReply
+from ._errors import PricingError, RowError
+from ._frontoffice import FrontOfficeClient, PriceStreamSession
+from ._models import (
+    DAY_COUNTS,
+    MEASURES,
+    MODELS,
+    EffectiveInputs,
+    EuropeanOption,
+    ExpiryDates,
+    Greeks,
+    ImpliedVolResult,
+    Market,
+    MarketUpdate,
+    ModelInfo,
+    ModelRef,
+    PriceResult,
+    ServerInfo,
+    ServerLimits,
+)
+from ._risk import BatchResult, BatchStats, RiskClient
+
+__all__ = [
+    "AsyncFrontOfficeClient",
+    "AsyncPriceStreamSession",
+    "BatchResult",
+    "BatchStats",
+    "DAY_COUNTS",
+    "EffectiveInputs",
+    "EuropeanOption",
+    "ExpiryDates",
+    "FrontOfficeClient",
+    "Greeks",
+    "ImpliedVolResult",
+    "MEASURES",
+    "MODELS",
+    "Market",
+    "MarketUpdate",
+    "ModelInfo",
+    "ModelRef",
+    "PriceResult",
+    "PriceStreamSession",
+    "PricingError",
+    "RetryConfig",
+    "RiskClient",
+    "RowError",
+    "ServerInfo",
+    "ServerLimits",
+    "StreamReply",
+    "USE_CLIENT_DEFAULT",
+    "default_target",
+]

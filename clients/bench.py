@@ -1,0 +1,610 @@
+"""``pricegrid bench latency``: the latency of a running server against the floor of gRPC.
+
+    pricegrid bench latency --target 127.0.0.1:50051 --count 5000 --concurrency 4 \\
+        --batch-rows 1000000 --json latency.json --png latency.png
+
+Six series, in one run, against the one ``--target`` (nothing else is contacted):
+
+    Echo         EchoService/Echo, unary, carrying the serialized PriceRequest bytes
+    Price        PricingService/Price, unary (the same PriceRequest: price + --greeks)
+    EchoStream   EchoService/EchoStream, one stream per caller, one message at a time,
+                 carrying the serialized StreamRequest bytes
+    PriceStream  PricingService/PriceStream, one stream per caller, one message at a time
+    EchoBatch    EchoService/Echo carrying the very request bytes the RiskClient sends for
+                 the batch, chunk by chunk, as concurrently as the RiskClient
+    PriceBatch   PriceBatch through RiskClient (--batch-rows rows; price + delta, gamma,
+                 vega, theta, rho; effective inputs off, so the response is about the size
+                 of the request)
+
+The per-trade series send pre-built messages through the generated stub (no client-side
+conversion), so their ratio to Echo is what the server adds to gRPC's own round trip; the
+batch goes through the RiskClient as a user's would (encoding and decoding included). Each
+series runs ``--warmup`` calls first (not counted), then stops after ``--count`` calls or
+``--duration`` seconds, whichever comes first, with ``--concurrency`` callers (the batch
+series: one caller). Reports p50/p90/p99/p99.9 and calls per second, the ratios Price/Echo,
+PriceStream/Echo, PriceStream/EchoStream and PriceBatch/EchoBatch at p50, and writes
+``--json`` and a latency histogram ``--png`` (needs matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import itertools
+import json
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import grpc
+import numpy as np
+
+from pricegrid.v1 import pricing_pb2, pricing_pb2_grpc
+
+from . import _convert, _format
+from ._config import RetryConfig, channel_options, default_target
+from ._errors import PricingError
+from ._models import EuropeanOption, Market
+
+ECHO = "/pricegrid.v1.EchoService/Echo"
+ECHO_STREAM = "/pricegrid.v1.EchoService/EchoStream"
+BATCH_MEASURES = ("price", "delta", "gamma", "vega", "theta", "rho")
+SERIES = ("Echo", "Price", "EchoStream", "PriceStream", "EchoBatch", "PriceBatch")
+MODES = {"price": ("Echo", "Price"), "stream": ("EchoStream", "PriceStream"), "batch": ("EchoBatch", "PriceBatch")}
+RATIOS = (
+    ("Price/Echo", "Price", "Echo"),
+    ("PriceStream/Echo", "PriceStream", "Echo"),
+    ("PriceStream/EchoStream", "PriceStream", "EchoStream"),
+    ("PriceBatch/EchoBatch", "PriceBatch", "EchoBatch"),
+)
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+
+
+# ---------------------------------------------------------------------------- arguments
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _modes(text: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = set(names) - set(MODES)
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"modes are a comma-separated subset of {list(MODES)}")
+    return names
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", default=None, help="server host:port (default: $PRICEGRID_TARGET or 127.0.0.1:50051)")
+    parser.add_argument("--count", type=_positive_int, default=2000, help="measured calls per series (default 2000)")
+    parser.add_argument("--duration", type=_positive_float, default=10.0, help="at most this many seconds per series")
+    parser.add_argument("--concurrency", type=_positive_int, default=1, help="callers of the per-trade series")
+    parser.add_argument("--warmup", type=_non_negative_int, default=100, help="warm-up calls per series (not counted)")
+    parser.add_argument("--greeks", default="delta,gamma,vega,theta,rho", help="Greeks of the per-trade requests")
+    parser.add_argument("--batch-rows", type=_positive_int, default=1_000_000, help="rows per PriceBatch call")
+    parser.add_argument("--batch-count", type=_positive_int, default=5, help="measured batch calls (default 5)")
+    parser.add_argument("--batch-warmup", type=_non_negative_int, default=1)
+    parser.add_argument("--max-in-flight", type=_positive_int, default=4, help="concurrent chunks of a batch")
+    parser.add_argument("--chunk-rows", type=_positive_int, default=None, help="cap on rows per batch chunk")
+    parser.add_argument("--modes", type=_modes, default=list(MODES), help="subset of price,stream,batch")
+    parser.add_argument("--timeout", type=_positive_float, default=30.0, help="deadline per call in seconds")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the batch's random inputs")
+    parser.add_argument("--json", dest="json_path", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--png", type=Path, default=None, help="draw a latency histogram here (needs matplotlib)")
+
+
+# ---------------------------------------------------------------------------- measuring
+@dataclass
+class Series:
+    """The latencies (seconds) of one series' measured calls and what they carried."""
+
+    name: str
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    wall_seconds: float = 0.0
+    concurrency: int = 1
+    rows_per_call: int = 1
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    first_error: str = ""
+
+    def summary(self) -> dict:
+        lat = np.asarray(self.latencies, dtype=np.float64)
+        calls = len(lat)
+        out: dict = {
+            "calls": calls,
+            "errors": self.errors,
+            "concurrency": self.concurrency,
+            "rows_per_call": self.rows_per_call,
+            "wall_seconds": self.wall_seconds,
+            "calls_per_second": calls / self.wall_seconds if self.wall_seconds > 0 else 0.0,
+        }
+        if calls:
+            for p, v in zip(PERCENTILES, np.percentile(lat, PERCENTILES)):
+                out[f"p{p:g}_s"] = float(v)
+            out.update(mean_s=float(lat.mean()), min_s=float(lat.min()), max_s=float(lat.max()))
+        else:
+            for p in PERCENTILES:
+                out[f"p{p:g}_s"] = None
+            out.update(mean_s=None, min_s=None, max_s=None)
+        if self.rows_per_call > 1:
+            out["rows_per_second"] = out["calls_per_second"] * self.rows_per_call
+        if self.bytes_sent or self.bytes_received:
+            out["bytes_sent_per_call"] = self.bytes_sent / max(calls, 1)
+            out["bytes_received_per_call"] = self.bytes_received / max(calls, 1)
+        if self.first_error:
+            out["first_error"] = self.first_error
+        return out
+
+
+class _Worker:
+    """One caller: ``call()`` does one round trip; ``close()`` releases what it holds."""
+
+    def call(self) -> tuple[int, int]:  # -> (bytes sent, bytes received)
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def measure(
+    name: str,
+    make_worker: Callable[[], _Worker],
+    *,
+    count: int,
+    duration: float,
+    concurrency: int,
+    warmup: int,
+    rows_per_call: int = 1,
+) -> Series:
+    """Run ``warmup`` calls on each of ``concurrency`` callers, then measured calls until
+    ``count`` are done or ``duration`` seconds have passed."""
+    series = Series(name, concurrency=concurrency, rows_per_call=rows_per_call)
+    lock = threading.Lock()
+    tickets = itertools.count()
+    ready = threading.Barrier(concurrency + 1)
+    go = threading.Barrier(concurrency + 1)
+    state = {"deadline": 0.0, "failed": None}
+
+    def caller() -> None:
+        latencies: list[float] = []
+        sent = received = errors = 0
+        first_error = ""
+        worker = None
+        try:
+            try:
+                worker = make_worker()
+                for _ in range(warmup):
+                    worker.call()
+            except Exception as e:  # the series cannot run: report and stop
+                state["failed"] = e
+            ready.wait()
+            go.wait()
+            if state["failed"] is not None:
+                return
+            deadline = state["deadline"]
+            while next(tickets) < count and time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                try:
+                    s, r = worker.call()
+                except Exception as e:
+                    errors += 1
+                    first_error = first_error or _describe(e)
+                    continue
+                latencies.append(time.perf_counter() - t0)
+                sent += s
+                received += r
+        except threading.BrokenBarrierError:
+            return
+        finally:
+            if worker is not None:
+                worker.close()
+            with lock:
+                series.latencies.extend(latencies)
+                series.errors += errors
+                series.bytes_sent += sent
+                series.bytes_received += received
+                series.first_error = series.first_error or first_error
+
+    threads = [threading.Thread(target=caller, name=f"bench-{name}-{i}", daemon=True) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    start = time.perf_counter()
+    state["deadline"] = start + duration
+    go.wait()
+    for t in threads:
+        t.join()
+    series.wall_seconds = time.perf_counter() - start
+    if state["failed"] is not None:
+        error = state["failed"]
+        raise BenchError(f"{name}: warm-up failed: {_describe(error)}") from error
+    return series
+
+
+class BenchError(Exception):
+    pass
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, grpc.RpcError):
+        error = PricingError.from_rpc_error(error)
+    return str(error)
+
+
+# ---------------------------------------------------------------------------- workers
+class _Unary(_Worker):
+    def __init__(self, method, request, size: int, timeout: float) -> None:
+        self.method, self.request, self.size, self.timeout = method, request, size, timeout
+
+    def call(self) -> tuple[int, int]:
+        self.method(self.request, timeout=self.timeout)
+        return self.size, self.size
+
+
+class _EchoUnary(_Worker):
+    def __init__(self, method, payload: bytes, timeout: float) -> None:
+        self.method, self.payload, self.timeout = method, payload, timeout
+
+    def call(self) -> tuple[int, int]:
+        reply = self.method(self.payload, timeout=self.timeout)
+        if reply != self.payload:
+            raise BenchError("Echo did not return the bytes it was sent")
+        return len(self.payload), len(reply)
+
+
+class _Stream(_Worker):
+    """One open stream; each call writes one message and reads one reply."""
+
+    def __init__(self, method, message, timeout: float, check: Callable | None = None) -> None:
+        self.requests: queue.SimpleQueue = queue.SimpleQueue()
+        self.message = message
+        self.check = check
+        self.size = len(message) if isinstance(message, bytes) else message.ByteSize()
+        # The stream lives for the whole series; bound it so it can never hang.
+        self.replies = method(iter(self.requests.get, None), timeout=timeout)
+
+    def call(self) -> tuple[int, int]:
+        self.requests.put(self.message)
+        reply = next(self.replies)
+        if self.check is not None:
+            self.check(reply)
+        return self.size, self.size
+
+    def close(self) -> None:
+        self.requests.put(None)
+        self.replies.cancel()
+
+
+def _check_price_reply(reply) -> None:
+    if reply.HasField("error"):
+        raise PricingError.from_error_message(reply.error)
+
+
+def _check_echo_reply(payload: bytes) -> Callable:
+    def check(reply) -> None:
+        if reply != payload:
+            raise BenchError("EchoStream did not return the bytes it was sent")
+
+    return check
+
+
+# ---------------------------------------------------------------------------- the run
+def per_trade_request(greeks: str) -> pricing_pb2.PriceRequest:
+    return _convert.price_request(
+        EuropeanOption(option_type="call", strike=100.0, expiry=0.5),
+        Market(spot=100.0, rate=0.05, dividend_yield=0.01, volatility=0.2),
+        model="bsm",
+        measures=greeks,
+    )
+
+
+def batch_inputs(rows: int, seed: int) -> dict:
+    """Random, valid BSM inputs, one value per row in every column (built before timing)."""
+    rng = np.random.default_rng(seed)
+    return dict(
+        model="bsm",
+        option_type=np.where(rng.random(rows) < 0.5, 1, 2).astype(np.int32),
+        strike=rng.uniform(50.0, 150.0, rows),
+        time_to_expiry=rng.uniform(0.05, 3.0, rows),
+        spot=rng.uniform(80.0, 120.0, rows),
+        rate=rng.uniform(0.0, 0.06, rows),
+        dividend_yield=rng.uniform(0.0, 0.03, rows),
+        volatility=rng.uniform(0.05, 0.6, rows),
+        measures=BATCH_MEASURES,
+        effective_inputs=False,
+    )
+
+
+def run(args, out=sys.stdout) -> int:
+    """Run ``pricegrid bench latency`` from parsed arguments; returns the exit status."""
+    target = args.target or default_target()
+    try:
+        report = run_latency(
+            target=target,
+            count=args.count,
+            duration=args.duration,
+            concurrency=args.concurrency,
+            warmup=args.warmup,
+            greeks=args.greeks,
+            batch_rows=args.batch_rows,
+            batch_count=args.batch_count,
+            batch_warmup=args.batch_warmup,
+            max_in_flight=args.max_in_flight,
+            chunk_rows=args.chunk_rows,
+            modes=args.modes,
+            timeout=args.timeout,
+            seed=args.seed,
+            log=lambda text: print(text, file=sys.stderr, flush=True),
+        )
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(format_report(report), file=out)
+    if args.json_path is not None:
+        args.json_path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json_path}", file=out)
+    if args.png is not None:
+        try:
+            draw_histogram(report, args.png)
+        except ImportError:
+            print("error: --png needs matplotlib: pip install 'pricegrid[plot]'", file=sys.stderr)
+            return 1
+        print(f"wrote {args.png}", file=out)
+    return 0
+
+
+def run_latency(
+    *,
+    target: str,
+    count: int = 2000,
+    duration: float = 10.0,
+    concurrency: int = 1,
+    warmup: int = 100,
+    greeks: str = "delta,gamma,vega,theta,rho",
+    batch_rows: int = 1_000_000,
+    batch_count: int = 5,
+    batch_warmup: int = 1,
+    max_in_flight: int = 4,
+    chunk_rows: int | None = None,
+    modes: Sequence[str] = tuple(MODES),
+    timeout: float = 30.0,
+    seed: int = 7,
+    log: Callable[[str], None] = lambda text: None,
+) -> dict:
+    """Measure the series of ``modes`` against ``target``; returns the report (JSON-ready).
+    Latencies are kept in ``report["samples"]`` (seconds) for :func:`draw_histogram`."""
+    from ._risk import RiskClient
+
+    options = channel_options(RetryConfig(max_attempts=1), max_message_bytes=-1)
+    channel = grpc.insecure_channel(target, options=options)
+    results: dict[str, Series] = {}
+    server: dict = {}
+    try:
+        stub = pricing_pb2_grpc.PricingServiceStub(channel)
+        echo = channel.unary_unary(ECHO, request_serializer=None, response_deserializer=None)
+        echo_stream = channel.stream_stream(ECHO_STREAM, request_serializer=None, response_deserializer=None)
+        try:
+            info = _convert.server_info(stub.ServerInfo(pricing_pb2.ServerInfoRequest(), timeout=timeout))
+            server = {
+                "version": info.version,
+                "kernel_threads": info.kernel_threads,
+                "cpu_target": info.build.get("cpu_target", ""),
+                "max_message_bytes": info.limits.max_message_bytes,
+                "max_rows": info.limits.max_rows,
+            }
+        except grpc.RpcError as e:
+            raise BenchError(f"cannot reach {target}: {_describe(e)}") from None
+
+        per_trade = dict(count=count, duration=duration, concurrency=concurrency, warmup=warmup)
+        if "price" in modes:
+            request = per_trade_request(greeks)
+            payload = request.SerializeToString()
+            log("bench: Echo (unary)")
+            results["Echo"] = measure("Echo", lambda: _EchoUnary(echo, payload, timeout), **per_trade)
+            log("bench: Price (unary)")
+            results["Price"] = measure("Price", lambda: _Unary(stub.Price, request, len(payload), timeout), **per_trade)
+        if "stream" in modes:
+            message = pricing_pb2.StreamRequest(correlation_id="1", price=per_trade_request(greeks))
+            payload = message.SerializeToString()
+            stream_timeout = duration + 2 * timeout + 60.0
+            log("bench: EchoStream")
+            results["EchoStream"] = measure(
+                "EchoStream",
+                lambda: _Stream(echo_stream, payload, stream_timeout, _check_echo_reply(payload)),
+                **per_trade,
+            )
+            log("bench: PriceStream")
+            results["PriceStream"] = measure(
+                "PriceStream",
+                lambda: _Stream(stub.PriceStream, message, stream_timeout, _check_price_reply),
+                **per_trade,
+            )
+        if "batch" in modes:
+            with RiskClient(
+                target=target,
+                timeout=timeout,
+                chunk_rows=chunk_rows,
+                max_in_flight=max_in_flight,
+                retries=RetryConfig(max_attempts=1),
+            ) as risk:
+                inputs = batch_inputs(batch_rows, seed)
+                batch = risk.price_batch_requests(**inputs)
+                payloads = {rng: request.SerializeToString() for rng, request in batch}
+                batch_echo = risk.channel.unary_unary(ECHO, request_serializer=None, response_deserializer=None)
+
+                class EchoBatch(_Worker):
+                    def call(self) -> tuple[int, int]:
+                        received = []
+                        risk.run_chunks(
+                            batch.plan,
+                            lambda start, stop: payloads[(start, stop)],
+                            batch_echo,
+                            lambda start, stop, reply: received.append(len(reply)),
+                            timeout=timeout,
+                        )
+                        return sum(len(p) for p in payloads.values()), sum(received)
+
+                class PriceBatch(_Worker):
+                    def call(self) -> tuple[int, int]:
+                        result = risk.price_batch(**inputs)
+                        if result.error_count:
+                            raise BenchError(f"PriceBatch: {result.error_count} rows failed: {result.errors[:1]}")
+                        return result.stats.bytes_sent, result.stats.bytes_received
+
+                per_batch = dict(
+                    count=batch_count, duration=duration, concurrency=1, warmup=batch_warmup, rows_per_call=batch_rows
+                )
+                log(f"bench: EchoBatch ({batch_rows} rows in {len(batch)} chunks)")
+                results["EchoBatch"] = measure("EchoBatch", EchoBatch, **per_batch)
+                log("bench: PriceBatch")
+                results["PriceBatch"] = measure("PriceBatch", PriceBatch, **per_batch)
+                del payloads, batch, inputs
+    finally:
+        channel.close()
+
+    summaries = {name: s.summary() for name, s in results.items()}
+    ratios = {}
+    for label, num, den in RATIOS:
+        a, b = summaries.get(num, {}).get("p50_s"), summaries.get(den, {}).get("p50_s")
+        if a is not None and b:
+            ratios[label] = a / b
+    return {
+        "tool": "pricegrid bench latency",
+        "target": target,
+        "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "settings": {
+            "count": count,
+            "duration_s": duration,
+            "concurrency": concurrency,
+            "warmup": warmup,
+            "greeks": greeks,
+            "batch_rows": batch_rows,
+            "batch_count": batch_count,
+            "batch_measures": list(BATCH_MEASURES),
+            "max_in_flight": max_in_flight,
+            "modes": list(modes),
+        },
+        "server": server,
+        "series": summaries,
+        "ratios_p50": ratios,
+        "samples": {name: s.latencies for name, s in results.items()},
+    }
+
+
+# ---------------------------------------------------------------------------- output
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f}us"
+    if seconds < 1.0:
+        return f"{seconds * 1e3:.2f}ms"
+    return f"{seconds:.3f}s"
+
+
+def format_report(report: dict) -> str:
+    headers = ["series", "calls", "errors", "conc", "p50", "p90", "p99", "p99.9", "calls/s", "MB out/call", "MB in/call"]
+    rows = []
+    for name in SERIES:
+        s = report["series"].get(name)
+        if s is None:
+            continue
+        rows.append(
+            [
+                name,
+                s["calls"],
+                s["errors"],
+                s["concurrency"],
+                _duration(s["p50_s"]),
+                _duration(s["p90_s"]),
+                _duration(s["p99_s"]),
+                _duration(s["p99.9_s"]),
+                f"{s['calls_per_second']:.1f}",
+                f"{s.get('bytes_sent_per_call', 0) / 1e6:.3f}" if s["rows_per_call"] > 1 else "",
+                f"{s.get('bytes_received_per_call', 0) / 1e6:.3f}" if s["rows_per_call"] > 1 else "",
+            ]
+        )
+    lines = [f"pricegrid bench latency against {report['target']}", "", _format.table(headers, rows)]
+    errors = [(n, s["first_error"]) for n, s in report["series"].items() if s.get("first_error")]
+    for name, text in errors:
+        lines.append(f"{name}: first error: {text}")
+    if report["ratios_p50"]:
+        lines += ["", _format.key_values([(f"{k} p50", f"{v:.2f}x") for k, v in report["ratios_p50"].items()])]
+    return "\n".join(lines)
+
+
+def draw_histogram(report: dict, path: Path) -> None:
+    """Histograms of the latencies: per-trade series (microseconds) and batch series
+    (milliseconds), log-spaced bins. Raises ImportError without matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    samples = report["samples"]
+    groups = [
+        ("per trade", [n for n in ("Echo", "Price", "EchoStream", "PriceStream") if samples.get(n)], 1e6, "us"),
+        ("batch", [n for n in ("EchoBatch", "PriceBatch") if samples.get(n)], 1e3, "ms"),
+    ]
+    groups = [g for g in groups if g[1]]
+    fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(6.5 * max(1, len(groups)), 4.5), squeeze=False)
+    for ax, (title, names, scale, unit) in zip(axes[0], groups):
+        values = [np.asarray(samples[n]) * scale for n in names]
+        lo = max(min(v.min() for v in values), 1e-9)
+        hi = max(v.max() for v in values)
+        bins = np.geomspace(lo, hi * 1.0001, 60) if hi > lo else 10
+        for name, v in zip(names, values):
+            p50 = np.percentile(v, 50)
+            ax.hist(v, bins=bins, histtype="step", linewidth=1.5, label=f"{name} (p50 {p50:.3g} {unit})")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"latency ({unit})")
+        ax.set_ylabel("calls")
+        ax.set_title(title)
+        ax.legend(fontsize="small")
+    if not groups:
+        axes[0][0].text(0.5, 0.5, "no samples", ha="center", va="center")
+    s = report["settings"]
+    fig.suptitle(
+        f"pricegrid latency, {report['target']}, concurrency {s['concurrency']}, batch {s['batch_rows']} rows",
+        fontsize="medium",
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pricegrid.clients.bench latency ...``"""
+    parser = argparse.ArgumentParser(prog="pricegrid bench")
+    commands = parser.add_subparsers(dest="bench_command", required=True)
+    add_arguments(commands.add_parser("latency", help="latency of Price, PriceStream, PriceBatch against Echo"))
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    return run(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

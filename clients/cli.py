@@ -1,0 +1,441 @@
+"""The ``pricegrid`` command line, client side (``pricegrid serve`` belongs to the server).
+
+    pricegrid price --model bsm --type call --strike 100 --expiry 0.5 \\
+                    --spot 100 --rate 0.05 --dividend 0.01 --vol 0.2 --greeks delta,gamma,vega
+    pricegrid price --type put --strike 100 --valuation-date 2025-01-02 --expiry-date 2025-07-02 \\
+                    --day-count ACT/360 --spot 100 --vol 0.2
+    pricegrid iv --type call --strike 100 --expiry 0.5 --spot 100 --rate 0.05 --price 10.45
+    pricegrid price-file trades.csv --greeks delta,vega [--output out.csv] [--json]
+    pricegrid info
+    pricegrid bench latency --count 2000 --concurrency 4 --json out.json --png out.png
+
+Every command takes ``--target`` (default ``$PRICEGRID_TARGET`` or ``127.0.0.1:50051``) and
+``--json``; output is an aligned table otherwise. A failure prints its message and the
+offending field to stderr and exits 2 when the input was wrong, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import grpc
+import numpy as np
+
+from . import _format
+from ._config import default_target
+from ._errors import PricingError
+from ._models import (
+    DAY_COUNTS,
+    MEASURES,
+    MODELS,
+    EuropeanOption,
+    ExpiryDates,
+    Market,
+    day_count_name,
+    measure_codes,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _BadInput(Exception):
+    """A mistake in the command's input (exit 2)."""
+
+
+# ---------------------------------------------------------------------------- parser
+def _greeks(text: str) -> list[str]:
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    if names == ["all"]:
+        return [m for m in MEASURES if m != "price"]
+    try:
+        measure_codes(names)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return names
+
+
+def _date(text: str):
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {text!r}") from None
+
+
+def _day_count(text: str) -> str:
+    try:
+        return day_count_name(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _common(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    parser.add_argument(
+        "--target", default=None, help="server host:port (default: $PRICEGRID_TARGET or 127.0.0.1:50051)"
+    )
+    parser.add_argument("--timeout", type=float, default=None, help="deadline per call in seconds")
+    if json_flag:
+        parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _trade_arguments(parser: argparse.ArgumentParser, *, vol: bool) -> None:
+    parser.add_argument("--model", default="bsm", choices=sorted(MODELS), help="pricing model (default bsm)")
+    parser.add_argument("--type", dest="option_type", required=True, type=str.lower, choices=["call", "put", "c", "p"])
+    parser.add_argument("--strike", type=float, required=True)
+    expiry = parser.add_argument_group("expiry: --expiry, or --valuation-date with --expiry-date")
+    expiry.add_argument("--expiry", type=float, help="time to expiry in years")
+    expiry.add_argument("--valuation-date", type=_date)
+    expiry.add_argument("--expiry-date", type=_date)
+    expiry.add_argument("--day-count", type=_day_count, default="ACT/365F", help=f"one of {list(DAY_COUNTS)}")
+    underlying = parser.add_mutually_exclusive_group(required=True)
+    underlying.add_argument("--spot", type=float, help="spot (bsm)")
+    underlying.add_argument("--forward", type=float, help="forward (black76, bachelier)")
+    parser.add_argument("--rate", type=float, default=0.0, help="continuously compounded rate, per 1.00")
+    parser.add_argument("--dividend", type=float, default=0.0, help="dividend yield, per 1.00 (bsm)")
+    if vol:
+        parser.add_argument("--vol", type=float, required=True, help="volatility, per 1.00")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pricegrid", description="pricegrid client: price, implied vol, info, bench")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    price = commands.add_parser("price", help="price one trade and its Greeks")
+    _trade_arguments(price, vol=True)
+    price.add_argument("--greeks", type=_greeks, default=[], help="comma-separated: delta,gamma,vega,... or all")
+    _common(price)
+
+    iv = commands.add_parser("iv", help="implied volatility of one trade from its price")
+    _trade_arguments(iv, vol=False)
+    iv.add_argument("--price", type=float, required=True, help="the option's premium")
+    _common(iv)
+
+    pf = commands.add_parser("price-file", help="price a CSV of trades through the risk client")
+    pf.add_argument("file", type=Path, help="CSV with a header row; columns named as RiskClient arguments")
+    pf.add_argument("--model", default="bsm", choices=sorted(MODELS))
+    pf.add_argument("--greeks", type=_greeks, default=[], help="comma-separated Greeks besides the price")
+    pf.add_argument("--implied-vol", action="store_true", help="the file's 'price' column holds premiums: solve for vol")
+    pf.add_argument("--valuation-date", type=_date, help="valuation date for an expiry_date column")
+    pf.add_argument("--day-count", type=_day_count, help="day count for an expiry_date column")
+    pf.add_argument("--output", type=Path, help="also write the results as CSV here")
+    pf.add_argument("--chunk-rows", type=int, default=None)
+    pf.add_argument("--max-in-flight", type=int, default=4)
+    pf.add_argument("--progress", action="store_true", help="show a progress bar (needs tqdm)")
+    _common(pf)
+
+    info = commands.add_parser("info", help="the server's version, build, limits and models")
+    _common(info)
+
+    from . import bench
+
+    bench_parser = commands.add_parser("bench", help="benchmarks against a running server")
+    bench_commands = bench_parser.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
+    latency = bench_commands.add_parser("latency", help="latency of Price, PriceStream, PriceBatch against Echo")
+    bench.add_arguments(latency)
+    return parser
+
+
+# ---------------------------------------------------------------------------- commands
+def _option(args) -> EuropeanOption:
+    if args.expiry is not None:
+        if args.valuation_date or args.expiry_date:
+            raise _BadInput("give --expiry or --valuation-date/--expiry-date, not both")
+        expiry = args.expiry
+    elif args.valuation_date and args.expiry_date:
+        expiry = ExpiryDates(valuation_date=args.valuation_date, expiry_date=args.expiry_date, day_count=args.day_count)
+    else:
+        raise _BadInput("give --expiry, or --valuation-date with --expiry-date")
+    return EuropeanOption(option_type=args.option_type, strike=args.strike, expiry=expiry)
+
+
+def _market(args, vol: float | None) -> Market:
+    return Market(spot=args.spot, forward=args.forward, rate=args.rate, dividend_yield=args.dividend, volatility=vol)
+
+
+def _timeout(args, default: float) -> float:
+    return args.timeout if args.timeout is not None else default
+
+
+def _cmd_price(args, out) -> int:
+    from ._frontoffice import FrontOfficeClient
+
+    option, market = _option(args), _market(args, args.vol)
+    with FrontOfficeClient(target=args.target or default_target(), timeout=_timeout(args, 5.0)) as client:
+        result = client.price(option, market, model=args.model, measures=args.greeks)
+    greeks = result.greeks.as_dict()
+    inputs = _inputs_dict(result.inputs)
+    if args.json:
+        _dump(
+            {"price": result.price, "greeks": greeks, "inputs": inputs, "priced_by": _ref(result.priced_by)}, out
+        )
+    else:
+        pairs = [("price", result.price), *greeks.items()]
+        pairs += [(f"{k} (used)", v) for k, v in inputs.items()]
+        pairs.append(("priced_by", str(result.priced_by)))
+        print(_format.key_values(pairs), file=out)
+    return EXIT_OK
+
+
+def _cmd_iv(args, out) -> int:
+    from ._frontoffice import FrontOfficeClient
+
+    option, market = _option(args), _market(args, None)
+    with FrontOfficeClient(target=args.target or default_target(), timeout=_timeout(args, 5.0)) as client:
+        result = client.implied_vol(option, market, args.price, model=args.model)
+    inputs = _inputs_dict(result.inputs)
+    if args.json:
+        _dump({"volatility": result.volatility, "inputs": inputs, "priced_by": _ref(result.priced_by)}, out)
+    else:
+        pairs = [("volatility", result.volatility)] + [(f"{k} (used)", v) for k, v in inputs.items()]
+        pairs.append(("priced_by", str(result.priced_by)))
+        print(_format.key_values(pairs), file=out)
+    return EXIT_OK
+
+
+def read_trades_csv(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
+    """A CSV with a header row -> (header, {column: array of strings})."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise _BadInput(f"cannot read {path}: {e.strerror or e}") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    rows = [r for r in rows if any(c.strip() for c in r)]
+    if len(rows) < 2:
+        raise _BadInput(f"{path}: needs a header row and at least one trade")
+    header = [h.strip() for h in rows[0]]
+    body = rows[1:]
+    for i, r in enumerate(body, start=2):
+        if len(r) != len(header):
+            raise _BadInput(f"{path}: line {i} has {len(r)} fields, the header {len(header)}")
+    table = np.array(body, dtype=str)
+    return header, {name: np.char.strip(table[:, j]) for j, name in enumerate(header)}
+
+
+_FLOAT_COLUMNS = ("strike", "time_to_expiry", "spot", "forward", "rate", "dividend_yield", "volatility", "price")
+
+
+def _batch_inputs(args, columns: dict[str, np.ndarray]) -> dict:
+    inputs: dict = {}
+    for name, values in columns.items():
+        if name in _FLOAT_COLUMNS:
+            try:
+                inputs[name] = values.astype(np.float64)
+            except ValueError as e:
+                raise _BadInput(f"column {name}: {e}") from None
+        elif name in ("option_type", "expiry_date"):
+            inputs[name] = values
+        elif name in ("valuation_date", "day_count"):
+            distinct = sorted(set(values.tolist()) - {""})
+            if len(distinct) != 1:
+                raise _BadInput(f"column {name}: a file takes one value, found {len(distinct)}")
+            inputs[name] = distinct[0]
+    if args.valuation_date:
+        inputs["valuation_date"] = args.valuation_date
+    if args.day_count:
+        inputs["day_count"] = args.day_count
+    if args.implied_vol:
+        inputs.pop("volatility", None)
+        if "price" not in inputs:
+            raise _BadInput("--implied-vol needs a 'price' column")
+    else:
+        inputs.pop("price", None)
+    return inputs
+
+
+def _cmd_price_file(args, out) -> int:
+    from ._risk import RiskClient
+
+    header, columns = read_trades_csv(args.file)
+    inputs = _batch_inputs(args, columns)
+    with RiskClient(
+        target=args.target or default_target(),
+        timeout=_timeout(args, 60.0),
+        chunk_rows=args.chunk_rows,
+        max_in_flight=args.max_in_flight,
+        progress=args.progress,
+    ) as risk:
+        if args.implied_vol:
+            result = risk.implied_vol_batch(model=args.model, **inputs)
+        else:
+            result = risk.price_batch(model=args.model, measures=["price", *args.greeks], **inputs)
+
+    messages = {e.row: f"{e.field}: {e.message}" if e.field else e.message for e in result.errors}
+    result_names = list(result.columns) + ["status"]
+    result_arrays = list(result.columns.values()) + [result.status]
+    out_header = header + result_names + ["error"]
+    n = result.rows
+
+    def rows():
+        text_columns = [columns[h] for h in header]
+        for i in range(n):
+            yield [c[i] for c in text_columns] + [a[i].item() for a in result_arrays] + [messages.get(i, "")]
+
+    if args.output:
+        try:
+            with args.output.open("w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(out_header)
+                for r in rows():
+                    writer.writerow([repr(v) if isinstance(v, float) else v for v in r])
+        except OSError as e:
+            raise _BadInput(f"cannot write {args.output}: {e.strerror or e}") from None
+    if args.json:
+        _dump(
+            {
+                "rows": n,
+                "priced_by": _ref(result.priced_by),
+                "error_count": result.error_count,
+                "errors": [
+                    {"row": e.row, "code": e.code.name, "field": e.field, "message": e.message} for e in result.errors
+                ],
+                "results": [dict(zip(out_header, r)) for r in rows()],
+            },
+            out,
+        )
+    else:
+        print(_format.table(out_header, rows()), file=out)
+        print(f"\n{n} rows, {result.error_count} failed, priced by {result.priced_by}", file=out)
+    if result.error_count:
+        for e in result.errors:
+            print(f"error: row {e.row}: {e.message}" + (f" (field: {e.field})" if e.field else ""), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def _cmd_info(args, out) -> int:
+    from ._frontoffice import FrontOfficeClient
+
+    with FrontOfficeClient(target=args.target or default_target(), timeout=_timeout(args, 5.0)) as client:
+        info = client.server_info()
+    limits = {k: getattr(info.limits, k) for k in info.limits.__dataclass_fields__}
+    models = [
+        {
+            "model": m.model,
+            "ref": _ref(m.ref),
+            "instruments": list(m.instruments),
+            "measures": list(m.measures),
+            "validated_against": m.validated_against,
+        }
+        for m in info.models
+    ]
+    if args.json:
+        _dump(
+            {
+                "target": args.target or default_target(),
+                "version": info.version,
+                "started_at": info.started_at,
+                "kernel_threads": info.kernel_threads,
+                "limits": limits,
+                "build": dict(info.build),
+                "versions": dict(info.versions),
+                "models": models,
+            },
+            out,
+        )
+        return EXIT_OK
+    pairs = [
+        ("target", args.target or default_target()),
+        ("version", info.version),
+        ("started_at", info.started_at),
+        ("kernel_threads", info.kernel_threads),
+    ]
+    pairs += [(f"limits.{k}", v) for k, v in limits.items()]
+    for k, v in info.build.items():
+        pairs.append((f"build.{k}", " ".join(v) if isinstance(v, list) else v))
+    pairs += [(f"versions.{k}", v) for k, v in sorted(info.versions.items())]
+    print(_format.key_values(pairs), file=out)
+    if info.models:
+        print(file=out)
+        print(
+            _format.table(
+                ["model", "priced_by", "measures", "validated against"],
+                [[m.model, str(m.ref), ",".join(m.measures), m.validated_against] for m in info.models],
+            ),
+            file=out,
+        )
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- helpers
+def _inputs_dict(inputs) -> dict:
+    if inputs is None:
+        return {}
+    return {k: getattr(inputs, k) for k in ("forward", "discount_factor", "time_to_expiry", "volatility")}
+
+
+def _ref(ref) -> dict:
+    return {"model": ref.model, "engine": ref.engine, "version": ref.version}
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _dump(obj, out) -> None:
+    json.dump(_finite(obj), out, indent=2, default=_json_default)
+    out.write("\n")
+
+
+def _report(error: PricingError) -> int:
+    print(f"error: {error.code.name}: {error.message}", file=sys.stderr)
+    for field, description in error.field_violations:
+        print(f"  field: {field}" + (f": {description}" if description else ""), file=sys.stderr)
+    return EXIT_BAD_INPUT if error.bad_input else EXIT_FAILED
+
+
+COMMANDS = {"price": _cmd_price, "iv": _cmd_iv, "price-file": _cmd_price_file, "info": _cmd_info}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status (0 ok, 1 failed, 2 bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        print("error: 'pricegrid serve' is provided by the server package (pricegrid.server)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: --help exits 0, a usage error 2
+        return int(e.code or 0)
+    out = sys.stdout
+    try:
+        if args.command == "bench":
+            from . import bench
+
+            return bench.run(args, out)
+        return COMMANDS[args.command](args, out)
+    except PricingError as e:
+        return _report(e)
+    except (_BadInput, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except grpc.RpcError as e:  # pragma: no cover - clients raise PricingError
+        return _report(PricingError.from_rpc_error(e))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
