@@ -1,5 +1,6 @@
-"""The ``pricegrid`` console command: ``serve`` runs the server; every other subcommand
-(price, iv, price-file, info, bench) is the client CLI in :mod:`pricegrid.clients.cli`."""
+"""The ``pricegrid`` console command: ``serve`` runs the server, ``health`` asks a server's
+gRPC health service (the Dockerfile's HEALTHCHECK); every other subcommand (price, iv,
+price-file, info, bench) is the client CLI in :mod:`pricegrid.clients.cli`."""
 
 from __future__ import annotations
 
@@ -31,8 +32,36 @@ def serve_parser() -> argparse.ArgumentParser:
     return p
 
 
+def health(argv) -> int:
+    """Exit 0 when the server reports SERVING, 1 otherwise."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    p = argparse.ArgumentParser(prog="pricegrid health", description="Check a server through grpc.health.v1.")
+    p.add_argument("--target", default=None, help="host:port (default: 127.0.0.1:$PRICEGRID_PORT or 50051)")
+    p.add_argument("--service", default="", help="service name ('' for the whole server)")
+    p.add_argument("--timeout", type=float, default=2.0)
+    args = p.parse_args(argv)
+    import os
+
+    target = args.target or f"127.0.0.1:{os.environ.get('PRICEGRID_PORT') or 50051}"
+    try:
+        with grpc.insecure_channel(target) as ch:
+            reply = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+    except grpc.RpcError as exc:
+        print(f"{target}: {exc.code().name} {exc.details()}", file=sys.stderr)
+        return 1
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(f"{target}: {name}")
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "health":
+        return health(argv[1:])
     if argv and argv[0] == "serve":
         args = serve_parser().parse_args(argv[1:])
         try:
