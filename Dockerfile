@@ -1,0 +1,42 @@
+# pricegrid: multi-stage build, slim non-root runtime.
+#
+#   docker build -t pricegrid .                                  # portable x86-64-v3 kernels
+#   docker build --build-arg CPU_TARGET=native -t pricegrid .    # for the build host's CPU only
+#   docker run --rm -p 50051:50051 -p 9464:9464 pricegrid
+#
+# CPU_TARGET is passed to -march: the default x86-64-v3 (AVX2, FMA) runs on any x86-64 server
+# of the last decade and still vectorises the kernels with glibc's libmvec.
+ARG PYTHON_VERSION=3.11
+
+FROM python:${PYTHON_VERSION}-slim-bookworm AS build
+ARG CPU_TARGET=x86-64-v3
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY proto proto
+COPY server server
+COPY ext ext
+COPY clients clients
+ENV PRICEGRID_CPU_TARGET=${CPU_TARGET}
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin pricegrid
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER pricegrid
+ENV PRICEGRID_HOST=0.0.0.0 \
+    PRICEGRID_PORT=50051 \
+    PRICEGRID_METRICS_PORT=9464 \
+    PYTHONUNBUFFERED=1
+EXPOSE 50051 9464
+HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
+    CMD ["pricegrid", "health", "--timeout", "2"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["pricegrid"]
+CMD ["serve"]

@@ -1,0 +1,1 @@
+"""Wiring: settings, server, health, reflection, signals, metrics endpoint, CLI entry."""

@@ -1,0 +1,83 @@
+"""The ``pricegrid`` console command: ``serve`` runs the server, ``health`` asks a server's
+gRPC health service (the Dockerfile's HEALTHCHECK); every other subcommand (price, iv,
+price-file, info, bench) is the client CLI in :mod:`pricegrid.clients.cli`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pricegrid.server.app.settings import Settings
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pricegrid serve",
+        description="Start the pricegrid gRPC server. Flags override PRICEGRID_* environment variables.",
+    )
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--kernel-threads", type=int, dest="kernel_threads")
+    p.add_argument("--max-message-bytes", type=int, dest="max_message_bytes")
+    p.add_argument("--max-rows", type=int, dest="max_rows")
+    p.add_argument("--chunk-rows", type=int, dest="chunk_rows")
+    p.add_argument("--default-deadline", type=float, dest="default_deadline_s")
+    p.add_argument("--grace", type=float, dest="grace_s")
+    p.add_argument("--max-stream-trades", type=int, dest="max_stream_trades")
+    p.add_argument("--metrics-port", type=int, dest="metrics_port")
+    p.add_argument("--no-echo", action="store_false", dest="echo", default=None)
+    p.add_argument("--log-level", dest="log_level")
+    p.add_argument("--log-format", choices=("json", "console"), dest="log_format")
+    return p
+
+
+def health(argv) -> int:
+    """Exit 0 when the server reports SERVING, 1 otherwise."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    p = argparse.ArgumentParser(prog="pricegrid health", description="Check a server through grpc.health.v1.")
+    p.add_argument("--target", default=None, help="host:port (default: 127.0.0.1:$PRICEGRID_PORT or 50051)")
+    p.add_argument("--service", default="", help="service name ('' for the whole server)")
+    p.add_argument("--timeout", type=float, default=2.0)
+    args = p.parse_args(argv)
+    import os
+
+    target = args.target or f"127.0.0.1:{os.environ.get('PRICEGRID_PORT') or 50051}"
+    try:
+        with grpc.insecure_channel(target) as ch:
+            reply = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+    except grpc.RpcError as exc:
+        print(f"{target}: {exc.code().name} {exc.details()}", file=sys.stderr)
+        return 1
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(f"{target}: {name}")
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "health":
+        return health(argv[1:])
+    if argv and argv[0] == "serve":
+        args = serve_parser().parse_args(argv[1:])
+        try:
+            settings = Settings.from_env(**vars(args))
+        except ValueError as exc:
+            print(f"pricegrid serve: {exc}", file=sys.stderr)
+            return 2
+        from pricegrid.server.app import logs
+        from pricegrid.server.app.server import serve
+
+        logs.configure(settings.log_level, settings.log_format)
+        return serve(settings)
+    from pricegrid.clients.cli import main as client_main
+
+    return client_main(argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Build, start and stop the gRPC server: pricing, echo, health, reflection, metrics.
+
+``start(settings)`` returns a :class:`RunningServer` (used by ``pricegrid serve`` and by the
+tests, which start real servers on 127.0.0.1 with an ephemeral port). ``serve(settings)``
+runs until SIGTERM/SIGINT, then drains: health goes NOT_SERVING, new calls are refused,
+in-flight calls get ``grace_s`` to finish, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from importlib import metadata
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, start_http_server
+
+from pricegrid.ext import BUILD_INFO, black
+from pricegrid.server.app.settings import Settings
+from pricegrid.server.domain.models import CATALOGUE, IMPLIED_VOL_REFS
+from pricegrid.server.rpc.observe import Metrics, RpcObserver
+from pricegrid.server.rpc.servicers import ECHO_SERVICE, SERVICE, PricingServicer, handlers
+from pricegrid.server.service.pricing import Limits, PricingService
+from pricegrid.v1 import common_pb2 as cpb
+from pricegrid.v1 import pricing_pb2 as pb
+
+log = structlog.get_logger("pricegrid.server")
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def server_info(settings: Settings, kernel_threads: int, started_at: str) -> pb.ServerInfoResponse:
+    b = BUILD_INFO
+    info = pb.ServerInfoResponse(
+        version=_version("pricegrid"),
+        build=pb.BuildInfo(
+            compiler=b.get("compiler", ""),
+            compile_args=b.get("compile_args", []),
+            link_args=b.get("link_args", []),
+            cpu_target=b.get("cpu_target", ""),
+            debug=b.get("debug", False),
+            openmp=b.get("openmp", False),
+            cython_version=b.get("cython_version", ""),
+            numpy_version=b.get("numpy_version", ""),
+            built_at=b.get("built_at", ""),
+        ),
+        kernel_threads=kernel_threads,
+        limits=pb.Limits(
+            max_message_bytes=settings.max_message_bytes,
+            max_rows=settings.max_rows,
+            default_deadline_seconds=settings.default_deadline_s,
+            parallel_threshold_rows=black.PARALLEL_THRESHOLD,
+            chunk_rows=settings.chunk_rows,
+            max_stream_trades=settings.max_stream_trades,
+        ),
+        versions={
+            "python": platform.python_version(),
+            **{d: _version(d) for d in ("grpcio", "protobuf", "numpy", "scipy", "structlog", "prometheus-client")},
+        },
+        started_at=started_at,
+    )
+    for spec in CATALOGUE.values():
+        info.models.add(
+            ref=cpb.ModelRef(model=spec.ref.model, engine=spec.ref.engine, version=spec.ref.version),
+            model=int(spec.model),
+            instruments=list(spec.instruments),
+            measures=[int(m) for m in spec.measures],
+            validated_against=spec.validated_against,
+        )
+    for model, ref in IMPLIED_VOL_REFS.items():
+        info.models.add(
+            ref=cpb.ModelRef(model=ref.model, engine=ref.engine, version=ref.version),
+            model=int(model),
+            instruments=["european"],
+            validated_against="round trips and QuantLib implied vol; tests/ext/test_implied_vol_kernel.py",
+        )
+    return info
+
+
+@dataclass
+class RunningServer:
+    settings: Settings
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    observer: RpcObserver
+    metrics_port: int | None
+    _metrics_http: object = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.host}:{self.port}"
+
+    def stop(self, grace: float | None = None) -> None:
+        """Drain: NOT_SERVING, refuse new calls, let in-flight ones finish within ``grace``."""
+        grace = self.settings.grace_s if grace is None else grace
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        self.observer.close()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
+
+
+def start(settings: Settings) -> RunningServer:
+    kernel_threads = max(1, min(settings.kernel_threads, black.max_threads()))
+    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    for spec in CATALOGUE.values():
+        metrics.models.labels(spec.ref.model, spec.ref.engine, spec.ref.version).set(1)
+    observer = RpcObserver(metrics)
+    service = PricingService(
+        Limits(max_rows=settings.max_rows, chunk_rows=settings.chunk_rows, kernel_threads=kernel_threads)
+    )
+    info = server_info(settings, kernel_threads, started_at)
+    servicer = PricingServicer(
+        service,
+        default_deadline_s=settings.default_deadline_s,
+        max_stream_trades=settings.max_stream_trades,
+        info=lambda: info,
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="pricegrid-rpc"),
+        handlers=handlers(servicer, observer, echo=settings.echo),
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    if settings.echo:
+        names.append(ECHO_SERVICE)
+    reflection.enable_server_reflection(names, server)
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise OSError(f"could not bind {settings.host}:{settings.port}")
+    metrics_http = None
+    metrics_port = None
+    if settings.metrics_port >= 0:
+        metrics_http, _thread = start_http_server(settings.metrics_port, addr=settings.host, registry=registry)
+        metrics_port = metrics_http.server_port
+    server.start()
+    for name in ("", SERVICE):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "started",
+        address=f"{settings.host}:{port}",
+        port=port,
+        metrics_port=metrics_port,
+        kernel_threads=kernel_threads,
+        build=dict(BUILD_INFO),
+        settings=settings.as_dict(),
+        version=info.version,
+    )
+    return RunningServer(settings, server, port, health_servicer, observer, metrics_port, metrics_http)
+
+
+def serve(settings: Settings) -> int:
+    """Run until SIGTERM or SIGINT, then drain and return 0."""
+    running = start(settings)
+    stop = threading.Event()
+    received = []
+
+    def on_signal(signum, _frame):
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stop.wait()
+    log.info("draining", signal=received[0] if received else "", grace_s=settings.grace_s)
+    running.stop()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,1 @@
+"""Domain layer: instruments, market inputs, models and errors. No gRPC, no kernels."""

@@ -1,0 +1,55 @@
+"""Instruments and market inputs, for one trade and for columnar batches.
+
+Per-trade objects are NamedTuples (immutable and cheap to build on the front-office path);
+batches hold numpy columns, each of the batch's length or of length 1 (broadcast).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+
+class OptionType(enum.IntEnum):
+    """The same numbers as ``pricegrid.v1.OptionType``."""
+
+    CALL = 1
+    PUT = 2
+
+
+class EuropeanOption(NamedTuple):
+    option_type: int
+    strike: float
+    time_to_expiry: float
+
+
+class MarketInputs(NamedTuple):
+    """Inline market data for one trade. ``underlying`` is the spot (BSM) or the forward."""
+
+    underlying: float
+    rate: float
+    dividend_yield: float
+    volatility: float
+
+
+@dataclass(frozen=True)
+class EuropeanOptionBatch:
+    option_type: np.ndarray  # int32
+    strike: np.ndarray  # float64
+    time_to_expiry: np.ndarray  # float64
+
+
+@dataclass(frozen=True)
+class MarketBatch:
+    underlying: np.ndarray
+    rate: np.ndarray
+    dividend_yield: np.ndarray
+    volatility: Optional[np.ndarray]  # None for implied-vol requests
+
+
+def batch_rows(*columns: Optional[np.ndarray]) -> int:
+    """The batch length: the longest column (all others are that long or broadcast)."""
+    return max((len(c) for c in columns if c is not None), default=0)

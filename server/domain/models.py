@@ -1,0 +1,99 @@
+"""The model catalogue: which dynamics price which instruments, with which engine and version.
+
+Every result names the :class:`ModelRef` that produced it, so that a price can be reproduced
+and audited. A version changes whenever an engine's numerics change.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+class Model(enum.IntEnum):
+    """The same numbers as ``pricegrid.v1.Model``."""
+
+    BLACK_SCHOLES_MERTON = 1
+    BLACK_76 = 2
+    BACHELIER = 3
+
+
+class Measure(enum.IntEnum):
+    """The same numbers as ``pricegrid.v1.Measure``; units are in proto/pricegrid/v1/common.proto."""
+
+    PRICE = 1
+    DELTA = 2
+    GAMMA = 3
+    VEGA = 4
+    THETA = 5
+    RHO = 6
+    DIVIDEND_RHO = 7
+    VANNA = 8
+    VOLGA = 9
+    CHARM = 10
+
+
+GREEKS = tuple(m for m in Measure if m is not Measure.PRICE)
+
+
+class ModelRef(NamedTuple):
+    model: str
+    engine: str
+    version: str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One (model, engine) the server prices with."""
+
+    model: Model
+    ref: ModelRef
+    underlying: str  # "spot" or "forward": the market input the model needs
+    takes_dividend: bool
+    instruments: tuple[str, ...]
+    measures: tuple[Measure, ...]
+    validated_against: str
+
+
+_VALIDATION = (
+    "QuantLib {ql} on thousands of random cases (prices 1e-12, Greeks analytic and by finite "
+    "differences), put-call parity; tests/ext/test_black_kernel.py"
+)
+
+CATALOGUE: dict[Model, ModelSpec] = {
+    Model.BLACK_SCHOLES_MERTON: ModelSpec(
+        model=Model.BLACK_SCHOLES_MERTON,
+        ref=ModelRef("black_scholes_merton", "analytic_european", "1.0.0"),
+        underlying="spot",
+        takes_dividend=True,
+        instruments=("european",),
+        measures=tuple(Measure),
+        validated_against=_VALIDATION.format(ql="AnalyticEuropeanEngine"),
+    ),
+    Model.BLACK_76: ModelSpec(
+        model=Model.BLACK_76,
+        ref=ModelRef("black_76", "analytic_european", "1.0.0"),
+        underlying="forward",
+        takes_dividend=False,
+        instruments=("european",),
+        measures=tuple(Measure),
+        validated_against=_VALIDATION.format(ql="blackFormula/BlackCalculator"),
+    ),
+    Model.BACHELIER: ModelSpec(
+        model=Model.BACHELIER,
+        ref=ModelRef("bachelier", "analytic_european", "1.0.0"),
+        underlying="forward",
+        takes_dividend=False,
+        instruments=("european",),
+        measures=tuple(Measure),
+        validated_against=_VALIDATION.format(ql="bachelierBlackFormula"),
+    ),
+}
+
+#: implied volatility engines, by model (Jaeckel's methods; see ext/implied_vol.pyx)
+IMPLIED_VOL_REFS: dict[Model, ModelRef] = {
+    Model.BLACK_SCHOLES_MERTON: ModelRef("black_scholes_merton", "implied_vol_lets_be_rational", "1.0.0"),
+    Model.BLACK_76: ModelRef("black_76", "implied_vol_lets_be_rational", "1.0.0"),
+    Model.BACHELIER: ModelRef("bachelier", "implied_vol_normal_jaeckel", "1.0.0"),
+}

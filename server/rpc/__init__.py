@@ -1,0 +1,1 @@
+"""Transport: thin servicers, proto <-> domain converters, one error table, instrumentation."""

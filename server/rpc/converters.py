@@ -1,0 +1,366 @@
+"""proto <-> domain, in one place. Columns are decoded with ``numpy.frombuffer`` (raw bytes)
+or one bulk conversion (packed), never a per-row Python loop.
+
+Every error names the request field as the caller wrote it (``european.strike``,
+``market.forward``, ``measures[2]``), and for batches also the row.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+
+from pricegrid.server.domain import daycount
+from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, invalid
+from pricegrid.server.domain.instruments import EuropeanOption, EuropeanOptionBatch, MarketBatch, MarketInputs
+from pricegrid.server.domain.models import CATALOGUE, Measure, Model
+from pricegrid.server.service.pricing import BatchResult, ImpliedVolResult, PriceResult
+from pricegrid.v1 import common_pb2 as cpb
+from pricegrid.v1 import pricing_pb2 as pb
+
+_MODELS = {int(m): m for m in Model}
+_MEASURES = {int(m): m for m in Measure}
+_DAY_COUNTS = {int(d): d for d in daycount.DayCount}
+_MODEL_NAMES = ", ".join(cpb.Model.Name(int(m)) for m in Model)
+
+
+# ---------------------------------------------------------------------------------- shared
+def model_of(value: int) -> Model:
+    model = _MODELS.get(value)
+    if model is None:
+        raise invalid("model", f"unknown model {value}; expected one of {_MODEL_NAMES}")
+    return model
+
+
+def measures_of(values, path: str = "measures") -> tuple[Measure, ...]:
+    out = []
+    for i, v in enumerate(values):
+        m = _MEASURES.get(v)
+        if m is None:
+            raise invalid(f"{path}[{i}]", f"unknown measure {v}")
+        if m not in out:
+            out.append(m)
+    return tuple(out)
+
+
+def _check_underlying(model: Model, given: str | None, prefix: str) -> None:
+    spec = CATALOGUE[model]
+    if given == spec.underlying:
+        return
+    name = cpb.Model.Name(int(model))
+    if given is None:
+        raise invalid(f"{prefix}.{spec.underlying}", f"required: {name} prices on a {spec.underlying}")
+    raise invalid(f"{prefix}.{given}", f"{name} prices on a {spec.underlying}: set {prefix}.{spec.underlying} instead")
+
+
+def _check_snapshot(snapshot_id: str, prefix: str) -> None:
+    if snapshot_id:
+        raise ServiceError(
+            Code.UNIMPLEMENTED,
+            f"{prefix}.snapshot_id: market snapshots are not served yet; send market data inline",
+            [FieldViolation(f"{prefix}.snapshot_id", "not served yet")],
+        )
+
+
+def _fields(prefix_option: str, time_path: str, underlying: str, prefix_market: str, price: str = "price"):
+    return {
+        "option_type": f"{prefix_option}.option_type",
+        "strike": f"{prefix_option}.strike",
+        "time_to_expiry": time_path,
+        "underlying": f"{prefix_market}.{underlying}",
+        "rate": f"{prefix_market}.rate",
+        "dividend_yield": f"{prefix_market}.dividend_yield",
+        "volatility": f"{prefix_market}.volatility",
+        "price": price,
+    }
+
+
+_SINGLE_FIELDS = {
+    (kind, und): _fields("european", f"european.expiry.{kind}", und, "market")
+    for kind in ("year_fraction", "dates")
+    for und in ("spot", "forward")
+}
+_BATCH_FIELDS = {
+    (kind, und): _fields("european", f"european.{kind}", und, "market")
+    for kind in ("time_to_expiry", "expiry_date")
+    for und in ("spot", "forward")
+}
+
+
+# ---------------------------------------------------------------------------------- one trade
+def _date(d, path: str):
+    return daycount.make_date(d.year, d.month, d.day, path)
+
+
+def _expiry(expiry, path: str) -> tuple[float, str]:
+    kind = expiry.WhichOneof("kind")
+    if kind == "year_fraction":
+        return expiry.year_fraction, kind
+    if kind == "dates":
+        dates = expiry.dates
+        dc = _DAY_COUNTS.get(dates.day_count)
+        if dc is None:
+            raise invalid(f"{path}.dates.day_count", f"unknown day count {dates.day_count}")
+        if not dates.HasField("valuation_date"):
+            raise invalid(f"{path}.dates.valuation_date", "required")
+        if not dates.HasField("expiry_date"):
+            raise invalid(f"{path}.dates.expiry_date", "required")
+        valuation = _date(dates.valuation_date, f"{path}.dates.valuation_date")
+        end = _date(dates.expiry_date, f"{path}.dates.expiry_date")
+        return daycount.year_fraction(valuation, end, dc), kind
+    raise invalid(path, "required: set year_fraction or dates")
+
+
+def european_one(request, *, with_vol: bool = True):
+    """(model, option, market, fields) from a PriceRequest or ImpliedVolatilityRequest."""
+    model = _MODELS.get(request.model)
+    if model is None:
+        model = model_of(request.model)
+    if request.WhichOneof("instrument") != "european":
+        raise invalid("european", "required: the request names no instrument")
+    opt = request.european
+    t, kind = _expiry(opt.expiry, "european.expiry")
+    market = request.market
+    underlying = market.WhichOneof("underlying")
+    _check_underlying(model, underlying, "market")
+    if market.snapshot_id:
+        _check_snapshot(market.snapshot_id, "market")
+    q = market.dividend_yield
+    if q != 0.0 and not CATALOGUE[model].takes_dividend:
+        raise invalid("market.dividend_yield", f"{cpb.Model.Name(int(model))} takes no dividend yield: the forward carries it")
+    option = EuropeanOption(opt.option_type, opt.strike, t)
+    inputs = MarketInputs(
+        market.spot if underlying == "spot" else market.forward,
+        market.rate,
+        q,
+        market.volatility if with_vol else 0.0,
+    )
+    return model, option, inputs, _SINGLE_FIELDS[kind, underlying]
+
+
+def _greeks(result: PriceResult) -> pb.Greeks:
+    g = {m.name.lower(): v for m, v in result.greeks.items()}
+    if "vega" in g:
+        g["vega_per_point"] = g["vega"] / 100.0
+    if "theta" in g:
+        g["theta_per_day"] = g["theta"] / 365.0
+    return pb.Greeks(**g)
+
+
+_REFS = {}
+
+
+def model_ref(ref) -> cpb.ModelRef:
+    msg = _REFS.get(ref)
+    if msg is None:
+        msg = _REFS[ref] = cpb.ModelRef(model=ref.model, engine=ref.engine, version=ref.version)
+    return msg
+
+
+def price_response(result: PriceResult) -> pb.PriceResponse:
+    return pb.PriceResponse(
+        price=result.price,
+        greeks=_greeks(result) if result.greeks else None,
+        inputs=pb.EffectiveInputs(
+            forward=result.forward,
+            discount_factor=result.discount_factor,
+            time_to_expiry=result.time_to_expiry,
+            volatility=result.volatility,
+        ),
+        priced_by=model_ref(result.priced_by),
+    )
+
+
+def implied_vol_response(result: ImpliedVolResult) -> pb.ImpliedVolatilityResponse:
+    return pb.ImpliedVolatilityResponse(
+        volatility=result.volatility,
+        inputs=pb.EffectiveInputs(
+            forward=result.forward,
+            discount_factor=result.discount_factor,
+            time_to_expiry=result.time_to_expiry,
+            volatility=result.volatility,
+        ),
+        priced_by=model_ref(result.priced_by),
+    )
+
+
+# ---------------------------------------------------------------------------------- columns
+def column_length(col, itemsize: int, path: str) -> int:
+    if col.raw and len(col.values):
+        raise invalid(path, "set either values or raw, not both")
+    if col.raw:
+        if len(col.raw) % itemsize:
+            raise invalid(path, f"raw holds {len(col.raw)} bytes, not a multiple of {itemsize}")
+        return len(col.raw) // itemsize
+    return len(col.values)
+
+
+def doubles(col, path: str) -> np.ndarray:
+    column_length(col, 8, path)
+    if col.raw:
+        return np.frombuffer(col.raw, dtype="<f8")
+    return np.array(col.values, dtype=np.float64)
+
+
+def int32s(col, path: str) -> np.ndarray:
+    column_length(col, 4, path)
+    if col.raw:
+        return np.frombuffer(col.raw, dtype="<i4")
+    return np.array(col.values, dtype=np.int32)
+
+
+def encode_doubles(values: np.ndarray, raw: bool) -> cpb.DoubleColumn:
+    if raw:
+        return cpb.DoubleColumn(raw=np.ascontiguousarray(values, dtype="<f8").tobytes())
+    return cpb.DoubleColumn(values=values.tolist())
+
+
+def encode_int32s(values: np.ndarray, raw: bool) -> cpb.Int32Column:
+    if raw:
+        return cpb.Int32Column(raw=np.ascontiguousarray(values, dtype="<i4").tobytes())
+    return cpb.Int32Column(values=values.tolist())
+
+
+_ZERO = np.zeros(1)
+
+
+def european_batch(request, max_rows: int, *, with_vol: bool = True, price_field: str | None = None):
+    """(model, options, market, price, rows, fields) from a columnar request.
+
+    Checks presence and lengths of every column (each the batch's length or 1) and the row
+    cap before decoding anything; values themselves are checked per row by the kernels.
+    """
+    model = model_of(request.model)
+    if request.WhichOneof("instruments") != "european":
+        raise invalid("european", "required: the request names no instrument columns")
+    cols = request.european
+    market = request.market
+    spec = CATALOGUE[model]
+    _check_snapshot(market.snapshot_id, "market")
+
+    given = [u for u in ("spot", "forward") if market.HasField(u)]
+    if len(given) > 1:
+        raise invalid("market.spot", "set spot or forward, not both")
+    _check_underlying(model, given[0] if given else None, "market")
+    underlying = spec.underlying
+
+    use_dates = cols.HasField("expiry_date")
+    if use_dates and cols.HasField("time_to_expiry"):
+        raise invalid("european.time_to_expiry", "set time_to_expiry or expiry_date, not both")
+    if not use_dates and not cols.HasField("time_to_expiry"):
+        raise invalid("european.time_to_expiry", "required: set time_to_expiry or expiry_date")
+    time_kind = "expiry_date" if use_dates else "time_to_expiry"
+
+    # (path, message, itemsize, required)
+    plan = [
+        ("european.option_type", cols.option_type if cols.HasField("option_type") else None, 4, True),
+        ("european.strike", cols.strike if cols.HasField("strike") else None, 8, True),
+        (f"european.{time_kind}", getattr(cols, time_kind), 4 if use_dates else 8, True),
+        (f"market.{underlying}", getattr(market, underlying), 8, True),
+        ("market.rate", market.rate if market.HasField("rate") else None, 8, False),
+        ("market.dividend_yield", market.dividend_yield if market.HasField("dividend_yield") else None, 8, False),
+    ]
+    if with_vol:
+        plan.append(("market.volatility", market.volatility if market.HasField("volatility") else None, 8, True))
+    if price_field is not None:
+        plan.append((price_field, request.price if request.HasField("price") else None, 8, True))
+    lengths = {}
+    for path, col, size, required in plan:
+        if col is None:
+            if required:
+                raise invalid(path, "required column is missing")
+            continue
+        lengths[path] = column_length(col, size, path)
+    # The batch length is the length most columns agree on (ties: the longest); every column
+    # of another length (other than 1, broadcast) is named, so the caller sees which is off.
+    counts = collections.Counter(n for n in lengths.values() if n != 1)
+    rows = max(counts, key=lambda n: (counts[n], n)) if counts else (1 if lengths else 0)
+    wrong = [(path, n) for path, n in lengths.items() if n not in (rows, 1)]
+    if wrong:
+        found = [FieldViolation(path, f"has {n} rows; expected {rows} (or 1 to broadcast)") for path, n in wrong]
+        raise ServiceError(Code.INVALID_ARGUMENT, "; ".join(f"{v.field}: {v.description}" for v in found), found)
+    if rows > max_rows:
+        raise ServiceError(
+            Code.RESOURCE_EXHAUSTED,
+            f"rows: {rows} rows exceed the server's cap of {max_rows} per request; split the batch (RiskClient does)",
+            [FieldViolation("rows", f"at most {max_rows} rows per request")],
+        )
+
+    if market.HasField("dividend_yield") and not spec.takes_dividend:
+        q = doubles(market.dividend_yield, "market.dividend_yield")
+        if np.any(q != 0.0):
+            raise invalid("market.dividend_yield", f"{cpb.Model.Name(int(model))} takes no dividend yield: the forward carries it")
+    if use_dates:
+        if not cols.HasField("valuation_date"):
+            raise invalid("european.valuation_date", "required with expiry_date")
+        dc = _DAY_COUNTS.get(cols.day_count)
+        if dc is None:
+            raise invalid("european.day_count", f"unknown day count {cols.day_count}")
+        valuation = _date(cols.valuation_date, "european.valuation_date")
+        t = daycount.year_fractions(daycount.to_days(valuation), int32s(cols.expiry_date, "european.expiry_date"), dc)
+    else:
+        t = doubles(cols.time_to_expiry, "european.time_to_expiry")
+
+    options = EuropeanOptionBatch(
+        option_type=int32s(cols.option_type, "european.option_type"),
+        strike=doubles(cols.strike, "european.strike"),
+        time_to_expiry=t,
+    )
+    mkt = MarketBatch(
+        underlying=doubles(getattr(market, underlying), f"market.{underlying}"),
+        rate=doubles(market.rate, "market.rate") if market.HasField("rate") else _ZERO,
+        dividend_yield=doubles(market.dividend_yield, "market.dividend_yield") if market.HasField("dividend_yield") else _ZERO,
+        volatility=doubles(market.volatility, "market.volatility") if with_vol else None,
+    )
+    price = doubles(request.price, price_field) if price_field is not None else None
+    fields = dict(_BATCH_FIELDS[time_kind, underlying])
+    if price_field is not None:
+        fields["price"] = price_field
+    return model, options, mkt, price, rows, fields
+
+
+def _row_errors(result: BatchResult):
+    return [cpb.RowError(row=e.row, code=e.code, field=e.field, message=e.message) for e in result.errors]
+
+
+def _inputs(result: BatchResult, raw: bool):
+    if result.forward is None:
+        return None
+    return pb.EffectiveInputColumns(
+        forward=encode_doubles(result.forward, raw),
+        discount_factor=encode_doubles(result.discount_factor, raw),
+        time_to_expiry=encode_doubles(result.time_to_expiry, raw),
+        volatility=encode_doubles(result.volatility, raw),
+    )
+
+
+def price_batch_response(result: BatchResult, encoding: int) -> pb.PriceBatchResponse:
+    raw = encoding != cpb.ENCODING_PACKED
+    return pb.PriceBatchResponse(
+        rows=result.rows,
+        columns=[
+            pb.MeasureColumn(measure=int(m), values=encode_doubles(result.values[j], raw))
+            for j, m in enumerate(result.measures)
+        ],
+        status=encode_int32s(result.row_codes, raw),
+        errors=_row_errors(result),
+        error_count=result.error_count,
+        inputs=_inputs(result, raw),
+        priced_by=model_ref(result.priced_by),
+        stats=pb.BatchStats(compute_seconds=result.compute_seconds, threads=result.threads, chunks=result.chunks),
+    )
+
+
+def implied_vol_batch_response(result: BatchResult, encoding: int) -> pb.ImpliedVolatilityBatchResponse:
+    raw = encoding != cpb.ENCODING_PACKED
+    return pb.ImpliedVolatilityBatchResponse(
+        rows=result.rows,
+        volatility=encode_doubles(result.values[0], raw),
+        status=encode_int32s(result.row_codes, raw),
+        errors=_row_errors(result),
+        error_count=result.error_count,
+        inputs=_inputs(result, raw),
+        priced_by=model_ref(result.priced_by),
+        stats=pb.BatchStats(compute_seconds=result.compute_seconds, threads=result.threads, chunks=result.chunks),
+    )

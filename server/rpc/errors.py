@@ -1,0 +1,53 @@
+"""The one table from service errors to gRPC statuses, with rich details.
+
+Errors travel as ``google.rpc.Status`` (grpcio-status) carrying ``google.rpc.BadRequest``
+field violations, capped so that the trailer stays small (gRPC's default limit on metadata is
+8 KiB; we stay well below it).
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from pricegrid.server.domain.errors import Code, ServiceError
+
+STATUS_OF_CODE = {
+    Code.OK: grpc.StatusCode.OK,
+    Code.CANCELLED: grpc.StatusCode.CANCELLED,
+    Code.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    Code.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Code.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Code.OUT_OF_RANGE: grpc.StatusCode.OUT_OF_RANGE,
+    Code.UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
+    Code.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+
+MAX_VIOLATIONS = 20
+MAX_TEXT = 512
+
+
+def _clip(text: str, limit: int = MAX_TEXT) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def to_rich_status(error: ServiceError) -> status_pb2.Status:
+    status = status_pb2.Status(code=int(error.code), message=_clip(error.message, 1024))
+    if error.violations:
+        detail = error_details_pb2.BadRequest()
+        for v in error.violations[:MAX_VIOLATIONS]:
+            detail.field_violations.add(field=_clip(v.field, 200), description=_clip(v.description))
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        status.details.append(packed)
+    return status
+
+
+def abort(context: grpc.ServicerContext, error: ServiceError, request_id: str = "") -> None:
+    """Ends the call with the error's status (raises, as ServicerContext.abort does)."""
+    status = rpc_status.to_status(to_rich_status(error))
+    if request_id:
+        status = status._replace(trailing_metadata=(*status.trailing_metadata, ("x-request-id", request_id)))
+    context.abort_with_status(status)

@@ -1,0 +1,159 @@
+"""Servicers: a few lines each, from proto to the service and back.
+
+Conversions live in :mod:`converters`, errors in :mod:`errors`, logging/metrics/request ids
+in :mod:`interceptors`. ``handlers()`` builds the generic handlers for the server.
+"""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+
+from pricegrid.server.domain.errors import Code, ServiceError
+from pricegrid.server.rpc import converters as conv
+from pricegrid.server.rpc.errors import to_rich_status
+from pricegrid.server.rpc.interceptors import Undecodable, safe_deserializer, wrap_stream, wrap_unary
+from pricegrid.server.rpc.observe import RpcObserver
+from pricegrid.server.service.pricing import PricingService
+from pricegrid.server.service.ticking import MarketMove, TickingBook
+from pricegrid.v1 import common_pb2 as cpb
+from pricegrid.v1 import pricing_pb2 as pb
+
+SERVICE = "pricegrid.v1.PricingService"
+ECHO_SERVICE = "pricegrid.v1.EchoService"
+
+
+class PricingServicer:
+    def __init__(self, service: PricingService, *, default_deadline_s: float, max_stream_trades: int, info):
+        self.service = service
+        self.default_deadline_s = default_deadline_s
+        self.max_stream_trades = max_stream_trades
+        self.info = info  # () -> ServerInfoResponse
+
+    def _watch(self, context):
+        """Between chunks: stop when the caller is gone or the deadline (or our budget) passed."""
+        remaining = context.time_remaining()  # None, or a huge number, when the caller set no deadline
+        budget = self.default_deadline_s if remaining is None or remaining > 1e8 else remaining
+        deadline = time.monotonic() + budget
+
+        def should_continue():
+            if not context.is_active():
+                return Code.CANCELLED
+            if time.monotonic() > deadline:
+                return Code.DEADLINE_EXCEEDED
+            return None
+
+        return should_continue
+
+    def Price(self, request, context, rid):
+        model, option, market, fields = conv.european_one(request)
+        measures = conv.measures_of(request.measures)
+        result = self.service.price(model, option, market, measures, fields)
+        return conv.price_response(result), 1, 0
+
+    def PriceBatch(self, request, context, rid):
+        model, options, market, _, rows, fields = conv.european_batch(request, self.service.limits.max_rows)
+        result = self.service.price_batch(
+            model, options, market, conv.measures_of(request.measures),
+            rows=rows, fields=fields, threads=request.threads,
+            effective_inputs=not request.omit_effective_inputs, should_continue=self._watch(context),
+        )
+        return conv.price_batch_response(result, request.output_encoding), rows, result.error_count
+
+    def ImpliedVolatility(self, request, context, rid):
+        model, option, market, fields = conv.european_one(request, with_vol=False)
+        result = self.service.implied_vol(model, option, market, request.price, fields)
+        return conv.implied_vol_response(result), 1, 0
+
+    def ImpliedVolatilityBatch(self, request, context, rid):
+        model, options, market, price, rows, fields = conv.european_batch(
+            request, self.service.limits.max_rows, with_vol=False, price_field="price"
+        )
+        result = self.service.implied_vol_batch(
+            model, options, market, price, rows=rows, fields=fields, threads=request.threads,
+            effective_inputs=not request.omit_effective_inputs, should_continue=self._watch(context),
+        )
+        return conv.implied_vol_batch_response(result, request.output_encoding), rows, result.error_count
+
+    def ServerInfo(self, request, context, rid):
+        return self.info(), 1, 0
+
+    def PriceStream(self, requests, context, rid, counter):
+        book = TickingBook(self.service, self.max_stream_trades)
+        for message in requests:
+            counter[0] += 1
+            if type(message) is Undecodable:
+                yield _stream_error("", "", message.error())
+                continue
+            cid = message.correlation_id
+            try:
+                body = message.WhichOneof("body")
+                if body == "price":
+                    req = message.price
+                    model, option, market, fields = conv.european_one(req, with_vol=True)
+                    fields = {k: f"price.{v}" for k, v in fields.items()}
+                    result = book.price(model, option, market, conv.measures_of(req.measures, "price.measures"),
+                                        fields, message.trade_id)
+                    yield pb.StreamResponse(correlation_id=cid, trade_id=message.trade_id,
+                                            result=conv.price_response(result))
+                elif body == "market_update":
+                    upd = message.market_update
+                    move = MarketMove(**{f: getattr(upd, f) for f in ("spot", "forward", "rate", "dividend_yield", "volatility") if upd.HasField(f)})
+                    for trade_id, outcome in book.move(move, upd.trade_ids):
+                        if isinstance(outcome, ServiceError):
+                            yield _stream_error(cid, trade_id, outcome)
+                        else:
+                            yield pb.StreamResponse(correlation_id=cid, trade_id=trade_id,
+                                                    result=conv.price_response(outcome))
+                else:
+                    raise ServiceError(Code.INVALID_ARGUMENT, "body: set price or market_update")
+            except ServiceError as exc:
+                yield _stream_error(cid, message.trade_id, exc)
+
+
+def _stream_error(cid: str, trade_id: str, exc: ServiceError) -> pb.StreamResponse:
+    field = exc.violations[0].field if exc.violations else ""
+    return pb.StreamResponse(
+        correlation_id=cid, trade_id=trade_id,
+        error=cpb.Error(code=int(exc.code), field=field, message=to_rich_status(exc).message),
+    )
+
+
+_UNARY = ("Price", "PriceBatch", "ImpliedVolatility", "ImpliedVolatilityBatch", "ServerInfo")
+_BATCH = {"PriceBatch", "ImpliedVolatilityBatch"}
+
+
+def handlers(servicer: PricingServicer, observer: RpcObserver, *, echo: bool) -> list[grpc.GenericRpcHandler]:
+    service = pb.DESCRIPTOR.services_by_name["PricingService"]
+    methods = {}
+    for method in service.methods:
+        request_cls = getattr(pb, method.input_type.name)
+        response_cls = getattr(pb, method.output_type.name)
+        fn = getattr(servicer, method.name)
+        path = f"/{SERVICE}/{method.name}"
+        if method.name in _UNARY:
+            methods[method.name] = grpc.unary_unary_rpc_method_handler(
+                wrap_unary(path, fn, observer, batch=method.name in _BATCH),
+                request_deserializer=safe_deserializer(request_cls),
+                response_serializer=response_cls.SerializeToString,
+            )
+        else:
+            methods[method.name] = grpc.stream_stream_rpc_method_handler(
+                wrap_stream(path, fn, observer),
+                request_deserializer=safe_deserializer(request_cls),
+                response_serializer=response_cls.SerializeToString,
+            )
+    out = [grpc.method_handlers_generic_handler(SERVICE, methods)]
+    if echo:
+        out.append(
+            grpc.method_handlers_generic_handler(
+                ECHO_SERVICE,
+                {
+                    # bare floor: bytes in, the same bytes out, no parsing, no instrumentation
+                    "Echo": grpc.unary_unary_rpc_method_handler(lambda request, context: request),
+                    "EchoStream": grpc.stream_stream_rpc_method_handler(lambda requests, context: requests),
+                },
+            )
+        )
+    return out

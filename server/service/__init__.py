@@ -1,0 +1,1 @@
+"""Use cases (price, Greeks, implied vol, batches, ticking), independent of transport."""

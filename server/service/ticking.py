@@ -1,0 +1,100 @@
+"""Ticking: trades held on one front-office stream, re-priced as the market moves.
+
+A :class:`TickingBook` lives as long as one PriceStream call; nothing is shared between
+streams. A trade is kept under its trade id (the same id replaces it); a market move changes
+only the fields it names, for the trades it names (all of them when it names none), and
+re-prices each, one result or one error per trade.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, NamedTuple, Optional, Sequence
+
+from pricegrid.server.domain.errors import Code, ServiceError, invalid
+from pricegrid.server.domain.instruments import EuropeanOption, MarketInputs
+from pricegrid.server.domain.models import CATALOGUE, Measure, Model
+from pricegrid.server.service.pricing import PriceResult, PricingService
+
+
+class HeldTrade(NamedTuple):
+    model: Model
+    option: EuropeanOption
+    market: MarketInputs
+    measures: tuple[Measure, ...]
+    fields: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class MarketMove:
+    """A partial market update: None leaves a field as it is."""
+
+    spot: Optional[float] = None
+    forward: Optional[float] = None
+    rate: Optional[float] = None
+    dividend_yield: Optional[float] = None
+    volatility: Optional[float] = None
+
+
+class TickingBook:
+    def __init__(self, service: PricingService, max_trades: int):
+        self.service = service
+        self.max_trades = max_trades
+        self.trades: dict[str, HeldTrade] = {}
+
+    def price(
+        self,
+        model: Model,
+        option: EuropeanOption,
+        market: MarketInputs,
+        measures: Sequence[Measure],
+        fields: Mapping[str, str],
+        trade_id: str = "",
+    ) -> PriceResult:
+        result = self.service.price(model, option, market, measures, fields)
+        if trade_id:
+            if trade_id not in self.trades and len(self.trades) >= self.max_trades:
+                raise ServiceError(
+                    Code.RESOURCE_EXHAUSTED,
+                    f"trade_id: this stream already holds {self.max_trades} trades (the server's cap)",
+                )
+            self.trades[trade_id] = HeldTrade(model, option, market, tuple(measures), fields)
+        return result
+
+    def move(self, move: MarketMove, trade_ids: Sequence[str], prefix: str = "market_update"):
+        """Apply ``move`` and re-price; yields (trade_id, PriceResult or ServiceError)."""
+        ids = list(trade_ids) or list(self.trades)
+        for trade_id in ids:
+            held = self.trades.get(trade_id)
+            if held is None:
+                yield trade_id, invalid(f"{prefix}.trade_ids", f"no trade {trade_id!r} is held on this stream")
+                continue
+            try:
+                market = self._moved(held, move, prefix)
+                result = self.service.price(held.model, held.option, market, held.measures, held.fields)
+            except ServiceError as exc:
+                yield trade_id, exc
+                continue
+            self.trades[trade_id] = held._replace(market=market)
+            yield trade_id, result
+
+    @staticmethod
+    def _moved(held: HeldTrade, move: MarketMove, prefix: str) -> MarketInputs:
+        spec = CATALOGUE[held.model]
+        market = held.market
+        if move.spot is not None or move.forward is not None:
+            given, value = ("spot", move.spot) if move.spot is not None else ("forward", move.forward)
+            if move.spot is not None and move.forward is not None:
+                raise invalid(f"{prefix}.spot", "set spot or forward, not both")
+            if given != spec.underlying:
+                raise invalid(f"{prefix}.{given}", f"{spec.ref.model} trades are priced on a {spec.underlying}")
+            market = market._replace(underlying=value)
+        if move.dividend_yield is not None:
+            if not spec.takes_dividend:
+                raise invalid(f"{prefix}.dividend_yield", f"{spec.ref.model} takes no dividend yield")
+            market = market._replace(dividend_yield=move.dividend_yield)
+        if move.rate is not None:
+            market = market._replace(rate=move.rate)
+        if move.volatility is not None:
+            market = market._replace(volatility=move.volatility)
+        return market

@@ -1,0 +1,43 @@
+"""Shared fixtures: a real pricegrid server on 127.0.0.1 with an ephemeral port.
+
+Tests run against the installed package (``pip install '.[test]'``); nothing here is mocked.
+"""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from pricegrid.server.app import logs
+from pricegrid.server.app.server import start
+from pricegrid.server.app.settings import Settings
+from pricegrid.v1 import pricing_pb2_grpc
+
+logs.configure("warning", "json")
+
+
+def start_server(**overrides):
+    settings = Settings(**{"host": "127.0.0.1", "port": 0, "metrics_port": 0, "grace_s": 2.0, **overrides})
+    return start(settings)
+
+
+@pytest.fixture(scope="session")
+def server():
+    running = start_server()
+    yield running
+    running.stop(1.0)
+
+
+@pytest.fixture(scope="session")
+def channel(server):
+    ch = grpc.insecure_channel(
+        server.address,
+        options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
+    )
+    yield ch
+    ch.close()
+
+
+@pytest.fixture(scope="session")
+def stub(channel):
+    return pricing_pb2_grpc.PricingServiceStub(channel)

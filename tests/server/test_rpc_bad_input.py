@@ -1,0 +1,250 @@
+"""Bad input: a clear error naming the field (and row), nothing lost, the server keeps serving."""
+
+import math
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from pricegrid.v1 import common_pb2 as c
+from pricegrid.v1 import pricing_pb2 as pb
+from pricegrid.v1 import pricing_pb2_grpc
+
+from tests.conftest import start_server
+from tests.server.richerr import violations
+
+
+def good_request(**market) -> pb.PriceRequest:
+    m = dict(spot=100.0, rate=0.05, dividend_yield=0.01, volatility=0.2)
+    m.update(market)
+    return pb.PriceRequest(
+        model=c.MODEL_BLACK_SCHOLES_MERTON,
+        european=pb.EuropeanOption(option_type=c.OPTION_TYPE_CALL, strike=100.0, expiry=pb.Expiry(year_fraction=1.0)),
+        market=pb.Market(**m),
+        measures=[c.MEASURE_DELTA],
+    )
+
+
+def still_serving(channel, stub):
+    health = health_pb2_grpc.HealthStub(channel)
+    assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+    assert stub.Price(good_request(), timeout=5).price > 0
+
+
+def expect_invalid(call, request, field, code=grpc.StatusCode.INVALID_ARGUMENT):
+    with pytest.raises(grpc.RpcError) as info:
+        call(request, timeout=5)
+    err = info.value
+    assert err.code() == code, (err.code(), err.details())
+    fields = [f for f, _ in violations(err)]
+    assert field in fields, (field, fields, err.details())
+    assert field in err.details()
+    return err
+
+
+NAN, INF = math.nan, math.inf
+
+
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda r: setattr(r.european, "strike", NAN), "european.strike"),
+        (lambda r: setattr(r.european, "strike", -1.0), "european.strike"),
+        (lambda r: setattr(r.european, "strike", 0.0), "european.strike"),
+        (lambda r: setattr(r.european, "strike", INF), "european.strike"),
+        (lambda r: setattr(r.market, "spot", 0.0), "market.spot"),
+        (lambda r: setattr(r.market, "spot", -INF), "market.spot"),
+        (lambda r: setattr(r.market, "volatility", 0.0), "market.volatility"),
+        (lambda r: setattr(r.market, "volatility", -0.2), "market.volatility"),
+        (lambda r: setattr(r.market, "volatility", NAN), "market.volatility"),
+        (lambda r: setattr(r.market, "rate", INF), "market.rate"),
+        (lambda r: setattr(r.market, "dividend_yield", NAN), "market.dividend_yield"),
+        (lambda r: r.european.expiry.__setattr__("year_fraction", -0.5), "european.expiry.year_fraction"),
+        (lambda r: r.european.expiry.__setattr__("year_fraction", NAN), "european.expiry.year_fraction"),
+        (lambda r: setattr(r.european, "option_type", 7), "european.option_type"),
+        (lambda r: setattr(r.european, "option_type", 0), "european.option_type"),
+        (lambda r: setattr(r, "model", 42), "model"),
+        (lambda r: setattr(r, "model", 0), "model"),
+        (lambda r: r.measures.append(99), "measures[1]"),
+        (lambda r: r.ClearField("european"), "european"),
+        (lambda r: r.european.ClearField("expiry"), "european.expiry"),
+        (lambda r: r.market.ClearField("spot"), "market.spot"),
+        (lambda r: setattr(r.market, "forward", 100.0), "market.forward"),
+        (lambda r: setattr(r.market, "snapshot_id", "eod-2026-11-23"), "market.snapshot_id"),
+    ],
+)
+def test_price_rejects_bad_fields(channel, stub, mutate, field):
+    request = good_request()
+    mutate(request)
+    code = grpc.StatusCode.UNIMPLEMENTED if field == "market.snapshot_id" else grpc.StatusCode.INVALID_ARGUMENT
+    expect_invalid(stub.Price, request, field, code)
+    still_serving(channel, stub)
+
+
+def test_several_bad_fields_are_all_named(stub):
+    request = good_request(volatility=-1.0, spot=NAN)
+    request.european.strike = -5
+    err = expect_invalid(stub.Price, request, "european.strike")
+    assert {"market.spot", "market.volatility", "european.strike"} <= {f for f, _ in violations(err)}
+
+
+def test_black76_rejects_dividend_and_spot(stub):
+    request = pb.PriceRequest(
+        model=c.MODEL_BLACK_76,
+        european=pb.EuropeanOption(option_type=c.OPTION_TYPE_PUT, strike=70, expiry=pb.Expiry(year_fraction=1.0)),
+        market=pb.Market(forward=68.0, rate=0.03, dividend_yield=0.02, volatility=0.4),
+    )
+    expect_invalid(stub.Price, request, "market.dividend_yield")
+    request.market.dividend_yield = 0
+    request.market.spot = 68.0
+    expect_invalid(stub.Price, request, "market.spot")
+
+
+@pytest.mark.parametrize(
+    "dates, field",
+    [
+        (dict(valuation_date=c.Date(year=2026, month=2, day=30), expiry_date=c.Date(year=2027, month=1, day=1),
+              day_count=c.DAY_COUNT_ACT_365F), "european.expiry.dates.valuation_date"),
+        (dict(valuation_date=c.Date(year=2026, month=2, day=1), expiry_date=c.Date(year=2027, month=1, day=1),
+              day_count=17), "european.expiry.dates.day_count"),
+        (dict(valuation_date=c.Date(year=2026, month=2, day=1), day_count=c.DAY_COUNT_ACT_360),
+         "european.expiry.dates.expiry_date"),
+        (dict(valuation_date=c.Date(year=2027, month=2, day=1), expiry_date=c.Date(year=2026, month=1, day=1),
+              day_count=c.DAY_COUNT_ACT_360), "european.expiry.dates"),
+    ],
+)
+def test_bad_dates(stub, dates, field):
+    request = good_request()
+    request.european.expiry.dates.CopyFrom(pb.ExpiryDates(**dates))
+    expect_invalid(stub.Price, request, field)
+
+
+def test_implied_vol_outside_bounds_names_price(stub):
+    request = good_request()
+    iv = pb.ImpliedVolatilityRequest(model=request.model, european=request.european, market=request.market, price=150.0)
+    expect_invalid(stub.ImpliedVolatility, iv, "price")
+    iv.price = NAN
+    expect_invalid(stub.ImpliedVolatility, iv, "price")
+
+
+def test_garbage_bytes_on_a_valid_method(channel, stub):
+    for method in ("Price", "PriceBatch", "ImpliedVolatility", "ImpliedVolatilityBatch"):
+        call = channel.unary_unary(f"/pricegrid.v1.PricingService/{method}")
+        with pytest.raises(grpc.RpcError) as info:
+            call(b"\xff\xff\xff\xff\x0f garbage", timeout=5)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "not a valid" in info.value.details()
+    still_serving(channel, stub)
+
+
+def test_unknown_method_is_unimplemented(channel, stub):
+    with pytest.raises(grpc.RpcError) as info:
+        channel.unary_unary("/pricegrid.v1.PricingService/PriceEverything")(b"", timeout=5)
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    with pytest.raises(grpc.RpcError) as info:
+        channel.unary_unary("/no.such.Service/Method")(b"", timeout=5)
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    still_serving(channel, stub)
+
+
+def test_error_carries_request_id(stub):
+    request = good_request(volatility=-1.0)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Price(request, timeout=5, metadata=(("x-request-id", "desk-7-42"),))
+    assert ("x-request-id", "desk-7-42") in tuple((m.key, m.value) for m in info.value.trailing_metadata())
+
+
+# ------------------------------------------------------------------------------------ batches
+def batch(n=4, **over):
+    cols = dict(
+        option_type=c.Int32Column(values=[1, 2] * (n // 2)),
+        strike=c.DoubleColumn(raw=np.linspace(80, 120, n).tobytes()),
+        time_to_expiry=c.DoubleColumn(values=[0.5]),
+    )
+    market = dict(spot=c.DoubleColumn(values=[100.0]), rate=c.DoubleColumn(values=[0.02]),
+                  volatility=c.DoubleColumn(raw=np.full(n, 0.2).tobytes()))
+    for k, v in over.items():
+        (cols if k in cols or k in ("expiry_date",) else market)[k] = v
+    return pb.PriceBatchRequest(
+        model=c.MODEL_BLACK_SCHOLES_MERTON, measures=[c.MEASURE_PRICE, c.MEASURE_DELTA],
+        european=pb.EuropeanOptionColumns(**cols), market=pb.MarketColumns(**market),
+    )
+
+
+@pytest.mark.parametrize(
+    "over, field",
+    [
+        (dict(strike=c.DoubleColumn(values=[100.0, 101.0, 102.0])), "european.strike"),
+        (dict(volatility=c.DoubleColumn(raw=b"\x00" * 12)), "market.volatility"),
+        (dict(volatility=c.DoubleColumn(values=[0.2], raw=np.zeros(1).tobytes())), "market.volatility"),
+        (dict(option_type=c.Int32Column(values=[1] * 5)), "european.option_type"),
+        (dict(volatility=c.DoubleColumn()), "market.volatility"),
+        (dict(forward=c.DoubleColumn(values=[100.0])), "market.spot"),
+    ],
+)
+def test_batch_shape_errors(channel, stub, over, field):
+    expect_invalid(stub.PriceBatch, batch(**over), field)
+    still_serving(channel, stub)
+
+
+def test_batch_missing_required_columns(stub):
+    request = batch()
+    request.market.ClearField("volatility")
+    expect_invalid(stub.PriceBatch, request, "market.volatility")
+    request = batch()
+    request.european.ClearField("time_to_expiry")
+    expect_invalid(stub.PriceBatch, request, "european.time_to_expiry")
+
+
+def test_batch_bad_rows_get_per_row_status(stub):
+    n = 8
+    strike = np.linspace(80, 120, n)
+    strike[3] = np.nan
+    vol = np.full(n, 0.2)
+    vol[5] = -0.1
+    opt = np.array([1, 2, 1, 2, 1, 2, 9, 1], dtype=np.int32)
+    request = batch(n, strike=c.DoubleColumn(raw=strike.tobytes()), volatility=c.DoubleColumn(raw=vol.tobytes()),
+                    option_type=c.Int32Column(raw=opt.tobytes()))
+    response = stub.PriceBatch(request, timeout=5)
+    status = np.frombuffer(response.status.raw, dtype="<i4")
+    assert status.tolist() == [0, 0, 0, 3, 0, 3, 3, 0]
+    assert response.error_count == 3
+    got = {(e.row, e.field) for e in response.errors}
+    assert got == {(3, "european.strike"), (5, "market.volatility"), (6, "european.option_type")}
+    price = np.frombuffer(response.columns[0].values.raw)
+    assert np.isnan(price[[3, 5, 6]]).all() and np.isfinite(np.delete(price, [3, 5, 6])).all()
+
+
+def test_batch_unknown_measure_and_model(stub):
+    request = batch()
+    request.measures.append(77)
+    expect_invalid(stub.PriceBatch, request, "measures[2]")
+    request = batch()
+    request.model = 9
+    expect_invalid(stub.PriceBatch, request, "model")
+
+
+def test_row_cap_is_resource_exhausted():
+    running = start_server(max_rows=100, metrics_port=-1)
+    try:
+        with grpc.insecure_channel(running.address) as ch:
+            stub = pricing_pb2_grpc.PricingServiceStub(ch)
+            expect_invalid(stub.PriceBatch, batch(102), "rows", grpc.StatusCode.RESOURCE_EXHAUSTED)
+            assert stub.PriceBatch(batch(100), timeout=5).rows == 100
+    finally:
+        running.stop(0)
+
+
+def test_oversized_message_is_resource_exhausted():
+    running = start_server(max_message_bytes=64 * 1024, metrics_port=-1)
+    try:
+        with grpc.insecure_channel(running.address) as ch:
+            stub = pricing_pb2_grpc.PricingServiceStub(ch)
+            with pytest.raises(grpc.RpcError) as info:
+                stub.PriceBatch(batch(20_000), timeout=5)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert stub.PriceBatch(batch(1_000), timeout=5).rows == 1_000
+            still_serving(ch, stub)
+    finally:
+        running.stop(0)

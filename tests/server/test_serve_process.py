@@ -1,0 +1,128 @@
+"""`pricegrid serve` as a process: JSON logs (one line per RPC), and a graceful drain on SIGTERM."""
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from pricegrid.v1 import common_pb2 as c
+from pricegrid.v1 import pricing_pb2 as pb
+from pricegrid.v1 import pricing_pb2_grpc
+
+PRICEGRID = Path(sys.executable).parent / "pricegrid"
+
+
+class Server:
+    def __init__(self, *args):
+        self.proc = subprocess.Popen(
+            [str(PRICEGRID), "serve", "--port", "0", "--metrics-port", "-1", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        started = self.wait_for(lambda e: e.get("event") == "started")
+        self.address = started["address"]
+        self.started = started
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def events(self, timeout=10.0):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                line = self.lines.get(timeout=max(0.01, end - time.monotonic()))
+            except queue.Empty:
+                return
+            if line is None:
+                return
+            yield json.loads(line)
+
+    def wait_for(self, predicate, timeout=20.0):
+        for event in self.events(timeout):
+            if predicate(event):
+                return event
+        raise AssertionError("event not seen")
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def request():
+    return pb.PriceRequest(
+        model=c.MODEL_BLACK_76,
+        european=pb.EuropeanOption(option_type=c.OPTION_TYPE_CALL, strike=75, expiry=pb.Expiry(year_fraction=1)),
+        market=pb.Market(forward=70, rate=0.03, volatility=0.4),
+    )
+
+
+def test_start_logs_build_and_one_line_per_rpc():
+    s = Server("--log-format", "json")
+    try:
+        assert "-march=" in " ".join(s.started["build"]["compile_args"])
+        assert s.started["kernel_threads"] >= 1
+        with grpc.insecure_channel(s.address) as ch:
+            stub = pricing_pb2_grpc.PricingServiceStub(ch)
+            stub.Price(request(), timeout=5, metadata=(("x-request-id", "golden-1"),))
+            bad = request()
+            bad.market.volatility = -1
+            with pytest.raises(grpc.RpcError):
+                stub.Price(bad, timeout=5, metadata=(("x-request-id", "golden-2"),))
+        ok = s.wait_for(lambda e: e.get("request_id") == "golden-1")
+        assert ok["method"] == "/pricegrid.v1.PricingService/Price" and ok["code"] == "OK"
+        assert ok["rows"] == 1 and ok["duration_ms"] > 0 and ok["level"] == "info"
+        err = s.wait_for(lambda e: e.get("request_id") == "golden-2")
+        assert err["code"] == "INVALID_ARGUMENT" and err["level"] == "warning"
+    finally:
+        s.kill()
+
+
+def test_sigterm_drains_in_flight_calls_and_exits_zero():
+    s = Server("--grace", "10")
+    try:
+        ch = grpc.insecure_channel(s.address)
+        stub = pricing_pb2_grpc.PricingServiceStub(ch)
+        health = health_pb2_grpc.HealthStub(ch)
+        assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+        outbox: queue.Queue = queue.Queue()
+        replies = stub.PriceStream(iter(outbox.get, None), timeout=30)
+        outbox.put(pb.StreamRequest(correlation_id="before", price=request()))
+        assert next(replies).correlation_id == "before"  # the stream is in flight
+
+        s.proc.send_signal(signal.SIGTERM)
+        s.wait_for(lambda e: e.get("event") == "draining")
+        # new calls are refused ...
+        with grpc.insecure_channel(s.address) as fresh:
+            with pytest.raises(grpc.RpcError) as info:
+                pricing_pb2_grpc.PricingServiceStub(fresh).Price(request(), timeout=2)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        # ... while the in-flight stream is still answered, then finishes
+        outbox.put(pb.StreamRequest(correlation_id="during", price=request()))
+        assert next(replies).correlation_id == "during"
+        outbox.put(None)
+        assert list(replies) == []
+        assert s.proc.wait(20) == 0
+        ch.close()
+    finally:
+        s.kill()
+
+
+def test_bad_settings_exit_2():
+    proc = subprocess.run([str(PRICEGRID), "serve", "--max-rows", "0"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "max_rows" in proc.stderr
+    env = dict(os.environ, PRICEGRID_PORT="not-a-port")
+    proc = subprocess.run([str(PRICEGRID), "serve"], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2 and "PRICEGRID_PORT" in proc.stderr

@@ -1,0 +1,51 @@
+"""ServerInfo, health, reflection and the Prometheus endpoint of a real server."""
+
+import urllib.request
+
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from pricegrid.ext import BUILD_INFO
+from pricegrid.v1 import common_pb2 as c
+from pricegrid.v1 import pricing_pb2 as pb
+
+
+def test_server_info_reports_build_versions_models_limits(stub, server):
+    info = stub.ServerInfo(pb.ServerInfoRequest(), timeout=5)
+    assert info.version == "0.1.0"
+    assert any(a.startswith("-march=") for a in info.build.compile_args)
+    assert "-O3" in info.build.compile_args or info.build.debug
+    assert info.build.cpu_target == BUILD_INFO["cpu_target"]
+    assert info.build.openmp == BUILD_INFO["openmp"]
+    assert "-ffast-math" not in info.build.compile_args
+    assert info.kernel_threads >= 1
+    assert info.limits.max_rows == server.settings.max_rows
+    assert info.limits.max_message_bytes == server.settings.max_message_bytes
+    assert info.limits.parallel_threshold_rows > 0
+    assert {"python", "grpcio", "numpy", "protobuf"} <= set(info.versions)
+    models = {(m.ref.model, m.ref.engine) for m in info.models}
+    assert ("black_scholes_merton", "analytic_european") in models
+    assert ("black_76", "analytic_european") in models and ("bachelier", "analytic_european") in models
+    assert all(m.ref.version for m in info.models)
+    bsm = next(m for m in info.models if m.model == c.MODEL_BLACK_SCHOLES_MERTON and m.measures)
+    assert c.MEASURE_CHARM in bsm.measures and bsm.validated_against
+
+
+def test_health_serving(channel):
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "pricegrid.v1.PricingService"):
+        assert health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status == 1
+
+
+def test_reflection_lists_services(channel):
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+    names = {s.name for r in replies for s in r.list_services_response.service}
+    assert {"pricegrid.v1.PricingService", "pricegrid.v1.EchoService", "grpc.health.v1.Health"} <= names
+
+
+def test_metrics_endpoint(stub, server):
+    stub.ServerInfo(pb.ServerInfoRequest(), timeout=5)
+    body = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
+    assert 'pricegrid_rpc_duration_seconds_bucket{code="OK",le="0.0001",method="/pricegrid.v1.PricingService/ServerInfo"}' in body
+    assert 'pricegrid_model_info{engine="analytic_european",model="black_scholes_merton",version="1.0.0"} 1.0' in body
