@@ -264,12 +264,16 @@ def _outgoing(response, deserializer):
     return deserializer(bytes(data)) if deserializer is not None else bytes(data)
 
 
-def _fail(error: BaseException) -> FakeRpcError:
+def _fail(error: BaseException, context: FakeContext | None = None) -> FakeRpcError:
     if isinstance(error, FakeRpcError):
         return error
     if isinstance(error, _Abort):
         return FakeRpcError(error.code, error.details, error.trailing)
-    return FakeRpcError(grpc.StatusCode.UNKNOWN, f"Exception calling application: {error!r}")
+    # As gRPC's server does: a code and details the handler set win over UNKNOWN.
+    code, details, trailing = grpc.StatusCode.UNKNOWN, f"Exception calling application: {error!r}", ()
+    if context is not None and context._code != grpc.StatusCode.OK:
+        code, details, trailing = context._code, context._details or details, context._trailing
+    return FakeRpcError(code, details, trailing)
 
 
 def _check(context: FakeContext) -> None:
@@ -295,7 +299,7 @@ class _UnaryUnary(_Callable):
             _check(context)
             return _outgoing(response, self._deserializer)
         except Exception as e:
-            raise _fail(e) from None
+            raise _fail(e, context) from None
         finally:
             context._finish()
 
@@ -324,7 +328,7 @@ class _StreamUnary(_Callable):
             _check(context)
             return _outgoing(response, self._deserializer)
         except Exception as e:
-            raise _fail(e) from None
+            raise _fail(e, context) from None
         finally:
             context._finish()
 
@@ -387,7 +391,7 @@ class _StreamCall(grpc.RpcError, grpc.Call):
             _check(self._context)
             self._out.put(self._END)
         except Exception as e:
-            self._out.put(_fail(e))
+            self._out.put(_fail(e, self._context))
         finally:
             self._context._finish()
 

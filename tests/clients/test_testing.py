@@ -1,0 +1,216 @@
+"""FakeChannel, the fake transport shipped for users' tests, driving the real clients."""
+
+import threading
+
+import grpc
+import numpy as np
+import pytest
+
+from pricegrid.clients import (
+    EuropeanOption,
+    FrontOfficeClient,
+    Market,
+    PricingError,
+    RiskClient,
+)
+from pricegrid.clients.testing import FakeChannel, FakeRpcError, bad_request, servicer_handlers
+from pricegrid.v1 import common_pb2 as c
+from pricegrid.v1 import pricing_pb2 as pb
+from pricegrid.v1 import pricing_pb2_grpc as pb_grpc
+
+OPTION = EuropeanOption(option_type="call", strike=100.0, expiry=0.5)
+MARKET = Market(spot=100.0, rate=0.05, volatility=0.2)
+REF = c.ModelRef(model="toy", engine="intrinsic", version="0")
+
+
+def toy_price(request):
+    """A stand-in model: intrinsic value of the spot (enough to see data flow through)."""
+    s = request.market.spot if request.market.WhichOneof("underlying") == "spot" else request.market.forward
+    k = request.european.strike
+    sign = 1.0 if request.european.option_type == c.OPTION_TYPE_CALL else -1.0
+    greeks = pb.Greeks(delta=sign) if c.MEASURE_DELTA in request.measures else None
+    return pb.PriceResponse(price=max(sign * (s - k), 0.0), greeks=greeks, priced_by=REF)
+
+
+def price_handler(request, context):
+    if request.european.strike <= 0:
+        context.abort_with_status(bad_request("european.strike: must be > 0", [("european.strike", "must be > 0")]))
+    return toy_price(request)
+
+
+def test_unary_price_through_the_fake():
+    channel = FakeChannel(handlers={"Price": price_handler})
+    client = FrontOfficeClient(channel=channel)
+    r = client.price(EuropeanOption(option_type="call", strike=90.0, expiry=0.5), MARKET, measures=["delta"])
+    assert r.price == 10.0 and r.greeks.delta == 1.0 and r.priced_by.model == "toy"
+    (seen,) = channel.requests
+    assert seen.method == "/pricegrid.v1.PricingService/Price"
+    assert isinstance(seen.request, pb.PriceRequest) and seen.request.european.strike == 90.0
+    assert seen.timeout == 1.0  # a deadline on every call by default
+    client.price(OPTION, MARKET, timeout=None)
+    assert channel.requests[-1].timeout is None
+    client.close()
+    assert not channel.closed  # the caller's channel stays the caller's
+
+
+def test_rich_errors_surface_as_pricing_error_with_the_field():
+    client = FrontOfficeClient(channel=FakeChannel(handlers={"/pricegrid.v1.PricingService/Price": price_handler}))
+    with pytest.raises(PricingError) as info:
+        client.price(EuropeanOption(option_type="call", strike=-1.0, expiry=0.5), MARKET)
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT and info.value.field == "european.strike"
+
+
+def test_missing_handlers_and_failing_handlers():
+    def broken(request, context):
+        raise RuntimeError("boom")
+
+    def coded(request, context):
+        context.set_code(grpc.StatusCode.FAILED_PRECONDITION)
+        context.set_details("not today")
+        return pb.ImpliedVolatilityResponse()
+
+    client = FrontOfficeClient(channel=FakeChannel(handlers={"Price": broken, "ImpliedVolatility": coded}))
+    with pytest.raises(PricingError) as info:
+        client.server_info()
+    assert info.value.code == grpc.StatusCode.UNIMPLEMENTED
+    with pytest.raises(PricingError) as info:
+        client.price(OPTION, MARKET)
+    assert info.value.code == grpc.StatusCode.UNKNOWN and "boom" in info.value.message
+    with pytest.raises(PricingError) as info:
+        client.implied_vol(OPTION, MARKET, 5.0)
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION and info.value.message == "not today"
+
+
+def test_raw_bytes_pass_untouched():
+    channel = FakeChannel(handlers={"Echo": lambda request, context: request})
+    echo = channel.unary_unary("/pricegrid.v1.EchoService/Echo", request_serializer=None, response_deserializer=None)
+    payload = pb.PriceRequest(model=1).SerializeToString() + b"\x00\xff"
+    assert echo(payload) == payload
+    assert channel.requests[0].request == payload
+
+
+def stream_handler(requests, context):
+    """A toy PriceStream: answers each message, holds trades, re-prices on market updates."""
+    held = {}
+    for message in requests:
+        cid = message.correlation_id
+        if message.HasField("price"):
+            if message.price.european.strike <= 0:
+                yield pb.StreamResponse(
+                    correlation_id=cid,
+                    trade_id=message.trade_id,
+                    error=c.Error(code=3, field="price.european.strike", message="must be > 0"),
+                )
+                continue
+            if message.trade_id:
+                held[message.trade_id] = pb.PriceRequest()
+                held[message.trade_id].CopyFrom(message.price)
+            yield pb.StreamResponse(correlation_id=cid, trade_id=message.trade_id, result=toy_price(message.price))
+        else:
+            update = message.market_update
+            for trade_id in update.trade_ids or sorted(held):
+                request = held[trade_id]
+                if update.HasField("spot"):
+                    request.market.spot = update.spot
+                yield pb.StreamResponse(correlation_id=cid, trade_id=trade_id, result=toy_price(request))
+
+
+def test_use_stream_multiplexes_callers_over_one_stream():
+    channel = FakeChannel(handlers={"PriceStream": stream_handler})
+    with FrontOfficeClient(channel=channel, use_stream=True) as client:
+        results = {}
+
+        def worker(k):
+            results[k] = client.price(EuropeanOption(option_type="call", strike=float(k), expiry=0.5), MARKET).price
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(80, 100)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results == {k: 100.0 - k for k in range(80, 100)}
+        with pytest.raises(PricingError) as info:
+            client.price(EuropeanOption(option_type="call", strike=-5.0, expiry=0.5), MARKET)
+        assert info.value.field == "price.european.strike"
+        assert client.price(OPTION, MARKET).price == 0.0  # the stream goes on
+    assert channel.calls["/pricegrid.v1.PricingService/PriceStream"] == 1
+
+
+def test_ticking_session_through_the_fake():
+    client = FrontOfficeClient(channel=FakeChannel(handlers={"PriceStream": stream_handler}))
+    with client.stream() as session:
+        assert session.add("A", EuropeanOption(option_type="call", strike=90.0, expiry=0.5), MARKET) == "1"
+        session.add("B", EuropeanOption(option_type="put", strike=110.0, expiry=0.5), MARKET)
+        first = [session.receive(timeout=2.0) for _ in range(2)]
+        assert [(r.trade_id, r.result.price) for r in first] == [("A", 10.0), ("B", 10.0)]
+        cid = session.update_market(spot=105.0)
+        moved = {r.trade_id: r for r in (session.receive(timeout=2.0), session.receive(timeout=2.0))}
+        assert {r.correlation_id for r in moved.values()} == {cid}
+        assert moved["A"].result.price == 15.0 and moved["B"].result.price == 5.0
+        session.update_market(spot=100.0, trade_ids=["B"])
+        assert session.receive(timeout=2.0).result.price == 10.0
+        session.price(EuropeanOption(option_type="call", strike=-1.0, expiry=0.5), MARKET, correlation_id="bad")
+        bad = session.receive(timeout=2.0)
+        assert bad.correlation_id == "bad" and not bad.ok and bad.error.field == "price.european.strike"
+        with pytest.raises(TimeoutError):
+            session.receive(timeout=0.05)
+        session.done_sending()
+        assert list(session) == []
+        assert session.receive() is None
+
+
+def batch_handler(request, context):
+    """A toy PriceBatch: measure j of a row is j * (spot - strike); strike <= 0 fails the row."""
+    k = np.frombuffer(request.european.strike.raw, "<f8")
+    s = np.frombuffer(request.market.spot.raw, "<f8")
+    n = max(len(k), len(s))
+    k, s = np.broadcast_to(k, n), np.broadcast_to(s, n)
+    bad = k <= 0
+    value = np.where(bad, np.nan, s - k)
+    return pb.PriceBatchResponse(
+        rows=n,
+        columns=[pb.MeasureColumn(measure=m, values=c.DoubleColumn(raw=(value * m).tobytes())) for m in request.measures],
+        status=c.Int32Column(raw=np.where(bad, 3, 0).astype("<i4").tobytes()),
+        errors=[c.RowError(row=i, code=3, field="european.strike", message="must be > 0") for i in np.flatnonzero(bad)],
+        error_count=int(bad.sum()),
+        priced_by=REF,
+    )
+
+
+def test_risk_client_chunks_and_reassembles_through_the_fake():
+    info = pb.ServerInfoResponse(limits=pb.Limits(max_rows=7, max_message_bytes=1 << 20))
+    channel = FakeChannel(handlers={"PriceBatch": batch_handler, "ServerInfo": lambda r, ctx: info})
+    strike = np.arange(30, dtype=float)
+    strike[[0, 8, 29]] = -1.0
+    with RiskClient(channel=channel) as risk:
+        res = risk.price_batch(
+            model="bsm", option_type="call", strike=strike, time_to_expiry=0.5, spot=100.0, volatility=0.2,
+            measures=("price", "delta"),
+        )
+    assert channel.calls["/pricegrid.v1.PricingService/PriceBatch"] == 5  # max_rows 7: 7+7+7+7+2
+    expected = np.where(strike <= 0, np.nan, 100.0 - strike)
+    np.testing.assert_array_equal(res.columns["price"], expected)
+    np.testing.assert_array_equal(res["delta"], 2 * expected)
+    assert [e.row for e in res.errors] == [0, 8, 29] and res.error_count == 3
+    assert res.ok.tolist() == (strike > 0).tolist()
+    assert res.priced_by.model == "toy" and res.stats.chunks == 5 and res.stats.bytes_sent > 30 * 8
+
+
+def test_servicer_handlers_from_a_servicer_class():
+    class Servicer(pb_grpc.PricingServiceServicer):
+        def Price(self, request, context):
+            return toy_price(request)
+
+    handlers = servicer_handlers(Servicer())
+    assert set(handlers) >= {"Price", "PriceBatch", "PriceStream", "ServerInfo"}
+    client = FrontOfficeClient(channel=FakeChannel(handlers=handlers))
+    assert client.price(EuropeanOption(option_type="call", strike=95.0, expiry=0.5), MARKET).price == 5.0
+    with pytest.raises(PricingError) as info:  # the base class's own answer
+        client.server_info()
+    assert info.value.code == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_fake_rpc_error_is_a_grpc_call():
+    e = FakeRpcError(grpc.StatusCode.INTERNAL, "x")
+    assert isinstance(e, grpc.RpcError) and isinstance(e, grpc.Call)
+    assert e.code() == grpc.StatusCode.INTERNAL and e.details() == "x" and e.trailing_metadata() == ()
