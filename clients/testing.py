@@ -24,6 +24,7 @@ Handlers are keyed by method name (``"Price"``) or full path
 serializers: a handler receives the parsed request message of the method's contract type
 (raw ``bytes`` where the caller sent bytes, as for ``EchoService``) and may return a message
 or ``bytes``. A method without a handler fails ``UNIMPLEMENTED``, as on a real server.
+:class:`FakeAioChannel` takes the same handlers for :class:`AsyncFrontOfficeClient`.
 ``context.abort(code, details)``, ``context.abort_with_status(status)`` and
 ``context.set_code``/``set_details`` behave as in gRPC; any other exception in a handler
 fails the call ``UNKNOWN``.
@@ -38,11 +39,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 import grpc
+import grpc.aio
 from google.protobuf import descriptor_pool, message_factory
 
 from pricegrid.v1 import echo_pb2, pricing_pb2  # noqa: F401  (register the contract's types)
 
-__all__ = ["FakeChannel", "FakeContext", "FakeRpcError", "RecordedRequest", "bad_request", "servicer_handlers"]
+__all__ = ["FakeAioChannel", "FakeChannel", "FakeContext", "FakeRpcError", "RecordedRequest", "bad_request", "servicer_handlers"]
 
 _DETAILS_KEY = "grpc-status-details-bin"
 
@@ -524,3 +526,200 @@ class _DoneFuture(grpc.Future):
 
     def details(self):
         return self._error.details() if self._error else ""
+
+
+# ---------------------------------------------------------------------------- grpc.aio
+class FakeAioChannel(grpc.aio.Channel):
+    """The ``grpc.aio`` twin of :class:`FakeChannel`, for :class:`AsyncFrontOfficeClient`;
+    it takes the same (synchronous) handlers::
+
+        client = AsyncFrontOfficeClient(channel=FakeAioChannel(handlers={"Price": price}))
+
+    Create it inside the event loop that uses it.
+    """
+
+    def __init__(self, handlers: Mapping[str, Callable] | None = None) -> None:
+        self._sync = FakeChannel(handlers)
+
+    @property
+    def handlers(self) -> dict:
+        return self._sync.handlers
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        return self._sync.requests
+
+    @property
+    def calls(self) -> dict[str, int]:
+        return self._sync.calls
+
+    @property
+    def closed(self) -> bool:
+        return self._sync.closed
+
+    def unary_unary(self, method, request_serializer=None, response_deserializer=None, _registered_method=False):
+        return _AioUnary(_UnaryUnary(self._sync, method, request_serializer, response_deserializer))
+
+    def stream_unary(self, method, request_serializer=None, response_deserializer=None, _registered_method=False):
+        raise NotImplementedError("FakeAioChannel serves unary-unary and stream-stream methods")
+
+    def unary_stream(self, method, request_serializer=None, response_deserializer=None, _registered_method=False):
+        raise NotImplementedError("FakeAioChannel serves unary-unary and stream-stream methods")
+
+    def stream_stream(self, method, request_serializer=None, response_deserializer=None, _registered_method=False):
+        return _AioStreamStream(self._sync, method, request_serializer, response_deserializer)
+
+    async def close(self, grace=None) -> None:
+        self._sync.close()
+
+    def get_state(self, try_to_connect: bool = False):
+        return grpc.ChannelConnectivity.READY
+
+    async def wait_for_state_change(self, last_observed_state) -> None:
+        return None
+
+    async def channel_ready(self) -> None:
+        return None
+
+    async def __aenter__(self) -> "FakeAioChannel":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+
+class _AioUnary:
+    def __init__(self, sync: _UnaryUnary) -> None:
+        self._sync = sync
+
+    def __call__(self, request, *, timeout=None, metadata=None, credentials=None, wait_for_ready=None, compression=None):
+        async def call():
+            return self._sync._invoke(request, timeout, metadata)
+
+        return call()
+
+
+class _AioStreamStream(_Callable):
+    def __call__(self, request_iterator=None, *, timeout=None, metadata=None, credentials=None, wait_for_ready=None, compression=None):
+        return _AioStreamCall(self._channel, self._method, self._serializer, self._deserializer, request_iterator, timeout, metadata)
+
+
+class _AioStreamCall:
+    """A stream-stream call on the event loop; the handler runs on a thread of its own."""
+
+    _DONE = object()
+
+    def __init__(self, channel: FakeChannel, method, serializer, deserializer, request_iterator, timeout, metadata) -> None:
+        import asyncio
+
+        self._loop = asyncio.get_running_loop()
+        self._responses: asyncio.Queue = asyncio.Queue()
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._deserializer = deserializer
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._context = FakeContext(metadata, timeout)
+        self._code: grpc.StatusCode | None = None
+        self._error: FakeRpcError | None = None
+        self._writer = None
+        try:
+            handler = channel._handler(method)
+        except FakeRpcError as e:
+            self._responses.put_nowait(e)
+            return
+        incoming = (
+            channel._incoming(method, r, serializer, metadata, timeout) for r in iter(self._requests.get, self._DONE)
+        )
+        threading.Thread(target=self._serve, args=(handler, incoming), daemon=True).start()
+        if request_iterator is not None:
+            self._writer = self._loop.create_task(self._pump(request_iterator))
+
+    async def _pump(self, request_iterator) -> None:
+        try:
+            async for request in request_iterator:
+                self._requests.put(request)
+        finally:
+            self._requests.put(self._DONE)
+
+    def _post(self, item) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._responses.put_nowait, item)
+        except RuntimeError:  # the loop is gone: nobody is listening
+            self._context.cancelled = True
+
+    def _serve(self, handler, requests) -> None:
+        try:
+            for response in handler(requests, self._context):
+                if self._context.cancelled:
+                    return
+                self._post(_outgoing(response, self._deserializer))
+            _check(self._context)
+            self._post(self._DONE)
+        except Exception as e:
+            self._post(_fail(e, self._context))
+        finally:
+            self._context._finish()
+
+    async def write(self, request) -> None:
+        self._requests.put(request)
+
+    async def done_writing(self) -> None:
+        self._requests.put(self._DONE)
+
+    async def read(self):
+        import asyncio
+
+        if self._code is not None:
+            if self._error is not None:
+                raise self._error
+            return grpc.aio.EOF
+        remaining = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+        try:
+            item = await asyncio.wait_for(self._responses.get(), remaining)
+        except asyncio.TimeoutError:
+            item = FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+            self._context.cancelled = True
+        if isinstance(item, FakeRpcError):
+            self._code, self._error = item.code(), item
+            raise item
+        if item is self._DONE:
+            self._code = grpc.StatusCode.OK
+            return grpc.aio.EOF
+        return item
+
+    async def __aiter_impl(self):
+        while True:
+            response = await self.read()
+            if response is grpc.aio.EOF:
+                return
+            yield response
+
+    def __aiter__(self):
+        return self.__aiter_impl()
+
+    def cancel(self) -> bool:
+        if self._code is not None:
+            return False
+        self._context.cancelled = True
+        self._requests.put(self._DONE)
+        if self._writer is not None:
+            self._writer.cancel()
+        self._responses.put_nowait(FakeRpcError(grpc.StatusCode.CANCELLED, "Locally cancelled by application!"))
+        return True
+
+    def done(self) -> bool:
+        return self._code is not None
+
+    def cancelled(self) -> bool:
+        return self._code == grpc.StatusCode.CANCELLED
+
+    async def code(self):
+        return self._code
+
+    async def details(self) -> str:
+        return self._error.details() if self._error else ""
+
+    async def trailing_metadata(self):
+        return self._error.trailing_metadata() if self._error else ()
+
+    async def initial_metadata(self):
+        return ()

@@ -214,3 +214,36 @@ def test_fake_rpc_error_is_a_grpc_call():
     e = FakeRpcError(grpc.StatusCode.INTERNAL, "x")
     assert isinstance(e, grpc.RpcError) and isinstance(e, grpc.Call)
     assert e.code() == grpc.StatusCode.INTERNAL and e.details() == "x" and e.trailing_metadata() == ()
+
+
+def test_async_client_through_the_aio_fake():
+    import asyncio
+
+    from pricegrid.clients import AsyncFrontOfficeClient
+    from pricegrid.clients.testing import FakeAioChannel
+
+    async def main():
+        channel = FakeAioChannel(handlers={"Price": price_handler, "PriceStream": stream_handler})
+        async with AsyncFrontOfficeClient(channel=channel) as client:
+            assert (await client.price(EuropeanOption(option_type="put", strike=120.0, expiry=0.5), MARKET)).price == 20.0
+            with pytest.raises(PricingError) as info:
+                await client.price(EuropeanOption(option_type="call", strike=-1.0, expiry=0.5), MARKET)
+            assert info.value.field == "european.strike"
+            async with client.stream() as s:
+                await s.add("A", EuropeanOption(option_type="call", strike=90.0, expiry=0.5), MARKET)
+                assert (await s.receive(timeout=2)).result.price == 10.0
+                await s.update_market(spot=95.0)
+                moved = await s.receive(timeout=2)
+                assert (moved.trade_id, moved.result.price) == ("A", 5.0)
+                await s.done_sending()
+                assert [r async for r in s] == []
+        async with AsyncFrontOfficeClient(channel=channel, use_stream=True) as client:
+            prices = await asyncio.gather(
+                *(client.price(EuropeanOption(option_type="call", strike=float(k), expiry=0.5), MARKET) for k in range(90, 100))
+            )
+            assert [p.price for p in prices] == [10.0 - i for i in range(10)]
+        assert not channel.closed
+        return channel.calls
+
+    calls = asyncio.run(asyncio.wait_for(main(), 30))
+    assert calls["/pricegrid.v1.PricingService/PriceStream"] == 2

@@ -1,0 +1,49 @@
+"""pricegrid bench latency against a real server, kept tiny."""
+
+import json
+
+from pricegrid.clients import bench, cli
+
+
+def test_latency_tool_writes_json_and_png(server, tmp_path, capsys):
+    out_json, out_png = tmp_path / "latency.json", tmp_path / "latency.png"
+    argv = ["bench", "latency", "--target", server.address, "--count", "40", "--warmup", "3", "--concurrency", "2",
+            "--batch-rows", "3000", "--batch-count", "2", "--batch-warmup", "1", "--chunk-rows", "1000",
+            "--duration", "20", "--json", str(out_json), "--png", str(out_png)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    for name in bench.SERIES:
+        assert name in out
+    assert "Price/Echo p50" in out and "PriceBatch/EchoBatch p50" in out
+
+    doc = json.loads(out_json.read_text())
+    series = doc["series"]
+    assert set(series) == set(bench.SERIES)
+    for name in ("Echo", "Price", "EchoStream", "PriceStream"):
+        assert series[name]["calls"] == 40 and series[name]["errors"] == 0 and series[name]["concurrency"] == 2
+        assert 0 < series[name]["p50_s"] <= series[name]["p90_s"] <= series[name]["p99_s"] <= series[name]["p99.9_s"]
+        assert series[name]["calls_per_second"] > 0
+    for name in ("EchoBatch", "PriceBatch"):
+        assert series[name]["calls"] == 2 and series[name]["rows_per_call"] == 3000
+    # the echo carries the very bytes the RiskClient sends, and PriceBatch answers about as many
+    sent = series["PriceBatch"]["bytes_sent_per_call"]
+    assert series["EchoBatch"]["bytes_sent_per_call"] == sent == series["EchoBatch"]["bytes_received_per_call"]
+    assert 3000 * 52 <= sent < 3000 * 52 + 2000
+    assert 0.8 < series["PriceBatch"]["bytes_received_per_call"] / sent < 1.2
+    assert set(doc["ratios_p50"]) == {"Price/Echo", "PriceStream/Echo", "PriceStream/EchoStream", "PriceBatch/EchoBatch"}
+    assert all(v > 0 for v in doc["ratios_p50"].values())
+    assert len(doc["samples"]["Price"]) == 40
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_latency_tool_stops_at_its_duration(server):
+    report = bench.run_latency(target=server.address, count=10_000_000, duration=0.3, warmup=2, modes=["price"])
+    for name in ("Echo", "Price"):
+        s = report["series"][name]
+        assert 0 < s["calls"] < 10_000_000 and s["wall_seconds"] < 3.0
+    assert set(report["series"]) == {"Echo", "Price"}
+
+
+def test_latency_tool_reports_an_unreachable_target(capsys):
+    assert cli.main(["bench", "latency", "--target", "127.0.0.1:1", "--timeout", "1", "--count", "1"]) == 1
+    assert "cannot reach" in capsys.readouterr().err
