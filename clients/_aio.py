@@ -31,7 +31,7 @@ from ._config import (
     resolve_timeout,
 )
 from ._errors import PricingError
-from ._frontoffice import _End
+from ._frontoffice import _FINAL_CODES, _End
 from ._models import EuropeanOption, ImpliedVolResult, Market, MarketUpdate, PriceResult, ServerInfo
 
 _CODE = grpc.StatusCode
@@ -150,6 +150,7 @@ class _AsyncConnection:
         self._requests: asyncio.Queue = asyncio.Queue()
         self._pending: dict[str, asyncio.Future] = {}
         self.broken = False
+        self.error = PricingError(_CODE.UNAVAILABLE, "the price stream is closed")
         self._call = stub.PriceStream(self._request_iterator())
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
@@ -162,7 +163,7 @@ class _AsyncConnection:
 
     def submit(self, correlation_id: str, message) -> asyncio.Future:
         if self.broken:
-            raise _Broken(PricingError(_CODE.UNAVAILABLE, "the price stream is closed"))
+            raise _Broken(self.error)
         future = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
         self._requests.put_nowait(message)
@@ -183,6 +184,8 @@ class _AsyncConnection:
             error = PricingError(_CODE.CANCELLED, "the price stream was closed")
         else:
             error = PricingError(_CODE.UNAVAILABLE, "the server ended the price stream")
+        if not self.broken:
+            self.error = error
         self.broken = True
         self._requests.put_nowait(None)
         pending, self._pending = self._pending, {}
@@ -244,7 +247,7 @@ class _AsyncStreamMux:
                 connection.forget(correlation_id)
                 raise PricingError(_CODE.DEADLINE_EXCEEDED, "deadline exceeded waiting for the stream reply") from None
             except _Broken as broken:
-                retryable = broken.error.code.name in self._retries.retryable_status_codes
+                retryable = broken.error.code not in _FINAL_CODES
                 in_time = deadline is None or loop.time() < deadline
                 if retryable and in_time and attempt < self._retries.max_attempts:
                     await asyncio.sleep(min(self._retries.initial_backoff * (attempt - 1), self._retries.max_backoff))

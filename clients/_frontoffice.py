@@ -195,6 +195,7 @@ class _Connection:
         self._pending: dict[str, concurrent.futures.Future] = {}
         self._lock = threading.Lock()
         self.broken = False
+        self.error = PricingError(_CODE.UNAVAILABLE, "the price stream is closed")
         self._call = stub.PriceStream(iter(self._requests.get, None))
         self._reader = threading.Thread(target=self._read, name="pricegrid-price-stream", daemon=True)
         self._reader.start()
@@ -203,7 +204,7 @@ class _Connection:
         future: concurrent.futures.Future = concurrent.futures.Future()
         with self._lock:
             if self.broken:
-                raise _StreamBroken(PricingError(_CODE.UNAVAILABLE, "the price stream is closed"))
+                raise _StreamBroken(self.error)
             self._pending[correlation_id] = future
             # Put under the lock so that nothing is queued after close() put the sentinel.
             self._requests.put(message)
@@ -227,6 +228,8 @@ class _Connection:
         else:
             error = PricingError(_CODE.UNAVAILABLE, "the server ended the price stream")
         with self._lock:
+            if not self.broken:
+                self.error = error
             self.broken = True
             pending, self._pending = self._pending, {}
             self._requests.put(None)  # release gRPC's request-consuming thread
@@ -244,15 +247,26 @@ class _Connection:
             self._reader.join(wait)
 
 
+#: stream failures that another stream would meet again: not worth a reconnect
+_FINAL_CODES = frozenset(
+    {
+        _CODE.UNIMPLEMENTED,
+        _CODE.PERMISSION_DENIED,
+        _CODE.UNAUTHENTICATED,
+        _CODE.INVALID_ARGUMENT,
+        _CODE.FAILED_PRECONDITION,
+    }
+)
+
+
 class _StreamMux:
     """Prices over one shared PriceStream for every thread of a client, reconnecting when
-    the stream breaks (a call in flight then is sent again on the new stream while its
-    deadline and the retry policy allow)."""
+    the stream breaks. A price is idempotent, so a call caught in a broken stream is sent
+    again on a new one while its deadline and ``retries.max_attempts`` allow."""
 
     def __init__(self, stub, retries: RetryConfig) -> None:
         self._stub = stub
         self._retries = retries
-        self._retry_codes = {c for c in retries.retryable_status_codes}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._connection: _Connection | None = None
@@ -283,7 +297,7 @@ class _StreamMux:
                 connection.forget(correlation_id)
                 raise PricingError(_CODE.DEADLINE_EXCEEDED, "deadline exceeded waiting for the stream reply") from None
             except _StreamBroken as broken:
-                retryable = broken.error.code.name in self._retry_codes
+                retryable = broken.error.code not in _FINAL_CODES
                 in_time = deadline is None or time.monotonic() < deadline
                 if retryable and in_time and attempt < self._retries.max_attempts:
                     time.sleep(min(self._retries.initial_backoff * (attempt - 1), self._retries.max_backoff))

@@ -347,10 +347,23 @@ class _StreamUnary(_Callable):
             return _DoneFuture(error=e)
 
 
+def _stream_handler(channel: FakeChannel, method: str) -> Callable:
+    """The handler, or one that fails as the missing method would (when the call is read)."""
+    try:
+        return channel._handler(method)
+    except FakeRpcError as e:
+        error = e  # `e` is unbound when the except block ends
+
+        def missing(requests, context):
+            raise error
+
+        return missing
+
+
 class _UnaryStream(_Callable):
     def __call__(self, request, timeout=None, metadata=None, credentials=None, wait_for_ready=None, compression=None):
         channel = self._channel
-        handler = channel._handler(self._method)
+        handler = _stream_handler(channel, self._method)
 
         def requests():
             yield channel._incoming(self._method, request, self._serializer, metadata, timeout)
@@ -361,7 +374,7 @@ class _UnaryStream(_Callable):
 class _StreamStream(_Callable):
     def __call__(self, request_iterator, timeout=None, metadata=None, credentials=None, wait_for_ready=None, compression=None):
         channel = self._channel
-        handler = channel._handler(self._method)
+        handler = _stream_handler(channel, self._method)
         requests = (channel._incoming(self._method, r, self._serializer, metadata, timeout) for r in request_iterator)
         return _StreamCall(handler, requests, self._deserializer, metadata, timeout)
 
@@ -621,11 +634,7 @@ class _AioStreamCall:
         self._code: grpc.StatusCode | None = None
         self._error: FakeRpcError | None = None
         self._writer = None
-        try:
-            handler = channel._handler(method)
-        except FakeRpcError as e:
-            self._responses.put_nowait(e)
-            return
+        handler = _stream_handler(channel, method)
         incoming = (
             channel._incoming(method, r, serializer, metadata, timeout) for r in iter(self._requests.get, self._DONE)
         )

@@ -247,3 +247,25 @@ def test_async_client_through_the_aio_fake():
 
     calls = asyncio.run(asyncio.wait_for(main(), 30))
     assert calls["/pricegrid.v1.PricingService/PriceStream"] == 2
+
+
+def test_use_stream_reconnects_when_the_stream_ends():
+    def one_reply_then_hang_up(requests, context):
+        for message in requests:
+            yield pb.StreamResponse(correlation_id=message.correlation_id, result=toy_price(message.price))
+            return
+
+    channel = FakeChannel(handlers={"PriceStream": one_reply_then_hang_up})
+    with FrontOfficeClient(channel=channel, use_stream=True, timeout=5.0) as client:
+        prices = [client.price(EuropeanOption(option_type="call", strike=k, expiry=0.5), MARKET).price for k in (90.0, 80.0, 70.0)]
+    assert prices == [10.0, 20.0, 30.0]
+    assert channel.calls["/pricegrid.v1.PricingService/PriceStream"] >= 3
+
+
+def test_use_stream_gives_up_on_a_stream_the_server_refuses():
+    channel = FakeChannel(handlers={})
+    with FrontOfficeClient(channel=channel, use_stream=True, timeout=5.0) as client:
+        with pytest.raises(PricingError) as info:
+            client.price(OPTION, MARKET)
+    assert info.value.code == grpc.StatusCode.UNIMPLEMENTED
+    assert channel.calls["/pricegrid.v1.PricingService/PriceStream"] == 1
