@@ -169,6 +169,7 @@ class build_ext(_build_ext):
             self.distribution.ext_modules,
             compiler_directives=DIRECTIVES,
             build_dir="build/cython",
+            include_path=["ext"],  # so that a family can `cimport pg_<name>` (ext/pg_<name>.pxd)
             quiet=True,
         )
         super().finalize_options()
