@@ -189,7 +189,8 @@ class build_ext(_build_ext):
             self.distribution.ext_modules,
             compiler_directives=DIRECTIVES,
             build_dir="build/cython",
-            include_path=[str(CYTHON_INCLUDE)],
+            # staged pricegrid/ext/*.pxd (cimport pricegrid.ext.<family>) and ext/ (cimport pg_<name>)
+            include_path=[str(CYTHON_INCLUDE), "ext"],
             quiet=True,
         )
         super().finalize_options()
