@@ -159,16 +159,38 @@ def build_info() -> dict:
     }
 
 
+CYTHON_INCLUDE = ROOT / "build" / "cython-include"
+
+
+def stage_pxd() -> None:
+    """Copy ext/*.pxd to build/cython-include/pricegrid/ext/.
+
+    Cython looks a module's .pxd up by its package path (pricegrid/ext/<family>.pxd), which
+    the source tree does not have (ext/ is mapped onto pricegrid.ext). With this folder on
+    the include path, a kernel finds its own .pxd and `cimport pricegrid.ext.<family>`
+    works between families, as it does against an installed package.
+    """
+    target = CYTHON_INCLUDE / "pricegrid" / "ext"
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for pxd in (ROOT / "ext").glob("*.pxd"):
+        shutil.copy2(pxd, target / pxd.name)
+
+
 class build_ext(_build_ext):
     """Cythonize into build/cython (no .c in the source tree) and record the flags used."""
 
     def finalize_options(self):
         from Cython.Build import cythonize
 
+        stage_pxd()
         self.distribution.ext_modules = cythonize(
             self.distribution.ext_modules,
             compiler_directives=DIRECTIVES,
             build_dir="build/cython",
+            # staged pricegrid/ext/*.pxd (cimport pricegrid.ext.<family>) and ext/ (cimport pg_<name>)
+            include_path=[str(CYTHON_INCLUDE), "ext"],
             quiet=True,
         )
         super().finalize_options()

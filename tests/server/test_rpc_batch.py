@@ -78,11 +78,13 @@ def test_batch_equals_single_trade_path(stub):
     assert [m.measure for m in response.columns] == ALL
     assert response.rows == 64 and response.error_count == 0
     assert np.all(np.frombuffer(response.status.raw, "<i4") == 0)
+    # The batch runs glibc's vector math (libmvec), the single trade its scalar libm: the same
+    # formula, rounded differently in the last bits.
     for i in range(0, 64, 7):
         one = single(stub, p, i, ALL[1:])
-        assert col(response.columns[0].values)[i] == one.price
+        assert col(response.columns[0].values)[i] == pytest.approx(one.price, rel=1e-13, abs=1e-13)
         for j, name in enumerate(["delta", "gamma", "vega", "theta", "rho", "dividend_rho", "vanna", "volga", "charm"], 1):
-            assert col(response.columns[j].values)[i] == getattr(one.greeks, name), name
+            assert col(response.columns[j].values)[i] == pytest.approx(getattr(one.greeks, name), rel=1e-12, abs=1e-13), name
 
 
 def test_only_requested_measures_in_request_order(stub):
@@ -156,13 +158,14 @@ def test_chunked_equals_unchunked(stub):
         running.stop(0)
     whole = stub.PriceBatch(request(p, ALL), timeout=10)
     assert chunked.stats.chunks == 16 and whole.stats.chunks == 1
-    for x, y in zip(whole.columns, chunked.columns):
-        np.testing.assert_array_equal(col(x.values), col(y.values))
+    for x, y in zip(whole.columns, chunked.columns):  # chunk edges move rows between libmvec and libm
+        np.testing.assert_allclose(col(x.values), col(y.values), rtol=1e-13, atol=1e-13)
 
 
 def test_implied_vol_batch_round_trip(stub):
     p = portfolio(500, seed=8)
-    prices = col(stub.PriceBatch(request(p), timeout=5).columns[0].values)
+    priced = stub.PriceBatch(request(p, [c.MEASURE_PRICE, c.MEASURE_VEGA]), timeout=5)
+    prices, vega = col(priced.columns[0].values), col(priced.columns[1].values)
     r = pb.ImpliedVolatilityBatchRequest(
         model=c.MODEL_BLACK_SCHOLES_MERTON,
         european=request(p).european,
@@ -171,11 +174,16 @@ def test_implied_vol_batch_round_trip(stub):
     )
     out = stub.ImpliedVolatilityBatch(r, timeout=5)
     vol = col(out.volatility)
-    ok = np.frombuffer(out.status.raw, "<i4") == 0
-    assert ok.mean() > 0.95  # deep-OTM rows whose price underflows to ~0 may be unidentifiable
-    np.testing.assert_allclose(vol[ok], p["volatility"][ok], rtol=1e-9)
-    bad = ~ok
-    assert out.error_count == bad.sum() and np.isnan(vol[bad]).all()
+    assert out.error_count == 0 and np.all(np.frombuffer(out.status.raw, "<i4") == 0)
+    # Where a 1e-9 relative change of vol moves the price by many ulps, the vol comes back to 1e-9;
+    # elsewhere (deep in the money, price = intrinsic to the last bit) any vol reproducing the
+    # price is right, and re-pricing with it must give the price back.
+    identifiable = vega * p["volatility"] > 1e-4 * prices
+    assert identifiable.mean() > 0.9
+    np.testing.assert_allclose(vol[identifiable], p["volatility"][identifiable], rtol=1e-9)
+    positive = vol > 0
+    again = col(stub.PriceBatch(request(dict(p, volatility=np.where(positive, vol, 0.1))), timeout=5).columns[0].values)
+    np.testing.assert_allclose(again[positive], prices[positive], rtol=1e-12, atol=1e-12)
 
 
 def metric(running, name, **labels):

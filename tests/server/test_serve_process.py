@@ -74,6 +74,8 @@ def test_start_logs_build_and_one_line_per_rpc():
     try:
         assert "-march=" in " ".join(s.started["build"]["compile_args"])
         assert s.started["kernel_threads"] >= 1
+        check = subprocess.run([str(PRICEGRID), "health", "--target", s.address], capture_output=True, text=True, timeout=60)
+        assert check.returncode == 0 and "SERVING" in check.stdout
         with grpc.insecure_channel(s.address) as ch:
             stub = pricing_pb2_grpc.PricingServiceStub(ch)
             stub.Price(request(), timeout=5, metadata=(("x-request-id", "golden-1"),))

@@ -1,0 +1,172 @@
+# cython: language_level=3
+"""European options under Black-Scholes-Merton, Black-76 and Bachelier: price and Greeks.
+
+Design
+------
+1. Pointwise: the formulas live once, as inline C functions in ``pg_black.h`` (declared in
+   ``black.pxd`` for other families to cimport). ``pg_black_terms_of`` validates one row and
+   computes what every measure shares (F, DF, dF/dU, sqrt(T), s = vol sqrt(T), d1, d2,
+   n(d1), N(w d1), N(w d2), price); ``pg_black_<measure>`` turns those terms into one
+   measure. ``price_one`` calls them directly, for one trade.
+2. Loops: ``price_batch`` cuts the rows into blocks of ``PG_BLACK_BLOCK``; per block
+   ``pg_black_block`` runs one ``omp simd`` loop for the shared terms and one small
+   ``omp simd`` loop per requested measure, so gcc calls glibc's vector math (libmvec:
+   exp, log, erfc) and only what was asked for is computed. Blocks run on one thread
+   below ``PARALLEL_THRESHOLD`` rows, else in a ``prange`` over blocks, GIL released.
+   A row's result does not depend on the block or thread split.
+3. Numerics: generalized Black-Scholes-Merton with cost of carry b (Haug, "The Complete
+   Guide to Option Pricing Formulas", 2nd ed., McGraw-Hill 2007, sec. 1.1.6, p. 8):
+   b = r - q for BSM, b = 0 for Black-76; the Greeks are Haug's chapter 2
+   ("Black-Scholes-Merton Greeks", from p. 11; generalized delta p. 27), written on the
+   forward: V = DF w (F N(w d1) - K N(w d2)), F = S e^{bT}, DF = e^{-rT}. Bachelier:
+   V = DF (w (F - K) N(w d) + s n(d)), d = (F - K)/s (L. Bachelier, "Theorie de la
+   speculation", Ann. Sci. ENS 17, 1900, pp. 21-86; this form in W. Schachermayer and
+   J. Teichmann, "How close are the option pricing formulas of Bachelier and
+   Black-Merton-Scholes?", Math. Finance 18(1), 2008, pp. 155-170). N(x) = erfc(-x/sqrt 2)/2.
+4. Conventions are common.proto's: vega per 1.00 of vol, theta = -dV/dT per year, rho with
+   q fixed (BSM) or F fixed (Black-76, Bachelier: rho = -T V), dividend_rho = dV/dq (BSM,
+   else 0), charm = -d(delta)/dT per year. T = 0: intrinsic price, delta the discounted
+   step (half at the money), other Greeks 0.
+5. Status: pg_status.h bits per row; a failed row has NaN in every output, and valid inputs
+   whose forward, discount factor, price or any requested measure is not finite get
+   PG_NOT_FINITE.
+"""
+
+from cython.parallel cimport prange
+
+# black.pxd (the C declarations of pg_black.h) is included automatically.
+
+__all__ = ["PARALLEL_THRESHOLD", "max_threads", "price_batch", "price_one"]
+
+# Rows below which a batch runs on one thread: starting a parallel region costs more than
+# it saves for small batches (measured with bench/test_bench_black.py on 2 cores).
+cdef Py_ssize_t _PARALLEL_THRESHOLD = 4096
+PARALLEL_THRESHOLD = _PARALLEL_THRESHOLD
+
+# Bits of the measures a price_one mask may ask for: codes 1 (price) .. 10 (charm).
+cdef int _MASK_ALL = ((1 << (PG_MEASURE_MAX + 1)) - 1) & ~1
+
+
+def max_threads():
+    """Threads an OpenMP parallel region would use by default (1 without OpenMP)."""
+    return pg_max_threads()
+
+
+cdef inline int _input(str name, Py_ssize_t size, Py_ssize_t n, int bit) except -1:
+    """0 for an input of length n, `bit` for one of length 1 (broadcast), else ValueError."""
+    if size == n:
+        return 0
+    if size == 1:
+        return bit
+    raise ValueError(f"{name} has length {size}; expected {n} (rows) or 1 (broadcast)")
+
+
+def price_batch(int model,
+                const int[::1] option_type not None,     # IN  OptionType codes
+                const double[::1] strike not None,       # IN
+                const double[::1] time not None,         # IN  years, >= 0
+                const double[::1] underlying not None,   # IN  spot (BSM) or forward
+                const double[::1] rate not None,         # IN  continuously compounded
+                const double[::1] dividend not None,     # IN  yield (BSM; ignored otherwise)
+                const double[::1] vol not None,          # IN  lognormal, or normal (Bachelier)
+                const int[::1] measures not None,        # IN  k Measure codes
+                double[:, ::1] out not None,             # OUT (k, n): row j = measures[j]
+                double[::1] forward_out not None,        # OUT n, or 0 to skip
+                double[::1] df_out not None,             # OUT n, or 0 to skip
+                int[::1] status not None,                # OUT n: pg_status.h bits
+                int threads):
+    """Price n = len(status) European options and the requested Greeks.
+
+    model: 1 Black-Scholes-Merton, 2 Black-76, 3 Bachelier. Every input has length n or 1
+    (broadcast). ``out[j]`` receives measure ``measures[j]`` (Measure codes 1..10).
+    ``forward_out``/``df_out`` receive the forward and discount factor (length 0: skipped).
+    Runs on ``threads`` threads when ``threads > 1`` and ``n >= PARALLEL_THRESHOLD``.
+    Returns the number of rows whose status is not 0 (their outputs are NaN).
+    """
+    cdef Py_ssize_t n = status.shape[0]
+    cdef Py_ssize_t k = measures.shape[0]
+    cdef Py_ssize_t j, blk, nblocks, start, nbad = 0
+    cdef int m
+    cdef pg_black_inputs inp
+    cdef double *out_p = NULL
+    cdef double *fwd_p = NULL
+    cdef double *df_p = NULL
+
+    if model < 1 or model > 3:
+        raise ValueError(f"unknown model {model}; expected 1 (BSM), 2 (Black-76) or 3 (Bachelier)")
+    inp.n = n
+    inp.broadcast = (
+        _input("option_type", option_type.shape[0], n, PG_IN_OPTION_TYPE)
+        | _input("strike", strike.shape[0], n, PG_IN_STRIKE)
+        | _input("time", time.shape[0], n, PG_IN_TIME)
+        | _input("underlying", underlying.shape[0], n, PG_IN_UNDERLYING)
+        | _input("rate", rate.shape[0], n, PG_IN_RATE)
+        | _input("dividend", dividend.shape[0], n, PG_IN_DIVIDEND)
+        | _input("vol", vol.shape[0], n, PG_IN_VOL)
+    )
+    for j in range(k):
+        if measures[j] < 1 or measures[j] > PG_MEASURE_MAX:
+            raise ValueError(f"measures[{j}] = {measures[j]} is not a Measure code (1..10)")
+    if out.shape[0] != k or out.shape[1] != n:
+        raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}); expected ({k}, {n})")
+    if forward_out.shape[0] not in (0, n):
+        raise ValueError(f"forward_out has length {forward_out.shape[0]}; expected {n} or 0")
+    if df_out.shape[0] not in (0, n):
+        raise ValueError(f"df_out has length {df_out.shape[0]}; expected {n} or 0")
+    if n == 0:
+        return 0
+
+    inp.option_type = &option_type[0]
+    inp.strike = &strike[0]
+    inp.time = &time[0]
+    inp.underlying = &underlying[0]
+    inp.rate = &rate[0]
+    inp.dividend = &dividend[0]
+    inp.vol = &vol[0]
+    if k > 0:
+        out_p = &out[0, 0]
+    if forward_out.shape[0] > 0:
+        fwd_p = &forward_out[0]
+    if df_out.shape[0] > 0:
+        df_p = &df_out[0]
+    cdef const int *meas_p = &measures[0] if k > 0 else NULL
+    cdef int *status_p = &status[0]
+
+    nblocks = (n + PG_BLACK_BLOCK - 1) // PG_BLACK_BLOCK
+    with nogil:
+        if threads <= 1 or n < _PARALLEL_THRESHOLD:
+            for blk in range(nblocks):
+                start = blk * PG_BLACK_BLOCK
+                m = <int>(n - start if n - start < PG_BLACK_BLOCK else PG_BLACK_BLOCK)
+                nbad += pg_black_block(model, &inp, start, m, meas_p, <int>k, out_p, n,
+                                       fwd_p, df_p, status_p)
+        else:
+            for blk in prange(nblocks, num_threads=threads, schedule="static"):
+                start = blk * PG_BLACK_BLOCK
+                m = <int>(n - start if n - start < PG_BLACK_BLOCK else PG_BLACK_BLOCK)
+                nbad += pg_black_block(model, &inp, start, m, meas_p, <int>k, out_p, n,
+                                       fwd_p, df_p, status_p)
+    return nbad
+
+
+def price_one(int model, int option_type, double strike, double time, double underlying,
+              double rate, double dividend, double vol, int measures_mask):
+    """One trade through the same formulas as ``price_batch``.
+
+    Bit ``1 << code`` of ``measures_mask`` asks for Measure ``code``; the price is always
+    computed. Returns (status, forward, df, price, delta, gamma, vega, theta, rho,
+    dividend_rho, vanna, volga, charm); measures not asked for are 0.0, and every output is
+    NaN when status is not 0.
+    """
+    cdef double o[PG_MEASURE_MAX + 1]
+    cdef double fwd, df
+    cdef int st, code
+    if model < 1 or model > 3:
+        raise ValueError(f"unknown model {model}; expected 1 (BSM), 2 (Black-76) or 3 (Bachelier)")
+    if measures_mask & ~_MASK_ALL:
+        raise ValueError(f"measures_mask {measures_mask:#x} has bits outside 1 << 1 .. 1 << 10")
+    for code in range(PG_MEASURE_MAX + 1):
+        o[code] = 0.0
+    st = pg_black_point(model, option_type, strike, time, underlying, rate, dividend, vol,
+                        measures_mask, o, &fwd, &df)
+    return (st, fwd, df, o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10])
