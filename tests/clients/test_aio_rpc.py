@@ -5,6 +5,7 @@ import asyncio
 import grpc
 import pytest
 
+from tests.clients.standin import StandIn
 from pricegrid.clients import AsyncFrontOfficeClient, EuropeanOption, FrontOfficeClient, Market, PricingError
 
 CALL = EuropeanOption(option_type="call", strike=100.0, expiry=0.5)
@@ -47,8 +48,13 @@ def test_async_price_iv_info_and_errors(server, sync_client, use_stream):
 
 
 def test_async_deadline(server):
-    async def main():
-        async with AsyncFrontOfficeClient(target=server.address, timeout=1e-6) as client:
+    async def main(slow):
+        async with AsyncFrontOfficeClient(target=slow.address, timeout=0.05) as client:
+            with pytest.raises(PricingError) as e:
+                await client.price(CALL, MARKET)
+            assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert (await client.price(CALL, MARKET, timeout=5.0)).price == 42.0
+        async with AsyncFrontOfficeClient(target=slow.address, timeout=0.05, use_stream=True) as client:
             with pytest.raises(PricingError) as e:
                 await client.price(CALL, MARKET)
             assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
@@ -59,7 +65,8 @@ def test_async_deadline(server):
             assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
             assert (await client.price(CALL, MARKET)).price > 0
 
-    run(main())
+    with StandIn(delay=0.5) as slow:
+        run(main(slow))
 
 
 def test_async_ticking_session(server, sync_client):

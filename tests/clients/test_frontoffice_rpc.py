@@ -4,7 +4,6 @@ stream (use_stream=True) and ticking sessions."""
 import datetime as dt
 import math
 import threading
-from concurrent import futures
 
 import grpc
 import pytest
@@ -18,10 +17,8 @@ from pricegrid.clients import (
     PricingError,
     RetryConfig,
 )
-from pricegrid.v1 import common_pb2 as c
-from pricegrid.v1 import pricing_pb2 as pb
-
 from tests.clients.reference import bsm
+from tests.clients.standin import StandIn
 from tests.conftest import start_server
 
 CALL = EuropeanOption(option_type="call", strike=100.0, expiry=0.5)
@@ -112,12 +109,49 @@ def test_bad_input_is_a_pricing_error_naming_the_field(client):
     assert e.value.bad_input and e.value.field == "price"
 
 
+class Deadlines(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Records the deadline (timeout) each call leaves with."""
+
+    def __init__(self):
+        self.seen = []
+
+    def intercept_unary_unary(self, continuation, details, request):
+        self.seen.append((details.method.rsplit("/", 1)[-1], details.timeout))
+        return continuation(details, request)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
+        self.seen.append((details.method.rsplit("/", 1)[-1], details.timeout))
+        return continuation(details, request_iterator)
+
+
 def test_every_call_has_a_deadline(server):
-    with FrontOfficeClient(target=server.address, timeout=1e-6) as fast:
-        with pytest.raises(PricingError) as e:
-            fast.price(CALL, MARKET)
-        assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
-        assert fast.price(CALL, MARKET, timeout=5.0).price > 0  # per call override
+    watch = Deadlines()
+    with grpc.insecure_channel(server.address) as base:
+        with FrontOfficeClient(channel=grpc.intercept_channel(base, watch), timeout=2.5) as c:
+            c.price(CALL, MARKET)
+            c.implied_vol(CALL, MARKET, 6.0)
+            c.server_info()
+            c.price(CALL, MARKET, timeout=0.75)
+            c.price(CALL, MARKET, timeout=None)
+    names = [name for name, _ in watch.seen]
+    assert names == ["Price", "ImpliedVolatility", "ServerInfo", "Price", "Price"]
+    timeouts = [t for _, t in watch.seen]
+    assert timeouts[:3] == [pytest.approx(2.5, abs=0.05)] * 3
+    assert timeouts[3] == pytest.approx(0.75, abs=0.05) and timeouts[4] is None
+
+
+def test_a_slow_answer_is_deadline_exceeded():
+    with StandIn(delay=0.5) as slow:
+        with FrontOfficeClient(target=slow.address, timeout=0.05) as c:
+            with pytest.raises(PricingError) as e:
+                c.price(CALL, MARKET)
+            assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert c.price(CALL, MARKET, timeout=5.0).price == 42.0  # per call override
+        with FrontOfficeClient(target=slow.address, timeout=0.05, use_stream=True) as c:
+            with pytest.raises(PricingError) as e:
+                c.price(CALL, MARKET)
+            assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert c.price(CALL, MARKET, timeout=5.0).price == 42.0  # the stream goes on
 
 
 def test_nothing_listening_is_unavailable():
@@ -127,51 +161,17 @@ def test_nothing_listening_is_unavailable():
     assert e.value.code == grpc.StatusCode.UNAVAILABLE and not e.value.bad_input
 
 
-class Flaky:
-    """A gRPC server whose Price fails UNAVAILABLE the first ``failures`` times (it stands in
-    for a replica going away; our server cannot be made to do that on cue)."""
-
-    def __init__(self, failures: int):
-        self.failures = failures
-        self.calls = 0
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-
-        def price(request, context):
-            self.calls += 1
-            if self.calls <= self.failures:
-                context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
-            return pb.PriceResponse(price=42.0)
-
-        handler = grpc.method_handlers_generic_handler(
-            "pricegrid.v1.PricingService",
-            {
-                "Price": grpc.unary_unary_rpc_method_handler(
-                    price, request_deserializer=pb.PriceRequest.FromString, response_serializer=pb.PriceResponse.SerializeToString
-                )
-            },
-        )
-        self.server.add_generic_rpc_handlers((handler,))
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
-        self.server.start()
-
-    def stop(self):
-        self.server.stop(0).wait()
-
-
 def test_unavailable_is_retried_by_grpcs_own_policy():
-    flaky = Flaky(failures=2)
-    try:
+    with StandIn(failures=2) as flaky:
         retries = RetryConfig(max_attempts=3, initial_backoff=0.01, max_backoff=0.05)
-        with FrontOfficeClient(target=f"127.0.0.1:{flaky.port}", timeout=5.0, retries=retries) as c:
+        with FrontOfficeClient(target=flaky.address, timeout=5.0, retries=retries) as c:
             assert c.price(CALL, MARKET).price == 42.0
         assert flaky.calls == 3
         flaky.calls = 0
-        with FrontOfficeClient(target=f"127.0.0.1:{flaky.port}", timeout=5.0, retries=RetryConfig(max_attempts=1)) as c:
+        with FrontOfficeClient(target=flaky.address, timeout=5.0, retries=RetryConfig(max_attempts=1)) as c:
             with pytest.raises(PricingError) as e:
                 c.price(CALL, MARKET)
         assert e.value.code == grpc.StatusCode.UNAVAILABLE and flaky.calls == 1
-    finally:
-        flaky.stop()
 
 
 # ---------------------------------------------------------------------------- use_stream
@@ -209,7 +209,7 @@ def test_a_message_error_fails_that_call_only(stream_client):
     assert stream_client.price(CALL, MARKET).price > 0
 
 
-def test_stream_deadline(server):
+def test_stream_deadline_against_the_real_server(server):
     with FrontOfficeClient(target=server.address, use_stream=True, timeout=5.0) as c:
         assert c.price(CALL, MARKET).price > 0
         with pytest.raises(PricingError) as e:
