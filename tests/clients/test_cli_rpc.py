@@ -10,6 +10,18 @@ from pricegrid.clients import EuropeanOption, FrontOfficeClient, Market, cli
 from pricegrid.server.app import cli as console
 
 
+def without_server_logs(text: str) -> str:
+    """Drop the in-process server's own log records (single-line JSON with an "event"),
+    which its threads may print while a command's output is being captured."""
+    lines = text.splitlines(keepends=True)
+    return "".join(line for line in lines if not (line.startswith("{") and '"event":' in line))
+
+
+def output(capsys) -> str:
+    """What the command printed on stdout."""
+    return without_server_logs(capsys.readouterr().out)
+
+
 @pytest.fixture(scope="module")
 def front(server):
     with FrontOfficeClient(target=server.address, timeout=5.0) as f:
@@ -22,7 +34,7 @@ PRICE = ["--model", "bsm", "--type", "call", "--strike", "100", "--expiry", "0.5
 
 def test_price_table(server, front, capsys):
     assert cli.main(["price", *PRICE, "--greeks", "delta,gamma", "--target", server.address]) == 0
-    out = capsys.readouterr().out
+    out = output(capsys)
     rows = dict(line.split(None, 1) for line in out.splitlines() if line.strip() and not line.startswith(("forward", "discount", "time", "volatility")))
     expected = front.price(EuropeanOption(option_type="call", strike=100, expiry=0.5),
                            Market(spot=100, rate=0.05, dividend_yield=0.01, volatility=0.2), measures=("delta", "gamma"))
@@ -34,7 +46,7 @@ def test_price_table(server, front, capsys):
 def test_price_json_through_the_console_script(server, front, capsys, monkeypatch):
     monkeypatch.setenv("PRICEGRID_TARGET", server.address)  # no --target: the environment's
     assert console.main(["price", *PRICE, "--greeks", "vega,theta", "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    doc = json.loads(output(capsys))
     expected = front.price(EuropeanOption(option_type="call", strike=100, expiry=0.5),
                            Market(spot=100, rate=0.05, dividend_yield=0.01, volatility=0.2), measures=("vega", "theta"))
     assert doc["price"] == expected.price
@@ -47,7 +59,7 @@ def test_price_with_dates(server, capsys):
     argv = ["price", "--type", "put", "--strike", "95", "--valuation-date", "2025-01-02", "--expiry-date", "2025-07-02",
             "--day-count", "ACT/360", "--spot", "100", "--vol", "0.2", "--json", "--target", server.address]
     assert cli.main(argv) == 0
-    assert json.loads(capsys.readouterr().out)["inputs"]["time_to_expiry"] == pytest.approx(181 / 360)
+    assert json.loads(output(capsys))["inputs"]["time_to_expiry"] == pytest.approx(181 / 360)
 
 
 def test_iv(server, front, capsys):
@@ -55,9 +67,9 @@ def test_iv(server, front, capsys):
                         Market(spot=100, rate=0.05, dividend_yield=0.01, volatility=0.2)).price
     argv = ["iv", *PRICE[:-2], "--price", repr(price), "--target", server.address, "--json"]
     assert cli.main(argv) == 0
-    assert json.loads(capsys.readouterr().out)["volatility"] == pytest.approx(0.2, rel=1e-10)
+    assert json.loads(output(capsys))["volatility"] == pytest.approx(0.2, rel=1e-10)
     assert cli.main(["iv", *PRICE[:-2], "--price", repr(price), "--target", server.address]) == 0
-    assert capsys.readouterr().out.startswith("volatility")
+    assert output(capsys).startswith("volatility")
 
 
 def test_bad_input_prints_the_field_and_exits_2(server, capsys):
@@ -75,10 +87,10 @@ def test_unreachable_server_exits_1(capsys):
 
 def test_info(server, capsys):
     assert cli.main(["info", "--target", server.address]) == 0
-    out = capsys.readouterr().out
+    out = output(capsys)
     assert "limits.max_rows" in out and "kernel_threads" in out and "black_scholes_merton" in out
     assert cli.main(["info", "--target", server.address, "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    doc = json.loads(output(capsys))
     assert doc["limits"]["max_rows"] > 0 and {m["model"] for m in doc["models"]} >= {"bsm", "black76", "bachelier"}
 
 
@@ -95,7 +107,7 @@ def test_price_file_table_json_and_output(server, front, tmp_path, capsys):
     out_csv = tmp_path / "out.csv"
     argv = ["price-file", str(trades), "--greeks", "delta", "--output", str(out_csv), "--target", server.address, "--chunk-rows", "2"]
     assert cli.main(argv) == 0
-    table = capsys.readouterr().out.splitlines()
+    table = output(capsys).splitlines()
     assert table[0].split() == ["trade_id", "option_type", "strike", "time_to_expiry", "spot", "rate",
                                 "dividend_yield", "volatility", "price", "delta", "status", "error"]
     assert [line.split()[0] for line in table[2:5]] == ["T1", "T2", "T3"]
@@ -108,7 +120,7 @@ def test_price_file_table_json_and_output(server, front, tmp_path, capsys):
     assert float(rows[1]["delta"]) == expected.greeks.delta and rows[1]["status"] == "0"
 
     assert cli.main(["price-file", str(trades), "--json", "--target", server.address]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    doc = json.loads(output(capsys))
     assert doc["rows"] == 3 and doc["error_count"] == 0
     assert [r["trade_id"] for r in doc["results"]] == ["T1", "T2", "T3"]
     assert doc["results"][1]["price"] == expected.price
@@ -126,7 +138,7 @@ def test_price_file_with_bad_rows_and_dates(server, tmp_path, capsys):
             "--target", server.address, "--json"]
     assert cli.main(argv) == 2
     captured = capsys.readouterr()
-    doc = json.loads(captured.out)
+    doc = json.loads(without_server_logs(captured.out))
     assert doc["error_count"] == 1 and doc["errors"][0]["row"] == 1 and doc["errors"][0]["field"] == "european.strike"
     assert doc["results"][1]["price"] is None and doc["results"][1]["status"] == 3
     assert doc["results"][0]["price"] > 0
@@ -138,5 +150,5 @@ def test_price_file_implied_vol(server, front, tmp_path, capsys):
     trades = tmp_path / "premiums.csv"
     trades.write_text(f"option_type,strike,time_to_expiry,spot,rate,price\ncall,100,0.5,100,0.02,{price!r}\n")
     assert cli.main(["price-file", str(trades), "--implied-vol", "--json", "--target", server.address]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    doc = json.loads(output(capsys))
     assert doc["results"][0]["volatility"] == pytest.approx(0.3, rel=1e-10)
