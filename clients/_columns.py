@@ -233,3 +233,49 @@ def plan_chunks(
 def row_bytes(columns: Sequence[np.ndarray]) -> int:
     """Bytes per row the non-broadcast columns take on the wire."""
     return sum(a.dtype.itemsize for a in columns if len(a) != 1)
+
+
+# --------------------------------------------------------------------------- wire format
+# A batch request is mostly a few big ``raw`` byte fields. Setting them on a message costs
+# three copies of every column (tobytes, the assignment, the serialization); protobuf will
+# not take a memoryview. Instead the request is written in the wire format directly: the
+# scalar fields serialized by protobuf, then, for each column, the length-delimited headers
+# of its path followed by the column's own memory, joined in ONE copy. Parsers merge repeated
+# occurrences of an embedded message field (protobuf encoding spec, "Last One Wins" /
+# merging of embedded messages), so each column may travel as its own fragment.
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def field_path_headers(descriptor, path: Sequence[str], length: int) -> bytes:
+    """The wire bytes that put a ``length``-byte payload at the bytes field ``path`` (e.g.
+    ``("european", "strike", "raw")``) of a message of type ``descriptor``; the payload
+    follows them."""
+    numbers = []
+    for name in path:
+        field = descriptor.fields_by_name[name]
+        numbers.append(field.number)
+        descriptor = field.message_type
+    if descriptor is not None:
+        raise ValueError(f"{'.'.join(path)} is a message, not a bytes field")
+    # innermost first: key + length of the payload; each enclosing level wraps what is inside
+    headers: list[bytes] = []
+    size = length
+    for number in reversed(numbers):
+        header = _varint(number << 3 | 2) + _varint(size)
+        headers.append(header)
+        size += len(header)
+    return b"".join(reversed(headers))
+
+
+def column_buffer(array: np.ndarray, start: int, stop: int) -> memoryview:
+    """The bytes of ``array[start:stop]`` (contiguous, little-endian) without copying."""
+    return memoryview(array[start:stop]).cast("B")

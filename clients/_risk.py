@@ -151,17 +151,23 @@ def _pandas():
 
 @dataclass(frozen=True)
 class BatchRequests:
-    """A batch's request messages, one per chunk of ``plan`` (``plan.ranges[i]`` are the rows
-    of ``requests[i]``); iterating yields ``((start, stop), request)``."""
+    """A batch's requests, one per chunk of ``plan`` (``plan.ranges[i]`` are the rows of
+    chunk ``i``): ``payloads[i]`` the exact bytes sent, ``requests[i]`` them parsed.
+    Iterating yields ``((start, stop), request)``."""
 
     plan: C.ChunkPlan
-    requests: list
+    payloads: list[bytes]
+    message_type: Any = pricing_pb2.PriceBatchRequest
+
+    @property
+    def requests(self) -> list:
+        return [self.message_type.FromString(p) for p in self.payloads]
 
     def __iter__(self):
         return iter(zip(self.plan.ranges, self.requests))
 
     def __len__(self) -> int:
-        return len(self.requests)
+        return len(self.payloads)
 
 
 def _response_bytes_per_row(measures: int, effective_inputs: bool) -> int:
@@ -172,7 +178,9 @@ def _response_bytes_per_row(measures: int, effective_inputs: bool) -> int:
 
 # ---------------------------------------------------------------------------- prepared batch
 class _PreparedBatch:
-    """Columns made arrays once; ``request(start, stop)`` builds one chunk's message."""
+    """Columns made arrays once; ``payload(start, stop)`` writes one chunk's request in the
+    wire format, each column copied once, straight from its array (see
+    :mod:`pricegrid.clients._columns`, "wire format")."""
 
     def __init__(self, message_type, base, doubles: dict[str, np.ndarray], ints: dict[str, np.ndarray]) -> None:
         self.message_type = message_type
@@ -180,33 +188,53 @@ class _PreparedBatch:
         self.doubles = doubles
         self.ints = ints
         self.rows = C.broadcast_length({**doubles, **ints})
+        self._base_bytes = base.SerializeToString()
+        self._columns = [
+            (path + ("raw",), array)
+            for paths, columns in ((_DOUBLE_PATHS, doubles), (_INT_PATHS, ints))
+            for name, array in columns.items()
+            for path in (paths[name],)
+        ]
         # A broadcast column is the same bytes in every chunk: encode it once.
         self._fixed = {
-            name: np.ascontiguousarray(a).tobytes() for name, a in {**doubles, **ints}.items() if len(a) == 1
+            path: C.field_path_headers(message_type.DESCRIPTOR, path, array.nbytes) + array.tobytes()
+            for path, array in self._columns
+            if len(array) == 1
         }
 
     @property
     def request_bytes_per_row(self) -> int:
         return C.row_bytes(list(self.doubles.values()) + list(self.ints.values()))
 
+    def payload(self, start: int, stop: int) -> bytes:
+        parts: list = [self._base_bytes]
+        for path, array in self._columns:
+            fixed = self._fixed.get(path)
+            if fixed is not None:
+                parts.append(fixed)
+                continue
+            data = C.column_buffer(array, start, stop)
+            parts.append(C.field_path_headers(self.message_type.DESCRIPTOR, path, data.nbytes))
+            parts.append(data)
+        return b"".join(parts)
+
     def request(self, start: int, stop: int):
-        message = self.message_type()
-        message.CopyFrom(self.base)
-        for name, array in self.doubles.items():
-            self._column(message, _DOUBLE_PATHS[name]).raw = self._bytes(name, array, start, stop)
-        for name, array in self.ints.items():
-            self._column(message, _INT_PATHS[name]).raw = self._bytes(name, array, start, stop)
-        return message
+        """The chunk as a message (what the server parses)."""
+        return self.message_type.FromString(self.payload(start, stop))
 
-    def _bytes(self, name: str, array: np.ndarray, start: int, stop: int) -> bytes:
-        fixed = self._fixed.get(name)
-        return fixed if fixed is not None else array[start:stop].tobytes()
 
-    @staticmethod
-    def _column(message, path):
-        for part in path:
-            message = getattr(message, part)
-        return message
+def _serialize(request) -> bytes:
+    """Chunks go out as bytes already written; a message (from a caller) is serialized."""
+    return request if isinstance(request, bytes) else request.SerializeToString()
+
+
+def _sized(message_type):
+    """A response deserializer that also says how many bytes came in."""
+
+    def deserialize(data: bytes):
+        return message_type.FromString(data), len(data)
+
+    return deserialize
 
 
 class RiskClient:
@@ -253,6 +281,19 @@ class RiskClient:
             channel = _make_channel(target, credentials, channel_options(retries, max_message_bytes=-1, extra=options))
         self.channel = channel
         self._stub = pricing_pb2_grpc.PricingServiceStub(channel)
+        # The batch methods take ready-made request bytes and report the response's size.
+        self._price_batch = channel.unary_unary(
+            "/pricegrid.v1.PricingService/PriceBatch",
+            request_serializer=_serialize,
+            response_deserializer=_sized(pricing_pb2.PriceBatchResponse),
+            _registered_method=True,
+        )
+        self._implied_vol_batch = channel.unary_unary(
+            "/pricegrid.v1.PricingService/ImpliedVolatilityBatch",
+            request_serializer=_serialize,
+            response_deserializer=_sized(pricing_pb2.ImpliedVolatilityBatchResponse),
+            _registered_method=True,
+        )
         self._info: ServerInfo | None = None
         self._closed = False
 
@@ -346,7 +387,7 @@ class RiskClient:
         response_bytes = _response_bytes_per_row(len(names), effective_inputs)
         return self._execute(
             prepared,
-            self._stub.PriceBatch,
+            self._price_batch,
             response_bytes,
             lambda response: [(MEASURE_NAMES.get(c.measure, str(c.measure)), c.values) for c in response.columns],
             names,
@@ -380,7 +421,7 @@ class RiskClient:
             request_bytes_per_row=prepared.request_bytes_per_row,
             response_bytes_per_row=_response_bytes_per_row(len(codes), effective_inputs),
         )
-        return BatchRequests(plan, [prepared.request(start, stop) for start, stop in plan.ranges])
+        return BatchRequests(plan, [prepared.payload(start, stop) for start, stop in plan.ranges])
 
     def implied_vol_batch(
         self,
@@ -426,7 +467,7 @@ class RiskClient:
         response_bytes = _response_bytes_per_row(1, effective_inputs)
         return self._execute(
             prepared,
-            self._stub.ImpliedVolatilityBatch,
+            self._implied_vol_batch,
             response_bytes,
             lambda response: [("volatility", response.volatility)],
             ["volatility"],
@@ -539,19 +580,20 @@ class RiskClient:
         totals = {"error_count": 0, "compute": 0.0, "sent": 0, "received": 0, "threads": 0}
         priced_by: list[ModelRef] = []
 
-        def build(start: int, stop: int):
-            request = prepared.request(start, stop)
-            totals["sent"] += request.ByteSize()
-            return request
+        def build(start: int, stop: int) -> bytes:
+            payload = prepared.payload(start, stop)
+            totals["sent"] += len(payload)
+            return payload
 
-        def on_response(start: int, stop: int, response) -> None:
+        def on_response(start: int, stop: int, answer) -> None:
             nonlocal status
+            response, size = answer
             n = stop - start
             if response.rows and response.rows != n:
                 raise PricingError(
                     grpc.StatusCode.INTERNAL, f"the server answered {response.rows} rows for a chunk of {n}"
                 )
-            totals["received"] += response.ByteSize()
+            totals["received"] += size
             got = dict(columns_of(response))
             for name in names:
                 if name not in got:
@@ -575,7 +617,9 @@ class RiskClient:
                     if single:
                         inputs[name] = values
                     else:
-                        inputs.setdefault(name, np.full(rows, np.nan))[start:stop] = values
+                        if name not in inputs:
+                            inputs[name] = np.full(rows, np.nan)  # NaN where a chunk sent none
+                        inputs[name][start:stop] = values
             errors.extend(
                 RowError(row=start + e.row, code=status_code(e.code), field=e.field, message=e.message)
                 for e in response.errors

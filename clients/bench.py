@@ -450,7 +450,7 @@ def run_latency(
             ) as risk:
                 inputs = batch_inputs(batch_rows, seed)
                 batch = risk.price_batch_requests(**inputs)
-                payloads = {rng: request.SerializeToString() for rng, request in batch}
+                payloads = dict(zip(batch.plan.ranges, batch.payloads))  # the bytes PriceBatch sends
                 batch_echo = risk.channel.unary_unary(ECHO, request_serializer=None, response_deserializer=None)
 
                 class EchoBatch(_Worker):

@@ -221,3 +221,51 @@ def test_expiry_date_needs_a_valuation_date():
     risk = RiskClient(channel=FakeChannel())
     with pytest.raises(ValueError, match="valuation_date"):
         risk.price_batch(model="bsm", option_type=1, strike=1.0, expiry_date="2026-01-01", spot=1.0, volatility=0.1)
+
+
+def test_requests_written_in_the_wire_format_parse_as_the_messages_they_stand_for():
+    risk = RiskClient(channel=FakeChannel(), chunk_rows=3)
+    n = 7
+    args = dict(
+        model="black76",
+        option_type=np.array([1, 2, 1, 2, 1, 2, 1]),
+        strike=np.linspace(80, 120, n),
+        time_to_expiry=np.linspace(0.1, 2.0, n),
+        forward=100.0,
+        rate=np.full(n, 0.01),
+        volatility=0.3,
+        measures=("price", "vega"),
+        threads=2,
+    )
+    batch = risk.price_batch_requests(**args)
+    assert batch.plan.ranges == ((0, 3), (3, 6), (6, 7))
+    for (start, stop), payload in zip(batch.plan.ranges, batch.payloads):
+        expected = pb.PriceBatchRequest(
+            model=c.MODEL_BLACK_76,
+            measures=[c.MEASURE_PRICE, c.MEASURE_VEGA],
+            output_encoding=c.ENCODING_RAW,
+            threads=2,
+            european=pb.EuropeanOptionColumns(
+                option_type=c.Int32Column(raw=args["option_type"][start:stop].astype("<i4").tobytes()),
+                strike=c.DoubleColumn(raw=args["strike"][start:stop].tobytes()),
+                time_to_expiry=c.DoubleColumn(raw=args["time_to_expiry"][start:stop].tobytes()),
+            ),
+            market=pb.MarketColumns(
+                forward=c.DoubleColumn(raw=np.array([100.0]).tobytes()),
+                rate=c.DoubleColumn(raw=args["rate"][start:stop].tobytes()),
+                volatility=c.DoubleColumn(raw=np.array([0.3]).tobytes()),
+            ),
+        )
+        assert pb.PriceBatchRequest.FromString(payload) == expected
+        # and the size is that of the message, a few header bytes aside
+        assert abs(len(payload) - expected.ByteSize()) < 64
+
+
+def test_field_path_headers_for_long_payloads():
+    # lengths past one varint byte (>= 128) and past two (>= 16384)
+    for length in (0, 1, 127, 128, 300, 16384, 3_000_000):
+        data = b"\xab" * length
+        wire = C.field_path_headers(pb.PriceBatchRequest.DESCRIPTOR, ("market", "spot", "raw"), length) + data
+        assert pb.PriceBatchRequest.FromString(wire).market.spot.raw == data
+    with pytest.raises(ValueError, match="message"):
+        C.field_path_headers(pb.PriceBatchRequest.DESCRIPTOR, ("market", "spot"), 8)
