@@ -45,8 +45,6 @@ from ._models import (
     MarketUpdate,
     PriceResult,
     ServerInfo,
-    measure_codes,
-    model_code,
 )
 
 _CODE = grpc.StatusCode
