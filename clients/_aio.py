@@ -389,10 +389,17 @@ class AsyncPriceStreamSession:
                 return
             yield reply
 
-    async def close(self) -> None:
+    async def close(self, wait: float = 1.0) -> None:
+        """Stop sending and end the stream: the server gets ``wait`` seconds to finish,
+        after which the stream is cancelled."""
         if self._sending:
             self._sending = False
             self._requests.put_nowait(None)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._reader), wait)
+            return
+        except asyncio.TimeoutError:
+            pass
         self._call.cancel()
         try:
             await asyncio.wait_for(self._reader, 5.0)

@@ -475,14 +475,17 @@ class PriceStreamSession:
             yield reply
 
     # ------------------------------------------------------------------ lifecycle
-    def close(self) -> None:
-        """Stop sending and cancel the stream (replies not yet read are dropped)."""
+    def close(self, wait: float = 1.0) -> None:
+        """Stop sending and end the stream: the server gets ``wait`` seconds to finish (the
+        replies are then dropped unless read), after which the stream is cancelled."""
         with self._lock:
             was_sending, self._sending = self._sending, False
             if was_sending:
                 self._requests.put(None)
-        self._call.cancel()
-        self._reader.join(5.0)
+        self._reader.join(wait)
+        if self._reader.is_alive():
+            self._call.cancel()
+            self._reader.join(5.0)
 
     def __enter__(self) -> "PriceStreamSession":
         return self

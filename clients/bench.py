@@ -292,8 +292,20 @@ class _Stream(_Worker):
         return self.size, self.size
 
     def close(self) -> None:
+        # Half-close and let the server end the stream; cancel only if it does not.
         self.requests.put(None)
-        self.replies.cancel()
+        done = threading.Event()
+        threading.Thread(target=lambda: (_drain(self.replies), done.set()), daemon=True).start()
+        if not done.wait(2.0):
+            self.replies.cancel()
+
+
+def _drain(replies) -> None:
+    try:
+        for _ in replies:
+            pass
+    except grpc.RpcError:
+        pass
 
 
 def _check_price_reply(reply) -> None:
