@@ -47,3 +47,16 @@ def test_latency_tool_stops_at_its_duration(server):
 def test_latency_tool_reports_an_unreachable_target(capsys):
     assert cli.main(["bench", "latency", "--target", "127.0.0.1:1", "--timeout", "1", "--count", "1"]) == 1
     assert "cannot reach" in capsys.readouterr().err
+
+
+def test_png_without_matplotlib_says_what_to_install(server, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    out_json = tmp_path / "latency.json"
+    argv = ["bench", "latency", "--target", server.address, "--count", "5", "--warmup", "1", "--modes", "price",
+            "--json", str(out_json), "--png", str(tmp_path / "latency.png")]
+    assert cli.main(argv) == 1
+    assert "pricegrid[plot]" in capsys.readouterr().err
+    assert json.loads(out_json.read_text())["series"]["Price"]["calls"] == 5  # the measurements are kept
+    assert not (tmp_path / "latency.png").exists()

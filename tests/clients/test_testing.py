@@ -269,3 +269,21 @@ def test_use_stream_gives_up_on_a_stream_the_server_refuses():
             client.price(OPTION, MARKET)
     assert info.value.code == grpc.StatusCode.UNIMPLEMENTED
     assert channel.calls["/pricegrid.v1.PricingService/PriceStream"] == 1
+
+
+def test_optional_dependencies_say_what_to_install(monkeypatch):
+    import sys
+
+    import pandas as pd
+
+    info = pb.ServerInfoResponse(limits=pb.Limits(max_rows=5, max_message_bytes=1 << 20))
+    risk = RiskClient(channel=FakeChannel(handlers={"PriceBatch": batch_handler, "ServerInfo": lambda r, ctx: info}), progress=True)
+    frame = pd.DataFrame({"option_type": ["call"] * 3, "strike": [1.0, 2.0, 3.0], "time_to_expiry": 0.5, "spot": 10.0, "volatility": 0.2})
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    with pytest.warns(UserWarning, match=r"pricegrid\[progress\]"):
+        res = risk.price_batch(model="bsm", option_type=1, strike=np.arange(1.0, 13.0), time_to_expiry=0.5, spot=20.0, volatility=0.2)
+    assert res["price"].tolist() == (20.0 - np.arange(1.0, 13.0)).tolist()
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ImportError, match=r"pricegrid\[pandas\]"):
+        risk.price_frame(frame, model="bsm")
