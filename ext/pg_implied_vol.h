@@ -19,6 +19,7 @@
 
 #include <math.h>
 #include <float.h>
+#include <stddef.h>
 #include "pg_status.h"
 #include "pg_inputs.h"
 #include "pg_normal.h"
@@ -126,6 +127,159 @@ static inline int pg_implied_vol_row(int model, int option_type, double strike, 
         *df = d;
     }
     return status;
+}
+
+/* ---------------------------------------------------------------------- block of rows
+ *
+ * pg_implied_vol_block solves rows [i0, i0 + m), m <= PG_IV_BLOCK, of column arrays (a
+ * stride of 0 broadcasts a length-1 column). Lognormal rows run in three passes: an
+ * `omp simd` pass of checks and normalisation (x, beta, b_max), an `omp simd` pass of the
+ * branch-free solver (pg_lbrv_implied_s_otm), and a scalar pass that re-solves the rare
+ * lanes that asked for it with the scalar solver and writes the outputs. Bachelier rows use
+ * pg_implied_vol_row. Blocks start at multiples of PG_IV_BLOCK, so a row meets the same
+ * arithmetic whatever the thread count. Returns the number of rows with a non-zero status.
+ */
+#define PG_IV_BLOCK 64   /* rows per block: a multiple of PG_IV_LANES */
+#define PG_IV_LANES 8    /* a multiple of the widest vector of doubles (AVX-512: 8) */
+
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__GLIBC__) && !defined(__FAST_MATH__) \
+    && !defined(PG_NO_LIBMVEC) && __GLIBC_PREREQ(2, 35)
+extern double log1p(double) __attribute__((__simd__("notinbranch")));
+#endif
+
+typedef struct {
+    const int *option_type;
+    const double *strike, *time, *underlying, *rate, *dividend, *price;
+    ptrdiff_t s_option_type, s_strike, s_time, s_underlying, s_rate, s_dividend, s_price;
+    double *vol, *forward, *df;   /* forward, df may be NULL (not written) */
+    int *status;
+} pg_iv_columns;
+
+static inline int pg_implied_vol_block(const pg_iv_columns *c, int model, ptrdiff_t i0, int m)
+{
+    double xs[PG_IV_BLOCK], bs[PG_IV_BLOCK], bmax[PG_IV_BLOCK], ss[PG_IV_BLOCK];
+    double fw[PG_IV_BLOCK], dfs[PG_IV_BLOCK], rt[PG_IV_BLOCK];
+    int st[PG_IV_BLOCK], mode[PG_IV_BLOCK], fb[PG_IV_BLOCK];
+    int bad = 0;
+    if (model == PG_MODEL_BACHELIER) {
+        for (int j = 0; j < m; ++j) {
+            ptrdiff_t i = i0 + j;
+            double vol, f, d;
+            int s = pg_implied_vol_row(model, c->option_type[i * c->s_option_type],
+                                       c->strike[i * c->s_strike], c->time[i * c->s_time],
+                                       c->underlying[i * c->s_underlying], c->rate[i * c->s_rate],
+                                       c->dividend[i * c->s_dividend], c->price[i * c->s_price],
+                                       &vol, &f, &d);
+            c->vol[i] = vol;
+            if (c->forward) c->forward[i] = f;
+            if (c->df) c->df[i] = d;
+            c->status[i] = s;
+            bad += s != 0;
+        }
+        return bad;
+    }
+    /* pass 0: gather the block's inputs (strides 0 or 1) into local arrays */
+    int ots[PG_IV_BLOCK];
+    double Ks[PG_IV_BLOCK], Ts[PG_IV_BLOCK], Us[PG_IV_BLOCK], rs[PG_IV_BLOCK], qs[PG_IV_BLOCK],
+           ps[PG_IV_BLOCK];
+    for (int j = 0; j < m; ++j) {
+        ptrdiff_t i = i0 + j;
+        ots[j] = c->option_type[i * c->s_option_type];
+        Ks[j] = c->strike[i * c->s_strike];
+        Ts[j] = c->time[i * c->s_time];
+        Us[j] = c->underlying[i * c->s_underlying];
+        rs[j] = c->rate[i * c->s_rate];
+        qs[j] = c->dividend[i * c->s_dividend];
+        ps[j] = c->price[i * c->s_price];
+    }
+    /* pad to a whole number of PG_IV_LANES lanes with a harmless row, so that every row goes
+     * through the vector body of the loops below (never a scalar epilogue, whose exp and log
+     * are libm's rather than libmvec's): a row then gets the same bits in a batch of any
+     * size, at any position, on any thread, and from implied_vol_one */
+    int mp = (m + PG_IV_LANES - 1) / PG_IV_LANES * PG_IV_LANES;
+    for (int j = m; j < mp; ++j) {
+        ots[j] = PG_CALL; Ks[j] = 1.0; Ts[j] = 1.0; Us[j] = 1.0; rs[j] = 0.0; qs[j] = 0.0;
+        ps[j] = 0.25;
+    }
+    /* pass 1: checks, forward, discount factor, bounds, normalisation (& and |, not && and ||:
+     * short-circuits are control flow and stop the vectoriser).
+     * mode 0: status set; 1: vol 0 (price at intrinsic); 2: solve */
+    #pragma omp simd
+    for (int j = 0; j < mp; ++j) {
+        int ot = ots[j];
+        double K = Ks[j], T = Ts[j], U = Us[j], r = rs[j], q = qs[j], price = ps[j];
+        int s = pg_check_inputs(model, ot, K, T, U, r, q);
+        s |= T > 0.0 ? 0 : PG_BAD_TIME;
+        s |= (price >= 0.0 && price <= PG_DBL_MAX) ? 0 : PG_BAD_PRICE;
+        double F, D;
+        pg_forward_df(model, T, U, r, q, &F, &D);
+        double p = price / D;
+        int finite = (D > 0.0) & (D <= PG_DBL_MAX) & (p <= PG_DBL_MAX) & (F > 0.0) & (F <= PG_DBL_MAX);
+        s = s ? s : (finite ? 0 : PG_NOT_FINITE);
+        double itm = (ot == PG_CALL) ? F - K : K - F;
+        double intrinsic = itm > 0.0 ? itm : 0.0;
+        double upper = (ot == PG_CALL) ? F : K;
+        double v = p - intrinsic, tol = 4.0 * DBL_EPSILON * intrinsic;
+        int oob = !(p < upper) | (v < -tol);
+        s = s ? s : (oob ? PG_PRICE_OUT_OF_BOUNDS : 0);
+        double sq = sqrt(F) * sqrt(K);
+        double beta = v / sq;
+        int zero = (v <= tol) | !(beta > 0.0);
+        int near = (F <= 2.0 * K) & (K <= 2.0 * F);
+        double ratio = F / K;
+        double x1 = log1p((F - K) / K), x2 = log(ratio);
+        double x = near ? x1 : x2;
+        int ratio_ok = near | ((ratio >= DBL_MIN) & (ratio <= DBL_MAX));
+        x = -fabs(x);
+        int md = s ? 0 : (zero ? 1 : 2);
+        int solve = (md == 2) & ratio_ok;
+        st[j] = s;
+        mode[j] = md;
+        fb[j] = (md == 2) & !ratio_ok;   /* extreme moneyness: scalar path (log F - log K) */
+        xs[j] = solve ? x : -1.0;
+        bs[j] = solve ? beta : 0.1;
+        bmax[j] = exp(0.5 * (solve ? x : -1.0));
+        fw[j] = F;
+        dfs[j] = D;
+        rt[j] = sqrt(T);
+    }
+    /* pass 2: the branch-free solver */
+    #pragma omp simd
+    for (int j = 0; j < mp; ++j) {
+        int f;
+        ss[j] = pg_lbrv_implied_s_otm(bs[j], xs[j], bmax[j], &f);
+        fb[j] |= f;
+    }
+    /* pass 3: scalar fall-backs and outputs */
+    for (int j = 0; j < m; ++j) {
+        ptrdiff_t i = i0 + j;
+        int s = st[j];
+        double vol = NAN;
+        if (mode[j] == 1) {
+            vol = 0.0;
+        } else if (mode[j] == 2) {
+            double sv = ss[j];
+            if (fb[j]) {
+                double K = Ks[j];
+                double x = -fabs(pg_log_moneyness(fw[j], K));
+                double p = ps[j] / dfs[j];
+                int ot = ots[j];
+                double itm = (ot == PG_CALL) ? fw[j] - K : K - fw[j];
+                double beta = (p - (itm > 0.0 ? itm : 0.0)) / (sqrt(fw[j]) * sqrt(K));
+                sv = pg_lbr_implied_s_otm(beta, x);
+            }
+            vol = sv / rt[j];
+            if (!(vol <= PG_DBL_MAX))
+                s = PG_NOT_FINITE;
+        }
+        if (s) vol = NAN;
+        c->vol[i] = vol;
+        if (c->forward) c->forward[i] = s ? NAN : fw[j];
+        if (c->df) c->df[i] = s ? NAN : dfs[j];
+        c->status[i] = s;
+        bad += s != 0;
+    }
+    return bad;
 }
 
 #endif
