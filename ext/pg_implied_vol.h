@@ -39,6 +39,17 @@ static inline double pg_log_moneyness(double forward, double strike)
     return log(forward) - log(strike);
 }
 
+/* s for the out-of-the-money value v > 0 (scalar solver): beta = v / sqrt(F K), and ln beta
+ * from logs when beta is tiny (it may have underflowed). */
+static inline double pg_black_implied_s(double v, double forward, double strike)
+{
+    double x = -fabs(pg_log_moneyness(forward, strike));
+    double beta = v / (sqrt(forward) * sqrt(strike));
+    double ln_beta = beta >= PG_LBR_TINY_BETA ? log(beta)
+                                              : log(v) - 0.5 * (log(forward) + log(strike));
+    return pg_lbr_implied_s_otm_ln(beta, ln_beta, x);
+}
+
 /* Lognormal implied vol from the undiscounted price p (already checked finite and >= 0). */
 static inline int pg_black_implied_vol(double p, double forward, double strike, double time,
                                        int option_type, double *vol)
@@ -57,13 +68,7 @@ static inline int pg_black_implied_vol(double p, double forward, double strike, 
         *vol = 0.0;
         return PG_OK;
     }
-    double beta = v / (sqrt(forward) * sqrt(strike));
-    if (!(beta > 0.0)) {        /* time value below the smallest double after normalisation */
-        *vol = 0.0;
-        return PG_OK;
-    }
-    double x = -fabs(pg_log_moneyness(forward, strike));
-    *vol = pg_lbr_implied_s_otm(beta, x) / sqrt(time);
+    *vol = pg_black_implied_s(v, forward, strike) / sqrt(time);
     return PG_OK;
 }
 
@@ -224,7 +229,7 @@ static inline int pg_implied_vol_block(const pg_iv_columns *c, int model, ptrdif
         s = s ? s : (oob ? PG_PRICE_OUT_OF_BOUNDS : 0);
         double sq = sqrt(F) * sqrt(K);
         double beta = v / sq;
-        int zero = (v <= tol) | !(beta > 0.0);
+        int zero = v <= tol;
         int near = (F <= 2.0 * K) & (K <= 2.0 * F);
         double ratio = F / K;
         double x1 = log1p((F - K) / K), x2 = log(ratio);
@@ -260,13 +265,9 @@ static inline int pg_implied_vol_block(const pg_iv_columns *c, int model, ptrdif
         } else if (mode[j] == 2) {
             double sv = ss[j];
             if (fb[j]) {
-                double K = Ks[j];
-                double x = -fabs(pg_log_moneyness(fw[j], K));
-                double p = ps[j] / dfs[j];
-                int ot = ots[j];
-                double itm = (ot == PG_CALL) ? fw[j] - K : K - fw[j];
-                double beta = (p - (itm > 0.0 ? itm : 0.0)) / (sqrt(fw[j]) * sqrt(K));
-                sv = pg_lbr_implied_s_otm(beta, x);
+                double K = Ks[j], p = ps[j] / dfs[j];
+                double itm = (ots[j] == PG_CALL) ? fw[j] - K : K - fw[j];
+                sv = pg_black_implied_s(p - (itm > 0.0 ? itm : 0.0), fw[j], K);
             }
             vol = sv / rt[j];
             if (!(vol <= PG_DBL_MAX))

@@ -250,8 +250,13 @@ static inline double pg_rational_cubic_control_left(double xl, double xr, double
 #define PG_LBR_MIDDLE 1
 #define PG_LBR_UPPER  2
 
-/* s = sigma sqrt(T) with b(x, s) = beta for x <= 0 and 0 < beta < b_max = e^{x/2}. */
-static inline double pg_lbr_implied_s_otm(double beta, double x)
+#define PG_LBR_TINY_BETA 1e-280   /* below: beta may have lost bits (or be 0); use ln beta */
+
+/* As pg_lbr_implied_s_otm, with ln_beta = ln(beta) given separately: for beta below
+ * PG_LBR_TINY_BETA (subnormal or underflowed to 0 after normalisation) the lower branch works
+ * from ln_beta alone (there the rational cubic is f = beta to within beta/b_l, and the
+ * iterations use only ln beta). */
+static inline double pg_lbr_implied_s_otm_ln(double beta, double ln_beta, double x)
 {
     double b_max = exp(0.5 * x);
     double s, s_c, b_c, v_c;
@@ -286,7 +291,9 @@ static inline double pg_lbr_implied_s_otm(double beta, double x)
             double r = pg_rational_cubic_control_right(0.0, b_l, 0.0, f_l, 1.0, fb, fbb);
             double f = pg_rational_cubic(beta, 0.0, b_l, 0.0, f_l, 1.0, fb, r);
             s = 0.0;
-            if (f > 0.0)
+            if (beta < PG_LBR_TINY_BETA)
+                s = ax / (PG_SQRT3 * -pg_inverse_norm_cdf(exp((ln_beta - log(k)) / 3.0)));
+            else if (f > 0.0)
                 s = ax / (PG_SQRT3 * -pg_inverse_norm_cdf(cbrt(f / k)));
             if (!(s > 0.0 && s < s_l))
                 s = 0.5 * s_l;   /* never reached for sane data; keeps the iteration defined */
@@ -323,7 +330,6 @@ static inline double pg_lbr_implied_s_otm(double beta, double x)
 
     /* Householder(3) iterations, bracketed */
     double s_left = 0.0, s_right = INFINITY;
-    double ln_beta = (branch == PG_LBR_LOWER) ? log(beta) : 0.0;
     double bmax_minus_beta = b_max - beta;
     double x2 = x * x;
     for (int it = 0; it < PG_LBR_MAX_ITERATIONS; ++it) {
@@ -370,6 +376,12 @@ static inline double pg_lbr_implied_s_otm(double beta, double x)
             break;
     }
     return s;
+}
+
+/* s = sigma sqrt(T) with b(x, s) = beta for x <= 0 and 0 < beta < b_max = e^{x/2}. */
+static inline double pg_lbr_implied_s_otm(double beta, double x)
+{
+    return pg_lbr_implied_s_otm_ln(beta, log(beta), x);
 }
 
 /* ------------------------------------------------------------- 4. SIMD lanes
@@ -479,7 +491,7 @@ PG_LANE double pg_lbrv_step(double x, double s, double beta, double ln_beta, dou
 PG_LANE double pg_lbrv_implied_s_otm(double beta, double x, double b_max, int *fallback)
 {
     double v, L, vb, d;
-    int asym, bad = !((beta < b_max) & (beta > 0.0));
+    int asym, bad = !((beta < b_max) & (beta > PG_LBR_TINY_BETA));
     /* x = 0: s_c = 0 is evaluated at 1e-300, where b ~ 4e-301 and the vega is exactly
      * 1/sqrt(2 pi), the limits at 0. (Adding 1e-300 changes no s_c >= 1e-284 and, unlike a
      * clamp, gives gcc no select of comparisons, which its vectoriser cannot handle.) */

@@ -234,18 +234,21 @@ def test_agrees_with_quantlib_implied_vol_solvers():
 
 
 def test_extremes_short_expiry_and_tiny_prices():
-    """One-day expiry at 1% vol, far wings with prices down to 1e-200, 30 y at 300%."""
+    """One-day expiry at 1% vol, far wings (normalised prices to 1e-300), 30 y at 300%."""
     F = 100.0
     cases = []  # (type, K, T, vol)
     for z in (-30.0, -12.0, -6.0, 0.0, 6.0, 12.0, 30.0):
         cases += [(CALL, F * math.exp(z * 0.01 * math.sqrt(1 / 365)), 1 / 365, 0.01),
                   (PUT, F * math.exp(z * 0.2 * math.sqrt(0.5)), 0.5, 0.2)]
     cases += [(CALL, 100.0, 30.0, 3.0), (PUT, 100.0, 30.0, 3.0), (CALL, 400.0, 30.0, 1.5)]
+    # 36.5, 37 std devs out at s = 3: price / sqrt(F K) ~ 1e-292, 1e-300 (few bits left in beta)
+    cases += [(CALL, F * math.exp(37 * 3.0), 4.0, 1.5), (CALL, F * math.exp(36.5 * 3.0), 4.0, 1.5)]
     ot = np.array([c[0] for c in cases], np.int32)
     K, T, vol = (np.array([c[i] for c in cases]) for i in (1, 2, 3))
     price, ident = black_reference(ot, K, T, np.full(len(K), F), np.zeros(len(K)), vol)
     _, st, got, _, _ = batch(S.MODEL_BLACK76, ot, K, T, F, 0.0, 0.0, price)
     assert price[ident].min() < 1e-150                # the far wings are really far
+    assert ident[-2:].all() and (price[-2:] / np.sqrt(F * K[-2:]) < 1e-280).all()   # the ln-beta path
     assert (st == 0).all()
     assert rel_err(got[ident], vol[ident]).max() < RTOL
 
