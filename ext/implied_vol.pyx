@@ -13,8 +13,9 @@ Design note
      the lower and upper transformation functions (section 4), Householder(3) iterations on
      the branch's objective (section 5); two steps reach machine precision.
    - Bachelier: the out-of-the-money reduction of Jaeckel, "Implied Normal Volatility",
-     Wilmott (2017), section 2, solved by Householder(3) iterations on log / reciprocal
-     objectives (``pg_implied_normal.h`` says how and why that keeps full precision).
+     Wilmott (2017), section 2, solved not by his rational approximation but by Householder(3)
+     iterations on log / reciprocal objectives from asymptotic initial guesses
+     (``pg_implied_normal.h`` says how and why that keeps full precision).
    - erfcx: W. J. Cody, Math. Comp. 23 (1969) 631-638 (SPECFUN CALERF ranges); inverse
      normal cdf: M. J. Wichura, Applied Statistics 37 (1988) 477-484, AS 241
      (``pg_normal.h``).
@@ -28,7 +29,8 @@ Design note
    batch, its position in it and the thread count. ``implied_vol_batch`` releases the GIL
    and runs the blocks with ``prange(num_threads=threads)`` when n >= PARALLEL_THRESHOLD, in
    a plain loop below it; ``implied_vol_one`` runs a block of one row (the same bits as in
-   a batch). Bachelier rows go through the scalar pointwise function.
+   a batch). Bachelier blocks run the same three passes with the branch-free normal solver
+   (``pg_bachv_implied_u``: both guesses, three Householder steps, scalar fall-back).
 3. Status: per row, the OR of the ``pg_status.h`` bits; such rows get NaN in every output and
    the batch returns how many there are. Valid rows never return NaN.
 """
@@ -184,3 +186,12 @@ def _normalised_black(const double[::1] x, const double[::1] s, double theta):
     for i in range(x.shape[0]):
         o[i] = pg_lbr_normalised_black(x[i], s[i], theta)
     return out
+
+
+def _implied_vol_row(int model, int option_type, double strike, double time, double underlying,
+                     double rate, double dividend, double price):
+    """pg_implied_vol_row: the plain scalar form of one row (for tests of the SIMD blocks)."""
+    cdef double vol, forward, df
+    cdef int st = pg_implied_vol_row(model, option_type, strike, time, underlying, rate, dividend,
+                                     price, &vol, &forward, &df)
+    return (st, vol, forward, df)

@@ -140,9 +140,12 @@ static inline int pg_implied_vol_row(int model, int option_type, double strike, 
  * stride of 0 broadcasts a length-1 column). Lognormal rows run in three passes: an
  * `omp simd` pass of checks and normalisation (x, beta, b_max), an `omp simd` pass of the
  * branch-free solver (pg_lbrv_implied_s_otm), and a scalar pass that re-solves the rare
- * lanes that asked for it with the scalar solver and writes the outputs. Bachelier rows use
- * pg_implied_vol_row. Blocks start at multiples of PG_IV_BLOCK, so a row meets the same
- * arithmetic whatever the thread count. Returns the number of rows with a non-zero status.
+ * lanes that asked for it with the scalar solver and writes the outputs; Bachelier rows the
+ * same with pg_bachv_implied_u and pg_bachelier_implied_s_otm. Blocks start at multiples of
+ * PG_IV_BLOCK and are padded to whole vectors, so a row meets the same arithmetic whatever
+ * the batch, its position and the thread count. Returns the number of rows with a non-zero
+ * status. (pg_implied_vol_row above is the plain scalar form of one row, kept as the
+ * reference the block is checked against.)
  */
 #define PG_IV_BLOCK 64   /* rows per block: a multiple of PG_IV_LANES */
 #define PG_IV_LANES 8    /* a multiple of the widest vector of doubles (AVX-512: 8) */
@@ -152,6 +155,19 @@ static inline int pg_implied_vol_row(int model, int option_type, double strike, 
 extern double log1p(double) __attribute__((__simd__("notinbranch")));
 #endif
 
+/* pg_forward_df with libm's scalar exp (not the vector one): the forward and discount factor
+ * of a block row are then the bits of the scalar pg_implied_vol_row, and glibc's scalar exp
+ * is the more accurate (an ulp of DF is amplified by in-the-money cancellation). noinline
+ * keeps the gather loop that calls it from being vectorised with the vector exp. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void pg_forward_df_scalar(int model, double time, double underlying, double rate,
+                                 double dividend, double *forward, double *df)
+{
+    pg_forward_df(model, time, underlying, rate, dividend, forward, df);
+}
+
 typedef struct {
     const int *option_type;
     const double *strike, *time, *underlying, *rate, *dividend, *price;
@@ -160,33 +176,88 @@ typedef struct {
     int *status;
 } pg_iv_columns;
 
+/* The Bachelier passes of pg_implied_vol_block, on its gathered (and padded) inputs. */
+static inline int pg_implied_vol_block_bachelier(const pg_iv_columns *c, ptrdiff_t i0, int m, int mp,
+                                                 const int *ots, const double *Ks, const double *Ts,
+                                                 const double *Us, const double *rs, const double *Fs,
+                                                 const double *Ds, const double *ps)
+{
+    double nus[PG_IV_BLOCK], lns[PG_IV_BLOCK], us[PG_IV_BLOCK], vs[PG_IV_BLOCK], ds[PG_IV_BLOCK];
+    int st[PG_IV_BLOCK], mode[PG_IV_BLOCK], fb[PG_IV_BLOCK];
+    int bad = 0;
+    /* pass 1: checks, discount factor, bounds, nu = v / |F - K|.
+     * mode 0: status set; 1: vol 0; 2: at the money (s = v sqrt(2 pi)); 3: solve */
+    #pragma omp simd
+    for (int j = 0; j < mp; ++j) {
+        int ot = ots[j];
+        double K = Ks[j], T = Ts[j], U = Us[j], r = rs[j], F = Fs[j], D = Ds[j], price = ps[j];
+        int s = pg_check_inputs(PG_MODEL_BACHELIER, ot, K, T, U, r, 0.0);
+        s |= T > 0.0 ? 0 : PG_BAD_TIME;
+        s |= ((price >= 0.0) & (price <= PG_DBL_MAX)) ? 0 : PG_BAD_PRICE;
+        double p = price / D;
+        double d = fabs(F - K);
+        int finite = (D > 0.0) & (D <= PG_DBL_MAX) & (p <= PG_DBL_MAX) & (d <= PG_DBL_MAX);
+        s = s ? s : (finite ? 0 : PG_NOT_FINITE);
+        double itm = (ot == PG_CALL) ? F - K : K - F;
+        double intrinsic = itm > 0.0 ? itm : 0.0;
+        double v = p - intrinsic, tol = 4.0 * DBL_EPSILON * intrinsic;
+        s = s ? s : (v < -tol ? PG_PRICE_OUT_OF_BOUNDS : 0);
+        double nu = v / d;
+        int atm = !(nu <= DBL_MAX);            /* d == 0, or d negligible against v */
+        int md = s ? 0 : ((v <= tol) ? 1 : (atm ? 2 : 3));
+        int solve = md == 3;
+        st[j] = s;
+        mode[j] = md;
+        vs[j] = v;
+        ds[j] = d;
+        nus[j] = solve ? nu : 1.0;
+        lns[j] = log(solve ? nu : 1.0);
+    }
+    /* pass 2: the branch-free solver */
+    #pragma omp simd
+    for (int j = 0; j < mp; ++j) {
+        int f;
+        us[j] = pg_bachv_implied_u(nus[j], lns[j], &f);
+        fb[j] = f;
+    }
+    /* pass 3: scalar fall-backs and outputs */
+    for (int j = 0; j < m; ++j) {
+        ptrdiff_t i = i0 + j;
+        int s = st[j];
+        double vol = NAN, sv = 0.0;
+        if (mode[j] == 1) {
+            vol = 0.0;
+        } else if (mode[j] >= 2) {
+            if (mode[j] == 2)
+                sv = vs[j] * PG_SQRT_2PI;
+            else if (fb[j])
+                sv = pg_bachelier_implied_s_otm(vs[j], ds[j]);
+            else
+                sv = ds[j] / us[j];
+            vol = sv / sqrt(Ts[j]);
+            if (!(vol <= PG_DBL_MAX))
+                s = PG_NOT_FINITE;
+        }
+        if (s) vol = NAN;
+        c->vol[i] = vol;
+        if (c->forward) c->forward[i] = s ? NAN : Fs[j];
+        if (c->df) c->df[i] = s ? NAN : Ds[j];
+        c->status[i] = s;
+        bad += s != 0;
+    }
+    return bad;
+}
+
 static inline int pg_implied_vol_block(const pg_iv_columns *c, int model, ptrdiff_t i0, int m)
 {
     double xs[PG_IV_BLOCK], bs[PG_IV_BLOCK], bmax[PG_IV_BLOCK], ss[PG_IV_BLOCK];
-    double fw[PG_IV_BLOCK], dfs[PG_IV_BLOCK], rt[PG_IV_BLOCK];
+    double rt[PG_IV_BLOCK];
     int st[PG_IV_BLOCK], mode[PG_IV_BLOCK], fb[PG_IV_BLOCK];
     int bad = 0;
-    if (model == PG_MODEL_BACHELIER) {
-        for (int j = 0; j < m; ++j) {
-            ptrdiff_t i = i0 + j;
-            double vol, f, d;
-            int s = pg_implied_vol_row(model, c->option_type[i * c->s_option_type],
-                                       c->strike[i * c->s_strike], c->time[i * c->s_time],
-                                       c->underlying[i * c->s_underlying], c->rate[i * c->s_rate],
-                                       c->dividend[i * c->s_dividend], c->price[i * c->s_price],
-                                       &vol, &f, &d);
-            c->vol[i] = vol;
-            if (c->forward) c->forward[i] = f;
-            if (c->df) c->df[i] = d;
-            c->status[i] = s;
-            bad += s != 0;
-        }
-        return bad;
-    }
     /* pass 0: gather the block's inputs (strides 0 or 1) into local arrays */
     int ots[PG_IV_BLOCK];
     double Ks[PG_IV_BLOCK], Ts[PG_IV_BLOCK], Us[PG_IV_BLOCK], rs[PG_IV_BLOCK], qs[PG_IV_BLOCK],
-           ps[PG_IV_BLOCK];
+           ps[PG_IV_BLOCK], Fs[PG_IV_BLOCK], Ds[PG_IV_BLOCK];
     for (int j = 0; j < m; ++j) {
         ptrdiff_t i = i0 + j;
         ots[j] = c->option_type[i * c->s_option_type];
@@ -196,6 +267,7 @@ static inline int pg_implied_vol_block(const pg_iv_columns *c, int model, ptrdif
         rs[j] = c->rate[i * c->s_rate];
         qs[j] = c->dividend[i * c->s_dividend];
         ps[j] = c->price[i * c->s_price];
+        pg_forward_df_scalar(model, Ts[j], Us[j], rs[j], qs[j], &Fs[j], &Ds[j]);
     }
     /* pad to a whole number of PG_IV_LANES lanes with a harmless row, so that every row goes
      * through the vector body of the loops below (never a scalar epilogue, whose exp and log
@@ -204,8 +276,10 @@ static inline int pg_implied_vol_block(const pg_iv_columns *c, int model, ptrdif
     int mp = (m + PG_IV_LANES - 1) / PG_IV_LANES * PG_IV_LANES;
     for (int j = m; j < mp; ++j) {
         ots[j] = PG_CALL; Ks[j] = 1.0; Ts[j] = 1.0; Us[j] = 1.0; rs[j] = 0.0; qs[j] = 0.0;
-        ps[j] = 0.25;
+        ps[j] = 0.25; Fs[j] = 1.0; Ds[j] = 1.0;
     }
+    if (model == PG_MODEL_BACHELIER)
+        return pg_implied_vol_block_bachelier(c, i0, m, mp, ots, Ks, Ts, Us, rs, Fs, Ds, ps);
     /* pass 1: checks, forward, discount factor, bounds, normalisation (& and |, not && and ||:
      * short-circuits are control flow and stop the vectoriser).
      * mode 0: status set; 1: vol 0 (price at intrinsic); 2: solve */
@@ -215,9 +289,8 @@ static inline int pg_implied_vol_block(const pg_iv_columns *c, int model, ptrdif
         double K = Ks[j], T = Ts[j], U = Us[j], r = rs[j], q = qs[j], price = ps[j];
         int s = pg_check_inputs(model, ot, K, T, U, r, q);
         s |= T > 0.0 ? 0 : PG_BAD_TIME;
-        s |= (price >= 0.0 && price <= PG_DBL_MAX) ? 0 : PG_BAD_PRICE;
-        double F, D;
-        pg_forward_df(model, T, U, r, q, &F, &D);
+        s |= ((price >= 0.0) & (price <= PG_DBL_MAX)) ? 0 : PG_BAD_PRICE;
+        double F = Fs[j], D = Ds[j];
         double p = price / D;
         int finite = (D > 0.0) & (D <= PG_DBL_MAX) & (p <= PG_DBL_MAX) & (F > 0.0) & (F <= PG_DBL_MAX);
         s = s ? s : (finite ? 0 : PG_NOT_FINITE);
@@ -244,8 +317,6 @@ static inline int pg_implied_vol_block(const pg_iv_columns *c, int model, ptrdif
         xs[j] = solve ? x : -1.0;
         bs[j] = solve ? beta : 0.1;
         bmax[j] = exp(0.5 * (solve ? x : -1.0));
-        fw[j] = F;
-        dfs[j] = D;
         rt[j] = sqrt(T);
     }
     /* pass 2: the branch-free solver */
@@ -265,9 +336,9 @@ static inline int pg_implied_vol_block(const pg_iv_columns *c, int model, ptrdif
         } else if (mode[j] == 2) {
             double sv = ss[j];
             if (fb[j]) {
-                double K = Ks[j], p = ps[j] / dfs[j];
-                double itm = (ots[j] == PG_CALL) ? fw[j] - K : K - fw[j];
-                sv = pg_black_implied_s(p - (itm > 0.0 ? itm : 0.0), fw[j], K);
+                double K = Ks[j], p = ps[j] / Ds[j];
+                double itm = (ots[j] == PG_CALL) ? Fs[j] - K : K - Fs[j];
+                sv = pg_black_implied_s(p - (itm > 0.0 ? itm : 0.0), Fs[j], K);
             }
             vol = sv / rt[j];
             if (!(vol <= PG_DBL_MAX))
@@ -275,8 +346,8 @@ static inline int pg_implied_vol_block(const pg_iv_columns *c, int model, ptrdif
         }
         if (s) vol = NAN;
         c->vol[i] = vol;
-        if (c->forward) c->forward[i] = s ? NAN : fw[j];
-        if (c->df) c->df[i] = s ? NAN : dfs[j];
+        if (c->forward) c->forward[i] = s ? NAN : Fs[j];
+        if (c->df) c->df[i] = s ? NAN : Ds[j];
         c->status[i] = s;
         bad += s != 0;
     }

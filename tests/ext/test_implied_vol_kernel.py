@@ -97,6 +97,31 @@ def black_reference(ot, K, T, F, r, vol):
     return price, ident
 
 
+def bachelier_rows(rng, n):
+    """Random Bachelier rows: forwards and strikes of both signs, to +-12 std devs."""
+    T = 10 ** rng.uniform(np.log10(1 / 365), np.log10(30), n)
+    nv = 10 ** rng.uniform(-2, np.log10(3), n)
+    F = rng.uniform(-5, 5, n)
+    K = F + np.where(rng.random(n) < 0.6, rng.uniform(-3, 3, n), rng.uniform(-12, 12, n)) * nv * np.sqrt(T)
+    r = rng.uniform(-0.03, 0.10, n)
+    ot = np.where(rng.random(n) < 0.5, CALL, PUT).astype(np.int32)
+    return ot, K, T, F, r, nv
+
+
+def bachelier_reference(ot, K, T, F, r, nv):
+    """QuantLib Bachelier prices and the identifiability mask of the module docstring."""
+    DF = np.exp(-r * T)
+    sd = nv * np.sqrt(T)
+    price = np.array([ql.bachelierBlackFormula(QL_TYPE[o], k, f, s, d) for o, k, f, s, d in zip(ot, K, F, sd, DF)])
+    w = np.where(ot == CALL, 1.0, -1.0)
+    d = (F - K) / sd
+    noise = DF * (np.maximum(abs(F), abs(K)) * special.ndtr(w * d) * (4 * EPS + phi_noise(w * d))
+                  + 4 * EPS * sd * norm.pdf(d))
+    noise = np.maximum(noise, np.spacing(price))
+    ident = (DF * np.sqrt(T) * norm.pdf(d) * nv * 1e-12 > 10 * noise) & (price > DF * np.maximum(w * (F - K), 0))
+    return price, ident
+
+
 def rel_err(a, b):
     """|a - b| / |b| (absolute where b == 0); NaN anywhere fails every bound."""
     b = np.asarray(b, dtype=float)
@@ -181,21 +206,8 @@ def test_round_trip_bachelier_against_quantlib_prices():
     """Normal vol, forwards and strikes of both signs, to +-12 std devs, 1 day..30 y."""
     rng = np.random.default_rng(20)
     n = 4000
-    T = 10 ** rng.uniform(np.log10(1 / 365), np.log10(30), n)
-    nv = 10 ** rng.uniform(-2, np.log10(3), n)
-    F = rng.uniform(-5, 5, n)
-    K = F + np.where(rng.random(n) < 0.6, rng.uniform(-3, 3, n), rng.uniform(-12, 12, n)) * nv * np.sqrt(T)
-    r = rng.uniform(-0.03, 0.10, n)
-    ot = np.where(rng.random(n) < 0.5, CALL, PUT).astype(np.int32)
-    DF = np.exp(-r * T)
-    sd = nv * np.sqrt(T)
-    price = np.array([ql.bachelierBlackFormula(QL_TYPE[o], k, f, s, d) for o, k, f, s, d in zip(ot, K, F, sd, DF)])
-    w = np.where(ot == CALL, 1.0, -1.0)
-    d = (F - K) / sd
-    noise = DF * (np.maximum(abs(F), abs(K)) * special.ndtr(w * d) * (4 * EPS + phi_noise(w * d))
-                  + 4 * EPS * sd * norm.pdf(d))
-    noise = np.maximum(noise, np.spacing(price))
-    ident = (DF * np.sqrt(T) * norm.pdf(d) * nv * 1e-12 > 10 * noise) & (price > DF * np.maximum(w * (F - K), 0))
+    ot, K, T, F, r, nv = bachelier_rows(rng, n)
+    price, ident = bachelier_reference(ot, K, T, F, r, nv)
     count, st, got, fwd, df = batch(S.MODEL_BACHELIER, ot, K, T, F, r, 0.0, price)
     assert ident.sum() > 0.4 * n
     assert (st == 0).all() and np.isfinite(got).all()
@@ -404,6 +416,30 @@ def test_implied_vol_one_equals_batch():
         one = iv.implied_vol_one(S.MODEL_BSM, int(args[0][i]), *(float(a[i]) for a in args[1:]))
         np.testing.assert_array_equal(np.array(one[1:]), np.array([vol[i], fwd[i], df[i]]))
         assert one[0] == st[i]
+
+
+@pytest.mark.parametrize("model", [S.MODEL_BSM, S.MODEL_BLACK76, S.MODEL_BACHELIER])
+def test_simd_blocks_agree_with_the_scalar_row(model):
+    """The branch-free SIMD solvers (glibc's vector exp/log) against the plain scalar ones
+    (libm), row by row: same status, the same forward and discount factor, and where the vol is
+    identifiable the same vol to 1e-13."""
+    rng = np.random.default_rng(64 + model)
+    n = 3000
+    if model == S.MODEL_BACHELIER:
+        ot, K, T, U, r, vol = bachelier_rows(rng, n)
+        q = np.zeros(n)
+        price, ident = bachelier_reference(ot, K, T, U, r, vol)
+    else:
+        ot, K, T, U, r, q, vol, F = lognormal_rows(rng, n, bsm=model == S.MODEL_BSM)
+        price, ident = black_reference(ot, K, T, F, r, vol)
+    _, st, got, fwd, df = batch(model, ot, K, T, U, r, q, price)
+    ref = np.array([iv._implied_vol_row(model, int(o), k, t, u, rr, qq, p)
+                    for o, k, t, u, rr, qq, p in zip(ot, K, T, U, r, q, price)])
+    np.testing.assert_array_equal(ref[:, 0], st)
+    both = (ref[:, 0] == 0) & (st == 0)
+    assert rel_err(got[both & ident], ref[both & ident, 1]).max() < 1e-13
+    np.testing.assert_array_equal(fwd[both], ref[both, 2])      # both from libm's scalar exp
+    np.testing.assert_array_equal(df[both], ref[both, 3])
 
 
 def test_broadcast_equals_tiled():
