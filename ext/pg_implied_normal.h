@@ -20,9 +20,11 @@
  *    quadratic in u) and psi ~ phi(u)/u^3 (1 - 6/u^2) (fixed point for u). Iterations stop
  *    once a step is below 1e-5 u (quartic convergence: the next would be below 1e-20 u;
  *    measured: 1 to 3 steps, max error 8e-16), at most 8, bracketed like the lognormal
- *    solver. The cancellation in 1/u - R(u) for large u
- *    (relative error ~ eps u^2) is divided by the condition number |d ln psi/d ln u| ~ u^2,
- *    so u (and sigma) keep full relative precision.
+ *    solver. The cancellation in 1/u - R(u) for large u (relative error ~ eps u^2) is
+ *    divided by the condition number |d ln psi/d ln u| ~ u^2, so u (and sigma) keep full
+ *    relative precision.
+ * 3. pg_bachv_implied_u: the same without branches for SIMD lanes (both guesses, exactly
+ *    three steps), with pg_bachelier_implied_u as the fall-back.
  */
 #ifndef PG_IMPLIED_NORMAL_H
 #define PG_IMPLIED_NORMAL_H

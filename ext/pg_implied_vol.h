@@ -7,8 +7,8 @@
  * 2. Undiscounted price p = price / DF. Bounds (no arbitrage), theta = +1 call, -1 put:
  *        lognormal  max(theta (F - K), 0) <= p < (call: F, put: K)
  *        Bachelier  max(theta (F - K), 0) <= p
- *    else PG_PRICE_OUT_OF_BOUNDS. A price within 4 ulps of the intrinsic value (the
- *    rounding of price/DF and F - K) is taken as intrinsic and gives vol 0.
+ *    else PG_PRICE_OUT_OF_BOUNDS. A price within 4 eps (relative) of the intrinsic value
+ *    (the rounding of price/DF and F - K) is taken as intrinsic and gives vol 0.
  * 3. The out-of-the-money value v = p - intrinsic (put-call parity) goes to the solver;
  *    sigma = s / sqrt(T).
  * 4. A forward or discount factor that overflows or underflows (extreme r T or (r - q) T)
