@@ -19,3 +19,19 @@ cdef extern from "pg_implied_vol.h" nogil:
     int pg_implied_vol_row(int model, int option_type, double strike, double time,
                            double underlying, double rate, double dividend, double price,
                            double *vol, double *forward, double *df)
+
+    enum: PG_IV_BLOCK
+    ctypedef struct pg_iv_columns:
+        const int *option_type
+        const double *strike
+        const double *time
+        const double *underlying
+        const double *rate
+        const double *dividend
+        const double *price
+        Py_ssize_t s_option_type, s_strike, s_time, s_underlying, s_rate, s_dividend, s_price
+        double *vol
+        double *forward
+        double *df
+        int *status
+    int pg_implied_vol_block(const pg_iv_columns *c, int model, Py_ssize_t i0, int m)

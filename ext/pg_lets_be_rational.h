@@ -35,21 +35,30 @@
  *        upper  g = ln((b_max - beta)/(b_max - b)),
  *    step  nu (1 + nu h2/2) / (1 + nu (h2 + nu h3/6)),  nu = -g/g', h2 = g''/g', h3 = g'''/g',
  *    with b''/b' = x^2/s^3 - s/4 and b'''/b' = (b''/b')^2 - 3 x^2/s^4 - 1/4. Two steps reach
- *    machine precision (LBR section 6); we stop when a step is below 1e-9 s (the next
- *    would change nothing) and take at most PG_LBR_MAX_ITERATIONS, keeping every iterate
- *    inside the bracket established by the signs of g seen so far.
+ *    machine precision (LBR section 6). The scalar solver stops after a step below
+ *    PG_LBR_STEP_TOLERANCE s = 1e-5 s (convergence is quartic: the next step would be below
+ *    1e-20 s; measured, 1e-4 still gives full precision and 1e-3 does not) and takes at most
+ *    PG_LBR_MAX_ITERATIONS, keeping every iterate inside the bracket established by the
+ *    signs of g seen so far.
+ * 4. The same method without branches for SIMD lanes (section 4 below), with the scalar
+ *    solver as the fall-back for the rare lanes it cannot finish.
  */
 #ifndef PG_LETS_BE_RATIONAL_H
 #define PG_LETS_BE_RATIONAL_H
 
 #include <math.h>
 #include <float.h>
+#include <stddef.h>
 #include "pg_normal.h"
 
 #define PG_LBR_TAU               0.21022410381342863   /* 2 DBL_EPSILON^(1/16) */
 #define PG_LBR_ETA               (-10.0)               /* asymptotic expansion for h < ETA */
+#ifndef PG_LBR_MAX_ITERATIONS
 #define PG_LBR_MAX_ITERATIONS    4
-#define PG_LBR_STEP_TOLERANCE    1e-9
+#endif
+#ifndef PG_LBR_STEP_TOLERANCE
+#define PG_LBR_STEP_TOLERANCE    1e-5
+#endif
 #define PG_SQRT3                 1.7320508075688772
 #define PG_INV_SQRT3             0.5773502691896258
 #define PG_TWO_PI_OVER_SQRT27    1.2091995761561452    /* 2 pi / (3 sqrt 3) */
@@ -80,9 +89,8 @@ static inline double pg_lbr_asymptotic_sum(double u, double t)
 }
 
 /* Region (ii): sum_{k odd <= 17} t^k/k! (P_k(h^2) + Q_k(h^2) a), a = 1 + h Phi(h)/phi(h). */
-static inline double pg_lbr_small_t_sum(double h, double t)
+PG_LANE double pg_lbr_small_t_series(double h, double t, double a)
 {
-    double a = 1.0 + h * PG_SQRT_PI_OVER_2 * pg_erfcx(-PG_SQRT1_2 * h);
     double e = h * h, w = t * t;
     double c3 = -1.0 + (e + 3.0) * a;
     double c5 = -(e + 7.0) + ((e + 10.0) * e + 15.0) * a;
@@ -115,42 +123,66 @@ static inline double pg_lbr_small_t_sum(double h, double t)
     return t * s;
 }
 
-/* Normalised Black call b(x, s) for x <= 0, s > 0. Writes e = -(h^2+t^2)/2 (so that the vega
- * is exp(e)/sqrt(2 pi)) and, when ln_b is not NULL, ln b computed without underflow. */
-static inline double pg_lbr_black(double x, double s, double *e_out, double *ln_b)
+static inline double pg_lbr_small_t_sum(double h, double t)
+{
+    return pg_lbr_small_t_series(h, t, 1.0 + h * PG_SQRT_PI_OVER_2 * pg_erfcx(-PG_SQRT1_2 * h));
+}
+
+/* The regions of b(x, s) for x <= 0, s > 0. Returns 1 when *m is b itself (region iii),
+ * else 0 with b = *m exp(*e); *e = -(h^2+t^2)/2 in both cases (vega = exp(e)/sqrt(2 pi)). */
+static inline int pg_lbr_black_parts(double x, double s, double *e, double *m)
 {
     double h = x / s, t = 0.5 * s;
-    double e = -0.5 * (h * h + t * t);
-    double m;
-    *e_out = e;
+    *e = -0.5 * (h * h + t * t);
     if (h < PG_LBR_ETA && t + h < PG_LBR_TAU + PG_LBR_ETA) {
-        m = PG_INV_SQRT_2PI * pg_lbr_asymptotic_sum(-h, t);
-    } else if (t < PG_LBR_TAU) {
-        m = 2.0 * PG_INV_SQRT_2PI * pg_lbr_small_t_sum(h, t);
-    } else if (h + t > 0.85) {
-        double ex = exp(0.5 * x);
-        double b = ex * pg_norm_cdf(h + t) - pg_norm_cdf(h - t) / ex;
-        if (ln_b)
-            *ln_b = log(b);
-        return b;
-    } else {
-        m = 0.5 * (pg_erfcx(-PG_SQRT1_2 * (h + t)) - pg_erfcx(-PG_SQRT1_2 * (h - t)));
+        *m = PG_INV_SQRT_2PI * pg_lbr_asymptotic_sum(-h, t);
+        return 0;
     }
-    if (ln_b)
-        *ln_b = e + log(m);
-    return m * exp(e);
+    if (t < PG_LBR_TAU) {
+        *m = 2.0 * PG_INV_SQRT_2PI * pg_lbr_small_t_sum(h, t);
+        return 0;
+    }
+    if (h + t > 0.85) {
+        double ex = exp(0.5 * x);
+        *m = ex * pg_norm_cdf(h + t) - pg_norm_cdf(h - t) / ex;
+        return 1;
+    }
+    *m = 0.5 * (pg_erfcx(-PG_SQRT1_2 * (h + t)) - pg_erfcx(-PG_SQRT1_2 * (h - t)));
+    return 0;
+}
+
+/* Normalised Black call b(x, s) for x <= 0, s > 0; writes the vega db/ds. */
+static inline double pg_lbr_black(double x, double s, double *vega)
+{
+    double e, m;
+    int direct = pg_lbr_black_parts(x, s, &e, &m);
+    double ee = exp(e);
+    *vega = PG_INV_SQRT_2PI * ee;
+    return direct ? m : m * ee;
+}
+
+/* ln b(x, s) and vega/b without forming b (no underflow for tiny b). */
+static inline double pg_lbr_log_black(double x, double s, double *vega_over_b)
+{
+    double e, m;
+    if (pg_lbr_black_parts(x, s, &e, &m)) {
+        *vega_over_b = PG_INV_SQRT_2PI * exp(e) / m;
+        return log(m);
+    }
+    *vega_over_b = PG_INV_SQRT_2PI / m;
+    return e + log(m);
 }
 
 /* b(x, s) for any x and theta = +1 (call) / -1 (put): intrinsic plus the out-of-the-money
  * value. Used by tests; the solver works with the out-of-the-money value only. */
 static inline double pg_lbr_normalised_black(double x, double s, double theta)
 {
-    double e, intrinsic = 0.0;
+    double vega, intrinsic = 0.0;
     if (theta * x > 0.0)
         intrinsic = fabs(exp(0.5 * x) - exp(-0.5 * x));
     if (!(s > 0.0))
         return intrinsic;
-    return intrinsic + pg_lbr_black(-fabs(x), s, &e, NULL);
+    return intrinsic + pg_lbr_black(-fabs(x), s, &vega);
 }
 
 /* ------------------------------------------------------- 2. rational cubic interpolation */
@@ -218,11 +250,16 @@ static inline double pg_rational_cubic_control_left(double xl, double xr, double
 #define PG_LBR_MIDDLE 1
 #define PG_LBR_UPPER  2
 
-/* s = sigma sqrt(T) with b(x, s) = beta for x <= 0 and 0 < beta < b_max = e^{x/2}. */
-static inline double pg_lbr_implied_s_otm(double beta, double x)
+#define PG_LBR_TINY_BETA 1e-280   /* below: beta may have lost bits (or be 0); use ln beta */
+
+/* As pg_lbr_implied_s_otm, with ln_beta = ln(beta) given separately: for beta below
+ * PG_LBR_TINY_BETA (subnormal or underflowed to 0 after normalisation) the lower branch works
+ * from ln_beta alone (there the rational cubic is f = beta to within beta/b_l, and the
+ * iterations use only ln beta). */
+static inline double pg_lbr_implied_s_otm_ln(double beta, double ln_beta, double x)
 {
     double b_max = exp(0.5 * x);
-    double e, s, s_c, b_c, v_c;
+    double s, s_c, b_c, v_c;
     int branch;
     if (!(beta < b_max))
         beta = b_max * (1.0 - DBL_EPSILON);   /* rounding put beta on b_max: largest vol */
@@ -230,34 +267,34 @@ static inline double pg_lbr_implied_s_otm(double beta, double x)
         s_c = 0.0; b_c = 0.0; v_c = PG_INV_SQRT_2PI;
     } else {
         s_c = sqrt(-2.0 * x);
-        b_c = pg_lbr_black(x, s_c, &e, NULL);
-        v_c = PG_INV_SQRT_2PI * exp(e);
+        b_c = pg_lbr_black(x, s_c, &v_c);
     }
     if (beta <= b_c) {
         double s_l = s_c - b_c / v_c;
         double b_l = 0.0, v_l = 0.0;
-        if (s_l > 0.0) {
-            b_l = pg_lbr_black(x, s_l, &e, NULL);
-            v_l = PG_INV_SQRT_2PI * exp(e);
-        }
+        if (s_l > 0.0)
+            b_l = pg_lbr_black(x, s_l, &v_l);
         if (beta < b_l) {
-            /* lower map: f = k Phi(-z)^3, z = |x|/(sqrt3 s), k = 2 pi |x|/(3 sqrt3) */
+            /* lower map f = k Phi(-z)^3, z = |x|/(sqrt3 s), k = 2 pi |x|/(3 sqrt3); with
+             * E = erfcx(z/sqrt2), g = exp(-z^2/2): Phi(-z) = E g/2, phi(z) = g/sqrt(2 pi),
+             * df/dbeta = 2 pi z^2 Phi^2 e^{z^2 + s^2/8} = (pi/2) z^2 E^2 e^{s^2/8},
+             * d2f/dbeta2 = df/dbeta / (s vega) [2 z phi/Phi - 2 z^2 - 2 + s^2/4],
+             * 2 z phi/Phi = 4 z / (sqrt(2 pi) E). */
             double ax = -x, k = PG_TWO_PI_OVER_SQRT27 * ax;
             double z = PG_INV_SQRT3 * ax / s_l;
-            double Phi = pg_norm_cdf(-z), phi = pg_norm_pdf(z);
+            double E = pg_erfcx(PG_SQRT1_2 * z);
+            double Phi = 0.5 * E * exp(-0.5 * z * z);
             double f_l = k * Phi * Phi * Phi;
-            /* df/dbeta = 2 pi z^2 Phi^2 e^{z^2 + s^2/8};
-               d2f/dbeta2 = df/dbeta / (s vega) [2 z phi/Phi - 2 z^2 - 2 + s^2/4] */
-            double fb = 2.0 * M_PI * z * z * Phi * Phi * exp(z * z + 0.125 * s_l * s_l);
-            double fbb = fb / (s_l * v_l) * (2.0 * z * phi / Phi - 2.0 * z * z - 2.0 + 0.25 * s_l * s_l);
+            double fb = 0.5 * M_PI * z * z * E * E * exp(0.125 * s_l * s_l);
+            double fbb = fb / (s_l * v_l)
+                         * (4.0 * PG_INV_SQRT_2PI * z / E - 2.0 * z * z - 2.0 + 0.25 * s_l * s_l);
             double r = pg_rational_cubic_control_right(0.0, b_l, 0.0, f_l, 1.0, fb, fbb);
             double f = pg_rational_cubic(beta, 0.0, b_l, 0.0, f_l, 1.0, fb, r);
-            if (f > 0.0) {
-                double p = cbrt(f / k);
-                s = ax / (PG_SQRT3 * -pg_inverse_norm_cdf(p));
-            } else {
-                s = 0.0;
-            }
+            s = 0.0;
+            if (beta < PG_LBR_TINY_BETA)
+                s = ax / (PG_SQRT3 * -pg_inverse_norm_cdf(exp((ln_beta - log(k)) / 3.0)));
+            else if (f > 0.0)
+                s = ax / (PG_SQRT3 * -pg_inverse_norm_cdf(cbrt(f / k)));
             if (!(s > 0.0 && s < s_l))
                 s = 0.5 * s_l;   /* never reached for sane data; keeps the iteration defined */
             branch = PG_LBR_LOWER;
@@ -267,20 +304,21 @@ static inline double pg_lbr_implied_s_otm(double beta, double x)
             branch = PG_LBR_MIDDLE;
         }
     } else {
-        double s_u = s_c + (b_max - b_c) / v_c;
-        double b_u = pg_lbr_black(x, s_u, &e, NULL);
-        double v_u = PG_INV_SQRT_2PI * exp(e);
+        double v_u, s_u = s_c + (b_max - b_c) / v_c;
+        double b_u = pg_lbr_black(x, s_u, &v_u);
         if (beta <= b_u) {
             double r = pg_rational_cubic_control_left(b_c, b_u, s_c, s_u, 1.0 / v_c, 1.0 / v_u, 0.0);
             s = pg_rational_cubic(beta, b_c, b_u, s_c, s_u, 1.0 / v_c, 1.0 / v_u, r);
             branch = PG_LBR_MIDDLE;
         } else {
-            /* upper map: f = Phi(-s/2); df/dbeta = -e^{h^2/2}/2;
-               d2f/dbeta2 = sqrt(pi/2) x^2/s^3 e^{h^2 + s^2/8} */
-            double h = x / s_u;
-            double f_u = pg_norm_cdf(-0.5 * s_u);
-            double fb = -0.5 * exp(0.5 * h * h);
-            double fbb = PG_SQRT_PI_OVER_2 * x * x / (s_u * s_u * s_u) * exp(h * h + 0.125 * s_u * s_u);
+            /* upper map f = Phi(-s/2) = erfcx(s/sqrt8) e^{-s^2/8}/2; df/dbeta = -e^{h^2/2}/2;
+             * d2f/dbeta2 = sqrt(pi/2) x^2/s^3 e^{h^2 + s^2/8} */
+            double h = x / s_u, q = 0.125 * s_u * s_u;
+            double eq = exp(q);
+            double f_u = 0.5 * pg_erfcx(0.5 * PG_SQRT1_2 * s_u) / eq;
+            double eh = exp(0.5 * h * h);
+            double fb = -0.5 * eh;
+            double fbb = PG_SQRT_PI_OVER_2 * x * x / (s_u * s_u * s_u) * eh * eh * eq;
             double r = pg_rational_cubic_control_left(b_u, b_max, f_u, 0.0, fb, -0.5, fbb);
             double f = pg_rational_cubic(beta, b_u, b_max, f_u, 0.0, fb, -0.5, r);
             if (!(f > 0.0)) f = DBL_MIN;
@@ -292,48 +330,45 @@ static inline double pg_lbr_implied_s_otm(double beta, double x)
 
     /* Householder(3) iterations, bracketed */
     double s_left = 0.0, s_right = INFINITY;
-    double ln_beta = (branch == PG_LBR_LOWER) ? log(beta) : 0.0;
     double bmax_minus_beta = b_max - beta;
+    double x2 = x * x;
     for (int it = 0; it < PG_LBR_MAX_ITERATIONS; ++it) {
-        double ln_b = 0.0;
-        double b = pg_lbr_black(x, s, &e, branch == PG_LBR_LOWER ? &ln_b : NULL);
-        double vega = PG_INV_SQRT_2PI * exp(e);
-        double x2 = x * x, s2 = s * s;
-        double b2 = x2 / (s2 * s) - 0.25 * s;                  /* b''/b' */
-        double b3 = b2 * b2 - 3.0 * x2 / (s2 * s2) - 0.25;     /* b'''/b' */
-        double nu, h2, h3, g_sign;
+        double is = 1.0 / s, is2 = is * is;
+        double b2 = x2 * is2 * is - 0.25 * s;                  /* b''/b' */
+        double b3 = b2 * b2 - 3.0 * x2 * is2 * is2 - 0.25;     /* b'''/b' */
+        double nu, h2, h3;
+        int above;                                             /* b(s) > beta */
         if (branch == PG_LBR_LOWER) {
             /* g = 1/ln b - 1/ln beta; vb = b'/b */
-            double L = ln_b;
-            double vb = (e - L > 700.0) ? INFINITY : exp(e - L) * PG_INV_SQRT_2PI;
-            g_sign = ln_beta - L < 0.0 ? 1.0 : -1.0;   /* +1 <=> b > beta (s above the root) */
+            double vb, L = pg_lbr_log_black(x, s, &vb);
+            above = L > ln_beta;
             nu = (ln_beta - L) * (L / ln_beta) / vb;
             double q = (L + 2.0) / L;
             h2 = -q * vb + b2;
             h3 = (2.0 * L * L + 6.0 * L + 6.0) / (L * L) * vb * vb - 3.0 * q * vb * b2 + b3;
         } else if (branch == PG_LBR_UPPER) {
+            /* g = ln((b_max - beta)/(b_max - b)) */
+            double vega, b = pg_lbr_black(x, s, &vega);
             double d = b_max - b;
-            g_sign = d < bmax_minus_beta ? 1.0 : -1.0;
-            double g = log(bmax_minus_beta / d);
+            above = d < bmax_minus_beta;
             double vd = vega / d;
-            nu = -g / vd;
+            nu = -log(bmax_minus_beta / d) / vd;
             h2 = vd + b2;
             h3 = 2.0 * vd * vd + 3.0 * vd * b2 + b3;
         } else {
-            g_sign = b > beta ? 1.0 : -1.0;
+            /* g = b - beta */
+            double vega, b = pg_lbr_black(x, s, &vega);
+            above = b > beta;
             nu = (beta - b) / vega;
             h2 = b2;
             h3 = b3;
         }
-        if (g_sign > 0.0) { if (s < s_right) s_right = s; }
-        else              { if (s > s_left) s_left = s; }
+        if (above) { if (s < s_right) s_right = s; }
+        else       { if (s > s_left) s_left = s; }
         double ds = nu * (1.0 + 0.5 * h2 * nu) / (1.0 + nu * (h2 + nu * h3 / 6.0));
         double s_new = s + ds;
         if (!(s_new >= s_left && s_new <= s_right)) {   /* also catches NaN */
-            if (s_right < INFINITY) s_new = 0.5 * (s_left + s_right);
-            else s_new = (s > 0.0 ? 2.0 * s : 1.0);
-            ds = s_new - s;
-            s = s_new;
+            s = (s_right < INFINITY) ? 0.5 * (s_left + s_right) : (s > 0.0 ? 2.0 * s : 1.0);
             continue;
         }
         s = s_new;
@@ -341,6 +376,186 @@ static inline double pg_lbr_implied_s_otm(double beta, double x)
             break;
     }
     return s;
+}
+
+/* s = sigma sqrt(T) with b(x, s) = beta for x <= 0 and 0 < beta < b_max = e^{x/2}. */
+static inline double pg_lbr_implied_s_otm(double beta, double x)
+{
+    return pg_lbr_implied_s_otm_ln(beta, log(beta), x);
+}
+
+/* ------------------------------------------------------------- 4. SIMD lanes
+ *
+ * The same method written without branches, for `#pragma omp simd` loops (glibc's vector
+ * exp/log): every quantity a lane might need is computed and the lane's own selected. The
+ * three regions (ii)-(iv) of b are evaluated together (region (iii) in the form
+ * b = b_max - (erfcx(u1) + erfcx(u2)) exp(e)/2, u1 = (h+t)/sqrt2, u2 = (t-h)/sqrt2, which also
+ * gives b_max - b without cancellation); both outer maps share one erfcx, two exps and one
+ * inverse normal; the guess of every branch is one rational cubic with selected end points;
+ * then exactly two Householder(3) steps. A lane raises *fallback, and the caller solves it
+ * with pg_lbr_implied_s_otm, when it meets region (i), leaves its bracket, produces a
+ * non-finite value, or would need a third step (its second step is above
+ * PG_LBR_STEP_TOLERANCE). */
+
+/* b(x, s) for x <= 0 < s, with vega, ln b, vega/b and b_max - b; *asym: region (i). */
+PG_LANE double pg_lbrv_black(double x, double s, double b_max, double *vega, double *ln_b,
+                                   double *vega_over_b, double *bmax_minus_b, int *asym)
+{
+    double h = x / s, t = 0.5 * s;
+    double e = -0.5 * (h * h + t * t);
+    double ee = exp(e);
+    double a = 1.0 + h * PG_SQRT_PI_OVER_2 * pg_erfcx_nonneg(-PG_SQRT1_2 * h);
+    double m2 = 2.0 * PG_INV_SQRT_2PI * pg_lbr_small_t_series(h, t, a);
+    double u1 = PG_SQRT1_2 * (h + t), u2 = PG_SQRT1_2 * (t - h);
+    double e1 = pg_erfcx_nonneg(fabs(u1)), e2 = pg_erfcx_nonneg(u2);
+    double ex1 = exp(u1 * u1);
+    double e1m = u1 <= 0.0 ? e1 : 2.0 * ex1 - e1;   /* erfcx(-u1); u1 <= 0.61 where used */
+    double m4 = 0.5 * (e1m - e2);
+    int small = t < PG_LBR_TAU;
+    int direct = !small & (h + t > 0.85);
+    double m = small ? m2 : m4;
+    double tail = 0.5 * (e1 + e2) * ee;
+    double b = direct ? b_max - tail : m * ee;
+    double v = PG_INV_SQRT_2PI * ee;
+    *vega = v;
+    *ln_b = log(direct ? b : m) + (direct ? 0.0 : e);
+    *vega_over_b = (direct ? v : PG_INV_SQRT_2PI) / (direct ? b : m);
+    *bmax_minus_b = direct ? tail : b_max - b;
+    *asym = (h < PG_LBR_ETA) & (t + h < PG_LBR_TAU + PG_LBR_ETA);
+    return b;
+}
+
+/* Rational cubic without branches (the linear limit selected for huge r). */
+PG_LANE double pg_rational_cubic_nb(double x, double xl, double xr, double yl, double yr,
+                                          double dl, double dr, double r)
+{
+    double h = xr - xl;
+    double s = (x - xl) / h, om = 1.0 - s;
+    double num = yr * s * s * s + (r * yr - h * dr) * s * s * om + (r * yl + h * dl) * s * om * om
+                 + yl * om * om * om;
+    double cubic = num / (1.0 + (r - 3.0) * s * om);
+    double linear = yr * s + yl * om;
+    return r >= 1.0 / DBL_EPSILON ? linear : cubic;
+}
+
+/* Control parameter fitting R'' = d2 at the right (right != 0) or left end, raised to the
+ * shape-preserving minimum; without branches. */
+PG_LANE double pg_rational_cubic_control_nb(double xl, double xr, double yl, double yr,
+                                                  double dl, double dr, double d2, int right)
+{
+    double h = xr - xl, delta = (yr - yl) / h;
+    double r = (0.5 * h * d2 + (dr - dl)) / (right ? dr - delta : delta - dl);
+    double rmin = -1.0 + 1e-12;
+    /* bitwise & and | (not && and ||): no control flow, so the loop vectorises */
+    int mono = (delta != 0.0) & (dl * delta >= 0.0) & (dr * delta >= 0.0);
+    double rm = (dl + dr) / delta;
+    rmin = (mono & (rm > rmin)) ? rm : rmin;
+    int shaped = (((dl <= delta) & (delta <= dr)) | ((dl >= delta) & (delta >= dr))) & (dl != dr);
+    double r1 = (dr - dl) / (dr - delta), r2 = (dr - dl) / (delta - dl);
+    double rc = r1 > r2 ? r1 : r2;
+    rc = rc <= 1.0 / DBL_EPSILON ? rc : 1.0 / DBL_EPSILON;
+    rmin = (shaped & (rc > rmin)) ? rc : rmin;
+    return r >= rmin ? r : rmin;
+}
+
+/* One Householder(3) step of the branch's objective at s (see section 3). */
+PG_LANE double pg_lbrv_step(double x, double s, double beta, double ln_beta, double inv_ln_beta,
+                            double b_max, int lower, int upper, int *above, int *asym)
+{
+    double vega, L, vb, d;
+    double b = pg_lbrv_black(x, s, b_max, &vega, &L, &vb, &d, asym);
+    double is = 1.0 / s, is2 = is * is, x2 = x * x;
+    double b2 = x2 * is2 * is - 0.25 * s;
+    double b3 = b2 * b2 - 3.0 * x2 * is2 * is2 - 0.25;
+    /* lower: g = 1/ln b - 1/ln beta: nu = (ln beta - L) L / (ln beta vb) */
+    double iL = 1.0 / L;
+    double q = 1.0 + 2.0 * iL;
+    double h2_l = -q * vb + b2;
+    double h3_l = (2.0 + (6.0 + 6.0 * iL) * iL) * vb * vb - 3.0 * q * vb * b2 + b3;
+    /* upper: g = ln((b_max - beta)/(b_max - b)): nu = -g d / vega */
+    double vd = vega / d;
+    double g_u = log((b_max - beta) / d);
+    double h2_u = vd + b2;
+    double h3_u = 2.0 * vd * vd + 3.0 * vd * b2 + b3;
+    /* middle: g = b - beta: nu = (beta - b) / vega; one division for the three */
+    double num = lower ? (ln_beta - L) * L * inv_ln_beta : (upper ? -g_u * d : beta - b);
+    double den = lower ? vb : vega;
+    double nu = num / den;
+    double h2 = lower ? h2_l : (upper ? h2_u : b2);
+    double h3 = lower ? h3_l : (upper ? h3_u : b3);
+    *above = lower ? L > ln_beta : (upper ? d < b_max - beta : b > beta);
+    return nu * (1.0 + 0.5 * h2 * nu) / (1.0 + nu * (h2 + nu * h3 / 6.0));
+}
+
+/* s with b(x, s) = beta, x <= 0, 0 < beta < b_max = e^{x/2}, without branches. */
+PG_LANE double pg_lbrv_implied_s_otm(double beta, double x, double b_max, int *fallback)
+{
+    double v, L, vb, d;
+    int asym, bad = !((beta < b_max) & (beta > PG_LBR_TINY_BETA));
+    /* x = 0: s_c = 0 is evaluated at 1e-300, where b ~ 4e-301 and the vega is exactly
+     * 1/sqrt(2 pi), the limits at 0. (Adding 1e-300 changes no s_c >= 1e-284 and, unlike a
+     * clamp, gives gcc no select of comparisons, which its vectoriser cannot handle.) */
+    double s_c = sqrt(-2.0 * x) + 1e-300;
+    double v_c, b_c = pg_lbrv_black(x, s_c, b_max, &v_c, &L, &vb, &d, &asym);
+    bad |= asym;
+    /* the other end point: s_l below b_c, s_u above */
+    int low = beta <= b_c;
+    double s_o = fabs(low ? s_c - b_c / v_c : s_c + (b_max - b_c) / v_c) + 1e-300;
+    double v_o, b_o = pg_lbrv_black(x, s_o, b_max, &v_o, &L, &vb, &d, &asym);
+    bad |= asym;
+    int lower = low & (beta < b_o);
+    int upper = !low & (beta > b_o);
+    /* outer maps at s_o (lower: z = |x|/(sqrt3 s_l); upper: f = Phi(-s_u/2)) */
+    double so = s_o;
+    double ax = -x, k = PG_TWO_PI_OVER_SQRT27 * ax;
+    double z = PG_INV_SQRT3 * ax / so;
+    double hu = x / so;
+    double E = pg_erfcx_nonneg(low ? PG_SQRT1_2 * z : 0.5 * PG_SQRT1_2 * so);
+    double eq = exp(0.125 * so * so);
+    double ez = exp(low ? -0.5 * z * z : 0.5 * hu * hu);   /* lower: e^{-z^2/2}; upper: e^{h^2/2} */
+    double Phi = 0.5 * E * ez;
+    double f_lo = k * Phi * Phi * Phi;
+    double fb_lo = 0.5 * M_PI * z * z * E * E * eq;
+    double fbb_lo = fb_lo / (so * v_o) * (4.0 * PG_INV_SQRT_2PI * z / E - 2.0 * z * z - 2.0 + 0.25 * so * so);
+    double f_up = 0.5 * E / eq;
+    double fb_up = -0.5 * ez;
+    double fbb_up = PG_SQRT_PI_OVER_2 * x * x / (so * so * so) * ez * ez * eq;
+    /* one rational cubic: lower map, upper map or s(beta) in the middle */
+    int mid = !lower & !upper;
+    double xl = lower ? 0.0 : (upper ? b_o : (low ? b_o : b_c));
+    double xr = lower ? b_o : (upper ? b_max : (low ? b_c : b_o));
+    double yl = lower ? 0.0 : (upper ? f_up : (low ? s_o : s_c));
+    double yr = lower ? f_lo : (upper ? 0.0 : (low ? s_c : s_o));
+    double dl = lower ? 1.0 : (upper ? fb_up : (low ? 1.0 / v_o : 1.0 / v_c));
+    double dr = lower ? fb_lo : (upper ? -0.5 : (low ? 1.0 / v_c : 1.0 / v_o));
+    double d2 = lower ? fbb_lo : (upper ? fbb_up : 0.0);
+    int right = lower | (mid & low);
+    double r = pg_rational_cubic_control_nb(xl, xr, yl, yr, dl, dr, d2, right);
+    double y = pg_rational_cubic_nb(beta, xl, xr, yl, yr, dl, dr, r);
+    /* invert the maps: lower Phi(-z) = (f/k)^(1/3), upper Phi(-s/2) = f */
+    y = (mid | (y > 0.0)) ? y : DBL_MIN;
+    y = (upper & (y > f_up)) ? f_up : y;
+    double ly = log(lower ? y / k : y);
+    double lp = lower ? ly / 3.0 : ly;
+    double elp = exp(lp);
+    double p = lower ? elp : y;
+    double X = pg_inverse_norm_cdf_lower(p < 0.5 ? p : 0.5, lp);
+    double s = lower ? ax / (PG_SQRT3 * -X) : (upper ? -2.0 * X : y);
+    bad |= !((s > 0.0) & (s < INFINITY));   /* a bad lane may carry NaN on: it is re-solved */
+    /* two Householder(3) steps, bracketed */
+    double ln_beta = log(beta), inv_ln_beta = 1.0 / ln_beta;
+    int above, asym2;
+    double ds1 = pg_lbrv_step(x, s, beta, ln_beta, inv_ln_beta, b_max, lower, upper, &above, &asym);
+    double s_left = above ? 0.0 : s, s_right = above ? s : INFINITY;
+    double s1 = s + ds1;
+    bad |= asym | !((s1 >= s_left) & (s1 <= s_right));
+    double ds2 = pg_lbrv_step(x, s1, beta, ln_beta, inv_ln_beta, b_max, lower, upper, &above, &asym2);
+    s_left = above ? s_left : s1;
+    s_right = above ? s1 : s_right;
+    double s2 = s1 + ds2;
+    bad |= asym2 | !((s2 >= s_left) & (s2 <= s_right)) | !(fabs(ds2) <= PG_LBR_STEP_TOLERANCE * s2);
+    *fallback = bad;
+    return s2;
 }
 
 #endif

@@ -76,8 +76,14 @@ class RpcObserver:
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_seconds):
+            self._flush_quietly()
+        self._flush_quietly()
+
+    def _flush_quietly(self) -> None:
+        try:
             self.flush()
-        self.flush()
+        except Exception:  # a closed stdout must not stop the server (or this thread)
+            self._pending.clear()
 
     def flush(self) -> None:
         pending = self._pending
