@@ -103,11 +103,16 @@ class RunningServer:
     def address(self) -> str:
         return f"{self.settings.host}:{self.port}"
 
-    def stop(self, grace: float | None = None) -> None:
-        """Drain: NOT_SERVING, refuse new calls, let in-flight ones finish within ``grace``."""
+    def drain(self, grace: float | None = None) -> threading.Event:
+        """NOT_SERVING, refuse new calls from now on; the event is set once in-flight calls
+        finished or ``grace`` seconds passed (then they are cancelled)."""
         grace = self.settings.grace_s if grace is None else grace
         self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        return self.server.stop(grace)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Drain, wait for it, then close the log writer and the metrics endpoint."""
+        self.drain(grace).wait()
         self.observer.close()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
@@ -184,7 +189,8 @@ def serve(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     stop.wait()
+    running.drain()
     log.info("draining", signal=received[0] if received else "", grace_s=settings.grace_s)
-    running.stop()
+    running.stop()  # waits for `drained`
     log.info("stopped")
     return 0
