@@ -52,7 +52,8 @@ def generate_contract() -> None:
     if not protos:
         raise SystemExit("no .proto files under proto/pricegrid/v1")
     stamp = GENERATED_V1 / ".stamp"
-    newest = max((PROTO_ROOT / p).stat().st_mtime for p in protos)
+    helpers = list((PROTO_ROOT / "python" / "pricegrid" / "v1").glob("*.py"))
+    newest = max([(PROTO_ROOT / p).stat().st_mtime for p in protos] + [h.stat().st_mtime for h in helpers])
     if stamp.exists() and stamp.stat().st_mtime >= newest and (GENERATED_V1 / "__init__.py").exists():
         return
     if GENERATED_V1.exists():
@@ -77,6 +78,9 @@ def generate_contract() -> None:
         '"""pricegrid v1 contract: generated from proto/pricegrid/v1 at build time."""\n'
     )
     (GENERATED_V1 / "py.typed").write_text("")
+    # hand-written contract helpers (e.g. the zero-copy column codec) join the generated code
+    for helper in (PROTO_ROOT / "python" / "pricegrid" / "v1").glob("*.py"):
+        shutil.copy2(helper, GENERATED_V1 / helper.name)
     stamp.write_text("")
 
 

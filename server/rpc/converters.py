@@ -18,6 +18,7 @@ from pricegrid.server.domain.models import CATALOGUE, Measure, Model
 from pricegrid.server.service.pricing import BatchResult, ImpliedVolResult, PriceResult
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import pricing_pb2 as pb
+from pricegrid.v1 import wire
 
 _MODELS = {int(m): m for m in Model}
 _MEASURES = {int(m): m for m in Measure}
@@ -187,27 +188,37 @@ def implied_vol_response(result: ImpliedVolResult) -> pb.ImpliedVolatilityRespon
 
 # ---------------------------------------------------------------------------------- columns
 def column_length(col, itemsize: int, path: str) -> int:
-    if col.raw and len(col.values):
+    raw = len(col.raw)
+    values = len(col.values)
+    if raw and values:
         raise invalid(path, "set either values or raw, not both")
-    if col.raw:
-        if len(col.raw) % itemsize:
-            raise invalid(path, f"raw holds {len(col.raw)} bytes, not a multiple of {itemsize}")
-        return len(col.raw) // itemsize
-    return len(col.values)
+    if raw:
+        if raw % itemsize:
+            raise invalid(path, f"raw holds {raw} bytes, not a multiple of {itemsize}")
+        return raw // itemsize
+    return values
+
+
+def _aligned(arr: np.ndarray) -> np.ndarray:
+    # Zero-copy columns (pricegrid.v1.wire) sit wherever the field sits in the message; the
+    # kernels need naturally aligned arrays, so a misaligned one is copied once.
+    return arr if arr.flags.aligned else arr.copy()
 
 
 def doubles(col, path: str) -> np.ndarray:
     column_length(col, 8, path)
-    if col.raw:
-        return np.frombuffer(col.raw, dtype="<f8")
-    return np.array(col.values, dtype=np.float64)
+    raw = col.raw
+    if len(raw):
+        return _aligned(np.frombuffer(raw, dtype="<f8"))
+    return _aligned(np.asarray(col.values, dtype=np.float64))
 
 
 def int32s(col, path: str) -> np.ndarray:
     column_length(col, 4, path)
-    if col.raw:
-        return np.frombuffer(col.raw, dtype="<i4")
-    return np.array(col.values, dtype=np.int32)
+    raw = col.raw
+    if len(raw):
+        return _aligned(np.frombuffer(raw, dtype="<i4"))
+    return np.asarray(col.values, dtype=np.int32)
 
 
 def encode_doubles(values: np.ndarray, raw: bool) -> cpb.DoubleColumn:
@@ -320,47 +331,53 @@ def european_batch(request, max_rows: int, *, with_vol: bool = True, price_field
     return model, options, mkt, price, rows, fields
 
 
-def _row_errors(result: BatchResult):
-    return [cpb.RowError(row=e.row, code=e.code, field=e.field, message=e.message) for e in result.errors]
+# --------------------------------------------------------------------- batch responses, as bytes
+# Written straight to the wire format (pricegrid.v1.wire): each column's memory is copied
+# once, into the reply, where building the generated message would copy it three times.
+def _double_column(values: np.ndarray, raw: bool) -> list:
+    # DoubleColumn: field 1 packed doubles or field 2 raw bytes; both are the array's memory
+    return wire.field_bytes(2 if raw else 1, np.asarray(values, dtype="<f8"))
 
 
-def _inputs(result: BatchResult, raw: bool):
+def _int32_column(values: np.ndarray, raw: bool) -> list:
+    if raw:
+        return wire.field_bytes(2, np.asarray(values, dtype="<i4"))
+    # packed int32 are varints; row codes are 0..16, one byte each
+    return wire.field_bytes(1, np.asarray(values, dtype=np.uint8))
+
+
+def _inputs_chunks(result: BatchResult, raw: bool) -> list:
     if result.forward is None:
-        return None
-    return pb.EffectiveInputColumns(
-        forward=encode_doubles(result.forward, raw),
-        discount_factor=encode_doubles(result.discount_factor, raw),
-        time_to_expiry=encode_doubles(result.time_to_expiry, raw),
-        volatility=encode_doubles(result.volatility, raw),
-    )
+        return []
+    columns = (result.forward, result.discount_factor, result.time_to_expiry, result.volatility)
+    inner = []
+    for number, values in enumerate(columns, 1):
+        inner += wire.field_message(number, _double_column(values, raw))
+    return wire.field_message(6, inner)
 
 
-def price_batch_response(result: BatchResult, encoding: int) -> pb.PriceBatchResponse:
+def _common_tail(result: BatchResult, raw: bool) -> list:
+    chunks = wire.field_message(3, _int32_column(result.row_codes, raw))
+    for e in result.errors:
+        chunks += wire.field_bytes(4, cpb.RowError(row=e.row, code=e.code, field=e.field, message=e.message).SerializeToString())
+    chunks += wire.field_varint(5, result.error_count)
+    chunks += _inputs_chunks(result, raw)
+    chunks += wire.field_bytes(7, model_ref(result.priced_by).SerializeToString())
+    stats = pb.BatchStats(compute_seconds=result.compute_seconds, threads=result.threads, chunks=result.chunks)
+    chunks += wire.field_bytes(8, stats.SerializeToString())
+    return chunks
+
+
+def price_batch_response_bytes(result: BatchResult, encoding: int) -> bytes:
+    """PriceBatchResponse in wire format (tests/server/test_rpc_batch.py parses it back)."""
     raw = encoding != cpb.ENCODING_PACKED
-    return pb.PriceBatchResponse(
-        rows=result.rows,
-        columns=[
-            pb.MeasureColumn(measure=int(m), values=encode_doubles(result.values[j], raw))
-            for j, m in enumerate(result.measures)
-        ],
-        status=encode_int32s(result.row_codes, raw),
-        errors=_row_errors(result),
-        error_count=result.error_count,
-        inputs=_inputs(result, raw),
-        priced_by=model_ref(result.priced_by),
-        stats=pb.BatchStats(compute_seconds=result.compute_seconds, threads=result.threads, chunks=result.chunks),
-    )
+    chunks = wire.field_varint(1, result.rows)
+    for j, m in enumerate(result.measures):
+        chunks += wire.field_message(2, wire.field_varint(1, int(m)) + wire.field_message(2, _double_column(result.values[j], raw)))
+    return b"".join(chunks + _common_tail(result, raw))
 
 
-def implied_vol_batch_response(result: BatchResult, encoding: int) -> pb.ImpliedVolatilityBatchResponse:
+def implied_vol_batch_response_bytes(result: BatchResult, encoding: int) -> bytes:
     raw = encoding != cpb.ENCODING_PACKED
-    return pb.ImpliedVolatilityBatchResponse(
-        rows=result.rows,
-        volatility=encode_doubles(result.values[0], raw),
-        status=encode_int32s(result.row_codes, raw),
-        errors=_row_errors(result),
-        error_count=result.error_count,
-        inputs=_inputs(result, raw),
-        priced_by=model_ref(result.priced_by),
-        stats=pb.BatchStats(compute_seconds=result.compute_seconds, threads=result.threads, chunks=result.chunks),
-    )
+    chunks = wire.field_varint(1, result.rows) + wire.field_message(2, _double_column(result.values[0], raw))
+    return b"".join(chunks + _common_tail(result, raw))

@@ -25,6 +25,7 @@ import structlog
 from pricegrid.server.domain.errors import Code, ServiceError
 from pricegrid.server.rpc import errors
 from pricegrid.server.rpc.observe import RpcObserver
+from pricegrid.v1 import wire
 
 _log = structlog.get_logger("pricegrid.rpc")
 _ids = itertools.count(1)
@@ -46,8 +47,10 @@ class Undecodable:
         )
 
 
-def safe_deserializer(message_cls):
-    parse = message_cls.FromString
+def safe_deserializer(message_cls, *, zero_copy: bool = False):
+    """The method's parser, returning Undecodable instead of raising. ``zero_copy`` reads
+    the message as a pricegrid.v1.wire View (columns stay in the received bytes)."""
+    parse = (lambda data: wire.parse(message_cls, data)) if zero_copy else message_cls.FromString
     name = message_cls.DESCRIPTOR.full_name
 
     def deserialize(data: bytes):

@@ -59,7 +59,7 @@ class PricingServicer:
             rows=rows, fields=fields, threads=request.threads,
             effective_inputs=not request.omit_effective_inputs, should_continue=self._watch(context),
         )
-        return conv.price_batch_response(result, request.output_encoding), rows, result.error_count
+        return conv.price_batch_response_bytes(result, request.output_encoding), rows, result.error_count
 
     def ImpliedVolatility(self, request, context, rid):
         model, option, market, fields = conv.european_one(request, with_vol=False)
@@ -74,7 +74,7 @@ class PricingServicer:
             model, options, market, price, rows=rows, fields=fields, threads=request.threads,
             effective_inputs=not request.omit_effective_inputs, should_continue=self._watch(context),
         )
-        return conv.implied_vol_batch_response(result, request.output_encoding), rows, result.error_count
+        return conv.implied_vol_batch_response_bytes(result, request.output_encoding), rows, result.error_count
 
     def ServerInfo(self, request, context, rid):
         return self.info(), 1, 0
@@ -132,9 +132,16 @@ def handlers(servicer: PricingServicer, observer: RpcObserver, *, echo: bool) ->
         response_cls = getattr(pb, method.output_type.name)
         fn = getattr(servicer, method.name)
         path = f"/{SERVICE}/{method.name}"
-        if method.name in _UNARY:
+        if method.name in _BATCH:
+            # columnar: read as a zero-copy view, answered with bytes written by the converters
             methods[method.name] = grpc.unary_unary_rpc_method_handler(
-                wrap_unary(path, fn, observer, batch=method.name in _BATCH),
+                wrap_unary(path, fn, observer, batch=True),
+                request_deserializer=safe_deserializer(request_cls, zero_copy=True),
+                response_serializer=None,
+            )
+        elif method.name in _UNARY:
+            methods[method.name] = grpc.unary_unary_rpc_method_handler(
+                wrap_unary(path, fn, observer, batch=False),
                 request_deserializer=safe_deserializer(request_cls),
                 response_serializer=response_cls.SerializeToString,
             )
