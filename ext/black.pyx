@@ -38,9 +38,12 @@ from cython.parallel cimport prange
 
 __all__ = ["PARALLEL_THRESHOLD", "max_threads", "price_batch", "price_one"]
 
-# Rows below which a batch runs on one thread: starting a parallel region costs more than
-# it saves for small batches (measured with bench/test_bench_black.py on 2 cores).
-cdef Py_ssize_t _PARALLEL_THRESHOLD = 4096
+# Rows below which a batch runs on one thread: waking a second thread costs a few
+# microseconds, more than it saves on small batches. Measured on the 2-core development VM
+# (BSM price + 5 Greeks, 1 thread / 2 threads, best of 5, busy neighbours): 512 rows
+# 10.3 / 9.9 us, 1024 rows 17.7 / 15.5 us (but 0.9x and 0.5x in other runs), 2048 rows
+# 33 / 27 us (1.24x-1.34x in every run), 65536 rows 1.45x-1.95x.
+cdef Py_ssize_t _PARALLEL_THRESHOLD = 2048
 PARALLEL_THRESHOLD = _PARALLEL_THRESHOLD
 
 # Bits of the measures a price_one mask may ask for: codes 1 (price) .. 10 (charm).
@@ -141,7 +144,7 @@ def price_batch(int model,
                 nbad += pg_black_block(model, &inp, start, m, meas_p, <int>k, out_p, n,
                                        fwd_p, df_p, status_p)
         else:
-            for blk in prange(nblocks, num_threads=threads, schedule="static"):
+            for blk in prange(nblocks, num_threads=threads, schedule="guided", chunksize=8):
                 start = blk * PG_BLACK_BLOCK
                 m = <int>(n - start if n - start < PG_BLACK_BLOCK else PG_BLACK_BLOCK)
                 nbad += pg_black_block(model, &inp, start, m, meas_p, <int>k, out_p, n,
