@@ -13,11 +13,11 @@ Design
    ``omp simd`` loop per requested measure, so gcc calls glibc's vector math (libmvec:
    exp, log, erfc) and only what was asked for is computed. Blocks run on one thread
    below ``PARALLEL_THRESHOLD`` rows, else in a ``prange`` over blocks, GIL released.
-   A row's result does not depend on the block or thread split.
+   Blocks are fixed (rows [32 b, 32 b + 32)), so results do not depend on the threads.
 3. Numerics: generalized Black-Scholes-Merton with cost of carry b (Haug, "The Complete
    Guide to Option Pricing Formulas", 2nd ed., McGraw-Hill 2007, sec. 1.1.6, p. 8):
    b = r - q for BSM, b = 0 for Black-76; the Greeks are Haug's chapter 2
-   ("Black-Scholes-Merton Greeks", from p. 11; generalized delta p. 27), written on the
+   ("Black-Scholes-Merton Greeks"; the generalized delta is on p. 27), written on the
    forward: V = DF w (F N(w d1) - K N(w d2)), F = S e^{bT}, DF = e^{-rT}. Bachelier:
    V = DF (w (F - K) N(w d) + s n(d)), d = (F - K)/s (L. Bachelier, "Theorie de la
    speculation", Ann. Sci. ENS 17, 1900, pp. 21-86; this form in W. Schachermayer and
