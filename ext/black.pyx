@@ -13,11 +13,11 @@ Design
    ``omp simd`` loop per requested measure, so gcc calls glibc's vector math (libmvec:
    exp, log, erfc) and only what was asked for is computed. Blocks run on one thread
    below ``PARALLEL_THRESHOLD`` rows, else in a ``prange`` over blocks, GIL released.
-   A row's result does not depend on the block or thread split.
+   Blocks are fixed (rows [32 b, 32 b + 32)), so results do not depend on the threads.
 3. Numerics: generalized Black-Scholes-Merton with cost of carry b (Haug, "The Complete
    Guide to Option Pricing Formulas", 2nd ed., McGraw-Hill 2007, sec. 1.1.6, p. 8):
    b = r - q for BSM, b = 0 for Black-76; the Greeks are Haug's chapter 2
-   ("Black-Scholes-Merton Greeks", from p. 11; generalized delta p. 27), written on the
+   ("Black-Scholes-Merton Greeks"; the generalized delta is on p. 27), written on the
    forward: V = DF w (F N(w d1) - K N(w d2)), F = S e^{bT}, DF = e^{-rT}. Bachelier:
    V = DF (w (F - K) N(w d) + s n(d)), d = (F - K)/s (L. Bachelier, "Theorie de la
    speculation", Ann. Sci. ENS 17, 1900, pp. 21-86; this form in W. Schachermayer and
@@ -38,9 +38,12 @@ from cython.parallel cimport prange
 
 __all__ = ["PARALLEL_THRESHOLD", "max_threads", "price_batch", "price_one"]
 
-# Rows below which a batch runs on one thread: starting a parallel region costs more than
-# it saves for small batches (measured with bench/test_bench_black.py on 2 cores).
-cdef Py_ssize_t _PARALLEL_THRESHOLD = 4096
+# Rows below which a batch runs on one thread: waking a second thread costs a few
+# microseconds, more than it saves on small batches. Measured on the 2-core development VM
+# (BSM price + 5 Greeks, 1 thread / 2 threads, best of 5, busy neighbours): 512 rows
+# 10.3 / 9.9 us, 1024 rows 17.7 / 15.5 us (but 0.9x and 0.5x in other runs), 2048 rows
+# 33 / 27 us (1.24x-1.34x in every run), 65536 rows 1.45x-1.95x.
+cdef Py_ssize_t _PARALLEL_THRESHOLD = 2048
 PARALLEL_THRESHOLD = _PARALLEL_THRESHOLD
 
 # Bits of the measures a price_one mask may ask for: codes 1 (price) .. 10 (charm).
@@ -141,7 +144,7 @@ def price_batch(int model,
                 nbad += pg_black_block(model, &inp, start, m, meas_p, <int>k, out_p, n,
                                        fwd_p, df_p, status_p)
         else:
-            for blk in prange(nblocks, num_threads=threads, schedule="static"):
+            for blk in prange(nblocks, num_threads=threads, schedule="guided", chunksize=8):
                 start = blk * PG_BLACK_BLOCK
                 m = <int>(n - start if n - start < PG_BLACK_BLOCK else PG_BLACK_BLOCK)
                 nbad += pg_black_block(model, &inp, start, m, meas_p, <int>k, out_p, n,

@@ -1,0 +1,60 @@
+"""Per-size ratios from a pytest-benchmark JSON file of bench/test_bench_black.py.
+
+    .venv/bin/python bench/report.py /tmp/bench_black.json
+
+For each batch size it prints the median time per call and per row of every
+implementation, then: ours (1 thread) vs numpy/scipy, ours (1 thread) vs the QuantLib loop
+per option, and ours with 2 threads vs 1 thread (each as "how many times faster").
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+
+
+def load(path: str) -> dict:
+    """{rows: {(impl, threads): (median seconds per call, rows timed per call)}}"""
+    with open(path) as f:
+        data = json.load(f)
+    table: dict = defaultdict(dict)
+    for bench in data["benchmarks"]:
+        info = bench.get("extra_info", {})
+        if "impl" not in info:
+            continue
+        table[info["rows"]][(info["impl"], info["threads"])] = (bench["stats"]["median"], info["timed_rows"])
+    return table
+
+
+def ratio(slow: float | None, fast: float | None) -> str:
+    return f"{slow / fast:10.1f}x" if slow and fast else f"{'n/a':>11}"
+
+
+def report(table: dict) -> str:
+    lines = []
+    for rows in sorted(table):
+        cases = table[rows]
+        lines.append(f"rows = {rows:,}")
+        per_row = {}
+        for (impl, threads), (median, timed) in sorted(cases.items()):
+            per_row[(impl, threads)] = median / timed
+            lines.append(f"  {impl:>10} {threads} thread{'s' if threads > 1 else ' '}  median {median * 1e3:12.4f} ms"
+                         f"  per row {median / timed * 1e9:12.1f} ns  ({timed:,} rows timed)")
+        ours1 = per_row.get(("pricegrid", 1))
+        lines.append(f"  ours (1 thread) vs numpy/scipy:       {ratio(per_row.get(('numpy', 1)), ours1)}")
+        lines.append(f"  ours (1 thread) vs QuantLib loop/row: {ratio(per_row.get(('quantlib', 1)), ours1)}")
+        lines.append(f"  ours 2 threads vs 1 thread:           {ratio(ours1, per_row.get(('pricegrid', 2)))}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        return 2
+    print(report(load(argv[1])))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

@@ -1,0 +1,119 @@
+"""Benchmarks of pricegrid.ext.black: price + 5 Greeks (delta, gamma, vega, theta, rho), BSM.
+
+Implementations, in the same run: ours (price_batch, 1 and 2 threads), a vectorised
+numpy/scipy implementation of the same six outputs, and a QuantLib loop
+(AnalyticEuropeanEngine, one option at a time, as a QuantLib user would write it) timed on
+a fixed sample of at most 2,000 options. ``extra_info`` records the rows each timed call
+prices; ``bench/report.py`` turns a ``--benchmark-json`` file into per-size ratios.
+
+    .venv/bin/python -m pytest bench/test_bench_black.py --benchmark-json=/tmp/bench_black.json
+    .venv/bin/python bench/report.py /tmp/bench_black.json
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import QuantLib as ql
+from scipy.special import ndtr
+
+from pricegrid.ext import black
+from pricegrid.ext.status import MODEL_BSM
+
+SIZES = (1, 1_000, 1_000_000)
+QUANTLIB_SAMPLE = 2_000
+MEASURES = np.array([1, 2, 3, 4, 5, 6], dtype=np.int32)  # price, delta, gamma, vega, theta, rho
+CASES = [("pricegrid", 1), ("pricegrid", 2), ("numpy", 1), ("quantlib", 1)]
+
+
+def numpy_bsm(option_type, strike, time, spot, rate, dividend, vol):
+    """Price, delta, gamma, vega, theta, rho of European options, vectorised numpy/scipy."""
+    w = np.where(option_type == 1, 1.0, -1.0)
+    sqrt_t = np.sqrt(time)
+    sd = vol * sqrt_t
+    df = np.exp(-rate * time)
+    dq = np.exp(-dividend * time)
+    d1 = (np.log(spot / strike) + (rate - dividend) * time) / sd + 0.5 * sd
+    d2 = d1 - sd
+    n1, n2 = ndtr(w * d1), ndtr(w * d2)
+    pdf = np.exp(-0.5 * d1 * d1) * (1.0 / np.sqrt(2.0 * np.pi))
+    spot_dq, strike_df = spot * dq, strike * df
+    price = w * (spot_dq * n1 - strike_df * n2)
+    delta = w * dq * n1
+    gamma = dq * pdf / (spot * sd)
+    vega = spot_dq * pdf * sqrt_t
+    theta = -0.5 * spot_dq * pdf * vol / sqrt_t + w * (dividend * spot_dq * n1 - rate * strike_df * n2)
+    rho = w * time * strike_df * n2
+    return price, delta, gamma, vega, theta, rho
+
+
+def quantlib_loop(book, rows):
+    """A function pricing the first `rows` options of the book one by one with QuantLib."""
+    today = ql.Date(15, ql.January, 2025)
+    ql.Settings.instance().evaluationDate = today
+    dc = ql.Actual365Fixed()
+    spot, rate, div, vol = (ql.SimpleQuote(0.0) for _ in range(4))
+    process = ql.GeneralizedBlackScholesProcess(
+        ql.QuoteHandle(spot),
+        ql.YieldTermStructureHandle(ql.FlatForward(today, ql.QuoteHandle(div), dc)),
+        ql.YieldTermStructureHandle(ql.FlatForward(today, ql.QuoteHandle(rate), dc)),
+        ql.BlackVolTermStructureHandle(ql.BlackConstantVol(today, ql.NullCalendar(), ql.QuoteHandle(vol), dc)),
+    )
+    engine = ql.AnalyticEuropeanEngine(process)
+    trades = [
+        (ql.PlainVanillaPayoff(ql.Option.Call if book["option_type"][i] == 1 else ql.Option.Put,
+                               float(book["strike"][i])),
+         ql.EuropeanExercise(today + int(book["days"][i])),
+         float(book["underlying"][i]), float(book["rate"][i]), float(book["dividend"][i]),
+         float(book["vol"][i]))
+        for i in range(rows)
+    ]
+    out = np.empty((6, rows))
+
+    def run():
+        for i, (payoff, exercise, s, r, q, v) in enumerate(trades):
+            spot.setValue(s)
+            rate.setValue(r)
+            div.setValue(q)
+            vol.setValue(v)
+            option = ql.VanillaOption(payoff, exercise)
+            option.setPricingEngine(engine)
+            out[:, i] = (option.NPV(), option.delta(), option.gamma(), option.vega(),
+                         option.theta(), option.rho())
+        return out
+
+    return run
+
+
+def reference(args, rows):
+    """Our single-threaded price + 5 Greeks of the first `rows` options, to check each result."""
+    out = np.empty((len(MEASURES), rows))
+    status = np.empty(rows, dtype=np.int32)
+    none = np.empty(0)
+    assert black.price_batch(MODEL_BSM, *(a[:rows] for a in args), MEASURES, out, none, none, status, 1) == 0
+    return out
+
+
+@pytest.mark.parametrize("impl, threads", CASES, ids=[f"{i}-{t}thread" for i, t in CASES])
+@pytest.mark.parametrize("rows", SIZES)
+def test_price_and_five_greeks(benchmark, bsm_book, rows, impl, threads):
+    """Price + delta, gamma, vega, theta, rho of a BSM book of `rows` European options."""
+    book = bsm_book(rows)
+    args = [book[name] for name in ("option_type", "strike", "time", "underlying", "rate", "dividend", "vol")]
+    timed_rows = min(rows, QUANTLIB_SAMPLE) if impl == "quantlib" else rows
+    if impl == "pricegrid":
+        out = np.empty((len(MEASURES), rows))
+        status = np.empty(rows, dtype=np.int32)
+        none = np.empty(0)
+
+        def run():
+            black.price_batch(MODEL_BSM, *args, MEASURES, out, none, none, status, threads)
+            return out
+    elif impl == "numpy":
+        def run():
+            return numpy_bsm(*args)
+    else:
+        run = quantlib_loop(book, timed_rows)
+    benchmark.extra_info.update(impl=impl, threads=threads, rows=rows, timed_rows=timed_rows)
+    result = benchmark(run)
+    np.testing.assert_allclose(np.asarray(result), reference(args, timed_rows), rtol=1e-9, atol=1e-9)
