@@ -73,7 +73,7 @@ def price_batch(int model,
                 const double[::1] dividend not None,     # IN  yield (BSM; ignored otherwise)
                 const double[::1] vol not None,          # IN  lognormal, or normal (Bachelier)
                 const int[::1] measures not None,        # IN  k Measure codes
-                double[:, ::1] out not None,             # OUT (k, n): row j = measures[j]
+                double[:, :] out not None,               # OUT (k, n): row j = measures[j]; rows contiguous
                 double[::1] forward_out not None,        # OUT n, or 0 to skip
                 double[::1] df_out not None,             # OUT n, or 0 to skip
                 int[::1] status not None,                # OUT n: pg_status.h bits
@@ -83,6 +83,8 @@ def price_batch(int model,
     model: 1 Black-Scholes-Merton, 2 Black-76, 3 Bachelier. Every input has length n or 1
     (broadcast). ``out[j]`` receives measure ``measures[j]`` (Measure codes 1..10).
     ``forward_out``/``df_out`` receive the forward and discount factor (length 0: skipped).
+    Each row of ``out`` must be contiguous; rows may be apart (``out[:, a:b]`` of a wider
+    array), so a caller working in chunks writes straight into its final arrays.
     Runs on ``threads`` threads when ``threads > 1`` and ``n >= PARALLEL_THRESHOLD``.
     Returns the number of rows whose status is not 0 (their outputs are NaN).
     """
@@ -112,6 +114,11 @@ def price_batch(int model,
             raise ValueError(f"measures[{j}] = {measures[j]} is not a Measure code (1..10)")
     if out.shape[0] != k or out.shape[1] != n:
         raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}); expected ({k}, {n})")
+    if n > 1 and out.strides[1] != sizeof(double):
+        raise ValueError("each row of out must be contiguous")
+    if k > 1 and (out.strides[0] % sizeof(double) or out.strides[0] < n * sizeof(double)):
+        raise ValueError("rows of out must not overlap")
+    cdef Py_ssize_t ldo = out.strides[0] // sizeof(double) if k > 1 else n
     if forward_out.shape[0] not in (0, n):
         raise ValueError(f"forward_out has length {forward_out.shape[0]}; expected {n} or 0")
     if df_out.shape[0] not in (0, n):
@@ -141,13 +148,13 @@ def price_batch(int model,
             for blk in range(nblocks):
                 start = blk * PG_BLACK_BLOCK
                 m = <int>(n - start if n - start < PG_BLACK_BLOCK else PG_BLACK_BLOCK)
-                nbad += pg_black_block(model, &inp, start, m, meas_p, <int>k, out_p, n,
+                nbad += pg_black_block(model, &inp, start, m, meas_p, <int>k, out_p, ldo,
                                        fwd_p, df_p, status_p)
         else:
             for blk in prange(nblocks, num_threads=threads, schedule="guided", chunksize=8):
                 start = blk * PG_BLACK_BLOCK
                 m = <int>(n - start if n - start < PG_BLACK_BLOCK else PG_BLACK_BLOCK)
-                nbad += pg_black_block(model, &inp, start, m, meas_p, <int>k, out_p, n,
+                nbad += pg_black_block(model, &inp, start, m, meas_p, <int>k, out_p, ldo,
                                        fwd_p, df_p, status_p)
     return nbad
 

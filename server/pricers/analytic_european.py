@@ -41,13 +41,21 @@ def price_european_batch(
     rows: int,
     threads: int,
     effective_inputs: bool = True,
+    out: PricedBatch | None = None,
 ) -> PricedBatch:
+    """Price ``rows`` options; with ``out`` (views into larger arrays, e.g. one chunk of a
+    batch), the kernel writes straight into them."""
     measures = tuple(measures)
-    values = np.empty((len(measures), rows), dtype=np.float64)
-    status = np.empty(rows, dtype=np.int32)
-    forward = np.empty(rows) if effective_inputs else None
-    df = np.empty(rows) if effective_inputs else None
-    bad = black.price_batch(
+    if out is None:
+        out = PricedBatch(
+            measures,
+            np.empty((len(measures), rows), dtype=np.float64),
+            np.empty(rows, dtype=np.int32),
+            np.empty(rows) if effective_inputs else None,
+            np.empty(rows) if effective_inputs else None,
+            0,
+        )
+    out.bad_rows = black.price_batch(
         int(model),
         options.option_type,
         options.strike,
@@ -57,13 +65,13 @@ def price_european_batch(
         market.dividend_yield,
         market.volatility,
         np.asarray(measures, dtype=np.int32),
-        values,
-        _EMPTY if forward is None else forward,
-        _EMPTY if df is None else df,
-        status,
+        out.values,
+        _EMPTY if out.forward is None else out.forward,
+        _EMPTY if out.discount_factor is None else out.discount_factor,
+        out.status,
         threads,
     )
-    return PricedBatch(measures, values, status, forward, df, bad)
+    return out
 
 
 def price_european_one(model: Model, option: EuropeanOption, market: MarketInputs, measures_mask: int) -> tuple:

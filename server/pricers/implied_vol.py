@@ -36,12 +36,18 @@ def implied_vol_european_batch(
     rows: int,
     threads: int,
     effective_inputs: bool = True,
+    out: ImpliedVolBatch | None = None,
 ) -> ImpliedVolBatch:
-    vol = np.empty(rows)
-    status = np.empty(rows, dtype=np.int32)
-    forward = np.empty(rows) if effective_inputs else None
-    df = np.empty(rows) if effective_inputs else None
-    bad = _iv.implied_vol_batch(
+    """Implied vols of ``rows`` options; with ``out`` the kernel writes straight into it."""
+    if out is None:
+        out = ImpliedVolBatch(
+            np.empty(rows),
+            np.empty(rows, dtype=np.int32),
+            np.empty(rows) if effective_inputs else None,
+            np.empty(rows) if effective_inputs else None,
+            0,
+        )
+    out.bad_rows = _iv.implied_vol_batch(
         int(model),
         options.option_type,
         options.strike,
@@ -50,13 +56,13 @@ def implied_vol_european_batch(
         market.rate,
         market.dividend_yield,
         price,
-        vol,
-        _EMPTY if forward is None else forward,
-        _EMPTY if df is None else df,
-        status,
+        out.volatility,
+        _EMPTY if out.forward is None else out.forward,
+        _EMPTY if out.discount_factor is None else out.discount_factor,
+        out.status,
         threads,
     )
-    return ImpliedVolBatch(vol, status, forward, df, bad)
+    return out
 
 
 def implied_vol_european_one(model: Model, option: EuropeanOption, market: MarketInputs, price: float) -> tuple:

@@ -17,8 +17,8 @@ import numpy as np
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError
 from pricegrid.server.domain.instruments import EuropeanOption, EuropeanOptionBatch, MarketBatch, MarketInputs
 from pricegrid.server.domain.models import CATALOGUE, IMPLIED_VOL_REFS, Measure, Model, ModelRef
-from pricegrid.server.pricers.analytic_european import price_european_batch, price_european_one
-from pricegrid.server.pricers.implied_vol import implied_vol_european_batch, implied_vol_european_one
+from pricegrid.server.pricers.analytic_european import PricedBatch, price_european_batch, price_european_one
+from pricegrid.server.pricers.implied_vol import ImpliedVolBatch, implied_vol_european_batch, implied_vol_european_one
 from pricegrid.server.service import rows as _rows
 
 #: a callable the batch loop asks between chunks: None to go on, or the Code to stop with
@@ -174,33 +174,29 @@ class PricingService:
         threads = self.threads_for(threads)
         chunks = self._chunks(rows)
         t0 = time.perf_counter()
-        if len(chunks) == 1:
+        whole = PricedBatch(
+            measures,
+            np.empty((len(measures), rows)),
+            np.empty(rows, dtype=np.int32),
+            np.empty(rows) if effective_inputs else None,
+            np.empty(rows) if effective_inputs else None,
+            0,
+        )
+        for a, b in chunks:
             self._stop(should_continue)
-            p = price_european_batch(
-                model, options, market, measures, rows=rows, threads=threads, effective_inputs=effective_inputs
+            price_european_batch(
+                model,
+                EuropeanOptionBatch(*(_slice(c, a, b) for c in (options.option_type, options.strike, options.time_to_expiry))),
+                MarketBatch(*(_slice(c, a, b) for c in (market.underlying, market.rate, market.dividend_yield, market.volatility))),
+                measures,
+                rows=b - a,
+                threads=threads,
+                out=PricedBatch(
+                    measures, whole.values[:, a:b], whole.status[a:b], _slice(whole.forward, a, b),
+                    _slice(whole.discount_factor, a, b), 0,
+                ),
             )
-            values, status, forward, df = p.values, p.status, p.forward, p.discount_factor
-        else:
-            values = np.empty((len(measures), rows))
-            status = np.empty(rows, dtype=np.int32)
-            forward = np.empty(rows) if effective_inputs else None
-            df = np.empty(rows) if effective_inputs else None
-            for a, b in chunks:
-                self._stop(should_continue)
-                p = price_european_batch(
-                    model,
-                    EuropeanOptionBatch(*(_slice(c, a, b) for c in (options.option_type, options.strike, options.time_to_expiry))),
-                    MarketBatch(*(_slice(c, a, b) for c in (market.underlying, market.rate, market.dividend_yield, market.volatility))),
-                    measures,
-                    rows=b - a,
-                    threads=threads,
-                    effective_inputs=effective_inputs,
-                )
-                values[:, a:b] = p.values
-                status[a:b] = p.status
-                if effective_inputs:
-                    forward[a:b] = p.forward
-                    df[a:b] = p.discount_factor
+        values, status, forward, df = whole.values, whole.status, whole.forward, whole.discount_factor
         elapsed = time.perf_counter() - t0
         return self._batch_result(
             model, measures, rows, values, status, forward, df, options, market, fields,
@@ -224,26 +220,25 @@ class PricingService:
         threads = self.threads_for(threads)
         chunks = self._chunks(rows)
         t0 = time.perf_counter()
-        vol = np.empty(rows)
-        status = np.empty(rows, dtype=np.int32)
-        forward = np.empty(rows) if effective_inputs else None
-        df = np.empty(rows) if effective_inputs else None
+        whole = ImpliedVolBatch(
+            np.empty(rows), np.empty(rows, dtype=np.int32),
+            np.empty(rows) if effective_inputs else None, np.empty(rows) if effective_inputs else None, 0,
+        )
         for a, b in chunks:
             self._stop(should_continue)
-            r = implied_vol_european_batch(
+            implied_vol_european_batch(
                 model,
                 EuropeanOptionBatch(*(_slice(c, a, b) for c in (options.option_type, options.strike, options.time_to_expiry))),
                 MarketBatch(*(_slice(c, a, b) for c in (market.underlying, market.rate, market.dividend_yield)), None),
                 _slice(price, a, b),
                 rows=b - a,
                 threads=threads,
-                effective_inputs=effective_inputs,
+                out=ImpliedVolBatch(
+                    whole.volatility[a:b], whole.status[a:b], _slice(whole.forward, a, b),
+                    _slice(whole.discount_factor, a, b), 0,
+                ),
             )
-            vol[a:b] = r.volatility
-            status[a:b] = r.status
-            if effective_inputs:
-                forward[a:b] = r.forward
-                df[a:b] = r.discount_factor
+        vol, status, forward, df = whole.volatility, whole.status, whole.forward, whole.discount_factor
         elapsed = time.perf_counter() - t0
         result = self._batch_result(
             model, (), rows, vol.reshape(1, rows), status, forward, df, options, market, fields,

@@ -712,3 +712,25 @@ def test_argument_errors_name_the_argument():
 def test_threads_and_threshold_are_reported():
     assert black.max_threads() >= 1
     assert isinstance(black.PARALLEL_THRESHOLD, int) and black.PARALLEL_THRESHOLD > 0
+
+
+def test_out_rows_may_be_views_of_a_wider_array():
+    """A chunk writes straight into its slice of the batch's arrays (out[:, a:b])."""
+    rng = np.random.default_rng(11)
+    n = 300
+    k = np.asarray([1, 2, 4], dtype=np.int32)
+    args = dict(
+        option_type=rng.integers(1, 3, n).astype(np.int32), strike=rng.uniform(50, 150, n),
+        time=rng.uniform(0.1, 3, n), underlying=np.full(n, 100.0), rate=np.full(n, 0.02),
+        dividend=np.zeros(1), vol=rng.uniform(0.1, 0.5, n),
+    )
+    whole = np.full((3, n + 50), -7.0)
+    status = np.empty(n, np.int32)
+    e = np.empty(0)
+    black.price_batch(1, *args.values(), k, whole[:, 20:20 + n], e, e, status, 1)
+    ref = np.empty((3, n))
+    black.price_batch(1, *args.values(), k, ref, e, e, status, 1)
+    np.testing.assert_array_equal(whole[:, 20:20 + n], ref)
+    assert (whole[:, :20] == -7.0).all() and (whole[:, 20 + n:] == -7.0).all()
+    with pytest.raises(ValueError):
+        black.price_batch(1, *args.values(), k, np.empty((n, 3)).T, e, e, status, 1)
