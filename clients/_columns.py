@@ -201,10 +201,12 @@ def plan_chunks(
     max_rows: int = 0,
     chunk_rows: int | None = None,
     fill: float = 0.5,
+    target_bytes: int = 0,
 ) -> ChunkPlan:
     """Cut ``rows`` into chunks whose request and response both stay well under
     ``max_message_bytes`` (at most ``fill`` of it, less a fixed overhead) and under
-    ``max_rows``; ``chunk_rows`` caps the chunk size further. 0 means "no limit".
+    ``max_rows``; ``target_bytes`` (the larger of a row's request and response bytes times
+    the chunk's rows) and ``chunk_rows`` cap the chunk size further. 0 means "no limit".
 
         >>> plan_chunks(10, request_bytes_per_row=52, response_bytes_per_row=84, chunk_rows=4).ranges
         ((0, 4), (4, 8), (8, 10))
@@ -220,6 +222,8 @@ def plan_chunks(
         limit = min(limit, max(1, int(budget // per_row)))
     if max_rows and max_rows > 0:
         limit = min(limit, max_rows)
+    if target_bytes and target_bytes > 0:
+        limit = min(limit, max(1, target_bytes // max(request_bytes_per_row, response_bytes_per_row, 1)))
     if chunk_rows is not None:
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be >= 1")
