@@ -29,6 +29,7 @@ PriceStream/Echo, PriceStream/EchoStream and PriceBatch/EchoBatch at p50, and wr
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as _dt
 import itertools
 import json
@@ -242,6 +243,112 @@ def measure(
     return series
 
 
+def measure_async(
+    name: str,
+    make_worker: Callable[[grpc.aio.Channel], "_AioWorker"],
+    *,
+    target: str,
+    options: list,
+    count: int,
+    duration: float,
+    concurrency: int,
+    warmup: int,
+) -> Series:
+    """The per-trade series, on grpc.aio: ``concurrency`` callers as tasks on one event loop
+    sharing one channel, the way a latency-sensitive Python caller would drive gRPC (a
+    blocking call costs an extra thread hand-off on each side). Echo and the pricing calls
+    go through exactly the same machinery, so their ratio is the server's own cost."""
+    series = Series(name, concurrency=concurrency)
+
+    async def main() -> None:
+        async with grpc.aio.insecure_channel(target, options=options) as channel:
+            workers = [make_worker(channel) for _ in range(concurrency)]
+            try:
+                for w in workers:
+                    await w.open()
+                    for _ in range(warmup):
+                        await w.call()
+            except Exception as e:
+                raise BenchError(f"{name}: warm-up failed: {_describe(e)}") from e
+            tickets = itertools.count()
+            start = time.perf_counter()
+            deadline = start + duration
+
+            async def run(w) -> None:
+                while next(tickets) < count and time.perf_counter() < deadline:
+                    t0 = time.perf_counter()
+                    try:
+                        sent, received = await w.call()
+                    except Exception as e:
+                        series.errors += 1
+                        series.first_error = series.first_error or _describe(e)
+                        continue
+                    series.latencies.append(time.perf_counter() - t0)
+                    series.bytes_sent += sent
+                    series.bytes_received += received
+
+            await asyncio.gather(*(run(w) for w in workers))
+            series.wall_seconds = time.perf_counter() - start
+            for w in workers:
+                await w.close()
+
+    asyncio.run(main())
+    return series
+
+
+class _AioWorker:
+    async def open(self) -> None:
+        pass
+
+    async def call(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        pass
+
+
+class _AioUnary(_AioWorker):
+    def __init__(self, method, request, size: int, timeout: float, check: Callable | None = None) -> None:
+        self.method, self.request, self.size, self.timeout, self.check = method, request, size, timeout, check
+
+    async def call(self) -> tuple[int, int]:
+        reply = await self.method(self.request, timeout=self.timeout)
+        if self.check is not None:
+            self.check(reply)
+        return self.size, self.size
+
+
+class _AioStream(_AioWorker):
+    """One open stream; each call writes one message and awaits its reply."""
+
+    def __init__(self, method, message, timeout: float, check: Callable | None = None) -> None:
+        self.method, self.message, self.timeout, self.check = method, message, timeout, check
+        self.size = len(message) if isinstance(message, bytes) else message.ByteSize()
+        self.stream = None
+
+    async def open(self) -> None:
+        self.stream = self.method(timeout=self.timeout)
+
+    async def call(self) -> tuple[int, int]:
+        await self.stream.write(self.message)
+        reply = await self.stream.read()
+        if reply is grpc.aio.EOF:
+            raise BenchError("the stream ended early")
+        if self.check is not None:
+            self.check(reply)
+        return self.size, self.size
+
+    async def close(self) -> None:
+        if self.stream is None:
+            return
+        try:
+            await asyncio.wait_for(self.stream.done_writing(), 2.0)
+            while await asyncio.wait_for(self.stream.read(), 2.0) is not grpc.aio.EOF:
+                pass
+        except Exception:
+            self.stream.cancel()
+
+
 class BenchError(Exception):
     pass
 
@@ -428,28 +535,48 @@ def run_latency(
         except grpc.RpcError as e:
             raise BenchError(f"cannot reach {target}: {_describe(e)}") from None
 
-        per_trade = dict(count=count, duration=duration, concurrency=concurrency, warmup=warmup)
+        per_trade = dict(
+            target=target, options=options, count=count, duration=duration, concurrency=concurrency, warmup=warmup
+        )
+
+        def echo_check(payload):
+            def check(reply):
+                if reply != payload:
+                    raise BenchError("Echo did not return the bytes it was sent")
+            return check
+
         if "price" in modes:
             request = per_trade_request(greeks)
             payload = request.SerializeToString()
             log("bench: Echo (unary)")
-            results["Echo"] = measure("Echo", lambda: _EchoUnary(echo, payload, timeout), **per_trade)
+            results["Echo"] = measure_async(
+                "Echo",
+                lambda ch: _AioUnary(ch.unary_unary(ECHO, request_serializer=None, response_deserializer=None),
+                                     payload, len(payload), timeout, echo_check(payload)),
+                **per_trade,
+            )
             log("bench: Price (unary)")
-            results["Price"] = measure("Price", lambda: _Unary(stub.Price, request, len(payload), timeout), **per_trade)
+            results["Price"] = measure_async(
+                "Price",
+                lambda ch: _AioUnary(pricing_pb2_grpc.PricingServiceStub(ch).Price, request, len(payload), timeout),
+                **per_trade,
+            )
         if "stream" in modes:
             message = pricing_pb2.StreamRequest(correlation_id="1", price=per_trade_request(greeks))
             payload = message.SerializeToString()
             stream_timeout = duration + 2 * timeout + 60.0
             log("bench: EchoStream")
-            results["EchoStream"] = measure(
+            results["EchoStream"] = measure_async(
                 "EchoStream",
-                lambda: _Stream(echo_stream, payload, stream_timeout, _check_echo_reply(payload)),
+                lambda ch: _AioStream(ch.stream_stream(ECHO_STREAM, request_serializer=None, response_deserializer=None),
+                                      payload, stream_timeout, _check_echo_reply(payload)),
                 **per_trade,
             )
             log("bench: PriceStream")
-            results["PriceStream"] = measure(
+            results["PriceStream"] = measure_async(
                 "PriceStream",
-                lambda: _Stream(stub.PriceStream, message, stream_timeout, _check_price_reply),
+                lambda ch: _AioStream(pricing_pb2_grpc.PricingServiceStub(ch).PriceStream, message, stream_timeout,
+                                      _check_price_reply),
                 **per_trade,
             )
         if "batch" in modes:
