@@ -126,8 +126,15 @@ DIRECTIVES = {
 }
 
 
+#: Cython outside the kernels: the transport's wire codec for the front-office hot path
+TRANSPORT_EXTENSIONS = {"pricegrid.server.rpc._codec": "server/rpc/_codec.pyx"}
+
+
 def extensions() -> list[Extension]:
     return [
+        Extension(name, [source], extra_compile_args=COMPILE_ARGS, extra_link_args=LINK_ARGS)
+        for name, source in TRANSPORT_EXTENSIONS.items()
+    ] + [
         Extension(
             f"pricegrid.ext.{name}",
             [f"ext/{name}.pyx"],

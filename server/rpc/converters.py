@@ -12,6 +12,7 @@ import collections
 import numpy as np
 
 from pricegrid.server.domain import daycount
+from pricegrid.server.rpc import _codec
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, invalid
 from pricegrid.server.domain.instruments import EuropeanOption, EuropeanOptionBatch, MarketBatch, MarketInputs
 from pricegrid.server.domain.models import CATALOGUE, Measure, Model
@@ -91,53 +92,96 @@ _BATCH_FIELDS = {
 
 # ---------------------------------------------------------------------------------- one trade
 def _date(d, path: str):
-    return daycount.make_date(d.year, d.month, d.day, path)
+    return daycount.make_date(d[0], d[1], d[2], path)
 
 
-def _expiry(expiry, path: str) -> tuple[float, str]:
-    kind = expiry.WhichOneof("kind")
+def _expiry(kind: str | None, year_fraction: float, valuation, expiry, day_count: int, path: str) -> float:
+    """Year fraction of an Expiry; dates are (y, m, d) tuples or None when unset."""
     if kind == "year_fraction":
-        return expiry.year_fraction, kind
+        return year_fraction
     if kind == "dates":
-        dates = expiry.dates
-        dc = _DAY_COUNTS.get(dates.day_count)
+        dc = _DAY_COUNTS.get(day_count)
         if dc is None:
-            raise invalid(f"{path}.dates.day_count", f"unknown day count {dates.day_count}")
-        if not dates.HasField("valuation_date"):
+            raise invalid(f"{path}.dates.day_count", f"unknown day count {day_count}")
+        if valuation is None:
             raise invalid(f"{path}.dates.valuation_date", "required")
-        if not dates.HasField("expiry_date"):
+        if expiry is None:
             raise invalid(f"{path}.dates.expiry_date", "required")
-        valuation = _date(dates.valuation_date, f"{path}.dates.valuation_date")
-        end = _date(dates.expiry_date, f"{path}.dates.expiry_date")
-        return daycount.year_fraction(valuation, end, dc), kind
+        start = _date(valuation, f"{path}.dates.valuation_date")
+        end = _date(expiry, f"{path}.dates.expiry_date")
+        return daycount.year_fraction(start, end, dc)
     raise invalid(path, "required: set year_fraction or dates")
 
 
+def _ymd(msg, name: str):
+    if not msg.HasField(name):
+        return None
+    d = getattr(msg, name)
+    return (d.year, d.month, d.day)
+
+
 def european_one(request, *, with_vol: bool = True):
-    """(model, option, market, fields) from a PriceRequest or ImpliedVolatilityRequest."""
-    model = _MODELS.get(request.model)
-    if model is None:
-        model = model_of(request.model)
-    if request.WhichOneof("instrument") != "european":
-        raise invalid("european", "required: the request names no instrument")
+    """(model, option, market, fields) from a PriceRequest or ImpliedVolatilityRequest message."""
     opt = request.european
-    t, kind = _expiry(opt.expiry, "european.expiry")
+    expiry = opt.expiry
+    kind = expiry.WhichOneof("kind")
+    dates = expiry.dates
     market = request.market
     underlying = market.WhichOneof("underlying")
-    _check_underlying(model, underlying, "market")
-    if market.snapshot_id:
-        _check_snapshot(market.snapshot_id, "market")
-    q = market.dividend_yield
-    if q != 0.0 and not CATALOGUE[model].takes_dividend:
-        raise invalid("market.dividend_yield", f"{cpb.Model.Name(int(model))} takes no dividend yield: the forward carries it")
-    option = EuropeanOption(opt.option_type, opt.strike, t)
-    inputs = MarketInputs(
+    return european_one_values(
+        request.model,
+        request.WhichOneof("instrument") == "european",
+        opt.option_type,
+        opt.strike,
+        kind,
+        expiry.year_fraction,
+        _ymd(dates, "valuation_date") if kind == "dates" else None,
+        _ymd(dates, "expiry_date") if kind == "dates" else None,
+        dates.day_count,
+        underlying,
         market.spot if underlying == "spot" else market.forward,
         market.rate,
-        q,
+        market.dividend_yield,
         market.volatility if with_vol else 0.0,
+        market.snapshot_id,
     )
-    return model, option, inputs, _SINGLE_FIELDS[kind, underlying]
+
+
+_EXPIRY_KINDS = (None, "year_fraction", "dates")
+_UNDERLYING_KINDS = (None, "spot", "forward")
+
+
+def price_request_fast(data: bytes):
+    """(model, option, market, fields, measures) straight from a PriceRequest's bytes through
+    the C codec, or None when the request is not of the common shape (then parse it)."""
+    t = _codec.decode_price_request(data)
+    if t is None:
+        return None
+    model, option, market, fields = european_one_values(
+        t[0], t[1], t[2], t[3], _EXPIRY_KINDS[t[4]], t[5], t[6], t[7], t[8], _UNDERLYING_KINDS[t[9]],
+        t[10], t[11], t[12], t[13], "",
+    )
+    return model, option, market, fields, measures_of(t[14])
+
+
+def european_one_values(
+    model_value, has_instrument, option_type, strike, expiry_kind, year_fraction, valuation, expiry, day_count,
+    underlying_kind, underlying, rate, dividend_yield, volatility, snapshot_id,
+):
+    model = _MODELS.get(model_value)
+    if model is None:
+        model = model_of(model_value)
+    if not has_instrument:
+        raise invalid("european", "required: the request names no instrument")
+    t = _expiry(expiry_kind, year_fraction, valuation, expiry, day_count, "european.expiry")
+    _check_underlying(model, underlying_kind, "market")
+    if snapshot_id:
+        _check_snapshot(snapshot_id, "market")
+    if dividend_yield != 0.0 and not CATALOGUE[model].takes_dividend:
+        raise invalid("market.dividend_yield", f"{cpb.Model.Name(int(model))} takes no dividend yield: the forward carries it")
+    option = EuropeanOption(option_type, strike, t)
+    inputs = MarketInputs(underlying, rate, dividend_yield, volatility)
+    return model, option, inputs, _SINGLE_FIELDS[expiry_kind, underlying_kind]
 
 
 def _greeks(result: PriceResult) -> pb.Greeks:
@@ -170,6 +214,34 @@ def price_response(result: PriceResult) -> pb.PriceResponse:
             volatility=result.volatility,
         ),
         priced_by=model_ref(result.priced_by),
+    )
+
+
+_GREEK_BITS = {Measure.DELTA: 0, Measure.GAMMA: 1, Measure.VEGA: 2, Measure.THETA: 3, Measure.RHO: 4,
+               Measure.DIVIDEND_RHO: 5, Measure.VANNA: 6, Measure.VOLGA: 7, Measure.CHARM: 8}
+_REF_BYTES = {}
+
+
+def price_response_bytes(result: PriceResult) -> bytes:
+    """PriceResponse in wire format through the C codec (same message as price_response)."""
+    values = [0.0] * 11
+    mask = 0
+    for m, v in result.greeks.items():
+        i = _GREEK_BITS[m]
+        values[i] = v
+        mask |= 1 << i
+    if mask & 4:  # vega -> vega_per_point
+        values[9] = values[2] / 100.0
+        mask |= 1 << 9
+    if mask & 8:  # theta -> theta_per_day
+        values[10] = values[3] / 365.0
+        mask |= 1 << 10
+    ref = _REF_BYTES.get(result.priced_by)
+    if ref is None:
+        ref = _REF_BYTES[result.priced_by] = model_ref(result.priced_by).SerializeToString()
+    return _codec.encode_price_response(
+        result.price, mask, values, result.forward, result.discount_factor, result.time_to_expiry,
+        result.volatility, ref,
     )
 
 
@@ -308,7 +380,7 @@ def european_batch(request, max_rows: int, *, with_vol: bool = True, price_field
         dc = _DAY_COUNTS.get(cols.day_count)
         if dc is None:
             raise invalid("european.day_count", f"unknown day count {cols.day_count}")
-        valuation = _date(cols.valuation_date, "european.valuation_date")
+        valuation = _date(_ymd(cols, "valuation_date"), "european.valuation_date")
         t = daycount.year_fractions(daycount.to_days(valuation), int32s(cols.expiry_date, "european.expiry_date"), dc)
     else:
         t = doubles(cols.time_to_expiry, "european.time_to_expiry")

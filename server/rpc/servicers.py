@@ -11,6 +11,7 @@ import time
 import grpc
 
 from pricegrid.server.domain.errors import Code, ServiceError
+from pricegrid.server.rpc import _codec
 from pricegrid.server.rpc import converters as conv
 from pricegrid.server.rpc.errors import to_rich_status
 from pricegrid.server.rpc.interceptors import Undecodable, safe_deserializer, wrap_stream, wrap_unary
@@ -19,8 +20,11 @@ from pricegrid.server.service.pricing import PricingService
 from pricegrid.server.service.ticking import MarketMove, TickingBook
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import pricing_pb2 as pb
+from pricegrid.v1 import wire
 
 SERVICE = "pricegrid.v1.PricingService"
+_PARSE_PRICE = safe_deserializer(pb.PriceRequest)
+_PARSE_STREAM = safe_deserializer(pb.StreamRequest)
 ECHO_SERVICE = "pricegrid.v1.EchoService"
 
 
@@ -46,11 +50,19 @@ class PricingServicer:
 
         return should_continue
 
-    def Price(self, request, context, rid):
-        model, option, market, fields = conv.european_one(request)
-        measures = conv.measures_of(request.measures)
+    def Price(self, data, context, rid):
+        # bytes in and out: the C codec reads the common shape; anything else is parsed
+        fast = conv.price_request_fast(data)
+        if fast is None:
+            request = _PARSE_PRICE(data)
+            if type(request) is Undecodable:
+                raise request.error()
+            model, option, market, fields = conv.european_one(request)
+            measures = conv.measures_of(request.measures)
+        else:
+            model, option, market, fields, measures = fast
         result = self.service.price(model, option, market, measures, fields)
-        return conv.price_response(result), 1, 0
+        return conv.price_response_bytes(result), 1, 0
 
     def PriceBatch(self, request, context, rid):
         model, options, market, _, rows, fields = conv.european_batch(request, self.service.limits.max_rows)
@@ -80,36 +92,67 @@ class PricingServicer:
         return self.info(), 1, 0
 
     def PriceStream(self, requests, context, rid, counter):
+        # bytes in and out; a price message of the common shape never meets the generated code
         book = TickingBook(self.service, self.max_stream_trades)
-        for message in requests:
+        for data in requests:
             counter[0] += 1
+            split = _codec.split_stream_request(data)
+            if split is not None and split[2] == 2:
+                cid, trade_id, _, a, b = split
+                try:
+                    fast = conv.price_request_fast(data[a:b])
+                    if fast is not None:
+                        model, option, market, fields, measures = fast
+                        result = book.price(model, option, market, measures, _STREAM_FIELDS[id(fields)], trade_id)
+                        yield _stream_result(cid, trade_id, conv.price_response_bytes(result))
+                        continue
+                except ServiceError as exc:
+                    yield _stream_error(cid, trade_id, exc).SerializeToString()
+                    continue
+            message = _PARSE_STREAM(data)
             if type(message) is Undecodable:
-                yield _stream_error("", "", message.error())
+                yield _stream_error("", "", message.error()).SerializeToString()
                 continue
-            cid = message.correlation_id
-            try:
-                body = message.WhichOneof("body")
-                if body == "price":
-                    req = message.price
-                    model, option, market, fields = conv.european_one(req, with_vol=True)
-                    fields = {k: f"price.{v}" for k, v in fields.items()}
-                    result = book.price(model, option, market, conv.measures_of(req.measures, "price.measures"),
-                                        fields, message.trade_id)
-                    yield pb.StreamResponse(correlation_id=cid, trade_id=message.trade_id,
-                                            result=conv.price_response(result))
-                elif body == "market_update":
-                    upd = message.market_update
-                    move = MarketMove(**{f: getattr(upd, f) for f in ("spot", "forward", "rate", "dividend_yield", "volatility") if upd.HasField(f)})
-                    for trade_id, outcome in book.move(move, upd.trade_ids):
-                        if isinstance(outcome, ServiceError):
-                            yield _stream_error(cid, trade_id, outcome)
-                        else:
-                            yield pb.StreamResponse(correlation_id=cid, trade_id=trade_id,
-                                                    result=conv.price_response(outcome))
-                else:
-                    raise ServiceError(Code.INVALID_ARGUMENT, "body: set price or market_update")
-            except ServiceError as exc:
-                yield _stream_error(cid, message.trade_id, exc)
+            for reply in self._stream_message(book, message):
+                yield reply if type(reply) is bytes else reply.SerializeToString()
+
+    def _stream_message(self, book: TickingBook, message):
+        cid = message.correlation_id
+        try:
+            body = message.WhichOneof("body")
+            if body == "price":
+                req = message.price
+                model, option, market, fields = conv.european_one(req, with_vol=True)
+                result = book.price(model, option, market, conv.measures_of(req.measures, "price.measures"),
+                                    _STREAM_FIELDS[id(fields)], message.trade_id)
+                yield _stream_result(cid, message.trade_id, conv.price_response_bytes(result))
+            elif body == "market_update":
+                upd = message.market_update
+                move = MarketMove(**{f: getattr(upd, f) for f in ("spot", "forward", "rate", "dividend_yield", "volatility") if upd.HasField(f)})
+                for trade_id, outcome in book.move(move, upd.trade_ids):
+                    if isinstance(outcome, ServiceError):
+                        yield _stream_error(cid, trade_id, outcome)
+                    else:
+                        yield _stream_result(cid, trade_id, conv.price_response_bytes(outcome))
+            else:
+                raise ServiceError(Code.INVALID_ARGUMENT, "body: set price or market_update")
+        except ServiceError as exc:
+            yield _stream_error(cid, message.trade_id, exc)
+
+
+def _stream_result(cid: str, trade_id: str, result: bytes) -> bytes:
+    """StreamResponse bytes around an already encoded PriceResponse."""
+    chunks = []
+    if cid:
+        chunks += wire.field_bytes(1, cid.encode())
+    if trade_id:
+        chunks += wire.field_bytes(2, trade_id.encode())
+    chunks += wire.field_bytes(3, result)
+    return b"".join(chunks)
+
+
+#: error paths of a trade priced on a stream name the field inside the StreamRequest
+_STREAM_FIELDS = {id(f): {k: f"price.{v}" for k, v in f.items()} for f in conv._SINGLE_FIELDS.values()}
 
 
 def _stream_error(cid: str, trade_id: str, exc: ServiceError) -> pb.StreamResponse:
@@ -132,7 +175,12 @@ def handlers(servicer: PricingServicer, observer: RpcObserver, *, echo: bool) ->
         response_cls = getattr(pb, method.output_type.name)
         fn = getattr(servicer, method.name)
         path = f"/{SERVICE}/{method.name}"
-        if method.name in _BATCH:
+        if method.name == "Price":
+            # the front-office hot path: raw bytes both ways (see rpc/_codec.pyx)
+            methods[method.name] = grpc.unary_unary_rpc_method_handler(
+                wrap_unary(path, fn, observer, batch=False), request_deserializer=None, response_serializer=None
+            )
+        elif method.name in _BATCH:
             # columnar: read as a zero-copy view, answered with bytes written by the converters
             methods[method.name] = grpc.unary_unary_rpc_method_handler(
                 wrap_unary(path, fn, observer, batch=True),
@@ -147,9 +195,7 @@ def handlers(servicer: PricingServicer, observer: RpcObserver, *, echo: bool) ->
             )
         else:
             methods[method.name] = grpc.stream_stream_rpc_method_handler(
-                wrap_stream(path, fn, observer),
-                request_deserializer=safe_deserializer(request_cls),
-                response_serializer=response_cls.SerializeToString,
+                wrap_stream(path, fn, observer), request_deserializer=None, response_serializer=None
             )
     out = [grpc.method_handlers_generic_handler(SERVICE, methods)]
     if echo:
