@@ -110,6 +110,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modes", type=_modes, default=list(MODES), help="subset of price,stream,batch")
     parser.add_argument("--timeout", type=_positive_float, default=30.0, help="deadline per call in seconds")
     parser.add_argument("--seed", type=int, default=7, help="seed of the batch's random inputs")
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="per-trade series alternate with their echo baseline in this many rounds")
     parser.add_argument("--json", dest="json_path", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--png", type=Path, default=None, help="draw a latency histogram here (needs matplotlib)")
 
@@ -465,6 +467,7 @@ def run(args, out=sys.stdout) -> int:
             duration=args.duration,
             concurrency=args.concurrency,
             warmup=args.warmup,
+            rounds=args.rounds,
             greeks=args.greeks,
             batch_rows=args.batch_rows,
             batch_count=args.batch_count,
@@ -500,6 +503,7 @@ def run_latency(
     duration: float = 10.0,
     concurrency: int = 1,
     warmup: int = 100,
+    rounds: int = 10,
     greeks: str = "delta,gamma,vega,theta,rho",
     batch_rows: int = 1_000_000,
     batch_count: int = 5,
@@ -545,39 +549,41 @@ def run_latency(
                     raise BenchError("Echo did not return the bytes it was sent")
             return check
 
+        def pair(first: tuple, second: tuple) -> None:
+            """Baseline and measured series in alternating rounds, so that the drift of a shared
+            machine hits both alike; each round warms its own channel up."""
+            per_round = dict(per_trade, count=max(1, count // rounds), duration=duration / rounds)
+            for r in range(rounds):
+                for name, make in (first, second):
+                    log(f"bench: {name} (round {r + 1}/{rounds})")
+                    part = measure_async(name, make, **dict(per_round, warmup=warmup if r == 0 else max(1, warmup // 5)))
+                    whole = results.setdefault(name, Series(name, concurrency=concurrency))
+                    whole.latencies += part.latencies
+                    whole.errors += part.errors
+                    whole.wall_seconds += part.wall_seconds
+                    whole.bytes_sent += part.bytes_sent
+                    whole.bytes_received += part.bytes_received
+                    whole.first_error = whole.first_error or part.first_error
+
         if "price" in modes:
             request = per_trade_request(greeks)
             payload = request.SerializeToString()
-            log("bench: Echo (unary)")
-            results["Echo"] = measure_async(
-                "Echo",
-                lambda ch: _AioUnary(ch.unary_unary(ECHO, request_serializer=None, response_deserializer=None),
-                                     payload, len(payload), timeout, echo_check(payload)),
-                **per_trade,
-            )
-            log("bench: Price (unary)")
-            results["Price"] = measure_async(
-                "Price",
-                lambda ch: _AioUnary(pricing_pb2_grpc.PricingServiceStub(ch).Price, request, len(payload), timeout),
-                **per_trade,
+            pair(
+                ("Echo", lambda ch: _AioUnary(ch.unary_unary(ECHO, request_serializer=None, response_deserializer=None),
+                                              payload, len(payload), timeout, echo_check(payload))),
+                ("Price", lambda ch: _AioUnary(pricing_pb2_grpc.PricingServiceStub(ch).Price, request, len(payload),
+                                               timeout)),
             )
         if "stream" in modes:
             message = pricing_pb2.StreamRequest(correlation_id="1", price=per_trade_request(greeks))
             payload = message.SerializeToString()
             stream_timeout = duration + 2 * timeout + 60.0
-            log("bench: EchoStream")
-            results["EchoStream"] = measure_async(
-                "EchoStream",
-                lambda ch: _AioStream(ch.stream_stream(ECHO_STREAM, request_serializer=None, response_deserializer=None),
-                                      payload, stream_timeout, _check_echo_reply(payload)),
-                **per_trade,
-            )
-            log("bench: PriceStream")
-            results["PriceStream"] = measure_async(
-                "PriceStream",
-                lambda ch: _AioStream(pricing_pb2_grpc.PricingServiceStub(ch).PriceStream, message, stream_timeout,
-                                      _check_price_reply),
-                **per_trade,
+            pair(
+                ("EchoStream", lambda ch: _AioStream(
+                    ch.stream_stream(ECHO_STREAM, request_serializer=None, response_deserializer=None),
+                    payload, stream_timeout, _check_echo_reply(payload))),
+                ("PriceStream", lambda ch: _AioStream(pricing_pb2_grpc.PricingServiceStub(ch).PriceStream, message,
+                                                      stream_timeout, _check_price_reply)),
             )
         if "batch" in modes:
             with RiskClient(
