@@ -552,11 +552,13 @@ def run_latency(
         def pair(first: tuple, second: tuple) -> None:
             """Baseline and measured series in alternating rounds, so that the drift of a shared
             machine hits both alike; each round warms its own channel up."""
-            per_round = dict(per_trade, count=max(1, count // rounds), duration=duration / rounds)
-            for r in range(rounds):
+            n = max(1, min(rounds, count))
+            for r in range(n):
+                per_round = dict(per_trade, count=count // n + (1 if r < count % n else 0), duration=duration / n,
+                                 warmup=warmup if r == 0 else max(1, warmup // 5))
                 for name, make in (first, second):
-                    log(f"bench: {name} (round {r + 1}/{rounds})")
-                    part = measure_async(name, make, **dict(per_round, warmup=warmup if r == 0 else max(1, warmup // 5)))
+                    log(f"bench: {name} (round {r + 1}/{n})")
+                    part = measure_async(name, make, **per_round)
                     whole = results.setdefault(name, Series(name, concurrency=concurrency))
                     whole.latencies += part.latencies
                     whole.errors += part.errors
