@@ -8,6 +8,7 @@ field paths, so that every error names the field as the caller wrote it.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, NamedTuple, Optional, Sequence
@@ -89,6 +90,11 @@ def _slice(col: Optional[np.ndarray], a: int, b: int) -> Optional[np.ndarray]:
     return col[a:b]
 
 
+def _rows_of(batch, a: int, b: int):
+    """Rows [a, b) of every column of a batch dataclass (broadcast columns stay whole)."""
+    return type(batch)(*(_slice(getattr(batch, f.name), a, b) for f in dataclasses.fields(batch)))
+
+
 def _full(col: Optional[np.ndarray], rows: int) -> Optional[np.ndarray]:
     if col is None or len(col) == rows:
         return col
@@ -116,6 +122,12 @@ class PricingService:
                 " split the batch (RiskClient does)",
                 [FieldViolation(field_path, f"at most {self.limits.max_rows} rows per request")],
             )
+
+    def _each_chunk(self, chunks, should_continue: Optional[ShouldContinue]):
+        """The chunks, asking ``should_continue`` before each (stops with its code)."""
+        for a, b in chunks:
+            self._stop(should_continue)
+            yield a, b
 
     @staticmethod
     def _stop(should_continue: Optional[ShouldContinue]) -> None:
@@ -182,12 +194,11 @@ class PricingService:
             np.empty(rows) if effective_inputs else None,
             0,
         )
-        for a, b in chunks:
-            self._stop(should_continue)
+        for a, b in self._each_chunk(chunks, should_continue):
             price_european_batch(
                 model,
-                EuropeanOptionBatch(*(_slice(c, a, b) for c in (options.option_type, options.strike, options.time_to_expiry))),
-                MarketBatch(*(_slice(c, a, b) for c in (market.underlying, market.rate, market.dividend_yield, market.volatility))),
+                _rows_of(options, a, b),
+                _rows_of(market, a, b),
                 measures,
                 rows=b - a,
                 threads=threads,
@@ -224,12 +235,11 @@ class PricingService:
             np.empty(rows), np.empty(rows, dtype=np.int32),
             np.empty(rows) if effective_inputs else None, np.empty(rows) if effective_inputs else None, 0,
         )
-        for a, b in chunks:
-            self._stop(should_continue)
+        for a, b in self._each_chunk(chunks, should_continue):
             implied_vol_european_batch(
                 model,
-                EuropeanOptionBatch(*(_slice(c, a, b) for c in (options.option_type, options.strike, options.time_to_expiry))),
-                MarketBatch(*(_slice(c, a, b) for c in (market.underlying, market.rate, market.dividend_yield)), None),
+                _rows_of(options, a, b),
+                _rows_of(market, a, b),
                 _slice(price, a, b),
                 rows=b - a,
                 threads=threads,
