@@ -19,6 +19,7 @@ Environment switches (read at build time, recorded in ``pricegrid.ext._build_inf
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import shutil
 import sys
@@ -33,6 +34,7 @@ ROOT = Path(__file__).resolve().parent
 PROTO_ROOT = ROOT / "proto"
 GENERATED = ROOT / "build" / "generated"
 GENERATED_V1 = GENERATED / "pricegrid" / "v1"
+FLAGS_STAMP = ROOT / "build" / "kernel-flags.json"
 
 # One extension per model family: every ext/<family>.pyx becomes pricegrid.ext.<family>.
 KERNELS = sorted(p.stem for p in (ROOT / "ext").glob("*.pyx"))
@@ -196,10 +198,17 @@ class build_ext(_build_ext):
         from Cython.Build import cythonize
 
         stage_pxd()
+        # A change of PRICEGRID_* flags must rebuild everything, though no source changed.
+        flags = json.dumps({"compile": COMPILE_ARGS, "link": LINK_ARGS, "directives": DIRECTIVES}, sort_keys=True)
+        changed = not FLAGS_STAMP.exists() or FLAGS_STAMP.read_text() != flags
+        if changed:
+            self.force = True
+        self._flags = flags
         self.distribution.ext_modules = cythonize(
             self.distribution.ext_modules,
             compiler_directives=DIRECTIVES,
             build_dir="build/cython",
+            force=changed,
             # staged pricegrid/ext/*.pxd (cimport pricegrid.ext.<family>) and ext/ (cimport pg_<name>)
             include_path=[str(CYTHON_INCLUDE), "ext"],
             quiet=True,
@@ -208,6 +217,8 @@ class build_ext(_build_ext):
 
     def run(self):
         super().run()
+        FLAGS_STAMP.parent.mkdir(parents=True, exist_ok=True)
+        FLAGS_STAMP.write_text(self._flags)
         target = Path(self.build_lib) / "pricegrid" / "ext" / "_build_info.py"
         if self.inplace:
             target = ROOT / "ext" / "_build_info.py"
