@@ -204,6 +204,8 @@ def model_ref(ref) -> cpb.ModelRef:
 
 
 def price_response(result: PriceResult) -> pb.PriceResponse:
+    """The PriceResponse as a generated message: the readable reference that
+    price_response_bytes (the C codec, used on the wire) is tested against."""
     return pb.PriceResponse(
         price=result.price,
         greeks=_greeks(result) if result.greeks else None,
