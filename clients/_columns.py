@@ -280,6 +280,24 @@ def field_path_headers(descriptor, path: Sequence[str], length: int) -> bytes:
     return b"".join(reversed(headers))
 
 
+_PADDING_FIELD = 15  # PriceBatchRequest/ImpliedVolatilityBatchRequest.alignment_padding
+
+
+def alignment_padding(payload_offset: int) -> bytes:
+    """An ``alignment_padding`` field that moves a payload about to start at
+    ``payload_offset`` onto a multiple of 8 (b"" when it already is).
+
+        >>> len(alignment_padding(13)) % 8, alignment_padding(16)
+        (3, b'')
+    """
+    shift = -payload_offset % 8
+    if not shift:
+        return b""
+    # key (1 byte) + length (1 byte) + filler: 2 + filler = shift (mod 8)
+    filler = (shift - 2) % 8
+    return _varint(_PADDING_FIELD << 3 | 2) + _varint(filler) + b"\0" * filler
+
+
 def column_buffer(array: np.ndarray, start: int, stop: int) -> memoryview:
     """The bytes of ``array[start:stop]`` (contiguous, little-endian) without copying."""
     return memoryview(array[start:stop]).cast("B")

@@ -209,14 +209,19 @@ class _PreparedBatch:
 
     def payload(self, start: int, stop: int) -> bytes:
         parts: list = [self._base_bytes]
+        offset = len(self._base_bytes)
         for path, array in self._columns:
             fixed = self._fixed.get(path)
             if fixed is not None:
                 parts.append(fixed)
+                offset += len(fixed)
                 continue
             data = C.column_buffer(array, start, stop)
-            parts.append(C.field_path_headers(self.message_type.DESCRIPTOR, path, data.nbytes))
-            parts.append(data)
+            headers = C.field_path_headers(self.message_type.DESCRIPTOR, path, data.nbytes)
+            # start the column's bytes on an 8-byte boundary: the server then reads it in place
+            pad = C.alignment_padding(offset + len(headers))
+            parts += (pad, headers, data)
+            offset += len(pad) + len(headers) + data.nbytes
         return b"".join(parts)
 
     def request(self, start: int, stop: int):

@@ -269,3 +269,11 @@ def test_field_path_headers_for_long_payloads():
         assert pb.PriceBatchRequest.FromString(wire).market.spot.raw == data
     with pytest.raises(ValueError, match="message"):
         C.field_path_headers(pb.PriceBatchRequest.DESCRIPTOR, ("market", "spot"), 8)
+
+
+def test_alignment_padding_moves_payloads_onto_8_bytes():
+    from pricegrid.clients._columns import alignment_padding
+
+    for offset in range(64):
+        pad = alignment_padding(offset)
+        assert (offset + len(pad)) % 8 == 0 and len(pad) < 10
