@@ -131,6 +131,15 @@ class Series:
     bytes_received: int = 0
     first_error: str = ""
 
+    def absorb(self, part: "Series") -> None:
+        """Add another round of the same series."""
+        self.latencies += part.latencies
+        self.errors += part.errors
+        self.wall_seconds += part.wall_seconds
+        self.bytes_sent += part.bytes_sent
+        self.bytes_received += part.bytes_received
+        self.first_error = self.first_error or part.first_error
+
     def summary(self) -> dict:
         lat = np.asarray(self.latencies, dtype=np.float64)
         calls = len(lat)
@@ -559,13 +568,7 @@ def run_latency(
                 for name, make in (first, second):
                     log(f"bench: {name} (round {r + 1}/{n})")
                     part = measure_async(name, make, **per_round)
-                    whole = results.setdefault(name, Series(name, concurrency=concurrency))
-                    whole.latencies += part.latencies
-                    whole.errors += part.errors
-                    whole.wall_seconds += part.wall_seconds
-                    whole.bytes_sent += part.bytes_sent
-                    whole.bytes_received += part.bytes_received
-                    whole.first_error = whole.first_error or part.first_error
+                    results.setdefault(name, Series(name, concurrency=concurrency)).absorb(part)
 
         if "price" in modes:
             request = per_trade_request(greeks)
@@ -622,10 +625,12 @@ def run_latency(
                 per_batch = dict(
                     count=batch_count, duration=duration, concurrency=1, warmup=batch_warmup, rows_per_call=batch_rows
                 )
-                log(f"bench: EchoBatch ({batch_rows} rows in {len(batch)} chunks)")
-                results["EchoBatch"] = measure("EchoBatch", EchoBatch, **per_batch)
-                log("bench: PriceBatch")
-                results["PriceBatch"] = measure("PriceBatch", PriceBatch, **per_batch)
+                # one call of each at a time, alternating, so that host drift hits both alike
+                log(f"bench: EchoBatch / PriceBatch ({batch_rows} rows in {len(batch)} chunks), alternating")
+                for i in range(batch_count):
+                    for name, make in (("EchoBatch", EchoBatch), ("PriceBatch", PriceBatch)):
+                        part = measure(name, make, **dict(per_batch, count=1, warmup=batch_warmup if i == 0 else 0))
+                        results.setdefault(name, Series(name, concurrency=1, rows_per_call=batch_rows)).absorb(part)
                 del payloads, batch, inputs
     finally:
         channel.close()
