@@ -20,6 +20,8 @@
 #define PG_BAD_PRICE            (1 << 7)   /* implied vol: price not finite or negative */
 #define PG_PRICE_OUT_OF_BOUNDS  (1 << 8)   /* implied vol: outside the no-arbitrage bounds */
 #define PG_NOT_FINITE           (1 << 9)   /* valid inputs, result not finite (overflow) */
+#define PG_BAD_BARRIER          (1 << 10)  /* barrier: not finite, not > 0, or spot at/through it */
+#define PG_BAD_REBATE           (1 << 11)  /* barrier rebate / digital cash: not finite or < 0 */
 
 /* Model codes: the same numbers as pricegrid.v1.Model. */
 #define PG_MODEL_BSM        1

@@ -15,6 +15,8 @@ BAD_VOL = 1 << 6
 BAD_PRICE = 1 << 7
 PRICE_OUT_OF_BOUNDS = 1 << 8
 NOT_FINITE = 1 << 9
+BAD_BARRIER = 1 << 10
+BAD_REBATE = 1 << 11
 
 MODEL_BSM = 1
 MODEL_BLACK76 = 2
@@ -35,6 +37,8 @@ FIELD_OF_BIT = {
     BAD_PRICE: "price",
     PRICE_OUT_OF_BOUNDS: "price",
     NOT_FINITE: "",
+    BAD_BARRIER: "barrier",
+    BAD_REBATE: "rebate",
 }
 
 __all__ = [name for name in dir() if name.isupper()]
