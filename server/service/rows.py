@@ -38,6 +38,10 @@ def describe(bit: int, model: Model, *, implied_vol: bool = False) -> str:
         return "must be finite and >= 0"
     if bit == st.PRICE_OUT_OF_BOUNDS:
         return "is outside the no-arbitrage bounds: no volatility reproduces it"
+    if bit == st.BAD_BARRIER:
+        return "must be finite, > 0 and on the barrier's side of spot (down: below, up: above)"
+    if bit == st.BAD_REBATE:
+        return "must be finite and >= 0"
     if bit == st.NOT_FINITE:
         return "the result is not finite for these inputs (overflow)"
     return "is invalid"
