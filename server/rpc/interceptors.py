@@ -80,12 +80,14 @@ def _fail(context, rid: str, exc: BaseException, method: str) -> str:
 
 def wrap_unary(method: str, fn: Callable, observer: RpcObserver, *, batch: bool) -> Callable:
     """fn(request, context, request_id) -> (response, rows, bad_rows)."""
+    in_flight = observer.gauge(method)
 
     def handler(request, context):
         t0 = time.perf_counter()
         rid = request_id(context)
         code = "OK"
         rows = bad = 0
+        in_flight.inc()
         try:
             if type(request) is Undecodable:
                 raise request.error()
@@ -98,6 +100,7 @@ def wrap_unary(method: str, fn: Callable, observer: RpcObserver, *, batch: bool)
             code = "INTERNAL"
             _fail(context, rid, exc, method)
         finally:
+            in_flight.dec()
             observer.record(method, code, time.perf_counter() - t0, rows, rid, bad, batch)
 
     return handler
@@ -105,12 +108,14 @@ def wrap_unary(method: str, fn: Callable, observer: RpcObserver, *, batch: bool)
 
 def wrap_stream(method: str, fn: Callable, observer: RpcObserver) -> Callable:
     """fn(request_iterator, context, request_id, counter) -> iterator of responses."""
+    in_flight = observer.gauge(method)
 
     def handler(request_iterator, context):
         t0 = time.perf_counter()
         rid = request_id(context)
         counter = [0]
         code = "OK"
+        in_flight.inc()
         try:
             yield from fn(request_iterator, context, rid, counter)
         except ServiceError as exc:
@@ -120,6 +125,7 @@ def wrap_stream(method: str, fn: Callable, observer: RpcObserver) -> Callable:
             code = "INTERNAL"
             _fail(context, rid, exc, method)
         finally:
+            in_flight.dec()
             if not context.is_active() and code == "OK":
                 code = "CANCELLED"
             observer.record(method, code, time.perf_counter() - t0, counter[0], rid, 0, False, "stream")

@@ -40,6 +40,9 @@ class Metrics:
         self.stream_messages = Counter(
             "pricegrid_stream_messages", "Messages received on PriceStream", registry=registry
         )
+        self.in_flight = Gauge(
+            "pricegrid_rpc_in_flight", "RPCs being handled now", ["method"], registry=registry
+        )
         self.models = Gauge(
             "pricegrid_model_info", "Models live on this server (value 1)", ["model", "engine", "version"], registry=registry
         )
@@ -68,6 +71,10 @@ class RpcObserver:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pricegrid-log", daemon=True)
         self._thread.start()
+
+    def gauge(self, method: str):
+        """The in-flight gauge of one method (handlers inc/dec it around each call)."""
+        return self.metrics.in_flight.labels(method)
 
     def record(self, method: str, code: str, seconds: float, rows: int, request_id: str,
                bad_rows: int = 0, batch: bool = False, detail: str = "") -> None:

@@ -213,12 +213,17 @@ def test_cancelled_batch_stops_computing():
             r = request(portfolio(1), ALL)  # one row of everything, broadcast against a long strike column
             r.european.strike.CopyFrom(raw(np.linspace(50, 150, 1_000_000)))
             future = stub.PriceBatch.future(r, timeout=60)
-            time.sleep(0.3)
+            method = "/pricegrid.v1.PricingService/PriceBatch"
+            deadline = time.monotonic() + 20
+            while metric(running, "pricegrid_rpc_in_flight", method=method) < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)  # until the server is computing the batch
+            assert metric(running, "pricegrid_rpc_in_flight", method=method) == 1
             assert future.cancel()
-            labels = dict(method="/pricegrid.v1.PricingService/PriceBatch", code="CANCELLED")
+            labels = dict(method=method, code="CANCELLED")
             deadline = time.monotonic() + 20
             while metric(running, "pricegrid_rpc_duration_seconds_count", **labels) < 1 and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert metric(running, "pricegrid_rpc_duration_seconds_count", **labels) == 1
+            assert metric(running, "pricegrid_rpc_in_flight", method=method) == 0
     finally:
         running.stop(0)
