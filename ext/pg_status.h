@@ -20,6 +20,12 @@
 #define PG_BAD_PRICE            (1 << 7)   /* implied vol: price not finite or negative */
 #define PG_PRICE_OUT_OF_BOUNDS  (1 << 8)   /* implied vol: outside the no-arbitrage bounds */
 #define PG_NOT_FINITE           (1 << 9)   /* valid inputs, result not finite (overflow) */
+/* Heston parameters: v0 >= 0; kappa, theta, sigma > 0; |rho| < 1; all finite */
+#define PG_BAD_HESTON_V0        (1 << 12)
+#define PG_BAD_HESTON_KAPPA     (1 << 13)
+#define PG_BAD_HESTON_THETA     (1 << 14)
+#define PG_BAD_HESTON_SIGMA     (1 << 15)
+#define PG_BAD_HESTON_RHO       (1 << 16)
 
 /* Model codes: the same numbers as pricegrid.v1.Model. */
 #define PG_MODEL_BSM        1
