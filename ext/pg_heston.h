@@ -28,6 +28,20 @@
 
 #include "pg_black.h"   /* pg_norm_cdf, pg_max_threads, PG_INLINE, libmvec declarations */
 
+/* The vector variants (libmvec) of the other functions the node loops call; see pg_black.h
+ * for why glibc's own declarations do not do. */
+#ifdef PG_SIMD_MATH
+#if __GLIBC_PREREQ(2, 22)
+extern double cos(double) PG_SIMD_MATH;
+extern double sin(double) PG_SIMD_MATH;
+#endif
+#if __GLIBC_PREREQ(2, 35)
+extern double hypot(double, double) PG_SIMD_MATH;
+extern double atan2(double, double) PG_SIMD_MATH;
+extern double log1p(double) PG_SIMD_MATH;
+#endif
+#endif
+
 #define PG_HESTON_BLOCK 32
 #define PG_HESTON_GL 16            /* Gauss-Legendre points per panel */
 #define PG_HESTON_MAX_PANELS 4096
@@ -50,32 +64,28 @@ PG_INLINE pg_cx pg_cx_mul(pg_cx a, pg_cx b)
 PG_INLINE pg_cx pg_cx_scale(pg_cx a, double s) { return pg_cx_make(a.re * s, a.im * s); }
 PG_INLINE pg_cx pg_cx_div(pg_cx a, pg_cx b)
 {
-    /* Smith's algorithm: no overflow of |b|^2 */
-    if (fabs(b.re) >= fabs(b.im)) {
-        const double r = b.im / b.re, d = b.re + b.im * r;
-        return pg_cx_make((a.re + a.im * r) / d, (a.im - a.re * r) / d);
-    } else {
-        const double r = b.re / b.im, d = b.re * r + b.im;
-        return pg_cx_make((a.re * r + a.im) / d, (a.im * r - a.re) / d);
-    }
+    /* Smith's algorithm (no overflow of |b|^2), both branches computed and one selected so
+     * that the node loops vectorise */
+    const int big = fabs(b.re) >= fabs(b.im);
+    const double r = big ? b.im / b.re : b.re / b.im;
+    const double d = big ? b.re + b.im * r : b.re * r + b.im;
+    const double re = big ? a.re + a.im * r : a.re * r + a.im;
+    const double im = big ? a.im - a.re * r : a.im * r - a.re;
+    return pg_cx_make(re / d, im / d);
 }
 PG_INLINE pg_cx pg_cx_exp(pg_cx a)
 {
+    /* sin of (a.im + 0.0), a different value to gcc (the sum is not folded: -0 + 0 = +0),
+     * keeps gcc from fusing sin and cos into a scalar sincos, which has no vector form */
     const double e = exp(a.re);
-    return pg_cx_make(e * cos(a.im), e * sin(a.im));
+    return pg_cx_make(e * cos(a.im), e * sin(a.im + 0.0));
 }
-/* principal square root (Re >= 0) */
+/* principal square root (Re >= 0), branch-free */
 PG_INLINE pg_cx pg_cx_sqrt(pg_cx a)
 {
-    const double r = hypot(a.re, a.im);
-    if (r == 0.0) return pg_cx_make(0.0, 0.0);
-    if (a.re >= 0.0) {
-        const double t = sqrt(0.5 * (r + a.re));
-        return pg_cx_make(t, a.im / (2.0 * t));
-    } else {
-        const double t = sqrt(0.5 * (r - a.re));
-        return pg_cx_make(fabs(a.im) / (2.0 * t), copysign(t, a.im));
-    }
+    const double t = sqrt(0.5 * (hypot(a.re, a.im) + fabs(a.re)));
+    const double o = (t > 0.0) ? a.im / (2.0 * t) : 0.0;
+    return (a.re >= 0.0) ? pg_cx_make(t, o) : pg_cx_make(fabs(o), copysign(t, a.im));
 }
 /* log(1 + a), accurate for small |a| */
 PG_INLINE pg_cx pg_cx_log1p(pg_cx a)
@@ -240,9 +250,11 @@ static void pg_heston_group(const pg_heston_params *p, int m, const int *idx, co
     for (int i = 0; i < m; i++) xmax = fmax(xmax, fabs(log(F[idx[i]] / K[idx[i]])));
     const int n = pg_heston_grid(p, s, xmax, u, wr);
     /* D_j = w_j (phi(u_j - i/2) - phi_BS(u_j - i/2)) / (u_j^2 + 1/4) */
+    const pg_heston_params pv = *p;   /* a local copy: no aliasing with the stores below */
+    #pragma omp simd
     for (int j = 0; j < n; j++) {
         const pg_cx z = pg_cx_make(u[j], -0.5);
-        const pg_cx ph = pg_heston_cf(z, p);
+        const pg_cx ph = pg_heston_cf(z, &pv);
         const double den = u[j] * u[j] + 0.25;
         const double bs = exp(-0.5 * s * s * den);   /* phi_BS(u - i/2) = e^{-s^2 (u^2 + 1/4)/2} */
         const double f = wr[j] / den;
