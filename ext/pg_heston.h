@@ -267,7 +267,7 @@ static void pg_heston_group(const pg_heston_params *p, int m, const int *idx, co
         double acc = 0.0;
         #pragma omp simd reduction(+:acc)
         for (int j = 0; j < n; j++)
-            acc += cos(u[j] * x) * wr[j] - sin(u[j] * x) * wi[j];
+            acc += cos(u[j] * x) * wr[j] - sin(u[j] * x + 0.0) * wi[j];   /* + 0.0: see pg_cx_exp */
         const double call = pg_heston_black_call(F[r], K[r], s) - sqrt(F[r] * K[r]) / PG_PI * acc;
         const double v = (type[r] == PG_CALL) ? call : call - (F[r] - K[r]);
         out[r] = DF[r] * v;
