@@ -13,34 +13,53 @@ Design
    and shared by all its strikes (a strip of strikes then costs one cos/sin per node and
    strike instead of a complex characteristic function). Blocks run on one thread below
    ``PARALLEL_THRESHOLD`` rows, else in a ``prange`` over blocks (each thread owns one
-   work buffer), GIL released. A row's result depends only on its block's contents, never
-   on the thread split.
+   work buffer of 3 x 65,536 doubles, allocated before the loop), GIL released. A row's
+   result depends only on its block's contents, never on the thread split.
 3. Numerics:
    - Characteristic function of ln(S_T/F) in the "little Heston trap" form of H. Albrecher,
      P. Mayer, W. Schoutens and J. Tistaert, "The little Heston trap", Wilmott Magazine,
-     Jan. 2007, pp. 83-92 (eq. for phi with g2 = 1/g, p. 84-85), which is continuous on the
-     principal branch; S. Heston, "A closed-form solution for options with stochastic
+     Jan. 2007, pp. 83-92 (their formulation with g2 = 1/g and e^{-dT}), which is
+     continuous on the principal branch of the square root and logarithm; S. Heston, "A closed-form solution for options with stochastic
      volatility", Rev. Fin. Stud. 6(2), 1993, pp. 327-343. beta - d is rewritten as
      -sigma^2 (z^2 + iz)/(beta + d) and the logarithm as a complex log1p, so the small-sigma
      limit (Black-Scholes) loses no digits.
    - Price by the single-integral formula of A. Lewis, "A simple option formula for
-     general jump-diffusion and other exponential Levy processes" (2001), eq. (3.11)
-     (contour Im z = -1/2), with a Black-Scholes control variate of total variance equal to
+     general jump-diffusion and other exponential Levy processes" (2001; the call formula on
+     the contour Im z = -1/2), with a Black-Scholes control variate of total variance equal to
      the expected integrated variance (as in L. Andersen and V. Piterbarg, "Moment
      explosions in stochastic volatility models", Finance Stoch. 11, 2007, and
      R. Lord and C. Kahl, "Optimal Fourier inversion in semi-analytical option pricing",
      J. Comput. Finance 10(4), 2007). The difference of the two characteristic functions
      removes the poles at u = +-i/2, so the integrand is smooth and bounded.
    - Quadrature: composite 16-point Gauss-Legendre on [0, U]; U is found by stepping
-     until both characteristic functions over u are below 1e-17; panels are uniform (width
-     min(2/s, 8/|x|), s the total deviation) over the bulk [0, 8/s] and then double in
-     width (the heavy tail of phi decays exponentially, on a log scale), never spanning
-     more than 8 radians of e^{iux}. Puts by put-call parity. T = 0: intrinsic value.
+     (x 1.25) until both characteristic functions over u are below 1e-17. Panel [a, a + h]
+     has h = max(1/2, a/2) (graded away from 0, where a moment explosion can bring the
+     characteristic function's singularities within about 1/2 of the contour; wider first
+     panels lost 1e-8 on high vol-of-vol, long-dated rows), capped at 2/s over the bulk
+     [0, 8/s] of the Black control (s its total deviation) and, everywhere, at 8 radians of
+     e^{iux} for the group's widest |x|; beyond the bulk the widths grow geometrically (the
+     heavy tail of phi decays exponentially, on a log scale). Typically 300-700 nodes;
+     about 29,000 at the corner of the domain (1 week, sigma 1.5, rho -0.95); above 4096
+     panels a row is refused (NaN, PG_NOT_FINITE) rather than priced on a truncated grid.
+     Puts by put-call parity. T = 0: intrinsic value.
+   - Accuracy: 5e-14 absolute (prices on spot 100) against QuantLib's AnalyticHestonEngine
+     with the angled contour of L. Andersen and M. Lake ("Robust high-precision option
+     pricing by Fourier transforms: contour deformations and double-exponential
+     quadrature", 2018) and exp-sinh quadrature to 1e-14 on 3000
+     random rows and the 256 corners of the domain (tests/ext/test_heston_kernel.py).
+   - Vector math: the node loops are `omp simd` loops over inline complex arithmetic
+     (branch-free square root and division) calling libmvec's exp, sin, cos, hypot, atan2
+     and log1p. gcc fuses sin(y) and cos(y) of the same y into a scalar sincos, which has
+     no vector form, so the sine is taken of y + 0.0 (not folded: -0 + 0 = +0).
+     Measured on the 2-core development VM (10,000 options, best of 5, busy neighbours):
+     15.5 us per option with random parameters, 2.4 us per option in strike strips of 32
+     sharing parameters (1 thread); QuantLib's angled-contour engine, reused, 182 us and its
+     (model, 192) Gauss-Laguerre form 74 us per option.
 4. Status: pg_status.h bits per row (PG_BAD_HESTON_* for the model's parameters); a failed
    row's price is NaN.
 """
 
-from cython.parallel cimport prange, parallel
+from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 
 cdef extern from "pg_heston.h" nogil:
@@ -147,25 +166,27 @@ def heston_price_batch(const int[::1] option_type not None,   # IN  OptionType c
     cdef int *status_p = &status[0]
 
     nblocks = (n + PG_HESTON_BLOCK - 1) // PG_HESTON_BLOCK
-    if threads <= 1 or n < _PARALLEL_THRESHOLD:
-        work = <double *> malloc(3 * PG_HESTON_MAX_NODES * sizeof(double))
-        if work == NULL:
-            raise MemoryError()
+    cdef int nthreads = threads if threads > 1 and n >= _PARALLEL_THRESHOLD else 1
+    cdef Py_ssize_t per_thread = 3 * PG_HESTON_MAX_NODES
+    # one work buffer per thread, allocated here so that a failure raises MemoryError
+    work = <double *> malloc(nthreads * per_thread * sizeof(double))
+    if work == NULL:
+        raise MemoryError()
+    try:
         with nogil:
-            for blk in range(nblocks):
-                start = blk * PG_HESTON_BLOCK
-                m = <int>(n - start if n - start < PG_HESTON_BLOCK else PG_HESTON_BLOCK)
-                nbad += pg_heston_block(&inp, start, m, out_p, status_p, work)
-        free(work)
-    else:
-        with nogil, parallel(num_threads=threads):
-            work = <double *> malloc(3 * PG_HESTON_MAX_NODES * sizeof(double))
-            for blk in prange(nblocks, schedule="dynamic"):
-                start = blk * PG_HESTON_BLOCK
-                m = <int>(n - start if n - start < PG_HESTON_BLOCK else PG_HESTON_BLOCK)
-                if work != NULL:
+            if nthreads == 1:
+                for blk in range(nblocks):
+                    start = blk * PG_HESTON_BLOCK
+                    m = <int>(n - start if n - start < PG_HESTON_BLOCK else PG_HESTON_BLOCK)
                     nbad += pg_heston_block(&inp, start, m, out_p, status_p, work)
-            free(work)
+            else:
+                for blk in prange(nblocks, num_threads=nthreads, schedule="dynamic"):
+                    start = blk * PG_HESTON_BLOCK
+                    m = <int>(n - start if n - start < PG_HESTON_BLOCK else PG_HESTON_BLOCK)
+                    nbad += pg_heston_block(&inp, start, m, out_p, status_p,
+                                            work + threadid() * per_thread)
+    finally:
+        free(work)
     return nbad
 
 

@@ -192,7 +192,8 @@ static void pg_heston_init(void)
  * moment explosion may bring singularities close), capped by 2/s up to min(U, 8/s) (the
  * bulk of the Black control), and never spanning more than PG_HESTON_PHASE radians of
  * e^{iux}. Beyond the bulk the widths grow geometrically: the heavy tail of phi decays
- * exponentially, on a log scale. Returns the number of nodes. */
+ * exponentially, on a log scale. Returns the number of nodes, or 0 when more than
+ * PG_HESTON_MAX_PANELS panels would be needed (far outside the tested domain). */
 PG_INLINE int pg_heston_grid(const pg_heston_params *p, double s, double xmax, double *u,
                              double *w)
 {
@@ -228,7 +229,7 @@ PG_INLINE int pg_heston_grid(const pg_heston_params *p, double s, double xmax, d
         a = b;
         panels++;
     }
-    return n;
+    return (a < U) ? 0 : n;
 }
 
 /* Undiscounted Black call on the forward: F N(d1) - K N(d2). */
@@ -239,7 +240,8 @@ PG_INLINE double pg_heston_black_call(double F, double K, double s)
 }
 
 /* Prices the m rows idx[0..m) of arrays (type, K, F, DF), all with parameters p and T > 0,
- * into out[idx[i]]. work holds 3 * PG_HESTON_MAX_NODES doubles. */
+ * into out[idx[i]] (NaN, hence PG_NOT_FINITE, when the grid would exceed its cap).
+ * work holds 3 * PG_HESTON_MAX_NODES doubles. */
 static void pg_heston_group(const pg_heston_params *p, int m, const int *idx, const int *type,
                             const double *K, const double *F, const double *DF, double *out,
                             double *work)
@@ -249,6 +251,10 @@ static void pg_heston_group(const pg_heston_params *p, int m, const int *idx, co
     double xmax = 0.0;
     for (int i = 0; i < m; i++) xmax = fmax(xmax, fabs(log(F[idx[i]] / K[idx[i]])));
     const int n = pg_heston_grid(p, s, xmax, u, wr);
+    if (n == 0) {   /* the quadrature would be truncated: no price rather than a wrong one */
+        for (int i = 0; i < m; i++) out[idx[i]] = NAN;
+        return;
+    }
     /* D_j = w_j (phi(u_j - i/2) - phi_BS(u_j - i/2)) / (u_j^2 + 1/4) */
     const pg_heston_params pv = *p;   /* a local copy: no aliasing with the stores below */
     #pragma omp simd

@@ -144,7 +144,7 @@ def test_tends_to_black_scholes_as_vol_of_vol_vanishes():
     """v0 = theta, sigma -> 0: deterministic variance, Black-Scholes at vol sqrt(theta).
 
     The Heston price is smooth in sigma at 0 with a first-order term proportional to rho
-    (Lewis 2000, ch. 3, the vol-of-vol expansion), so V(sigma) - BS = sigma D + O(sigma^2):
+    (the vol-of-vol series of A. Lewis, "Option valuation under stochastic volatility", 2000), so V(sigma) - BS = sigma D + O(sigma^2):
     the difference over sigma must settle to a limit D as sigma falls from 1e-4 to 1e-8
     (nothing in the characteristic function cancels as sigma -> 0), and with rho = 0 the
     difference is O(sigma^2).
@@ -220,6 +220,20 @@ def test_bad_input_sets_its_bit_and_nans_its_row_only(field, value, expected):
 def test_several_bad_fields_set_several_bits():
     st, p = heston.heston_price_one(CALL, 100.0, 1.0, 100.0, 0.0, 0.0, -0.1, 1.0, 0.0, 0.5, 2.0)
     assert st == pgs.BAD_HESTON_V0 | pgs.BAD_HESTON_THETA | pgs.BAD_HESTON_RHO and math.isnan(p)
+
+
+def test_a_grid_beyond_its_cap_is_not_finite_rather_than_wrong():
+    """Far outside the tested domain (1 day, sigma = 5, v0 = theta = 1e-4, rho = -0.99) the
+    characteristic function decays too slowly for the quadrature's node cap: NaN and
+    PG_NOT_FINITE, and the neighbouring rows in the block are still priced."""
+    c = {name: np.full(3, GOOD[name], np.int32 if name == "option_type" else float) for name in INPUTS}
+    c["strike"][:] = 270.0
+    for name, value in (("time", 1 / 365), ("v0", 1e-4), ("theta", 1e-4), ("sigma", 5.0), ("rho", -0.99)):
+        c[name][1] = value
+    price, status, nbad = run(c)
+    assert list(status) == [0, pgs.NOT_FINITE, 0] and nbad == 1
+    assert np.isnan(price[1]) and np.isfinite(price[[0, 2]]).all()
+    assert one(c, 1)[0] == pgs.NOT_FINITE
 
 
 def test_status_bits_are_mirrored():
