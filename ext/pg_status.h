@@ -22,6 +22,12 @@
 #define PG_NOT_FINITE           (1 << 9)   /* valid inputs, result not finite (overflow) */
 #define PG_BAD_BARRIER          (1 << 10)  /* barrier: not finite, not > 0, or spot at/through it */
 #define PG_BAD_REBATE           (1 << 11)  /* barrier rebate / digital cash: not finite or < 0 */
+/* Heston parameters: v0 >= 0; kappa, theta, sigma > 0; |rho| < 1; all finite */
+#define PG_BAD_HESTON_V0        (1 << 12)
+#define PG_BAD_HESTON_KAPPA     (1 << 13)
+#define PG_BAD_HESTON_THETA     (1 << 14)
+#define PG_BAD_HESTON_SIGMA     (1 << 15)
+#define PG_BAD_HESTON_RHO       (1 << 16)
 
 /* Model codes: the same numbers as pricegrid.v1.Model. */
 #define PG_MODEL_BSM        1

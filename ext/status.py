@@ -17,6 +17,11 @@ PRICE_OUT_OF_BOUNDS = 1 << 8
 NOT_FINITE = 1 << 9
 BAD_BARRIER = 1 << 10
 BAD_REBATE = 1 << 11
+BAD_HESTON_V0 = 1 << 12
+BAD_HESTON_KAPPA = 1 << 13
+BAD_HESTON_THETA = 1 << 14
+BAD_HESTON_SIGMA = 1 << 15
+BAD_HESTON_RHO = 1 << 16
 
 MODEL_BSM = 1
 MODEL_BLACK76 = 2
@@ -39,6 +44,11 @@ FIELD_OF_BIT = {
     NOT_FINITE: "",
     BAD_BARRIER: "barrier",
     BAD_REBATE: "rebate",
+    BAD_HESTON_V0: "v0",
+    BAD_HESTON_KAPPA: "kappa",
+    BAD_HESTON_THETA: "theta",
+    BAD_HESTON_SIGMA: "sigma",
+    BAD_HESTON_RHO: "rho",
 }
 
 __all__ = [name for name in dir() if name.isupper()]

@@ -42,6 +42,12 @@ def describe(bit: int, model: Model, *, implied_vol: bool = False) -> str:
         return "must be finite, > 0 and on the barrier's side of spot (down: below, up: above)"
     if bit == st.BAD_REBATE:
         return "must be finite and >= 0"
+    if bit == st.BAD_HESTON_V0:
+        return "must be finite and >= 0"
+    if bit in (st.BAD_HESTON_KAPPA, st.BAD_HESTON_THETA, st.BAD_HESTON_SIGMA):
+        return "must be finite and > 0"
+    if bit == st.BAD_HESTON_RHO:
+        return "must be finite and in (-1, 1)"
     if bit == st.NOT_FINITE:
         return "the result is not finite for these inputs (overflow)"
     return "is invalid"
