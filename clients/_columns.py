@@ -50,13 +50,13 @@ def as_option_type_column(values: Any) -> np.ndarray:
     """
     array = np.asarray(values)
     if array.dtype.kind in "iu":
-        out = array.astype(I4)
-        bad = ~np.isin(out, list(OPTION_TYPES.values()))
+        out = array.astype(I4, copy=False)
+        bad = (out != 1) & (out != 2)  # (np.isin sorts: ten times slower on a million rows)
         if bad.any():
             raise ValueError(f"option_type: unknown code {out[bad][0]} (1 call, 2 put)")
         return _one_d("option_type", out)
     if array.dtype.kind == "f":
-        if not np.all(np.isin(array, list(OPTION_TYPES.values()))):
+        if not np.all((array == 1.0) | (array == 2.0)):
             raise ValueError("option_type: float codes must be 1.0 (call) or 2.0 (put)")
         return _one_d("option_type", array.astype(I4))
     if array.dtype.kind in "USO":

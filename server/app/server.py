@@ -8,7 +8,9 @@ in-flight calls get ``grace_s`` to finish, and the process exits 0.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
+import os
 import platform
 import signal
 import threading
@@ -119,7 +121,26 @@ class RunningServer:
             self._metrics_http.server_close()
 
 
+def tune_malloc() -> bool:
+    """Keep large freed blocks in glibc's heap instead of returning them to the OS.
+
+    Batches allocate and free multi-megabyte arrays and replies on every chunk; by default
+    glibc serves those with fresh mmap()s, and the page faults of touching them cost more
+    than the copies themselves (1M rows through PriceBatch: ~20% of the wall time here).
+    Raising the mmap and trim thresholds makes them reuse heap memory. Linux/glibc only;
+    elsewhere, or when PRICEGRID_MALLOC_TUNING=0, nothing changes."""
+    if os.environ.get("PRICEGRID_MALLOC_TUNING", "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 256 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+    except (OSError, AttributeError):
+        return False
+
+
 def start(settings: Settings) -> RunningServer:
+    malloc_tuned = tune_malloc()
     kernel_threads = max(1, min(settings.kernel_threads, black.max_threads()))
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     registry = CollectorRegistry()
@@ -169,6 +190,7 @@ def start(settings: Settings) -> RunningServer:
         port=port,
         metrics_port=metrics_port,
         kernel_threads=kernel_threads,
+        malloc_tuned=malloc_tuned,
         build=dict(BUILD_INFO),
         settings=settings.as_dict(),
         version=info.version,
