@@ -431,7 +431,8 @@ def _inputs_chunks(result: BatchResult, raw: bool) -> list:
 
 
 def _common_tail(result: BatchResult, raw: bool) -> list:
-    chunks = wire.field_message(3, _int32_column(result.row_codes, raw))
+    # the status column is left out when every row is OK (a million zeros say nothing)
+    chunks = wire.field_message(3, _int32_column(result.row_codes, raw)) if result.error_count else []
     for e in result.errors:
         chunks += wire.field_bytes(4, cpb.RowError(row=e.row, code=e.code, field=e.field, message=e.message).SerializeToString())
     chunks += wire.field_varint(5, result.error_count)
