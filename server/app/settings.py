@@ -15,6 +15,9 @@
     echo                  PRICEGRID_ECHO               true  serve pricegrid.v1.EchoService (benchmark floor)
     log_level             PRICEGRID_LOG_LEVEL          info
     log_format            PRICEGRID_LOG_FORMAT         json  (or console)
+
+Also read at start-up: PRICEGRID_MALLOC_TUNING=0 leaves glibc's malloc thresholds alone
+(see pricegrid.server.app.server.tune_malloc); OMP_* variables tune the kernels' OpenMP.
 """
 
 from __future__ import annotations
