@@ -288,3 +288,17 @@ def split_stream_request(const unsigned char[::1] data):
         return (cid.decode("utf-8"), tid.decode("utf-8"), body, start, end)
     except UnicodeDecodeError:
         return None
+
+
+from cpython.memoryview cimport PyMemoryView_FromMemory
+from cpython.buffer cimport PyBUF_WRITE
+
+
+def reply_buffer(Py_ssize_t n):
+    """(bytes, writable memoryview of it): a reply the kernels can write into in place.
+
+    A new bytes object is only ever filled by its creator before anyone else sees it (as
+    CPython itself does); the caller must finish writing before handing the bytes on, and
+    keep the bytes alive while it uses the view."""
+    b = PyBytes_FromStringAndSize(NULL, n)
+    return b, PyMemoryView_FromMemory(PyBytes_AS_STRING(b), n, PyBUF_WRITE)

@@ -430,13 +430,14 @@ def _inputs_chunks(result: BatchResult, raw: bool) -> list:
     return wire.field_message(6, inner)
 
 
-def _common_tail(result: BatchResult, raw: bool) -> list:
+def _common_tail(result: BatchResult, raw: bool, *, inputs: bool = True) -> list:
     # the status column is left out when every row is OK (a million zeros say nothing)
     chunks = wire.field_message(3, _int32_column(result.row_codes, raw)) if result.error_count else []
     for e in result.errors:
         chunks += wire.field_bytes(4, cpb.RowError(row=e.row, code=e.code, field=e.field, message=e.message).SerializeToString())
     chunks += wire.field_varint(5, result.error_count)
-    chunks += _inputs_chunks(result, raw)
+    if inputs:
+        chunks += _inputs_chunks(result, raw)
     chunks += wire.field_bytes(7, model_ref(result.priced_by).SerializeToString())
     stats = pb.BatchStats(compute_seconds=result.compute_seconds, threads=result.threads, chunks=result.chunks)
     chunks += wire.field_bytes(8, stats.SerializeToString())
@@ -450,6 +451,98 @@ def price_batch_response_bytes(result: BatchResult, encoding: int) -> bytes:
     for j, m in enumerate(result.measures):
         chunks += wire.field_message(2, wire.field_varint(1, int(m)) + wire.field_message(2, _double_column(result.values[j], raw)))
     return b"".join(chunks + _common_tail(result, raw))
+
+
+_REPLY_TAIL = 256  # room for the fields after the columns when every row is OK (else: one copy)
+_PAD = 15  # PriceBatchResponse.alignment_padding
+
+
+def _pad_to(payload_offset: int) -> bytes:
+    """A padding field that moves a payload about to start at ``payload_offset`` onto 8 bytes."""
+    shift = -payload_offset % 8
+    if not shift:
+        return b""
+    filler = (shift - 2) % 8
+    return wire.tag(_PAD, 2) + wire.varint(filler) + b"\0" * filler
+
+
+def _filler(size: int) -> bytes | None:
+    """A padding field of exactly ``size`` bytes (None when no field is that long)."""
+    if size == 0:
+        return b""
+    for vlen in (1, 2, 3):
+        n = size - 1 - vlen
+        if n >= 0 and len(wire.varint(n)) == vlen:
+            return wire.tag(_PAD, 2) + wire.varint(n) + b"\0" * n
+    return None
+
+
+def _column_header(outer: int, inner_prefix: bytes, field: int, nbytes: int) -> bytes:
+    """Tags and lengths that put an ``nbytes`` payload at outer{inner_prefix, N{field: payload}}."""
+    leaf = wire.tag(field, 2) + wire.varint(nbytes)
+    column = inner_prefix + wire.varint(len(leaf) + nbytes) + leaf
+    return wire.tag(outer, 2) + wire.varint(len(column) + nbytes) + column
+
+
+class PriceBatchReply:
+    """A PriceBatchResponse laid out before the kernels run.
+
+    Its column payloads are numpy views into the reply's own bytes (each on an 8-byte
+    boundary), so the kernels write the reply in place and nothing is copied afterwards;
+    ``finish`` writes the small fields that depend on the result into the reserved tail.
+    ``outputs`` are the arrays to hand the service."""
+
+    def __init__(self, rows: int, measures, raw: bool, effective_inputs: bool):
+        field = 2 if raw else 1  # DoubleColumn.raw or .values (packed): the same bytes
+        nbytes = 8 * rows
+        parts: list[tuple[bytes, int]] = []  # (header, payload size) in reply order
+        for m in measures:
+            parts.append((_column_header(2, wire.tag(1, 0) + wire.varint(int(m)) + wire.tag(2, 2), field, nbytes), nbytes))
+        if effective_inputs:
+            for number in (1, 2, 3, 4):  # EffectiveInputColumns, one field per occurrence (merged)
+                parts.append((_column_header(6, wire.tag(number, 2), field, nbytes), nbytes))
+        self.raw = raw
+        head = wire.tag(1, 0) + wire.varint(rows) if rows else b""
+        layout = []
+        offset = len(head)
+        for header, size in parts:
+            pad = _pad_to(offset + len(header))
+            layout.append((offset, pad + header, offset + len(pad) + len(header)))
+            offset += len(pad) + len(header) + size
+        self.body_end = offset
+        self.data, view = _codec.reply_buffer(offset + _REPLY_TAIL)
+        self._view = view
+        view[: len(head)] = head
+        payloads = []
+        for start, header, payload in layout:
+            view[start : start + len(header)] = header
+            payloads.append(np.frombuffer(view, dtype="<f8", count=rows, offset=payload) if rows else np.empty(0))
+        k = len(measures)
+        if not rows:
+            values = np.empty((k, 0))
+        elif k == 1:
+            values = payloads[0].reshape(1, rows)
+        else:  # the columns are equally far apart: one strided (k, rows) array
+            stride = layout[1][2] - layout[0][2]
+            values = np.lib.stride_tricks.as_strided(payloads[0], shape=(k, rows), strides=(stride, 8))
+        self.inputs = payloads[k:] if effective_inputs else None
+        #: (values, forward, discount factor) for PricingService.price_batch(outputs=...)
+        self.outputs = (values, self.inputs[0] if self.inputs else None, self.inputs[1] if self.inputs else None)
+
+    def finish(self, result: BatchResult) -> bytes:
+        if self.inputs is not None:
+            np.copyto(self.inputs[2], result.time_to_expiry)
+            np.copyto(self.inputs[3], result.volatility)
+        tail = b"".join(_common_tail(result, self.raw, inputs=False))  # the inputs are in the body
+        filler = _filler(_REPLY_TAIL - len(tail))
+        view, data = self._view, self.data
+        self._view = self.data = None  # the views must not be written once the bytes are out
+        if filler is None:  # the tail did not fit (e.g. a status column): one copy
+            return b"".join([view[: self.body_end], tail])
+        end = self.body_end + len(tail)
+        view[self.body_end : end] = tail
+        view[end:] = filler
+        return data
 
 
 def implied_vol_batch_response_bytes(result: BatchResult, encoding: int) -> bytes:

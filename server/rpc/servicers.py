@@ -11,6 +11,7 @@ import time
 import grpc
 
 from pricegrid.server.domain.errors import Code, ServiceError
+from pricegrid.server.domain.models import Measure
 from pricegrid.server.rpc import _codec
 from pricegrid.server.rpc import converters as conv
 from pricegrid.server.rpc.errors import to_rich_status
@@ -66,12 +67,15 @@ class PricingServicer:
 
     def PriceBatch(self, request, context, rid):
         model, options, market, _, rows, fields = conv.european_batch(request, self.service.limits.max_rows)
+        measures = conv.measures_of(request.measures) or (Measure.PRICE,)
+        effective = not request.omit_effective_inputs
+        # the kernels write straight into the reply's bytes (see converters.PriceBatchReply)
+        reply = conv.PriceBatchReply(rows, measures, request.output_encoding != cpb.ENCODING_PACKED, effective)
         result = self.service.price_batch(
-            model, options, market, conv.measures_of(request.measures),
-            rows=rows, fields=fields, threads=request.threads,
-            effective_inputs=not request.omit_effective_inputs, should_continue=self._watch(context),
+            model, options, market, measures, rows=rows, fields=fields, threads=request.threads,
+            effective_inputs=effective, should_continue=self._watch(context), outputs=reply.outputs,
         )
-        return conv.price_batch_response_bytes(result, request.output_encoding), rows, result.error_count
+        return reply.finish(result), rows, result.error_count
 
     def ImpliedVolatility(self, request, context, rid):
         model, option, market, fields = conv.european_one(request, with_vol=False)

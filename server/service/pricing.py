@@ -180,20 +180,22 @@ class PricingService:
         threads: int = 0,
         effective_inputs: bool = True,
         should_continue: Optional[ShouldContinue] = None,
+        outputs: Optional[tuple] = None,
     ) -> BatchResult:
+        """``outputs``: optional (values (k, rows), forward, discount factor) arrays to fill,
+        e.g. views into the caller's reply, so that nothing is copied afterwards."""
         self.check_rows(rows)
         measures = tuple(measures) or (Measure.PRICE,)
         threads = self.threads_for(threads)
         chunks = self._chunks(rows)
         t0 = time.perf_counter()
-        whole = PricedBatch(
-            measures,
-            np.empty((len(measures), rows)),
-            np.empty(rows, dtype=np.int32),
-            np.empty(rows) if effective_inputs else None,
-            np.empty(rows) if effective_inputs else None,
-            0,
-        )
+        if outputs is None:
+            outputs = (
+                np.empty((len(measures), rows)),
+                np.empty(rows) if effective_inputs else None,
+                np.empty(rows) if effective_inputs else None,
+            )
+        whole = PricedBatch(measures, outputs[0], np.empty(rows, dtype=np.int32), outputs[1], outputs[2], 0)
         for a, b in self._each_chunk(chunks, should_continue):
             price_european_batch(
                 model,
