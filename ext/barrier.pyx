@@ -35,6 +35,7 @@ Design
    Greeks are not computed here yet.
 """
 
+from pg_common cimport input_bit
 from cython.parallel cimport prange
 
 # barrier.pxd (the C declarations of pg_barrier.h) is included automatically.
@@ -56,15 +57,6 @@ ASSET_OR_NOTHING = PG_DIGITAL_ASSET
 # as much as a Black row with Greeks, so the same threshold; not measured separately yet).
 cdef Py_ssize_t _PARALLEL_THRESHOLD = 2048
 PARALLEL_THRESHOLD = _PARALLEL_THRESHOLD
-
-
-cdef inline int _input(str name, Py_ssize_t size, Py_ssize_t n, int bit) except -1:
-    """0 for an input of length n, `bit` for one of length 1 (broadcast), else ValueError."""
-    if size == n:
-        return 0
-    if size == 1:
-        return bit
-    raise ValueError(f"{name} has length {size}; expected {n} (rows) or 1 (broadcast)")
 
 
 cdef int _check_barrier_type(int barrier_type) except -1:
@@ -131,15 +123,15 @@ def barrier_price_batch(int barrier_type,
     _check_barrier_type(barrier_type)
     inp.n = n
     inp.broadcast = (
-        _input("option_type", option_type.shape[0], n, PG_IN_OPTION_TYPE)
-        | _input("strike", strike.shape[0], n, PG_IN_STRIKE)
-        | _input("time", time.shape[0], n, PG_IN_TIME)
-        | _input("spot", spot.shape[0], n, PG_IN_UNDERLYING)
-        | _input("rate", rate.shape[0], n, PG_IN_RATE)
-        | _input("dividend", dividend.shape[0], n, PG_IN_DIVIDEND)
-        | _input("vol", vol.shape[0], n, PG_IN_VOL)
-        | _input("barrier", barrier.shape[0], n, PG_IN_BARRIER)
-        | _input("rebate", rebate.shape[0], n, PG_IN_REBATE)
+        input_bit("option_type", option_type.shape[0], n, PG_IN_OPTION_TYPE)
+        | input_bit("strike", strike.shape[0], n, PG_IN_STRIKE)
+        | input_bit("time", time.shape[0], n, PG_IN_TIME)
+        | input_bit("spot", spot.shape[0], n, PG_IN_UNDERLYING)
+        | input_bit("rate", rate.shape[0], n, PG_IN_RATE)
+        | input_bit("dividend", dividend.shape[0], n, PG_IN_DIVIDEND)
+        | input_bit("vol", vol.shape[0], n, PG_IN_VOL)
+        | input_bit("barrier", barrier.shape[0], n, PG_IN_BARRIER)
+        | input_bit("rebate", rebate.shape[0], n, PG_IN_REBATE)
     )
     if out.shape[0] != n:
         raise ValueError(f"out has length {out.shape[0]}; expected {n}")
@@ -200,14 +192,14 @@ def digital_price_batch(int payoff,
     _check_payoff(payoff)
     inp.n = n
     inp.broadcast = (
-        _input("option_type", option_type.shape[0], n, PG_IN_OPTION_TYPE)
-        | _input("strike", strike.shape[0], n, PG_IN_STRIKE)
-        | _input("time", time.shape[0], n, PG_IN_TIME)
-        | _input("spot", spot.shape[0], n, PG_IN_UNDERLYING)
-        | _input("rate", rate.shape[0], n, PG_IN_RATE)
-        | _input("dividend", dividend.shape[0], n, PG_IN_DIVIDEND)
-        | _input("vol", vol.shape[0], n, PG_IN_VOL)
-        | _input("cash", cash.shape[0], n, PG_IN_REBATE)
+        input_bit("option_type", option_type.shape[0], n, PG_IN_OPTION_TYPE)
+        | input_bit("strike", strike.shape[0], n, PG_IN_STRIKE)
+        | input_bit("time", time.shape[0], n, PG_IN_TIME)
+        | input_bit("spot", spot.shape[0], n, PG_IN_UNDERLYING)
+        | input_bit("rate", rate.shape[0], n, PG_IN_RATE)
+        | input_bit("dividend", dividend.shape[0], n, PG_IN_DIVIDEND)
+        | input_bit("vol", vol.shape[0], n, PG_IN_VOL)
+        | input_bit("cash", cash.shape[0], n, PG_IN_REBATE)
     )
     if out.shape[0] != n:
         raise ValueError(f"out has length {out.shape[0]}; expected {n}")

@@ -32,6 +32,7 @@ Design
    PG_NOT_FINITE.
 """
 
+from pg_common cimport input_bit
 from cython.parallel cimport prange
 
 # black.pxd (the C declarations of pg_black.h) is included automatically.
@@ -53,15 +54,6 @@ cdef int _MASK_ALL = ((1 << (PG_MEASURE_MAX + 1)) - 1) & ~1
 def max_threads():
     """Threads an OpenMP parallel region would use by default (1 without OpenMP)."""
     return pg_max_threads()
-
-
-cdef inline int _input(str name, Py_ssize_t size, Py_ssize_t n, int bit) except -1:
-    """0 for an input of length n, `bit` for one of length 1 (broadcast), else ValueError."""
-    if size == n:
-        return 0
-    if size == 1:
-        return bit
-    raise ValueError(f"{name} has length {size}; expected {n} (rows) or 1 (broadcast)")
 
 
 def price_batch(int model,
@@ -101,13 +93,13 @@ def price_batch(int model,
         raise ValueError(f"unknown model {model}; expected 1 (BSM), 2 (Black-76) or 3 (Bachelier)")
     inp.n = n
     inp.broadcast = (
-        _input("option_type", option_type.shape[0], n, PG_IN_OPTION_TYPE)
-        | _input("strike", strike.shape[0], n, PG_IN_STRIKE)
-        | _input("time", time.shape[0], n, PG_IN_TIME)
-        | _input("underlying", underlying.shape[0], n, PG_IN_UNDERLYING)
-        | _input("rate", rate.shape[0], n, PG_IN_RATE)
-        | _input("dividend", dividend.shape[0], n, PG_IN_DIVIDEND)
-        | _input("vol", vol.shape[0], n, PG_IN_VOL)
+        input_bit("option_type", option_type.shape[0], n, PG_IN_OPTION_TYPE)
+        | input_bit("strike", strike.shape[0], n, PG_IN_STRIKE)
+        | input_bit("time", time.shape[0], n, PG_IN_TIME)
+        | input_bit("underlying", underlying.shape[0], n, PG_IN_UNDERLYING)
+        | input_bit("rate", rate.shape[0], n, PG_IN_RATE)
+        | input_bit("dividend", dividend.shape[0], n, PG_IN_DIVIDEND)
+        | input_bit("vol", vol.shape[0], n, PG_IN_VOL)
     )
     for j in range(k):
         if measures[j] < 1 or measures[j] > PG_MEASURE_MAX:

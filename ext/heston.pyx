@@ -59,6 +59,7 @@ Design
    row's price is NaN.
 """
 
+from pg_common cimport input_bit
 from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 
@@ -99,15 +100,6 @@ def max_threads():
     return pg_max_threads()
 
 
-cdef inline int _input(str name, Py_ssize_t size, Py_ssize_t n, int bit) except -1:
-    """0 for an input of length n, `bit` for one of length 1 (broadcast), else ValueError."""
-    if size == n:
-        return 0
-    if size == 1:
-        return bit
-    raise ValueError(f"{name} has length {size}; expected {n} (rows) or 1 (broadcast)")
-
-
 def heston_price_batch(const int[::1] option_type not None,   # IN  OptionType codes
                        const double[::1] strike not None,     # IN
                        const double[::1] time not None,       # IN  years, >= 0
@@ -135,17 +127,17 @@ def heston_price_batch(const int[::1] option_type not None,   # IN  OptionType c
     cdef pg_heston_inputs inp
     cdef double *work = NULL
     inp.broadcast = (
-        _input("option_type", option_type.shape[0], n, 1 << 0)
-        | _input("strike", strike.shape[0], n, 1 << 1)
-        | _input("time", time.shape[0], n, 1 << 2)
-        | _input("spot", spot.shape[0], n, 1 << 3)
-        | _input("rate", rate.shape[0], n, 1 << 4)
-        | _input("dividend", dividend.shape[0], n, 1 << 5)
-        | _input("v0", v0.shape[0], n, 1 << 6)
-        | _input("kappa", kappa.shape[0], n, 1 << 7)
-        | _input("theta", theta.shape[0], n, 1 << 8)
-        | _input("sigma", sigma.shape[0], n, 1 << 9)
-        | _input("rho", rho.shape[0], n, 1 << 10)
+        input_bit("option_type", option_type.shape[0], n, 1 << 0)
+        | input_bit("strike", strike.shape[0], n, 1 << 1)
+        | input_bit("time", time.shape[0], n, 1 << 2)
+        | input_bit("spot", spot.shape[0], n, 1 << 3)
+        | input_bit("rate", rate.shape[0], n, 1 << 4)
+        | input_bit("dividend", dividend.shape[0], n, 1 << 5)
+        | input_bit("v0", v0.shape[0], n, 1 << 6)
+        | input_bit("kappa", kappa.shape[0], n, 1 << 7)
+        | input_bit("theta", theta.shape[0], n, 1 << 8)
+        | input_bit("sigma", sigma.shape[0], n, 1 << 9)
+        | input_bit("rho", rho.shape[0], n, 1 << 10)
     )
     if out.shape[0] != n:
         raise ValueError(f"out has length {out.shape[0]}; expected {n}")
