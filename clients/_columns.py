@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pricegrid.v1 import common_pb2
+from pricegrid.v1 import common_pb2, wire
 
 from ._models import OPTION_TYPES, _OPTION_TYPE_KEYS
 
@@ -247,18 +247,6 @@ def row_bytes(columns: Sequence[np.ndarray]) -> int:
 # of its path followed by the column's own memory, joined in ONE copy. Parsers merge repeated
 # occurrences of an embedded message field (protobuf encoding spec, "Last One Wins" /
 # merging of embedded messages), so each column may travel as its own fragment.
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def field_path_headers(descriptor, path: Sequence[str], length: int) -> bytes:
     """The wire bytes that put a ``length``-byte payload at the bytes field ``path`` (e.g.
     ``("european", "strike", "raw")``) of a message of type ``descriptor``; the payload
@@ -274,7 +262,7 @@ def field_path_headers(descriptor, path: Sequence[str], length: int) -> bytes:
     headers: list[bytes] = []
     size = length
     for number in reversed(numbers):
-        header = _varint(number << 3 | 2) + _varint(size)
+        header = wire.tag(number, 2) + wire.varint(size)
         headers.append(header)
         size += len(header)
     return b"".join(reversed(headers))
@@ -290,12 +278,7 @@ def alignment_padding(payload_offset: int) -> bytes:
         >>> len(alignment_padding(13)) % 8, alignment_padding(16)
         (3, b'')
     """
-    shift = -payload_offset % 8
-    if not shift:
-        return b""
-    # key (1 byte) + length (1 byte) + filler: 2 + filler = shift (mod 8)
-    filler = (shift - 2) % 8
-    return _varint(_PADDING_FIELD << 3 | 2) + _varint(filler) + b"\0" * filler
+    return wire.padding(_PADDING_FIELD, payload_offset)
 
 
 def column_buffer(array: np.ndarray, start: int, stop: int) -> memoryview:

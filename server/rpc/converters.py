@@ -457,15 +457,6 @@ _REPLY_TAIL = 256  # room for the fields after the columns when every row is OK 
 _PAD = 15  # PriceBatchResponse.alignment_padding
 
 
-def _pad_to(payload_offset: int) -> bytes:
-    """A padding field that moves a payload about to start at ``payload_offset`` onto 8 bytes."""
-    shift = -payload_offset % 8
-    if not shift:
-        return b""
-    filler = (shift - 2) % 8
-    return wire.tag(_PAD, 2) + wire.varint(filler) + b"\0" * filler
-
-
 def _filler(size: int) -> bytes | None:
     """A padding field of exactly ``size`` bytes (None when no field is that long)."""
     if size == 0:
@@ -506,7 +497,7 @@ class PriceBatchReply:
         layout = []
         offset = len(head)
         for header, size in parts:
-            pad = _pad_to(offset + len(header))
+            pad = wire.padding(_PAD, offset + len(header))
             layout.append((offset, pad + header, offset + len(pad) + len(header)))
             offset += len(pad) + len(header) + size
         self.body_end = offset

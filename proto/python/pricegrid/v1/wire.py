@@ -26,7 +26,7 @@ import numpy as np
 from google.protobuf import descriptor as _d
 from google.protobuf.message import DecodeError
 
-__all__ = ["DecodeError", "View", "parse", "field_bytes", "field_varint", "field_message", "tag", "varint"]
+__all__ = ["DecodeError", "View", "parse", "field_bytes", "field_varint", "field_message", "padding", "tag", "varint"]
 
 _T = _d.FieldDescriptor
 _VARINT_TYPES = {_T.TYPE_INT32, _T.TYPE_INT64, _T.TYPE_UINT32, _T.TYPE_UINT64, _T.TYPE_ENUM, _T.TYPE_BOOL}
@@ -307,3 +307,13 @@ def field_varint(number: int, value: int) -> list:
 def field_message(number: int, chunks: list) -> list:
     """A nested message from its own chunks (always written, even when empty)."""
     return [tag(number, _LEN), varint(sum(_nbytes(c) for c in chunks)), *chunks]
+
+
+def padding(number: int, payload_offset: int) -> bytes:
+    """A bytes field ``number`` (one the reader ignores) that moves a payload about to start
+    at ``payload_offset`` onto a multiple of 8 (b"" when it already is on one)."""
+    shift = -payload_offset % 8
+    if not shift:
+        return b""
+    filler = (shift - 2) % 8  # key (1 byte, numbers < 16) + length (1 byte) + filler
+    return tag(number, _LEN) + varint(filler) + b"\0" * filler
