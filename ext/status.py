@@ -22,6 +22,12 @@ BAD_HESTON_KAPPA = 1 << 13
 BAD_HESTON_THETA = 1 << 14
 BAD_HESTON_SIGMA = 1 << 15
 BAD_HESTON_RHO = 1 << 16
+BAD_UPPER_BARRIER = 1 << 17
+BAD_FIXINGS = 1 << 18
+BAD_RUNNING = 1 << 19
+BAD_PAYOFF_STRIKE = 1 << 20
+BAD_MONITORING = 1 << 21
+BAD_VARIANT = 1 << 22
 
 MODEL_BSM = 1
 MODEL_BLACK76 = 2
@@ -49,6 +55,12 @@ FIELD_OF_BIT = {
     BAD_HESTON_THETA: "theta",
     BAD_HESTON_SIGMA: "sigma",
     BAD_HESTON_RHO: "rho",
+    BAD_UPPER_BARRIER: "upper_barrier",
+    BAD_FIXINGS: "fixing_times",
+    BAD_RUNNING: "running",
+    BAD_PAYOFF_STRIKE: "payoff_strike",
+    BAD_MONITORING: "monitoring_interval",
+    BAD_VARIANT: "variant",
 }
 
 __all__ = [name for name in dir() if name.isupper()]
