@@ -26,13 +26,23 @@ class EuropeanOption(NamedTuple):
     time_to_expiry: float
 
 
+class HestonParameters(NamedTuple):
+    v0: float
+    kappa: float
+    theta: float
+    sigma: float
+    rho: float
+
+
 class MarketInputs(NamedTuple):
-    """Inline market data for one trade. ``underlying`` is the spot (BSM) or the forward."""
+    """Inline market data for one trade. ``underlying`` is the spot (BSM, Heston) or the
+    forward (Black-76, Bachelier); ``heston`` is set for Heston only."""
 
     underlying: float
     rate: float
     dividend_yield: float
     volatility: float
+    heston: Optional[HestonParameters] = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,23 @@ class MarketBatch:
     underlying: np.ndarray
     rate: np.ndarray
     dividend_yield: np.ndarray
-    volatility: Optional[np.ndarray]  # None for implied-vol requests
+    volatility: Optional[np.ndarray]  # None for implied-vol and Heston requests
+    # Heston only
+    v0: Optional[np.ndarray] = None
+    kappa: Optional[np.ndarray] = None
+    theta: Optional[np.ndarray] = None
+    sigma: Optional[np.ndarray] = None
+    rho: Optional[np.ndarray] = None
+
+    @staticmethod
+    def of(market: "MarketInputs") -> "MarketBatch":
+        """One trade's market as length-1 columns."""
+        one = lambda x: np.array([x], dtype=np.float64)  # noqa: E731
+        h = market.heston
+        return MarketBatch(
+            one(market.underlying), one(market.rate), one(market.dividend_yield), one(market.volatility),
+            *((None,) * 5 if h is None else (one(h.v0), one(h.kappa), one(h.theta), one(h.sigma), one(h.rho))),
+        )
 
 
 def batch_rows(*columns: Optional[np.ndarray]) -> int:

@@ -17,6 +17,35 @@ class Model(enum.IntEnum):
     BLACK_SCHOLES_MERTON = 1
     BLACK_76 = 2
     BACHELIER = 3
+    HESTON = 4
+
+
+class Engine(enum.IntEnum):
+    """The same numbers as ``pricegrid.v1.Engine``."""
+
+    UNSPECIFIED = 0
+    ANALYTIC = 1
+    FIXED_POINT = 2
+    BINOMIAL_TREE = 3
+    MONTE_CARLO = 4
+    TURNBULL_WAKEMAN = 5
+    LEVY = 6
+
+
+class GreekMethod(enum.IntEnum):
+    """The same numbers as ``pricegrid.v1.GreekMethod``; the kernels name them by string."""
+
+    UNSPECIFIED = 0
+    ANALYTIC = 1
+    FINITE_DIFFERENCE = 2
+    TREE_GRID = 3
+    MONTE_CARLO_CRN = 4
+    PATHWISE = 5
+    LIKELIHOOD_RATIO = 6
+
+    @classmethod
+    def of(cls, name: str) -> "GreekMethod":
+        return cls[name.upper()]
 
 
 class Measure(enum.IntEnum):

@@ -8,14 +8,20 @@ Every error names the request field as the caller wrote it (``european.strike``,
 from __future__ import annotations
 
 import collections
+import dataclasses
+import math
 
 import numpy as np
 
 from pricegrid.server.domain import daycount
 from pricegrid.server.rpc import _codec
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, invalid
-from pricegrid.server.domain.instruments import EuropeanOption, EuropeanOptionBatch, MarketBatch, MarketInputs
-from pricegrid.server.domain.models import CATALOGUE, Measure, Model
+from pricegrid.server.domain.instruments import (
+    EuropeanOption, EuropeanOptionBatch, HestonParameters, MarketBatch, MarketInputs,
+)
+from pricegrid.server.domain.models import CATALOGUE, Engine, Measure, Model
+from pricegrid.server.domain.products import CONTINUOUS, PRODUCTS, SPOT, Product, ProductBatch, Schedule
+from pricegrid.server.pricers import library
 from pricegrid.server.service.pricing import BatchResult, ImpliedVolResult, PriceResult
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import pricing_pb2 as pb
@@ -120,6 +126,11 @@ def _ymd(msg, name: str):
     return (d.year, d.month, d.day)
 
 
+def is_analytic_european(request, which: str | None) -> bool:
+    """True when a request goes to the analytic European engines' own fast path."""
+    return which == "european" and request.model in CATALOGUE and request.engine in (0, 1)
+
+
 def european_one(request, *, with_vol: bool = True):
     """(model, option, market, fields) from a PriceRequest or ImpliedVolatilityRequest message."""
     opt = request.european
@@ -155,7 +166,7 @@ def price_request_fast(data: bytes):
     """(model, option, market, fields, measures) straight from a PriceRequest's bytes through
     the C codec, or None when the request is not of the common shape (then parse it)."""
     t = _codec.decode_price_request(data)
-    if t is None:
+    if t is None or t[0] not in CATALOGUE:  # not a model of the analytic European engines
         return None
     model, option, market, fields = european_one_values(
         t[0], t[1], t[2], t[3], _EXPIRY_KINDS[t[4]], t[5], t[6], t[7], t[8], _UNDERLYING_KINDS[t[9]],
@@ -310,6 +321,53 @@ def encode_int32s(values: np.ndarray, raw: bool) -> cpb.Int32Column:
 _ZERO = np.zeros(1)
 
 
+def _batch_rows(plan, max_rows: int) -> int:
+    """Checks presence and length of each (path, column, itemsize, required) and returns the
+    batch's row count. The batch length is the length most columns agree on (ties: the
+    longest); every column of another length (other than 1, broadcast) is named."""
+    lengths = {}
+    for path, col, size, required in plan:
+        if col is None:
+            if required:
+                raise invalid(path, "required column is missing")
+            continue
+        lengths[path] = column_length(col, size, path)
+    counts = collections.Counter(n for n in lengths.values() if n != 1)
+    rows = max(counts, key=lambda n: (counts[n], n)) if counts else (1 if lengths else 0)
+    wrong = [(path, n) for path, n in lengths.items() if n not in (rows, 1)]
+    if wrong:
+        found = [FieldViolation(path, f"has {n} rows; expected {rows} (or 1 to broadcast)") for path, n in wrong]
+        raise ServiceError(Code.INVALID_ARGUMENT, "; ".join(f"{v.field}: {v.description}" for v in found), found)
+    if rows > max_rows:
+        raise ServiceError(
+            Code.RESOURCE_EXHAUSTED,
+            f"rows: {rows} rows exceed the server's cap of {max_rows} per request; split the batch (RiskClient does)",
+            [FieldViolation("rows", f"at most {max_rows} rows per request")],
+        )
+    return rows
+
+
+def _time_kind(cols, prefix: str) -> str:
+    use_dates = cols.HasField("expiry_date")
+    if use_dates and cols.HasField("time_to_expiry"):
+        raise invalid(f"{prefix}.time_to_expiry", "set time_to_expiry or expiry_date, not both")
+    if not use_dates and not cols.HasField("time_to_expiry"):
+        raise invalid(f"{prefix}.time_to_expiry", "required: set time_to_expiry or expiry_date")
+    return "expiry_date" if use_dates else "time_to_expiry"
+
+
+def _batch_times(cols, prefix: str, time_kind: str) -> np.ndarray:
+    if time_kind == "expiry_date":
+        if not cols.HasField("valuation_date"):
+            raise invalid(f"{prefix}.valuation_date", "required with expiry_date")
+        dc = _DAY_COUNTS.get(cols.day_count)
+        if dc is None:
+            raise invalid(f"{prefix}.day_count", f"unknown day count {cols.day_count}")
+        valuation = _date(_ymd(cols, "valuation_date"), f"{prefix}.valuation_date")
+        return daycount.year_fractions(daycount.to_days(valuation), int32s(cols.expiry_date, f"{prefix}.expiry_date"), dc)
+    return doubles(cols.time_to_expiry, f"{prefix}.time_to_expiry")
+
+
 def european_batch(request, max_rows: int, *, with_vol: bool = True, price_field: str | None = None):
     """(model, options, market, price, rows, fields) from a columnar request.
 
@@ -330,12 +388,8 @@ def european_batch(request, max_rows: int, *, with_vol: bool = True, price_field
     _check_underlying(model, given[0] if given else None, "market")
     underlying = spec.underlying
 
-    use_dates = cols.HasField("expiry_date")
-    if use_dates and cols.HasField("time_to_expiry"):
-        raise invalid("european.time_to_expiry", "set time_to_expiry or expiry_date, not both")
-    if not use_dates and not cols.HasField("time_to_expiry"):
-        raise invalid("european.time_to_expiry", "required: set time_to_expiry or expiry_date")
-    time_kind = "expiry_date" if use_dates else "time_to_expiry"
+    time_kind = _time_kind(cols, "european")
+    use_dates = time_kind == "expiry_date"
 
     # (path, message, itemsize, required)
     plan = [
@@ -350,42 +404,13 @@ def european_batch(request, max_rows: int, *, with_vol: bool = True, price_field
         plan.append(("market.volatility", market.volatility if market.HasField("volatility") else None, 8, True))
     if price_field is not None:
         plan.append((price_field, request.price if request.HasField("price") else None, 8, True))
-    lengths = {}
-    for path, col, size, required in plan:
-        if col is None:
-            if required:
-                raise invalid(path, "required column is missing")
-            continue
-        lengths[path] = column_length(col, size, path)
-    # The batch length is the length most columns agree on (ties: the longest); every column
-    # of another length (other than 1, broadcast) is named, so the caller sees which is off.
-    counts = collections.Counter(n for n in lengths.values() if n != 1)
-    rows = max(counts, key=lambda n: (counts[n], n)) if counts else (1 if lengths else 0)
-    wrong = [(path, n) for path, n in lengths.items() if n not in (rows, 1)]
-    if wrong:
-        found = [FieldViolation(path, f"has {n} rows; expected {rows} (or 1 to broadcast)") for path, n in wrong]
-        raise ServiceError(Code.INVALID_ARGUMENT, "; ".join(f"{v.field}: {v.description}" for v in found), found)
-    if rows > max_rows:
-        raise ServiceError(
-            Code.RESOURCE_EXHAUSTED,
-            f"rows: {rows} rows exceed the server's cap of {max_rows} per request; split the batch (RiskClient does)",
-            [FieldViolation("rows", f"at most {max_rows} rows per request")],
-        )
+    rows = _batch_rows(plan, max_rows)
 
     if market.HasField("dividend_yield") and not spec.takes_dividend:
         q = doubles(market.dividend_yield, "market.dividend_yield")
         if np.any(q != 0.0):
             raise invalid("market.dividend_yield", f"{cpb.Model.Name(int(model))} takes no dividend yield: the forward carries it")
-    if use_dates:
-        if not cols.HasField("valuation_date"):
-            raise invalid("european.valuation_date", "required with expiry_date")
-        dc = _DAY_COUNTS.get(cols.day_count)
-        if dc is None:
-            raise invalid("european.day_count", f"unknown day count {cols.day_count}")
-        valuation = _date(_ymd(cols, "valuation_date"), "european.valuation_date")
-        t = daycount.year_fractions(daycount.to_days(valuation), int32s(cols.expiry_date, "european.expiry_date"), dc)
-    else:
-        t = doubles(cols.time_to_expiry, "european.time_to_expiry")
+    t = _batch_times(cols, "european", time_kind)
 
     options = EuropeanOptionBatch(
         option_type=int32s(cols.option_type, "european.option_type"),
@@ -449,7 +474,12 @@ def price_batch_response_bytes(result: BatchResult, encoding: int) -> bytes:
     raw = encoding != cpb.ENCODING_PACKED
     chunks = wire.field_varint(1, result.rows)
     for j, m in enumerate(result.measures):
-        chunks += wire.field_message(2, wire.field_varint(1, int(m)) + wire.field_message(2, _double_column(result.values[j], raw)))
+        column = wire.field_varint(1, int(m)) + wire.field_message(2, _double_column(result.values[j], raw))
+        if result.methods:
+            column += wire.field_varint(3, int(result.methods[j]))
+        if result.stderr is not None:
+            column += wire.field_message(4, _double_column(result.stderr[j], raw))
+        chunks += wire.field_message(2, column)
     return b"".join(chunks + _common_tail(result, raw))
 
 
@@ -540,3 +570,304 @@ def implied_vol_batch_response_bytes(result: BatchResult, encoding: int) -> byte
     raw = encoding != cpb.ENCODING_PACKED
     chunks = wire.field_varint(1, result.rows) + wire.field_message(2, _double_column(result.values[0], raw))
     return b"".join(chunks + _common_tail(result, raw))
+
+
+# --------------------------------------------------------------------- the options library
+# Every product of pricegrid.server.domain.products, one trade or a batch, read by the
+# product's table of inputs (the proto fields have the inputs' names in both shapes).
+_ENGINES = {int(e): e for e in Engine}
+_INSTRUMENTS = ", ".join(PRODUCTS)
+_HESTON = ("v0", "kappa", "theta", "sigma", "rho")
+
+
+def engine_of(value: int, path: str = "engine") -> Engine:
+    engine = _ENGINES.get(value)
+    if engine is None:
+        raise invalid(path, f"unknown engine {value}")
+    return engine
+
+
+def engine_spec(product: str, model: Model, engine: Engine) -> library.EngineSpec:
+    spec = library.find(product, model, engine)
+    if spec is not None:
+        return spec
+    offered = library.offered(product)
+    under = [s for s in offered if s.model == model]
+    model_name = cpb.Model.Name(int(model))
+    if not under:
+        models = sorted({cpb.Model.Name(int(s.model)) for s in offered})
+        raise invalid("model", f"{product} options are not priced under {model_name}; models: {', '.join(models)}")
+    engines = ", ".join(cpb.Engine.Name(int(s.engine)) for s in under)
+    raise invalid("engine", f"{cpb.Engine.Name(int(engine))} does not price {product} options under {model_name};"
+                            f" engines: {engines}")
+
+
+def _check_measures(spec: library.EngineSpec, measures, path: str = "measures") -> tuple:
+    for i, m in enumerate(measures):
+        if m not in spec.measures:
+            names = ", ".join(cpb.Measure.Name(int(x)) for x in spec.measures)
+            raise invalid(
+                f"{path}[{i}]",
+                f"{cpb.Measure.Name(int(m))} is not available for {spec.product} options under"
+                f" {cpb.Model.Name(int(spec.model))} ({spec.ref.engine}); available: {names}",
+            )
+    return measures
+
+
+def settings_of(msg, spec: library.EngineSpec, prefix: str = "settings") -> library.Settings:
+    """EngineSettings with the server's defaults for what is unset; bad values name the field."""
+    d = library.DEFAULT_SETTINGS
+    if msg is None:
+        return d
+    kw = {}
+    if msg.HasField("paths"):
+        if not 0 < msg.paths:
+            raise invalid(f"{prefix}.paths", f"must be > 0 (got {msg.paths})")
+        kw["paths"] = msg.paths
+    if msg.HasField("seed"):
+        kw["seed"] = msg.seed
+    if msg.HasField("max_step"):
+        if not (math.isfinite(msg.max_step) and msg.max_step > 0):
+            raise invalid(f"{prefix}.max_step", f"must be finite and > 0 years (got {msg.max_step!r})")
+        kw["max_step"] = msg.max_step
+    for name in ("antithetic", "control_variate", "sobol", "brownian_bridge"):
+        if msg.HasField(name):
+            kw[name] = bool(getattr(msg, name))
+    if msg.HasField("tree_steps"):
+        if not 1 <= msg.tree_steps <= 100_000:
+            raise invalid(f"{prefix}.tree_steps", f"must be in [1, 100000] (got {msg.tree_steps})")
+        kw["tree_steps"] = msg.tree_steps
+    if msg.american_scheme:
+        if msg.american_scheme not in (1, 2, 3):
+            raise invalid(f"{prefix}.american_scheme", f"unknown AmericanScheme value {msg.american_scheme}")
+        kw["american_scheme"] = msg.american_scheme
+    return dataclasses.replace(d, **kw) if kw else d
+
+
+def _product_fields(product: Product, time_path: str, underlying: str, prefix: str = "") -> dict:
+    """Kernel input name -> the caller's field path."""
+    p = product.name
+    fields = {i.name: f"{prefix}{p}.{i.name}" for i in product.inputs}
+    fields.update(
+        time_to_expiry=f"{prefix}{time_path}",
+        underlying=f"{prefix}market.{underlying}",
+        rate=f"{prefix}market.rate",
+        dividend_yield=f"{prefix}market.dividend_yield",
+        volatility=f"{prefix}market.volatility",
+        fixing_times=f"{prefix}{p}.fixing_times",
+        **{h: f"{prefix}market.heston.{h}" for h in _HESTON},
+    )
+    if p == "double_barrier":
+        fields["barrier"] = fields["lower_barrier"]
+    if p in ("digital", "touch"):
+        fields["rebate"] = fields["cash"]
+    return fields
+
+
+def _code_value(inp, value: int, path: str) -> int:
+    if value == 0 and inp.default is not None:
+        return int(inp.default)
+    if value == 0:
+        raise invalid(path, f"required: set a {inp.enum} value")
+    if value not in inp.codes:
+        raise invalid(path, f"unknown {inp.enum} value {value}")
+    return value
+
+
+def _market_one(market, spec: library.EngineSpec):
+    underlying = market.WhichOneof("underlying")
+    _check_underlying_spec(spec, underlying, "market")
+    if market.snapshot_id:
+        _check_snapshot(market.snapshot_id, "market")
+    if market.dividend_yield != 0.0 and not spec.takes_dividend:
+        raise invalid("market.dividend_yield", f"{cpb.Model.Name(int(spec.model))} takes no dividend yield: the forward carries it")
+    heston = None
+    if spec.model == Model.HESTON:
+        if not market.HasField("heston"):
+            raise invalid("market.heston", "required: MODEL_HESTON prices with v0, kappa, theta, sigma and rho")
+        h = market.heston
+        heston = HestonParameters(h.v0, h.kappa, h.theta, h.sigma, h.rho)
+    elif market.HasField("heston"):
+        raise invalid("market.heston", f"{cpb.Model.Name(int(spec.model))} takes no Heston parameters")
+    value = market.spot if underlying == "spot" else market.forward
+    return MarketInputs(value, market.rate, market.dividend_yield, market.volatility, heston), underlying
+
+
+def _check_underlying_spec(spec: library.EngineSpec, given, prefix: str) -> None:
+    if given == spec.underlying:
+        return
+    name = cpb.Model.Name(int(spec.model))
+    if given is None:
+        raise invalid(f"{prefix}.{spec.underlying}", f"required: {name} prices on a {spec.underlying}")
+    raise invalid(f"{prefix}.{given}", f"{name} prices on a {spec.underlying}: set {prefix}.{spec.underlying} instead")
+
+
+def product_one(request, *, prefix: str = ""):
+    """(spec, ProductBatch of one row, MarketBatch, fields, measures, settings) from a
+    PriceRequest of any instrument. ``prefix`` goes before every field path (``price.`` on a
+    stream)."""
+    model = model_of(request.model)
+    which = request.WhichOneof("instrument")
+    if which is None:
+        raise invalid(f"{prefix}instrument", f"required: set one of {_INSTRUMENTS}")
+    product = PRODUCTS[which]
+    spec = engine_spec(which, model, engine_of(request.engine, f"{prefix}engine"))
+    msg = getattr(request, which)
+    market, underlying = _market_one(request.market, spec)
+    columns = {}
+    for inp in product.inputs:
+        path = f"{prefix}{which}.{inp.name}"
+        if inp.codes:
+            columns[inp.name] = np.array([_code_value(inp, getattr(msg, inp.name), path)], dtype=np.int32)
+            continue
+        value = getattr(msg, inp.name)
+        if inp.default == SPOT:
+            value = value if msg.HasField(inp.name) else market.underlying
+        elif inp.name == "cash" and not msg.HasField("cash"):
+            value = inp.default
+        columns[inp.name] = np.array([value], dtype=np.float64 if inp.dtype == "f8" else np.int32)
+    expiry = msg.expiry
+    kind = expiry.WhichOneof("kind")
+    dates = expiry.dates
+    t = _expiry(
+        kind, expiry.year_fraction, _ymd(dates, "valuation_date") if kind == "dates" else None,
+        _ymd(dates, "expiry_date") if kind == "dates" else None, dates.day_count, f"{prefix}{which}.expiry",
+    )
+    columns["time_to_expiry"] = np.array([t])
+    schedule = None
+    if product.schedule:
+        schedule = _schedule_one(msg, kind, dates, f"{prefix}{which}")
+    measures = _check_measures(spec, measures_of(request.measures, f"{prefix}measures"), f"{prefix}measures")
+    settings = settings_of(request.settings if request.HasField("settings") else None, spec, f"{prefix}settings")
+    time_path = f"{which}.expiry.{kind}"
+    fields = _product_fields(product, time_path, underlying, prefix)
+    if product.schedule and len(msg.fixing_dates):
+        fields["fixing_times"] = f"{prefix}{which}.fixing_dates"
+    batch = ProductBatch(product, columns, schedule)
+    return spec, batch, MarketBatch.of(market), fields, measures, settings
+
+
+def _schedule_one(msg, kind, dates, path: str) -> Schedule:
+    times, fixing_dates = msg.fixing_times, msg.fixing_dates
+    if len(times) and len(fixing_dates):
+        raise invalid(f"{path}.fixing_dates", "set fixing_times or fixing_dates, not both")
+    if len(fixing_dates):
+        if kind != "dates":
+            raise invalid(f"{path}.fixing_dates", "fixing dates need the expiry as dates (valuation date and day count)")
+        dc = _DAY_COUNTS.get(dates.day_count)
+        if dc is None:
+            raise invalid(f"{path}.expiry.dates.day_count", f"unknown day count {dates.day_count}")
+        start = _date(_ymd(dates, "valuation_date"), f"{path}.expiry.dates.valuation_date")
+        times = [
+            daycount.year_fraction(start, _date((d.year, d.month, d.day), f"{path}.fixing_dates[{i}]"), dc)
+            for i, d in enumerate(fixing_dates)
+        ]
+    arr = np.asarray(times, dtype=np.float64)
+    return Schedule(arr, np.array([len(arr)], dtype=np.int32))
+
+
+def _market_batch(market, spec: library.EngineSpec, plan: list, rows_hint=None):
+    """Adds the market columns to ``plan``; returns a function that decodes them."""
+    _check_snapshot(market.snapshot_id, "market")
+    given = [u for u in ("spot", "forward") if market.HasField(u)]
+    if len(given) > 1:
+        raise invalid("market.spot", "set spot or forward, not both")
+    _check_underlying_spec(spec, given[0] if given else None, "market")
+    und = spec.underlying
+    heston = spec.model == Model.HESTON
+    plan.append((f"market.{und}", getattr(market, und), 8, True))
+    for name in ("rate", "dividend_yield"):
+        plan.append((f"market.{name}", getattr(market, name) if market.HasField(name) else None, 8, False))
+    if heston:
+        if not market.HasField("heston"):
+            raise invalid("market.heston", "required: MODEL_HESTON prices with v0, kappa, theta, sigma and rho")
+        for h in _HESTON:
+            col = getattr(market.heston, h)
+            plan.append((f"market.heston.{h}", col if market.heston.HasField(h) else None, 8, True))
+    else:
+        if market.HasField("heston"):
+            raise invalid("market.heston", f"{cpb.Model.Name(int(spec.model))} takes no Heston parameters")
+        plan.append(("market.volatility", market.volatility if market.HasField("volatility") else None, 8, True))
+
+    def decode() -> MarketBatch:
+        q = _ZERO
+        if market.HasField("dividend_yield"):
+            q = doubles(market.dividend_yield, "market.dividend_yield")
+            if not spec.takes_dividend and np.any(q != 0.0):
+                raise invalid("market.dividend_yield", f"{cpb.Model.Name(int(spec.model))} takes no dividend yield: the forward carries it")
+        hs = [doubles(getattr(market.heston, h), f"market.heston.{h}") for h in _HESTON] if heston else [None] * 5
+        return MarketBatch(
+            doubles(getattr(market, und), f"market.{und}"),
+            doubles(market.rate, "market.rate") if market.HasField("rate") else _ZERO,
+            q,
+            None if heston else doubles(market.volatility, "market.volatility"),
+            *hs,
+        )
+
+    return decode
+
+
+def product_batch(request, max_rows: int):
+    """(spec, ProductBatch, MarketBatch, rows, fields, measures, settings) from a
+    PriceBatchRequest of any instrument's columns."""
+    model = model_of(request.model)
+    which = request.WhichOneof("instruments")
+    if which is None:
+        raise invalid("instruments", f"required: set the columns of one of {_INSTRUMENTS}")
+    product = PRODUCTS[which]
+    spec = engine_spec(which, model, engine_of(request.engine))
+    cols = getattr(request, which)
+    time_kind = _time_kind(cols, which)
+    plan = [(f"{which}.{time_kind}", getattr(cols, time_kind), 4 if time_kind == "expiry_date" else 8, True)]
+    for inp in product.inputs:
+        col = getattr(cols, inp.name) if cols.HasField(inp.name) else None
+        plan.append((f"{which}.{inp.name}", col, 4 if inp.dtype == "i4" else 8, inp.default is None))
+    if product.schedule and cols.HasField("fixing_counts"):
+        plan.append((f"{which}.fixing_counts", cols.fixing_counts, 4, False))
+    decode_market = _market_batch(request.market, spec, plan)
+    rows = _batch_rows(plan, max_rows)
+    market = decode_market()
+    columns = {"time_to_expiry": _batch_times(cols, which, time_kind)}
+    for inp in product.inputs:
+        path = f"{which}.{inp.name}"
+        if cols.HasField(inp.name):
+            columns[inp.name] = int32s(getattr(cols, inp.name), path) if inp.dtype == "i4" else doubles(getattr(cols, inp.name), path)
+        elif inp.default == SPOT:
+            columns[inp.name] = market.underlying
+        else:
+            columns[inp.name] = np.array([inp.default], dtype=np.int32 if inp.dtype == "i4" else np.float64)
+    schedule = _schedule_batch(cols, which, rows) if product.schedule else None
+    measures = _check_measures(spec, measures_of(request.measures) or (Measure.PRICE,))
+    settings = settings_of(request.settings if request.HasField("settings") else None, spec)
+    fields = _product_fields(product, f"{which}.{time_kind}", spec.underlying)
+    return spec, ProductBatch(product, columns, schedule), market, rows, fields, measures, settings
+
+
+def _schedule_batch(cols, which: str, rows: int) -> Schedule:
+    has_times, has_counts = cols.HasField("fixing_times"), cols.HasField("fixing_counts")
+    if not has_times and not has_counts:
+        return CONTINUOUS
+    if not has_counts:
+        raise invalid(f"{which}.fixing_counts", "required with fixing_times: how many of them belong to each row")
+    counts = int32s(cols.fixing_counts, f"{which}.fixing_counts")
+    times = doubles(cols.fixing_times, f"{which}.fixing_times") if has_times else np.empty(0)
+    negative = np.flatnonzero(counts < 0)
+    if len(negative):
+        row = int(negative[0])
+        raise invalid(f"{which}.fixing_counts", f"row {row}: must be >= 0 (got {int(counts[row])})")
+    total = int(counts.sum(dtype=np.int64))  # length 1: one schedule every row shares
+    if total != len(times):
+        raise invalid(
+            f"{which}.fixing_times",
+            f"holds {len(times)} times but fixing_counts asks for {total}"
+            + (" (one schedule shared by every row)" if len(counts) == 1 else ""),
+        )
+    return Schedule(times, counts)
+
+
+def product_response(result: PriceResult) -> pb.PriceResponse:
+    msg = price_response(result)
+    msg.standard_error = result.standard_error
+    for m, method, se in result.details:
+        msg.details.add(measure=int(m), method=int(method), standard_error=se)
+    return msg

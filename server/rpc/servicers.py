@@ -6,6 +6,7 @@ in :mod:`interceptors`. ``handlers()`` builds the generic handlers for the serve
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import grpc
@@ -58,6 +59,8 @@ class PricingServicer:
             request = _PARSE_PRICE(data)
             if type(request) is Undecodable:
                 raise request.error()
+            if not conv.is_analytic_european(request, request.WhichOneof("instrument")):
+                return self._price_product(request), 1, 0
             model, option, market, fields = conv.european_one(request)
             measures = conv.measures_of(request.measures)
         else:
@@ -65,7 +68,22 @@ class PricingServicer:
         result = self.service.price(model, option, market, measures, fields)
         return conv.price_response_bytes(result), 1, 0
 
+    def _price_product(self, request) -> bytes:
+        spec, batch, market, fields, measures, settings = conv.product_one(request)
+        result = self.service.price_product(spec, batch, market, measures, fields, settings)
+        return conv.product_response(result).SerializeToString()
+
     def PriceBatch(self, request, context, rid):
+        if not conv.is_analytic_european(request, request.WhichOneof("instruments")):
+            spec, batch, market, rows, fields, measures, settings = conv.product_batch(
+                request, self.service.limits.max_rows
+            )
+            result = self.service.price_product_batch(
+                spec, batch, market, measures, rows=rows, fields=fields, threads=request.threads,
+                effective_inputs=not request.omit_effective_inputs, should_continue=self._watch(context),
+                settings=settings,
+            )
+            return conv.price_batch_response_bytes(result, request.output_encoding), rows, result.error_count
         model, options, market, _, rows, fields = conv.european_batch(request, self.service.limits.max_rows)
         measures = conv.measures_of(request.measures) or (Measure.PRICE,)
         effective = not request.omit_effective_inputs
@@ -124,7 +142,11 @@ class PricingServicer:
         cid = message.correlation_id
         try:
             body = message.WhichOneof("body")
-            if body == "price":
+            if body == "price" and not conv.is_analytic_european(message.price, message.price.WhichOneof("instrument")):
+                spec, batch, market, fields, measures, settings = conv.product_one(message.price, prefix="price.")
+                result = book.price_product(spec, batch, market, measures, fields, settings, message.trade_id)
+                yield _stream_result(cid, message.trade_id, conv.product_response(result).SerializeToString())
+            elif body == "price":
                 req = message.price
                 model, option, market, fields = conv.european_one(req, with_vol=True)
                 result = book.price(model, option, market, conv.measures_of(req.measures, "price.measures"),
@@ -133,9 +155,14 @@ class PricingServicer:
             elif body == "market_update":
                 upd = message.market_update
                 move = MarketMove(**{f: getattr(upd, f) for f in ("spot", "forward", "rate", "dividend_yield", "volatility") if upd.HasField(f)})
+                if upd.HasField("heston"):
+                    h = upd.heston
+                    move = dataclasses.replace(move, heston=(h.v0, h.kappa, h.theta, h.sigma, h.rho))
                 for trade_id, outcome in book.move(move, upd.trade_ids):
                     if isinstance(outcome, ServiceError):
                         yield _stream_error(cid, trade_id, outcome)
+                    elif outcome.details:
+                        yield _stream_result(cid, trade_id, conv.product_response(outcome).SerializeToString())
                     else:
                         yield _stream_result(cid, trade_id, conv.price_response_bytes(outcome))
             else:

@@ -19,6 +19,9 @@ from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError
 from pricegrid.server.domain.instruments import EuropeanOption, EuropeanOptionBatch, MarketBatch, MarketInputs
 from pricegrid.server.domain.models import CATALOGUE, IMPLIED_VOL_REFS, Measure, Model, ModelRef
 from pricegrid.server.pricers.analytic_european import PricedBatch, price_european_batch, price_european_one
+from pricegrid.server.domain.products import ProductBatch
+from pricegrid.server.pricers import library
+from pricegrid.server.pricers.library import EngineSpec, Settings
 from pricegrid.server.pricers.implied_vol import ImpliedVolBatch, implied_vol_european_batch, implied_vol_european_one
 from pricegrid.server.service import rows as _rows
 
@@ -45,6 +48,9 @@ class Limits:
     chunk_rows: int = 262_144
     kernel_threads: int = 1
     max_row_errors: int = 100
+    # Monte Carlo: paths per option, and paths x rows per request (the work a call may ask)
+    max_paths: int = 10_000_000
+    max_path_rows: int = 200_000_000
 
 
 class PriceResult(NamedTuple):
@@ -55,6 +61,8 @@ class PriceResult(NamedTuple):
     time_to_expiry: float
     volatility: float
     priced_by: ModelRef
+    standard_error: float = 0.0  # Monte Carlo price
+    details: tuple = ()  # (Measure, GreekMethod, standard error) per measure, library engines
 
 
 class ImpliedVolResult(NamedTuple):
@@ -82,6 +90,8 @@ class BatchResult:
     threads: int = 1
     chunks: int = 0
     extra: dict = field(default_factory=dict)
+    methods: tuple = ()  # GreekMethod per measure (library engines)
+    stderr: Optional[np.ndarray] = None  # (k, rows) Monte Carlo standard errors
 
 
 def _slice(col: Optional[np.ndarray], a: int, b: int) -> Optional[np.ndarray]:
@@ -258,6 +268,118 @@ class PricingService:
         )
         return result
 
+    # ------------------------------------------------------------------ options library
+    def check_settings(self, spec: EngineSpec, settings: Settings, rows: int, prefix: str = "settings") -> None:
+        """Monte Carlo work within the server's caps (RESOURCE_EXHAUSTED names the field)."""
+        if not spec.monte_carlo:
+            return
+        if settings.paths > self.limits.max_paths:
+            raise ServiceError(
+                Code.RESOURCE_EXHAUSTED,
+                f"{prefix}.paths: {settings.paths} paths exceed the server's cap of {self.limits.max_paths} per option",
+                [FieldViolation(f"{prefix}.paths", f"at most {self.limits.max_paths}")],
+            )
+        if settings.paths * rows > self.limits.max_path_rows:
+            cap = self.limits.max_path_rows
+            raise ServiceError(
+                Code.RESOURCE_EXHAUSTED,
+                f"{prefix}.paths: {rows} rows x {settings.paths} paths exceed the server's cap of {cap} paths per"
+                " request; send fewer rows per request or fewer paths",
+                [FieldViolation(f"{prefix}.paths", f"rows x paths at most {cap}")],
+            )
+
+    def _product_chunks(self, spec: EngineSpec, settings: Settings, rows: int):
+        step = max(1, self.limits.chunk_rows)
+        if spec.monte_carlo:  # about 4 million paths per chunk, so that cancellation is seen
+            step = max(1, min(step, 4_000_000 // max(1, settings.paths)))
+        elif spec.engine == library.Engine.BINOMIAL_TREE:
+            step = max(1, min(step, 2_000_000 // max(1, settings.tree_steps)))
+        elif spec.engine == library.Engine.FIXED_POINT:
+            step = min(step, 32_768)
+        return [(a, min(a + step, rows)) for a in range(0, rows, step)] or [(0, 0)]
+
+    def _run_product(self, spec, batch, market, measures, rows, threads, settings, should_continue):
+        codes = np.asarray([int(m) for m in measures], dtype=np.int32)
+        values = np.empty((len(codes), rows))
+        stderr = np.empty((len(codes), rows)) if spec.monte_carlo else None
+        status = np.empty(rows, dtype=np.int32)
+        chunks = self._product_chunks(spec, settings, rows)
+        for a, b in self._each_chunk(chunks, should_continue):
+            spec.run(
+                batch.rows(a, b), _rows_of(market, a, b), codes, values[:, a:b],
+                None if stderr is None else stderr[:, a:b], status[a:b], threads, settings,
+            )
+        return values, stderr, status, len(chunks)
+
+    def price_product(
+        self,
+        spec: EngineSpec,
+        batch: ProductBatch,
+        market: MarketBatch,
+        measures: Sequence[Measure],
+        fields: Mapping[str, str],
+        settings: Settings = library.DEFAULT_SETTINGS,
+    ) -> PriceResult:
+        """One trade of the options library (every column of length 1)."""
+        measures = (Measure.PRICE,) + tuple(m for m in measures if m != Measure.PRICE)
+        self.check_settings(spec, settings, 1)
+        values, stderr, status, _ = self._run_product(spec, batch, market, measures, 1, 1, settings, None)
+        if status[0]:
+            _rows.raise_for_status(
+                int(status[0]), spec.model, fields, _row_values(batch, market, 0), product=batch.product,
+            )
+        fwd, df, t, vol = library.effective_inputs(spec, batch, market, 1)
+        se = stderr[:, 0] if stderr is not None else np.zeros(len(measures))
+        details = tuple((m, spec.methods[m], float(se[j])) for j, m in enumerate(measures))
+        greeks = {m: float(values[j, 0]) for j, m in enumerate(measures) if m != Measure.PRICE}
+        return PriceResult(
+            float(values[0, 0]), greeks, float(fwd[0]), float(df[0]), float(t[0]), float(vol[0]), spec.ref,
+            float(se[0]), details,
+        )
+
+    def price_product_batch(
+        self,
+        spec: EngineSpec,
+        batch: ProductBatch,
+        market: MarketBatch,
+        measures: Sequence[Measure],
+        *,
+        rows: int,
+        fields: Mapping[str, str],
+        threads: int = 0,
+        effective_inputs: bool = True,
+        should_continue: Optional[ShouldContinue] = None,
+        settings: Settings = library.DEFAULT_SETTINGS,
+    ) -> BatchResult:
+        self.check_rows(rows)
+        self.check_settings(spec, settings, rows)
+        measures = tuple(measures) or (Measure.PRICE,)
+        threads = self.threads_for(threads)
+        t0 = time.perf_counter()
+        values, stderr, status, chunks = self._run_product(
+            spec, batch, market, measures, rows, threads, settings, should_continue
+        )
+        elapsed = time.perf_counter() - t0
+        bad = int(np.count_nonzero(status))
+        errors = []
+        if bad:
+            errors = _rows.product_row_errors(
+                status, spec.model, fields, batch, market, cap=self.limits.max_row_errors
+            )
+        fwd = df = t = vol = None
+        if effective_inputs:
+            fwd, df, t, vol = library.effective_inputs(spec, batch, market, rows)
+            if bad:  # the inputs of a failed row are not "used": NaN, as its measures
+                for col in (fwd, df, t, vol):
+                    col[status != 0] = np.nan
+        return BatchResult(
+            rows=rows, measures=measures, values=values,
+            row_codes=_rows.row_codes(status) if bad else np.zeros(rows, dtype=np.int32),
+            errors=errors, error_count=bad, forward=fwd, discount_factor=df, time_to_expiry=t, volatility=vol,
+            priced_by=spec.ref, compute_seconds=elapsed, threads=threads, chunks=chunks,
+            methods=tuple(spec.methods[m] for m in measures), stderr=stderr,
+        )
+
     def _batch_result(
         self, model, measures, rows, values, status, forward, df, options, market, fields, ref,
         elapsed, threads, chunks, effective_inputs, *, implied_vol, price=None,
@@ -299,3 +421,15 @@ class PricingService:
             threads=threads,
             chunks=chunks,
         )
+
+
+def _row_values(batch: ProductBatch, market: MarketBatch, row: int) -> dict:
+    """The inputs of one row by kernel name, for error messages."""
+    out = {}
+    for name, col in batch.columns.items():
+        out[name] = col[row if len(col) > 1 else 0].item()
+    for name in ("underlying", "rate", "dividend_yield", "volatility", "v0", "kappa", "theta", "sigma", "rho"):
+        col = getattr(market, name)
+        if col is not None:
+            out[name] = col[row if len(col) > 1 else 0].item()
+    return out

@@ -22,8 +22,29 @@ def _positive(model: Model) -> bool:
     return model != Model.BACHELIER
 
 
-def describe(bit: int, model: Model, *, implied_vol: bool = False) -> str:
-    """What the input with this status bit must satisfy, for this model."""
+def describe(bit: int, model: Model, *, implied_vol: bool = False, product=None) -> str:
+    """What the input with this status bit must satisfy, for this model (and product)."""
+    name = product.name if product is not None else "european"
+    if bit == st.BAD_BARRIER and name == "double_barrier":
+        return "must be finite, > 0 and below the spot"
+    if bit == st.BAD_BARRIER and name == "touch":
+        return "must be finite, > 0 and on the barrier's side of spot (down: below, up: above)"
+    if bit == st.BAD_UPPER_BARRIER:
+        return "must be finite, above lower_barrier and above the spot"
+    if bit == st.BAD_REBATE and name in ("digital", "touch"):
+        return "must be finite and >= 0"
+    if bit == st.BAD_FIXINGS:
+        return "fixing times must be finite, > 0, increasing and on or before expiry"
+    if bit == st.BAD_RUNNING:
+        if name == "lookback":
+            return "running_minimum and running_maximum must be finite, > 0 and bracket the spot"
+        return "running_average must be finite and >= 0 (> 0 with past fixings or elapsed time for geometric), past_fixings and elapsed >= 0"
+    if bit == st.BAD_PAYOFF_STRIKE:
+        return "must be finite and >= 0"
+    if bit == st.BAD_MONITORING:
+        return "must be finite and >= 0 (0: continuous monitoring)"
+    if bit == st.BAD_VARIANT:
+        return "unknown enum value"
     if bit == st.BAD_OPTION_TYPE:
         return "must be CALL or PUT"
     if bit in (st.BAD_STRIKE, st.BAD_UNDERLYING):
@@ -56,22 +77,35 @@ def describe(bit: int, model: Model, *, implied_vol: bool = False) -> str:
 _BITS = tuple(sorted(st.FIELD_OF_BIT))
 
 
-def violations(bits: int, model: Model, fields: Mapping[str, str], values: Mapping[str, float], *, implied_vol=False):
+def violations(
+    bits: int, model: Model, fields: Mapping[str, str], values: Mapping[str, float], *, implied_vol=False, product=None
+):
     out = []
     for bit in _BITS:
         if bits & bit:
             name = st.FIELD_OF_BIT[bit]
+            if bit == st.BAD_VARIANT and product is not None:
+                # name the code column(s) whose value is not one of its enum's
+                for inp in product.code_inputs:
+                    v = values.get(inp.name)
+                    if v is not None and v not in inp.codes:
+                        out.append(FieldViolation(fields.get(inp.name, inp.name), f"unknown {inp.enum} value {v}"))
+                continue
+            if bit == st.BAD_RUNNING and product is not None:
+                name = "running_average" if product.name == "asian" else "running_minimum"
             path = fields.get(name, name)
-            text = describe(bit, model, implied_vol=implied_vol)
+            text = describe(bit, model, implied_vol=implied_vol, product=product)
             if name in values:
                 text = f"{text} (got {values[name]!r})"
             out.append(FieldViolation(path, text))
     return out
 
 
-def raise_for_status(bits: int, model: Model, fields: Mapping[str, str], values: Mapping[str, float], *, implied_vol=False):
+def raise_for_status(
+    bits: int, model: Model, fields: Mapping[str, str], values: Mapping[str, float], *, implied_vol=False, product=None
+):
     """The single-trade path: any bad input is an INVALID_ARGUMENT naming every bad field."""
-    found = violations(bits, model, fields, values, implied_vol=implied_vol)
+    found = violations(bits, model, fields, values, implied_vol=implied_vol, product=product)
     code = Code.OUT_OF_RANGE if bits == st.NOT_FINITE else Code.INVALID_ARGUMENT
     message = "; ".join(f"{v.field}: {v.description}" if v.field else v.description for v in found)
     raise ServiceError(code, message, found)
@@ -106,4 +140,23 @@ def row_errors(
         for v in violations(bits, model, fields, values, implied_vol=implied_vol):
             code = Code.OUT_OF_RANGE if bits == st.NOT_FINITE else Code.INVALID_ARGUMENT
             out.append(RowError(row + row_offset, int(code), v.field, v.description))
+    return out
+
+
+def product_row_errors(status_bits, model: Model, fields: Mapping[str, str], batch, market, *, cap: int) -> list[RowError]:
+    """Row errors of an options-library batch (``batch`` a ProductBatch, ``market`` a MarketBatch)."""
+    columns = dict(batch.columns)
+    for name in ("underlying", "rate", "dividend_yield", "volatility", "v0", "kappa", "theta", "sigma", "rho"):
+        columns[name] = getattr(market, name)
+    bad = np.flatnonzero(status_bits)[:cap]
+    out: list[RowError] = []
+    for row in bad.tolist():
+        bits = int(status_bits[row])
+        values = {}
+        for name, col in columns.items():
+            if col is not None and len(col):
+                values[name] = col[row if len(col) > 1 else 0].item()
+        code = Code.OUT_OF_RANGE if bits == st.NOT_FINITE else Code.INVALID_ARGUMENT
+        for v in violations(bits, model, fields, values, product=batch.product):
+            out.append(RowError(row, int(code), v.field, v.description))
     return out

@@ -1,0 +1,204 @@
+"""The options library's engines: (product, model, engine) -> the kernel that prices it.
+
+Each :class:`EngineSpec` names its model reference and version (every result carries it),
+the measures it computes and how each is obtained (the kernels say: their ``MEASURES`` and
+``GREEK_METHODS``), and ``run``: an adapter of a few lines that hands a
+:class:`~pricegrid.server.domain.products.ProductBatch`'s columns to the kernel in the order
+the kernel takes them. Every kernel follows one convention (see ext/: arrays of length n or
+1 in, ``out[k, n]`` + per-row status bits out, GIL released, OpenMP above a threshold).
+
+Models: the kernels of this library are written under Black-Scholes-Merton (spot, dividend
+yield) and Heston. Black-76 (options on futures) is BSM with spot = futures price and
+dividend yield = rate, so every BSM engine also prices Black-76; its rho then holds the
+futures price fixed (dV/dr with r and q moving together) and it has no dividend rho.
+
+Validation of each kernel is in tests/ext/test_<family>_kernel.py (QuantLib on random
+cases, published tables, identities); ``validated_against`` says which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from pricegrid.server.domain.models import Engine, GreekMethod, Measure, Model, ModelRef
+from pricegrid.server.domain.products import ProductBatch
+from pricegrid.server.domain.instruments import MarketBatch
+
+_EMPTY = np.empty(0, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Engine settings after defaults (pricegrid.v1.EngineSettings)."""
+
+    paths: int = 100_000
+    seed: int = 1
+    max_step: float = 1.0 / 52.0
+    antithetic: bool = True
+    control_variate: bool = True
+    sobol: bool = False
+    brownian_bridge: Optional[bool] = None  # None: on with Sobol
+    tree_steps: int = 801
+    american_scheme: int = 2  # 1 fast, 2 accurate, 3 high precision
+
+    @property
+    def bridge(self) -> bool:
+        return self.sobol if self.brownian_bridge is None else self.brownian_bridge
+
+
+DEFAULT_SETTINGS = Settings()
+
+#: run(batch, market, codes int32[k], out (k, n), stderr (k, n) or None, status int32[n], threads, settings) -> bad rows
+Runner = Callable[[ProductBatch, MarketBatch, np.ndarray, np.ndarray, Optional[np.ndarray], np.ndarray, int, Settings], int]
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    product: str
+    model: Model
+    engine: Engine
+    ref: ModelRef
+    measures: tuple[Measure, ...]
+    methods: dict = field(hash=False)  # Measure -> GreekMethod
+    run: Runner = field(hash=False, repr=False)
+    validated_against: str = ""
+    default: bool = False
+    monte_carlo: bool = False
+    underlying: str = "spot"  # the market input the model needs
+
+    @property
+    def takes_dividend(self) -> bool:
+        return self.model != Model.BLACK_76
+
+
+ENGINES: dict[tuple[str, Model, Engine], EngineSpec] = {}
+
+
+def _methods(kernel, measures) -> dict:
+    named = getattr(kernel, "GREEK_METHODS", {})
+    return {m: GreekMethod.of(named.get(int(m), "analytic")) for m in measures}
+
+
+def register(
+    product: str,
+    models: tuple[Model, ...],
+    engine: Engine,
+    *,
+    name: str,
+    version: str,
+    kernel,
+    run: Runner,
+    validated_against: str,
+    default: bool = False,
+    monte_carlo: bool = False,
+    measures: Optional[tuple[int, ...]] = None,
+) -> None:
+    """Add an engine for ``product`` under each of ``models``. Its measures are the kernel's
+    ``MEASURES`` (or ``measures``), less those a model does not have."""
+    codes = tuple(measures if measures is not None else kernel.MEASURES)
+    for model in models:
+        ms = tuple(Measure(c) for c in codes)
+        if model == Model.BLACK_76:
+            # rho is rho + dividend rho (the futures price held), dividend rho does not exist
+            if not (Measure.RHO in ms and Measure.DIVIDEND_RHO in ms) or monte_carlo:
+                ms = tuple(m for m in ms if m != Measure.RHO)
+            ms = tuple(m for m in ms if m != Measure.DIVIDEND_RHO)
+        model_name = {
+            Model.BLACK_SCHOLES_MERTON: "black_scholes_merton",
+            Model.BLACK_76: "black_76",
+            Model.BACHELIER: "bachelier",
+            Model.HESTON: "heston",
+        }[model]
+        ENGINES[(product, model, engine)] = EngineSpec(
+            product=product,
+            model=model,
+            engine=engine,
+            ref=ModelRef(model_name, name, version),
+            measures=ms,
+            methods=_methods(kernel, ms),
+            run=_black76(run) if model == Model.BLACK_76 else run,
+            validated_against=validated_against,
+            default=default,
+            monte_carlo=monte_carlo,
+            underlying="forward" if model in (Model.BLACK_76, Model.BACHELIER) else "spot",
+        )
+
+
+def _black76(run: Runner) -> Runner:
+    """A BSM runner pricing Black-76: spot = futures price, dividend yield = rate; rho is the
+    sum of the kernel's rho and dividend rho (r and q move together, the futures price held)."""
+
+    def black76(batch, market, codes, out, stderr, status, threads, settings):
+        m = MarketBatch(market.underlying, market.rate, market.rate, market.volatility)
+        rho = np.flatnonzero(codes == int(Measure.RHO))
+        if not len(rho):
+            return run(batch, m, codes, out, stderr, status, threads, settings)
+        k, n = out.shape
+        wide = np.empty((k + 1, n))
+        nbad = run(batch, m, np.append(codes, np.int32(Measure.DIVIDEND_RHO)).astype(np.int32), wide, None, status,
+                   threads, settings)
+        wide[rho[0]] += wide[k]
+        out[...] = wide[:k]
+        return nbad
+
+    return black76
+
+
+def find(product: str, model: Model, engine: Engine) -> Optional[EngineSpec]:
+    if engine == Engine.UNSPECIFIED:
+        for spec in ENGINES.values():
+            if spec.product == product and spec.model == model and spec.default:
+                return spec
+        return None
+    return ENGINES.get((product, model, engine))
+
+
+def offered(product: str) -> list[EngineSpec]:
+    return [s for s in ENGINES.values() if s.product == product]
+
+
+def effective_inputs(spec: EngineSpec, batch: ProductBatch, market: MarketBatch, rows: int):
+    """(forward, discount factor, time, volatility) columns of ``rows`` rows."""
+    t = batch.columns["time_to_expiry"]
+    df = np.exp(-market.rate * t)
+    if spec.underlying == "forward":
+        fwd = market.underlying * np.ones_like(t)
+    else:
+        fwd = market.underlying * np.exp((market.rate - market.dividend_yield) * t)
+    vol = np.sqrt(market.v0) if spec.model == Model.HESTON else market.volatility
+    full = lambda x: np.array(np.broadcast_to(x, (rows,)), dtype=np.float64)  # noqa: E731 (own, writable)
+    return full(fwd), full(df), full(t), full(vol)
+
+
+# ------------------------------------------------------------------------------ engines
+from pricegrid.ext import black as _black  # noqa: E402
+
+
+def _run_black(model_code: int):
+    def run(batch, market, codes, out, stderr, status, threads, settings):
+        c = batch.columns
+        return _black.price_batch(
+            model_code, c["option_type"], c["strike"], c["time_to_expiry"], market.underlying, market.rate,
+            market.dividend_yield, market.volatility, codes, out, _EMPTY, _EMPTY, status, threads,
+        )
+
+    return run
+
+
+_BLACK_VALIDATION = "QuantLib AnalyticEuropeanEngine/blackFormula/bachelierBlackFormula, finite differences, parity; tests/ext/test_black_kernel.py"
+
+for _model, _code in ((Model.BLACK_SCHOLES_MERTON, 1), (Model.BACHELIER, 3)):
+    register("european", (_model,), Engine.ANALYTIC, name="analytic_european", version="1.0.0", kernel=_black,
+             run=_run_black(_code), validated_against=_BLACK_VALIDATION, default=True,
+             measures=tuple(int(m) for m in Measure))
+# Black-76 through its own kernel formulas (not the BSM mapping): rho and dividend rho as in
+# common.proto, identical to the unary fast path.
+ENGINES[("european", Model.BLACK_76, Engine.ANALYTIC)] = EngineSpec(
+    product="european", model=Model.BLACK_76, engine=Engine.ANALYTIC,
+    ref=ModelRef("black_76", "analytic_european", "1.0.0"), measures=tuple(Measure),
+    methods={m: GreekMethod.ANALYTIC for m in Measure}, run=_run_black(2), validated_against=_BLACK_VALIDATION,
+    default=True, underlying="forward",
+)
