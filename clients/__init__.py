@@ -22,10 +22,20 @@ from ._errors import PricingError, RowError
 from ._frontoffice import FrontOfficeClient, PriceStreamSession
 from ._models import (
     DAY_COUNTS,
+    ENGINES,
     MEASURES,
     MODELS,
+    AmericanOption,
+    AsianOption,
+    BarrierOption,
+    DigitalOption,
+    DoubleBarrierOption,
     EffectiveInputs,
+    EngineSettings,
     EuropeanOption,
+    HestonParameters,
+    LookbackOption,
+    TouchOption,
     ExpiryDates,
     Greeks,
     ImpliedVolResult,
@@ -40,6 +50,16 @@ from ._models import (
 from ._risk import BatchResult, BatchStats, RiskClient
 
 __all__ = [
+    "AmericanOption",
+    "AsianOption",
+    "BarrierOption",
+    "DigitalOption",
+    "DoubleBarrierOption",
+    "ENGINES",
+    "EngineSettings",
+    "HestonParameters",
+    "LookbackOption",
+    "TouchOption",
     "AsyncFrontOfficeClient",
     "AsyncPriceStreamSession",
     "BatchResult",

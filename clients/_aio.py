@@ -82,10 +82,12 @@ class AsyncFrontOfficeClient:
         *,
         model: str = "bsm",
         measures: Iterable[str] | str = (),
+        engine: str | None = None,
+        settings=None,
         timeout=USE_CLIENT_DEFAULT,
     ) -> PriceResult:
-        """Price one trade (see :meth:`FrontOfficeClient.price`)."""
-        request = _convert.price_request(option, market, model=model, measures=measures)
+        """Price one trade of any instrument (see :meth:`FrontOfficeClient.price`)."""
+        request = _convert.price_request(option, market, model=model, measures=measures, engine=engine, settings=settings)
         timeout = resolve_timeout(timeout, self.timeout)
         stub = self._stub_now()
         if self._use_stream:
@@ -293,11 +295,13 @@ class AsyncPriceStreamSession:
         *,
         model: str = "bsm",
         measures: Iterable[str] | str = (),
+        engine: str | None = None,
+        settings=None,
         correlation_id: str | None = None,
     ) -> str:
         if not trade_id:
             raise ValueError("trade_id must be a non-empty string")
-        request = _convert.price_request(option, market, model=model, measures=measures)
+        request = _convert.price_request(option, market, model=model, measures=measures, engine=engine, settings=settings)
         return self._send(pricing_pb2.StreamRequest(price=request, trade_id=str(trade_id)), correlation_id)
 
     async def replace(self, trade_id: str, option: EuropeanOption, market: Market, **kwargs) -> str:
@@ -310,9 +314,11 @@ class AsyncPriceStreamSession:
         *,
         model: str = "bsm",
         measures: Iterable[str] | str = (),
+        engine: str | None = None,
+        settings=None,
         correlation_id: str | None = None,
     ) -> str:
-        request = _convert.price_request(option, market, model=model, measures=measures)
+        request = _convert.price_request(option, market, model=model, measures=measures, engine=engine, settings=settings)
         return self._send(pricing_pb2.StreamRequest(price=request), correlation_id)
 
     async def update_market(

@@ -72,6 +72,27 @@ def as_option_type_column(values: Any) -> np.ndarray:
     raise ValueError(f"option_type: cannot read dtype {array.dtype}")
 
 
+def as_enum_column(name: str, values: Any, enum: str) -> np.ndarray:
+    """A contract enum column as int32 from codes or value names (``"down_out"``,
+    ``"DOWN-OUT"``), mapped once per distinct string."""
+    from ._models import enum_code, enum_names
+
+    names = enum_names(enum)
+    array = np.asarray(values)
+    if array.dtype.kind in "iu":
+        out = array.astype(I4, copy=False)
+        bad = ~np.isin(out, list(names.values()))
+        if bad.any():
+            raise ValueError(f"{name}: unknown {enum} code {out[bad][0]}")
+        return _one_d(name, out)
+    if array.dtype.kind in "USO":
+        flat = array.reshape(-1) if array.ndim else array.reshape(1)
+        uniques, inverse = np.unique(flat.astype(str), return_inverse=True)
+        codes = np.array([enum_code(enum, u, name) for u in uniques], dtype=I4)
+        return _one_d(name, codes[inverse.reshape(-1)])
+    raise ValueError(f"{name}: cannot read dtype {array.dtype}")
+
+
 def as_date_column(name: str, values: Any) -> np.ndarray:
     """Dates as int32 days since 1970-01-01, from numpy ``datetime64`` (any unit, truncated
     to the day), ``datetime.date`` objects, ISO strings, or ints already in days."""

@@ -16,7 +16,10 @@ from ._models import (
     DAY_COUNTS,
     MEASURE_NAMES,
     OPTION_TYPES,
+    ENGINES,
+    INSTRUMENTS,
     EffectiveInputs,
+    EngineSettings,
     EuropeanOption,
     ExpiryDates,
     Greeks,
@@ -28,11 +31,16 @@ from ._models import (
     PriceResult,
     ServerInfo,
     ServerLimits,
+    engine_code,
+    enum_code,
+    enum_names,
     measure_codes,
     model_code,
 )
 
-_MODEL_NAMES = {v: k for k, v in {"bsm": 1, "black76": 2, "bachelier": 3}.items()}
+_MODEL_NAMES = {v: k for k, v in {"bsm": 1, "black76": 2, "bachelier": 3, "heston": 4}.items()}
+_ENGINE_NAMES = {v: k for k, v in ENGINES.items()}
+_METHOD_NAMES = {v: k for k, v in enum_names("GreekMethod").items()}
 
 
 def date_message(value: _dt.date) -> common_pb2.Date:
@@ -53,12 +61,70 @@ def option_message(option: EuropeanOption) -> pricing_pb2.EuropeanOption:
     return msg
 
 
+def _expiry_into(msg, expiry) -> None:
+    if isinstance(expiry, ExpiryDates):
+        msg.expiry.dates.valuation_date.CopyFrom(date_message(expiry.valuation_date))
+        msg.expiry.dates.expiry_date.CopyFrom(date_message(expiry.expiry_date))
+        msg.expiry.dates.day_count = DAY_COUNTS[expiry.day_count]
+    else:
+        msg.expiry.year_fraction = expiry
+
+
+def instrument_message(option) -> tuple[str, object]:
+    """(PriceRequest oneof member, message) of any instrument dataclass. The dataclasses'
+    fields have the messages' field names; enum fields hold the enum's value names."""
+    which = INSTRUMENTS.get(type(option))
+    if which is None:
+        names = ", ".join(t.__name__ for t in INSTRUMENTS)
+        raise TypeError(f"option must be one of {names}, not {type(option).__name__}")
+    if which == "european":
+        return which, option_message(option)
+    msg = getattr(pricing_pb2, type(option).__name__)()
+    for f in option.__dataclass_fields__:
+        value = getattr(option, f)
+        if value is None:
+            continue
+        if f == "expiry":
+            _expiry_into(msg, value)
+        elif f == "option_type":
+            msg.option_type = OPTION_TYPES[value]
+        elif f == "fixing_dates":
+            msg.fixing_dates.extend(date_message(d) for d in value)
+        elif f == "fixing_times":
+            msg.fixing_times.extend(value)
+        elif msg.DESCRIPTOR.fields_by_name[f].enum_type is not None:
+            setattr(msg, f, enum_code(msg.DESCRIPTOR.fields_by_name[f].enum_type.name, value, f))
+        else:
+            setattr(msg, f, value)
+    return which, msg
+
+
+def settings_message(settings: EngineSettings | None):
+    if settings is None:
+        return None
+    if not isinstance(settings, EngineSettings):
+        raise TypeError(f"settings must be EngineSettings, not {type(settings).__name__}")
+    msg = pricing_pb2.EngineSettings()
+    for f in settings.__dataclass_fields__:
+        value = getattr(settings, f)
+        if value is None:
+            continue
+        if f == "american_scheme":
+            msg.american_scheme = enum_code("AmericanScheme", value, f)
+        else:
+            setattr(msg, f, value)
+    return msg
+
+
 def market_message(market: Market, *, need_volatility: bool) -> pricing_pb2.Market:
     if not isinstance(market, Market):
         raise TypeError(f"market must be a Market, not {type(market).__name__}")
-    if need_volatility and market.volatility is None:
+    if need_volatility and market.volatility is None and market.heston is None:
         raise ValueError("market.volatility is required to price (only implied_vol may leave it out)")
     msg = pricing_pb2.Market(rate=market.rate, dividend_yield=market.dividend_yield)
+    if market.heston is not None:
+        h = market.heston
+        msg.heston.CopyFrom(pricing_pb2.HestonParameters(v0=h.v0, kappa=h.kappa, theta=h.theta, sigma=h.sigma, rho=h.rho))
     if market.spot is not None:
         msg.spot = market.spot
     else:
@@ -69,14 +135,24 @@ def market_message(market: Market, *, need_volatility: bool) -> pricing_pb2.Mark
 
 
 def price_request(
-    option: EuropeanOption, market: Market, *, model: str | int = "bsm", measures: Iterable[str] | str = ()
+    option,
+    market: Market,
+    *,
+    model: str | int = "bsm",
+    measures: Iterable[str] | str = (),
+    engine: str | int | None = None,
+    settings: EngineSettings | None = None,
 ) -> pricing_pb2.PriceRequest:
-    return pricing_pb2.PriceRequest(
+    which, instrument = instrument_message(option)
+    request = pricing_pb2.PriceRequest(
         model=model_code(model),
-        european=option_message(option),
         market=market_message(market, need_volatility=True),
         measures=measure_codes(measures),
+        engine=engine_code(engine),
+        settings=settings_message(settings),
     )
+    getattr(request, which).CopyFrom(instrument)
+    return request
 
 
 def implied_vol_request(
@@ -96,6 +172,9 @@ def market_update_message(update: MarketUpdate) -> pricing_pb2.MarketUpdate:
         value = getattr(update, name)
         if value is not None:
             setattr(msg, name, value)
+    if update.heston is not None:
+        h = update.heston
+        msg.heston.CopyFrom(pricing_pb2.HestonParameters(v0=h.v0, kappa=h.kappa, theta=h.theta, sigma=h.sigma, rho=h.rho))
     return msg
 
 
@@ -121,11 +200,16 @@ def greeks(msg: pricing_pb2.Greeks) -> Greeks:
 
 
 def price_result(msg: pricing_pb2.PriceResponse) -> PriceResult:
+    methods = {MEASURE_NAMES.get(d.measure, str(d.measure)): _METHOD_NAMES.get(d.method, str(d.method)) for d in msg.details}
+    errors = {MEASURE_NAMES.get(d.measure, str(d.measure)): d.standard_error for d in msg.details if d.standard_error}
     return PriceResult(
         price=msg.price,
         greeks=greeks(msg.greeks),
         inputs=effective_inputs(msg.inputs) if msg.HasField("inputs") else None,
         priced_by=model_ref(msg.priced_by),
+        standard_error=msg.standard_error,
+        methods=methods,
+        standard_errors=errors,
     )
 
 
@@ -158,6 +242,9 @@ def server_info(msg: pricing_pb2.ServerInfoResponse) -> ServerInfo:
                 instruments=tuple(m.instruments),
                 measures=tuple(MEASURE_NAMES.get(x, str(x)) for x in m.measures),
                 validated_against=m.validated_against,
+                engine=_ENGINE_NAMES.get(m.engine, ""),
+                methods=tuple(_METHOD_NAMES.get(x, str(x)) for x in m.methods),
+                default_engine=m.default_engine,
             )
             for m in msg.models
         ),

@@ -39,6 +39,7 @@ from ._config import (
 )
 from ._errors import PricingError
 from ._models import (
+    EngineSettings,
     EuropeanOption,
     ImpliedVolResult,
     Market,
@@ -97,17 +98,28 @@ class FrontOfficeClient:
     # ------------------------------------------------------------------ calls
     def price(
         self,
-        option: EuropeanOption,
+        option,
         market: Market,
         *,
         model: str = "bsm",
         measures: Iterable[str] | str = (),
+        engine: str | None = None,
+        settings: EngineSettings | None = None,
         timeout=USE_CLIENT_DEFAULT,
     ) -> PriceResult:
         """Price one trade; ``measures`` names the Greeks wanted besides the price
         (``("delta", "gamma", "vega", "theta", "rho", "dividend_rho", "vanna", "volga", "charm")``).
+
+        ``option`` is any instrument: EuropeanOption, AmericanOption, BarrierOption,
+        DoubleBarrierOption, DigitalOption, TouchOption, AsianOption, LookbackOption.
+        ``engine`` picks the method (``"analytic"``, ``"fixed_point"``, ``"binomial_tree"``,
+        ``"monte_carlo"``, ``"turnbull_wakeman"``, ``"levy"``; None: the product's default)
+        and ``settings`` its EngineSettings. ``result.methods`` says how each measure was
+        obtained, ``result.standard_error`` a Monte Carlo price's standard error.
         Raises :class:`PricingError`."""
-        request = _convert.price_request(option, market, model=model, measures=measures)
+        request = _convert.price_request(
+            option, market, model=model, measures=measures, engine=engine, settings=settings
+        )
         timeout = resolve_timeout(timeout, self.timeout)
         if self._mux is not None:
             return _convert.price_result(self._mux.call(request, timeout))
@@ -359,12 +371,15 @@ class PriceStreamSession:
         *,
         model: str = "bsm",
         measures: Iterable[str] | str = (),
+        engine: str | None = None,
+        settings: EngineSettings | None = None,
         correlation_id: str | None = None,
     ) -> str:
-        """Price ``option`` now and hold it as ``trade_id`` for later market updates."""
+        """Price ``option`` (any instrument) now and hold it as ``trade_id`` for later market
+        updates."""
         if not trade_id:
             raise ValueError("trade_id must be a non-empty string")
-        request = _convert.price_request(option, market, model=model, measures=measures)
+        request = _convert.price_request(option, market, model=model, measures=measures, engine=engine, settings=settings)
         return self._send(pricing_pb2.StreamRequest(price=request, trade_id=str(trade_id)), correlation_id)
 
     def replace(self, trade_id: str, option: EuropeanOption, market: Market, **kwargs) -> str:
@@ -378,10 +393,12 @@ class PriceStreamSession:
         *,
         model: str = "bsm",
         measures: Iterable[str] | str = (),
+        engine: str | None = None,
+        settings: EngineSettings | None = None,
         correlation_id: str | None = None,
     ) -> str:
-        """Price ``option`` once, without holding it."""
-        request = _convert.price_request(option, market, model=model, measures=measures)
+        """Price ``option`` (any instrument) once, without holding it."""
+        request = _convert.price_request(option, market, model=model, measures=measures, engine=engine, settings=settings)
         return self._send(pricing_pb2.StreamRequest(price=request), correlation_id)
 
     def update_market(

@@ -35,6 +35,7 @@ MODELS: Mapping[str, int] = {
     "bsm": common_pb2.MODEL_BLACK_SCHOLES_MERTON,
     "black76": common_pb2.MODEL_BLACK_76,
     "bachelier": common_pb2.MODEL_BACHELIER,
+    "heston": common_pb2.MODEL_HESTON,
 }
 _MODEL_ALIASES = {
     "black_scholes_merton": "bsm",
@@ -43,6 +44,47 @@ _MODEL_ALIASES = {
     "black-76": "black76",
     "normal": "bachelier",
 }
+
+#: engine name -> pricegrid.v1.Engine (None or "default": the product's default engine)
+ENGINES: Mapping[str, int] = {
+    "analytic": common_pb2.ENGINE_ANALYTIC,
+    "fixed_point": common_pb2.ENGINE_FIXED_POINT,
+    "binomial_tree": common_pb2.ENGINE_BINOMIAL_TREE,
+    "monte_carlo": common_pb2.ENGINE_MONTE_CARLO,
+    "turnbull_wakeman": common_pb2.ENGINE_TURNBULL_WAKEMAN,
+    "levy": common_pb2.ENGINE_LEVY,
+}
+
+
+def enum_names(enum_name: str) -> dict[str, int]:
+    """Lower-case names of a contract enum's values without its prefix
+    (``BarrierType`` -> ``{"down_in": 1, ...}``), UNSPECIFIED left out."""
+    desc = common_pb2.DESCRIPTOR.enum_types_by_name[enum_name]
+    prefix = desc.values[0].name[: -len("UNSPECIFIED")]
+    return {v.name[len(prefix):].lower(): v.number for v in desc.values if v.number}
+
+
+def enum_code(enum_name: str, value: str | int, what: str) -> int:
+    """``"down-in"``/``"DOWN_IN"``/``1`` -> the enum's number; ValueError names the choices."""
+    names = enum_names(enum_name)
+    if isinstance(value, str):
+        key = value.strip().lower().replace("-", "_").replace(" ", "_")
+        if key in names:
+            return names[key]
+    elif isinstance(value, int) and not isinstance(value, bool) and value in names.values():
+        return int(value)
+    raise ValueError(f"unknown {what} {value!r}; expected one of {sorted(names)}")
+
+
+def engine_code(engine: str | int | None) -> int:
+    if engine is None or engine == "default":
+        return 0
+    if isinstance(engine, str) and engine.strip().lower().replace("-", "_") in ENGINES:
+        return ENGINES[engine.strip().lower().replace("-", "_")]
+    if isinstance(engine, int) and not isinstance(engine, bool) and engine in ENGINES.values():
+        return int(engine)
+    raise ValueError(f"unknown engine {engine!r}; expected one of {sorted(ENGINES)} or None")
+
 
 #: measure name -> pricegrid.v1.Measure, in the contract's order.
 MEASURES: Mapping[str, int] = {
@@ -210,15 +252,224 @@ class Market:
     rate: float = 0.0
     dividend_yield: float = 0.0
     volatility: float | None = None
+    heston: "HestonParameters | None" = None
 
     def __post_init__(self) -> None:
         if (self.spot is None) == (self.forward is None):
             raise ValueError("give exactly one of spot= or forward=")
+        if self.heston is not None and not isinstance(self.heston, HestonParameters):
+            raise TypeError(f"heston must be HestonParameters, not {type(self.heston).__name__}")
         object.__setattr__(self, "spot", _number("spot", self.spot, optional=True))
         object.__setattr__(self, "forward", _number("forward", self.forward, optional=True))
         object.__setattr__(self, "rate", _number("rate", self.rate))
         object.__setattr__(self, "dividend_yield", _number("dividend_yield", self.dividend_yield))
         object.__setattr__(self, "volatility", _number("volatility", self.volatility, optional=True))
+
+
+@dataclass(frozen=True, slots=True)
+class HestonParameters:
+    """Heston (1993) parameters for ``model="heston"``: initial variance ``v0``, mean
+    reversion ``kappa``, long-run variance ``theta``, vol of variance ``sigma``, correlation
+    ``rho``.
+
+        >>> Market(spot=100.0, rate=0.03, heston=HestonParameters(0.04, 1.5, 0.04, 0.5, -0.7))
+    """
+
+    v0: float
+    kappa: float
+    theta: float
+    sigma: float
+    rho: float
+
+    def __post_init__(self) -> None:
+        for name in ("v0", "kappa", "theta", "sigma", "rho"):
+            object.__setattr__(self, name, _number(name, getattr(self, name)))
+
+
+def _instrument(self, enums: Mapping[str, str], numbers: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
+    """Shared checks of the instrument dataclasses: enum fields by name, numbers as floats,
+    the expiry as years or ExpiryDates."""
+    for name, enum in enums.items():
+        if name == "option_type":
+            object.__setattr__(self, name, option_type_name(self.option_type))
+        else:
+            code = enum_code(enum, getattr(self, name), name)
+            object.__setattr__(self, name, next(k for k, v in enum_names(enum).items() if v == code))
+    for name in numbers:
+        object.__setattr__(self, name, _number(name, getattr(self, name), optional=name in optional))
+    if not isinstance(self.expiry, ExpiryDates):
+        object.__setattr__(self, "expiry", _number("expiry", self.expiry))
+
+
+@dataclass(frozen=True, slots=True)
+class AmericanOption:
+    """An American call or put (``model="bsm"`` on a spot, ``"black76"`` on a futures price).
+
+        >>> AmericanOption(option_type="put", strike=100.0, expiry=1.0)
+    """
+
+    option_type: str
+    strike: float
+    expiry: float | ExpiryDates
+
+    def __post_init__(self) -> None:
+        _instrument(self, {"option_type": "OptionType"}, ("strike",))
+
+
+@dataclass(frozen=True, slots=True)
+class BarrierOption:
+    """A single barrier: ``barrier_type`` ``"down_in"``, ``"down_out"``, ``"up_in"``,
+    ``"up_out"``; ``rebate`` paid at expiry (knock-in never in) or at hit (knock-out);
+    ``monitoring_interval`` years between observations (0: continuous).
+
+        >>> BarrierOption(barrier_type="down_out", option_type="call", strike=100.0,
+        ...               expiry=0.5, barrier=90.0, rebate=3.0)
+    """
+
+    barrier_type: str
+    option_type: str
+    strike: float
+    expiry: float | ExpiryDates
+    barrier: float
+    rebate: float = 0.0
+    monitoring_interval: float = 0.0
+
+    def __post_init__(self) -> None:
+        _instrument(self, {"barrier_type": "BarrierType", "option_type": "OptionType"},
+                    ("strike", "barrier", "rebate", "monitoring_interval"))
+
+
+@dataclass(frozen=True, slots=True)
+class DoubleBarrierOption:
+    """A double knock-in or knock-out (``knock_type`` ``"knock_in"``/``"knock_out"``)."""
+
+    knock_type: str
+    option_type: str
+    strike: float
+    expiry: float | ExpiryDates
+    lower_barrier: float
+    upper_barrier: float
+
+    def __post_init__(self) -> None:
+        _instrument(self, {"knock_type": "KnockType", "option_type": "OptionType"},
+                    ("strike", "lower_barrier", "upper_barrier"))
+
+
+@dataclass(frozen=True, slots=True)
+class DigitalOption:
+    """A European digital: ``payoff`` ``"cash_or_nothing"`` (pays ``cash``),
+    ``"asset_or_nothing"`` or ``"gap"`` (pays S - ``payoff_strike`` once S passes ``strike``)."""
+
+    payoff: str
+    option_type: str
+    strike: float
+    expiry: float | ExpiryDates
+    cash: float = 1.0
+    payoff_strike: float = 0.0
+
+    def __post_init__(self) -> None:
+        _instrument(self, {"payoff": "DigitalPayoff", "option_type": "OptionType"},
+                    ("strike", "cash", "payoff_strike"))
+
+
+@dataclass(frozen=True, slots=True)
+class TouchOption:
+    """One-touch or no-touch on a barrier ``direction`` ``"down"``/``"up"`` of the spot; a
+    one-touch pays ``cash`` ``"at_hit"`` or ``"at_expiry"`` (a no-touch at expiry)."""
+
+    touch_type: str
+    direction: str
+    barrier: float
+    expiry: float | ExpiryDates
+    payment: str = "at_expiry"
+    cash: float = 1.0
+    monitoring_interval: float = 0.0
+
+    def __post_init__(self) -> None:
+        _instrument(self, {"touch_type": "TouchType", "direction": "BarrierDirection", "payment": "TouchPayment"},
+                    ("barrier", "cash", "monitoring_interval"))
+
+
+@dataclass(frozen=True, slots=True)
+class AsianOption:
+    """An average-price Asian: ``averaging`` ``"arithmetic"``/``"geometric"``; future fixings
+    as ``fixing_times`` (years) or ``fixing_dates`` (with an ExpiryDates expiry), neither for
+    continuous averaging; an average already begun as ``running_average`` over
+    ``past_fixings`` fixings (discrete) or ``elapsed`` years (continuous)."""
+
+    averaging: str
+    option_type: str
+    strike: float
+    expiry: float | ExpiryDates
+    fixing_times: tuple[float, ...] = ()
+    fixing_dates: tuple[_dt.date, ...] = ()
+    running_average: float = 0.0
+    past_fixings: int = 0
+    elapsed: float = 0.0
+
+    def __post_init__(self) -> None:
+        _instrument(self, {"averaging": "Averaging", "option_type": "OptionType"},
+                    ("strike", "running_average", "elapsed"))
+        object.__setattr__(self, "fixing_times", tuple(_number("fixing_times", t) for t in self.fixing_times))
+        object.__setattr__(self, "fixing_dates", tuple(
+            _dt.date.fromisoformat(d) if isinstance(d, str) else d for d in self.fixing_dates))
+        object.__setattr__(self, "past_fixings", int(self.past_fixings))
+
+
+@dataclass(frozen=True, slots=True)
+class LookbackOption:
+    """A lookback: ``strike_type`` ``"floating"`` or ``"fixed"`` (with ``strike``); the
+    extremes seen so far, ``running_minimum``/``running_maximum`` (None: the spot)."""
+
+    strike_type: str
+    option_type: str
+    expiry: float | ExpiryDates
+    strike: float = 0.0
+    running_minimum: float | None = None
+    running_maximum: float | None = None
+
+    def __post_init__(self) -> None:
+        _instrument(self, {"strike_type": "LookbackStrike", "option_type": "OptionType"},
+                    ("strike", "running_minimum", "running_maximum"), optional=("running_minimum", "running_maximum"))
+
+
+#: instrument dataclass -> the PriceRequest oneof member it fills
+INSTRUMENTS = {
+    EuropeanOption: "european",
+    AmericanOption: "american",
+    BarrierOption: "barrier",
+    DoubleBarrierOption: "double_barrier",
+    DigitalOption: "digital",
+    TouchOption: "touch",
+    AsianOption: "asian",
+    LookbackOption: "lookback",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Settings of the pricing method; None leaves the server's default.
+
+        >>> EngineSettings(paths=200_000, seed=7, sobol=True)          # Monte Carlo
+        >>> EngineSettings(tree_steps=2001)                           # binomial tree
+        >>> EngineSettings(american_scheme="high_precision")          # fixed point
+    """
+
+    paths: int | None = None
+    seed: int | None = None
+    max_step: float | None = None
+    antithetic: bool | None = None
+    control_variate: bool | None = None
+    sobol: bool | None = None
+    brownian_bridge: bool | None = None
+    tree_steps: int | None = None
+    american_scheme: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.american_scheme is not None:
+            code = enum_code("AmericanScheme", self.american_scheme, "american_scheme")
+            object.__setattr__(self, "american_scheme", next(
+                k for k, v in enum_names("AmericanScheme").items() if v == code))
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +487,7 @@ class MarketUpdate:
     dividend_yield: float | None = None
     volatility: float | None = None
     trade_ids: tuple[str, ...] = ()
+    heston: HestonParameters | None = None
 
     def __post_init__(self) -> None:
         for name in ("spot", "forward", "rate", "dividend_yield", "volatility"):
@@ -306,6 +558,13 @@ class PriceResult:
     greeks: Greeks = field(default_factory=Greeks)
     inputs: EffectiveInputs | None = None
     priced_by: ModelRef = field(default_factory=ModelRef)
+    #: Monte Carlo: the price's standard error (0 otherwise)
+    standard_error: float = 0.0
+    #: measure name -> how it was obtained ("analytic", "finite_difference", "tree_grid",
+    #: "monte_carlo_crn", ...); empty from the analytic European engines (all analytic)
+    methods: Mapping[str, str] = field(default_factory=dict)
+    #: measure name -> Monte Carlo standard error
+    standard_errors: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +597,9 @@ class ModelInfo:
     instruments: tuple[str, ...] = ()
     measures: tuple[str, ...] = ()
     validated_against: str = ""
+    engine: str = ""
+    methods: tuple[str, ...] = ()  # parallel to measures
+    default_engine: bool = False
 
 
 @dataclass(frozen=True, slots=True)

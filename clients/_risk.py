@@ -37,8 +37,12 @@ from . import _convert
 from ._config import USE_CLIENT_DEFAULT, ChannelOptions, RetryConfig, channel_options, resolve_timeout
 from ._errors import PricingError, RowError, status_code
 from ._frontoffice import _make_channel
+from ._convert import _METHOD_NAMES
 from ._models import (
     DAY_COUNTS,
+    EngineSettings,
+    HestonParameters,
+    engine_code,
     MEASURE_NAMES,
     ModelRef,
     ServerInfo,
@@ -66,6 +70,12 @@ INPUT_COLUMNS = (
     "volatility",
 )
 EFFECTIVE_INPUTS = ("forward", "discount_factor", "time_to_expiry", "volatility")
+#: the instruments' enum columns -> their contract enum
+_INT_ENUMS = {
+    "barrier_type": "BarrierType", "knock_type": "KnockType", "payoff": "DigitalPayoff", "touch_type": "TouchType",
+    "direction": "BarrierDirection", "payment": "TouchPayment", "averaging": "Averaging", "strike_type": "LookbackStrike",
+}
+_INSTRUMENT_NAMES = ("european", "american", "barrier", "double_barrier", "digital", "touch", "asian", "lookback")
 
 # where each column lives in the request: (message path, kind)
 _DOUBLE_PATHS = {
@@ -119,6 +129,11 @@ class BatchResult:
     inputs: Mapping[str, np.ndarray] = field(default_factory=dict)
     priced_by: ModelRef = field(default_factory=ModelRef)
     stats: BatchStats = field(default_factory=BatchStats)
+    #: measure name -> how it was obtained ("analytic", "finite_difference", ...); empty
+    #: from the analytic European engines (all analytic)
+    methods: Mapping[str, str] = field(default_factory=dict)
+    #: Monte Carlo: measure name -> standard error per row
+    standard_errors: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def ok(self) -> np.ndarray:
@@ -183,7 +198,10 @@ class _PreparedBatch:
     wire format, each column copied once, straight from its array (see
     :mod:`pricegrid.clients._columns`, "wire format")."""
 
-    def __init__(self, message_type, base, doubles: dict[str, np.ndarray], ints: dict[str, np.ndarray]) -> None:
+    def __init__(
+        self, message_type, base, doubles: dict[str, np.ndarray], ints: dict[str, np.ndarray],
+        paths: Mapping[str, tuple] | None = None, ragged: tuple | None = None,
+    ) -> None:
         self.message_type = message_type
         self.base = base
         self.doubles = doubles
@@ -192,10 +210,13 @@ class _PreparedBatch:
         self._base_bytes = base.SerializeToString()
         self._columns = [
             (path + ("raw",), array)
-            for paths, columns in ((_DOUBLE_PATHS, doubles), (_INT_PATHS, ints))
+            for default_paths, columns in ((_DOUBLE_PATHS, doubles), (_INT_PATHS, ints))
             for name, array in columns.items()
-            for path in (paths[name],)
+            for path in ((paths or default_paths)[name],)
         ]
+        # (path, flat values, offsets): a column whose rows hold several values each (Asian
+        # fixing times); a chunk carries values[offsets[start]:offsets[stop]]
+        self._ragged = ragged
         # A broadcast column is the same bytes in every chunk: encode it once.
         self._fixed = {
             path: C.field_path_headers(message_type.DESCRIPTOR, path, array.nbytes) + array.tobytes()
@@ -205,7 +226,10 @@ class _PreparedBatch:
 
     @property
     def request_bytes_per_row(self) -> int:
-        return C.row_bytes(list(self.doubles.values()) + list(self.ints.values()))
+        per_row = C.row_bytes(list(self.doubles.values()) + list(self.ints.values()))
+        if self._ragged is not None and self._ragged[2] is not None and self.rows:
+            per_row += -(-self._ragged[1].nbytes // self.rows)  # fixing times, on average
+        return per_row
 
     def payload(self, start: int, stop: int) -> bytes:
         parts: list = [self._base_bytes]
@@ -222,6 +246,12 @@ class _PreparedBatch:
             pad = C.alignment_padding(offset + len(headers))
             parts += (pad, headers, data)
             offset += len(pad) + len(headers) + data.nbytes
+        if self._ragged is not None:
+            path, values, offsets = self._ragged
+            data = C.column_buffer(values, int(offsets[start]), int(offsets[stop])) if offsets is not None else C.column_buffer(values, 0, len(values))
+            headers = C.field_path_headers(self.message_type.DESCRIPTOR, path + ("raw",), data.nbytes)
+            pad = C.alignment_padding(offset + len(headers))
+            parts += (pad, headers, data)
         return b"".join(parts)
 
     def request(self, start: int, stop: int):
@@ -357,8 +387,8 @@ class RiskClient:
         self,
         *,
         model: str | int,
-        option_type: Any,
-        strike: Any,
+        option_type: Any = None,
+        strike: Any = None,
         time_to_expiry: Any = None,
         expiry_date: Any = None,
         valuation_date: Any = None,
@@ -367,13 +397,30 @@ class RiskClient:
         forward: Any = None,
         rate: Any = 0.0,
         dividend_yield: Any = None,
-        volatility: Any,
+        volatility: Any = None,
         measures: Iterable[str] | str = ("price",),
         threads: int = 0,
         effective_inputs: bool = True,
         timeout=USE_CLIENT_DEFAULT,
+        instrument: str = "european",
+        engine: str | int | None = None,
+        settings: EngineSettings | None = None,
+        heston: Any = None,
+        **instrument_columns: Any,
     ) -> BatchResult:
         """Price a batch given as arrays (or scalars, broadcast to every row).
+
+        ``instrument`` is ``"european"`` (default), ``"american"``, ``"barrier"``,
+        ``"double_barrier"``, ``"digital"``, ``"touch"``, ``"asian"`` or ``"lookback"``; its
+        own columns go by their contract names (``barrier_type``, ``barrier``, ``rebate``,
+        ``lower_barrier``, ``payoff``, ``cash``, ``averaging``, ``fixing_times``,
+        ``running_minimum``, ...; enum columns take names such as ``"down_out"``). Asian
+        ``fixing_times`` is one schedule every row shares (a 1-d array) or one array per
+        row (a list of arrays). ``engine``/``settings`` pick the method (see
+        :meth:`FrontOfficeClient.price`); ``heston`` is a HestonParameters or a dict of
+        ``v0``, ``kappa``, ``theta``, ``sigma``, ``rho`` columns for ``model="heston"``.
+        ``result.standard_errors`` holds Monte Carlo standard errors and
+        ``result.methods`` how each measure was obtained.
 
         ``option_type``  ints (1 call, 2 put) or strings ``'call'``/``'put'``/``'C'``/``'P'``
         ``time_to_expiry`` year fractions, or ``expiry_date`` (numpy datetime64, dates or ISO
@@ -383,6 +430,24 @@ class RiskClient:
         ``threads``      kernel threads per chunk (0: the server's default)
         """
         codes = measure_codes(measures) or [common_pb2.MEASURE_PRICE]
+        common = dict(
+            option_type=option_type, strike=strike, time_to_expiry=time_to_expiry, expiry_date=expiry_date,
+            valuation_date=valuation_date, day_count=day_count, spot=spot, forward=forward, rate=rate,
+            dividend_yield=dividend_yield, volatility=volatility,
+        )
+        if instrument != "european" or engine is not None or settings is not None or heston is not None or instrument_columns:
+            prepared = self._prepare_product(
+                instrument, model=model, measures=codes, threads=threads, effective_inputs=effective_inputs,
+                engine=engine, settings=settings, heston=heston, columns={**common, **instrument_columns},
+            )
+            names = [MEASURE_NAMES[c] for c in codes]
+            return self._execute(
+                prepared, self._price_batch, _response_bytes_per_row(2 * len(names), effective_inputs),
+                lambda response: [(MEASURE_NAMES.get(c.measure, str(c.measure)), c.values) for c in response.columns],
+                names, timeout,
+            )
+        if volatility is None:
+            raise ValueError("volatility is required")
         prepared = self._prepare(
             pricing_pb2.PriceBatchRequest,
             model=model,
@@ -530,6 +595,86 @@ class RiskClient:
         return inputs
 
     # ------------------------------------------------------------------ machinery
+    def _prepare_product(
+        self, instrument, *, model, measures, threads, effective_inputs, engine, settings, heston, columns
+    ) -> _PreparedBatch:
+        """A PriceBatchRequest of any instrument's columns (see :meth:`price_batch`)."""
+        desc = pricing_pb2.PriceBatchRequest.DESCRIPTOR
+        field = desc.fields_by_name.get(instrument)
+        if field is None or field.containing_oneof is None or field.containing_oneof.name != "instruments":
+            raise ValueError(f"unknown instrument {instrument!r}; expected one of {sorted(_INSTRUMENT_NAMES)}")
+        base = pricing_pb2.PriceBatchRequest(
+            model=model_code(model), output_encoding=common_pb2.ENCODING_RAW,
+            omit_effective_inputs=not effective_inputs, threads=int(threads), engine=engine_code(engine),
+            settings=_convert.settings_message(settings),
+        )
+        base.measures.extend(measures)
+        cols_desc = field.message_type
+        getattr(base, instrument).SetInParent()
+        doubles: dict[str, np.ndarray] = {}
+        ints: dict[str, np.ndarray] = {}
+        paths: dict[str, tuple] = {}
+        ragged = None
+        columns = {k: v for k, v in columns.items() if v is not None}
+        for name in ("spot", "forward", "rate", "dividend_yield", "volatility"):
+            if name in columns:
+                doubles[name] = C.as_float_column(name, columns.pop(name))
+                paths[name] = ("market", name)
+        if heston is not None:
+            if isinstance(heston, HestonParameters):
+                values = {k: getattr(heston, k) for k in ("v0", "kappa", "theta", "sigma", "rho")}
+            else:
+                values = dict(heston)
+            for h in ("v0", "kappa", "theta", "sigma", "rho"):
+                if h not in values:
+                    raise ValueError(f"heston: {h} is required")
+                doubles[f"heston_{h}"] = C.as_float_column(f"heston.{h}", values[h])
+                paths[f"heston_{h}"] = ("market", "heston", h)
+        if "expiry_date" in columns:
+            if columns.get("valuation_date") is None:
+                raise ValueError("expiry_date= needs valuation_date=")
+            ints["expiry_date"] = C.as_date_column("expiry_date", columns.pop("expiry_date"))
+            paths["expiry_date"] = (instrument, "expiry_date")
+            getattr(base, instrument).valuation_date.CopyFrom(C.date_message(C.as_date("valuation_date", columns.pop("valuation_date"))))
+            getattr(base, instrument).day_count = DAY_COUNTS[day_count_name(columns.pop("day_count", None) or "ACT/365F")]
+        elif "time_to_expiry" not in columns:
+            raise ValueError("give exactly one of time_to_expiry= or expiry_date=")
+        for name in ("valuation_date", "day_count"):
+            if name in columns:
+                raise ValueError(f"{name} goes with expiry_date=, not time_to_expiry=")
+        if "fixing_times" in columns:
+            times = columns.pop("fixing_times")
+            if instrument != "asian":
+                raise ValueError("fixing_times is an Asian option's column")
+            if isinstance(times, (list, tuple)) and times and np.ndim(times[0]) == 1:  # one array per row
+                per_row = [C.as_float_column("fixing_times", t) if len(t) else np.empty(0) for t in times]
+                counts = np.array([len(t) for t in per_row], dtype="<i4")
+                offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+                np.cumsum(counts, out=offsets[1:])
+                ragged = ((instrument, "fixing_times"), np.concatenate(per_row).astype("<f8"), offsets)
+            else:
+                flat = C.as_float_column("fixing_times", times)
+                counts = np.array([len(flat)], dtype="<i4")
+                ragged = ((instrument, "fixing_times"), flat, None)
+            ints["fixing_counts"] = counts
+            paths["fixing_counts"] = (instrument, "fixing_counts")
+        for name, values in columns.items():
+            f = cols_desc.fields_by_name.get(name)
+            if f is None or name in ("fixing_counts",):
+                known = sorted(n for n in cols_desc.fields_by_name if n not in ("valuation_date", "day_count", "fixing_counts"))
+                raise TypeError(f"unknown {instrument} column {name!r}; expected {known} and the market's")
+            paths[name] = (instrument, name)
+            if f.message_type.name == "Int32Column":
+                if name == "option_type":
+                    ints[name] = C.as_option_type_column(values)
+                elif f.name == "past_fixings":
+                    ints[name] = C._one_d(name, np.asarray(values, dtype="<i4"))
+                else:
+                    ints[name] = C.as_enum_column(name, values, _INT_ENUMS[name])
+            else:
+                doubles[name] = C.as_float_column(name, values)
+        return _PreparedBatch(pricing_pb2.PriceBatchRequest, base, doubles, ints, paths, ragged)
+
     def _prepare(self, message_type, *, model, measures, threads, effective_inputs, columns) -> _PreparedBatch:
         base = message_type(
             model=model_code(model),
@@ -599,6 +744,8 @@ class RiskClient:
         errors: list[RowError] = []
         totals = {"error_count": 0, "compute": 0.0, "sent": 0, "received": 0, "threads": 0}
         priced_by: list[ModelRef] = []
+        methods: dict[str, str] = {}
+        stderrs: dict[str, np.ndarray] = {}
 
         def build(start: int, stop: int) -> bytes:
             payload = prepared.payload(start, stop)
@@ -615,6 +762,16 @@ class RiskClient:
                 )
             totals["received"] += size
             got = dict(columns_of(response))
+            for c in getattr(response, "columns", ()):
+                name = MEASURE_NAMES.get(c.measure, str(c.measure))
+                if c.method and name not in methods:
+                    methods[name] = _METHOD_NAMES.get(c.method, str(c.method))
+                if c.HasField("standard_error"):
+                    se = C.decode_double(c.standard_error, n)
+                    if single:
+                        stderrs[name] = se
+                    else:
+                        stderrs.setdefault(name, np.full(rows, np.nan))[start:stop] = se
             for name in names:
                 if name not in got:
                     raise PricingError(grpc.StatusCode.INTERNAL, f"the response lacks the {name!r} column")
@@ -663,6 +820,8 @@ class RiskClient:
             error_count=int(totals["error_count"]),
             inputs=inputs,
             priced_by=priced_by[0] if priced_by else ModelRef(),
+            methods=methods,
+            standard_errors=stderrs,
             stats=BatchStats(
                 chunks=len(plan),
                 compute_seconds=totals["compute"],

@@ -594,6 +594,8 @@ def engine_spec(product: str, model: Model, engine: Engine) -> library.EngineSpe
     offered = library.offered(product)
     under = [s for s in offered if s.model == model]
     model_name = cpb.Model.Name(int(model))
+    if not offered:
+        raise invalid("instrument", f"no engine of this server prices {product} options")
     if not under:
         models = sorted({cpb.Model.Name(int(s.model)) for s in offered})
         raise invalid("model", f"{product} options are not priced under {model_name}; models: {', '.join(models)}")
