@@ -4,6 +4,12 @@
                     --spot 100 --rate 0.05 --dividend 0.01 --vol 0.2 --greeks delta,gamma,vega
     pricegrid price --type put --strike 100 --valuation-date 2025-01-02 --expiry-date 2025-07-02 \\
                     --day-count ACT/360 --spot 100 --vol 0.2
+    pricegrid price --instrument barrier --barrier-type down_out --type call --strike 100 \
+                    --barrier 90 --rebate 2 --expiry 1 --spot 100 --vol 0.25 --greeks delta,vega
+    pricegrid price --instrument asian --averaging arithmetic --engine monte_carlo --paths 200000 \
+                    --type call --strike 100 --fixing-times 0.25,0.5,0.75,1 --expiry 1 --spot 100 --vol 0.3
+    pricegrid price --model heston --type put --strike 95 --expiry 0.5 --spot 100 \
+                    --v0 0.04 --kappa 1.5 --theta 0.04 --sigma 0.5 --rho -0.7
     pricegrid iv --type call --strike 100 --expiry 0.5 --spot 100 --rate 0.05 --price 10.45
     pricegrid price-file trades.csv --greeks delta,vega [--output out.csv] [--json]
     pricegrid info
@@ -33,14 +39,21 @@ from ._config import default_target
 from ._errors import PricingError
 from ._models import (
     DAY_COUNTS,
+    ENGINES,
+    INSTRUMENTS,
     MEASURES,
     MODELS,
+    EngineSettings,
     EuropeanOption,
     ExpiryDates,
+    HestonParameters,
     Market,
     day_count_name,
     measure_codes,
 )
+
+#: instrument name -> its dataclass
+_INSTRUMENT_TYPES = {name: cls for cls, name in INSTRUMENTS.items()}
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -86,10 +99,59 @@ def _common(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.replace(";", ",").split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _instrument_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--instrument", default="european", choices=list(_INSTRUMENT_TYPES),
+                        help="product (default european)")
+    parser.add_argument("--engine", choices=sorted(ENGINES), help="pricing method (default: the product's)")
+    g = parser.add_argument_group("instrument terms (by --instrument)")
+    for flag, kind, text in (
+        ("--barrier-type", str, "barrier: down_in, down_out, up_in, up_out"),
+        ("--barrier", float, "barrier, touch: the barrier level"),
+        ("--rebate", float, "barrier: rebate (default 0)"),
+        ("--monitoring-interval", float, "barrier, touch: years between observations (default 0: continuous)"),
+        ("--knock-type", str, "double_barrier: knock_in or knock_out"),
+        ("--lower-barrier", float, "double_barrier"),
+        ("--upper-barrier", float, "double_barrier"),
+        ("--payoff", str, "digital: cash_or_nothing, asset_or_nothing, gap"),
+        ("--cash", float, "digital, touch: amount paid (default 1)"),
+        ("--payoff-strike", float, "digital gap: the strike in the payoff"),
+        ("--touch-type", str, "touch: one_touch or no_touch"),
+        ("--direction", str, "touch: down or up"),
+        ("--payment", str, "touch: at_hit or at_expiry (default)"),
+        ("--averaging", str, "asian: arithmetic or geometric"),
+        ("--fixing-times", _floats, "asian: comma-separated future fixing times in years (none: continuous)"),
+        ("--running-average", float, "asian: the average so far"),
+        ("--past-fixings", int, "asian: fixings already taken"),
+        ("--elapsed", float, "asian: years of continuous averaging done"),
+        ("--strike-type", str, "lookback: floating or fixed"),
+        ("--running-minimum", float, "lookback: the minimum so far (default: spot)"),
+        ("--running-maximum", float, "lookback: the maximum so far (default: spot)"),
+    ):
+        g.add_argument(flag, type=kind, help=text)
+    h = parser.add_argument_group("Heston parameters (--model heston)")
+    for name in ("v0", "kappa", "theta", "sigma", "rho"):
+        h.add_argument(f"--{name}", type=float)
+    e = parser.add_argument_group("engine settings")
+    e.add_argument("--paths", type=int, help="Monte Carlo paths")
+    e.add_argument("--seed", type=int, help="Monte Carlo seed")
+    e.add_argument("--max-step", type=float, help="Monte Carlo longest time step in years")
+    e.add_argument("--sobol", action="store_true", default=None, help="Monte Carlo: Sobol numbers with a Brownian bridge")
+    e.add_argument("--tree-steps", type=int, help="binomial tree steps")
+    e.add_argument("--scheme", dest="american_scheme", choices=["fast", "accurate", "high_precision"],
+                   help="American fixed-point scheme")
+
+
 def _trade_arguments(parser: argparse.ArgumentParser, *, vol: bool) -> None:
     parser.add_argument("--model", default="bsm", choices=sorted(MODELS), help="pricing model (default bsm)")
-    parser.add_argument("--type", dest="option_type", required=True, type=str.lower, choices=["call", "put", "c", "p"])
-    parser.add_argument("--strike", type=float, required=True)
+    parser.add_argument("--type", dest="option_type", type=str.lower, choices=["call", "put", "c", "p"])
+    parser.add_argument("--strike", type=float)
     expiry = parser.add_argument_group("expiry: --expiry, or --valuation-date with --expiry-date")
     expiry.add_argument("--expiry", type=float, help="time to expiry in years")
     expiry.add_argument("--valuation-date", type=_date)
@@ -101,7 +163,7 @@ def _trade_arguments(parser: argparse.ArgumentParser, *, vol: bool) -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="continuously compounded rate, per 1.00")
     parser.add_argument("--dividend", type=float, default=0.0, help="dividend yield, per 1.00 (bsm)")
     if vol:
-        parser.add_argument("--vol", type=float, required=True, help="volatility, per 1.00")
+        parser.add_argument("--vol", type=float, help="volatility, per 1.00 (not with --model heston)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     price = commands.add_parser("price", help="price one trade and its Greeks")
     _trade_arguments(price, vol=True)
     price.add_argument("--greeks", type=_greeks, default=[], help="comma-separated: delta,gamma,vega,... or all")
+    _instrument_arguments(price)
     _common(price)
 
     iv = commands.add_parser("iv", help="implied volatility of one trade from its price")
@@ -121,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     pf = commands.add_parser("price-file", help="price a CSV of trades through the risk client")
     pf.add_argument("file", type=Path, help="CSV with a header row; columns named as RiskClient arguments")
     pf.add_argument("--model", default="bsm", choices=sorted(MODELS))
+    pf.add_argument("--instrument", default="european", choices=list(_INSTRUMENT_TYPES),
+                    help="product of every row (default european); its columns by their contract names")
+    pf.add_argument("--engine", choices=sorted(ENGINES), help="pricing method (default: the product's)")
     pf.add_argument("--greeks", type=_greeks, default=[], help="comma-separated Greeks besides the price")
     pf.add_argument("--implied-vol", action="store_true", help="the file's 'price' column holds premiums: solve for vol")
     pf.add_argument("--valuation-date", type=_date, help="valuation date for an expiry_date column")
@@ -144,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------- commands
-def _option(args) -> EuropeanOption:
+def _expiry(args):
     if args.expiry is not None:
         if args.valuation_date or args.expiry_date:
             raise _BadInput("give --expiry or --valuation-date/--expiry-date, not both")
@@ -153,11 +219,43 @@ def _option(args) -> EuropeanOption:
         expiry = ExpiryDates(valuation_date=args.valuation_date, expiry_date=args.expiry_date, day_count=args.day_count)
     else:
         raise _BadInput("give --expiry, or --valuation-date with --expiry-date")
-    return EuropeanOption(option_type=args.option_type, strike=args.strike, expiry=expiry)
+    return expiry
+
+
+def _option(args):
+    """The instrument named by --instrument, from the flags of its terms."""
+    kind = getattr(args, "instrument", "european")
+    cls = _INSTRUMENT_TYPES[kind]
+    terms = {"expiry": _expiry(args)}
+    for name in cls.__dataclass_fields__:
+        if name == "expiry":
+            continue
+        value = getattr(args, name, None)
+        if value is not None:
+            terms[name] = value
+    missing = [n for n, f in cls.__dataclass_fields__.items() if n not in terms and f.default is f.default_factory]
+    if missing:
+        flags = ", ".join("--type" if n == "option_type" else "--" + n.replace("_", "-") for n in missing)
+        raise _BadInput(f"{kind} options need {flags}")
+    return cls(**terms)
 
 
 def _market(args, vol: float | None) -> Market:
-    return Market(spot=args.spot, forward=args.forward, rate=args.rate, dividend_yield=args.dividend, volatility=vol)
+    heston = None
+    given = [getattr(args, n, None) for n in ("v0", "kappa", "theta", "sigma", "rho")]
+    if any(v is not None for v in given):
+        if any(v is None for v in given):
+            raise _BadInput("Heston needs all of --v0, --kappa, --theta, --sigma, --rho")
+        heston = HestonParameters(*given)
+    return Market(spot=args.spot, forward=args.forward, rate=args.rate, dividend_yield=args.dividend,
+                  volatility=vol, heston=heston)
+
+
+def _settings(args) -> EngineSettings | None:
+    names = ("paths", "seed", "max_step", "sobol", "tree_steps", "american_scheme")
+    values = {n: getattr(args, n, None) for n in names}
+    values = {k: v for k, v in values.items() if v is not None}
+    return EngineSettings(**values) if values else None
 
 
 def _timeout(args, default: float) -> float:
@@ -168,16 +266,29 @@ def _cmd_price(args, out) -> int:
     from ._frontoffice import FrontOfficeClient
 
     option, market = _option(args), _market(args, args.vol)
-    with FrontOfficeClient(target=args.target or default_target(), timeout=_timeout(args, 5.0)) as client:
-        result = client.price(option, market, model=args.model, measures=args.greeks)
+    if market.volatility is None and market.heston is None:
+        raise _BadInput("give --vol (or the Heston parameters with --model heston)")
+    with FrontOfficeClient(target=args.target or default_target(), timeout=_timeout(args, 60.0)) as client:
+        result = client.price(option, market, model=args.model, measures=args.greeks, engine=args.engine,
+                              settings=_settings(args))
     greeks = result.greeks.as_dict()
     inputs = _inputs_dict(result.inputs)
     if args.json:
         _dump(
-            {"price": result.price, "greeks": greeks, "inputs": inputs, "priced_by": _ref(result.priced_by)}, out
+            {"price": result.price, "greeks": greeks, "inputs": inputs, "priced_by": _ref(result.priced_by),
+             "standard_error": result.standard_error, "methods": dict(result.methods),
+             "standard_errors": dict(result.standard_errors)}, out
         )
     else:
-        pairs = [("price", result.price), *greeks.items()]
+        pairs = [("price", result.price)]
+        if result.standard_error:
+            pairs.append(("price std error", result.standard_error))
+        for name, value in greeks.items():
+            pairs.append((name, value))
+            base = name.replace("_per_point", "").replace("_per_day", "")
+            if name == base and base in result.methods:
+                se = result.standard_errors.get(base)
+                pairs.append((f"  {base} by", result.methods[base] + (f" (std error {se:.3g})" if se else "")))
         pairs += [(f"{k} (used)", v) for k, v in inputs.items()]
         pairs.append(("priced_by", str(result.priced_by)))
         print(_format.key_values(pairs), file=out)
@@ -188,6 +299,8 @@ def _cmd_iv(args, out) -> int:
     from ._frontoffice import FrontOfficeClient
 
     option, market = _option(args), _market(args, None)
+    if not isinstance(option, EuropeanOption):
+        raise _BadInput("implied volatility is for European options")
     with FrontOfficeClient(target=args.target or default_target(), timeout=_timeout(args, 5.0)) as client:
         result = client.implied_vol(option, market, args.price, model=args.model)
     inputs = _inputs_dict(result.inputs)
@@ -222,10 +335,42 @@ def read_trades_csv(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
 _FLOAT_COLUMNS = ("strike", "time_to_expiry", "spot", "forward", "rate", "dividend_yield", "volatility", "price")
 
 
+#: the instruments' own columns a CSV may carry: float64, except these
+_INT_COLUMNS = ("past_fixings",)
+_ENUM_COLUMNS = ("barrier_type", "knock_type", "payoff", "touch_type", "direction", "payment", "averaging", "strike_type")
+_HESTON_COLUMNS = ("v0", "kappa", "theta", "sigma", "rho")
+
+
 def _batch_inputs(args, columns: dict[str, np.ndarray]) -> dict:
     inputs: dict = {}
+    instrument = getattr(args, "instrument", "european")
+    known = set(_INSTRUMENT_TYPES[instrument].__dataclass_fields__) - {"expiry", "fixing_dates"}
+    heston = {}
     for name, values in columns.items():
-        if name in _FLOAT_COLUMNS:
+        if name in _HESTON_COLUMNS:
+            try:
+                heston[name] = values.astype(np.float64)
+            except ValueError as e:
+                raise _BadInput(f"column {name}: {e}") from None
+        elif name == "fixing_times" and instrument == "asian":
+            # one schedule per row, times separated by ';' (an empty cell: continuous)
+            try:
+                inputs[name] = [np.array(_floats(v), dtype=np.float64) for v in values]
+            except argparse.ArgumentTypeError as e:
+                raise _BadInput(f"column fixing_times: {e}") from None
+        elif name in known and name in _ENUM_COLUMNS:
+            inputs[name] = values
+        elif name in known and name in _INT_COLUMNS:
+            try:
+                inputs[name] = values.astype(np.int32)
+            except ValueError as e:
+                raise _BadInput(f"column {name}: {e}") from None
+        elif name in known and name not in ("option_type",) and name not in _FLOAT_COLUMNS:
+            try:
+                inputs[name] = values.astype(np.float64)
+            except ValueError as e:
+                raise _BadInput(f"column {name}: {e}") from None
+        elif name in _FLOAT_COLUMNS:
             try:
                 inputs[name] = values.astype(np.float64)
             except ValueError as e:
@@ -241,7 +386,17 @@ def _batch_inputs(args, columns: dict[str, np.ndarray]) -> dict:
         inputs["valuation_date"] = args.valuation_date
     if args.day_count:
         inputs["day_count"] = args.day_count
+    if heston:
+        if set(heston) != set(_HESTON_COLUMNS):
+            raise _BadInput(f"Heston needs all of the columns {', '.join(_HESTON_COLUMNS)}")
+        inputs["heston"] = heston
+    if instrument != "european" or getattr(args, "engine", None):
+        inputs["instrument"] = instrument
+        if getattr(args, "engine", None):
+            inputs["engine"] = args.engine
     if args.implied_vol:
+        if "instrument" in inputs:
+            raise _BadInput("--implied-vol is for European options under the analytic engines")
         inputs.pop("volatility", None)
         if "price" not in inputs:
             raise _BadInput("--implied-vol needs a 'price' column")
@@ -322,6 +477,9 @@ def _cmd_info(args, out) -> int:
             "ref": _ref(m.ref),
             "instruments": list(m.instruments),
             "measures": list(m.measures),
+            "methods": list(m.methods),
+            "engine": m.engine,
+            "default_engine": m.default_engine,
             "validated_against": m.validated_against,
         }
         for m in info.models
@@ -356,8 +514,9 @@ def _cmd_info(args, out) -> int:
         print(file=out)
         print(
             _format.table(
-                ["model", "priced_by", "measures", "validated against"],
-                [[m.model, str(m.ref), ",".join(m.measures), m.validated_against] for m in info.models],
+                ["instruments", "model", "engine", "priced_by", "measures", "validated against"],
+                [[",".join(m.instruments), m.model, (m.engine or "") + (" (default)" if m.default_engine else ""),
+                  str(m.ref), ",".join(m.measures), m.validated_against] for m in info.models],
             ),
             file=out,
         )

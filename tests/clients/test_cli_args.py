@@ -46,7 +46,13 @@ def test_price_with_dates_and_forward():
         ["price", "--type", "call", "--strike", "100", "--expiry", "0.5", "--spot", "1"],  # no vol
         ["price", "--type", "call", "--strike", "x", "--expiry", "0.5", "--spot", "1", "--vol", "0.2"],
         ["price", "--type", "call", "--strike", "1", "--expiry", "0.5", "--spot", "1", "--vol", "0.2", "--greeks", "speed"],
-        ["price", "--model", "heston", "--type", "call", "--strike", "1", "--expiry", "0.5", "--spot", "1", "--vol", "0.2"],
+        ["price", "--model", "sabr", "--type", "call", "--strike", "1", "--expiry", "0.5", "--spot", "1", "--vol", "0.2"],
+        # an instrument without its terms, a half-given Heston set, an unknown enum name
+        ["price", "--instrument", "barrier", "--type", "call", "--strike", "1", "--expiry", "0.5", "--spot", "1", "--vol", "0.2"],
+        ["price", "--model", "heston", "--type", "call", "--strike", "1", "--expiry", "0.5", "--spot", "1", "--v0", "0.04"],
+        ["price", "--instrument", "barrier", "--barrier-type", "sideways", "--barrier", "90", "--type", "call",
+         "--strike", "1", "--expiry", "0.5", "--spot", "1", "--vol", "0.2"],
+        ["price", "--model", "heston", "--type", "call", "--strike", "1", "--expiry", "0.5", "--spot", "1"],  # no params
         ["price", "--type", "call", "--strike", "1", "--valuation-date", "2025-13-01", "--expiry-date", "2026-01-01", "--spot", "1", "--vol", "0.2"],
         ["iv", "--type", "call", "--strike", "100", "--expiry", "0.5", "--spot", "100"],  # no price
         ["bench", "latency", "--count", "0"],

@@ -201,7 +201,10 @@ def test_risk_client_builds_one_request_per_chunk_with_sliced_columns():
         (dict(volatility=[0.1, 0.2, 0.3]), "strike: has 2 rows; expected 3"),
         (dict(day_count="ACT/360"), "day_count goes with expiry_date"),
         (dict(option_type="straddle"), "option_type"),
-        (dict(model="heston"), "unknown model"),
+        (dict(model="sabr"), "unknown model"),
+        (dict(instrument="swaption"), "unknown instrument"),
+        (dict(instrument="barrier", barrier_type="sideways"), "unknown barrier_type"),
+        (dict(engine="quantum"), "unknown engine"),
         (dict(measures=("speed",)), "unknown measure"),
     ],
 )
@@ -214,6 +217,15 @@ def test_batch_inputs_are_checked_before_sending(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         risk.price_batch(**args)
+    assert channel.requests == []
+
+
+def test_an_unknown_instrument_column_is_a_type_error():
+    channel = FakeChannel()
+    risk = RiskClient(channel=channel)
+    with pytest.raises(TypeError, match="unknown barrier column 'nonsense'"):
+        risk.price_batch(model="bsm", instrument="barrier", barrier_type="down_out", option_type="call", strike=100.0,
+                         barrier=90.0, nonsense=1.0, time_to_expiry=0.5, spot=100.0, volatility=0.2)
     assert channel.requests == []
 
 

@@ -79,8 +79,19 @@ def test_names_map_to_the_contract():
     assert _models.model_code("black_scholes_merton") == c.MODEL_BLACK_SCHOLES_MERTON
     assert _models.model_code("bachelier") == c.MODEL_BACHELIER
     assert _models.model_code(c.MODEL_BLACK_76) == c.MODEL_BLACK_76
+    assert _models.model_code("heston") == c.MODEL_HESTON
     with pytest.raises(ValueError, match="unknown model"):
-        _models.model_code("heston")
+        _models.model_code("sabr")
+    assert _models.engine_code(None) == 0 and _models.engine_code("monte-carlo") == c.ENGINE_MONTE_CARLO
+    assert _models.enum_code("BarrierType", "Down-Out", "barrier_type") == c.BARRIER_TYPE_DOWN_OUT
+    assert _models.enum_code("TouchPayment", 1, "payment") == c.TOUCH_PAYMENT_AT_HIT
+    with pytest.raises(ValueError, match="unknown barrier_type 'sideways'"):
+        _models.enum_code("BarrierType", "sideways", "barrier_type")
+    # every enum of the contract that an instrument uses is reachable by name
+    for enum in ("BarrierType", "KnockType", "DigitalPayoff", "TouchType", "BarrierDirection", "TouchPayment",
+                 "Averaging", "LookbackStrike", "AmericanScheme", "GreekMethod"):
+        desc = c.DESCRIPTOR.enum_types_by_name[enum]
+        assert sorted(_models.enum_names(enum).values()) == [v.number for v in desc.values if v.number]
     assert _models.measure_codes("delta, gamma,delta") == [c.MEASURE_DELTA, c.MEASURE_GAMMA]
     assert _models.measure_codes(["price", "charm"]) == [c.MEASURE_PRICE, c.MEASURE_CHARM]
     assert list(_models.MEASURES) == [
