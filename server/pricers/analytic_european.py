@@ -87,3 +87,7 @@ def price_european_one(model: Model, option: EuropeanOption, market: MarketInput
         market.volatility,
         measures_mask,
     )
+
+
+#: the same, from plain values (the front-office path builds no objects)
+price_european_values = black.price_one

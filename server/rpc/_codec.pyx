@@ -302,3 +302,50 @@ def reply_buffer(Py_ssize_t n):
     keep the bytes alive while it uses the view."""
     b = PyBytes_FromStringAndSize(NULL, n)
     return b, PyMemoryView_FromMemory(PyBytes_AS_STRING(b), n, PyBUF_WRITE)
+
+
+# ------------------------------------------------------------------ the lean per-trade path
+def lean_price_args(const unsigned char[::1] data):
+    """(model, option_type, strike, time, underlying, rate, dividend_yield, volatility,
+    measures_mask) of a PriceRequest that the analytic European engines price as it stands
+    (model 1..3, a year-fraction expiry, the model's own underlying, no dividend yield off
+    BSM, measures 1..10), or None: then the full path decides (and words any error)."""
+    t = decode_price_request(data)
+    if t is None:
+        return None
+    cdef int model = t[0]
+    cdef int und_kind = t[9]
+    cdef int m, mask = 0
+    if model < 1 or model > 3 or not t[1] or t[4] != 1:
+        return None
+    if (model == 1) != (und_kind == 1) or und_kind == 0:
+        return None
+    if model != 1 and t[12] != 0.0:
+        return None
+    for m in t[14]:
+        if m < 1 or m > 10:
+            return None
+        mask |= 1 << m
+    return (model, t[2], t[3], t[5], t[10], t[11], t[12], t[13], mask)
+
+
+def encode_kernel_price(tuple out, int mask, double time_to_expiry, double volatility, bytes model_ref):
+    """PriceResponse bytes from the kernel's single-trade tuple (status, forward, df, price,
+    delta, gamma, vega, theta, rho, dividend_rho, vanna, volga, charm) and the measures
+    mask (bit 1 << Measure); vega_per_point and theta_per_day beside vega and theta."""
+    cdef double greeks[11]
+    cdef int i, gmask = 0
+    for i in range(9):                                        # Measure 2 + i -> Greeks field i + 1
+        if mask & (1 << (i + 2)):
+            greeks[i] = out[4 + i]
+            gmask |= 1 << i
+        else:
+            greeks[i] = 0.0
+    greeks[9] = greeks[2] / 100.0
+    greeks[10] = greeks[3] / 365.0
+    if gmask & 4:
+        gmask |= 1 << 9
+    if gmask & 8:
+        gmask |= 1 << 10
+    return encode_price_response(out[3], gmask, [greeks[i] for i in range(11)], out[1], out[2], time_to_expiry,
+                                 volatility, model_ref)

@@ -162,6 +162,22 @@ _EXPIRY_KINDS = (None, "year_fraction", "dates")
 _UNDERLYING_KINDS = (None, "spot", "forward")
 
 
+def price_lean(data, service) -> bytes | None:
+    """The front-office path: PriceRequest bytes -> PriceResponse bytes through the C codec
+    and the kernel, no objects built; None when the request is not of that shape or a value
+    is out of the model's domain (the full path then prices it or words the error)."""
+    args = _codec.lean_price_args(data)
+    if args is None:
+        return None
+    out, ref = service.price_values(*args)
+    if out[0]:
+        return None
+    ref_bytes = _REF_BYTES.get(ref)
+    if ref_bytes is None:
+        ref_bytes = _REF_BYTES[ref] = model_ref(ref).SerializeToString()
+    return _codec.encode_kernel_price(out, args[8], args[3], args[7], ref_bytes)
+
+
 def price_request_fast(data: bytes):
     """(model, option, market, fields, measures) straight from a PriceRequest's bytes through
     the C codec, or None when the request is not of the common shape (then parse it)."""
@@ -182,6 +198,8 @@ def european_one_values(
     model = _MODELS.get(model_value)
     if model is None:
         model = model_of(model_value)
+    if model not in CATALOGUE:  # the options library's models go through product_one
+        raise invalid("model", f"{cpb.Model.Name(int(model))} has no analytic European engine on this path")
     if not has_instrument:
         raise invalid("european", "required: the request names no instrument")
     t = _expiry(expiry_kind, year_fraction, valuation, expiry, day_count, "european.expiry")

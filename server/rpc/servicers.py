@@ -53,7 +53,11 @@ class PricingServicer:
         return should_continue
 
     def Price(self, data, context, rid):
-        # bytes in and out: the C codec reads the common shape; anything else is parsed
+        # bytes in and out: the common shape goes C codec -> kernel -> C codec (price_lean);
+        # the rest is decoded into domain objects, or parsed by the generated code
+        lean = conv.price_lean(data, self.service)
+        if lean is not None:
+            return lean, 1, 0
         fast = conv.price_request_fast(data)
         if fast is None:
             request = _PARSE_PRICE(data)
@@ -121,6 +125,11 @@ class PricingServicer:
             split = _codec.split_stream_request(data)
             if split is not None and split[2] == 2:
                 cid, trade_id, _, a, b = split
+                if not trade_id:  # priced once, not held: the lean path
+                    lean = conv.price_lean(data[a:b], self.service)
+                    if lean is not None:
+                        yield _stream_result(cid, trade_id, lean)
+                        continue
                 try:
                     fast = conv.price_request_fast(data[a:b])
                     if fast is not None:

@@ -18,7 +18,9 @@ import numpy as np
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError
 from pricegrid.server.domain.instruments import EuropeanOption, EuropeanOptionBatch, MarketBatch, MarketInputs
 from pricegrid.server.domain.models import CATALOGUE, IMPLIED_VOL_REFS, Measure, Model, ModelRef
-from pricegrid.server.pricers.analytic_european import PricedBatch, price_european_batch, price_european_one
+from pricegrid.server.pricers.analytic_european import (
+    PricedBatch, price_european_batch, price_european_one, price_european_values,
+)
 from pricegrid.server.domain.products import ProductBatch
 from pricegrid.server.pricers import library
 from pricegrid.server.pricers.library import EngineSpec, Settings
@@ -40,6 +42,9 @@ _GREEK_SLOTS = {  # Measure -> index in the kernel's price_one tuple
     Measure.VOLGA: 11,
     Measure.CHARM: 12,
 }
+
+
+_REFS = {int(m): spec.ref for m, spec in CATALOGUE.items()}
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,15 @@ class PricingService:
         return PriceResult(
             out[3], greeks, out[1], out[2], option.time_to_expiry, market.volatility, CATALOGUE[model].ref
         )
+
+    def price_values(self, model: int, option_type: int, strike: float, time: float, underlying: float,
+                     rate: float, dividend_yield: float, volatility: float, measures_mask: int):
+        """The lean front-office path: the kernel's tuple (status, forward, df, price, delta,
+        ..., charm) and the ModelRef, for inputs already known to be of the analytic European
+        engines' shape. A status other than 0 means: call :meth:`price` for the error."""
+        out = price_european_values(model, option_type, strike, time, underlying, rate, dividend_yield, volatility,
+                                    measures_mask)
+        return out, _REFS[model]
 
     def implied_vol(
         self, model: Model, option: EuropeanOption, market: MarketInputs, price: float, fields: Mapping[str, str]

@@ -109,3 +109,51 @@ def test_split_stream_request():
     assert _codec.split_stream_request(data + data) is None  # two bodies merge: generated path
     assert _codec.split_stream_request(b"\x0a\x02\xff\xfe") is None  # not UTF-8
     assert _codec.split_stream_request(b"\x0a\x05ab") is None
+
+
+def test_lean_path_gives_the_full_paths_bytes_or_steps_aside():
+    """price_lean (C codec -> kernel -> C codec) answers exactly what the full path answers
+    for every request it takes, and steps aside (None) for all others: dates, unknown
+    enums or measures, a wrong underlying, values out of the domain."""
+    from pricegrid.server.rpc.interceptors import Undecodable, safe_deserializer
+    from pricegrid.server.domain.errors import ServiceError
+    from pricegrid.server.service.pricing import PricingService
+
+    service = PricingService()
+    parse = safe_deserializer(pb.PriceRequest)
+    rng = np.random.default_rng(11)
+    taken = 0
+    for _ in range(3000):
+        r = random_request(rng)
+        data = r.SerializeToString()
+        lean = converters.price_lean(data, service)
+        request = parse(data)
+        try:
+            model, option, market, fields = converters.european_one(request)
+            full = converters.price_response_bytes(
+                service.price(model, option, market, converters.measures_of(request.measures), fields)
+            )
+        except ServiceError:
+            full = None
+        if lean is not None:
+            taken += 1
+            assert full is not None and pb.PriceResponse.FromString(lean) == pb.PriceResponse.FromString(full)
+            assert r.european.expiry.WhichOneof("kind") == "year_fraction"
+    assert taken > 20  # the random requests do reach the lean path
+    for _ in range(500):  # and every valid request of the common shape takes it
+        model = int(rng.integers(1, 4))
+        market = pb.Market(rate=float(rng.normal() * 0.03), volatility=float(rng.uniform(0.05, 0.8)))
+        if model == 1:
+            market.spot, market.dividend_yield = float(rng.uniform(50, 150)), float(rng.uniform(0, 0.05))
+        else:
+            market.forward = float(rng.uniform(50, 150))
+        r = pb.PriceRequest(
+            model=model, market=market, measures=rng.choice(np.arange(1, 11), rng.integers(0, 10), replace=False).tolist(),
+            european=pb.EuropeanOption(option_type=int(rng.integers(1, 3)), strike=float(rng.uniform(50, 150)),
+                                       expiry=pb.Expiry(year_fraction=float(rng.uniform(0, 5)))),
+        )
+        lean = converters.price_lean(r.SerializeToString(), service)
+        model_, option, mkt, fields = converters.european_one(r)
+        full = converters.price_response_bytes(service.price(model_, option, mkt, converters.measures_of(r.measures), fields))
+        assert lean is not None and pb.PriceResponse.FromString(lean) == pb.PriceResponse.FromString(full)
+    assert type(parse(b"\xff")) is Undecodable and converters.price_lean(b"\xff", service) is None
