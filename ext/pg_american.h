@@ -11,7 +11,7 @@
  *    price (exact). r >= 0 otherwise: one boundary, b(0+) = X = min(1, r/q) (q > 0) or 1.
  *    q < r < 0: two boundaries; the fixed-point engine does not cover it and the row is
  *    priced on the tree (documented in american.pyx).
- * 3. Fixed point engine (pg_am_solve, pg_am_price_*): the boundary is carried as
+ * 3. Boundary engine (pg_am_solve, pg_am_price_*): the boundary is carried as
  *    y(z) = ln(b/X)^2 on n + 1 Chebyshev-Lobatto nodes z_j = -cos(j pi/n) of
  *    z = 2 sqrt(tau/T) - 1 (z_0 = -1: tau = 0, y = 0). Every integral along the boundary is
  *    taken in theta with t = tau sin^2(theta), u = tau - t = tau cos^2(theta), which makes
@@ -191,7 +191,7 @@ PG_INLINE double pg_am_euro_put(double x, double T, double r, double q, double s
 
 /* ------------------------------------------------------------------ QD+ (initial boundary) */
 
-#define PG_AM_QD_ITER 8   /* Halley steps from b = X; converged to ~1e-12 at every node seen */
+#define PG_AM_QD_ITER 8   /* Halley steps from b = X: a start for the Newton steps that follow */
 
 /* QD+ exercise boundary of the unit put at the n collocation times tau[1..n] (J. Li,
  * "Analytical approximations for the critical stock prices of American options: a
@@ -741,7 +741,9 @@ static int pg_am_row(const pg_am_engine *e, int option_type, double K, double T,
             pg_am_solve(e->sc, rp, qp, sigma, T, &bd, e->work);
             pg_am_price_prepare(&bd, T, &c);
 #define PG_AM_AT(ctx, s) (w > 0.0 ? (s) * pg_am_price_eval((ctx), K / (s)) : K * pg_am_price_eval((ctx), (s) / K))
-            const double v0 = PG_AM_AT(&c, S);
+            /* at or beyond the boundary the unit-put form gives S (1 - K/S): use w (S - K) */
+            const double e0 = w * (S - K), va = PG_AM_AT(&c, S);
+            const double v0 = (w > 0.0 ? K / S : S / K) <= c.bTp ? e0 : (va > e0 ? va : e0);
             o[PG_MEASURE_PRICE] = v0;
             if (mask & PG_AM_BIT(PG_MEASURE_DELTA)) {
                 const double h = PG_AM_EPS_DELTA * sS;
