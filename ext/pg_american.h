@@ -556,26 +556,43 @@ static double pg_am_tree(double w, double S, double K, double T, double r, doubl
     const int N = steps;
     const double dt = T / N, sT = sigma * sqrt(T);
     const double d1 = (log(S / K) + (r - q + 0.5 * sigma * sigma) * T) / sT, d2 = d1 - sT;
-    const double p = pg_am_pp2(d2, N), ps = pg_am_pp2(d1, N);
     const double eb = exp((r - q) * dt);
-    const double u = eb * ps / p, d = (eb - p * u) / (1.0 - p);
-    const double disc = exp(-r * dt), pu = disc * p, pd = disc * (1.0 - p);
-    const double lu = log(u), ld = log(d), lr = lu - ld;
-    double *V = work, *Sj = work + (N + 2);
-    /* S_{i,j} = S d^i (u/d)^j */
-    #pragma omp simd
-    for (int j = 0; j <= N; ++j) Sj[j] = S * exp(j * lr);
-    {
-        const double di = exp(N * ld);
-        #pragma omp simd
-        for (int j = 0; j <= N; ++j) {
-            const double e = w * (Sj[j] * di - K);
-            V[j] = e > 0.0 ? e : 0.0;
-        }
+    double p = pg_am_pp2(d2, N), ps = pg_am_pp2(d1, N);
+    double u = eb * ps / p, d = (eb - p * u) / (1.0 - p);
+    if (!(p > 0.0 && p < 1.0 && ps > 0.0 && ps < 1.0 && d > 0.0 && u > d && u <= PG_DBL_MAX)) {
+        /* far from the strike (|d1|, |d2| of order 40) the inversion rounds p to 0 or 1:
+         * Cox-Ross-Rubinstein there; a row where that fails too is not finite */
+        u = exp(sigma * sqrt(dt));
+        d = 1.0 / u;
+        p = (eb - d) / (u - d);
+        if (!(p > 0.0 && p < 1.0)) return NAN;
     }
+    const double disc = exp(-r * dt), pu = disc * p, pd = disc * (1.0 - p);
+    const double lu = log(u), ld = log(d), lr = lu - ld, ls = log(S);
+    double *V = work, *Sj = work + (N + 2);
     double v2[3] = {0, 0, 0}, v1[2] = {0, 0};
-    for (int i = N - 1; i >= 0; --i) {
-        const double di = exp(i * ld);
+    /* node spots S_{i,j} = S d^i (u/d)^j: as a product where no factor can overflow or
+     * underflow, else as exp(ln S + i ln d + j ln(u/d)) node by node */
+    const int logs = !(fabs(ls) + N * (fabs(ld) + fabs(lr)) < 700.0);
+    if (!logs) {
+        #pragma omp simd
+        for (int j = 0; j <= N; ++j) Sj[j] = S * exp(j * lr);
+    }
+    for (int i = N; i >= 0; --i) {
+        if (logs) {
+            const double base = ls + i * ld;
+            #pragma omp simd
+            for (int j = 0; j <= i; ++j) Sj[j] = exp(base + j * lr);
+        }
+        const double di = logs ? 1.0 : exp(i * ld);
+        if (i == N) {
+            #pragma omp simd
+            for (int j = 0; j <= N; ++j) {
+                const double e = w * (Sj[j] * di - K);
+                V[j] = e > 0.0 ? e : 0.0;
+            }
+            continue;
+        }
         #pragma omp simd
         for (int j = 0; j <= i; ++j) {
             const double c = pu * V[j + 1] + pd * V[j];

@@ -437,3 +437,25 @@ def test_argument_errors():
         run(dict(c, strike=np.array([1.0, 2.0])) | {"spot": np.array([1.0, 2.0, 3.0])})
     out, status = np.empty((1, 0)), np.empty(0, np.int32)
     assert am.price_batch(*_arrays({k: np.empty(0) for k in INPUTS}), PRICE, out, status, 1) == 0
+
+
+@pytest.mark.parametrize("method", [1, 2])
+def test_extreme_inputs_are_priced_or_flagged(method):
+    """Corners of the domain: a row is either finite, >= intrinsic, or PG_NOT_FINITE with NaN."""
+    rng = np.random.default_rng(11)
+    n = 600
+    pick = lambda vals: rng.choice(np.array(vals, float), n)  # noqa: E731
+    c = {"option_type": rng.choice(np.array([CALL, PUT], np.int32), n),
+         "strike": pick([1e-8, 1e-3, 1, 50, 100, 200, 1e4, 1e8]),
+         "time": pick([0, 1e-8, 1e-4, 1 / 365, 0.5, 5, 30, 100]),
+         "spot": pick([1e-8, 1e-3, 1, 80, 100, 120, 1e4, 1e8]),
+         "rate": pick([-0.5, -0.05, -1e-9, 0, 1e-9, 0.01, 0.1, 0.5, 2]),
+         "dividend": pick([-0.5, -0.05, 0, 1e-9, 0.02, 0.1, 0.5, 2]),
+         "vol": pick([1e-6, 1e-3, 0.01, 0.2, 1, 3, 10])}
+    out, status, nbad = run(c, ALL, threads=2, method=method, steps=101)
+    assert set(np.unique(status)) <= {0, pgs.NOT_FINITE}
+    ok = status == 0
+    assert np.isfinite(out[:, ok]).all() and np.isnan(out[:, ~ok]).all()
+    intrinsic = np.maximum(np.where(c["option_type"] == CALL, 1, -1) * (c["spot"] - c["strike"]), 0)
+    assert (out[0, ok] >= intrinsic[ok]).all()
+    assert ok.mean() > (0.95 if method == 1 else 0.6)
