@@ -602,7 +602,7 @@ static double pg_am_tree(double w, double S, double K, double T, double r, doubl
         if (i == 2) { v2[0] = V[0]; v2[1] = V[1]; v2[2] = V[2]; }
         if (i == 1) { v1[0] = V[0]; v1[1] = V[1]; }
     }
-    const double v0 = V[0];
+    const double e0 = w * (S - K), v0 = V[0] > e0 ? V[0] : e0;   /* exact intrinsic at the root */
     if (g) {
         const double s10 = S * d, s11 = S * u;
         const double s20 = S * d * d, s21 = S * u * d, s22 = S * u * u;
