@@ -2,21 +2,32 @@
  * loop built from them. The design note with references is at the top of heston.pyx.
  *
  * 1. Pointwise:
- *      pg_heston_check   validates one row (pg_status.h bits)
- *      pg_heston_cf      characteristic function of X = ln(S_T / F), "little trap" form
- *      pg_heston_grid    quadrature nodes and weights for one (T, v0, kappa, theta, sigma,
- *                        rho) and a bound on |ln(F/K)|
- *      pg_heston_group   prices rows sharing those parameters: the characteristic function
- *                        is evaluated once per node and reused for every strike
+ *      pg_heston_check     validates one row (pg_status.h bits)
+ *      pg_heston_cf_b      characteristic function of X = ln(S_T / F), "little trap" form,
+ *                          with B = d ln(phi)/d v0 (the Greeks need it)
+ *      pg_heston_grid      quadrature nodes and weights for one (T, v0, kappa, theta, sigma,
+ *                          rho) and a bucketed bound on |ln(F/K)|
+ *      pg_heston_nodes     the integrands' values at the nodes, for each family of
+ *                          measures asked for (price, d/dv0, d2/dv0^2, d/dT)
+ *      pg_heston_row       a row's measures from its integrals (scalar)
  * 2. Block loop: pg_heston_block prices rows [start, start + m), m <= PG_HESTON_BLOCK; rows
- *    of the block with equal (T, v0, kappa, theta, sigma, rho) form one group. Groups
- *    depend only on the block's contents, never on the thread split.
+ *    of the block with equal (T, v0, kappa, theta, sigma, rho) and the same |ln(F/K)|
+ *    bucket form one group, whose node values are computed once (or taken from the
+ *    thread's small cache of recent groups: the grid depends only on the parameters and
+ *    the bucket, so a cached group gives bit-identical results) and shared by its strikes.
+ *    A row's result depends only on its block's contents, never on the thread split.
  * 3. Formula (Lewis 2001, with a Black-Scholes control variate): for x = ln(F/K),
- *      C/DF = C_BS/DF - sqrt(F K)/pi int_0^inf Re[e^{i u x} (phi(u - i/2) - phi_BS(u - i/2))]
- *                                              / (u^2 + 1/4) du,
- *    phi_BS(z) = exp(-s^2 (z^2 + i z)/2) with s^2 = the expected average variance times T.
- *    Both characteristic functions equal 1 at z = 0 and z = -i, so the integrand has no
- *    poles at u = +-i/2 and is smooth; puts by parity: P = C - DF (F - K).
+ *      c = C/DF = c_BS(F, K, s) - sqrt(F K)/pi int_0^inf Re[e^{i u x} D(u)] du,
+ *      D(u) = (phi(u - i/2) - phi_BS(u - i/2)) / (u^2 + 1/4),
+ *    phi_BS(u - i/2) = exp(-s^2 (u^2 + 1/4)/2) with s^2 = Sigma(T) = the expected integrated
+ *    variance. Both characteristic functions equal 1 at z = 0 and z = -i, so D has no poles
+ *    at u = +-i/2 and is smooth; puts by parity: P = C - DF (F - K).
+ *    Greeks differentiate under the integral sign (sec. 4 of the design note):
+ *      d/dx of e^{iux} is iu e^{iux}       (delta, gamma, vanna, charm)
+ *      d phi/d v0 = B phi                  (vega, vanna; B the v0-coefficient of ln phi)
+ *      d phi/d T  = (kappa theta B + v0 dB/dT) phi, dB/dT from the Riccati equation
+ *                   dB/dT = sigma^2 B^2/2 - beta B - (z^2 + i z)/2   (theta, charm)
+ *    and the control's part is differentiated in closed form.
  */
 #ifndef PG_HESTON_H
 #define PG_HESTON_H
@@ -26,7 +37,7 @@
 #include <string.h>
 #include <stddef.h>
 
-#include "pg_black.h"   /* pg_norm_cdf, pg_max_threads, PG_INLINE, libmvec declarations */
+#include "pg_black.h"   /* pg_norm_cdf, pg_max_threads, PG_INLINE, PG_MEASURE_*, libmvec */
 
 /* The vector variants (libmvec) of the other functions the node loops call; see pg_black.h
  * for why glibc's own declarations do not do. */
@@ -43,13 +54,23 @@ extern double log1p(double) PG_SIMD_MATH;
 #endif
 
 #define PG_HESTON_BLOCK 32
-#define PG_HESTON_GL 16            /* Gauss-Legendre points per panel */
+#define PG_HESTON_GL 16             /* Gauss-Legendre points per panel */
 #define PG_HESTON_MAX_PANELS 4096
 #define PG_HESTON_MAX_NODES (PG_HESTON_GL * PG_HESTON_MAX_PANELS)
-#define PG_HESTON_PHASE 8.0        /* most radians of e^{iux} across one panel */
-#define PG_HESTON_TAIL 1e-17
-#define PG_HESTON_H0 0.5            /* first panel width; panels grow by 1.5 from there */       /* truncate where |phi|/u (the tail's scale) is below */
+#define PG_HESTON_PHASE 8.0         /* most radians of e^{iux} across one panel */
+#define PG_HESTON_TAIL 1e-15        /* truncate where |phi(u - i/2)|/u is below (see grid) */
+#define PG_HESTON_H0 0.5            /* first panel width; panels grow by 1.5 from there */
+#define PG_HESTON_XB_MIN 0.0625     /* smallest |ln(F/K)| bucket */
+#define PG_HESTON_CACHE 8           /* groups a thread keeps between blocks */
+#define PG_HESTON_LADDER 8          /* U candidates evaluated per vector step */
 #define PG_PI 3.14159265358979323846
+
+/* Families of integrands: which node values a set of measures needs. */
+#define PG_HESTON_FAM_P  0          /* price:            phi                  */
+#define PG_HESTON_FAM_V  1          /* d/dv0:            B phi                */
+#define PG_HESTON_FAM_VV 2          /* d2/dv0^2:         B^2 phi              */
+#define PG_HESTON_FAM_T  3          /* d/dT at fixed F:  (d ln phi/dT) phi    */
+#define PG_HESTON_NFAM 4
 
 /* ------------------------------------------------------------------ complex helpers */
 typedef struct { double re, im; } pg_cx;
@@ -120,11 +141,14 @@ PG_INLINE int pg_heston_check(int option_type, double strike, double time, doubl
 /* E[exp(i z X)], X = ln(S_T / F), z complex, in the form of Albrecher et al. (2007):
  *   beta = kappa - rho sigma i z,  d = sqrt(beta^2 + sigma^2 (z^2 + i z)),  Re d >= 0
  *   g = (beta - d)/(beta + d),  E = e^{-d T}
- *   ln phi = kappa theta / sigma^2 [(beta - d) T - 2 ln((1 - g E)/(1 - g))]
- *            + v0 (beta - d)/sigma^2 (1 - E)/(1 - g E)
+ *   ln phi = kappa theta / sigma^2 [(beta - d) T - 2 ln((1 - g E)/(1 - g))] + v0 B,
+ *   B = (beta - d)/sigma^2 (1 - E)/(1 - g E),
  * written with beta - d = -sigma^2 (z^2 + i z)/(beta + d) and the logarithm as
- * log1p(g (1 - E)/(1 - g)), so that nothing cancels as sigma -> 0. */
-PG_INLINE pg_cx pg_heston_cf(pg_cx z, const pg_heston_params *p)
+ * log1p(g (1 - E)/(1 - g)), so that nothing cancels as sigma -> 0. Returns phi and B (by
+ * value: an out-pointer keeps gcc from vectorising the node loops). */
+typedef struct { pg_cx phi, B; } pg_heston_cfb;
+
+PG_INLINE pg_heston_cfb pg_heston_cf_b(pg_cx z, const pg_heston_params *p)
 {
     const double s2 = p->sigma * p->sigma;
     const pg_cx iz = pg_cx_make(-z.im, z.re);
@@ -140,18 +164,29 @@ PG_INLINE pg_cx pg_heston_cf(pg_cx z, const pg_heston_params *p)
     const pg_cx one_m_g = pg_cx_sub(pg_cx_make(1.0, 0.0), g);
     const pg_cx lg = pg_cx_log1p(pg_cx_div(pg_cx_mul(g, one_m_E), one_m_g));
     const double kt = p->kappa * p->theta;
+    const pg_cx B = pg_cx_div(pg_cx_mul(bmd_s2, one_m_E), one_m_gE);
     pg_cx lnphi = pg_cx_scale(bmd_s2, kt * p->T);
     lnphi = pg_cx_sub(lnphi, pg_cx_scale(lg, 2.0 * kt / s2));
-    lnphi = pg_cx_add(lnphi, pg_cx_scale(pg_cx_div(pg_cx_mul(bmd_s2, one_m_E), one_m_gE), p->v0));
-    return pg_cx_exp(lnphi);
+    lnphi = pg_cx_add(lnphi, pg_cx_scale(B, p->v0));
+    const pg_heston_cfb r = {pg_cx_exp(lnphi), B};
+    return r;
 }
 
-/* Expected average variance over [0, T]: theta + (v0 - theta)(1 - e^{-kappa T})/(kappa T). */
-PG_INLINE double pg_heston_mean_var(const pg_heston_params *p)
+/* Expected integrated variance Sigma(T) = theta T + (v0 - theta)(1 - e^{-kappa T})/kappa,
+ * its derivatives d Sigma/d v0 = (1 - e^{-kappa T})/kappa and
+ * d Sigma/dT = theta + (v0 - theta) e^{-kappa T} (the expected variance at T). */
+PG_INLINE double pg_heston_sigma_v(const pg_heston_params *p)
 {
     const double kt = p->kappa * p->T;
-    const double f = (kt < 1e-8) ? 1.0 - 0.5 * kt : -expm1(-kt) / kt;
-    return p->theta + (p->v0 - p->theta) * f;
+    return (kt < 1e-8) ? p->T * (1.0 - 0.5 * kt) : -expm1(-kt) / p->kappa;
+}
+PG_INLINE double pg_heston_total_var(const pg_heston_params *p)
+{
+    return p->theta * p->T + (p->v0 - p->theta) * pg_heston_sigma_v(p);
+}
+PG_INLINE double pg_heston_sigma_t(const pg_heston_params *p)
+{
+    return p->theta + (p->v0 - p->theta) * exp(-p->kappa * p->T);
 }
 
 /* Gauss-Legendre nodes/weights on [-1, 1] (positive half; filled by pg_heston_init). */
@@ -186,39 +221,94 @@ static void pg_heston_init(void)
     }
 }
 
-/* Nodes u[j] and weights w[j] on [0, U] for the parameters p, total deviation s and
- * |ln(F/K)| <= xmax. U is where both |phi(u - i/2)|/u and the control's are below
- * PG_HESTON_TAIL. Panel [a, a + h] has h = max(1/2, a/2) (graded away from 0, where the
- * moment explosion may bring singularities close), capped by 2/s up to min(U, 8/s) (the
- * bulk of the Black control), and never spanning more than PG_HESTON_PHASE radians of
- * e^{iux}. Beyond the bulk the widths grow geometrically: the heavy tail of phi decays
- * exponentially, on a log scale. Returns the number of nodes, or 0 when more than
- * PG_HESTON_MAX_PANELS panels would be needed (far outside the tested domain). */
-PG_INLINE int pg_heston_grid(const pg_heston_params *p, double s, double xmax, double *u,
-                             double *w)
+/* The bucket of a group's widest |ln(F/K)|: the smallest PG_HESTON_XB_MIN 2^(k/2) >= xmax.
+ * The grid depends on xmax only through it, so that groups of different blocks with the
+ * same parameters and bucket share one grid (and a cache entry). */
+PG_INLINE double pg_heston_xbucket(double xmax)
 {
-    const double hs = 0.5 * s * s;
+    double b = PG_HESTON_XB_MIN;
+    for (int i = 0; i < 2100 && b < xmax; i++) b *= 1.4142135623730951;
+    return b;
+}
+
+/* The truncation point U: the first point of the ladder 1.25^k at which, for the second
+ * point running, both |phi(U - i/2)|/U and the Black control's are below PG_HESTON_TAIL
+ * (the integrand is |phi|/(u^2 + 1/4), so the tail beyond U adds about sqrt(FK)/pi
+ * |phi(U)|/U at most while |phi| decreases). The ladder is evaluated PG_HESTON_LADDER points
+ * at a time in a vector loop. Returns 0 when no ladder point within 1.25^400 qualifies. */
+static void pg_heston_ladder(const pg_heston_params *p, double hs, int n, const double *u,
+                             double *mag)
+{
+    const pg_heston_params pv = *p;
+    #pragma omp simd
+    for (int i = 0; i < n; i++) {
+        const pg_cx ph = pg_heston_cf_b(pg_cx_make(u[i], -0.5), &pv).phi;
+        const double a = hypot(ph.re, ph.im);
+        const double c = exp(-hs * (u[i] * u[i] + 0.25));
+        mag[i] = ((a > c) ? a : c) / u[i];   /* not fmax: no vector form */
+    }
+}
+
+static double pg_heston_cutoff(const pg_heston_params *p, double s)
+{
+    double lad[PG_HESTON_LADDER], mag[PG_HESTON_LADDER];
     double U = 1.0;
     int below = 0;
-    for (int it = 0; it < 400 && below < 2; it++) {
-        const pg_cx ph = pg_heston_cf(pg_cx_make(U, -0.5), p);
-        const double a = hypot(ph.re, ph.im);
-        const double b = exp(-hs * (U * U + 0.25));
-        below = (a / U < PG_HESTON_TAIL && b / U < PG_HESTON_TAIL) ? below + 1 : 0;
-        if (below < 2) U *= 1.25;
+    for (int k0 = 0; k0 < 400; k0 += PG_HESTON_LADDER) {
+        for (int i = 0; i < PG_HESTON_LADDER; i++) {
+            lad[i] = U;
+            U *= 1.25;
+        }
+        pg_heston_ladder(p, 0.5 * s * s, PG_HESTON_LADDER, lad, mag);
+        for (int i = 0; i < PG_HESTON_LADDER; i++) {
+            below = (mag[i] < PG_HESTON_TAIL) ? below + 1 : 0;
+            if (below == 2) return lad[i];
+        }
     }
-    const double hx = xmax > 0.0 ? PG_HESTON_PHASE / xmax : INFINITY;
-    const double A = fmin(U, 8.0 / s);
-    const double h0 = fmin(fmin(2.0 / s, hx), A);
-    int n = 0, panels = 0;
+    return 0.0;
+}
+
+/* Panel [a, b) of the grid after the panel ending at a: h = max(1/2, a/2) (graded away
+ * from 0, where the moment explosion may bring singularities close), capped by hb up to
+ * A (the bulk of the Black control) and by hx beyond, with b = A or U where it would
+ * cross them. */
+PG_INLINE double pg_heston_panel_end(double a, double A, double U, double hb, double hx)
+{
+    const double h = fmin(fmax(PG_HESTON_H0, 0.5 * a), (a < A) ? hb : hx);
+    double b = a + h;
+    if (a < A && b > A) b = A;
+    if (b > U || (U - b) < 1e-9 * U) b = U;
+    return b;
+}
+
+/* Number of nodes of the grid on [0, U] for total deviation s and |ln(F/K)| bucket xb, or
+ * 0 when more than PG_HESTON_MAX_PANELS panels would be needed. Panels: see
+ * pg_heston_panel_end, with hb = min(2/s, hx), A = min(U, 8/s) and hx = PG_HESTON_PHASE/xb
+ * (a panel never spans more than PG_HESTON_PHASE radians of e^{iux}); beyond the bulk the
+ * widths grow geometrically up to hx (the heavy tail of phi decays exponentially, on a log
+ * scale). */
+PG_INLINE int pg_heston_grid_size(double U, double s, double xb)
+{
+    const double hx = PG_HESTON_PHASE / xb, A = fmin(U, 8.0 / s);
+    const double hb = fmin(fmin(2.0 / s, hx), A);
+    int panels = 0;
     double a = 0.0;
-    while (a < U && panels < PG_HESTON_MAX_PANELS) {
-        /* graded from PG_HESTON_H0 at 0: the characteristic function's singularities
-         * (moment explosion) may lie within ~1/2 of the contour near u = 0 */
-        const double h = fmin(fmax(PG_HESTON_H0, 0.5 * a), (a < A) ? h0 : hx);
-        double b = a + h;
-        if (a < A && b > A) b = A;
-        if (b > U || (U - b) < 1e-9 * U) b = U;
+    while (a < U && panels <= PG_HESTON_MAX_PANELS) {
+        a = pg_heston_panel_end(a, A, U, hb, hx);
+        panels++;
+    }
+    return (panels > PG_HESTON_MAX_PANELS) ? 0 : panels * PG_HESTON_GL;
+}
+
+/* Nodes u[j] and weights w[j] of that grid (n = pg_heston_grid_size(...) of each). */
+PG_INLINE void pg_heston_grid(double U, double s, double xb, double *u, double *w)
+{
+    const double hx = PG_HESTON_PHASE / xb, A = fmin(U, 8.0 / s);
+    const double hb = fmin(fmin(2.0 / s, hx), A);
+    int n = 0;
+    double a = 0.0;
+    while (a < U) {
+        const double b = pg_heston_panel_end(a, A, U, hb, hx);
         const double c = 0.5 * (a + b), r = 0.5 * (b - a);
         for (int i = 0; i < PG_HESTON_GL / 2; i++) {
             u[n] = c - r * pg_heston_gl_x[i];
@@ -227,56 +317,293 @@ PG_INLINE int pg_heston_grid(const pg_heston_params *p, double s, double xmax, d
             w[n++] = r * pg_heston_gl_w[i];
         }
         a = b;
-        panels++;
     }
-    return (a < U) ? 0 : n;
 }
 
-/* Undiscounted Black call on the forward: F N(d1) - K N(d2). */
-PG_INLINE double pg_heston_black_call(double F, double K, double s)
+/* Families of integrands the measures in meas[0..k) need (bit PG_HESTON_FAM_*; the price
+ * family always). */
+PG_INLINE int pg_heston_families(const int *meas, int k)
 {
-    const double d1 = log(F / K) / s + 0.5 * s;
-    return F * pg_norm_cdf(d1) - K * pg_norm_cdf(d1 - s);
+    int f = 1 << PG_HESTON_FAM_P;
+    for (int j = 0; j < k; j++) {
+        switch (meas[j]) {
+        case PG_MEASURE_VEGA: case PG_MEASURE_VANNA:
+            f |= 1 << PG_HESTON_FAM_V; break;
+        case PG_MEASURE_VOLGA:
+            f |= (1 << PG_HESTON_FAM_V) | (1 << PG_HESTON_FAM_VV); break;
+        case PG_MEASURE_THETA: case PG_MEASURE_CHARM:
+            f |= 1 << PG_HESTON_FAM_T; break;
+        default: break;
+        }
+    }
+    return f;
 }
 
-/* Prices the m rows idx[0..m) of arrays (type, K, F, DF), all with parameters p and T > 0,
- * into out[idx[i]] (NaN, hence PG_NOT_FINITE, when the grid would exceed its cap).
- * work holds 3 * PG_HESTON_MAX_NODES doubles. */
-static void pg_heston_group(const pg_heston_params *p, int m, const int *idx, const int *type,
-                            const double *K, const double *F, const double *DF, double *out,
-                            double *work)
+/* Node values of the families in fams, D_f(u_j) w_j, into re[f*n + j], im[f*n + j]:
+ *   P:  (phi - phi_BS) / den,
+ *   V:  (B phi + den/2 Sigma_v phi_BS) / den,
+ *   VV: (B^2 phi - (den/2 Sigma_v)^2 phi_BS) / den,
+ *   T:  (L_T phi + den/2 Sigma_T phi_BS) / den,  L_T = kappa theta B + v0 dB/dT,
+ * with den = u^2 + 1/4 (= z^2 + i z at z = u - i/2), phi_BS = exp(-s^2 den/2),
+ * dB/dT = sigma^2 B^2/2 - beta B - den/2 and beta = kappa - rho sigma (1/2 + i u). */
+static void pg_heston_nodes(const pg_heston_params *p, double s, int fams, int n,
+                            const double *u, const double *w, double *re, double *im)
 {
-    double *u = work, *wr = work + PG_HESTON_MAX_NODES, *wi = work + 2 * PG_HESTON_MAX_NODES;
-    const double s = sqrt(fmax(pg_heston_mean_var(p), 1e-300) * p->T);
-    double xmax = 0.0;
-    for (int i = 0; i < m; i++) xmax = fmax(xmax, fabs(log(F[idx[i]] / K[idx[i]])));
-    const int n = pg_heston_grid(p, s, xmax, u, wr);
-    if (n == 0) {   /* the quadrature would be truncated: no price rather than a wrong one */
-        for (int i = 0; i < m; i++) out[idx[i]] = NAN;
+    const pg_heston_params pv = *p;   /* a local copy: no aliasing with the stores below */
+    const double hs = 0.5 * s * s;
+    if (fams == (1 << PG_HESTON_FAM_P)) {
+        #pragma omp simd
+        for (int j = 0; j < n; j++) {
+            const pg_cx ph = pg_heston_cf_b(pg_cx_make(u[j], -0.5), &pv).phi;
+            const double den = u[j] * u[j] + 0.25;
+            const double bs = exp(-hs * den);
+            const double f = w[j] / den;
+            re[j] = f * (ph.re - bs);
+            im[j] = f * ph.im;
+        }
         return;
     }
-    /* D_j = w_j (phi(u_j - i/2) - phi_BS(u_j - i/2)) / (u_j^2 + 1/4) */
-    const pg_heston_params pv = *p;   /* a local copy: no aliasing with the stores below */
+    const double sv = pg_heston_sigma_v(&pv), st = pg_heston_sigma_t(&pv);
+    const double kt = pv.kappa * pv.theta, s2h = 0.5 * pv.sigma * pv.sigma;
+    const double br = pv.kappa - 0.5 * pv.rho * pv.sigma, bi = -pv.rho * pv.sigma;
+    double *reV = re + n, *imV = im + n, *reVV = re + 2 * n, *imVV = im + 2 * n;
+    double *reT = re + 3 * n, *imT = im + 3 * n;
     #pragma omp simd
     for (int j = 0; j < n; j++) {
-        const pg_cx z = pg_cx_make(u[j], -0.5);
-        const pg_cx ph = pg_heston_cf(z, &pv);
+        const pg_heston_cfb cb = pg_heston_cf_b(pg_cx_make(u[j], -0.5), &pv);
+        const pg_cx ph = cb.phi, B = cb.B;
         const double den = u[j] * u[j] + 0.25;
-        const double bs = exp(-0.5 * s * s * den);   /* phi_BS(u - i/2) = e^{-s^2 (u^2 + 1/4)/2} */
-        const double f = wr[j] / den;
-        wr[j] = f * (ph.re - bs);
-        wi[j] = f * ph.im;
+        const double bs = exp(-hs * den);
+        const double f = w[j] / den;
+        re[j] = f * (ph.re - bs);
+        im[j] = f * ph.im;
+        const pg_cx Bphi = pg_cx_mul(B, ph);
+        const double cv = 0.5 * den * sv;
+        reV[j] = f * (Bphi.re + cv * bs);
+        imV[j] = f * Bphi.im;
+        const pg_cx B2phi = pg_cx_mul(B, Bphi);
+        reVV[j] = f * (B2phi.re - cv * cv * bs);
+        imVV[j] = f * B2phi.im;
+        /* dB/dT = sigma^2/2 B^2 - beta B - den/2 */
+        const pg_cx B2 = pg_cx_mul(B, B);
+        const pg_cx bB = pg_cx_mul(pg_cx_make(br, bi * u[j]), B);
+        const pg_cx dB = pg_cx_make(s2h * B2.re - bB.re - 0.5 * den, s2h * B2.im - bB.im);
+        const pg_cx LT = pg_cx_add(pg_cx_scale(B, kt), pg_cx_scale(dB, pv.v0));
+        const pg_cx LTphi = pg_cx_mul(LT, ph);
+        reT[j] = f * (LTphi.re + 0.5 * den * st * bs);
+        imT[j] = f * LTphi.im;
     }
-    for (int i = 0; i < m; i++) {
-        const int r = idx[i];
-        const double x = log(F[r] / K[r]);
+}
+
+/* ------------------------------------------------------------------ work space */
+
+/* One group's grid and node values. buf holds u[n], then re[nf n] and im[nf n] (family f
+ * at offset f n; only those in fams are filled). */
+typedef struct {
+    pg_heston_params p;
+    double xb, s;
+    int fams;
+    int nf;             /* families stored: 1 (price only) or PG_HESTON_NFAM */
+    int n;              /* nodes; 0: the grid would exceed its cap; -1: empty slot */
+    size_t cap;         /* doubles allocated in buf */
+    double *buf;
+} pg_heston_entry;
+
+/* A thread's work space: PG_HESTON_CACHE recent groups (buffers grown on demand) and a
+ * per-strike buffer of cos/sin (and the grid weights while a grid is built). Owned by one
+ * thread; freed by pg_heston_work_free. oom is set when an allocation failed (the caller
+ * raises MemoryError). */
+typedef struct {
+    pg_heston_entry e[PG_HESTON_CACHE];
+    int next, slots, oom;
+    size_t cap;
+    double *cs;          /* 2 * cap doubles: cos(u x), sin(u x), or the weights */
+} pg_heston_work;
+
+static void pg_heston_work_init(pg_heston_work *w, int slots)
+{
+    memset(w, 0, sizeof(*w));
+    for (int i = 0; i < PG_HESTON_CACHE; i++) w->e[i].n = -1;
+    w->slots = slots < 1 ? 1 : (slots > PG_HESTON_CACHE ? PG_HESTON_CACHE : slots);
+}
+
+static void pg_heston_work_free(pg_heston_work *w)
+{
+    for (int i = 0; i < PG_HESTON_CACHE; i++) free(w->e[i].buf);
+    free(w->cs);
+    memset(w, 0, sizeof(*w));
+}
+
+/* Grows *buf to at least need doubles; 0 on failure (w->oom set). */
+static int pg_heston_reserve(pg_heston_work *w, double **buf, size_t *cap, size_t need)
+{
+    if (*cap >= need) return 1;
+    double *nb = (double *)realloc(*buf, need * sizeof(double));
+    if (nb == NULL) { w->oom = 1; return 0; }
+    *buf = nb;
+    *cap = need;
+    return 1;
+}
+
+/* The entry of the group (p, xb) with at least the families fams: from the cache, or
+ * built into the next slot. NULL when memory ran out. */
+static pg_heston_entry *pg_heston_entry_for(pg_heston_work *w, const pg_heston_params *p,
+                                            double xb, int fams)
+{
+    for (int i = 0; i < w->slots; i++) {
+        pg_heston_entry *e = &w->e[i];
+        if (e->n >= 0 && e->xb == xb && e->fams == fams && pg_heston_same(&e->p, p))
+            return e;
+    }
+    pg_heston_entry *e = &w->e[w->next];
+    w->next = (w->next + 1) % w->slots;
+    e->n = -1;
+    e->p = *p;
+    e->xb = xb;
+    e->fams = fams;
+    e->s = sqrt(fmax(pg_heston_total_var(p), 1e-300));
+    const double U = pg_heston_cutoff(p, e->s);
+    const int n = (U > 0.0) ? pg_heston_grid_size(U, e->s, xb) : 0;
+    if (n == 0) {       /* the quadrature would be truncated: no price rather than a wrong one */
+        e->n = 0;
+        return e;
+    }
+    const int nf = (fams == (1 << PG_HESTON_FAM_P)) ? 1 : PG_HESTON_NFAM;
+    if (!pg_heston_reserve(w, &e->buf, &e->cap, (size_t)(1 + 2 * nf) * n)
+        || !pg_heston_reserve(w, &w->cs, &w->cap, 2 * (size_t)n))
+        return NULL;
+    double *u = e->buf, *re = u + n, *im = re + (size_t)nf * n;
+    pg_heston_grid(U, e->s, xb, u, w->cs);
+    pg_heston_nodes(p, e->s, fams, n, u, w->cs, re, im);
+    e->nf = nf;
+    e->n = n;
+    return e;
+}
+
+/* ------------------------------------------------------------------ strikes */
+
+/* Integrals of one strike, x = ln(F/K): for each family f of the entry, out[3 f + k] =
+ * int Re[(iu)^k e^{iux} D_f(u)] du, k = 0, 1, 2 (only out[0] when price_only). */
+static void pg_heston_strike(const pg_heston_entry *e, double x, int price_only, double *cs,
+                             double *out)
+{
+    const int n = e->n;
+    const double *u = e->buf;
+    if (price_only) {
+        const double *re = u + n, *im = re + n;
         double acc = 0.0;
         #pragma omp simd reduction(+:acc)
         for (int j = 0; j < n; j++)
-            acc += cos(u[j] * x) * wr[j] - sin(u[j] * x + 0.0) * wi[j];   /* + 0.0: see pg_cx_exp */
-        const double call = pg_heston_black_call(F[r], K[r], s) - sqrt(F[r] * K[r]) / PG_PI * acc;
-        const double v = (type[r] == PG_CALL) ? call : call - (F[r] - K[r]);
-        out[r] = DF[r] * v;
+            acc += cos(u[j] * x) * re[j] - sin(u[j] * x + 0.0) * im[j];   /* + 0.0: see pg_cx_exp */
+        out[0] = acc;
+        return;
+    }
+    double *c = cs, *s = cs + n;
+    #pragma omp simd
+    for (int j = 0; j < n; j++) {
+        c[j] = cos(u[j] * x);
+        s[j] = sin(u[j] * x + 0.0);
+    }
+    const double *re0 = u + n, *im0 = re0 + (size_t)e->nf * n;
+    for (int f = 0; f < e->nf; f++) {
+        if (!(e->fams & (1 << f))) continue;
+        const double *re = re0 + (size_t)f * n, *im = im0 + (size_t)f * n;
+        double a0 = 0.0, a1 = 0.0, a2 = 0.0;
+        #pragma omp simd reduction(+:a0, a1, a2)
+        for (int j = 0; j < n; j++) {
+            const double t0 = c[j] * re[j] - s[j] * im[j];    /* Re[e^{iux} D]   */
+            const double t1 = s[j] * re[j] + c[j] * im[j];    /* Im[e^{iux} D]   */
+            a0 += t0;
+            a1 -= u[j] * t1;                                  /* Re[iu e^{iux} D] */
+            a2 -= u[j] * u[j] * t0;                           /* Re[-u^2 e^{iux} D] */
+        }
+        out[3 * f] = a0;
+        out[3 * f + 1] = a1;
+        out[3 * f + 2] = a2;
+    }
+}
+
+/* ------------------------------------------------------------------ one row's measures */
+
+/* A valid row with T > 0 and its integrals I[3 f + k] (see pg_heston_strike): writes the
+ * measures meas[0..k) into o[0..k). c is the undiscounted call, w the option (c or the put
+ * c - (F - K)), a subscript a derivative (F: forward; v: v0; T: maturity at fixed F):
+ *   c    = c_BS - K J_P,            J_f = e^{x/2}/pi I_f0
+ *   c_F  = N(d1) - K/F J'_P,        J'_f = e^{x/2}/pi (I_f0/2 + I_f1)
+ *   c_FF = n(d1)/(F s) - K/F^2 (J''_P - J'_P),  J''_f = e^{x/2}/pi (I_f0/4 + I_f1 + I_f2)
+ *   c_v  = Sigma_v c_BS,Sigma - K J_V,         c_BS,Sigma = F n(d1)/(2 s)
+ *   c_vF = -Sigma_v n(d1) d2/(2 s^2) - K/F J'_V
+ *   c_vv = Sigma_v^2 F n(d1)(d1 d2 - 1)/(4 s^3) - K J_VV
+ *   c_T  = Sigma_T c_BS,Sigma - K J_T,  c_TF = -Sigma_T n(d1) d2/(2 s^2) - K/F J'_T
+ * then V = DF w, delta = e^{-qT} w_F, gamma = e^{-qT} w_FF F/S, vega = 2 sqrt(v0) DF c_v,
+ * theta = r V - DF (w_F F (r - q) + c_T), rho = T (DF w_F F - V), dividend_rho =
+ * -T DF w_F F, vanna = 2 sqrt(v0) e^{-qT} c_vF, volga = DF (2 c_v + 4 v0 c_vv),
+ * charm = q delta - e^{-qT} (w_FF F (r - q) + c_TF). */
+static void pg_heston_row(int type, double K, double S, double r, double q, double F,
+                          double DF, const pg_heston_params *p, double s, const double *I,
+                          const int *meas, int k, double *o, ptrdiff_t ldo)
+{
+    const double x = log(F / K);
+    const double d1 = pg_clamp_d(x / s + 0.5 * s), d2 = pg_clamp_d(x / s - 0.5 * s);
+    const double nd1 = pg_norm_pdf(d1);
+    const double E = exp(0.5 * x) / PG_PI;
+    const double JP = E * I[0], JP1 = E * (0.5 * I[0] + I[1]);
+    const double JP2 = E * (0.25 * I[0] + I[1] + I[2]);
+    const double c = F * pg_norm_cdf(d1) - K * pg_norm_cdf(d2) - K * JP;
+    const double put = (type == PG_PUT);
+    const double w = put ? c - (F - K) : c;
+    const double V = DF * w;
+    const double cF = pg_norm_cdf(d1) - K / F * JP1;
+    const double wF = put ? cF - 1.0 : cF;
+    const double wFF = nd1 / (F * s) - K / (F * F) * (JP2 - JP1);
+    const double eq = DF * F / S;                 /* e^{-qT} */
+    const double cS = F * nd1 / (2.0 * s);        /* d c_BS / d Sigma */
+    const double sv = pg_heston_sigma_v(p), st = pg_heston_sigma_t(p);
+    const double a = sqrt(p->v0);
+    for (int j = 0; j < k; j++) {
+        double v = NAN;
+        switch (meas[j]) {
+        case PG_MEASURE_PRICE: v = V; break;
+        case PG_MEASURE_DELTA: v = eq * wF; break;
+        case PG_MEASURE_GAMMA: v = eq * wFF * F / S; break;
+        case PG_MEASURE_VEGA:
+            v = 2.0 * a * DF * (sv * cS - K * E * I[3]); break;
+        case PG_MEASURE_THETA:
+            v = r * V - DF * (wF * F * (r - q) + st * cS - K * E * I[9]); break;
+        case PG_MEASURE_RHO: v = p->T * (DF * wF * F - V); break;
+        case PG_MEASURE_DIVIDEND_RHO: v = -p->T * DF * wF * F; break;
+        case PG_MEASURE_VANNA:
+            v = 2.0 * a * eq * (-sv * nd1 * d2 / (2.0 * s * s) - K / F * E * (0.5 * I[3] + I[4]));
+            break;
+        case PG_MEASURE_VOLGA: {
+            const double cv = sv * cS - K * E * I[3];
+            const double cvv = sv * sv * F * nd1 * (d1 * d2 - 1.0) / (4.0 * s * s * s) - K * E * I[6];
+            v = DF * (2.0 * cv + 4.0 * p->v0 * cvv);
+            break;
+        }
+        case PG_MEASURE_CHARM: {
+            const double cTF = -st * nd1 * d2 / (2.0 * s * s) - K / F * E * (0.5 * I[9] + I[10]);
+            v = q * eq * wF - eq * (wFF * F * (r - q) + cTF);
+            break;
+        }
+        default: break;
+        }
+        o[j * ldo] = v;
+    }
+}
+
+/* A valid row at expiry (T = 0): intrinsic value, delta the step (half at the money),
+ * every other Greek 0. */
+static void pg_heston_expiry_row(int type, double K, double S, const int *meas, int k,
+                                 double *o, ptrdiff_t ldo)
+{
+    const double wsgn = (type == PG_CALL) ? 1.0 : -1.0;
+    const double itm = wsgn * (S - K);
+    for (int j = 0; j < k; j++) {
+        double v = 0.0;
+        if (meas[j] == PG_MEASURE_PRICE) v = fmax(itm, 0.0);
+        else if (meas[j] == PG_MEASURE_DELTA) v = wsgn * ((itm > 0.0) ? 1.0 : (itm == 0.0 ? 0.5 : 0.0));
+        o[j * ldo] = v;
     }
 }
 
@@ -293,37 +620,44 @@ PG_INLINE double pg_heston_in(const double *a, int bc, int bit, ptrdiff_t row)
     return a[(bc & bit) ? 0 : row];
 }
 
-/* Rows [start, start + m) of a batch. work: 3 * PG_HESTON_MAX_NODES doubles. Returns the
- * number of rows with a non-zero status (their price is NaN). */
+/* Rows [start, start + m) of a batch: out[j * ldo + row] = measure meas[j] of row, j < k.
+ * Returns the number of rows with a non-zero status (their outputs are NaN). */
 static ptrdiff_t pg_heston_block(const pg_heston_inputs *in, ptrdiff_t start, int m,
-                                 double *out, int *status, double *work)
+                                 const int *meas, int k, double *out, ptrdiff_t ldo,
+                                 int *status, pg_heston_work *w)
 {
     int type[PG_HESTON_BLOCK], idx[PG_HESTON_BLOCK], done[PG_HESTON_BLOCK];
-    double K[PG_HESTON_BLOCK], F[PG_HESTON_BLOCK], DF[PG_HESTON_BLOCK], o[PG_HESTON_BLOCK];
+    double K[PG_HESTON_BLOCK], S[PG_HESTON_BLOCK], R[PG_HESTON_BLOCK], Q[PG_HESTON_BLOCK];
+    double F[PG_HESTON_BLOCK], DF[PG_HESTON_BLOCK];
+    double I[3 * PG_HESTON_NFAM];
     pg_heston_params p[PG_HESTON_BLOCK];
     const int bc = in->broadcast;
+    const int fams = pg_heston_families(meas, k);
+    int price_only = 1;     /* only the price asked for (possibly several times) */
+    for (int j = 0; j < k; j++) price_only &= (meas[j] == PG_MEASURE_PRICE);
     ptrdiff_t nbad = 0;
     for (int i = 0; i < m; i++) {
         const ptrdiff_t row = start + i;
         type[i] = in->option_type[(bc & 1) ? 0 : row];
         K[i] = pg_heston_in(in->strike, bc, 1 << 1, row);
-        const double S = pg_heston_in(in->spot, bc, 1 << 3, row);
-        const double r = pg_heston_in(in->rate, bc, 1 << 4, row);
-        const double q = pg_heston_in(in->dividend, bc, 1 << 5, row);
+        S[i] = pg_heston_in(in->spot, bc, 1 << 3, row);
+        R[i] = pg_heston_in(in->rate, bc, 1 << 4, row);
+        Q[i] = pg_heston_in(in->dividend, bc, 1 << 5, row);
         p[i].T = pg_heston_in(in->time, bc, 1 << 2, row);
         p[i].v0 = pg_heston_in(in->v0, bc, 1 << 6, row);
         p[i].kappa = pg_heston_in(in->kappa, bc, 1 << 7, row);
         p[i].theta = pg_heston_in(in->theta, bc, 1 << 8, row);
         p[i].sigma = pg_heston_in(in->sigma, bc, 1 << 9, row);
         p[i].rho = pg_heston_in(in->rho, bc, 1 << 10, row);
-        int st = pg_heston_check(type[i], K[i], p[i].T, S, r, q, &p[i]);
+        int st = pg_heston_check(type[i], K[i], p[i].T, S[i], R[i], Q[i], &p[i]);
         done[i] = 1;
-        o[i] = NAN;
+        for (int j = 0; j < k; j++) out[j * ldo + row] = NAN;
         if (st == 0) {
-            pg_forward_df(PG_MODEL_BSM, p[i].T, S, r, q, &F[i], &DF[i]);
-            if (!pg_finite(F[i]) || !pg_finite(DF[i]) || !(F[i] > 0.0)) st = PG_NOT_FINITE;
+            pg_forward_df(PG_MODEL_BSM, p[i].T, S[i], R[i], Q[i], &F[i], &DF[i]);
+            if (!pg_finite(F[i]) || !pg_finite(DF[i]) || !(F[i] > 0.0))
+                st = PG_NOT_FINITE;
             else if (p[i].T == 0.0)
-                o[i] = fmax(type[i] == PG_CALL ? S - K[i] : K[i] - S, 0.0);
+                pg_heston_expiry_row(type[i], K[i], S[i], meas, k, out + row, ldo);
             else
                 done[i] = 0;
         }
@@ -331,20 +665,50 @@ static ptrdiff_t pg_heston_block(const pg_heston_inputs *in, ptrdiff_t start, in
     }
     for (int i = 0; i < m; i++) {
         if (done[i]) continue;
+        /* the group: rows with the same parameters; its grid follows their widest |x| */
         int g = 0;
+        double xmax = 0.0;
         for (int j = i; j < m; j++) {
             if (!done[j] && pg_heston_same(&p[i], &p[j])) {
                 idx[g++] = j;
                 done[j] = 1;
+                xmax = fmax(xmax, fabs(log(F[j] / K[j])));
             }
         }
-        pg_heston_group(&p[i], g, idx, type, K, F, DF, o, work);
+        const pg_heston_entry *e = pg_heston_entry_for(w, &p[i], pg_heston_xbucket(xmax), fams);
+        if (e == NULL || e->n == 0) {   /* out of memory, or the grid over its cap */
+            for (int gi = 0; gi < g; gi++) status[start + idx[gi]] = PG_NOT_FINITE;
+            continue;
+        }
+        for (int gi = 0; gi < g; gi++) {
+            const int r = idx[gi];
+            const ptrdiff_t row = start + r;
+            const double x = log(F[r] / K[r]);
+            pg_heston_strike(e, x, price_only, w->cs, I);
+            if (price_only) {   /* the first lines of pg_heston_row */
+                const double d1 = pg_clamp_d(x / e->s + 0.5 * e->s);
+                const double d2 = pg_clamp_d(x / e->s - 0.5 * e->s);
+                const double c = F[r] * pg_norm_cdf(d1) - K[r] * pg_norm_cdf(d2)
+                                 - K[r] * exp(0.5 * x) / PG_PI * I[0];
+                const double v = DF[r] * ((type[r] == PG_PUT) ? c - (F[r] - K[r]) : c);
+                for (int j = 0; j < k; j++) out[j * ldo + row] = v;
+            } else {
+                pg_heston_row(type[r], K[r], S[r], R[r], Q[r], F[r], DF[r], &p[r], e->s, I,
+                              meas, k, out + row, ldo);
+            }
+        }
     }
     for (int i = 0; i < m; i++) {
         const ptrdiff_t row = start + i;
-        if (status[row] == 0 && !pg_finite(o[i])) status[row] = PG_NOT_FINITE;
-        if (status[row] != 0) { o[i] = NAN; nbad++; }
-        out[row] = o[i];
+        if (status[row] == 0) {
+            int finite = !w->oom;
+            for (int j = 0; j < k; j++) finite &= pg_finite(out[j * ldo + row]);
+            if (!finite) {
+                status[row] = PG_NOT_FINITE;
+                for (int j = 0; j < k; j++) out[j * ldo + row] = NAN;
+            }
+        }
+        nbad += (status[row] != 0);
     }
     return nbad;
 }
