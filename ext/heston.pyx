@@ -171,7 +171,7 @@ def price_batch(const int[::1] option_type not None,     # IN  OptionType codes
     for j in range(k):
         if measures[j] < 1 or measures[j] > PG_MEASURE_MAX:
             raise ValueError(f"measures[{j}] = {measures[j]} is not a Measure code this "
-                             f"kernel supports ({MEASURES[0]}..{MEASURES[-1]})")
+                             f"kernel supports (1..{PG_MEASURE_MAX})")
     if out.shape[0] != k or out.shape[1] != n:
         raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}); expected ({k}, {n})")
     if n > 1 and out.strides[1] != sizeof(double):

@@ -55,7 +55,7 @@ extern double log1p(double) PG_SIMD_MATH;
 
 #define PG_HESTON_BLOCK 32
 #define PG_HESTON_GL 16             /* Gauss-Legendre points per panel */
-#define PG_HESTON_MAX_PANELS 4096
+#define PG_HESTON_MAX_PANELS 16384
 #define PG_HESTON_MAX_NODES (PG_HESTON_GL * PG_HESTON_MAX_PANELS)
 #define PG_HESTON_PHASE 8.0         /* most radians of e^{iux} across one panel */
 #define PG_HESTON_TAIL 1e-15        /* truncate where |phi(u - i/2)|/u is below (see grid) */
