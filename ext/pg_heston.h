@@ -268,156 +268,192 @@ static double pg_heston_cutoff(const pg_heston_params *p, double s)
     return 0.0;
 }
 
-/* Panel [a, b) of the grid after the panel ending at a: h = max(1/2, a/2) (graded away
- * from 0, where the moment explosion may bring singularities close), capped by hb up to
- * A (the bulk of the Black control) and by hx beyond, with b = A or U where it would
- * cross them. */
-PG_INLINE double pg_heston_panel_end(double a, double A, double U, double hb, double hx)
-{
-    const double h = fmin(fmax(PG_HESTON_H0, 0.5 * a), (a < A) ? hb : hx);
-    double b = a + h;
-    if (a < A && b > A) b = A;
-    if (b > U || (U - b) < 1e-9 * U) b = U;
-    return b;
-}
+/* A run of P panels of equal width h from a0: panel p is [a0 + p h, a0 + (p + 1) h]. */
+typedef struct { double a0, h; int P, off; } pg_heston_run;
 
-/* Number of nodes of the grid on [0, U] for total deviation s and |ln(F/K)| bucket xb, or
- * 0 when more than PG_HESTON_MAX_PANELS panels would be needed. Panels: see
- * pg_heston_panel_end, with hb = min(2/s, hx), A = min(U, 8/s) and hx = PG_HESTON_PHASE/xb
- * (a panel never spans more than PG_HESTON_PHASE radians of e^{iux}); beyond the bulk the
- * widths grow geometrically up to hx (the heavy tail of phi decays exponentially, on a log
- * scale). */
-PG_INLINE int pg_heston_grid_size(double U, double s, double xb)
+/* The grid on [0, ~U] as runs (at most PG_HESTON_MAX_RUNS): widths start at
+ * PG_HESTON_H0 and double every two panels (so a panel starting at a is about a/2 wide:
+ * graded away from 0, where a moment explosion may bring the characteristic function's
+ * singularities within about 1/2 of the contour) up to the cap hb = min(2/s, hx) over the
+ * bulk [0, A], A = min(U, 8/s), of the Black control, and up to hx = PG_HESTON_PHASE/xb
+ * beyond it (a panel never spans more than PG_HESTON_PHASE radians of e^{iux}; the heavy
+ * tail of phi decays exponentially, on a log scale); at a cap, one run of equal panels
+ * reaches the end of the region (A, then U). Writes the runs (off: their first node) and
+ * returns the number of nodes, or 0 when more than PG_HESTON_MAX_PANELS panels would be
+ * needed. */
+#define PG_HESTON_MAX_RUNS 96
+PG_INLINE int pg_heston_runs(double U, double s, double xb, pg_heston_run *run, int *nruns)
 {
     const double hx = PG_HESTON_PHASE / xb, A = fmin(U, 8.0 / s);
-    const double hb = fmin(fmin(2.0 / s, hx), A);
-    int panels = 0;
-    double a = 0.0;
-    while (a < U && panels <= PG_HESTON_MAX_PANELS) {
-        a = pg_heston_panel_end(a, A, U, hb, hx);
-        panels++;
-    }
-    return (panels > PG_HESTON_MAX_PANELS) ? 0 : panels * PG_HESTON_GL;
-}
-
-/* Nodes u[j] and weights w[j] of that grid (n = pg_heston_grid_size(...) of each). */
-PG_INLINE void pg_heston_grid(double U, double s, double xb, double *u, double *w)
-{
-    const double hx = PG_HESTON_PHASE / xb, A = fmin(U, 8.0 / s);
-    const double hb = fmin(fmin(2.0 / s, hx), A);
-    int n = 0;
-    double a = 0.0;
-    while (a < U) {
-        const double b = pg_heston_panel_end(a, A, U, hb, hx);
-        const double c = 0.5 * (a + b), r = 0.5 * (b - a);
-        for (int i = 0; i < PG_HESTON_GL / 2; i++) {
-            u[n] = c - r * pg_heston_gl_x[i];
-            w[n++] = r * pg_heston_gl_w[i];
-            u[n] = c + r * pg_heston_gl_x[i];
-            w[n++] = r * pg_heston_gl_w[i];
+    const double hb = fmin(2.0 / s, hx);
+    double a = 0.0, h = PG_HESTON_H0;
+    int panels = 0, k = 0;
+    while (a < U && k < PG_HESTON_MAX_RUNS && panels <= PG_HESTON_MAX_PANELS) {
+        const double cap = (a < A) ? hb : hx, end = (a < A) ? A : U;
+        int P;
+        if (h >= cap) {     /* at the cap: equal panels to the end of the region */
+            h = cap;
+            const double np = ceil((end - a) / h - 1e-9);
+            P = (np < 1.0) ? 1 : (np > PG_HESTON_MAX_PANELS ? PG_HESTON_MAX_PANELS + 1 : (int)np);
+        } else {
+            P = 2;
         }
-        a = b;
+        run[k].a0 = a;
+        run[k].h = h;
+        run[k].P = P;
+        run[k].off = panels * PG_HESTON_GL;
+        k++;
+        panels += P;
+        a += P * h;
+        if (h < cap) h = fmin(2.0 * h, cap);
+    }
+    *nruns = k;
+    return (a < U || panels > PG_HESTON_MAX_PANELS) ? 0 : panels * PG_HESTON_GL;
+}
+
+/* Nodes u[j] and weights w[j] of the runs: within a panel, node 2i is c - r x_i and node
+ * 2i + 1 is c + r x_i (x_i the positive Gauss-Legendre abscissae, r = h/2). */
+PG_INLINE void pg_heston_grid(const pg_heston_run *run, int nruns, double *u, double *w)
+{
+    int n = 0;
+    for (int k = 0; k < nruns; k++) {
+        const double r = 0.5 * run[k].h;
+        for (int p = 0; p < run[k].P; p++) {
+            const double c = run[k].a0 + (2 * p + 1) * r;
+            for (int i = 0; i < PG_HESTON_GL / 2; i++) {
+                u[n] = c - r * pg_heston_gl_x[i];
+                w[n++] = r * pg_heston_gl_w[i];
+                u[n] = c + r * pg_heston_gl_x[i];
+                w[n++] = r * pg_heston_gl_w[i];
+            }
+        }
     }
 }
 
-/* Families of integrands the measures in meas[0..k) need (bit PG_HESTON_FAM_*; the price
- * family always). */
-PG_INLINE int pg_heston_families(const int *meas, int k)
+/* What a set of measures meas[0..k) needs at the nodes: PG_HESTON_MODE_PRICE (the price
+ * integrand only), PG_HESTON_MODE_SPOT (the price integrand and its x-derivatives: delta,
+ * gamma, rho, dividend rho) or PG_HESTON_MODE_ALL (every family and its x-derivatives). */
+#define PG_HESTON_MODE_PRICE 0
+#define PG_HESTON_MODE_SPOT  1
+#define PG_HESTON_MODE_ALL   2
+PG_INLINE int pg_heston_mode(const int *meas, int k)
 {
-    int f = 1 << PG_HESTON_FAM_P;
+    int mode = PG_HESTON_MODE_PRICE;
     for (int j = 0; j < k; j++) {
         switch (meas[j]) {
-        case PG_MEASURE_VEGA: case PG_MEASURE_VANNA:
-            f |= 1 << PG_HESTON_FAM_V; break;
-        case PG_MEASURE_VOLGA:
-            f |= (1 << PG_HESTON_FAM_V) | (1 << PG_HESTON_FAM_VV); break;
-        case PG_MEASURE_THETA: case PG_MEASURE_CHARM:
-            f |= 1 << PG_HESTON_FAM_T; break;
-        default: break;
+        case PG_MEASURE_PRICE: break;
+        case PG_MEASURE_DELTA: case PG_MEASURE_GAMMA: case PG_MEASURE_RHO:
+        case PG_MEASURE_DIVIDEND_RHO:
+            if (mode < PG_HESTON_MODE_SPOT) mode = PG_HESTON_MODE_SPOT;
+            break;
+        default: mode = PG_HESTON_MODE_ALL; break;
         }
     }
-    return f;
+    return mode;
 }
 
-/* Node values of the families in fams, D_f(u_j) w_j, into re[f*n + j], im[f*n + j]:
+/* Number of node arrays of a mode: array 3 f + k holds (iu)^k D_f (family f, k = 0, 1, 2). */
+PG_INLINE int pg_heston_arrays(int mode)
+{
+    return mode == PG_HESTON_MODE_PRICE ? 1 : (mode == PG_HESTON_MODE_SPOT ? 3 : 3 * PG_HESTON_NFAM);
+}
+
+/* Node values D_f(u_j) w_j of the families of the mode into re[3 f n + j], im[3 f n + j],
+ * then (iu) D_f and (iu)^2 D_f into arrays 3 f + 1 and 3 f + 2:
  *   P:  (phi - phi_BS) / den,
  *   V:  (B phi + den/2 Sigma_v phi_BS) / den,
  *   VV: (B^2 phi - (den/2 Sigma_v)^2 phi_BS) / den,
  *   T:  (L_T phi + den/2 Sigma_T phi_BS) / den,  L_T = kappa theta B + v0 dB/dT,
  * with den = u^2 + 1/4 (= z^2 + i z at z = u - i/2), phi_BS = exp(-s^2 den/2),
  * dB/dT = sigma^2 B^2/2 - beta B - den/2 and beta = kappa - rho sigma (1/2 + i u). */
-static void pg_heston_nodes(const pg_heston_params *p, double s, int fams, int n,
+static void pg_heston_nodes(const pg_heston_params *p, double s, int mode, int n,
                             const double *u, const double *w, double *re, double *im)
 {
     const pg_heston_params pv = *p;   /* a local copy: no aliasing with the stores below */
     const double hs = 0.5 * s * s;
-    if (fams == (1 << PG_HESTON_FAM_P)) {
+    if (mode != PG_HESTON_MODE_ALL) {
         #pragma omp simd
         for (int j = 0; j < n; j++) {
             const pg_cx ph = pg_heston_cf_b(pg_cx_make(u[j], -0.5), &pv).phi;
             const double den = u[j] * u[j] + 0.25;
-            const double bs = exp(-hs * den);
+            const double ea = -hs * den;
+            const double bs = exp(ea > -700.0 ? ea : -700.0);   /* no underflow: libmvec's slow path */
             const double f = w[j] / den;
             re[j] = f * (ph.re - bs);
             im[j] = f * ph.im;
         }
-        return;
+    } else {
+        const double sv = pg_heston_sigma_v(&pv), st = pg_heston_sigma_t(&pv);
+        const double kt = pv.kappa * pv.theta, s2h = 0.5 * pv.sigma * pv.sigma;
+        const double br = pv.kappa - 0.5 * pv.rho * pv.sigma, bi = -pv.rho * pv.sigma;
+        double *reV = re + 3 * n, *imV = im + 3 * n, *reVV = re + 6 * n, *imVV = im + 6 * n;
+        double *reT = re + 9 * n, *imT = im + 9 * n;
+        #pragma omp simd
+        for (int j = 0; j < n; j++) {
+            const pg_heston_cfb cb = pg_heston_cf_b(pg_cx_make(u[j], -0.5), &pv);
+            const pg_cx ph = cb.phi, B = cb.B;
+            const double den = u[j] * u[j] + 0.25;
+            const double ea = -hs * den;
+            const double bs = exp(ea > -700.0 ? ea : -700.0);
+            const double f = w[j] / den;
+            re[j] = f * (ph.re - bs);
+            im[j] = f * ph.im;
+            const pg_cx Bphi = pg_cx_mul(B, ph);
+            const double cv = 0.5 * den * sv;
+            reV[j] = f * (Bphi.re + cv * bs);
+            imV[j] = f * Bphi.im;
+            const pg_cx B2phi = pg_cx_mul(B, Bphi);
+            reVV[j] = f * (B2phi.re - cv * cv * bs);
+            imVV[j] = f * B2phi.im;
+            /* dB/dT = sigma^2/2 B^2 - beta B - den/2 */
+            const pg_cx B2 = pg_cx_mul(B, B);
+            const pg_cx bB = pg_cx_mul(pg_cx_make(br, bi * u[j]), B);
+            const pg_cx dB = pg_cx_make(s2h * B2.re - bB.re - 0.5 * den, s2h * B2.im - bB.im);
+            const pg_cx LT = pg_cx_add(pg_cx_scale(B, kt), pg_cx_scale(dB, pv.v0));
+            const pg_cx LTphi = pg_cx_mul(LT, ph);
+            reT[j] = f * (LTphi.re + 0.5 * den * st * bs);
+            imT[j] = f * LTphi.im;
+        }
     }
-    const double sv = pg_heston_sigma_v(&pv), st = pg_heston_sigma_t(&pv);
-    const double kt = pv.kappa * pv.theta, s2h = 0.5 * pv.sigma * pv.sigma;
-    const double br = pv.kappa - 0.5 * pv.rho * pv.sigma, bi = -pv.rho * pv.sigma;
-    double *reV = re + n, *imV = im + n, *reVV = re + 2 * n, *imVV = im + 2 * n;
-    double *reT = re + 3 * n, *imT = im + 3 * n;
-    #pragma omp simd
-    for (int j = 0; j < n; j++) {
-        const pg_heston_cfb cb = pg_heston_cf_b(pg_cx_make(u[j], -0.5), &pv);
-        const pg_cx ph = cb.phi, B = cb.B;
-        const double den = u[j] * u[j] + 0.25;
-        const double bs = exp(-hs * den);
-        const double f = w[j] / den;
-        re[j] = f * (ph.re - bs);
-        im[j] = f * ph.im;
-        const pg_cx Bphi = pg_cx_mul(B, ph);
-        const double cv = 0.5 * den * sv;
-        reV[j] = f * (Bphi.re + cv * bs);
-        imV[j] = f * Bphi.im;
-        const pg_cx B2phi = pg_cx_mul(B, Bphi);
-        reVV[j] = f * (B2phi.re - cv * cv * bs);
-        imVV[j] = f * B2phi.im;
-        /* dB/dT = sigma^2/2 B^2 - beta B - den/2 */
-        const pg_cx B2 = pg_cx_mul(B, B);
-        const pg_cx bB = pg_cx_mul(pg_cx_make(br, bi * u[j]), B);
-        const pg_cx dB = pg_cx_make(s2h * B2.re - bB.re - 0.5 * den, s2h * B2.im - bB.im);
-        const pg_cx LT = pg_cx_add(pg_cx_scale(B, kt), pg_cx_scale(dB, pv.v0));
-        const pg_cx LTphi = pg_cx_mul(LT, ph);
-        reT[j] = f * (LTphi.re + 0.5 * den * st * bs);
-        imT[j] = f * LTphi.im;
+    const int nf = pg_heston_arrays(mode) / 3;
+    for (int f = 0; f < nf; f++) {
+        const double *r0 = re + 3 * f * n, *i0 = im + 3 * f * n;
+        double *r1 = re + (3 * f + 1) * n, *i1 = im + (3 * f + 1) * n;
+        double *r2 = re + (3 * f + 2) * n, *i2 = im + (3 * f + 2) * n;
+        #pragma omp simd
+        for (int j = 0; j < n; j++) {
+            r1[j] = -u[j] * i0[j];
+            i1[j] = u[j] * r0[j];
+            r2[j] = -u[j] * u[j] * r0[j];
+            i2[j] = -u[j] * u[j] * i0[j];
+        }
     }
 }
 
 /* ------------------------------------------------------------------ work space */
 
-/* One group's grid and node values. buf holds u[n], then re[nf n] and im[nf n] (family f
- * at offset f n; only those in fams are filled). */
+/* One group's grid and node values. buf holds u[n], then re[M n] and im[M n] for the
+ * M = pg_heston_arrays(mode) node arrays. */
 typedef struct {
     pg_heston_params p;
     double xb, s;
-    int fams;
-    int nf;             /* families stored: 1 (price only) or PG_HESTON_NFAM */
+    int mode, M;
     int n;              /* nodes; 0: the grid would exceed its cap; -1: empty slot */
+    int nruns;
+    pg_heston_run run[PG_HESTON_MAX_RUNS];
     size_t cap;         /* doubles allocated in buf */
     double *buf;
 } pg_heston_entry;
 
 /* A thread's work space: PG_HESTON_CACHE recent groups (buffers grown on demand) and a
- * per-strike buffer of cos/sin (and the grid weights while a grid is built). Owned by one
- * thread; freed by pg_heston_work_free. oom is set when an allocation failed (the caller
- * raises MemoryError). */
+ * scratch buffer (grid weights, then a strike's phases). Owned by one thread; freed by
+ * pg_heston_work_free. oom is set when an allocation failed (the caller raises
+ * MemoryError). */
 typedef struct {
     pg_heston_entry e[PG_HESTON_CACHE];
     int next, slots, oom;
     size_t cap;
-    double *cs;          /* 2 * cap doubles: cos(u x), sin(u x), or the weights */
+    double *cs;
 } pg_heston_work;
 
 static void pg_heston_work_init(pg_heston_work *w, int slots)
@@ -445,14 +481,18 @@ static int pg_heston_reserve(pg_heston_work *w, double **buf, size_t *cap, size_
     return 1;
 }
 
-/* The entry of the group (p, xb) with at least the families fams: from the cache, or
- * built into the next slot. NULL when memory ran out. */
+/* Doubles of a strike's phase table (see pg_heston_strike; the scratch buffer holds the
+ * table, its cosines and its sines). */
+#define PG_HESTON_PHASES (PG_HESTON_MAX_RUNS * (2 + PG_HESTON_GL / 2) + 8)
+
+/* The entry of the group (p, xb) in the mode: from the cache, or built into the next slot.
+ * NULL when memory ran out. */
 static pg_heston_entry *pg_heston_entry_for(pg_heston_work *w, const pg_heston_params *p,
-                                            double xb, int fams)
+                                            double xb, int mode)
 {
     for (int i = 0; i < w->slots; i++) {
         pg_heston_entry *e = &w->e[i];
-        if (e->n >= 0 && e->xb == xb && e->fams == fams && pg_heston_same(&e->p, p))
+        if (e->n >= 0 && e->xb == xb && e->mode == mode && pg_heston_same(&e->p, p))
             return e;
     }
     pg_heston_entry *e = &w->e[w->next];
@@ -460,66 +500,125 @@ static pg_heston_entry *pg_heston_entry_for(pg_heston_work *w, const pg_heston_p
     e->n = -1;
     e->p = *p;
     e->xb = xb;
-    e->fams = fams;
+    e->mode = mode;
+    e->M = pg_heston_arrays(mode);
     e->s = sqrt(fmax(pg_heston_total_var(p), 1e-300));
     const double U = pg_heston_cutoff(p, e->s);
-    const int n = (U > 0.0) ? pg_heston_grid_size(U, e->s, xb) : 0;
+    const int n = (U > 0.0) ? pg_heston_runs(U, e->s, xb, e->run, &e->nruns) : 0;
     if (n == 0) {       /* the quadrature would be truncated: no price rather than a wrong one */
         e->n = 0;
         return e;
     }
-    const int nf = (fams == (1 << PG_HESTON_FAM_P)) ? 1 : PG_HESTON_NFAM;
-    if (!pg_heston_reserve(w, &e->buf, &e->cap, (size_t)(1 + 2 * nf) * n)
-        || !pg_heston_reserve(w, &w->cs, &w->cap, 2 * (size_t)n))
+    if (!pg_heston_reserve(w, &e->buf, &e->cap, (size_t)(1 + 2 * e->M) * n)
+        || !pg_heston_reserve(w, &w->cs, &w->cap, (n > 3 * PG_HESTON_PHASES) ? n : 3 * PG_HESTON_PHASES))
         return NULL;
-    double *u = e->buf, *re = u + n, *im = re + (size_t)nf * n;
-    pg_heston_grid(U, e->s, xb, u, w->cs);
-    pg_heston_nodes(p, e->s, fams, n, u, w->cs, re, im);
-    e->nf = nf;
+    double *u = e->buf, *re = u + n, *im = re + (size_t)e->M * n;
+    pg_heston_grid(e->run, e->nruns, u, w->cs);
+    pg_heston_nodes(p, e->s, mode, n, u, w->cs, re, im);
     e->n = n;
     return e;
 }
 
 /* ------------------------------------------------------------------ strikes */
 
-/* Integrals of one strike, x = ln(F/K): for each family f of the entry, out[3 f + k] =
- * int Re[(iu)^k e^{iux} D_f(u)] du, k = 0, 1, 2 (only out[0] when price_only). */
-static void pg_heston_strike(const pg_heston_entry *e, double x, int price_only, double *cs,
-                             double *out)
+/* Four lanes of doubles as a gcc vector (one ymm register from AVX2 on), so that Horner's
+ * rule below keeps its accumulators in registers. */
+typedef double pg_v4 __attribute__((vector_size(32)));
+
+PG_INLINE pg_v4 pg_v4_load(const double *p) { pg_v4 v; memcpy(&v, p, sizeof v); return v; }
+
+/* sum_t o_t G_t with G_t = sum_{p < P} z^p A(p, t) (A: P panels of PG_HESTON_GL values,
+ * re ar, im ai), by Horner's rule, eight lanes at a time, in two interleaved chains (even
+ * and odd p, in z^2) to halve the dependency latency: 8 vectors of accumulators, which fit
+ * the 16 AVX2 registers. (sr, si) = the complex sum. */
+PG_INLINE void pg_heston_horner(const double *ar, const double *ai, int P, double zr, double zi,
+                                double z2r, double z2i, const double *orr, const double *oi,
+                                double *sr, double *si)
 {
-    const int n = e->n;
-    const double *u = e->buf;
-    if (price_only) {
-        const double *re = u + n, *im = re + n;
-        double acc = 0.0;
-        #pragma omp simd reduction(+:acc)
-        for (int j = 0; j < n; j++)
-            acc += cos(u[j] * x) * re[j] - sin(u[j] * x + 0.0) * im[j];   /* + 0.0: see pg_cx_exp */
-        out[0] = acc;
-        return;
-    }
-    double *c = cs, *s = cs + n;
-    #pragma omp simd
-    for (int j = 0; j < n; j++) {
-        c[j] = cos(u[j] * x);
-        s[j] = sin(u[j] * x + 0.0);
-    }
-    const double *re0 = u + n, *im0 = re0 + (size_t)e->nf * n;
-    for (int f = 0; f < e->nf; f++) {
-        if (!(e->fams & (1 << f))) continue;
-        const double *re = re0 + (size_t)f * n, *im = im0 + (size_t)f * n;
-        double a0 = 0.0, a1 = 0.0, a2 = 0.0;
-        #pragma omp simd reduction(+:a0, a1, a2)
-        for (int j = 0; j < n; j++) {
-            const double t0 = c[j] * re[j] - s[j] * im[j];    /* Re[e^{iux} D]   */
-            const double t1 = s[j] * re[j] + c[j] * im[j];    /* Im[e^{iux} D]   */
-            a0 += t0;
-            a1 -= u[j] * t1;                                  /* Re[iu e^{iux} D] */
-            a2 -= u[j] * u[j] * t0;                           /* Re[-u^2 e^{iux} D] */
+    pg_v4 vr = {0}, vi = {0};
+    for (int half = 0; half < PG_HESTON_GL; half += 8) {
+        const double *a_r = ar + half, *a_i = ai + half;
+        pg_v4 er0 = {0}, er1 = {0}, ei0 = {0}, ei1 = {0};     /* even chain */
+        pg_v4 dr0 = {0}, dr1 = {0}, di0 = {0}, di1 = {0};     /* odd chain */
+        int p = P - 1;
+        if ((p & 1) == 0) {   /* the top panel is even: it starts the even chain */
+            er0 = pg_v4_load(a_r + p * PG_HESTON_GL);
+            er1 = pg_v4_load(a_r + p * PG_HESTON_GL + 4);
+            ei0 = pg_v4_load(a_i + p * PG_HESTON_GL);
+            ei1 = pg_v4_load(a_i + p * PG_HESTON_GL + 4);
+            p--;
         }
-        out[3 * f] = a0;
-        out[3 * f + 1] = a1;
-        out[3 * f + 2] = a2;
+        for (; p >= 1; p -= 2) {   /* p odd, p - 1 even */
+            const double *xo = a_r + p * PG_HESTON_GL, *yo = a_i + p * PG_HESTON_GL;
+            const double *xe = xo - PG_HESTON_GL, *ye = yo - PG_HESTON_GL;
+            pg_v4 t0 = (pg_v4_load(xo) - di0 * z2i) + dr0 * z2r;   /* two fused steps */
+            pg_v4 t1 = (pg_v4_load(xo + 4) - di1 * z2i) + dr1 * z2r;
+            di0 = (pg_v4_load(yo) + dr0 * z2i) + di0 * z2r;
+            di1 = (pg_v4_load(yo + 4) + dr1 * z2i) + di1 * z2r;
+            dr0 = t0;
+            dr1 = t1;
+            t0 = (pg_v4_load(xe) - ei0 * z2i) + er0 * z2r;
+            t1 = (pg_v4_load(xe + 4) - ei1 * z2i) + er1 * z2r;
+            ei0 = (pg_v4_load(ye) + er0 * z2i) + ei0 * z2r;
+            ei1 = (pg_v4_load(ye + 4) + er1 * z2i) + ei1 * z2r;
+            er0 = t0;
+            er1 = t1;
+        }
+        /* G = even + z odd, then the offsets e^{i r t x} */
+        const pg_v4 gr0 = er0 + dr0 * zr - di0 * zi, gi0 = ei0 + dr0 * zi + di0 * zr;
+        const pg_v4 gr1 = er1 + dr1 * zr - di1 * zi, gi1 = ei1 + dr1 * zi + di1 * zr;
+        const pg_v4 or0 = pg_v4_load(orr + half), oi0 = pg_v4_load(oi + half);
+        const pg_v4 or1 = pg_v4_load(orr + half + 4), oi1 = pg_v4_load(oi + half + 4);
+        vr += or0 * gr0 - oi0 * gi0 + or1 * gr1 - oi1 * gi1;
+        vi += or0 * gi0 + oi0 * gr0 + or1 * gi1 + oi1 * gr1;
+    }
+    *sr = (vr[0] + vr[1]) + (vr[2] + vr[3]);
+    *si = (vi[0] + vi[1]) + (vi[2] + vi[3]);
+}
+
+/* Integrals of one strike, x = ln(F/K): out[m] = sum_j Re[e^{i u_j x} A_m(u_j)] for the
+ * entry's node arrays A_m (m = 3 f + k: int Re[(iu)^k e^{iux} D_f(u)] du).
+ * Per run (a0, h, P) the nodes are u = a0 + (2p + 1) r + r t (r = h/2, t = -+x_i), so
+ *   sum = Re[e^{i(a0 + r)x} sum_t e^{i r t x} G_t],  G_t = sum_p z^p A(p, t),  z = e^{ihx},
+ * and G_t is Horner's rule in z over the run's panels (|z| = 1: stable): a strike costs
+ * 2 + 8 cos/sin per run (one vector loop over a phase table) and one complex multiply-add
+ * per node and array, instead of a cos and a sin per node. */
+static void pg_heston_strike(const pg_heston_entry *e, double x, double *cs, double *out)
+{
+    const int n = e->n, M = e->M, nruns = e->nruns, Q = 2 + PG_HESTON_GL / 2;
+    const double *re0 = e->buf + n, *im0 = re0 + (size_t)M * n;
+    double *ph = cs, *c = cs + PG_HESTON_PHASES, *sn = cs + 2 * PG_HESTON_PHASES;
+    /* phase table: per run, (a0 + r) x, h x, then r x_i x */
+    for (int k = 0; k < nruns; k++) {
+        const double r = 0.5 * e->run[k].h;
+        ph[Q * k] = (e->run[k].a0 + r) * x;
+        ph[Q * k + 1] = e->run[k].h * x;
+        for (int i = 0; i < PG_HESTON_GL / 2; i++) ph[Q * k + 2 + i] = r * pg_heston_gl_x[i] * x;
+    }
+    int np = Q * nruns;
+    while (np % 8) ph[np++] = 0.0;  /* whole vectors: a scalar remainder would call libm's sin */
+    #pragma omp simd
+    for (int j = 0; j < np; j++) {
+        c[j] = cos(ph[j]);
+        sn[j] = sin(ph[j] + 0.0);   /* + 0.0: see pg_cx_exp */
+    }
+    double sr_, si_;
+    for (int m = 0; m < M; m++) out[m] = 0.0;
+    for (int k = 0; k < nruns; k++) {
+        const double br = c[Q * k], bi = sn[Q * k], zr = c[Q * k + 1], zi = sn[Q * k + 1];
+        double orr[PG_HESTON_GL], oi[PG_HESTON_GL];
+        for (int i = 0; i < PG_HESTON_GL / 2; i++) {   /* e^{i r t x}: t = -x_i, +x_i */
+            orr[2 * i] = orr[2 * i + 1] = c[Q * k + 2 + i];
+            oi[2 * i] = -sn[Q * k + 2 + i];
+            oi[2 * i + 1] = sn[Q * k + 2 + i];
+        }
+        const int P = e->run[k].P, off = e->run[k].off;
+        const double z2r = zr * zr - zi * zi, z2i = 2.0 * zr * zi;
+        for (int m = 0; m < M; m++) {
+            const double *ar = re0 + (size_t)m * n + off, *ai = im0 + (size_t)m * n + off;
+            pg_heston_horner(ar, ai, P, zr, zi, z2r, z2i, orr, oi, &sr_, &si_);
+            out[m] += br * sr_ - bi * si_;
+        }
     }
 }
 
@@ -632,9 +731,8 @@ static ptrdiff_t pg_heston_block(const pg_heston_inputs *in, ptrdiff_t start, in
     double I[3 * PG_HESTON_NFAM];
     pg_heston_params p[PG_HESTON_BLOCK];
     const int bc = in->broadcast;
-    const int fams = pg_heston_families(meas, k);
-    int price_only = 1;     /* only the price asked for (possibly several times) */
-    for (int j = 0; j < k; j++) price_only &= (meas[j] == PG_MEASURE_PRICE);
+    const int mode = pg_heston_mode(meas, k);
+    const int price_only = (mode == PG_HESTON_MODE_PRICE);
     ptrdiff_t nbad = 0;
     for (int i = 0; i < m; i++) {
         const ptrdiff_t row = start + i;
@@ -675,7 +773,7 @@ static ptrdiff_t pg_heston_block(const pg_heston_inputs *in, ptrdiff_t start, in
                 xmax = fmax(xmax, fabs(log(F[j] / K[j])));
             }
         }
-        const pg_heston_entry *e = pg_heston_entry_for(w, &p[i], pg_heston_xbucket(xmax), fams);
+        const pg_heston_entry *e = pg_heston_entry_for(w, &p[i], pg_heston_xbucket(xmax), mode);
         if (e == NULL || e->n == 0) {   /* out of memory, or the grid over its cap */
             for (int gi = 0; gi < g; gi++) status[start + idx[gi]] = PG_NOT_FINITE;
             continue;
@@ -684,7 +782,7 @@ static ptrdiff_t pg_heston_block(const pg_heston_inputs *in, ptrdiff_t start, in
             const int r = idx[gi];
             const ptrdiff_t row = start + r;
             const double x = log(F[r] / K[r]);
-            pg_heston_strike(e, x, price_only, w->cs, I);
+            pg_heston_strike(e, x, w->cs, I);
             if (price_only) {   /* the first lines of pg_heston_row */
                 const double d1 = pg_clamp_d(x / e->s + 0.5 * e->s);
                 const double d2 = pg_clamp_d(x / e->s - 0.5 * e->s);
