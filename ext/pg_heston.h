@@ -83,22 +83,20 @@ PG_INLINE pg_cx pg_cx_mul(pg_cx a, pg_cx b)
     return pg_cx_make(a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re);
 }
 PG_INLINE pg_cx pg_cx_scale(pg_cx a, double s) { return pg_cx_make(a.re * s, a.im * s); }
-PG_INLINE pg_cx pg_cx_div(pg_cx a, pg_cx b)
+/* 1/b as conj(b)/|b|^2: one real division (Smith's form takes three). Used where |b| lies
+ * within 1e-150..1e150 (the characteristic function's terms for |u| below 1.25^400). */
+PG_INLINE pg_cx pg_cx_inv(pg_cx b)
 {
-    /* Smith's algorithm (no overflow of |b|^2), both branches computed and one selected so
-     * that the node loops vectorise */
-    const int big = fabs(b.re) >= fabs(b.im);
-    const double r = big ? b.im / b.re : b.re / b.im;
-    const double d = big ? b.re + b.im * r : b.re * r + b.im;
-    const double re = big ? a.re + a.im * r : a.re * r + a.im;
-    const double im = big ? a.im - a.re * r : a.im * r - a.re;
-    return pg_cx_make(re / d, im / d);
+    const double t = 1.0 / (b.re * b.re + b.im * b.im);
+    return pg_cx_make(b.re * t, -b.im * t);
 }
 PG_INLINE pg_cx pg_cx_exp(pg_cx a)
 {
     /* sin of (a.im + 0.0), a different value to gcc (the sum is not folded: -0 + 0 = +0),
-     * keeps gcc from fusing sin and cos into a scalar sincos, which has no vector form */
-    const double e = exp(a.re);
+     * keeps gcc from fusing sin and cos into a scalar sincos, which has no vector form;
+     * exp's argument is floored at -700 (e^-700 = 1e-304 stands for 0), because libmvec
+     * sends lanes that underflow to the scalar libm exp */
+    const double e = exp(a.re > -700.0 ? a.re : -700.0);
     return pg_cx_make(e * cos(a.im), e * sin(a.im + 0.0));
 }
 /* principal square root (Re >= 0), branch-free */
@@ -155,16 +153,16 @@ PG_INLINE pg_heston_cfb pg_heston_cf_b(pg_cx z, const pg_heston_params *p)
     const pg_cx q = pg_cx_add(pg_cx_mul(z, z), iz);                 /* z^2 + i z */
     const pg_cx beta = pg_cx_sub(pg_cx_make(p->kappa, 0.0), pg_cx_scale(iz, p->rho * p->sigma));
     const pg_cx d = pg_cx_sqrt(pg_cx_add(pg_cx_mul(beta, beta), pg_cx_scale(q, s2)));
-    const pg_cx bpd = pg_cx_add(beta, d);
-    const pg_cx bmd_s2 = pg_cx_scale(pg_cx_div(q, bpd), -1.0);      /* (beta - d)/sigma^2 */
-    const pg_cx g = pg_cx_div(pg_cx_scale(bmd_s2, s2), bpd);
+    const pg_cx inv_bpd = pg_cx_inv(pg_cx_add(beta, d));            /* Re(beta + d) > 0 */
+    const pg_cx bmd_s2 = pg_cx_scale(pg_cx_mul(q, inv_bpd), -1.0);  /* (beta - d)/sigma^2 */
+    const pg_cx g = pg_cx_mul(pg_cx_scale(bmd_s2, s2), inv_bpd);
     const pg_cx E = pg_cx_exp(pg_cx_scale(d, -p->T));
     const pg_cx one_m_E = pg_cx_sub(pg_cx_make(1.0, 0.0), E);
     const pg_cx one_m_gE = pg_cx_sub(pg_cx_make(1.0, 0.0), pg_cx_mul(g, E));
     const pg_cx one_m_g = pg_cx_sub(pg_cx_make(1.0, 0.0), g);
-    const pg_cx lg = pg_cx_log1p(pg_cx_div(pg_cx_mul(g, one_m_E), one_m_g));
+    const pg_cx lg = pg_cx_log1p(pg_cx_mul(pg_cx_mul(g, one_m_E), pg_cx_inv(one_m_g)));
     const double kt = p->kappa * p->theta;
-    const pg_cx B = pg_cx_div(pg_cx_mul(bmd_s2, one_m_E), one_m_gE);
+    const pg_cx B = pg_cx_mul(pg_cx_mul(bmd_s2, one_m_E), pg_cx_inv(one_m_gE));
     pg_cx lnphi = pg_cx_scale(bmd_s2, kt * p->T);
     lnphi = pg_cx_sub(lnphi, pg_cx_scale(lg, 2.0 * kt / s2));
     lnphi = pg_cx_add(lnphi, pg_cx_scale(B, p->v0));
