@@ -5,17 +5,20 @@
  *      pg_heston_check     validates one row (pg_status.h bits)
  *      pg_heston_cf_b      characteristic function of X = ln(S_T / F), "little trap" form,
  *                          with B = d ln(phi)/d v0 (the Greeks need it)
- *      pg_heston_grid      quadrature nodes and weights for one (T, v0, kappa, theta, sigma,
- *                          rho) and a bucketed bound on |ln(F/K)|
- *      pg_heston_nodes     the integrands' values at the nodes, for each family of
- *                          measures asked for (price, d/dv0, d2/dv0^2, d/dT)
+ *      pg_heston_cutoff    the truncation point U (a vectorised ladder of evaluations)
+ *      pg_heston_runs      the quadrature grid as runs of equal Gauss-Legendre panels for
+ *                          one (T, v0, kappa, theta, sigma, rho) and a bucket of |ln(F/K)|
+ *      pg_heston_nodes     the integrands' values at the nodes, for the families of
+ *                          measures asked for (price, d/dv0, d2/dv0^2, d/dT) and their
+ *                          x-derivatives (products with iu, (iu)^2)
+ *      pg_heston_strike    one strike's integrals, each run by Horner's rule in e^{ihx}
  *      pg_heston_row       a row's measures from its integrals (scalar)
  * 2. Block loop: pg_heston_block prices rows [start, start + m), m <= PG_HESTON_BLOCK; rows
- *    of the block with equal (T, v0, kappa, theta, sigma, rho) and the same |ln(F/K)|
- *    bucket form one group, whose node values are computed once (or taken from the
- *    thread's small cache of recent groups: the grid depends only on the parameters and
- *    the bucket, so a cached group gives bit-identical results) and shared by its strikes.
- *    A row's result depends only on its block's contents, never on the thread split.
+ *    of the block with equal (T, v0, kappa, theta, sigma, rho) form one group, whose node
+ *    values are computed once (or taken from the thread's small cache of recent groups:
+ *    the grid depends only on the parameters and the |ln(F/K)| bucket, so a cached group
+ *    gives bit-identical results) and shared by its strikes. A row's result depends only
+ *    on its block's contents, never on the thread split.
  * 3. Formula (Lewis 2001, with a Black-Scholes control variate): for x = ln(F/K),
  *      c = C/DF = c_BS(F, K, s) - sqrt(F K)/pi int_0^inf Re[e^{i u x} D(u)] du,
  *      D(u) = (phi(u - i/2) - phi_BS(u - i/2)) / (u^2 + 1/4),
@@ -59,7 +62,7 @@ extern double log1p(double) PG_SIMD_MATH;
 #define PG_HESTON_MAX_NODES (PG_HESTON_GL * PG_HESTON_MAX_PANELS)
 #define PG_HESTON_PHASE 8.0         /* most radians of e^{iux} across one panel */
 #define PG_HESTON_TAIL 1e-15        /* truncate where |phi(u - i/2)|/u is below (see grid) */
-#define PG_HESTON_H0 0.5            /* first panel width; panels grow by 1.5 from there */
+#define PG_HESTON_H0 0.5            /* first panel width; widths double every two panels */
 #define PG_HESTON_XB_MIN 0.0625     /* smallest |ln(F/K)| bucket */
 #define PG_HESTON_CACHE 8           /* groups a thread keeps between blocks */
 #define PG_HESTON_LADDER 8          /* U candidates evaluated per vector step */
