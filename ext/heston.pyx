@@ -229,8 +229,8 @@ def price_batch(const int[::1] option_type not None,     # IN  OptionType codes
 
     nblocks = (n + PG_HESTON_BLOCK - 1) // PG_HESTON_BLOCK
     cdef int nthreads = threads if threads > 1 and n >= _PARALLEL_THRESHOLD else 1
-    # one work space per thread (a few hundred bytes; its buffers grow on demand); a
-    # single block has nothing to reuse between blocks, so one cache slot
+    # one work space per thread (about 20 kB of bookkeeping; its node buffers grow on
+    # demand); a single block has nothing to reuse between blocks, so one cache slot
     work = <pg_heston_work *> malloc(nthreads * sizeof(pg_heston_work))
     if work == NULL:
         raise MemoryError()

@@ -65,6 +65,7 @@ extern double log1p(double) PG_SIMD_MATH;
 #define PG_HESTON_H0 0.5            /* first panel width; widths double every two panels */
 #define PG_HESTON_XB_MIN 0.0625     /* smallest |ln(F/K)| bucket */
 #define PG_HESTON_CACHE 8           /* groups a thread keeps between blocks */
+#define PG_HESTON_CACHE_NODES 8192  /* larger grids go to the one large slot */
 #define PG_HESTON_LADDER 8          /* U candidates evaluated per vector step */
 #define PG_PI 3.14159265358979323846
 
@@ -446,12 +447,12 @@ typedef struct {
     double *buf;
 } pg_heston_entry;
 
-/* A thread's work space: PG_HESTON_CACHE recent groups (buffers grown on demand) and a
- * scratch buffer (grid weights, then a strike's phases). Owned by one thread; freed by
+/* A thread's work space: PG_HESTON_CACHE recent groups (buffers grown on demand), one slot
+ * for a large grid, and a scratch buffer (grid weights, then a strike's phases). Owned by one thread; freed by
  * pg_heston_work_free. oom is set when an allocation failed (the caller raises
  * MemoryError). */
 typedef struct {
-    pg_heston_entry e[PG_HESTON_CACHE];
+    pg_heston_entry e[PG_HESTON_CACHE], big;
     int next, slots, oom;
     size_t cap;
     double *cs;
@@ -461,12 +462,14 @@ static void pg_heston_work_init(pg_heston_work *w, int slots)
 {
     memset(w, 0, sizeof(*w));
     for (int i = 0; i < PG_HESTON_CACHE; i++) w->e[i].n = -1;
+    w->big.n = -1;
     w->slots = slots < 1 ? 1 : (slots > PG_HESTON_CACHE ? PG_HESTON_CACHE : slots);
 }
 
 static void pg_heston_work_free(pg_heston_work *w)
 {
     for (int i = 0; i < PG_HESTON_CACHE; i++) free(w->e[i].buf);
+    free(w->big.buf);
     free(w->cs);
     memset(w, 0, sizeof(*w));
 }
@@ -486,26 +489,35 @@ static int pg_heston_reserve(pg_heston_work *w, double **buf, size_t *cap, size_
  * table, its cosines and its sines). */
 #define PG_HESTON_PHASES (PG_HESTON_MAX_RUNS * (2 + PG_HESTON_GL / 2) + 8)
 
-/* The entry of the group (p, xb) in the mode: from the cache, or built into the next slot.
- * NULL when memory ran out. */
+/* The entry of the group (p, xb) in the mode: from the cache, or built into the next slot
+ * (grids over PG_HESTON_CACHE_NODES nodes into the one large slot, so that a thread holds
+ * at most one large buffer). NULL when memory ran out. */
 static pg_heston_entry *pg_heston_entry_for(pg_heston_work *w, const pg_heston_params *p,
                                             double xb, int mode)
 {
-    for (int i = 0; i < w->slots; i++) {
-        pg_heston_entry *e = &w->e[i];
-        if (e->n >= 0 && e->xb == xb && e->mode == mode && pg_heston_same(&e->p, p))
+    for (int i = 0; i <= PG_HESTON_CACHE; i++) {
+        pg_heston_entry *e = (i < w->slots) ? &w->e[i] : (i == PG_HESTON_CACHE ? &w->big : NULL);
+        if (e != NULL && e->n >= 0 && e->xb == xb && e->mode == mode && pg_heston_same(&e->p, p))
             return e;
     }
-    pg_heston_entry *e = &w->e[w->next];
-    w->next = (w->next + 1) % w->slots;
+    pg_heston_run run[PG_HESTON_MAX_RUNS];
+    int nruns = 0;
+    const double s = sqrt(fmax(pg_heston_total_var(p), 1e-300));
+    const double U = pg_heston_cutoff(p, s);
+    const int n = (U > 0.0) ? pg_heston_runs(U, s, xb, run, &nruns) : 0;
+    pg_heston_entry *e = &w->big;
+    if (n <= PG_HESTON_CACHE_NODES) {
+        e = &w->e[w->next];
+        w->next = (w->next + 1) % w->slots;
+    }
     e->n = -1;
     e->p = *p;
     e->xb = xb;
     e->mode = mode;
     e->M = pg_heston_arrays(mode);
-    e->s = sqrt(fmax(pg_heston_total_var(p), 1e-300));
-    const double U = pg_heston_cutoff(p, e->s);
-    const int n = (U > 0.0) ? pg_heston_runs(U, e->s, xb, e->run, &e->nruns) : 0;
+    e->s = s;
+    e->nruns = nruns;
+    memcpy(e->run, run, (size_t)nruns * sizeof(run[0]));
     if (n == 0) {       /* the quadrature would be truncated: no price rather than a wrong one */
         e->n = 0;
         return e;
