@@ -541,6 +541,24 @@ def test_cached_groups_equal_groups_computed_afresh():
                 np.testing.assert_array_equal(block[name], whole[name][start:start + 32])
 
 
+def test_large_grids_equal_grids_computed_afresh():
+    """Groups whose grid exceeds the cache's node limit (slowly decaying characteristic
+    functions: long-dated, v0 and theta 0.004, sigma 1.5, |rho| 0.99) take the thread's one
+    large slot, in turn with ordinary groups: results as if each block were priced alone."""
+    rng = np.random.default_rng(402)
+    c = surface(rng, 128)
+    extreme = np.zeros(128, bool)
+    extreme[rng.choice(128, 40, replace=False)] = True
+    for name, value in (("time", 15.0), ("v0", 0.004), ("theta", 0.004), ("sigma", 1.5), ("kappa", 0.05)):
+        c[name] = np.where(extreme, value, c[name])
+    c["rho"] = np.where(extreme, np.where(rng.random(128) < 0.5, -0.99, 0.95), c["rho"])
+    whole, status, _ = run(c, PRICE)
+    assert not status.any()
+    for start in range(0, 128, 32):
+        block, _, _ = run({k: c[k][start:start + 32] for k in INPUTS}, PRICE)
+        np.testing.assert_array_equal(block["price"], whole["price"][start:start + 32])
+
+
 def test_one_equals_batch_and_strike_strips_equal_rows_alone():
     """Rows sharing (T, v0, kappa, theta, sigma, rho) share nodes in a block; the grid
     then follows the group's |ln(F/K)| bucket, so a row priced alone differs in the last
