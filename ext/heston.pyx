@@ -67,12 +67,16 @@ Design
      1e-14, on 2000 random rows of a wide domain (1 day to 15 years, K/S 0.25-4, sigma up
      to 1.5, rho -0.99..0.95, Feller mostly violated), 8.5e-13 on its 256 corners (there
      QuantLib's own error), 1.8e-14 against Alan Lewis's 50-digit reference prices.
-   - Speed (bench/test_bench_heston.py, 2-core development VM with busy neighbours, one
-     thread, medians of one run): 100,000 options on a five-expiry surface under one
-     parameter set 1.2 us per option (0.5-0.8 us on a quieter machine) against 54 us for
-     QuantLib's default AnalyticHestonEngine (Gauss-Laguerre, agreeing with ours to 2e-13
-     there) and 309 us for the angled contour; random parameters per row 11.5 us against
-     287 us (angled contour, 5e-14) and 159 us (default engine, off by up to 3.6e-8).
+   - Speed (bench/test_bench_heston.py and bench/report_heston.py, one thread, medians of
+     one run on the 2-core development VM with a load average near 3 from other work):
+     100,000 options on a five-expiry surface under one parameter set 1.77 us per option
+     against 80 us for QuantLib's default AnalyticHestonEngine (Gauss-Laguerre; it agrees
+     with ours to 2.3e-13 there), 45x, and 384 us for the angled contour, 217x; random
+     parameters per row 15.9 us against 348 us for the angled contour (agreeing to 4.6e-14),
+     22x, and 134 us for the default engine (off by up to 3.6e-8 on that book), 8x. Three
+     runs gave 45-76x and 22-33x; a quieter moment gave 0.52-0.75 us per surface option
+     and 8.3 us per random one (/tmp timing loops, best of 7). Two threads did not beat one
+     on that loaded VM.
 4. Greeks, all analytic (``GREEK_METHODS``), by differentiating the Lewis integral under
    the integral sign and the Black control in closed form (formulas in ``pg_heston.h``,
    ``pg_heston_row``): with x = ln(F/K), d/dx brings down iu (delta, gamma; vanna and charm
