@@ -75,7 +75,7 @@ Design
      parameters per row 15.9 us against 348 us for the angled contour (agreeing to 4.6e-14),
      22x, and 134 us for the default engine (off by up to 3.6e-8 on that book), 8x. Three
      runs gave 45-76x and 22-33x; a quieter moment gave 0.52-0.75 us per surface option
-     and 8.3 us per random one (/tmp timing loops, best of 7). Two threads did not beat one
+     and 8.3 us per random one (best of 7 calls of price_batch). Two threads did not beat one
      on that loaded VM.
 4. Greeks, all analytic (``GREEK_METHODS``), by differentiating the Lewis integral under
    the integral sign and the Black control in closed form (formulas in ``pg_heston.h``,
