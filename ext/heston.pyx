@@ -1,62 +1,105 @@
 # cython: language_level=3
-"""European options under the Heston (1993) stochastic-volatility model: prices.
+"""European options under the Heston (1993) stochastic-volatility model: price and Greeks.
 
 Design
 ------
 1. Pointwise: the formulas live once, as C functions in ``pg_heston.h``: the input check,
-   the characteristic function, the quadrature grid and ``pg_heston_group``, which prices
-   rows sharing (T, v0, kappa, theta, sigma, rho). ``heston_price_one`` prices a group of
-   one row with them.
-2. Loops: ``heston_price_batch`` cuts the rows into fixed blocks of ``PG_HESTON_BLOCK``
-   (32) rows; in a block the rows with equal (T, v0, kappa, theta, sigma, rho) form one
-   group, whose characteristic function values at the quadrature nodes are computed once
-   and shared by all its strikes (a strip of strikes then costs one cos/sin per node and
-   strike instead of a complex characteristic function). Blocks run on one thread below
-   ``PARALLEL_THRESHOLD`` rows, else in a ``prange`` over blocks (each thread owns one
-   work buffer of 3 x 65,536 doubles, allocated before the loop), GIL released. A row's
-   result depends only on its block's contents, never on the thread split.
+   the characteristic function (with B = d ln(phi)/d v0), the quadrature grid, the node
+   values of the integrands, a strike's integrals (``pg_heston_strike``) and
+   ``pg_heston_row``, which turns a row's integrals into its measures.
+2. Loops: ``price_batch`` cuts the rows into fixed blocks of ``PG_HESTON_BLOCK`` (32); in a
+   block the rows with equal (T, v0, kappa, theta, sigma, rho) form one group, whose
+   characteristic-function values at the quadrature nodes are computed once and shared by
+   all its strikes. Each thread also keeps its last ``PG_HESTON_CACHE`` (8) groups, so that
+   a batch of many strikes under a few parameter sets (a strike/expiry surface, in any row
+   order) computes each set's node values about once per thread. The grid depends only on
+   the parameters and on a bucket of the group's widest |ln(F/K)| (powers of sqrt 2 from
+   1/16), so a cached group gives bit-identical results: a row's result depends only on
+   its block's contents, never on the thread split or the cache. Blocks run on one thread
+   below ``PARALLEL_THRESHOLD`` rows, else in a ``prange`` over blocks, GIL released. Work
+   buffers grow on demand (a one-row call allocates a few tens of kB, no thread starts).
 3. Numerics:
    - Characteristic function of ln(S_T/F) in the "little Heston trap" form of H. Albrecher,
      P. Mayer, W. Schoutens and J. Tistaert, "The little Heston trap", Wilmott Magazine,
      Jan. 2007, pp. 83-92 (their formulation with g2 = 1/g and e^{-dT}), which is
-     continuous on the principal branch of the square root and logarithm; S. Heston, "A closed-form solution for options with stochastic
-     volatility", Rev. Fin. Stud. 6(2), 1993, pp. 327-343. beta - d is rewritten as
-     -sigma^2 (z^2 + iz)/(beta + d) and the logarithm as a complex log1p, so the small-sigma
-     limit (Black-Scholes) loses no digits.
+     continuous on the principal branch of the square root and logarithm; S. Heston, "A
+     closed-form solution for options with stochastic volatility", Rev. Fin. Stud. 6(2),
+     1993, pp. 327-343. beta - d is rewritten as -sigma^2 (z^2 + iz)/(beta + d) and the
+     logarithm as a complex log1p, so the small-sigma limit (Black-Scholes) loses no digits.
+     Complex quotients are products with conj(b)/|b|^2 (one real division each).
    - Price by the single-integral formula of A. Lewis, "A simple option formula for
-     general jump-diffusion and other exponential Levy processes" (2001; the call formula on
-     the contour Im z = -1/2), with a Black-Scholes control variate of total variance equal to
-     the expected integrated variance (as in L. Andersen and V. Piterbarg, "Moment
-     explosions in stochastic volatility models", Finance Stoch. 11, 2007, and
-     R. Lord and C. Kahl, "Optimal Fourier inversion in semi-analytical option pricing",
-     J. Comput. Finance 10(4), 2007). The difference of the two characteristic functions
-     removes the poles at u = +-i/2, so the integrand is smooth and bounded.
-   - Quadrature: composite 16-point Gauss-Legendre on [0, U]; U is found by stepping
-     (x 1.25) until both characteristic functions over u are below 1e-17. Panel [a, a + h]
-     has h = max(1/2, a/2) (graded away from 0, where a moment explosion can bring the
-     characteristic function's singularities within about 1/2 of the contour; wider first
-     panels lost 1e-8 on high vol-of-vol, long-dated rows), capped at 2/s over the bulk
-     [0, 8/s] of the Black control (s its total deviation) and, everywhere, at 8 radians of
-     e^{iux} for the group's widest |x|; beyond the bulk the widths grow geometrically (the
-     heavy tail of phi decays exponentially, on a log scale). Typically 300-700 nodes;
-     about 29,000 at the corner of the domain (1 week, sigma 1.5, rho -0.95); above 4096
-     panels a row is refused (NaN, PG_NOT_FINITE) rather than priced on a truncated grid.
-     Puts by put-call parity. T = 0: intrinsic value.
-   - Accuracy: 5e-14 absolute (prices on spot 100) against QuantLib's AnalyticHestonEngine
-     with the angled contour of L. Andersen and M. Lake ("Robust high-precision option
-     pricing by Fourier transforms: contour deformations and double-exponential
-     quadrature", 2018) and exp-sinh quadrature to 1e-14 on 3000
-     random rows and the 256 corners of the domain (tests/ext/test_heston_kernel.py).
+     general jump-diffusion and other exponential Levy processes" (2001; the call formula
+     on the contour Im z = -1/2), with a Black-Scholes control variate of total variance
+     equal to the expected integrated variance (as in L. Andersen and V. Piterbarg, "Moment
+     explosions in stochastic volatility models", Finance Stoch. 11, 2007, and R. Lord and
+     C. Kahl, "Optimal Fourier inversion in semi-analytical option pricing", J. Comput.
+     Finance 10(4), 2007). The difference of the two characteristic functions removes the
+     poles at u = +-i/2, so the integrand is smooth and bounded.
+   - Quadrature: composite 16-point Gauss-Legendre on [0, U]. U is the first point of the
+     ladder 1.25^k where, for two points running, both characteristic functions over u are
+     below 1e-15 (the neglected tail is then below about 1e-15 sqrt(FK)/pi; the ladder is
+     evaluated 8 points per vector step). The panels form runs of equal width: widths start
+     at 1/2 and double every two panels (a panel starting at a is about a/2 wide: graded
+     away from 0, where a moment explosion can bring the characteristic function's
+     singularities within about 1/2 of the contour) up to 2/s over the bulk [0, 8/s] of the
+     Black control (s its total deviation) and up to 8 radians of e^{iux} (for the group's
+     |x| bucket) everywhere; at a cap one run of equal panels reaches the end of its region.
+     Typically 6-10 runs and 300-800 nodes; above 16,384 panels a row is refused (NaN,
+     PG_NOT_FINITE) rather than priced on a truncated grid. Puts by put-call parity.
+     T = 0: intrinsic value.
+   - Strikes: in a run of P panels of width h from a0 the nodes are a0 + (2p + 1) h/2 +
+     t h/2, so sum_j e^{i u_j x} A_j = e^{i (a0 + h/2) x} sum_t e^{i t h x/2} G_t with
+     G_t = sum_p z^p A(p, t), z = e^{ihx}: Horner's rule in z (|z| = 1, so stable), in two
+     interleaved chains, on gcc vectors that stay in registers. A strike costs 10 sin/cos
+     per run (one vector loop) and a complex multiply-add per node and integrand, instead of
+     a sin and a cos per node (10,000 options of one strike strip, same VM: 1.85 us per
+     option with a sin and cos per node, 0.52-0.58 us with runs).
    - Vector math: the node loops are `omp simd` loops over inline complex arithmetic
-     (branch-free square root and division) calling libmvec's exp, sin, cos, hypot, atan2
-     and log1p. gcc fuses sin(y) and cos(y) of the same y into a scalar sincos, which has
-     no vector form, so the sine is taken of y + 0.0 (not folded: -0 + 0 = +0).
-     Measured on the 2-core development VM (10,000 options, best of 5, busy neighbours):
-     15.5 us per option with random parameters, 2.4 us per option in strike strips of 32
-     sharing parameters (1 thread); QuantLib's angled-contour engine, reused, 182 us and its
-     (model, 192) Gauss-Laguerre form 74 us per option.
-4. Status: pg_status.h bits per row (PG_BAD_HESTON_* for the model's parameters); a failed
-   row's price is NaN.
+     (branch-free square root) calling libmvec's exp, sin, cos, hypot, atan2 and log1p.
+     gcc fuses sin(y) and cos(y) of the same y into a scalar sincos, which has no vector
+     form, so the sine is taken of y + 0.0 (not folded: -0 + 0 = +0); exp's argument is
+     floored at -700 (libmvec sends underflowing lanes to the scalar exp); fmax has no
+     vector form, so maxima are written as comparisons.
+   - Accuracy (tests/ext/test_heston_kernel.py): 1.4e-13 absolute (prices on spot 100)
+     against QuantLib's AnalyticHestonEngine with the angled contour of L. Andersen and
+     M. Lake ("Robust high-precision option pricing by Fourier transforms: contour
+     deformations and double-exponential quadrature", 2018) and exp-sinh quadrature to
+     1e-14, on 2000 random rows of a wide domain (1 day to 15 years, K/S 0.25-4, sigma up
+     to 1.5, rho -0.99..0.95, Feller mostly violated), 8.5e-13 on its 256 corners (there
+     QuantLib's own error), 1.8e-14 against Alan Lewis's 50-digit reference prices.
+   - Speed (bench/test_bench_heston.py and bench/report_heston.py, one thread, medians of
+     one run on the 2-core development VM with a load average near 3 from other work):
+     100,000 options on a five-expiry surface under one parameter set 1.77 us per option
+     against 80 us for QuantLib's default AnalyticHestonEngine (Gauss-Laguerre; it agrees
+     with ours to 2.3e-13 there), 45x, and 384 us for the angled contour, 217x; random
+     parameters per row 15.9 us against 348 us for the angled contour (agreeing to 4.6e-14),
+     22x, and 134 us for the default engine (off by up to 3.6e-8 on that book), 8x. Three
+     runs gave 45-76x and 22-33x; a quieter moment gave 0.52-0.75 us per surface option
+     and 8.3 us per random one (best of 7 calls of price_batch). Two threads did not beat one
+     on that loaded VM.
+4. Greeks, all analytic (``GREEK_METHODS``), by differentiating the Lewis integral under
+   the integral sign and the Black control in closed form (formulas in ``pg_heston.h``,
+   ``pg_heston_row``): with x = ln(F/K), d/dx brings down iu (delta, gamma; vanna and charm
+   from the vega and maturity integrands); d phi/d v0 = B phi, d2 phi/d v0^2 = B^2 phi
+   (vega, volga, vanna); d phi/dT = (kappa theta B + v0 dB/dT) phi at fixed F, with dB/dT
+   from the Riccati equation of the variance coefficient, dB/dT = sigma^2 B^2/2 - beta B -
+   (z^2 + iz)/2 (J. Gatheral, "The Volatility Surface", Wiley 2006, ch. 2), for theta and
+   charm. Up to four integrand families (price, d/dv0, d2/dv0^2, d/dT) and their products
+   with iu and (iu)^2 are evaluated at the same nodes; only the families the requested
+   measures need are built (price only; price and spot derivatives; all). Rho and dividend
+   rho come from the forward's dependence on r and q (the characteristic function of
+   ln(S_T/F) does not depend on them). Accuracy against fourth-order differences of
+   QuantLib's prices and of our own: 1e-10 to 5e-8 absolute (the differences' own error).
+   Conventions (common.proto): delta dV/dS, gamma d2V/dS2; Heston vega is per 1.00 of the
+   instantaneous volatility sqrt(v0), the other parameters fixed: dV/d sqrt(v0) =
+   2 sqrt(v0) dV/dv0 (0 at v0 = 0); volga d2V/d sqrt(v0)^2; vanna d2V/dS d sqrt(v0);
+   theta = -dV/dT per year (calendar time passing, everything else fixed); rho dV/dr with
+   q fixed; dividend_rho dV/dq; charm -d(delta)/dT per year. T = 0: intrinsic price,
+   delta the step (half at the money), every other Greek 0.
+5. Status: pg_status.h bits per row (PG_BAD_OPTION_TYPE, PG_BAD_STRIKE, PG_BAD_TIME,
+   PG_BAD_UNDERLYING, PG_BAD_RATE, PG_BAD_DIVIDEND, PG_BAD_HESTON_V0 .. _RHO); a failed
+   row has NaN in every output; valid inputs with a non-finite result (or a grid over its
+   cap) get PG_NOT_FINITE.
 """
 
 from pg_common cimport input_bit
@@ -66,7 +109,8 @@ from libc.stdlib cimport malloc, free
 cdef extern from "pg_heston.h" nogil:
     enum:
         PG_HESTON_BLOCK
-        PG_HESTON_MAX_NODES
+        PG_HESTON_CACHE
+        PG_MEASURE_MAX
     ctypedef struct pg_heston_inputs:
         const int *option_type
         const double *strike
@@ -80,18 +124,32 @@ cdef extern from "pg_heston.h" nogil:
         const double *sigma
         const double *rho
         int broadcast
+    ctypedef struct pg_heston_work:
+        int oom
     void pg_heston_init()
+    void pg_heston_work_init(pg_heston_work *w, int slots)
+    void pg_heston_work_free(pg_heston_work *w)
     Py_ssize_t pg_heston_block(const pg_heston_inputs *inp, Py_ssize_t start, int m,
-                               double *out, int *status, double *work)
+                               const int *meas, int k, double *out, Py_ssize_t ldo,
+                               int *status, pg_heston_work *w)
     int pg_max_threads()
 
-__all__ = ["PARALLEL_THRESHOLD", "max_threads", "heston_price_batch", "heston_price_one"]
+__all__ = ["MEASURES", "GREEK_METHODS", "PARALLEL_THRESHOLD", "max_threads", "price_batch"]
 
 pg_heston_init()
 
-# A Heston row costs microseconds (hundreds of characteristic-function nodes), so a second
-# thread pays off from a few blocks on.
-cdef Py_ssize_t _PARALLEL_THRESHOLD = 128
+#: Measure codes price_batch computes (pricegrid.v1.Measure): price, delta, gamma, vega,
+#: theta, rho, dividend_rho, vanna, volga, charm.
+MEASURES = tuple(range(1, PG_MEASURE_MAX + 1))
+#: How each Greek is obtained: differentiation under the Lewis integral (design note, 4).
+GREEK_METHODS = {code: "analytic" for code in MEASURES if code != 1}
+
+# A Heston row costs 0.5-10 us, so a second thread pays off from a few blocks on. Measured
+# on the 2-core development VM (busy neighbours; medians of 31): a surface book 2 threads
+# vs 1, 64 rows 1.2x, 256 rows 1.5x, 512 rows 1.6x (one 128-row run stalled); random-
+# parameter rows were slower on 2 threads at every size in that run, the second core being
+# held by another process. A judgement on noisy data.
+cdef Py_ssize_t _PARALLEL_THRESHOLD = 256
 PARALLEL_THRESHOLD = _PARALLEL_THRESHOLD
 
 
@@ -100,47 +158,61 @@ def max_threads():
     return pg_max_threads()
 
 
-def heston_price_batch(const int[::1] option_type not None,   # IN  OptionType codes
-                       const double[::1] strike not None,     # IN
-                       const double[::1] time not None,       # IN  years, >= 0
-                       const double[::1] spot not None,       # IN
-                       const double[::1] rate not None,       # IN  continuously compounded
-                       const double[::1] dividend not None,   # IN  continuous yield
-                       const double[::1] v0 not None,         # IN  initial variance, >= 0
-                       const double[::1] kappa not None,      # IN  mean reversion, > 0
-                       const double[::1] theta not None,      # IN  long-run variance, > 0
-                       const double[::1] sigma not None,      # IN  vol of variance, > 0
-                       const double[::1] rho not None,        # IN  correlation, |rho| < 1
-                       double[::1] out not None,              # OUT n prices
-                       int[::1] status not None,              # OUT n: pg_status.h bits
-                       int threads):
-    """Price n = len(status) European options under Heston.
+def price_batch(const int[::1] option_type not None,     # IN  OptionType codes
+                const double[::1] strike not None,       # IN  > 0
+                const double[::1] time not None,         # IN  years, >= 0
+                const double[::1] spot not None,         # IN  > 0
+                const double[::1] rate not None,         # IN  continuously compounded
+                const double[::1] dividend_yield not None,  # IN  continuous yield
+                const double[::1] v0 not None,           # IN  initial variance, >= 0
+                const double[::1] kappa not None,        # IN  mean reversion, > 0
+                const double[::1] theta not None,        # IN  long-run variance, > 0
+                const double[::1] sigma not None,        # IN  vol of variance, > 0
+                const double[::1] rho not None,          # IN  correlation, |rho| < 1
+                const int[::1] measures not None,        # IN  k Measure codes
+                double[:, :] out not None,               # OUT (k, n): row j = measures[j]; rows contiguous
+                int[::1] status not None,                # OUT n: pg_status.h bits
+                int threads):
+    """Price n = len(status) European options under Heston, with the requested Greeks.
 
-    Every input has length n or 1 (broadcast). Rows sharing (time, v0, kappa, theta, sigma,
-    rho) inside a block of 32 share their characteristic function evaluations. Runs on
-    ``threads`` threads when ``threads > 1`` and ``n >= PARALLEL_THRESHOLD``. Returns the
-    number of rows whose status is not 0 (their price is NaN).
+    Every input has length n or 1 (broadcast). ``out[j]`` receives measure ``measures[j]``
+    (Measure codes 1..10, see ``MEASURES``); each row of ``out`` must be contiguous, rows
+    may be apart (``out[:, a:b]`` of a wider array). Rows sharing (time, v0, kappa, theta,
+    sigma, rho) share their characteristic-function evaluations. Runs on ``threads``
+    threads when ``threads > 1`` and ``n >= PARALLEL_THRESHOLD``. Returns the number of
+    rows whose status is not 0 (their outputs are NaN).
     """
     cdef Py_ssize_t n = status.shape[0]
-    cdef Py_ssize_t blk, nblocks, start, nbad = 0
-    cdef int m
+    cdef Py_ssize_t k = measures.shape[0]
+    cdef Py_ssize_t j, blk, nblocks, start, nbad = 0
+    cdef int m, t, oom = 0
     cdef pg_heston_inputs inp
-    cdef double *work = NULL
+    cdef pg_heston_work *work = NULL
+    cdef double *out_p = NULL
     inp.broadcast = (
         input_bit("option_type", option_type.shape[0], n, 1 << 0)
         | input_bit("strike", strike.shape[0], n, 1 << 1)
         | input_bit("time", time.shape[0], n, 1 << 2)
         | input_bit("spot", spot.shape[0], n, 1 << 3)
         | input_bit("rate", rate.shape[0], n, 1 << 4)
-        | input_bit("dividend", dividend.shape[0], n, 1 << 5)
+        | input_bit("dividend_yield", dividend_yield.shape[0], n, 1 << 5)
         | input_bit("v0", v0.shape[0], n, 1 << 6)
         | input_bit("kappa", kappa.shape[0], n, 1 << 7)
         | input_bit("theta", theta.shape[0], n, 1 << 8)
         | input_bit("sigma", sigma.shape[0], n, 1 << 9)
         | input_bit("rho", rho.shape[0], n, 1 << 10)
     )
-    if out.shape[0] != n:
-        raise ValueError(f"out has length {out.shape[0]}; expected {n}")
+    for j in range(k):
+        if measures[j] < 1 or measures[j] > PG_MEASURE_MAX:
+            raise ValueError(f"measures[{j}] = {measures[j]} is not a Measure code this "
+                             f"kernel supports (1..{PG_MEASURE_MAX})")
+    if out.shape[0] != k or out.shape[1] != n:
+        raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}); expected ({k}, {n})")
+    if n > 1 and out.strides[1] != sizeof(double):
+        raise ValueError("each row of out must be contiguous")
+    if k > 1 and (out.strides[0] % sizeof(double) or out.strides[0] < n * sizeof(double)):
+        raise ValueError("rows of out must not overlap")
+    cdef Py_ssize_t ldo = out.strides[0] // sizeof(double) if k > 1 else n
     if n == 0:
         return 0
     inp.option_type = &option_type[0]
@@ -148,63 +220,46 @@ def heston_price_batch(const int[::1] option_type not None,   # IN  OptionType c
     inp.time = &time[0]
     inp.spot = &spot[0]
     inp.rate = &rate[0]
-    inp.dividend = &dividend[0]
+    inp.dividend = &dividend_yield[0]
     inp.v0 = &v0[0]
     inp.kappa = &kappa[0]
     inp.theta = &theta[0]
     inp.sigma = &sigma[0]
     inp.rho = &rho[0]
-    cdef double *out_p = &out[0]
+    if k > 0:
+        out_p = &out[0, 0]
+    cdef const int *meas_p = &measures[0] if k > 0 else NULL
     cdef int *status_p = &status[0]
 
     nblocks = (n + PG_HESTON_BLOCK - 1) // PG_HESTON_BLOCK
     cdef int nthreads = threads if threads > 1 and n >= _PARALLEL_THRESHOLD else 1
-    cdef Py_ssize_t per_thread = 3 * PG_HESTON_MAX_NODES
-    # one work buffer per thread, allocated here so that a failure raises MemoryError
-    work = <double *> malloc(nthreads * per_thread * sizeof(double))
+    # one work space per thread (about 20 kB of bookkeeping; its node buffers grow on
+    # demand); a single block has nothing to reuse between blocks, so one cache slot
+    work = <pg_heston_work *> malloc(nthreads * sizeof(pg_heston_work))
     if work == NULL:
         raise MemoryError()
+    for t in range(nthreads):
+        pg_heston_work_init(&work[t], PG_HESTON_CACHE if nblocks > 1 else 1)
     try:
         with nogil:
             if nthreads == 1:
                 for blk in range(nblocks):
                     start = blk * PG_HESTON_BLOCK
                     m = <int>(n - start if n - start < PG_HESTON_BLOCK else PG_HESTON_BLOCK)
-                    nbad += pg_heston_block(&inp, start, m, out_p, status_p, work)
+                    nbad += pg_heston_block(&inp, start, m, meas_p, <int>k, out_p, ldo,
+                                            status_p, work)
             else:
                 for blk in prange(nblocks, num_threads=nthreads, schedule="dynamic"):
                     start = blk * PG_HESTON_BLOCK
                     m = <int>(n - start if n - start < PG_HESTON_BLOCK else PG_HESTON_BLOCK)
-                    nbad += pg_heston_block(&inp, start, m, out_p, status_p,
-                                            work + threadid() * per_thread)
+                    nbad += pg_heston_block(&inp, start, m, meas_p, <int>k, out_p, ldo,
+                                            status_p, &work[threadid()])
+        for t in range(nthreads):
+            oom |= work[t].oom
     finally:
+        for t in range(nthreads):
+            pg_heston_work_free(&work[t])
         free(work)
+    if oom:
+        raise MemoryError("Heston kernel: work buffers could not be allocated")
     return nbad
-
-
-def heston_price_one(int option_type, double strike, double time, double spot, double rate,
-                     double dividend, double v0, double kappa, double theta, double sigma,
-                     double rho):
-    """One trade through the same functions as ``heston_price_batch``: (status, price)."""
-    cdef pg_heston_inputs inp
-    cdef double price
-    cdef int st
-    cdef double *work = <double *> malloc(3 * PG_HESTON_MAX_NODES * sizeof(double))
-    if work == NULL:
-        raise MemoryError()
-    inp.option_type = &option_type
-    inp.strike = &strike
-    inp.time = &time
-    inp.spot = &spot
-    inp.rate = &rate
-    inp.dividend = &dividend
-    inp.v0 = &v0
-    inp.kappa = &kappa
-    inp.theta = &theta
-    inp.sigma = &sigma
-    inp.rho = &rho
-    inp.broadcast = (1 << 11) - 1
-    with nogil:
-        pg_heston_block(&inp, 0, 1, &price, &st, work)
-    free(work)
-    return st, price
