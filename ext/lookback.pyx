@@ -45,9 +45,9 @@ Design
    spot and time at a fixed running extremum (the option ages, the extremum stays); an
    identity of the closed form, so "analytic". Rho: four-point central difference of the
    closed form in r ("finite_difference"), (f(-2h) - 8 f(-h) + 8 f(h) - f(2h))/(12h), with
-   h = 0.01 / (a sqrt(T)/vol + 2 |ln(S/H)|/vol^2 + 2T), a = sum over d1, d2 and
-   zeta(d1 - lambda s) of 1 + |d| (1% of the scale on which the price varies in r;
-   truncation about 1e-10 and rounding about 1e-13 of rho's scale). Dividend rho =
+   h = 0.002 / (a sqrt(T)/vol + 2 |ln(S/H)|/vol^2 + 2T), a = sum over d1, d2 and
+   zeta(d1 - lambda s) of 1 + |d| (0.2% of the scale on which the price varies in r:
+   truncation about 5e-13 and rounding about 2e-13 of rho's scale). Dividend rho =
    -T V - rho exactly (V is e^{-rT} times a function of r - q), so it shares rho's method.
    All checked against 40-digit central differences in tests/ext/test_lookback_kernel.py.
    Delta and gamma hold the running extremum fixed (the formula is analytic in S through

@@ -68,9 +68,10 @@
 #define PG_LB_IN_DIVIDEND    (1 << 8)
 #define PG_LB_IN_VOL         (1 << 9)
 
-/* Finite-difference steps, relative to the scale on which the price varies (note 4 of
- * lookback.pyx): 1% of it, with the 4-point central stencils. */
-#define PG_LB_FD 0.01
+/* The rho step, relative to the scale on which the price varies in r (lookback.pyx, note
+ * 4): the four-point stencil's truncation is about PG_LB_FD^4/30 = 5e-13 and its rounding
+ * about 1.5 eps / PG_LB_FD = 2e-13 of rho's scale. */
+#define PG_LB_FD 0.002
 
 /* ------------------------------------------------------------------ pointwise */
 
@@ -228,8 +229,7 @@ static inline void pg_lookback_core(int m, const int *fixed, const double *eta, 
  * N(d1), N(d2), N(x), exp(-lambda L), exp(bT) and exp(-rT); its rate of change in r is the
  * sum of |d arg/dr| over them, a normal's argument d weighted by 1 + |d| (n(d) varies at
  * rate |d|): sqrt(T)/vol for each d, 2|L|/vol^2 for lambda L, T for bT and rT. The step is
- * PG_LB_FD / rate, so the truncation of the four-point stencil is about PG_LB_FD^4/30 of
- * rho's scale. */
+ * PG_LB_FD / rate. */
 PG_INLINE double pg_lookback_rate_step(double S, double H, double T, double r, double q,
                                        double vol)
 {
