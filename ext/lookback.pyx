@@ -28,9 +28,9 @@ Design
      e^{-rT}(max - K) (e^{-rT}(K - min)).
    - Zero carry: the formulas divide by b through sigma^2/(2b). Near b = 0 the quotient
      [(S/H)^{-lambda} N(.) - e^{bT} N(.)]/lambda is summed as a Taylor series in lambda
-     (pg_lookback.h, note 2), so b = 0 (q = r, Black-76) is the exact limit and nearby
-     carries lose no digits; elsewhere the direct formula errs by at most about
-     eps (|ln(S/H)| + s (|d1| + 5)) S absolute. (QuantLib switches to the b = 0 limit below
+     (pg_lookback.h, note 2) when |lambda| (|ln(S/H)| + s (|d1| + 5)) <= 1/4, so b = 0
+     (q = r, Black-76) is the exact limit and nearby carries lose no digits; elsewhere the
+     direct quotient loses at most a few eps / (1/4) of the correction term. (QuantLib switches to the b = 0 limit below
      |lambda| = 1e-7, an error of order lambda there and eps/lambda just above.)
    - N(x) = erfc(-x/sqrt 2)/2; (S/H)^{-lambda} N(x) for x < -30 by the Mills ratio (no
      overflow when lambda ln(S/H) is large).
@@ -114,9 +114,9 @@ MEASURES = (1, 2, 3, 4, 5, 6, 7)
 GREEK_METHODS = {2: "analytic", 3: "analytic", 4: "analytic", 5: "analytic",
                  6: "finite_difference", 7: "finite_difference"}
 
-# Rows below which a batch runs on one thread (as black.pyx: a lookback price costs about
-# a Black price with Greeks; with Greeks it costs five to twenty times more, so the
-# threshold is conservative for those). Timings: bench/test_bench_asian.py.
+# Rows below which a batch runs on one thread. Measured on the 2-core development VM
+# (floating strike, price only, median of 41, busy neighbours): 1024 rows 99.6 / 103.6 us
+# on 1 / 2 threads, 2048 rows 213 / 124 us, 4096 rows 434 / 236 us.
 cdef Py_ssize_t _PARALLEL_THRESHOLD = 2048
 PARALLEL_THRESHOLD = _PARALLEL_THRESHOLD
 

@@ -14,11 +14,12 @@
  *        min(K, running minimum) (put), kappa = -1, zeta = eta, Kf = K.
  * 2. G near b = 0 (0/0): with u = zeta d1 and A(y) = e^{-yL} N(u - zeta y s),
  *        G = (A(lambda) - A(0))/lambda - A(0) (s^2/2) expm1(bT)/(bT)
- *    (exact, since lambda s^2 / 2 = bT); when rho = |lambda| (|L| + s (|u| + 5)) <= 1 the
+ *    (exact, since lambda s^2 / 2 = bT); when rho = |lambda| (|L| + s (|u| + 5)) <= 1/4 the
  *    difference quotient is summed as the Taylor series of A (the Cauchy product of the
  *    series of e^{-yL} and of N(u - zeta y s), whose coefficients are Hermite polynomials
- *    times n(u)), PG_LB_TERMS terms; at lambda = 0 it is the exact limit. Otherwise the
- *    direct quotient is used, whose rounding error is below eps (|L| + s (|u| + 5)) S.
+ *    times n(u)), PG_LB_TERMS terms (|j-th term| <~ rho^j / j!); at lambda = 0 it is the
+ *    exact limit. Otherwise the direct quotient is used: its rounding error, a few eps of
+ *    its two terms over |lambda|, is then a few eps / rho <~ 1e-14 relative to G.
  *    (S/H)^{-lambda} N(x) for x < -30 is n(d1) e^{bT} R(x) (the identity
  *    (S/H)^{-lambda} n(d1 - lambda s) = n(d1) e^{bT}, R = N/n the Mills ratio by its
  *    asymptotic series), which cannot overflow.
@@ -52,8 +53,8 @@
 #define PG_LOOKBACK_MEASURE_MAX 7
 
 #define PG_LOOKBACK_BLOCK 32
-#define PG_LB_TERMS 24          /* Taylor terms of the series for G */
-#define PG_LB_SERIES_RADIUS 1.0
+#define PG_LB_TERMS 14          /* Taylor terms of the series for G: 0.25^14/14! < 1e-19 */
+#define PG_LB_SERIES_RADIUS 0.25
 #define PG_LB_MILLS_X (-30.0)   /* below: Mills ratio by its asymptotic series */
 
 /* Bits of pg_lookback_inputs.broadcast */
