@@ -80,6 +80,14 @@ Design
    A failed row has NaN in every output; valid inputs with a non-finite result get
    PG_NOT_FINITE. Malformed schedules (a negative count, counts that do not add up to
    len(fixing_times)) raise ValueError: they are array structure, not row data.
+6. Accuracy and cost (tests/ext/test_asian_kernel.py, bench/test_bench_asian.py): prices of
+   every kind within ~1e-15 relative of a 60-digit evaluation of the textbook formulas,
+   Greeks within ~1e-13 of 60-digit differences, including b = 0, -vol^2, -vol^2/2. On
+   the 2-core development VM (one thread, books of 100,000, 12 fixings per discrete
+   trade, busy neighbours) a price costs 70-80 ns (geometric), 170 ns (Turnbull-Wakeman,
+   discrete), 250 ns (continuous arithmetic) per option, with six Greeks 100-550 ns;
+   QuantLib's analytic engines, reused in a Python loop, 14-67 us per option in the same
+   run.
 """
 
 from pg_common cimport input_bit

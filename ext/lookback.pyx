@@ -10,9 +10,9 @@ Design
 2. Loops: ``lookback_price_batch`` cuts the rows into fixed blocks of ``PG_LOOKBACK_BLOCK``
    (32). Per block one ``omp simd`` loop evaluates the closed form (libmvec exp, log,
    erfc), rows near zero carry are redone with the series (scalar), one more ``omp simd``
-   loop gives delta, gamma, vega and theta, and rho costs four more passes on bumped rates. Blocks run on one thread below
-   ``PARALLEL_THRESHOLD`` rows, else in a ``prange`` over blocks, GIL released; results do
-   not depend on the thread count.
+   loop gives delta, gamma, vega and theta, and rho costs four more passes on bumped
+   rates. Blocks run on one thread below ``PARALLEL_THRESHOLD`` rows, else in a
+   ``prange`` over blocks, GIL released; results do not depend on the thread count.
 3. Numerics (b = r - q, s = vol sqrt(T), lambda = 2b/vol^2; the formula as written out in
    pg_lookback.h, note 1):
    - Floating strike, payoff S_T - min (call) or max - S_T (put): M. B. Goldman,
@@ -30,8 +30,9 @@ Design
      [(S/H)^{-lambda} N(.) - e^{bT} N(.)]/lambda is summed as a Taylor series in lambda
      (pg_lookback.h, note 2) when |lambda| (|ln(S/H)| + s (|d1| + 5)) <= 1/4, so b = 0
      (q = r, Black-76) is the exact limit and nearby carries lose no digits; elsewhere the
-     direct quotient loses at most a few eps / (1/4) of the correction term. (QuantLib switches to the b = 0 limit below
-     |lambda| = 1e-7, an error of order lambda there and eps/lambda just above.)
+     direct quotient loses at most a few eps / (1/4) of the correction term. (QuantLib
+     switches to the b = 0 limit below |lambda| = 1e-7, an error of order lambda there and
+     eps/lambda just above.)
    - N(x) = erfc(-x/sqrt 2)/2; (S/H)^{-lambda} N(x) for x < -30 by the Mills ratio (no
      overflow when lambda ln(S/H) is large).
 4. Greeks (MEASURES 1..7). Delta, gamma, vega: analytic. The identity
@@ -49,7 +50,7 @@ Design
    zeta(d1 - lambda s) of 1 + |d| (0.2% of the scale on which the price varies in r:
    truncation about 5e-13 and rounding about 2e-13 of rho's scale). Dividend rho =
    -T V - rho exactly (V is e^{-rT} times a function of r - q), so it shares rho's method.
-   All checked against 40-digit central differences in tests/ext/test_lookback_kernel.py.
+   All checked against 60-digit central differences in tests/ext/test_lookback_kernel.py.
    Delta and gamma hold the running extremum fixed (the formula is analytic in S through
    and below it, so a new trade with S at its extremum is differentiated like any other).
    Units as common.proto. T = 0: intrinsic value, delta of the payoff with the extremum
@@ -62,6 +63,12 @@ Design
    on the wrong side of spot (min > spot, max < spot); the other extremum is not read. A
    failed row has NaN in every output; valid inputs with a non-finite result get
    PG_NOT_FINITE.
+6. Accuracy and cost (tests/ext/test_lookback_kernel.py, bench/test_bench_asian.py): prices
+   within 1e-14 relative of a 50-digit evaluation for every carry including b = 0; delta,
+   gamma, vega, theta within ~1e-14, rho within ~3e-11 relative of 60-digit differences.
+   On the 2-core development VM (one thread, books of 100,000, busy neighbours) a price
+   costs 100-150 ns and price + six Greeks 700-900 ns per option; QuantLib's analytic
+   engines, reused in a Python loop, 22-35 us per option in the same run.
 """
 
 from pg_common cimport input_bit
