@@ -248,3 +248,50 @@ register("european", (Model.HESTON,), Engine.ANALYTIC, name="analytic_heston", v
                            " published values, Greeks by finite differences; tests/ext/test_heston_kernel.py")
 
 
+
+
+from pricegrid.ext import asian as _asian  # noqa: E402
+from pricegrid.ext import lookback as _lookback  # noqa: E402
+
+
+def _run_asian(arithmetic_method: int):
+    def run(batch, market, codes, out, stderr, status, threads, settings):
+        c, s = batch.columns, batch.schedule
+        return _asian.asian_price_batch(
+            c["averaging"], c["option_type"], c["strike"], c["time_to_expiry"], s.times, s.counts,
+            c["running_average"], c["past_fixings"], c["elapsed"], market.underlying, market.rate,
+            market.dividend_yield, market.volatility, codes, out, status, threads, arithmetic_method,
+        )
+
+    return run
+
+
+_ASIAN_VALIDATION = (
+    "QuantLib {engine} on 1000 random cases (1e-12 geometric, 1e-10 moment matching), 60-digit mpmath, Haug and"
+    " Clewlow-Strickland tables, parity, one fixing = European; tests/ext/test_asian_kernel.py"
+)
+register("asian", _AMERICAN_MODELS, Engine.ANALYTIC, name="analytic_asian_tw", version="1.0.0", kernel=_asian,
+         run=_run_asian(_asian.TURNBULL_WAKEMAN), default=True,
+         validated_against=_ASIAN_VALIDATION.format(
+             engine="Analytic{Continuous,Discrete}GeometricAveragePriceAsianEngine and TurnbullWakemanAsianEngine"))
+register("asian", _AMERICAN_MODELS, Engine.TURNBULL_WAKEMAN, name="analytic_asian_tw", version="1.0.0",
+         kernel=_asian, run=_run_asian(_asian.TURNBULL_WAKEMAN),
+         validated_against=_ASIAN_VALIDATION.format(engine="TurnbullWakemanAsianEngine"))
+register("asian", _AMERICAN_MODELS, Engine.LEVY, name="analytic_asian_levy", version="1.0.0", kernel=_asian,
+         run=_run_asian(_asian.LEVY),
+         validated_against=_ASIAN_VALIDATION.format(engine="ContinuousArithmeticAsianLevyEngine"))
+
+
+def _run_lookback(batch, market, codes, out, stderr, status, threads, settings):
+    c = batch.columns
+    return _lookback.lookback_price_batch(
+        c["strike_type"], c["option_type"], c["strike"], c["time_to_expiry"], c["running_minimum"],
+        c["running_maximum"], market.underlying, market.rate, market.dividend_yield, market.volatility, codes, out,
+        status, threads,
+    )
+
+
+register("lookback", _AMERICAN_MODELS, Engine.ANALYTIC, name="analytic_lookback", version="1.0.0",
+         kernel=_lookback, run=_run_lookback, default=True,
+         validated_against="QuantLib AnalyticContinuous{Floating,Fixed}LookbackEngine on 2000 random cases, 50-digit"
+                           " evaluation, Haug and Broadie-Glasserman-Kou tables; tests/ext/test_lookback_kernel.py")

@@ -75,6 +75,11 @@ def describe(bit: int, model: Model, *, implied_vol: bool = False, product=None)
 
 
 _BITS = tuple(sorted(st.FIELD_OF_BIT))
+#: what a valid combination of codes that an engine refuses means, by product
+_UNSUPPORTED = {
+    "asian": "ENGINE_LEVY prices arithmetic averages on continuous averaging only; use ENGINE_TURNBULL_WAKEMAN or"
+             " ENGINE_MONTE_CARLO for discrete fixings",
+}
 
 
 def violations(
@@ -86,10 +91,15 @@ def violations(
             name = st.FIELD_OF_BIT[bit]
             if bit == st.BAD_VARIANT and product is not None:
                 # name the code column(s) whose value is not one of its enum's
+                found = False
                 for inp in product.code_inputs:
                     v = values.get(inp.name)
                     if v is not None and v not in inp.codes:
                         out.append(FieldViolation(fields.get(inp.name, inp.name), f"unknown {inp.enum} value {v}"))
+                        found = True
+                if not found:  # valid codes in a combination this engine does not price
+                    first = product.code_inputs[0].name
+                    out.append(FieldViolation(fields.get(first, first), _UNSUPPORTED.get(product.name, "not priced by this engine")))
                 continue
             if bit == st.BAD_RUNNING and product is not None:
                 name = "running_average" if product.name == "asian" else "running_minimum"
