@@ -39,7 +39,7 @@ Design
    (chain rule on the closed form, pg_digital.h). Barriers, double barriers, touches:
    central finite differences of the closed form inside the kernel, per row, with steps
    scaled to the row (pg_barrier.h, note 4: 1e-4 of the natural scale for first
-   derivatives, 5e-4 for second and mixed ones). ``GREEK_METHODS`` (barrier, double
+   derivatives, 2e-4 for second and mixed ones). ``GREEK_METHODS`` (barrier, double
    barrier, touch) and ``DIGITAL_GREEK_METHODS`` say which; ``GREEK_METHODS_BY_ENTRY`` maps
    each entry point to its dict. Units are common.proto's: vega per 1.00 of vol, theta =
    -dV/dT per year, rho with q fixed, charm = d(delta)/dt per year.

@@ -57,18 +57,23 @@
  *    closed form here and gets PG_NOT_FINITE (as QuantLib, which returns NaN there).
  * 4. Greeks: central finite differences of the closed form inside the kernel
  *    (pg_fd_measures), per row, with steps proportional to the scale on which the price
- *    varies: u = min(s, 1/(1 + |mu| + lambda) [, ln(U/L) for double barriers]), floored
- *    at 1e-6;
+ *    varies: u = min(s, 1/(1 + |mu| + lambda)) in log-spot (the powers (H/S)^(mu +- lambda)
+ *    vary on 1/|mu +- lambda|; double barriers: pg_double_barrier_scale), floored at 1e-6;
  *      spot  h = S u e     vol h = vol e     time h = T e
  *      rate and dividend yield  h = e max(min(vol^2, 1/T), 1e-4)
  *    with e = PG_FD_EPS1 (1e-4) for first derivatives (delta, vega, theta, rho,
  *    dividend rho; truncation ~e^2/6 ~ 2e-9 relative, rounding ~eps/e ~ 2e-12) and
- *    e = PG_FD_EPS2 (5e-4) for second and mixed ones (gamma, volga: 3 points; vanna,
- *    charm: 4 points; truncation ~e^2/12 ~ 2e-8, rounding ~eps/e^2 ~ 1e-9 times the
- *    cancellation in the formula's terms). Theta bumps T down and up (the option ages, dt
- *    and the barriers stay); charm = -d2V/dS dT. Measured accuracy: tests/ext/
- *    test_barrier_kernel.py. T = 0 rows: delta is that of the payoff (knock-out phi step,
- *    else 0), every other Greek 0.
+ *    e = PG_FD_EPS2 (2e-4) for second and mixed ones (gamma, volga: 3 points; vanna,
+ *    charm: 4 points; truncation ~e^2/12 ~ 3e-9, rounding ~eps/e^2 ~ 6e-9, both times the
+ *    curvature and the cancellation of the formula's terms; 5e-4 gave 3x larger errors on
+ *    vanna). Measured against mpmath derivatives on random rows (tests/ext/
+ *    test_barrier_kernel.py), in units of each measure's natural size (e.g. scale/(S u)
+ *    for delta): worst 4e-9 for first derivatives, 2.5e-7 for second ones. The rounding
+ *    part also makes a row's Greeks differ by up to ~1e-7 of that size between the vector
+ *    loop and its scalar remainder (libmvec and libm differ in the last bits). Theta bumps
+ *    T down and up (the option ages, dt and the barriers stay); charm = -d2V/dS dT.
+ *    T = 0 rows: delta is that of the payoff (knock-out phi step, else 0), every other
+ *    Greek 0.
  * 5. Status: PG_BAD_VARIANT for an unknown barrier/touch type, direction or payment (and a
  *    no-touch not paid at expiry); PG_BAD_OPTION_TYPE; the usual market bits; PG_BAD_BARRIER
  *    (H not finite, not > 0, or not strictly on its side of spot: down H < S, up H > S, the

@@ -49,7 +49,8 @@
  *    and the row gets KO = 0 if that bound is below e^{-745} (always, but for drifts of
  *    thousands of vols), else PG_NOT_FINITE.
  *    T = 0: KO = intrinsic (spot strictly inside), KI = 0.
- * 4. Greeks: pg_barrier.h, 4., with the log-spot scale min(s, W, 1/(1 + |mu1|)).
+ * 4. Greeks: pg_barrier.h, 4., with the log-spot scale min(s, W, 1/(1 + |mu1|)) for
+ *    knock-outs and min(s, 1/(1 + |mu1|)) for knock-ins (pg_double_barrier_scale).
  * 5. Status: PG_BAD_VARIANT (knock not 1 or 2), PG_BAD_OPTION_TYPE, PG_BAD_STRIKE, the market
  *    bits, PG_BAD_BARRIER (L not finite, not > 0, or not < a valid spot), PG_BAD_UPPER_BARRIER
  *    (U not finite, not > a valid spot, or not > a valid L); PG_NOT_FINITE as in pg_barrier.h.
@@ -261,11 +262,15 @@ PG_INLINE double pg_double_barrier_expiry_delta(int knock, int option_type, doub
     return (knock == PG_KNOCK_IN) ? 0.0 : phi * step;
 }
 
-PG_INLINE double pg_double_barrier_scale(double T, double L, double U, double r, double q,
-                                         double vol)
+/* Log-spot scale of the price (pg_barrier.h, 4.). A knock-in is the European minus the
+ * knock-out: where W < s the knock-out is below e^{-pi^2/2} of the scale and its own
+ * steps would only add rounding error to the European's Greeks, so W is left out. */
+PG_INLINE double pg_double_barrier_scale(int knock, double T, double L, double U, double r,
+                                         double q, double vol)
 {
     const double mu1 = 2.0 * (r - q) / (vol * vol) + 1.0;
-    return pg_min(pg_min(vol * sqrt(T), log(U / L)), 1.0 / (1.0 + fabs(mu1)));
+    const double u = pg_min(vol * sqrt(T), 1.0 / (1.0 + fabs(mu1)));
+    return (knock == PG_KNOCK_IN) ? u : pg_min(u, log(U / L));
 }
 
 /* ------------------------------------------------------------------ block */
@@ -383,7 +388,7 @@ static ptrdiff_t pg_double_barrier_block(const pg_cols *in, ptrdiff_t start, int
         f->expiry[i] = (T[i] == 0.0);
         f->expiry_delta[i] = pg_double_barrier_expiry_delta(kn[i], ot[i], K[i], S[i]);
         pg_fd_set_steps(&f->st, i, S[i], T[i], vol[i],
-                        pg_double_barrier_scale(T[i], L[i], U[i], r[i], q[i], vol[i]));
+                        pg_double_barrier_scale(kn[i], T[i], L[i], U[i], r[i], q[i], vol[i]));
     }
     pg_double_barrier_eval(b, m, 0, 0.0, 0.0, 0.0, 0.0, 0.0, f->price);
     const int nonfinite = pg_fd_measures(pg_double_barrier_eval, b, m, &f->st, f->price,
