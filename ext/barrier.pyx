@@ -15,9 +15,9 @@ Design
    ``pg_<product>_value`` its price).
 2. Loops: an entry point cuts the rows into fixed blocks of ``PG_BARRIER_BLOCK`` (32) rows;
    ``pg_<product>_block`` prices one block with `omp simd` loops over its rows (glibc's
-   vector exp, log, erfc, sin, cos). Blocks run on one thread below ``PARALLEL_THRESHOLD``
-   rows, else in a ``prange`` over blocks, GIL released; results do not depend on the
-   thread count. A length-1 batch (one trade) prices one block: no thread start, no heap
+   vector exp, log, erfc, sin, cos). Blocks run on one thread while rows x (price
+   evaluations per row) is below ``PARALLEL_THRESHOLD``, else in a ``prange`` over blocks,
+   GIL released; results do not depend on the thread count. A length-1 batch (one trade) prices one block: no thread start, no heap
    allocation, no table building.
 3. Numerics, with sources and pages, in the notes at the top of the three headers:
    - single barriers: E. Reiner and M. Rubinstein, "Breaking down the barriers", Risk 4(8),
@@ -29,9 +29,10 @@ Design
      moved away from spot by exp(0.5826 vol sqrt(dt)), beta = -zeta(1/2)/sqrt(2 pi)).
    - double barriers: S. Ikeda and N. Kunitomo, Math. Finance 2(4), 1992 (Haug sec. 4.17.3,
      curvatures 0), image series cut adaptively per row (|n| <= ceil(sqrt(1 + 90 vol^2 T/W^2)/2),
-     W = ln(U/L): omitted images below e^-45 of the terms), or, for narrow corridors and long
-     maturities (vol^2 T/W^2 >= 1/4, moderate drift), the eigenfunction series, cut at the
-     same relative size; knock-in = European - knock-out.
+     W = ln(U/L): omitted images below e^-45 of the terms), or the eigenfunction series of
+     the killed walk, cut at the same relative size, whichever is cheaper for the row
+     (modes from vol^2 T/W^2 of about 0.05, where the drift allows); knock-in = European -
+     knock-out.
    - digitals: Haug sec. 4.19.1-4.19.3 (cash-or-nothing, asset-or-nothing, gap).
    - one-touch / no-touch: Reiner-Rubinstein binary barriers, Haug sec. 4.19.5 (cash at hit,
      cash at expiry, no-touch), BGK correction as for single barriers.
@@ -92,10 +93,16 @@ GREEK_METHODS_BY_ENTRY = {
     "digital_price_batch": DIGITAL_GREEK_METHODS,
 }
 
-# Rows below which a batch runs on one thread. A barrier row costs 0.1-0.3 us for its
-# price (a digital less, a double barrier more) and up to 25 times that with every Greek,
-# so a second thread pays off from a few blocks on; measured in the design note of
-# bench/test_bench_barrier.py.
+# A batch runs on one thread while rows x (price evaluations per row) is below this: a
+# price-only batch below PARALLEL_THRESHOLD rows; one asking for finite-difference Greeks
+# below PARALLEL_THRESHOLD / (1 + 2 per first or pure second derivative + 4 per mixed one)
+# rows (all ten measures: 23 evaluations per row, so from 12 rows on). Digitals count one
+# evaluation per row whatever the measures (analytic Greeks). Measured on the 2-core
+# development VM (busy neighbours; medians of 1 thread / 2 threads, price only):
+# barrier 128 rows 13/14 us, 256 rows 23/16 us, 512 rows 41/25 us; double barrier 128 rows
+# 35/46 us, 256 rows 99/61 us; digital 256 rows 9/11 us, 512 rows 15/13 us; touch 256 rows
+# 10/11 us, 512 rows 24/16 us. When the other core is busy a second thread can wait a
+# scheduler slice (milliseconds) for it, whatever the batch.
 cdef Py_ssize_t _PARALLEL_THRESHOLD = 256
 PARALLEL_THRESHOLD = _PARALLEL_THRESHOLD
 
@@ -121,11 +128,26 @@ cdef Py_ssize_t _check_measures(const int[::1] measures, double[:, :] out, Py_ss
     return out.strides[0] // sizeof(double) if k > 1 else n
 
 
+cdef Py_ssize_t _evaluations(const int[::1] measures, bint finite_differences):
+    """Price evaluations per row that a batch asking for `measures` costs."""
+    cdef Py_ssize_t j, evals = 1
+    if not finite_differences:
+        return 1
+    for j in range(measures.shape[0]):
+        if measures[j] == 8 or measures[j] == 10:      # vanna, charm: 4 points
+            evals += 4
+        elif measures[j] != 1:
+            evals += 2
+    return evals
+
+
 cdef Py_ssize_t _run(pg_block_fn block, const pg_cols *inp, const int[::1] measures,
-                     double[:, :] out, Py_ssize_t ldo, int[::1] status, int threads):
+                     double[:, :] out, Py_ssize_t ldo, int[::1] status, int threads,
+                     bint finite_differences):
     """The block loop every entry point shares (inputs already checked)."""
     cdef Py_ssize_t n = inp.n
     cdef int k = <int>measures.shape[0]
+    cdef Py_ssize_t work = n * _evaluations(measures, finite_differences)
     cdef Py_ssize_t nblocks = (n + PG_BARRIER_BLOCK - 1) // PG_BARRIER_BLOCK
     cdef Py_ssize_t blk, start, nbad = 0
     cdef int m
@@ -133,7 +155,7 @@ cdef Py_ssize_t _run(pg_block_fn block, const pg_cols *inp, const int[::1] measu
     cdef double *out_p = &out[0, 0] if k > 0 else NULL
     cdef int *status_p = &status[0]
     with nogil:
-        if threads <= 1 or n < _PARALLEL_THRESHOLD:
+        if threads <= 1 or work < _PARALLEL_THRESHOLD:
             for blk in range(nblocks):
                 start = blk * PG_BARRIER_BLOCK
                 m = <int>(n - start if n - start < PG_BARRIER_BLOCK else PG_BARRIER_BLOCK)
@@ -206,7 +228,7 @@ def barrier_price_batch(const int[::1] barrier_type not None,         # IN  1 do
     inp.dc[6] = &rate[0]
     inp.dc[7] = &dividend_yield[0]
     inp.dc[8] = &volatility[0]
-    return _run(pg_barrier_block, &inp, measures, out, ldo, status, threads)
+    return _run(pg_barrier_block, &inp, measures, out, ldo, status, threads, True)
 
 
 def double_barrier_price_batch(const int[::1] knock not None,            # IN  1 knock-in, 2 knock-out
@@ -265,7 +287,7 @@ def double_barrier_price_batch(const int[::1] knock not None,            # IN  1
     inp.dc[5] = &rate[0]
     inp.dc[6] = &dividend_yield[0]
     inp.dc[7] = &volatility[0]
-    return _run(pg_double_barrier_block, &inp, measures, out, ldo, status, threads)
+    return _run(pg_double_barrier_block, &inp, measures, out, ldo, status, threads, True)
 
 
 def digital_price_batch(const int[::1] payoff not None,            # IN  1 cash-or-nothing, 2 asset-or-nothing, 3 gap
@@ -322,7 +344,7 @@ def digital_price_batch(const int[::1] payoff not None,            # IN  1 cash-
     inp.dc[5] = &rate[0]
     inp.dc[6] = &dividend_yield[0]
     inp.dc[7] = &volatility[0]
-    return _run(pg_digital_block, &inp, measures, out, ldo, status, threads)
+    return _run(pg_digital_block, &inp, measures, out, ldo, status, threads, False)
 
 
 def touch_price_batch(const int[::1] touch_type not None,           # IN  1 one-touch, 2 no-touch
@@ -384,4 +406,4 @@ def touch_price_batch(const int[::1] touch_type not None,           # IN  1 one-
     inp.dc[5] = &rate[0]
     inp.dc[6] = &dividend_yield[0]
     inp.dc[7] = &volatility[0]
-    return _run(pg_touch_block, &inp, measures, out, ldo, status, threads)
+    return _run(pg_touch_block, &inp, measures, out, ldo, status, threads, True)

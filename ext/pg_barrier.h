@@ -113,6 +113,33 @@
 
 /* ------------------------------------------------------------------ shared pointwise */
 
+/* c ? a : b through the bit patterns. gcc sees no select in it, so it cannot move a call
+ * of exp or erfc across it: for exp(c ? k : x) with a constant k it evaluates exp(x) in
+ * every lane and selects exp(k) afterwards, and for exp(c ? x - y : x) it calls exp twice. */
+PG_INLINE double pg_bsel(int c, double a, double b)
+{
+    union { double d; long long i; } ua = {a}, ub = {b}, r;
+    const long long mask = -(long long)(c != 0);
+    r.i = (ua.i & mask) | (ub.i & ~mask);
+    return r.d;
+}
+
+/* exp and N with their arguments clamped to where glibc's vector exp and erfc keep their
+ * fast path: exp below -708 (subnormal results) and erfc above 26 cost 15 to 75 ns per lane
+ * instead of 1 to 2 ns (measured on the development VM; a double-barrier batch ran 1.6
+ * times slower unclamped). So exp(a) is at least exp(-708) = 3.3e-308 and N(x) at least
+ * erfc(26)/2 = 2.8e-296, within that of the exact values: far below anything a price is
+ * made of. A NaN passes through (the comparisons are false for it). */
+#define PG_EXP_MIN (-708.0)
+#define PG_ERFC_MAX 26.0
+PG_INLINE double pg_exp(double a) { return exp(pg_bsel(a < PG_EXP_MIN, PG_EXP_MIN, a)); }
+PG_INLINE double pg_ncdf(double x)
+{
+    const double z = -x * PG_SQRT1_2;
+    return 0.5 * erfc(pg_bsel(z > PG_ERFC_MAX, PG_ERFC_MAX, z));
+}
+PG_INLINE double pg_npdf(double x) { return PG_INV_SQRT_2PI * pg_exp(-0.5 * x * x); }
+
 /* Status bits of the market columns every barrier family has. */
 PG_INLINE int pg_check_market(double T, double S, double r, double q, double vol)
 {
@@ -142,12 +169,12 @@ PG_INLINE int pg_check_barrier_side(double H, double S, int spot_ok, int side_kn
 PG_INLINE double pg_exp_ncdf(double a, double x)
 {
     const int tail = (x < -30.0);
-    const double xt = tail ? x : -30.0;
-    const double u = 1.0 / (xt * xt);
+    const double rx = 1.0 / (tail ? x : -30.0);   /* one division (vdivpd is slow) */
+    const double u = rx * rx;
     const double series = 1.0 + u * (-1.0 + u * (3.0 + u * (-15.0 + u * (105.0 + u * (-945.0 + u * 10395.0)))));
-    const double mills = series / (-xt * PG_SQRT_2PI);
-    const double e = exp(a - (tail ? 0.5 * x * x : 0.0));
-    return e * (tail ? mills : pg_norm_cdf(x));
+    const double mills = -series * rx * PG_INV_SQRT_2PI;
+    const double e = pg_exp(pg_bsel(tail, a - 0.5 * x * x, a));
+    return e * (tail ? mills : pg_ncdf(pg_bsel(tail, -30.0, x)));
 }
 
 /* The Reiner-Rubinstein quantities of one row (H already moved for discrete monitoring). */
@@ -163,8 +190,8 @@ PG_INLINE pg_rr pg_rr_of(double T, double S, double r, double q, double vol, dou
     t.sd = (sd0 > PG_DBL_MIN) ? sd0 : PG_DBL_MIN;
     t.mu = (r - q - 0.5 * v2) / v2;
     t.lam = sqrt(t.mu * t.mu + 2.0 * r / v2);
-    t.DF = exp(-r * T);
-    t.Sq = S * exp(-q * T);
+    t.DF = pg_exp(-r * T);
+    t.Sq = S * pg_exp(-q * T);
     t.lhs = log(H / S);
     const double m1s = (1.0 + t.mu) * t.sd;
     t.x2 = -t.lhs / t.sd + m1s;
@@ -176,14 +203,14 @@ PG_INLINE pg_rr pg_rr_of(double T, double S, double r, double q, double vol, dou
 /* Q(no hit before T) DF: E / R, Haug's B2 - B4 (eta = +1 down, -1 up). */
 PG_INLINE double pg_rr_no_hit(const pg_rr *t, double eta)
 {
-    return t->DF * (pg_norm_cdf(eta * (t->x2 - t->sd))
+    return t->DF * (pg_ncdf(eta * (t->x2 - t->sd))
                     - pg_exp_ncdf(2.0 * t->mu * t->lhs, eta * (t->y2 - t->sd)));
 }
 
 /* Q(hit before T) DF: Haug's B2 + B4 with phi = -eta. */
 PG_INLINE double pg_rr_hit_at_expiry(const pg_rr *t, double eta)
 {
-    return t->DF * (pg_norm_cdf(-eta * (t->x2 - t->sd))
+    return t->DF * (pg_ncdf(-eta * (t->x2 - t->sd))
                     + pg_exp_ncdf(2.0 * t->mu * t->lhs, eta * (t->y2 - t->sd)));
 }
 
@@ -261,8 +288,8 @@ PG_INLINE double pg_barrier_value(int btype, int option_type, double K, double T
     const double a2mu = 2.0 * t.mu * t.lhs;
     const double a2mu2 = a2mu + 2.0 * t.lhs;
 
-    const double A = phi * (t.Sq * pg_norm_cdf(phi * x1) - KD * pg_norm_cdf(phi * (x1 - t.sd)));
-    const double B = phi * (t.Sq * pg_norm_cdf(phi * t.x2) - KD * pg_norm_cdf(phi * (t.x2 - t.sd)));
+    const double A = phi * (t.Sq * pg_ncdf(phi * x1) - KD * pg_ncdf(phi * (x1 - t.sd)));
+    const double B = phi * (t.Sq * pg_ncdf(phi * t.x2) - KD * pg_ncdf(phi * (t.x2 - t.sd)));
     const double C = phi * (t.Sq * pg_exp_ncdf(a2mu2, eta * y1)
                             - KD * pg_exp_ncdf(a2mu, eta * (y1 - t.sd)));
     const double D = phi * (t.Sq * pg_exp_ncdf(a2mu2, eta * t.y2)

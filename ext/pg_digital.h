@@ -80,13 +80,13 @@ PG_INLINE pg_digital_terms pg_digital_terms_of(int payoff, int option_type, doub
     const double x = (log(S / K) + t.b * T) / t.sd + 0.5 * t.sd;
     t.d1 = pg_clamp_d(x);
     t.d2 = pg_clamp_d(x - t.sd);
-    t.n1 = pg_norm_pdf(t.d1);
-    t.n2 = pg_norm_pdf(t.d2);
+    t.n1 = pg_npdf(t.d1);
+    t.n2 = pg_npdf(t.d2);
     t.step = (t.phi * (S - K) > 0.0) ? 1.0 : ((S == K) ? 0.5 : 0.0);
-    t.N1 = t.expiry ? t.step : pg_norm_cdf(t.phi * t.d1);
-    t.N2 = t.expiry ? t.step : pg_norm_cdf(t.phi * t.d2);
-    t.DQ = exp(-q * T);
-    t.DF = exp(-r * T);
+    t.N1 = t.expiry ? t.step : pg_ncdf(t.phi * t.d1);
+    t.N2 = t.expiry ? t.step : pg_ncdf(t.phi * t.d2);
+    t.DQ = pg_exp(-q * T);
+    t.DF = pg_exp(-r * T);
     return t;
 }
 

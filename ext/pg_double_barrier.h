@@ -7,10 +7,12 @@
  *    row. Columns, in the order of double_barrier_price_batch:
  *      knock, option_type | K, T, L, U | S, r, q, vol
  * 2. Block loop: pg_double_barrier_block, as the single-barrier block (pg_barrier.h, 2.),
- *    with one difference: a bumped evaluation sets up the rows of the block, then runs the
- *    series term by term over the rows (outer loop over terms, inner `omp simd` loop over
- *    rows), each row adding only its own terms in the same order as
- *    pg_double_barrier_value, up to the longest series of the block.
+ *    except for the series: a bumped evaluation (pg_double_barrier_eval) sets up the rows
+ *    of the block in one `omp simd` loop, packs the rows that sum the images and, apart,
+ *    those that sum the modes (padded to whole vectors with copies of a row, so that no
+ *    row falls into a loop's scalar remainder), and runs each group's series term by term
+ *    (outer loop over terms, inner `omp simd` loop over the group), each row adding only
+ *    its own terms, in the same order as pg_double_barrier_value.
  * 3. Numerics. x = ln S, a = ln L, c = ln U, W = c - a, nu = b - vol^2/2, s = vol sqrt(T).
  *    A knock-out pays the call or put payoff on the paths that stay in (L, U); it is
  *      KO = phi (S e^{-qT} P1 - K e^{-rT} P0)
@@ -23,13 +25,16 @@
  *      (curvatures 0), in the form of Haug 2nd ed. sec. 4.17.3): mu1 = 2b/vol^2 + 1,
  *        P1 = sum_n (U/L)^{n mu1} [N(d(lo)) - N(d(hi))] - (L^{n+1}/(U^n S))^{mu1} [N(e(lo)) - N(e(hi))]
  *        d(y) = (x + 2nW - ln y)/s + (b + vol^2/2) T/s,  e(y) = (2a - x - 2nW - ln y)/s + ...
- *      and P0 the same with mu1 - 2 and d - s, e - s. Term n is bounded by
- *      exp(-2|n|(|n|-1) W^2/(vol^2 T)) (the image sources at distance >= (2|n|-1) W from
- *      the interval; the drift cancels out of the bound), so the series is cut adaptively at
- *      |n| <= N with N = ceil(sqrt(1 + 90 c)/2), c = vol^2 T/W^2: the first omitted images
- *      are below e^{-45} = 3e-20 of the terms (QuantLib's AnalyticDoubleBarrierEngine sums
- *      a fixed |n| <= 5). Products e^w N(.) use pg_exp_ncdf; differences N(u) - N(v) with
- *      u > v > 0 are taken as N(-v) - N(-u) (no cancellation near 1).
+ *      and P0 the same with mu1 - 2 and d - s, e - s. With c = vol^2 T/W^2, the density
+ *      term of an image source at distance D from the interval is at most
+ *      exp((W^2 - D^2)/(2 vol^2 T)) of a Gaussian's peak, whatever the drift (the
+ *      Girsanov weight e^{nu y/vol^2}, |y| < W, is absorbed by completing the square);
+ *      the direct images n sit at D >= (2|n| - 1) W, the reflected ones at D >= 2|n| W
+ *      (n <= 0) and (2n - 2) W (n >= 1). So the series is cut adaptively at |n| <= N with
+ *      N = ceil(sqrt(1 + 90 c)/2) >= 1: every omitted term is below e^{-45} = 3e-20 of the
+ *      terms' scale (QuantLib's AnalyticDoubleBarrierEngine sums a fixed |n| <= 5, which is
+ *      short for c > 0.25 and more than needed below). Products e^w N(.) use pg_exp_ncdf;
+ *      differences N(u) - N(v) with u > v > 0 are taken as N(-v) - N(-u).
  *    - Modes (eigenfunction expansion of the killed Brownian motion, e.g. A. Pelsser,
  *      "Pricing double barrier options using Laplace transforms", Finance Stoch. 4, 2000,
  *      sec. 2; here integrated in closed form against the payoff):
@@ -42,8 +47,12 @@
  *      45 + 2 (|alpha| + 1) W. It converges fast exactly where the images converge slowly
  *      (large c: the knock-out is then of order e^{-pi^2 c/2}, which the modes give to full
  *      relative accuracy and the images only to an absolute 1e-16 of S).
- *    Choice: modes when c >= 0.25 and (|alpha| + 1) W <= 4 (then at most 7 modes), else
- *    images. Images needing more than 64 terms each side (c > 182) are not summed: there
+ *    Choice: the cheaper series, K modes costing about K/2.4 image terms (measured:
+ *    36 ns per image term and 15 ns per mode per row, one thread), i.e. modes when
+ *    K <= 2.4 (2N + 1), from c of about 0.05; but the modes only where
+ *    (|alpha| + 1) W <= 4, their cancellation being at most e^8 there (relative error
+ *    about 1e-12 at worst). Images needing more than 64 terms each side (c > 182, where
+ *    the drift excluded the modes) are not summed: there
  *    KO <= (S e^{-qT} + K e^{-rT}) (4/pi) e^{m W - pi^2 c/2} (the no-exit probability of
  *    the driftless walk times the largest Girsanov weight, m = max(|nu|, |nu + vol^2|)/vol^2),
  *    and the row gets KO = 0 if that bound is below e^{-745} (always, but for drifts of
@@ -71,8 +80,8 @@ extern double sin(double) PG_SIMD_MATH;
 #define PG_KNOCK_OUT  2
 
 #define PG_DB_MAX_IMAGES 64          /* most terms each side of n = 0 */
-#define PG_DB_MODES_MIN_C 0.25       /* c = vol^2 T/W^2 from which the modes are used ... */
-#define PG_DB_MODES_MAX_DRIFT 4.0    /* ... when (|alpha| + 1) W is at most this */
+#define PG_DB_MODES_MAX_DRIFT 4.0    /* modes only where (|alpha| + 1) W is at most this */
+#define PG_DB_MODE_COST 2.4          /* time of an image term / time of a mode term */
 #define PG_DB_TAIL 45.0              /* omitted terms below e^-45 */
 #define PG_PI 3.14159265358979323846
 
@@ -98,7 +107,7 @@ PG_INLINE int pg_double_barrier_check(int knock, int option_type, double K, doub
 /* The constants of one row: double fields, then int fields (X-macros, so that a block
  * can keep them as one array per field and load a row's struct in a vectorised loop). */
 #define PG_DB_DFIELDS(X) \
-    X(phi) X(K) X(S) X(sd) X(x) X(a) X(W) X(lo) X(hi) X(Sq) X(KD) X(euro) \
+    X(phi) X(K) X(S) X(sd) X(isd) X(x) X(a) X(W) X(lo) X(hi) X(Sq) X(KD) X(euro) \
     X(bsig) X(mu1)                           /* images */ \
     X(alpha) X(g1) X(theta0) X(thetaK) X(lam1T) /* modes: alpha, alpha + 1, angles, lambda_1 T */ \
     X(eL0) X(eH0) X(eL1) X(eH1)              /* e^{g (lo - x)}, e^{g (hi - x)}, g = alpha, alpha + 1 */ \
@@ -129,6 +138,7 @@ PG_INLINE pg_db_row pg_db_setup(int knock, int option_type, double K, double T, 
     w.K = K;
     w.S = S;
     w.sd = (sd0 > PG_DBL_MIN) ? sd0 : PG_DBL_MIN;
+    w.isd = 1.0 / w.sd;
     w.x = log(S);
     w.a = log(L);
     const double c_up = log(U);
@@ -140,23 +150,24 @@ PG_INLINE pg_db_row pg_db_setup(int knock, int option_type, double K, double T, 
     w.lo_is_K = (!put && lk > w.a) ? 1.0 : 0.0;
     w.hi_is_K = (put && lk < c_up) ? 1.0 : 0.0;
     w.empty = !(w.lo < w.hi);
-    const double DF = exp(-r * T);
-    w.Sq = S * exp(-q * T);
+    const double DF = pg_exp(-r * T);
+    w.Sq = S * pg_exp(-q * T);
     w.KD = K * DF;
     /* European, for the knock-in */
     const double d1 = (w.x - lk + (b + 0.5 * v2) * T) / w.sd;
-    w.euro = w.phi * (w.Sq * pg_norm_cdf(w.phi * d1) - w.KD * pg_norm_cdf(w.phi * (d1 - w.sd)));
+    w.euro = w.phi * (w.Sq * pg_ncdf(w.phi * d1) - w.KD * pg_ncdf(w.phi * (d1 - w.sd)));
     w.intrinsic = pg_max(w.phi * (S - K), 0.0);
 
     const double c = (v2 * T) / (w.W * w.W);
     w.alpha = nu / v2;
     w.g1 = w.alpha + 1.0;
     const double drift = (fabs(w.alpha) + 1.0) * w.W;
-    w.modes = (c >= PG_DB_MODES_MIN_C) && (drift <= PG_DB_MODES_MAX_DRIFT);
     /* images: |n| <= N, N = ceil(sqrt(1 + 90 c)/2) >= 1 */
-    const double nimg = ceil(0.5 * sqrt(1.0 + 2.0 * PG_DB_TAIL * c));
+    const double nimg = pg_max(ceil(0.5 * sqrt(1.0 + 2.0 * PG_DB_TAIL * c)), 1.0);
     /* modes: k <= K, first K with ((K+1)^2 - 1) pi^2 c/2 >= 45 + 2 drift */
-    const double nmod = ceil(sqrt(1.0 + (2.0 * PG_DB_TAIL + 4.0 * drift) / (PG_PI * PG_PI * c))) - 1.0;
+    const double nmod = pg_max(ceil(sqrt(1.0 + (2.0 * PG_DB_TAIL + 4.0 * drift) / (PG_PI * PG_PI * c))) - 1.0, 1.0);
+    /* the cheaper series, modes only where their cancellation is small */
+    w.modes = (drift <= PG_DB_MODES_MAX_DRIFT) && (nmod <= PG_DB_MODE_COST * (2.0 * nimg + 1.0));
     double nt = w.modes ? nmod : nimg;
     nt = (nt >= 1.0) ? nt : 1.0;                       /* NaN -> 1 */
     w.capped = !w.modes && !(nt <= PG_DB_MAX_IMAGES);
@@ -170,11 +181,11 @@ PG_INLINE pg_db_row pg_db_setup(int knock, int option_type, double K, double T, 
     w.theta0 = PG_PI * (w.x - w.a) / w.W;
     w.thetaK = PG_PI * (lk - w.a) / w.W;
     w.lam1T = 0.5 * PG_PI * PG_PI * c;
-    w.eL0 = exp(w.alpha * (w.lo - w.x));
-    w.eH0 = exp(w.alpha * (w.hi - w.x));
-    w.eL1 = exp(w.g1 * (w.lo - w.x));
-    w.eH1 = exp(w.g1 * (w.hi - w.x));
-    w.pre = w.phi * exp(-(r + 0.5 * nu * nu / v2) * T) * 2.0 / w.W;
+    w.eL0 = pg_exp(w.alpha * (w.lo - w.x));
+    w.eH0 = pg_exp(w.alpha * (w.hi - w.x));
+    w.eL1 = pg_exp(w.g1 * (w.lo - w.x));
+    w.eH1 = pg_exp(w.g1 * (w.hi - w.x));
+    w.pre = w.phi * pg_exp(-(r + 0.5 * nu * nu / v2) * T) * 2.0 / w.W;
     return w;
 }
 
@@ -188,13 +199,13 @@ PG_INLINE double pg_exp_ncdf_diff(double w, double u, double v)
 /* Image n's contributions to P1 (*p1) and P0 (*p0). */
 PG_INLINE void pg_db_image_term(const pg_db_row *w, double n, double *p1, double *p0)
 {
-    const double s = w->sd;
+    const double s = w->sd, is = w->isd;
     const double shift = 2.0 * n * w->W;
-    const double dlo = (w->x + shift - w->lo) / s + w->bsig;
-    const double dhi = (w->x + shift - w->hi) / s + w->bsig;
+    const double dlo = (w->x + shift - w->lo) * is + w->bsig;
+    const double dhi = (w->x + shift - w->hi) * is + w->bsig;
     const double ref = 2.0 * w->a - w->x - shift;
-    const double elo = (ref - w->lo) / s + w->bsig;
-    const double ehi = (ref - w->hi) / s + w->bsig;
+    const double elo = (ref - w->lo) * is + w->bsig;
+    const double ehi = (ref - w->hi) * is + w->bsig;
     const double l1 = n * w->W;                    /* ln (U/L)^n */
     const double l3 = w->a - w->x - n * w->W;      /* ln (L^{n+1}/(U^n S)) */
     const double m1 = w->mu1, m0 = w->mu1 - 2.0;
@@ -206,7 +217,7 @@ PG_INLINE void pg_db_image_term(const pg_db_row *w, double n, double *p1, double
 PG_INLINE double pg_db_mode_term(const pg_db_row *w, double k, double parity)
 {
     const double om = k * PG_PI / w->W;
-    const double decay = exp(-(k * k) * w->lam1T);
+    const double decay = pg_exp(-(k * k) * w->lam1T);
     const double s0 = sin(k * w->theta0 + 0.0);   /* + 0.0: no fusing into sincos (no vector form) */
     const double sK = sin(k * w->thetaK + 0.0);
     const double cK = cos(k * w->thetaK);
@@ -302,12 +313,61 @@ PG_INLINE pg_db_row pg_db_load(const pg_db_rows *r, int i)
 
 typedef struct {
     pg_fd_block f;
-    pg_db_rows w;
+    pg_db_rows w;       /* the rows of the block, in order */
+    pg_db_rows g;       /* the rows summing one of the series, packed */
     PG_ALIGNED double p1[PG_BARRIER_BLOCK], p0[PG_BARRIER_BLOCK], sum[PG_BARRIER_BLOCK];
-    PG_ALIGNED int nimg[PG_BARRIER_BLOCK], nmod[PG_BARRIER_BLOCK];
+    PG_ALIGNED double a1[PG_BARRIER_BLOCK], a0[PG_BARRIER_BLOCK];
+    int idx[PG_BARRIER_BLOCK];
 } pg_db_block;
 
-/* Prices at bumped inputs (kS, ..., kv multiples of the steps of `order`) of rows 0..m-1. */
+#define PG_DB_GATHER(f) g->f[j] = w->f[idx[j < n ? j : n - 1]];
+#define PG_DB_LOAD_FROM(f) w.f = g->f[j];
+
+/* The fields each series reads (pg_db_image_term, pg_db_mode_term). */
+#define PG_DB_IMAGE_FIELDS(X) X(x) X(a) X(W) X(lo) X(hi) X(sd) X(isd) X(bsig) X(mu1)
+#define PG_DB_MODE_FIELDS(X) \
+    X(S) X(K) X(W) X(alpha) X(g1) X(theta0) X(thetaK) X(lam1T) X(eL0) X(eH0) X(eL1) X(eH1) \
+    X(lo_is_K) X(hi_is_K)
+
+/* Vector lanes the packed groups are padded to (8 doubles: AVX-512; a multiple of AVX2's 4). */
+#define PG_DB_LANES 8
+
+/* Pack the rows idx[0..n) of w into g, padded with copies of the last one up to a multiple
+ * of PG_DB_LANES, so that a series loop runs over full vectors only (the scalar remainder of
+ * a vectorised loop calls the scalar exp/erfc/sin/cos, several times slower per row).
+ * Returns the padded count. */
+static int pg_db_pack(pg_db_rows *g, const pg_db_rows *w, const int *idx, int n, int modes)
+{
+    const int padded = (n + PG_DB_LANES - 1) / PG_DB_LANES * PG_DB_LANES;
+    for (int j = 0; j < padded; j++) {
+        if (modes) {
+            PG_DB_MODE_FIELDS(PG_DB_GATHER)
+        } else {
+            PG_DB_IMAGE_FIELDS(PG_DB_GATHER)
+        }
+        PG_DB_GATHER(nterms)
+    }
+    return padded;
+}
+
+/* Row j of a packed group: the fields of its series only. */
+PG_INLINE pg_db_row pg_db_load_image(const pg_db_rows *g, int j)
+{
+    pg_db_row w = {0};
+    PG_DB_IMAGE_FIELDS(PG_DB_LOAD_FROM)
+    return w;
+}
+
+PG_INLINE pg_db_row pg_db_load_mode(const pg_db_rows *g, int j)
+{
+    pg_db_row w = {0};
+    PG_DB_MODE_FIELDS(PG_DB_LOAD_FROM)
+    return w;
+}
+
+/* Prices at bumped inputs (kS, ..., kv multiples of the steps of `order`) of rows 0..m-1.
+ * Each row sums its own series: the rows using images and those using modes are packed
+ * apart, each group running to its own longest series, every row adding only its terms. */
 static void pg_double_barrier_eval(const void *ctx, int m, int o, double kS, double kT,
                                    double kr, double kq, double kv, double *v)
 {
@@ -319,49 +379,81 @@ static void pg_double_barrier_eval(const void *ctx, int m, int o, double kS, dou
                  *S = c->D[PG_DB_S], *r = c->D[PG_DB_RATE], *q = c->D[PG_DB_Q], *vol = c->D[PG_DB_VOL];
     const double *hS = st->hS[o], *hT = st->hT[o], *hr = st->hr[o], *hq = st->hq[o], *hv = st->hv[o];
     const int *status = b->f.status;
-    pg_db_rows *rows = &b->w;
-    int nimg = 0, nmod = 0;
-    #pragma omp simd reduction(max:nimg, nmod)
+    pg_db_rows *rows = &b->w, *g = &b->g;
+    int *idx = b->idx;
+
+    #pragma omp simd
     for (int i = 0; i < m; i++) {
         const pg_db_row w = pg_db_setup(kn[i], ot[i], K[i], T[i] + kT * hT[i], L[i], U[i],
                                         S[i] + kS * hS[i], r[i] + kr * hr[i], q[i] + kq * hq[i],
                                         vol[i] + kv * hv[i]);
         pg_db_store(rows, i, &w);
-        const int live = (status[i] == 0);   /* failed rows sum nothing */
-        const int ni = (live && !w.modes) ? w.nterms : 0;
-        const int nm = (live && w.modes) ? w.nterms : 0;
-        b->nimg[i] = ni;
-        b->nmod[i] = nm;
-        nimg = ni > nimg ? ni : nimg;
-        nmod = nm > nmod ? nm : nmod;
-        double t1, t0;
-        pg_db_image_term(&w, 0.0, &t1, &t0);
-        b->p1[i] = t1;
-        b->p0[i] = t0;
+        b->p1[i] = 0.0;
+        b->p0[i] = 0.0;
         b->sum[i] = 0.0;
     }
-    for (int n = 1; n <= nimg; n++) {
-        const double dn = (double)n;
-        #pragma omp simd
-        for (int i = 0; i < m; i++) {
-            const pg_db_row w = pg_db_load(rows, i);
-            double a1, a0, c1, c0;
-            pg_db_image_term(&w, dn, &a1, &a0);
-            pg_db_image_term(&w, -dn, &c1, &c0);
-            const int use = (n <= b->nimg[i]);
-            b->p1[i] = use ? (b->p1[i] + a1) + c1 : b->p1[i];
-            b->p0[i] = use ? (b->p0[i] + a0) + c0 : b->p0[i];
+
+    /* images (failed rows, and rows beyond PG_DB_MAX_IMAGES, sum nothing) */
+    int n = 0, most = 0;
+    for (int i = 0; i < m; i++) {
+        if (status[i] == 0 && !rows->modes[i] && !rows->capped[i]) {
+            idx[n++] = i;
+            most = rows->nterms[i] > most ? rows->nterms[i] : most;
         }
     }
-    for (int k = 1; k <= nmod; k++) {
-        const double dk = (double)k, parity = (k & 1) ? -1.0 : 1.0;
+    if (n > 0) {
+        const int np = pg_db_pack(g, rows, idx, n, 0);
         #pragma omp simd
-        for (int i = 0; i < m; i++) {
-            const pg_db_row w = pg_db_load(rows, i);
-            const double t = pg_db_mode_term(&w, dk, parity);
-            b->sum[i] = (k <= b->nmod[i]) ? b->sum[i] + t : b->sum[i];
+        for (int j = 0; j < np; j++) {
+            const pg_db_row w = pg_db_load_image(g, j);
+            double t1, t0;
+            pg_db_image_term(&w, 0.0, &t1, &t0);
+            b->a1[j] = t1;
+            b->a0[j] = t0;
+        }
+        for (int k = 1; k <= most; k++) {
+            const double dk = (double)k;
+            #pragma omp simd
+            for (int j = 0; j < np; j++) {
+                const pg_db_row w = pg_db_load_image(g, j);
+                double u1, u0, d1, d0;
+                pg_db_image_term(&w, dk, &u1, &u0);
+                pg_db_image_term(&w, -dk, &d1, &d0);
+                const int use = (k <= g->nterms[j]);
+                b->a1[j] = use ? (b->a1[j] + u1) + d1 : b->a1[j];
+                b->a0[j] = use ? (b->a0[j] + u0) + d0 : b->a0[j];
+            }
+        }
+        for (int j = 0; j < n; j++) {
+            b->p1[idx[j]] = b->a1[j];
+            b->p0[idx[j]] = b->a0[j];
         }
     }
+
+    /* modes */
+    n = 0;
+    most = 0;
+    for (int i = 0; i < m; i++) {
+        if (status[i] == 0 && rows->modes[i]) {
+            idx[n++] = i;
+            most = rows->nterms[i] > most ? rows->nterms[i] : most;
+        }
+    }
+    if (n > 0) {
+        const int np = pg_db_pack(g, rows, idx, n, 1);
+        for (int j = 0; j < np; j++) b->a1[j] = 0.0;
+        for (int k = 1; k <= most; k++) {
+            const double dk = (double)k, parity = (k & 1) ? -1.0 : 1.0;
+            #pragma omp simd
+            for (int j = 0; j < np; j++) {
+                const pg_db_row w = pg_db_load_mode(g, j);
+                const double t = pg_db_mode_term(&w, dk, parity);
+                b->a1[j] = (k <= g->nterms[j]) ? b->a1[j] + t : b->a1[j];
+            }
+        }
+        for (int j = 0; j < n; j++) b->sum[idx[j]] = b->a1[j];
+    }
+
     #pragma omp simd
     for (int i = 0; i < m; i++) {
         const pg_db_row w = pg_db_load(rows, i);

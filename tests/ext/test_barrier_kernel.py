@@ -761,9 +761,9 @@ def test_double_barrier_matches_mpmath_across_the_domain():
     rng = np.random.default_rng(15)
     c = double_cases(rng, 60, width_max=1.5)
     c["knock"] = np.full(60, bar.KNOCK_OUT, np.int32)
-    # both sides of the switch between the series: vol^2 T/W^2 = 1/4 -+ 1e-9
-    w = np.log(c["upper_barrier"][:4] / c["lower_barrier"][:4])
-    c["volatility"][:4] = np.sqrt(0.25 * w**2 / c["time"][:4]) * np.array([1 - 1e-9, 1 + 1e-9, 1 - 1e-9, 1 + 1e-9])
+    # vol^2 T/W^2 from 1e-3 to 1e3 (both series, and the kernel's switch between them)
+    w = np.log(c["upper_barrier"] / c["lower_barrier"])
+    c["volatility"] = np.sqrt(np.exp(rng.uniform(math.log(1e-3), math.log(1e3), 60)) * w**2 / c["time"])
     ours = priced("double", c, [1])[0]
     args = ("knock", "option_type", "strike", "time", "lower_barrier", "upper_barrier", "spot", "rate",
             "dividend_yield", "volatility")
@@ -1182,10 +1182,11 @@ def test_one_and_two_threads_give_identical_results(family):
     n = 3 * bar.PARALLEL_THRESHOLD + 17
     c = random_family_cases(family, np.random.default_rng(41), n)
     c["volatility"][::97] = NAN   # some failed rows too
-    a, sa, na = run(family, c, threads=1)
-    b, sb, nb = run(family, c, threads=2)
-    assert na == nb == len(range(0, n, 97))
-    assert np.array_equal(a, b, equal_nan=True) and np.array_equal(sa, sb)
+    for measures in (ALL, [1]):   # both above the threshold: n rows x evaluations per row
+        a, sa, na = run(family, c, measures, threads=1)
+        b, sb, nb = run(family, c, measures, threads=2)
+        assert na == nb == len(range(0, n, 97))
+        assert np.array_equal(a, b, equal_nan=True) and np.array_equal(sa, sb)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
