@@ -15,9 +15,10 @@ Design
    ``pg_<product>_value`` its price).
 2. Loops: an entry point cuts the rows into fixed blocks of ``PG_BARRIER_BLOCK`` (32) rows;
    ``pg_<product>_block`` prices one block with `omp simd` loops over its rows (glibc's
-   vector exp, log, erfc, sin, cos). Blocks run on one thread while rows x (price
-   evaluations per row) is below ``PARALLEL_THRESHOLD``, else in a ``prange`` over blocks,
-   GIL released; results do not depend on the thread count. A length-1 batch (one trade) prices one block: no thread start, no heap
+   vector exp, log, erfc, sin, cos). Blocks run on one thread while the batch's work
+   (rows x price evaluations per row; digitals: rows / 2) is below ``PARALLEL_THRESHOLD``,
+   else in a ``prange`` over blocks, GIL released; results do not depend on the thread
+   count. A length-1 batch (one trade) prices one block: no thread start, no heap
    allocation, no table building.
 3. Numerics, with sources and pages, in the notes at the top of the three headers:
    - single barriers: E. Reiner and M. Rubinstein, "Breaking down the barriers", Risk 4(8),
@@ -93,16 +94,17 @@ GREEK_METHODS_BY_ENTRY = {
     "digital_price_batch": DIGITAL_GREEK_METHODS,
 }
 
-# A batch runs on one thread while rows x (price evaluations per row) is below this: a
-# price-only batch below PARALLEL_THRESHOLD rows; one asking for finite-difference Greeks
-# below PARALLEL_THRESHOLD / (1 + 2 per first or pure second derivative + 4 per mixed one)
-# rows (all ten measures: 23 evaluations per row, so from 12 rows on). Digitals count one
-# evaluation per row whatever the measures (analytic Greeks). Measured on the 2-core
-# development VM (busy neighbours; medians of 1 thread / 2 threads, price only):
-# barrier 128 rows 13/14 us, 256 rows 23/16 us, 512 rows 41/25 us; double barrier 128 rows
-# 35/46 us, 256 rows 99/61 us; digital 256 rows 9/11 us, 512 rows 15/13 us; touch 256 rows
-# 10/11 us, 512 rows 24/16 us. When the other core is busy a second thread can wait a
-# scheduler slice (milliseconds) for it, whatever the batch.
+# A batch runs on one thread while its work is below PARALLEL_THRESHOLD, the work being
+# rows x (price evaluations per row) for the finite-difference families (1 for a price,
+# + 2 per first or pure second derivative, + 4 per mixed one: 23 for all ten measures) and
+# rows / 2 for digitals (analytic Greeks; a digital row costs about half a barrier row).
+# So a price-only batch goes parallel from 256 rows (digitals 512), one asking for every
+# Greek from 12 rows. Measured on the 2-core development VM, price only, best of 300 calls
+# (1 thread / 2 threads, us): barrier 128 rows 11/12, 256 rows 21/14, 512 rows 35/21;
+# double barrier 128 rows 24/24, 256 rows 46/32; touch 128 rows 7/8, 256 rows 13/10;
+# digital 256 rows 7/7, 512 rows 13/10. The medians agree except that, with the other core
+# busy (six agents share the VM), a second thread now and then waits a scheduler slice
+# (about 8 ms) for its core, whatever the batch size.
 cdef Py_ssize_t _PARALLEL_THRESHOLD = 256
 PARALLEL_THRESHOLD = _PARALLEL_THRESHOLD
 
@@ -128,17 +130,17 @@ cdef Py_ssize_t _check_measures(const int[::1] measures, double[:, :] out, Py_ss
     return out.strides[0] // sizeof(double) if k > 1 else n
 
 
-cdef Py_ssize_t _evaluations(const int[::1] measures, bint finite_differences):
-    """Price evaluations per row that a batch asking for `measures` costs."""
+cdef Py_ssize_t _work(Py_ssize_t n, const int[::1] measures, bint finite_differences):
+    """The work of a batch of n rows asking for `measures`, in barrier price evaluations."""
     cdef Py_ssize_t j, evals = 1
     if not finite_differences:
-        return 1
+        return n // 2
     for j in range(measures.shape[0]):
         if measures[j] == 8 or measures[j] == 10:      # vanna, charm: 4 points
             evals += 4
         elif measures[j] != 1:
             evals += 2
-    return evals
+    return n * evals
 
 
 cdef Py_ssize_t _run(pg_block_fn block, const pg_cols *inp, const int[::1] measures,
@@ -147,7 +149,7 @@ cdef Py_ssize_t _run(pg_block_fn block, const pg_cols *inp, const int[::1] measu
     """The block loop every entry point shares (inputs already checked)."""
     cdef Py_ssize_t n = inp.n
     cdef int k = <int>measures.shape[0]
-    cdef Py_ssize_t work = n * _evaluations(measures, finite_differences)
+    cdef Py_ssize_t work = _work(n, measures, finite_differences)
     cdef Py_ssize_t nblocks = (n + PG_BARRIER_BLOCK - 1) // PG_BARRIER_BLOCK
     cdef Py_ssize_t blk, start, nbad = 0
     cdef int m

@@ -12,11 +12,13 @@
  *      touch:   touch_type, direction, payment | cash, H, T, dt | S, r, q, vol
  * 2. Block loops: a batch is cut into blocks of PG_BARRIER_BLOCK rows. A block first points
  *    at its rows of every column (a length-1 column is repeated into a stack buffer, so every
- *    loop reads contiguous data: pg_load_cols), then one `omp simd` loop computes status,
- *    price and the finite-difference steps of each row, then pg_fd_measures evaluates the
- *    price at the bumped inputs each requested measure needs (one `omp simd` loop per
- *    bumped point), then failed rows are NaN-ed (pg_fd_finish). A row's result depends only
- *    on its own inputs, never on its block's other rows or on the thread split.
+ *    loop reads contiguous data; a block that is not a whole number of vectors is padded
+ *    with copies of its last row: pg_load_cols_padded), then one `omp simd` loop computes
+ *    status, price and the finite-difference steps of each row, then pg_fd_measures
+ *    evaluates the price at the bumped inputs each requested measure needs (one `omp simd`
+ *    loop per bumped point), then failed rows are NaN-ed (pg_fd_finish). Every row goes
+ *    through the same vector code, so its results depend only on its own inputs: not on
+ *    its block's other rows, its place in the batch or the thread split (bit for bit).
  * 3. Numerics. b = r - q, s = vol sqrt(T) (floored at DBL_MIN), mu = (b - vol^2/2)/vol^2,
  *    lambda = sqrt(mu^2 + 2 r/vol^2), phi = +1 call / -1 put, eta = +1 down / -1 up,
  *    DF = exp(-rT), Sq = S exp(-qT):
@@ -43,7 +45,9 @@
  *    stays finite when e^a overflows while N(x) underflows (tiny vol, large carry): below
  *    x = -30 it uses N(x) = n(x)/(-x) (1 - 1/x^2 + 3/x^4 - ... + 10395/x^12) (the
  *    asymptotic series; next term < 3e-16 relative there) and folds -x^2/2 into the
- *    exponent. Each such product is a bounded expectation, so no overflow remains.
+ *    exponent. Each such product is a bounded expectation, so no overflow remains. exp and
+ *    N themselves stay on glibc's fast vector path (pg_exp, pg_ncdf: results below 3e-308
+ *    and 3e-296 are clamped to those, which no price can notice).
  *    Discrete monitoring (dt > 0, every dt years): the continuous formulas with the barrier
  *    moved away from spot, H exp(-eta beta vol sqrt(dt)), beta = -zeta(1/2)/sqrt(2 pi)
  *    = 0.5825971579... (M. Broadie, P. Glasserman and S. Kou, "A continuity correction for
@@ -68,9 +72,7 @@
  *    curvature and the cancellation of the formula's terms; 5e-4 gave 3x larger errors on
  *    vanna). Measured against mpmath derivatives on random rows (tests/ext/
  *    test_barrier_kernel.py), in units of each measure's natural size (e.g. scale/(S u)
- *    for delta): worst 4e-9 for first derivatives, 2.5e-7 for second ones. The rounding
- *    part also makes a row's Greeks differ by up to ~1e-7 of that size between the vector
- *    loop and its scalar remainder (libmvec and libm differ in the last bits). Theta bumps
+ *    for delta): worst 4e-9 for first derivatives, 2.5e-7 for second ones. Theta bumps
  *    T down and up (the option ages, dt and the barriers stay); charm = -d2V/dS dT.
  *    T = 0 rows: delta is that of the payoff (knock-out phi step, else 0), every other
  *    Greek 0.
@@ -402,6 +404,37 @@ PG_INLINE void pg_load_cols(const pg_cols *in, ptrdiff_t start, int m, pg_block_
         b->D[j] = pg_block_input_d(b->db[j], in->dc[j], start, m, in->broadcast & PG_DCOL_BIT(j));
 }
 
+/* Vector lanes a block's row count is padded to: 8 doubles (AVX-512; a multiple of AVX2's 4). */
+#define PG_LANES 8
+
+/* As pg_load_cols, but a block of m rows that is not a whole number of vectors is padded
+ * with copies of its last row up to mc = the next multiple of PG_LANES (all columns are
+ * then copied into the block's buffers). Every row is so computed in the vector body of
+ * the loops, never in their scalar remainder: a row's results do not depend on where it
+ * sits in a batch (a trade priced alone = the same trade in a batch, bit for bit), and a
+ * single trade runs at vector speed. Returns mc. */
+PG_INLINE int pg_load_cols_padded(const pg_cols *in, ptrdiff_t start, int m, pg_block_cols *b)
+{
+    const int mc = (m + PG_LANES - 1) / PG_LANES * PG_LANES;
+    if (mc == m) {
+        pg_load_cols(in, start, m, b);
+        return m;
+    }
+    for (int j = 0; j < in->ni; j++) {
+        const int *src = (in->broadcast & PG_ICOL_BIT(j)) ? in->ic[j] : in->ic[j] + start;
+        const int step = (in->broadcast & PG_ICOL_BIT(j)) ? 0 : 1;
+        for (int i = 0; i < mc; i++) b->ib[j][i] = src[step * (i < m ? i : m - 1)];
+        b->I[j] = b->ib[j];
+    }
+    for (int j = 0; j < in->nd; j++) {
+        const double *src = (in->broadcast & PG_DCOL_BIT(j)) ? in->dc[j] : in->dc[j] + start;
+        const int step = (in->broadcast & PG_DCOL_BIT(j)) ? 0 : 1;
+        for (int i = 0; i < mc; i++) b->db[j][i] = src[step * (i < m ? i : m - 1)];
+        b->D[j] = b->db[j];
+    }
+    return mc;
+}
+
 /* ------------------------------------------------------------------ finite differences */
 
 /* Per-row steps: [0] for first derivatives, [1] for second and mixed ones. */
@@ -433,101 +466,103 @@ PG_INLINE void pg_fd_set_steps(pg_fd_steps *st, int i, double S, double T, doubl
 typedef void (*pg_fd_eval_fn)(const void *ctx, int m, int order, double kS, double kT,
                               double kr, double kq, double kv, double *v);
 
-/* out[j * ldo + start + i] = measures[j] of row i, from `price` and bumped prices.
- * expiry[i]: the row has T == 0 (then delta = expiry_delta[i], other Greeks 0).
- * Returns 1 if some output is not finite. */
-static int pg_fd_measures(pg_fd_eval_fn f, const void *ctx, int m, const pg_fd_steps *st,
+/* out[j * ldo + start + i] = measures[j] of row i < m, from `price` and bumped prices,
+ * computed for the mc >= m rows of the (padded) block. expiry[i]: the row has T == 0 (then
+ * delta = expiry_delta[i], other Greeks 0). Returns 1 if some output is not finite. */
+static int pg_fd_measures(pg_fd_eval_fn f, const void *ctx, int mc, int m, const pg_fd_steps *st,
                           const double *price, const int *expiry, const double *expiry_delta,
                           const int *measures, int k, double *out, ptrdiff_t ldo, ptrdiff_t start)
 {
     PG_ALIGNED double a[PG_BARRIER_BLOCK], b[PG_BARRIER_BLOCK], c[PG_BARRIER_BLOCK],
-        d[PG_BARRIER_BLOCK];
+        d[PG_BARRIER_BLOCK], o[PG_BARRIER_BLOCK];
     int nonfinite = 0;
     for (int j = 0; j < k; j++) {
-        double *o = out + j * ldo + start;
         const int code = measures[j];
         const double *h1 = NULL, *h2 = NULL;
         switch (code) {
         case PG_MEASURE_PRICE:
-            for (int i = 0; i < m; i++) o[i] = price[i];
+            for (int i = 0; i < mc; i++) o[i] = price[i];
             break;
         case PG_MEASURE_DELTA:
-            f(ctx, m, 0, 1.0, 0.0, 0.0, 0.0, 0.0, a);
-            f(ctx, m, 0, -1.0, 0.0, 0.0, 0.0, 0.0, b);
+            f(ctx, mc, 0, 1.0, 0.0, 0.0, 0.0, 0.0, a);
+            f(ctx, mc, 0, -1.0, 0.0, 0.0, 0.0, 0.0, b);
             h1 = st->hS[0];
             #pragma omp simd
-            for (int i = 0; i < m; i++)
+            for (int i = 0; i < mc; i++)
                 o[i] = expiry[i] ? expiry_delta[i] : (a[i] - b[i]) / (2.0 * h1[i]);
             break;
         case PG_MEASURE_VEGA:
         case PG_MEASURE_RHO:
         case PG_MEASURE_DIVIDEND_RHO:
             if (code == PG_MEASURE_VEGA) {
-                f(ctx, m, 0, 0.0, 0.0, 0.0, 0.0, 1.0, a);
-                f(ctx, m, 0, 0.0, 0.0, 0.0, 0.0, -1.0, b);
+                f(ctx, mc, 0, 0.0, 0.0, 0.0, 0.0, 1.0, a);
+                f(ctx, mc, 0, 0.0, 0.0, 0.0, 0.0, -1.0, b);
                 h1 = st->hv[0];
             } else if (code == PG_MEASURE_RHO) {
-                f(ctx, m, 0, 0.0, 0.0, 1.0, 0.0, 0.0, a);
-                f(ctx, m, 0, 0.0, 0.0, -1.0, 0.0, 0.0, b);
+                f(ctx, mc, 0, 0.0, 0.0, 1.0, 0.0, 0.0, a);
+                f(ctx, mc, 0, 0.0, 0.0, -1.0, 0.0, 0.0, b);
                 h1 = st->hr[0];
             } else {
-                f(ctx, m, 0, 0.0, 0.0, 0.0, 1.0, 0.0, a);
-                f(ctx, m, 0, 0.0, 0.0, 0.0, -1.0, 0.0, b);
+                f(ctx, mc, 0, 0.0, 0.0, 0.0, 1.0, 0.0, a);
+                f(ctx, mc, 0, 0.0, 0.0, 0.0, -1.0, 0.0, b);
                 h1 = st->hq[0];
             }
             #pragma omp simd
-            for (int i = 0; i < m; i++)
+            for (int i = 0; i < mc; i++)
                 o[i] = expiry[i] ? 0.0 : (a[i] - b[i]) / (2.0 * h1[i]);
             break;
         case PG_MEASURE_THETA:   /* the option ages: T - h minus T + h */
-            f(ctx, m, 0, 0.0, -1.0, 0.0, 0.0, 0.0, a);
-            f(ctx, m, 0, 0.0, 1.0, 0.0, 0.0, 0.0, b);
+            f(ctx, mc, 0, 0.0, -1.0, 0.0, 0.0, 0.0, a);
+            f(ctx, mc, 0, 0.0, 1.0, 0.0, 0.0, 0.0, b);
             h1 = st->hT[0];
             #pragma omp simd
-            for (int i = 0; i < m; i++)
+            for (int i = 0; i < mc; i++)
                 o[i] = expiry[i] ? 0.0 : (a[i] - b[i]) / (2.0 * h1[i]);
             break;
         case PG_MEASURE_GAMMA:
         case PG_MEASURE_VOLGA:
             if (code == PG_MEASURE_GAMMA) {
-                f(ctx, m, 1, 1.0, 0.0, 0.0, 0.0, 0.0, a);
-                f(ctx, m, 1, -1.0, 0.0, 0.0, 0.0, 0.0, b);
+                f(ctx, mc, 1, 1.0, 0.0, 0.0, 0.0, 0.0, a);
+                f(ctx, mc, 1, -1.0, 0.0, 0.0, 0.0, 0.0, b);
                 h1 = st->hS[1];
             } else {
-                f(ctx, m, 1, 0.0, 0.0, 0.0, 0.0, 1.0, a);
-                f(ctx, m, 1, 0.0, 0.0, 0.0, 0.0, -1.0, b);
+                f(ctx, mc, 1, 0.0, 0.0, 0.0, 0.0, 1.0, a);
+                f(ctx, mc, 1, 0.0, 0.0, 0.0, 0.0, -1.0, b);
                 h1 = st->hv[1];
             }
             #pragma omp simd
-            for (int i = 0; i < m; i++)
+            for (int i = 0; i < mc; i++)
                 o[i] = expiry[i] ? 0.0 : ((a[i] - price[i]) + (b[i] - price[i])) / (h1[i] * h1[i]);
             break;
         case PG_MEASURE_VANNA:
         case PG_MEASURE_CHARM:
             if (code == PG_MEASURE_VANNA) {
-                f(ctx, m, 1, 1.0, 0.0, 0.0, 0.0, 1.0, a);
-                f(ctx, m, 1, 1.0, 0.0, 0.0, 0.0, -1.0, b);
-                f(ctx, m, 1, -1.0, 0.0, 0.0, 0.0, 1.0, c);
-                f(ctx, m, 1, -1.0, 0.0, 0.0, 0.0, -1.0, d);
+                f(ctx, mc, 1, 1.0, 0.0, 0.0, 0.0, 1.0, a);
+                f(ctx, mc, 1, 1.0, 0.0, 0.0, 0.0, -1.0, b);
+                f(ctx, mc, 1, -1.0, 0.0, 0.0, 0.0, 1.0, c);
+                f(ctx, mc, 1, -1.0, 0.0, 0.0, 0.0, -1.0, d);
                 h2 = st->hv[1];
             } else {   /* charm = -d2V/dS dT: bump T down for +, up for - */
-                f(ctx, m, 1, 1.0, -1.0, 0.0, 0.0, 0.0, a);
-                f(ctx, m, 1, 1.0, 1.0, 0.0, 0.0, 0.0, b);
-                f(ctx, m, 1, -1.0, -1.0, 0.0, 0.0, 0.0, c);
-                f(ctx, m, 1, -1.0, 1.0, 0.0, 0.0, 0.0, d);
+                f(ctx, mc, 1, 1.0, -1.0, 0.0, 0.0, 0.0, a);
+                f(ctx, mc, 1, 1.0, 1.0, 0.0, 0.0, 0.0, b);
+                f(ctx, mc, 1, -1.0, -1.0, 0.0, 0.0, 0.0, c);
+                f(ctx, mc, 1, -1.0, 1.0, 0.0, 0.0, 0.0, d);
                 h2 = st->hT[1];
             }
             h1 = st->hS[1];
             #pragma omp simd
-            for (int i = 0; i < m; i++)
+            for (int i = 0; i < mc; i++)
                 o[i] = expiry[i] ? 0.0 : ((a[i] - b[i]) - (c[i] - d[i])) / (4.0 * h1[i] * h2[i]);
             break;
         default:
             break;   /* the caller validates the codes */
         }
         int nf = 0;
-        #pragma omp simd reduction(|:nf)
-        for (int i = 0; i < m; i++) nf |= !pg_finite(o[i]);
+        double *dst = out + j * ldo + start;
+        for (int i = 0; i < m; i++) {
+            dst[i] = o[i];
+            nf |= !pg_finite(o[i]);
+        }
         nonfinite |= nf;
     }
     return nonfinite;
@@ -561,6 +596,7 @@ static ptrdiff_t pg_fd_finish(int *st, const double *price, int nonfinite, int m
 
 /* The block state of a finite-difference family. */
 typedef struct {
+    int m;              /* rows of the block (the columns hold mc >= m, padded) */
     pg_block_cols c;
     pg_fd_steps st;
     PG_ALIGNED double price[PG_BARRIER_BLOCK], expiry_delta[PG_BARRIER_BLOCK];
@@ -597,13 +633,14 @@ static ptrdiff_t pg_barrier_block(const pg_cols *in, ptrdiff_t start, int m, con
 {
     pg_fd_block blk;
     pg_fd_block *b = &blk;
-    pg_load_cols(in, start, m, &b->c);
+    const int mc = pg_load_cols_padded(in, start, m, &b->c);
+    b->m = m;
     const int *bt = b->c.I[PG_SB_TYPE], *ot = b->c.I[PG_SB_OPTION];
     const double *K = b->c.D[PG_SB_K], *T = b->c.D[PG_SB_T], *H = b->c.D[PG_SB_H],
                  *R = b->c.D[PG_SB_R], *dt = b->c.D[PG_SB_DT], *S = b->c.D[PG_SB_S],
                  *r = b->c.D[PG_SB_RATE], *q = b->c.D[PG_SB_Q], *vol = b->c.D[PG_SB_VOL];
     #pragma omp simd
-    for (int i = 0; i < m; i++) {
+    for (int i = 0; i < mc; i++) {
         b->status[i] = pg_barrier_check(bt[i], ot[i], K[i], T[i], H[i], R[i], dt[i], S[i],
                                         r[i], q[i], vol[i]);
         b->price[i] = pg_barrier_value(bt[i], ot[i], K[i], T[i], H[i], R[i], dt[i], S[i],
@@ -612,7 +649,7 @@ static ptrdiff_t pg_barrier_block(const pg_cols *in, ptrdiff_t start, int m, con
         b->expiry_delta[i] = pg_barrier_expiry_delta(bt[i], ot[i], K[i], S[i]);
         pg_fd_set_steps(&b->st, i, S[i], T[i], vol[i], pg_barrier_scale(T[i], r[i], q[i], vol[i]));
     }
-    const int nonfinite = pg_fd_measures(pg_barrier_eval, b, m, &b->st, b->price, b->expiry,
+    const int nonfinite = pg_fd_measures(pg_barrier_eval, b, mc, m, &b->st, b->price, b->expiry,
                                          b->expiry_delta, measures, k, out, ldo, start);
     return pg_fd_finish(b->status, b->price, nonfinite, m, k, out, ldo, start, status);
 }
@@ -644,13 +681,14 @@ static ptrdiff_t pg_touch_block(const pg_cols *in, ptrdiff_t start, int m, const
 {
     pg_fd_block blk;
     pg_fd_block *b = &blk;
-    pg_load_cols(in, start, m, &b->c);
+    const int mc = pg_load_cols_padded(in, start, m, &b->c);
+    b->m = m;
     const int *tt = b->c.I[PG_TO_TOUCH], *dir = b->c.I[PG_TO_DIRECTION], *pay = b->c.I[PG_TO_PAYMENT];
     const double *Q = b->c.D[PG_TO_Q], *H = b->c.D[PG_TO_H], *T = b->c.D[PG_TO_T],
                  *dt = b->c.D[PG_TO_DT], *S = b->c.D[PG_TO_S], *r = b->c.D[PG_TO_RATE],
                  *q = b->c.D[PG_TO_DIV], *vol = b->c.D[PG_TO_VOL];
     #pragma omp simd
-    for (int i = 0; i < m; i++) {
+    for (int i = 0; i < mc; i++) {
         b->status[i] = pg_touch_check(tt[i], dir[i], pay[i], Q[i], H[i], T[i], dt[i], S[i],
                                       r[i], q[i], vol[i]);
         b->price[i] = pg_touch_value(tt[i], dir[i], pay[i], Q[i], H[i], T[i], dt[i], S[i],
@@ -659,7 +697,7 @@ static ptrdiff_t pg_touch_block(const pg_cols *in, ptrdiff_t start, int m, const
         b->expiry_delta[i] = 0.0;
         pg_fd_set_steps(&b->st, i, S[i], T[i], vol[i], pg_touch_scale(T[i], r[i], q[i], vol[i]));
     }
-    const int nonfinite = pg_fd_measures(pg_touch_eval, b, m, &b->st, b->price, b->expiry,
+    const int nonfinite = pg_fd_measures(pg_touch_eval, b, mc, m, &b->st, b->price, b->expiry,
                                          b->expiry_delta, measures, k, out, ldo, start);
     return pg_fd_finish(b->status, b->price, nonfinite, m, k, out, ldo, start, status);
 }

@@ -178,14 +178,12 @@ typedef struct {
 
 #define PG_DIGITAL_MEASURE_LOOP(CODE)                                   \
     do {                                                                \
-        _Pragma("omp simd reduction(|:nonfinite)")                      \
-        for (int i = 0; i < m; i++) {                                   \
+        _Pragma("omp simd")                                             \
+        for (int i = 0; i < mc; i++) {                                  \
             pg_digital_terms t;                                         \
             PG_DG_DFIELDS(PG_DG_LOAD)                                   \
             PG_DG_IFIELDS(PG_DG_LOAD)                                   \
-            const double v = pg_digital_measure(CODE, t);              \
-            o[i] = v;                                                   \
-            nonfinite |= !pg_finite(v);                                 \
+            res[i] = pg_digital_measure(CODE, t);                       \
         }                                                               \
     } while (0)
 
@@ -196,14 +194,14 @@ static ptrdiff_t pg_digital_block(const pg_cols *in, ptrdiff_t start, int m, con
     pg_digital_rows rs;
     pg_digital_rows *rows = &rs;
     PG_ALIGNED int st[PG_BARRIER_BLOCK];
-    PG_ALIGNED double price[PG_BARRIER_BLOCK];
-    pg_load_cols(in, start, m, &cols);
+    PG_ALIGNED double price[PG_BARRIER_BLOCK], res[PG_BARRIER_BLOCK];
+    const int mc = pg_load_cols_padded(in, start, m, &cols);
     const int *pay = cols.I[PG_DG_PAYOFF], *ot = cols.I[PG_DG_OPTION];
     const double *K = cols.D[PG_DG_K], *T = cols.D[PG_DG_T], *Q = cols.D[PG_DG_Q],
                  *K2 = cols.D[PG_DG_K2], *S = cols.D[PG_DG_S], *r = cols.D[PG_DG_RATE],
                  *q = cols.D[PG_DG_DIV], *vol = cols.D[PG_DG_VOL];
     #pragma omp simd
-    for (int i = 0; i < m; i++) {
+    for (int i = 0; i < mc; i++) {
         st[i] = pg_digital_check(pay[i], ot[i], K[i], T[i], Q[i], K2[i], S[i], r[i], q[i], vol[i]);
         const pg_digital_terms t = pg_digital_terms_of(pay[i], ot[i], K[i], T[i], Q[i], K2[i],
                                                        S[i], r[i], q[i], vol[i]);
@@ -215,7 +213,7 @@ static ptrdiff_t pg_digital_block(const pg_cols *in, ptrdiff_t start, int m, con
     for (int j = 0; j < k; j++) {
         double *o = out + j * ldo + start;
         switch (measures[j]) {
-        case PG_MEASURE_PRICE:        for (int i = 0; i < m; i++) o[i] = price[i]; break;
+        case PG_MEASURE_PRICE:        for (int i = 0; i < mc; i++) res[i] = price[i]; break;
         case PG_MEASURE_DELTA:        PG_DIGITAL_MEASURE_LOOP(PG_MEASURE_DELTA); break;
         case PG_MEASURE_GAMMA:        PG_DIGITAL_MEASURE_LOOP(PG_MEASURE_GAMMA); break;
         case PG_MEASURE_VEGA:         PG_DIGITAL_MEASURE_LOOP(PG_MEASURE_VEGA); break;
@@ -226,6 +224,10 @@ static ptrdiff_t pg_digital_block(const pg_cols *in, ptrdiff_t start, int m, con
         case PG_MEASURE_VOLGA:        PG_DIGITAL_MEASURE_LOOP(PG_MEASURE_VOLGA); break;
         case PG_MEASURE_CHARM:        PG_DIGITAL_MEASURE_LOOP(PG_MEASURE_CHARM); break;
         default: break;
+        }
+        for (int i = 0; i < m; i++) {
+            o[i] = res[i];
+            nonfinite |= !pg_finite(res[i]);
         }
     }
     return pg_fd_finish(st, price, nonfinite, m, k, out, ldo, start, status);

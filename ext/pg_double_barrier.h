@@ -395,7 +395,7 @@ static void pg_double_barrier_eval(const void *ctx, int m, int o, double kS, dou
 
     /* images (failed rows, and rows beyond PG_DB_MAX_IMAGES, sum nothing) */
     int n = 0, most = 0;
-    for (int i = 0; i < m; i++) {
+    for (int i = 0; i < b->f.m; i++) {   /* the block's own rows, not its padding */
         if (status[i] == 0 && !rows->modes[i] && !rows->capped[i]) {
             idx[n++] = i;
             most = rows->nterms[i] > most ? rows->nterms[i] : most;
@@ -433,7 +433,7 @@ static void pg_double_barrier_eval(const void *ctx, int m, int o, double kS, dou
     /* modes */
     n = 0;
     most = 0;
-    for (int i = 0; i < m; i++) {
+    for (int i = 0; i < b->f.m; i++) {
         if (status[i] == 0 && rows->modes[i]) {
             idx[n++] = i;
             most = rows->nterms[i] > most ? rows->nterms[i] : most;
@@ -468,13 +468,14 @@ static ptrdiff_t pg_double_barrier_block(const pg_cols *in, ptrdiff_t start, int
     pg_db_block blk;
     pg_db_block *b = &blk;
     pg_fd_block *f = &b->f;
-    pg_load_cols(in, start, m, &f->c);
+    const int mc = pg_load_cols_padded(in, start, m, &f->c);
+    f->m = m;
     const int *kn = f->c.I[PG_DB_KNOCK], *ot = f->c.I[PG_DB_OPTION];
     const double *K = f->c.D[PG_DB_K], *T = f->c.D[PG_DB_T], *L = f->c.D[PG_DB_L],
                  *U = f->c.D[PG_DB_U], *S = f->c.D[PG_DB_S], *r = f->c.D[PG_DB_RATE],
                  *q = f->c.D[PG_DB_Q], *vol = f->c.D[PG_DB_VOL];
     #pragma omp simd
-    for (int i = 0; i < m; i++) {
+    for (int i = 0; i < mc; i++) {
         f->status[i] = pg_double_barrier_check(kn[i], ot[i], K[i], T[i], L[i], U[i], S[i], r[i],
                                                q[i], vol[i]);
         f->expiry[i] = (T[i] == 0.0);
@@ -482,8 +483,8 @@ static ptrdiff_t pg_double_barrier_block(const pg_cols *in, ptrdiff_t start, int
         pg_fd_set_steps(&f->st, i, S[i], T[i], vol[i],
                         pg_double_barrier_scale(kn[i], T[i], L[i], U[i], r[i], q[i], vol[i]));
     }
-    pg_double_barrier_eval(b, m, 0, 0.0, 0.0, 0.0, 0.0, 0.0, f->price);
-    const int nonfinite = pg_fd_measures(pg_double_barrier_eval, b, m, &f->st, f->price,
+    pg_double_barrier_eval(b, mc, 0, 0.0, 0.0, 0.0, 0.0, 0.0, f->price);
+    const int nonfinite = pg_fd_measures(pg_double_barrier_eval, b, mc, m, &f->st, f->price,
                                          f->expiry, f->expiry_delta, measures, k, out, ldo, start);
     return pg_fd_finish(f->status, f->price, nonfinite, m, k, out, ldo, start, status);
 }
