@@ -17,9 +17,12 @@ Design
    ``pg_<product>_block`` prices one block with `omp simd` loops over its rows (glibc's
    vector exp, log, erfc, sin, cos). Blocks run on one thread while the batch's work
    (rows x price evaluations per row; digitals: rows / 2) is below ``PARALLEL_THRESHOLD``,
-   else in a ``prange`` over blocks, GIL released; results do not depend on the thread
-   count. A length-1 batch (one trade) prices one block: no thread start, no heap
-   allocation, no table building.
+   else in a ``prange`` over blocks, GIL released. A block that is not a whole number of
+   vectors (8 rows) is padded with copies of its last row, so every row runs through the
+   same vector code: results depend neither on the thread count nor on a row's place in
+   the batch (a trade priced alone gets the same bits as in any batch). A length-1 batch
+   (one trade) prices one padded block: no thread start, no heap allocation, no table
+   building (about 3 us with the Python call, 3-14 us with all ten measures).
 3. Numerics, with sources and pages, in the notes at the top of the three headers:
    - single barriers: E. Reiner and M. Rubinstein, "Breaking down the barriers", Risk 4(8),
      1991, as in E. G. Haug, "The Complete Guide to Option Pricing Formulas", 2nd ed.,

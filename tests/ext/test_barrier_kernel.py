@@ -854,6 +854,20 @@ def test_double_barrier_expiry_and_empty_corridor():
     assert_close("KI = European", out[0, 5], vanilla(row(c, 5), [1])[0], 1e-14, 0.0)
 
 
+def test_double_barrier_beyond_64_images_is_zero_or_not_finite():
+    """vol^2 T/W^2 > 182 with a drift too strong for the modes: the images are not summed;
+    the knock-out is 0 where its bound e^{m W - pi^2 c/2} (4/pi) underflows, else the row is
+    PG_NOT_FINITE (a rate of 150% over 10 years, and of 50% over 1000 years at vol 0.45%:
+    no market gets there)."""
+    c = {"knock": [bar.KNOCK_OUT, bar.KNOCK_IN, bar.KNOCK_OUT], "option_type": CALL, "strike": 100.0,
+         "time": [10.0, 10.0, 1000.0], "lower_barrier": 99.5, "upper_barrier": 100.5, "spot": 100.0,
+         "rate": [1.5, 1.5, 0.5], "dividend_yield": 0.0, "volatility": [0.05, 0.05, 0.00447]}
+    out, status, nbad = run("double", c, [1])
+    assert list(status) == [0, 0, pgs.NOT_FINITE] and nbad == 1
+    assert out[0, 0] == 0.0 and out[0, 1] == pytest.approx(vanilla(row(c, 1), [1])[0, 0], rel=1e-14)
+    assert math.isnan(out[0, 2])
+
+
 # =========================================================================== digitals
 QL_GREEKS = ("NPV", "delta", "gamma", "vega", "theta", "rho", "dividendRho")
 
