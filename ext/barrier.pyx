@@ -22,7 +22,8 @@ Design
    same vector code: results depend neither on the thread count nor on a row's place in
    the batch (a trade priced alone gets the same bits as in any batch). A length-1 batch
    (one trade) prices one padded block: no thread start, no heap allocation, no table
-   building (about 3 us with the Python call, 3-14 us with all ten measures).
+   building (3-6 us for a price, 3-17 us with all ten measures: medians on the shared
+   development VM, Python call included).
 3. Numerics, with sources and pages, in the notes at the top of the three headers:
    - single barriers: E. Reiner and M. Rubinstein, "Breaking down the barriers", Risk 4(8),
      1991, as in E. G. Haug, "The Complete Guide to Option Pricing Formulas", 2nd ed.,
