@@ -1,9 +1,10 @@
-# Declarations of the single-barrier and digital formulas in pg_barrier.h, for kernels that
-# build on them: `from pricegrid.ext.barrier cimport ...` or, from a sibling .pyx in ext/,
-# `from barrier cimport ...`.
+# Declarations of the barrier-family formulas (pg_barrier.h, pg_double_barrier.h,
+# pg_digital.h) for kernels that build on them: `from pricegrid.ext.barrier cimport ...` or,
+# from a sibling .pyx in ext/, `from barrier cimport ...`.
 #
-# Every function here is pointwise and nogil; pg_barrier_block / pg_digital_block are the
-# SIMD loops over one block of at most PG_BARRIER_BLOCK rows.
+# The *_check / *_value functions are pointwise and nogil (a value function prices a row
+# whose check returned 0; arguments in the column order of the batch entry point). The
+# *_block functions are the SIMD loops over one block of at most PG_BARRIER_BLOCK rows.
 
 cdef extern from "pg_barrier.h" nogil:
     enum:
@@ -11,49 +12,80 @@ cdef extern from "pg_barrier.h" nogil:
         PG_BARRIER_DOWN_OUT
         PG_BARRIER_UP_IN
         PG_BARRIER_UP_OUT
-        PG_DIGITAL_CASH
-        PG_DIGITAL_ASSET
+        PG_TOUCH_ONE
+        PG_TOUCH_NO
+        PG_DIRECTION_DOWN
+        PG_DIRECTION_UP
+        PG_PAY_AT_HIT
+        PG_PAY_AT_EXPIRY
         PG_BARRIER_BLOCK
-        PG_IN_OPTION_TYPE
-        PG_IN_STRIKE
-        PG_IN_TIME
-        PG_IN_UNDERLYING
-        PG_IN_RATE
-        PG_IN_DIVIDEND
-        PG_IN_VOL
-        PG_IN_BARRIER
-        PG_IN_REBATE
+        PG_MAX_ICOLS
+        PG_MAX_DCOLS
+        PG_MEASURE_MAX
 
     int pg_max_threads()
 
-    int pg_barrier_check(int btype, int option_type, double strike, double time, double spot,
-                         double rate, double dividend, double vol, double barrier, double rebate)
-    double pg_barrier_value(int btype, int option_type, double strike, double time, double spot,
-                            double rate, double dividend, double vol, double barrier, double rebate)
-    double pg_barrier_point(int btype, int option_type, double strike, double time, double spot,
-                            double rate, double dividend, double vol, double barrier, double rebate,
-                            int *status)
-    int pg_digital_check(int payoff, int option_type, double strike, double time, double spot,
-                         double rate, double dividend, double vol, double cash)
-    double pg_digital_value(int payoff, int option_type, double strike, double time, double spot,
-                            double rate, double dividend, double vol, double cash)
-    double pg_digital_point(int payoff, int option_type, double strike, double time, double spot,
-                            double rate, double dividend, double vol, double cash, int *status)
+    int pg_barrier_check(int barrier_type, int option_type, double strike, double time,
+                         double barrier, double rebate, double monitoring_interval, double spot,
+                         double rate, double dividend_yield, double volatility)
+    double pg_barrier_value(int barrier_type, int option_type, double strike, double time,
+                            double barrier, double rebate, double monitoring_interval,
+                            double spot, double rate, double dividend_yield, double volatility)
+    int pg_touch_check(int touch_type, int direction, int payment, double cash, double barrier,
+                       double time, double monitoring_interval, double spot, double rate,
+                       double dividend_yield, double volatility)
+    double pg_touch_value(int touch_type, int direction, int payment, double cash,
+                          double barrier, double time, double monitoring_interval, double spot,
+                          double rate, double dividend_yield, double volatility)
 
-    ctypedef struct pg_barrier_inputs:
-        const int *option_type
-        const double *strike
-        const double *time
-        const double *spot
-        const double *rate
-        const double *dividend
-        const double *vol
-        const double *barrier
-        const double *rebate
+    ctypedef struct pg_cols:
+        const int *ic[3]
+        const double *dc[9]
+        int ni
+        int nd
         int broadcast
         Py_ssize_t n
 
-    Py_ssize_t pg_barrier_block(int btype, const pg_barrier_inputs *inputs, Py_ssize_t start,
-                                int m, double *out, int *status)
-    Py_ssize_t pg_digital_block(int payoff, const pg_barrier_inputs *inputs, Py_ssize_t start,
-                                int m, double *out, int *status)
+    int PG_ICOL_BIT(int j)
+    int PG_DCOL_BIT(int j)
+
+    ctypedef Py_ssize_t (*pg_block_fn)(const pg_cols *inputs, Py_ssize_t start, int m,
+                                       const int *measures, int k, double *out, Py_ssize_t ldo,
+                                       int *status)
+    Py_ssize_t pg_barrier_block(const pg_cols *inputs, Py_ssize_t start, int m,
+                                const int *measures, int k, double *out, Py_ssize_t ldo,
+                                int *status)
+    Py_ssize_t pg_touch_block(const pg_cols *inputs, Py_ssize_t start, int m,
+                              const int *measures, int k, double *out, Py_ssize_t ldo,
+                              int *status)
+
+cdef extern from "pg_double_barrier.h" nogil:
+    enum:
+        PG_KNOCK_IN
+        PG_KNOCK_OUT
+
+    int pg_double_barrier_check(int knock, int option_type, double strike, double time,
+                                double lower_barrier, double upper_barrier, double spot,
+                                double rate, double dividend_yield, double volatility)
+    double pg_double_barrier_value(int knock, int option_type, double strike, double time,
+                                   double lower_barrier, double upper_barrier, double spot,
+                                   double rate, double dividend_yield, double volatility)
+    Py_ssize_t pg_double_barrier_block(const pg_cols *inputs, Py_ssize_t start, int m,
+                                       const int *measures, int k, double *out, Py_ssize_t ldo,
+                                       int *status)
+
+cdef extern from "pg_digital.h" nogil:
+    enum:
+        PG_DIGITAL_CASH
+        PG_DIGITAL_ASSET
+        PG_DIGITAL_GAP
+
+    int pg_digital_check(int payoff, int option_type, double strike, double time, double cash,
+                         double payoff_strike, double spot, double rate, double dividend_yield,
+                         double volatility)
+    double pg_digital_value(int payoff, int option_type, double strike, double time, double cash,
+                            double payoff_strike, double spot, double rate,
+                            double dividend_yield, double volatility)
+    Py_ssize_t pg_digital_block(const pg_cols *inputs, Py_ssize_t start, int m,
+                                const int *measures, int k, double *out, Py_ssize_t ldo,
+                                int *status)
