@@ -67,8 +67,11 @@ Design
    Brownian bridge between grid points crosses (Glasserman 2003, sec. 6.4, pp. 366-368;
    var = vol^2 dt, or the average Heston variance over the step times dt), the knock-out
    rebate paid at the end of the crossing step. Lookback (floating or fixed strike, on the
-   running minimum / maximum): extremes taken at the grid points (discrete monitoring of a
-   continuous lookback: biased by O(sqrt(max_step)); choose a small max_step).
+   running minimum / maximum, monitored continuously): per step the extreme of the Brownian
+   bridge between the grid points is drawn exactly by inversion, max = (a + b +
+   sqrt((b - a)^2 - 2 var log U)) / 2 (Glasserman 2003, sec. 6.4, p. 367), from one more
+   random number per step (its dimension follows the step's drivers and is not bridged);
+   exact in law under GBM for any grid, under Heston with the step's average variance.
 7. Control variates (``control_variate=True``; the coefficient beta = Cov/Var estimated from
    the same samples, standard error from the residuals with n - 2 degrees of freedom):
    European GBM: the discounted terminal spot (mean S e^{-qT}); arithmetic Asian: the
@@ -394,7 +397,7 @@ cdef Py_ssize_t _run(pg_mc_inputs *inp, pg_mc_settings *st, const int[::1] measu
     if too_many >= 0:
         raise ValueError(f"max_step = {st.max_step!r} gives row {too_many} more than "
                          f"{PG_MC_MAX_STEPS} time steps")
-    cdef int dps = 1 if st.model == PG_MC_GBM else 2
+    cdef int dps = (1 if st.model == PG_MC_GBM else 2) + (1 if inp.product == PG_MC_LOOKBACK else 0)
     cdef int buffered = st.sobol or st.bridge
     if buffered and mmax * dps > SOBOL_MAX_DIMS:
         raise ValueError(f"{'sobol' if st.sobol else 'brownian_bridge'} needs {mmax * dps} "
@@ -690,8 +693,8 @@ def lookback_price_batch(const int[::1] strike_type not None,     # IN  1 floati
     """Monte Carlo prices and Greeks of n = len(status) lookback options.
 
     Floating strike: call S_T - min, put max - S_T; fixed strike: call max(max - K, 0), put
-    max(K - min, 0); extremes over the running ones and the grid points (steps of at most
-    ``max_step``: discrete monitoring, biased low by O(sqrt(max_step)) against continuous).
+    max(K - min, 0); extremes over the running ones and the path from now to expiry,
+    monitored continuously (the Brownian bridge's extreme sampled in each step).
     """
     cdef Py_ssize_t n = status.shape[0]
     cdef pg_mc_inputs inp

@@ -386,8 +386,14 @@ static inline int64_t pg_mc_row_steps(const pg_mc_row *row, double max_step)
     return m;
 }
 
-/* Normals per step: driver(s) of the model. */
-static inline int pg_mc_dps(const pg_mc_row *row) { return row->model == PG_MC_GBM ? 1 : 2; }
+/* Brownian drivers of the model (GBM 1; Heston 2: variance, then the spot's own). */
+static inline int pg_mc_nbm(const pg_mc_row *row) { return row->model == PG_MC_GBM ? 1 : 2; }
+
+/* Random numbers per step: the drivers, plus one for the lookback's bridge extreme. */
+static inline int pg_mc_dps(const pg_mc_row *row)
+{
+    return pg_mc_nbm(row) + (row->product == PG_MC_LOOKBACK ? 1 : 0);
+}
 
 /* One time grid: t[0] = 0 < t[1] < ... < t[m]; flag[k] marks fixings / monitoring dates;
  * wt[k] the averaging weight of S(t_k) (Asian). */
@@ -539,6 +545,7 @@ typedef struct {
     double *zbuf, *wbuf;
     uint32_t *sob_x, *sob_shift;
     PG_MC_ALIGN double z[3][PG_MC_L];   /* normals of the current step */
+    PG_MC_ALIGN double lnu[PG_MC_L];    /* lookback: log of the extreme's uniform */
     pg_mc_class cls[PG_MC_NCLASS];
     pg_mc_scen scen[PG_MC_NSCEN];
     int ncls_active[PG_MC_NCLASS];
@@ -629,6 +636,7 @@ static inline int pg_mc_cv_kind(const pg_mc_row *row)
 typedef struct {
     int64_t m;            /* steps */
     int dps;              /* normals per step */
+    int nbm;              /* Brownian drivers among them */
     int cv;               /* control kind (PG_MC_CV_NONE when off) */
     int need_e;           /* arithmetic averages need exp(x) per weighted step */
     int shadow;           /* a separate shadow GBM path is simulated (Heston with a control) */
@@ -653,6 +661,7 @@ static inline void pg_mc_setup(const pg_mc_row *row, const pg_mc_settings *st, i
     memset(p, 0, sizeof(*p));
     p->m = m;
     p->dps = pg_mc_dps(row);
+    p->nbm = pg_mc_nbm(row);
     p->cv = st->control_variate ? pg_mc_cv_kind(row) : PG_MC_CV_NONE;
     p->need_e = row->product == PG_MC_ASIAN && row->variant == PG_MC_ARITHMETIC;
     p->shadow = row->model != PG_MC_GBM
@@ -881,6 +890,14 @@ static inline void pg_mc_step_normals(pg_mc_work *w, const pg_mc_settings *st, c
                 z[nd + i] = -z[i];
         }
     }
+    if (p->dps > p->nbm) {
+        /* lookback: U = Phi(z) of the last number, log U = log(erfc(-z / sqrt 2) / 2) */
+        const double *restrict z = w->z[p->nbm];
+        double *restrict lu = w->lnu;
+#pragma omp simd
+        for (int i = 0; i < PG_MC_L; i++)
+            lu[i] = log(0.5 * erfc(-z[i] * PG_SQRT1_2));
+    }
 }
 
 /* Advance class c by step k. */
@@ -1039,16 +1056,20 @@ static inline void pg_mc_step_scen(const pg_mc_row *row, const pg_mc_plan *p, pg
             }
         }
     } else if (row->product == PG_MC_LOOKBACK) {
+        /* the extreme of the Brownian bridge from a to b (log-spot, variance var over the
+         * step): P(max > y) = exp(-2 (y - a)(y - b) / var), sampled by inversion:
+         * max = (a + b + sqrt((b - a)^2 - 2 var log U)) / 2, min with the root's sign
+         * flipped (Glasserman 2003, sec. 6.4, p. 367) */
         const int use_max = (row->variant == PG_MC_FLOATING) == (row->w < 0.0);
+        const double sgn = use_max ? 1.0 : -1.0;
+        const double *restrict xp = cl->xp, *restrict var = cl->var, *restrict lu = w->lnu;
+        const double ca = sc->lgp, cb = lg;
         double *restrict ext = sc->ext;
-        if (use_max) {
 #pragma omp simd
-            for (int i = 0; i < PG_MC_L; i++)
-                ext[i] = PG_MC_MAX(ext[i], lg + x[i]);
-        } else {
-#pragma omp simd
-            for (int i = 0; i < PG_MC_L; i++)
-                ext[i] = PG_MC_MIN(ext[i], lg + x[i]);
+        for (int i = 0; i < PG_MC_L; i++) {
+            const double a = ca + xp[i], b = cb + x[i];
+            const double y = 0.5 * (a + b + sgn * sqrt((b - a) * (b - a) - 2.0 * var[i] * lu[i]));
+            ext[i] = use_max ? PG_MC_MAX(ext[i], y) : PG_MC_MIN(ext[i], y);
         }
     }
     sc->lgp = lg;
@@ -1193,7 +1214,8 @@ static inline void pg_mc_unit(const pg_mc_row *row, const pg_mc_settings *st, in
     const int buffered = st->sobol || st->bridge;
     const int nd = st->chunk_draws;
     const int64_t ndims = m * p.dps;
-    const int need_var = row->product == PG_MC_BARRIER && row->mon == 0.0;
+    const int need_var = (row->product == PG_MC_BARRIER && row->mon == 0.0)
+                         || row->product == PG_MC_LOOKBACK;
     const int anti = st->antithetic;
 
     if (st->sobol)
@@ -1216,7 +1238,7 @@ static inline void pg_mc_unit(const pg_mc_row *row, const pg_mc_settings *st, in
                     pg_philox_normals(st->seed, (uint32_t)d, pair0, nd / 2, w->zbuf + (size_t)d * PG_MC_L);
             if (st->bridge) {
                 const pg_mc_grid *g = &w->grid[0];
-                for (int j = 0; j < p.dps; j++) {
+                for (int j = 0; j < p.nbm; j++) {
                     double *W = w->wbuf;
                     for (int i = 0; i < PG_MC_L; i++)
                         W[i] = 0.0;
