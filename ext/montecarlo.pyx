@@ -212,12 +212,15 @@ cdef extern from "pg_mc.h" nogil:
                           int *status, int64_t *steps, Py_ssize_t *too_many)
     int pg_mc_store(const pg_mc_settings *st, Py_ssize_t i, const double *est, const double *se,
                     double *out, Py_ssize_t ldo, double *err, Py_ssize_t lde, int *status)
+    int64_t pg_mc_rep_size(const pg_mc_settings *st)
+    void pg_mc_fold(const pg_mc_settings *st, int64_t u, const double *unit, double *reps)
     void pg_mc_row_serial(const pg_mc_inputs *inp, const pg_mc_settings *st, Py_ssize_t i,
-                          int64_t m, pg_mc_work *w, double *ustats, double *est, double *se)
+                          int64_t m, pg_mc_work *w, double *unit, double *reps, double *est,
+                          double *se)
     void pg_mc_row_unit(const pg_mc_inputs *inp, const pg_mc_settings *st, Py_ssize_t i,
-                        int64_t m, int64_t u, pg_mc_work *w, double *ustats)
+                        int64_t m, int64_t u, pg_mc_work *w, double *unit)
     void pg_mc_row_finish(const pg_mc_inputs *inp, const pg_mc_settings *st, Py_ssize_t i,
-                          int64_t m, pg_mc_work *w, const double *ustats, double *est, double *se)
+                          int64_t m, pg_mc_work *w, const double *reps, double *est, double *se)
     int pg_mc_max_threads()
 
 __all__ = [
@@ -254,6 +257,9 @@ BUMPS = {"delta_relative_spot": PG_MC_BUMP_DELTA, "gamma_relative_spot": PG_MC_B
 # cost of waking a second thread (measured: see bench/test_bench_montecarlo.py).
 cdef int64_t _PARALLEL_THRESHOLD = 1 << 15
 PARALLEL_THRESHOLD = _PARALLEL_THRESHOLD
+# Units of one row computed in parallel before they are folded (in order) into its
+# statistics: bounds the memory of a huge single-trade run (1024 x 7 x 6 doubles).
+cdef int64_t _UNIT_BATCH = 1024
 
 
 def max_threads():
@@ -417,19 +423,23 @@ cdef Py_ssize_t _run(pg_mc_inputs *inp, pg_mc_settings *st, const int[::1] measu
         if status_p[i] == 0:
             work += <double>st.paths * <double>(steps[i] if steps[i] > 0 else 1)
     cdef int nthreads = threads if threads > 1 and work >= _PARALLEL_THRESHOLD else 1
-    cdef int by_rows = nthreads > 1 and n >= nthreads
+    # rows in parallel when there are many (or each has few units), else each row's units
+    cdef int by_rows = nthreads > 1 and (n >= 4 * nthreads or (st.units < 2 * nthreads and n >= nthreads))
     if nthreads > 1 and not by_rows and st.units < 2:
         nthreads = 1
-    cdef int64_t ustride = st.units * k * PG_MC_NSTAT
+    cdef int64_t ustat = k * PG_MC_NSTAT                 # one unit's statistics
+    cdef int64_t rsize = pg_mc_rep_size(st)              # one row's replicate statistics
+    cdef int64_t per_thread = ustat + rsize + 2 * k      # unit, replicates, estimates, errors
+    cdef int64_t ubatch = _UNIT_BATCH if st.units > _UNIT_BATCH else st.units
     cdef int nws = nthreads
     cdef pg_mc_work **ws = <pg_mc_work **>calloc(nws, sizeof(pg_mc_work *))
-    cdef double *ustats = <double *>malloc((nws if by_rows or nthreads == 1 else 1) * ustride * sizeof(double))
-    cdef double *estse = <double *>malloc(nws * 2 * k * sizeof(double))
+    cdef double *buf = <double *>malloc((nws * per_thread + ubatch * ustat) * sizeof(double))
+    cdef double *ubuf = buf + nws * per_thread if buf != NULL else NULL
+    cdef double *b
     cdef int t
-    cdef int64_t u
-    cdef double *e
+    cdef int64_t u0, uu, ucnt
     try:
-        if ws == NULL or ustats == NULL or estse == NULL:
+        if ws == NULL or buf == NULL:
             raise MemoryError()
         for t in range(nws):
             ws[t] = pg_mc_work_new(mmax if mmax > 0 else 1, buffered, dps)
@@ -437,32 +447,47 @@ cdef Py_ssize_t _run(pg_mc_inputs *inp, pg_mc_settings *st, const int[::1] measu
                 raise MemoryError()
         with nogil:
             if nthreads == 1:
+                b = buf
                 for i in range(n):
                     if status_p[i] == 0:
-                        pg_mc_row_serial(inp, st, i, steps[i], ws[0], ustats, estse, estse + k)
-                    nbad += pg_mc_store(st, i, estse, estse + k, out_p, ldo, err_p, lde, status_p)
+                        pg_mc_row_serial(inp, st, i, steps[i], ws[0], b, b + ustat,
+                                         b + ustat + rsize, b + ustat + rsize + k)
+                    nbad += pg_mc_store(st, i, b + ustat + rsize, b + ustat + rsize + k, out_p,
+                                        ldo, err_p, lde, status_p)
             elif by_rows:
                 for i in prange(n, num_threads=nthreads, schedule="dynamic"):
                     t = threadid()
-                    e = estse + 2 * k * t
+                    b = buf + per_thread * t
                     if status_p[i] == 0:
-                        pg_mc_row_serial(inp, st, i, steps[i], ws[t], ustats + ustride * t, e, e + k)
-                    nbad += pg_mc_store(st, i, e, e + k, out_p, ldo, err_p, lde, status_p)
+                        pg_mc_row_serial(inp, st, i, steps[i], ws[t], b, b + ustat,
+                                         b + ustat + rsize, b + ustat + rsize + k)
+                    nbad += pg_mc_store(st, i, b + ustat + rsize, b + ustat + rsize + k, out_p,
+                                        ldo, err_p, lde, status_p)
             else:
+                b = buf
                 for i in range(n):
                     if status_p[i] == 0 and steps[i] > 0:
-                        for u in prange(st.units, num_threads=nthreads, schedule="dynamic"):
-                            pg_mc_row_unit(inp, st, i, steps[i], u, ws[threadid()], ustats)
+                        memset(b + ustat, 0, rsize * sizeof(double))
+                        u0 = 0
+                        while u0 < st.units:
+                            ucnt = st.units - u0 if st.units - u0 < ubatch else ubatch
+                            for uu in prange(ucnt, num_threads=nthreads, schedule="dynamic"):
+                                pg_mc_row_unit(inp, st, i, steps[i], u0 + uu, ws[threadid()],
+                                               ubuf + uu * ustat)
+                            for uu in range(ucnt):
+                                pg_mc_fold(st, u0 + uu, ubuf + uu * ustat, b + ustat)
+                            u0 += ucnt
                     if status_p[i] == 0:
-                        pg_mc_row_finish(inp, st, i, steps[i], ws[0], ustats, estse, estse + k)
-                    nbad += pg_mc_store(st, i, estse, estse + k, out_p, ldo, err_p, lde, status_p)
+                        pg_mc_row_finish(inp, st, i, steps[i], ws[0], b + ustat,
+                                         b + ustat + rsize, b + ustat + rsize + k)
+                    nbad += pg_mc_store(st, i, b + ustat + rsize, b + ustat + rsize + k, out_p,
+                                        ldo, err_p, lde, status_p)
     finally:
         if ws != NULL:
             for t in range(nws):
                 pg_mc_work_free(ws[t])
             free(ws)
-        free(ustats)
-        free(estse)
+        free(buf)
     return nbad
 
 

@@ -9,8 +9,9 @@
  *    PG_MC_BLOCK draws) in chunks of PG_MC_L lanes (paths); every lane loop is an
  *    `omp simd` loop. It writes, per requested measure, the unit's sample statistics
  *    (count, means, centred second moments of the estimate and its control).
- *    pg_mc_finish combines a row's units in their fixed order (Chan, Golub and LeVeque's
- *    pairwise update) and turns them into the estimate and its standard error. A row's
+ *    pg_mc_fold combines a row's units in their fixed order (Chan, Golub and LeVeque's
+ *    pairwise update) into per-replicate statistics, and pg_mc_finish turns those into
+ *    the estimate and its standard error. A row's
  *    result depends only on its own inputs, the settings and the seed: not on the thread
  *    count, not on its place in the batch.
  * 3. Per chunk, a step of the path updates each *path class* (a set of model parameters and
@@ -927,9 +928,9 @@ static inline void pg_mc_step_class(const pg_mc_row *row, const pg_mc_plan *p, p
         double *restrict v = cl->v, *restrict vr = cl->var;
         if (row->scheme == PG_MC_QE) {
             /* Andersen (2008), QE with the martingale correction; gamma1 = gamma2 = 1/2 */
-            const double E = exp(-kap * dt);
-            const double c1 = sg * sg * E * (1.0 - E) / kap;
-            const double c2 = th * sg * sg * (1.0 - E) * (1.0 - E) / (2.0 * kap);
+            const double E = exp(-kap * dt), omE = -expm1(-kap * dt);
+            const double c1 = sg * sg * E * omE / kap;
+            const double c2 = th * sg * sg * omE * omE / (2.0 * kap);
             const double K0 = -rho * kap * th * dt / sg;
             const double K1 = 0.5 * dt * (kap * rho / sg - 0.5) - rho / sg;
             const double K2 = 0.5 * dt * (kap * rho / sg - 0.5) + rho / sg;
@@ -1172,26 +1173,37 @@ static inline void pg_mc_merge(double *a, const double *b)
     a[5] += b[5] + dx * dy * f;
 }
 
-/* Statistics of cnt samples (y, x) into st (overwritten), two-pass. */
+/* Statistics of cnt samples (y, x) into st (overwritten), two-pass; x = NULL: no control
+ * (its moments are 0). The simd reductions fix the order of the additions at compile time. */
 static inline void pg_mc_chunk_stats(const double *restrict y, const double *restrict x, int cnt,
                                      double *st)
 {
-    double sy = 0.0, sx = 0.0;
-    for (int i = 0; i < cnt; i++) {
+    double sy = 0.0, sx = 0.0, yy = 0.0, xx = 0.0, xy = 0.0;
+#pragma omp simd reduction(+:sy)
+    for (int i = 0; i < cnt; i++)
         sy += y[i];
-        sx += x[i];
-    }
-    const double my = sy / cnt, mx = sx / cnt;
-    double yy = 0.0, xx = 0.0, xy = 0.0;
-    for (int i = 0; i < cnt; i++) {
-        const double dy = y[i] - my, dx = x[i] - mx;
-        yy += dy * dy;
-        xx += dx * dx;
-        xy += dx * dy;
+    const double my = sy / cnt;
+    if (x) {
+#pragma omp simd reduction(+:sx)
+        for (int i = 0; i < cnt; i++)
+            sx += x[i];
+        const double mx = sx / cnt;
+#pragma omp simd reduction(+:yy, xx, xy)
+        for (int i = 0; i < cnt; i++) {
+            const double dy = y[i] - my, dx = x[i] - mx;
+            yy += dy * dy;
+            xx += dx * dx;
+            xy += dx * dy;
+        }
+        st[2] = mx;
+    } else {
+#pragma omp simd reduction(+:yy)
+        for (int i = 0; i < cnt; i++)
+            yy += (y[i] - my) * (y[i] - my);
+        st[2] = 0.0;
     }
     st[0] = cnt;
     st[1] = my;
-    st[2] = mx;
     st[3] = yy;
     st[4] = xx;
     st[5] = xy;
@@ -1263,37 +1275,48 @@ static inline void pg_mc_unit(const pg_mc_row *row, const pg_mc_settings *st, in
                 }
             }
         }
-        /* initial states */
+        /* initial states (only what the product reads) */
+        const int asian = row->product == PG_MC_ASIAN;
         for (int ci = 0; ci < p.ncls; ci++) {
             pg_mc_class *cl = &w->cls[p.cls_list[ci]];
-            const pg_mc_grid *g = &w->grid[cl->grid];
+            const double v0 = cl->v0;
+#pragma omp simd
             for (int i = 0; i < PG_MC_L; i++) {
                 cl->x[i] = 0.0;
-                cl->xp[i] = 0.0;
+                cl->v[i] = v0;
                 cl->xs[i] = 0.0;
-                cl->v[i] = cl->v0;
-                cl->gx[i] = 0.0;
-                cl->gxs[i] = 0.0;
-                cl->e[i] = 1.0;
             }
-            (void)g;
+            if (asian) {
+#pragma omp simd
+                for (int i = 0; i < PG_MC_L; i++) {
+                    cl->gx[i] = 0.0;
+                    cl->gxs[i] = 0.0;
+                }
+            }
         }
         for (int si = 0; si < p.nscen; si++) {
             pg_mc_scen *sc = &w->scen[p.scen_list[si]];
             const pg_mc_grid *g = &w->grid[w->cls[sc->cls].grid];
-            const double a0 = (row->product == PG_MC_ASIAN) ? g->wt[0] * sc->S0 : 0.0;
-            double e0 = 0.0;
-            if (row->product == PG_MC_LOOKBACK) {
-                const int use_max = (row->variant == PG_MC_FLOATING) == (row->w < 0.0);
-                e0 = use_max ? PG_MC_MAX(log(row->rmax), sc->lnS0) : PG_MC_MIN(log(row->rmin), sc->lnS0);
-            }
-            for (int i = 0; i < PG_MC_L; i++) {
-                sc->acc[i] = a0;
-                sc->surv[i] = 1.0;
-                sc->reb[i] = 0.0;
-                sc->ext[i] = e0;
-            }
             sc->lgp = sc->lnS0;
+            if (asian) {
+                const double a0 = g->wt[0] * sc->S0;
+#pragma omp simd
+                for (int i = 0; i < PG_MC_L; i++)
+                    sc->acc[i] = a0;
+            } else if (row->product == PG_MC_BARRIER) {
+#pragma omp simd
+                for (int i = 0; i < PG_MC_L; i++) {
+                    sc->surv[i] = 1.0;
+                    sc->reb[i] = 0.0;
+                }
+            } else if (row->product == PG_MC_LOOKBACK) {
+                const int use_max = (row->variant == PG_MC_FLOATING) == (row->w < 0.0);
+                const double e0 = use_max ? PG_MC_MAX(log(row->rmax), sc->lnS0)
+                                          : PG_MC_MIN(log(row->rmin), sc->lnS0);
+#pragma omp simd
+                for (int i = 0; i < PG_MC_L; i++)
+                    sc->ext[i] = e0;
+            }
         }
         /* the path */
         for (int64_t k = 1; k <= m; k++) {
@@ -1307,9 +1330,18 @@ static inline void pg_mc_unit(const pg_mc_row *row, const pg_mc_settings *st, in
         for (int si = 0; si < p.nscen; si++)
             pg_mc_payoff(row, &p, w, &w->scen[p.scen_list[si]]);
         /* samples per measure */
+        const int has_x = p.cv != PG_MC_CV_NONE;
         for (int j = 0; j < st->nmeas; j++) {
             const pg_mc_measure *ms = &w->meas[j];
+            double cs[PG_MC_NSTAT];
+            if (!anti && ms->nterm == 1 && ms->term[0].coef == 1.0) {
+                const pg_mc_scen *sc = &w->scen[ms->term[0].scen];
+                pg_mc_chunk_stats(sc->y, has_x ? sc->xc : NULL, cnt, cs);
+                pg_mc_merge(out + j * PG_MC_NSTAT, cs);
+                continue;
+            }
             double *restrict sy = w->sy, *restrict sx = w->sx;
+#pragma omp simd
             for (int i = 0; i < PG_MC_L; i++) {
                 sy[i] = 0.0;
                 sx[i] = 0.0;
@@ -1318,9 +1350,12 @@ static inline void pg_mc_unit(const pg_mc_row *row, const pg_mc_settings *st, in
                 const pg_mc_scen *sc = &w->scen[ms->term[t].scen];
                 const double c = ms->term[t].coef;
 #pragma omp simd
-                for (int i = 0; i < PG_MC_L; i++) {
+                for (int i = 0; i < PG_MC_L; i++)
                     sy[i] += c * sc->y[i];
-                    sx[i] += c * sc->xc[i];
+                if (has_x) {
+#pragma omp simd
+                    for (int i = 0; i < PG_MC_L; i++)
+                        sx[i] += c * sc->xc[i];
                 }
             }
             if (anti) {
@@ -1330,8 +1365,7 @@ static inline void pg_mc_unit(const pg_mc_row *row, const pg_mc_settings *st, in
                     sx[i] = 0.5 * (sx[i] + sx[i + PG_MC_L / 2]);
                 }
             }
-            double cs[PG_MC_NSTAT];
-            pg_mc_chunk_stats(sy, sx, cnt, cs);
+            pg_mc_chunk_stats(sy, has_x ? sx : NULL, cnt, cs);
             pg_mc_merge(out + j * PG_MC_NSTAT, cs);
         }
     }
@@ -1355,28 +1389,32 @@ static inline void pg_mc_control_means(const pg_mc_row *row, const pg_mc_setting
     }
 }
 
-/* Turn a row's unit statistics (units x nmeas x PG_MC_NSTAT, in unit order) into estimates
- * and standard errors. With a control (use_cv): beta = Cov(y, x)/Var(x) from all samples,
- * estimate mean(y) - beta (mean(x) - mu). Pseudo-random: standard error from the residual
- * variance (n - 2 degrees of freedom with a control). Sobol: the replicates' estimates are
- * independent and identically distributed; their mean is the estimate and their standard
- * deviation / sqrt(R) the standard error. A control whose spread is at the level of the
- * rounding of its terms (scale[j] = sum |coef mu|: e.g. the rho of the discounted terminal
- * spot, identically 0 in exact arithmetic) is not used: its beta would be noise over noise. */
+/* Fold unit u's statistics (nmeas x PG_MC_NSTAT) into its replicate's (reps: replicates x
+ * nmeas x PG_MC_NSTAT; start from zeros). Units must be folded in increasing order: the
+ * result is then the same however the units were computed. */
+static inline void pg_mc_fold(const pg_mc_settings *st, int64_t u, const double *unit, double *reps)
+{
+    const int64_t r = u / st->blocks_per_rep;
+    for (int j = 0; j < st->nmeas; j++)
+        pg_mc_merge(reps + (r * st->nmeas + j) * PG_MC_NSTAT, unit + j * PG_MC_NSTAT);
+}
+
+/* Turn a row's replicate statistics into estimates and standard errors. With a control
+ * (use_cv): beta = Cov(y, x)/Var(x) from all samples, estimate mean(y) - beta (mean(x) - mu).
+ * Pseudo-random: standard error from the residual variance (n - 2 degrees of freedom with a
+ * control). Sobol: the replicates' estimates are independent and identically distributed;
+ * their mean is the estimate and their standard deviation / sqrt(R) the standard error.
+ * A control whose spread is at the level of the rounding of its terms (scale[j] =
+ * sum |coef mu|: e.g. the rho of the discounted terminal spot, identically 0 in exact
+ * arithmetic) is not used: its beta would be noise over noise. */
 static inline void pg_mc_finish(const pg_mc_settings *st, int use_cv, const double *mu,
-                                const double *scale, const double *units, double *est, double *se)
+                                const double *scale, const double *reps, double *est, double *se)
 {
     const int R = st->replicates;
-    const int64_t B = st->blocks_per_rep;
     for (int j = 0; j < st->nmeas; j++) {
-        double rep[PG_MC_REPLICATES][PG_MC_NSTAT];
         double pooled[PG_MC_NSTAT] = {0.0};
-        for (int r = 0; r < R; r++) {
-            rep[r][0] = 0.0;
-            for (int64_t b = 0; b < B; b++)
-                pg_mc_merge(rep[r], units + ((r * B + b) * st->nmeas + j) * PG_MC_NSTAT);
-            pg_mc_merge(pooled, rep[r]);
-        }
+        for (int r = 0; r < R; r++)
+            pg_mc_merge(pooled, reps + (r * st->nmeas + j) * PG_MC_NSTAT);
         double beta = 0.0;
         const double floor_sd = 1e-10 * scale[j];
         if (use_cv && pooled[4] > floor_sd * floor_sd * pooled[0])
@@ -1390,7 +1428,8 @@ static inline void pg_mc_finish(const pg_mc_settings *st, int use_cv, const doub
         } else {
             double e[PG_MC_REPLICATES], s = 0.0;
             for (int r = 0; r < R; r++) {
-                e[r] = rep[r][1] - beta * (rep[r][2] - mu[j]);
+                const double *rs = reps + (r * st->nmeas + j) * PG_MC_NSTAT;
+                e[r] = rs[1] - beta * (rs[2] - mu[j]);
                 s += e[r];
             }
             const double mean = s / R;
@@ -1501,11 +1540,17 @@ static inline int pg_mc_store(const pg_mc_settings *st, ptrdiff_t i, const doubl
     return s != 0;
 }
 
+/* Replicate statistics: doubles per row (replicates x nmeas x PG_MC_NSTAT). */
+static inline int64_t pg_mc_rep_size(const pg_mc_settings *st)
+{
+    return (int64_t)st->replicates * st->nmeas * PG_MC_NSTAT;
+}
+
 /* Price row i (valid, steps m, or T = 0 when m == 0) on this thread, all its units in
- * order. ustats: units x nmeas x PG_MC_NSTAT doubles. */
+ * order. unit: nmeas x PG_MC_NSTAT doubles; reps: pg_mc_rep_size doubles. */
 static inline void pg_mc_row_serial(const pg_mc_inputs *in, const pg_mc_settings *st,
-                                    ptrdiff_t i, int64_t m, pg_mc_work *w, double *ustats,
-                                    double *est, double *se)
+                                    ptrdiff_t i, int64_t m, pg_mc_work *w, double *unit,
+                                    double *reps, double *est, double *se)
 {
     pg_mc_row row;
     pg_mc_load_row(in, st, i, &row);
@@ -1513,25 +1558,28 @@ static inline void pg_mc_row_serial(const pg_mc_inputs *in, const pg_mc_settings
         pg_mc_expiry(&row, st, est, se);
         return;
     }
-    for (int64_t u = 0; u < st->units; u++)
-        pg_mc_unit(&row, st, m, u, w, ustats + u * st->nmeas * PG_MC_NSTAT);
+    memset(reps, 0, (size_t)pg_mc_rep_size(st) * sizeof(double));
+    for (int64_t u = 0; u < st->units; u++) {
+        pg_mc_unit(&row, st, m, u, w, unit);
+        pg_mc_fold(st, u, unit, reps);
+    }
     double mu[PG_MC_NMEASURE], scale[PG_MC_NMEASURE];
     pg_mc_control_means(&row, st, m, w, mu, scale);
-    pg_mc_finish(st, st->control_variate, mu, scale, ustats, est, se);
+    pg_mc_finish(st, st->control_variate, mu, scale, reps, est, se);
 }
 
-/* One unit of row i (for rows whose units run in parallel). */
+/* Unit u of row i into unit (for rows whose units run in parallel). */
 static inline void pg_mc_row_unit(const pg_mc_inputs *in, const pg_mc_settings *st, ptrdiff_t i,
-                                  int64_t m, int64_t u, pg_mc_work *w, double *ustats)
+                                  int64_t m, int64_t u, pg_mc_work *w, double *unit)
 {
     pg_mc_row row;
     pg_mc_load_row(in, st, i, &row);
-    pg_mc_unit(&row, st, m, u, w, ustats + u * st->nmeas * PG_MC_NSTAT);
+    pg_mc_unit(&row, st, m, u, w, unit);
 }
 
-/* Estimates of row i from its units' statistics (after pg_mc_row_unit for every unit). */
+/* Estimates of row i from its replicate statistics (after folding every unit). */
 static inline void pg_mc_row_finish(const pg_mc_inputs *in, const pg_mc_settings *st,
-                                    ptrdiff_t i, int64_t m, pg_mc_work *w, const double *ustats,
+                                    ptrdiff_t i, int64_t m, pg_mc_work *w, const double *reps,
                                     double *est, double *se)
 {
     pg_mc_row row;
@@ -1542,7 +1590,7 @@ static inline void pg_mc_row_finish(const pg_mc_inputs *in, const pg_mc_settings
     }
     double mu[PG_MC_NMEASURE], scale[PG_MC_NMEASURE];
     pg_mc_control_means(&row, st, m, w, mu, scale);
-    pg_mc_finish(st, st->control_variate, mu, scale, ustats, est, se);
+    pg_mc_finish(st, st->control_variate, mu, scale, reps, est, se);
 }
 
 #endif
