@@ -23,9 +23,10 @@ Design
 3. Random numbers. Philox4x32-10 (J. K. Salmon, M. A. Moraes, R. O. Dror and D. E. Shaw,
    "Parallel random numbers: as easy as 1, 2, 3", SC11, 2011), counter = (dimension, draw
    pair, tag), key = the 64-bit ``seed``. Normals: Box-Muller (Box and Muller, Ann. Math.
-   Stat. 29, 1958, p. 610) of Philox's two 52-bit uniforms: exact in law, and 1.6x faster
-   than the AS 241 inverse in our SIMD loop (measured in C on the development VM: 4.3 vs
-   6.8 ns per normal); Sobol points go through M. J. Wichura's AS 241 inverse normal
+   Stat. 29, 1958, p. 610) of Philox's two 52-bit uniforms: exact in law, and cheaper than
+   an inverse (one log, sqrt, sin and cos per two normals, all libmvec vector calls, against
+   a log, a sqrt and three rational approximations per normal, all evaluated in a SIMD
+   loop); Sobol points go through M. J. Wichura's AS 241 inverse normal
    (Appl. Statist. 37, 1988, pp. 477-484; pg_normal.h) instead, which keeps their
    stratification. Antithetic variates: the draw's negated normals on the paired lane.
 4. Sobol (``sobol=True``): Joe-Kuo direction numbers (S. Joe and F. Y. Kuo, SIAM J. Sci.
@@ -55,7 +56,12 @@ Design
    truncation Euler (R. Lord, R. Koekkoek and D. van Dijk, "A comparison of biased
    simulation schemes for stochastic volatility models", Quant. Finance 10(2), 2010,
    pp. 177-194). The QE uniform is Phi(-Zv) of the variance normal (so a bridge or Sobol
-   point drives both branches).
+   point drives both branches). QE's bias grows with kappa x max_step (the trapezoidal
+   integrated variance): measured with 10^5 paths and the control variate at kappa = 50
+   (v0 = theta = 0.04, sigma 0.5, rho -0.7, T = 1, ATM call 9.230): -0.050 at max_step 1/32
+   (kappa dt = 1.6), -0.017 at 1/128, 0.000 at 1/512; keep kappa x max_step below about
+   0.5. Moment-matched weights gamma2 = (1 - f)/(1 - e^{-kappa dt}) were tried and were
+   worse (+0.34 at 1/32).
 6. Products. European. Asian (arithmetic or geometric; ``fixing_counts`` 0 = continuous
    averaging over [-elapsed, T] by the trapezoidal rule on the grid): average =
    (past x running + sum of future fixings) / (past + count) with ``running_average`` the
@@ -253,9 +259,12 @@ BUMPS = {"delta_relative_spot": PG_MC_BUMP_DELTA, "gamma_relative_spot": PG_MC_B
          "vol": PG_MC_BUMP_VOL, "rate": PG_MC_BUMP_RATE, "time_max": PG_MC_BUMP_TIME}
 
 # Path-steps (paths x grid steps, summed over the rows) below which a call runs on one
-# thread. One path-step costs 5-20 ns, so 2^15 of them take 0.2-0.7 ms: well above the
-# cost of waking a second thread (measured: see bench/test_bench_montecarlo.py).
-cdef int64_t _PARALLEL_THRESHOLD = 1 << 15
+# thread (a path-step costs 5-30 ns). Measured on the 2-core development VM with busy
+# neighbours, one row, 1 vs 2 threads, median of 15 (threshold set to 0 for the purpose):
+# the second thread delays a call by 4-12 ms whenever the other core is taken, so below
+# 2^17 path-steps (GBM European 65,536 paths: 0.7 ms on one thread) two threads never won;
+# Heston 65,536 paths x 4 steps (2^18): 7.8 ms on one thread, 4.4 ms on two at best.
+cdef int64_t _PARALLEL_THRESHOLD = 1 << 18
 PARALLEL_THRESHOLD = _PARALLEL_THRESHOLD
 # Units of one row computed in parallel before they are folded (in order) into its
 # statistics: bounds the memory of a huge single-trade run (1024 x 7 x 6 doubles).
