@@ -3,17 +3,17 @@
  * references is at the top of montecarlo.pyx; this file is the engine it describes.
  *
  * 1. Pointwise: pg_mc_load_row / pg_mc_check_row read and validate one row;
- *    pg_mc_row_steps sizes its time grid; pg_mc_black and pg_mc_geo_mean are the closed
- *    forms behind the control variates; pg_mc_expiry prices a row at T = 0.
+ *    pg_mc_row_steps sizes its time grid and pg_mc_build_grid fills it; pg_mc_black and
+ *    pg_mc_geo_moments are the closed forms behind the control variates; pg_mc_expiry
+ *    prices a row at T = 0.
  * 2. Loops: pg_mc_unit simulates one work unit (one row, one replicate, one block of
  *    PG_MC_BLOCK draws) in chunks of PG_MC_L lanes (paths); every lane loop is an
  *    `omp simd` loop. It writes, per requested measure, the unit's sample statistics
  *    (count, means, centred second moments of the estimate and its control).
  *    pg_mc_fold combines a row's units in their fixed order (Chan, Golub and LeVeque's
  *    pairwise update) into per-replicate statistics, and pg_mc_finish turns those into
- *    the estimate and its standard error. A row's
- *    result depends only on its own inputs, the settings and the seed: not on the thread
- *    count, not on its place in the batch.
+ *    the estimate and its standard error. A row's result depends only on its own inputs,
+ *    the settings and the seed: not on the thread count, not on its place in the batch.
  * 3. Per chunk, a step of the path updates each *path class* (a set of model parameters and
  *    a time grid: base, vol up/down, expiry down/up for theta), then each *scenario* (a
  *    class plus spot, rate and dividend yield: the base, and the bumps each Greek needs)
@@ -430,7 +430,6 @@ static inline void pg_mc_build_grid(const pg_mc_row *row, double max_step, doubl
         prev_base = eb;
         prev = e;
     }
-    (void)m;
     g->T = row->T + shift;
     for (k = 1; k <= m; k++) {
         g->dt[k] = g->t[k] - g->t[k - 1];
