@@ -225,10 +225,12 @@ def heston_ref(c, **bump):
     return out
 
 
-@pytest.mark.parametrize("scheme, max_step, bias", [(mc.QE, 1 / 32, 0.01), (mc.FULL_TRUNCATION_EULER, 1 / 250, 0.02)])
-def test_heston_european_matches_analytic(scheme, max_step, bias):
+@pytest.mark.parametrize("scheme, max_step, bias, settings", [
+    (mc.QE, 1 / 32, 0.01, {}), (mc.FULL_TRUNCATION_EULER, 1 / 250, 0.02, {}),
+    (mc.QE, 1 / 32, 0.01, {"sobol": True, "brownian_bridge": True})])
+def test_heston_european_matches_analytic(scheme, max_step, bias, settings):
     out, se, status, _ = run("european", model=HESTON, measures=(1,), paths=40_000, max_step=max_step,
-                             heston_scheme=scheme, control_variate=True, **HESTON_CASES)
+                             heston_scheme=scheme, control_variate=True, **HESTON_CASES, **settings)
     assert not status.any()
     within(out[0], se[0], heston_ref(HESTON_CASES), bias=bias)
 
