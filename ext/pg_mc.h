@@ -57,7 +57,9 @@ static inline int pg_mc_max_threads(void) { return 1; }
 
 /* ------------------------------------------------------------------ constants */
 
+#ifndef PG_MC_L
 #define PG_MC_L            64       /* lanes (paths) per chunk */
+#endif
 #define PG_MC_BLOCK        2048     /* draws per work unit (a multiple of PG_MC_L) */
 #define PG_MC_REPLICATES   16       /* independent digital shifts of the Sobol points */
 #define PG_MC_MAX_STEPS    (1 << 20)

@@ -82,23 +82,58 @@ PG_LANE double pg_u52(uint32_t hi, uint32_t lo)
     return ((double)(int64_t)k + 0.5) * PG_2POW_M52;
 }
 
+/* Philox for counters (dim, pair0 + i, 0, tag), i < cnt <= PG_PHILOX_BATCH, round by round:
+ * each round is one `omp simd` loop over all counters, so the rounds of several vectors
+ * overlap (one counter's ten rounds are a chain of dependent multiplications; done one
+ * vector at a time, the generator was latency-bound: 2.4 against 1.7 ns per uniform,
+ * measured in C on the development VM). The 32-bit words live in 64-bit lanes (no
+ * widening between the multiplications and the rest). out: 4 words per counter. */
+#define PG_PHILOX_BATCH 128
+static inline void pg_philox_batch(uint64_t seed, uint32_t dim, uint64_t pair0, int cnt,
+                                   uint32_t tag, uint64_t *restrict c0, uint64_t *restrict c1,
+                                   uint64_t *restrict c2, uint64_t *restrict c3)
+{
+    uint64_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+#pragma omp simd
+    for (int i = 0; i < cnt; i++) {
+        const uint64_t pair = pair0 + (uint64_t)i;
+        c0[i] = dim;
+        c1[i] = pair & 0xFFFFFFFFu;
+        c2[i] = pair >> 32;
+        c3[i] = tag;
+    }
+    for (int round = 0; round < 10; round++) {
+#pragma omp simd
+        for (int i = 0; i < cnt; i++) {
+            const uint64_t p0 = (uint64_t)PG_PHILOX_M0 * c0[i];
+            const uint64_t p1 = (uint64_t)PG_PHILOX_M1 * c2[i];
+            const uint64_t n0 = (p1 >> 32) ^ c1[i] ^ k0;
+            const uint64_t n2 = (p0 >> 32) ^ c3[i] ^ k1;
+            c1[i] = p1 & 0xFFFFFFFFu;
+            c3[i] = p0 & 0xFFFFFFFFu;
+            c0[i] = n0;
+            c2[i] = n2;
+        }
+        k0 = (k0 + PG_PHILOX_W0) & 0xFFFFFFFFu;
+        k1 = (k1 + PG_PHILOX_W1) & 0xFFFFFFFFu;
+    }
+}
+
 /* Standard normals for one dimension `dim` of draws [2 pair0, 2 pair0 + 2 npairs):
  * z[2 i], z[2 i + 1] are the draws 2 (pair0 + i) and 2 (pair0 + i) + 1 (Box-Muller of the
- * two uniforms of Philox counter (dim, pair0 + i, 0, PG_RNG_TAG_PATHS)). */
+ * two 52-bit uniforms of Philox counter (dim, pair0 + i, 0, PG_RNG_TAG_PATHS)). */
 static inline void pg_philox_normals(uint64_t seed, uint32_t dim, uint64_t pair0, int npairs,
                                      double *restrict z)
 {
-    const uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-    double r[256], a[256];
-    for (int base = 0; base < npairs; base += 256) {
-        const int cnt = npairs - base < 256 ? npairs - base : 256;
+    uint64_t c0[PG_PHILOX_BATCH], c1[PG_PHILOX_BATCH], c2[PG_PHILOX_BATCH], c3[PG_PHILOX_BATCH];
+    double r[PG_PHILOX_BATCH], a[PG_PHILOX_BATCH];
+    for (int base = 0; base < npairs; base += PG_PHILOX_BATCH) {
+        const int cnt = npairs - base < PG_PHILOX_BATCH ? npairs - base : PG_PHILOX_BATCH;
+        pg_philox_batch(seed, dim, pair0 + (uint64_t)base, cnt, PG_RNG_TAG_PATHS, c0, c1, c2, c3);
 #pragma omp simd
         for (int i = 0; i < cnt; i++) {
-            const uint64_t pair = pair0 + (uint64_t)(base + i);
-            uint32_t o0, o1, o2, o3;
-            pg_philox(dim, (uint32_t)pair, (uint32_t)(pair >> 32), PG_RNG_TAG_PATHS, k0, k1,
-                      &o0, &o1, &o2, &o3);
-            const double u1 = pg_u52(o0, o1), u2 = pg_u52(o2, o3);
+            const double u1 = ((double)(int64_t)(((c0[i] << 32) | c1[i]) >> 12) + 0.5) * PG_2POW_M52;
+            const double u2 = ((double)(int64_t)(((c2[i] << 32) | c3[i]) >> 12) + 0.5) * PG_2POW_M52;
             r[i] = sqrt(-2.0 * log(u1));
             a[i] = PG_TWO_PI * u2;
         }
