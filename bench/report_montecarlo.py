@@ -22,12 +22,13 @@ def main(path: str) -> int:
         if "impl" in info:
             table[(info["case"], info["impl"], info["threads"])] = (b["stats"]["median"], info)
     cases = sorted({case for case, _, _ in table})
-    print(f"{'case':<14} {'implementation':<10} {'thr':>3} {'median':>11} {'paths/s':>12} {'ns/path-step':>13}")
+    print(f"{'case':<14} {'implementation':<10} {'thr':>3} {'median':>11} {'paths/s':>12} {'ns/path-step':>13} "
+          f"{'load':>5}")
     for case in cases:
         for key in sorted(k for k in table if k[0] == case):
             med, info = table[key]
             print(f"{case:<14} {key[1]:<10} {key[2]:>3} {med * 1e3:>9.2f}ms {info['paths'] / med:>12.3e} "
-                  f"{med / (info['paths'] * info['steps']) * 1e9:>13.2f}")
+                  f"{med / (info['paths'] * info['steps']) * 1e9:>13.2f} {info.get('loadavg_after', float('nan')):>5.2f}")
     print()
     for case in cases:
         one = table.get((case, "pricegrid", 1), (None,))[0]

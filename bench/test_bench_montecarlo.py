@@ -12,7 +12,9 @@ written here with numpy arrays over paths (numpy's Philox generator and its norm
 exponential-branch uniform as Phi(-Zv) by scipy.special.ndtr, as in the kernel), in chunks of
 2^16 paths, one thread. ``extra_info`` records the paths and steps each timed call simulates;
 ``bench/report_montecarlo.py`` turns a JSON file of a run into paths per second and the
-ratios of medians (ours 1 thread vs numpy, ours 2 threads vs 1 thread).
+ratios of medians (ours 1 thread vs numpy, ours 2 threads vs 1 thread). The 1-minute load
+average after each benchmark is recorded too: on a shared machine the 2-thread figure is
+only meaningful when the second core was free.
 
     .venv/bin/python -m pytest bench/test_bench_montecarlo.py --benchmark-json=/tmp/bench_mc.json
     .venv/bin/python bench/report_montecarlo.py /tmp/bench_mc.json
@@ -21,6 +23,7 @@ ratios of medians (ours 1 thread vs numpy, ours 2 threads vs 1 thread).
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -140,6 +143,7 @@ def test_pricegrid(benchmark, case, threads):
     paths, steps = CASES[case]
     benchmark.extra_info.update(impl="pricegrid", threads=threads, case=case, paths=paths, steps=steps)
     benchmark(ours, case, paths, threads)
+    benchmark.extra_info["loadavg_after"] = os.getloadavg()[0]
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -148,6 +152,7 @@ def test_numpy(benchmark, case):
     paths, steps = CASES[case]
     benchmark.extra_info.update(impl="numpy", threads=1, case=case, paths=paths, steps=steps)
     benchmark(numpy_price, case, paths)
+    benchmark.extra_info["loadavg_after"] = os.getloadavg()[0]
 
 
 @pytest.mark.parametrize("case", list(CASES))
