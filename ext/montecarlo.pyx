@@ -66,7 +66,10 @@ Design
    averaging over [-elapsed, T] by the trapezoidal rule on the grid): average =
    (past x running + sum of future fixings) / (past + count) with ``running_average`` the
    average (of the same kind) of the ``past_fixings`` already fixed, or (elapsed x running
-   + integral over [0, T]) / (elapsed + T). Barrier (Reiner-Rubinstein types, rebate as
+   + integral over [0, T]) / (elapsed + T); the columns and their conventions are those of
+   pricegrid.ext.asian (running average >= 0 arithmetic, > 0 geometric, read only where
+   there is past averaging; T = 0 with no averaging done: intrinsic value on spot), so a
+   server can route a row to either engine. Barrier (Reiner-Rubinstein types, rebate as
    QuantLib: at expiry for a knock-in never knocked in, at the hit for a knock-out): with
    ``monitoring_interval`` D > 0 checked at the monitoring dates, paid at the date; with
    D = 0 continuous, by the probability exp(-2 ln(S_k/H) ln(S_{k+1}/H) / var) that the
@@ -78,6 +81,8 @@ Design
    sqrt((b - a)^2 - 2 var log U)) / 2 (Glasserman 2003, sec. 6.4, p. 367), from one more
    random number per step (its dimension follows the step's drivers and is not bridged);
    exact in law under GBM for any grid, under Heston with the step's average variance.
+   As pricegrid.ext.lookback, only the extremum the payoff uses is read (the maximum for
+   floating puts and fixed calls, the minimum for floating calls and fixed puts).
 7. Control variates (``control_variate=True``; the coefficient beta = Cov/Var estimated from
    the same samples, standard error from the residuals with n - 2 degrees of freedom):
    European GBM: the discounted terminal spot (mean S e^{-qT}); arithmetic Asian: the
@@ -92,16 +97,22 @@ Design
    kernel (``monte_carlo_crn``): every bumped scenario reuses the base normals; spot, rate
    and yield bumps reuse the base log-path, vol (sqrt(v0) under Heston: vega = dV/d sqrt(v0))
    and time bumps re-simulate it from the same normals. Bumps: delta 1e-3 S, gamma 1e-2 S
-   (three points), vega 1e-3 (GBM: at most vol/2), rho and dividend rho 1e-3, theta
+   (three points; near the edge of the spot domain, a barrier or a lookback's running
+   extremum within the gamma bump, second-order one-sided differences away from it: delta
+   from S, S + dh, S + 2dh, gamma from S .. S + 3dh, so the extremum is held fixed as in
+   pricegrid.ext.lookback), vega 1e-3 (GBM: at most vol/2), rho and dividend rho 1e-3, theta
    min(1/365, half the first event time) years in each direction (the option ages: all
-   dates move closer, running state stays as given). Each Greek's control is the same
+   dates move closer, running state stays as given; continuous averaging keeps its start:
+   aged by h, the known part has absorbed h of the path at today's spot, as in
+   pricegrid.ext.asian). Each Greek's control is the same
    difference of the control payoffs, with the same difference of their closed-form means,
    and its standard error that of the per-path difference.
 9. Status: pg_status.h bits per row: the usual BSM input bits; PG_BAD_VOL (GBM) or
    PG_BAD_HESTON_* (Heston); PG_BAD_VARIANT for an unknown averaging / barrier / strike
-   type; PG_BAD_FIXINGS (fixing times not finite, not increasing, <= 0 or after expiry, or a
-   negative count); PG_BAD_RUNNING (running average / elapsed / past count / minimum /
-   maximum); PG_BAD_BARRIER, PG_BAD_REBATE, PG_BAD_MONITORING. A failed row has NaN in
+   type; PG_BAD_FIXINGS (fixing times not finite, not increasing, <= 0 or after expiry);
+   PG_BAD_RUNNING (running average / elapsed / past count / the used minimum or maximum);
+   PG_BAD_BARRIER, PG_BAD_REBATE, PG_BAD_MONITORING. Malformed schedules (a negative
+   count, counts that do not add up to len(fixing_times)) raise ValueError. A failed row has NaN in
    every output and standard error; a valid row whose estimate is not finite gets
    PG_NOT_FINITE. T = 0: the payoff now, its spot derivative as delta, other Greeks 0,
    standard errors 0. Settings out of range (paths < 32, max_step not > 0, seed outside
@@ -627,15 +638,17 @@ def asian_price_batch(const int[::1] averaging not None,          # IN  1 arithm
             v0, kappa, theta, sigma, rho)
     offsets_arr = np.zeros(max(n, 1), dtype=np.int64)
     cdef int64_t[::1] offsets = offsets_arr
+    for i in range(fixing_counts.shape[0]):
+        if fixing_counts[i] < 0:
+            raise ValueError(f"fixing_counts[{i}] = {fixing_counts[i]} is negative")
     if fixing_counts.shape[0] == 1 and n != 1:
-        if fixing_counts[0] > 0 and fixing_times.shape[0] != fixing_counts[0]:
+        if fixing_times.shape[0] != fixing_counts[0]:
             raise ValueError(f"fixing_times has length {fixing_times.shape[0]}; the shared "
                              f"schedule has fixing_counts[0] = {fixing_counts[0]}")
     else:
         for i in range(fixing_counts.shape[0]):
             offsets[i] = total
-            if fixing_counts[i] > 0:
-                total += fixing_counts[i]
+            total += fixing_counts[i]
         if fixing_times.shape[0] != total:
             raise ValueError(f"fixing_times has length {fixing_times.shape[0]}; fixing_counts "
                              f"add up to {total}")

@@ -65,7 +65,7 @@ static inline int pg_mc_max_threads(void) { return 1; }
 #define PG_MC_MAX_STEPS    (1 << 20)
 #define PG_MC_MIN_PATHS    32
 #define PG_MC_NCLASS       5
-#define PG_MC_NSCEN        13
+#define PG_MC_NSCEN        14
 #define PG_MC_NMEASURE     7
 #define PG_MC_NSTAT        6        /* n, mean y, mean x, Myy, Mxx, Mxy */
 
@@ -270,6 +270,9 @@ static inline int pg_mc_check_row(const pg_mc_row *row)
     if (row->product == PG_MC_ASIAN) {
         if (row->variant != PG_MC_ARITHMETIC && row->variant != PG_MC_GEOMETRIC)
             s |= PG_BAD_VARIANT;
+        /* a running average: >= 0 arithmetic, > 0 geometric (pricegrid.ext.asian's rule) */
+        const int run_ok = (row->variant == PG_MC_GEOMETRIC)
+                               ? pg_mc_pos(row->run) : (row->run >= 0.0 && row->run <= PG_DBL_MAX);
         if (row->nfix < 0) {
             s |= PG_BAD_FIXINGS;
         } else if (row->nfix > 0) {
@@ -282,16 +285,14 @@ static inline int pg_mc_check_row(const pg_mc_row *row)
                 }
                 prev = t;
             }
-            if (row->past < 0 || (row->past > 0 && !pg_mc_pos(row->run)))
+            if (row->past < 0 || (row->past > 0 && !run_ok))
                 s |= PG_BAD_RUNNING;
         } else {
             /* continuous averaging over [-elapsed, T] */
             if (!(row->elapsed >= 0.0 && row->elapsed <= PG_DBL_MAX))
                 s |= PG_BAD_RUNNING;
-            else if (row->elapsed > 0.0 && !pg_mc_pos(row->run))
+            else if (row->elapsed > 0.0 && !run_ok)
                 s |= PG_BAD_RUNNING;
-            else if (time_ok && row->elapsed == 0.0 && row->T == 0.0)
-                s |= PG_BAD_RUNNING;   /* an averaging window of length 0 */
         }
     } else if (row->product == PG_MC_BARRIER) {
         const int v = row->variant;
@@ -309,9 +310,13 @@ static inline int pg_mc_check_row(const pg_mc_row *row)
     } else if (row->product == PG_MC_LOOKBACK) {
         if (row->variant != PG_MC_FLOATING && row->variant != PG_MC_FIXED)
             s |= PG_BAD_VARIANT;
-        int ok = pg_mc_pos(row->rmin) && pg_mc_pos(row->rmax) && row->rmin <= row->rmax;
+        /* only the extremum the payoff uses is read (as pricegrid.ext.lookback): the maximum
+         * for floating puts and fixed calls, the minimum for floating calls and fixed puts */
+        const int use_max = (row->variant == PG_MC_FLOATING) == (row->w < 0.0);
+        const double ext = use_max ? row->rmax : row->rmin;
+        int ok = pg_mc_pos(ext);
         if (ok && spot_ok)
-            ok = row->rmin <= row->S0 && row->S0 <= row->rmax;
+            ok = use_max ? row->S0 <= ext : ext <= row->S0;
         s |= ok ? 0 : PG_BAD_RUNNING;
     }
     return s;
@@ -404,7 +409,9 @@ typedef struct {
     double *t, *dt, *sqdt, *wt;
     unsigned char *flag;
     double T;          /* expiry */
-    double wsum_c;     /* Asian: weight of the known part (past fixings / elapsed time) */
+    double kw_run;     /* Asian: weight of the running average (past / N, or elapsed / window) */
+    double kw_spot;    /* Asian, continuous, theta grids: weight of today's spot absorbed into
+                        * (aged) or taken out of (younger) the known part */
 } pg_mc_grid;
 
 /* Fill grid g of a row with all event times moved by `shift` (theta: -h ages the option,
@@ -442,22 +449,27 @@ static inline void pg_mc_build_grid(const pg_mc_row *row, double max_step, doubl
     /* averaging weights */
     for (k = 0; k <= m; k++)
         g->wt[k] = 0.0;
-    g->wsum_c = 0.0;
+    g->kw_run = 0.0;
+    g->kw_spot = 0.0;
     if (row->product == PG_MC_ASIAN) {
         if (row->nfix > 0) {
+            /* discrete: the past fixings stay as given (theta moves the future ones) */
             const double N = (double)row->past + (double)row->nfix;
             for (k = 1; k <= m; k++)
                 g->wt[k] = (g->flag[k] & PG_MC_FLAG_FIX) ? 1.0 / N : 0.0;
-            g->wsum_c = (double)row->past / N;
+            g->kw_run = (double)row->past / N;
         } else {
-            /* continuous: trapezoidal rule on the grid over [0, T], with the elapsed part */
-            const double len = row->elapsed + g->T;
+            /* continuous: trapezoidal rule on the grid over [0, T + shift]; the window
+             * [-elapsed, T] keeps its start: aged by h (shift -h), the known part has
+             * absorbed h of the path at today's spot (as pricegrid.ext.asian's theta) */
+            const double len = row->elapsed + row->T;
             for (k = 0; k <= m; k++) {
                 const double left = (k > 0) ? g->dt[k] : 0.0;
                 const double right = (k < m) ? g->dt[k + 1] : 0.0;
                 g->wt[k] = 0.5 * (left + right) / len;
             }
-            g->wsum_c = row->elapsed / len;
+            g->kw_run = row->elapsed / len;
+            g->kw_spot = -shift / len;
         }
     }
 }
@@ -524,6 +536,8 @@ typedef struct {
     double mu;          /* mean of the control */
     double c_arith;     /* Asian: known part of the arithmetic average */
     double c_geo;       /* Asian: known part of ln G plus sum_k wt[k] lg_k */
+    double c_ctrl;      /* the same for the geometric control (arithmetic rows: a running
+                         * average of 0 is replaced by spot, any constant will do) */
     double lgp;         /* lg at the previous grid time */
 } pg_mc_scen;
 
@@ -531,7 +545,7 @@ typedef struct { int scen; double coef; } pg_mc_term;
 
 typedef struct {
     int nterm;
-    pg_mc_term term[3];
+    pg_mc_term term[4];
 } pg_mc_measure;
 
 /* Per-thread work space. */
@@ -652,7 +666,30 @@ typedef struct {
 
 /* Scenario indices (fixed), see the design note. */
 enum { SC_BASE, SC_DUP, SC_DDN, SC_GUP, SC_GDN, SC_VUP, SC_VDN, SC_TAGE, SC_TYNG,
-       SC_RUP, SC_RDN, SC_QUP, SC_QDN };
+       SC_RUP, SC_RDN, SC_QUP, SC_QDN, SC_G3 };
+
+/* Direction of the one-sided spot differences near the edge of a row's spot domain, or 0
+ * (central differences). A barrier H or a lookback's running extremum M bounds the spot
+ * (down: S > H; the maximum: S <= M): a central bump across it leaves the domain (a path
+ * started beyond H is knocked at once; one started above M moves the maximum with it, so
+ * the extremum is not held fixed, and for a new lookback, S = M, the central gamma is half
+ * the fixed-extremum gamma of pricegrid.ext.lookback). When the gamma bump would reach the
+ * edge, delta and gamma use second-order one-sided differences away from it:
+ *   delta = d (-3 V0 + 4 V1 - V2) / (2 h),  gamma = (2 V0 - 5 V1 + 4 V2 - V3) / h^2,
+ * V_j = V(S + j d h). */
+static inline int pg_mc_edge_dir(const pg_mc_row *row)
+{
+    const double up = row->S0 * (1.0 + PG_MC_BUMP_GAMMA), dn = row->S0 * (1.0 - PG_MC_BUMP_GAMMA);
+    if (row->product == PG_MC_BARRIER) {
+        const int down = row->variant == PG_MC_DOWN_IN || row->variant == PG_MC_DOWN_OUT;
+        return down ? (dn <= row->H ? 1 : 0) : (up >= row->H ? -1 : 0);
+    }
+    if (row->product == PG_MC_LOOKBACK) {
+        const int use_max = (row->variant == PG_MC_FLOATING) == (row->w < 0.0);
+        return use_max ? (up > row->rmax ? -1 : 0) : (dn < row->rmin ? 1 : 0);
+    }
+    return 0;
+}
 enum { CL_BASE, CL_VUP, CL_VDN, CL_TAGE, CL_TYNG };
 
 /* Set up classes, grids, scenarios, control means and measure weights of a valid row with
@@ -698,11 +735,30 @@ static inline void pg_mc_setup(const pg_mc_row *row, const pg_mc_settings *st, i
     /* scenarios: class, spot, rate, yield */
     static const int scen_cls[PG_MC_NSCEN] = {CL_BASE, CL_BASE, CL_BASE, CL_BASE, CL_BASE,
                                               CL_VUP, CL_VDN, CL_TAGE, CL_TYNG,
-                                              CL_BASE, CL_BASE, CL_BASE, CL_BASE};
+                                              CL_BASE, CL_BASE, CL_BASE, CL_BASE, CL_BASE};
+    /* spot factors: central (+h, -h) or one-sided (d h, 2 d h, 3 d h) near a domain edge */
+    const int edge = pg_mc_edge_dir(row);
+    double fspot[PG_MC_NSCEN];
+    for (int b = 0; b < PG_MC_NSCEN; b++)
+        fspot[b] = 1.0;
+    if (edge == 0) {
+        fspot[SC_DUP] = 1.0 + PG_MC_BUMP_DELTA;
+        fspot[SC_DDN] = 1.0 - PG_MC_BUMP_DELTA;
+        fspot[SC_GUP] = 1.0 + PG_MC_BUMP_GAMMA;
+        fspot[SC_GDN] = 1.0 - PG_MC_BUMP_GAMMA;
+    } else {
+        fspot[SC_DUP] = 1.0 + edge * PG_MC_BUMP_DELTA;
+        fspot[SC_DDN] = 1.0 + 2.0 * edge * PG_MC_BUMP_DELTA;
+        fspot[SC_GUP] = 1.0 + edge * PG_MC_BUMP_GAMMA;
+        fspot[SC_GDN] = 1.0 + 2.0 * edge * PG_MC_BUMP_GAMMA;
+        fspot[SC_G3] = 1.0 + 3.0 * edge * PG_MC_BUMP_GAMMA;
+    }
     int active[PG_MC_NSCEN] = {0};
     active[SC_BASE] = 1;
     if (want[PG_MC_DELTA]) active[SC_DUP] = active[SC_DDN] = 1;
-    if (want[PG_MC_GAMMA]) active[SC_GUP] = active[SC_GDN] = 1;
+    if (want[PG_MC_GAMMA]) active[SC_GUP] = active[SC_GDN] = active[SC_G3] = 1;
+    if (edge == 0)
+        active[SC_G3] = 0;
     if (want[PG_MC_VEGA]) active[SC_VUP] = active[SC_VDN] = 1;
     if (want[PG_MC_THETA]) active[SC_TAGE] = active[SC_TYNG] = 1;
     if (want[PG_MC_RHO]) active[SC_RUP] = active[SC_RDN] = 1;
@@ -742,9 +798,7 @@ static inline void pg_mc_setup(const pg_mc_row *row, const pg_mc_settings *st, i
             continue;
         pg_mc_scen *sc = &w->scen[b];
         sc->cls = scen_cls[b];
-        sc->S0 = S * ((b == SC_DUP) ? 1.0 + PG_MC_BUMP_DELTA : (b == SC_DDN) ? 1.0 - PG_MC_BUMP_DELTA
-                      : (b == SC_GUP) ? 1.0 + PG_MC_BUMP_GAMMA : (b == SC_GDN) ? 1.0 - PG_MC_BUMP_GAMMA
-                      : 1.0);
+        sc->S0 = S * fspot[b];
         sc->r = row->r + ((b == SC_RUP) ? hr : (b == SC_RDN) ? -hr : 0.0);
         sc->q = row->q + ((b == SC_QUP) ? hr : (b == SC_QDN) ? -hr : 0.0);
         sc->lnS0 = log(sc->S0);
@@ -756,14 +810,20 @@ static inline void pg_mc_setup(const pg_mc_row *row, const pg_mc_settings *st, i
         /* Asian constants */
         sc->c_arith = 0.0;
         sc->c_geo = 0.0;
+        sc->c_ctrl = 0.0;
+        double c_known_ctrl = 0.0;
         if (row->product == PG_MC_ASIAN) {
-            if (g->wsum_c > 0.0) {
-                sc->c_arith = g->wsum_c * row->run;
-                sc->c_geo = g->wsum_c * log(row->run);
+            sc->c_arith = g->kw_run * row->run + g->kw_spot * sc->S0;
+            sc->c_geo = g->kw_spot * sc->lnS0;
+            c_known_ctrl = sc->c_geo;
+            if (g->kw_run > 0.0) {
+                sc->c_geo += g->kw_run * log(row->run);
+                c_known_ctrl += g->kw_run * (row->run > 0.0 ? log(row->run) : sc->lnS0);
             }
             double s = 0.0;
             for (int64_t k = 0; k <= m; k++)
                 s += g->wt[k] * (sc->lnS0 + bq * g->t[k]);
+            sc->c_ctrl = c_known_ctrl + s;
             sc->c_geo += s;
         }
         /* control mean */
@@ -775,8 +835,7 @@ static inline void pg_mc_setup(const pg_mc_row *row, const pg_mc_settings *st, i
                                  cl->sig_sh * sqrt(g->T));
         } else if (p->cv == PG_MC_CV_GEO) {
             double mean, var;
-            const double c = (g->wsum_c > 0.0) ? g->wsum_c * log(row->run) : 0.0;
-            pg_mc_geo_moments(g, m, c, sc->lnS0, bq, cl->sig_sh, &mean, &var);
+            pg_mc_geo_moments(g, m, c_known_ctrl, sc->lnS0, bq, cl->sig_sh, &mean, &var);
             sc->mu = pg_mc_black(row->w, exp(mean + 0.5 * var), row->K, sc->DF, sqrt(var));
         }
     }
@@ -790,15 +849,30 @@ static inline void pg_mc_setup(const pg_mc_row *row, const pg_mc_settings *st, i
             ms->term[0] = (pg_mc_term){SC_BASE, 1.0};
             break;
         case PG_MC_DELTA:
-            ms->nterm = 2;
-            ms->term[0] = (pg_mc_term){SC_DUP, 0.5 / hd};
-            ms->term[1] = (pg_mc_term){SC_DDN, -0.5 / hd};
+            if (edge == 0) {
+                ms->nterm = 2;
+                ms->term[0] = (pg_mc_term){SC_DUP, 0.5 / hd};
+                ms->term[1] = (pg_mc_term){SC_DDN, -0.5 / hd};
+            } else {
+                ms->nterm = 3;
+                ms->term[0] = (pg_mc_term){SC_BASE, -1.5 * edge / hd};
+                ms->term[1] = (pg_mc_term){SC_DUP, 2.0 * edge / hd};
+                ms->term[2] = (pg_mc_term){SC_DDN, -0.5 * edge / hd};
+            }
             break;
         case PG_MC_GAMMA:
-            ms->nterm = 3;
-            ms->term[0] = (pg_mc_term){SC_GUP, 1.0 / (hg * hg)};
-            ms->term[1] = (pg_mc_term){SC_BASE, -2.0 / (hg * hg)};
-            ms->term[2] = (pg_mc_term){SC_GDN, 1.0 / (hg * hg)};
+            if (edge == 0) {
+                ms->nterm = 3;
+                ms->term[0] = (pg_mc_term){SC_GUP, 1.0 / (hg * hg)};
+                ms->term[1] = (pg_mc_term){SC_BASE, -2.0 / (hg * hg)};
+                ms->term[2] = (pg_mc_term){SC_GDN, 1.0 / (hg * hg)};
+            } else {
+                ms->nterm = 4;
+                ms->term[0] = (pg_mc_term){SC_BASE, 2.0 / (hg * hg)};
+                ms->term[1] = (pg_mc_term){SC_GUP, -5.0 / (hg * hg)};
+                ms->term[2] = (pg_mc_term){SC_GDN, 4.0 / (hg * hg)};
+                ms->term[3] = (pg_mc_term){SC_G3, -1.0 / (hg * hg)};
+            }
             break;
         case PG_MC_VEGA:
             ms->nterm = 2;
@@ -1146,7 +1220,7 @@ static inline void pg_mc_payoff(const pg_mc_row *row, const pg_mc_plan *p, pg_mc
             xc[i] = DF * PG_MC_MAX(wv * (exp(lgE + xs[i]) - K), 0.0);
     } else if (p->cv == PG_MC_CV_GEO) {
         const double *restrict gxs = p->shadow ? cl->gxs : cl->gx;
-        const double c = sc->c_geo;
+        const double c = sc->c_ctrl;
 #pragma omp simd
         for (int i = 0; i < PG_MC_L; i++)
             xc[i] = DF * PG_MC_MAX(wv * (exp(c + gxs[i]) - K), 0.0);
@@ -1457,12 +1531,16 @@ static inline void pg_mc_expiry(const pg_mc_row *row, const pg_mc_settings *st, 
         price = PG_MC_MAX(wv * (S - K), 0.0);
         delta = (wv * (S - K) > 0.0) ? wv : (S == K ? 0.5 * wv : 0.0);
         break;
-    case PG_MC_ASIAN: {
-        /* all averaging is in the past (continuous, elapsed > 0: validated) */
-        const double a = row->run;
-        price = PG_MC_MAX(wv * (a - K), 0.0);
+    case PG_MC_ASIAN:
+        /* continuous (a discrete row has no fixing left at T = 0: not valid): the known
+         * average, or spot when averaging never began (as pricegrid.ext.asian) */
+        if (row->elapsed > 0.0) {
+            price = PG_MC_MAX(wv * (row->run - K), 0.0);
+        } else {
+            price = PG_MC_MAX(wv * (S - K), 0.0);
+            delta = (wv * (S - K) > 0.0) ? wv : (S == K ? 0.5 * wv : 0.0);
+        }
         break;
-    }
     case PG_MC_BARRIER: {
         const int out = row->variant == PG_MC_DOWN_OUT || row->variant == PG_MC_UP_OUT;
         if (out) {
@@ -1477,7 +1555,7 @@ static inline void pg_mc_expiry(const pg_mc_row *row, const pg_mc_settings *st, 
         if (row->variant == PG_MC_FLOATING) {
             const double ext = wv > 0.0 ? row->rmin : row->rmax;
             price = wv * (S - ext);
-            delta = (S == ext) ? 0.0 : wv;
+            delta = wv;
         } else {
             const double ext = wv > 0.0 ? row->rmax : row->rmin;
             price = PG_MC_MAX(wv * (ext - K), 0.0);

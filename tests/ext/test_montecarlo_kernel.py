@@ -56,7 +56,7 @@ import QuantLib as ql
 from scipy.stats import norm, qmc
 
 from pricegrid.ext import barrier as bar
-from pricegrid.ext import black, heston
+from pricegrid.ext import asian, black, heston, lookback
 from pricegrid.ext import montecarlo as mc
 from pricegrid.ext import status as pgs
 
@@ -212,17 +212,18 @@ HESTON_CASES = {"option_type": [1, 2, 1, 2], "strike": [90.0, 100.0, 110.0, 120.
                 "sigma": [0.5, 0.8, 0.3, 1.0], "rho": [-0.7, -0.5, -0.3, -0.9]}
 
 
-def heston_ref(c, **bump):
+def heston_ref(c, measures=(1,), **bump):
+    """pricegrid.ext.heston (analytic): measures x rows, or the price row for measures=(1,)."""
     cols = {"option_type": c["option_type"], "strike": c["strike"], "time": c["time"], "spot": 100.0,
             "rate": 0.05, "dividend_yield": 0.02, **{k: c[k] for k in ("v0", "kappa", "theta", "sigma", "rho")}}
     cols.update(bump)
     n = len(c["strike"])
     args = [np.ascontiguousarray(np.broadcast_to(np.asarray(cols[k], dtype=np.int32 if k == "option_type" else float), (n,)))
             for k in ("option_type", "strike", "time", "spot", "rate", "dividend_yield", "v0", "kappa", "theta", "sigma", "rho")]
-    out, status = np.empty(n), np.empty(n, np.int32)
-    heston.heston_price_batch(*args, out, status, 1)
+    out, status = np.empty((len(measures), n)), np.empty(n, np.int32)
+    heston.price_batch(*args, np.asarray(measures, np.int32), out, status, 1)
     assert not status.any()
-    return out
+    return out[0] if len(measures) == 1 else out
 
 
 @pytest.mark.parametrize("scheme, max_step, bias, settings", [
@@ -256,6 +257,8 @@ def test_heston_greeks_match_differences_of_the_analytic_price():
     # QE discretisation bias (max_step 1/32), per measure: price 0.01 as above, derivatives
     # 2% of the value
     within(out, se, ref, bias=np.vstack([np.full(4, 0.01), 0.02 * np.abs(ref[1:])]))
+    # the bumps' truncation error against the analytic Greeks (vega = dV/d sqrt(v0) there too)
+    np.testing.assert_allclose(ref, heston_ref(c, measures=ALL), rtol=2e-3, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- Asian
@@ -389,23 +392,31 @@ def test_continuous_barrier_matches_analytic(btype, h):
     within(out[0], se[0], ref, bias=3.0 * 0.05 / 250 if out_only else 0.0)
 
 
-def test_barrier_greeks_match_differences_of_the_analytic_price():
-    """Down-and-out call (K 95, H 85, no rebate): all Greeks against the kernel's bumps of the
-    Reiner-Rubinstein price (pricegrid.ext.barrier)."""
+@pytest.mark.parametrize("h", [85.0, 99.5])
+def test_barrier_greeks_match_differences_of_the_analytic_price(h):
+    """Down-and-out call (K 95, no rebate): all Greeks against the kernel's bumps of the
+    Reiner-Rubinstein price (pricegrid.ext.barrier). H 85: central differences; H 99.5,
+    within the gamma bump of spot: one-sided differences upwards (design note 8)."""
     def v(s=100.0, t=1.0, r=0.05, q=0.02, vol=0.25):
         out, st = np.empty(1), np.empty(1, np.int32)
         a = lambda x: np.array([x], float)  # noqa: E731
-        bar.barrier_price_batch(2, np.array([1], np.int32), a(95.0), a(t), a(s), a(r), a(q), a(vol), a(85.0),
+        bar.barrier_price_batch(2, np.array([1], np.int32), a(95.0), a(t), a(s), a(r), a(q), a(vol), a(h),
                                 a(0.0), out, st, 1)
         return out[0]
 
     b = mc.BUMPS
     hd, hg, ht = 100 * b["delta_relative_spot"], 100 * b["gamma_relative_spot"], b["time_max"]
-    ref = [v(), (v(s=100 + hd) - v(s=100 - hd)) / (2 * hd), (v(s=100 + hg) - 2 * v() + v(s=100 - hg)) / hg**2,
+    if h < 99.0:
+        delta = (v(s=100 + hd) - v(s=100 - hd)) / (2 * hd)
+        gamma = (v(s=100 + hg) - 2 * v() + v(s=100 - hg)) / hg**2
+    else:
+        delta = (-3 * v() + 4 * v(s=100 + hd) - v(s=100 + 2 * hd)) / (2 * hd)
+        gamma = (2 * v() - 5 * v(s=100 + hg) + 4 * v(s=100 + 2 * hg) - v(s=100 + 3 * hg)) / hg**2
+    ref = [v(), delta, gamma,
            (v(vol=0.25 + b["vol"]) - v(vol=0.25 - b["vol"])) / (2 * b["vol"]), (v(t=1 - ht) - v(t=1 + ht)) / (2 * ht),
            (v(r=0.05 + b["rate"]) - v(r=0.05 - b["rate"])) / (2 * b["rate"]),
            (v(q=0.02 + b["rate"]) - v(q=0.02 - b["rate"])) / (2 * b["rate"])]
-    out, se, status, _ = run("barrier", measures=ALL, barrier_type=2, barrier=85.0, strike=95.0, paths=40_000,
+    out, se, status, _ = run("barrier", measures=ALL, barrier_type=2, barrier=h, strike=95.0, paths=40_000,
                              max_step=1 / 250, control_variate=True)
     assert not status.any()
     within(out[:, 0], se[:, 0], ref)
@@ -476,6 +487,57 @@ def test_lookback_matches_quantlib_analytic_engines(ql_today, strike_type):
                              running_maximum=108.0, paths=40_000, max_step=1 / 4)
     assert not status.any()
     within(out[0], se[0], ref)
+
+
+def asian_analytic(measures=ALL, **kw):
+    """pricegrid.ext.asian (geometric closed forms) on the run() column conventions."""
+    cols = {name: kw.get(name, DEFAULTS[name]) for name in ORDER["asian"] + ("volatility",)}
+    n = max(np.size(v) for k, v in cols.items() if k != "fixing_times")
+    arrays = [np.ascontiguousarray(np.atleast_1d(np.asarray(cols[name], dtype=np.int32 if name in INT_COLUMNS else float)))
+              for name in ORDER["asian"] + ("volatility",)]
+    out, status = np.empty((len(measures), n)), np.empty(n, np.int32)
+    asian.asian_price_batch(*arrays, np.asarray(measures, np.int32), out, status, 1)
+    assert not status.any()
+    return out
+
+
+@pytest.mark.parametrize("case", [
+    dict(fixing_times=np.linspace(0.1, 0.6, 6), fixing_counts=6, running_average=104.0, past_fixings=4,
+         time=0.75, strike=102.0),
+    dict(fixing_times=np.empty(0), fixing_counts=0, running_average=97.0, elapsed=0.25, time=0.5),
+    dict(fixing_times=np.empty(0), fixing_counts=0, time=1.0),
+])
+def test_geometric_asian_greeks_match_the_analytic_kernel(case):
+    """Price and all six Greeks of seasoned and new geometric Asians against
+    pricegrid.ext.asian (exact Greeks, theta with the averaging window fixed in calendar
+    time): 3 SE plus the bumps' truncation (1e-3 relative) and, for continuous averaging,
+    the trapezoidal rule's 2e-4 (max_step 1/365)."""
+    kw = dict(averaging=2, option_type=[1, 2], volatility=0.3, **case)
+    out, se, status, _ = run("asian", measures=ALL, paths=40_000, max_step=1 / 365, **kw)
+    assert not status.any()
+    ref = asian_analytic(**kw)
+    within(out, se, ref, bias=1.2e-3 * np.abs(ref) + 1e-6)
+
+
+@pytest.mark.parametrize("strike_type", [1, 2])
+def test_lookback_greeks_match_the_analytic_kernel(strike_type):
+    """New trades (running extremes = spot) and a seasoned one, calls and puts: price and all
+    six Greeks against pricegrid.ext.lookback (analytic, the extremum held fixed). At
+    S = M the kernel differentiates one-sidedly away from M (central differences would move
+    the maximum with spot and give half the gamma). Bias: the bumps' truncation, 2e-3
+    relative."""
+    cols = dict(strike_type=strike_type, option_type=[1, 2, 1, 2], strike=[100.0, 100.0, 95.0, 105.0],
+                running_minimum=[100.0, 100.0, 92.0, 92.0], running_maximum=[100.0, 100.0, 109.0, 109.0])
+    out, se, status, _ = run("lookback", measures=ALL, paths=40_000, max_step=1 / 8, **cols)
+    assert not status.any()
+    names = ORDER["lookback"] + ("volatility",)
+    merged = {name: cols.get(name, DEFAULTS[name]) for name in names}
+    arrays = [np.ascontiguousarray(np.broadcast_to(np.asarray(merged[name], dtype=np.int32 if name in INT_COLUMNS else float), (4,)))
+              for name in names]
+    ref, st = np.empty((7, 4)), np.empty(4, np.int32)
+    lookback.lookback_price_batch(*arrays, np.asarray(ALL, np.int32), ref, st, 1)
+    assert not st.any()
+    within(out, se, ref, bias=2e-3 * np.abs(ref) + 1e-6)
 
 
 # --------------------------------------------------------------------------- estimator behaviour
@@ -616,7 +678,8 @@ BAD_HESTON = [
 ]
 BAD_PRODUCT = [
     ("asian", "averaging", 3, pgs.BAD_VARIANT),
-    ("asian", "running_average", 0.0, pgs.BAD_RUNNING),     # with past fixings
+    ("asian", "running_average", -1.0, pgs.BAD_RUNNING),    # with past fixings
+    ("asian", "running_average", 0.0, pgs.OK),              # arithmetic: 0 is a valid average
     ("asian", "past_fixings", -1, pgs.BAD_RUNNING),
     ("barrier", "barrier_type", 5, pgs.BAD_VARIANT),
     ("barrier", "barrier", 100.0, pgs.BAD_BARRIER),          # spot on the barrier
@@ -626,9 +689,10 @@ BAD_PRODUCT = [
     ("barrier", "monitoring_interval", -0.1, pgs.BAD_MONITORING),
     ("barrier", "monitoring_interval", NAN, pgs.BAD_MONITORING),
     ("lookback", "strike_type", 0, pgs.BAD_VARIANT),
-    ("lookback", "running_minimum", 101.0, pgs.BAD_RUNNING),  # above spot
-    ("lookback", "running_maximum", 99.0, pgs.BAD_RUNNING),
+    ("lookback", "running_minimum", 101.0, pgs.BAD_RUNNING),  # above spot (floating call: read)
     ("lookback", "running_minimum", 0.0, pgs.BAD_RUNNING),
+    ("lookback", "running_maximum", 99.0, pgs.OK),            # a floating call does not read it
+    ("lookback", "running_maximum", NAN, pgs.OK),
 ]
 PRODUCT_GOOD = {"asian": {"running_average": 101.0, "past_fixings": 2}, "barrier": {}, "lookback": {}, "european": {}}
 
@@ -680,10 +744,21 @@ def test_bad_fixings(times, counts, expected):
 
 
 def test_continuous_averaging_checks():
-    out, se, status, nbad = run("asian", fixing_times=np.empty(0), fixing_counts=0, n=4, paths=1_024,
-                                elapsed=[0.0, -1.0, 0.5, 0.0], running_average=[0.0, 100.0, 0.0, 100.0],
-                                time=[1.0, 1.0, 1.0, 0.0])
-    assert list(status) == [0, pgs.BAD_RUNNING, pgs.BAD_RUNNING, pgs.BAD_RUNNING]
+    """elapsed < 0 bad; a running average read (elapsed > 0) must be >= 0 (arithmetic) or
+    > 0 (geometric); T = 0 with no averaging done is valid (intrinsic on spot)."""
+    out, se, status, nbad = run("asian", fixing_times=np.empty(0), fixing_counts=0, n=6, paths=1_024,
+                                averaging=[1, 1, 1, 2, 1, 2], elapsed=[0.0, -1.0, 0.5, 0.5, 0.0, 0.0],
+                                running_average=[0.0, 100.0, -1.0, 0.0, 100.0, 0.0],
+                                time=[1.0, 1.0, 1.0, 1.0, 0.0, 0.0], strike=95.0)
+    assert list(status) == [0, pgs.BAD_RUNNING, pgs.BAD_RUNNING, pgs.BAD_RUNNING, 0, 0]
+    np.testing.assert_array_equal(out[0, 4:], [5.0, 5.0])
+
+
+def test_schedule_errors_raise():
+    with pytest.raises(ValueError, match="fixing_counts"):
+        run("asian", fixing_times=GOOD_TIMES, fixing_counts=[3, -1], n=2)
+    with pytest.raises(ValueError, match="fixing_times"):
+        run("asian", fixing_times=GOOD_TIMES, fixing_counts=[3, 1], n=2)
 
 
 @pytest.mark.parametrize("kwargs, name", [
