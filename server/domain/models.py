@@ -42,6 +42,8 @@ class GreekMethod(enum.IntEnum):
     MONTE_CARLO_CRN = 4
     PATHWISE = 5
     LIKELIHOOD_RATIO = 6
+    NUMERICAL = 7
+    MONTE_CARLO = 8
 
     @classmethod
     def of(cls, name: str) -> "GreekMethod":

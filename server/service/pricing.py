@@ -287,6 +287,12 @@ class PricingService:
         """Monte Carlo work within the server's caps (RESOURCE_EXHAUSTED names the field)."""
         if not spec.monte_carlo:
             return
+        if settings.paths < 32:
+            raise ServiceError(
+                Code.INVALID_ARGUMENT,
+                f"{prefix}.paths: Monte Carlo needs at least 32 paths (got {settings.paths})",
+                [FieldViolation(f"{prefix}.paths", "at least 32")],
+            )
         if settings.paths > self.limits.max_paths:
             raise ServiceError(
                 Code.RESOURCE_EXHAUSTED,
@@ -319,10 +325,13 @@ class PricingService:
         status = np.empty(rows, dtype=np.int32)
         chunks = self._product_chunks(spec, settings, rows)
         for a, b in self._each_chunk(chunks, should_continue):
-            spec.run(
-                batch.rows(a, b), _rows_of(market, a, b), codes, values[:, a:b],
-                None if stderr is None else stderr[:, a:b], status[a:b], threads, settings,
-            )
+            try:
+                spec.run(
+                    batch.rows(a, b), _rows_of(market, a, b), codes, values[:, a:b],
+                    None if stderr is None else stderr[:, a:b], status[a:b], threads, settings,
+                )
+            except ValueError as exc:  # the kernel refused the request's shape (it names the setting)
+                raise ServiceError(Code.INVALID_ARGUMENT, f"settings: {exc}", [FieldViolation("settings", str(exc))])
         return values, stderr, status, len(chunks)
 
     def price_product(

@@ -379,6 +379,23 @@ def test_heston_asian_control_variate_is_unbiased():
 
 
 # --------------------------------------------------------------------------- barriers
+_PRICE = np.array([1], np.int32)
+
+
+def _analytic_barrier(btype, option_type, strike, t, s, r, q, vol, h, rebate, out, status, threads):
+    """Prices of pricegrid.ext.barrier's continuously monitored single barriers (one type)."""
+    bt = np.array([btype], np.int32)
+    return bar.barrier_price_batch(bt, option_type, strike, t, h, rebate, np.zeros(1), s, r, q, vol, _PRICE,
+                                   out.reshape(1, -1), status, threads)
+
+
+def _analytic_digital(payoff, option_type, strike, t, s, r, q, vol, cash, out, status, threads):
+    """Prices of pricegrid.ext.barrier's European digitals (one payoff)."""
+    pay = np.array([payoff], np.int32)
+    return bar.digital_price_batch(pay, option_type, strike, t, cash, np.zeros(1), s, r, q, vol, _PRICE,
+                                   out.reshape(1, -1), status, threads)
+
+
 @pytest.mark.parametrize("btype, h", [(1, 90.0), (2, 90.0), (3, 112.0), (4, 112.0)])
 def test_continuous_barrier_matches_analytic(btype, h):
     out, se, status, _ = run("barrier", barrier_type=btype, barrier=h, rebate=3.0, option_type=[1, 2],
@@ -386,7 +403,7 @@ def test_continuous_barrier_matches_analytic(btype, h):
     assert not status.any()
     ref, st = np.empty(2), np.empty(2, np.int32)
     a = lambda v: np.ascontiguousarray(v, dtype=float)  # noqa: E731
-    bar.barrier_price_batch(btype, np.array([1, 2], np.int32), a([95.0, 105.0]), a([1.0]), a([100.0]), a([0.05]),
+    _analytic_barrier(btype, np.array([1, 2], np.int32), a([95.0, 105.0]), a([1.0]), a([100.0]), a([0.05]),
                             a([0.02]), a([0.25]), a([h]), a([3.0]), ref, st, 1)
     out_only = btype in (2, 4)
     within(out[0], se[0], ref, bias=3.0 * 0.05 / 250 if out_only else 0.0)
@@ -400,7 +417,7 @@ def test_barrier_greeks_match_differences_of_the_analytic_price(h):
     def v(s=100.0, t=1.0, r=0.05, q=0.02, vol=0.25):
         out, st = np.empty(1), np.empty(1, np.int32)
         a = lambda x: np.array([x], float)  # noqa: E731
-        bar.barrier_price_batch(2, np.array([1], np.int32), a(95.0), a(t), a(s), a(r), a(q), a(vol), a(h),
+        _analytic_barrier(2, np.array([1], np.int32), a(95.0), a(t), a(s), a(r), a(q), a(vol), a(h),
                                 a(0.0), out, st, 1)
         return out[0]
 
@@ -431,7 +448,7 @@ def test_barrier_monitored_only_at_expiry_matches_closed_form():
     a = lambda x: np.array([x], float)  # noqa: E731
     p = black_measures(2, [100.0, 90.0], 1.0, 100.0, 0.05, 0.02, 0.25, measures=(1,))[0]
     con, st = np.empty(1), np.empty(1, np.int32)
-    bar.digital_price_batch(1, np.array([2], np.int32), a(90.0), a(1.0), a(100.0), a(0.05), a(0.02), a(0.25), a(1.0),
+    _analytic_digital(1, np.array([2], np.int32), a(90.0), a(1.0), a(100.0), a(0.05), a(0.02), a(0.25), a(1.0),
                             con, st, 1)
     ref = p[0] - p[1] - 10.0 * con[0] + 2.0 * con[0]
     within(out[0], se[0], [ref, ref])
@@ -447,7 +464,7 @@ def test_weekly_barrier_matches_broadie_glasserman_kou():
     a = lambda x: np.array([x], float)  # noqa: E731
     refs = []
     for btype, h, ot in ((2, 90.0 / shift, 1), (4, 115.0 * shift, 2)):
-        bar.barrier_price_batch(btype, np.array([ot], np.int32), a(100.0), a(1.0), a(100.0), a(0.05), a(0.02),
+        _analytic_barrier(btype, np.array([ot], np.int32), a(100.0), a(1.0), a(100.0), a(0.05), a(0.02),
                                 a(0.25), a(h), a(0.0), ref, st, 1)
         refs.append(ref[0])
     within(out[0], se[0], refs, bias=0.005 * np.abs(refs))

@@ -1,0 +1,159 @@
+"""Bad input to the options library over RPC: INVALID_ARGUMENT naming the field (and the row
+in batches), RESOURCE_EXHAUSTED for work over the caps, and the server goes on serving."""
+
+import grpc
+import numpy as np
+import pytest
+
+from pricegrid.v1 import common_pb2 as c
+from pricegrid.v1 import pricing_pb2 as pb
+
+from .richerr import violations as field_violations
+
+HESTON = dict(v0=0.04, kappa=1.5, theta=0.04, sigma=0.5, rho=-0.7)
+
+
+def _market(**kw):
+    return pb.Market(**{"spot": 100.0, "rate": 0.03, "volatility": 0.2, **kw})
+
+
+def _barrier(**kw):
+    terms = dict(barrier_type=c.BARRIER_TYPE_DOWN_OUT, option_type=c.OPTION_TYPE_CALL, strike=100.0,
+                 expiry=pb.Expiry(year_fraction=0.5), barrier=90.0)
+    terms.update(kw)
+    return pb.BarrierOption(**terms)
+
+
+def _asian(**kw):
+    terms = dict(averaging=c.AVERAGING_ARITHMETIC, option_type=c.OPTION_TYPE_CALL, strike=100.0,
+                 expiry=pb.Expiry(year_fraction=1.0), fixing_times=[0.25, 0.5, 0.75, 1.0])
+    terms.update(kw)
+    return pb.AsianOption(**terms)
+
+
+def _invalid(stub, request, field, code=grpc.StatusCode.INVALID_ARGUMENT):
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Price(request, timeout=30)
+    assert info.value.code() == code, info.value.details()
+    fields = [f for f, _ in field_violations(info.value)]
+    assert field in fields, (fields, info.value.details())
+    return info.value
+
+
+@pytest.mark.parametrize(
+    "request_, field",
+    [
+        # barrier on the wrong side of spot (down barrier above it), negative rebate, bad code
+        (pb.PriceRequest(model=1, barrier=_barrier(barrier=110.0), market=_market()), "barrier.barrier"),
+        (pb.PriceRequest(model=1, barrier=_barrier(rebate=-1.0), market=_market()), "barrier.rebate"),
+        (pb.PriceRequest(model=1, barrier=_barrier(barrier_type=9), market=_market()), "barrier.barrier_type"),
+        (pb.PriceRequest(model=1, barrier=_barrier(barrier_type=0), market=_market()), "barrier.barrier_type"),
+        (pb.PriceRequest(model=1, barrier=_barrier(monitoring_interval=-0.1), market=_market()),
+         "barrier.monitoring_interval"),
+        # double barrier: upper below lower
+        (pb.PriceRequest(model=1, double_barrier=pb.DoubleBarrierOption(
+            knock_type=c.KNOCK_TYPE_KNOCK_OUT, option_type=c.OPTION_TYPE_CALL, strike=100.0,
+            expiry=pb.Expiry(year_fraction=0.5), lower_barrier=90.0, upper_barrier=85.0), market=_market()),
+         "double_barrier.upper_barrier"),
+        # invalid Heston parameters: v0 < 0, kappa, theta or sigma <= 0, |rho| >= 1; missing
+        *[
+            (pb.PriceRequest(model=c.MODEL_HESTON, european=pb.EuropeanOption(
+                option_type=1, strike=100.0, expiry=pb.Expiry(year_fraction=0.5)),
+                market=pb.Market(spot=100.0, heston=pb.HestonParameters(**{**HESTON, name: value}))),
+             f"market.heston.{name}")
+            for name, value in (("v0", -0.01), ("kappa", 0.0), ("theta", -1.0), ("sigma", 0.0), ("rho", 1.0),
+                                ("rho", -1.5))
+        ],
+        (pb.PriceRequest(model=c.MODEL_HESTON, european=pb.EuropeanOption(
+            option_type=1, strike=100.0, expiry=pb.Expiry(year_fraction=0.5)), market=pb.Market(spot=100.0)),
+         "market.heston"),
+        # averaging dates out of order, past expiry; dates without a dated expiry
+        (pb.PriceRequest(model=1, asian=_asian(fixing_times=[0.5, 0.25, 1.0]), market=_market()), "asian.fixing_times"),
+        (pb.PriceRequest(model=1, asian=_asian(fixing_times=[0.5, 1.5]), market=_market()), "asian.fixing_times"),
+        (pb.PriceRequest(model=1, asian=_asian(fixing_times=[], fixing_dates=[c.Date(year=2027, month=1, day=5)]),
+                         market=_market()), "asian.fixing_dates"),
+        (pb.PriceRequest(model=1, asian=_asian(running_average=-5.0, past_fixings=2), market=_market()),
+         "asian.running_average"),
+        # lookback extremes that do not bracket the spot
+        (pb.PriceRequest(model=1, lookback=pb.LookbackOption(
+            strike_type=c.LOOKBACK_STRIKE_FLOATING, option_type=c.OPTION_TYPE_CALL, expiry=pb.Expiry(year_fraction=1.0),
+            running_minimum=105.0), market=_market()), "lookback.running_minimum"),
+        # zero paths, a bad time step; an engine or a measure the product does not have
+        (pb.PriceRequest(model=1, asian=_asian(), market=_market(), engine=c.ENGINE_MONTE_CARLO,
+                         settings=pb.EngineSettings(paths=0)), "settings.paths"),
+        (pb.PriceRequest(model=1, asian=_asian(), market=_market(), engine=c.ENGINE_MONTE_CARLO,
+                         settings=pb.EngineSettings(max_step=0.0)), "settings.max_step"),
+        (pb.PriceRequest(model=1, american=pb.AmericanOption(option_type=2, strike=100.0, expiry=pb.Expiry(year_fraction=1)),
+                         market=_market(), engine=c.ENGINE_LEVY), "engine"),
+        (pb.PriceRequest(model=c.MODEL_BACHELIER, barrier=_barrier(), market=pb.Market(forward=100.0, volatility=5.0)),
+         "model"),
+        (pb.PriceRequest(model=1, american=pb.AmericanOption(option_type=2, strike=100.0, expiry=pb.Expiry(year_fraction=1)),
+                         market=_market(), settings=pb.EngineSettings(tree_steps=0), engine=c.ENGINE_BINOMIAL_TREE),
+         "settings.tree_steps"),
+    ],
+)
+def test_single_trade_bad_input(stub, request_, field):
+    _invalid(stub, request_, field)
+    # the server goes on serving
+    ok = stub.Price(pb.PriceRequest(model=1, barrier=_barrier(), market=_market()), timeout=30)
+    assert ok.price > 0
+
+
+def test_monte_carlo_work_over_the_cap_is_resource_exhausted(stub):
+    request = pb.PriceRequest(model=1, asian=_asian(), market=_market(), engine=c.ENGINE_MONTE_CARLO,
+                              settings=pb.EngineSettings(paths=10**12))
+    _invalid(stub, request, "settings.paths", grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
+def test_batch_rows_fail_alone_naming_field_and_row(stub):
+    cols = pb.BarrierOptionColumns(
+        barrier_type=c.Int32Column(values=[1, 2, 9, 2]), option_type=c.Int32Column(values=[1]),
+        strike=c.DoubleColumn(values=[100.0]), time_to_expiry=c.DoubleColumn(values=[0.5]),
+        barrier=c.DoubleColumn(values=[90.0, 110.0, 90.0, 95.0]),
+    )
+    request = pb.PriceBatchRequest(model=1, barrier=cols, market=pb.MarketColumns(
+        spot=c.DoubleColumn(values=[100.0]), volatility=c.DoubleColumn(values=[0.2])))
+    response = stub.PriceBatch(request, timeout=30)
+    status = np.frombuffer(response.status.raw, "<i4")
+    assert status.tolist() == [0, 3, 3, 0] and response.error_count == 2
+    errors = {(e.row, e.field) for e in response.errors}
+    assert (1, "barrier.barrier") in errors and (2, "barrier.barrier_type") in errors
+    price = np.frombuffer(response.columns[0].values.raw, "<f8")
+    assert np.isfinite(price[[0, 3]]).all() and np.isnan(price[[1, 2]]).all()
+
+
+@pytest.mark.parametrize(
+    "times, counts, field",
+    [
+        ([0.5, 1.0, 0.5], [2, 2], "asian.fixing_times"),  # counts ask for 4, 3 given
+        ([0.5, 1.0], [3, -1], "asian.fixing_counts"),
+        ([0.5, 1.0], None, "asian.fixing_counts"),
+    ],
+)
+def test_batch_schedules_that_do_not_add_up(stub, times, counts, field):
+    cols = pb.AsianOptionColumns(
+        averaging=c.Int32Column(values=[1]), option_type=c.Int32Column(values=[1]), strike=c.DoubleColumn(values=[100.0]),
+        time_to_expiry=c.DoubleColumn(values=[1.0, 1.0]), fixing_times=c.DoubleColumn(values=times),
+    )
+    if counts is not None:
+        cols.fixing_counts.values.extend(counts)
+    request = pb.PriceBatchRequest(model=1, asian=cols, market=pb.MarketColumns(
+        spot=c.DoubleColumn(values=[100.0]), volatility=c.DoubleColumn(values=[0.2])))
+    with pytest.raises(grpc.RpcError) as info:
+        stub.PriceBatch(request, timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in [f for f, _ in field_violations(info.value)], info.value.details()
+
+
+def test_batch_per_row_schedules_and_a_bad_one(stub):
+    # row 0: 2 fixings, row 1: continuous (0), row 2: out of order
+    cols = pb.AsianOptionColumns(
+        averaging=c.Int32Column(values=[1]), option_type=c.Int32Column(values=[1]), strike=c.DoubleColumn(values=[100.0]),
+        time_to_expiry=c.DoubleColumn(values=[1.0]), fixing_times=c.DoubleColumn(values=[0.5, 1.0, 0.75, 0.5]),
+        fixing_counts=c.Int32Column(values=[2, 0, 2]),
+    )
+    request = pb.PriceBatchRequest(model=1, asian=cols, engine=c.ENGINE_TURNBULL_WAKEMAN, market=pb.MarketColumns(
+        spot=c.DoubleColumn(values=[100.0]), volatility=c.DoubleColumn(values=[0.2])))
+    response = stub.PriceBatch(request, timeout=30)
+    assert response.rows == 3 and response.error_count == 1
+    assert [(e.row, e.field) for e in response.errors] == [(2, "asian.fixing_times")]
