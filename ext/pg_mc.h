@@ -571,6 +571,7 @@ typedef struct {
     PG_MC_ALIGN double sx[PG_MC_L];
     /* one-step pseudo-random paths: the normals of the whole block, generated at once */
     PG_MC_ALIGN double zblk[PG_MC_BLOCK];
+    PG_MC_ALIGN double xblk[PG_MC_BLOCK];   /* ... and their control payoffs (price only) */
 } pg_mc_work;
 
 static inline void pg_mc_work_free(pg_mc_work *w)
@@ -1328,6 +1329,36 @@ static inline void pg_mc_unit(const pg_mc_row *row, const pg_mc_settings *st, in
         const int64_t nchunks = (d_end - d_begin + nd - 1) / nd;
         const uint64_t pair_blk = (uint64_t)(rep * st->draws_per_rep + d_begin) / 2;
         pg_philox_normals(st->seed, 0u, pair_blk, (int)(nchunks * (nd / 2)), w->zblk);
+        if (row->product == PG_MC_EUROPEAN && !anti && p.nscen == 1 && st->nmeas == 1
+            && w->meas[0].nterm == 1 && w->meas[0].term[0].coef == 1.0) {
+            /* Price only: the whole block in one loop (terminal spot, payoff, control), no
+             * per-chunk copies, then the block's statistics in one two-pass sweep. */
+            const pg_mc_scen *sc = &w->scen[SC_BASE];
+            const pg_mc_class *cl = &w->cls[sc->cls];
+            const pg_mc_grid *g = &w->grid[cl->grid];
+            const double c = sc->lnS0 + (sc->r - sc->q) * g->t[1] - 0.5 * cl->vol * cl->vol * g->dt[1];
+            const double b = cl->vol * g->sqdt[1];
+            const double DF = sc->DF, DFw = DF * row->w, DFwK = DFw * row->K;
+            const int n = (int)(d_end - d_begin);
+            const int has_x = p.cv != PG_MC_CV_NONE;
+            double *restrict y = w->zblk, *restrict xc = w->xblk;
+            if (has_x) {
+#pragma omp simd
+                for (int i = 0; i < n; i++) {
+                    const double S = exp(c + b * y[i]);
+                    y[i] = PG_MC_MAX(DFw * S - DFwK, 0.0);
+                    xc[i] = DF * S;
+                }
+            } else {
+#pragma omp simd
+                for (int i = 0; i < n; i++)
+                    y[i] = PG_MC_MAX(DFw * exp(c + b * y[i]) - DFwK, 0.0);
+            }
+            double cs[PG_MC_NSTAT];
+            pg_mc_chunk_stats(y, has_x ? xc : NULL, n, cs);
+            pg_mc_merge(out, cs);
+            return;
+        }
     }
 
     for (int64_t d0 = d_begin; d0 < d_end; d0 += nd) {
