@@ -10,7 +10,12 @@ Design
    one block of ``PG_MC_BLOCK`` = 2048 draws; it is simulated in chunks of 64 paths
    (lanes), every lane loop an ``omp simd`` loop (gcc calls libmvec's exp, log, sin, cos,
    erfc), and leaves per measure the sample statistics (count, means, centred second
-   moments of the estimate and of its control).
+   moments of the estimate and of its control). One-step pseudo-random paths (a GBM
+   European) draw the whole block's normals in one call (the same numbers the chunks would
+   draw); priced alone without antithetics, the block is one loop (terminal spot, payoff,
+   control) and its statistics one two-pass sweep. Measured on the development VM (one
+   thread, 2^20 paths, the bench's gbm_european): 4.1 ns per path, from 8.2 before
+   these and the Philox change below; the vectorised numpy scheme takes about 25 ns.
 2. Loops: the batch entry points validate every row first (one pass), then run the units.
    On one thread below ``PARALLEL_THRESHOLD`` path-steps in all; else in a ``prange`` over
    rows when there are at least 4 rows per thread (or at least one per thread, each with
@@ -23,7 +28,9 @@ Design
    common random numbers across rows as well).
 3. Random numbers. Philox4x32-10 (J. K. Salmon, M. A. Moraes, R. O. Dror and D. E. Shaw,
    "Parallel random numbers: as easy as 1, 2, 3", SC11, 2011), counter = (dimension, draw
-   pair, tag), key = the 64-bit ``seed``. Normals: Box-Muller (Box and Muller, Ann. Math.
+   pair, tag), key = the 64-bit ``seed``; on AVX2 / AVX-512 its multiplications are explicit
+   32 x 32 -> 64-bit vpmuludq (gcc vectorises the portable loop with the slower 64-bit
+   vpmullq). Normals: Box-Muller (Box and Muller, Ann. Math.
    Stat. 29, 1958, p. 610) of Philox's two 52-bit uniforms: exact in law, and cheaper than
    an inverse (one log, sqrt, sin and cos per two normals, all libmvec vector calls, against
    a log, a sqrt and three rational approximations per normal, all evaluated in a SIMD

@@ -569,6 +569,9 @@ typedef struct {
     pg_mc_measure meas[PG_MC_NMEASURE];
     PG_MC_ALIGN double sy[PG_MC_L];
     PG_MC_ALIGN double sx[PG_MC_L];
+    /* one-step pseudo-random paths: the normals of the whole block, generated at once */
+    PG_MC_ALIGN double zblk[PG_MC_BLOCK];
+    PG_MC_ALIGN double xblk[PG_MC_BLOCK];   /* ... and their control payoffs (price only) */
 } pg_mc_work;
 
 static inline void pg_mc_work_free(pg_mc_work *w)
@@ -946,13 +949,19 @@ static inline void pg_mc_setup(const pg_mc_row *row, const pg_mc_settings *st, i
  * (pseudo-random, no bridge): Philox dims (k-1) dps + j; buffered: from zbuf. Antithetic:
  * lanes [nd, 2 nd) are the negatives of lanes [0, nd). */
 static inline void pg_mc_step_normals(pg_mc_work *w, const pg_mc_settings *st, const pg_mc_plan *p,
-                                      int buffered, int64_t k, uint64_t pair0)
+                                      int buffered, int64_t k, uint64_t pair0,
+                                      const double *restrict pre)
 {
     const int nd = st->chunk_draws;
     for (int j = 0; j < p->dps; j++) {
         double *z = w->z[j];
         const int64_t dim = (k - 1) * p->dps + j;
-        if (buffered) {
+        if (pre) {
+            /* one-step paths: this chunk's part of the block's normals (same numbers) */
+#pragma omp simd
+            for (int i = 0; i < nd; i++)
+                z[i] = pre[i];
+        } else if (buffered) {
             const double *src = w->zbuf + (size_t)dim * PG_MC_L;
 #pragma omp simd
             for (int i = 0; i < nd; i++)
@@ -1311,6 +1320,47 @@ static inline void pg_mc_unit(const pg_mc_row *row, const pg_mc_settings *st, in
     for (int j = 0; j < st->nmeas; j++)
         out[j * PG_MC_NSTAT] = 0.0;
 
+    /* One step, one normal per draw, pseudo-random (a GBM European): the block's normals in
+     * one call, so Philox and Box-Muller run over full batches instead of one chunk's 32
+     * pairs at a time. The chunks' pairs are consecutive (nd is even), so these are the
+     * very numbers the chunks would draw. */
+    const int one_step = !buffered && m == 1 && p.dps == 1;
+    if (one_step) {
+        const int64_t nchunks = (d_end - d_begin + nd - 1) / nd;
+        const uint64_t pair_blk = (uint64_t)(rep * st->draws_per_rep + d_begin) / 2;
+        pg_philox_normals(st->seed, 0u, pair_blk, (int)(nchunks * (nd / 2)), w->zblk);
+        if (row->product == PG_MC_EUROPEAN && !anti && p.nscen == 1 && st->nmeas == 1
+            && w->meas[0].nterm == 1 && w->meas[0].term[0].coef == 1.0) {
+            /* Price only: the whole block in one loop (terminal spot, payoff, control), no
+             * per-chunk copies, then the block's statistics in one two-pass sweep. */
+            const pg_mc_scen *sc = &w->scen[SC_BASE];
+            const pg_mc_class *cl = &w->cls[sc->cls];
+            const pg_mc_grid *g = &w->grid[cl->grid];
+            const double c = sc->lnS0 + (sc->r - sc->q) * g->t[1] - 0.5 * cl->vol * cl->vol * g->dt[1];
+            const double b = cl->vol * g->sqdt[1];
+            const double DF = sc->DF, DFw = DF * row->w, DFwK = DFw * row->K;
+            const int n = (int)(d_end - d_begin);
+            const int has_x = p.cv != PG_MC_CV_NONE;
+            double *restrict y = w->zblk, *restrict xc = w->xblk;
+            if (has_x) {
+#pragma omp simd
+                for (int i = 0; i < n; i++) {
+                    const double S = exp(c + b * y[i]);
+                    y[i] = PG_MC_MAX(DFw * S - DFwK, 0.0);
+                    xc[i] = DF * S;
+                }
+            } else {
+#pragma omp simd
+                for (int i = 0; i < n; i++)
+                    y[i] = PG_MC_MAX(DFw * exp(c + b * y[i]) - DFwK, 0.0);
+            }
+            double cs[PG_MC_NSTAT];
+            pg_mc_chunk_stats(y, has_x ? xc : NULL, n, cs);
+            pg_mc_merge(out, cs);
+            return;
+        }
+    }
+
     for (int64_t d0 = d_begin; d0 < d_end; d0 += nd) {
         const int cnt = (int)((d_end - d0) < nd ? (d_end - d0) : nd);
         /* global draw index of lane 0 (pseudo-random) or point index (Sobol) */
@@ -1395,7 +1445,8 @@ static inline void pg_mc_unit(const pg_mc_row *row, const pg_mc_settings *st, in
         }
         /* the path */
         for (int64_t k = 1; k <= m; k++) {
-            pg_mc_step_normals(w, st, &p, buffered, k, pair0);
+            pg_mc_step_normals(w, st, &p, buffered, k, pair0,
+                               one_step ? w->zblk + (d0 - d_begin) : NULL);
             for (int ci = 0; ci < p.ncls; ci++)
                 pg_mc_step_class(row, &p, w, &w->cls[p.cls_list[ci]], k, need_var);
             if (row->product != PG_MC_EUROPEAN)

@@ -34,6 +34,9 @@
 #include <stddef.h>
 #include <math.h>
 #include "pg_normal.h"   /* pg_inverse_norm_cdf_lower (AS 241), PG_LANE */
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__GLIBC__) && !defined(__FAST_MATH__) \
     && !defined(PG_NO_LIBMVEC)
@@ -83,18 +86,98 @@ PG_LANE double pg_u52(uint32_t hi, uint32_t lo)
     return ((double)(int64_t)k + 0.5) * PG_2POW_M52;
 }
 
-/* Philox for counters (dim, pair0 + i, 0, tag), i < cnt <= PG_PHILOX_BATCH, round by round:
- * each round is one `omp simd` loop over all counters, so the rounds of several vectors
- * overlap (one counter's ten rounds are a chain of dependent multiplications; done one
- * vector at a time, the generator was latency-bound, about 1.4x slower). The 32-bit words
- * live in 64-bit lanes (no widening between the multiplications and the rest).
- * out: 4 words per counter. */
+/* Philox for counters (dim, low and high word of pair0 + i, tag), i < cnt <= PG_PHILOX_BATCH.
+ * Portable: round by round, each round one `omp simd` loop over all counters, so the rounds
+ * of several vectors overlap (one counter's ten rounds are a chain of dependent
+ * multiplications; done one vector at a time, the generator was latency-bound, about 1.4x
+ * slower). The 32-bit words live in 64-bit lanes (no widening between the multiplications
+ * and the rest). With AVX2 / AVX-512: the intrinsics below, the same numbers (checked
+ * against pg_philox for -march=native, x86-64-v3 and x86-64). out: 4 words per counter. */
 #define PG_PHILOX_BATCH 128
 static inline void pg_philox_batch(uint64_t seed, uint32_t dim, uint64_t pair0, int cnt,
                                    uint32_t tag, uint64_t *restrict c0, uint64_t *restrict c1,
                                    uint64_t *restrict c2, uint64_t *restrict c3)
 {
     uint64_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+#if defined(__AVX512F__) || defined(__AVX2__)
+    /* The same numbers with explicit 32 x 32 -> 64-bit multiplications (vpmuludq): gcc
+     * vectorises the portable loop below with the 64 x 64-bit vpmullq (AVX-512: 3 uops,
+     * about 3x the latency), which made Philox most of a one-step path's cost. PG_PX_G
+     * vectors of counters go through their ten rounds in registers (independent chains hide
+     * the multiplications' latency). Counters past cnt (up to the next multiple of
+     * PG_PX_G vectors, within PG_PHILOX_BATCH) are computed and not used. */
+#if defined(__AVX512F__)
+#define PG_PX_W 8
+#define PG_PX_G 4
+    typedef __m512i pg_px_v;
+#define PG_PX_SET1(x) _mm512_set1_epi64((long long)(x))
+#define PG_PX_MUL(a, b) _mm512_mul_epu32((a), (b))
+#define PG_PX_SRL32(a) _mm512_srli_epi64((a), 32)
+#define PG_PX_XOR(a, b) _mm512_xor_si512((a), (b))
+#define PG_PX_AND(a, b) _mm512_and_si512((a), (b))
+#define PG_PX_ADD(a, b) _mm512_add_epi64((a), (b))
+#define PG_PX_STORE(p, a) _mm512_storeu_si512((void *)(p), (a))
+#define PG_PX_IOTA _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0)
+#else
+#define PG_PX_W 4
+#define PG_PX_G 2
+    typedef __m256i pg_px_v;
+#define PG_PX_SET1(x) _mm256_set1_epi64x((long long)(x))
+#define PG_PX_MUL(a, b) _mm256_mul_epu32((a), (b))
+#define PG_PX_SRL32(a) _mm256_srli_epi64((a), 32)
+#define PG_PX_XOR(a, b) _mm256_xor_si256((a), (b))
+#define PG_PX_AND(a, b) _mm256_and_si256((a), (b))
+#define PG_PX_ADD(a, b) _mm256_add_epi64((a), (b))
+#define PG_PX_STORE(p, a) _mm256_storeu_si256((void *)(p), (a))
+#define PG_PX_IOTA _mm256_set_epi64x(3, 2, 1, 0)
+#endif
+    {
+        const pg_px_v m0 = PG_PX_SET1(PG_PHILOX_M0), m1 = PG_PX_SET1(PG_PHILOX_M1);
+        const pg_px_v lo = PG_PX_SET1(0xFFFFFFFFu), iota = PG_PX_IOTA;
+        const pg_px_v vdim = PG_PX_SET1(dim), vtag = PG_PX_SET1(tag);
+        for (int i0 = 0; i0 < cnt; i0 += PG_PX_W * PG_PX_G) {
+            pg_px_v x0[PG_PX_G], x1[PG_PX_G], x2[PG_PX_G], x3[PG_PX_G];
+            for (int g = 0; g < PG_PX_G; g++) {
+                const pg_px_v pair = PG_PX_ADD(PG_PX_SET1(pair0 + (uint64_t)(i0 + g * PG_PX_W)), iota);
+                x0[g] = vdim;
+                x1[g] = PG_PX_AND(pair, lo);
+                x2[g] = PG_PX_SRL32(pair);
+                x3[g] = vtag;
+            }
+            uint64_t r0 = k0, r1 = k1;
+            for (int round = 0; round < 10; round++) {
+                const pg_px_v vk0 = PG_PX_SET1(r0), vk1 = PG_PX_SET1(r1);
+                for (int g = 0; g < PG_PX_G; g++) {
+                    const pg_px_v p0 = PG_PX_MUL(x0[g], m0), p1 = PG_PX_MUL(x2[g], m1);
+                    x0[g] = PG_PX_XOR(PG_PX_XOR(PG_PX_SRL32(p1), x1[g]), vk0);
+                    x2[g] = PG_PX_XOR(PG_PX_XOR(PG_PX_SRL32(p0), x3[g]), vk1);
+                    x1[g] = PG_PX_AND(p1, lo);
+                    x3[g] = PG_PX_AND(p0, lo);
+                }
+                r0 = (r0 + PG_PHILOX_W0) & 0xFFFFFFFFu;
+                r1 = (r1 + PG_PHILOX_W1) & 0xFFFFFFFFu;
+            }
+            for (int g = 0; g < PG_PX_G; g++) {
+                const int i = i0 + g * PG_PX_W;
+                PG_PX_STORE(c0 + i, x0[g]);
+                PG_PX_STORE(c1 + i, x1[g]);
+                PG_PX_STORE(c2 + i, x2[g]);
+                PG_PX_STORE(c3 + i, x3[g]);
+            }
+        }
+    }
+#undef PG_PX_W
+#undef PG_PX_G
+#undef PG_PX_SET1
+#undef PG_PX_MUL
+#undef PG_PX_SRL32
+#undef PG_PX_XOR
+#undef PG_PX_AND
+#undef PG_PX_ADD
+#undef PG_PX_STORE
+#undef PG_PX_IOTA
+    return;
+#endif
 #pragma omp simd
     for (int i = 0; i < cnt; i++) {
         const uint64_t pair = pair0 + (uint64_t)i;
