@@ -164,7 +164,7 @@ static int pg_am_init(void)
 }
 
 /* Doubles of work space one row needs (fixed point engine). */
-PG_INLINE size_t pg_am_fp_work(const pg_am_scheme *sc) { return (size_t)7 * sc->n * sc->l + 16; }
+PG_INLINE size_t pg_am_fp_work(const pg_am_scheme *sc) { return (size_t)12 * sc->n * sc->l + 16; }
 /* ... and the tree (values and spot powers). */
 PG_INLINE size_t pg_am_tree_work(int steps) { return (size_t)2 * (steps + 2) + 16; }
 
@@ -306,7 +306,8 @@ __attribute__((noinline)) static void pg_am_solve(const pg_am_scheme *sc, double
     bd->X = X; bd->lnX = log(X);
 
     double *inv = work, *cpl = work + nl, *sv = work + 2 * nl, *an = work + 3 * nl,
-           *ad = work + 4 * nl, *hq = work + 5 * nl, *g = work + 6 * nl;
+           *ad = work + 4 * nl, *hq = work + 5 * nl, *g = work + 6 * nl, *sp = work + 7 * nl,
+           *fn = work + 8 * nl, *fd = work + 9 * nl, *cnv = work + 10 * nl, *cdv = work + 11 * nl;
     double tau[PG_AM_MAX_N + 1], stau[PG_AM_MAX_N + 1], er[PG_AM_MAX_N + 1], eq[PG_AM_MAX_N + 1];
     double s[PG_AM_MAX_N + 1], bq[PG_AM_MAX_N + 1];
     double SN[PG_AM_MAX_N + 1], SD[PG_AM_MAX_N + 1], SNd[PG_AM_MAX_N + 1], SDd[PG_AM_MAX_N + 1];
@@ -330,22 +331,24 @@ __attribute__((noinline)) static void pg_am_solve(const pg_am_scheme *sc, double
         bd->y[i] = lb * lb;
     }
 
-    /* per (node, theta) constants: t = tau sin^2, dt = 2 tau sin cos dtheta */
-    for (int i = 1; i <= n; ++i) {
-        const double ti = tau[i], sti = stau[i];
-        double *inv_i = inv + (i - 1) * l, *cp_i = cpl + (i - 1) * l, *sv_i = sv + (i - 1) * l;
-        double *an_i = an + (i - 1) * l, *ad_i = ad + (i - 1) * l;
+    /* per (node, theta) constants: t = tau sin^2, dt = 2 tau sin cos dtheta; the node's
+     * sqrt(tau) and tau are spread over its l points first so one simd loop covers all n l */
+    for (int i = 1; i <= n; ++i)
+        for (int k = 0; k < l; ++k) { sp[(i - 1) * l + k] = stau[i]; fn[(i - 1) * l + k] = tau[i]; }
+    {
         const double *sn = sc->sin_l, *cs = sc->cos_l, *w = sc->w_l;
-        #pragma omp simd
-        for (int k = 0; k < l; ++k) {
-            const double st = sti * sn[k], t = st * st, sd = sigma * st;
-            const double dt = w[k] * 2.0 * ti * sn[k] * cs[k];
-            inv_i[k] = 1.0 / sd;
-            sv_i[k] = sd;
-            cp_i[k] = (r - q) * st / sigma + 0.5 * sd;
-            an_i[k] = r * dt * exp(-r * t);
-            ad_i[k] = q * dt * exp(-q * t);
-        }
+        for (int i = 0; i < n; ++i)
+            for (int k = 0; k < l; ++k) { fd[i * l + k] = sn[k]; cnv[i * l + k] = w[k] * 2.0 * sn[k] * cs[k]; }
+    }
+    #pragma omp simd
+    for (int a = 0; a < nl; ++a) {
+        const double st = sp[a] * fd[a], t = st * st, sd = sigma * st;
+        const double dt = cnv[a] * fn[a];
+        inv[a] = 1.0 / sd;
+        sv[a] = sd;
+        cpl[a] = (r - q) * st / sigma + 0.5 * sd;
+        an[a] = r * dt * exp(-r * t);
+        ad[a] = q * dt * exp(-q * t);
     }
 
     for (int it = 0; it < sc->m; ++it) {
@@ -367,37 +370,43 @@ __attribute__((noinline)) static void pg_am_solve(const pg_am_scheme *sc, double
             }
             for (int t = 0; t < m_; ++t) hq[a0 + t] = acc[t];
         }
-        /* the integrals (and, for the Jacobian, their derivatives) at every node */
+        /* the integrands (and, for the Jacobian, their derivatives) at every (node, theta) point
+         * in one simd loop over all n l points (no per-node remainder left to scalar erfc/exp),
+         * then summed node by node */
+        for (int i = 1; i <= n; ++i)
+            for (int k = 0; k < l; ++k) sp[(i - 1) * l + k] = s[i];
+        if (jac) {
+            #pragma omp simd
+            for (int a = 0; a < nl; ++a) {
+                const double hk = hq[a] > 0.0 ? hq[a] : 0.0, sk = sqrt(hk);
+                const double dp = (sk - sp[a]) * inv[a] + cpl[a], dm = dp - sv[a];
+                fn[a] = an[a] * pg_norm_cdf(dm);
+                fd[a] = ad[a] * pg_norm_cdf(dp);
+                const double cn = an[a] * pg_norm_pdf(dm) * inv[a];
+                const double cd = ad[a] * pg_norm_pdf(dp) * inv[a];
+                cnv[a] = cn;
+                cdv[a] = cd;
+                /* d s_k / d y_j = W_kj / (2 s_k); the factor 2 s_j comes with d y_j / d s_j */
+                const double rs = sk > 0.0 ? 1.0 / sk : 0.0;
+                g[a] = cn * rs;
+                hq[a] = cd * rs;           /* y no longer needed: reuse */
+            }
+        } else {
+            #pragma omp simd
+            for (int a = 0; a < nl; ++a) {
+                const double hk = hq[a] > 0.0 ? hq[a] : 0.0;
+                const double dp = (sqrt(hk) - sp[a]) * inv[a] + cpl[a], dm = dp - sv[a];
+                fn[a] = an[a] * pg_norm_cdf(dm);
+                fd[a] = ad[a] * pg_norm_cdf(dp);
+            }
+        }
         for (int i = 1; i <= n; ++i) {
-            const double shi = s[i];
-            const double *inv_i = inv + (i - 1) * l, *cp_i = cpl + (i - 1) * l, *sv_i = sv + (i - 1) * l;
-            const double *an_i = an + (i - 1) * l, *ad_i = ad + (i - 1) * l, *h_i = hq + (i - 1) * l;
+            const double *fn_i = fn + (i - 1) * l, *fd_i = fd + (i - 1) * l;
             double sn_ = 0.0, sd_ = 0.0, snd = 0.0, sdd = 0.0;
+            for (int k = 0; k < l; ++k) { sn_ += fn_i[k]; sd_ += fd_i[k]; }
             if (jac) {
-                double *g_i = g + (i - 1) * l;
-                #pragma omp simd reduction(+:sn_, sd_, snd, sdd)
-                for (int k = 0; k < l; ++k) {
-                    const double hk = h_i[k] > 0.0 ? h_i[k] : 0.0, sk = sqrt(hk);
-                    const double dp = (sk - shi) * inv_i[k] + cp_i[k], dm = dp - sv_i[k];
-                    sn_ += an_i[k] * pg_norm_cdf(dm);
-                    sd_ += ad_i[k] * pg_norm_cdf(dp);
-                    const double cn = an_i[k] * pg_norm_pdf(dm) * inv_i[k];
-                    const double cd = ad_i[k] * pg_norm_pdf(dp) * inv_i[k];
-                    snd += cn;
-                    sdd += cd;
-                    /* d s_k / d y_j = W_kj / (2 s_k); the factor 2 s_j comes with d y_j / d s_j */
-                    const double rs = sk > 0.0 ? 1.0 / sk : 0.0;
-                    g_i[k] = cn * rs;
-                    hq[(i - 1) * l + k] = cd * rs;           /* y no longer needed: reuse */
-                }
-            } else {
-                #pragma omp simd reduction(+:sn_, sd_)
-                for (int k = 0; k < l; ++k) {
-                    const double hk = h_i[k] > 0.0 ? h_i[k] : 0.0;
-                    const double dp = (sqrt(hk) - shi) * inv_i[k] + cp_i[k], dm = dp - sv_i[k];
-                    sn_ += an_i[k] * pg_norm_cdf(dm);
-                    sd_ += ad_i[k] * pg_norm_cdf(dp);
-                }
+                const double *cn_i = cnv + (i - 1) * l, *cd_i = cdv + (i - 1) * l;
+                for (int k = 0; k < l; ++k) { snd += cn_i[k]; sdd += cd_i[k]; }
             }
             SN[i] = sn_; SD[i] = sd_; SNd[i] = snd; SDd[i] = sdd;
         }
