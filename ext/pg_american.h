@@ -37,6 +37,7 @@
 #define PG_AM_METHOD_FP 1
 #define PG_AM_METHOD_TREE 2
 #define PG_AM_PI 3.14159265358979323846
+#define PG_AM_WB 8              /* Jacobian columns per register block (one AVX-512 vector) */
 
 /* ------------------------------------------------------------------ schemes */
 
@@ -50,7 +51,9 @@ typedef struct {
     double sin_l[PG_AM_MAX_L], cos_l[PG_AM_MAX_L], w_l[PG_AM_MAX_L];  /* theta nodes on [0, pi/2] */
     double sin_p[PG_AM_MAX_P], cos_p[PG_AM_MAX_P], w_p[PG_AM_MAX_P];
     double *Wl;     /* (n + 1) x (n l): node value j -> y at (node i = 1..n, theta_k) */
-    double *Wr;     /* (n l) x (n + 1): the same, by quadrature point (for the Jacobian) */
+    int ws;         /* row stride of Wr: n rounded up to a multiple of PG_AM_WB */
+    double *Wr;     /* (n l) x ws: node j = 1..n (column j - 1, zero padded) -> y at each
+                       quadrature point (for the Jacobian) */
     double *Wp;     /* p x (n + 1): node values -> y at tau = T cos^2(theta_k) */
 } pg_am_scheme;
 
@@ -127,7 +130,8 @@ static int pg_am_scheme_init(pg_am_scheme *sc, int n, int l, int m, int p, int n
     pg_am_theta_rule(l, sc->sin_l, sc->cos_l, sc->w_l);
     pg_am_theta_rule(p, sc->sin_p, sc->cos_p, sc->w_p);
     sc->Wl = (double *)malloc(sizeof(double) * (size_t)n * l * (n + 1));
-    sc->Wr = (double *)malloc(sizeof(double) * (size_t)n * l * (n + 1));
+    sc->ws = (n + PG_AM_WB - 1) / PG_AM_WB * PG_AM_WB;
+    sc->Wr = (double *)calloc((size_t)n * l * sc->ws, sizeof(double));
     sc->Wp = (double *)malloc(sizeof(double) * (size_t)p * (n + 1));
     if (!sc->Wl || !sc->Wr || !sc->Wp) return -1;
     double L[PG_AM_MAX_N + 1];
@@ -136,7 +140,7 @@ static int pg_am_scheme_init(pg_am_scheme *sc, int n, int l, int m, int p, int n
             pg_am_cheb_weights(n, 2.0 * sc->sq[i] * sc->cos_l[k] - 1.0, L);
             for (int j = 0; j <= n; ++j) {
                 sc->Wl[(size_t)j * n * l + (size_t)(i - 1) * l + k] = L[j];
-                sc->Wr[((size_t)(i - 1) * l + k) * (n + 1) + j] = L[j];
+                if (j > 0) sc->Wr[((size_t)(i - 1) * l + k) * sc->ws + (j - 1)] = L[j];
             }
         }
     for (int k = 0; k < p; ++k)
@@ -428,18 +432,26 @@ __attribute__((noinline)) static void pg_am_solve(const pg_am_scheme *sc, double
                 double *g_i = g + (i - 1) * l;
                 const double *gd_i = hq + (i - 1) * l;
                 const double iN = SN[i], iD = SD[i];
-                double row[PG_AM_MAX_N + 1];
+                double row[PG_AM_MAX_N + PG_AM_WB];
                 #pragma omp simd
                 for (int k = 0; k < l; ++k) g_i[k] = g_i[k] * iN - gd_i[k] * iD;
-                for (int j = 0; j <= n; ++j) row[j] = 0.0;
-                const double *Wi = sc->Wr + (size_t)(i - 1) * l * np1;
-                for (int k = 0; k < l; ++k) {
-                    const double gk = g_i[k], *Wik = Wi + (size_t)k * np1;
+                /* row_j = sum_k g_k W_ikj, PG_AM_WB columns at a time held in registers */
+                const int ws = sc->ws;
+                const double *Wi = sc->Wr + (size_t)(i - 1) * l * ws;
+                for (int jb = 0; jb < ws; jb += PG_AM_WB) {
+                    double acc[PG_AM_WB];
                     #pragma omp simd
-                    for (int j = 0; j <= n; ++j) row[j] += gk * Wik[j];
+                    for (int t = 0; t < PG_AM_WB; ++t) acc[t] = 0.0;
+                    for (int k = 0; k < l; ++k) {
+                        const double gk = g_i[k], *Wik = Wi + (size_t)k * ws + jb;
+                        #pragma omp simd
+                        for (int t = 0; t < PG_AM_WB; ++t) acc[t] += gk * Wik[t];
+                    }
+                    #pragma omp simd
+                    for (int t = 0; t < PG_AM_WB; ++t) row[jb + t] = acc[t];
                 }
                 for (int j = 1; j <= n; ++j)
-                    J[(i - 1) * n + (j - 1)] = s[j] * row[j] + (i == j ? diag[i] : 0.0);
+                    J[(i - 1) * n + (j - 1)] = s[j] * row[j - 1] + (i == j ? diag[i] : 0.0);
             }
             have_j = pg_am_lu(n, J, piv);
             if (!have_j) {
