@@ -37,6 +37,7 @@
 #define PG_AM_METHOD_FP 1
 #define PG_AM_METHOD_TREE 2
 #define PG_AM_PI 3.14159265358979323846
+#define PG_AM_WB 8              /* Jacobian columns per register block (one AVX-512 vector) */
 
 /* ------------------------------------------------------------------ schemes */
 
@@ -50,7 +51,9 @@ typedef struct {
     double sin_l[PG_AM_MAX_L], cos_l[PG_AM_MAX_L], w_l[PG_AM_MAX_L];  /* theta nodes on [0, pi/2] */
     double sin_p[PG_AM_MAX_P], cos_p[PG_AM_MAX_P], w_p[PG_AM_MAX_P];
     double *Wl;     /* (n + 1) x (n l): node value j -> y at (node i = 1..n, theta_k) */
-    double *Wr;     /* (n l) x (n + 1): the same, by quadrature point (for the Jacobian) */
+    int ws;         /* row stride of Wr: n rounded up to a multiple of PG_AM_WB */
+    double *Wr;     /* (n l) x ws: node j = 1..n (column j - 1, zero padded) -> y at each
+                       quadrature point (for the Jacobian) */
     double *Wp;     /* p x (n + 1): node values -> y at tau = T cos^2(theta_k) */
 } pg_am_scheme;
 
@@ -127,7 +130,8 @@ static int pg_am_scheme_init(pg_am_scheme *sc, int n, int l, int m, int p, int n
     pg_am_theta_rule(l, sc->sin_l, sc->cos_l, sc->w_l);
     pg_am_theta_rule(p, sc->sin_p, sc->cos_p, sc->w_p);
     sc->Wl = (double *)malloc(sizeof(double) * (size_t)n * l * (n + 1));
-    sc->Wr = (double *)malloc(sizeof(double) * (size_t)n * l * (n + 1));
+    sc->ws = (n + PG_AM_WB - 1) / PG_AM_WB * PG_AM_WB;
+    sc->Wr = (double *)calloc((size_t)n * l * sc->ws, sizeof(double));
     sc->Wp = (double *)malloc(sizeof(double) * (size_t)p * (n + 1));
     if (!sc->Wl || !sc->Wr || !sc->Wp) return -1;
     double L[PG_AM_MAX_N + 1];
@@ -136,7 +140,7 @@ static int pg_am_scheme_init(pg_am_scheme *sc, int n, int l, int m, int p, int n
             pg_am_cheb_weights(n, 2.0 * sc->sq[i] * sc->cos_l[k] - 1.0, L);
             for (int j = 0; j <= n; ++j) {
                 sc->Wl[(size_t)j * n * l + (size_t)(i - 1) * l + k] = L[j];
-                sc->Wr[((size_t)(i - 1) * l + k) * (n + 1) + j] = L[j];
+                if (j > 0) sc->Wr[((size_t)(i - 1) * l + k) * sc->ws + (j - 1)] = L[j];
             }
         }
     for (int k = 0; k < p; ++k)
@@ -164,7 +168,7 @@ static int pg_am_init(void)
 }
 
 /* Doubles of work space one row needs (fixed point engine). */
-PG_INLINE size_t pg_am_fp_work(const pg_am_scheme *sc) { return (size_t)7 * sc->n * sc->l + 16; }
+PG_INLINE size_t pg_am_fp_work(const pg_am_scheme *sc) { return (size_t)12 * sc->n * sc->l + 16; }
 /* ... and the tree (values and spot powers). */
 PG_INLINE size_t pg_am_tree_work(int steps) { return (size_t)2 * (steps + 2) + 16; }
 
@@ -306,7 +310,8 @@ __attribute__((noinline)) static void pg_am_solve(const pg_am_scheme *sc, double
     bd->X = X; bd->lnX = log(X);
 
     double *inv = work, *cpl = work + nl, *sv = work + 2 * nl, *an = work + 3 * nl,
-           *ad = work + 4 * nl, *hq = work + 5 * nl, *g = work + 6 * nl;
+           *ad = work + 4 * nl, *hq = work + 5 * nl, *g = work + 6 * nl, *sp = work + 7 * nl,
+           *fn = work + 8 * nl, *fd = work + 9 * nl, *cnv = work + 10 * nl, *cdv = work + 11 * nl;
     double tau[PG_AM_MAX_N + 1], stau[PG_AM_MAX_N + 1], er[PG_AM_MAX_N + 1], eq[PG_AM_MAX_N + 1];
     double s[PG_AM_MAX_N + 1], bq[PG_AM_MAX_N + 1];
     double SN[PG_AM_MAX_N + 1], SD[PG_AM_MAX_N + 1], SNd[PG_AM_MAX_N + 1], SDd[PG_AM_MAX_N + 1];
@@ -330,22 +335,24 @@ __attribute__((noinline)) static void pg_am_solve(const pg_am_scheme *sc, double
         bd->y[i] = lb * lb;
     }
 
-    /* per (node, theta) constants: t = tau sin^2, dt = 2 tau sin cos dtheta */
-    for (int i = 1; i <= n; ++i) {
-        const double ti = tau[i], sti = stau[i];
-        double *inv_i = inv + (i - 1) * l, *cp_i = cpl + (i - 1) * l, *sv_i = sv + (i - 1) * l;
-        double *an_i = an + (i - 1) * l, *ad_i = ad + (i - 1) * l;
+    /* per (node, theta) constants: t = tau sin^2, dt = 2 tau sin cos dtheta; the node's
+     * sqrt(tau) and tau are spread over its l points first so one simd loop covers all n l */
+    for (int i = 1; i <= n; ++i)
+        for (int k = 0; k < l; ++k) { sp[(i - 1) * l + k] = stau[i]; fn[(i - 1) * l + k] = tau[i]; }
+    {
         const double *sn = sc->sin_l, *cs = sc->cos_l, *w = sc->w_l;
-        #pragma omp simd
-        for (int k = 0; k < l; ++k) {
-            const double st = sti * sn[k], t = st * st, sd = sigma * st;
-            const double dt = w[k] * 2.0 * ti * sn[k] * cs[k];
-            inv_i[k] = 1.0 / sd;
-            sv_i[k] = sd;
-            cp_i[k] = (r - q) * st / sigma + 0.5 * sd;
-            an_i[k] = r * dt * exp(-r * t);
-            ad_i[k] = q * dt * exp(-q * t);
-        }
+        for (int i = 0; i < n; ++i)
+            for (int k = 0; k < l; ++k) { fd[i * l + k] = sn[k]; cnv[i * l + k] = w[k] * 2.0 * sn[k] * cs[k]; }
+    }
+    #pragma omp simd
+    for (int a = 0; a < nl; ++a) {
+        const double st = sp[a] * fd[a], t = st * st, sd = sigma * st;
+        const double dt = cnv[a] * fn[a];
+        inv[a] = 1.0 / sd;
+        sv[a] = sd;
+        cpl[a] = (r - q) * st / sigma + 0.5 * sd;
+        an[a] = r * dt * exp(-r * t);
+        ad[a] = q * dt * exp(-q * t);
     }
 
     for (int it = 0; it < sc->m; ++it) {
@@ -367,37 +374,43 @@ __attribute__((noinline)) static void pg_am_solve(const pg_am_scheme *sc, double
             }
             for (int t = 0; t < m_; ++t) hq[a0 + t] = acc[t];
         }
-        /* the integrals (and, for the Jacobian, their derivatives) at every node */
+        /* the integrands (and, for the Jacobian, their derivatives) at every (node, theta) point
+         * in one simd loop over all n l points (no per-node remainder left to scalar erfc/exp),
+         * then summed node by node */
+        for (int i = 1; i <= n; ++i)
+            for (int k = 0; k < l; ++k) sp[(i - 1) * l + k] = s[i];
+        if (jac) {
+            #pragma omp simd
+            for (int a = 0; a < nl; ++a) {
+                const double hk = hq[a] > 0.0 ? hq[a] : 0.0, sk = sqrt(hk);
+                const double dp = (sk - sp[a]) * inv[a] + cpl[a], dm = dp - sv[a];
+                fn[a] = an[a] * pg_norm_cdf(dm);
+                fd[a] = ad[a] * pg_norm_cdf(dp);
+                const double cn = an[a] * pg_norm_pdf(dm) * inv[a];
+                const double cd = ad[a] * pg_norm_pdf(dp) * inv[a];
+                cnv[a] = cn;
+                cdv[a] = cd;
+                /* d s_k / d y_j = W_kj / (2 s_k); the factor 2 s_j comes with d y_j / d s_j */
+                const double rs = sk > 0.0 ? 1.0 / sk : 0.0;
+                g[a] = cn * rs;
+                hq[a] = cd * rs;           /* y no longer needed: reuse */
+            }
+        } else {
+            #pragma omp simd
+            for (int a = 0; a < nl; ++a) {
+                const double hk = hq[a] > 0.0 ? hq[a] : 0.0;
+                const double dp = (sqrt(hk) - sp[a]) * inv[a] + cpl[a], dm = dp - sv[a];
+                fn[a] = an[a] * pg_norm_cdf(dm);
+                fd[a] = ad[a] * pg_norm_cdf(dp);
+            }
+        }
         for (int i = 1; i <= n; ++i) {
-            const double shi = s[i];
-            const double *inv_i = inv + (i - 1) * l, *cp_i = cpl + (i - 1) * l, *sv_i = sv + (i - 1) * l;
-            const double *an_i = an + (i - 1) * l, *ad_i = ad + (i - 1) * l, *h_i = hq + (i - 1) * l;
+            const double *fn_i = fn + (i - 1) * l, *fd_i = fd + (i - 1) * l;
             double sn_ = 0.0, sd_ = 0.0, snd = 0.0, sdd = 0.0;
+            for (int k = 0; k < l; ++k) { sn_ += fn_i[k]; sd_ += fd_i[k]; }
             if (jac) {
-                double *g_i = g + (i - 1) * l;
-                #pragma omp simd reduction(+:sn_, sd_, snd, sdd)
-                for (int k = 0; k < l; ++k) {
-                    const double hk = h_i[k] > 0.0 ? h_i[k] : 0.0, sk = sqrt(hk);
-                    const double dp = (sk - shi) * inv_i[k] + cp_i[k], dm = dp - sv_i[k];
-                    sn_ += an_i[k] * pg_norm_cdf(dm);
-                    sd_ += ad_i[k] * pg_norm_cdf(dp);
-                    const double cn = an_i[k] * pg_norm_pdf(dm) * inv_i[k];
-                    const double cd = ad_i[k] * pg_norm_pdf(dp) * inv_i[k];
-                    snd += cn;
-                    sdd += cd;
-                    /* d s_k / d y_j = W_kj / (2 s_k); the factor 2 s_j comes with d y_j / d s_j */
-                    const double rs = sk > 0.0 ? 1.0 / sk : 0.0;
-                    g_i[k] = cn * rs;
-                    hq[(i - 1) * l + k] = cd * rs;           /* y no longer needed: reuse */
-                }
-            } else {
-                #pragma omp simd reduction(+:sn_, sd_)
-                for (int k = 0; k < l; ++k) {
-                    const double hk = h_i[k] > 0.0 ? h_i[k] : 0.0;
-                    const double dp = (sqrt(hk) - shi) * inv_i[k] + cp_i[k], dm = dp - sv_i[k];
-                    sn_ += an_i[k] * pg_norm_cdf(dm);
-                    sd_ += ad_i[k] * pg_norm_cdf(dp);
-                }
+                const double *cn_i = cnv + (i - 1) * l, *cd_i = cdv + (i - 1) * l;
+                for (int k = 0; k < l; ++k) { snd += cn_i[k]; sdd += cd_i[k]; }
             }
             SN[i] = sn_; SD[i] = sd_; SNd[i] = snd; SDd[i] = sdd;
         }
@@ -419,18 +432,26 @@ __attribute__((noinline)) static void pg_am_solve(const pg_am_scheme *sc, double
                 double *g_i = g + (i - 1) * l;
                 const double *gd_i = hq + (i - 1) * l;
                 const double iN = SN[i], iD = SD[i];
-                double row[PG_AM_MAX_N + 1];
+                double row[PG_AM_MAX_N + PG_AM_WB];
                 #pragma omp simd
                 for (int k = 0; k < l; ++k) g_i[k] = g_i[k] * iN - gd_i[k] * iD;
-                for (int j = 0; j <= n; ++j) row[j] = 0.0;
-                const double *Wi = sc->Wr + (size_t)(i - 1) * l * np1;
-                for (int k = 0; k < l; ++k) {
-                    const double gk = g_i[k], *Wik = Wi + (size_t)k * np1;
+                /* row_j = sum_k g_k W_ikj, PG_AM_WB columns at a time held in registers */
+                const int ws = sc->ws;
+                const double *Wi = sc->Wr + (size_t)(i - 1) * l * ws;
+                for (int jb = 0; jb < ws; jb += PG_AM_WB) {
+                    double acc[PG_AM_WB];
                     #pragma omp simd
-                    for (int j = 0; j <= n; ++j) row[j] += gk * Wik[j];
+                    for (int t = 0; t < PG_AM_WB; ++t) acc[t] = 0.0;
+                    for (int k = 0; k < l; ++k) {
+                        const double gk = g_i[k], *Wik = Wi + (size_t)k * ws + jb;
+                        #pragma omp simd
+                        for (int t = 0; t < PG_AM_WB; ++t) acc[t] += gk * Wik[t];
+                    }
+                    #pragma omp simd
+                    for (int t = 0; t < PG_AM_WB; ++t) row[jb + t] = acc[t];
                 }
                 for (int j = 1; j <= n; ++j)
-                    J[(i - 1) * n + (j - 1)] = s[j] * row[j] + (i == j ? diag[i] : 0.0);
+                    J[(i - 1) * n + (j - 1)] = s[j] * row[j - 1] + (i == j ? diag[i] : 0.0);
             }
             have_j = pg_am_lu(n, J, piv);
             if (!have_j) {
