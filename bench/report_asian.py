@@ -9,27 +9,9 @@ and the cost of adding the six Greeks (each "how many times").
 
 from __future__ import annotations
 
-import json
 import sys
-from collections import defaultdict
 
-
-def load(path: str) -> dict:
-    """{product: {(impl, threads, measures): (median seconds per call, options per call)}}"""
-    with open(path) as f:
-        data = json.load(f)
-    table: dict = defaultdict(dict)
-    for bench in data["benchmarks"]:
-        info = bench.get("extra_info", {})
-        if "product" not in info:
-            continue
-        key = (info["impl"], info["threads"], info["measures"])
-        table[info["product"]][key] = (bench["stats"]["median"], info["timed_rows"])
-    return table
-
-
-def ratio(slow: float | None, fast: float | None) -> str:
-    return f"{slow / fast:10.1f}x" if slow and fast else f"{'n/a':>11}"
+from _report import load, ratio  # bench/ is the script's own folder
 
 
 def report(table: dict) -> str:
