@@ -413,6 +413,32 @@ PG_INLINE pg_black_terms pg_black_load(const int model, const pg_black_buffers *
         }                                                                \
     } while (0)
 
+/* The measure sets computed in the terms loop (bit 1 << code per measure). */
+#define PG_BLACK_SET_PRICE (1 << PG_MEASURE_PRICE)
+#define PG_BLACK_SET_DELTA (PG_BLACK_SET_PRICE | (1 << PG_MEASURE_DELTA))
+
+/* The terms loop with the measures in BODY (PG_BLACK_FUSED_OUT statements) computed from
+ * each row's terms `t`; keeps the status, F and DF of each row in the block arrays. */
+#define PG_BLACK_FUSED_LOOP(...)                                                        \
+    do {                                                                                \
+        _Pragma("omp simd reduction(|:nonfinite)")                                      \
+        for (int i = 0; i < m; i++) {                                                   \
+            const pg_black_terms t = pg_black_terms_of(model, type[i], K[i], T[i], U[i], \
+                                                       r[i], q[i], vol[i]);             \
+            b->status[i] = t.status;                                                    \
+            b->F[i] = t.F;                                                              \
+            b->DF[i] = t.DF;                                                            \
+            __VA_ARGS__                                                                 \
+        }                                                                               \
+    } while (0)
+
+#define PG_BLACK_FUSED_OUT(O, FN)                                        \
+    do {                                                                 \
+        const double v_ = FN(model, &t);                                 \
+        (O)[i] = v_;                                                     \
+        nonfinite |= !pg_finite(v_);                                     \
+    } while (0)
+
 /* Rows [start, start + m) of a batch (m <= PG_BLACK_BLOCK). Writes measure measures[j] to
  * out[j * ldo + row] for j < k, forward/df (each may be NULL) and status[row]. Returns
  * the number of rows with a non-zero status. The model is a compile-time constant in each
@@ -449,6 +475,37 @@ PG_INLINE ptrdiff_t pg_black_block_impl(const int model, const pg_black_inputs *
 
     const int *type = b->type;
     const double *K = b->K, *T = b->T, *U = b->U, *r = b->r, *q = b->q, *vol = b->vol;
+    int nonfinite = 0;
+
+    /* The set of requested measures and where each goes. The common sets (price; price
+     * and delta, in any order, each once) are
+     * computed in the terms loop itself: nothing goes through the block arrays, and terms
+     * no requested measure reads (n(d1) for the price alone) are dead code. Any other set
+     * takes the general path: the terms loop, then one loop per measure. (Fusing price
+     * and the five first-order Greeks the same way was slower: 21.4 against 17.0 ns per
+     * row, BSM, one thread, 1e6 rows, on the 2-core VM.) */
+    /* Full blocks only: the rows of a block's vector loop and those of its scalar or
+     * narrower remainder may differ in the last bits (libmvec against libm), and the two
+     * paths compile to different remainders; in a full block every row runs in the main
+     * vector loop of either path, so a row's values do not depend on the measure set. */
+    const int full = (m == PG_BLACK_BLOCK);
+    double *op[PG_MEASURE_MAX + 1] = {0};
+    int set = 0, dup = 0;
+    for (int j = 0; j < k; j++) {
+        const int code = measures[j];
+        if (code < 1 || code > PG_MEASURE_MAX) { dup = 1; continue; }
+        dup |= (set >> code) & 1;
+        set |= 1 << code;
+        op[code] = out + j * ldo + start;
+    }
+    if (!dup && full && set == PG_BLACK_SET_PRICE) {
+        double *const o1 = op[PG_MEASURE_PRICE];
+        PG_BLACK_FUSED_LOOP(PG_BLACK_FUSED_OUT(o1, pg_black_price););
+    } else if (!dup && full && set == PG_BLACK_SET_DELTA) {
+        double *const o1 = op[PG_MEASURE_PRICE], *const o2 = op[PG_MEASURE_DELTA];
+        PG_BLACK_FUSED_LOOP(PG_BLACK_FUSED_OUT(o1, pg_black_price);
+                            PG_BLACK_FUSED_OUT(o2, pg_black_delta););
+    } else {
     #pragma omp simd
     for (int i = 0; i < m; i++) {
         const pg_black_terms t = pg_black_terms_of(model, type[i], K[i], T[i], U[i], r[i],
@@ -468,7 +525,6 @@ PG_INLINE ptrdiff_t pg_black_block_impl(const int model, const pg_black_inputs *
         b->price[i] = t.price;
     }
 
-    int nonfinite = 0;
     for (int j = 0; j < k; j++) {
         double *o = out + j * ldo + start;
         switch (measures[j]) {
@@ -485,6 +541,7 @@ PG_INLINE ptrdiff_t pg_black_block_impl(const int model, const pg_black_inputs *
         default:                      break;  /* the caller validates the codes */
         }
     }
+    }  /* general path */
 
     if (nonfinite) {  /* rare: some measure overflowed; find its rows */
         for (int j = 0; j < k; j++) {
