@@ -435,45 +435,27 @@ class RiskClient:
             valuation_date=valuation_date, day_count=day_count, spot=spot, forward=forward, rate=rate,
             dividend_yield=dividend_yield, volatility=volatility,
         )
-        if instrument != "european" or engine is not None or settings is not None or heston is not None or instrument_columns:
+        library = (instrument != "european" or engine is not None or settings is not None or heston is not None
+                   or bool(instrument_columns))
+        if library:
             prepared = self._prepare_product(
                 instrument, model=model, measures=codes, threads=threads, effective_inputs=effective_inputs,
                 engine=engine, settings=settings, heston=heston, columns={**common, **instrument_columns},
             )
-            names = [MEASURE_NAMES[c] for c in codes]
-            return self._execute(
-                prepared, self._price_batch, _response_bytes_per_row(2 * len(names), effective_inputs),
-                lambda response: [(MEASURE_NAMES.get(c.measure, str(c.measure)), c.values) for c in response.columns],
-                names, timeout,
+        else:
+            if volatility is None:
+                raise ValueError("volatility is required")
+            prepared = self._prepare(
+                pricing_pb2.PriceBatchRequest, model=model, measures=codes, threads=threads,
+                effective_inputs=effective_inputs, columns=common,
             )
-        if volatility is None:
-            raise ValueError("volatility is required")
-        prepared = self._prepare(
-            pricing_pb2.PriceBatchRequest,
-            model=model,
-            measures=codes,
-            threads=threads,
-            effective_inputs=effective_inputs,
-            columns=dict(
-                option_type=option_type,
-                strike=strike,
-                time_to_expiry=time_to_expiry,
-                expiry_date=expiry_date,
-                valuation_date=valuation_date,
-                day_count=day_count,
-                spot=spot,
-                forward=forward,
-                rate=rate,
-                dividend_yield=dividend_yield,
-                volatility=volatility,
-            ),
-        )
         names = [MEASURE_NAMES[c] for c in codes]
-        response_bytes = _response_bytes_per_row(len(names), effective_inputs)
+        # the options library may add a standard-error column per measure (Monte Carlo)
+        per_row = _response_bytes_per_row((2 if library else 1) * len(names), effective_inputs)
         return self._execute(
             prepared,
             self._price_batch,
-            response_bytes,
+            per_row,
             lambda response: [(MEASURE_NAMES.get(c.measure, str(c.measure)), c.values) for c in response.columns],
             names,
             timeout,
