@@ -128,8 +128,12 @@ DIRECTIVES = {
 }
 
 
-#: Cython outside the kernels: the transport's wire codec for the front-office hot path
-TRANSPORT_EXTENSIONS = {"pricegrid.server.rpc._codec": "server/rpc/_codec.pyx"}
+#: Cython outside the kernels: the transport's wire codec for the front-office hot path, and
+#: the risk client's streaming copy of reply columns into its result arrays
+TRANSPORT_EXTENSIONS = {
+    "pricegrid.server.rpc._codec": "server/rpc/_codec.pyx",
+    "pricegrid.clients._copy": "clients/_copy.pyx",
+}
 
 
 def extensions() -> list[Extension]:

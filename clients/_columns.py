@@ -8,6 +8,7 @@ A column of length 1 is broadcast by the server to every row.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -272,6 +273,11 @@ def field_path_headers(descriptor, path: Sequence[str], length: int) -> bytes:
     """The wire bytes that put a ``length``-byte payload at the bytes field ``path`` (e.g.
     ``("european", "strike", "raw")``) of a message of type ``descriptor``; the payload
     follows them."""
+    return _field_path_headers(descriptor, tuple(path), length)
+
+
+@functools.lru_cache(maxsize=4096)  # every chunk of a batch but the last has the same sizes
+def _field_path_headers(descriptor, path: tuple, length: int) -> bytes:
     numbers = []
     for name in path:
         field = descriptor.fields_by_name[name]

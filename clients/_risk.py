@@ -33,6 +33,7 @@ from pricegrid.v1 import wire
 from pricegrid.v1 import common_pb2, pricing_pb2, pricing_pb2_grpc
 
 from . import _columns as C
+from ._copy import copy_into
 from . import _convert
 from ._config import USE_CLIENT_DEFAULT, ChannelOptions, RetryConfig, channel_options, resolve_timeout
 from ._errors import PricingError, RowError, status_code
@@ -264,6 +265,16 @@ class _PreparedBatch:
 #: the server computes one chunk while others travel. Measured with ``pricegrid bench
 #: latency --modes batch``: 1M rows took 280 ms to echo as one 52 MB message, 72 ms as 4 MB chunks.
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+def _place(whole: np.ndarray, start: int, values: np.ndarray) -> None:
+    """whole[start:start + len(values)] = values, a chunk's column into the batch's result
+    (streaming stores for large chunks: see pricegrid.clients._copy)."""
+    part = whole[start : start + len(values)]
+    if values.dtype == np.float64 and values.flags.c_contiguous and part.flags.c_contiguous:
+        copy_into(part, values)
+    else:  # a broadcast (length-1) column, or a foreign byte order
+        part[...] = values
 
 
 def _serialize(request) -> bytes:
@@ -753,7 +764,7 @@ class RiskClient:
                     if single:
                         stderrs[name] = se
                     else:
-                        stderrs.setdefault(name, np.full(rows, np.nan))[start:stop] = se
+                        _place(stderrs.setdefault(name, np.full(rows, np.nan)), start, se)
             for name in names:
                 if name not in got:
                     raise PricingError(grpc.StatusCode.INTERNAL, f"the response lacks the {name!r} column")
@@ -761,14 +772,15 @@ class RiskClient:
                 if single:
                     out[name] = values
                 else:
-                    out[name][start:stop] = values
-            row_status = (
-                C.decode_int32(response.status, n) if response.HasField("status") else np.zeros(n, np.int32)
-            )
+                    _place(out[name], start, values)
             if single:
-                status = row_status
-            else:
-                status[start:stop] = row_status
+                status = (
+                    C.decode_int32(response.status, n) if response.HasField("status") else np.zeros(n, np.int32)
+                )
+            elif response.HasField("status"):
+                status[start:stop] = C.decode_int32(response.status, n)
+            else:  # every row of the chunk priced
+                status[start:stop] = 0
             if response.HasField("inputs"):
                 for name in EFFECTIVE_INPUTS:
                     column = getattr(response.inputs, name)
@@ -778,7 +790,7 @@ class RiskClient:
                     else:
                         if name not in inputs:
                             inputs[name] = np.full(rows, np.nan)  # NaN where a chunk sent none
-                        inputs[name][start:stop] = values
+                        _place(inputs[name], start, values)
             errors.extend(
                 RowError(row=start + e.row, code=status_code(e.code), field=e.field, message=e.message)
                 for e in response.errors
