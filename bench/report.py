@@ -4,7 +4,9 @@
 
 For each batch size it prints the median time per call and per row of every
 implementation, then: ours (1 thread) vs numpy/scipy, ours (1 thread) vs the QuantLib loop
-per option, and ours with 2 threads vs 1 thread (each as "how many times faster").
+per option, and ours with 2 threads vs 1 thread (each as "how many times faster"); then
+the two-threads-vs-one ratio measured as alternating pairs of calls (the one to quote: the
+per-size figures time the two settings minutes apart, so the machine's drift lands in them).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ def load(path: str) -> dict:
     table: dict = defaultdict(dict)
     for bench in data["benchmarks"]:
         info = bench.get("extra_info", {})
+        if info.get("interleaved"):
+            table["interleaved"] = info
+            continue
         if "impl" not in info:
             continue
         table[info["rows"]][(info["impl"], info["threads"])] = (bench["stats"]["median"], info["timed_rows"])
@@ -33,7 +38,8 @@ def ratio(slow: float | None, fast: float | None) -> str:
 
 def report(table: dict) -> str:
     lines = []
-    for rows in sorted(table):
+    interleaved = table.get("interleaved")
+    for rows in sorted(r for r in table if r != "interleaved"):
         cases = table[rows]
         lines.append(f"rows = {rows:,}")
         per_row = {}
@@ -45,6 +51,11 @@ def report(table: dict) -> str:
         lines.append(f"  ours (1 thread) vs numpy/scipy:       {ratio(per_row.get(('numpy', 1)), ours1)}")
         lines.append(f"  ours (1 thread) vs QuantLib loop/row: {ratio(per_row.get(('quantlib', 1)), ours1)}")
         lines.append(f"  ours 2 threads vs 1 thread:           {ratio(ours1, per_row.get(('pricegrid', 2)))}")
+    if interleaved:
+        one, two = interleaved["one_thread_s"], interleaved["two_threads_s"]
+        lines.append(f"interleaved, {interleaved['rows']:,} rows, {interleaved['pairs']} pairs of calls:"
+                     f" 1 thread {one * 1e3:.2f} ms, 2 threads {two * 1e3:.2f} ms (medians)")
+        lines.append(f"  ours 2 threads vs 1 thread:           {one / two:10.2f}x")
     return "\n".join(lines)
 
 
