@@ -5,8 +5,10 @@
    arrays are large (8 MB per measure for a million rows) and nobody reads them before the
    batch is done, so ordinary stores first read every destination line into the cache
    (read-for-ownership) only to overwrite it. Non-temporal stores write the lines straight
-   out: about a third less memory traffic, and the copy of a million rows of price + 5
-   Greeks took 6.8 ms instead of 10.7 ms on the 2-core VM (cold source and destination).
+   out: about a third less memory traffic. A stand-alone test of this loop placing a million
+   rows of price + 5 Greeks (13 chunks, cold source and destination) took 6.8 ms against
+   memcpy's 10.7 ms on the 2-core VM; through RiskClient against a live server, PriceBatch
+   took 4 ms less per million rows (alternating calls, same process).
 2. Small copies (under STREAM_BYTES) use memcpy: they stay in cache, where memcpy is faster.
 3. The stores are ordinary x86 SSE2/AVX/AVX-512 intrinsics picked at compile time by the
    target's flags; other CPUs use memcpy. The result is the same bytes either way
