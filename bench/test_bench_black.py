@@ -12,6 +12,8 @@ prices; ``bench/report.py`` turns a ``--benchmark-json`` file into per-size rati
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import QuantLib as ql
@@ -85,6 +87,11 @@ def quantlib_loop(book, rows):
     return run
 
 
+def kernel_args(book):
+    """The book's columns in price_batch's argument order."""
+    return [book[name] for name in ("option_type", "strike", "time", "underlying", "rate", "dividend", "vol")]
+
+
 def reference(args, rows):
     """Our single-threaded price + 5 Greeks of the first `rows` options, to check each result."""
     out = np.empty((len(MEASURES), rows))
@@ -99,7 +106,7 @@ def reference(args, rows):
 def test_price_and_five_greeks(benchmark, bsm_book, rows, impl, threads):
     """Price + delta, gamma, vega, theta, rho of a BSM book of `rows` European options."""
     book = bsm_book(rows)
-    args = [book[name] for name in ("option_type", "strike", "time", "underlying", "rate", "dividend", "vol")]
+    args = kernel_args(book)
     timed_rows = min(rows, QUANTLIB_SAMPLE) if impl == "quantlib" else rows
     if impl == "pricegrid":
         out = np.empty((len(MEASURES), rows))
@@ -129,11 +136,9 @@ def test_two_threads_against_one_interleaved(benchmark, bsm_book):
     so a shared machine's drift lands in their ratio (1.6x to 2.3x between runs of the same
     build here). Alternating the two settings call by call exposes both to the same drift;
     the report takes the ratio of the two medians."""
-    import time
-
     rows = 1_000_000
     book = bsm_book(rows)
-    args = [book[name] for name in ("option_type", "strike", "time", "underlying", "rate", "dividend", "vol")]
+    args = kernel_args(book)
     out = np.empty((len(MEASURES), rows))
     status = np.empty(rows, dtype=np.int32)
     none = np.empty(0)
