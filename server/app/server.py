@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from pricegrid.ext import BUILD_INFO, black
 from pricegrid.server.app.settings import Settings
 from pricegrid.server.domain.models import IMPLIED_VOL_REFS
-from pricegrid.server.pricers import library
+from pricegrid.server.pricers import catalogue as pricers
 from pricegrid.server.rpc.observe import Metrics, RpcObserver
 from pricegrid.server.rpc.servicers import ECHO_SERVICE, SERVICE, PricingServicer, handlers
 from pricegrid.server.service.pricing import Limits, PricingService
@@ -74,7 +74,7 @@ def server_info(settings: Settings, kernel_threads: int, started_at: str) -> pb.
         },
         started_at=started_at,
     )
-    for spec in library.ENGINES.values():
+    for spec in pricers.CATALOGUE:
         info.models.add(
             ref=cpb.ModelRef(model=spec.ref.model, engine=spec.ref.engine, version=spec.ref.version),
             model=int(spec.model),
@@ -149,7 +149,7 @@ def start(settings: Settings) -> RunningServer:
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    for spec in library.ENGINES.values():
+    for spec in pricers.CATALOGUE:
         metrics.models.labels(spec.ref.model, spec.ref.engine, spec.ref.version).set(1)
     observer = RpcObserver(metrics)
     service = PricingService(

@@ -15,10 +15,9 @@ import numpy as np
 
 from pricegrid.ext import black
 from pricegrid.server.domain.instruments import EuropeanOption, EuropeanOptionBatch, MarketBatch, MarketInputs
-from pricegrid.server.domain.models import Measure, Model
-
-_EMPTY = np.empty(0, dtype=np.float64)
-
+from pricegrid.server.domain.catalogue import EngineSpec
+from pricegrid.server.domain.models import Engine, GreekMethod, Measure, Model, ModelRef
+from pricegrid.server.pricers._registry import EMPTY, add, register
 
 @dataclass
 class PricedBatch:
@@ -66,8 +65,8 @@ def price_european_batch(
         market.volatility,
         np.asarray(measures, dtype=np.int32),
         out.values,
-        _EMPTY if out.forward is None else out.forward,
-        _EMPTY if out.discount_factor is None else out.discount_factor,
+        EMPTY if out.forward is None else out.forward,
+        EMPTY if out.discount_factor is None else out.discount_factor,
         out.status,
         threads,
     )
@@ -91,3 +90,31 @@ def price_european_one(model: Model, option: EuropeanOption, market: MarketInput
 
 #: the same, from plain values (the front-office path builds no objects)
 price_european_values = black.price_one
+
+
+# ------------------------------------------------------------------ the catalogue rows
+def _run_black(model_code: int):
+    def run(batch, market, codes, out, stderr, status, threads, settings):
+        c = batch.columns
+        return black.price_batch(
+            model_code, c["option_type"], c["strike"], c["time_to_expiry"], market.underlying, market.rate,
+            market.dividend_yield, market.volatility, codes, out, EMPTY, EMPTY, status, threads,
+        )
+
+    return run
+
+
+_BLACK_VALIDATION = "QuantLib AnalyticEuropeanEngine/blackFormula/bachelierBlackFormula, finite differences, parity; tests/ext/test_black_kernel.py"
+
+for _model, _code in ((Model.BLACK_SCHOLES_MERTON, 1), (Model.BACHELIER, 3)):
+    register("european", (_model,), Engine.ANALYTIC, name="analytic_european", version="1.0.0", kernel=black,
+             run=_run_black(_code), validated_against=_BLACK_VALIDATION, default=True,
+             measures=tuple(int(m) for m in Measure))
+# Black-76 through its own kernel formulas (not the BSM mapping): rho and dividend rho as in
+# common.proto, identical to the unary fast path.
+add(EngineSpec(
+    product="european", model=Model.BLACK_76, engine=Engine.ANALYTIC,
+    ref=ModelRef("black_76", "analytic_european", "1.0.0"), measures=tuple(Measure),
+    methods={m: GreekMethod.ANALYTIC for m in Measure}, validated_against=_BLACK_VALIDATION,
+    default=True, underlying="forward",
+), _run_black(2))

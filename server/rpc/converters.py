@@ -21,7 +21,7 @@ from pricegrid.server.domain.instruments import (
 )
 from pricegrid.server.domain.models import CATALOGUE, Engine, Measure, Model
 from pricegrid.server.domain.products import CONTINUOUS, PRODUCTS, SPOT, Product, ProductBatch, Schedule
-from pricegrid.server.pricers import library
+from pricegrid.server.domain.catalogue import DEFAULT_SETTINGS, Catalogue, EngineSpec, Settings
 from pricegrid.server.service.pricing import BatchResult, ImpliedVolResult, PriceResult
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import pricing_pb2 as pb
@@ -605,11 +605,11 @@ def engine_of(value: int, path: str = "engine") -> Engine:
     return engine
 
 
-def engine_spec(product: str, model: Model, engine: Engine) -> library.EngineSpec:
-    spec = library.find(product, model, engine)
+def engine_spec(catalogue: Catalogue, product: str, model: Model, engine: Engine) -> EngineSpec:
+    spec = catalogue.find(product, model, engine)
     if spec is not None:
         return spec
-    offered = library.offered(product)
+    offered = catalogue.offered(product)
     under = [s for s in offered if s.model == model]
     model_name = cpb.Model.Name(int(model))
     if not offered:
@@ -622,7 +622,7 @@ def engine_spec(product: str, model: Model, engine: Engine) -> library.EngineSpe
                             f" engines: {engines}")
 
 
-def _check_measures(spec: library.EngineSpec, measures, path: str = "measures") -> tuple:
+def _check_measures(spec: EngineSpec, measures, path: str = "measures") -> tuple:
     for i, m in enumerate(measures):
         if m not in spec.measures:
             names = ", ".join(cpb.Measure.Name(int(x)) for x in spec.measures)
@@ -634,9 +634,9 @@ def _check_measures(spec: library.EngineSpec, measures, path: str = "measures") 
     return measures
 
 
-def settings_of(msg, spec: library.EngineSpec, prefix: str = "settings") -> library.Settings:
+def settings_of(msg, spec: EngineSpec, prefix: str = "settings") -> Settings:
     """EngineSettings with the server's defaults for what is unset; bad values name the field."""
-    d = library.DEFAULT_SETTINGS
+    d = DEFAULT_SETTINGS
     if msg is None:
         return d
     kw = {}
@@ -694,7 +694,7 @@ def _code_value(inp, value: int, path: str) -> int:
     return value
 
 
-def _market_one(market, spec: library.EngineSpec):
+def _market_one(market, spec: EngineSpec):
     underlying = market.WhichOneof("underlying")
     _check_underlying_spec(spec, underlying, "market")
     if market.snapshot_id:
@@ -713,7 +713,7 @@ def _market_one(market, spec: library.EngineSpec):
     return MarketInputs(value, market.rate, market.dividend_yield, market.volatility, heston), underlying
 
 
-def _check_underlying_spec(spec: library.EngineSpec, given, prefix: str) -> None:
+def _check_underlying_spec(spec: EngineSpec, given, prefix: str) -> None:
     if given == spec.underlying:
         return
     name = cpb.Model.Name(int(spec.model))
@@ -722,7 +722,7 @@ def _check_underlying_spec(spec: library.EngineSpec, given, prefix: str) -> None
     raise invalid(f"{prefix}.{given}", f"{name} prices on a {spec.underlying}: set {prefix}.{spec.underlying} instead")
 
 
-def product_one(request, *, prefix: str = ""):
+def product_one(request, catalogue: Catalogue, *, prefix: str = ""):
     """(spec, ProductBatch of one row, MarketBatch, fields, measures, settings) from a
     PriceRequest of any instrument. ``prefix`` goes before every field path (``price.`` on a
     stream)."""
@@ -731,7 +731,7 @@ def product_one(request, *, prefix: str = ""):
     if which is None:
         raise invalid(f"{prefix}instrument", f"required: set one of {_INSTRUMENTS}")
     product = PRODUCTS[which]
-    spec = engine_spec(which, model, engine_of(request.engine, f"{prefix}engine"))
+    spec = engine_spec(catalogue, which, model, engine_of(request.engine, f"{prefix}engine"))
     msg = getattr(request, which)
     market, underlying = _market_one(request.market, spec)
     columns = {}
@@ -786,7 +786,7 @@ def _schedule_one(msg, kind, dates, path: str) -> Schedule:
     return Schedule(arr, np.array([len(arr)], dtype=np.int32))
 
 
-def _market_batch(market, spec: library.EngineSpec, plan: list, rows_hint=None):
+def _market_batch(market, spec: EngineSpec, plan: list, rows_hint=None):
     """Adds the market columns to ``plan``; returns a function that decodes them."""
     _check_snapshot(market.snapshot_id, "market")
     given = [u for u in ("spot", "forward") if market.HasField(u)]
@@ -827,7 +827,7 @@ def _market_batch(market, spec: library.EngineSpec, plan: list, rows_hint=None):
     return decode
 
 
-def product_batch(request, max_rows: int):
+def product_batch(request, catalogue: Catalogue, max_rows: int):
     """(spec, ProductBatch, MarketBatch, rows, fields, measures, settings) from a
     PriceBatchRequest of any instrument's columns."""
     model = model_of(request.model)
@@ -835,7 +835,7 @@ def product_batch(request, max_rows: int):
     if which is None:
         raise invalid("instruments", f"required: set the columns of one of {_INSTRUMENTS}")
     product = PRODUCTS[which]
-    spec = engine_spec(which, model, engine_of(request.engine))
+    spec = engine_spec(catalogue, which, model, engine_of(request.engine))
     cols = getattr(request, which)
     time_kind = _time_kind(cols, which)
     plan = [(f"{which}.{time_kind}", getattr(cols, time_kind), 4 if time_kind == "expiry_date" else 8, True)]

@@ -73,14 +73,14 @@ class PricingServicer:
         return conv.price_response_bytes(result), 1, 0
 
     def _price_product(self, request) -> bytes:
-        spec, batch, market, fields, measures, settings = conv.product_one(request)
+        spec, batch, market, fields, measures, settings = conv.product_one(request, self.service.catalogue)
         result = self.service.price_product(spec, batch, market, measures, fields, settings)
         return conv.product_response(result).SerializeToString()
 
     def PriceBatch(self, request, context, rid):
         if not conv.is_analytic_european(request, request.WhichOneof("instruments")):
             spec, batch, market, rows, fields, measures, settings = conv.product_batch(
-                request, self.service.limits.max_rows
+                request, self.service.catalogue, self.service.limits.max_rows
             )
             result = self.service.price_product_batch(
                 spec, batch, market, measures, rows=rows, fields=fields, threads=request.threads,
@@ -152,7 +152,7 @@ class PricingServicer:
         try:
             body = message.WhichOneof("body")
             if body == "price" and not conv.is_analytic_european(message.price, message.price.WhichOneof("instrument")):
-                spec, batch, market, fields, measures, settings = conv.product_one(message.price, prefix="price.")
+                spec, batch, market, fields, measures, settings = conv.product_one(message.price, self.service.catalogue, prefix="price.")
                 result = book.price_product(spec, batch, market, measures, fields, settings, message.trade_id)
                 yield _stream_result(cid, message.trade_id, conv.product_response(result).SerializeToString())
             elif body == "price":

@@ -22,8 +22,8 @@ from pricegrid.server.pricers.analytic_european import (
     PricedBatch, price_european_batch, price_european_one, price_european_values,
 )
 from pricegrid.server.domain.products import ProductBatch
-from pricegrid.server.pricers import library
-from pricegrid.server.pricers.library import EngineSpec, Settings
+from pricegrid.server.domain.catalogue import DEFAULT_SETTINGS, Catalogue, EngineSpec, Settings
+from pricegrid.server.pricers import catalogue as pricers
 from pricegrid.server.pricers.implied_vol import ImpliedVolBatch, implied_vol_european_batch, implied_vol_european_one
 from pricegrid.server.service import rows as _rows
 
@@ -119,6 +119,8 @@ def _full(col: Optional[np.ndarray], rows: int) -> Optional[np.ndarray]:
 class PricingService:
     def __init__(self, limits: Limits = Limits()):
         self.limits = limits
+        #: every engine the service prices with (data; the transport reads it from here)
+        self.catalogue: Catalogue = pricers.CATALOGUE
 
     # ------------------------------------------------------------------ helpers
     def threads_for(self, requested: int) -> int:
@@ -308,25 +310,17 @@ class PricingService:
                 [FieldViolation(f"{prefix}.paths", f"rows x paths at most {cap}")],
             )
 
-    def _product_chunks(self, spec: EngineSpec, settings: Settings, rows: int):
-        step = max(1, self.limits.chunk_rows)
-        if spec.monte_carlo:  # about 4 million paths per chunk, so that cancellation is seen
-            step = max(1, min(step, 4_000_000 // max(1, settings.paths)))
-        elif spec.engine == library.Engine.BINOMIAL_TREE:
-            step = max(1, min(step, 2_000_000 // max(1, settings.tree_steps)))
-        elif spec.engine == library.Engine.FIXED_POINT:
-            step = min(step, 32_768)
-        return [(a, min(a + step, rows)) for a in range(0, rows, step)] or [(0, 0)]
-
     def _run_product(self, spec, batch, market, measures, rows, threads, settings, should_continue):
         codes = np.asarray([int(m) for m in measures], dtype=np.int32)
         values = np.empty((len(codes), rows))
         stderr = np.empty((len(codes), rows)) if spec.monte_carlo else None
         status = np.empty(rows, dtype=np.int32)
-        chunks = self._product_chunks(spec, settings, rows)
+        step = spec.chunk_rows(settings, self.limits.chunk_rows)
+        chunks = [(a, min(a + step, rows)) for a in range(0, rows, step)] or [(0, 0)]
+        run = pricers.runner(spec)
         for a, b in self._each_chunk(chunks, should_continue):
             try:
-                spec.run(
+                run(
                     batch.rows(a, b), _rows_of(market, a, b), codes, values[:, a:b],
                     None if stderr is None else stderr[:, a:b], status[a:b], threads, settings,
                 )
@@ -341,7 +335,7 @@ class PricingService:
         market: MarketBatch,
         measures: Sequence[Measure],
         fields: Mapping[str, str],
-        settings: Settings = library.DEFAULT_SETTINGS,
+        settings: Settings = DEFAULT_SETTINGS,
     ) -> PriceResult:
         """One trade of the options library (every column of length 1)."""
         measures = (Measure.PRICE,) + tuple(m for m in measures if m != Measure.PRICE)
@@ -351,7 +345,7 @@ class PricingService:
             _rows.raise_for_status(
                 int(status[0]), spec.model, fields, _row_values(batch, market, 0), product=batch.product,
             )
-        fwd, df, t, vol = library.effective_inputs(spec, batch, market, 1)
+        fwd, df, t, vol = _effective_inputs(spec, batch, market, 1)
         se = stderr[:, 0] if stderr is not None else np.zeros(len(measures))
         details = tuple((m, spec.methods[m], float(se[j])) for j, m in enumerate(measures))
         greeks = {m: float(values[j, 0]) for j, m in enumerate(measures) if m != Measure.PRICE}
@@ -372,7 +366,7 @@ class PricingService:
         threads: int = 0,
         effective_inputs: bool = True,
         should_continue: Optional[ShouldContinue] = None,
-        settings: Settings = library.DEFAULT_SETTINGS,
+        settings: Settings = DEFAULT_SETTINGS,
     ) -> BatchResult:
         self.check_rows(rows)
         self.check_settings(spec, settings, rows)
@@ -391,7 +385,7 @@ class PricingService:
             )
         fwd = df = t = vol = None
         if effective_inputs:
-            fwd, df, t, vol = library.effective_inputs(spec, batch, market, rows)
+            fwd, df, t, vol = _effective_inputs(spec, batch, market, rows)
             if bad:  # the inputs of a failed row are not "used": NaN, as its measures
                 for col in (fwd, df, t, vol):
                     col[status != 0] = np.nan
@@ -456,3 +450,16 @@ def _row_values(batch: ProductBatch, market: MarketBatch, row: int) -> dict:
         if col is not None:
             out[name] = col[row if len(col) > 1 else 0].item()
     return out
+
+
+def _effective_inputs(spec: EngineSpec, batch: ProductBatch, market: MarketBatch, rows: int):
+    """(forward, discount factor, time, volatility) columns of ``rows`` rows."""
+    t = batch.columns["time_to_expiry"]
+    df = np.exp(-market.rate * t)
+    if spec.underlying == "forward":
+        fwd = market.underlying * np.ones_like(t)
+    else:
+        fwd = market.underlying * np.exp((market.rate - market.dividend_yield) * t)
+    vol = np.sqrt(market.v0) if spec.model == Model.HESTON else market.volatility
+    full = lambda x: np.array(np.broadcast_to(x, (rows,)), dtype=np.float64)  # noqa: E731 (own, writable)
+    return full(fwd), full(df), full(t), full(vol)

@@ -6,7 +6,7 @@ from typing import Mapping, NamedTuple
 
 import numpy as np
 
-from pricegrid.ext import status as st
+from pricegrid.server.pricers import status as st
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError
 from pricegrid.server.domain.models import Model
 

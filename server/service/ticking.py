@@ -18,7 +18,7 @@ from pricegrid.server.domain.errors import Code, ServiceError, invalid
 from pricegrid.server.domain.instruments import EuropeanOption, MarketBatch, MarketInputs
 from pricegrid.server.domain.models import CATALOGUE, Measure, Model
 from pricegrid.server.domain.products import ProductBatch
-from pricegrid.server.pricers.library import EngineSpec, Settings
+from pricegrid.server.domain.catalogue import EngineSpec, Settings
 from pricegrid.server.service.pricing import PriceResult, PricingService
 
 

@@ -1,0 +1,131 @@
+"""The pricers' registry: each engine module adds its catalogue row and its runner here.
+
+A row is a domain :class:`~pricegrid.server.domain.catalogue.EngineSpec` (data: model
+reference and version, measures and how each is obtained, default, cost); its runner is an
+adapter of a few lines that hands a :class:`~pricegrid.server.domain.products.ProductBatch`'s
+columns to the kernel in the order the kernel takes them. Every kernel follows one
+convention (see ext/: arrays of length n or 1 in, ``out[k, n]`` + per-row status bits out,
+GIL released, OpenMP above a threshold).
+
+Models: the kernels of the options library are written under Black-Scholes-Merton (spot,
+dividend yield) and Heston. Black-76 (options on futures) is BSM with spot = futures price
+and dividend yield = rate, so :func:`register` lets every BSM engine also price Black-76; its
+rho then holds the futures price fixed (dV/dr with r and q moving together) and it has no
+dividend rho.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+
+from pricegrid.server.domain.catalogue import Catalogue, EngineSpec, Settings
+from pricegrid.server.domain.instruments import MarketBatch
+from pricegrid.server.domain.models import Engine, GreekMethod, Measure, Model, ModelRef
+from pricegrid.server.domain.products import ProductBatch
+
+#: models of the Black-Scholes kernels of the options library (Black-76 by the mapping above)
+BSM_AND_BLACK_76 = (Model.BLACK_SCHOLES_MERTON, Model.BLACK_76)
+#: an empty output column (a kernel's optional output that is not wanted)
+EMPTY = np.empty(0, dtype=np.float64)
+
+#: run(batch, market, codes int32[k], out (k, n), stderr (k, n) or None, status int32[n], threads, settings) -> bad rows
+Runner = Callable[[ProductBatch, MarketBatch, np.ndarray, np.ndarray, Optional[np.ndarray], np.ndarray, int, Settings], int]
+
+#: every engine the pricers add, as data (read by the service)
+CATALOGUE = Catalogue()
+#: the code that runs each engine of the catalogue, by its key
+RUNNERS: dict[tuple[str, Model, Engine], Runner] = {}
+
+
+#: how an engine obtains the price itself
+_PRICE_METHOD = {
+    Engine.FIXED_POINT: GreekMethod.NUMERICAL,
+    Engine.BINOMIAL_TREE: GreekMethod.TREE_GRID,
+    Engine.MONTE_CARLO: GreekMethod.MONTE_CARLO,
+}
+
+
+def _methods(kernel, measures, named=None, engine=Engine.ANALYTIC) -> dict:
+    named = getattr(kernel, "GREEK_METHODS", {}) if named is None else named
+    out = {m: GreekMethod.of(named.get(int(m), "analytic")) for m in measures}
+    if Measure.PRICE in out:
+        out[Measure.PRICE] = _PRICE_METHOD.get(engine, GreekMethod.ANALYTIC)
+    return out
+
+
+def register(
+    product: str,
+    models: tuple[Model, ...],
+    engine: Engine,
+    *,
+    name: str,
+    version: str,
+    kernel,
+    run: Runner,
+    validated_against: str,
+    default: bool = False,
+    monte_carlo: bool = False,
+    measures: Optional[tuple[int, ...]] = None,
+    greek_methods: Optional[dict] = None,
+) -> None:
+    """Add an engine for ``product`` under each of ``models``. Its measures are the kernel's
+    ``MEASURES`` (or ``measures``), less those a model does not have."""
+    codes = tuple(measures if measures is not None else kernel.MEASURES)
+    for model in models:
+        ms = tuple(Measure(c) for c in codes)
+        if model == Model.BLACK_76:
+            # rho is rho + dividend rho (the futures price held), dividend rho does not exist
+            if not (Measure.RHO in ms and Measure.DIVIDEND_RHO in ms) or monte_carlo:
+                ms = tuple(m for m in ms if m != Measure.RHO)
+            ms = tuple(m for m in ms if m != Measure.DIVIDEND_RHO)
+        model_name = {
+            Model.BLACK_SCHOLES_MERTON: "black_scholes_merton",
+            Model.BLACK_76: "black_76",
+            Model.BACHELIER: "bachelier",
+            Model.HESTON: "heston",
+        }[model]
+        spec = EngineSpec(
+            product=product,
+            model=model,
+            engine=engine,
+            ref=ModelRef(model_name, name, version),
+            measures=ms,
+            methods=_methods(kernel, ms, greek_methods, engine),
+            validated_against=validated_against,
+            default=default,
+            monte_carlo=monte_carlo,
+            underlying="forward" if model in (Model.BLACK_76, Model.BACHELIER) else "spot",
+        )
+        add(spec, _black76(run) if model == Model.BLACK_76 else run)
+
+
+def add(spec: EngineSpec, run: Runner) -> None:
+    CATALOGUE.add(spec)
+    RUNNERS[spec.key] = run
+
+
+def _black76(run: Runner) -> Runner:
+    """A BSM runner pricing Black-76: spot = futures price, dividend yield = rate; rho is the
+    sum of the kernel's rho and dividend rho (r and q move together, the futures price held)."""
+
+    def black76(batch, market, codes, out, stderr, status, threads, settings):
+        m = MarketBatch(market.underlying, market.rate, market.rate, market.volatility)
+        rho = np.flatnonzero(codes == int(Measure.RHO))
+        if not len(rho):
+            return run(batch, m, codes, out, stderr, status, threads, settings)
+        k, n = out.shape
+        wide = np.empty((k + 1, n))
+        nbad = run(batch, m, np.append(codes, np.int32(Measure.DIVIDEND_RHO)).astype(np.int32), wide, None, status,
+                   threads, settings)
+        wide[rho[0]] += wide[k]
+        out[...] = wide[:k]
+        return nbad
+
+    return black76
+
+
+def runner(spec: EngineSpec) -> Runner:
+    """The code that runs ``spec``."""
+    return RUNNERS[spec.key]

@@ -1,0 +1,28 @@
+"""American options by the fixed point of Andersen, Lake and Offengelden (kernel:
+``pricegrid.ext.american``), under Black-Scholes-Merton and Black-76; the default engine.
+Validation: see ``validated_against`` below (tests/ext/test_american_kernel.py)."""
+
+from __future__ import annotations
+
+from pricegrid.ext import american as _american
+from pricegrid.server.domain.models import Engine
+from pricegrid.server.pricers._registry import BSM_AND_BLACK_76, register
+
+
+def _run_american(method: int):
+    def run(batch, market, codes, out, stderr, status, threads, settings):
+        c = batch.columns
+        return _american.price_batch(
+            c["option_type"], c["strike"], c["time_to_expiry"], market.underlying, market.rate, market.dividend_yield,
+            market.volatility, codes, out, status, threads, method, settings.american_scheme, settings.tree_steps,
+        )
+
+    return run
+
+
+register("american", BSM_AND_BLACK_76, Engine.FIXED_POINT, name="fixed_point_american", version="1.0.0",
+         kernel=_american, run=_run_american(_american.METHOD_FIXED_POINT), default=True,
+         greek_methods=_american.GREEK_METHODS_BY_METHOD[_american.METHOD_FIXED_POINT],
+         validated_against="QuantLib QdFpAmericanEngine high precision on random cases (accurate scheme within 3e-5),"
+                           " QuantLib Leisen-Reimer and FD engines for Greeks, Ju-Zhong and Healy tables, American >="
+                           " European, put-call symmetry; tests/ext/test_american_kernel.py")

@@ -1,0 +1,16 @@
+"""American options on a Leisen-Reimer binomial tree (kernel: ``pricegrid.ext.american``),
+under Black-Scholes-Merton and Black-76. Validation: see ``validated_against`` below."""
+
+from __future__ import annotations
+
+from pricegrid.ext import american as _american
+from pricegrid.server.domain.models import Engine
+from pricegrid.server.pricers._registry import BSM_AND_BLACK_76, register
+from pricegrid.server.pricers.fixed_point_american import _run_american
+
+
+register("american", BSM_AND_BLACK_76, Engine.BINOMIAL_TREE, name="leisen_reimer_american", version="1.0.0",
+         kernel=_american, run=_run_american(_american.METHOD_TREE),
+         greek_methods=_american.GREEK_METHODS_BY_METHOD[_american.METHOD_TREE],
+         validated_against="QuantLib BinomialVanillaEngine (Leisen-Reimer) to 1e-9, convergence to the fixed-point"
+                           " engine; tests/ext/test_american_kernel.py")
