@@ -19,6 +19,7 @@ COPY proto proto
 COPY server server
 COPY ext ext
 COPY clients clients
+COPY console console
 ENV PRICEGRID_CPU_TARGET=${CPU_TARGET}
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

@@ -1,6 +1,6 @@
-"""The ``pricegrid`` console command: ``serve`` runs the server, ``health`` asks a server's
-gRPC health service (the Dockerfile's HEALTHCHECK); every other subcommand (price, iv,
-price-file, info, bench) is the client CLI in :mod:`pricegrid.clients.cli`."""
+"""The server's subcommands of the ``pricegrid`` console command (dispatched by
+:mod:`pricegrid.console`): ``serve`` runs the server, ``health`` asks a server's gRPC health
+service (the Dockerfile's HEALTHCHECK)."""
 
 from __future__ import annotations
 
@@ -74,9 +74,8 @@ def main(argv=None) -> int:
 
         logs.configure(settings.log_level, settings.log_format)
         return serve(settings)
-    from pricegrid.clients.cli import main as client_main
-
-    return client_main(argv)
+    print("usage: pricegrid {serve,health} ... (the other subcommands are the client CLI's)", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pricegrid.clients import EuropeanOption, FrontOfficeClient, Market, cli
-from pricegrid.server.app import cli as console
+import pricegrid.console as console
 
 
 def without_server_logs(text: str) -> str:
