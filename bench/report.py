@@ -26,6 +26,9 @@ def load(path: str) -> dict:
         if info.get("interleaved"):
             table["interleaved"] = info
             continue
+        if info.get("plain_c"):
+            table["plain_c"] = info
+            continue
         if "impl" not in info:
             continue
         table[info["rows"]][(info["impl"], info["threads"])] = (bench["stats"]["median"], info["timed_rows"])
@@ -39,7 +42,8 @@ def ratio(slow: float | None, fast: float | None) -> str:
 def report(table: dict) -> str:
     lines = []
     interleaved = table.get("interleaved")
-    for rows in sorted(r for r in table if r != "interleaved"):
+    plain = table.get("plain_c")
+    for rows in sorted(r for r in table if r not in ("interleaved", "plain_c")):
         cases = table[rows]
         lines.append(f"rows = {rows:,}")
         per_row = {}
@@ -56,6 +60,11 @@ def report(table: dict) -> str:
         lines.append(f"interleaved, {interleaved['rows']:,} rows, {interleaved['pairs']} pairs of calls:"
                      f" 1 thread {one * 1e3:.2f} ms, 2 threads {two * 1e3:.2f} ms (medians)")
         lines.append(f"  ours 2 threads vs 1 thread:           {one / two:10.2f}x")
+    if plain:
+        ours, c = plain["pricegrid_s"], plain["plain_c_s"]
+        lines.append(f"vs a plain C loop (bench/c/plain_bsm.c, {' '.join(plain['flags'])}), {plain['rows']:,} rows,"
+                     f" {plain['pairs']} interleaved pairs: ours {ours * 1e3:.2f} ms, plain C {c * 1e3:.2f} ms (medians)")
+        lines.append(f"  ours / plain C loop (target <= 1.0):  {ours / c:10.2f}x")
     return "\n".join(lines)
 
 
