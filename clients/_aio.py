@@ -241,7 +241,7 @@ class _AsyncStreamMux:
             correlation_id = str(next(self._ids))
             try:
                 future = connection.submit(
-                    correlation_id, pricing_pb2.StreamRequest(correlation_id=correlation_id, price=request)
+                    correlation_id, pricing_pb2.PriceStreamRequest(correlation_id=correlation_id, price=request)
                 )
                 remaining = None if deadline is None else max(0.0, deadline - loop.time())
                 response = await asyncio.wait_for(future, remaining)
@@ -302,7 +302,7 @@ class AsyncPriceStreamSession:
         if not trade_id:
             raise ValueError("trade_id must be a non-empty string")
         request = _convert.price_request(option, market, model=model, measures=measures, engine=engine, settings=settings)
-        return self._send(pricing_pb2.StreamRequest(price=request, trade_id=str(trade_id)), correlation_id)
+        return self._send(pricing_pb2.PriceStreamRequest(price=request, trade_id=str(trade_id)), correlation_id)
 
     async def replace(self, trade_id: str, option: EuropeanOption, market: Market, **kwargs) -> str:
         return await self.add(trade_id, option, market, **kwargs)
@@ -319,7 +319,7 @@ class AsyncPriceStreamSession:
         correlation_id: str | None = None,
     ) -> str:
         request = _convert.price_request(option, market, model=model, measures=measures, engine=engine, settings=settings)
-        return self._send(pricing_pb2.StreamRequest(price=request), correlation_id)
+        return self._send(pricing_pb2.PriceStreamRequest(price=request), correlation_id)
 
     async def update_market(
         self,
@@ -343,7 +343,7 @@ class AsyncPriceStreamSession:
                 volatility=volatility,
                 trade_ids=tuple(trade_ids),
             )
-        message = pricing_pb2.StreamRequest(market_update=_convert.market_update_message(update))
+        message = pricing_pb2.PriceStreamRequest(market_update=_convert.market_update_message(update))
         return self._send(message, correlation_id)
 
     def _send(self, message, correlation_id: str | None) -> str:

@@ -310,7 +310,7 @@ class StreamReply:
         )
 
 
-def stream_reply(msg: pricing_pb2.StreamResponse) -> StreamReply:
+def stream_reply(msg: pricing_pb2.PriceStreamResponse) -> StreamReply:
     if msg.HasField("error"):
         return StreamReply(msg.correlation_id, msg.trade_id, None, PricingError.from_error_message(msg.error))
     return StreamReply(msg.correlation_id, msg.trade_id, price_result(msg.result), None)

@@ -299,7 +299,7 @@ class _StreamMux:
             correlation_id = str(next(self._ids))
             try:
                 future = connection.submit(
-                    correlation_id, pricing_pb2.StreamRequest(correlation_id=correlation_id, price=request)
+                    correlation_id, pricing_pb2.PriceStreamRequest(correlation_id=correlation_id, price=request)
                 )
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 response = future.result(remaining)
@@ -380,7 +380,7 @@ class PriceStreamSession:
         if not trade_id:
             raise ValueError("trade_id must be a non-empty string")
         request = _convert.price_request(option, market, model=model, measures=measures, engine=engine, settings=settings)
-        return self._send(pricing_pb2.StreamRequest(price=request, trade_id=str(trade_id)), correlation_id)
+        return self._send(pricing_pb2.PriceStreamRequest(price=request, trade_id=str(trade_id)), correlation_id)
 
     def replace(self, trade_id: str, option: EuropeanOption, market: Market, **kwargs) -> str:
         """Replace the trade held as ``trade_id`` (same arguments as :meth:`add`)."""
@@ -399,7 +399,7 @@ class PriceStreamSession:
     ) -> str:
         """Price ``option`` (any instrument) once, without holding it."""
         request = _convert.price_request(option, market, model=model, measures=measures, engine=engine, settings=settings)
-        return self._send(pricing_pb2.StreamRequest(price=request), correlation_id)
+        return self._send(pricing_pb2.PriceStreamRequest(price=request), correlation_id)
 
     def update_market(
         self,
@@ -425,10 +425,10 @@ class PriceStreamSession:
                 volatility=volatility,
                 trade_ids=tuple(trade_ids),
             )
-        message = pricing_pb2.StreamRequest(market_update=_convert.market_update_message(update))
+        message = pricing_pb2.PriceStreamRequest(market_update=_convert.market_update_message(update))
         return self._send(message, correlation_id)
 
-    def _send(self, message: pricing_pb2.StreamRequest, correlation_id: str | None) -> str:
+    def _send(self, message: pricing_pb2.PriceStreamRequest, correlation_id: str | None) -> str:
         message.correlation_id = correlation_id or str(next(self._ids))
         with self._lock:
             if not self._sending:

@@ -8,7 +8,7 @@ Six series, in one run, against the one ``--target`` (nothing else is contacted)
     Echo         EchoService/Echo, unary, carrying the serialized PriceRequest bytes
     Price        PricingService/Price, unary (the same PriceRequest: price + --greeks)
     EchoStream   EchoService/EchoStream, one stream per caller, one message at a time,
-                 carrying the serialized StreamRequest bytes
+                 carrying the serialized PriceStreamRequest bytes
     PriceStream  PricingService/PriceStream, one stream per caller, one message at a time
     EchoBatch    EchoService/Echo carrying the very request bytes the RiskClient sends for
                  the batch, chunk by chunk, as concurrently as the RiskClient
@@ -595,7 +595,7 @@ def run_latency(
                                                timeout)),
             )
         if "stream" in modes:
-            message = pricing_pb2.StreamRequest(correlation_id="1", price=per_trade_request(greeks))
+            message = pricing_pb2.PriceStreamRequest(correlation_id="1", price=per_trade_request(greeks))
             payload = message.SerializeToString()
             stream_timeout = duration + 2 * timeout + 60.0
             pair(

@@ -250,7 +250,7 @@ def encode_price_response(double price, int greeks_mask, greeks, double forward,
 
 
 def split_stream_request(const unsigned char[::1] data):
-    """A StreamRequest's (correlation_id, trade_id, body, start, end), body 0 (none), 2 (price)
+    """A PriceStreamRequest's (correlation_id, trade_id, body, start, end), body 0 (none), 2 (price)
     or 3 (market_update) spanning data[start:end]; None to use the generated code."""
     cdef Reader r, s
     cdef unsigned long long key

@@ -26,7 +26,7 @@ from pricegrid.v1 import wire
 
 SERVICE = "pricegrid.v1.PricingService"
 _PARSE_PRICE = safe_deserializer(pb.PriceRequest)
-_PARSE_STREAM = safe_deserializer(pb.StreamRequest)
+_PARSE_STREAM = safe_deserializer(pb.PriceStreamRequest)
 ECHO_SERVICE = "pricegrid.v1.EchoService"
 
 
@@ -181,7 +181,7 @@ class PricingServicer:
 
 
 def _stream_result(cid: str, trade_id: str, result: bytes) -> bytes:
-    """StreamResponse bytes around an already encoded PriceResponse."""
+    """PriceStreamResponse bytes around an already encoded PriceResponse."""
     chunks = []
     if cid:
         chunks += wire.field_bytes(1, cid.encode())
@@ -191,13 +191,13 @@ def _stream_result(cid: str, trade_id: str, result: bytes) -> bytes:
     return b"".join(chunks)
 
 
-#: error paths of a trade priced on a stream name the field inside the StreamRequest
+#: error paths of a trade priced on a stream name the field inside the PriceStreamRequest
 _STREAM_FIELDS = {id(f): {k: f"price.{v}" for k, v in f.items()} for f in conv._SINGLE_FIELDS.values()}
 
 
-def _stream_error(cid: str, trade_id: str, exc: ServiceError) -> pb.StreamResponse:
+def _stream_error(cid: str, trade_id: str, exc: ServiceError) -> pb.PriceStreamResponse:
     field = exc.violations[0].field if exc.violations else ""
-    return pb.StreamResponse(
+    return pb.PriceStreamResponse(
         correlation_id=cid, trade_id=trade_id,
         error=cpb.Error(code=int(exc.code), field=field, message=to_rich_status(exc).message),
     )

@@ -34,7 +34,7 @@ class StandIn:
         def stream(requests, context):
             for message in requests:
                 time.sleep(self.delay)
-                yield pb.StreamResponse(correlation_id=message.correlation_id, result=pb.PriceResponse(price=42.0))
+                yield pb.PriceStreamResponse(correlation_id=message.correlation_id, result=pb.PriceResponse(price=42.0))
 
         handler = grpc.method_handlers_generic_handler(
             "pricegrid.v1.PricingService",
@@ -43,7 +43,7 @@ class StandIn:
                     price, request_deserializer=pb.PriceRequest.FromString, response_serializer=pb.PriceResponse.SerializeToString
                 ),
                 "PriceStream": grpc.stream_stream_rpc_method_handler(
-                    stream, request_deserializer=pb.StreamRequest.FromString, response_serializer=pb.StreamResponse.SerializeToString
+                    stream, request_deserializer=pb.PriceStreamRequest.FromString, response_serializer=pb.PriceStreamResponse.SerializeToString
                 ),
             },
         )

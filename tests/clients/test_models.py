@@ -145,7 +145,7 @@ def test_price_result_keeps_only_the_greeks_sent():
 
 def test_stream_reply_of_error():
     reply = _convert.stream_reply(
-        pb.StreamResponse(correlation_id="7", trade_id="T", error=c.Error(code=3, field="price.european.strike", message="bad"))
+        pb.PriceStreamResponse(correlation_id="7", trade_id="T", error=c.Error(code=3, field="price.european.strike", message="bad"))
     )
     assert not reply.ok and reply.error.code == grpc.StatusCode.INVALID_ARGUMENT
     assert reply.error.field == "price.european.strike"

@@ -96,7 +96,7 @@ def stream_handler(requests, context):
         cid = message.correlation_id
         if message.HasField("price"):
             if message.price.european.strike <= 0:
-                yield pb.StreamResponse(
+                yield pb.PriceStreamResponse(
                     correlation_id=cid,
                     trade_id=message.trade_id,
                     error=c.Error(code=3, field="price.european.strike", message="must be > 0"),
@@ -105,14 +105,14 @@ def stream_handler(requests, context):
             if message.trade_id:
                 held[message.trade_id] = pb.PriceRequest()
                 held[message.trade_id].CopyFrom(message.price)
-            yield pb.StreamResponse(correlation_id=cid, trade_id=message.trade_id, result=toy_price(message.price))
+            yield pb.PriceStreamResponse(correlation_id=cid, trade_id=message.trade_id, result=toy_price(message.price))
         else:
             update = message.market_update
             for trade_id in update.trade_ids or sorted(held):
                 request = held[trade_id]
                 if update.HasField("spot"):
                     request.market.spot = update.spot
-                yield pb.StreamResponse(correlation_id=cid, trade_id=trade_id, result=toy_price(request))
+                yield pb.PriceStreamResponse(correlation_id=cid, trade_id=trade_id, result=toy_price(request))
 
 
 def test_use_stream_multiplexes_callers_over_one_stream():
@@ -252,7 +252,7 @@ def test_async_client_through_the_aio_fake():
 def test_use_stream_reconnects_when_the_stream_ends():
     def one_reply_then_hang_up(requests, context):
         for message in requests:
-            yield pb.StreamResponse(correlation_id=message.correlation_id, result=toy_price(message.price))
+            yield pb.PriceStreamResponse(correlation_id=message.correlation_id, result=toy_price(message.price))
             return
 
     channel = FakeChannel(handlers={"PriceStream": one_reply_then_hang_up})

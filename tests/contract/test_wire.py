@@ -64,9 +64,9 @@ def test_last_scalar_wins_messages_merge_oneofs_switch():
     assert v.model == ref.model == c.MODEL_BACHELIER
     assert v.market.HasField("rate") and v.market.HasField("spot")
     assert list(v.market.rate.values) == [1.0] and list(v.market.spot.values) == [2.0]
-    stream = pb.StreamRequest(price=pb.PriceRequest(model=1)).SerializeToString() + pb.StreamRequest(
+    stream = pb.PriceStreamRequest(price=pb.PriceRequest(model=1)).SerializeToString() + pb.PriceStreamRequest(
         market_update=pb.MarketUpdate(spot=3.0)).SerializeToString()
-    assert wire.parse(pb.StreamRequest, stream).WhichOneof("body") == "market_update"
+    assert wire.parse(pb.PriceStreamRequest, stream).WhichOneof("body") == "market_update"
 
 
 def test_unknown_fields_are_skipped_and_unpacked_repeats_accepted():

@@ -99,11 +99,11 @@ def test_encode_keeps_special_values():
 
 def test_split_stream_request():
     price = pb.PriceRequest(model=1, market=pb.Market(spot=100.0))
-    msg = pb.StreamRequest(correlation_id="c-é", trade_id="T1", price=price)
+    msg = pb.PriceStreamRequest(correlation_id="c-é", trade_id="T1", price=price)
     data = msg.SerializeToString()
     cid, tid, body, a, b = _codec.split_stream_request(data)
     assert (cid, tid, body) == ("c-é", "T1", 2) and pb.PriceRequest.FromString(data[a:b]) == price
-    upd = pb.StreamRequest(market_update=pb.MarketUpdate(spot=1.0)).SerializeToString()
+    upd = pb.PriceStreamRequest(market_update=pb.MarketUpdate(spot=1.0)).SerializeToString()
     assert _codec.split_stream_request(upd)[2] == 3
     assert _codec.split_stream_request(b"") == ("", "", 0, 0, 0)
     assert _codec.split_stream_request(data + data) is None  # two bodies merge: generated path

@@ -43,7 +43,7 @@ def trade(strike=100.0, model=c.MODEL_BLACK_SCHOLES_MERTON, **market):
 def test_price_messages_are_answered_in_order(stub):
     s = Stream(stub.PriceStream)
     for i in range(5):
-        s.send(pb.StreamRequest(correlation_id=f"q{i}", price=trade(90.0 + 5 * i)))
+        s.send(pb.PriceStreamRequest(correlation_id=f"q{i}", price=trade(90.0 + 5 * i)))
     replies = s.recv(5)
     assert [r.correlation_id for r in replies] == [f"q{i}" for i in range(5)]
     assert all(r.HasField("result") and not r.HasField("error") for r in replies)
@@ -53,9 +53,9 @@ def test_price_messages_are_answered_in_order(stub):
 
 def test_errors_are_per_message_and_the_stream_goes_on(stub):
     s = Stream(stub.PriceStream)
-    s.send(pb.StreamRequest(correlation_id="bad", price=trade(-1.0)))
-    s.send(pb.StreamRequest(correlation_id="good", price=trade(100.0)))
-    s.send(pb.StreamRequest(correlation_id="empty"))
+    s.send(pb.PriceStreamRequest(correlation_id="bad", price=trade(-1.0)))
+    s.send(pb.PriceStreamRequest(correlation_id="good", price=trade(100.0)))
+    s.send(pb.PriceStreamRequest(correlation_id="empty"))
     bad, good, empty = s.recv(3)
     assert bad.correlation_id == "bad" and bad.error.code == 3 and bad.error.field == "price.european.strike"
     assert good.correlation_id == "good" and good.result.price > 0
@@ -65,23 +65,23 @@ def test_errors_are_per_message_and_the_stream_goes_on(stub):
 
 def test_market_updates_reprice_held_trades(stub):
     s = Stream(stub.PriceStream)
-    s.send(pb.StreamRequest(correlation_id="t1", trade_id="A", price=trade(100.0)))
-    s.send(pb.StreamRequest(correlation_id="t2", trade_id="B", price=trade(110.0)))
-    s.send(pb.StreamRequest(correlation_id="t3", trade_id="F", price=trade(70.0, model=c.MODEL_BLACK_76)))
+    s.send(pb.PriceStreamRequest(correlation_id="t1", trade_id="A", price=trade(100.0)))
+    s.send(pb.PriceStreamRequest(correlation_id="t2", trade_id="B", price=trade(110.0)))
+    s.send(pb.PriceStreamRequest(correlation_id="t3", trade_id="F", price=trade(70.0, model=c.MODEL_BLACK_76)))
     a0, b0, f0 = s.recv(3)
     # a spot move for every trade: the Black-76 trade cannot take a spot and says so
-    s.send(pb.StreamRequest(correlation_id="tick1", market_update=pb.MarketUpdate(spot=105.0)))
+    s.send(pb.PriceStreamRequest(correlation_id="tick1", market_update=pb.MarketUpdate(spot=105.0)))
     moved = {r.trade_id: r for r in s.recv(3)}
     assert all(r.correlation_id == "tick1" for r in moved.values())
     assert moved["A"].result.price > a0.result.price and moved["B"].result.price > b0.result.price
     assert moved["F"].error.field == "market_update.spot"
     # a vol move for one trade only
-    s.send(pb.StreamRequest(correlation_id="tick2", market_update=pb.MarketUpdate(volatility=0.3, trade_ids=["B"])))
+    s.send(pb.PriceStreamRequest(correlation_id="tick2", market_update=pb.MarketUpdate(volatility=0.3, trade_ids=["B"])))
     (only,) = s.recv(1)
     assert only.trade_id == "B" and only.result.price > moved["B"].result.price
     assert only.result.inputs.volatility == 0.3
     # unknown trade and an invalid move
-    s.send(pb.StreamRequest(correlation_id="tick3", market_update=pb.MarketUpdate(volatility=-1, trade_ids=["A", "Z"])))
+    s.send(pb.PriceStreamRequest(correlation_id="tick3", market_update=pb.MarketUpdate(volatility=-1, trade_ids=["A", "Z"])))
     bad_a, bad_z = s.recv(2)
     assert bad_a.error.code == 3 and "volatility" in bad_a.error.field
     assert bad_z.error.field == "market_update.trade_ids"
@@ -90,8 +90,8 @@ def test_market_updates_reprice_held_trades(stub):
 
 def test_garbage_message_gets_an_error_reply(channel):
     call = channel.stream_stream("/pricegrid.v1.PricingService/PriceStream")
-    good = pb.StreamRequest(correlation_id="ok", price=trade()).SerializeToString()
-    replies = [pb.StreamResponse.FromString(b) for b in call(iter([good, b"\xff\xff\xff\x0fjunk", good]), timeout=10)]
+    good = pb.PriceStreamRequest(correlation_id="ok", price=trade()).SerializeToString()
+    replies = [pb.PriceStreamResponse.FromString(b) for b in call(iter([good, b"\xff\xff\xff\x0fjunk", good]), timeout=10)]
     assert [r.HasField("error") for r in replies] == [False, True, False]
     assert replies[1].error.code == 3
 
@@ -103,7 +103,7 @@ def test_many_streams_in_parallel(stub):
         try:
             s = Stream(stub.PriceStream)
             for i in range(50):
-                s.send(pb.StreamRequest(correlation_id=f"{k}-{i}", price=trade(80.0 + i)))
+                s.send(pb.PriceStreamRequest(correlation_id=f"{k}-{i}", price=trade(80.0 + i)))
                 (r,) = s.recv(1)
                 assert r.correlation_id == f"{k}-{i}" and r.result.price > 0
             s.close()
