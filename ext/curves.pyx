@@ -141,8 +141,10 @@ NODE_BITS = {
     NODE_OVERFLOW: ("node_values", "the curve overflows here (rate times time, or a slope, not finite)"),
 }
 
-# Query times below which a batch runs on one thread. A log-linear lookup costs about
-# 10 ns, so 16384 times are ~150 us of work, well above the few us of waking a thread.
+# Query times below which a batch runs on one thread. A log-linear lookup costs 4 ns
+# (sorted times) to 23 ns (random order) on the 2-core development VM (bench/test_bench_curves.py),
+# so 16384 times are 65-370 us of work, far above the few us of waking a thread. Not tuned
+# further: there, with the other core busy, 2 threads were slower than 1 (0.4x-0.8x).
 cdef Py_ssize_t _PARALLEL_THRESHOLD = 16384
 PARALLEL_THRESHOLD = _PARALLEL_THRESHOLD
 

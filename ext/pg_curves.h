@@ -43,8 +43,8 @@
  *    InterpolatedForwardCurve (PiecewiseConvexMonotoneForward) extrapolations.
  *    Zero rate I/t for t > 0 (LINEAR_ZERO: z itself); at t = 0 its limit, the forward at 0.
  * 3. Lookup: pg_curve_locate finds the segment by testing the previous point's segment and
- *    the next one first (O(1) per point on sorted times), else by binary search over the
- *    knots. The segment, hence the result, does not depend on the hint.
+ *    the next one first (O(1) per point on sorted times), else by a branch-free binary
+ *    search over the knots. The segment, hence the result, does not depend on the hint.
  * 4. Block loop: pg_curve_block evaluates points [start, start + m), m <= PG_CURVE_BLOCK:
  *    a scalar loop (check, locate, I, zero rate, forward) into block arrays, then one
  *    `omp simd` loop for DF = exp(-I) (glibc's vector exp), padded to a whole number of
@@ -285,13 +285,15 @@ PG_CURVE_INLINE int pg_curve_locate(const pg_curve *c, double t, int hint)
         if (hint == n + 1 || t < x[hint]) return hint;
         if (hint == n || t < x[hint + 1]) return hint + 1;
     }
-    int lo = 1, hi = n + 1;  /* the first knot above t, or n + 1 */
-    while (lo < hi) {
-        const int mid = (lo + hi) >> 1;
-        if (x[mid] > t) hi = mid;
-        else lo = mid + 1;
+    /* branch-free binary search (conditional moves: random times mispredict no branch) for
+     * the last knot <= t (x[0] = 0 <= t); its segment is the next one */
+    int base = 0, len = n + 1;
+    while (len > 1) {
+        const int half = len >> 1;
+        base = (x[base + half] <= t) ? base + half : base;
+        len -= half;
     }
-    return lo;
+    return base + 1;
 }
 
 /* HW's g and its integral G over [0, u] on a monotone convex segment. */
