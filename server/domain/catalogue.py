@@ -58,6 +58,9 @@ class EngineSpec:
     default: bool = False
     monte_carlo: bool = False
     underlying: str = "spot"  # the market input the model needs: "spot" or "forward"
+    #: the kernel writes each row's forward and discount factor itself (its runner takes
+    #: ``effective=(forward, discount_factor)``); else the service derives them
+    kernel_writes_forward: bool = False
 
     @property
     def key(self) -> tuple[str, Model, Engine]:

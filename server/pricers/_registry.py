@@ -30,7 +30,8 @@ BSM_AND_BLACK_76 = (Model.BLACK_SCHOLES_MERTON, Model.BLACK_76)
 #: an empty output column (a kernel's optional output that is not wanted)
 EMPTY = np.empty(0, dtype=np.float64)
 
-#: run(batch, market, codes int32[k], out (k, n), stderr (k, n) or None, status int32[n], threads, settings) -> bad rows
+#: run(batch, market, codes int32[k], out (k, n), stderr (k, n) or None, status int32[n], threads, settings) -> bad
+#: rows; an engine whose spec says ``kernel_writes_forward`` also takes ``effective=(forward[n], df[n])``
 Runner = Callable[[ProductBatch, MarketBatch, np.ndarray, np.ndarray, Optional[np.ndarray], np.ndarray, int, Settings], int]
 
 #: every engine the pricers add, as data (read by the service)
@@ -69,6 +70,7 @@ def register(
     monte_carlo: bool = False,
     measures: Optional[tuple[int, ...]] = None,
     greek_methods: Optional[dict] = None,
+    kernel_writes_forward: bool = False,
 ) -> None:
     """Add an engine for ``product`` under each of ``models``. Its measures are the kernel's
     ``MEASURES`` (or ``measures``), less those a model does not have."""
@@ -97,6 +99,7 @@ def register(
             default=default,
             monte_carlo=monte_carlo,
             underlying="forward" if model in (Model.BLACK_76, Model.BACHELIER) else "spot",
+            kernel_writes_forward=kernel_writes_forward and model != Model.BLACK_76,
         )
         add(spec, _black76(run) if model == Model.BLACK_76 else run)
 

@@ -22,7 +22,7 @@ from pricegrid.server.domain.instruments import (
 from pricegrid.server.domain.models import CATALOGUE, Engine, Measure, Model
 from pricegrid.server.domain.products import CONTINUOUS, PRODUCTS, SPOT, Product, ProductBatch, Schedule
 from pricegrid.server.domain.catalogue import DEFAULT_SETTINGS, Catalogue, EngineSpec, Settings
-from pricegrid.server.service.pricing import BatchResult, ImpliedVolResult, PriceResult
+from pricegrid.server.service.pricing import BatchOutputs, BatchResult, ImpliedVolResult, PriceResult
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import pricing_pb2 as pb
 from pricegrid.v1 import wire
@@ -487,20 +487,6 @@ def _common_tail(result: BatchResult, raw: bool, *, inputs: bool = True) -> list
     return chunks
 
 
-def price_batch_response_bytes(result: BatchResult, encoding: int) -> bytes:
-    """PriceBatchResponse in wire format (tests/server/test_rpc_batch.py parses it back)."""
-    raw = encoding != cpb.ENCODING_PACKED
-    chunks = wire.field_varint(1, result.rows)
-    for j, m in enumerate(result.measures):
-        column = wire.field_varint(1, int(m)) + wire.field_message(2, _double_column(result.values[j], raw))
-        if result.methods:
-            column += wire.field_varint(3, int(result.methods[j]))
-        if result.stderr is not None:
-            column += wire.field_message(4, _double_column(result.stderr[j], raw))
-        chunks += wire.field_message(2, column)
-    return b"".join(chunks + _common_tail(result, raw))
-
-
 _REPLY_TAIL = 256  # room for the fields after the columns when every row is OK (else: one copy)
 _PAD = 15  # PriceBatchResponse.alignment_padding
 
@@ -516,62 +502,92 @@ def _filler(size: int) -> bytes | None:
     return None
 
 
-def _column_header(outer: int, inner_prefix: bytes, field: int, nbytes: int) -> bytes:
-    """Tags and lengths that put an ``nbytes`` payload at outer{inner_prefix, N{field: payload}}."""
+def _column_header(outer: int, inner_prefix: bytes, field: int, nbytes: int, after: int = 0) -> bytes:
+    """Tags and lengths that put an ``nbytes`` payload at outer{inner_prefix, N{field: payload}},
+    ``after`` more bytes of the same outer message following the payload."""
     leaf = wire.tag(field, 2) + wire.varint(nbytes)
     column = inner_prefix + wire.varint(len(leaf) + nbytes) + leaf
-    return wire.tag(outer, 2) + wire.varint(len(column) + nbytes) + column
+    return wire.tag(outer, 2) + wire.varint(len(column) + nbytes + after) + column
 
 
 class PriceBatchReply:
-    """A PriceBatchResponse laid out before the kernels run.
+    """The one writer of PriceBatchResponse: the reply laid out before the kernels run.
 
-    Its column payloads are numpy views into the reply's own bytes (each on an 8-byte
-    boundary), so the kernels write the reply in place and nothing is copied afterwards;
-    ``finish`` writes the small fields that depend on the result into the reserved tail.
-    ``outputs`` are the arrays to hand the service."""
+    Each measure column is MeasureColumn{measure, method, values[, standard_error]}; the
+    values payloads, and the forward and discount factor of the effective inputs, are numpy
+    views into the reply's own bytes (each on an 8-byte boundary), so the kernels write the
+    reply in place. Monte Carlo replies (``stderr``) carry a standard-error payload right
+    after each values payload, which cannot be aligned: their measures are computed into
+    the service's own arrays and copied in by ``finish``, as the time and volatility
+    columns always are. ``finish`` then writes the small fields that depend on the result
+    into the reserved tail. ``outputs`` are the arrays to hand the service."""
 
-    def __init__(self, rows: int, measures, raw: bool, effective_inputs: bool):
+    def __init__(self, rows: int, measures, raw: bool, effective_inputs: bool, *, methods=(), stderr: bool = False):
         field = 2 if raw else 1  # DoubleColumn.raw or .values (packed): the same bytes
         nbytes = 8 * rows
-        parts: list[tuple[bytes, int]] = []  # (header, payload size) in reply order
-        for m in measures:
-            parts.append((_column_header(2, wire.tag(1, 0) + wire.varint(int(m)) + wire.tag(2, 2), field, nbytes), nbytes))
+        leaf = wire.tag(field, 2) + wire.varint(nbytes)
+        trailer = wire.tag(4, 2) + wire.varint(len(leaf) + nbytes) + leaf if stderr else b""
+        parts: list[tuple[bytes, bytes]] = []  # (header, trailer), in reply order
+        for j, m in enumerate(measures):
+            prefix = wire.tag(1, 0) + wire.varint(int(m))
+            if methods:
+                prefix += wire.tag(3, 0) + wire.varint(int(methods[j]))
+            after = len(trailer) + nbytes if stderr else 0
+            parts.append((_column_header(2, prefix + wire.tag(2, 2), field, nbytes, after), trailer))
         if effective_inputs:
             for number in (1, 2, 3, 4):  # EffectiveInputColumns, one field per occurrence (merged)
-                parts.append((_column_header(6, wire.tag(number, 2), field, nbytes), nbytes))
+                parts.append((_column_header(6, wire.tag(number, 2), field, nbytes), b""))
         self.raw = raw
         head = wire.tag(1, 0) + wire.varint(rows) if rows else b""
-        layout = []
+        layout = []  # (start, padding + header, values payload offset, trailer)
         offset = len(head)
-        for header, size in parts:
+        for header, tail in parts:
             pad = wire.padding(_PAD, offset + len(header))
-            layout.append((offset, pad + header, offset + len(pad) + len(header)))
-            offset += len(pad) + len(header) + size
+            payload = offset + len(pad) + len(header)
+            layout.append((offset, pad + header, payload, tail))
+            offset = payload + nbytes + (len(tail) + nbytes if tail else 0)
         self.body_end = offset
         self.data, view = _codec.reply_buffer(offset + _REPLY_TAIL)
         self._view = view
         view[: len(head)] = head
         payloads = []
-        for start, header, payload in layout:
+        for start, header, payload, tail in layout:
             view[start : start + len(header)] = header
+            if tail:
+                view[payload + nbytes : payload + nbytes + len(tail)] = tail
             payloads.append(np.frombuffer(view, dtype="<f8", count=rows, offset=payload) if rows else np.empty(0))
         k = len(measures)
-        if not rows:
-            values = np.empty((k, 0))
+        self._rows = rows
+        self._payload_offsets = [payload for _, _, payload, _ in layout[:k]]
+        self._trailer = len(trailer)
+        self.copy_values = stderr  # Monte Carlo: computed apart, copied in by finish
+        if stderr or not rows:
+            values = np.empty((k, rows))
         elif k == 1:
             values = payloads[0].reshape(1, rows)
         else:  # the columns are equally far apart: one strided (k, rows) array
             stride = layout[1][2] - layout[0][2]
             values = np.lib.stride_tricks.as_strided(payloads[0], shape=(k, rows), strides=(stride, 8))
         self.inputs = payloads[k:] if effective_inputs else None
-        #: (values, forward, discount factor) for PricingService.price_batch(outputs=...)
-        self.outputs = (values, self.inputs[0] if self.inputs else None, self.inputs[1] if self.inputs else None)
+        #: the arrays for PricingService.price_batch(outputs=...)
+        self.outputs = BatchOutputs(
+            values, np.empty((k, rows)) if stderr else None,
+            self.inputs[0] if self.inputs else None, self.inputs[1] if self.inputs else None,
+        )
+
+    def _bytes_at(self, offset: int, values: np.ndarray) -> None:
+        np.frombuffer(self._view, dtype=np.uint8, count=8 * self._rows, offset=offset)[:] = (
+            np.ascontiguousarray(values, dtype="<f8").view(np.uint8)
+        )
 
     def finish(self, result: BatchResult) -> bytes:
         if self.inputs is not None:
             np.copyto(self.inputs[2], result.time_to_expiry)
             np.copyto(self.inputs[3], result.volatility)
+        if self.copy_values and self._rows:
+            for j, offset in enumerate(self._payload_offsets):
+                self._bytes_at(offset, result.values[j])
+                self._bytes_at(offset + 8 * self._rows + self._trailer, result.stderr[j])
         tail = b"".join(_common_tail(result, self.raw, inputs=False))  # the inputs are in the body
         filler = _filler(_REPLY_TAIL - len(tail))
         view, data = self._view, self.data

@@ -12,7 +12,6 @@ import time
 import grpc
 
 from pricegrid.server.domain.errors import Code, ServiceError
-from pricegrid.server.domain.models import Measure
 from pricegrid.server.rpc import _codec
 from pricegrid.server.rpc import converters as conv
 from pricegrid.server.rpc.errors import to_rich_status
@@ -78,24 +77,19 @@ class PricingServicer:
         return conv.product_response(result).SerializeToString()
 
     def PriceBatch(self, request, context, rid):
-        if not conv.is_analytic_european(request, request.WhichOneof("instruments")):
-            spec, batch, market, rows, fields, measures, settings = conv.product_batch(
-                request, self.service.catalogue, self.service.limits.max_rows
-            )
-            result = self.service.price_product_batch(
-                spec, batch, market, measures, rows=rows, fields=fields, threads=request.threads,
-                effective_inputs=not request.omit_effective_inputs, should_continue=self._watch(context),
-                settings=settings,
-            )
-            return conv.price_batch_response_bytes(result, request.output_encoding), rows, result.error_count
-        model, options, market, _, rows, fields = conv.european_batch(request, self.service.limits.max_rows)
-        measures = conv.measures_of(request.measures) or (Measure.PRICE,)
+        spec, batch, market, rows, fields, measures, settings = conv.product_batch(
+            request, self.service.catalogue, self.service.limits.max_rows
+        )
         effective = not request.omit_effective_inputs
         # the kernels write straight into the reply's bytes (see converters.PriceBatchReply)
-        reply = conv.PriceBatchReply(rows, measures, request.output_encoding != cpb.ENCODING_PACKED, effective)
+        reply = conv.PriceBatchReply(
+            rows, measures, request.output_encoding != cpb.ENCODING_PACKED, effective,
+            methods=[spec.methods[m] for m in measures], stderr=spec.monte_carlo,
+        )
         result = self.service.price_batch(
-            model, options, market, measures, rows=rows, fields=fields, threads=request.threads,
-            effective_inputs=effective, should_continue=self._watch(context), outputs=reply.outputs,
+            spec, batch, market, measures, rows=rows, fields=fields, threads=request.threads,
+            effective_inputs=effective, should_continue=self._watch(context), settings=settings,
+            outputs=reply.outputs,
         )
         return reply.finish(result), rows, result.error_count
 

@@ -19,7 +19,7 @@ from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError
 from pricegrid.server.domain.instruments import EuropeanOption, EuropeanOptionBatch, MarketBatch, MarketInputs
 from pricegrid.server.domain.models import CATALOGUE, IMPLIED_VOL_REFS, Measure, Model, ModelRef
 from pricegrid.server.pricers.analytic_european import (
-    PricedBatch, price_european_batch, price_european_one, price_european_values,
+    price_european_one, price_european_values,
 )
 from pricegrid.server.domain.products import ProductBatch
 from pricegrid.server.domain.catalogue import DEFAULT_SETTINGS, Catalogue, EngineSpec, Settings
@@ -194,54 +194,6 @@ class PricingService:
         return ImpliedVolResult(vol, forward, df, option.time_to_expiry, IMPLIED_VOL_REFS[model])
 
     # ------------------------------------------------------------------ batches
-    def price_batch(
-        self,
-        model: Model,
-        options: EuropeanOptionBatch,
-        market: MarketBatch,
-        measures: Sequence[Measure],
-        *,
-        rows: int,
-        fields: Mapping[str, str],
-        threads: int = 0,
-        effective_inputs: bool = True,
-        should_continue: Optional[ShouldContinue] = None,
-        outputs: Optional[tuple] = None,
-    ) -> BatchResult:
-        """``outputs``: optional (values (k, rows), forward, discount factor) arrays to fill,
-        e.g. views into the caller's reply, so that nothing is copied afterwards."""
-        self.check_rows(rows)
-        measures = tuple(measures) or (Measure.PRICE,)
-        threads = self.threads_for(threads)
-        chunks = self._chunks(rows)
-        t0 = time.perf_counter()
-        if outputs is None:
-            outputs = (
-                np.empty((len(measures), rows)),
-                np.empty(rows) if effective_inputs else None,
-                np.empty(rows) if effective_inputs else None,
-            )
-        whole = PricedBatch(measures, outputs[0], np.empty(rows, dtype=np.int32), outputs[1], outputs[2], 0)
-        for a, b in self._each_chunk(chunks, should_continue):
-            price_european_batch(
-                model,
-                _rows_of(options, a, b),
-                _rows_of(market, a, b),
-                measures,
-                rows=b - a,
-                threads=threads,
-                out=PricedBatch(
-                    measures, whole.values[:, a:b], whole.status[a:b], _slice(whole.forward, a, b),
-                    _slice(whole.discount_factor, a, b), 0,
-                ),
-            )
-        values, status, forward, df = whole.values, whole.status, whole.forward, whole.discount_factor
-        elapsed = time.perf_counter() - t0
-        return self._batch_result(
-            model, measures, rows, values, status, forward, df, options, market, fields,
-            CATALOGUE[model].ref, elapsed, threads, len(chunks), effective_inputs, implied_vol=False,
-        )
-
     def implied_vol_batch(
         self,
         model: Model,
@@ -278,11 +230,10 @@ class PricingService:
             )
         vol, status, forward, df = whole.volatility, whole.status, whole.forward, whole.discount_factor
         elapsed = time.perf_counter() - t0
-        result = self._batch_result(
-            model, (), rows, vol.reshape(1, rows), status, forward, df, options, market, fields,
-            IMPLIED_VOL_REFS[model], elapsed, threads, len(chunks), effective_inputs, implied_vol=True, price=price,
+        return self._implied_vol_result(
+            model, rows, vol.reshape(1, rows), status, forward, df, options, market, price, fields, elapsed, threads,
+            len(chunks), effective_inputs,
         )
-        return result
 
     # ------------------------------------------------------------------ options library
     def check_settings(self, spec: EngineSpec, settings: Settings, rows: int, prefix: str = "settings") -> None:
@@ -310,23 +261,26 @@ class PricingService:
                 [FieldViolation(f"{prefix}.paths", f"rows x paths at most {cap}")],
             )
 
-    def _run_product(self, spec, batch, market, measures, rows, threads, settings, should_continue):
+    def _run(self, spec: EngineSpec, batch: ProductBatch, market: MarketBatch, measures, rows: int, threads: int,
+             settings: Settings, should_continue, out: "BatchOutputs"):
+        """Rows [0, rows) through the engine's runner in chunks sized by its cost, writing into
+        ``out``; the status bits per row and the number of chunks."""
         codes = np.asarray([int(m) for m in measures], dtype=np.int32)
-        values = np.empty((len(codes), rows))
-        stderr = np.empty((len(codes), rows)) if spec.monte_carlo else None
         status = np.empty(rows, dtype=np.int32)
         step = spec.chunk_rows(settings, self.limits.chunk_rows)
         chunks = [(a, min(a + step, rows)) for a in range(0, rows, step)] or [(0, 0)]
         run = pricers.runner(spec)
+        forward = spec.kernel_writes_forward and out.forward is not None
         for a, b in self._each_chunk(chunks, should_continue):
+            extra = {"effective": (out.forward[a:b], out.discount_factor[a:b])} if forward else {}
             try:
                 run(
-                    batch.rows(a, b), _rows_of(market, a, b), codes, values[:, a:b],
-                    None if stderr is None else stderr[:, a:b], status[a:b], threads, settings,
+                    batch.rows(a, b), _rows_of(market, a, b), codes, out.values[:, a:b],
+                    None if out.stderr is None else out.stderr[:, a:b], status[a:b], threads, settings, **extra,
                 )
             except ValueError as exc:  # the kernel refused the request's shape (it names the setting)
                 raise ServiceError(Code.INVALID_ARGUMENT, f"settings: {exc}", [FieldViolation("settings", str(exc))])
-        return values, stderr, status, len(chunks)
+        return status, len(chunks)
 
     def price_product(
         self,
@@ -340,12 +294,15 @@ class PricingService:
         """One trade of the options library (every column of length 1)."""
         measures = (Measure.PRICE,) + tuple(m for m in measures if m != Measure.PRICE)
         self.check_settings(spec, settings, 1)
-        values, stderr, status, _ = self._run_product(spec, batch, market, measures, 1, 1, settings, None)
+        out = BatchOutputs.new(len(measures), 1, stderr=spec.monte_carlo, effective=False)
+        status, _ = self._run(spec, batch, market, measures, 1, 1, settings, None, out)
+        values, stderr = out.values, out.stderr
         if status[0]:
             _rows.raise_for_status(
                 int(status[0]), spec.model, fields, _row_values(batch, market, 0), product=batch.product,
             )
-        fwd, df, t, vol = _effective_inputs(spec, batch, market, 1)
+        fwd, df = _forward_and_discount(spec, batch, market)
+        t, vol = _time_and_volatility(spec, batch, market)
         se = stderr[:, 0] if stderr is not None else np.zeros(len(measures))
         details = tuple((m, spec.methods[m], float(se[j])) for j, m in enumerate(measures))
         greeks = {m: float(values[j, 0]) for j, m in enumerate(measures) if m != Measure.PRICE}
@@ -354,7 +311,7 @@ class PricingService:
             float(se[0]), details,
         )
 
-    def price_product_batch(
+    def price_batch(
         self,
         spec: EngineSpec,
         batch: ProductBatch,
@@ -367,39 +324,53 @@ class PricingService:
         effective_inputs: bool = True,
         should_continue: Optional[ShouldContinue] = None,
         settings: Settings = DEFAULT_SETTINGS,
+        outputs: Optional["BatchOutputs"] = None,
     ) -> BatchResult:
+        """Every product's batch, in cancellable chunks sized by the engine's cost.
+
+        ``outputs``: the arrays to write into (e.g. views into the caller's reply, so that
+        nothing is copied afterwards); by default new ones. Failed rows get NaN for every
+        effective input, as for their measures."""
         self.check_rows(rows)
         self.check_settings(spec, settings, rows)
         measures = tuple(measures) or (Measure.PRICE,)
         threads = self.threads_for(threads)
+        if outputs is None:
+            outputs = BatchOutputs.new(len(measures), rows, stderr=spec.monte_carlo, effective=effective_inputs)
         t0 = time.perf_counter()
-        values, stderr, status, chunks = self._run_product(
-            spec, batch, market, measures, rows, threads, settings, should_continue
-        )
+        status, chunks = self._run(spec, batch, market, measures, rows, threads, settings, should_continue, outputs)
         elapsed = time.perf_counter() - t0
         bad = int(np.count_nonzero(status))
         errors = []
         if bad:
-            errors = _rows.product_row_errors(
-                status, spec.model, fields, batch, market, cap=self.limits.max_row_errors
+            errors = _rows.row_errors(
+                status, spec.model, fields, _columns(batch, market), cap=self.limits.max_row_errors,
+                product=batch.product,
             )
         fwd = df = t = vol = None
         if effective_inputs:
-            fwd, df, t, vol = _effective_inputs(spec, batch, market, rows)
+            fwd, df = outputs.forward, outputs.discount_factor
+            if not spec.kernel_writes_forward:
+                f, d = _forward_and_discount(spec, batch, market)
+                np.copyto(fwd, f)
+                np.copyto(df, d)
+            t, vol = (_full(c, rows) for c in _time_and_volatility(spec, batch, market))
             if bad:  # the inputs of a failed row are not "used": NaN, as its measures
+                failed = status != 0
+                t, vol = np.array(t), np.array(vol)
                 for col in (fwd, df, t, vol):
-                    col[status != 0] = np.nan
+                    col[failed] = np.nan
         return BatchResult(
-            rows=rows, measures=measures, values=values,
+            rows=rows, measures=measures, values=outputs.values,
             row_codes=_rows.row_codes(status) if bad else np.zeros(rows, dtype=np.int32),
             errors=errors, error_count=bad, forward=fwd, discount_factor=df, time_to_expiry=t, volatility=vol,
             priced_by=spec.ref, compute_seconds=elapsed, threads=threads, chunks=chunks,
-            methods=tuple(spec.methods[m] for m in measures), stderr=stderr,
+            methods=tuple(spec.methods[m] for m in measures), stderr=outputs.stderr,
         )
 
-    def _batch_result(
-        self, model, measures, rows, values, status, forward, df, options, market, fields, ref,
-        elapsed, threads, chunks, effective_inputs, *, implied_vol, price=None,
+    def _implied_vol_result(
+        self, model, rows, values, status, forward, df, options, market, price, fields, elapsed, threads, chunks,
+        effective_inputs,
     ) -> BatchResult:
         bad = int(np.count_nonzero(status))
         errors = []
@@ -414,17 +385,15 @@ class PricingService:
                 "volatility": market.volatility,
                 "price": price,
             }
-            errors = _rows.row_errors(
-                status, model, fields, columns, cap=self.limits.max_row_errors, implied_vol=implied_vol
-            )
+            errors = _rows.row_errors(status, model, fields, columns, cap=self.limits.max_row_errors, implied_vol=True)
         codes = _rows.row_codes(status) if bad else np.zeros(rows, dtype=np.int32)
         time_col = vol_col = None
         if effective_inputs:
             time_col = _full(options.time_to_expiry, rows)
-            vol_col = values[0] if implied_vol else _full(market.volatility, rows)
+            vol_col = values[0]
         return BatchResult(
             rows=rows,
-            measures=tuple(measures),
+            measures=(),
             values=values,
             row_codes=codes,
             errors=errors,
@@ -433,7 +402,7 @@ class PricingService:
             discount_factor=df,
             time_to_expiry=time_col,
             volatility=vol_col,
-            priced_by=ref,
+            priced_by=IMPLIED_VOL_REFS[model],
             compute_seconds=elapsed,
             threads=threads,
             chunks=chunks,
@@ -442,24 +411,48 @@ class PricingService:
 
 def _row_values(batch: ProductBatch, market: MarketBatch, row: int) -> dict:
     """The inputs of one row by kernel name, for error messages."""
-    out = {}
-    for name, col in batch.columns.items():
-        out[name] = col[row if len(col) > 1 else 0].item()
+    return {name: col[row if len(col) > 1 else 0].item() for name, col in _columns(batch, market).items()
+            if col is not None and len(col)}
+
+
+@dataclass
+class BatchOutputs:
+    """The arrays a batch writes into: ``values`` (k, rows); ``stderr`` (k, rows) for Monte
+    Carlo engines; the forward and discount factor per row (None: not wanted). Any of them
+    may be views into a caller's buffer (a reply's bytes), each row of ``values`` contiguous."""
+
+    values: np.ndarray
+    stderr: Optional[np.ndarray] = None
+    forward: Optional[np.ndarray] = None
+    discount_factor: Optional[np.ndarray] = None
+
+    @staticmethod
+    def new(k: int, rows: int, *, stderr: bool, effective: bool) -> "BatchOutputs":
+        return BatchOutputs(
+            np.empty((k, rows)), np.empty((k, rows)) if stderr else None,
+            np.empty(rows) if effective else None, np.empty(rows) if effective else None,
+        )
+
+
+def _columns(batch: ProductBatch, market: MarketBatch) -> dict:
+    """Every input column by kernel name (the product's, then the market's), for row errors."""
+    columns = dict(batch.columns)
     for name in ("underlying", "rate", "dividend_yield", "volatility", "v0", "kappa", "theta", "sigma", "rho"):
-        col = getattr(market, name)
-        if col is not None:
-            out[name] = col[row if len(col) > 1 else 0].item()
-    return out
+        columns[name] = getattr(market, name)
+    return columns
 
 
-def _effective_inputs(spec: EngineSpec, batch: ProductBatch, market: MarketBatch, rows: int):
-    """(forward, discount factor, time, volatility) columns of ``rows`` rows."""
+def _forward_and_discount(spec: EngineSpec, batch: ProductBatch, market: MarketBatch):
+    """Forward and discount factor per row (the batch's length, or 1 when every input is)."""
     t = batch.columns["time_to_expiry"]
     df = np.exp(-market.rate * t)
     if spec.underlying == "forward":
         fwd = market.underlying * np.ones_like(t)
     else:
         fwd = market.underlying * np.exp((market.rate - market.dividend_yield) * t)
+    return fwd, df
+
+
+def _time_and_volatility(spec: EngineSpec, batch: ProductBatch, market: MarketBatch):
     vol = np.sqrt(market.v0) if spec.model == Model.HESTON else market.volatility
-    full = lambda x: np.array(np.broadcast_to(x, (rows,)), dtype=np.float64)  # noqa: E731 (own, writable)
-    return full(fwd), full(df), full(t), full(vol)
+    return batch.columns["time_to_expiry"], vol

@@ -135,29 +135,11 @@ def row_errors(
     columns: Mapping[str, np.ndarray],
     *,
     cap: int,
-    row_offset: int = 0,
     implied_vol: bool = False,
+    product=None,
 ) -> list[RowError]:
-    """Readable errors for the first ``cap`` failed rows (only those rows are visited)."""
-    bad = np.flatnonzero(status_bits)[:cap]
-    out: list[RowError] = []
-    for row in bad.tolist():
-        bits = int(status_bits[row])
-        values = {}
-        for name, col in columns.items():
-            if col is not None:
-                values[name] = col[row if len(col) > 1 else 0].item()
-        for v in violations(bits, model, fields, values, implied_vol=implied_vol):
-            code = Code.OUT_OF_RANGE if bits == st.NOT_FINITE else Code.INVALID_ARGUMENT
-            out.append(RowError(row + row_offset, int(code), v.field, v.description))
-    return out
-
-
-def product_row_errors(status_bits, model: Model, fields: Mapping[str, str], batch, market, *, cap: int) -> list[RowError]:
-    """Row errors of an options-library batch (``batch`` a ProductBatch, ``market`` a MarketBatch)."""
-    columns = dict(batch.columns)
-    for name in ("underlying", "rate", "dividend_yield", "volatility", "v0", "kappa", "theta", "sigma", "rho"):
-        columns[name] = getattr(market, name)
+    """Readable errors for the first ``cap`` failed rows (only those rows are visited);
+    ``columns`` holds every input by kernel name (length rows or 1; None when absent)."""
     bad = np.flatnonzero(status_bits)[:cap]
     out: list[RowError] = []
     for row in bad.tolist():
@@ -167,6 +149,6 @@ def product_row_errors(status_bits, model: Model, fields: Mapping[str, str], bat
             if col is not None and len(col):
                 values[name] = col[row if len(col) > 1 else 0].item()
         code = Code.OUT_OF_RANGE if bits == st.NOT_FINITE else Code.INVALID_ARGUMENT
-        for v in violations(bits, model, fields, values, product=batch.product):
+        for v in violations(bits, model, fields, values, implied_vol=implied_vol, product=product):
             out.append(RowError(row, int(code), v.field, v.description))
     return out
