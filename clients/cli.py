@@ -286,7 +286,7 @@ def _cmd_price(args, out) -> int:
         for name, value in greeks.items():
             pairs.append((name, value))
             base = name.replace("_per_point", "").replace("_per_day", "")
-            if name == base and base in result.methods:
+            if name == base and result.methods.get(base, "analytic") != "analytic":  # say how, where not closed form
                 se = result.standard_errors.get(base)
                 pairs.append((f"  {base} by", result.methods[base] + (f" (std error {se:.3g})" if se else "")))
         pairs += [(f"{k} (used)", v) for k, v in inputs.items()]

@@ -9,29 +9,14 @@ against finite differences and put-call parity.
 from __future__ import annotations
 
 from pricegrid.ext import black
-from pricegrid.server.domain.instruments import EuropeanOption, MarketInputs
 from pricegrid.server.domain.catalogue import EngineSpec
 from pricegrid.server.domain.models import Engine, GreekMethod, Measure, Model, ModelRef
 from pricegrid.server.pricers._registry import EMPTY, add, register
 
 
 
-def price_european_one(model: Model, option: EuropeanOption, market: MarketInputs, measures_mask: int) -> tuple:
-    """(status, forward, df, price, delta, gamma, vega, theta, rho, dividend_rho, vanna, volga, charm)."""
-    return black.price_one(
-        int(model),
-        option.option_type,
-        option.strike,
-        option.time_to_expiry,
-        market.underlying,
-        market.rate,
-        market.dividend_yield,
-        market.volatility,
-        measures_mask,
-    )
-
-
-#: the same, from plain values (the front-office path builds no objects)
+#: the one-row fast path of these engines (the front-office path builds no objects): the kernel's
+#: single-trade entry, the same formulas as the batch runner's
 price_european_values = black.price_one
 
 

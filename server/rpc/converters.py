@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import struct
 
 import numpy as np
 
@@ -126,13 +127,8 @@ def _ymd(msg, name: str):
     return (d.year, d.month, d.day)
 
 
-def is_analytic_european(request, which: str | None) -> bool:
-    """True when a request goes to the analytic European engines' own fast path."""
-    return which == "european" and request.model in CATALOGUE and request.engine in (0, 1)
-
-
 def european_one(request, *, with_vol: bool = True):
-    """(model, option, market, fields) from a PriceRequest or ImpliedVolatilityRequest message."""
+    """(model, option, market, fields) from an ImpliedVolatilityRequest message."""
     opt = request.european
     expiry = opt.expiry
     kind = expiry.WhichOneof("kind")
@@ -169,26 +165,16 @@ def price_lean(data, service) -> bytes | None:
     args = _codec.lean_price_args(data)
     if args is None:
         return None
-    out, ref = service.price_values(*args)
+    out, spec = service.price_fast(*args)
     if out[0]:
         return None
-    ref_bytes = _REF_BYTES.get(ref)
-    if ref_bytes is None:
-        ref_bytes = _REF_BYTES[ref] = model_ref(ref).SerializeToString()
-    return _codec.encode_kernel_price(out, args[8], args[3], args[7], ref_bytes)
-
-
-def price_request_fast(data: bytes):
-    """(model, option, market, fields, measures) straight from a PriceRequest's bytes through
-    the C codec, or None when the request is not of the common shape (then parse it)."""
-    t = _codec.decode_price_request(data)
-    if t is None or t[0] not in CATALOGUE:  # not a model of the analytic European engines
-        return None
-    model, option, market, fields = european_one_values(
-        t[0], t[1], t[2], t[3], _EXPIRY_KINDS[t[4]], t[5], t[6], t[7], t[8], _UNDERLYING_KINDS[t[9]],
-        t[10], t[11], t[12], t[13], "",
-    )
-    return model, option, market, fields, measures_of(t[14])
+    mask = args[8]
+    tail = _LEAN_TAILS.get((args[0], mask))  # the model's code names its analytic European engine
+    if tail is None:  # priced_by and the details of these measures, in PriceResponse field order
+        measures = (Measure.PRICE,) + tuple(m for m in Measure if m != Measure.PRICE and mask >> int(m) & 1)
+        details = b"".join(_detail_bytes(m, spec.methods[m], 0.0) for m in measures)
+        tail = _LEAN_TAILS[(args[0], mask)] = (_ref_bytes(spec.ref), details)
+    return _codec.encode_kernel_price(out, mask, args[3], args[7], tail[0]) + tail[1]
 
 
 def european_one_values(
@@ -198,8 +184,8 @@ def european_one_values(
     model = _MODELS.get(model_value)
     if model is None:
         model = model_of(model_value)
-    if model not in CATALOGUE:  # the options library's models go through product_one
-        raise invalid("model", f"{cpb.Model.Name(int(model))} has no analytic European engine on this path")
+    if model not in CATALOGUE:  # implied volatility: the Black-Scholes, Black-76 and Bachelier models
+        raise invalid("model", f"{cpb.Model.Name(int(model))} has no implied volatility")
     if not has_instrument:
         raise invalid("european", "required: the request names no instrument")
     t = _expiry(expiry_kind, year_fraction, valuation, expiry, day_count, "european.expiry")
@@ -234,8 +220,8 @@ def model_ref(ref) -> cpb.ModelRef:
 
 def price_response(result: PriceResult) -> pb.PriceResponse:
     """The PriceResponse as a generated message: the readable reference that
-    price_response_bytes (the C codec, used on the wire) is tested against."""
-    return pb.PriceResponse(
+    price_response_bytes (the writer used on the wire) is tested against."""
+    msg = pb.PriceResponse(
         price=result.price,
         greeks=_greeks(result) if result.greeks else None,
         inputs=pb.EffectiveInputs(
@@ -245,16 +231,45 @@ def price_response(result: PriceResult) -> pb.PriceResponse:
             volatility=result.volatility,
         ),
         priced_by=model_ref(result.priced_by),
+        standard_error=result.standard_error,
     )
+    for m, method, se in result.details:
+        msg.details.add(measure=int(m), method=int(method), standard_error=se)
+    return msg
 
 
 _GREEK_BITS = {Measure.DELTA: 0, Measure.GAMMA: 1, Measure.VEGA: 2, Measure.THETA: 3, Measure.RHO: 4,
                Measure.DIVIDEND_RHO: 5, Measure.VANNA: 6, Measure.VOLGA: 7, Measure.CHARM: 8}
 _REF_BYTES = {}
+_DETAIL_BYTES = {}
+_LEAN_TAILS = {}  # (model code, measures mask) -> (ModelRef bytes, details bytes)
+
+
+def _ref_bytes(ref) -> bytes:
+    out = _REF_BYTES.get(ref)
+    if out is None:
+        out = _REF_BYTES[ref] = model_ref(ref).SerializeToString()
+    return out
+
+
+def _detail_bytes(measure, method, standard_error: float) -> bytes:
+    """One PriceResponse.details entry (field 6), wire format."""
+    if standard_error == 0.0:
+        out = _DETAIL_BYTES.get((measure, method))
+        if out is None:
+            out = _DETAIL_BYTES[(measure, method)] = b"".join(
+                wire.field_message(6, wire.field_varint(1, int(measure)) + wire.field_varint(2, int(method)))
+            )
+        return out
+    body = wire.field_varint(1, int(measure)) + wire.field_varint(2, int(method)) + [
+        wire.tag(3, 1) + struct.pack("<d", standard_error)
+    ]
+    return b"".join(wire.field_message(6, body))
 
 
 def price_response_bytes(result: PriceResult) -> bytes:
-    """PriceResponse in wire format through the C codec (same message as price_response)."""
+    """The one writer of PriceResponse on the wire: the C codec's fields 1-4, then the
+    standard error and the details (same message as price_response)."""
     values = [0.0] * 11
     mask = 0
     for m, v in result.greeks.items():
@@ -267,13 +282,15 @@ def price_response_bytes(result: PriceResult) -> bytes:
     if mask & 8:  # theta -> theta_per_day
         values[10] = values[3] / 365.0
         mask |= 1 << 10
-    ref = _REF_BYTES.get(result.priced_by)
-    if ref is None:
-        ref = _REF_BYTES[result.priced_by] = model_ref(result.priced_by).SerializeToString()
-    return _codec.encode_price_response(
+    head = _codec.encode_price_response(
         result.price, mask, values, result.forward, result.discount_factor, result.time_to_expiry,
-        result.volatility, ref,
+        result.volatility, _ref_bytes(result.priced_by),
     )
+    parts = [head]
+    if result.standard_error != 0.0:
+        parts.append(wire.tag(5, 1) + struct.pack("<d", result.standard_error))
+    parts += [_detail_bytes(m, method, se) for m, method, se in result.details]
+    return b"".join(parts)
 
 
 def implied_vol_response(result: ImpliedVolResult) -> pb.ImpliedVolatilityResponse:
@@ -739,8 +756,8 @@ def _check_underlying_spec(spec: EngineSpec, given, prefix: str) -> None:
 
 
 def product_one(request, catalogue: Catalogue, *, prefix: str = ""):
-    """(spec, ProductBatch of one row, MarketBatch, fields, measures, settings) from a
-    PriceRequest of any instrument. ``prefix`` goes before every field path (``price.`` on a
+    """(spec, ProductBatch of one row, MarketBatch, measures, fields, settings) from a
+    PriceRequest of any instrument: the arguments of PricingService.price. ``prefix`` goes before every field path (``price.`` on a
     stream)."""
     model = model_of(request.model)
     which = request.WhichOneof("instrument")
@@ -780,7 +797,7 @@ def product_one(request, catalogue: Catalogue, *, prefix: str = ""):
     if product.schedule and len(msg.fixing_dates):
         fields["fixing_times"] = f"{prefix}{which}.fixing_dates"
     batch = ProductBatch(product, columns, schedule)
-    return spec, batch, MarketBatch.of(market), fields, measures, settings
+    return spec, batch, MarketBatch.of(market), measures, fields, settings
 
 
 def _schedule_one(msg, kind, dates, path: str) -> Schedule:
@@ -899,11 +916,3 @@ def _schedule_batch(cols, which: str, rows: int) -> Schedule:
             + (" (one schedule shared by every row)" if len(counts) == 1 else ""),
         )
     return Schedule(times, counts)
-
-
-def product_response(result: PriceResult) -> pb.PriceResponse:
-    msg = price_response(result)
-    msg.standard_error = result.standard_error
-    for m, method, se in result.details:
-        msg.details.add(measure=int(m), method=int(method), standard_error=se)
-    return msg

@@ -52,29 +52,16 @@ class PricingServicer:
         return should_continue
 
     def Price(self, data, context, rid):
-        # bytes in and out: the common shape goes C codec -> kernel -> C codec (price_lean);
-        # the rest is decoded into domain objects, or parsed by the generated code
+        # bytes in and out: the analytic European engine's common shape goes C codec ->
+        # kernel -> C codec (price_lean); every other request is a batch of one
         lean = conv.price_lean(data, self.service)
         if lean is not None:
             return lean, 1, 0
-        fast = conv.price_request_fast(data)
-        if fast is None:
-            request = _PARSE_PRICE(data)
-            if type(request) is Undecodable:
-                raise request.error()
-            if not conv.is_analytic_european(request, request.WhichOneof("instrument")):
-                return self._price_product(request), 1, 0
-            model, option, market, fields = conv.european_one(request)
-            measures = conv.measures_of(request.measures)
-        else:
-            model, option, market, fields, measures = fast
-        result = self.service.price(model, option, market, measures, fields)
+        request = _PARSE_PRICE(data)
+        if type(request) is Undecodable:
+            raise request.error()
+        result = self.service.price(*conv.product_one(request, self.service.catalogue))
         return conv.price_response_bytes(result), 1, 0
-
-    def _price_product(self, request) -> bytes:
-        spec, batch, market, fields, measures, settings = conv.product_one(request, self.service.catalogue)
-        result = self.service.price_product(spec, batch, market, measures, fields, settings)
-        return conv.product_response(result).SerializeToString()
 
     def PriceBatch(self, request, context, rid):
         spec, batch, market, rows, fields, measures, settings = conv.product_batch(
@@ -112,27 +99,17 @@ class PricingServicer:
         return self.info(), 1, 0
 
     def PriceStream(self, requests, context, rid, counter):
-        # bytes in and out; a price message of the common shape never meets the generated code
+        # bytes in and out; a price message of the common shape, not held, never meets the
+        # generated code
         book = TickingBook(self.service, self.max_stream_trades)
         for data in requests:
             counter[0] += 1
             split = _codec.split_stream_request(data)
-            if split is not None and split[2] == 2:
+            if split is not None and split[2] == 2 and not split[1]:
                 cid, trade_id, _, a, b = split
-                if not trade_id:  # priced once, not held: the lean path
-                    lean = conv.price_lean(data[a:b], self.service)
-                    if lean is not None:
-                        yield _stream_result(cid, trade_id, lean)
-                        continue
-                try:
-                    fast = conv.price_request_fast(data[a:b])
-                    if fast is not None:
-                        model, option, market, fields, measures = fast
-                        result = book.price(model, option, market, measures, _STREAM_FIELDS[id(fields)], trade_id)
-                        yield _stream_result(cid, trade_id, conv.price_response_bytes(result))
-                        continue
-                except ServiceError as exc:
-                    yield _stream_error(cid, trade_id, exc).SerializeToString()
+                lean = conv.price_lean(data[a:b], self.service)
+                if lean is not None:
+                    yield _stream_result(cid, trade_id, lean)
                     continue
             message = _PARSE_STREAM(data)
             if type(message) is Undecodable:
@@ -145,15 +122,9 @@ class PricingServicer:
         cid = message.correlation_id
         try:
             body = message.WhichOneof("body")
-            if body == "price" and not conv.is_analytic_european(message.price, message.price.WhichOneof("instrument")):
-                spec, batch, market, fields, measures, settings = conv.product_one(message.price, self.service.catalogue, prefix="price.")
-                result = book.price_product(spec, batch, market, measures, fields, settings, message.trade_id)
-                yield _stream_result(cid, message.trade_id, conv.product_response(result).SerializeToString())
-            elif body == "price":
-                req = message.price
-                model, option, market, fields = conv.european_one(req, with_vol=True)
-                result = book.price(model, option, market, conv.measures_of(req.measures, "price.measures"),
-                                    _STREAM_FIELDS[id(fields)], message.trade_id)
+            if body == "price":
+                trade = conv.product_one(message.price, self.service.catalogue, prefix="price.")
+                result = book.price(*trade, trade_id=message.trade_id)
                 yield _stream_result(cid, message.trade_id, conv.price_response_bytes(result))
             elif body == "market_update":
                 upd = message.market_update
@@ -164,8 +135,6 @@ class PricingServicer:
                 for trade_id, outcome in book.move(move, upd.trade_ids):
                     if isinstance(outcome, ServiceError):
                         yield _stream_error(cid, trade_id, outcome)
-                    elif outcome.details:
-                        yield _stream_result(cid, trade_id, conv.product_response(outcome).SerializeToString())
                     else:
                         yield _stream_result(cid, trade_id, conv.price_response_bytes(outcome))
             else:
@@ -183,10 +152,6 @@ def _stream_result(cid: str, trade_id: str, result: bytes) -> bytes:
         chunks += wire.field_bytes(2, trade_id.encode())
     chunks += wire.field_bytes(3, result)
     return b"".join(chunks)
-
-
-#: error paths of a trade priced on a stream name the field inside the PriceStreamRequest
-_STREAM_FIELDS = {id(f): {k: f"price.{v}" for k, v in f.items()} for f in conv._SINGLE_FIELDS.values()}
 
 
 def _stream_error(cid: str, trade_id: str, exc: ServiceError) -> pb.PriceStreamResponse:

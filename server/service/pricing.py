@@ -15,37 +15,18 @@ from typing import Callable, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
+from pricegrid.server.domain.catalogue import DEFAULT_SETTINGS, Catalogue, EngineSpec, Settings
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError
 from pricegrid.server.domain.instruments import EuropeanOption, EuropeanOptionBatch, MarketBatch, MarketInputs
-from pricegrid.server.domain.models import CATALOGUE, IMPLIED_VOL_REFS, Measure, Model, ModelRef
-from pricegrid.server.pricers.analytic_european import (
-    price_european_one, price_european_values,
-)
+from pricegrid.server.domain.models import IMPLIED_VOL_REFS, Engine, Measure, Model, ModelRef
 from pricegrid.server.domain.products import ProductBatch
-from pricegrid.server.domain.catalogue import DEFAULT_SETTINGS, Catalogue, EngineSpec, Settings
 from pricegrid.server.pricers import catalogue as pricers
+from pricegrid.server.pricers.analytic_european import price_european_values
 from pricegrid.server.pricers.implied_vol import ImpliedVolBatch, implied_vol_european_batch, implied_vol_european_one
 from pricegrid.server.service import rows as _rows
 
 #: a callable the batch loop asks between chunks: None to go on, or the Code to stop with
 ShouldContinue = Callable[[], Optional[Code]]
-
-_GREEK_SLOTS = {  # Measure -> index in the kernel's price_one tuple
-    Measure.PRICE: 3,
-    Measure.DELTA: 4,
-    Measure.GAMMA: 5,
-    Measure.VEGA: 6,
-    Measure.THETA: 7,
-    Measure.RHO: 8,
-    Measure.DIVIDEND_RHO: 9,
-    Measure.VANNA: 10,
-    Measure.VOLGA: 11,
-    Measure.CHARM: 12,
-}
-
-
-_REFS = {int(m): spec.ref for m, spec in CATALOGUE.items()}
-
 
 @dataclass(frozen=True)
 class Limits:
@@ -121,6 +102,10 @@ class PricingService:
         self.limits = limits
         #: every engine the service prices with (data; the transport reads it from here)
         self.catalogue: Catalogue = pricers.CATALOGUE
+        self._fast_specs = {
+            int(m): self.catalogue.find("european", m, Engine.ANALYTIC)
+            for m in (Model.BLACK_SCHOLES_MERTON, Model.BLACK_76, Model.BACHELIER)
+        }
 
     # ------------------------------------------------------------------ helpers
     def threads_for(self, requested: int) -> int:
@@ -158,31 +143,68 @@ class PricingService:
     # ------------------------------------------------------------------ one trade
     def price(
         self,
-        model: Model,
-        option: EuropeanOption,
-        market: MarketInputs,
+        spec: EngineSpec,
+        batch: ProductBatch,
+        market: MarketBatch,
         measures: Sequence[Measure],
         fields: Mapping[str, str],
+        settings: Settings = DEFAULT_SETTINGS,
     ) -> PriceResult:
+        """One trade of any product: a batch of one (every column of length 1) through the
+        engine's runner. The measures come back as price first, then by Measure number."""
+        measures = (Measure.PRICE,) + tuple(sorted(set(measures) - {Measure.PRICE}))
+        if self._fast_specs.get(int(spec.model)) is spec:
+            return self._price_fast_one(spec, batch, market, measures, fields)
+        self.check_settings(spec, settings, 1)
+        out = BatchOutputs.new(len(measures), 1, stderr=spec.monte_carlo, effective=spec.kernel_writes_forward)
+        status, _ = self._run(spec, batch, market, measures, 1, 1, settings, None, out)
+        values, stderr = out.values, out.stderr
+        if status[0]:
+            _rows.raise_for_status(
+                int(status[0]), spec.model, fields, _row_values(batch, market, 0), product=batch.product,
+            )
+        if spec.kernel_writes_forward:
+            fwd, df = out.forward, out.discount_factor
+        else:
+            fwd, df = _forward_and_discount(spec, batch, market)
+        t, vol = _time_and_volatility(spec, batch, market)
+        se = stderr[:, 0] if stderr is not None else np.zeros(len(measures))
+        details = tuple((m, spec.methods[m], float(se[j])) for j, m in enumerate(measures))
+        greeks = {m: float(values[j, 0]) for j, m in enumerate(measures) if m != Measure.PRICE}
+        return PriceResult(
+            float(values[0, 0]), greeks, float(fwd[0]), float(df[0]), float(t[0]), float(vol[0]), spec.ref,
+            float(se[0]), details,
+        )
+
+    def _price_fast_one(self, spec, batch, market, measures, fields) -> PriceResult:
+        """A trade of an engine with a one-row fast path: the same numbers, bit for bit, as the
+        front office's lean path gives for the same trade."""
+        c = batch.columns
         mask = 0
         for m in measures:
             mask |= 1 << int(m)
-        out = price_european_one(model, option, market, mask)
-        if out[0]:
-            _rows.raise_for_status(out[0], model, fields, {**option._asdict(), **market._asdict()})
-        greeks = {m: out[_GREEK_SLOTS[m]] for m in measures if m != Measure.PRICE}
-        return PriceResult(
-            out[3], greeks, out[1], out[2], option.time_to_expiry, market.volatility, CATALOGUE[model].ref
+        t = float(c["time_to_expiry"][0])
+        vol = float(market.volatility[0])
+        out, _ = self.price_fast(
+            int(spec.model), int(c["option_type"][0]), float(c["strike"][0]), t, float(market.underlying[0]),
+            float(market.rate[0]), float(market.dividend_yield[0]), vol, mask,
         )
+        if out[0]:
+            _rows.raise_for_status(out[0], spec.model, fields, _row_values(batch, market, 0), product=batch.product)
+        greeks = {m: out[2 + int(m)] for m in measures if m != Measure.PRICE}
+        details = tuple((m, spec.methods[m], 0.0) for m in measures)
+        return PriceResult(out[3], greeks, out[1], out[2], t, vol, spec.ref, 0.0, details)
 
-    def price_values(self, model: int, option_type: int, strike: float, time: float, underlying: float,
-                     rate: float, dividend_yield: float, volatility: float, measures_mask: int):
-        """The lean front-office path: the kernel's tuple (status, forward, df, price, delta,
-        ..., charm) and the ModelRef, for inputs already known to be of the analytic European
-        engines' shape. A status other than 0 means: call :meth:`price` for the error."""
+    def price_fast(self, model: int, option_type: int, strike: float, time: float, underlying: float,
+                   rate: float, dividend_yield: float, volatility: float, measures_mask: int):
+        """The analytic European engine's one-row fast path (the same kernel formulas as its
+        batch runner) for the front office: the kernel's tuple (status, forward, df, price,
+        delta, ..., charm) and the engine's spec, for inputs already known to be of that
+        engine's shape (model 1..3). A status other than 0 means: call :meth:`price` for the
+        error."""
         out = price_european_values(model, option_type, strike, time, underlying, rate, dividend_yield, volatility,
                                     measures_mask)
-        return out, _REFS[model]
+        return out, self._fast_specs[model]
 
     def implied_vol(
         self, model: Model, option: EuropeanOption, market: MarketInputs, price: float, fields: Mapping[str, str]
@@ -281,35 +303,6 @@ class PricingService:
             except ValueError as exc:  # the kernel refused the request's shape (it names the setting)
                 raise ServiceError(Code.INVALID_ARGUMENT, f"settings: {exc}", [FieldViolation("settings", str(exc))])
         return status, len(chunks)
-
-    def price_product(
-        self,
-        spec: EngineSpec,
-        batch: ProductBatch,
-        market: MarketBatch,
-        measures: Sequence[Measure],
-        fields: Mapping[str, str],
-        settings: Settings = DEFAULT_SETTINGS,
-    ) -> PriceResult:
-        """One trade of the options library (every column of length 1)."""
-        measures = (Measure.PRICE,) + tuple(m for m in measures if m != Measure.PRICE)
-        self.check_settings(spec, settings, 1)
-        out = BatchOutputs.new(len(measures), 1, stderr=spec.monte_carlo, effective=False)
-        status, _ = self._run(spec, batch, market, measures, 1, 1, settings, None, out)
-        values, stderr = out.values, out.stderr
-        if status[0]:
-            _rows.raise_for_status(
-                int(status[0]), spec.model, fields, _row_values(batch, market, 0), product=batch.product,
-            )
-        fwd, df = _forward_and_discount(spec, batch, market)
-        t, vol = _time_and_volatility(spec, batch, market)
-        se = stderr[:, 0] if stderr is not None else np.zeros(len(measures))
-        details = tuple((m, spec.methods[m], float(se[j])) for j, m in enumerate(measures))
-        greeks = {m: float(values[j, 0]) for j, m in enumerate(measures) if m != Measure.PRICE}
-        return PriceResult(
-            float(values[0, 0]), greeks, float(fwd[0]), float(df[0]), float(t[0]), float(vol[0]), spec.ref,
-            float(se[0]), details,
-        )
 
     def price_batch(
         self,

@@ -15,23 +15,15 @@ from typing import Mapping, NamedTuple, Optional, Sequence
 import numpy as np
 
 from pricegrid.server.domain.errors import Code, ServiceError, invalid
-from pricegrid.server.domain.instruments import EuropeanOption, MarketBatch, MarketInputs
-from pricegrid.server.domain.models import CATALOGUE, Measure, Model
-from pricegrid.server.domain.products import ProductBatch
 from pricegrid.server.domain.catalogue import EngineSpec, Settings
+from pricegrid.server.domain.instruments import MarketBatch
+from pricegrid.server.domain.models import Measure, Model
+from pricegrid.server.domain.products import ProductBatch
 from pricegrid.server.service.pricing import PriceResult, PricingService
 
 
 class HeldTrade(NamedTuple):
-    model: Model
-    option: EuropeanOption
-    market: MarketInputs
-    measures: tuple[Measure, ...]
-    fields: Mapping[str, str]
-
-
-class HeldProduct(NamedTuple):
-    """A trade of the options library (every column of length 1)."""
+    """A trade held on a stream: one row of any product, its engine, market and settings."""
 
     spec: EngineSpec
     batch: ProductBatch
@@ -60,25 +52,12 @@ class TickingBook:
         self.trades: dict[str, HeldTrade] = {}
 
     def price(
-        self,
-        model: Model,
-        option: EuropeanOption,
-        market: MarketInputs,
-        measures: Sequence[Measure],
-        fields: Mapping[str, str],
-        trade_id: str = "",
+        self, spec: EngineSpec, batch: ProductBatch, market: MarketBatch, measures: Sequence[Measure],
+        fields: Mapping[str, str], settings: Settings, trade_id: str = "",
     ) -> PriceResult:
-        result = self.service.price(model, option, market, measures, fields)
+        result = self.service.price(spec, batch, market, measures, fields, settings)
         if trade_id:
-            self._hold(trade_id, HeldTrade(model, option, market, tuple(measures), fields))
-        return result
-
-    def price_product(
-        self, spec: EngineSpec, batch: ProductBatch, market: MarketBatch, measures, fields, settings, trade_id=""
-    ) -> PriceResult:
-        result = self.service.price_product(spec, batch, market, measures, fields, settings)
-        if trade_id:
-            self._hold(trade_id, HeldProduct(spec, batch, market, tuple(measures), fields, settings))
+            self._hold(trade_id, HeldTrade(spec, batch, market, tuple(measures), fields, settings))
         return result
 
     def _hold(self, trade_id: str, held) -> None:
@@ -98,14 +77,10 @@ class TickingBook:
                 yield trade_id, invalid(f"{prefix}.trade_ids", f"no trade {trade_id!r} is held on this stream")
                 continue
             try:
-                if isinstance(held, HeldProduct):
-                    held = self._moved_product(held, move, prefix)
-                    result = self.service.price_product(
-                        held.spec, held.batch, held.market, held.measures, held.fields, held.settings
-                    )
-                else:
-                    held = held._replace(market=self._moved(held, move, prefix))
-                    result = self.service.price(held.model, held.option, held.market, held.measures, held.fields)
+                held = self._moved(held, move, prefix)
+                result = self.service.price(
+                    held.spec, held.batch, held.market, held.measures, held.fields, held.settings
+                )
             except ServiceError as exc:
                 yield trade_id, exc
                 continue
@@ -113,7 +88,7 @@ class TickingBook:
             yield trade_id, result
 
     @staticmethod
-    def _moved_product(held: HeldProduct, move: MarketMove, prefix: str) -> HeldProduct:
+    def _moved(held: HeldTrade, move: MarketMove, prefix: str) -> HeldTrade:
         spec, market, batch = held.spec, held.market, held.batch
         one = lambda x: np.array([x], dtype=np.float64)  # noqa: E731
         changes = {}
@@ -144,26 +119,3 @@ class TickingBook:
                 raise invalid(f"{prefix}.heston", f"{spec.ref.model} trades take no Heston parameters")
             changes.update({k: one(v) for k, v in zip(("v0", "kappa", "theta", "sigma", "rho"), move.heston)})
         return held._replace(market=dataclasses.replace(market, **changes), batch=batch)
-
-    @staticmethod
-    def _moved(held: HeldTrade, move: MarketMove, prefix: str) -> MarketInputs:
-        spec = CATALOGUE[held.model]
-        if move.heston is not None:
-            raise invalid(f"{prefix}.heston", f"{spec.ref.model} trades take no Heston parameters")
-        market = held.market
-        if move.spot is not None or move.forward is not None:
-            given, value = ("spot", move.spot) if move.spot is not None else ("forward", move.forward)
-            if move.spot is not None and move.forward is not None:
-                raise invalid(f"{prefix}.spot", "set spot or forward, not both")
-            if given != spec.underlying:
-                raise invalid(f"{prefix}.{given}", f"{spec.ref.model} trades are priced on a {spec.underlying}")
-            market = market._replace(underlying=value)
-        if move.dividend_yield is not None:
-            if not spec.takes_dividend:
-                raise invalid(f"{prefix}.dividend_yield", f"{spec.ref.model} takes no dividend yield")
-            market = market._replace(dividend_yield=move.dividend_yield)
-        if move.rate is not None:
-            market = market._replace(rate=move.rate)
-        if move.volatility is not None:
-            market = market._replace(volatility=move.volatility)
-        return market

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pricegrid.server.domain.models import Measure, ModelRef
+from pricegrid.server.domain.models import GreekMethod, Measure, ModelRef
 from pricegrid.server.rpc import _codec, converters
 from pricegrid.server.service.pricing import PriceResult
 from pricegrid.v1 import common_pb2 as c
@@ -91,6 +91,18 @@ def test_encode_matches_the_generated_code(greeks):
     assert ours.greeks.HasField("delta") == (Measure.DELTA in greeks)
 
 
+@pytest.mark.parametrize("se", [0.0, 0.0125])
+def test_encode_writes_standard_error_and_details_as_the_generated_code(se):
+    details = ((Measure.PRICE, GreekMethod.MONTE_CARLO, se), (Measure.DELTA, GreekMethod.MONTE_CARLO_CRN, se / 3),
+               (Measure.VEGA, GreekMethod.ANALYTIC, 0.0))
+    result = PriceResult(10.25, {Measure.DELTA: 0.5, Measure.VEGA: 20.0}, 101.0, 0.97, 0.5, 0.2,
+                         ModelRef("heston", "monte_carlo_european", "1.0.0"), se, details)
+    ours = pb.PriceResponse.FromString(converters.price_response_bytes(result))
+    assert ours == converters.price_response(result)
+    assert [(d.measure, d.method, d.standard_error) for d in ours.details] == [(int(m), int(g), e) for m, g, e in details]
+    assert ours.standard_error == se
+
+
 def test_encode_keeps_special_values():
     result = PriceResult(-0.0, {Measure.THETA: -math.inf}, math.nan, 1.0, 0.0, 1e-300, ModelRef("m", "e", "v"))
     msg = pb.PriceResponse.FromString(converters.price_response_bytes(result))
@@ -129,10 +141,7 @@ def test_lean_path_gives_the_full_paths_bytes_or_steps_aside():
         lean = converters.price_lean(data, service)
         request = parse(data)
         try:
-            model, option, market, fields = converters.european_one(request)
-            full = converters.price_response_bytes(
-                service.price(model, option, market, converters.measures_of(request.measures), fields)
-            )
+            full = converters.price_response_bytes(service.price(*converters.product_one(request, service.catalogue)))
         except ServiceError:
             full = None
         if lean is not None:
@@ -153,7 +162,6 @@ def test_lean_path_gives_the_full_paths_bytes_or_steps_aside():
                                        expiry=pb.Expiry(year_fraction=float(rng.uniform(0, 5)))),
         )
         lean = converters.price_lean(r.SerializeToString(), service)
-        model_, option, mkt, fields = converters.european_one(r)
-        full = converters.price_response_bytes(service.price(model_, option, mkt, converters.measures_of(r.measures), fields))
+        full = converters.price_response_bytes(service.price(*converters.product_one(r, service.catalogue)))
         assert lean is not None and pb.PriceResponse.FromString(lean) == pb.PriceResponse.FromString(full)
     assert type(parse(b"\xff")) is Undecodable and converters.price_lean(b"\xff", service) is None

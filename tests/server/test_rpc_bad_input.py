@@ -67,7 +67,7 @@ NAN, INF = math.nan, math.inf
         (lambda r: setattr(r, "model", 42), "model"),
         (lambda r: setattr(r, "model", 0), "model"),
         (lambda r: r.measures.append(99), "measures[1]"),
-        (lambda r: r.ClearField("european"), "european"),
+        (lambda r: r.ClearField("european"), "instrument"),  # the oneof names what is missing
         (lambda r: r.european.ClearField("expiry"), "european.expiry"),
         (lambda r: r.market.ClearField("spot"), "market.spot"),
         (lambda r: setattr(r.market, "forward", 100.0), "market.forward"),
