@@ -3,7 +3,11 @@
     pricegrid bench latency --target 127.0.0.1:50051 --count 5000 --concurrency 4 \\
         --batch-rows 1000000 --json latency.json --png latency.png
 
-Six series, in one run, against the one ``--target`` (nothing else is contacted):
+Six series, in one run. The pricing series go to ``--target``; the echo series (the floor)
+go to a bare grpcio echo server (no interceptors, same thread pool, see
+``pricegrid.clients._bare_echo``) that the bench starts beside it on 127.0.0.1
+(``--echo bare``, the default), or to the target's own EchoService (``--echo server``; it
+sits behind our interceptors, so it flatters us), or to another ``host:port``:
 
     Echo         EchoService/Echo, unary, carrying the serialized PriceRequest bytes
     Price        PricingService/Price, unary (the same PriceRequest: price + --greeks)
@@ -112,6 +116,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="seed of the batch's random inputs")
     parser.add_argument("--rounds", type=int, default=10,
                         help="per-trade series alternate with their echo baseline in this many rounds")
+    parser.add_argument("--echo", default="bare",
+                        help="where the echo series go: 'bare' (a bare grpcio server started beside the target, the"
+                             " default), 'server' (the target's own EchoService), or host:port")
+    parser.add_argument("--workers", type=_positive_int, default=16,
+                        help="thread pool of the bare echo server (as the target's --workers)")
     parser.add_argument("--json", dest="json_path", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--png", type=Path, default=None, help="draw a latency histogram here (needs matplotlib)")
 
@@ -486,6 +495,8 @@ def run(args, out=sys.stdout) -> int:
             modes=args.modes,
             timeout=args.timeout,
             seed=args.seed,
+            echo=args.echo,
+            echo_workers=args.workers,
             log=lambda text: print(text, file=sys.stderr, flush=True),
         )
     except BenchError as e:
@@ -503,6 +514,42 @@ def run(args, out=sys.stdout) -> int:
             return 1
         print(f"wrote {args.png}", file=out)
     return 0
+
+
+class BareEcho:
+    """The bare grpcio echo server (``pricegrid.clients._bare_echo``) in a child process on
+    127.0.0.1: started here, stopped by :meth:`close` (it also stops when this process dies,
+    its standard input then closing)."""
+
+    def __init__(self, workers: int = 16, timeout: float = 30.0) -> None:
+        import subprocess
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pricegrid.clients._bare_echo", "--workers", str(workers)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        line = _readline(self.proc.stdout, timeout)
+        if not line.startswith("port "):
+            self.close()
+            raise BenchError(f"the bare echo server did not start (said {line!r})")
+        self.target = f"127.0.0.1:{int(line.split()[1])}"
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def _readline(stream, timeout: float) -> str:
+    box: list = []
+    reader = threading.Thread(target=lambda: box.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return box[0].strip() if box else ""
 
 
 def _tune_malloc() -> None:
@@ -535,22 +582,30 @@ def run_latency(
     modes: Sequence[str] = tuple(MODES),
     timeout: float = 30.0,
     seed: int = 7,
+    echo: str = "bare",
+    echo_workers: int = 16,
     log: Callable[[str], None] = lambda text: None,
 ) -> dict:
     """Measure the series of ``modes`` against ``target``; returns the report (JSON-ready).
-    Latencies are kept in ``report["samples"]`` (seconds) for :func:`draw_histogram`."""
+    Latencies are kept in ``report["samples"]`` (seconds) for :func:`draw_histogram`.
+    ``echo``: where the echo series go ('bare', 'server' or host:port, see the module)."""
     from ._risk import RiskClient
 
     _tune_malloc()  # the same for the echo and the pricing series: fewer page faults on big replies
 
     options = channel_options(RetryConfig(max_attempts=1), max_message_bytes=-1)
+    bare = None
+    if echo == "bare":
+        bare = BareEcho(echo_workers)
+        echo_target = bare.target
+    else:
+        echo_target = target if echo == "server" else echo
     channel = grpc.insecure_channel(target, options=options)
+    echo_channel = grpc.insecure_channel(echo_target, options=options) if echo_target != target else channel
     results: dict[str, Series] = {}
     server: dict = {}
     try:
         stub = pricing_pb2_grpc.PricingServiceStub(channel)
-        echo = channel.unary_unary(ECHO, request_serializer=None, response_deserializer=None)
-        echo_stream = channel.stream_stream(ECHO_STREAM, request_serializer=None, response_deserializer=None)
         try:
             info = _convert.server_info(stub.ServerInfo(pricing_pb2.ServerInfoRequest(), timeout=timeout))
             server = {
@@ -574,15 +629,15 @@ def run_latency(
             return check
 
         def pair(first: tuple, second: tuple) -> None:
-            """Baseline and measured series in alternating rounds, so that the drift of a shared
-            machine hits both alike; each round warms its own channel up."""
+            """Baseline (on the echo target) and measured series in alternating rounds, so that
+            the drift of a shared machine hits both alike; each round warms its own channel up."""
             n = max(1, min(rounds, count))
             for r in range(n):
                 per_round = dict(per_trade, count=count // n + (1 if r < count % n else 0), duration=duration / n,
                                  warmup=warmup if r == 0 else max(1, warmup // 5))
-                for name, make in (first, second):
+                for (name, make), to in ((first, echo_target), (second, target)):
                     log(f"bench: {name} (round {r + 1}/{n})")
-                    part = measure_async(name, make, **per_round)
+                    part = measure_async(name, make, **dict(per_round, target=to))
                     results.setdefault(name, Series(name, concurrency=concurrency)).absorb(part)
 
         if "price" in modes:
@@ -616,7 +671,9 @@ def run_latency(
                 inputs = batch_inputs(batch_rows, seed)
                 batch = risk.price_batch_requests(**inputs)
                 payloads = dict(zip(batch.plan.ranges, batch.payloads))  # the bytes PriceBatch sends
-                batch_echo = risk.channel.unary_unary(ECHO, request_serializer=None, response_deserializer=None)
+                batch_echo = (risk.channel if echo_channel is channel else echo_channel).unary_unary(
+                    ECHO, request_serializer=None, response_deserializer=None
+                )
 
                 class EchoBatch(_Worker):
                     def call(self) -> tuple[int, int]:
@@ -649,6 +706,10 @@ def run_latency(
                 del payloads, batch, inputs
     finally:
         channel.close()
+        if echo_channel is not channel:
+            echo_channel.close()
+        if bare is not None:
+            bare.close()
 
     summaries = {name: s.summary() for name, s in results.items()}
     ratios = {}
@@ -673,6 +734,8 @@ def run_latency(
             "modes": list(modes),
         },
         "server": server,
+        "echo": {"kind": echo if echo in ("bare", "server") else "address", "target": echo_target,
+                 "workers": echo_workers if bare is not None else None},
         "series": summaries,
         "ratios_p50": ratios,
         "samples": {name: s.latencies for name, s in results.items()},
@@ -712,7 +775,11 @@ def format_report(report: dict) -> str:
                 f"{s.get('bytes_received_per_call', 0) / 1e6:.3f}" if s["rows_per_call"] > 1 else "",
             ]
         )
-    lines = [f"pricegrid bench latency against {report['target']}", "", _format.table(headers, rows)]
+    echo = report.get("echo", {})
+    floor = {"bare": "a bare grpcio echo server (no interceptors) at", "server": "the target's own EchoService at"}
+    lines = [f"pricegrid bench latency against {report['target']}",
+             f"echo series: {floor.get(echo.get('kind'), 'the echo server at')} {echo.get('target', report['target'])}",
+             "", _format.table(headers, rows)]
     errors = [(n, s["first_error"]) for n, s in report["series"].items() if s.get("first_error")]
     for name, text in errors:
         lines.append(f"{name}: first error: {text}")

@@ -33,6 +33,17 @@ def test_latency_tool_writes_json_and_png(server, tmp_path, capsys):
     assert set(doc["ratios_p50"]) == {"Price/Echo", "PriceStream/Echo", "PriceStream/EchoStream", "PriceBatch/EchoBatch"}
     assert all(v > 0 for v in doc["ratios_p50"].values())
     assert len(doc["samples"]["Price"]) == 40
+    # the floor: a bare grpcio echo server started beside ours (and stopped: its port is closed)
+    assert doc["echo"]["kind"] == "bare" and doc["echo"]["target"] != server.address
+    assert doc["echo"]["target"].startswith("127.0.0.1:") and "bare grpcio echo server" in out
+    import grpc
+    with grpc.insecure_channel(doc["echo"]["target"]) as ch:
+        try:
+            grpc.channel_ready_future(ch).result(timeout=0.5)
+            stopped = False
+        except grpc.FutureTimeoutError:
+            stopped = True
+    assert stopped
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -42,6 +53,27 @@ def test_latency_tool_stops_at_its_duration(server):
         s = report["series"][name]
         assert 0 < s["calls"] < 10_000_000 and s["wall_seconds"] < 3.0
     assert set(report["series"]) == {"Echo", "Price"}
+
+
+def test_echo_series_on_the_targets_own_echo_service(server):
+    report = bench.run_latency(target=server.address, count=20, duration=5, warmup=2, modes=["price"], echo="server")
+    assert report["echo"] == {"kind": "server", "target": server.address, "workers": None}
+    assert report["series"]["Echo"]["calls"] == 20 and report["series"]["Echo"]["errors"] == 0
+
+
+def test_the_bare_echo_server_returns_what_it_was_sent():
+    import grpc
+
+    bare = bench.BareEcho(workers=2)
+    try:
+        with grpc.insecure_channel(bare.target) as ch:
+            echo = ch.unary_unary(bench.ECHO, request_serializer=None, response_deserializer=None)
+            assert echo(b"\x01\x02pricegrid", timeout=10) == b"\x01\x02pricegrid"
+            stream = ch.stream_stream(bench.ECHO_STREAM, request_serializer=None, response_deserializer=None)
+            assert list(stream(iter([b"a", b"bc"]), timeout=10)) == [b"a", b"bc"]
+    finally:
+        bare.close()
+    assert bare.proc.returncode == 0
 
 
 def test_latency_tool_reports_an_unreachable_target(capsys):
