@@ -121,6 +121,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              " default), 'server' (the target's own EchoService), or host:port")
     parser.add_argument("--workers", type=_positive_int, default=16,
                         help="thread pool of the bare echo server (as the target's --workers)")
+    parser.add_argument("--tune-malloc", action="store_true",
+                        help="tune glibc's allocator in this (calling) process as `pricegrid serve` does; off by default:"
+                             " a RiskClient user's process runs with its defaults")
     parser.add_argument("--json", dest="json_path", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--png", type=Path, default=None, help="draw a latency histogram here (needs matplotlib)")
 
@@ -497,6 +500,7 @@ def run(args, out=sys.stdout) -> int:
             seed=args.seed,
             echo=args.echo,
             echo_workers=args.workers,
+            tune_malloc=args.tune_malloc,
             log=lambda text: print(text, file=sys.stderr, flush=True),
         )
     except BenchError as e:
@@ -584,6 +588,7 @@ def run_latency(
     seed: int = 7,
     echo: str = "bare",
     echo_workers: int = 16,
+    tune_malloc: bool = False,
     log: Callable[[str], None] = lambda text: None,
 ) -> dict:
     """Measure the series of ``modes`` against ``target``; returns the report (JSON-ready).
@@ -591,7 +596,8 @@ def run_latency(
     ``echo``: where the echo series go ('bare', 'server' or host:port, see the module)."""
     from ._risk import RiskClient
 
-    _tune_malloc()  # the same for the echo and the pricing series: fewer page faults on big replies
+    if tune_malloc:  # the same for the echo and the pricing series: fewer page faults on big replies
+        _tune_malloc()
 
     options = channel_options(RetryConfig(max_attempts=1), max_message_bytes=-1)
     bare = None
@@ -732,6 +738,7 @@ def run_latency(
             "batch_measures": list(BATCH_MEASURES),
             "max_in_flight": max_in_flight,
             "modes": list(modes),
+            "caller_malloc_tuned": tune_malloc,
         },
         "server": server,
         "echo": {"kind": echo if echo in ("bare", "server") else "address", "target": echo_target,

@@ -1,26 +1,25 @@
 """Every engine the server prices with: the catalogue (data) and the runner of each row.
 
-Importing this module imports each engine module once, and each adds its rows (see
-:mod:`pricegrid.server.pricers._registry`). One module per engine, named method + model +
-instrument; the order below is the order of ServerInfo's list.
+Importing this module imports every module of this package once (one module per engine,
+named method + model + instrument), and each adds its rows through
+:mod:`pricegrid.server.pricers._registry`: a new engine is a new module here, and nothing
+else in this package changes. Modules are imported in name order, which is the order of
+ServerInfo's list.
 """
 
 from __future__ import annotations
 
-from pricegrid.server.pricers import (  # noqa: F401  (each registers its engines)
-    analytic_european,
-    fixed_point_american,
-    leisen_reimer_american,
-    analytic_heston_european,
-    turnbull_wakeman_asian,
-    levy_asian,
-    analytic_lookback,
-    analytic_barrier,
-    analytic_double_barrier,
-    analytic_digital,
-    analytic_touch,
-    monte_carlo,
-)
+import importlib
+import pkgutil
+
+import pricegrid.server.pricers as _package
 from pricegrid.server.pricers._registry import CATALOGUE, runner
 
-__all__ = ["CATALOGUE", "runner"]
+__all__ = ["CATALOGUE", "runner", "MODULES"]
+
+#: the pricer modules, by name (each registered its engines, if it has any, on import)
+MODULES = {
+    info.name: importlib.import_module(f"{_package.__name__}.{info.name}")
+    for info in sorted(pkgutil.iter_modules(_package.__path__), key=lambda i: i.name)
+    if not info.name.startswith("_") and info.name != "catalogue"
+}
