@@ -1,1 +1,1 @@
-"""Transport: thin servicers, proto <-> domain converters, one error table, instrumentation."""
+"""Transport: thin servicers, requests (proto -> domain), responses (one writer per message), the lean fast path, one error table, instrumentation."""

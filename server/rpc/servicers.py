@@ -1,7 +1,7 @@
 """Servicers: a few lines each, from proto to the service and back.
 
-Conversions live in :mod:`converters`, errors in :mod:`errors`, logging/metrics/request ids
-in :mod:`interceptors`. ``handlers()`` builds the generic handlers for the server.
+Conversions live in :mod:`requests` and :mod:`responses` (the lean front-office path in
+:mod:`fast`), errors in :mod:`errors`, logging/metrics/request ids in :mod:`interceptors`. ``handlers()`` builds the generic handlers for the server.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import grpc
 
 from pricegrid.server.domain.errors import Code, ServiceError
 from pricegrid.server.rpc import _codec
-from pricegrid.server.rpc import converters as conv
+from pricegrid.server.rpc import fast
+from pricegrid.server.rpc import requests as req
+from pricegrid.server.rpc import responses as resp
 from pricegrid.server.rpc.errors import to_rich_status
 from pricegrid.server.rpc.interceptors import Undecodable, safe_deserializer, wrap_stream, wrap_unary
 from pricegrid.server.rpc.observe import RpcObserver
@@ -54,22 +56,22 @@ class PricingServicer:
     def Price(self, data, context, rid):
         # bytes in and out: the analytic European engine's common shape goes C codec ->
         # kernel -> C codec (price_lean); every other request is a batch of one
-        lean = conv.price_lean(data, self.service)
+        lean = fast.price_lean(data, self.service)
         if lean is not None:
             return lean, 1, 0
         request = _PARSE_PRICE(data)
         if type(request) is Undecodable:
             raise request.error()
-        result = self.service.price(*conv.product_one(request, self.service.catalogue))
-        return conv.price_response_bytes(result), 1, 0
+        result = self.service.price(*req.product_one(request, self.service.catalogue))
+        return resp.price_response_bytes(result), 1, 0
 
     def PriceBatch(self, request, context, rid):
-        spec, batch, market, rows, fields, measures, settings = conv.product_batch(
+        spec, batch, market, rows, fields, measures, settings = req.product_batch(
             request, self.service.catalogue, self.service.limits.max_rows
         )
         effective = not request.omit_effective_inputs
-        # the kernels write straight into the reply's bytes (see converters.PriceBatchReply)
-        reply = conv.PriceBatchReply(
+        # the kernels write straight into the reply's bytes (see responses.PriceBatchReply)
+        reply = resp.PriceBatchReply(
             rows, measures, request.output_encoding != cpb.ENCODING_PACKED, effective,
             methods=[spec.methods[m] for m in measures], stderr=spec.monte_carlo,
         )
@@ -81,19 +83,19 @@ class PricingServicer:
         return reply.finish(result), rows, result.error_count
 
     def ImpliedVolatility(self, request, context, rid):
-        model, option, market, fields = conv.european_one(request, with_vol=False)
+        model, option, market, fields = req.european_one(request, with_vol=False)
         result = self.service.implied_vol(model, option, market, request.price, fields)
-        return conv.implied_vol_response(result), 1, 0
+        return resp.implied_vol_response(result), 1, 0
 
     def ImpliedVolatilityBatch(self, request, context, rid):
-        model, options, market, price, rows, fields = conv.european_batch(
+        model, options, market, price, rows, fields = req.european_batch(
             request, self.service.limits.max_rows, with_vol=False, price_field="price"
         )
         result = self.service.implied_vol_batch(
             model, options, market, price, rows=rows, fields=fields, threads=request.threads,
             effective_inputs=not request.omit_effective_inputs, should_continue=self._watch(context),
         )
-        return conv.implied_vol_batch_response_bytes(result, request.output_encoding), rows, result.error_count
+        return resp.implied_vol_batch_response_bytes(result, request.output_encoding), rows, result.error_count
 
     def ServerInfo(self, request, context, rid):
         return self.info(), 1, 0
@@ -107,7 +109,7 @@ class PricingServicer:
             split = _codec.split_stream_request(data)
             if split is not None and split[2] == 2 and not split[1]:
                 cid, trade_id, _, a, b = split
-                lean = conv.price_lean(data[a:b], self.service)
+                lean = fast.price_lean(data[a:b], self.service)
                 if lean is not None:
                     yield _stream_result(cid, trade_id, lean)
                     continue
@@ -123,9 +125,9 @@ class PricingServicer:
         try:
             body = message.WhichOneof("body")
             if body == "price":
-                trade = conv.product_one(message.price, self.service.catalogue, prefix="price.")
+                trade = req.product_one(message.price, self.service.catalogue, prefix="price.")
                 result = book.price(*trade, trade_id=message.trade_id)
-                yield _stream_result(cid, message.trade_id, conv.price_response_bytes(result))
+                yield _stream_result(cid, message.trade_id, resp.price_response_bytes(result))
             elif body == "market_update":
                 upd = message.market_update
                 move = MarketMove(**{f: getattr(upd, f) for f in ("spot", "forward", "rate", "dividend_yield", "volatility") if upd.HasField(f)})
@@ -136,7 +138,7 @@ class PricingServicer:
                     if isinstance(outcome, ServiceError):
                         yield _stream_error(cid, trade_id, outcome)
                     else:
-                        yield _stream_result(cid, trade_id, conv.price_response_bytes(outcome))
+                        yield _stream_result(cid, trade_id, resp.price_response_bytes(outcome))
             else:
                 raise ServiceError(Code.INVALID_ARGUMENT, "body: set price or market_update")
         except ServiceError as exc:
@@ -180,7 +182,7 @@ def handlers(servicer: PricingServicer, observer: RpcObserver, *, echo: bool) ->
                 wrap_unary(path, fn, observer, batch=False), request_deserializer=None, response_serializer=None
             )
         elif method.name in _BATCH:
-            # columnar: read as a zero-copy view, answered with bytes written by the converters
+            # columnar: read as a zero-copy view, answered with bytes written by responses
             methods[method.name] = grpc.unary_unary_rpc_method_handler(
                 wrap_unary(path, fn, observer, batch=True),
                 request_deserializer=safe_deserializer(request_cls, zero_copy=True),

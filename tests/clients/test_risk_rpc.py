@@ -272,7 +272,7 @@ def test_raw_requests_are_raw_bytes(risk):
 def test_raw_columns_arrive_aligned_so_the_server_reads_them_in_place(risk):
     """Each raw column starts on an 8-byte boundary of its message (alignment_padding), so
     the server's zero-copy view needs no copy; the padding changes nothing else."""
-    from pricegrid.server.rpc import converters
+    from pricegrid.server.rpc import requests
     from pricegrid.v1 import wire
 
     n = 1001
@@ -285,6 +285,6 @@ def test_raw_columns_arrive_aligned_so_the_server_reads_them_in_place(risk):
         assert np.frombuffer(data, np.uint8).ctypes.data % 8 == 0  # where the server's bytes start
         view = wire.parse(pb.PriceBatchRequest, data)
         for column in (view.european.strike, view.european.time_to_expiry, view.market.spot, view.market.volatility):
-            values = converters.doubles(column, "x")
+            values = requests.doubles(column, "x")
             assert np.shares_memory(values, np.frombuffer(data, np.uint8)), "copied: column not aligned"
         assert pb.PriceBatchRequest.FromString(data).european.strike.raw == view.european.strike.raw.tobytes()

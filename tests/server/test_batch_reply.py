@@ -8,12 +8,13 @@ from pricegrid.server.domain.catalogue import Settings
 from pricegrid.server.domain.instruments import MarketBatch
 from pricegrid.server.domain.models import Engine, Measure, Model
 from pricegrid.server.domain.products import PRODUCTS, ProductBatch
-from pricegrid.server.rpc import converters as conv
+from pricegrid.server.rpc import requests as req
+from pricegrid.server.rpc import responses as resp
 from pricegrid.server.service.pricing import PricingService
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import pricing_pb2 as pb
 
-FIELDS = conv._product_fields(PRODUCTS["european"], "european.time_to_expiry", "spot")
+FIELDS = req._product_fields(PRODUCTS["european"], "european.time_to_expiry", "spot")
 SERVICE = PricingService()
 
 
@@ -35,7 +36,7 @@ def _column(values, raw):
 def reference(result, raw) -> pb.PriceBatchResponse:
     """The response the generated classes build from a BatchResult."""
     msg = pb.PriceBatchResponse(rows=result.rows, error_count=result.error_count,
-                                priced_by=conv.model_ref(result.priced_by))
+                                priced_by=resp.model_ref(result.priced_by))
     for j, m in enumerate(result.measures):
         col = msg.columns.add(measure=int(m), values=_column(result.values[j], raw), method=int(result.methods[j]))
         if result.stderr is not None:
@@ -54,7 +55,7 @@ def reference(result, raw) -> pb.PriceBatchResponse:
 
 
 def _check(spec, product_batch, market, n, measures, raw, effective, settings=Settings()):
-    reply = conv.PriceBatchReply(n, measures, raw, effective, methods=[spec.methods[m] for m in measures],
+    reply = resp.PriceBatchReply(n, measures, raw, effective, methods=[spec.methods[m] for m in measures],
                                  stderr=spec.monte_carlo)
     kw = dict(rows=n, fields=FIELDS, effective_inputs=effective, settings=settings)
     in_place = SERVICE.price_batch(spec, product_batch, market, measures, outputs=reply.outputs, **kw)
@@ -78,7 +79,7 @@ def test_in_place_reply_equals_the_generated_message(n, measures, raw, effective
     spec = SERVICE.catalogue.find("european", Model.BLACK_SCHOLES_MERTON)
     reply, data, result = _check(spec, *batch(n, bad), n, measures, raw, effective)
     if not bad:  # every row OK: written in place, the reserve filled with padding
-        assert len(data) == reply.body_end + conv._REPLY_TAIL
+        assert len(data) == reply.body_end + resp._REPLY_TAIL
     if n and not bad:  # the kernel wrote the reply's own bytes: nothing was copied
         assert np.shares_memory(reply.outputs.values, np.frombuffer(data, dtype=np.uint8))
     if bad:

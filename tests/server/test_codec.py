@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pricegrid.server.domain.models import GreekMethod, Measure, ModelRef
-from pricegrid.server.rpc import _codec, converters
+from pricegrid.server.rpc import _codec, fast, requests, responses
 from pricegrid.server.service.pricing import PriceResult
 from pricegrid.v1 import common_pb2 as c
 from pricegrid.v1 import pricing_pb2 as pb
@@ -86,8 +86,8 @@ def test_unpacked_measures_and_negative_enums():
 @pytest.mark.parametrize("greeks", [{}, {Measure.DELTA: 0.5}, {m: float(m) * 1.5 for m in Measure if m != Measure.PRICE}])
 def test_encode_matches_the_generated_code(greeks):
     result = PriceResult(10.25, greeks, 101.0, 0.97, 0.5, 0.2, ModelRef("black_76", "analytic_european", "1.0.0"))
-    ours = pb.PriceResponse.FromString(converters.price_response_bytes(result))
-    assert ours == converters.price_response(result)
+    ours = pb.PriceResponse.FromString(responses.price_response_bytes(result))
+    assert ours == responses.price_response(result)
     assert ours.greeks.HasField("delta") == (Measure.DELTA in greeks)
 
 
@@ -97,15 +97,15 @@ def test_encode_writes_standard_error_and_details_as_the_generated_code(se):
                (Measure.VEGA, GreekMethod.ANALYTIC, 0.0))
     result = PriceResult(10.25, {Measure.DELTA: 0.5, Measure.VEGA: 20.0}, 101.0, 0.97, 0.5, 0.2,
                          ModelRef("heston", "monte_carlo_european", "1.0.0"), se, details)
-    ours = pb.PriceResponse.FromString(converters.price_response_bytes(result))
-    assert ours == converters.price_response(result)
+    ours = pb.PriceResponse.FromString(responses.price_response_bytes(result))
+    assert ours == responses.price_response(result)
     assert [(d.measure, d.method, d.standard_error) for d in ours.details] == [(int(m), int(g), e) for m, g, e in details]
     assert ours.standard_error == se
 
 
 def test_encode_keeps_special_values():
     result = PriceResult(-0.0, {Measure.THETA: -math.inf}, math.nan, 1.0, 0.0, 1e-300, ModelRef("m", "e", "v"))
-    msg = pb.PriceResponse.FromString(converters.price_response_bytes(result))
+    msg = pb.PriceResponse.FromString(responses.price_response_bytes(result))
     assert math.copysign(1, msg.price) == -1 and msg.greeks.theta == -math.inf and math.isnan(msg.inputs.forward)
 
 
@@ -138,10 +138,10 @@ def test_lean_path_gives_the_full_paths_bytes_or_steps_aside():
     for _ in range(3000):
         r = random_request(rng)
         data = r.SerializeToString()
-        lean = converters.price_lean(data, service)
+        lean = fast.price_lean(data, service)
         request = parse(data)
         try:
-            full = converters.price_response_bytes(service.price(*converters.product_one(request, service.catalogue)))
+            full = responses.price_response_bytes(service.price(*requests.product_one(request, service.catalogue)))
         except ServiceError:
             full = None
         if lean is not None:
@@ -161,7 +161,7 @@ def test_lean_path_gives_the_full_paths_bytes_or_steps_aside():
             european=pb.EuropeanOption(option_type=int(rng.integers(1, 3)), strike=float(rng.uniform(50, 150)),
                                        expiry=pb.Expiry(year_fraction=float(rng.uniform(0, 5)))),
         )
-        lean = converters.price_lean(r.SerializeToString(), service)
-        full = converters.price_response_bytes(service.price(*converters.product_one(r, service.catalogue)))
+        lean = fast.price_lean(r.SerializeToString(), service)
+        full = responses.price_response_bytes(service.price(*requests.product_one(r, service.catalogue)))
         assert lean is not None and pb.PriceResponse.FromString(lean) == pb.PriceResponse.FromString(full)
-    assert type(parse(b"\xff")) is Undecodable and converters.price_lean(b"\xff", service) is None
+    assert type(parse(b"\xff")) is Undecodable and fast.price_lean(b"\xff", service) is None
