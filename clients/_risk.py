@@ -71,12 +71,15 @@ INPUT_COLUMNS = (
     "volatility",
 )
 EFFECTIVE_INPUTS = ("forward", "discount_factor", "time_to_expiry", "volatility")
-#: the instruments' enum columns -> their contract enum
+#: the instruments (the members of PriceBatchRequest.instruments) and their enum columns ->
+#: their contract enum, read from the contract's descriptors (a new product needs no edit here)
+_INSTRUMENT_NAMES = tuple(f.name for f in pricing_pb2.PriceBatchRequest.DESCRIPTOR.oneofs_by_name["instruments"].fields)
 _INT_ENUMS = {
-    "barrier_type": "BarrierType", "knock_type": "KnockType", "payoff": "DigitalPayoff", "touch_type": "TouchType",
-    "direction": "BarrierDirection", "payment": "TouchPayment", "averaging": "Averaging", "strike_type": "LookbackStrike",
+    f.name: f.enum_type.name
+    for member in pricing_pb2.PriceRequest.DESCRIPTOR.oneofs_by_name["instrument"].fields
+    for f in member.message_type.fields
+    if f.enum_type is not None and f.name != "option_type"
 }
-_INSTRUMENT_NAMES = ("european", "american", "barrier", "double_barrier", "digital", "touch", "asian", "lookback")
 
 # where each column lives in the request: (message path, kind)
 _DOUBLE_PATHS = {
