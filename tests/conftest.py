@@ -17,7 +17,8 @@ logs.configure("warning", "json")
 
 
 def start_server(**overrides):
-    settings = Settings(**{"host": "127.0.0.1", "port": 0, "metrics_port": 0, "grace_s": 2.0, **overrides})
+    settings = Settings(**{"host": "127.0.0.1", "port": 0, "metrics_port": 0, "grace_s": 2.0, "store": ":memory:",
+                           **overrides})
     return start(settings)
 
 

@@ -27,6 +27,9 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-stream-trades", type=int, dest="max_stream_trades")
     p.add_argument("--metrics-port", type=int, dest="metrics_port")
     p.add_argument("--no-echo", action="store_false", dest="echo", default=None)
+    p.add_argument("--store", help="SQLite file of market snapshots (':memory:' keeps nothing)")
+    p.add_argument("--snapshot-max-age", type=float, dest="snapshot_max_age_s",
+                   help="seconds after which a snapshot's as-of is flagged stale")
     p.add_argument("--log-level", dest="log_level")
     p.add_argument("--log-format", choices=("json", "console"), dest="log_format")
     return p

@@ -28,9 +28,12 @@ from pricegrid.ext import BUILD_INFO, black
 from pricegrid.server.app.settings import Settings
 from pricegrid.server.domain.models import IMPLIED_VOL_REFS
 from pricegrid.server.pricers import catalogue as pricers
+from pricegrid.server.rpc import market as market_rpc
 from pricegrid.server.rpc.observe import Metrics, RpcObserver
 from pricegrid.server.rpc.servicers import ECHO_SERVICE, SERVICE, PricingServicer, handlers
+from pricegrid.server.service.market import MarketDataService, MarketSettings
 from pricegrid.server.service.pricing import Limits, PricingService
+from pricegrid.server.store.sqlite import SqliteSnapshotStore
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import pricing_pb2 as pb
 
@@ -104,6 +107,7 @@ class RunningServer:
     observer: RpcObserver
     metrics_port: int | None
     _metrics_http: object = None
+    store: object = None
 
     @property
     def address(self) -> str:
@@ -120,6 +124,8 @@ class RunningServer:
         """Drain, wait for it, then close the log writer and the metrics endpoint."""
         self.drain(grace).wait()
         self.observer.close()
+        if self.store is not None:
+            self.store.close()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
@@ -156,6 +162,8 @@ def start(settings: Settings) -> RunningServer:
         Limits(max_rows=settings.max_rows, chunk_rows=settings.chunk_rows, kernel_threads=kernel_threads)
     )
     info = server_info(settings, kernel_threads, started_at)
+    store = SqliteSnapshotStore(settings.store_path)
+    market = MarketDataService(store, MarketSettings(max_age=dt.timedelta(seconds=settings.snapshot_max_age_s)))
     servicer = PricingServicer(
         service,
         default_deadline_s=settings.default_deadline_s,
@@ -164,7 +172,8 @@ def start(settings: Settings) -> RunningServer:
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="pricegrid-rpc"),
-        handlers=handlers(servicer, observer, echo=settings.echo),
+        handlers=handlers(servicer, observer, echo=settings.echo)
+        + market_rpc.handlers(market_rpc.MarketDataServicer(market), observer),
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", -1),
@@ -173,7 +182,7 @@ def start(settings: Settings) -> RunningServer:
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = [SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    names = [SERVICE, market_rpc.SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME]
     if settings.echo:
         names.append(ECHO_SERVICE)
     reflection.enable_server_reflection(names, server)
@@ -186,7 +195,7 @@ def start(settings: Settings) -> RunningServer:
         metrics_http, _thread = start_http_server(settings.metrics_port, addr=settings.host, registry=registry)
         metrics_port = metrics_http.server_port
     server.start()
-    for name in ("", SERVICE):
+    for name in ("", SERVICE, market_rpc.SERVICE):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info(
         "started",
@@ -195,11 +204,13 @@ def start(settings: Settings) -> RunningServer:
         metrics_port=metrics_port,
         kernel_threads=kernel_threads,
         malloc_tuned=malloc_tuned,
+        store=settings.store_path,
+        store_schema=store.schema_version,
         build=dict(BUILD_INFO),
         settings=settings.as_dict(),
         version=info.version,
     )
-    return RunningServer(settings, server, port, health_servicer, observer, metrics_port, metrics_http)
+    return RunningServer(settings, server, port, health_servicer, observer, metrics_port, metrics_http, store)
 
 
 def serve(settings: Settings) -> int:

@@ -13,6 +13,10 @@
     max_stream_trades     PRICEGRID_MAX_STREAM_TRADES  10000 trades held per PriceStream
     metrics_port          PRICEGRID_METRICS_PORT       9464  Prometheus endpoint (0: any free port, -1: off)
     echo                  PRICEGRID_ECHO               true  serve pricegrid.v1.EchoService (benchmark floor)
+    store                 PRICEGRID_STORE              the SQLite file of market snapshots (default:
+                                                       $XDG_DATA_HOME or ~/.local/share, /pricegrid/pricegrid.db;
+                                                       ":memory:" keeps nothing across restarts)
+    snapshot_max_age_s    PRICEGRID_SNAPSHOT_MAX_AGE   604800 (7 days): older as-of times are flagged stale
     log_level             PRICEGRID_LOG_LEVEL          info
     log_format            PRICEGRID_LOG_FORMAT         json  (or console)
 
@@ -41,6 +45,8 @@ class Settings:
     max_stream_trades: int = 10_000
     metrics_port: int = 9464
     echo: bool = True
+    store: str = ""
+    snapshot_max_age_s: float = 7 * 86400.0
     log_level: str = "info"
     log_format: str = "json"
 
@@ -51,6 +57,8 @@ class Settings:
         for name in ("workers", "kernel_threads", "max_message_bytes", "max_rows", "chunk_rows", "max_stream_trades"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
+        if self.snapshot_max_age_s <= 0:
+            problems.append("snapshot_max_age_s must be > 0")
         if self.default_deadline_s <= 0 or self.grace_s < 0:
             problems.append("default_deadline_s must be > 0 and grace_s >= 0")
         if self.log_format not in ("json", "console"):
@@ -63,7 +71,8 @@ class Settings:
         environ = os.environ if environ is None else environ
         values = {}
         for f in fields(cls):
-            env = {"default_deadline_s": "DEFAULT_DEADLINE", "grace_s": "GRACE"}.get(f.name, f.name.upper())
+            env = {"default_deadline_s": "DEFAULT_DEADLINE", "grace_s": "GRACE",
+                   "snapshot_max_age_s": "SNAPSHOT_MAX_AGE"}.get(f.name, f.name.upper())
             raw = environ.get(f"PRICEGRID_{env}")
             if raw is not None and raw != "":
                 values[f.name] = _parse(f, raw)
@@ -72,6 +81,14 @@ class Settings:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def store_path(self) -> str:
+        """The snapshot store's file (``store``, or the default under the user's data folder)."""
+        if self.store:
+            return self.store
+        base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+        return os.path.join(base, "pricegrid", "pricegrid.db")
 
 
 def _parse(f, raw: str):

@@ -24,7 +24,7 @@ PRICEGRID = Path(sys.executable).parent / "pricegrid"
 class Server:
     def __init__(self, *args):
         self.proc = subprocess.Popen(
-            [str(PRICEGRID), "serve", "--port", "0", "--metrics-port", "-1", *args],
+            [str(PRICEGRID), "serve", "--port", "0", "--metrics-port", "-1", "--store", ":memory:", *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self.lines: queue.Queue = queue.Queue()

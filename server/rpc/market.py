@@ -1,0 +1,190 @@
+"""MarketDataService: snapshots in and out (proto <-> domain) and its servicer.
+
+Reading a snapshot names every field as the caller wrote it (``snapshot.curves[1].values``);
+enum values the contract does not know are refused, unset ones take the documented
+defaults (day count ACT/365F, interpolation log-linear on discount factors). Node and
+dividend dates become year fractions from the snapshot's valuation date under the curve's
+day count (ACT/365F for dividends); the server keeps and returns times.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import grpc
+import numpy as np
+
+from pricegrid.server.domain import daycount
+from pricegrid.server.domain.curves import Interpolation, ValueKind, YieldCurve
+from pricegrid.server.domain.errors import invalid
+from pricegrid.server.domain.market import CashDividend, HestonSet, Snapshot, StoredSnapshot, Underlying
+from pricegrid.server.rpc.interceptors import safe_deserializer, wrap_unary
+from pricegrid.server.rpc.observe import RpcObserver
+from pricegrid.server.service.market import MarketDataService, severity_counts
+from pricegrid.v1 import common_pb2 as cpb
+from pricegrid.v1 import market_pb2 as mpb
+from pricegrid.v1 import pricing_pb2 as pb
+
+SERVICE = "pricegrid.v1.MarketDataService"
+
+_VALUE_KINDS = {1: ValueKind.ZERO_RATE, 2: ValueKind.DISCOUNT_FACTOR}
+_INTERPOLATIONS = {0: Interpolation.LOG_LINEAR_DISCOUNT, **{int(i): i for i in Interpolation}}
+_DAY_COUNTS = {0: daycount.DayCount.ACT_365F, **{int(d): d for d in daycount.DayCount}}
+
+
+# ------------------------------------------------------------------ proto -> domain
+def _date(d: cpb.Date, path: str) -> dt.date:
+    return daycount.make_date(d.year, d.month, d.day, path)
+
+
+def _years(valuation: dt.date, d: cpb.Date, dc, path: str) -> float:
+    day = daycount.to_days(_date(d, path))
+    return float(daycount.year_fractions(daycount.to_days(valuation), np.array([day]), dc)[0])
+
+
+def _curve(msg: mpb.YieldCurve, valuation: dt.date, path: str) -> YieldCurve:
+    if msg.value_kind not in _VALUE_KINDS:
+        what = "required" if msg.value_kind == 0 else f"unknown CurveValueKind value {msg.value_kind}"
+        raise invalid(f"{path}.value_kind", f"{what}: CURVE_VALUE_KIND_ZERO_RATE or CURVE_VALUE_KIND_DISCOUNT_FACTOR")
+    if msg.interpolation not in _INTERPOLATIONS:
+        raise invalid(f"{path}.interpolation", f"unknown CurveInterpolation value {msg.interpolation}")
+    dc = _DAY_COUNTS.get(msg.day_count)
+    if dc is None:
+        raise invalid(f"{path}.day_count", f"unknown DayCount value {msg.day_count}")
+    if len(msg.node_times) and len(msg.node_dates):
+        raise invalid(f"{path}.node_dates", "set node_times or node_dates, not both")
+    if len(msg.node_dates):
+        times = [_years(valuation, d, dc, f"{path}.node_dates[{i}]") for i, d in enumerate(msg.node_dates)]
+    else:
+        times = list(msg.node_times)
+    return YieldCurve(msg.id, msg.currency, dc.name, np.array(times, dtype=np.float64),
+                      np.array(msg.values, dtype=np.float64), _VALUE_KINDS[msg.value_kind],
+                      _INTERPOLATIONS[msg.interpolation])
+
+
+def _underlying(msg: mpb.Underlying, valuation: dt.date, path: str) -> Underlying:
+    dividends = []
+    for j, d in enumerate(msg.dividends):
+        dpath = f"{path}.dividends[{j}]"
+        if d.HasField("date") and d.time:
+            raise invalid(f"{dpath}.date", "set time or date, not both")
+        t = _years(valuation, d.date, daycount.DayCount.ACT_365F, f"{dpath}.date") if d.HasField("date") else d.time
+        dividends.append(CashDividend(t, d.amount))
+    level = msg.WhichOneof("level")
+    return Underlying(
+        msg.id, msg.currency, msg.spot if level == "spot" else None,
+        msg.futures_price if level == "futures_price" else None, msg.discount_curve, msg.dividend_curve,
+        tuple(dividends),
+    )
+
+
+def snapshot_of(msg: mpb.MarketSnapshot, path: str = "snapshot") -> Snapshot:
+    """The domain snapshot of a message (structure is checked later, by the service)."""
+    if not msg.HasField("as_of"):
+        raise invalid(f"{path}.as_of", "required: when the market was observed")
+    as_of = msg.as_of.ToDatetime(tzinfo=dt.timezone.utc)
+    valuation = _date(msg.valuation_date, f"{path}.valuation_date") if msg.HasField("valuation_date") else as_of.date()
+    curves = tuple(_curve(c, valuation, f"{path}.curves[{i}]") for i, c in enumerate(msg.curves))
+    underlyings = tuple(_underlying(u, valuation, f"{path}.underlyings[{i}]") for i, u in enumerate(msg.underlyings))
+    heston = []
+    for i, h in enumerate(msg.heston):
+        if not h.HasField("parameters"):
+            raise invalid(f"{path}.heston[{i}].parameters", "required")
+        p = h.parameters
+        heston.append(HestonSet(h.id, h.underlying, p.v0, p.kappa, p.theta, p.sigma, p.rho))
+    return Snapshot(msg.name, as_of, valuation, curves, underlyings, tuple(heston), msg.description)
+
+
+# ------------------------------------------------------------------ domain -> proto
+def _timestamp(when: dt.datetime):
+    from google.protobuf import timestamp_pb2
+
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(when.astimezone(dt.timezone.utc))
+    return ts
+
+
+def snapshot_message(s: Snapshot) -> mpb.MarketSnapshot:
+    v = s.valuation_date
+    msg = mpb.MarketSnapshot(name=s.name, as_of=_timestamp(s.as_of), description=s.description,
+                             valuation_date=cpb.Date(year=v.year, month=v.month, day=v.day))
+    for c in s.curves:
+        msg.curves.add(id=c.curve_id, currency=c.currency, day_count=int(daycount.DayCount[c.day_count]),
+                       node_times=c.node_times.tolist(), values=c.node_values.tolist(), value_kind=int(c.value_kind),
+                       interpolation=int(c.interpolation))
+    for u in s.underlyings:
+        m = msg.underlyings.add(id=u.underlying_id, currency=u.currency, discount_curve=u.discount_curve,
+                                dividend_curve=u.dividend_curve)
+        if u.spot is not None:
+            m.spot = u.spot
+        else:
+            m.futures_price = u.futures_price
+        for d in u.dividends:
+            m.dividends.add(time=d.time, amount=d.amount)
+    for h in s.heston:
+        msg.heston.add(id=h.set_id, underlying=h.underlying,
+                       parameters=pb.HestonParameters(v0=h.v0, kappa=h.kappa, theta=h.theta, sigma=h.sigma, rho=h.rho))
+    return msg
+
+
+def report_message(findings, compared_with: str = "") -> mpb.QualityReport:
+    errors, warnings = severity_counts(findings)
+    return mpb.QualityReport(
+        findings=[mpb.Finding(severity=int(f.severity), check=f.check, field=f.field, message=f.message)
+                  for f in findings],
+        errors=errors, warnings=warnings, compared_with=compared_with,
+    )
+
+
+def info_message(record: StoredSnapshot) -> mpb.SnapshotInfo:
+    return mpb.SnapshotInfo(
+        id=record.snapshot_id, name=record.name, as_of=_timestamp(record.as_of),
+        stored_at=_timestamp(record.stored_at), curves=record.counts[0], underlyings=record.counts[1],
+        heston=record.counts[2], forced_reason=record.forced_reason, report=report_message(record.findings),
+        description=record.description,
+    )
+
+
+# ------------------------------------------------------------------ servicer
+class MarketDataServicer:
+    def __init__(self, service: MarketDataService):
+        self.service = service
+
+    @staticmethod
+    def _snapshot(request) -> Snapshot:
+        if not request.HasField("snapshot"):
+            raise invalid("snapshot", "required")
+        return snapshot_of(request.snapshot)
+
+    def PutSnapshot(self, request, context, rid):
+        record, created = self.service.put(self._snapshot(request), force=request.force, reason=request.reason)
+        return mpb.PutSnapshotResponse(info=info_message(record), created=created), 1, 0
+
+    def GetSnapshot(self, request, context, rid):
+        record = self.service.get(request.id)
+        return mpb.GetSnapshotResponse(info=info_message(record), snapshot=snapshot_message(record.snapshot)), 1, 0
+
+    def ListSnapshots(self, request, context, rid):
+        records = self.service.list(request.name, request.limit)
+        return mpb.ListSnapshotsResponse(snapshots=[info_message(r) for r in records]), len(records), 0
+
+    def DeleteSnapshot(self, request, context, rid):
+        return mpb.DeleteSnapshotResponse(id=self.service.delete(request.id)), 1, 0
+
+    def ValidateMarket(self, request, context, rid):
+        findings, compared = self.service.validate(self._snapshot(request))
+        return mpb.ValidateMarketResponse(report=report_message(findings, compared)), 1, 0
+
+
+def handlers(servicer: MarketDataServicer, observer: RpcObserver) -> list[grpc.GenericRpcHandler]:
+    service = mpb.DESCRIPTOR.services_by_name["MarketDataService"]
+    methods = {}
+    for method in service.methods:
+        request_cls = getattr(mpb, method.input_type.name)
+        response_cls = getattr(mpb, method.output_type.name)
+        methods[method.name] = grpc.unary_unary_rpc_method_handler(
+            wrap_unary(f"/{SERVICE}/{method.name}", getattr(servicer, method.name), observer, batch=False),
+            request_deserializer=safe_deserializer(request_cls),
+            response_serializer=response_cls.SerializeToString,
+        )
+    return [grpc.method_handlers_generic_handler(SERVICE, methods)]

@@ -1,0 +1,215 @@
+"""Market data use cases: validate, store, read, list and delete snapshots.
+
+Independent of transport. ``put`` refuses a snapshot whose structure is wrong
+(INVALID_ARGUMENT naming every bad field), whose size is over the caps (RESOURCE_EXHAUSTED)
+or whose quality report has error-level findings (FAILED_PRECONDITION, unless forced with a
+reason, which is stored); nothing is stored then. The quality gates:
+
+    curve.discount_factors  every node's discount factor finite and > 0 (error)
+    curve.forward_bounds    discrete forwards between nodes within [-10%, 100%] (error) and
+                            [-2%, 30%] (warning)
+    curve.pillars           no node in the first year, or a gap where the next node is more
+                            than 2.5x as far and over a year further (warning: missing pillars)
+    staleness               as-of older than the server's maximum age (warning), or in the
+                            future by more than a minute (error)
+    jump.spot               spot or futures price moved more than 25% (warning) or 50% (error)
+                            since the previous snapshot of the same name
+    jump.curve              a zero rate moved more than 100 bp (warning) at any node of the
+                            same curve in the previous snapshot of the same name
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, invalid
+from pricegrid.server.domain.market import Finding, Limits, Severity, Snapshot, SnapshotStore, StoredSnapshot
+from pricegrid.server.pricers import curves as curve_pricer
+
+#: discrete forwards outside these are errors, and outside the narrower ones warnings
+FORWARD_ERROR = (-0.10, 1.00)
+FORWARD_WARNING = (-0.02, 0.30)
+SPOT_JUMP_WARNING = 0.25
+SPOT_JUMP_ERROR = 0.50
+CURVE_JUMP_WARNING = 0.01
+
+
+@dataclass(frozen=True)
+class MarketSettings:
+    max_age: dt.timedelta = dt.timedelta(days=7)
+    page_size: int = 100
+    limits: Limits = Limits()
+
+
+def _violations_error(violations: Sequence[FieldViolation], code: Code = Code.INVALID_ARGUMENT) -> ServiceError:
+    prefixed = [FieldViolation(f"snapshot.{v.field}", v.description) for v in violations]
+    text = "; ".join(f"{v.field}: {v.description}" for v in prefixed[:10])
+    more = f" (and {len(prefixed) - 10} more)" if len(prefixed) > 10 else ""
+    return ServiceError(code, text + more, prefixed)
+
+
+class MarketDataService:
+    def __init__(self, store: SnapshotStore, settings: MarketSettings = MarketSettings(),
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+
+    # ------------------------------------------------------------------ use cases
+    def validate(self, snapshot: Snapshot) -> tuple[list[Finding], str]:
+        """The quality report of a structurally valid snapshot: (findings, the id of the
+        snapshot its jumps were measured against, or "")."""
+        self._check_structure(snapshot)
+        findings = self._curve_findings(snapshot) + self._staleness(snapshot)
+        previous = self.store.latest(snapshot.name, snapshot.as_of)
+        if previous is not None and previous.snapshot is not None:
+            findings += self._jumps(snapshot, previous.snapshot)
+        return findings, previous.snapshot_id if previous is not None else ""
+
+    def put(self, snapshot: Snapshot, *, force: bool = False, reason: str = "") -> tuple[StoredSnapshot, bool]:
+        """Store ``snapshot``; (the stored record, created). The same content twice gives the
+        same id and ``created`` False."""
+        if force and not reason.strip():
+            raise invalid("reason", "required with force: why error-level findings are accepted")
+        findings, _ = self.validate(snapshot)
+        errors = [f for f in findings if f.severity == Severity.ERROR]
+        if errors and not force:
+            violations = [FieldViolation(f"snapshot.{f.field}" if f.field else "snapshot", f"{f.check}: {f.message}")
+                          for f in errors]
+            raise ServiceError(
+                Code.FAILED_PRECONDITION,
+                f"{len(errors)} error-level finding(s); fix them or set force with a reason: "
+                + "; ".join(f"{v.field}: {v.description}" for v in violations[:5]),
+                violations,
+            )
+        snapshot_id = snapshot.content_id()
+        existing = self.store.get(snapshot_id)
+        if existing is not None:
+            return existing, False
+        record = StoredSnapshot(
+            snapshot_id, snapshot.name, snapshot.as_of, self.clock(),
+            (len(snapshot.curves), len(snapshot.underlyings), len(snapshot.heston)), snapshot.description,
+            reason.strip() if errors else "", tuple(findings), snapshot,
+        )
+        created = self.store.put(record)
+        return (record if created else self.store.get(snapshot_id)), created
+
+    def get(self, snapshot_id: str) -> StoredSnapshot:
+        record = self.store.get(snapshot_id) if snapshot_id else None
+        if record is None:
+            raise self._not_found(snapshot_id)
+        return record
+
+    def list(self, name: str = "", limit: int = 0) -> Sequence[StoredSnapshot]:
+        if limit < 0:
+            raise invalid("limit", f"must be >= 0 (got {limit})")
+        page = self.settings.page_size
+        return self.store.list(name, min(limit, page) if limit else page)
+
+    def delete(self, snapshot_id: str) -> str:
+        if not snapshot_id or not self.store.delete(snapshot_id):
+            raise self._not_found(snapshot_id)
+        return snapshot_id
+
+    # ------------------------------------------------------------------ checks
+    def _check_structure(self, snapshot: Snapshot) -> None:
+        too_big = snapshot.check_size(self.settings.limits)
+        if too_big:
+            raise _violations_error(too_big, Code.RESOURCE_EXHAUSTED)
+        violations = snapshot.validate(self.settings.limits)
+        if violations:
+            raise _violations_error(violations)
+
+    @staticmethod
+    def _not_found(snapshot_id: str) -> ServiceError:
+        what = f"no snapshot {snapshot_id!r} is stored" if snapshot_id else "required"
+        return ServiceError(Code.NOT_FOUND if snapshot_id else Code.INVALID_ARGUMENT, f"id: {what}",
+                            [FieldViolation("id", what)])
+
+    @staticmethod
+    def _curve_findings(snapshot: Snapshot) -> list[Finding]:
+        out: list[Finding] = []
+        for i, curve in enumerate(snapshot.curves):
+            path = f"curves[{i}]"
+            t = np.asarray(curve.node_times)
+            df, status = curve_pricer.discount_factors(curve, t)
+            for j in np.flatnonzero((status != 0) | ~(df > 0)):
+                out.append(Finding(Severity.ERROR, "curve.discount_factors", f"{path}.values[{j}]",
+                                   f"discount factor at t = {t[j]:g} is not finite and > 0 ({df[j]!r})"))
+            if out and out[-1].field.startswith(path):
+                continue
+            knots = np.concatenate(([0.0], t))
+            dfs = np.concatenate(([1.0], df))
+            fwd = -np.log(dfs[1:] / dfs[:-1]) / np.diff(knots)
+            for j, f in enumerate(fwd):
+                where = f"between t = {knots[j]:g} and {knots[j + 1]:g}"
+                if not FORWARD_ERROR[0] <= f <= FORWARD_ERROR[1]:
+                    out.append(Finding(Severity.ERROR, "curve.forward_bounds", f"{path}.values[{j}]",
+                                       f"forward rate {f:.4%} {where} is outside [{FORWARD_ERROR[0]:.0%}, "
+                                       f"{FORWARD_ERROR[1]:.0%}]"))
+                elif not FORWARD_WARNING[0] <= f <= FORWARD_WARNING[1]:
+                    out.append(Finding(Severity.WARNING, "curve.forward_bounds", f"{path}.values[{j}]",
+                                       f"forward rate {f:.4%} {where} is outside [{FORWARD_WARNING[0]:.0%}, "
+                                       f"{FORWARD_WARNING[1]:.0%}]"))
+            if t[0] > 1.0:
+                out.append(Finding(Severity.WARNING, "curve.pillars", f"{path}.node_times[0]",
+                                   f"no node in the first year (the first is at t = {t[0]:g})"))
+            for j in range(len(t) - 1):
+                if t[j + 1] > 2.5 * t[j] and t[j + 1] - t[j] > 1.0:
+                    out.append(Finding(Severity.WARNING, "curve.pillars", f"{path}.node_times[{j + 1}]",
+                                       f"missing pillars: nothing between t = {t[j]:g} and {t[j + 1]:g}"))
+        return out
+
+    def _staleness(self, snapshot: Snapshot) -> list[Finding]:
+        now = self.clock()
+        age = now - snapshot.as_of
+        if age < -dt.timedelta(minutes=1):
+            return [Finding(Severity.ERROR, "staleness", "as_of", f"as-of {snapshot.as_of.isoformat()} is in the future")]
+        if age > self.settings.max_age:
+            return [Finding(Severity.WARNING, "staleness", "as_of",
+                            f"as-of is {age.total_seconds() / 86400:.1f} days old (maximum age"
+                            f" {self.settings.max_age.total_seconds() / 86400:g} days)")]
+        return []
+
+    @staticmethod
+    def _jumps(snapshot: Snapshot, previous: Snapshot) -> list[Finding]:
+        out: list[Finding] = []
+        for i, u in enumerate(snapshot.underlyings):
+            before = previous.underlying(u.underlying_id)
+            if before is None or before.level is None or u.level is None:
+                continue
+            move = u.level / before.level - 1.0
+            name = "spot" if u.spot is not None else "futures_price"
+            if abs(move) > SPOT_JUMP_ERROR:
+                severity = Severity.ERROR
+            elif abs(move) > SPOT_JUMP_WARNING:
+                severity = Severity.WARNING
+            else:
+                continue
+            out.append(Finding(severity, "jump.spot", f"underlyings[{i}].{name}",
+                               f"{u.underlying_id} moved {move:+.1%} since the previous snapshot"
+                               f" ({before.level:g} -> {u.level:g})"))
+        for i, curve in enumerate(snapshot.curves):
+            before = previous.curve(curve.curve_id)
+            if before is None:
+                continue
+            t = np.asarray(curve.node_times)
+            now_z, s1 = curve_pricer.zero_rates(curve, t)
+            then_z, s2 = curve_pricer.zero_rates(before, t)
+            ok = (s1 == 0) & (s2 == 0)
+            shift = np.where(ok, np.abs(now_z - then_z), 0.0)
+            j = int(np.argmax(shift)) if len(shift) else 0
+            if len(shift) and shift[j] > CURVE_JUMP_WARNING:
+                out.append(Finding(Severity.WARNING, "jump.curve", f"curves[{i}].values[{j}]",
+                                   f"{curve.curve_id}: zero rate at t = {t[j]:g} moved {shift[j] * 1e4:.0f} bp since"
+                                   " the previous snapshot"))
+        return out
+
+
+def severity_counts(findings: Sequence[Finding]) -> tuple[int, int]:
+    """(errors, warnings)."""
+    return (sum(f.severity == Severity.ERROR for f in findings), sum(f.severity == Severity.WARNING for f in findings))

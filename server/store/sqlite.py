@@ -1,0 +1,135 @@
+"""The embedded store: market snapshots in one SQLite file (the standard library's sqlite3).
+
+Schema migrations are numbered and run at open (``PRAGMA user_version`` records the last
+one applied). A snapshot is kept as its canonical JSON (the form its id hashes), so what is
+read back is exactly what was stored. One connection, serialized by a lock: the service's
+calls are short, and SQLite allows one writer at a time anyway (WAL lets readers of other
+processes go on).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Optional
+
+from pricegrid.server.domain.market import Finding, Severity, Snapshot, StoredSnapshot
+
+MIGRATIONS = (
+    # 1: market snapshots
+    """
+    CREATE TABLE snapshots (
+        id            TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        as_of         TEXT NOT NULL,      -- ISO 8601, UTC
+        stored_at     TEXT NOT NULL,      -- ISO 8601, UTC
+        curves        INTEGER NOT NULL,
+        underlyings   INTEGER NOT NULL,
+        heston        INTEGER NOT NULL,
+        description   TEXT NOT NULL,
+        forced_reason TEXT NOT NULL,
+        findings      TEXT NOT NULL,      -- JSON list of [severity, check, field, message]
+        content       TEXT NOT NULL       -- the snapshot's canonical JSON
+    );
+    CREATE INDEX snapshots_by_name ON snapshots (name, as_of);
+    """,
+)
+
+_SUMMARY = "id, name, as_of, stored_at, curves, underlyings, heston, description, forced_reason, findings"
+
+
+def _utc(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).astimezone(dt.timezone.utc)
+
+
+class SqliteSnapshotStore:
+    """:class:`pricegrid.server.domain.market.SnapshotStore` in one SQLite file."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA foreign_keys = ON")
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA journal_mode = WAL")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._lock:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise RuntimeError(f"{self.path}: schema version {version} is newer than this pricegrid knows")
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                self._db.execute("BEGIN")
+                try:
+                    for statement in filter(str.strip, script.split(";")):
+                        self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version = {number}")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ------------------------------------------------------------------ the protocol
+    def put(self, record: StoredSnapshot) -> bool:
+        snap = record.snapshot
+        row = (
+            record.snapshot_id, record.name, record.as_of.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"),
+            record.stored_at.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"), *record.counts, record.description,
+            record.forced_reason, json.dumps([[int(f.severity), f.check, f.field, f.message] for f in record.findings]),
+            snap.canonical_json(),
+        )
+        with self._lock:
+            cursor = self._db.execute(
+                f"INSERT OR IGNORE INTO snapshots ({_SUMMARY}, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row
+            )
+            return cursor.rowcount == 1
+
+    def get(self, snapshot_id: str) -> Optional[StoredSnapshot]:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_SUMMARY}, content FROM snapshots WHERE id = ?", (snapshot_id,)).fetchone()
+        return None if row is None else self._record(row, with_content=True)
+
+    def list(self, name: str = "", limit: int = 100):
+        query = f"SELECT {_SUMMARY} FROM snapshots"
+        args: tuple = ()
+        if name:
+            query += " WHERE name = ?"
+            args = (name,)
+        query += " ORDER BY as_of DESC, stored_at DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(query, args + (int(limit),)).fetchall()
+        return [self._record(r, with_content=False) for r in rows]
+
+    def latest(self, name: str, before: dt.datetime) -> Optional[StoredSnapshot]:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_SUMMARY}, content FROM snapshots WHERE name = ? AND as_of < ? ORDER BY as_of DESC LIMIT 1",
+                (name, before.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")),
+            ).fetchone()
+        return None if row is None else self._record(row, with_content=True)
+
+    def delete(self, snapshot_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM snapshots WHERE id = ?", (snapshot_id,)).rowcount == 1
+
+    @staticmethod
+    def _record(row, *, with_content: bool) -> StoredSnapshot:
+        findings = tuple(Finding(Severity(s), c, f, m) for s, c, f, m in json.loads(row[9]))
+        snapshot = Snapshot.from_canonical(json.loads(row[10])) if with_content else None
+        return StoredSnapshot(row[0], row[1], _utc(row[2]), _utc(row[3]), (row[4], row[5], row[6]), row[7], row[8],
+                              findings, snapshot)
