@@ -47,6 +47,8 @@ from ._models import (
     ServerInfo,
     ServerLimits,
 )
+from ._market import MarketClient, SnapshotInfo, load_snapshot
+from ._market import Finding as SnapshotFinding
 from ._risk import BatchResult, BatchStats, RiskClient
 
 __all__ = [
@@ -69,6 +71,7 @@ __all__ = [
     "EuropeanOption",
     "ExpiryDates",
     "FrontOfficeClient",
+    "MarketClient",
     "Greeks",
     "ImpliedVolResult",
     "MEASURES",
@@ -82,6 +85,9 @@ __all__ = [
     "PricingError",
     "RetryConfig",
     "RiskClient",
+    "SnapshotFinding",
+    "SnapshotInfo",
+    "load_snapshot",
     "RowError",
     "ServerInfo",
     "ServerLimits",

@@ -13,6 +13,7 @@
     pricegrid iv --type call --strike 100 --expiry 0.5 --spot 100 --rate 0.05 --price 10.45
     pricegrid price-file trades.csv --greeks delta,vega [--output out.csv] [--json]
     pricegrid info
+    pricegrid snapshot put eod.json [--force --reason "..."]; snapshot validate/list/show/delete
     pricegrid bench latency --count 2000 --concurrency 4 --json out.json --png out.png
 
 Every command takes ``--target`` (default ``$PRICEGRID_TARGET`` or ``127.0.0.1:50051``) and
@@ -199,6 +200,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="the server's version, build, limits and models")
     _common(info)
+
+    snap = commands.add_parser("snapshot", help="market snapshots held by the server: put, validate, list, show, delete")
+    snap_commands = snap.add_subparsers(dest="snapshot_command", metavar="ACTION", required=True)
+    put = snap_commands.add_parser("put", help="validate and store a snapshot from a JSON or YAML file")
+    put.add_argument("file", type=Path)
+    put.add_argument("--force", action="store_true", help="store despite error-level findings (needs --reason)")
+    put.add_argument("--reason", default="", help="why error-level findings are accepted (stored)")
+    _common(put)
+    check = snap_commands.add_parser("validate", help="the quality report of a snapshot file (nothing stored)")
+    check.add_argument("file", type=Path)
+    _common(check)
+    ls = snap_commands.add_parser("list", help="stored snapshots, newest first")
+    ls.add_argument("--name", default="", help="only this name's snapshots")
+    ls.add_argument("--limit", type=int, default=0)
+    _common(ls)
+    show = snap_commands.add_parser("show", help="one snapshot (JSON)")
+    show.add_argument("id")
+    _common(show, json_flag=False)
+    rm = snap_commands.add_parser("delete", help="remove a snapshot")
+    rm.add_argument("id")
+    _common(rm, json_flag=False)
 
     from . import bench
 
@@ -564,7 +586,62 @@ def _report(error: PricingError) -> int:
     return EXIT_BAD_INPUT if error.bad_input else EXIT_FAILED
 
 
-COMMANDS = {"price": _cmd_price, "iv": _cmd_iv, "price-file": _cmd_price_file, "info": _cmd_info}
+def _snapshot_dict(info) -> dict:
+    return {
+        "id": info.id, "name": info.name, "as_of": info.as_of.isoformat(), "description": info.description,
+        "stored_at": info.stored_at.isoformat() if info.stored_at else None, "curves": info.curves,
+        "underlyings": info.underlyings, "heston": info.heston, "forced_reason": info.forced_reason,
+        "findings": [vars(f) for f in info.findings], **({} if info.created is None else {"created": info.created}),
+    }
+
+
+def _print_findings(findings, out) -> None:
+    for f in findings:
+        print(f"  {f.severity:<8} {f.check:<24} {f.field:<28} {f.message}", file=out)
+
+
+def _cmd_snapshot(args, out) -> int:
+    from ._market import MarketClient
+
+    with MarketClient(target=args.target or default_target(), timeout=_timeout(args, 60.0)) as client:
+        action = args.snapshot_command
+        if action == "put":
+            info = client.put_snapshot(args.file, force=args.force, reason=args.reason)
+            if args.json:
+                _dump(_snapshot_dict(info), out)
+            else:
+                print(f"{'stored' if info.created else 'already stored'}: {info.id} ({info.name}, as of"
+                      f" {info.as_of.isoformat()}; {info.errors} errors, {info.warnings} warnings)", file=out)
+                _print_findings(info.findings, out)
+        elif action == "validate":
+            findings = client.validate(args.file)
+            if args.json:
+                _dump([vars(f) for f in findings], out)
+            else:
+                errors = sum(f.severity == "error" for f in findings)
+                print(f"{len(findings)} findings, {errors} errors" + (" (PutSnapshot would refuse it)" if errors else ""),
+                      file=out)
+                _print_findings(findings, out)
+            return EXIT_FAILED if any(f.severity == "error" for f in findings) else EXIT_OK
+        elif action == "list":
+            infos = client.list_snapshots(args.name, limit=args.limit)
+            if args.json:
+                _dump([_snapshot_dict(i) for i in infos], out)
+            else:
+                rows = [[i.id, i.name, i.as_of.isoformat(timespec="seconds"), str(i.curves), str(i.underlyings),
+                         str(i.errors), str(i.warnings), i.forced_reason] for i in infos]
+                print(_format.table(["id", "name", "as of", "curves", "underlyings", "errors", "warnings", "forced"],
+                                    rows), file=out)
+        elif action == "show":
+            info, snapshot = client.get_snapshot(args.id)
+            _dump({"info": _snapshot_dict(info), "snapshot": snapshot}, out)
+        else:
+            print(f"deleted {client.delete_snapshot(args.id)}", file=out)
+    return EXIT_OK
+
+
+COMMANDS = {"price": _cmd_price, "iv": _cmd_iv, "price-file": _cmd_price_file, "info": _cmd_info,
+            "snapshot": _cmd_snapshot}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

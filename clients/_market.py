@@ -1,0 +1,192 @@
+"""MarketClient: put, validate, list, show and delete the market snapshots a server holds.
+
+    from pricegrid.clients import MarketClient
+
+    with MarketClient(target="127.0.0.1:50051") as market:
+        info = market.put_snapshot("eod.json")                 # a file (JSON; YAML with PyYAML)
+        info = market.put_snapshot({"name": "eod", "asOf": "2026-12-04T17:30:00Z",
+                                    "curves": [{"id": "USD-OIS", "currency": "USD",
+                                                "nodeTimes": np.array([0.5, 1, 2]),
+                                                "values": [0.031, 0.032, 0.033],
+                                                "valueKind": "CURVE_VALUE_KIND_ZERO_RATE"}]})
+        print(info.id, [f.message for f in info.findings])
+        snapshot = market.get_snapshot(info.id)                # (info, dict in the same form)
+
+A snapshot is given as a ``pricegrid.v1.MarketSnapshot`` message, a dict in the protobuf
+JSON mapping of that message (the contract's field names, lowerCamelCase or as in the
+.proto; numpy arrays and pandas Series are fine where lists are expected), or the path of a
+JSON or YAML file holding such a dict. Error-level findings refuse a snapshot
+(:class:`PricingError` with code FAILED_PRECONDITION) unless ``force=True`` with a
+``reason``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import grpc
+from google.protobuf import json_format
+
+from pricegrid.v1 import market_pb2 as mpb
+from pricegrid.v1 import market_pb2_grpc
+
+from ._config import USE_CLIENT_DEFAULT, ChannelOptions, RetryConfig, channel_options, resolve_timeout
+from ._errors import PricingError
+from ._frontoffice import _make_channel
+
+__all__ = ["Finding", "MarketClient", "SnapshotInfo", "load_snapshot"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One finding of a quality report: ``severity`` "info", "warning" or "error"."""
+
+    severity: str
+    check: str
+    field: str
+    message: str
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    id: str
+    name: str
+    as_of: dt.datetime
+    stored_at: dt.datetime | None
+    curves: int
+    underlyings: int
+    heston: int
+    description: str
+    forced_reason: str
+    findings: tuple[Finding, ...]
+    created: bool | None = None  # put_snapshot only: False when the same content was stored already
+
+    @property
+    def errors(self) -> int:
+        return sum(f.severity == "error" for f in self.findings)
+
+    @property
+    def warnings(self) -> int:
+        return sum(f.severity == "warning" for f in self.findings)
+
+
+def _plain(value: Any) -> Any:
+    """numpy arrays, pandas objects and numpy scalars as plain JSON-able Python values; NaN
+    and infinities as the JSON mapping writes them ("NaN", "Infinity"), so that the server
+    sees them and names the field, rather than the parser refusing the whole file."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
+def load_snapshot(source) -> mpb.MarketSnapshot:
+    """A MarketSnapshot from a message, a dict (protobuf JSON mapping) or a JSON/YAML file."""
+    if isinstance(source, mpb.MarketSnapshot):
+        return source
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        text = path.read_text()
+        if path.suffix.lower() in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise ValueError(f"{path}: reading YAML needs PyYAML (pip install pyyaml)") from None
+            source = yaml.safe_load(text)
+        else:
+            source = json.loads(text)
+    if not isinstance(source, Mapping):
+        raise TypeError("a snapshot is a MarketSnapshot, a dict or the path of a JSON/YAML file")
+    try:
+        return json_format.ParseDict(_plain(source), mpb.MarketSnapshot())
+    except json_format.ParseError as e:
+        raise ValueError(f"not a MarketSnapshot: {e}") from None
+
+
+def _when(ts) -> dt.datetime:
+    return ts.ToDatetime(tzinfo=dt.timezone.utc)
+
+
+def _findings(report) -> tuple[Finding, ...]:
+    names = {mpb.SEVERITY_INFO: "info", mpb.SEVERITY_WARNING: "warning", mpb.SEVERITY_ERROR: "error"}
+    return tuple(Finding(names.get(f.severity, "info"), f.check, f.field, f.message) for f in report.findings)
+
+
+def _info(msg, created=None) -> SnapshotInfo:
+    return SnapshotInfo(
+        msg.id, msg.name, _when(msg.as_of), _when(msg.stored_at) if msg.HasField("stored_at") else None, msg.curves,
+        msg.underlyings, msg.heston, msg.description, msg.forced_reason, _findings(msg.report), created,
+    )
+
+
+class MarketClient:
+    """The MarketDataService of a pricegrid server (keyword-only arguments as
+    :class:`FrontOfficeClient`'s: ``target``, ``timeout`` (10 s), ``retries``, ``channel``,
+    ``credentials``, ``options``)."""
+
+    def __init__(
+        self,
+        *,
+        target: str | None = None,
+        timeout: float | None = 10.0,
+        retries: RetryConfig = RetryConfig(),
+        channel: grpc.Channel | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: ChannelOptions = (),
+    ) -> None:
+        self.timeout = resolve_timeout(timeout, None)
+        self._owns_channel = channel is None
+        if channel is None:
+            channel = _make_channel(target, credentials, channel_options(retries, extra=options, max_message_bytes=-1))
+        self._channel = channel
+        self._stub = market_pb2_grpc.MarketDataServiceStub(channel)
+
+    def _call(self, method, request, timeout):
+        try:
+            return method(request, timeout=resolve_timeout(timeout, self.timeout))
+        except grpc.RpcError as e:
+            raise PricingError.from_rpc_error(e) from None
+
+    def put_snapshot(self, snapshot, *, force: bool = False, reason: str = "", timeout=USE_CLIENT_DEFAULT) -> SnapshotInfo:
+        """Validate and store ``snapshot``; its info (id, quality findings, ``created``)."""
+        request = mpb.PutSnapshotRequest(snapshot=load_snapshot(snapshot), force=force, reason=reason)
+        reply = self._call(self._stub.PutSnapshot, request, timeout)
+        return _info(reply.info, reply.created)
+
+    def validate(self, snapshot, *, timeout=USE_CLIENT_DEFAULT) -> tuple[Finding, ...]:
+        """The quality findings of ``snapshot`` (nothing is stored)."""
+        request = mpb.ValidateMarketRequest(snapshot=load_snapshot(snapshot))
+        return _findings(self._call(self._stub.ValidateMarket, request, timeout).report)
+
+    def get_snapshot(self, snapshot_id: str, *, timeout=USE_CLIENT_DEFAULT) -> tuple[SnapshotInfo, dict]:
+        """(info, the snapshot as a dict in the protobuf JSON mapping)."""
+        reply = self._call(self._stub.GetSnapshot, mpb.GetSnapshotRequest(id=snapshot_id), timeout)
+        return _info(reply.info), json_format.MessageToDict(reply.snapshot)
+
+    def list_snapshots(self, name: str = "", *, limit: int = 0, timeout=USE_CLIENT_DEFAULT) -> list[SnapshotInfo]:
+        """Stored snapshots, newest as-of first (one name's, if given)."""
+        reply = self._call(self._stub.ListSnapshots, mpb.ListSnapshotsRequest(name=name, limit=limit), timeout)
+        return [_info(s) for s in reply.snapshots]
+
+    def delete_snapshot(self, snapshot_id: str, *, timeout=USE_CLIENT_DEFAULT) -> str:
+        return self._call(self._stub.DeleteSnapshot, mpb.DeleteSnapshotRequest(id=snapshot_id), timeout).id
+
+    def close(self) -> None:
+        if self._owns_channel:
+            self._channel.close()
+
+    def __enter__(self) -> "MarketClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

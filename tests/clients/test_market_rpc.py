@@ -1,0 +1,98 @@
+"""MarketClient and `pricegrid snapshot` against a real server."""
+
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+
+from pricegrid.clients import MarketClient, PricingError, cli, load_snapshot
+from pricegrid.v1 import market_pb2 as mpb
+
+AS_OF = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).isoformat()
+
+
+def snapshot_dict(name="client-test", rates=(0.03, 0.031, 0.033)):
+    return {
+        "name": name, "asOf": AS_OF, "description": "synthetic test data",
+        "curves": [{"id": "USD-OIS", "currency": "USD", "nodeTimes": np.array([0.5, 1.0, 2.0]),
+                    "values": list(rates), "valueKind": "CURVE_VALUE_KIND_ZERO_RATE"}],
+        "underlyings": [{"id": "SPX", "currency": "USD", "spot": np.float64(5000.0), "discountCurve": "USD-OIS"}],
+    }
+
+
+@pytest.fixture()
+def market(server):
+    with MarketClient(target=server.address) as client:
+        yield client
+
+
+def test_put_list_get_delete(market):
+    info = market.put_snapshot(snapshot_dict())
+    assert info.created and info.name == "client-test" and info.errors == 0 and len(info.id) == 32
+    assert market.put_snapshot(snapshot_dict()).created is False
+    assert info.id in [i.id for i in market.list_snapshots("client-test")]
+    got, snap = market.get_snapshot(info.id)
+    assert got.id == info.id and snap["curves"][0]["values"] == [0.03, 0.031, 0.033]
+    assert snap["underlyings"][0]["spot"] == 5000.0
+    assert market.delete_snapshot(info.id) == info.id
+    with pytest.raises(PricingError) as e:
+        market.get_snapshot(info.id)
+    assert e.value.code.name == "NOT_FOUND"
+
+
+def test_bad_snapshot_names_the_field(market):
+    bad = snapshot_dict(rates=(0.03, float("nan"), 0.033))
+    with pytest.raises(PricingError) as e:
+        market.put_snapshot(bad)
+    assert e.value.bad_input and e.value.field == "snapshot.curves[0].values[1]"
+
+
+def test_forced_put_keeps_its_reason(market):
+    wild = snapshot_dict("client-forced", rates=(0.03, 2.0, 0.033))
+    assert any(f.severity == "error" for f in market.validate(wild))
+    with pytest.raises(PricingError) as e:
+        market.put_snapshot(wild)
+    assert e.value.code.name == "FAILED_PRECONDITION"
+    info = market.put_snapshot(wild, force=True, reason="what-if")
+    assert info.forced_reason == "what-if" and info.errors >= 1
+
+
+def test_load_snapshot_reads_json_and_refuses_other_shapes(tmp_path):
+    path = tmp_path / "s.json"
+    d = snapshot_dict()
+    d["curves"][0]["nodeTimes"] = [0.5, 1.0, 2.0]
+    d["underlyings"][0]["spot"] = 5000.0
+    path.write_text(json.dumps(d))
+    assert load_snapshot(path).curves[0].node_times == [0.5, 1.0, 2.0]
+    assert isinstance(load_snapshot(mpb.MarketSnapshot(name="x")), mpb.MarketSnapshot)
+    with pytest.raises(ValueError, match="MarketSnapshot"):
+        load_snapshot({"curvez": []})
+    with pytest.raises(TypeError):
+        load_snapshot(42)
+
+
+def test_cli_snapshot_commands(server, tmp_path, capsys):
+    path = tmp_path / "eod.json"
+    d = snapshot_dict("cli-eod")
+    d["curves"][0]["nodeTimes"] = [0.5, 1.0, 2.0]
+    d["underlyings"][0]["spot"] = 5000.0
+    path.write_text(json.dumps(d))
+    target = ["--target", server.address]
+    assert cli.main(["snapshot", "validate", str(path), *target]) == 0
+    assert cli.main(["snapshot", "put", str(path), "--json", *target]) == 0
+    stored = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert stored["created"] is True and stored["name"] == "cli-eod"
+    assert cli.main(["snapshot", "list", "--name", "cli-eod", *target]) == 0
+    assert stored["id"] in capsys.readouterr().out
+    assert cli.main(["snapshot", "show", stored["id"], *target]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["snapshot"]["name"] == "cli-eod" and shown["info"]["id"] == stored["id"]
+    assert cli.main(["snapshot", "delete", stored["id"], *target]) == 0
+    assert cli.main(["snapshot", "show", stored["id"], *target]) == 2  # NOT_FOUND: the caller's id is wrong
+    assert "NOT_FOUND" in capsys.readouterr().err
+    d["curves"][0]["values"] = [0.03, 3.0, 0.033]
+    path.write_text(json.dumps(d))
+    assert cli.main(["snapshot", "validate", str(path), *target]) == 1
+    assert cli.main(["snapshot", "put", str(path), *target]) == 2  # FAILED_PRECONDITION: the data's fault
+    assert "curve.forward_bounds" in capsys.readouterr().err
