@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from pricegrid.ext import BUILD_INFO, black
+from pricegrid.server.app import demo
 from pricegrid.server.app.settings import Settings
 from pricegrid.server.domain.models import IMPLIED_VOL_REFS
 from pricegrid.server.pricers import catalogue as pricers
@@ -164,6 +165,8 @@ def start(settings: Settings) -> RunningServer:
     info = server_info(settings, kernel_threads, started_at)
     store = SqliteSnapshotStore(settings.store_path)
     market = MarketDataService(store, MarketSettings(max_age=dt.timedelta(seconds=settings.snapshot_max_age_s)))
+    # the built-in synthetic snapshot, once (forced: a wrong clock must not stop the server)
+    demo_record, _ = market.put(demo.snapshot(), force=True, reason="built-in synthetic demo snapshot")
     servicer = PricingServicer(
         service,
         default_deadline_s=settings.default_deadline_s,
@@ -205,6 +208,7 @@ def start(settings: Settings) -> RunningServer:
         kernel_threads=kernel_threads,
         malloc_tuned=malloc_tuned,
         store=settings.store_path,
+        demo_snapshot=demo_record.snapshot_id,
         store_schema=store.schema_version,
         build=dict(BUILD_INFO),
         settings=settings.as_dict(),

@@ -250,3 +250,12 @@ def test_a_restart_keeps_the_snapshots(tmp_path):
             assert got.info.name == "kept" and list(got.snapshot.curves[0].values) == [0.03, 0.032, 0.035, 0.037]
     finally:
         second.stop(1.0)
+
+
+def test_the_demo_snapshot_is_there_out_of_the_box(market):
+    listed = market.ListSnapshots(mpb.ListSnapshotsRequest(name="demo"), timeout=10).snapshots
+    assert len(listed) == 1 and "SYNTHETIC" in listed[0].description
+    got = market.GetSnapshot(mpb.GetSnapshotRequest(id=listed[0].id), timeout=10).snapshot
+    assert {c.id for c in got.curves} == {"USD-OIS", "EUR-ESTR", "SPX-DIV"}
+    assert {u.id for u in got.underlyings} == {"SPX", "EUA-DEC27", "EUA-DEC28"}
+    assert listed[0].report.errors == 0
