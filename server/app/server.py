@@ -159,12 +159,13 @@ def start(settings: Settings) -> RunningServer:
     for spec in pricers.CATALOGUE:
         metrics.models.labels(spec.ref.model, spec.ref.engine, spec.ref.version).set(1)
     observer = RpcObserver(metrics)
-    service = PricingService(
-        Limits(max_rows=settings.max_rows, chunk_rows=settings.chunk_rows, kernel_threads=kernel_threads)
-    )
     info = server_info(settings, kernel_threads, started_at)
     store = SqliteSnapshotStore(settings.store_path)
     market = MarketDataService(store, MarketSettings(max_age=dt.timedelta(seconds=settings.snapshot_max_age_s)))
+    service = PricingService(
+        Limits(max_rows=settings.max_rows, chunk_rows=settings.chunk_rows, kernel_threads=kernel_threads),
+        snapshots=market.snapshot,
+    )
     # the built-in synthetic snapshot, once (forced: a wrong clock must not stop the server)
     demo_record, _ = market.put(demo.snapshot(), force=True, reason="built-in synthetic demo snapshot")
     servicer = PricingServicer(

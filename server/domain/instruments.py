@@ -79,3 +79,24 @@ class MarketBatch:
 def batch_rows(*columns: Optional[np.ndarray]) -> int:
     """The batch length: the longest column (all others are that long or broadcast)."""
     return max((len(c) for c in columns if c is not None), default=0)
+
+
+@dataclass(frozen=True)
+class SnapshotMarket:
+    """Market data by reference: one underlying of a snapshot the server holds. Its level,
+    rates and dividends come from the snapshot at each row's expiry; ``inline`` carries what
+    the snapshot does not hold yet (the volatility, or the Heston parameters)."""
+
+    snapshot_id: str
+    underlying_id: str
+    inline: MarketBatch
+
+
+class MarketUsed(NamedTuple):
+    """What a price took from a snapshot (every response names it)."""
+
+    snapshot_id: str
+    underlying_id: str
+    discount_curve: str
+    dividend_curve: str
+    dividends: int = 0  # cash dividends taken off the spot (escrowed), at most over the rows

@@ -20,7 +20,7 @@ from pricegrid.server.domain import daycount
 from pricegrid.server.domain.catalogue import DEFAULT_SETTINGS, Catalogue, EngineSpec, Settings
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, invalid
 from pricegrid.server.domain.instruments import (
-    EuropeanOption, EuropeanOptionBatch, HestonParameters, MarketBatch, MarketInputs,
+    EuropeanOption, EuropeanOptionBatch, HestonParameters, MarketBatch, MarketInputs, SnapshotMarket,
 )
 from pricegrid.server.domain.models import CATALOGUE, Engine, Measure, Model
 from pricegrid.server.domain.products import CONTINUOUS, PRODUCTS, SPOT, Product, ProductBatch, Schedule
@@ -61,11 +61,12 @@ def _check_underlying(model: Model, given: str | None, prefix: str) -> None:
 
 
 def _check_snapshot(snapshot_id: str, prefix: str) -> None:
+    """Implied volatility reads its market inline only (for now)."""
     if snapshot_id:
         raise ServiceError(
             Code.UNIMPLEMENTED,
-            f"{prefix}.snapshot_id: market snapshots are not served yet; send market data inline",
-            [FieldViolation(f"{prefix}.snapshot_id", "not served yet")],
+            f"{prefix}.snapshot_id: implied volatility takes its market inline; snapshots price trades only",
+            [FieldViolation(f"{prefix}.snapshot_id", "not served for implied volatility")],
         )
 
 
@@ -424,23 +425,51 @@ def _code_value(inp, value: int, path: str) -> int:
     return value
 
 
-def _market_one(market, spec: EngineSpec):
-    underlying = market.WhichOneof("underlying")
-    _check_underlying_spec(spec, underlying, "market")
-    if market.snapshot_id:
-        _check_snapshot(market.snapshot_id, "market")
-    if market.dividend_yield != 0.0 and not spec.takes_dividend:
-        raise invalid("market.dividend_yield", f"{cpb.Model.Name(int(spec.model))} takes no dividend yield: the forward carries it")
-    heston = None
+def _by_reference(market, prefix: str) -> bool:
+    """Whether ``market`` names a snapshot; then no level, rate or dividend may be inline."""
+    if not (market.snapshot_id or market.underlying_id):
+        return False
+    if not market.snapshot_id:
+        raise invalid(f"{prefix}.snapshot_id", "required with underlying_id")
+    for name in ("spot", "forward", "rate", "dividend_yield"):
+        if _given(market, name):
+            raise invalid(f"{prefix}.{name}", "comes from the snapshot: send snapshot_id and underlying_id, or"
+                                              " inline market data, not both")
+    return True
+
+
+def _given(market, name: str) -> bool:
+    """A scalar (Market) or a column (MarketColumns) set on the message."""
+    value = getattr(market, name)
+    if isinstance(value, float):
+        return market.HasField(name) if name in ("spot", "forward") else value != 0.0
+    return market.HasField(name)
+
+
+def _heston_one(market, spec: EngineSpec, prefix: str):
     if spec.model == Model.HESTON:
         if not market.HasField("heston"):
-            raise invalid("market.heston", "required: MODEL_HESTON prices with v0, kappa, theta, sigma and rho")
+            raise invalid(f"{prefix}.heston", "required: MODEL_HESTON prices with v0, kappa, theta, sigma and rho")
         h = market.heston
-        heston = HestonParameters(h.v0, h.kappa, h.theta, h.sigma, h.rho)
-    elif market.HasField("heston"):
-        raise invalid("market.heston", f"{cpb.Model.Name(int(spec.model))} takes no Heston parameters")
+        return HestonParameters(h.v0, h.kappa, h.theta, h.sigma, h.rho)
+    if market.HasField("heston"):
+        raise invalid(f"{prefix}.heston", f"{cpb.Model.Name(int(spec.model))} takes no Heston parameters")
+    return None
+
+
+def _market_one(market, spec: EngineSpec, prefix: str = ""):
+    """(MarketBatch of one row, or SnapshotMarket; the underlying's kind as sent)."""
+    p = f"{prefix}market"
+    if _by_reference(market, p):
+        inline = MarketBatch.of(MarketInputs(0.0, 0.0, 0.0, market.volatility, _heston_one(market, spec, p)))
+        return SnapshotMarket(market.snapshot_id, market.underlying_id, inline), spec.underlying
+    underlying = market.WhichOneof("underlying")
+    _check_underlying_spec(spec, underlying, p)
+    if market.dividend_yield != 0.0 and not spec.takes_dividend:
+        raise invalid(f"{p}.dividend_yield", f"{cpb.Model.Name(int(spec.model))} takes no dividend yield: the forward carries it")
+    heston = _heston_one(market, spec, p)
     value = market.spot if underlying == "spot" else market.forward
-    return MarketInputs(value, market.rate, market.dividend_yield, market.volatility, heston), underlying
+    return MarketBatch.of(MarketInputs(value, market.rate, market.dividend_yield, market.volatility, heston)), underlying
 
 
 def _check_underlying_spec(spec: EngineSpec, given, prefix: str) -> None:
@@ -463,7 +492,7 @@ def product_one(request, catalogue: Catalogue, *, prefix: str = ""):
     product = PRODUCTS[which]
     spec = engine_spec(catalogue, which, model, engine_of(request.engine, f"{prefix}engine"))
     msg = getattr(request, which)
-    market, underlying = _market_one(request.market, spec)
+    market, underlying = _market_one(request.market, spec, prefix)
     columns = {}
     for inp in product.inputs:
         path = f"{prefix}{which}.{inp.name}"
@@ -471,8 +500,10 @@ def product_one(request, catalogue: Catalogue, *, prefix: str = ""):
             columns[inp.name] = np.array([_code_value(inp, getattr(msg, inp.name), path)], dtype=np.int32)
             continue
         value = getattr(msg, inp.name)
-        if inp.default == SPOT:
-            value = value if msg.HasField(inp.name) else market.underlying
+        if inp.default == SPOT and not msg.HasField(inp.name):
+            if isinstance(market, SnapshotMarket):
+                raise invalid(path, "required when the spot comes from a snapshot")
+            value = market.underlying[0]
         elif inp.name == "cash" and not msg.HasField("cash"):
             value = inp.default
         columns[inp.name] = np.array([value], dtype=np.float64 if inp.dtype == "f8" else np.int32)
@@ -494,7 +525,7 @@ def product_one(request, catalogue: Catalogue, *, prefix: str = ""):
     if product.schedule and len(msg.fixing_dates):
         fields["fixing_times"] = f"{prefix}{which}.fixing_dates"
     batch = ProductBatch(product, columns, schedule)
-    return spec, batch, MarketBatch.of(market), measures, fields, settings
+    return spec, batch, market, measures, fields, settings
 
 
 def _schedule_one(msg, kind, dates, path: str) -> Schedule:
@@ -517,17 +548,19 @@ def _schedule_one(msg, kind, dates, path: str) -> Schedule:
 
 
 def _market_batch(market, spec: EngineSpec, plan: list, rows_hint=None):
-    """Adds the market columns to ``plan``; returns a function that decodes them."""
-    _check_snapshot(market.snapshot_id, "market")
-    given = [u for u in ("spot", "forward") if market.HasField(u)]
-    if len(given) > 1:
-        raise invalid("market.spot", "set spot or forward, not both")
-    _check_underlying_spec(spec, given[0] if given else None, "market")
-    und = spec.underlying
+    """Adds the market columns to ``plan``; returns a function that decodes them (a
+    MarketBatch, or a SnapshotMarket when the columns name a snapshot)."""
+    by_reference = _by_reference(market, "market")
     heston = spec.model == Model.HESTON
-    plan.append((f"market.{und}", getattr(market, und), 8, True))
-    for name in ("rate", "dividend_yield"):
-        plan.append((f"market.{name}", getattr(market, name) if market.HasField(name) else None, 8, False))
+    und = spec.underlying
+    if not by_reference:
+        given = [u for u in ("spot", "forward") if market.HasField(u)]
+        if len(given) > 1:
+            raise invalid("market.spot", "set spot or forward, not both")
+        _check_underlying_spec(spec, given[0] if given else None, "market")
+        plan.append((f"market.{und}", getattr(market, und), 8, True))
+        for name in ("rate", "dividend_yield"):
+            plan.append((f"market.{name}", getattr(market, name) if market.HasField(name) else None, 8, False))
     if heston:
         if not market.HasField("heston"):
             raise invalid("market.heston", "required: MODEL_HESTON prices with v0, kappa, theta, sigma and rho")
@@ -539,19 +572,20 @@ def _market_batch(market, spec: EngineSpec, plan: list, rows_hint=None):
             raise invalid("market.heston", f"{cpb.Model.Name(int(spec.model))} takes no Heston parameters")
         plan.append(("market.volatility", market.volatility if market.HasField("volatility") else None, 8, True))
 
-    def decode() -> MarketBatch:
+    def decode():
+        hs = [doubles(getattr(market.heston, h), f"market.heston.{h}") for h in _HESTON] if heston else [None] * 5
+        vol = None if heston else doubles(market.volatility, "market.volatility")
+        if by_reference:
+            return SnapshotMarket(market.snapshot_id, market.underlying_id, MarketBatch(_ZERO, _ZERO, _ZERO, vol, *hs))
         q = _ZERO
         if market.HasField("dividend_yield"):
             q = doubles(market.dividend_yield, "market.dividend_yield")
             if not spec.takes_dividend and np.any(q != 0.0):
                 raise invalid("market.dividend_yield", f"{cpb.Model.Name(int(spec.model))} takes no dividend yield: the forward carries it")
-        hs = [doubles(getattr(market.heston, h), f"market.heston.{h}") for h in _HESTON] if heston else [None] * 5
         return MarketBatch(
             doubles(getattr(market, und), f"market.{und}"),
             doubles(market.rate, "market.rate") if market.HasField("rate") else _ZERO,
-            q,
-            None if heston else doubles(market.volatility, "market.volatility"),
-            *hs,
+            q, vol, *hs,
         )
 
     return decode
@@ -583,6 +617,8 @@ def product_batch(request, catalogue: Catalogue, max_rows: int):
         if cols.HasField(inp.name):
             columns[inp.name] = int32s(getattr(cols, inp.name), path) if inp.dtype == "i4" else doubles(getattr(cols, inp.name), path)
         elif inp.default == SPOT:
+            if isinstance(market, SnapshotMarket):
+                raise invalid(path, "required when the spot comes from a snapshot")
             columns[inp.name] = market.underlying
         else:
             columns[inp.name] = np.array([inp.default], dtype=np.int32 if inp.dtype == "i4" else np.float64)

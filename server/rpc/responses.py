@@ -56,7 +56,15 @@ def price_response(result: PriceResult) -> pb.PriceResponse:
     )
     for m, method, se in result.details:
         msg.details.add(measure=int(m), method=int(method), standard_error=se)
+    if result.market_used is not None:
+        msg.market.CopyFrom(market_used(result.market_used))
     return msg
+
+
+def market_used(used) -> pb.MarketUsed:
+    return pb.MarketUsed(snapshot_id=used.snapshot_id, underlying_id=used.underlying_id,
+                         discount_curve=used.discount_curve, dividend_curve=used.dividend_curve,
+                         dividends=used.dividends)
 
 
 _GREEK_BITS = {Measure.DELTA: 0, Measure.GAMMA: 1, Measure.VEGA: 2, Measure.THETA: 3, Measure.RHO: 4,
@@ -110,6 +118,8 @@ def price_response_bytes(result: PriceResult) -> bytes:
     if result.standard_error != 0.0:
         parts.append(wire.tag(5, 1) + struct.pack("<d", result.standard_error))
     parts += [_detail_bytes(m, method, se) for m, method, se in result.details]
+    if result.market_used is not None:
+        parts.append(b"".join(wire.field_bytes(7, market_used(result.market_used).SerializeToString())))
     return b"".join(parts)
 
 
@@ -267,6 +277,8 @@ class PriceBatchReply:
                 self._bytes_at(offset, result.values[j])
                 self._bytes_at(offset + 8 * self._rows + self._trailer, result.stderr[j])
         tail = b"".join(_common_tail(result, self.raw, inputs=False))  # the inputs are in the body
+        if result.market_used is not None:  # PriceBatchResponse.market
+            tail += b"".join(wire.field_bytes(9, market_used(result.market_used).SerializeToString()))
         filler = _filler(_REPLY_TAIL - len(tail))
         view, data = self._view, self.data
         self._view = self.data = None  # the views must not be written once the bytes are out

@@ -21,8 +21,10 @@ reason, which is stored); nothing is stored then. The quality gates:
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -36,6 +38,8 @@ FORWARD_WARNING = (-0.02, 0.30)
 SPOT_JUMP_WARNING = 0.25
 SPOT_JUMP_ERROR = 0.50
 CURVE_JUMP_WARNING = 0.01
+#: snapshots kept parsed for pricing
+CACHED_SNAPSHOTS = 16
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,24 @@ class MarketDataService:
         self.store = store
         self.settings = settings
         self.clock = clock
+        self._cache: OrderedDict[str, Snapshot] = OrderedDict()  # immutable by id: no invalidation but delete
+        self._cache_lock = threading.Lock()
+
+    def snapshot(self, snapshot_id: str) -> Optional[Snapshot]:
+        """A stored snapshot for pricing, from a small cache (snapshots never change)."""
+        with self._cache_lock:
+            hit = self._cache.get(snapshot_id)
+            if hit is not None:
+                self._cache.move_to_end(snapshot_id)
+                return hit
+        record = self.store.get(snapshot_id) if snapshot_id else None
+        if record is None:
+            return None
+        with self._cache_lock:
+            self._cache[snapshot_id] = record.snapshot
+            while len(self._cache) > CACHED_SNAPSHOTS:
+                self._cache.popitem(last=False)
+        return record.snapshot
 
     # ------------------------------------------------------------------ use cases
     def validate(self, snapshot: Snapshot) -> tuple[list[Finding], str]:
@@ -113,6 +135,8 @@ class MarketDataService:
     def delete(self, snapshot_id: str) -> str:
         if not snapshot_id or not self.store.delete(snapshot_id):
             raise self._not_found(snapshot_id)
+        with self._cache_lock:
+            self._cache.pop(snapshot_id, None)
         return snapshot_id
 
     # ------------------------------------------------------------------ checks
@@ -213,3 +237,53 @@ class MarketDataService:
 def severity_counts(findings: Sequence[Finding]) -> tuple[int, int]:
     """(errors, warnings)."""
     return (sum(f.severity == Severity.ERROR for f in findings), sum(f.severity == Severity.WARNING for f in findings))
+
+
+# ------------------------------------------------------------------ pricing against a snapshot
+def resolve(snapshot_id: str, snapshot: Snapshot, underlying_id: str, underlying_kind: str, times: np.ndarray,
+            und_path: str = "market.underlying_id"):
+    """The market columns of rows with expiries ``times`` (n or 1) on one underlying of
+    ``snapshot`` (stored under ``snapshot_id``): (level, rate, dividend yield, MarketUsed). ``underlying_kind`` is what the
+    model prices on ("spot" or "forward"); the rate is the discount curve's continuously
+    compounded zero rate at each expiry (DF = exp(-r T)), the dividend yield the dividend
+    curve's (0 without one), and cash dividends with ex-time in (0, T] come off the spot at
+    their present value on the discount curve (escrowed-dividend model)."""
+    from pricegrid.server.domain.instruments import MarketUsed
+
+    u = snapshot.underlying(underlying_id) if underlying_id else None
+    if u is None:
+        what = f"no underlying {underlying_id!r} in snapshot {snapshot.name!r}" if underlying_id else \
+            "required with snapshot_id: the underlying to price on"
+        raise ServiceError(Code.NOT_FOUND if underlying_id else Code.INVALID_ARGUMENT, f"{und_path}: {what}",
+                           [FieldViolation(und_path, what)])
+    if underlying_kind == "spot" and u.spot is None:
+        raise invalid(und_path, f"{underlying_id} is quoted by a futures price; this model prices on a spot"
+                                " (use MODEL_BLACK_76 for futures options)")
+    if underlying_kind == "forward" and u.futures_price is None:
+        raise invalid(und_path, f"{underlying_id} is quoted by a spot; this model prices on a futures price or"
+                                " forward (use MODEL_BLACK_SCHOLES_MERTON)")
+    t = np.ascontiguousarray(times, dtype=np.float64)
+    discount = snapshot.curve(u.discount_curve)
+    rate, status = curve_pricer.zero_rates(discount, t)
+    if status.any():  # negative or non-finite times: the kernels name the expiry per row
+        rate = np.where(status == 0, rate, 0.0)
+    q = np.zeros(1)
+    if u.dividend_curve:
+        q, qs = curve_pricer.zero_rates(snapshot.curve(u.dividend_curve), t)
+        if qs.any():
+            q = np.where(qs == 0, q, 0.0)
+    level = np.array([u.level], dtype=np.float64)
+    dividends = 0
+    if u.dividends:
+        d_t = np.array([d.time for d in u.dividends])
+        d_a = np.array([d.amount for d in u.dividends])
+        live = d_t > 0
+        d_t, d_a = d_t[live], d_a[live]
+        if len(d_t):
+            df, _ = curve_pricer.discount_factors(discount, d_t)
+            pv = np.concatenate(([0.0], np.cumsum(d_a * df)))  # in time order (checked at put)
+            taken = np.searchsorted(d_t, np.nan_to_num(t, nan=-1.0), side="right")
+            level = u.level - pv[taken]
+            dividends = int(taken.max()) if len(taken) else 0
+    used = MarketUsed(snapshot_id, underlying_id, u.discount_curve, u.dividend_curve, dividends)
+    return level, rate, q, used

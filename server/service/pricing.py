@@ -17,13 +17,16 @@ import numpy as np
 
 from pricegrid.server.domain.catalogue import DEFAULT_SETTINGS, Catalogue, EngineSpec, Settings
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError
-from pricegrid.server.domain.instruments import EuropeanOption, EuropeanOptionBatch, MarketBatch, MarketInputs
+from pricegrid.server.domain.instruments import (
+    EuropeanOption, EuropeanOptionBatch, MarketBatch, MarketInputs, MarketUsed, SnapshotMarket,
+)
 from pricegrid.server.domain.models import IMPLIED_VOL_REFS, Engine, Measure, Model, ModelRef
 from pricegrid.server.domain.products import ProductBatch
 from pricegrid.server.pricers import catalogue as pricers
 from pricegrid.server.pricers.analytic_european import price_european_values
 from pricegrid.server.pricers.implied_vol import ImpliedVolBatch, implied_vol_european_batch, implied_vol_european_one
 from pricegrid.server.service import rows as _rows
+from pricegrid.server.service.market import resolve as resolve_snapshot
 
 #: a callable the batch loop asks between chunks: None to go on, or the Code to stop with
 ShouldContinue = Callable[[], Optional[Code]]
@@ -48,7 +51,8 @@ class PriceResult(NamedTuple):
     volatility: float
     priced_by: ModelRef
     standard_error: float = 0.0  # Monte Carlo price
-    details: tuple = ()  # (Measure, GreekMethod, standard error) per measure, library engines
+    details: tuple = ()  # (Measure, GreekMethod, standard error) per measure
+    market_used: Optional[MarketUsed] = None  # set when the market came from a snapshot
 
 
 class ImpliedVolResult(NamedTuple):
@@ -78,6 +82,7 @@ class BatchResult:
     extra: dict = field(default_factory=dict)
     methods: tuple = ()  # GreekMethod per measure (library engines)
     stderr: Optional[np.ndarray] = None  # (k, rows) Monte Carlo standard errors
+    market_used: Optional[MarketUsed] = None  # set when the market came from a snapshot
 
 
 def _slice(col: Optional[np.ndarray], a: int, b: int) -> Optional[np.ndarray]:
@@ -98,8 +103,11 @@ def _full(col: Optional[np.ndarray], rows: int) -> Optional[np.ndarray]:
 
 
 class PricingService:
-    def __init__(self, limits: Limits = Limits()):
+    def __init__(self, limits: Limits = Limits(), snapshots: Optional[Callable[[str], object]] = None):
+        """``snapshots``: snapshot id -> the stored Snapshot or None (the market data service's
+        ``snapshot``); without it, prices against snapshots are refused."""
         self.limits = limits
+        self.snapshots = snapshots
         #: every engine the service prices with (data; the transport reads it from here)
         self.catalogue: Catalogue = pricers.CATALOGUE
         self._fast_specs = {
@@ -140,6 +148,25 @@ class PricingService:
             what = "deadline exceeded" if code == Code.DEADLINE_EXCEEDED else "cancelled by the caller"
             raise ServiceError(code, f"batch stopped between chunks: {what}")
 
+    # ------------------------------------------------------------------ market by reference
+    def resolve_market(self, spec: EngineSpec, batch: ProductBatch, market, fields: Mapping[str, str]):
+        """(MarketBatch, MarketUsed or None, fields): a snapshot reference turned into the
+        market columns of the batch's rows; inline markets pass through."""
+        if not isinstance(market, SnapshotMarket):
+            return market, None, fields
+        rate_path = fields.get("rate", "market.rate")
+        snap_path = rate_path.replace("market.rate", "market.snapshot_id")
+        und_path = rate_path.replace("market.rate", "market.underlying_id")
+        snapshot = self.snapshots(market.snapshot_id) if self.snapshots is not None else None
+        if snapshot is None:
+            what = f"no snapshot {market.snapshot_id!r} is stored" if self.snapshots is not None else \
+                "this service holds no market snapshots"
+            raise ServiceError(Code.NOT_FOUND, f"{snap_path}: {what}", [FieldViolation(snap_path, what)])
+        level, rate, q, used = resolve_snapshot(market.snapshot_id, snapshot, market.underlying_id, spec.underlying,
+                                                batch.columns["time_to_expiry"], und_path)
+        resolved = dataclasses.replace(market.inline, underlying=level, rate=rate, dividend_yield=q)
+        return resolved, used, {**fields, "underlying": und_path}
+
     # ------------------------------------------------------------------ one trade
     def price(
         self,
@@ -151,7 +178,13 @@ class PricingService:
         settings: Settings = DEFAULT_SETTINGS,
     ) -> PriceResult:
         """One trade of any product: a batch of one (every column of length 1) through the
-        engine's runner. The measures come back as price first, then by Measure number."""
+        engine's runner. The measures come back as price first, then by Measure number.
+        ``market``: a MarketBatch, or a SnapshotMarket resolved here."""
+        market, used, fields = self.resolve_market(spec, batch, market, fields)
+        result = self._price_one(spec, batch, market, measures, fields, settings)
+        return result._replace(market_used=used) if used is not None else result
+
+    def _price_one(self, spec, batch, market, measures, fields, settings) -> PriceResult:
         measures = (Measure.PRICE,) + tuple(sorted(set(measures) - {Measure.PRICE}))
         if self._fast_specs.get(int(spec.model)) is spec:
             return self._price_fast_one(spec, batch, market, measures, fields)
@@ -326,6 +359,7 @@ class PricingService:
         effective input, as for their measures."""
         self.check_rows(rows)
         self.check_settings(spec, settings, rows)
+        market, used, fields = self.resolve_market(spec, batch, market, fields)
         measures = tuple(measures) or (Measure.PRICE,)
         threads = self.threads_for(threads)
         if outputs is None:
@@ -358,7 +392,7 @@ class PricingService:
             row_codes=_rows.row_codes(status) if bad else np.zeros(rows, dtype=np.int32),
             errors=errors, error_count=bad, forward=fwd, discount_factor=df, time_to_expiry=t, volatility=vol,
             priced_by=spec.ref, compute_seconds=elapsed, threads=threads, chunks=chunks,
-            methods=tuple(spec.methods[m] for m in measures), stderr=outputs.stderr,
+            methods=tuple(spec.methods[m] for m in measures), stderr=outputs.stderr, market_used=used,
         )
 
     def _implied_vol_result(

@@ -80,8 +80,9 @@ def test_cli_snapshot_commands(server, tmp_path, capsys):
     path.write_text(json.dumps(d))
     target = ["--target", server.address]
     assert cli.main(["snapshot", "validate", str(path), *target]) == 0
+    assert "0 errors" in capsys.readouterr().out
     assert cli.main(["snapshot", "put", str(path), "--json", *target]) == 0
-    stored = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    stored = json.loads(capsys.readouterr().out)
     assert stored["created"] is True and stored["name"] == "cli-eod"
     assert cli.main(["snapshot", "list", "--name", "cli-eod", *target]) == 0
     assert stored["id"] in capsys.readouterr().out

@@ -71,14 +71,14 @@ NAN, INF = math.nan, math.inf
         (lambda r: r.european.ClearField("expiry"), "european.expiry"),
         (lambda r: r.market.ClearField("spot"), "market.spot"),
         (lambda r: setattr(r.market, "forward", 100.0), "market.forward"),
-        (lambda r: setattr(r.market, "snapshot_id", "eod-2026-11-23"), "market.snapshot_id"),
+        (lambda r: setattr(r.market, "snapshot_id", "eod-2026-11-23"), "market.spot"),  # a snapshot or inline data
+        (lambda r: setattr(r.market, "underlying_id", "SPX"), "market.snapshot_id"),  # no snapshot named
     ],
 )
 def test_price_rejects_bad_fields(channel, stub, mutate, field):
     request = good_request()
     mutate(request)
-    code = grpc.StatusCode.UNIMPLEMENTED if field == "market.snapshot_id" else grpc.StatusCode.INVALID_ARGUMENT
-    expect_invalid(stub.Price, request, field, code)
+    expect_invalid(stub.Price, request, field, grpc.StatusCode.INVALID_ARGUMENT)
     still_serving(channel, stub)
 
 

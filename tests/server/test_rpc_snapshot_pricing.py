@@ -1,0 +1,212 @@
+"""Pricing against a market snapshot held by the server, through Price, PriceBatch and a
+stream, against QuantLib with the same term structures and against the same trades priced
+with the equivalent inline numbers.
+
+Tolerances: the snapshot path hands the kernel r = the curve's zero rate at the expiry and
+q = the dividend curve's, so against the same trade priced inline with those numbers the
+price is bit for bit the same. Against QuantLib (ZeroCurve, linear in the zero rate,
+continuous compounding, ACT/365F with expiries on whole days so that times are exact;
+AnalyticDividendEuropeanEngine for cash dividends, the escrowed model) we allow 1e-12
+relative: the two evaluate the same formulas in a different order.
+"""
+
+import datetime as dt
+
+import grpc
+import numpy as np
+import pytest
+import QuantLib as ql
+from google.protobuf import timestamp_pb2
+
+from pricegrid.server.domain.curves import Interpolation, ValueKind, YieldCurve
+from pricegrid.server.pricers.curves import zero_rates
+from pricegrid.v1 import common_pb2 as cpb
+from pricegrid.v1 import market_pb2 as mpb
+from pricegrid.v1 import market_pb2_grpc
+from pricegrid.v1 import pricing_pb2 as pb
+from tests.server.richerr import violations
+
+TODAY = dt.date(2026, 12, 4)
+RATE_TIMES = [30 / 365, 91 / 365, 182 / 365, 1.0, 2.0, 5.0]
+RATES = [0.041, 0.0405, 0.0398, 0.0385, 0.0372, 0.0368]
+DIV_TIMES = [1.0, 3.0]
+DIVS = [0.013, 0.0142]
+CASH = [(45 / 365, 12.5), (136 / 365, 13.0), (227 / 365, 13.5)]
+
+
+def _snapshot():
+    as_of = timestamp_pb2.Timestamp()
+    as_of.FromDatetime(dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1))
+    zero = mpb.CURVE_VALUE_KIND_ZERO_RATE
+    linear = mpb.CURVE_INTERPOLATION_LINEAR_ZERO
+    return mpb.MarketSnapshot(
+        name="snapshot-pricing", as_of=as_of, valuation_date=cpb.Date(year=2026, month=12, day=4),
+        curves=[mpb.YieldCurve(id="USD-OIS", currency="USD", node_times=RATE_TIMES, values=RATES, value_kind=zero,
+                               interpolation=linear),
+                mpb.YieldCurve(id="SPX-DIV", currency="USD", node_times=DIV_TIMES, values=DIVS, value_kind=zero,
+                               interpolation=linear),
+                mpb.YieldCurve(id="EUR-ESTR", currency="EUR", node_times=[0.5, 1, 3], values=[0.019, 0.0195, 0.021],
+                               value_kind=zero, interpolation=linear)],
+        underlyings=[mpb.Underlying(id="SPX", currency="USD", spot=6000.0, discount_curve="USD-OIS",
+                                    dividend_curve="SPX-DIV"),
+                     mpb.Underlying(id="STOCK", currency="USD", spot=500.0, discount_curve="USD-OIS",
+                                    dividends=[mpb.CashDividend(time=t, amount=a) for t, a in CASH]),
+                     mpb.Underlying(id="EUA-DEC27", currency="EUR", futures_price=78.4, discount_curve="EUR-ESTR")],
+    )
+
+
+@pytest.fixture(scope="module")
+def snapshot_id(channel):
+    stub = market_pb2_grpc.MarketDataServiceStub(channel)
+    return stub.PutSnapshot(mpb.PutSnapshotRequest(snapshot=_snapshot()), timeout=10).info.id
+
+
+def _curve(times, values):
+    return YieldCurve("c", "USD", "ACT_365F", np.array(times), np.array(values), ValueKind.ZERO_RATE,
+                      Interpolation.LINEAR_ZERO)
+
+
+def request(snapshot_id, underlying="SPX", *, model=1, days=200, strike=6100.0, put=False, measures=(2, 3, 4, 5, 6)):
+    return pb.PriceRequest(
+        model=model, measures=list(measures),
+        european=pb.EuropeanOption(option_type=2 if put else 1, strike=strike,
+                                   expiry=pb.Expiry(year_fraction=days / 365)),
+        market=pb.Market(snapshot_id=snapshot_id, underlying_id=underlying, volatility=0.21),
+    )
+
+
+def test_a_trade_on_a_snapshot_is_the_trade_with_the_curves_numbers_inline(stub, snapshot_id):
+    for days in (0, 1, 30, 200, 400, 2000):
+        r = stub.Price(request(snapshot_id, days=days), timeout=10)
+        t = days / 365
+        rate = zero_rates(_curve(RATE_TIMES, RATES), [t])[0][0]
+        q = zero_rates(_curve(DIV_TIMES, DIVS), [t])[0][0]
+        inline = pb.PriceRequest(model=1, measures=[2, 3, 4, 5, 6],
+                                 european=pb.EuropeanOption(option_type=1, strike=6100.0,
+                                                            expiry=pb.Expiry(year_fraction=t)),
+                                 market=pb.Market(spot=6000.0, rate=rate, dividend_yield=q, volatility=0.21))
+        ref = stub.Price(inline, timeout=10)
+        assert r.price == ref.price and r.greeks == ref.greeks and r.inputs == ref.inputs  # bit for bit
+        assert r.market == pb.MarketUsed(snapshot_id=snapshot_id, underlying_id="SPX", discount_curve="USD-OIS",
+                                         dividend_curve="SPX-DIV")
+        assert not ref.HasField("market")
+
+
+def _ql_zero_curve(today, times, rates):
+    dc = ql.Actual365Fixed()
+    dates = [today] + [today + int(round(t * 365)) for t in times]
+    return ql.ZeroCurve(dates, [rates[0]] + list(rates), dc, ql.NullCalendar(), ql.Linear(), ql.Continuous)
+
+
+def test_against_quantlib_with_the_same_term_structures(stub, snapshot_id):
+    today = ql.Date(4, 12, 2026)
+    ql.Settings.instance().evaluationDate = today
+    rates = ql.YieldTermStructureHandle(_ql_zero_curve(today, RATE_TIMES, RATES))
+    divs = ql.YieldTermStructureHandle(_ql_zero_curve(today, DIV_TIMES, DIVS))
+    for curve in (rates, divs):
+        curve.enableExtrapolation()
+    vol = ql.BlackVolTermStructureHandle(ql.BlackConstantVol(today, ql.NullCalendar(), 0.21, ql.Actual365Fixed()))
+    process = ql.BlackScholesMertonProcess(ql.QuoteHandle(ql.SimpleQuote(6000.0)), divs, rates, vol)
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        days = int(rng.integers(1, 3 * 365))  # inside both curves' nodes (extrapolations differ: see curves.pyx)
+        strike = float(rng.uniform(4000, 8000))
+        put = bool(rng.integers(0, 2))
+        option = ql.VanillaOption(ql.PlainVanillaPayoff(ql.Option.Put if put else ql.Option.Call, strike),
+                                  ql.EuropeanExercise(today + days))
+        option.setPricingEngine(ql.AnalyticEuropeanEngine(process))
+        r = stub.Price(request(snapshot_id, days=days, strike=strike, put=put, measures=(2, 3)), timeout=10)
+        assert r.price == pytest.approx(option.NPV(), rel=1e-12, abs=1e-10)
+        assert r.greeks.delta == pytest.approx(option.delta(), rel=1e-11, abs=1e-12)
+        assert r.greeks.gamma == pytest.approx(option.gamma(), rel=1e-11, abs=1e-14)
+
+
+def test_cash_dividends_escrowed_against_quantlib(stub, snapshot_id):
+    today = ql.Date(4, 12, 2026)
+    ql.Settings.instance().evaluationDate = today
+    rates = ql.YieldTermStructureHandle(_ql_zero_curve(today, RATE_TIMES, RATES))
+    rates.enableExtrapolation()
+    flat = ql.YieldTermStructureHandle(ql.FlatForward(today, 0.0, ql.Actual365Fixed()))
+    vol = ql.BlackVolTermStructureHandle(ql.BlackConstantVol(today, ql.NullCalendar(), 0.21, ql.Actual365Fixed()))
+    process = ql.BlackScholesMertonProcess(ql.QuoteHandle(ql.SimpleQuote(500.0)), flat, rates, vol)
+    dividends = ql.DividendVector([today + int(round(t * 365)) for t, _ in CASH], [a for _, a in CASH])
+    for days in (20, 45, 46, 100, 136, 200, 227, 300, 700):
+        for put in (False, True):
+            option = ql.VanillaOption(ql.PlainVanillaPayoff(ql.Option.Put if put else ql.Option.Call, 480.0),
+                                      ql.EuropeanExercise(today + days))
+            option.setPricingEngine(ql.AnalyticDividendEuropeanEngine(process, dividends))
+            r = stub.Price(request(snapshot_id, "STOCK", days=days, strike=480.0, put=put, measures=(2,)), timeout=10)
+            assert r.price == pytest.approx(option.NPV(), rel=1e-12), (days, put)
+            assert r.market.dividends == sum(1 for t, _ in CASH if t * 365 <= days)
+
+
+def test_futures_options_under_black_76(stub, snapshot_id):
+    r = stub.Price(request(snapshot_id, "EUA-DEC27", model=2, strike=80.0, days=365), timeout=10)
+    assert r.inputs.forward == 78.4 and r.market.discount_curve == "EUR-ESTR"
+    assert r.inputs.discount_factor == pytest.approx(np.exp(-0.0195), rel=1e-15)
+
+
+@pytest.mark.parametrize(
+    "mutate, field, code",
+    [
+        (lambda r: setattr(r.market, "snapshot_id", "0" * 32), "market.snapshot_id", grpc.StatusCode.NOT_FOUND),
+        (lambda r: setattr(r.market, "underlying_id", "NDX"), "market.underlying_id", grpc.StatusCode.NOT_FOUND),
+        (lambda r: setattr(r.market, "underlying_id", ""), "market.underlying_id", grpc.StatusCode.INVALID_ARGUMENT),
+        (lambda r: setattr(r.market, "underlying_id", "EUA-DEC27"), "market.underlying_id",
+         grpc.StatusCode.INVALID_ARGUMENT),  # a futures price under BSM
+        (lambda r: setattr(r.market, "spot", 100.0), "market.spot", grpc.StatusCode.INVALID_ARGUMENT),
+        (lambda r: setattr(r.market, "rate", 0.01), "market.rate", grpc.StatusCode.INVALID_ARGUMENT),
+        (lambda r: setattr(r.market, "volatility", -0.2), "market.volatility", grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
+def test_bad_references_name_the_field(stub, snapshot_id, mutate, field, code):
+    r = request(snapshot_id)
+    mutate(r)
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Price(r, timeout=10)
+    assert e.value.code() == code and field in [f for f, _ in violations(e.value)], violations(e.value)
+    assert stub.Price(request(snapshot_id), timeout=10).price > 0  # and the server goes on
+
+
+def test_a_lookback_on_a_snapshot_needs_its_extremes(stub, snapshot_id):
+    r = pb.PriceRequest(model=1, lookback=pb.LookbackOption(strike_type=1, option_type=1, expiry=pb.Expiry(year_fraction=0.5)),
+                        market=pb.Market(snapshot_id=snapshot_id, underlying_id="SPX", volatility=0.2))
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Price(r, timeout=10)
+    assert violations(e.value)[0][0] == "lookback.running_minimum"
+    r.lookback.running_minimum, r.lookback.running_maximum = 5800.0, 6100.0
+    assert stub.Price(r, timeout=10).market.underlying_id == "SPX"
+
+
+def test_a_batch_on_a_snapshot(stub, snapshot_id):
+    n = 5000
+    rng = np.random.default_rng(9)
+    days = rng.integers(0, 3000, n)
+    strike = rng.uniform(4000, 8000, n)
+    t = days / 365.0
+    req = pb.PriceBatchRequest(model=1, measures=[1, 2, 4])
+    req.european.option_type.raw = rng.integers(1, 3, n).astype("<i4").tobytes()
+    req.european.strike.raw = strike.astype("<f8").tobytes()
+    req.european.time_to_expiry.raw = t.astype("<f8").tobytes()
+    req.market.snapshot_id, req.market.underlying_id = snapshot_id, "STOCK"
+    req.market.volatility.values.append(0.25)
+    out = stub.PriceBatch(req, timeout=30)
+    assert out.error_count == 0 and out.market.underlying_id == "STOCK" and out.market.dividends == 3
+    price = np.frombuffer(out.columns[0].values.raw, dtype="<f8")
+    for i in rng.choice(n, 40, replace=False):  # each row as a single trade on the same snapshot
+        one = request(snapshot_id, "STOCK", days=int(days[i]), strike=float(strike[i]),
+                      put=np.frombuffer(req.european.option_type.raw, "<i4")[i] == 2, measures=())
+        one.market.volatility = 0.25
+        assert price[i] == pytest.approx(stub.Price(one, timeout=10).price, rel=1e-14, abs=1e-12)
+    req.market.spot.values.append(1.0)
+    with pytest.raises(grpc.RpcError) as e:
+        stub.PriceBatch(req, timeout=30)
+    assert violations(e.value)[0][0] == "market.spot"
+
+
+def test_a_stream_trade_on_a_snapshot_names_fields_inside_the_message(stub, snapshot_id):
+    good = pb.PriceStreamRequest(correlation_id="a", price=request(snapshot_id))
+    bad = pb.PriceStreamRequest(correlation_id="b", price=request("f" * 32))
+    replies = list(stub.PriceStream(iter([good, bad]), timeout=10))
+    assert replies[0].result.market.snapshot_id == snapshot_id
+    assert replies[1].error.field == "price.market.snapshot_id" and replies[1].error.code == 5
