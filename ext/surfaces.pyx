@@ -7,7 +7,7 @@ Design
    call, O(slices x nodes)), the slices (grid row, raw SVI, Hagan's SABR), the interpolation
    between slices (``pg_surface_point``), raw SVI's derivatives with Durrleman's g, and the
    undiscounted Black call on total variance used by the butterfly checks.
-2. Loops: ``evaluate`` cuts the points into blocks of ``PG_SURFACE_BLOCK`` (256) and
+2. Loops: ``evaluate`` cuts the points into blocks of ``PG_SURF_BLOCK`` (256) and
    evaluates each point on its own: one branch-free binary search over the expiries (and,
    for a grid, one over the strike nodes), then at most two slices. Blocks run on one
    thread below ``PARALLEL_THRESHOLD`` points, else in a ``prange`` over blocks, GIL
@@ -26,8 +26,12 @@ Design
      2014, pp. 59-71, sec. 3.1 eq. (3.1)) in total variance: w_i(k) = a + b (rho (k - m)
      + sqrt((k - m)^2 + sigma^2)), k = ln(K/F). Parameter bounds (G-J sec. 3.1): b >= 0,
      |rho| < 1, sigma > 0, a + b sigma sqrt(1 - rho^2) >= 0 (w >= 0), and the wing bound
-     b (1 + |rho|) <= 4 (slopes of w within Rogers & Tehranchi's 4; Lee's moment formula
-     tightens the asymptotic slope to 2, which is a modelling choice left to the caller).
+     b (1 + |rho|) <= 4 (the slopes of w within 4 everywhere: Rogers & Tehranchi, "Can the
+     implied volatility surface move by parallel shifts?", Finance Stoch. 14, 2010). Lee's
+     moment formula (R. Lee, "The moment formula for implied volatility at extreme strikes",
+     Math. Finance 14(3), 2004) bounds the asymptotic slopes b (1 +- rho) of w by 2, i.e.
+     b (1 + |rho|) <= 2 for no arbitrage; slices between 2 and 4 are accepted here and
+     reported by the pricer layer's butterfly check ("lee_wing"), not refused.
    - ``SABR``: P. S. Hagan, D. Kumar, A. S. Lesniewski and D. E. Woodward, "Managing smile
      risk", Wilmott Magazine, Sept. 2002, pp. 84-108, eq. (2.17a) with its ATM limit
      (2.18): the lognormal vol of (F, K, T_i; alpha, beta, rho, nu) per slice, each slice

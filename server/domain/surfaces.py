@@ -244,7 +244,8 @@ class SviSurface(_Surface):
 
         Bounds (Gatheral & Jacquier 2014, sec. 3.1): b >= 0, |rho| < 1, sigma > 0,
         a + b sigma sqrt(1 - rho^2) >= 0 (total variance never negative) and the wing bound
-        b (1 + |rho|) <= 4 (the slopes of w in k within 4).
+        b (1 + |rho|) <= 4 (the slopes of w in k within 4, Rogers & Tehranchi 2010). Lee's
+        tighter asymptotic bound of 2 is an arbitrage check (pricer layer), not a refusal.
         """
         out, go_on = self._head(self._numeric)
         if not go_on:

@@ -19,7 +19,10 @@ Arbitrage checks (quality gates, reported per node, never raised):
 * ``butterfly_arbitrage``: grid and SABR: undiscounted Black call prices on the slice's
   vols at each expiry, decreasing in strike with slopes in [-1, 0] (call spreads) and
   convex in strike (butterflies); SVI: Durrleman's g(k) >= 0 on a log-moneyness grid
-  (Gatheral & Jacquier 2014, Lemma 2.2).
+  (Gatheral & Jacquier 2014, Lemma 2.2) and Lee's moment formula on the wings: the
+  asymptotic slopes b (1 - rho) (left) and b (1 + rho) (right) of w at most 2 (R. Lee,
+  Math. Finance 14(3), 2004). The surfaces accept wing slopes up to 4 (the kernel's bound);
+  slopes in (2, 4] are arbitrage and are reported here as "lee_wing".
 """
 
 from __future__ import annotations
@@ -61,10 +64,12 @@ class Finding:
     point's index (grid: the strike node; SVI/SABR: the index in the checked k grid;
     butterflies: the middle strike; call spreads: the left strike of the pair). ``value`` is
     the violated quantity (calendar: w_i+1 - w_i; spread: the slope outside [-1, 0];
-    butterfly: the change of slope; durrleman: g), ``at`` the axis point itself.
+    butterfly: the change of slope; durrleman: g; lee_wing: the wing's slope of w, with
+    ``node`` -1 and ``at`` -inf for the left wing, ``node`` -2 and ``at`` +inf for the right),
+    ``at`` the axis point itself.
     """
 
-    check: str     # "calendar", "call_spread", "butterfly", "durrleman"
+    check: str     # "calendar", "call_spread", "butterfly", "durrleman", "lee_wing"
     expiry: int
     node: int
     at: float
@@ -163,7 +168,7 @@ def butterfly_arbitrage(surface: Surface, *, forwards=None, log_moneyness=DEFAUL
     scale with F): slopes (C_j+1 - C_j)/(K_j+1 - K_j) in [-1, 0] and non-decreasing
     (convexity), both within ``tolerance`` (dimensionless slopes). SABR: the same on
     K = F e^k for k in ``log_moneyness`` (F from ``forwards``, default 1). SVI: Durrleman's
-    g(k) >= -tolerance at each k of ``log_moneyness``.
+    g(k) >= -tolerance at each k of ``log_moneyness``, and each wing's slope of w <= 2 (Lee).
     """
     t = np.asarray(surface.expiries, dtype=np.float64)
     n = t.shape[0]
@@ -183,6 +188,10 @@ def butterfly_arbitrage(surface: Surface, *, forwards=None, log_moneyness=DEFAUL
                 raise ValueError(f"params[{i}] or the k grid is invalid (see validate())")
             found.extend(Finding("durrleman", i, int(j), float(k_grid[j]), float(out[3, j]))
                          for j in np.flatnonzero(out[3] < -tolerance))
+            b, rho = float(surface.params[i, 1]), float(surface.params[i, 2])
+            for node, at, slope in ((-1, -np.inf, b * (1.0 - rho)), (-2, np.inf, b * (1.0 + rho))):
+                if slope > 2.0:
+                    found.append(Finding("lee_wing", i, node, at, slope))
         return found
     for i in range(n):
         if isinstance(surface, GridSurface):

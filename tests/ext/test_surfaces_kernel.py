@@ -653,6 +653,12 @@ def test_pricer_evaluates_through_the_kernel_and_checks_arbitrage():
     found = pricer.calendar_arbitrage(svi)
     assert found and all(f.check == "calendar" and f.expiry == 1 and f.value < 0 for f in found)
     assert len(found) == len(pricer.DEFAULT_LOG_MONEYNESS)
+    # Lee's moment formula: wing slopes b (1 -+ rho) of w above 2 are found, per wing
+    steep = SviSurface("STEEP", "SPX", [1.0, 2.0], [[0.02, 1.5, 0.5, 0.0, 0.2], [0.04, 1.5, -0.5, 0.0, 0.2]])
+    assert steep.validate() == []  # b (1 + |rho|) = 2.25 <= 4
+    lee = [(f.expiry, f.node, f.at, f.value) for f in pricer.butterfly_arbitrage(steep) if f.check == "lee_wing"]
+    assert lee == [(0, -2, np.inf, 2.25), (1, -1, -np.inf, 2.25)]
+    assert not [f for f in pricer.butterfly_arbitrage(svi) if f.check == "lee_wing"]
     bad = SviSurface("BAD", "SPX", [1.0], [[0.02, -0.1, 0.0, 0.0, 0.2]])
     v, status = pricer.vols(bad, [1.0], [1.0], [1.0])
     assert status[0] == pgs.BAD_VOL and np.isnan(v[0])
