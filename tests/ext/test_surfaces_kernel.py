@@ -646,6 +646,8 @@ def test_pricer_evaluates_through_the_kernel_and_checks_arbitrage():
     assert all(f.expiry == 2 and f.node in (4, 5, 6) for f in found)
     with pytest.raises(ValueError, match="forward"):
         pricer.butterfly_arbitrage(grid)
+    flat_strikes = GridSurface("FLATK", "SPX", t, StrikeAxis.STRIKE, np.linspace(50, 150, 11), np.full((6, 11), 0.2))
+    assert pricer.butterfly_arbitrage(flat_strikes, forwards=100.0 * np.exp(0.02 * t)) == []
     # SVI and SABR: a sound surface passes both checks; crossing slices are found
     sabr = SabrSurface("SABR", "EURIBOR", [0.5, 1.0, 2.0], [[0.2, 1.0, -0.3, 0.4]] * 3)
     assert pricer.calendar_arbitrage(sabr) == [] and pricer.butterfly_arbitrage(sabr) == []
