@@ -1,0 +1,370 @@
+/* Volatility surfaces: checks of a surface's data, the slices (grid, SVI raw, SABR), the
+ * interpolation between slices and the block loop built from them. The design note of
+ * surfaces.pyx gives the conventions; the numerics are written out here.
+ *
+ * 1. A surface is n slices at expiries 0 < T_1 < ... < T_n (year fractions). At a query
+ *    point (T, K, F) every slice i gives a variance per unit time s_i >= 0 at the point's
+ *    own axis coordinate (the slice's implied vol squared, sigma_i^2 = w_i / T_i):
+ *      GRID  the axis coordinate x of the point (K, K/F or ln(K/F)) is clamped to
+ *            [x_1, x_p] and s_i(x) = (1 - u) s_ij + u s_i,j+1, u = (x - x_j)/(x_j+1 - x_j),
+ *            s_ij = vol_ij^2: linear in total variance across strikes at fixed T_i (w = s T_i).
+ *      SVI   Gatheral's raw SVI in total variance, k = ln(K/F):
+ *            w_i(k) = a + b (rho (k - m) + sqrt((k - m)^2 + sigma^2)), s_i = w_i / T_i.
+ *      SABR  Hagan et al. (2002) eq. (2.17a): s_i = sigma_B(F, K; T_i, alpha_i, beta_i,
+ *            rho_i, nu_i)^2, the point's own F and K on every slice (so K/F is fixed).
+ * 2. Between slices, total variance is linear in T at the fixed axis coordinate:
+ *      T_i <= T < T_i+1:  w = (1 - l) T_i s_i + l T_i+1 s_i+1,  l = (T - T_i)/(T_i+1 - T_i),
+ *      vol = sqrt(w / T)  (at l = 0 exactly: vol = sqrt(s_i), so nodes come back as given);
+ *    before T_1 (0 <= T < T_1): vol = sqrt(s_1), w = s_1 T (flat vol, w through the origin);
+ *    from T_n on (T >= T_n):    vol = sqrt(s_n), w = s_n T (flat vol).
+ *    QuantLib's BlackVarianceSurface (Bilinear, ConstantExtrapolation both sides) computes
+ *    the same thing for the absolute-strike grid: it prepends a zero-variance row at t = 0,
+ *    interpolates variance bilinearly in (t, K), clamps K to the strike range and scales the
+ *    last row's variance by t/T_n beyond T_n.
+ * 3. SABR's z/x(z): x(z) = ln((sqrt(1 - 2 rho z + z^2) + z - rho)/(1 - rho)) is evaluated
+ *    without cancellation: q = sqrt(B) + z - rho is formed as such when z >= rho and as
+ *    (1 - rho^2)/(sqrt(B) - (z - rho)) otherwise; x = log1p(u) with
+ *    u = z (q + 1 - rho)/((sqrt(B) + 1)(1 - rho)) (= q/(1 - rho) - 1) when q/(1 - rho) is
+ *    within [0.5, 1.5], else log(q/(1 - rho)). For |z| < 1e-7, z/x = 1 - rho z/2 +
+ *    (2 - 3 rho^2) z^2/12 (Hagan's expansion; the next term is O(z^3) < 1e-20).
+ * 4. Lookup: one branch-free binary search over the expiries per point (and one over the
+ *    strike nodes for a grid). Each point is evaluated on its own with scalar code, so its
+ *    bits depend neither on its place in the batch nor on the thread split.
+ */
+#ifndef PG_SURFACES_H
+#define PG_SURFACES_H
+
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "pg_status.h"
+#include "pg_inputs.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+static inline int pg_surface_max_threads(void) { return omp_get_max_threads(); }
+#else
+static inline int pg_surface_max_threads(void) { return 1; }
+#endif
+
+#if defined(__GNUC__)
+#define PG_SURF_INLINE static inline __attribute__((always_inline))
+#else
+#define PG_SURF_INLINE static inline
+#endif
+
+/* Surface kinds (the same numbers as pricegrid.server.domain.surfaces.SurfaceKind). */
+#define PG_SURF_GRID  1
+#define PG_SURF_SVI   2
+#define PG_SURF_SABR  3
+
+/* Strike axes of a grid (pricegrid.server.domain.surfaces.StrikeAxis). */
+#define PG_AXIS_STRIKE         1   /* absolute strike K */
+#define PG_AXIS_MONEYNESS      2   /* forward moneyness K/F */
+#define PG_AXIS_LOG_MONEYNESS  3   /* ln(K/F) */
+
+/* Measures. */
+#define PG_SURF_VOL             1   /* Black (lognormal) implied vol */
+#define PG_SURF_TOTAL_VARIANCE  2   /* vol^2 T */
+#define PG_SURF_MEASURE_MAX     2
+
+/* Parameter columns of the slices. */
+#define PG_SVI_A      0
+#define PG_SVI_B      1
+#define PG_SVI_RHO    2
+#define PG_SVI_M      3
+#define PG_SVI_SIGMA  4
+#define PG_SVI_COLUMNS 5
+#define PG_SABR_ALPHA 0
+#define PG_SABR_BETA  1
+#define PG_SABR_RHO   2
+#define PG_SABR_NU    3
+#define PG_SABR_COLUMNS 4
+
+/* Check bits of expiries, axis nodes and slice values (pg_surface_prepare). */
+#define PG_SURF_NOT_FINITE       (1 << 0)
+#define PG_SURF_NOT_POSITIVE     (1 << 1)  /* expiry, strike/moneyness node, vol, alpha, sigma */
+#define PG_SURF_DUPLICATE        (1 << 2)  /* equal to the previous one */
+#define PG_SURF_NOT_INCREASING   (1 << 3)  /* below the previous one */
+#define PG_SURF_OUT_OF_BOUNDS    (1 << 4)  /* b < 0, |rho| >= 1, beta outside [0, 1], nu < 0 */
+#define PG_SURF_MIN_VARIANCE     (1 << 5)  /* SVI (on a): a + b sigma sqrt(1 - rho^2) < 0 */
+#define PG_SURF_WING             (1 << 6)  /* SVI (on b): b (1 + |rho|) > 4 */
+#define PG_SURF_OVERFLOW         (1 << 7)  /* grid: vol^2 T not finite */
+
+#define PG_SURF_BLOCK 256
+
+typedef struct {
+    int kind, axis;
+    int n, p, q;          /* slices, axis nodes (grid), values per slice */
+    const double *T;      /* n expiries */
+    const double *x;      /* p axis nodes (grid) */
+    const double *v;      /* n x q values, row-major */
+    const double *s;      /* grid: n x p variances vol^2 (workspace) */
+    int bad;
+} pg_surface;
+
+/* ------------------------------------------------------------------------- checks */
+
+static int pg_surf_axis_check(const double *x, int i, int positive)
+{
+    int s = 0;
+    const double xi = x[i];
+    if (!pg_finite(xi)) s |= PG_SURF_NOT_FINITE;
+    else if (positive && !(xi > 0.0)) s |= PG_SURF_NOT_POSITIVE;
+    if (i > 0 && pg_finite(xi) && pg_finite(x[i - 1])) {
+        if (xi == x[i - 1]) s |= PG_SURF_DUPLICATE;
+        else if (xi < x[i - 1]) s |= PG_SURF_NOT_INCREASING;
+    }
+    return s;
+}
+
+/* Check a surface and fill the grid's workspace `work` (n * p doubles; may be NULL for SVI
+ * and SABR). expiry_status (n), node_status (p) and value_status (n * q), each optional,
+ * get the PG_SURF_* bits. Returns the number of flagged entries; the surface is usable only
+ * when that is 0, n >= 1 and (for a grid) p >= 1. Codes and shapes are the caller's. */
+static int pg_surface_prepare(pg_surface *S, int kind, int axis, int n, const double *T, int p,
+                              const double *x, int q, const double *v, double *work,
+                              int *expiry_status, int *node_status, int *value_status)
+{
+    int bad = 0;
+    S->kind = kind; S->axis = axis; S->n = n; S->p = p; S->q = q;
+    S->T = T; S->x = x; S->v = v; S->s = work;
+
+    for (int i = 0; i < n; i++) {
+        const int s = pg_surf_axis_check(T, i, 1);
+        if (expiry_status) expiry_status[i] = s;
+        bad += (s != 0);
+    }
+    if (kind == PG_SURF_GRID) {
+        for (int j = 0; j < p; j++) {
+            const int s = pg_surf_axis_check(x, j, axis != PG_AXIS_LOG_MONEYNESS);
+            if (node_status) node_status[j] = s;
+            bad += (s != 0);
+        }
+        for (int i = 0; i < n; i++) {
+            for (int j = 0; j < p; j++) {
+                const double vol = v[(size_t)i * q + j];
+                int s = 0;
+                if (!pg_finite(vol)) s |= PG_SURF_NOT_FINITE;
+                else if (!(vol > 0.0)) s |= PG_SURF_NOT_POSITIVE;
+                else if (!pg_finite(vol * vol * (pg_finite(T[i]) ? T[i] : 0.0))) s |= PG_SURF_OVERFLOW;
+                if (work) work[(size_t)i * p + j] = s ? 0.0 : vol * vol;
+                if (value_status) value_status[(size_t)i * q + j] = s;
+                bad += (s != 0);
+            }
+        }
+    } else if (kind == PG_SURF_SVI) {
+        for (int i = 0; i < n; i++) {
+            const double *r = v + (size_t)i * q;
+            int st[PG_SVI_COLUMNS] = {0, 0, 0, 0, 0};
+            int finite = 1;
+            for (int c = 0; c < PG_SVI_COLUMNS; c++)
+                if (!pg_finite(r[c])) { st[c] |= PG_SURF_NOT_FINITE; finite = 0; }
+            const double a = r[PG_SVI_A], b = r[PG_SVI_B], rho = r[PG_SVI_RHO], sig = r[PG_SVI_SIGMA];
+            if (pg_finite(b) && !(b >= 0.0)) st[PG_SVI_B] |= PG_SURF_OUT_OF_BOUNDS;
+            if (pg_finite(rho) && !(fabs(rho) < 1.0)) st[PG_SVI_RHO] |= PG_SURF_OUT_OF_BOUNDS;
+            if (pg_finite(sig) && !(sig > 0.0)) st[PG_SVI_SIGMA] |= PG_SURF_NOT_POSITIVE;
+            int ok = finite;
+            for (int c = 0; c < PG_SVI_COLUMNS; c++) ok &= (st[c] == 0);
+            if (ok) {
+                if (!(a + b * sig * sqrt((1.0 - rho) * (1.0 + rho)) >= 0.0)) st[PG_SVI_A] |= PG_SURF_MIN_VARIANCE;
+                if (!(b * (1.0 + fabs(rho)) <= 4.0)) st[PG_SVI_B] |= PG_SURF_WING;
+            }
+            for (int c = 0; c < PG_SVI_COLUMNS; c++) {
+                if (value_status) value_status[(size_t)i * q + c] = st[c];
+                bad += (st[c] != 0);
+            }
+        }
+    } else {  /* SABR */
+        for (int i = 0; i < n; i++) {
+            const double *r = v + (size_t)i * q;
+            int st[PG_SABR_COLUMNS] = {0, 0, 0, 0};
+            for (int c = 0; c < PG_SABR_COLUMNS; c++)
+                if (!pg_finite(r[c])) st[c] |= PG_SURF_NOT_FINITE;
+            if (!st[PG_SABR_ALPHA] && !(r[PG_SABR_ALPHA] > 0.0)) st[PG_SABR_ALPHA] |= PG_SURF_NOT_POSITIVE;
+            if (!st[PG_SABR_BETA] && !(r[PG_SABR_BETA] >= 0.0 && r[PG_SABR_BETA] <= 1.0))
+                st[PG_SABR_BETA] |= PG_SURF_OUT_OF_BOUNDS;
+            if (!st[PG_SABR_RHO] && !(fabs(r[PG_SABR_RHO]) < 1.0)) st[PG_SABR_RHO] |= PG_SURF_OUT_OF_BOUNDS;
+            if (!st[PG_SABR_NU] && !(r[PG_SABR_NU] >= 0.0)) st[PG_SABR_NU] |= PG_SURF_OUT_OF_BOUNDS;
+            for (int c = 0; c < PG_SABR_COLUMNS; c++) {
+                if (value_status) value_status[(size_t)i * q + c] = st[c];
+                bad += (st[c] != 0);
+            }
+        }
+    }
+    S->bad = bad;
+    return bad;
+}
+
+/* ------------------------------------------------------------------------- pointwise */
+
+/* Number of entries of the increasing array a[0..n) that are <= t (branch-free search). */
+PG_SURF_INLINE int pg_surf_count_le(const double *a, int n, double t)
+{
+    if (n == 0 || !(a[0] <= t)) return 0;
+    int base = 0, len = n;
+    while (len > 1) {
+        const int half = len >> 1;
+        base = (a[base + half] <= t) ? base + half : base;
+        len -= half;
+    }
+    return base + 1;
+}
+
+/* Raw SVI total variance and its first two derivatives in k. */
+PG_SURF_INLINE double pg_svi_w(const double *r, double k)
+{
+    const double d = k - r[PG_SVI_M], sig = r[PG_SVI_SIGMA];
+    return r[PG_SVI_A] + r[PG_SVI_B] * (r[PG_SVI_RHO] * d + sqrt(d * d + sig * sig));
+}
+
+PG_SURF_INLINE void pg_svi_eval(const double *r, double k, double *w, double *w1, double *w2)
+{
+    const double d = k - r[PG_SVI_M], sig = r[PG_SVI_SIGMA], b = r[PG_SVI_B];
+    const double h2 = d * d + sig * sig, h = sqrt(h2);
+    *w = r[PG_SVI_A] + b * (r[PG_SVI_RHO] * d + h);
+    *w1 = b * (r[PG_SVI_RHO] + d / h);
+    *w2 = b * sig * sig / (h2 * h);
+}
+
+/* Durrleman's condition (Gatheral & Jacquier 2014, Lemma 2.2): the density is
+ * g(k) = (1 - k w'/(2w))^2 - (w'^2/4)(1/w + 1/4) + w''/2 times a positive factor, so no
+ * butterfly arbitrage needs g >= 0. */
+PG_SURF_INLINE double pg_durrleman_g(double k, double w, double w1, double w2)
+{
+    const double c = 1.0 - k * w1 / (2.0 * w);
+    return c * c - 0.25 * w1 * w1 * (1.0 / w + 0.25) + 0.5 * w2;
+}
+
+/* z / x(z) of Hagan et al. (2002) eq. (2.17a), see note 3. */
+PG_SURF_INLINE double pg_sabr_z_over_x(double z, double rho)
+{
+    if (fabs(z) < 1e-7) return 1.0 - 0.5 * rho * z + (2.0 - 3.0 * rho * rho) * z * z / 12.0;
+    const double omr = 1.0 - rho, d = z - rho;
+    const double sb = sqrt(d * d + omr * (1.0 + rho));
+    const double qq = (d >= 0.0) ? sb + d : omr * (1.0 + rho) / (sb - d);
+    const double tmp = qq / omr;
+    const double x = (tmp >= 0.5 && tmp <= 1.5) ? log1p(z * (qq + omr) / ((sb + 1.0) * omr)) : log(tmp);
+    return z / x;
+}
+
+/* Hagan, Kumar, Lesniewski & Woodward (2002), "Managing smile risk", Wilmott Magazine,
+ * pp. 84-108, eq. (2.17a) (K != F) and its limit (2.18) at K = F (z -> 0): the Black
+ * implied vol of strike K, forward F, expiry T. */
+PG_SURF_INLINE double pg_sabr_vol(double K, double F, double T, double alpha, double beta,
+                                  double rho, double nu)
+{
+    const double omb = 1.0 - beta, o2 = omb * omb;
+    const double L = log(F / K), L2 = L * L;
+    const double A = pow(F * K, 0.5 * omb);          /* (FK)^((1-beta)/2) */
+    const double D = A * (1.0 + o2 * L2 / 24.0 + o2 * o2 * L2 * L2 / 1920.0);
+    const double z = nu / alpha * A * L;
+    const double corr = 1.0 + T * (o2 * alpha * alpha / (24.0 * A * A)
+                                   + 0.25 * rho * beta * nu * alpha / A
+                                   + (2.0 - 3.0 * rho * rho) * nu * nu / 24.0);
+    return alpha / D * pg_sabr_z_over_x(z, rho) * corr;
+}
+
+/* Undiscounted Black call on forward F, strike K, total variance w (>= 0). */
+PG_SURF_INLINE double pg_black_call_w(double F, double K, double w)
+{
+    if (!(w > 0.0)) return fmax(F - K, 0.0);
+    const double sd = sqrt(w), d1 = (log(F / K) + 0.5 * w) / sd, d2 = d1 - sd;
+    return F * 0.5 * erfc(-d1 * M_SQRT1_2) - K * 0.5 * erfc(-d2 * M_SQRT1_2);
+}
+
+/* Variance per unit time of slice i at the point (see note 1). Grid: j, u from the axis. */
+PG_SURF_INLINE double pg_surf_slice(const pg_surface *S, int i, int j, double u, double K,
+                                    double F, double k)
+{
+    if (S->kind == PG_SURF_GRID) {
+        const double *s = S->s + (size_t)i * S->p;
+        return (u == 0.0) ? s[j] : (1.0 - u) * s[j] + u * s[j + 1];
+    }
+    const double *r = S->v + (size_t)i * S->q;
+    if (S->kind == PG_SURF_SVI)  /* >= 0 for valid parameters; fmax drops rounding below 0 */
+        return fmax(pg_svi_w(r, k), 0.0) / S->T[i];
+    const double sig = pg_sabr_vol(K, F, S->T[i], r[PG_SABR_ALPHA], r[PG_SABR_BETA],
+                                   r[PG_SABR_RHO], r[PG_SABR_NU]);
+    return (sig >= 0.0) ? sig * sig : NAN;  /* the expansion gave a negative vol */
+}
+
+/* vol and total variance at a valid point; returns 0 or PG_NOT_FINITE. */
+PG_SURF_INLINE int pg_surface_point(const pg_surface *S, double t, double K, double F,
+                                    double *vol, double *var)
+{
+    int j = 0;
+    double u = 0.0, k = 0.0;
+    if (S->kind == PG_SURF_GRID) {
+        const double *x = S->x;
+        const int p = S->p;
+        double xa = (S->axis == PG_AXIS_STRIKE) ? K
+                  : (S->axis == PG_AXIS_MONEYNESS) ? K / F : log(K / F);
+        if (!(xa > x[0])) { j = 0; u = 0.0; }
+        else if (!(xa < x[p - 1])) { j = p - 1; u = 0.0; }
+        else {
+            j = pg_surf_count_le(x, p, xa) - 1;   /* x_j <= xa < x_j+1 */
+            u = (xa - x[j]) / (x[j + 1] - x[j]);
+        }
+    } else {
+        k = log(K / F);
+    }
+    const int n = S->n;
+    const int c = pg_surf_count_le(S->T, n, t);  /* T_c-1 <= t < T_c */
+    double w, sg;
+    if (c == 0 || c == n) {
+        const double s = pg_surf_slice(S, c == 0 ? 0 : n - 1, j, u, K, F, k);
+        sg = sqrt(s);
+        w = s * t;
+    } else {
+        const double T0 = S->T[c - 1], T1 = S->T[c];
+        const double s0 = pg_surf_slice(S, c - 1, j, u, K, F, k);
+        if (t == T0) {
+            sg = sqrt(s0);
+            w = s0 * t;
+        } else {
+            const double s1 = pg_surf_slice(S, c, j, u, K, F, k);
+            const double l = (t - T0) / (T1 - T0);
+            w = (1.0 - l) * T0 * s0 + l * T1 * s1;
+            sg = sqrt(w / t);
+        }
+    }
+    *vol = sg;
+    *var = w;
+    return (pg_finite(sg) && pg_finite(w) && w >= 0.0) ? 0 : PG_NOT_FINITE;
+}
+
+/* ------------------------------------------------------------------------- block loop */
+
+/* Points [start, start + m): measure meas[j] of point i goes to out[j * ldo + i] for j < k;
+ * status[i] gets pg_status.h bits: PG_BAD_TIME (T NaN, infinite or < 0), PG_BAD_STRIKE
+ * (K not finite or not > 0), PG_BAD_UNDERLYING (F not finite or not > 0, where the surface
+ * reads F: moneyness axes, SVI, SABR), PG_BAD_VOL (every point, when the surface failed its
+ * checks), PG_NOT_FINITE (valid inputs, no finite non-negative variance, e.g. a SABR
+ * expansion gone negative). Every output of a failed point is NaN. F is read at
+ * F[i * fstep] (fstep 0: one forward for every point). Returns the number of failed points. */
+static ptrdiff_t pg_surface_block(const pg_surface *S, const double *T, const double *K,
+                                  const double *F, int fstep, ptrdiff_t start, int m,
+                                  const int *meas, int k, double *out, ptrdiff_t ldo, int *status)
+{
+    const int surface_bad = (S->bad != 0 || S->n < 1 || (S->kind == PG_SURF_GRID && S->p < 1));
+    const int needs_f = !(S->kind == PG_SURF_GRID && S->axis == PG_AXIS_STRIKE);
+    ptrdiff_t nbad = 0;
+    for (int ii = 0; ii < m; ii++) {
+        const ptrdiff_t i = start + ii;
+        const double t = T[i], kk = K[i], f = F[i * fstep];
+        int s = (t >= 0.0 && t <= PG_DBL_MAX) ? 0 : PG_BAD_TIME;
+        s |= (kk > 0.0 && kk <= PG_DBL_MAX) ? 0 : PG_BAD_STRIKE;
+        if (needs_f) s |= (f > 0.0 && f <= PG_DBL_MAX) ? 0 : PG_BAD_UNDERLYING;
+        if (surface_bad) s |= PG_BAD_VOL;
+        double vol = NAN, var = NAN;
+        if (!s) s = pg_surface_point(S, t, kk, f, &vol, &var);
+        if (s) { vol = NAN; var = NAN; nbad++; }
+        for (int j = 0; j < k; j++) out[j * ldo + i] = (meas[j] == PG_SURF_VOL) ? vol : var;
+        status[i] = s;
+    }
+    return nbad;
+}
+
+#endif

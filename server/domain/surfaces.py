@@ -1,0 +1,320 @@
+"""Volatility surfaces as market data: slices by expiry, how to read them, and their checks.
+
+Three kinds, each n slices at expiries 0 < T_1 < ... < T_n (year fractions from the
+surface's valuation date):
+
+* ``GridSurface``: Black vols > 0 on an (expiry x strike-axis) grid, the same p axis nodes
+  for every expiry. The axis is absolute strike K, forward moneyness K/F or log-moneyness
+  ln(K/F) (``StrikeAxis``), F being the forward of the point looked up.
+* ``SviSurface``: one raw SVI slice per expiry (Gatheral 2004; Gatheral & Jacquier 2014),
+  in total variance: w(k) = a + b (rho (k - m) + sqrt((k - m)^2 + sigma^2)), k = ln(K/F).
+* ``SabrSurface``: one SABR slice (alpha, beta, rho, nu) per expiry; Hagan et al. (2002)
+  eq. (2.17a) gives the lognormal vol at (F, K, T_i).
+
+The rules (``interpolation``), exactly as the kernel's design note (ext/surfaces.pyx, notes 3
+and 4) writes them: across strikes on a grid, total variance linear between adjacent nodes
+and the end node's vol beyond them; between slices, total variance linear in T at fixed K
+(STRIKE grid) or fixed K/F (every other surface); before T_1 and after T_n the nearest
+slice's vol, flat. Evaluation lives in the pricer layer
+(``pricegrid.server.pricers.surfaces``); this module holds data and checks only.
+
+``validate()`` reports every structural violation with its field and index (``expiries[2]``,
+``nodes[0]``, ``vols[1][3]``, ``params[4].rho``), the same conditions as the kernel's
+``validate``, so that a surface that passes here is accepted by the kernel
+(tests/ext/test_surfaces_kernel.py checks that the two agree entry by entry). Calendar and
+butterfly arbitrage are quality gates, not structural faults: the pricer layer checks them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from pricegrid.server.domain.errors import FieldViolation
+
+__all__ = ["SurfaceKind", "StrikeAxis", "GridInterpolation", "TimeInterpolation",
+           "GridSurface", "SviSurface", "SabrSurface", "SVI_COLUMNS", "SABR_COLUMNS"]
+
+
+class SurfaceKind(enum.IntEnum):
+    """The codes of pricegrid.ext.surfaces."""
+
+    GRID = 1
+    SVI = 2
+    SABR = 3
+
+
+class StrikeAxis(enum.IntEnum):
+    """What a grid's strike nodes are (the codes of pricegrid.ext.surfaces)."""
+
+    STRIKE = 1          # absolute strike K
+    MONEYNESS = 2       # forward moneyness K/F
+    LOG_MONEYNESS = 3   # ln(K/F)
+
+
+class GridInterpolation(enum.Enum):
+    """Across strikes at a grid expiry (one rule for now, named so that it is stated)."""
+
+    #: total variance (equivalently vol^2) linear between adjacent nodes; beyond the end
+    #: nodes the end node's vol (QuantLib BlackVarianceSurface: Bilinear, ConstantExtrapolation)
+    LINEAR_TOTAL_VARIANCE = "linear_total_variance"
+
+
+class TimeInterpolation(enum.Enum):
+    """Between and outside the slices' expiries."""
+
+    #: total variance linear in T between slices at fixed K (strike grid) or fixed K/F;
+    #: before T_1 and after T_n the nearest slice's vol, flat
+    LINEAR_TOTAL_VARIANCE_FLAT_VOL = "linear_total_variance_flat_vol"
+
+
+SVI_COLUMNS = ("a", "b", "rho", "m", "sigma")
+SABR_COLUMNS = ("alpha", "beta", "rho", "nu")
+_MAX_EXPIRIES = 10_000
+_MAX_NODES = 10_000
+
+
+def _enum_or_raw(kind, value):
+    try:
+        return kind(value)
+    except (ValueError, TypeError):
+        return value  # validate() names it
+
+
+def _column(raw, ndim: int) -> tuple[np.ndarray, bool]:
+    try:
+        a = np.array(raw, dtype=np.float64, copy=True)
+        ok = True
+    except (TypeError, ValueError):
+        a = np.full((0,) * ndim, np.nan)
+        ok = False
+    a.setflags(write=False)
+    return a, ok
+
+
+def _axis_violations(name: str, a: np.ndarray, positive: bool, what: str) -> dict[int, list[FieldViolation]]:
+    """Per index: not finite, not > 0 (when ``positive``), equal to / below the previous one."""
+    found: dict[int, list[FieldViolation]] = {}
+    finite = np.isfinite(a)
+    prev = np.concatenate(([np.nan], a[:-1]))
+    both = finite & np.isfinite(prev)
+
+    def add(mask, text):
+        for i in np.flatnonzero(mask):
+            found.setdefault(int(i), []).append(FieldViolation(f"{name}[{int(i)}]", text))
+
+    add(~finite, "not finite")
+    if positive:
+        add(finite & ~(a > 0.0), "not > 0")
+    add(both & (a == prev), f"equal to the previous {what}")
+    add(both & (a < prev), f"below the previous {what}")
+    return found
+
+
+@dataclass(frozen=True, eq=False)
+class _Surface:
+    """Fields and checks every kind shares."""
+
+    surface_id: str
+    underlying_id: str
+    expiries: np.ndarray                # (n,) year fractions, strictly increasing, > 0
+
+    kind: ClassVar[SurfaceKind]
+    time_interpolation: ClassVar[TimeInterpolation] = TimeInterpolation.LINEAR_TOTAL_VARIANCE_FLAT_VOL
+
+    @property
+    def size(self) -> int:
+        return int(self.expiries.shape[0]) if self.expiries.ndim == 1 else 0
+
+    def _head(self, numeric: bool) -> tuple[list[FieldViolation], bool]:
+        """Identity and expiry checks; the bool says whether the rest can be checked."""
+        out: list[FieldViolation] = []
+        if not isinstance(self.surface_id, str) or not self.surface_id.strip():
+            out.append(FieldViolation("surface_id", "empty"))
+        if not isinstance(self.underlying_id, str) or not self.underlying_id.strip():
+            out.append(FieldViolation("underlying_id", "empty"))
+        if not numeric:
+            out.append(FieldViolation("expiries", "expiries and slice values must be numbers"))
+            return out, False
+        t = self.expiries
+        if t.ndim != 1:
+            out.append(FieldViolation("expiries", "not a 1-d array"))
+            return out, False
+        if t.shape[0] == 0:
+            out.append(FieldViolation("expiries", "no expiries; a surface needs at least one"))
+            return out, False
+        if t.shape[0] > _MAX_EXPIRIES:
+            out.append(FieldViolation("expiries", f"{t.shape[0]} expiries; at most {_MAX_EXPIRIES:,}"))
+            return out, False
+        found = _axis_violations("expiries", t, True, "expiry")
+        out.extend(v for i in sorted(found) for v in found[i])
+        return out, True
+
+    def _params(self, name: str, params: np.ndarray, columns: tuple[str, ...]) -> tuple[list[FieldViolation], bool]:
+        n = self.size
+        if params.ndim != 2 or params.shape != (n, len(columns)):
+            return [FieldViolation(name, f"shape {params.shape}; expected ({n}, {len(columns)}): "
+                                         f"one row ({', '.join(columns)}) per expiry")], False
+        return [], True
+
+
+@dataclass(frozen=True, eq=False)
+class GridSurface(_Surface):
+    """Black vols on an (expiry x axis node) grid. Arrays are copied to read-only float64."""
+
+    axis: StrikeAxis = StrikeAxis.STRIKE
+    nodes: np.ndarray = field(default_factory=lambda: np.empty(0))   # (p,) increasing
+    vols: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))  # (n, p) Black vols > 0
+    interpolation: GridInterpolation = GridInterpolation.LINEAR_TOTAL_VARIANCE
+    _numeric: bool = field(default=True, init=False, repr=False)
+
+    kind: ClassVar[SurfaceKind] = SurfaceKind.GRID
+
+    def __post_init__(self) -> None:
+        t, ok_t = _column(self.expiries, 1)
+        x, ok_x = _column(self.nodes, 1)
+        v, ok_v = _column(self.vols, 2)
+        object.__setattr__(self, "expiries", t)
+        object.__setattr__(self, "nodes", x)
+        object.__setattr__(self, "vols", v)
+        object.__setattr__(self, "axis", _enum_or_raw(StrikeAxis, self.axis))
+        object.__setattr__(self, "interpolation", _enum_or_raw(GridInterpolation, self.interpolation))
+        object.__setattr__(self, "_numeric", ok_t and ok_x and ok_v)
+
+    def validate(self) -> list[FieldViolation]:
+        """Every violation, each naming its field (and index). Empty: the surface is usable."""
+        out, go_on = self._head(self._numeric)
+        if not isinstance(self.axis, StrikeAxis):
+            out.append(FieldViolation("axis", f"{self.axis!r} is not one of {[a.name for a in StrikeAxis]}"))
+        if not isinstance(self.interpolation, GridInterpolation):
+            out.append(FieldViolation("interpolation", f"{self.interpolation!r} is not one of "
+                                                       f"{[i.value for i in GridInterpolation]}"))
+        if not go_on:
+            return out
+        x, v, t = self.nodes, self.vols, self.expiries
+        if x.ndim != 1 or x.shape[0] == 0:
+            out.append(FieldViolation("nodes", "no strike nodes; a grid needs at least one" if x.ndim == 1
+                                      else "not a 1-d array"))
+            return out
+        if x.shape[0] > _MAX_NODES:
+            out.append(FieldViolation("nodes", f"{x.shape[0]} nodes; at most {_MAX_NODES:,}"))
+            return out
+        if v.ndim != 2 or v.shape != (t.shape[0], x.shape[0]):
+            out.append(FieldViolation("vols", f"shape {v.shape}; expected ({t.shape[0]}, {x.shape[0]}) "
+                                              "(expiries x nodes)"))
+            return out
+        found = _axis_violations("nodes", x, self.axis != StrikeAxis.LOG_MONEYNESS, "node")
+        out.extend(f for i in sorted(found) for f in found[i])
+        finite = np.isfinite(v)
+        with np.errstate(all="ignore"):
+            overflow = finite & (v > 0.0) & ~np.isfinite(v * v * np.where(np.isfinite(t), t, 0.0)[:, None])
+        for i, j in zip(*np.nonzero(~finite | ~(v > 0.0) | overflow)):
+            name = f"vols[{int(i)}][{int(j)}]"
+            if not finite[i, j]:
+                out.append(FieldViolation(name, "not finite (a hole in the grid)"))
+            elif not v[i, j] > 0.0:
+                out.append(FieldViolation(name, "not > 0"))
+            else:
+                out.append(FieldViolation(name, "vol^2 T overflows"))
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class SviSurface(_Surface):
+    """Raw SVI slices in total variance: ``params[i] = (a, b, rho, m, sigma)`` at expiries[i]."""
+
+    params: np.ndarray = field(default_factory=lambda: np.empty((0, 5)))   # (n, 5)
+    _numeric: bool = field(default=True, init=False, repr=False)
+
+    kind: ClassVar[SurfaceKind] = SurfaceKind.SVI
+    columns: ClassVar[tuple[str, ...]] = SVI_COLUMNS
+
+    def __post_init__(self) -> None:
+        t, ok_t = _column(self.expiries, 1)
+        p, ok_p = _column(self.params, 2)
+        object.__setattr__(self, "expiries", t)
+        object.__setattr__(self, "params", p)
+        object.__setattr__(self, "_numeric", ok_t and ok_p)
+
+    def validate(self) -> list[FieldViolation]:
+        """Every violation, each naming its field (and index). Empty: the surface is usable.
+
+        Bounds (Gatheral & Jacquier 2014, sec. 3.1): b >= 0, |rho| < 1, sigma > 0,
+        a + b sigma sqrt(1 - rho^2) >= 0 (total variance never negative) and the wing bound
+        b (1 + |rho|) <= 4 (the slopes of w in k within 4, Rogers & Tehranchi 2010). Lee's
+        tighter asymptotic bound of 2 is an arbitrage check (pricer layer), not a refusal.
+        """
+        out, go_on = self._head(self._numeric)
+        if not go_on:
+            return out
+        more, go_on = self._params("params", self.params, SVI_COLUMNS)
+        out.extend(more)
+        if not go_on:
+            return out
+        for i, (a, b, rho, m, sigma) in enumerate(self.params):
+            name = f"params[{i}]"
+            bad = [FieldViolation(f"{name}.{c}", "not finite")
+                   for c, value in zip(SVI_COLUMNS, (a, b, rho, m, sigma)) if not np.isfinite(value)]
+            if np.isfinite(b) and not b >= 0.0:
+                bad.append(FieldViolation(f"{name}.b", "b < 0"))
+            if np.isfinite(rho) and not abs(rho) < 1.0:
+                bad.append(FieldViolation(f"{name}.rho", "|rho| >= 1"))
+            if np.isfinite(sigma) and not sigma > 0.0:
+                bad.append(FieldViolation(f"{name}.sigma", "not > 0"))
+            if not bad:
+                if not a + b * sigma * np.sqrt((1.0 - rho) * (1.0 + rho)) >= 0.0:
+                    bad.append(FieldViolation(f"{name}.a", "a + b sigma sqrt(1 - rho^2) < 0 (negative total variance)"))
+                if not b * (1.0 + abs(rho)) <= 4.0:
+                    bad.append(FieldViolation(f"{name}.b", "b (1 + |rho|) > 4 (wing slope)"))
+            bad.sort(key=lambda f: SVI_COLUMNS.index(f.field.rsplit(".", 1)[1]))
+            out.extend(bad)
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class SabrSurface(_Surface):
+    """SABR slices: ``params[i] = (alpha, beta, rho, nu)`` at expiries[i] (Hagan's lognormal vol)."""
+
+    params: np.ndarray = field(default_factory=lambda: np.empty((0, 4)))   # (n, 4)
+    _numeric: bool = field(default=True, init=False, repr=False)
+
+    kind: ClassVar[SurfaceKind] = SurfaceKind.SABR
+    columns: ClassVar[tuple[str, ...]] = SABR_COLUMNS
+
+    def __post_init__(self) -> None:
+        t, ok_t = _column(self.expiries, 1)
+        p, ok_p = _column(self.params, 2)
+        object.__setattr__(self, "expiries", t)
+        object.__setattr__(self, "params", p)
+        object.__setattr__(self, "_numeric", ok_t and ok_p)
+
+    def validate(self) -> list[FieldViolation]:
+        """Every violation, each naming its field (and index). Empty: the surface is usable.
+
+        Bounds: alpha > 0, 0 <= beta <= 1, |rho| < 1, nu >= 0, all finite.
+        """
+        out, go_on = self._head(self._numeric)
+        if not go_on:
+            return out
+        more, go_on = self._params("params", self.params, SABR_COLUMNS)
+        out.extend(more)
+        if not go_on:
+            return out
+        for i, row in enumerate(self.params):
+            name = f"params[{i}]"
+            alpha, beta, rho, nu = row
+            for c, value in zip(SABR_COLUMNS, row):
+                if not np.isfinite(value):
+                    out.append(FieldViolation(f"{name}.{c}", "not finite"))
+                elif c == "alpha" and not alpha > 0.0:
+                    out.append(FieldViolation(f"{name}.alpha", "not > 0"))
+                elif c == "beta" and not 0.0 <= beta <= 1.0:
+                    out.append(FieldViolation(f"{name}.beta", "outside [0, 1]"))
+                elif c == "rho" and not abs(rho) < 1.0:
+                    out.append(FieldViolation(f"{name}.rho", "|rho| >= 1"))
+                elif c == "nu" and not nu >= 0.0:
+                    out.append(FieldViolation(f"{name}.nu", "nu < 0"))
+        return out
