@@ -100,3 +100,4 @@ class MarketUsed(NamedTuple):
     discount_curve: str
     dividend_curve: str
     dividends: int = 0  # cash dividends taken off the spot (escrowed), at most over the rows
+    vol_surface: str = ""  # the surface the vols were read from ("": given inline)

@@ -23,12 +23,15 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Optional, Protocol, Sequence
+from typing import Optional, Protocol, Sequence, Union
 
 import numpy as np
 
 from pricegrid.server.domain.curves import Interpolation, ValueKind, YieldCurve
 from pricegrid.server.domain.errors import FieldViolation
+from pricegrid.server.domain.surfaces import GridSurface, SabrSurface, StrikeAxis, SviSurface
+
+Surface = Union[GridSurface, SviSurface, SabrSurface]
 
 __all__ = [
     "CashDividend", "Finding", "HestonSet", "Limits", "Severity", "Snapshot", "SnapshotStore", "StoredSnapshot",
@@ -70,6 +73,7 @@ class Underlying:
     discount_curve: str = ""
     dividend_curve: str = ""
     dividends: tuple[CashDividend, ...] = ()
+    vol_surface: str = ""
 
     @property
     def level(self) -> Optional[float]:
@@ -94,7 +98,8 @@ class Limits:
     max_curves: int = 1_000
     max_underlyings: int = 10_000
     max_heston: int = 10_000
-    max_nodes: int = 2_000_000  # curve nodes and dividends, summed
+    max_surfaces: int = 1_000
+    max_nodes: int = 2_000_000  # curve nodes, dividends and surface values, summed
     max_text: int = 256  # ids, names, currencies
 
 
@@ -116,12 +121,14 @@ class Snapshot:
     underlyings: tuple[Underlying, ...] = ()
     heston: tuple[HestonSet, ...] = ()
     description: str = ""
+    surfaces: tuple[Surface, ...] = ()
     _index: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "curves", tuple(self.curves))
         object.__setattr__(self, "underlyings", tuple(self.underlyings))
         object.__setattr__(self, "heston", tuple(self.heston))
+        object.__setattr__(self, "surfaces", tuple(self.surfaces))
 
     # ------------------------------------------------------------------ lookups
     def curve(self, curve_id: str) -> Optional[YieldCurve]:
@@ -133,6 +140,9 @@ class Snapshot:
     def heston_set(self, set_id: str) -> Optional[HestonSet]:
         return self._lookup("heston", "set_id", set_id)
 
+    def surface(self, surface_id: str) -> Optional[Surface]:
+        return self._lookup("surfaces", "surface_id", surface_id)
+
     def _lookup(self, what: str, key: str, value: str):
         index = self._index.get(what)
         if index is None:
@@ -141,14 +151,15 @@ class Snapshot:
 
     @property
     def size(self) -> int:
-        """Curve nodes plus dividends: what the size cap counts."""
-        return sum(c.size for c in self.curves) + sum(len(u.dividends) for u in self.underlyings)
+        """Curve nodes, dividends and surface values: what the size cap counts."""
+        return (sum(c.size for c in self.curves) + sum(len(u.dividends) for u in self.underlyings)
+                + sum(_surface_values(x).size for x in self.surfaces))
 
     # ------------------------------------------------------------------ checks
     def check_size(self, limits: Limits) -> list[FieldViolation]:
         out = []
         for what, cap in (("curves", limits.max_curves), ("underlyings", limits.max_underlyings),
-                          ("heston", limits.max_heston)):
+                          ("heston", limits.max_heston), ("surfaces", limits.max_surfaces)):
             if len(getattr(self, what)) > cap:
                 out.append(FieldViolation(what, f"{len(getattr(self, what))} entries; at most {cap:,}"))
         if self.size > limits.max_nodes:
@@ -182,6 +193,13 @@ class Snapshot:
                 name = {"curve_id": "id", "node_values": "values"}.get(v.field.split("[")[0], v.field.split("[")[0])
                 rest = v.field[len(v.field.split("[")[0]):]
                 out.append(FieldViolation(f"{path}.{name}{rest}", v.description))
+        surfaces: dict[str, int] = {}
+        for i, x in enumerate(self.surfaces):
+            path = f"surfaces[{i}]"
+            if x.surface_id in surfaces:
+                out.append(FieldViolation(f"{path}.id", f"{x.surface_id!r} also names surfaces[{surfaces[x.surface_id]}]"))
+            surfaces.setdefault(x.surface_id, i)
+            out.extend(FieldViolation(f"{path}.{_surface_path(x, v.field)}", v.description) for v in x.validate())
         seen: dict[str, int] = {}
         for i, u in enumerate(self.underlyings):
             path = f"underlyings[{i}]"
@@ -214,6 +232,8 @@ class Snapshot:
                     previous = d.time
                 if not (_finite(d.amount) and d.amount >= 0):
                     out.append(FieldViolation(f"{dpath}.amount", f"must be finite and >= 0 (got {d.amount!r})"))
+            if u.vol_surface and u.vol_surface not in surfaces:
+                out.append(FieldViolation(f"{path}.vol_surface", f"no surface {u.vol_surface!r} in this snapshot"))
             if u.futures_price is not None and (u.dividends or u.dividend_curve):
                 out.append(FieldViolation(f"{path}.dividends", "a futures price carries no dividends"))
         hs: dict[str, int] = {}
@@ -234,12 +254,16 @@ class Snapshot:
                     out.append(FieldViolation(f"{p}.{name}", f"must be finite and > 0 (got {value!r})"))
             if not (_finite(h.rho) and -1 < h.rho < 1):
                 out.append(FieldViolation(f"{p}.rho", f"must be finite and in (-1, 1) (got {h.rho!r})"))
+        for i, x in enumerate(self.surfaces):
+            if x.underlying_id and x.underlying_id not in seen:
+                out.append(FieldViolation(f"surfaces[{i}].underlying", f"no underlying {x.underlying_id!r} in this snapshot"))
         return out
 
     # ------------------------------------------------------------------ identity
     def canonical(self) -> dict:
         """The content as JSON-ready data with exact float texts: what the id hashes and
-        what the store keeps (``from_canonical`` reads it back)."""
+        what the store keeps (``from_canonical`` reads it back). Fields added after the
+        first version appear only when set, so a snapshot that does not use them keeps its id."""
         return {
             "version": CANONICAL_VERSION,
             "name": self.name,
@@ -261,9 +285,11 @@ class Snapshot:
                     "futures_price": None if u.futures_price is None else _fx(u.futures_price),
                     "discount_curve": u.discount_curve, "dividend_curve": u.dividend_curve,
                     "dividends": [[_fx(d.time), _fx(d.amount)] for d in u.dividends],
+                    **({"vol_surface": u.vol_surface} if u.vol_surface else {}),
                 }
                 for u in self.underlyings
             ],
+            **({"surfaces": [_surface_canonical(x) for x in self.surfaces]} if self.surfaces else {}),
             "heston": [
                 {"id": h.set_id, "underlying": h.underlying,
                  "parameters": [_fx(h.v0), _fx(h.kappa), _fx(h.theta), _fx(h.sigma), _fx(h.rho)]}
@@ -292,12 +318,14 @@ class Snapshot:
         underlyings = tuple(
             Underlying(u["id"], u["currency"], None if u["spot"] is None else f(u["spot"]),
                        None if u["futures_price"] is None else f(u["futures_price"]), u["discount_curve"],
-                       u["dividend_curve"], tuple(CashDividend(f(t), f(a)) for t, a in u["dividends"]))
+                       u["dividend_curve"], tuple(CashDividend(f(t), f(a)) for t, a in u["dividends"]),
+                       u.get("vol_surface", ""))
             for u in data["underlyings"]
         )
+        surfaces = tuple(_surface_from(x) for x in data.get("surfaces", ()))
         heston = tuple(HestonSet(h["id"], h["underlying"], *(f(x) for x in h["parameters"])) for h in data["heston"])
         return cls(data["name"], dt.datetime.fromisoformat(data["as_of"]), dt.date.fromisoformat(data["valuation_date"]),
-                   curves, underlyings, heston, data.get("description", ""))
+                   curves, underlyings, heston, data.get("description", ""), surfaces)
 
 
 @dataclass(frozen=True)
@@ -308,11 +336,58 @@ class StoredSnapshot:
     name: str
     as_of: dt.datetime
     stored_at: dt.datetime
-    counts: tuple[int, int, int]  # curves, underlyings, heston sets
+    counts: tuple[int, int, int, int]  # curves, underlyings, heston sets, surfaces
     description: str
     forced_reason: str
     findings: tuple[Finding, ...]
     snapshot: Optional[Snapshot] = None
+
+
+def _surface_values(x: Surface) -> np.ndarray:
+    return x.vols if isinstance(x, GridSurface) else x.params
+
+
+_KINDS = {GridSurface: "grid", SviSurface: "svi", SabrSurface: "sabr"}
+
+
+def _surface_path(x: Surface, domain_field: str) -> str:
+    """A surface violation's field as the contract names it (VolSurface)."""
+    head = domain_field.split("[")[0].split(".")[0]
+    rest = domain_field[len(head):]
+    if head == "surface_id":
+        return "id" + rest
+    if head == "underlying_id":
+        return "underlying" + rest
+    if head == "expiries":
+        return domain_field
+    kind = _KINDS[type(x)]
+    if kind == "grid" and head == "vols" and rest.count("[") == 2:  # vols[i][j] -> the row-major index
+        i, j = (int(part.strip("]")) for part in rest.strip("[").split("]["))
+        return f"grid.vols[{i * x.nodes.shape[0] + j}]"
+    if head == "params":  # params[i].rho -> svi.slices[i].rho
+        return f"{kind}.slices{rest}"
+    return f"{kind}.{domain_field}"
+
+
+def _surface_canonical(x: Surface) -> dict:
+    out = {"id": x.surface_id, "underlying": x.underlying_id, "kind": _KINDS[type(x)],
+           "expiries": [_fx(t) for t in x.expiries]}
+    if isinstance(x, GridSurface):
+        out.update(axis=StrikeAxis(x.axis).name, nodes=[_fx(v) for v in x.nodes],
+                   vols=[[_fx(v) for v in row] for row in x.vols])
+    else:
+        out["params"] = [[_fx(v) for v in row] for row in x.params]
+    return out
+
+
+def _surface_from(d: dict) -> Surface:
+    f = float
+    t = np.array([f(v) for v in d["expiries"]])
+    if d["kind"] == "grid":
+        return GridSurface(d["id"], d["underlying"], t, StrikeAxis[d["axis"]], np.array([f(v) for v in d["nodes"]]),
+                           np.array([[f(v) for v in row] for row in d["vols"]]).reshape(len(t), len(d["nodes"])))
+    cls = SviSurface if d["kind"] == "svi" else SabrSurface
+    return cls(d["id"], d["underlying"], t, np.array([[f(v) for v in row] for row in d["params"]]))
 
 
 class SnapshotStore(Protocol):

@@ -18,6 +18,7 @@ from pricegrid.server.domain import daycount
 from pricegrid.server.domain.curves import Interpolation, ValueKind, YieldCurve
 from pricegrid.server.domain.errors import invalid
 from pricegrid.server.domain.market import CashDividend, HestonSet, Snapshot, StoredSnapshot, Underlying
+from pricegrid.server.domain.surfaces import GridSurface, SabrSurface, StrikeAxis, SviSurface
 from pricegrid.server.rpc.interceptors import safe_deserializer, wrap_unary
 from pricegrid.server.rpc.observe import RpcObserver
 from pricegrid.server.service.market import MarketDataService, severity_counts
@@ -74,8 +75,41 @@ def _underlying(msg: mpb.Underlying, valuation: dt.date, path: str) -> Underlyin
     return Underlying(
         msg.id, msg.currency, msg.spot if level == "spot" else None,
         msg.futures_price if level == "futures_price" else None, msg.discount_curve, msg.dividend_curve,
-        tuple(dividends),
+        tuple(dividends), msg.vol_surface,
     )
+
+
+_AXES = {1: StrikeAxis.STRIKE, 2: StrikeAxis.MONEYNESS, 3: StrikeAxis.LOG_MONEYNESS}
+_SVI = ("a", "b", "rho", "m", "sigma")
+_SABR = ("alpha", "beta", "rho", "nu")
+
+
+def _surface(msg: mpb.VolSurface, valuation: dt.date, path: str):
+    if len(msg.expiries) and len(msg.expiry_dates):
+        raise invalid(f"{path}.expiry_dates", "set expiries or expiry_dates, not both")
+    if len(msg.expiry_dates):
+        t = [_years(valuation, d, daycount.DayCount.ACT_365F, f"{path}.expiry_dates[{i}]")
+             for i, d in enumerate(msg.expiry_dates)]
+    else:
+        t = list(msg.expiries)
+    t = np.array(t, dtype=np.float64)
+    kind = msg.WhichOneof("slices")
+    if kind is None:
+        raise invalid(f"{path}.slices", "required: set grid, svi or sabr")
+    if kind == "grid":
+        g = msg.grid
+        if g.axis not in _AXES:
+            what = "required" if g.axis == 0 else f"unknown StrikeAxis value {g.axis}"
+            raise invalid(f"{path}.grid.axis", what)
+        nodes = np.array(g.nodes, dtype=np.float64)
+        if len(g.vols) != len(t) * len(nodes):
+            raise invalid(f"{path}.grid.vols", f"{len(g.vols)} vols for {len(t)} expiries x {len(nodes)} nodes"
+                                               " (row-major: one row per expiry)")
+        vols = np.array(g.vols, dtype=np.float64).reshape(len(t), len(nodes))
+        return GridSurface(msg.id, msg.underlying, t, _AXES[g.axis], nodes, vols)
+    names, cls = (_SVI, SviSurface) if kind == "svi" else (_SABR, SabrSurface)
+    params = np.array([[getattr(x, n) for n in names] for x in getattr(msg, kind).slices], dtype=np.float64)
+    return cls(msg.id, msg.underlying, t, params.reshape(-1, len(names)))
 
 
 def snapshot_of(msg: mpb.MarketSnapshot, path: str = "snapshot") -> Snapshot:
@@ -92,7 +126,8 @@ def snapshot_of(msg: mpb.MarketSnapshot, path: str = "snapshot") -> Snapshot:
             raise invalid(f"{path}.heston[{i}].parameters", "required")
         p = h.parameters
         heston.append(HestonSet(h.id, h.underlying, p.v0, p.kappa, p.theta, p.sigma, p.rho))
-    return Snapshot(msg.name, as_of, valuation, curves, underlyings, tuple(heston), msg.description)
+    surfaces = tuple(_surface(x, valuation, f"{path}.surfaces[{i}]") for i, x in enumerate(msg.surfaces))
+    return Snapshot(msg.name, as_of, valuation, curves, underlyings, tuple(heston), msg.description, surfaces)
 
 
 # ------------------------------------------------------------------ domain -> proto
@@ -114,7 +149,7 @@ def snapshot_message(s: Snapshot) -> mpb.MarketSnapshot:
                        interpolation=int(c.interpolation))
     for u in s.underlyings:
         m = msg.underlyings.add(id=u.underlying_id, currency=u.currency, discount_curve=u.discount_curve,
-                                dividend_curve=u.dividend_curve)
+                                dividend_curve=u.dividend_curve, vol_surface=u.vol_surface)
         if u.spot is not None:
             m.spot = u.spot
         else:
@@ -124,6 +159,14 @@ def snapshot_message(s: Snapshot) -> mpb.MarketSnapshot:
     for h in s.heston:
         msg.heston.add(id=h.set_id, underlying=h.underlying,
                        parameters=pb.HestonParameters(v0=h.v0, kappa=h.kappa, theta=h.theta, sigma=h.sigma, rho=h.rho))
+    for x in s.surfaces:
+        m = msg.surfaces.add(id=x.surface_id, underlying=x.underlying_id, expiries=x.expiries.tolist())
+        if isinstance(x, GridSurface):
+            m.grid.CopyFrom(mpb.VolGrid(axis=int(x.axis), nodes=x.nodes.tolist(), vols=x.vols.reshape(-1).tolist()))
+        else:
+            names, kind = (_SVI, m.svi) if isinstance(x, SviSurface) else (_SABR, m.sabr)
+            for row in x.params:
+                kind.slices.add(**dict(zip(names, row.tolist())))
     return msg
 
 
@@ -140,7 +183,8 @@ def info_message(record: StoredSnapshot) -> mpb.SnapshotInfo:
     return mpb.SnapshotInfo(
         id=record.snapshot_id, name=record.name, as_of=_timestamp(record.as_of),
         stored_at=_timestamp(record.stored_at), curves=record.counts[0], underlyings=record.counts[1],
-        heston=record.counts[2], forced_reason=record.forced_reason, report=report_message(record.findings),
+        heston=record.counts[2], surfaces=record.counts[3], forced_reason=record.forced_reason,
+        report=report_message(record.findings),
         description=record.description,
     )
 

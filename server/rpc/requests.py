@@ -570,11 +570,15 @@ def _market_batch(market, spec: EngineSpec, plan: list, rows_hint=None):
     else:
         if market.HasField("heston"):
             raise invalid("market.heston", f"{cpb.Model.Name(int(spec.model))} takes no Heston parameters")
-        plan.append(("market.volatility", market.volatility if market.HasField("volatility") else None, 8, True))
+        # with a snapshot, no volatility column means: the underlying's surface
+        plan.append(("market.volatility", market.volatility if market.HasField("volatility") else None, 8,
+                     not by_reference))
 
     def decode():
         hs = [doubles(getattr(market.heston, h), f"market.heston.{h}") for h in _HESTON] if heston else [None] * 5
-        vol = None if heston else doubles(market.volatility, "market.volatility")
+        vol = None
+        if not heston and market.HasField("volatility"):
+            vol = doubles(market.volatility, "market.volatility")
         if by_reference:
             return SnapshotMarket(market.snapshot_id, market.underlying_id, MarketBatch(_ZERO, _ZERO, _ZERO, vol, *hs))
         q = _ZERO

@@ -64,7 +64,7 @@ def price_response(result: PriceResult) -> pb.PriceResponse:
 def market_used(used) -> pb.MarketUsed:
     return pb.MarketUsed(snapshot_id=used.snapshot_id, underlying_id=used.underlying_id,
                          discount_curve=used.discount_curve, dividend_curve=used.dividend_curve,
-                         dividends=used.dividends)
+                         dividends=used.dividends, vol_surface=used.vol_surface)
 
 
 _GREEK_BITS = {Measure.DELTA: 0, Measure.GAMMA: 1, Measure.VEGA: 2, Measure.THETA: 3, Measure.RHO: 4,

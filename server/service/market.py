@@ -30,7 +30,9 @@ import numpy as np
 
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, invalid
 from pricegrid.server.domain.market import Finding, Limits, Severity, Snapshot, SnapshotStore, StoredSnapshot
+from pricegrid.server.domain.surfaces import GridSurface, StrikeAxis
 from pricegrid.server.pricers import curves as curve_pricer
+from pricegrid.server.pricers import surfaces as surface_pricer
 
 #: discrete forwards outside these are errors, and outside the narrower ones warnings
 FORWARD_ERROR = (-0.10, 1.00)
@@ -86,7 +88,7 @@ class MarketDataService:
         """The quality report of a structurally valid snapshot: (findings, the id of the
         snapshot its jumps were measured against, or "")."""
         self._check_structure(snapshot)
-        findings = self._curve_findings(snapshot) + self._staleness(snapshot)
+        findings = self._curve_findings(snapshot) + self._surface_findings(snapshot) + self._staleness(snapshot)
         previous = self.store.latest(snapshot.name, snapshot.as_of)
         if previous is not None and previous.snapshot is not None:
             findings += self._jumps(snapshot, previous.snapshot)
@@ -114,7 +116,8 @@ class MarketDataService:
             return existing, False
         record = StoredSnapshot(
             snapshot_id, snapshot.name, snapshot.as_of, self.clock(),
-            (len(snapshot.curves), len(snapshot.underlyings), len(snapshot.heston)), snapshot.description,
+            (len(snapshot.curves), len(snapshot.underlyings), len(snapshot.heston), len(snapshot.surfaces)),
+            snapshot.description,
             reason.strip() if errors else "", tuple(findings), snapshot,
         )
         created = self.store.put(record)
@@ -188,6 +191,35 @@ class MarketDataService:
                                        f"missing pillars: nothing between t = {t[j]:g} and {t[j + 1]:g}"))
         return out
 
+    @staticmethod
+    def _surface_findings(snapshot: Snapshot) -> list[Finding]:
+        """Calendar and butterfly arbitrage (errors), Lee's wing bound on SVI (warning). A
+        strike grid's butterflies need each expiry's forward: from the surface's underlying."""
+        out: list[Finding] = []
+        for i, x in enumerate(snapshot.surfaces):
+            path = f"surfaces[{i}]"
+            for f in surface_pricer.calendar_arbitrage(x):
+                out.append(Finding(Severity.ERROR, "surface.calendar", f"{path}.expiries[{f.expiry}]",
+                                   f"total variance falls by {-f.value:.3g} from expiry {f.expiry - 1} to {f.expiry}"
+                                   f" at axis point {f.at:g}"))
+            forwards = None
+            if isinstance(x, GridSurface) and x.axis == StrikeAxis.STRIKE:
+                u = snapshot.underlying(x.underlying_id)
+                if u is None:
+                    out.append(Finding(Severity.INFO, "surface.butterfly", path,
+                                       "not checked: a strike grid needs its underlying's forwards"))
+                    continue
+                level, rate, q, _, _ = resolve("", snapshot, u.underlying_id,
+                                               "spot" if u.spot is not None else "forward", x.expiries)
+                forwards = level * np.exp((rate - q) * x.expiries) if u.spot is not None else np.broadcast_to(
+                    level, x.expiries.shape)
+            for f in surface_pricer.butterfly_arbitrage(x, forwards=forwards):
+                severity = Severity.WARNING if f.check == "lee_wing" else Severity.ERROR
+                where = "the left wing" if f.node == -1 else "the right wing" if f.node == -2 else f"axis point {f.at:g}"
+                out.append(Finding(severity, f"surface.{f.check}", f"{path}.expiries[{f.expiry}]",
+                                   f"{f.check} at expiry {f.expiry}, {where}: {f.value:.3g}"))
+        return out
+
     def _staleness(self, snapshot: Snapshot) -> list[Finding]:
         now = self.clock()
         age = now - snapshot.as_of
@@ -241,13 +273,15 @@ def severity_counts(findings: Sequence[Finding]) -> tuple[int, int]:
 
 # ------------------------------------------------------------------ pricing against a snapshot
 def resolve(snapshot_id: str, snapshot: Snapshot, underlying_id: str, underlying_kind: str, times: np.ndarray,
-            und_path: str = "market.underlying_id"):
+            und_path: str = "market.underlying_id", *, strikes: Optional[np.ndarray] = None, want_vol: bool = False):
     """The market columns of rows with expiries ``times`` (n or 1) on one underlying of
     ``snapshot`` (stored under ``snapshot_id``): (level, rate, dividend yield, MarketUsed). ``underlying_kind`` is what the
     model prices on ("spot" or "forward"); the rate is the discount curve's continuously
     compounded zero rate at each expiry (DF = exp(-r T)), the dividend yield the dividend
     curve's (0 without one), and cash dividends with ex-time in (0, T] come off the spot at
-    their present value on the discount curve (escrowed-dividend model)."""
+    their present value on the discount curve (escrowed-dividend model). With ``want_vol``
+    the fifth column is each row's vol on the underlying's surface at (T, K, F): K the row's
+    strike (the forward where there is none or it is not > 0), F its forward; else None."""
     from pricegrid.server.domain.instruments import MarketUsed
 
     u = snapshot.underlying(underlying_id) if underlying_id else None
@@ -285,5 +319,17 @@ def resolve(snapshot_id: str, snapshot: Snapshot, underlying_id: str, underlying
             taken = np.searchsorted(d_t, np.nan_to_num(t, nan=-1.0), side="right")
             level = u.level - pv[taken]
             dividends = int(taken.max()) if len(taken) else 0
-    used = MarketUsed(snapshot_id, underlying_id, u.discount_curve, u.dividend_curve, dividends)
-    return level, rate, q, used
+    vol = None
+    if want_vol:
+        surface = snapshot.surface(u.vol_surface) if u.vol_surface else None
+        if surface is None:
+            raise invalid(und_path.replace("underlying_id", "volatility"),
+                          f"required: {underlying_id} has no volatility surface in this snapshot")
+        forward = level * np.exp((rate - q) * t) if u.spot is not None else np.broadcast_to(level, t.shape)
+        strike = forward if strikes is None else np.where(np.asarray(strikes) > 0, strikes, forward)
+        vol, _ = surface_pricer.vols(surface, np.broadcast_to(t, np.broadcast(t, strike).shape),
+                                     np.ascontiguousarray(np.broadcast_to(strike, np.broadcast(t, strike).shape)),
+                                     np.ascontiguousarray(np.broadcast_to(forward, np.broadcast(t, strike).shape)))
+    used = MarketUsed(snapshot_id, underlying_id, u.discount_curve, u.dividend_curve, dividends,
+                      u.vol_surface if want_vol else "")
+    return level, rate, q, vol, used

@@ -162,10 +162,18 @@ class PricingService:
             what = f"no snapshot {market.snapshot_id!r} is stored" if self.snapshots is not None else \
                 "this service holds no market snapshots"
             raise ServiceError(Code.NOT_FOUND, f"{snap_path}: {what}", [FieldViolation(snap_path, what)])
-        level, rate, q, used = resolve_snapshot(market.snapshot_id, snapshot, market.underlying_id, spec.underlying,
-                                                batch.columns["time_to_expiry"], und_path)
-        resolved = dataclasses.replace(market.inline, underlying=level, rate=rate, dividend_yield=q)
-        return resolved, used, {**fields, "underlying": und_path}
+        inline_vol = market.inline.volatility
+        want_vol = spec.model != Model.HESTON and (inline_vol is None or (len(inline_vol) == 1 and inline_vol[0] == 0.0))
+        level, rate, q, vol, used = resolve_snapshot(
+            market.snapshot_id, snapshot, market.underlying_id, spec.underlying, batch.columns["time_to_expiry"],
+            und_path, strikes=batch.columns.get("strike"), want_vol=want_vol,
+        )
+        resolved = dataclasses.replace(market.inline, underlying=level, rate=rate, dividend_yield=q,
+                                       volatility=vol if want_vol else inline_vol)
+        fields = {**fields, "underlying": und_path}
+        if want_vol:  # a vol the surface could not give is the underlying's surface's fault
+            fields["volatility"] = und_path
+        return resolved, used, fields
 
     # ------------------------------------------------------------------ one trade
     def price(

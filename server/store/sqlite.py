@@ -36,9 +36,13 @@ MIGRATIONS = (
     );
     CREATE INDEX snapshots_by_name ON snapshots (name, as_of);
     """,
+    # 2: volatility surfaces in snapshots
+    """
+    ALTER TABLE snapshots ADD COLUMN surfaces INTEGER NOT NULL DEFAULT 0
+    """,
 )
 
-_SUMMARY = "id, name, as_of, stored_at, curves, underlyings, heston, description, forced_reason, findings"
+_SUMMARY = "id, name, as_of, stored_at, curves, underlyings, heston, description, forced_reason, findings, surfaces"
 
 
 def _utc(text: str) -> dt.datetime:
@@ -89,13 +93,14 @@ class SqliteSnapshotStore:
         snap = record.snapshot
         row = (
             record.snapshot_id, record.name, record.as_of.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"),
-            record.stored_at.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"), *record.counts, record.description,
-            record.forced_reason, json.dumps([[int(f.severity), f.check, f.field, f.message] for f in record.findings]),
+            record.stored_at.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"), *record.counts[:3],
+            record.description, record.forced_reason,
+            json.dumps([[int(f.severity), f.check, f.field, f.message] for f in record.findings]), record.counts[3],
             snap.canonical_json(),
         )
         with self._lock:
             cursor = self._db.execute(
-                f"INSERT OR IGNORE INTO snapshots ({_SUMMARY}, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row
+                f"INSERT OR IGNORE INTO snapshots ({_SUMMARY}, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row
             )
             return cursor.rowcount == 1
 
@@ -130,6 +135,6 @@ class SqliteSnapshotStore:
     @staticmethod
     def _record(row, *, with_content: bool) -> StoredSnapshot:
         findings = tuple(Finding(Severity(s), c, f, m) for s, c, f, m in json.loads(row[9]))
-        snapshot = Snapshot.from_canonical(json.loads(row[10])) if with_content else None
-        return StoredSnapshot(row[0], row[1], _utc(row[2]), _utc(row[3]), (row[4], row[5], row[6]), row[7], row[8],
-                              findings, snapshot)
+        snapshot = Snapshot.from_canonical(json.loads(row[11])) if with_content else None
+        return StoredSnapshot(row[0], row[1], _utc(row[2]), _utc(row[3]), (row[4], row[5], row[6], row[10]), row[7],
+                              row[8], findings, snapshot)

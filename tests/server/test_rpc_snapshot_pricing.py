@@ -210,3 +210,126 @@ def test_a_stream_trade_on_a_snapshot_names_fields_inside_the_message(stub, snap
     replies = list(stub.PriceStream(iter([good, bad]), timeout=10))
     assert replies[0].result.market.snapshot_id == snapshot_id
     assert replies[1].error.field == "price.market.snapshot_id" and replies[1].error.code == 5
+
+
+# ------------------------------------------------------------------ volatility from the snapshot's surfaces
+def _surface_snapshot(grid_vols=None, svi=None):
+    msg = _snapshot()
+    msg.name = "surface-pricing"
+    msg.surfaces.add(id="SPX-GRID", underlying="SPX", expiries=[0.25, 0.5, 1.0],
+                     grid=mpb.VolGrid(axis=mpb.STRIKE_AXIS_MONEYNESS, nodes=[0.8, 0.9, 1.0, 1.1, 1.2],
+                                      vols=grid_vols or [0.28, 0.24, 0.21, 0.19, 0.18, 0.27, 0.235, 0.205, 0.19, 0.185,
+                                                         0.26, 0.23, 0.20, 0.19, 0.185]))
+    msg.surfaces.add(id="STOCK-SVI", underlying="STOCK", expiries=[0.5, 1.0],
+                     svi=mpb.SviSlices(slices=svi or [mpb.SviSlice(a=0.01, b=0.05, rho=-0.5, m=0.0, sigma=0.2),
+                                                      mpb.SviSlice(a=0.02, b=0.06, rho=-0.5, m=0.0, sigma=0.25)]))
+    msg.underlyings[0].vol_surface = "SPX-GRID"
+    msg.underlyings[1].vol_surface = "STOCK-SVI"
+    return msg
+
+
+@pytest.fixture(scope="module")
+def surface_snapshot_id(channel):
+    stub = market_pb2_grpc.MarketDataServiceStub(channel)
+    reply = stub.PutSnapshot(mpb.PutSnapshotRequest(snapshot=_surface_snapshot()), timeout=10)
+    assert reply.info.surfaces == 2 and reply.info.report.errors == 0, reply.info.report
+    return reply.info.id
+
+
+@pytest.mark.parametrize("underlying", ["SPX", "STOCK"])
+def test_the_vol_comes_from_the_underlyings_surface_at_each_trades_expiry_and_strike(stub, surface_snapshot_id,
+                                                                                     underlying):
+    for days, strike in ((30, 5000.0), (120, 6200.0), (400, 7000.0), (200, 480.0), (90, 520.0)):
+        r = request(surface_snapshot_id, underlying, days=days, strike=strike, measures=(2, 4))
+        r.market.volatility = 0.0  # unset: read the surface
+        got = stub.Price(r, timeout=10)
+        assert got.market.vol_surface == ("SPX-GRID" if underlying == "SPX" else "STOCK-SVI")
+        inline = request(surface_snapshot_id, underlying, days=days, strike=strike, measures=(2, 4))
+        inline.market.volatility = got.inputs.volatility
+        ref = stub.Price(inline, timeout=10)
+        assert got.price == ref.price and got.greeks == ref.greeks  # the same trade with that vol, bit for bit
+        assert not ref.market.vol_surface
+
+
+def test_the_surface_vol_is_the_surface_kernels_at_the_rows_forward(stub, surface_snapshot_id):
+    from pricegrid.server.domain.surfaces import StrikeAxis, GridSurface
+    from pricegrid.server.pricers.surfaces import vols
+
+    grid = GridSurface("g", "SPX", np.array([0.25, 0.5, 1.0]), StrikeAxis.MONEYNESS, np.array([0.8, 0.9, 1.0, 1.1, 1.2]),
+                       np.array([0.28, 0.24, 0.21, 0.19, 0.18, 0.27, 0.235, 0.205, 0.19, 0.185,
+                                 0.26, 0.23, 0.20, 0.19, 0.185]).reshape(3, 5))
+    r = request(surface_snapshot_id, "SPX", days=120, strike=5700.0, measures=())
+    r.market.volatility = 0.0
+    got = stub.Price(r, timeout=10)
+    expected, status = vols(grid, np.array([120 / 365]), np.array([5700.0]), np.array([got.inputs.forward]))
+    assert status[0] == 0 and got.inputs.volatility == expected[0]
+
+
+def test_a_batch_reads_every_rows_vol_from_the_surface(stub, surface_snapshot_id):
+    n = 2000
+    rng = np.random.default_rng(3)
+    t = rng.integers(1, 700, n) / 365.0
+    strike = rng.uniform(4500, 7500, n)
+    req = pb.PriceBatchRequest(model=1, measures=[1])
+    req.european.option_type.values.append(1)
+    req.european.strike.raw = strike.astype("<f8").tobytes()
+    req.european.time_to_expiry.raw = t.astype("<f8").tobytes()
+    req.market.snapshot_id, req.market.underlying_id = surface_snapshot_id, "SPX"
+    out = stub.PriceBatch(req, timeout=30)
+    assert out.error_count == 0 and out.market.vol_surface == "SPX-GRID"
+    vol = np.frombuffer(out.inputs.volatility.raw, dtype="<f8")
+    assert len(np.unique(vol)) > 100 and np.all((vol > 0.17) & (vol < 0.29))
+
+
+def test_an_underlying_without_a_surface_needs_an_inline_vol(stub, surface_snapshot_id):
+    r = request(surface_snapshot_id, "EUA-DEC27", model=2, strike=80.0)
+    r.market.volatility = 0.0
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Price(r, timeout=10)
+    assert violations(e.value)[0][0] == "market.volatility"
+
+
+def test_arbitrage_in_a_surface_refuses_the_snapshot(channel):
+    stub = market_pb2_grpc.MarketDataServiceStub(channel)
+    calendar = [0.28, 0.24, 0.21, 0.19, 0.18, 0.10, 0.10, 0.10, 0.10, 0.10,  # the 6m slice's variance below 3m's
+                0.26, 0.23, 0.20, 0.19, 0.185]
+    report = stub.ValidateMarket(mpb.ValidateMarketRequest(snapshot=_surface_snapshot(grid_vols=calendar)),
+                                 timeout=10).report
+    assert any(f.check == "surface.calendar" and f.field == "surfaces[0].expiries[1]" for f in report.findings)
+    vogt = [mpb.SviSlice(a=-0.0410, b=0.1331, rho=0.3060, m=0.3586, sigma=0.4153),  # Gatheral-Jacquier ex. 3.1
+            mpb.SviSlice(a=0.02, b=0.14, rho=0.3, m=0.36, sigma=0.42)]
+    report = stub.ValidateMarket(mpb.ValidateMarketRequest(snapshot=_surface_snapshot(svi=vogt)), timeout=10).report
+    assert any(f.check == "surface.durrleman" and f.severity == mpb.SEVERITY_ERROR for f in report.findings)
+    with pytest.raises(grpc.RpcError) as e:
+        stub.PutSnapshot(mpb.PutSnapshotRequest(snapshot=_surface_snapshot(svi=vogt)), timeout=10)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_bad_surfaces_name_their_fields(channel):
+    stub = market_pb2_grpc.MarketDataServiceStub(channel)
+    holes = [0.28, float("nan")] + [0.2] * 13
+    for snapshot, field in (
+        (_surface_snapshot(grid_vols=holes), "snapshot.surfaces[0].grid.vols[1]"),
+        (_surface_snapshot(grid_vols=[0.2] * 14), "snapshot.surfaces[0].grid.vols"),
+        (_surface_snapshot(svi=[mpb.SviSlice(a=0.01, b=-0.05, rho=-0.5, sigma=0.2),
+                                mpb.SviSlice(a=0.02, b=0.06, rho=-0.5, sigma=0.25)]), "snapshot.surfaces[1].svi.slices[0].b"),
+    ):
+        with pytest.raises(grpc.RpcError) as e:
+            stub.PutSnapshot(mpb.PutSnapshotRequest(snapshot=snapshot), timeout=10)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in [f for f, _ in violations(e.value)], violations(e.value)
+
+
+def test_the_demo_snapshot_prices_a_smile_out_of_the_box(stub, channel):
+    market = market_pb2_grpc.MarketDataServiceStub(channel)
+    demo = market.ListSnapshots(mpb.ListSnapshotsRequest(name="demo"), timeout=10).snapshots[0].id
+    vols = []
+    for strike in (5000.0, 6000.0, 7000.0):
+        r = request(demo, "SPX", days=182, strike=strike, measures=())
+        r.market.volatility = 0.0
+        vols.append(stub.Price(r, timeout=10).inputs.volatility)
+    assert vols[0] > vols[1] > vols[2]  # an equity skew
+    eua = request(demo, "EUA-DEC27", model=2, days=182, strike=80.0, measures=())
+    eua.market.volatility = 0.0
+    got = stub.Price(eua, timeout=10)
+    assert got.market.vol_surface == "EUA-SABR" and 0.3 < got.inputs.volatility < 0.7

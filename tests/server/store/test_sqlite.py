@@ -26,7 +26,7 @@ def make(name="eod", hours=0, spot=100.0) -> Snapshot:
 
 def record(s: Snapshot, findings=()) -> StoredSnapshot:
     assert s.validate() == []
-    return StoredSnapshot(s.content_id(), s.name, s.as_of, T0, (1, 1, 1), s.description, "", tuple(findings), s)
+    return StoredSnapshot(s.content_id(), s.name, s.as_of, T0, (1, 1, 1, 0), s.description, "", tuple(findings), s)
 
 
 def test_round_trip_is_exact(tmp_path):
@@ -73,6 +73,24 @@ def test_migrations_are_recorded_and_a_second_connection_sees_the_data(tmp_path)
     assert second.schema_version == len(MIGRATIONS) and len(second.list()) == 1
     first.close()
     second.close()
+
+
+def test_a_store_of_the_first_schema_is_migrated_in_place(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # a file written by the first schema, with one row
+        for statement in filter(str.strip, MIGRATIONS[0].split(";")):
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        s = make()
+        db.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, 1, 1, 1, '', '', '[]', ?)",
+                   (s.content_id(), s.name, s.as_of.isoformat(timespec="microseconds"),
+                    T0.isoformat(timespec="microseconds"), s.canonical_json()))
+    store = SqliteSnapshotStore(path)
+    assert store.schema_version == len(MIGRATIONS)
+    got = store.get(s.content_id())
+    assert got.counts == (1, 1, 1, 0) and got.snapshot.content_id() == s.content_id()
 
 
 def test_a_newer_schema_is_refused(tmp_path):
