@@ -26,6 +26,7 @@ from ._models import (
     ImpliedVolResult,
     Market,
     MarketUpdate,
+    MarketUsed,
     ModelInfo,
     ModelRef,
     PriceResult,
@@ -119,13 +120,16 @@ def settings_message(settings: EngineSettings | None):
 def market_message(market: Market, *, need_volatility: bool) -> pricing_pb2.Market:
     if not isinstance(market, Market):
         raise TypeError(f"market must be a Market, not {type(market).__name__}")
-    if need_volatility and market.volatility is None and market.heston is None:
+    by_reference = market.snapshot_id is not None
+    if need_volatility and market.volatility is None and market.heston is None and not by_reference:
         raise ValueError("market.volatility is required to price (only implied_vol may leave it out)")
     msg = pricing_pb2.Market(rate=market.rate, dividend_yield=market.dividend_yield)
     if market.heston is not None:
         h = market.heston
         msg.heston.CopyFrom(pricing_pb2.HestonParameters(v0=h.v0, kappa=h.kappa, theta=h.theta, sigma=h.sigma, rho=h.rho))
-    if market.spot is not None:
+    if by_reference:
+        msg.snapshot_id, msg.underlying_id = market.snapshot_id, market.underlying_id
+    elif market.spot is not None:
         msg.spot = market.spot
     else:
         msg.forward = market.forward
@@ -210,7 +214,12 @@ def price_result(msg: pricing_pb2.PriceResponse) -> PriceResult:
         standard_error=msg.standard_error,
         methods=methods,
         standard_errors=errors,
+        market=_market_used(msg.market) if msg.HasField("market") else None,
     )
+
+
+def _market_used(m) -> MarketUsed:
+    return MarketUsed(m.snapshot_id, m.underlying_id, m.discount_curve, m.dividend_curve, m.dividends, m.vol_surface)
 
 
 def implied_vol_result(msg: pricing_pb2.ImpliedVolatilityResponse) -> ImpliedVolResult:

@@ -245,6 +245,13 @@ class Market:
         >>> Market(forward=0.012, rate=0.02, volatility=0.007)        # Bachelier, normal vol
 
     ``volatility`` may be left out only for implied volatility, which ignores it.
+
+    Or by reference to a market snapshot the server holds: the underlying's level, rates and
+    dividends (and, without ``volatility``, its surface's vol at the trade's expiry and
+    strike) come from the snapshot:
+
+        >>> Market(snapshot_id="9f2c...", underlying_id="SPX")
+        >>> Market(snapshot_id="9f2c...", underlying_id="EUA-DEC27", volatility=0.45)
     """
 
     spot: float | None = None
@@ -253,9 +260,16 @@ class Market:
     dividend_yield: float = 0.0
     volatility: float | None = None
     heston: "HestonParameters | None" = None
+    snapshot_id: str | None = None
+    underlying_id: str | None = None
 
     def __post_init__(self) -> None:
-        if (self.spot is None) == (self.forward is None):
+        if self.snapshot_id is not None or self.underlying_id is not None:
+            if not (self.snapshot_id and self.underlying_id):
+                raise ValueError("give both snapshot_id= and underlying_id= to price against a snapshot")
+            if self.spot is not None or self.forward is not None or self.rate or self.dividend_yield:
+                raise ValueError("the spot or forward, rate and dividend yield come from the snapshot: leave them out")
+        elif (self.spot is None) == (self.forward is None):
             raise ValueError("give exactly one of spot= or forward=")
         if self.heston is not None and not isinstance(self.heston, HestonParameters):
             raise TypeError(f"heston must be HestonParameters, not {type(self.heston).__name__}")
@@ -565,6 +579,21 @@ class PriceResult:
     methods: Mapping[str, str] = field(default_factory=dict)
     #: measure name -> Monte Carlo standard error
     standard_errors: Mapping[str, float] = field(default_factory=dict)
+    #: what came from a market snapshot (None when the market was inline)
+    market: "MarketUsed | None" = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarketUsed:
+    """The market data a price took from a snapshot: the snapshot, the underlying, the curves,
+    the cash dividends taken off the spot, and the surface the vol came from ("" if inline)."""
+
+    snapshot_id: str
+    underlying_id: str
+    discount_curve: str = ""
+    dividend_curve: str = ""
+    dividends: int = 0
+    vol_surface: str = ""
 
 
 @dataclass(frozen=True, slots=True)

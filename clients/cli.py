@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -161,6 +162,9 @@ def _trade_arguments(parser: argparse.ArgumentParser, *, vol: bool) -> None:
     underlying = parser.add_mutually_exclusive_group(required=True)
     underlying.add_argument("--spot", type=float, help="spot (bsm)")
     underlying.add_argument("--forward", type=float, help="forward (black76, bachelier)")
+    underlying.add_argument("--snapshot", help="a market snapshot's id (with --underlying): level, rates, dividends"
+                                               " and, without --vol, the vol come from it")
+    parser.add_argument("--underlying", help="the underlying's id in the --snapshot")
     parser.add_argument("--rate", type=float, default=0.0, help="continuously compounded rate, per 1.00")
     parser.add_argument("--dividend", type=float, default=0.0, help="dividend yield, per 1.00 (bsm)")
     if vol:
@@ -269,6 +273,10 @@ def _market(args, vol: float | None) -> Market:
         if any(v is None for v in given):
             raise _BadInput("Heston needs all of --v0, --kappa, --theta, --sigma, --rho")
         heston = HestonParameters(*given)
+    if getattr(args, "snapshot", None):
+        if not args.underlying:
+            raise _BadInput("--snapshot needs --underlying (the underlying's id in the snapshot)")
+        return Market(snapshot_id=args.snapshot, underlying_id=args.underlying, volatility=vol, heston=heston)
     return Market(spot=args.spot, forward=args.forward, rate=args.rate, dividend_yield=args.dividend,
                   volatility=vol, heston=heston)
 
@@ -288,7 +296,7 @@ def _cmd_price(args, out) -> int:
     from ._frontoffice import FrontOfficeClient
 
     option, market = _option(args), _market(args, args.vol)
-    if market.volatility is None and market.heston is None:
+    if market.volatility is None and market.heston is None and market.snapshot_id is None:
         raise _BadInput("give --vol (or the Heston parameters with --model heston)")
     with FrontOfficeClient(target=args.target or default_target(), timeout=_timeout(args, 60.0)) as client:
         result = client.price(option, market, model=args.model, measures=args.greeks, engine=args.engine,
@@ -299,6 +307,7 @@ def _cmd_price(args, out) -> int:
         _dump(
             {"price": result.price, "greeks": greeks, "inputs": inputs, "priced_by": _ref(result.priced_by),
              "standard_error": result.standard_error, "methods": dict(result.methods),
+             "market": None if result.market is None else dataclasses.asdict(result.market),
              "standard_errors": dict(result.standard_errors)}, out
         )
     else:
@@ -312,6 +321,10 @@ def _cmd_price(args, out) -> int:
                 se = result.standard_errors.get(base)
                 pairs.append((f"  {base} by", result.methods[base] + (f" (std error {se:.3g})" if se else "")))
         pairs += [(f"{k} (used)", v) for k, v in inputs.items()]
+        if result.market is not None:
+            m = result.market
+            pairs.append(("market", f"snapshot {m.snapshot_id}, {m.underlying_id} on {m.discount_curve}"
+                                    + (f", vol from {m.vol_surface}" if m.vol_surface else "")))
         pairs.append(("priced_by", str(result.priced_by)))
         print(_format.key_values(pairs), file=out)
     return EXIT_OK

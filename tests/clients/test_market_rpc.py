@@ -72,6 +72,11 @@ def test_load_snapshot_reads_json_and_refuses_other_shapes(tmp_path):
         load_snapshot(42)
 
 
+def _first_json(text: str):
+    """The CLI's JSON document (the in-process server's own log lines may follow it on stdout)."""
+    return json.JSONDecoder().raw_decode(text.lstrip())[0]
+
+
 def test_cli_snapshot_commands(server, tmp_path, capsys):
     path = tmp_path / "eod.json"
     d = snapshot_dict("cli-eod")
@@ -82,12 +87,12 @@ def test_cli_snapshot_commands(server, tmp_path, capsys):
     assert cli.main(["snapshot", "validate", str(path), *target]) == 0
     assert "0 errors" in capsys.readouterr().out
     assert cli.main(["snapshot", "put", str(path), "--json", *target]) == 0
-    stored = json.loads(capsys.readouterr().out)
+    stored = _first_json(capsys.readouterr().out)
     assert stored["created"] is True and stored["name"] == "cli-eod"
     assert cli.main(["snapshot", "list", "--name", "cli-eod", *target]) == 0
     assert stored["id"] in capsys.readouterr().out
     assert cli.main(["snapshot", "show", stored["id"], *target]) == 0
-    shown = json.loads(capsys.readouterr().out)
+    shown = _first_json(capsys.readouterr().out)
     assert shown["snapshot"]["name"] == "cli-eod" and shown["info"]["id"] == stored["id"]
     assert cli.main(["snapshot", "delete", stored["id"], *target]) == 0
     assert cli.main(["snapshot", "show", stored["id"], *target]) == 2  # NOT_FOUND: the caller's id is wrong
@@ -97,3 +102,36 @@ def test_cli_snapshot_commands(server, tmp_path, capsys):
     assert cli.main(["snapshot", "validate", str(path), *target]) == 1
     assert cli.main(["snapshot", "put", str(path), *target]) == 2  # FAILED_PRECONDITION: the data's fault
     assert "curve.forward_bounds" in capsys.readouterr().err
+
+
+def test_front_office_prices_against_a_snapshot(server, market):
+    from pricegrid.clients import EuropeanOption, FrontOfficeClient, Market
+
+    snapshot_id = market.list_snapshots("demo")[0].id
+    with FrontOfficeClient(target=server.address, timeout=10) as fo:
+        r = fo.price(EuropeanOption(option_type="put", strike=5800.0, expiry=0.5),
+                     Market(snapshot_id=snapshot_id, underlying_id="SPX"), measures=("delta", "vega"))
+        assert r.market.snapshot_id == snapshot_id and r.market.vol_surface == "SPX-SVI"
+        assert r.market.discount_curve == "USD-OIS" and r.price > 0 and r.greeks.delta < 0
+        inline = fo.price(EuropeanOption(option_type="put", strike=5800.0, expiry=0.5),
+                          Market(snapshot_id=snapshot_id, underlying_id="SPX", volatility=0.3))
+        assert inline.market.vol_surface == "" and inline.inputs.volatility == 0.3
+        with pytest.raises(PricingError) as e:
+            fo.price(EuropeanOption(option_type="put", strike=5800.0, expiry=0.5),
+                     Market(snapshot_id=snapshot_id, underlying_id="NOPE"))
+        assert e.value.field == "market.underlying_id"
+    with pytest.raises(ValueError):
+        Market(snapshot_id=snapshot_id)
+    with pytest.raises(ValueError):
+        Market(snapshot_id=snapshot_id, underlying_id="SPX", spot=100.0)
+
+
+def test_cli_price_against_the_demo_snapshot(server, market, capsys):
+    snapshot_id = market.list_snapshots("demo")[0].id
+    argv = ["price", "--model", "bsm", "--type", "put", "--strike", "5800", "--expiry", "0.5",
+            "--snapshot", snapshot_id, "--underlying", "SPX", "--greeks", "delta", "--target", server.address, "--json"]
+    assert cli.main(argv) == 0
+    out = _first_json(capsys.readouterr().out)
+    assert out["market"]["vol_surface"] == "SPX-SVI" and out["price"] > 0
+    assert cli.main(argv[:-4] + ["--target", server.address]) == 2  # no --underlying
+    assert "--underlying" in capsys.readouterr().err
