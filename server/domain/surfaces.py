@@ -223,14 +223,13 @@ class GridSurface(_Surface):
 
 
 @dataclass(frozen=True, eq=False)
-class SviSurface(_Surface):
-    """Raw SVI slices in total variance: ``params[i] = (a, b, rho, m, sigma)`` at expiries[i]."""
+class _Slices(_Surface):
+    """A surface of parametric slices: ``params[i]`` (one row of ``columns``) at expiries[i]."""
 
-    params: np.ndarray = field(default_factory=lambda: np.empty((0, 5)))   # (n, 5)
+    params: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))   # (n, len(columns))
     _numeric: bool = field(default=True, init=False, repr=False)
 
-    kind: ClassVar[SurfaceKind] = SurfaceKind.SVI
-    columns: ClassVar[tuple[str, ...]] = SVI_COLUMNS
+    columns: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         t, ok_t = _column(self.expiries, 1)
@@ -238,6 +237,14 @@ class SviSurface(_Surface):
         object.__setattr__(self, "expiries", t)
         object.__setattr__(self, "params", p)
         object.__setattr__(self, "_numeric", ok_t and ok_p)
+
+
+@dataclass(frozen=True, eq=False)
+class SviSurface(_Slices):
+    """Raw SVI slices in total variance: ``params[i] = (a, b, rho, m, sigma)`` at expiries[i]."""
+
+    kind: ClassVar[SurfaceKind] = SurfaceKind.SVI
+    columns: ClassVar[tuple[str, ...]] = SVI_COLUMNS
 
     def validate(self) -> list[FieldViolation]:
         """Every violation, each naming its field (and index). Empty: the surface is usable.
@@ -275,21 +282,11 @@ class SviSurface(_Surface):
 
 
 @dataclass(frozen=True, eq=False)
-class SabrSurface(_Surface):
+class SabrSurface(_Slices):
     """SABR slices: ``params[i] = (alpha, beta, rho, nu)`` at expiries[i] (Hagan's lognormal vol)."""
-
-    params: np.ndarray = field(default_factory=lambda: np.empty((0, 4)))   # (n, 4)
-    _numeric: bool = field(default=True, init=False, repr=False)
 
     kind: ClassVar[SurfaceKind] = SurfaceKind.SABR
     columns: ClassVar[tuple[str, ...]] = SABR_COLUMNS
-
-    def __post_init__(self) -> None:
-        t, ok_t = _column(self.expiries, 1)
-        p, ok_p = _column(self.params, 2)
-        object.__setattr__(self, "expiries", t)
-        object.__setattr__(self, "params", p)
-        object.__setattr__(self, "_numeric", ok_t and ok_p)
 
     def validate(self) -> list[FieldViolation]:
         """Every violation, each naming its field (and index). Empty: the surface is usable.

@@ -1,0 +1,29 @@
+"""Report of bench/test_bench_snapshot.py: a batch against a snapshot vs flat inline inputs.
+
+    .venv/bin/python bench/report_snapshot.py /tmp/snap.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
+        return 2
+    data = json.load(open(argv[1]))
+    for bench in data["benchmarks"]:
+        info = bench.get("extra_info", {})
+        if "snapshot_s" in info:
+            s, i = info["snapshot_s"], info["inline_s"]
+            print(f"{info['rows']:,} rows, price + 5 Greeks, one thread, {info['pairs']} interleaved pairs (medians):")
+            print(f"  against the demo snapshot (2 curve + 1 SVI lookups per row): {s * 1e3:9.2f} ms")
+            print(f"  flat inline inputs:                                        {i * 1e3:9.2f} ms")
+            print(f"  snapshot / inline (target <= 1.3):                         {s / i:9.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
