@@ -215,6 +215,7 @@ def price_result(msg: pricing_pb2.PriceResponse) -> PriceResult:
         methods=methods,
         standard_errors=errors,
         market=_market_used(msg.market) if msg.HasField("market") else None,
+        values={MEASURE_NAMES.get(d.measure, str(d.measure)): d.value for d in msg.details},
     )
 
 

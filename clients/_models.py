@@ -86,18 +86,10 @@ def engine_code(engine: str | int | None) -> int:
     raise ValueError(f"unknown engine {engine!r}; expected one of {sorted(ENGINES)} or None")
 
 
-#: measure name -> pricegrid.v1.Measure, in the contract's order.
+#: measure name -> pricegrid.v1.Measure, in the contract's order (read from its descriptor:
+#: "price", "delta", ..., "clean_price", "yield", "pv01", "pnl")
 MEASURES: Mapping[str, int] = {
-    "price": common_pb2.MEASURE_PRICE,
-    "delta": common_pb2.MEASURE_DELTA,
-    "gamma": common_pb2.MEASURE_GAMMA,
-    "vega": common_pb2.MEASURE_VEGA,
-    "theta": common_pb2.MEASURE_THETA,
-    "rho": common_pb2.MEASURE_RHO,
-    "dividend_rho": common_pb2.MEASURE_DIVIDEND_RHO,
-    "vanna": common_pb2.MEASURE_VANNA,
-    "volga": common_pb2.MEASURE_VOLGA,
-    "charm": common_pb2.MEASURE_CHARM,
+    v.name.removeprefix("MEASURE_").lower(): v.number for v in common_pb2.Measure.DESCRIPTOR.values if v.number
 }
 MEASURE_NAMES: Mapping[int, str] = {v: k for k, v in MEASURES.items()}
 
@@ -575,12 +567,14 @@ class PriceResult:
     #: Monte Carlo: the price's standard error (0 otherwise)
     standard_error: float = 0.0
     #: measure name -> how it was obtained ("analytic", "finite_difference", "tree_grid",
-    #: "monte_carlo_crn", ...); empty from the analytic European engines (all analytic)
+    #: "monte_carlo_crn", ...)
     methods: Mapping[str, str] = field(default_factory=dict)
     #: measure name -> Monte Carlo standard error
     standard_errors: Mapping[str, float] = field(default_factory=dict)
     #: what came from a market snapshot (None when the market was inline)
     market: "MarketUsed | None" = None
+    #: every measure returned by name, the price included (any Measure, not only Greeks)
+    values: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

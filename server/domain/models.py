@@ -63,9 +63,23 @@ class Measure(enum.IntEnum):
     VANNA = 8
     VOLGA = 9
     CHARM = 10
+    CLEAN_PRICE = 11
+    DIRTY_PRICE = 12
+    ACCRUED_INTEREST = 13
+    YIELD = 14
+    MACAULAY_DURATION = 15
+    MODIFIED_DURATION = 16
+    CONVEXITY = 17
+    DV01 = 18
+    PV = 19
+    PAR_RATE = 20
+    PV01 = 21
+    PNL = 22
 
 
-GREEKS = tuple(m for m in Measure if m is not Measure.PRICE)
+#: the measures of an option: its price and the Greeks (PriceResponse.greeks has these)
+OPTION_MEASURES = tuple(Measure(m) for m in range(Measure.PRICE, Measure.CHARM + 1))
+GREEKS = OPTION_MEASURES[1:]
 
 
 class ModelRef(NamedTuple):
@@ -99,7 +113,7 @@ CATALOGUE: dict[Model, ModelSpec] = {
         underlying="spot",
         takes_dividend=True,
         instruments=("european",),
-        measures=tuple(Measure),
+        measures=OPTION_MEASURES,
         validated_against=_VALIDATION.format(ql="AnalyticEuropeanEngine"),
     ),
     Model.BLACK_76: ModelSpec(
@@ -108,7 +122,7 @@ CATALOGUE: dict[Model, ModelSpec] = {
         underlying="forward",
         takes_dividend=False,
         instruments=("european",),
-        measures=tuple(Measure),
+        measures=OPTION_MEASURES,
         validated_against=_VALIDATION.format(ql="blackFormula/BlackCalculator"),
     ),
     Model.BACHELIER: ModelSpec(
@@ -117,7 +131,7 @@ CATALOGUE: dict[Model, ModelSpec] = {
         underlying="forward",
         takes_dividend=False,
         instruments=("european",),
-        measures=tuple(Measure),
+        measures=OPTION_MEASURES,
         validated_against=_VALIDATION.format(ql="bachelierBlackFormula"),
     ),
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pricegrid.ext import black
 from pricegrid.server.domain.catalogue import EngineSpec
-from pricegrid.server.domain.models import Engine, GreekMethod, Measure, Model, ModelRef
+from pricegrid.server.domain.models import OPTION_MEASURES, Engine, GreekMethod, Model, ModelRef
 from pricegrid.server.pricers._registry import EMPTY, add, register
 
 
@@ -38,12 +38,12 @@ _BLACK_VALIDATION = "QuantLib AnalyticEuropeanEngine/blackFormula/bachelierBlack
 for _model, _code in ((Model.BLACK_SCHOLES_MERTON, 1), (Model.BACHELIER, 3)):
     register("european", (_model,), Engine.ANALYTIC, name="analytic_european", version="1.0.0", kernel=black,
              run=_run_black(_code), validated_against=_BLACK_VALIDATION, default=True,
-             measures=tuple(int(m) for m in Measure), kernel_writes_forward=True)
+             measures=tuple(int(m) for m in OPTION_MEASURES), kernel_writes_forward=True)
 # Black-76 through its own kernel formulas (not the BSM mapping): rho and dividend rho as in
 # common.proto, identical to the unary fast path.
 add(EngineSpec(
     product="european", model=Model.BLACK_76, engine=Engine.ANALYTIC,
-    ref=ModelRef("black_76", "analytic_european", "1.0.0"), measures=tuple(Measure),
-    methods={m: GreekMethod.ANALYTIC for m in Measure}, validated_against=_BLACK_VALIDATION,
+    ref=ModelRef("black_76", "analytic_european", "1.0.0"), measures=OPTION_MEASURES,
+    methods={m: GreekMethod.ANALYTIC for m in OPTION_MEASURES}, validated_against=_BLACK_VALIDATION,
     default=True, underlying="forward", kernel_writes_forward=True,
 ), _run_black(2))

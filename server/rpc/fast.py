@@ -10,9 +10,9 @@ same numbers bit for bit (tests/server/test_codec.py).
 
 from __future__ import annotations
 
-from pricegrid.server.domain.models import Measure
+from pricegrid.server.domain.models import OPTION_MEASURES, Measure
 from pricegrid.server.rpc import _codec
-from pricegrid.server.rpc.responses import _detail_bytes, _ref_bytes
+from pricegrid.server.rpc.responses import _DOUBLE, _detail_prefix, _ref_bytes
 
 _LEAN_TAILS = {}  # (model code, measures mask) -> (ModelRef bytes, details bytes)
 
@@ -29,10 +29,13 @@ def price_lean(data, service) -> bytes | None:
         return None
     mask = args[8]
     tail = _LEAN_TAILS.get((args[0], mask))  # the model's code names its analytic European engine
-    if tail is None:  # priced_by and the details of these measures, in PriceResponse field order
-        measures = (Measure.PRICE,) + tuple(m for m in Measure if m != Measure.PRICE and mask >> int(m) & 1)
-        details = b"".join(_detail_bytes(m, spec.methods[m], 0.0) for m in measures)
+    if tail is None:  # priced_by, and each measure's detail up to its value (slot in the kernel's tuple)
+        measures = (Measure.PRICE,) + tuple(m for m in OPTION_MEASURES[1:] if mask >> int(m) & 1)
+        details = tuple((_detail_prefix(m, spec.methods[m], False), 2 + int(m)) for m in measures)
         tail = _LEAN_TAILS[(args[0], mask)] = (_ref_bytes(spec.ref), details)
-    return _codec.encode_kernel_price(out, mask, args[3], args[7], tail[0]) + tail[1]
+    parts = [_codec.encode_kernel_price(out, mask, args[3], args[7], tail[0])]
+    for prefix, slot in tail[1]:
+        parts += (prefix, _DOUBLE.pack(out[slot]))
+    return b"".join(parts)
 
 

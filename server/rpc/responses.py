@@ -55,10 +55,14 @@ def price_response(result: PriceResult) -> pb.PriceResponse:
         standard_error=result.standard_error,
     )
     for m, method, se in result.details:
-        msg.details.add(measure=int(m), method=int(method), standard_error=se)
+        msg.details.add(measure=int(m), method=int(method), standard_error=se, value=_value(result, m))
     if result.market_used is not None:
         msg.market.CopyFrom(market_used(result.market_used))
     return msg
+
+
+def _value(result: PriceResult, measure) -> float:
+    return result.price if measure == Measure.PRICE else result.greeks[measure]
 
 
 def market_used(used) -> pb.MarketUsed:
@@ -80,19 +84,27 @@ def _ref_bytes(ref) -> bytes:
     return out
 
 
-def _detail_bytes(measure, method, standard_error: float) -> bytes:
-    """One PriceResponse.details entry (field 6), wire format."""
+_DOUBLE = struct.Struct("<d")
+
+
+def _detail_prefix(measure, method, with_se: bool) -> bytes:
+    """A PriceResponse.details entry (field 6) up to its value's 8 bytes: tag, length,
+    measure, method, [the standard error's tag and bytes go after the value], the value's tag."""
+    key = (measure, method, with_se)
+    out = _DETAIL_BYTES.get(key)
+    if out is None:
+        head = b"".join(wire.field_varint(1, int(measure)) + wire.field_varint(2, int(method)))
+        size = len(head) + 9 + (9 if with_se else 0)
+        out = _DETAIL_BYTES[key] = b"".join([wire.tag(6, 2), wire.varint(size), head, wire.tag(4, 1)])
+    return out
+
+
+def _detail_bytes(measure, method, standard_error: float, value: float) -> bytes:
+    """One PriceResponse.details entry (field 6): measure, method, value, standard error."""
     if standard_error == 0.0:
-        out = _DETAIL_BYTES.get((measure, method))
-        if out is None:
-            out = _DETAIL_BYTES[(measure, method)] = b"".join(
-                wire.field_message(6, wire.field_varint(1, int(measure)) + wire.field_varint(2, int(method)))
-            )
-        return out
-    body = wire.field_varint(1, int(measure)) + wire.field_varint(2, int(method)) + [
-        wire.tag(3, 1) + struct.pack("<d", standard_error)
-    ]
-    return b"".join(wire.field_message(6, body))
+        return _detail_prefix(measure, method, False) + _DOUBLE.pack(value)
+    return b"".join([_detail_prefix(measure, method, True), _DOUBLE.pack(value), wire.tag(3, 1),
+                     _DOUBLE.pack(standard_error)])
 
 
 def price_response_bytes(result: PriceResult) -> bytes:
@@ -117,7 +129,7 @@ def price_response_bytes(result: PriceResult) -> bytes:
     parts = [head]
     if result.standard_error != 0.0:
         parts.append(wire.tag(5, 1) + struct.pack("<d", result.standard_error))
-    parts += [_detail_bytes(m, method, se) for m, method, se in result.details]
+    parts += [_detail_bytes(m, method, se, _value(result, m)) for m, method, se in result.details]
     if result.market_used is not None:
         parts.append(b"".join(wire.field_bytes(7, market_used(result.market_used).SerializeToString())))
     return b"".join(parts)

@@ -113,6 +113,7 @@ def test_front_office_prices_against_a_snapshot(server, market):
                      Market(snapshot_id=snapshot_id, underlying_id="SPX"), measures=("delta", "vega"))
         assert r.market.snapshot_id == snapshot_id and r.market.vol_surface == "SPX-SVI"
         assert r.market.discount_curve == "USD-OIS" and r.price > 0 and r.greeks.delta < 0
+        assert r.values == {"price": r.price, "delta": r.greeks.delta, "vega": r.greeks.vega}  # any measure by name
         inline = fo.price(EuropeanOption(option_type="put", strike=5800.0, expiry=0.5),
                           Market(snapshot_id=snapshot_id, underlying_id="SPX", volatility=0.3))
         assert inline.market.vol_surface == "" and inline.inputs.volatility == 0.3

@@ -93,3 +93,12 @@ def test_kernel_status_bits_mirror_the_header():
     mirrored = {name: getattr(st, name) for name in st.__all__ if not name.startswith("FIELD")}
     assert defined == mirrored
     assert set(st.FIELD_OF_BIT) <= {v for k, v in defined.items() if k.startswith(("BAD_", "PRICE_OUT", "NOT_"))}
+
+
+def test_the_typed_greeks_are_the_option_measures_of_the_same_table():
+    """PriceResponse.greeks repeats the option measures (plus two unit conversions) for
+    front-office readers: its fields are the Measure names, nothing else."""
+    fields = [f.name for f in pb.Greeks.DESCRIPTOR.fields]
+    derived = [m.name.lower() for m in models.GREEKS]
+    assert [f for f in fields if f not in ("vega_per_point", "theta_per_day")] == derived
+    assert models.OPTION_MEASURES == (models.Measure.PRICE, *models.GREEKS)

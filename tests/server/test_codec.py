@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pricegrid.server.domain.models import GreekMethod, Measure, ModelRef
+from pricegrid.server.domain.models import GREEKS, GreekMethod, Measure, ModelRef
 from pricegrid.server.rpc import _codec, fast, requests, responses
 from pricegrid.server.service.pricing import PriceResult
 from pricegrid.v1 import common_pb2 as c
@@ -83,7 +83,7 @@ def test_unpacked_measures_and_negative_enums():
     assert t[0] == -1 and t[-1] == [2, 3]
 
 
-@pytest.mark.parametrize("greeks", [{}, {Measure.DELTA: 0.5}, {m: float(m) * 1.5 for m in Measure if m != Measure.PRICE}])
+@pytest.mark.parametrize("greeks", [{}, {Measure.DELTA: 0.5}, {m: float(m) * 1.5 for m in GREEKS}])
 def test_encode_matches_the_generated_code(greeks):
     result = PriceResult(10.25, greeks, 101.0, 0.97, 0.5, 0.2, ModelRef("black_76", "analytic_european", "1.0.0"))
     ours = pb.PriceResponse.FromString(responses.price_response_bytes(result))
@@ -100,6 +100,7 @@ def test_encode_writes_standard_error_and_details_as_the_generated_code(se):
     ours = pb.PriceResponse.FromString(responses.price_response_bytes(result))
     assert ours == responses.price_response(result)
     assert [(d.measure, d.method, d.standard_error) for d in ours.details] == [(int(m), int(g), e) for m, g, e in details]
+    assert [d.value for d in ours.details] == [10.25, 0.5, 20.0]  # every measure's value, by Measure
     assert ours.standard_error == se
 
 

@@ -5,6 +5,7 @@ import json
 import math
 from pathlib import Path
 
+import grpc
 import pytest
 from google.protobuf import json_format
 
@@ -74,3 +75,28 @@ def test_implied_vol_round_trip(stub, case):
     )
     assert iv.volatility == pytest.approx(request.market.volatility, rel=1e-10)
     assert iv.priced_by.engine.startswith("implied_vol")
+
+
+def test_every_measure_comes_back_in_details_with_its_value(stub):
+    r = pb.PriceRequest(model=1, measures=[c.MEASURE_CHARM, c.MEASURE_DELTA],
+                        european=pb.EuropeanOption(option_type=1, strike=100.0, expiry=pb.Expiry(year_fraction=0.5)),
+                        market=pb.Market(spot=100.0, rate=0.03, volatility=0.2))
+    got = stub.Price(r, timeout=10)  # the lean path
+    assert [d.measure for d in got.details] == [c.MEASURE_PRICE, c.MEASURE_DELTA, c.MEASURE_CHARM]
+    assert [d.value for d in got.details] == [got.price, got.greeks.delta, got.greeks.charm]
+    assert {d.method for d in got.details} == {c.GREEK_METHOD_ANALYTIC}
+    r.european.expiry.ClearField("year_fraction")  # the full path (dates): the same details
+    r.european.expiry.dates.CopyFrom(pb.ExpiryDates(valuation_date=c.Date(year=2026, month=1, day=2),
+                                                    expiry_date=c.Date(year=2026, month=7, day=3),
+                                                    day_count=c.DAY_COUNT_ACT_365F))
+    got = stub.Price(r, timeout=10)
+    assert [d.value for d in got.details] == [got.price, got.greeks.delta, got.greeks.charm]
+
+
+def test_a_measure_the_engine_does_not_compute_names_its_field(stub):
+    r = pb.PriceRequest(model=1, measures=[c.MEASURE_DELTA, c.MEASURE_CLEAN_PRICE],
+                        european=pb.EuropeanOption(option_type=1, strike=100.0, expiry=pb.Expiry(year_fraction=0.5)),
+                        market=pb.Market(spot=100.0, rate=0.03, volatility=0.2))
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Price(r, timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "measures[1]" in e.value.details()
