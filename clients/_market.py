@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import grpc
+import numpy as np
 from google.protobuf import json_format
 
 from pricegrid.v1 import market_pb2 as mpb
@@ -177,6 +178,22 @@ class MarketClient:
         """Stored snapshots, newest as-of first (one name's, if given)."""
         reply = self._call(self._stub.ListSnapshots, mpb.ListSnapshotsRequest(name=name, limit=limit), timeout)
         return [_info(s) for s in reply.snapshots]
+
+    def curve(self, snapshot_id: str, curve_id: str, times, *, timeout=USE_CLIENT_DEFAULT) -> dict:
+        """A stored curve at ``times`` (years): numpy arrays ``discount_factors``,
+        ``zero_rates`` and ``forward_rates``."""
+        request = mpb.EvaluateCurveRequest(snapshot_id=snapshot_id, curve_id=curve_id, times=_plain(times))
+        reply = self._call(self._stub.EvaluateCurve, request, timeout)
+        return {name: np.asarray(getattr(reply, name)) for name in ("discount_factors", "zero_rates", "forward_rates")}
+
+    def surface(self, snapshot_id: str, surface_id: str, expiries, strikes, forwards=(), *,
+                timeout=USE_CLIENT_DEFAULT) -> dict:
+        """A stored surface at points (expiries[i], strikes[i]): numpy arrays ``vols``,
+        ``total_variances`` and the ``forwards`` used (the underlying's, unless given)."""
+        request = mpb.EvaluateSurfaceRequest(snapshot_id=snapshot_id, surface_id=surface_id, expiries=_plain(expiries),
+                                             strikes=_plain(strikes), forwards=_plain(forwards))
+        reply = self._call(self._stub.EvaluateSurface, request, timeout)
+        return {name: np.asarray(getattr(reply, name)) for name in ("vols", "total_variances", "forwards")}
 
     def delete_snapshot(self, snapshot_id: str, *, timeout=USE_CLIENT_DEFAULT) -> str:
         return self._call(self._stub.DeleteSnapshot, mpb.DeleteSnapshotRequest(id=snapshot_id), timeout).id

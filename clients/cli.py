@@ -222,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     show = snap_commands.add_parser("show", help="one snapshot (JSON)")
     show.add_argument("id")
     _common(show, json_flag=False)
+    plot = snap_commands.add_parser("plot", help="draw a snapshot's curves and a surface's smiles to a PNG")
+    plot.add_argument("id")
+    plot.add_argument("--png", type=Path, required=True)
+    plot.add_argument("--curve", action="append", default=None, help="a curve's id (repeatable; default: all)")
+    plot.add_argument("--surface", default=None, help="a surface's id (default: the first)")
+    _common(plot, json_flag=False)
     rm = snap_commands.add_parser("delete", help="remove a snapshot")
     rm.add_argument("id")
     _common(rm, json_flag=False)
@@ -613,6 +619,52 @@ def _print_findings(findings, out) -> None:
         print(f"  {f.severity:<8} {f.check:<24} {f.field:<28} {f.message}", file=out)
 
 
+def _plot_snapshot(client, args, out) -> None:
+    """Zero and instantaneous forward rates of the curves (0..30y); the smiles of a surface at
+    each of its expiries against K/F, read through the server (its interpolation, exactly)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise _BadInput("plotting needs matplotlib: pip install 'pricegrid[plot]'") from None
+    _, snapshot = client.get_snapshot(args.id)
+    curves = args.curve or [c["id"] for c in snapshot.get("curves", [])]
+    surfaces = snapshot.get("surfaces", [])
+    surface = next((x for x in surfaces if x["id"] == args.surface), None) if args.surface else \
+        (surfaces[0] if surfaces else None)
+    if args.surface and surface is None:
+        raise _BadInput(f"no surface {args.surface!r} in snapshot {args.id}")
+    fig, axes = plt.subplots(1, 2 if surface else 1, figsize=(13 if surface else 7, 4.8), squeeze=False)
+    t = np.linspace(0.0, 30.0, 601)
+    ax = axes[0][0]
+    for curve_id in curves:
+        values = client.curve(args.id, curve_id, t)
+        ax.plot(t, 100 * values["zero_rates"], label=f"{curve_id} zero")
+        ax.plot(t, 100 * values["forward_rates"], linestyle="--", label=f"{curve_id} forward")
+    ax.set_xlabel("years")
+    ax.set_ylabel("% (continuously compounded)")
+    ax.set_title(f"curves of {snapshot.get('name', '')}")
+    ax.legend(fontsize=8)
+    if surface:
+        ax = axes[0][1]
+        moneyness = np.linspace(0.6, 1.4, 81)
+        for expiry in surface.get("expiries", []):
+            one = client.surface(args.id, surface["id"], [expiry], [1.0])  # the forward at this expiry
+            strikes = moneyness * one["forwards"][0]
+            smile = client.surface(args.id, surface["id"], np.full(len(strikes), expiry), strikes)
+            ax.plot(moneyness, 100 * smile["vols"], label=f"T = {expiry:g}")
+        ax.set_xlabel("K / F")
+        ax.set_ylabel("implied vol, %")
+        ax.set_title(f"{surface['id']} ({surface.get('underlying', '')})")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.png, dpi=110)
+    plt.close(fig)
+    print(f"wrote {args.png}", file=out)
+
+
 def _cmd_snapshot(args, out) -> int:
     from ._market import MarketClient
 
@@ -648,6 +700,8 @@ def _cmd_snapshot(args, out) -> int:
         elif action == "show":
             info, snapshot = client.get_snapshot(args.id)
             _dump({"info": _snapshot_dict(info), "snapshot": snapshot}, out)
+        elif action == "plot":
+            _plot_snapshot(client, args, out)
         else:
             print(f"deleted {client.delete_snapshot(args.id)}", file=out)
     return EXIT_OK

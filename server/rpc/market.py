@@ -215,6 +215,18 @@ class MarketDataServicer:
     def DeleteSnapshot(self, request, context, rid):
         return mpb.DeleteSnapshotResponse(id=self.service.delete(request.id)), 1, 0
 
+    def EvaluateCurve(self, request, context, rid):
+        df, zero, fwd = self.service.evaluate_curve(request.snapshot_id, request.curve_id, request.times)
+        reply = mpb.EvaluateCurveResponse(discount_factors=df.tolist(), zero_rates=zero.tolist(),
+                                          forward_rates=fwd.tolist())
+        return reply, len(df), 0
+
+    def EvaluateSurface(self, request, context, rid):
+        vols, w, f = self.service.evaluate_surface(request.snapshot_id, request.surface_id, request.expiries,
+                                                   request.strikes, request.forwards)
+        reply = mpb.EvaluateSurfaceResponse(vols=vols.tolist(), total_variances=w.tolist(), forwards=f.tolist())
+        return reply, len(vols), 0
+
     def ValidateMarket(self, request, context, rid):
         findings, compared = self.service.validate(self._snapshot(request))
         return mpb.ValidateMarketResponse(report=report_message(findings, compared)), 1, 0

@@ -42,6 +42,8 @@ SPOT_JUMP_ERROR = 0.50
 CURVE_JUMP_WARNING = 0.01
 #: snapshots kept parsed for pricing
 CACHED_SNAPSHOTS = 16
+#: points of one EvaluateCurve / EvaluateSurface call
+MAX_POINTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,65 @@ class MarketDataService:
         with self._cache_lock:
             self._cache.pop(snapshot_id, None)
         return snapshot_id
+
+    # ------------------------------------------------------------------ reading a stored curve or surface
+    def _stored(self, snapshot_id: str) -> Snapshot:
+        snapshot = self.snapshot(snapshot_id)
+        if snapshot is None:
+            raise self._not_found(snapshot_id)
+        return snapshot
+
+    @staticmethod
+    def _points(values: np.ndarray, path: str) -> np.ndarray:
+        if len(values) > MAX_POINTS:
+            raise ServiceError(Code.RESOURCE_EXHAUSTED, f"{path}: {len(values)} points; at most {MAX_POINTS:,}",
+                               [FieldViolation(path, f"at most {MAX_POINTS:,} points")])
+        bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+        if len(bad):
+            raise invalid(f"{path}[{int(bad[0])}]", f"must be finite and >= 0 (got {values[bad[0]]!r})")
+        return values
+
+    def evaluate_curve(self, snapshot_id: str, curve_id: str, times) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(discount factors, zero rates, instantaneous forwards) of a stored curve."""
+        snapshot = self._stored(snapshot_id)
+        curve = snapshot.curve(curve_id)
+        if curve is None:
+            raise ServiceError(Code.NOT_FOUND, f"curve_id: no curve {curve_id!r} in this snapshot",
+                               [FieldViolation("curve_id", f"no curve {curve_id!r}")])
+        t = self._points(np.asarray(times, dtype=np.float64), "times")
+        r = curve_pricer.evaluate_curve(curve, t, (curve_pricer.DISCOUNT, curve_pricer.ZERO_RATE, curve_pricer.FORWARD))
+        return r.values[0], r.values[1], r.values[2]
+
+    def evaluate_surface(self, snapshot_id: str, surface_id: str, expiries, strikes, forwards=()):
+        """(vols, total variances, forwards) of a stored surface at (expiry, strike) points;
+        without forwards, its underlying's forward at each expiry."""
+        snapshot = self._stored(snapshot_id)
+        surface = snapshot.surface(surface_id)
+        if surface is None:
+            raise ServiceError(Code.NOT_FOUND, f"surface_id: no surface {surface_id!r} in this snapshot",
+                               [FieldViolation("surface_id", f"no surface {surface_id!r}")])
+        t = self._points(np.asarray(expiries, dtype=np.float64), "expiries")
+        k = np.asarray(strikes, dtype=np.float64)
+        if len(k) != len(t):
+            raise invalid("strikes", f"{len(k)} strikes for {len(t)} expiries (one per point)")
+        f = np.asarray(forwards, dtype=np.float64)
+        if len(f) == 0:
+            u = snapshot.underlying(surface.underlying_id)
+            if u is None:
+                raise invalid("forwards", f"required: the surface's underlying {surface.underlying_id!r} is not in"
+                                          " this snapshot")
+            level, rate, q, _, _ = resolve("", snapshot, u.underlying_id, "spot" if u.spot is not None else "forward", t)
+            f = level * np.exp((rate - q) * t) if u.spot is not None else np.broadcast_to(level, t.shape)
+        elif len(f) not in (1, len(t)):
+            raise invalid("forwards", f"{len(f)} forwards for {len(t)} points (one per point, or one for all)")
+        f = np.ascontiguousarray(np.broadcast_to(f, t.shape))
+        r = surface_pricer.evaluate_surface(surface, t, np.ascontiguousarray(k), f,
+                                            (surface_pricer.VOL, surface_pricer.TOTAL_VARIANCE))
+        if r.bad:  # no silent NaN: name the first point the surface gives no vol at
+            i = int(np.flatnonzero(r.status)[0])
+            raise invalid(f"strikes[{i}]", f"no vol at expiry {t[i]:g}, strike {k[i]!r}, forward {f[i]!r}"
+                                           " (strike and forward must be finite and > 0)")
+        return r.values[0], r.values[1], f
 
     # ------------------------------------------------------------------ checks
     def _check_structure(self, snapshot: Snapshot) -> None:

@@ -136,3 +136,42 @@ def test_cli_price_against_the_demo_snapshot(server, market, capsys):
     assert out["market"]["vol_surface"] == "SPX-SVI" and out["price"] > 0
     assert cli.main(argv[:-4] + ["--target", server.address]) == 2  # no --underlying
     assert "--underlying" in capsys.readouterr().err
+
+
+def test_stored_curves_and_surfaces_are_read_through_the_server(market):
+    from pricegrid.server.app import demo
+    from pricegrid.server.pricers.curves import zero_rates
+    from pricegrid.server.pricers.surfaces import vols as surface_vols
+
+    snapshot_id = market.list_snapshots("demo")[0].id
+    t = np.array([0.0, 0.1, 1.0, 7.5, 40.0])
+    got = market.curve(snapshot_id, "USD-OIS", t)
+    local = demo.snapshot()
+    np.testing.assert_array_equal(got["zero_rates"], zero_rates(local.curve("USD-OIS"), t)[0])
+    assert np.all(np.diff(-np.log(got["discount_factors"][1:])) > 0)
+    smile = market.surface(snapshot_id, "SPX-SVI", [0.5, 0.5, 0.5], [5000.0, 6000.0, 7000.0])
+    f = smile["forwards"]
+    np.testing.assert_array_equal(smile["vols"], surface_vols(local.surface("SPX-SVI"), np.full(3, 0.5),
+                                                              np.array([5000.0, 6000.0, 7000.0]), f)[0])
+    assert smile["vols"][0] > smile["vols"][1] > smile["vols"][2]
+    with pytest.raises(PricingError) as e:
+        market.curve(snapshot_id, "JPY-TONA", t)
+    assert e.value.code.name == "NOT_FOUND" and e.value.field == "curve_id"
+    with pytest.raises(PricingError) as e:
+        market.curve(snapshot_id, "USD-OIS", [1.0, -1.0])
+    assert e.value.field == "times[1]"
+    with pytest.raises(PricingError) as e:
+        market.surface(snapshot_id, "SPX-SVI", [0.5], [-5.0])
+    assert e.value.field == "strikes[0]"
+    with pytest.raises(PricingError) as e:
+        market.curve(snapshot_id, "USD-OIS", np.zeros(100_001))
+    assert e.value.code.name == "RESOURCE_EXHAUSTED"
+
+
+def test_cli_plots_a_snapshot(server, market, tmp_path, capsys):
+    snapshot_id = market.list_snapshots("demo")[0].id
+    png = tmp_path / "demo.png"
+    assert cli.main(["snapshot", "plot", snapshot_id, "--png", str(png), "--target", server.address]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert cli.main(["snapshot", "plot", snapshot_id, "--png", str(png), "--surface", "NOPE",
+                     "--target", server.address]) == 2
