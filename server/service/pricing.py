@@ -16,7 +16,7 @@ from typing import Callable, Mapping, NamedTuple, Optional, Sequence
 import numpy as np
 
 from pricegrid.server.domain.catalogue import DEFAULT_SETTINGS, Catalogue, EngineSpec, Settings
-from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError
+from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, invalid
 from pricegrid.server.domain.instruments import (
     EuropeanOption, EuropeanOptionBatch, MarketBatch, MarketInputs, MarketUsed, SnapshotMarket,
 )
@@ -168,6 +168,12 @@ class PricingService:
             market.snapshot_id, snapshot, market.underlying_id, spec.underlying, batch.columns["time_to_expiry"],
             und_path, strikes=batch.columns.get("strike"), want_vol=want_vol,
         )
+        if used.dividends and batch.product.name != "european":
+            # spot minus the dividends' present value is the escrowed model of a European
+            # payoff; an early-exercise or path-dependent payoff sees the dividends on the path
+            raise invalid(und_path, f"{market.underlying_id} pays cash dividends before expiry; they are priced for"
+                                    f" European options only (escrowed model), not yet for {batch.product.name}"
+                                    " options: give the underlying a dividend curve instead")
         resolved = dataclasses.replace(market.inline, underlying=level, rate=rate, dividend_yield=q,
                                        volatility=vol if want_vol else inline_vol)
         fields = {**fields, "underlying": und_path}
