@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
-from pricegrid.server.domain.models import Engine, Measure, Model, ModelRef
+from pricegrid.server.domain.models import Engine, Measure, Model, ModelRef, takes_dividend
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class EngineSpec:
 
     @property
     def takes_dividend(self) -> bool:
-        return self.model in (Model.BLACK_SCHOLES_MERTON, Model.HESTON)
+        return takes_dividend(self.model)
 
     def chunk_rows(self, settings: Settings, cap: int) -> int:
         """Rows per chunk for this engine's cost per row (at most ``cap``)."""

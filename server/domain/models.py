@@ -1,13 +1,13 @@
-"""The model catalogue: which dynamics price which instruments, with which engine and version.
+"""Models, engines, measures and methods: the contract's vocabulary in the domain.
 
 Every result names the :class:`ModelRef` that produced it, so that a price can be reproduced
-and audited. A version changes whenever an engine's numerics change.
+and audited. A version changes whenever an engine's numerics change. Which engine prices
+which product under which model is the catalogue's (pricegrid.server.domain.catalogue).
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import NamedTuple
 
 
@@ -88,53 +88,19 @@ class ModelRef(NamedTuple):
     version: str
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """One (model, engine) the server prices with."""
-
-    model: Model
-    ref: ModelRef
-    underlying: str  # "spot" or "forward": the market input the model needs
-    takes_dividend: bool
-    instruments: tuple[str, ...]
-    measures: tuple[Measure, ...]
-    validated_against: str
-
-
-_VALIDATION = (
-    "QuantLib {ql} on thousands of random cases (prices 1e-12, Greeks analytic and by finite "
-    "differences), put-call parity; tests/ext/test_black_kernel.py"
-)
-
-CATALOGUE: dict[Model, ModelSpec] = {
-    Model.BLACK_SCHOLES_MERTON: ModelSpec(
-        model=Model.BLACK_SCHOLES_MERTON,
-        ref=ModelRef("black_scholes_merton", "analytic_european", "1.0.0"),
-        underlying="spot",
-        takes_dividend=True,
-        instruments=("european",),
-        measures=OPTION_MEASURES,
-        validated_against=_VALIDATION.format(ql="AnalyticEuropeanEngine"),
-    ),
-    Model.BLACK_76: ModelSpec(
-        model=Model.BLACK_76,
-        ref=ModelRef("black_76", "analytic_european", "1.0.0"),
-        underlying="forward",
-        takes_dividend=False,
-        instruments=("european",),
-        measures=OPTION_MEASURES,
-        validated_against=_VALIDATION.format(ql="blackFormula/BlackCalculator"),
-    ),
-    Model.BACHELIER: ModelSpec(
-        model=Model.BACHELIER,
-        ref=ModelRef("bachelier", "analytic_european", "1.0.0"),
-        underlying="forward",
-        takes_dividend=False,
-        instruments=("european",),
-        measures=OPTION_MEASURES,
-        validated_against=_VALIDATION.format(ql="bachelierBlackFormula"),
-    ),
+#: the market input each model prices on: a spot, or a forward (a futures price)
+UNDERLYING: dict[Model, str] = {
+    Model.BLACK_SCHOLES_MERTON: "spot",
+    Model.BLACK_76: "forward",
+    Model.BACHELIER: "forward",
+    Model.HESTON: "spot",
 }
+
+
+def takes_dividend(model: Model) -> bool:
+    """Whether the model reads a dividend yield (on a forward, the forward carries it)."""
+    return UNDERLYING[model] == "spot"
+
 
 #: implied volatility engines, by model (Jaeckel's methods; see ext/implied_vol.pyx)
 IMPLIED_VOL_REFS: dict[Model, ModelRef] = {

@@ -22,7 +22,7 @@ import numpy as np
 
 from pricegrid.server.domain.catalogue import Catalogue, EngineSpec, Settings
 from pricegrid.server.domain.instruments import MarketBatch
-from pricegrid.server.domain.models import Engine, GreekMethod, Measure, Model, ModelRef
+from pricegrid.server.domain.models import UNDERLYING, Engine, GreekMethod, Measure, Model, ModelRef
 from pricegrid.server.domain.products import ProductBatch
 
 #: models of the Black-Scholes kernels of the options library (Black-76 by the mapping above)
@@ -98,7 +98,7 @@ def register(
             validated_against=validated_against,
             default=default,
             monte_carlo=monte_carlo,
-            underlying="forward" if model in (Model.BLACK_76, Model.BACHELIER) else "spot",
+            underlying=UNDERLYING[model],
             kernel_writes_forward=kernel_writes_forward and model != Model.BLACK_76,
         )
         add(spec, _black76(run) if model == Model.BLACK_76 else run)

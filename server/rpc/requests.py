@@ -22,7 +22,7 @@ from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, i
 from pricegrid.server.domain.instruments import (
     EuropeanOption, EuropeanOptionBatch, HestonParameters, MarketBatch, MarketInputs, SnapshotMarket,
 )
-from pricegrid.server.domain.models import CATALOGUE, Engine, Measure, Model
+from pricegrid.server.domain.models import IMPLIED_VOL_REFS, UNDERLYING, Engine, Measure, Model, takes_dividend
 from pricegrid.server.domain.products import CONTINUOUS, PRODUCTS, SPOT, Product, ProductBatch, Schedule
 from pricegrid.v1 import common_pb2 as cpb
 
@@ -51,13 +51,13 @@ def measures_of(values, path: str = "measures") -> tuple[Measure, ...]:
 
 
 def _check_underlying(model: Model, given: str | None, prefix: str) -> None:
-    spec = CATALOGUE[model]
-    if given == spec.underlying:
+    underlying = UNDERLYING[model]
+    if given == underlying:
         return
     name = cpb.Model.Name(int(model))
     if given is None:
-        raise invalid(f"{prefix}.{spec.underlying}", f"required: {name} prices on a {spec.underlying}")
-    raise invalid(f"{prefix}.{given}", f"{name} prices on a {spec.underlying}: set {prefix}.{spec.underlying} instead")
+        raise invalid(f"{prefix}.{underlying}", f"required: {name} prices on a {underlying}")
+    raise invalid(f"{prefix}.{given}", f"{name} prices on a {underlying}: set {prefix}.{underlying} instead")
 
 
 def _check_snapshot(snapshot_id: str, prefix: str) -> None:
@@ -159,7 +159,7 @@ def european_one_values(
     model = _MODELS.get(model_value)
     if model is None:
         model = model_of(model_value)
-    if model not in CATALOGUE:  # implied volatility: the Black-Scholes, Black-76 and Bachelier models
+    if model not in IMPLIED_VOL_REFS:  # implied volatility: the Black-Scholes, Black-76 and Bachelier models
         raise invalid("model", f"{cpb.Model.Name(int(model))} has no implied volatility")
     if not has_instrument:
         raise invalid("european", "required: the request names no instrument")
@@ -167,7 +167,7 @@ def european_one_values(
     _check_underlying(model, underlying_kind, "market")
     if snapshot_id:
         _check_snapshot(snapshot_id, "market")
-    if dividend_yield != 0.0 and not CATALOGUE[model].takes_dividend:
+    if dividend_yield != 0.0 and not takes_dividend(model):
         raise invalid("market.dividend_yield", f"{cpb.Model.Name(int(model))} takes no dividend yield: the forward carries it")
     option = EuropeanOption(option_type, strike, t)
     inputs = MarketInputs(underlying, rate, dividend_yield, volatility)
@@ -266,18 +266,19 @@ def european_batch(request, max_rows: int, *, with_vol: bool = True, price_field
     cap before decoding anything; values themselves are checked per row by the kernels.
     """
     model = model_of(request.model)
+    if model not in IMPLIED_VOL_REFS:
+        raise invalid("model", f"{cpb.Model.Name(int(model))} has no implied volatility")
     if request.WhichOneof("instruments") != "european":
         raise invalid("european", "required: the request names no instrument columns")
     cols = request.european
     market = request.market
-    spec = CATALOGUE[model]
     _check_snapshot(market.snapshot_id, "market")
 
     given = [u for u in ("spot", "forward") if market.HasField(u)]
     if len(given) > 1:
         raise invalid("market.spot", "set spot or forward, not both")
     _check_underlying(model, given[0] if given else None, "market")
-    underlying = spec.underlying
+    underlying = UNDERLYING[model]
 
     time_kind = _time_kind(cols, "european")
     use_dates = time_kind == "expiry_date"
@@ -297,7 +298,7 @@ def european_batch(request, max_rows: int, *, with_vol: bool = True, price_field
         plan.append((price_field, request.price if request.HasField("price") else None, 8, True))
     rows = _batch_rows(plan, max_rows)
 
-    if market.HasField("dividend_yield") and not spec.takes_dividend:
+    if market.HasField("dividend_yield") and not takes_dividend(model):
         q = doubles(market.dividend_yield, "market.dividend_yield")
         if np.any(q != 0.0):
             raise invalid("market.dividend_yield", f"{cpb.Model.Name(int(model))} takes no dividend yield: the forward carries it")

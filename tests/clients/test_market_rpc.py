@@ -72,9 +72,18 @@ def test_load_snapshot_reads_json_and_refuses_other_shapes(tmp_path):
         load_snapshot(42)
 
 
-def _first_json(text: str):
-    """The CLI's JSON document (the in-process server's own log lines may follow it on stdout)."""
-    return json.JSONDecoder().raw_decode(text.lstrip())[0]
+def _first_json(text: str, key: str = ""):
+    """The CLI's JSON document: the in-process server's own log lines (JSON too) may come
+    before or after it on the captured stdout; the first document (with ``key``, if given)."""
+    decoder, i = json.JSONDecoder(), 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+            continue
+        doc, i = decoder.raw_decode(text, i)
+        if not key or (isinstance(doc, dict) and key in doc):
+            return doc
+    raise AssertionError(f"no JSON document{' with ' + key if key else ''} in {text!r}")
 
 
 def test_cli_snapshot_commands(server, tmp_path, capsys):
@@ -87,12 +96,12 @@ def test_cli_snapshot_commands(server, tmp_path, capsys):
     assert cli.main(["snapshot", "validate", str(path), *target]) == 0
     assert "0 errors" in capsys.readouterr().out
     assert cli.main(["snapshot", "put", str(path), "--json", *target]) == 0
-    stored = _first_json(capsys.readouterr().out)
+    stored = _first_json(capsys.readouterr().out, "created")
     assert stored["created"] is True and stored["name"] == "cli-eod"
     assert cli.main(["snapshot", "list", "--name", "cli-eod", *target]) == 0
     assert stored["id"] in capsys.readouterr().out
     assert cli.main(["snapshot", "show", stored["id"], *target]) == 0
-    shown = _first_json(capsys.readouterr().out)
+    shown = _first_json(capsys.readouterr().out, "snapshot")
     assert shown["snapshot"]["name"] == "cli-eod" and shown["info"]["id"] == stored["id"]
     assert cli.main(["snapshot", "delete", stored["id"], *target]) == 0
     assert cli.main(["snapshot", "show", stored["id"], *target]) == 2  # NOT_FOUND: the caller's id is wrong
@@ -132,7 +141,7 @@ def test_cli_price_against_the_demo_snapshot(server, market, capsys):
     argv = ["price", "--model", "bsm", "--type", "put", "--strike", "5800", "--expiry", "0.5",
             "--snapshot", snapshot_id, "--underlying", "SPX", "--greeks", "delta", "--target", server.address, "--json"]
     assert cli.main(argv) == 0
-    out = _first_json(capsys.readouterr().out)
+    out = _first_json(capsys.readouterr().out, "market")
     assert out["market"]["vol_surface"] == "SPX-SVI" and out["price"] > 0
     assert cli.main(argv[:-4] + ["--target", server.address]) == 2  # no --underlying
     assert "--underlying" in capsys.readouterr().err

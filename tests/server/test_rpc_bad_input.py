@@ -248,3 +248,16 @@ def test_oversized_message_is_resource_exhausted():
             still_serving(ch, stub)
     finally:
         running.stop(0)
+
+
+def test_implied_vol_of_a_model_without_one_is_invalid_not_internal(stub, channel):
+    for method, request in (
+        (stub.ImpliedVolatility, pb.ImpliedVolatilityRequest(
+            model=c.MODEL_HESTON, price=5.0, market=pb.Market(spot=100.0),
+            european=pb.EuropeanOption(option_type=1, strike=100.0, expiry=pb.Expiry(year_fraction=1.0)))),
+        (stub.ImpliedVolatilityBatch, pb.ImpliedVolatilityBatchRequest(model=c.MODEL_HESTON)),
+    ):
+        with pytest.raises(grpc.RpcError) as e:
+            method(request, timeout=10)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "model" in e.value.details()
+    still_serving(channel, stub)
