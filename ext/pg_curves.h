@@ -275,6 +275,22 @@ static int pg_curve_prepare(pg_curve *c, int interp, int n, const double *t, con
 
 /* ------------------------------------------------------------------------- pointwise */
 
+/* The segment of t >= 0 by a branch-free binary search (conditional moves: random times
+ * mispredict no branch) for the last knot <= t (x[0] = 0 <= t); its segment is the next. */
+#define PG_CURVE_PROBE 16
+
+PG_CURVE_INLINE int pg_curve_search(const pg_curve *c, double t)
+{
+    const double *x = c->x;
+    int base = 0, len = c->n + 1;
+    while (len > 1) {
+        const int half = len >> 1;
+        base = (x[base + half] <= t) ? base + half : base;
+        len -= half;
+    }
+    return base + 1;
+}
+
 /* The segment of t >= 0: k in 1..n with x[k-1] <= t < x[k], or n + 1 for t >= x[n]. The
  * hint (the previous point's segment) and the one after it are tried first. */
 PG_CURVE_INLINE int pg_curve_locate(const pg_curve *c, double t, int hint)
@@ -285,15 +301,7 @@ PG_CURVE_INLINE int pg_curve_locate(const pg_curve *c, double t, int hint)
         if (hint == n + 1 || t < x[hint]) return hint;
         if (hint == n || t < x[hint + 1]) return hint + 1;
     }
-    /* branch-free binary search (conditional moves: random times mispredict no branch) for
-     * the last knot <= t (x[0] = 0 <= t); its segment is the next one */
-    int base = 0, len = n + 1;
-    while (len > 1) {
-        const int half = len >> 1;
-        base = (x[base + half] <= t) ? base + half : base;
-        len -= half;
-    }
-    return base + 1;
+    return pg_curve_search(c, t);
 }
 
 /* HW's g and its integral G over [0, u] on a monotone convex segment. */
@@ -408,6 +416,10 @@ static ptrdiff_t pg_curve_block(const pg_curve *c, const double *times, ptrdiff_
 
     for (int j = 0; j < k; j++) want_df |= (meas[j] == PG_CURVE_DISCOUNT);
 
+    /* The hint pays off on sorted times (one compare) and costs mispredicted branches on
+     * random ones: it is tried on the block's first PG_CURVE_PROBE points and kept only when
+     * most of them hit. Either way a point finds the same segment (the same numbers). */
+    int hits = 0, use_hint = 1;
     for (int i = 0; i < m; i++) {
         const double t = tb[i];
         int s = (t >= 0.0 && t <= PG_DBL_MAX) ? 0 : PG_BAD_TIME;
@@ -417,7 +429,14 @@ static ptrdiff_t pg_curve_block(const pg_curve *c, const double *times, ptrdiff_
             I[i] = Z[i] = F[i] = 0.0;
             continue;
         }
-        hint = pg_curve_locate(c, t, hint);
+        if (use_hint) {
+            const int found = pg_curve_locate(c, t, hint);
+            hits += (found == hint || found == hint + 1);
+            hint = found;
+            if (i == PG_CURVE_PROBE - 1 && hits < PG_CURVE_PROBE - PG_CURVE_PROBE / 4) use_hint = 0;
+        } else {
+            hint = pg_curve_search(c, t);
+        }
         pg_curve_eval(c, hint, t, &I[i], &Z[i], &F[i]);
     }
     if (want_df) {
