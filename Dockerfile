@@ -27,14 +27,18 @@ FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgomp1 \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin pricegrid
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin pricegrid \
+ && mkdir -p /var/lib/pricegrid && chown pricegrid /var/lib/pricegrid
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER pricegrid
 ENV PRICEGRID_HOST=0.0.0.0 \
     PRICEGRID_PORT=50051 \
+    PRICEGRID_STORE=/var/lib/pricegrid/pricegrid.db \
     PRICEGRID_METRICS_PORT=9464 \
     PYTHONUNBUFFERED=1
+# market snapshots persist here: mount a volume to keep them across containers
+VOLUME /var/lib/pricegrid
 EXPOSE 50051 9464
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
     CMD ["pricegrid", "health", "--timeout", "2"]
