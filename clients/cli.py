@@ -738,6 +738,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(PricingError.from_rpc_error(e))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`pricegrid info | head`): not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -152,3 +152,14 @@ def test_price_file_implied_vol(server, front, tmp_path, capsys):
     assert cli.main(["price-file", str(trades), "--implied-vol", "--json", "--target", server.address]) == 0
     doc = json.loads(output(capsys))
     assert doc["results"][0]["volatility"] == pytest.approx(0.3, rel=1e-10)
+
+
+def test_a_closed_pipe_is_not_an_error(server):
+    import subprocess
+    import sys
+
+    code = ("import sys; from pricegrid.clients import cli; "
+            f"sys.exit(cli.main(['info', '--target', '{server.address}']))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line is written (as `| head` can be)
+    assert proc.wait(60) == 0 and b"Traceback" not in proc.stderr.read()
