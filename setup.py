@@ -238,6 +238,19 @@ class build_py(_build_py):
     def run(self):
         generate_contract()
         super().run()
+        self._remove_stale_modules()
+
+    def _remove_stale_modules(self) -> None:
+        """Drop .py files a previous build left in build/lib whose source is gone: a module
+        deleted from the tree must not come back in the wheel (the pricers package imports
+        every module it holds)."""
+        root = Path(self.build_lib) / "pricegrid"
+        if not root.exists():
+            return
+        current = {Path(p).resolve() for p in self.get_outputs(include_bytecode=False)}
+        for path in root.rglob("*.py"):
+            if path.resolve() not in current and path.name != "_build_info.py":
+                path.unlink()
 
 
 generate_contract()  # setuptools lists pricegrid.v1 below, so its folder must exist first
