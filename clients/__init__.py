@@ -48,7 +48,7 @@ from ._models import (
     ServerInfo,
     ServerLimits,
 )
-from ._market import MarketClient, SnapshotInfo, load_snapshot
+from ._market import MarketClient, SnapshotInfo, grid_surface, load_snapshot
 from ._market import Finding as SnapshotFinding
 from ._risk import BatchResult, BatchStats, RiskClient
 
@@ -89,6 +89,7 @@ __all__ = [
     "RiskClient",
     "SnapshotFinding",
     "SnapshotInfo",
+    "grid_surface",
     "load_snapshot",
     "RowError",
     "ServerInfo",

@@ -40,7 +40,7 @@ from ._config import USE_CLIENT_DEFAULT, ChannelOptions, RetryConfig, channel_op
 from ._errors import PricingError
 from ._frontoffice import _make_channel
 
-__all__ = ["Finding", "MarketClient", "SnapshotInfo", "load_snapshot"]
+__all__ = ["Finding", "MarketClient", "SnapshotInfo", "grid_surface", "load_snapshot"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,29 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     return value
+
+
+def grid_surface(surface_id: str, underlying: str, vols, *, expiries=None, nodes=None, axis: str = "strike") -> dict:
+    """A VolSurface dict (for a snapshot's ``surfaces``) from a grid of vols: a pandas
+    DataFrame (index: expiries in years, columns: the axis nodes) or a 2-d array with
+    ``expiries`` and ``nodes``. ``axis``: "strike", "moneyness" (K/F) or "log_moneyness".
+
+        >>> grid_surface("SPX-GRID", "SPX", frame, axis="moneyness")
+    """
+    if hasattr(vols, "index") and hasattr(vols, "columns"):  # a pandas DataFrame
+        expiries = vols.index.to_numpy(dtype=float) if expiries is None else expiries
+        nodes = vols.columns.to_numpy(dtype=float) if nodes is None else nodes
+        vols = vols.to_numpy(dtype=float)
+    grid = np.asarray(vols, dtype=float)
+    t, x = np.asarray(expiries, dtype=float), np.asarray(nodes, dtype=float)
+    if grid.shape != (len(t), len(x)):
+        raise ValueError(f"vols of shape {grid.shape} for {len(t)} expiries x {len(x)} nodes")
+    names = {"strike": "STRIKE_AXIS_STRIKE", "moneyness": "STRIKE_AXIS_MONEYNESS",
+             "log_moneyness": "STRIKE_AXIS_LOG_MONEYNESS"}
+    if axis not in names:
+        raise ValueError(f"unknown axis {axis!r}; expected one of {list(names)}")
+    return {"id": surface_id, "underlying": underlying, "expiries": t.tolist(),
+            "grid": {"axis": names[axis], "nodes": x.tolist(), "vols": grid.reshape(-1).tolist()}}
 
 
 def load_snapshot(source) -> mpb.MarketSnapshot:

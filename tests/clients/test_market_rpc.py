@@ -184,3 +184,20 @@ def test_cli_plots_a_snapshot(server, market, tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert cli.main(["snapshot", "plot", snapshot_id, "--png", str(png), "--surface", "NOPE",
                      "--target", server.address]) == 2
+
+
+def test_a_grid_surface_from_a_pandas_frame(market):
+    import pandas as pd
+
+    from pricegrid.clients import grid_surface
+
+    frame = pd.DataFrame([[0.26, 0.22, 0.20], [0.25, 0.215, 0.2]], index=[0.5, 1.0], columns=[0.9, 1.0, 1.1])
+    d = snapshot_dict("frame-grid")
+    d["surfaces"] = [grid_surface("SPX-G", "SPX", frame, axis="moneyness")]
+    d["underlyings"][0]["volSurface"] = "SPX-G"
+    info = market.put_snapshot(d)
+    assert info.errors == 0
+    vols = market.surface(info.id, "SPX-G", [0.5, 1.0], [1.0, 1.0], forwards=[1.0])["vols"]
+    np.testing.assert_allclose(vols, [0.22, 0.215], rtol=1e-15)
+    with pytest.raises(ValueError, match="shape"):
+        grid_surface("x", "SPX", np.ones((2, 2)), expiries=[1.0], nodes=[1.0, 2.0])
