@@ -64,7 +64,7 @@ Design
    measure) raise ValueError: they are the caller's bug, not data.
 """
 
-from pg_common cimport input_bit
+from pg_common cimport input_bit, out_stride
 from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 
@@ -227,13 +227,7 @@ def evaluate(int interpolation,
             raise ValueError(f"measures[{j}] = {measures[j]} is not a curve measure (1 DF, 2 zero rate, 3 forward)")
     if status.shape[0] != m:
         raise ValueError(f"status has length {status.shape[0]}; expected {m} (times)")
-    if out.shape[0] != k or out.shape[1] != m:
-        raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}); expected ({k}, {m})")
-    if m > 1 and out.strides[1] != sizeof(double):
-        raise ValueError("each row of out must be contiguous")
-    if k > 1 and (out.strides[0] % sizeof(double) or out.strides[0] < m * sizeof(double)):
-        raise ValueError("rows of out must not overlap")
-    cdef Py_ssize_t ldo = out.strides[0] // sizeof(double) if k > 1 else m
+    cdef Py_ssize_t ldo = out_stride(out, k, m)
     if node_values.shape[0] != node_times.shape[0]:
         raise ValueError(f"node_values has length {node_values.shape[0]}; expected {node_times.shape[0]} (node_times)")
     if m == 0:

@@ -53,6 +53,7 @@ Design
    else is. Wrong shapes or unknown codes (kind, axis, measure) raise ValueError.
 """
 
+from pg_common cimport out_stride
 from cython.parallel cimport prange
 from libc.math cimport NAN
 from libc.stdlib cimport malloc, free
@@ -248,13 +249,7 @@ def evaluate(int kind, int axis,
         raise ValueError(f"F has length {F.shape[0]}; expected {m} (T) or 1 (broadcast)")
     if status.shape[0] != m:
         raise ValueError(f"status has length {status.shape[0]}; expected {m} (T)")
-    if out.shape[0] != k or out.shape[1] != m:
-        raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}); expected ({k}, {m})")
-    if m > 1 and out.strides[1] != sizeof(double):
-        raise ValueError("each row of out must be contiguous")
-    if k > 1 and (out.strides[0] % sizeof(double) or out.strides[0] < m * sizeof(double)):
-        raise ValueError("rows of out must not overlap")
-    cdef Py_ssize_t ldo = out.strides[0] // sizeof(double) if k > 1 else m
+    cdef Py_ssize_t ldo = out_stride(out, k, m)
     if m == 0:
         _free_checked(kind, axis, expiries, nodes, values)
         return 0
