@@ -28,8 +28,10 @@
  *    within [0.5, 1.5], else log(q/(1 - rho)). For |z| < 1e-7, z/x = 1 - rho z/2 +
  *    (2 - 3 rho^2) z^2/12 (Hagan's expansion; the next term is O(z^3) < 1e-20).
  * 4. Lookup: one branch-free binary search over the expiries per point (and one over the
- *    strike nodes for a grid). Each point is evaluated on its own with scalar code, so its
- *    bits depend neither on its place in the batch nor on the thread split.
+ *    strike nodes for a grid). Grid and SABR points are evaluated on their own with scalar
+ *    code; SVI points go through pg_svi_points, vector loops padded to whole vectors (the
+ *    same formulas, with glibc's vector log). Either way a point's bits depend neither on
+ *    its place in the batch nor on the thread split.
  */
 #ifndef PG_SURFACES_H
 #define PG_SURFACES_H
@@ -37,6 +39,15 @@
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
+
+/* glibc's vector log (libmvec), as in pg_black.h: SVI slices take ln(K/F) in an
+ * `omp simd` loop (legal with -fno-math-errno). */
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__GLIBC__) && !defined(__FAST_MATH__) \
+    && !defined(PG_NO_LIBMVEC)
+#if __GLIBC_PREREQ(2, 22)
+extern double log(double) __attribute__((__simd__("notinbranch")));
+#endif
+#endif
 
 #include "pg_status.h"
 #include "pg_inputs.h"
@@ -50,8 +61,10 @@ static inline int pg_surface_max_threads(void) { return 1; }
 
 #if defined(__GNUC__)
 #define PG_SURF_INLINE static inline __attribute__((always_inline))
+#define PG_SURF_ALIGNED __attribute__((aligned(64)))
 #else
 #define PG_SURF_INLINE static inline
+#define PG_SURF_ALIGNED
 #endif
 
 /* Surface kinds (the same numbers as pricegrid.server.domain.surfaces.SurfaceKind). */
@@ -93,6 +106,7 @@ static inline int pg_surface_max_threads(void) { return 1; }
 #define PG_SURF_OVERFLOW         (1 << 7)  /* grid: vol^2 T not finite */
 
 #define PG_SURF_BLOCK 256
+#define PG_SURF_VECTOR 8   /* SVI's vector loops are padded to a multiple of this */
 
 typedef struct {
     int kind, axis;
@@ -283,16 +297,25 @@ PG_SURF_INLINE double pg_surf_slice(const pg_surface *S, int i, int j, double u,
         return (u == 0.0) ? s[j] : (1.0 - u) * s[j] + u * s[j + 1];
     }
     const double *r = S->v + (size_t)i * S->q;
-    if (S->kind == PG_SURF_SVI)  /* >= 0 for valid parameters; fmax drops rounding below 0 */
-        return fmax(pg_svi_w(r, k), 0.0) / S->T[i];
+    if (S->kind == PG_SURF_SVI) {  /* >= 0 for valid parameters; rounding below 0 dropped */
+        const double w = pg_svi_w(r, k);
+        return (w > 0.0 ? w : 0.0) / S->T[i];
+    }
     const double sig = pg_sabr_vol(K, F, S->T[i], r[PG_SABR_ALPHA], r[PG_SABR_BETA],
                                    r[PG_SABR_RHO], r[PG_SABR_NU]);
     return (sig >= 0.0) ? sig * sig : NAN;  /* the expansion gave a negative vol */
 }
 
-/* vol and total variance at a valid point; returns 0 or PG_NOT_FINITE. */
-PG_SURF_INLINE int pg_surface_point(const pg_surface *S, double t, double K, double F,
-                                    double *vol, double *var)
+/* The expiry bracket of t >= 0: c = the number of expiries <= t (T_c-1 <= t < T_c). */
+PG_SURF_INLINE int pg_surface_bracket(const pg_surface *S, double t)
+{
+    return pg_surf_count_le(S->T, S->n, t);
+}
+
+/* vol and total variance at a valid point whose expiry bracket is c (pg_surface_bracket);
+ * returns 0 or PG_NOT_FINITE. */
+PG_SURF_INLINE int pg_surface_point_in(const pg_surface *S, int c, double t, double K, double F,
+                                       double *vol, double *var)
 {
     int j = 0;
     double u = 0.0, k = 0.0;
@@ -311,7 +334,6 @@ PG_SURF_INLINE int pg_surface_point(const pg_surface *S, double t, double K, dou
         k = log(K / F);
     }
     const int n = S->n;
-    const int c = pg_surf_count_le(S->T, n, t);  /* T_c-1 <= t < T_c */
     double w, sg;
     if (c == 0 || c == n) {
         const double s = pg_surf_slice(S, c == 0 ? 0 : n - 1, j, u, K, F, k);
@@ -335,6 +357,62 @@ PG_SURF_INLINE int pg_surface_point(const pg_surface *S, double t, double K, dou
     return (pg_finite(sg) && pg_finite(w) && w >= 0.0) ? 0 : PG_NOT_FINITE;
 }
 
+/* vol and total variance at a valid point; returns 0 or PG_NOT_FINITE. */
+PG_SURF_INLINE int pg_surface_point(const pg_surface *S, double t, double K, double F,
+                                    double *vol, double *var)
+{
+    return pg_surface_point_in(S, pg_surface_bracket(S, t), t, K, F, vol, var);
+}
+
+/* SVI, m <= PG_SURF_BLOCK valid points at once (t, K, F, their expiry brackets c): vol and
+ * total variance as pg_surface_point_in computes them, in vector loops: k = ln(K/F) with
+ * glibc's vector log, padded to a whole number of vectors (so every point goes through the
+ * same vector code and its bits do not depend on its place), then both slices and the
+ * interpolation in T with selects instead of branches. Returns the number of points whose
+ * vol or variance is not finite (their outputs are left as computed). */
+static int pg_svi_points(const pg_surface *S, int m, const double *t, const double *K,
+                         const double *F, const int *c, double *vol, double *var)
+{
+    double kk[PG_SURF_BLOCK] PG_SURF_ALIGNED;
+    double x[PG_SURF_BLOCK] PG_SURF_ALIGNED;
+    const int mp = (m + PG_SURF_VECTOR - 1) / PG_SURF_VECTOR * PG_SURF_VECTOR;
+    for (int i = 0; i < m; i++) x[i] = K[i] / F[i];
+    for (int i = m; i < mp; i++) x[i] = 1.0;
+    #pragma omp simd aligned(x, kk : 64)
+    for (int i = 0; i < mp; i++) kk[i] = log(x[i]);
+    const int n = S->n;
+    const double *T = S->T, *v = S->v;
+    #pragma omp simd
+    for (int i = 0; i < m; i++) {
+        const int ci = c[i];
+        const int i0 = ci - (ci > 0);    /* the slice at or before t (the first one before T_1) */
+        const int i1 = ci - (ci == n);   /* the slice after t (the last one from T_n on) */
+        const int o0 = i0 * PG_SVI_COLUMNS, o1 = i1 * PG_SVI_COLUMNS;
+        const double k = kk[i], ti = t[i], T0 = T[i0], T1 = T[i1];
+        const double d0 = k - v[o0 + PG_SVI_M], g0 = v[o0 + PG_SVI_SIGMA];
+        const double d1 = k - v[o1 + PG_SVI_M], g1 = v[o1 + PG_SVI_SIGMA];
+        const double w0 = v[o0 + PG_SVI_A] + v[o0 + PG_SVI_B] * (v[o0 + PG_SVI_RHO] * d0 + sqrt(d0 * d0 + g0 * g0));
+        const double w1 = v[o1 + PG_SVI_A] + v[o1 + PG_SVI_B] * (v[o1 + PG_SVI_RHO] * d1 + sqrt(d1 * d1 + g1 * g1));
+        const double s0 = (w0 > 0.0 ? w0 : 0.0) / T0;  /* >= 0 for valid parameters; rounding below 0 dropped */
+        const double s1 = (w1 > 0.0 ? w1 : 0.0) / T1;
+        /* both branches computed, then selected (no conditional loads or divisions, so the
+         * loop vectorises wherever it is inlined); outside, the interpolation's values are
+         * unused, and 1 stands in for the zero width of a one-slice bracket */
+        const int inside = (ci != 0) & (ci != n) & (ti != T0);
+        const double h = T1 - T0;
+        const double l = (ti - T0) / (h != 0.0 ? h : 1.0);
+        const double wi = (1.0 - l) * T0 * s0 + l * T1 * s1;
+        const double ti1 = (ti != 0.0) ? ti : 1.0;
+        const double w = inside ? wi : s0 * ti;
+        const double u = wi / ti1;
+        vol[i] = sqrt(inside ? u : s0);
+        var[i] = w;
+    }
+    int bad = 0;
+    for (int i = 0; i < m; i++) bad += !(pg_finite(vol[i]) & pg_finite(var[i]) & (var[i] >= 0.0));
+    return bad;
+}
+
 /* ------------------------------------------------------------------------- block loop */
 
 /* Points [start, start + m): measure meas[j] of point i goes to out[j * ldo + i] for j < k;
@@ -351,6 +429,41 @@ static ptrdiff_t pg_surface_block(const pg_surface *S, const double *T, const do
     const int surface_bad = (S->bad != 0 || S->n < 1 || (S->kind == PG_SURF_GRID && S->p < 1));
     const int needs_f = !(S->kind == PG_SURF_GRID && S->axis == PG_AXIS_STRIKE);
     ptrdiff_t nbad = 0;
+    if (S->kind == PG_SURF_SVI) {
+        double t_b[PG_SURF_BLOCK], K_b[PG_SURF_BLOCK], F_b[PG_SURF_BLOCK], vol[PG_SURF_BLOCK],
+            var[PG_SURF_BLOCK];
+        int c_b[PG_SURF_BLOCK], st[PG_SURF_BLOCK], ok = 0, idx[PG_SURF_BLOCK];
+        for (int ii = 0; ii < m; ii++) {
+            const ptrdiff_t i = start + ii;
+            const double t = T[i], kk = K[i], f = F[i * fstep];
+            int s = (t >= 0.0 && t <= PG_DBL_MAX) ? 0 : PG_BAD_TIME;
+            s |= (kk > 0.0 && kk <= PG_DBL_MAX) ? 0 : PG_BAD_STRIKE;
+            s |= (f > 0.0 && f <= PG_DBL_MAX) ? 0 : PG_BAD_UNDERLYING;
+            if (surface_bad) s |= PG_BAD_VOL;
+            st[ii] = s;
+            if (s) continue;
+            t_b[ok] = t; K_b[ok] = kk; F_b[ok] = f; c_b[ok] = pg_surface_bracket(S, t); idx[ok] = ii;
+            ok++;
+        }
+        for (int ii = 0; ii < m; ii++) {
+            if (!st[ii]) continue;
+            for (int j = 0; j < k; j++) out[j * ldo + start + ii] = NAN;
+            nbad++;
+        }
+        if (ok) pg_svi_points(S, ok, t_b, K_b, F_b, c_b, vol, var);
+        for (int o = 0; o < ok; o++) {
+            const int ii = idx[o];
+            double sg = vol[o], w = var[o];
+            if (!(pg_finite(sg) && pg_finite(w) && w >= 0.0)) {
+                st[ii] = PG_NOT_FINITE;
+                sg = w = NAN;
+                nbad++;
+            }
+            for (int j = 0; j < k; j++) out[j * ldo + start + ii] = (meas[j] == PG_SURF_VOL) ? sg : w;
+        }
+        memcpy(status + start, st, (size_t)m * sizeof(int));
+        return nbad;
+    }
     for (int ii = 0; ii < m; ii++) {
         const ptrdiff_t i = start + ii;
         const double t = T[i], kk = K[i], f = F[i * fstep];

@@ -61,6 +61,9 @@ class EngineSpec:
     #: the kernel writes each row's forward and discount factor itself (its runner takes
     #: ``effective=(forward, discount_factor)``); else the service derives them
     kernel_writes_forward: bool = False
+    #: the runner also takes a snapshot underlying as it is (a ``FusedMarket`` of the pricer
+    #: layer) and reads each row's market from it in the same pass as the pricing
+    fuses_market: bool = False
 
     @property
     def key(self) -> tuple[str, Model, Engine]:

@@ -71,6 +71,7 @@ def register(
     measures: Optional[tuple[int, ...]] = None,
     greek_methods: Optional[dict] = None,
     kernel_writes_forward: bool = False,
+    fuses_market: bool = False,
 ) -> None:
     """Add an engine for ``product`` under each of ``models``. Its measures are the kernel's
     ``MEASURES`` (or ``measures``), less those a model does not have."""
@@ -100,6 +101,7 @@ def register(
             monte_carlo=monte_carlo,
             underlying=UNDERLYING[model],
             kernel_writes_forward=kernel_writes_forward and model != Model.BLACK_76,
+            fuses_market=fuses_market and model != Model.BLACK_76,
         )
         add(spec, _black76(run) if model == Model.BLACK_76 else run)
 

@@ -12,6 +12,7 @@ from pricegrid.ext import black
 from pricegrid.server.domain.catalogue import EngineSpec
 from pricegrid.server.domain.models import OPTION_MEASURES, Engine, GreekMethod, Model, ModelRef
 from pricegrid.server.pricers._registry import EMPTY, add, register
+from pricegrid.server.pricers.market_columns import FusedMarket
 
 
 
@@ -25,6 +26,11 @@ def _run_black(model_code: int):
     def run(batch, market, codes, out, stderr, status, threads, settings, effective=None):
         c = batch.columns
         forward, df = (EMPTY, EMPTY) if effective is None else effective
+        if isinstance(market, FusedMarket):  # a snapshot underlying, read in the same pass
+            bad, most = market.market.price_black(model_code, c["option_type"], c["strike"], c["time_to_expiry"],
+                                                  codes, out, forward, df, status, market.columns, threads)
+            market.dividends = max(market.dividends, most)
+            return bad
         return black.price_batch(
             model_code, c["option_type"], c["strike"], c["time_to_expiry"], market.underlying, market.rate,
             market.dividend_yield, market.volatility, codes, out, forward, df, status, threads,
@@ -38,12 +44,12 @@ _BLACK_VALIDATION = "QuantLib AnalyticEuropeanEngine/blackFormula/bachelierBlack
 for _model, _code in ((Model.BLACK_SCHOLES_MERTON, 1), (Model.BACHELIER, 3)):
     register("european", (_model,), Engine.ANALYTIC, name="analytic_european", version="1.0.0", kernel=black,
              run=_run_black(_code), validated_against=_BLACK_VALIDATION, default=True,
-             measures=tuple(int(m) for m in OPTION_MEASURES), kernel_writes_forward=True)
+             measures=tuple(int(m) for m in OPTION_MEASURES), kernel_writes_forward=True, fuses_market=True)
 # Black-76 through its own kernel formulas (not the BSM mapping): rho and dividend rho as in
 # common.proto, identical to the unary fast path.
 add(EngineSpec(
     product="european", model=Model.BLACK_76, engine=Engine.ANALYTIC,
     ref=ModelRef("black_76", "analytic_european", "1.0.0"), measures=OPTION_MEASURES,
     methods={m: GreekMethod.ANALYTIC for m in OPTION_MEASURES}, validated_against=_BLACK_VALIDATION,
-    default=True, underlying="forward", kernel_writes_forward=True,
+    default=True, underlying="forward", kernel_writes_forward=True, fuses_market=True,
 ), _run_black(2))

@@ -32,6 +32,7 @@ from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, i
 from pricegrid.server.domain.market import Finding, Limits, Severity, Snapshot, SnapshotStore, StoredSnapshot
 from pricegrid.server.domain.surfaces import GridSurface, StrikeAxis
 from pricegrid.server.pricers import curves as curve_pricer
+from pricegrid.server.pricers.market_columns import PreparedMarket
 from pricegrid.server.pricers import surfaces as surface_pricer
 
 #: discrete forwards outside these are errors, and outside the narrower ones warnings
@@ -333,16 +334,14 @@ def severity_counts(findings: Sequence[Finding]) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------ pricing against a snapshot
-def resolve(snapshot_id: str, snapshot: Snapshot, underlying_id: str, underlying_kind: str, times: np.ndarray,
-            und_path: str = "market.underlying_id", *, strikes: Optional[np.ndarray] = None, want_vol: bool = False):
-    """The market columns of rows with expiries ``times`` (n or 1) on one underlying of
-    ``snapshot`` (stored under ``snapshot_id``): (level, rate, dividend yield, MarketUsed). ``underlying_kind`` is what the
-    model prices on ("spot" or "forward"); the rate is the discount curve's continuously
-    compounded zero rate at each expiry (DF = exp(-r T)), the dividend yield the dividend
-    curve's (0 without one), and cash dividends with ex-time in (0, T] come off the spot at
-    their present value on the discount curve (escrowed-dividend model). With ``want_vol``
-    the fifth column is each row's vol on the underlying's surface at (T, K, F): K the row's
-    strike (the forward where there is none or it is not > 0), F its forward; else None."""
+def prepare(snapshot_id: str, snapshot: Snapshot, underlying_id: str, underlying_kind: str,
+            und_path: str = "market.underlying_id", *, want_vol: bool = False):
+    """(PreparedMarket, MarketUsed) of one underlying of ``snapshot`` (stored under
+    ``snapshot_id``) for a model that prices on ``underlying_kind`` ("spot" or "forward"),
+    with its vol surface when ``want_vol``. Snapshots are immutable (the id is a content
+    hash), so the prepared market is kept in a small LRU and shared by requests.
+    MarketUsed.dividends is 0 here: how many cash dividends the rows took is known once
+    their expiries are read."""
     from pricegrid.server.domain.instruments import MarketUsed
 
     u = snapshot.underlying(underlying_id) if underlying_id else None
@@ -357,40 +356,45 @@ def resolve(snapshot_id: str, snapshot: Snapshot, underlying_id: str, underlying
     if underlying_kind == "forward" and u.futures_price is None:
         raise invalid(und_path, f"{underlying_id} is quoted by a spot; this model prices on a futures price or"
                                 " forward (use MODEL_BLACK_SCHOLES_MERTON)")
-    t = np.ascontiguousarray(times, dtype=np.float64)
-    discount = snapshot.curve(u.discount_curve)
-    rate, status = curve_pricer.zero_rates(discount, t)
-    if status.any():  # negative or non-finite times: the kernels name the expiry per row
-        rate = np.where(status == 0, rate, 0.0)
-    q = np.zeros(1)
-    if u.dividend_curve:
-        q, qs = curve_pricer.zero_rates(snapshot.curve(u.dividend_curve), t)
-        if qs.any():
-            q = np.where(qs == 0, q, 0.0)
-    level = np.array([u.level], dtype=np.float64)
-    dividends = 0
-    if u.dividends:
-        d_t = np.array([d.time for d in u.dividends])
-        d_a = np.array([d.amount for d in u.dividends])
-        live = d_t > 0
-        d_t, d_a = d_t[live], d_a[live]
-        if len(d_t):
-            df, _ = curve_pricer.discount_factors(discount, d_t)
-            pv = np.concatenate(([0.0], np.cumsum(d_a * df)))  # in time order (checked at put)
-            taken = np.searchsorted(d_t, np.nan_to_num(t, nan=-1.0), side="right")
-            level = u.level - pv[taken]
-            dividends = int(taken.max()) if len(taken) else 0
-    vol = None
-    if want_vol:
-        surface = snapshot.surface(u.vol_surface) if u.vol_surface else None
-        if surface is None:
-            raise invalid(und_path.replace("underlying_id", "volatility"),
-                          f"required: {underlying_id} has no volatility surface in this snapshot")
-        forward = level * np.exp((rate - q) * t) if u.spot is not None else np.broadcast_to(level, t.shape)
-        strike = forward if strikes is None else np.where(np.asarray(strikes) > 0, strikes, forward)
-        vol, _ = surface_pricer.vols(surface, np.broadcast_to(t, np.broadcast(t, strike).shape),
-                                     np.ascontiguousarray(np.broadcast_to(strike, np.broadcast(t, strike).shape)),
-                                     np.ascontiguousarray(np.broadcast_to(forward, np.broadcast(t, strike).shape)))
-    used = MarketUsed(snapshot_id, underlying_id, u.discount_curve, u.dividend_curve, dividends,
+    if want_vol and not (u.vol_surface and snapshot.surface(u.vol_surface) is not None):
+        raise invalid(und_path.replace("underlying_id", "volatility"),
+                      f"required: {underlying_id} has no volatility surface in this snapshot")
+    used = MarketUsed(snapshot_id, underlying_id, u.discount_curve, u.dividend_curve, 0,
                       u.vol_surface if want_vol else "")
-    return level, rate, q, vol, used
+    key = (snapshot_id, underlying_id, bool(want_vol))
+    with _PREPARED_LOCK:
+        prepared = _PREPARED.get(key)
+        if prepared is not None:
+            _PREPARED.move_to_end(key)
+            return prepared, used
+    prepared = PreparedMarket(snapshot.curve(u.discount_curve),
+                              snapshot.curve(u.dividend_curve) if u.dividend_curve else None,
+                              u.level, u.spot is not None, [(d.time, d.amount) for d in u.dividends],
+                              snapshot.surface(u.vol_surface) if want_vol else None)
+    with _PREPARED_LOCK:
+        _PREPARED[key] = prepared
+        while len(_PREPARED) > _PREPARED_MAX:
+            _PREPARED.popitem(last=False)
+    return prepared, used
+
+
+#: prepared underlyings by (snapshot id, underlying id, with vols): a few hundred KiB at most
+_PREPARED: "OrderedDict[tuple, PreparedMarket]" = OrderedDict()
+_PREPARED_LOCK = threading.Lock()
+_PREPARED_MAX = 64
+
+
+def resolve(snapshot_id: str, snapshot: Snapshot, underlying_id: str, underlying_kind: str, times: np.ndarray,
+            und_path: str = "market.underlying_id", *, strikes: Optional[np.ndarray] = None, want_vol: bool = False):
+    """The market columns of rows with expiries ``times`` (n or 1) on one underlying of
+    ``snapshot`` (stored under ``snapshot_id``): (level, rate, dividend yield, vol,
+    MarketUsed). ``underlying_kind`` is what the model prices on ("spot" or "forward"); the
+    rate is the discount curve's continuously compounded zero rate at each expiry
+    (DF = exp(-r T)), the dividend yield the dividend curve's (0 without one), and cash
+    dividends with ex-time in (0, T] come off the spot at their present value on the
+    discount curve (escrowed-dividend model). With ``want_vol`` the fourth column is each
+    row's vol on the underlying's surface at (T, K, F): K the row's strike (the forward where
+    there is none or it is not > 0), F its forward; else None."""
+    prepared, used = prepare(snapshot_id, snapshot, underlying_id, underlying_kind, und_path, want_vol=want_vol)
+    level, rate, q, vol, dividends = prepared.columns(times, strikes if want_vol else None)
+    return level, rate, q, vol, used._replace(dividends=dividends)

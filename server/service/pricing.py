@@ -26,6 +26,8 @@ from pricegrid.server.pricers import catalogue as pricers
 from pricegrid.server.pricers.analytic_european import price_european_values
 from pricegrid.server.pricers.implied_vol import ImpliedVolBatch, implied_vol_european_batch, implied_vol_european_one
 from pricegrid.server.service import rows as _rows
+from pricegrid.server.pricers.market_columns import FusedMarket, PreparedMarket
+from pricegrid.server.service.market import prepare as prepare_snapshot
 from pricegrid.server.service.market import resolve as resolve_snapshot
 
 #: a callable the batch loop asks between chunks: None to go on, or the Code to stop with
@@ -102,6 +104,27 @@ def _full(col: Optional[np.ndarray], rows: int) -> Optional[np.ndarray]:
     return np.broadcast_to(col, (rows,))
 
 
+@dataclasses.dataclass
+class _OnePass:
+    """A snapshot underlying left for the engine to read in its pricing pass: the prepared
+    market, the request's inline fields, and, after the run, the most cash dividends a row
+    took and (when kept) the market columns the engine wrote."""
+
+    prepared: PreparedMarket
+    inline: MarketBatch
+    dividends: int = 0
+    columns: Optional[tuple] = None
+
+    def batch(self, batch: ProductBatch) -> MarketBatch:
+        """The rows' market columns: those the engine wrote, else computed now (the same
+        numbers)."""
+        if self.columns is None:
+            c = self.prepared.columns(batch.columns["time_to_expiry"], batch.columns.get("strike"))
+            self.columns = (c.level, c.rate, c.dividend_yield, c.vol)
+        level, rate, q, vol = self.columns
+        return dataclasses.replace(self.inline, underlying=level, rate=rate, dividend_yield=q, volatility=vol)
+
+
 class PricingService:
     def __init__(self, limits: Limits = Limits(), snapshots: Optional[Callable[[str], object]] = None):
         """``snapshots``: snapshot id -> the stored Snapshot or None (the market data service's
@@ -149,9 +172,12 @@ class PricingService:
             raise ServiceError(code, f"batch stopped between chunks: {what}")
 
     # ------------------------------------------------------------------ market by reference
-    def resolve_market(self, spec: EngineSpec, batch: ProductBatch, market, fields: Mapping[str, str]):
+    def resolve_market(self, spec: EngineSpec, batch: ProductBatch, market, fields: Mapping[str, str], *,
+                       one_pass: bool = False):
         """(MarketBatch, MarketUsed or None, fields): a snapshot reference turned into the
-        market columns of the batch's rows; inline markets pass through."""
+        market columns of the batch's rows; inline markets pass through. With ``one_pass``
+        and an engine that reads a snapshot in its pricing pass (``spec.fuses_market``), the
+        first item is a ``_OnePass`` instead: the prepared underlying, read by the kernel."""
         if not isinstance(market, SnapshotMarket):
             return market, None, fields
         rate_path = fields.get("rate", "market.rate")
@@ -164,6 +190,11 @@ class PricingService:
             raise ServiceError(Code.NOT_FOUND, f"{snap_path}: {what}", [FieldViolation(snap_path, what)])
         inline_vol = market.inline.volatility
         want_vol = spec.model != Model.HESTON and (inline_vol is None or (len(inline_vol) == 1 and inline_vol[0] == 0.0))
+        if one_pass and spec.fuses_market and want_vol:
+            prepared, used = prepare_snapshot(market.snapshot_id, snapshot, market.underlying_id, spec.underlying,
+                                              und_path, want_vol=True)
+            return _OnePass(prepared, market.inline), used, {**fields, "underlying": und_path,
+                                                             "volatility": und_path}
         level, rate, q, vol, used = resolve_snapshot(
             market.snapshot_id, snapshot, market.underlying_id, spec.underlying, batch.columns["time_to_expiry"],
             und_path, strikes=batch.columns.get("strike"), want_vol=want_vol,
@@ -340,15 +371,25 @@ class PricingService:
         chunks = [(a, min(a + step, rows)) for a in range(0, rows, step)] or [(0, 0)]
         run = pricers.runner(spec)
         forward = spec.kernel_writes_forward and out.forward is not None
+        one_pass = isinstance(market, _OnePass)
+        if one_pass and out.forward is not None:  # the effective inputs are wanted: keep the columns
+            market.columns = tuple(np.empty(rows) for _ in range(4))
         for a, b in self._each_chunk(chunks, should_continue):
             extra = {"effective": (out.forward[a:b], out.discount_factor[a:b])} if forward else {}
+            if one_pass:
+                rows_market = FusedMarket(market.prepared, None if market.columns is None else
+                                          tuple(c[a:b] for c in market.columns))
+            else:
+                rows_market = _rows_of(market, a, b)
             try:
                 run(
-                    batch.rows(a, b), _rows_of(market, a, b), codes, out.values[:, a:b],
+                    batch.rows(a, b), rows_market, codes, out.values[:, a:b],
                     None if out.stderr is None else out.stderr[:, a:b], status[a:b], threads, settings, **extra,
                 )
             except ValueError as exc:  # the kernel refused the request's shape (it names the setting)
                 raise ServiceError(Code.INVALID_ARGUMENT, f"settings: {exc}", [FieldViolation("settings", str(exc))])
+            if one_pass:
+                market.dividends = max(market.dividends, rows_market.dividends)
         return status, len(chunks)
 
     def price_batch(
@@ -373,7 +414,7 @@ class PricingService:
         effective input, as for their measures."""
         self.check_rows(rows)
         self.check_settings(spec, settings, rows)
-        market, used, fields = self.resolve_market(spec, batch, market, fields)
+        market, used, fields = self.resolve_market(spec, batch, market, fields, one_pass=True)
         measures = tuple(measures) or (Measure.PRICE,)
         threads = self.threads_for(threads)
         if outputs is None:
@@ -382,6 +423,10 @@ class PricingService:
         status, chunks = self._run(spec, batch, market, measures, rows, threads, settings, should_continue, outputs)
         elapsed = time.perf_counter() - t0
         bad = int(np.count_nonzero(status))
+        if isinstance(market, _OnePass):
+            used = used._replace(dividends=market.dividends)
+            if effective_inputs or bad:
+                market = market.batch(batch)
         errors = []
         if bad:
             errors = _rows.row_errors(

@@ -281,6 +281,38 @@ def test_a_batch_reads_every_rows_vol_from_the_surface(stub, surface_snapshot_id
     assert len(np.unique(vol)) > 100 and np.all((vol > 0.17) & (vol < 0.29))
 
 
+def test_a_batch_read_in_one_pass_is_the_single_trades(stub, surface_snapshot_id):
+    """The analytic European reads the snapshot in its pricing pass (curves, escrowed cash
+    dividends, the SVI smile per row): every row is the single trade on the same snapshot,
+    the effective inputs are the single trade's, and a failed row fails alone."""
+    n = 3000
+    rng = np.random.default_rng(11)
+    days = rng.integers(1, 1500, n)
+    days[17] = -5  # a negative expiry: this row only fails, named
+    strike = rng.uniform(350, 700, n)
+    types = rng.integers(1, 3, n).astype("<i4")
+    req = pb.PriceBatchRequest(model=1, measures=[1, 2, 3, 4, 5, 6])
+    req.european.option_type.raw = types.tobytes()
+    req.european.strike.raw = strike.astype("<f8").tobytes()
+    req.european.time_to_expiry.raw = (days / 365.0).astype("<f8").tobytes()
+    req.market.snapshot_id, req.market.underlying_id = surface_snapshot_id, "STOCK"
+    out = stub.PriceBatch(req, timeout=30)
+    assert out.error_count == 1 and out.errors[0].row == 17 and "time_to_expiry" in out.errors[0].field
+    assert out.market.vol_surface == "STOCK-SVI" and out.market.dividends == 3
+    cols = {c.measure: np.frombuffer(c.values.raw, dtype="<f8") for c in out.columns}
+    vol = np.frombuffer(out.inputs.volatility.raw, dtype="<f8")
+    fwd = np.frombuffer(out.inputs.forward.raw, dtype="<f8")
+    assert np.isnan(cols[1][17]) and np.isnan(vol[17])
+    for i in rng.choice(np.delete(np.arange(n), 17), 30, replace=False):
+        one = request(surface_snapshot_id, "STOCK", days=int(days[i]), strike=float(strike[i]), put=types[i] == 2,
+                      measures=(2, 3, 4, 5, 6))
+        one.market.volatility = 0.0
+        got = stub.Price(one, timeout=10)
+        assert vol[i] == got.inputs.volatility and fwd[i] == pytest.approx(got.inputs.forward, rel=1e-15)
+        assert cols[1][i] == pytest.approx(got.price, rel=1e-13, abs=1e-12)
+        assert cols[2][i] == pytest.approx(got.greeks.delta, rel=1e-13, abs=1e-13)
+
+
 def test_an_underlying_without_a_surface_needs_an_inline_vol(stub, surface_snapshot_id):
     r = request(surface_snapshot_id, "EUA-DEC27", model=2, strike=80.0)
     r.market.volatility = 0.0
