@@ -552,6 +552,47 @@ def test_delta_grid_is_a_log_moneyness_grid_with_nodes_per_slice():
         np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=0)
 
 
+def test_delta_grid_arbitrage_checks():
+    rng = np.random.default_rng(85)
+    t = np.array([0.25, 0.5, 1.0])
+    deltas = np.array([0.9, 0.75, 0.5, 0.25, 0.1])
+    flat = GridSurface("FX", "EURUSD", t, StrikeAxis.DELTA, deltas, np.full((3, 5), 0.1))
+    assert flat.validate() == [] and pricer.calendar_arbitrage(flat) == [] and pricer.butterfly_arbitrage(flat) == []
+    k = pricer.delta_log_moneyness(flat)
+    assert np.array_equal(k, converted(t, deltas, np.full((3, 5), 0.1)))
+    # calendar: the 6m slice's vols below the 3m slice's variance at every ln(K/F)
+    low = np.full((3, 5), 0.1)
+    low[1] = 0.06
+    found = pricer.calendar_arbitrage(GridSurface("FX", "EURUSD", t, StrikeAxis.DELTA, deltas, low))
+    assert found and {f.expiry for f in found} == {1} and all(f.value < 0 for f in found)
+    # the same points as a LOG_MONEYNESS grid on the union of the two slices' nodes would check
+    kl = pricer.delta_log_moneyness(GridSurface("FX", "EURUSD", t, StrikeAxis.DELTA, deltas, low))
+    union = np.unique(kl[:2])
+    s = np.array([np.interp(union, kl[i], low[i] ** 2) for i in range(2)])
+    as_grid = pricer.calendar_arbitrage(GridSurface("U", "EURUSD", t[:2], StrikeAxis.LOG_MONEYNESS, union, np.sqrt(s)))
+    assert sorted(f.at for f in found) == sorted(f.at for f in as_grid)
+    np.testing.assert_allclose(sorted(f.value for f in found), sorted(f.value for f in as_grid), rtol=1e-12)
+    # butterfly on one slice: the findings of the same slice as a LOG_MONEYNESS grid on its k
+    for _ in range(30):
+        t1, d1, v1 = random_delta_grid(rng, 1, int(rng.integers(3, 10)))
+        v1 = v1.copy()
+        v1[0, rng.integers(1, v1.shape[1] - 1)] *= rng.uniform(1.0, 1.6)  # a spike, often arbitrage
+        g = GridSurface("D", "U", t1, StrikeAxis.DELTA, d1, v1)
+        if g.validate():
+            continue
+        k1 = pricer.delta_log_moneyness(g)
+        ours = pricer.butterfly_arbitrage(g)
+        ref = pricer.butterfly_arbitrage(GridSurface("L", "U", t1, StrikeAxis.LOG_MONEYNESS, k1[0], v1))
+        assert [(f.check, f.node, f.value) for f in ours] == [(f.check, f.node, f.value) for f in ref]
+        assert [f.at for f in ours] == [float(d1[f.node]) for f in ours]
+    spiked = np.full((3, 5), 0.1)
+    spiked[2, 2] = 0.2
+    found = pricer.butterfly_arbitrage(GridSurface("S", "EURUSD", t, StrikeAxis.DELTA, deltas, spiked))
+    assert found and all(f.expiry == 2 and f.node in (1, 2, 3) for f in found)
+    with pytest.raises(ValueError, match="DELTA"):
+        pricer.delta_log_moneyness(flat.__class__("X", "U", t, StrikeAxis.LOG_MONEYNESS, k[0], np.full((3, 5), 0.1)))
+
+
 # --------------------------------------------------------------------------- contract
 def test_threads_order_and_position_do_not_change_bits():
     rng = np.random.default_rng(40)
