@@ -173,8 +173,9 @@ def calendar_arbitrage(surface: Surface, *, log_moneyness=DEFAULT_LOG_MONEYNESS,
 
     Grid: at its nodes (fixed K on a STRIKE grid, fixed K/F otherwise; between nodes w is
     linear in the axis coordinate, so the nodes decide); delta grid: at the converted nodes
-    ln(K/F) of both slices of each pair (``at``: that ln(K/F), ``node``: the delta node). SVI and SABR: on ``log_moneyness``
-    (fixed K/F; SABR with beta < 1 depends on the level of F too, hence ``forward``).
+    ln(K/F) of both slices of each pair (``at``: that ln(K/F), ``node``: the delta node).
+    SVI and SABR: on ``log_moneyness`` (fixed K/F; SABR with beta < 1 depends on the level
+    of F too, hence ``forward``).
     """
     if isinstance(surface, GridSurface) and surface.axis == StrikeAxis.DELTA:
         return _delta_calendar(surface, tolerance)
