@@ -91,12 +91,22 @@ def _plain(value: Any) -> Any:
     return value
 
 
+#: grid_surface's axis names: the contract's StrikeAxis values, lower case without the prefix
+_AXES = {v.name.removeprefix("STRIKE_AXIS_").lower(): v.name for v in mpb.StrikeAxis.DESCRIPTOR.values if v.number}
+
+
 def grid_surface(surface_id: str, underlying: str, vols, *, expiries=None, nodes=None, axis: str = "strike") -> dict:
     """A VolSurface dict (for a snapshot's ``surfaces``) from a grid of vols: a pandas
     DataFrame (index: expiries in years, columns: the axis nodes) or a 2-d array with
-    ``expiries`` and ``nodes``. ``axis``: "strike", "moneyness" (K/F) or "log_moneyness".
+    ``expiries`` and ``nodes``. ``axis``: "strike", "moneyness" (K/F), "log_moneyness"
+    (ln K/F) or "delta": forward deltas, premium-unadjusted, of a call (N(d1), strictly
+    inside (0, 1); a put's delta as the call's, 1 + put delta), in decreasing delta, i.e.
+    increasing strike. The server turns each expiry's delta nodes into ln(K/F) at that
+    expiry's vols and refuses vols that make the strikes cross.
 
         >>> grid_surface("SPX-GRID", "SPX", frame, axis="moneyness")
+        >>> grid_surface("EURUSD-VOL", "EURUSD", [[0.085, 0.078, 0.075, 0.077, 0.083]], expiries=[0.25],
+        ...              nodes=[0.9, 0.75, 0.5, 0.25, 0.1], axis="delta")   # 10P 25P ATM 25C 10C
     """
     if hasattr(vols, "index") and hasattr(vols, "columns"):  # a pandas DataFrame
         expiries = vols.index.to_numpy(dtype=float) if expiries is None else expiries
@@ -106,12 +116,10 @@ def grid_surface(surface_id: str, underlying: str, vols, *, expiries=None, nodes
     t, x = np.asarray(expiries, dtype=float), np.asarray(nodes, dtype=float)
     if grid.shape != (len(t), len(x)):
         raise ValueError(f"vols of shape {grid.shape} for {len(t)} expiries x {len(x)} nodes")
-    names = {"strike": "STRIKE_AXIS_STRIKE", "moneyness": "STRIKE_AXIS_MONEYNESS",
-             "log_moneyness": "STRIKE_AXIS_LOG_MONEYNESS"}
-    if axis not in names:
-        raise ValueError(f"unknown axis {axis!r}; expected one of {list(names)}")
+    if axis not in _AXES:
+        raise ValueError(f"unknown axis {axis!r}; expected one of {list(_AXES)}")
     return {"id": surface_id, "underlying": underlying, "expiries": t.tolist(),
-            "grid": {"axis": names[axis], "nodes": x.tolist(), "vols": grid.reshape(-1).tolist()}}
+            "grid": {"axis": _AXES[axis], "nodes": x.tolist(), "vols": grid.reshape(-1).tolist()}}
 
 
 def load_snapshot(source) -> mpb.MarketSnapshot:

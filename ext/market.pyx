@@ -50,6 +50,7 @@ cdef extern from "pg_surfaces.h" nogil:
         PG_SURF_GRID
         PG_SURF_SVI
         PG_SURF_SABR
+        PG_AXIS_DELTA
         PG_SVI_COLUMNS
         PG_SABR_COLUMNS
     ctypedef struct pg_surface:
@@ -197,7 +198,9 @@ cdef class Market:
             if n < 1 or values.shape[0] != n or values.shape[1] != q:
                 raise ValueError(f"surface values have shape ({values.shape[0]}, {values.shape[1]});"
                                  f" expected ({n}, {q}) with n >= 1")
-            self.surf_work = <double *>malloc((n * p + 1) * sizeof(double))
+            # a DELTA grid keeps its per-slice log-moneyness nodes in a second n x p half
+            self.surf_work = <double *>malloc((n * p * (2 if surface_kind == PG_SURF_GRID and axis == PG_AXIS_DELTA
+                                                        else 1) + 1) * sizeof(double))
             if self.surf_work == NULL:
                 raise MemoryError()
             pg_surface_prepare(&self.surf, surface_kind, axis, <int>n, &expiries[0], <int>p,

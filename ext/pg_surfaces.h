@@ -8,6 +8,7 @@
  *      GRID  the axis coordinate x of the point (K, K/F or ln(K/F)) is clamped to
  *            [x_1, x_p] and s_i(x) = (1 - u) s_ij + u s_i,j+1, u = (x - x_j)/(x_j+1 - x_j),
  *            s_ij = vol_ij^2: linear in total variance across strikes at fixed T_i (w = s T_i).
+ *            A DELTA grid is the same with x = ln(K/F) and slice i's own nodes k_ij (note 5).
  *      SVI   Gatheral's raw SVI in total variance, k = ln(K/F):
  *            w_i(k) = a + b (rho (k - m) + sqrt((k - m)^2 + sigma^2)), s_i = w_i / T_i.
  *      SABR  Hagan et al. (2002) eq. (2.17a): s_i = sigma_B(F, K; T_i, alpha_i, beta_i,
@@ -28,10 +29,24 @@
  *    within [0.5, 1.5], else log(q/(1 - rho)). For |z| < 1e-7, z/x = 1 - rho z/2 +
  *    (2 - 3 rho^2) z^2/12 (Hagan's expansion; the next term is O(z^3) < 1e-20).
  * 4. Lookup: one branch-free binary search over the expiries per point (and one over the
- *    strike nodes for a grid). Grid and SABR points are evaluated on their own with scalar
- *    code; SVI points go through pg_svi_points, vector loops padded to whole vectors (the
- *    same formulas, with glibc's vector log). Either way a point's bits depend neither on
- *    its place in the batch nor on the thread split.
+ *    strike nodes for a grid; a DELTA grid searches each slice's own nodes). Grid and SABR
+ *    points are evaluated on their own with scalar code; SVI points go through
+ *    pg_svi_points, vector loops padded to whole vectors (the same formulas, with glibc's
+ *    vector log). Either way a point's bits depend neither on its place in the batch nor
+ *    on the thread split.
+ * 5. DELTA grids. Convention: a node is a forward delta, premium-unadjusted, of a call,
+ *      Delta = N(d1),  d1 = (-ln(K/F) + sigma^2 T / 2) / (sigma sqrt(T)),  0 < Delta < 1,
+ *    (a put delta is given as the call delta 1 + Delta_put), the nodes in decreasing delta,
+ *    i.e. in increasing strike (e.g. 0.9, 0.75, 0.5, 0.25, 0.1). Forward delta depends on K
+ *    only through k = ln(K/F), so node j of slice i (vol sigma_ij) is exactly the point
+ *      k_ij = sd (sd / 2 - N^-1(Delta_j)),  sd = sigma_ij sqrt(T_i)  (= w_ij/2 - sd N^-1(Delta_j)),
+ *    and a DELTA grid is a LOG_MONEYNESS grid whose nodes differ per slice: across strikes
+ *    it is interpolated as in note 1 on slice i's k_i1 < ... < k_ip, and between slices at
+ *    the point's fixed k as in note 2. pg_surface_prepare converts the nodes once (into the
+ *    second half of the workspace) and requires k_ij > k_i,j-1 within each slice: vols that
+ *    make the strikes cross flag the later node's vol (PG_SURF_CROSSING). Written as
+ *    sd (sd/2 - z) the conversion has the same bits with or without fused multiply-adds
+ *    (sd/2 is exact). N^-1 is Wichura's AS 241 (pg_normal.h; relative accuracy ~1e-16).
  */
 #ifndef PG_SURFACES_H
 #define PG_SURFACES_H
@@ -51,6 +66,7 @@ extern double log(double) __attribute__((__simd__("notinbranch")));
 
 #include "pg_status.h"
 #include "pg_inputs.h"
+#include "pg_normal.h"   /* pg_inverse_norm_cdf (AS 241) */
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -76,6 +92,7 @@ static inline int pg_surface_max_threads(void) { return 1; }
 #define PG_AXIS_STRIKE         1   /* absolute strike K */
 #define PG_AXIS_MONEYNESS      2   /* forward moneyness K/F */
 #define PG_AXIS_LOG_MONEYNESS  3   /* ln(K/F) */
+#define PG_AXIS_DELTA          4   /* forward call delta N(d1), premium-unadjusted (note 5) */
 
 /* Measures. */
 #define PG_SURF_VOL             1   /* Black (lognormal) implied vol */
@@ -104,6 +121,8 @@ static inline int pg_surface_max_threads(void) { return 1; }
 #define PG_SURF_MIN_VARIANCE     (1 << 5)  /* SVI (on a): a + b sigma sqrt(1 - rho^2) < 0 */
 #define PG_SURF_WING             (1 << 6)  /* SVI (on b): b (1 + |rho|) > 4 */
 #define PG_SURF_OVERFLOW         (1 << 7)  /* grid: vol^2 T not finite */
+#define PG_SURF_NOT_DECREASING   (1 << 8)  /* delta node above the previous one */
+#define PG_SURF_CROSSING         (1 << 9)  /* delta grid (on vol_ij): k_ij <= k_i,j-1 */
 
 #define PG_SURF_BLOCK 256
 #define PG_SURF_VECTOR 8   /* SVI's vector loops are padded to a multiple of this */
@@ -115,6 +134,7 @@ typedef struct {
     const double *x;      /* p axis nodes (grid) */
     const double *v;      /* n x q values, row-major */
     const double *s;      /* grid: n x p variances vol^2 (workspace) */
+    const double *kx;     /* DELTA grid: n x p nodes ln(K/F) per slice (workspace), else NULL */
     int bad;
 } pg_surface;
 
@@ -133,8 +153,66 @@ static int pg_surf_axis_check(const double *x, int i, int positive)
     return s;
 }
 
-/* Check a surface and fill the grid's workspace `work` (n * p doubles; may be NULL for SVI
- * and SABR). expiry_status (n), node_status (p) and value_status (n * q), each optional,
+/* Delta node j: finite, strictly inside (0, 1), below the previous one (note 5). */
+static int pg_surf_delta_check(const double *x, int j)
+{
+    int s = 0;
+    const double xj = x[j];
+    if (!pg_finite(xj)) s |= PG_SURF_NOT_FINITE;
+    else if (!(xj > 0.0 && xj < 1.0)) s |= PG_SURF_OUT_OF_BOUNDS;
+    if (j > 0 && pg_finite(xj) && pg_finite(x[j - 1])) {
+        if (xj == x[j - 1]) s |= PG_SURF_DUPLICATE;
+        else if (xj > x[j - 1]) s |= PG_SURF_NOT_DECREASING;
+    }
+    return s;
+}
+
+/* A grid vol at expiry T: finite, > 0, vol^2 T finite (T not finite counts as 0). */
+static int pg_surf_vol_check(double vol, double T)
+{
+    if (!pg_finite(vol)) return PG_SURF_NOT_FINITE;
+    if (!(vol > 0.0)) return PG_SURF_NOT_POSITIVE;
+    if (!pg_finite(vol * vol * (pg_finite(T) ? T : 0.0))) return PG_SURF_OVERFLOW;
+    return 0;
+}
+
+/* ln(K/F) of the strike whose forward call delta is `delta` at vol `sig`, expiry T (note 5). */
+static inline double pg_delta_log_moneyness(double delta, double sig, double T)
+{
+    const double sd = sig * sqrt(T);
+    return sd * (0.5 * sd - pg_inverse_norm_cdf(delta));
+}
+
+/* DELTA grid: convert every node to ln(K/F) per slice into kx (n x p, or NULL: check only)
+ * and flag vol_ij (PG_SURF_CROSSING) where k_ij <= k_i,j-1. A pair is compared only when
+ * both nodes, both vols and T_i (finite, > 0) pass their own checks; entries that cannot be
+ * converted get 0. Returns the number of vols flagged. */
+static int pg_surf_delta_prepare(int n, const double *T, int p, const double *x, int q,
+                                 const double *v, double *kx, int *value_status)
+{
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        const int t_ok = pg_finite(T[i]) && T[i] > 0.0;
+        double prev = 0.0;
+        int prev_ok = 0;
+        for (int j = 0; j < p; j++) {
+            const double vol = v[(size_t)i * q + j];
+            const int ok = t_ok && pg_surf_delta_check(x, j) == 0 && pg_surf_vol_check(vol, T[i]) == 0;
+            const double k = ok ? pg_delta_log_moneyness(x[j], vol, T[i]) : 0.0;
+            if (kx) kx[(size_t)i * p + j] = k;
+            if (ok && prev_ok && !(k > prev)) {
+                if (value_status) value_status[(size_t)i * q + j] |= PG_SURF_CROSSING;
+                bad++;
+            }
+            prev = k;
+            prev_ok = ok;
+        }
+    }
+    return bad;
+}
+
+/* Check a surface and fill the grid's workspace `work` (n * p doubles, 2 n p for a DELTA
+ * grid: the variances, then the nodes in ln(K/F) per slice; may be NULL for SVI and SABR). expiry_status (n), node_status (p) and value_status (n * q), each optional,
  * get the PG_SURF_* bits. Returns the number of flagged entries; the surface is usable only
  * when that is 0, n >= 1 and (for a grid) p >= 1. Codes and shapes are the caller's. */
 static int pg_surface_prepare(pg_surface *S, int kind, int axis, int n, const double *T, int p,
@@ -144,6 +222,7 @@ static int pg_surface_prepare(pg_surface *S, int kind, int axis, int n, const do
     int bad = 0;
     S->kind = kind; S->axis = axis; S->n = n; S->p = p; S->q = q;
     S->T = T; S->x = x; S->v = v; S->s = work;
+    S->kx = (kind == PG_SURF_GRID && axis == PG_AXIS_DELTA && work) ? work + (size_t)n * p : NULL;
 
     for (int i = 0; i < n; i++) {
         const int s = pg_surf_axis_check(T, i, 1);
@@ -152,22 +231,22 @@ static int pg_surface_prepare(pg_surface *S, int kind, int axis, int n, const do
     }
     if (kind == PG_SURF_GRID) {
         for (int j = 0; j < p; j++) {
-            const int s = pg_surf_axis_check(x, j, axis != PG_AXIS_LOG_MONEYNESS);
+            const int s = (axis == PG_AXIS_DELTA) ? pg_surf_delta_check(x, j)
+                        : pg_surf_axis_check(x, j, axis != PG_AXIS_LOG_MONEYNESS);
             if (node_status) node_status[j] = s;
             bad += (s != 0);
         }
         for (int i = 0; i < n; i++) {
             for (int j = 0; j < p; j++) {
                 const double vol = v[(size_t)i * q + j];
-                int s = 0;
-                if (!pg_finite(vol)) s |= PG_SURF_NOT_FINITE;
-                else if (!(vol > 0.0)) s |= PG_SURF_NOT_POSITIVE;
-                else if (!pg_finite(vol * vol * (pg_finite(T[i]) ? T[i] : 0.0))) s |= PG_SURF_OVERFLOW;
+                const int s = pg_surf_vol_check(vol, T[i]);
                 if (work) work[(size_t)i * p + j] = s ? 0.0 : vol * vol;
                 if (value_status) value_status[(size_t)i * q + j] = s;
                 bad += (s != 0);
             }
         }
+        if (axis == PG_AXIS_DELTA)
+            bad += pg_surf_delta_prepare(n, T, p, x, q, v, work ? work + (size_t)n * p : NULL, value_status);
     } else if (kind == PG_SURF_SVI) {
         for (int i = 0; i < n; i++) {
             const double *r = v + (size_t)i * q;
@@ -288,12 +367,26 @@ PG_SURF_INLINE double pg_black_call_w(double F, double K, double w)
     return F * 0.5 * erfc(-d1 * M_SQRT1_2) - K * 0.5 * erfc(-d2 * M_SQRT1_2);
 }
 
-/* Variance per unit time of slice i at the point (see note 1). Grid: j, u from the axis. */
+/* Variance per unit time of one grid row (nodes x[0..p), variances s) at axis coordinate
+ * xa: linear between nodes, the end node's beyond them (note 1). */
+PG_SURF_INLINE double pg_surf_row(const double *x, const double *s, int p, double xa)
+{
+    if (!(xa > x[0])) return s[0];
+    if (!(xa < x[p - 1])) return s[p - 1];
+    const int j = pg_surf_count_le(x, p, xa) - 1;   /* x_j <= xa < x_j+1 */
+    const double u = (xa - x[j]) / (x[j + 1] - x[j]);
+    return (u == 0.0) ? s[j] : (1.0 - u) * s[j] + u * s[j + 1];
+}
+
+/* Variance per unit time of slice i at the point (see note 1). Grid: j, u from the axis;
+ * DELTA grid: a search of slice i's own nodes at k = ln(K/F) (note 5). */
 PG_SURF_INLINE double pg_surf_slice(const pg_surface *S, int i, int j, double u, double K,
                                     double F, double k)
 {
     if (S->kind == PG_SURF_GRID) {
         const double *s = S->s + (size_t)i * S->p;
+        if (S->axis == PG_AXIS_DELTA)
+            return pg_surf_row(S->kx + (size_t)i * S->p, s, S->p, k);
         return (u == 0.0) ? s[j] : (1.0 - u) * s[j] + u * s[j + 1];
     }
     const double *r = S->v + (size_t)i * S->q;
@@ -319,7 +412,7 @@ PG_SURF_INLINE int pg_surface_point_in(const pg_surface *S, int c, double t, dou
 {
     int j = 0;
     double u = 0.0, k = 0.0;
-    if (S->kind == PG_SURF_GRID) {
+    if (S->kind == PG_SURF_GRID && S->axis != PG_AXIS_DELTA) {  /* DELTA: per slice, at k */
         const double *x = S->x;
         const int p = S->p;
         double xa = (S->axis == PG_AXIS_STRIKE) ? K
@@ -418,7 +511,7 @@ static int pg_svi_points(const pg_surface *S, int m, const double *t, const doub
 /* Points [start, start + m): measure meas[j] of point i goes to out[j * ldo + i] for j < k;
  * status[i] gets pg_status.h bits: PG_BAD_TIME (T NaN, infinite or < 0), PG_BAD_STRIKE
  * (K not finite or not > 0), PG_BAD_UNDERLYING (F not finite or not > 0, where the surface
- * reads F: moneyness axes, SVI, SABR), PG_BAD_VOL (every point, when the surface failed its
+ * reads F: moneyness and delta axes, SVI, SABR), PG_BAD_VOL (every point, when the surface failed its
  * checks), PG_NOT_FINITE (valid inputs, no finite non-negative variance, e.g. a SABR
  * expansion gone negative). Every output of a failed point is NaN. F is read at
  * F[i * fstep] (fstep 0: one forward for every point). Returns the number of failed points. */

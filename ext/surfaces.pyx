@@ -16,9 +16,20 @@ Design
 3. Surfaces: n slices at expiries 0 < T_1 < ... < T_n (year fractions), of one kind:
    - ``GRID``: p nodes on one strike axis, the same nodes for every expiry, and an n x p
      matrix of Black vols > 0. Axes: ``STRIKE`` (absolute K), ``MONEYNESS`` (K/F),
-     ``LOG_MONEYNESS`` (ln(K/F)); F is the point's forward. Across strikes at a slice:
-     linear in total variance w = vol^2 T_i (equivalently in vol^2) between adjacent nodes;
-     beyond the end nodes the end node's vol, flat (constant vol in strike).
+     ``LOG_MONEYNESS`` (ln(K/F)), ``DELTA`` (below); F is the point's forward. Across strikes
+     at a slice: linear in total variance w = vol^2 T_i (equivalently in vol^2) between
+     adjacent nodes; beyond the end nodes the end node's vol, flat (constant vol in strike).
+   - ``DELTA`` grid: the nodes are forward deltas, premium-unadjusted, of a call:
+     Delta = N(d1), d1 = (-ln(K/F) + sigma^2 T/2)/(sigma sqrt(T)), strictly inside (0, 1)
+     (a put's delta as the call's, 1 + Delta_put), given in decreasing delta = increasing
+     strike (0.9, 0.75, 0.5, 0.25, 0.1). Delta depends on K only through k = ln(K/F), so
+     node j of slice i is the log-moneyness k_ij = sd (sd/2 - N^-1(Delta_j)),
+     sd = vol_ij sqrt(T_i): a LOG_MONEYNESS grid whose nodes differ per slice, converted
+     once per call (``delta_log_moneyness``; N^-1 is Wichura's AS 241, pg_normal.h) and
+     interpolated as above on each slice's own k_ij. The k_ij must increase along each
+     slice: vols that make two strikes cross flag the later vol (``CROSSING``). At T_i and
+     the node's own strike F e^k_ij the node's vol comes back to rounding (ln(F e^k / F) need
+     not give back k's bits), not bit for bit.
    - ``SVI``: raw SVI per slice (J. Gatheral, "A parsimonious arbitrage-free implied
      volatility parameterization with application to the valuation of volatility
      derivatives", Global Derivatives & Risk Management, Madrid, 2004; J. Gatheral and
@@ -39,15 +50,15 @@ Design
      nu >= 0. Hagan's expansion can give a negative vol for extreme nu^2 T; such a point
      gets ``NOT_FINITE``.
 4. Between slices and outside them, exactly (the same for every kind): at the point's fixed
-   axis coordinate (K for a STRIKE grid, K/F otherwise), total variance is linear in T
+   axis coordinate (K for a STRIKE grid, K/F otherwise, a DELTA grid included), total variance is linear in T
    between adjacent expiries; before T_1 the vol is T_1's (flat, w = vol^2 T through the
    origin); from T_n on the vol is T_n's (flat, w proportional to T). At T = 0: w = 0 and
    the vol is T_1's. Nodes come back exactly: at T = T_i and an axis node the vol is the
-   node's vol bit for bit. For the STRIKE grid this is QuantLib's ``BlackVarianceSurface``
+   node's vol bit for bit (DELTA grids: to rounding, note 3). For the STRIKE grid this is QuantLib's ``BlackVarianceSurface``
    with Bilinear interpolation and ``ConstantExtrapolation`` on both strike sides.
 5. Status: pg_status.h bits per point: PG_BAD_TIME (T NaN, infinite or < 0), PG_BAD_STRIKE
    (K not finite or not > 0), PG_BAD_UNDERLYING (F not finite or not > 0, checked where the
-   surface reads F: moneyness axes, SVI, SABR), PG_BAD_VOL (every point, when the surface
+   surface reads F: moneyness and delta axes, SVI, SABR), PG_BAD_VOL (every point, when the surface
    fails ``validate``: no slices, no nodes, or any flagged entry), PG_NOT_FINITE (valid
    inputs, no finite non-negative variance). Every output of a failed point is NaN; nothing
    else is. Wrong shapes or unknown codes (kind, axis, measure) raise ValueError.
@@ -66,6 +77,7 @@ cdef extern from "pg_surfaces.h" nogil:
         PG_AXIS_STRIKE
         PG_AXIS_MONEYNESS
         PG_AXIS_LOG_MONEYNESS
+        PG_AXIS_DELTA
         PG_SURF_VOL
         PG_SURF_TOTAL_VARIANCE
         PG_SURF_MEASURE_MAX
@@ -79,6 +91,8 @@ cdef extern from "pg_surfaces.h" nogil:
         PG_SURF_MIN_VARIANCE
         PG_SURF_WING
         PG_SURF_OVERFLOW
+        PG_SURF_NOT_DECREASING
+        PG_SURF_CROSSING
         PG_SURF_BLOCK
         PG_BAD_STRIKE
         PG_BAD_UNDERLYING
@@ -100,14 +114,18 @@ cdef extern from "pg_surfaces.h" nogil:
     void pg_svi_eval(const double *r, double k, double *w, double *w1, double *w2)
     double pg_durrleman_g(double k, double w, double w1, double w2)
     double pg_black_call_w(double F, double K, double w)
+    double pg_delta_log_moneyness(double delta, double sig, double T)
+    int pg_surf_delta_check(const double *x, int j)
+    int pg_surf_vol_check(double vol, double T)
     int pg_finite(double x)
 
 __all__ = [
-    "GRID", "SVI", "SABR", "KINDS", "STRIKE", "MONEYNESS", "LOG_MONEYNESS", "AXES",
+    "GRID", "SVI", "SABR", "KINDS", "STRIKE", "MONEYNESS", "LOG_MONEYNESS", "DELTA", "AXES",
     "VOL", "TOTAL_VARIANCE", "SVI_COLUMNS", "SABR_COLUMNS",
     "NOT_FINITE", "NOT_POSITIVE", "DUPLICATE", "NOT_INCREASING", "OUT_OF_BOUNDS",
-    "MIN_VARIANCE", "WING", "OVERFLOW", "CHECK_BITS", "PARALLEL_THRESHOLD", "max_threads",
-    "validate", "evaluate", "vols", "svi_durrleman", "black_calls",
+    "MIN_VARIANCE", "WING", "OVERFLOW", "NOT_DECREASING", "CROSSING", "CHECK_BITS",
+    "PARALLEL_THRESHOLD", "max_threads", "validate", "evaluate", "vols", "delta_log_moneyness",
+    "svi_durrleman", "black_calls",
 ]
 
 GRID = PG_SURF_GRID
@@ -117,7 +135,8 @@ KINDS = (GRID, SVI, SABR)
 STRIKE = PG_AXIS_STRIKE
 MONEYNESS = PG_AXIS_MONEYNESS
 LOG_MONEYNESS = PG_AXIS_LOG_MONEYNESS
-AXES = (STRIKE, MONEYNESS, LOG_MONEYNESS)
+DELTA = PG_AXIS_DELTA
+AXES = (STRIKE, MONEYNESS, LOG_MONEYNESS, DELTA)
 #: measure codes of ``evaluate``
 VOL = PG_SURF_VOL
 TOTAL_VARIANCE = PG_SURF_TOTAL_VARIANCE
@@ -133,6 +152,8 @@ OUT_OF_BOUNDS = PG_SURF_OUT_OF_BOUNDS
 MIN_VARIANCE = PG_SURF_MIN_VARIANCE
 WING = PG_SURF_WING
 OVERFLOW = PG_SURF_OVERFLOW
+NOT_DECREASING = PG_SURF_NOT_DECREASING
+CROSSING = PG_SURF_CROSSING
 #: check bit -> description
 CHECK_BITS = {
     NOT_FINITE: "not finite",
@@ -143,6 +164,8 @@ CHECK_BITS = {
     MIN_VARIANCE: "a + b sigma sqrt(1 - rho^2) < 0 (negative total variance)",
     WING: "b (1 + |rho|) > 4 (wing slope)",
     OVERFLOW: "vol^2 T overflows",
+    NOT_DECREASING: "above the previous one (delta nodes decrease: strikes increase)",
+    CROSSING: "strikes cross (the node's ln(K/F) is not above the previous node's)",
 }
 
 # Points below which a batch runs on one thread. A grid lookup costs tens of ns, a SABR one
@@ -180,7 +203,8 @@ cdef double *_prepare(pg_surface *S, int kind, int axis, const double[::1] expir
         raise ValueError(f"values has shape ({values.shape[0]}, {values.shape[1]}); expected ({n}, {q})")
     if n > 1_000_000 or p > 1_000_000 or n * p > 100_000_000:
         raise ValueError(f"{n} expiries x {p} nodes; at most 1,000,000 each and 100,000,000 values")
-    cdef double *work = <double *>malloc((n * p + 1) * sizeof(double))
+    cdef Py_ssize_t size = n * p * (2 if kind == PG_SURF_GRID and axis == PG_AXIS_DELTA else 1)
+    cdef double *work = <double *>malloc((size + 1) * sizeof(double))
     if work == NULL:
         raise MemoryError()
     cdef const double *T_p = &expiries[0] if n > 0 else NULL
@@ -326,6 +350,37 @@ def vols(int kind, int axis,
         _free_checked(kind, axis, expiries, nodes, values)
         return 0
     return _run(kind, axis, expiries, nodes, values, T, K, F, &measure, 1, &out[0], m, status, threads)
+
+
+def delta_log_moneyness(const double[::1] expiries not None,   # IN  n year fractions
+                        const double[::1] deltas not None,     # IN  p forward call deltas in (0, 1)
+                        const double[:, ::1] vols not None,    # IN  (n, p) Black vols
+                        double[:, ::1] out not None):          # OUT (n, p) ln(K/F) per slice
+    """The nodes of a DELTA grid as log-moneyness, slice by slice (design note 3):
+    out[i, j] = sd (sd/2 - N^-1(deltas[j])), sd = vols[i, j] sqrt(expiries[i]), the k whose
+    forward call delta N(d1) at vol vols[i, j] and expiry expiries[i] is deltas[j].
+
+    Entries whose expiry (finite, > 0), delta or vol fails its check are NaN; returns their
+    number. Crossing (k not increasing along a row) is ``validate``'s, not checked here.
+    """
+    cdef Py_ssize_t n = expiries.shape[0], p = deltas.shape[0], i, j
+    if vols.shape[0] != n or vols.shape[1] != p:
+        raise ValueError(f"vols has shape ({vols.shape[0]}, {vols.shape[1]}); expected ({n}, {p})")
+    if out.shape[0] != n or out.shape[1] != p:
+        raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}); expected ({n}, {p})")
+    cdef Py_ssize_t nbad = 0
+    cdef double t
+    with nogil:
+        for i in range(n):
+            t = expiries[i]
+            for j in range(p):
+                if (pg_finite(t) and t > 0.0 and pg_surf_delta_check(&deltas[0], <int>j) == 0
+                        and pg_surf_vol_check(vols[i, j], t) == 0):
+                    out[i, j] = pg_delta_log_moneyness(deltas[j], vols[i, j], t)
+                else:
+                    out[i, j] = NAN
+                    nbad += 1
+    return nbad
 
 
 def svi_durrleman(const double[::1] params not None,   # IN  5: a, b, rho, m, sigma (total variance)

@@ -4,8 +4,15 @@ Three kinds, each n slices at expiries 0 < T_1 < ... < T_n (year fractions from 
 surface's valuation date):
 
 * ``GridSurface``: Black vols > 0 on an (expiry x strike-axis) grid, the same p axis nodes
-  for every expiry. The axis is absolute strike K, forward moneyness K/F or log-moneyness
-  ln(K/F) (``StrikeAxis``), F being the forward of the point looked up.
+  for every expiry. The axis is absolute strike K, forward moneyness K/F, log-moneyness
+  ln(K/F) or forward delta (``StrikeAxis``), F being the forward of the point looked up.
+  DELTA convention: forward delta, premium-unadjusted, of a call, Delta = N(d1),
+  d1 = (-ln(K/F) + sigma^2 T/2)/(sigma sqrt(T)), nodes strictly inside (0, 1) (a put delta
+  given as the call delta 1 + Delta_put) and decreasing, i.e. in increasing strike
+  (0.9, 0.75, 0.5, 0.25, 0.1). Delta depends on K only through ln(K/F), so node j of slice i
+  is the log-moneyness k_ij = sd (sd/2 - N^-1(Delta_j)), sd = vol_ij sqrt(T_i): a delta grid
+  is a log-moneyness grid whose nodes differ per slice, and they must increase along each
+  slice (vols that make the strikes cross are refused, naming the later node's vol).
 * ``SviSurface``: one raw SVI slice per expiry (Gatheral 2004; Gatheral & Jacquier 2014),
   in total variance: w(k) = a + b (rho (k - m) + sqrt((k - m)^2 + sigma^2)), k = ln(K/F).
 * ``SabrSurface``: one SABR slice (alpha, beta, rho, nu) per expiry; Hagan et al. (2002)
@@ -13,7 +20,8 @@ surface's valuation date):
 
 The rules (``interpolation``), exactly as the kernel's design note (ext/surfaces.pyx, notes 3
 and 4) writes them: across strikes on a grid, total variance linear between adjacent nodes
-and the end node's vol beyond them; between slices, total variance linear in T at fixed K
+(a delta grid: between each slice's own nodes in ln(K/F)) and the end node's vol beyond
+them; between slices, total variance linear in T at fixed K
 (STRIKE grid) or fixed K/F (every other surface); before T_1 and after T_n the nearest
 slice's vol, flat. Evaluation lives in the pricer layer
 (``pricegrid.server.pricers.surfaces``); this module holds data and checks only.
@@ -28,6 +36,7 @@ butterfly arbitrage are quality gates, not structural faults: the pricer layer c
 from __future__ import annotations
 
 import enum
+import statistics
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -53,6 +62,9 @@ class StrikeAxis(enum.IntEnum):
     STRIKE = 1          # absolute strike K
     MONEYNESS = 2       # forward moneyness K/F
     LOG_MONEYNESS = 3   # ln(K/F)
+    #: forward delta, premium-unadjusted, of a call: N(d1), d1 = (-ln(K/F) + sigma^2 T/2)/(sigma sqrt T),
+    #: in (0, 1), nodes decreasing (increasing strike); a put delta as the call delta 1 + Delta_put
+    DELTA = 4
 
 
 class GridInterpolation(enum.Enum):
@@ -114,6 +126,49 @@ def _axis_violations(name: str, a: np.ndarray, positive: bool, what: str) -> dic
     return found
 
 
+def _delta_violations(name: str, a: np.ndarray) -> dict[int, list[FieldViolation]]:
+    """Per index of delta nodes: not finite, outside (0, 1), equal to / above the previous one."""
+    found: dict[int, list[FieldViolation]] = {}
+    finite = np.isfinite(a)
+    prev = np.concatenate(([np.nan], a[:-1]))
+    both = finite & np.isfinite(prev)
+
+    def add(mask, text):
+        for i in np.flatnonzero(mask):
+            found.setdefault(int(i), []).append(FieldViolation(f"{name}[{int(i)}]", text))
+
+    add(~finite, "not finite")
+    add(finite & ~((a > 0.0) & (a < 1.0)), "outside (0, 1): a forward call delta")
+    add(both & (a == prev), "equal to the previous node")
+    add(both & (a > prev), "above the previous node (delta nodes decrease: strikes increase)")
+    return found
+
+
+def _delta_crossings(t: np.ndarray, x: np.ndarray, v: np.ndarray, bad_nodes: set[int],
+                     bad_vols: np.ndarray) -> list[FieldViolation]:
+    """Where a slice's converted nodes k_ij = sd (sd/2 - N^-1(Delta_j)) do not increase: the
+    later node's vol named. Pairs are compared only when both nodes, both vols and T_i
+    (finite, > 0) pass their own checks (the kernel's rule, pg_surf_delta_prepare)."""
+    out: list[FieldViolation] = []
+    if x.shape[0] < 2:
+        return out
+    inv = statistics.NormalDist().inv_cdf
+    z = np.array([inv(float(d)) if j not in bad_nodes else np.nan for j, d in enumerate(x)])
+    node_ok = np.array([j not in bad_nodes for j in range(x.shape[0])])
+    with np.errstate(all="ignore"):
+        sd = v * np.sqrt(np.where(np.isfinite(t) & (t > 0.0), t, np.nan))[:, None]
+        k = sd * (0.5 * sd - z)
+    ok = node_ok[None, :] & ~bad_vols & np.isfinite(t)[:, None] & (t > 0.0)[:, None]
+    pair = ok[:, 1:] & ok[:, :-1]
+    with np.errstate(invalid="ignore"):
+        cross = pair & ~(k[:, 1:] > k[:, :-1])
+    for i, j in zip(*np.nonzero(cross)):
+        out.append(FieldViolation(f"vols[{int(i)}][{int(j) + 1}]",
+                                  f"strikes cross: at expiry {int(i)} delta nodes {int(j)} and {int(j) + 1} give "
+                                  f"ln(K/F) = {k[i, j]:.6g} and {k[i, j + 1]:.6g} (must increase)"))
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class _Surface:
     """Fields and checks every kind shares."""
@@ -166,7 +221,7 @@ class GridSurface(_Surface):
     """Black vols on an (expiry x axis node) grid. Arrays are copied to read-only float64."""
 
     axis: StrikeAxis = StrikeAxis.STRIKE
-    nodes: np.ndarray = field(default_factory=lambda: np.empty(0))   # (p,) increasing
+    nodes: np.ndarray = field(default_factory=lambda: np.empty(0))   # (p,) increasing (DELTA: decreasing)
     vols: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))  # (n, p) Black vols > 0
     interpolation: GridInterpolation = GridInterpolation.LINEAR_TOTAL_VARIANCE
     _numeric: bool = field(default=True, init=False, repr=False)
@@ -206,12 +261,17 @@ class GridSurface(_Surface):
             out.append(FieldViolation("vols", f"shape {v.shape}; expected ({t.shape[0]}, {x.shape[0]}) "
                                               "(expiries x nodes)"))
             return out
-        found = _axis_violations("nodes", x, self.axis != StrikeAxis.LOG_MONEYNESS, "node")
+        if self.axis == StrikeAxis.DELTA:
+            found = _delta_violations("nodes", x)
+        else:
+            found = _axis_violations("nodes", x, self.axis != StrikeAxis.LOG_MONEYNESS, "node")
         out.extend(f for i in sorted(found) for f in found[i])
         finite = np.isfinite(v)
         with np.errstate(all="ignore"):
             overflow = finite & (v > 0.0) & ~np.isfinite(v * v * np.where(np.isfinite(t), t, 0.0)[:, None])
-        for i, j in zip(*np.nonzero(~finite | ~(v > 0.0) | overflow)):
+        bad_vols = ~finite | ~(v > 0.0) | overflow
+        crossings = _delta_crossings(t, x, v, set(found), bad_vols) if self.axis == StrikeAxis.DELTA else []
+        for i, j in zip(*np.nonzero(bad_vols)):
             name = f"vols[{int(i)}][{int(j)}]"
             if not finite[i, j]:
                 out.append(FieldViolation(name, "not finite (a hole in the grid)"))
@@ -219,6 +279,7 @@ class GridSurface(_Surface):
                 out.append(FieldViolation(name, "not > 0"))
             else:
                 out.append(FieldViolation(name, "vol^2 T overflows"))
+        out.extend(crossings)
         return out
 
 

@@ -15,9 +15,10 @@ the surface itself). Registers no engine: the service reads vols through these f
 Arbitrage checks (quality gates, reported per node, never raised):
 
 * ``calendar_arbitrage``: total variance non-decreasing in T at every axis point (grid: its
-  nodes; SVI and SABR: a log-moneyness grid), slice against next slice.
+  nodes; delta grid: both slices' nodes converted to ln(K/F); SVI and SABR: a log-moneyness
+  grid), slice against next slice.
 * ``butterfly_arbitrage``: grid and SABR: undiscounted Black call prices on the slice's
-  vols at each expiry, decreasing in strike with slopes in [-1, 0] (call spreads) and
+  vols at each expiry (a delta grid at its nodes' own strikes F e^k_ij), decreasing in strike with slopes in [-1, 0] (call spreads) and
   convex in strike (butterflies); SVI: Durrleman's g(k) >= 0 on a log-moneyness grid
   (Gatheral & Jacquier 2014, Lemma 2.2) and Lee's moment formula on the wings: the
   asymptotic slopes b (1 - rho) (left) and b (1 + rho) (right) of w at most 2 (R. Lee,
@@ -36,7 +37,7 @@ from pricegrid.ext import surfaces as _kernel
 from pricegrid.server.domain.surfaces import GridSurface, SabrSurface, StrikeAxis, SviSurface
 
 __all__ = ["VOL", "TOTAL_VARIANCE", "Surface", "SurfaceValues", "Finding", "evaluate_surface",
-           "vols", "total_variances", "calendar_arbitrage", "butterfly_arbitrage",
+           "vols", "total_variances", "delta_log_moneyness", "calendar_arbitrage", "butterfly_arbitrage",
            "DEFAULT_LOG_MONEYNESS"]
 
 VOL = _kernel.VOL
@@ -90,7 +91,8 @@ def _kernel_args(surface: Surface) -> tuple[int, int, np.ndarray, np.ndarray, np
 def evaluate_surface(surface: Surface, T, K, F, measures: Sequence[int] = (VOL,), *,
                      threads: int = 1) -> SurfaceValues:
     """Evaluate ``surface`` at points (T[i], K[i], F[i]): T in years, F the forward to T
-    (a single F is used for every point; a STRIKE grid does not read F)."""
+    (a single F is used for every point; a STRIKE grid does not read F; a DELTA grid reads
+    it as every other kind: its nodes are points of ln(K/F) per slice)."""
     t = np.ascontiguousarray(T, dtype=np.float64).reshape(-1)
     k = np.ascontiguousarray(K, dtype=np.float64).reshape(-1)
     f = np.ascontiguousarray(F, dtype=np.float64).reshape(-1)
@@ -114,7 +116,39 @@ def total_variances(surface: Surface, T, K, F, *, threads: int = 1) -> tuple[np.
     return r.values[0], r.status
 
 
+def delta_log_moneyness(surface: GridSurface) -> np.ndarray:
+    """(n, p): a DELTA grid's nodes as ln(K/F), slice by slice, k_ij = sd (sd/2 - N^-1(Delta_j)),
+    sd = vol_ij sqrt(T_i) (the kernel's conversion; ValueError for a surface that fails validate())."""
+    if not (isinstance(surface, GridSurface) and surface.axis == StrikeAxis.DELTA):
+        raise ValueError("not a DELTA grid")
+    t = np.ascontiguousarray(surface.expiries, dtype=np.float64)
+    out = np.empty(surface.vols.shape)
+    if _kernel.delta_log_moneyness(t, np.ascontiguousarray(surface.nodes, dtype=np.float64),
+                                   np.ascontiguousarray(surface.vols, dtype=np.float64), out):
+        raise ValueError("the delta grid is invalid (see validate())")
+    return out
+
+
 # --------------------------------------------------------------------------- arbitrage
+def _delta_calendar(surface: GridSurface, tolerance: float) -> list[Finding]:
+    """Slices i-1 and i of a delta grid at both slices' converted nodes: each slice's w is
+    linear in k between its own nodes and flat beyond, so the union of the two node sets
+    decides. ``node`` is the delta node index whose point (on either slice) shows the drop."""
+    t = np.asarray(surface.expiries, dtype=np.float64)
+    k = delta_log_moneyness(surface)
+    s = surface.vols ** 2
+    found: list[Finding] = []
+    for i in range(1, t.shape[0]):
+        for at_slice in (i, i - 1):
+            points = k[at_slice]
+            before = np.interp(points, k[i - 1], s[i - 1]) * t[i - 1]
+            after = np.interp(points, k[i], s[i]) * t[i]
+            drop = after - before
+            found.extend(Finding("calendar", i, int(j), float(points[j]), float(drop[j]))
+                         for j in np.flatnonzero(drop < -tolerance))
+    return found
+
+
 def _slice_variances(surface: Surface, k_grid: np.ndarray, forward: float) -> tuple[np.ndarray, np.ndarray]:
     """(points, w (n, points)): each slice's total variance at its own expiry.
 
@@ -138,9 +172,13 @@ def calendar_arbitrage(surface: Surface, *, log_moneyness=DEFAULT_LOG_MONEYNESS,
     """Points where total variance falls from one slice to the next: w_i+1 < w_i - tolerance.
 
     Grid: at its nodes (fixed K on a STRIKE grid, fixed K/F otherwise; between nodes w is
-    linear in the axis coordinate, so the nodes decide). SVI and SABR: on ``log_moneyness``
-    (fixed K/F; SABR with beta < 1 depends on the level of F too, hence ``forward``).
+    linear in the axis coordinate, so the nodes decide); delta grid: at the converted nodes
+    ln(K/F) of both slices of each pair (``at``: that ln(K/F), ``node``: the delta node).
+    SVI and SABR: on ``log_moneyness`` (fixed K/F; SABR with beta < 1 depends on the level
+    of F too, hence ``forward``).
     """
+    if isinstance(surface, GridSurface) and surface.axis == StrikeAxis.DELTA:
+        return _delta_calendar(surface, tolerance)
     points, w = _slice_variances(surface, np.asarray(log_moneyness, dtype=np.float64), forward)
     drop = np.diff(w, axis=0)
     return [Finding("calendar", int(i) + 1, int(j), float(points[j]), float(drop[i, j]))
@@ -163,9 +201,9 @@ def butterfly_arbitrage(surface: Surface, *, forwards=None, log_moneyness=DEFAUL
                         tolerance: float = 1e-12) -> list[Finding]:
     """Butterfly (and call-spread) arbitrage per slice, reported per node.
 
-    Grid: undiscounted Black calls at each expiry's nodes (K = node, F node or F e^node),
-    ``forwards`` the forward per expiry (needed for a STRIKE grid; 1.0 otherwise, where calls
-    scale with F): slopes (C_j+1 - C_j)/(K_j+1 - K_j) in [-1, 0] and non-decreasing
+    Grid: undiscounted Black calls at each expiry's nodes (K = node, F node or F e^node; a
+    delta grid: F e^k_ij, its nodes' own strikes, ``at`` the delta node), ``forwards`` the
+    forward per expiry (needed for a STRIKE grid; 1.0 otherwise, where calls scale with F): slopes (C_j+1 - C_j)/(K_j+1 - K_j) in [-1, 0] and non-decreasing
     (convexity), both within ``tolerance`` (dimensionless slopes). SABR: the same on
     K = F e^k for k in ``log_moneyness`` (F from ``forwards``, default 1). SVI: Durrleman's
     g(k) >= -tolerance at each k of ``log_moneyness``, and each wing's slope of w <= 2 (Lee).
@@ -179,6 +217,8 @@ def butterfly_arbitrage(surface: Surface, *, forwards=None, log_moneyness=DEFAUL
         forwards = np.ones(n)
     fwd = np.broadcast_to(np.asarray(forwards, dtype=np.float64), (n,))
     found: list[Finding] = []
+    if isinstance(surface, GridSurface) and surface.axis == StrikeAxis.DELTA:
+        k_nodes = delta_log_moneyness(surface)
     if isinstance(surface, SviSurface):
         out = np.empty((4, k_grid.shape[0]))
         status = np.empty(k_grid.shape[0], dtype=np.int32)
@@ -197,7 +237,9 @@ def butterfly_arbitrage(surface: Surface, *, forwards=None, log_moneyness=DEFAUL
         if isinstance(surface, GridSurface):
             x = surface.nodes
             strikes = (x if surface.axis == StrikeAxis.STRIKE
-                       else fwd[i] * x if surface.axis == StrikeAxis.MONEYNESS else fwd[i] * np.exp(x))
+                       else fwd[i] * x if surface.axis == StrikeAxis.MONEYNESS
+                       else fwd[i] * np.exp(k_nodes[i]) if surface.axis == StrikeAxis.DELTA
+                       else fwd[i] * np.exp(x))
             w = surface.vols[i] ** 2 * t[i]
             at = x
         else:

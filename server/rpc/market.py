@@ -79,7 +79,7 @@ def _underlying(msg: mpb.Underlying, valuation: dt.date, path: str) -> Underlyin
     )
 
 
-_AXES = {1: StrikeAxis.STRIKE, 2: StrikeAxis.MONEYNESS, 3: StrikeAxis.LOG_MONEYNESS}
+_AXES = {int(a): a for a in StrikeAxis}  # STRIKE_AXIS_<name> = StrikeAxis.<name> (tests/contract/test_mirrors.py)
 _SVI = ("a", "b", "rho", "m", "sigma")
 _SABR = ("alpha", "beta", "rho", "nu")
 

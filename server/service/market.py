@@ -260,10 +260,12 @@ class MarketDataService:
         out: list[Finding] = []
         for i, x in enumerate(snapshot.surfaces):
             path = f"surfaces[{i}]"
+            delta = isinstance(x, GridSurface) and x.axis == StrikeAxis.DELTA
             for f in surface_pricer.calendar_arbitrage(x):
+                at = f"ln(K/F) = {f.at:g} (delta node {f.node})" if delta else f"axis point {f.at:g}"
                 out.append(Finding(Severity.ERROR, "surface.calendar", f"{path}.expiries[{f.expiry}]",
                                    f"total variance falls by {-f.value:.3g} from expiry {f.expiry - 1} to {f.expiry}"
-                                   f" at axis point {f.at:g}"))
+                                   f" at {at}"))
             forwards = None
             if isinstance(x, GridSurface) and x.axis == StrikeAxis.STRIKE:
                 u = snapshot.underlying(x.underlying_id)

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,3 +202,54 @@ def test_a_grid_surface_from_a_pandas_frame(market):
     np.testing.assert_allclose(vols, [0.22, 0.215], rtol=1e-15)
     with pytest.raises(ValueError, match="shape"):
         grid_surface("x", "SPX", np.ones((2, 2)), expiries=[1.0], nodes=[1.0, 2.0])
+
+
+DELTA_EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "eurusd-delta-grid.json"
+
+
+def test_a_delta_grid_from_grid_surface_and_from_the_docs_example_file(server, market):
+    """axis="delta": forward call deltas, premium-unadjusted, decreasing (strikes increasing);
+    the docs' example snapshot file goes in as it is, and a put on EURUSD prices off its smile."""
+    from scipy.special import ndtr, ndtri
+
+    from pricegrid.clients import EuropeanOption, FrontOfficeClient, Market, grid_surface
+
+    deltas, vols = [0.9, 0.75, 0.5, 0.25, 0.1], np.array([[0.26, 0.22, 0.19, 0.17, 0.165], [0.25, 0.21, 0.19, 0.175, 0.17]])
+    d = snapshot_dict("delta-grid")
+    d["surfaces"] = [grid_surface("SPX-D", "SPX", vols, expiries=[0.5, 1.0], nodes=deltas, axis="delta")]
+    assert d["surfaces"][0]["grid"]["axis"] == "STRIKE_AXIS_DELTA"
+    d["underlyings"][0]["volSurface"] = "SPX-D"
+    info = market.put_snapshot(d)
+    assert info.errors == 0
+    sd = vols * np.sqrt([[0.5], [1.0]])
+    K = np.exp(sd * (0.5 * sd - ndtri(deltas))).ravel()  # each node's own strike at F = 1
+    got = market.surface(info.id, "SPX-D", np.repeat([0.5, 1.0], 5), K, forwards=[1.0])
+    np.testing.assert_allclose(got["vols"], vols.ravel(), rtol=1e-12)
+    with pytest.raises(PricingError) as e:  # increasing deltas: decreasing strikes
+        market.put_snapshot({**d, "surfaces": [grid_surface("SPX-D", "SPX", vols, expiries=[0.5, 1.0],
+                                                            nodes=deltas[::-1], axis="delta")]})
+    assert e.value.code.name == "INVALID_ARGUMENT" and e.value.field == "snapshot.surfaces[0].grid.nodes[1]"
+    with pytest.raises(ValueError, match="delta"):
+        grid_surface("x", "SPX", vols, expiries=[0.5, 1.0], nodes=deltas, axis="call_delta")
+    # the example file in docs/ (JSON)
+    example = market.put_snapshot(DELTA_EXAMPLE)
+    assert example.errors == 0 and not [f for f in example.findings if f.check.startswith("surface.")]
+    _, stored = market.get_snapshot(example.id)
+    assert stored["surfaces"][0]["grid"]["axis"] == "STRIKE_AXIS_DELTA"
+    with FrontOfficeClient(target=server.address, timeout=10) as fo:
+        r = fo.price(EuropeanOption(option_type="put", strike=1.06, expiry=0.25),
+                     Market(snapshot_id=example.id, underlying_id="EURUSD"), measures=("delta",))
+        assert r.market.vol_surface == "EURUSD-VOL" and r.greeks.delta < 0
+        sd = r.inputs.volatility * 0.5
+        d1 = (np.log(r.inputs.forward / 1.06) + 0.5 * sd * sd) / sd
+        # a 3-month 1.06 put (F = 1.091): call delta between the 0.9 and 0.75 nodes, so its
+        # vol is between theirs on the 3-month slice
+        assert 0.75 < ndtr(d1) < 0.9 and 0.0805 < r.inputs.volatility < 0.086
+
+
+def test_the_delta_grid_example_as_a_yaml_file(market, tmp_path):
+    yaml = pytest.importorskip("yaml")  # reading YAML is optional (PyYAML)
+    path = tmp_path / "eurusd.yaml"
+    path.write_text(yaml.safe_dump(json.loads(DELTA_EXAMPLE.read_text())))
+    assert "STRIKE_AXIS_DELTA" in path.read_text()
+    assert market.put_snapshot(path).id == market.put_snapshot(DELTA_EXAMPLE).id  # the same content, the same id

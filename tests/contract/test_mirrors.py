@@ -12,15 +12,19 @@ import pytest
 
 import pricegrid.ext
 from pricegrid.ext import status as st
+from pricegrid.ext import surfaces as sf
 from pricegrid.server.domain import daycount, instruments, models, products
+from pricegrid.server.domain.surfaces import StrikeAxis
+from pricegrid.server.rpc import market as rpc_market
 from pricegrid.v1 import common_pb2 as cpb
+from pricegrid.v1 import market_pb2 as mpb
 from pricegrid.v1 import pricing_pb2 as pb
 
 _PREFIX = re.compile(r"(?<!^)(?=[A-Z])")
 
 
-def _proto_values(enum_name: str) -> dict[str, int]:
-    desc = cpb.DESCRIPTOR.enum_types_by_name[enum_name]
+def _proto_values(enum_name: str, file=cpb) -> dict[str, int]:
+    desc = file.DESCRIPTOR.enum_types_by_name[enum_name]
     prefix = _PREFIX.sub("_", enum_name).upper() + "_"
     return {v.name.removeprefix(prefix): v.number for v in desc.values if v.number != 0}
 
@@ -39,6 +43,16 @@ def _proto_values(enum_name: str) -> dict[str, int]:
 def test_domain_enums_are_the_contracts(domain_enum, proto_enum):
     ours = {m.name: int(m) for m in domain_enum if int(m) != 0}
     assert ours == _proto_values(proto_enum)
+
+
+def test_strike_axes_are_the_contracts_and_the_kernels():
+    """StrikeAxis: the domain's names and numbers are the contract's (STRIKE_AXIS_DELTA = 4
+    included), the kernel's codes are the same numbers, and the transport reads every one."""
+    ours = {m.name: int(m) for m in StrikeAxis}
+    assert ours == _proto_values("StrikeAxis", mpb)
+    assert ours["DELTA"] == mpb.STRIKE_AXIS_DELTA == sf.DELTA == 4
+    assert {a.name: getattr(sf, a.name) for a in StrikeAxis} == ours and set(sf.AXES) == set(ours.values())
+    assert rpc_market._AXES == {int(a): a for a in StrikeAxis}
 
 
 def test_every_code_input_takes_exactly_its_enums_values():

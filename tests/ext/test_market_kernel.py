@@ -53,7 +53,7 @@ def _svi(n=6):
 def _grid(axis=StrikeAxis.STRIKE):
     t = np.array([0.1, 0.5, 1.0, 2.0])
     nodes = {StrikeAxis.STRIKE: np.linspace(60, 140, 9), StrikeAxis.MONEYNESS: np.linspace(0.6, 1.4, 9),
-             StrikeAxis.LOG_MONEYNESS: np.linspace(-0.5, 0.4, 9)}[axis]
+             StrikeAxis.LOG_MONEYNESS: np.linspace(-0.5, 0.4, 9), StrikeAxis.DELTA: np.linspace(0.9, 0.1, 9)}[axis]
     vols = 0.2 + 0.05 * RNG.random((4, 9))
     return GridSurface("S-GRID", "S", t, axis=axis, nodes=nodes, vols=vols)
 
@@ -103,14 +103,16 @@ def _same(a, b):
     np.testing.assert_array_equal(np.asarray(a).view(np.int64), np.asarray(b).view(np.int64))
 
 
-@pytest.mark.parametrize("surface_kind", ["svi", "grid_strike", "grid_moneyness", "grid_log", "sabr", "none"])
+@pytest.mark.parametrize("surface_kind", ["svi", "grid_strike", "grid_moneyness", "grid_log", "grid_delta", "sabr",
+                                          "none"])
 @pytest.mark.parametrize("interp", list(Interpolation))
 def test_columns_are_the_curve_and_surface_kernels_numbers(surface_kind, interp):
     disc = _curve("D", interp)
     div = _curve("Q", Interpolation.LOG_LINEAR_DISCOUNT, ValueKind.DISCOUNT_FACTOR, level=0.01)
     surface = {"svi": _svi, "grid_strike": lambda: _grid(StrikeAxis.STRIKE),
                "grid_moneyness": lambda: _grid(StrikeAxis.MONEYNESS),
-               "grid_log": lambda: _grid(StrikeAxis.LOG_MONEYNESS), "sabr": _sabr, "none": lambda: None}[surface_kind]()
+               "grid_log": lambda: _grid(StrikeAxis.LOG_MONEYNESS), "grid_delta": lambda: _grid(StrikeAxis.DELTA),
+               "sabr": _sabr, "none": lambda: None}[surface_kind]()
     dividends = [(-0.1, 5.0), (0.3, 1.0), (0.8, 1.2), (1.9, 0.7)]
     times, strikes = _rows(5_000)
     times[:4] = [0.0, np.nan, -1.0, np.inf]  # invalid times: rate 0, vol NaN

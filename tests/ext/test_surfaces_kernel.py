@@ -27,6 +27,23 @@ References and tolerances (eps = 2.2e-16):
     that decides: ours within 1e-14 relative on every case, ATM included (observed ~2e-15).
     Where Hagan's expansion is negative (about 5% of these cases, large nu^2 T) QuantLib
     returns the negative number and we return NOT_FINITE.
+* DELTA grids (forward call delta N(d1), premium-unadjusted; design note 3 of
+  ext/surfaces.pyx): the inverse normal the conversion uses against scipy.special.ndtri on
+  (1e-12, 1 - 1e-12), 1.5e-15 relative (read back exactly from the conversion at
+  sd = 2^-60); the converted nodes k_ij against sd (sd/2 - ndtri(Delta)) within
+  8 eps (sd^2/2 + sd |z|); the forward delta N(d1) of each converted strike at its node vol
+  back to the node's delta, 1e-12 relative (deltas from 1e-12 to 1 - 1e-12, vols 1%-200%,
+  T to 30 years; observed ~1e-14); the node vol at the node's own strike F e^k_ij, 1e-12
+  relative (observed 4e-16: ln(F e^k / F) is k to rounding); the same slice as a
+  LOG_MONEYNESS grid on its own k_ij, and the whole surface as a LOG_MONEYNESS grid on the
+  union of all slices' k_ij (each slice's variances interpolated onto it), 1e-12 relative
+  everywhere (between expiries and beyond the nodes included; observed 6e-16). QuantLib's
+  ``BlackDeltaCalculator(Call, DeltaVolQuote.Fwd, ...)`` on 400 random cases: its
+  ``deltaFromStrike`` at our strike gives back the delta to 1e-12 relative (observed
+  3e-15); its
+  ``strikeFromDelta`` agrees with ours to its inverse normal's accuracy (Acklam's
+  algorithm without a refinement step, 1.15e-9 relative in N^-1: |ln K_ql/K| <=
+  1.2e-9 sd |z| + 1e-14).
 * Published: Gatheral & Jacquier (2014), "Arbitrage-free SVI volatility surfaces",
   Quantitative Finance 14(1), 59-71, sec. 3, Example 3.1 (arXiv:1204.0646, Example 3.1 and
   its figures of the smile and of g(k)): Axel Vogt's raw SVI slice (a, b, rho, m, sigma) =
@@ -50,6 +67,8 @@ import mpmath
 import numpy as np
 import pytest
 import QuantLib as ql
+
+from scipy import special
 
 from pricegrid.ext import status as pgs
 from pricegrid.ext import surfaces as sf
@@ -97,6 +116,29 @@ def random_grid(rng, n=None, p=None):
     days = np.cumsum(rng.integers(7, 400, n))
     strikes = np.cumsum(rng.uniform(1.0, 20.0, p)) + 40.0
     return days, days / 365.0, strikes, rng.uniform(0.05, 0.8, (n, p))
+
+
+def random_delta_grid(rng, n=None, p=None):
+    """(t, deltas (decreasing, in (0, 1)), vols (n, p)): a skewed smile in z = N^-1(delta)
+    per slice, redrawn until the converted nodes increase along every slice."""
+    n = int(rng.integers(1, 9)) if n is None else n
+    p = int(rng.integers(2, 10)) if p is None else p
+    t = np.cumsum(rng.integers(7, 400, n)) / 365.0
+    while True:
+        deltas = np.sort(rng.choice(np.arange(1, 100), p, replace=False))[::-1] / 100.0
+        z = special.ndtri(deltas)
+        atm = rng.uniform(0.05, 0.6, (n, 1))
+        vols = atm * (1.0 + rng.uniform(-0.15, 0.15, (n, 1)) * z + rng.uniform(0.0, 0.1, (n, 1)) * z ** 2)
+        es, ns, vs = np.empty(n, np.int32), np.empty(p, np.int32), np.empty((n, p), np.int32)
+        if np.all(vols > 0) and sf.validate(sf.GRID, sf.DELTA, t, deltas, vols, es, ns, vs) == 0:
+            return t, deltas, vols
+
+
+def converted(t, deltas, vols):
+    """The kernel's ln(K/F) of every node (n, p)."""
+    out = np.empty(vols.shape)
+    assert sf.delta_log_moneyness(t, deltas, np.ascontiguousarray(vols), out) == 0
+    return out
 
 
 def quantlib_grid(days, strikes, vols):
@@ -413,6 +455,144 @@ def test_continuity_at_expiries_and_nodes(kind):
             np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)  # the same rounding, in u
 
 
+# --------------------------------------------------------------------------- delta grids
+def test_the_delta_conversions_inverse_normal_matches_ndtri():
+    """k = sd (sd/2 - z) at sd = 2^-60 gives z back exactly: z = 2^-61 - k 2^60 (powers of 2)."""
+    rng = np.random.default_rng(80)
+    tail = 10 ** rng.uniform(-12, np.log10(0.5), 3000)
+    p = np.concatenate([rng.uniform(1e-12, 1 - 1e-12, 4000), tail, 1 - tail, [1e-12, 1 - 1e-12, 0.5, 0.025, 0.975]])
+    p = np.unique(p)[::-1].copy()  # decreasing, distinct: valid delta nodes
+    k = np.empty((1, p.size))
+    assert sf.delta_log_moneyness(np.array([1.0]), p, np.full((1, p.size), 2.0 ** -60), k) == 0
+    z = 2.0 ** -61 - k[0] * 2.0 ** 60
+    ref = special.ndtri(p)
+    assert z[p == 0.5][0] == 0.0
+    nz = ref != 0
+    assert np.max(np.abs(z[nz] / ref[nz] - 1)) < 1.5e-15
+
+
+def test_delta_nodes_convert_and_give_their_delta_back():
+    rng = np.random.default_rng(81)
+    m = 3000
+    tail = 10 ** rng.uniform(-12, np.log10(0.5), m)
+    deltas = np.concatenate([tail[: m // 2], 1 - tail[m // 2:], rng.uniform(0.01, 0.99, m)])
+    vols = 10 ** rng.uniform(-2, np.log10(2.0), deltas.size)
+    T = 10 ** rng.uniform(-2.5, np.log10(30.0), deltas.size)
+    k = np.array([converted(np.array([T[i]]), deltas[i:i + 1], vols[i:i + 1, None])[0, 0] for i in range(deltas.size)])
+    sd = vols * np.sqrt(T)
+    z = special.ndtri(deltas)
+    assert np.all(np.abs(k - sd * (0.5 * sd - z)) <= 8 * EPS * (0.5 * sd * sd + sd * np.abs(z)))
+    d1 = (-k + 0.5 * sd * sd) / sd
+    back = np.where(deltas < 0.5, special.ndtr(d1), 1.0 - special.ndtr(-d1))
+    np.testing.assert_allclose(back, deltas, rtol=1e-12, atol=0)
+
+
+def test_delta_conversion_against_quantlib_black_delta_calculator():
+    """Forward delta, premium-unadjusted: QuantLib's DeltaVolQuote.Fwd for a call."""
+    rng = np.random.default_rng(82)
+    worst_delta = 0.0
+    for _ in range(400):
+        spot = float(rng.uniform(0.5, 2000.0))
+        T = float(rng.uniform(0.02, 10.0))
+        r, q = rng.uniform(-0.02, 0.1, 2)
+        d_disc, f_disc = math.exp(-r * T), math.exp(-q * T)
+        vol = float(rng.uniform(0.03, 1.2))
+        sd = vol * math.sqrt(T)
+        delta = float(rng.uniform(0.01, 0.99))
+        F = spot * f_disc / d_disc
+        k = converted(np.array([T]), np.array([delta]), np.array([[vol]]))[0, 0]
+        K = F * math.exp(k)
+        calc = ql.BlackDeltaCalculator(ql.Option.Call, ql.DeltaVolQuote.Fwd, spot, d_disc, f_disc, sd)
+        worst_delta = max(worst_delta, abs(calc.deltaFromStrike(K) / delta - 1))
+        K_ql = calc.strikeFromDelta(delta)
+        z = abs(special.ndtri(delta))
+        assert abs(math.log(K_ql / K)) <= 1.2e-9 * sd * z + 1e-14, (spot, T, vol, delta, K, K_ql)
+    assert worst_delta < 1e-12, worst_delta
+
+
+def test_delta_grid_nodes_come_back_at_their_own_strikes():
+    rng = np.random.default_rng(83)
+    for _ in range(60):
+        t, deltas, vols = random_delta_grid(rng)
+        k = converted(t, deltas, vols)
+        n, p = vols.shape
+        F = float(rng.uniform(0.5, 500.0))
+        T = np.repeat(t, p)
+        out = clean(sf.GRID, sf.DELTA, t, deltas, vols, T, F * np.exp(k.ravel()), [F])
+        np.testing.assert_allclose(out[0], vols.ravel(), rtol=1e-12, atol=0)
+        np.testing.assert_allclose(out[1], vols.ravel() ** 2 * T, rtol=1e-12, atol=0)
+        # flat vol beyond each slice's own end nodes
+        lo, hi = F * np.exp(k[:, 0] - rng.uniform(0.01, 2.0, n)), F * np.exp(k[:, -1] + rng.uniform(0.01, 2.0, n))
+        out = clean(sf.GRID, sf.DELTA, t, deltas, vols, np.concatenate((t, t)), np.concatenate((lo, hi)), [F])
+        np.testing.assert_allclose(out[0], np.concatenate((vols[:, 0], vols[:, -1])), rtol=1e-15, atol=0)
+
+
+def test_delta_grid_is_a_log_moneyness_grid_with_nodes_per_slice():
+    rng = np.random.default_rng(84)
+    for _ in range(60):
+        t, deltas, vols = random_delta_grid(rng)
+        n, p = vols.shape
+        F = float(rng.uniform(0.5, 500.0))
+        # each slice alone: a LOG_MONEYNESS grid on its own nodes, computed here with ndtri
+        sd = vols * np.sqrt(t)[:, None]
+        k_ref = sd * (0.5 * sd - special.ndtri(deltas))
+        for i in range(n):
+            K = F * np.exp(rng.uniform(k_ref[i, 0] - 0.5, k_ref[i, -1] + 0.5, 50))
+            ours = clean(sf.GRID, sf.DELTA, t, deltas, vols, np.full(50, t[i]), K, [F])
+            ref = clean(sf.GRID, sf.LOG_MONEYNESS, t[i:i + 1], k_ref[i], vols[i:i + 1], np.full(50, t[i]), K, [F])
+            np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=0)
+        # the whole surface: a LOG_MONEYNESS grid on the union of the slices' nodes
+        k = converted(t, deltas, vols)
+        union = np.unique(k)
+        s = np.array([np.interp(union, k[i], vols[i] ** 2) for i in range(n)])
+        T = np.concatenate((rng.uniform(0.0, 1.3 * t[-1], 400), np.repeat(t, 5)))
+        K = F * np.exp(rng.uniform(union[0] - 0.5, union[-1] + 0.5, T.size))
+        ours = clean(sf.GRID, sf.DELTA, t, deltas, vols, T, K, [F])
+        ref = clean(sf.GRID, sf.LOG_MONEYNESS, t, union, np.sqrt(s), T, K, [F])
+        np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=0)
+
+
+def test_delta_grid_arbitrage_checks():
+    rng = np.random.default_rng(85)
+    t = np.array([0.25, 0.5, 1.0])
+    deltas = np.array([0.9, 0.75, 0.5, 0.25, 0.1])
+    flat = GridSurface("FX", "EURUSD", t, StrikeAxis.DELTA, deltas, np.full((3, 5), 0.1))
+    assert flat.validate() == [] and pricer.calendar_arbitrage(flat) == [] and pricer.butterfly_arbitrage(flat) == []
+    k = pricer.delta_log_moneyness(flat)
+    assert np.array_equal(k, converted(t, deltas, np.full((3, 5), 0.1)))
+    # calendar: the 6m slice's vols below the 3m slice's variance at every ln(K/F)
+    low = np.full((3, 5), 0.1)
+    low[1] = 0.06
+    found = pricer.calendar_arbitrage(GridSurface("FX", "EURUSD", t, StrikeAxis.DELTA, deltas, low))
+    assert found and {f.expiry for f in found} == {1} and all(f.value < 0 for f in found)
+    # the same points as a LOG_MONEYNESS grid on the union of the two slices' nodes would check
+    kl = pricer.delta_log_moneyness(GridSurface("FX", "EURUSD", t, StrikeAxis.DELTA, deltas, low))
+    union = np.unique(kl[:2])
+    s = np.array([np.interp(union, kl[i], low[i] ** 2) for i in range(2)])
+    as_grid = pricer.calendar_arbitrage(GridSurface("U", "EURUSD", t[:2], StrikeAxis.LOG_MONEYNESS, union, np.sqrt(s)))
+    assert sorted(f.at for f in found) == sorted(f.at for f in as_grid)
+    np.testing.assert_allclose(sorted(f.value for f in found), sorted(f.value for f in as_grid), rtol=1e-12)
+    # butterfly on one slice: the findings of the same slice as a LOG_MONEYNESS grid on its k
+    for _ in range(30):
+        t1, d1, v1 = random_delta_grid(rng, 1, int(rng.integers(3, 10)))
+        v1 = v1.copy()
+        v1[0, rng.integers(1, v1.shape[1] - 1)] *= rng.uniform(1.0, 1.6)  # a spike, often arbitrage
+        g = GridSurface("D", "U", t1, StrikeAxis.DELTA, d1, v1)
+        if g.validate():
+            continue
+        k1 = pricer.delta_log_moneyness(g)
+        ours = pricer.butterfly_arbitrage(g)
+        ref = pricer.butterfly_arbitrage(GridSurface("L", "U", t1, StrikeAxis.LOG_MONEYNESS, k1[0], v1))
+        assert [(f.check, f.node, f.value) for f in ours] == [(f.check, f.node, f.value) for f in ref]
+        assert [f.at for f in ours] == [float(d1[f.node]) for f in ours]
+    spiked = np.full((3, 5), 0.1)
+    spiked[2, 2] = 0.2
+    found = pricer.butterfly_arbitrage(GridSurface("S", "EURUSD", t, StrikeAxis.DELTA, deltas, spiked))
+    assert found and all(f.expiry == 2 and f.node in (1, 2, 3) for f in found)
+    with pytest.raises(ValueError, match="DELTA"):
+        pricer.delta_log_moneyness(flat.__class__("X", "U", t, StrikeAxis.LOG_MONEYNESS, k[0], np.full((3, 5), 0.1)))
+
+
 # --------------------------------------------------------------------------- contract
 def test_threads_order_and_position_do_not_change_bits():
     rng = np.random.default_rng(40)
@@ -422,6 +602,7 @@ def test_threads_order_and_position_do_not_change_bits():
     K = rng.uniform(0.5, 1.5, m) * 100.0
     F = rng.uniform(80.0, 120.0, m)
     surfaces = [(sf.GRID, sf.STRIKE, t, strikes, vols), (sf.GRID, sf.LOG_MONEYNESS, t, np.log(strikes / 100), vols),
+                (sf.GRID, sf.DELTA, *random_delta_grid(rng, 8, 9)),
                 (sf.SVI, 0, t, NONE, random_svi(rng, 8)), (sf.SABR, 0, t, NONE, random_sabr(rng, 8))]
     for args in surfaces:
         one = clean(*args, T, K, F, threads=1)
@@ -447,6 +628,7 @@ def test_bad_points_get_status_and_nan():
     K[[17, 300]] = [0.0, np.inf]
     F[[40, 599]] = [np.nan, -1.0]
     for args in [(sf.GRID, sf.STRIKE, t, strikes, vols), (sf.GRID, sf.MONEYNESS, t, strikes / 100, vols),
+                 (sf.GRID, sf.DELTA, *random_delta_grid(rng, 5, 6)),
                  (sf.SVI, 0, t, NONE, random_svi(rng, 5)), (sf.SABR, 0, t, NONE, random_sabr(rng, 5))]:
         out, status, nbad = evaluate(*args, T, K, F)
         expected = {3: pgs.BAD_TIME, 17: pgs.BAD_STRIKE, 300: pgs.BAD_TIME | pgs.BAD_STRIKE}
@@ -479,6 +661,15 @@ BAD_SURFACES = [
      {("value", (0, 1)): sf.NOT_POSITIVE, ("value", (1, 0)): sf.NOT_POSITIVE, ("value", (1, 1)): sf.OVERFLOW}),
     (sf.GRID, sf.STRIKE, [np.inf, 1.0], [np.nan, 2.0], [[0.2, 0.2], [0.2, 0.2]],
      {("expiry", 0): sf.NOT_FINITE, ("node", 0): sf.NOT_FINITE}),
+    (sf.GRID, sf.DELTA, [1.0], [0.9, 1.0, 0.5, 0.5, 0.7, 0.0, np.nan], [[0.2] * 7],
+     {("node", 1): sf.OUT_OF_BOUNDS | sf.NOT_DECREASING, ("node", 3): sf.DUPLICATE, ("node", 4): sf.NOT_DECREASING,
+      ("node", 5): sf.OUT_OF_BOUNDS, ("node", 6): sf.NOT_FINITE}),
+    (sf.GRID, sf.DELTA, [1.0, 2.0], [0.3, 0.25, 0.1], [[0.8, 0.2, 0.2], [0.2, 0.2, 0.2]],  # k 0.7395 > 0.1549
+     {("value", (0, 1)): sf.CROSSING}),
+    (sf.GRID, sf.DELTA, [1.0, 0.0], [0.3, 0.25, 0.1], [[0.2, 0.8, 0.2], [0.8, 0.2, 0.2]],  # T_1 = 0: no k
+     {("expiry", 1): sf.NOT_POSITIVE | sf.NOT_INCREASING, ("value", (0, 2)): sf.CROSSING}),
+    (sf.GRID, sf.DELTA, [1.0], [0.3, 0.25, -0.1], [[0.8, np.nan, 0.2]],  # no pair can be compared
+     {("node", 2): sf.OUT_OF_BOUNDS, ("value", (0, 1)): sf.NOT_FINITE}),
     (sf.SVI, 0, [1.0], [], [[0.01, -0.1, 1.0, 0.0, 0.0]],
      {("value", (0, 1)): sf.OUT_OF_BOUNDS, ("value", (0, 2)): sf.OUT_OF_BOUNDS, ("value", (0, 4)): sf.NOT_POSITIVE}),
     (sf.SVI, 0, [1.0, 2.0], [], [[-0.05, 0.1, 0.0, 0.0, 0.2], [0.01, 3.5, 0.2, 0.0, 0.2]],
@@ -550,7 +741,8 @@ def test_domain_validate_agrees_with_kernel_on_random_corruptions():
         days, t, strikes, vols = random_grid(rng, n, int(rng.integers(1, 6)))
         axis = int(rng.choice(sf.AXES)) if kind == sf.GRID else 0
         nodes = (strikes if axis == sf.STRIKE else strikes / 100 if axis == sf.MONEYNESS
-                 else np.log(strikes / 100)) if kind == sf.GRID else NONE
+                 else np.log(strikes / 100) if axis == sf.LOG_MONEYNESS
+                 else np.sort(rng.uniform(0.01, 0.99, strikes.size))[::-1]) if kind == sf.GRID else NONE
         values = vols if kind == sf.GRID else random_svi(rng, n) if kind == sf.SVI else random_sabr(rng, n)
         t, nodes, values = t.copy(), nodes.copy(), values.copy()
         for _ in range(int(rng.integers(0, 4))):
@@ -563,6 +755,30 @@ def test_domain_validate_agrees_with_kernel_on_random_corruptions():
                 values[rng.integers(0, n), rng.integers(0, values.shape[1])] = rng.choice(junk)
         expected = _kernel_flags(kind, axis, t, nodes, values)
         assert _domain_flags(_domain(kind, axis, t, nodes, values)) == set(expected), (trial, kind, t, nodes, values)
+
+
+def test_domain_validate_agrees_with_kernel_on_random_delta_grids():
+    """Crossing strikes above all: random vols on random decreasing deltas, some corrupted."""
+    rng = np.random.default_rng(61)
+    junk = np.array([np.nan, np.inf, -1.0, 0.0, 1.0, 1e300, 5e-324, 0.5])
+    crossed = 0
+    for trial in range(400):
+        n, p = int(rng.integers(1, 5)), int(rng.integers(1, 7))
+        t = np.cumsum(rng.integers(7, 400, n)) / 365.0
+        deltas = np.sort(rng.uniform(0.01, 0.99, p))[::-1].copy()
+        vols = rng.uniform(0.05, 0.8, (n, p))
+        for _ in range(int(rng.integers(0, 3))):
+            where = rng.random()
+            if where < 0.2:
+                t[rng.integers(0, n)] = rng.choice(junk)
+            elif where < 0.6:
+                deltas[rng.integers(0, p)] = rng.choice(junk)
+            else:
+                vols[rng.integers(0, n), rng.integers(0, p)] = rng.choice(junk)
+        expected = _kernel_flags(sf.GRID, sf.DELTA, t, deltas, vols)
+        crossed += any(v & sf.CROSSING for v in expected.values())
+        assert _domain_flags(_domain(sf.GRID, sf.DELTA, t, deltas, vols)) == set(expected), (trial, t, deltas, vols)
+    assert crossed > 100
 
 
 def test_empty_surface_and_empty_batch():

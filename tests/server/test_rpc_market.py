@@ -136,6 +136,47 @@ def test_bad_snapshots_name_the_field_and_store_nothing(market, changes, field):
     assert market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=snapshot("bad-input-then-good")), timeout=10).info.id
 
 
+def _delta_grid(nodes=(0.9, 0.75, 0.5, 0.25, 0.1), vols=None, name="bad-delta"):
+    """snapshot() with a delta grid (forward call deltas, decreasing) on SPX at 0.25 and 1 year."""
+    msg = snapshot(name)
+    msg.surfaces.add(id="SPX-DELTA", underlying="SPX", expiries=[0.25, 1.0],
+                     grid=mpb.VolGrid(axis=mpb.STRIKE_AXIS_DELTA, nodes=list(nodes),
+                                      vols=vols or [0.24, 0.21, 0.19, 0.175, 0.17] * 2))
+    return msg
+
+
+@pytest.mark.parametrize(
+    "nodes, vols, fields",
+    [
+        ((0.9, 0.75, 1.0, 0.25, 0.1), None, ["grid.nodes[2]"]),                # outside (0, 1), above the previous
+        ((0.9, 0.75, 0.5, 0.25, 0.0), None, ["grid.nodes[4]"]),                # 0: outside (0, 1)
+        ((0.9, 0.75, 0.5, 0.25, -0.1), None, ["grid.nodes[4]"]),               # a put delta not turned into a call's
+        ((0.9, 0.75, 0.75, 0.25, 0.1), None, ["grid.nodes[2]"]),               # duplicate
+        ((0.9, 0.75, float("nan"), 0.25, 0.1), None, ["grid.nodes[2]"]),
+        ((0.1, 0.25, 0.5, 0.75, 0.9), None, [f"grid.nodes[{j}]" for j in range(1, 5)]),  # increasing delta
+        # 0.5 at 90% vol is ln(K/F) 0.101, above the 0.25 node's 0.061 at 17.5%: the strikes cross
+        ((0.9, 0.75, 0.5, 0.25, 0.1), [0.24, 0.21, 0.9, 0.175, 0.17] + [0.24, 0.21, 0.19, 0.175, 0.17],
+         ["grid.vols[3]"]),
+    ],
+)
+def test_bad_delta_grids_name_the_field_and_store_nothing(market, nodes, vols, fields):
+    good = _delta_grid(name="delta-good")
+    reply = market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=good), timeout=10)
+    assert reply.info.report.errors == 0 and reply.info.surfaces == 1  # the same grid with sound nodes is fine
+    msg = _delta_grid(nodes, vols)
+    before = len(market.ListSnapshots(mpb.ListSnapshotsRequest(name="bad-delta"), timeout=10).snapshots)
+    for method in (market.PutSnapshot, market.ValidateMarket):
+        request = (mpb.PutSnapshotRequest if method is market.PutSnapshot else mpb.ValidateMarketRequest)(snapshot=msg)
+        with pytest.raises(grpc.RpcError) as e:
+            method(request, timeout=10)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        named = [f for f, _ in violations(e.value)]
+        assert sorted(set(named)) == sorted(f"snapshot.surfaces[0].{f}" for f in fields), violations(e.value)
+    assert len(market.ListSnapshots(mpb.ListSnapshotsRequest(name="bad-delta"), timeout=10).snapshots) == before == 0
+    if vols:
+        assert "strikes cross" in dict(violations(e.value))["snapshot.surfaces[0].grid.vols[3]"]
+
+
 def test_every_violation_is_reported_not_only_the_first(market):
     msg = snapshot("many", **{"curves[0].values": [0.03, float("nan"), 0.035, float("inf")], "underlyings[0].spot": -1.0})
     with pytest.raises(grpc.RpcError) as e:

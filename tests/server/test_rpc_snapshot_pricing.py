@@ -377,3 +377,123 @@ def test_cash_dividends_are_refused_where_the_escrowed_model_does_not_hold(stub,
     assert violations(e.value)[0][0] == "market.underlying_id" and "European options only" in e.value.details()
     r.american.expiry.year_fraction = 30 / 365  # before the first ex-date: no dividend in the way
     assert stub.Price(r, timeout=10).market.dividends == 0
+
+
+# ------------------------------------------------------------------ a delta grid
+# Nodes: forward call deltas, premium-unadjusted (N(d1)), decreasing = strikes increasing.
+DELTA_T = [0.25, 0.5, 1.0]
+DELTAS = [0.9, 0.75, 0.5, 0.25, 0.1]
+DELTA_VOLS = [[0.26, 0.22, 0.19, 0.17, 0.165],
+              [0.25, 0.215, 0.19, 0.172, 0.168],
+              [0.24, 0.21, 0.19, 0.175, 0.17]]
+
+
+def _delta_snapshot(vols=DELTA_VOLS):
+    msg = _snapshot()
+    msg.name = "delta-grid-pricing"
+    msg.surfaces.add(id="SPX-DELTA", underlying="SPX", expiries=DELTA_T,
+                     grid=mpb.VolGrid(axis=mpb.STRIKE_AXIS_DELTA, nodes=DELTAS,
+                                      vols=[v for row in vols for v in row]))
+    msg.underlyings[0].vol_surface = "SPX-DELTA"
+    return msg
+
+
+@pytest.fixture(scope="module")
+def delta_snapshot_id(channel):
+    stub = market_pb2_grpc.MarketDataServiceStub(channel)
+    reply = stub.PutSnapshot(mpb.PutSnapshotRequest(snapshot=_delta_snapshot()), timeout=10)
+    assert reply.info.surfaces == 1 and reply.info.report.errors == 0, reply.info.report
+    assert not [f for f in reply.info.report.findings if f.check.startswith("surface.")]  # no arbitrage
+    return reply.info.id
+
+
+def _node_strikes(forwards):
+    """(T, K) of every node: K = F_i e^k_ij, k_ij = sd (sd/2 - N^-1(delta_j)), sd = vol_ij sqrt(T_i)."""
+    from scipy.special import ndtri
+
+    t = np.array(DELTA_T)
+    sd = np.array(DELTA_VOLS) * np.sqrt(t)[:, None]
+    k = sd * (0.5 * sd - ndtri(np.array(DELTAS)))
+    return np.repeat(t, len(DELTAS)), (np.asarray(forwards)[:, None] * np.exp(k)).ravel()
+
+
+def test_a_delta_grid_is_stored_and_read_at_its_nodes_strikes(channel, delta_snapshot_id):
+    from scipy.special import ndtr
+
+    from pricegrid.server.domain.surfaces import GridSurface, StrikeAxis
+    from pricegrid.server.pricers.surfaces import vols as surface_vols
+
+    market = market_pb2_grpc.MarketDataServiceStub(channel)
+    got = market.GetSnapshot(mpb.GetSnapshotRequest(id=delta_snapshot_id), timeout=10).snapshot.surfaces[0]
+    assert got.grid.axis == mpb.STRIKE_AXIS_DELTA and list(got.grid.nodes) == DELTAS
+    # the underlying's forward at each expiry, then every node at its own strike: the node's vol back
+    fwd = market.EvaluateSurface(mpb.EvaluateSurfaceRequest(snapshot_id=delta_snapshot_id, surface_id="SPX-DELTA",
+                                                            expiries=DELTA_T, strikes=[6000.0] * 3),
+                                 timeout=10).forwards
+    T, K = _node_strikes(fwd)
+    r = market.EvaluateSurface(mpb.EvaluateSurfaceRequest(snapshot_id=delta_snapshot_id, surface_id="SPX-DELTA",
+                                                          expiries=T, strikes=K), timeout=10)
+    vol = np.array(r.vols)
+    np.testing.assert_allclose(vol, np.ravel(DELTA_VOLS), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(r.total_variances, vol ** 2 * T, rtol=1e-14)
+    F = np.array(r.forwards)
+    sd = vol * np.sqrt(T)
+    np.testing.assert_allclose(ndtr((np.log(F / K) + 0.5 * sd * sd) / sd), np.tile(DELTAS, 3), rtol=1e-12)
+    # anywhere else: the surface kernel's vols of the same domain surface, bit for bit
+    rng = np.random.default_rng(9)
+    T = rng.uniform(0.0, 1.5, 50)
+    K = rng.uniform(4000.0, 8000.0, 50)
+    r = market.EvaluateSurface(mpb.EvaluateSurfaceRequest(snapshot_id=delta_snapshot_id, surface_id="SPX-DELTA",
+                                                          expiries=T, strikes=K), timeout=10)
+    grid = GridSurface("d", "SPX", np.array(DELTA_T), StrikeAxis.DELTA, np.array(DELTAS), np.array(DELTA_VOLS))
+    expected, status = surface_vols(grid, T, K, np.array(r.forwards))
+    assert not status.any() and np.array_equal(np.array(r.vols), expected)
+    assert np.all((np.array(r.vols) >= 0.165) & (np.array(r.vols) <= 0.26))  # flat beyond the end nodes
+
+
+def test_a_european_priced_on_a_delta_grid_snapshot(stub, channel, delta_snapshot_id):
+    """A call struck at a node's own strike at the node's expiry reads the node's vol, and its
+    Black-Scholes delta is e^{-qT} times the node's forward delta (premium-unadjusted)."""
+    market = market_pb2_grpc.MarketDataServiceStub(channel)
+    fwd = market.EvaluateSurface(mpb.EvaluateSurfaceRequest(snapshot_id=delta_snapshot_id, surface_id="SPX-DELTA",
+                                                            expiries=DELTA_T, strikes=[6000.0] * 3),
+                                 timeout=10).forwards
+    T, K = _node_strikes(fwd)
+    for i in range(T.size):
+        r = pb.PriceRequest(model=1, measures=[2],
+                            european=pb.EuropeanOption(option_type=1, strike=float(K[i]),
+                                                       expiry=pb.Expiry(year_fraction=float(T[i]))),
+                            market=pb.Market(snapshot_id=delta_snapshot_id, underlying_id="SPX"))
+        got = stub.Price(r, timeout=10)
+        assert got.market.vol_surface == "SPX-DELTA"
+        assert got.inputs.volatility == pytest.approx(np.ravel(DELTA_VOLS)[i], rel=1e-12, abs=0)
+        # spot delta = e^{-qT} N(d1) and e^{-qT} = F DF / S
+        forward_delta = got.greeks.delta * 6000.0 / (got.inputs.forward * got.inputs.discount_factor)
+        assert forward_delta == pytest.approx(DELTAS[i % len(DELTAS)], rel=1e-12, abs=0)
+        inline = pb.PriceRequest()
+        inline.CopyFrom(r)
+        inline.market.volatility = got.inputs.volatility
+        ref = stub.Price(inline, timeout=10)
+        assert ref.price == got.price and ref.greeks == got.greeks  # the same trade with that vol, bit for bit
+    # a batch between the nodes and expiries: every row's vol from the surface
+    req = pb.PriceBatchRequest(model=1, measures=[1])
+    req.european.option_type.values.append(2)
+    req.european.strike.raw = np.linspace(4500.0, 7500.0, 200).astype("<f8").tobytes()
+    req.european.time_to_expiry.raw = np.linspace(0.05, 1.4, 200).astype("<f8").tobytes()
+    req.market.snapshot_id, req.market.underlying_id = delta_snapshot_id, "SPX"
+    out = stub.PriceBatch(req, timeout=30)
+    assert out.error_count == 0 and out.market.vol_surface == "SPX-DELTA"
+    vol = np.frombuffer(out.inputs.volatility.raw, dtype="<f8")
+    assert np.all((vol >= 0.165) & (vol <= 0.26)) and len(np.unique(vol)) > 100
+
+
+def test_a_delta_grid_with_calendar_arbitrage_is_refused(channel):
+    market = market_pb2_grpc.MarketDataServiceStub(channel)
+    low = [list(DELTA_VOLS[0]), [0.6 * v for v in DELTA_VOLS[1]], list(DELTA_VOLS[2])]  # w(6m) below w(3m)
+    report = market.ValidateMarket(mpb.ValidateMarketRequest(snapshot=_delta_snapshot(low)), timeout=10).report
+    calendar = [f for f in report.findings if f.check == "surface.calendar"]
+    assert calendar and {f.field for f in calendar} == {"surfaces[0].expiries[1]"}
+    assert all("ln(K/F)" in f.message and f.severity == mpb.SEVERITY_ERROR for f in calendar)
+    with pytest.raises(grpc.RpcError) as e:
+        market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=_delta_snapshot(low)), timeout=10)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION

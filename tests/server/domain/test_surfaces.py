@@ -90,6 +90,36 @@ def test_every_grid_violation_with_field_and_index():
     assert [v.field for v in grid(expiries=[-0.1, np.inf, 1.0]).validate()] == ["expiries[0]", "expiries[1]"]
 
 
+def test_delta_grid_nodes_and_crossing_strikes():
+    """Forward call deltas in (0, 1), decreasing (increasing strike); vols whose converted
+    ln(K/F) = sd (sd/2 - N^-1(delta)) do not increase along a slice name the later vol."""
+    fx = grid(axis=StrikeAxis.DELTA, nodes=[0.9, 0.75, 0.5, 0.25, 0.1])
+    assert fx.validate() == [] and grid(axis=4, nodes=[0.9, 0.75, 0.5, 0.25, 0.1]).axis is StrikeAxis.DELTA
+    bad = grid(axis=StrikeAxis.DELTA, expiries=[1.0], nodes=[0.9, 1.0, 0.5, 0.5, 0.7, 0.0, np.nan],
+               vols=[[0.2] * 7])
+    assert bad.validate() == [
+        FieldViolation("nodes[1]", "outside (0, 1): a forward call delta"),
+        FieldViolation("nodes[1]", "above the previous node (delta nodes decrease: strikes increase)"),
+        FieldViolation("nodes[3]", "equal to the previous node"),
+        FieldViolation("nodes[4]", "above the previous node (delta nodes decrease: strikes increase)"),
+        FieldViolation("nodes[5]", "outside (0, 1): a forward call delta"),
+        FieldViolation("nodes[6]", "not finite"),
+    ]
+    # increasing deltas (decreasing strikes) are refused, naming each node
+    assert [v.field for v in grid(axis=StrikeAxis.DELTA, nodes=[0.1, 0.25, 0.5, 0.75, 0.9]).validate()] \
+        == ["nodes[1]", "nodes[2]", "nodes[3]", "nodes[4]"]
+    # deltas 0.3 and 0.25 at vols 0.8 and 0.2, T = 1: ln(K/F) 0.7395 then 0.1549, the strikes cross
+    crossing = grid(axis=StrikeAxis.DELTA, expiries=[1.0, 2.0], nodes=[0.3, 0.25, 0.1],
+                    vols=[[0.8, 0.2, 0.2], [0.2, 0.2, 0.2]])
+    [v] = crossing.validate()
+    assert v.field == "vols[0][1]" and v.description.startswith("strikes cross: at expiry 0 delta nodes 0 and 1")
+    assert "ln(K/F) = 0.73952 and 0.154898" in v.description
+    # a pair with a bad member is not compared; one node cannot cross
+    assert [v.field for v in grid(axis=StrikeAxis.DELTA, expiries=[1.0], nodes=[0.3, 0.25, 0.1],
+                                  vols=[[0.8, np.nan, 0.2]]).validate()] == ["vols[0][1]"]
+    assert grid(axis=StrikeAxis.DELTA, expiries=[1.0], nodes=[0.5], vols=[[0.2]]).validate() == []
+
+
 def test_grid_shape_and_surface_level_violations():
     g = GridSurface("", " ", [], axis=9, nodes=[], vols=[], interpolation="cubic")
     assert [v.field for v in g.validate()] == ["surface_id", "underlying_id", "expiries", "axis", "interpolation"]
