@@ -186,7 +186,7 @@ static int pg_market_block(const pg_market *M, pg_mkt_cache *cache, const double
         #pragma omp simd
         for (int i = 0; i < m; i++) {
             const double v = v_b[i], w = w_b[i];
-            const int ok = !st[i] & pg_finite(v) & pg_finite(w) & (w >= 0.0);
+            const int ok = (st[i] == 0) & pg_finite(v) & pg_finite(w) & (w >= 0.0);
             vol[i] = ok ? v : NAN;
         }
         return most;

@@ -46,7 +46,7 @@
  *    second half of the workspace) and requires k_ij > k_i,j-1 within each slice: vols that
  *    make the strikes cross flag the later node's vol (PG_SURF_CROSSING). Written as
  *    sd (sd/2 - z) the conversion has the same bits with or without fused multiply-adds
- *    (sd/2 is exact). N^-1 is Wichura's AS 241 (pg_normal.h; relative accuracy ~1e-16).
+ *    (sd/2 is exact). N^-1 is Wichura's AS 241 (pg_inverse_normal.h; relative accuracy ~1e-16).
  */
 #ifndef PG_SURFACES_H
 #define PG_SURFACES_H
@@ -66,7 +66,7 @@ extern double log(double) __attribute__((__simd__("notinbranch")));
 
 #include "pg_status.h"
 #include "pg_inputs.h"
-#include "pg_normal.h"   /* pg_inverse_norm_cdf (AS 241) */
+#include "pg_inverse_normal.h"   /* pg_inverse_norm_cdf (AS 241) */
 
 #ifdef _OPENMP
 #include <omp.h>

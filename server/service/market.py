@@ -341,7 +341,8 @@ def prepare(snapshot_id: str, snapshot: Snapshot, underlying_id: str, underlying
     """(PreparedMarket, MarketUsed) of one underlying of ``snapshot`` (stored under
     ``snapshot_id``) for a model that prices on ``underlying_kind`` ("spot" or "forward"),
     with its vol surface when ``want_vol``. Snapshots are immutable (the id is a content
-    hash), so the prepared market is kept in a small LRU and shared by requests.
+    hash), so a stored one's prepared market is kept in a small LRU and shared by requests
+    (``snapshot_id`` "": a snapshot being validated, prepared afresh).
     MarketUsed.dividends is 0 here: how many cash dividends the rows took is known once
     their expiries are read."""
     from pricegrid.server.domain.instruments import MarketUsed
@@ -363,9 +364,9 @@ def prepare(snapshot_id: str, snapshot: Snapshot, underlying_id: str, underlying
                       f"required: {underlying_id} has no volatility surface in this snapshot")
     used = MarketUsed(snapshot_id, underlying_id, u.discount_curve, u.dividend_curve, 0,
                       u.vol_surface if want_vol else "")
-    key = (snapshot_id, underlying_id, bool(want_vol))
+    key = (snapshot_id, underlying_id, bool(want_vol)) if snapshot_id else None  # "": not stored (yet)
     with _PREPARED_LOCK:
-        prepared = _PREPARED.get(key)
+        prepared = _PREPARED.get(key) if key else None
         if prepared is not None:
             _PREPARED.move_to_end(key)
             return prepared, used
@@ -373,6 +374,8 @@ def prepare(snapshot_id: str, snapshot: Snapshot, underlying_id: str, underlying
                               snapshot.curve(u.dividend_curve) if u.dividend_curve else None,
                               u.level, u.spot is not None, [(d.time, d.amount) for d in u.dividends],
                               snapshot.surface(u.vol_surface) if want_vol else None)
+    if key is None:
+        return prepared, used
     with _PREPARED_LOCK:
         _PREPARED[key] = prepared
         while len(_PREPARED) > _PREPARED_MAX:

@@ -209,3 +209,25 @@ def test_one_pass_needs_a_surface_and_checks_shapes():
                       None, None, np.empty(1, np.int32), None, 1)
     with pytest.raises(ValueError, match="vol_out"):
         m._market.columns(t, t, np.empty(1), np.empty(1), np.empty(1), np.empty(1), 1)
+
+
+def test_snapshots_being_validated_never_share_a_prepared_market():
+    """Stored snapshots are prepared once per (id, underlying); one not stored yet (id "")
+    is prepared afresh, so two different ones never see each other's curves."""
+    import datetime as dt
+
+    from pricegrid.server.domain.market import Snapshot, Underlying
+    from pricegrid.server.service.market import prepare
+
+    def snap(rate):
+        curve = YieldCurve("D", "USD", "ACT_365F", np.array([1.0, 2.0]), np.array([rate, rate]), ValueKind.ZERO_RATE)
+        return Snapshot("s", dt.datetime(2026, 12, 4, tzinfo=dt.timezone.utc), dt.date(2026, 12, 4), (curve,),
+                        (Underlying("X", "USD", spot=100.0, discount_curve="D"),))
+
+    a, _ = prepare("", snap(0.01), "X", "spot")
+    b, _ = prepare("", snap(0.05), "X", "spot")
+    t = np.array([1.5])
+    assert a.columns(t).rate[0] == pytest.approx(0.01) and b.columns(t).rate[0] == pytest.approx(0.05)
+    c, _ = prepare("some-id", snap(0.02), "X", "spot")
+    d, _ = prepare("some-id", snap(0.02), "X", "spot")
+    assert c is d
