@@ -61,6 +61,9 @@ class EngineSpec:
     #: the kernel writes each row's forward and discount factor itself (its runner takes
     #: ``effective=(forward, discount_factor)``); else the service derives them
     kernel_writes_forward: bool = False
+    #: the engine prices a snapshot's discrete cash dividends itself (escrowed model on its
+    #: own grid): its runner reads ``MarketBatch.cash_dividends``, ``underlying`` is the spot
+    cash_dividends: bool = False
 
     @property
     def key(self) -> tuple[str, Model, Engine]:

@@ -71,9 +71,11 @@ def register(
     measures: Optional[tuple[int, ...]] = None,
     greek_methods: Optional[dict] = None,
     kernel_writes_forward: bool = False,
+    cash_dividends: bool = False,
 ) -> None:
     """Add an engine for ``product`` under each of ``models``. Its measures are the kernel's
-    ``MEASURES`` (or ``measures``), less those a model does not have."""
+    ``MEASURES`` (or ``measures``), less those a model does not have. ``cash_dividends``: its
+    runner prices ``MarketBatch.cash_dividends`` (spot models only: a futures price has none)."""
     codes = tuple(measures if measures is not None else kernel.MEASURES)
     for model in models:
         ms = tuple(Measure(c) for c in codes)
@@ -100,6 +102,7 @@ def register(
             monte_carlo=monte_carlo,
             underlying=UNDERLYING[model],
             kernel_writes_forward=kernel_writes_forward and model != Model.BLACK_76,
+            cash_dividends=cash_dividends and UNDERLYING[model] == "spot",
         )
         add(spec, _black76(run) if model == Model.BLACK_76 else run)
 
