@@ -227,8 +227,6 @@ GREEK_METHODS = GREEK_METHODS_BY_METHOD[PG_AM_METHOD_FP]
 cdef Py_ssize_t _PARALLEL_THRESHOLD = 4
 PARALLEL_THRESHOLD = _PARALLEL_THRESHOLD
 cdef int _MAX_STEPS = 100001
-# each tree step scans the schedule (a comparison per dividend): a cap keeps that cheap
-cdef Py_ssize_t _MAX_DIVIDENDS = 1000
 
 
 def max_threads():
@@ -247,7 +245,7 @@ def price_batch(const int[::1] option_type not None,     # IN  OptionType codes 
                 double[:, :] out not None,               # OUT (k, n): out[j, i] = measures[j] of row i
                 int[::1] status not None,                # OUT n: pg_status.h bits
                 int threads, int method=1, int scheme=2, int tree_steps=801,
-                const double[::1] dividend_times=None,    # IN  d ex-times (years), every row's
+                const double[::1] dividend_times=None,    # IN  d ex-times (years, in order), every row's
                 const double[::1] dividend_amounts=None):  # IN  d cash amounts, >= 0
     """Price n = len(status) American options and the requested Greeks.
 
@@ -257,9 +255,10 @@ def price_batch(const int[::1] option_type not None,     # IN  OptionType codes 
     2 accurate, 3 high precision. tree_steps: steps of the tree (method 2, and the rows of
     method 1 in the two-boundary regime); odd, an even count is raised by one.
     dividend_times, dividend_amounts (method 2 only): one underlying's discrete cash
-    dividends, shared by every row; ``spot`` is then the actual (cum-dividend) spot and each
-    row escrows the dividends with ex-time in (0, T] at its own flat rate (design note 4);
-    a row whose spot is not above their present value gets the spot's status bit. Runs on
+    dividends in time order, shared by every row; ``spot`` is then the actual
+    (cum-dividend) spot and each row escrows the dividends with ex-time in (0, T] at its own
+    flat rate (design note 4); a row whose spot is not above their present value gets the
+    spot's status bit. Runs on
     ``threads`` threads when ``threads > 1`` and ``n >= PARALLEL_THRESHOLD``. Returns the
     number of rows whose status is not 0 (their outputs are NaN).
     """
@@ -284,11 +283,12 @@ def price_batch(const int[::1] option_type not None,     # IN  OptionType codes 
         if dividend_times.shape[0] != dividend_amounts.shape[0]:
             raise ValueError(f"{dividend_times.shape[0]} dividend_times for {dividend_amounts.shape[0]}"
                              " dividend_amounts")
-        if dividend_times.shape[0] > _MAX_DIVIDENDS:
-            raise ValueError(f"{dividend_times.shape[0]} dividends; at most {_MAX_DIVIDENDS}")
         for j in range(dividend_times.shape[0]):
             if not isfinite(dividend_times[j]):
                 raise ValueError(f"dividend_times[{j}] = {dividend_times[j]} is not finite")
+            if j and dividend_times[j] < dividend_times[j - 1]:
+                raise ValueError(f"dividend_times must be in time order (dividend_times[{j}] ="
+                                 f" {dividend_times[j]} < {dividend_times[j - 1]})")
             if not (isfinite(dividend_amounts[j]) and dividend_amounts[j] >= 0.0):
                 raise ValueError(f"dividend_amounts[{j}] = {dividend_amounts[j]} is not finite and >= 0")
         dv.n = <int>dividend_times.shape[0]

@@ -572,8 +572,8 @@ PG_INLINE double pg_am_pp2(double z, double n)
 }
 
 /* Discrete cash dividends of one underlying, shared by every row of a batch: ex-times t[k]
- * (years) and amounts a[k]. Only those with ex-time in (0, T] of a row count for it (any
- * order; see american.pyx, design note 4 for the escrowed model). */
+ * (years, in time order) and amounts a[k]. Only those with ex-time in (0, T] of a row count
+ * for it (american.pyx, design note 4: the escrowed model). */
 typedef struct {
     const double *t, *a;
     int n;
@@ -605,6 +605,8 @@ static double pg_am_tree(double w, double S, double K, double T, double r, doubl
     const double X = S - rem;
     if (!(X > 0.0)) return NAN;
     rem = 0.0;
+    int kk = dv->n - 1;     /* the last dividend not yet taken, in time order */
+    while (kk >= 0 && dv->t[kk] > T) --kk;
     const double d1 = (log(X / K) + (r - q + 0.5 * sigma * sigma) * T) / sT, d2 = d1 - sT;
     const double eb = exp((r - q) * dt);
     double p = pg_am_pp2(d2, N), ps = pg_am_pp2(d1, N);
@@ -657,16 +659,15 @@ static double pg_am_tree(double w, double S, double K, double T, double r, doubl
             }
             continue;
         }
-        /* the dividends with ex-time in (i dt, (i + 1) dt] join those still to come (the
-         * same bounds step by step: each dividend of (0, T] is counted once) */
-        const double tau = i * dt, hi = i + 1 == N ? T : (i + 1) * dt;
+        /* the dividends with ex-time in (i dt, (i + 1) dt] join those still to come: walking
+         * the (sorted) schedule down from T, each dividend of (0, T] is taken once */
+        const double tau = i * dt;
         double t1 = INFINITY, a1 = 0.0;     /* the step's first ex-time and its amount */
-        for (int k = 0; k < dv->n; ++k)
-            if (dv->t[k] > tau && dv->t[k] <= hi) {
-                rem += dv->a[k] * exp(-r * dv->t[k]);
-                if (dv->t[k] < t1) { t1 = dv->t[k]; a1 = dv->a[k]; }
-                else if (dv->t[k] == t1) a1 += dv->a[k];
-            }
+        for (; kk >= 0 && dv->t[kk] > tau; --kk) {
+            rem += dv->a[kk] * exp(-r * dv->t[kk]);
+            if (dv->t[kk] < t1) { t1 = dv->t[kk]; a1 = dv->a[kk]; }
+            else a1 += dv->a[kk];   /* the same ex-time (walking down, never later) */
+        }
         if (rem == 0.0) {
             #pragma omp simd
             for (int j = 0; j <= i; ++j) {

@@ -273,7 +273,8 @@ def test_converges_as_the_steps_grow():
 def test_argument_errors():
     row = (PUT, 100.0, 1.0, 100.0, 0.05, 0.0, 0.2)
     for div_t, div_a, text in (([0.5], [1.0, 2.0], "dividend_times for 2"), ([np.nan], [1.0], "not finite"),
-                               ([0.5], [-1.0], "not finite and >= 0"), ([0.5], [np.inf], "not finite")):
+                               ([0.5], [-1.0], "not finite and >= 0"), ([0.5], [np.inf], "not finite"),
+                               ([0.5, 0.2], [1.0, 1.0], "in time order")):
         with pytest.raises(ValueError, match=text):
             run(*row, div_t, div_a)
     with pytest.raises(ValueError, match="binomial tree only"):
