@@ -21,6 +21,8 @@
  *    to quadrature nodes is a constant matrix per scheme, built once (pg_am_init).
  * 4. Tree (pg_am_tree): Leisen-Reimer with Peizer-Pratt method-2 inversion, odd steps,
  *    early exercise at every node; delta, gamma and theta from the nodes of steps 1 and 2.
+ *    Discrete cash dividends (pg_am_divs, one schedule for the batch) by the escrowed
+ *    model: the tree on S - PV(dividends), the exercise value on the actual spot.
  */
 #ifndef PG_AMERICAN_H
 #define PG_AMERICAN_H
@@ -569,14 +571,43 @@ PG_INLINE double pg_am_pp2(double z, double n)
     return z >= 0.0 ? 0.5 + s : 0.5 - s;
 }
 
+/* Discrete cash dividends of one underlying, shared by every row of a batch: ex-times t[k]
+ * (years, in time order) and amounts a[k]. Only those with ex-time in (0, T] of a row count
+ * for it (american.pyx, design note 4: the escrowed model). */
+typedef struct {
+    const double *t, *a;
+    int n;
+} pg_am_divs;
+
+/* Present value at time 0, at the flat rate r, of the dividends with ex-time in (tau, T]. */
+PG_INLINE double pg_am_div_pv(const pg_am_divs *dv, double tau, double T, double r)
+{
+    double pv = 0.0;
+    for (int k = 0; k < dv->n; ++k)
+        if (dv->t[k] > tau && dv->t[k] <= T) pv += dv->a[k] * exp(-r * dv->t[k]);
+    return pv;
+}
+
 /* American option (w = +1 call, -1 put) on a Leisen-Reimer tree of `steps` (odd) steps.
- * Returns the price; delta, gamma, theta (calendar) from the grid when g != NULL. */
+ * Returns the price; delta, gamma, theta (calendar) from the grid when g != NULL.
+ * With cash dividends (dv->n > 0; escrowed model, american.pyx design note 4) the tree is
+ * built on X = S - PV(dividends in (0, T]) and the exercise value at a node at time tau is
+ * that of the actual spot X_node + PV_tau(dividends in (tau, T]), both at the flat rate r;
+ * without them every step is the plain tree's, bit for bit. */
 static double pg_am_tree(double w, double S, double K, double T, double r, double q,
-                         double sigma, int steps, double *work, double *g)
+                         double sigma, int steps, double *work, double *g, const pg_am_divs *dv)
 {
     const int N = steps;
     const double dt = T / N, sT = sigma * sqrt(T);
-    const double d1 = (log(S / K) + (r - q + 0.5 * sigma * sigma) * T) / sT, d2 = d1 - sT;
+    /* rem: PV at time 0 of the dividends still to come after the current step's time, as
+     * the backward loop walks down from T (0 without dividends: X is S exactly) */
+    double rem = dv->n ? pg_am_div_pv(dv, 0.0, T, r) : 0.0;
+    const double X = S - rem;
+    if (!(X > 0.0)) return NAN;
+    rem = 0.0;
+    int kk = dv->n - 1;     /* the last dividend not yet taken, in time order */
+    while (kk >= 0 && dv->t[kk] > T) --kk;
+    const double d1 = (log(X / K) + (r - q + 0.5 * sigma * sigma) * T) / sT, d2 = d1 - sT;
     const double eb = exp((r - q) * dt);
     double p = pg_am_pp2(d2, N), ps = pg_am_pp2(d1, N);
     double u = eb * ps / p, d = (eb - p * u) / (1.0 - p);
@@ -589,15 +620,15 @@ static double pg_am_tree(double w, double S, double K, double T, double r, doubl
         if (!(p > 0.0 && p < 1.0)) return NAN;
     }
     const double disc = exp(-r * dt), pu = disc * p, pd = disc * (1.0 - p);
-    const double lu = log(u), ld = log(d), lr = lu - ld, ls = log(S);
+    const double lu = log(u), ld = log(d), lr = lu - ld, ls = log(X);
     double *V = work, *Sj = work + (N + 2);
-    double v2[3] = {0, 0, 0}, v1[2] = {0, 0};
-    /* node spots S_{i,j} = S d^i (u/d)^j: as a product where no factor can overflow or
-     * underflow, else as exp(ln S + i ln d + j ln(u/d)) node by node */
+    double v2[3] = {0, 0, 0}, v1[2] = {0, 0}, pv2 = 0.0;
+    /* node spots X_{i,j} = X d^i (u/d)^j: as a product where no factor can overflow or
+     * underflow, else as exp(ln X + i ln d + j ln(u/d)) node by node */
     const int logs = !(fabs(ls) + N * (fabs(ld) + fabs(lr)) < 700.0);
     if (!logs) {
         #pragma omp simd
-        for (int j = 0; j <= N; ++j) Sj[j] = S * exp(j * lr);
+        for (int j = 0; j <= N; ++j) Sj[j] = X * exp(j * lr);
     }
     for (int i = N; i >= 0; --i) {
         if (logs) {
@@ -607,33 +638,90 @@ static double pg_am_tree(double w, double S, double K, double T, double r, doubl
         }
         const double di = logs ? 1.0 : exp(i * ld);
         if (i == N) {
-            #pragma omp simd
-            for (int j = 0; j <= N; ++j) {
-                const double e = w * (Sj[j] * di - K);
-                V[j] = e > 0.0 ? e : 0.0;
+            /* the payoff on X_N (no dividend is left in (T, T]); one going ex at T itself
+             * may be had by exercising just before it, on X_N + aT */
+            double aT = 0.0;
+            for (int k = 0; k < dv->n; ++k)
+                if (dv->t[k] == T) aT += dv->a[k];
+            if (aT == 0.0) {
+                #pragma omp simd
+                for (int j = 0; j <= N; ++j) {
+                    const double e = w * (Sj[j] * di - K);
+                    V[j] = e > 0.0 ? e : 0.0;
+                }
+            } else {
+                #pragma omp simd
+                for (int j = 0; j <= N; ++j) {
+                    const double x = Sj[j] * di, e = w * (x - K), ec = w * (x + aT - K);
+                    const double m = e > ec ? e : ec;
+                    V[j] = m > 0.0 ? m : 0.0;
+                }
             }
             continue;
         }
-        #pragma omp simd
-        for (int j = 0; j <= i; ++j) {
-            const double c = pu * V[j + 1] + pd * V[j];
-            const double e = w * (Sj[j] * di - K);
-            V[j] = c > e ? c : e;
+        /* the dividends with ex-time in (i dt, (i + 1) dt] join those still to come: walking
+         * the (sorted) schedule down from T, each dividend of (0, T] is taken once */
+        const double tau = i * dt;
+        double t1 = INFINITY, a1 = 0.0;     /* the step's first ex-time and its amount */
+        for (; kk >= 0 && dv->t[kk] > tau; --kk) {
+            rem += dv->a[kk] * exp(-r * dv->t[kk]);
+            if (dv->t[kk] < t1) { t1 = dv->t[kk]; a1 = dv->a[kk]; }
+            else a1 += dv->a[kk];   /* the same ex-time (walking down, never later) */
+        }
+        if (rem == 0.0) {
+            #pragma omp simd
+            for (int j = 0; j <= i; ++j) {
+                const double c = pu * V[j + 1] + pd * V[j];
+                const double e = w * (Sj[j] * di - K);
+                V[j] = c > e ? c : e;
+            }
+        } else if (t1 == INFINITY) {   /* exercise on the actual spot X_node + PV_tau */
+            const double pv = rem * exp(r * tau), sk = pv - K;
+            if (i == 2) pv2 = pv;
+            #pragma omp simd
+            for (int j = 0; j <= i; ++j) {
+                const double c = pu * V[j + 1] + pd * V[j];
+                const double e = w * (Sj[j] * di + sk);
+                V[j] = c > e ? c : e;
+            }
+        } else {
+            /* an ex-time t1 inside the step: exercise just before it (a call) or just after
+             * it (a put) is a strategy the grid cannot see; its value at tau is that of a
+             * forward, X e^{-q dl} + PV_tau (less the dividend for a put) - K e^{-r dl} */
+            const double pv = rem * exp(r * tau), sk = pv - K;
+            const double dl = t1 - tau, eq = exp(-q * dl), dk = exp(-r * dl);
+            const double ska = pv - (K + (w < 0.0 ? a1 : 0.0)) * dk;
+            if (i == 2) pv2 = pv;
+            #pragma omp simd
+            for (int j = 0; j <= i; ++j) {
+                const double c = pu * V[j + 1] + pd * V[j];
+                const double x = Sj[j] * di, e = w * (x + sk), ea = w * (x * eq + ska);
+                const double m = c > e ? c : e;
+                V[j] = m > ea ? m : ea;
+            }
         }
         if (i == 2) { v2[0] = V[0]; v2[1] = V[1]; v2[2] = V[2]; }
         if (i == 1) { v1[0] = V[0]; v1[1] = V[1]; }
     }
     const double e0 = w * (S - K), v0 = V[0] > e0 ? V[0] : e0;   /* exact intrinsic at the root */
     if (g) {
-        const double s10 = S * d, s11 = S * u;
-        const double s20 = S * d * d, s21 = S * u * d, s22 = S * u * u;
+        /* node spots are X's; X - S is a constant, so slopes in X are slopes in S */
+        const double s10 = X * d, s11 = X * u;
+        const double s20 = X * d * d, s21 = X * u * d, s22 = X * u * u;
         g[0] = (v1[1] - v1[0]) / (s11 - s10);
         const double da = (v2[2] - v2[1]) / (s22 - s21), db = (v2[1] - v2[0]) / (s21 - s20);
         g[1] = (da - db) / (0.5 * (s22 - s20));
-        /* value at spot S two steps on: the parabola through the step-2 nodes */
+        /* value at spot S two steps on: the parabola through the step-2 nodes at
+         * X2 = S - PV_2dt(dividends after 2 dt), the actual spot held, less the amount of a
+         * dividend going ex within the two steps (the spot's drop on its ex-date; held
+         * across it, theta would jump by delta D / (2 dt), a step-size artefact) */
+        double paid = 0.0;
+        for (int k = 0; k < dv->n; ++k)
+            if (dv->t[k] > 0.0 && dv->t[k] <= 2.0 * dt) paid += dv->a[k];
+        const double X2 = S - pv2 - paid;
         const double vS = v2[1]
-                          + ((s21 - s20) * da + (s22 - s21) * db) / (s22 - s20) * (S - s21)
-                          + 0.5 * g[1] * (S - s21) * (S - s21);
+                          + ((s21 - s20) * da + (s22 - s21) * db) / (s22 - s20) * (X2 - s21)
+                          + 0.5 * g[1] * (X2 - s21) * (X2 - s21);
         g[2] = (vS - v0) / (2.0 * dt);
     }
     return v0;
@@ -659,6 +747,7 @@ typedef struct {
     const pg_am_scheme *sc;
     int steps;                  /* tree steps (odd) */
     double *work;               /* pg_am_fp_work(sc) + pg_am_tree_work(steps) doubles */
+    pg_am_divs dv;              /* cash dividends (tree only; n = 0 otherwise) */
 } pg_am_engine;
 
 /* Regime of an option (w = +1 call, -1 put) as the unit put it maps to. */
@@ -674,12 +763,14 @@ PG_INLINE int pg_am_kind(const pg_am_engine *e, double w, double r, double q)
     return reg == PG_AM_EUROPEAN ? PG_AM_KIND_EURO : (reg == PG_AM_DOUBLE ? PG_AM_KIND_TREE : PG_AM_KIND_FP);
 }
 
-/* Price (T > 0) by one engine kind, solving afresh. */
-static double pg_am_value(const pg_am_engine *e, int kind, double w, double S, double K, double T,
+/* Price (T > 0) by one engine kind, solving afresh. Kept out of line: inlined, its last
+ * product could be fused (FMA contraction) into the caller's difference quotient, so the
+ * bumped Greeks would move in their last bits with unrelated edits of the caller. */
+static __attribute__((noinline)) double pg_am_value(const pg_am_engine *e, int kind, double w, double S, double K, double T,
                           double r, double q, double sigma)
 {
     if (kind == PG_AM_KIND_TREE)
-        return pg_am_tree(w, S, K, T, r, q, sigma, e->steps, e->work + pg_am_fp_work(e->sc), NULL);
+        return pg_am_tree(w, S, K, T, r, q, sigma, e->steps, e->work + pg_am_fp_work(e->sc), NULL, &e->dv);
     if (kind == PG_AM_KIND_EURO) {
         pg_black_terms t = pg_black_terms_of(PG_MODEL_BSM, w > 0.0 ? PG_CALL : PG_PUT, K, T, S, r, q, sigma);
         return t.price;
@@ -732,6 +823,11 @@ static int pg_am_row(const pg_am_engine *e, int option_type, double K, double T,
         for (int c = 1; c <= PG_MEASURE_MAX; ++c) o[c] = NAN;
         return st;
     }
+    if (e->dv.n && T > 0.0 && !(S - pg_am_div_pv(&e->dv, 0.0, T, r) > 0.0)) {
+        /* the dividends' present value is not below the spot: no escrowed spot */
+        for (int c = 1; c <= PG_MEASURE_MAX; ++c) o[c] = NAN;
+        return PG_BAD_UNDERLYING;
+    }
     const double w = option_type == PG_CALL ? 1.0 : -1.0;
     mask |= PG_AM_BIT(PG_MEASURE_PRICE);
     if (T == 0.0) {
@@ -754,7 +850,7 @@ static int pg_am_row(const pg_am_engine *e, int option_type, double K, double T,
             double g[3];
             double *tw = e->work + pg_am_fp_work(e->sc);
             const double v0 = pg_am_tree(w, S, K, T, r, q, sigma, e->steps, tw,
-                                         (mask & ~PG_AM_BIT(PG_MEASURE_PRICE)) ? g : NULL);
+                                         (mask & ~PG_AM_BIT(PG_MEASURE_PRICE)) ? g : NULL, &e->dv);
             o[PG_MEASURE_PRICE] = v0;
             if (mask & ~PG_AM_BIT(PG_MEASURE_PRICE)) {
                 o[PG_MEASURE_DELTA] = g[0];
@@ -832,12 +928,13 @@ typedef struct {
     int broadcast;
 } pg_am_inputs;
 
-/* Rows [start, start + m): out[j * ldo + i] = measure codes[j] of row i. */
+/* Rows [start, start + m): out[j * ldo + i] = measure codes[j] of row i. ``dv``: the cash
+ * dividends every row shares (method tree; n = 0 for none). */
 static ptrdiff_t pg_am_rows(int method, int scheme, int steps, double *work,
-                            const pg_am_inputs *in, ptrdiff_t start, ptrdiff_t m,
+                            const pg_am_inputs *in, const pg_am_divs *dv, ptrdiff_t start, ptrdiff_t m,
                             const int *codes, int k, double *out, ptrdiff_t ldo, int *status)
 {
-    pg_am_engine eng = {method, &pg_am_schemes[scheme - 1], steps, work};
+    pg_am_engine eng = {method, &pg_am_schemes[scheme - 1], steps, work, *dv};
     const pg_am_engine *e = &eng;
     int mask = 0;
     ptrdiff_t nbad = 0;

@@ -64,6 +64,9 @@ class EngineSpec:
     #: the runner also takes a snapshot underlying as it is (a ``FusedMarket`` of the pricer
     #: layer) and reads each row's market from it in the same pass as the pricing
     fuses_market: bool = False
+    #: the engine prices a snapshot's discrete cash dividends itself (escrowed model on its
+    #: own grid): its runner reads ``MarketBatch.cash_dividends``, ``underlying`` is the spot
+    cash_dividends: bool = False
 
     @property
     def key(self) -> tuple[str, Model, Engine]:

@@ -53,6 +53,26 @@ class EuropeanOptionBatch:
 
 
 @dataclass(frozen=True)
+class CashDividends:
+    """Discrete cash dividends of one underlying, shared by every row of a batch (the
+    escrowed-dividend model): ex-times in years (> 0, in time order) and amounts. Each row
+    counts those with ex-time in (0, T] of its own expiry T."""
+
+    times: np.ndarray  # float64
+    amounts: np.ndarray  # float64
+
+    def present_value(self, rate: np.ndarray, time: np.ndarray) -> np.ndarray:
+        """Per row: the dividends with ex-time in (0, time] discounted at the row's flat
+        ``rate`` (continuously compounded), as the tree engine escrows them."""
+        rate, time = np.asarray(rate, dtype=np.float64), np.asarray(time, dtype=np.float64)
+        pv = np.zeros(np.broadcast(rate, time).shape)
+        for t, a in zip(self.times.tolist(), self.amounts.tolist()):
+            if t > 0.0:
+                pv += np.where(t <= time, a * np.exp(-rate * t), 0.0)
+        return pv
+
+
+@dataclass(frozen=True)
 class MarketBatch:
     underlying: np.ndarray
     rate: np.ndarray
@@ -64,6 +84,9 @@ class MarketBatch:
     theta: Optional[np.ndarray] = None
     sigma: Optional[np.ndarray] = None
     rho: Optional[np.ndarray] = None
+    #: a snapshot's cash dividends, for an engine that prices them itself (its catalogue row
+    #: says ``cash_dividends``); ``underlying`` is then the actual (cum-dividend) spot
+    cash_dividends: Optional[CashDividends] = None
 
     @staticmethod
     def of(market: "MarketInputs") -> "MarketBatch":

@@ -72,9 +72,11 @@ def register(
     greek_methods: Optional[dict] = None,
     kernel_writes_forward: bool = False,
     fuses_market: bool = False,
+    cash_dividends: bool = False,
 ) -> None:
     """Add an engine for ``product`` under each of ``models``. Its measures are the kernel's
-    ``MEASURES`` (or ``measures``), less those a model does not have."""
+    ``MEASURES`` (or ``measures``), less those a model does not have. ``cash_dividends``: its
+    runner prices ``MarketBatch.cash_dividends`` (spot models only: a futures price has none)."""
     codes = tuple(measures if measures is not None else kernel.MEASURES)
     for model in models:
         ms = tuple(Measure(c) for c in codes)
@@ -102,6 +104,7 @@ def register(
             underlying=UNDERLYING[model],
             kernel_writes_forward=kernel_writes_forward and model != Model.BLACK_76,
             fuses_market=fuses_market and model != Model.BLACK_76,
+            cash_dividends=cash_dividends and UNDERLYING[model] == "spot",
         )
         add(spec, _black76(run) if model == Model.BLACK_76 else run)
 

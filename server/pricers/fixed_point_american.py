@@ -12,9 +12,11 @@ from pricegrid.server.pricers._registry import BSM_AND_BLACK_76, register
 def _run_american(method: int):
     def run(batch, market, codes, out, stderr, status, threads, settings):
         c = batch.columns
+        cash = market.cash_dividends  # the tree's only (its catalogue row says cash_dividends)
         return _american.price_batch(
             c["option_type"], c["strike"], c["time_to_expiry"], market.underlying, market.rate, market.dividend_yield,
             market.volatility, codes, out, status, threads, method, settings.american_scheme, settings.tree_steps,
+            *((cash.times, cash.amounts) if cash is not None else ()),
         )
 
     return run

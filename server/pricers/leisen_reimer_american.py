@@ -1,5 +1,10 @@
 """American options on a Leisen-Reimer binomial tree (kernel: ``pricegrid.ext.american``),
-under Black-Scholes-Merton and Black-76. Validation: see ``validated_against`` below."""
+under Black-Scholes-Merton and Black-76, with a snapshot's discrete cash dividends under BSM
+(escrowed-dividend model, american.pyx design note 4). Validation: see ``validated_against``
+below.
+
+Versions: 1.0.0 the tree; 1.1.0 adds cash dividends (every price without them unchanged, bit
+for bit)."""
 
 from __future__ import annotations
 
@@ -9,8 +14,10 @@ from pricegrid.server.pricers._registry import BSM_AND_BLACK_76, register
 from pricegrid.server.pricers.fixed_point_american import _run_american
 
 
-register("american", BSM_AND_BLACK_76, Engine.BINOMIAL_TREE, name="leisen_reimer_american", version="1.0.0",
-         kernel=_american, run=_run_american(_american.METHOD_TREE),
+register("american", BSM_AND_BLACK_76, Engine.BINOMIAL_TREE, name="leisen_reimer_american", version="1.1.0",
+         kernel=_american, run=_run_american(_american.METHOD_TREE), cash_dividends=True,
          greek_methods=_american.GREEK_METHODS_BY_METHOD[_american.METHOD_TREE],
          validated_against="QuantLib BinomialVanillaEngine (Leisen-Reimer) to 1e-9, convergence to the fixed-point"
-                           " engine; tests/ext/test_american_kernel.py")
+                           " engine; tests/ext/test_american_kernel.py. Cash dividends (escrowed model): QuantLib"
+                           " FdBlackScholesVanillaEngine (CashDividendModel Escrowed) within 1e-4 of the spot at 801"
+                           " steps; tests/ext/test_american_dividends.py")

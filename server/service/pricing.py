@@ -18,7 +18,7 @@ import numpy as np
 from pricegrid.server.domain.catalogue import DEFAULT_SETTINGS, Catalogue, EngineSpec, Settings
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, invalid
 from pricegrid.server.domain.instruments import (
-    EuropeanOption, EuropeanOptionBatch, MarketBatch, MarketInputs, MarketUsed, SnapshotMarket,
+    CashDividends, EuropeanOption, EuropeanOptionBatch, MarketBatch, MarketInputs, MarketUsed, SnapshotMarket,
 )
 from pricegrid.server.domain.models import IMPLIED_VOL_REFS, Engine, Measure, Model, ModelRef
 from pricegrid.server.domain.products import ProductBatch
@@ -88,7 +88,7 @@ class BatchResult:
 
 
 def _slice(col: Optional[np.ndarray], a: int, b: int) -> Optional[np.ndarray]:
-    if col is None or len(col) == 1:
+    if col is None or isinstance(col, CashDividends) or len(col) == 1:  # (cash dividends: every row's)
         return col
     return col[a:b]
 
@@ -199,14 +199,17 @@ class PricingService:
             market.snapshot_id, snapshot, market.underlying_id, spec.underlying, batch.columns["time_to_expiry"],
             und_path, strikes=batch.columns.get("strike"), want_vol=want_vol,
         )
+        cash = None
         if used.dividends and batch.product.name != "european":
             # spot minus the dividends' present value is the escrowed model of a European
-            # payoff; an early-exercise or path-dependent payoff sees the dividends on the path
-            raise invalid(und_path, f"{market.underlying_id} pays cash dividends before expiry; they are priced for"
-                                    f" European options only (escrowed model), not yet for {batch.product.name}"
-                                    " options: give the underlying a dividend curve instead")
+            # payoff; an early-exercise or path-dependent payoff sees the dividends on the path,
+            # which only an engine that escrows them on its own grid can price
+            if not spec.cash_dividends:
+                raise _cash_dividends_refused(spec, batch, market.underlying_id, used.dividends, und_path,
+                                              rate_path.replace("market.rate", "engine"))
+            level, cash = _cash_dividends(snapshot, market.underlying_id)
         resolved = dataclasses.replace(market.inline, underlying=level, rate=rate, dividend_yield=q,
-                                       volatility=vol if want_vol else inline_vol)
+                                       volatility=vol if want_vol else inline_vol, cash_dividends=cash)
         fields = {**fields, "underlying": und_path}
         if want_vol:  # a vol the surface could not give is the underlying's surface's fault
             fields["volatility"] = und_path
@@ -495,6 +498,41 @@ class PricingService:
         )
 
 
+def _cash_dividends(snapshot, underlying_id: str) -> tuple[np.ndarray, CashDividends]:
+    """(the actual spot, the dividends with ex-time > 0) of a snapshot's underlying, for an
+    engine that escrows them itself (at each row's flat rate, on its own grid)."""
+    u = snapshot.underlying(underlying_id)
+    live = [d for d in u.dividends if d.time > 0]
+    return (np.array([u.level], dtype=np.float64),
+            CashDividends(np.array([d.time for d in live], dtype=np.float64),
+                          np.array([d.amount for d in live], dtype=np.float64)))
+
+
+def _cash_dividends_refused(spec: EngineSpec, batch: ProductBatch, underlying_id: str, count: int, und_path: str,
+                            engine_path: str) -> ServiceError:
+    """INVALID_ARGUMENT for cash dividends an engine does not price, naming the engine that does."""
+    what = f"{underlying_id} pays {count} cash dividend(s) before expiry"
+    if batch.product.name == "american":
+        fix = (f"ENGINE_{spec.engine.name} does not price cash dividends; set {engine_path} to ENGINE_BINOMIAL_TREE"
+               " (escrowed-dividend model), or give the underlying a dividend curve instead")
+        violations = [FieldViolation(und_path, what), FieldViolation(engine_path, fix)]
+    else:
+        fix = (f"they are priced for European options (escrowed model) and American options on ENGINE_BINOMIAL_TREE"
+               f" only, not yet for {batch.product.name} options: give the underlying a dividend curve instead")
+        violations = [FieldViolation(und_path, f"{what}; {fix}")]
+    return ServiceError(Code.INVALID_ARGUMENT, "; ".join(f"{v.field}: {v.description}" for v in violations),
+                        violations)
+
+
+def _escrowed(batch: ProductBatch, market: MarketBatch) -> np.ndarray:
+    """The spot the kernel prices on: with cash dividends (given to the engine with the actual
+    spot), the spot less their present value at each row's flat rate, as the kernel escrows."""
+    if market.cash_dividends is None:
+        return market.underlying
+    t = batch.columns["time_to_expiry"]
+    return market.underlying - market.cash_dividends.present_value(market.rate, t)
+
+
 def _row_values(batch: ProductBatch, market: MarketBatch, row: int) -> dict:
     """The inputs of one row by kernel name, for error messages."""
     return {name: col[row if len(col) > 1 else 0].item() for name, col in _columns(batch, market).items()
@@ -525,6 +563,7 @@ def _columns(batch: ProductBatch, market: MarketBatch) -> dict:
     columns = dict(batch.columns)
     for name in ("underlying", "rate", "dividend_yield", "volatility", "v0", "kappa", "theta", "sigma", "rho"):
         columns[name] = getattr(market, name)
+    columns["underlying"] = _escrowed(batch, market)
     return columns
 
 
@@ -535,7 +574,7 @@ def _forward_and_discount(spec: EngineSpec, batch: ProductBatch, market: MarketB
     if spec.underlying == "forward":
         fwd = market.underlying * np.ones_like(t)
     else:
-        fwd = market.underlying * np.exp((market.rate - market.dividend_yield) * t)
+        fwd = _escrowed(batch, market) * np.exp((market.rate - market.dividend_yield) * t)
     return fwd, df
 
 

@@ -368,13 +368,15 @@ def test_the_demo_snapshot_prices_a_smile_out_of_the_box(stub, channel):
 
 
 def test_cash_dividends_are_refused_where_the_escrowed_model_does_not_hold(stub, snapshot_id):
+    # the default American engine (fixed point) does not price them; the binomial tree does
+    # (tests/server/test_rpc_american_dividends.py)
     r = pb.PriceRequest(model=1, american=pb.AmericanOption(option_type=2, strike=480.0,
                                                             expiry=pb.Expiry(year_fraction=0.5)),
                         market=pb.Market(snapshot_id=snapshot_id, underlying_id="STOCK", volatility=0.2))
     with pytest.raises(grpc.RpcError) as e:
         stub.Price(r, timeout=10)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert violations(e.value)[0][0] == "market.underlying_id" and "European options only" in e.value.details()
+    assert violations(e.value)[0][0] == "market.underlying_id" and "ENGINE_BINOMIAL_TREE" in e.value.details()
     r.american.expiry.year_fraction = 30 / 365  # before the first ex-date: no dividend in the way
     assert stub.Price(r, timeout=10).market.dividends == 0
 
