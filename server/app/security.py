@@ -15,9 +15,10 @@ Auth policy (``auth_policy``: a TOML file; without it every call is allowed, as 
     # roles: method patterns (/pkg.Service/Method, /pkg.Service/*, or *)
     [roles]
     trader    = ["/pricegrid.v1.PricingService/Price", "/pricegrid.v1.PricingService/PriceStream",
-                 "/pricegrid.v1.PricingService/ImpliedVolatility"]
+                 "/pricegrid.v1.PricingService/ImpliedVolatility", "/pricegrid.v1.PricingService/ServerInfo"]
     risk      = ["/pricegrid.v1.PricingService/PriceBatch",
                  "/pricegrid.v1.PricingService/ImpliedVolatilityBatch",
+                 "/pricegrid.v1.PricingService/ServerInfo",      # RiskClient plans chunks by its limits
                  "/pricegrid.v1.MarketDataService/*"]
     admin     = ["*"]
 
@@ -36,8 +37,8 @@ Auth policy (``auth_policy``: a TOML file; without it every call is allowed, as 
     methods = ["/grpc.health.v1.Health/*"]   # always open (the default)
     anonymous_roles = []                     # roles of a call without credentials
 
-    [details]                          # who sees reflection and ServerInfo's build details
-    roles = ["admin"]
+    [details]                          # who may use reflection and sees ServerInfo's build details
+    roles = ["admin"]                  # (default: admin when defined)
 
 Relative key paths are read relative to the policy file.
 """
@@ -58,9 +59,9 @@ from pricegrid.server.rpc.auth import AuthPolicy, JwtSettings
 
 _log = structlog.get_logger("pricegrid.security")
 
-#: methods whose details only the roles of ``[details]`` see (health is always open)
-DETAIL_METHODS = ("/grpc.reflection.v1alpha.ServerReflection/*", "/grpc.reflection.v1.ServerReflection/*",
-                  "/pricegrid.v1.PricingService/ServerInfo")
+#: methods only the roles of ``[details]`` may call (health is always open); those roles also
+#: see ServerInfo's build details and versions (other callers get its limits and models)
+DETAIL_METHODS = ("/grpc.reflection.v1alpha.ServerReflection/*", "/grpc.reflection.v1.ServerReflection/*")
 
 
 @dataclass(frozen=True)

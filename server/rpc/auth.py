@@ -77,8 +77,9 @@ class AuthPolicy:
     anonymous_roles: tuple[str, ...] = ()
     #: methods anyone may call
     open_methods: tuple[str, ...] = ("/grpc.health.v1.Health/*",)
-    #: methods that show how the server is built (reflection, ServerInfo): besides a role
-    #: that allows them, the caller needs one of ``detail_roles``
+    #: methods that show how the server is built (reflection): besides a role that allows
+    #: them, the caller needs one of ``detail_roles``, the roles that also see ServerInfo's
+    #: build details and versions (others get its limits and models only)
     detail_methods: tuple[str, ...] = ()
     detail_roles: tuple[str, ...] = ()
 
@@ -98,6 +99,9 @@ class AuthPolicy:
         if any(_matches(p, method) for p in self.detail_methods) and not set(roles) & set(self.detail_roles):
             return False
         return any(_matches(p, method) for r in roles for p in self.roles.get(r, ()))
+
+    def sees_details(self, roles: Iterable[str]) -> bool:
+        return bool(set(roles) & set(self.detail_roles))
 
     def is_open(self, method: str) -> bool:
         return any(_matches(p, method) for p in self.open_methods)
@@ -137,9 +141,9 @@ class Authorizer:
             raise ServiceError(Code.PERMISSION_DENIED, DENIED_MESSAGE)
         return principal
 
-    def allows(self, principal: Principal, method: str) -> bool:
-        """Whether ``principal`` may call ``method`` (e.g. to show build details)."""
-        return self.policy.allows(principal.roles, method)
+    def sees_details(self, principal: Principal) -> bool:
+        """Whether ``principal`` sees how the server is built (ServerInfo's build and versions)."""
+        return self.policy.sees_details(principal.roles)
 
     # ------------------------------------------------------------------ authentication
     def authenticate(self, metadata, auth_context) -> Principal:

@@ -145,17 +145,18 @@ def test_mtls_identities_map_to_roles(authorizer):
 def test_no_credentials_health_open_details_for_admin_only(authorizer):
     _refused(authorizer, PRICE, Code.UNAUTHENTICATED)
     assert _check(authorizer, HEALTH).via == "anonymous"
-    # a role allowing every method still needs a detail role for reflection and ServerInfo
-    assert _check(authorizer, INFO, token=_token(roles=["admin"])).roles == {"admin"}
-    assert _check(authorizer, REFLECT, token=_token(roles=["admin"])).roles == {"admin"}
+    # reflection needs a detail role; ServerInfo only a role that allows it (its build
+    # details are for the detail roles: see test_rpc_security.py)
+    admin = _check(authorizer, REFLECT, token=_token(roles=["admin"]))
+    assert admin.roles == {"admin"} and authorizer.sees_details(admin)
+    assert not authorizer.sees_details(_check(authorizer, PRICE, token=_token()))
 
 
-def test_details_need_a_detail_role(tmp_path):
-    a = Authorizer(load_policy(_policy_file(tmp_path, '[details]\nroles = ["admin"]\n')).policy)
-    policy = a.policy
-    assert not policy.allows({"trader", "risk"}, INFO)
-    p = AuthPolicy(roles={"all": ("*",)}, detail_methods=(INFO,), detail_roles=())
-    assert not p.allows({"all"}, INFO) and p.allows({"all"}, PRICE)
+def test_reflection_needs_a_detail_role(tmp_path):
+    policy = load_policy(_policy_file(tmp_path, '[details]\nroles = ["admin"]\n')).policy
+    assert not policy.allows({"trader", "risk"}, REFLECT)
+    p = AuthPolicy(roles={"all": ("*",)}, detail_methods=(REFLECT,), detail_roles=())
+    assert not p.allows({"all"}, REFLECT) and p.allows({"all"}, PRICE) and p.allows({"all"}, INFO)
 
 
 def test_every_denial_writes_one_audit_line(authorizer):
