@@ -163,7 +163,8 @@ def start(settings: Settings) -> RunningServer:
     store = SqliteSnapshotStore(settings.store_path)
     market = MarketDataService(store, MarketSettings(max_age=dt.timedelta(seconds=settings.snapshot_max_age_s)))
     service = PricingService(
-        Limits(max_rows=settings.max_rows, chunk_rows=settings.chunk_rows, kernel_threads=kernel_threads),
+        Limits(max_rows=settings.max_rows, chunk_rows=settings.chunk_rows, kernel_threads=kernel_threads,
+               max_cost_unary_s=settings.max_cost_unary_s, max_cost_batch_s=settings.max_cost_batch_s),
         snapshots=market.snapshot,
     )
     # the built-in synthetic snapshot, once (forced: a wrong clock must not stop the server)
