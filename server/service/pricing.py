@@ -15,10 +15,11 @@ milliseconds of work and leave ``CANCELLED`` in the rows they did not finish.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, NamedTuple, Optional, Sequence
+from typing import Callable, ContextManager, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -178,12 +179,20 @@ class _OnePass:
         return dataclasses.replace(self.inline, underlying=level, rate=rate, dividend_yield=q, volatility=vol)
 
 
+def _no_marker(rows: int) -> ContextManager:
+    return contextlib.nullcontext()
+
+
 class PricingService:
-    def __init__(self, limits: Limits = Limits(), snapshots: Optional[Callable[[str], object]] = None):
+    def __init__(self, limits: Limits = Limits(), snapshots: Optional[Callable[[str], object]] = None, *,
+                 large_calls: Optional[Callable[[int], ContextManager]] = None):
         """``snapshots``: snapshot id -> the stored Snapshot or None (the market data service's
-        ``snapshot``); without it, prices against snapshots are refused."""
+        ``snapshot``); without it, prices against snapshots are refused. ``large_calls``:
+        ``large_calls(rows)`` is entered around every batch (the app's MallocTrimmer gives the
+        memory of large ones back to the OS once they are over)."""
         self.limits = limits
         self.snapshots = snapshots
+        self.large_calls = large_calls or _no_marker
         #: every engine the service prices with (data; the transport reads it from here)
         self.catalogue: Catalogue = pricers.CATALOGUE
         self._fast_specs = {
@@ -368,6 +377,12 @@ class PricingService:
         effective_inputs: bool = True,
         should_continue: Optional[ShouldContinue] = None,
     ) -> BatchResult:
+        with self.large_calls(rows):
+            return self._implied_vol_batch(model, options, market, price, rows, fields, threads, effective_inputs,
+                                           should_continue)
+
+    def _implied_vol_batch(self, model, options, market, price, rows, fields, threads, effective_inputs,
+                           should_continue) -> BatchResult:
         self.check_rows(rows)
         threads = self.threads_for(threads)
         chunks = self._chunks(rows)
@@ -509,6 +524,12 @@ class PricingService:
         ``outputs``: the arrays to write into (e.g. views into the caller's reply, so that
         nothing is copied afterwards); by default new ones. Failed rows get NaN for every
         effective input, as for their measures."""
+        with self.large_calls(rows):
+            return self._price_batch(spec, batch, market, measures, rows, fields, threads, effective_inputs,
+                                     should_continue, settings, outputs)
+
+    def _price_batch(self, spec, batch, market, measures, rows, fields, threads, effective_inputs, should_continue,
+                     settings, outputs) -> BatchResult:
         self.check_rows(rows)
         self.check_settings(spec, settings, rows)
         market, used, fields = self.resolve_market(spec, batch, market, fields, one_pass=True)
