@@ -678,24 +678,33 @@ cdef class _Schema:
 _SCHEMAS = {}
 
 
-cdef _Schema _schema(desc):
-    """The reader's schema of ``desc`` (cached); None when a field kind is not handled."""
+cdef _Schema _schema(desc, dict building=None):
+    """The reader's schema of ``desc`` (cached); None when a field kind is not handled. A
+    schema is published in the cache only once complete (another thread may be reading);
+    ``building`` holds those of this call still being filled (a recursive type)."""
     cached = _SCHEMAS.get(desc.full_name, False)
     if cached is not False:
         return cached
+    if building is None:
+        building = {}
+        top = _schema(desc, building)
+        _SCHEMAS.update(building)
+        return top
+    if desc.full_name in building:
+        return building[desc.full_name]
     T = _T
     varint = {T.TYPE_INT32: V_INT32, T.TYPE_ENUM: V_INT32, T.TYPE_INT64: V_INT64, T.TYPE_UINT32: V_UINT,
               T.TYPE_UINT64: V_UINT, T.TYPE_BOOL: V_BOOL}
     fields = list(desc.fields)
     cdef _Schema sc = _Schema()
-    _SCHEMAS[desc.full_name] = sc            # before the sub-messages: a recursive type ends here
+    building[desc.full_name] = sc            # before the sub-messages: a recursive type ends here
     sc.desc = desc
     sc.names = [f.name for f in fields]
     sc.subs = [None] * len(fields)
     sc.nfields = len(fields)
     sc.maxnum = max((f.number for f in fields), default=0)
     if sc.maxnum > 4096:
-        _SCHEMAS[desc.full_name] = None
+        building[desc.full_name] = None
         return None
     sc.fields = <FieldC *>calloc(max(1, sc.nfields), sizeof(FieldC))
     sc.slot_of = <int *>malloc((sc.maxnum + 1) * sizeof(int))
@@ -728,12 +737,12 @@ cdef _Schema _schema(desc):
             sc.fields[i].kind = K_UNSUPPORTED   # refused when present, as wire.View does
     for i, f in enumerate(fields):
         if f.type == T.TYPE_MESSAGE:
-            sub = _schema(f.message_type)
+            sub = _schema(f.message_type, building)
             if sub is None:
                 handled = False
             sc.subs[i] = sub
     if not handled:
-        _SCHEMAS[desc.full_name] = None
+        building[desc.full_name] = None
         return None
     return sc
 
