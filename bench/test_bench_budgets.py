@@ -200,7 +200,7 @@ def test_stop_in_kernel(benchmark, kernel):
 
 
 def test_stop_unary_monte_carlo_over_rpc(benchmark, server):
-    """A 170-byte Heston Monte Carlo Price (10M paths, ~10 s of work) with a 0.3 s deadline:
+    """A 102-byte Heston Monte Carlo Price (10M paths, ~10 s of work) with a 0.3 s deadline:
     ms from the caller's DEADLINE_EXCEEDED to the server's handler ending."""
     running, channel = server
     stub = pricing_pb2_grpc.PricingServiceStub(channel)

@@ -23,7 +23,7 @@ from tests.server.richerr import violations
 
 
 def _heston_mc(paths: int) -> pb.PriceRequest:
-    """A one-year Heston European by Monte Carlo (52 steps a path): 170 bytes of request."""
+    """A one-year Heston European by Monte Carlo (52 steps a path): about 100 bytes of request."""
     return pb.PriceRequest(
         model=c.MODEL_HESTON, engine=c.ENGINE_MONTE_CARLO,
         european=pb.EuropeanOption(option_type=c.OPTION_TYPE_CALL, strike=100.0,
