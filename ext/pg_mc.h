@@ -14,6 +14,10 @@
  *    pairwise update) into per-replicate statistics, and pg_mc_finish turns those into
  *    the estimate and its standard error. A row's result depends only on its own inputs,
  *    the settings and the seed: not on the thread count, not on its place in the batch.
+ *    Stopping (pg_stop.h, st->stop): pg_mc_unit polls every PG_MC_POLL_STEPS chunk-steps
+ *    (a chunk's path steps counted across chunks; ~0.2-2 ms of work) and returns early when
+ *    stopped; the row loops poll between rows and units. A row cut short is then given
+ *    PG_CANCELLED by the caller (its statistics are partial and never stored).
  * 3. Per chunk, a step of the path updates each *path class* (a set of model parameters and
  *    a time grid: base, vol up/down, expiry down/up for theta), then each *scenario* (a
  *    class plus spot, rate and dividend yield: the base, and the bumps each Greek needs)
@@ -31,6 +35,7 @@
 #include "pg_status.h"
 #include "pg_inputs.h"     /* pg_check_inputs, PG_DBL_MAX */
 #include "pg_mc_rng.h"     /* Philox, Box-Muller, Sobol, pg_normal.h */
+#include "pg_stop.h"       /* cancellation and deadline */
 
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__GLIBC__) && !defined(__FAST_MATH__) \
     && !defined(PG_NO_LIBMVEC) && __GLIBC_PREREQ(2, 35)
@@ -64,6 +69,11 @@ static inline int pg_mc_max_threads(void) { return 1; }
 #define PG_MC_REPLICATES   16       /* independent digital shifts of the Sobol points */
 #define PG_MC_MAX_STEPS    (1 << 20)
 #define PG_MC_MIN_PATHS    32
+/* stop polls (pg_stop.h): every PG_MC_POLL_STEPS chunk-steps of a unit (64 lanes x 256 steps
+ * is 0.1-2 ms of work, by product and measures), every PG_MC_POLL_UNITS units of a row (a
+ * one-step unit is ~10-20 us); both powers of two */
+#define PG_MC_POLL_STEPS   256
+#define PG_MC_POLL_UNITS   64
 #define PG_MC_NCLASS       5
 #define PG_MC_NSCEN        14
 #define PG_MC_NMEASURE     7
@@ -174,6 +184,8 @@ typedef struct {
     /* requested measures */
     int nmeas;
     const int *meas;
+    /* the stop block (pg_stop.h) or NULL */
+    int64_t *stop;
     /* derived (pg_mc_settings_derive) */
     int64_t draws;            /* independent draws: paths, or ceil(paths / 2) antithetic pairs */
     int replicates;           /* 1, or PG_MC_REPLICATES with Sobol */
@@ -1319,6 +1331,7 @@ static inline void pg_mc_unit(const pg_mc_row *row, const pg_mc_settings *st, in
 
     for (int j = 0; j < st->nmeas; j++)
         out[j * PG_MC_NSTAT] = 0.0;
+    int64_t since_poll = 0;    /* chunk-steps since the last stop poll */
 
     /* One step, one normal per draw, pseudo-random (a GBM European): the block's normals in
      * one call, so Philox and Box-Muller run over full batches instead of one chunk's 32
@@ -1362,6 +1375,12 @@ static inline void pg_mc_unit(const pg_mc_row *row, const pg_mc_settings *st, in
     }
 
     for (int64_t d0 = d_begin; d0 < d_end; d0 += nd) {
+        since_poll += m;
+        if (since_poll >= PG_MC_POLL_STEPS) {
+            since_poll = 0;
+            if (pg_stop_poll(st->stop))
+                return;
+        }
         const int cnt = (int)((d_end - d0) < nd ? (d_end - d0) : nd);
         /* global draw index of lane 0 (pseudo-random) or point index (Sobol) */
         const int64_t draw0 = st->sobol ? d0 : rep * st->draws_per_rep + d0;
@@ -1445,6 +1464,8 @@ static inline void pg_mc_unit(const pg_mc_row *row, const pg_mc_settings *st, in
         }
         /* the path */
         for (int64_t k = 1; k <= m; k++) {
+            if ((k & (PG_MC_POLL_STEPS - 1)) == 0 && pg_stop_poll(st->stop))
+                return;   /* a very long path: poll inside it too */
             pg_mc_step_normals(w, st, &p, buffered, k, pair0,
                                one_step ? w->zblk + (d0 - d_begin) : NULL);
             for (int ci = 0; ci < p.ncls; ci++)
@@ -1691,6 +1712,8 @@ static inline void pg_mc_row_serial(const pg_mc_inputs *in, const pg_mc_settings
     memset(reps, 0, (size_t)pg_mc_rep_size(st) * sizeof(double));
     for (int64_t u = 0; u < st->units; u++) {
         pg_mc_unit(&row, st, m, u, w, unit);
+        if ((((u + 1) & (PG_MC_POLL_UNITS - 1)) == 0) ? pg_stop_poll(st->stop) : pg_stop_seen(st->stop))
+            return;   /* stopped: the caller marks the row PG_CANCELLED */
         pg_mc_fold(st, u, unit, reps);
     }
     double mu[PG_MC_NMEASURE], scale[PG_MC_NMEASURE];

@@ -35,6 +35,9 @@
 #define PG_BAD_PAYOFF_STRIKE    (1 << 20)  /* gap digital: payoff strike not finite */
 #define PG_BAD_MONITORING       (1 << 21)  /* discrete monitoring interval not finite or < 0 */
 #define PG_BAD_VARIANT          (1 << 22)  /* per-row type code (barrier type, payoff, touch kind, ...) unknown */
+/* Not an input's fault: the kernel was stopped (cancelled, or past its deadline: pg_stop.h)
+ * before it finished this row; the whole call fails with the stop's reason */
+#define PG_CANCELLED            (1 << 23)
 
 /* Model codes: the same numbers as pricegrid.v1.Model. */
 #define PG_MODEL_BSM        1

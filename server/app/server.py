@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from pricegrid.ext import BUILD_INFO, black
 from pricegrid.server.app import demo
+from pricegrid.server.app.memory import MallocTrimmer
 from pricegrid.server.app.settings import Settings
 from pricegrid.server.domain.models import IMPLIED_VOL_REFS
 from pricegrid.server.pricers import catalogue as pricers
@@ -163,8 +164,10 @@ def start(settings: Settings) -> RunningServer:
     store = SqliteSnapshotStore(settings.store_path)
     market = MarketDataService(store, MarketSettings(max_age=dt.timedelta(seconds=settings.snapshot_max_age_s)))
     service = PricingService(
-        Limits(max_rows=settings.max_rows, chunk_rows=settings.chunk_rows, kernel_threads=kernel_threads),
+        Limits(max_rows=settings.max_rows, chunk_rows=settings.chunk_rows, kernel_threads=kernel_threads,
+               max_cost_unary_s=settings.max_cost_unary_s, max_cost_batch_s=settings.max_cost_batch_s),
         snapshots=market.snapshot,
+        large_calls=MallocTrimmer(),  # memory back to the OS once large batches are over
     )
     # the built-in synthetic snapshot, once (forced: a wrong clock must not stop the server)
     demo_record, _ = market.put(demo.snapshot(), force=True, reason="built-in synthetic demo snapshot")

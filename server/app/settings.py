@@ -8,7 +8,11 @@
     max_message_bytes     PRICEGRID_MAX_MESSAGE_BYTES  134217728 (128 MiB; larger -> RESOURCE_EXHAUSTED)
     max_rows              PRICEGRID_MAX_ROWS           1000000 rows per batch request
     chunk_rows            PRICEGRID_CHUNK_ROWS         262144 rows between cancellation checks
-    default_deadline_s    PRICEGRID_DEFAULT_DEADLINE   30    budget for batches when the caller sets no deadline
+    default_deadline_s    PRICEGRID_DEFAULT_DEADLINE   30    budget for calls when the caller sets no deadline
+    max_cost_unary_s      PRICEGRID_MAX_COST_UNARY     2     estimated cost one trade may ask (Price, a PriceStream
+                                                       trade), in core-seconds (pricegrid.server.domain.cost);
+                                                       more -> RESOURCE_EXHAUSTED naming the setting
+    max_cost_batch_s      PRICEGRID_MAX_COST_BATCH     300   the same for one batch request
     grace_s               PRICEGRID_GRACE              10    seconds in-flight calls get on SIGTERM
     max_stream_trades     PRICEGRID_MAX_STREAM_TRADES  10000 trades held per PriceStream
     metrics_port          PRICEGRID_METRICS_PORT       9464  Prometheus endpoint (0: any free port, -1: off)
@@ -41,6 +45,8 @@ class Settings:
     max_rows: int = 1_000_000
     chunk_rows: int = 262_144
     default_deadline_s: float = 30.0
+    max_cost_unary_s: float = 2.0
+    max_cost_batch_s: float = 300.0
     grace_s: float = 10.0
     max_stream_trades: int = 10_000
     metrics_port: int = 9464
@@ -61,6 +67,8 @@ class Settings:
             problems.append("snapshot_max_age_s must be > 0")
         if self.default_deadline_s <= 0 or self.grace_s < 0:
             problems.append("default_deadline_s must be > 0 and grace_s >= 0")
+        if not (self.max_cost_unary_s > 0 and self.max_cost_batch_s > 0):
+            problems.append("max_cost_unary_s and max_cost_batch_s must be > 0")
         if self.log_format not in ("json", "console"):
             problems.append("log_format must be json or console")
         if problems:
@@ -72,7 +80,8 @@ class Settings:
         values = {}
         for f in fields(cls):
             env = {"default_deadline_s": "DEFAULT_DEADLINE", "grace_s": "GRACE",
-                   "snapshot_max_age_s": "SNAPSHOT_MAX_AGE"}.get(f.name, f.name.upper())
+                   "snapshot_max_age_s": "SNAPSHOT_MAX_AGE", "max_cost_unary_s": "MAX_COST_UNARY",
+                   "max_cost_batch_s": "MAX_COST_BATCH"}.get(f.name, f.name.upper())
             raw = environ.get(f"PRICEGRID_{env}")
             if raw is not None and raw != "":
                 values[f.name] = _parse(f, raw)

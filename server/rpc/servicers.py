@@ -7,7 +7,6 @@ Conversions live in :mod:`requests` and :mod:`responses` (the lean front-office 
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import grpc
 
@@ -19,7 +18,7 @@ from pricegrid.server.rpc import responses as resp
 from pricegrid.server.rpc.errors import to_rich_status
 from pricegrid.server.rpc.interceptors import Undecodable, safe_deserializer, wrap_stream, wrap_unary
 from pricegrid.server.rpc.observe import RpcObserver
-from pricegrid.server.service.pricing import PricingService
+from pricegrid.server.service.pricing import PricingService, Watch
 from pricegrid.server.service.ticking import MarketMove, TickingBook
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import pricing_pb2 as pb
@@ -38,20 +37,15 @@ class PricingServicer:
         self.max_stream_trades = max_stream_trades
         self.info = info  # () -> ServerInfoResponse
 
-    def _watch(self, context):
-        """Between chunks: stop when the caller is gone or the deadline (or our budget) passed."""
+    def _watch(self, context) -> Watch:
+        """The call's deadline (the caller's, else our budget) and cancellation, for the checks
+        between chunks and the kernels that poll: the caller going away stops them."""
         remaining = context.time_remaining()  # None, or a huge number, when the caller set no deadline
         budget = self.default_deadline_s if remaining is None or remaining > 1e8 else remaining
-        deadline = time.monotonic() + budget
-
-        def should_continue():
-            if not context.is_active():
-                return Code.CANCELLED
-            if time.monotonic() > deadline:
-                return Code.DEADLINE_EXCEEDED
-            return None
-
-        return should_continue
+        watch = Watch(budget, context.is_active)
+        if not context.add_callback(watch.cancel):  # already over
+            watch.cancel()
+        return watch
 
     def Price(self, data, context, rid):
         # bytes in and out: the analytic European engine's common shape goes C codec ->
@@ -62,7 +56,8 @@ class PricingServicer:
         request = _PARSE_PRICE(data)
         if type(request) is Undecodable:
             raise request.error()
-        result = self.service.price(*req.product_one(request, self.service.catalogue))
+        result = self.service.price(*req.product_one(request, self.service.catalogue),
+                                    should_continue=self._watch(context))
         return resp.price_response_bytes(result), 1, 0
 
     def PriceBatch(self, request, context, rid):
