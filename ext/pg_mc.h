@@ -270,9 +270,15 @@ static inline int pg_mc_check_row(const pg_mc_row *row)
     if (row->product == PG_MC_ASIAN) {
         if (row->variant != PG_MC_ARITHMETIC && row->variant != PG_MC_GEOMETRIC)
             s |= PG_BAD_VARIANT;
-        /* a running average: >= 0 arithmetic, > 0 geometric (pricegrid.ext.asian's rule) */
-        const int run_ok = (row->variant == PG_MC_GEOMETRIC)
-                               ? pg_mc_pos(row->run) : (row->run >= 0.0 && row->run <= PG_DBL_MAX);
+        /* the path's state, checked whether or not the row reads it (pricegrid.ext.asian's
+         * rule): a running average finite and >= 0 (> 0 for a geometric one whose averaging
+         * began), past fixings >= 0, elapsed time finite and >= 0 */
+        const int begun = row->nfix > 0 ? row->past > 0 : row->elapsed > 0.0;
+        const int run_ok = (row->run >= 0.0 && row->run <= PG_DBL_MAX)
+                           && !(row->variant == PG_MC_GEOMETRIC && begun && !(row->run > 0.0));
+        s |= run_ok ? 0 : PG_BAD_RUNNING;
+        s |= row->past >= 0 ? 0 : PG_BAD_PAST_FIXINGS;
+        s |= (row->elapsed >= 0.0 && row->elapsed <= PG_DBL_MAX) ? 0 : PG_BAD_ELAPSED;
         if (row->nfix < 0) {
             s |= PG_BAD_FIXINGS;
         } else if (row->nfix > 0) {
@@ -285,14 +291,6 @@ static inline int pg_mc_check_row(const pg_mc_row *row)
                 }
                 prev = t;
             }
-            if (row->past < 0 || (row->past > 0 && !run_ok))
-                s |= PG_BAD_RUNNING;
-        } else {
-            /* continuous averaging over [-elapsed, T] */
-            if (!(row->elapsed >= 0.0 && row->elapsed <= PG_DBL_MAX))
-                s |= PG_BAD_RUNNING;
-            else if (row->elapsed > 0.0 && !run_ok)
-                s |= PG_BAD_RUNNING;
         }
     } else if (row->product == PG_MC_BARRIER) {
         const int v = row->variant;
@@ -310,14 +308,13 @@ static inline int pg_mc_check_row(const pg_mc_row *row)
     } else if (row->product == PG_MC_LOOKBACK) {
         if (row->variant != PG_MC_FLOATING && row->variant != PG_MC_FIXED)
             s |= PG_BAD_VARIANT;
-        /* only the extremum the payoff uses is read (as pricegrid.ext.lookback): the maximum
-         * for floating puts and fixed calls, the minimum for floating calls and fixed puts */
-        const int use_max = (row->variant == PG_MC_FLOATING) == (row->w < 0.0);
-        const double ext = use_max ? row->rmax : row->rmin;
-        int ok = pg_mc_pos(ext);
-        if (ok && spot_ok)
-            ok = use_max ? row->S0 <= ext : ext <= row->S0;
-        s |= ok ? 0 : PG_BAD_RUNNING;
+        /* both extremes, also the one the payoff does not read (as pricegrid.ext.lookback):
+         * finite, > 0, min <= spot <= max */
+        s |= (pg_mc_pos(row->rmin) && !(spot_ok && row->rmin > row->S0)) ? 0 : PG_BAD_RUNNING;
+        s |= (pg_mc_pos(row->rmax) && !(spot_ok && row->rmax < row->S0)) ? 0 : PG_BAD_RUNNING_MAX;
+        /* a floating strike is not read: finite and >= 0 (0 when unset) */
+        if (row->variant == PG_MC_FLOATING)
+            s |= (row->K >= 0.0 && row->K <= PG_DBL_MAX) ? 0 : PG_BAD_STRIKE;
     }
     return s;
 }

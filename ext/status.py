@@ -28,6 +28,9 @@ BAD_RUNNING = 1 << 19
 BAD_PAYOFF_STRIKE = 1 << 20
 BAD_MONITORING = 1 << 21
 BAD_VARIANT = 1 << 22
+BAD_PAST_FIXINGS = 1 << 23
+BAD_ELAPSED = 1 << 24
+BAD_RUNNING_MAX = 1 << 25
 
 MODEL_BSM = 1
 MODEL_BLACK76 = 2
@@ -61,6 +64,9 @@ FIELD_OF_BIT = {
     BAD_PAYOFF_STRIKE: "payoff_strike",
     BAD_MONITORING: "monitoring_interval",
     BAD_VARIANT: "variant",
+    BAD_PAST_FIXINGS: "past_fixings",
+    BAD_ELAPSED: "elapsed",
+    BAD_RUNNING_MAX: "running_maximum",
 }
 
 __all__ = [name for name in dir() if name.isupper()]

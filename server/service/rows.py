@@ -37,8 +37,16 @@ def describe(bit: int, model: Model, *, implied_vol: bool = False, product=None)
         return "fixing times must be finite, > 0, increasing and on or before expiry"
     if bit == st.BAD_RUNNING:
         if name == "lookback":
-            return "running_minimum and running_maximum must be finite, > 0 and bracket the spot"
-        return "running_average must be finite and >= 0 (> 0 with past fixings or elapsed time for geometric), past_fixings and elapsed >= 0"
+            return "must be finite, > 0 and at most the spot"
+        return "must be finite and >= 0 (> 0 for a geometric average once averaging began)"
+    if bit == st.BAD_RUNNING_MAX:
+        return "must be finite, > 0 and at least the spot"
+    if bit == st.BAD_PAST_FIXINGS:
+        return "must be >= 0"
+    if bit == st.BAD_ELAPSED:
+        return "must be finite and >= 0"
+    if bit == st.BAD_STRIKE and name == "lookback":
+        return "must be finite and > 0 for a fixed strike (>= 0 for a floating one, which does not read it)"
     if bit == st.BAD_PAYOFF_STRIKE:
         return "must be finite and >= 0"
     if bit == st.BAD_MONITORING:

@@ -1126,7 +1126,8 @@ BAD = {
     "digital": MARKET_BAD + OPTION_BAD + [
         ("payoff", 0, pgs.BAD_VARIANT), ("payoff", 4, pgs.BAD_VARIANT),
         ("payoff_strike", NAN, pgs.BAD_PAYOFF_STRIKE), ("payoff_strike", INF, pgs.BAD_PAYOFF_STRIKE),
-        ("payoff_strike", -5.0, pgs.OK), ("cash", NAN, pgs.OK)],      # gap: cash not read
+        ("payoff_strike", -5.0, pgs.BAD_PAYOFF_STRIKE),
+        ("cash", NAN, pgs.BAD_REBATE)],      # gap: cash not read, but checked (never ignored)
     "touch": MARKET_BAD + MONITORING_BAD + [
         ("touch_type", 0, pgs.BAD_VARIANT), ("touch_type", 3, pgs.BAD_VARIANT),
         ("direction", 0, pgs.BAD_VARIANT), ("direction", 3, pgs.BAD_VARIANT),

@@ -697,7 +697,7 @@ BAD_PRODUCT = [
     ("asian", "averaging", 3, pgs.BAD_VARIANT),
     ("asian", "running_average", -1.0, pgs.BAD_RUNNING),    # with past fixings
     ("asian", "running_average", 0.0, pgs.OK),              # arithmetic: 0 is a valid average
-    ("asian", "past_fixings", -1, pgs.BAD_RUNNING),
+    ("asian", "past_fixings", -1, pgs.BAD_PAST_FIXINGS),
     ("barrier", "barrier_type", 5, pgs.BAD_VARIANT),
     ("barrier", "barrier", 100.0, pgs.BAD_BARRIER),          # spot on the barrier
     ("barrier", "barrier", 105.0, pgs.BAD_BARRIER),          # down barrier above spot
@@ -708,8 +708,9 @@ BAD_PRODUCT = [
     ("lookback", "strike_type", 0, pgs.BAD_VARIANT),
     ("lookback", "running_minimum", 101.0, pgs.BAD_RUNNING),  # above spot (floating call: read)
     ("lookback", "running_minimum", 0.0, pgs.BAD_RUNNING),
-    ("lookback", "running_maximum", 99.0, pgs.OK),            # a floating call does not read it
-    ("lookback", "running_maximum", NAN, pgs.OK),
+    ("lookback", "running_maximum", 99.0, pgs.BAD_RUNNING_MAX),  # a floating call does not read it: checked
+    ("lookback", "running_maximum", NAN, pgs.BAD_RUNNING_MAX),
+    ("lookback", "running_maximum", 250.0, pgs.OK),
 ]
 PRODUCT_GOOD = {"asian": {"running_average": 101.0, "past_fixings": 2}, "barrier": {}, "lookback": {}, "european": {}}
 
@@ -767,7 +768,7 @@ def test_continuous_averaging_checks():
                                 averaging=[1, 1, 1, 2, 1, 2], elapsed=[0.0, -1.0, 0.5, 0.5, 0.0, 0.0],
                                 running_average=[0.0, 100.0, -1.0, 0.0, 100.0, 0.0],
                                 time=[1.0, 1.0, 1.0, 1.0, 0.0, 0.0], strike=95.0)
-    assert list(status) == [0, pgs.BAD_RUNNING, pgs.BAD_RUNNING, pgs.BAD_RUNNING, 0, 0]
+    assert list(status) == [0, pgs.BAD_ELAPSED, pgs.BAD_RUNNING, pgs.BAD_RUNNING, 0, 0]
     np.testing.assert_array_equal(out[0, 4:], [5.0, 5.0])
 
 
