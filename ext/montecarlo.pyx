@@ -124,8 +124,12 @@ Design
 9. Status: pg_status.h bits per row: the usual BSM input bits; PG_BAD_VOL (GBM) or
    PG_BAD_HESTON_* (Heston); PG_BAD_VARIANT for an unknown averaging / barrier / strike
    type; PG_BAD_FIXINGS (fixing times not finite, not increasing, <= 0 or after expiry);
-   PG_BAD_RUNNING (running average / elapsed / past count / the used minimum or maximum);
-   PG_BAD_BARRIER, PG_BAD_REBATE, PG_BAD_MONITORING. Malformed schedules (a negative
+   PG_BAD_RUNNING (a running average, or a lookback's minimum), PG_BAD_PAST_FIXINGS,
+   PG_BAD_ELAPSED, PG_BAD_RUNNING_MAX (a lookback's maximum): each checked also where the
+   row does not read it (as the analytic kernels); PG_BAD_BARRIER (beyond the spot),
+   PG_BAD_REBATE, PG_BAD_MONITORING. Spot at the barrier (S == H) is touched now, whatever
+   the monitoring (ext/pg_barrier.h, note 3): a knock-in is then simulated as the European,
+   a knock-out is its rebate R (standard error 0, Greeks 0). Malformed schedules (a negative
    count, counts that do not add up to len(fixing_times)) raise ValueError. A failed row
    has NaN in every output and standard error; a valid row whose estimate is not finite
    gets PG_NOT_FINITE. T = 0: the payoff now, its spot derivative as delta, other Greeks 0,
@@ -709,7 +713,7 @@ def barrier_price_batch(const int[::1] barrier_type not None,     # IN  1 DI, 2 
                         const int[::1] option_type not None,
                         const double[::1] strike not None,
                         const double[::1] time not None,
-                        const double[::1] barrier not None,       # IN  > 0, strictly on the live side of spot
+                        const double[::1] barrier not None,       # IN  > 0, on the live side of spot or at it (touched)
                         const double[::1] rebate not None,        # IN  >= 0
                         const double[::1] monitoring_interval not None,  # IN  years; 0 = continuous
                         const double[::1] spot not None,

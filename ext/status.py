@@ -31,6 +31,9 @@ BAD_PAYOFF_STRIKE = 1 << 20
 BAD_MONITORING = 1 << 21
 BAD_VARIANT = 1 << 22
 CANCELLED = 1 << 23
+BAD_PAST_FIXINGS = 1 << 24
+BAD_ELAPSED = 1 << 25
+BAD_RUNNING_MAX = 1 << 26
 
 # the stop block (int64[STOP_WORDS]): the service sets [STOP_FLAG] to stop and [STOP_DEADLINE]
 # (time.monotonic_ns(), 0: none); a kernel that stopped writes its reason to [STOP_REASON]
@@ -73,6 +76,9 @@ FIELD_OF_BIT = {
     BAD_PAYOFF_STRIKE: "payoff_strike",
     BAD_MONITORING: "monitoring_interval",
     BAD_VARIANT: "variant",
+    BAD_PAST_FIXINGS: "past_fixings",
+    BAD_ELAPSED: "elapsed",
+    BAD_RUNNING_MAX: "running_maximum",
 }
 
 __all__ = [name for name in dir() if name.isupper()]

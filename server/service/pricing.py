@@ -696,5 +696,8 @@ def _forward_and_discount(spec: EngineSpec, batch: ProductBatch, market: MarketB
 
 
 def _time_and_volatility(spec: EngineSpec, batch: ProductBatch, market: MarketBatch):
-    vol = np.sqrt(market.v0) if spec.model == Model.HESTON else market.volatility
+    if spec.model != Model.HESTON:
+        return batch.columns["time_to_expiry"], market.volatility
+    with np.errstate(invalid="ignore"):  # a failed row's v0 < 0: NaN, as its other outputs
+        vol = np.sqrt(market.v0)
     return batch.columns["time_to_expiry"], vol

@@ -163,6 +163,8 @@ class View:
                 raise DecodeError(f"{name}: wrong wire type {wire}")
             if ftype in (_T.TYPE_INT32, _T.TYPE_ENUM):
                 items = [_signed32(v) for v in items]
+            elif ftype == _T.TYPE_INT64:  # two's complement, as the generated code reads it
+                items = [v - (1 << 64) if v >= 1 << 63 else v for v in items]
             elif ftype == _T.TYPE_BOOL:
                 items = [bool(v) for v in items]
             if repeated:
