@@ -218,11 +218,30 @@ def server_options(settings: Settings) -> list[tuple[str, object]]:
     return options
 
 
+#: Scheduling priority of the pools' threads (Linux nice values, per thread; the event loop
+#: keeps the process's own): when the cores are busy, the loop (which admits and refuses
+#: calls, prices the lean path and answers health) runs first, front-office work before
+#: batches. A kernel's OpenMP threads inherit the nice value of the thread that starts them.
+FRONT_NICE = 5
+BATCH_NICE = 10
+
+
+def _lower_priority(nice: int):
+    def initializer() -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + nice)
+        except (AttributeError, OSError):  # not Linux, or not allowed: equal priority
+            pass
+
+    return initializer
+
+
 def capacity(settings: Settings) -> tuple[Lanes, StreamGate, tuple]:
     """The capacity classes (lanes), the server's stream cap and the thread pools behind them."""
-    front_pool = futures.ThreadPoolExecutor(settings.front_workers, thread_name_prefix="pricegrid-front")
+    front_pool = futures.ThreadPoolExecutor(settings.front_workers, thread_name_prefix="pricegrid-front",
+                                            initializer=_lower_priority(FRONT_NICE))
     batch_pool = futures.ThreadPoolExecutor(settings.batch_workers + settings.market_workers,
-                                            thread_name_prefix="pricegrid-batch")
+                                            thread_name_prefix="pricegrid-batch", initializer=_lower_priority(BATCH_NICE))
     trade, large, deadline = settings.max_trade_message_bytes, settings.max_message_bytes, settings.default_deadline_s
     lanes = Lanes(
         front=Lane("front-office", Gate("front-office", settings.front_workers, queue=settings.queue,

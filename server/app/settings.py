@@ -6,9 +6,10 @@
     kernel_threads        PRICEGRID_KERNEL_THREADS     cores (OpenMP threads per batch, at most)
 
   capacity classes (RESOURCE_EXHAUSTED with a grpc-retry-pushback-ms trailer beyond them):
-    front_workers         PRICEGRID_FRONT_WORKERS      cores, at least 2: front-office calls computed at once
-                                                       off the event loop (Price off the lean path,
-                                                       ImpliedVolatility, PriceStream messages)
+    front_workers         PRICEGRID_FRONT_WORKERS      cores - 1, at least 1: front-office calls computed at
+                                                       once off the event loop (Price off the lean path,
+                                                       ImpliedVolatility, PriceStream messages); one core
+                                                       is left to the event loop
     batch_workers         PRICEGRID_BATCH_WORKERS      2     batch calls computed at once (PriceBatch,
                                                        ImpliedVolatilityBatch; each uses kernel_threads)
     market_workers        PRICEGRID_MARKET_WORKERS     2     market-data calls at once (store, validation)
@@ -64,7 +65,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 50051
     kernel_threads: int = os.cpu_count() or 1
-    front_workers: int = max(2, os.cpu_count() or 1)
+    front_workers: int = max(1, (os.cpu_count() or 2) - 1)
     batch_workers: int = 2
     market_workers: int = 2
     queue: int = 16

@@ -7,7 +7,10 @@ A :class:`Gate` admits up to ``limit`` calls of its class at once. A call that f
 may wait in a queue of at most ``queue`` callers for at most ``max_wait_s`` seconds (``None``:
 until its own deadline), and is refused otherwise: RESOURCE_EXHAUSTED at once, with a
 ``grpc-retry-pushback-ms`` trailer saying when to try again (gRPC's retry policy honours it).
-Nothing ever queues without bound. A slot is held for as long as the call's work runs, even
+Nothing ever queues without bound. The queue is for bursts: once the gate has refused a
+call, the next ``overload_s`` seconds count as sustained overload and a gate with a bounded
+wait refuses at once instead of queueing (waiting would only add to the accepted calls'
+latency, as CoDel reasons for packet queues). A slot is held for as long as the call's work runs, even
 past the moment its caller stopped waiting (a kernel thread cannot be taken back), so a gate
 never lets more work into its thread pool than the pool has threads.
 
@@ -47,7 +50,7 @@ class Gate:
     """At most ``limit`` calls at once, ``queue`` more waiting at most ``max_wait_s``."""
 
     def __init__(self, name: str, limit: int, *, queue: int = 0, max_wait_s: Optional[float] = 0.0,
-                 min_pushback_ms: int = 1):
+                 min_pushback_ms: int = 1, overload_s: float = 0.1):
         if limit < 1 or queue < 0:
             raise ValueError("a gate needs limit >= 1 and queue >= 0")
         self.name = name
@@ -55,6 +58,8 @@ class Gate:
         self.queue = queue
         self.max_wait_s = max_wait_s
         self.min_pushback_ms = min_pushback_ms
+        self.overload_s = overload_s
+        self._refused_at = -1e9  # time.monotonic() of the last refusal
         self.active = 0
         self.admitted = 0
         self.refused = 0
@@ -79,6 +84,8 @@ class Gate:
         if self.try_enter():
             return
         wait = self.max_wait_s if timeout is None else (timeout if self.max_wait_s is None else min(self.max_wait_s, timeout))
+        if self.max_wait_s is not None and time.monotonic() - self._refused_at < self.overload_s:
+            wait = 0.0  # sustained overload: fail fast rather than queue
         if len(self._waiters) >= self.queue or (wait is not None and wait <= 0):
             raise self.refusal()
         loop = asyncio.get_running_loop()
@@ -119,6 +126,7 @@ class Gate:
 
     def refusal(self) -> Refused:
         self.refused += 1
+        self._refused_at = time.monotonic()
         ms = self.pushback_ms()
         return Refused(f"the server is at capacity for {self.name} calls ({self.limit} running,"
                        f" {len(self._waiters)} waiting); retry in {ms} ms", ms)

@@ -169,7 +169,7 @@ def test_a_full_batch_class_sheds_beyond_its_queue():
 
 
 def test_the_default_deadline_ends_a_unary_call_whose_caller_set_none():
-    running = start_server(default_deadline_s=0.2, metrics_port=-1)
+    running = start_server(default_deadline_s=0.2, front_workers=2, metrics_port=-1)
     try:
         with grpc.insecure_channel(running.address) as ch:
             stub = pricing_pb2_grpc.PricingServiceStub(ch)
@@ -179,7 +179,7 @@ def test_the_default_deadline_ends_a_unary_call_whose_caller_set_none():
             assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             assert 0.15 < time.perf_counter() - t0 < 0.9
             assert stub.Price(lean_price(), timeout=5).price > 0
-            # a caller's own deadline is the caller's
+            # a caller's own deadline is the caller's (the overrun call above still holds a slot)
             assert stub.Price(slow_price(2_000), timeout=10).price > 0
     finally:
         running.stop(0)
@@ -235,3 +235,26 @@ def test_capacity_metrics_are_exported(server, stub):
     assert registry.get_sample_value("pricegrid_admission_limit", {"class": "front-office"}) >= 1
     assert registry.get_sample_value("pricegrid_admission_refused_total", {"class": "batch"}) is not None
     assert registry.get_sample_value("pricegrid_streams_open") is not None
+
+
+def test_after_a_refusal_a_gate_fails_fast_instead_of_queueing():
+    async def main():
+        gate = Gate("front-office", 1, queue=4, max_wait_s=0.05, overload_s=0.2)
+        await gate.enter()
+        burst = asyncio.ensure_future(gate.enter())  # a burst: waits for the slot
+        await asyncio.sleep(0)
+        assert gate.waiting == 1
+        with pytest.raises(Refused):
+            await burst  # nobody left within max_wait_s
+        t0 = time.perf_counter()
+        with pytest.raises(Refused):  # sustained overload now: refused at once, no wait
+            await gate.enter()
+        assert time.perf_counter() - t0 < 0.01 and gate.waiting == 0
+        await asyncio.sleep(0.25)  # quiet again: bursts wait for a slot
+        later = asyncio.ensure_future(gate.enter())
+        await asyncio.sleep(0)
+        assert gate.waiting == 1
+        gate.leave(0.001)
+        await later
+
+    run(main())
