@@ -254,7 +254,7 @@ def capacity(settings: Settings) -> tuple[Lanes, StreamGate, tuple]:
                                         max_wait_s=None, min_pushback_ms=10), batch_pool, large, deadline),
         echo=Lane("echo", None, None, large, deadline),
     )
-    return lanes, StreamGate("open", settings.max_streams), (front_pool, batch_pool)
+    return lanes, StreamGate("streams", settings.max_streams), (front_pool, batch_pool)
 
 
 def start(settings: Settings) -> RunningServer:

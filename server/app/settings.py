@@ -14,8 +14,9 @@
                                                        ImpliedVolatilityBatch; each uses kernel_threads)
     market_workers        PRICEGRID_MARKET_WORKERS     2     market-data calls at once (store, validation)
     queue                 PRICEGRID_QUEUE              16    calls of a class that may wait for a slot
-    queue_wait_ms         PRICEGRID_QUEUE_WAIT_MS      5     longest wait of a front-office call for a slot
-                                                       (batch and market-data calls wait up to their deadline)
+    queue_wait_ms         PRICEGRID_QUEUE_WAIT_MS      5     longest wait of a front-office call for a slot (none
+                                                       for 100 ms after a refusal: the queue is for bursts);
+                                                       batch and market-data calls wait up to their deadline
     max_streams           PRICEGRID_MAX_STREAMS        2000  streams open at once on the server
     max_connection_streams PRICEGRID_MAX_CONNECTION_STREAMS 256  concurrent streams per connection (HTTP/2)
 

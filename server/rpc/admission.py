@@ -157,8 +157,8 @@ class StreamGate:
     def enter(self) -> None:
         if self.open >= self.limit:
             self.refused += 1
-            raise Refused(f"the server already has {self.limit} {self.name} streams open;"
-                          f" retry in {self._pushback_ms} ms", self._pushback_ms)
+            raise Refused(f"the server already has {self.limit} streams open; retry in {self._pushback_ms} ms",
+                          self._pushback_ms)
         self.open += 1
 
     def leave(self) -> None:
