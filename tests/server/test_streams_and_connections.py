@@ -157,3 +157,32 @@ def test_connection_age_rebalances_without_failing_calls():
         assert calls > 20
     finally:
         running.stop(0)
+
+
+def test_a_connection_carries_at_most_its_share_of_streams():
+    running = start_server(max_connection_streams=2, metrics_port=-1)
+    try:
+        async def main():
+            own = [("grpc.use_local_subchannel_pool", 1)]  # a connection of its own
+            async with grpc.aio.insecure_channel(running.address, options=own) as ch, \
+                    grpc.aio.insecure_channel(running.address, options=own) as other:
+                stub = pricing_pb2_grpc.PricingServiceStub(ch)
+                streams = [stub.PriceStream(timeout=30) for _ in range(2)]
+                for s in streams:
+                    await s.write(lean("x"))
+                    await s.read()
+                # the connection's two streams are taken: a third call waits for one (HTTP/2
+                # SETTINGS_MAX_CONCURRENT_STREAMS), while another connection is served
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await stub.Price(lean("u").price, timeout=0.5)
+                assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+                assert (await pricing_pb2_grpc.PricingServiceStub(other).Price(lean("v").price, timeout=5)).price > 0
+                await streams[0].done_writing()
+                assert await streams[0].read() is grpc.aio.EOF
+                assert (await stub.Price(lean("w").price, timeout=5)).price > 0
+                await streams[1].done_writing()
+                await streams[1].read()
+
+        run(main())
+    finally:
+        running.stop(0)
