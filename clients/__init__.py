@@ -17,6 +17,7 @@ matplotlib where asked for).
 
 from ._aio import AsyncFrontOfficeClient, AsyncPriceStreamSession
 from ._config import USE_CLIENT_DEFAULT, RetryConfig, default_target
+from ._auth import TokenSource, tls_credentials
 from ._convert import StreamReply
 from ._errors import PricingError, RowError
 from ._frontoffice import FrontOfficeClient, PriceStreamSession
@@ -91,10 +92,12 @@ __all__ = [
     "SnapshotInfo",
     "grid_surface",
     "load_snapshot",
+    "tls_credentials",
     "RowError",
     "ServerInfo",
     "ServerLimits",
     "StreamReply",
+    "TokenSource",
     "USE_CLIENT_DEFAULT",
     "default_target",
 ]

@@ -30,6 +30,7 @@ from ._config import (
     default_target,
     resolve_timeout,
 )
+from ._auth import AioMetadataInterceptor, TokenSource, credentials_from_env
 from ._errors import PricingError
 from ._frontoffice import _FINAL_CODES, _End
 from ._models import EuropeanOption, ImpliedVolResult, Market, MarketUpdate, PriceResult, ServerInfo
@@ -50,12 +51,14 @@ class AsyncFrontOfficeClient:
         retries: RetryConfig = RetryConfig(),
         channel: grpc.aio.Channel | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        token=None,
         options: ChannelOptions = (),
     ) -> None:
         self.timeout = resolve_timeout(timeout, None)
         self.retries = retries
         self._target = target or default_target()
         self._credentials = credentials
+        self._token = token
         self._options = channel_options(retries, extra=options)
         self._owns_channel = channel is None
         self._channel = channel
@@ -68,10 +71,16 @@ class AsyncFrontOfficeClient:
         if self._closed:
             raise RuntimeError("the client is closed")
         if self._stub is None:
-            if self._credentials is not None:
-                self._channel = grpc.aio.secure_channel(self._target, self._credentials, options=self._options)
+            credentials = self._credentials if self._credentials is not None else credentials_from_env()
+            tokens = TokenSource.from_env() if self._token is None else (
+                self._token if isinstance(self._token, TokenSource) else TokenSource(self._token))
+            interceptors = AioMetadataInterceptor(tokens) if tokens is not None else None
+            if credentials is not None:
+                self._channel = grpc.aio.secure_channel(self._target, credentials, options=self._options,
+                                                        interceptors=interceptors)
             else:
-                self._channel = grpc.aio.insecure_channel(self._target, options=self._options)
+                self._channel = grpc.aio.insecure_channel(self._target, options=self._options,
+                                                          interceptors=interceptors)
             self._stub = pricing_pb2_grpc.PricingServiceStub(self._channel)
         return self._stub
 

@@ -37,6 +37,7 @@ from ._config import (
     default_target,
     resolve_timeout,
 )
+from ._auth import MetadataInterceptor, TokenSource, credentials_from_env
 from ._errors import PricingError
 from ._models import (
     EngineSettings,
@@ -51,11 +52,25 @@ from ._models import (
 _CODE = grpc.StatusCode
 
 
-def _make_channel(target, credentials, options) -> grpc.Channel:
+def _make_channel(target, credentials, options, token=None) -> grpc.Channel:
+    """A channel to ``target``: TLS with ``credentials`` (None: from PRICEGRID_CA/CERT/KEY, else
+    plaintext); ``token`` (a string, a TokenSource, or None: PRICEGRID_TOKEN(_FILE)) goes
+    with every call as ``authorization: Bearer``, with a request id."""
     target = target or default_target()
+    if credentials is None:
+        credentials = credentials_from_env()
     if credentials is not None:
-        return grpc.secure_channel(target, credentials, options=options)
-    return grpc.insecure_channel(target, options=options)
+        channel = grpc.secure_channel(target, credentials, options=options)
+    else:
+        channel = grpc.insecure_channel(target, options=options)
+    tokens = _token_source(token)
+    return grpc.intercept_channel(channel, MetadataInterceptor(tokens)) if tokens is not None else channel
+
+
+def _token_source(token) -> "TokenSource | None":
+    if token is None:
+        return TokenSource.from_env()
+    return token if isinstance(token, TokenSource) else TokenSource(token)
 
 
 class FrontOfficeClient:
@@ -70,7 +85,10 @@ class FrontOfficeClient:
     ``retries``      :class:`RetryConfig`; gRPC retries calls that fail ``UNAVAILABLE``.
     ``channel``      use this ``grpc.Channel`` (e.g. :class:`pricegrid.clients.testing.FakeChannel`)
                      instead of opening one; the client then does not close it.
-    ``credentials``  ``grpc.ChannelCredentials`` for a TLS channel.
+    ``credentials``  ``grpc.ChannelCredentials`` for a TLS channel (``tls_credentials(ca,
+                     cert, key)``; default: from ``$PRICEGRID_CA``/``CERT``/``KEY``, else plaintext).
+    ``token``        a bearer token (JWT) or a ``TokenSource`` (e.g. ``TokenSource(file=...)``);
+                     default ``$PRICEGRID_TOKEN`` or ``$PRICEGRID_TOKEN_FILE``.
     ``options``      extra channel options, appended to (and overriding) the client's own.
     """
 
@@ -83,13 +101,14 @@ class FrontOfficeClient:
         retries: RetryConfig = RetryConfig(),
         channel: grpc.Channel | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        token: "str | TokenSource | None" = None,
         options: ChannelOptions = (),
     ) -> None:
         self.timeout = resolve_timeout(timeout, None)
         self.retries = retries
         self._owns_channel = channel is None
         if channel is None:
-            channel = _make_channel(target, credentials, channel_options(retries, extra=options))
+            channel = _make_channel(target, credentials, channel_options(retries, extra=options), token)
         self._channel = channel
         self._stub = pricing_pb2_grpc.PricingServiceStub(channel)
         self._mux = _StreamMux(self._stub, retries) if use_stream else None

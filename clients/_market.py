@@ -174,12 +174,13 @@ class MarketClient:
         retries: RetryConfig = RetryConfig(),
         channel: grpc.Channel | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        token=None,
         options: ChannelOptions = (),
     ) -> None:
         self.timeout = resolve_timeout(timeout, None)
         self._owns_channel = channel is None
         if channel is None:
-            channel = _make_channel(target, credentials, channel_options(retries, extra=options, max_message_bytes=-1))
+            channel = _make_channel(target, credentials, channel_options(retries, extra=options, max_message_bytes=-1), token)
         self._channel = channel
         self._stub = market_pb2_grpc.MarketDataServiceStub(channel)
 

@@ -326,6 +326,7 @@ class RiskClient:
         retries: RetryConfig = RetryConfig(),
         channel: grpc.Channel | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        token=None,
         options: ChannelOptions = (),
     ) -> None:
         if chunk_rows is not None and chunk_rows < 1:
@@ -341,7 +342,7 @@ class RiskClient:
         self.progress = progress
         self._owns_channel = channel is None
         if channel is None:
-            channel = _make_channel(target, credentials, channel_options(retries, max_message_bytes=-1, extra=options))
+            channel = _make_channel(target, credentials, channel_options(retries, max_message_bytes=-1, extra=options), token)
         self.channel = channel
         self._stub = pricing_pb2_grpc.PricingServiceStub(channel)
         # The batch methods take ready-made request bytes and report the response's size.

@@ -147,7 +147,8 @@ Design
    not finite get PG_NOT_FINITE.
 """
 
-from pg_common cimport input_bit
+from pg_common cimport input_bit, stop_block
+from libc.stdint cimport int64_t
 from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.math cimport isfinite
@@ -190,7 +191,7 @@ cdef extern from "pg_american.h" nogil:
     size_t pg_am_tree_work(int steps)
     Py_ssize_t pg_am_rows(int method, int scheme, int steps, double *work, const pg_am_inputs *inp,
                           const pg_am_divs *dv, Py_ssize_t start, Py_ssize_t m, const int *codes, int k,
-                          double *out, Py_ssize_t ldo, int *status)
+                          double *out, Py_ssize_t ldo, int *status, int64_t *stop)
     int pg_max_threads()
 
 if pg_am_init() != 0:
@@ -246,7 +247,8 @@ def price_batch(const int[::1] option_type not None,     # IN  OptionType codes 
                 int[::1] status not None,                # OUT n: pg_status.h bits
                 int threads, int method=1, int scheme=2, int tree_steps=801,
                 const double[::1] dividend_times=None,    # IN  d ex-times (years, in order), every row's
-                const double[::1] dividend_amounts=None):  # IN  d cash amounts, >= 0
+                const double[::1] dividend_amounts=None,   # IN  d cash amounts, >= 0
+                stop=None):                                # IN/OUT the stop block (pg_stop.h) or None
     """Price n = len(status) American options and the requested Greeks.
 
     Every input has length n or 1 (broadcast). ``out[j]`` receives measure ``measures[j]``
@@ -260,7 +262,9 @@ def price_batch(const int[::1] option_type not None,     # IN  OptionType codes 
     flat rate (design note 4); a row whose spot is not above their present value gets the
     spot's status bit. Runs on
     ``threads`` threads when ``threads > 1`` and ``n >= PARALLEL_THRESHOLD``. Returns the
-    number of rows whose status is not 0 (their outputs are NaN).
+    number of rows whose status is not 0 (their outputs are NaN). ``stop``: a stop block
+    (int64[3], pg_stop.h) polled before each row and within long trees; once it says stop,
+    the rows not done get PG_CANCELLED and NaN.
     """
     cdef Py_ssize_t n = status.shape[0]
     cdef Py_ssize_t k = measures.shape[0]
@@ -328,6 +332,7 @@ def price_batch(const int[::1] option_type not None,     # IN  OptionType codes 
     cdef double *out_p = &out[0, 0] if k > 0 else NULL
     cdef const int *codes = &measures[0] if k > 0 else NULL
     cdef int *status_p = &status[0]
+    cdef int64_t *stp = stop_block(stop)
     cdef int nthreads = threads if threads > 1 and n >= _PARALLEL_THRESHOLD else 1
     if nthreads > n:
         nthreads = <int>n
@@ -339,11 +344,11 @@ def price_batch(const int[::1] option_type not None,     # IN  OptionType codes 
         with nogil:
             if nthreads == 1:
                 nbad = pg_am_rows(method, scheme, steps, work, &inp, &dv, 0, n, codes, <int>k, out_p,
-                                  ldo, status_p)
+                                  ldo, status_p, stp)
             else:
                 for i in prange(n, num_threads=nthreads, schedule="dynamic"):
                     nbad += pg_am_rows(method, scheme, steps, work + threadid() * per_thread, &inp,
-                                       &dv, i, 1, codes, <int>k, out_p, ldo, status_p)
+                                       &dv, i, 1, codes, <int>k, out_p, ldo, status_p, stp)
     finally:
         free(work)
     return nbad

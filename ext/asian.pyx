@@ -73,10 +73,12 @@ Design
    row under Levy; PG_BAD_OPTION_TYPE; PG_BAD_STRIKE (not finite or <= 0); PG_BAD_TIME;
    PG_BAD_UNDERLYING; PG_BAD_RATE; PG_BAD_DIVIDEND; PG_BAD_VOL (not finite or <= 0);
    PG_BAD_FIXINGS (a time not finite, <= 0, not strictly increasing, or after the row's
-   expiry); PG_BAD_RUNNING (past_fixings < 0, elapsed not finite or < 0, or, where it is
-   used -- past_fixings > 0 or elapsed > 0 -- a running average not finite or < 0 for
-   arithmetic, <= 0 for geometric). running_average is not read for a row with no past
-   averaging; past_fixings is not read for continuous rows, elapsed not for discrete ones.
+   expiry); PG_BAD_RUNNING (a running average not finite or < 0; for a geometric row whose
+   averaging began -- past_fixings > 0 discrete, elapsed > 0 continuous -- also 0, as it is
+   logged); PG_BAD_PAST_FIXINGS (past_fixings < 0); PG_BAD_ELAPSED (elapsed not finite or
+   < 0). Each is checked on every row, also where the row does not read it (the average of
+   a new trade, past_fixings of a continuous row, elapsed of a discrete one): a value that
+   could not be read anywhere is refused, never ignored; a valid one is ignored there.
    A failed row has NaN in every output; valid inputs with a non-finite result get
    PG_NOT_FINITE. Malformed schedules (a negative count, counts that do not add up to
    len(fixing_times)) raise ValueError: they are array structure, not row data.

@@ -30,13 +30,14 @@ cdef extern from "pg_barrier.h" nogil:
                          double rate, double dividend_yield, double volatility)
     double pg_barrier_value(int barrier_type, int option_type, double strike, double time,
                             double barrier, double rebate, double monitoring_interval,
-                            double spot, double rate, double dividend_yield, double volatility)
+                            double spot, double rate, double dividend_yield, double volatility,
+                            int touched)
     int pg_touch_check(int touch_type, int direction, int payment, double cash, double barrier,
                        double time, double monitoring_interval, double spot, double rate,
                        double dividend_yield, double volatility)
     double pg_touch_value(int touch_type, int direction, int payment, double cash,
                           double barrier, double time, double monitoring_interval, double spot,
-                          double rate, double dividend_yield, double volatility)
+                          double rate, double dividend_yield, double volatility, int touched)
 
     ctypedef struct pg_cols:
         const int *ic[3]

@@ -18,6 +18,8 @@ Design
    its block's contents, never on the thread split or the cache. Blocks run on one thread
    below ``PARALLEL_THRESHOLD`` rows, else in a ``prange`` over blocks, GIL released. Work
    buffers grow on demand (a one-row call allocates a few tens of kB, no thread starts).
+   With a stop block (``stop``, pg_stop.h) each block polls for cancellation and the
+   deadline before it starts (a block is under a millisecond).
 3. Numerics:
    - Characteristic function of ln(S_T/F) in the "little Heston trap" form of H. Albrecher,
      P. Mayer, W. Schoutens and J. Tistaert, "The little Heston trap", Wilmott Magazine,
@@ -102,7 +104,8 @@ Design
    cap) get PG_NOT_FINITE.
 """
 
-from pg_common cimport input_bit
+from pg_common cimport input_bit, pg_stop_cut_rows, pg_stop_poll, stop_block
+from libc.stdint cimport int64_t
 from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 
@@ -172,7 +175,8 @@ def price_batch(const int[::1] option_type not None,     # IN  OptionType codes
                 const int[::1] measures not None,        # IN  k Measure codes
                 double[:, :] out not None,               # OUT (k, n): row j = measures[j]; rows contiguous
                 int[::1] status not None,                # OUT n: pg_status.h bits
-                int threads):
+                int threads,
+                stop=None):                              # IN/OUT the stop block (pg_stop.h) or None
     """Price n = len(status) European options under Heston, with the requested Greeks.
 
     Every input has length n or 1 (broadcast). ``out[j]`` receives measure ``measures[j]``
@@ -180,7 +184,9 @@ def price_batch(const int[::1] option_type not None,     # IN  OptionType codes
     may be apart (``out[:, a:b]`` of a wider array). Rows sharing (time, v0, kappa, theta,
     sigma, rho) share their characteristic-function evaluations. Runs on ``threads``
     threads when ``threads > 1`` and ``n >= PARALLEL_THRESHOLD``. Returns the number of
-    rows whose status is not 0 (their outputs are NaN).
+    rows whose status is not 0 (their outputs are NaN). ``stop``: a stop block (int64[3],
+    pg_stop.h) polled before each block of PG_HESTON_BLOCK rows (under a millisecond);
+    once it says stop, the blocks not done get PG_CANCELLED and NaN.
     """
     cdef Py_ssize_t n = status.shape[0]
     cdef Py_ssize_t k = measures.shape[0]
@@ -230,6 +236,7 @@ def price_batch(const int[::1] option_type not None,     # IN  OptionType codes
         out_p = &out[0, 0]
     cdef const int *meas_p = &measures[0] if k > 0 else NULL
     cdef int *status_p = &status[0]
+    cdef int64_t *stp = stop_block(stop)
 
     nblocks = (n + PG_HESTON_BLOCK - 1) // PG_HESTON_BLOCK
     cdef int nthreads = threads if threads > 1 and n >= _PARALLEL_THRESHOLD else 1
@@ -246,14 +253,20 @@ def price_batch(const int[::1] option_type not None,     # IN  OptionType codes
                 for blk in range(nblocks):
                     start = blk * PG_HESTON_BLOCK
                     m = <int>(n - start if n - start < PG_HESTON_BLOCK else PG_HESTON_BLOCK)
-                    nbad += pg_heston_block(&inp, start, m, meas_p, <int>k, out_p, ldo,
-                                            status_p, work)
+                    if pg_stop_poll(stp):
+                        nbad += pg_stop_cut_rows(status_p, out_p, ldo, <int>k, start, m)
+                    else:
+                        nbad += pg_heston_block(&inp, start, m, meas_p, <int>k, out_p, ldo,
+                                                status_p, work)
             else:
                 for blk in prange(nblocks, num_threads=nthreads, schedule="dynamic"):
                     start = blk * PG_HESTON_BLOCK
                     m = <int>(n - start if n - start < PG_HESTON_BLOCK else PG_HESTON_BLOCK)
-                    nbad += pg_heston_block(&inp, start, m, meas_p, <int>k, out_p, ldo,
-                                            status_p, &work[threadid()])
+                    if pg_stop_poll(stp):
+                        nbad += pg_stop_cut_rows(status_p, out_p, ldo, <int>k, start, m)
+                    else:
+                        nbad += pg_heston_block(&inp, start, m, meas_p, <int>k, out_p, ldo,
+                                                status_p, &work[threadid()])
         for t in range(nthreads):
             oom |= work[t].oom
     finally:

@@ -56,11 +56,13 @@ Design
    Units as common.proto. T = 0: intrinsic value, delta of the payoff with the extremum
    fixed (1/-1 floating, 0 fixed), other Greeks 0.
 5. Status (pg_status.h): PG_BAD_VARIANT strike_type not 1 (floating) or 2 (fixed);
-   PG_BAD_OPTION_TYPE; PG_BAD_STRIKE (fixed strike only: not finite or <= 0; a floating
-   row's strike is not read); PG_BAD_TIME; PG_BAD_UNDERLYING; PG_BAD_RATE; PG_BAD_DIVIDEND;
-   PG_BAD_VOL; PG_BAD_RUNNING: the extremum the row uses (the minimum for floating calls
-   and fixed puts, the maximum for floating puts and fixed calls) not finite, not > 0, or
-   on the wrong side of spot (min > spot, max < spot); the other extremum is not read. A
+   PG_BAD_OPTION_TYPE; PG_BAD_STRIKE (fixed strike: not finite or <= 0; a floating row does
+   not read its strike, which must still be finite and >= 0, 0 when unset); PG_BAD_TIME;
+   PG_BAD_UNDERLYING; PG_BAD_RATE; PG_BAD_DIVIDEND; PG_BAD_VOL; PG_BAD_RUNNING (the running
+   minimum) and PG_BAD_RUNNING_MAX (the running maximum): not finite, not > 0, or on the
+   wrong side of spot (min > spot, max < spot). Both extremes are checked on every row,
+   also the one the row does not read (the maximum for floating calls and fixed puts, the
+   minimum for floating puts and fixed calls): they are the same path's. A
    failed row has NaN in every output; valid inputs with a non-finite result get
    PG_NOT_FINITE.
 6. Accuracy and cost (tests/ext/test_lookback_kernel.py, bench/test_bench_asian.py): prices

@@ -23,6 +23,10 @@
  *    early exercise at every node; delta, gamma and theta from the nodes of steps 1 and 2.
  *    Discrete cash dividends (pg_am_divs, one schedule for the batch) by the escrowed
  *    model: the tree on S - PV(dividends), the exercise value on the actual spot.
+ * 5. Stopping (pg_stop.h): pg_am_rows polls the stop block before each row, and a tree polls
+ *    every PG_AM_POLL_NODES nodes of its backward walk (under a millisecond; a tree of
+ *    100,001 steps is seconds). A stopped tree returns NaN; the row, and every row after it,
+ *    gets PG_CANCELLED and NaN outputs.
  */
 #ifndef PG_AMERICAN_H
 #define PG_AMERICAN_H
@@ -31,6 +35,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "pg_black.h"   /* libmvec declarations, N(x), n(x), measure codes, input checks */
+#include "pg_stop.h"    /* cancellation and deadline */
+
+#define PG_AM_POLL_NODES (1 << 20)   /* tree nodes between stop polls (0.2-1 ms) */
 
 #define PG_AM_MAX_N 40          /* Chebyshev intervals */
 #define PG_AM_MAX_L 64          /* Gauss-Legendre nodes of the fixed-point integrals */
@@ -595,7 +602,8 @@ PG_INLINE double pg_am_div_pv(const pg_am_divs *dv, double tau, double T, double
  * that of the actual spot X_node + PV_tau(dividends in (tau, T]), both at the flat rate r;
  * without them every step is the plain tree's, bit for bit. */
 static double pg_am_tree(double w, double S, double K, double T, double r, double q,
-                         double sigma, int steps, double *work, double *g, const pg_am_divs *dv)
+                         double sigma, int steps, double *work, double *g, const pg_am_divs *dv,
+                         int64_t *stop)
 {
     const int N = steps;
     const double dt = T / N, sT = sigma * sqrt(T);
@@ -630,7 +638,13 @@ static double pg_am_tree(double w, double S, double K, double T, double r, doubl
         #pragma omp simd
         for (int j = 0; j <= N; ++j) Sj[j] = X * exp(j * lr);
     }
+    int64_t since_poll = 0;   /* nodes since the last stop poll */
     for (int i = N; i >= 0; --i) {
+        since_poll += i + 1;
+        if (since_poll >= PG_AM_POLL_NODES) {
+            since_poll = 0;
+            if (pg_stop_poll(stop)) return NAN;
+        }
         if (logs) {
             const double base = ls + i * ld;
             #pragma omp simd
@@ -748,6 +762,7 @@ typedef struct {
     int steps;                  /* tree steps (odd) */
     double *work;               /* pg_am_fp_work(sc) + pg_am_tree_work(steps) doubles */
     pg_am_divs dv;              /* cash dividends (tree only; n = 0 otherwise) */
+    int64_t *stop;              /* the stop block (pg_stop.h) or NULL */
 } pg_am_engine;
 
 /* Regime of an option (w = +1 call, -1 put) as the unit put it maps to. */
@@ -770,7 +785,7 @@ static __attribute__((noinline)) double pg_am_value(const pg_am_engine *e, int k
                           double r, double q, double sigma)
 {
     if (kind == PG_AM_KIND_TREE)
-        return pg_am_tree(w, S, K, T, r, q, sigma, e->steps, e->work + pg_am_fp_work(e->sc), NULL, &e->dv);
+        return pg_am_tree(w, S, K, T, r, q, sigma, e->steps, e->work + pg_am_fp_work(e->sc), NULL, &e->dv, e->stop);
     if (kind == PG_AM_KIND_EURO) {
         pg_black_terms t = pg_black_terms_of(PG_MODEL_BSM, w > 0.0 ? PG_CALL : PG_PUT, K, T, S, r, q, sigma);
         return t.price;
@@ -850,7 +865,7 @@ static int pg_am_row(const pg_am_engine *e, int option_type, double K, double T,
             double g[3];
             double *tw = e->work + pg_am_fp_work(e->sc);
             const double v0 = pg_am_tree(w, S, K, T, r, q, sigma, e->steps, tw,
-                                         (mask & ~PG_AM_BIT(PG_MEASURE_PRICE)) ? g : NULL, &e->dv);
+                                         (mask & ~PG_AM_BIT(PG_MEASURE_PRICE)) ? g : NULL, &e->dv, e->stop);
             o[PG_MEASURE_PRICE] = v0;
             if (mask & ~PG_AM_BIT(PG_MEASURE_PRICE)) {
                 o[PG_MEASURE_DELTA] = g[0];
@@ -910,6 +925,10 @@ static int pg_am_row(const pg_am_engine *e, int option_type, double K, double T,
                                                                    sigma, PG_AM_EPS_RATE);
         }
     }
+    if (pg_stop_seen(e->stop)) {   /* a tree was cut short: not a result */
+        for (int c = 1; c <= PG_MEASURE_MAX; ++c) o[c] = NAN;
+        return PG_CANCELLED;
+    }
     int finite = 1;
     for (int c = 1; c <= PG_MEASURE_DIVIDEND_RHO; ++c)
         if ((mask & PG_AM_BIT(c)) && !pg_finite(o[c])) finite = 0;
@@ -929,12 +948,14 @@ typedef struct {
 } pg_am_inputs;
 
 /* Rows [start, start + m): out[j * ldo + i] = measure codes[j] of row i. ``dv``: the cash
- * dividends every row shares (method tree; n = 0 for none). */
+ * dividends every row shares (method tree; n = 0 for none). ``stop``: the stop block
+ * (pg_stop.h) or NULL; once it says stop, the rows not done get PG_CANCELLED and NaN. */
 static ptrdiff_t pg_am_rows(int method, int scheme, int steps, double *work,
                             const pg_am_inputs *in, const pg_am_divs *dv, ptrdiff_t start, ptrdiff_t m,
-                            const int *codes, int k, double *out, ptrdiff_t ldo, int *status)
+                            const int *codes, int k, double *out, ptrdiff_t ldo, int *status,
+                            int64_t *stop)
 {
-    pg_am_engine eng = {method, &pg_am_schemes[scheme - 1], steps, work, *dv};
+    pg_am_engine eng = {method, &pg_am_schemes[scheme - 1], steps, work, *dv, stop};
     const pg_am_engine *e = &eng;
     int mask = 0;
     ptrdiff_t nbad = 0;
@@ -942,6 +963,10 @@ static ptrdiff_t pg_am_rows(int method, int scheme, int steps, double *work,
     const int bc = in->broadcast;
     for (ptrdiff_t i = start; i < start + m; ++i) {
         double o[PG_MEASURE_MAX + 1];
+        if (pg_stop_poll(stop)) {
+            nbad += pg_stop_cut_rows(status, out, ldo, k, i, 1);
+            continue;
+        }
         const int st = pg_am_row(e, in->option_type[(bc & PG_IN_OPTION_TYPE) ? 0 : i],
                                  in->strike[(bc & PG_IN_STRIKE) ? 0 : i],
                                  in->time[(bc & PG_IN_TIME) ? 0 : i],

@@ -270,17 +270,20 @@ static inline int pg_asian_terms_of(pg_asian_terms *t, int averaging, int option
     st |= pg_finite(r) ? 0 : PG_BAD_RATE;
     st |= pg_finite(q) ? 0 : PG_BAD_DIVIDEND;
     st |= pg_check_vol(vol);
-    /* a running average must be a finite price (> 0 for a geometric one: it is logged) */
-    const int running_ok = geometric ? (running > 0.0 && running <= PG_DBL_MAX)
-                                     : (running >= 0.0 && running <= PG_DBL_MAX);
+    /* The path's state is checked whether or not this row reads it (a discrete row does not
+     * read elapsed, a continuous one not past_fixings, a new trade not the average): a
+     * running average is a finite price >= 0 (> 0 for a geometric one once it is read: it
+     * is logged); past fixings and elapsed time are >= 0. */
+    const int begun = discrete ? (past > 0) : (elapsed > 0.0);
+    const int running_ok = (running >= 0.0 && running <= PG_DBL_MAX)
+                           && !(geometric && begun && !(running > 0.0));
+    st |= running_ok ? 0 : PG_BAD_RUNNING;
+    st |= (past >= 0) ? 0 : PG_BAD_PAST_FIXINGS;
+    st |= (elapsed >= 0.0 && elapsed <= PG_DBL_MAX) ? 0 : PG_BAD_ELAPSED;
     if (discrete) {
         st |= (sched->ok && (!time_ok || sched->last <= T)) ? 0 : PG_BAD_FIXINGS;
-        st |= (past >= 0 && (past == 0 || running_ok)) ? 0 : PG_BAD_RUNNING;
         /* Levy's approximation is for continuous averaging only */
         st |= (!geometric && method == PG_ASIAN_LEVY) ? PG_BAD_VARIANT : 0;
-    } else {
-        st |= (elapsed >= 0.0 && elapsed <= PG_DBL_MAX && (elapsed == 0.0 || running_ok))
-                  ? 0 : PG_BAD_RUNNING;
     }
 
     const double b = r - q, s2 = vol * vol;

@@ -54,8 +54,19 @@
  *    discrete barrier options", Math. Finance 7(4), 1997, pp. 325-349; the paper rounds
  *    beta to 0.5826). Applied to the whole price, rebates and touch payments included
  *    (for those the correction is the same heuristic, not a theorem), and whatever T/dt.
- *    T = 0: knock-out = intrinsic (spot is strictly on the live side, so not hit),
- *    knock-in = R; one-touch 0, no-touch Q.
+ *    T = 0: knock-out = intrinsic (spot on the live side, so not hit), knock-in = R;
+ *    one-touch 0, no-touch Q.
+ *    Spot at the barrier (S == H, exactly): the barrier is touched now, whatever the
+ *    monitoring (the trigger is "at or beyond", observed at valuation). A knock-in is then
+ *    the vanilla (A, its rebate no longer due), a knock-out its rebate R paid now (at the hit,
+ *    undiscounted; 0 without one); a one-touch pays Q now (at hit) or Q DF (at expiry), a
+ *    no-touch 0. The state is the row's, not the bump's: the Greeks of a touched row are
+ *    those of its vanilla (knock-in), of Q DF (one-touch at expiry: rho and theta) or 0.
+ *    Under continuous monitoring this is the limit S -> H of the formulas (a path started an
+ *    epsilon from H hits it at once); tests/ext/test_barrier_kernel.py checks both. Spot
+ *    beyond the barrier stays refused (PG_BAD_BARRIER): it says that the barrier type or
+ *    level is wrong, not that the barrier was touched (a knock-out with a rebate would
+ *    otherwise price a typo silently).
  *    Limitation: lambda is real only when mu^2 + 2 r/vol^2 >= 0 (always for r >= 0); a
  *    knock-out with R > 0 or a one-touch paid at the hit outside that (negative rates) has no
  *    closed form here and gets PG_NOT_FINITE (as QuantLib, which returns NaN there).
@@ -78,8 +89,8 @@
  *    Greek 0.
  * 5. Status: PG_BAD_VARIANT for an unknown barrier/touch type, direction or payment (and a
  *    no-touch not paid at expiry); PG_BAD_OPTION_TYPE; the usual market bits; PG_BAD_BARRIER
- *    (H not finite, not > 0, or not strictly on its side of spot: down H < S, up H > S, the
- *    side only checked against a valid spot and type); PG_BAD_REBATE (R or Q not finite or
+ *    (H not finite, not > 0, or beyond the spot: down H > S, up H < S, the side only
+ *    checked against a valid spot and type; H == S is touched, note 3); PG_BAD_REBATE (R or Q not finite or
  *    < 0); PG_BAD_MONITORING (dt not finite or < 0). Valid rows whose price or a requested
  *    measure is not finite get PG_NOT_FINITE. Every output of a failed row is NaN.
  */
@@ -159,13 +170,16 @@ PG_INLINE int pg_check_monitoring(double dt)
     return (dt >= 0.0 && dt <= PG_DBL_MAX) ? 0 : PG_BAD_MONITORING;
 }
 
-/* H finite, > 0 and strictly on its side of a valid spot (down: H < S, up: H > S). */
+/* H finite, > 0 and not beyond a valid spot (down: H <= S, up: H >= S; H == S is touched). */
 PG_INLINE int pg_check_barrier_side(double H, double S, int spot_ok, int side_known, int down)
 {
     int ok = (H > 0.0 && H <= PG_DBL_MAX);
-    ok &= (spot_ok && side_known) ? (down ? (H < S) : (H > S)) : 1;
+    ok &= (spot_ok && side_known) ? (down ? (H <= S) : (H >= S)) : 1;
     return ok ? 0 : PG_BAD_BARRIER;
 }
+
+/* The barrier is touched now: spot exactly at it (note 3). */
+PG_INLINE int pg_touched(double H, double S) { return S == H; }
 
 /* e^a N(x) without overflow of e^a when N(x) underflows (see the note, 3.). */
 PG_INLINE double pg_exp_ncdf(double a, double x)
@@ -272,9 +286,10 @@ PG_INLINE double pg_barrier_knock_in(double phieta, int beyond, double A, double
     return (phieta > 0.0) ? same : other;
 }
 
-/* The price of one row whose status is 0. */
+/* The price of one row whose status is 0; `touched`: the barrier was hit (note 3). */
 PG_INLINE double pg_barrier_value(int btype, int option_type, double K, double T, double H,
-                                  double R, double dt, double S, double r, double q, double vol)
+                                  double R, double dt, double S, double r, double q, double vol,
+                                  int touched)
 {
     const int in = (btype == PG_BARRIER_DOWN_IN || btype == PG_BARRIER_UP_IN);
     const int down = (btype <= PG_BARRIER_DOWN_OUT);
@@ -304,16 +319,19 @@ PG_INLINE double pg_barrier_value(int btype, int option_type, double K, double T
     v += (R != 0.0) ? rebate : 0.0;
 
     const double intrinsic = pg_max(phi * (S - K), 0.0);
-    return (T == 0.0) ? (in ? R : intrinsic) : v;
+    const double live = (T == 0.0) ? (in ? R : intrinsic) : v;
+    const double hit = in ? ((T == 0.0) ? intrinsic : A) : R;
+    return touched ? hit : live;
 }
 
-/* d(price)/dS at T = 0 (the payoff's slope; half at S == K). */
-PG_INLINE double pg_barrier_expiry_delta(int btype, int option_type, double K, double S)
+/* d(price)/dS at T = 0 (the payoff's slope; half at S == K): the vanilla's for a live
+ * knock-out and a touched knock-in, else 0. */
+PG_INLINE double pg_barrier_expiry_delta(int btype, int option_type, double K, double S, int touched)
 {
     const int in = (btype == PG_BARRIER_DOWN_IN || btype == PG_BARRIER_UP_IN);
     const double phi = (option_type == PG_PUT) ? -1.0 : 1.0;
     const double step = (phi * (S - K) > 0.0) ? 1.0 : ((S == K) ? 0.5 : 0.0);
-    return in ? 0.0 : phi * step;
+    return (in == (touched != 0)) ? phi * step : 0.0;
 }
 
 /* Log-spot scale of the price, for the finite-difference steps (see the note, 4.). */
@@ -343,9 +361,10 @@ PG_INLINE int pg_touch_check(int touch, int direction, int payment, double Q, do
     return s;
 }
 
-/* The price of one row whose status is 0. */
+/* The price of one row whose status is 0; `touched`: the barrier was hit (note 3). */
 PG_INLINE double pg_touch_value(int touch, int direction, int payment, double Q, double H,
-                                double T, double dt, double S, double r, double q, double vol)
+                                double T, double dt, double S, double r, double q, double vol,
+                                int touched)
 {
     const int down = (direction != PG_DIRECTION_UP);
     const double eta = down ? 1.0 : -1.0;
@@ -358,7 +377,9 @@ PG_INLINE double pg_touch_value(int touch, int direction, int payment, double Q,
         v = pg_rr_hit_at_hit(&t, eta);
     else
         v = pg_rr_hit_at_expiry(&t, eta);
-    return (T == 0.0) ? ((touch == PG_TOUCH_NO) ? Q : 0.0) : Q * v;
+    const double live = (T == 0.0) ? ((touch == PG_TOUCH_NO) ? Q : 0.0) : Q * v;
+    const double hit = (touch == PG_TOUCH_NO) ? 0.0 : ((payment == PG_PAY_AT_HIT) ? Q : Q * t.DF);
+    return touched ? hit : live;
 }
 
 PG_INLINE double pg_touch_scale(double T, double r, double q, double vol)
@@ -601,6 +622,7 @@ typedef struct {
     pg_fd_steps st;
     PG_ALIGNED double price[PG_BARRIER_BLOCK], expiry_delta[PG_BARRIER_BLOCK];
     PG_ALIGNED int expiry[PG_BARRIER_BLOCK], status[PG_BARRIER_BLOCK];
+    PG_ALIGNED int touched[PG_BARRIER_BLOCK];   /* the barrier was hit: bumps keep the state */
 } pg_fd_block;
 
 /* ------------------------------------------------------------------ single-barrier block */
@@ -619,11 +641,12 @@ static void pg_barrier_eval(const void *ctx, int m, int o, double kS, double kT,
                  *r = b->c.D[PG_SB_RATE], *q = b->c.D[PG_SB_Q], *vol = b->c.D[PG_SB_VOL];
     const double *hS = b->st.hS[o], *hT = b->st.hT[o], *hr = b->st.hr[o], *hq = b->st.hq[o],
                  *hv = b->st.hv[o];
+    const int *hit = b->touched;
     #pragma omp simd
     for (int i = 0; i < m; i++)
         v[i] = pg_barrier_value(bt[i], ot[i], K[i], T[i] + kT * hT[i], H[i], R[i], dt[i],
                                 S[i] + kS * hS[i], r[i] + kr * hr[i], q[i] + kq * hq[i],
-                                vol[i] + kv * hv[i]);
+                                vol[i] + kv * hv[i], hit[i]);
 }
 
 /* Rows [start, start + m) of a batch: out[j * ldo + row] = measures[j], status[row].
@@ -643,10 +666,11 @@ static ptrdiff_t pg_barrier_block(const pg_cols *in, ptrdiff_t start, int m, con
     for (int i = 0; i < mc; i++) {
         b->status[i] = pg_barrier_check(bt[i], ot[i], K[i], T[i], H[i], R[i], dt[i], S[i],
                                         r[i], q[i], vol[i]);
+        b->touched[i] = pg_touched(H[i], S[i]);
         b->price[i] = pg_barrier_value(bt[i], ot[i], K[i], T[i], H[i], R[i], dt[i], S[i],
-                                       r[i], q[i], vol[i]);
+                                       r[i], q[i], vol[i], b->touched[i]);
         b->expiry[i] = (T[i] == 0.0);
-        b->expiry_delta[i] = pg_barrier_expiry_delta(bt[i], ot[i], K[i], S[i]);
+        b->expiry_delta[i] = pg_barrier_expiry_delta(bt[i], ot[i], K[i], S[i], b->touched[i]);
         pg_fd_set_steps(&b->st, i, S[i], T[i], vol[i], pg_barrier_scale(T[i], r[i], q[i], vol[i]));
     }
     const int nonfinite = pg_fd_measures(pg_barrier_eval, b, mc, m, &b->st, b->price, b->expiry,
@@ -669,11 +693,12 @@ static void pg_touch_eval(const void *ctx, int m, int o, double kS, double kT, d
                  *q = b->c.D[PG_TO_DIV], *vol = b->c.D[PG_TO_VOL];
     const double *hS = b->st.hS[o], *hT = b->st.hT[o], *hr = b->st.hr[o], *hq = b->st.hq[o],
                  *hv = b->st.hv[o];
+    const int *hit = b->touched;
     #pragma omp simd
     for (int i = 0; i < m; i++)
         v[i] = pg_touch_value(tt[i], dir[i], pay[i], Q[i], H[i], T[i] + kT * hT[i], dt[i],
                               S[i] + kS * hS[i], r[i] + kr * hr[i], q[i] + kq * hq[i],
-                              vol[i] + kv * hv[i]);
+                              vol[i] + kv * hv[i], hit[i]);
 }
 
 static ptrdiff_t pg_touch_block(const pg_cols *in, ptrdiff_t start, int m, const int *measures,
@@ -691,8 +716,9 @@ static ptrdiff_t pg_touch_block(const pg_cols *in, ptrdiff_t start, int m, const
     for (int i = 0; i < mc; i++) {
         b->status[i] = pg_touch_check(tt[i], dir[i], pay[i], Q[i], H[i], T[i], dt[i], S[i],
                                       r[i], q[i], vol[i]);
+        b->touched[i] = pg_touched(H[i], S[i]);
         b->price[i] = pg_touch_value(tt[i], dir[i], pay[i], Q[i], H[i], T[i], dt[i], S[i],
-                                     r[i], q[i], vol[i]);
+                                     r[i], q[i], vol[i], b->touched[i]);
         b->expiry[i] = (T[i] == 0.0);
         b->expiry_delta[i] = 0.0;
         pg_fd_set_steps(&b->st, i, S[i], T[i], vol[i], pg_touch_scale(T[i], r[i], q[i], vol[i]));

@@ -26,8 +26,9 @@
  *    T = 0: price = payout times the step 1{phi (S - K) > 0} (1/2 at S == K); delta =
  *    e^{-qT} dA/dS times the step (asset and gap legs); every other Greek 0.
  * 4. Status: PG_BAD_VARIANT (payoff not 1, 2, 3), PG_BAD_OPTION_TYPE, PG_BAD_STRIKE, the
- *    market bits, PG_BAD_REBATE (cash-or-nothing Q not finite or < 0; not read otherwise),
- *    PG_BAD_PAYOFF_STRIKE (gap K2 not finite; not read otherwise). Valid rows whose price
+ *    market bits, PG_BAD_REBATE (Q not finite or < 0), PG_BAD_PAYOFF_STRIKE (K2 not finite
+ *    or < 0): both checked on every row, also where the payoff does not read them (Q is
+ *    cash-or-nothing's, K2 the gap's), so that no value is ignored silently. Valid rows whose price
  *    or a requested measure is not finite get PG_NOT_FINITE; failed rows are NaN.
  */
 #ifndef PG_DIGITAL_H
@@ -46,8 +47,9 @@ PG_INLINE int pg_digital_check(int payoff, int option_type, double K, double T, 
     s |= (payoff >= PG_DIGITAL_CASH && payoff <= PG_DIGITAL_GAP) ? 0 : PG_BAD_VARIANT;
     s |= (option_type == PG_CALL || option_type == PG_PUT) ? 0 : PG_BAD_OPTION_TYPE;
     s |= (K > 0.0 && K <= PG_DBL_MAX) ? 0 : PG_BAD_STRIKE;
-    s |= (payoff != PG_DIGITAL_CASH || (Q >= 0.0 && Q <= PG_DBL_MAX)) ? 0 : PG_BAD_REBATE;
-    s |= (payoff != PG_DIGITAL_GAP || pg_finite(K2)) ? 0 : PG_BAD_PAYOFF_STRIKE;
+    /* cash and payoff strike are checked whether or not the payoff reads them */
+    s |= (Q >= 0.0 && Q <= PG_DBL_MAX) ? 0 : PG_BAD_REBATE;
+    s |= (K2 >= 0.0 && K2 <= PG_DBL_MAX) ? 0 : PG_BAD_PAYOFF_STRIKE;
     return s;
 }
 

@@ -57,12 +57,16 @@
  *    the driftless walk times the largest Girsanov weight, m = max(|nu|, |nu + vol^2|)/vol^2),
  *    and the row gets KO = 0 if that bound is below e^{-745} (always, but for drifts of
  *    thousands of vols), else PG_NOT_FINITE.
- *    T = 0: KO = intrinsic (spot strictly inside), KI = 0.
+ *    T = 0: KO = intrinsic (spot inside), KI = 0.
+ *    Spot at a barrier (S == L or S == U, exactly): touched now (pg_barrier.h, note 3): the
+ *    knock-out is worth 0 (no rebate), the knock-in is the European; the state is the row's,
+ *    so the Greeks are the European's or 0. Under continuous monitoring this is the limit of
+ *    the series as S approaches a barrier.
  * 4. Greeks: pg_barrier.h, 4., with the log-spot scale min(s, W, 1/(1 + |mu1|)) for
  *    knock-outs and min(s, 1/(1 + |mu1|)) for knock-ins (pg_double_barrier_scale).
  * 5. Status: PG_BAD_VARIANT (knock not 1 or 2), PG_BAD_OPTION_TYPE, PG_BAD_STRIKE, the market
- *    bits, PG_BAD_BARRIER (L not finite, not > 0, or not < a valid spot), PG_BAD_UPPER_BARRIER
- *    (U not finite, not > a valid spot, or not > a valid L); PG_NOT_FINITE as in pg_barrier.h.
+ *    bits, PG_BAD_BARRIER (L not finite, not > 0, or above a valid spot), PG_BAD_UPPER_BARRIER
+ *    (U not finite, below a valid spot, or not > a valid L); PG_NOT_FINITE as in pg_barrier.h.
  */
 #ifndef PG_DOUBLE_BARRIER_H
 #define PG_DOUBLE_BARRIER_H
@@ -95,9 +99,9 @@ PG_INLINE int pg_double_barrier_check(int knock, int option_type, double K, doub
     s |= (option_type == PG_CALL || option_type == PG_PUT) ? 0 : PG_BAD_OPTION_TYPE;
     s |= (K > 0.0 && K <= PG_DBL_MAX) ? 0 : PG_BAD_STRIKE;
     int l_ok = (L > 0.0 && L <= PG_DBL_MAX);
-    l_ok &= spot_ok ? (L < S) : 1;
+    l_ok &= spot_ok ? (L <= S) : 1;   /* L == S or U == S: touched (note 3) */
     int u_ok = (U > 0.0 && U <= PG_DBL_MAX);
-    u_ok &= spot_ok ? (U > S) : 1;
+    u_ok &= spot_ok ? (U >= S) : 1;
     u_ok &= l_ok ? (U > L) : 1;
     s |= l_ok ? 0 : PG_BAD_BARRIER;
     s |= u_ok ? 0 : PG_BAD_UPPER_BARRIER;
@@ -242,6 +246,12 @@ PG_INLINE double pg_db_value_of(const pg_db_row *w, double p1, double p0, double
     return w->expiry ? (w->in ? 0.0 : w->intrinsic) : v;
 }
 
+/* The price of a row whose barrier was touched (note 3): the European, or 0. */
+PG_INLINE double pg_db_touched_value(const pg_db_row *w)
+{
+    return w->in ? (w->expiry ? w->intrinsic : w->euro) : 0.0;
+}
+
 /* The price of one row whose status is 0. */
 PG_INLINE double pg_double_barrier_value(int knock, int option_type, double K, double T,
                                          double L, double U, double S, double r, double q,
@@ -263,15 +273,18 @@ PG_INLINE double pg_double_barrier_value(int knock, int option_type, double K, d
             p0 += t0;
         }
     }
-    return pg_db_value_of(&w, p1, p0, sum);
+    const int touched = pg_touched(L, S) || pg_touched(U, S);
+    return touched ? pg_db_touched_value(&w) : pg_db_value_of(&w, p1, p0, sum);
 }
 
-PG_INLINE double pg_double_barrier_expiry_delta(int knock, int option_type, double K, double S)
+PG_INLINE double pg_double_barrier_expiry_delta(int knock, int option_type, double K, double S,
+                                                int touched)
 {
     const double phi = (option_type == PG_PUT) ? -1.0 : 1.0;
     const double step = (phi * (S - K) > 0.0) ? 1.0 : ((S == K) ? 0.5 : 0.0);
-    return (knock == PG_KNOCK_IN) ? 0.0 : phi * step;
+    return ((knock == PG_KNOCK_IN) == (touched != 0)) ? phi * step : 0.0;
 }
+
 
 /* Log-spot scale of the price (pg_barrier.h, 4.). A knock-in is the European minus the
  * knock-out: where W < s the knock-out is below e^{-pi^2/2} of the scale and its own
@@ -454,10 +467,12 @@ static void pg_double_barrier_eval(const void *ctx, int m, int o, double kS, dou
         for (int j = 0; j < n; j++) b->sum[idx[j]] = b->a1[j];
     }
 
+    const int *hit = b->f.touched;
     #pragma omp simd
     for (int i = 0; i < m; i++) {
         const pg_db_row w = pg_db_load(rows, i);
-        v[i] = pg_db_value_of(&w, b->p1[i], b->p0[i], b->sum[i]);
+        const double live = pg_db_value_of(&w, b->p1[i], b->p0[i], b->sum[i]);
+        v[i] = hit[i] ? pg_db_touched_value(&w) : live;
     }
 }
 
@@ -479,7 +494,8 @@ static ptrdiff_t pg_double_barrier_block(const pg_cols *in, ptrdiff_t start, int
         f->status[i] = pg_double_barrier_check(kn[i], ot[i], K[i], T[i], L[i], U[i], S[i], r[i],
                                                q[i], vol[i]);
         f->expiry[i] = (T[i] == 0.0);
-        f->expiry_delta[i] = pg_double_barrier_expiry_delta(kn[i], ot[i], K[i], S[i]);
+        f->touched[i] = pg_touched(L[i], S[i]) || pg_touched(U[i], S[i]);
+        f->expiry_delta[i] = pg_double_barrier_expiry_delta(kn[i], ot[i], K[i], S[i], f->touched[i]);
         pg_fd_set_steps(&f->st, i, S[i], T[i], vol[i],
                         pg_double_barrier_scale(kn[i], T[i], L[i], U[i], r[i], q[i], vol[i]));
     }

@@ -94,17 +94,20 @@ PG_INLINE int pg_lookback_check(int strike_type, int option_type, double strike,
     const int call = (option_type == PG_CALL);
     st |= (strike_type == PG_LOOKBACK_FLOATING || fixed) ? 0 : PG_BAD_VARIANT;
     st |= (call || option_type == PG_PUT) ? 0 : PG_BAD_OPTION_TYPE;
-    st |= (!fixed || (strike > 0.0 && strike <= PG_DBL_MAX)) ? 0 : PG_BAD_STRIKE;
+    /* a floating strike row does not read the strike: it may be 0 (unset), never non-finite
+     * or negative */
+    st |= (fixed ? (strike > 0.0 && strike <= PG_DBL_MAX) : (strike >= 0.0 && strike <= PG_DBL_MAX))
+              ? 0 : PG_BAD_STRIKE;
     st |= (T >= 0.0 && T <= PG_DBL_MAX) ? 0 : PG_BAD_TIME;
     st |= (S > 0.0 && S <= PG_DBL_MAX) ? 0 : PG_BAD_UNDERLYING;
     st |= pg_finite(r) ? 0 : PG_BAD_RATE;
     st |= pg_finite(q) ? 0 : PG_BAD_DIVIDEND;
     st |= pg_check_vol(vol);
-    /* the extremum the row uses: the minimum for floating calls and fixed puts */
-    const int uses_min = (fixed != call);
-    const int ext_ok = uses_min ? (mn > 0.0 && mn <= PG_DBL_MAX && !(mn > S))
-                                : (mx > 0.0 && mx <= PG_DBL_MAX && !(mx < S));
-    st |= ext_ok ? 0 : PG_BAD_RUNNING;
+    /* both extremes, the one the row reads (the minimum for floating calls and fixed puts)
+     * and the other: finite, > 0 and on their side of the spot (min <= S <= max) */
+    const int spot_ok = (S > 0.0 && S <= PG_DBL_MAX);
+    st |= (mn > 0.0 && mn <= PG_DBL_MAX && !(spot_ok && mn > S)) ? 0 : PG_BAD_RUNNING;
+    st |= (mx > 0.0 && mx <= PG_DBL_MAX && !(spot_ok && mx < S)) ? 0 : PG_BAD_RUNNING_MAX;
     return st;
 }
 

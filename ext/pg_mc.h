@@ -14,6 +14,10 @@
  *    pairwise update) into per-replicate statistics, and pg_mc_finish turns those into
  *    the estimate and its standard error. A row's result depends only on its own inputs,
  *    the settings and the seed: not on the thread count, not on its place in the batch.
+ *    Stopping (pg_stop.h, st->stop): pg_mc_unit polls every PG_MC_POLL_STEPS chunk-steps
+ *    (a chunk's path steps counted across chunks; ~0.2-2 ms of work) and returns early when
+ *    stopped; the row loops poll between rows and units. A row cut short is then given
+ *    PG_CANCELLED by the caller (its statistics are partial and never stored).
  * 3. Per chunk, a step of the path updates each *path class* (a set of model parameters and
  *    a time grid: base, vol up/down, expiry down/up for theta), then each *scenario* (a
  *    class plus spot, rate and dividend yield: the base, and the bumps each Greek needs)
@@ -31,6 +35,7 @@
 #include "pg_status.h"
 #include "pg_inputs.h"     /* pg_check_inputs, PG_DBL_MAX */
 #include "pg_mc_rng.h"     /* Philox, Box-Muller, Sobol, pg_normal.h */
+#include "pg_stop.h"       /* cancellation and deadline */
 
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__GLIBC__) && !defined(__FAST_MATH__) \
     && !defined(PG_NO_LIBMVEC) && __GLIBC_PREREQ(2, 35)
@@ -64,6 +69,11 @@ static inline int pg_mc_max_threads(void) { return 1; }
 #define PG_MC_REPLICATES   16       /* independent digital shifts of the Sobol points */
 #define PG_MC_MAX_STEPS    (1 << 20)
 #define PG_MC_MIN_PATHS    32
+/* stop polls (pg_stop.h): every PG_MC_POLL_STEPS chunk-steps of a unit (64 lanes x 256 steps
+ * is 0.1-2 ms of work, by product and measures), every PG_MC_POLL_UNITS units of a row (a
+ * one-step unit is ~10-20 us); both powers of two */
+#define PG_MC_POLL_STEPS   256
+#define PG_MC_POLL_UNITS   64
 #define PG_MC_NCLASS       5
 #define PG_MC_NSCEN        14
 #define PG_MC_NMEASURE     7
@@ -174,6 +184,8 @@ typedef struct {
     /* requested measures */
     int nmeas;
     const int *meas;
+    /* the stop block (pg_stop.h) or NULL */
+    int64_t *stop;
     /* derived (pg_mc_settings_derive) */
     int64_t draws;            /* independent draws: paths, or ceil(paths / 2) antithetic pairs */
     int replicates;           /* 1, or PG_MC_REPLICATES with Sobol */
@@ -204,6 +216,7 @@ typedef struct {
     double run, elapsed;
     double H, R, mon;
     double rmin, rmax;
+    int touched;              /* barrier: spot at it, hit now (a knock-in then runs as European) */
 } pg_mc_row;
 
 #define PG_MC_AT(col, bit, i) ((col)[(in->broadcast & (bit)) ? 0 : (i)])
@@ -242,6 +255,11 @@ static inline void pg_mc_load_row(const pg_mc_inputs *in, const pg_mc_settings *
         row->H = PG_MC_AT(in->barrier, PG_MC_IN_BARRIER, i);
         row->R = PG_MC_AT(in->rebate, PG_MC_IN_REBATE, i);
         row->mon = PG_MC_AT(in->monitoring, PG_MC_IN_MONITORING, i);
+        /* spot at the barrier: touched now (ext/pg_barrier.h, note 3); a knock-in is the
+         * European from here, a knock-out its rebate (pg_mc_expiry) */
+        row->touched = (row->S0 == row->H);
+        if (row->touched && (row->variant == PG_MC_DOWN_IN || row->variant == PG_MC_UP_IN))
+            row->product = PG_MC_EUROPEAN;
     } else if (in->product == PG_MC_LOOKBACK) {
         row->rmin = PG_MC_AT(in->run_min, PG_MC_IN_RUN_MIN, i);
         row->rmax = PG_MC_AT(in->run_max, PG_MC_IN_RUN_MAX, i);
@@ -270,9 +288,15 @@ static inline int pg_mc_check_row(const pg_mc_row *row)
     if (row->product == PG_MC_ASIAN) {
         if (row->variant != PG_MC_ARITHMETIC && row->variant != PG_MC_GEOMETRIC)
             s |= PG_BAD_VARIANT;
-        /* a running average: >= 0 arithmetic, > 0 geometric (pricegrid.ext.asian's rule) */
-        const int run_ok = (row->variant == PG_MC_GEOMETRIC)
-                               ? pg_mc_pos(row->run) : (row->run >= 0.0 && row->run <= PG_DBL_MAX);
+        /* the path's state, checked whether or not the row reads it (pricegrid.ext.asian's
+         * rule): a running average finite and >= 0 (> 0 for a geometric one whose averaging
+         * began), past fixings >= 0, elapsed time finite and >= 0 */
+        const int begun = row->nfix > 0 ? row->past > 0 : row->elapsed > 0.0;
+        const int run_ok = (row->run >= 0.0 && row->run <= PG_DBL_MAX)
+                           && !(row->variant == PG_MC_GEOMETRIC && begun && !(row->run > 0.0));
+        s |= run_ok ? 0 : PG_BAD_RUNNING;
+        s |= row->past >= 0 ? 0 : PG_BAD_PAST_FIXINGS;
+        s |= (row->elapsed >= 0.0 && row->elapsed <= PG_DBL_MAX) ? 0 : PG_BAD_ELAPSED;
         if (row->nfix < 0) {
             s |= PG_BAD_FIXINGS;
         } else if (row->nfix > 0) {
@@ -285,16 +309,8 @@ static inline int pg_mc_check_row(const pg_mc_row *row)
                 }
                 prev = t;
             }
-            if (row->past < 0 || (row->past > 0 && !run_ok))
-                s |= PG_BAD_RUNNING;
-        } else {
-            /* continuous averaging over [-elapsed, T] */
-            if (!(row->elapsed >= 0.0 && row->elapsed <= PG_DBL_MAX))
-                s |= PG_BAD_RUNNING;
-            else if (row->elapsed > 0.0 && !run_ok)
-                s |= PG_BAD_RUNNING;
         }
-    } else if (row->product == PG_MC_BARRIER) {
+    } else if (row->product == PG_MC_BARRIER || row->touched) {
         const int v = row->variant;
         if (v < PG_MC_DOWN_IN || v > PG_MC_UP_OUT) {
             s |= PG_BAD_VARIANT;
@@ -302,7 +318,7 @@ static inline int pg_mc_check_row(const pg_mc_row *row)
             const int down = v == PG_MC_DOWN_IN || v == PG_MC_DOWN_OUT;
             int ok = pg_mc_pos(row->H);
             if (ok && spot_ok)
-                ok = down ? row->H < row->S0 : row->H > row->S0;
+                ok = down ? row->H <= row->S0 : row->H >= row->S0;   /* ==: touched */
             s |= ok ? 0 : PG_BAD_BARRIER;
         }
         s |= (row->R >= 0.0 && row->R <= PG_DBL_MAX) ? 0 : PG_BAD_REBATE;
@@ -310,14 +326,13 @@ static inline int pg_mc_check_row(const pg_mc_row *row)
     } else if (row->product == PG_MC_LOOKBACK) {
         if (row->variant != PG_MC_FLOATING && row->variant != PG_MC_FIXED)
             s |= PG_BAD_VARIANT;
-        /* only the extremum the payoff uses is read (as pricegrid.ext.lookback): the maximum
-         * for floating puts and fixed calls, the minimum for floating calls and fixed puts */
-        const int use_max = (row->variant == PG_MC_FLOATING) == (row->w < 0.0);
-        const double ext = use_max ? row->rmax : row->rmin;
-        int ok = pg_mc_pos(ext);
-        if (ok && spot_ok)
-            ok = use_max ? row->S0 <= ext : ext <= row->S0;
-        s |= ok ? 0 : PG_BAD_RUNNING;
+        /* both extremes, also the one the payoff does not read (as pricegrid.ext.lookback):
+         * finite, > 0, min <= spot <= max */
+        s |= (pg_mc_pos(row->rmin) && !(spot_ok && row->rmin > row->S0)) ? 0 : PG_BAD_RUNNING;
+        s |= (pg_mc_pos(row->rmax) && !(spot_ok && row->rmax < row->S0)) ? 0 : PG_BAD_RUNNING_MAX;
+        /* a floating strike is not read: finite and >= 0 (0 when unset) */
+        if (row->variant == PG_MC_FLOATING)
+            s |= (row->K >= 0.0 && row->K <= PG_DBL_MAX) ? 0 : PG_BAD_STRIKE;
     }
     return s;
 }
@@ -1319,6 +1334,7 @@ static inline void pg_mc_unit(const pg_mc_row *row, const pg_mc_settings *st, in
 
     for (int j = 0; j < st->nmeas; j++)
         out[j * PG_MC_NSTAT] = 0.0;
+    int64_t since_poll = 0;    /* chunk-steps since the last stop poll */
 
     /* One step, one normal per draw, pseudo-random (a GBM European): the block's normals in
      * one call, so Philox and Box-Muller run over full batches instead of one chunk's 32
@@ -1362,6 +1378,12 @@ static inline void pg_mc_unit(const pg_mc_row *row, const pg_mc_settings *st, in
     }
 
     for (int64_t d0 = d_begin; d0 < d_end; d0 += nd) {
+        since_poll += m;
+        if (since_poll >= PG_MC_POLL_STEPS) {
+            since_poll = 0;
+            if (pg_stop_poll(st->stop))
+                return;
+        }
         const int cnt = (int)((d_end - d0) < nd ? (d_end - d0) : nd);
         /* global draw index of lane 0 (pseudo-random) or point index (Sobol) */
         const int64_t draw0 = st->sobol ? d0 : rep * st->draws_per_rep + d0;
@@ -1445,6 +1467,8 @@ static inline void pg_mc_unit(const pg_mc_row *row, const pg_mc_settings *st, in
         }
         /* the path */
         for (int64_t k = 1; k <= m; k++) {
+            if ((k & (PG_MC_POLL_STEPS - 1)) == 0 && pg_stop_poll(st->stop))
+                return;   /* a very long path: poll inside it too */
             pg_mc_step_normals(w, st, &p, buffered, k, pair0,
                                one_step ? w->zblk + (d0 - d_begin) : NULL);
             for (int ci = 0; ci < p.ncls; ci++)
@@ -1571,7 +1595,8 @@ static inline void pg_mc_finish(const pg_mc_settings *st, int use_cv, const doub
 /* ------------------------------------------------------------------ expiry (T = 0) */
 
 /* Values at T = 0 (nothing left to simulate): price and delta of the payoff now, other
- * Greeks 0, standard errors 0. Delta at the kink: half the step (as pg_black.h). */
+ * Greeks 0, standard errors 0. Delta at the kink: half the step (as pg_black.h). Also a
+ * touched knock-out at any T: its rebate, every Greek 0. */
 static inline void pg_mc_expiry(const pg_mc_row *row, const pg_mc_settings *st, double *est,
                                 double *se)
 {
@@ -1594,7 +1619,9 @@ static inline void pg_mc_expiry(const pg_mc_row *row, const pg_mc_settings *st, 
         break;
     case PG_MC_BARRIER: {
         const int out = row->variant == PG_MC_DOWN_OUT || row->variant == PG_MC_UP_OUT;
-        if (out) {
+        if (row->touched) {   /* a touched knock-out (T >= 0): its rebate, paid now */
+            price = row->R;
+        } else if (out) {
             price = PG_MC_MAX(wv * (S - K), 0.0);
             delta = (wv * (S - K) > 0.0) ? wv : (S == K ? 0.5 * wv : 0.0);
         } else {
@@ -1635,7 +1662,8 @@ static inline int64_t pg_mc_prepass(const pg_mc_inputs *in, const pg_mc_settings
         const int s = pg_mc_check_row(&row);
         status[i] = s;
         steps[i] = 0;
-        if (s == 0 && row.T > 0.0) {
+        /* a touched knock-out is its rebate: nothing to simulate (priced by pg_mc_expiry) */
+        if (s == 0 && row.T > 0.0 && !(row.touched && row.product == PG_MC_BARRIER)) {
             const int64_t m = pg_mc_row_steps(&row, st->max_step);
             if (m > PG_MC_MAX_STEPS) {
                 if (*too_many < 0)
@@ -1691,6 +1719,8 @@ static inline void pg_mc_row_serial(const pg_mc_inputs *in, const pg_mc_settings
     memset(reps, 0, (size_t)pg_mc_rep_size(st) * sizeof(double));
     for (int64_t u = 0; u < st->units; u++) {
         pg_mc_unit(&row, st, m, u, w, unit);
+        if ((((u + 1) & (PG_MC_POLL_UNITS - 1)) == 0) ? pg_stop_poll(st->stop) : pg_stop_seen(st->stop))
+            return;   /* stopped: the caller marks the row PG_CANCELLED */
         pg_mc_fold(st, u, unit, reps);
     }
     double mu[PG_MC_NMEASURE], scale[PG_MC_NMEASURE];

@@ -31,10 +31,17 @@
 /* Options library (issue 3) */
 #define PG_BAD_UPPER_BARRIER    (1 << 17)  /* double barrier: upper not finite, not > lower, or spot outside */
 #define PG_BAD_FIXINGS          (1 << 18)  /* averaging schedule: times not finite, not increasing, or past expiry */
-#define PG_BAD_RUNNING          (1 << 19)  /* running average / minimum / maximum (or elapsed averaging time) */
-#define PG_BAD_PAYOFF_STRIKE    (1 << 20)  /* gap digital: payoff strike not finite */
+#define PG_BAD_RUNNING          (1 << 19)  /* Asian running average; lookback running minimum */
+#define PG_BAD_PAYOFF_STRIKE    (1 << 20)  /* digital payoff strike not finite or < 0 */
 #define PG_BAD_MONITORING       (1 << 21)  /* discrete monitoring interval not finite or < 0 */
 #define PG_BAD_VARIANT          (1 << 22)  /* per-row type code (barrier type, payoff, touch kind, ...) unknown */
+/* Not an input's fault: the kernel was stopped (cancelled, or past its deadline: pg_stop.h)
+ * before it finished this row; the whole call fails with the stop's reason */
+#define PG_CANCELLED            (1 << 23)
+/* Each input of a path's state has its own bit, so that a row error names the field sent */
+#define PG_BAD_PAST_FIXINGS     (1 << 24)  /* Asian past fixings < 0 */
+#define PG_BAD_ELAPSED          (1 << 25)  /* Asian elapsed averaging time not finite or < 0 */
+#define PG_BAD_RUNNING_MAX      (1 << 26)  /* lookback running maximum */
 
 /* Model codes: the same numbers as pricegrid.v1.Model. */
 #define PG_MODEL_BSM        1

@@ -1,7 +1,9 @@
-"""Per-row status bits written by the kernels (mirror of ``pg_status.h``).
+"""Per-row status bits written by the kernels (mirror of ``pg_status.h``), and the layout of
+the stop block the long kernels poll (mirror of ``pg_stop.h``).
 
 A row's status is 0 when it was priced, else the OR of the bits naming each input that was
-out of the model's domain. ``FIELD_OF_BIT`` names the request field each bit refers to.
+out of the model's domain (or ``CANCELLED``: the kernel was stopped before the row was
+done). ``FIELD_OF_BIT`` names the request field each input bit refers to.
 """
 
 OK = 0
@@ -28,6 +30,19 @@ BAD_RUNNING = 1 << 19
 BAD_PAYOFF_STRIKE = 1 << 20
 BAD_MONITORING = 1 << 21
 BAD_VARIANT = 1 << 22
+CANCELLED = 1 << 23
+BAD_PAST_FIXINGS = 1 << 24
+BAD_ELAPSED = 1 << 25
+BAD_RUNNING_MAX = 1 << 26
+
+# the stop block (int64[STOP_WORDS]): the service sets [STOP_FLAG] to stop and [STOP_DEADLINE]
+# (time.monotonic_ns(), 0: none); a kernel that stopped writes its reason to [STOP_REASON]
+STOP_FLAG = 0
+STOP_DEADLINE = 1
+STOP_REASON = 2
+STOP_WORDS = 3
+STOP_CANCELLED = 1
+STOP_DEADLINE_EXCEEDED = 2
 
 MODEL_BSM = 1
 MODEL_BLACK76 = 2
@@ -61,6 +76,9 @@ FIELD_OF_BIT = {
     BAD_PAYOFF_STRIKE: "payoff_strike",
     BAD_MONITORING: "monitoring_interval",
     BAD_VARIANT: "variant",
+    BAD_PAST_FIXINGS: "past_fixings",
+    BAD_ELAPSED: "elapsed",
+    BAD_RUNNING_MAX: "running_maximum",
 }
 
 __all__ = [name for name in dir() if name.isupper()]

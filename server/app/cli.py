@@ -32,10 +32,16 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-message-bytes", type=int, dest="max_message_bytes",
                    help="largest batch or market-data message (decompressed)")
     p.add_argument("--max-trade-message-bytes", type=int, dest="max_trade_message_bytes",
-                   help="largest per-trade request and PriceStream message")
+                   help="largest per-trade request (Price, ImpliedVolatility, ServerInfo)")
+    p.add_argument("--max-stream-message-bytes", type=int, dest="max_stream_message_bytes",
+                   help="largest PriceStream message")
     p.add_argument("--max-rows", type=int, dest="max_rows")
     p.add_argument("--chunk-rows", type=int, dest="chunk_rows")
     p.add_argument("--default-deadline", type=float, dest="default_deadline_s")
+    p.add_argument("--max-cost-unary", type=float, dest="max_cost_unary_s",
+                   help="estimated core-seconds one trade may ask (more: RESOURCE_EXHAUSTED)")
+    p.add_argument("--max-cost-batch", type=float, dest="max_cost_batch_s",
+                   help="estimated core-seconds one batch request may ask")
     p.add_argument("--grace", type=float, dest="grace_s")
     p.add_argument("--max-stream-trades", type=int, dest="max_stream_trades")
     p.add_argument("--keepalive-min-ping", type=float, dest="keepalive_min_ping_s",

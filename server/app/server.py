@@ -43,6 +43,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from pricegrid.ext import BUILD_INFO, black
 from pricegrid.server.app import demo
+from pricegrid.server.app.memory import MallocTrimmer
 from pricegrid.server.app.settings import Settings
 from pricegrid.server.domain.models import IMPLIED_VOL_REFS
 from pricegrid.server.pricers import catalogue as pricers
@@ -243,9 +244,10 @@ def capacity(settings: Settings) -> tuple[Lanes, StreamGate, tuple]:
     batch_pool = futures.ThreadPoolExecutor(settings.batch_workers + settings.market_workers,
                                             thread_name_prefix="pricegrid-batch", initializer=_lower_priority(BATCH_NICE))
     trade, large, deadline = settings.max_trade_message_bytes, settings.max_message_bytes, settings.default_deadline_s
+    front = Gate("front-office", settings.front_workers, queue=settings.queue, max_wait_s=settings.queue_wait_ms / 1e3)
     lanes = Lanes(
-        front=Lane("front-office", Gate("front-office", settings.front_workers, queue=settings.queue,
-                                        max_wait_s=settings.queue_wait_ms / 1e3), front_pool, trade, deadline),
+        front=Lane("front-office", front, front_pool, trade, deadline),
+        stream=Lane("front-office", front, front_pool, settings.max_stream_message_bytes, deadline),
         inline=Lane("inline", None, None, trade, deadline),
         # batches and market data wait for a slot up to their deadline, in a queue of bounded length
         batch=Lane("batch", Gate("batch", settings.batch_workers, queue=settings.queue, max_wait_s=None,
@@ -270,8 +272,10 @@ def start(settings: Settings) -> RunningServer:
     store = SqliteSnapshotStore(settings.store_path)
     market = MarketDataService(store, MarketSettings(max_age=dt.timedelta(seconds=settings.snapshot_max_age_s)))
     service = PricingService(
-        Limits(max_rows=settings.max_rows, chunk_rows=settings.chunk_rows, kernel_threads=kernel_threads),
+        Limits(max_rows=settings.max_rows, chunk_rows=settings.chunk_rows, kernel_threads=kernel_threads,
+               max_cost_unary_s=settings.max_cost_unary_s, max_cost_batch_s=settings.max_cost_batch_s),
         snapshots=market.snapshot,
+        large_calls=MallocTrimmer(),  # memory back to the OS once large batches are over
     )
     # the built-in synthetic snapshot, once (forced: a wrong clock must not stop the server)
     demo_record, _ = market.put(demo.snapshot(), force=True, reason="built-in synthetic demo snapshot")
@@ -282,7 +286,7 @@ def start(settings: Settings) -> RunningServer:
         default_deadline_s=settings.default_deadline_s,
         max_stream_trades=settings.max_stream_trades,
         info=lambda: info,
-        stream_lane=lanes.front,
+        stream_lane=lanes.stream,
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="pricegrid-loop", daemon=True)

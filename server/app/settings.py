@@ -24,10 +24,15 @@
     max_message_bytes     PRICEGRID_MAX_MESSAGE_BYTES  134217728 (128 MiB): batches and market data; the
                                                        largest message the server reads, decompressed
     max_trade_message_bytes PRICEGRID_MAX_TRADE_MESSAGE_BYTES 65536: Price, ImpliedVolatility, ServerInfo
-                                                       and each PriceStream message
+    max_stream_message_bytes PRICEGRID_MAX_STREAM_MESSAGE_BYTES 1048576: each PriceStream message (a market
+                                                       update may name every trade the stream holds)
     max_rows              PRICEGRID_MAX_ROWS           1000000 rows per batch request
     chunk_rows            PRICEGRID_CHUNK_ROWS         262144 rows between cancellation checks
     default_deadline_s    PRICEGRID_DEFAULT_DEADLINE   30    deadline of a unary call whose caller set none
+    max_cost_unary_s      PRICEGRID_MAX_COST_UNARY     2     estimated cost one trade may ask (Price, a PriceStream
+                                                       trade), in core-seconds (pricegrid.server.domain.cost);
+                                                       more -> RESOURCE_EXHAUSTED naming the setting
+    max_cost_batch_s      PRICEGRID_MAX_COST_BATCH     300   the same for one batch request
     grace_s               PRICEGRID_GRACE              10    seconds in-flight calls get on SIGTERM
     max_stream_trades     PRICEGRID_MAX_STREAM_TRADES  10000 trades held per PriceStream
 
@@ -75,9 +80,12 @@ class Settings:
     max_connection_streams: int = 256
     max_message_bytes: int = 128 * 1024 * 1024
     max_trade_message_bytes: int = 64 * 1024
+    max_stream_message_bytes: int = 1024 * 1024
     max_rows: int = 1_000_000
     chunk_rows: int = 262_144
     default_deadline_s: float = 30.0
+    max_cost_unary_s: float = 2.0
+    max_cost_batch_s: float = 300.0
     grace_s: float = 10.0
     max_stream_trades: int = 10_000
     keepalive_min_ping_s: float = 10.0
@@ -96,7 +104,8 @@ class Settings:
         if not 0 <= self.port <= 65535:
             problems.append(f"port {self.port} is not in 0..65535")
         for name in ("kernel_threads", "front_workers", "batch_workers", "market_workers", "max_streams",
-                     "max_connection_streams", "max_message_bytes", "max_trade_message_bytes", "max_rows",
+                     "max_connection_streams", "max_message_bytes", "max_trade_message_bytes",
+                     "max_stream_message_bytes", "max_rows",
                      "chunk_rows", "max_stream_trades"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
@@ -110,6 +119,8 @@ class Settings:
             problems.append("snapshot_max_age_s must be > 0")
         if self.default_deadline_s <= 0 or self.grace_s < 0:
             problems.append("default_deadline_s must be > 0 and grace_s >= 0")
+        if not (self.max_cost_unary_s > 0 and self.max_cost_batch_s > 0):
+            problems.append("max_cost_unary_s and max_cost_batch_s must be > 0")
         if self.log_format not in ("json", "console"):
             problems.append("log_format must be json or console")
         if problems:
@@ -141,6 +152,7 @@ class Settings:
 
 _ENV_NAMES = {  # settings whose variable drops the unit
     "default_deadline_s": "DEFAULT_DEADLINE", "grace_s": "GRACE", "snapshot_max_age_s": "SNAPSHOT_MAX_AGE",
+    "max_cost_unary_s": "MAX_COST_UNARY", "max_cost_batch_s": "MAX_COST_BATCH",
     "keepalive_min_ping_s": "KEEPALIVE_MIN_PING", "keepalive_time_s": "KEEPALIVE_TIME",
     "max_connection_age_s": "MAX_CONNECTION_AGE", "max_connection_age_grace_s": "MAX_CONNECTION_AGE_GRACE",
 }

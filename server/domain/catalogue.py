@@ -2,8 +2,9 @@
 
 An :class:`EngineSpec` says which product and model an engine prices, the model reference
 and version that every result names, the measures it computes and how each is obtained,
-whether it is the default for its product and model, and what its work costs (how many rows
-fit in one cancellable chunk). The pricers fill the catalogue (their kernels know their
+whether it is the default for its product and model, and what its work costs (its measured
+:class:`~pricegrid.server.domain.cost.EngineCost`, from which the service estimates a request's
+cost before running it, and how many rows fit in one cancellable chunk). The pricers fill the catalogue (their kernels know their
 measures); the service reads it and hands specs to the transport, which never sees a pricer.
 
 :class:`Settings` are the engine settings of a request after the server's defaults.
@@ -14,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
+from pricegrid.server.domain.cost import EngineCost
 from pricegrid.server.domain.models import Engine, Measure, Model, ModelRef, takes_dividend
 
 
@@ -67,6 +69,11 @@ class EngineSpec:
     #: the engine prices a snapshot's discrete cash dividends itself (escrowed model on its
     #: own grid): its runner reads ``MarketBatch.cash_dividends``, ``underlying`` is the spot
     cash_dividends: bool = False
+    #: what its work costs (measured; see pricegrid.server.domain.cost); None: not estimated
+    cost: Optional[EngineCost] = field(default=None, hash=False, compare=False)
+    #: its kernel polls a stop block for cancellation and the deadline while it runs (its
+    #: runner takes ``stop=``, an int64 array laid out as ext/pg_stop.h)
+    polls_stop: bool = False
 
     @property
     def key(self) -> tuple[str, Model, Engine]:

@@ -6,6 +6,7 @@ and the violations to ``google.rpc.BadRequest`` field violations.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from dataclasses import dataclass, field
 
@@ -18,11 +19,13 @@ class Code(enum.IntEnum):
     INVALID_ARGUMENT = 3
     DEADLINE_EXCEEDED = 4
     NOT_FOUND = 5
+    PERMISSION_DENIED = 7
     RESOURCE_EXHAUSTED = 8
     FAILED_PRECONDITION = 9
     OUT_OF_RANGE = 11
     UNIMPLEMENTED = 12
     INTERNAL = 13
+    UNAUTHENTICATED = 16
 
 
 @dataclass(frozen=True)
@@ -44,3 +47,68 @@ class ServiceError(Exception):
 def invalid(field_path: str, description: str, *, code: Code = Code.INVALID_ARGUMENT) -> ServiceError:
     """One bad field: the message names it, and so does the single violation."""
     return ServiceError(code, f"{field_path}: {description}", [FieldViolation(field_path, description)])
+
+
+#: the most violations one request reports (the transport also caps their bytes)
+MAX_VIOLATIONS = 100
+
+# Which code a request with violations of several codes fails with: a malformed request is
+# reported as such first (fixing it may change the rest), then what the server lacks, then
+# what it refuses to do.
+_PRECEDENCE = (Code.INVALID_ARGUMENT, Code.OUT_OF_RANGE, Code.UNIMPLEMENTED, Code.NOT_FOUND,
+               Code.FAILED_PRECONDITION, Code.RESOURCE_EXHAUSTED)
+
+
+class Violations:
+    """Every violation of a request, not only the first: each check runs under
+    :meth:`check` (or adds with :meth:`add`), and :meth:`raise_if_any` raises one
+    ServiceError naming them all (at most ``cap``; one per field, the first found).
+
+    A check that needs a field which is itself invalid (the engine table needs the model)
+    is skipped by its caller: the violation of the field it needed is reported instead.
+    """
+
+    def __init__(self, cap: int = MAX_VIOLATIONS):
+        self.cap = cap
+        self.found: list[FieldViolation] = []
+        self.codes: list[Code] = []
+        self.dropped = 0
+        self._fields: set[str] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self.found)
+
+    def add(self, field_path: str, description: str, code: Code = Code.INVALID_ARGUMENT) -> None:
+        if field_path in self._fields:
+            return
+        if len(self.found) >= self.cap:
+            self.dropped += 1
+            return
+        self._fields.add(field_path)
+        self.found.append(FieldViolation(field_path, description))
+        self.codes.append(code)
+
+    def extend(self, error: ServiceError) -> None:
+        if not error.violations:  # an error without details: its message is the violation
+            self.add("", error.message, error.code)
+        for v in error.violations:
+            self.add(v.field, v.description, error.code)
+
+    @contextlib.contextmanager
+    def check(self):
+        """Runs a check that raises ServiceError; records its violations and goes on."""
+        try:
+            yield
+        except ServiceError as exc:
+            self.extend(exc)
+
+    def error(self) -> ServiceError:
+        code = next((c for c in _PRECEDENCE if c in self.codes), self.codes[0])
+        text = "; ".join(f"{v.field}: {v.description}" if v.field else v.description for v in self.found)
+        if self.dropped:
+            text += f"; and {self.dropped} more"
+        return ServiceError(code, text, list(self.found))
+
+    def raise_if_any(self) -> None:
+        if self.found:
+            raise self.error()

@@ -21,6 +21,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from pricegrid.server.domain.catalogue import Catalogue, EngineSpec, Settings
+from pricegrid.server.domain.cost import EngineCost
 from pricegrid.server.domain.instruments import MarketBatch
 from pricegrid.server.domain.models import UNDERLYING, Engine, GreekMethod, Measure, Model, ModelRef
 from pricegrid.server.domain.products import ProductBatch
@@ -31,7 +32,8 @@ BSM_AND_BLACK_76 = (Model.BLACK_SCHOLES_MERTON, Model.BLACK_76)
 EMPTY = np.empty(0, dtype=np.float64)
 
 #: run(batch, market, codes int32[k], out (k, n), stderr (k, n) or None, status int32[n], threads, settings) -> bad
-#: rows; an engine whose spec says ``kernel_writes_forward`` also takes ``effective=(forward[n], df[n])``
+#: rows; an engine whose spec says ``kernel_writes_forward`` also takes ``effective=(forward[n], df[n])``, one
+#: whose spec says ``polls_stop`` takes ``stop=`` (the stop block of ext/pg_stop.h, or None)
 Runner = Callable[[ProductBatch, MarketBatch, np.ndarray, np.ndarray, Optional[np.ndarray], np.ndarray, int, Settings], int]
 
 #: every engine the pricers add, as data (read by the service)
@@ -73,10 +75,14 @@ def register(
     kernel_writes_forward: bool = False,
     fuses_market: bool = False,
     cash_dividends: bool = False,
+    cost: Optional[EngineCost] = None,
+    polls_stop: bool = False,
 ) -> None:
     """Add an engine for ``product`` under each of ``models``. Its measures are the kernel's
     ``MEASURES`` (or ``measures``), less those a model does not have. ``cash_dividends``: its
-    runner prices ``MarketBatch.cash_dividends`` (spot models only: a futures price has none)."""
+    runner prices ``MarketBatch.cash_dividends`` (spot models only: a futures price has none).
+    ``cost``: its measured costs (the service estimates a request's cost from them);
+    ``polls_stop``: its runner takes ``stop=`` and its kernel polls it."""
     codes = tuple(measures if measures is not None else kernel.MEASURES)
     for model in models:
         ms = tuple(Measure(c) for c in codes)
@@ -105,6 +111,8 @@ def register(
             kernel_writes_forward=kernel_writes_forward and model != Model.BLACK_76,
             fuses_market=fuses_market and model != Model.BLACK_76,
             cash_dividends=cash_dividends and UNDERLYING[model] == "spot",
+            cost=cost,
+            polls_stop=polls_stop,
         )
         add(spec, _black76(run) if model == Model.BLACK_76 else run)
 
@@ -118,15 +126,15 @@ def _black76(run: Runner) -> Runner:
     """A BSM runner pricing Black-76: spot = futures price, dividend yield = rate; rho is the
     sum of the kernel's rho and dividend rho (r and q move together, the futures price held)."""
 
-    def black76(batch, market, codes, out, stderr, status, threads, settings):
+    def black76(batch, market, codes, out, stderr, status, threads, settings, **kw):
         m = MarketBatch(market.underlying, market.rate, market.rate, market.volatility)
         rho = np.flatnonzero(codes == int(Measure.RHO))
         if not len(rho):
-            return run(batch, m, codes, out, stderr, status, threads, settings)
+            return run(batch, m, codes, out, stderr, status, threads, settings, **kw)
         k, n = out.shape
         wide = np.empty((k + 1, n))
         nbad = run(batch, m, np.append(codes, np.int32(Measure.DIVIDEND_RHO)).astype(np.int32), wide, None, status,
-                   threads, settings)
+                   threads, settings, **kw)
         wide[rho[0]] += wide[k]
         out[...] = wide[:k]
         return nbad

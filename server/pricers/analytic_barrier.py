@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pricegrid.ext import barrier as _barrier
+from pricegrid.server.domain.cost import EngineCost
 from pricegrid.server.domain.models import Engine
 from pricegrid.server.pricers._registry import BSM_AND_BLACK_76, register
 
@@ -21,4 +22,5 @@ _B = "tests/ext/test_barrier_kernel.py"
 register("barrier", BSM_AND_BLACK_76, Engine.ANALYTIC, name="analytic_barrier", version="1.0.0", kernel=_barrier,
          run=_run_barrier, default=True, greek_methods=_barrier.GREEK_METHODS_BY_ENTRY["barrier_price_batch"],
          validated_against="QuantLib AnalyticBarrierEngine on 4000 random cases (1e-12), 40-digit mpmath, Haug"
-                           f" Table 4-13, Broadie-Glasserman-Kou vs Monte Carlo, in-out parity; {_B}")
+                           f" Table 4-13, Broadie-Glasserman-Kou vs Monte Carlo, in-out parity; {_B}",
+         cost=EngineCost(row=60, row_greeks=1_500))  # ns per row, bench/calibrate_cost.py

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pricegrid.ext import barrier as _barrier
+from pricegrid.server.domain.cost import EngineCost
 from pricegrid.server.domain.models import Engine
 from pricegrid.server.pricers._registry import BSM_AND_BLACK_76, register
 
@@ -21,4 +22,5 @@ register("double_barrier", BSM_AND_BLACK_76, Engine.ANALYTIC, name="analytic_dou
          kernel=_barrier, run=_run_double_barrier, default=True,
          greek_methods=_barrier.GREEK_METHODS_BY_ENTRY["double_barrier_price_batch"],
          validated_against="QuantLib AnalyticDoubleBarrierEngine (5 and 50 terms), mpmath to 1e-15 of scale, Haug"
-                           f" double-barrier table, in-out parity; {_B}")
+                           f" double-barrier table, in-out parity; {_B}",
+         cost=EngineCost(row=200, row_greeks=4_000))  # ns per row, bench/calibrate_cost.py

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pricegrid.ext import black
 from pricegrid.server.domain.catalogue import EngineSpec
+from pricegrid.server.domain.cost import EngineCost
 from pricegrid.server.domain.models import OPTION_MEASURES, Engine, GreekMethod, Model, ModelRef
 from pricegrid.server.pricers._registry import EMPTY, add, register
 from pricegrid.server.pricers.market_columns import FusedMarket
@@ -39,17 +40,20 @@ def _run_black(model_code: int):
     return run
 
 
+#: ns per row (bench/calibrate_cost.py)
+BLACK_COST = EngineCost(row=15, row_greeks=30)
 _BLACK_VALIDATION = "QuantLib AnalyticEuropeanEngine/blackFormula/bachelierBlackFormula, finite differences, parity; tests/ext/test_black_kernel.py"
 
 for _model, _code in ((Model.BLACK_SCHOLES_MERTON, 1), (Model.BACHELIER, 3)):
     register("european", (_model,), Engine.ANALYTIC, name="analytic_european", version="1.0.0", kernel=black,
              run=_run_black(_code), validated_against=_BLACK_VALIDATION, default=True,
-             measures=tuple(int(m) for m in OPTION_MEASURES), kernel_writes_forward=True, fuses_market=True)
+             measures=tuple(int(m) for m in OPTION_MEASURES), kernel_writes_forward=True, fuses_market=True,
+             cost=BLACK_COST)
 # Black-76 through its own kernel formulas (not the BSM mapping): rho and dividend rho as in
 # common.proto, identical to the unary fast path.
 add(EngineSpec(
     product="european", model=Model.BLACK_76, engine=Engine.ANALYTIC,
     ref=ModelRef("black_76", "analytic_european", "1.0.0"), measures=OPTION_MEASURES,
     methods={m: GreekMethod.ANALYTIC for m in OPTION_MEASURES}, validated_against=_BLACK_VALIDATION,
-    default=True, underlying="forward", kernel_writes_forward=True, fuses_market=True,
+    default=True, underlying="forward", kernel_writes_forward=True, fuses_market=True, cost=BLACK_COST,
 ), _run_black(2))

@@ -4,19 +4,21 @@
 from __future__ import annotations
 
 from pricegrid.ext import heston as _heston
+from pricegrid.server.domain.cost import EngineCost
 from pricegrid.server.domain.models import Engine, Model
 from pricegrid.server.pricers._registry import register
 
 
-def _run_heston(batch, market, codes, out, stderr, status, threads, settings):
+def _run_heston(batch, market, codes, out, stderr, status, threads, settings, stop=None):
     c = batch.columns
     return _heston.price_batch(
         c["option_type"], c["strike"], c["time_to_expiry"], market.underlying, market.rate, market.dividend_yield,
-        market.v0, market.kappa, market.theta, market.sigma, market.rho, codes, out, status, threads,
+        market.v0, market.kappa, market.theta, market.sigma, market.rho, codes, out, status, threads, stop=stop,
     )
 
 
 register("european", (Model.HESTON,), Engine.ANALYTIC, name="analytic_heston", version="1.0.0", kernel=_heston,
-         run=_run_heston, default=True,
+         run=_run_heston, default=True, polls_stop=True,
+         cost=EngineCost(row=12_000, row_greeks=16_000),  # ns per row (random parameters), bench/calibrate_cost.py
          validated_against="QuantLib AnalyticHestonEngine (angled contour, exp-sinh 1e-14) on random cases to 1e-10,"
                            " published values, Greeks by finite differences; tests/ext/test_heston_kernel.py")

@@ -4,6 +4,7 @@ barriers; kernel: ``pricegrid.ext.barrier``). Validation: see below."""
 from __future__ import annotations
 
 from pricegrid.ext import barrier as _barrier
+from pricegrid.server.domain.cost import EngineCost
 from pricegrid.server.domain.models import Engine
 from pricegrid.server.pricers._registry import BSM_AND_BLACK_76, register
 
@@ -21,4 +22,5 @@ _B = "tests/ext/test_barrier_kernel.py"
 register("touch", BSM_AND_BLACK_76, Engine.ANALYTIC, name="analytic_touch", version="1.0.0", kernel=_barrier,
          run=_run_touch, default=True, greek_methods=_barrier.GREEK_METHODS_BY_ENTRY["touch_price_batch"],
          validated_against="QuantLib AnalyticDigitalAmericanEngine, AnalyticDigitalAmericanKOEngine and"
-                           f" AnalyticBinaryBarrierEngine, Haug binary-barrier cases, one-touch + no-touch parity; {_B}")
+                           f" AnalyticBinaryBarrierEngine, Haug binary-barrier cases, one-touch + no-touch parity; {_B}",
+         cost=EngineCost(row=40, row_greeks=700))  # ns per row, bench/calibrate_cost.py

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from pricegrid.ext import montecarlo as _mc
+from pricegrid.server.domain.cost import EngineCost
 from pricegrid.server.domain.models import Engine, Model
 from pricegrid.server.pricers._registry import register
 
@@ -20,7 +21,7 @@ def _run_mc(entry: str, model_code: int, columns: tuple[str, ...]):
     the engine settings (kernel: ext/montecarlo.pyx)."""
     kernel = getattr(_mc, entry)
 
-    def run(batch, market, codes, out, stderr, status, threads, settings):
+    def run(batch, market, codes, out, stderr, status, threads, settings, stop=None):
         c = batch.columns
         args = [c[name] for name in columns]
         if batch.schedule is not None:
@@ -32,7 +33,7 @@ def _run_mc(entry: str, model_code: int, columns: tuple[str, ...]):
             _ZERO1 if heston else market.volatility,
             *((market.v0, market.kappa, market.theta, market.sigma, market.rho) if heston else (_ZERO1,) * 5),
             codes, out, stderr, status, threads, settings.paths, settings.max_step, settings.seed,
-            settings.antithetic, settings.control_variate, settings.sobol, settings.bridge,
+            settings.antithetic, settings.control_variate, settings.sobol, settings.bridge, stop=stop,
         )
 
     return run
@@ -47,6 +48,19 @@ _MC_PRODUCTS = {
     "lookback": ("lookback_price_batch", ("strike_type", "option_type", "strike", "time_to_expiry",
                                           "running_minimum", "running_maximum")),
 }
+#: ns per path and time step (price only, with Greeks) by (Heston, product), plus a fixed
+#: cost per row (bench/calibrate_cost.py: one thread, antithetic, control variate on)
+_MC_PATH_STEP = {
+    (False, "european"): (7, 50), (False, "asian"): (5, 8), (False, "barrier"): (10, 110), (False, "lookback"): (10, 19),
+    (True, "european"): (17, 65), (True, "asian"): (16, 56), (True, "barrier"): (43, 210), (True, "lookback"): (22, 70),
+}
+
+
+def _mc_cost(heston: bool, product: str) -> EngineCost:
+    price, greeks = _MC_PATH_STEP[(heston, product)]
+    return EngineCost(row=2_000, row_greeks=10_000, path_step=price, path_step_greeks=greeks)
+
+
 _MC_VALIDATION = (
     "within 3 standard errors of the analytic kernels (BSM, geometric Asian, barrier, lookback, Heston) and of"
     " QuantLib's MCDiscreteArithmeticAPEngine; standard errors scale as 1/sqrt(paths); reproducible by seed and"
@@ -56,5 +70,6 @@ for _product, (_entry, _columns) in _MC_PRODUCTS.items():
     for _model in (Model.BLACK_SCHOLES_MERTON, Model.BLACK_76, Model.HESTON):
         register(_product, (_model,), Engine.MONTE_CARLO, name=f"monte_carlo_{_product}", version="1.0.0",
                  kernel=_mc, run=_run_mc(_entry, 4 if _model == Model.HESTON else 1, _columns),
-                 monte_carlo=True, validated_against=_MC_VALIDATION,
+                 monte_carlo=True, validated_against=_MC_VALIDATION, polls_stop=True,
+                 cost=_mc_cost(_model == Model.HESTON, _product),
                  default=_model == Model.HESTON and _product != "european")

@@ -5,6 +5,7 @@ under Black-Scholes-Merton and Black-76. Validation: see ``validated_against`` b
 from __future__ import annotations
 
 from pricegrid.ext import asian as _asian
+from pricegrid.server.domain.cost import EngineCost
 from pricegrid.server.domain.models import Engine
 from pricegrid.server.pricers._registry import BSM_AND_BLACK_76, register
 
@@ -21,6 +22,9 @@ def _run_asian(arithmetic_method: int):
     return run
 
 
+#: ns per row (bench/calibrate_cost.py), every analytic Asian engine; a discrete schedule adds
+#: 1-15 ns per fixing, bounded by the message size, not counted
+ASIAN_COST = EngineCost(row=100, row_greeks=200)
 _ASIAN_VALIDATION = (
     "QuantLib {engine} on 1000 random cases (1e-12 geometric, 1e-10 moment matching), 60-digit mpmath, Haug and"
     " Clewlow-Strickland tables, parity, one fixing = European; tests/ext/test_asian_kernel.py"
@@ -28,7 +32,8 @@ _ASIAN_VALIDATION = (
 register("asian", BSM_AND_BLACK_76, Engine.ANALYTIC, name="analytic_asian_tw", version="1.0.0", kernel=_asian,
          run=_run_asian(_asian.TURNBULL_WAKEMAN), default=True,
          validated_against=_ASIAN_VALIDATION.format(
-             engine="Analytic{Continuous,Discrete}GeometricAveragePriceAsianEngine and TurnbullWakemanAsianEngine"))
+             engine="Analytic{Continuous,Discrete}GeometricAveragePriceAsianEngine and TurnbullWakemanAsianEngine"),
+         cost=ASIAN_COST)
 register("asian", BSM_AND_BLACK_76, Engine.TURNBULL_WAKEMAN, name="analytic_asian_tw", version="1.0.0",
          kernel=_asian, run=_run_asian(_asian.TURNBULL_WAKEMAN),
-         validated_against=_ASIAN_VALIDATION.format(engine="TurnbullWakemanAsianEngine"))
+         validated_against=_ASIAN_VALIDATION.format(engine="TurnbullWakemanAsianEngine"), cost=ASIAN_COST)

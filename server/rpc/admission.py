@@ -168,14 +168,17 @@ class StreamGate:
 class Call:
     """What a servicer sees of its call, safe to read from a worker thread: the request id,
     the deadline (the caller's, or the lane's default when the caller set none, as
-    ``time.monotonic()``) and whether the caller went away (set on the event loop)."""
+    ``time.monotonic()``) and whether the caller went away. The subset of gRPC's
+    ``ServicerContext`` the servicers use: ``is_active()``, ``time_remaining()`` and
+    ``add_callback()`` (called once, on the event loop, when the call ends early)."""
 
-    __slots__ = ("request_id", "deadline", "cancelled")
+    __slots__ = ("request_id", "deadline", "cancelled", "_callbacks")
 
     def __init__(self, request_id: str, deadline: float):
         self.request_id = request_id
         self.deadline = deadline
         self.cancelled = False
+        self._callbacks: list = []
 
     def is_active(self) -> bool:
         """False once the caller cancelled (or the server stopped waiting for the work)."""
@@ -183,6 +186,22 @@ class Call:
 
     def time_remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
+
+    def add_callback(self, callback) -> bool:
+        """Call ``callback()`` when the call ends early; False (not added) if it already has."""
+        if self.cancelled:
+            return False
+        self._callbacks.append(callback)
+        return True
+
+    def cancel(self) -> None:
+        """The caller went away or its deadline passed: tell the work (its callbacks)."""
+        if self.cancelled:
+            return
+        self.cancelled = True
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
 
 
 def deadline_of(time_remaining: Optional[float], default_s: float) -> float:
@@ -216,7 +235,7 @@ class Lane:
     async def run(self, call: Call, fn, *args):
         """``fn(*args)`` in the lane's executor once the gate admits it (inline without an
         executor). The gate's slot is held until ``fn`` returns, even when the caller has
-        gone (then ``call.cancelled`` is set, for work that polls it)."""
+        gone (then ``call`` is cancelled, for work that polls it or registered a callback)."""
         if self.executor is None:
             return fn(*args)
         gate = self.gate
@@ -236,10 +255,10 @@ class Lane:
                 return await asyncio.wait_for(asyncio.shield(future), call.time_remaining())
             return await asyncio.shield(future)  # a cancelled caller must not free the slot early
         except (asyncio.TimeoutError, TimeoutError):
-            call.cancelled = True
+            call.cancel()
             raise ServiceError(Code.DEADLINE_EXCEEDED, "deadline exceeded: the call ran past its deadline") from None
         except asyncio.CancelledError:
-            call.cancelled = True
+            call.cancel()
             raise
 
 
@@ -256,10 +275,12 @@ def _release(gate: Optional[Gate], started: float):
 @dataclass
 class Lanes:
     """The server's capacity classes: ``front`` (per-trade pricing off the lean path, implied
-    vol, stream messages), ``inline`` (microseconds of work on the loop, per-trade size),
+    vol), ``stream`` (PriceStream messages off the lean path: the front office's gate and pool,
+    the stream message size), ``inline`` (microseconds of work on the loop, per-trade size),
     ``batch`` (columnar batches), ``market`` (market data) and ``echo`` (inline, any size)."""
 
     front: Lane
+    stream: Lane
     inline: Lane
     batch: Lane
     market: Lane

@@ -30,7 +30,7 @@ import grpc
 import structlog
 
 from pricegrid.server.domain.errors import Code, ServiceError
-from pricegrid.server.rpc import errors
+from pricegrid.server.rpc import _codec, errors
 from pricegrid.server.rpc.admission import Call, Lane, Refused, StreamGate, deadline_of
 from pricegrid.server.rpc.observe import RpcObserver
 from pricegrid.v1 import wire
@@ -57,13 +57,16 @@ class Undecodable:
 
 def safe_deserializer(message_cls, *, zero_copy: bool = False):
     """The method's parser, returning Undecodable instead of raising. ``zero_copy`` reads
-    the message as a pricegrid.v1.wire View (columns stay in the received bytes)."""
-    parse = (lambda data: wire.parse(message_cls, data)) if zero_copy else message_cls.FromString
+    the message as a pricegrid.v1.wire View (columns stay in the received bytes) with the
+    compiled reader (linear time, GIL released over large messages: rpc/_codec.pyx)."""
+    parse = (lambda data: _codec.read_view(message_cls, data)) if zero_copy else message_cls.FromString
     name = message_cls.DESCRIPTOR.full_name
 
     def deserialize(data: bytes):
         try:
             return parse(data)
+        except wire.DecodeError as exc:  # our readers' own words (no internals in them)
+            return Undecodable(name, str(exc) or "DecodeError")
         except Exception as exc:  # DecodeError, RuntimeError from upb, ...
             return Undecodable(name, type(exc).__name__)
 

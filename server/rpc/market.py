@@ -16,11 +16,12 @@ import numpy as np
 
 from pricegrid.server.domain import daycount
 from pricegrid.server.domain.curves import Interpolation, ValueKind, YieldCurve
-from pricegrid.server.domain.errors import invalid
+from pricegrid.server.domain.errors import Violations, invalid
 from pricegrid.server.domain.market import CashDividend, HestonSet, Snapshot, StoredSnapshot, Underlying
 from pricegrid.server.domain.surfaces import GridSurface, SabrSurface, StrikeAxis, SviSurface
 from pricegrid.server.rpc.admission import Lane
 from pricegrid.server.rpc.interceptors import safe_deserializer, wrap_unary
+from pricegrid.server.rpc.requests import unknown_enums
 from pricegrid.server.rpc.observe import RpcObserver
 from pricegrid.server.service.market import MarketDataService, severity_counts
 from pricegrid.v1 import common_pb2 as cpb
@@ -114,20 +115,43 @@ def _surface(msg: mpb.VolSurface, valuation: dt.date, path: str):
 
 
 def snapshot_of(msg: mpb.MarketSnapshot, path: str = "snapshot") -> Snapshot:
-    """The domain snapshot of a message (structure is checked later, by the service)."""
+    """The domain snapshot of a message (its values are checked later, by the service's
+    quality gates). Every violation of its shape is reported at once: each curve,
+    underlying, parameter set and surface is read, and enum values the contract does not
+    know are refused anywhere in it."""
+    bad = Violations()
+    as_of = valuation = None
     if not msg.HasField("as_of"):
-        raise invalid(f"{path}.as_of", "required: when the market was observed")
-    as_of = msg.as_of.ToDatetime(tzinfo=dt.timezone.utc)
-    valuation = _date(msg.valuation_date, f"{path}.valuation_date") if msg.HasField("valuation_date") else as_of.date()
-    curves = tuple(_curve(c, valuation, f"{path}.curves[{i}]") for i, c in enumerate(msg.curves))
-    underlyings = tuple(_underlying(u, valuation, f"{path}.underlyings[{i}]") for i, u in enumerate(msg.underlyings))
+        bad.add(f"{path}.as_of", "required: when the market was observed")
+    else:
+        with bad.check():
+            as_of = msg.as_of.ToDatetime(tzinfo=dt.timezone.utc)
+    if msg.HasField("valuation_date"):
+        with bad.check():
+            valuation = _date(msg.valuation_date, f"{path}.valuation_date")
+    elif as_of is not None:
+        valuation = as_of.date()
+    valuation = valuation or dt.date(1970, 1, 1)  # (only read when the snapshot is refused anyway)
+
+    def each(items, read, name):
+        out = []
+        for i, x in enumerate(items):
+            with bad.check():
+                out.append(read(x, valuation, f"{path}.{name}[{i}]"))
+        return tuple(out)
+
+    curves = each(msg.curves, _curve, "curves")
+    underlyings = each(msg.underlyings, _underlying, "underlyings")
     heston = []
     for i, h in enumerate(msg.heston):
         if not h.HasField("parameters"):
-            raise invalid(f"{path}.heston[{i}].parameters", "required")
+            bad.add(f"{path}.heston[{i}].parameters", "required")
+            continue
         p = h.parameters
         heston.append(HestonSet(h.id, h.underlying, p.v0, p.kappa, p.theta, p.sigma, p.rho))
-    surfaces = tuple(_surface(x, valuation, f"{path}.surfaces[{i}]") for i, x in enumerate(msg.surfaces))
+    surfaces = each(msg.surfaces, _surface, "surfaces")
+    unknown_enums(msg, f"{path}.", bad)
+    bad.raise_if_any()
     return Snapshot(msg.name, as_of, valuation, curves, underlyings, tuple(heston), msg.description, surfaces)
 
 

@@ -6,6 +6,14 @@ Every error names the request field as the caller wrote it (``european.strike``,
 columns are read by the product's table of inputs (pricegrid.server.domain.products: the
 proto fields have the inputs' names in both shapes); implied volatility keeps its own
 European reader.
+
+A reader reports every violation of the request's shape at once (a
+:class:`~pricegrid.server.domain.errors.Violations` collects them: missing, unknown,
+conflicting or malformed fields, enum values the contract does not know anywhere in the
+message, market fields the model takes none of); a check that needs a field which is itself
+invalid is skipped (the engine table needs a known model). The values' domains (strike > 0,
+a barrier on its side of spot, Heston's bounds) are the kernels', per row: a trade whose
+shape is valid reports all of its bad values together, a batch each bad row's.
 """
 
 from __future__ import annotations
@@ -18,12 +26,14 @@ import numpy as np
 
 from pricegrid.server.domain import daycount
 from pricegrid.server.domain.catalogue import DEFAULT_SETTINGS, Catalogue, EngineSpec, Settings
-from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, invalid
+from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, Violations, invalid
 from pricegrid.server.domain.instruments import (
     EuropeanOption, EuropeanOptionBatch, HestonParameters, MarketBatch, MarketInputs, SnapshotMarket,
 )
 from pricegrid.server.domain.models import IMPLIED_VOL_REFS, UNDERLYING, Engine, Measure, Model, takes_dividend
 from pricegrid.server.domain.products import CONTINUOUS, PRODUCTS, SPOT, Product, ProductBatch, Schedule
+from google.protobuf import descriptor as _descriptor
+
 from pricegrid.v1 import common_pb2 as cpb
 
 _MODELS = {int(m): m for m in Model}
@@ -32,22 +42,69 @@ _DAY_COUNTS = {int(d): d for d in daycount.DayCount}
 _MODEL_NAMES = ", ".join(cpb.Model.Name(int(m)) for m in Model)
 
 # ---------------------------------------------------------------------------------- shared
-def model_of(value: int) -> Model:
+def model_of(value: int, path: str = "model") -> Model:
     model = _MODELS.get(value)
     if model is None:
-        raise invalid("model", f"unknown model {value}; expected one of {_MODEL_NAMES}")
+        raise invalid(path, f"unknown model {value}; expected one of {_MODEL_NAMES}")
     return model
 
 
 def measures_of(values, path: str = "measures") -> tuple[Measure, ...]:
     out = []
+    bad = Violations()
     for i, v in enumerate(values):
         m = _MEASURES.get(v)
         if m is None:
-            raise invalid(f"{path}[{i}]", f"unknown measure {v}")
-        if m not in out:
+            bad.add(f"{path}[{i}]", f"unknown measure {v}")
+        elif m not in out:
             out.append(m)
+    bad.raise_if_any()
     return tuple(out)
+
+
+# -------------------------------------------------------------- enums, from the descriptors
+_T = _descriptor.FieldDescriptor
+_ENUM_PLANS: dict = {}
+
+
+def _enum_plan(desc):
+    """(enum fields, message fields that hold enums somewhere) of a message type."""
+    plan = _ENUM_PLANS.get(desc.full_name)
+    if plan is None:
+        _ENUM_PLANS[desc.full_name] = ((), ())  # a recursive type sees itself as enum-free
+        enums = tuple(
+            (f.name, frozenset(v.number for v in f.enum_type.values), f.enum_type.name, f.is_repeated)
+            for f in desc.fields if f.type == _T.TYPE_ENUM
+        )
+        subs = tuple(
+            (f.name, f.is_repeated) for f in desc.fields
+            if f.type == _T.TYPE_MESSAGE and any(_enum_plan(f.message_type))
+        )
+        plan = _ENUM_PLANS[desc.full_name] = (enums, subs)
+    return plan
+
+
+def unknown_enums(message, prefix: str = "", out: Violations | None = None) -> Violations:
+    """Every enum value of ``message`` (a generated message or a pricegrid.v1.wire View),
+    at any depth, that its enum does not define, named by its path; proto3 keeps such values
+    (open enums) and the contract refuses them everywhere. Unset fields (0) are every enum's."""
+    out = Violations() if out is None else out
+    enums, subs = _enum_plan(message.DESCRIPTOR)
+    for name, values, enum_name, repeated in enums:
+        value = getattr(message, name)
+        if repeated:
+            for i, x in enumerate(value):
+                if x not in values:
+                    out.add(f"{prefix}{name}[{i}]", f"unknown {enum_name} value {x}")
+        elif value not in values:
+            out.add(f"{prefix}{name}", f"unknown {enum_name} value {value}")
+    for name, repeated in subs:
+        if repeated:
+            for i, sub in enumerate(getattr(message, name)):
+                unknown_enums(sub, f"{prefix}{name}[{i}].", out)
+        elif message.HasField(name):
+            unknown_enums(getattr(message, name), f"{prefix}{name}.", out)
+    return out
 
 
 def _check_underlying(model: Model, given: str | None, prefix: str) -> None:
@@ -101,19 +158,27 @@ def _date(d, path: str):
 
 
 def _expiry(kind: str | None, year_fraction: float, valuation, expiry, day_count: int, path: str) -> float:
-    """Year fraction of an Expiry; dates are (y, m, d) tuples or None when unset."""
+    """Year fraction of an Expiry; dates are (y, m, d) tuples or None when unset. Raises
+    with every violation of the dates."""
     if kind == "year_fraction":
         return year_fraction
     if kind == "dates":
+        bad = Violations()
         dc = _DAY_COUNTS.get(day_count)
         if dc is None:
-            raise invalid(f"{path}.dates.day_count", f"unknown day count {day_count}")
+            bad.add(f"{path}.dates.day_count", f"unknown day count {day_count}")
+        start = end = None
         if valuation is None:
-            raise invalid(f"{path}.dates.valuation_date", "required")
+            bad.add(f"{path}.dates.valuation_date", "required")
+        else:
+            with bad.check():
+                start = _date(valuation, f"{path}.dates.valuation_date")
         if expiry is None:
-            raise invalid(f"{path}.dates.expiry_date", "required")
-        start = _date(valuation, f"{path}.dates.valuation_date")
-        end = _date(expiry, f"{path}.dates.expiry_date")
+            bad.add(f"{path}.dates.expiry_date", "required")
+        else:
+            with bad.check():
+                end = _date(expiry, f"{path}.dates.expiry_date")
+        bad.raise_if_any()
         return daycount.year_fraction(start, end, dc)
     raise invalid(path, "required: set year_fraction or dates")
 
@@ -125,53 +190,56 @@ def _ymd(msg, name: str):
     return (d.year, d.month, d.day)
 
 
+def _ignored_volatility(value: float, path: str) -> None:
+    """Implied volatility does not read the market's volatility (it is what it solves for):
+    a number there is ignored, but never a non-finite or negative one."""
+    if not (math.isfinite(value) and value >= 0.0):
+        raise invalid(path, f"not read by implied volatility, but must be finite and >= 0 when set (got {value!r})")
+
+
 def european_one(request, *, with_vol: bool = True):
-    """(model, option, market, fields) from an ImpliedVolatilityRequest message."""
+    """(model, option, market, fields) from an ImpliedVolatilityRequest message; raises with
+    every violation of its shape."""
+    bad = Violations()
+    model = None
+    with bad.check():
+        model = model_of(request.model)
+        if model not in IMPLIED_VOL_REFS:  # implied volatility: the Black-Scholes, Black-76 and Bachelier models
+            raise invalid("model", f"{cpb.Model.Name(int(model))} has no implied volatility")
     opt = request.european
     expiry = opt.expiry
     kind = expiry.WhichOneof("kind")
     dates = expiry.dates
+    t = None
+    if request.WhichOneof("instrument") != "european":
+        bad.add("european", "required: the request names no instrument")
+    else:
+        with bad.check():
+            t = _expiry(kind, expiry.year_fraction, _ymd(dates, "valuation_date") if kind == "dates" else None,
+                        _ymd(dates, "expiry_date") if kind == "dates" else None, dates.day_count, "european.expiry")
     market = request.market
     underlying = market.WhichOneof("underlying")
-    return european_one_values(
-        request.model,
-        request.WhichOneof("instrument") == "european",
-        opt.option_type,
-        opt.strike,
-        kind,
-        expiry.year_fraction,
-        _ymd(dates, "valuation_date") if kind == "dates" else None,
-        _ymd(dates, "expiry_date") if kind == "dates" else None,
-        dates.day_count,
-        underlying,
-        market.spot if underlying == "spot" else market.forward,
-        market.rate,
-        market.dividend_yield,
-        market.volatility if with_vol else 0.0,
-        market.snapshot_id,
-    )
-
-
-def european_one_values(
-    model_value, has_instrument, option_type, strike, expiry_kind, year_fraction, valuation, expiry, day_count,
-    underlying_kind, underlying, rate, dividend_yield, volatility, snapshot_id,
-):
-    model = _MODELS.get(model_value)
-    if model is None:
-        model = model_of(model_value)
-    if model not in IMPLIED_VOL_REFS:  # implied volatility: the Black-Scholes, Black-76 and Bachelier models
-        raise invalid("model", f"{cpb.Model.Name(int(model))} has no implied volatility")
-    if not has_instrument:
-        raise invalid("european", "required: the request names no instrument")
-    t = _expiry(expiry_kind, year_fraction, valuation, expiry, day_count, "european.expiry")
-    _check_underlying(model, underlying_kind, "market")
-    if snapshot_id:
-        _check_snapshot(snapshot_id, "market")
-    if dividend_yield != 0.0 and not takes_dividend(model):
-        raise invalid("market.dividend_yield", f"{cpb.Model.Name(int(model))} takes no dividend yield: the forward carries it")
-    option = EuropeanOption(option_type, strike, t)
-    inputs = MarketInputs(underlying, rate, dividend_yield, volatility)
-    return model, option, inputs, _SINGLE_FIELDS[expiry_kind, underlying_kind]
+    if model in IMPLIED_VOL_REFS:
+        with bad.check():
+            _check_underlying(model, underlying, "market")
+        if market.dividend_yield != 0.0 and not takes_dividend(model):
+            bad.add("market.dividend_yield", f"{cpb.Model.Name(int(model))} takes no dividend yield: the forward carries it")
+    if market.snapshot_id:
+        with bad.check():
+            _check_snapshot(market.snapshot_id, "market")
+    if market.HasField("heston"):
+        bad.add("market.heston", "implied volatility takes no Heston parameters")
+    volatility = market.volatility
+    if not with_vol:
+        with bad.check():
+            _ignored_volatility(volatility, "market.volatility")
+        volatility = 0.0
+    unknown_enums(request, "", bad)
+    bad.raise_if_any()
+    option = EuropeanOption(opt.option_type, opt.strike, t)
+    value = market.spot if underlying == "spot" else market.forward
+    inputs = MarketInputs(value, market.rate, market.dividend_yield, volatility)
+    return model, option, inputs, _SINGLE_FIELDS[kind, underlying]
 
 
 # ---------------------------------------------------------------------------------- columns
@@ -212,29 +280,31 @@ def int32s(col, path: str) -> np.ndarray:
 _ZERO = np.zeros(1)
 
 
-def _batch_rows(plan, max_rows: int) -> int:
+def _batch_rows(plan, max_rows: int, bad: Violations | None = None) -> int:
     """Checks presence and length of each (path, column, itemsize, required) and returns the
     batch's row count. The batch length is the length most columns agree on (ties: the
-    longest); every column of another length (other than 1, broadcast) is named."""
+    longest); every column of another length (other than 1, broadcast) is named. Every
+    violation goes to ``bad`` (raised here when it is not given)."""
+    own = bad is None
+    bad = Violations() if own else bad
     lengths = {}
     for path, col, size, required in plan:
         if col is None:
             if required:
-                raise invalid(path, "required column is missing")
+                bad.add(path, "required column is missing")
             continue
-        lengths[path] = column_length(col, size, path)
+        with bad.check():
+            lengths[path] = column_length(col, size, path)
     counts = collections.Counter(n for n in lengths.values() if n != 1)
     rows = max(counts, key=lambda n: (counts[n], n)) if counts else (1 if lengths else 0)
-    wrong = [(path, n) for path, n in lengths.items() if n not in (rows, 1)]
-    if wrong:
-        found = [FieldViolation(path, f"has {n} rows; expected {rows} (or 1 to broadcast)") for path, n in wrong]
-        raise ServiceError(Code.INVALID_ARGUMENT, "; ".join(f"{v.field}: {v.description}" for v in found), found)
+    for path, n in lengths.items():
+        if n not in (rows, 1):
+            bad.add(path, f"has {n} rows; expected {rows} (or 1 to broadcast)")
     if rows > max_rows:
-        raise ServiceError(
-            Code.RESOURCE_EXHAUSTED,
-            f"rows: {rows} rows exceed the server's cap of {max_rows} per request; split the batch (RiskClient does)",
-            [FieldViolation("rows", f"at most {max_rows} rows per request")],
-        )
+        bad.add("rows", f"{rows} rows exceed the server's cap of {max_rows} per request; split the batch"
+                        " (RiskClient does)", Code.RESOURCE_EXHAUSTED)
+    if own:
+        bad.raise_if_any()
     return rows
 
 
@@ -247,61 +317,96 @@ def _time_kind(cols, prefix: str) -> str:
     return "expiry_date" if use_dates else "time_to_expiry"
 
 
+def _check_batch_dates(cols, prefix: str, time_kind: str, bad: Violations):
+    """The valuation date and day count of an expiry_date column: the valuation date, or None."""
+    if time_kind != "expiry_date":
+        return None
+    if _DAY_COUNTS.get(cols.day_count) is None:
+        bad.add(f"{prefix}.day_count", f"unknown day count {cols.day_count}")
+    if not cols.HasField("valuation_date"):
+        bad.add(f"{prefix}.valuation_date", "required with expiry_date")
+        return None
+    with bad.check():
+        return _date(_ymd(cols, "valuation_date"), f"{prefix}.valuation_date")
+    return None
+
+
 def _batch_times(cols, prefix: str, time_kind: str) -> np.ndarray:
-    if time_kind == "expiry_date":
-        if not cols.HasField("valuation_date"):
-            raise invalid(f"{prefix}.valuation_date", "required with expiry_date")
-        dc = _DAY_COUNTS.get(cols.day_count)
-        if dc is None:
-            raise invalid(f"{prefix}.day_count", f"unknown day count {cols.day_count}")
+    if time_kind == "expiry_date":  # (the dates were checked by _check_batch_dates)
         valuation = _date(_ymd(cols, "valuation_date"), f"{prefix}.valuation_date")
+        dc = _DAY_COUNTS[cols.day_count]
         return daycount.year_fractions(daycount.to_days(valuation), int32s(cols.expiry_date, f"{prefix}.expiry_date"), dc)
     return doubles(cols.time_to_expiry, f"{prefix}.time_to_expiry")
+
+
+def _threads(value: int, bad: Violations, path: str = "threads") -> None:
+    if value < 0:
+        bad.add(path, f"must be >= 0 (0: the server's default; got {value})")
 
 
 def european_batch(request, max_rows: int, *, with_vol: bool = True, price_field: str | None = None):
     """(model, options, market, price, rows, fields) from a columnar request.
 
     Checks presence and lengths of every column (each the batch's length or 1) and the row
-    cap before decoding anything; values themselves are checked per row by the kernels.
+    cap before decoding anything, and reports every violation of the shape together;
+    values themselves are checked per row by the kernels.
     """
-    model = model_of(request.model)
-    if model not in IMPLIED_VOL_REFS:
-        raise invalid("model", f"{cpb.Model.Name(int(model))} has no implied volatility")
-    if request.WhichOneof("instruments") != "european":
-        raise invalid("european", "required: the request names no instrument columns")
-    cols = request.european
+    bad = Violations()
+    model = None
+    with bad.check():
+        model = model_of(request.model)
+        if model not in IMPLIED_VOL_REFS:
+            raise invalid("model", f"{cpb.Model.Name(int(model))} has no implied volatility")
     market = request.market
-    _check_snapshot(market.snapshot_id, "market")
-
+    with bad.check():
+        _check_snapshot(market.snapshot_id, "market")
+    if market.HasField("heston"):
+        bad.add("market.heston", "implied volatility takes no Heston parameters")
+    _threads(request.threads, bad)
     given = [u for u in ("spot", "forward") if market.HasField(u)]
     if len(given) > 1:
-        raise invalid("market.spot", "set spot or forward, not both")
-    _check_underlying(model, given[0] if given else None, "market")
-    underlying = UNDERLYING[model]
-
-    time_kind = _time_kind(cols, "european")
+        bad.add("market.spot", "set spot or forward, not both")
+    elif model in IMPLIED_VOL_REFS:
+        with bad.check():
+            _check_underlying(model, given[0] if given else None, "market")
+    if request.WhichOneof("instruments") != "european":
+        bad.add("european", "required: the request names no instrument columns")
+        unknown_enums(request, "", bad)
+        bad.raise_if_any()
+    cols = request.european
+    time_kind = None
+    with bad.check():
+        time_kind = _time_kind(cols, "european")
+    _check_batch_dates(cols, "european", time_kind, bad)
+    underlying = UNDERLYING[model] if model in IMPLIED_VOL_REFS else (given[0] if given else "spot")
     use_dates = time_kind == "expiry_date"
 
     # (path, message, itemsize, required)
     plan = [
         ("european.option_type", cols.option_type if cols.HasField("option_type") else None, 4, True),
         ("european.strike", cols.strike if cols.HasField("strike") else None, 8, True),
-        (f"european.{time_kind}", getattr(cols, time_kind), 4 if use_dates else 8, True),
-        (f"market.{underlying}", getattr(market, underlying), 8, True),
+        (f"market.{underlying}", getattr(market, underlying) if market.HasField(underlying) else None, 8, True),
         ("market.rate", market.rate if market.HasField("rate") else None, 8, False),
         ("market.dividend_yield", market.dividend_yield if market.HasField("dividend_yield") else None, 8, False),
     ]
+    if time_kind is not None:
+        plan.append((f"european.{time_kind}", getattr(cols, time_kind), 4 if use_dates else 8, True))
     if with_vol:
         plan.append(("market.volatility", market.volatility if market.HasField("volatility") else None, 8, True))
+    elif market.HasField("volatility"):
+        plan.append(("market.volatility", market.volatility, 8, False))
     if price_field is not None:
         plan.append((price_field, request.price if request.HasField("price") else None, 8, True))
-    rows = _batch_rows(plan, max_rows)
+    rows = _batch_rows(plan, max_rows, bad)
+    unknown_enums(request, "", bad)
+    bad.raise_if_any()
 
     if market.HasField("dividend_yield") and not takes_dividend(model):
         q = doubles(market.dividend_yield, "market.dividend_yield")
         if np.any(q != 0.0):
             raise invalid("market.dividend_yield", f"{cpb.Model.Name(int(model))} takes no dividend yield: the forward carries it")
+    if not with_vol and market.HasField("volatility"):
+        _ignored_volatility_column(doubles(market.volatility, "market.volatility"), "market.volatility")
     t = _batch_times(cols, "european", time_kind)
 
     options = EuropeanOptionBatch(
@@ -322,6 +427,16 @@ def european_batch(request, max_rows: int, *, with_vol: bool = True, price_field
     return model, options, mkt, price, rows, fields
 
 
+def _ignored_volatility_column(vol: np.ndarray, path: str) -> None:
+    """A volatility column sent with implied volatility is not read; its values must still
+    be finite and >= 0 (the first bad row is named)."""
+    bad = np.flatnonzero(~(np.isfinite(vol) & (vol >= 0.0)))
+    if len(bad):
+        row = int(bad[0])
+        raise invalid(path, f"not read by implied volatility, but must be finite and >= 0 when set"
+                            f" (row {row}: {float(vol[row])!r}; {len(bad)} such rows)")
+
+
 # --------------------------------------------------------------------- the options library
 # Every product of pricegrid.server.domain.products, one trade or a batch, read by the
 # product's table of inputs (the proto fields have the inputs' names in both shapes).
@@ -337,7 +452,7 @@ def engine_of(value: int, path: str = "engine") -> Engine:
     return engine
 
 
-def engine_spec(catalogue: Catalogue, product: str, model: Model, engine: Engine) -> EngineSpec:
+def engine_spec(catalogue: Catalogue, product: str, model: Model, engine: Engine, prefix: str = "") -> EngineSpec:
     spec = catalogue.find(product, model, engine)
     if spec is not None:
         return spec
@@ -345,54 +460,63 @@ def engine_spec(catalogue: Catalogue, product: str, model: Model, engine: Engine
     under = [s for s in offered if s.model == model]
     model_name = cpb.Model.Name(int(model))
     if not offered:
-        raise invalid("instrument", f"no engine of this server prices {product} options")
+        raise invalid(f"{prefix}instrument", f"no engine of this server prices {product} options")
     if not under:
         models = sorted({cpb.Model.Name(int(s.model)) for s in offered})
-        raise invalid("model", f"{product} options are not priced under {model_name}; models: {', '.join(models)}")
+        raise invalid(f"{prefix}model", f"{product} options are not priced under {model_name}; models: {', '.join(models)}")
     engines = ", ".join(cpb.Engine.Name(int(s.engine)) for s in under)
-    raise invalid("engine", f"{cpb.Engine.Name(int(engine))} does not price {product} options under {model_name};"
-                            f" engines: {engines}")
+    raise invalid(f"{prefix}engine", f"{cpb.Engine.Name(int(engine))} does not price {product} options under {model_name};"
+                                     f" engines: {engines}")
 
 
-def _check_measures(spec: EngineSpec, measures, path: str = "measures") -> tuple:
-    for i, m in enumerate(measures):
+def _check_measures(spec: EngineSpec, measures, path: str = "measures", values=None) -> tuple:
+    """Every measure the engine does not compute is named (``values``: the request's own
+    list, so that the index named is the one sent)."""
+    bad = Violations()
+    names = ", ".join(cpb.Measure.Name(int(x)) for x in spec.measures)
+    sent = list(values) if values is not None else [int(m) for m in measures]
+    for m in measures:
         if m not in spec.measures:
-            names = ", ".join(cpb.Measure.Name(int(x)) for x in spec.measures)
-            raise invalid(
+            i = sent.index(int(m)) if int(m) in sent else measures.index(m)
+            bad.add(
                 f"{path}[{i}]",
                 f"{cpb.Measure.Name(int(m))} is not available for {spec.product} options under"
                 f" {cpb.Model.Name(int(spec.model))} ({spec.ref.engine}); available: {names}",
             )
+    bad.raise_if_any()
     return measures
 
 
 def settings_of(msg, spec: EngineSpec, prefix: str = "settings") -> Settings:
-    """EngineSettings with the server's defaults for what is unset; bad values name the field."""
+    """EngineSettings with the server's defaults for what is unset; every bad value is named
+    (each is checked whether or not the engine reads it)."""
     d = DEFAULT_SETTINGS
     if msg is None:
         return d
     kw = {}
+    bad = Violations()
     if msg.HasField("paths"):
         if not 0 < msg.paths:
-            raise invalid(f"{prefix}.paths", f"must be > 0 (got {msg.paths})")
+            bad.add(f"{prefix}.paths", f"must be > 0 (got {msg.paths})")
         kw["paths"] = msg.paths
     if msg.HasField("seed"):
         kw["seed"] = msg.seed
     if msg.HasField("max_step"):
         if not (math.isfinite(msg.max_step) and msg.max_step > 0):
-            raise invalid(f"{prefix}.max_step", f"must be finite and > 0 years (got {msg.max_step!r})")
+            bad.add(f"{prefix}.max_step", f"must be finite and > 0 years (got {msg.max_step!r})")
         kw["max_step"] = msg.max_step
     for name in ("antithetic", "control_variate", "sobol", "brownian_bridge"):
         if msg.HasField(name):
             kw[name] = bool(getattr(msg, name))
     if msg.HasField("tree_steps"):
         if not 1 <= msg.tree_steps <= 100_000:
-            raise invalid(f"{prefix}.tree_steps", f"must be in [1, 100000] (got {msg.tree_steps})")
+            bad.add(f"{prefix}.tree_steps", f"must be in [1, 100000] (got {msg.tree_steps})")
         kw["tree_steps"] = msg.tree_steps
     if msg.american_scheme:
         if msg.american_scheme not in (1, 2, 3):
-            raise invalid(f"{prefix}.american_scheme", f"unknown AmericanScheme value {msg.american_scheme}")
+            bad.add(f"{prefix}.american_scheme", f"unknown AmericanScheme value {msg.american_scheme}")
         kw["american_scheme"] = msg.american_scheme
+    bad.raise_if_any()
     return dataclasses.replace(d, **kw) if kw else d
 
 
@@ -426,16 +550,16 @@ def _code_value(inp, value: int, path: str) -> int:
     return value
 
 
-def _by_reference(market, prefix: str) -> bool:
+def _by_reference(market, prefix: str, bad: Violations) -> bool:
     """Whether ``market`` names a snapshot; then no level, rate or dividend may be inline."""
     if not (market.snapshot_id or market.underlying_id):
         return False
     if not market.snapshot_id:
-        raise invalid(f"{prefix}.snapshot_id", "required with underlying_id")
+        bad.add(f"{prefix}.snapshot_id", "required with underlying_id")
     for name in ("spot", "forward", "rate", "dividend_yield"):
         if _given(market, name):
-            raise invalid(f"{prefix}.{name}", "comes from the snapshot: send snapshot_id and underlying_id, or"
-                                              " inline market data, not both")
+            bad.add(f"{prefix}.{name}", "comes from the snapshot: send snapshot_id and underlying_id, or"
+                                        " inline market data, not both")
     return True
 
 
@@ -447,28 +571,42 @@ def _given(market, name: str) -> bool:
     return market.HasField(name)
 
 
-def _heston_one(market, spec: EngineSpec, prefix: str):
+def _heston_one(market, spec: EngineSpec, prefix: str, bad: Violations):
     if spec.model == Model.HESTON:
         if not market.HasField("heston"):
-            raise invalid(f"{prefix}.heston", "required: MODEL_HESTON prices with v0, kappa, theta, sigma and rho")
+            bad.add(f"{prefix}.heston", "required: MODEL_HESTON prices with v0, kappa, theta, sigma and rho")
+            return None
+        if market.volatility != 0.0:
+            bad.add(f"{prefix}.volatility", _NO_HESTON_VOL)
         h = market.heston
         return HestonParameters(h.v0, h.kappa, h.theta, h.sigma, h.rho)
     if market.HasField("heston"):
-        raise invalid(f"{prefix}.heston", f"{cpb.Model.Name(int(spec.model))} takes no Heston parameters")
+        bad.add(f"{prefix}.heston", f"{cpb.Model.Name(int(spec.model))} takes no Heston parameters")
     return None
 
 
-def _market_one(market, spec: EngineSpec, prefix: str = ""):
-    """(MarketBatch of one row, or SnapshotMarket; the underlying's kind as sent)."""
+_NO_HESTON_VOL = "MODEL_HESTON takes no volatility: its variance starts at market.heston.v0 (leave volatility unset)"
+
+
+def _market_one(market, spec: EngineSpec, prefix: str, bad: Violations):
+    """(MarketBatch of one row, or SnapshotMarket; the underlying's kind as sent), or
+    (None, None) when the market's shape is invalid (its violations are in ``bad``)."""
     p = f"{prefix}market"
-    if _by_reference(market, p):
-        inline = MarketBatch.of(MarketInputs(0.0, 0.0, 0.0, market.volatility, _heston_one(market, spec, p)))
+    before = len(bad.found)
+    if _by_reference(market, p, bad):
+        heston = _heston_one(market, spec, p, bad)
+        if len(bad.found) > before:
+            return None, None
+        inline = MarketBatch.of(MarketInputs(0.0, 0.0, 0.0, market.volatility, heston))
         return SnapshotMarket(market.snapshot_id, market.underlying_id, inline), spec.underlying
     underlying = market.WhichOneof("underlying")
-    _check_underlying_spec(spec, underlying, p)
+    with bad.check():
+        _check_underlying_spec(spec, underlying, p)
     if market.dividend_yield != 0.0 and not spec.takes_dividend:
-        raise invalid(f"{p}.dividend_yield", f"{cpb.Model.Name(int(spec.model))} takes no dividend yield: the forward carries it")
-    heston = _heston_one(market, spec, p)
+        bad.add(f"{p}.dividend_yield", f"{cpb.Model.Name(int(spec.model))} takes no dividend yield: the forward carries it")
+    heston = _heston_one(market, spec, p, bad)
+    if len(bad.found) > before:
+        return None, None
     value = market.spot if underlying == "spot" else market.forward
     return MarketBatch.of(MarketInputs(value, market.rate, market.dividend_yield, market.volatility, heston)), underlying
 
@@ -484,43 +622,68 @@ def _check_underlying_spec(spec: EngineSpec, given, prefix: str) -> None:
 
 def product_one(request, catalogue: Catalogue, *, prefix: str = ""):
     """(spec, ProductBatch of one row, MarketBatch, measures, fields, settings) from a
-    PriceRequest of any instrument: the arguments of PricingService.price. ``prefix`` goes before every field path (``price.`` on a
-    stream)."""
-    model = model_of(request.model)
+    PriceRequest of any instrument: the arguments of PricingService.price. ``prefix`` goes
+    before every field path (``price.`` on a stream). Raises with every violation of the
+    request's shape (the kernel then reports every bad value of a valid shape)."""
+    bad = Violations()
+    model = engine = None
+    with bad.check():
+        model = model_of(request.model, f"{prefix}model")
+    with bad.check():
+        engine = engine_of(request.engine, f"{prefix}engine")
     which = request.WhichOneof("instrument")
     if which is None:
-        raise invalid(f"{prefix}instrument", f"required: set one of {_INSTRUMENTS}")
-    product = PRODUCTS[which]
-    spec = engine_spec(catalogue, which, model, engine_of(request.engine, f"{prefix}engine"))
-    msg = getattr(request, which)
-    market, underlying = _market_one(request.market, spec, prefix)
+        bad.add(f"{prefix}instrument", f"required: set one of {_INSTRUMENTS}")
+    spec = None
+    if which is not None and model is not None and engine is not None:
+        with bad.check():
+            spec = engine_spec(catalogue, which, model, engine, prefix)
+    market = underlying = None
+    if spec is not None:
+        market, underlying = _market_one(request.market, spec, prefix, bad)
+    measures = settings = None
+    with bad.check():
+        measures = measures_of(request.measures, f"{prefix}measures")
+    if spec is not None and measures is not None:
+        with bad.check():
+            _check_measures(spec, measures, f"{prefix}measures", request.measures)
+    with bad.check():
+        settings = settings_of(request.settings if request.HasField("settings") else None, spec, f"{prefix}settings")
     columns = {}
-    for inp in product.inputs:
-        path = f"{prefix}{which}.{inp.name}"
-        if inp.codes:
-            columns[inp.name] = np.array([_code_value(inp, getattr(msg, inp.name), path)], dtype=np.int32)
-            continue
-        value = getattr(msg, inp.name)
-        if inp.default == SPOT and not msg.HasField(inp.name):
-            if isinstance(market, SnapshotMarket):
-                raise invalid(path, "required when the spot comes from a snapshot")
-            value = market.underlying[0]
-        elif inp.name == "cash" and not msg.HasField("cash"):
-            value = inp.default
-        columns[inp.name] = np.array([value], dtype=np.float64 if inp.dtype == "f8" else np.int32)
-    expiry = msg.expiry
-    kind = expiry.WhichOneof("kind")
-    dates = expiry.dates
-    t = _expiry(
-        kind, expiry.year_fraction, _ymd(dates, "valuation_date") if kind == "dates" else None,
-        _ymd(dates, "expiry_date") if kind == "dates" else None, dates.day_count, f"{prefix}{which}.expiry",
-    )
-    columns["time_to_expiry"] = np.array([t])
     schedule = None
-    if product.schedule:
-        schedule = _schedule_one(msg, kind, dates, f"{prefix}{which}")
-    measures = _check_measures(spec, measures_of(request.measures, f"{prefix}measures"), f"{prefix}measures")
-    settings = settings_of(request.settings if request.HasField("settings") else None, spec, f"{prefix}settings")
+    kind = None
+    if which is not None:
+        product = PRODUCTS[which]
+        msg = getattr(request, which)
+        for inp in product.inputs:
+            path = f"{prefix}{which}.{inp.name}"
+            if inp.codes:
+                with bad.check():
+                    columns[inp.name] = np.array([_code_value(inp, getattr(msg, inp.name), path)], dtype=np.int32)
+                continue
+            value = getattr(msg, inp.name)
+            if inp.default == SPOT and not msg.HasField(inp.name):
+                if isinstance(market, SnapshotMarket):
+                    bad.add(path, "required when the spot comes from a snapshot")
+                    continue
+                value = market.underlying[0] if market is not None else 0.0
+            elif inp.name == "cash" and not msg.HasField("cash"):
+                value = inp.default
+            columns[inp.name] = np.array([value], dtype=np.float64 if inp.dtype == "f8" else np.int32)
+        expiry = msg.expiry
+        kind = expiry.WhichOneof("kind")
+        dates = expiry.dates
+        with bad.check():
+            t = _expiry(
+                kind, expiry.year_fraction, _ymd(dates, "valuation_date") if kind == "dates" else None,
+                _ymd(dates, "expiry_date") if kind == "dates" else None, dates.day_count, f"{prefix}{which}.expiry",
+            )
+            columns["time_to_expiry"] = np.array([t])
+        if product.schedule:
+            with bad.check():
+                schedule = _schedule_one(msg, kind, dates, f"{prefix}{which}")
+    unknown_enums(request, prefix, bad)
+    bad.raise_if_any()
     time_path = f"{which}.expiry.{kind}"
     fields = _product_fields(product, time_path, underlying, prefix)
     if product.schedule and len(msg.fixing_dates):
@@ -540,37 +703,44 @@ def _schedule_one(msg, kind, dates, path: str) -> Schedule:
         if dc is None:
             raise invalid(f"{path}.expiry.dates.day_count", f"unknown day count {dates.day_count}")
         start = _date(_ymd(dates, "valuation_date"), f"{path}.expiry.dates.valuation_date")
-        times = [
-            daycount.year_fraction(start, _date((d.year, d.month, d.day), f"{path}.fixing_dates[{i}]"), dc)
-            for i, d in enumerate(fixing_dates)
-        ]
+        bad = Violations()
+        times = []
+        for i, d in enumerate(fixing_dates):
+            with bad.check():
+                times.append(daycount.year_fraction(start, _date((d.year, d.month, d.day), f"{path}.fixing_dates[{i}]"), dc))
+        bad.raise_if_any()
     arr = np.asarray(times, dtype=np.float64)
     return Schedule(arr, np.array([len(arr)], dtype=np.int32))
 
 
-def _market_batch(market, spec: EngineSpec, plan: list, rows_hint=None):
-    """Adds the market columns to ``plan``; returns a function that decodes them (a
-    MarketBatch, or a SnapshotMarket when the columns name a snapshot)."""
-    by_reference = _by_reference(market, "market")
+def _market_batch(market, spec: EngineSpec, plan: list, bad: Violations):
+    """Adds the market columns to ``plan`` (their violations to ``bad``); returns a function
+    that decodes them (a MarketBatch, or a SnapshotMarket when the columns name a snapshot)."""
+    by_reference = _by_reference(market, "market", bad)
     heston = spec.model == Model.HESTON
     und = spec.underlying
     if not by_reference:
         given = [u for u in ("spot", "forward") if market.HasField(u)]
         if len(given) > 1:
-            raise invalid("market.spot", "set spot or forward, not both")
-        _check_underlying_spec(spec, given[0] if given else None, "market")
-        plan.append((f"market.{und}", getattr(market, und), 8, True))
+            bad.add("market.spot", "set spot or forward, not both")
+        else:
+            with bad.check():
+                _check_underlying_spec(spec, given[0] if given else None, "market")
+        plan.append((f"market.{und}", getattr(market, und) if market.HasField(und) else None, 8, True))
         for name in ("rate", "dividend_yield"):
             plan.append((f"market.{name}", getattr(market, name) if market.HasField(name) else None, 8, False))
     if heston:
         if not market.HasField("heston"):
-            raise invalid("market.heston", "required: MODEL_HESTON prices with v0, kappa, theta, sigma and rho")
-        for h in _HESTON:
-            col = getattr(market.heston, h)
-            plan.append((f"market.heston.{h}", col if market.heston.HasField(h) else None, 8, True))
+            bad.add("market.heston", "required: MODEL_HESTON prices with v0, kappa, theta, sigma and rho")
+        else:
+            for h in _HESTON:
+                col = getattr(market.heston, h)
+                plan.append((f"market.heston.{h}", col if market.heston.HasField(h) else None, 8, True))
+        if market.HasField("volatility"):
+            plan.append(("market.volatility", market.volatility, 8, False))
     else:
         if market.HasField("heston"):
-            raise invalid("market.heston", f"{cpb.Model.Name(int(spec.model))} takes no Heston parameters")
+            bad.add("market.heston", f"{cpb.Model.Name(int(spec.model))} takes no Heston parameters")
         # with a snapshot, no volatility column means: the underlying's surface
         plan.append(("market.volatility", market.volatility if market.HasField("volatility") else None, 8,
                      not by_reference))
@@ -578,6 +748,8 @@ def _market_batch(market, spec: EngineSpec, plan: list, rows_hint=None):
     def decode():
         hs = [doubles(getattr(market.heston, h), f"market.heston.{h}") for h in _HESTON] if heston else [None] * 5
         vol = None
+        if heston and market.HasField("volatility") and np.any(doubles(market.volatility, "market.volatility") != 0.0):
+            raise invalid("market.volatility", _NO_HESTON_VOL)
         if not heston and market.HasField("volatility"):
             vol = doubles(market.volatility, "market.volatility")
         if by_reference:
@@ -598,23 +770,51 @@ def _market_batch(market, spec: EngineSpec, plan: list, rows_hint=None):
 
 def product_batch(request, catalogue: Catalogue, max_rows: int):
     """(spec, ProductBatch, MarketBatch, rows, fields, measures, settings) from a
-    PriceBatchRequest of any instrument's columns."""
-    model = model_of(request.model)
+    PriceBatchRequest of any instrument's columns; raises with every violation of its shape
+    (bad values are the kernels' row errors)."""
+    bad = Violations()
+    model = engine = None
+    with bad.check():
+        model = model_of(request.model)
+    with bad.check():
+        engine = engine_of(request.engine)
     which = request.WhichOneof("instruments")
     if which is None:
-        raise invalid("instruments", f"required: set the columns of one of {_INSTRUMENTS}")
+        bad.add("instruments", f"required: set the columns of one of {_INSTRUMENTS}")
+    spec = None
+    if which is not None and model is not None and engine is not None:
+        with bad.check():
+            spec = engine_spec(catalogue, which, model, engine)
+    measures = settings = None
+    with bad.check():
+        measures = measures_of(request.measures) or (Measure.PRICE,)
+    if spec is not None and measures is not None:
+        with bad.check():
+            _check_measures(spec, measures, "measures", request.measures)
+    with bad.check():
+        settings = settings_of(request.settings if request.HasField("settings") else None, spec)
+    _threads(request.threads, bad)
+    if which is None:
+        unknown_enums(request, "", bad)
+        bad.raise_if_any()
     product = PRODUCTS[which]
-    spec = engine_spec(catalogue, which, model, engine_of(request.engine))
     cols = getattr(request, which)
-    time_kind = _time_kind(cols, which)
-    plan = [(f"{which}.{time_kind}", getattr(cols, time_kind), 4 if time_kind == "expiry_date" else 8, True)]
+    time_kind = None
+    with bad.check():
+        time_kind = _time_kind(cols, which)
+    _check_batch_dates(cols, which, time_kind, bad)
+    plan = []
+    if time_kind is not None:
+        plan.append((f"{which}.{time_kind}", getattr(cols, time_kind), 4 if time_kind == "expiry_date" else 8, True))
     for inp in product.inputs:
         col = getattr(cols, inp.name) if cols.HasField(inp.name) else None
         plan.append((f"{which}.{inp.name}", col, 4 if inp.dtype == "i4" else 8, inp.default is None))
     if product.schedule and cols.HasField("fixing_counts"):
         plan.append((f"{which}.fixing_counts", cols.fixing_counts, 4, False))
-    decode_market = _market_batch(request.market, spec, plan)
-    rows = _batch_rows(plan, max_rows)
+    decode_market = _market_batch(request.market, spec, plan, bad) if spec is not None else None
+    rows = _batch_rows(plan, max_rows, bad)
+    unknown_enums(request, "", bad)
+    bad.raise_if_any()
     market = decode_market()
     columns = {"time_to_expiry": _batch_times(cols, which, time_kind)}
     for inp in product.inputs:
@@ -628,8 +828,6 @@ def product_batch(request, catalogue: Catalogue, max_rows: int):
         else:
             columns[inp.name] = np.array([inp.default], dtype=np.int32 if inp.dtype == "i4" else np.float64)
     schedule = _schedule_batch(cols, which, rows) if product.schedule else None
-    measures = _check_measures(spec, measures_of(request.measures) or (Measure.PRICE,))
-    settings = settings_of(request.settings if request.HasField("settings") else None, spec)
     fields = _product_fields(product, f"{which}.{time_kind}", spec.underlying)
     return spec, ProductBatch(product, columns, schedule), market, rows, fields, measures, settings
 

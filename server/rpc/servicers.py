@@ -15,7 +15,6 @@ other in the front-office pool behind its gate, one message at a time.
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import grpc
 import grpc.aio
@@ -29,7 +28,7 @@ from pricegrid.server.rpc.admission import Lane, Lanes, Refused, StreamGate
 from pricegrid.server.rpc.errors import to_rich_status
 from pricegrid.server.rpc.interceptors import Undecodable, safe_deserializer, serialized, wrap_stream, wrap_unary
 from pricegrid.server.rpc.observe import RpcObserver
-from pricegrid.server.service.pricing import PricingService
+from pricegrid.server.service.pricing import PricingService, Watch
 from pricegrid.server.service.ticking import MarketMove, TickingBook
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import pricing_pb2 as pb
@@ -50,20 +49,15 @@ class PricingServicer:
         self.info = info  # () -> ServerInfoResponse
         self.stream_lane = stream_lane  # where a stream message off the lean path is priced
 
-    def _watch(self, context):
-        """Between chunks: stop when the caller is gone or the deadline (or our budget) passed."""
+    def _watch(self, context) -> Watch:
+        """The call's deadline (the caller's, else our budget) and cancellation, for the checks
+        between chunks and the kernels that poll: the caller going away stops them."""
         remaining = context.time_remaining()  # None, or a huge number, when the caller set no deadline
         budget = self.default_deadline_s if remaining is None or remaining > 1e8 else remaining
-        deadline = time.monotonic() + budget
-
-        def should_continue():
-            if not context.is_active():
-                return Code.CANCELLED
-            if time.monotonic() > deadline:
-                return Code.DEADLINE_EXCEEDED
-            return None
-
-        return should_continue
+        watch = Watch(budget, context.is_active)
+        if not context.add_callback(watch.cancel):  # already over
+            watch.cancel()
+        return watch
 
     def price_lean(self, data: bytes):
         """The front-office hot path, inline on the loop: the analytic European engine's
@@ -75,7 +69,8 @@ class PricingServicer:
         request = _PARSE_PRICE(data)
         if type(request) is Undecodable:
             raise request.error()
-        result = self.service.price(*req.product_one(request, self.service.catalogue))
+        result = self.service.price(*req.product_one(request, self.service.catalogue),
+                                    should_continue=self._watch(context))
         return resp.price_response_bytes(result), 1, 0
 
     def PriceBatch(self, request, context, rid):
@@ -123,11 +118,12 @@ class PricingServicer:
             if data is grpc.aio.EOF:
                 return
             counter[0] += 1
+            split = _codec.split_stream_request(data)  # the ids, without reading the body
             refused = lane.too_large(len(data), "a PriceStream message")
             if refused is not None:
-                await context.write(_stream_error("", "", refused).SerializeToString())
+                cid, trade_id = split[:2] if split is not None else ("", "")
+                await context.write(_stream_error(cid, trade_id, refused).SerializeToString())
                 continue
-            split = _codec.split_stream_request(data)
             if split is not None and split[2] == 2 and not split[1]:
                 cid, trade_id, _, a, b = split
                 lean = fast.price_lean(data[a:b], self.service)

@@ -192,7 +192,11 @@ class MarketDataService:
                 raise invalid("forwards", f"required: the surface's underlying {surface.underlying_id!r} is not in"
                                           " this snapshot")
             level, rate, q, _, _ = resolve("", snapshot, u.underlying_id, "spot" if u.spot is not None else "forward", t)
-            f = level * np.exp((rate - q) * t) if u.spot is not None else np.broadcast_to(level, t.shape)
+            with np.errstate(over="ignore"):
+                f = level * np.exp((rate - q) * t) if u.spot is not None else np.broadcast_to(level, t.shape)
+            if not np.isfinite(f).all():  # an expiry so far out that the forward overflows
+                i = int(np.flatnonzero(~np.isfinite(f))[0])
+                raise invalid(f"expiries[{i}]", f"the underlying's forward at expiry {t[i]:g} is not finite")
         elif len(f) not in (1, len(t)):
             raise invalid("forwards", f"{len(f)} forwards for {len(t)} points (one per point, or one for all)")
         f = np.ascontiguousarray(np.broadcast_to(f, t.shape))

@@ -4,17 +4,26 @@ Independent of transport: inputs are domain objects, outputs plain results, fail
 :class:`ServiceError`. ``fields`` maps the kernels' input names (option_type, strike,
 time_to_expiry, underlying, rate, dividend_yield, volatility, price) to the caller's own
 field paths, so that every error names the field as the caller wrote it.
+
+Budgets: every request's cost is estimated before it runs (pricegrid.server.domain.cost) and
+refused with RESOURCE_EXHAUSTED over the cap of its call class (``Limits.max_cost_unary_s``
+for one trade, ``max_cost_batch_s`` for a batch). A call's deadline and cancellation travel
+in a :class:`Watch`: checked between chunks, and polled inside the kernels of the engines
+whose spec says ``polls_stop`` (Monte Carlo, American, Heston), which stop within a few
+milliseconds of work and leave ``CANCELLED`` in the rows they did not finish.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, NamedTuple, Optional, Sequence
+from typing import Callable, ContextManager, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
+from pricegrid.server.domain import cost as _cost
 from pricegrid.server.domain.catalogue import DEFAULT_SETTINGS, Catalogue, EngineSpec, Settings
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, invalid
 from pricegrid.server.domain.instruments import (
@@ -23,6 +32,7 @@ from pricegrid.server.domain.instruments import (
 from pricegrid.server.domain.models import IMPLIED_VOL_REFS, Engine, Measure, Model, ModelRef
 from pricegrid.server.domain.products import ProductBatch
 from pricegrid.server.pricers import catalogue as pricers
+from pricegrid.server.pricers import status as _st
 from pricegrid.server.pricers.analytic_european import price_european_values
 from pricegrid.server.pricers.implied_vol import ImpliedVolBatch, implied_vol_european_batch, implied_vol_european_one
 from pricegrid.server.service import rows as _rows
@@ -31,7 +41,47 @@ from pricegrid.server.service.market import prepare as prepare_snapshot
 from pricegrid.server.service.market import resolve as resolve_snapshot
 
 #: a callable the batch loop asks between chunks: None to go on, or the Code to stop with
+#: (a :class:`Watch` is one, which the kernels that poll can read as well)
 ShouldContinue = Callable[[], Optional[Code]]
+
+
+class Watch:
+    """One call's deadline and cancellation, shared with the kernels (ext/pg_stop.h).
+
+    The transport makes one per call with the time the call may take (``deadline_s`` from
+    now; None: no deadline) and, optionally, ``is_active`` (the transport's own view of the
+    caller), and calls :meth:`cancel` when the caller goes away (a gRPC termination callback,
+    from any thread). Called, it is a :data:`ShouldContinue`. ``block`` is the stop block the
+    kernels poll: [STOP_FLAG] set by :meth:`cancel`, [STOP_DEADLINE] the deadline in
+    ``time.monotonic_ns()``, [STOP_REASON] written by a kernel that stopped."""
+
+    __slots__ = ("block", "deadline_ns", "_is_active")
+
+    def __init__(self, deadline_s: Optional[float] = None, is_active: Optional[Callable[[], bool]] = None):
+        self.block = np.zeros(_st.STOP_WORDS, dtype=np.int64)
+        self.deadline_ns = None if deadline_s is None else time.monotonic_ns() + max(0, int(deadline_s * 1e9))
+        if self.deadline_ns is not None:
+            self.block[_st.STOP_DEADLINE] = max(1, self.deadline_ns)
+        self._is_active = is_active
+
+    def cancel(self, *_args) -> None:
+        """Stop: the kernels see it at their next poll (any thread may call this)."""
+        self.block[_st.STOP_FLAG] = 1
+
+    def __call__(self) -> Optional[Code]:
+        if self.block[_st.STOP_FLAG] or (self._is_active is not None and not self._is_active()):
+            return Code.CANCELLED
+        if self.deadline_ns is not None and time.monotonic_ns() >= self.deadline_ns:
+            return Code.DEADLINE_EXCEEDED
+        return None
+
+    def stopped(self) -> Optional[Code]:
+        """Why a kernel stopped (None: it did not)."""
+        reason = int(self.block[_st.STOP_REASON])
+        if not reason:
+            return None
+        return Code.DEADLINE_EXCEEDED if reason == _st.STOP_DEADLINE_EXCEEDED else Code.CANCELLED
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -42,6 +92,10 @@ class Limits:
     # Monte Carlo: paths per option, and paths x rows per request (the work a call may ask)
     max_paths: int = 10_000_000
     max_path_rows: int = 200_000_000
+    # estimated cost (pricegrid.server.domain.cost, core-seconds of the reference machine) a
+    # call may ask: one trade (Price, a PriceStream trade), a batch
+    max_cost_unary_s: float = 2.0
+    max_cost_batch_s: float = 300.0
 
 
 class PriceResult(NamedTuple):
@@ -125,12 +179,20 @@ class _OnePass:
         return dataclasses.replace(self.inline, underlying=level, rate=rate, dividend_yield=q, volatility=vol)
 
 
+def _no_marker(rows: int) -> ContextManager:
+    return contextlib.nullcontext()
+
+
 class PricingService:
-    def __init__(self, limits: Limits = Limits(), snapshots: Optional[Callable[[str], object]] = None):
+    def __init__(self, limits: Limits = Limits(), snapshots: Optional[Callable[[str], object]] = None, *,
+                 large_calls: Optional[Callable[[int], ContextManager]] = None):
         """``snapshots``: snapshot id -> the stored Snapshot or None (the market data service's
-        ``snapshot``); without it, prices against snapshots are refused."""
+        ``snapshot``); without it, prices against snapshots are refused. ``large_calls``:
+        ``large_calls(rows)`` is entered around every batch (the app's MallocTrimmer gives the
+        memory of large ones back to the OS once they are over)."""
         self.limits = limits
         self.snapshots = snapshots
+        self.large_calls = large_calls or _no_marker
         #: every engine the service prices with (data; the transport reads it from here)
         self.catalogue: Catalogue = pricers.CATALOGUE
         self._fast_specs = {
@@ -224,21 +286,26 @@ class PricingService:
         measures: Sequence[Measure],
         fields: Mapping[str, str],
         settings: Settings = DEFAULT_SETTINGS,
+        *,
+        should_continue: Optional[ShouldContinue] = None,
     ) -> PriceResult:
         """One trade of any product: a batch of one (every column of length 1) through the
         engine's runner. The measures come back as price first, then by Measure number.
-        ``market``: a MarketBatch, or a SnapshotMarket resolved here."""
+        ``market``: a MarketBatch, or a SnapshotMarket resolved here. ``should_continue``
+        (a :class:`Watch` for the kernels that poll it): the call's deadline and
+        cancellation; its cost is capped by ``Limits.max_cost_unary_s``."""
         market, used, fields = self.resolve_market(spec, batch, market, fields)
-        result = self._price_one(spec, batch, market, measures, fields, settings)
+        result = self._price_one(spec, batch, market, measures, fields, settings, should_continue)
         return result._replace(market_used=used) if used is not None else result
 
-    def _price_one(self, spec, batch, market, measures, fields, settings) -> PriceResult:
+    def _price_one(self, spec, batch, market, measures, fields, settings, should_continue=None) -> PriceResult:
         measures = (Measure.PRICE,) + tuple(sorted(set(measures) - {Measure.PRICE}))
         if self._fast_specs.get(int(spec.model)) is spec:
             return self._price_fast_one(spec, batch, market, measures, fields)
         self.check_settings(spec, settings, 1)
+        estimate = self.check_cost(spec, batch, market, measures, settings, 1, unary=True)
         out = BatchOutputs.new(len(measures), 1, stderr=spec.monte_carlo, effective=spec.kernel_writes_forward)
-        status, _ = self._run(spec, batch, market, measures, 1, 1, settings, None, out)
+        status, _ = self._run(spec, batch, market, measures, 1, 1, settings, should_continue, out, estimate)
         values, stderr = out.values, out.stderr
         if status[0]:
             _rows.raise_for_status(
@@ -310,6 +377,12 @@ class PricingService:
         effective_inputs: bool = True,
         should_continue: Optional[ShouldContinue] = None,
     ) -> BatchResult:
+        with self.large_calls(rows):
+            return self._implied_vol_batch(model, options, market, price, rows, fields, threads, effective_inputs,
+                                           should_continue)
+
+    def _implied_vol_batch(self, model, options, market, price, rows, fields, threads, effective_inputs,
+                           should_continue) -> BatchResult:
         self.check_rows(rows)
         threads = self.threads_for(threads)
         chunks = self._chunks(rows)
@@ -364,21 +437,52 @@ class PricingService:
                 [FieldViolation(f"{prefix}.paths", f"rows x paths at most {cap}")],
             )
 
+    def check_cost(self, spec: EngineSpec, batch: ProductBatch, market, measures, settings: Settings, rows: int, *,
+                   unary: bool, prefix: str = "settings") -> Optional[_cost.Estimate]:
+        """The request's estimated cost (pricegrid.server.domain.cost), refused with
+        RESOURCE_EXHAUSTED over the cap of its call class, naming the setting that drives it."""
+        estimate = _cost.estimate(spec, batch.product.name, batch.columns, batch.schedule, market, measures,
+                                  settings, rows)
+        if estimate is None:
+            return None
+        cap = self.limits.max_cost_unary_s if unary else self.limits.max_cost_batch_s
+        seconds = estimate.seconds
+        if seconds > cap:
+            what = "one trade" if unary else "one batch request"
+            path = estimate.field if estimate.field == "rows" else prefix + estimate.field.removeprefix("settings")
+            fix = "send fewer rows per request (RiskClient splits batches)" if path == "rows" else \
+                f"lower {path}" + ("" if unary else " or send fewer rows per request")
+            raise ServiceError(
+                Code.RESOURCE_EXHAUSTED,
+                f"{path}: {estimate.detail} is an estimated {seconds:.3g} core-seconds of work, over the server's"
+                f" cap of {cap:g} core-seconds for {what}; {fix}",
+                [FieldViolation(path, f"estimated cost at most {cap:g} core-seconds for {what}"
+                                      f" (this request: {seconds:.3g})")],
+            )
+        return estimate
+
     def _run(self, spec: EngineSpec, batch: ProductBatch, market: MarketBatch, measures, rows: int, threads: int,
-             settings: Settings, should_continue, out: "BatchOutputs"):
+             settings: Settings, should_continue, out: "BatchOutputs", estimate: Optional[_cost.Estimate] = None):
         """Rows [0, rows) through the engine's runner in chunks sized by its cost, writing into
-        ``out``; the status bits per row and the number of chunks."""
+        ``out``; the status bits per row and the number of chunks. A kernel that polls gets
+        the call's stop block (``should_continue`` a :class:`Watch`); one that stopped ends
+        the call with CANCELLED or DEADLINE_EXCEEDED."""
         codes = np.asarray([int(m) for m in measures], dtype=np.int32)
         status = np.empty(rows, dtype=np.int32)
         step = spec.chunk_rows(settings, self.limits.chunk_rows)
+        if not spec.polls_stop and estimate is not None:  # seen between chunks only: ~20 ms each
+            step = min(step, _cost.chunk_rows(estimate.max_row_ns, threads, self.limits.chunk_rows))
         chunks = [(a, min(a + step, rows)) for a in range(0, rows, step)] or [(0, 0)]
         run = pricers.runner(spec)
+        watch = should_continue if isinstance(should_continue, Watch) and spec.polls_stop else None
         forward = spec.kernel_writes_forward and out.forward is not None
         one_pass = isinstance(market, _OnePass)
         if one_pass and out.forward is not None:  # the effective inputs are wanted: keep the columns
             market.columns = tuple(np.empty(rows) for _ in range(4))
         for a, b in self._each_chunk(chunks, should_continue):
             extra = {"effective": (out.forward[a:b], out.discount_factor[a:b])} if forward else {}
+            if watch is not None:
+                extra["stop"] = watch.block
             if one_pass:
                 rows_market = FusedMarket(market.prepared, None if market.columns is None else
                                           tuple(c[a:b] for c in market.columns))
@@ -391,6 +495,11 @@ class PricingService:
                 )
             except ValueError as exc:  # the kernel refused the request's shape (it names the setting)
                 raise ServiceError(Code.INVALID_ARGUMENT, f"settings: {exc}", [FieldViolation("settings", str(exc))])
+            if watch is not None and watch.stopped() is not None:
+                code = watch.stopped()
+                done = a + int(np.count_nonzero((status[a:b] & _st.CANCELLED) == 0))
+                what = "deadline exceeded" if code == Code.DEADLINE_EXCEEDED else "cancelled by the caller"
+                raise ServiceError(code, f"stopped in the kernel after {done} of {rows} row(s): {what}")
             if one_pass:
                 market.dividends = max(market.dividends, rows_market.dividends)
         return status, len(chunks)
@@ -415,15 +524,23 @@ class PricingService:
         ``outputs``: the arrays to write into (e.g. views into the caller's reply, so that
         nothing is copied afterwards); by default new ones. Failed rows get NaN for every
         effective input, as for their measures."""
+        with self.large_calls(rows):
+            return self._price_batch(spec, batch, market, measures, rows, fields, threads, effective_inputs,
+                                     should_continue, settings, outputs)
+
+    def _price_batch(self, spec, batch, market, measures, rows, fields, threads, effective_inputs, should_continue,
+                     settings, outputs) -> BatchResult:
         self.check_rows(rows)
         self.check_settings(spec, settings, rows)
         market, used, fields = self.resolve_market(spec, batch, market, fields, one_pass=True)
         measures = tuple(measures) or (Measure.PRICE,)
+        estimate = self.check_cost(spec, batch, market, measures, settings, rows, unary=False)
         threads = self.threads_for(threads)
         if outputs is None:
             outputs = BatchOutputs.new(len(measures), rows, stderr=spec.monte_carlo, effective=effective_inputs)
         t0 = time.perf_counter()
-        status, chunks = self._run(spec, batch, market, measures, rows, threads, settings, should_continue, outputs)
+        status, chunks = self._run(spec, batch, market, measures, rows, threads, settings, should_continue, outputs,
+                                   estimate)
         elapsed = time.perf_counter() - t0
         bad = int(np.count_nonzero(status))
         if isinstance(market, _OnePass):
@@ -579,5 +696,8 @@ def _forward_and_discount(spec: EngineSpec, batch: ProductBatch, market: MarketB
 
 
 def _time_and_volatility(spec: EngineSpec, batch: ProductBatch, market: MarketBatch):
-    vol = np.sqrt(market.v0) if spec.model == Model.HESTON else market.volatility
+    if spec.model != Model.HESTON:
+        return batch.columns["time_to_expiry"], market.volatility
+    with np.errstate(invalid="ignore"):  # a failed row's v0 < 0: NaN, as its other outputs
+        vol = np.sqrt(market.v0)
     return batch.columns["time_to_expiry"], vol

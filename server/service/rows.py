@@ -26,19 +26,27 @@ def describe(bit: int, model: Model, *, implied_vol: bool = False, product=None)
     """What the input with this status bit must satisfy, for this model (and product)."""
     name = product.name if product is not None else "european"
     if bit == st.BAD_BARRIER and name == "double_barrier":
-        return "must be finite, > 0 and below the spot"
+        return "must be finite, > 0 and at or below the spot (at it: touched)"
     if bit == st.BAD_BARRIER and name == "touch":
-        return "must be finite, > 0 and on the barrier's side of spot (down: below, up: above)"
+        return "must be finite, > 0 and not beyond the spot (down: at or below, up: at or above; at it: touched)"
     if bit == st.BAD_UPPER_BARRIER:
-        return "must be finite, above lower_barrier and above the spot"
+        return "must be finite, above lower_barrier and at or above the spot (at it: touched)"
     if bit == st.BAD_REBATE and name in ("digital", "touch"):
         return "must be finite and >= 0"
     if bit == st.BAD_FIXINGS:
         return "fixing times must be finite, > 0, increasing and on or before expiry"
     if bit == st.BAD_RUNNING:
         if name == "lookback":
-            return "running_minimum and running_maximum must be finite, > 0 and bracket the spot"
-        return "running_average must be finite and >= 0 (> 0 with past fixings or elapsed time for geometric), past_fixings and elapsed >= 0"
+            return "must be finite, > 0 and at most the spot"
+        return "must be finite and >= 0 (> 0 for a geometric average once averaging began)"
+    if bit == st.BAD_RUNNING_MAX:
+        return "must be finite, > 0 and at least the spot"
+    if bit == st.BAD_PAST_FIXINGS:
+        return "must be >= 0"
+    if bit == st.BAD_ELAPSED:
+        return "must be finite and >= 0"
+    if bit == st.BAD_STRIKE and name == "lookback":
+        return "must be finite and > 0 for a fixed strike (>= 0 for a floating one, which does not read it)"
     if bit == st.BAD_PAYOFF_STRIKE:
         return "must be finite and >= 0"
     if bit == st.BAD_MONITORING:
@@ -60,7 +68,7 @@ def describe(bit: int, model: Model, *, implied_vol: bool = False, product=None)
     if bit == st.PRICE_OUT_OF_BOUNDS:
         return "is outside the no-arbitrage bounds: no volatility reproduces it"
     if bit == st.BAD_BARRIER:
-        return "must be finite, > 0 and on the barrier's side of spot (down: below, up: above)"
+        return "must be finite, > 0 and not beyond the spot (down: at or below, up: at or above; at it: touched)"
     if bit == st.BAD_REBATE:
         return "must be finite and >= 0"
     if bit == st.BAD_HESTON_V0:

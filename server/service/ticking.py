@@ -4,6 +4,12 @@ A :class:`TickingBook` lives as long as one PriceStream call; nothing is shared 
 streams. A trade is kept under its trade id (the same id replaces it); a market move changes
 only the fields it names, for the trades it names (all of them when it names none), and
 re-prices each, one result or one error per trade.
+
+Every move is answered at least once, and a bad move once, not once per trade: a move with
+a non-finite number (or a negative volatility) is refused whole before any trade moves; a
+move that finds no trade to move (none held, or every id unknown) answers with one error;
+unknown trade ids get one error each up to ``max_unknown`` and then one error for the rest.
+A trade id named twice moves once.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from typing import Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from pricegrid.server.domain.errors import Code, ServiceError, invalid
+import math
+
+from pricegrid.server.domain.errors import Code, ServiceError, Violations, invalid
 from pricegrid.server.domain.catalogue import EngineSpec, Settings
 from pricegrid.server.domain.instruments import MarketBatch
 from pricegrid.server.domain.models import Measure, Model
@@ -44,11 +52,36 @@ class MarketMove:
     volatility: Optional[float] = None
     heston: Optional[tuple] = None  # (v0, kappa, theta, sigma, rho)
 
+    def check(self, prefix: str = "market_update") -> None:
+        """The move's own domain, whatever the trades: every number finite, a volatility
+        >= 0 (each trade's model checks the rest when it is re-priced)."""
+        bad = Violations()
+        for name in ("spot", "forward", "rate", "dividend_yield", "volatility"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                bad.add(f"{prefix}.{name}", f"must be finite (got {value!r})")
+        if self.volatility is not None and self.volatility < 0.0:
+            bad.add(f"{prefix}.volatility", f"must be >= 0 (got {self.volatility!r})")
+        if self.spot is not None and self.forward is not None:
+            bad.add(f"{prefix}.spot", "set spot or forward, not both")
+        if self.heston is not None:
+            for name, value in zip(_HESTON, self.heston):
+                if not math.isfinite(value):
+                    bad.add(f"{prefix}.heston.{name}", f"must be finite (got {value!r})")
+        bad.raise_if_any()
+
+
+_HESTON = ("v0", "kappa", "theta", "sigma", "rho")
+#: the kernel input each move field changes, for error paths
+_MOVED = {"spot": "underlying", "forward": "underlying", "rate": "rate", "dividend_yield": "dividend_yield",
+          "volatility": "volatility"}
+
 
 class TickingBook:
-    def __init__(self, service: PricingService, max_trades: int):
+    def __init__(self, service: PricingService, max_trades: int, max_unknown: int = 10):
         self.service = service
         self.max_trades = max_trades
+        self.max_unknown = max_unknown
         self.trades: dict[str, HeldTrade] = {}
 
     def price(
@@ -69,18 +102,34 @@ class TickingBook:
         self.trades[trade_id] = held
 
     def move(self, move: MarketMove, trade_ids: Sequence[str], prefix: str = "market_update"):
-        """Apply ``move`` and re-price; yields (trade_id, PriceResult or ServiceError)."""
-        ids = list(trade_ids) or list(self.trades)
+        """Apply ``move`` and re-price; yields (trade_id, PriceResult or ServiceError), at
+        least one pair. Raises ServiceError (before yielding) for a move that is bad
+        whatever the trade."""
+        move.check(prefix)
+        ids = list(dict.fromkeys(trade_ids)) if trade_ids else list(self.trades)
+        if not ids:
+            yield "", ServiceError(Code.FAILED_PRECONDITION, f"{prefix}: no trade is held on this stream; nothing"
+                                   " was re-priced (a price message with a trade_id holds one)")
+            return
+        unknown = [i for i in ids if i not in self.trades]
+        for trade_id in unknown[: self.max_unknown]:
+            yield trade_id, invalid(f"{prefix}.trade_ids", f"no trade {trade_id!r} is held on this stream")
+        if len(unknown) > self.max_unknown:
+            more = len(unknown) - self.max_unknown
+            yield "", invalid(f"{prefix}.trade_ids", f"and {more} more trade ids that no trade on this stream has"
+                                                     f" (each of the first {self.max_unknown} answered alone)")
+        moved = {_MOVED[f]: f"{prefix}.{f}" for f in _MOVED if getattr(move, f) is not None}
+        if move.heston is not None:
+            moved.update({h: f"{prefix}.heston.{h}" for h in _HESTON})
         for trade_id in ids:
             held = self.trades.get(trade_id)
             if held is None:
-                yield trade_id, invalid(f"{prefix}.trade_ids", f"no trade {trade_id!r} is held on this stream")
                 continue
             try:
                 held = self._moved(held, move, prefix)
-                result = self.service.price(
-                    held.spec, held.batch, held.market, held.measures, held.fields, held.settings
-                )
+                # a bad value the move brought is named as the move's field
+                fields = {**held.fields, **moved}
+                result = self.service.price(held.spec, held.batch, held.market, held.measures, fields, held.settings)
             except ServiceError as exc:
                 yield trade_id, exc
                 continue

@@ -98,8 +98,9 @@ def test_product_inputs_are_fields_of_the_same_name_and_type(name):
                 assert f.enum_type.name == inp.enum, (name, inp.name)
 
 
-def test_kernel_status_bits_mirror_the_header():
-    header = (Path(pricegrid.ext.__file__).parent / "pg_status.h").read_text()
+def test_kernel_status_bits_and_stop_block_mirror_the_headers():
+    ext = Path(pricegrid.ext.__file__).parent
+    header = (ext / "pg_status.h").read_text() + (ext / "pg_stop.h").read_text()
     defined = {
         m.group(1): eval(m.group(2))  # "(1 << 3)" or "0": integer arithmetic only
         for m in re.finditer(r"#define PG_([A-Z0-9_]+)\s+(\(1 << \d+\)|\d+)", header)

@@ -82,6 +82,10 @@ def test_negative_enums_and_ints():
     msg = pb.PriceBatchRequest(model=-7, threads=-1)
     v = wire.parse(pb.PriceBatchRequest, msg.SerializeToString())
     assert v.model == -7 and v.threads == -1
+    # int64 and uint64 too (settings.paths = -1 is refused as -1, not read as 2**64 - 1)
+    msg = pb.PriceBatchRequest(settings=pb.EngineSettings(paths=-1, seed=2**64 - 1))
+    v = wire.parse(pb.PriceBatchRequest, msg.SerializeToString())
+    assert v.settings.paths == -1 and v.settings.seed == 2**64 - 1
 
 
 @pytest.mark.parametrize("data", [b"\x08", b"\x1a\x05ab", b"\x0f", b"\x1a\x02\x08", b"\x80" * 11, b"\x1a\x02\x09\x01"])

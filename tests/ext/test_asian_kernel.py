@@ -771,11 +771,11 @@ BAD = [  # (field, row, value, bits)
     ("time", 0, 0.9, pgs.BAD_FIXINGS), ("spot", 1, 0.0, pgs.BAD_UNDERLYING),
     ("spot", 2, float("inf"), pgs.BAD_UNDERLYING), ("rate", 0, NAN, pgs.BAD_RATE),
     ("dividend_yield", 3, float("inf"), pgs.BAD_DIVIDEND), ("volatility", 1, 0.0, pgs.BAD_VOL),
-    ("volatility", 2, NAN, pgs.BAD_VOL), ("past_fixings", 0, -1, pgs.BAD_RUNNING),
+    ("volatility", 2, NAN, pgs.BAD_VOL), ("past_fixings", 0, -1, pgs.BAD_PAST_FIXINGS),
     ("running_average", 0, NAN, pgs.BAD_RUNNING), ("running_average", 0, -1.0, pgs.BAD_RUNNING),
     ("running_average", 1, 0.0, pgs.BAD_RUNNING), ("running_average", 2, float("inf"), pgs.BAD_RUNNING),
-    ("running_average", 3, 0.0, pgs.BAD_RUNNING), ("elapsed", 2, -0.1, pgs.BAD_RUNNING),
-    ("elapsed", 3, NAN, pgs.BAD_RUNNING),
+    ("running_average", 3, 0.0, pgs.BAD_RUNNING), ("elapsed", 2, -0.1, pgs.BAD_ELAPSED),
+    ("elapsed", 3, NAN, pgs.BAD_ELAPSED),
 ]
 BAD_FIXINGS = {"zero": [0.0, 0.4, 1.0], "negative": [-0.1, 0.4], "not increasing": [0.2, 0.2, 0.6],
                "decreasing": [0.6, 0.4], "nan": [0.2, NAN, 0.6], "after expiry": [0.5, 1.01]}
@@ -804,13 +804,15 @@ def test_bad_fixing_times_set_bad_fixings(case):
     assert np.isnan(v["price"][1]) and np.isfinite(v["price"][[0, 2, 3]]).all()
 
 
-def test_unused_inputs_are_not_read():
-    """No past averaging: the running average is not read; past_fixings is not read for
-    continuous rows, elapsed not for discrete ones."""
+def test_unused_inputs_are_checked_but_not_read():
+    """past_fixings is not read for continuous rows, elapsed not for discrete ones, the
+    running average not without past averaging: a valid value there changes nothing, a
+    value that could not be read anywhere (negative, not finite) fails the row, naming
+    itself (nothing is ignored silently)."""
     c = good_rows()
     ref, _, _ = run(c)
-    c["elapsed"][[0, 1]] = NAN
-    c["past_fixings"][[2, 3]] = -7
+    c["elapsed"][[0, 1]] = 3.0
+    c["past_fixings"][[2, 3]] = 7
     v, status, nbad = run(c)
     assert nbad == 0
     for name in NAMES:
@@ -819,11 +821,19 @@ def test_unused_inputs_are_not_read():
     fresh["past_fixings"][[0, 1]] = 0
     fresh["elapsed"][[2, 3]] = 0.0
     ref, _, _ = run(fresh)
-    fresh["running_average"][:] = NAN
+    fresh["running_average"][:] = 55.0
     v, status, nbad = run(fresh)
     assert nbad == 0
     for name in NAMES:
         np.testing.assert_array_equal(v[name], ref[name])
+    for name, value, bit in (("elapsed", NAN, pgs.BAD_ELAPSED), ("past_fixings", -7, pgs.BAD_PAST_FIXINGS),
+                             ("running_average", NAN, pgs.BAD_RUNNING)):
+        bad = good_rows()
+        bad["past_fixings"][[0, 1]] = 0
+        bad["elapsed"][[2, 3]] = 0.0
+        bad[name][:] = value
+        v, status, nbad = run(bad)
+        assert nbad == 4 and all(s == bit for s in status), (name, status)
 
 
 def test_broadcast_inputs_equal_tiled_inputs():

@@ -547,13 +547,16 @@ def test_barrier_matches_haug_table_4_13(btype, k, h, c25, c30, p25, p30):
     assert_close("Haug 4-13", priced("barrier", c, [1])[0], [c25, c30, p25, p30], 0.0, 1e-4 + 1e-12)
 
 
-def test_table_4_13_spot_on_the_barrier_is_rejected():
-    """The table's H = 100 = S rows: already touched, outside this engine's domain."""
-    c = {"barrier_type": [1, 2, 3, 4, 1, 2, 3, 4], "option_type": [CALL] * 4 + [PUT] * 4, "strike": 100.0,
+def test_table_4_13_spot_on_the_barrier_is_touched():
+    """The table's H = 100 = S rows: already touched (ext/pg_barrier.h, note 3): the
+    knock-outs are the rebate 3.0000, the knock-ins the vanilla (the table's down-and-in
+    calls at 25%: 13.8333, 7.8494, 3.9795 for K = 90, 100, 110)."""
+    c = {"barrier_type": [1, 2, 3, 4] * 3, "option_type": CALL, "strike": np.repeat([90.0, 100.0, 110.0], 4),
          "time": 0.5, "barrier": 100.0, "rebate": 3.0, "monitoring_interval": 0.0, "spot": 100.0,
          "rate": 0.08, "dividend_yield": 0.04, "volatility": 0.25}
-    out, status, nbad = run("barrier", c)
-    assert nbad == 8 and (status == pgs.BAD_BARRIER).all() and np.isnan(out).all()
+    price = priced("barrier", c, [1])[0].reshape(3, 4)
+    assert_close("knock-outs", price[:, [1, 3]], np.full((3, 2), 3.0), 0.0, 1e-15)
+    assert_close("knock-ins", price[:, [0, 2]], np.repeat([[13.8333], [7.8494], [3.9795]], 2, axis=1), 0.0, 5e-5)
 
 
 def no_hit_probability(s, h, t, b, vol):
@@ -1114,25 +1117,27 @@ BAD = {
     "barrier": MARKET_BAD + OPTION_BAD + MONITORING_BAD + [
         ("barrier_type", 0, pgs.BAD_VARIANT), ("barrier_type", 5, pgs.BAD_VARIANT),
         ("barrier", 0.0, pgs.BAD_BARRIER), ("barrier", -90.0, pgs.BAD_BARRIER), ("barrier", NAN, pgs.BAD_BARRIER),
-        ("barrier", INF, pgs.BAD_BARRIER), ("barrier", 100.0, pgs.BAD_BARRIER), ("barrier", 101.0, pgs.BAD_BARRIER),
+        ("barrier", INF, pgs.BAD_BARRIER), ("barrier", 100.0, pgs.OK), ("barrier", 101.0, pgs.BAD_BARRIER),  # == spot: touched
         ("rebate", -1.0, pgs.BAD_REBATE), ("rebate", NAN, pgs.BAD_REBATE), ("rebate", INF, pgs.BAD_REBATE),
         ("rebate", 0.0, pgs.OK)],
     "double": MARKET_BAD + OPTION_BAD + [
         ("knock", 0, pgs.BAD_VARIANT), ("knock", 3, pgs.BAD_VARIANT),
         ("lower_barrier", 0.0, pgs.BAD_BARRIER), ("lower_barrier", NAN, pgs.BAD_BARRIER),
-        ("lower_barrier", 100.0, pgs.BAD_BARRIER), ("lower_barrier", 105.0, pgs.BAD_BARRIER),
+        ("lower_barrier", 100.0, pgs.OK), ("lower_barrier", 105.0, pgs.BAD_BARRIER),     # == spot: touched
         ("upper_barrier", INF, pgs.BAD_UPPER_BARRIER), ("upper_barrier", NAN, pgs.BAD_UPPER_BARRIER),
-        ("upper_barrier", 100.0, pgs.BAD_UPPER_BARRIER), ("upper_barrier", 95.0, pgs.BAD_UPPER_BARRIER)],
+        ("upper_barrier", 100.0, pgs.OK), ("upper_barrier", 95.0, pgs.BAD_UPPER_BARRIER)],
     "digital": MARKET_BAD + OPTION_BAD + [
         ("payoff", 0, pgs.BAD_VARIANT), ("payoff", 4, pgs.BAD_VARIANT),
         ("payoff_strike", NAN, pgs.BAD_PAYOFF_STRIKE), ("payoff_strike", INF, pgs.BAD_PAYOFF_STRIKE),
-        ("payoff_strike", -5.0, pgs.OK), ("cash", NAN, pgs.OK)],      # gap: cash not read
+        ("payoff_strike", -5.0, pgs.BAD_PAYOFF_STRIKE),
+        ("cash", NAN, pgs.BAD_REBATE)],      # gap: cash not read, but checked (never ignored)
     "touch": MARKET_BAD + MONITORING_BAD + [
         ("touch_type", 0, pgs.BAD_VARIANT), ("touch_type", 3, pgs.BAD_VARIANT),
         ("direction", 0, pgs.BAD_VARIANT), ("direction", 3, pgs.BAD_VARIANT),
         ("payment", 0, pgs.BAD_VARIANT), ("payment", 3, pgs.BAD_VARIANT),
         ("direction", bar.DOWN, pgs.BAD_BARRIER),                    # barrier 110 above spot
-        ("barrier", 100.0, pgs.BAD_BARRIER), ("barrier", NAN, pgs.BAD_BARRIER), ("barrier", -1.0, pgs.BAD_BARRIER),
+        ("barrier", 100.0, pgs.OK), ("barrier", 90.0, pgs.BAD_BARRIER),              # an up barrier below spot
+        ("barrier", NAN, pgs.BAD_BARRIER), ("barrier", -1.0, pgs.BAD_BARRIER),
         ("cash", -1.0, pgs.BAD_REBATE), ("cash", NAN, pgs.BAD_REBATE), ("cash", INF, pgs.BAD_REBATE),
         ("payment", bar.AT_EXPIRY, pgs.OK)],
 }
@@ -1282,3 +1287,124 @@ def test_module_exports():
     for entry, table in bar.GREEK_METHODS_BY_ENTRY.items():
         assert hasattr(bar, entry) and set(table.values()) <= methods
     assert bar.PARALLEL_THRESHOLD >= 1 and bar.max_threads() >= 1
+
+
+# --------------------------------------------------------------- spot at the barrier: touched
+# ext/pg_barrier.h, note 3: a barrier equal to spot is touched now. Checked by identities
+# (a touched knock-in is the vanilla, a knock-out its rebate, a one-touch its cash or its
+# present value) and as the limit of the formulas, and QuantLib's, as the spot moves onto the
+# barrier under continuous monitoring (QuantLib itself refuses a touched barrier).
+GREEK_TOL = {2: (1e-6, 1e-9), 3: (1e-4, 1e-8), 4: (1e-6, 1e-8), 5: (1e-6, 1e-8), 6: (1e-6, 1e-8),
+             7: (1e-6, 1e-8), 8: (1e-4, 1e-7), 9: (1e-4, 1e-6), 10: (1e-4, 1e-7)}
+
+
+def _touched(c, key="barrier"):
+    c = dict(c)
+    c[key] = c["spot"].copy()
+    return c
+
+
+@pytest.mark.parametrize("monitoring", [0.0, 1 / 52])
+def test_a_touched_barrier_knock_in_is_the_vanilla_and_a_knock_out_its_rebate(monitoring):
+    c = _touched(barrier_cases(np.random.default_rng(9101), 400))
+    c["monitoring_interval"] = np.full(400, monitoring)
+    out = priced("barrier", c)
+    van = vanilla(c)
+    knock_in = np.isin(c["barrier_type"], (bar.DOWN_IN, bar.UP_IN))
+    assert_close("touched knock-in price", out[0, knock_in], van[0, knock_in], 1e-12, 1e-12)
+    for j, m in enumerate(ALL[1:], start=1):  # the vanilla's Greeks, by the kernel's differences
+        rtol, atol = GREEK_TOL[int(m)]
+        assert_close(f"touched knock-in measure {m}", out[j, knock_in], van[j, knock_in], rtol,
+                     atol * np.maximum(c["spot"][knock_in], 1.0))
+    np.testing.assert_array_equal(out[0, ~knock_in], c["rebate"][~knock_in])
+    np.testing.assert_array_equal(out[1:, ~knock_in], 0.0)
+
+
+def test_a_touched_barrier_at_expiry():
+    c = _touched(barrier_cases(np.random.default_rng(9102), 64))
+    c["time"] = np.zeros(64)
+    out = priced("barrier", c)
+    knock_in = np.isin(c["barrier_type"], (bar.DOWN_IN, bar.UP_IN))
+    phi = np.where(c["option_type"] == PUT, -1.0, 1.0)
+    intrinsic = np.maximum(phi * (c["spot"] - c["strike"]), 0.0)
+    np.testing.assert_array_equal(out[0], np.where(knock_in, intrinsic, c["rebate"]))
+    slope = np.where(phi * (c["spot"] - c["strike"]) > 0, phi, 0.0)
+    np.testing.assert_array_equal(out[1], np.where(knock_in, slope, 0.0))
+
+
+def _ql_barrier(r, spot):
+    today = ql.Date(15, 1, 2026)
+    ql.Settings.instance().evaluationDate = today
+    dc = ql.Actual365Fixed()
+    expiry = today + int(round(r["time"] * 365))
+    t = dc.yearFraction(today, expiry)
+    kind = {bar.DOWN_IN: ql.Barrier.DownIn, bar.DOWN_OUT: ql.Barrier.DownOut, bar.UP_IN: ql.Barrier.UpIn,
+            bar.UP_OUT: ql.Barrier.UpOut}[int(r["barrier_type"])]
+    payoff = ql.PlainVanillaPayoff(ql.Option.Call if r["option_type"] == CALL else ql.Option.Put, float(r["strike"]))
+    option = ql.BarrierOption(kind, float(r["barrier"]), float(r["rebate"]), payoff, ql.EuropeanExercise(expiry))
+    flat = lambda x: ql.YieldTermStructureHandle(ql.FlatForward(today, float(x), dc))  # noqa: E731
+    process = ql.BlackScholesMertonProcess(
+        ql.QuoteHandle(ql.SimpleQuote(spot)), flat(r["dividend_yield"]), flat(r["rate"]),
+        ql.BlackVolTermStructureHandle(ql.BlackConstantVol(today, ql.NullCalendar(), float(r["volatility"]), dc)))
+    option.setPricingEngine(ql.AnalyticBarrierEngine(process))
+    return option.NPV(), t
+
+
+def test_touched_is_the_limit_of_the_live_formula_and_of_quantlib():
+    """Continuous monitoring: the price at spot = H is the limit of the price as spot moves
+    onto H from the live side (ours, and QuantLib's AnalyticBarrierEngine, which refuses
+    spot = H itself)."""
+    c = _touched(barrier_cases(np.random.default_rng(9103), 24))
+    c["rebate"] = np.where(has_lambda(c), c["rebate"], 0.0)
+    touched = priced("barrier", c, [1])[0]
+    down = c["barrier_type"] <= bar.DOWN_OUT
+    for eps in (1e-6, 1e-9):
+        near = dict(c, spot=c["barrier"] * np.where(down, 1 + eps, 1 - eps))
+        live = priced("barrier", near, [1])[0]
+        assert_close(f"limit {eps}", live, touched, 0.0, 50 * eps * c["barrier"])
+    for i in range(len(touched)):
+        r = row(c, i)
+        r["time"] = round(r["time"] * 365) / 365  # QuantLib's dates: whole days
+        ours = priced("barrier", {k: np.atleast_1d(v) for k, v in r.items()}, [1])[0, 0]
+        spot = r["barrier"] * (1 + 1e-9 if down[i] else 1 - 1e-9)
+        theirs, _ = _ql_barrier(r, spot)
+        assert abs(ours - theirs) <= 1e-6 * max(1.0, r["barrier"]), (i, r, ours, theirs)
+
+
+def test_a_touched_double_barrier_knock_in_is_the_vanilla_and_a_knock_out_zero():
+    c = double_cases(np.random.default_rng(9104), 200)
+    for key in ("lower_barrier", "upper_barrier"):
+        t = _touched(c, key)
+        out = priced("double", t)
+        van = vanilla(t)
+        knock_in = t["knock"] == bar.KNOCK_IN
+        assert_close(f"{key}: touched knock-in price", out[0, knock_in], van[0, knock_in], 1e-12, 1e-12)
+        for j, m in enumerate(ALL[1:], start=1):
+            rtol, atol = GREEK_TOL[int(m)]
+            assert_close(f"{key}: touched knock-in measure {m}", out[j, knock_in], van[j, knock_in], rtol,
+                         atol * np.maximum(t["spot"][knock_in], 1.0))
+        np.testing.assert_array_equal(out[:, ~knock_in], 0.0)
+        # the limit from inside the corridor
+        eps = 1e-9
+        near = dict(t, spot=t[key] * (1 + eps if key == "lower_barrier" else 1 - eps))
+        live = priced("double", near, [1])[0]
+        assert_close(f"{key}: limit", live, out[0], 0.0, 1e-6 * t["spot"])
+
+
+def test_a_touched_one_touch_pays_now_and_a_no_touch_nothing():
+    c = _touched(touch_cases(np.random.default_rng(9105), 300))
+    out = priced("touch", c)
+    df = np.exp(-c["rate"] * c["time"])
+    one = c["touch_type"] == bar.ONE_TOUCH
+    at_hit = one & (c["payment"] == bar.AT_HIT)
+    at_expiry = one & (c["payment"] == bar.AT_EXPIRY)
+    np.testing.assert_array_equal(out[0, at_hit], c["cash"][at_hit])
+    assert_close("one-touch at expiry", out[0, at_expiry], (c["cash"] * df)[at_expiry], 1e-15, 0.0)
+    np.testing.assert_array_equal(out[:, ~one], 0.0)
+    np.testing.assert_array_equal(out[1:, at_hit], 0.0)
+    # Q e^{-rT}: rho = -T Q DF, theta = r Q DF (calendar time), nothing else
+    qdf = (c["cash"] * df)[at_expiry]
+    assert_close("rho", out[5, at_expiry], -c["time"][at_expiry] * qdf, 1e-7, 1e-12)
+    assert_close("theta", out[4, at_expiry], c["rate"][at_expiry] * qdf, 1e-6, 1e-10)
+    for j in (1, 2, 3, 6, 7, 8, 9):
+        np.testing.assert_allclose(out[j, at_expiry], 0.0, atol=1e-9)

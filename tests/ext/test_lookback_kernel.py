@@ -446,11 +446,11 @@ BAD = [
     ("strike_type", 0, pgs.BAD_VARIANT), ("strike_type", 3, pgs.BAD_VARIANT),
     ("option_type", 3, pgs.BAD_OPTION_TYPE), ("strike", 0.0, pgs.BAD_STRIKE),
     ("strike", NAN, pgs.BAD_STRIKE), ("time", -0.1, pgs.BAD_TIME), ("time", NAN, pgs.BAD_TIME),
-    ("spot", 0.0, pgs.BAD_UNDERLYING | pgs.BAD_RUNNING), ("rate", NAN, pgs.BAD_RATE),
+    ("spot", 0.0, pgs.BAD_UNDERLYING), ("rate", NAN, pgs.BAD_RATE),
     ("dividend_yield", float("inf"), pgs.BAD_DIVIDEND), ("volatility", 0.0, pgs.BAD_VOL),
     ("volatility", NAN, pgs.BAD_VOL), ("running_minimum", 101.0, pgs.BAD_RUNNING),
     ("running_minimum", 0.0, pgs.BAD_RUNNING), ("running_minimum", NAN, pgs.BAD_RUNNING),
-    ("running_maximum", 99.0, pgs.BAD_RUNNING), ("running_maximum", float("inf"), pgs.BAD_RUNNING),
+    ("running_maximum", 99.0, pgs.BAD_RUNNING_MAX), ("running_maximum", float("inf"), pgs.BAD_RUNNING_MAX),
 ]
 
 
@@ -471,17 +471,26 @@ def test_bad_input_sets_its_bit_and_nans_its_row_only(field, value, bit):
     assert all(np.isfinite(v[name][others]).all() for name in NAMES)
 
 
-def test_unused_inputs_are_not_read():
-    """A floating row's strike and every row's other extremum may hold anything."""
+def test_unused_inputs_are_checked_but_not_read():
+    """A floating row's strike and every row's other extremum are not read: a valid value
+    there changes nothing; one that could not be read anywhere fails the row, naming itself."""
+    ref, _, _ = run(good_rows())
     c = good_rows()
-    c["strike"][0] = NAN                 # floating call: no strike
-    c["running_maximum"][:2] = NAN       # floating call and fixed put use the minimum
-    c["running_minimum"][2] = -5.0       # fixed call uses the maximum
+    c["strike"][0] = 123.0                # floating call: no strike
+    c["running_maximum"][:2] = 250.0      # floating call and fixed put use the minimum
+    c["running_minimum"][2] = 5.0         # fixed call uses the maximum
     v, status, nbad = run(c)
     assert nbad == 0
-    ref, _, _ = run(good_rows())
     for name in NAMES:
         np.testing.assert_array_equal(v[name], ref[name])
+    for name, row, value, bit in (("strike", 0, NAN, pgs.BAD_STRIKE), ("strike", 0, -1.0, pgs.BAD_STRIKE),
+                                  ("running_maximum", 0, NAN, pgs.BAD_RUNNING_MAX),
+                                  ("running_maximum", 1, 99.0, pgs.BAD_RUNNING_MAX),
+                                  ("running_minimum", 2, -5.0, pgs.BAD_RUNNING)):
+        c = good_rows()
+        c[name][row] = value
+        v, status, nbad = run(c)
+        assert nbad == 1 and status[row] == bit, (name, value, status)
 
 
 def test_broadcast_inputs_equal_tiled_inputs():

@@ -697,9 +697,9 @@ BAD_PRODUCT = [
     ("asian", "averaging", 3, pgs.BAD_VARIANT),
     ("asian", "running_average", -1.0, pgs.BAD_RUNNING),    # with past fixings
     ("asian", "running_average", 0.0, pgs.OK),              # arithmetic: 0 is a valid average
-    ("asian", "past_fixings", -1, pgs.BAD_RUNNING),
+    ("asian", "past_fixings", -1, pgs.BAD_PAST_FIXINGS),
     ("barrier", "barrier_type", 5, pgs.BAD_VARIANT),
-    ("barrier", "barrier", 100.0, pgs.BAD_BARRIER),          # spot on the barrier
+    ("barrier", "barrier", 100.0, pgs.OK),                   # spot on the barrier: touched
     ("barrier", "barrier", 105.0, pgs.BAD_BARRIER),          # down barrier above spot
     ("barrier", "barrier", NAN, pgs.BAD_BARRIER),
     ("barrier", "rebate", -1.0, pgs.BAD_REBATE),
@@ -708,8 +708,9 @@ BAD_PRODUCT = [
     ("lookback", "strike_type", 0, pgs.BAD_VARIANT),
     ("lookback", "running_minimum", 101.0, pgs.BAD_RUNNING),  # above spot (floating call: read)
     ("lookback", "running_minimum", 0.0, pgs.BAD_RUNNING),
-    ("lookback", "running_maximum", 99.0, pgs.OK),            # a floating call does not read it
-    ("lookback", "running_maximum", NAN, pgs.OK),
+    ("lookback", "running_maximum", 99.0, pgs.BAD_RUNNING_MAX),  # a floating call does not read it: checked
+    ("lookback", "running_maximum", NAN, pgs.BAD_RUNNING_MAX),
+    ("lookback", "running_maximum", 250.0, pgs.OK),
 ]
 PRODUCT_GOOD = {"asian": {"running_average": 101.0, "past_fixings": 2}, "barrier": {}, "lookback": {}, "european": {}}
 
@@ -767,7 +768,7 @@ def test_continuous_averaging_checks():
                                 averaging=[1, 1, 1, 2, 1, 2], elapsed=[0.0, -1.0, 0.5, 0.5, 0.0, 0.0],
                                 running_average=[0.0, 100.0, -1.0, 0.0, 100.0, 0.0],
                                 time=[1.0, 1.0, 1.0, 1.0, 0.0, 0.0], strike=95.0)
-    assert list(status) == [0, pgs.BAD_RUNNING, pgs.BAD_RUNNING, pgs.BAD_RUNNING, 0, 0]
+    assert list(status) == [0, pgs.BAD_ELAPSED, pgs.BAD_RUNNING, pgs.BAD_RUNNING, 0, 0]
     np.testing.assert_array_equal(out[0, 4:], [5.0, 5.0])
 
 
@@ -794,3 +795,24 @@ def test_setting_errors_name_the_setting(kwargs, name):
 def test_sobol_dimension_limit_names_the_setting():
     with pytest.raises(ValueError, match="sobol"):
         run("barrier", sobol=True, max_step=1e-5, time=1.0)
+
+
+@pytest.mark.parametrize("model", [GBM, HESTON])
+@pytest.mark.parametrize("monitoring", [0.0, 1 / 52])
+def test_a_touched_barrier_is_the_european_or_the_rebate(model, monitoring):
+    """Spot at the barrier is touched now (ext/pg_barrier.h, note 3): each knock-in row is
+    simulated as the European row (the same numbers as european_price_batch, which shares the
+    seed's streams), each knock-out row is its rebate with standard error 0 and no Greeks."""
+    types = [1, 2, 3, 4, 1, 2, 3, 4]
+    kw = dict(model=model, measures=(1, 2, 3, 4), paths=4_096, option_type=[1, 1, 1, 1, 2, 2, 2, 2],
+              spot=100.0, strike=[90.0, 95.0, 105.0, 110.0] * 2, control_variate=True, antithetic=True)
+    out, se, status, nbad = run("barrier", barrier_type=types, barrier=100.0, rebate=2.5,
+                                monitoring_interval=monitoring, **kw)
+    assert nbad == 0
+    euro, euro_se, _, _ = run("european", **kw)
+    knock_in = np.array([t in (1, 3) for t in types])
+    np.testing.assert_array_equal(out[:, knock_in], euro[:, knock_in])
+    np.testing.assert_array_equal(se[:, knock_in], euro_se[:, knock_in])
+    np.testing.assert_array_equal(out[0, ~knock_in], 2.5)
+    np.testing.assert_array_equal(out[1:, ~knock_in], 0.0)
+    np.testing.assert_array_equal(se[:, ~knock_in], 0.0)

@@ -186,7 +186,8 @@ def test_the_default_deadline_ends_a_unary_call_whose_caller_set_none():
 
 
 def test_per_trade_calls_take_small_messages_and_batches_large_ones():
-    running = start_server(max_trade_message_bytes=4096, max_message_bytes=1 << 20, metrics_port=-1)
+    running = start_server(max_trade_message_bytes=4096, max_stream_message_bytes=8192, max_message_bytes=1 << 20,
+                           metrics_port=-1)
     try:
         with grpc.insecure_channel(running.address, options=[("grpc.max_send_message_length", -1)]) as ch:
             stub = pricing_pb2_grpc.PricingServiceStub(ch)
@@ -200,13 +201,21 @@ def test_per_trade_calls_take_small_messages_and_batches_large_ones():
             with pytest.raises(grpc.RpcError) as info:
                 ch.unary_unary("/pricegrid.v1.PricingService/PriceBatch")(b"\x00" * 5000, timeout=5)
             assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            # a stream message over the per-trade size gets its own error reply; the stream goes on
+            # a stream message over its size gets its own error reply (with its correlation id,
+            # read without parsing the rest); the stream goes on
             call = ch.stream_stream("/pricegrid.v1.PricingService/PriceStream")
             good = pb.PriceStreamRequest(correlation_id="ok", price=lean_price()).SerializeToString()
-            replies = [pb.PriceStreamResponse.FromString(b)
-                       for b in call(iter([b"\x00" * 5000, good]), timeout=10)]
-            assert replies[0].error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
-            assert replies[1].correlation_id == "ok" and replies[1].result.price > 0
+            fits = pb.PriceStreamRequest(correlation_id="fits", market_update=pb.MarketUpdate(
+                spot=101.0, trade_ids=[f"T{i:05d}" for i in range(700)])).SerializeToString()  # ~5.6 KB
+            big = pb.PriceStreamRequest(correlation_id="big", market_update=pb.MarketUpdate(
+                spot=101.0, trade_ids=[f"T{i:05d}" for i in range(1500)])).SerializeToString()  # ~12 KB
+            replies = [pb.PriceStreamResponse.FromString(b) for b in call(iter([fits, big, good]), timeout=10)]
+            by_cid = {r.correlation_id: r for r in replies}
+            assert by_cid["big"].error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+            assert "takes at most 8192 bytes" in by_cid["big"].error.message
+            # (read and answered: none of those trades is held on this stream)
+            assert by_cid["fits"].error.field == "market_update.trade_ids"
+            assert by_cid["ok"].result.price > 0
     finally:
         running.stop(0)
 

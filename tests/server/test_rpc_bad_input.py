@@ -261,3 +261,54 @@ def test_implied_vol_of_a_model_without_one_is_invalid_not_internal(stub, channe
             method(request, timeout=10)
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "model" in e.value.details()
     still_serving(channel, stub)
+
+
+# ------------------------------------------------------------------ every violation at once
+def test_every_violation_of_a_trade_is_reported_together(stub):
+    request = good_request()
+    request.measures.extend([77, 99])
+    request.engine = 42
+    request.settings.paths = 0
+    request.settings.max_step = NAN
+    request.settings.tree_steps = 0
+    request.european.option_type = 7
+    request.european.expiry.dates.CopyFrom(pb.ExpiryDates(day_count=17, expiry_date=c.Date(year=2027, month=1, day=5)))
+    err = expect_invalid(stub.Price, request, "engine")
+    fields = {f for f, _ in violations(err)}
+    assert fields >= {"measures[1]", "measures[2]", "engine", "settings.paths", "settings.max_step",
+                      "settings.tree_steps", "european.option_type", "european.expiry.dates.day_count",
+                      "european.expiry.dates.valuation_date"}, fields
+
+
+def test_every_violation_of_a_batch_is_reported_together(stub):
+    request = batch(strike=c.DoubleColumn(values=[100.0, 101.0, 102.0]))
+    request.market.ClearField("volatility")
+    request.output_encoding = 9
+    request.threads = -1
+    request.measures.append(77)
+    request.settings.max_step = 0.0
+    err = expect_invalid(stub.PriceBatch, request, "output_encoding")
+    fields = {f for f, _ in violations(err)}
+    assert fields >= {"european.strike", "market.volatility", "output_encoding", "threads", "measures[2]",
+                      "settings.max_step"}, fields
+
+
+def test_every_violation_of_an_implied_vol_request_is_reported_together(stub):
+    request = good_request()
+    iv = pb.ImpliedVolatilityRequest(model=request.model, european=request.european, market=request.market, price=5.0)
+    iv.market.snapshot_id = "eod"
+    iv.market.volatility = NAN
+    iv.market.heston.v0 = 0.04
+    err = expect_invalid(stub.ImpliedVolatility, iv, "market.volatility")
+    assert {f for f, _ in violations(err)} >= {"market.snapshot_id", "market.volatility", "market.heston"}
+
+
+def test_a_request_with_thousands_of_violations_gets_a_bounded_answer(channel, stub):
+    request = good_request()
+    request.measures.extend([1000 + i for i in range(5000)])
+    err = expect_invalid(stub.Price, request, "measures[1]")
+    found = violations(err)
+    assert 10 < len(found) <= 101
+    assert "more violation(s) not shown" in found[-1][1]
+    assert len(err.details()) <= 1024
+    still_serving(channel, stub)

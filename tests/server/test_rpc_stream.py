@@ -80,11 +80,16 @@ def test_market_updates_reprice_held_trades(stub):
     (only,) = s.recv(1)
     assert only.trade_id == "B" and only.result.price > moved["B"].result.price
     assert only.result.inputs.volatility == 0.3
-    # unknown trade and an invalid move
+    # a move no trade can take is refused once, naming its field, and moves nothing
     s.send(pb.PriceStreamRequest(correlation_id="tick3", market_update=pb.MarketUpdate(volatility=-1, trade_ids=["A", "Z"])))
-    bad_a, bad_z = s.recv(2)
-    assert bad_a.error.code == 3 and "volatility" in bad_a.error.field
-    assert bad_z.error.field == "market_update.trade_ids"
+    (bad,) = s.recv(1)
+    assert bad.correlation_id == "tick3" and bad.error.code == 3 and bad.error.field == "market_update.volatility"
+    # an unknown trade, and a move that one trade's model refuses (a zero vol): per trade,
+    # naming the move's field
+    s.send(pb.PriceStreamRequest(correlation_id="tick4", market_update=pb.MarketUpdate(volatility=0.0, trade_ids=["Z", "A"])))
+    bad_z, bad_a = s.recv(2)
+    assert bad_z.trade_id == "Z" and bad_z.error.field == "market_update.trade_ids"
+    assert bad_a.trade_id == "A" and bad_a.error.code == 3 and bad_a.error.field == "market_update.volatility"
     s.close()
 
 
@@ -116,3 +121,49 @@ def test_many_streams_in_parallel(stub):
     for t in threads:
         t.join(30)
     assert not errors
+
+
+def test_every_message_is_answered(stub):
+    """A market update that moves nothing still gets one reply: a bad one (NaN) its error,
+    a valid one on a stream holding no trade a FAILED_PRECONDITION; the stream goes on."""
+    s = Stream(stub.PriceStream)
+    s.send(pb.PriceStreamRequest(correlation_id="nan", market_update=pb.MarketUpdate(spot=float("nan"))))
+    s.send(pb.PriceStreamRequest(correlation_id="inf", market_update=pb.MarketUpdate(
+        rate=float("inf"), heston=pb.HestonParameters(v0=float("nan"), kappa=1.0, theta=0.04, sigma=0.5))))
+    s.send(pb.PriceStreamRequest(correlation_id="none", market_update=pb.MarketUpdate(spot=101.0)))
+    s.send(pb.PriceStreamRequest(correlation_id="empty", market_update=pb.MarketUpdate()))
+    nan, inf, none, empty = s.recv(4)
+    assert nan.correlation_id == "nan" and nan.error.code == 3 and nan.error.field == "market_update.spot"
+    assert inf.error.code == 3 and "market_update.rate" in inf.error.message
+    assert "market_update.heston.v0" in inf.error.message
+    assert none.correlation_id == "none" and none.error.code == 9  # FAILED_PRECONDITION: no trade held
+    assert empty.error.code == 9
+    s.send(pb.PriceStreamRequest(correlation_id="t", trade_id="A", price=trade(100.0)))
+    (a,) = s.recv(1)
+    # a bad move with a trade held is refused once, not once per trade, and moves nothing
+    s.send(pb.PriceStreamRequest(correlation_id="nan2", market_update=pb.MarketUpdate(volatility=float("nan"))))
+    (nan2,) = s.recv(1)
+    assert nan2.error.field == "market_update.volatility" and not nan2.trade_id
+    s.send(pb.PriceStreamRequest(correlation_id="ok", market_update=pb.MarketUpdate(spot=100.0)))
+    (ok,) = s.recv(1)
+    assert ok.trade_id == "A" and ok.result.price == a.result.price  # the NaN did not stick
+    assert s.close() == []
+
+
+def test_replies_for_unknown_trade_ids_are_capped(stub):
+    s = Stream(stub.PriceStream)
+    s.send(pb.PriceStreamRequest(correlation_id="t", trade_id="A", price=trade(100.0)))
+    s.recv(1)
+    ids = [f"X{i}" for i in range(10_000)] + ["A", "A"]
+    s.send(pb.PriceStreamRequest(correlation_id="many", market_update=pb.MarketUpdate(spot=102.0, trade_ids=ids)))
+    s.send(pb.PriceStreamRequest(correlation_id="next", price=trade(100.0)))
+    replies = []
+    while not replies or replies[-1].correlation_id != "next":
+        replies += s.recv(1)
+    many = [r for r in replies if r.correlation_id == "many"]
+    unknown = [r for r in many if r.HasField("error")]
+    assert len(unknown) == 11  # ten by name, then one for the other 9,990
+    assert "9990 more" in unknown[-1].error.message
+    moved = [r for r in many if r.HasField("result")]
+    assert [r.trade_id for r in moved] == ["A"]  # named twice, moved once
+    s.close()

@@ -104,6 +104,17 @@ class View:
                 continue  # unknown field: skipped, as the generated code keeps it aside
             self._store(field, wire, value, buf)
 
+    @classmethod
+    def of(cls, desc: _d.Descriptor, values: dict, present: set) -> "View":
+        """A View of values another reader decoded (the server's compiled batch reader,
+        pricegrid.server.rpc._codec.read_view): ``values`` by field name, ``present`` the
+        names of the fields the message had."""
+        view = cls.__new__(cls)
+        view._desc = desc
+        view._values = values
+        view._present = present
+        return view
+
     def _store(self, field, wire: int, value, buf) -> None:
         name = field.name
         ftype = field.type
@@ -152,6 +163,8 @@ class View:
                 raise DecodeError(f"{name}: wrong wire type {wire}")
             if ftype in (_T.TYPE_INT32, _T.TYPE_ENUM):
                 items = [_signed32(v) for v in items]
+            elif ftype == _T.TYPE_INT64:  # two's complement, as the generated code reads it
+                items = [v - (1 << 64) if v >= 1 << 63 else v for v in items]
             elif ftype == _T.TYPE_BOOL:
                 items = [bool(v) for v in items]
             if repeated:

@@ -1,0 +1,204 @@
+"""Authentication and authorization (server/rpc/auth.py) and the policy file
+(server/app/security.py), with real keys and tokens: RSA and EC keys generated here,
+tokens signed by PyJWT, a TOML policy written to a temporary folder.
+
+The end-to-end checks (TLS and mTLS handshakes, tokens on a real server, roles allowed
+and denied through our clients) are in tests/server/test_rpc_security.py.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+import structlog
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from pricegrid.server.app.security import check_plaintext, is_loopback, load_policy
+from pricegrid.server.domain.errors import Code, ServiceError
+from pricegrid.server.rpc.auth import (
+    DENIED_MESSAGE,
+    UNAUTHENTICATED_MESSAGE,
+    Authorizer,
+    AuthPolicy,
+    JwtSettings,
+)
+
+PRICE = "/pricegrid.v1.PricingService/Price"
+BATCH = "/pricegrid.v1.PricingService/PriceBatch"
+INFO = "/pricegrid.v1.PricingService/ServerInfo"
+PUT = "/pricegrid.v1.MarketDataService/PutSnapshot"
+HEALTH = "/grpc.health.v1.Health/Check"
+REFLECT = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+
+
+def _pem_public(key) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _token(key=RSA_KEY, alg="RS256", **claims) -> str:
+    body = {"sub": "alice", "roles": ["trader"], "exp": int(time.time()) + 300, "iss": "idp", "aud": "pricegrid"}
+    body.update(claims)
+    body = {k: v for k, v in body.items() if v is not None}
+    return jwt.encode(body, key, algorithm=alg)
+
+
+def _policy_file(tmp_path, extra: str = "") -> str:
+    (tmp_path / "idp.pem").write_bytes(_pem_public(RSA_KEY))
+    (tmp_path / "idp-ec.pem").write_bytes(_pem_public(EC_KEY))
+    path = tmp_path / "auth.toml"
+    path.write_text(f"""
+[roles]
+trader = ["{PRICE}", "/pricegrid.v1.PricingService/PriceStream", "/pricegrid.v1.PricingService/ImpliedVolatility"]
+risk = ["{BATCH}", "/pricegrid.v1.MarketDataService/*"]
+admin = ["*"]
+
+[jwt]
+keys = ["idp.pem", "idp-ec.pem"]
+algorithms = ["RS256", "ES256"]
+issuer = "idp"
+audience = "pricegrid"
+
+[mtls]
+"risk-engine.test" = ["risk"]
+{extra}
+""")
+    return str(path)
+
+
+@pytest.fixture()
+def authorizer(tmp_path):
+    return Authorizer(load_policy(_policy_file(tmp_path)).policy)
+
+
+def _check(authorizer, method, token=None, names=()):
+    md = [("authorization", f"Bearer {token}")] if token else []
+    ctx = {"x509_common_name": [n.encode() for n in names]} if names else {}
+    return authorizer.check(method, md, ctx, peer="ipv4:127.0.0.1:1", request_id="r1")
+
+
+def _refused(authorizer, method, code, **kw):
+    with pytest.raises(ServiceError) as e:
+        _check(authorizer, method, **kw)
+    assert e.value.code == code
+    assert e.value.message == (UNAUTHENTICATED_MESSAGE if code == Code.UNAUTHENTICATED else DENIED_MESSAGE)
+    assert not e.value.violations  # nothing about keys, claims or roles leaks to the caller
+    return e.value
+
+
+def test_a_traders_token_prices_and_is_denied_batches(authorizer):
+    p = _check(authorizer, PRICE, token=_token())
+    assert p.subject == "alice" and p.roles == {"trader"} and p.via == "jwt"
+    _refused(authorizer, BATCH, Code.PERMISSION_DENIED, token=_token())
+    _refused(authorizer, PUT, Code.PERMISSION_DENIED, token=_token())
+    assert _check(authorizer, BATCH, token=_token(roles=["risk"])).roles == {"risk"}
+    assert _check(authorizer, PUT, token=_token(roles="risk trader")).roles == {"risk", "trader"}  # scope string
+
+
+def test_ec_keys_and_the_second_configured_key(authorizer):
+    assert _check(authorizer, PRICE, token=_token(EC_KEY, "ES256")).subject == "alice"
+
+
+@pytest.mark.parametrize("case", ["expired", "forged", "wrong_issuer", "wrong_audience", "no_exp", "alg_none",
+                                  "hs256_with_public_key", "garbage", "not_bearer", "empty"])
+def test_bad_tokens_are_unauthenticated(authorizer, case):
+    if case == "not_bearer":
+        with pytest.raises(ServiceError) as e:
+            authorizer.check(PRICE, [("authorization", "Basic dXNlcjpwdw==")], {})
+        assert e.value.code == Code.UNAUTHENTICATED
+        return
+    token = {
+        "expired": lambda: _token(exp=int(time.time()) - 120),  # past the 30 s leeway
+        "forged": lambda: _token(OTHER_KEY),
+        "wrong_issuer": lambda: _token(iss="someone"),
+        "wrong_audience": lambda: _token(aud="other"),
+        "no_exp": lambda: _token(exp=None),
+        "alg_none": lambda: jwt.encode({"sub": "x", "roles": ["admin"], "exp": int(time.time()) + 60}, None,
+                                       algorithm="none"),
+        "hs256_with_public_key": lambda: jwt.encode(
+            {"sub": "x", "roles": ["admin"], "exp": int(time.time()) + 60, "iss": "idp", "aud": "pricegrid"},
+            "not-the-key-but-long-enough-for-hs256", algorithm="HS256"),
+        "garbage": lambda: "a.b.c",
+        "empty": lambda: " ",
+    }[case]()
+    _refused(authorizer, PRICE, Code.UNAUTHENTICATED, token=token or "x")
+
+
+def test_an_expired_token_is_accepted_within_the_leeway(authorizer):
+    assert _check(authorizer, PRICE, token=_token(exp=int(time.time()) - 5)).subject == "alice"
+
+
+def test_mtls_identities_map_to_roles(authorizer):
+    p = _check(authorizer, BATCH, names=("risk-engine.test",))
+    assert p.via == "mtls" and p.roles == {"risk"}
+    _refused(authorizer, PRICE, Code.PERMISSION_DENIED, names=("risk-engine.test",))
+    _refused(authorizer, PRICE, Code.UNAUTHENTICATED, names=("stranger.test",))  # a valid cert, no role
+
+
+def test_no_credentials_health_open_details_for_admin_only(authorizer):
+    _refused(authorizer, PRICE, Code.UNAUTHENTICATED)
+    assert _check(authorizer, HEALTH).via == "anonymous"
+    # reflection needs a detail role; ServerInfo only a role that allows it (its build
+    # details are for the detail roles: see test_rpc_security.py)
+    admin = _check(authorizer, REFLECT, token=_token(roles=["admin"]))
+    assert admin.roles == {"admin"} and authorizer.sees_details(admin)
+    assert not authorizer.sees_details(_check(authorizer, PRICE, token=_token()))
+
+
+def test_reflection_needs_a_detail_role(tmp_path):
+    policy = load_policy(_policy_file(tmp_path, '[details]\nroles = ["admin"]\n')).policy
+    assert not policy.allows({"trader", "risk"}, REFLECT)
+    p = AuthPolicy(roles={"all": ("*",)}, detail_methods=(REFLECT,), detail_roles=())
+    assert not p.allows({"all"}, REFLECT) and p.allows({"all"}, PRICE) and p.allows({"all"}, INFO)
+
+
+def test_every_denial_writes_one_audit_line(authorizer):
+    with structlog.testing.capture_logs() as logs:
+        with pytest.raises(ServiceError):
+            _check(authorizer, BATCH, token=_token())
+        with pytest.raises(ServiceError):
+            _check(authorizer, PRICE, token=_token(OTHER_KEY))
+        _check(authorizer, PRICE, token=_token())
+    denied = [e for e in logs if e["event"] == "call_denied"]
+    assert [d["code"] for d in denied] == ["PERMISSION_DENIED", "UNAUTHENTICATED"]
+    assert denied[0]["method"] == BATCH and denied[0]["subject"] == "alice" and denied[0]["request_id"] == "r1"
+    assert "signature" in denied[1]["reason"].lower()
+
+
+@pytest.mark.parametrize("text,match", [
+    ("[roles]\n", "at least one role"),
+    ('[roles]\ntrader = "x"\n', "list of strings"),
+    ('[roles]\ntrader = ["Price"]\n', "not a method pattern"),
+    ('[roles]\ntrader = ["*"]\n[mtls]\n"x" = ["ghost"]\n', "unknown role"),
+    ('[roles]\ntrader = ["*"]\n[jwt]\nkeys = ["missing.pem"]\n', "missing.pem"),
+    ('[roles]\ntrader = ["*"]\n[jwt]\nkeys = []\n', "at least one key"),
+    ('[roles]\ntrader = ["*"]\n[nonsense]\n', "unknown section"),
+    ('[roles\n', "not valid TOML"),
+    ('[roles]\ntrader = ["*"]\n[details]\nroles = ["boss"]\n', "unknown role"),
+])
+def test_a_broken_policy_file_is_refused_naming_the_key(tmp_path, text, match):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        load_policy(str(path))
+
+
+def test_jwt_settings_never_accept_none():
+    with pytest.raises(ValueError):
+        JwtSettings(keys=(b"k",), algorithms=("none",))
+
+
+@pytest.mark.parametrize("host,loop", [("127.0.0.1", True), ("::1", True), ("localhost", True), ("0.0.0.0", False),
+                                       ("10.1.2.3", False), ("[::1]", True), ("example.com", False)])
+def test_plaintext_only_on_loopback(host, loop):
+    assert is_loopback(host) is loop
+    assert (check_plaintext(host, tls=False, allow_plaintext=False) is None) is loop
+    assert check_plaintext(host, tls=True, allow_plaintext=False) is None
+    assert check_plaintext(host, tls=False, allow_plaintext=True) is None

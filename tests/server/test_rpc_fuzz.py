@@ -1,0 +1,298 @@
+"""Fuzz every RPC method of PricingService and MarketDataService with mutated messages on a
+real server (127.0.0.1, ephemeral port), with hypothesis.
+
+Each example starts from a valid request of the method, changes a few fields found from the
+descriptors (any depth: numbers to NaN, +-inf, 0, -1 or huge, enum numbers the contract does
+not define, strings, columns of random bytes, oneofs switched, fields cleared), and sometimes
+corrupts the encoded bytes. The server must answer every call with a proper status: OK, or
+INVALID_ARGUMENT / NOT_FOUND / FAILED_PRECONDITION / RESOURCE_EXHAUSTED / OUT_OF_RANGE /
+UNIMPLEMENTED with a message (never UNKNOWN, INTERNAL or a timeout); an OK reply holds no
+NaN price unless its row is reported failed; every stream message is answered; and the
+server goes on serving (health check and a price after each method).
+
+The CI profile sends about 3,000 messages in well under 30 s. PRICEGRID_FUZZ=long runs the
+long profile (PRICEGRID_FUZZ_EXAMPLES examples per method, default 5,000).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import grpc
+import numpy as np
+import pytest
+from google.protobuf import descriptor as _d
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pricegrid.v1 import common_pb2 as c
+from pricegrid.v1 import market_pb2 as mpb
+from pricegrid.v1 import pricing_pb2 as pb
+
+from .test_rpc_enums import batch_request, iv_batch_request, iv_request, price_request, snapshot
+
+_T = _d.FieldDescriptor
+LONG = os.environ.get("PRICEGRID_FUZZ") == "long"
+EXAMPLES = int(os.environ.get("PRICEGRID_FUZZ_EXAMPLES", "5000")) if LONG else 250
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=not LONG,
+                suppress_health_check=list(HealthCheck), print_blob=True)
+
+PROPER = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
+          grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNIMPLEMENTED}
+
+# ------------------------------------------------------------------------ values
+DOUBLES = st.one_of(
+    st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0, -1.0, 1.0, 0.5, 100.0, 1e-300, 1e300, 5e-324,
+                     1.7976931348623157e308, 90.0, 110.0]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=-200.0, max_value=200.0),
+)
+# settings that would only make a valid request expensive are left to the cost caps' own tests
+INTS = st.one_of(st.sampled_from([0, 1, 2, -1, 3, 4, 7, 31, 32, 99, 1000, -(2**31), 2**31 - 1]), st.integers(-50, 50))
+INT64 = st.one_of(INTS, st.sampled_from([2**40, -(2**63), 2**63 - 1, 10**12]))
+UINT64 = st.one_of(st.integers(0, 100), st.sampled_from([2**64 - 1, 2**63]))
+ENUMS = st.one_of(st.integers(-3, 12), st.sampled_from([99, 2**31 - 1, -(2**31)]))
+STRINGS = st.one_of(st.sampled_from(["", "SPX", "USD", "EUR", "eod", "A", "x" * 300, "\u00e9\u0000"]), st.text(max_size=12))
+COST = {"paths": st.sampled_from([-1, 0, 31, 32, 500, 10**12]), "tree_steps": st.sampled_from([-1, 0, 1, 2, 25, 100_001]),
+        "max_step": st.sampled_from([math.nan, -1.0, 0.0, 1e-9, 0.05, 0.5, math.inf])}
+
+
+def _value(field):
+    if field.name in COST:
+        return COST[field.name]
+    t = field.type
+    if t in (_T.TYPE_DOUBLE, _T.TYPE_FLOAT):
+        return DOUBLES
+    if t == _T.TYPE_ENUM:
+        return ENUMS
+    if t == _T.TYPE_BOOL:
+        return st.booleans()
+    if t in (_T.TYPE_INT64, _T.TYPE_SINT64):
+        return INT64
+    if t == _T.TYPE_UINT64:
+        return UINT64
+    if t in (_T.TYPE_UINT32,):
+        return st.integers(0, 2**32 - 1)
+    if t == _T.TYPE_STRING:
+        return STRINGS
+    if t == _T.TYPE_BYTES:
+        return st.one_of(st.binary(max_size=48),
+                         st.lists(DOUBLES, max_size=6).map(lambda xs: np.asarray(xs, "<f8").tobytes()),
+                         st.lists(INTS, max_size=6).map(lambda xs: np.asarray(xs, "<i8").astype("<i4").tobytes()))
+    return INTS
+
+
+def _targets(message, depth=0, present=True):
+    """(message, field, present) of the fields reachable in ``message``: its own, those of
+    its set submessages, and (one level down) of unset ones; ``present`` when the field's
+    message is set, so that most mutations change a request that is otherwise valid."""
+    out = []
+    for f in message.DESCRIPTOR.fields:
+        out.append((message, f, present))
+        if f.type != _T.TYPE_MESSAGE or depth > 5 or f.message_type.full_name.startswith("google.protobuf."):
+            continue
+        if f.is_repeated:
+            for sub in list(getattr(message, f.name))[:3]:
+                out += _targets(sub, depth + 1, present)
+        elif message.HasField(f.name):
+            out += _targets(getattr(message, f.name), depth + 1, present)
+        elif depth < 2:
+            out += _targets(getattr(message, f.name), depth + 1, False)
+    return out
+
+
+@st.composite
+def mutated(draw, make):
+    """A valid request of ``make()`` with a few fields changed, as bytes (sometimes corrupted)."""
+    message = make()
+    for _ in range(draw(st.integers(1, 4))):
+        targets = _targets(message)
+        if not targets:  # (ServerInfoRequest: no fields, only the bytes below)
+            break
+        inside = [t for t in targets if t[2]]
+        pool = inside if inside and draw(st.integers(0, 3)) else targets
+        parent, f, _ = pool[draw(st.integers(0, len(pool) - 1))]
+        action = draw(st.sampled_from(["set", "set", "set", "clear", "grow"]))
+        if action == "clear":
+            parent.ClearField(f.name)
+        elif f.type == _T.TYPE_MESSAGE:
+            if f.is_repeated:
+                for _ in range(draw(st.integers(0, 3))):
+                    getattr(parent, f.name).add()
+            else:
+                getattr(parent, f.name).SetInParent()  # (switches a oneof to it)
+        elif f.is_repeated:
+            values = getattr(parent, f.name)
+            new = draw(st.lists(_value(f), max_size=8 if action == "grow" else 3))
+            if action == "set":
+                del values[:]
+            values.extend(new)
+        else:
+            setattr(parent, f.name, draw(_value(f)))
+    data = message.SerializeToString()
+    cut = draw(st.sampled_from(["none"] * 15 + ["flip", "truncate", "append"]))
+    if cut == "append" or (cut != "none" and not data):
+        data = data + draw(st.binary(min_size=1, max_size=16))
+    elif cut != "none":
+        i = draw(st.integers(0, len(data) - 1))
+        if cut == "flip":
+            data = data[:i] + bytes([data[i] ^ draw(st.integers(1, 255))]) + data[i + 1:]
+        else:
+            data = data[:i]
+    return data
+
+
+# ------------------------------------------------------------------------ checks of a reply
+def _no_unexplained_nan(method, reply_bytes):
+    if method == "Price":
+        r = pb.PriceResponse.FromString(reply_bytes)
+        values = [r.price] + [getattr(r.greeks, g) for g in ("delta", "gamma", "vega", "theta", "rho")
+                              if r.greeks.HasField(g)] + [d.value for d in r.details]
+        assert all(math.isfinite(v) for v in values), r
+    elif method in ("PriceBatch", "ImpliedVolatilityBatch"):
+        cls = pb.PriceBatchResponse if method == "PriceBatch" else pb.ImpliedVolatilityBatchResponse
+        r = cls.FromString(reply_bytes)
+        status = _column(r.status, "<i4") if r.HasField("status") else np.zeros(r.rows, np.int32)
+        if r.rows:
+            assert len(status) == r.rows
+        columns = [col.values for col in r.columns] if method == "PriceBatch" else [r.volatility]
+        for col in columns:
+            v = _column(col, "<f8")
+            assert len(v) == r.rows
+            bad = ~np.isfinite(v)
+            assert not (bad & (status == 0)).any(), (method, v, status)
+        assert r.error_count == int(np.count_nonzero(status))
+    elif method == "ImpliedVolatility":
+        assert math.isfinite(pb.ImpliedVolatilityResponse.FromString(reply_bytes).volatility)
+
+
+def _column(col, dtype):
+    return np.frombuffer(col.raw, dtype) if len(col.raw) else np.asarray(list(col.values), dtype=dtype)
+
+
+def _call(channel, service, method, data, timeout=30):
+    call = channel.unary_unary(f"/pricegrid.v1.{service}/{method}")
+    try:
+        return grpc.StatusCode.OK, call(data, timeout=timeout), ""
+    except grpc.RpcError as err:
+        return err.code(), None, err.details() or ""
+
+
+def _still_serving(channel):
+    health = health_pb2_grpc.HealthStub(channel)
+    assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+    code, reply, _ = _call(channel, "PricingService", "Price", price_request().SerializeToString())
+    assert code == grpc.StatusCode.OK and pb.PriceResponse.FromString(reply).price > 0
+
+
+# ------------------------------------------------------------------------ requests of each method
+def _library_request():
+    r = pb.PriceRequest(model=c.MODEL_BLACK_SCHOLES_MERTON, market=pb.Market(spot=100.0, rate=0.02, volatility=0.2),
+                        measures=[c.MEASURE_DELTA, c.MEASURE_GAMMA])
+    r.barrier.CopyFrom(pb.BarrierOption(barrier_type=2, option_type=1, strike=100.0, barrier=90.0, rebate=1.0,
+                                        expiry=pb.Expiry(year_fraction=0.5)))
+    r.asian.CopyFrom(pb.AsianOption(averaging=1, option_type=1, strike=100.0, fixing_times=[0.25, 0.5],
+                                    expiry=pb.Expiry(year_fraction=0.5)))  # (the oneof: the Asian)
+    return r
+
+
+def _heston_mc_request():
+    r = pb.PriceRequest(model=c.MODEL_HESTON, engine=c.ENGINE_MONTE_CARLO, settings=pb.EngineSettings(paths=500),
+                        market=pb.Market(spot=100.0, rate=0.02, heston=pb.HestonParameters(
+                            v0=0.04, kappa=1.5, theta=0.04, sigma=0.5, rho=-0.7)))
+    r.lookback.CopyFrom(pb.LookbackOption(strike_type=1, option_type=1, expiry=pb.Expiry(year_fraction=0.5)))
+    return r
+
+
+def _library_batch():
+    return pb.PriceBatchRequest(
+        model=1, measures=[1, 2], digital=pb.DigitalOptionColumns(
+            payoff=c.Int32Column(values=[1, 2, 3]), option_type=c.Int32Column(values=[1]),
+            strike=c.DoubleColumn(raw=np.array([90.0, 100.0, 110.0]).tobytes()),
+            time_to_expiry=c.DoubleColumn(values=[0.5])),
+        market=pb.MarketColumns(spot=c.DoubleColumn(values=[100.0]), volatility=c.DoubleColumn(values=[0.2])))
+
+
+def _stream_request():
+    return pb.PriceStreamRequest(correlation_id="c", trade_id="T", price=price_request())
+
+
+UNARY = [
+    ("PricingService", "Price", price_request),
+    ("PricingService", "Price", _library_request),
+    ("PricingService", "Price", _heston_mc_request),
+    ("PricingService", "PriceBatch", batch_request),
+    ("PricingService", "PriceBatch", _library_batch),
+    ("PricingService", "ImpliedVolatility", iv_request),
+    ("PricingService", "ImpliedVolatilityBatch", iv_batch_request),
+    ("PricingService", "ServerInfo", pb.ServerInfoRequest),
+    ("MarketDataService", "PutSnapshot", lambda: mpb.PutSnapshotRequest(snapshot=snapshot())),
+    ("MarketDataService", "ValidateMarket", lambda: mpb.ValidateMarketRequest(snapshot=snapshot())),
+    ("MarketDataService", "GetSnapshot", lambda: mpb.GetSnapshotRequest(id="")),
+    ("MarketDataService", "ListSnapshots", lambda: mpb.ListSnapshotsRequest(name="fuzz", limit=5)),
+    ("MarketDataService", "DeleteSnapshot", lambda: mpb.DeleteSnapshotRequest(id="nope")),
+    ("MarketDataService", "EvaluateCurve", lambda: mpb.EvaluateCurveRequest(curve_id="USD", times=[0.5, 1.0])),
+    ("MarketDataService", "EvaluateSurface", lambda: mpb.EvaluateSurfaceRequest(
+        surface_id="SPX-vol", expiries=[0.5, 1.0], strikes=[95.0, 105.0])),
+]
+
+
+def test_every_method_is_fuzzed():
+    fuzzed = {(s, m) for s, m, _ in UNARY} | {("PricingService", "PriceStream")}
+    for file, service in ((pb, "PricingService"), (mpb, "MarketDataService")):
+        for method in file.DESCRIPTOR.services_by_name[service].methods:
+            assert (service, method.name) in fuzzed, method.full_name
+
+
+@pytest.fixture(scope="module")
+def stored(channel):
+    """A stored snapshot, so that the market methods' mutated ids sometimes find it."""
+    from pricegrid.v1 import market_pb2_grpc
+
+    stub = market_pb2_grpc.MarketDataServiceStub(channel)
+    return stub.PutSnapshot(mpb.PutSnapshotRequest(snapshot=snapshot()), timeout=10).info.id
+
+
+@pytest.mark.parametrize("service, method, make", UNARY, ids=[f"{m}-{f.__name__}" for _, m, f in UNARY])
+def test_unary_methods(channel, stored, service, method, make):
+    def with_ids():
+        msg = make()
+        for name in ("id", "snapshot_id"):
+            if name in msg.DESCRIPTOR.fields_by_name:
+                setattr(msg, name, stored)
+        return msg
+
+    @FUZZ
+    @given(data=mutated(with_ids))
+    def run(data):
+        code, reply, details = _call(channel, service, method, data)
+        if code == grpc.StatusCode.OK:
+            _no_unexplained_nan(method, reply)
+        else:
+            assert code in PROPER, (code, details)
+            assert details, code
+
+    run()
+    _still_serving(channel)
+
+
+@FUZZ
+@given(messages=st.lists(st.one_of(mutated(_stream_request), mutated(lambda: pb.PriceStreamRequest(
+    correlation_id="u", market_update=pb.MarketUpdate(spot=101.0, volatility=0.25)))), min_size=1, max_size=8))
+def _stream_examples(channel, messages):
+    call = channel.stream_stream("/pricegrid.v1.PricingService/PriceStream")
+    replies = [pb.PriceStreamResponse.FromString(b) for b in call(iter(messages), timeout=30)]
+    assert len(replies) >= len(messages)  # every message answered (a market update: once per trade moved)
+    for r in replies:
+        assert r.HasField("result") != r.HasField("error"), r
+        if r.HasField("result"):
+            assert math.isfinite(r.result.price), r
+        else:
+            assert r.error.code in (3, 5, 8, 9, 11, 12) and r.error.message, r
+
+
+def test_stream(channel):
+    _stream_examples(channel)
+    _still_serving(channel)
