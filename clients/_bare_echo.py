@@ -2,11 +2,14 @@
 
 No interceptors, no parsing, no logging or metrics: EchoService/Echo returns the request's
 bytes and EchoStream each message's bytes, through grpcio's own generic handlers. It runs
-in a process of its own beside the server under test, with the same thread-pool size and
-the same allocator setting as ``pricegrid serve``, so the only difference between the two is
-what pricegrid does with a request:
+in a process of its own beside the server under test, with the same allocator setting as
+``pricegrid serve``, so the only difference between the two is what pricegrid does with a
+request. Two kinds: the synchronous server on a thread pool (``--workers``), and with
+``--aio`` a ``grpc.aio`` server whose handlers are coroutines on one event loop, as
+``pricegrid serve`` runs:
 
     python -m pricegrid.clients._bare_echo --workers 16     # prints "port N", serves until stdin closes
+    python -m pricegrid.clients._bare_echo --aio
 
 Bound to 127.0.0.1 on an ephemeral port; it stops when its standard input closes (the bench
 holds the pipe) or on SIGTERM.
@@ -15,12 +18,14 @@ holds the pipe) or on SIGTERM.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import signal
 import sys
 import threading
 from concurrent import futures
 
 import grpc
+import grpc.aio
 
 SERVICE = "pricegrid.v1.EchoService"
 
@@ -51,11 +56,50 @@ def start(workers: int = 16) -> tuple[grpc.Server, int]:
     return server, port
 
 
+async def _echo(request, context):
+    return request
+
+
+async def _echo_stream(request_iterator, context):
+    async for message in request_iterator:
+        yield message
+
+
+def start_aio() -> tuple[grpc.aio.Server, int, asyncio.AbstractEventLoop]:
+    """The grpc.aio echo server on an event loop in a thread of its own."""
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="bare-echo-loop", daemon=True).start()
+
+    async def build():
+        server = grpc.aio.server(
+            options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)])
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {
+            "Echo": grpc.unary_unary_rpc_method_handler(_echo),
+            "EchoStream": grpc.stream_stream_rpc_method_handler(_echo_stream),
+        }),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return server, port
+
+    server, port = asyncio.run_coroutine_threadsafe(build(), loop).result(30)
+    return server, port, loop
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m pricegrid.clients._bare_echo", description=__doc__.splitlines()[0])
     p.add_argument("--workers", type=int, default=16)
+    p.add_argument("--aio", action="store_true", help="a grpc.aio server (coroutines on one event loop)")
     args = p.parse_args(argv)
     _tune_malloc()
+    if args.aio:
+        server, port, loop = start_aio()
+        print(f"port {port}", flush=True)
+        done = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+        done.wait()
+        asyncio.run_coroutine_threadsafe(server.stop(0), loop).result(10)
+        return 0
     server, port = start(args.workers)
     print(f"port {port}", flush=True)
     done = threading.Event()

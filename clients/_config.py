@@ -97,9 +97,12 @@ def channel_options(
     options: dict[str, object] = {
         "grpc.enable_retries": 1 if retries.enabled else 0,
         "grpc.service_config": json.dumps(retries.service_config()),
-        # Keep long-lived streams alive through idle proxies.
+        # Keep long-lived streams alive through idle proxies: a ping every 30 s while a call
+        # is open, for as long as it is open (gRPC otherwise stops after two pings without
+        # data). pricegrid serve allows that (its keepalive_min_ping_s, 10 s by default).
         "grpc.keepalive_time_ms": 30_000,
         "grpc.keepalive_timeout_ms": 10_000,
+        "grpc.http2.max_pings_without_data": 0,
     }
     if max_message_bytes is not None:
         options["grpc.max_receive_message_length"] = max_message_bytes

@@ -4,10 +4,11 @@
         --batch-rows 1000000 --json latency.json --png latency.png
 
 Six series, in one run. The pricing series go to ``--target``; the echo series (the floor)
-go to a bare grpcio echo server (no interceptors, same thread pool, see
-``pricegrid.clients._bare_echo``) that the bench starts beside it on 127.0.0.1
-(``--echo bare``, the default), or to the target's own EchoService (``--echo server``; it
-sits behind our interceptors, so it flatters us), or to another ``host:port``:
+go to a bare grpcio echo server (no interceptors, see ``pricegrid.clients._bare_echo``)
+that the bench starts beside it on 127.0.0.1: the synchronous one on a thread pool
+(``--echo bare``, the default) or the ``grpc.aio`` one (``--echo bare-aio``, the kind of
+server ``pricegrid serve`` is); or to the target's own EchoService (``--echo server``, when
+the target runs with ``--echo``; it sits behind our interceptors), or to another ``host:port``:
 
     Echo         EchoService/Echo, unary, carrying the serialized PriceRequest bytes
     Price        PricingService/Price, unary (the same PriceRequest: price + --greeks)
@@ -117,10 +118,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=10,
                         help="per-trade series alternate with their echo baseline in this many rounds")
     parser.add_argument("--echo", default="bare",
-                        help="where the echo series go: 'bare' (a bare grpcio server started beside the target, the"
-                             " default), 'server' (the target's own EchoService), or host:port")
+                        help="where the echo series go: 'bare' (a bare synchronous grpcio server started beside the"
+                             " target, the default), 'bare-aio' (a bare grpc.aio one), 'server' (the target's own"
+                             " EchoService), or host:port")
     parser.add_argument("--workers", type=_positive_int, default=16,
-                        help="thread pool of the bare echo server (as the target's --workers)")
+                        help="thread pool of the bare synchronous echo server")
     parser.add_argument("--tune-malloc", action="store_true",
                         help="tune glibc's allocator in this (calling) process as `pricegrid serve` does; off by default:"
                              " a RiskClient user's process runs with its defaults")
@@ -521,15 +523,16 @@ def run(args, out=sys.stdout) -> int:
 
 
 class BareEcho:
-    """The bare grpcio echo server (``pricegrid.clients._bare_echo``) in a child process on
-    127.0.0.1: started here, stopped by :meth:`close` (it also stops when this process dies,
-    its standard input then closing)."""
+    """The bare grpcio echo server (``pricegrid.clients._bare_echo``; ``aio``: the grpc.aio
+    one) in a child process on 127.0.0.1: started here, stopped by :meth:`close` (it also
+    stops when this process dies, its standard input then closing)."""
 
-    def __init__(self, workers: int = 16, timeout: float = 30.0) -> None:
+    def __init__(self, workers: int = 16, timeout: float = 30.0, *, aio: bool = False) -> None:
         import subprocess
 
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pricegrid.clients._bare_echo", "--workers", str(workers)],
+            [sys.executable, "-m", "pricegrid.clients._bare_echo", "--workers", str(workers),
+             *(["--aio"] if aio else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         line = _readline(self.proc.stdout, timeout)
@@ -601,8 +604,8 @@ def run_latency(
 
     options = channel_options(RetryConfig(max_attempts=1), max_message_bytes=-1)
     bare = None
-    if echo == "bare":
-        bare = BareEcho(echo_workers)
+    if echo in ("bare", "bare-aio"):
+        bare = BareEcho(echo_workers, aio=echo == "bare-aio")
         echo_target = bare.target
     else:
         echo_target = target if echo == "server" else echo
@@ -741,8 +744,8 @@ def run_latency(
             "caller_malloc_tuned": tune_malloc,
         },
         "server": server,
-        "echo": {"kind": echo if echo in ("bare", "server") else "address", "target": echo_target,
-                 "workers": echo_workers if bare is not None else None},
+        "echo": {"kind": echo if echo in ("bare", "bare-aio", "server") else "address", "target": echo_target,
+                 "workers": echo_workers if echo == "bare" else None},
         "series": summaries,
         "ratios_p50": ratios,
         "samples": {name: s.latencies for name, s in results.items()},
@@ -783,7 +786,9 @@ def format_report(report: dict) -> str:
             ]
         )
     echo = report.get("echo", {})
-    floor = {"bare": "a bare grpcio echo server (no interceptors) at", "server": "the target's own EchoService at"}
+    floor = {"bare": "a bare grpcio echo server (no interceptors) at",
+             "bare-aio": "a bare grpc.aio echo server (no interceptors) at",
+             "server": "the target's own EchoService at"}
     lines = [f"pricegrid bench latency against {report['target']}",
              f"echo series: {floor.get(echo.get('kind'), 'the echo server at')} {echo.get('target', report['target'])}",
              "", _format.table(headers, rows)]

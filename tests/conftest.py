@@ -24,7 +24,7 @@ def start_server(**overrides):
 
 @pytest.fixture(scope="session")
 def server():
-    running = start_server()
+    running = start_server(echo=True)  # the bench tests measure against its EchoService
     yield running
     running.stop(1.0)
 

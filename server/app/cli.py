@@ -17,9 +17,24 @@ def serve_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host")
     p.add_argument("--port", type=int)
-    p.add_argument("--workers", type=int)
     p.add_argument("--kernel-threads", type=int, dest="kernel_threads")
-    p.add_argument("--max-message-bytes", type=int, dest="max_message_bytes")
+    cap = p.add_argument_group("capacity classes (beyond them: RESOURCE_EXHAUSTED with a retry pushback)")
+    cap.add_argument("--front-workers", type=int, dest="front_workers",
+                     help="front-office calls computed at once off the event loop")
+    cap.add_argument("--batch-workers", type=int, dest="batch_workers", help="batch calls computed at once")
+    cap.add_argument("--market-workers", type=int, dest="market_workers", help="market-data calls at once")
+    cap.add_argument("--queue", type=int, help="calls of a class that may wait for a slot")
+    cap.add_argument("--queue-wait-ms", type=float, dest="queue_wait_ms",
+                     help="longest wait of a front-office call for a slot")
+    cap.add_argument("--max-streams", type=int, dest="max_streams", help="streams open at once on the server")
+    cap.add_argument("--max-connection-streams", type=int, dest="max_connection_streams",
+                     help="concurrent streams per connection")
+    p.add_argument("--max-message-bytes", type=int, dest="max_message_bytes",
+                   help="largest batch or market-data message (decompressed)")
+    p.add_argument("--max-trade-message-bytes", type=int, dest="max_trade_message_bytes",
+                   help="largest per-trade request (Price, ImpliedVolatility, ServerInfo)")
+    p.add_argument("--max-stream-message-bytes", type=int, dest="max_stream_message_bytes",
+                   help="largest PriceStream message")
     p.add_argument("--max-rows", type=int, dest="max_rows")
     p.add_argument("--chunk-rows", type=int, dest="chunk_rows")
     p.add_argument("--default-deadline", type=float, dest="default_deadline_s")
@@ -29,8 +44,17 @@ def serve_parser() -> argparse.ArgumentParser:
                    help="estimated core-seconds one batch request may ask")
     p.add_argument("--grace", type=float, dest="grace_s")
     p.add_argument("--max-stream-trades", type=int, dest="max_stream_trades")
+    p.add_argument("--keepalive-min-ping", type=float, dest="keepalive_min_ping_s",
+                   help="shortest interval (s) between a client's pings the server tolerates")
+    p.add_argument("--keepalive-time", type=float, dest="keepalive_time_s",
+                   help="the server pings an idle connection this often (s)")
+    p.add_argument("--max-connection-age", type=float, dest="max_connection_age_s",
+                   help="GOAWAY connections this old (s), so clients rebalance (0: never)")
+    p.add_argument("--max-connection-age-grace", type=float, dest="max_connection_age_grace_s",
+                   help="seconds the calls still open on an aged connection get")
     p.add_argument("--metrics-port", type=int, dest="metrics_port")
-    p.add_argument("--no-echo", action="store_false", dest="echo", default=None)
+    p.add_argument("--echo", action=argparse.BooleanOptionalAction, default=None,
+                   help="serve pricegrid.v1.EchoService (for benchmarks; off by default)")
     p.add_argument("--store", help="SQLite file of market snapshots (':memory:' keeps nothing)")
     p.add_argument("--snapshot-max-age", type=float, dest="snapshot_max_age_s",
                    help="seconds after which a snapshot's as-of is flagged stale")

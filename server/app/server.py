@@ -4,10 +4,26 @@
 tests, which start real servers on 127.0.0.1 with an ephemeral port). ``serve(settings)``
 runs until SIGTERM/SIGINT, then drains: health goes NOT_SERVING, new calls are refused,
 in-flight calls get ``grace_s`` to finish, and the process exits 0.
+
+Threading: the server is a ``grpc.aio`` server on one asyncio event loop, in a thread of its
+own. Handlers are coroutines; an open stream waiting for its next message holds no thread.
+Work of microseconds runs inline on the loop (the lean Price path, stream messages of the
+same shape, ServerInfo, health, reflection, Echo); everything else runs in a thread pool of
+its capacity class behind that class's gate (pricegrid.server.rpc.admission):
+
+    front office   Price (off the lean path), ImpliedVolatility,   front pool, front_workers
+                   PriceStream messages (off the lean path)
+    batch          PriceBatch, ImpliedVolatilityBatch              batch pool, batch_workers
+    market data    MarketDataService                               batch pool, market_workers
+
+The kernels release the GIL, so a batch computing in the batch pool leaves the loop (and the
+front office) free. The health service runs on the loop behind no gate: it is never queued
+behind pricing work.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import datetime as dt
 import os
@@ -15,10 +31,11 @@ import platform
 import signal
 import threading
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 
 import grpc
+import grpc.aio
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -31,6 +48,7 @@ from pricegrid.server.app.settings import Settings
 from pricegrid.server.domain.models import IMPLIED_VOL_REFS
 from pricegrid.server.pricers import catalogue as pricers
 from pricegrid.server.rpc import market as market_rpc
+from pricegrid.server.rpc.admission import Gate, Lane, Lanes, StreamGate
 from pricegrid.server.rpc.observe import Metrics, RpcObserver
 from pricegrid.server.rpc.servicers import ECHO_SERVICE, SERVICE, PricingServicer, handlers
 from pricegrid.server.service.market import MarketDataService, MarketSettings
@@ -103,28 +121,51 @@ def server_info(settings: Settings, kernel_threads: int, started_at: str) -> pb.
 @dataclass
 class RunningServer:
     settings: Settings
-    server: grpc.Server
+    server: grpc.aio.Server
     port: int
-    health: health.HealthServicer
+    health: health.aio.HealthServicer
     observer: RpcObserver
     metrics_port: int | None
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    lanes: Lanes
+    streams: StreamGate
+    pools: tuple = ()
     _metrics_http: object = None
     store: object = None
+    _drained: threading.Event | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
         return f"{self.settings.host}:{self.port}"
 
+    def call_soon(self, coro) -> "futures.Future":
+        """Run a coroutine on the server's loop (from any other thread)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
     def drain(self, grace: float | None = None) -> threading.Event:
         """NOT_SERVING, refuse new calls from now on; the event is set once in-flight calls
         finished or ``grace`` seconds passed (then they are cancelled)."""
+        if self._drained is not None:
+            return self._drained
         grace = self.settings.grace_s if grace is None else grace
-        self.health.enter_graceful_shutdown()
-        return self.server.stop(grace)
+        self._drained = drained = threading.Event()
+
+        async def go():
+            await self.health.enter_graceful_shutdown()
+            await self.server.stop(grace)
+
+        self.call_soon(go()).add_done_callback(lambda _: drained.set())
+        return drained
 
     def stop(self, grace: float | None = None) -> None:
-        """Drain, wait for it, then close the log writer and the metrics endpoint."""
+        """Drain, wait for it, then stop the loop, the pools, the log writer and the metrics
+        endpoint."""
         self.drain(grace).wait()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        for pool in self.pools:  # work a cancelled call left behind stops at its next check
+            pool.shutdown(wait=False, cancel_futures=True)
         self.observer.close()
         if self.store is not None:
             self.store.close()
@@ -151,6 +192,73 @@ def tune_malloc() -> bool:
         return False
 
 
+def server_options(settings: Settings) -> list[tuple[str, object]]:
+    """The gRPC core options: message sizes, streams per connection, keepalive, connection age."""
+    options = [
+        # the largest message of any method, decompressed (gRPC refuses a compressed message
+        # that inflates past it while inflating); each method's own limit is checked by its
+        # handler before parsing (max_trade_message_bytes for the per-trade calls)
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", -1),
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_concurrent_streams", settings.max_connection_streams),
+        # our clients ping every 30 s while a call is open (pricegrid.clients._config): allow
+        # pings that often on a connection with no data, so an idle stream lives for hours
+        ("grpc.http2.min_ping_interval_without_data_ms", int(settings.keepalive_min_ping_s * 1000)),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # and find dead peers (a trading screen that lost its network holds a stream)
+        ("grpc.keepalive_time_ms", int(settings.keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", 20_000),
+    ]
+    if settings.max_connection_age_s > 0:
+        options += [
+            ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(settings.max_connection_age_grace_s * 1000)),
+        ]
+    return options
+
+
+#: Scheduling priority of the pools' threads (Linux nice values, per thread; the event loop
+#: keeps the process's own): when the cores are busy, the loop (which admits and refuses
+#: calls, prices the lean path and answers health) runs first, front-office work before
+#: batches. A kernel's OpenMP threads inherit the nice value of the thread that starts them.
+FRONT_NICE = 5
+BATCH_NICE = 10
+
+
+def _lower_priority(nice: int):
+    def initializer() -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + nice)
+        except (AttributeError, OSError):  # not Linux, or not allowed: equal priority
+            pass
+
+    return initializer
+
+
+def capacity(settings: Settings) -> tuple[Lanes, StreamGate, tuple]:
+    """The capacity classes (lanes), the server's stream cap and the thread pools behind them."""
+    front_pool = futures.ThreadPoolExecutor(settings.front_workers, thread_name_prefix="pricegrid-front",
+                                            initializer=_lower_priority(FRONT_NICE))
+    batch_pool = futures.ThreadPoolExecutor(settings.batch_workers + settings.market_workers,
+                                            thread_name_prefix="pricegrid-batch", initializer=_lower_priority(BATCH_NICE))
+    trade, large, deadline = settings.max_trade_message_bytes, settings.max_message_bytes, settings.default_deadline_s
+    front = Gate("front-office", settings.front_workers, queue=settings.queue, max_wait_s=settings.queue_wait_ms / 1e3)
+    lanes = Lanes(
+        front=Lane("front-office", front, front_pool, trade, deadline),
+        stream=Lane("front-office", front, front_pool, settings.max_stream_message_bytes, deadline),
+        inline=Lane("inline", None, None, trade, deadline),
+        # batches and market data wait for a slot up to their deadline, in a queue of bounded length
+        batch=Lane("batch", Gate("batch", settings.batch_workers, queue=settings.queue, max_wait_s=None,
+                                 min_pushback_ms=100), batch_pool, large, deadline, enforce_deadline=False),
+        market=Lane("market-data", Gate("market-data", settings.market_workers, queue=settings.queue,
+                                        max_wait_s=None, min_pushback_ms=10), batch_pool, large, deadline),
+        echo=Lane("echo", None, None, large, deadline),
+    )
+    return lanes, StreamGate("streams", settings.max_streams), (front_pool, batch_pool)
+
+
 def start(settings: Settings) -> RunningServer:
     malloc_tuned = tune_malloc()
     kernel_threads = max(1, min(settings.kernel_threads, black.max_threads()))
@@ -171,39 +279,54 @@ def start(settings: Settings) -> RunningServer:
     )
     # the built-in synthetic snapshot, once (forced: a wrong clock must not stop the server)
     demo_record, _ = market.put(demo.snapshot(), force=True, reason="built-in synthetic demo snapshot")
+    lanes, streams, pools = capacity(settings)
+    metrics.watch_capacity(lanes, streams)
     servicer = PricingServicer(
         service,
         default_deadline_s=settings.default_deadline_s,
         max_stream_trades=settings.max_stream_trades,
         info=lambda: info,
+        stream_lane=lanes.stream,
     )
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="pricegrid-rpc"),
-        handlers=handlers(servicer, observer, echo=settings.echo)
-        + market_rpc.handlers(market_rpc.MarketDataServicer(market), observer),
-        options=[
-            ("grpc.max_receive_message_length", settings.max_message_bytes),
-            ("grpc.max_send_message_length", -1),
-            ("grpc.so_reuseport", 0),
-        ],
-    )
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = [SERVICE, market_rpc.SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME]
-    if settings.echo:
-        names.append(ECHO_SERVICE)
-    reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
-    if port == 0:
-        raise OSError(f"could not bind {settings.host}:{settings.port}")
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="pricegrid-loop", daemon=True)
+    thread.start()
+
+    async def build():
+        server = grpc.aio.server(
+            handlers=handlers(servicer, observer, lanes, streams=streams, echo=settings.echo)
+            + market_rpc.handlers(market_rpc.MarketDataServicer(market), observer, lanes.market),
+            options=server_options(settings),
+        )
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        names = [SERVICE, market_rpc.SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        if settings.echo:
+            names.append(ECHO_SERVICE)
+        reflection.enable_server_reflection(names, server)
+        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+        if port == 0:
+            raise OSError(f"could not bind {settings.host}:{settings.port}")
+        await server.start()
+        for name in ("", SERVICE, market_rpc.SERVICE):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return server, port, health_servicer
+
+    try:
+        server, port, health_servicer = asyncio.run_coroutine_threadsafe(build(), loop).result(60)
+    except BaseException:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        for pool in pools:
+            pool.shutdown(wait=False)
+        observer.close()
+        store.close()
+        raise
     metrics_http = None
     metrics_port = None
     if settings.metrics_port >= 0:
         metrics_http, _thread = start_http_server(settings.metrics_port, addr=settings.host, registry=registry)
         metrics_port = metrics_http.server_port
-    server.start()
-    for name in ("", SERVICE, market_rpc.SERVICE):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info(
         "started",
         address=f"{settings.host}:{port}",
@@ -218,7 +341,8 @@ def start(settings: Settings) -> RunningServer:
         settings=settings.as_dict(),
         version=info.version,
     )
-    return RunningServer(settings, server, port, health_servicer, observer, metrics_port, metrics_http, store)
+    return RunningServer(settings, server, port, health_servicer, observer, metrics_port, loop, thread, lanes,
+                         streams, pools, metrics_http, store)
 
 
 def serve(settings: Settings) -> int:

@@ -3,20 +3,51 @@
     setting               env                          default
     host                  PRICEGRID_HOST               127.0.0.1 (the Dockerfile sets 0.0.0.0)
     port                  PRICEGRID_PORT               50051 (0 picks a free port)
-    workers               PRICEGRID_WORKERS            16    RPC handler threads
     kernel_threads        PRICEGRID_KERNEL_THREADS     cores (OpenMP threads per batch, at most)
-    max_message_bytes     PRICEGRID_MAX_MESSAGE_BYTES  134217728 (128 MiB; larger -> RESOURCE_EXHAUSTED)
+
+  capacity classes (RESOURCE_EXHAUSTED with a grpc-retry-pushback-ms trailer beyond them):
+    front_workers         PRICEGRID_FRONT_WORKERS      cores - 1, at least 1: front-office calls computed at
+                                                       once off the event loop (Price off the lean path,
+                                                       ImpliedVolatility, PriceStream messages); one core
+                                                       is left to the event loop
+    batch_workers         PRICEGRID_BATCH_WORKERS      2     batch calls computed at once (PriceBatch,
+                                                       ImpliedVolatilityBatch; each uses kernel_threads)
+    market_workers        PRICEGRID_MARKET_WORKERS     2     market-data calls at once (store, validation)
+    queue                 PRICEGRID_QUEUE              16    calls of a class that may wait for a slot
+    queue_wait_ms         PRICEGRID_QUEUE_WAIT_MS      5     longest wait of a front-office call for a slot (none
+                                                       for 100 ms after a refusal: the queue is for bursts);
+                                                       batch and market-data calls wait up to their deadline
+    max_streams           PRICEGRID_MAX_STREAMS        2000  streams open at once on the server
+    max_connection_streams PRICEGRID_MAX_CONNECTION_STREAMS 256  concurrent streams per connection (HTTP/2)
+
+  sizes and time:
+    max_message_bytes     PRICEGRID_MAX_MESSAGE_BYTES  134217728 (128 MiB): batches and market data; the
+                                                       largest message the server reads, decompressed
+    max_trade_message_bytes PRICEGRID_MAX_TRADE_MESSAGE_BYTES 65536: Price, ImpliedVolatility, ServerInfo
+    max_stream_message_bytes PRICEGRID_MAX_STREAM_MESSAGE_BYTES 1048576: each PriceStream message (a market
+                                                       update may name every trade the stream holds)
     max_rows              PRICEGRID_MAX_ROWS           1000000 rows per batch request
     chunk_rows            PRICEGRID_CHUNK_ROWS         262144 rows between cancellation checks
-    default_deadline_s    PRICEGRID_DEFAULT_DEADLINE   30    budget for calls when the caller sets no deadline
+    default_deadline_s    PRICEGRID_DEFAULT_DEADLINE   30    deadline of a unary call whose caller set none
     max_cost_unary_s      PRICEGRID_MAX_COST_UNARY     2     estimated cost one trade may ask (Price, a PriceStream
                                                        trade), in core-seconds (pricegrid.server.domain.cost);
                                                        more -> RESOURCE_EXHAUSTED naming the setting
     max_cost_batch_s      PRICEGRID_MAX_COST_BATCH     300   the same for one batch request
     grace_s               PRICEGRID_GRACE              10    seconds in-flight calls get on SIGTERM
     max_stream_trades     PRICEGRID_MAX_STREAM_TRADES  10000 trades held per PriceStream
+
+  connections (our clients ping every 30 s while a call is open):
+    keepalive_min_ping_s  PRICEGRID_KEEPALIVE_MIN_PING 10    shortest interval between a client's pings the
+                                                       server tolerates (more often: GOAWAY too_many_pings)
+    keepalive_time_s      PRICEGRID_KEEPALIVE_TIME     300   the server pings an idle connection this often
+                                                       (and drops it if no answer comes in 20 s)
+    max_connection_age_s  PRICEGRID_MAX_CONNECTION_AGE 0     GOAWAY a connection this old, so that clients
+                                                       rebalance (0: never)
+    max_connection_age_grace_s PRICEGRID_MAX_CONNECTION_AGE_GRACE 300: the calls still open then get this long
+
     metrics_port          PRICEGRID_METRICS_PORT       9464  Prometheus endpoint (0: any free port, -1: off)
-    echo                  PRICEGRID_ECHO               true  serve pricegrid.v1.EchoService (benchmark floor)
+    echo                  PRICEGRID_ECHO               false serve pricegrid.v1.EchoService (benchmarks;
+                                                       metered and logged like any method)
     store                 PRICEGRID_STORE              the SQLite file of market snapshots (default:
                                                        $XDG_DATA_HOME or ~/.local/share, /pricegrid/pricegrid.db;
                                                        ":memory:" keeps nothing across restarts)
@@ -39,9 +70,17 @@ from dataclasses import dataclass, fields
 class Settings:
     host: str = "127.0.0.1"
     port: int = 50051
-    workers: int = 16
     kernel_threads: int = os.cpu_count() or 1
+    front_workers: int = max(1, (os.cpu_count() or 2) - 1)
+    batch_workers: int = 2
+    market_workers: int = 2
+    queue: int = 16
+    queue_wait_ms: float = 5.0
+    max_streams: int = 2000
+    max_connection_streams: int = 256
     max_message_bytes: int = 128 * 1024 * 1024
+    max_trade_message_bytes: int = 64 * 1024
+    max_stream_message_bytes: int = 1024 * 1024
     max_rows: int = 1_000_000
     chunk_rows: int = 262_144
     default_deadline_s: float = 30.0
@@ -49,8 +88,12 @@ class Settings:
     max_cost_batch_s: float = 300.0
     grace_s: float = 10.0
     max_stream_trades: int = 10_000
+    keepalive_min_ping_s: float = 10.0
+    keepalive_time_s: float = 300.0
+    max_connection_age_s: float = 0.0
+    max_connection_age_grace_s: float = 300.0
     metrics_port: int = 9464
-    echo: bool = True
+    echo: bool = False
     store: str = ""
     snapshot_max_age_s: float = 7 * 86400.0
     log_level: str = "info"
@@ -60,9 +103,18 @@ class Settings:
         problems = []
         if not 0 <= self.port <= 65535:
             problems.append(f"port {self.port} is not in 0..65535")
-        for name in ("workers", "kernel_threads", "max_message_bytes", "max_rows", "chunk_rows", "max_stream_trades"):
+        for name in ("kernel_threads", "front_workers", "batch_workers", "market_workers", "max_streams",
+                     "max_connection_streams", "max_message_bytes", "max_trade_message_bytes",
+                     "max_stream_message_bytes", "max_rows",
+                     "chunk_rows", "max_stream_trades"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
+        if self.queue < 0 or self.queue_wait_ms < 0:
+            problems.append("queue and queue_wait_ms must be >= 0")
+        if self.keepalive_min_ping_s <= 0 or self.keepalive_time_s <= 0:
+            problems.append("keepalive_min_ping_s and keepalive_time_s must be > 0")
+        if self.max_connection_age_s < 0 or self.max_connection_age_grace_s < 0:
+            problems.append("max_connection_age_s and max_connection_age_grace_s must be >= 0 (0: no limit)")
         if self.snapshot_max_age_s <= 0:
             problems.append("snapshot_max_age_s must be > 0")
         if self.default_deadline_s <= 0 or self.grace_s < 0:
@@ -79,9 +131,7 @@ class Settings:
         environ = os.environ if environ is None else environ
         values = {}
         for f in fields(cls):
-            env = {"default_deadline_s": "DEFAULT_DEADLINE", "grace_s": "GRACE",
-                   "snapshot_max_age_s": "SNAPSHOT_MAX_AGE", "max_cost_unary_s": "MAX_COST_UNARY",
-                   "max_cost_batch_s": "MAX_COST_BATCH"}.get(f.name, f.name.upper())
+            env = _ENV_NAMES.get(f.name, f.name.upper())
             raw = environ.get(f"PRICEGRID_{env}")
             if raw is not None and raw != "":
                 values[f.name] = _parse(f, raw)
@@ -100,6 +150,14 @@ class Settings:
         return os.path.join(base, "pricegrid", "pricegrid.db")
 
 
+_ENV_NAMES = {  # settings whose variable drops the unit
+    "default_deadline_s": "DEFAULT_DEADLINE", "grace_s": "GRACE", "snapshot_max_age_s": "SNAPSHOT_MAX_AGE",
+    "max_cost_unary_s": "MAX_COST_UNARY", "max_cost_batch_s": "MAX_COST_BATCH",
+    "keepalive_min_ping_s": "KEEPALIVE_MIN_PING", "keepalive_time_s": "KEEPALIVE_TIME",
+    "max_connection_age_s": "MAX_CONNECTION_AGE", "max_connection_age_grace_s": "MAX_CONNECTION_AGE_GRACE",
+}
+
+
 def _parse(f, raw: str):
     kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool, "str": str}[f.type]
     if kind is bool:
@@ -107,4 +165,4 @@ def _parse(f, raw: str):
     try:
         return kind(raw)
     except ValueError:
-        raise ValueError(f"PRICEGRID_{f.name.upper()}={raw!r} is not a valid {kind.__name__}") from None
+        raise ValueError(f"PRICEGRID_{_ENV_NAMES.get(f.name, f.name.upper())}={raw!r} is not a valid {kind.__name__}") from None

@@ -66,9 +66,11 @@ def to_rich_status(error: ServiceError) -> status_pb2.Status:
     return status
 
 
-def abort(context: grpc.ServicerContext, error: ServiceError, request_id: str = "") -> None:
-    """Ends the call with the error's status (raises, as ServicerContext.abort does)."""
-    status = rpc_status.to_status(to_rich_status(error))
+def status(error: ServiceError, request_id: str = "", extra_trailers: tuple = ()) -> grpc.Status:
+    """The call's final status for ``error`` (for ``ServicerContext.abort_with_status``): code,
+    message and rich details, the request id and any ``extra_trailers`` in the trailers."""
+    final = rpc_status.to_status(to_rich_status(error))
+    trailers = (*final.trailing_metadata, *extra_trailers)
     if request_id:
-        status = status._replace(trailing_metadata=(*status.trailing_metadata, ("x-request-id", request_id)))
-    context.abort_with_status(status)
+        trailers += (("x-request-id", request_id),)
+    return final._replace(trailing_metadata=trailers)

@@ -1,6 +1,12 @@
 """The interceptor chain, applied once when handlers are built rather than per call.
 
-Each RPC handler is wrapped so that it:
+Handlers are coroutines on the server's event loop (grpc.aio). Each RPC handler is wrapped
+so that it:
+  * refuses a request larger than its method takes (RESOURCE_EXHAUSTED) before parsing it,
+  * runs the method where its capacity class (:class:`~pricegrid.server.rpc.admission.Lane`)
+    says: in that class's thread pool once its gate admits the call (RESOURCE_EXHAUSTED with
+    a ``grpc-retry-pushback-ms`` trailer when full), or inline on the loop for work of
+    microseconds; with the caller's deadline or the class's default when it set none,
   * turns an undecodable request body into INVALID_ARGUMENT (grpcio alone would answer
     INTERNAL "Exception deserializing request"),
   * carries a request id (the caller's ``x-request-id`` metadata, or one made here) into the
@@ -14,16 +20,18 @@ grpc.ServerInterceptor would rebuild a method handler on every call.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import grpc
 import structlog
 
 from pricegrid.server.domain.errors import Code, ServiceError
 from pricegrid.server.rpc import _codec, errors
+from pricegrid.server.rpc.admission import Call, Lane, Refused, StreamGate, deadline_of
 from pricegrid.server.rpc.observe import RpcObserver
 from pricegrid.v1 import wire
 
@@ -65,43 +73,75 @@ def safe_deserializer(message_cls, *, zero_copy: bool = False):
     return deserialize
 
 
-def request_id(context: grpc.ServicerContext) -> str:
-    for key, value in context.invocation_metadata():
+def request_id(context) -> str:
+    for key, value in context.invocation_metadata() or ():
         if key == "x-request-id":
             return value[:128]
     return f"{_PREFIX}{next(_ids)}"
 
 
-def _fail(context, rid: str, exc: BaseException, method: str) -> str:
+def serialized(response) -> bytes:
+    return response if type(response) is bytes else response.SerializeToString()
+
+
+async def fail(context, rid: str, exc: BaseException, method: str) -> None:
+    """End the call with ``exc``'s status through the one error table (raises, as
+    ``ServicerContext.abort`` does); anything but a ServiceError is INTERNAL, logged here."""
     if isinstance(exc, ServiceError):
-        errors.abort(context, exc, rid)
+        extra = (exc.trailer,) if isinstance(exc, Refused) else ()
+        await context.abort_with_status(errors.status(exc, rid, extra))
     _log.error("rpc_internal_error", method=method, request_id=rid, exc_info=exc)
-    context.set_trailing_metadata((("x-request-id", rid),))
-    context.abort(grpc.StatusCode.INTERNAL, f"internal error; quote request id {rid}")
-    return "INTERNAL"
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error; quote request id {rid}",
+                        trailing_metadata=(("x-request-id", rid),))
 
 
-def wrap_unary(method: str, fn: Callable, observer: RpcObserver, *, batch: bool) -> Callable:
-    """fn(request, context, request_id) -> (response, rows, bad_rows)."""
+def _gone(context) -> str:
+    remaining = context.time_remaining()
+    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+
+
+def wrap_unary(method: str, fn: Callable, observer: RpcObserver, *, lane: Lane, parse=None, batch: bool = False,
+               inline_first: Optional[Callable] = None) -> Callable:
+    """The handler of a unary method: ``fn(request, call, request_id) -> (response, rows,
+    bad_rows)`` runs where ``lane`` says (its thread pool behind its gate, or inline), on the
+    request parsed there by ``parse`` (None: the raw bytes). ``inline_first(data)`` is tried
+    on the event loop before that (the lean Price path): bytes, or None to go on."""
     in_flight = observer.gauge(method)
 
-    def handler(request, context):
+    def work(data, call):
+        request = data if parse is None else parse(data)
+        if type(request) is Undecodable:
+            raise request.error()
+        response, rows, bad = fn(request, call, call.request_id)
+        return serialized(response), rows, bad
+
+    async def handler(data, context):
         t0 = time.perf_counter()
         rid = request_id(context)
         code = "OK"
         rows = bad = 0
         in_flight.inc()
         try:
-            if type(request) is Undecodable:
-                raise request.error()
-            response, rows, bad = fn(request, context, rid)
+            refused = lane.too_large(len(data), method)
+            if refused is not None:
+                raise refused
+            if inline_first is not None:
+                response = inline_first(data)
+                if response is not None:
+                    rows = 1
+                    return response
+            call = Call(rid, deadline_of(context.time_remaining(), lane.default_deadline_s))
+            response, rows, bad = await lane.run(call, work, data, call)
             return response
+        except asyncio.CancelledError:
+            code = _gone(context)
+            raise
         except ServiceError as exc:
             code = exc.code.name
-            _fail(context, rid, exc, method)
+            await fail(context, rid, exc, method)
         except Exception as exc:
             code = "INTERNAL"
-            _fail(context, rid, exc, method)
+            await fail(context, rid, exc, method)
         finally:
             in_flight.dec()
             observer.record(method, code, time.perf_counter() - t0, rows, rid, bad, batch)
@@ -109,28 +149,39 @@ def wrap_unary(method: str, fn: Callable, observer: RpcObserver, *, batch: bool)
     return handler
 
 
-def wrap_stream(method: str, fn: Callable, observer: RpcObserver) -> Callable:
-    """fn(request_iterator, context, request_id, counter) -> iterator of responses."""
+def wrap_stream(method: str, fn: Callable, observer: RpcObserver, *, streams: Optional[StreamGate] = None,
+                default_deadline_s: float = 1e9) -> Callable:
+    """The handler of a bidirectional stream: ``fn(context, call, counter)`` reads and writes
+    it (``context.read()``/``write()``), counting messages in ``counter[0]``. ``streams`` caps
+    the streams open at once on this server (RESOURCE_EXHAUSTED beyond it)."""
     in_flight = observer.gauge(method)
 
-    def handler(request_iterator, context):
+    async def handler(request_iterator, context):
         t0 = time.perf_counter()
         rid = request_id(context)
         counter = [0]
         code = "OK"
+        entered = False
         in_flight.inc()
         try:
-            yield from fn(request_iterator, context, rid, counter)
+            if streams is not None:
+                streams.enter()
+                entered = True
+            call = Call(rid, deadline_of(context.time_remaining(), default_deadline_s))
+            await fn(context, call, counter)
+        except asyncio.CancelledError:
+            code = _gone(context)
+            raise
         except ServiceError as exc:
             code = exc.code.name
-            _fail(context, rid, exc, method)
+            await fail(context, rid, exc, method)
         except Exception as exc:
             code = "INTERNAL"
-            _fail(context, rid, exc, method)
+            await fail(context, rid, exc, method)
         finally:
+            if entered:
+                streams.leave()
             in_flight.dec()
-            if not context.is_active() and code == "OK":
-                code = "CANCELLED"
             observer.record(method, code, time.perf_counter() - t0, counter[0], rid, 0, False, "stream")
 
     return handler

@@ -19,6 +19,7 @@ from pricegrid.server.domain.curves import Interpolation, ValueKind, YieldCurve
 from pricegrid.server.domain.errors import Violations, invalid
 from pricegrid.server.domain.market import CashDividend, HestonSet, Snapshot, StoredSnapshot, Underlying
 from pricegrid.server.domain.surfaces import GridSurface, SabrSurface, StrikeAxis, SviSurface
+from pricegrid.server.rpc.admission import Lane
 from pricegrid.server.rpc.interceptors import safe_deserializer, wrap_unary
 from pricegrid.server.rpc.requests import unknown_enums
 from pricegrid.server.rpc.observe import RpcObserver
@@ -256,15 +257,16 @@ class MarketDataServicer:
         return mpb.ValidateMarketResponse(report=report_message(findings, compared)), 1, 0
 
 
-def handlers(servicer: MarketDataServicer, observer: RpcObserver) -> list[grpc.GenericRpcHandler]:
+def handlers(servicer: MarketDataServicer, observer: RpcObserver, lane: Lane) -> list[grpc.GenericRpcHandler]:
+    """Every method in ``lane`` (the market-data class: its own gate, the batch pool)."""
     service = mpb.DESCRIPTOR.services_by_name["MarketDataService"]
     methods = {}
     for method in service.methods:
         request_cls = getattr(mpb, method.input_type.name)
-        response_cls = getattr(mpb, method.output_type.name)
         methods[method.name] = grpc.unary_unary_rpc_method_handler(
-            wrap_unary(f"/{SERVICE}/{method.name}", getattr(servicer, method.name), observer, batch=False),
-            request_deserializer=safe_deserializer(request_cls),
-            response_serializer=response_cls.SerializeToString,
+            wrap_unary(f"/{SERVICE}/{method.name}", getattr(servicer, method.name), observer, lane=lane,
+                       parse=safe_deserializer(request_cls)),
+            request_deserializer=None,
+            response_serializer=None,
         )
     return [grpc.method_handlers_generic_handler(SERVICE, methods)]

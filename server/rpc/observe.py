@@ -16,6 +16,7 @@ import time
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
@@ -47,6 +48,10 @@ class Metrics:
             "pricegrid_model_info", "Models live on this server (value 1)", ["model", "engine", "version"], registry=registry
         )
         self._latency = {}
+
+    def watch_capacity(self, lanes, streams) -> None:
+        """Export the gates' state (read when scraped: nothing on the calls' path)."""
+        self.registry.register(_CapacityCollector(lanes, streams))
 
     def observe(self, method: str, code: str, seconds: float, rows: int, bad_rows: int, batch: bool) -> None:
         key = (method, code)
@@ -112,3 +117,26 @@ class RpcObserver:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+class _CapacityCollector:
+    """Admission control as Prometheus sees it, read from the gates at scrape time."""
+
+    def __init__(self, lanes, streams):
+        self.gates = [lane.gate for lane in (lanes.front, lanes.batch, lanes.market) if lane.gate is not None]
+        self.streams = streams
+
+    def collect(self):
+        active = GaugeMetricFamily("pricegrid_admission_active", "Calls holding a slot of their class", labels=["class"])
+        waiting = GaugeMetricFamily("pricegrid_admission_waiting", "Calls waiting for a slot", labels=["class"])
+        limit = GaugeMetricFamily("pricegrid_admission_limit", "Slots of the class", labels=["class"])
+        refused = CounterMetricFamily("pricegrid_admission_refused", "Calls refused with RESOURCE_EXHAUSTED",
+                                      labels=["class"])
+        for gate in self.gates:
+            active.add_metric([gate.name], gate.active)
+            waiting.add_metric([gate.name], gate.waiting)
+            limit.add_metric([gate.name], gate.limit)
+            refused.add_metric([gate.name], gate.refused)
+        refused.add_metric(["streams"], self.streams.refused)
+        yield from (active, waiting, limit, refused)
+        yield GaugeMetricFamily("pricegrid_streams_open", "Streams open on the server", value=self.streams.open)

@@ -1,7 +1,15 @@
 """Servicers: a few lines each, from proto to the service and back.
 
 Conversions live in :mod:`requests` and :mod:`responses` (the lean front-office path in
-:mod:`fast`), errors in :mod:`errors`, logging/metrics/request ids in :mod:`interceptors`. ``handlers()`` builds the generic handlers for the server.
+:mod:`fast`), errors in :mod:`errors`, logging/metrics/request ids/admission in
+:mod:`interceptors`. ``handlers()`` builds the generic handlers for the server.
+
+Unary methods are plain functions ``(request, call, request_id)``, run in their capacity
+class's thread pool (:class:`~pricegrid.server.rpc.admission.Lane`); ``call`` says whether
+the caller is still there and how much of the deadline is left. The lean Price path and
+ServerInfo run inline on the event loop (microseconds). PriceStream is a coroutine on the
+loop: an idle stream holds no thread; a message of the lean shape is priced inline, any
+other in the front-office pool behind its gate, one message at a time.
 """
 
 from __future__ import annotations
@@ -9,14 +17,16 @@ from __future__ import annotations
 import dataclasses
 
 import grpc
+import grpc.aio
 
 from pricegrid.server.domain.errors import Code, ServiceError
 from pricegrid.server.rpc import _codec
 from pricegrid.server.rpc import fast
 from pricegrid.server.rpc import requests as req
 from pricegrid.server.rpc import responses as resp
+from pricegrid.server.rpc.admission import Lane, Lanes, Refused, StreamGate
 from pricegrid.server.rpc.errors import to_rich_status
-from pricegrid.server.rpc.interceptors import Undecodable, safe_deserializer, wrap_stream, wrap_unary
+from pricegrid.server.rpc.interceptors import Undecodable, safe_deserializer, serialized, wrap_stream, wrap_unary
 from pricegrid.server.rpc.observe import RpcObserver
 from pricegrid.server.service.pricing import PricingService, Watch
 from pricegrid.server.service.ticking import MarketMove, TickingBook
@@ -31,11 +41,13 @@ ECHO_SERVICE = "pricegrid.v1.EchoService"
 
 
 class PricingServicer:
-    def __init__(self, service: PricingService, *, default_deadline_s: float, max_stream_trades: int, info):
+    def __init__(self, service: PricingService, *, default_deadline_s: float, max_stream_trades: int, info,
+                 stream_lane: Lane):
         self.service = service
         self.default_deadline_s = default_deadline_s
         self.max_stream_trades = max_stream_trades
         self.info = info  # () -> ServerInfoResponse
+        self.stream_lane = stream_lane  # where a stream message off the lean path is priced
 
     def _watch(self, context) -> Watch:
         """The call's deadline (the caller's, else our budget) and cancellation, for the checks
@@ -47,12 +59,13 @@ class PricingServicer:
             watch.cancel()
         return watch
 
+    def price_lean(self, data: bytes):
+        """The front-office hot path, inline on the loop: the analytic European engine's
+        common shape goes C codec -> kernel -> C codec (None: any other request)."""
+        return fast.price_lean(data, self.service)
+
     def Price(self, data, context, rid):
-        # bytes in and out: the analytic European engine's common shape goes C codec ->
-        # kernel -> C codec (price_lean); every other request is a batch of one
-        lean = fast.price_lean(data, self.service)
-        if lean is not None:
-            return lean, 1, 0
+        # off the lean path: every other request is a batch of one
         request = _PARSE_PRICE(data)
         if type(request) is Undecodable:
             raise request.error()
@@ -95,25 +108,41 @@ class PricingServicer:
     def ServerInfo(self, request, context, rid):
         return self.info(), 1, 0
 
-    def PriceStream(self, requests, context, rid, counter):
+    async def PriceStream(self, context, call, counter):
         # bytes in and out; a price message of the common shape, not held, never meets the
-        # generated code
+        # generated code and is priced inline; anything else goes to the front-office pool
         book = TickingBook(self.service, self.max_stream_trades)
-        for data in requests:
+        lane = self.stream_lane
+        while True:
+            data = await context.read()
+            if data is grpc.aio.EOF:
+                return
             counter[0] += 1
-            split = _codec.split_stream_request(data)
+            split = _codec.split_stream_request(data)  # the ids, without reading the body
+            refused = lane.too_large(len(data), "a PriceStream message")
+            if refused is not None:
+                cid, trade_id = split[:2] if split is not None else ("", "")
+                await context.write(_stream_error(cid, trade_id, refused).SerializeToString())
+                continue
             if split is not None and split[2] == 2 and not split[1]:
                 cid, trade_id, _, a, b = split
                 lean = fast.price_lean(data[a:b], self.service)
                 if lean is not None:
-                    yield _stream_result(cid, trade_id, lean)
+                    await context.write(_stream_result(cid, trade_id, lean))
                     continue
             message = _PARSE_STREAM(data)
             if type(message) is Undecodable:
-                yield _stream_error("", "", message.error()).SerializeToString()
+                await context.write(_stream_error("", "", message.error()).SerializeToString())
                 continue
-            for reply in self._stream_message(book, message):
-                yield reply if type(reply) is bytes else reply.SerializeToString()
+            try:
+                replies = await lane.run(call, self._stream_replies, book, message)
+            except Refused as exc:  # the front office is full: this message's answer says so
+                replies = [_stream_error(message.correlation_id, message.trade_id, exc).SerializeToString()]
+            for reply in replies:
+                await context.write(reply)
+
+    def _stream_replies(self, book: TickingBook, message) -> list:
+        return [serialized(reply) for reply in self._stream_message(book, message)]
 
     def _stream_message(self, book: TickingBook, message):
         cid = message.correlation_id
@@ -159,50 +188,68 @@ def _stream_error(cid: str, trade_id: str, exc: ServiceError) -> pb.PriceStreamR
     )
 
 
-_UNARY = ("Price", "PriceBatch", "ImpliedVolatility", "ImpliedVolatilityBatch", "ServerInfo")
 _BATCH = {"PriceBatch", "ImpliedVolatilityBatch"}
+_INLINE = {"ServerInfo"}  # a prebuilt message: microseconds, on the loop
 
 
-def handlers(servicer: PricingServicer, observer: RpcObserver, *, echo: bool) -> list[grpc.GenericRpcHandler]:
+def _unary(fn, **kwargs) -> grpc.RpcMethodHandler:
+    # raw bytes both ways: requests are size-checked, then parsed where the lane runs them
+    return grpc.unary_unary_rpc_method_handler(wrap_unary(**kwargs, fn=fn), request_deserializer=None,
+                                               response_serializer=None)
+
+
+def handlers(servicer: PricingServicer, observer: RpcObserver, lanes: Lanes, *, streams: StreamGate,
+             echo: bool) -> list[grpc.GenericRpcHandler]:
     service = pb.DESCRIPTOR.services_by_name["PricingService"]
     methods = {}
     for method in service.methods:
         request_cls = getattr(pb, method.input_type.name)
-        response_cls = getattr(pb, method.output_type.name)
         fn = getattr(servicer, method.name)
         path = f"/{SERVICE}/{method.name}"
         if method.name == "Price":
-            # the front-office hot path: raw bytes both ways (see rpc/_codec.pyx)
-            methods[method.name] = grpc.unary_unary_rpc_method_handler(
-                wrap_unary(path, fn, observer, batch=False), request_deserializer=None, response_serializer=None
-            )
+            # the front-office hot path inline (see rpc/_codec.pyx), any other trade in the pool
+            methods[method.name] = _unary(fn, method=path, observer=observer, lane=lanes.front,
+                                          inline_first=servicer.price_lean)
         elif method.name in _BATCH:
             # columnar: read as a zero-copy view, answered with bytes written by responses
-            methods[method.name] = grpc.unary_unary_rpc_method_handler(
-                wrap_unary(path, fn, observer, batch=True),
-                request_deserializer=safe_deserializer(request_cls, zero_copy=True),
-                response_serializer=None,
-            )
-        elif method.name in _UNARY:
-            methods[method.name] = grpc.unary_unary_rpc_method_handler(
-                wrap_unary(path, fn, observer, batch=False),
-                request_deserializer=safe_deserializer(request_cls),
-                response_serializer=response_cls.SerializeToString,
+            methods[method.name] = _unary(fn, method=path, observer=observer, lane=lanes.batch, batch=True,
+                                          parse=safe_deserializer(request_cls, zero_copy=True))
+        elif method.name == "PriceStream":
+            methods[method.name] = grpc.stream_stream_rpc_method_handler(
+                wrap_stream(path, fn, observer, streams=streams), request_deserializer=None, response_serializer=None
             )
         else:
-            methods[method.name] = grpc.stream_stream_rpc_method_handler(
-                wrap_stream(path, fn, observer), request_deserializer=None, response_serializer=None
-            )
+            lane = lanes.inline if method.name in _INLINE else lanes.front
+            methods[method.name] = _unary(fn, method=path, observer=observer, lane=lane,
+                                          parse=safe_deserializer(request_cls))
     out = [grpc.method_handlers_generic_handler(SERVICE, methods)]
     if echo:
-        out.append(
-            grpc.method_handlers_generic_handler(
-                ECHO_SERVICE,
-                {
-                    # bare floor: bytes in, the same bytes out, no parsing, no instrumentation
-                    "Echo": grpc.unary_unary_rpc_method_handler(lambda request, context: request),
-                    "EchoStream": grpc.stream_stream_rpc_method_handler(lambda requests, context: requests),
-                },
-            )
-        )
+        # a benchmark aid, off by default: bytes in, the same bytes out, behind the same
+        # request ids, size limit (the largest message), log line and metrics as any method
+        out.append(grpc.method_handlers_generic_handler(ECHO_SERVICE, {
+            "Echo": _unary(_echo, method=f"/{ECHO_SERVICE}/Echo", observer=observer, lane=lanes.echo),
+            "EchoStream": grpc.stream_stream_rpc_method_handler(
+                wrap_stream(f"/{ECHO_SERVICE}/EchoStream", _echo_stream(lanes.echo), observer, streams=streams),
+                request_deserializer=None, response_serializer=None,
+            ),
+        }))
     return out
+
+
+def _echo(data, call, rid):
+    return data, 1, 0
+
+
+def _echo_stream(lane: Lane):
+    async def echo(context, call, counter):
+        while True:
+            data = await context.read()
+            if data is grpc.aio.EOF:
+                return
+            counter[0] += 1
+            refused = lane.too_large(len(data), "an EchoStream message")
+            if refused is not None:
+                raise refused
+            await context.write(data)
+
+    return echo

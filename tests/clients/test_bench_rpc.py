@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from pricegrid.clients import bench, cli
 
 
@@ -61,10 +63,11 @@ def test_echo_series_on_the_targets_own_echo_service(server):
     assert report["series"]["Echo"]["calls"] == 20 and report["series"]["Echo"]["errors"] == 0
 
 
-def test_the_bare_echo_server_returns_what_it_was_sent():
+@pytest.mark.parametrize("aio", [False, True], ids=["sync", "aio"])
+def test_the_bare_echo_server_returns_what_it_was_sent(aio):
     import grpc
 
-    bare = bench.BareEcho(workers=2)
+    bare = bench.BareEcho(workers=2, aio=aio)
     try:
         with grpc.insecure_channel(bare.target) as ch:
             echo = ch.unary_unary(bench.ECHO, request_serializer=None, response_deserializer=None)

@@ -130,3 +130,36 @@ def test_bad_settings_exit_2():
     env = dict(os.environ, PRICEGRID_PORT="not-a-port")
     proc = subprocess.run([str(PRICEGRID), "serve"], capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 2 and "PRICEGRID_PORT" in proc.stderr
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's peak RSS from /proc")
+def test_a_gzip_bomb_is_refused_without_the_server_inflating_it():
+    s = Server("--max-message-bytes", str(1 << 20), "--max-trade-message-bytes", str(64 << 10))
+    try:
+        with grpc.insecure_channel(s.address, options=[("grpc.max_send_message_length", -1)]) as ch:
+            stub = pricing_pb2_grpc.PricingServiceStub(ch)
+            assert stub.Price(request(), timeout=5).price > 0
+            before = peak_rss_mib(s.proc.pid)
+            # 64 MiB of zeros travel as ~64 KB of gzip; gRPC stops inflating at the 1 MiB limit
+            batch = ch.unary_unary("/pricegrid.v1.PricingService/PriceBatch")
+            with pytest.raises(grpc.RpcError) as info:
+                batch(bytes(64 << 20), timeout=30, compression=grpc.Compression.Gzip)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            # a per-trade call: inflated up to the server's limit, refused by Price's own
+            price = ch.unary_unary("/pricegrid.v1.PricingService/Price")
+            with pytest.raises(grpc.RpcError) as info:
+                price(bytes(512 << 10), timeout=30, compression=grpc.Compression.Gzip)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "takes at most 65536 bytes" in info.value.details()
+            assert stub.Price(request(), timeout=5).price > 0
+            grown = peak_rss_mib(s.proc.pid) - before
+            assert grown < 16, f"the server's peak RSS grew {grown:.1f} MiB for a 64 MiB bomb"
+    finally:
+        s.kill()
