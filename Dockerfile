@@ -32,7 +32,11 @@ RUN apt-get update \
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER pricegrid
+# Plaintext on 0.0.0.0 is allowed here for a container behind a mesh or proxy that terminates
+# TLS; to serve TLS itself, mount the files and set PRICEGRID_TLS_CERT / PRICEGRID_TLS_KEY
+# (and PRICEGRID_TLS_CLIENT_CA for mutual TLS), and PRICEGRID_ALLOW_PLAINTEXT=0.
 ENV PRICEGRID_HOST=0.0.0.0 \
+    PRICEGRID_ALLOW_PLAINTEXT=1 \
     PRICEGRID_PORT=50051 \
     PRICEGRID_STORE=/var/lib/pricegrid/pricegrid.db \
     PRICEGRID_METRICS_PORT=9464 \

@@ -55,6 +55,12 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, dest="metrics_port")
     p.add_argument("--echo", action=argparse.BooleanOptionalAction, default=None,
                    help="serve pricegrid.v1.EchoService (for benchmarks; off by default)")
+    p.add_argument("--tls-cert", dest="tls_cert", help="PEM certificate of the server (TLS)")
+    p.add_argument("--tls-key", dest="tls_key", help="PEM private key of --tls-cert")
+    p.add_argument("--tls-client-ca", dest="tls_client_ca", help="PEM CA bundle: require client certificates (mTLS)")
+    p.add_argument("--allow-plaintext", action="store_true", default=None, dest="allow_plaintext",
+                   help="serve plaintext on a non-loopback address (behind a TLS-terminating proxy)")
+    p.add_argument("--auth-policy", dest="auth_policy", help="TOML file of roles, JWT keys and mTLS identities")
     p.add_argument("--store", help="SQLite file of market snapshots (':memory:' keeps nothing)")
     p.add_argument("--snapshot-max-age", type=float, dest="snapshot_max_age_s",
                    help="seconds after which a snapshot's as-of is flagged stale")

@@ -42,13 +42,15 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from pricegrid.ext import BUILD_INFO, black
-from pricegrid.server.app import demo
+from pricegrid.server.app import demo, security
 from pricegrid.server.app.memory import MallocTrimmer
 from pricegrid.server.app.settings import Settings
 from pricegrid.server.domain.models import IMPLIED_VOL_REFS
 from pricegrid.server.pricers import catalogue as pricers
 from pricegrid.server.rpc import market as market_rpc
 from pricegrid.server.rpc.admission import Gate, Lane, Lanes, StreamGate
+from pricegrid.server.rpc.auth import Authorizer
+from pricegrid.server.rpc.interceptors import ReflectionGate
 from pricegrid.server.rpc.observe import Metrics, RpcObserver
 from pricegrid.server.rpc.servicers import ECHO_SERVICE, SERVICE, PricingServicer, handlers
 from pricegrid.server.service.market import MarketDataService, MarketSettings
@@ -133,6 +135,7 @@ class RunningServer:
     pools: tuple = ()
     _metrics_http: object = None
     store: object = None
+    certificates: object = None  # security.CertificateReloader when TLS is on
     _drained: threading.Event | None = field(default=None, repr=False)
 
     @property
@@ -279,6 +282,13 @@ def start(settings: Settings) -> RunningServer:
     )
     # the built-in synthetic snapshot, once (forced: a wrong clock must not stop the server)
     demo_record, _ = market.put(demo.snapshot(), force=True, reason="built-in synthetic demo snapshot")
+    problem = security.check_plaintext(settings.host, bool(settings.tls_cert), settings.allow_plaintext)
+    if problem:
+        raise ValueError(problem)
+    loaded = security.load_policy(settings.auth_policy) if settings.auth_policy else None
+    auth = Authorizer(loaded.policy) if loaded is not None else None
+    certificates = (security.CertificateReloader(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+                    if settings.tls_cert else None)
     lanes, streams, pools = capacity(settings)
     metrics.watch_capacity(lanes, streams)
     servicer = PricingServicer(
@@ -287,6 +297,7 @@ def start(settings: Settings) -> RunningServer:
         max_stream_trades=settings.max_stream_trades,
         info=lambda: info,
         stream_lane=lanes.stream,
+        sees_details=(lambda principal: True) if auth is None else auth.sees_details,
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="pricegrid-loop", daemon=True)
@@ -294,9 +305,10 @@ def start(settings: Settings) -> RunningServer:
 
     async def build():
         server = grpc.aio.server(
-            handlers=handlers(servicer, observer, lanes, streams=streams, echo=settings.echo)
-            + market_rpc.handlers(market_rpc.MarketDataServicer(market), observer, lanes.market),
+            handlers=handlers(servicer, observer, lanes, streams=streams, echo=settings.echo, auth=auth)
+            + market_rpc.handlers(market_rpc.MarketDataServicer(market), observer, lanes.market, auth=auth),
             options=server_options(settings),
+            interceptors=[ReflectionGate(auth)] if auth is not None else None,
         )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -304,7 +316,9 @@ def start(settings: Settings) -> RunningServer:
         if settings.echo:
             names.append(ECHO_SERVICE)
         reflection.enable_server_reflection(names, server)
-        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+        address = f"{settings.host}:{settings.port}"
+        port = (server.add_secure_port(address, certificates.credentials()) if certificates is not None
+                else server.add_insecure_port(address))
         if port == 0:
             raise OSError(f"could not bind {settings.host}:{settings.port}")
         await server.start()
@@ -342,7 +356,7 @@ def start(settings: Settings) -> RunningServer:
         version=info.version,
     )
     return RunningServer(settings, server, port, health_servicer, observer, metrics_port, loop, thread, lanes,
-                         streams, pools, metrics_http, store)
+                         streams, pools, metrics_http, store, certificates)
 
 
 def serve(settings: Settings) -> int:
@@ -355,8 +369,14 @@ def serve(settings: Settings) -> int:
         received.append(signal.Signals(signum).name)
         stop.set()
 
+    def on_hangup(_signum, _frame):  # new certificate files: read at the next handshake
+        if running.certificates is not None:
+            running.certificates.request_reload()
+        log.info("sighup", tls=running.certificates is not None)
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     stop.wait()
     running.drain()
     log.info("draining", signal=received[0] if received else "", grace_s=settings.grace_s)

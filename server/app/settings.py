@@ -45,6 +45,15 @@
                                                        rebalance (0: never)
     max_connection_age_grace_s PRICEGRID_MAX_CONNECTION_AGE_GRACE 300: the calls still open then get this long
 
+    tls_cert              PRICEGRID_TLS_CERT           ""    PEM certificate (chain) of the server: TLS on
+    tls_key               PRICEGRID_TLS_KEY            ""    its PEM private key
+    tls_client_ca         PRICEGRID_TLS_CLIENT_CA      ""    PEM CA bundle: mutual TLS, every client must
+                                                       present a certificate it signed (files read
+                                                       again on SIGHUP)
+    allow_plaintext       PRICEGRID_ALLOW_PLAINTEXT    false plaintext on a non-loopback address (behind a
+                                                       proxy that terminates TLS); loopback always may
+    auth_policy           PRICEGRID_AUTH_POLICY        ""    TOML file of roles, JWT keys and mTLS identities
+                                                       (pricegrid.server.app.security); "": no auth
     metrics_port          PRICEGRID_METRICS_PORT       9464  Prometheus endpoint (0: any free port, -1: off)
     echo                  PRICEGRID_ECHO               false serve pricegrid.v1.EchoService (benchmarks;
                                                        metered and logged like any method)
@@ -92,6 +101,11 @@ class Settings:
     keepalive_time_s: float = 300.0
     max_connection_age_s: float = 0.0
     max_connection_age_grace_s: float = 300.0
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    allow_plaintext: bool = False
+    auth_policy: str = ""
     metrics_port: int = 9464
     echo: bool = False
     store: str = ""
@@ -123,6 +137,10 @@ class Settings:
             problems.append("max_cost_unary_s and max_cost_batch_s must be > 0")
         if self.log_format not in ("json", "console"):
             problems.append("log_format must be json or console")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            problems.append("tls_cert and tls_key go together")
+        if self.tls_client_ca and not self.tls_cert:
+            problems.append("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
         if problems:
             raise ValueError("; ".join(problems))
 

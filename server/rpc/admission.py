@@ -172,11 +172,12 @@ class Call:
     ``ServicerContext`` the servicers use: ``is_active()``, ``time_remaining()`` and
     ``add_callback()`` (called once, on the event loop, when the call ends early)."""
 
-    __slots__ = ("request_id", "deadline", "cancelled", "_callbacks")
+    __slots__ = ("request_id", "deadline", "cancelled", "_callbacks", "principal")
 
-    def __init__(self, request_id: str, deadline: float):
+    def __init__(self, request_id: str, deadline: float, principal=None):
         self.request_id = request_id
         self.deadline = deadline
+        self.principal = principal  # who called (rpc.auth.Principal), None without an auth policy
         self.cancelled = False
         self._callbacks: list = []
 

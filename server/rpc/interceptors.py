@@ -100,12 +100,20 @@ def _gone(context) -> str:
     return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
 
 
+def _principal(auth, method: str, context, rid: str):
+    """Who calls (raises UNAUTHENTICATED / PERMISSION_DENIED), or None without a policy."""
+    if auth is None:
+        return None
+    return auth.check(method, context.invocation_metadata() or (), context.auth_context() or {}, context.peer(), rid)
+
+
 def wrap_unary(method: str, fn: Callable, observer: RpcObserver, *, lane: Lane, parse=None, batch: bool = False,
-               inline_first: Optional[Callable] = None) -> Callable:
+               inline_first: Optional[Callable] = None, auth=None) -> Callable:
     """The handler of a unary method: ``fn(request, call, request_id) -> (response, rows,
     bad_rows)`` runs where ``lane`` says (its thread pool behind its gate, or inline), on the
     request parsed there by ``parse`` (None: the raw bytes). ``inline_first(data)`` is tried
-    on the event loop before that (the lean Price path): bytes, or None to go on."""
+    on the event loop before that (the lean Price path): bytes, or None to go on. ``auth``
+    (an rpc.auth.Authorizer): who may call, checked before anything else."""
     in_flight = observer.gauge(method)
 
     def work(data, call):
@@ -122,6 +130,7 @@ def wrap_unary(method: str, fn: Callable, observer: RpcObserver, *, lane: Lane, 
         rows = bad = 0
         in_flight.inc()
         try:
+            principal = _principal(auth, method, context, rid)
             refused = lane.too_large(len(data), method)
             if refused is not None:
                 raise refused
@@ -130,7 +139,7 @@ def wrap_unary(method: str, fn: Callable, observer: RpcObserver, *, lane: Lane, 
                 if response is not None:
                     rows = 1
                     return response
-            call = Call(rid, deadline_of(context.time_remaining(), lane.default_deadline_s))
+            call = Call(rid, deadline_of(context.time_remaining(), lane.default_deadline_s), principal)
             response, rows, bad = await lane.run(call, work, data, call)
             return response
         except asyncio.CancelledError:
@@ -150,7 +159,7 @@ def wrap_unary(method: str, fn: Callable, observer: RpcObserver, *, lane: Lane, 
 
 
 def wrap_stream(method: str, fn: Callable, observer: RpcObserver, *, streams: Optional[StreamGate] = None,
-                default_deadline_s: float = 1e9) -> Callable:
+                default_deadline_s: float = 1e9, auth=None) -> Callable:
     """The handler of a bidirectional stream: ``fn(context, call, counter)`` reads and writes
     it (``context.read()``/``write()``), counting messages in ``counter[0]``. ``streams`` caps
     the streams open at once on this server (RESOURCE_EXHAUSTED beyond it)."""
@@ -164,10 +173,11 @@ def wrap_stream(method: str, fn: Callable, observer: RpcObserver, *, streams: Op
         entered = False
         in_flight.inc()
         try:
+            principal = _principal(auth, method, context, rid)
             if streams is not None:
                 streams.enter()
                 entered = True
-            call = Call(rid, deadline_of(context.time_remaining(), default_deadline_s))
+            call = Call(rid, deadline_of(context.time_remaining(), default_deadline_s), principal)
             await fn(context, call, counter)
         except asyncio.CancelledError:
             code = _gone(context)
@@ -185,3 +195,29 @@ def wrap_stream(method: str, fn: Callable, observer: RpcObserver, *, streams: Op
             observer.record(method, code, time.perf_counter() - t0, counter[0], rid, 0, False, "stream")
 
     return handler
+
+
+class ReflectionGate(grpc.aio.ServerInterceptor):
+    """Server reflection behind the auth policy (its servicer is grpcio's, not wrapped
+    here): the stream is refused before it reads anything when the caller may not use it."""
+
+    def __init__(self, auth):
+        self.auth = auth
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or not details.method.startswith("/grpc.reflection."):
+            return handler
+        behaviour, auth, method = handler.stream_stream, self.auth, details.method
+
+        async def gated(request_iterator, context):
+            rid = request_id(context)
+            try:
+                _principal(auth, method, context, rid)
+            except ServiceError as exc:
+                await fail(context, rid, exc, method)
+            async for response in behaviour(request_iterator, context):
+                yield response
+
+        return grpc.stream_stream_rpc_method_handler(gated, request_deserializer=handler.request_deserializer,
+                                                     response_serializer=handler.response_serializer)

@@ -257,15 +257,16 @@ class MarketDataServicer:
         return mpb.ValidateMarketResponse(report=report_message(findings, compared)), 1, 0
 
 
-def handlers(servicer: MarketDataServicer, observer: RpcObserver, lane: Lane) -> list[grpc.GenericRpcHandler]:
-    """Every method in ``lane`` (the market-data class: its own gate, the batch pool)."""
+def handlers(servicer: MarketDataServicer, observer: RpcObserver, lane: Lane, auth=None) -> list[grpc.GenericRpcHandler]:
+    """Every method in ``lane`` (the market-data class: its own gate, the batch pool), behind
+    ``auth`` (an Authorizer; None: no policy)."""
     service = mpb.DESCRIPTOR.services_by_name["MarketDataService"]
     methods = {}
     for method in service.methods:
         request_cls = getattr(mpb, method.input_type.name)
         methods[method.name] = grpc.unary_unary_rpc_method_handler(
             wrap_unary(f"/{SERVICE}/{method.name}", getattr(servicer, method.name), observer, lane=lane,
-                       parse=safe_deserializer(request_cls)),
+                       parse=safe_deserializer(request_cls), auth=auth),
             request_deserializer=None,
             response_serializer=None,
         )

@@ -42,8 +42,10 @@ ECHO_SERVICE = "pricegrid.v1.EchoService"
 
 class PricingServicer:
     def __init__(self, service: PricingService, *, default_deadline_s: float, max_stream_trades: int, info,
-                 stream_lane: Lane):
+                 stream_lane: Lane, sees_details=lambda principal: True):
         self.service = service
+        #: (rpc.auth.Principal or None) -> whether the caller sees ServerInfo's build details
+        self.sees_details = sees_details
         self.default_deadline_s = default_deadline_s
         self.max_stream_trades = max_stream_trades
         self.info = info  # () -> ServerInfoResponse
@@ -106,7 +108,11 @@ class PricingServicer:
         return resp.implied_vol_batch_response_bytes(result, request.output_encoding), rows, result.error_count
 
     def ServerInfo(self, request, context, rid):
-        return self.info(), 1, 0
+        info = self.info()
+        if not self.sees_details(context.principal):  # limits and models, not how it is built
+            info = type(info)(version=info.version, kernel_threads=info.kernel_threads, models=info.models,
+                              limits=info.limits, started_at=info.started_at)
+        return info, 1, 0
 
     async def PriceStream(self, context, call, counter):
         # bytes in and out; a price message of the common shape, not held, never meets the
@@ -193,13 +199,16 @@ _INLINE = {"ServerInfo"}  # a prebuilt message: microseconds, on the loop
 
 
 def _unary(fn, **kwargs) -> grpc.RpcMethodHandler:
+    kwargs.setdefault("auth", None)
     # raw bytes both ways: requests are size-checked, then parsed where the lane runs them
     return grpc.unary_unary_rpc_method_handler(wrap_unary(**kwargs, fn=fn), request_deserializer=None,
                                                response_serializer=None)
 
 
 def handlers(servicer: PricingServicer, observer: RpcObserver, lanes: Lanes, *, streams: StreamGate,
-             echo: bool) -> list[grpc.GenericRpcHandler]:
+             echo: bool, auth=None) -> list[grpc.GenericRpcHandler]:
+    """Every method, each wrapped once (interceptors.wrap_*); ``auth``: the Authorizer every
+    call passes first (None: no policy)."""
     service = pb.DESCRIPTOR.services_by_name["PricingService"]
     methods = {}
     for method in service.methods:
@@ -208,28 +217,29 @@ def handlers(servicer: PricingServicer, observer: RpcObserver, lanes: Lanes, *, 
         path = f"/{SERVICE}/{method.name}"
         if method.name == "Price":
             # the front-office hot path inline (see rpc/_codec.pyx), any other trade in the pool
-            methods[method.name] = _unary(fn, method=path, observer=observer, lane=lanes.front,
+            methods[method.name] = _unary(fn, auth=auth, method=path, observer=observer, lane=lanes.front,
                                           inline_first=servicer.price_lean)
         elif method.name in _BATCH:
             # columnar: read as a zero-copy view, answered with bytes written by responses
-            methods[method.name] = _unary(fn, method=path, observer=observer, lane=lanes.batch, batch=True,
+            methods[method.name] = _unary(fn, auth=auth, method=path, observer=observer, lane=lanes.batch, batch=True,
                                           parse=safe_deserializer(request_cls, zero_copy=True))
         elif method.name == "PriceStream":
             methods[method.name] = grpc.stream_stream_rpc_method_handler(
-                wrap_stream(path, fn, observer, streams=streams), request_deserializer=None, response_serializer=None
+                wrap_stream(path, fn, observer, streams=streams, auth=auth), request_deserializer=None, response_serializer=None
             )
         else:
             lane = lanes.inline if method.name in _INLINE else lanes.front
-            methods[method.name] = _unary(fn, method=path, observer=observer, lane=lane,
+            methods[method.name] = _unary(fn, auth=auth, method=path, observer=observer, lane=lane,
                                           parse=safe_deserializer(request_cls))
     out = [grpc.method_handlers_generic_handler(SERVICE, methods)]
     if echo:
         # a benchmark aid, off by default: bytes in, the same bytes out, behind the same
         # request ids, size limit (the largest message), log line and metrics as any method
         out.append(grpc.method_handlers_generic_handler(ECHO_SERVICE, {
-            "Echo": _unary(_echo, method=f"/{ECHO_SERVICE}/Echo", observer=observer, lane=lanes.echo),
+            "Echo": _unary(_echo, auth=auth, method=f"/{ECHO_SERVICE}/Echo", observer=observer, lane=lanes.echo),
             "EchoStream": grpc.stream_stream_rpc_method_handler(
-                wrap_stream(f"/{ECHO_SERVICE}/EchoStream", _echo_stream(lanes.echo), observer, streams=streams),
+                wrap_stream(f"/{ECHO_SERVICE}/EchoStream", _echo_stream(lanes.echo), observer, streams=streams,
+                            auth=auth),
                 request_deserializer=None, response_serializer=None,
             ),
         }))
