@@ -160,9 +160,9 @@ def wrap_unary(method: str, fn: Callable, observer: RpcObserver, *, lane: Lane, 
 
 def wrap_stream(method: str, fn: Callable, observer: RpcObserver, *, streams: Optional[StreamGate] = None,
                 default_deadline_s: float = 1e9, auth=None) -> Callable:
-    """The handler of a bidirectional stream: ``fn(context, call, counter)`` reads and writes
-    it (``context.read()``/``write()``), counting messages in ``counter[0]``. ``streams`` caps
-    the streams open at once on this server (RESOURCE_EXHAUSTED beyond it)."""
+    """The handler of a bidirectional stream: ``fn(request_iterator, context, call, counter)``
+    is an async generator of the replies, counting messages in ``counter[0]``. ``streams``
+    caps the streams open at once on this server (RESOURCE_EXHAUSTED beyond it)."""
     in_flight = observer.gauge(method)
 
     async def handler(request_iterator, context):
@@ -178,7 +178,8 @@ def wrap_stream(method: str, fn: Callable, observer: RpcObserver, *, streams: Op
                 streams.enter()
                 entered = True
             call = Call(rid, deadline_of(context.time_remaining(), default_deadline_s), principal)
-            await fn(context, call, counter)
+            async for reply in fn(request_iterator, context, call, counter):
+                yield reply
         except asyncio.CancelledError:
             code = _gone(context)
             raise
