@@ -163,3 +163,52 @@ def test_a_gzip_bomb_is_refused_without_the_server_inflating_it():
             assert grown < 16, f"the server's peak RSS grew {grown:.1f} MiB for a 64 MiB bomb"
     finally:
         s.kill()
+
+
+def test_kill_9_then_restart_the_clients_reconnect_and_stored_snapshots_survive(tmp_path):
+    """SIGKILL (no drain, no clean close of the store): a restarted server on the same port and
+    store answers the same clients' channels again, and the snapshots put before are there."""
+    from pricegrid.clients import EuropeanOption, FrontOfficeClient, Market, MarketClient, PricingError
+
+    store = str(tmp_path / "snapshots.db")
+    first = Server("--store", store)
+    port = first.address.rsplit(":", 1)[1]
+    option, market = EuropeanOption("put", strike=95.0, expiry=0.25), Market(spot=100.0, rate=0.02, volatility=0.3)
+    fo = FrontOfficeClient(target=first.address, timeout=5)
+    mc = MarketClient(target=first.address, timeout=5)
+    try:
+        price = fo.price(option, market).price
+        import datetime as dt
+
+        put = mc.put_snapshot({
+            "name": "kill-9", "asOf": (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)).isoformat(),
+            "curves": [{"id": "USD-OIS", "currency": "USD", "nodeTimes": [0.5, 1.0], "values": [0.03, 0.031],
+                        "valueKind": "CURVE_VALUE_KIND_ZERO_RATE"}],
+            "underlyings": [{"id": "X", "currency": "USD", "spot": 100.0, "discountCurve": "USD-OIS"}],
+        })
+        names = {s.id for s in mc.list_snapshots()}
+        assert put.id in names
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(10)
+        with pytest.raises(PricingError) as e:
+            fo.price(option, market, timeout=1)
+        assert e.value.code.name in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+        second = Server("--store", store, "--port", port)
+        try:
+            deadline = time.monotonic() + 20
+            while True:  # the channel reconnects by itself (gRPC's backoff)
+                try:
+                    assert fo.price(option, market, timeout=2).price == price
+                    break
+                except PricingError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            assert {s.id for s in mc.list_snapshots()} == names  # the put survived the kill
+        finally:
+            second.proc.send_signal(signal.SIGTERM)
+            second.proc.wait(20)
+    finally:
+        fo.close()
+        mc.close()
+        first.kill()
