@@ -352,6 +352,56 @@ def section_overload(target: str, *, steps: int, slots: int, seconds: float) -> 
     }
 
 
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def section_soak(served: Served, *, minutes: float, streams: int, batch_rows: int) -> dict:
+    """Everything at once for ``minutes``: front-office Price traffic (2 callers), ``streams``
+    idle PriceStreams held open, one risk client looping batches of ``batch_rows`` rows.
+    Per interval of a minute (or less): Price latency, the calls and their codes, and the
+    server's RSS, so that growth (leaks, fragmentation) and drift show; at the end every
+    stream must still answer and the batch client must have had no errors."""
+    target, pid = served.target, served.proc.pid
+    here = str(Path(__file__).resolve())
+    holder = subprocess.Popen([sys.executable, here, "stream-holder", target, str(streams), "4"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    batches = subprocess.Popen(["nice", "-n", "19", sys.executable, here, "batch-client", target, str(batch_rows)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        opened = json.loads(holder.stdout.readline() or "{}")  # the streams open, each answered once
+        if batches.stdout.readline().strip() != "ready":
+            raise RuntimeError("the soak's batch client did not start")
+        rss_start = _rss_mib(pid)
+        intervals = []
+        interval = min(60.0, minutes * 60.0)
+        end = time.perf_counter() + minutes * 60.0
+        while time.perf_counter() < end:
+            seconds = min(interval, end - time.perf_counter())
+            if seconds < 1.0:
+                break
+            r = asyncio.run(closed_loop(target, lean_request(), callers=2, seconds=seconds, warmup=0))
+            intervals.append({"seconds": seconds, "latency_us": r["latency_us"], "codes": r["codes"],
+                              "rss_mib": _rss_mib(pid)})
+        holder.stdin.close()
+        batches.stdin.close()
+        held = {**opened, **json.loads(holder.stdout.readline() or "{}")}
+        batch = json.loads(batches.stdout.readline() or "{}")
+    finally:
+        for child in (holder, batches):
+            if child.poll() is None:
+                child.kill()
+            child.wait(30)
+    errors = sum(n for i in intervals for code, n in i["codes"].items() if code != "OK")
+    return {"minutes": minutes, "streams": streams, "batch_rows": batch_rows, "rss_start_mib": rss_start,
+            "rss_end_mib": intervals[-1]["rss_mib"] if intervals else None, "intervals": intervals,
+            "price_errors": errors, "streams_report": held, "batch_client": batch}
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "batch-client":
@@ -367,6 +417,8 @@ def main(argv=None) -> int:
     p.add_argument("--sections", default="latency,isolation,streams,overload")
     p.add_argument("--quick", action="store_true", help="every section shrunk: a smoke run")
     p.add_argument("--tree-steps", type=int, default=3000, help="work of the overload section's Price calls")
+    p.add_argument("--soak-minutes", type=float, default=0.0,
+                   help="also run the soak section (everything at once) this long, reported per minute")
     args = p.parse_args(argv)
     sections = set(args.sections.split(","))
     q = args.quick
@@ -396,6 +448,10 @@ def main(argv=None) -> int:
         if "streams" in sections:
             print("streams ...", file=sys.stderr, flush=True)
             report["streams"] = section_streams(ours.target, streams=50 if q else 1000, seconds=2.0 if q else 10.0)
+        if args.soak_minutes > 0:
+            print(f"soak ({args.soak_minutes} min) ...", file=sys.stderr, flush=True)
+            report["soak"] = section_soak(ours, minutes=args.soak_minutes, streams=50 if q else 500,
+                                          batch_rows=20_000 if q else 200_000)
         if "overload" in sections:
             print("overload ...", file=sys.stderr, flush=True)
             report["overload"] = section_overload(
