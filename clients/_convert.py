@@ -244,6 +244,10 @@ def server_info(msg: pricing_pb2.ServerInfoResponse) -> ServerInfo:
             parallel_threshold_rows=limits.parallel_threshold_rows,
             chunk_rows=limits.chunk_rows,
             max_stream_trades=limits.max_stream_trades,
+            max_trade_message_bytes=limits.max_trade_message_bytes,
+            max_stream_message_bytes=limits.max_stream_message_bytes,
+            max_cost_unary_seconds=limits.max_cost_unary_seconds,
+            max_cost_batch_seconds=limits.max_cost_batch_seconds,
         ),
         models=tuple(
             ModelInfo(

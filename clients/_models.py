@@ -609,6 +609,10 @@ class ServerLimits:
     parallel_threshold_rows: int = 0
     chunk_rows: int = 0
     max_stream_trades: int = 0
+    max_trade_message_bytes: int = 0    # a Price / ImpliedVolatility request (0: not reported)
+    max_stream_message_bytes: int = 0   # one PriceStream message
+    max_cost_unary_seconds: float = 0.0  # estimated core-seconds one trade may ask
+    max_cost_batch_seconds: float = 0.0  # ... one batch request
 
 
 @dataclass(frozen=True, slots=True)

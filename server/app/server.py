@@ -92,6 +92,10 @@ def server_info(settings: Settings, kernel_threads: int, started_at: str) -> pb.
             parallel_threshold_rows=black.PARALLEL_THRESHOLD,
             chunk_rows=settings.chunk_rows,
             max_stream_trades=settings.max_stream_trades,
+            max_trade_message_bytes=settings.max_trade_message_bytes,
+            max_stream_message_bytes=settings.max_stream_message_bytes,
+            max_cost_unary_seconds=settings.max_cost_unary_s,
+            max_cost_batch_seconds=settings.max_cost_batch_s,
         ),
         versions={
             "python": platform.python_version(),

@@ -92,6 +92,7 @@ def test_implied_vol_round_trip(client):
 def test_server_info(client):
     info = client.server_info()
     assert info.limits.max_rows > 0 and info.limits.max_message_bytes > 0
+    assert info.limits.max_trade_message_bytes > 0 and info.limits.max_cost_unary_seconds > 0
     assert info.kernel_threads >= 1 and info.started_at
     assert {"bsm", "black76", "bachelier"} <= {m.model for m in info.models}
 

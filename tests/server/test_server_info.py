@@ -21,6 +21,10 @@ def test_server_info_reports_build_versions_models_limits(stub, server):
     assert info.kernel_threads >= 1
     assert info.limits.max_rows == server.settings.max_rows
     assert info.limits.max_message_bytes == server.settings.max_message_bytes
+    assert info.limits.max_trade_message_bytes == server.settings.max_trade_message_bytes > 0
+    assert info.limits.max_stream_message_bytes == server.settings.max_stream_message_bytes > 0
+    assert info.limits.max_cost_unary_seconds == server.settings.max_cost_unary_s > 0
+    assert info.limits.max_cost_batch_seconds == server.settings.max_cost_batch_s > 0
     assert info.limits.parallel_threshold_rows > 0
     assert {"python", "grpcio", "numpy", "protobuf"} <= set(info.versions)
     models = {(m.ref.model, m.ref.engine) for m in info.models}
