@@ -34,7 +34,7 @@ Design
 from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 
-from black cimport PG_BLACK_BLOCK, PG_MEASURE_MAX
+from black cimport PG_MEASURE_MAX
 from pg_common cimport input_bit, out_stride
 
 cdef extern from "pg_curves.h" nogil:

@@ -13,7 +13,7 @@
  *    same T computes, so a row's bits depend neither on the cache, nor on its place in the
  *    batch, nor on the thread split.
  * 2. Then the vol of each row at its own strike, at the cached bracket, through the surface
- *    kernel's own functions (pg_svi_points for SVI, pg_surface_point_in otherwise), so the
+ *    kernel's own functions (pg_svi_rows for SVI, pg_surface_point_in otherwise), so the
  *    vol is the one EvaluateSurface gives at (T, K, F), bit for bit.
  * 3. European options priced on a snapshot in one pass (pg_market_black_block): per block
  *    of PG_MKT_BLOCK rows, the market columns into block arrays (in L1), then
@@ -148,9 +148,8 @@ static int pg_market_block(const pg_market *M, pg_mkt_cache *cache, const double
                            const double *K, int m, double *level, double *rate, double *q,
                            double *vol)
 {
-    double F[PG_MKT_BLOCK], t_b[PG_MKT_BLOCK], K_b[PG_MKT_BLOCK], F_b[PG_MKT_BLOCK];
-    double v_b[PG_MKT_BLOCK], w_b[PG_MKT_BLOCK];
-    int br[PG_MKT_BLOCK], idx[PG_MKT_BLOCK];
+    double F[PG_MKT_BLOCK], K_b[PG_MKT_BLOCK], w_b[PG_MKT_BLOCK];
+    int br[PG_MKT_BLOCK];
     pg_mkt_entry spare;
     int most = 0;
     for (int i = 0; i < m; i++) {
@@ -167,28 +166,10 @@ static int pg_market_block(const pg_market *M, pg_mkt_cache *cache, const double
     const pg_surface *S = M->surf;
     const int surface_bad = (S->bad != 0 || S->n < 1 || (S->kind == PG_SURF_GRID && S->p < 1));
     const int needs_f = !(S->kind == PG_SURF_GRID && S->axis == PG_AXIS_STRIKE);
-    int st[PG_MKT_BLOCK];
     if (S->kind == PG_SURF_SVI) {
-        /* every row through the vector code, a failed one on harmless stand-in inputs */
-        #pragma omp simd
-        for (int i = 0; i < m; i++) {
-            const double t = T[i], f = F[i], kr = (K != NULL) ? K[i] : f;
-            const double k = (kr > 0.0) ? kr : f;
-            const int s = !(t >= 0.0 && t <= PG_DBL_MAX) | !(k > 0.0 && k <= PG_DBL_MAX)
-                          | !(f > 0.0 && f <= PG_DBL_MAX) | surface_bad;
-            st[i] = s;
-            t_b[i] = s ? 0.0 : t;
-            K_b[i] = s ? 1.0 : k;
-            F_b[i] = s ? 1.0 : f;
-            idx[i] = s ? 0 : br[i];
-        }
-        pg_svi_points(S, m, t_b, K_b, F_b, idx, v_b, w_b);
-        #pragma omp simd
-        for (int i = 0; i < m; i++) {
-            const double v = v_b[i], w = w_b[i];
-            const int ok = (st[i] == 0) & pg_finite(v) & pg_finite(w) & (w >= 0.0);
-            vol[i] = ok ? v : NAN;
-        }
+        int st[PG_MKT_BLOCK];
+        for (int i = 0; i < m; i++) K_b[i] = (K != NULL && K[i] > 0.0) ? K[i] : F[i];
+        pg_svi_rows(S, m, T, K_b, F, br, st, vol, w_b);  /* NaN where the surface gives none */
         return most;
     }
     for (int i = 0; i < m; i++) {

@@ -506,6 +506,49 @@ static int pg_svi_points(const pg_surface *S, int m, const double *t, const doub
     return bad;
 }
 
+/* SVI at m <= PG_SURF_BLOCK points in block arrays (t, K, F; their expiry brackets c, or
+ * NULL: found here): st[i] gets the point's pg_status.h bits (PG_BAD_TIME, PG_BAD_STRIKE,
+ * PG_BAD_UNDERLYING for F, PG_BAD_VOL when the surface failed its checks, PG_NOT_FINITE),
+ * vol[i] and var[i] its vol and total variance, NaN where st[i] != 0. Every point goes
+ * through pg_svi_points, a failed one on stand-in inputs, so no point's bits depend on the
+ * others (none does when the surface failed its checks). Returns the number of failed points. */
+static int pg_svi_rows(const pg_surface *S, int m, const double *t, const double *K,
+                       const double *F, const int *c, int *st, double *vol, double *var)
+{
+    double t_b[PG_SURF_BLOCK], K_b[PG_SURF_BLOCK], F_b[PG_SURF_BLOCK];
+    int c_b[PG_SURF_BLOCK], found[PG_SURF_BLOCK];
+    const int surface_bad = (S->bad != 0 || S->n < 1);
+    if (c == NULL) {  /* the brackets first, so that the loop below vectorises */
+        for (int i = 0; i < m; i++)
+            found[i] = (t[i] >= 0.0 && t[i] <= PG_DBL_MAX && !surface_bad) ? pg_surface_bracket(S, t[i]) : 0;
+        c = found;
+    }
+    #pragma omp simd
+    for (int i = 0; i < m; i++) {
+        const double ti = t[i], ki = K[i], fi = F[i];
+        const int s = ((ti >= 0.0 && ti <= PG_DBL_MAX) ? 0 : PG_BAD_TIME)
+                      | ((ki > 0.0 && ki <= PG_DBL_MAX) ? 0 : PG_BAD_STRIKE)
+                      | ((fi > 0.0 && fi <= PG_DBL_MAX) ? 0 : PG_BAD_UNDERLYING)
+                      | (surface_bad ? PG_BAD_VOL : 0);
+        st[i] = s;
+        t_b[i] = s ? 0.0 : ti;
+        K_b[i] = s ? 1.0 : ki;
+        F_b[i] = s ? 1.0 : fi;
+        c_b[i] = s ? 0 : c[i];
+    }
+    if (!surface_bad)  /* (a bad surface may have no slices to read) */
+        pg_svi_points(S, m, t_b, K_b, F_b, c_b, vol, var);
+    int nbad = 0;
+    for (int i = 0; i < m; i++) {
+        if (st[i] == 0 && !(pg_finite(vol[i]) && pg_finite(var[i]) && var[i] >= 0.0)) st[i] = PG_NOT_FINITE;
+        if (st[i]) {
+            vol[i] = var[i] = NAN;
+            nbad++;
+        }
+    }
+    return nbad;
+}
+
 /* ------------------------------------------------------------------------- block loop */
 
 /* Points [start, start + m): measure meas[j] of point i goes to out[j * ldo + i] for j < k;
@@ -523,37 +566,12 @@ static ptrdiff_t pg_surface_block(const pg_surface *S, const double *T, const do
     const int needs_f = !(S->kind == PG_SURF_GRID && S->axis == PG_AXIS_STRIKE);
     ptrdiff_t nbad = 0;
     if (S->kind == PG_SURF_SVI) {
-        double t_b[PG_SURF_BLOCK], K_b[PG_SURF_BLOCK], F_b[PG_SURF_BLOCK], vol[PG_SURF_BLOCK],
-            var[PG_SURF_BLOCK];
-        int c_b[PG_SURF_BLOCK], st[PG_SURF_BLOCK], ok = 0, idx[PG_SURF_BLOCK];
-        for (int ii = 0; ii < m; ii++) {
-            const ptrdiff_t i = start + ii;
-            const double t = T[i], kk = K[i], f = F[i * fstep];
-            int s = (t >= 0.0 && t <= PG_DBL_MAX) ? 0 : PG_BAD_TIME;
-            s |= (kk > 0.0 && kk <= PG_DBL_MAX) ? 0 : PG_BAD_STRIKE;
-            s |= (f > 0.0 && f <= PG_DBL_MAX) ? 0 : PG_BAD_UNDERLYING;
-            if (surface_bad) s |= PG_BAD_VOL;
-            st[ii] = s;
-            if (s) continue;
-            t_b[ok] = t; K_b[ok] = kk; F_b[ok] = f; c_b[ok] = pg_surface_bracket(S, t); idx[ok] = ii;
-            ok++;
-        }
-        for (int ii = 0; ii < m; ii++) {
-            if (!st[ii]) continue;
-            for (int j = 0; j < k; j++) out[j * ldo + start + ii] = NAN;
-            nbad++;
-        }
-        if (ok) pg_svi_points(S, ok, t_b, K_b, F_b, c_b, vol, var);
-        for (int o = 0; o < ok; o++) {
-            const int ii = idx[o];
-            double sg = vol[o], w = var[o];
-            if (!(pg_finite(sg) && pg_finite(w) && w >= 0.0)) {
-                st[ii] = PG_NOT_FINITE;
-                sg = w = NAN;
-                nbad++;
-            }
-            for (int j = 0; j < k; j++) out[j * ldo + start + ii] = (meas[j] == PG_SURF_VOL) ? sg : w;
-        }
+        double F_b[PG_SURF_BLOCK], vol[PG_SURF_BLOCK], var[PG_SURF_BLOCK];
+        int st[PG_SURF_BLOCK];
+        for (int ii = 0; ii < m; ii++) F_b[ii] = F[(start + ii) * fstep];
+        nbad = pg_svi_rows(S, m, T + start, K + start, F_b, NULL, st, vol, var);
+        for (int j = 0; j < k; j++)
+            memcpy(out + j * ldo + start, meas[j] == PG_SURF_VOL ? vol : var, (size_t)m * sizeof(double));
         memcpy(status + start, st, (size_t)m * sizeof(int));
         return nbad;
     }

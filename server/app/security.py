@@ -49,7 +49,6 @@ import ipaddress
 import os
 import threading
 import tomllib
-from dataclasses import dataclass
 from typing import Optional
 
 import grpc
@@ -64,13 +63,7 @@ _log = structlog.get_logger("pricegrid.security")
 DETAIL_METHODS = ("/grpc.reflection.v1alpha.ServerReflection/*", "/grpc.reflection.v1.ServerReflection/*")
 
 
-@dataclass(frozen=True)
-class LoadedPolicy:
-    policy: AuthPolicy
-    detail_roles: tuple[str, ...]
-
-
-def load_policy(path: str) -> LoadedPolicy:
+def load_policy(path: str) -> AuthPolicy:
     """The auth policy of a TOML file (see the module docstring). Raises ValueError naming
     the file and the key on anything wrong: a server with a broken policy must not start."""
     try:
@@ -117,7 +110,7 @@ def load_policy(path: str) -> LoadedPolicy:
     unknown = sorted(set(details) - set(roles))
     if unknown:
         raise ValueError(f"auth policy {path}: details.roles names unknown role(s) {', '.join(unknown)}")
-    return LoadedPolicy(policy, details)
+    return policy
 
 
 def _strings(value, key: str, path: str) -> list[str]:

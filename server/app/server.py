@@ -289,8 +289,7 @@ def start(settings: Settings) -> RunningServer:
     problem = security.check_plaintext(settings.host, bool(settings.tls_cert), settings.allow_plaintext)
     if problem:
         raise ValueError(problem)
-    loaded = security.load_policy(settings.auth_policy) if settings.auth_policy else None
-    auth = Authorizer(loaded.policy) if loaded is not None else None
+    auth = Authorizer(security.load_policy(settings.auth_policy)) if settings.auth_policy else None
     certificates = (security.CertificateReloader(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
                     if settings.tls_cert else None)
     lanes, streams, pools = capacity(settings)

@@ -75,7 +75,7 @@ audience = "pricegrid"
 
 @pytest.fixture()
 def authorizer(tmp_path):
-    return Authorizer(load_policy(_policy_file(tmp_path)).policy)
+    return Authorizer(load_policy(_policy_file(tmp_path)))
 
 
 def _check(authorizer, method, token=None, names=()):
@@ -153,7 +153,7 @@ def test_no_credentials_health_open_details_for_admin_only(authorizer):
 
 
 def test_reflection_needs_a_detail_role(tmp_path):
-    policy = load_policy(_policy_file(tmp_path, '[details]\nroles = ["admin"]\n')).policy
+    policy = load_policy(_policy_file(tmp_path, '[details]\nroles = ["admin"]\n'))
     assert not policy.allows({"trader", "risk"}, REFLECT)
     p = AuthPolicy(roles={"all": ("*",)}, detail_methods=(REFLECT,), detail_roles=())
     assert not p.allows({"all"}, REFLECT) and p.allows({"all"}, PRICE) and p.allows({"all"}, INFO)
