@@ -158,11 +158,21 @@ class RunningServer:
         grace = self.settings.grace_s if grace is None else grace
         self._drained = drained = threading.Event()
 
+        refusing = threading.Event()
+
         async def go():
-            await self.health.enter_graceful_shutdown()
-            await self.server.stop(grace)
+            try:
+                await self.health.enter_graceful_shutdown()
+                stopping = asyncio.ensure_future(self.server.stop(grace))
+                await asyncio.sleep(0)  # stop() has shut the listener before its first await
+            finally:
+                refusing.set()
+            await stopping
 
         self.call_soon(go()).add_done_callback(lambda _: drained.set())
+        # return once new calls are refused, so that whoever logs "draining" after this
+        # tells the truth (a call arriving between the two would otherwise be served)
+        refusing.wait(10)
         return drained
 
     def stop(self, grace: float | None = None) -> None:
