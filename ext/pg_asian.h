@@ -401,9 +401,9 @@ PG_INLINE pg_asian_black_t pg_asian_black(double w, double F, double K, double v
     const double x = log(F / Kp) / sd + 0.5 * sd;
     const double d1 = pg_clamp_d(x), d2 = pg_clamp_d(x - sd);
     const double step = (w * (F - Kp) > 0.0) ? 1.0 : ((F == Kp) ? 0.5 : 0.0);
-    const double N1 = zero_var ? step : pg_norm_cdf(w * d1);
-    const double N2 = zero_var ? step : pg_norm_cdf(w * d2);
-    const double pdf = zero_var ? 0.0 : pg_norm_pdf(d1);
+    const double N1 = zero_var ? step : pg_norm_cdf_d(w * d1);
+    const double N2 = zero_var ? step : pg_norm_cdf_d(w * d2);
+    const double pdf = zero_var ? 0.0 : pg_norm_pdf_d(d1);
     const double call = (w > 0.0) ? 1.0 : 0.0;
     o.B = certain ? call * (F - K) : w * (F * N1 - Kp * N2);
     o.B_F = certain ? call : w * N1;

@@ -96,6 +96,27 @@ static inline int pg_max_threads(void) { return 1; }
 PG_INLINE double pg_norm_pdf(double x) { return PG_INV_SQRT_2PI * exp(-0.5 * x * x); }
 PG_INLINE double pg_norm_cdf(double x) { return 0.5 * erfc(-x * PG_SQRT1_2); }
 PG_INLINE double pg_clamp_d(double d) { return d > PG_D_MAX ? PG_D_MAX : (d < -PG_D_MAX ? -PG_D_MAX : d); }
+
+/* N(d) and n(d) for the d of a Black formula, in vector loops. libmvec's exp and erfc leave
+ * their vector path for a whole vector when one lane's result underflows, and finish it
+ * with the scalar functions: on a book with short expiries (|d| > 37.6 on many rows) that
+ * was a third of the European kernel's time. Beyond |d| = PG_D_FLUSH, N(-|d|) and n(d) are
+ * below 1e-299 (the price and every Greek they scale are far below any tolerance) and are
+ * flushed to 0 exactly, N(|d|) is 1 exactly (as it rounds already); the functions are
+ * evaluated at an argument inside that range, so no lane underflows. */
+#define PG_D_FLUSH 37.0
+PG_INLINE double pg_norm_cdf_d(double d)
+{
+    const double x = d > PG_D_FLUSH ? PG_D_FLUSH : (d < -PG_D_FLUSH ? -PG_D_FLUSH : d);
+    const double v = 0.5 * erfc(-x * PG_SQRT1_2);
+    return d < -PG_D_FLUSH ? 0.0 : (d > PG_D_FLUSH ? 1.0 : v);
+}
+PG_INLINE double pg_norm_pdf_d(double d)
+{
+    const double x = d > PG_D_FLUSH ? PG_D_FLUSH : (d < -PG_D_FLUSH ? -PG_D_FLUSH : d);
+    const double v = PG_INV_SQRT_2PI * exp(-0.5 * x * x);
+    return (d < -PG_D_FLUSH || d > PG_D_FLUSH) ? 0.0 : v;
+}
 PG_INLINE int pg_check_vol(double vol) { return (vol > 0.0 && vol <= PG_DBL_MAX) ? 0 : PG_BAD_VOL; }
 
 /* The terms of one row that every measure shares. For Bachelier d1 = d2 = d, N1 = N2. */
@@ -146,9 +167,9 @@ PG_INLINE pg_black_terms pg_black_terms_of(int model, int option_type, double st
         d2 = pg_clamp_d(x - t.sd);
     }
     const double step = (t.w * (t.F - strike) > 0.0) ? 1.0 : ((t.F == strike) ? 0.5 : 0.0);
-    const double N1 = pg_norm_cdf(t.w * d1);
-    const double N2 = bach ? N1 : pg_norm_cdf(t.w * d2);
-    const double pdf = pg_norm_pdf(d1);
+    const double N1 = pg_norm_cdf_d(t.w * d1);
+    const double N2 = bach ? N1 : pg_norm_cdf_d(t.w * d2);
+    const double pdf = pg_norm_pdf_d(d1);
     t.d1 = t.expiry ? 0.0 : d1;
     t.d2 = t.expiry ? 0.0 : d2;
     t.pdf = t.expiry ? 0.0 : pdf;

@@ -734,3 +734,36 @@ def test_out_rows_may_be_views_of_a_wider_array():
     assert (whole[:, :20] == -7.0).all() and (whole[:, 20 + n:] == -7.0).all()
     with pytest.raises(ValueError):
         black.price_batch(1, *args.values(), k, np.empty((n, 3)).T, e, e, status, 1)
+
+
+@pytest.mark.parametrize("model", (BSM, B76))
+def test_far_tails_flush_to_zero_and_one(model):
+    """Beyond |d| = 37 (pg_norm_cdf_d): N(-|d|) and n(d) are exactly 0 and N(|d|) exactly 1,
+    so a short-dated far out-of-the-money option is worth 0 with zero Greeks and a far
+    in-the-money one is DF w (F - K) with delta DF dF/dU w (both signs, both option types);
+    within |d| <= 37 the values are the erfc/exp ones (continuous, not flushed early)."""
+    rows = 4
+    k = np.array([50.0, 200.0, 50.0, 200.0])  # |ln(F/K)| ~ 0.7 over sd = 0.001: |d| ~ 700
+    c = {"option_type": np.array([CALL, CALL, PUT, PUT], np.int32), "strike": k, "time": np.full(rows, 1e-4),
+         "underlying": np.full(rows, 100.0), "rate": np.full(rows, 0.05), "dividend": np.full(rows, 0.02),
+         "vol": np.full(rows, 0.1)}
+    v, forward, df, status, nbad = run(model, c)
+    assert nbad == 0
+    w = np.array([1.0, 1.0, -1.0, -1.0])
+    itm = w * (forward - k) > 0
+    np.testing.assert_array_equal(v["price"], np.where(itm, df * w * (forward - k), 0.0))
+    ds = forward / 100.0 if model == BSM else 1.0
+    np.testing.assert_array_equal(v["delta"], np.where(itm, df * ds * w, 0.0))
+    for name in ("gamma", "vega", "vanna", "volga"):
+        np.testing.assert_array_equal(v[name], 0.0, err_msg=name)
+    assert np.all(v["price"] >= 0.0)
+    # just inside the flush bound the tail is the exp value (Black-76, F = 100, r = 0: vega =
+    # 100 n(d1) sqrt(T)), not flushed early
+    sd = 0.1 * math.sqrt(0.25)
+    for d in (-36.9, -37.0):
+        c = {"option_type": np.array([CALL], np.int32), "strike": np.array([100.0 * math.exp(-(d - 0.5 * sd) * sd)]),
+             "time": np.array([0.25]), "underlying": np.array([100.0]), "rate": np.array([0.0]),
+             "dividend": np.array([0.0]), "vol": np.array([0.1])}
+        v, *_ = run(B76, c, measures=np.array([CODE["vega"]], np.int32))
+        assert v["vega"][0] > 0.0
+        assert v["vega"][0] == pytest.approx(100.0 * 0.5 * math.exp(-0.5 * d * d) / math.sqrt(2 * math.pi), rel=1e-9)
