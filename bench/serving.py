@@ -13,7 +13,10 @@ the same run. Nothing here asserts: the goals of issue 9 are reported as met or 
               against EchoStream on the bare aio echo
   isolation   Price p50/p99 on the idle server, then while 2 client processes loop 1M-row
               PriceBatch calls (goal: p99 at most 2x idle); the batch clients run at nice 19,
-              standing for risk engines on other machines
+              standing for risk engines on other machines. A bare grpc.aio echo server (a
+              process of its own, no batch work) is measured beside ours, alternated, idle
+              and under the same load: its own p99 ratio is what the machine alone does to
+              a server that shares its cores with the load
   streams     1,000 PriceStreams opened and left idle (in another process, over several
               connections), Price traffic meanwhile (goal: no errors)
   overload    front-office Price calls off the lean path (an American put on a binomial tree)
@@ -240,10 +243,45 @@ def batch_client(target: str, rows: int) -> None:
                       "seconds_per_call_p50": float(np.median(seconds)) if seconds else None}), flush=True)
 
 
-def section_isolation(target: str, *, rows: int, seconds: float, clients: int = 2) -> dict:
-    """Price p50/p99 idle, then while ``clients`` processes loop ``rows``-row PriceBatch."""
-    request = lean_request()
-    idle = asyncio.run(closed_loop(target, request, callers=1, seconds=seconds))
+async def rounds(calls: dict, *, seconds: float, rounds: int, warmup: int = 20) -> dict:
+    """Closed loops of one caller on each of ``calls`` (name -> target, method path, request
+    bytes), alternated in ``rounds`` rounds of ``seconds / rounds`` each, so that a shared
+    machine's drift lands on all of them alike; latencies per name."""
+    latencies: dict = {name: [] for name in calls}
+    errors: dict = {name: 0 for name in calls}
+    channels = {name: grpc.aio.insecure_channel(target, options=OPTIONS) for name, (target, _, _) in calls.items()}
+    try:
+        stubs = {name: channels[name].unary_unary(path, request_serializer=None, response_deserializer=None)
+                 for name, (_, path, _) in calls.items()}
+        for name, (_, _, payload) in calls.items():
+            for _ in range(warmup):
+                await stubs[name](payload, timeout=30)
+        for _ in range(rounds):
+            for name, (_, _, payload) in calls.items():
+                end = time.perf_counter() + seconds / rounds
+                while time.perf_counter() < end:
+                    t0 = time.perf_counter()
+                    try:
+                        await stubs[name](payload, timeout=30)
+                        latencies[name].append(time.perf_counter() - t0)
+                    except grpc.aio.AioRpcError:
+                        errors[name] += 1
+    finally:
+        for ch in channels.values():
+            await ch.close()
+    return {name: {**percentiles(latencies[name]), "errors": errors[name]} for name in calls}
+
+
+def section_isolation(target: str, floor: str | None, *, rows: int, seconds: float, clients: int = 2) -> dict:
+    """Price p50/p99 idle, then while ``clients`` processes loop ``rows``-row PriceBatch; with
+    ``floor`` (a bare grpc.aio echo server, another process that does no batch work), the
+    echo's latency beside ours, alternated, idle and under the same load: how much of the
+    p99 under load is the machine's (the cores shared with the batch clients and the batch
+    work) and how much is our server's."""
+    calls = {"Price[ours]": (target, "/pricegrid.v1.PricingService/Price", lean_request().SerializeToString())}
+    if floor is not None:
+        calls["Echo[bare-aio]"] = (floor, latency.ECHO, lean_request().SerializeToString())
+    idle = asyncio.run(rounds(calls, seconds=seconds * len(calls), rounds=6))
     # the batch clients stand for risk engines on other machines: on this one host they run
     # at the lowest scheduling priority, so that their own encoding and decoding of 1M-row
     # batches does not take the cores from the server and the measuring client
@@ -255,7 +293,7 @@ def section_isolation(target: str, *, rows: int, seconds: float, clients: int = 
         for p in procs:
             assert p.stdout.readline().strip() == "ready"
         time.sleep(min(5.0, seconds / 2))  # the batches under way
-        loaded = asyncio.run(closed_loop(target, request, callers=1, seconds=seconds, warmup=0))
+        loaded = asyncio.run(rounds(calls, seconds=seconds * len(calls), rounds=6, warmup=0))
         for p in procs:
             p.stdin.close()  # each finishes the batch it is in, then reports
         for p in procs:
@@ -266,12 +304,19 @@ def section_isolation(target: str, *, rows: int, seconds: float, clients: int = 
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    ratio = loaded["latency_us"]["p99"] / idle["latency_us"]["p99"]
-    return {
-        "batch_rows": rows, "batch_clients": clients, "idle": idle, "with_batches": loaded, "batch_calls": batch,
-        "p99_ratio": ratio, "p50_ratio": loaded["latency_us"]["p50"] / idle["latency_us"]["p50"],
+    ours_idle, ours_loaded = idle["Price[ours]"], loaded["Price[ours]"]
+    ratio = ours_loaded["p99"] / ours_idle["p99"]
+    out = {
+        "batch_rows": rows, "batch_clients": clients, "idle_us": idle, "with_batches_us": loaded, "batch_calls": batch,
+        "p99_ratio": ratio, "p50_ratio": ours_loaded["p50"] / ours_idle["p50"],
         "goal_p99_at_most_2x": ratio <= 2.0,
     }
+    if floor is not None:
+        echo_idle, echo_loaded = idle["Echo[bare-aio]"], loaded["Echo[bare-aio]"]
+        out["bare_echo_p99_ratio"] = echo_loaded["p99"] / echo_idle["p99"]
+        out["ours_over_bare_echo_p99_under_load"] = ours_loaded["p99"] / echo_loaded["p99"]
+        out["ours_over_bare_echo_p99_idle"] = ours_idle["p99"] / echo_idle["p99"]
+    return out
 
 
 def stream_holder(target: str, streams: int, connections: int) -> None:
@@ -441,10 +486,14 @@ def main(argv=None) -> int:
                 bare_sync.close()
                 bare_aio.close()
         if "isolation" in sections:
-            for kind, target in targets.items():
-                print(f"isolation [{kind}] ...", file=sys.stderr, flush=True)
-                report.setdefault("isolation", {})[kind] = section_isolation(
-                    target, rows=20_000 if q else 1_000_000, seconds=2.0 if q else 15.0)
+            floor = latency.BareEcho(aio=True)
+            try:
+                for kind, target in targets.items():
+                    print(f"isolation [{kind}] ...", file=sys.stderr, flush=True)
+                    report.setdefault("isolation", {})[kind] = section_isolation(
+                        target, floor.target, rows=20_000 if q else 1_000_000, seconds=2.0 if q else 15.0)
+            finally:
+                floor.close()
         if "streams" in sections:
             print("streams ...", file=sys.stderr, flush=True)
             report["streams"] = section_streams(ours.target, streams=50 if q else 1000, seconds=2.0 if q else 10.0)
