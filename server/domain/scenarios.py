@@ -1,0 +1,322 @@
+"""Scenario sets: shifts of a base market, stated in market coordinates.
+
+A scenario set is a list of *shifts* and a matrix of their sizes, one column per scenario.
+Each shift says what moves (a quantity of the market objects its selector names), how a
+size applies to it (absolute, relative, log or a fixed value) and along which shape:
+
+* ``Parallel()``: one size moves the whole object (one row of the matrix);
+* ``Buckets(pillars)``: one size per pillar (tenors for curves, expiries for vols), spread
+  over times by triangular weights between neighbouring pillars and flat beyond the first
+  and last: a time at pillar i takes all of size i, a time between pillars i and i + 1 a
+  linear mix of the two, so that equal sizes on every pillar are the parallel shift;
+* ``Grid(expiries, moneyness)``: for vol surfaces, one size per expiry x moneyness (K/F)
+  node, with the product of the two triangular weights (bilinear, flat beyond the edges).
+
+The matrix has one row per shift *component* (1, len(pillars), or expiries x moneyness,
+in the order of the shifts, then row-major over a grid) and one column per scenario; its
+rows are named by :meth:`ScenarioSet.component_labels`. A scenario is never addressed by a
+row index of a batch, only by the coordinates above.
+
+Conventions:
+
+* Selectors are glob patterns (``fnmatch``: ``*``, ``?``, ``[...]``) over ids: underlying ids
+  for SPOT, surface ids for VOL, curve ids for ZERO_RATE and DIVIDEND_YIELD (the dividend
+  curve an underlying names). A shift that matches nothing in the base snapshot is an
+  error naming the shift, never a silent no-op.
+* Sizes: ABSOLUTE adds (vol 0.01 = one vol point; rates 0.0001 = one basis point, in the
+  continuously compounded zero rate), RELATIVE multiplies by 1 + size, LOG by exp(size),
+  FIXED replaces the value by the size. Several shifts of the same quantity of the same
+  object apply in the order they are listed.
+* TIME rolls the valuation date forward by the size in years (parallel, absolute only):
+  every expiry shortens by it, the market itself is held (a sticky roll).
+* Tenors ``ON``/``TN``, ``<n>D``, ``<n>W``, ``<n>M``, ``<n>Y`` become year fractions as
+  n/365, 7n/365, n/12 and n (the snapshot's curves and surfaces are in years).
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence, Union
+
+import numpy as np
+
+from pricegrid.server.domain.errors import Code, Violations
+
+
+class Quantity(enum.IntEnum):
+    SPOT = 1             # an underlying's spot or futures price
+    VOL = 2              # a surface's implied vol
+    ZERO_RATE = 3        # a discount curve's zero rate
+    DIVIDEND_YIELD = 4   # a dividend curve's yield
+    TIME = 5             # the valuation date rolled forward, in years
+
+
+class ShiftKind(enum.IntEnum):
+    ABSOLUTE = 1
+    RELATIVE = 2
+    LOG = 3
+    FIXED = 4
+
+
+class Smile(enum.IntEnum):
+    """How a vol surface moves with the spot: STICKY_STRIKE keeps each strike's vol;
+    STICKY_MONEYNESS keeps each K/F's vol (a row's vol is looked up again at its strike
+    over the shifted forward)."""
+
+    STICKY_STRIKE = 1
+    STICKY_MONEYNESS = 2
+
+
+@dataclass(frozen=True)
+class Parallel:
+    @property
+    def components(self) -> int:
+        return 1
+
+
+@dataclass(frozen=True)
+class Buckets:
+    pillars: tuple[float, ...]        # years, increasing
+    labels: tuple[str, ...] = ()      # as sent (e.g. "3M"); default: the years
+
+    @property
+    def components(self) -> int:
+        return len(self.pillars)
+
+
+@dataclass(frozen=True)
+class Grid:
+    expiries: tuple[float, ...]       # years, increasing
+    moneyness: tuple[float, ...]      # K/F, increasing
+
+    @property
+    def components(self) -> int:
+        return len(self.expiries) * len(self.moneyness)
+
+
+Shape = Union[Parallel, Buckets, Grid]
+
+#: the kind of market object each quantity lives on (what its selector is matched against)
+TARGET = {Quantity.SPOT: "underlying", Quantity.VOL: "surface", Quantity.ZERO_RATE: "curve",
+          Quantity.DIVIDEND_YIELD: "curve", Quantity.TIME: "valuation date"}
+
+
+@dataclass(frozen=True)
+class Shift:
+    name: str
+    quantity: Quantity
+    kind: ShiftKind
+    selector: tuple[str, ...]         # glob patterns; empty for TIME
+    shape: Shape = field(default_factory=Parallel)
+
+    @property
+    def components(self) -> int:
+        return self.shape.components
+
+    def component_labels(self) -> list[str]:
+        s = self.shape
+        if isinstance(s, Parallel):
+            return [self.name]
+        if isinstance(s, Buckets):
+            labels = s.labels or tuple(_years(p) for p in s.pillars)
+            return [f"{self.name}/{x}" for x in labels]
+        return [f"{self.name}/{_years(t)}/{m:g}" for t in s.expiries for m in s.moneyness]
+
+    def matches(self, object_id: str) -> bool:
+        return any(fnmatch.fnmatchcase(object_id, p) for p in self.selector)
+
+
+def _years(t: float) -> str:
+    return f"{t:g}y"
+
+
+# ------------------------------------------------------------------------------- tenors
+_TENOR = re.compile(r"^\s*(\d+)\s*([DWMY])\s*$", re.IGNORECASE)
+
+
+def tenor_years(label: str) -> float:
+    """A tenor label or a number of years as text, in years (see the module notes)."""
+    text = label.strip().upper()
+    if text in ("ON", "O/N"):
+        return 1.0 / 365.0
+    if text in ("TN", "T/N"):
+        return 2.0 / 365.0
+    m = _TENOR.match(text)
+    if m:
+        n, unit = int(m.group(1)), m.group(2).upper()
+        return {"D": n / 365.0, "W": 7.0 * n / 365.0, "M": n / 12.0, "Y": float(n)}[unit]
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{label!r} is not a tenor (ON, TN, <n>D, <n>W, <n>M, <n>Y) or a number of years") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{label!r} is not finite")
+    return value
+
+
+# ------------------------------------------------------------------------------ weights
+def tent_weights(pillars: Sequence[float], x: np.ndarray) -> np.ndarray:
+    """(len(x), len(pillars)) triangular weights: each row sums to 1; a point at a pillar
+    takes weight 1 there; between two pillars, linear; beyond the ends, flat (weight 1 on
+    the end pillar). A NaN point gets NaN weights."""
+    p = np.asarray(pillars, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    w = np.zeros((x.size, p.size))
+    if p.size == 1:
+        w[:, 0] = 1.0
+        w[np.isnan(x)] = np.nan
+        return w
+    xc = np.clip(x, p[0], p[-1])
+    i = np.clip(np.searchsorted(p, xc, side="right") - 1, 0, p.size - 2)
+    a = (xc - p[i]) / (p[i + 1] - p[i])
+    rows = np.arange(x.size)
+    w[rows, i] = 1.0 - a
+    w[rows, i + 1] += a
+    w[np.isnan(x)] = np.nan
+    return w
+
+
+def shape_weights(shape: Shape, expiry: np.ndarray, moneyness: np.ndarray | None = None) -> np.ndarray:
+    """(rows, components): how much of each component of ``shape`` reaches each row, from
+    the row's expiry (years) and, for a grid, its moneyness K/F."""
+    expiry = np.asarray(expiry, dtype=np.float64)
+    if isinstance(shape, Parallel):
+        return np.ones((expiry.size, 1))
+    if isinstance(shape, Buckets):
+        return tent_weights(shape.pillars, expiry)
+    if moneyness is None:
+        raise ValueError("a grid shift needs each row's moneyness")
+    we = tent_weights(shape.expiries, expiry)                     # (rows, ne)
+    wm = tent_weights(shape.moneyness, np.asarray(moneyness, dtype=np.float64))  # (rows, nm)
+    return (we[:, :, None] * wm[:, None, :]).reshape(expiry.size, -1)
+
+
+def apply(kind: ShiftKind, base: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """The shifted values: ``base`` (rows, 1) or (rows,) broadcast against ``size`` (rows,
+    scenarios)."""
+    base = np.asarray(base, dtype=np.float64)
+    if base.ndim == 1:
+        base = base[:, None]
+    if kind == ShiftKind.ABSOLUTE:
+        return base + size
+    if kind == ShiftKind.RELATIVE:
+        return base * (1.0 + size)
+    if kind == ShiftKind.LOG:
+        return base * np.exp(size)
+    if kind == ShiftKind.FIXED:
+        return np.broadcast_to(size, np.broadcast_shapes(base.shape, size.shape)).copy()
+    raise ValueError(f"unknown shift kind {kind!r}")
+
+
+def row_sizes(shift: Shift, block: np.ndarray, expiry: np.ndarray, moneyness: np.ndarray | None = None) -> np.ndarray:
+    """(rows, scenarios): the size of ``shift`` at each row, from its block of the matrix
+    (components, scenarios). A FIXED bucketed or grid shift interpolates the fixed values
+    with the same weights."""
+    return shape_weights(shift.shape, expiry, moneyness) @ block
+
+
+# ------------------------------------------------------------------------ scenario set
+@dataclass(frozen=True, eq=False)
+class ScenarioSet:
+    """Shifts and their sizes: ``values`` is (components, scenarios), float64."""
+
+    shifts: tuple[Shift, ...]
+    values: np.ndarray
+    labels: tuple[str, ...]
+    smile: Smile = Smile.STICKY_STRIKE
+
+    @property
+    def scenarios(self) -> int:
+        return len(self.labels)
+
+    @property
+    def components(self) -> int:
+        return sum(s.components for s in self.shifts)
+
+    def component_labels(self) -> list[str]:
+        return [label for s in self.shifts for label in s.component_labels()]
+
+    def blocks(self) -> Iterable[tuple[Shift, np.ndarray]]:
+        """Each shift with its rows of ``values`` (components, scenarios)."""
+        row = 0
+        for s in self.shifts:
+            yield s, self.values[row:row + s.components]
+            row += s.components
+
+    def validate(self, ids: dict[str, Iterable[str]], max_cells: int = 50_000_000) -> None:
+        """Raise every violation at once (a ServiceError naming each field): shapes, sizes,
+        pillars, kinds, and selectors that match nothing among ``ids`` (kind of object ->
+        its ids in the base snapshot: "underlying", "surface", "curve")."""
+        v = Violations()
+        if not self.shifts:
+            v.add("shifts", "at least one shift")
+        if not self.labels:
+            v.add("labels", "at least one scenario")
+        seen: dict[str, int] = {}
+        for j, label in enumerate(self.labels):
+            if not label.strip():
+                v.add(f"labels[{j}]", "empty")
+            elif label in seen:
+                v.add(f"labels[{j}]", f"{label!r} repeats labels[{seen[label]}]")
+            else:
+                seen[label] = j
+        names: dict[str, int] = {}
+        for i, s in enumerate(self.shifts):
+            self._check_shift(v, i, s, ids, names)
+        values = np.asarray(self.values)
+        if values.ndim != 2 or values.shape != (self.components, len(self.labels)):
+            v.add("values", f"shape {values.shape}; expected (components, scenarios) = "
+                            f"({self.components}, {len(self.labels)})")
+        elif values.size > max_cells:
+            v.add("values", f"{values.size:,} sizes; at most {max_cells:,}", Code.RESOURCE_EXHAUSTED)
+        else:
+            bad = np.argwhere(~np.isfinite(values))
+            if bad.size:
+                r, c = bad[0]
+                v.add("values", f"not finite at component {r} ({self.component_labels()[r]}), "
+                                f"scenario {c} ({self.labels[c]}); {len(bad)} such")
+        v.raise_if_any()
+
+    @staticmethod
+    def _check_shift(v: Violations, i: int, s: Shift, ids, names) -> None:
+        path = f"shifts[{i}]"
+        if not s.name.strip():
+            v.add(f"{path}.name", "required")
+        elif s.name in names:
+            v.add(f"{path}.name", f"{s.name!r} repeats shifts[{names[s.name]}]")
+        else:
+            names[s.name] = i
+        if s.quantity == Quantity.TIME:
+            if s.kind != ShiftKind.ABSOLUTE or not isinstance(s.shape, Parallel):
+                v.add(f"{path}.kind", "a time roll is absolute and parallel (years)")
+            if s.selector:
+                v.add(f"{path}.selector", "a time roll moves the valuation date: no selector")
+            return
+        if not s.selector:
+            v.add(f"{path}.selector", f"required: {TARGET[s.quantity]} id patterns")
+        else:
+            known = list(ids.get(TARGET[s.quantity], ()))
+            if not any(s.matches(x) for x in known):
+                v.add(f"{path}.selector", f"{list(s.selector)} matches no {TARGET[s.quantity]} of the base snapshot")
+        if isinstance(s.shape, Grid) and s.quantity != Quantity.VOL:
+            v.add(f"{path}.shape", "an expiry x moneyness grid shifts vols only")
+        if isinstance(s.shape, Buckets) and s.quantity == Quantity.SPOT:
+            v.add(f"{path}.shape", "a spot has no term structure: parallel only")
+        axes = ([("pillars", s.shape.pillars)] if isinstance(s.shape, Buckets)
+                else [("expiries", s.shape.expiries), ("moneyness", s.shape.moneyness)] if isinstance(s.shape, Grid)
+                else [])
+        for name, axis in axes:
+            a = np.asarray(axis, dtype=np.float64)
+            if a.size == 0:
+                v.add(f"{path}.shape.{name}", "at least one node")
+            elif not np.all(np.isfinite(a)) or np.any(a < 0) or (name == "moneyness" and np.any(a <= 0)):
+                v.add(f"{path}.shape.{name}", "finite and " + ("positive" if name == "moneyness" else "non-negative"))
+            elif np.any(np.diff(a) <= 0):
+                k = int(np.argmax(np.diff(a) <= 0)) + 1
+                v.add(f"{path}.shape.{name}", f"strictly increasing; node {k} ({a[k]:g}) is not above node {k - 1}")
+        if isinstance(s.shape, Buckets) and s.shape.labels and len(s.shape.labels) != len(s.shape.pillars):
+            v.add(f"{path}.shape.labels", f"{len(s.shape.labels)} labels for {len(s.shape.pillars)} pillars")
