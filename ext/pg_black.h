@@ -609,10 +609,64 @@ static ptrdiff_t pg_black_block_bachelier(const pg_black_inputs *in, ptrdiff_t s
     return pg_black_block_impl(PG_MODEL_BACHELIER, in, start, m, measures, k, out, ldo, forward, df, status);
 }
 
-/* Dispatch on the model (the caller validates it; an unknown model prices nothing). */
+static inline ptrdiff_t pg_black_block_full(int model, const pg_black_inputs *in, ptrdiff_t start,
+                                            int m, const int *measures, int k, double *out,
+                                            ptrdiff_t ldo, double *forward, double *df, int *status);
+
+#define PG_BLACK_PAD_MEASURES 16
+
+/* A block of m < PG_BLACK_BLOCK rows, computed as a full block: the rows copied into
+ * local arrays, padded with copies of the last row, outputs copied back. So every row of
+ * every call takes the same vector path, and a row's values depend only on its inputs,
+ * never on its position in a batch (a tail block's narrower or scalar loop may differ from
+ * the vector lanes in the last bits): the same option in a scenario cube, in a batch or in
+ * a chunk of it gives the same bits. */
+static ptrdiff_t pg_black_block_padded(int model, const pg_black_inputs *in, ptrdiff_t start,
+                                       int m, const int *measures, int k, double *out,
+                                       ptrdiff_t ldo, double *forward, double *df, int *status)
+{
+    enum { B = PG_BLACK_BLOCK };
+    PG_ALIGNED int type_p[B], st_p[B];
+    PG_ALIGNED double K_p[B], T_p[B], U_p[B], r_p[B], q_p[B], v_p[B], f_p[B], d_p[B];
+    PG_ALIGNED double o_p[PG_BLACK_PAD_MEASURES * B];
+    const int bc = in->broadcast;
+    for (int i = 0; i < B; i++) {
+        const ptrdiff_t row = start + (i < m ? i : m - 1);
+        type_p[i] = in->option_type[(bc & PG_IN_OPTION_TYPE) ? 0 : row];
+        K_p[i] = in->strike[(bc & PG_IN_STRIKE) ? 0 : row];
+        T_p[i] = in->time[(bc & PG_IN_TIME) ? 0 : row];
+        U_p[i] = in->underlying[(bc & PG_IN_UNDERLYING) ? 0 : row];
+        r_p[i] = in->rate[(bc & PG_IN_RATE) ? 0 : row];
+        q_p[i] = in->dividend[(bc & PG_IN_DIVIDEND) ? 0 : row];
+        v_p[i] = in->vol[(bc & PG_IN_VOL) ? 0 : row];
+    }
+    pg_black_inputs p = {type_p, K_p, T_p, U_p, r_p, q_p, v_p, 0, B};
+    pg_black_block_full(model, &p, 0, B, measures, k, o_p, B, f_p, d_p, st_p);
+    ptrdiff_t nbad = 0;
+    for (int i = 0; i < m; i++) {
+        for (int j = 0; j < k; j++) out[j * ldo + start + i] = o_p[j * B + i];
+        if (forward) forward[start + i] = f_p[i];
+        if (df) df[start + i] = d_p[i];
+        status[start + i] = st_p[i];
+        nbad += (st_p[i] != 0);
+    }
+    return nbad;
+}
+
+/* Dispatch on the model (the caller validates it; an unknown model prices nothing). A
+ * block of fewer than PG_BLACK_BLOCK rows is computed padded to a full one. */
 static inline ptrdiff_t pg_black_block(int model, const pg_black_inputs *in, ptrdiff_t start,
                                        int m, const int *measures, int k, double *out,
                                        ptrdiff_t ldo, double *forward, double *df, int *status)
+{
+    if (m > 0 && m < PG_BLACK_BLOCK && k <= PG_BLACK_PAD_MEASURES)
+        return pg_black_block_padded(model, in, start, m, measures, k, out, ldo, forward, df, status);
+    return pg_black_block_full(model, in, start, m, measures, k, out, ldo, forward, df, status);
+}
+
+static inline ptrdiff_t pg_black_block_full(int model, const pg_black_inputs *in, ptrdiff_t start,
+                                            int m, const int *measures, int k, double *out,
+                                            ptrdiff_t ldo, double *forward, double *df, int *status)
 {
     switch (model) {
     case PG_MODEL_BSM:
