@@ -312,7 +312,7 @@ def _levels(raw, name: str, bad: Violations) -> Optional[np.ndarray]:
     if a.ndim == 0:
         bad.add(name, f"must be in (0, 1) (got {float(a)!r})")
     else:
-        for i in np.flatnonzero(outside):
+        for i in np.flatnonzero(outside)[:bad.cap]:
             bad.add(f"{name}[{int(i)}]", f"must be in (0, 1) (got {float(a[i])!r})")
     return None
 
@@ -376,7 +376,7 @@ def _covariance(raw, k: Optional[int], name: str, bad: Violations) -> Optional[n
         bad.add(name, f"not positive semi-definite: variance [{i}, {i}] = {float(diagonal[i])!r} < 0")
         return None
     eig = np.linalg.eigvalsh(s)
-    if eig[0] < -PSD_TOL * max(float(eig[-1]), 0.0) or (eig[-1] <= 0.0 and eig[0] < 0.0):
+    if eig[0] < -PSD_TOL * max(float(eig[-1]), 0.0):
         bad.add(name, f"not positive semi-definite: smallest eigenvalue {float(eig[0]):.6g}, largest "
                       f"{float(eig[-1]):.6g} (tolerance {PSD_TOL:g} x the largest)")
         return None
@@ -458,6 +458,10 @@ def _gamma_pq(a: float, x: float) -> tuple[float, float]:
 def chi2_quantile(level: float, dof: float) -> float:
     """The chi-square ``level``-quantile with ``dof`` degrees of freedom (note 9): the same
     number as scipy.stats.chi2.ppf(level, dof) to about 1e-14 relative."""
+    try:
+        level, dof = float(level), float(dof)
+    except (TypeError, ValueError):
+        raise invalid("level", f"level and dof must be numbers (got {level!r}, {dof!r})") from None
     if not 0.0 < level < 1.0:
         raise invalid("level", f"must be in (0, 1) (got {level!r})")
     if not (dof > 0.0 and math.isfinite(dof)):

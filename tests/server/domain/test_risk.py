@@ -101,6 +101,18 @@ def test_a_decimal_level_counts_the_scenarios_it_says():
     assert risk.historical_es(pnl, np.nextafter(1.0, 0.0)) == 100.0
 
 
+def test_ties_single_scenarios_and_other_input_types():
+    flat = np.full(50, -3.0)  # a loss of 3 in every scenario
+    assert risk.historical_var(flat) == 3.0 == risk.historical_es(flat)
+    a = risk.es_attribution(np.full((4, 50), -0.75))
+    assert a.es == pytest.approx(3.0) and np.allclose(a.component, 0.75) and np.allclose(a.incremental, 0.75)
+    assert risk.historical_var([2.5]) == -2.5 == risk.historical_es([2.5], [0.01, 0.99])[1]
+    pnl = np.random.default_rng(6).normal(size=(5, 200))
+    assert np.array_equal(risk.historical_es(pnl.astype(np.float32)), risk.historical_es(pnl.astype(np.float32)
+                                                                                         .astype(np.float64)))
+    assert risk.historical_var(pnl.tolist(), 0.9).tolist() == risk.historical_var(pnl, 0.9).tolist()
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_other_numpy_methods_by_name(method):
     pnl = np.random.default_rng(3).normal(size=(3, 500))
