@@ -189,12 +189,12 @@ def check_observations(pnl: np.ndarray, var: np.ndarray, convention: VarConventi
         bad.add("var", f"{len(var)} values for {len(pnl)} pnl values: one VaR per day")
         return
     for i in np.flatnonzero(~np.isfinite(pnl)).tolist():
-        bad.add(f"pnl[{i}]", f"must be finite (got {pnl[i]!r}; observation {start + i} of the stream)")
+        bad.add(f"pnl[{i}]", f"must be finite (got {pnl[i]!r}; stream index {start + i})")
         if bad.dropped:
             return
     finite = np.isfinite(var)
     for i in np.flatnonzero(~finite).tolist():
-        bad.add(f"var[{i}]", f"must be finite (got {var[i]!r}; observation {start + i} of the stream)")
+        bad.add(f"var[{i}]", f"must be finite (got {var[i]!r}; stream index {start + i})")
         if bad.dropped:
             return
     if convention == VarConvention.PNL_QUANTILE:
@@ -202,7 +202,7 @@ def check_observations(pnl: np.ndarray, var: np.ndarray, convention: VarConventi
     else:
         wrong, rule = finite & (var < 0), ">= 0: var_convention LOSS takes a loss amount"
     for i in np.flatnonzero(wrong).tolist():
-        bad.add(f"var[{i}]", f"must be {rule} (got {var[i]!r}; observation {start + i} of the stream)")
+        bad.add(f"var[{i}]", f"must be {rule} (got {var[i]!r}; stream index {start + i})")
         if bad.dropped:
             return
 

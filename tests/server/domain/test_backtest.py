@@ -283,7 +283,7 @@ def test_bad_observations_are_named_with_their_stream_index():
     bt.check_observations(pnl, var, bt.VarConvention.LOSS, 100, bad)
     found = {v.field: v.description for v in bad.found}
     assert set(found) == {"pnl[1]", "pnl[3]", "var[2]", "var[3]"}
-    assert "observation 101 of the stream" in found["pnl[1]"] and "observation 102" in found["var[2]"]
+    assert "stream index 101" in found["pnl[1]"] and "stream index 102" in found["var[2]"]
     assert ">= 0" in found["var[2]"]
     bad = Violations()
     bt.check_observations(np.array([1.0]), np.array([0.5]), bt.VarConvention.PNL_QUANTILE, 0, bad)

@@ -117,7 +117,7 @@ def test_a_bad_message_adds_nothing():
             running.add(pnl, var, labels)
         assert e.value.code == Code.INVALID_ARGUMENT and e.value.violations[0].field == field
         assert running.result() == before
-    assert "observation 3 of the stream" in _error(running, [1.0, np.nan], [1.0, 1.0]).violations[0].description
+    assert "stream index 3" in _error(running, [1.0, np.nan], [1.0, 1.0]).violations[0].description
 
 
 def _error(running, pnl, var):
