@@ -25,7 +25,7 @@ from pricegrid.server.domain.errors import Violations, invalid
 from pricegrid.server.rpc.admission import Lane, StreamGate
 from pricegrid.server.rpc.interceptors import Undecodable, safe_deserializer, wrap_stream
 from pricegrid.server.rpc.observe import RpcObserver
-from pricegrid.server.rpc.requests import doubles, unknown_enums
+from pricegrid.server.rpc.requests import column_length, doubles, unknown_enums
 from pricegrid.server.service.backtest import Backtest, BacktestLimits
 from pricegrid.v1 import risk_pb2 as rpb
 
@@ -118,6 +118,7 @@ class RiskServicer:
         elif request.HasField("settings"):
             stream.backtest.confirm(settings_of(request.settings))
         backtest = stream.backtest
+        backtest.check_size(max(column_length(request.pnl, 8, "pnl"), column_length(request.var, 8, "var")))
         pnl, var = doubles(request.pnl, "pnl"), doubles(request.var, "var")
         if len(var) != len(pnl) and not len(pnl):
             raise invalid("pnl", f"required: {len(var)} VaR values came without their P&L")

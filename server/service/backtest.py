@@ -25,7 +25,7 @@ import numpy as np
 
 from pricegrid.server.domain import backtest as bt
 from pricegrid.server.domain.backtest import BacktestResult, BacktestSettings
-from pricegrid.server.domain.errors import Code, ServiceError, Violations, invalid
+from pricegrid.server.domain.errors import Code, Violations, invalid
 
 __all__ = ["Backtest", "BacktestLimits", "NEWEST_EXCEPTIONS", "backtest"]
 
@@ -68,15 +68,12 @@ class Backtest:
                                           " fixes the settings (a later one may repeat them or leave them out)")
         bad.raise_if_any()
 
-    def add(self, pnl, var, labels: Optional[Sequence[str]] = None) -> BacktestResult:
-        """Take the next observations (float64 arrays of equal length, in time order; labels:
-        None or one string per observation) and return the running result."""
-        pnl = np.asarray(pnl, dtype=np.float64).reshape(-1)
-        var = np.asarray(var, dtype=np.float64).reshape(-1)
-        k = len(pnl)
+    def check_size(self, k: int) -> None:
+        """RESOURCE_EXHAUSTED if a message of ``k`` observations is over a cap (the transport
+        asks before it decodes the columns; :meth:`add` asks again)."""
         limits = self.limits
-        if max(k, len(var)) > limits.max_message_observations:
-            raise invalid("pnl", f"{max(k, len(var))} observations in one message; the server takes at most"
+        if k > limits.max_message_observations:
+            raise invalid("pnl", f"{k} observations in one message; the server takes at most"
                                  f" {limits.max_message_observations} per message (max_backtest_message_observations)",
                           code=Code.RESOURCE_EXHAUSTED)
         if self.observations + k > limits.max_observations:
@@ -84,6 +81,14 @@ class Backtest:
                                  f" server takes at most {limits.max_observations} per stream"
                                  " (max_backtest_observations): send the rest on a new stream",
                           code=Code.RESOURCE_EXHAUSTED)
+
+    def add(self, pnl, var, labels: Optional[Sequence[str]] = None) -> BacktestResult:
+        """Take the next observations (float64 arrays of equal length, in time order; labels:
+        None or one string per observation) and return the running result."""
+        pnl = np.asarray(pnl, dtype=np.float64).reshape(-1)
+        var = np.asarray(var, dtype=np.float64).reshape(-1)
+        k = len(pnl)
+        self.check_size(max(k, len(var)))
         start = self.observations
         bad = Violations()
         bt.check_observations(pnl, var, self.settings.var_convention, start, bad)
