@@ -8,8 +8,9 @@
 
 ``FrontOfficeClient`` (and ``AsyncFrontOfficeClient``) price one trade at a time, over unary
 calls or one long-lived stream, and tick trades held on a stream; ``RiskClient`` prices
-numpy columns (or a pandas DataFrame) in concurrent chunks. Every failure is a
-``PricingError``. ``pricegrid.clients.testing.FakeChannel`` runs them without a server.
+numpy columns (or a pandas DataFrame) in concurrent chunks and backtests VaR models. Every
+failure is a ``PricingError``. ``pricegrid.clients.testing.FakeChannel`` runs them without a
+server.
 
 Clients depend only on the ``pricegrid.v1`` contract, grpc and numpy (pandas, tqdm and
 matplotlib where asked for).
@@ -51,6 +52,7 @@ from ._models import (
 )
 from ._market import MarketClient, SnapshotInfo, grid_surface, load_snapshot
 from ._market import Finding as SnapshotFinding
+from ._backtest import BacktestException, Backtester, BacktestResult, LikelihoodRatioTest, TrafficLight
 from ._risk import BatchResult, BatchStats, RiskClient
 
 __all__ = [
@@ -62,10 +64,14 @@ __all__ = [
     "ENGINES",
     "EngineSettings",
     "HestonParameters",
+    "LikelihoodRatioTest",
     "LookbackOption",
     "TouchOption",
     "AsyncFrontOfficeClient",
     "AsyncPriceStreamSession",
+    "BacktestException",
+    "BacktestResult",
+    "Backtester",
     "BatchResult",
     "BatchStats",
     "DAY_COUNTS",
@@ -98,6 +104,7 @@ __all__ = [
     "ServerLimits",
     "StreamReply",
     "TokenSource",
+    "TrafficLight",
     "USE_CLIENT_DEFAULT",
     "default_target",
 ]

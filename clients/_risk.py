@@ -30,9 +30,10 @@ import grpc
 import numpy as np
 
 from pricegrid.v1 import wire
-from pricegrid.v1 import common_pb2, pricing_pb2, pricing_pb2_grpc
+from pricegrid.v1 import common_pb2, pricing_pb2, pricing_pb2_grpc, risk_pb2_grpc
 
 from . import _columns as C
+from ._backtest import Backtester, BacktestResult
 from ._copy import copy_into
 from . import _convert
 from ._config import USE_CLIENT_DEFAULT, ChannelOptions, RetryConfig, channel_options, resolve_timeout
@@ -888,6 +889,32 @@ class RiskClient:
             warnings.warn("progress=True needs tqdm: pip install 'pricegrid[progress]'", stacklevel=4)
             return None
         return tqdm(total=total, unit="row", unit_scale=True, desc="pricegrid")
+
+    # ------------------------------------------------------------------ VaR backtesting
+    def backtest(self, pnl, var, *, level: float = 0.99, window: int = 250, labels=None, var_convention: str = "loss",
+                 timeout=USE_CLIENT_DEFAULT) -> BacktestResult:
+        """Backtest a VaR model over a series: ``pnl[i]`` the day's P&L (losses negative) and
+        ``var[i]`` the VaR forecast for that day (arrays, lists or pandas Series, equal
+        lengths, in time order); ``labels`` one per day (dates become ISO dates), echoed with
+        the exceptions. ``var_convention`` "loss": VaR is a loss amount >= 0, an exception is
+        ``-pnl > var``; "pnl_quantile": VaR is the P&L quantile <= 0, an exception is
+        ``pnl < var``. Returns the result over the whole series: Kupiec's POF,
+        Christoffersen's independence and conditional coverage, the Basel traffic light of
+        the latest ``window`` days (see :class:`BacktestResult`). ``timeout``: the whole
+        stream's deadline (default: the client's)."""
+        self._check_open()
+        with self.backtester(level=level, window=window, var_convention=var_convention,
+                             timeout=resolve_timeout(timeout, self.timeout)) as running:
+            return running.add(pnl, var, labels)
+
+    def backtester(self, *, level: float = 0.99, window: int = 250, var_convention: str = "loss",
+                   timeout: float | None = None) -> Backtester:
+        """A running backtest on one stream: ``.add(pnl, var, labels=None)`` sends the next
+        days and returns the result over all days so far (a context manager; ``timeout``:
+        the stream's deadline, None for none)."""
+        self._check_open()
+        return Backtester(risk_pb2_grpc.RiskServiceStub(self.channel), level=level, window=window,
+                          var_convention=var_convention, timeout=timeout)
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:

@@ -14,6 +14,7 @@
     pricegrid price-file trades.csv --greeks delta,vega [--output out.csv] [--json]
     pricegrid info
     pricegrid snapshot put eod.json [--force --reason "..."]; snapshot validate/list/show/delete
+    pricegrid risk backtest pnl.csv [--var-column var] [--level 0.99] [--window 250] [--png chart.png]
     pricegrid bench latency --count 2000 --concurrency 4 --json out.json --png out.png
 
 Every command takes ``--target`` (default ``$PRICEGRID_TARGET`` or ``127.0.0.1:50051``) and
@@ -172,7 +173,7 @@ def _trade_arguments(parser: argparse.ArgumentParser, *, vol: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pricegrid", description="pricegrid client: price, implied vol, info, bench")
+    parser = argparse.ArgumentParser(prog="pricegrid", description="pricegrid client: price, implied vol, info, snapshots, risk, bench")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     price = commands.add_parser("price", help="price one trade and its Greeks")
@@ -231,6 +232,26 @@ def build_parser() -> argparse.ArgumentParser:
     rm = snap_commands.add_parser("delete", help="remove a snapshot")
     rm.add_argument("id")
     _common(rm, json_flag=False)
+
+    risk = commands.add_parser("risk", help="risk engines' tools: VaR backtests")
+    risk_commands = risk.add_subparsers(dest="risk_command", metavar="ACTION", required=True)
+    bt = risk_commands.add_parser(
+        "backtest", help="backtest a VaR model: Kupiec, Christoffersen and the Basel traffic light over a CSV",
+        description="Backtest a VaR model over a CSV with a header row and one row per day, in time order: the"
+                    " day's P&L (losses negative) and the VaR forecast for that day. With --var-convention loss (the"
+                    " default) VaR is a loss amount >= 0 and a day is an exception when -pnl > var; with pnl_quantile"
+                    " VaR is the P&L quantile <= 0 and an exception is pnl < var.")
+    bt.add_argument("file", type=Path)
+    bt.add_argument("--pnl-column", default="pnl", help="the P&L column (default pnl)")
+    bt.add_argument("--var-column", default="var", help="the VaR column (default var)")
+    bt.add_argument("--label-column", default=None,
+                    help="a column of day labels, echoed with the exceptions (default: 'date' when the file has one)")
+    bt.add_argument("--level", type=float, default=0.99, help="the VaR's confidence level (default 0.99)")
+    bt.add_argument("--window", type=int, default=250, help="days in the traffic light's window (default 250)")
+    bt.add_argument("--var-convention", choices=("loss", "pnl_quantile"), default="loss",
+                    help="how VaR is signed (default loss)")
+    bt.add_argument("--png", type=Path, help="also draw a traffic-light chart to this PNG (needs matplotlib)")
+    _common(bt)
 
     from . import bench
 
@@ -707,8 +728,134 @@ def _cmd_snapshot(args, out) -> int:
     return EXIT_OK
 
 
+def _backtest_columns(args) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    header, columns = read_trades_csv(args.file)
+    label_column = args.label_column or ("date" if "date" in columns else None)
+    for name, flag in ((args.pnl_column, "--pnl-column"), (args.var_column, "--var-column"),
+                       (label_column, "--label-column")):
+        if name is not None and name not in columns:
+            raise _BadInput(f"{args.file}: no column {name!r} ({flag}); the header has {header}")
+    arrays = []
+    for name in (args.pnl_column, args.var_column):
+        text = columns[name]
+        try:
+            arrays.append(text.astype(np.float64))
+        except ValueError:
+            bad = next(i for i, v in enumerate(text) if not _is_float(v))
+            raise _BadInput(f"{args.file}: column {name}, line {bad + 2}: not a number: {str(text[bad])!r}") from None
+    labels = columns[label_column].tolist() if label_column else None
+    return arrays[0], arrays[1], labels
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _test_row(name: str, t) -> list:
+    return [name, t.statistic, t.p_value, t.degrees_of_freedom, t.status, t.note]
+
+
+def _cmd_risk(args, out) -> int:
+    from ._risk import RiskClient
+
+    pnl, var, labels = _backtest_columns(args)
+    with RiskClient(target=args.target or default_target(), timeout=_timeout(args, 60.0)) as risk:
+        result = risk.backtest(pnl, var, level=args.level, window=args.window, labels=labels,
+                               var_convention=args.var_convention)
+    if args.png:
+        _plot_backtest(pnl, var, labels, result, args.png, sys.stderr if args.json else out)
+    if args.json:
+        _dump(dataclasses.asdict(result), out)
+        return EXIT_OK
+    light = result.traffic_light
+    pairs = [
+        ("observations", result.observations),
+        ("exceptions", f"{result.exceptions} (expected {result.expected_exceptions:.4g} at level {result.level:g})"),
+        ("traffic light", f"{(light.zone or 'none').upper()}: {light.window_exceptions} exceptions in the latest"
+                          f" {light.window_observations} days (window {result.window}); yellow from"
+                          f" {light.yellow_from}, red from {light.red_from}; P(X <= {light.window_exceptions})"
+                          f" = {light.cumulative_probability:.4%}"),
+        ("transitions", "n00 {0.n00}, n01 {0.n01}, n10 {0.n10}, n11 {0.n11}".format(result.transitions)),
+    ]
+    print(_format.key_values(pairs), file=out)
+    print(file=out)
+    print(_format.table(["test", "LR", "p-value", "dof", "status", "note"],
+                        [_test_row("Kupiec POF", result.kupiec_pof),
+                         _test_row("Christoffersen independence", result.christoffersen_independence),
+                         _test_row("conditional coverage", result.conditional_coverage)], precision=6), file=out)
+    if result.newest_exceptions:
+        shown = result.newest_exceptions
+        print(f"\n{'the newest ' if len(shown) < result.exceptions else ''}{len(shown)} exceptions:", file=out)
+        print(_format.table(["index", "label", "pnl", "var"], [[e.index, e.label, e.pnl, e.var] for e in shown]),
+              file=out)
+    return EXIT_OK
+
+
+#: the traffic light's colours
+_ZONE_COLOURS = {"green": "#2e9e44", "yellow": "#e0b000", "red": "#d62728", None: "#999999"}
+
+
+def _plot_backtest(pnl, var, labels, result, path: Path, out) -> None:
+    """P&L bars, the VaR as a loss line (-VaR), exceptions in red, and the latest window
+    shaded in its traffic light's colour."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise _BadInput("plotting needs matplotlib: pip install 'pricegrid[plot]'") from None
+    loss_line = -var if result.var_convention == "loss" else var  # where the P&L turns into an exception
+    exception = pnl < loss_line  # the contract's rule (-pnl > var, or pnl < var)
+    if int(exception.sum()) != result.exceptions:  # pragma: no cover - the server counts the same days
+        raise RuntimeError(f"the chart finds {int(exception.sum())} exceptions, the server {result.exceptions}")
+    n = len(pnl)
+    x = np.arange(n)
+    light = result.traffic_light
+    colour = _ZONE_COLOURS.get(light.zone, "#999999")
+    fig, ax = plt.subplots(figsize=(12, 5))
+    ax.axvspan(n - light.window_observations - 0.5, n - 0.5, color=colour, alpha=0.12, lw=0,
+               label=f"latest window ({light.window_observations} days): {(light.zone or 'none').upper()}")
+    ax.bar(x[~exception], pnl[~exception], width=1.0, color="#7f9fbf", label="P&L")
+    ax.bar(x[exception], pnl[exception], width=1.0, color="#d62728", label=f"exceptions ({result.exceptions})")
+    ax.scatter(x[exception], pnl[exception], s=14, color="#d62728", zorder=3)
+    ax.plot(x, loss_line, color="black", lw=1.0, label=f"-VaR ({result.level:.4g})")
+    ax.axhline(0.0, color="#555555", lw=0.5)
+    if labels is not None and n:
+        ticks = np.unique(np.linspace(0, n - 1, min(n, 8)).astype(int))
+        ax.set_xticks(ticks, [labels[i] for i in ticks], rotation=20, ha="right", fontsize=8)
+    else:
+        ax.set_xlabel("day")
+    ax.set_ylabel("P&L")
+    ax.set_title(f"VaR backtest: {result.exceptions} exceptions in {result.observations} days"
+                 f" (expected {result.expected_exceptions:.3g}); Kupiec p = {_p(result.kupiec_pof)},"
+                 f" Christoffersen cc p = {_p(result.conditional_coverage)}", fontsize=10)
+    ax.text(0.01, 0.97, f"{(light.zone or 'no data').upper()}: {light.window_exceptions} in {light.window_observations}"
+                        f" (yellow from {light.yellow_from}, red from {light.red_from})",
+            transform=ax.transAxes, va="top", fontsize=10, color="white", fontweight="bold",
+            bbox={"facecolor": colour, "edgecolor": "none", "boxstyle": "round,pad=0.3"})
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14 if labels is not None else -0.1), ncol=4,
+              frameon=False)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as e:
+        raise _BadInput(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
+    print(f"wrote {path}", file=out)
+
+
+def _p(test) -> str:
+    return "undefined" if test.p_value is None else f"{test.p_value:.3g}"
+
+
 COMMANDS = {"price": _cmd_price, "iv": _cmd_iv, "price-file": _cmd_price_file, "info": _cmd_info,
-            "snapshot": _cmd_snapshot}
+            "snapshot": _cmd_snapshot, "risk": _cmd_risk}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

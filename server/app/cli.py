@@ -44,6 +44,10 @@ def serve_parser() -> argparse.ArgumentParser:
                    help="estimated core-seconds one batch request may ask")
     p.add_argument("--grace", type=float, dest="grace_s")
     p.add_argument("--max-stream-trades", type=int, dest="max_stream_trades")
+    p.add_argument("--max-backtest-observations", type=int, dest="max_backtest_observations",
+                   help="observations per RiskService.Backtest stream")
+    p.add_argument("--max-backtest-message-observations", type=int, dest="max_backtest_message_observations",
+                   help="observations per Backtest message")
     p.add_argument("--keepalive-min-ping", type=float, dest="keepalive_min_ping_s",
                    help="shortest interval (s) between a client's pings the server tolerates")
     p.add_argument("--keepalive-time", type=float, dest="keepalive_time_s",

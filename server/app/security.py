@@ -19,7 +19,8 @@ Auth policy (``auth_policy``: a TOML file; without it every call is allowed, as 
     risk      = ["/pricegrid.v1.PricingService/PriceBatch",
                  "/pricegrid.v1.PricingService/ImpliedVolatilityBatch",
                  "/pricegrid.v1.PricingService/ServerInfo",      # RiskClient plans chunks by its limits
-                 "/pricegrid.v1.MarketDataService/*"]
+                 "/pricegrid.v1.MarketDataService/*",
+                 "/pricegrid.v1.RiskService/*"]                 # VaR backtests (and the risk RPCs to come)
     admin     = ["*"]
 
     [jwt]                              # bearer tokens (optional)

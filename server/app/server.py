@@ -14,7 +14,8 @@ its capacity class behind that class's gate (pricegrid.server.rpc.admission):
     front office   Price (off the lean path), ImpliedVolatility,   front pool, front_workers
                    PriceStream messages (off the lean path)
     batch          PriceBatch, ImpliedVolatilityBatch              batch pool, batch_workers
-    market data    MarketDataService                               batch pool, market_workers
+    market data    MarketDataService, RiskService.Backtest         batch pool, market_workers
+                   (each Backtest message; an open stream holds none)
 
 The kernels release the GIL, so a batch computing in the batch pool leaves the loop (and the
 front office) free. The health service runs on the loop behind no gate: it is never queued
@@ -48,11 +49,13 @@ from pricegrid.server.app.settings import Settings
 from pricegrid.server.domain.models import IMPLIED_VOL_REFS
 from pricegrid.server.pricers import catalogue as pricers
 from pricegrid.server.rpc import market as market_rpc
+from pricegrid.server.rpc import risk as risk_rpc
 from pricegrid.server.rpc.admission import Gate, Lane, Lanes, StreamGate
 from pricegrid.server.rpc.auth import Authorizer
 from pricegrid.server.rpc.interceptors import ReflectionGate
 from pricegrid.server.rpc.observe import Metrics, RpcObserver
 from pricegrid.server.rpc.servicers import ECHO_SERVICE, SERVICE, PricingServicer, handlers
+from pricegrid.server.service.backtest import BacktestLimits
 from pricegrid.server.service.market import MarketDataService, MarketSettings
 from pricegrid.server.service.pricing import Limits, PricingService
 from pricegrid.server.store.sqlite import SqliteSnapshotStore
@@ -303,6 +306,8 @@ def start(settings: Settings) -> RunningServer:
     certificates = (security.CertificateReloader(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
                     if settings.tls_cert else None)
     lanes, streams, pools = capacity(settings)
+    backtest_limits = BacktestLimits(max_observations=settings.max_backtest_observations,
+                                     max_message_observations=settings.max_backtest_message_observations)
     metrics.watch_capacity(lanes, streams)
     servicer = PricingServicer(
         service,
@@ -319,13 +324,15 @@ def start(settings: Settings) -> RunningServer:
     async def build():
         server = grpc.aio.server(
             handlers=handlers(servicer, observer, lanes, streams=streams, echo=settings.echo, auth=auth)
-            + market_rpc.handlers(market_rpc.MarketDataServicer(market), observer, lanes.market, auth=auth),
+            + market_rpc.handlers(market_rpc.MarketDataServicer(market), observer, lanes.market, auth=auth)
+            + risk_rpc.handlers(risk_rpc.RiskServicer(backtest_limits, lanes.market), observer, streams=streams,
+                                auth=auth),
             options=server_options(settings),
             interceptors=[ReflectionGate(auth)] if auth is not None else None,
         )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        names = [SERVICE, market_rpc.SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        names = [SERVICE, market_rpc.SERVICE, risk_rpc.SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME]
         if settings.echo:
             names.append(ECHO_SERVICE)
         reflection.enable_server_reflection(names, server)
@@ -335,7 +342,7 @@ def start(settings: Settings) -> RunningServer:
         if port == 0:
             raise OSError(f"could not bind {settings.host}:{settings.port}")
         await server.start()
-        for name in ("", SERVICE, market_rpc.SERVICE):
+        for name in ("", SERVICE, market_rpc.SERVICE, risk_rpc.SERVICE):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         return server, port, health_servicer
 

@@ -35,6 +35,9 @@
     max_cost_batch_s      PRICEGRID_MAX_COST_BATCH     300   the same for one batch request
     grace_s               PRICEGRID_GRACE              10    seconds in-flight calls get on SIGTERM
     max_stream_trades     PRICEGRID_MAX_STREAM_TRADES  10000 trades held per PriceStream
+    max_backtest_observations PRICEGRID_MAX_BACKTEST_OBSERVATIONS 1000000: observations per Backtest stream
+    max_backtest_message_observations PRICEGRID_MAX_BACKTEST_MESSAGE_OBSERVATIONS 100000: per Backtest message
+                                                       (more: RESOURCE_EXHAUSTED, the stream ends)
 
   connections (our clients ping every 30 s while a call is open):
     keepalive_min_ping_s  PRICEGRID_KEEPALIVE_MIN_PING 10    shortest interval between a client's pings the
@@ -97,6 +100,8 @@ class Settings:
     max_cost_batch_s: float = 300.0
     grace_s: float = 10.0
     max_stream_trades: int = 10_000
+    max_backtest_observations: int = 1_000_000
+    max_backtest_message_observations: int = 100_000
     keepalive_min_ping_s: float = 10.0
     keepalive_time_s: float = 300.0
     max_connection_age_s: float = 0.0
@@ -120,7 +125,8 @@ class Settings:
         for name in ("kernel_threads", "front_workers", "batch_workers", "market_workers", "max_streams",
                      "max_connection_streams", "max_message_bytes", "max_trade_message_bytes",
                      "max_stream_message_bytes", "max_rows",
-                     "chunk_rows", "max_stream_trades"):
+                     "chunk_rows", "max_stream_trades", "max_backtest_observations",
+                     "max_backtest_message_observations"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
         if self.queue < 0 or self.queue_wait_ms < 0:

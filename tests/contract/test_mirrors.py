@@ -13,12 +13,13 @@ import pytest
 import pricegrid.ext
 from pricegrid.ext import status as st
 from pricegrid.ext import surfaces as sf
-from pricegrid.server.domain import daycount, instruments, models, products
+from pricegrid.server.domain import backtest, daycount, instruments, models, products
 from pricegrid.server.domain.surfaces import StrikeAxis
 from pricegrid.server.rpc import market as rpc_market
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import market_pb2 as mpb
 from pricegrid.v1 import pricing_pb2 as pb
+from pricegrid.v1 import risk_pb2 as rpb
 
 _PREFIX = re.compile(r"(?<!^)(?=[A-Z])")
 
@@ -43,6 +44,16 @@ def _proto_values(enum_name: str, file=cpb) -> dict[str, int]:
 def test_domain_enums_are_the_contracts(domain_enum, proto_enum):
     ours = {m.name: int(m) for m in domain_enum if int(m) != 0}
     assert ours == _proto_values(proto_enum)
+
+
+@pytest.mark.parametrize("domain_enum, proto_enum", [
+    (backtest.VarConvention, "VarConvention"),
+    (backtest.StatisticStatus, "StatisticStatus"),
+    (backtest.Zone, "TrafficLightZone"),
+])
+def test_backtest_enums_are_the_contracts(domain_enum, proto_enum):
+    ours = {m.name: int(m) for m in domain_enum if int(m) != 0}
+    assert ours == _proto_values(proto_enum, rpb)
 
 
 def test_strike_axes_are_the_contracts_and_the_kernels():

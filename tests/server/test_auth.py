@@ -30,6 +30,7 @@ PRICE = "/pricegrid.v1.PricingService/Price"
 BATCH = "/pricegrid.v1.PricingService/PriceBatch"
 INFO = "/pricegrid.v1.PricingService/ServerInfo"
 PUT = "/pricegrid.v1.MarketDataService/PutSnapshot"
+BACKTEST = "/pricegrid.v1.RiskService/Backtest"
 HEALTH = "/grpc.health.v1.Health/Check"
 REFLECT = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 
@@ -57,7 +58,7 @@ def _policy_file(tmp_path, extra: str = "") -> str:
     path.write_text(f"""
 [roles]
 trader = ["{PRICE}", "/pricegrid.v1.PricingService/PriceStream", "/pricegrid.v1.PricingService/ImpliedVolatility"]
-risk = ["{BATCH}", "/pricegrid.v1.MarketDataService/*"]
+risk = ["{BATCH}", "/pricegrid.v1.MarketDataService/*", "/pricegrid.v1.RiskService/*"]
 admin = ["*"]
 
 [jwt]
@@ -100,6 +101,13 @@ def test_a_traders_token_prices_and_is_denied_batches(authorizer):
     _refused(authorizer, PUT, Code.PERMISSION_DENIED, token=_token())
     assert _check(authorizer, BATCH, token=_token(roles=["risk"])).roles == {"risk"}
     assert _check(authorizer, PUT, token=_token(roles="risk trader")).roles == {"risk", "trader"}  # scope string
+
+
+def test_backtests_are_the_risk_roles(authorizer):
+    assert _check(authorizer, BACKTEST, token=_token(roles=["risk"])).roles == {"risk"}
+    assert _check(authorizer, BACKTEST, names=("risk-engine.test",)).via == "mtls"
+    _refused(authorizer, BACKTEST, Code.PERMISSION_DENIED, token=_token())  # a trader
+    assert _check(authorizer, BACKTEST, token=_token(roles=["admin"])).roles == {"admin"}
 
 
 def test_ec_keys_and_the_second_configured_key(authorizer):

@@ -1,5 +1,5 @@
-"""Fuzz every RPC method of PricingService and MarketDataService with mutated messages on a
-real server (127.0.0.1, ephemeral port), with hypothesis.
+"""Fuzz every RPC method of PricingService, MarketDataService and RiskService with mutated
+messages on a real server (127.0.0.1, ephemeral port), with hypothesis.
 
 Each example starts from a valid request of the method, changes a few fields found from the
 descriptors (any depth: numbers to NaN, +-inf, 0, -1 or huge, enum numbers the contract does
@@ -7,8 +7,9 @@ not define, strings, columns of random bytes, oneofs switched, fields cleared), 
 corrupts the encoded bytes. The server must answer every call with a proper status: OK, or
 INVALID_ARGUMENT / NOT_FOUND / FAILED_PRECONDITION / RESOURCE_EXHAUSTED / OUT_OF_RANGE /
 UNIMPLEMENTED with a message (never UNKNOWN, INTERNAL or a timeout); an OK reply holds no
-NaN price unless its row is reported failed; every stream message is answered; and the
-server goes on serving (health check and a price after each method).
+NaN price unless its row is reported failed; every stream message is answered (a Backtest
+message, until the first bad one ends the stream with a proper status); and the server goes
+on serving (health check and a price after each method).
 
 The CI profile sends about 3,000 messages in well under 30 s. PRICEGRID_FUZZ=long runs the
 long profile (PRICEGRID_FUZZ_EXAMPLES examples per method, default 5,000).
@@ -30,6 +31,7 @@ from hypothesis import strategies as st
 from pricegrid.v1 import common_pb2 as c
 from pricegrid.v1 import market_pb2 as mpb
 from pricegrid.v1 import pricing_pb2 as pb
+from pricegrid.v1 import risk_pb2 as rpb
 
 from .test_rpc_enums import batch_request, iv_batch_request, iv_request, price_request, snapshot
 
@@ -240,8 +242,8 @@ UNARY = [
 
 
 def test_every_method_is_fuzzed():
-    fuzzed = {(s, m) for s, m, _ in UNARY} | {("PricingService", "PriceStream")}
-    for file, service in ((pb, "PricingService"), (mpb, "MarketDataService")):
+    fuzzed = {(s, m) for s, m, _ in UNARY} | {("PricingService", "PriceStream"), ("RiskService", "Backtest")}
+    for file, service in ((pb, "PricingService"), (mpb, "MarketDataService"), (rpb, "RiskService")):
         for method in file.DESCRIPTOR.services_by_name[service].methods:
             assert (service, method.name) in fuzzed, method.full_name
 
@@ -295,4 +297,41 @@ def _stream_examples(channel, messages):
 
 def test_stream(channel):
     _stream_examples(channel)
+    _still_serving(channel)
+
+
+def _backtest_request():
+    return rpb.BacktestRequest(settings=rpb.BacktestSettings(level=0.99, window=5),
+                               pnl=c.DoubleColumn(values=[1.0, -3.0, 0.5]), var=c.DoubleColumn(values=[2.0, 2.0, 2.0]),
+                               labels=["a", "b", "c"])
+
+
+@FUZZ
+@given(messages=st.lists(st.one_of(mutated(_backtest_request), mutated(lambda: rpb.BacktestRequest(
+    pnl=c.DoubleColumn(raw=np.array([-1.0, -9.0]).tobytes()), var=c.DoubleColumn(values=[2.0, 2.0])))),
+    min_size=1, max_size=6))
+def _backtest_examples(channel, messages):
+    call = channel.stream_stream("/pricegrid.v1.RiskService/Backtest")
+    replies = call(iter(messages), timeout=30)
+    got = []
+    try:
+        for r in replies:
+            got.append(rpb.BacktestResponse.FromString(r))
+    except grpc.RpcError as err:  # the first bad message ends the stream, after the replies before it
+        assert err.code() in PROPER and err.details(), (err.code(), err.details())
+        assert len(got) < len(messages)
+    else:
+        assert len(got) == len(messages)
+    for r in got:
+        for t in (r.kupiec_pof, r.christoffersen_independence, r.conditional_coverage):
+            assert t.status != rpb.STATISTIC_STATUS_UNSPECIFIED
+            if t.HasField("statistic"):
+                assert math.isfinite(t.statistic) and t.statistic >= 0 and 0 <= t.p_value <= 1, r
+            else:
+                assert t.status == rpb.STATISTIC_STATUS_UNDEFINED and t.note
+        assert r.exceptions <= r.observations and r.traffic_light.window_exceptions <= r.exceptions
+
+
+def test_backtest_stream(channel):
+    _backtest_examples(channel)
     _still_serving(channel)

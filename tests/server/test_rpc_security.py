@@ -53,7 +53,7 @@ def pki(tmp_path_factory):
 trader = ["/pricegrid.v1.PricingService/Price", "/pricegrid.v1.PricingService/PriceStream",
           "/pricegrid.v1.PricingService/ServerInfo"]
 risk = ["/pricegrid.v1.PricingService/PriceBatch", "/pricegrid.v1.PricingService/ServerInfo",
-        "/pricegrid.v1.MarketDataService/*"]
+        "/pricegrid.v1.MarketDataService/*", "/pricegrid.v1.RiskService/*"]
 admin = ["*"]
 
 [jwt]
@@ -105,6 +105,16 @@ def test_a_risk_engine_known_by_its_certificate_lists_snapshots_but_cannot_price
     with FrontOfficeClient(target=tls_server.address, credentials=creds(pki, "risk"), timeout=5) as fo:
         err = _code(lambda: fo.price(OPTION, MARKET))
     assert err.code.name == "PERMISSION_DENIED"
+
+
+def test_backtests_for_the_risk_role_not_for_traders(tls_server, pki):
+    with RiskClient(target=tls_server.address, credentials=creds(pki, "risk"), timeout=10) as risk:
+        result = risk.backtest([1.0, -3.0, 0.5], [2.0, 2.0, 2.0])
+    assert result.observations == 3 and result.exceptions == 1
+    with RiskClient(target=tls_server.address, credentials=creds(pki, "stranger"), token=token(["trader"]),
+                    timeout=10) as risk:
+        err = _code(lambda: risk.backtest([1.0], [2.0]))
+    assert err.code.name == "PERMISSION_DENIED" and err.message.endswith("not allowed")
 
 
 @pytest.mark.parametrize("case", ["expired", "forged", "unmapped_certificate"])

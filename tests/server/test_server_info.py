@@ -45,7 +45,8 @@ def test_reflection_lists_services(channel):
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
     replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
     names = {s.name for r in replies for s in r.list_services_response.service}
-    assert {"pricegrid.v1.PricingService", "pricegrid.v1.EchoService", "grpc.health.v1.Health"} <= names
+    assert {"pricegrid.v1.PricingService", "pricegrid.v1.EchoService", "pricegrid.v1.MarketDataService",
+            "pricegrid.v1.RiskService", "grpc.health.v1.Health"} <= names
 
 
 def test_metrics_endpoint(stub, server):
