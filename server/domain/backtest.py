@@ -107,6 +107,8 @@ class BacktestSettings:
         level = self.level
         if not (isinstance(level, (int, float)) and math.isfinite(level) and 0.0 < level < 1.0):
             bad.add(f"{prefix}level", f"must be strictly between 0 and 1 (got {level!r})")
+        elif not 0.0 < 1.0 - level < 1.0:  # e.g. 1e-300: the exception probability rounds to 1
+            bad.add(f"{prefix}level", f"1 - level must be a probability below 1 in double precision (got {level!r})")
         if self.window < 1:
             bad.add(f"{prefix}window", f"must be >= 1 (got {self.window})")
         return bad

@@ -297,6 +297,7 @@ def test_bad_observations_are_named_with_their_stream_index():
     (1.0, 250, ["settings.level"]), (0.0, 250, ["settings.level"]), (-0.5, 250, ["settings.level"]),
     (float("nan"), 250, ["settings.level"]), (float("inf"), 250, ["settings.level"]),
     (0.99, 0, ["settings.window"]), (0.99, -3, ["settings.window"]), (1.5, 0, ["settings.level", "settings.window"]),
+    (1e-300, 250, ["settings.level"]), (1e-17, 250, ["settings.level"]),
 ])
 def test_bad_settings(level, window, fields):
     found = bt.BacktestSettings(level=level, window=window).violations().found
