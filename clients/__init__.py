@@ -53,6 +53,7 @@ from ._models import (
 from ._market import MarketClient, SnapshotInfo, grid_surface, load_snapshot
 from ._market import Finding as SnapshotFinding
 from ._backtest import BacktestException, Backtester, BacktestResult, LikelihoodRatioTest, TrafficLight
+from ._scenarios import ScenarioRiskResult, ScenarioRowError, Shift
 from ._risk import BatchResult, BatchStats, RiskClient
 
 __all__ = [
@@ -71,6 +72,9 @@ __all__ = [
     "AsyncPriceStreamSession",
     "BacktestException",
     "BacktestResult",
+    "ScenarioRiskResult",
+    "ScenarioRowError",
+    "Shift",
     "Backtester",
     "BatchResult",
     "BatchStats",

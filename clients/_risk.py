@@ -34,6 +34,8 @@ from pricegrid.v1 import common_pb2, pricing_pb2, pricing_pb2_grpc, risk_pb2_grp
 
 from . import _columns as C
 from ._backtest import Backtester, BacktestResult
+from ._scenarios import ScenarioRiskResult, Shift
+from . import _scenarios
 from ._copy import copy_into
 from . import _convert
 from ._config import USE_CLIENT_DEFAULT, ChannelOptions, RetryConfig, channel_options, resolve_timeout
@@ -915,6 +917,51 @@ class RiskClient:
         self._check_open()
         return Backtester(risk_pb2_grpc.RiskServiceStub(self.channel), level=level, window=window,
                           var_convention=var_convention, timeout=timeout)
+
+    def scenario_risk(
+        self,
+        *,
+        snapshot_id: str,
+        underlying_id: str,
+        model: str | int,
+        shifts: Iterable[Shift],
+        sizes: Any,
+        labels: Iterable[str],
+        quantity: Any = None,
+        trade_ids: Iterable[str] | None = None,
+        smile: str = "sticky_strike",
+        output: str = "aggregates",
+        cube_type: str = "float64",
+        var_levels: Iterable[float] = (0.99,),
+        es_levels: Iterable[float] = (0.975,),
+        instrument: str = "european",
+        threads: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+        timeout=USE_CLIENT_DEFAULT,
+        **columns: Any,
+    ) -> ScenarioRiskResult:
+        """Revalue a portfolio of ``instrument`` trades (their columns as for
+        :meth:`price_batch`, the market from ``snapshot_id``/``underlying_id``) under the
+        scenario set ``shifts`` x ``sizes`` (components x scenarios, see :class:`Shift`)
+        with one ``labels`` entry per scenario. ``output``: "aggregates" (default: the
+        portfolio's P&L per scenario, VaR and ES per level, per trade), "cube" or "both"
+        (the trades x scenarios P&L cube in ``result.cube``). ``progress(trades_done,
+        trades)`` is called per block of the cube. One stream; ``timeout`` its deadline."""
+        self._check_open()
+        prepared = self._prepare_product(
+            instrument, model=model, measures=[common_pb2.MEASURE_PRICE], threads=threads, effective_inputs=False,
+            engine=None, settings=None, heston=None, columns=dict(columns),
+        )
+        portfolio = prepared.request(0, prepared.rows)
+        portfolio.market.snapshot_id, portfolio.market.underlying_id = snapshot_id, underlying_id
+        portfolio.ClearField("measures")
+        request = _scenarios.request_of(
+            portfolio, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
+            sizes=sizes, labels=list(labels), smile=smile, output=output, cube_type=cube_type,
+            var_levels=var_levels, es_levels=es_levels,
+        )
+        stub = risk_pb2_grpc.RiskServiceStub(self.channel)
+        return _scenarios.collect(stub.RunScenarioRisk, request, resolve_timeout(timeout, self.timeout), progress)
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:

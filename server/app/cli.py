@@ -48,6 +48,8 @@ def serve_parser() -> argparse.ArgumentParser:
                    help="observations per RiskService.Backtest stream")
     p.add_argument("--max-backtest-message-observations", type=int, dest="max_backtest_message_observations",
                    help="observations per Backtest message")
+    p.add_argument("--max-scenario-cells", type=int, dest="max_scenario_cells",
+                   help="trades x scenarios one RunScenarioRisk may ask")
     p.add_argument("--keepalive-min-ping", type=float, dest="keepalive_min_ping_s",
                    help="shortest interval (s) between a client's pings the server tolerates")
     p.add_argument("--keepalive-time", type=float, dest="keepalive_time_s",

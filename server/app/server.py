@@ -325,8 +325,11 @@ def start(settings: Settings) -> RunningServer:
         server = grpc.aio.server(
             handlers=handlers(servicer, observer, lanes, streams=streams, echo=settings.echo, auth=auth)
             + market_rpc.handlers(market_rpc.MarketDataServicer(market), observer, lanes.market, auth=auth)
-            + risk_rpc.handlers(risk_rpc.RiskServicer(backtest_limits, lanes.market), observer, streams=streams,
-                                auth=auth),
+            + risk_rpc.handlers(risk_rpc.RiskServicer(backtest_limits, lanes.market, pricing=service,
+                                                      batch_lane=lanes.batch,
+                                                      max_scenario_cells=settings.max_scenario_cells,
+                                                      default_deadline_s=settings.max_cost_batch_s),
+                                observer, streams=streams, auth=auth),
             options=server_options(settings),
             interceptors=[ReflectionGate(auth)] if auth is not None else None,
         )

@@ -37,6 +37,7 @@
     max_stream_trades     PRICEGRID_MAX_STREAM_TRADES  10000 trades held per PriceStream
     max_backtest_observations PRICEGRID_MAX_BACKTEST_OBSERVATIONS 1000000: observations per Backtest stream
     max_backtest_message_observations PRICEGRID_MAX_BACKTEST_MESSAGE_OBSERVATIONS 100000: per Backtest message
+    max_scenario_cells    PRICEGRID_MAX_SCENARIO_CELLS 50000000: trades x scenarios one RunScenarioRisk may ask
                                                        (more: RESOURCE_EXHAUSTED, the stream ends)
 
   connections (our clients ping every 30 s while a call is open):
@@ -102,6 +103,7 @@ class Settings:
     max_stream_trades: int = 10_000
     max_backtest_observations: int = 1_000_000
     max_backtest_message_observations: int = 100_000
+    max_scenario_cells: int = 50_000_000
     keepalive_min_ping_s: float = 10.0
     keepalive_time_s: float = 300.0
     max_connection_age_s: float = 0.0
@@ -126,7 +128,7 @@ class Settings:
                      "max_connection_streams", "max_message_bytes", "max_trade_message_bytes",
                      "max_stream_message_bytes", "max_rows",
                      "chunk_rows", "max_stream_trades", "max_backtest_observations",
-                     "max_backtest_message_observations"):
+                     "max_backtest_message_observations", "max_scenario_cells"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
         if self.queue < 0 or self.queue_wait_ms < 0:

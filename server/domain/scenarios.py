@@ -220,6 +220,17 @@ def row_sizes(shift: Shift, block: np.ndarray, expiry: np.ndarray, moneyness: np
 
 
 # ------------------------------------------------------------------------ scenario set
+class _Prefixed(Violations):
+    """Violations whose fields are named from ``prefix`` (the set's path in a request)."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def add(self, field_path: str, description: str, code: Code = Code.INVALID_ARGUMENT) -> None:
+        super().add(self.prefix + field_path, description, code)
+
+
 @dataclass(frozen=True, eq=False)
 class ScenarioSet:
     """Shifts and their sizes: ``values`` is (components, scenarios), float64."""
@@ -247,11 +258,12 @@ class ScenarioSet:
             yield s, self.values[row:row + s.components]
             row += s.components
 
-    def validate(self, ids: dict[str, Iterable[str]], max_cells: int = 50_000_000) -> None:
+    def validate(self, ids: dict[str, Iterable[str]], max_cells: int = 50_000_000, prefix: str = "") -> None:
         """Raise every violation at once (a ServiceError naming each field): shapes, sizes,
         pillars, kinds, and selectors that match nothing among ``ids`` (kind of object ->
-        its ids in the base snapshot: "underlying", "surface", "curve")."""
-        v = Violations()
+        its ids in the base snapshot: "underlying", "surface", "curve"). ``prefix``: the
+        set's path in the request, put before each field named."""
+        v = _Prefixed(prefix)
         if not self.shifts:
             v.add("shifts", "at least one shift")
         if not self.labels:

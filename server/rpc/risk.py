@@ -20,17 +20,35 @@ from __future__ import annotations
 
 import grpc
 
+import time
+
+import numpy as np
+
 from pricegrid.server.domain import backtest as bt
-from pricegrid.server.domain.errors import Violations, invalid
+from pricegrid.server.domain import scenarios as sc
+from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, Violations, invalid
+from pricegrid.server.domain.instruments import SnapshotMarket
+from pricegrid.server.domain.models import Measure
 from pricegrid.server.rpc.admission import Lane, StreamGate
 from pricegrid.server.rpc.interceptors import Undecodable, safe_deserializer, wrap_stream
 from pricegrid.server.rpc.observe import RpcObserver
+from pricegrid.server.rpc import requests as req
 from pricegrid.server.rpc.requests import column_length, doubles, unknown_enums
+from pricegrid.server.rpc.responses import market_used, model_ref
 from pricegrid.server.service.backtest import Backtest, BacktestLimits
+from pricegrid.server.service.pricing import PricingService, Watch
+from pricegrid.server.service.scenarios import ScenarioRevaluer, ScenarioRun
+from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import risk_pb2 as rpb
 
 SERVICE = "pricegrid.v1.RiskService"
 _PARSE_BACKTEST = safe_deserializer(rpb.BacktestRequest)
+_PARSE_SCENARIOS = safe_deserializer(rpb.RunScenarioRiskRequest)
+#: the most P&L bytes one block of the cube carries (whole trades; one trade may exceed it)
+BLOCK_BYTES = 4 << 20
+_QUANTITIES = {int(q): q for q in sc.Quantity}
+_KINDS = {int(k): k for k in sc.ShiftKind}
+_SMILES = {0: sc.Smile.STICKY_STRIKE, **{int(x): x for x in sc.Smile}}
 _CONVENTIONS = {0: bt.VarConvention.LOSS, **{int(c): c for c in bt.VarConvention}}
 
 
@@ -83,6 +101,125 @@ def result_message(r: bt.BacktestResult) -> rpb.BacktestResponse:
     )
 
 
+# ------------------------------------------------------------------ RunScenarioRisk
+def _prefixed(exc: ServiceError, prefix: str) -> ServiceError:
+    """The same error with every field named from the request's root."""
+    violations = [FieldViolation(prefix + v.field if v.field else prefix.rstrip("."), v.description)
+                  for v in exc.violations]
+    text = "; ".join(f"{v.field}: {v.description}" for v in violations) or exc.message
+    return ServiceError(exc.code, text, violations)
+
+
+def _tenors(values, path: str, bad: Violations) -> tuple[float, ...]:
+    out = []
+    for j, label in enumerate(values):
+        try:
+            out.append(sc.tenor_years(label))
+        except ValueError as e:
+            bad.add(f"{path}[{j}]", str(e))
+    return tuple(out)
+
+
+def scenario_set_of(msg: rpb.ScenarioSet, prefix: str = "scenarios.") -> sc.ScenarioSet:
+    """The domain's scenario set (its own checks run when it meets the snapshot)."""
+    bad = Violations()
+    shifts = []
+    for i, m in enumerate(msg.shifts):
+        path = f"{prefix}shifts[{i}]"
+        if m.quantity not in _QUANTITIES:
+            bad.add(f"{path}.quantity", "required: one of " + ", ".join(q.name for q in sc.Quantity))
+        if m.kind not in _KINDS:
+            bad.add(f"{path}.kind", "required: one of " + ", ".join(k.name for k in sc.ShiftKind))
+        which = m.WhichOneof("shape")
+        if which == "buckets":
+            shape = sc.Buckets(_tenors(m.buckets.tenors, f"{path}.buckets.tenors", bad), tuple(m.buckets.tenors))
+        elif which == "grid":
+            shape = sc.Grid(_tenors(m.grid.expiries, f"{path}.grid.expiries", bad), tuple(m.grid.moneyness))
+        else:
+            shape = sc.Parallel()
+        shifts.append(sc.Shift(m.name, _QUANTITIES.get(m.quantity, sc.Quantity.SPOT), _KINDS.get(m.kind, sc.ShiftKind.ABSOLUTE),
+                               tuple(m.selector), shape))
+    unknown_enums(msg, prefix, bad)
+    if msg.smile not in _SMILES:
+        bad.add(f"{prefix}smile", "unknown value")
+    sizes = None
+    with bad.check():
+        sizes = doubles(msg.sizes, f"{prefix}sizes")
+    bad.raise_if_any()
+    labels = tuple(msg.labels)
+    components = sum(x.components for x in shifts)
+    if sizes.size != components * len(labels):
+        raise invalid(f"{prefix}sizes", f"{sizes.size} values; expected components x scenarios = "
+                                        f"{components} x {len(labels)} = {components * len(labels)}")
+    return sc.ScenarioSet(tuple(shifts), sizes.reshape(components, len(labels)), labels, _SMILES[msg.smile])
+
+
+def _levels(values, default: float, path: str, bad: Violations) -> np.ndarray:
+    levels = np.asarray(list(values) or [default], dtype=np.float64)
+    for j, x in enumerate(levels):
+        if not (np.isfinite(x) and 0.0 < x < 1.0 and 0.0 < 1.0 - x < 1.0):
+            bad.add(f"{path}[{j}]", f"must be strictly between 0 and 1 (got {x!r})")
+    return levels
+
+
+def scenario_request(request: rpb.RunScenarioRiskRequest, service: PricingService, max_cells: int):
+    """Everything a run needs, every violation of the request at once (fields named from the
+    request's root)."""
+    bad = Violations()
+    parsed = None
+    with bad.check():
+        try:
+            parsed = req.product_batch(request.portfolio, service.catalogue, service.limits.max_rows)
+        except ServiceError as exc:
+            raise _prefixed(exc, "portfolio.") from None
+    scenarios = None
+    with bad.check():
+        scenarios = scenario_set_of(request.scenarios)
+    var_levels = _levels(request.var_levels, 0.99, "var_levels", bad)
+    es_levels = _levels(request.es_levels, 0.975, "es_levels", bad)
+    unknown_enums(request, "", bad)
+    if parsed is not None:
+        spec, batch, market, rows, fields, measures, _settings = parsed
+        if tuple(measures) != (Measure.PRICE,):
+            bad.add("portfolio.measures", "a scenario run revalues the price: leave the measures empty or PRICE")
+        if not isinstance(market, SnapshotMarket):
+            bad.add("portfolio.market.snapshot_id", "required: scenarios shift a stored snapshot's market")
+        if request.trade_ids and len(request.trade_ids) != rows:
+            bad.add("trade_ids", f"{len(request.trade_ids)} ids for {rows} trades")
+        quantity = np.ones(1)
+        if request.HasField("quantity"):
+            with bad.check():
+                quantity = doubles(request.quantity, "quantity")
+                if len(quantity) not in (1, rows):
+                    raise invalid("quantity", f"{len(quantity)} values for {rows} trades: one per trade, or one")
+                if not np.all(np.isfinite(quantity)):
+                    raise invalid("quantity", f"not finite at trade {int(np.argmax(~np.isfinite(quantity)))}")
+        if scenarios is not None and rows * scenarios.scenarios > max_cells:
+            bad.add("scenarios.labels", f"{rows:,} trades x {scenarios.scenarios:,} scenarios = "
+                                        f"{rows * scenarios.scenarios:,} revaluations; at most {max_cells:,}",
+                    Code.RESOURCE_EXHAUSTED)
+    bad.raise_if_any()
+    fields = {k: "portfolio." + v for k, v in fields.items()}
+    trade_ids = list(request.trade_ids) or [str(i) for i in range(rows)]
+    return spec, batch, market, rows, fields, scenarios, quantity, trade_ids, var_levels, es_levels
+
+
+def _column(values: np.ndarray) -> cpb.DoubleColumn:
+    return cpb.DoubleColumn(raw=np.ascontiguousarray(values, dtype="<f8").tobytes())
+
+
+class _ScenarioCall:
+    """One run's state between its messages."""
+
+    def __init__(self, run: ScenarioRun, output: int, cube_type: int, trades: int):
+        self.run = run
+        self.cube = output in (rpb.SCENARIO_OUTPUT_CUBE, rpb.SCENARIO_OUTPUT_BOTH)
+        self.aggregates = output != rpb.SCENARIO_OUTPUT_CUBE
+        self.float32 = cube_type == rpb.CUBE_TYPE_FLOAT32
+        self.trades = trades
+        self.t0 = time.perf_counter()
+
+
 # ------------------------------------------------------------------ servicer
 class _Stream:
     """One Backtest stream's state: its running backtest, once the first message came."""
@@ -94,9 +231,94 @@ class _Stream:
 
 
 class RiskServicer:
-    def __init__(self, limits: BacktestLimits, lane: Lane):
+    def __init__(self, limits: BacktestLimits, lane: Lane, *, pricing: PricingService | None = None,
+                 batch_lane: Lane | None = None, max_scenario_cells: int = 50_000_000,
+                 default_deadline_s: float = 300.0):
         self.limits = limits
         self.lane = lane  # where each message is read and added (see the module docstring)
+        self.pricing = pricing  # None: no RunScenarioRisk
+        self.batch_lane = batch_lane  # where a scenario run's blocks are computed, one at a time
+        self.max_scenario_cells = max_scenario_cells
+        self.default_deadline_s = default_deadline_s
+
+    async def RunScenarioRisk(self, requests, context, call, counter):
+        """Header, blocks, trailer; each part computed in the batch class (its gate and
+        pool), one at a time, so that runs share the batch capacity block by block and the
+        deadline and the caller's going away are checked between blocks (and inside the
+        kernels, through the call's watch)."""
+        lane = self.batch_lane
+        async for data in requests:  # a unary request: exactly one
+            counter[0] += 1
+            refused = lane.too_large(len(data), "a RunScenarioRisk request")
+            if refused is not None:
+                raise refused
+            remaining = call.time_remaining()
+            watch = Watch(None if remaining is None or remaining > 1e8 else remaining, call.is_active)
+            call.add_callback(watch.cancel)
+            state, header = await lane.run(call, self._scenario_start, data, watch)
+            yield header
+            while True:
+                part = await lane.run(call, self._scenario_block, state)
+                if part is None:
+                    break
+                if part:
+                    yield part
+            yield self._scenario_trailer(state)
+
+    def _scenario_start(self, data: bytes, watch: Watch):
+        if self.pricing is None:
+            raise ServiceError(Code.UNIMPLEMENTED, "this server runs no scenario risk")
+        request = _PARSE_SCENARIOS(data)
+        if type(request) is Undecodable:
+            raise request.error()
+        spec, batch, market, rows, fields, scenarios, quantity, trade_ids, var_levels, es_levels = \
+            scenario_request(request, self.pricing, self.max_scenario_cells)
+        revaluer = ScenarioRevaluer(self.pricing)
+        per_block = max(1, BLOCK_BYTES // (8 * scenarios.scenarios)) * scenarios.scenarios
+        revaluation = revaluer.revalue(spec, batch, market, scenarios, quantity, rows=rows, fields=fields,
+                                       chunk_rows=min(per_block, self.pricing.limits.max_rows),
+                                       threads=request.portfolio.threads, should_continue=watch,
+                                       scenarios_path="scenarios.")
+        run = ScenarioRun(revaluation, rows, scenarios.scenarios, var_levels, es_levels)
+        header = rpb.ScenarioRiskHeader(
+            trade_ids=trade_ids, scenario_labels=list(scenarios.labels), base_values=_column(revaluation.base),
+            base_errors=[cpb.RowError(row=e.row, code=e.code, field=e.field, message=e.message)
+                         for e in revaluation.base_errors],
+            components=scenarios.component_labels(),
+        )
+        if revaluation.priced_by is not None:
+            header.priced_by.CopyFrom(model_ref(revaluation.priced_by))
+        if revaluation.market_used is not None:
+            header.market.CopyFrom(market_used(revaluation.market_used))
+        state = _ScenarioCall(run, request.output, request.cube_type, rows)
+        return state, rpb.RunScenarioRiskResponse(header=header).SerializeToString()
+
+    def _scenario_block(self, state: _ScenarioCall):
+        """The next block's message (b"" when the cube is not sent), None after the last."""
+        block = state.run.next_block()
+        if block is None:
+            return None
+        if not state.cube:
+            return b""
+        pnl = block.pnl.astype("<f4" if state.float32 else "<f8", copy=False)
+        msg = rpb.ScenarioPnlBlock(
+            trade_start=block.start, trade_stop=block.stop, pnl=np.ascontiguousarray(pnl).tobytes(),
+            cube_type=rpb.CUBE_TYPE_FLOAT32 if state.float32 else rpb.CUBE_TYPE_FLOAT64,
+            errors=[rpb.ScenarioRowError(trade=e.trade, scenario=e.scenario, code=e.code, field=e.field,
+                                         message=e.message) for e in block.errors],
+        )
+        return rpb.RunScenarioRiskResponse(block=msg).SerializeToString()
+
+    def _scenario_trailer(self, state: _ScenarioCall) -> bytes:
+        a = state.run.aggregates()
+        trailer = rpb.ScenarioRiskTrailer(failed_cells=a.failed_cells, compute_seconds=a.compute_seconds)
+        if state.aggregates:
+            trailer.portfolio_pnl.CopyFrom(_column(a.portfolio_pnl))
+            trailer.var.extend(rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.var_levels, a.var))
+            trailer.expected_shortfall.extend(rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.es_levels, a.es))
+            trailer.trade_var.CopyFrom(_column(a.trade_var.ravel()))
+            trailer.trade_expected_shortfall.CopyFrom(_column(a.trade_es.ravel()))
+        return rpb.RunScenarioRiskResponse(trailer=trailer).SerializeToString()
 
     async def Backtest(self, requests, context, call, counter):
         stream = _Stream()
@@ -132,10 +354,23 @@ def handlers(servicer: RiskServicer, observer: RpcObserver, *, streams: StreamGa
     ids, the one error table), counted among the server's open streams, behind ``auth`` (an
     Authorizer; None: no policy)."""
     path = f"/{SERVICE}/Backtest"
+    scenario = wrap_stream(f"/{SERVICE}/RunScenarioRisk", servicer.RunScenarioRisk, observer, streams=streams,
+                           default_deadline_s=servicer.default_deadline_s, auth=auth)
+
+    async def run_scenario_risk(data, context):  # server streaming: the one request as a stream of one
+        async def one():
+            yield data
+
+        async for reply in scenario(one(), context):
+            yield reply
+
     methods = {
         "Backtest": grpc.stream_stream_rpc_method_handler(
             wrap_stream(path, servicer.Backtest, observer, streams=streams, auth=auth),
             request_deserializer=None, response_serializer=None,
+        ),
+        "RunScenarioRisk": grpc.unary_stream_rpc_method_handler(
+            run_scenario_risk, request_deserializer=None, response_serializer=None,
         ),
     }
     return [grpc.method_handlers_generic_handler(SERVICE, methods)]

@@ -30,11 +30,13 @@ naming the trade, the scenario and the field; it never fails the run.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
+from pricegrid.server.domain import risk as risk_measures
 from pricegrid.server.domain.catalogue import EngineSpec
 from pricegrid.server.domain.errors import Code, ServiceError, invalid
 from pricegrid.server.domain.instruments import MarketBatch, MarketUsed, SnapshotMarket
@@ -71,6 +73,8 @@ class Revaluation:
     base: np.ndarray                  # (trades,) quantity x base value
     market_used: Optional[MarketUsed]
     blocks: Iterator[CubeBlock]
+    base_errors: list = field(default_factory=list)  # rows.RowError of the base valuation
+    priced_by: object = None           # the engine's ModelRef
 
 
 def _object_ids(snapshot, underlying_id: str) -> dict[str, list[str]]:
@@ -100,15 +104,19 @@ class ScenarioRevaluer:
         chunk_rows: int = 262_144,
         threads: int = 0,
         should_continue: Optional[ShouldContinue] = None,
+        scenarios_path: str = "",
     ) -> Revaluation:
+        market_path = fields.get("rate", "market.rate").replace(".rate", "")
         if not isinstance(market, SnapshotMarket):
-            raise invalid("market.snapshot_id", "required: scenarios shift a stored snapshot's market")
+            raise invalid(f"{market_path}.snapshot_id", "required: scenarios shift a stored snapshot's market")
         snapshot = self.pricing.snapshots(market.snapshot_id) if self.pricing.snapshots is not None else None
         if snapshot is None:
-            raise ServiceError(Code.NOT_FOUND, f"market.snapshot_id: no snapshot {market.snapshot_id!r} is stored")
+            raise invalid(f"{market_path}.snapshot_id", f"no snapshot {market.snapshot_id!r} is stored",
+                          code=Code.NOT_FOUND)
         if snapshot.underlying(market.underlying_id) is None:
-            raise ServiceError(Code.NOT_FOUND, f"market.underlying_id: no underlying {market.underlying_id!r}")
-        scenarios.validate(_object_ids(snapshot, market.underlying_id))
+            raise invalid(f"{market_path}.underlying_id", f"no underlying {market.underlying_id!r} in the snapshot",
+                          code=Code.NOT_FOUND)
+        scenarios.validate(_object_ids(snapshot, market.underlying_id), prefix=scenarios_path)
         quantity = np.asarray(quantity, dtype=np.float64)
         if quantity.shape not in ((rows,), (1,)) or not np.all(np.isfinite(quantity)):
             raise invalid("quantity", f"one finite quantity per trade ({rows}) or one for all")
@@ -127,7 +135,7 @@ class ScenarioRevaluer:
                 yield self._block(spec, batch, market, snapshot, scenarios, base_market, base, quantity,
                                   start, stop, fields, threads, should_continue)
 
-        return Revaluation(base_value, used, blocks())
+        return Revaluation(base_value, used, blocks(), list(base.errors), base.priced_by)
 
     # ------------------------------------------------------------------ one chunk
     def _block(self, spec, batch, market, snapshot, scenarios, base_market: MarketBatch, base, quantity,
@@ -213,3 +221,63 @@ def portfolio_pnl(blocks: Sequence[CubeBlock]) -> np.ndarray:
         part = np.nansum(b.pnl, axis=0)
         total = part if total is None else total + part
     return total if total is not None else np.zeros(0)
+
+
+# ---------------------------------------------------------------------------- a run
+@dataclass
+class Aggregates:
+    """What the trailer reports: the portfolio's P&L per scenario (failed cells left out),
+    its VaR and ES at each level, each trade's VaR and ES (trades x levels; NaN for a
+    trade with a failed scenario), the failed cells and the compute time."""
+
+    portfolio_pnl: np.ndarray
+    var_levels: np.ndarray
+    es_levels: np.ndarray
+    var: np.ndarray
+    es: np.ndarray
+    trade_var: np.ndarray
+    trade_es: np.ndarray
+    failed_cells: int
+    compute_seconds: float
+
+
+class ScenarioRun:
+    """One run, block by block: :meth:`next_block` prices the next trades under every
+    scenario and folds them into the aggregates (so the cube is never held whole: each
+    block has whole trades, hence each trade's VaR and ES come from its own block), and
+    :meth:`aggregates` gives the trailer once the blocks are done."""
+
+    def __init__(self, revaluation: Revaluation, trades: int, scenarios: int, var_levels: Sequence[float],
+                 es_levels: Sequence[float]):
+        self.revaluation = revaluation
+        self.trades, self.scenarios = trades, scenarios
+        self.var_levels = np.asarray(var_levels, dtype=np.float64)
+        self.es_levels = np.asarray(es_levels, dtype=np.float64)
+        self._portfolio = np.zeros(scenarios)
+        self._trade_var = np.full((trades, len(self.var_levels)), np.nan)
+        self._trade_es = np.full((trades, len(self.es_levels)), np.nan)
+        self._failed = 0
+        self._seconds = 0.0
+
+    def next_block(self) -> Optional[CubeBlock]:
+        t0 = time.perf_counter()
+        block = next(self.revaluation.blocks, None)
+        if block is not None:
+            pnl = block.pnl
+            ok = np.isfinite(pnl).all(axis=1)
+            self._failed += int(np.count_nonzero(~np.isfinite(pnl)))
+            self._portfolio += np.nansum(pnl, axis=0) if not ok.all() else pnl.sum(axis=0)
+            if ok.any():
+                tail = risk_measures.historical_risk(pnl[ok], var_level=self.var_levels, es_level=self.es_levels, axis=1)
+                rows = np.flatnonzero(ok) + block.start
+                self._trade_var[rows] = np.asarray(tail.var).reshape(len(self.var_levels), -1).T
+                self._trade_es[rows] = np.asarray(tail.es).reshape(len(self.es_levels), -1).T
+        self._seconds += time.perf_counter() - t0
+        return block
+
+    def aggregates(self) -> Aggregates:
+        tail = risk_measures.historical_risk(self._portfolio, var_level=self.var_levels, es_level=self.es_levels)
+        return Aggregates(self._portfolio, self.var_levels, self.es_levels,
+                          np.atleast_1d(np.asarray(tail.var, dtype=np.float64)),
+                          np.atleast_1d(np.asarray(tail.es, dtype=np.float64)),
+                          self._trade_var, self._trade_es, self._failed, self._seconds)

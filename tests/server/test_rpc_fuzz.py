@@ -242,7 +242,8 @@ UNARY = [
 
 
 def test_every_method_is_fuzzed():
-    fuzzed = {(s, m) for s, m, _ in UNARY} | {("PricingService", "PriceStream"), ("RiskService", "Backtest")}
+    fuzzed = {(s, m) for s, m, _ in UNARY} | {("PricingService", "PriceStream"), ("RiskService", "Backtest"),
+                                             ("RiskService", "RunScenarioRisk")}
     for file, service in ((pb, "PricingService"), (mpb, "MarketDataService"), (rpb, "RiskService")):
         for method in file.DESCRIPTOR.services_by_name[service].methods:
             assert (service, method.name) in fuzzed, method.full_name
@@ -334,4 +335,58 @@ def _backtest_examples(channel, messages):
 
 def test_backtest_stream(channel):
     _backtest_examples(channel)
+    _still_serving(channel)
+
+
+def _scenario_request(snapshot_id: str):
+    port = pb.PriceBatchRequest(model=c.MODEL_BLACK_SCHOLES_MERTON, european=pb.EuropeanOptionColumns(
+        option_type=c.Int32Column(values=[1, 2]), strike=c.DoubleColumn(values=[95.0, 105.0]),
+        time_to_expiry=c.DoubleColumn(values=[0.5, 1.0])))
+    port.market.snapshot_id, port.market.underlying_id = snapshot_id, "SPX"
+    r = rpb.RunScenarioRiskRequest(portfolio=port, quantity=c.DoubleColumn(values=[1.0, -2.0]),
+                                   output=rpb.SCENARIO_OUTPUT_BOTH, var_levels=[0.9], es_levels=[0.8])
+    r.scenarios.shifts.add(name="spot", quantity=rpb.SHIFT_QUANTITY_SPOT, kind=rpb.SHIFT_KIND_RELATIVE, selector=["SPX"])
+    r.scenarios.shifts.add(name="rate", quantity=rpb.SHIFT_QUANTITY_ZERO_RATE, kind=rpb.SHIFT_KIND_ABSOLUTE,
+                           selector=["US*"]).buckets.tenors.extend(["6M", "2Y"])
+    r.scenarios.shifts.add(name="vol", quantity=rpb.SHIFT_QUANTITY_VOL, kind=rpb.SHIFT_KIND_ABSOLUTE, selector=["SPX-*"])
+    r.scenarios.labels.extend(["a", "b", "c"])
+    r.scenarios.sizes.values.extend([-0.1, 0.0, 0.1, 0.001, 0.0, -0.001, 0.0, 0.0, 0.0, 0.02, 0.0, -0.02])
+    return r
+
+
+def test_scenario_risk(channel):
+    from pricegrid.v1 import market_pb2_grpc
+
+    snap = snapshot()
+    snap.name = "fuzz-scenarios"
+    snap.underlyings[0].vol_surface = "SPX-vol"
+    sid = market_pb2_grpc.MarketDataServiceStub(channel).PutSnapshot(
+        mpb.PutSnapshotRequest(snapshot=snap, force=True, reason="fuzz"), timeout=10).info.id
+    call = channel.unary_stream("/pricegrid.v1.RiskService/RunScenarioRisk")
+    valid = [rpb.RunScenarioRiskResponse.FromString(b) for b in call(_scenario_request(sid).SerializeToString(),
+                                                                      timeout=30)]
+    assert [p.WhichOneof("part") for p in valid] == ["header", "block", "trailer"]  # the base request runs
+
+    @FUZZ
+    @given(data=mutated(lambda: _scenario_request(sid)))
+    def run(data):
+        parts = []
+        try:
+            for b in call(data, timeout=30):
+                parts.append(rpb.RunScenarioRiskResponse.FromString(b))
+        except grpc.RpcError as err:  # refused before the header, never half-written without a status
+            assert err.code() in PROPER and err.details(), (err.code(), err.details())
+            assert not parts
+            return
+        kinds = [p.WhichOneof("part") for p in parts]
+        assert kinds[0] == "header" and kinds[-1] == "trailer" and set(kinds[1:-1]) <= {"block"}
+        trailer = parts[-1].trailer
+        pnl = np.frombuffer(trailer.portfolio_pnl.raw, dtype="<f8") if trailer.portfolio_pnl.raw else np.zeros(0)
+        assert np.isfinite(pnl).all()
+        for p in parts[1:-1]:
+            cube = np.frombuffer(p.block.pnl, dtype="<f4" if p.block.cube_type == rpb.CUBE_TYPE_FLOAT32 else "<f8")
+            failed = {(e.trade, e.scenario) for e in p.block.errors}
+            assert np.isfinite(cube).all() or failed, "a NaN cell without its row error"
+
+    run()
     _still_serving(channel)

@@ -3,11 +3,11 @@ demo snapshot: the cube against each scenario's market priced on its own, agains
 with the moves made in its data, the identities of the shift language, chunking, and
 per-row errors that never fail the run.
 
-Tolerances: the cube and a scenario priced on its own run the same batch kernel on the
-same inputs, but at other positions in a block (libmvec's vector lanes and the scalar
-remainder may differ in the last bits): 1e-13 relative or 1e-12 of the spot. Against a
-snapshot whose data were moved: a parallel zero-rate shift of the nodes is the same zero
-rate at every time up to rounding of the curve's interpolation, 1e-10 relative."""
+Tolerances: none where the cube and a scenario priced on its own run the same kernel on the
+same numbers (a row's bits do not depend on its place in a batch): the cube's P&L is
+quantity x (scenario value - base value) exactly. Against a snapshot whose data were moved:
+a parallel zero-rate shift of the nodes is the same zero rate at every time up to rounding
+of the curve's interpolation, 1e-10 relative."""
 
 from __future__ import annotations
 
@@ -59,13 +59,18 @@ def cube(world, scenarios, chunk_rows=262_144):
 
 
 def price_inline(world, level, rate, q, vol, time=None):
+    """The trades' values (not times quantity) on a market given as per-row columns."""
     _, service, spec, batch, _, quantity, _ = world
     columns = dict(batch.columns)
     if time is not None:
         columns["time_to_expiry"] = time
     out = service.price_batch(spec, ProductBatch(batch.product, columns), MarketBatch(level, rate, q, vol),
                               (Measure.PRICE,), rows=TRADES, fields=FIELDS, threads=1)
-    return out.values[0] * quantity
+    return out.values[0]
+
+
+def pnl_of(world, value, base):
+    return (value - base) * world[5]
 
 
 def base_columns(world):
@@ -75,7 +80,7 @@ def base_columns(world):
 
 
 def close(a, b):
-    np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-12 * 6000)
+    np.testing.assert_array_equal(a, b)
 
 
 def test_each_scenario_is_its_own_market_priced_on_its_own(world):
@@ -91,13 +96,13 @@ def test_each_scenario_is_its_own_market_priced_on_its_own(world):
     r, blocks, pnl = cube(world, s)
     level, rate0, q0, vol0 = base_columns(world)
     base = price_inline(world, level, rate0, q0, vol0)
-    close(r.base, base)
+    close(r.base, base * world[5])
     assert r.market_used.snapshot_id == world[6].snapshot_id and r.market_used.vol_surface == "SPX-SVI"
     for j in range(4):
         # the demo's SPX has no cash dividends: the row level is the spot
         value = price_inline(world, level * (1 + sizes[0, j]), rate0 + sizes[2, j], q0 * np.exp(sizes[3, j]),
                              vol0 + sizes[1, j])
-        close(pnl[:, j], value - base)
+        close(pnl[:, j], pnl_of(world, value, base))
     np.testing.assert_array_equal(pnl[:, 1], 0.0)  # no move, no P&L, exactly
     assert all(not b.errors for b in blocks)
     np.testing.assert_allclose(portfolio_pnl(blocks), pnl.sum(axis=0), rtol=1e-12)
@@ -149,10 +154,10 @@ def test_equal_bucket_sizes_are_the_parallel_shift_and_a_time_roll_shortens_expi
     _, blocks, d = cube(world, roll)
     level, rate0, q0, vol0 = base_columns(world)
     base = price_inline(world, level, rate0, q0, vol0)
-    close(d[:, 0], price_inline(world, level, rate0, q0, vol0, time=np.maximum(t - 1 / 12, 0.0)) - base)
+    close(d[:, 0], pnl_of(world, price_inline(world, level, rate0, q0, vol0, time=np.maximum(t - 1 / 12, 0.0)), base))
     k = world[3].columns["strike"]
     w = np.where(world[3].columns["option_type"] == 1, 1.0, -1.0)
-    close(d[:, 1], np.maximum(w * (level - k), 0.0) * world[5] - base)  # intrinsic at expiry
+    close(d[:, 1], pnl_of(world, np.maximum(w * (level - k), 0.0), base))  # intrinsic at expiry
     assert not any(b.errors for b in blocks)
 
 
@@ -162,7 +167,7 @@ def test_chunks_give_the_same_cube(world):
     _, one, a = cube(world, s)
     _, many, b = cube(world, s, chunk_rows=7 * 5)  # 5 trades a chunk
     assert len(one) == 1 and len(many) == 11 and [x.start for x in many][:3] == [0, 5, 10]
-    np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-9)
+    np.testing.assert_array_equal(a, b)
 
 
 def test_sticky_moneyness_reads_the_vol_at_the_same_moneyness(world):
@@ -178,7 +183,8 @@ def test_sticky_moneyness_reads_the_vol_at_the_same_moneyness(world):
     for j, x in enumerate(sizes[0]):
         moved = ProductBatch(batch.product, {**batch.columns, "strike": batch.columns["strike"] / (1 + x)})
         vol = service.resolve_market(spec, moved, ref, FIELDS)[0].volatility
-        close(sticky_m[:, j], price_inline(world, level * (1 + x), rate0, q0, vol) - r.base)
+        close(sticky_m[:, j], pnl_of(world, price_inline(world, level * (1 + x), rate0, q0, vol),
+                                     price_inline(world, level, rate0, q0, base_columns(world)[3])))
 
 
 def test_a_row_that_cannot_be_priced_is_a_per_row_error_not_a_failed_run(world):

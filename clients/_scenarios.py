@@ -1,0 +1,210 @@
+"""Scenario risk through RiskService.RunScenarioRisk: a portfolio on one underlying of a stored
+snapshot, revalued under a scenario set; the P&L cube (on request) and the aggregates as
+numpy arrays.
+
+    >>> from pricegrid.clients import RiskClient, Shift
+    >>> shifts = [Shift("spot", "spot", "relative", ["SPX"]),
+    ...           Shift("vol", "vol", "absolute", ["SPX-*"]),
+    ...           Shift("rates", "zero_rate", "absolute", ["USD-OIS"], tenors=["3M", "1Y", "5Y"])]
+    >>> sizes = np.vstack([spot_moves, vol_moves, rate_moves_by_tenor])  # components x scenarios
+    >>> with RiskClient(target="127.0.0.1:50051") as risk:
+    ...     r = risk.scenario_risk(snapshot_id=sid, underlying_id="SPX", model="bsm",
+    ...                            option_type=types, strike=k, time_to_expiry=t, quantity=q,
+    ...                            shifts=shifts, sizes=sizes, labels=labels, output="both")
+    ...     r.var[0.99], r.expected_shortfall[0.975], r.cube.shape, r.cube_frame()
+
+What each quantity, kind and shape means is written in ``proto/pricegrid/v1/risk.proto``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import grpc
+import numpy as np
+
+from pricegrid.v1 import risk_pb2 as rpb
+
+from ._errors import PricingError, RowError, status_code
+
+__all__ = ["ScenarioRiskResult", "ScenarioRowError", "Shift", "QUANTITIES", "KINDS"]
+
+QUANTITIES = {"spot": rpb.SHIFT_QUANTITY_SPOT, "vol": rpb.SHIFT_QUANTITY_VOL,
+              "zero_rate": rpb.SHIFT_QUANTITY_ZERO_RATE, "dividend_yield": rpb.SHIFT_QUANTITY_DIVIDEND_YIELD,
+              "time": rpb.SHIFT_QUANTITY_TIME}
+KINDS = {"absolute": rpb.SHIFT_KIND_ABSOLUTE, "relative": rpb.SHIFT_KIND_RELATIVE, "log": rpb.SHIFT_KIND_LOG,
+         "fixed": rpb.SHIFT_KIND_FIXED}
+SMILES = {"sticky_strike": rpb.SMILE_DYNAMICS_STICKY_STRIKE, "sticky_moneyness": rpb.SMILE_DYNAMICS_STICKY_MONEYNESS}
+OUTPUTS = {"aggregates": rpb.SCENARIO_OUTPUT_AGGREGATES, "cube": rpb.SCENARIO_OUTPUT_CUBE,
+           "both": rpb.SCENARIO_OUTPUT_BOTH}
+
+
+@dataclass(frozen=True)
+class Shift:
+    """One shift of the set: what moves (``quantity``: spot, vol, zero_rate, dividend_yield,
+    time), how a size applies (``kind``: absolute, relative, log, fixed), which objects
+    (``selector``: glob patterns over ids) and its shape: parallel by default, ``tenors``
+    for one size per bucket, ``grid_expiries`` x ``grid_moneyness`` for vol by expiry and
+    K/F. Its rows of ``sizes``: 1, len(tenors), or expiries x moneyness (expiries outer)."""
+
+    name: str
+    quantity: str
+    kind: str = "absolute"
+    selector: Sequence[str] = ()
+    tenors: Optional[Sequence[str]] = None
+    grid_expiries: Optional[Sequence[str]] = None
+    grid_moneyness: Optional[Sequence[float]] = None
+
+    @property
+    def components(self) -> int:
+        if self.tenors is not None:
+            return len(self.tenors)
+        if self.grid_expiries is not None:
+            return len(self.grid_expiries) * len(self.grid_moneyness or ())
+        return 1
+
+    def message(self) -> rpb.ScenarioShift:
+        if self.quantity not in QUANTITIES:
+            raise ValueError(f"shift {self.name!r}: quantity {self.quantity!r}; expected one of {sorted(QUANTITIES)}")
+        if self.kind not in KINDS:
+            raise ValueError(f"shift {self.name!r}: kind {self.kind!r}; expected one of {sorted(KINDS)}")
+        msg = rpb.ScenarioShift(name=self.name, quantity=QUANTITIES[self.quantity], kind=KINDS[self.kind],
+                                selector=list(self.selector))
+        if self.tenors is not None:
+            msg.buckets.tenors.extend(str(t) for t in self.tenors)
+        elif self.grid_expiries is not None:
+            msg.grid.expiries.extend(str(t) for t in self.grid_expiries)
+            msg.grid.moneyness.extend(float(m) for m in (self.grid_moneyness or ()))
+        return msg
+
+
+@dataclass(frozen=True)
+class ScenarioRowError:
+    trade: int
+    scenario: int
+    code: int
+    field: str
+    message: str
+
+
+@dataclass
+class ScenarioRiskResult:
+    """A run's result. ``base``: quantity x value per trade on the base market; ``cube``:
+    trades x scenarios P&L (None unless asked, NaN where a trade failed in a scenario, see
+    ``errors``); ``portfolio_pnl`` per scenario; ``var`` and ``expected_shortfall`` by level
+    (positive losses); ``trade_var``/``trade_expected_shortfall``: trades x levels."""
+
+    trade_ids: list[str]
+    scenario_labels: list[str]
+    components: list[str]
+    base: np.ndarray
+    base_errors: list  # RowError of the base valuation (row: the trade)
+    cube: Optional[np.ndarray]
+    errors: list[ScenarioRowError]
+    portfolio_pnl: Optional[np.ndarray]
+    var: dict[float, float]
+    expected_shortfall: dict[float, float]
+    trade_var: Optional[np.ndarray]
+    trade_expected_shortfall: Optional[np.ndarray]
+    failed_cells: int
+    compute_seconds: float
+    priced_by: dict = field(default_factory=dict)
+    market: dict = field(default_factory=dict)
+    blocks: int = 0
+
+    def cube_frame(self):
+        """The cube as a pandas DataFrame (trades x scenarios, labelled)."""
+        import pandas as pd
+
+        if self.cube is None:
+            raise ValueError("the cube was not asked for: output='cube' or 'both'")
+        return pd.DataFrame(self.cube, index=pd.Index(self.trade_ids, name="trade"),
+                            columns=pd.Index(self.scenario_labels, name="scenario"))
+
+
+def _doubles(col) -> np.ndarray:
+    if col.raw:
+        return np.frombuffer(col.raw, dtype="<f8").astype(np.float64)
+    return np.asarray(col.values, dtype=np.float64)
+
+
+def request_of(portfolio, *, quantity, trade_ids, shifts: Sequence[Shift], sizes, labels, smile: str, output: str,
+               cube_type: str, var_levels, es_levels) -> rpb.RunScenarioRiskRequest:
+    sizes = np.asarray(sizes, dtype=np.float64)
+    if sizes.ndim == 1:
+        sizes = sizes.reshape(1, -1)
+    components = sum(s.components for s in shifts)
+    if sizes.shape != (components, len(labels)):
+        raise ValueError(f"sizes has shape {sizes.shape}; the shifts have {components} components and there are "
+                         f"{len(labels)} labels: expected ({components}, {len(labels)})")
+    if smile not in SMILES:
+        raise ValueError(f"smile {smile!r}; expected one of {sorted(SMILES)}")
+    if output not in OUTPUTS:
+        raise ValueError(f"output {output!r}; expected one of {sorted(OUTPUTS)}")
+    if cube_type not in ("float64", "float32"):
+        raise ValueError(f"cube_type {cube_type!r}; expected 'float64' or 'float32'")
+    msg = rpb.RunScenarioRiskRequest(portfolio=portfolio, output=OUTPUTS[output],
+                                     cube_type=rpb.CUBE_TYPE_FLOAT32 if cube_type == "float32" else rpb.CUBE_TYPE_FLOAT64,
+                                     var_levels=list(var_levels), es_levels=list(es_levels))
+    if quantity is not None:
+        msg.quantity.raw = np.ascontiguousarray(np.atleast_1d(np.asarray(quantity, dtype="<f8"))).tobytes()
+    if trade_ids is not None:
+        msg.trade_ids.extend(str(t) for t in trade_ids)
+    msg.scenarios.shifts.extend(s.message() for s in shifts)
+    msg.scenarios.labels.extend(str(x) for x in labels)
+    msg.scenarios.sizes.raw = np.ascontiguousarray(sizes, dtype="<f8").tobytes()
+    msg.scenarios.smile = SMILES[smile]
+    return msg
+
+
+def collect(stub_call, request: rpb.RunScenarioRiskRequest, timeout, progress=None) -> ScenarioRiskResult:
+    """Read the header, the blocks and the trailer into a result."""
+    header = trailer = None
+    cube = None
+    errors: list[ScenarioRowError] = []
+    blocks = 0
+    try:
+        for part in stub_call(request, timeout=timeout):
+            which = part.WhichOneof("part")
+            if which == "header":
+                header = part.header
+                if request.output in (rpb.SCENARIO_OUTPUT_CUBE, rpb.SCENARIO_OUTPUT_BOTH):
+                    cube = np.full((len(header.trade_ids), len(header.scenario_labels)), np.nan)
+            elif which == "block":
+                b = part.block
+                dtype = "<f4" if b.cube_type == rpb.CUBE_TYPE_FLOAT32 else "<f8"
+                cube[b.trade_start:b.trade_stop] = np.frombuffer(b.pnl, dtype=dtype).reshape(
+                    b.trade_stop - b.trade_start, -1)
+                errors.extend(ScenarioRowError(e.trade, e.scenario, e.code, e.field, e.message) for e in b.errors)
+                blocks += 1
+                if progress is not None:
+                    progress(b.trade_stop, len(header.trade_ids))
+            elif which == "trailer":
+                trailer = part.trailer
+    except grpc.RpcError as e:
+        raise PricingError.from_rpc_error(e) from None
+    if header is None or trailer is None:
+        raise PricingError(grpc.StatusCode.INTERNAL, "the server ended the scenario run early")
+    trades = len(header.trade_ids)
+    aggregates = request.output != rpb.SCENARIO_OUTPUT_CUBE
+    tv = _doubles(trailer.trade_var) if aggregates else None
+    te = _doubles(trailer.trade_expected_shortfall) if aggregates else None
+    return ScenarioRiskResult(
+        trade_ids=list(header.trade_ids), scenario_labels=list(header.scenario_labels),
+        components=list(header.components), base=_doubles(header.base_values),
+        base_errors=[RowError(int(e.row), status_code(e.code), e.field, e.message) for e in header.base_errors],
+        cube=cube, errors=errors,
+        portfolio_pnl=_doubles(trailer.portfolio_pnl) if aggregates else None,
+        var={x.level: x.value for x in trailer.var},
+        expected_shortfall={x.level: x.value for x in trailer.expected_shortfall},
+        trade_var=tv.reshape(trades, -1) if tv is not None and trades else tv,
+        trade_expected_shortfall=te.reshape(trades, -1) if te is not None and trades else te,
+        failed_cells=trailer.failed_cells, compute_seconds=trailer.compute_seconds,
+        priced_by={"model": header.priced_by.model, "engine": header.priced_by.engine,
+                   "version": header.priced_by.version},
+        market={"snapshot_id": header.market.snapshot_id, "underlying_id": header.market.underlying_id,
+                "discount_curve": header.market.discount_curve, "dividend_curve": header.market.dividend_curve,
+                "vol_surface": header.market.vol_surface},
+        blocks=blocks,
+    )

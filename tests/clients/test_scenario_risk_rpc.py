@@ -1,0 +1,171 @@
+"""RiskService.RunScenarioRisk through RiskClient.scenario_risk against a real server (the
+session's, 127.0.0.1, with its built-in demo snapshot): the cube equals each scenario's
+market priced on its own through Price, bit for bit; the aggregates equal numpy's on the
+cube; blocks, float32, per-row errors, bad requests named by field, caps, cancellation."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+
+from pricegrid.clients import EuropeanOption, FrontOfficeClient, Market, MarketClient, PricingError, RiskClient, Shift
+from pricegrid.server.app import demo
+from pricegrid.server.domain.instruments import MarketBatch, SnapshotMarket
+from pricegrid.server.domain.models import Model
+from pricegrid.server.domain.products import PRODUCTS, ProductBatch
+from pricegrid.server.service.market import MarketDataService
+from pricegrid.server.service.pricing import Limits, PricingService
+from pricegrid.server.store.sqlite import SqliteSnapshotStore
+
+TRADES = 40
+
+
+@pytest.fixture(scope="module")
+def risk(server):
+    with RiskClient(target=server.address, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def snapshot_id(server):
+    with MarketClient(target=server.address, timeout=10) as market:
+        return market.list_snapshots("demo")[0].id
+
+
+@pytest.fixture(scope="module")
+def book():
+    rng = np.random.default_rng(21)
+    return {"option_type": np.where(rng.random(TRADES) < 0.5, "call", "put"),
+            "strike": rng.uniform(5200, 6800, TRADES), "time_to_expiry": rng.uniform(0.1, 2.5, TRADES),
+            "quantity": rng.choice([-2.0, 1.0, 3.0], TRADES)}
+
+
+def run(risk, snapshot_id, book, shifts, sizes, labels, **kw):
+    return risk.scenario_risk(snapshot_id=snapshot_id, underlying_id="SPX", model="bsm", shifts=shifts, sizes=sizes,
+                              labels=labels, option_type=book["option_type"], strike=book["strike"],
+                              time_to_expiry=book["time_to_expiry"], quantity=book["quantity"],
+                              trade_ids=[f"T{i}" for i in range(TRADES)], **kw)
+
+
+def base_market(book):
+    """The trades' base market numbers, read from the same demo snapshot in this process."""
+    market = MarketDataService(SqliteSnapshotStore(":memory:"))
+    record, _ = market.put(demo.snapshot(), force=True, reason="test")
+    service = PricingService(Limits(), snapshots=market.snapshot)
+    spec = service.catalogue.find("european", Model.BLACK_SCHOLES_MERTON)
+    batch = ProductBatch(PRODUCTS["european"], {"option_type": np.where(book["option_type"] == "call", 1, 2).astype(np.int32),
+                                                "strike": book["strike"], "time_to_expiry": book["time_to_expiry"]})
+    ref = SnapshotMarket(record.snapshot_id, "SPX", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)))
+    m, _, _ = service.resolve_market(spec, batch, ref, {})
+    return m.underlying, m.rate, m.dividend_yield, m.volatility
+
+
+def test_the_cube_is_each_scenarios_market_priced_through_price_bit_for_bit(server, risk, snapshot_id, book):
+    shifts = [Shift("spot", "spot", "relative", ["SPX"]), Shift("vol", "vol", "absolute", ["SPX-SVI"]),
+              Shift("rate", "zero_rate", "absolute", ["USD-*"])]
+    sizes = np.array([[-0.15, 0.0, 0.05], [0.05, 0.0, -0.02], [0.002, 0.0, -0.001]])
+    r = run(risk, snapshot_id, book, shifts, sizes, ["crash", "flat", "rally"], output="both")
+    assert r.trade_ids[3] == "T3" and r.scenario_labels == ["crash", "flat", "rally"]
+    assert r.components == ["spot", "vol", "rate"] and r.cube.shape == (TRADES, 3) and not r.errors
+    assert r.market["vol_surface"] == "SPX-SVI" and r.market["snapshot_id"] == snapshot_id
+    assert r.priced_by["engine"] == "analytic_european"
+    np.testing.assert_array_equal(r.cube[:, 1], 0.0)
+    level, rate, q, vol = base_market(book)
+    with FrontOfficeClient(target=server.address, timeout=10) as fo:
+        def price(i, x_spot, x_vol, x_rate):
+            option = EuropeanOption(option_type=str(book["option_type"][i]), strike=float(book["strike"][i]),
+                                    expiry=float(book["time_to_expiry"][i]))
+            return fo.price(option, Market(spot=float(level[i] * (1 + x_spot)), rate=float(rate[i] + x_rate),
+                                           dividend_yield=float(q[i]), volatility=float(vol[i] + x_vol))).price
+        for i in (0, 7, TRADES - 1):
+            base = price(i, 0.0, 0.0, 0.0)
+            assert r.base[i] == base * book["quantity"][i]
+            for j in (0, 2):
+                assert r.cube[i, j] == (price(i, *sizes[:, j]) - base) * book["quantity"][i], (i, j)
+    # the aggregates are the cube's, summed and ranked as the domain states
+    np.testing.assert_allclose(r.portfolio_pnl, r.cube.sum(axis=0), rtol=1e-12)
+    losses = -r.portfolio_pnl
+    assert r.var[0.99] == pytest.approx(np.sort(losses)[int(np.ceil(3 * 0.99)) - 1])
+    assert r.trade_var.shape == (TRADES, 1) and r.trade_expected_shortfall.shape == (TRADES, 1)
+    assert r.trade_var[5, 0] == pytest.approx(np.max(-r.cube[5]))
+
+
+def test_aggregates_only_by_default_and_a_cube_in_several_float32_blocks(risk, snapshot_id, book):
+    rng = np.random.default_rng(5)
+    scenarios = 20_000  # 40 trades x 20k x 8 bytes = 6.4 MB: more than one block
+    shifts = [Shift("spot", "spot", "log", ["SPX"]), Shift("vol", "vol", "relative", ["SPX-SVI"],
+                                                           grid_expiries=["6M", "2Y"], grid_moneyness=[0.9, 1.1])]
+    sizes = np.vstack([rng.normal(0, 0.02, scenarios), rng.normal(0, 0.05, (4, scenarios))])
+    labels = [f"d{j}" for j in range(scenarios)]
+    agg = run(risk, snapshot_id, book, shifts, sizes, labels)
+    assert agg.cube is None and agg.blocks == 0 and agg.portfolio_pnl.shape == (scenarios,)
+    seen = []
+    both = run(risk, snapshot_id, book, shifts, sizes, labels, output="both", cube_type="float32",
+               progress=lambda done, total: seen.append((done, total)))
+    assert both.blocks >= 2 and seen[-1] == (TRADES, TRADES)
+    np.testing.assert_array_equal(agg.portfolio_pnl, both.portfolio_pnl)
+    np.testing.assert_allclose(both.cube.sum(axis=0), both.portfolio_pnl, rtol=1e-5, atol=1e-2)
+    es = np.sort(-agg.portfolio_pnl)[::-1][: int(np.ceil(scenarios * 0.025))].mean()
+    assert agg.expected_shortfall[0.975] == pytest.approx(es, rel=1e-12)
+
+
+def test_a_cell_that_cannot_be_priced_is_a_row_error_and_left_out_of_the_sums(risk, snapshot_id, book):
+    shifts = [Shift("vol", "vol", "absolute", ["SPX-SVI"])]
+    r = run(risk, snapshot_id, book, shifts, np.array([[0.01, -9.0]]), ["up", "impossible"], output="both")
+    assert np.isnan(r.cube[:, 1]).all() and np.isfinite(r.cube[:, 0]).all()
+    assert len(r.errors) == TRADES and {e.scenario for e in r.errors} == {1}
+    assert r.failed_cells == TRADES and r.portfolio_pnl[1] == 0.0
+    assert all(e.field == "portfolio.market.volatility" and "finite and > 0" in e.message for e in r.errors)
+    assert np.isnan(r.trade_var).all()  # every trade failed in one scenario
+
+
+def test_bad_requests_name_their_fields(risk, snapshot_id, book):
+    with pytest.raises(PricingError) as e:
+        run(risk, snapshot_id, book, [Shift("x", "zero_rate", "absolute", ["EUR-*"])], [[0.01]], ["a"])
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.field == "scenarios.shifts[0].selector"
+    bad = dict(book, strike=np.where(np.arange(TRADES) == 3, np.nan, book["strike"]))
+    r = run(risk, snapshot_id, bad, [Shift("s", "spot", "relative", ["SPX"])], [[0.1]], ["a"], output="both")
+    # a bad trade is a row error of the base valuation and of its scenarios, not a failed run
+    assert np.isnan(r.base[3]) and [e.row for e in r.base_errors] == [3]
+    assert r.base_errors[0].field == "portfolio.european.strike"
+    assert [(e.trade, e.scenario) for e in r.errors] == [(3, 0)] and np.isfinite(np.delete(r.cube, 3, axis=0)).all()
+    with pytest.raises(PricingError) as e:
+        run(risk, "no-such-snapshot", book, [Shift("s", "spot", "relative", ["SPX"])], [[0.1]], ["a"])
+    assert e.value.code == grpc.StatusCode.NOT_FOUND and e.value.field == "portfolio.market.snapshot_id"
+    with pytest.raises(PricingError) as e:
+        run(risk, snapshot_id, book, [Shift("r", "zero_rate", "absolute", ["USD-OIS"], tenors=["3M", "1X"])],
+            [[0.0], [0.0]], ["a"], var_levels=(1.5,))
+    fields = {f for f, _ in e.value.field_violations}
+    assert {"scenarios.shifts[0].buckets.tenors[1]", "var_levels[0]"} <= fields
+    with pytest.raises(ValueError):  # the client checks the sizes' shape against the shifts
+        run(risk, snapshot_id, book, [Shift("s", "spot", "relative", ["SPX"])], [[0.1, 0.2]], ["a"])
+
+
+def test_the_cell_cap_is_resource_exhausted(server, snapshot_id, book):
+    from tests.conftest import start_server
+
+    small = start_server(max_scenario_cells=100)
+    try:
+        with RiskClient(target=small.address, timeout=30) as client:
+            with MarketClient(target=small.address, timeout=10) as market:
+                sid = market.list_snapshots("demo")[0].id
+            with pytest.raises(PricingError) as e:
+                run(client, sid, book, [Shift("s", "spot", "relative", ["SPX"])], [[0.1, 0.2, 0.3]], ["a", "b", "c"])
+            assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "120 revaluations; at most 100" in str(e.value)
+    finally:
+        small.stop(1.0)
+
+
+def test_a_run_past_its_deadline_stops_and_the_server_keeps_serving(risk, snapshot_id, book):
+    rng = np.random.default_rng(9)
+    scenarios = 200_000
+    big = {k: np.tile(v, 5) for k, v in book.items()}  # 200 trades x 200k scenarios = 40M revaluations
+    with pytest.raises(PricingError) as e:
+        risk.scenario_risk(snapshot_id=snapshot_id, underlying_id="SPX", model="bsm",
+                           shifts=[Shift("s", "spot", "log", ["SPX"])], sizes=rng.normal(0, 0.01, (1, scenarios)),
+                           labels=[str(j) for j in range(scenarios)], option_type=big["option_type"],
+                           strike=big["strike"], time_to_expiry=big["time_to_expiry"], timeout=0.5)
+    assert e.value.code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+    ok = run(risk, snapshot_id, book, [Shift("s", "spot", "relative", ["SPX"])], [[0.1]], ["a"])
+    assert ok.portfolio_pnl.shape == (1,)
