@@ -934,6 +934,7 @@ class RiskClient:
         cube_type: str = "float64",
         var_levels: Iterable[float] = (0.99,),
         es_levels: Iterable[float] = (0.975,),
+        trade_risk: bool = False,
         instrument: str = "european",
         threads: int = 0,
         progress: Callable[[int, int], None] | None = None,
@@ -945,7 +946,8 @@ class RiskClient:
         scenario set ``shifts`` x ``sizes`` (components x scenarios, see :class:`Shift`)
         with one ``labels`` entry per scenario. ``output``: "aggregates" (default: the
         portfolio's P&L per scenario, VaR and ES per level, per trade), "cube" or "both"
-        (the trades x scenarios P&L cube in ``result.cube``). ``progress(trades_done,
+        (the trades x scenarios P&L cube in ``result.cube``); ``trade_risk``: also each
+        trade's VaR and ES. ``progress(trades_done,
         trades)`` is called per block of the cube. One stream; ``timeout`` its deadline."""
         self._check_open()
         prepared = self._prepare_product(
@@ -958,7 +960,7 @@ class RiskClient:
         request = _scenarios.request_of(
             portfolio, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
             sizes=sizes, labels=list(labels), smile=smile, output=output, cube_type=cube_type,
-            var_levels=var_levels, es_levels=es_levels,
+            var_levels=var_levels, es_levels=es_levels, trade_risk=trade_risk,
         )
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         return _scenarios.collect(stub.RunScenarioRisk, request, resolve_timeout(timeout, self.timeout), progress)

@@ -93,7 +93,8 @@ class ScenarioRiskResult:
     """A run's result. ``base``: quantity x value per trade on the base market; ``cube``:
     trades x scenarios P&L (None unless asked, NaN where a trade failed in a scenario, see
     ``errors``); ``portfolio_pnl`` per scenario; ``var`` and ``expected_shortfall`` by level
-    (positive losses); ``trade_var``/``trade_expected_shortfall``: trades x levels."""
+    (positive losses); ``trade_var``/``trade_expected_shortfall``: trades x levels (None
+    unless asked with ``trade_risk=True``)."""
 
     trade_ids: list[str]
     scenario_labels: list[str]
@@ -130,7 +131,7 @@ def _doubles(col) -> np.ndarray:
 
 
 def request_of(portfolio, *, quantity, trade_ids, shifts: Sequence[Shift], sizes, labels, smile: str, output: str,
-               cube_type: str, var_levels, es_levels) -> rpb.RunScenarioRiskRequest:
+               cube_type: str, var_levels, es_levels, trade_risk: bool = False) -> rpb.RunScenarioRiskRequest:
     sizes = np.asarray(sizes, dtype=np.float64)
     if sizes.ndim == 1:
         sizes = sizes.reshape(1, -1)
@@ -146,7 +147,8 @@ def request_of(portfolio, *, quantity, trade_ids, shifts: Sequence[Shift], sizes
         raise ValueError(f"cube_type {cube_type!r}; expected 'float64' or 'float32'")
     msg = rpb.RunScenarioRiskRequest(portfolio=portfolio, output=OUTPUTS[output],
                                      cube_type=rpb.CUBE_TYPE_FLOAT32 if cube_type == "float32" else rpb.CUBE_TYPE_FLOAT64,
-                                     var_levels=list(var_levels), es_levels=list(es_levels))
+                                     var_levels=list(var_levels), es_levels=list(es_levels),
+                                     trade_risk=bool(trade_risk))
     if quantity is not None:
         msg.quantity.raw = np.ascontiguousarray(np.atleast_1d(np.asarray(quantity, dtype="<f8"))).tobytes()
     if trade_ids is not None:
@@ -188,8 +190,8 @@ def collect(stub_call, request: rpb.RunScenarioRiskRequest, timeout, progress=No
         raise PricingError(grpc.StatusCode.INTERNAL, "the server ended the scenario run early")
     trades = len(header.trade_ids)
     aggregates = request.output != rpb.SCENARIO_OUTPUT_CUBE
-    tv = _doubles(trailer.trade_var) if aggregates else None
-    te = _doubles(trailer.trade_expected_shortfall) if aggregates else None
+    tv = _doubles(trailer.trade_var) if aggregates and request.trade_risk else None
+    te = _doubles(trailer.trade_expected_shortfall) if aggregates and request.trade_risk else None
     return ScenarioRiskResult(
         trade_ids=list(header.trade_ids), scenario_labels=list(header.scenario_labels),
         components=list(header.components), base=_doubles(header.base_values),

@@ -212,6 +212,23 @@ def tune_malloc() -> bool:
         return False
 
 
+def single_threaded_blas() -> bool:
+    """numpy's BLAS (OpenBLAS) on one thread in this process.
+
+    The server computes in its own thread pools and the kernels' OpenMP threads; OpenBLAS's
+    own threads (one per core, spinning after each call) then only compete with them: a
+    scenario run's small matrix products took the 10M-row run from 0.20 to 0.47 s and
+    slowed the kernel beside it by 40% (bench/test_bench_scenarios.py). threadpoolctl
+    sets the limit at run time (the environment variable only counts before numpy loads).
+    PRICEGRID_BLAS_THREADS=0 leaves BLAS as it is."""
+    if os.environ.get("PRICEGRID_BLAS_THREADS", "1") == "0":
+        return False
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+    return True
+
+
 def server_options(settings: Settings) -> list[tuple[str, object]]:
     """The gRPC core options: message sizes, streams per connection, keepalive, connection age."""
     options = [
@@ -281,6 +298,7 @@ def capacity(settings: Settings) -> tuple[Lanes, StreamGate, tuple]:
 
 def start(settings: Settings) -> RunningServer:
     malloc_tuned = tune_malloc()
+    single_threaded_blas()
     kernel_threads = max(1, min(settings.kernel_threads, black.max_threads()))
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     registry = CollectorRegistry()

@@ -195,27 +195,36 @@ def shape_weights(shape: Shape, expiry: np.ndarray, moneyness: np.ndarray | None
     return (we[:, :, None] * wm[:, None, :]).reshape(expiry.size, -1)
 
 
-def apply(kind: ShiftKind, base: np.ndarray, size: np.ndarray) -> np.ndarray:
-    """The shifted values: ``base`` (rows, 1) or (rows,) broadcast against ``size`` (rows,
-    scenarios)."""
+def apply(kind: ShiftKind, base: np.ndarray, size: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The shifted values: ``base`` (rows, 1) or (rows,) broadcast against ``size`` (rows or
+    1, scenarios); into ``out`` (of the broadcast shape) when given."""
     base = np.asarray(base, dtype=np.float64)
     if base.ndim == 1:
         base = base[:, None]
+    size = np.asarray(size, dtype=np.float64)
+    shape = np.broadcast_shapes(base.shape, size.shape)
+    if out is None:
+        out = np.empty(shape)
     if kind == ShiftKind.ABSOLUTE:
-        return base + size
+        return np.add(base, size, out=out)
     if kind == ShiftKind.RELATIVE:
-        return base * (1.0 + size)
+        np.add(size, 1.0, out=out)
+        return np.multiply(out, base, out=out)
     if kind == ShiftKind.LOG:
-        return base * np.exp(size)
+        np.exp(np.broadcast_to(size, shape), out=out)
+        return np.multiply(out, base, out=out)
     if kind == ShiftKind.FIXED:
-        return np.broadcast_to(size, np.broadcast_shapes(base.shape, size.shape)).copy()
+        out[...] = size
+        return out
     raise ValueError(f"unknown shift kind {kind!r}")
 
 
 def row_sizes(shift: Shift, block: np.ndarray, expiry: np.ndarray, moneyness: np.ndarray | None = None) -> np.ndarray:
     """(rows, scenarios): the size of ``shift`` at each row, from its block of the matrix
-    (components, scenarios). A FIXED bucketed or grid shift interpolates the fixed values
-    with the same weights."""
+    (components, scenarios); (1, scenarios) for a parallel shift (the same at every row).
+    A FIXED bucketed or grid shift interpolates the fixed values with the same weights."""
+    if isinstance(shift.shape, Parallel):
+        return np.asarray(block, dtype=np.float64).reshape(1, -1)
     return shape_weights(shift.shape, expiry, moneyness) @ block
 
 

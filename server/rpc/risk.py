@@ -274,12 +274,13 @@ class RiskServicer:
         spec, batch, market, rows, fields, scenarios, quantity, trade_ids, var_levels, es_levels = \
             scenario_request(request, self.pricing, self.max_scenario_cells)
         revaluer = ScenarioRevaluer(self.pricing)
-        per_block = max(1, BLOCK_BYTES // (8 * scenarios.scenarios)) * scenarios.scenarios
+        per_block = max(1, BLOCK_BYTES // (8 * max(1, scenarios.scenarios))) * max(1, scenarios.scenarios)
         revaluation = revaluer.revalue(spec, batch, market, scenarios, quantity, rows=rows, fields=fields,
                                        chunk_rows=min(per_block, self.pricing.limits.max_rows),
                                        threads=request.portfolio.threads, should_continue=watch,
-                                       scenarios_path="scenarios.")
-        run = ScenarioRun(revaluation, rows, scenarios.scenarios, var_levels, es_levels)
+                                       scenarios_path="scenarios.", reuse=True)
+        run = ScenarioRun(revaluation, rows, scenarios.scenarios, var_levels, es_levels,
+                          trade_risk=request.trade_risk)
         header = rpb.ScenarioRiskHeader(
             trade_ids=trade_ids, scenario_labels=list(scenarios.labels), base_values=_column(revaluation.base),
             base_errors=[cpb.RowError(row=e.row, code=e.code, field=e.field, message=e.message)
@@ -316,8 +317,9 @@ class RiskServicer:
             trailer.portfolio_pnl.CopyFrom(_column(a.portfolio_pnl))
             trailer.var.extend(rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.var_levels, a.var))
             trailer.expected_shortfall.extend(rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.es_levels, a.es))
-            trailer.trade_var.CopyFrom(_column(a.trade_var.ravel()))
-            trailer.trade_expected_shortfall.CopyFrom(_column(a.trade_es.ravel()))
+            if a.trade_var is not None:
+                trailer.trade_var.CopyFrom(_column(a.trade_var.ravel()))
+                trailer.trade_expected_shortfall.CopyFrom(_column(a.trade_es.ravel()))
         return rpb.RunScenarioRiskResponse(trailer=trailer).SerializeToString()
 
     async def Backtest(self, requests, context, call, counter):

@@ -257,9 +257,14 @@ class PricingService:
                                               und_path, want_vol=True)
             return _OnePass(prepared, market.inline), used, {**fields, "underlying": und_path,
                                                              "volatility": und_path}
+        times, strikes = batch.columns["time_to_expiry"], batch.columns.get("strike")
+        if strikes is not None and len(strikes) != len(times):  # one of them broadcast: both per row
+            n = max(len(strikes), len(times))
+            times = np.ascontiguousarray(np.broadcast_to(times, (n,)))
+            strikes = np.ascontiguousarray(np.broadcast_to(strikes, (n,)))
         level, rate, q, vol, used = resolve_snapshot(
-            market.snapshot_id, snapshot, market.underlying_id, spec.underlying, batch.columns["time_to_expiry"],
-            und_path, strikes=batch.columns.get("strike"), want_vol=want_vol,
+            market.snapshot_id, snapshot, market.underlying_id, spec.underlying, times,
+            und_path, strikes=strikes, want_vol=want_vol,
         )
         cash = None
         if used.dividends and batch.product.name != "european":

@@ -43,7 +43,7 @@ from pricegrid.server.domain.instruments import MarketBatch, MarketUsed, Snapsho
 from pricegrid.server.domain.models import Measure
 from pricegrid.server.domain.products import ProductBatch
 from pricegrid.server.domain.scenarios import Quantity, ScenarioSet, Smile, apply, row_sizes
-from pricegrid.server.service.pricing import PricingService, ShouldContinue
+from pricegrid.server.service.pricing import BatchOutputs, PricingService, ShouldContinue
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,15 @@ class CubeBlock:
     stop: int
     pnl: np.ndarray
     errors: list[ScenarioError] = field(default_factory=list)
+    failed: int = 0  # cells that failed (NaN in pnl); errors holds the first of them
 
 
 @dataclass
 class Revaluation:
     """The base values, what the base market was, and the cube's blocks (a generator: the
-    cube is never held whole unless the caller keeps the blocks)."""
+    cube is never held whole unless the caller keeps the blocks; with ``reuse``, a block's
+    P&L array is overwritten by the next block, for callers that consume each block before
+    asking for the next)."""
 
     base: np.ndarray                  # (trades,) quantity x base value
     market_used: Optional[MarketUsed]
@@ -81,6 +84,22 @@ def _object_ids(snapshot, underlying_id: str) -> dict[str, list[str]]:
     u = snapshot.underlying(underlying_id)
     return {"underlying": [u.underlying_id], "curve": [x for x in (u.discount_curve, u.dividend_curve) if x],
             "surface": [u.vol_surface] if u.vol_surface else []}
+
+
+class _Scratch:
+    """A run's working arrays, reused block after block (fresh arrays of a few MB each
+    cost their page faults every block: a third of a run's time). A block's P&L is its own
+    array; everything here is overwritten by the next block."""
+
+    def __init__(self):
+        self._buffers: dict = {}
+
+    def get(self, name: str, shape: tuple, dtype=np.float64) -> np.ndarray:
+        size = int(np.prod(shape))
+        buf = self._buffers.get(name)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = self._buffers[name] = np.empty(size, dtype=dtype)
+        return buf[:size].reshape(shape)
 
 
 class ScenarioRevaluer:
@@ -105,6 +124,7 @@ class ScenarioRevaluer:
         threads: int = 0,
         should_continue: Optional[ShouldContinue] = None,
         scenarios_path: str = "",
+        reuse: bool = False,
     ) -> Revaluation:
         market_path = fields.get("rate", "market.rate").replace(".rate", "")
         if not isinstance(market, SnapshotMarket):
@@ -130,71 +150,98 @@ class ScenarioRevaluer:
         # a scenario's row fails on the scenario's own market numbers: its errors name the
         # market fields (market.volatility, ...), the block names the trade and the scenario
         def blocks() -> Iterator[CubeBlock]:
+            scratch = _Scratch()
             for start in range(0, rows, per_chunk):
                 stop = min(rows, start + per_chunk)
                 yield self._block(spec, batch, market, snapshot, scenarios, base_market, base, quantity,
-                                  start, stop, fields, threads, should_continue)
+                                  start, stop, fields, threads, should_continue, scratch, reuse)
 
         return Revaluation(base_value, used, blocks(), list(base.errors), base.priced_by)
 
     # ------------------------------------------------------------------ one chunk
     def _block(self, spec, batch, market, snapshot, scenarios, base_market: MarketBatch, base, quantity,
-               start, stop, fields, threads, should_continue) -> CubeBlock:
+               start, stop, fields, threads, should_continue, scratch: _Scratch, reuse: bool) -> CubeBlock:
         n, s = stop - start, scenarios.scenarios
         rows = slice(start, stop)
 
-        def col(a):  # a per-row column of the chunk as (n, 1), a broadcast one as it is
+        shape = (n, s)
+
+        def col(a):  # a per-row column of the chunk as (n, 1), a broadcast one as (1, 1)
             a = np.asarray(a, dtype=np.float64)
             return a[rows, None] if a.size > 1 else a.reshape(1, 1)
 
-        expiry = col(batch.columns["time_to_expiry"]) * np.ones((n, 1))
-        strike = col(batch.columns["strike"]) * np.ones((n, 1)) if "strike" in batch.columns else None
-        level = col(base_market.underlying) * np.ones((n, 1))
-        rate = col(base_market.rate) * np.ones((n, 1))
-        q = col(base_market.dividend_yield) * np.ones((n, 1))
-        vol = col(base_market.volatility) * np.ones((n, 1)) if base_market.volatility is not None else None
-        forward = col(base.forward) * np.ones((n, 1)) if base.forward is not None else level
+        def flat(name, a, dtype=np.float64):
+            """The kernel's column of n x s rows: an (n, s) array as it is, an (n, 1) one
+            repeated along the scenarios (one broadcasting copy), a (1, 1) one broadcast."""
+            a = np.asarray(a)
+            if a.shape == shape:
+                return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
+            if a.size == 1:
+                return a.reshape(1).astype(dtype, copy=False)
+            out = scratch.get(name, shape, dtype)
+            out[...] = a
+            return out.reshape(-1)
+
+        def shifted(name, kind, base_values, size):
+            target = np.broadcast_shapes(np.shape(base_values), np.shape(size))
+            out = scratch.get(name, target)
+            if np.shares_memory(out, base_values):  # a second shift of the same quantity
+                return apply(kind, base_values, size)
+            return apply(kind, base_values, size, out=out)
+
+        expiry = col(batch.columns["time_to_expiry"])
+        strike = col(batch.columns["strike"]) if "strike" in batch.columns else None
+        level, rate, q = col(base_market.underlying), col(base_market.rate), col(base_market.dividend_yield)
+        vol = col(base_market.volatility) if base_market.volatility is not None else None
+        forward = col(base.forward) if base.forward is not None else level
         u = snapshot.underlying(market.underlying_id)
-        t = expiry[:, 0]
-        moneyness = (strike / forward)[:, 0] if strike is not None else np.ones(n)
+        t = np.broadcast_to(expiry, (n, 1))[:, 0]
+        moneyness = np.broadcast_to(strike / forward, (n, 1))[:, 0] if strike is not None else np.ones(n)
         quoted = u.level
         moved = np.full((1, s), quoted)  # the quoted level in each scenario, shifts applied in order
-        new_level, new_rate, new_q, new_vol, new_t = level, rate, q, vol, expiry
+        new_rate, new_q, new_vol, new_t = rate, q, vol, expiry
         for shift, sizes in scenarios.blocks():
             if shift.quantity == Quantity.TIME:
-                new_t = np.maximum(new_t - sizes[0][None, :], 0.0)
+                new_t = np.maximum(np.subtract(new_t, sizes[0][None, :], out=scratch.get("t", shape)), 0.0,
+                                   out=scratch.get("t", shape))
             elif shift.quantity == Quantity.SPOT:
                 if shift.matches(u.underlying_id):
                     moved = apply(shift.kind, moved, sizes)
             elif shift.quantity == Quantity.ZERO_RATE and shift.matches(u.discount_curve):
-                new_rate = apply(shift.kind, new_rate, row_sizes(shift, sizes, t, moneyness))
+                new_rate = shifted("rate", shift.kind, new_rate, row_sizes(shift, sizes, t, moneyness))
             elif shift.quantity == Quantity.DIVIDEND_YIELD and u.dividend_curve and shift.matches(u.dividend_curve):
-                new_q = apply(shift.kind, new_q, row_sizes(shift, sizes, t, moneyness))
+                new_q = shifted("q", shift.kind, new_q, row_sizes(shift, sizes, t, moneyness))
             elif shift.quantity == Quantity.VOL and new_vol is not None and u.vol_surface and \
                     shift.matches(u.vol_surface):
-                new_vol = apply(shift.kind, new_vol, row_sizes(shift, sizes, t, moneyness))
-        new_level = level + (moved - quoted)
-        spot_ratio = moved[0] / quoted if np.any(moved != quoted) else None
+                new_vol = shifted("vol", shift.kind, new_vol, row_sizes(shift, sizes, t, moneyness))
+        spot_moves = bool(np.any(moved != quoted))
+        new_level = np.add(level, moved - quoted, out=scratch.get("level", shape)) if spot_moves else level
+        spot_ratio = moved[0] / quoted if spot_moves else None
         if scenarios.smile == Smile.STICKY_MONEYNESS and spot_ratio is not None and new_vol is not None:
             new_vol = self._sticky_moneyness(spec, batch, market, scenarios, base_market, rows, n, s, spot_ratio,
                                              new_vol, vol, fields)
-        shape = (n, s)
         columns = {}
         for name, c in batch.columns.items():
             c = np.asarray(c)
-            columns[name] = np.repeat(c[rows], s) if c.size > 1 else c
-        columns["time_to_expiry"] = np.broadcast_to(new_t, shape).ravel()
-        flat = MarketBatch(np.broadcast_to(new_level, shape).ravel(), np.broadcast_to(new_rate, shape).ravel(),
-                           np.broadcast_to(new_q, shape).ravel(),
-                           np.broadcast_to(new_vol, shape).ravel() if new_vol is not None else None)
-        priced = self.pricing.price_batch(spec, ProductBatch(batch.product, columns), flat, (Measure.PRICE,),
+            columns[name] = flat("col:" + name, c[rows, None], c.dtype) if c.size > 1 else c
+        columns["time_to_expiry"] = flat("t", new_t)
+        market_rows = MarketBatch(flat("level", new_level), flat("rate", new_rate), flat("q", new_q),
+                                  flat("vol", new_vol) if new_vol is not None else None)
+        outputs = BatchOutputs(scratch.get("value", (1, n * s)))
+        priced = self.pricing.price_batch(spec, ProductBatch(batch.product, columns), market_rows, (Measure.PRICE,),
                                           rows=n * s, fields=fields, threads=threads, effective_inputs=False,
-                                          should_continue=should_continue)
+                                          should_continue=should_continue, outputs=outputs)
         q_chunk = quantity[rows] if quantity.size > 1 else quantity
-        pnl = (priced.values[0].reshape(shape) - base.values[0][rows, None]) * np.reshape(q_chunk, (-1, 1))
+        values = priced.values[0].reshape(shape)
+        base_rows = base.values[0][rows]
         errors = [ScenarioError(start + e.row // s, e.row % s, e.code, e.field, e.message)
                   for e in priced.errors[:self.max_row_errors]]
-        return CubeBlock(start, stop, pnl, errors)
+        pnl = np.subtract(values, base_rows[:, None], out=values if reuse else None)
+        pnl *= np.reshape(q_chunk, (-1, 1))
+        failed = 0
+        if priced.error_count or not np.isfinite(base.values[0][rows]).all():  # rare: count the NaN cells
+            failed = int(pnl.size - np.count_nonzero(np.isfinite(pnl)))
+        return CubeBlock(start, stop, pnl, errors, failed)
 
     def _sticky_moneyness(self, spec, batch, market, scenarios, base_market, rows, n, s, spot_ratio, new_vol, vol,
                           fields):
@@ -235,8 +282,8 @@ class Aggregates:
     es_levels: np.ndarray
     var: np.ndarray
     es: np.ndarray
-    trade_var: np.ndarray
-    trade_es: np.ndarray
+    trade_var: Optional[np.ndarray]  # None unless the run was asked for each trade's risk
+    trade_es: Optional[np.ndarray]
     failed_cells: int
     compute_seconds: float
 
@@ -248,14 +295,15 @@ class ScenarioRun:
     :meth:`aggregates` gives the trailer once the blocks are done."""
 
     def __init__(self, revaluation: Revaluation, trades: int, scenarios: int, var_levels: Sequence[float],
-                 es_levels: Sequence[float]):
+                 es_levels: Sequence[float], *, trade_risk: bool = True):
         self.revaluation = revaluation
+        self.trade_risk = trade_risk
         self.trades, self.scenarios = trades, scenarios
         self.var_levels = np.asarray(var_levels, dtype=np.float64)
         self.es_levels = np.asarray(es_levels, dtype=np.float64)
         self._portfolio = np.zeros(scenarios)
-        self._trade_var = np.full((trades, len(self.var_levels)), np.nan)
-        self._trade_es = np.full((trades, len(self.es_levels)), np.nan)
+        self._trade_var = np.full((trades, len(self.var_levels)), np.nan) if trade_risk else None
+        self._trade_es = np.full((trades, len(self.es_levels)), np.nan) if trade_risk else None
         self._failed = 0
         self._seconds = 0.0
 
@@ -264,12 +312,18 @@ class ScenarioRun:
         block = next(self.revaluation.blocks, None)
         if block is not None:
             pnl = block.pnl
-            ok = np.isfinite(pnl).all(axis=1)
-            self._failed += int(np.count_nonzero(~np.isfinite(pnl)))
-            self._portfolio += np.nansum(pnl, axis=0) if not ok.all() else pnl.sum(axis=0)
-            if ok.any():
-                tail = risk_measures.historical_risk(pnl[ok], var_level=self.var_levels, es_level=self.es_levels, axis=1)
-                rows = np.flatnonzero(ok) + block.start
+            if block.failed == 0:
+                self._portfolio += pnl.sum(axis=0)
+                ok = None
+            else:
+                finite = np.isfinite(pnl)
+                ok = finite.all(axis=1)
+                self._failed += int(pnl.size - np.count_nonzero(finite))
+                self._portfolio += np.nansum(pnl, axis=0)
+            if self.trade_risk and (ok is None or ok.any()):
+                sel = pnl if ok is None else pnl[ok]
+                tail = risk_measures.historical_risk(sel, var_level=self.var_levels, es_level=self.es_levels, axis=1)
+                rows = np.arange(block.start, block.stop) if ok is None else np.flatnonzero(ok) + block.start
                 self._trade_var[rows] = np.asarray(tail.var).reshape(len(self.var_levels), -1).T
                 self._trade_es[rows] = np.asarray(tail.es).reshape(len(self.es_levels), -1).T
         self._seconds += time.perf_counter() - t0

@@ -65,7 +65,7 @@ def test_the_cube_is_each_scenarios_market_priced_through_price_bit_for_bit(serv
     shifts = [Shift("spot", "spot", "relative", ["SPX"]), Shift("vol", "vol", "absolute", ["SPX-SVI"]),
               Shift("rate", "zero_rate", "absolute", ["USD-*"])]
     sizes = np.array([[-0.15, 0.0, 0.05], [0.05, 0.0, -0.02], [0.002, 0.0, -0.001]])
-    r = run(risk, snapshot_id, book, shifts, sizes, ["crash", "flat", "rally"], output="both")
+    r = run(risk, snapshot_id, book, shifts, sizes, ["crash", "flat", "rally"], output="both", trade_risk=True)
     assert r.trade_ids[3] == "T3" and r.scenario_labels == ["crash", "flat", "rally"]
     assert r.components == ["spot", "vol", "rate"] and r.cube.shape == (TRADES, 3) and not r.errors
     assert r.market["vol_surface"] == "SPX-SVI" and r.market["snapshot_id"] == snapshot_id
@@ -100,6 +100,7 @@ def test_aggregates_only_by_default_and_a_cube_in_several_float32_blocks(risk, s
     labels = [f"d{j}" for j in range(scenarios)]
     agg = run(risk, snapshot_id, book, shifts, sizes, labels)
     assert agg.cube is None and agg.blocks == 0 and agg.portfolio_pnl.shape == (scenarios,)
+    assert agg.trade_var is None  # not asked
     seen = []
     both = run(risk, snapshot_id, book, shifts, sizes, labels, output="both", cube_type="float32",
                progress=lambda done, total: seen.append((done, total)))
@@ -112,7 +113,8 @@ def test_aggregates_only_by_default_and_a_cube_in_several_float32_blocks(risk, s
 
 def test_a_cell_that_cannot_be_priced_is_a_row_error_and_left_out_of_the_sums(risk, snapshot_id, book):
     shifts = [Shift("vol", "vol", "absolute", ["SPX-SVI"])]
-    r = run(risk, snapshot_id, book, shifts, np.array([[0.01, -9.0]]), ["up", "impossible"], output="both")
+    r = run(risk, snapshot_id, book, shifts, np.array([[0.01, -9.0]]), ["up", "impossible"], output="both",
+            trade_risk=True)
     assert np.isnan(r.cube[:, 1]).all() and np.isfinite(r.cube[:, 0]).all()
     assert len(r.errors) == TRADES and {e.scenario for e in r.errors} == {1}
     assert r.failed_cells == TRADES and r.portfolio_pnl[1] == 0.0
@@ -169,3 +171,10 @@ def test_a_run_past_its_deadline_stops_and_the_server_keeps_serving(risk, snapsh
     assert e.value.code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
     ok = run(risk, snapshot_id, book, [Shift("s", "spot", "relative", ["SPX"])], [[0.1]], ["a"])
     assert ok.portfolio_pnl.shape == (1,)
+
+
+def test_an_empty_scenario_set_is_refused_naming_its_fields(risk, snapshot_id, book):
+    with pytest.raises(PricingError) as e:
+        run(risk, snapshot_id, book, [], np.zeros((0, 0)), [])
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert {"scenarios.shifts", "scenarios.labels"} <= {f for f, _ in e.value.field_violations}

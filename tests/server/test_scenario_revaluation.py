@@ -213,3 +213,16 @@ def test_bad_scenario_sets_and_inputs_are_refused_naming_the_field(world):
     with pytest.raises(ServiceError) as info:
         rev.revalue(spec, batch, SnapshotMarket("nope", "SPX", ref.inline), ok, quantity, rows=TRADES, fields=FIELDS)
     assert "no snapshot" in str(info.value)
+
+
+def test_a_broadcast_column_is_every_trades_value(world):
+    """One expiry for every trade (a length-1 column) is the same as that expiry repeated."""
+    _, service, spec, batch, ref, quantity, _ = world
+    s = ScenarioSet((Shift("spot", Quantity.SPOT, ShiftKind.RELATIVE, ("SPX",)),), np.array([[0.05, -0.05]]),
+                    ("up", "down"))
+    rev = ScenarioRevaluer(service)
+    one = ProductBatch(batch.product, {**batch.columns, "time_to_expiry": np.array([0.75])})
+    tiled = ProductBatch(batch.product, {**batch.columns, "time_to_expiry": np.full(TRADES, 0.75)})
+    a = np.vstack([b.pnl for b in rev.revalue(spec, one, ref, s, quantity, rows=TRADES, fields=FIELDS).blocks])
+    b = np.vstack([b.pnl for b in rev.revalue(spec, tiled, ref, s, quantity, rows=TRADES, fields=FIELDS).blocks])
+    np.testing.assert_array_equal(a, b)

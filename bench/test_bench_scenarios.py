@@ -1,0 +1,89 @@
+"""Scenario revaluation against the kernel alone (the issue's target: at most 1.5x).
+
+10,000 European options on the demo snapshot's SPX (curves and the SVI surface) x 1,000
+scenarios (spot, vol and zero-rate shifts), full revaluation of the price, aggregates only
+(portfolio P&L per scenario, VaR/ES, each trade's VaR/ES): ScenarioRevaluer + ScenarioRun in
+process, against ``pricegrid.ext.black.price_batch`` on the same 10,000,000 rows already laid
+out as columns, on the same threads (one), in alternating rounds; the report gives the ratio
+of the medians.
+
+    .venv/bin/python -m pytest bench/test_bench_scenarios.py --benchmark-json=/tmp/scen.json -p no:logging
+    .venv/bin/python -c "import json; d=json.load(open('/tmp/scen.json'))['benchmarks'][0]['extra_info']; print(d)"
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from pricegrid.ext import black
+from pricegrid.server.app import demo
+from pricegrid.server.domain.instruments import MarketBatch, SnapshotMarket
+from pricegrid.server.domain.models import Model
+from pricegrid.server.domain.products import PRODUCTS, ProductBatch
+from pricegrid.server.domain.scenarios import Quantity, ScenarioSet, Shift, ShiftKind
+from pricegrid.server.service.market import MarketDataService
+from pricegrid.server.service.pricing import Limits, PricingService
+from pricegrid.server.service.scenarios import ScenarioRevaluer, ScenarioRun
+from pricegrid.server.store.sqlite import SqliteSnapshotStore
+
+TRADES, SCENARIOS, ROUNDS = 10_000, 1_000, 5
+
+
+def test_scenario_run_against_the_kernel_alone(benchmark):
+    threadpool_limits(limits=1, user_api="blas")  # as the server runs (server.app.server.single_threaded_blas)
+    market = MarketDataService(SqliteSnapshotStore(":memory:"))
+    record, _ = market.put(demo.snapshot(), force=True, reason="bench")
+    service = PricingService(Limits(max_rows=1_000_000, kernel_threads=1), snapshots=market.snapshot)
+    spec = service.catalogue.find("european", Model.BLACK_SCHOLES_MERTON)
+    rng = np.random.default_rng(17)
+    batch = ProductBatch(PRODUCTS["european"], {"option_type": rng.integers(1, 3, TRADES).astype(np.int32),
+                                                "strike": rng.uniform(4500, 7500, TRADES),
+                                                "time_to_expiry": rng.integers(7, 3 * 365, TRADES) / 365.0})
+    ref = SnapshotMarket(record.snapshot_id, "SPX", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)))
+    shifts = (Shift("spot", Quantity.SPOT, ShiftKind.LOG, ("SPX",)),
+              Shift("vol", Quantity.VOL, ShiftKind.ABSOLUTE, ("SPX-SVI",)),
+              Shift("rate", Quantity.ZERO_RATE, ShiftKind.ABSOLUTE, ("USD-OIS",)))
+    sizes = np.vstack([rng.normal(0, 0.02, SCENARIOS), rng.normal(0, 0.01, SCENARIOS), rng.normal(0, 0.0005, SCENARIOS)])
+    scenarios = ScenarioSet(shifts, sizes, tuple(f"s{j}" for j in range(SCENARIOS)))
+    quantity = rng.choice([-2.0, 1.0, 3.0], TRADES)
+    revaluer = ScenarioRevaluer(service)
+
+    # the kernel alone: the same 10M rows as columns (built once, outside the timing)
+    m, _, _ = service.resolve_market(spec, batch, ref, {})
+    rows = TRADES * SCENARIOS
+    cols = [np.repeat(batch.columns["option_type"], SCENARIOS), np.repeat(batch.columns["strike"], SCENARIOS),
+            np.repeat(batch.columns["time_to_expiry"], SCENARIOS),
+            (m.underlying[:, None] * np.exp(sizes[0])[None, :]).ravel(),
+            (m.rate[:, None] + sizes[2][None, :]).ravel(), np.repeat(m.dividend_yield, SCENARIOS),
+            (m.volatility[:, None] + sizes[1][None, :]).ravel()]
+    measures = np.array([1], dtype=np.int32)
+    out, status, none = np.empty((1, rows)), np.empty(rows, dtype=np.int32), np.empty(0)
+    times: dict[str, list[float]] = {"run": [], "kernel": []}
+
+    def run_once():
+        r = revaluer.revalue(spec, batch, ref, scenarios, quantity, rows=TRADES, fields={}, chunk_rows=524_288,
+                             threads=1, reuse=True)
+        run = ScenarioRun(r, TRADES, SCENARIOS, (0.99,), (0.975,), trade_risk=False)
+        while run.next_block() is not None:
+            pass
+        return run.aggregates()
+
+    def kernel_once():
+        black.price_batch(1, *cols, measures, out, none, none, status, 1)
+
+    def rounds():
+        run_once(), kernel_once()  # warm both
+        for _ in range(ROUNDS):
+            for name, fn in (("run", run_once), ("kernel", kernel_once)):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+
+    benchmark.pedantic(rounds, rounds=1, iterations=1)
+    run_s, kernel_s = float(np.median(times["run"])), float(np.median(times["kernel"]))
+    benchmark.extra_info.update(trades=TRADES, scenarios=SCENARIOS, rounds=ROUNDS, run_s=run_s, kernel_s=kernel_s,
+                                ratio=run_s / kernel_s, target=1.5)
+    assert not status.any()
