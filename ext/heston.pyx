@@ -49,6 +49,30 @@ Design
      Typically 6-10 runs and 300-800 nodes; above 16,384 panels a row is refused (NaN,
      PG_NOT_FINITE) rather than priced on a truncated grid. Puts by put-call parity.
      T = 0: intrinsic value.
+   - Short maturities. U grows like 8/s as T -> 0 (s^2 ~ v0 T), so a fixed floor of 1/16
+     on the |x| bucket would need U/128 panels (25 ms for one row at T = 1e-9, over the cap
+     below 3e-10 at the money, and below 1e-4 years for v0 = 0); the floor is therefore
+     lowered to 1024/U when U > 16384, which keeps at least 128 panels over [0, U] and 8
+     radians of e^{iux} per panel (``pg_heston_entry_for``; grids with U <= 16384, the whole
+     tested domain, are unchanged). Where the variance hardly moves within T (sigma^2 T <=
+     1e-4 v0), a row at or below ``SHORT_MATURITY`` (1e-10 years, 3 ms), or with a strike at
+     least 40 s from the forward, is priced by the short-maturity limit: Black-Scholes with
+     the expected integrated variance
+     Sigma(T) (v_bar = theta + (v0 - theta)(1 - e^{-kappa T})/(kappa T)), Greeks through
+     Sigma. Its error is the third cumulant the control lacks, to first order
+     -(rho sigma T/4) F n(d1) d2 on the undiscounted call, at most 0.061 |rho| sigma F T
+     (2.1e-10 on F = 100 at the threshold for v0 = theta = 0.04, kappa = 1.5, sigma = 0.5,
+     rho = -0.7); below the threshold the integral's own accuracy falls (1 - e^{-dT} in the
+     characteristic function keeps about 1e-16/|dT| relative accuracy). Deep rows are the
+     intrinsic value to the last bit (the time value of both laws is below e^{-700} F there).
+     Where v0 is small against sigma^2 T (v0 = 0 in particular) the law of X/T is not
+     Gaussian at any T and the integral prices the row down to 1e-13 years (3 us), with a
+     relative accuracy that falls as T does (1e-4 at 1e-12 for v0 = 0); below that, or where
+     its grid is over the cap below the threshold, the limit is a last resort (price within
+     order sigma F T, Greeks O(1) off but those of a price).
+     ``pg_heston_limit_wanted`` in ``pg_heston.h`` has the argument; the checks (QuantLib for
+     T = 1e-4..1e-8 through the time scaling of the model, the small-time expansion below,
+     continuity at the threshold) are in tests/ext/test_heston_kernel.py.
    - Strikes: in a run of P panels of width h from a0 the nodes are a0 + (2p + 1) h/2 +
      t h/2, so sum_j e^{i u_j x} A_j = e^{i (a0 + h/2) x} sum_t e^{i t h x/2} G_t with
      G_t = sum_p z^p A(p, t), z = e^{ihx}: Horner's rule in z (|z| = 1, so stable), in two
@@ -114,6 +138,8 @@ cdef extern from "pg_heston.h" nogil:
         PG_HESTON_BLOCK
         PG_HESTON_CACHE
         PG_MEASURE_MAX
+    double PG_HESTON_SHORT_T
+    double PG_HESTON_FLOOR_T
     ctypedef struct pg_heston_inputs:
         const int *option_type
         const double *strike
@@ -137,7 +163,8 @@ cdef extern from "pg_heston.h" nogil:
                                int *status, pg_heston_work *w)
     int pg_max_threads()
 
-__all__ = ["MEASURES", "GREEK_METHODS", "PARALLEL_THRESHOLD", "max_threads", "price_batch"]
+__all__ = ["MEASURES", "GREEK_METHODS", "PARALLEL_THRESHOLD", "SHORT_MATURITY",
+           "SHORT_MATURITY_FLOOR", "max_threads", "price_batch"]
 
 pg_heston_init()
 
@@ -146,6 +173,10 @@ pg_heston_init()
 MEASURES = tuple(range(1, PG_MEASURE_MAX + 1))
 #: How each Greek is obtained: differentiation under the Lewis integral (design note, 4).
 GREEK_METHODS = {code: "analytic" for code in MEASURES if code != 1}
+#: Years: at or below, rows whose variance is Gaussian at their scale are priced by the
+#: short-maturity limit; at or below ``SHORT_MATURITY_FLOOR`` every row is (design note, 3).
+SHORT_MATURITY = PG_HESTON_SHORT_T
+SHORT_MATURITY_FLOOR = PG_HESTON_FLOOR_T
 
 # A Heston row costs 0.5-10 us, so a second thread pays off from a few blocks on. Measured
 # on the 2-core development VM (busy neighbours; medians of 31): a surface book 2 threads

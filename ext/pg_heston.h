@@ -13,6 +13,8 @@
  *                          x-derivatives (products with iu, (iu)^2)
  *      pg_heston_strike    one strike's integrals, each run by Horner's rule in e^{ihx}
  *      pg_heston_row       a row's measures from its integrals (scalar)
+ *      pg_heston_limit_wanted  whether a row takes the short-maturity limit instead
+ *                          (pg_heston_row with every integral 0; error bound there)
  * 2. Block loop: pg_heston_block prices rows [start, start + m), m <= PG_HESTON_BLOCK; rows
  *    of the block with equal (T, v0, kappa, theta, sigma, rho) form one group, whose node
  *    values are computed once (or taken from the thread's small cache of recent groups:
@@ -67,6 +69,11 @@ extern double log1p(double) PG_SIMD_MATH;
 #define PG_HESTON_CACHE 8           /* groups a thread keeps between blocks */
 #define PG_HESTON_CACHE_NODES 8192  /* larger grids go to the one large slot */
 #define PG_HESTON_LADDER 8          /* U candidates evaluated per vector step */
+#define PG_HESTON_RETRY_PANELS 128  /* panels over [0, U] at least (pg_heston_entry_for) */
+#define PG_HESTON_SHORT_T 1e-10     /* T at or below: the short-maturity limit (see limit) */
+#define PG_HESTON_FLOOR_T 1e-13     /* T at or below: the limit for every row (see limit) */
+#define PG_HESTON_DEEP_SD 40.0      /* |ln(F/K)| / s at or above: deep (see limit) */
+#define PG_HESTON_DEEP_VOV 1e-4     /* sigma^2 T / v0 at or below: Gaussian at scale s */
 #define PG_PI 3.14159265358979323846
 
 /* Families of integrands: which node values a set of measures needs. */
@@ -230,6 +237,16 @@ PG_INLINE double pg_heston_xbucket(double xmax)
 {
     double b = PG_HESTON_XB_MIN;
     for (int i = 0; i < 2100 && b < xmax; i++) b *= 1.4142135623730951;
+    return b;
+}
+
+/* The same ladder continued below PG_HESTON_XB_MIN (PG_HESTON_XB_MIN 2^(-k/2)): its smallest
+ * value >= t, for t <= PG_HESTON_XB_MIN (used only by a grid sized to U, see
+ * pg_heston_entry_for). */
+PG_INLINE double pg_heston_xbucket_low(double t)
+{
+    double b = PG_HESTON_XB_MIN;
+    for (int i = 0; i < 2100 && b * 0.7071067811865476 >= t; i++) b *= 0.7071067811865476;
     return b;
 }
 
@@ -438,7 +455,7 @@ static void pg_heston_nodes(const pg_heston_params *p, double s, int mode, int n
  * M = pg_heston_arrays(mode) node arrays. */
 typedef struct {
     pg_heston_params p;
-    double xb, s;
+    double xb, s, U;    /* U: the truncation point (0: none found) */
     int mode, M;
     int n;              /* nodes; 0: the grid would exceed its cap; -1: empty slot */
     int nruns;
@@ -491,9 +508,10 @@ static int pg_heston_reserve(pg_heston_work *w, double **buf, size_t *cap, size_
 
 /* The entry of the group (p, xb) in the mode: from the cache, or built into the next slot
  * (grids over PG_HESTON_CACHE_NODES nodes into the one large slot, so that a thread holds
- * at most one large buffer). NULL when memory ran out. */
-static pg_heston_entry *pg_heston_entry_for(pg_heston_work *w, const pg_heston_params *p,
-                                            double xb, int mode)
+ * at most one large buffer). U: the truncation point if known (a function of p only), else
+ * negative. NULL when memory ran out. */
+static pg_heston_entry *pg_heston_entry_xb(pg_heston_work *w, const pg_heston_params *p,
+                                           double xb, int mode, double U)
 {
     for (int i = 0; i <= PG_HESTON_CACHE; i++) {
         pg_heston_entry *e = (i < w->slots) ? &w->e[i] : (i == PG_HESTON_CACHE ? &w->big : NULL);
@@ -503,7 +521,7 @@ static pg_heston_entry *pg_heston_entry_for(pg_heston_work *w, const pg_heston_p
     pg_heston_run run[PG_HESTON_MAX_RUNS];
     int nruns = 0;
     const double s = sqrt(fmax(pg_heston_total_var(p), 1e-300));
-    const double U = pg_heston_cutoff(p, s);
+    if (U < 0.0) U = pg_heston_cutoff(p, s);
     const int n = (U > 0.0) ? pg_heston_runs(U, s, xb, run, &nruns) : 0;
     pg_heston_entry *e = &w->big;
     if (n <= PG_HESTON_CACHE_NODES) {
@@ -516,6 +534,7 @@ static pg_heston_entry *pg_heston_entry_for(pg_heston_work *w, const pg_heston_p
     e->mode = mode;
     e->M = pg_heston_arrays(mode);
     e->s = s;
+    e->U = U;
     e->nruns = nruns;
     memcpy(e->run, run, (size_t)nruns * sizeof(run[0]));
     if (n == 0) {       /* the quadrature would be truncated: no price rather than a wrong one */
@@ -530,6 +549,40 @@ static pg_heston_entry *pg_heston_entry_for(pg_heston_work *w, const pg_heston_p
     pg_heston_nodes(p, e->s, mode, n, u, w->cs, re, im);
     e->n = n;
     return e;
+}
+
+/* The entry of a group whose widest |ln(F/K)| is xmax. The grid's bucket xb follows xmax
+ * with a floor: PG_HESTON_XB_MIN, or PG_HESTON_PHASE PG_HESTON_RETRY_PANELS / U where that
+ * is smaller (U > 16384), on the ladder continued below PG_HESTON_XB_MIN. With the fixed
+ * floor alone a grid needs about U PG_HESTON_XB_MIN / PG_HESTON_PHASE panels, and U ~ 8/s
+ * grows without bound as T -> 0 (at the money: 25 ms for one row at T = 1e-9 and v0 =
+ * 0.04, over the cap below 3e-10; below 1e-4 for v0 = 0). With the floor sized to U, every
+ * strike of the group still sees at most PG_HESTON_PHASE radians of e^{iux} per panel, and
+ * [0, U] is cut into at least PG_HESTON_RETRY_PANELS (128) panels, which resolve the
+ * characteristic function's own decay and phase (at most ~35 e-folds and, in its linear
+ * tail, ln phi ~ -(v0 + kappa theta T) u (sqrt(1 - rho^2) + i rho)/sigma: 250 radians
+ * over [0, U] for |rho| = 0.99, 770 for 0.999); the bulk cap 2/s applies as before.
+ * Groups with U <= 16384, or whose widest |x| is at least 1/16, keep their grid and their
+ * bits: of the 3,220 cases of tests/ext/test_heston_kernel.py, 16 have U > 16384 (corners
+ * with sigma = 1.5 and v0 = 0.004), all with |x| >= 1.09, so none changed. U depends only
+ * on p, and is taken from any cached entry of p, so the cache stays bit-identical to a
+ * fresh computation. */
+static const pg_heston_entry *pg_heston_entry_for(pg_heston_work *w, const pg_heston_params *p,
+                                                  double xmax, int mode)
+{
+    double U = -1.0;
+    for (int i = 0; i <= PG_HESTON_CACHE && U < 0.0; i++) {
+        const pg_heston_entry *e = (i < w->slots) ? &w->e[i] : (i == PG_HESTON_CACHE ? &w->big : NULL);
+        if (e != NULL && e->n >= 0 && pg_heston_same(&e->p, p))
+            U = e->U;
+    }
+    if (U < 0.0)
+        U = pg_heston_cutoff(p, sqrt(fmax(pg_heston_total_var(p), 1e-300)));
+    double t = xmax;
+    if (U > 0.0)
+        t = fmax(xmax, fmin(PG_HESTON_XB_MIN, PG_HESTON_PHASE * PG_HESTON_RETRY_PANELS / U));
+    const double xb = (t <= PG_HESTON_XB_MIN) ? pg_heston_xbucket_low(t) : pg_heston_xbucket(t);
+    return pg_heston_entry_xb(w, p, xb, mode, U);
 }
 
 /* ------------------------------------------------------------------ strikes */
@@ -719,6 +772,75 @@ static void pg_heston_expiry_row(int type, double K, double S, const int *meas, 
     }
 }
 
+/* ------------------------------------------------------------------ short-maturity limit */
+
+/* The short-maturity limit of a valid row with T > 0: Black-Scholes on the forward with the
+ * total variance Sigma(T) = v_bar T, v_bar = theta + (v0 - theta)(1 - e^{-kappa T})/(kappa T)
+ * the expected integrated variance per year: pg_heston_row with every Fourier integral 0,
+ * so that every Greek is the control's own (d/dv0 and d/dT through Sigma).
+ *
+ * Error. Expanding the Riccati equation of B in T, ln phi - ln phi_BS =
+ * (rho sigma v0 T^2/4) (iz)^2 (iz - 1) + O(T^3), a third cumulant 3 rho sigma v0 T^2/2 that
+ * the control lacks; its first-order effect on the undiscounted call is
+ * -(rho sigma v0 T^2/4) F n(d1) d2 / s^2 = -(rho sigma T/4) F n(d1) d2 (1 + O(T)), and
+ * |n(d) d| <= n(1), so |c - c_limit| <= 0.061 |rho| sigma F T + O(T^{3/2}) (price on the
+ * forward; 2.12 T on F = 100 for v0 = theta = 0.04, kappa = 1.5, sigma = 0.5, rho = -0.7:
+ * 2.1e-10 at the threshold). When v0 is small against the variance's own motion (v0 <~
+ * max(kappa theta, sigma^2) T) the leading term is (rho sigma T/6) F n(d1) d2 from the
+ * kappa theta T^3 part, but the law of X/T is then not Gaussian at any T and the error is
+ * of the same order (c F T, c a function of rho and sigma^2/(kappa theta); measured in
+ * tests/ext/test_heston_kernel.py).
+ *
+ * Used where the variance hardly moves within T, sigma^2 T <= PG_HESTON_DEEP_VOV v0 (its
+ * noise over T, sigma sqrt(v0 T), at most 1% of v0; the skew rho sigma sqrt(T/v0)/4 below
+ * 0.25%; moment explosion beyond p ~ 1/(sigma T)): X is then Gaussian at scale s to about
+ * 1%, and the limit is taken (pg_heston_limit_wanted)
+ *  1. for 0 < T <= PG_HESTON_SHORT_T (1e-10 years, 3 ms), where the bound above is at most
+ *     1e-11 F (sigma <= 1.5) and the Fourier integral loses accuracy: at the bulk of the
+ *     integrand, u ~ 1/s, |d T| ~ sigma sqrt(T/v0) (or kappa T) is small and 1 - e^{-dT}
+ *     in the characteristic function keeps about 1e-16/|dT| of relative accuracy;
+ *  2. for deep rows, |ln(F/K)| >= 40 s at any T: both laws give a time value below
+ *     e^{-700} F, so the limit is the intrinsic value to the last bit, where the integral
+ *     would need about |x|/s panels (over the cap beyond about 11,000 s). 43 of the 3,220
+ *     cases of tests/ext/test_heston_kernel.py are such rows (1 to 4 days, sigma <= 0.1,
+ *     40 to 420 s out) and still agree with QuantLib to 1e-12.
+ * Otherwise (v0 small against sigma^2 T, v0 = 0 in particular: the law of X/T is then not
+ * Gaussian at any T, and the limit's Greeks would be wrong by O(1), 0.13 in delta at the
+ * money for v0 = 0) the integral prices the row at every T. Its relative accuracy falls as
+ * T does (for v0 = 0, kappa theta = 0.06, sigma = 0.5: about 1e-6 at T = 1e-9, 1e-4 at
+ * 1e-12, 1e-2 at 1e-13, a call's delta below 0 at 1e-14), while prices, of order sigma F T,
+ * stay within ~1e-14 of the truth on F = 100. So at T <= PG_HESTON_FLOOR_T (1e-13 years,
+ * 3 us) every row takes the limit: its price is still within order sigma F T (<= 1e-14 F),
+ * and its Greeks, O(1) off for such v0 (0.13 in delta, against 5e-3 for the integral at
+ * 1e-13), are at least those of a price (delta in [0, 1], gamma >= 0). Where the integral
+ * cannot price a row at T <= PG_HESTON_SHORT_T (its grid over the cap, or a non-finite
+ * result) the limit is the last resort; above the threshold such rows stay PG_NOT_FINITE
+ * (v0 = 0 with a strike many tail scales sigma T from the forward, as before). */
+PG_INLINE int pg_heston_gaussian(const pg_heston_params *p)
+{
+    return p->sigma * p->sigma * p->T <= PG_HESTON_DEEP_VOV * p->v0;   /* false for v0 = 0 */
+}
+PG_INLINE int pg_heston_limit_wanted(const pg_heston_params *p, double x, double s)
+{
+    if (p->T <= PG_HESTON_FLOOR_T)
+        return 1;
+    return pg_heston_gaussian(p) && (p->T <= PG_HESTON_SHORT_T || fabs(x) >= PG_HESTON_DEEP_SD * s);
+}
+
+/* The limit's s, and its row (a valid row with T > 0). */
+PG_INLINE double pg_heston_limit_s(const pg_heston_params *p)
+{
+    /* Sigma floored at 1e-200 (T below ~1e-198): s^3 (volga) must not underflow */
+    return sqrt(fmax(pg_heston_total_var(p), 1e-200));
+}
+static void pg_heston_limit_row(int type, double K, double S, double r, double q, double F,
+                                double DF, const pg_heston_params *p, const int *meas, int k,
+                                double *o, ptrdiff_t ldo)
+{
+    const double I0[3 * PG_HESTON_NFAM] = {0};
+    pg_heston_row(type, K, S, r, q, F, DF, p, pg_heston_limit_s(p), I0, meas, k, o, ldo);
+}
+
 /* ------------------------------------------------------------------ block loop */
 
 typedef struct {
@@ -739,6 +861,7 @@ static ptrdiff_t pg_heston_block(const pg_heston_inputs *in, ptrdiff_t start, in
                                  int *status, pg_heston_work *w)
 {
     int type[PG_HESTON_BLOCK], idx[PG_HESTON_BLOCK], done[PG_HESTON_BLOCK];
+    int integral[PG_HESTON_BLOCK];   /* valid rows left to the Fourier integral */
     double K[PG_HESTON_BLOCK], S[PG_HESTON_BLOCK], R[PG_HESTON_BLOCK], Q[PG_HESTON_BLOCK];
     double F[PG_HESTON_BLOCK], DF[PG_HESTON_BLOCK];
     double I[3 * PG_HESTON_NFAM];
@@ -773,6 +896,14 @@ static ptrdiff_t pg_heston_block(const pg_heston_inputs *in, ptrdiff_t start, in
                 done[i] = 0;
         }
         status[row] = st;
+        /* the short-maturity limit (the logs only where it may be wanted) */
+        if (!done[i] && (p[i].T <= PG_HESTON_FLOOR_T || pg_heston_gaussian(&p[i]))
+            && pg_heston_limit_wanted(&p[i], log(F[i] / K[i]), pg_heston_limit_s(&p[i]))) {
+            pg_heston_limit_row(type[i], K[i], S[i], R[i], Q[i], F[i], DF[i], &p[i], meas, k,
+                                out + row, ldo);
+            done[i] = 1;
+        }
+        integral[i] = !done[i];
     }
     for (int i = 0; i < m; i++) {
         if (done[i]) continue;
@@ -786,7 +917,7 @@ static ptrdiff_t pg_heston_block(const pg_heston_inputs *in, ptrdiff_t start, in
                 xmax = fmax(xmax, fabs(log(F[j] / K[j])));
             }
         }
-        const pg_heston_entry *e = pg_heston_entry_for(w, &p[i], pg_heston_xbucket(xmax), mode);
+        const pg_heston_entry *e = pg_heston_entry_for(w, &p[i], xmax, mode);
         if (e == NULL || e->n == 0) {   /* out of memory, or the grid over its cap */
             for (int gi = 0; gi < g; gi++) status[start + idx[gi]] = PG_NOT_FINITE;
             continue;
@@ -811,13 +942,20 @@ static ptrdiff_t pg_heston_block(const pg_heston_inputs *in, ptrdiff_t start, in
     }
     for (int i = 0; i < m; i++) {
         const ptrdiff_t row = start + i;
-        if (status[row] == 0) {
-            int finite = !w->oom;
+        int finite = !w->oom && status[row] == 0;
+        for (int j = 0; finite && j < k; j++) finite &= pg_finite(out[j * ldo + row]);
+        if (!finite && integral[i] && !w->oom && p[i].T <= PG_HESTON_SHORT_T) {
+            /* the limit's last resort: the integral could not price this row (its grid over
+             * the cap, or a non-finite result; see the limit) */
+            status[row] = 0;
+            pg_heston_limit_row(type[i], K[i], S[i], R[i], Q[i], F[i], DF[i], &p[i], meas, k,
+                                out + row, ldo);
+            finite = 1;
             for (int j = 0; j < k; j++) finite &= pg_finite(out[j * ldo + row]);
-            if (!finite) {
-                status[row] = PG_NOT_FINITE;
-                for (int j = 0; j < k; j++) out[j * ldo + row] = NAN;
-            }
+        }
+        if (status[row] == 0 && !finite) {
+            status[row] = PG_NOT_FINITE;
+            for (int j = 0; j < k; j++) out[j * ldo + row] = NAN;
         }
         nbad += (status[row] != 0);
     }

@@ -176,6 +176,21 @@ typedef struct {
     int *status;
 } pg_iv_columns;
 
+/* Rows [i0, i0 + m) that will not be solved (the call was stopped, pg_stop.h): status
+ * PG_CANCELLED, NaN in every output. Returns m. */
+static inline int pg_iv_cut_rows(const pg_iv_columns *c, ptrdiff_t i0, int m)
+{
+    for (ptrdiff_t i = i0; i < i0 + m; ++i) {
+        c->status[i] = PG_CANCELLED;
+        c->vol[i] = NAN;
+        if (c->forward)
+            c->forward[i] = NAN;
+        if (c->df)
+            c->df[i] = NAN;
+    }
+    return m;
+}
+
 /* The Bachelier passes of pg_implied_vol_block, on its gathered (and padded) inputs. */
 static inline int pg_implied_vol_block_bachelier(const pg_iv_columns *c, ptrdiff_t i0, int m, int mp,
                                                  const int *ots, const double *Ks, const double *Ts,

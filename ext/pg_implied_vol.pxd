@@ -35,3 +35,4 @@ cdef extern from "pg_implied_vol.h" nogil:
         double *df
         int *status
     int pg_implied_vol_block(const pg_iv_columns *c, int model, Py_ssize_t i0, int m)
+    int pg_iv_cut_rows(const pg_iv_columns *c, Py_ssize_t i0, int m)

@@ -1,7 +1,7 @@
 /* Stopping a long kernel: cancellation and deadline, polled from inside the loops.
  *
- * A call that may run long (Monte Carlo, American trees and fixed point, Heston) takes a
- * *stop block*: three int64 the service owns (pricegrid.ext.status.STOP_* mirrors the
+ * A call that may run long (Monte Carlo, American trees and fixed point, Heston, the
+ * implied-vol batch) takes a *stop block*: three int64 the service owns (pricegrid.ext.status.STOP_* mirrors the
  * layout), read and written without locks:
  *
  *   block[PG_STOP_FLAG]      set non-zero by the service (another thread: the caller went

@@ -17,8 +17,11 @@ def _run_heston(batch, market, codes, out, stderr, status, threads, settings, st
     )
 
 
-register("european", (Model.HESTON,), Engine.ANALYTIC, name="analytic_heston", version="1.0.0", kernel=_heston,
+# 1.1.0: every maturity prices (a grid sized to the integrand at short T, the short-maturity
+# limit at and below 1e-10 years and for deep strikes; ext/heston.pyx design note 3)
+register("european", (Model.HESTON,), Engine.ANALYTIC, name="analytic_heston", version="1.1.0", kernel=_heston,
          run=_run_heston, default=True, polls_stop=True,
          cost=EngineCost(row=12_000, row_greeks=16_000),  # ns per row (random parameters), bench/calibrate_cost.py
          validated_against="QuantLib AnalyticHestonEngine (angled contour, exp-sinh 1e-14) on random cases to 1e-10,"
-                           " published values, Greeks by finite differences; tests/ext/test_heston_kernel.py")
+                           " published values, Greeks by finite differences; short maturities against QuantLib"
+                           " (1e-4..1e-8 years) and the small-time expansion; tests/ext/test_heston_kernel.py")

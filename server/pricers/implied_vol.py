@@ -37,8 +37,11 @@ def implied_vol_european_batch(
     threads: int,
     effective_inputs: bool = True,
     out: ImpliedVolBatch | None = None,
+    stop: np.ndarray | None = None,
 ) -> ImpliedVolBatch:
-    """Implied vols of ``rows`` options; with ``out`` the kernel writes straight into it."""
+    """Implied vols of ``rows`` options; with ``out`` the kernel writes straight into it.
+    ``stop``: the call's stop block (ext/pg_stop.h), polled by the kernel every 1,024 rows;
+    rows it did not solve come back CANCELLED."""
     if out is None:
         out = ImpliedVolBatch(
             np.empty(rows),
@@ -61,6 +64,7 @@ def implied_vol_european_batch(
         _EMPTY if out.discount_factor is None else out.discount_factor,
         out.status,
         threads,
+        stop=stop,
     )
     return out
 

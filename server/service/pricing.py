@@ -9,8 +9,9 @@ Budgets: every request's cost is estimated before it runs (pricegrid.server.doma
 refused with RESOURCE_EXHAUSTED over the cap of its call class (``Limits.max_cost_unary_s``
 for one trade, ``max_cost_batch_s`` for a batch). A call's deadline and cancellation travel
 in a :class:`Watch`: checked between chunks, and polled inside the kernels of the engines
-whose spec says ``polls_stop`` (Monte Carlo, American, Heston), which stop within a few
-milliseconds of work and leave ``CANCELLED`` in the rows they did not finish.
+whose spec says ``polls_stop`` (Monte Carlo, American, Heston) and of the implied-vol batch,
+which stop within a few milliseconds of work and leave ``CANCELLED`` in the rows they did not
+finish.
 """
 
 from __future__ import annotations
@@ -396,6 +397,7 @@ class PricingService:
             np.empty(rows), np.empty(rows, dtype=np.int32),
             np.empty(rows) if effective_inputs else None, np.empty(rows) if effective_inputs else None, 0,
         )
+        watch = should_continue if isinstance(should_continue, Watch) else None  # the kernel polls it
         for a, b in self._each_chunk(chunks, should_continue):
             implied_vol_european_batch(
                 model,
@@ -408,7 +410,9 @@ class PricingService:
                     whole.volatility[a:b], whole.status[a:b], _slice(whole.forward, a, b),
                     _slice(whole.discount_factor, a, b), 0,
                 ),
+                stop=None if watch is None else watch.block,
             )
+            _raise_if_stopped(watch, whole.status, a, b, rows)
         vol, status, forward, df = whole.volatility, whole.status, whole.forward, whole.discount_factor
         elapsed = time.perf_counter() - t0
         return self._implied_vol_result(
@@ -500,11 +504,7 @@ class PricingService:
                 )
             except ValueError as exc:  # the kernel refused the request's shape (it names the setting)
                 raise ServiceError(Code.INVALID_ARGUMENT, f"settings: {exc}", [FieldViolation("settings", str(exc))])
-            if watch is not None and watch.stopped() is not None:
-                code = watch.stopped()
-                done = a + int(np.count_nonzero((status[a:b] & _st.CANCELLED) == 0))
-                what = "deadline exceeded" if code == Code.DEADLINE_EXCEEDED else "cancelled by the caller"
-                raise ServiceError(code, f"stopped in the kernel after {done} of {rows} row(s): {what}")
+            _raise_if_stopped(watch, status, a, b, rows)
             if one_pass:
                 market.dividends = max(market.dividends, rows_market.dividends)
         return status, len(chunks)
@@ -618,6 +618,17 @@ class PricingService:
             threads=threads,
             chunks=chunks,
         )
+
+
+def _raise_if_stopped(watch: Optional[Watch], status: np.ndarray, a: int, b: int, rows: int) -> None:
+    """After a kernel ran rows [a, b) with the call's stop block: a kernel that stopped ends
+    the call with CANCELLED or DEADLINE_EXCEEDED, saying how many rows were done."""
+    code = None if watch is None else watch.stopped()
+    if code is None:
+        return
+    done = a + int(np.count_nonzero((status[a:b] & _st.CANCELLED) == 0))
+    what = "deadline exceeded" if code == Code.DEADLINE_EXCEEDED else "cancelled by the caller"
+    raise ServiceError(code, f"stopped in the kernel after {done} of {rows} row(s): {what}")
 
 
 def _cash_dividends(snapshot, underlying_id: str) -> tuple[np.ndarray, CashDividends]:

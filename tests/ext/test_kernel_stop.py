@@ -1,8 +1,8 @@
-"""Kernels that poll a stop block (ext/pg_stop.h): Monte Carlo, American (tree and fixed point)
-and Heston stop within milliseconds of their deadline or of the flag, mark every row they did
-not finish PG_CANCELLED with NaN outputs, say why in the block, and give exactly the same
-numbers as before when they are not stopped. Time bounds are generous (shared 2-core VM);
-bench/test_bench_budgets.py measures the tight figures."""
+"""Kernels that poll a stop block (ext/pg_stop.h): Monte Carlo, American (tree and fixed point),
+Heston and the implied-vol batch stop within milliseconds of their deadline or of the flag, mark
+every row they did not finish PG_CANCELLED with NaN outputs, say why in the block, and give
+exactly the same numbers as before when they are not stopped. Time bounds are generous (shared
+2-core VM); bench/test_bench_budgets.py measures the tight figures."""
 
 import threading
 import time
@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from pricegrid.ext import american, heston, montecarlo
+from pricegrid.ext import american, heston, implied_vol, montecarlo
 from pricegrid.ext import status as st
 
 one = lambda x: np.array([x], dtype=np.float64)  # noqa: E731
@@ -56,6 +56,21 @@ def hs(rows, stop, threads=1):
     return out, status
 
 
+def ivs(rows, stop, threads=1, seed=5):
+    """Implied vols of ``rows`` BSM calls and puts (a few rows out of bounds: their own status);
+    (vol, forward, df, status)."""
+    rng = np.random.default_rng(seed)
+    strike = rng.uniform(80.0, 120.0, rows)
+    option_type = rng.integers(1, 3, rows).astype(np.int32)
+    intrinsic = np.where(option_type == 1, np.maximum(100.0 - strike, 0.0), np.maximum(strike - 100.0, 0.0))
+    price = intrinsic + rng.uniform(-0.01, 5.0, rows)
+    vol, fwd, df = np.empty(rows), np.empty(rows), np.empty(rows)
+    status = np.empty(rows, dtype=np.int32)
+    implied_vol.implied_vol_batch(1, option_type, strike, one(0.5), one(100.0), one(0.03), one(0.01), price,
+                                  vol, fwd, df, status, threads, stop=stop)
+    return vol, fwd, df, status
+
+
 # ------------------------------------------------------------------ not stopped: same numbers
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_stop_block_that_never_fires_changes_nothing(threads):
@@ -67,19 +82,23 @@ def test_a_stop_block_that_never_fires_changes_nothing(threads):
             np.testing.assert_array_equal(a, b)
     for a, b in zip(hs(300, None, threads), hs(300, block(600), threads)):
         np.testing.assert_array_equal(a, b)
+    for a, b in zip(ivs(5000, None, threads), ivs(5000, far, threads)):
+        np.testing.assert_array_equal(a, b)
     assert far[st.STOP_REASON] == 0
 
 
 # ------------------------------------------------------------------ stopped before it starts
 def test_a_raised_flag_cancels_every_row():
     for call in (lambda b: mc_barrier(3, 4096, b)[2], lambda b: am(3, american.METHOD_TREE, 301, b)[1],
-                 lambda b: am(3, american.METHOD_FIXED_POINT, 801, b)[1], lambda b: hs(70, b)[1]):
+                 lambda b: am(3, american.METHOD_FIXED_POINT, 801, b)[1], lambda b: hs(70, b)[1],
+                 lambda b: ivs(300, b)[3], lambda b: ivs(300, b, threads=2)[3]):
         b = block(flag=True)
         status = call(b)
         assert (status & st.CANCELLED).all()
         assert b[st.STOP_REASON] == st.STOP_CANCELLED
     out, _, status = mc_barrier(2, 4096, block(flag=True))
     assert np.isnan(out).all()
+    assert all(np.isnan(a).all() for a in ivs(100, block(flag=True))[:3])
 
 
 def test_a_bad_stop_block_is_refused():
@@ -87,6 +106,8 @@ def test_a_bad_stop_block_is_refused():
         am(1, american.METHOD_TREE, 301, np.zeros(2, dtype=np.int64))
     with pytest.raises(ValueError, match="stop"):
         hs(1, np.zeros(3, dtype=np.float64))
+    with pytest.raises(ValueError, match="stop"):
+        ivs(1, np.zeros(3, dtype=np.int32))
 
 
 # ------------------------------------------------------------------ stopped while running
@@ -142,3 +163,42 @@ def test_heston_stops_between_blocks():
     cut = status == st.CANCELLED
     assert cut.any() and np.isnan(out[:, cut]).all()
     assert b[st.STOP_REASON] == st.STOP_DEADLINE_EXCEEDED
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_implied_vol_stops_mid_batch_and_keeps_the_rows_it_solved(threads):
+    """2M rows (about 0.3 s of one core here) with deadlines of 5, 20, 80 ms: a batch that
+    outlives its deadline was stopped (5 ms always: that would be 2.5 ns a row), within a
+    millisecond or so of work past it (bound 0.5 s); every row is either solved with the
+    exact result of an unstopped batch (its own status, bad rows included) or PG_CANCELLED
+    with NaN in vol, forward and discount factor; one deadline at least leaves both kinds
+    (on one thread, the cancelled rows are a suffix)."""
+    rows = 2_000_000
+    ref = ivs(rows, None, threads)
+    assert (ref[3] != 0).any() and (ref[3] == 0).any()   # bad rows keep their own status
+    mixed = False
+    for deadline in (0.005, 0.02, 0.08):
+        b = block(deadline_s=deadline)
+        took, (vol, fwd, df, status) = _timed(lambda: ivs(rows, b, threads))
+        cut = status == st.CANCELLED
+        assert took < deadline + 0.5
+        if deadline == 0.005 or took > deadline + 0.01:
+            assert cut.any() and b[st.STOP_REASON] == st.STOP_DEADLINE_EXCEEDED
+        assert np.isnan(vol[cut]).all() and np.isnan(fwd[cut]).all() and np.isnan(df[cut]).all()
+        np.testing.assert_array_equal(status[~cut], ref[3][~cut])
+        for got, want in zip((vol, fwd, df), ref[:3]):
+            np.testing.assert_array_equal(got[~cut], want[~cut])
+        if threads == 1 and (~cut).any():
+            assert cut[int(np.argmax(cut)):].all()   # blocks run in order: a suffix is cut
+        mixed |= bool((~cut).any())
+    assert mixed
+
+
+def test_implied_vol_stops_when_another_thread_raises_the_flag():
+    """4M rows on two threads (about 0.25 s here), the flag raised after 20 ms."""
+    b = block()
+    threading.Timer(0.02, lambda: b.__setitem__(st.STOP_FLAG, 1)).start()
+    took, (vol, _, _, status) = _timed(lambda: ivs(4_000_000, b, 2))
+    assert took < 1.0 and b[st.STOP_REASON] == st.STOP_CANCELLED
+    cut = status == st.CANCELLED
+    assert cut.any() and np.isnan(vol[cut]).all()

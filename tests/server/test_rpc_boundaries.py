@@ -126,3 +126,55 @@ def test_zero_volatility_and_zero_strike_stay_refused_and_say_so(stub, field, va
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     path = "market.volatility" if field == "volatility" else "european.strike"
     assert any(f == path and "> 0" in t for f, t in violations(info.value))
+
+
+# The issue's contract: a Heston call at the money-ish strike 100 on spot 100.
+HESTON = dict(v0=0.04, kappa=1.5, theta=0.04, sigma=0.5, rho=-0.7)
+ALL_GREEKS = [c.MEASURE_DELTA, c.MEASURE_GAMMA, c.MEASURE_VEGA, c.MEASURE_THETA, c.MEASURE_RHO,
+              c.MEASURE_DIVIDEND_RHO, c.MEASURE_VANNA, c.MEASURE_VOLGA, c.MEASURE_CHARM]
+GREEK_NAMES = ("delta", "gamma", "vega", "theta", "rho", "dividend_rho", "vanna", "volga", "charm")
+SHORT = [1e-4, 1e-8, 1e-9, 3e-10, float(np.nextafter(1e-10, 1.0)), 1e-10, 1e-12, 1e-13, 1e-16, 1e-300, 0.0]
+
+
+def _heston_price(stub, t):
+    return stub.Price(pb.PriceRequest(
+        model=c.MODEL_HESTON, measures=ALL_GREEKS,
+        european=pb.EuropeanOption(option_type=c.OPTION_TYPE_CALL, strike=100.0, expiry=pb.Expiry(year_fraction=t)),
+        market=pb.Market(spot=100.0, rate=0.03, heston=pb.HestonParameters(**HESTON))), timeout=10)
+
+
+def test_heston_at_tiny_maturities_prices_with_finite_greeks(stub):
+    """The report: expiry 1e-9 priced, 1e-10 and 1e-12 came back OUT_OF_RANGE "not finite
+    (overflow)", 0 priced. Every maturity from 1e-4 down to 1e-300 now prices, at the money
+    close to F s n(0) (s^2 = v0 T; the model's correction is of order T), with every Greek
+    finite; T = 0 is the intrinsic value (tests/ext/test_heston_kernel.py checks the numbers
+    against QuantLib and the small-time expansion)."""
+    for t in SHORT:
+        got = _heston_price(stub, t)
+        assert all(math.isfinite(getattr(got.greeks, name)) for name in GREEK_NAMES), t
+        assert got.priced_by.engine == "analytic_heston"
+        if t >= 1e-13:
+            s = math.sqrt(0.04 * t)
+            assert math.isclose(got.price, 100.0 * s / math.sqrt(2 * math.pi), rel_tol=1e-2), (t, got.price)
+            assert 0.5 < got.greeks.delta < 0.52 and got.greeks.gamma > 0.0 and got.greeks.theta < 0.0
+    assert _heston_price(stub, 0.0).price == 0.0
+
+
+def test_heston_at_tiny_maturities_one_trade_equals_its_batch_row(stub):
+    """PriceBatch and Price meet the same kernel: each maturity (its own parameter group in
+    the batch) gives the one-trade result bit for bit, price and every Greek."""
+    request = pb.PriceBatchRequest(
+        model=c.MODEL_HESTON, measures=[c.MEASURE_PRICE, *ALL_GREEKS], output_encoding=c.ENCODING_RAW,
+        european=pb.EuropeanOptionColumns(option_type=c.Int32Column(values=[c.OPTION_TYPE_CALL]),
+                                          strike=c.DoubleColumn(values=[100.0]),
+                                          time_to_expiry=c.DoubleColumn(values=SHORT)),
+        market=pb.MarketColumns(spot=c.DoubleColumn(values=[100.0]), rate=c.DoubleColumn(values=[0.03]),
+                                heston=pb.HestonColumns(**{k: c.DoubleColumn(values=[v]) for k, v in HESTON.items()})))
+    response = stub.PriceBatch(request, timeout=10)
+    assert response.rows == len(SHORT) and response.error_count == 0, response.errors
+    columns = [np.frombuffer(col.values.raw, "<f8") for col in response.columns]
+    for i, t in enumerate(SHORT):
+        one = _heston_price(stub, t)
+        assert columns[0][i] == one.price, t
+        for j, name in enumerate(GREEK_NAMES, start=1):
+            assert columns[j][i] == getattr(one.greeks, name), (t, name)

@@ -7,6 +7,7 @@ call ended: a kernel still running would spend the whole window on a core. The b
 generous (a shared 2-core VM); bench/test_bench_budgets.py has the tight figures.
 """
 
+import re
 import threading
 import time
 
@@ -45,6 +46,20 @@ def _tree_batch(rows: int, steps: int) -> pb.PriceBatchRequest:
                                 volatility=c.DoubleColumn(values=[0.2])),
         settings=pb.EngineSettings(tree_steps=steps),
         output_encoding=c.ENCODING_RAW,
+    )
+
+
+def _iv_batch(rows: int) -> pb.ImpliedVolatilityBatchRequest:
+    """Implied vols of ``rows`` BSM calls from their premiums: the premiums a raw column (8 bytes
+    a row, so the request decodes in milliseconds), every other column broadcast."""
+    price = np.random.default_rng(1).uniform(3.0, 12.0, rows)
+    return pb.ImpliedVolatilityBatchRequest(
+        model=c.MODEL_BLACK_SCHOLES_MERTON,
+        european=pb.EuropeanOptionColumns(option_type=c.Int32Column(values=[c.OPTION_TYPE_CALL]),
+                                          strike=c.DoubleColumn(values=[100.0]),
+                                          time_to_expiry=c.DoubleColumn(values=[0.5])),
+        market=pb.MarketColumns(spot=c.DoubleColumn(values=[100.0]), rate=c.DoubleColumn(values=[0.03])),
+        price=c.DoubleColumn(raw=price.tobytes()), output_encoding=c.ENCODING_RAW,
     )
 
 
@@ -178,3 +193,51 @@ def test_other_calls_go_on_while_a_kernel_is_stopped(roomy):
         time.sleep(0.01)
     thread.join(10)
     assert errors == [grpc.StatusCode.DEADLINE_EXCEEDED]
+
+
+def test_an_implied_vol_batch_stops_inside_the_kernel_at_the_server_deadline():
+    """4M rows in one chunk on one kernel thread (about 0.6 s of work here), the server's
+    default deadline 0.25 s and none from the caller: the kernel polls the call's stop block,
+    so the server itself answers DEADLINE_EXCEEDED, naming how far the kernel got, well
+    before the work would have ended (it would answer OK after it, nothing checking the
+    deadline inside one chunk). Then the same server answers the next calls."""
+    running = start_server(kernel_threads=1, max_rows=4_000_000, chunk_rows=4_000_000, default_deadline_s=0.25)
+    try:
+        options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+        with grpc.insecure_channel(running.address, options=options) as channel:
+            stub = pricing_pb2_grpc.PricingServiceStub(channel)
+            request = _iv_batch(4_000_000)
+            started = time.perf_counter()
+            with pytest.raises(grpc.RpcError) as err:
+                stub.ImpliedVolatilityBatch(request)  # no deadline of its own
+            took = time.perf_counter() - started
+            assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            found = re.search(r"stopped in the kernel after (\d+) of 4000000 row\(s\): deadline exceeded",
+                              err.value.details())
+            assert found, err.value.details()
+            assert 0 < int(found.group(1)) < 4_000_000
+            assert took < 2.0
+            small = stub.ImpliedVolatilityBatch(_iv_batch(1000), timeout=10)
+            assert small.rows == 1000 and small.error_count == 0
+            assert stub.Price(_fast_price(), timeout=5).price > 0
+    finally:
+        running.stop(0.5)
+
+
+def test_an_implied_vol_batch_past_the_caller_deadline_ends_promptly_and_the_server_goes_on(roomy):
+    """1M rows (about 0.15 s of one core) asked with 30 ms: DEADLINE_EXCEEDED within the
+    generous bound, no work left running on the server afterwards, and the next calls are
+    answered at once."""
+    request = _iv_batch(1_000_000)
+    started = time.perf_counter()
+    with pytest.raises(grpc.RpcError) as err:
+        roomy.ImpliedVolatilityBatch(request, timeout=0.03)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.perf_counter() - started < 1.0
+    time.sleep(0.1)
+    assert _cpu_over(0.3) < 0.15
+    t = time.perf_counter()
+    small = roomy.ImpliedVolatilityBatch(_iv_batch(1000), timeout=5)
+    assert small.rows == 1000 and small.error_count == 0
+    assert roomy.Price(_fast_price(), timeout=5).price > 0
+    assert time.perf_counter() - t < 0.5
