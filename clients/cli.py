@@ -15,6 +15,8 @@
     pricegrid info
     pricegrid snapshot put eod.json [--force --reason "..."]; snapshot validate/list/show/delete
     pricegrid risk backtest pnl.csv [--var-column var] [--level 0.99] [--window 250] [--png chart.png]
+    pricegrid risk run --portfolio book.csv --scenarios stress.yaml --snapshot ID --underlying SPX
+                       [--output aggregates|cube|both] [--cube-csv cube.csv] [--png pnl.png]
     pricegrid bench latency --count 2000 --concurrency 4 --json out.json --png out.png
 
 Every command takes ``--target`` (default ``$PRICEGRID_TARGET`` or ``127.0.0.1:50051``) and
@@ -233,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("id")
     _common(rm, json_flag=False)
 
-    risk = commands.add_parser("risk", help="risk engines' tools: VaR backtests")
+    risk = commands.add_parser("risk", help="risk engines' tools: scenario runs, VaR backtests")
     risk_commands = risk.add_subparsers(dest="risk_command", metavar="ACTION", required=True)
     bt = risk_commands.add_parser(
         "backtest", help="backtest a VaR model: Kupiec, Christoffersen and the Basel traffic light over a CSV",
@@ -252,6 +254,27 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how VaR is signed (default loss)")
     bt.add_argument("--png", type=Path, help="also draw a traffic-light chart to this PNG (needs matplotlib)")
     _common(bt)
+
+    rr = risk_commands.add_parser(
+        "run", help="revalue a portfolio under a scenario set: P&L per scenario, VaR and ES",
+        description="Revalue the European options of a CSV (columns option_type, strike, time_to_expiry; optional"
+                    " trade_id and quantity) on one underlying of a stored snapshot under the scenarios of a YAML or"
+                    " JSON file: {labels: [...], smile: sticky_strike | sticky_moneyness, shifts: [{name, quantity:"
+                    " spot | vol | zero_rate | dividend_yield | time, kind: absolute | relative | log | fixed,"
+                    " selector: [id globs], sizes: one per label (or per tenor / grid node, then per label),"
+                    " optional tenors: [3M, 1Y, ...] or grid_expiries + grid_moneyness}]}.")
+    rr.add_argument("--portfolio", type=Path, required=True, help="the trades (CSV with a header row)")
+    rr.add_argument("--scenarios", type=Path, required=True, help="the scenario set (.yaml, .yml or .json)")
+    rr.add_argument("--snapshot", required=True, help="the stored snapshot's id")
+    rr.add_argument("--underlying", required=True, help="the underlying's id in the snapshot")
+    rr.add_argument("--model", default="bsm", help="bsm (spot) or black76 (futures); default bsm")
+    rr.add_argument("--output", choices=("aggregates", "cube", "both"), default="aggregates")
+    rr.add_argument("--cube-csv", type=Path, help="write the P&L cube (trades x scenarios) to this CSV")
+    rr.add_argument("--var-level", type=float, action="append", help="VaR level (repeatable; default 0.99)")
+    rr.add_argument("--es-level", type=float, action="append", help="ES level (repeatable; default 0.975)")
+    rr.add_argument("--trade-risk", action="store_true", help="also each trade's VaR and ES")
+    rr.add_argument("--png", type=Path, help="draw the portfolio's P&L histogram with the VaR and ES lines")
+    _common(rr)
 
     from . import bench
 
@@ -759,7 +782,159 @@ def _test_row(name: str, t) -> list:
     return [name, t.statistic, t.p_value, t.degrees_of_freedom, t.status, t.note]
 
 
+def _scenario_file(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise _BadInput(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise _BadInput("YAML files need PyYAML: pip install 'pricegrid[yaml]' (or give JSON)") from None
+            doc = yaml.safe_load(text)
+        else:
+            doc = json.loads(text)
+    except _BadInput:
+        raise
+    except Exception as e:  # yaml.YAMLError, json.JSONDecodeError
+        raise _BadInput(f"{path}: not valid {'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: {e}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("labels"), list) or not isinstance(doc.get("shifts"), list):
+        raise _BadInput(f"{path}: expected a mapping with 'labels' (a list) and 'shifts' (a list)")
+    return doc
+
+
+def _scenario_set(args):
+    from ._scenarios import Shift
+
+    doc = _scenario_file(args.scenarios)
+    labels = [str(x) for x in doc["labels"]]
+    shifts, rows = [], []
+    for i, d in enumerate(doc["shifts"]):
+        where = f"{args.scenarios}: shifts[{i}]"
+        if not isinstance(d, dict):
+            raise _BadInput(f"{where}: expected a mapping")
+        unknown = set(d) - {"name", "quantity", "kind", "selector", "sizes", "tenors", "grid_expiries",
+                            "grid_moneyness"}
+        if unknown:
+            raise _BadInput(f"{where}: unknown keys {sorted(unknown)}")
+        shift = Shift(str(d.get("name", "")), str(d.get("quantity", "")), str(d.get("kind", "absolute")),
+                      [str(x) for x in d.get("selector", [])],
+                      tenors=[str(x) for x in d["tenors"]] if "tenors" in d else None,
+                      grid_expiries=[str(x) for x in d["grid_expiries"]] if "grid_expiries" in d else None,
+                      grid_moneyness=[float(x) for x in d["grid_moneyness"]] if "grid_moneyness" in d else None)
+        try:
+            sizes = np.asarray(d.get("sizes"), dtype=np.float64).reshape(shift.components, len(labels))
+        except (TypeError, ValueError):
+            raise _BadInput(f"{where}.sizes: {shift.components} x {len(labels)} numbers expected (components x"
+                            " labels)") from None
+        shifts.append(shift)
+        rows.append(sizes)
+    sizes = np.vstack(rows) if rows else np.zeros((0, len(labels)))
+    return shifts, sizes, labels, str(doc.get("smile", "sticky_strike"))
+
+
+def _portfolio_columns(args) -> dict:
+    header, columns = read_trades_csv(args.portfolio)
+    for name in ("option_type", "strike", "time_to_expiry"):
+        if name not in columns:
+            raise _BadInput(f"{args.portfolio}: no column {name!r}; the header has {header}")
+    out = {"option_type": columns["option_type"].tolist()}
+    for name in ("strike", "time_to_expiry", "quantity"):
+        if name in columns:
+            text = columns[name]
+            try:
+                out[name] = text.astype(np.float64)
+            except ValueError:
+                bad = next(i for i, v in enumerate(text) if not _is_float(v))
+                raise _BadInput(f"{args.portfolio}: column {name}, line {bad + 2}: not a number: {str(text[bad])!r}") from None
+    out["trade_ids"] = columns["trade_id"].tolist() if "trade_id" in columns else None
+    return out
+
+
+def _cmd_risk_run(args, out) -> int:
+    from ._risk import RiskClient
+
+    shifts, sizes, labels, smile = _scenario_set(args)
+    book = _portfolio_columns(args)
+    output = "both" if args.cube_csv and args.output == "aggregates" else args.output
+    with RiskClient(target=args.target or default_target(), timeout=_timeout(args, 600.0)) as risk:
+        try:
+            result = risk.scenario_risk(
+                snapshot_id=args.snapshot, underlying_id=args.underlying, model=args.model, shifts=shifts,
+                sizes=sizes, labels=labels, smile=smile, output=output, quantity=book.get("quantity"),
+                trade_ids=book["trade_ids"], var_levels=tuple(args.var_level or (0.99,)),
+                es_levels=tuple(args.es_level or (0.975,)), trade_risk=args.trade_risk,
+                option_type=book["option_type"], strike=book["strike"], time_to_expiry=book["time_to_expiry"])
+        except ValueError as e:
+            raise _BadInput(str(e)) from None
+    if args.cube_csv:
+        with args.cube_csv.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["trade_id", *result.scenario_labels])
+            for tid, row in zip(result.trade_ids, result.cube):
+                w.writerow([tid, *(repr(float(x)) for x in row)])
+    if args.png and result.portfolio_pnl is not None:
+        _plot_pnl(result, args.png, sys.stderr if args.json else out)
+    if args.json:
+        doc = {"trades": len(result.trade_ids), "scenarios": len(result.scenario_labels),
+               "var": {str(k): v for k, v in result.var.items()},
+               "expected_shortfall": {str(k): v for k, v in result.expected_shortfall.items()},
+               "portfolio_pnl": None if result.portfolio_pnl is None else dict(
+                   zip(result.scenario_labels, result.portfolio_pnl.tolist())),
+               "failed_cells": result.failed_cells, "errors": [dataclasses.asdict(e) for e in result.errors[:100]],
+               "base_total": float(np.nansum(result.base)), "priced_by": result.priced_by, "market": result.market,
+               "compute_seconds": result.compute_seconds}
+        if result.trade_var is not None:
+            doc["trade_var"] = dict(zip(result.trade_ids, result.trade_var.tolist()))
+            doc["trade_expected_shortfall"] = dict(zip(result.trade_ids, result.trade_expected_shortfall.tolist()))
+        _dump(doc, out)
+        return EXIT_OK
+    pairs = [("trades", len(result.trade_ids)), ("scenarios", len(result.scenario_labels)),
+             ("snapshot", f"{result.market['snapshot_id']} ({result.market['underlying_id']}, surface "
+                          f"{result.market['vol_surface'] or '-'})"),
+             ("priced by", "{model} / {engine} {version}".format(**result.priced_by)),
+             ("base value", f"{np.nansum(result.base):.6g}"), ("failed cells", result.failed_cells)]
+    pairs += [(f"VaR {k:g}", f"{v:.6g}") for k, v in result.var.items()]
+    pairs += [(f"ES {k:g}", f"{v:.6g}") for k, v in result.expected_shortfall.items()]
+    print(_format.key_values(pairs), file=out)
+    if result.portfolio_pnl is not None:
+        worst = np.argsort(result.portfolio_pnl)[:10]
+        print("\nworst scenarios:", file=out)
+        print(_format.table(["scenario", "P&L"], [[result.scenario_labels[j], result.portfolio_pnl[j]] for j in worst]),
+              file=out)
+    return EXIT_OK
+
+
+def _plot_pnl(result, path: Path, out) -> None:
+    """The portfolio's P&L per scenario as a histogram, with -VaR and -ES marked."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise _BadInput("plotting needs matplotlib: pip install 'pricegrid[plot]'") from None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.hist(result.portfolio_pnl, bins=min(100, max(10, len(result.portfolio_pnl) // 10)), color="#4c72b0")
+    for k, v in result.var.items():
+        ax.axvline(-v, color="#d62728", label=f"VaR {k:g}: {v:.4g}")
+    for k, v in result.expected_shortfall.items():
+        ax.axvline(-v, color="#8c1c13", linestyle="--", label=f"ES {k:g}: {v:.4g}")
+    ax.set_xlabel("portfolio P&L")
+    ax.set_ylabel("scenarios")
+    ax.set_title(f"{len(result.trade_ids)} trades under {len(result.scenario_labels)} scenarios")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}", file=out)
+
+
 def _cmd_risk(args, out) -> int:
+    if args.risk_command == "run":
+        return _cmd_risk_run(args, out)
     from ._risk import RiskClient
 
     pnl, var, labels = _backtest_columns(args)

@@ -178,3 +178,53 @@ def test_an_empty_scenario_set_is_refused_naming_its_fields(risk, snapshot_id, b
         run(risk, snapshot_id, book, [], np.zeros((0, 0)), [])
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert {"scenarios.shifts", "scenarios.labels"} <= {f for f, _ in e.value.field_violations}
+
+
+def _json_objects(text):
+    import json
+
+    decoder, i = json.JSONDecoder(), 0
+    while (i := text.find("{", i)) >= 0:
+        try:
+            obj, end = decoder.raw_decode(text, i)
+        except ValueError:
+            i += 1
+            continue
+        yield obj
+        i = end
+
+
+def test_cli_risk_run_from_a_csv_and_a_yaml_file(server, snapshot_id, tmp_path, capsys):
+    import csv
+    import json
+
+    from pricegrid.clients import cli
+
+    book = tmp_path / "book.csv"
+    book.write_text("trade_id,option_type,strike,time_to_expiry,quantity\n"
+                    "A,call,6000,0.5,2\nB,put,5800,1.0,-1\nC,call,6500,2.0,3\n")
+    stress = tmp_path / "stress.yaml"
+    stress.write_text("labels: [crash, flat, rally]\n"
+                      "shifts:\n"
+                      "  - {name: spot, quantity: spot, kind: relative, selector: [SPX], sizes: [-0.2, 0.0, 0.1]}\n"
+                      "  - name: rates\n    quantity: zero_rate\n    kind: absolute\n    selector: ['USD-*']\n"
+                      "    tenors: [6M, 2Y]\n    sizes: [[0.001, 0, -0.001], [0.002, 0, -0.002]]\n")
+    cube_csv, png = tmp_path / "cube.csv", tmp_path / "pnl.png"
+    argv = ["risk", "run", "--portfolio", str(book), "--scenarios", str(stress), "--snapshot", snapshot_id,
+            "--underlying", "SPX", "--cube-csv", str(cube_csv), "--png", str(png), "--trade-risk",
+            "--target", server.address, "--json"]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    doc = next(d for d in _json_objects(text) if "portfolio_pnl" in d)
+    assert doc["trades"] == 3 and doc["scenarios"] == 3 and doc["failed_cells"] == 0
+    assert doc["portfolio_pnl"]["flat"] == 0.0 and doc["portfolio_pnl"]["crash"] != 0.0
+    assert set(doc["trade_var"]) == {"A", "B", "C"}
+    with cube_csv.open() as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["trade_id", "crash", "flat", "rally"] and [r[0] for r in rows[1:]] == ["A", "B", "C"]
+    assert sum(float(r[1]) for r in rows[1:]) == pytest.approx(doc["portfolio_pnl"]["crash"], rel=1e-12)
+    assert png.stat().st_size > 1000
+    # a mistake in the file is named, exit 2
+    stress.write_text("labels: [a]\nshifts:\n  - {name: s, quantity: spot, selector: [SPX], sizes: [1, 2]}\n")
+    assert cli.main(argv[:-1]) == 2
+    assert "shifts[0].sizes" in capsys.readouterr().err
