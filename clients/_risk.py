@@ -935,6 +935,8 @@ class RiskClient:
         var_levels: Iterable[float] = (0.99,),
         es_levels: Iterable[float] = (0.975,),
         trade_risk: bool = False,
+        tags: Mapping[str, Any] | None = None,
+        aggregate_by: Iterable[str] = (),
         instrument: str = "european",
         threads: int = 0,
         progress: Callable[[int, int], None] | None = None,
@@ -947,7 +949,9 @@ class RiskClient:
         with one ``labels`` entry per scenario. ``output``: "aggregates" (default: the
         portfolio's P&L per scenario, VaR and ES per level, per trade), "cube" or "both"
         (the trades x scenarios P&L cube in ``result.cube``); ``trade_risk``: also each
-        trade's VaR and ES. ``progress(trades_done,
+        trade's VaR and ES; ``tags`` (name -> one value per trade, or one) and
+        ``aggregate_by`` (tag names, top level first): ``result.nodes``, each node's P&L,
+        VaR and ES. ``progress(trades_done,
         trades)`` is called per block of the cube. One stream; ``timeout`` its deadline."""
         self._check_open()
         prepared = self._prepare_product(
@@ -960,7 +964,8 @@ class RiskClient:
         request = _scenarios.request_of(
             portfolio, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
             sizes=sizes, labels=list(labels), smile=smile, output=output, cube_type=cube_type,
-            var_levels=var_levels, es_levels=es_levels, trade_risk=trade_risk,
+            var_levels=var_levels, es_levels=es_levels, trade_risk=trade_risk, tags=tags,
+            aggregate_by=list(aggregate_by),
         )
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         return _scenarios.collect(stub.RunScenarioRisk, request, resolve_timeout(timeout, self.timeout), progress)

@@ -28,7 +28,7 @@ from pricegrid.v1 import risk_pb2 as rpb
 
 from ._errors import PricingError, RowError, status_code
 
-__all__ = ["ScenarioRiskResult", "ScenarioRowError", "Shift", "QUANTITIES", "KINDS"]
+__all__ = ["RiskNode", "ScenarioRiskResult", "ScenarioRowError", "Shift", "QUANTITIES", "KINDS"]
 
 QUANTITIES = {"spot": rpb.SHIFT_QUANTITY_SPOT, "vol": rpb.SHIFT_QUANTITY_VOL,
               "zero_rate": rpb.SHIFT_QUANTITY_ZERO_RATE, "dividend_yield": rpb.SHIFT_QUANTITY_DIVIDEND_YIELD,
@@ -80,6 +80,18 @@ class Shift:
 
 
 @dataclass(frozen=True)
+class RiskNode:
+    """A node of the tag hierarchy: ``path`` ("desk=rates", "book=B1"), its trades, its
+    P&L per scenario and its VaR and ES by level."""
+
+    path: tuple[str, ...]
+    trades: int
+    pnl: np.ndarray
+    var: dict
+    expected_shortfall: dict
+
+
+@dataclass(frozen=True)
 class ScenarioRowError:
     trade: int
     scenario: int
@@ -113,6 +125,14 @@ class ScenarioRiskResult:
     priced_by: dict = field(default_factory=dict)
     market: dict = field(default_factory=dict)
     blocks: int = 0
+    nodes: list = field(default_factory=list)  # RiskNode of the tag hierarchy, parents first
+
+    def node(self, *path: str) -> RiskNode:
+        """The node of ``path`` ("desk=rates", "book=B1")."""
+        for n in self.nodes:
+            if n.path == tuple(path):
+                return n
+        raise KeyError(path)
 
     def cube_frame(self):
         """The cube as a pandas DataFrame (trades x scenarios, labelled)."""
@@ -131,7 +151,8 @@ def _doubles(col) -> np.ndarray:
 
 
 def request_of(portfolio, *, quantity, trade_ids, shifts: Sequence[Shift], sizes, labels, smile: str, output: str,
-               cube_type: str, var_levels, es_levels, trade_risk: bool = False) -> rpb.RunScenarioRiskRequest:
+               cube_type: str, var_levels, es_levels, trade_risk: bool = False, tags=None,
+               aggregate_by=()) -> rpb.RunScenarioRiskRequest:
     sizes = np.asarray(sizes, dtype=np.float64)
     if sizes.ndim == 1:
         sizes = sizes.reshape(1, -1)
@@ -157,6 +178,10 @@ def request_of(portfolio, *, quantity, trade_ids, shifts: Sequence[Shift], sizes
     msg.scenarios.labels.extend(str(x) for x in labels)
     msg.scenarios.sizes.raw = np.ascontiguousarray(sizes, dtype="<f8").tobytes()
     msg.scenarios.smile = SMILES[smile]
+    for name, values in (tags or {}).items():
+        values = [values] if isinstance(values, str) else list(values)
+        msg.tags.add(name=str(name), values=[str(v) for v in values])
+    msg.aggregate_by.extend(str(x) for x in aggregate_by)
     return msg
 
 
@@ -209,4 +234,6 @@ def collect(stub_call, request: rpb.RunScenarioRiskRequest, timeout, progress=No
                 "discount_curve": header.market.discount_curve, "dividend_curve": header.market.dividend_curve,
                 "vol_surface": header.market.vol_surface},
         blocks=blocks,
+        nodes=[RiskNode(tuple(n.path), n.trades, _doubles(n.pnl), {x.level: x.value for x in n.var},
+                        {x.level: x.value for x in n.expected_shortfall}) for n in trailer.nodes],
     )

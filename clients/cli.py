@@ -273,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--var-level", type=float, action="append", help="VaR level (repeatable; default 0.99)")
     rr.add_argument("--es-level", type=float, action="append", help="ES level (repeatable; default 0.975)")
     rr.add_argument("--trade-risk", action="store_true", help="also each trade's VaR and ES")
+    rr.add_argument("--aggregate-by", action="append", default=[],
+                    help="a column of the portfolio CSV to aggregate by (repeatable, top level first, e.g."
+                         " --aggregate-by desk --aggregate-by book): VaR and ES per node")
     rr.add_argument("--png", type=Path, help="draw the portfolio's P&L histogram with the VaR and ES lines")
     _common(rr)
 
@@ -850,6 +853,10 @@ def _portfolio_columns(args) -> dict:
                 bad = next(i for i, v in enumerate(text) if not _is_float(v))
                 raise _BadInput(f"{args.portfolio}: column {name}, line {bad + 2}: not a number: {str(text[bad])!r}") from None
     out["trade_ids"] = columns["trade_id"].tolist() if "trade_id" in columns else None
+    for name in args.aggregate_by:
+        if name not in columns:
+            raise _BadInput(f"{args.portfolio}: no column {name!r} (--aggregate-by); the header has {header}")
+    out["tags"] = {name: columns[name].tolist() for name in args.aggregate_by}
     return out
 
 
@@ -866,6 +873,7 @@ def _cmd_risk_run(args, out) -> int:
                 sizes=sizes, labels=labels, smile=smile, output=output, quantity=book.get("quantity"),
                 trade_ids=book["trade_ids"], var_levels=tuple(args.var_level or (0.99,)),
                 es_levels=tuple(args.es_level or (0.975,)), trade_risk=args.trade_risk,
+                tags=book["tags"], aggregate_by=args.aggregate_by,
                 option_type=book["option_type"], strike=book["strike"], time_to_expiry=book["time_to_expiry"])
         except ValueError as e:
             raise _BadInput(str(e)) from None
@@ -886,6 +894,11 @@ def _cmd_risk_run(args, out) -> int:
                "failed_cells": result.failed_cells, "errors": [dataclasses.asdict(e) for e in result.errors[:100]],
                "base_total": float(np.nansum(result.base)), "priced_by": result.priced_by, "market": result.market,
                "compute_seconds": result.compute_seconds}
+        if result.nodes:
+            doc["nodes"] = [{"path": list(n.path), "trades": n.trades,
+                             "var": {str(k): v for k, v in n.var.items()},
+                             "expected_shortfall": {str(k): v for k, v in n.expected_shortfall.items()}}
+                            for n in result.nodes]
         if result.trade_var is not None:
             doc["trade_var"] = dict(zip(result.trade_ids, result.trade_var.tolist()))
             doc["trade_expected_shortfall"] = dict(zip(result.trade_ids, result.trade_expected_shortfall.tolist()))
@@ -899,6 +912,12 @@ def _cmd_risk_run(args, out) -> int:
     pairs += [(f"VaR {k:g}", f"{v:.6g}") for k, v in result.var.items()]
     pairs += [(f"ES {k:g}", f"{v:.6g}") for k, v in result.expected_shortfall.items()]
     print(_format.key_values(pairs), file=out)
+    if result.nodes:
+        var_levels, es_levels = list(result.var), list(result.expected_shortfall)
+        print("\nby " + " > ".join(args.aggregate_by) + ":", file=out)
+        print(_format.table(["node", "trades", *(f"VaR {k:g}" for k in var_levels), *(f"ES {k:g}" for k in es_levels)],
+                            [["  " * (len(n.path) - 1) + n.path[-1], n.trades, *(n.var[k] for k in var_levels),
+                              *(n.expected_shortfall[k] for k in es_levels)] for n in result.nodes]), file=out)
     if result.portfolio_pnl is not None:
         worst = np.argsort(result.portfolio_pnl)[:10]
         print("\nworst scenarios:", file=out)

@@ -37,7 +37,7 @@ from pricegrid.server.rpc.requests import column_length, doubles, unknown_enums
 from pricegrid.server.rpc.responses import market_used, model_ref
 from pricegrid.server.service.backtest import Backtest, BacktestLimits
 from pricegrid.server.service.pricing import PricingService, Watch
-from pricegrid.server.service.scenarios import ScenarioRevaluer, ScenarioRun
+from pricegrid.server.service.scenarios import Hierarchy, ScenarioRevaluer, ScenarioRun
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import risk_pb2 as rpb
 
@@ -198,10 +198,35 @@ def scenario_request(request: rpb.RunScenarioRiskRequest, service: PricingServic
             bad.add("scenarios.labels", f"{rows:,} trades x {scenarios.scenarios:,} scenarios = "
                                         f"{rows * scenarios.scenarios:,} revaluations; at most {max_cells:,}",
                     Code.RESOURCE_EXHAUSTED)
+        tags = _tags(request, rows, bad)
     bad.raise_if_any()
     fields = {k: "portfolio." + v for k, v in fields.items()}
     trade_ids = list(request.trade_ids) or [str(i) for i in range(rows)]
-    return spec, batch, market, rows, fields, scenarios, quantity, trade_ids, var_levels, es_levels
+    return spec, batch, market, rows, fields, scenarios, quantity, trade_ids, var_levels, es_levels, tags
+
+
+def _tags(request, rows: int, bad: Violations) -> list:
+    """(name, values) of the tags to aggregate by, in aggregate_by's order."""
+    columns: dict[str, np.ndarray] = {}
+    for i, t in enumerate(request.tags):
+        if not t.name.strip():
+            bad.add(f"tags[{i}].name", "required")
+        elif t.name in columns:
+            bad.add(f"tags[{i}].name", f"{t.name!r} repeats an earlier tag")
+        elif len(t.values) not in (1, rows):
+            bad.add(f"tags[{i}].values", f"{len(t.values)} values for {rows} trades: one per trade, or one")
+        else:
+            columns[t.name] = np.asarray(list(t.values), dtype=object)
+    out, seen = [], set()
+    for j, name in enumerate(request.aggregate_by):
+        if name in seen:
+            bad.add(f"aggregate_by[{j}]", f"{name!r} repeats")
+        elif name not in columns:
+            bad.add(f"aggregate_by[{j}]", f"no tag {name!r}; the tags are {sorted(columns)}")
+        else:
+            seen.add(name)
+            out.append((name, columns[name]))
+    return out
 
 
 def _column(values: np.ndarray) -> cpb.DoubleColumn:
@@ -271,8 +296,9 @@ class RiskServicer:
         request = _PARSE_SCENARIOS(data)
         if type(request) is Undecodable:
             raise request.error()
-        spec, batch, market, rows, fields, scenarios, quantity, trade_ids, var_levels, es_levels = \
+        spec, batch, market, rows, fields, scenarios, quantity, trade_ids, var_levels, es_levels, tags = \
             scenario_request(request, self.pricing, self.max_scenario_cells)
+        hierarchy = Hierarchy(tags, rows, scenarios.scenarios) if tags else None
         revaluer = ScenarioRevaluer(self.pricing)
         per_block = max(1, BLOCK_BYTES // (8 * max(1, scenarios.scenarios))) * max(1, scenarios.scenarios)
         revaluation = revaluer.revalue(spec, batch, market, scenarios, quantity, rows=rows, fields=fields,
@@ -280,7 +306,7 @@ class RiskServicer:
                                        threads=request.portfolio.threads, should_continue=watch,
                                        scenarios_path="scenarios.", reuse=True)
         run = ScenarioRun(revaluation, rows, scenarios.scenarios, var_levels, es_levels,
-                          trade_risk=request.trade_risk)
+                          trade_risk=request.trade_risk, hierarchy=hierarchy)
         header = rpb.ScenarioRiskHeader(
             trade_ids=trade_ids, scenario_labels=list(scenarios.labels), base_values=_column(revaluation.base),
             base_errors=[cpb.RowError(row=e.row, code=e.code, field=e.field, message=e.message)
@@ -317,6 +343,11 @@ class RiskServicer:
             trailer.portfolio_pnl.CopyFrom(_column(a.portfolio_pnl))
             trailer.var.extend(rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.var_levels, a.var))
             trailer.expected_shortfall.extend(rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.es_levels, a.es))
+            for node in a.nodes:
+                trailer.nodes.append(rpb.RiskNode(
+                    path=list(node.path), trades=node.trades, pnl=_column(node.pnl),
+                    var=[rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.var_levels, node.var)],
+                    expected_shortfall=[rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.es_levels, node.es)]))
             if a.trade_var is not None:
                 trailer.trade_var.CopyFrom(_column(a.trade_var.ravel()))
                 trailer.trade_expected_shortfall.CopyFrom(_column(a.trade_es.ravel()))

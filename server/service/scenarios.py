@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Optional, Sequence
 
 import numpy as np
+from scipy import sparse
 
 from pricegrid.server.domain import risk as risk_measures
 from pricegrid.server.domain.catalogue import EngineSpec
-from pricegrid.server.domain.errors import Code, ServiceError, invalid
+from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, invalid
 from pricegrid.server.domain.instruments import MarketBatch, MarketUsed, SnapshotMarket
 from pricegrid.server.domain.models import Measure
 from pricegrid.server.domain.products import ProductBatch
@@ -286,6 +287,51 @@ class Aggregates:
     trade_es: Optional[np.ndarray]
     failed_cells: int
     compute_seconds: float
+    nodes: list = field(default_factory=list)  # NodeRisk of the tag hierarchy, parents first
+
+
+@dataclass
+class NodeRisk:
+    path: tuple[str, ...]   # ("desk=rates", "book=B1")
+    trades: int
+    pnl: np.ndarray         # (scenarios,)
+    var: np.ndarray         # per VaR level
+    es: np.ndarray          # per ES level
+
+
+#: caps of a tag hierarchy (each node holds a P&L vector over the scenarios)
+MAX_NODES = 10_000
+MAX_NODE_CELLS = 20_000_000
+
+
+class Hierarchy:
+    """The nodes of a tag hierarchy and which trades each holds: for tags (name, one value
+    per trade) in order, a node per distinct (value of the first, ..., value of the l-th)
+    for every level l, parents before their children. ``matrix`` (nodes x trades, sparse)
+    sums trades' P&L into the nodes in one product per block."""
+
+    def __init__(self, tags: Sequence[tuple[str, np.ndarray]], trades: int, scenarios: int, path: str = "aggregate_by"):
+        paths: list[tuple[str, ...]] = []
+        rows: list[np.ndarray] = []
+        key = np.full(trades, "", dtype=object)
+        for name, values in tags:
+            values = np.broadcast_to(np.asarray(values, dtype=object), (trades,))
+            key = key + "\x1f" + f"{name}=" + values
+            unique, inverse = np.unique(key.astype(str), return_inverse=True)
+            rows.append(len(paths) + inverse)
+            paths.extend(tuple(u.split("\x1f")[1:]) for u in unique)
+            if len(paths) > MAX_NODES or len(paths) * scenarios > MAX_NODE_CELLS:
+                raise ServiceError(Code.RESOURCE_EXHAUSTED, f"{path}: {len(paths):,} nodes over {scenarios:,} "
+                                   f"scenarios; at most {MAX_NODES:,} nodes and {MAX_NODE_CELLS:,} node P&L values",
+                                   [FieldViolation(path, "too many nodes")])
+        order = sorted(range(len(paths)), key=lambda i: paths[i])  # a parent's path is a prefix: it sorts first
+        rank = np.empty(len(paths), dtype=np.int64)
+        rank[order] = np.arange(len(paths))
+        self.paths = [paths[i] for i in order]
+        node = rank[np.concatenate(rows)] if rows else np.zeros(0, dtype=np.int64)
+        trade = np.tile(np.arange(trades), len(rows))
+        self.matrix = sparse.csr_matrix((np.ones(node.size), (node, trade)), shape=(len(self.paths), trades))
+        self.counts = np.asarray(self.matrix.sum(axis=1)).ravel().astype(np.int64)
 
 
 class ScenarioRun:
@@ -295,9 +341,11 @@ class ScenarioRun:
     :meth:`aggregates` gives the trailer once the blocks are done."""
 
     def __init__(self, revaluation: Revaluation, trades: int, scenarios: int, var_levels: Sequence[float],
-                 es_levels: Sequence[float], *, trade_risk: bool = True):
+                 es_levels: Sequence[float], *, trade_risk: bool = True, hierarchy: Optional[Hierarchy] = None):
         self.revaluation = revaluation
         self.trade_risk = trade_risk
+        self.hierarchy = hierarchy
+        self._nodes = np.zeros((len(hierarchy.paths), scenarios)) if hierarchy is not None else None
         self.trades, self.scenarios = trades, scenarios
         self.var_levels = np.asarray(var_levels, dtype=np.float64)
         self.es_levels = np.asarray(es_levels, dtype=np.float64)
@@ -320,6 +368,9 @@ class ScenarioRun:
                 ok = finite.all(axis=1)
                 self._failed += int(pnl.size - np.count_nonzero(finite))
                 self._portfolio += np.nansum(pnl, axis=0)
+            if self.hierarchy is not None:
+                part = self.hierarchy.matrix[:, block.start:block.stop]
+                self._nodes += part @ (pnl if ok is None else np.nan_to_num(pnl, nan=0.0))
             if self.trade_risk and (ok is None or ok.any()):
                 sel = pnl if ok is None else pnl[ok]
                 tail = risk_measures.historical_risk(sel, var_level=self.var_levels, es_level=self.es_levels, axis=1)
@@ -331,7 +382,14 @@ class ScenarioRun:
 
     def aggregates(self) -> Aggregates:
         tail = risk_measures.historical_risk(self._portfolio, var_level=self.var_levels, es_level=self.es_levels)
+        nodes = []
+        if self.hierarchy is not None and len(self.hierarchy.paths):
+            t = risk_measures.historical_risk(self._nodes, var_level=self.var_levels, es_level=self.es_levels, axis=1)
+            var = np.asarray(t.var).reshape(len(self.var_levels), -1)
+            es = np.asarray(t.es).reshape(len(self.es_levels), -1)
+            nodes = [NodeRisk(p, int(self.hierarchy.counts[i]), self._nodes[i], var[:, i], es[:, i])
+                     for i, p in enumerate(self.hierarchy.paths)]
         return Aggregates(self._portfolio, self.var_levels, self.es_levels,
                           np.atleast_1d(np.asarray(tail.var, dtype=np.float64)),
                           np.atleast_1d(np.asarray(tail.es, dtype=np.float64)),
-                          self._trade_var, self._trade_es, self._failed, self._seconds)
+                          self._trade_var, self._trade_es, self._failed, self._seconds, nodes)

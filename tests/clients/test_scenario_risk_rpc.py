@@ -201,8 +201,8 @@ def test_cli_risk_run_from_a_csv_and_a_yaml_file(server, snapshot_id, tmp_path, 
     from pricegrid.clients import cli
 
     book = tmp_path / "book.csv"
-    book.write_text("trade_id,option_type,strike,time_to_expiry,quantity\n"
-                    "A,call,6000,0.5,2\nB,put,5800,1.0,-1\nC,call,6500,2.0,3\n")
+    book.write_text("trade_id,option_type,strike,time_to_expiry,quantity,desk\n"
+                    "A,call,6000,0.5,2,eq\nB,put,5800,1.0,-1,eq\nC,call,6500,2.0,3,vol\n")
     stress = tmp_path / "stress.yaml"
     stress.write_text("labels: [crash, flat, rally]\n"
                       "shifts:\n"
@@ -212,6 +212,7 @@ def test_cli_risk_run_from_a_csv_and_a_yaml_file(server, snapshot_id, tmp_path, 
     cube_csv, png = tmp_path / "cube.csv", tmp_path / "pnl.png"
     argv = ["risk", "run", "--portfolio", str(book), "--scenarios", str(stress), "--snapshot", snapshot_id,
             "--underlying", "SPX", "--cube-csv", str(cube_csv), "--png", str(png), "--trade-risk",
+            "--aggregate-by", "desk",
             "--target", server.address, "--json"]
     assert cli.main(argv) == 0
     text = capsys.readouterr().out
@@ -219,6 +220,7 @@ def test_cli_risk_run_from_a_csv_and_a_yaml_file(server, snapshot_id, tmp_path, 
     assert doc["trades"] == 3 and doc["scenarios"] == 3 and doc["failed_cells"] == 0
     assert doc["portfolio_pnl"]["flat"] == 0.0 and doc["portfolio_pnl"]["crash"] != 0.0
     assert set(doc["trade_var"]) == {"A", "B", "C"}
+    assert [(n["path"], n["trades"]) for n in doc["nodes"]] == [(["desk=eq"], 2), (["desk=vol"], 1)]
     with cube_csv.open() as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["trade_id", "crash", "flat", "rally"] and [r[0] for r in rows[1:]] == ["A", "B", "C"]
@@ -228,3 +230,35 @@ def test_cli_risk_run_from_a_csv_and_a_yaml_file(server, snapshot_id, tmp_path, 
     stress.write_text("labels: [a]\nshifts:\n  - {name: s, quantity: spot, selector: [SPX], sizes: [1, 2]}\n")
     assert cli.main(argv[:-1]) == 2
     assert "shifts[0].sizes" in capsys.readouterr().err
+
+
+def test_aggregation_by_tags_into_a_hierarchy(risk, snapshot_id, book):
+    from pricegrid.server.domain.risk import historical_risk
+
+    rng = np.random.default_rng(4)
+    desk = np.where(np.arange(TRADES) < 25, "equity", "vol")
+    books = np.array([f"B{i % 3}" for i in range(TRADES)])
+    shifts = [Shift("spot", "spot", "log", ["SPX"]), Shift("vol", "vol", "absolute", ["SPX-SVI"])]
+    sizes = np.vstack([rng.normal(0, 0.03, 200), rng.normal(0, 0.02, 200)])
+    r = run(risk, snapshot_id, book, shifts, sizes, [f"s{j}" for j in range(200)], output="both",
+            tags={"desk": desk, "book": books, "region": "EU"}, aggregate_by=["desk", "book"],
+            var_levels=(0.99, 0.95))
+    assert [n.path for n in r.nodes][:4] == [("desk=equity",), ("desk=equity", "book=B0"), ("desk=equity", "book=B1"),
+                                             ("desk=equity", "book=B2")]
+    assert len(r.nodes) == 2 + 6
+    for n in r.nodes:
+        rows = np.ones(TRADES, bool)
+        for part in n.path:
+            name, value = part.split("=")
+            rows &= {"desk": desk, "book": books}[name] == value
+        assert n.trades == rows.sum()
+        np.testing.assert_allclose(n.pnl, r.cube[rows].sum(axis=0), rtol=1e-12, atol=1e-9)
+        tail = historical_risk(n.pnl, var_level=[0.99, 0.95], es_level=[0.975])
+        assert n.var == {0.99: tail.var[0], 0.95: tail.var[1]} and n.expected_shortfall == {0.975: tail.es[0]}
+    # children sum to their parent
+    np.testing.assert_allclose(sum(r.node("desk=vol", f"book=B{i}").pnl for i in range(3)), r.node("desk=vol").pnl,
+                               rtol=1e-12, atol=1e-9)
+    with pytest.raises(PricingError) as e:
+        run(risk, snapshot_id, book, shifts, sizes, [f"s{j}" for j in range(200)], tags={"desk": desk},
+            aggregate_by=["book"])
+    assert e.value.field == "aggregate_by[0]"

@@ -349,6 +349,9 @@ def _scenario_request(snapshot_id: str):
     r.scenarios.shifts.add(name="rate", quantity=rpb.SHIFT_QUANTITY_ZERO_RATE, kind=rpb.SHIFT_KIND_ABSOLUTE,
                            selector=["US*"]).buckets.tenors.extend(["6M", "2Y"])
     r.scenarios.shifts.add(name="vol", quantity=rpb.SHIFT_QUANTITY_VOL, kind=rpb.SHIFT_KIND_ABSOLUTE, selector=["SPX-*"])
+    r.tags.add(name="desk", values=["eq", "vol"])
+    r.tags.add(name="book", values=["B1"])
+    r.aggregate_by.extend(["desk", "book"])
     r.scenarios.labels.extend(["a", "b", "c"])
     r.scenarios.sizes.values.extend([-0.1, 0.0, 0.1, 0.001, 0.0, -0.001, 0.0, 0.0, 0.0, 0.02, 0.0, -0.02])
     return r
