@@ -320,3 +320,55 @@ def test_kill_9_then_restart_the_clients_reconnect_and_stored_snapshots_survive(
         fo.close()
         mc.close()
         first.kill()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's peak RSS from /proc")
+def test_a_scenario_cube_larger_than_the_servers_growth_is_streamed_in_bounded_memory():
+    """600 trades x 150,000 scenarios: a 720 MB float64 cube (plus its inputs, several times
+    that if built at once) streamed as blocks; the server's peak RSS grows by a small
+    fraction of the cube (the blocks are made and sent one at a time), and the client here
+    reads and drops each block."""
+    from pricegrid.v1 import market_pb2 as mpb
+    from pricegrid.v1 import market_pb2_grpc
+    from pricegrid.v1 import risk_pb2 as rpb
+
+    s = Server("--max-scenario-cells", "100000000")
+    try:
+        with grpc.insecure_channel(s.address, options=[("grpc.max_receive_message_length", -1)]) as ch:
+            sid = market_pb2_grpc.MarketDataServiceStub(ch).ListSnapshots(
+                mpb.ListSnapshotsRequest(name="demo"), timeout=10).snapshots[0].id
+            trades, scenarios = 600, 150_000
+            rng = np.random.default_rng(1)
+            port = pb.PriceBatchRequest(model=c.MODEL_BLACK_SCHOLES_MERTON)
+            port.european.option_type.values.append(1)
+            port.european.strike.raw = rng.uniform(5000, 7000, trades).astype("<f8").tobytes()
+            port.european.time_to_expiry.values.append(1.0)
+            port.market.snapshot_id, port.market.underlying_id = sid, "SPX"
+            r = rpb.RunScenarioRiskRequest(portfolio=port, output=rpb.SCENARIO_OUTPUT_BOTH)
+            r.scenarios.shifts.add(name="spot", quantity=rpb.SHIFT_QUANTITY_SPOT, kind=rpb.SHIFT_KIND_LOG,
+                                   selector=["SPX"])
+            r.scenarios.labels.extend(str(j) for j in range(scenarios))
+            r.scenarios.sizes.raw = rng.normal(0, 0.02, scenarios).astype("<f8").tobytes()
+            call = ch.unary_stream("/pricegrid.v1.RiskService/RunScenarioRisk")
+            small = rpb.RunScenarioRiskRequest()
+            small.CopyFrom(r)
+            del small.scenarios.labels[10:]
+            small.scenarios.sizes.raw = small.scenarios.sizes.raw[:80]
+            for _ in call(small.SerializeToString(), timeout=60):  # warm: imports, pools, the block path
+                pass
+            before = peak_rss_mib(s.proc.pid)
+            received, blocks = 0, 0
+            for data in call(r.SerializeToString(), timeout=120):
+                part = rpb.RunScenarioRiskResponse.FromString(data)
+                if part.WhichOneof("part") == "block":
+                    received += len(part.block.pnl)
+                    blocks += 1
+                elif part.WhichOneof("part") == "trailer":
+                    assert part.trailer.failed_cells == 0
+            growth = peak_rss_mib(s.proc.pid) - before
+        cube_mib = trades * scenarios * 8 / 2**20
+        assert received == trades * scenarios * 8 and blocks >= 50
+        print(f"server peak RSS grew {growth:.0f} MiB while streaming a {cube_mib:.0f} MiB cube")
+        assert growth < cube_mib / 4, (growth, cube_mib)
+    finally:
+        s.kill()
