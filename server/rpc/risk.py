@@ -18,10 +18,10 @@ million-row pricing batches.
 
 from __future__ import annotations
 
-import grpc
-
+import asyncio
 import time
 
+import grpc
 import numpy as np
 
 from pricegrid.server.domain import backtest as bt
@@ -282,12 +282,21 @@ class RiskServicer:
             call.add_callback(watch.cancel)
             state, header = await lane.run(call, self._scenario_start, data, watch)
             yield header
-            while True:
-                part = await lane.run(call, self._scenario_block, state)
-                if part is None:
-                    break
-                if part:
-                    yield part
+            # one block ahead: the next block is computed while this one is written (a
+            # block's message is its own bytes, so the next one may reuse the arrays)
+            pending = asyncio.ensure_future(lane.run(call, self._scenario_block, state))
+            try:
+                while True:
+                    part = await pending
+                    if part is None:
+                        break
+                    pending = asyncio.ensure_future(lane.run(call, self._scenario_block, state))
+                    if part:
+                        yield part
+            finally:
+                if not pending.done():
+                    watch.cancel()  # the caller went away: the block being computed stops in its kernel
+                    pending.cancel()
             yield self._scenario_trailer(state)
 
     def _scenario_start(self, data: bytes, watch: Watch):
