@@ -970,6 +970,23 @@ class RiskClient:
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         return _scenarios.collect(stub.RunScenarioRisk, request, resolve_timeout(timeout, self.timeout), progress)
 
+    def parametric_var(self, deltas, covariance, *, factors=None, books=None, gammas=None,
+                       method: str = "delta_normal", levels: Iterable[float] = (0.99,),
+                       timeout=USE_CLIENT_DEFAULT) -> list:
+        """Parametric VaR (RiskService.ParametricVar) of books given by ``deltas`` ((factors,)
+        or (books, factors)) and optionally ``gammas`` ((factors, factors) or (books,
+        factors, factors)) against the factors' ``covariance`` over the horizon: "delta_normal",
+        "delta_gamma_normal" or "cornish_fisher". Returns a BookVar per book."""
+        self._check_open()
+        request = _scenarios.parametric_request(deltas, covariance, factors=factors, books=books, gammas=gammas,
+                                                method=method, levels=list(levels))
+        stub = risk_pb2_grpc.RiskServiceStub(self.channel)
+        try:
+            reply = stub.ParametricVar(request, timeout=resolve_timeout(timeout, self.timeout))
+        except grpc.RpcError as e:
+            raise PricingError.from_rpc_error(e) from None
+        return _scenarios.parametric_result(reply)
+
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
         if not self._closed:

@@ -28,7 +28,52 @@ from pricegrid.v1 import risk_pb2 as rpb
 
 from ._errors import PricingError, RowError, status_code
 
-__all__ = ["RiskNode", "ScenarioRiskResult", "ScenarioRowError", "Shift", "QUANTITIES", "KINDS"]
+__all__ = ["BookVar", "RiskNode", "ScenarioRiskResult", "ScenarioRowError", "Shift", "QUANTITIES", "KINDS",
+           "PARAMETRIC_METHODS"]
+
+PARAMETRIC_METHODS = {"delta_normal": rpb.PARAMETRIC_METHOD_DELTA_NORMAL,
+                      "delta_gamma_normal": rpb.PARAMETRIC_METHOD_DELTA_GAMMA_NORMAL,
+                      "cornish_fisher": rpb.PARAMETRIC_METHOD_CORNISH_FISHER}
+
+
+@dataclass(frozen=True)
+class BookVar:
+    """One book's parametric VaR by level (positive: a loss) and its P&L's moments."""
+
+    book: str
+    var: dict
+    mean: float
+    standard_deviation: float
+    skewness: float
+    excess_kurtosis: float
+
+
+def parametric_request(deltas, covariance, *, factors=None, books=None, gammas=None, method="delta_normal",
+                       levels=(0.99,)) -> rpb.ParametricVarRequest:
+    d = np.asarray(deltas, dtype=np.float64)
+    d2 = d.reshape(1, -1) if d.ndim == 1 else d
+    if d2.ndim != 2:
+        raise ValueError("deltas: (factors,) or (books, factors)")
+    k = d2.shape[1]
+    if method not in PARAMETRIC_METHODS:
+        raise ValueError(f"method {method!r}; expected one of {sorted(PARAMETRIC_METHODS)}")
+    msg = rpb.ParametricVarRequest(factors=[str(f) for f in (factors if factors is not None else
+                                                              [f"f{i}" for i in range(k)])],
+                                   method=PARAMETRIC_METHODS[method], levels=[float(x) for x in levels])
+    if books is not None:
+        msg.books.extend(str(b) for b in books)
+    elif d.ndim == 2:
+        msg.books.extend(f"book{i}" for i in range(d2.shape[0]))
+    msg.covariance.raw = np.ascontiguousarray(covariance, dtype="<f8").tobytes()
+    msg.deltas.raw = np.ascontiguousarray(d2, dtype="<f8").tobytes()
+    if gammas is not None:
+        msg.gammas.raw = np.ascontiguousarray(gammas, dtype="<f8").tobytes()
+    return msg
+
+
+def parametric_result(reply: rpb.ParametricVarResponse) -> list[BookVar]:
+    return [BookVar(b.book, {x.level: x.value for x in b.var}, b.mean, b.standard_deviation, b.skewness,
+                    b.excess_kurtosis) for b in reply.books]
 
 QUANTITIES = {"spot": rpb.SHIFT_QUANTITY_SPOT, "vol": rpb.SHIFT_QUANTITY_VOL,
               "zero_rate": rpb.SHIFT_QUANTITY_ZERO_RATE, "dividend_yield": rpb.SHIFT_QUANTITY_DIVIDEND_YIELD,

@@ -25,12 +25,13 @@ import grpc
 import numpy as np
 
 from pricegrid.server.domain import backtest as bt
+from pricegrid.server.domain import risk as risk_measures
 from pricegrid.server.domain import scenarios as sc
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, Violations, invalid
 from pricegrid.server.domain.instruments import SnapshotMarket
 from pricegrid.server.domain.models import Measure
 from pricegrid.server.rpc.admission import Lane, StreamGate
-from pricegrid.server.rpc.interceptors import Undecodable, safe_deserializer, wrap_stream
+from pricegrid.server.rpc.interceptors import Undecodable, safe_deserializer, wrap_stream, wrap_unary
 from pricegrid.server.rpc.observe import RpcObserver
 from pricegrid.server.rpc import requests as req
 from pricegrid.server.rpc.requests import column_length, doubles, unknown_enums
@@ -245,6 +246,79 @@ class _ScenarioCall:
         self.t0 = time.perf_counter()
 
 
+# ------------------------------------------------------------------ ParametricVar
+_PARAMETRIC = {0: risk_measures.ParametricMethod.DELTA_NORMAL,
+               rpb.PARAMETRIC_METHOD_DELTA_NORMAL: risk_measures.ParametricMethod.DELTA_NORMAL,
+               rpb.PARAMETRIC_METHOD_DELTA_GAMMA_NORMAL: risk_measures.ParametricMethod.DELTA_GAMMA_NORMAL,
+               rpb.PARAMETRIC_METHOD_CORNISH_FISHER: risk_measures.ParametricMethod.CORNISH_FISHER}
+#: the domain's argument names -> the request's fields
+_PARAMETRIC_FIELDS = {"delta": "deltas", "gamma": "gammas", "covariance": "covariance", "level": "levels"}
+#: the most factors one request may send (the covariance is k x k, the gammas b x k x k)
+MAX_FACTORS = 2_000
+MAX_PARAMETRIC_VALUES = 20_000_000
+
+
+def _renamed(exc: ServiceError) -> ServiceError:
+    def name(f: str) -> str:
+        head, bracket, rest = f.partition("[")
+        return _PARAMETRIC_FIELDS.get(head, head) + bracket + rest
+
+    violations = [FieldViolation(name(v.field), v.description) for v in exc.violations]
+    return ServiceError(exc.code, "; ".join(f"{v.field}: {v.description}" for v in violations) or exc.message,
+                        violations)
+
+
+def parametric_var(request: rpb.ParametricVarRequest) -> rpb.ParametricVarResponse:
+    bad = Violations()
+    unknown_enums(request, "", bad)
+    factors = list(request.factors)
+    k = len(factors)
+    if not k:
+        bad.add("factors", "at least one risk factor")
+    elif len(set(factors)) != k:
+        bad.add("factors", "names must be unique")
+    elif k > MAX_FACTORS:
+        bad.add("factors", f"{k:,} factors; at most {MAX_FACTORS:,}", Code.RESOURCE_EXHAUSTED)
+    books = list(request.books) or ["portfolio"]
+    b = len(books)
+    sizes = {"covariance": column_length(request.covariance, 8, "covariance"),
+             "deltas": column_length(request.deltas, 8, "deltas"),
+             "gammas": column_length(request.gammas, 8, "gammas")}
+    if sum(sizes.values()) > MAX_PARAMETRIC_VALUES:
+        bad.add("gammas", f"{sum(sizes.values()):,} numbers; at most {MAX_PARAMETRIC_VALUES:,}", Code.RESOURCE_EXHAUSTED)
+    bad.raise_if_any()
+    cov, deltas, gammas = (doubles(getattr(request, n), n) for n in ("covariance", "deltas", "gammas"))
+    if cov.size != k * k:
+        bad.add("covariance", f"{cov.size} values; expected factors x factors = {k} x {k}")
+    if deltas.size != b * k:
+        bad.add("deltas", f"{deltas.size} values; expected books x factors = {b} x {k}")
+    if gammas.size not in (0, k * k, b * k * k):
+        bad.add("gammas", f"{gammas.size} values; expected {k} x {k} (every book) or {b} x {k} x {k}")
+    bad.raise_if_any()
+    method = _PARAMETRIC[request.method]
+    d = deltas.reshape(b, k)
+    s = cov.reshape(k, k)
+    g = None if gammas.size == 0 else gammas.reshape((k, k) if gammas.size == k * k else (b, k, k))
+    if g is not None and g.ndim == 2 and b > 1:
+        g = np.broadcast_to(g, (b, k, k))
+    levels = list(request.levels) or [0.99]
+    try:
+        var = np.asarray(risk_measures.parametric_var(method, d, s, gamma=g, level=levels)).reshape(len(levels), b)
+        moments = risk_measures.delta_gamma_moments(
+            d, s, g if method != risk_measures.ParametricMethod.DELTA_NORMAL else None)
+    except ServiceError as exc:
+        raise _renamed(exc) from None
+    mean, variance, skew, kurt = (np.broadcast_to(np.asarray(x, dtype=np.float64), (b,))
+                                  for x in (moments.mean, moments.variance, moments.skewness, moments.excess_kurtosis))
+    out = rpb.ParametricVarResponse(method=int(request.method) or rpb.PARAMETRIC_METHOD_DELTA_NORMAL)
+    for i, name in enumerate(books):
+        out.books.add(book=name, var=[rpb.RiskAtLevel(level=lv, value=float(var[j, i])) for j, lv in enumerate(levels)],
+                      mean=float(mean[i]), standard_deviation=float(np.sqrt(variance[i])),
+                      skewness=float(skew[i]) if np.isfinite(skew[i]) else 0.0,
+                      excess_kurtosis=float(kurt[i]) if np.isfinite(kurt[i]) else 0.0)
+    return out
+
+
 # ------------------------------------------------------------------ servicer
 class _Stream:
     """One Backtest stream's state: its running backtest, once the first message came."""
@@ -298,6 +372,10 @@ class RiskServicer:
                     watch.cancel()  # the caller went away: the block being computed stops in its kernel
                     pending.cancel()
             yield self._scenario_trailer(state)
+
+    def ParametricVar(self, request, call, rid):
+        response = parametric_var(request)
+        return response, len(response.books), 0
 
     def _scenario_start(self, data: bytes, watch: Watch):
         if self.pricing is None:
@@ -413,6 +491,11 @@ def handlers(servicer: RiskServicer, observer: RpcObserver, *, streams: StreamGa
         ),
         "RunScenarioRisk": grpc.unary_stream_rpc_method_handler(
             run_scenario_risk, request_deserializer=None, response_serializer=None,
+        ),
+        "ParametricVar": grpc.unary_unary_rpc_method_handler(
+            wrap_unary(f"/{SERVICE}/ParametricVar", servicer.ParametricVar, observer, lane=servicer.lane,
+                       parse=safe_deserializer(rpb.ParametricVarRequest), auth=auth),
+            request_deserializer=None, response_serializer=None,
         ),
     }
     return [grpc.method_handlers_generic_handler(SERVICE, methods)]

@@ -262,3 +262,36 @@ def test_aggregation_by_tags_into_a_hierarchy(risk, snapshot_id, book):
         run(risk, snapshot_id, book, shifts, sizes, [f"s{j}" for j in range(200)], tags={"desk": desk},
             aggregate_by=["book"])
     assert e.value.field == "aggregate_by[0]"
+
+
+def test_parametric_var_against_closed_forms_and_bad_covariances(risk):
+    from statistics import NormalDist
+
+    from pricegrid.server.domain.risk import parametric_var
+
+    s = np.array([[0.04, 0.006, 0.0], [0.006, 0.09, -0.01], [0.0, -0.01, 0.01]])
+    d = np.array([[1000.0, -500.0, 200.0], [0.0, 300.0, 0.0]])
+    g = np.array([[-50.0, 0.0, 0.0], [0.0, 20.0, 0.0], [0.0, 0.0, 0.0]])
+    books = risk.parametric_var(d, s, factors=["spx", "vix", "usd"], books=["eq", "vol"], levels=(0.99, 0.95))
+    for i, b in enumerate(books):
+        sigma = float(np.sqrt(d[i] @ s @ d[i]))
+        assert b.book == ("eq", "vol")[i] and b.standard_deviation == pytest.approx(sigma, rel=1e-12)
+        assert b.var[0.99] == pytest.approx(NormalDist().inv_cdf(0.99) * sigma, rel=1e-12)
+        assert b.var[0.95] == pytest.approx(NormalDist().inv_cdf(0.95) * sigma, rel=1e-12)
+        assert b.mean == 0.0 and b.skewness == 0.0
+    for method in ("delta_gamma_normal", "cornish_fisher"):
+        got = risk.parametric_var(d, s, gammas=g, method=method, levels=(0.99,))
+        want = parametric_var(method, d, s, gamma=np.broadcast_to(g, (2, 3, 3)), level=[0.99])
+        assert [b.var[0.99] for b in got] == pytest.approx(list(np.asarray(want).ravel()), rel=1e-12)
+        assert got[0].mean == pytest.approx(0.5 * np.trace(g @ s), rel=1e-12)
+    bad = s.copy()
+    bad[0, 0] = -1.0  # not positive semi-definite
+    with pytest.raises(PricingError) as e:
+        risk.parametric_var(d, bad)
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.field == "covariance"
+    with pytest.raises(PricingError) as e:
+        risk.parametric_var(d[:, :2], s, factors=["spx", "vix", "usd"])
+    assert e.value.field == "deltas"
+    with pytest.raises(PricingError) as e:
+        risk.parametric_var(d, s, method="cornish_fisher")  # needs the gammas
+    assert e.value.field == "gammas"

@@ -153,6 +153,11 @@ def _no_unexplained_nan(method, reply_bytes):
         values = [r.price] + [getattr(r.greeks, g) for g in ("delta", "gamma", "vega", "theta", "rho")
                               if r.greeks.HasField(g)] + [d.value for d in r.details]
         assert all(math.isfinite(v) for v in values), r
+    elif method == "ParametricVar":
+        r = rpb.ParametricVarResponse.FromString(reply_bytes)
+        for b in r.books:
+            values = [x.value for x in b.var] + [b.mean, b.standard_deviation, b.skewness, b.excess_kurtosis]
+            assert all(math.isfinite(v) for v in values), r
     elif method in ("PriceBatch", "ImpliedVolatilityBatch"):
         cls = pb.PriceBatchResponse if method == "PriceBatch" else pb.ImpliedVolatilityBatchResponse
         r = cls.FromString(reply_bytes)
@@ -238,6 +243,10 @@ UNARY = [
     ("MarketDataService", "EvaluateCurve", lambda: mpb.EvaluateCurveRequest(curve_id="USD", times=[0.5, 1.0])),
     ("MarketDataService", "EvaluateSurface", lambda: mpb.EvaluateSurfaceRequest(
         surface_id="SPX-vol", expiries=[0.5, 1.0], strikes=[95.0, 105.0])),
+    ("RiskService", "ParametricVar", lambda: rpb.ParametricVarRequest(
+        factors=["a", "b"], covariance=c.DoubleColumn(values=[0.04, 0.01, 0.01, 0.09]), books=["x", "y"],
+        deltas=c.DoubleColumn(values=[1.0, -2.0, 0.5, 3.0]), gammas=c.DoubleColumn(values=[0.1, 0.0, 0.0, -0.2]),
+        method=rpb.PARAMETRIC_METHOD_CORNISH_FISHER, levels=[0.99, 0.95])),
 ]
 
 
