@@ -925,8 +925,9 @@ class RiskClient:
         underlying_id: str,
         model: str | int,
         shifts: Iterable[Shift],
-        sizes: Any,
-        labels: Iterable[str],
+        sizes: Any = None,
+        labels: Iterable[str] = (),
+        history: Any = None,
         quantity: Any = None,
         trade_ids: Iterable[str] | None = None,
         smile: str = "sticky_strike",
@@ -946,7 +947,10 @@ class RiskClient:
         """Revalue a portfolio of ``instrument`` trades (their columns as for
         :meth:`price_batch`, the market from ``snapshot_id``/``underlying_id``) under the
         scenario set ``shifts`` x ``sizes`` (components x scenarios, see :class:`Shift`)
-        with one ``labels`` entry per scenario. ``output``: "aggregates" (default: the
+        with one ``labels`` entry per scenario; or ``history`` instead of sizes and labels: a
+        dict of ``dates``, ``levels`` (dates x components), ``holding_period`` (default 1)
+        and ``overlapping`` (default True): each scenario the change over the holding period
+        in the form its shift applies. ``output``: "aggregates" (default: the
         portfolio's P&L per scenario, VaR and ES per level, per trade), "cube" or "both"
         (the trades x scenarios P&L cube in ``result.cube``); ``trade_risk``: also each
         trade's VaR and ES; ``tags`` (name -> one value per trade, or one) and
@@ -966,6 +970,8 @@ class RiskClient:
             sizes=sizes, labels=list(labels), smile=smile, output=output, cube_type=cube_type,
             var_levels=var_levels, es_levels=es_levels, trade_risk=trade_risk, tags=tags,
             aggregate_by=list(aggregate_by),
+            history=None if history is None else (history["dates"], history["levels"], history.get("holding_period", 1),
+                                                  history.get("overlapping", True)),
         )
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         return _scenarios.collect(stub.RunScenarioRisk, request, resolve_timeout(timeout, self.timeout), progress)

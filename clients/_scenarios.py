@@ -197,11 +197,20 @@ def _doubles(col) -> np.ndarray:
 
 def request_of(portfolio, *, quantity, trade_ids, shifts: Sequence[Shift], sizes, labels, smile: str, output: str,
                cube_type: str, var_levels, es_levels, trade_risk: bool = False, tags=None,
-               aggregate_by=()) -> rpb.RunScenarioRiskRequest:
+               aggregate_by=(), history=None) -> rpb.RunScenarioRiskRequest:
+    components = sum(s.components for s in shifts)
+    if history is not None:  # (dates, levels dates x components, holding, overlapping)
+        dates, levels, holding, overlapping = history
+        levels = np.asarray(levels, dtype=np.float64)
+        if levels.ndim != 2 or levels.shape != (len(dates), components):
+            raise ValueError(f"history levels have shape {levels.shape}; expected dates x components = "
+                             f"({len(dates)}, {components})")
+        sizes, labels = np.zeros((components, 0)), []
+    elif sizes is None:
+        raise ValueError("give sizes (components x scenarios) and labels, or a history")
     sizes = np.asarray(sizes, dtype=np.float64)
     if sizes.ndim == 1:
         sizes = sizes.reshape(1, -1)
-    components = sum(s.components for s in shifts)
     if sizes.shape != (components, len(labels)):
         raise ValueError(f"sizes has shape {sizes.shape}; the shifts have {components} components and there are "
                          f"{len(labels)} labels: expected ({components}, {len(labels)})")
@@ -222,6 +231,12 @@ def request_of(portfolio, *, quantity, trade_ids, shifts: Sequence[Shift], sizes
     msg.scenarios.shifts.extend(s.message() for s in shifts)
     msg.scenarios.labels.extend(str(x) for x in labels)
     msg.scenarios.sizes.raw = np.ascontiguousarray(sizes, dtype="<f8").tobytes()
+    if history is not None:
+        h = msg.scenarios.history
+        h.dates.extend(str(d) for d in dates)
+        h.levels.raw = np.ascontiguousarray(levels, dtype="<f8").tobytes()
+        h.holding_period = int(holding)
+        h.non_overlapping = not overlapping
     msg.scenarios.smile = SMILES[smile]
     for name, values in (tags or {}).items():
         values = [values] if isinstance(values, str) else list(values)

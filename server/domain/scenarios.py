@@ -341,3 +341,47 @@ class ScenarioSet:
                 v.add(f"{path}.shape.{name}", f"strictly increasing; node {k} ({a[k]:g}) is not above node {k - 1}")
         if isinstance(s.shape, Buckets) and s.shape.labels and len(s.shape.labels) != len(s.shape.pillars):
             v.add(f"{path}.shape.labels", f"{len(s.shape.labels)} labels for {len(s.shape.pillars)} pillars")
+
+
+# --------------------------------------------------------------------- historical sets
+def historical_sizes(levels: np.ndarray, kinds: Sequence[ShiftKind], dates: Sequence[str], *, holding: int = 1,
+                     overlapping: bool = True, prefix: str = "") -> tuple[np.ndarray, tuple[str, ...]]:
+    """Scenario sizes from a history of risk-factor levels: ``levels`` (dates x components,
+    in time order, one column per component of the shifts), each column's changes over
+    ``holding`` dates in the form its shift applies them: ABSOLUTE x(t+h) - x(t), RELATIVE
+    x(t+h)/x(t) - 1, LOG ln(x(t+h)/x(t)) (so that applied to today's market the change is
+    the one seen then). Overlapping windows start at every date, else every ``holding``
+    dates. Returns (components x scenarios sizes, labels "start/end" from ``dates``)."""
+    v = Violations()
+    a = np.asarray(levels, dtype=np.float64)
+    n = len(dates)
+    if a.ndim != 2 or a.shape[1] != len(kinds):
+        v.add(f"{prefix}levels", f"shape {a.shape}; expected dates x components = ({n}, {len(kinds)})")
+    elif a.shape[0] != n:
+        v.add(f"{prefix}dates", f"{n} dates for {a.shape[0]} rows of levels")
+    if not isinstance(holding, (int, np.integer)) or holding < 1:
+        v.add(f"{prefix}holding_period", f"at least 1 date (got {holding!r})")
+    v.raise_if_any()
+    if n <= holding:
+        v.add(f"{prefix}dates", f"{n} dates give no change over a holding period of {holding}")
+    bad = np.argwhere(~np.isfinite(a))
+    if bad.size:
+        v.add(f"{prefix}levels", f"not finite at date {bad[0][0]} ({dates[bad[0][0]]}), component {bad[0][1]}")
+    for j, kind in enumerate(kinds):
+        if kind == ShiftKind.FIXED:
+            v.add(f"{prefix}levels", f"component {j}: a FIXED shift has no change to take from a history")
+        elif kind in (ShiftKind.RELATIVE, ShiftKind.LOG) and np.any(a[:, j] <= 0):
+            v.add(f"{prefix}levels", f"component {j}: {kind.name.lower()} changes need positive levels")
+    v.raise_if_any()
+    starts = np.arange(0, n - holding, 1 if overlapping else holding)
+    x0, x1 = a[starts], a[starts + holding]
+    out = np.empty((len(starts), a.shape[1]))
+    for j, kind in enumerate(kinds):
+        if kind == ShiftKind.ABSOLUTE:
+            out[:, j] = x1[:, j] - x0[:, j]
+        elif kind == ShiftKind.RELATIVE:
+            out[:, j] = x1[:, j] / x0[:, j] - 1.0
+        else:
+            out[:, j] = np.log(x1[:, j] / x0[:, j])
+    labels = tuple(f"{dates[i]}/{dates[i + holding]}" for i in starts)
+    return out.T.copy(), labels

@@ -146,9 +146,24 @@ def scenario_set_of(msg: rpb.ScenarioSet, prefix: str = "scenarios.") -> sc.Scen
     sizes = None
     with bad.check():
         sizes = doubles(msg.sizes, f"{prefix}sizes")
+    history = msg.HasField("history")
+    if history and (msg.labels or (sizes is not None and sizes.size)):
+        bad.add(f"{prefix}history", "with a history, leave labels and sizes empty: they come from it")
     bad.raise_if_any()
-    labels = tuple(msg.labels)
     components = sum(x.components for x in shifts)
+    if history:
+        h = msg.history
+        if h.holding_period < 0:
+            raise invalid(f"{prefix}history.holding_period", f"at least 1 date (got {h.holding_period})")
+        levels = doubles(h.levels, f"{prefix}history.levels")
+        kinds = [x.kind for x in shifts for _ in range(x.components)]
+        if components == 0 or levels.size % components:
+            raise invalid(f"{prefix}history.levels", f"{levels.size} values for {components} components per date")
+        values, labels = sc.historical_sizes(levels.reshape(-1, components), kinds, list(h.dates),
+                                             holding=h.holding_period or 1, overlapping=not h.non_overlapping,
+                                             prefix=f"{prefix}history.")
+        return sc.ScenarioSet(tuple(shifts), values, labels, _SMILES[msg.smile])
+    labels = tuple(msg.labels)
     if sizes.size != components * len(labels):
         raise invalid(f"{prefix}sizes", f"{sizes.size} values; expected components x scenarios = "
                                         f"{components} x {len(labels)} = {components * len(labels)}")

@@ -295,3 +295,23 @@ def test_parametric_var_against_closed_forms_and_bad_covariances(risk):
     with pytest.raises(PricingError) as e:
         risk.parametric_var(d, s, method="cornish_fisher")  # needs the gammas
     assert e.value.field == "gammas"
+
+
+def test_historical_scenarios_from_a_series_of_levels(risk, snapshot_id, book):
+    """Each scenario is the change between two dates of the series, in the form its shift
+    applies it: the same run as sending those changes as sizes."""
+    rng = np.random.default_rng(8)
+    dates = [f"2024-01-{d:02d}" for d in range(1, 31)]
+    spx = 5000 * np.exp(np.cumsum(rng.normal(0, 0.01, 30)))
+    vol = 0.18 + np.cumsum(rng.normal(0, 0.005, 30))
+    shifts = [Shift("spot", "spot", "log", ["SPX"]), Shift("vol", "vol", "absolute", ["SPX-SVI"])]
+    hist = run(risk, snapshot_id, book, shifts, None, (), history={
+        "dates": dates, "levels": np.column_stack([spx, vol]), "holding_period": 5})
+    assert hist.scenario_labels[0] == "2024-01-01/2024-01-06" and len(hist.scenario_labels) == 25
+    sizes = np.vstack([np.log(spx[5:] / spx[:-5]), vol[5:] - vol[:-5]])
+    same = run(risk, snapshot_id, book, shifts, sizes, hist.scenario_labels)
+    np.testing.assert_array_equal(hist.portfolio_pnl, same.portfolio_pnl)
+    assert hist.var == same.var
+    with pytest.raises(PricingError) as e:  # a log change of a non-positive level
+        run(risk, snapshot_id, book, shifts, None, (), history={"dates": dates[:3], "levels": [[1, 0.2], [-1, 0.2], [2, 0.2]]})
+    assert e.value.field == "scenarios.history.levels"

@@ -379,8 +379,22 @@ def test_scenario_risk(channel):
                                                                       timeout=30)]
     assert [p.WhichOneof("part") for p in valid] == ["header", "block", "trailer"]  # the base request runs
 
+    def with_history():
+        r = _scenario_request(sid)
+        r.scenarios.ClearField("labels")
+        r.scenarios.ClearField("sizes")
+        h = r.scenarios.history
+        h.dates.extend(["d0", "d1", "d2", "d3"])
+        h.levels.values.extend([100.0, 0.03, 0.031, 0.2, 101.0, 0.031, 0.03, 0.21, 99.0, 0.029, 0.03, 0.19,
+                                102.0, 0.03, 0.032, 0.2])
+        h.holding_period = 2
+        return r
+
+    valid = [rpb.RunScenarioRiskResponse.FromString(b) for b in call(with_history().SerializeToString(), timeout=30)]
+    assert valid[0].header.scenario_labels == ["d0/d2", "d1/d3"]
+
     @FUZZ
-    @given(data=mutated(lambda: _scenario_request(sid)))
+    @given(data=st.one_of(mutated(lambda: _scenario_request(sid)), mutated(with_history)))
     def run(data):
         parts = []
         try:
