@@ -939,6 +939,7 @@ class RiskClient:
         tags: Mapping[str, Any] | None = None,
         aggregate_by: Iterable[str] = (),
         instrument: str = "european",
+        heston: Any = None,
         threads: int = 0,
         progress: Callable[[int, int], None] | None = None,
         timeout=USE_CLIENT_DEFAULT,
@@ -960,7 +961,7 @@ class RiskClient:
         self._check_open()
         prepared = self._prepare_product(
             instrument, model=model, measures=[common_pb2.MEASURE_PRICE], threads=threads, effective_inputs=False,
-            engine=None, settings=None, heston=None, columns=dict(columns),
+            engine=None, settings=None, heston=heston, columns=dict(columns),
         )
         portfolio = prepared.request(0, prepared.rows)
         portfolio.market.snapshot_id, portfolio.market.underlying_id = snapshot_id, underlying_id

@@ -637,7 +637,7 @@ static ptrdiff_t pg_black_block_padded(int model, const pg_black_inputs *in, ptr
         T_p[i] = in->time[(bc & PG_IN_TIME) ? 0 : row];
         U_p[i] = in->underlying[(bc & PG_IN_UNDERLYING) ? 0 : row];
         r_p[i] = in->rate[(bc & PG_IN_RATE) ? 0 : row];
-        q_p[i] = in->dividend[(bc & PG_IN_DIVIDEND) ? 0 : row];
+        q_p[i] = (model == PG_MODEL_BSM) ? in->dividend[(bc & PG_IN_DIVIDEND) ? 0 : row] : 0.0;  /* BSM only */
         v_p[i] = in->vol[(bc & PG_IN_VOL) ? 0 : row];
     }
     pg_black_inputs p = {type_p, K_p, T_p, U_p, r_p, q_p, v_p, 0, B};
@@ -659,6 +659,8 @@ static inline ptrdiff_t pg_black_block(int model, const pg_black_inputs *in, ptr
                                        int m, const int *measures, int k, double *out,
                                        ptrdiff_t ldo, double *forward, double *df, int *status)
 {
+    if (model != PG_MODEL_BSM && model != PG_MODEL_BLACK76 && model != PG_MODEL_BACHELIER)
+        return 0;  /* an unknown model prices nothing (the caller validates it) */
     if (m > 0 && m < PG_BLACK_BLOCK && k <= PG_BLACK_PAD_MEASURES)
         return pg_black_block_padded(model, in, start, m, measures, k, out, ldo, forward, df, status);
     return pg_black_block_full(model, in, start, m, measures, k, out, ldo, forward, df, status);

@@ -20,8 +20,8 @@ row index of a batch, only by the coordinates above.
 Conventions:
 
 * Selectors are glob patterns (``fnmatch``: ``*``, ``?``, ``[...]``) over ids: underlying ids
-  for SPOT, surface ids for VOL, curve ids for ZERO_RATE and DIVIDEND_YIELD (the dividend
-  curve an underlying names). A shift that matches nothing in the base snapshot is an
+  for SPOT, surface ids for VOL, the discount curve's id for ZERO_RATE and the dividend
+  curve's id for DIVIDEND_YIELD (the curves the underlying names in those roles). A shift that matches nothing in the base snapshot is an
   error naming the shift, never a silent no-op.
 * Sizes: ABSOLUTE adds (vol 0.01 = one vol point; rates 0.0001 = one basis point, in the
   continuously compounded zero rate), RELATIVE multiplies by 1 + size, LOG by exp(size),
@@ -64,8 +64,8 @@ class ShiftKind(enum.IntEnum):
 
 class Smile(enum.IntEnum):
     """How a vol surface moves with the spot: STICKY_STRIKE keeps each strike's vol;
-    STICKY_MONEYNESS keeps each K/F's vol (a row's vol is looked up again at its strike
-    over the shifted forward)."""
+    STICKY_MONEYNESS keeps each moneyness's vol when the spot moves (a row's vol is read
+    again at K S0/S1; rate and yield shifts do not move the smile)."""
 
     STICKY_STRIKE = 1
     STICKY_MONEYNESS = 2
@@ -101,8 +101,8 @@ class Grid:
 Shape = Union[Parallel, Buckets, Grid]
 
 #: the kind of market object each quantity lives on (what its selector is matched against)
-TARGET = {Quantity.SPOT: "underlying", Quantity.VOL: "surface", Quantity.ZERO_RATE: "curve",
-          Quantity.DIVIDEND_YIELD: "curve", Quantity.TIME: "valuation date"}
+TARGET = {Quantity.SPOT: "underlying", Quantity.VOL: "surface", Quantity.ZERO_RATE: "discount curve",
+          Quantity.DIVIDEND_YIELD: "dividend curve", Quantity.TIME: "valuation date"}
 
 
 @dataclass(frozen=True)
@@ -146,12 +146,12 @@ def tenor_years(label: str) -> float:
     if text in ("TN", "T/N"):
         return 2.0 / 365.0
     m = _TENOR.match(text)
-    if m:
+    if m and len(m.group(1)) <= 6:
         n, unit = int(m.group(1)), m.group(2).upper()
         return {"D": n / 365.0, "W": 7.0 * n / 365.0, "M": n / 12.0, "Y": float(n)}[unit]
     try:
         value = float(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ValueError(f"{label!r} is not a tenor (ON, TN, <n>D, <n>W, <n>M, <n>Y) or a number of years") from None
     if not math.isfinite(value):
         raise ValueError(f"{label!r} is not finite")

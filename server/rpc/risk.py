@@ -38,7 +38,7 @@ from pricegrid.server.rpc.requests import column_length, doubles, unknown_enums
 from pricegrid.server.rpc.responses import market_used, model_ref
 from pricegrid.server.service.backtest import Backtest, BacktestLimits
 from pricegrid.server.service.pricing import PricingService, Watch
-from pricegrid.server.service.scenarios import Hierarchy, ScenarioRevaluer, ScenarioRun
+from pricegrid.server.service.scenarios import MAX_QUANTITY, Hierarchy, ScenarioRevaluer, ScenarioRun
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import risk_pb2 as rpb
 
@@ -170,7 +170,14 @@ def scenario_set_of(msg: rpb.ScenarioSet, prefix: str = "scenarios.") -> sc.Scen
     return sc.ScenarioSet(tuple(shifts), sizes.reshape(components, len(labels)), labels, _SMILES[msg.smile])
 
 
+#: the most VaR (or ES) levels one run may ask for
+MAX_LEVELS = 20
+
+
 def _levels(values, default: float, path: str, bad: Violations) -> np.ndarray:
+    if len(values) > MAX_LEVELS:
+        bad.add(path, f"{len(values)} levels; at most {MAX_LEVELS}", Code.RESOURCE_EXHAUSTED)
+        return np.asarray([default])
     levels = np.asarray(list(values) or [default], dtype=np.float64)
     for j, x in enumerate(levels):
         if not (np.isfinite(x) and 0.0 < x < 1.0 and 0.0 < 1.0 - x < 1.0):
@@ -208,8 +215,10 @@ def scenario_request(request: rpb.RunScenarioRiskRequest, service: PricingServic
                 quantity = doubles(request.quantity, "quantity")
                 if len(quantity) not in (1, rows):
                     raise invalid("quantity", f"{len(quantity)} values for {rows} trades: one per trade, or one")
-                if not np.all(np.isfinite(quantity)):
-                    raise invalid("quantity", f"not finite at trade {int(np.argmax(~np.isfinite(quantity)))}")
+                too_big = ~(np.abs(quantity) <= MAX_QUANTITY)
+                if too_big.any():
+                    raise invalid("quantity", f"not finite or over {MAX_QUANTITY:g} in size at trade "
+                                              f"{int(np.argmax(too_big))}")
         if scenarios is not None and rows * scenarios.scenarios > max_cells:
             bad.add("scenarios.labels", f"{rows:,} trades x {scenarios.scenarios:,} scenarios = "
                                         f"{rows * scenarios.scenarios:,} revaluations; at most {max_cells:,}",
@@ -218,7 +227,10 @@ def scenario_request(request: rpb.RunScenarioRiskRequest, service: PricingServic
     bad.raise_if_any()
     fields = {k: "portfolio." + v for k, v in fields.items()}
     trade_ids = list(request.trade_ids) or [str(i) for i in range(rows)]
-    return spec, batch, market, rows, fields, scenarios, quantity, trade_ids, var_levels, es_levels, tags
+    return spec, batch, market, rows, fields, scenarios, quantity, trade_ids, var_levels, es_levels, tags, _settings
+
+
+MAX_TAG_TEXT = 256
 
 
 def _tags(request, rows: int, bad: Violations) -> list:
@@ -231,6 +243,8 @@ def _tags(request, rows: int, bad: Violations) -> list:
             bad.add(f"tags[{i}].name", f"{t.name!r} repeats an earlier tag")
         elif len(t.values) not in (1, rows):
             bad.add(f"tags[{i}].values", f"{len(t.values)} values for {rows} trades: one per trade, or one")
+        elif any(len(v) > MAX_TAG_TEXT for v in t.values):
+            bad.add(f"tags[{i}].values", f"a value over {MAX_TAG_TEXT} characters")
         else:
             columns[t.name] = np.asarray(list(t.values), dtype=object)
     out, seen = [], set()
@@ -259,6 +273,7 @@ class _ScenarioCall:
         self.float32 = cube_type == rpb.CUBE_TYPE_FLOAT32
         self.trades = trades
         self.t0 = time.perf_counter()
+        self.first = None  # the first block's message, computed before the header
 
 
 # ------------------------------------------------------------------ ParametricVar
@@ -386,7 +401,7 @@ class RiskServicer:
                 if not pending.done():
                     watch.cancel()  # the caller went away: the block being computed stops in its kernel
                     pending.cancel()
-            yield self._scenario_trailer(state)
+            yield await lane.run(call, self._scenario_trailer, state)
 
     def ParametricVar(self, request, call, rid):
         response = parametric_var(request)
@@ -398,15 +413,15 @@ class RiskServicer:
         request = _PARSE_SCENARIOS(data)
         if type(request) is Undecodable:
             raise request.error()
-        spec, batch, market, rows, fields, scenarios, quantity, trade_ids, var_levels, es_levels, tags = \
+        spec, batch, market, rows, fields, scenarios, quantity, trade_ids, var_levels, es_levels, tags, settings = \
             scenario_request(request, self.pricing, self.max_scenario_cells)
-        hierarchy = Hierarchy(tags, rows, scenarios.scenarios) if tags else None
         revaluer = ScenarioRevaluer(self.pricing)
         per_block = max(1, BLOCK_BYTES // (8 * max(1, scenarios.scenarios))) * max(1, scenarios.scenarios)
         revaluation = revaluer.revalue(spec, batch, market, scenarios, quantity, rows=rows, fields=fields,
                                        chunk_rows=min(per_block, self.pricing.limits.max_rows),
                                        threads=request.portfolio.threads, should_continue=watch,
-                                       scenarios_path="scenarios.", reuse=True)
+                                       scenarios_path="scenarios.", reuse=True, settings=settings)
+        hierarchy = Hierarchy(tags, rows, scenarios.scenarios) if tags else None
         run = ScenarioRun(revaluation, rows, scenarios.scenarios, var_levels, es_levels,
                           trade_risk=request.trade_risk, hierarchy=hierarchy)
         header = rpb.ScenarioRiskHeader(
@@ -420,10 +435,16 @@ class RiskServicer:
         if revaluation.market_used is not None:
             header.market.CopyFrom(market_used(revaluation.market_used))
         state = _ScenarioCall(run, request.output, request.cube_type, rows)
+        # the first block before the header: what would fail in every block (its cost, the
+        # engine's settings) fails the request, with nothing sent
+        state.first = self._scenario_block(state)
         return state, rpb.RunScenarioRiskResponse(header=header).SerializeToString()
 
     def _scenario_block(self, state: _ScenarioCall):
         """The next block's message (b"" when the cube is not sent), None after the last."""
+        if state.first is not None:
+            first, state.first = state.first, None
+            return first
         block = state.run.next_block()
         if block is None:
             return None

@@ -19,7 +19,8 @@ What a scenario's market is (stated, and what the tests check against):
   row reads at its expiry, by the shift's size at that expiry (bucket weights over the
   pillars). VOL moves each row's vol by the size at (expiry, K/F) with F the base forward.
   With Smile.STICKY_MONEYNESS a spot move also moves each row's vol to the one its strike
-  had at the same K/F before the move: the surface is read again at K F0/F1.
+  had at the same moneyness before the move: the surface is read again at K S0/S1 (rate
+  and yield shifts in the same scenario do not move the smile).
 * TIME rolls every expiry down by the size (floored at 0: an expired trade is worth its
   intrinsic value); the market columns are held (a sticky roll).
 
@@ -83,8 +84,13 @@ class Revaluation:
 
 def _object_ids(snapshot, underlying_id: str) -> dict[str, list[str]]:
     u = snapshot.underlying(underlying_id)
-    return {"underlying": [u.underlying_id], "curve": [x for x in (u.discount_curve, u.dividend_curve) if x],
+    return {"underlying": [u.underlying_id], "discount curve": [u.discount_curve] if u.discount_curve else [],
+            "dividend curve": [u.dividend_curve] if u.dividend_curve else [],
             "surface": [u.vol_surface] if u.vol_surface else []}
+
+
+#: the largest quantity of a trade (so that P&L and its sums stay finite)
+MAX_QUANTITY = 1e15
 
 
 class _Scratch:
@@ -126,6 +132,7 @@ class ScenarioRevaluer:
         should_continue: Optional[ShouldContinue] = None,
         scenarios_path: str = "",
         reuse: bool = False,
+        settings=None,
     ) -> Revaluation:
         market_path = fields.get("rate", "market.rate").replace(".rate", "")
         if not isinstance(market, SnapshotMarket):
@@ -139,11 +146,29 @@ class ScenarioRevaluer:
                           code=Code.NOT_FOUND)
         scenarios.validate(_object_ids(snapshot, market.underlying_id), prefix=scenarios_path)
         quantity = np.asarray(quantity, dtype=np.float64)
-        if quantity.shape not in ((rows,), (1,)) or not np.all(np.isfinite(quantity)):
-            raise invalid("quantity", f"one finite quantity per trade ({rows}) or one for all")
+        if quantity.shape not in ((rows,), (1,)) or not np.all(np.abs(quantity) <= MAX_QUANTITY):
+            raise invalid("quantity", f"one finite quantity per trade ({rows}) or one for all, each at most "
+                                      f"{MAX_QUANTITY:g} in size")
+        if scenarios.scenarios > self.pricing.limits.max_rows:
+            raise invalid(f"{scenarios_path}labels", f"{scenarios.scenarios:,} scenarios; at most "
+                          f"{self.pricing.limits.max_rows:,} (one trade's scenarios are priced in one call)",
+                          code=Code.RESOURCE_EXHAUSTED)
+        product_path = fields.get("rate", "market.rate").replace("market.rate", "instruments")
+        if batch.schedule is not None:
+            raise invalid(product_path, f"{batch.product.name} options (fixing schedules) are not in scenario runs yet")
         base_market, used, base_fields = self.pricing.resolve_market(spec, batch, market, fields)
+        if base_market.cash_dividends is not None or base_market.v0 is not None or base_market.volatility is None:
+            what = "cash dividends" if base_market.cash_dividends is not None else "Heston parameters"
+            raise invalid(f"{market_path}.underlying_id", f"an underlying priced with {what} is not in scenario runs "
+                          "yet (the shifts move the spot, curves and vols of Black-type engines)")
+        if scenarios.smile == Smile.STICKY_MONEYNESS and ("strike" not in batch.columns or not used or
+                                                           not used.vol_surface):
+            raise invalid(f"{scenarios_path}smile", "sticky moneyness reads each trade's vol from the snapshot's "
+                          "surface at its strike: the trades need strikes and the vols must come from the surface")
+        extra = {} if settings is None else {"settings": settings}
         base = self.pricing.price_batch(spec, batch, base_market, (Measure.PRICE,), rows=rows, fields=base_fields,
-                                        threads=threads, effective_inputs=True, should_continue=should_continue)
+                                        threads=threads, effective_inputs=True, should_continue=should_continue,
+                                        **extra)
         base_value = base.values[0] * quantity
         s = scenarios.scenarios
         per_chunk = max(1, chunk_rows // s)
@@ -155,13 +180,14 @@ class ScenarioRevaluer:
             for start in range(0, rows, per_chunk):
                 stop = min(rows, start + per_chunk)
                 yield self._block(spec, batch, market, snapshot, scenarios, base_market, base, quantity,
-                                  start, stop, fields, threads, should_continue, scratch, reuse)
+                                  start, stop, fields, threads, should_continue, scratch, reuse, extra)
 
         return Revaluation(base_value, used, blocks(), list(base.errors), base.priced_by)
 
     # ------------------------------------------------------------------ one chunk
     def _block(self, spec, batch, market, snapshot, scenarios, base_market: MarketBatch, base, quantity,
-               start, stop, fields, threads, should_continue, scratch: _Scratch, reuse: bool) -> CubeBlock:
+               start, stop, fields, threads, should_continue, scratch: _Scratch, reuse: bool,
+               extra=None) -> CubeBlock:
         n, s = stop - start, scenarios.scenarios
         rows = slice(start, stop)
 
@@ -231,7 +257,7 @@ class ScenarioRevaluer:
         outputs = BatchOutputs(scratch.get("value", (1, n * s)))
         priced = self.pricing.price_batch(spec, ProductBatch(batch.product, columns), market_rows, (Measure.PRICE,),
                                           rows=n * s, fields=fields, threads=threads, effective_inputs=False,
-                                          should_continue=should_continue, outputs=outputs)
+                                          should_continue=should_continue, outputs=outputs, **(extra or {}))
         q_chunk = quantity[rows] if quantity.size > 1 else quantity
         values = priced.values[0].reshape(shape)
         base_rows = base.values[0][rows]
@@ -313,13 +339,18 @@ class Hierarchy:
     def __init__(self, tags: Sequence[tuple[str, np.ndarray]], trades: int, scenarios: int, path: str = "aggregate_by"):
         paths: list[tuple[str, ...]] = []
         rows: list[np.ndarray] = []
-        key = np.full(trades, "", dtype=object)
+        code = np.zeros(trades, dtype=np.int64)   # the node of each trade at the level above
+        parents: list[tuple[str, ...]] = [()]
         for name, values in tags:
-            values = np.broadcast_to(np.asarray(values, dtype=object), (trades,))
-            key = key + "\x1f" + f"{name}=" + values
-            unique, inverse = np.unique(key.astype(str), return_inverse=True)
-            rows.append(len(paths) + inverse)
-            paths.extend(tuple(u.split("\x1f")[1:]) for u in unique)
+            names, inverse = np.unique(np.asarray(values, dtype=str), return_inverse=True)
+            inverse = np.broadcast_to(inverse.reshape(-1), (trades,)) if len(values) == 1 else inverse.reshape(-1)
+            combined = code * len(names) + inverse
+            unique, code = np.unique(combined, return_inverse=True)
+            code = code.reshape(-1)
+            level = [parents[u // len(names)] + (f"{name}={names[u % len(names)]}",) for u in unique]
+            rows.append(len(paths) + code)
+            paths.extend(level)
+            parents = level
             if len(paths) > MAX_NODES or len(paths) * scenarios > MAX_NODE_CELLS:
                 raise ServiceError(Code.RESOURCE_EXHAUSTED, f"{path}: {len(paths):,} nodes over {scenarios:,} "
                                    f"scenarios; at most {MAX_NODES:,} nodes and {MAX_NODE_CELLS:,} node P&L values",

@@ -167,7 +167,7 @@ def test_a_run_past_its_deadline_stops_and_the_server_keeps_serving(risk, snapsh
         risk.scenario_risk(snapshot_id=snapshot_id, underlying_id="SPX", model="bsm",
                            shifts=[Shift("s", "spot", "log", ["SPX"])], sizes=rng.normal(0, 0.01, (1, scenarios)),
                            labels=[str(j) for j in range(scenarios)], option_type=big["option_type"],
-                           strike=big["strike"], time_to_expiry=big["time_to_expiry"], timeout=0.5)
+                           strike=big["strike"], time_to_expiry=big["time_to_expiry"], timeout=0.02)
     assert e.value.code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
     ok = run(risk, snapshot_id, book, [Shift("s", "spot", "relative", ["SPX"])], [[0.1]], ["a"])
     assert ok.portfolio_pnl.shape == (1,)
@@ -315,3 +315,23 @@ def test_historical_scenarios_from_a_series_of_levels(risk, snapshot_id, book):
     with pytest.raises(PricingError) as e:  # a log change of a non-positive level
         run(risk, snapshot_id, book, shifts, None, (), history={"dates": dates[:3], "levels": [[1, 0.2], [-1, 0.2], [2, 0.2]]})
     assert e.value.field == "scenarios.history.levels"
+
+
+def test_what_scenario_runs_do_not_take_yet_is_refused_before_anything_is_sent(risk, snapshot_id, book):
+    spot = [Shift("s", "spot", "relative", ["SPX"])]
+    cases = [
+        (dict(model="heston", heston={"v0": 0.04, "kappa": 1.5, "theta": 0.04, "sigma": 0.5, "rho": -0.7}),
+         "portfolio.market.underlying_id"),
+        (dict(volatility=0.2, smile="sticky_moneyness"), "scenarios.smile"),   # an inline vol: no surface to read
+        (dict(quantity=np.full(TRADES, 1e300)), "quantity"),
+        (dict(var_levels=tuple(np.linspace(0.5, 0.99, 25))), "var_levels"),
+        (dict(tags={"desk": "x" * 300}, aggregate_by=["desk"]), "tags[0].values"),
+    ]
+    for kw, field in cases:
+        args = dict(snapshot_id=snapshot_id, underlying_id="SPX", model="bsm", shifts=spot, sizes=[[0.1]], labels=["a"],
+                    option_type=book["option_type"], strike=book["strike"], time_to_expiry=book["time_to_expiry"])
+        args.update(kw)
+        with pytest.raises(PricingError) as e:
+            risk.scenario_risk(**args)
+        assert e.value.field == field, (kw, e.value)
+        assert e.value.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED)

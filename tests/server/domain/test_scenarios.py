@@ -15,7 +15,7 @@ from pricegrid.server.domain.scenarios import (
 )
 
 IDS = {"underlying": ["SPX", "SX5E", "EUA-DEC27"], "surface": ["SPX-SVI", "EUA-SMILE"],
-       "curve": ["USD-OIS", "EUR-ESTR", "SPX-DIV"]}
+       "discount curve": ["USD-OIS", "EUR-ESTR"], "dividend curve": ["SPX-DIV"]}
 
 
 def spot(name="spot", kind=ShiftKind.RELATIVE, selector=("SPX",)):
