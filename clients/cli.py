@@ -822,10 +822,13 @@ def _scenario_set(args):
                             "grid_moneyness"}
         if unknown:
             raise _BadInput(f"{where}: unknown keys {sorted(unknown)}")
+        def tenor(x):  # YAML 1.1 reads an unquoted ON as true
+            return "ON" if x is True else str(x)
+
         shift = Shift(str(d.get("name", "")), str(d.get("quantity", "")), str(d.get("kind", "absolute")),
                       [str(x) for x in d.get("selector", [])],
-                      tenors=[str(x) for x in d["tenors"]] if "tenors" in d else None,
-                      grid_expiries=[str(x) for x in d["grid_expiries"]] if "grid_expiries" in d else None,
+                      tenors=[tenor(x) for x in d["tenors"]] if "tenors" in d else None,
+                      grid_expiries=[tenor(x) for x in d["grid_expiries"]] if "grid_expiries" in d else None,
                       grid_moneyness=[float(x) for x in d["grid_moneyness"]] if "grid_moneyness" in d else None)
         try:
             sizes = np.asarray(d.get("sizes"), dtype=np.float64).reshape(shift.components, len(labels))
@@ -863,6 +866,8 @@ def _portfolio_columns(args) -> dict:
 def _cmd_risk_run(args, out) -> int:
     from ._risk import RiskClient
 
+    if args.png and args.output == "cube":
+        raise _BadInput("--png draws the portfolio's P&L: use --output aggregates or both")
     shifts, sizes, labels, smile = _scenario_set(args)
     book = _portfolio_columns(args)
     output = "both" if args.cube_csv and args.output == "aggregates" else args.output
@@ -883,7 +888,7 @@ def _cmd_risk_run(args, out) -> int:
             w.writerow(["trade_id", *result.scenario_labels])
             for tid, row in zip(result.trade_ids, result.cube):
                 w.writerow([tid, *(repr(float(x)) for x in row)])
-    if args.png and result.portfolio_pnl is not None:
+    if args.png:
         _plot_pnl(result, args.png, sys.stderr if args.json else out)
     if args.json:
         doc = {"trades": len(result.trade_ids), "scenarios": len(result.scenario_labels),

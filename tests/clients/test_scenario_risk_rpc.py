@@ -208,7 +208,7 @@ def test_cli_risk_run_from_a_csv_and_a_yaml_file(server, snapshot_id, tmp_path, 
                       "shifts:\n"
                       "  - {name: spot, quantity: spot, kind: relative, selector: [SPX], sizes: [-0.2, 0.0, 0.1]}\n"
                       "  - name: rates\n    quantity: zero_rate\n    kind: absolute\n    selector: ['USD-*']\n"
-                      "    tenors: [6M, 2Y]\n    sizes: [[0.001, 0, -0.001], [0.002, 0, -0.002]]\n")
+                      "    tenors: [ON, 6M, 2Y]\n    sizes: [[0, 0, 0], [0.001, 0, -0.001], [0.002, 0, -0.002]]\n")
     cube_csv, png = tmp_path / "cube.csv", tmp_path / "pnl.png"
     argv = ["risk", "run", "--portfolio", str(book), "--scenarios", str(stress), "--snapshot", snapshot_id,
             "--underlying", "SPX", "--cube-csv", str(cube_csv), "--png", str(png), "--trade-risk",
