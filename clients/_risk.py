@@ -977,6 +977,43 @@ class RiskClient:
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         return _scenarios.collect(stub.RunScenarioRisk, request, resolve_timeout(timeout, self.timeout), progress)
 
+    def sensitivities(
+        self,
+        *,
+        snapshot_id: str,
+        underlying_id: str,
+        model: str | int,
+        shifts: Iterable[Shift],
+        bumps: Iterable[float],
+        scheme: str = "central",
+        smile: str = "sticky_strike",
+        quantity: Any = None,
+        trade_ids: Iterable[str] | None = None,
+        instrument: str = "european",
+        timeout=USE_CLIENT_DEFAULT,
+        **columns: Any,
+    ):
+        """Bucketed delta and gamma of every trade per component of ``shifts`` (one bump size
+        per shift, in its units) by full revaluation on the server (RiskService.Sensitivities),
+        ``scheme`` "central", "forward" or "backward". Returns a SensitivitiesResult."""
+        self._check_open()
+        prepared = self._prepare_product(
+            instrument, model=model, measures=[common_pb2.MEASURE_PRICE], threads=0, effective_inputs=False,
+            engine=None, settings=None, heston=None, columns=dict(columns),
+        )
+        portfolio = prepared.request(0, prepared.rows)
+        portfolio.market.snapshot_id, portfolio.market.underlying_id = snapshot_id, underlying_id
+        portfolio.ClearField("measures")
+        request = _scenarios.sensitivities_request(
+            portfolio, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
+            bumps=list(bumps), scheme=scheme, smile=smile)
+        stub = risk_pb2_grpc.RiskServiceStub(self.channel)
+        try:
+            reply = stub.Sensitivities(request, timeout=resolve_timeout(timeout, self.timeout))
+        except grpc.RpcError as e:
+            raise PricingError.from_rpc_error(e) from None
+        return _scenarios.sensitivities_result(reply)
+
     def parametric_var(self, deltas, covariance, *, factors=None, books=None, gammas=None,
                        method: str = "delta_normal", levels: Iterable[float] = (0.99,),
                        timeout=USE_CLIENT_DEFAULT) -> list:

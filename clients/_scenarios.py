@@ -28,7 +28,7 @@ from pricegrid.v1 import risk_pb2 as rpb
 
 from ._errors import PricingError, RowError, status_code
 
-__all__ = ["BookVar", "RiskNode", "ScenarioRiskResult", "ScenarioRowError", "Shift", "QUANTITIES", "KINDS",
+__all__ = ["SensitivitiesResult", "BookVar", "RiskNode", "ScenarioRiskResult", "ScenarioRowError", "Shift", "QUANTITIES", "KINDS",
            "PARAMETRIC_METHODS"]
 
 PARAMETRIC_METHODS = {"delta_normal": rpb.PARAMETRIC_METHOD_DELTA_NORMAL,
@@ -296,4 +296,54 @@ def collect(stub_call, request: rpb.RunScenarioRiskRequest, timeout, progress=No
         blocks=blocks,
         nodes=[RiskNode(tuple(n.path), n.trades, _doubles(n.pnl), {x.level: x.value for x in n.var},
                         {x.level: x.value for x in n.expected_shortfall}) for n in trailer.nodes],
+    )
+
+
+SCHEMES = {"central": rpb.DIFFERENCE_SCHEME_CENTRAL, "forward": rpb.DIFFERENCE_SCHEME_FORWARD,
+           "backward": rpb.DIFFERENCE_SCHEME_BACKWARD}
+
+
+@dataclass
+class SensitivitiesResult:
+    """Per trade and component (the shifts' buckets or grid nodes, ``components``): ``delta``
+    and ``gamma`` (trades x components, quantity included, in the shifts' units); the
+    portfolio's sums; errors of bumps that failed (``scenario``: the component)."""
+
+    trade_ids: list[str]
+    components: list[str]
+    delta: np.ndarray
+    gamma: np.ndarray
+    portfolio_delta: np.ndarray
+    portfolio_gamma: np.ndarray
+    errors: list
+    priced_by: dict = field(default_factory=dict)
+    market: dict = field(default_factory=dict)
+
+
+def sensitivities_request(portfolio, *, quantity, trade_ids, shifts: Sequence[Shift], bumps, scheme: str,
+                          smile: str) -> rpb.SensitivitiesRequest:
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme {scheme!r}; expected one of {sorted(SCHEMES)}")
+    if smile not in SMILES:
+        raise ValueError(f"smile {smile!r}; expected one of {sorted(SMILES)}")
+    msg = rpb.SensitivitiesRequest(portfolio=portfolio, scheme=SCHEMES[scheme], smile=SMILES[smile],
+                                   bumps=[float(b) for b in bumps])
+    msg.shifts.extend(s.message() for s in shifts)
+    if quantity is not None:
+        msg.quantity.raw = np.ascontiguousarray(np.atleast_1d(np.asarray(quantity, dtype="<f8"))).tobytes()
+    if trade_ids is not None:
+        msg.trade_ids.extend(str(t) for t in trade_ids)
+    return msg
+
+
+def sensitivities_result(reply: rpb.SensitivitiesResponse) -> SensitivitiesResult:
+    n, k = len(reply.trade_ids), len(reply.components)
+    return SensitivitiesResult(
+        trade_ids=list(reply.trade_ids), components=list(reply.components),
+        delta=_doubles(reply.delta).reshape(n, k), gamma=_doubles(reply.gamma).reshape(n, k),
+        portfolio_delta=_doubles(reply.portfolio_delta), portfolio_gamma=_doubles(reply.portfolio_gamma),
+        errors=[ScenarioRowError(e.trade, e.scenario, e.code, e.field, e.message) for e in reply.errors],
+        priced_by={"model": reply.priced_by.model, "engine": reply.priced_by.engine, "version": reply.priced_by.version},
+        market={"snapshot_id": reply.market.snapshot_id, "underlying_id": reply.market.underlying_id,
+                "vol_surface": reply.market.vol_surface},
     )

@@ -38,7 +38,7 @@ from pricegrid.server.rpc.requests import column_length, doubles, unknown_enums
 from pricegrid.server.rpc.responses import market_used, model_ref
 from pricegrid.server.service.backtest import Backtest, BacktestLimits
 from pricegrid.server.service.pricing import PricingService, Watch
-from pricegrid.server.service.scenarios import MAX_QUANTITY, Hierarchy, ScenarioRevaluer, ScenarioRun
+from pricegrid.server.service.scenarios import MAX_QUANTITY, Hierarchy, ScenarioRevaluer, ScenarioRun, sensitivities
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import risk_pb2 as rpb
 
@@ -349,6 +349,45 @@ def parametric_var(request: rpb.ParametricVarRequest) -> rpb.ParametricVarRespon
     return out
 
 
+# ------------------------------------------------------------------ Sensitivities
+_SCHEMES = {0: "central", rpb.DIFFERENCE_SCHEME_CENTRAL: "central", rpb.DIFFERENCE_SCHEME_FORWARD: "forward",
+            rpb.DIFFERENCE_SCHEME_BACKWARD: "backward"}
+
+
+def sensitivities_response(request: rpb.SensitivitiesRequest, pricing: PricingService, max_cells: int,
+                           should_continue=None) -> rpb.SensitivitiesResponse:
+    # the portfolio, quantities and ids as a scenario run reads them; the shifts as a set's
+    run = rpb.RunScenarioRiskRequest(portfolio=request.portfolio, quantity=request.quantity, trade_ids=request.trade_ids)
+    if not request.HasField("quantity"):
+        run.ClearField("quantity")
+    run.scenarios.shifts.extend(request.shifts)
+    run.scenarios.smile = request.smile
+    bad = Violations()
+    unknown_enums(request, "", bad)
+    bad.raise_if_any()
+    shift_set = scenario_set_of(rpb.ScenarioSet(shifts=request.shifts, smile=request.smile), prefix="")
+    comps = shift_set.components
+    labels = [f"s{j}" for j in range(2 * comps)]
+    run.scenarios.labels.extend(labels)
+    run.scenarios.sizes.values.extend([0.0] * (comps * len(labels)))
+    spec, batch, market, rows, fields, _, quantity, trade_ids, _, _, _, settings = scenario_request(
+        run, pricing, max_cells)
+    result = sensitivities(ScenarioRevaluer(pricing), spec, batch, market, list(shift_set.shifts), list(request.bumps),
+                           _SCHEMES[request.scheme], shift_set.smile, quantity, rows=rows, fields=fields,
+                           settings=settings, should_continue=should_continue)
+    out = rpb.SensitivitiesResponse(trade_ids=trade_ids, components=result.components,
+                                    delta=_column(result.delta.ravel()), gamma=_column(result.gamma.ravel()),
+                                    portfolio_delta=_column(np.nansum(result.delta, axis=0)),
+                                    portfolio_gamma=_column(np.nansum(result.gamma, axis=0)))
+    out.errors.extend(rpb.ScenarioRowError(trade=e.trade, scenario=e.scenario, code=e.code, field=e.field,
+                                           message=e.message) for e in result.errors[:1000])
+    if result.priced_by is not None:
+        out.priced_by.CopyFrom(model_ref(result.priced_by))
+    if result.market_used is not None:
+        out.market.CopyFrom(market_used(result.market_used))
+    return out
+
+
 # ------------------------------------------------------------------ servicer
 class _Stream:
     """One Backtest stream's state: its running backtest, once the first message came."""
@@ -402,6 +441,15 @@ class RiskServicer:
                     watch.cancel()  # the caller went away: the block being computed stops in its kernel
                     pending.cancel()
             yield await lane.run(call, self._scenario_trailer, state)
+
+    def Sensitivities(self, request, call, rid):
+        if self.pricing is None:
+            raise ServiceError(Code.UNIMPLEMENTED, "this server runs no scenario risk")
+        remaining = call.time_remaining()
+        watch = Watch(None if remaining is None or remaining > 1e8 else remaining, call.is_active)
+        call.add_callback(watch.cancel)
+        response = sensitivities_response(request, self.pricing, self.max_scenario_cells, watch)
+        return response, len(response.trade_ids), len(response.errors)
 
     def ParametricVar(self, request, call, rid):
         response = parametric_var(request)
@@ -527,6 +575,12 @@ def handlers(servicer: RiskServicer, observer: RpcObserver, *, streams: StreamGa
         ),
         "RunScenarioRisk": grpc.unary_stream_rpc_method_handler(
             run_scenario_risk, request_deserializer=None, response_serializer=None,
+        ),
+        "Sensitivities": grpc.unary_unary_rpc_method_handler(
+            wrap_unary(f"/{SERVICE}/Sensitivities", servicer.Sensitivities, observer,
+                       lane=servicer.batch_lane or servicer.lane,
+                       parse=safe_deserializer(rpb.SensitivitiesRequest), auth=auth),
+            request_deserializer=None, response_serializer=None,
         ),
         "ParametricVar": grpc.unary_unary_rpc_method_handler(
             wrap_unary(f"/{SERVICE}/ParametricVar", servicer.ParametricVar, observer, lane=servicer.lane,

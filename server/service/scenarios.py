@@ -44,7 +44,7 @@ from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, i
 from pricegrid.server.domain.instruments import MarketBatch, MarketUsed, SnapshotMarket
 from pricegrid.server.domain.models import Measure
 from pricegrid.server.domain.products import ProductBatch
-from pricegrid.server.domain.scenarios import Quantity, ScenarioSet, Smile, apply, row_sizes
+from pricegrid.server.domain.scenarios import Quantity, ScenarioSet, ShiftKind, Smile, apply, row_sizes
 from pricegrid.server.service.pricing import BatchOutputs, PricingService, ShouldContinue
 
 
@@ -424,3 +424,73 @@ class ScenarioRun:
                           np.atleast_1d(np.asarray(tail.var, dtype=np.float64)),
                           np.atleast_1d(np.asarray(tail.es, dtype=np.float64)),
                           self._trade_var, self._trade_es, self._failed, self._seconds, nodes)
+
+
+# ---------------------------------------------------------------------- sensitivities
+#: the bump multiples each scheme prices, and how delta and gamma come from them
+SCHEMES = {"central": (1.0, -1.0), "forward": (1.0, 2.0), "backward": (-1.0, -2.0)}
+
+
+@dataclass
+class Sensitivities:
+    components: list[str]
+    delta: np.ndarray       # (trades, components), quantity included
+    gamma: np.ndarray
+    errors: list
+    market_used: Optional[MarketUsed]
+    priced_by: object
+
+
+def bump_set(shifts: Sequence, bumps: Sequence[float], scheme: str, smile: Smile,
+             prefix: str = "") -> ScenarioSet:
+    """The scenarios a scheme needs: for every component of every shift, two bumps of its
+    size (the multiples of SCHEMES), all other components unmoved."""
+    v_bad = []
+    if len(bumps) != len(shifts):
+        v_bad.append((f"{prefix}bumps", f"{len(bumps)} bump sizes for {len(shifts)} shifts: one per shift"))
+    for i, (s, h) in enumerate(zip(shifts, bumps)):
+        if not (np.isfinite(h) and h > 0):
+            v_bad.append((f"{prefix}bumps[{i}]", f"must be finite and > 0 (got {h!r})"))
+        if s.kind == ShiftKind.FIXED or s.quantity == Quantity.TIME:
+            v_bad.append((f"{prefix}shifts[{i}].kind", "a bump moves a value: absolute, relative or log, not fixed "
+                                                       "or a time roll"))
+    if v_bad:
+        raise ServiceError(Code.INVALID_ARGUMENT, "; ".join(f"{f}: {d}" for f, d in v_bad),
+                           [FieldViolation(f, d) for f, d in v_bad])
+    multiples = SCHEMES[scheme]
+    comps = sum(s.components for s in shifts)
+    sizes = np.zeros((comps, 2 * comps))
+    labels, row = [], 0
+    names = [label for s in shifts for label in s.component_labels()]
+    for s, h in zip(shifts, bumps):
+        for _ in range(s.components):
+            for j, m in enumerate(multiples):
+                sizes[row, 2 * row + j] = m * h
+                labels.append(f"{names[row]}@{m:+g}h")
+            row += 1
+    return ScenarioSet(tuple(shifts), sizes, tuple(labels), smile)
+
+
+def sensitivities(revaluer: "ScenarioRevaluer", spec, batch, market, shifts, bumps, scheme: str, smile: Smile,
+                  quantity, *, rows: int, fields, settings=None, should_continue=None,
+                  prefix: str = "") -> Sensitivities:
+    """Every trade's delta and gamma per component by full revaluation (see bump_set)."""
+    scenarios = bump_set(shifts, bumps, scheme, smile, prefix)
+    r = revaluer.revalue(spec, batch, market, scenarios, quantity, rows=rows, fields=fields,
+                         should_continue=should_continue, scenarios_path=prefix, settings=settings)
+    blocks = list(r.blocks)
+    cube = np.vstack([b.pnl for b in blocks]) if blocks else np.zeros((0, 2 * scenarios.components))
+    # an error names the trade and the component whose bump failed
+    errors = [ScenarioError(e.trade, e.scenario // 2, e.code, e.field, e.message) for b in blocks for e in b.errors]
+    comps = scenarios.components
+    h = np.concatenate([[b] * s.components for s, b in zip(shifts, bumps)]).astype(np.float64)
+    p1, p2 = cube[:, 0::2], cube[:, 1::2]  # the first and second bump of each component
+    if scheme == "central":   # V(+h), V(-h); V(0) - V(0) = 0 on the P&L scale
+        delta, gamma = (p1 - p2) / (2 * h), (p1 + p2) / h ** 2
+    elif scheme == "forward":  # V(+h), V(+2h)
+        delta, gamma = p1 / h, (p2 - 2 * p1) / h ** 2
+    else:                      # V(-h), V(-2h)
+        delta, gamma = -p1 / h, (p2 - 2 * p1) / h ** 2
+    names = scenarios.component_labels()
+    del comps
+    return Sensitivities(names, delta, gamma, errors, r.market_used, r.priced_by)

@@ -335,3 +335,36 @@ def test_what_scenario_runs_do_not_take_yet_is_refused_before_anything_is_sent(r
             risk.scenario_risk(**args)
         assert e.value.field == field, (kw, e.value)
         assert e.value.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
+def test_bucketed_sensitivities_against_the_analytic_greeks(server, risk, snapshot_id, book):
+    """A relative spot bump gives S dV/dS (the analytic delta times the spot); an absolute
+    parallel vol bump the analytic vega; vega by expiry bucket sums to the parallel vega;
+    central differences of h = 1e-4, to 1e-6 relative (truncation h^2 and rounding)."""
+    from pricegrid.clients import RiskClient as _R  # noqa: F401  (the fixture's client)
+
+    level, rate, q, vol = base_market(book)
+    shifts = [Shift("spot", "spot", "relative", ["SPX"]), Shift("vol", "vol", "absolute", ["SPX-SVI"]),
+              Shift("vol-by-expiry", "vol", "absolute", ["SPX-SVI"], tenors=["6M", "1Y", "2Y"])]
+    r = risk.sensitivities(snapshot_id=snapshot_id, underlying_id="SPX", model="bsm", shifts=shifts,
+                           bumps=[1e-4, 1e-4, 1e-4], option_type=book["option_type"], strike=book["strike"],
+                           time_to_expiry=book["time_to_expiry"], quantity=book["quantity"])
+    assert r.components == ["spot", "vol", "vol-by-expiry/6M", "vol-by-expiry/1Y", "vol-by-expiry/2Y"]
+    assert r.delta.shape == (TRADES, 5) and not r.errors
+    inline = risk.price_batch(model="bsm", option_type=book["option_type"], strike=book["strike"],
+                              time_to_expiry=book["time_to_expiry"], spot=level, rate=rate, dividend_yield=q,
+                              volatility=vol, measures=("price", "delta", "gamma", "vega"))
+    np.testing.assert_allclose(r.delta[:, 0], inline["delta"] * level * book["quantity"], rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(r.delta[:, 1], inline["vega"] * book["quantity"], rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(r.delta[:, 2:].sum(axis=1), r.delta[:, 1], rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(r.portfolio_delta, r.delta.sum(axis=0), rtol=1e-12)
+    # gamma of a relative spot bump: S^2 d2V/dS2
+    np.testing.assert_allclose(r.gamma[:, 0], inline["gamma"] * level ** 2 * book["quantity"], rtol=1e-4, atol=1e-3)
+    fwd = risk.sensitivities(snapshot_id=snapshot_id, underlying_id="SPX", model="bsm", shifts=shifts[:1],
+                             bumps=[1e-4], scheme="forward", option_type=book["option_type"], strike=book["strike"],
+                             time_to_expiry=book["time_to_expiry"], quantity=book["quantity"])
+    np.testing.assert_allclose(fwd.delta[:, 0], r.delta[:, 0], rtol=1e-2, atol=1e-3)  # first order: O(h gamma)
+    with pytest.raises(PricingError) as e:
+        risk.sensitivities(snapshot_id=snapshot_id, underlying_id="SPX", model="bsm", shifts=shifts[:1], bumps=[0.0],
+                           option_type=book["option_type"], strike=book["strike"], time_to_expiry=book["time_to_expiry"])
+    assert e.value.field == "bumps[0]"

@@ -252,7 +252,7 @@ UNARY = [
 
 def test_every_method_is_fuzzed():
     fuzzed = {(s, m) for s, m, _ in UNARY} | {("PricingService", "PriceStream"), ("RiskService", "Backtest"),
-                                             ("RiskService", "RunScenarioRisk")}
+                                             ("RiskService", "RunScenarioRisk"), ("RiskService", "Sensitivities")}
     for file, service in ((pb, "PricingService"), (mpb, "MarketDataService"), (rpb, "RiskService")):
         for method in file.DESCRIPTOR.services_by_name[service].methods:
             assert (service, method.name) in fuzzed, method.full_name
@@ -413,6 +413,35 @@ def test_scenario_risk(channel):
             cube = np.frombuffer(p.block.pnl, dtype="<f4" if p.block.cube_type == rpb.CUBE_TYPE_FLOAT32 else "<f8")
             failed = {(e.trade, e.scenario) for e in p.block.errors}
             assert np.isfinite(cube).all() or failed, "a NaN cell without its row error"
+
+    run()
+    _still_serving(channel)
+
+
+def test_sensitivities(channel):
+    from pricegrid.v1 import market_pb2_grpc
+
+    snap = snapshot()
+    snap.name = "fuzz-sensitivities"
+    snap.underlyings[0].vol_surface = "SPX-vol"
+    sid = market_pb2_grpc.MarketDataServiceStub(channel).PutSnapshot(
+        mpb.PutSnapshotRequest(snapshot=snap, force=True, reason="fuzz"), timeout=10).info.id
+
+    def base():
+        r = _scenario_request(sid)
+        return rpb.SensitivitiesRequest(portfolio=r.portfolio, quantity=r.quantity, shifts=r.scenarios.shifts,
+                                        bumps=[1e-4, 1e-4, 1e-3], scheme=rpb.DIFFERENCE_SCHEME_CENTRAL)
+
+    code, reply, details = _call(channel, "RiskService", "Sensitivities", base().SerializeToString())
+    assert code == grpc.StatusCode.OK, details
+    assert len(rpb.SensitivitiesResponse.FromString(reply).components) == 4
+
+    @FUZZ
+    @given(data=mutated(base))
+    def run(data):
+        code, reply, details = _call(channel, "RiskService", "Sensitivities", data)
+        if code != grpc.StatusCode.OK:
+            assert code in PROPER and details, (code, details)
 
     run()
     _still_serving(channel)
