@@ -959,13 +959,8 @@ class RiskClient:
         VaR and ES. ``progress(trades_done,
         trades)`` is called per block of the cube. One stream; ``timeout`` its deadline."""
         self._check_open()
-        prepared = self._prepare_product(
-            instrument, model=model, measures=[common_pb2.MEASURE_PRICE], threads=threads, effective_inputs=False,
-            engine=None, settings=None, heston=heston, columns=dict(columns),
-        )
-        portfolio = prepared.request(0, prepared.rows)
-        portfolio.market.snapshot_id, portfolio.market.underlying_id = snapshot_id, underlying_id
-        portfolio.ClearField("measures")
+        portfolio = self._snapshot_portfolio(instrument, model, snapshot_id, underlying_id, columns, threads=threads,
+                                             heston=heston)
         request = _scenarios.request_of(
             portfolio, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
             sizes=sizes, labels=list(labels), smile=smile, output=output, cube_type=cube_type,
@@ -976,6 +971,18 @@ class RiskClient:
         )
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         return _scenarios.collect(stub.RunScenarioRisk, request, resolve_timeout(timeout, self.timeout), progress)
+
+    def _snapshot_portfolio(self, instrument, model, snapshot_id, underlying_id, columns, *, threads=0, heston=None):
+        """A risk request's portfolio: the trades' columns as one PriceBatchRequest priced on
+        ``underlying_id`` of the stored snapshot ``snapshot_id``."""
+        prepared = self._prepare_product(
+            instrument, model=model, measures=[common_pb2.MEASURE_PRICE], threads=threads, effective_inputs=False,
+            engine=None, settings=None, heston=heston, columns=dict(columns),
+        )
+        portfolio = prepared.request(0, prepared.rows)
+        portfolio.market.snapshot_id, portfolio.market.underlying_id = snapshot_id, underlying_id
+        portfolio.ClearField("measures")
+        return portfolio
 
     def sensitivities(
         self,
@@ -997,13 +1004,7 @@ class RiskClient:
         per shift, in its units) by full revaluation on the server (RiskService.Sensitivities),
         ``scheme`` "central", "forward" or "backward". Returns a SensitivitiesResult."""
         self._check_open()
-        prepared = self._prepare_product(
-            instrument, model=model, measures=[common_pb2.MEASURE_PRICE], threads=0, effective_inputs=False,
-            engine=None, settings=None, heston=None, columns=dict(columns),
-        )
-        portfolio = prepared.request(0, prepared.rows)
-        portfolio.market.snapshot_id, portfolio.market.underlying_id = snapshot_id, underlying_id
-        portfolio.ClearField("measures")
+        portfolio = self._snapshot_portfolio(instrument, model, snapshot_id, underlying_id, columns)
         request = _scenarios.sensitivities_request(
             portfolio, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
             bumps=list(bumps), scheme=scheme, smile=smile)

@@ -388,6 +388,16 @@ def sensitivities_response(request: rpb.SensitivitiesRequest, pricing: PricingSe
     return out
 
 
+def _watch(call) -> Watch:
+    """The call's deadline and cancellation, shared with the kernels: the caller going away
+    (or the deadline) stops a run between blocks and inside them."""
+    remaining = call.time_remaining()
+    watch = Watch(None if remaining is None or remaining > 1e8 else remaining, call.is_active)
+    if not call.add_callback(watch.cancel):  # already over
+        watch.cancel()
+    return watch
+
+
 # ------------------------------------------------------------------ servicer
 class _Stream:
     """One Backtest stream's state: its running backtest, once the first message came."""
@@ -420,9 +430,7 @@ class RiskServicer:
             refused = lane.too_large(len(data), "a RunScenarioRisk request")
             if refused is not None:
                 raise refused
-            remaining = call.time_remaining()
-            watch = Watch(None if remaining is None or remaining > 1e8 else remaining, call.is_active)
-            call.add_callback(watch.cancel)
+            watch = _watch(call)
             state, header = await lane.run(call, self._scenario_start, data, watch)
             yield header
             # one block ahead: the next block is computed while this one is written (a
@@ -445,10 +453,7 @@ class RiskServicer:
     def Sensitivities(self, request, call, rid):
         if self.pricing is None:
             raise ServiceError(Code.UNIMPLEMENTED, "this server runs no scenario risk")
-        remaining = call.time_remaining()
-        watch = Watch(None if remaining is None or remaining > 1e8 else remaining, call.is_active)
-        call.add_callback(watch.cancel)
-        response = sensitivities_response(request, self.pricing, self.max_scenario_cells, watch)
+        response = sensitivities_response(request, self.pricing, self.max_scenario_cells, _watch(call))
         return response, len(response.trade_ids), len(response.errors)
 
     def ParametricVar(self, request, call, rid):

@@ -40,7 +40,7 @@ from scipy import sparse
 
 from pricegrid.server.domain import risk as risk_measures
 from pricegrid.server.domain.catalogue import EngineSpec
-from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, invalid
+from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, Violations, invalid
 from pricegrid.server.domain.instruments import MarketBatch, MarketUsed, SnapshotMarket
 from pricegrid.server.domain.models import Measure
 from pricegrid.server.domain.products import ProductBatch
@@ -445,18 +445,16 @@ def bump_set(shifts: Sequence, bumps: Sequence[float], scheme: str, smile: Smile
              prefix: str = "") -> ScenarioSet:
     """The scenarios a scheme needs: for every component of every shift, two bumps of its
     size (the multiples of SCHEMES), all other components unmoved."""
-    v_bad = []
+    bad = Violations()
     if len(bumps) != len(shifts):
-        v_bad.append((f"{prefix}bumps", f"{len(bumps)} bump sizes for {len(shifts)} shifts: one per shift"))
+        bad.add(f"{prefix}bumps", f"{len(bumps)} bump sizes for {len(shifts)} shifts: one per shift")
     for i, (s, h) in enumerate(zip(shifts, bumps)):
         if not (np.isfinite(h) and h > 0):
-            v_bad.append((f"{prefix}bumps[{i}]", f"must be finite and > 0 (got {h!r})"))
+            bad.add(f"{prefix}bumps[{i}]", f"must be finite and > 0 (got {h!r})")
         if s.kind == ShiftKind.FIXED or s.quantity == Quantity.TIME:
-            v_bad.append((f"{prefix}shifts[{i}].kind", "a bump moves a value: absolute, relative or log, not fixed "
-                                                       "or a time roll"))
-    if v_bad:
-        raise ServiceError(Code.INVALID_ARGUMENT, "; ".join(f"{f}: {d}" for f, d in v_bad),
-                           [FieldViolation(f, d) for f, d in v_bad])
+            bad.add(f"{prefix}shifts[{i}].kind", "a bump moves a value: absolute, relative or log, not fixed "
+                                                 "or a time roll")
+    bad.raise_if_any()
     multiples = SCHEMES[scheme]
     comps = sum(s.components for s in shifts)
     sizes = np.zeros((comps, 2 * comps))
@@ -482,7 +480,6 @@ def sensitivities(revaluer: "ScenarioRevaluer", spec, batch, market, shifts, bum
     cube = np.vstack([b.pnl for b in blocks]) if blocks else np.zeros((0, 2 * scenarios.components))
     # an error names the trade and the component whose bump failed
     errors = [ScenarioError(e.trade, e.scenario // 2, e.code, e.field, e.message) for b in blocks for e in b.errors]
-    comps = scenarios.components
     h = np.concatenate([[b] * s.components for s, b in zip(shifts, bumps)]).astype(np.float64)
     p1, p2 = cube[:, 0::2], cube[:, 1::2]  # the first and second bump of each component
     if scheme == "central":   # V(+h), V(-h); V(0) - V(0) = 0 on the P&L scale
@@ -491,6 +488,4 @@ def sensitivities(revaluer: "ScenarioRevaluer", spec, batch, market, shifts, bum
         delta, gamma = p1 / h, (p2 - 2 * p1) / h ** 2
     else:                      # V(-h), V(-2h)
         delta, gamma = -p1 / h, (p2 - 2 * p1) / h ** 2
-    names = scenarios.component_labels()
-    del comps
-    return Sensitivities(names, delta, gamma, errors, r.market_used, r.priced_by)
+    return Sensitivities(scenarios.component_labels(), delta, gamma, errors, r.market_used, r.priced_by)
