@@ -221,6 +221,25 @@ def stored_portfolio(msg: rpb.StoredPortfolio, *, created=None, with_content: bo
                            msg.portfolio if with_content else None, created)
 
 
+@dataclass(frozen=True)
+class StoredScenarioSet:
+    """A stored scenario set's version (``scenario_set``: from get_scenario_set only)."""
+
+    id: str
+    name: str
+    description: str
+    stored_at: str
+    scenarios: int
+    components: int
+    scenario_set: Optional[rpb.ScenarioSet] = None
+    created: Optional[bool] = None
+
+
+def stored_set(msg: rpb.StoredScenarioSet, *, created=None, with_content: bool = False) -> StoredScenarioSet:
+    return StoredScenarioSet(msg.id, msg.name, msg.description, msg.stored_at, msg.scenarios, msg.components,
+                             msg.scenario_set if with_content else None, created)
+
+
 def _ref(m) -> dict:
     return {"model": m.model, "engine": m.engine, "version": m.version}
 
@@ -253,11 +272,16 @@ def _doubles(col) -> np.ndarray:
     return np.asarray(col.values, dtype=np.float64)
 
 
-def request_of(portfolio=None, *, books=None, stored: str = "", snapshot_id: str = "", quantity, trade_ids, shifts: Sequence[Shift], sizes, labels, smile: str, output: str,
-               cube_type: str, var_levels, es_levels, trade_risk: bool = False, tags=None,
-               aggregate_by=(), history=None) -> rpb.RunScenarioRiskRequest:
+def scenario_set(shifts: Sequence[Shift], sizes, labels, history=None, *, stresses=(), stress_targets=None,
+                 smile: str = "sticky_strike") -> rpb.ScenarioSet:
+    """A ScenarioSet message: shifts x sizes with labels, or a history; plus named stresses
+    (catalogue or stored) and the catalogue factors' targets (factor -> selectors)."""
     components = sum(s.components for s in shifts)
-    if history is not None:  # (dates, levels dates x components, holding, overlapping)
+    if history is None and sizes is None and (stresses or stress_targets):
+        if shifts or labels:
+            raise ValueError("shifts and labels need their sizes")
+        sizes = np.zeros((0, 0))
+    elif history is not None:  # (dates, levels dates x components, holding, overlapping)
         dates, levels, holding, overlapping = history
         levels = np.asarray(levels, dtype=np.float64)
         if levels.ndim != 2 or levels.shape != (len(dates), components):
@@ -265,15 +289,38 @@ def request_of(portfolio=None, *, books=None, stored: str = "", snapshot_id: str
                              f"({len(dates)}, {components})")
         sizes, labels = np.zeros((components, 0)), []
     elif sizes is None:
-        raise ValueError("give sizes (components x scenarios) and labels, or a history")
+        raise ValueError("give sizes (components x scenarios) and labels, a history, or stresses")
     sizes = np.asarray(sizes, dtype=np.float64)
     if sizes.ndim == 1:
         sizes = sizes.reshape(1, -1)
-    if sizes.shape != (components, len(labels)):
+    if sizes.shape != (components, len(labels)) and sizes.size + components + len(labels):
         raise ValueError(f"sizes has shape {sizes.shape}; the shifts have {components} components and there are "
                          f"{len(labels)} labels: expected ({components}, {len(labels)})")
     if smile not in SMILES:
         raise ValueError(f"smile {smile!r}; expected one of {sorted(SMILES)}")
+    msg = rpb.ScenarioSet(smile=SMILES[smile], stresses=[str(x) for x in stresses])
+    msg.shifts.extend(s.message() for s in shifts)
+    msg.labels.extend(str(x) for x in labels)
+    if sizes.size:
+        msg.sizes.raw = np.ascontiguousarray(sizes, dtype="<f8").tobytes()
+    if history is not None:
+        h = msg.history
+        h.dates.extend(str(d) for d in dates)
+        h.levels.raw = np.ascontiguousarray(levels, dtype="<f8").tobytes()
+        h.holding_period = int(holding)
+        h.non_overlapping = not overlapping
+    for factor, selectors in (stress_targets or {}).items():
+        selectors = [selectors] if isinstance(selectors, str) else list(selectors)
+        msg.stress_targets.add(factor=str(factor), selectors=[str(x) for x in selectors])
+    return msg
+
+
+def request_of(portfolio=None, *, books=None, stored: str = "", snapshot_id: str = "", quantity, trade_ids,
+               shifts: Sequence[Shift], sizes, labels, smile: str, output: str, cube_type: str, var_levels,
+               es_levels, trade_risk: bool = False, tags=None, aggregate_by=(), history=None, stresses=(),
+               stress_targets=None) -> rpb.RunScenarioRiskRequest:
+    scenarios = scenario_set(shifts, sizes, labels, history, stresses=stresses, stress_targets=stress_targets,
+                             smile=smile)
     if output not in OUTPUTS:
         raise ValueError(f"output {output!r}; expected one of {sorted(OUTPUTS)}")
     if cube_type not in ("float64", "float32"):
@@ -287,16 +334,7 @@ def request_of(portfolio=None, *, books=None, stored: str = "", snapshot_id: str
         msg.quantity.raw = np.ascontiguousarray(np.atleast_1d(np.asarray(quantity, dtype="<f8"))).tobytes()
     if trade_ids is not None:
         msg.trade_ids.extend(str(t) for t in trade_ids)
-    msg.scenarios.shifts.extend(s.message() for s in shifts)
-    msg.scenarios.labels.extend(str(x) for x in labels)
-    msg.scenarios.sizes.raw = np.ascontiguousarray(sizes, dtype="<f8").tobytes()
-    if history is not None:
-        h = msg.scenarios.history
-        h.dates.extend(str(d) for d in dates)
-        h.levels.raw = np.ascontiguousarray(levels, dtype="<f8").tobytes()
-        h.holding_period = int(holding)
-        h.non_overlapping = not overlapping
-    msg.scenarios.smile = SMILES[smile]
+    msg.scenarios.CopyFrom(scenarios)
     for name, values in (tags or {}).items():
         values = [values] if isinstance(values, str) else list(values)
         msg.tags.add(name=str(name), values=[str(v) for v in values])
