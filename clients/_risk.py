@@ -946,6 +946,8 @@ class RiskClient:
         portfolio: str = "",
         stresses: Iterable[str] = (),
         stress_targets: Mapping[str, Any] | None = None,
+        es_attribution: bool = False,
+        incremental_es: bool = False,
         timeout=USE_CLIENT_DEFAULT,
         **columns: Any,
     ) -> ScenarioRiskResult:
@@ -971,7 +973,11 @@ class RiskClient:
         ``stresses``: named stresses run after the own scenarios (which may then be left
         out): the server's catalogue (:meth:`stresses`) or stored scenario sets
         (:meth:`put_scenario_set`); ``stress_targets`` maps catalogue factors to selectors
-        ({"equity": ["SPX"], "usd_rates": []}: an empty list leaves a factor out)."""
+        ({"equity": ["SPX"], "usd_rates": []}: an empty list leaves a factor out).
+
+        ``es_attribution``: each trade's (``result.trade_component_es``, trades x ES levels)
+        and each node's Euler component of ES; ``incremental_es``: also their incremental ES
+        (a second full revaluation on the server)."""
         self._check_open()
         trades = self._trades(books, portfolio, instrument, model, snapshot_id, underlying_id, columns,
                               threads=threads, heston=heston)
@@ -980,6 +986,7 @@ class RiskClient:
             sizes=sizes, labels=list(labels), smile=smile, output=output, cube_type=cube_type,
             var_levels=var_levels, es_levels=es_levels, trade_risk=trade_risk, tags=tags,
             aggregate_by=list(aggregate_by), stresses=list(stresses), stress_targets=stress_targets,
+            es_attribution=es_attribution, incremental_es=incremental_es,
             history=None if history is None else (history["dates"], history["levels"], history.get("holding_period", 1),
                                                   history.get("overlapping", True)),
         )

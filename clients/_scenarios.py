@@ -134,6 +134,8 @@ class RiskNode:
     pnl: np.ndarray
     var: dict
     expected_shortfall: dict
+    component_es: dict = field(default_factory=dict)    # by ES level, with es_attribution
+    incremental_es: dict = field(default_factory=dict)  # by ES level, with incremental_es
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,9 @@ class ScenarioRiskResult:
     nodes: list = field(default_factory=list)  # RiskNode of the tag hierarchy, parents first
     books: list = field(default_factory=list)  # BookUsed of each book, in order
     portfolio_id: str = ""  # the stored portfolio's version that ran
+    trade_component_es: Optional[np.ndarray] = None    # trades x ES levels, with es_attribution
+    trade_incremental_es: Optional[np.ndarray] = None  # trades x ES levels, with incremental_es
+    tail_scenarios: int = 0
 
     def node(self, *path: str) -> RiskNode:
         """The node of ``path`` ("desk=rates", "book=B1")."""
@@ -266,6 +271,11 @@ def portfolio_into(msg, *, portfolio=None, books=None, stored: str = "", snapsho
         msg.snapshot_id = snapshot_id
 
 
+def _by_trade(col, trades: int) -> np.ndarray:
+    values = _doubles(col)
+    return values.reshape(trades, -1) if trades else values
+
+
 def _doubles(col) -> np.ndarray:
     if col.raw:
         return np.frombuffer(col.raw, dtype="<f8").astype(np.float64)
@@ -318,7 +328,8 @@ def scenario_set(shifts: Sequence[Shift], sizes, labels, history=None, *, stress
 def request_of(portfolio=None, *, books=None, stored: str = "", snapshot_id: str = "", quantity, trade_ids,
                shifts: Sequence[Shift], sizes, labels, smile: str, output: str, cube_type: str, var_levels,
                es_levels, trade_risk: bool = False, tags=None, aggregate_by=(), history=None, stresses=(),
-               stress_targets=None) -> rpb.RunScenarioRiskRequest:
+               stress_targets=None, es_attribution: bool = False,
+               incremental_es: bool = False) -> rpb.RunScenarioRiskRequest:
     scenarios = scenario_set(shifts, sizes, labels, history, stresses=stresses, stress_targets=stress_targets,
                              smile=smile)
     if output not in OUTPUTS:
@@ -328,7 +339,8 @@ def request_of(portfolio=None, *, books=None, stored: str = "", snapshot_id: str
     msg = rpb.RunScenarioRiskRequest(output=OUTPUTS[output],
                                      cube_type=rpb.CUBE_TYPE_FLOAT32 if cube_type == "float32" else rpb.CUBE_TYPE_FLOAT64,
                                      var_levels=list(var_levels), es_levels=list(es_levels),
-                                     trade_risk=bool(trade_risk))
+                                     trade_risk=bool(trade_risk), es_attribution=bool(es_attribution),
+                                     incremental_es=bool(incremental_es))
     portfolio_into(msg, portfolio=portfolio, books=books, stored=stored, snapshot_id=snapshot_id)
     if quantity is not None:
         msg.quantity.raw = np.ascontiguousarray(np.atleast_1d(np.asarray(quantity, dtype="<f8"))).tobytes()
@@ -391,7 +403,12 @@ def collect(stub_call, request: rpb.RunScenarioRiskRequest, timeout, progress=No
                for b in header.books],
         portfolio_id=header.portfolio_id,
         nodes=[RiskNode(tuple(n.path), n.trades, _doubles(n.pnl), {x.level: x.value for x in n.var},
-                        {x.level: x.value for x in n.expected_shortfall}) for n in trailer.nodes],
+                        {x.level: x.value for x in n.expected_shortfall},
+                        {x.level: x.value for x in n.component_es}, {x.level: x.value for x in n.incremental_es})
+               for n in trailer.nodes],
+        trade_component_es=_by_trade(trailer.trade_component_es, trades) if request.es_attribution else None,
+        trade_incremental_es=_by_trade(trailer.trade_incremental_es, trades) if request.incremental_es else None,
+        tail_scenarios=trailer.tail_scenarios,
     )
 
 

@@ -259,12 +259,18 @@ def scenario_request(request, service: PricingService, max_cells: int, stored=No
     var_levels = _levels(request.var_levels, 0.99, "var_levels", bad)
     es_levels = _levels(request.es_levels, 0.975, "es_levels", bad)
     unknown_enums(request, "", bad)
+    if getattr(request, "incremental_es", False) and not request.es_attribution:
+        bad.add("incremental_es", "comes with es_attribution: set both")
+    if getattr(request, "es_attribution", False) and request.output == rpb.SCENARIO_OUTPUT_CUBE:
+        bad.add("es_attribution", "the attribution is an aggregate: output AGGREGATES or BOTH")
     tags = []
     if inputs is not None:
         rows = inputs.rows
-        if scenarios is not None and rows * scenarios.scenarios > max_cells:
-            bad.add("scenarios.labels", f"{rows:,} trades x {scenarios.scenarios:,} scenarios = "
-                                        f"{rows * scenarios.scenarios:,} revaluations; at most {max_cells:,}",
+        passes = 2 if getattr(request, "incremental_es", False) else 1
+        if scenarios is not None and passes * rows * scenarios.scenarios > max_cells:
+            bad.add("scenarios.labels", f"{rows:,} trades x {scenarios.scenarios:,} scenarios"
+                                        f"{' x 2 passes (incremental_es)' if passes == 2 else ''} = "
+                                        f"{passes * rows * scenarios.scenarios:,} revaluations; at most {max_cells:,}",
                     Code.RESOURCE_EXHAUSTED)
         tags = aggregate_tags(inputs, request.aggregate_by, bad)
     bad.raise_if_any()
@@ -455,6 +461,11 @@ def sensitivities_response(request: rpb.SensitivitiesRequest, pricing: PricingSe
     return out
 
 
+def _step(steps) -> bool:
+    """One step of a generator of work; False once it is done."""
+    return next(steps, StopIteration) is not StopIteration
+
+
 def _watch(call) -> Watch:
     """The call's deadline and cancellation, shared with the kernels: the caller going away
     (or the deadline) stops a run between blocks and inside them."""
@@ -521,6 +532,14 @@ class RiskServicer:
                 if not pending.done():
                     watch.cancel()  # the caller went away: the block being computed stops in its kernel
                     pending.cancel()
+            if state.run.reprice is not None:  # the ES attribution's passes, a block per turn of the lane
+                steps = state.run.attribution_steps()
+                try:
+                    while await lane.run(call, _step, steps):
+                        pass
+                except BaseException:
+                    watch.cancel()
+                    raise
             yield await lane.run(call, self._scenario_trailer, state)
 
     def Sensitivities(self, request, call, rid):
@@ -597,12 +616,18 @@ class RiskServicer:
         inputs = scenario_request(request, self.pricing, self.max_scenario_cells, self.stored, self.stored_sets)
         scenarios, portfolio = inputs.scenarios, inputs.portfolio
         rows = portfolio.rows
-        revaluation = ScenarioRevaluer(self.pricing).revalue_portfolio(
-            portfolio.books, scenarios, block_cells=BLOCK_BYTES // 8, should_continue=watch,
-            scenarios_path="scenarios.", reuse=True)
+        revaluer = ScenarioRevaluer(self.pricing)
+
+        def revalue(columns=None):
+            return revaluer.revalue_portfolio(
+                portfolio.books, scenarios if columns is None else scenarios.subset(columns),
+                block_cells=BLOCK_BYTES // 8, should_continue=watch, scenarios_path="scenarios.", reuse=True)
+
+        revaluation = revalue()
         hierarchy = Hierarchy(inputs.tags, rows, scenarios.scenarios) if inputs.tags else None
         run = ScenarioRun(revaluation, rows, scenarios.scenarios, inputs.var_levels, inputs.es_levels,
-                          trade_risk=request.trade_risk, hierarchy=hierarchy)
+                          trade_risk=request.trade_risk, hierarchy=hierarchy,
+                          reprice=revalue if request.es_attribution else None, incremental=request.incremental_es)
         header = rpb.ScenarioRiskHeader(
             trade_ids=portfolio.trade_ids, scenario_labels=list(scenarios.labels),
             base_values=_column(revaluation.base),
@@ -654,10 +679,22 @@ class RiskServicer:
             trailer.var.extend(rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.var_levels, a.var))
             trailer.expected_shortfall.extend(rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.es_levels, a.es))
             for node in a.nodes:
-                trailer.nodes.append(rpb.RiskNode(
+                msg = rpb.RiskNode(
                     path=list(node.path), trades=node.trades, pnl=_column(node.pnl),
                     var=[rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.var_levels, node.var)],
-                    expected_shortfall=[rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.es_levels, node.es)]))
+                    expected_shortfall=[rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.es_levels, node.es)])
+                if node.component_es is not None:
+                    msg.component_es.extend(rpb.RiskAtLevel(level=lv, value=v)
+                                            for lv, v in zip(a.es_levels, node.component_es))
+                if node.incremental_es is not None:
+                    msg.incremental_es.extend(rpb.RiskAtLevel(level=lv, value=v)
+                                              for lv, v in zip(a.es_levels, node.incremental_es))
+                trailer.nodes.append(msg)
+            if a.trade_component_es is not None:
+                trailer.trade_component_es.CopyFrom(_column(a.trade_component_es.ravel()))
+                trailer.tail_scenarios = a.tail_scenarios
+            if a.trade_incremental_es is not None:
+                trailer.trade_incremental_es.CopyFrom(_column(a.trade_incremental_es.ravel()))
             if a.trade_var is not None:
                 trailer.trade_var.CopyFrom(_column(a.trade_var.ravel()))
                 trailer.trade_expected_shortfall.CopyFrom(_column(a.trade_es.ravel()))

@@ -439,6 +439,7 @@ def test_scenario_risk(channel):
         r.books.CopyFrom(_portfolio(""))
         r.snapshot_id = sid
         r.tags.add(name="book", values=["B1"])
+        r.es_attribution = r.incremental_es = True
         return r
 
     def with_stresses():
