@@ -987,8 +987,7 @@ class RiskClient:
             var_levels=var_levels, es_levels=es_levels, trade_risk=trade_risk, tags=tags,
             aggregate_by=list(aggregate_by), stresses=list(stresses), stress_targets=stress_targets,
             es_attribution=es_attribution, incremental_es=incremental_es,
-            history=None if history is None else (history["dates"], history["levels"], history.get("holding_period", 1),
-                                                  history.get("overlapping", True)),
+            history=_scenarios.history_of(history),
         )
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         return _scenarios.collect(stub.RunScenarioRisk, request, resolve_timeout(timeout, self.timeout), progress)
@@ -1066,8 +1065,7 @@ class RiskClient:
         self._check_open()
         msg = _scenarios.scenario_set(
             list(shifts), sizes, list(labels),
-            None if history is None else (history["dates"], history["levels"], history.get("holding_period", 1),
-                                          history.get("overlapping", True)))
+            _scenarios.history_of(history))
         msg.ClearField("smile")
         reply = self._risk_unary("PutScenarioSet", risk_pb2.PutScenarioSetRequest(
             name=name, description=description, scenario_set=msg), timeout)

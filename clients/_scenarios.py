@@ -282,6 +282,22 @@ def _doubles(col) -> np.ndarray:
     return np.asarray(col.values, dtype=np.float64)
 
 
+def history_of(history) -> Optional[tuple]:
+    """A client's history dict as scenario_set takes it: ``dates`` and ``levels`` (dates x
+    components), or ``snapshots`` ({"ids": [...]} or {"name", "start", "end"}: the levels
+    read from stored snapshots on the server); ``holding_period`` (default 1) and
+    ``overlapping`` (default True)."""
+    if history is None:
+        return None
+    unknown = set(history) - {"dates", "levels", "snapshots", "holding_period", "overlapping"}
+    if unknown:
+        raise ValueError(f"history: unknown keys {sorted(unknown)}")
+    if "snapshots" in history:
+        return (history.get("dates", []), history.get("levels"), history.get("holding_period", 1),
+                history.get("overlapping", True), dict(history["snapshots"]))
+    return history["dates"], history["levels"], history.get("holding_period", 1), history.get("overlapping", True)
+
+
 def scenario_set(shifts: Sequence[Shift], sizes, labels, history=None, *, stresses=(), stress_targets=None,
                  smile: str = "sticky_strike") -> rpb.ScenarioSet:
     """A ScenarioSet message: shifts x sizes with labels, or a history; plus named stresses
@@ -291,12 +307,21 @@ def scenario_set(shifts: Sequence[Shift], sizes, labels, history=None, *, stress
         if shifts or labels:
             raise ValueError("shifts and labels need their sizes")
         sizes = np.zeros((0, 0))
-    elif history is not None:  # (dates, levels dates x components, holding, overlapping)
-        dates, levels, holding, overlapping = history
-        levels = np.asarray(levels, dtype=np.float64)
-        if levels.ndim != 2 or levels.shape != (len(dates), components):
-            raise ValueError(f"history levels have shape {levels.shape}; expected dates x components = "
-                             f"({len(dates)}, {components})")
+    elif history is not None:  # (dates, levels dates x components, holding, overlapping[, snapshots])
+        dates, levels, holding, overlapping, *rest = history
+        snapshots = rest[0] if rest else None
+        if snapshots is not None:
+            if dates or levels is not None:
+                raise ValueError("a history reads its levels from snapshots or takes dates and levels, not both")
+            unknown = set(snapshots) - {"ids", "name", "start", "end"}
+            if unknown:
+                raise ValueError(f"history snapshots: unknown keys {sorted(unknown)} (ids, or name, start, end)")
+            dates, levels = [], None
+        else:
+            levels = np.asarray(levels, dtype=np.float64)
+            if levels.ndim != 2 or levels.shape != (len(dates), components):
+                raise ValueError(f"history levels have shape {levels.shape}; expected dates x components = "
+                                 f"({len(dates)}, {components})")
         sizes, labels = np.zeros((components, 0)), []
     elif sizes is None:
         raise ValueError("give sizes (components x scenarios) and labels, a history, or stresses")
@@ -316,7 +341,14 @@ def scenario_set(shifts: Sequence[Shift], sizes, labels, history=None, *, stress
     if history is not None:
         h = msg.history
         h.dates.extend(str(d) for d in dates)
-        h.levels.raw = np.ascontiguousarray(levels, dtype="<f8").tobytes()
+        if levels is not None:
+            h.levels.raw = np.ascontiguousarray(levels, dtype="<f8").tobytes()
+        else:
+            h.snapshots.ids.extend(str(x) for x in snapshots.get("ids", ()))
+            h.snapshots.name = str(snapshots.get("name", ""))
+            h.snapshots.start = str(snapshots.get("start", ""))
+            h.snapshots.end = str(snapshots.get("end", ""))
+            h.snapshots.SetInParent()
         h.holding_period = int(holding)
         h.non_overlapping = not overlapping
     for factor, selectors in (stress_targets or {}).items():

@@ -41,6 +41,7 @@ from pricegrid.server.rpc.portfolios import PortfolioInputs, aggregate_tags, por
 from pricegrid.server.rpc import requests as req
 from pricegrid.server.rpc.requests import column_length, doubles, unknown_enums
 from pricegrid.server.rpc.responses import market_used, model_ref
+from pricegrid.server.service import history
 from pricegrid.server.service.backtest import Backtest, BacktestLimits
 from pricegrid.server.service.pricing import PricingService, Watch
 from pricegrid.server.service.scenarios import Hierarchy, ScenarioRevaluer, ScenarioRun, sensitivities
@@ -121,13 +122,15 @@ def _tenors(values, path: str, bad: Violations) -> tuple[float, ...]:
     return tuple(out)
 
 
-def scenario_set_of(msg: rpb.ScenarioSet, prefix: str = "scenarios.", stored_sets=None) -> sc.ScenarioSet:
+def scenario_set_of(msg: rpb.ScenarioSet, prefix: str = "scenarios.", stored_sets=None,
+                    market=None) -> sc.ScenarioSet:
     """The domain's scenario set (its own checks run when it meets the snapshot), its named
-    stresses added (``stored_sets`` finds a stored set by name or id)."""
+    stresses added (``stored_sets`` finds a stored set by name or id; ``market``, the
+    MarketDataService, reads a history's levels from stored snapshots)."""
     own = None
     if not (msg.stresses or msg.stress_targets) or msg.shifts or msg.labels or msg.HasField("history") or \
             column_length(msg.sizes, 8, f"{prefix}sizes"):
-        own = _own_set(msg, prefix)
+        own = _own_set(msg, prefix, market)
     if not (msg.stresses or msg.stress_targets):
         return own
     return _with_stresses(own, msg, prefix, stored_sets)
@@ -171,7 +174,7 @@ def _with_stresses(own, msg: rpb.ScenarioSet, prefix: str, stored_sets) -> sc.Sc
     return stresses.combine(own, parts, smile)
 
 
-def _own_set(msg: rpb.ScenarioSet, prefix: str) -> sc.ScenarioSet:
+def _own_set(msg: rpb.ScenarioSet, prefix: str, market=None) -> sc.ScenarioSet:
     """A set's own shifts and sizes (or history)."""
     bad = Violations()
     shifts = []
@@ -196,20 +199,33 @@ def _own_set(msg: rpb.ScenarioSet, prefix: str) -> sc.ScenarioSet:
     sizes = None
     with bad.check():
         sizes = doubles(msg.sizes, f"{prefix}sizes")
-    history = msg.HasField("history")
-    if history and (msg.labels or (sizes is not None and sizes.size)):
+    has_history = msg.HasField("history")
+    if has_history and (msg.labels or (sizes is not None and sizes.size)):
         bad.add(f"{prefix}history", "with a history, leave labels and sizes empty: they come from it")
     bad.raise_if_any()
     components = sum(x.components for x in shifts)
-    if history:
+    if has_history:
         h = msg.history
         if h.holding_period < 0:
             raise invalid(f"{prefix}history.holding_period", f"at least 1 date (got {h.holding_period})")
-        levels = doubles(h.levels, f"{prefix}history.levels")
         kinds = [x.kind for x in shifts for _ in range(x.components)]
+        dates = list(h.dates)
+        if h.HasField("snapshots"):
+            series = h.snapshots
+            if dates or column_length(h.levels, 8, f"{prefix}history.levels"):
+                raise invalid(f"{prefix}history.snapshots", "with snapshots, leave dates and levels empty: they "
+                                                            "come from the snapshots")
+            if market is None:
+                raise ServiceError(Code.UNIMPLEMENTED, "this server reads no history from snapshots")
+            records = history.series(market, list(series.ids), series.name, series.start, series.end,
+                                     f"{prefix}history.snapshots")
+            levels, dates = history.levels(market, records, shifts, prefix)
+            levels = levels.reshape(-1)
+        else:
+            levels = doubles(h.levels, f"{prefix}history.levels")
         if components == 0 or levels.size % components:
             raise invalid(f"{prefix}history.levels", f"{levels.size} values for {components} components per date")
-        values, labels = sc.historical_sizes(levels.reshape(-1, components), kinds, list(h.dates),
+        values, labels = sc.historical_sizes(levels.reshape(-1, components), kinds, dates,
                                              holding=h.holding_period or 1, overlapping=not h.non_overlapping,
                                              prefix=f"{prefix}history.")
         return sc.ScenarioSet(tuple(shifts), values, labels, _SMILES[msg.smile])
@@ -246,8 +262,8 @@ class ScenarioInputs:
     tags: list  # (name, values) to aggregate by, in order
 
 
-def scenario_request(request, service: PricingService, max_cells: int, stored=None, stored_sets=None
-                     ) -> ScenarioInputs:
+def scenario_request(request, service: PricingService, max_cells: int, stored=None, stored_sets=None,
+                     market=None) -> ScenarioInputs:
     """Everything a run needs, every violation of the request at once (fields named from the
     request's root); ``stored`` and ``stored_sets`` find a stored portfolio and a stored
     scenario set by name or id."""
@@ -255,7 +271,7 @@ def scenario_request(request, service: PricingService, max_cells: int, stored=No
     inputs = portfolio_inputs(request, service, bad, stored)
     scenarios = None
     with bad.check():
-        scenarios = scenario_set_of(request.scenarios, stored_sets=stored_sets)
+        scenarios = scenario_set_of(request.scenarios, stored_sets=stored_sets, market=market)
     var_levels = _levels(request.var_levels, 0.99, "var_levels", bad)
     es_levels = _levels(request.es_levels, 0.975, "es_levels", bad)
     unknown_enums(request, "", bad)
@@ -489,7 +505,7 @@ class _Stream:
 class RiskServicer:
     def __init__(self, limits: BacktestLimits, lane: Lane, *, pricing: PricingService | None = None,
                  batch_lane: Lane | None = None, max_scenario_cells: int = 50_000_000,
-                 default_deadline_s: float = 300.0, portfolios=None, clock=None):
+                 default_deadline_s: float = 300.0, portfolios=None, clock=None, market=None):
         self.limits = limits
         self.lane = lane  # where each message is read and added (see the module docstring)
         self.pricing = pricing  # None: no RunScenarioRisk
@@ -502,6 +518,7 @@ class RiskServicer:
         self.stored_sets = pfs.finder(portfolios.get_scenario_set, portfolios.latest_scenario_set) \
             if portfolios is not None else None
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.market = market  # the MarketDataService: histories read from stored snapshots
 
     async def RunScenarioRisk(self, requests, context, call, counter):
         """Header, blocks, trailer; each part computed in the batch class (its gate and
@@ -613,7 +630,8 @@ class RiskServicer:
         request = _PARSE_SCENARIOS(data)
         if type(request) is Undecodable:
             raise request.error()
-        inputs = scenario_request(request, self.pricing, self.max_scenario_cells, self.stored, self.stored_sets)
+        inputs = scenario_request(request, self.pricing, self.max_scenario_cells, self.stored, self.stored_sets,
+                                  self.market)
         scenarios, portfolio = inputs.scenarios, inputs.portfolio
         rows = portfolio.rows
         revaluer = ScenarioRevaluer(self.pricing)

@@ -432,6 +432,15 @@ def test_scenario_risk(channel):
     valid = [rpb.RunScenarioRiskResponse.FromString(b) for b in call(with_history().SerializeToString(), timeout=30)]
     assert valid[0].header.scenario_labels == ["d0/d2", "d1/d3"]
 
+    def with_snapshot_history():  # one snapshot of that name: refused (a history needs two), mutated further
+        r = with_history()
+        h = r.scenarios.history
+        h.ClearField("dates")
+        h.ClearField("levels")
+        h.snapshots.name = "fuzz-scenarios"
+        h.holding_period = 1
+        return r
+
     def with_books():
         r = _scenario_request(sid)
         for name in ("portfolio", "quantity", "tags"):
@@ -458,7 +467,7 @@ def test_scenario_risk(channel):
 
     @FUZZ
     @given(data=st.one_of(mutated(lambda: _scenario_request(sid)), mutated(with_history), mutated(with_books),
-                          mutated(with_stresses)))
+                          mutated(with_stresses), mutated(with_snapshot_history)))
     def run(data):
         parts = []
         try:
