@@ -17,6 +17,7 @@ matplotlib where asked for).
 """
 
 from ._aio import AsyncFrontOfficeClient, AsyncPriceStreamSession
+from ._aio_risk import AsyncRiskClient
 from ._config import USE_CLIENT_DEFAULT, RetryConfig, default_target
 from ._auth import TokenSource, tls_credentials
 from ._convert import StreamReply
@@ -70,6 +71,7 @@ __all__ = [
     "TouchOption",
     "AsyncFrontOfficeClient",
     "AsyncPriceStreamSession",
+    "AsyncRiskClient",
     "BacktestException",
     "BacktestResult",
     "ScenarioRiskResult",

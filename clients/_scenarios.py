@@ -386,62 +386,83 @@ def request_of(portfolio=None, *, books=None, stored: str = "", snapshot_id: str
     return msg
 
 
+class Collector:
+    """A scenario run's messages, read in order into a result (the sync and the asyncio
+    clients feed it alike)."""
+
+    def __init__(self, request: rpb.RunScenarioRiskRequest, progress=None):
+        self.request = request
+        self.progress = progress
+        self.header = self.trailer = None
+        self.cube = None
+        self.errors: list[ScenarioRowError] = []
+        self.blocks = 0
+
+    def feed(self, part: rpb.RunScenarioRiskResponse) -> None:
+        which = part.WhichOneof("part")
+        if which == "header":
+            self.header = part.header
+            if self.request.output in (rpb.SCENARIO_OUTPUT_CUBE, rpb.SCENARIO_OUTPUT_BOTH):
+                self.cube = np.full((len(self.header.trade_ids), len(self.header.scenario_labels)), np.nan)
+        elif which == "block":
+            b = part.block
+            dtype = "<f4" if b.cube_type == rpb.CUBE_TYPE_FLOAT32 else "<f8"
+            self.cube[b.trade_start:b.trade_stop] = np.frombuffer(b.pnl, dtype=dtype).reshape(
+                b.trade_stop - b.trade_start, -1)
+            self.errors.extend(ScenarioRowError(e.trade, e.scenario, e.code, e.field, e.message) for e in b.errors)
+            self.blocks += 1
+            if self.progress is not None:
+                self.progress(b.trade_stop, len(self.header.trade_ids))
+        elif which == "progress":
+            if self.progress is not None:
+                self.progress(part.progress.trades_done, part.progress.trades)
+        elif which == "trailer":
+            self.trailer = part.trailer
+
+    def result(self) -> ScenarioRiskResult:
+        header, trailer, request = self.header, self.trailer, self.request
+        if header is None or trailer is None:
+            raise PricingError(grpc.StatusCode.INTERNAL, "the server ended the scenario run early")
+        trades = len(header.trade_ids)
+        aggregates = request.output != rpb.SCENARIO_OUTPUT_CUBE
+        tv = _doubles(trailer.trade_var) if aggregates and request.trade_risk else None
+        te = _doubles(trailer.trade_expected_shortfall) if aggregates and request.trade_risk else None
+        return ScenarioRiskResult(
+            trade_ids=list(header.trade_ids), scenario_labels=list(header.scenario_labels),
+            components=list(header.components), base=_doubles(header.base_values),
+            base_errors=[RowError(int(e.row), status_code(e.code), e.field, e.message) for e in header.base_errors],
+            cube=self.cube, errors=self.errors,
+            portfolio_pnl=_doubles(trailer.portfolio_pnl) if aggregates else None,
+            var={x.level: x.value for x in trailer.var},
+            expected_shortfall={x.level: x.value for x in trailer.expected_shortfall},
+            trade_var=tv.reshape(trades, -1) if tv is not None and trades else tv,
+            trade_expected_shortfall=te.reshape(trades, -1) if te is not None and trades else te,
+            failed_cells=trailer.failed_cells, compute_seconds=trailer.compute_seconds,
+            priced_by=_ref(header.priced_by), market=_market(header.market),
+            blocks=self.blocks,
+            books=[BookUsed(b.trade_start, b.trade_stop, b.product, _ref(b.priced_by), _market(b.market))
+                   for b in header.books],
+            portfolio_id=header.portfolio_id,
+            nodes=[RiskNode(tuple(n.path), n.trades, _doubles(n.pnl), {x.level: x.value for x in n.var},
+                            {x.level: x.value for x in n.expected_shortfall},
+                            {x.level: x.value for x in n.component_es},
+                            {x.level: x.value for x in n.incremental_es})
+                   for n in trailer.nodes],
+            trade_component_es=_by_trade(trailer.trade_component_es, trades) if request.es_attribution else None,
+            trade_incremental_es=_by_trade(trailer.trade_incremental_es, trades) if request.incremental_es else None,
+            tail_scenarios=trailer.tail_scenarios,
+        )
+
+
 def collect(stub_call, request: rpb.RunScenarioRiskRequest, timeout, progress=None) -> ScenarioRiskResult:
     """Read the header, the blocks and the trailer into a result."""
-    header = trailer = None
-    cube = None
-    errors: list[ScenarioRowError] = []
-    blocks = 0
+    collector = Collector(request, progress)
     try:
         for part in stub_call(request, timeout=timeout):
-            which = part.WhichOneof("part")
-            if which == "header":
-                header = part.header
-                if request.output in (rpb.SCENARIO_OUTPUT_CUBE, rpb.SCENARIO_OUTPUT_BOTH):
-                    cube = np.full((len(header.trade_ids), len(header.scenario_labels)), np.nan)
-            elif which == "block":
-                b = part.block
-                dtype = "<f4" if b.cube_type == rpb.CUBE_TYPE_FLOAT32 else "<f8"
-                cube[b.trade_start:b.trade_stop] = np.frombuffer(b.pnl, dtype=dtype).reshape(
-                    b.trade_stop - b.trade_start, -1)
-                errors.extend(ScenarioRowError(e.trade, e.scenario, e.code, e.field, e.message) for e in b.errors)
-                blocks += 1
-                if progress is not None:
-                    progress(b.trade_stop, len(header.trade_ids))
-            elif which == "trailer":
-                trailer = part.trailer
+            collector.feed(part)
     except grpc.RpcError as e:
         raise PricingError.from_rpc_error(e) from None
-    if header is None or trailer is None:
-        raise PricingError(grpc.StatusCode.INTERNAL, "the server ended the scenario run early")
-    trades = len(header.trade_ids)
-    aggregates = request.output != rpb.SCENARIO_OUTPUT_CUBE
-    tv = _doubles(trailer.trade_var) if aggregates and request.trade_risk else None
-    te = _doubles(trailer.trade_expected_shortfall) if aggregates and request.trade_risk else None
-    return ScenarioRiskResult(
-        trade_ids=list(header.trade_ids), scenario_labels=list(header.scenario_labels),
-        components=list(header.components), base=_doubles(header.base_values),
-        base_errors=[RowError(int(e.row), status_code(e.code), e.field, e.message) for e in header.base_errors],
-        cube=cube, errors=errors,
-        portfolio_pnl=_doubles(trailer.portfolio_pnl) if aggregates else None,
-        var={x.level: x.value for x in trailer.var},
-        expected_shortfall={x.level: x.value for x in trailer.expected_shortfall},
-        trade_var=tv.reshape(trades, -1) if tv is not None and trades else tv,
-        trade_expected_shortfall=te.reshape(trades, -1) if te is not None and trades else te,
-        failed_cells=trailer.failed_cells, compute_seconds=trailer.compute_seconds,
-        priced_by=_ref(header.priced_by), market=_market(header.market),
-        blocks=blocks,
-        books=[BookUsed(b.trade_start, b.trade_stop, b.product, _ref(b.priced_by), _market(b.market))
-               for b in header.books],
-        portfolio_id=header.portfolio_id,
-        nodes=[RiskNode(tuple(n.path), n.trades, _doubles(n.pnl), {x.level: x.value for x in n.var},
-                        {x.level: x.value for x in n.expected_shortfall},
-                        {x.level: x.value for x in n.component_es}, {x.level: x.value for x in n.incremental_es})
-               for n in trailer.nodes],
-        trade_component_es=_by_trade(trailer.trade_component_es, trades) if request.es_attribution else None,
-        trade_incremental_es=_by_trade(trailer.trade_incremental_es, trades) if request.incremental_es else None,
-        tail_scenarios=trailer.tail_scenarios,
-    )
+    return collector.result()
 
 
 SCHEMES = {"central": rpb.DIFFERENCE_SCHEME_CENTRAL, "forward": rpb.DIFFERENCE_SCHEME_FORWARD,

@@ -671,7 +671,8 @@ class RiskServicer:
         return state, rpb.RunScenarioRiskResponse(header=header).SerializeToString()
 
     def _scenario_block(self, state: _ScenarioCall):
-        """The next block's message (b"" when the cube is not sent), None after the last."""
+        """The next block's message (a progress message when the cube is not sent), None
+        after the last."""
         if state.first is not None:
             first, state.first = state.first, None
             return first
@@ -679,7 +680,8 @@ class RiskServicer:
         if block is None:
             return None
         if not state.cube:
-            return b""
+            return rpb.RunScenarioRiskResponse(progress=rpb.ScenarioProgress(
+                trades_done=block.stop, trades=state.trades)).SerializeToString()
         pnl = block.pnl.astype("<f4" if state.float32 else "<f8", copy=False)
         msg = rpb.ScenarioPnlBlock(
             trade_start=block.start, trade_stop=block.stop, pnl=np.ascontiguousarray(pnl).tobytes(),
