@@ -53,7 +53,7 @@ from ._models import (
 from ._market import MarketClient, SnapshotInfo, grid_surface, load_snapshot
 from ._market import Finding as SnapshotFinding
 from ._backtest import BacktestException, Backtester, BacktestResult, LikelihoodRatioTest, TrafficLight
-from ._scenarios import ScenarioRiskResult, ScenarioRowError, Shift, WorstCaseResult
+from ._scenarios import BookUsed, ScenarioRiskResult, ScenarioRowError, Shift, StoredPortfolio, WorstCaseResult
 from ._risk import BatchResult, BatchStats, RiskClient
 
 __all__ = [
@@ -73,6 +73,8 @@ __all__ = [
     "BacktestException",
     "BacktestResult",
     "ScenarioRiskResult",
+    "BookUsed",
+    "StoredPortfolio",
     "WorstCaseResult",
     "ScenarioRowError",
     "Shift",

@@ -30,7 +30,7 @@ import grpc
 import numpy as np
 
 from pricegrid.v1 import wire
-from pricegrid.v1 import common_pb2, pricing_pb2, pricing_pb2_grpc, risk_pb2_grpc
+from pricegrid.v1 import common_pb2, pricing_pb2, pricing_pb2_grpc, risk_pb2, risk_pb2_grpc
 
 from . import _columns as C
 from ._backtest import Backtester, BacktestResult
@@ -921,9 +921,9 @@ class RiskClient:
     def scenario_risk(
         self,
         *,
-        snapshot_id: str,
-        underlying_id: str,
-        model: str | int,
+        snapshot_id: str = "",
+        underlying_id: str = "",
+        model: str | int | None = None,
         shifts: Iterable[Shift],
         sizes: Any = None,
         labels: Iterable[str] = (),
@@ -942,6 +942,8 @@ class RiskClient:
         heston: Any = None,
         threads: int = 0,
         progress: Callable[[int, int], None] | None = None,
+        books: Iterable[Any] | None = None,
+        portfolio: str = "",
         timeout=USE_CLIENT_DEFAULT,
         **columns: Any,
     ) -> ScenarioRiskResult:
@@ -957,12 +959,17 @@ class RiskClient:
         trade's VaR and ES; ``tags`` (name -> one value per trade, or one) and
         ``aggregate_by`` (tag names, top level first): ``result.nodes``, each node's P&L,
         VaR and ES. ``progress(trades_done,
-        trades)`` is called per block of the cube. One stream; ``timeout`` its deadline."""
+        trades)`` is called per block of the cube. One stream; ``timeout`` its deadline.
+
+        Instead of one instrument's columns: ``books`` (from :meth:`book`: any mix of
+        products and underlyings), or ``portfolio``, the name or id of a stored portfolio
+        (:meth:`put_portfolio`); ``snapshot_id`` then names the snapshot they run on (unset:
+        each book's own)."""
         self._check_open()
-        portfolio = self._snapshot_portfolio(instrument, model, snapshot_id, underlying_id, columns, threads=threads,
-                                             heston=heston)
+        trades = self._trades(books, portfolio, instrument, model, snapshot_id, underlying_id, columns,
+                              threads=threads, heston=heston)
         request = _scenarios.request_of(
-            portfolio, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
+            **trades, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
             sizes=sizes, labels=list(labels), smile=smile, output=output, cube_type=cube_type,
             var_levels=var_levels, es_levels=es_levels, trade_risk=trade_risk, tags=tags,
             aggregate_by=list(aggregate_by),
@@ -971,6 +978,71 @@ class RiskClient:
         )
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         return _scenarios.collect(stub.RunScenarioRisk, request, resolve_timeout(timeout, self.timeout), progress)
+
+    def _trades(self, books, portfolio, instrument, model, snapshot_id, underlying_id, columns, *, threads=0,
+                heston=None) -> dict:
+        """A risk request's trades as request_of takes them."""
+        if books is None and not portfolio:
+            if model is None or not underlying_id or not snapshot_id:
+                raise ValueError("give snapshot_id, underlying_id, model and the trades' columns; or books; or a "
+                                 "stored portfolio")
+            return {"portfolio": self._snapshot_portfolio(instrument, model, snapshot_id, underlying_id, columns,
+                                                          threads=threads, heston=heston)}
+        if columns or model is not None or underlying_id:
+            raise ValueError("with books or a stored portfolio, the trades' columns, model and underlying_id "
+                             "belong to each book (see RiskClient.book)")
+        return {"books": None if books is None else list(books), "stored": portfolio, "snapshot_id": snapshot_id}
+
+    def book(self, instrument: str = "european", *, model: str | int, underlying_id: str, snapshot_id: str = "",
+             quantity: Any = None, trade_ids: Iterable[str] | None = None, tags: Mapping[str, Any] | None = None,
+             threads: int = 0, heston: Any = None, **columns: Any) -> "risk_pb2.PortfolioBook":
+        """One book of a portfolio: ``instrument`` trades (columns as for :meth:`price_batch`)
+        on ``underlying_id`` (of ``snapshot_id``, or of the run's snapshot), with their
+        quantities, ids and tags (name -> one value per trade, or one for the book)."""
+        trades = self._snapshot_portfolio(instrument, model, snapshot_id, underlying_id, columns, threads=threads,
+                                          heston=heston)
+        book = risk_pb2.PortfolioBook(trades=trades)
+        if quantity is not None:
+            book.quantity.raw = np.ascontiguousarray(np.atleast_1d(np.asarray(quantity, dtype="<f8"))).tobytes()
+        if trade_ids is not None:
+            book.trade_ids.extend(str(t) for t in trade_ids)
+        for name, values in (tags or {}).items():
+            values = [values] if isinstance(values, str) else list(values)
+            book.tags.add(name=str(name), values=[str(v) for v in values])
+        return book
+
+    def put_portfolio(self, name: str, books: Iterable[Any], *, description: str = "",
+                      timeout=USE_CLIENT_DEFAULT) -> "_scenarios.StoredPortfolio":
+        """Store ``books`` (from :meth:`book`) as a new version of the portfolio ``name``."""
+        self._check_open()
+        request = risk_pb2.PutPortfolioRequest(name=name, description=description,
+                                               portfolio=risk_pb2.Portfolio(books=list(books)))
+        reply = self._risk_unary("PutPortfolio", request, timeout)
+        return _scenarios.stored_portfolio(reply.portfolio, created=reply.created)
+
+    def get_portfolio(self, name_or_id: str, *, timeout=USE_CLIENT_DEFAULT) -> "_scenarios.StoredPortfolio":
+        """A stored portfolio (the newest version of a name, or an id), with its books."""
+        self._check_open()
+        reply = self._risk_unary("GetPortfolio", risk_pb2.GetPortfolioRequest(portfolio=name_or_id), timeout)
+        return _scenarios.stored_portfolio(reply.portfolio, with_content=True)
+
+    def list_portfolios(self, name: str = "", *, limit: int = 100, timeout=USE_CLIENT_DEFAULT) -> list:
+        """Stored portfolios' versions (summaries), newest first."""
+        self._check_open()
+        reply = self._risk_unary("ListPortfolios", risk_pb2.ListPortfoliosRequest(name=name, limit=limit), timeout)
+        return [_scenarios.stored_portfolio(p) for p in reply.portfolios]
+
+    def delete_portfolio(self, portfolio_id: str, *, timeout=USE_CLIENT_DEFAULT) -> bool:
+        """Delete one stored version; False when there was none."""
+        self._check_open()
+        return self._risk_unary("DeletePortfolio", risk_pb2.DeletePortfolioRequest(id=portfolio_id), timeout).deleted
+
+    def _risk_unary(self, method: str, request, timeout):
+        stub = risk_pb2_grpc.RiskServiceStub(self.channel)
+        try:
+            return getattr(stub, method)(request, timeout=resolve_timeout(timeout, self.timeout))
+        except grpc.RpcError as e:
+            raise PricingError.from_rpc_error(e) from None
 
     def _snapshot_portfolio(self, instrument, model, snapshot_id, underlying_id, columns, *, threads=0, heston=None):
         """A risk request's portfolio: the trades' columns as one PriceBatchRequest priced on
@@ -987,9 +1059,9 @@ class RiskClient:
     def sensitivities(
         self,
         *,
-        snapshot_id: str,
-        underlying_id: str,
-        model: str | int,
+        snapshot_id: str = "",
+        underlying_id: str = "",
+        model: str | int | None = None,
         shifts: Iterable[Shift],
         bumps: Iterable[float],
         scheme: str = "central",
@@ -997,16 +1069,19 @@ class RiskClient:
         quantity: Any = None,
         trade_ids: Iterable[str] | None = None,
         instrument: str = "european",
+        books: Iterable[Any] | None = None,
+        portfolio: str = "",
         timeout=USE_CLIENT_DEFAULT,
         **columns: Any,
     ):
         """Bucketed delta and gamma of every trade per component of ``shifts`` (one bump size
         per shift, in its units) by full revaluation on the server (RiskService.Sensitivities),
-        ``scheme`` "central", "forward" or "backward". Returns a SensitivitiesResult."""
+        ``scheme`` "central", "forward" or "backward"; the trades as for :meth:`scenario_risk`.
+        Returns a SensitivitiesResult."""
         self._check_open()
-        portfolio = self._snapshot_portfolio(instrument, model, snapshot_id, underlying_id, columns)
+        trades = self._trades(books, portfolio, instrument, model, snapshot_id, underlying_id, columns)
         request = _scenarios.sensitivities_request(
-            portfolio, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
+            **trades, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
             bumps=list(bumps), scheme=scheme, smile=smile)
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         try:
@@ -1018,9 +1093,9 @@ class RiskClient:
     def worst_case(
         self,
         *,
-        snapshot_id: str,
-        underlying_id: str,
-        model: str | int,
+        snapshot_id: str = "",
+        underlying_id: str = "",
+        model: str | int | None = None,
         shifts: Iterable[Shift],
         covariance: Any,
         level: float | None = None,
@@ -1035,6 +1110,8 @@ class RiskClient:
         radius_steps: int | None = None,
         label: str = "worst-case",
         instrument: str = "european",
+        books: Iterable[Any] | None = None,
+        portfolio: str = "",
         timeout=USE_CLIENT_DEFAULT,
         **columns: Any,
     ):
@@ -1043,12 +1120,13 @@ class RiskClient:
         of the components of ``shifts`` (``covariance`` S, k x k, over the horizon; c the
         chi-square ``level``-quantile, 0.99 by default, with ``dof`` degrees of freedom, k
         by default), or with ``loss`` the reverse question: the smallest ellipsoid whose
-        worst loss reaches it. Returns a WorstCaseResult (``result.scenario_kwargs()``:
-        the move as :meth:`scenario_risk`'s arguments)."""
+        worst loss reaches it. The trades as for :meth:`scenario_risk`. Returns a
+        WorstCaseResult (``result.scenario_kwargs()``: the move as :meth:`scenario_risk`'s
+        arguments)."""
         self._check_open()
-        portfolio = self._snapshot_portfolio(instrument, model, snapshot_id, underlying_id, columns)
+        trades = self._trades(books, portfolio, instrument, model, snapshot_id, underlying_id, columns)
         request = _scenarios.worst_case_request(
-            portfolio, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids),
+            **trades, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids),
             shifts=list(shifts), covariance=covariance, level=level, loss=loss, dof=dof, smile=smile,
             max_iterations=max_iterations, tolerance=tolerance, max_level=max_level, radius_steps=radius_steps,
             label=label)

@@ -182,6 +182,8 @@ class ScenarioRiskResult:
     market: dict = field(default_factory=dict)
     blocks: int = 0
     nodes: list = field(default_factory=list)  # RiskNode of the tag hierarchy, parents first
+    books: list = field(default_factory=list)  # BookUsed of each book, in order
+    portfolio_id: str = ""  # the stored portfolio's version that ran
 
     def node(self, *path: str) -> RiskNode:
         """The node of ``path`` ("desk=rates", "book=B1")."""
@@ -200,13 +202,69 @@ class ScenarioRiskResult:
                             columns=pd.Index(self.scenario_labels, name="scenario"))
 
 
+@dataclass(frozen=True)
+class BookUsed:
+    """One book of a run: its trades [trade_start, trade_stop), product, engine and market."""
+
+    trade_start: int
+    trade_stop: int
+    product: str
+    priced_by: dict
+    market: dict
+
+
+@dataclass(frozen=True)
+class StoredPortfolio:
+    """A stored portfolio's version (``portfolio``: its books, from get_portfolio only)."""
+
+    id: str
+    name: str
+    description: str
+    stored_at: str
+    books: int
+    trades: int
+    portfolio: Optional[rpb.Portfolio] = None
+    created: Optional[bool] = None  # from put_portfolio: False when it was already stored
+
+
+def stored_portfolio(msg: rpb.StoredPortfolio, *, created=None, with_content: bool = False) -> StoredPortfolio:
+    return StoredPortfolio(msg.id, msg.name, msg.description, msg.stored_at, msg.books, msg.trades,
+                           msg.portfolio if with_content else None, created)
+
+
+def _ref(m) -> dict:
+    return {"model": m.model, "engine": m.engine, "version": m.version}
+
+
+def _market(m) -> dict:
+    return {"snapshot_id": m.snapshot_id, "underlying_id": m.underlying_id, "discount_curve": m.discount_curve,
+            "dividend_curve": m.dividend_curve, "vol_surface": m.vol_surface}
+
+
+def portfolio_into(msg, *, portfolio=None, books=None, stored: str = "", snapshot_id: str = "") -> None:
+    """Put a request's trades into ``msg``: one PriceBatchRequest, a list of PortfolioBook
+    (or a Portfolio), or a stored portfolio's name or id; ``snapshot_id`` with the last two."""
+    if sum(x is not None and x != "" for x in (portfolio, books, stored)) != 1:
+        raise ValueError("give the trades' columns, books, or a stored portfolio's name: exactly one")
+    if portfolio is not None:
+        msg.portfolio.CopyFrom(portfolio)
+        return
+    if books is not None:
+        msg.books.CopyFrom(books if isinstance(books, rpb.Portfolio) else rpb.Portfolio(books=list(books)))
+        msg.books.SetInParent()  # an empty list is sent (and refused), not dropped
+    else:
+        msg.stored_portfolio = str(stored)
+    if snapshot_id:
+        msg.snapshot_id = snapshot_id
+
+
 def _doubles(col) -> np.ndarray:
     if col.raw:
         return np.frombuffer(col.raw, dtype="<f8").astype(np.float64)
     return np.asarray(col.values, dtype=np.float64)
 
 
-def request_of(portfolio, *, quantity, trade_ids, shifts: Sequence[Shift], sizes, labels, smile: str, output: str,
+def request_of(portfolio=None, *, books=None, stored: str = "", snapshot_id: str = "", quantity, trade_ids, shifts: Sequence[Shift], sizes, labels, smile: str, output: str,
                cube_type: str, var_levels, es_levels, trade_risk: bool = False, tags=None,
                aggregate_by=(), history=None) -> rpb.RunScenarioRiskRequest:
     components = sum(s.components for s in shifts)
@@ -231,10 +289,11 @@ def request_of(portfolio, *, quantity, trade_ids, shifts: Sequence[Shift], sizes
         raise ValueError(f"output {output!r}; expected one of {sorted(OUTPUTS)}")
     if cube_type not in ("float64", "float32"):
         raise ValueError(f"cube_type {cube_type!r}; expected 'float64' or 'float32'")
-    msg = rpb.RunScenarioRiskRequest(portfolio=portfolio, output=OUTPUTS[output],
+    msg = rpb.RunScenarioRiskRequest(output=OUTPUTS[output],
                                      cube_type=rpb.CUBE_TYPE_FLOAT32 if cube_type == "float32" else rpb.CUBE_TYPE_FLOAT64,
                                      var_levels=list(var_levels), es_levels=list(es_levels),
                                      trade_risk=bool(trade_risk))
+    portfolio_into(msg, portfolio=portfolio, books=books, stored=stored, snapshot_id=snapshot_id)
     if quantity is not None:
         msg.quantity.raw = np.ascontiguousarray(np.atleast_1d(np.asarray(quantity, dtype="<f8"))).tobytes()
     if trade_ids is not None:
@@ -299,12 +358,11 @@ def collect(stub_call, request: rpb.RunScenarioRiskRequest, timeout, progress=No
         trade_var=tv.reshape(trades, -1) if tv is not None and trades else tv,
         trade_expected_shortfall=te.reshape(trades, -1) if te is not None and trades else te,
         failed_cells=trailer.failed_cells, compute_seconds=trailer.compute_seconds,
-        priced_by={"model": header.priced_by.model, "engine": header.priced_by.engine,
-                   "version": header.priced_by.version},
-        market={"snapshot_id": header.market.snapshot_id, "underlying_id": header.market.underlying_id,
-                "discount_curve": header.market.discount_curve, "dividend_curve": header.market.dividend_curve,
-                "vol_surface": header.market.vol_surface},
+        priced_by=_ref(header.priced_by), market=_market(header.market),
         blocks=blocks,
+        books=[BookUsed(b.trade_start, b.trade_stop, b.product, _ref(b.priced_by), _market(b.market))
+               for b in header.books],
+        portfolio_id=header.portfolio_id,
         nodes=[RiskNode(tuple(n.path), n.trades, _doubles(n.pnl), {x.level: x.value for x in n.var},
                         {x.level: x.value for x in n.expected_shortfall}) for n in trailer.nodes],
     )
@@ -331,14 +389,15 @@ class SensitivitiesResult:
     market: dict = field(default_factory=dict)
 
 
-def sensitivities_request(portfolio, *, quantity, trade_ids, shifts: Sequence[Shift], bumps, scheme: str,
+def sensitivities_request(portfolio=None, *, books=None, stored: str = "", snapshot_id: str = "", quantity,
+                          trade_ids, shifts: Sequence[Shift], bumps, scheme: str,
                           smile: str) -> rpb.SensitivitiesRequest:
     if scheme not in SCHEMES:
         raise ValueError(f"scheme {scheme!r}; expected one of {sorted(SCHEMES)}")
     if smile not in SMILES:
         raise ValueError(f"smile {smile!r}; expected one of {sorted(SMILES)}")
-    msg = rpb.SensitivitiesRequest(portfolio=portfolio, scheme=SCHEMES[scheme], smile=SMILES[smile],
-                                   bumps=[float(b) for b in bumps])
+    msg = rpb.SensitivitiesRequest(scheme=SCHEMES[scheme], smile=SMILES[smile], bumps=[float(b) for b in bumps])
+    portfolio_into(msg, portfolio=portfolio, books=books, stored=stored, snapshot_id=snapshot_id)
     msg.shifts.extend(s.message() for s in shifts)
     if quantity is not None:
         msg.quantity.raw = np.ascontiguousarray(np.atleast_1d(np.asarray(quantity, dtype="<f8"))).tobytes()
@@ -406,14 +465,15 @@ class WorstCaseResult:
                 "labels": list(self.scenario.labels), "smile": smile}
 
 
-def worst_case_request(portfolio, *, quantity, trade_ids, shifts: Sequence[Shift], covariance, level, loss, dof,
-                       smile: str, max_iterations, tolerance, max_level, radius_steps,
-                       label) -> rpb.WorstCaseRequest:
+def worst_case_request(portfolio=None, *, books=None, stored: str = "", snapshot_id: str = "", quantity, trade_ids,
+                       shifts: Sequence[Shift], covariance, level, loss, dof, smile: str, max_iterations, tolerance,
+                       max_level, radius_steps, label) -> rpb.WorstCaseRequest:
     if smile not in SMILES:
         raise ValueError(f"smile {smile!r}; expected one of {sorted(SMILES)}")
     if level is not None and loss is not None:
         raise ValueError("give a level (maximum loss) or a loss (the reverse question), not both")
-    msg = rpb.WorstCaseRequest(portfolio=portfolio, smile=SMILES[smile], label=str(label or ""))
+    msg = rpb.WorstCaseRequest(smile=SMILES[smile], label=str(label or ""))
+    portfolio_into(msg, portfolio=portfolio, books=books, stored=stored, snapshot_id=snapshot_id)
     msg.shifts.extend(s.message() for s in shifts)
     msg.covariance.raw = np.ascontiguousarray(covariance, dtype="<f8").tobytes()
     if loss is not None:

@@ -19,7 +19,9 @@ million-row pricing batches.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
+from dataclasses import dataclass
 
 import grpc
 import numpy as np
@@ -33,12 +35,14 @@ from pricegrid.server.domain.models import Measure
 from pricegrid.server.rpc.admission import Lane, StreamGate
 from pricegrid.server.rpc.interceptors import Undecodable, safe_deserializer, wrap_stream, wrap_unary
 from pricegrid.server.rpc.observe import RpcObserver
+from pricegrid.server.rpc import portfolios as pfs
+from pricegrid.server.rpc.portfolios import PortfolioInputs, aggregate_tags, portfolio_inputs
 from pricegrid.server.rpc import requests as req
 from pricegrid.server.rpc.requests import column_length, doubles, unknown_enums
 from pricegrid.server.rpc.responses import market_used, model_ref
 from pricegrid.server.service.backtest import Backtest, BacktestLimits
 from pricegrid.server.service.pricing import PricingService, Watch
-from pricegrid.server.service.scenarios import MAX_QUANTITY, Hierarchy, ScenarioRevaluer, ScenarioRun, sensitivities
+from pricegrid.server.service.scenarios import Hierarchy, ScenarioRevaluer, ScenarioRun, sensitivities
 from pricegrid.server.service import worst_case as wc
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import risk_pb2 as rpb
@@ -104,12 +108,7 @@ def result_message(r: bt.BacktestResult) -> rpb.BacktestResponse:
 
 
 # ------------------------------------------------------------------ RunScenarioRisk
-def _prefixed(exc: ServiceError, prefix: str) -> ServiceError:
-    """The same error with every field named from the request's root."""
-    violations = [FieldViolation(prefix + v.field if v.field else prefix.rstrip("."), v.description)
-                  for v in exc.violations]
-    text = "; ".join(f"{v.field}: {v.description}" for v in violations) or exc.message
-    return ServiceError(exc.code, text, violations)
+_prefixed = pfs.prefixed
 
 
 def _tenors(values, path: str, bad: Violations) -> tuple[float, ...]:
@@ -186,78 +185,38 @@ def _levels(values, default: float, path: str, bad: Violations) -> np.ndarray:
     return levels
 
 
-def scenario_request(request: rpb.RunScenarioRiskRequest, service: PricingService, max_cells: int):
+@dataclass
+class ScenarioInputs:
+    """Everything a run needs, read from its request."""
+
+    portfolio: PortfolioInputs
+    scenarios: sc.ScenarioSet
+    var_levels: np.ndarray
+    es_levels: np.ndarray
+    tags: list  # (name, values) to aggregate by, in order
+
+
+def scenario_request(request, service: PricingService, max_cells: int, stored=None) -> ScenarioInputs:
     """Everything a run needs, every violation of the request at once (fields named from the
-    request's root)."""
+    request's root); ``stored`` finds a stored portfolio by name or id."""
     bad = Violations()
-    parsed = None
-    with bad.check():
-        try:
-            parsed = req.product_batch(request.portfolio, service.catalogue, service.limits.max_rows)
-        except ServiceError as exc:
-            raise _prefixed(exc, "portfolio.") from None
+    inputs = portfolio_inputs(request, service, bad, stored)
     scenarios = None
     with bad.check():
         scenarios = scenario_set_of(request.scenarios)
     var_levels = _levels(request.var_levels, 0.99, "var_levels", bad)
     es_levels = _levels(request.es_levels, 0.975, "es_levels", bad)
     unknown_enums(request, "", bad)
-    if parsed is not None:
-        spec, batch, market, rows, fields, measures, _settings = parsed
-        if tuple(measures) != (Measure.PRICE,):
-            bad.add("portfolio.measures", "a scenario run revalues the price: leave the measures empty or PRICE")
-        if not isinstance(market, SnapshotMarket):
-            bad.add("portfolio.market.snapshot_id", "required: scenarios shift a stored snapshot's market")
-        if request.trade_ids and len(request.trade_ids) != rows:
-            bad.add("trade_ids", f"{len(request.trade_ids)} ids for {rows} trades")
-        quantity = np.ones(1)
-        if request.HasField("quantity"):
-            with bad.check():
-                quantity = doubles(request.quantity, "quantity")
-                if len(quantity) not in (1, rows):
-                    raise invalid("quantity", f"{len(quantity)} values for {rows} trades: one per trade, or one")
-                too_big = ~(np.abs(quantity) <= MAX_QUANTITY)
-                if too_big.any():
-                    raise invalid("quantity", f"not finite or over {MAX_QUANTITY:g} in size at trade "
-                                              f"{int(np.argmax(too_big))}")
+    tags = []
+    if inputs is not None:
+        rows = inputs.rows
         if scenarios is not None and rows * scenarios.scenarios > max_cells:
             bad.add("scenarios.labels", f"{rows:,} trades x {scenarios.scenarios:,} scenarios = "
                                         f"{rows * scenarios.scenarios:,} revaluations; at most {max_cells:,}",
                     Code.RESOURCE_EXHAUSTED)
-        tags = _tags(request, rows, bad)
+        tags = aggregate_tags(inputs, request.aggregate_by, bad)
     bad.raise_if_any()
-    fields = {k: "portfolio." + v for k, v in fields.items()}
-    trade_ids = list(request.trade_ids) or [str(i) for i in range(rows)]
-    return spec, batch, market, rows, fields, scenarios, quantity, trade_ids, var_levels, es_levels, tags, _settings
-
-
-MAX_TAG_TEXT = 256
-
-
-def _tags(request, rows: int, bad: Violations) -> list:
-    """(name, values) of the tags to aggregate by, in aggregate_by's order."""
-    columns: dict[str, np.ndarray] = {}
-    for i, t in enumerate(request.tags):
-        if not t.name.strip():
-            bad.add(f"tags[{i}].name", "required")
-        elif t.name in columns:
-            bad.add(f"tags[{i}].name", f"{t.name!r} repeats an earlier tag")
-        elif len(t.values) not in (1, rows):
-            bad.add(f"tags[{i}].values", f"{len(t.values)} values for {rows} trades: one per trade, or one")
-        elif any(len(v) > MAX_TAG_TEXT for v in t.values):
-            bad.add(f"tags[{i}].values", f"a value over {MAX_TAG_TEXT} characters")
-        else:
-            columns[t.name] = np.asarray(list(t.values), dtype=object)
-    out, seen = [], set()
-    for j, name in enumerate(request.aggregate_by):
-        if name in seen:
-            bad.add(f"aggregate_by[{j}]", f"{name!r} repeats")
-        elif name not in columns:
-            bad.add(f"aggregate_by[{j}]", f"no tag {name!r}; the tags are {sorted(columns)}")
-        else:
-            seen.add(name)
-            out.append((name, columns[name]))
-    return out
+    return ScenarioInputs(inputs, scenarios, var_levels, es_levels, tags)
 
 
 def _column(values: np.ndarray) -> cpb.DoubleColumn:
@@ -356,11 +315,13 @@ _SCHEMES = {0: "central", rpb.DIFFERENCE_SCHEME_CENTRAL: "central", rpb.DIFFEREN
 
 
 def sensitivities_response(request: rpb.SensitivitiesRequest, pricing: PricingService, max_cells: int,
-                           should_continue=None) -> rpb.SensitivitiesResponse:
-    # the portfolio, quantities and ids as a scenario run reads them; the shifts as a set's
-    run = rpb.RunScenarioRiskRequest(portfolio=request.portfolio, quantity=request.quantity, trade_ids=request.trade_ids)
-    if not request.HasField("quantity"):
-        run.ClearField("quantity")
+                           should_continue=None, stored=None) -> rpb.SensitivitiesResponse:
+    # the portfolio as a scenario run reads it (any of its three forms); the shifts as a set's
+    run = rpb.RunScenarioRiskRequest(trade_ids=request.trade_ids, stored_portfolio=request.stored_portfolio,
+                                     snapshot_id=request.snapshot_id)
+    for name in ("portfolio", "quantity", "books"):
+        if request.HasField(name):
+            getattr(run, name).CopyFrom(getattr(request, name))
     run.scenarios.shifts.extend(request.shifts)
     run.scenarios.smile = request.smile
     bad = Violations()
@@ -371,12 +332,11 @@ def sensitivities_response(request: rpb.SensitivitiesRequest, pricing: PricingSe
     labels = [f"s{j}" for j in range(2 * comps)]
     run.scenarios.labels.extend(labels)
     run.scenarios.sizes.values.extend([0.0] * (comps * len(labels)))
-    spec, batch, market, rows, fields, _, quantity, trade_ids, _, _, _, settings = scenario_request(
-        run, pricing, max_cells)
-    result = sensitivities(ScenarioRevaluer(pricing), spec, batch, market, list(shift_set.shifts), list(request.bumps),
-                           _SCHEMES[request.scheme], shift_set.smile, quantity, rows=rows, fields=fields,
-                           settings=settings, should_continue=should_continue)
-    out = rpb.SensitivitiesResponse(trade_ids=trade_ids, components=result.components,
+    inputs = scenario_request(run, pricing, max_cells, stored)
+    portfolio = inputs.portfolio
+    result = sensitivities(ScenarioRevaluer(pricing), portfolio.books, list(shift_set.shifts), list(request.bumps),
+                           _SCHEMES[request.scheme], shift_set.smile, should_continue=should_continue)
+    out = rpb.SensitivitiesResponse(trade_ids=portfolio.trade_ids, components=result.components,
                                     delta=_column(result.delta.ravel()), gamma=_column(result.gamma.ravel()),
                                     portfolio_delta=_column(np.nansum(result.delta, axis=0)),
                                     portfolio_gamma=_column(np.nansum(result.gamma, axis=0)))
@@ -394,12 +354,6 @@ def sensitivities_response(request: rpb.SensitivitiesRequest, pricing: PricingSe
 MAX_LABEL = 128
 
 
-def _chunk_rows(scenarios: int, max_rows: int) -> int:
-    """Trades x scenarios per kernel call of a scenario run: whole trades, about BLOCK_BYTES
-    of P&L (so that a run of the same set sums its blocks in the same order)."""
-    return min(max(1, BLOCK_BYTES // (8 * max(1, scenarios))) * max(1, scenarios), max_rows)
-
-
 def worst_case_question(request: rpb.WorstCaseRequest) -> wc.WorstCaseQuestion:
     which = request.WhichOneof("question")
     return wc.WorstCaseQuestion(
@@ -415,7 +369,7 @@ def worst_case_question(request: rpb.WorstCaseRequest) -> wc.WorstCaseQuestion:
 
 
 def worst_case_response(request: rpb.WorstCaseRequest, pricing: PricingService, max_cells: int,
-                        should_continue=None) -> rpb.WorstCaseResponse:
+                        should_continue=None, stored=None) -> rpb.WorstCaseResponse:
     """Every violation of the request at once (the portfolio as a scenario run reads it, the
     factors, the covariance, the question, the cost), then the search."""
     bad = Violations()
@@ -449,17 +403,18 @@ def worst_case_response(request: rpb.WorstCaseRequest, pricing: PricingService, 
             covariance = risk_measures.check_covariance(doubles(request.covariance, "covariance").reshape(k, k), k)
             if not np.any(covariance):
                 raise invalid("covariance", "zero: no factor moves")
-    # the portfolio, quantities and ids as a scenario run reads them (the shifts checked above)
-    run = rpb.RunScenarioRiskRequest(portfolio=request.portfolio, quantity=request.quantity,
-                                     trade_ids=request.trade_ids)
-    if not request.HasField("quantity"):
-        run.ClearField("quantity")
+    # the portfolio as a scenario run reads it (any of its three forms; the shifts checked above)
+    run = rpb.RunScenarioRiskRequest(trade_ids=request.trade_ids, stored_portfolio=request.stored_portfolio,
+                                     snapshot_id=request.snapshot_id)
+    for name in ("portfolio", "quantity", "books"):
+        if request.HasField(name):
+            getattr(run, name).CopyFrom(getattr(request, name))
     run.scenarios.labels.append("w")
-    parsed = None
+    inputs = None
     with bad.check():
-        parsed = scenario_request(run, pricing, max_cells)
-    if parsed is not None and k is not None and not bad:
-        rows = parsed[3]
+        inputs = scenario_request(run, pricing, max_cells, stored)
+    if inputs is not None and k is not None and not bad:
+        rows = inputs.portfolio.rows
         cost = wc.planned_revaluations(rows, k, question)
         per_pass = wc.MAX_STARTS * (k * k + k + 1)
         if per_pass > pricing.limits.max_rows:
@@ -470,15 +425,14 @@ def worst_case_response(request: rpb.WorstCaseRequest, pricing: PricingService, 
                     + (f" x {question.radius_steps + 1} radii" if question.reverse else "")
                     + f" can take {cost:,} revaluations; at most {max_cells:,}", Code.RESOURCE_EXHAUSTED)
     bad.raise_if_any()
-    spec, batch, market, rows, fields, _, quantity, trade_ids, _, _, _, settings = parsed
-    result = wc.worst_case(ScenarioRevaluer(pricing), spec, batch, market, shift_set.shifts, shift_set.smile,
-                           covariance, quantity, question, rows=rows, fields=fields, trade_ids=trade_ids,
-                           settings=settings, threads=request.portfolio.threads,
-                           chunk_rows=_chunk_rows(1, pricing.limits.max_rows), should_continue=should_continue)
+    portfolio = inputs.portfolio
+    result = wc.worst_case(ScenarioRevaluer(pricing), portfolio.books, shift_set.shifts, shift_set.smile,
+                           covariance, question, rows=portfolio.rows, trade_ids=portfolio.trade_ids,
+                           block_cells=BLOCK_BYTES // 8, should_continue=should_continue)
     scenario = rpb.ScenarioSet(shifts=request.shifts, labels=list(result.scenario.labels),
                                sizes=_column(result.move), smile=request.smile)
     out = rpb.WorstCaseResponse(
-        trade_ids=trade_ids, components=result.components, move=_column(result.move), pnl=result.pnl,
+        trade_ids=portfolio.trade_ids, components=result.components, move=_column(result.move), pnl=result.pnl,
         trade_pnl=_column(result.trade_pnl), radius2=result.radius2, radius_level=result.radius_level,
         bound2=result.bound2, dof=result.dof, delta_gamma_move=_column(result.delta_gamma_move),
         delta_gamma_pnl=result.delta_gamma_pnl, iterations=result.iterations, revaluations=result.revaluations,
@@ -514,13 +468,16 @@ class _Stream:
 class RiskServicer:
     def __init__(self, limits: BacktestLimits, lane: Lane, *, pricing: PricingService | None = None,
                  batch_lane: Lane | None = None, max_scenario_cells: int = 50_000_000,
-                 default_deadline_s: float = 300.0):
+                 default_deadline_s: float = 300.0, portfolios=None, clock=None):
         self.limits = limits
         self.lane = lane  # where each message is read and added (see the module docstring)
         self.pricing = pricing  # None: no RunScenarioRisk
         self.batch_lane = batch_lane  # where a scenario run's blocks are computed, one at a time
         self.max_scenario_cells = max_scenario_cells
         self.default_deadline_s = default_deadline_s
+        self.portfolios = portfolios  # a PortfolioStore; None: no stored portfolios
+        self.stored = pfs.find_stored(portfolios) if portfolios is not None else None
+        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
 
     async def RunScenarioRisk(self, requests, context, call, counter):
         """Header, blocks, trailer; each part computed in the batch class (its gate and
@@ -556,13 +513,39 @@ class RiskServicer:
     def Sensitivities(self, request, call, rid):
         if self.pricing is None:
             raise ServiceError(Code.UNIMPLEMENTED, "this server runs no scenario risk")
-        response = sensitivities_response(request, self.pricing, self.max_scenario_cells, _watch(call))
+        response = sensitivities_response(request, self.pricing, self.max_scenario_cells, _watch(call), self.stored)
         return response, len(response.trade_ids), len(response.errors)
+
+    # ---------------------------------------------------------------- stored portfolios
+    def _store(self):
+        if self.portfolios is None or self.pricing is None:
+            raise ServiceError(Code.UNIMPLEMENTED, "this server stores no portfolios")
+        return self.portfolios
+
+    def PutPortfolio(self, request, call, rid):
+        response = pfs.put_portfolio(request, self.pricing, self._store(), self.clock)
+        return response, response.portfolio.trades, 0
+
+    def GetPortfolio(self, request, call, rid):
+        store = self._store()
+        record = pfs.lookup(pfs.find_stored(store), request.portfolio, "portfolio")
+        return rpb.GetPortfolioResponse(portfolio=pfs.stored_message(record, with_content=True)), record.trades, 0
+
+    def ListPortfolios(self, request, call, rid):
+        response = pfs.list_portfolios(request, self._store())
+        return response, len(response.portfolios), 0
+
+    def DeletePortfolio(self, request, call, rid):
+        store = self._store()
+        if not request.id:
+            raise invalid("id", "required: the id of the version to delete")
+        deleted = store.delete_portfolio(request.id)
+        return rpb.DeletePortfolioResponse(deleted=deleted), int(deleted), 0
 
     def WorstCase(self, request, call, rid):
         if self.pricing is None:
             raise ServiceError(Code.UNIMPLEMENTED, "this server runs no scenario risk")
-        response = worst_case_response(request, self.pricing, self.max_scenario_cells, _watch(call))
+        response = worst_case_response(request, self.pricing, self.max_scenario_cells, _watch(call), self.stored)
         return response, len(response.trade_ids), 0
 
     def ParametricVar(self, request, call, rid):
@@ -575,26 +558,33 @@ class RiskServicer:
         request = _PARSE_SCENARIOS(data)
         if type(request) is Undecodable:
             raise request.error()
-        spec, batch, market, rows, fields, scenarios, quantity, trade_ids, var_levels, es_levels, tags, settings = \
-            scenario_request(request, self.pricing, self.max_scenario_cells)
-        revaluer = ScenarioRevaluer(self.pricing)
-        revaluation = revaluer.revalue(spec, batch, market, scenarios, quantity, rows=rows, fields=fields,
-                                       chunk_rows=_chunk_rows(scenarios.scenarios, self.pricing.limits.max_rows),
-                                       threads=request.portfolio.threads, should_continue=watch,
-                                       scenarios_path="scenarios.", reuse=True, settings=settings)
-        hierarchy = Hierarchy(tags, rows, scenarios.scenarios) if tags else None
-        run = ScenarioRun(revaluation, rows, scenarios.scenarios, var_levels, es_levels,
+        inputs = scenario_request(request, self.pricing, self.max_scenario_cells, self.stored)
+        scenarios, portfolio = inputs.scenarios, inputs.portfolio
+        rows = portfolio.rows
+        revaluation = ScenarioRevaluer(self.pricing).revalue_portfolio(
+            portfolio.books, scenarios, block_cells=BLOCK_BYTES // 8, should_continue=watch,
+            scenarios_path="scenarios.", reuse=True)
+        hierarchy = Hierarchy(inputs.tags, rows, scenarios.scenarios) if inputs.tags else None
+        run = ScenarioRun(revaluation, rows, scenarios.scenarios, inputs.var_levels, inputs.es_levels,
                           trade_risk=request.trade_risk, hierarchy=hierarchy)
         header = rpb.ScenarioRiskHeader(
-            trade_ids=trade_ids, scenario_labels=list(scenarios.labels), base_values=_column(revaluation.base),
+            trade_ids=portfolio.trade_ids, scenario_labels=list(scenarios.labels),
+            base_values=_column(revaluation.base),
             base_errors=[cpb.RowError(row=e.row, code=e.code, field=e.field, message=e.message)
-                         for e in revaluation.base_errors],
-            components=scenarios.component_labels(),
+                         for e in revaluation.base_errors[:1000]],
+            components=scenarios.component_labels(), portfolio_id=portfolio.portfolio_id,
         )
         if revaluation.priced_by is not None:
             header.priced_by.CopyFrom(model_ref(revaluation.priced_by))
         if revaluation.market_used is not None:
             header.market.CopyFrom(market_used(revaluation.market_used))
+        for b in revaluation.books:
+            used = rpb.BookUsed(trade_start=b.start, trade_stop=b.stop, product=b.product)
+            if b.priced_by is not None:
+                used.priced_by.CopyFrom(model_ref(b.priced_by))
+            if b.market_used is not None:
+                used.market.CopyFrom(market_used(b.market_used))
+            header.books.append(used)
         state = _ScenarioCall(run, request.output, request.cube_type, rows)
         # the first block before the header: what would fail in every block (its cost, the
         # engine's settings) fails the request, with nothing sent
@@ -695,6 +685,12 @@ def handlers(servicer: RiskServicer, observer: RpcObserver, *, streams: StreamGa
                        parse=safe_deserializer(rpb.SensitivitiesRequest), auth=auth),
             request_deserializer=None, response_serializer=None,
         ),
+        **{name: grpc.unary_unary_rpc_method_handler(
+            wrap_unary(f"/{SERVICE}/{name}", getattr(servicer, name), observer,
+                       lane=servicer.batch_lane if name == "PutPortfolio" and servicer.batch_lane else servicer.lane,
+                       parse=safe_deserializer(getattr(rpb, f"{name}Request")), auth=auth),
+            request_deserializer=None, response_serializer=None,
+        ) for name in ("PutPortfolio", "GetPortfolio", "ListPortfolios", "DeletePortfolio")},
         "WorstCase": grpc.unary_unary_rpc_method_handler(
             wrap_unary(f"/{SERVICE}/WorstCase", servicer.WorstCase, observer,
                        lane=servicer.batch_lane or servicer.lane,

@@ -14,7 +14,7 @@ question, the most plausible scenario (the smallest c) whose maximum loss reache
        g_i  = (f(+i) - f(-i)) / 2h,       H_ii = (f(+i) - 2 f(u) + f(-i)) / h^2,
        H_ij = (f(++) + f(--) - f(+i) - f(-i) - f(+j) - f(-j) + 2 f(u)) / 2h^2,
    all second order in h and exact for a quadratic f. Every stencil point of one iteration
-   (of every start) is one scenario set: one pass of ScenarioRevaluer.revalue.
+   (of every start) is one scenario set: one pass of ScenarioRevaluer.revalue_portfolio.
 3. The step. The model's minimum over the ball, min b'v + v'Hv/2 s.t. |v| <= 1 with
    b = g - H u (the trust-region subproblem; J. J. More and D. C. Sorensen, "Computing a
    trust region step", SIAM J. Sci. Stat. Comput. 4(3) (1983) 553-572), solved on the
@@ -59,7 +59,7 @@ import numpy as np
 from pricegrid.server.domain import risk as risk_measures
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, Violations
 from pricegrid.server.domain.scenarios import Quantity, ScenarioSet, Shift, ShiftKind, Smile
-from pricegrid.server.service.scenarios import ScenarioRevaluer, ScenarioRun
+from pricegrid.server.service.scenarios import Book, ScenarioRevaluer, ScenarioRun
 
 __all__ = ["Subproblem", "trust_region_step", "WorstCaseQuestion", "WorstCase", "worst_case", "planned_revaluations",
            "whitening", "MAX_FACTORS", "MAX_ITERATIONS", "MAX_RADIUS_STEPS", "MAX_STARTS"]
@@ -374,14 +374,14 @@ class _Search:
 
 
 # ------------------------------------------------------------------ the use case
-def worst_case(revaluer: ScenarioRevaluer, spec, batch, market, shifts: Sequence[Shift], smile: Smile,
-               covariance: np.ndarray, quantity, question: WorstCaseQuestion, *, rows: int, fields,
-               trade_ids: Sequence[str], settings=None, threads: int = 0, chunk_rows: int = 262_144,
-               should_continue=None) -> WorstCase:
-    """Maximum loss (or the reverse question) of the portfolio over the covariance's
-    ellipsoid, by full revaluation (module notes). ``covariance`` is checked (k x k,
-    symmetric, positive semi-definite); the cost is the caller's to bound
-    (planned_revaluations)."""
+def worst_case(revaluer: ScenarioRevaluer, books: Sequence[Book], shifts: Sequence[Shift], smile: Smile,
+               covariance: np.ndarray, question: WorstCaseQuestion, *, rows: int, trade_ids: Sequence[str],
+               block_cells: int = 524_288, should_continue=None) -> WorstCase:
+    """Maximum loss (or the reverse question) of the portfolio's ``books`` (``rows`` trades
+    in all) over the covariance's ellipsoid, by full revaluation (module notes).
+    ``covariance``: k x k, checked by the caller (symmetric, positive semi-definite); the cost
+    is the caller's to bound (planned_revaluations); ``block_cells``: the answer's blocks, as
+    the RunScenarioRisk run that reproduces it cuts them."""
     shifts = tuple(shifts)
     bad = Violations()
     for i, s in enumerate(shifts):
@@ -407,8 +407,7 @@ def worst_case(revaluer: ScenarioRevaluer, spec, batch, market, shifts: Sequence
         stop()
         m = moves.shape[1]
         scenarios = ScenarioSet(shifts, np.ascontiguousarray(moves), tuple(f"p{j}" for j in range(m)), smile)
-        r = revaluer.revalue(spec, batch, market, scenarios, quantity, rows=rows, fields=fields, threads=threads,
-                             should_continue=should_continue, settings=settings)
+        r = revaluer.revalue_portfolio(books, scenarios, should_continue=should_continue)
         if not state["checked"]:
             _check_base(r.base_errors, trade_ids)
             state.update(checked=True, market_used=r.market_used, priced_by=r.priced_by)
@@ -433,8 +432,7 @@ def worst_case(revaluer: ScenarioRevaluer, spec, batch, market, shifts: Sequence
     stop()
     label = question.label
     answer = ScenarioSet(shifts, move, (label,), smile)
-    r = revaluer.revalue(spec, batch, market, answer, quantity, rows=rows, fields=fields, threads=threads,
-                         should_continue=should_continue, settings=settings, chunk_rows=chunk_rows)
+    r = revaluer.revalue_portfolio(books, answer, block_cells=block_cells, should_continue=should_continue)
     if not state["checked"]:
         _check_base(r.base_errors, trade_ids)
     run = ScenarioRun(r, rows, 1, [0.99], [0.975], trade_risk=False)

@@ -1,4 +1,4 @@
-"""The embedded store: market snapshots in one SQLite file (the standard library's sqlite3).
+"""The embedded store: market snapshots and portfolios in one SQLite file (the standard library's sqlite3).
 
 Schema migrations are numbered and run at open (``PRAGMA user_version`` records the last
 one applied). A snapshot is kept as its canonical JSON (the form its id hashes), so what is
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from pricegrid.server.domain.market import Finding, Severity, Snapshot, StoredSnapshot
+from pricegrid.server.domain.portfolios import StoredPortfolio
 
 MIGRATIONS = (
     # 1: market snapshots
@@ -40,7 +41,21 @@ MIGRATIONS = (
     """
     ALTER TABLE snapshots ADD COLUMN surfaces INTEGER NOT NULL DEFAULT 0
     """,
+    # 3: stored portfolios (the contract's Portfolio message, serialized)
+    """
+    CREATE TABLE portfolios (
+        id            TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        description   TEXT NOT NULL,
+        stored_at     TEXT NOT NULL,      -- ISO 8601, UTC
+        books         INTEGER NOT NULL,
+        trades        INTEGER NOT NULL,
+        content       BLOB NOT NULL
+    );
+    CREATE INDEX portfolios_by_name ON portfolios (name, stored_at)
+    """,
 )
+_PORTFOLIO = "id, name, description, stored_at, books, trades"
 
 _SUMMARY = "id, name, as_of, stored_at, curves, underlyings, heston, description, forced_reason, findings, surfaces"
 
@@ -50,7 +65,8 @@ def _utc(text: str) -> dt.datetime:
 
 
 class SqliteSnapshotStore:
-    """:class:`pricegrid.server.domain.market.SnapshotStore` in one SQLite file."""
+    """:class:`pricegrid.server.domain.market.SnapshotStore` and
+    :class:`pricegrid.server.domain.portfolios.PortfolioStore` in one SQLite file."""
 
     def __init__(self, path: str | Path):
         self.path = str(path)
@@ -138,3 +154,44 @@ class SqliteSnapshotStore:
         snapshot = Snapshot.from_canonical(json.loads(row[11])) if with_content else None
         return StoredSnapshot(row[0], row[1], _utc(row[2]), _utc(row[3]), (row[4], row[5], row[6], row[10]), row[7],
                               row[8], findings, snapshot)
+
+
+    # ------------------------------------------------------------------ portfolios
+    def put_portfolio(self, record: StoredPortfolio) -> bool:
+        row = (record.portfolio_id, record.name, record.description,
+               record.stored_at.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"), record.books,
+               record.trades, record.content)
+        with self._lock:
+            cursor = self._db.execute(f"INSERT OR IGNORE INTO portfolios ({_PORTFOLIO}, content) "
+                                      "VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+            return cursor.rowcount == 1
+
+    def get_portfolio(self, portfolio_id: str) -> Optional[StoredPortfolio]:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_PORTFOLIO}, content FROM portfolios WHERE id = ?",
+                                   (portfolio_id,)).fetchone()
+        return None if row is None else self._portfolio(row)
+
+    def latest_portfolio(self, name: str) -> Optional[StoredPortfolio]:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_PORTFOLIO}, content FROM portfolios WHERE name = ? "
+                                   "ORDER BY stored_at DESC, rowid DESC LIMIT 1", (name,)).fetchone()
+        return None if row is None else self._portfolio(row)
+
+    def list_portfolios(self, name: str = "", limit: int = 100):
+        query, args = f"SELECT {_PORTFOLIO} FROM portfolios", ()
+        if name:
+            query, args = query + " WHERE name = ?", (name,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY stored_at DESC, rowid DESC LIMIT ?",
+                                    args + (int(limit),)).fetchall()
+        return [self._portfolio(r) for r in rows]
+
+    def delete_portfolio(self, portfolio_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM portfolios WHERE id = ?", (portfolio_id,)).rowcount == 1
+
+    @staticmethod
+    def _portfolio(row) -> StoredPortfolio:
+        return StoredPortfolio(row[0], row[1], row[2], _utc(row[3]), row[4], row[5],
+                               bytes(row[6]) if len(row) > 6 else None)

@@ -212,10 +212,35 @@ def test_caps_are_resource_exhausted_and_an_unpriceable_ellipsoid_a_failed_preco
 
 
 def test_a_search_past_its_deadline_stops(risk, snapshot_id):
-    big = {k: np.tile(v, 200) for k, v in STRADDLES.items()}  # 2,000 trades x 111 points a pass
-    ten = [Shift("r", "zero_rate", "absolute", ["USD-OIS"], tenors=["1M", "3M", "6M", "9M", "1Y", "18M", "2Y", "3Y",
-                                                                   "4Y", "5Y"])]
+    """3,000 trades x 20 factors: 1.3M revaluations a pass, several passes (the checks
+    between passes themselves: tests/server/service/test_worst_case.py)."""
+    big = {k: np.tile(v, 300) for k, v in STRADDLES.items()}
+    twenty = [Shift("r", "zero_rate", "absolute", ["USD-OIS"], tenors=[f"{m}M" for m in range(1, 21)])]
     with pytest.raises(PricingError) as e:
-        risk.worst_case(snapshot_id=snapshot_id, underlying_id="SPX", model="bsm", shifts=ten,
-                        covariance=np.eye(10) * 1e-8, timeout=0.05, **big)
+        risk.worst_case(snapshot_id=snapshot_id, underlying_id="SPX", model="bsm", shifts=twenty,
+                        covariance=np.eye(20) * 1e-8, max_iterations=5, timeout=0.02, **big)
     assert e.value.code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+    ok = worst(risk, snapshot_id, STRADDLES, CURVED_SHIFTS, CURVED_COV, level=0.5)  # the server serves on
+    assert ok.loss > 0
+
+
+def test_a_portfolio_of_books_and_a_stored_one(risk, snapshot_id):
+    """The straddles as two books (the calls and the puts), inline and stored: the same worst
+    case as one book (the passes sum the books in another order: 1e-9), and a scenario run of
+    the books reproduces the answer bit for bit."""
+    one = worst(risk, snapshot_id, STRADDLES, CURVED_SHIFTS, CURVED_COV, level=0.99)
+    calls, puts = (STRADDLES["option_type"] == kind for kind in ("call", "put"))
+    books = [risk.book("european", model="bsm", underlying_id="SPX", option_type=STRADDLES["option_type"][rows],
+                       strike=STRADDLES["strike"][rows], time_to_expiry=STRADDLES["time_to_expiry"][rows],
+                       quantity=STRADDLES["quantity"][rows], trade_ids=[f"{name}{i}" for i in range(5)])
+             for rows, name in ((calls, "C"), (puts, "P"))]
+    r = risk.worst_case(books=books, snapshot_id=snapshot_id, shifts=CURVED_SHIFTS, covariance=CURVED_COV, level=0.99)
+    assert r.trade_ids == [f"C{i}" for i in range(5)] + [f"P{i}" for i in range(5)]
+    assert r.loss == pytest.approx(one.loss, rel=1e-9)
+    np.testing.assert_allclose(r.move, one.move, rtol=1e-6)
+    again = risk.scenario_risk(books=books, snapshot_id=snapshot_id, output="both", **r.scenario_kwargs())
+    assert again.portfolio_pnl[0] == r.pnl and np.array_equal(again.cube[:, 0], r.trade_pnl)
+    risk.put_portfolio("straddles", books)
+    stored = risk.worst_case(portfolio="straddles", snapshot_id=snapshot_id, shifts=CURVED_SHIFTS,
+                             covariance=CURVED_COV, level=0.99)
+    assert stored.pnl == r.pnl and np.array_equal(stored.move, r.move)

@@ -226,6 +226,25 @@ def _stream_request():
     return pb.PriceStreamRequest(correlation_id="c", trade_id="T", price=price_request())
 
 
+def _portfolio(snapshot_id: str) -> rpb.Portfolio:
+    """Two books on SPX: European calls and puts, cash digitals."""
+    euro = pb.PriceBatchRequest(model=c.MODEL_BLACK_SCHOLES_MERTON, european=pb.EuropeanOptionColumns(
+        option_type=c.Int32Column(values=[1, 2]), strike=c.DoubleColumn(values=[95.0, 105.0]),
+        time_to_expiry=c.DoubleColumn(values=[0.5, 1.0])))
+    digital = pb.PriceBatchRequest(model=c.MODEL_BLACK_SCHOLES_MERTON, digital=pb.DigitalOptionColumns(
+        option_type=c.Int32Column(values=[1]), strike=c.DoubleColumn(values=[100.0, 110.0]),
+        time_to_expiry=c.DoubleColumn(values=[0.25]), cash=c.DoubleColumn(values=[10.0]),
+        payoff=c.Int32Column(values=[1])))
+    out = rpb.Portfolio()
+    for i, trades in enumerate((euro, digital)):
+        trades.market.snapshot_id, trades.market.underlying_id = snapshot_id, "SPX"
+        book = out.books.add(trades=trades)
+        book.tags.add(name="desk", values=["eq" if i == 0 else "exotic"])
+    out.books[0].quantity.values.extend([1.0, -2.0])
+    out.books[1].trade_ids.extend(["D1", "D2"])
+    return out
+
+
 UNARY = [
     ("PricingService", "Price", price_request),
     ("PricingService", "Price", _library_request),
@@ -243,6 +262,11 @@ UNARY = [
     ("MarketDataService", "EvaluateCurve", lambda: mpb.EvaluateCurveRequest(curve_id="USD", times=[0.5, 1.0])),
     ("MarketDataService", "EvaluateSurface", lambda: mpb.EvaluateSurfaceRequest(
         surface_id="SPX-vol", expiries=[0.5, 1.0], strikes=[95.0, 105.0])),
+    ("RiskService", "PutPortfolio", lambda: rpb.PutPortfolioRequest(name="fuzz-book", description="d",
+                                                                     portfolio=_portfolio(""))),
+    ("RiskService", "GetPortfolio", lambda: rpb.GetPortfolioRequest(portfolio="fuzz-book")),
+    ("RiskService", "ListPortfolios", lambda: rpb.ListPortfoliosRequest(name="fuzz-book", limit=5)),
+    ("RiskService", "DeletePortfolio", lambda: rpb.DeletePortfolioRequest(id="nope")),
     ("RiskService", "ParametricVar", lambda: rpb.ParametricVarRequest(
         factors=["a", "b"], covariance=c.DoubleColumn(values=[0.04, 0.01, 0.01, 0.09]), books=["x", "y"],
         deltas=c.DoubleColumn(values=[1.0, -2.0, 0.5, 3.0]), gammas=c.DoubleColumn(values=[0.1, 0.0, 0.0, -0.2]),
@@ -394,8 +418,21 @@ def test_scenario_risk(channel):
     valid = [rpb.RunScenarioRiskResponse.FromString(b) for b in call(with_history().SerializeToString(), timeout=30)]
     assert valid[0].header.scenario_labels == ["d0/d2", "d1/d3"]
 
+    def with_books():
+        r = _scenario_request(sid)
+        for name in ("portfolio", "quantity", "tags"):
+            r.ClearField(name)
+        r.books.CopyFrom(_portfolio(""))
+        r.snapshot_id = sid
+        r.tags.add(name="book", values=["B1"])
+        return r
+
+    valid = [rpb.RunScenarioRiskResponse.FromString(b) for b in call(with_books().SerializeToString(), timeout=30)]
+    assert [b.product for b in valid[0].header.books] == ["european", "digital"]
+    assert list(valid[0].header.trade_ids) == ["0:0", "0:1", "D1", "D2"]
+
     @FUZZ
-    @given(data=st.one_of(mutated(lambda: _scenario_request(sid)), mutated(with_history)))
+    @given(data=st.one_of(mutated(lambda: _scenario_request(sid)), mutated(with_history), mutated(with_books)))
     def run(data):
         parts = []
         try:

@@ -93,3 +93,51 @@ def test_whitening_and_the_cost_bound():
     assert wc.planned_revaluations(7, 3, q) == 7 * (13 * (1 + wc.MAX_STARTS * 10) + 1)
     reverse = wc.WorstCaseQuestion(level=None, loss=1.0, max_iterations=10, radius_steps=4)
     assert wc.planned_revaluations(7, 3, reverse) == 7 * (13 * (1 + wc.MAX_STARTS * 10) * 5 + 1)
+
+
+def test_the_search_checks_the_call_between_passes():
+    """The call's watch is asked before every pass (and by the pricing service between a
+    pass's chunks; the kernels poll its stop block): once it says the call is over, the
+    search stops with its code."""
+    from pricegrid.server.app import demo
+    from pricegrid.server.domain.errors import Code, ServiceError
+    from pricegrid.server.domain.instruments import MarketBatch, SnapshotMarket
+    from pricegrid.server.domain.models import Model
+    from pricegrid.server.domain.products import PRODUCTS, ProductBatch
+    from pricegrid.server.domain.scenarios import Quantity, Shift, ShiftKind, Smile
+    from pricegrid.server.service.market import MarketDataService
+    from pricegrid.server.service.pricing import Limits, PricingService
+    from pricegrid.server.service.scenarios import Book, ScenarioRevaluer
+    from pricegrid.server.store.sqlite import SqliteSnapshotStore
+
+    market = MarketDataService(SqliteSnapshotStore(":memory:"))
+    record, _ = market.put(demo.snapshot(), force=True, reason="test")
+    service = PricingService(Limits(), snapshots=market.snapshot)
+    spec = service.catalogue.find("european", Model.BLACK_SCHOLES_MERTON)
+    batch = ProductBatch(PRODUCTS["european"], {"option_type": np.array([1, 2], dtype=np.int32),
+                                                "strike": np.array([6000.0, 6000.0]),
+                                                "time_to_expiry": np.array([0.5, 0.5])})
+    ref = SnapshotMarket(record.snapshot_id, "SPX", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)))
+    books = [Book(spec, batch, ref, 2, {"rate": "market.rate"}, np.array([-1.0, -1.0]))]
+    shifts = (Shift("spot", Quantity.SPOT, ShiftKind.LOG, ("SPX",)),
+              Shift("vol", Quantity.VOL, ShiftKind.ABSOLUTE, ("SPX-SVI",)))
+    cov = np.array([[0.04 ** 2, -0.3 * 0.04 * 0.015], [-0.3 * 0.04 * 0.015, 0.015 ** 2]])
+    asked = []
+
+    def over_after_two():
+        asked.append(1)
+        return Code.DEADLINE_EXCEEDED if len(asked) > 2 else None
+
+    def run(should_continue):
+        return wc.worst_case(ScenarioRevaluer(service), books, shifts, Smile.STICKY_STRIKE, cov,
+                             wc.WorstCaseQuestion(level=0.99), rows=2, trade_ids=["C", "P"],
+                             should_continue=should_continue)
+
+    free = run(None)
+    assert free.iterations >= 3 and free.converged and free.pnl < 0
+    with pytest.raises(ServiceError) as e:  # asked before the first pass
+        run(lambda: Code.CANCELLED)
+    assert e.value.code == Code.CANCELLED and "worst-case search stopped between passes" in e.value.message
+    with pytest.raises(ServiceError) as e:  # asked between passes and between a pass's chunks
+        run(over_after_two)
+    assert e.value.code == Code.DEADLINE_EXCEEDED and len(asked) == 3  # nothing more once it said so
