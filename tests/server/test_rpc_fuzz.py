@@ -508,14 +508,22 @@ def test_worst_case(channel):
         w.radius_steps = 5
         return w
 
-    for make in (base, reverse):
+    def with_books():
+        w = base()
+        for name in ("portfolio", "quantity"):
+            w.ClearField(name)
+        w.books.CopyFrom(_portfolio(""))
+        w.snapshot_id = sid
+        return w
+
+    for make in (base, reverse, with_books):
         code, reply, details = _call(channel, "RiskService", "WorstCase", make().SerializeToString())
         assert code == grpc.StatusCode.OK, details
         r = rpb.WorstCaseResponse.FromString(reply)
         assert r.components == ["spot", "vol"] and r.pnl < 0 and r.reached
 
     @FUZZ
-    @given(data=st.one_of(mutated(base), mutated(reverse)))
+    @given(data=st.one_of(mutated(base), mutated(reverse), mutated(with_books)))
     def run(data):
         code, reply, details = _call(channel, "RiskService", "WorstCase", data)
         if code != grpc.StatusCode.OK:
