@@ -53,7 +53,8 @@ from ._models import (
 from ._market import MarketClient, SnapshotInfo, grid_surface, load_snapshot
 from ._market import Finding as SnapshotFinding
 from ._backtest import BacktestException, Backtester, BacktestResult, LikelihoodRatioTest, TrafficLight
-from ._scenarios import BookUsed, ScenarioRiskResult, ScenarioRowError, Shift, StoredPortfolio, WorstCaseResult
+from ._scenarios import (BookUsed, ScenarioRiskResult, ScenarioRowError, Shift, StoredPortfolio, StoredScenarioSet,
+                         WorstCaseResult)
 from ._risk import BatchResult, BatchStats, RiskClient
 
 __all__ = [
@@ -75,6 +76,7 @@ __all__ = [
     "ScenarioRiskResult",
     "BookUsed",
     "StoredPortfolio",
+    "StoredScenarioSet",
     "WorstCaseResult",
     "ScenarioRowError",
     "Shift",

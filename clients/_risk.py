@@ -924,7 +924,7 @@ class RiskClient:
         snapshot_id: str = "",
         underlying_id: str = "",
         model: str | int | None = None,
-        shifts: Iterable[Shift],
+        shifts: Iterable[Shift] = (),
         sizes: Any = None,
         labels: Iterable[str] = (),
         history: Any = None,
@@ -944,6 +944,10 @@ class RiskClient:
         progress: Callable[[int, int], None] | None = None,
         books: Iterable[Any] | None = None,
         portfolio: str = "",
+        stresses: Iterable[str] = (),
+        stress_targets: Mapping[str, Any] | None = None,
+        es_attribution: bool = False,
+        incremental_es: bool = False,
         timeout=USE_CLIENT_DEFAULT,
         **columns: Any,
     ) -> ScenarioRiskResult:
@@ -964,7 +968,16 @@ class RiskClient:
         Instead of one instrument's columns: ``books`` (from :meth:`book`: any mix of
         products and underlyings), or ``portfolio``, the name or id of a stored portfolio
         (:meth:`put_portfolio`); ``snapshot_id`` then names the snapshot they run on (unset:
-        each book's own)."""
+        each book's own).
+
+        ``stresses``: named stresses run after the own scenarios (which may then be left
+        out): the server's catalogue (:meth:`stresses`) or stored scenario sets
+        (:meth:`put_scenario_set`); ``stress_targets`` maps catalogue factors to selectors
+        ({"equity": ["SPX"], "usd_rates": []}: an empty list leaves a factor out).
+
+        ``es_attribution``: each trade's (``result.trade_component_es``, trades x ES levels)
+        and each node's Euler component of ES; ``incremental_es``: also their incremental ES
+        (a second full revaluation on the server)."""
         self._check_open()
         trades = self._trades(books, portfolio, instrument, model, snapshot_id, underlying_id, columns,
                               threads=threads, heston=heston)
@@ -972,7 +985,8 @@ class RiskClient:
             **trades, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
             sizes=sizes, labels=list(labels), smile=smile, output=output, cube_type=cube_type,
             var_levels=var_levels, es_levels=es_levels, trade_risk=trade_risk, tags=tags,
-            aggregate_by=list(aggregate_by),
+            aggregate_by=list(aggregate_by), stresses=list(stresses), stress_targets=stress_targets,
+            es_attribution=es_attribution, incremental_es=incremental_es,
             history=None if history is None else (history["dates"], history["levels"], history.get("holding_period", 1),
                                                   history.get("overlapping", True)),
         )
@@ -1036,6 +1050,43 @@ class RiskClient:
         """Delete one stored version; False when there was none."""
         self._check_open()
         return self._risk_unary("DeletePortfolio", risk_pb2.DeletePortfolioRequest(id=portfolio_id), timeout).deleted
+
+    def stresses(self, *, timeout=USE_CLIENT_DEFAULT) -> "risk_pb2.ListStressesResponse":
+        """The server's stress catalogue: each stress's window, figures, sources and sizes per
+        factor (``.stresses``), the factors (``.factors``) and how figures become shifts
+        (``.notes``)."""
+        self._check_open()
+        return self._risk_unary("ListStresses", risk_pb2.ListStressesRequest(), timeout)
+
+    def put_scenario_set(self, name: str, shifts: Iterable[Shift], sizes: Any = None, labels: Iterable[str] = (), *,
+                         history: Any = None, description: str = "", timeout=USE_CLIENT_DEFAULT):
+        """Store a named scenario set (shifts x sizes with labels, or a history as for
+        :meth:`scenario_risk`), run later by name through ``stresses``. Returns the stored
+        version (``.id``, ``.scenarios``, ...) and whether it was new (``.created``)."""
+        self._check_open()
+        msg = _scenarios.scenario_set(
+            list(shifts), sizes, list(labels),
+            None if history is None else (history["dates"], history["levels"], history.get("holding_period", 1),
+                                          history.get("overlapping", True)))
+        msg.ClearField("smile")
+        reply = self._risk_unary("PutScenarioSet", risk_pb2.PutScenarioSetRequest(
+            name=name, description=description, scenario_set=msg), timeout)
+        return _scenarios.stored_set(reply.scenario_set, created=reply.created)
+
+    def get_scenario_set(self, name_or_id: str, *, timeout=USE_CLIENT_DEFAULT):
+        """A stored scenario set (the newest version of a name, or an id), with its content."""
+        self._check_open()
+        reply = self._risk_unary("GetScenarioSet", risk_pb2.GetScenarioSetRequest(scenario_set=name_or_id), timeout)
+        return _scenarios.stored_set(reply.scenario_set, with_content=True)
+
+    def list_scenario_sets(self, name: str = "", *, limit: int = 100, timeout=USE_CLIENT_DEFAULT) -> list:
+        self._check_open()
+        reply = self._risk_unary("ListScenarioSets", risk_pb2.ListScenarioSetsRequest(name=name, limit=limit), timeout)
+        return [_scenarios.stored_set(x) for x in reply.scenario_sets]
+
+    def delete_scenario_set(self, set_id: str, *, timeout=USE_CLIENT_DEFAULT) -> bool:
+        self._check_open()
+        return self._risk_unary("DeleteScenarioSet", risk_pb2.DeleteScenarioSetRequest(id=set_id), timeout).deleted
 
     def _risk_unary(self, method: str, request, timeout):
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)

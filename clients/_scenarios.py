@@ -145,6 +145,8 @@ class RiskNode:
     pnl: np.ndarray
     var: dict
     expected_shortfall: dict
+    component_es: dict = field(default_factory=dict)    # by ES level, with es_attribution
+    incremental_es: dict = field(default_factory=dict)  # by ES level, with incremental_es
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,9 @@ class ScenarioRiskResult:
     nodes: list = field(default_factory=list)  # RiskNode of the tag hierarchy, parents first
     books: list = field(default_factory=list)  # BookUsed of each book, in order
     portfolio_id: str = ""  # the stored portfolio's version that ran
+    trade_component_es: Optional[np.ndarray] = None    # trades x ES levels, with es_attribution
+    trade_incremental_es: Optional[np.ndarray] = None  # trades x ES levels, with incremental_es
+    tail_scenarios: int = 0
 
     def node(self, *path: str) -> RiskNode:
         """The node of ``path`` ("desk=rates", "book=B1")."""
@@ -232,6 +237,25 @@ def stored_portfolio(msg: rpb.StoredPortfolio, *, created=None, with_content: bo
                            msg.portfolio if with_content else None, created)
 
 
+@dataclass(frozen=True)
+class StoredScenarioSet:
+    """A stored scenario set's version (``scenario_set``: from get_scenario_set only)."""
+
+    id: str
+    name: str
+    description: str
+    stored_at: str
+    scenarios: int
+    components: int
+    scenario_set: Optional[rpb.ScenarioSet] = None
+    created: Optional[bool] = None
+
+
+def stored_set(msg: rpb.StoredScenarioSet, *, created=None, with_content: bool = False) -> StoredScenarioSet:
+    return StoredScenarioSet(msg.id, msg.name, msg.description, msg.stored_at, msg.scenarios, msg.components,
+                             msg.scenario_set if with_content else None, created)
+
+
 def _ref(m) -> dict:
     return {"model": m.model, "engine": m.engine, "version": m.version}
 
@@ -258,17 +282,27 @@ def portfolio_into(msg, *, portfolio=None, books=None, stored: str = "", snapsho
         msg.snapshot_id = snapshot_id
 
 
+def _by_trade(col, trades: int) -> np.ndarray:
+    values = _doubles(col)
+    return values.reshape(trades, -1) if trades else values
+
+
 def _doubles(col) -> np.ndarray:
     if col.raw:
         return np.frombuffer(col.raw, dtype="<f8").astype(np.float64)
     return np.asarray(col.values, dtype=np.float64)
 
 
-def request_of(portfolio=None, *, books=None, stored: str = "", snapshot_id: str = "", quantity, trade_ids, shifts: Sequence[Shift], sizes, labels, smile: str, output: str,
-               cube_type: str, var_levels, es_levels, trade_risk: bool = False, tags=None,
-               aggregate_by=(), history=None) -> rpb.RunScenarioRiskRequest:
+def scenario_set(shifts: Sequence[Shift], sizes, labels, history=None, *, stresses=(), stress_targets=None,
+                 smile: str = "sticky_strike") -> rpb.ScenarioSet:
+    """A ScenarioSet message: shifts x sizes with labels, or a history; plus named stresses
+    (catalogue or stored) and the catalogue factors' targets (factor -> selectors)."""
     components = sum(s.components for s in shifts)
-    if history is not None:  # (dates, levels dates x components, holding, overlapping)
+    if history is None and sizes is None and (stresses or stress_targets):
+        if shifts or labels:
+            raise ValueError("shifts and labels need their sizes")
+        sizes = np.zeros((0, 0))
+    elif history is not None:  # (dates, levels dates x components, holding, overlapping)
         dates, levels, holding, overlapping = history
         levels = np.asarray(levels, dtype=np.float64)
         if levels.ndim != 2 or levels.shape != (len(dates), components):
@@ -276,15 +310,39 @@ def request_of(portfolio=None, *, books=None, stored: str = "", snapshot_id: str
                              f"({len(dates)}, {components})")
         sizes, labels = np.zeros((components, 0)), []
     elif sizes is None:
-        raise ValueError("give sizes (components x scenarios) and labels, or a history")
+        raise ValueError("give sizes (components x scenarios) and labels, a history, or stresses")
     sizes = np.asarray(sizes, dtype=np.float64)
     if sizes.ndim == 1:
         sizes = sizes.reshape(1, -1)
-    if sizes.shape != (components, len(labels)):
+    if sizes.shape != (components, len(labels)) and sizes.size + components + len(labels):
         raise ValueError(f"sizes has shape {sizes.shape}; the shifts have {components} components and there are "
                          f"{len(labels)} labels: expected ({components}, {len(labels)})")
     if smile not in SMILES:
         raise ValueError(f"smile {smile!r}; expected one of {sorted(SMILES)}")
+    msg = rpb.ScenarioSet(smile=SMILES[smile], stresses=[str(x) for x in stresses])
+    msg.shifts.extend(s.message() for s in shifts)
+    msg.labels.extend(str(x) for x in labels)
+    if sizes.size:
+        msg.sizes.raw = np.ascontiguousarray(sizes, dtype="<f8").tobytes()
+    if history is not None:
+        h = msg.history
+        h.dates.extend(str(d) for d in dates)
+        h.levels.raw = np.ascontiguousarray(levels, dtype="<f8").tobytes()
+        h.holding_period = int(holding)
+        h.non_overlapping = not overlapping
+    for factor, selectors in (stress_targets or {}).items():
+        selectors = [selectors] if isinstance(selectors, str) else list(selectors)
+        msg.stress_targets.add(factor=str(factor), selectors=[str(x) for x in selectors])
+    return msg
+
+
+def request_of(portfolio=None, *, books=None, stored: str = "", snapshot_id: str = "", quantity, trade_ids,
+               shifts: Sequence[Shift], sizes, labels, smile: str, output: str, cube_type: str, var_levels,
+               es_levels, trade_risk: bool = False, tags=None, aggregate_by=(), history=None, stresses=(),
+               stress_targets=None, es_attribution: bool = False,
+               incremental_es: bool = False) -> rpb.RunScenarioRiskRequest:
+    scenarios = scenario_set(shifts, sizes, labels, history, stresses=stresses, stress_targets=stress_targets,
+                             smile=smile)
     if output not in OUTPUTS:
         raise ValueError(f"output {output!r}; expected one of {sorted(OUTPUTS)}")
     if cube_type not in ("float64", "float32"):
@@ -292,22 +350,14 @@ def request_of(portfolio=None, *, books=None, stored: str = "", snapshot_id: str
     msg = rpb.RunScenarioRiskRequest(output=OUTPUTS[output],
                                      cube_type=rpb.CUBE_TYPE_FLOAT32 if cube_type == "float32" else rpb.CUBE_TYPE_FLOAT64,
                                      var_levels=list(var_levels), es_levels=list(es_levels),
-                                     trade_risk=bool(trade_risk))
+                                     trade_risk=bool(trade_risk), es_attribution=bool(es_attribution),
+                                     incremental_es=bool(incremental_es))
     portfolio_into(msg, portfolio=portfolio, books=books, stored=stored, snapshot_id=snapshot_id)
     if quantity is not None:
         msg.quantity.raw = np.ascontiguousarray(np.atleast_1d(np.asarray(quantity, dtype="<f8"))).tobytes()
     if trade_ids is not None:
         msg.trade_ids.extend(str(t) for t in trade_ids)
-    msg.scenarios.shifts.extend(s.message() for s in shifts)
-    msg.scenarios.labels.extend(str(x) for x in labels)
-    msg.scenarios.sizes.raw = np.ascontiguousarray(sizes, dtype="<f8").tobytes()
-    if history is not None:
-        h = msg.scenarios.history
-        h.dates.extend(str(d) for d in dates)
-        h.levels.raw = np.ascontiguousarray(levels, dtype="<f8").tobytes()
-        h.holding_period = int(holding)
-        h.non_overlapping = not overlapping
-    msg.scenarios.smile = SMILES[smile]
+    msg.scenarios.CopyFrom(scenarios)
     for name, values in (tags or {}).items():
         values = [values] if isinstance(values, str) else list(values)
         msg.tags.add(name=str(name), values=[str(v) for v in values])
@@ -364,7 +414,12 @@ def collect(stub_call, request: rpb.RunScenarioRiskRequest, timeout, progress=No
                for b in header.books],
         portfolio_id=header.portfolio_id,
         nodes=[RiskNode(tuple(n.path), n.trades, _doubles(n.pnl), {x.level: x.value for x in n.var},
-                        {x.level: x.value for x in n.expected_shortfall}) for n in trailer.nodes],
+                        {x.level: x.value for x in n.expected_shortfall},
+                        {x.level: x.value for x in n.component_es}, {x.level: x.value for x in n.incremental_es})
+               for n in trailer.nodes],
+        trade_component_es=_by_trade(trailer.trade_component_es, trades) if request.es_attribution else None,
+        trade_incremental_es=_by_trade(trailer.trade_incremental_es, trades) if request.incremental_es else None,
+        tail_scenarios=trailer.tail_scenarios,
     )
 
 

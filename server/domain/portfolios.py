@@ -1,9 +1,9 @@
-"""Stored portfolios: a named, versioned list of books, kept as the bytes of its contract
-message (the domain does not read them: the RPC layer parses a portfolio as a run would).
+"""Stored portfolios and scenario sets: named, versioned, kept as the bytes of their
+contract messages (the domain does not read them: the RPC layer parses them as a run would).
 
 A version's id is the first 32 hex digits of the SHA-256 of its name and content, so the
-same portfolio put twice under one name is stored once; a name's newest version is the one
-a run by name uses.
+same content put twice under one name is stored once; a name's newest version is the one a
+run by name uses.
 """
 
 from __future__ import annotations
@@ -34,6 +34,19 @@ class StoredPortfolio:
     content: Optional[bytes] = None
 
 
+@dataclass(frozen=True)
+class StoredScenarioSet:
+    """A stored scenario set's version; ``content`` is None in listings."""
+
+    set_id: str
+    name: str
+    description: str
+    stored_at: dt.datetime
+    scenarios: int
+    components: int
+    content: Optional[bytes] = None
+
+
 def check_name(name: str, field: str = "name") -> str:
     if not _NAME.match(name):
         raise invalid(field, "1-128 characters of letters, digits and . _ - / (got "
@@ -41,7 +54,7 @@ def check_name(name: str, field: str = "name") -> str:
     return name
 
 
-def portfolio_id(name: str, content: bytes) -> str:
+def content_id(name: str, content: bytes) -> str:
     h = hashlib.sha256(name.encode("utf-8"))
     h.update(b"\0")
     h.update(content)
@@ -65,3 +78,17 @@ class PortfolioStore(Protocol):
 
     def delete_portfolio(self, portfolio_id: str) -> bool:
         """False when there was no such id."""
+
+
+class ScenarioSetStore(Protocol):
+    """Where named scenario sets persist: as PortfolioStore, for scenario sets."""
+
+    def put_scenario_set(self, record: StoredScenarioSet) -> bool: ...
+
+    def get_scenario_set(self, set_id: str) -> Optional[StoredScenarioSet]: ...
+
+    def latest_scenario_set(self, name: str) -> Optional[StoredScenarioSet]: ...
+
+    def list_scenario_sets(self, name: str = "", limit: int = 100) -> Sequence[StoredScenarioSet]: ...
+
+    def delete_scenario_set(self, set_id: str) -> bool: ...

@@ -229,13 +229,17 @@ def portfolio_inputs(request, service: PricingService, bad: Violations,
     return inputs
 
 
-def lookup(stored, key: str, path: str) -> pf.StoredPortfolio:
+def lookup(stored, key: str, path: str, what: str = "portfolio"):
     if stored is None:
-        raise ServiceError(Code.UNIMPLEMENTED, "this server stores no portfolios")
+        raise ServiceError(Code.UNIMPLEMENTED, f"this server stores no {what}s")
     record = stored(key)
     if record is None:
-        raise invalid(path, f"no portfolio {key!r} is stored (by name or id)", code=Code.NOT_FOUND)
+        raise invalid(path, f"no {what} {key!r} is stored (by name or id)", code=Code.NOT_FOUND)
     return record
+
+
+def rfc3339(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def aggregate_tags(inputs: PortfolioInputs, aggregate_by, bad: Violations) -> list:
@@ -280,7 +284,7 @@ def put_portfolio(request: rpb.PutPortfolioRequest, service: PricingService, sto
     if len(content) > pf.MAX_PORTFOLIO_BYTES:
         raise invalid("portfolio", f"{len(content):,} bytes; at most {pf.MAX_PORTFOLIO_BYTES:,}",
                       code=Code.RESOURCE_EXHAUSTED)
-    record = pf.StoredPortfolio(pf.portfolio_id(request.name, content), request.name, request.description, now(),
+    record = pf.StoredPortfolio(pf.content_id(request.name, content), request.name, request.description, now(),
                                 len(request.portfolio.books), inputs.rows, content)
     created = store.put_portfolio(record)
     if not created:
@@ -290,19 +294,19 @@ def put_portfolio(request: rpb.PutPortfolioRequest, service: PricingService, sto
 
 def stored_message(record: pf.StoredPortfolio, *, with_content: bool) -> rpb.StoredPortfolio:
     msg = rpb.StoredPortfolio(id=record.portfolio_id, name=record.name, description=record.description,
-                              stored_at=record.stored_at.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+                              stored_at=rfc3339(record.stored_at),
                               books=record.books, trades=record.trades)
     if with_content and record.content is not None:
         msg.portfolio.ParseFromString(record.content)
     return msg
 
 
-def find_stored(store: pf.PortfolioStore) -> Callable[[str], Optional[pf.StoredPortfolio]]:
-    """Look a portfolio up by id, else by name (its newest version)."""
-    def find(key: str) -> Optional[pf.StoredPortfolio]:
+def finder(by_id, newest_by_name) -> Callable[[str], Optional[object]]:
+    """Look a stored item up by id, else by name (its newest version)."""
+    def find(key: str):
         if not key:
             return None
-        return store.get_portfolio(key) or store.latest_portfolio(key)
+        return by_id(key) or newest_by_name(key)
     return find
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from pricegrid.server.domain import backtest as bt
 from pricegrid.server.domain import risk as risk_measures
 from pricegrid.server.domain import scenarios as sc
+from pricegrid.server.domain import stresses
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, Violations, invalid
 from pricegrid.server.domain.instruments import SnapshotMarket
 from pricegrid.server.domain.models import Measure
@@ -121,8 +122,58 @@ def _tenors(values, path: str, bad: Violations) -> tuple[float, ...]:
     return tuple(out)
 
 
-def scenario_set_of(msg: rpb.ScenarioSet, prefix: str = "scenarios.") -> sc.ScenarioSet:
-    """The domain's scenario set (its own checks run when it meets the snapshot)."""
+def scenario_set_of(msg: rpb.ScenarioSet, prefix: str = "scenarios.", stored_sets=None) -> sc.ScenarioSet:
+    """The domain's scenario set (its own checks run when it meets the snapshot), its named
+    stresses added (``stored_sets`` finds a stored set by name or id)."""
+    own = None
+    if not (msg.stresses or msg.stress_targets) or msg.shifts or msg.labels or msg.HasField("history") or \
+            column_length(msg.sizes, 8, f"{prefix}sizes"):
+        own = _own_set(msg, prefix)
+    if not (msg.stresses or msg.stress_targets):
+        return own
+    return _with_stresses(own, msg, prefix, stored_sets)
+
+
+def _with_stresses(own, msg: rpb.ScenarioSet, prefix: str, stored_sets) -> sc.ScenarioSet:
+    bad = Violations()
+    targets, target_paths = stresses.check_targets([(t.factor, list(t.selectors)) for t in msg.stress_targets],
+                                                   prefix, bad)
+    if msg.stress_targets and not any(name in stresses.CATALOGUE for name in msg.stresses):
+        bad.add(f"{prefix}stress_targets", "map the factors of catalogue stresses: no catalogue stress is named")
+    if len(msg.stresses) > stresses.MAX_PARTS:
+        bad.add(f"{prefix}stresses", f"{len(msg.stresses)} stresses; at most {stresses.MAX_PARTS}",
+                Code.RESOURCE_EXHAUSTED)
+        bad.raise_if_any()
+    parts, seen = [], {}
+    for j, name in enumerate(msg.stresses):
+        path = f"{prefix}stresses[{j}]"
+        if name in seen:
+            bad.add(path, f"{name!r} repeats stresses[{seen[name]}]")
+            continue
+        seen[name] = j
+        if name in stresses.CATALOGUE:
+            part = stresses.catalogue_part(stresses.CATALOGUE[name], targets, target_paths, f"stresses[{j}]")
+            if part is None:
+                bad.add(path, f"{name!r}: stress_targets leave none of its factors "
+                              f"({', '.join(stresses.CATALOGUE[name].moves)})")
+            else:
+                parts.append(part)
+            continue
+        record = stored_sets(name) if stored_sets is not None and name else None
+        if record is None:
+            bad.add(path, f"no stress {name!r}: neither in the catalogue ({', '.join(stresses.CATALOGUE)}) nor a "
+                          "stored scenario set's name or id", Code.NOT_FOUND)
+            continue
+        with bad.check():
+            stored = _own_set(rpb.ScenarioSet.FromString(record.content), f"{path}:")
+            parts.append(stresses.Part(record.name, stored, tuple(f"stresses[{j}]" for _ in stored.shifts)))
+    bad.raise_if_any()
+    smile = _SMILES.get(msg.smile, sc.Smile.STICKY_STRIKE)
+    return stresses.combine(own, parts, smile)
+
+
+def _own_set(msg: rpb.ScenarioSet, prefix: str) -> sc.ScenarioSet:
+    """A set's own shifts and sizes (or history)."""
     bad = Violations()
     shifts = []
     for i, m in enumerate(msg.shifts):
@@ -196,23 +247,31 @@ class ScenarioInputs:
     tags: list  # (name, values) to aggregate by, in order
 
 
-def scenario_request(request, service: PricingService, max_cells: int, stored=None) -> ScenarioInputs:
+def scenario_request(request, service: PricingService, max_cells: int, stored=None, stored_sets=None
+                     ) -> ScenarioInputs:
     """Everything a run needs, every violation of the request at once (fields named from the
-    request's root); ``stored`` finds a stored portfolio by name or id."""
+    request's root); ``stored`` and ``stored_sets`` find a stored portfolio and a stored
+    scenario set by name or id."""
     bad = Violations()
     inputs = portfolio_inputs(request, service, bad, stored)
     scenarios = None
     with bad.check():
-        scenarios = scenario_set_of(request.scenarios)
+        scenarios = scenario_set_of(request.scenarios, stored_sets=stored_sets)
     var_levels = _levels(request.var_levels, 0.99, "var_levels", bad)
     es_levels = _levels(request.es_levels, 0.975, "es_levels", bad)
     unknown_enums(request, "", bad)
+    if getattr(request, "incremental_es", False) and not request.es_attribution:
+        bad.add("incremental_es", "comes with es_attribution: set both")
+    if getattr(request, "es_attribution", False) and request.output == rpb.SCENARIO_OUTPUT_CUBE:
+        bad.add("es_attribution", "the attribution is an aggregate: output AGGREGATES or BOTH")
     tags = []
     if inputs is not None:
         rows = inputs.rows
-        if scenarios is not None and rows * scenarios.scenarios > max_cells:
-            bad.add("scenarios.labels", f"{rows:,} trades x {scenarios.scenarios:,} scenarios = "
-                                        f"{rows * scenarios.scenarios:,} revaluations; at most {max_cells:,}",
+        passes = 2 if getattr(request, "incremental_es", False) else 1
+        if scenarios is not None and passes * rows * scenarios.scenarios > max_cells:
+            bad.add("scenarios.labels", f"{rows:,} trades x {scenarios.scenarios:,} scenarios"
+                                        f"{' x 2 passes (incremental_es)' if passes == 2 else ''} = "
+                                        f"{passes * rows * scenarios.scenarios:,} revaluations; at most {max_cells:,}",
                     Code.RESOURCE_EXHAUSTED)
         tags = aggregate_tags(inputs, request.aggregate_by, bad)
     bad.raise_if_any()
@@ -234,6 +293,60 @@ class _ScenarioCall:
         self.trades = trades
         self.t0 = time.perf_counter()
         self.first = None  # the first block's message, computed before the header
+
+
+# ------------------------------------------------------------------ named scenario sets
+def stress_catalogue() -> rpb.ListStressesResponse:
+    out = rpb.ListStressesResponse(notes=stresses.__doc__.strip())
+    for s in stresses.CATALOGUE.values():
+        out.stresses.append(rpb.Stress(name=s.name, title=s.title, window=s.window, description=s.description,
+                                       moves=[rpb.StressMove(factor=f, sizes=list(v)) for f, v in s.moves.items()],
+                                       sources=list(s.sources)))
+    for f in stresses.FACTORS.values():
+        tenors = list(f.shape.labels) if isinstance(f.shape, sc.Buckets) else []
+        out.factors.append(rpb.StressFactor(name=f.name, quantity=int(f.quantity), kind=int(f.kind), tenors=tenors,
+                                            default_selectors=list(f.selector), description=f.description))
+    return out
+
+
+def put_scenario_set(request: rpb.PutScenarioSetRequest, store, now) -> rpb.PutScenarioSetResponse:
+    bad = Violations()
+    with bad.check():
+        pfs.pf.check_name(request.name)
+    if request.name in stresses.CATALOGUE:
+        bad.add("name", f"{request.name!r} is a catalogue stress's name")
+    if len(request.description) > 4096:
+        bad.add("description", "at most 4,096 characters")
+    m = request.scenario_set
+    if m.stresses or m.stress_targets:
+        bad.add("scenario_set.stresses", "a stored set holds its own shifts and sizes: it may not name stresses")
+    if m.smile:
+        bad.add("scenario_set.smile", "the smile is the run's: leave it unset")
+    scenarios = None
+    if not bad:
+        with bad.check():
+            scenarios = scenario_set_of(m, prefix="scenario_set.")
+            scenarios.validate(None, prefix="scenario_set.")
+    bad.raise_if_any()
+    content = m.SerializeToString(deterministic=True)
+    if len(content) > pfs.pf.MAX_PORTFOLIO_BYTES:
+        raise invalid("scenario_set", f"{len(content):,} bytes; at most {pfs.pf.MAX_PORTFOLIO_BYTES:,}",
+                      code=Code.RESOURCE_EXHAUSTED)
+    record = pfs.pf.StoredScenarioSet(pfs.pf.content_id(request.name, content), request.name, request.description,
+                                      now(), scenarios.scenarios, scenarios.components, content)
+    created = store.put_scenario_set(record)
+    if not created:
+        record = store.get_scenario_set(record.set_id) or record
+    return rpb.PutScenarioSetResponse(scenario_set=set_message(record, with_content=False), created=created)
+
+
+def set_message(record, *, with_content: bool) -> rpb.StoredScenarioSet:
+    msg = rpb.StoredScenarioSet(id=record.set_id, name=record.name, description=record.description,
+                                stored_at=pfs.rfc3339(record.stored_at), scenarios=record.scenarios,
+                                components=record.components)
+    if with_content and record.content is not None:
+        msg.scenario_set.ParseFromString(record.content)
+    return msg
 
 
 # ------------------------------------------------------------------ ParametricVar
@@ -347,6 +460,11 @@ def sensitivities_response(request: rpb.SensitivitiesRequest, pricing: PricingSe
     if result.market_used is not None:
         out.market.CopyFrom(market_used(result.market_used))
     return out
+
+
+def _step(steps) -> bool:
+    """One step of a generator of work; False once it is done."""
+    return next(steps, StopIteration) is not StopIteration
 
 
 # ------------------------------------------------------------------ WorstCase
@@ -476,7 +594,10 @@ class RiskServicer:
         self.max_scenario_cells = max_scenario_cells
         self.default_deadline_s = default_deadline_s
         self.portfolios = portfolios  # a PortfolioStore; None: no stored portfolios
-        self.stored = pfs.find_stored(portfolios) if portfolios is not None else None
+        self.stored = pfs.finder(portfolios.get_portfolio, portfolios.latest_portfolio) \
+            if portfolios is not None else None
+        self.stored_sets = pfs.finder(portfolios.get_scenario_set, portfolios.latest_scenario_set) \
+            if portfolios is not None else None
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
 
     async def RunScenarioRisk(self, requests, context, call, counter):
@@ -508,6 +629,14 @@ class RiskServicer:
                 if not pending.done():
                     watch.cancel()  # the caller went away: the block being computed stops in its kernel
                     pending.cancel()
+            if state.run.reprice is not None:  # the ES attribution's passes, a block per turn of the lane
+                steps = state.run.attribution_steps()
+                try:
+                    while await lane.run(call, _step, steps):
+                        pass
+                except BaseException:
+                    watch.cancel()
+                    raise
             yield await lane.run(call, self._scenario_trailer, state)
 
     def Sensitivities(self, request, call, rid):
@@ -515,6 +644,35 @@ class RiskServicer:
             raise ServiceError(Code.UNIMPLEMENTED, "this server runs no scenario risk")
         response = sensitivities_response(request, self.pricing, self.max_scenario_cells, _watch(call), self.stored)
         return response, len(response.trade_ids), len(response.errors)
+
+    # ---------------------------------------------------------------- named scenario sets
+    def ListStresses(self, request, call, rid):
+        response = stress_catalogue()
+        return response, len(response.stresses), 0
+
+    def PutScenarioSet(self, request, call, rid):
+        response = put_scenario_set(request, self._store(), self.clock)
+        return response, response.scenario_set.scenarios, 0
+
+    def GetScenarioSet(self, request, call, rid):
+        self._store()
+        record = pfs.lookup(self.stored_sets, request.scenario_set, "scenario_set", what="scenario set")
+        return rpb.GetScenarioSetResponse(scenario_set=set_message(record, with_content=True)), record.scenarios, 0
+
+    def ListScenarioSets(self, request, call, rid):
+        limit = request.limit or 100
+        if not 1 <= limit <= 1000:
+            raise invalid("limit", f"1-1000 (got {request.limit})")
+        found = self._store().list_scenario_sets(request.name, limit)
+        return rpb.ListScenarioSetsResponse(scenario_sets=[set_message(r, with_content=False) for r in found]), \
+            len(found), 0
+
+    def DeleteScenarioSet(self, request, call, rid):
+        store = self._store()
+        if not request.id:
+            raise invalid("id", "required: the id of the version to delete")
+        deleted = store.delete_scenario_set(request.id)
+        return rpb.DeleteScenarioSetResponse(deleted=deleted), int(deleted), 0
 
     # ---------------------------------------------------------------- stored portfolios
     def _store(self):
@@ -528,7 +686,7 @@ class RiskServicer:
 
     def GetPortfolio(self, request, call, rid):
         store = self._store()
-        record = pfs.lookup(pfs.find_stored(store), request.portfolio, "portfolio")
+        record = pfs.lookup(self.stored, request.portfolio, "portfolio")
         return rpb.GetPortfolioResponse(portfolio=pfs.stored_message(record, with_content=True)), record.trades, 0
 
     def ListPortfolios(self, request, call, rid):
@@ -558,15 +716,21 @@ class RiskServicer:
         request = _PARSE_SCENARIOS(data)
         if type(request) is Undecodable:
             raise request.error()
-        inputs = scenario_request(request, self.pricing, self.max_scenario_cells, self.stored)
+        inputs = scenario_request(request, self.pricing, self.max_scenario_cells, self.stored, self.stored_sets)
         scenarios, portfolio = inputs.scenarios, inputs.portfolio
         rows = portfolio.rows
-        revaluation = ScenarioRevaluer(self.pricing).revalue_portfolio(
-            portfolio.books, scenarios, block_cells=BLOCK_BYTES // 8, should_continue=watch,
-            scenarios_path="scenarios.", reuse=True)
+        revaluer = ScenarioRevaluer(self.pricing)
+
+        def revalue(columns=None):
+            return revaluer.revalue_portfolio(
+                portfolio.books, scenarios if columns is None else scenarios.subset(columns),
+                block_cells=BLOCK_BYTES // 8, should_continue=watch, scenarios_path="scenarios.", reuse=True)
+
+        revaluation = revalue()
         hierarchy = Hierarchy(inputs.tags, rows, scenarios.scenarios) if inputs.tags else None
         run = ScenarioRun(revaluation, rows, scenarios.scenarios, inputs.var_levels, inputs.es_levels,
-                          trade_risk=request.trade_risk, hierarchy=hierarchy)
+                          trade_risk=request.trade_risk, hierarchy=hierarchy,
+                          reprice=revalue if request.es_attribution else None, incremental=request.incremental_es)
         header = rpb.ScenarioRiskHeader(
             trade_ids=portfolio.trade_ids, scenario_labels=list(scenarios.labels),
             base_values=_column(revaluation.base),
@@ -618,10 +782,22 @@ class RiskServicer:
             trailer.var.extend(rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.var_levels, a.var))
             trailer.expected_shortfall.extend(rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.es_levels, a.es))
             for node in a.nodes:
-                trailer.nodes.append(rpb.RiskNode(
+                msg = rpb.RiskNode(
                     path=list(node.path), trades=node.trades, pnl=_column(node.pnl),
                     var=[rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.var_levels, node.var)],
-                    expected_shortfall=[rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.es_levels, node.es)]))
+                    expected_shortfall=[rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.es_levels, node.es)])
+                if node.component_es is not None:
+                    msg.component_es.extend(rpb.RiskAtLevel(level=lv, value=v)
+                                            for lv, v in zip(a.es_levels, node.component_es))
+                if node.incremental_es is not None:
+                    msg.incremental_es.extend(rpb.RiskAtLevel(level=lv, value=v)
+                                              for lv, v in zip(a.es_levels, node.incremental_es))
+                trailer.nodes.append(msg)
+            if a.trade_component_es is not None:
+                trailer.trade_component_es.CopyFrom(_column(a.trade_component_es.ravel()))
+                trailer.tail_scenarios = a.tail_scenarios
+            if a.trade_incremental_es is not None:
+                trailer.trade_incremental_es.CopyFrom(_column(a.trade_incremental_es.ravel()))
             if a.trade_var is not None:
                 trailer.trade_var.CopyFrom(_column(a.trade_var.ravel()))
                 trailer.trade_expected_shortfall.CopyFrom(_column(a.trade_es.ravel()))
@@ -690,7 +866,8 @@ def handlers(servicer: RiskServicer, observer: RpcObserver, *, streams: StreamGa
                        lane=servicer.batch_lane if name == "PutPortfolio" and servicer.batch_lane else servicer.lane,
                        parse=safe_deserializer(getattr(rpb, f"{name}Request")), auth=auth),
             request_deserializer=None, response_serializer=None,
-        ) for name in ("PutPortfolio", "GetPortfolio", "ListPortfolios", "DeletePortfolio")},
+        ) for name in ("PutPortfolio", "GetPortfolio", "ListPortfolios", "DeletePortfolio", "ListStresses",
+                       "PutScenarioSet", "GetScenarioSet", "ListScenarioSets", "DeleteScenarioSet")},
         "WorstCase": grpc.unary_unary_rpc_method_handler(
             wrap_unary(f"/{SERVICE}/WorstCase", servicer.WorstCase, observer,
                        lane=servicer.batch_lane or servicer.lane,

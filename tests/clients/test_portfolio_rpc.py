@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from pricegrid.clients import MarketClient, PricingError, RiskClient, Shift
+from tests.clients.test_scenario_risk_rpc import _json_objects
 
 SHIFTS = [Shift("spx", "spot", "relative", ["SPX"]), Shift("eua", "spot", "relative", ["EUA-*"]),
           Shift("vol", "vol", "absolute", ["*"]), Shift("usd", "zero_rate", "absolute", ["USD-*"])]
@@ -169,3 +170,56 @@ def test_bad_portfolios_are_refused_with_every_field_named(risk, snapshot_id):
         risk.scenario_risk(books=books, model="bsm", shifts=SHIFTS, sizes=SIZES, labels=LABELS)
     # the server keeps serving
     assert len(risk.scenario_risk(books=books, shifts=SHIFTS, sizes=SIZES, labels=LABELS).portfolio_pnl) == 5
+
+
+def test_cli_runs_a_csv_of_several_books_stores_it_and_runs_it_by_name(server, risk, snapshot_id, tmp_path, capsys):
+    from pricegrid.clients import cli
+
+    book = tmp_path / "book.csv"
+    book.write_text("trade_id,instrument,underlying,model,option_type,strike,time_to_expiry,barrier_type,barrier,"
+                    "quantity,desk\n"
+                    "A,european,SPX,bsm,call,6000,0.5,,,2,eq\n"
+                    "B,barrier,SPX,bsm,put,5800,1.0,down_out,5000,-1,eq\n"
+                    "C,european,EUA-DEC27,black76,call,80,0.5,,,10,carbon\n"
+                    "D,european,SPX,bsm,put,5500,1.5,,,1,eq\n")
+    scenarios = tmp_path / "stress.json"
+    scenarios.write_text('{"labels": ["dn", "up"], "shifts": [{"name": "spx", "quantity": "spot", "kind": "relative",'
+                         ' "selector": ["SPX"], "sizes": [-0.1, 0.1]}], "stresses": ["covid-2020"],'
+                         ' "stress_targets": {"equity": ["SPX", "EUA-*"], "equity_vol": ["*"]}}')
+    common = ["--scenarios", str(scenarios), "--snapshot", snapshot_id, "--aggregate-by", "desk", "--output", "both",
+              "--target", server.address, "--json"]
+    assert cli.main(["risk", "run", "--portfolio", str(book), *common]) == 0
+    doc = next(d for d in _json_objects(capsys.readouterr().out) if "portfolio_pnl" in d)
+    assert doc["trades"] == 4 and doc["scenarios"] == 3 and list(doc["portfolio_pnl"]) == ["dn", "up", "covid-2020"]
+    assert [(b["product"], b["trade_start"], b["trade_stop"]) for b in doc["books"]] == [
+        ("european", 0, 2), ("barrier", 2, 3), ("european", 3, 4)]
+    assert [(n["path"], n["trades"]) for n in doc["nodes"]] == [(["desk=carbon"], 1), (["desk=eq"], 3)]
+    # the same CSV through the client gives the same numbers
+    books = [risk.book("european", model="bsm", underlying_id="SPX", snapshot_id=snapshot_id, option_type=["call", "put"],
+                       strike=[6000.0, 5500.0], time_to_expiry=[0.5, 1.5], quantity=[2.0, 1.0], trade_ids=["A", "D"]),
+             risk.book("barrier", model="bsm", underlying_id="SPX", snapshot_id=snapshot_id, option_type="put",
+                       strike=[5800.0], time_to_expiry=[1.0], barrier_type="down_out", barrier=[5000.0],
+                       quantity=[-1.0], trade_ids=["B"]),
+             risk.book("european", model="black76", underlying_id="EUA-DEC27", snapshot_id=snapshot_id,
+                       option_type="call", strike=[80.0], time_to_expiry=[0.5], quantity=[10.0], trade_ids=["C"])]
+    direct = risk.scenario_risk(books=books, shifts=[Shift("spx", "spot", "relative", ["SPX"])], sizes=[[-0.1, 0.1]],
+                                labels=["dn", "up"], stresses=["covid-2020"],
+                                stress_targets={"equity": ["SPX", "EUA-*"], "equity_vol": ["*"]})
+    assert sorted(doc["portfolio_pnl"].values()) == pytest.approx(sorted(direct.portfolio_pnl), rel=1e-12)
+    # stored, then run by name
+    assert cli.main(["risk", "put-portfolio", "tests/cli-book", "--portfolio", str(book), "--tag", "desk",
+                     "--target", server.address, "--json"]) == 0
+    stored = next(d for d in _json_objects(capsys.readouterr().out) if "trades" in d)
+    assert stored["books"] == 3 and stored["trades"] == 4 and stored["created"] is True
+    assert cli.main(["risk", "run", "--stored-portfolio", "tests/cli-book", *common]) == 0
+    again = next(d for d in _json_objects(capsys.readouterr().out) if "portfolio_pnl" in d)
+    assert again["portfolio_pnl"] == doc["portfolio_pnl"] and again["portfolio_id"] == stored["id"]
+    # the catalogue, as a table
+    assert cli.main(["risk", "stresses", "--target", server.address]) == 0
+    text = capsys.readouterr().out
+    assert "black-monday-1987" in text and "source:" in text and "usd_rates" in text
+    # a cell of another instrument's column is named with its line, exit 2
+    book.write_text("instrument,underlying,option_type,strike,time_to_expiry,barrier,desk\n"
+                    "european,SPX,call,6000,0.5,5000,eq\n")
+    assert cli.main(["risk", "run", "--portfolio", str(book), *common[:-1]]) == 2
+    assert "line 2: column 'barrier' is not an input of european" in capsys.readouterr().err

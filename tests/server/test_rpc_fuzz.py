@@ -226,6 +226,15 @@ def _stream_request():
     return pb.PriceStreamRequest(correlation_id="c", trade_id="T", price=price_request())
 
 
+def _own_scenarios() -> rpb.ScenarioSet:
+    out = rpb.ScenarioSet(labels=["a", "b"])
+    out.shifts.add(name="spot", quantity=rpb.SHIFT_QUANTITY_SPOT, kind=rpb.SHIFT_KIND_RELATIVE, selector=["SPX"])
+    out.shifts.add(name="rate", quantity=rpb.SHIFT_QUANTITY_ZERO_RATE, kind=rpb.SHIFT_KIND_ABSOLUTE,
+                   selector=["US*"]).buckets.tenors.extend(["6M", "2Y"])
+    out.sizes.values.extend([-0.1, 0.1, 0.001, 0.0, 0.0, -0.001])
+    return out
+
+
 def _portfolio(snapshot_id: str) -> rpb.Portfolio:
     """Two books on SPX: European calls and puts, cash digitals."""
     euro = pb.PriceBatchRequest(model=c.MODEL_BLACK_SCHOLES_MERTON, european=pb.EuropeanOptionColumns(
@@ -267,6 +276,12 @@ UNARY = [
     ("RiskService", "GetPortfolio", lambda: rpb.GetPortfolioRequest(portfolio="fuzz-book")),
     ("RiskService", "ListPortfolios", lambda: rpb.ListPortfoliosRequest(name="fuzz-book", limit=5)),
     ("RiskService", "DeletePortfolio", lambda: rpb.DeletePortfolioRequest(id="nope")),
+    ("RiskService", "ListStresses", rpb.ListStressesRequest),
+    ("RiskService", "PutScenarioSet", lambda: rpb.PutScenarioSetRequest(
+        name="fuzz-set", description="d", scenario_set=_own_scenarios())),
+    ("RiskService", "GetScenarioSet", lambda: rpb.GetScenarioSetRequest(scenario_set="fuzz-set")),
+    ("RiskService", "ListScenarioSets", lambda: rpb.ListScenarioSetsRequest(name="fuzz-set", limit=5)),
+    ("RiskService", "DeleteScenarioSet", lambda: rpb.DeleteScenarioSetRequest(id="nope")),
     ("RiskService", "ParametricVar", lambda: rpb.ParametricVarRequest(
         factors=["a", "b"], covariance=c.DoubleColumn(values=[0.04, 0.01, 0.01, 0.09]), books=["x", "y"],
         deltas=c.DoubleColumn(values=[1.0, -2.0, 0.5, 3.0]), gammas=c.DoubleColumn(values=[0.1, 0.0, 0.0, -0.2]),
@@ -425,14 +440,26 @@ def test_scenario_risk(channel):
         r.books.CopyFrom(_portfolio(""))
         r.snapshot_id = sid
         r.tags.add(name="book", values=["B1"])
+        r.es_attribution = r.incremental_es = True
         return r
 
+    def with_stresses():
+        r = with_books()
+        r.scenarios.stresses.extend(["covid-2020", "black-monday-1987"])
+        r.scenarios.stress_targets.add(factor="equity", selectors=["SPX"])
+        r.scenarios.stress_targets.add(factor="equity_vol", selectors=["SPX-*"])
+        r.scenarios.stress_targets.add(factor="usd_rates", selectors=["US*"])
+        return r
+
+    valid = [rpb.RunScenarioRiskResponse.FromString(b) for b in call(with_stresses().SerializeToString(), timeout=30)]
+    assert list(valid[0].header.scenario_labels)[-2:] == ["covid-2020", "black-monday-1987"]
     valid = [rpb.RunScenarioRiskResponse.FromString(b) for b in call(with_books().SerializeToString(), timeout=30)]
     assert [b.product for b in valid[0].header.books] == ["european", "digital"]
     assert list(valid[0].header.trade_ids) == ["0:0", "0:1", "D1", "D2"]
 
     @FUZZ
-    @given(data=st.one_of(mutated(lambda: _scenario_request(sid)), mutated(with_history), mutated(with_books)))
+    @given(data=st.one_of(mutated(lambda: _scenario_request(sid)), mutated(with_history), mutated(with_books),
+                          mutated(with_stresses)))
     def run(data):
         parts = []
         try:

@@ -104,14 +104,14 @@ def test_a_newer_schema_is_refused(tmp_path):
 
 
 def test_portfolios_round_trip_version_by_name_and_survive_a_reopen(tmp_path):
-    from pricegrid.server.domain.portfolios import StoredPortfolio, portfolio_id
+    from pricegrid.server.domain.portfolios import StoredPortfolio, content_id
 
     store = SqliteSnapshotStore(tmp_path / "p.db")
     content = bytes(range(256)) * 3  # any bytes, NULs included, back exactly
-    v1 = StoredPortfolio(portfolio_id("desk/a", content), "desk/a", "first", T0, 2, 30, content)
-    v2 = StoredPortfolio(portfolio_id("desk/a", content[:10]), "desk/a", "", T0 + dt.timedelta(hours=1), 1, 3,
+    v1 = StoredPortfolio(content_id("desk/a", content), "desk/a", "first", T0, 2, 30, content)
+    v2 = StoredPortfolio(content_id("desk/a", content[:10]), "desk/a", "", T0 + dt.timedelta(hours=1), 1, 3,
                          content[:10])
-    other = StoredPortfolio(portfolio_id("desk/b", content), "desk/b", "", T0, 2, 30, content)
+    other = StoredPortfolio(content_id("desk/b", content), "desk/b", "", T0, 2, 30, content)
     assert v1.portfolio_id != other.portfolio_id  # the name is part of the id
     assert store.put_portfolio(v1) and store.put_portfolio(v2) and store.put_portfolio(other)
     assert not store.put_portfolio(v1)  # the same version again: stored once
