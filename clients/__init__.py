@@ -54,7 +54,8 @@ from ._models import (
 from ._market import MarketClient, SnapshotInfo, grid_surface, load_snapshot
 from ._market import Finding as SnapshotFinding
 from ._backtest import BacktestException, Backtester, BacktestResult, LikelihoodRatioTest, TrafficLight
-from ._scenarios import BookUsed, ScenarioRiskResult, ScenarioRowError, Shift, StoredPortfolio, StoredScenarioSet
+from ._scenarios import (BookUsed, ScenarioRiskResult, ScenarioRowError, Shift, StoredPortfolio, StoredScenarioSet,
+                         WorstCaseResult)
 from ._risk import BatchResult, BatchStats, RiskClient
 
 __all__ = [
@@ -78,6 +79,7 @@ __all__ = [
     "BookUsed",
     "StoredPortfolio",
     "StoredScenarioSet",
+    "WorstCaseResult",
     "ScenarioRowError",
     "Shift",
     "Backtester",

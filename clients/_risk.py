@@ -1170,6 +1170,53 @@ class RiskClient(_RiskRequests):
             raise PricingError.from_rpc_error(e) from None
         return _scenarios.sensitivities_result(reply)
 
+    def worst_case(
+        self,
+        *,
+        snapshot_id: str = "",
+        underlying_id: str = "",
+        model: str | int | None = None,
+        shifts: Iterable[Shift],
+        covariance: Any,
+        level: float | None = None,
+        loss: float | None = None,
+        dof: float | None = None,
+        smile: str = "sticky_strike",
+        quantity: Any = None,
+        trade_ids: Iterable[str] | None = None,
+        max_iterations: int | None = None,
+        tolerance: float | None = None,
+        max_level: float | None = None,
+        radius_steps: int | None = None,
+        label: str = "worst-case",
+        instrument: str = "european",
+        books: Iterable[Any] | None = None,
+        portfolio: str = "",
+        timeout=USE_CLIENT_DEFAULT,
+        **columns: Any,
+    ):
+        """The worst plausible scenario by full revaluation on the server
+        (RiskService.WorstCase): the largest loss over the ellipsoid x' S^-1 x <= c of moves
+        of the components of ``shifts`` (``covariance`` S, k x k, over the horizon; c the
+        chi-square ``level``-quantile, 0.99 by default, with ``dof`` degrees of freedom, k
+        by default), or with ``loss`` the reverse question: the smallest ellipsoid whose
+        worst loss reaches it. The trades as for :meth:`scenario_risk`. Returns a
+        WorstCaseResult (``result.scenario_kwargs()``: the move as :meth:`scenario_risk`'s
+        arguments)."""
+        self._check_open()
+        trades = self._trades(books, portfolio, instrument, model, snapshot_id, underlying_id, columns)
+        request = _scenarios.worst_case_request(
+            **trades, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids),
+            shifts=list(shifts), covariance=covariance, level=level, loss=loss, dof=dof, smile=smile,
+            max_iterations=max_iterations, tolerance=tolerance, max_level=max_level, radius_steps=radius_steps,
+            label=label)
+        stub = risk_pb2_grpc.RiskServiceStub(self.channel)
+        try:
+            reply = stub.WorstCase(request, timeout=resolve_timeout(timeout, self.timeout))
+        except grpc.RpcError as e:
+            raise PricingError.from_rpc_error(e) from None
+        return _scenarios.worst_case_result(reply)
+
     def parametric_var(self, deltas, covariance, *, factors=None, books=None, gammas=None,
                        method: str = "delta_normal", levels: Iterable[float] = (0.99,),
                        timeout=USE_CLIENT_DEFAULT) -> list:

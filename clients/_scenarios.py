@@ -28,7 +28,7 @@ from pricegrid.v1 import risk_pb2 as rpb
 
 from ._errors import PricingError, RowError, status_code
 
-__all__ = ["SensitivitiesResult", "BookVar", "RiskNode", "ScenarioRiskResult", "ScenarioRowError", "Shift", "QUANTITIES", "KINDS",
+__all__ = ["SensitivitiesResult", "WorstCaseResult", "BookVar", "RiskNode", "ScenarioRiskResult", "ScenarioRowError", "Shift", "QUANTITIES", "KINDS",
            "PARAMETRIC_METHODS"]
 
 PARAMETRIC_METHODS = {"delta_normal": rpb.PARAMETRIC_METHOD_DELTA_NORMAL,
@@ -108,6 +108,17 @@ class Shift:
         if self.grid_expiries is not None:
             return len(self.grid_expiries) * len(self.grid_moneyness or ())
         return 1
+
+    @classmethod
+    def from_message(cls, msg: rpb.ScenarioShift) -> "Shift":
+        """The shift a ScenarioShift message states."""
+        quantity = {v: k for k, v in QUANTITIES.items()}.get(msg.quantity, str(msg.quantity))
+        kind = {v: k for k, v in KINDS.items()}.get(msg.kind, str(msg.kind))
+        shape = msg.WhichOneof("shape")
+        return cls(msg.name, quantity, kind, tuple(msg.selector),
+                   tenors=tuple(msg.buckets.tenors) if shape == "buckets" else None,
+                   grid_expiries=tuple(msg.grid.expiries) if shape == "grid" else None,
+                   grid_moneyness=tuple(msg.grid.moneyness) if shape == "grid" else None)
 
     def message(self) -> rpb.ScenarioShift:
         if self.quantity not in QUANTITIES:
@@ -510,6 +521,93 @@ def sensitivities_result(reply: rpb.SensitivitiesResponse) -> SensitivitiesResul
         delta=_doubles(reply.delta).reshape(n, k), gamma=_doubles(reply.gamma).reshape(n, k),
         portfolio_delta=_doubles(reply.portfolio_delta), portfolio_gamma=_doubles(reply.portfolio_gamma),
         errors=[ScenarioRowError(e.trade, e.scenario, e.code, e.field, e.message) for e in reply.errors],
+        priced_by={"model": reply.priced_by.model, "engine": reply.priced_by.engine, "version": reply.priced_by.version},
+        market={"snapshot_id": reply.market.snapshot_id, "underlying_id": reply.market.underlying_id,
+                "vol_surface": reply.market.vol_surface},
+    )
+
+
+@dataclass
+class WorstCaseResult:
+    """RiskService.WorstCase's answer: the worst (or, for the reverse question, the most
+    plausible) factor ``move`` per component (``components``, in the shifts' units), the
+    full-revaluation ``pnl`` there (negative: a loss; ``loss`` = -pnl) and each trade's
+    (``trade_pnl``), the move's Mahalanobis ``radius2`` and its chi-square ``radius_level``,
+    the ellipsoid searched (``bound2``, ``dof``), the delta-gamma comparison, the search's
+    effort and convergence, and ``reached`` (the reverse question's target). ``scenario``
+    is the move as a ScenarioSet message; :meth:`scenario_kwargs` gives it as
+    RiskClient.scenario_risk's arguments."""
+
+    trade_ids: list[str]
+    components: list[str]
+    move: np.ndarray
+    pnl: float
+    trade_pnl: np.ndarray
+    radius2: float
+    radius_level: float
+    bound2: float
+    dof: float
+    delta_gamma_move: np.ndarray
+    delta_gamma_pnl: float
+    iterations: int
+    revaluations: int
+    converged: bool
+    achieved_tolerance: float
+    reached: bool
+    radius_steps: int
+    scenario: rpb.ScenarioSet
+    priced_by: dict = field(default_factory=dict)
+    market: dict = field(default_factory=dict)
+
+    @property
+    def loss(self) -> float:
+        return -self.pnl
+
+    def scenario_kwargs(self) -> dict:
+        """``shifts``, ``sizes`` (components x 1), ``labels`` and ``smile`` of the move: with
+        the same trades, ``risk.scenario_risk(..., **result.scenario_kwargs())`` reproduces
+        ``pnl`` bit for bit."""
+        smile = {v: k for k, v in SMILES.items()}.get(self.scenario.smile, "sticky_strike")
+        return {"shifts": [Shift.from_message(m) for m in self.scenario.shifts],
+                "sizes": _doubles(self.scenario.sizes).reshape(len(self.components), -1),
+                "labels": list(self.scenario.labels), "smile": smile}
+
+
+def worst_case_request(portfolio=None, *, books=None, stored: str = "", snapshot_id: str = "", quantity, trade_ids,
+                       shifts: Sequence[Shift], covariance, level, loss, dof, smile: str, max_iterations, tolerance,
+                       max_level, radius_steps, label) -> rpb.WorstCaseRequest:
+    if smile not in SMILES:
+        raise ValueError(f"smile {smile!r}; expected one of {sorted(SMILES)}")
+    if level is not None and loss is not None:
+        raise ValueError("give a level (maximum loss) or a loss (the reverse question), not both")
+    msg = rpb.WorstCaseRequest(smile=SMILES[smile], label=str(label or ""))
+    portfolio_into(msg, portfolio=portfolio, books=books, stored=stored, snapshot_id=snapshot_id)
+    msg.shifts.extend(s.message() for s in shifts)
+    msg.covariance.raw = np.ascontiguousarray(covariance, dtype="<f8").tobytes()
+    if loss is not None:
+        msg.loss = float(loss)
+    elif level is not None:
+        msg.level = float(level)
+    for name, value, kind in (("dof", dof, float), ("max_iterations", max_iterations, int),
+                              ("tolerance", tolerance, float), ("max_level", max_level, float),
+                              ("radius_steps", radius_steps, int)):
+        if value is not None:
+            setattr(msg, name, kind(value))
+    if quantity is not None:
+        msg.quantity.raw = np.ascontiguousarray(np.atleast_1d(np.asarray(quantity, dtype="<f8"))).tobytes()
+    if trade_ids is not None:
+        msg.trade_ids.extend(str(t) for t in trade_ids)
+    return msg
+
+
+def worst_case_result(reply: rpb.WorstCaseResponse) -> WorstCaseResult:
+    return WorstCaseResult(
+        trade_ids=list(reply.trade_ids), components=list(reply.components), move=_doubles(reply.move),
+        pnl=reply.pnl, trade_pnl=_doubles(reply.trade_pnl), radius2=reply.radius2, radius_level=reply.radius_level,
+        bound2=reply.bound2, dof=reply.dof, delta_gamma_move=_doubles(reply.delta_gamma_move),
+        delta_gamma_pnl=reply.delta_gamma_pnl, iterations=reply.iterations, revaluations=reply.revaluations,
+        converged=reply.converged, achieved_tolerance=reply.achieved_tolerance, reached=reply.reached,
+        radius_steps=reply.radius_steps, scenario=reply.scenario,
         priced_by={"model": reply.priced_by.model, "engine": reply.priced_by.engine, "version": reply.priced_by.version},
         market={"snapshot_id": reply.market.snapshot_id, "underlying_id": reply.market.underlying_id,
                 "vol_surface": reply.market.vol_surface},

@@ -337,7 +337,8 @@ class ScenarioRevaluer:
         columns["time_to_expiry"] = flat("t", new_t)
         market_rows = MarketBatch(flat("level", new_level), flat("rate", new_rate), flat("q", new_q),
                                   flat("vol", new_vol) if new_vol is not None else None)
-        outputs = BatchOutputs(scratch.get("value", (1, n * s)))
+        outputs = BatchOutputs(scratch.get("value", (1, n * s)),  # (a Monte Carlo engine writes its errors too)
+                               scratch.get("stderr", (1, n * s)) if spec.monte_carlo else None)
         priced = self.pricing.price_batch(spec, ProductBatch(batch.product, columns), market_rows, (Measure.PRICE,),
                                           rows=n * s, fields=fields, threads=threads, effective_inputs=False,
                                           should_continue=should_continue, outputs=outputs, **(extra or {}))

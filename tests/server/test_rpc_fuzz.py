@@ -291,7 +291,8 @@ UNARY = [
 
 def test_every_method_is_fuzzed():
     fuzzed = {(s, m) for s, m, _ in UNARY} | {("PricingService", "PriceStream"), ("RiskService", "Backtest"),
-                                             ("RiskService", "RunScenarioRisk"), ("RiskService", "Sensitivities")}
+                                             ("RiskService", "RunScenarioRisk"), ("RiskService", "Sensitivities"),
+                                             ("RiskService", "WorstCase")}
     for file, service in ((pb, "PricingService"), (mpb, "MarketDataService"), (rpb, "RiskService")):
         for method in file.DESCRIPTOR.services_by_name[service].methods:
             assert (service, method.name) in fuzzed, method.full_name
@@ -515,6 +516,59 @@ def test_sensitivities(channel):
         code, reply, details = _call(channel, "RiskService", "Sensitivities", data)
         if code != grpc.StatusCode.OK:
             assert code in PROPER and details, (code, details)
+
+    run()
+    _still_serving(channel)
+
+
+def test_worst_case(channel):
+    from pricegrid.v1 import market_pb2_grpc
+
+    snap = snapshot()
+    snap.name = "fuzz-worst-case"
+    snap.underlyings[0].vol_surface = "SPX-vol"
+    sid = market_pb2_grpc.MarketDataServiceStub(channel).PutSnapshot(
+        mpb.PutSnapshotRequest(snapshot=snap, force=True, reason="fuzz"), timeout=10).info.id
+
+    def base():
+        r = _scenario_request(sid)
+        w = rpb.WorstCaseRequest(portfolio=r.portfolio, quantity=c.DoubleColumn(values=[-1.0, -2.0]),
+                                 shifts=[r.scenarios.shifts[0], r.scenarios.shifts[2]], level=0.95, max_iterations=5,
+                                 label="w")
+        w.covariance.values.extend([0.05 ** 2, -0.3 * 0.05 * 0.02, -0.3 * 0.05 * 0.02, 0.02 ** 2])
+        return w
+
+    def reverse():
+        w = base()
+        w.loss = 1.0
+        w.radius_steps = 5
+        return w
+
+    def with_books():
+        w = base()
+        for name in ("portfolio", "quantity"):
+            w.ClearField(name)
+        w.books.CopyFrom(_portfolio(""))
+        w.snapshot_id = sid
+        return w
+
+    for make in (base, reverse, with_books):
+        code, reply, details = _call(channel, "RiskService", "WorstCase", make().SerializeToString())
+        assert code == grpc.StatusCode.OK, details
+        r = rpb.WorstCaseResponse.FromString(reply)
+        assert r.components == ["spot", "vol"] and r.pnl < 0 and r.reached
+
+    @FUZZ
+    @given(data=st.one_of(mutated(base), mutated(reverse), mutated(with_books)))
+    def run(data):
+        code, reply, details = _call(channel, "RiskService", "WorstCase", data)
+        if code != grpc.StatusCode.OK:
+            assert code in PROPER and details, (code, details)
+            return
+        r = rpb.WorstCaseResponse.FromString(reply)
+        numbers = [r.pnl, r.radius2, r.radius_level, r.bound2, r.dof, r.delta_gamma_pnl, r.achieved_tolerance]
+        columns = [_column(x, "<f8") for x in (r.move, r.trade_pnl, r.delta_gamma_move)]
+        assert all(np.isfinite(v) for v in numbers) and all(np.isfinite(col).all() for col in columns), r
 
     run()
     _still_serving(channel)
