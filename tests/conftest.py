@@ -42,3 +42,15 @@ def channel(server):
 @pytest.fixture(scope="session")
 def stub(channel):
     return pricing_pb2_grpc.PricingServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """The URL of a throwaway PostgreSQL cluster for the session (tests/postgres.py)."""
+    from tests import postgres
+
+    why = postgres.available()
+    if why is not None:
+        pytest.skip(why)
+    with postgres.cluster() as url:
+        yield url

@@ -67,7 +67,8 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-plaintext", action="store_true", default=None, dest="allow_plaintext",
                    help="serve plaintext on a non-loopback address (behind a TLS-terminating proxy)")
     p.add_argument("--auth-policy", dest="auth_policy", help="TOML file of roles, JWT keys and mTLS identities")
-    p.add_argument("--store", help="SQLite file of market snapshots (':memory:' keeps nothing)")
+    p.add_argument("--store", help="the store of snapshots, portfolios and scenario sets: a SQLite file (':memory:'"
+                                   " keeps nothing) or a postgresql:// URL shared by replicas")
     p.add_argument("--snapshot-max-age", type=float, dest="snapshot_max_age_s",
                    help="seconds after which a snapshot's as-of is flagged stale")
     p.add_argument("--log-level", dest="log_level")

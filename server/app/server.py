@@ -58,7 +58,8 @@ from pricegrid.server.rpc.servicers import ECHO_SERVICE, SERVICE, PricingService
 from pricegrid.server.service.backtest import BacktestLimits
 from pricegrid.server.service.market import MarketDataService, MarketSettings
 from pricegrid.server.service.pricing import Limits, PricingService
-from pricegrid.server.store.sqlite import SqliteSnapshotStore
+from pricegrid.server.store import describe as describe_store
+from pricegrid.server.store import open_store
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import pricing_pb2 as pb
 
@@ -307,7 +308,7 @@ def start(settings: Settings) -> RunningServer:
         metrics.models.labels(spec.ref.model, spec.ref.engine, spec.ref.version).set(1)
     observer = RpcObserver(metrics)
     info = server_info(settings, kernel_threads, started_at)
-    store = SqliteSnapshotStore(settings.store_path)
+    store = open_store(settings.store_path)
     market = MarketDataService(store, MarketSettings(max_age=dt.timedelta(seconds=settings.snapshot_max_age_s)))
     service = PricingService(
         Limits(max_rows=settings.max_rows, chunk_rows=settings.chunk_rows, kernel_threads=kernel_threads,
@@ -390,7 +391,7 @@ def start(settings: Settings) -> RunningServer:
         metrics_port=metrics_port,
         kernel_threads=kernel_threads,
         malloc_tuned=malloc_tuned,
-        store=settings.store_path,
+        store=describe_store(settings.store_path),
         demo_snapshot=demo_record.snapshot_id,
         store_schema=store.schema_version,
         build=dict(BUILD_INFO),

@@ -61,9 +61,10 @@
     metrics_port          PRICEGRID_METRICS_PORT       9464  Prometheus endpoint (0: any free port, -1: off)
     echo                  PRICEGRID_ECHO               false serve pricegrid.v1.EchoService (benchmarks;
                                                        metered and logged like any method)
-    store                 PRICEGRID_STORE              the SQLite file of market snapshots (default:
-                                                       $XDG_DATA_HOME or ~/.local/share, /pricegrid/pricegrid.db;
-                                                       ":memory:" keeps nothing across restarts)
+    store                 PRICEGRID_STORE              where snapshots, portfolios and scenario sets live: a
+                                                       SQLite file (default: $XDG_DATA_HOME or ~/.local/share,
+                                                       /pricegrid/pricegrid.db; ":memory:" keeps nothing across
+                                                       restarts), or a postgresql:// URL that replicas share
     snapshot_max_age_s    PRICEGRID_SNAPSHOT_MAX_AGE   604800 (7 days): older as-of times are flagged stale
     log_level             PRICEGRID_LOG_LEVEL          info
     log_format            PRICEGRID_LOG_FORMAT         json  (or console)
@@ -169,7 +170,8 @@ class Settings:
 
     @property
     def store_path(self) -> str:
-        """The snapshot store's file (``store``, or the default under the user's data folder)."""
+        """The store: ``store`` (a SQLite file or a postgresql:// URL), or the default SQLite
+        file under the user's data folder."""
         if self.store:
             return self.store
         base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")

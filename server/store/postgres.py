@@ -1,0 +1,248 @@
+"""The shared store: market snapshots, portfolios and named scenario sets in PostgreSQL, for
+replicas that serve the same data (psycopg 3 and its connection pool).
+
+The same protocols and the same meaning as :mod:`pricegrid.server.store.sqlite`: a record
+is written once under its content id (a second put of the same id is a no-op that says so),
+read back exactly (a snapshot as its canonical JSON, a portfolio or scenario set as its
+contract bytes), listed newest first. Times are ``timestamptz``; ``seq`` (an identity
+column) orders records stored in the same microsecond, as SQLite's rowid does.
+
+Schema migrations are numbered and run at open, in one transaction under an advisory lock,
+so that replicas starting together apply each exactly once; ``pricegrid_schema`` records
+the last one applied, and a database newer than this code refuses to open.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from typing import Optional
+from urllib.parse import urlsplit, urlunsplit
+
+from psycopg_pool import ConnectionPool
+
+from pricegrid.server.domain.market import Finding, Severity, Snapshot, StoredSnapshot
+from pricegrid.server.domain.portfolios import StoredPortfolio, StoredScenarioSet
+
+MIGRATIONS = (
+    # 1: market snapshots (as SQLite's migrations 1 and 2)
+    """
+    CREATE TABLE snapshots (
+        seq           BIGINT GENERATED ALWAYS AS IDENTITY,
+        id            TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        as_of         TIMESTAMPTZ NOT NULL,
+        stored_at     TIMESTAMPTZ NOT NULL,
+        curves        INTEGER NOT NULL,
+        underlyings   INTEGER NOT NULL,
+        heston        INTEGER NOT NULL,
+        description   TEXT NOT NULL,
+        forced_reason TEXT NOT NULL,
+        findings      TEXT NOT NULL,
+        surfaces      INTEGER NOT NULL DEFAULT 0,
+        content       TEXT NOT NULL
+    );
+    CREATE INDEX snapshots_by_name ON snapshots (name, as_of)
+    """,
+    # 2: stored portfolios and named scenario sets (SQLite's 3 and 4)
+    """
+    CREATE TABLE portfolios (
+        seq           BIGINT GENERATED ALWAYS AS IDENTITY,
+        id            TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        description   TEXT NOT NULL,
+        stored_at     TIMESTAMPTZ NOT NULL,
+        books         BIGINT NOT NULL,
+        trades        BIGINT NOT NULL,
+        content       BYTEA NOT NULL
+    );
+    CREATE INDEX portfolios_by_name ON portfolios (name, stored_at);
+    CREATE TABLE scenario_sets (
+        seq           BIGINT GENERATED ALWAYS AS IDENTITY,
+        id            TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        description   TEXT NOT NULL,
+        stored_at     TIMESTAMPTZ NOT NULL,
+        scenarios     BIGINT NOT NULL,
+        components    BIGINT NOT NULL,
+        content       BYTEA NOT NULL
+    );
+    CREATE INDEX scenario_sets_by_name ON scenario_sets (name, stored_at)
+    """,
+)
+
+_SUMMARY = "id, name, as_of, stored_at, curves, underlyings, heston, description, forced_reason, findings, surfaces"
+_ITEMS = {"portfolios": ("id, name, description, stored_at, books, trades", StoredPortfolio),
+          "scenario_sets": ("id, name, description, stored_at, scenarios, components", StoredScenarioSet)}
+#: pg_advisory_xact_lock's key for migrations (any fixed number: "pricegrd" in ASCII)
+_MIGRATION_LOCK = 0x7072696365677264
+
+
+def redacted(url: str) -> str:
+    """A connection URL without its password (for logs and ServerInfo)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def _utc(t: dt.datetime) -> dt.datetime:
+    return t.astimezone(dt.timezone.utc)
+
+
+class PostgresStore:
+    """SnapshotStore, PortfolioStore and ScenarioSetStore in one PostgreSQL database
+    (``url``: a libpq connection URL); a pool of at most ``max_size`` connections."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4, timeout: float = 10.0):
+        self.url = url
+        self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
+                                    kwargs={"autocommit": True, "application_name": "pricegrid"})
+        self._pool.open(wait=True, timeout=timeout)
+        try:
+            self._migrate()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def _migrate(self) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS pricegrid_schema (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT version FROM pricegrid_schema").fetchone()
+            version = row[0] if row else 0
+            if row is None:
+                conn.execute("INSERT INTO pricegrid_schema (version) VALUES (0)")
+            if version > len(MIGRATIONS):
+                raise RuntimeError(f"{redacted(self.url)}: schema version {version} is newer than this pricegrid knows")
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    conn.execute(statement)
+                conn.execute("UPDATE pricegrid_schema SET version = %s", (number,))
+
+    @property
+    def schema_version(self) -> int:
+        with self._pool.connection() as conn:
+            return conn.execute("SELECT version FROM pricegrid_schema").fetchone()[0]
+
+    def close(self) -> None:
+        self._pool.close()
+
+    # ------------------------------------------------------------------ snapshots
+    def put(self, record: StoredSnapshot) -> bool:
+        snap = record.snapshot
+        row = (record.snapshot_id, record.name, _utc(record.as_of), _utc(record.stored_at), *record.counts[:3],
+               record.description, record.forced_reason,
+               json.dumps([[int(f.severity), f.check, f.field, f.message] for f in record.findings]), record.counts[3],
+               snap.canonical_json())
+        with self._pool.connection() as conn:
+            cur = conn.execute(f"INSERT INTO snapshots ({_SUMMARY}, content) VALUES "
+                               "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING", row)
+            return cur.rowcount == 1
+
+    def get(self, snapshot_id: str) -> Optional[StoredSnapshot]:
+        with self._pool.connection() as conn:
+            row = conn.execute(f"SELECT {_SUMMARY}, content FROM snapshots WHERE id = %s", (snapshot_id,)).fetchone()
+        return None if row is None else self._record(row, with_content=True)
+
+    def list(self, name: str = "", limit: int = 100):
+        query, args = f"SELECT {_SUMMARY} FROM snapshots", ()
+        if name:
+            query, args = query + " WHERE name = %s", (name,)
+        with self._pool.connection() as conn:
+            rows = conn.execute(query + " ORDER BY as_of DESC, stored_at DESC, seq DESC LIMIT %s",
+                                args + (int(limit),)).fetchall()
+        return [self._record(r, with_content=False) for r in rows]
+
+    def latest(self, name: str, before: dt.datetime) -> Optional[StoredSnapshot]:
+        with self._pool.connection() as conn:
+            row = conn.execute(f"SELECT {_SUMMARY}, content FROM snapshots WHERE name = %s AND as_of < %s "
+                               "ORDER BY as_of DESC, seq DESC LIMIT 1", (name, _utc(before))).fetchone()
+        return None if row is None else self._record(row, with_content=True)
+
+    def delete(self, snapshot_id: str) -> bool:
+        with self._pool.connection() as conn:
+            return conn.execute("DELETE FROM snapshots WHERE id = %s", (snapshot_id,)).rowcount == 1
+
+    @staticmethod
+    def _record(row, *, with_content: bool) -> StoredSnapshot:
+        findings = tuple(Finding(Severity(s), c, f, m) for s, c, f, m in json.loads(row[9]))
+        snapshot = Snapshot.from_canonical(json.loads(row[11])) if with_content else None
+        return StoredSnapshot(row[0], row[1], _utc(row[2]), _utc(row[3]), (row[4], row[5], row[6], row[10]), row[7],
+                              row[8], findings, snapshot)
+
+    # ------------------------------------------------------------------ named items
+    def _put_item(self, table: str, record) -> bool:
+        v = [getattr(record, f.name) for f in dataclasses.fields(record)]
+        with self._pool.connection() as conn:
+            cur = conn.execute(f"INSERT INTO {table} ({_ITEMS[table][0]}, content) VALUES "
+                               "(%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+                               (v[0], v[1], v[2], _utc(v[3]), v[4], v[5], v[6]))
+            return cur.rowcount == 1
+
+    def _get_item(self, table: str, item_id: str):
+        columns, kind = _ITEMS[table]
+        with self._pool.connection() as conn:
+            row = conn.execute(f"SELECT {columns}, content FROM {table} WHERE id = %s", (item_id,)).fetchone()
+        return None if row is None else self._item(kind, row)
+
+    def _latest_item(self, table: str, name: str):
+        columns, kind = _ITEMS[table]
+        with self._pool.connection() as conn:
+            row = conn.execute(f"SELECT {columns}, content FROM {table} WHERE name = %s "
+                               "ORDER BY stored_at DESC, seq DESC LIMIT 1", (name,)).fetchone()
+        return None if row is None else self._item(kind, row)
+
+    def _list_items(self, table: str, name: str, limit: int):
+        columns, kind = _ITEMS[table]
+        query, args = f"SELECT {columns} FROM {table}", ()
+        if name:
+            query, args = query + " WHERE name = %s", (name,)
+        with self._pool.connection() as conn:
+            rows = conn.execute(query + " ORDER BY stored_at DESC, seq DESC LIMIT %s", args + (int(limit),)).fetchall()
+        return [self._item(kind, r) for r in rows]
+
+    def _delete_item(self, table: str, item_id: str) -> bool:
+        with self._pool.connection() as conn:
+            return conn.execute(f"DELETE FROM {table} WHERE id = %s", (item_id,)).rowcount == 1
+
+    @staticmethod
+    def _item(kind, row):
+        return kind(row[0], row[1], row[2], _utc(row[3]), row[4], row[5], bytes(row[6]) if len(row) > 6 else None)
+
+    def put_portfolio(self, record: StoredPortfolio) -> bool:
+        return self._put_item("portfolios", record)
+
+    def get_portfolio(self, portfolio_id: str) -> Optional[StoredPortfolio]:
+        return self._get_item("portfolios", portfolio_id)
+
+    def latest_portfolio(self, name: str) -> Optional[StoredPortfolio]:
+        return self._latest_item("portfolios", name)
+
+    def list_portfolios(self, name: str = "", limit: int = 100):
+        return self._list_items("portfolios", name, limit)
+
+    def delete_portfolio(self, portfolio_id: str) -> bool:
+        return self._delete_item("portfolios", portfolio_id)
+
+    def put_scenario_set(self, record: StoredScenarioSet) -> bool:
+        return self._put_item("scenario_sets", record)
+
+    def get_scenario_set(self, set_id: str) -> Optional[StoredScenarioSet]:
+        return self._get_item("scenario_sets", set_id)
+
+    def latest_scenario_set(self, name: str) -> Optional[StoredScenarioSet]:
+        return self._latest_item("scenario_sets", name)
+
+    def list_scenario_sets(self, name: str = "", limit: int = 100):
+        return self._list_items("scenario_sets", name, limit)
+
+    def delete_scenario_set(self, set_id: str) -> bool:
+        return self._delete_item("scenario_sets", set_id)
