@@ -39,7 +39,8 @@ class Metrics:
         )
         self.errors = Counter("pricegrid_rpc_errors", "RPCs that ended in an error, by code", ["method", "code"], registry=registry)
         self.stream_messages = Counter(
-            "pricegrid_stream_messages", "Messages received on PriceStream", registry=registry
+            "pricegrid_stream_messages", "Messages received on streaming RPCs (counted when the stream ends)",
+            ["method"], registry=registry
         )
         self.in_flight = Gauge(
             "pricegrid_rpc_in_flight", "RPCs being handled now", ["method"], registry=registry
@@ -84,6 +85,8 @@ class RpcObserver:
     def record(self, method: str, code: str, seconds: float, rows: int, request_id: str,
                bad_rows: int = 0, batch: bool = False, detail: str = "") -> None:
         self.metrics.observe(method, code, seconds, rows, bad_rows, batch)
+        if detail == "stream":  # ``rows``: the stream's messages
+            self.metrics.stream_messages.labels(method).inc(rows)
         self._pending.append((time.time(), method, code, seconds, rows, bad_rows, request_id, detail))
 
     def _run(self) -> None:

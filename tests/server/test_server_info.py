@@ -54,3 +54,29 @@ def test_metrics_endpoint(stub, server):
     body = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
     assert 'pricegrid_rpc_duration_seconds_bucket{code="OK",le="0.0001",method="/pricegrid.v1.PricingService/ServerInfo"}' in body
     assert 'pricegrid_model_info{engine="analytic_european",model="black_scholes_merton",version="1.0.0"} 1.0' in body
+
+
+def test_stream_messages_are_counted_per_method(server):
+    """pricegrid_stream_messages_total grows by the messages a stream received once it ends."""
+    import re
+    import time
+
+    import grpc
+
+    from pricegrid.v1 import risk_pb2 as rpb
+    from pricegrid.v1 import risk_pb2_grpc
+
+    def count() -> float:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
+        m = re.search(r'pricegrid_stream_messages_total\{method="/pricegrid.v1.RiskService/Backtest"\} (\S+)', body)
+        return float(m.group(1)) if m else 0.0
+
+    before = count()
+    with grpc.insecure_channel(server.address) as ch:
+        replies = list(risk_pb2_grpc.RiskServiceStub(ch).Backtest(
+            iter([rpb.BacktestRequest(pnl={"values": [1.0, -2.0]}, var={"values": [1.5, 1.5]})] * 3), timeout=10))
+    assert len(replies) == 3
+    deadline = time.monotonic() + 5  # recorded as the stream ends, after the last reply
+    while count() < before + 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert count() == before + 3
