@@ -176,8 +176,15 @@ def _trade_arguments(parser: argparse.ArgumentParser, *, vol: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pricegrid", description="pricegrid client: price, implied vol, info, snapshots, risk, bench")
+    parser = argparse.ArgumentParser(
+        prog="pricegrid", description="pricegrid: the pricing and risk service (serve, health) and its client (price,"
+                                      " implied vol, info, snapshots, risk, bench). Each command's --help lists its"
+                                      " options and defaults.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # run by the server's CLI (pricegrid.console dispatches them before this parser): listed here for --help
+    commands.add_parser("serve", help="run the server (pricegrid serve --help: its settings and their"
+                                      " PRICEGRID_* variables)", add_help=False)
+    commands.add_parser("health", help="ask a server's gRPC health service; exit 0 when SERVING", add_help=False)
 
     price = commands.add_parser("price", help="price one trade and its Greeks")
     _trade_arguments(price, vol=True)

@@ -82,13 +82,15 @@ def health(argv) -> int:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     p = argparse.ArgumentParser(prog="pricegrid health", description="Check a server through grpc.health.v1.")
-    p.add_argument("--target", default=None, help="host:port (default: 127.0.0.1:$PRICEGRID_PORT or 50051)")
+    p.add_argument("--target", default=None,
+                   help="host:port (default: $PRICEGRID_TARGET, else 127.0.0.1:$PRICEGRID_PORT or 50051)")
     p.add_argument("--service", default="", help="service name ('' for the whole server)")
     p.add_argument("--timeout", type=float, default=2.0)
     args = p.parse_args(argv)
     import os
 
-    target = args.target or f"127.0.0.1:{os.environ.get('PRICEGRID_PORT') or 50051}"
+    target = args.target or os.environ.get("PRICEGRID_TARGET") or \
+        f"127.0.0.1:{os.environ.get('PRICEGRID_PORT') or 50051}"
     try:
         with grpc.insecure_channel(target) as ch:
             reply = health_pb2_grpc.HealthStub(ch).Check(
@@ -114,10 +116,14 @@ def main(argv=None) -> int:
             print(f"pricegrid serve: {exc}", file=sys.stderr)
             return 2
         from pricegrid.server.app import logs
-        from pricegrid.server.app.server import serve
+        from pricegrid.server.app.server import StartError, serve
 
         logs.configure(settings.log_level, settings.log_format)
-        return serve(settings)
+        try:
+            return serve(settings)
+        except StartError as exc:
+            print(f"pricegrid serve: {exc}", file=sys.stderr)
+            return 1
     print("usage: pricegrid {serve,health} ... (the other subcommands are the client CLI's)", file=sys.stderr)
     return 2
 

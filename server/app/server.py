@@ -297,6 +297,10 @@ def capacity(settings: Settings) -> tuple[Lanes, StreamGate, tuple]:
     return lanes, StreamGate("streams", settings.max_streams), (front_pool, batch_pool)
 
 
+class StartError(Exception):
+    """The server cannot start for a reason its operator can fix (a busy port, the store)."""
+
+
 def start(settings: Settings) -> RunningServer:
     malloc_tuned = tune_malloc()
     single_threaded_blas()
@@ -308,7 +312,12 @@ def start(settings: Settings) -> RunningServer:
         metrics.models.labels(spec.ref.model, spec.ref.engine, spec.ref.version).set(1)
     observer = RpcObserver(metrics)
     info = server_info(settings, kernel_threads, started_at)
-    store = open_store(settings.store_path)
+    try:
+        store = open_store(settings.store_path)
+    except Exception as exc:  # an unreachable database, a file that cannot be created, a newer schema
+        observer.close()
+        raise StartError(f"cannot open the store {describe_store(settings.store_path)}: "
+                         f"{type(exc).__name__}: {exc}") from exc
     market = MarketDataService(store, MarketSettings(max_age=dt.timedelta(seconds=settings.snapshot_max_age_s)))
     service = PricingService(
         Limits(max_rows=settings.max_rows, chunk_rows=settings.chunk_rows, kernel_threads=kernel_threads,
@@ -360,10 +369,14 @@ def start(settings: Settings) -> RunningServer:
             names.append(ECHO_SERVICE)
         reflection.enable_server_reflection(names, server)
         address = f"{settings.host}:{settings.port}"
-        port = (server.add_secure_port(address, certificates.credentials()) if certificates is not None
-                else server.add_insecure_port(address))
+        try:
+            port = (server.add_secure_port(address, certificates.credentials()) if certificates is not None
+                    else server.add_insecure_port(address))
+        except RuntimeError:  # grpc: "Failed to bind to address ..."
+            port = 0
         if port == 0:
-            raise OSError(f"could not bind {settings.host}:{settings.port}")
+            raise StartError(f"cannot listen on {address}: the port is in use or the address is not this "
+                             "machine's (GRPC_VERBOSITY=debug tells why)")
         await server.start()
         for name in ("", SERVICE, market_rpc.SERVICE, risk_rpc.SERVICE):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

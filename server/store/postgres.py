@@ -20,6 +20,7 @@ import json
 from typing import Optional
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from pricegrid.server.domain.market import Finding, Severity, Snapshot, StoredSnapshot
@@ -103,6 +104,9 @@ class PostgresStore:
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4, timeout: float = 10.0):
         self.url = url
+        # one connection first, so that an unreachable server or a refused login fails now with
+        # libpq's own reason (the pool would retry quietly until its timeout)
+        psycopg.connect(url, connect_timeout=max(1, int(timeout)), application_name="pricegrid").close()
         self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
                                     kwargs={"autocommit": True, "application_name": "pricegrid"})
         self._pool.open(wait=True, timeout=timeout)

@@ -1,0 +1,50 @@
+"""The server's command line as an operator meets it: one-line errors for a busy port and an
+unreachable store (exit 1, the password kept out), `health` honouring $PRICEGRID_TARGET,
+`pricegrid --help` listing serve and health."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+PRICEGRID = os.path.join(os.path.dirname(sys.executable), "pricegrid")  # the console script
+SERVE = [PRICEGRID, "serve", "--metrics-port", "-1"]
+
+
+def _run(args, env=None, timeout=60):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_a_busy_port_is_one_line_and_exit_1():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = _run([*SERVE, "--port", str(port), "--store", ":memory:"])
+    assert r.returncode == 1
+    lines = [x for x in r.stderr.splitlines() if x.startswith("pricegrid serve:")]
+    assert lines == [f"pricegrid serve: cannot listen on 127.0.0.1:{port}: the port is in use or the address is not "
+                     "this machine's (GRPC_VERBOSITY=debug tells why)"]
+    assert "Traceback" not in r.stderr
+
+
+def test_an_unreachable_store_is_one_line_without_the_password():
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens there
+    r = _run([*SERVE, "--port", "0", "--store", f"postgresql://app:s3cret@127.0.0.1:{port}/risk"])
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "s3cret" not in r.stderr
+    assert f"pricegrid serve: cannot open the store postgresql://app:***@127.0.0.1:{port}/risk: OperationalError" \
+        in r.stderr
+
+
+def test_health_honours_pricegrid_target_and_help_lists_the_server_commands(server):
+    r = _run([PRICEGRID, "health"], env={"PRICEGRID_TARGET": server.address})
+    assert r.returncode == 0 and r.stdout.strip() == f"{server.address}: SERVING"
+    r = _run([PRICEGRID, "--help"])
+    assert r.returncode == 0
+    listed = {line.split()[0] for line in r.stdout.splitlines() if line.startswith("    ") and line.split()}
+    assert {"serve", "health", "price", "risk"} <= listed
