@@ -78,7 +78,10 @@ class RetryConfig:
                 "backoffMultiplier": self.backoff_multiplier,
                 "retryableStatusCodes": list(self.retryable_status_codes),
             }
-        return {"methodConfig": [method]}
+        # round_robin: a target of several addresses (ipv4:a:1,b:2, or a DNS name with several
+        # A records, e.g. a headless Kubernetes Service) spreads calls over all of them; gRPC's
+        # default, pick_first, would send everything to the first that answers
+        return {"loadBalancingConfig": [{"round_robin": {}}], "methodConfig": [method]}
 
 
 def _duration(seconds: float) -> str:

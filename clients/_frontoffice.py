@@ -79,7 +79,9 @@ class FrontOfficeClient:
     Keyword-only arguments:
 
     ``target``       ``"host:port"`` (default ``$PRICEGRID_TARGET`` or ``127.0.0.1:50051``);
-                     any gRPC target (``dns:///a,b`` ...) works.
+                     any gRPC target: several replicas as ``"ipv4:10.0.0.1:50051,10.0.0.2:50051"``
+                     or a DNS name with several A records (``"dns:///pricegrid.risk.svc:50051"``),
+                     calls spread over them round robin.
     ``timeout``      the deadline of every call in seconds (``None``: no deadline).
     ``use_stream``   price over one long-lived PriceStream instead of unary calls.
     ``retries``      :class:`RetryConfig`; gRPC retries calls that fail ``UNAVAILABLE``.
