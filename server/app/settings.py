@@ -194,3 +194,8 @@ def _parse(f, raw: str):
         return kind(raw)
     except ValueError:
         raise ValueError(f"PRICEGRID_{_ENV_NAMES.get(f.name, f.name.upper())}={raw!r} is not a valid {kind.__name__}") from None
+
+
+def variables() -> dict[str, str]:
+    """Every environment variable the server reads: PRICEGRID_* name -> its setting."""
+    return {f"PRICEGRID_{_ENV_NAMES.get(f.name, f.name.upper())}": f.name for f in fields(Settings)}
