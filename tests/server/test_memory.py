@@ -96,7 +96,7 @@ def test_rss_returns_near_its_level_after_a_million_row_batch():
         done.set()
         sampler.join()
         after = _rss_mib(pid)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20  # the trim runs once the batch is over; a loaded machine delays it
         while after - idle > 0.5 * (peak[0] - idle) and time.monotonic() < deadline:
             time.sleep(0.1)
             after = _rss_mib(pid)
