@@ -53,7 +53,7 @@ from ._models import (
 from ._market import MarketClient, SnapshotInfo, grid_surface, load_snapshot
 from ._market import Finding as SnapshotFinding
 from ._backtest import BacktestException, Backtester, BacktestResult, LikelihoodRatioTest, TrafficLight
-from ._scenarios import ScenarioRiskResult, ScenarioRowError, Shift
+from ._scenarios import ScenarioRiskResult, ScenarioRowError, Shift, TaylorReport
 from ._risk import BatchResult, BatchStats, RiskClient
 
 __all__ = [
@@ -75,6 +75,7 @@ __all__ = [
     "ScenarioRiskResult",
     "ScenarioRowError",
     "Shift",
+    "TaylorReport",
     "Backtester",
     "BatchResult",
     "BatchStats",

@@ -938,6 +938,12 @@ class RiskClient:
         trade_risk: bool = False,
         tags: Mapping[str, Any] | None = None,
         aggregate_by: Iterable[str] = (),
+        revaluation: str = "full",
+        taylor_bumps: Iterable[float] | None = None,
+        cross_gamma: bool = False,
+        hybrid_tail: int = 0,
+        check_scenarios: int = 0,
+        check: str = "even",
         instrument: str = "european",
         heston: Any = None,
         threads: int = 0,
@@ -957,7 +963,14 @@ class RiskClient:
         trade's VaR and ES; ``tags`` (name -> one value per trade, or one) and
         ``aggregate_by`` (tag names, top level first): ``result.nodes``, each node's P&L,
         VaR and ES. ``progress(trades_done,
-        trades)`` is called per block of the cube. One stream; ``timeout`` its deadline."""
+        trades)`` is called per block of the cube. One stream; ``timeout`` its deadline.
+
+        ``revaluation``: "full" (default), "taylor" (each cell from the trade's delta-gamma
+        expansion at the base, ``taylor_bumps`` one bump per shift or None for the server's
+        defaults, ``cross_gamma`` for the cross terms; ``check_scenarios`` scenarios revalued
+        in full to measure the error, ``check`` "even" or "tail") or "hybrid" (Taylor, then the
+        ``hybrid_tail`` worst scenarios revalued in full, 0: the server's rule); the error
+        report in ``result.taylor``."""
         self._check_open()
         portfolio = self._snapshot_portfolio(instrument, model, snapshot_id, underlying_id, columns, threads=threads,
                                              heston=heston)
@@ -965,7 +978,9 @@ class RiskClient:
             portfolio, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
             sizes=sizes, labels=list(labels), smile=smile, output=output, cube_type=cube_type,
             var_levels=var_levels, es_levels=es_levels, trade_risk=trade_risk, tags=tags,
-            aggregate_by=list(aggregate_by),
+            aggregate_by=list(aggregate_by), revaluation=revaluation,
+            taylor_bumps=None if taylor_bumps is None else list(taylor_bumps), cross_gamma=cross_gamma,
+            hybrid_tail=hybrid_tail, check_scenarios=check_scenarios, check=check,
             history=None if history is None else (history["dates"], history["levels"], history.get("holding_period", 1),
                                                   history.get("overlapping", True)),
         )
@@ -996,18 +1011,21 @@ class RiskClient:
         smile: str = "sticky_strike",
         quantity: Any = None,
         trade_ids: Iterable[str] | None = None,
+        cross_gamma: bool = False,
         instrument: str = "european",
         timeout=USE_CLIENT_DEFAULT,
         **columns: Any,
     ):
         """Bucketed delta and gamma of every trade per component of ``shifts`` (one bump size
         per shift, in its units) by full revaluation on the server (RiskService.Sensitivities),
-        ``scheme`` "central", "forward" or "backward". Returns a SensitivitiesResult."""
+        ``scheme`` "central", "forward" or "backward"; with ``cross_gamma``, every second
+        cross derivative too (``result.cross_gamma``, trades x components x components).
+        Returns a SensitivitiesResult."""
         self._check_open()
         portfolio = self._snapshot_portfolio(instrument, model, snapshot_id, underlying_id, columns)
         request = _scenarios.sensitivities_request(
             portfolio, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
-            bumps=list(bumps), scheme=scheme, smile=smile)
+            bumps=list(bumps), scheme=scheme, smile=smile, cross_gamma=cross_gamma)
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         try:
             reply = stub.Sensitivities(request, timeout=resolve_timeout(timeout, self.timeout))

@@ -29,7 +29,7 @@ from pricegrid.v1 import risk_pb2 as rpb
 from ._errors import PricingError, RowError, status_code
 
 __all__ = ["SensitivitiesResult", "BookVar", "RiskNode", "ScenarioRiskResult", "ScenarioRowError", "Shift", "QUANTITIES", "KINDS",
-           "PARAMETRIC_METHODS"]
+           "PARAMETRIC_METHODS", "TaylorReport", "REVALUATIONS"]
 
 PARAMETRIC_METHODS = {"delta_normal": rpb.PARAMETRIC_METHOD_DELTA_NORMAL,
                       "delta_gamma_normal": rpb.PARAMETRIC_METHOD_DELTA_GAMMA_NORMAL,
@@ -83,6 +83,31 @@ KINDS = {"absolute": rpb.SHIFT_KIND_ABSOLUTE, "relative": rpb.SHIFT_KIND_RELATIV
 SMILES = {"sticky_strike": rpb.SMILE_DYNAMICS_STICKY_STRIKE, "sticky_moneyness": rpb.SMILE_DYNAMICS_STICKY_MONEYNESS}
 OUTPUTS = {"aggregates": rpb.SCENARIO_OUTPUT_AGGREGATES, "cube": rpb.SCENARIO_OUTPUT_CUBE,
            "both": rpb.SCENARIO_OUTPUT_BOTH}
+REVALUATIONS = {"full": rpb.REVALUATION_MODE_FULL, "taylor": rpb.REVALUATION_MODE_TAYLOR,
+                "hybrid": rpb.REVALUATION_MODE_HYBRID}
+CHECKS = {"even": rpb.TAYLOR_CHECK_EVEN, "tail": rpb.TAYLOR_CHECK_TAIL}
+
+
+@dataclass(frozen=True)
+class TaylorReport:
+    """A TAYLOR or HYBRID run's approximation and its error: the bumps used (per shift), the
+    bumped scenarios per trade, the scenarios revalued in full (``revalued``: indices) with the
+    portfolio's Taylor and full P&L on them, ``max_abs_error`` and ``rms_error`` of their
+    difference (None when nothing was revalued), and VaR and ES by level of the Taylor P&L
+    alone and with the revalued scenarios' full values in their place."""
+
+    revaluation: str
+    bumps: np.ndarray
+    bump_scenarios: int
+    revalued: np.ndarray
+    taylor_pnl: np.ndarray
+    full_pnl: np.ndarray
+    max_abs_error: Optional[float]
+    rms_error: Optional[float]
+    taylor_var: dict
+    taylor_expected_shortfall: dict
+    revalued_var: dict
+    revalued_expected_shortfall: dict
 
 
 @dataclass(frozen=True)
@@ -171,6 +196,7 @@ class ScenarioRiskResult:
     market: dict = field(default_factory=dict)
     blocks: int = 0
     nodes: list = field(default_factory=list)  # RiskNode of the tag hierarchy, parents first
+    taylor: Optional[TaylorReport] = None      # TAYLOR and HYBRID runs: the error report
 
     def node(self, *path: str) -> RiskNode:
         """The node of ``path`` ("desk=rates", "book=B1")."""
@@ -197,7 +223,8 @@ def _doubles(col) -> np.ndarray:
 
 def request_of(portfolio, *, quantity, trade_ids, shifts: Sequence[Shift], sizes, labels, smile: str, output: str,
                cube_type: str, var_levels, es_levels, trade_risk: bool = False, tags=None,
-               aggregate_by=(), history=None) -> rpb.RunScenarioRiskRequest:
+               aggregate_by=(), history=None, revaluation: str = "full", taylor_bumps=None, cross_gamma: bool = False,
+               hybrid_tail: int = 0, check_scenarios: int = 0, check: str = "even") -> rpb.RunScenarioRiskRequest:
     components = sum(s.components for s in shifts)
     if history is not None:  # (dates, levels dates x components, holding, overlapping)
         dates, levels, holding, overlapping = history
@@ -242,6 +269,21 @@ def request_of(portfolio, *, quantity, trade_ids, shifts: Sequence[Shift], sizes
         values = [values] if isinstance(values, str) else list(values)
         msg.tags.add(name=str(name), values=[str(v) for v in values])
     msg.aggregate_by.extend(str(x) for x in aggregate_by)
+    if revaluation not in REVALUATIONS:
+        raise ValueError(f"revaluation {revaluation!r}; expected one of {sorted(REVALUATIONS)}")
+    if check not in CHECKS:
+        raise ValueError(f"check {check!r}; expected one of {sorted(CHECKS)}")
+    msg.revaluation = REVALUATIONS[revaluation]
+    if revaluation != "full":
+        t = msg.taylor
+        t.SetInParent()
+        t.bumps.extend(float(b) for b in (taylor_bumps or ()))
+        t.cross_gamma, t.hybrid_tail, t.check_scenarios = bool(cross_gamma), int(hybrid_tail), int(check_scenarios)
+        if check_scenarios:
+            t.check = CHECKS[check]
+    elif taylor_bumps or cross_gamma or hybrid_tail or check_scenarios:
+        raise ValueError("taylor_bumps, cross_gamma, hybrid_tail and check_scenarios are for revaluation='taylor' "
+                         "or 'hybrid'")
     return msg
 
 
@@ -296,7 +338,23 @@ def collect(stub_call, request: rpb.RunScenarioRiskRequest, timeout, progress=No
         blocks=blocks,
         nodes=[RiskNode(tuple(n.path), n.trades, _doubles(n.pnl), {x.level: x.value for x in n.var},
                         {x.level: x.value for x in n.expected_shortfall}) for n in trailer.nodes],
+        taylor=_taylor_report(trailer.taylor) if trailer.HasField("taylor") else None,
     )
+
+
+def _taylor_report(t: rpb.TaylorReport) -> TaylorReport:
+    def levels(xs):
+        return {x.level: x.value for x in xs}
+
+    mode = {v: k for k, v in REVALUATIONS.items()}.get(t.revaluation, str(t.revaluation))
+    return TaylorReport(
+        revaluation=mode, bumps=np.asarray(t.bumps, dtype=np.float64), bump_scenarios=t.bump_scenarios,
+        revalued=np.asarray(t.revalued, dtype=np.int64), taylor_pnl=_doubles(t.taylor_pnl),
+        full_pnl=_doubles(t.full_pnl),
+        max_abs_error=t.max_abs_error if t.HasField("max_abs_error") else None,
+        rms_error=t.rms_error if t.HasField("rms_error") else None,
+        taylor_var=levels(t.taylor_var), taylor_expected_shortfall=levels(t.taylor_expected_shortfall),
+        revalued_var=levels(t.revalued_var), revalued_expected_shortfall=levels(t.revalued_expected_shortfall))
 
 
 SCHEMES = {"central": rpb.DIFFERENCE_SCHEME_CENTRAL, "forward": rpb.DIFFERENCE_SCHEME_FORWARD,
@@ -318,16 +376,18 @@ class SensitivitiesResult:
     errors: list
     priced_by: dict = field(default_factory=dict)
     market: dict = field(default_factory=dict)
+    cross_gamma: Optional[np.ndarray] = None            # trades x components x components, when asked
+    portfolio_cross_gamma: Optional[np.ndarray] = None  # components x components
 
 
 def sensitivities_request(portfolio, *, quantity, trade_ids, shifts: Sequence[Shift], bumps, scheme: str,
-                          smile: str) -> rpb.SensitivitiesRequest:
+                          smile: str, cross_gamma: bool = False) -> rpb.SensitivitiesRequest:
     if scheme not in SCHEMES:
         raise ValueError(f"scheme {scheme!r}; expected one of {sorted(SCHEMES)}")
     if smile not in SMILES:
         raise ValueError(f"smile {smile!r}; expected one of {sorted(SMILES)}")
     msg = rpb.SensitivitiesRequest(portfolio=portfolio, scheme=SCHEMES[scheme], smile=SMILES[smile],
-                                   bumps=[float(b) for b in bumps])
+                                   bumps=[float(b) for b in bumps], cross_gamma=bool(cross_gamma))
     msg.shifts.extend(s.message() for s in shifts)
     if quantity is not None:
         msg.quantity.raw = np.ascontiguousarray(np.atleast_1d(np.asarray(quantity, dtype="<f8"))).tobytes()
@@ -346,4 +406,7 @@ def sensitivities_result(reply: rpb.SensitivitiesResponse) -> SensitivitiesResul
         priced_by={"model": reply.priced_by.model, "engine": reply.priced_by.engine, "version": reply.priced_by.version},
         market={"snapshot_id": reply.market.snapshot_id, "underlying_id": reply.market.underlying_id,
                 "vol_surface": reply.market.vol_surface},
+        cross_gamma=_doubles(reply.cross_gamma).reshape(n, k, k) if reply.HasField("cross_gamma") else None,
+        portfolio_cross_gamma=(_doubles(reply.portfolio_cross_gamma).reshape(k, k)
+                               if reply.HasField("portfolio_cross_gamma") else None),
     )
