@@ -161,6 +161,9 @@ class ScenarioRevaluer:
                           f"{self.pricing.limits.max_rows:,} (one trade's scenarios are priced in one call)",
                           code=Code.RESOURCE_EXHAUSTED)
         product_path = fields.get("rate", "market.rate").replace("market.rate", "instruments")
+        if spec.monte_carlo:  # its noise would be the P&L (and its runner writes standard errors)
+            raise invalid(product_path.replace("instruments", "engine"),
+                          "Monte Carlo engines are not in scenario runs yet: choose an analytic or lattice engine")
         if batch.schedule is not None:
             raise invalid(product_path, f"{batch.product.name} options (fixing schedules) are not in scenario runs yet")
         base_market, used, base_fields = self.pricing.resolve_market(spec, batch, market, fields)
@@ -545,6 +548,11 @@ def derivatives(bumps: BumpSet, pnl: np.ndarray, cross: bool = False):
     scheme's differences (a time roll: theta = V(+h) - V(0) over h, gamma 0); with
     ``cross``, (rows, components, components), gamma on the diagonal and the corners'
     mixed differences off it."""
+    with np.errstate(over="ignore", invalid="ignore"):  # a huge P&L is a non-finite derivative: a failed trade
+        return _derivatives(bumps, pnl, cross)
+
+
+def _derivatives(bumps: BumpSet, pnl: np.ndarray, cross: bool):
     h, scheme = bumps.h, bumps.scheme
     roll = bumps.time
     p1 = pnl[:, bumps.first]

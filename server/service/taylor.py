@@ -280,11 +280,12 @@ class TaylorRun:
             mixed_var, mixed_es = _levels(both.var), _levels(both.es)
         else:
             mixed_var, mixed_es = var, es
-        error = taylor[index] - full
-        return TaylorReport(
-            self.options.hybrid, self.bumps, self.plan.scenarios.scenarios, index, taylor[index].copy(), full,
-            float(np.max(np.abs(error))) if error.size else None,
-            float(np.sqrt(np.mean(error ** 2))) if error.size else None, var, es, mixed_var, mixed_es)
+        error = np.abs(taylor[index] - full)
+        largest = float(error.max()) if error.size else None
+        rms = None if largest is None else largest * float(np.sqrt(np.mean((error / largest) ** 2))) if largest \
+            else 0.0  # scaled: the squares of a huge error stay finite
+        return TaylorReport(self.options.hybrid, self.bumps, self.plan.scenarios.scenarios, index,
+                            taylor[index].copy(), full, largest, rms, var, es, mixed_var, mixed_es)
 
 
 def _levels(x) -> np.ndarray:

@@ -393,8 +393,27 @@ def test_scenario_risk(channel):
     valid = [rpb.RunScenarioRiskResponse.FromString(b) for b in call(with_history().SerializeToString(), timeout=30)]
     assert valid[0].header.scenario_labels == ["d0/d2", "d1/d3"]
 
+    def with_taylor(hybrid: bool):
+        def make():
+            r = _scenario_request(sid)
+            r.revaluation = rpb.REVALUATION_MODE_HYBRID if hybrid else rpb.REVALUATION_MODE_TAYLOR
+            r.taylor.bumps.extend([1e-3, 1e-4, 1e-3])
+            r.taylor.cross_gamma = True
+            if hybrid:
+                r.taylor.hybrid_tail = 2
+            else:
+                r.taylor.check_scenarios, r.taylor.check = 2, rpb.TAYLOR_CHECK_TAIL
+            return r
+        return make
+
+    for hybrid in (False, True):
+        valid = [rpb.RunScenarioRiskResponse.FromString(b) for b in call(with_taylor(hybrid)().SerializeToString(),
+                                                                          timeout=30)]
+        assert len(valid[-1].trailer.taylor.revalued) == 2
+
     @FUZZ
-    @given(data=st.one_of(mutated(lambda: _scenario_request(sid)), mutated(with_history)))
+    @given(data=st.one_of(mutated(lambda: _scenario_request(sid)), mutated(with_history), mutated(with_taylor(False)),
+                          mutated(with_taylor(True))))
     def run(data):
         parts = []
         try:
@@ -409,6 +428,13 @@ def test_scenario_risk(channel):
         trailer = parts[-1].trailer
         pnl = np.frombuffer(trailer.portfolio_pnl.raw, dtype="<f8") if trailer.portfolio_pnl.raw else np.zeros(0)
         assert np.isfinite(pnl).all()
+        if trailer.HasField("taylor"):
+            t = trailer.taylor
+            values = [x.value for x in (*t.taylor_var, *t.revalued_var, *t.taylor_expected_shortfall,
+                                        *t.revalued_expected_shortfall)]
+            if t.HasField("max_abs_error"):
+                values += [t.max_abs_error, t.rms_error]
+            assert all(math.isfinite(v) for v in values), t
         for p in parts[1:-1]:
             cube = np.frombuffer(p.block.pnl, dtype="<f4" if p.block.cube_type == rpb.CUBE_TYPE_FLOAT32 else "<f8")
             failed = {(e.trade, e.scenario) for e in p.block.errors}
@@ -432,16 +458,28 @@ def test_sensitivities(channel):
         return rpb.SensitivitiesRequest(portfolio=r.portfolio, quantity=r.quantity, shifts=r.scenarios.shifts,
                                         bumps=[1e-4, 1e-4, 1e-3], scheme=rpb.DIFFERENCE_SCHEME_CENTRAL)
 
+    def cross():
+        r = base()
+        r.cross_gamma = True
+        return r
+
     code, reply, details = _call(channel, "RiskService", "Sensitivities", base().SerializeToString())
     assert code == grpc.StatusCode.OK, details
     assert len(rpb.SensitivitiesResponse.FromString(reply).components) == 4
+    code, reply, details = _call(channel, "RiskService", "Sensitivities", cross().SerializeToString())
+    assert code == grpc.StatusCode.OK, details
+    assert len(rpb.SensitivitiesResponse.FromString(reply).portfolio_cross_gamma.raw) == 8 * 16
 
     @FUZZ
-    @given(data=mutated(base))
+    @given(data=st.one_of(mutated(base), mutated(cross)))
     def run(data):
         code, reply, details = _call(channel, "RiskService", "Sensitivities", data)
         if code != grpc.StatusCode.OK:
             assert code in PROPER and details, (code, details)
+            return
+        r = rpb.SensitivitiesResponse.FromString(reply)
+        values = np.concatenate([_column(c, "<f8") for c in (r.delta, r.gamma, r.cross_gamma)])
+        assert np.isfinite(values).all() or r.errors, "a NaN sensitivity without its row error"
 
     run()
     _still_serving(channel)
