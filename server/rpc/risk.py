@@ -630,6 +630,7 @@ class RiskServicer:
                 trailer.trade_expected_shortfall.CopyFrom(_column(a.trade_es.ravel()))
         if state.taylor is not None:
             trailer.taylor.CopyFrom(_taylor_report(state.taylor.report(a), a))
+            trailer.compute_seconds += state.taylor.seconds  # the derivatives and the check too
         return rpb.RunScenarioRiskResponse(trailer=trailer).SerializeToString()
 
     async def Backtest(self, requests, context, call, counter):

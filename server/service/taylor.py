@@ -30,6 +30,7 @@ and the deadline are checked between blocks (and inside the kernels, through the
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
 
@@ -120,6 +121,7 @@ class TaylorRun:
         self.block_trades = max(1, int(block_trades))
         self.should_continue, self.scenarios_path = should_continue, scenarios_path
         self.max_row_errors = revaluer.max_row_errors
+        t0 = time.perf_counter()
         snapshot = revaluer.snapshot_of(market, fields)
         scenarios.validate(_object_ids(snapshot, market.underlying_id), prefix=scenarios_path)
         level = snapshot.underlying(market.underlying_id).level
@@ -145,6 +147,7 @@ class TaylorRun:
             self.tail = np.sort(np.argsort(self.taylor_portfolio, kind="stable")[:m])
         self.revaluation = Revaluation(self.base, self.market_used, self._blocks(), list(self.base_errors),
                                        self.priced_by)
+        self.seconds = time.perf_counter() - t0  # the derivatives (and HYBRID's first pass), before the blocks
 
     # ------------------------------------------------------------------ the expansion
     def _coefficients(self, bumped: Revaluation) -> None:
@@ -252,6 +255,7 @@ class TaylorRun:
         """The error report from the run's aggregates (a TAYLOR check revalues its scenarios
         here, block by block)."""
         n = self.scenarios.scenarios
+        t0 = time.perf_counter()
         if self.options.hybrid:
             taylor, index = self.taylor_portfolio, self.tail
             full = aggregates.portfolio_pnl[index]
@@ -280,6 +284,7 @@ class TaylorRun:
             mixed_var, mixed_es = _levels(both.var), _levels(both.es)
         else:
             mixed_var, mixed_es = var, es
+        self.seconds += time.perf_counter() - t0
         error = np.abs(taylor[index] - full)
         largest = float(error.max()) if error.size else None
         rms = None if largest is None else largest * float(np.sqrt(np.mean((error / largest) ** 2))) if largest \
