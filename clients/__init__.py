@@ -53,7 +53,8 @@ from ._models import (
 from ._market import MarketClient, SnapshotInfo, grid_surface, load_snapshot
 from ._market import Finding as SnapshotFinding
 from ._backtest import BacktestException, Backtester, BacktestResult, LikelihoodRatioTest, TrafficLight
-from ._scenarios import ScenarioRiskResult, ScenarioRowError, Shift, TaylorReport
+from ._scenarios import (BookUsed, ScenarioRiskResult, ScenarioRowError, Shift, StoredPortfolio, StoredScenarioSet,
+                         TaylorReport)
 from ._risk import BatchResult, BatchStats, RiskClient
 
 __all__ = [
@@ -73,6 +74,9 @@ __all__ = [
     "BacktestException",
     "BacktestResult",
     "ScenarioRiskResult",
+    "BookUsed",
+    "StoredPortfolio",
+    "StoredScenarioSet",
     "ScenarioRowError",
     "Shift",
     "TaylorReport",

@@ -30,7 +30,7 @@ import grpc
 import numpy as np
 
 from pricegrid.v1 import wire
-from pricegrid.v1 import common_pb2, pricing_pb2, pricing_pb2_grpc, risk_pb2_grpc
+from pricegrid.v1 import common_pb2, pricing_pb2, pricing_pb2_grpc, risk_pb2, risk_pb2_grpc
 
 from . import _columns as C
 from ._backtest import Backtester, BacktestResult
@@ -921,10 +921,10 @@ class RiskClient:
     def scenario_risk(
         self,
         *,
-        snapshot_id: str,
-        underlying_id: str,
-        model: str | int,
-        shifts: Iterable[Shift],
+        snapshot_id: str = "",
+        underlying_id: str = "",
+        model: str | int | None = None,
+        shifts: Iterable[Shift] = (),
         sizes: Any = None,
         labels: Iterable[str] = (),
         history: Any = None,
@@ -948,6 +948,10 @@ class RiskClient:
         heston: Any = None,
         threads: int = 0,
         progress: Callable[[int, int], None] | None = None,
+        books: Iterable[Any] | None = None,
+        portfolio: str = "",
+        stresses: Iterable[str] = (),
+        stress_targets: Mapping[str, Any] | None = None,
         timeout=USE_CLIENT_DEFAULT,
         **columns: Any,
     ) -> ScenarioRiskResult:
@@ -965,6 +969,16 @@ class RiskClient:
         VaR and ES. ``progress(trades_done,
         trades)`` is called per block of the cube. One stream; ``timeout`` its deadline.
 
+        Instead of one instrument's columns: ``books`` (from :meth:`book`: any mix of
+        products and underlyings), or ``portfolio``, the name or id of a stored portfolio
+        (:meth:`put_portfolio`); ``snapshot_id`` then names the snapshot they run on (unset:
+        each book's own).
+
+        ``stresses``: named stresses run after the own scenarios (which may then be left
+        out): the server's catalogue (:meth:`stresses`) or stored scenario sets
+        (:meth:`put_scenario_set`); ``stress_targets`` maps catalogue factors to selectors
+        ({"equity": ["SPX"], "usd_rates": []}: an empty list leaves a factor out).
+
         ``revaluation``: "full" (default), "taylor" (each cell from the trade's delta-gamma
         expansion at the base, ``taylor_bumps`` one bump per shift or None for the server's
         defaults, ``cross_gamma`` for the cross terms; ``check_scenarios`` scenarios revalued
@@ -972,20 +986,122 @@ class RiskClient:
         ``hybrid_tail`` worst scenarios revalued in full, 0: the server's rule); the error
         report in ``result.taylor``."""
         self._check_open()
-        portfolio = self._snapshot_portfolio(instrument, model, snapshot_id, underlying_id, columns, threads=threads,
-                                             heston=heston)
+        trades = self._trades(books, portfolio, instrument, model, snapshot_id, underlying_id, columns,
+                              threads=threads, heston=heston)
         request = _scenarios.request_of(
-            portfolio, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
+            **trades, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
             sizes=sizes, labels=list(labels), smile=smile, output=output, cube_type=cube_type,
             var_levels=var_levels, es_levels=es_levels, trade_risk=trade_risk, tags=tags,
-            aggregate_by=list(aggregate_by), revaluation=revaluation,
-            taylor_bumps=None if taylor_bumps is None else list(taylor_bumps), cross_gamma=cross_gamma,
-            hybrid_tail=hybrid_tail, check_scenarios=check_scenarios, check=check,
+            aggregate_by=list(aggregate_by), stresses=list(stresses), stress_targets=stress_targets,
+            revaluation=revaluation, taylor_bumps=None if taylor_bumps is None else list(taylor_bumps),
+            cross_gamma=cross_gamma, hybrid_tail=hybrid_tail, check_scenarios=check_scenarios, check=check,
             history=None if history is None else (history["dates"], history["levels"], history.get("holding_period", 1),
                                                   history.get("overlapping", True)),
         )
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         return _scenarios.collect(stub.RunScenarioRisk, request, resolve_timeout(timeout, self.timeout), progress)
+
+    def _trades(self, books, portfolio, instrument, model, snapshot_id, underlying_id, columns, *, threads=0,
+                heston=None) -> dict:
+        """A risk request's trades as request_of takes them."""
+        if books is None and not portfolio:
+            if model is None or not underlying_id or not snapshot_id:
+                raise ValueError("give snapshot_id, underlying_id, model and the trades' columns; or books; or a "
+                                 "stored portfolio")
+            return {"portfolio": self._snapshot_portfolio(instrument, model, snapshot_id, underlying_id, columns,
+                                                          threads=threads, heston=heston)}
+        if columns or model is not None or underlying_id:
+            raise ValueError("with books or a stored portfolio, the trades' columns, model and underlying_id "
+                             "belong to each book (see RiskClient.book)")
+        return {"books": None if books is None else list(books), "stored": portfolio, "snapshot_id": snapshot_id}
+
+    def book(self, instrument: str = "european", *, model: str | int, underlying_id: str, snapshot_id: str = "",
+             quantity: Any = None, trade_ids: Iterable[str] | None = None, tags: Mapping[str, Any] | None = None,
+             threads: int = 0, heston: Any = None, **columns: Any) -> "risk_pb2.PortfolioBook":
+        """One book of a portfolio: ``instrument`` trades (columns as for :meth:`price_batch`)
+        on ``underlying_id`` (of ``snapshot_id``, or of the run's snapshot), with their
+        quantities, ids and tags (name -> one value per trade, or one for the book)."""
+        trades = self._snapshot_portfolio(instrument, model, snapshot_id, underlying_id, columns, threads=threads,
+                                          heston=heston)
+        book = risk_pb2.PortfolioBook(trades=trades)
+        if quantity is not None:
+            book.quantity.raw = np.ascontiguousarray(np.atleast_1d(np.asarray(quantity, dtype="<f8"))).tobytes()
+        if trade_ids is not None:
+            book.trade_ids.extend(str(t) for t in trade_ids)
+        for name, values in (tags or {}).items():
+            values = [values] if isinstance(values, str) else list(values)
+            book.tags.add(name=str(name), values=[str(v) for v in values])
+        return book
+
+    def put_portfolio(self, name: str, books: Iterable[Any], *, description: str = "",
+                      timeout=USE_CLIENT_DEFAULT) -> "_scenarios.StoredPortfolio":
+        """Store ``books`` (from :meth:`book`) as a new version of the portfolio ``name``."""
+        self._check_open()
+        request = risk_pb2.PutPortfolioRequest(name=name, description=description,
+                                               portfolio=risk_pb2.Portfolio(books=list(books)))
+        reply = self._risk_unary("PutPortfolio", request, timeout)
+        return _scenarios.stored_portfolio(reply.portfolio, created=reply.created)
+
+    def get_portfolio(self, name_or_id: str, *, timeout=USE_CLIENT_DEFAULT) -> "_scenarios.StoredPortfolio":
+        """A stored portfolio (the newest version of a name, or an id), with its books."""
+        self._check_open()
+        reply = self._risk_unary("GetPortfolio", risk_pb2.GetPortfolioRequest(portfolio=name_or_id), timeout)
+        return _scenarios.stored_portfolio(reply.portfolio, with_content=True)
+
+    def list_portfolios(self, name: str = "", *, limit: int = 100, timeout=USE_CLIENT_DEFAULT) -> list:
+        """Stored portfolios' versions (summaries), newest first."""
+        self._check_open()
+        reply = self._risk_unary("ListPortfolios", risk_pb2.ListPortfoliosRequest(name=name, limit=limit), timeout)
+        return [_scenarios.stored_portfolio(p) for p in reply.portfolios]
+
+    def delete_portfolio(self, portfolio_id: str, *, timeout=USE_CLIENT_DEFAULT) -> bool:
+        """Delete one stored version; False when there was none."""
+        self._check_open()
+        return self._risk_unary("DeletePortfolio", risk_pb2.DeletePortfolioRequest(id=portfolio_id), timeout).deleted
+
+    def stresses(self, *, timeout=USE_CLIENT_DEFAULT) -> "risk_pb2.ListStressesResponse":
+        """The server's stress catalogue: each stress's window, figures, sources and sizes per
+        factor (``.stresses``), the factors (``.factors``) and how figures become shifts
+        (``.notes``)."""
+        self._check_open()
+        return self._risk_unary("ListStresses", risk_pb2.ListStressesRequest(), timeout)
+
+    def put_scenario_set(self, name: str, shifts: Iterable[Shift], sizes: Any = None, labels: Iterable[str] = (), *,
+                         history: Any = None, description: str = "", timeout=USE_CLIENT_DEFAULT):
+        """Store a named scenario set (shifts x sizes with labels, or a history as for
+        :meth:`scenario_risk`), run later by name through ``stresses``. Returns the stored
+        version (``.id``, ``.scenarios``, ...) and whether it was new (``.created``)."""
+        self._check_open()
+        msg = _scenarios.scenario_set(
+            list(shifts), sizes, list(labels),
+            None if history is None else (history["dates"], history["levels"], history.get("holding_period", 1),
+                                          history.get("overlapping", True)))
+        msg.ClearField("smile")
+        reply = self._risk_unary("PutScenarioSet", risk_pb2.PutScenarioSetRequest(
+            name=name, description=description, scenario_set=msg), timeout)
+        return _scenarios.stored_set(reply.scenario_set, created=reply.created)
+
+    def get_scenario_set(self, name_or_id: str, *, timeout=USE_CLIENT_DEFAULT):
+        """A stored scenario set (the newest version of a name, or an id), with its content."""
+        self._check_open()
+        reply = self._risk_unary("GetScenarioSet", risk_pb2.GetScenarioSetRequest(scenario_set=name_or_id), timeout)
+        return _scenarios.stored_set(reply.scenario_set, with_content=True)
+
+    def list_scenario_sets(self, name: str = "", *, limit: int = 100, timeout=USE_CLIENT_DEFAULT) -> list:
+        self._check_open()
+        reply = self._risk_unary("ListScenarioSets", risk_pb2.ListScenarioSetsRequest(name=name, limit=limit), timeout)
+        return [_scenarios.stored_set(x) for x in reply.scenario_sets]
+
+    def delete_scenario_set(self, set_id: str, *, timeout=USE_CLIENT_DEFAULT) -> bool:
+        self._check_open()
+        return self._risk_unary("DeleteScenarioSet", risk_pb2.DeleteScenarioSetRequest(id=set_id), timeout).deleted
+
+    def _risk_unary(self, method: str, request, timeout):
+        stub = risk_pb2_grpc.RiskServiceStub(self.channel)
+        try:
+            return getattr(stub, method)(request, timeout=resolve_timeout(timeout, self.timeout))
+        except grpc.RpcError as e:
+            raise PricingError.from_rpc_error(e) from None
 
     def _snapshot_portfolio(self, instrument, model, snapshot_id, underlying_id, columns, *, threads=0, heston=None):
         """A risk request's portfolio: the trades' columns as one PriceBatchRequest priced on
@@ -1002,9 +1118,9 @@ class RiskClient:
     def sensitivities(
         self,
         *,
-        snapshot_id: str,
-        underlying_id: str,
-        model: str | int,
+        snapshot_id: str = "",
+        underlying_id: str = "",
+        model: str | int | None = None,
         shifts: Iterable[Shift],
         bumps: Iterable[float],
         scheme: str = "central",
@@ -1013,18 +1129,21 @@ class RiskClient:
         trade_ids: Iterable[str] | None = None,
         cross_gamma: bool = False,
         instrument: str = "european",
+        books: Iterable[Any] | None = None,
+        portfolio: str = "",
         timeout=USE_CLIENT_DEFAULT,
         **columns: Any,
     ):
         """Bucketed delta and gamma of every trade per component of ``shifts`` (one bump size
         per shift, in its units) by full revaluation on the server (RiskService.Sensitivities),
-        ``scheme`` "central", "forward" or "backward"; with ``cross_gamma``, every second
-        cross derivative too (``result.cross_gamma``, trades x components x components).
+        ``scheme`` "central", "forward" or "backward"; the trades as for :meth:`scenario_risk`;
+        with ``cross_gamma``, every second cross derivative too (``result.cross_gamma``,
+        trades x components x components).
         Returns a SensitivitiesResult."""
         self._check_open()
-        portfolio = self._snapshot_portfolio(instrument, model, snapshot_id, underlying_id, columns)
+        trades = self._trades(books, portfolio, instrument, model, snapshot_id, underlying_id, columns)
         request = _scenarios.sensitivities_request(
-            portfolio, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
+            **trades, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
             bumps=list(bumps), scheme=scheme, smile=smile, cross_gamma=cross_gamma)
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         try:

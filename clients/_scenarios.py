@@ -196,7 +196,9 @@ class ScenarioRiskResult:
     market: dict = field(default_factory=dict)
     blocks: int = 0
     nodes: list = field(default_factory=list)  # RiskNode of the tag hierarchy, parents first
-    taylor: Optional[TaylorReport] = None      # TAYLOR and HYBRID runs: the error report
+    books: list = field(default_factory=list)  # BookUsed of each book, in order
+    portfolio_id: str = ""  # the stored portfolio's version that ran
+    taylor: Optional[TaylorReport] = None  # TAYLOR and HYBRID runs: the error report
 
     def node(self, *path: str) -> RiskNode:
         """The node of ``path`` ("desk=rates", "book=B1")."""
@@ -215,18 +217,97 @@ class ScenarioRiskResult:
                             columns=pd.Index(self.scenario_labels, name="scenario"))
 
 
+@dataclass(frozen=True)
+class BookUsed:
+    """One book of a run: its trades [trade_start, trade_stop), product, engine and market."""
+
+    trade_start: int
+    trade_stop: int
+    product: str
+    priced_by: dict
+    market: dict
+
+
+@dataclass(frozen=True)
+class StoredPortfolio:
+    """A stored portfolio's version (``portfolio``: its books, from get_portfolio only)."""
+
+    id: str
+    name: str
+    description: str
+    stored_at: str
+    books: int
+    trades: int
+    portfolio: Optional[rpb.Portfolio] = None
+    created: Optional[bool] = None  # from put_portfolio: False when it was already stored
+
+
+def stored_portfolio(msg: rpb.StoredPortfolio, *, created=None, with_content: bool = False) -> StoredPortfolio:
+    return StoredPortfolio(msg.id, msg.name, msg.description, msg.stored_at, msg.books, msg.trades,
+                           msg.portfolio if with_content else None, created)
+
+
+@dataclass(frozen=True)
+class StoredScenarioSet:
+    """A stored scenario set's version (``scenario_set``: from get_scenario_set only)."""
+
+    id: str
+    name: str
+    description: str
+    stored_at: str
+    scenarios: int
+    components: int
+    scenario_set: Optional[rpb.ScenarioSet] = None
+    created: Optional[bool] = None
+
+
+def stored_set(msg: rpb.StoredScenarioSet, *, created=None, with_content: bool = False) -> StoredScenarioSet:
+    return StoredScenarioSet(msg.id, msg.name, msg.description, msg.stored_at, msg.scenarios, msg.components,
+                             msg.scenario_set if with_content else None, created)
+
+
+def _ref(m) -> dict:
+    return {"model": m.model, "engine": m.engine, "version": m.version}
+
+
+def _market(m) -> dict:
+    return {"snapshot_id": m.snapshot_id, "underlying_id": m.underlying_id, "discount_curve": m.discount_curve,
+            "dividend_curve": m.dividend_curve, "vol_surface": m.vol_surface}
+
+
+def portfolio_into(msg, *, portfolio=None, books=None, stored: str = "", snapshot_id: str = "") -> None:
+    """Put a request's trades into ``msg``: one PriceBatchRequest, a list of PortfolioBook
+    (or a Portfolio), or a stored portfolio's name or id; ``snapshot_id`` with the last two."""
+    if sum(x is not None and x != "" for x in (portfolio, books, stored)) != 1:
+        raise ValueError("give the trades' columns, books, or a stored portfolio's name: exactly one")
+    if portfolio is not None:
+        msg.portfolio.CopyFrom(portfolio)
+        return
+    if books is not None:
+        msg.books.CopyFrom(books if isinstance(books, rpb.Portfolio) else rpb.Portfolio(books=list(books)))
+        msg.books.SetInParent()  # an empty list is sent (and refused), not dropped
+    else:
+        msg.stored_portfolio = str(stored)
+    if snapshot_id:
+        msg.snapshot_id = snapshot_id
+
+
 def _doubles(col) -> np.ndarray:
     if col.raw:
         return np.frombuffer(col.raw, dtype="<f8").astype(np.float64)
     return np.asarray(col.values, dtype=np.float64)
 
 
-def request_of(portfolio, *, quantity, trade_ids, shifts: Sequence[Shift], sizes, labels, smile: str, output: str,
-               cube_type: str, var_levels, es_levels, trade_risk: bool = False, tags=None,
-               aggregate_by=(), history=None, revaluation: str = "full", taylor_bumps=None, cross_gamma: bool = False,
-               hybrid_tail: int = 0, check_scenarios: int = 0, check: str = "even") -> rpb.RunScenarioRiskRequest:
+def scenario_set(shifts: Sequence[Shift], sizes, labels, history=None, *, stresses=(), stress_targets=None,
+                 smile: str = "sticky_strike") -> rpb.ScenarioSet:
+    """A ScenarioSet message: shifts x sizes with labels, or a history; plus named stresses
+    (catalogue or stored) and the catalogue factors' targets (factor -> selectors)."""
     components = sum(s.components for s in shifts)
-    if history is not None:  # (dates, levels dates x components, holding, overlapping)
+    if history is None and sizes is None and (stresses or stress_targets):
+        if shifts or labels:
+            raise ValueError("shifts and labels need their sizes")
+        sizes = np.zeros((0, 0))
+    elif history is not None:  # (dates, levels dates x components, holding, overlapping)
         dates, levels, holding, overlapping = history
         levels = np.asarray(levels, dtype=np.float64)
         if levels.ndim != 2 or levels.shape != (len(dates), components):
@@ -234,37 +315,53 @@ def request_of(portfolio, *, quantity, trade_ids, shifts: Sequence[Shift], sizes
                              f"({len(dates)}, {components})")
         sizes, labels = np.zeros((components, 0)), []
     elif sizes is None:
-        raise ValueError("give sizes (components x scenarios) and labels, or a history")
+        raise ValueError("give sizes (components x scenarios) and labels, a history, or stresses")
     sizes = np.asarray(sizes, dtype=np.float64)
     if sizes.ndim == 1:
         sizes = sizes.reshape(1, -1)
-    if sizes.shape != (components, len(labels)):
+    if sizes.shape != (components, len(labels)) and sizes.size + components + len(labels):
         raise ValueError(f"sizes has shape {sizes.shape}; the shifts have {components} components and there are "
                          f"{len(labels)} labels: expected ({components}, {len(labels)})")
     if smile not in SMILES:
         raise ValueError(f"smile {smile!r}; expected one of {sorted(SMILES)}")
-    if output not in OUTPUTS:
-        raise ValueError(f"output {output!r}; expected one of {sorted(OUTPUTS)}")
-    if cube_type not in ("float64", "float32"):
-        raise ValueError(f"cube_type {cube_type!r}; expected 'float64' or 'float32'")
-    msg = rpb.RunScenarioRiskRequest(portfolio=portfolio, output=OUTPUTS[output],
-                                     cube_type=rpb.CUBE_TYPE_FLOAT32 if cube_type == "float32" else rpb.CUBE_TYPE_FLOAT64,
-                                     var_levels=list(var_levels), es_levels=list(es_levels),
-                                     trade_risk=bool(trade_risk))
-    if quantity is not None:
-        msg.quantity.raw = np.ascontiguousarray(np.atleast_1d(np.asarray(quantity, dtype="<f8"))).tobytes()
-    if trade_ids is not None:
-        msg.trade_ids.extend(str(t) for t in trade_ids)
-    msg.scenarios.shifts.extend(s.message() for s in shifts)
-    msg.scenarios.labels.extend(str(x) for x in labels)
-    msg.scenarios.sizes.raw = np.ascontiguousarray(sizes, dtype="<f8").tobytes()
+    msg = rpb.ScenarioSet(smile=SMILES[smile], stresses=[str(x) for x in stresses])
+    msg.shifts.extend(s.message() for s in shifts)
+    msg.labels.extend(str(x) for x in labels)
+    if sizes.size:
+        msg.sizes.raw = np.ascontiguousarray(sizes, dtype="<f8").tobytes()
     if history is not None:
-        h = msg.scenarios.history
+        h = msg.history
         h.dates.extend(str(d) for d in dates)
         h.levels.raw = np.ascontiguousarray(levels, dtype="<f8").tobytes()
         h.holding_period = int(holding)
         h.non_overlapping = not overlapping
-    msg.scenarios.smile = SMILES[smile]
+    for factor, selectors in (stress_targets or {}).items():
+        selectors = [selectors] if isinstance(selectors, str) else list(selectors)
+        msg.stress_targets.add(factor=str(factor), selectors=[str(x) for x in selectors])
+    return msg
+
+
+def request_of(portfolio=None, *, books=None, stored: str = "", snapshot_id: str = "", quantity, trade_ids,
+               shifts: Sequence[Shift], sizes, labels, smile: str, output: str, cube_type: str, var_levels,
+               es_levels, trade_risk: bool = False, tags=None, aggregate_by=(), history=None, stresses=(),
+               stress_targets=None, revaluation: str = "full", taylor_bumps=None, cross_gamma: bool = False,
+               hybrid_tail: int = 0, check_scenarios: int = 0, check: str = "even") -> rpb.RunScenarioRiskRequest:
+    scenarios = scenario_set(shifts, sizes, labels, history, stresses=stresses, stress_targets=stress_targets,
+                             smile=smile)
+    if output not in OUTPUTS:
+        raise ValueError(f"output {output!r}; expected one of {sorted(OUTPUTS)}")
+    if cube_type not in ("float64", "float32"):
+        raise ValueError(f"cube_type {cube_type!r}; expected 'float64' or 'float32'")
+    msg = rpb.RunScenarioRiskRequest(output=OUTPUTS[output],
+                                     cube_type=rpb.CUBE_TYPE_FLOAT32 if cube_type == "float32" else rpb.CUBE_TYPE_FLOAT64,
+                                     var_levels=list(var_levels), es_levels=list(es_levels),
+                                     trade_risk=bool(trade_risk))
+    portfolio_into(msg, portfolio=portfolio, books=books, stored=stored, snapshot_id=snapshot_id)
+    if quantity is not None:
+        msg.quantity.raw = np.ascontiguousarray(np.atleast_1d(np.asarray(quantity, dtype="<f8"))).tobytes()
+    if trade_ids is not None:
+        msg.trade_ids.extend(str(t) for t in trade_ids)
+    msg.scenarios.CopyFrom(scenarios)
     for name, values in (tags or {}).items():
         values = [values] if isinstance(values, str) else list(values)
         msg.tags.add(name=str(name), values=[str(v) for v in values])
@@ -330,12 +427,11 @@ def collect(stub_call, request: rpb.RunScenarioRiskRequest, timeout, progress=No
         trade_var=tv.reshape(trades, -1) if tv is not None and trades else tv,
         trade_expected_shortfall=te.reshape(trades, -1) if te is not None and trades else te,
         failed_cells=trailer.failed_cells, compute_seconds=trailer.compute_seconds,
-        priced_by={"model": header.priced_by.model, "engine": header.priced_by.engine,
-                   "version": header.priced_by.version},
-        market={"snapshot_id": header.market.snapshot_id, "underlying_id": header.market.underlying_id,
-                "discount_curve": header.market.discount_curve, "dividend_curve": header.market.dividend_curve,
-                "vol_surface": header.market.vol_surface},
+        priced_by=_ref(header.priced_by), market=_market(header.market),
         blocks=blocks,
+        books=[BookUsed(b.trade_start, b.trade_stop, b.product, _ref(b.priced_by), _market(b.market))
+               for b in header.books],
+        portfolio_id=header.portfolio_id,
         nodes=[RiskNode(tuple(n.path), n.trades, _doubles(n.pnl), {x.level: x.value for x in n.var},
                         {x.level: x.value for x in n.expected_shortfall}) for n in trailer.nodes],
         taylor=_taylor_report(trailer.taylor) if trailer.HasField("taylor") else None,
@@ -380,14 +476,16 @@ class SensitivitiesResult:
     portfolio_cross_gamma: Optional[np.ndarray] = None  # components x components
 
 
-def sensitivities_request(portfolio, *, quantity, trade_ids, shifts: Sequence[Shift], bumps, scheme: str,
+def sensitivities_request(portfolio=None, *, books=None, stored: str = "", snapshot_id: str = "", quantity,
+                          trade_ids, shifts: Sequence[Shift], bumps, scheme: str,
                           smile: str, cross_gamma: bool = False) -> rpb.SensitivitiesRequest:
     if scheme not in SCHEMES:
         raise ValueError(f"scheme {scheme!r}; expected one of {sorted(SCHEMES)}")
     if smile not in SMILES:
         raise ValueError(f"smile {smile!r}; expected one of {sorted(SMILES)}")
-    msg = rpb.SensitivitiesRequest(portfolio=portfolio, scheme=SCHEMES[scheme], smile=SMILES[smile],
-                                   bumps=[float(b) for b in bumps], cross_gamma=bool(cross_gamma))
+    msg = rpb.SensitivitiesRequest(scheme=SCHEMES[scheme], smile=SMILES[smile], bumps=[float(b) for b in bumps],
+                                   cross_gamma=bool(cross_gamma))
+    portfolio_into(msg, portfolio=portfolio, books=books, stored=stored, snapshot_id=snapshot_id)
     msg.shifts.extend(s.message() for s in shifts)
     if quantity is not None:
         msg.quantity.raw = np.ascontiguousarray(np.atleast_1d(np.asarray(quantity, dtype="<f8"))).tobytes()

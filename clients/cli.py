@@ -17,6 +17,7 @@
     pricegrid risk backtest pnl.csv [--var-column var] [--level 0.99] [--window 250] [--png chart.png]
     pricegrid risk run --portfolio book.csv --scenarios stress.yaml --snapshot ID --underlying SPX
                        [--output aggregates|cube|both] [--cube-csv cube.csv] [--png pnl.png]
+    pricegrid risk put-portfolio eod/equity --portfolio book.csv [--tag desk]; risk stresses
     pricegrid bench latency --count 2000 --concurrency 4 --json out.json --png out.png
 
 Every command takes ``--target`` (default ``$PRICEGRID_TARGET`` or ``127.0.0.1:50051``) and
@@ -257,17 +258,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     rr = risk_commands.add_parser(
         "run", help="revalue a portfolio under a scenario set: P&L per scenario, VaR and ES",
-        description="Revalue the European options of a CSV (columns option_type, strike, time_to_expiry; optional"
-                    " trade_id and quantity) on one underlying of a stored snapshot under the scenarios of a YAML or"
-                    " JSON file: {labels: [...], smile: sticky_strike | sticky_moneyness, shifts: [{name, quantity:"
-                    " spot | vol | zero_rate | dividend_yield | time, kind: absolute | relative | log | fixed,"
-                    " selector: [id globs], sizes: one per label (or per tenor / grid node, then per label),"
-                    " optional tenors: [3M, 1Y, ...] or grid_expiries + grid_moneyness}]}.")
-    rr.add_argument("--portfolio", type=Path, required=True, help="the trades (CSV with a header row)")
+        description="Revalue the trades of a CSV (or a portfolio stored on the server) on a stored snapshot under"
+                    " the scenarios of a YAML or JSON file. The CSV: one row per trade with the instrument's columns"
+                    " (option_type, strike, time_to_expiry, barrier, ...), optional trade_id, quantity, and"
+                    " instrument (default european), underlying (default --underlying) and model (default --model)"
+                    " columns: rows of one instrument, underlying and model form a book, so a file may mix them."
+                    " The scenarios: {labels: [...], smile: sticky_strike | sticky_moneyness, shifts: [{name,"
+                    " quantity: spot | vol | zero_rate | dividend_yield | time, kind: absolute | relative | log |"
+                    " fixed, selector: [id globs], sizes: one per label (or per tenor / grid node, then per label),"
+                    " optional tenors: [3M, 1Y, ...] or grid_expiries + grid_moneyness}], stresses: [catalogue or"
+                    " stored names], stress_targets: {factor: [id globs]}} (see risk stresses).")
+    trades = rr.add_mutually_exclusive_group(required=True)
+    trades.add_argument("--portfolio", type=Path, help="the trades (CSV with a header row)")
+    trades.add_argument("--stored-portfolio", metavar="NAME", help="a portfolio stored on the server (name or id)")
     rr.add_argument("--scenarios", type=Path, required=True, help="the scenario set (.yaml, .yml or .json)")
     rr.add_argument("--snapshot", required=True, help="the stored snapshot's id")
-    rr.add_argument("--underlying", required=True, help="the underlying's id in the snapshot")
-    rr.add_argument("--model", default="bsm", help="bsm (spot) or black76 (futures); default bsm")
+    _portfolio_arguments(rr)
     rr.add_argument("--output", choices=("aggregates", "cube", "both"), default="aggregates")
     rr.add_argument("--cube-csv", type=Path, help="write the P&L cube (trades x scenarios) to this CSV")
     rr.add_argument("--var-level", type=float, action="append", help="VaR level (repeatable; default 0.99)")
@@ -279,6 +285,21 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--png", type=Path, help="draw the portfolio's P&L histogram with the VaR and ES lines")
     _common(rr)
 
+    pp = risk_commands.add_parser(
+        "put-portfolio", help="store a portfolio CSV on the server under a name (a new version)",
+        description="Store the trades of a CSV (as risk run reads it; every tag column given with --tag) as a new"
+                    " version of a named portfolio, for risk run --stored-portfolio.")
+    pp.add_argument("name")
+    pp.add_argument("--portfolio", type=Path, required=True, help="the trades (CSV with a header row)")
+    pp.add_argument("--description", default="")
+    pp.add_argument("--tag", dest="aggregate_by", action="append", default=[],
+                    help="a CSV column to keep as a tag (repeatable)")
+    _portfolio_arguments(pp)
+    _common(pp)
+
+    st = risk_commands.add_parser("stresses", help="the server's stress catalogue: figures, windows and sources")
+    _common(st)
+
     from . import bench
 
     bench_parser = commands.add_parser("bench", help="benchmarks against a running server")
@@ -286,6 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
     latency = bench_commands.add_parser("latency", help="latency of Price, PriceStream, PriceBatch against Echo")
     bench.add_arguments(latency)
     return parser
+
+
+def _portfolio_arguments(p) -> None:
+    p.add_argument("--underlying", help="the underlying's id in the snapshot, for rows without an 'underlying'"
+                                        " column")
+    p.add_argument("--model", default="bsm", help="bsm (spot) or black76 (futures), for rows without a 'model'"
+                                                  " column; default bsm")
 
 
 # ---------------------------------------------------------------------------- commands
@@ -803,8 +831,15 @@ def _scenario_file(path: Path) -> dict:
         raise
     except Exception as e:  # yaml.YAMLError, json.JSONDecodeError
         raise _BadInput(f"{path}: not valid {'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: {e}") from None
+    if isinstance(doc, dict) and doc.get("stresses") is not None and "labels" not in doc and "shifts" not in doc:
+        doc = {**doc, "labels": [], "shifts": []}
     if not isinstance(doc, dict) or not isinstance(doc.get("labels"), list) or not isinstance(doc.get("shifts"), list):
-        raise _BadInput(f"{path}: expected a mapping with 'labels' (a list) and 'shifts' (a list)")
+        raise _BadInput(f"{path}: expected a mapping with 'labels' (a list) and 'shifts' (a list), or 'stresses'")
+    unknown = set(doc) - {"labels", "shifts", "smile", "stresses", "stress_targets"}
+    if unknown:
+        raise _BadInput(f"{path}: unknown keys {sorted(unknown)}")
+    if not isinstance(doc.get("stresses", []), list) or not isinstance(doc.get("stress_targets", {}), dict):
+        raise _BadInput(f"{path}: 'stresses' is a list of names, 'stress_targets' a mapping of factor to selectors")
     return doc
 
 
@@ -838,29 +873,95 @@ def _scenario_set(args):
         shifts.append(shift)
         rows.append(sizes)
     sizes = np.vstack(rows) if rows else np.zeros((0, len(labels)))
-    return shifts, sizes, labels, str(doc.get("smile", "sticky_strike"))
+    stresses = [str(x) for x in doc.get("stresses", [])]
+    targets = {str(k): [str(x) for x in (v if isinstance(v, list) else [v])]
+               for k, v in doc.get("stress_targets", {}).items()}
+    return shifts, sizes, labels, str(doc.get("smile", "sticky_strike")), stresses, targets
 
 
-def _portfolio_columns(args) -> dict:
+#: a portfolio CSV's columns that are not an instrument's own
+_PORTFOLIO_COLUMNS = ("trade_id", "quantity", "instrument", "underlying", "model")
+
+
+def _portfolio_books(args, risk, snapshot_id: str = "") -> list:
+    """The CSV's trades as books (RiskClient.book): one per (instrument, underlying, model)
+    in order of first appearance, each with the columns its instrument takes (a cell of
+    another instrument's column must be empty), quantities, trade ids and the tag columns."""
     header, columns = read_trades_csv(args.portfolio)
-    for name in ("option_type", "strike", "time_to_expiry"):
-        if name not in columns:
-            raise _BadInput(f"{args.portfolio}: no column {name!r}; the header has {header}")
-    out = {"option_type": columns["option_type"].tolist()}
-    for name in ("strike", "time_to_expiry", "quantity"):
-        if name in columns:
-            text = columns[name]
-            try:
-                out[name] = text.astype(np.float64)
-            except ValueError:
-                bad = next(i for i, v in enumerate(text) if not _is_float(v))
-                raise _BadInput(f"{args.portfolio}: column {name}, line {bad + 2}: not a number: {str(text[bad])!r}") from None
-    out["trade_ids"] = columns["trade_id"].tolist() if "trade_id" in columns else None
+    rows = len(next(iter(columns.values())))
     for name in args.aggregate_by:
         if name not in columns:
-            raise _BadInput(f"{args.portfolio}: no column {name!r} (--aggregate-by); the header has {header}")
-    out["tags"] = {name: columns[name].tolist() for name in args.aggregate_by}
-    return out
+            raise _BadInput(f"{args.portfolio}: no column {name!r} (a tag); the header has {header}")
+
+    def column(name, default):
+        if name not in columns:
+            return np.full(rows, default, dtype=object)
+        values = columns[name].astype(object)
+        values[values == ""] = default
+        return values
+
+    instrument, model = column("instrument", "european"), column("model", args.model)
+    underlying = column("underlying", args.underlying or "")
+    if not all(underlying):
+        line = int(np.flatnonzero(underlying == "")[0]) + 2
+        raise _BadInput(f"{args.portfolio}: line {line}: no underlying (an 'underlying' column, or --underlying)")
+    for i, x in enumerate(instrument):
+        if x not in _INSTRUMENT_TYPES:
+            raise _BadInput(f"{args.portfolio}: line {i + 2}: instrument {x!r}; expected one of "
+                            f"{sorted(_INSTRUMENT_TYPES)}")
+    keys = list(zip(instrument, underlying, model))
+    books = []
+    for key in dict.fromkeys(keys):
+        sel = np.array([k == key for k in keys])
+        kind = key[0]
+        known = (set(_INSTRUMENT_TYPES[kind].__dataclass_fields__) - {"expiry", "fixing_dates"}) | {"time_to_expiry"}
+        inputs = {}
+        for name, values in columns.items():
+            if name in _PORTFOLIO_COLUMNS or name in args.aggregate_by:
+                continue
+            mine = values[sel]
+            filled = mine != ""
+            if name not in known:
+                if filled.any():
+                    line = int(np.flatnonzero(sel)[np.argmax(filled)]) + 2
+                    raise _BadInput(f"{args.portfolio}: line {line}: column {name!r} is not an input of {kind} options"
+                                    f" (they take {sorted(known)})")
+                continue
+            if not filled.any():
+                continue
+            if not filled.all():
+                line = int(np.flatnonzero(sel)[np.argmin(filled)]) + 2
+                raise _BadInput(f"{args.portfolio}: line {line}: column {name!r} is empty")
+            if name in _ENUM_COLUMNS or name == "option_type":
+                inputs[name] = mine
+            elif name == "fixing_times":
+                try:
+                    inputs[name] = [np.array(_floats(v), dtype=np.float64) for v in mine]
+                except argparse.ArgumentTypeError as e:
+                    raise _BadInput(f"{args.portfolio}: column fixing_times: {e}") from None
+            else:
+                try:
+                    inputs[name] = mine.astype(np.int32 if name in _INT_COLUMNS else np.float64)
+                except ValueError:
+                    bad = next(j for j, v in enumerate(mine) if not _is_float(v))
+                    line = int(np.flatnonzero(sel)[bad]) + 2
+                    raise _BadInput(f"{args.portfolio}: column {name}, line {line}: not a number: {str(mine[bad])!r}"
+                                    ) from None
+        quantity = None
+        if "quantity" in columns:
+            try:
+                quantity = columns["quantity"][sel].astype(np.float64)
+            except ValueError:
+                raise _BadInput(f"{args.portfolio}: column quantity: not a number in a row of {kind} on {key[1]}") \
+                    from None
+        trade_ids = columns["trade_id"][sel].tolist() if "trade_id" in columns else None
+        tags = {name: columns[name][sel].tolist() for name in args.aggregate_by}
+        try:
+            books.append(risk.book(kind, model=key[2], underlying_id=key[1], snapshot_id=snapshot_id,
+                                   quantity=quantity, trade_ids=trade_ids, tags=tags, **inputs))
+        except (ValueError, TypeError) as e:
+            raise _BadInput(f"{args.portfolio}: {kind} on {key[1]}: {e}") from None
+    return books
 
 
 def _cmd_risk_run(args, out) -> int:
@@ -868,18 +969,16 @@ def _cmd_risk_run(args, out) -> int:
 
     if args.png and args.output == "cube":
         raise _BadInput("--png draws the portfolio's P&L: use --output aggregates or both")
-    shifts, sizes, labels, smile = _scenario_set(args)
-    book = _portfolio_columns(args)
+    shifts, sizes, labels, smile, stresses, targets = _scenario_set(args)
     output = "both" if args.cube_csv and args.output == "aggregates" else args.output
     with RiskClient(target=args.target or default_target(), timeout=_timeout(args, 600.0)) as risk:
+        trades = {"books": _portfolio_books(args, risk)} if args.portfolio else {"portfolio": args.stored_portfolio}
         try:
             result = risk.scenario_risk(
-                snapshot_id=args.snapshot, underlying_id=args.underlying, model=args.model, shifts=shifts,
-                sizes=sizes, labels=labels, smile=smile, output=output, quantity=book.get("quantity"),
-                trade_ids=book["trade_ids"], var_levels=tuple(args.var_level or (0.99,)),
+                **trades, snapshot_id=args.snapshot, shifts=shifts, sizes=sizes if shifts or labels else None,
+                labels=labels, smile=smile, output=output, var_levels=tuple(args.var_level or (0.99,)),
                 es_levels=tuple(args.es_level or (0.975,)), trade_risk=args.trade_risk,
-                tags=book["tags"], aggregate_by=args.aggregate_by,
-                option_type=book["option_type"], strike=book["strike"], time_to_expiry=book["time_to_expiry"])
+                aggregate_by=args.aggregate_by, stresses=stresses, stress_targets=targets)
         except ValueError as e:
             raise _BadInput(str(e)) from None
     if args.cube_csv:
@@ -898,6 +997,7 @@ def _cmd_risk_run(args, out) -> int:
                    zip(result.scenario_labels, result.portfolio_pnl.tolist())),
                "failed_cells": result.failed_cells, "errors": [dataclasses.asdict(e) for e in result.errors[:100]],
                "base_total": float(np.nansum(result.base)), "priced_by": result.priced_by, "market": result.market,
+               "books": [dataclasses.asdict(b) for b in result.books], "portfolio_id": result.portfolio_id,
                "compute_seconds": result.compute_seconds}
         if result.nodes:
             doc["nodes"] = [{"path": list(n.path), "trades": n.trades,
@@ -910,10 +1010,13 @@ def _cmd_risk_run(args, out) -> int:
         _dump(doc, out)
         return EXIT_OK
     pairs = [("trades", len(result.trade_ids)), ("scenarios", len(result.scenario_labels)),
-             ("snapshot", f"{result.market['snapshot_id']} ({result.market['underlying_id']}, surface "
-                          f"{result.market['vol_surface'] or '-'})"),
-             ("priced by", "{model} / {engine} {version}".format(**result.priced_by)),
-             ("base value", f"{np.nansum(result.base):.6g}"), ("failed cells", result.failed_cells)]
+             ("snapshot", result.market["snapshot_id"])]
+    pairs += [(f"book {i}" if len(result.books) > 1 else "book",
+               f"{b.trade_stop - b.trade_start} {b.product} on {b.market['underlying_id']} (surface "
+               f"{b.market['vol_surface'] or '-'}), {b.priced_by['model']} / {b.priced_by['engine']} "
+               f"{b.priced_by['version']}") for i, b in enumerate(result.books)]
+    pairs += [("portfolio", result.portfolio_id)] if result.portfolio_id else []
+    pairs += [("base value", f"{np.nansum(result.base):.6g}"), ("failed cells", result.failed_cells)]
     pairs += [(f"VaR {k:g}", f"{v:.6g}") for k, v in result.var.items()]
     pairs += [(f"ES {k:g}", f"{v:.6g}") for k, v in result.expected_shortfall.items()]
     print(_format.key_values(pairs), file=out)
@@ -956,9 +1059,49 @@ def _plot_pnl(result, path: Path, out) -> None:
     print(f"wrote {path}", file=out)
 
 
+def _cmd_risk_put_portfolio(args, out) -> int:
+    from ._risk import RiskClient
+
+    with RiskClient(target=args.target or default_target(), timeout=_timeout(args, 120.0)) as risk:
+        stored = risk.put_portfolio(args.name, _portfolio_books(args, risk), description=args.description)
+    if args.json:
+        _dump(dataclasses.asdict(stored), out)
+        return EXIT_OK
+    print(_format.key_values([("id", stored.id), ("name", stored.name), ("books", stored.books),
+                              ("trades", stored.trades), ("stored at", stored.stored_at),
+                              ("new version", "yes" if stored.created else "no (already stored)")]), file=out)
+    return EXIT_OK
+
+
+def _cmd_risk_stresses(args, out) -> int:
+    from google.protobuf import json_format
+
+    from ._risk import RiskClient
+
+    with RiskClient(target=args.target or default_target(), timeout=_timeout(args, 30.0)) as risk:
+        catalogue = risk.stresses()
+    if args.json:
+        _dump(json_format.MessageToDict(catalogue, preserving_proto_field_name=True), out)
+        return EXIT_OK
+    for s in catalogue.stresses:
+        moves = ", ".join(f"{m.factor} {' '.join(f'{x:+.4g}' for x in m.sizes)}" for m in s.moves)
+        print(f"{s.name}: {s.title} ({s.window})\n  {s.description}\n  moves: {moves}", file=out)
+        for src in s.sources:
+            print(f"  source: {src}", file=out)
+    print("\nfactors:", file=out)
+    print(_format.table(["factor", "tenors", "default selectors", "what"],
+                        [[f.name, " ".join(f.tenors) or "-", " ".join(f.default_selectors), f.description]
+                         for f in catalogue.factors]), file=out)
+    return EXIT_OK
+
+
 def _cmd_risk(args, out) -> int:
     if args.risk_command == "run":
         return _cmd_risk_run(args, out)
+    if args.risk_command == "put-portfolio":
+        return _cmd_risk_put_portfolio(args, out)
+    if args.risk_command == "stresses":
+        return _cmd_risk_stresses(args, out)
     from ._risk import RiskClient
 
     pnl, var, labels = _backtest_columns(args)

@@ -40,7 +40,7 @@ import fnmatch
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -225,7 +225,24 @@ def row_sizes(shift: Shift, block: np.ndarray, expiry: np.ndarray, moneyness: np
     A FIXED bucketed or grid shift interpolates the fixed values with the same weights."""
     if isinstance(shift.shape, Parallel):
         return np.asarray(block, dtype=np.float64).reshape(1, -1)
-    return shape_weights(shift.shape, expiry, moneyness) @ block
+    return weighted_rows(shape_weights(shift.shape, expiry, moneyness), np.asarray(block, dtype=np.float64))
+
+
+def weighted_rows(w: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """``w @ block`` ((rows, components) x (components, scenarios)) summed, cell by cell,
+    over the nonzero weights of its row in component order (at most 2 for buckets, 4 for a
+    grid): a cell's bits do not depend on the other rows or scenarios of the call, as a BLAS
+    product's last bit may (so a scenario gives the same P&L in any set that holds it)."""
+    if w.shape[1] == 0 or w.shape[0] == 0:
+        return np.zeros((w.shape[0], block.shape[1]))
+    nonzero = w != 0
+    k = max(1, int(nonzero.sum(axis=1).max()))
+    idx = np.argsort(~nonzero, axis=1, kind="stable")[:, :k]  # each row's nonzero components first, in order
+    wk = np.take_along_axis(w, idx, axis=1)
+    out = wk[:, :1] * block[idx[:, 0]]
+    for j in range(1, k):
+        out += wk[:, j:j + 1] * block[idx[:, j]]
+    return out
 
 
 # ------------------------------------------------------------------------ default bumps
@@ -270,6 +287,9 @@ class ScenarioSet:
     values: np.ndarray
     labels: tuple[str, ...]
     smile: Smile = Smile.STICKY_STRIKE
+    #: where each shift came from in the request when not shifts[i] (a named stress's
+    #: shifts: "stresses[1]", "stress_targets[0]"): the field its violations name
+    origins: tuple[str, ...] = ()
 
     @property
     def scenarios(self) -> int:
@@ -289,11 +309,12 @@ class ScenarioSet:
             yield s, self.values[row:row + s.components]
             row += s.components
 
-    def validate(self, ids: dict[str, Iterable[str]], max_cells: int = 50_000_000, prefix: str = "") -> None:
+    def validate(self, ids: Optional[dict[str, Iterable[str]]], max_cells: int = 50_000_000, prefix: str = "") -> None:
         """Raise every violation at once (a ServiceError naming each field): shapes, sizes,
         pillars, kinds, and selectors that match nothing among ``ids`` (kind of object ->
-        its ids in the base snapshot: "underlying", "surface", "curve"). ``prefix``: the
-        set's path in the request, put before each field named."""
+        its ids in the base snapshot: "underlying", "surface", "curve"; None: no snapshot
+        yet, selectors are not matched). ``prefix``: the set's path in the request, put
+        before each field named."""
         v = _Prefixed(prefix)
         if not self.shifts:
             v.add("shifts", "at least one shift")
@@ -309,7 +330,7 @@ class ScenarioSet:
                 seen[label] = j
         names: dict[str, int] = {}
         for i, s in enumerate(self.shifts):
-            self._check_shift(v, i, s, ids, names)
+            self._check_shift(v, i, s, ids, names, self.origins[i] if i < len(self.origins) else "")
         values = np.asarray(self.values)
         if values.ndim != 2 or values.shape != (self.components, len(self.labels)):
             v.add("values", f"shape {values.shape}; expected (components, scenarios) = "
@@ -325,8 +346,9 @@ class ScenarioSet:
         v.raise_if_any()
 
     @staticmethod
-    def _check_shift(v: Violations, i: int, s: Shift, ids, names) -> None:
-        path = f"shifts[{i}]"
+    def _check_shift(v: Violations, i: int, s: Shift, ids, names, origin: str = "") -> None:
+        path = origin or f"shifts[{i}]"
+        selector = f"{path}.selector" if path.startswith("shifts[") else path
         if not s.name.strip():
             v.add(f"{path}.name", "required")
         elif s.name in names:
@@ -340,11 +362,12 @@ class ScenarioSet:
                 v.add(f"{path}.selector", "a time roll moves the valuation date: no selector")
             return
         if not s.selector:
-            v.add(f"{path}.selector", f"required: {TARGET[s.quantity]} id patterns")
-        else:
+            v.add(selector, f"required: {TARGET[s.quantity]} id patterns")
+        elif ids is not None:
             known = list(ids.get(TARGET[s.quantity], ()))
             if not any(s.matches(x) for x in known):
-                v.add(f"{path}.selector", f"{list(s.selector)} matches no {TARGET[s.quantity]} of the base snapshot")
+                v.add(selector, f"{list(s.selector)} matches no {TARGET[s.quantity]} of the base snapshot"
+                      + ("" if path.startswith("shifts[") else f" (shift {s.name!r})"))
         if isinstance(s.shape, Grid) and s.quantity != Quantity.VOL:
             v.add(f"{path}.shape", "an expiry x moneyness grid shifts vols only")
         if isinstance(s.shape, Buckets) and s.quantity == Quantity.SPOT:

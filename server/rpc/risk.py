@@ -19,8 +19,10 @@ million-row pricing batches.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import math
 import time
+from dataclasses import dataclass
 
 import grpc
 import numpy as np
@@ -28,20 +30,22 @@ import numpy as np
 from pricegrid.server.domain import backtest as bt
 from pricegrid.server.domain import risk as risk_measures
 from pricegrid.server.domain import scenarios as sc
+from pricegrid.server.domain import stresses
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, Violations, invalid
 from pricegrid.server.domain.instruments import SnapshotMarket
 from pricegrid.server.domain.models import Measure
 from pricegrid.server.rpc.admission import Lane, StreamGate
 from pricegrid.server.rpc.interceptors import Undecodable, safe_deserializer, wrap_stream, wrap_unary
 from pricegrid.server.rpc.observe import RpcObserver
+from pricegrid.server.rpc import portfolios as pfs
+from pricegrid.server.rpc.portfolios import PortfolioInputs, aggregate_tags, portfolio_inputs
 from pricegrid.server.rpc import requests as req
 from pricegrid.server.rpc.requests import column_length, doubles, unknown_enums
 from pricegrid.server.rpc.responses import market_used, model_ref
 from pricegrid.server.service.backtest import Backtest, BacktestLimits
 from pricegrid.server.service.pricing import PricingService, Watch
 from pricegrid.server.service import taylor
-from pricegrid.server.service.scenarios import (MAX_QUANTITY, Hierarchy, ScenarioRevaluer, ScenarioRun, bump_count,
-                                                sensitivities)
+from pricegrid.server.service.scenarios import Hierarchy, ScenarioRevaluer, ScenarioRun, bump_count, sensitivities
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import risk_pb2 as rpb
 
@@ -106,12 +110,7 @@ def result_message(r: bt.BacktestResult) -> rpb.BacktestResponse:
 
 
 # ------------------------------------------------------------------ RunScenarioRisk
-def _prefixed(exc: ServiceError, prefix: str) -> ServiceError:
-    """The same error with every field named from the request's root."""
-    violations = [FieldViolation(prefix + v.field if v.field else prefix.rstrip("."), v.description)
-                  for v in exc.violations]
-    text = "; ".join(f"{v.field}: {v.description}" for v in violations) or exc.message
-    return ServiceError(exc.code, text, violations)
+_prefixed = pfs.prefixed
 
 
 def _tenors(values, path: str, bad: Violations) -> tuple[float, ...]:
@@ -124,8 +123,58 @@ def _tenors(values, path: str, bad: Violations) -> tuple[float, ...]:
     return tuple(out)
 
 
-def scenario_set_of(msg: rpb.ScenarioSet, prefix: str = "scenarios.") -> sc.ScenarioSet:
-    """The domain's scenario set (its own checks run when it meets the snapshot)."""
+def scenario_set_of(msg: rpb.ScenarioSet, prefix: str = "scenarios.", stored_sets=None) -> sc.ScenarioSet:
+    """The domain's scenario set (its own checks run when it meets the snapshot), its named
+    stresses added (``stored_sets`` finds a stored set by name or id)."""
+    own = None
+    if not (msg.stresses or msg.stress_targets) or msg.shifts or msg.labels or msg.HasField("history") or \
+            column_length(msg.sizes, 8, f"{prefix}sizes"):
+        own = _own_set(msg, prefix)
+    if not (msg.stresses or msg.stress_targets):
+        return own
+    return _with_stresses(own, msg, prefix, stored_sets)
+
+
+def _with_stresses(own, msg: rpb.ScenarioSet, prefix: str, stored_sets) -> sc.ScenarioSet:
+    bad = Violations()
+    targets, target_paths = stresses.check_targets([(t.factor, list(t.selectors)) for t in msg.stress_targets],
+                                                   prefix, bad)
+    if msg.stress_targets and not any(name in stresses.CATALOGUE for name in msg.stresses):
+        bad.add(f"{prefix}stress_targets", "map the factors of catalogue stresses: no catalogue stress is named")
+    if len(msg.stresses) > stresses.MAX_PARTS:
+        bad.add(f"{prefix}stresses", f"{len(msg.stresses)} stresses; at most {stresses.MAX_PARTS}",
+                Code.RESOURCE_EXHAUSTED)
+        bad.raise_if_any()
+    parts, seen = [], {}
+    for j, name in enumerate(msg.stresses):
+        path = f"{prefix}stresses[{j}]"
+        if name in seen:
+            bad.add(path, f"{name!r} repeats stresses[{seen[name]}]")
+            continue
+        seen[name] = j
+        if name in stresses.CATALOGUE:
+            part = stresses.catalogue_part(stresses.CATALOGUE[name], targets, target_paths, f"stresses[{j}]")
+            if part is None:
+                bad.add(path, f"{name!r}: stress_targets leave none of its factors "
+                              f"({', '.join(stresses.CATALOGUE[name].moves)})")
+            else:
+                parts.append(part)
+            continue
+        record = stored_sets(name) if stored_sets is not None and name else None
+        if record is None:
+            bad.add(path, f"no stress {name!r}: neither in the catalogue ({', '.join(stresses.CATALOGUE)}) nor a "
+                          "stored scenario set's name or id", Code.NOT_FOUND)
+            continue
+        with bad.check():
+            stored = _own_set(rpb.ScenarioSet.FromString(record.content), f"{path}:")
+            parts.append(stresses.Part(record.name, stored, tuple(f"stresses[{j}]" for _ in stored.shifts)))
+    bad.raise_if_any()
+    smile = _SMILES.get(msg.smile, sc.Smile.STICKY_STRIKE)
+    return stresses.combine(own, parts, smile)
+
+
+def _own_set(msg: rpb.ScenarioSet, prefix: str) -> sc.ScenarioSet:
+    """A set's own shifts and sizes (or history)."""
     bad = Violations()
     shifts = []
     for i, m in enumerate(msg.shifts):
@@ -188,52 +237,43 @@ def _levels(values, default: float, path: str, bad: Violations) -> np.ndarray:
     return levels
 
 
-def scenario_request(request: rpb.RunScenarioRiskRequest, service: PricingService, max_cells: int):
+@dataclass
+class ScenarioInputs:
+    """Everything a run needs, read from its request."""
+
+    portfolio: PortfolioInputs
+    scenarios: sc.ScenarioSet
+    var_levels: np.ndarray
+    es_levels: np.ndarray
+    tags: list  # (name, values) to aggregate by, in order
+    taylor: object = None  # TaylorOptions of a TAYLOR or HYBRID run; None: FULL
+
+
+def scenario_request(request, service: PricingService, max_cells: int, stored=None, stored_sets=None
+                     ) -> ScenarioInputs:
     """Everything a run needs, every violation of the request at once (fields named from the
-    request's root)."""
+    request's root); ``stored`` and ``stored_sets`` find a stored portfolio and a stored
+    scenario set by name or id."""
     bad = Violations()
-    parsed = None
-    with bad.check():
-        try:
-            parsed = req.product_batch(request.portfolio, service.catalogue, service.limits.max_rows)
-        except ServiceError as exc:
-            raise _prefixed(exc, "portfolio.") from None
+    inputs = portfolio_inputs(request, service, bad, stored)
     scenarios = None
     with bad.check():
-        scenarios = scenario_set_of(request.scenarios)
+        scenarios = scenario_set_of(request.scenarios, stored_sets=stored_sets)
     var_levels = _levels(request.var_levels, 0.99, "var_levels", bad)
     es_levels = _levels(request.es_levels, 0.975, "es_levels", bad)
     unknown_enums(request, "", bad)
-    if parsed is not None:
-        spec, batch, market, rows, fields, measures, _settings = parsed
-        if tuple(measures) != (Measure.PRICE,):
-            bad.add("portfolio.measures", "a scenario run revalues the price: leave the measures empty or PRICE")
-        if not isinstance(market, SnapshotMarket):
-            bad.add("portfolio.market.snapshot_id", "required: scenarios shift a stored snapshot's market")
-        if request.trade_ids and len(request.trade_ids) != rows:
-            bad.add("trade_ids", f"{len(request.trade_ids)} ids for {rows} trades")
-        quantity = np.ones(1)
-        if request.HasField("quantity"):
-            with bad.check():
-                quantity = doubles(request.quantity, "quantity")
-                if len(quantity) not in (1, rows):
-                    raise invalid("quantity", f"{len(quantity)} values for {rows} trades: one per trade, or one")
-                too_big = ~(np.abs(quantity) <= MAX_QUANTITY)
-                if too_big.any():
-                    raise invalid("quantity", f"not finite or over {MAX_QUANTITY:g} in size at trade "
-                                              f"{int(np.argmax(too_big))}")
+    tags = []
+    if inputs is not None:
+        rows = inputs.rows
         if scenarios is not None and rows * scenarios.scenarios > max_cells:
             bad.add("scenarios.labels", f"{rows:,} trades x {scenarios.scenarios:,} scenarios = "
                                         f"{rows * scenarios.scenarios:,} revaluations; at most {max_cells:,}",
                     Code.RESOURCE_EXHAUSTED)
-        tags = _tags(request, rows, bad)
-    taylor_options = _taylor_options(request, scenarios, rows if parsed is not None else None,
+        tags = aggregate_tags(inputs, request.aggregate_by, bad)
+    taylor_options = _taylor_options(request, scenarios, inputs.rows if inputs is not None else None,
                                      service.limits.max_rows, max_cells, bad)
     bad.raise_if_any()
-    fields = {k: "portfolio." + v for k, v in fields.items()}
-    trade_ids = list(request.trade_ids) or [str(i) for i in range(rows)]
-    return (spec, batch, market, rows, fields, scenarios, quantity, trade_ids, var_levels, es_levels, tags, _settings,
-            taylor_options)
+    return ScenarioInputs(inputs, scenarios, var_levels, es_levels, tags, taylor_options)
 
 
 _TAYLOR_MODES = (rpb.REVALUATION_MODE_TAYLOR, rpb.REVALUATION_MODE_HYBRID)
@@ -271,8 +311,10 @@ def _taylor_options(request, scenarios, rows, max_rows: int, max_cells: int, bad
         bad.add("taylor.bumps", f"{len(t.bumps)} bump sizes for {len(shifts)} shifts: one per shift, or none for "
                                 "the defaults")
     for i, x in enumerate(shifts):
-        if x.kind == sc.ShiftKind.FIXED:
-            bad.add(f"scenarios.shifts[{i}].kind", "a FIXED shift has no Taylor expansion: revalue it in FULL")
+        if x.kind == sc.ShiftKind.FIXED:  # (a stress's shift is named by the stress)
+            origin = scenarios.origins[i] if i < len(scenarios.origins) and scenarios.origins[i] else ""
+            bad.add(f"scenarios.{origin}" if origin else f"scenarios.shifts[{i}].kind",
+                    f"a FIXED shift ({x.name!r}) has no Taylor expansion: revalue it in FULL")
     if hybrid and not 0 <= t.hybrid_tail <= n:
         bad.add("taylor.hybrid_tail", f"0 (the default) or 1 to the number of scenarios ({n:,}); got {t.hybrid_tail}")
     if not hybrid and not 0 <= t.check_scenarios <= n:
@@ -292,35 +334,6 @@ def _taylor_options(request, scenarios, rows, max_rows: int, max_cells: int, bad
                                 check_tail=t.check == rpb.TAYLOR_CHECK_TAIL)
 
 
-MAX_TAG_TEXT = 256
-
-
-def _tags(request, rows: int, bad: Violations) -> list:
-    """(name, values) of the tags to aggregate by, in aggregate_by's order."""
-    columns: dict[str, np.ndarray] = {}
-    for i, t in enumerate(request.tags):
-        if not t.name.strip():
-            bad.add(f"tags[{i}].name", "required")
-        elif t.name in columns:
-            bad.add(f"tags[{i}].name", f"{t.name!r} repeats an earlier tag")
-        elif len(t.values) not in (1, rows):
-            bad.add(f"tags[{i}].values", f"{len(t.values)} values for {rows} trades: one per trade, or one")
-        elif any(len(v) > MAX_TAG_TEXT for v in t.values):
-            bad.add(f"tags[{i}].values", f"a value over {MAX_TAG_TEXT} characters")
-        else:
-            columns[t.name] = np.asarray(list(t.values), dtype=object)
-    out, seen = [], set()
-    for j, name in enumerate(request.aggregate_by):
-        if name in seen:
-            bad.add(f"aggregate_by[{j}]", f"{name!r} repeats")
-        elif name not in columns:
-            bad.add(f"aggregate_by[{j}]", f"no tag {name!r}; the tags are {sorted(columns)}")
-        else:
-            seen.add(name)
-            out.append((name, columns[name]))
-    return out
-
-
 def _column(values: np.ndarray) -> cpb.DoubleColumn:
     return cpb.DoubleColumn(raw=np.ascontiguousarray(values, dtype="<f8").tobytes())
 
@@ -337,6 +350,60 @@ class _ScenarioCall:
         self.t0 = time.perf_counter()
         self.first = None  # the first block's message, computed before the header
         self.taylor = None  # the TaylorRun of a TAYLOR or HYBRID run
+
+
+# ------------------------------------------------------------------ named scenario sets
+def stress_catalogue() -> rpb.ListStressesResponse:
+    out = rpb.ListStressesResponse(notes=stresses.__doc__.strip())
+    for s in stresses.CATALOGUE.values():
+        out.stresses.append(rpb.Stress(name=s.name, title=s.title, window=s.window, description=s.description,
+                                       moves=[rpb.StressMove(factor=f, sizes=list(v)) for f, v in s.moves.items()],
+                                       sources=list(s.sources)))
+    for f in stresses.FACTORS.values():
+        tenors = list(f.shape.labels) if isinstance(f.shape, sc.Buckets) else []
+        out.factors.append(rpb.StressFactor(name=f.name, quantity=int(f.quantity), kind=int(f.kind), tenors=tenors,
+                                            default_selectors=list(f.selector), description=f.description))
+    return out
+
+
+def put_scenario_set(request: rpb.PutScenarioSetRequest, store, now) -> rpb.PutScenarioSetResponse:
+    bad = Violations()
+    with bad.check():
+        pfs.pf.check_name(request.name)
+    if request.name in stresses.CATALOGUE:
+        bad.add("name", f"{request.name!r} is a catalogue stress's name")
+    if len(request.description) > 4096:
+        bad.add("description", "at most 4,096 characters")
+    m = request.scenario_set
+    if m.stresses or m.stress_targets:
+        bad.add("scenario_set.stresses", "a stored set holds its own shifts and sizes: it may not name stresses")
+    if m.smile:
+        bad.add("scenario_set.smile", "the smile is the run's: leave it unset")
+    scenarios = None
+    if not bad:
+        with bad.check():
+            scenarios = scenario_set_of(m, prefix="scenario_set.")
+            scenarios.validate(None, prefix="scenario_set.")
+    bad.raise_if_any()
+    content = m.SerializeToString(deterministic=True)
+    if len(content) > pfs.pf.MAX_PORTFOLIO_BYTES:
+        raise invalid("scenario_set", f"{len(content):,} bytes; at most {pfs.pf.MAX_PORTFOLIO_BYTES:,}",
+                      code=Code.RESOURCE_EXHAUSTED)
+    record = pfs.pf.StoredScenarioSet(pfs.pf.content_id(request.name, content), request.name, request.description,
+                                      now(), scenarios.scenarios, scenarios.components, content)
+    created = store.put_scenario_set(record)
+    if not created:
+        record = store.get_scenario_set(record.set_id) or record
+    return rpb.PutScenarioSetResponse(scenario_set=set_message(record, with_content=False), created=created)
+
+
+def set_message(record, *, with_content: bool) -> rpb.StoredScenarioSet:
+    msg = rpb.StoredScenarioSet(id=record.set_id, name=record.name, description=record.description,
+                                stored_at=pfs.rfc3339(record.stored_at), scenarios=record.scenarios,
+                                components=record.components)
+    if with_content and record.content is not None:
+        msg.scenario_set.ParseFromString(record.content)
+    return msg
 
 
 # ------------------------------------------------------------------ ParametricVar
@@ -418,11 +485,13 @@ _SCHEMES = {0: "central", rpb.DIFFERENCE_SCHEME_CENTRAL: "central", rpb.DIFFEREN
 
 
 def sensitivities_response(request: rpb.SensitivitiesRequest, pricing: PricingService, max_cells: int,
-                           should_continue=None) -> rpb.SensitivitiesResponse:
-    # the portfolio, quantities and ids as a scenario run reads them; the shifts as a set's
-    run = rpb.RunScenarioRiskRequest(portfolio=request.portfolio, quantity=request.quantity, trade_ids=request.trade_ids)
-    if not request.HasField("quantity"):
-        run.ClearField("quantity")
+                           should_continue=None, stored=None) -> rpb.SensitivitiesResponse:
+    # the portfolio as a scenario run reads it (any of its three forms); the shifts as a set's
+    run = rpb.RunScenarioRiskRequest(trade_ids=request.trade_ids, stored_portfolio=request.stored_portfolio,
+                                     snapshot_id=request.snapshot_id)
+    for name in ("portfolio", "quantity", "books"):
+        if request.HasField(name):
+            getattr(run, name).CopyFrom(getattr(request, name))
     run.scenarios.shifts.extend(request.shifts)
     run.scenarios.smile = request.smile
     bad = Violations()
@@ -439,15 +508,14 @@ def sensitivities_response(request: rpb.SensitivitiesRequest, pricing: PricingSe
     labels = [f"s{j}" for j in range(2 * comps)]
     run.scenarios.labels.extend(labels)
     run.scenarios.sizes.values.extend([0.0] * (comps * len(labels)))
-    spec, batch, market, rows, fields, _, quantity, trade_ids, _, _, _, settings, _ = scenario_request(
-        run, pricing, max_cells)
-    if rows * bumped > max_cells:
-        raise invalid(what, f"{rows:,} trades x {bumped:,} bumped scenarios = {rows * bumped:,} revaluations; at "
-                            f"most {max_cells:,}", code=Code.RESOURCE_EXHAUSTED)
-    result = sensitivities(ScenarioRevaluer(pricing), spec, batch, market, list(shift_set.shifts), list(request.bumps),
-                           scheme, shift_set.smile, quantity, rows=rows, fields=fields,
-                           settings=settings, should_continue=should_continue, cross=request.cross_gamma)
-    out = rpb.SensitivitiesResponse(trade_ids=trade_ids, components=result.components,
+    inputs = scenario_request(run, pricing, max_cells, stored)
+    portfolio = inputs.portfolio
+    if portfolio.rows * bumped > max_cells:
+        raise invalid(what, f"{portfolio.rows:,} trades x {bumped:,} bumped scenarios = {portfolio.rows * bumped:,} "
+                            f"revaluations; at most {max_cells:,}", code=Code.RESOURCE_EXHAUSTED)
+    result = sensitivities(ScenarioRevaluer(pricing), portfolio.books, list(shift_set.shifts), list(request.bumps),
+                           scheme, shift_set.smile, should_continue=should_continue, cross=request.cross_gamma)
+    out = rpb.SensitivitiesResponse(trade_ids=portfolio.trade_ids, components=result.components,
                                     delta=_column(result.delta.ravel()), gamma=_column(result.gamma.ravel()),
                                     portfolio_delta=_column(np.nansum(result.delta, axis=0)),
                                     portfolio_gamma=_column(np.nansum(result.gamma, axis=0)))
@@ -502,13 +570,19 @@ class _Stream:
 class RiskServicer:
     def __init__(self, limits: BacktestLimits, lane: Lane, *, pricing: PricingService | None = None,
                  batch_lane: Lane | None = None, max_scenario_cells: int = 50_000_000,
-                 default_deadline_s: float = 300.0):
+                 default_deadline_s: float = 300.0, portfolios=None, clock=None):
         self.limits = limits
         self.lane = lane  # where each message is read and added (see the module docstring)
         self.pricing = pricing  # None: no RunScenarioRisk
         self.batch_lane = batch_lane  # where a scenario run's blocks are computed, one at a time
         self.max_scenario_cells = max_scenario_cells
         self.default_deadline_s = default_deadline_s
+        self.portfolios = portfolios  # a PortfolioStore; None: no stored portfolios
+        self.stored = pfs.finder(portfolios.get_portfolio, portfolios.latest_portfolio) \
+            if portfolios is not None else None
+        self.stored_sets = pfs.finder(portfolios.get_scenario_set, portfolios.latest_scenario_set) \
+            if portfolios is not None else None
+        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
 
     async def RunScenarioRisk(self, requests, context, call, counter):
         """Header, blocks, trailer; each part computed in the batch class (its gate and
@@ -544,8 +618,63 @@ class RiskServicer:
     def Sensitivities(self, request, call, rid):
         if self.pricing is None:
             raise ServiceError(Code.UNIMPLEMENTED, "this server runs no scenario risk")
-        response = sensitivities_response(request, self.pricing, self.max_scenario_cells, _watch(call))
+        response = sensitivities_response(request, self.pricing, self.max_scenario_cells, _watch(call), self.stored)
         return response, len(response.trade_ids), len(response.errors)
+
+    # ---------------------------------------------------------------- named scenario sets
+    def ListStresses(self, request, call, rid):
+        response = stress_catalogue()
+        return response, len(response.stresses), 0
+
+    def PutScenarioSet(self, request, call, rid):
+        response = put_scenario_set(request, self._store(), self.clock)
+        return response, response.scenario_set.scenarios, 0
+
+    def GetScenarioSet(self, request, call, rid):
+        self._store()
+        record = pfs.lookup(self.stored_sets, request.scenario_set, "scenario_set", what="scenario set")
+        return rpb.GetScenarioSetResponse(scenario_set=set_message(record, with_content=True)), record.scenarios, 0
+
+    def ListScenarioSets(self, request, call, rid):
+        limit = request.limit or 100
+        if not 1 <= limit <= 1000:
+            raise invalid("limit", f"1-1000 (got {request.limit})")
+        found = self._store().list_scenario_sets(request.name, limit)
+        return rpb.ListScenarioSetsResponse(scenario_sets=[set_message(r, with_content=False) for r in found]), \
+            len(found), 0
+
+    def DeleteScenarioSet(self, request, call, rid):
+        store = self._store()
+        if not request.id:
+            raise invalid("id", "required: the id of the version to delete")
+        deleted = store.delete_scenario_set(request.id)
+        return rpb.DeleteScenarioSetResponse(deleted=deleted), int(deleted), 0
+
+    # ---------------------------------------------------------------- stored portfolios
+    def _store(self):
+        if self.portfolios is None or self.pricing is None:
+            raise ServiceError(Code.UNIMPLEMENTED, "this server stores no portfolios")
+        return self.portfolios
+
+    def PutPortfolio(self, request, call, rid):
+        response = pfs.put_portfolio(request, self.pricing, self._store(), self.clock)
+        return response, response.portfolio.trades, 0
+
+    def GetPortfolio(self, request, call, rid):
+        store = self._store()
+        record = pfs.lookup(self.stored, request.portfolio, "portfolio")
+        return rpb.GetPortfolioResponse(portfolio=pfs.stored_message(record, with_content=True)), record.trades, 0
+
+    def ListPortfolios(self, request, call, rid):
+        response = pfs.list_portfolios(request, self._store())
+        return response, len(response.portfolios), 0
+
+    def DeletePortfolio(self, request, call, rid):
+        store = self._store()
+        if not request.id:
+            raise invalid("id", "required: the id of the version to delete")
+        deleted = store.delete_portfolio(request.id)
+        return rpb.DeletePortfolioResponse(deleted=deleted), int(deleted), 0
 
     def ParametricVar(self, request, call, rid):
         response = parametric_var(request)
@@ -557,36 +686,41 @@ class RiskServicer:
         request = _PARSE_SCENARIOS(data)
         if type(request) is Undecodable:
             raise request.error()
-        spec, batch, market, rows, fields, scenarios, quantity, trade_ids, var_levels, es_levels, tags, settings, \
-            options = scenario_request(request, self.pricing, self.max_scenario_cells)
+        inputs = scenario_request(request, self.pricing, self.max_scenario_cells, self.stored, self.stored_sets)
+        scenarios, portfolio = inputs.scenarios, inputs.portfolio
+        rows = portfolio.rows
         revaluer = ScenarioRevaluer(self.pricing)
-        per_block = max(1, BLOCK_BYTES // (8 * max(1, scenarios.scenarios))) * max(1, scenarios.scenarios)
-        chunk_rows = min(per_block, self.pricing.limits.max_rows)
         expansion = None
-        if options is None:
-            revaluation = revaluer.revalue(spec, batch, market, scenarios, quantity, rows=rows, fields=fields,
-                                           chunk_rows=chunk_rows, threads=request.portfolio.threads,
-                                           should_continue=watch, scenarios_path="scenarios.", reuse=True,
-                                           settings=settings)
-        else:  # the same blocks of trades as a FULL run's (revalue's chunks of chunk_rows // scenarios trades)
-            expansion = taylor.TaylorRun(revaluer, spec, batch, market, scenarios, quantity, options, rows=rows,
-                                         fields=fields, var_levels=var_levels, es_levels=es_levels,
-                                         block_trades=max(1, chunk_rows // scenarios.scenarios),
-                                         threads=request.portfolio.threads, should_continue=watch, settings=settings)
+        if inputs.taylor is None:
+            revaluation = revaluer.revalue_portfolio(
+                portfolio.books, scenarios, block_cells=BLOCK_BYTES // 8, should_continue=watch,
+                scenarios_path="scenarios.", reuse=True)
+        else:  # the same blocks of trades as a FULL run's
+            expansion = taylor.TaylorRun(revaluer, portfolio.books, scenarios, inputs.taylor,
+                                         var_levels=inputs.var_levels, es_levels=inputs.es_levels,
+                                         block_cells=BLOCK_BYTES // 8, should_continue=watch)
             revaluation = expansion.revaluation
-        hierarchy = Hierarchy(tags, rows, scenarios.scenarios) if tags else None
-        run = ScenarioRun(revaluation, rows, scenarios.scenarios, var_levels, es_levels,
+        hierarchy = Hierarchy(inputs.tags, rows, scenarios.scenarios) if inputs.tags else None
+        run = ScenarioRun(revaluation, rows, scenarios.scenarios, inputs.var_levels, inputs.es_levels,
                           trade_risk=request.trade_risk, hierarchy=hierarchy)
         header = rpb.ScenarioRiskHeader(
-            trade_ids=trade_ids, scenario_labels=list(scenarios.labels), base_values=_column(revaluation.base),
+            trade_ids=portfolio.trade_ids, scenario_labels=list(scenarios.labels),
+            base_values=_column(revaluation.base),
             base_errors=[cpb.RowError(row=e.row, code=e.code, field=e.field, message=e.message)
-                         for e in revaluation.base_errors],
-            components=scenarios.component_labels(),
+                         for e in revaluation.base_errors[:1000]],
+            components=scenarios.component_labels(), portfolio_id=portfolio.portfolio_id,
         )
         if revaluation.priced_by is not None:
             header.priced_by.CopyFrom(model_ref(revaluation.priced_by))
         if revaluation.market_used is not None:
             header.market.CopyFrom(market_used(revaluation.market_used))
+        for b in revaluation.books:
+            used = rpb.BookUsed(trade_start=b.start, trade_stop=b.stop, product=b.product)
+            if b.priced_by is not None:
+                used.priced_by.CopyFrom(model_ref(b.priced_by))
+            if b.market_used is not None:
+                used.market.CopyFrom(market_used(b.market_used))
+            header.books.append(used)
         state = _ScenarioCall(run, request.output, request.cube_type, rows)
         state.taylor = expansion
         # the first block before the header: what would fail in every block (its cost, the
@@ -691,6 +825,13 @@ def handlers(servicer: RiskServicer, observer: RpcObserver, *, streams: StreamGa
                        parse=safe_deserializer(rpb.SensitivitiesRequest), auth=auth),
             request_deserializer=None, response_serializer=None,
         ),
+        **{name: grpc.unary_unary_rpc_method_handler(
+            wrap_unary(f"/{SERVICE}/{name}", getattr(servicer, name), observer,
+                       lane=servicer.batch_lane if name == "PutPortfolio" and servicer.batch_lane else servicer.lane,
+                       parse=safe_deserializer(getattr(rpb, f"{name}Request")), auth=auth),
+            request_deserializer=None, response_serializer=None,
+        ) for name in ("PutPortfolio", "GetPortfolio", "ListPortfolios", "DeletePortfolio", "ListStresses",
+                       "PutScenarioSet", "GetScenarioSet", "ListScenarioSets", "DeleteScenarioSet")},
         "ParametricVar": grpc.unary_unary_rpc_method_handler(
             wrap_unary(f"/{SERVICE}/ParametricVar", servicer.ParametricVar, observer, lane=servicer.lane,
                        parse=safe_deserializer(rpb.ParametricVarRequest), auth=auth),

@@ -82,6 +82,38 @@ class Revaluation:
     priced_by: object = None           # the engine's ModelRef
 
 
+@dataclass
+class Book:
+    """One book of a portfolio as a run reads it: trades of one product on one underlying
+    of a snapshot, the trades [start, start + rows) of the portfolio."""
+
+    spec: EngineSpec
+    batch: ProductBatch
+    market: SnapshotMarket
+    rows: int
+    fields: Mapping[str, str]
+    quantity: np.ndarray
+    settings: object = None
+    threads: int = 0
+    start: int = 0
+
+
+@dataclass(frozen=True)
+class BookUsed:
+    start: int
+    stop: int
+    priced_by: object
+    market_used: Optional[MarketUsed]
+    product: str
+
+
+@dataclass
+class PortfolioRevaluation(Revaluation):
+    """A Revaluation of several books, with what priced each."""
+
+    books: list = field(default_factory=list)  # BookUsed, in order
+
+
 def _object_ids(snapshot, underlying_id: str) -> dict[str, list[str]]:
     u = snapshot.underlying(underlying_id)
     return {"underlying": [u.underlying_id], "discount curve": [u.discount_curve] if u.discount_curve else [],
@@ -148,10 +180,12 @@ class ScenarioRevaluer:
         scenarios_path: str = "",
         reuse: bool = False,
         settings=None,
+        validate: bool = True,
     ) -> Revaluation:
         market_path = fields.get("rate", "market.rate").replace(".rate", "")
         snapshot = self.snapshot_of(market, fields)
-        scenarios.validate(_object_ids(snapshot, market.underlying_id), prefix=scenarios_path)
+        if validate:  # (a portfolio's books are checked together: see revalue_portfolio)
+            scenarios.validate(_object_ids(snapshot, market.underlying_id), prefix=scenarios_path)
         quantity = np.asarray(quantity, dtype=np.float64)
         if quantity.shape not in ((rows,), (1,)) or not np.all(np.abs(quantity) <= MAX_QUANTITY):
             raise invalid("quantity", f"one finite quantity per trade ({rows}) or one for all, each at most "
@@ -193,6 +227,71 @@ class ScenarioRevaluer:
                                   start, stop, fields, threads, should_continue, scratch, reuse, extra)
 
         return Revaluation(base_value, used, blocks(), list(base.errors), base.priced_by)
+
+    def portfolio_snapshot(self, books: Sequence["Book"]):
+        """The one stored snapshot the books are priced on (None when they name several, or an
+        unknown one: each book's revaluation then says which)."""
+        snapshots = {b.market.snapshot_id for b in books if isinstance(b.market, SnapshotMarket)}
+        if len(snapshots) == 1 and self.pricing.snapshots is not None:
+            return self.pricing.snapshots(next(iter(snapshots)))
+        return None
+
+    def validate_portfolio(self, books: Sequence["Book"], scenarios: ScenarioSet, scenarios_path: str = "") -> None:
+        """The scenario set's checks against the objects of every book's underlying."""
+        snapshot = self.portfolio_snapshot(books)
+        if snapshot is not None:
+            ids: dict[str, list[str]] = {}
+            for b in books:
+                if snapshot.underlying(b.market.underlying_id) is not None:
+                    for kind, found in _object_ids(snapshot, b.market.underlying_id).items():
+                        ids.setdefault(kind, []).extend(found)
+            scenarios.validate(ids, prefix=scenarios_path)
+
+    def block_trades(self, scenarios: int, block_cells: int) -> int:
+        """Trades per block of revalue_portfolio for ``scenarios`` and ``block_cells`` (each
+        book's blocks start at its first trade)."""
+        s = max(1, scenarios)
+        return max(1, min(max(1, block_cells // s) * s, self.pricing.limits.max_rows) // s)
+
+    def revalue_portfolio(
+        self,
+        books: Sequence["Book"],
+        scenarios: ScenarioSet,
+        *,
+        block_cells: int = 262_144,
+        should_continue: Optional[ShouldContinue] = None,
+        scenarios_path: str = "",
+        reuse: bool = False,
+    ) -> "PortfolioRevaluation":
+        """Revalue every book (one snapshot) under one scenario set: the books' base values
+        now, their blocks one after the other, trades numbered across the books. A shift
+        must match some object of some book's underlying (it moves the books it matches)."""
+        self.validate_portfolio(books, scenarios, scenarios_path)
+        s = max(1, scenarios.scenarios)
+        parts, used = [], []
+        for b in books:
+            r = self.revalue(b.spec, b.batch, b.market, scenarios, b.quantity, rows=b.rows, fields=b.fields,
+                             chunk_rows=self.block_trades(s, block_cells) * s,
+                             threads=b.threads, should_continue=should_continue, scenarios_path=scenarios_path,
+                             reuse=reuse, settings=b.settings, validate=False)
+            parts.append(r)
+            used.append(BookUsed(b.start, b.start + b.rows, r.priced_by, r.market_used, b.batch.product.name))
+
+        def blocks() -> Iterator[CubeBlock]:
+            for b, r in zip(books, parts):
+                for block in r.blocks:
+                    if b.start:
+                        block.start += b.start
+                        block.stop += b.start
+                        block.errors = [ScenarioError(e.trade + b.start, e.scenario, e.code, e.field, e.message)
+                                        for e in block.errors]
+                    yield block
+
+        base = np.concatenate([r.base for r in parts]) if parts else np.zeros(0)
+        base_errors = [e._replace(row=e.row + b.start) for b, r in zip(books, parts) for e in r.base_errors]
+        first = parts[0] if parts else None
+        return PortfolioRevaluation(base, first.market_used if first else None, blocks(), base_errors,
+                                    first.priced_by if first else None, used)
 
     # ------------------------------------------------------------------ one chunk
     def _block(self, spec, batch, market, snapshot, scenarios, base_market: MarketBatch, base, quantity,
@@ -583,14 +682,12 @@ def _derivatives(bumps: BumpSet, pnl: np.ndarray, cross: bool):
     return delta, gamma, g
 
 
-def sensitivities(revaluer: "ScenarioRevaluer", spec, batch, market, shifts, bumps, scheme: str, smile: Smile,
-                  quantity, *, rows: int, fields, settings=None, should_continue=None,
-                  prefix: str = "", cross: bool = False) -> Sensitivities:
+def sensitivities(revaluer: "ScenarioRevaluer", books: Sequence[Book], shifts, bumps, scheme: str, smile: Smile,
+                  *, should_continue=None, prefix: str = "", cross: bool = False) -> Sensitivities:
     """Every trade's delta and gamma per component by full revaluation (see bump_set); with
     ``cross``, every cross derivative too."""
     plan = bump_set(shifts, bumps, scheme, smile, prefix, cross=cross)
-    r = revaluer.revalue(spec, batch, market, plan.scenarios, quantity, rows=rows, fields=fields,
-                         should_continue=should_continue, scenarios_path=prefix, settings=settings)
+    r = revaluer.revalue_portfolio(books, plan.scenarios, should_continue=should_continue, scenarios_path=prefix)
     blocks = list(r.blocks)
     cube = np.vstack([b.pnl for b in blocks]) if blocks else np.zeros((0, plan.scenarios.scenarios))
     # an error names the trade and the component whose bump failed (a corner's: its first)

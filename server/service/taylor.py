@@ -39,8 +39,8 @@ import numpy as np
 from pricegrid.server.domain import risk as risk_measures
 from pricegrid.server.domain.errors import Code, ServiceError
 from pricegrid.server.domain.scenarios import Quantity, ScenarioSet, default_bump
-from pricegrid.server.service.scenarios import (CubeBlock, Revaluation, ScenarioError, ScenarioRevaluer, _object_ids,
-                                                bump_set, derivatives)
+from pricegrid.server.service.scenarios import (Book, CubeBlock, PortfolioRevaluation, Revaluation, ScenarioError,
+                                                ScenarioRevaluer, bump_set, derivatives)
 
 #: trades x scenarios x terms of one run's expansion, in units of max_scenario_cells (a term
 #: is a multiply-add in a matrix product: about a hundredth of a revaluation)
@@ -109,31 +109,25 @@ class TaylorRun:
     trade), then :attr:`revaluation` (blocks of Taylor P&L, a HYBRID tail's cells replaced by
     full revaluation) for a ScenarioRun, and :meth:`report` for the trailer."""
 
-    def __init__(self, revaluer: ScenarioRevaluer, spec, batch, market, scenarios: ScenarioSet, quantity, options:
-                 TaylorOptions, *, rows: int, fields, var_levels, es_levels, block_trades: int, threads: int = 0,
-                 should_continue=None, settings=None, scenarios_path: str = "scenarios.",
-                 taylor_path: str = "taylor."):
-        self.revaluer, self.spec, self.batch, self.market = revaluer, spec, batch, market
-        self.scenarios, self.quantity, self.options = scenarios, np.asarray(quantity, dtype=np.float64), options
-        self.rows, self.fields, self.threads, self.settings = rows, fields, threads, settings
+    def __init__(self, revaluer: ScenarioRevaluer, books: Sequence[Book], scenarios: ScenarioSet,
+                 options: TaylorOptions, *, var_levels, es_levels, block_cells: int, should_continue=None,
+                 scenarios_path: str = "scenarios.", taylor_path: str = "taylor."):
+        self.revaluer, self.books, self.scenarios, self.options = revaluer, list(books), scenarios, options
+        self.rows = sum(b.rows for b in self.books)
         self.var_levels = np.asarray(var_levels, dtype=np.float64)
         self.es_levels = np.asarray(es_levels, dtype=np.float64)
-        self.block_trades = max(1, int(block_trades))
+        self.block_trades = revaluer.block_trades(scenarios.scenarios, block_cells)
         self.should_continue, self.scenarios_path = should_continue, scenarios_path
         self.max_row_errors = revaluer.max_row_errors
         t0 = time.perf_counter()
-        snapshot = revaluer.snapshot_of(market, fields)
-        scenarios.validate(_object_ids(snapshot, market.underlying_id), prefix=scenarios_path)
-        level = snapshot.underlying(market.underlying_id).level
-        bumps = tuple(options.bumps) or tuple(default_bump(s, level) for s in scenarios.shifts)
+        revaluer.validate_portfolio(self.books, scenarios, scenarios_path)
+        bumps = tuple(options.bumps) or tuple(default_bump(s, self._level(s)) for s in scenarios.shifts)
         self.bumps = np.asarray(bumps, dtype=np.float64)
         self.plan = bump_set(scenarios.shifts, bumps, "central", scenarios.smile, cross=options.cross, time=True,
                              bumps_path=taylor_path + "bumps", shifts_path=scenarios_path + "shifts")
-        bumped = revaluer.revalue(spec, batch, market, self.plan.scenarios, self.quantity, rows=rows, fields=fields,
-                                  threads=threads, should_continue=should_continue, scenarios_path=scenarios_path,
-                                  settings=settings)
-        self.base, self.market_used = bumped.base, bumped.market_used
-        self.base_errors, self.priced_by = bumped.base_errors, bumped.priced_by
+        bumped = revaluer.revalue_portfolio(self.books, self.plan.scenarios, should_continue=should_continue,
+                                            scenarios_path=scenarios_path)
+        self.base, self.base_errors = bumped.base, bumped.base_errors
         self._coefficients(bumped)
         self._terms()
         self.taylor_portfolio: Optional[np.ndarray] = None
@@ -145,9 +139,20 @@ class TaylorRun:
                 _sum_into(self.taylor_portfolio, block.pnl, block.failed)
             m = options.tail or default_tail(scenarios.scenarios, np.concatenate([self.var_levels, self.es_levels]))
             self.tail = np.sort(np.argsort(self.taylor_portfolio, kind="stable")[:m])
-        self.revaluation = Revaluation(self.base, self.market_used, self._blocks(), list(self.base_errors),
-                                       self.priced_by)
+        self.revaluation = PortfolioRevaluation(self.base, bumped.market_used, self._blocks(), list(self.base_errors),
+                                                bumped.priced_by, bumped.books)
         self.seconds = time.perf_counter() - t0  # the derivatives (and HYBRID's first pass), before the blocks
+
+    def _level(self, shift) -> float:
+        """An absolute spot shift's reference level: the smallest quoted level of the
+        underlyings it moves (so that the default bump is at most 1e-3 of each)."""
+        if shift.quantity != Quantity.SPOT:
+            return 1.0
+        snapshot = self.revaluer.portfolio_snapshot(self.books)
+        levels = [abs(u.level) for u in (snapshot.underlying(b.market.underlying_id) if snapshot is not None else None
+                                         for b in self.books)
+                  if u is not None and shift.matches(u.underlying_id) and u.level]
+        return min(levels) if levels else 1.0
 
     # ------------------------------------------------------------------ the expansion
     def _coefficients(self, bumped: Revaluation) -> None:
@@ -199,8 +204,12 @@ class TaylorRun:
         return CubeBlock(start, stop, pnl, [], failed)
 
     def _taylor_blocks(self) -> Iterator[CubeBlock]:
-        for start in range(0, self.rows, self.block_trades):
-            yield self._taylor_block(start, min(self.rows, start + self.block_trades))
+        """The Taylor blocks, with a FULL run's boundaries: each book's trades in blocks of
+        block_trades from its first."""
+        for b in self.books:
+            end = b.start + b.rows
+            for start in range(b.start, end, self.block_trades):
+                yield self._taylor_block(start, min(end, start + self.block_trades))
 
     def _cell_errors(self, block: CubeBlock, skip: np.ndarray) -> list[ScenarioError]:
         """Errors of a Taylor block's non-finite cells (outside ``skip``, the replaced columns),
@@ -230,10 +239,10 @@ class TaylorRun:
     def _full(self, index: np.ndarray) -> Revaluation:
         """Full revaluation of every trade under the scenarios ``index``, in blocks of the same
         trades as the Taylor blocks (and a FULL run's)."""
-        return self.revaluer.revalue(self.spec, self.batch, self.market, self._subset(index), self.quantity,
-                                     rows=self.rows, fields=self.fields, chunk_rows=self.block_trades * len(index),
-                                     threads=self.threads, should_continue=self.should_continue,
-                                     scenarios_path=self.scenarios_path, reuse=True, settings=self.settings)
+        return self.revaluer.revalue_portfolio(self.books, self._subset(index),
+                                               block_cells=self.block_trades * len(index),
+                                               should_continue=self.should_continue,
+                                               scenarios_path=self.scenarios_path, reuse=True)
 
     def _blocks(self) -> Iterator[CubeBlock]:
         tail = self.tail

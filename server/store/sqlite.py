@@ -1,4 +1,4 @@
-"""The embedded store: market snapshots in one SQLite file (the standard library's sqlite3).
+"""The embedded store: market snapshots and portfolios in one SQLite file (the standard library's sqlite3).
 
 Schema migrations are numbered and run at open (``PRAGMA user_version`` records the last
 one applied). A snapshot is kept as its canonical JSON (the form its id hashes), so what is
@@ -9,6 +9,7 @@ processes go on).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sqlite3
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from pricegrid.server.domain.market import Finding, Severity, Snapshot, StoredSnapshot
+from pricegrid.server.domain.portfolios import StoredPortfolio, StoredScenarioSet
 
 MIGRATIONS = (
     # 1: market snapshots
@@ -40,7 +42,36 @@ MIGRATIONS = (
     """
     ALTER TABLE snapshots ADD COLUMN surfaces INTEGER NOT NULL DEFAULT 0
     """,
+    # 3: stored portfolios (the contract's Portfolio message, serialized)
+    """
+    CREATE TABLE portfolios (
+        id            TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        description   TEXT NOT NULL,
+        stored_at     TEXT NOT NULL,      -- ISO 8601, UTC
+        books         INTEGER NOT NULL,
+        trades        INTEGER NOT NULL,
+        content       BLOB NOT NULL
+    );
+    CREATE INDEX portfolios_by_name ON portfolios (name, stored_at)
+    """,
+    # 4: named scenario sets (the contract's ScenarioSet message, serialized)
+    """
+    CREATE TABLE scenario_sets (
+        id            TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        description   TEXT NOT NULL,
+        stored_at     TEXT NOT NULL,      -- ISO 8601, UTC
+        scenarios     INTEGER NOT NULL,
+        components    INTEGER NOT NULL,
+        content       BLOB NOT NULL
+    );
+    CREATE INDEX scenario_sets_by_name ON scenario_sets (name, stored_at)
+    """,
 )
+#: each named-item table's columns (all but content) and its record type
+_ITEMS = {"portfolios": ("id, name, description, stored_at, books, trades", StoredPortfolio),
+          "scenario_sets": ("id, name, description, stored_at, scenarios, components", StoredScenarioSet)}
 
 _SUMMARY = "id, name, as_of, stored_at, curves, underlyings, heston, description, forced_reason, findings, surfaces"
 
@@ -50,7 +81,8 @@ def _utc(text: str) -> dt.datetime:
 
 
 class SqliteSnapshotStore:
-    """:class:`pricegrid.server.domain.market.SnapshotStore` in one SQLite file."""
+    """:class:`pricegrid.server.domain.market.SnapshotStore` and
+    :class:`pricegrid.server.domain.portfolios.PortfolioStore` in one SQLite file."""
 
     def __init__(self, path: str | Path):
         self.path = str(path)
@@ -138,3 +170,76 @@ class SqliteSnapshotStore:
         snapshot = Snapshot.from_canonical(json.loads(row[11])) if with_content else None
         return StoredSnapshot(row[0], row[1], _utc(row[2]), _utc(row[3]), (row[4], row[5], row[6], row[10]), row[7],
                               row[8], findings, snapshot)
+
+
+    # ------------------------------------------------------------------ named items
+    def _put_item(self, table: str, record) -> bool:
+        v = [getattr(record, f.name) for f in dataclasses.fields(record)]  # the columns' order
+        row = (v[0], v[1], v[2], v[3].astimezone(dt.timezone.utc).isoformat(timespec="microseconds"), v[4], v[5], v[6])
+        with self._lock:
+            cursor = self._db.execute(f"INSERT OR IGNORE INTO {table} ({_ITEMS[table][0]}, content) "
+                                      "VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+            return cursor.rowcount == 1
+
+    def _get_item(self, table: str, item_id: str):
+        columns, kind = _ITEMS[table]
+        with self._lock:
+            row = self._db.execute(f"SELECT {columns}, content FROM {table} WHERE id = ?", (item_id,)).fetchone()
+        return None if row is None else self._item(kind, row)
+
+    def _latest_item(self, table: str, name: str):
+        columns, kind = _ITEMS[table]
+        with self._lock:
+            row = self._db.execute(f"SELECT {columns}, content FROM {table} WHERE name = ? "
+                                   "ORDER BY stored_at DESC, rowid DESC LIMIT 1", (name,)).fetchone()
+        return None if row is None else self._item(kind, row)
+
+    def _list_items(self, table: str, name: str, limit: int):
+        columns, kind = _ITEMS[table]
+        query, args = f"SELECT {columns} FROM {table}", ()
+        if name:
+            query, args = query + " WHERE name = ?", (name,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY stored_at DESC, rowid DESC LIMIT ?",
+                                    args + (int(limit),)).fetchall()
+        return [self._item(kind, r) for r in rows]
+
+    def _delete_item(self, table: str, item_id: str) -> bool:
+        with self._lock:
+            return self._db.execute(f"DELETE FROM {table} WHERE id = ?", (item_id,)).rowcount == 1
+
+    @staticmethod
+    def _item(kind, row):
+        return kind(row[0], row[1], row[2], _utc(row[3]), row[4], row[5], bytes(row[6]) if len(row) > 6 else None)
+
+    # PortfolioStore
+    def put_portfolio(self, record: StoredPortfolio) -> bool:
+        return self._put_item("portfolios", record)
+
+    def get_portfolio(self, portfolio_id: str) -> Optional[StoredPortfolio]:
+        return self._get_item("portfolios", portfolio_id)
+
+    def latest_portfolio(self, name: str) -> Optional[StoredPortfolio]:
+        return self._latest_item("portfolios", name)
+
+    def list_portfolios(self, name: str = "", limit: int = 100):
+        return self._list_items("portfolios", name, limit)
+
+    def delete_portfolio(self, portfolio_id: str) -> bool:
+        return self._delete_item("portfolios", portfolio_id)
+
+    # ScenarioSetStore
+    def put_scenario_set(self, record: StoredScenarioSet) -> bool:
+        return self._put_item("scenario_sets", record)
+
+    def get_scenario_set(self, set_id: str) -> Optional[StoredScenarioSet]:
+        return self._get_item("scenario_sets", set_id)
+
+    def latest_scenario_set(self, name: str) -> Optional[StoredScenarioSet]:
+        return self._latest_item("scenario_sets", name)
+
+    def list_scenario_sets(self, name: str = "", limit: int = 100):
+        return self._list_items("scenario_sets", name, limit)
+
+    def delete_scenario_set(self, set_id: str) -> bool:
+        return self._delete_item("scenario_sets", set_id)

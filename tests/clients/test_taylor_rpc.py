@@ -308,3 +308,37 @@ def test_a_taylor_run_past_its_deadline_stops_and_the_server_keeps_serving(risk,
     assert e.value.code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
     ok = run(risk, snapshot_id, book, SHIFTS[:1], [[0.1]], revaluation="taylor")
     assert ok.portfolio_pnl.shape == (1,)
+
+
+def test_hybrid_over_books_of_several_products_and_underlyings(risk, snapshot_id):
+    """A portfolio of books (European and American options on SPX, Black-76 options on a
+    futures): HYBRID keeps a FULL run's blocks, so its tail is FULL's bit for bit; an
+    absolute spot shift over both underlyings takes the default bump of the smaller level."""
+    from tests.clients.test_portfolio_rpc import _books
+
+    books = _books(risk, snapshot_id)
+    rng = np.random.default_rng(12)
+    shifts = [Shift("spot", "spot", "absolute", ["*"]), Shift("vol", "vol", "absolute", ["*"]),
+              Shift("usd", "zero_rate", "absolute", ["USD-*"])]
+    sizes = np.vstack([rng.normal(0, 1.5, 150), rng.normal(0, 0.01, 150), rng.normal(0, 0.001, 150)])
+    labels = [f"s{j}" for j in range(150)]
+    full = risk.scenario_risk(books=books, shifts=shifts, sizes=sizes, labels=labels, output="both")
+    r = risk.scenario_risk(books=books, shifts=shifts, sizes=sizes, labels=labels, output="both",
+                           revaluation="hybrid", hybrid_tail=20)
+    assert [(b.trade_start, b.trade_stop) for b in r.books] == [(b.trade_start, b.trade_stop) for b in full.books]
+    np.testing.assert_array_equal(r.base, full.base)
+    tail = r.taylor.revalued
+    np.testing.assert_array_equal(r.cube[:, tail], full.cube[:, tail])
+    np.testing.assert_array_equal(r.portfolio_pnl[tail], full.portfolio_pnl[tail])
+    assert r.var == full.var
+    from pricegrid.server.app import demo
+    from pricegrid.server.service.market import MarketDataService
+    from pricegrid.server.store.sqlite import SqliteSnapshotStore
+
+    market = MarketDataService(SqliteSnapshotStore(":memory:"))
+    record, _ = market.put(demo.snapshot(), force=True, reason="test")
+    snap = market.snapshot(record.snapshot_id)
+    levels = {u: snap.underlying(u).level for u in ("SPX", "EUA-DEC27")}
+    assert levels["EUA-DEC27"] < levels["SPX"] and r.taylor.bumps[0] == 1e-3 * levels["EUA-DEC27"]
+    rest = np.setdiff1d(np.arange(150), tail)
+    assert np.abs(r.cube[:, rest] - full.cube[:, rest]).max() < 0.05 * np.abs(full.cube).max()

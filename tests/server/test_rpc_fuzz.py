@@ -226,6 +226,34 @@ def _stream_request():
     return pb.PriceStreamRequest(correlation_id="c", trade_id="T", price=price_request())
 
 
+def _own_scenarios() -> rpb.ScenarioSet:
+    out = rpb.ScenarioSet(labels=["a", "b"])
+    out.shifts.add(name="spot", quantity=rpb.SHIFT_QUANTITY_SPOT, kind=rpb.SHIFT_KIND_RELATIVE, selector=["SPX"])
+    out.shifts.add(name="rate", quantity=rpb.SHIFT_QUANTITY_ZERO_RATE, kind=rpb.SHIFT_KIND_ABSOLUTE,
+                   selector=["US*"]).buckets.tenors.extend(["6M", "2Y"])
+    out.sizes.values.extend([-0.1, 0.1, 0.001, 0.0, 0.0, -0.001])
+    return out
+
+
+def _portfolio(snapshot_id: str) -> rpb.Portfolio:
+    """Two books on SPX: European calls and puts, cash digitals."""
+    euro = pb.PriceBatchRequest(model=c.MODEL_BLACK_SCHOLES_MERTON, european=pb.EuropeanOptionColumns(
+        option_type=c.Int32Column(values=[1, 2]), strike=c.DoubleColumn(values=[95.0, 105.0]),
+        time_to_expiry=c.DoubleColumn(values=[0.5, 1.0])))
+    digital = pb.PriceBatchRequest(model=c.MODEL_BLACK_SCHOLES_MERTON, digital=pb.DigitalOptionColumns(
+        option_type=c.Int32Column(values=[1]), strike=c.DoubleColumn(values=[100.0, 110.0]),
+        time_to_expiry=c.DoubleColumn(values=[0.25]), cash=c.DoubleColumn(values=[10.0]),
+        payoff=c.Int32Column(values=[1])))
+    out = rpb.Portfolio()
+    for i, trades in enumerate((euro, digital)):
+        trades.market.snapshot_id, trades.market.underlying_id = snapshot_id, "SPX"
+        book = out.books.add(trades=trades)
+        book.tags.add(name="desk", values=["eq" if i == 0 else "exotic"])
+    out.books[0].quantity.values.extend([1.0, -2.0])
+    out.books[1].trade_ids.extend(["D1", "D2"])
+    return out
+
+
 UNARY = [
     ("PricingService", "Price", price_request),
     ("PricingService", "Price", _library_request),
@@ -243,6 +271,17 @@ UNARY = [
     ("MarketDataService", "EvaluateCurve", lambda: mpb.EvaluateCurveRequest(curve_id="USD", times=[0.5, 1.0])),
     ("MarketDataService", "EvaluateSurface", lambda: mpb.EvaluateSurfaceRequest(
         surface_id="SPX-vol", expiries=[0.5, 1.0], strikes=[95.0, 105.0])),
+    ("RiskService", "PutPortfolio", lambda: rpb.PutPortfolioRequest(name="fuzz-book", description="d",
+                                                                     portfolio=_portfolio(""))),
+    ("RiskService", "GetPortfolio", lambda: rpb.GetPortfolioRequest(portfolio="fuzz-book")),
+    ("RiskService", "ListPortfolios", lambda: rpb.ListPortfoliosRequest(name="fuzz-book", limit=5)),
+    ("RiskService", "DeletePortfolio", lambda: rpb.DeletePortfolioRequest(id="nope")),
+    ("RiskService", "ListStresses", rpb.ListStressesRequest),
+    ("RiskService", "PutScenarioSet", lambda: rpb.PutScenarioSetRequest(
+        name="fuzz-set", description="d", scenario_set=_own_scenarios())),
+    ("RiskService", "GetScenarioSet", lambda: rpb.GetScenarioSetRequest(scenario_set="fuzz-set")),
+    ("RiskService", "ListScenarioSets", lambda: rpb.ListScenarioSetsRequest(name="fuzz-set", limit=5)),
+    ("RiskService", "DeleteScenarioSet", lambda: rpb.DeleteScenarioSetRequest(id="nope")),
     ("RiskService", "ParametricVar", lambda: rpb.ParametricVarRequest(
         factors=["a", "b"], covariance=c.DoubleColumn(values=[0.04, 0.01, 0.01, 0.09]), books=["x", "y"],
         deltas=c.DoubleColumn(values=[1.0, -2.0, 0.5, 3.0]), gammas=c.DoubleColumn(values=[0.1, 0.0, 0.0, -0.2]),
@@ -393,9 +432,32 @@ def test_scenario_risk(channel):
     valid = [rpb.RunScenarioRiskResponse.FromString(b) for b in call(with_history().SerializeToString(), timeout=30)]
     assert valid[0].header.scenario_labels == ["d0/d2", "d1/d3"]
 
-    def with_taylor(hybrid: bool):
+    def with_books():
+        r = _scenario_request(sid)
+        for name in ("portfolio", "quantity", "tags"):
+            r.ClearField(name)
+        r.books.CopyFrom(_portfolio(""))
+        r.snapshot_id = sid
+        r.tags.add(name="book", values=["B1"])
+        return r
+
+    def with_stresses():
+        r = with_books()
+        r.scenarios.stresses.extend(["covid-2020", "black-monday-1987"])
+        r.scenarios.stress_targets.add(factor="equity", selectors=["SPX"])
+        r.scenarios.stress_targets.add(factor="equity_vol", selectors=["SPX-*"])
+        r.scenarios.stress_targets.add(factor="usd_rates", selectors=["US*"])
+        return r
+
+    valid = [rpb.RunScenarioRiskResponse.FromString(b) for b in call(with_stresses().SerializeToString(), timeout=30)]
+    assert list(valid[0].header.scenario_labels)[-2:] == ["covid-2020", "black-monday-1987"]
+    valid = [rpb.RunScenarioRiskResponse.FromString(b) for b in call(with_books().SerializeToString(), timeout=30)]
+    assert [b.product for b in valid[0].header.books] == ["european", "digital"]
+    assert list(valid[0].header.trade_ids) == ["0:0", "0:1", "D1", "D2"]
+
+    def with_taylor(hybrid: bool, make_base=lambda: _scenario_request(sid)):
         def make():
-            r = _scenario_request(sid)
+            r = make_base()
             r.revaluation = rpb.REVALUATION_MODE_HYBRID if hybrid else rpb.REVALUATION_MODE_TAYLOR
             r.taylor.bumps.extend([1e-3, 1e-4, 1e-3])
             r.taylor.cross_gamma = True
@@ -406,14 +468,14 @@ def test_scenario_risk(channel):
             return r
         return make
 
-    for hybrid in (False, True):
-        valid = [rpb.RunScenarioRiskResponse.FromString(b) for b in call(with_taylor(hybrid)().SerializeToString(),
-                                                                          timeout=30)]
+    for make in (with_taylor(False), with_taylor(True), with_taylor(True, with_books)):
+        valid = [rpb.RunScenarioRiskResponse.FromString(b) for b in call(make().SerializeToString(), timeout=30)]
         assert len(valid[-1].trailer.taylor.revalued) == 2
 
     @FUZZ
-    @given(data=st.one_of(mutated(lambda: _scenario_request(sid)), mutated(with_history), mutated(with_taylor(False)),
-                          mutated(with_taylor(True))))
+    @given(data=st.one_of(mutated(lambda: _scenario_request(sid)), mutated(with_history), mutated(with_books),
+                          mutated(with_stresses), mutated(with_taylor(False)), mutated(with_taylor(True)),
+                          mutated(with_taylor(True, with_books))))
     def run(data):
         parts = []
         try:

@@ -101,3 +101,27 @@ def test_a_newer_schema_is_refused(tmp_path):
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     with pytest.raises(RuntimeError, match="newer"):
         SqliteSnapshotStore(path)
+
+
+def test_portfolios_round_trip_version_by_name_and_survive_a_reopen(tmp_path):
+    from pricegrid.server.domain.portfolios import StoredPortfolio, content_id
+
+    store = SqliteSnapshotStore(tmp_path / "p.db")
+    content = bytes(range(256)) * 3  # any bytes, NULs included, back exactly
+    v1 = StoredPortfolio(content_id("desk/a", content), "desk/a", "first", T0, 2, 30, content)
+    v2 = StoredPortfolio(content_id("desk/a", content[:10]), "desk/a", "", T0 + dt.timedelta(hours=1), 1, 3,
+                         content[:10])
+    other = StoredPortfolio(content_id("desk/b", content), "desk/b", "", T0, 2, 30, content)
+    assert v1.portfolio_id != other.portfolio_id  # the name is part of the id
+    assert store.put_portfolio(v1) and store.put_portfolio(v2) and store.put_portfolio(other)
+    assert not store.put_portfolio(v1)  # the same version again: stored once
+    assert store.get_portfolio(v1.portfolio_id) == v1
+    assert store.latest_portfolio("desk/a") == v2 and store.latest_portfolio("desk/c") is None
+    assert [p.portfolio_id for p in store.list_portfolios("desk/a")] == [v2.portfolio_id, v1.portfolio_id]
+    assert all(p.content is None for p in store.list_portfolios())
+    assert len(store.list_portfolios(limit=2)) == 2
+    store.close()
+    again = SqliteSnapshotStore(tmp_path / "p.db")
+    assert again.get_portfolio(v2.portfolio_id) == v2
+    assert again.delete_portfolio(v2.portfolio_id) and not again.delete_portfolio(v2.portfolio_id)
+    assert again.latest_portfolio("desk/a") == v1
