@@ -22,12 +22,12 @@ from pricegrid.server.domain.products import PRODUCTS, ProductBatch
 from pricegrid.server.domain.scenarios import Quantity, ScenarioSet, Shift, ShiftKind
 from pricegrid.server.service.market import MarketDataService
 from pricegrid.server.service.pricing import Limits, PricingService
-from pricegrid.server.service.scenarios import ScenarioRevaluer, ScenarioRun
+from pricegrid.server.service.scenarios import Book, ScenarioRevaluer, ScenarioRun
 from pricegrid.server.service.taylor import TaylorOptions, TaylorRun
 from pricegrid.server.store.sqlite import SqliteSnapshotStore
 
 TRADES, SCENARIOS, ROUNDS = 10_000, 1_000, 3
-BLOCK_TRADES = 524
+BLOCK_CELLS = 524_288  # RiskService's 4 MB blocks
 
 
 def test_taylor_and_hybrid_against_full_revaluation(benchmark):
@@ -49,17 +49,15 @@ def test_taylor_and_hybrid_against_full_revaluation(benchmark):
     quantity = rng.choice([-2.0, 1.0, 3.0], TRADES)
     revaluer = ScenarioRevaluer(service)
     levels = ((0.99,), (0.975,))
+    books = [Book(spec, batch, ref, TRADES, {}, quantity, threads=1)]
 
     def full():
-        r = revaluer.revalue(spec, batch, ref, scenarios, quantity, rows=TRADES, fields={},
-                             chunk_rows=BLOCK_TRADES * SCENARIOS, threads=1, reuse=True)
-        return _aggregates(r)
+        return _aggregates(revaluer.revalue_portfolio(books, scenarios, block_cells=BLOCK_CELLS, reuse=True))
 
     def expansion(hybrid: bool, cross: bool):
         def once():
-            t = TaylorRun(revaluer, spec, batch, ref, scenarios, quantity, TaylorOptions(hybrid=hybrid, cross=cross),
-                          rows=TRADES, fields={}, var_levels=levels[0], es_levels=levels[1],
-                          block_trades=BLOCK_TRADES, threads=1)
+            t = TaylorRun(revaluer, books, scenarios, TaylorOptions(hybrid=hybrid, cross=cross),
+                          var_levels=levels[0], es_levels=levels[1], block_cells=BLOCK_CELLS)
             a = _aggregates(t.revaluation)
             t.report(a)
             return a
