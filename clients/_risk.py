@@ -952,6 +952,8 @@ class RiskClient:
         portfolio: str = "",
         stresses: Iterable[str] = (),
         stress_targets: Mapping[str, Any] | None = None,
+        es_attribution: bool = False,
+        incremental_es: bool = False,
         timeout=USE_CLIENT_DEFAULT,
         **columns: Any,
     ) -> ScenarioRiskResult:
@@ -979,6 +981,11 @@ class RiskClient:
         (:meth:`put_scenario_set`); ``stress_targets`` maps catalogue factors to selectors
         ({"equity": ["SPX"], "usd_rates": []}: an empty list leaves a factor out).
 
+        ``es_attribution``: each trade's (``result.trade_component_es``, trades x ES levels)
+        and each node's Euler component of ES; ``incremental_es``: also their incremental ES
+        (a second full revaluation on the server); FULL runs only.
+
+
         ``revaluation``: "full" (default), "taylor" (each cell from the trade's delta-gamma
         expansion at the base, ``taylor_bumps`` one bump per shift or None for the server's
         defaults, ``cross_gamma`` for the cross terms; ``check_scenarios`` scenarios revalued
@@ -995,8 +1002,8 @@ class RiskClient:
             aggregate_by=list(aggregate_by), stresses=list(stresses), stress_targets=stress_targets,
             revaluation=revaluation, taylor_bumps=None if taylor_bumps is None else list(taylor_bumps),
             cross_gamma=cross_gamma, hybrid_tail=hybrid_tail, check_scenarios=check_scenarios, check=check,
-            history=None if history is None else (history["dates"], history["levels"], history.get("holding_period", 1),
-                                                  history.get("overlapping", True)),
+            es_attribution=es_attribution, incremental_es=incremental_es,
+            history=_scenarios.history_of(history),
         )
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         return _scenarios.collect(stub.RunScenarioRisk, request, resolve_timeout(timeout, self.timeout), progress)
@@ -1074,8 +1081,7 @@ class RiskClient:
         self._check_open()
         msg = _scenarios.scenario_set(
             list(shifts), sizes, list(labels),
-            None if history is None else (history["dates"], history["levels"], history.get("holding_period", 1),
-                                          history.get("overlapping", True)))
+            _scenarios.history_of(history))
         msg.ClearField("smile")
         reply = self._risk_unary("PutScenarioSet", risk_pb2.PutScenarioSetRequest(
             name=name, description=description, scenario_set=msg), timeout)

@@ -159,6 +159,8 @@ class RiskNode:
     pnl: np.ndarray
     var: dict
     expected_shortfall: dict
+    component_es: dict = field(default_factory=dict)    # by ES level, with es_attribution
+    incremental_es: dict = field(default_factory=dict)  # by ES level, with incremental_es
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,9 @@ class ScenarioRiskResult:
     nodes: list = field(default_factory=list)  # RiskNode of the tag hierarchy, parents first
     books: list = field(default_factory=list)  # BookUsed of each book, in order
     portfolio_id: str = ""  # the stored portfolio's version that ran
+    trade_component_es: Optional[np.ndarray] = None    # trades x ES levels, with es_attribution
+    trade_incremental_es: Optional[np.ndarray] = None  # trades x ES levels, with incremental_es
+    tail_scenarios: int = 0
     taylor: Optional[TaylorReport] = None  # TAYLOR and HYBRID runs: the error report
 
     def node(self, *path: str) -> RiskNode:
@@ -292,10 +297,31 @@ def portfolio_into(msg, *, portfolio=None, books=None, stored: str = "", snapsho
         msg.snapshot_id = snapshot_id
 
 
+def _by_trade(col, trades: int) -> np.ndarray:
+    values = _doubles(col)
+    return values.reshape(trades, -1) if trades else values
+
+
 def _doubles(col) -> np.ndarray:
     if col.raw:
         return np.frombuffer(col.raw, dtype="<f8").astype(np.float64)
     return np.asarray(col.values, dtype=np.float64)
+
+
+def history_of(history) -> Optional[tuple]:
+    """A client's history dict as scenario_set takes it: ``dates`` and ``levels`` (dates x
+    components), or ``snapshots`` ({"ids": [...]} or {"name", "start", "end"}: the levels
+    read from stored snapshots on the server); ``holding_period`` (default 1) and
+    ``overlapping`` (default True)."""
+    if history is None:
+        return None
+    unknown = set(history) - {"dates", "levels", "snapshots", "holding_period", "overlapping"}
+    if unknown:
+        raise ValueError(f"history: unknown keys {sorted(unknown)}")
+    if "snapshots" in history:
+        return (history.get("dates", []), history.get("levels"), history.get("holding_period", 1),
+                history.get("overlapping", True), dict(history["snapshots"]))
+    return history["dates"], history["levels"], history.get("holding_period", 1), history.get("overlapping", True)
 
 
 def scenario_set(shifts: Sequence[Shift], sizes, labels, history=None, *, stresses=(), stress_targets=None,
@@ -307,12 +333,21 @@ def scenario_set(shifts: Sequence[Shift], sizes, labels, history=None, *, stress
         if shifts or labels:
             raise ValueError("shifts and labels need their sizes")
         sizes = np.zeros((0, 0))
-    elif history is not None:  # (dates, levels dates x components, holding, overlapping)
-        dates, levels, holding, overlapping = history
-        levels = np.asarray(levels, dtype=np.float64)
-        if levels.ndim != 2 or levels.shape != (len(dates), components):
-            raise ValueError(f"history levels have shape {levels.shape}; expected dates x components = "
-                             f"({len(dates)}, {components})")
+    elif history is not None:  # (dates, levels dates x components, holding, overlapping[, snapshots])
+        dates, levels, holding, overlapping, *rest = history
+        snapshots = rest[0] if rest else None
+        if snapshots is not None:
+            if dates or levels is not None:
+                raise ValueError("a history reads its levels from snapshots or takes dates and levels, not both")
+            unknown = set(snapshots) - {"ids", "name", "start", "end"}
+            if unknown:
+                raise ValueError(f"history snapshots: unknown keys {sorted(unknown)} (ids, or name, start, end)")
+            dates, levels = [], None
+        else:
+            levels = np.asarray(levels, dtype=np.float64)
+            if levels.ndim != 2 or levels.shape != (len(dates), components):
+                raise ValueError(f"history levels have shape {levels.shape}; expected dates x components = "
+                                 f"({len(dates)}, {components})")
         sizes, labels = np.zeros((components, 0)), []
     elif sizes is None:
         raise ValueError("give sizes (components x scenarios) and labels, a history, or stresses")
@@ -332,7 +367,14 @@ def scenario_set(shifts: Sequence[Shift], sizes, labels, history=None, *, stress
     if history is not None:
         h = msg.history
         h.dates.extend(str(d) for d in dates)
-        h.levels.raw = np.ascontiguousarray(levels, dtype="<f8").tobytes()
+        if levels is not None:
+            h.levels.raw = np.ascontiguousarray(levels, dtype="<f8").tobytes()
+        else:
+            h.snapshots.ids.extend(str(x) for x in snapshots.get("ids", ()))
+            h.snapshots.name = str(snapshots.get("name", ""))
+            h.snapshots.start = str(snapshots.get("start", ""))
+            h.snapshots.end = str(snapshots.get("end", ""))
+            h.snapshots.SetInParent()
         h.holding_period = int(holding)
         h.non_overlapping = not overlapping
     for factor, selectors in (stress_targets or {}).items():
@@ -344,8 +386,9 @@ def scenario_set(shifts: Sequence[Shift], sizes, labels, history=None, *, stress
 def request_of(portfolio=None, *, books=None, stored: str = "", snapshot_id: str = "", quantity, trade_ids,
                shifts: Sequence[Shift], sizes, labels, smile: str, output: str, cube_type: str, var_levels,
                es_levels, trade_risk: bool = False, tags=None, aggregate_by=(), history=None, stresses=(),
-               stress_targets=None, revaluation: str = "full", taylor_bumps=None, cross_gamma: bool = False,
-               hybrid_tail: int = 0, check_scenarios: int = 0, check: str = "even") -> rpb.RunScenarioRiskRequest:
+               stress_targets=None, es_attribution: bool = False, incremental_es: bool = False,
+               revaluation: str = "full", taylor_bumps=None, cross_gamma: bool = False, hybrid_tail: int = 0,
+               check_scenarios: int = 0, check: str = "even") -> rpb.RunScenarioRiskRequest:
     scenarios = scenario_set(shifts, sizes, labels, history, stresses=stresses, stress_targets=stress_targets,
                              smile=smile)
     if output not in OUTPUTS:
@@ -355,7 +398,8 @@ def request_of(portfolio=None, *, books=None, stored: str = "", snapshot_id: str
     msg = rpb.RunScenarioRiskRequest(output=OUTPUTS[output],
                                      cube_type=rpb.CUBE_TYPE_FLOAT32 if cube_type == "float32" else rpb.CUBE_TYPE_FLOAT64,
                                      var_levels=list(var_levels), es_levels=list(es_levels),
-                                     trade_risk=bool(trade_risk))
+                                     trade_risk=bool(trade_risk), es_attribution=bool(es_attribution),
+                                     incremental_es=bool(incremental_es))
     portfolio_into(msg, portfolio=portfolio, books=books, stored=stored, snapshot_id=snapshot_id)
     if quantity is not None:
         msg.quantity.raw = np.ascontiguousarray(np.atleast_1d(np.asarray(quantity, dtype="<f8"))).tobytes()
@@ -433,7 +477,12 @@ def collect(stub_call, request: rpb.RunScenarioRiskRequest, timeout, progress=No
                for b in header.books],
         portfolio_id=header.portfolio_id,
         nodes=[RiskNode(tuple(n.path), n.trades, _doubles(n.pnl), {x.level: x.value for x in n.var},
-                        {x.level: x.value for x in n.expected_shortfall}) for n in trailer.nodes],
+                        {x.level: x.value for x in n.expected_shortfall},
+                        {x.level: x.value for x in n.component_es}, {x.level: x.value for x in n.incremental_es})
+               for n in trailer.nodes],
+        trade_component_es=_by_trade(trailer.trade_component_es, trades) if request.es_attribution else None,
+        trade_incremental_es=_by_trade(trailer.trade_incremental_es, trades) if request.incremental_es else None,
+        tail_scenarios=trailer.tail_scenarios,
         taylor=_taylor_report(trailer.taylor) if trailer.HasField("taylor") else None,
     )
 

@@ -347,7 +347,7 @@ def start(settings: Settings) -> RunningServer:
                                                       batch_lane=lanes.batch,
                                                       max_scenario_cells=settings.max_scenario_cells,
                                                       default_deadline_s=settings.max_cost_batch_s,
-                                                      portfolios=store),
+                                                      portfolios=store, market=market),
                                 observer, streams=streams, auth=auth),
             options=server_options(settings),
             interceptors=[ReflectionGate(auth)] if auth is not None else None,

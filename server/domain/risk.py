@@ -701,6 +701,13 @@ def _incremental(total_loss: np.ndarray, es: float, pnl_rows: np.ndarray, alpha:
     return out
 
 
+def incremental_es(pnl, es: float, rows, level: float) -> np.ndarray:
+    """ES of the portfolio P&L ``pnl`` (its ES at ``level`` given: ``es``) less the ES of the
+    portfolio without each row of ``rows`` (rows x scenarios), equal weights (note 6)."""
+    return _incremental(-np.asarray(pnl, dtype=np.float64), float(es), np.asarray(rows, dtype=np.float64),
+                        float(level), None)
+
+
 def es_attribution(cube, *, var_level: float = VAR_LEVEL, es_level: float = ES_LEVEL, weights=None,
                    incremental: bool = True, prefix: str = "") -> Attribution:
     """The portfolio VaR and ES of a cube (trades x scenarios) and each trade's component

@@ -302,6 +302,12 @@ class ScenarioSet:
     def component_labels(self) -> list[str]:
         return [label for s in self.shifts for label in s.component_labels()]
 
+    def subset(self, columns: np.ndarray) -> "ScenarioSet":
+        """The same shifts under the scenarios ``columns`` only (indices, in order)."""
+        columns = np.asarray(columns, dtype=np.int64)
+        return ScenarioSet(self.shifts, np.ascontiguousarray(np.asarray(self.values)[:, columns]),
+                           tuple(self.labels[j] for j in columns), self.smile, self.origins)
+
     def blocks(self) -> Iterable[tuple[Shift, np.ndarray]]:
         """Each shift with its rows of ``values`` (components, scenarios)."""
         row = 0

@@ -42,6 +42,7 @@ from pricegrid.server.rpc.portfolios import PortfolioInputs, aggregate_tags, por
 from pricegrid.server.rpc import requests as req
 from pricegrid.server.rpc.requests import column_length, doubles, unknown_enums
 from pricegrid.server.rpc.responses import market_used, model_ref
+from pricegrid.server.service import history
 from pricegrid.server.service.backtest import Backtest, BacktestLimits
 from pricegrid.server.service.pricing import PricingService, Watch
 from pricegrid.server.service import taylor
@@ -123,13 +124,15 @@ def _tenors(values, path: str, bad: Violations) -> tuple[float, ...]:
     return tuple(out)
 
 
-def scenario_set_of(msg: rpb.ScenarioSet, prefix: str = "scenarios.", stored_sets=None) -> sc.ScenarioSet:
+def scenario_set_of(msg: rpb.ScenarioSet, prefix: str = "scenarios.", stored_sets=None,
+                    market=None) -> sc.ScenarioSet:
     """The domain's scenario set (its own checks run when it meets the snapshot), its named
-    stresses added (``stored_sets`` finds a stored set by name or id)."""
+    stresses added (``stored_sets`` finds a stored set by name or id; ``market``, the
+    MarketDataService, reads a history's levels from stored snapshots)."""
     own = None
     if not (msg.stresses or msg.stress_targets) or msg.shifts or msg.labels or msg.HasField("history") or \
             column_length(msg.sizes, 8, f"{prefix}sizes"):
-        own = _own_set(msg, prefix)
+        own = _own_set(msg, prefix, market)
     if not (msg.stresses or msg.stress_targets):
         return own
     return _with_stresses(own, msg, prefix, stored_sets)
@@ -173,7 +176,7 @@ def _with_stresses(own, msg: rpb.ScenarioSet, prefix: str, stored_sets) -> sc.Sc
     return stresses.combine(own, parts, smile)
 
 
-def _own_set(msg: rpb.ScenarioSet, prefix: str) -> sc.ScenarioSet:
+def _own_set(msg: rpb.ScenarioSet, prefix: str, market=None) -> sc.ScenarioSet:
     """A set's own shifts and sizes (or history)."""
     bad = Violations()
     shifts = []
@@ -198,20 +201,33 @@ def _own_set(msg: rpb.ScenarioSet, prefix: str) -> sc.ScenarioSet:
     sizes = None
     with bad.check():
         sizes = doubles(msg.sizes, f"{prefix}sizes")
-    history = msg.HasField("history")
-    if history and (msg.labels or (sizes is not None and sizes.size)):
+    has_history = msg.HasField("history")
+    if has_history and (msg.labels or (sizes is not None and sizes.size)):
         bad.add(f"{prefix}history", "with a history, leave labels and sizes empty: they come from it")
     bad.raise_if_any()
     components = sum(x.components for x in shifts)
-    if history:
+    if has_history:
         h = msg.history
         if h.holding_period < 0:
             raise invalid(f"{prefix}history.holding_period", f"at least 1 date (got {h.holding_period})")
-        levels = doubles(h.levels, f"{prefix}history.levels")
         kinds = [x.kind for x in shifts for _ in range(x.components)]
+        dates = list(h.dates)
+        if h.HasField("snapshots"):
+            series = h.snapshots
+            if dates or column_length(h.levels, 8, f"{prefix}history.levels"):
+                raise invalid(f"{prefix}history.snapshots", "with snapshots, leave dates and levels empty: they "
+                                                            "come from the snapshots")
+            if market is None:
+                raise ServiceError(Code.UNIMPLEMENTED, "this server reads no history from snapshots")
+            records = history.series(market, list(series.ids), series.name, series.start, series.end,
+                                     f"{prefix}history.snapshots")
+            levels, dates = history.levels(market, records, shifts, prefix)
+            levels = levels.reshape(-1)
+        else:
+            levels = doubles(h.levels, f"{prefix}history.levels")
         if components == 0 or levels.size % components:
             raise invalid(f"{prefix}history.levels", f"{levels.size} values for {components} components per date")
-        values, labels = sc.historical_sizes(levels.reshape(-1, components), kinds, list(h.dates),
+        values, labels = sc.historical_sizes(levels.reshape(-1, components), kinds, dates,
                                              holding=h.holding_period or 1, overlapping=not h.non_overlapping,
                                              prefix=f"{prefix}history.")
         return sc.ScenarioSet(tuple(shifts), values, labels, _SMILES[msg.smile])
@@ -249,8 +265,8 @@ class ScenarioInputs:
     taylor: object = None  # TaylorOptions of a TAYLOR or HYBRID run; None: FULL
 
 
-def scenario_request(request, service: PricingService, max_cells: int, stored=None, stored_sets=None
-                     ) -> ScenarioInputs:
+def scenario_request(request, service: PricingService, max_cells: int, stored=None, stored_sets=None,
+                     market=None) -> ScenarioInputs:
     """Everything a run needs, every violation of the request at once (fields named from the
     request's root); ``stored`` and ``stored_sets`` find a stored portfolio and a stored
     scenario set by name or id."""
@@ -258,16 +274,22 @@ def scenario_request(request, service: PricingService, max_cells: int, stored=No
     inputs = portfolio_inputs(request, service, bad, stored)
     scenarios = None
     with bad.check():
-        scenarios = scenario_set_of(request.scenarios, stored_sets=stored_sets)
+        scenarios = scenario_set_of(request.scenarios, stored_sets=stored_sets, market=market)
     var_levels = _levels(request.var_levels, 0.99, "var_levels", bad)
     es_levels = _levels(request.es_levels, 0.975, "es_levels", bad)
     unknown_enums(request, "", bad)
+    if getattr(request, "incremental_es", False) and not request.es_attribution:
+        bad.add("incremental_es", "comes with es_attribution: set both")
+    if getattr(request, "es_attribution", False) and request.output == rpb.SCENARIO_OUTPUT_CUBE:
+        bad.add("es_attribution", "the attribution is an aggregate: output AGGREGATES or BOTH")
     tags = []
     if inputs is not None:
         rows = inputs.rows
-        if scenarios is not None and rows * scenarios.scenarios > max_cells:
-            bad.add("scenarios.labels", f"{rows:,} trades x {scenarios.scenarios:,} scenarios = "
-                                        f"{rows * scenarios.scenarios:,} revaluations; at most {max_cells:,}",
+        passes = 2 if getattr(request, "incremental_es", False) else 1
+        if scenarios is not None and passes * rows * scenarios.scenarios > max_cells:
+            bad.add("scenarios.labels", f"{rows:,} trades x {scenarios.scenarios:,} scenarios"
+                                        f"{' x 2 passes (incremental_es)' if passes == 2 else ''} = "
+                                        f"{passes * rows * scenarios.scenarios:,} revaluations; at most {max_cells:,}",
                     Code.RESOURCE_EXHAUSTED)
         tags = aggregate_tags(inputs, request.aggregate_by, bad)
     taylor_options = _taylor_options(request, scenarios, inputs.rows if inputs is not None else None,
@@ -291,6 +313,9 @@ def _taylor_options(request, scenarios, rows, max_rows: int, max_cells: int, bad
         return None
     t = request.taylor
     hybrid = mode == rpb.REVALUATION_MODE_HYBRID
+    for name in ("es_attribution", "incremental_es"):
+        if getattr(request, name):
+            bad.add(name, "FULL only: the attribution revalues the run's tail (or the whole cube) in full")
     for i, h in enumerate(t.bumps):
         if not (math.isfinite(h) and h > 0):
             bad.add(f"taylor.bumps[{i}]", f"must be finite and > 0 (got {h!r})")
@@ -547,6 +572,11 @@ def _taylor_report(r: taylor.TaylorReport, a) -> rpb.TaylorReport:
     return msg
 
 
+def _step(steps) -> bool:
+    """One step of a generator of work; False once it is done."""
+    return next(steps, StopIteration) is not StopIteration
+
+
 def _watch(call) -> Watch:
     """The call's deadline and cancellation, shared with the kernels: the caller going away
     (or the deadline) stops a run between blocks and inside them."""
@@ -570,7 +600,7 @@ class _Stream:
 class RiskServicer:
     def __init__(self, limits: BacktestLimits, lane: Lane, *, pricing: PricingService | None = None,
                  batch_lane: Lane | None = None, max_scenario_cells: int = 50_000_000,
-                 default_deadline_s: float = 300.0, portfolios=None, clock=None):
+                 default_deadline_s: float = 300.0, portfolios=None, clock=None, market=None):
         self.limits = limits
         self.lane = lane  # where each message is read and added (see the module docstring)
         self.pricing = pricing  # None: no RunScenarioRisk
@@ -583,6 +613,7 @@ class RiskServicer:
         self.stored_sets = pfs.finder(portfolios.get_scenario_set, portfolios.latest_scenario_set) \
             if portfolios is not None else None
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.market = market  # the MarketDataService: histories read from stored snapshots
 
     async def RunScenarioRisk(self, requests, context, call, counter):
         """Header, blocks, trailer; each part computed in the batch class (its gate and
@@ -613,6 +644,14 @@ class RiskServicer:
                 if not pending.done():
                     watch.cancel()  # the caller went away: the block being computed stops in its kernel
                     pending.cancel()
+            if state.run.reprice is not None:  # the ES attribution's passes, a block per turn of the lane
+                steps = state.run.attribution_steps()
+                try:
+                    while await lane.run(call, _step, steps):
+                        pass
+                except BaseException:
+                    watch.cancel()
+                    raise
             yield await lane.run(call, self._scenario_trailer, state)
 
     def Sensitivities(self, request, call, rid):
@@ -686,15 +725,20 @@ class RiskServicer:
         request = _PARSE_SCENARIOS(data)
         if type(request) is Undecodable:
             raise request.error()
-        inputs = scenario_request(request, self.pricing, self.max_scenario_cells, self.stored, self.stored_sets)
+        inputs = scenario_request(request, self.pricing, self.max_scenario_cells, self.stored, self.stored_sets,
+                                  self.market)
         scenarios, portfolio = inputs.scenarios, inputs.portfolio
         rows = portfolio.rows
         revaluer = ScenarioRevaluer(self.pricing)
+
+        def revalue(columns=None):
+            return revaluer.revalue_portfolio(
+                portfolio.books, scenarios if columns is None else scenarios.subset(columns),
+                block_cells=BLOCK_BYTES // 8, should_continue=watch, scenarios_path="scenarios.", reuse=True)
+
         expansion = None
         if inputs.taylor is None:
-            revaluation = revaluer.revalue_portfolio(
-                portfolio.books, scenarios, block_cells=BLOCK_BYTES // 8, should_continue=watch,
-                scenarios_path="scenarios.", reuse=True)
+            revaluation = revalue()
         else:  # the same blocks of trades as a FULL run's
             expansion = taylor.TaylorRun(revaluer, portfolio.books, scenarios, inputs.taylor,
                                          var_levels=inputs.var_levels, es_levels=inputs.es_levels,
@@ -702,7 +746,8 @@ class RiskServicer:
             revaluation = expansion.revaluation
         hierarchy = Hierarchy(inputs.tags, rows, scenarios.scenarios) if inputs.tags else None
         run = ScenarioRun(revaluation, rows, scenarios.scenarios, inputs.var_levels, inputs.es_levels,
-                          trade_risk=request.trade_risk, hierarchy=hierarchy)
+                          trade_risk=request.trade_risk, hierarchy=hierarchy,
+                          reprice=revalue if request.es_attribution else None, incremental=request.incremental_es)
         header = rpb.ScenarioRiskHeader(
             trade_ids=portfolio.trade_ids, scenario_labels=list(scenarios.labels),
             base_values=_column(revaluation.base),
@@ -755,10 +800,22 @@ class RiskServicer:
             trailer.var.extend(rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.var_levels, a.var))
             trailer.expected_shortfall.extend(rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.es_levels, a.es))
             for node in a.nodes:
-                trailer.nodes.append(rpb.RiskNode(
+                msg = rpb.RiskNode(
                     path=list(node.path), trades=node.trades, pnl=_column(node.pnl),
                     var=[rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.var_levels, node.var)],
-                    expected_shortfall=[rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.es_levels, node.es)]))
+                    expected_shortfall=[rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(a.es_levels, node.es)])
+                if node.component_es is not None:
+                    msg.component_es.extend(rpb.RiskAtLevel(level=lv, value=v)
+                                            for lv, v in zip(a.es_levels, node.component_es))
+                if node.incremental_es is not None:
+                    msg.incremental_es.extend(rpb.RiskAtLevel(level=lv, value=v)
+                                              for lv, v in zip(a.es_levels, node.incremental_es))
+                trailer.nodes.append(msg)
+            if a.trade_component_es is not None:
+                trailer.trade_component_es.CopyFrom(_column(a.trade_component_es.ravel()))
+                trailer.tail_scenarios = a.tail_scenarios
+            if a.trade_incremental_es is not None:
+                trailer.trade_incremental_es.CopyFrom(_column(a.trade_incremental_es.ravel()))
             if a.trade_var is not None:
                 trailer.trade_var.CopyFrom(_column(a.trade_var.ravel()))
                 trailer.trade_expected_shortfall.CopyFrom(_column(a.trade_es.ravel()))

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Optional, Sequence
+from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -423,6 +423,9 @@ class Aggregates:
     failed_cells: int
     compute_seconds: float
     nodes: list = field(default_factory=list)  # NodeRisk of the tag hierarchy, parents first
+    trade_component_es: Optional[np.ndarray] = None    # (trades, ES levels) with the attribution
+    trade_incremental_es: Optional[np.ndarray] = None  # (trades, ES levels) with incremental ES
+    tail_scenarios: int = 0
 
 
 @dataclass
@@ -432,6 +435,8 @@ class NodeRisk:
     pnl: np.ndarray         # (scenarios,)
     var: np.ndarray         # per VaR level
     es: np.ndarray          # per ES level
+    component_es: Optional[np.ndarray] = None    # per ES level, with the attribution
+    incremental_es: Optional[np.ndarray] = None
 
 
 #: caps of a tag hierarchy (each node holds a P&L vector over the scenarios)
@@ -481,8 +486,15 @@ class ScenarioRun:
     :meth:`aggregates` gives the trailer once the blocks are done."""
 
     def __init__(self, revaluation: Revaluation, trades: int, scenarios: int, var_levels: Sequence[float],
-                 es_levels: Sequence[float], *, trade_risk: bool = True, hierarchy: Optional[Hierarchy] = None):
+                 es_levels: Sequence[float], *, trade_risk: bool = True, hierarchy: Optional[Hierarchy] = None,
+                 reprice: Optional[Callable[[Optional[np.ndarray]], Revaluation]] = None,
+                 incremental: bool = False):
         self.revaluation = revaluation
+        # the ES attribution's second pass: reprice(columns) revalues every trade under those
+        # scenarios (None: all of them) through the same path, block by block
+        self.reprice = reprice
+        self.incremental = incremental
+        self._attribution: Optional[tuple] = None
         self.trade_risk = trade_risk
         self.hierarchy = hierarchy
         self._nodes = np.zeros((len(hierarchy.paths), scenarios)) if hierarchy is not None else None
@@ -520,19 +532,61 @@ class ScenarioRun:
         self._seconds += time.perf_counter() - t0
         return block
 
+    def attribution_steps(self) -> Iterator[None]:
+        """The ES attribution once the blocks are done, one block of work per step (so a
+        caller can share its capacity between steps): each trade's Euler component from a
+        revaluation under the tail scenarios; with ``incremental``, each trade's incremental
+        ES from a second full pass (the portfolio's P&L now known)."""
+        t0 = time.perf_counter()
+        pnl = self._portfolio
+        weights = np.vstack([risk_measures.es_tail_weights(pnl, float(a)) for a in self.es_levels])
+        tail = np.flatnonzero((weights != 0).any(axis=0))
+        component = np.zeros((self.trades, len(self.es_levels)))
+        for block in self.reprice(tail).blocks:
+            component[block.start:block.stop] = -(np.nan_to_num(block.pnl, nan=0.0) @ weights[:, tail].T)
+            yield
+        es = weights @ -pnl
+        incremental = None
+        if self.incremental:
+            incremental = np.empty((self.trades, len(self.es_levels)))
+            for block in self.reprice(None).blocks:
+                rows = np.nan_to_num(block.pnl, nan=0.0)
+                for j, a in enumerate(self.es_levels):
+                    incremental[block.start:block.stop, j] = risk_measures.incremental_es(pnl, es[j], rows, a)
+                yield
+        self._attribution = (component, incremental, len(tail), es)
+        self._seconds += time.perf_counter() - t0
+
     def aggregates(self) -> Aggregates:
         tail = risk_measures.historical_risk(self._portfolio, var_level=self.var_levels, es_level=self.es_levels)
+        attribution = self._attribution
+        if self.reprice is not None and attribution is None:
+            for _ in self.attribution_steps():
+                pass
+            attribution = self._attribution
         nodes = []
         if self.hierarchy is not None and len(self.hierarchy.paths):
             t = risk_measures.historical_risk(self._nodes, var_level=self.var_levels, es_level=self.es_levels, axis=1)
             var = np.asarray(t.var).reshape(len(self.var_levels), -1)
             es = np.asarray(t.es).reshape(len(self.es_levels), -1)
-            nodes = [NodeRisk(p, int(self.hierarchy.counts[i]), self._nodes[i], var[:, i], es[:, i])
+            node_component = node_incremental = None
+            if attribution is not None:
+                node_component = np.asarray(self.hierarchy.matrix @ attribution[0])
+                if self.incremental:
+                    node_incremental = np.column_stack([
+                        risk_measures.incremental_es(self._portfolio, attribution[3][j], self._nodes, a)
+                        for j, a in enumerate(self.es_levels)])
+            nodes = [NodeRisk(p, int(self.hierarchy.counts[i]), self._nodes[i], var[:, i], es[:, i],
+                              None if node_component is None else node_component[i],
+                              None if node_incremental is None else node_incremental[i])
                      for i, p in enumerate(self.hierarchy.paths)]
-        return Aggregates(self._portfolio, self.var_levels, self.es_levels,
-                          np.atleast_1d(np.asarray(tail.var, dtype=np.float64)),
-                          np.atleast_1d(np.asarray(tail.es, dtype=np.float64)),
-                          self._trade_var, self._trade_es, self._failed, self._seconds, nodes)
+        out = Aggregates(self._portfolio, self.var_levels, self.es_levels,
+                         np.atleast_1d(np.asarray(tail.var, dtype=np.float64)),
+                         np.atleast_1d(np.asarray(tail.es, dtype=np.float64)),
+                         self._trade_var, self._trade_es, self._failed, self._seconds, nodes)
+        if attribution is not None:
+            out.trade_component_es, out.trade_incremental_es, out.tail_scenarios = attribution[:3]
+        return out
 
 
 # ---------------------------------------------------------------------- sensitivities

@@ -231,15 +231,10 @@ class TaylorRun:
                                          "Taylor: the expansion is not finite (a derivative or a size too large)"))
         return out
 
-    def _subset(self, index: np.ndarray) -> ScenarioSet:
-        s = self.scenarios
-        return ScenarioSet(s.shifts, np.ascontiguousarray(s.values[:, index]),
-                           tuple(s.labels[i] for i in index), s.smile)
-
     def _full(self, index: np.ndarray) -> Revaluation:
         """Full revaluation of every trade under the scenarios ``index``, in blocks of the same
         trades as the Taylor blocks (and a FULL run's)."""
-        return self.revaluer.revalue_portfolio(self.books, self._subset(index),
+        return self.revaluer.revalue_portfolio(self.books, self.scenarios.subset(index),
                                                block_cells=self.block_trades * len(index),
                                                should_continue=self.should_continue,
                                                scenarios_path=self.scenarios_path, reuse=True)

@@ -261,6 +261,7 @@ def test_bad_taylor_requests_name_their_fields(risk, snapshot_id, book, moves):
         (dict(revaluation="taylor", hybrid_tail=3), "taylor.hybrid_tail"),
         (dict(revaluation="taylor", check_scenarios=N + 1), "taylor.check_scenarios"),
         (dict(revaluation="hybrid", check_scenarios=3), "taylor.check_scenarios"),
+        (dict(revaluation="hybrid", es_attribution=True), "es_attribution"),  # FULL only
     ]
     for kw, field in cases:
         with pytest.raises(PricingError) as e:

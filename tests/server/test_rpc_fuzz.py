@@ -432,6 +432,15 @@ def test_scenario_risk(channel):
     valid = [rpb.RunScenarioRiskResponse.FromString(b) for b in call(with_history().SerializeToString(), timeout=30)]
     assert valid[0].header.scenario_labels == ["d0/d2", "d1/d3"]
 
+    def with_snapshot_history():  # one snapshot of that name: refused (a history needs two), mutated further
+        r = with_history()
+        h = r.scenarios.history
+        h.ClearField("dates")
+        h.ClearField("levels")
+        h.snapshots.name = "fuzz-scenarios"
+        h.holding_period = 1
+        return r
+
     def with_books():
         r = _scenario_request(sid)
         for name in ("portfolio", "quantity", "tags"):
@@ -439,6 +448,7 @@ def test_scenario_risk(channel):
         r.books.CopyFrom(_portfolio(""))
         r.snapshot_id = sid
         r.tags.add(name="book", values=["B1"])
+        r.es_attribution = r.incremental_es = True
         return r
 
     def with_stresses():
@@ -458,6 +468,7 @@ def test_scenario_risk(channel):
     def with_taylor(hybrid: bool, make_base=lambda: _scenario_request(sid)):
         def make():
             r = make_base()
+            r.es_attribution = r.incremental_es = False  # (FULL only)
             r.revaluation = rpb.REVALUATION_MODE_HYBRID if hybrid else rpb.REVALUATION_MODE_TAYLOR
             r.taylor.bumps.extend([1e-3, 1e-4, 1e-3])
             r.taylor.cross_gamma = True
@@ -474,8 +485,8 @@ def test_scenario_risk(channel):
 
     @FUZZ
     @given(data=st.one_of(mutated(lambda: _scenario_request(sid)), mutated(with_history), mutated(with_books),
-                          mutated(with_stresses), mutated(with_taylor(False)), mutated(with_taylor(True)),
-                          mutated(with_taylor(True, with_books))))
+                          mutated(with_stresses), mutated(with_snapshot_history), mutated(with_taylor(False)),
+                          mutated(with_taylor(True)), mutated(with_taylor(True, with_books))))
     def run(data):
         parts = []
         try:
