@@ -17,6 +17,7 @@ matplotlib where asked for).
 """
 
 from ._aio import AsyncFrontOfficeClient, AsyncPriceStreamSession
+from ._aio_risk import AsyncRiskClient
 from ._config import USE_CLIENT_DEFAULT, RetryConfig, default_target
 from ._auth import TokenSource, tls_credentials
 from ._convert import StreamReply
@@ -54,7 +55,7 @@ from ._market import MarketClient, SnapshotInfo, grid_surface, load_snapshot
 from ._market import Finding as SnapshotFinding
 from ._backtest import BacktestException, Backtester, BacktestResult, LikelihoodRatioTest, TrafficLight
 from ._scenarios import (BookUsed, ScenarioRiskResult, ScenarioRowError, Shift, StoredPortfolio, StoredScenarioSet,
-                         TaylorReport)
+                         TaylorReport, WorstCaseResult)
 from ._risk import BatchResult, BatchStats, RiskClient
 
 __all__ = [
@@ -71,12 +72,14 @@ __all__ = [
     "TouchOption",
     "AsyncFrontOfficeClient",
     "AsyncPriceStreamSession",
+    "AsyncRiskClient",
     "BacktestException",
     "BacktestResult",
     "ScenarioRiskResult",
     "BookUsed",
     "StoredPortfolio",
     "StoredScenarioSet",
+    "WorstCaseResult",
     "ScenarioRowError",
     "Shift",
     "TaylorReport",

@@ -298,7 +298,220 @@ def _sized(message_type):
     return deserialize
 
 
-class RiskClient:
+class _RiskRequests:
+    """The risk RPCs' requests, built on the client side without a call (shared by
+    :class:`RiskClient` and the asyncio client)."""
+
+    def _prepare_product(
+        self, instrument, *, model, measures, threads, effective_inputs, engine, settings, heston, columns
+    ) -> _PreparedBatch:
+        """A PriceBatchRequest of any instrument's columns (see :meth:`price_batch`)."""
+        desc = pricing_pb2.PriceBatchRequest.DESCRIPTOR
+        field = desc.fields_by_name.get(instrument)
+        if field is None or field.containing_oneof is None or field.containing_oneof.name != "instruments":
+            raise ValueError(f"unknown instrument {instrument!r}; expected one of {sorted(_INSTRUMENT_NAMES)}")
+        base = pricing_pb2.PriceBatchRequest(
+            model=model_code(model), output_encoding=common_pb2.ENCODING_RAW,
+            omit_effective_inputs=not effective_inputs, threads=int(threads), engine=engine_code(engine),
+            settings=_convert.settings_message(settings),
+        )
+        base.measures.extend(measures)
+        cols_desc = field.message_type
+        getattr(base, instrument).SetInParent()
+        doubles: dict[str, np.ndarray] = {}
+        ints: dict[str, np.ndarray] = {}
+        paths: dict[str, tuple] = {}
+        ragged = None
+        columns = {k: v for k, v in columns.items() if v is not None}
+        for name in ("spot", "forward", "rate", "dividend_yield", "volatility"):
+            if name in columns:
+                doubles[name] = C.as_float_column(name, columns.pop(name))
+                paths[name] = ("market", name)
+        if heston is not None:
+            if isinstance(heston, HestonParameters):
+                values = {k: getattr(heston, k) for k in ("v0", "kappa", "theta", "sigma", "rho")}
+            else:
+                values = dict(heston)
+            for h in ("v0", "kappa", "theta", "sigma", "rho"):
+                if h not in values:
+                    raise ValueError(f"heston: {h} is required")
+                doubles[f"heston_{h}"] = C.as_float_column(f"heston.{h}", values[h])
+                paths[f"heston_{h}"] = ("market", "heston", h)
+        if "expiry_date" in columns:
+            if columns.get("valuation_date") is None:
+                raise ValueError("expiry_date= needs valuation_date=")
+            ints["expiry_date"] = C.as_date_column("expiry_date", columns.pop("expiry_date"))
+            paths["expiry_date"] = (instrument, "expiry_date")
+            getattr(base, instrument).valuation_date.CopyFrom(C.date_message(C.as_date("valuation_date", columns.pop("valuation_date"))))
+            getattr(base, instrument).day_count = DAY_COUNTS[day_count_name(columns.pop("day_count", None) or "ACT/365F")]
+        elif "time_to_expiry" not in columns:
+            raise ValueError("give exactly one of time_to_expiry= or expiry_date=")
+        for name in ("valuation_date", "day_count"):
+            if name in columns:
+                raise ValueError(f"{name} goes with expiry_date=, not time_to_expiry=")
+        if "fixing_times" in columns:
+            times = columns.pop("fixing_times")
+            if instrument != "asian":
+                raise ValueError("fixing_times is an Asian option's column")
+            if isinstance(times, (list, tuple)) and times and np.ndim(times[0]) == 1:  # one array per row
+                per_row = [C.as_float_column("fixing_times", t) if len(t) else np.empty(0) for t in times]
+                counts = np.array([len(t) for t in per_row], dtype="<i4")
+                offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+                np.cumsum(counts, out=offsets[1:])
+                ragged = ((instrument, "fixing_times"), np.concatenate(per_row).astype("<f8"), offsets)
+            else:
+                flat = C.as_float_column("fixing_times", times)
+                counts = np.array([len(flat)], dtype="<i4")
+                ragged = ((instrument, "fixing_times"), flat, None)
+            ints["fixing_counts"] = counts
+            paths["fixing_counts"] = (instrument, "fixing_counts")
+        for name, values in columns.items():
+            f = cols_desc.fields_by_name.get(name)
+            if f is None or name in ("fixing_counts",):
+                known = sorted(n for n in cols_desc.fields_by_name if n not in ("valuation_date", "day_count", "fixing_counts"))
+                raise TypeError(f"unknown {instrument} column {name!r}; expected {known} and the market's")
+            paths[name] = (instrument, name)
+            if f.message_type.name == "Int32Column":
+                if name == "option_type":
+                    ints[name] = C.as_option_type_column(values)
+                elif f.name == "past_fixings":
+                    ints[name] = C._one_d(name, np.asarray(values, dtype="<i4"))
+                else:
+                    ints[name] = C.as_enum_column(name, values, _INT_ENUMS[name])
+            else:
+                doubles[name] = C.as_float_column(name, values)
+        return _PreparedBatch(pricing_pb2.PriceBatchRequest, base, doubles, ints, paths, ragged)
+
+    def _trades(self, books, portfolio, instrument, model, snapshot_id, underlying_id, columns, *, threads=0,
+                heston=None) -> dict:
+        """A risk request's trades as request_of takes them."""
+        if books is None and not portfolio:
+            if model is None or not underlying_id or not snapshot_id:
+                raise ValueError("give snapshot_id, underlying_id, model and the trades' columns; or books; or a "
+                                 "stored portfolio")
+            return {"portfolio": self._snapshot_portfolio(instrument, model, snapshot_id, underlying_id, columns,
+                                                          threads=threads, heston=heston)}
+        if columns or model is not None or underlying_id:
+            raise ValueError("with books or a stored portfolio, the trades' columns, model and underlying_id "
+                             "belong to each book (see RiskClient.book)")
+        return {"books": None if books is None else list(books), "stored": portfolio, "snapshot_id": snapshot_id}
+
+    def book(self, instrument: str = "european", *, model: str | int, underlying_id: str, snapshot_id: str = "",
+             quantity: Any = None, trade_ids: Iterable[str] | None = None, tags: Mapping[str, Any] | None = None,
+             threads: int = 0, heston: Any = None, **columns: Any) -> "risk_pb2.PortfolioBook":
+        """One book of a portfolio: ``instrument`` trades (columns as for :meth:`price_batch`)
+        on ``underlying_id`` (of ``snapshot_id``, or of the run's snapshot), with their
+        quantities, ids and tags (name -> one value per trade, or one for the book)."""
+        trades = self._snapshot_portfolio(instrument, model, snapshot_id, underlying_id, columns, threads=threads,
+                                          heston=heston)
+        book = risk_pb2.PortfolioBook(trades=trades)
+        if quantity is not None:
+            book.quantity.raw = np.ascontiguousarray(np.atleast_1d(np.asarray(quantity, dtype="<f8"))).tobytes()
+        if trade_ids is not None:
+            book.trade_ids.extend(str(t) for t in trade_ids)
+        for name, values in (tags or {}).items():
+            values = [values] if isinstance(values, str) else list(values)
+            book.tags.add(name=str(name), values=[str(v) for v in values])
+        return book
+
+    def _snapshot_portfolio(self, instrument, model, snapshot_id, underlying_id, columns, *, threads=0, heston=None):
+        """A risk request's portfolio: the trades' columns as one PriceBatchRequest priced on
+        ``underlying_id`` of the stored snapshot ``snapshot_id``."""
+        prepared = self._prepare_product(
+            instrument, model=model, measures=[common_pb2.MEASURE_PRICE], threads=threads, effective_inputs=False,
+            engine=None, settings=None, heston=heston, columns=dict(columns),
+        )
+        portfolio = prepared.request(0, prepared.rows)
+        portfolio.market.snapshot_id, portfolio.market.underlying_id = snapshot_id, underlying_id
+        portfolio.ClearField("measures")
+        return portfolio
+
+    def scenario_request(
+        self,
+        *,
+        snapshot_id: str = "",
+        underlying_id: str = "",
+        model: str | int | None = None,
+        shifts: Iterable[Shift] = (),
+        sizes: Any = None,
+        labels: Iterable[str] = (),
+        history: Any = None,
+        quantity: Any = None,
+        trade_ids: Iterable[str] | None = None,
+        smile: str = "sticky_strike",
+        output: str = "aggregates",
+        cube_type: str = "float64",
+        var_levels: Iterable[float] = (0.99,),
+        es_levels: Iterable[float] = (0.975,),
+        trade_risk: bool = False,
+        tags: Mapping[str, Any] | None = None,
+        aggregate_by: Iterable[str] = (),
+        instrument: str = "european",
+        heston: Any = None,
+        threads: int = 0,
+        books: Iterable[Any] | None = None,
+        portfolio: str = "",
+        stresses: Iterable[str] = (),
+        stress_targets: Mapping[str, Any] | None = None,
+        es_attribution: bool = False,
+        incremental_es: bool = False,
+        revaluation: str = "full",
+        taylor_bumps: Iterable[float] | None = None,
+        cross_gamma: bool = False,
+        hybrid_tail: int = 0,
+        check_scenarios: int = 0,
+        check: str = "even",
+        **columns: Any,
+    ) -> "risk_pb2.RunScenarioRiskRequest":
+        """The RunScenarioRiskRequest that :meth:`RiskClient.scenario_risk` sends (its
+        arguments but ``progress`` and ``timeout``): a portfolio of ``instrument`` trades (their columns as for
+        :meth:`price_batch`, the market from ``snapshot_id``/``underlying_id``) under the
+        scenario set ``shifts`` x ``sizes`` (components x scenarios, see :class:`Shift`)
+        with one ``labels`` entry per scenario; or ``history`` instead of sizes and labels: a
+        dict of ``dates``, ``levels`` (dates x components), ``holding_period`` (default 1)
+        and ``overlapping`` (default True): each scenario the change over the holding period
+        in the form its shift applies. ``output``: "aggregates" (default: the
+        portfolio's P&L per scenario, VaR and ES per level, per trade), "cube" or "both"
+        (the trades x scenarios P&L cube in ``result.cube``); ``trade_risk``: also each
+        trade's VaR and ES; ``tags`` (name -> one value per trade, or one) and
+        ``aggregate_by`` (tag names, top level first): ``result.nodes``, each node's P&L,
+        VaR and ES.
+
+        Instead of one instrument's columns: ``books`` (from :meth:`book`: any mix of
+        products and underlyings), or ``portfolio``, the name or id of a stored portfolio
+        (:meth:`put_portfolio`); ``snapshot_id`` then names the snapshot they run on (unset:
+        each book's own).
+
+        ``stresses``: named stresses run after the own scenarios (which may then be left
+        out): the server's catalogue (:meth:`stresses`) or stored scenario sets
+        (:meth:`put_scenario_set`); ``stress_targets`` maps catalogue factors to selectors
+        ({"equity": ["SPX"], "usd_rates": []}: an empty list leaves a factor out).
+
+        ``es_attribution``: each trade's (``result.trade_component_es``, trades x ES levels)
+        and each node's Euler component of ES; ``incremental_es``: also their incremental ES
+        (a second full revaluation on the server); FULL runs only.
+
+        ``revaluation``: "full" (default), "taylor" (each cell from the trade's delta-gamma
+        expansion at the base, ``taylor_bumps`` one bump per shift or None for the server's
+        defaults, ``cross_gamma`` for the cross terms; ``check_scenarios`` scenarios revalued
+        in full to measure the error, ``check`` "even" or "tail") or "hybrid" (Taylor, then the
+        ``hybrid_tail`` worst scenarios revalued in full, 0: the server's rule); the error
+        report in ``result.taylor``."""
+        trades = self._trades(books, portfolio, instrument, model, snapshot_id, underlying_id, columns,
+                              threads=threads, heston=heston)
+        return _scenarios.request_of(
+            **trades, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
+            sizes=sizes, labels=list(labels), smile=smile, output=output, cube_type=cube_type,
+            var_levels=var_levels, es_levels=es_levels, trade_risk=trade_risk, tags=tags,
+            aggregate_by=list(aggregate_by), stresses=list(stresses), stress_targets=stress_targets,
+            es_attribution=es_attribution, incremental_es=incremental_es,
+            revaluation=revaluation, taylor_bumps=None if taylor_bumps is None else list(taylor_bumps),
+            cross_gamma=cross_gamma, hybrid_tail=hybrid_tail, check_scenarios=check_scenarios, check=check,
+            history=_scenarios.history_of(history),
+        )
+
+
+class RiskClient(_RiskRequests):
     """Price portfolios as columns (see the module docstring).
 
     Keyword-only arguments:
@@ -595,86 +808,6 @@ class RiskClient:
         return inputs
 
     # ------------------------------------------------------------------ machinery
-    def _prepare_product(
-        self, instrument, *, model, measures, threads, effective_inputs, engine, settings, heston, columns
-    ) -> _PreparedBatch:
-        """A PriceBatchRequest of any instrument's columns (see :meth:`price_batch`)."""
-        desc = pricing_pb2.PriceBatchRequest.DESCRIPTOR
-        field = desc.fields_by_name.get(instrument)
-        if field is None or field.containing_oneof is None or field.containing_oneof.name != "instruments":
-            raise ValueError(f"unknown instrument {instrument!r}; expected one of {sorted(_INSTRUMENT_NAMES)}")
-        base = pricing_pb2.PriceBatchRequest(
-            model=model_code(model), output_encoding=common_pb2.ENCODING_RAW,
-            omit_effective_inputs=not effective_inputs, threads=int(threads), engine=engine_code(engine),
-            settings=_convert.settings_message(settings),
-        )
-        base.measures.extend(measures)
-        cols_desc = field.message_type
-        getattr(base, instrument).SetInParent()
-        doubles: dict[str, np.ndarray] = {}
-        ints: dict[str, np.ndarray] = {}
-        paths: dict[str, tuple] = {}
-        ragged = None
-        columns = {k: v for k, v in columns.items() if v is not None}
-        for name in ("spot", "forward", "rate", "dividend_yield", "volatility"):
-            if name in columns:
-                doubles[name] = C.as_float_column(name, columns.pop(name))
-                paths[name] = ("market", name)
-        if heston is not None:
-            if isinstance(heston, HestonParameters):
-                values = {k: getattr(heston, k) for k in ("v0", "kappa", "theta", "sigma", "rho")}
-            else:
-                values = dict(heston)
-            for h in ("v0", "kappa", "theta", "sigma", "rho"):
-                if h not in values:
-                    raise ValueError(f"heston: {h} is required")
-                doubles[f"heston_{h}"] = C.as_float_column(f"heston.{h}", values[h])
-                paths[f"heston_{h}"] = ("market", "heston", h)
-        if "expiry_date" in columns:
-            if columns.get("valuation_date") is None:
-                raise ValueError("expiry_date= needs valuation_date=")
-            ints["expiry_date"] = C.as_date_column("expiry_date", columns.pop("expiry_date"))
-            paths["expiry_date"] = (instrument, "expiry_date")
-            getattr(base, instrument).valuation_date.CopyFrom(C.date_message(C.as_date("valuation_date", columns.pop("valuation_date"))))
-            getattr(base, instrument).day_count = DAY_COUNTS[day_count_name(columns.pop("day_count", None) or "ACT/365F")]
-        elif "time_to_expiry" not in columns:
-            raise ValueError("give exactly one of time_to_expiry= or expiry_date=")
-        for name in ("valuation_date", "day_count"):
-            if name in columns:
-                raise ValueError(f"{name} goes with expiry_date=, not time_to_expiry=")
-        if "fixing_times" in columns:
-            times = columns.pop("fixing_times")
-            if instrument != "asian":
-                raise ValueError("fixing_times is an Asian option's column")
-            if isinstance(times, (list, tuple)) and times and np.ndim(times[0]) == 1:  # one array per row
-                per_row = [C.as_float_column("fixing_times", t) if len(t) else np.empty(0) for t in times]
-                counts = np.array([len(t) for t in per_row], dtype="<i4")
-                offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-                np.cumsum(counts, out=offsets[1:])
-                ragged = ((instrument, "fixing_times"), np.concatenate(per_row).astype("<f8"), offsets)
-            else:
-                flat = C.as_float_column("fixing_times", times)
-                counts = np.array([len(flat)], dtype="<i4")
-                ragged = ((instrument, "fixing_times"), flat, None)
-            ints["fixing_counts"] = counts
-            paths["fixing_counts"] = (instrument, "fixing_counts")
-        for name, values in columns.items():
-            f = cols_desc.fields_by_name.get(name)
-            if f is None or name in ("fixing_counts",):
-                known = sorted(n for n in cols_desc.fields_by_name if n not in ("valuation_date", "day_count", "fixing_counts"))
-                raise TypeError(f"unknown {instrument} column {name!r}; expected {known} and the market's")
-            paths[name] = (instrument, name)
-            if f.message_type.name == "Int32Column":
-                if name == "option_type":
-                    ints[name] = C.as_option_type_column(values)
-                elif f.name == "past_fixings":
-                    ints[name] = C._one_d(name, np.asarray(values, dtype="<i4"))
-                else:
-                    ints[name] = C.as_enum_column(name, values, _INT_ENUMS[name])
-            else:
-                doubles[name] = C.as_float_column(name, values)
-        return _PreparedBatch(pricing_pb2.PriceBatchRequest, base, doubles, ints, paths, ragged)
-
     def _prepare(self, message_type, *, model, measures, threads, effective_inputs, columns) -> _PreparedBatch:
         base = message_type(
             model=model_code(model),
@@ -882,7 +1015,7 @@ class RiskClient:
             if bar is not None:
                 bar.close()
 
-    def _progress_bar(self, total: int):
+    def _progress_bar(self, total: int, unit: str = "row"):
         if not self.progress:
             return None
         try:
@@ -890,7 +1023,22 @@ class RiskClient:
         except ImportError:
             warnings.warn("progress=True needs tqdm: pip install 'pricegrid[progress]'", stacklevel=4)
             return None
-        return tqdm(total=total, unit="row", unit_scale=True, desc="pricegrid")
+        return tqdm(total=total, unit=unit, unit_scale=True, desc="pricegrid")
+
+    def _run_progress(self, progress):
+        """``progress`` as given, or with ``progress=True`` a bar over the run's trades (made
+        when the first block says how many); and a function that closes the bar."""
+        if progress is not None or not self.progress:
+            return progress, lambda: None
+        bars: list = []
+
+        def advance(done: int, total: int) -> None:
+            if not bars:
+                bars.append(self._progress_bar(total, unit="trade"))
+            if bars[0] is not None:
+                bars[0].update(done - bars[0].n)
+
+        return advance, lambda: bars and bars[0] is not None and bars[0].close()
 
     # ------------------------------------------------------------------ VaR backtesting
     def backtest(self, pnl, var, *, level: float = 0.99, window: int = 250, labels=None, var_convention: str = "loss",
@@ -918,127 +1066,21 @@ class RiskClient:
         return Backtester(risk_pb2_grpc.RiskServiceStub(self.channel), level=level, window=window,
                           var_convention=var_convention, timeout=timeout)
 
-    def scenario_risk(
-        self,
-        *,
-        snapshot_id: str = "",
-        underlying_id: str = "",
-        model: str | int | None = None,
-        shifts: Iterable[Shift] = (),
-        sizes: Any = None,
-        labels: Iterable[str] = (),
-        history: Any = None,
-        quantity: Any = None,
-        trade_ids: Iterable[str] | None = None,
-        smile: str = "sticky_strike",
-        output: str = "aggregates",
-        cube_type: str = "float64",
-        var_levels: Iterable[float] = (0.99,),
-        es_levels: Iterable[float] = (0.975,),
-        trade_risk: bool = False,
-        tags: Mapping[str, Any] | None = None,
-        aggregate_by: Iterable[str] = (),
-        revaluation: str = "full",
-        taylor_bumps: Iterable[float] | None = None,
-        cross_gamma: bool = False,
-        hybrid_tail: int = 0,
-        check_scenarios: int = 0,
-        check: str = "even",
-        instrument: str = "european",
-        heston: Any = None,
-        threads: int = 0,
-        progress: Callable[[int, int], None] | None = None,
-        books: Iterable[Any] | None = None,
-        portfolio: str = "",
-        stresses: Iterable[str] = (),
-        stress_targets: Mapping[str, Any] | None = None,
-        es_attribution: bool = False,
-        incremental_es: bool = False,
-        timeout=USE_CLIENT_DEFAULT,
-        **columns: Any,
-    ) -> ScenarioRiskResult:
-        """Revalue a portfolio of ``instrument`` trades (their columns as for
-        :meth:`price_batch`, the market from ``snapshot_id``/``underlying_id``) under the
-        scenario set ``shifts`` x ``sizes`` (components x scenarios, see :class:`Shift`)
-        with one ``labels`` entry per scenario; or ``history`` instead of sizes and labels: a
-        dict of ``dates``, ``levels`` (dates x components), ``holding_period`` (default 1)
-        and ``overlapping`` (default True): each scenario the change over the holding period
-        in the form its shift applies. ``output``: "aggregates" (default: the
-        portfolio's P&L per scenario, VaR and ES per level, per trade), "cube" or "both"
-        (the trades x scenarios P&L cube in ``result.cube``); ``trade_risk``: also each
-        trade's VaR and ES; ``tags`` (name -> one value per trade, or one) and
-        ``aggregate_by`` (tag names, top level first): ``result.nodes``, each node's P&L,
-        VaR and ES. ``progress(trades_done,
-        trades)`` is called per block of the cube. One stream; ``timeout`` its deadline.
-
-        Instead of one instrument's columns: ``books`` (from :meth:`book`: any mix of
-        products and underlyings), or ``portfolio``, the name or id of a stored portfolio
-        (:meth:`put_portfolio`); ``snapshot_id`` then names the snapshot they run on (unset:
-        each book's own).
-
-        ``stresses``: named stresses run after the own scenarios (which may then be left
-        out): the server's catalogue (:meth:`stresses`) or stored scenario sets
-        (:meth:`put_scenario_set`); ``stress_targets`` maps catalogue factors to selectors
-        ({"equity": ["SPX"], "usd_rates": []}: an empty list leaves a factor out).
-
-        ``es_attribution``: each trade's (``result.trade_component_es``, trades x ES levels)
-        and each node's Euler component of ES; ``incremental_es``: also their incremental ES
-        (a second full revaluation on the server); FULL runs only.
-
-
-        ``revaluation``: "full" (default), "taylor" (each cell from the trade's delta-gamma
-        expansion at the base, ``taylor_bumps`` one bump per shift or None for the server's
-        defaults, ``cross_gamma`` for the cross terms; ``check_scenarios`` scenarios revalued
-        in full to measure the error, ``check`` "even" or "tail") or "hybrid" (Taylor, then the
-        ``hybrid_tail`` worst scenarios revalued in full, 0: the server's rule); the error
-        report in ``result.taylor``."""
+    def scenario_risk(self, *, progress: Callable[[int, int], None] | None = None, timeout=USE_CLIENT_DEFAULT,
+                      **kwargs: Any) -> ScenarioRiskResult:
+        """Revalue a portfolio under a scenario set on the server (RiskService.RunScenarioRisk)
+        and read the streamed result: the arguments as for :meth:`scenario_request` (the
+        trades, the scenarios, the output and measures wanted). ``progress(trades_done,
+        trades)`` is called per block of trades computed (the client's ``progress=True``: a
+        tqdm bar). One stream; ``timeout`` its deadline."""
         self._check_open()
-        trades = self._trades(books, portfolio, instrument, model, snapshot_id, underlying_id, columns,
-                              threads=threads, heston=heston)
-        request = _scenarios.request_of(
-            **trades, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
-            sizes=sizes, labels=list(labels), smile=smile, output=output, cube_type=cube_type,
-            var_levels=var_levels, es_levels=es_levels, trade_risk=trade_risk, tags=tags,
-            aggregate_by=list(aggregate_by), stresses=list(stresses), stress_targets=stress_targets,
-            revaluation=revaluation, taylor_bumps=None if taylor_bumps is None else list(taylor_bumps),
-            cross_gamma=cross_gamma, hybrid_tail=hybrid_tail, check_scenarios=check_scenarios, check=check,
-            es_attribution=es_attribution, incremental_es=incremental_es,
-            history=_scenarios.history_of(history),
-        )
+        request = self.scenario_request(**kwargs)
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
-        return _scenarios.collect(stub.RunScenarioRisk, request, resolve_timeout(timeout, self.timeout), progress)
-
-    def _trades(self, books, portfolio, instrument, model, snapshot_id, underlying_id, columns, *, threads=0,
-                heston=None) -> dict:
-        """A risk request's trades as request_of takes them."""
-        if books is None and not portfolio:
-            if model is None or not underlying_id or not snapshot_id:
-                raise ValueError("give snapshot_id, underlying_id, model and the trades' columns; or books; or a "
-                                 "stored portfolio")
-            return {"portfolio": self._snapshot_portfolio(instrument, model, snapshot_id, underlying_id, columns,
-                                                          threads=threads, heston=heston)}
-        if columns or model is not None or underlying_id:
-            raise ValueError("with books or a stored portfolio, the trades' columns, model and underlying_id "
-                             "belong to each book (see RiskClient.book)")
-        return {"books": None if books is None else list(books), "stored": portfolio, "snapshot_id": snapshot_id}
-
-    def book(self, instrument: str = "european", *, model: str | int, underlying_id: str, snapshot_id: str = "",
-             quantity: Any = None, trade_ids: Iterable[str] | None = None, tags: Mapping[str, Any] | None = None,
-             threads: int = 0, heston: Any = None, **columns: Any) -> "risk_pb2.PortfolioBook":
-        """One book of a portfolio: ``instrument`` trades (columns as for :meth:`price_batch`)
-        on ``underlying_id`` (of ``snapshot_id``, or of the run's snapshot), with their
-        quantities, ids and tags (name -> one value per trade, or one for the book)."""
-        trades = self._snapshot_portfolio(instrument, model, snapshot_id, underlying_id, columns, threads=threads,
-                                          heston=heston)
-        book = risk_pb2.PortfolioBook(trades=trades)
-        if quantity is not None:
-            book.quantity.raw = np.ascontiguousarray(np.atleast_1d(np.asarray(quantity, dtype="<f8"))).tobytes()
-        if trade_ids is not None:
-            book.trade_ids.extend(str(t) for t in trade_ids)
-        for name, values in (tags or {}).items():
-            values = [values] if isinstance(values, str) else list(values)
-            book.tags.add(name=str(name), values=[str(v) for v in values])
-        return book
+        progress, close = self._run_progress(progress)
+        try:
+            return _scenarios.collect(stub.RunScenarioRisk, request, resolve_timeout(timeout, self.timeout), progress)
+        finally:
+            close()
 
     def put_portfolio(self, name: str, books: Iterable[Any], *, description: str = "",
                       timeout=USE_CLIENT_DEFAULT) -> "_scenarios.StoredPortfolio":
@@ -1109,18 +1151,6 @@ class RiskClient:
         except grpc.RpcError as e:
             raise PricingError.from_rpc_error(e) from None
 
-    def _snapshot_portfolio(self, instrument, model, snapshot_id, underlying_id, columns, *, threads=0, heston=None):
-        """A risk request's portfolio: the trades' columns as one PriceBatchRequest priced on
-        ``underlying_id`` of the stored snapshot ``snapshot_id``."""
-        prepared = self._prepare_product(
-            instrument, model=model, measures=[common_pb2.MEASURE_PRICE], threads=threads, effective_inputs=False,
-            engine=None, settings=None, heston=heston, columns=dict(columns),
-        )
-        portfolio = prepared.request(0, prepared.rows)
-        portfolio.market.snapshot_id, portfolio.market.underlying_id = snapshot_id, underlying_id
-        portfolio.ClearField("measures")
-        return portfolio
-
     def sensitivities(
         self,
         *,
@@ -1157,6 +1187,53 @@ class RiskClient:
         except grpc.RpcError as e:
             raise PricingError.from_rpc_error(e) from None
         return _scenarios.sensitivities_result(reply)
+
+    def worst_case(
+        self,
+        *,
+        snapshot_id: str = "",
+        underlying_id: str = "",
+        model: str | int | None = None,
+        shifts: Iterable[Shift],
+        covariance: Any,
+        level: float | None = None,
+        loss: float | None = None,
+        dof: float | None = None,
+        smile: str = "sticky_strike",
+        quantity: Any = None,
+        trade_ids: Iterable[str] | None = None,
+        max_iterations: int | None = None,
+        tolerance: float | None = None,
+        max_level: float | None = None,
+        radius_steps: int | None = None,
+        label: str = "worst-case",
+        instrument: str = "european",
+        books: Iterable[Any] | None = None,
+        portfolio: str = "",
+        timeout=USE_CLIENT_DEFAULT,
+        **columns: Any,
+    ):
+        """The worst plausible scenario by full revaluation on the server
+        (RiskService.WorstCase): the largest loss over the ellipsoid x' S^-1 x <= c of moves
+        of the components of ``shifts`` (``covariance`` S, k x k, over the horizon; c the
+        chi-square ``level``-quantile, 0.99 by default, with ``dof`` degrees of freedom, k
+        by default), or with ``loss`` the reverse question: the smallest ellipsoid whose
+        worst loss reaches it. The trades as for :meth:`scenario_risk`. Returns a
+        WorstCaseResult (``result.scenario_kwargs()``: the move as :meth:`scenario_risk`'s
+        arguments)."""
+        self._check_open()
+        trades = self._trades(books, portfolio, instrument, model, snapshot_id, underlying_id, columns)
+        request = _scenarios.worst_case_request(
+            **trades, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids),
+            shifts=list(shifts), covariance=covariance, level=level, loss=loss, dof=dof, smile=smile,
+            max_iterations=max_iterations, tolerance=tolerance, max_level=max_level, radius_steps=radius_steps,
+            label=label)
+        stub = risk_pb2_grpc.RiskServiceStub(self.channel)
+        try:
+            reply = stub.WorstCase(request, timeout=resolve_timeout(timeout, self.timeout))
+        except grpc.RpcError as e:
+            raise PricingError.from_rpc_error(e) from None
+        return _scenarios.worst_case_result(reply)
 
     def parametric_var(self, deltas, covariance, *, factors=None, books=None, gammas=None,
                        method: str = "delta_normal", levels: Iterable[float] = (0.99,),

@@ -28,7 +28,7 @@ from pricegrid.v1 import risk_pb2 as rpb
 
 from ._errors import PricingError, RowError, status_code
 
-__all__ = ["SensitivitiesResult", "BookVar", "RiskNode", "ScenarioRiskResult", "ScenarioRowError", "Shift", "QUANTITIES", "KINDS",
+__all__ = ["SensitivitiesResult", "WorstCaseResult", "BookVar", "RiskNode", "ScenarioRiskResult", "ScenarioRowError", "Shift", "QUANTITIES", "KINDS",
            "PARAMETRIC_METHODS", "TaylorReport", "REVALUATIONS"]
 
 PARAMETRIC_METHODS = {"delta_normal": rpb.PARAMETRIC_METHOD_DELTA_NORMAL,
@@ -133,6 +133,17 @@ class Shift:
         if self.grid_expiries is not None:
             return len(self.grid_expiries) * len(self.grid_moneyness or ())
         return 1
+
+    @classmethod
+    def from_message(cls, msg: rpb.ScenarioShift) -> "Shift":
+        """The shift a ScenarioShift message states."""
+        quantity = {v: k for k, v in QUANTITIES.items()}.get(msg.quantity, str(msg.quantity))
+        kind = {v: k for k, v in KINDS.items()}.get(msg.kind, str(msg.kind))
+        shape = msg.WhichOneof("shape")
+        return cls(msg.name, quantity, kind, tuple(msg.selector),
+                   tenors=tuple(msg.buckets.tenors) if shape == "buckets" else None,
+                   grid_expiries=tuple(msg.grid.expiries) if shape == "grid" else None,
+                   grid_moneyness=tuple(msg.grid.moneyness) if shape == "grid" else None)
 
     def message(self) -> rpb.ScenarioShift:
         if self.quantity not in QUANTITIES:
@@ -428,63 +439,84 @@ def request_of(portfolio=None, *, books=None, stored: str = "", snapshot_id: str
     return msg
 
 
+class Collector:
+    """A scenario run's messages, read in order into a result (the sync and the asyncio
+    clients feed it alike)."""
+
+    def __init__(self, request: rpb.RunScenarioRiskRequest, progress=None):
+        self.request = request
+        self.progress = progress
+        self.header = self.trailer = None
+        self.cube = None
+        self.errors: list[ScenarioRowError] = []
+        self.blocks = 0
+
+    def feed(self, part: rpb.RunScenarioRiskResponse) -> None:
+        which = part.WhichOneof("part")
+        if which == "header":
+            self.header = part.header
+            if self.request.output in (rpb.SCENARIO_OUTPUT_CUBE, rpb.SCENARIO_OUTPUT_BOTH):
+                self.cube = np.full((len(self.header.trade_ids), len(self.header.scenario_labels)), np.nan)
+        elif which == "block":
+            b = part.block
+            dtype = "<f4" if b.cube_type == rpb.CUBE_TYPE_FLOAT32 else "<f8"
+            self.cube[b.trade_start:b.trade_stop] = np.frombuffer(b.pnl, dtype=dtype).reshape(
+                b.trade_stop - b.trade_start, -1)
+            self.errors.extend(ScenarioRowError(e.trade, e.scenario, e.code, e.field, e.message) for e in b.errors)
+            self.blocks += 1
+            if self.progress is not None:
+                self.progress(b.trade_stop, len(self.header.trade_ids))
+        elif which == "progress":
+            if self.progress is not None:
+                self.progress(part.progress.trades_done, part.progress.trades)
+        elif which == "trailer":
+            self.trailer = part.trailer
+
+    def result(self) -> ScenarioRiskResult:
+        header, trailer, request = self.header, self.trailer, self.request
+        if header is None or trailer is None:
+            raise PricingError(grpc.StatusCode.INTERNAL, "the server ended the scenario run early")
+        trades = len(header.trade_ids)
+        aggregates = request.output != rpb.SCENARIO_OUTPUT_CUBE
+        tv = _doubles(trailer.trade_var) if aggregates and request.trade_risk else None
+        te = _doubles(trailer.trade_expected_shortfall) if aggregates and request.trade_risk else None
+        return ScenarioRiskResult(
+            trade_ids=list(header.trade_ids), scenario_labels=list(header.scenario_labels),
+            components=list(header.components), base=_doubles(header.base_values),
+            base_errors=[RowError(int(e.row), status_code(e.code), e.field, e.message) for e in header.base_errors],
+            cube=self.cube, errors=self.errors,
+            portfolio_pnl=_doubles(trailer.portfolio_pnl) if aggregates else None,
+            var={x.level: x.value for x in trailer.var},
+            expected_shortfall={x.level: x.value for x in trailer.expected_shortfall},
+            trade_var=tv.reshape(trades, -1) if tv is not None and trades else tv,
+            trade_expected_shortfall=te.reshape(trades, -1) if te is not None and trades else te,
+            failed_cells=trailer.failed_cells, compute_seconds=trailer.compute_seconds,
+            priced_by=_ref(header.priced_by), market=_market(header.market),
+            blocks=self.blocks,
+            books=[BookUsed(b.trade_start, b.trade_stop, b.product, _ref(b.priced_by), _market(b.market))
+                   for b in header.books],
+            portfolio_id=header.portfolio_id,
+            nodes=[RiskNode(tuple(n.path), n.trades, _doubles(n.pnl), {x.level: x.value for x in n.var},
+                            {x.level: x.value for x in n.expected_shortfall},
+                            {x.level: x.value for x in n.component_es},
+                            {x.level: x.value for x in n.incremental_es})
+                   for n in trailer.nodes],
+            trade_component_es=_by_trade(trailer.trade_component_es, trades) if request.es_attribution else None,
+            trade_incremental_es=_by_trade(trailer.trade_incremental_es, trades) if request.incremental_es else None,
+            tail_scenarios=trailer.tail_scenarios,
+            taylor=_taylor_report(trailer.taylor) if trailer.HasField("taylor") else None,
+        )
+
+
 def collect(stub_call, request: rpb.RunScenarioRiskRequest, timeout, progress=None) -> ScenarioRiskResult:
     """Read the header, the blocks and the trailer into a result."""
-    header = trailer = None
-    cube = None
-    errors: list[ScenarioRowError] = []
-    blocks = 0
+    collector = Collector(request, progress)
     try:
         for part in stub_call(request, timeout=timeout):
-            which = part.WhichOneof("part")
-            if which == "header":
-                header = part.header
-                if request.output in (rpb.SCENARIO_OUTPUT_CUBE, rpb.SCENARIO_OUTPUT_BOTH):
-                    cube = np.full((len(header.trade_ids), len(header.scenario_labels)), np.nan)
-            elif which == "block":
-                b = part.block
-                dtype = "<f4" if b.cube_type == rpb.CUBE_TYPE_FLOAT32 else "<f8"
-                cube[b.trade_start:b.trade_stop] = np.frombuffer(b.pnl, dtype=dtype).reshape(
-                    b.trade_stop - b.trade_start, -1)
-                errors.extend(ScenarioRowError(e.trade, e.scenario, e.code, e.field, e.message) for e in b.errors)
-                blocks += 1
-                if progress is not None:
-                    progress(b.trade_stop, len(header.trade_ids))
-            elif which == "trailer":
-                trailer = part.trailer
+            collector.feed(part)
     except grpc.RpcError as e:
         raise PricingError.from_rpc_error(e) from None
-    if header is None or trailer is None:
-        raise PricingError(grpc.StatusCode.INTERNAL, "the server ended the scenario run early")
-    trades = len(header.trade_ids)
-    aggregates = request.output != rpb.SCENARIO_OUTPUT_CUBE
-    tv = _doubles(trailer.trade_var) if aggregates and request.trade_risk else None
-    te = _doubles(trailer.trade_expected_shortfall) if aggregates and request.trade_risk else None
-    return ScenarioRiskResult(
-        trade_ids=list(header.trade_ids), scenario_labels=list(header.scenario_labels),
-        components=list(header.components), base=_doubles(header.base_values),
-        base_errors=[RowError(int(e.row), status_code(e.code), e.field, e.message) for e in header.base_errors],
-        cube=cube, errors=errors,
-        portfolio_pnl=_doubles(trailer.portfolio_pnl) if aggregates else None,
-        var={x.level: x.value for x in trailer.var},
-        expected_shortfall={x.level: x.value for x in trailer.expected_shortfall},
-        trade_var=tv.reshape(trades, -1) if tv is not None and trades else tv,
-        trade_expected_shortfall=te.reshape(trades, -1) if te is not None and trades else te,
-        failed_cells=trailer.failed_cells, compute_seconds=trailer.compute_seconds,
-        priced_by=_ref(header.priced_by), market=_market(header.market),
-        blocks=blocks,
-        books=[BookUsed(b.trade_start, b.trade_stop, b.product, _ref(b.priced_by), _market(b.market))
-               for b in header.books],
-        portfolio_id=header.portfolio_id,
-        nodes=[RiskNode(tuple(n.path), n.trades, _doubles(n.pnl), {x.level: x.value for x in n.var},
-                        {x.level: x.value for x in n.expected_shortfall},
-                        {x.level: x.value for x in n.component_es}, {x.level: x.value for x in n.incremental_es})
-               for n in trailer.nodes],
-        trade_component_es=_by_trade(trailer.trade_component_es, trades) if request.es_attribution else None,
-        trade_incremental_es=_by_trade(trailer.trade_incremental_es, trades) if request.incremental_es else None,
-        tail_scenarios=trailer.tail_scenarios,
-        taylor=_taylor_report(trailer.taylor) if trailer.HasField("taylor") else None,
-    )
+    return collector.result()
 
 
 def _taylor_report(t: rpb.TaylorReport) -> TaylorReport:
@@ -556,4 +588,91 @@ def sensitivities_result(reply: rpb.SensitivitiesResponse) -> SensitivitiesResul
         cross_gamma=_doubles(reply.cross_gamma).reshape(n, k, k) if reply.HasField("cross_gamma") else None,
         portfolio_cross_gamma=(_doubles(reply.portfolio_cross_gamma).reshape(k, k)
                                if reply.HasField("portfolio_cross_gamma") else None),
+    )
+
+
+@dataclass
+class WorstCaseResult:
+    """RiskService.WorstCase's answer: the worst (or, for the reverse question, the most
+    plausible) factor ``move`` per component (``components``, in the shifts' units), the
+    full-revaluation ``pnl`` there (negative: a loss; ``loss`` = -pnl) and each trade's
+    (``trade_pnl``), the move's Mahalanobis ``radius2`` and its chi-square ``radius_level``,
+    the ellipsoid searched (``bound2``, ``dof``), the delta-gamma comparison, the search's
+    effort and convergence, and ``reached`` (the reverse question's target). ``scenario``
+    is the move as a ScenarioSet message; :meth:`scenario_kwargs` gives it as
+    RiskClient.scenario_risk's arguments."""
+
+    trade_ids: list[str]
+    components: list[str]
+    move: np.ndarray
+    pnl: float
+    trade_pnl: np.ndarray
+    radius2: float
+    radius_level: float
+    bound2: float
+    dof: float
+    delta_gamma_move: np.ndarray
+    delta_gamma_pnl: float
+    iterations: int
+    revaluations: int
+    converged: bool
+    achieved_tolerance: float
+    reached: bool
+    radius_steps: int
+    scenario: rpb.ScenarioSet
+    priced_by: dict = field(default_factory=dict)
+    market: dict = field(default_factory=dict)
+
+    @property
+    def loss(self) -> float:
+        return -self.pnl
+
+    def scenario_kwargs(self) -> dict:
+        """``shifts``, ``sizes`` (components x 1), ``labels`` and ``smile`` of the move: with
+        the same trades, ``risk.scenario_risk(..., **result.scenario_kwargs())`` reproduces
+        ``pnl`` bit for bit."""
+        smile = {v: k for k, v in SMILES.items()}.get(self.scenario.smile, "sticky_strike")
+        return {"shifts": [Shift.from_message(m) for m in self.scenario.shifts],
+                "sizes": _doubles(self.scenario.sizes).reshape(len(self.components), -1),
+                "labels": list(self.scenario.labels), "smile": smile}
+
+
+def worst_case_request(portfolio=None, *, books=None, stored: str = "", snapshot_id: str = "", quantity, trade_ids,
+                       shifts: Sequence[Shift], covariance, level, loss, dof, smile: str, max_iterations, tolerance,
+                       max_level, radius_steps, label) -> rpb.WorstCaseRequest:
+    if smile not in SMILES:
+        raise ValueError(f"smile {smile!r}; expected one of {sorted(SMILES)}")
+    if level is not None and loss is not None:
+        raise ValueError("give a level (maximum loss) or a loss (the reverse question), not both")
+    msg = rpb.WorstCaseRequest(smile=SMILES[smile], label=str(label or ""))
+    portfolio_into(msg, portfolio=portfolio, books=books, stored=stored, snapshot_id=snapshot_id)
+    msg.shifts.extend(s.message() for s in shifts)
+    msg.covariance.raw = np.ascontiguousarray(covariance, dtype="<f8").tobytes()
+    if loss is not None:
+        msg.loss = float(loss)
+    elif level is not None:
+        msg.level = float(level)
+    for name, value, kind in (("dof", dof, float), ("max_iterations", max_iterations, int),
+                              ("tolerance", tolerance, float), ("max_level", max_level, float),
+                              ("radius_steps", radius_steps, int)):
+        if value is not None:
+            setattr(msg, name, kind(value))
+    if quantity is not None:
+        msg.quantity.raw = np.ascontiguousarray(np.atleast_1d(np.asarray(quantity, dtype="<f8"))).tobytes()
+    if trade_ids is not None:
+        msg.trade_ids.extend(str(t) for t in trade_ids)
+    return msg
+
+
+def worst_case_result(reply: rpb.WorstCaseResponse) -> WorstCaseResult:
+    return WorstCaseResult(
+        trade_ids=list(reply.trade_ids), components=list(reply.components), move=_doubles(reply.move),
+        pnl=reply.pnl, trade_pnl=_doubles(reply.trade_pnl), radius2=reply.radius2, radius_level=reply.radius_level,
+        bound2=reply.bound2, dof=reply.dof, delta_gamma_move=_doubles(reply.delta_gamma_move),
+        delta_gamma_pnl=reply.delta_gamma_pnl, iterations=reply.iterations, revaluations=reply.revaluations,
+        converged=reply.converged, achieved_tolerance=reply.achieved_tolerance, reached=reply.reached,
+        radius_steps=reply.radius_steps, scenario=reply.scenario,
+        priced_by={"model": reply.priced_by.model, "engine": reply.priced_by.engine, "version": reply.priced_by.version},
+        market={"snapshot_id": reply.market.snapshot_id, "underlying_id": reply.market.underlying_id,
+                "vol_surface": reply.market.vol_surface},
     )

@@ -102,7 +102,8 @@ raises one ServiceError (INVALID_ARGUMENT) naming each bad field, behind the cal
    section 6.2), solved by Newton's method from the Wilson-Hilferty start, kept inside a
    bracket (bisection when a step leaves it); the upper tail is solved on Q = 1 - alpha so
    that levels near 1 keep their digits. Agrees with scipy.stats.chi2.ppf to 1e-10 relative
-   (tests/server/domain/test_risk.py).
+   (tests/server/domain/test_risk.py); a quantile below the smallest double is 0. The
+   distribution function ``chi2_cdf`` is P(nu/2, x/2) itself.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ __all__ = [
     "Hierarchy", "QuadraticMoments", "MaxLoss", "normal_quantile", "chi2_quantile", "historical_var",
     "historical_es", "historical_risk", "es_tail_weights", "es_attribution", "hierarchy_risk",
     "delta_gamma_moments", "delta_normal_var", "delta_gamma_normal_var", "cornish_fisher_var",
-    "parametric_var", "studer_max_loss",
+    "parametric_var", "studer_max_loss", "chi2_cdf", "check_covariance",
 ]
 
 #: the default levels: 99% VaR, 97.5% ES
@@ -479,6 +480,8 @@ def chi2_quantile(level: float, dof: float) -> float:
     start = dof * (1.0 - h + z * math.sqrt(h)) ** 3 / 2.0  # Wilson-Hilferty, as a gamma variate
     if not start > 0.0 or (not upper and dof < 2.0):  # small x: P(a, y) ~ y^a / Gamma(a + 1)
         start = math.exp((math.log(level) + math.lgamma(a + 1.0)) / a)
+        if start == 0.0:  # below the smallest double, where y^a / Gamma(a + 1) is exact
+            return 0.0
     lo, hi, y = 0.0, math.inf, start
     for _ in range(500):
         g = gap(y)
@@ -498,6 +501,21 @@ def chi2_quantile(level: float, dof: float) -> float:
         y = nxt
     return 2.0 * y
 
+
+
+def chi2_cdf(x: float, dof: float) -> float:
+    """P(chi2(dof) <= x), the regularised lower incomplete gamma function P(dof/2, x/2)
+    (note 9); 0 for x <= 0."""
+    return _gamma_pq(0.5 * float(dof), 0.5 * float(x))[0]
+
+
+def check_covariance(raw, k: Optional[int], name: str = "covariance") -> np.ndarray:
+    """A k x k covariance (note 4's checks: finite, symmetric, then symmetrised, positive
+    semi-definite), or a ServiceError naming ``name``."""
+    bad = Violations()
+    s = _covariance(raw, k, name, bad)
+    bad.raise_if_any()
+    return s
 
 # ====================================================================== historical
 def _boundary(n: int, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -47,6 +47,7 @@ from pricegrid.server.service.backtest import Backtest, BacktestLimits
 from pricegrid.server.service.pricing import PricingService, Watch
 from pricegrid.server.service import taylor
 from pricegrid.server.service.scenarios import Hierarchy, ScenarioRevaluer, ScenarioRun, bump_count, sensitivities
+from pricegrid.server.service import worst_case as wc
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import risk_pb2 as rpb
 
@@ -577,6 +578,102 @@ def _step(steps) -> bool:
     return next(steps, StopIteration) is not StopIteration
 
 
+# ------------------------------------------------------------------ WorstCase
+#: the longest scenario label a WorstCase request may give
+MAX_LABEL = 128
+
+
+def worst_case_question(request: rpb.WorstCaseRequest) -> wc.WorstCaseQuestion:
+    which = request.WhichOneof("question")
+    return wc.WorstCaseQuestion(
+        level=request.level if which == "level" else (None if which == "loss" else 0.99),
+        loss=request.loss if which == "loss" else None,
+        dof=request.dof if request.HasField("dof") else None,
+        max_iterations=request.max_iterations if request.HasField("max_iterations") else 20,
+        tolerance=request.tolerance if request.HasField("tolerance") else 1e-9,
+        max_level=request.max_level if request.HasField("max_level") else 1.0 - 1e-12,
+        radius_steps=request.radius_steps if request.HasField("radius_steps") else 30,
+        label=request.label if request.label.strip() else "worst-case",
+    )
+
+
+def worst_case_response(request: rpb.WorstCaseRequest, pricing: PricingService, max_cells: int,
+                        should_continue=None, stored=None) -> rpb.WorstCaseResponse:
+    """Every violation of the request at once (the portfolio as a scenario run reads it, the
+    factors, the covariance, the question, the cost), then the search."""
+    bad = Violations()
+    unknown_enums(request, "", bad)
+    shift_set = None
+    with bad.check():
+        shift_set = scenario_set_of(rpb.ScenarioSet(shifts=request.shifts, smile=request.smile), prefix="")
+    k = None
+    if shift_set is not None:
+        k = shift_set.components
+        if k == 0:
+            bad.add("shifts", "at least one factor: a shift")
+            k = None
+        elif k > wc.MAX_FACTORS:
+            bad.add("shifts", f"{k} factors (components); at most {wc.MAX_FACTORS}", Code.RESOURCE_EXHAUSTED)
+            k = None
+        for i, x in enumerate(shift_set.shifts):
+            if x.kind == sc.ShiftKind.FIXED or x.quantity == sc.Quantity.TIME:
+                bad.add(f"shifts[{i}].kind", "a factor moves a value: absolute, relative or log, not fixed or a "
+                                             "time roll")
+    question = worst_case_question(request)
+    question.violations(bad)
+    if len(request.label) > MAX_LABEL:
+        bad.add("label", f"{len(request.label)} characters; at most {MAX_LABEL}")
+    covariance = None
+    with bad.check():
+        n = column_length(request.covariance, 8, "covariance")
+        if k is not None:
+            if n != k * k:
+                raise invalid("covariance", f"{n} values; expected factors x factors = {k} x {k}")
+            covariance = risk_measures.check_covariance(doubles(request.covariance, "covariance").reshape(k, k), k)
+            if not np.any(covariance):
+                raise invalid("covariance", "zero: no factor moves")
+    # the portfolio as a scenario run reads it (any of its three forms; the shifts checked above)
+    run = rpb.RunScenarioRiskRequest(trade_ids=request.trade_ids, stored_portfolio=request.stored_portfolio,
+                                     snapshot_id=request.snapshot_id)
+    for name in ("portfolio", "quantity", "books"):
+        if request.HasField(name):
+            getattr(run, name).CopyFrom(getattr(request, name))
+    run.scenarios.labels.append("w")
+    inputs = None
+    with bad.check():
+        inputs = scenario_request(run, pricing, max_cells, stored)
+    if inputs is not None and k is not None and not bad:
+        rows = inputs.portfolio.rows
+        cost = wc.planned_revaluations(rows, k, question)
+        per_pass = wc.MAX_STARTS * (k * k + k + 1)
+        if per_pass > pricing.limits.max_rows:
+            bad.add("shifts", f"{k} factors make passes of up to {per_pass:,} scenarios; at most "
+                              f"{pricing.limits.max_rows:,} (the server's max_rows)", Code.RESOURCE_EXHAUSTED)
+        if cost > max_cells:
+            bad.add("max_iterations", f"{rows:,} trades x {k} factors x {question.max_iterations} iterations"
+                    + (f" x {question.radius_steps + 1} radii" if question.reverse else "")
+                    + f" can take {cost:,} revaluations; at most {max_cells:,}", Code.RESOURCE_EXHAUSTED)
+    bad.raise_if_any()
+    portfolio = inputs.portfolio
+    result = wc.worst_case(ScenarioRevaluer(pricing), portfolio.books, shift_set.shifts, shift_set.smile,
+                           covariance, question, rows=portfolio.rows, trade_ids=portfolio.trade_ids,
+                           block_cells=BLOCK_BYTES // 8, should_continue=should_continue)
+    scenario = rpb.ScenarioSet(shifts=request.shifts, labels=list(result.scenario.labels),
+                               sizes=_column(result.move), smile=request.smile)
+    out = rpb.WorstCaseResponse(
+        trade_ids=portfolio.trade_ids, components=result.components, move=_column(result.move), pnl=result.pnl,
+        trade_pnl=_column(result.trade_pnl), radius2=result.radius2, radius_level=result.radius_level,
+        bound2=result.bound2, dof=result.dof, delta_gamma_move=_column(result.delta_gamma_move),
+        delta_gamma_pnl=result.delta_gamma_pnl, iterations=result.iterations, revaluations=result.revaluations,
+        converged=result.converged, achieved_tolerance=result.achieved_tolerance, reached=result.reached,
+        scenario=scenario, radius_steps=result.radius_steps)
+    if result.priced_by is not None:
+        out.priced_by.CopyFrom(model_ref(result.priced_by))
+    if result.market_used is not None:
+        out.market.CopyFrom(market_used(result.market_used))
+    return out
+
+
 def _watch(call) -> Watch:
     """The call's deadline and cancellation, shared with the kernels: the caller going away
     (or the deadline) stops a run between blocks and inside them."""
@@ -715,6 +812,12 @@ class RiskServicer:
         deleted = store.delete_portfolio(request.id)
         return rpb.DeletePortfolioResponse(deleted=deleted), int(deleted), 0
 
+    def WorstCase(self, request, call, rid):
+        if self.pricing is None:
+            raise ServiceError(Code.UNIMPLEMENTED, "this server runs no scenario risk")
+        response = worst_case_response(request, self.pricing, self.max_scenario_cells, _watch(call), self.stored)
+        return response, len(response.trade_ids), 0
+
     def ParametricVar(self, request, call, rid):
         response = parametric_var(request)
         return response, len(response.books), 0
@@ -774,7 +877,8 @@ class RiskServicer:
         return state, rpb.RunScenarioRiskResponse(header=header).SerializeToString()
 
     def _scenario_block(self, state: _ScenarioCall):
-        """The next block's message (b"" when the cube is not sent), None after the last."""
+        """The next block's message (a progress message when the cube is not sent), None
+        after the last."""
         if state.first is not None:
             first, state.first = state.first, None
             return first
@@ -782,7 +886,8 @@ class RiskServicer:
         if block is None:
             return None
         if not state.cube:
-            return b""
+            return rpb.RunScenarioRiskResponse(progress=rpb.ScenarioProgress(
+                trades_done=block.stop, trades=state.trades)).SerializeToString()
         pnl = block.pnl.astype("<f4" if state.float32 else "<f8", copy=False)
         msg = rpb.ScenarioPnlBlock(
             trade_start=block.start, trade_stop=block.stop, pnl=np.ascontiguousarray(pnl).tobytes(),
@@ -889,6 +994,12 @@ def handlers(servicer: RiskServicer, observer: RpcObserver, *, streams: StreamGa
             request_deserializer=None, response_serializer=None,
         ) for name in ("PutPortfolio", "GetPortfolio", "ListPortfolios", "DeletePortfolio", "ListStresses",
                        "PutScenarioSet", "GetScenarioSet", "ListScenarioSets", "DeleteScenarioSet")},
+        "WorstCase": grpc.unary_unary_rpc_method_handler(
+            wrap_unary(f"/{SERVICE}/WorstCase", servicer.WorstCase, observer,
+                       lane=servicer.batch_lane or servicer.lane,
+                       parse=safe_deserializer(rpb.WorstCaseRequest), auth=auth),
+            request_deserializer=None, response_serializer=None,
+        ),
         "ParametricVar": grpc.unary_unary_rpc_method_handler(
             wrap_unary(f"/{SERVICE}/ParametricVar", servicer.ParametricVar, observer, lane=servicer.lane,
                        parse=safe_deserializer(rpb.ParametricVarRequest), auth=auth),

@@ -195,9 +195,6 @@ class ScenarioRevaluer:
                           f"{self.pricing.limits.max_rows:,} (one trade's scenarios are priced in one call)",
                           code=Code.RESOURCE_EXHAUSTED)
         product_path = fields.get("rate", "market.rate").replace("market.rate", "instruments")
-        if spec.monte_carlo:  # its noise would be the P&L (and its runner writes standard errors)
-            raise invalid(product_path.replace("instruments", "engine"),
-                          "Monte Carlo engines are not in scenario runs yet: choose an analytic or lattice engine")
         if batch.schedule is not None:
             raise invalid(product_path, f"{batch.product.name} options (fixing schedules) are not in scenario runs yet")
         base_market, used, base_fields = self.pricing.resolve_market(spec, batch, market, fields)
@@ -363,7 +360,8 @@ class ScenarioRevaluer:
         columns["time_to_expiry"] = flat("t", new_t)
         market_rows = MarketBatch(flat("level", new_level), flat("rate", new_rate), flat("q", new_q),
                                   flat("vol", new_vol) if new_vol is not None else None)
-        outputs = BatchOutputs(scratch.get("value", (1, n * s)))
+        outputs = BatchOutputs(scratch.get("value", (1, n * s)),  # (a Monte Carlo engine writes its errors too)
+                               scratch.get("stderr", (1, n * s)) if spec.monte_carlo else None)
         priced = self.pricing.price_batch(spec, ProductBatch(batch.product, columns), market_rows, (Measure.PRICE,),
                                           rows=n * s, fields=fields, threads=threads, effective_inputs=False,
                                           should_continue=should_continue, outputs=outputs, **(extra or {}))

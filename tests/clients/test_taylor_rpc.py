@@ -285,16 +285,6 @@ def test_bad_taylor_requests_name_their_fields(risk, snapshot_id, book, moves):
         with pytest.raises(PricingError) as e:
             _scenarios.collect(stub.RunScenarioRisk, request, 30)
         assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.field == field
-    # a Monte Carlo engine (its noise would be the P&L) is refused in every mode, by name
-    from pricegrid.v1 import common_pb2
-
-    request.ClearField("taylor")
-    request.portfolio.engine = common_pb2.ENGINE_MONTE_CARLO
-    for mode in (rpb.REVALUATION_MODE_FULL, rpb.REVALUATION_MODE_HYBRID):
-        request.revaluation = mode
-        with pytest.raises(PricingError) as e:
-            _scenarios.collect(stub.RunScenarioRisk, request, 30)
-        assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.field == "portfolio.engine"
 
 
 def test_a_taylor_run_past_its_deadline_stops_and_the_server_keeps_serving(risk, snapshot_id, book):

@@ -291,7 +291,8 @@ UNARY = [
 
 def test_every_method_is_fuzzed():
     fuzzed = {(s, m) for s, m, _ in UNARY} | {("PricingService", "PriceStream"), ("RiskService", "Backtest"),
-                                             ("RiskService", "RunScenarioRisk"), ("RiskService", "Sensitivities")}
+                                             ("RiskService", "RunScenarioRisk"), ("RiskService", "Sensitivities"),
+                                             ("RiskService", "WorstCase")}
     for file, service in ((pb, "PricingService"), (mpb, "MarketDataService"), (rpb, "RiskService")):
         for method in file.DESCRIPTOR.services_by_name[service].methods:
             assert (service, method.name) in fuzzed, method.full_name
@@ -497,7 +498,7 @@ def test_scenario_risk(channel):
             assert not parts
             return
         kinds = [p.WhichOneof("part") for p in parts]
-        assert kinds[0] == "header" and kinds[-1] == "trailer" and set(kinds[1:-1]) <= {"block"}
+        assert kinds[0] == "header" and kinds[-1] == "trailer" and set(kinds[1:-1]) <= {"block", "progress"}
         trailer = parts[-1].trailer
         pnl = np.frombuffer(trailer.portfolio_pnl.raw, dtype="<f8") if trailer.portfolio_pnl.raw else np.zeros(0)
         assert np.isfinite(pnl).all()
@@ -509,6 +510,8 @@ def test_scenario_risk(channel):
                 values += [t.max_abs_error, t.rms_error]
             assert all(math.isfinite(v) for v in values), t
         for p in parts[1:-1]:
+            if p.WhichOneof("part") != "block":  # (progress, with output AGGREGATES)
+                continue
             cube = np.frombuffer(p.block.pnl, dtype="<f4" if p.block.cube_type == rpb.CUBE_TYPE_FLOAT32 else "<f8")
             failed = {(e.trade, e.scenario) for e in p.block.errors}
             assert np.isfinite(cube).all() or failed, "a NaN cell without its row error"
@@ -553,6 +556,59 @@ def test_sensitivities(channel):
         r = rpb.SensitivitiesResponse.FromString(reply)
         values = np.concatenate([_column(c, "<f8") for c in (r.delta, r.gamma, r.cross_gamma)])
         assert np.isfinite(values).all() or r.errors, "a NaN sensitivity without its row error"
+
+    run()
+    _still_serving(channel)
+
+
+def test_worst_case(channel):
+    from pricegrid.v1 import market_pb2_grpc
+
+    snap = snapshot()
+    snap.name = "fuzz-worst-case"
+    snap.underlyings[0].vol_surface = "SPX-vol"
+    sid = market_pb2_grpc.MarketDataServiceStub(channel).PutSnapshot(
+        mpb.PutSnapshotRequest(snapshot=snap, force=True, reason="fuzz"), timeout=10).info.id
+
+    def base():
+        r = _scenario_request(sid)
+        w = rpb.WorstCaseRequest(portfolio=r.portfolio, quantity=c.DoubleColumn(values=[-1.0, -2.0]),
+                                 shifts=[r.scenarios.shifts[0], r.scenarios.shifts[2]], level=0.95, max_iterations=5,
+                                 label="w")
+        w.covariance.values.extend([0.05 ** 2, -0.3 * 0.05 * 0.02, -0.3 * 0.05 * 0.02, 0.02 ** 2])
+        return w
+
+    def reverse():
+        w = base()
+        w.loss = 1.0
+        w.radius_steps = 5
+        return w
+
+    def with_books():
+        w = base()
+        for name in ("portfolio", "quantity"):
+            w.ClearField(name)
+        w.books.CopyFrom(_portfolio(""))
+        w.snapshot_id = sid
+        return w
+
+    for make in (base, reverse, with_books):
+        code, reply, details = _call(channel, "RiskService", "WorstCase", make().SerializeToString())
+        assert code == grpc.StatusCode.OK, details
+        r = rpb.WorstCaseResponse.FromString(reply)
+        assert r.components == ["spot", "vol"] and r.pnl < 0 and r.reached
+
+    @FUZZ
+    @given(data=st.one_of(mutated(base), mutated(reverse), mutated(with_books)))
+    def run(data):
+        code, reply, details = _call(channel, "RiskService", "WorstCase", data)
+        if code != grpc.StatusCode.OK:
+            assert code in PROPER and details, (code, details)
+            return
+        r = rpb.WorstCaseResponse.FromString(reply)
+        numbers = [r.pnl, r.radius2, r.radius_level, r.bound2, r.dof, r.delta_gamma_pnl, r.achieved_tolerance]
+        columns = [_column(x, "<f8") for x in (r.move, r.trade_pnl, r.delta_gamma_move)]
+        assert all(np.isfinite(v) for v in numbers) and all(np.isfinite(col).all() for col in columns), r
 
     run()
     _still_serving(channel)

@@ -226,3 +226,21 @@ def test_a_broadcast_column_is_every_trades_value(world):
     a = np.vstack([b.pnl for b in rev.revalue(spec, one, ref, s, quantity, rows=TRADES, fields=FIELDS).blocks])
     b = np.vstack([b.pnl for b in rev.revalue(spec, tiled, ref, s, quantity, rows=TRADES, fields=FIELDS).blocks])
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_monte_carlo_engine_revalues_with_its_standard_errors_written(world):
+    """The Monte Carlo kernels write a standard error beside each value: a scenario block
+    gives them the array (it once passed None, an internal error)."""
+    from pricegrid.server.domain.models import Engine
+
+    _, service, _, batch, ref, quantity, _ = world
+    spec = service.catalogue.find("european", Model.BLACK_SCHOLES_MERTON, Engine.MONTE_CARLO)
+    assert spec is not None and spec.monte_carlo
+    scenarios = ScenarioSet((Shift("s", Quantity.SPOT, ShiftKind.RELATIVE, ("SPX",)),), np.array([[0.0, 0.05]]),
+                            ("flat", "up"))
+    r = ScenarioRevaluer(service).revalue(spec, batch, ref, scenarios, quantity, rows=TRADES, fields=FIELDS, threads=1)
+    pnl = np.vstack([b.pnl for b in r.blocks])
+    assert pnl.shape == (TRADES, 2) and np.isfinite(pnl).all()
+    np.testing.assert_array_equal(pnl[:, 0], 0.0)  # the same seed: the base market's own values
+    calls = batch.columns["option_type"] == 1
+    assert (pnl[calls, 1] * np.sign(quantity[calls]) > 0).all()  # calls gain when the spot rises

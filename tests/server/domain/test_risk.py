@@ -451,6 +451,24 @@ def test_chi2_quantile_against_scipy(dof):
         assert risk.chi2_quantile(alpha, dof) == pytest.approx(st.chi2.ppf(alpha, dof), rel=1e-10)
 
 
+
+@pytest.mark.parametrize("dof", [0.5, 1, 3, 10, 50, 1000])
+def test_chi2_cdf_against_scipy_and_the_quantile(dof):
+    for x in (1e-8, 0.01, 0.5, 1.0, 3.0, 10.0, 50.0, 200.0, 2000.0):
+        want = st.chi2.cdf(x, dof)
+        if want > 1e-300:
+            assert risk.chi2_cdf(x, dof) == pytest.approx(want, rel=1e-10, abs=1e-15)
+    assert risk.chi2_cdf(0.0, dof) == 0.0 and risk.chi2_cdf(-1.0, dof) == 0.0
+    for alpha in (0.01, 0.5, 0.99):
+        assert risk.chi2_cdf(risk.chi2_quantile(alpha, dof), dof) == pytest.approx(alpha, rel=1e-10)
+
+
+def test_chi2_quantile_below_the_smallest_double_is_zero():
+    # P(a, y) ~ y^a / Gamma(a + 1): the quantile of 1e-300 at 0.5 degrees of freedom is ~1e-1200
+    assert risk.chi2_quantile(1e-300, 0.5) == 0.0 and risk.chi2_quantile(1e-300, 1) == 0.0
+    assert risk.chi2_quantile(1e-300, 3) == pytest.approx(st.chi2.ppf(1e-300, 3), rel=1e-10)
+
+
 def test_studer_worst_case_is_on_the_ellipsoid_and_beats_random_points_on_it():
     rng = np.random.default_rng(40)
     k = 6
