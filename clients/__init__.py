@@ -55,7 +55,7 @@ from ._market import MarketClient, SnapshotInfo, grid_surface, load_snapshot
 from ._market import Finding as SnapshotFinding
 from ._backtest import BacktestException, Backtester, BacktestResult, LikelihoodRatioTest, TrafficLight
 from ._scenarios import (BookUsed, ScenarioRiskResult, ScenarioRowError, Shift, StoredPortfolio, StoredScenarioSet,
-                         WorstCaseResult)
+                         TaylorReport, WorstCaseResult)
 from ._risk import BatchResult, BatchStats, RiskClient
 
 __all__ = [
@@ -82,6 +82,7 @@ __all__ = [
     "WorstCaseResult",
     "ScenarioRowError",
     "Shift",
+    "TaylorReport",
     "Backtester",
     "BatchResult",
     "BatchStats",

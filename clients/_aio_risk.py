@@ -90,12 +90,13 @@ class AsyncRiskClient(_RiskRequests):
     async def sensitivities(self, *, shifts, bumps, scheme: str = "central", smile: str = "sticky_strike",
                             quantity: Any = None, trade_ids: Iterable[str] | None = None, snapshot_id: str = "",
                             underlying_id: str = "", model=None, instrument: str = "european", books=None,
-                            portfolio: str = "", timeout=USE_CLIENT_DEFAULT, **columns: Any):
+                            portfolio: str = "", cross_gamma: bool = False, timeout=USE_CLIENT_DEFAULT,
+                            **columns: Any):
         """As :meth:`RiskClient.sensitivities`."""
         trades = self._trades(books, portfolio, instrument, model, snapshot_id, underlying_id, columns)
         request = _scenarios.sensitivities_request(
             **trades, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
-            bumps=list(bumps), scheme=scheme, smile=smile)
+            bumps=list(bumps), scheme=scheme, smile=smile, cross_gamma=cross_gamma)
         return _scenarios.sensitivities_result(await self._unary("Sensitivities", request, timeout))
 
     async def parametric_var(self, deltas, covariance, *, factors=None, books=None, gammas=None,

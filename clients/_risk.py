@@ -455,6 +455,12 @@ class _RiskRequests:
         stress_targets: Mapping[str, Any] | None = None,
         es_attribution: bool = False,
         incremental_es: bool = False,
+        revaluation: str = "full",
+        taylor_bumps: Iterable[float] | None = None,
+        cross_gamma: bool = False,
+        hybrid_tail: int = 0,
+        check_scenarios: int = 0,
+        check: str = "even",
         **columns: Any,
     ) -> "risk_pb2.RunScenarioRiskRequest":
         """The RunScenarioRiskRequest that :meth:`RiskClient.scenario_risk` sends (its
@@ -483,7 +489,14 @@ class _RiskRequests:
 
         ``es_attribution``: each trade's (``result.trade_component_es``, trades x ES levels)
         and each node's Euler component of ES; ``incremental_es``: also their incremental ES
-        (a second full revaluation on the server)."""
+        (a second full revaluation on the server); FULL runs only.
+
+        ``revaluation``: "full" (default), "taylor" (each cell from the trade's delta-gamma
+        expansion at the base, ``taylor_bumps`` one bump per shift or None for the server's
+        defaults, ``cross_gamma`` for the cross terms; ``check_scenarios`` scenarios revalued
+        in full to measure the error, ``check`` "even" or "tail") or "hybrid" (Taylor, then the
+        ``hybrid_tail`` worst scenarios revalued in full, 0: the server's rule); the error
+        report in ``result.taylor``."""
         trades = self._trades(books, portfolio, instrument, model, snapshot_id, underlying_id, columns,
                               threads=threads, heston=heston)
         return _scenarios.request_of(
@@ -492,6 +505,8 @@ class _RiskRequests:
             var_levels=var_levels, es_levels=es_levels, trade_risk=trade_risk, tags=tags,
             aggregate_by=list(aggregate_by), stresses=list(stresses), stress_targets=stress_targets,
             es_attribution=es_attribution, incremental_es=incremental_es,
+            revaluation=revaluation, taylor_bumps=None if taylor_bumps is None else list(taylor_bumps),
+            cross_gamma=cross_gamma, hybrid_tail=hybrid_tail, check_scenarios=check_scenarios, check=check,
             history=_scenarios.history_of(history),
         )
 
@@ -1148,6 +1163,7 @@ class RiskClient(_RiskRequests):
         smile: str = "sticky_strike",
         quantity: Any = None,
         trade_ids: Iterable[str] | None = None,
+        cross_gamma: bool = False,
         instrument: str = "european",
         books: Iterable[Any] | None = None,
         portfolio: str = "",
@@ -1156,13 +1172,15 @@ class RiskClient(_RiskRequests):
     ):
         """Bucketed delta and gamma of every trade per component of ``shifts`` (one bump size
         per shift, in its units) by full revaluation on the server (RiskService.Sensitivities),
-        ``scheme`` "central", "forward" or "backward"; the trades as for :meth:`scenario_risk`.
+        ``scheme`` "central", "forward" or "backward"; the trades as for :meth:`scenario_risk`;
+        with ``cross_gamma``, every second cross derivative too (``result.cross_gamma``,
+        trades x components x components).
         Returns a SensitivitiesResult."""
         self._check_open()
         trades = self._trades(books, portfolio, instrument, model, snapshot_id, underlying_id, columns)
         request = _scenarios.sensitivities_request(
             **trades, quantity=quantity, trade_ids=None if trade_ids is None else list(trade_ids), shifts=list(shifts),
-            bumps=list(bumps), scheme=scheme, smile=smile)
+            bumps=list(bumps), scheme=scheme, smile=smile, cross_gamma=cross_gamma)
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         try:
             reply = stub.Sensitivities(request, timeout=resolve_timeout(timeout, self.timeout))

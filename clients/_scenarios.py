@@ -29,7 +29,7 @@ from pricegrid.v1 import risk_pb2 as rpb
 from ._errors import PricingError, RowError, status_code
 
 __all__ = ["SensitivitiesResult", "WorstCaseResult", "BookVar", "RiskNode", "ScenarioRiskResult", "ScenarioRowError", "Shift", "QUANTITIES", "KINDS",
-           "PARAMETRIC_METHODS"]
+           "PARAMETRIC_METHODS", "TaylorReport", "REVALUATIONS"]
 
 PARAMETRIC_METHODS = {"delta_normal": rpb.PARAMETRIC_METHOD_DELTA_NORMAL,
                       "delta_gamma_normal": rpb.PARAMETRIC_METHOD_DELTA_GAMMA_NORMAL,
@@ -83,6 +83,31 @@ KINDS = {"absolute": rpb.SHIFT_KIND_ABSOLUTE, "relative": rpb.SHIFT_KIND_RELATIV
 SMILES = {"sticky_strike": rpb.SMILE_DYNAMICS_STICKY_STRIKE, "sticky_moneyness": rpb.SMILE_DYNAMICS_STICKY_MONEYNESS}
 OUTPUTS = {"aggregates": rpb.SCENARIO_OUTPUT_AGGREGATES, "cube": rpb.SCENARIO_OUTPUT_CUBE,
            "both": rpb.SCENARIO_OUTPUT_BOTH}
+REVALUATIONS = {"full": rpb.REVALUATION_MODE_FULL, "taylor": rpb.REVALUATION_MODE_TAYLOR,
+                "hybrid": rpb.REVALUATION_MODE_HYBRID}
+CHECKS = {"even": rpb.TAYLOR_CHECK_EVEN, "tail": rpb.TAYLOR_CHECK_TAIL}
+
+
+@dataclass(frozen=True)
+class TaylorReport:
+    """A TAYLOR or HYBRID run's approximation and its error: the bumps used (per shift), the
+    bumped scenarios per trade, the scenarios revalued in full (``revalued``: indices) with the
+    portfolio's Taylor and full P&L on them, ``max_abs_error`` and ``rms_error`` of their
+    difference (None when nothing was revalued), and VaR and ES by level of the Taylor P&L
+    alone and with the revalued scenarios' full values in their place."""
+
+    revaluation: str
+    bumps: np.ndarray
+    bump_scenarios: int
+    revalued: np.ndarray
+    taylor_pnl: np.ndarray
+    full_pnl: np.ndarray
+    max_abs_error: Optional[float]
+    rms_error: Optional[float]
+    taylor_var: dict
+    taylor_expected_shortfall: dict
+    revalued_var: dict
+    revalued_expected_shortfall: dict
 
 
 @dataclass(frozen=True)
@@ -189,6 +214,7 @@ class ScenarioRiskResult:
     trade_component_es: Optional[np.ndarray] = None    # trades x ES levels, with es_attribution
     trade_incremental_es: Optional[np.ndarray] = None  # trades x ES levels, with incremental_es
     tail_scenarios: int = 0
+    taylor: Optional[TaylorReport] = None  # TAYLOR and HYBRID runs: the error report
 
     def node(self, *path: str) -> RiskNode:
         """The node of ``path`` ("desk=rates", "book=B1")."""
@@ -371,8 +397,9 @@ def scenario_set(shifts: Sequence[Shift], sizes, labels, history=None, *, stress
 def request_of(portfolio=None, *, books=None, stored: str = "", snapshot_id: str = "", quantity, trade_ids,
                shifts: Sequence[Shift], sizes, labels, smile: str, output: str, cube_type: str, var_levels,
                es_levels, trade_risk: bool = False, tags=None, aggregate_by=(), history=None, stresses=(),
-               stress_targets=None, es_attribution: bool = False,
-               incremental_es: bool = False) -> rpb.RunScenarioRiskRequest:
+               stress_targets=None, es_attribution: bool = False, incremental_es: bool = False,
+               revaluation: str = "full", taylor_bumps=None, cross_gamma: bool = False, hybrid_tail: int = 0,
+               check_scenarios: int = 0, check: str = "even") -> rpb.RunScenarioRiskRequest:
     scenarios = scenario_set(shifts, sizes, labels, history, stresses=stresses, stress_targets=stress_targets,
                              smile=smile)
     if output not in OUTPUTS:
@@ -394,6 +421,21 @@ def request_of(portfolio=None, *, books=None, stored: str = "", snapshot_id: str
         values = [values] if isinstance(values, str) else list(values)
         msg.tags.add(name=str(name), values=[str(v) for v in values])
     msg.aggregate_by.extend(str(x) for x in aggregate_by)
+    if revaluation not in REVALUATIONS:
+        raise ValueError(f"revaluation {revaluation!r}; expected one of {sorted(REVALUATIONS)}")
+    if check not in CHECKS:
+        raise ValueError(f"check {check!r}; expected one of {sorted(CHECKS)}")
+    msg.revaluation = REVALUATIONS[revaluation]
+    if revaluation != "full":
+        t = msg.taylor
+        t.SetInParent()
+        t.bumps.extend(float(b) for b in (taylor_bumps or ()))
+        t.cross_gamma, t.hybrid_tail, t.check_scenarios = bool(cross_gamma), int(hybrid_tail), int(check_scenarios)
+        if check_scenarios:
+            t.check = CHECKS[check]
+    elif taylor_bumps or cross_gamma or hybrid_tail or check_scenarios:
+        raise ValueError("taylor_bumps, cross_gamma, hybrid_tail and check_scenarios are for revaluation='taylor' "
+                         "or 'hybrid'")
     return msg
 
 
@@ -462,6 +504,7 @@ class Collector:
             trade_component_es=_by_trade(trailer.trade_component_es, trades) if request.es_attribution else None,
             trade_incremental_es=_by_trade(trailer.trade_incremental_es, trades) if request.incremental_es else None,
             tail_scenarios=trailer.tail_scenarios,
+            taylor=_taylor_report(trailer.taylor) if trailer.HasField("taylor") else None,
         )
 
 
@@ -474,6 +517,21 @@ def collect(stub_call, request: rpb.RunScenarioRiskRequest, timeout, progress=No
     except grpc.RpcError as e:
         raise PricingError.from_rpc_error(e) from None
     return collector.result()
+
+
+def _taylor_report(t: rpb.TaylorReport) -> TaylorReport:
+    def levels(xs):
+        return {x.level: x.value for x in xs}
+
+    mode = {v: k for k, v in REVALUATIONS.items()}.get(t.revaluation, str(t.revaluation))
+    return TaylorReport(
+        revaluation=mode, bumps=np.asarray(t.bumps, dtype=np.float64), bump_scenarios=t.bump_scenarios,
+        revalued=np.asarray(t.revalued, dtype=np.int64), taylor_pnl=_doubles(t.taylor_pnl),
+        full_pnl=_doubles(t.full_pnl),
+        max_abs_error=t.max_abs_error if t.HasField("max_abs_error") else None,
+        rms_error=t.rms_error if t.HasField("rms_error") else None,
+        taylor_var=levels(t.taylor_var), taylor_expected_shortfall=levels(t.taylor_expected_shortfall),
+        revalued_var=levels(t.revalued_var), revalued_expected_shortfall=levels(t.revalued_expected_shortfall))
 
 
 SCHEMES = {"central": rpb.DIFFERENCE_SCHEME_CENTRAL, "forward": rpb.DIFFERENCE_SCHEME_FORWARD,
@@ -495,16 +553,19 @@ class SensitivitiesResult:
     errors: list
     priced_by: dict = field(default_factory=dict)
     market: dict = field(default_factory=dict)
+    cross_gamma: Optional[np.ndarray] = None            # trades x components x components, when asked
+    portfolio_cross_gamma: Optional[np.ndarray] = None  # components x components
 
 
 def sensitivities_request(portfolio=None, *, books=None, stored: str = "", snapshot_id: str = "", quantity,
                           trade_ids, shifts: Sequence[Shift], bumps, scheme: str,
-                          smile: str) -> rpb.SensitivitiesRequest:
+                          smile: str, cross_gamma: bool = False) -> rpb.SensitivitiesRequest:
     if scheme not in SCHEMES:
         raise ValueError(f"scheme {scheme!r}; expected one of {sorted(SCHEMES)}")
     if smile not in SMILES:
         raise ValueError(f"smile {smile!r}; expected one of {sorted(SMILES)}")
-    msg = rpb.SensitivitiesRequest(scheme=SCHEMES[scheme], smile=SMILES[smile], bumps=[float(b) for b in bumps])
+    msg = rpb.SensitivitiesRequest(scheme=SCHEMES[scheme], smile=SMILES[smile], bumps=[float(b) for b in bumps],
+                                   cross_gamma=bool(cross_gamma))
     portfolio_into(msg, portfolio=portfolio, books=books, stored=stored, snapshot_id=snapshot_id)
     msg.shifts.extend(s.message() for s in shifts)
     if quantity is not None:
@@ -524,6 +585,9 @@ def sensitivities_result(reply: rpb.SensitivitiesResponse) -> SensitivitiesResul
         priced_by={"model": reply.priced_by.model, "engine": reply.priced_by.engine, "version": reply.priced_by.version},
         market={"snapshot_id": reply.market.snapshot_id, "underlying_id": reply.market.underlying_id,
                 "vol_surface": reply.market.vol_surface},
+        cross_gamma=_doubles(reply.cross_gamma).reshape(n, k, k) if reply.HasField("cross_gamma") else None,
+        portfolio_cross_gamma=(_doubles(reply.portfolio_cross_gamma).reshape(k, k)
+                               if reply.HasField("portfolio_cross_gamma") else None),
     )
 
 

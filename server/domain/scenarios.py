@@ -245,6 +245,28 @@ def weighted_rows(w: np.ndarray, block: np.ndarray) -> np.ndarray:
     return out
 
 
+# ------------------------------------------------------------------------ default bumps
+#: a bump that moves the value by about 1e-3 of itself, or one basis point of a rate
+RELATIVE_BUMP = 1e-3
+RATE_BUMP = 1e-4
+VOL_BUMP = 1e-3
+TIME_BUMP = 1.0 / 365.0
+
+
+def default_bump(shift: Shift, level: float = 1.0) -> float:
+    """The bump a Taylor expansion takes for ``shift`` when the caller gives none, in the
+    shift's units: SPOT relative or log 1e-3, absolute 1e-3 x ``level`` (the underlying's
+    quoted level); VOL absolute 1e-3 (a tenth of a vol point); ZERO_RATE and DIVIDEND_YIELD
+    absolute 1e-4 (a basis point); any other relative or log 1e-3; TIME 1/365 (a day)."""
+    if shift.quantity == Quantity.TIME:
+        return TIME_BUMP
+    if shift.kind != ShiftKind.ABSOLUTE:
+        return RELATIVE_BUMP
+    if shift.quantity == Quantity.SPOT:
+        return RELATIVE_BUMP * abs(level) if level else RELATIVE_BUMP
+    return VOL_BUMP if shift.quantity == Quantity.VOL else RATE_BUMP
+
+
 # ------------------------------------------------------------------------ scenario set
 class _Prefixed(Violations):
     """Violations whose fields are named from ``prefix`` (the set's path in a request)."""

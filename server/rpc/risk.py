@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import time
 from dataclasses import dataclass
 
@@ -44,7 +45,8 @@ from pricegrid.server.rpc.responses import market_used, model_ref
 from pricegrid.server.service import history
 from pricegrid.server.service.backtest import Backtest, BacktestLimits
 from pricegrid.server.service.pricing import PricingService, Watch
-from pricegrid.server.service.scenarios import Hierarchy, ScenarioRevaluer, ScenarioRun, sensitivities
+from pricegrid.server.service import taylor
+from pricegrid.server.service.scenarios import Hierarchy, ScenarioRevaluer, ScenarioRun, bump_count, sensitivities
 from pricegrid.server.service import worst_case as wc
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import risk_pb2 as rpb
@@ -261,6 +263,7 @@ class ScenarioInputs:
     var_levels: np.ndarray
     es_levels: np.ndarray
     tags: list  # (name, values) to aggregate by, in order
+    taylor: object = None  # TaylorOptions of a TAYLOR or HYBRID run; None: FULL
 
 
 def scenario_request(request, service: PricingService, max_cells: int, stored=None, stored_sets=None,
@@ -290,8 +293,71 @@ def scenario_request(request, service: PricingService, max_cells: int, stored=No
                                         f"{passes * rows * scenarios.scenarios:,} revaluations; at most {max_cells:,}",
                     Code.RESOURCE_EXHAUSTED)
         tags = aggregate_tags(inputs, request.aggregate_by, bad)
+    taylor_options = _taylor_options(request, scenarios, inputs.rows if inputs is not None else None,
+                                     service.limits.max_rows, max_cells, bad)
     bad.raise_if_any()
-    return ScenarioInputs(inputs, scenarios, var_levels, es_levels, tags)
+    return ScenarioInputs(inputs, scenarios, var_levels, es_levels, tags, taylor_options)
+
+
+_TAYLOR_MODES = (rpb.REVALUATION_MODE_TAYLOR, rpb.REVALUATION_MODE_HYBRID)
+
+
+def _taylor_options(request, scenarios, rows, max_rows: int, max_cells: int, bad: Violations):
+    """The TAYLOR or HYBRID settings (None for FULL), checked against the scenario set, and
+    their costs bounded before anything is priced: trades x bumped scenarios and the
+    expansion's terms x scenarios at most max_cells, trades x scenarios x terms at most
+    TAYLOR_WORK x max_cells, the bumped scenarios at most max_rows."""
+    mode = request.revaluation
+    if mode not in _TAYLOR_MODES:
+        if request.HasField("taylor"):
+            bad.add("taylor", "settings of the TAYLOR and HYBRID modes; this run is FULL (set revaluation)")
+        return None
+    t = request.taylor
+    hybrid = mode == rpb.REVALUATION_MODE_HYBRID
+    for name in ("es_attribution", "incremental_es"):
+        if getattr(request, name):
+            bad.add(name, "FULL only: the attribution revalues the run's tail (or the whole cube) in full")
+    for i, h in enumerate(t.bumps):
+        if not (math.isfinite(h) and h > 0):
+            bad.add(f"taylor.bumps[{i}]", f"must be finite and > 0 (got {h!r})")
+    if hybrid:
+        if t.check_scenarios:
+            bad.add("taylor.check_scenarios", "TAYLOR only: a HYBRID run reports the error on its tail")
+        if t.check:
+            bad.add("taylor.check", "TAYLOR only: a HYBRID run reports the error on its tail")
+    else:
+        if t.hybrid_tail:
+            bad.add("taylor.hybrid_tail", "HYBRID only")
+        if t.check and not t.check_scenarios:
+            bad.add("taylor.check", "no check_scenarios to choose")
+    if scenarios is None:
+        return None
+    shifts, n = scenarios.shifts, scenarios.scenarios
+    if t.bumps and len(t.bumps) != len(shifts):
+        bad.add("taylor.bumps", f"{len(t.bumps)} bump sizes for {len(shifts)} shifts: one per shift, or none for "
+                                "the defaults")
+    for i, x in enumerate(shifts):
+        if x.kind == sc.ShiftKind.FIXED:  # (a stress's shift is named by the stress)
+            origin = scenarios.origins[i] if i < len(scenarios.origins) and scenarios.origins[i] else ""
+            bad.add(f"scenarios.{origin}" if origin else f"scenarios.shifts[{i}].kind",
+                    f"a FIXED shift ({x.name!r}) has no Taylor expansion: revalue it in FULL")
+    if hybrid and not 0 <= t.hybrid_tail <= n:
+        bad.add("taylor.hybrid_tail", f"0 (the default) or 1 to the number of scenarios ({n:,}); got {t.hybrid_tail}")
+    if not hybrid and not 0 <= t.check_scenarios <= n:
+        bad.add("taylor.check_scenarios", f"0 to the number of scenarios ({n:,}); got {t.check_scenarios}")
+    bumps = bump_count(shifts, "central", t.cross_gamma)
+    width = taylor.terms(shifts, t.cross_gamma)
+    what = "taylor.cross_gamma" if t.cross_gamma else "scenarios.shifts"
+    if rows is not None and (rows * bumps > max_cells or bumps > max_rows):
+        bad.add(what, f"{rows:,} trades x {bumps:,} bumped scenarios = {rows * bumps:,} revaluations for the "
+                      f"derivatives; at most {max_cells:,} (and {max_rows:,} scenarios)", Code.RESOURCE_EXHAUSTED)
+    elif width * n > max_cells or (rows is not None and rows * n * width > taylor.TAYLOR_WORK * max_cells):
+        bad.add(what, f"{width:,} terms x {n:,} scenarios (x {rows or 0:,} trades): over the expansion's caps "
+                      f"({max_cells:,} terms x scenarios, {taylor.TAYLOR_WORK * max_cells:,} with the trades)",
+                Code.RESOURCE_EXHAUSTED)
+    return taylor.TaylorOptions(hybrid=hybrid, bumps=tuple(t.bumps), cross=t.cross_gamma, tail=int(t.hybrid_tail),
+                                check=0 if hybrid else int(t.check_scenarios),
+                                check_tail=t.check == rpb.TAYLOR_CHECK_TAIL)
 
 
 def _column(values: np.ndarray) -> cpb.DoubleColumn:
@@ -309,6 +375,7 @@ class _ScenarioCall:
         self.trades = trades
         self.t0 = time.perf_counter()
         self.first = None  # the first block's message, computed before the header
+        self.taylor = None  # the TaylorRun of a TAYLOR or HYBRID run
 
 
 # ------------------------------------------------------------------ named scenario sets
@@ -458,17 +525,30 @@ def sensitivities_response(request: rpb.SensitivitiesRequest, pricing: PricingSe
     bad.raise_if_any()
     shift_set = scenario_set_of(rpb.ScenarioSet(shifts=request.shifts, smile=request.smile), prefix="")
     comps = shift_set.components
+    scheme = _SCHEMES[request.scheme]
+    bumped = bump_count(shift_set.shifts, scheme, request.cross_gamma)
+    what = "cross_gamma" if request.cross_gamma else "shifts"
+    if comps * bumped > max_cells or bumped > pricing.limits.max_rows:  # the bump set's sizes, before building them
+        raise invalid(what, f"{comps:,} components x {bumped:,} bumped scenarios; at most {max_cells:,} sizes and "
+                            f"{pricing.limits.max_rows:,} scenarios", code=Code.RESOURCE_EXHAUSTED)
     labels = [f"s{j}" for j in range(2 * comps)]
     run.scenarios.labels.extend(labels)
     run.scenarios.sizes.values.extend([0.0] * (comps * len(labels)))
     inputs = scenario_request(run, pricing, max_cells, stored)
     portfolio = inputs.portfolio
+    if portfolio.rows * bumped > max_cells:
+        raise invalid(what, f"{portfolio.rows:,} trades x {bumped:,} bumped scenarios = {portfolio.rows * bumped:,} "
+                            f"revaluations; at most {max_cells:,}", code=Code.RESOURCE_EXHAUSTED)
     result = sensitivities(ScenarioRevaluer(pricing), portfolio.books, list(shift_set.shifts), list(request.bumps),
-                           _SCHEMES[request.scheme], shift_set.smile, should_continue=should_continue)
+                           scheme, shift_set.smile, should_continue=should_continue, cross=request.cross_gamma)
     out = rpb.SensitivitiesResponse(trade_ids=portfolio.trade_ids, components=result.components,
                                     delta=_column(result.delta.ravel()), gamma=_column(result.gamma.ravel()),
                                     portfolio_delta=_column(np.nansum(result.delta, axis=0)),
                                     portfolio_gamma=_column(np.nansum(result.gamma, axis=0)))
+    if result.cross_gamma is not None:
+        ok = np.isfinite(result.cross_gamma).all(axis=(1, 2))
+        out.cross_gamma.CopyFrom(_column(result.cross_gamma.ravel()))
+        out.portfolio_cross_gamma.CopyFrom(_column(result.cross_gamma[ok].sum(axis=0).ravel()))
     out.errors.extend(rpb.ScenarioRowError(trade=e.trade, scenario=e.scenario, code=e.code, field=e.field,
                                            message=e.message) for e in result.errors[:1000])
     if result.priced_by is not None:
@@ -476,6 +556,21 @@ def sensitivities_response(request: rpb.SensitivitiesRequest, pricing: PricingSe
     if result.market_used is not None:
         out.market.CopyFrom(market_used(result.market_used))
     return out
+
+
+def _taylor_report(r: taylor.TaylorReport, a) -> rpb.TaylorReport:
+    def at(levels, values):
+        return [rpb.RiskAtLevel(level=lv, value=v) for lv, v in zip(levels, values)]
+
+    msg = rpb.TaylorReport(
+        revaluation=rpb.REVALUATION_MODE_HYBRID if r.hybrid else rpb.REVALUATION_MODE_TAYLOR,
+        bumps=[float(x) for x in r.bumps], bump_scenarios=r.bump_scenarios, revalued=[int(i) for i in r.revalued],
+        taylor_pnl=_column(r.taylor_pnl), full_pnl=_column(r.full_pnl),
+        taylor_var=at(a.var_levels, r.taylor_var), taylor_expected_shortfall=at(a.es_levels, r.taylor_es),
+        revalued_var=at(a.var_levels, r.revalued_var), revalued_expected_shortfall=at(a.es_levels, r.revalued_es))
+    if r.max_abs_error is not None:
+        msg.max_abs_error, msg.rms_error = r.max_abs_error, r.rms_error
+    return msg
 
 
 def _step(steps) -> bool:
@@ -744,7 +839,14 @@ class RiskServicer:
                 portfolio.books, scenarios if columns is None else scenarios.subset(columns),
                 block_cells=BLOCK_BYTES // 8, should_continue=watch, scenarios_path="scenarios.", reuse=True)
 
-        revaluation = revalue()
+        expansion = None
+        if inputs.taylor is None:
+            revaluation = revalue()
+        else:  # the same blocks of trades as a FULL run's
+            expansion = taylor.TaylorRun(revaluer, portfolio.books, scenarios, inputs.taylor,
+                                         var_levels=inputs.var_levels, es_levels=inputs.es_levels,
+                                         block_cells=BLOCK_BYTES // 8, should_continue=watch)
+            revaluation = expansion.revaluation
         hierarchy = Hierarchy(inputs.tags, rows, scenarios.scenarios) if inputs.tags else None
         run = ScenarioRun(revaluation, rows, scenarios.scenarios, inputs.var_levels, inputs.es_levels,
                           trade_risk=request.trade_risk, hierarchy=hierarchy,
@@ -768,6 +870,7 @@ class RiskServicer:
                 used.market.CopyFrom(market_used(b.market_used))
             header.books.append(used)
         state = _ScenarioCall(run, request.output, request.cube_type, rows)
+        state.taylor = expansion
         # the first block before the header: what would fail in every block (its cost, the
         # engine's settings) fails the request, with nothing sent
         state.first = self._scenario_block(state)
@@ -821,6 +924,9 @@ class RiskServicer:
             if a.trade_var is not None:
                 trailer.trade_var.CopyFrom(_column(a.trade_var.ravel()))
                 trailer.trade_expected_shortfall.CopyFrom(_column(a.trade_es.ravel()))
+        if state.taylor is not None:
+            trailer.taylor.CopyFrom(_taylor_report(state.taylor.report(a), a))
+            trailer.compute_seconds += state.taylor.seconds  # the derivatives and the check too
         return rpb.RunScenarioRiskResponse(trailer=trailer).SerializeToString()
 
     async def Backtest(self, requests, context, call, counter):

@@ -149,6 +149,21 @@ class ScenarioRevaluer:
         self.pricing = pricing
         self.max_row_errors = max_row_errors
 
+    def snapshot_of(self, market, fields: Mapping[str, str]):
+        """The stored snapshot a request's market names (NOT_FOUND naming the field when it, or
+        its underlying, is not stored)."""
+        market_path = fields.get("rate", "market.rate").replace(".rate", "")
+        if not isinstance(market, SnapshotMarket):
+            raise invalid(f"{market_path}.snapshot_id", "required: scenarios shift a stored snapshot's market")
+        snapshot = self.pricing.snapshots(market.snapshot_id) if self.pricing.snapshots is not None else None
+        if snapshot is None:
+            raise invalid(f"{market_path}.snapshot_id", f"no snapshot {market.snapshot_id!r} is stored",
+                          code=Code.NOT_FOUND)
+        if snapshot.underlying(market.underlying_id) is None:
+            raise invalid(f"{market_path}.underlying_id", f"no underlying {market.underlying_id!r} in the snapshot",
+                          code=Code.NOT_FOUND)
+        return snapshot
+
     def revalue(
         self,
         spec: EngineSpec,
@@ -168,15 +183,7 @@ class ScenarioRevaluer:
         validate: bool = True,
     ) -> Revaluation:
         market_path = fields.get("rate", "market.rate").replace(".rate", "")
-        if not isinstance(market, SnapshotMarket):
-            raise invalid(f"{market_path}.snapshot_id", "required: scenarios shift a stored snapshot's market")
-        snapshot = self.pricing.snapshots(market.snapshot_id) if self.pricing.snapshots is not None else None
-        if snapshot is None:
-            raise invalid(f"{market_path}.snapshot_id", f"no snapshot {market.snapshot_id!r} is stored",
-                          code=Code.NOT_FOUND)
-        if snapshot.underlying(market.underlying_id) is None:
-            raise invalid(f"{market_path}.underlying_id", f"no underlying {market.underlying_id!r} in the snapshot",
-                          code=Code.NOT_FOUND)
+        snapshot = self.snapshot_of(market, fields)
         if validate:  # (a portfolio's books are checked together: see revalue_portfolio)
             scenarios.validate(_object_ids(snapshot, market.underlying_id), prefix=scenarios_path)
         quantity = np.asarray(quantity, dtype=np.float64)
@@ -218,6 +225,31 @@ class ScenarioRevaluer:
 
         return Revaluation(base_value, used, blocks(), list(base.errors), base.priced_by)
 
+    def portfolio_snapshot(self, books: Sequence["Book"]):
+        """The one stored snapshot the books are priced on (None when they name several, or an
+        unknown one: each book's revaluation then says which)."""
+        snapshots = {b.market.snapshot_id for b in books if isinstance(b.market, SnapshotMarket)}
+        if len(snapshots) == 1 and self.pricing.snapshots is not None:
+            return self.pricing.snapshots(next(iter(snapshots)))
+        return None
+
+    def validate_portfolio(self, books: Sequence["Book"], scenarios: ScenarioSet, scenarios_path: str = "") -> None:
+        """The scenario set's checks against the objects of every book's underlying."""
+        snapshot = self.portfolio_snapshot(books)
+        if snapshot is not None:
+            ids: dict[str, list[str]] = {}
+            for b in books:
+                if snapshot.underlying(b.market.underlying_id) is not None:
+                    for kind, found in _object_ids(snapshot, b.market.underlying_id).items():
+                        ids.setdefault(kind, []).extend(found)
+            scenarios.validate(ids, prefix=scenarios_path)
+
+    def block_trades(self, scenarios: int, block_cells: int) -> int:
+        """Trades per block of revalue_portfolio for ``scenarios`` and ``block_cells`` (each
+        book's blocks start at its first trade)."""
+        s = max(1, scenarios)
+        return max(1, min(max(1, block_cells // s) * s, self.pricing.limits.max_rows) // s)
+
     def revalue_portfolio(
         self,
         books: Sequence["Book"],
@@ -231,21 +263,12 @@ class ScenarioRevaluer:
         """Revalue every book (one snapshot) under one scenario set: the books' base values
         now, their blocks one after the other, trades numbered across the books. A shift
         must match some object of some book's underlying (it moves the books it matches)."""
-        snapshots = {b.market.snapshot_id for b in books if isinstance(b.market, SnapshotMarket)}
-        if len(snapshots) == 1 and self.pricing.snapshots is not None:
-            snapshot = self.pricing.snapshots(next(iter(snapshots)))
-            if snapshot is not None:
-                ids: dict[str, list[str]] = {}
-                for b in books:
-                    if snapshot.underlying(b.market.underlying_id) is not None:
-                        for kind, found in _object_ids(snapshot, b.market.underlying_id).items():
-                            ids.setdefault(kind, []).extend(found)
-                scenarios.validate(ids, prefix=scenarios_path)
+        self.validate_portfolio(books, scenarios, scenarios_path)
         s = max(1, scenarios.scenarios)
         parts, used = [], []
         for b in books:
             r = self.revalue(b.spec, b.batch, b.market, scenarios, b.quantity, rows=b.rows, fields=b.fields,
-                             chunk_rows=min(max(1, block_cells // s) * s, self.pricing.limits.max_rows),
+                             chunk_rows=self.block_trades(s, block_cells) * s,
                              threads=b.threads, should_continue=should_continue, scenarios_path=scenarios_path,
                              reuse=reuse, settings=b.settings, validate=False)
             parts.append(r)
@@ -577,51 +600,150 @@ class Sensitivities:
     errors: list
     market_used: Optional[MarketUsed]
     priced_by: object
+    cross_gamma: Optional[np.ndarray] = None  # (trades, components, components), with cross terms
+
+
+@dataclass(frozen=True, eq=False)
+class BumpSet:
+    """The bumped scenarios a scheme needs and where each difference reads them: for every
+    component c, its bumps (the scheme's multiples of h[c]) at columns ``first[c]`` and
+    ``second[c]`` (-1 for a time roll: one forward step only); for every pair (i, j) of
+    ``pairs``, its corners at ``corners`` (central: ++, +-, -+, --; forward and backward:
+    the two first bumps together). ``component``: the component of each column (a corner's:
+    its first)."""
+
+    scenarios: ScenarioSet
+    scheme: str
+    h: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
+    pairs: np.ndarray
+    corners: np.ndarray
+    component: np.ndarray
+
+    @property
+    def time(self) -> np.ndarray:
+        return self.second < 0
+
+
+def bump_count(shifts: Sequence, scheme: str, cross: bool) -> int:
+    """The scenarios of :func:`bump_set` (without building them): 2 per component (1 for a
+    time roll), and with cross terms 4 (central) or 1 per pair of components that are not
+    time rolls."""
+    k = sum(s.components for s in shifts)
+    roll = sum(s.components for s in shifts if s.quantity == Quantity.TIME)
+    moving = k - roll
+    pairs = moving * (moving - 1) // 2 if cross else 0
+    return 2 * moving + roll + pairs * (4 if scheme == "central" else 1)
 
 
 def bump_set(shifts: Sequence, bumps: Sequence[float], scheme: str, smile: Smile,
-             prefix: str = "") -> ScenarioSet:
+             prefix: str = "", *, cross: bool = False, time: bool = False, bumps_path: str = "bumps",
+             shifts_path: str = "shifts") -> BumpSet:
     """The scenarios a scheme needs: for every component of every shift, two bumps of its
-    size (the multiples of SCHEMES), all other components unmoved."""
+    size (the multiples of SCHEMES), all other components unmoved; with ``cross``, the
+    corners of every pair of components; with ``time``, a time roll is one forward step
+    (else refused, as FIXED shifts are)."""
     bad = Violations()
     if len(bumps) != len(shifts):
-        bad.add(f"{prefix}bumps", f"{len(bumps)} bump sizes for {len(shifts)} shifts: one per shift")
+        bad.add(f"{prefix}{bumps_path}", f"{len(bumps)} bump sizes for {len(shifts)} shifts: one per shift")
     for i, (s, h) in enumerate(zip(shifts, bumps)):
         if not (np.isfinite(h) and h > 0):
-            bad.add(f"{prefix}bumps[{i}]", f"must be finite and > 0 (got {h!r})")
-        if s.kind == ShiftKind.FIXED or s.quantity == Quantity.TIME:
-            bad.add(f"{prefix}shifts[{i}].kind", "a bump moves a value: absolute, relative or log, not fixed "
-                                                 "or a time roll")
+            bad.add(f"{prefix}{bumps_path}[{i}]", f"must be finite and > 0 (got {h!r})")
+        if s.kind == ShiftKind.FIXED or (s.quantity == Quantity.TIME and not time):
+            bad.add(f"{prefix}{shifts_path}[{i}].kind", "a bump moves a value: absolute, relative or log, not fixed"
+                    + ("" if time else " or a time roll"))
     bad.raise_if_any()
-    multiples = SCHEMES[scheme]
+    m1, m2 = SCHEMES[scheme]
     comps = sum(s.components for s in shifts)
-    sizes = np.zeros((comps, 2 * comps))
-    labels, row = [], 0
+    h = np.concatenate([[b] * s.components for s, b in zip(shifts, bumps)]).astype(np.float64) if shifts \
+        else np.zeros(0)
+    roll = np.concatenate([[s.quantity == Quantity.TIME] * s.components for s in shifts]).astype(bool) if shifts \
+        else np.zeros(0, bool)
     names = [label for s in shifts for label in s.component_labels()]
-    for s, h in zip(shifts, bumps):
-        for _ in range(s.components):
-            for j, m in enumerate(multiples):
-                sizes[row, 2 * row + j] = m * h
-                labels.append(f"{names[row]}@{m:+g}h")
-            row += 1
-    return ScenarioSet(tuple(shifts), sizes, tuple(labels), smile)
+    columns: list[tuple[int, float, int, float]] = []  # (component, multiple, second component, its multiple)
+    first, second = np.empty(comps, np.int64), np.full(comps, -1, np.int64)
+    for c in range(comps):
+        if roll[c]:  # one step forward, whatever the scheme
+            first[c] = len(columns)
+            columns.append((c, 1.0, -1, 0.0))
+            continue
+        first[c], second[c] = len(columns), len(columns) + 1
+        columns += [(c, m1, -1, 0.0), (c, m2, -1, 0.0)]
+    moving = np.flatnonzero(~roll)
+    pairs = np.array([(i, j) for a, i in enumerate(moving) for j in moving[a + 1:]] if cross else [],
+                     dtype=np.int64).reshape(-1, 2)
+    signs = [(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)] if scheme == "central" else [(m1, m1)]
+    corners = np.empty((len(pairs), len(signs)), np.int64)
+    for p, (i, j) in enumerate(pairs):
+        for q, (a, b) in enumerate(signs):
+            corners[p, q] = len(columns)
+            columns.append((int(i), a, int(j), b))
+    sizes = np.zeros((comps, len(columns)))
+    labels = []
+    for col, (i, a, j, b) in enumerate(columns):
+        sizes[i, col] = a * h[i]
+        if j < 0:
+            labels.append(f"{names[i]}@{a:+g}h")
+        else:
+            sizes[j, col] = b * h[j]
+            labels.append(f"{names[i]}@{a:+g}h,{names[j]}@{b:+g}h")
+    component = np.array([c[0] for c in columns], dtype=np.int64)
+    return BumpSet(ScenarioSet(tuple(shifts), sizes, tuple(labels), smile), scheme, h, first, second, pairs, corners,
+                   component)
 
 
-def sensitivities(revaluer: "ScenarioRevaluer", books: Sequence[Book], shifts, bumps, scheme: str, smile: Smile,
-                  *, should_continue=None, prefix: str = "") -> Sensitivities:
-    """Every trade's delta and gamma per component by full revaluation (see bump_set)."""
-    scenarios = bump_set(shifts, bumps, scheme, smile, prefix)
-    r = revaluer.revalue_portfolio(books, scenarios, should_continue=should_continue, scenarios_path=prefix)
-    blocks = list(r.blocks)
-    cube = np.vstack([b.pnl for b in blocks]) if blocks else np.zeros((0, 2 * scenarios.components))
-    # an error names the trade and the component whose bump failed
-    errors = [ScenarioError(e.trade, e.scenario // 2, e.code, e.field, e.message) for b in blocks for e in b.errors]
-    h = np.concatenate([[b] * s.components for s, b in zip(shifts, bumps)]).astype(np.float64)
-    p1, p2 = cube[:, 0::2], cube[:, 1::2]  # the first and second bump of each component
+def derivatives(bumps: BumpSet, pnl: np.ndarray, cross: bool = False):
+    """(delta, gamma, cross gamma or None) of each row of ``pnl`` (rows, bump scenarios:
+    V(bumped) - V(0), quantity included): delta and gamma (rows, components) by the
+    scheme's differences (a time roll: theta = V(+h) - V(0) over h, gamma 0); with
+    ``cross``, (rows, components, components), gamma on the diagonal and the corners'
+    mixed differences off it."""
+    with np.errstate(over="ignore", invalid="ignore"):  # a huge P&L is a non-finite derivative: a failed trade
+        return _derivatives(bumps, pnl, cross)
+
+
+def _derivatives(bumps: BumpSet, pnl: np.ndarray, cross: bool):
+    h, scheme = bumps.h, bumps.scheme
+    roll = bumps.time
+    p1 = pnl[:, bumps.first]
+    p2 = pnl[:, np.where(roll, bumps.first, bumps.second)]
     if scheme == "central":   # V(+h), V(-h); V(0) - V(0) = 0 on the P&L scale
         delta, gamma = (p1 - p2) / (2 * h), (p1 + p2) / h ** 2
     elif scheme == "forward":  # V(+h), V(+2h)
         delta, gamma = p1 / h, (p2 - 2 * p1) / h ** 2
     else:                      # V(-h), V(-2h)
         delta, gamma = -p1 / h, (p2 - 2 * p1) / h ** 2
-    return Sensitivities(scenarios.component_labels(), delta, gamma, errors, r.market_used, r.priced_by)
+    if roll.any():
+        delta[:, roll] = p1[:, roll] / h[roll]
+        gamma[:, roll] = 0.0
+    if not cross:
+        return delta, gamma, None
+    k = len(h)
+    g = np.zeros((pnl.shape[0], k, k))
+    g[:, np.arange(k), np.arange(k)] = gamma
+    if len(bumps.pairs):
+        i, j = bumps.pairs[:, 0], bumps.pairs[:, 1]
+        c = bumps.corners
+        if scheme == "central":
+            mixed = (pnl[:, c[:, 0]] - pnl[:, c[:, 1]] - pnl[:, c[:, 2]] + pnl[:, c[:, 3]]) / (4 * h[i] * h[j])
+        else:  # (V(+-h_i, +-h_j) - V(+-h_i) - V(+-h_j) + V(0)) / (h_i h_j)
+            mixed = (pnl[:, c[:, 0]] - pnl[:, bumps.first[i]] - pnl[:, bumps.first[j]]) / (h[i] * h[j])
+        g[:, i, j] = mixed
+        g[:, j, i] = mixed
+    return delta, gamma, g
+
+
+def sensitivities(revaluer: "ScenarioRevaluer", books: Sequence[Book], shifts, bumps, scheme: str, smile: Smile,
+                  *, should_continue=None, prefix: str = "", cross: bool = False) -> Sensitivities:
+    """Every trade's delta and gamma per component by full revaluation (see bump_set); with
+    ``cross``, every cross derivative too."""
+    plan = bump_set(shifts, bumps, scheme, smile, prefix, cross=cross)
+    r = revaluer.revalue_portfolio(books, plan.scenarios, should_continue=should_continue, scenarios_path=prefix)
+    blocks = list(r.blocks)
+    cube = np.vstack([b.pnl for b in blocks]) if blocks else np.zeros((0, plan.scenarios.scenarios))
+    # an error names the trade and the component whose bump failed (a corner's: its first)
+    errors = [ScenarioError(e.trade, int(plan.component[e.scenario]), e.code, e.field, e.message)
+              for b in blocks for e in b.errors]
+    delta, gamma, g = derivatives(plan, cube, cross)
+    return Sensitivities(plan.scenarios.component_labels(), delta, gamma, errors, r.market_used, r.priced_by, g)

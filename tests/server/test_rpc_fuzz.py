@@ -466,9 +466,28 @@ def test_scenario_risk(channel):
     assert [b.product for b in valid[0].header.books] == ["european", "digital"]
     assert list(valid[0].header.trade_ids) == ["0:0", "0:1", "D1", "D2"]
 
+    def with_taylor(hybrid: bool, make_base=lambda: _scenario_request(sid)):
+        def make():
+            r = make_base()
+            r.es_attribution = r.incremental_es = False  # (FULL only)
+            r.revaluation = rpb.REVALUATION_MODE_HYBRID if hybrid else rpb.REVALUATION_MODE_TAYLOR
+            r.taylor.bumps.extend([1e-3, 1e-4, 1e-3])
+            r.taylor.cross_gamma = True
+            if hybrid:
+                r.taylor.hybrid_tail = 2
+            else:
+                r.taylor.check_scenarios, r.taylor.check = 2, rpb.TAYLOR_CHECK_TAIL
+            return r
+        return make
+
+    for make in (with_taylor(False), with_taylor(True), with_taylor(True, with_books)):
+        valid = [rpb.RunScenarioRiskResponse.FromString(b) for b in call(make().SerializeToString(), timeout=30)]
+        assert len(valid[-1].trailer.taylor.revalued) == 2
+
     @FUZZ
     @given(data=st.one_of(mutated(lambda: _scenario_request(sid)), mutated(with_history), mutated(with_books),
-                          mutated(with_stresses), mutated(with_snapshot_history)))
+                          mutated(with_stresses), mutated(with_snapshot_history), mutated(with_taylor(False)),
+                          mutated(with_taylor(True)), mutated(with_taylor(True, with_books))))
     def run(data):
         parts = []
         try:
@@ -479,11 +498,20 @@ def test_scenario_risk(channel):
             assert not parts
             return
         kinds = [p.WhichOneof("part") for p in parts]
-        assert kinds[0] == "header" and kinds[-1] == "trailer" and set(kinds[1:-1]) <= {"block"}
+        assert kinds[0] == "header" and kinds[-1] == "trailer" and set(kinds[1:-1]) <= {"block", "progress"}
         trailer = parts[-1].trailer
         pnl = np.frombuffer(trailer.portfolio_pnl.raw, dtype="<f8") if trailer.portfolio_pnl.raw else np.zeros(0)
         assert np.isfinite(pnl).all()
+        if trailer.HasField("taylor"):
+            t = trailer.taylor
+            values = [x.value for x in (*t.taylor_var, *t.revalued_var, *t.taylor_expected_shortfall,
+                                        *t.revalued_expected_shortfall)]
+            if t.HasField("max_abs_error"):
+                values += [t.max_abs_error, t.rms_error]
+            assert all(math.isfinite(v) for v in values), t
         for p in parts[1:-1]:
+            if p.WhichOneof("part") != "block":  # (progress, with output AGGREGATES)
+                continue
             cube = np.frombuffer(p.block.pnl, dtype="<f4" if p.block.cube_type == rpb.CUBE_TYPE_FLOAT32 else "<f8")
             failed = {(e.trade, e.scenario) for e in p.block.errors}
             assert np.isfinite(cube).all() or failed, "a NaN cell without its row error"
@@ -506,16 +534,28 @@ def test_sensitivities(channel):
         return rpb.SensitivitiesRequest(portfolio=r.portfolio, quantity=r.quantity, shifts=r.scenarios.shifts,
                                         bumps=[1e-4, 1e-4, 1e-3], scheme=rpb.DIFFERENCE_SCHEME_CENTRAL)
 
+    def cross():
+        r = base()
+        r.cross_gamma = True
+        return r
+
     code, reply, details = _call(channel, "RiskService", "Sensitivities", base().SerializeToString())
     assert code == grpc.StatusCode.OK, details
     assert len(rpb.SensitivitiesResponse.FromString(reply).components) == 4
+    code, reply, details = _call(channel, "RiskService", "Sensitivities", cross().SerializeToString())
+    assert code == grpc.StatusCode.OK, details
+    assert len(rpb.SensitivitiesResponse.FromString(reply).portfolio_cross_gamma.raw) == 8 * 16
 
     @FUZZ
-    @given(data=mutated(base))
+    @given(data=st.one_of(mutated(base), mutated(cross)))
     def run(data):
         code, reply, details = _call(channel, "RiskService", "Sensitivities", data)
         if code != grpc.StatusCode.OK:
             assert code in PROPER and details, (code, details)
+            return
+        r = rpb.SensitivitiesResponse.FromString(reply)
+        values = np.concatenate([_column(c, "<f8") for c in (r.delta, r.gamma, r.cross_gamma)])
+        assert np.isfinite(values).all() or r.errors, "a NaN sensitivity without its row error"
 
     run()
     _still_serving(channel)
