@@ -153,15 +153,40 @@ class BatchResult:
     def __len__(self) -> int:
         return self.rows
 
+    def status_names(self) -> np.ndarray:
+        """Each row's status by name ("OK", "INVALID_ARGUMENT", "OUT_OF_RANGE", ...)."""
+        names = {int(c): status_code(int(c)).name for c in np.unique(self.status)}
+        return np.array([names[int(c)] for c in self.status], dtype=object)
+
+    def messages(self) -> np.ndarray:
+        """Each row's error message ("field: message"; "" for a row that priced, or one
+        beyond the errors the server described)."""
+        out = np.full(self.rows, "", dtype=object)
+        for e in self.errors:
+            out[e.row] = f"{e.field}: {e.message}" if e.field else e.message
+        return out
+
     def to_frame(self, index=None):
-        """A pandas DataFrame: one column per measure, ``status``, and the inputs used as
-        ``effective_forward``, ``effective_discount_factor``, ... (needs pandas)."""
+        """A pandas DataFrame: one column per measure, ``status`` (the code), ``status_name``,
+        ``error`` (the row's message), and the inputs used as ``effective_forward``,
+        ``effective_discount_factor``, ... (needs pandas)."""
         pd = _pandas()
         data: dict[str, np.ndarray] = dict(self.columns)
         data["status"] = self.status
+        data["status_name"] = self.status_names()
+        data["error"] = self.messages()
         for name, values in self.inputs.items():
             data[f"effective_{name}"] = values
         return pd.DataFrame(data, index=index)
+
+
+def _instrument_columns(instrument: str) -> tuple[str, ...]:
+    """The columns of an instrument's PriceBatchRequest message a frame may carry."""
+    field = pricing_pb2.PriceBatchRequest.DESCRIPTOR.fields_by_name.get(instrument)
+    if field is None or field.message_type is None:
+        return ()
+    skip = {"valuation_date", "day_count", "fixing_counts", "expiry_date", "time_to_expiry"}
+    return tuple(n for n in field.message_type.fields_by_name if n not in skip)
 
 
 def _pandas():
@@ -777,9 +802,12 @@ class RiskClient(_RiskRequests):
         """Price a pandas DataFrame whose columns carry the inputs by name (``option_type``,
         ``strike``, ``time_to_expiry`` or ``expiry_date``/``valuation_date``/``day_count``,
         ``spot`` or ``forward``, ``rate``, ``dividend_yield``, ``volatility``); keyword
-        arguments supply (or override) inputs not in the frame. Returns a DataFrame on the
-        same index (see :meth:`BatchResult.to_frame`)."""
-        result = self.price_batch(model=model, measures=measures, **self._frame_inputs(df, INPUT_COLUMNS, kwargs))
+        arguments supply (or override) inputs not in the frame. With ``instrument=`` the
+        frame's columns of that instrument (``barrier_type``, ``barrier``, ...) are read too;
+        other columns (trade ids, tags) are left to the caller. Returns a DataFrame on the
+        same index (see :meth:`BatchResult.to_frame`: the measures, status and error)."""
+        names = tuple(dict.fromkeys(INPUT_COLUMNS + _instrument_columns(kwargs.get("instrument", "european"))))
+        result = self.price_batch(model=model, measures=measures, **self._frame_inputs(df, names, kwargs))
         return result.to_frame(index=df.index)
 
     def implied_vol_frame(self, df, *, model: str | int, **kwargs):
