@@ -180,6 +180,10 @@ class BatchResult:
         return pd.DataFrame(data, index=index)
 
 
+#: how many times one chunk of a batch is sent again after UNAVAILABLE (see RiskClient.run_chunks)
+CHUNK_RESENDS = 3
+
+
 def _instrument_columns(instrument: str) -> tuple[str, ...]:
     """The columns of an instrument's PriceBatchRequest message a frame may carry."""
     field = pricing_pb2.PriceBatchRequest.DESCRIPTOR.fields_by_name.get(instrument)
@@ -601,6 +605,8 @@ class RiskClient(_RiskRequests):
         )
         self._info: ServerInfo | None = None
         self._closed = False
+        #: chunks sent again after their replica went away (see run_chunks)
+        self.resent_chunks = 0
 
     # ------------------------------------------------------------------ server limits
     def server_info(self, *, refresh: bool = False, timeout=USE_CLIENT_DEFAULT) -> ServerInfo:
@@ -1006,15 +1012,20 @@ class RiskClient(_RiskRequests):
         """Send ``build(start, stop)`` for every chunk of ``plan`` through the unary
         multi-callable ``method``, at most ``max_in_flight`` at once, and hand each answer
         to ``on_response(start, stop, response)`` (in the calling thread, in completion
-        order). The first failure cancels the chunks still in flight and raises
-        :class:`PricingError`."""
+        order). A chunk that fails UNAVAILABLE (its replica went away: killed, drained,
+        unreachable) is sent again, on whichever replica the channel picks, up to
+        ``CHUNK_RESENDS`` times: pricing is idempotent and each chunk's answer is placed once,
+        so nothing is lost or counted twice. Any other failure cancels the chunks still in
+        flight and raises :class:`PricingError`."""
         done: queue.SimpleQueue = queue.SimpleQueue()
         in_flight: dict[Any, tuple[int, int]] = {}
         ranges = iter(plan.ranges)
+        resend: list[tuple[int, int]] = []
+        attempts: dict[tuple[int, int], int] = {}
         bar = self._progress_bar(plan.rows)
 
         def submit() -> bool:
-            chunk = next(ranges, None)
+            chunk = resend.pop() if resend else next(ranges, None)
             if chunk is None:
                 return False
             future = method.future(build(*chunk), timeout=timeout)
@@ -1032,6 +1043,12 @@ class RiskClient(_RiskRequests):
                 try:
                     response = future.result()
                 except grpc.RpcError as e:
+                    if e.code() == grpc.StatusCode.UNAVAILABLE and attempts.get(chunk, 0) < CHUNK_RESENDS:
+                        attempts[chunk] = attempts.get(chunk, 0) + 1
+                        self.resent_chunks += 1
+                        resend.append(chunk)
+                        submit()
+                        continue
                     raise PricingError.from_rpc_error(e) from None
                 on_response(chunk[0], chunk[1], response)
                 if bar is not None:
