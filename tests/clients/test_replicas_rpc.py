@@ -177,3 +177,19 @@ def test_a_sharded_scenario_run_finishes_when_a_replica_is_killed():
     finally:
         for s in servers:
             s.kill()
+
+
+def test_the_clients_var_and_es_are_the_servers_estimator():
+    """The merge of a sharded run recomputes VaR and ES on the client: the same numbers as the
+    server's estimator, level by level, whole-number n x level included."""
+    from pricegrid.clients._scenarios import tail_risk
+    from pricegrid.server.domain.risk import historical_risk
+
+    rng = np.random.default_rng(0)
+    levels = [0.5, 0.9, 0.95, 0.975, 0.99, 0.999]
+    for n in (1, 2, 7, 100, 250, 1000, 1001):
+        pnl = rng.standard_t(3, n) * 1e3
+        var, es = tail_risk(pnl, levels, levels)
+        ref = historical_risk(pnl, var_level=levels, es_level=levels)
+        assert [var[x] for x in levels] == pytest.approx(list(np.atleast_1d(ref.var)), rel=1e-14, abs=1e-9), n
+        assert [es[x] for x in levels] == pytest.approx(list(np.atleast_1d(ref.es)), rel=1e-12, abs=1e-9), n
