@@ -177,11 +177,21 @@ def _trade_arguments(parser: argparse.ArgumentParser, *, vol: bool) -> None:
         parser.add_argument("--vol", type=float, help="volatility, per 1.00 (not with --model heston)")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pricegrid")
+    except PackageNotFoundError:  # run from a tree that is not installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pricegrid", description="pricegrid: the pricing and risk service (serve, health) and its client (price,"
                                       " implied vol, info, snapshots, risk, bench). Each command's --help lists its"
                                       " options and defaults.")
+    parser.add_argument("--version", action="version", version=f"pricegrid {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # run by the server's CLI (pricegrid.console dispatches them before this parser): listed here for --help
     commands.add_parser("serve", help="run the server (pricegrid serve --help: its settings and their"
