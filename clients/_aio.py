@@ -26,6 +26,7 @@ from ._config import (
     USE_CLIENT_DEFAULT,
     ChannelOptions,
     RetryConfig,
+    balanced,
     channel_options,
     default_target,
     resolve_timeout,
@@ -59,7 +60,7 @@ class AsyncFrontOfficeClient:
         self._target = target or default_target()
         self._credentials = credentials
         self._token = token
-        self._options = channel_options(retries, extra=options)
+        self._options = balanced(self._target, channel_options(retries, extra=options))
         self._owns_channel = channel is None
         self._channel = channel
         self._stub = pricing_pb2_grpc.PricingServiceStub(channel) if channel is not None else None

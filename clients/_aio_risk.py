@@ -22,7 +22,7 @@ from pricegrid.v1 import risk_pb2, risk_pb2_grpc
 
 from . import _scenarios
 from ._auth import AioMetadataInterceptor, TokenSource, credentials_from_env
-from ._config import USE_CLIENT_DEFAULT, ChannelOptions, RetryConfig, channel_options, default_target, resolve_timeout
+from ._config import USE_CLIENT_DEFAULT, ChannelOptions, RetryConfig, balanced, channel_options, default_target, resolve_timeout
 from ._errors import PricingError
 from ._risk import _RiskRequests
 from ._scenarios import ScenarioRiskResult
@@ -47,7 +47,7 @@ class AsyncRiskClient(_RiskRequests):
         self._target = target or default_target()
         self._credentials = credentials
         self._token = token
-        self._options = channel_options(retries, max_message_bytes=-1, extra=options)
+        self._options = balanced(self._target, channel_options(retries, max_message_bytes=-1, extra=options))
         self._owns_channel = channel is None
         self._channel = channel
         self._stub = risk_pb2_grpc.RiskServiceStub(channel) if channel is not None else None

@@ -78,10 +78,7 @@ class RetryConfig:
                 "backoffMultiplier": self.backoff_multiplier,
                 "retryableStatusCodes": list(self.retryable_status_codes),
             }
-        # round_robin: a target of several addresses (ipv4:a:1,b:2, or a DNS name with several
-        # A records, e.g. a headless Kubernetes Service) spreads calls over all of them; gRPC's
-        # default, pick_first, would send everything to the first that answers
-        return {"loadBalancingConfig": [{"round_robin": {}}], "methodConfig": [method]}
+        return {"methodConfig": [method]}
 
 
 def _duration(seconds: float) -> str:
@@ -120,3 +117,24 @@ def resolve_timeout(timeout, default: float | None) -> float | None:
     if timeout is not None and timeout <= 0:
         raise ValueError("timeout must be > 0 seconds (or None for no deadline)")
     return timeout
+
+
+def balanced(target: str, options) -> list[tuple[str, object]]:
+    """``options`` with round_robin load balancing when ``target`` may name several replicas
+    (a list, ``ipv4:a:1,b:2``, or a ``dns:`` name: a headless Kubernetes Service has one A
+    record per pod): calls spread over all of them, where gRPC's default, pick_first, sends
+    everything to the first that answers. A single host:port keeps pick_first (it reconnects
+    at once when its one server comes back; round_robin waits out its backoff)."""
+    options = list(options)
+    if "," not in target and not target.startswith("dns:"):
+        return options
+    out = []
+    for name, value in options:
+        if name == "grpc.service_config":
+            config = json.loads(value)
+            config.setdefault("loadBalancingConfig", [{"round_robin": {}}])
+            value = json.dumps(config)
+        out.append((name, value))
+    if not any(name == "grpc.service_config" for name, _ in out):
+        out.append(("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})))
+    return out

@@ -33,6 +33,7 @@ from ._config import (
     USE_CLIENT_DEFAULT,
     ChannelOptions,
     RetryConfig,
+    balanced,
     channel_options,
     default_target,
     resolve_timeout,
@@ -57,6 +58,7 @@ def _make_channel(target, credentials, options, token=None) -> grpc.Channel:
     plaintext); ``token`` (a string, a TokenSource, or None: PRICEGRID_TOKEN(_FILE)) goes
     with every call as ``authorization: Bearer``, with a request id."""
     target = target or default_target()
+    options = balanced(target, options)
     if credentials is None:
         credentials = credentials_from_env()
     if credentials is not None:
@@ -81,7 +83,8 @@ class FrontOfficeClient:
     ``target``       ``"host:port"`` (default ``$PRICEGRID_TARGET`` or ``127.0.0.1:50051``);
                      any gRPC target: several replicas as ``"ipv4:10.0.0.1:50051,10.0.0.2:50051"``
                      or a DNS name with several A records (``"dns:///pricegrid.risk.svc:50051"``),
-                     calls spread over them round robin.
+                     calls spread over them round robin (a single host:port keeps gRPC's
+                     pick_first).
     ``timeout``      the deadline of every call in seconds (``None``: no deadline).
     ``use_stream``   price over one long-lived PriceStream instead of unary calls.
     ``retries``      :class:`RetryConfig`; gRPC retries calls that fail ``UNAVAILABLE``.

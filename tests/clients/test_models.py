@@ -229,3 +229,12 @@ def test_public_api_is_explicit():
     assert sorted(clients.__all__) == sorted(set(clients.__all__))
     for name in clients.__all__:
         assert hasattr(clients, name), name
+
+
+def test_several_replicas_are_balanced_round_robin_one_address_is_not():
+    options = _config.channel_options(RetryConfig())
+    for target in ("ipv4:127.0.0.1:1,127.0.0.1:2", "dns:///pricegrid.risk.svc:50051"):
+        config = json.loads(dict(_config.balanced(target, options))["grpc.service_config"])
+        assert config["loadBalancingConfig"] == [{"round_robin": {}}] and config["methodConfig"]
+    config = json.loads(dict(_config.balanced("127.0.0.1:50051", options))["grpc.service_config"])
+    assert "loadBalancingConfig" not in config
