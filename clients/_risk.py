@@ -96,6 +96,8 @@ _DOUBLE_PATHS = {
     "price": ("price",),
 }
 _INT_PATHS = {"option_type": ("european", "option_type"), "expiry_date": ("european", "expiry_date")}
+#: the scenario run's method path (its replies read by _scenarios.read_part)
+_RUN_SCENARIO_RISK = f"/{risk_pb2.DESCRIPTOR.services_by_name['RiskService'].full_name}/RunScenarioRisk"
 
 
 @dataclass(frozen=True, slots=True)
@@ -1060,10 +1062,11 @@ class RiskClient(_RiskRequests):
         tqdm bar). One stream; ``timeout`` its deadline."""
         self._check_open()
         request = self.scenario_request(**kwargs)
-        stub = risk_pb2_grpc.RiskServiceStub(self.channel)
+        call = self.channel.unary_stream(_RUN_SCENARIO_RISK, request_serializer=_serialize,
+                                         response_deserializer=_scenarios.read_part)
         progress, close = self._run_progress(progress)
         try:
-            return _scenarios.collect(stub.RunScenarioRisk, request, resolve_timeout(timeout, self.timeout), progress)
+            return _scenarios.collect(call, request, resolve_timeout(timeout, self.timeout), progress)
         finally:
             close()
 

@@ -48,6 +48,7 @@ from pricegrid.server.service.scenarios import Hierarchy, ScenarioRevaluer, Scen
 from pricegrid.server.service import worst_case as wc
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import risk_pb2 as rpb
+from pricegrid.v1 import wire
 
 SERVICE = "pricegrid.v1.RiskService"
 _PARSE_BACKTEST = safe_deserializer(rpb.BacktestRequest)
@@ -296,6 +297,23 @@ def scenario_request(request, service: PricingService, max_cells: int, stored=No
 
 def _column(values: np.ndarray) -> cpb.DoubleColumn:
     return cpb.DoubleColumn(raw=np.ascontiguousarray(values, dtype="<f8").tobytes())
+
+
+_BLOCK = rpb.RunScenarioRiskResponse.DESCRIPTOR.fields_by_name["block"].number
+_PNL = {f.name: f.number for f in rpb.ScenarioPnlBlock.DESCRIPTOR.fields}
+
+
+def _block_message(block, float32: bool) -> bytes:
+    """A block's RunScenarioRiskResponse, written as wire chunks: the P&L's bytes are copied
+    once, into the message (the generated classes would copy them four times)."""
+    pnl = np.ascontiguousarray(block.pnl, dtype="<f4" if float32 else "<f8")
+    chunks = (wire.field_varint(_PNL["trade_start"], block.start) + wire.field_varint(_PNL["trade_stop"], block.stop)
+              + wire.field_varint(_PNL["cube_type"], rpb.CUBE_TYPE_FLOAT32 if float32 else rpb.CUBE_TYPE_FLOAT64))
+    for e in block.errors:
+        chunks += wire.field_bytes(_PNL["errors"], rpb.ScenarioRowError(
+            trade=e.trade, scenario=e.scenario, code=e.code, field=e.field, message=e.message).SerializeToString())
+    chunks += wire.field_bytes(_PNL["pnl"], pnl)
+    return b"".join(wire.field_message(_BLOCK, chunks))
 
 
 class _ScenarioCall:
@@ -785,14 +803,7 @@ class RiskServicer:
         if not state.cube:
             return rpb.RunScenarioRiskResponse(progress=rpb.ScenarioProgress(
                 trades_done=block.stop, trades=state.trades)).SerializeToString()
-        pnl = block.pnl.astype("<f4" if state.float32 else "<f8", copy=False)
-        msg = rpb.ScenarioPnlBlock(
-            trade_start=block.start, trade_stop=block.stop, pnl=np.ascontiguousarray(pnl).tobytes(),
-            cube_type=rpb.CUBE_TYPE_FLOAT32 if state.float32 else rpb.CUBE_TYPE_FLOAT64,
-            errors=[rpb.ScenarioRowError(trade=e.trade, scenario=e.scenario, code=e.code, field=e.field,
-                                         message=e.message) for e in block.errors],
-        )
-        return rpb.RunScenarioRiskResponse(block=msg).SerializeToString()
+        return _block_message(block, state.float32)
 
     def _scenario_trailer(self, state: _ScenarioCall) -> bytes:
         a = state.run.aggregates()
