@@ -37,7 +37,7 @@ from pricegrid.server.store.sqlite import SqliteSnapshotStore
 sys.path.insert(0, str(Path(__file__).parent))
 from serving import Served  # noqa: E402
 
-TRADES, SCENARIOS, ROUNDS = 10_000, 1_000, 3
+TRADES, SCENARIOS, ROUNDS = 10_000, 1_000, 5  # 5 rounds: the cube runs in three processes at once, the most exposed to busy neighbours
 BLOCK_BYTES = 4 << 20  # the server's block size (pricegrid.server.rpc.risk.BLOCK_BYTES)
 
 

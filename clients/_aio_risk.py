@@ -24,7 +24,7 @@ from . import _scenarios
 from ._auth import AioMetadataInterceptor, TokenSource, credentials_from_env
 from ._config import USE_CLIENT_DEFAULT, ChannelOptions, RetryConfig, balanced, channel_options, default_target, resolve_timeout
 from ._errors import PricingError
-from ._risk import _RiskRequests
+from ._risk import _RUN_SCENARIO_RISK, _RiskRequests, _serialize
 from ._scenarios import ScenarioRiskResult
 
 
@@ -77,7 +77,10 @@ class AsyncRiskClient(_RiskRequests):
         cancels the call (the server stops the run)."""
         request = self.scenario_request(**kwargs)
         collector = _scenarios.Collector(request, progress)
-        call = self._stub_now().RunScenarioRisk(request, timeout=resolve_timeout(timeout, self.timeout))
+        self._stub_now()
+        call = self._channel.unary_stream(_RUN_SCENARIO_RISK, request_serializer=_serialize,
+                                          response_deserializer=_scenarios.read_part)(
+            request, timeout=resolve_timeout(timeout, self.timeout))
         try:
             async for part in call:
                 collector.feed(part)

@@ -96,6 +96,8 @@ _DOUBLE_PATHS = {
     "price": ("price",),
 }
 _INT_PATHS = {"option_type": ("european", "option_type"), "expiry_date": ("european", "expiry_date")}
+#: the scenario run's method path (its replies read by _scenarios.read_part)
+_RUN_SCENARIO_RISK = f"/{risk_pb2.DESCRIPTOR.services_by_name['RiskService'].full_name}/RunScenarioRisk"
 
 
 @dataclass(frozen=True, slots=True)
@@ -1126,16 +1128,17 @@ class RiskClient(_RiskRequests):
         (the server's estimator). Not with es_attribution or the Taylor modes."""
         self._check_open()
         request = self.scenario_request(**kwargs)
-        stub = risk_pb2_grpc.RiskServiceStub(self.channel)
+        call = self.channel.unary_stream(_RUN_SCENARIO_RISK, request_serializer=_serialize,
+                                         response_deserializer=_scenarios.read_part)
         progress, close = self._run_progress(progress)
         try:
             if shards > 1:
-                return self._sharded(stub, request, shards, progress, resolve_timeout(timeout, self.timeout))
-            return _scenarios.collect(stub.RunScenarioRisk, request, resolve_timeout(timeout, self.timeout), progress)
+                return self._sharded(call, request, shards, progress, resolve_timeout(timeout, self.timeout))
+            return _scenarios.collect(call, request, resolve_timeout(timeout, self.timeout), progress)
         finally:
             close()
 
-    def _sharded(self, stub, request, shards: int, progress, timeout) -> ScenarioRiskResult:
+    def _sharded(self, call, request, shards: int, progress, timeout) -> ScenarioRiskResult:
         import concurrent.futures
         import threading
 
@@ -1166,7 +1169,7 @@ class RiskClient(_RiskRequests):
 
             for attempt in range(CHUNK_RESENDS + 1):
                 try:
-                    return _scenarios.collect(stub.RunScenarioRisk, part, timeout, advance)
+                    return _scenarios.collect(call, part, timeout, advance)
                 except PricingError as e:
                     if e.code != grpc.StatusCode.UNAVAILABLE or attempt == CHUNK_RESENDS:
                         raise

@@ -25,6 +25,7 @@ import grpc
 import numpy as np
 
 from pricegrid.v1 import risk_pb2 as rpb
+from pricegrid.v1 import wire
 
 from ._errors import PricingError, RowError, status_code
 
@@ -450,19 +451,24 @@ class Collector:
         self.cube = None
         self.errors: list[ScenarioRowError] = []
         self.blocks = 0
+        self._filled = None  # the cube's trades a block has written (the others are NaN)
 
     def feed(self, part: rpb.RunScenarioRiskResponse) -> None:
         which = part.WhichOneof("part")
         if which == "header":
             self.header = part.header
             if self.request.output in (rpb.SCENARIO_OUTPUT_CUBE, rpb.SCENARIO_OUTPUT_BOTH):
-                self.cube = np.full((len(self.header.trade_ids), len(self.header.scenario_labels)), np.nan)
+                trades = len(self.header.trade_ids)
+                # written once, block by block (no NaN pass over the whole cube first)
+                self.cube = np.empty((trades, len(self.header.scenario_labels)))
+                self._filled = np.zeros(trades, dtype=bool)
         elif which == "block":
             b = part.block
             dtype = "<f4" if b.cube_type == rpb.CUBE_TYPE_FLOAT32 else "<f8"
             offset = self.header.trade_offset  # a slice's blocks keep the portfolio's trade numbers
             self.cube[b.trade_start - offset:b.trade_stop - offset] = np.frombuffer(b.pnl, dtype=dtype).reshape(
                 b.trade_stop - b.trade_start, -1)
+            self._filled[b.trade_start - offset:b.trade_stop - offset] = True
             self.errors.extend(ScenarioRowError(e.trade, e.scenario, e.code, e.field, e.message) for e in b.errors)
             self.blocks += 1
             if self.progress is not None:
@@ -478,6 +484,8 @@ class Collector:
         if header is None or trailer is None:
             raise PricingError(grpc.StatusCode.INTERNAL, "the server ended the scenario run early")
         trades = len(header.trade_ids)
+        if self._filled is not None and not self._filled.all():
+            self.cube[~self._filled] = np.nan  # trades no block held
         aggregates = request.output != rpb.SCENARIO_OUTPUT_CUBE
         tv = _doubles(trailer.trade_var) if aggregates and request.trade_risk else None
         te = _doubles(trailer.trade_expected_shortfall) if aggregates and request.trade_risk else None
@@ -507,6 +515,13 @@ class Collector:
             tail_scenarios=trailer.tail_scenarios,
             taylor=_taylor_report(trailer.taylor) if trailer.HasField("taylor") else None,
         )
+
+
+def read_part(data: bytes):
+    """A RunScenarioRiskResponse off the wire: a block as a pricegrid.v1.wire view (its P&L
+    read in place, from the received bytes), any other part by the generated class."""
+    view = wire.parse(rpb.RunScenarioRiskResponse, data)
+    return view if view.WhichOneof("part") == "block" else rpb.RunScenarioRiskResponse.FromString(data)
 
 
 def collect(stub_call, request: rpb.RunScenarioRiskRequest, timeout, progress=None) -> ScenarioRiskResult:

@@ -30,6 +30,11 @@ Design
 5. Status: pg_status.h bits per row; a failed row has NaN in every output, and valid inputs
    whose forward, discount factor, price or any requested measure is not finite get
    PG_NOT_FINITE.
+6. Scenario cubes: ``price_cube`` prices n trades under s scenarios straight into P&L
+   (pg_black_cube.h): each block of 32 rows is gathered from the trades' columns and the
+   scenarios' moves (column + vector, vector x column, or per-cell values) into block
+   arrays and priced by the same full-block loop, so no n x s input column is ever written
+   and a cell has the bits price_batch and price_one give for its inputs.
 """
 
 from pg_common cimport input_bit
@@ -38,7 +43,31 @@ from libc.math cimport NAN
 
 # black.pxd (the C declarations of pg_black.h) is included automatically.
 
-__all__ = ["PARALLEL_THRESHOLD", "max_threads", "price_batch", "price_one"]
+__all__ = ["PARALLEL_THRESHOLD", "max_threads", "price_batch", "price_cube", "price_one"]
+
+cdef extern from "pg_black_cube.h" nogil:
+    enum:
+        PG_CUBE_TRADE
+        PG_CUBE_ADD
+        PG_CUBE_MUL
+        PG_CUBE_CELL
+    ctypedef struct pg_cube_input:
+        int how
+        int one
+        const double *c
+        const double *v
+    ctypedef struct pg_cube:
+        const int *option_type
+        const double *strike
+        int one_type
+        int one_strike
+        pg_cube_input[5] inp "in"
+        const double *base
+        const double *quantity
+        int one_quantity
+        Py_ssize_t n
+        Py_ssize_t s
+    Py_ssize_t pg_black_cube_block(int model, const pg_cube *cube, Py_ssize_t b, double *pnl)
 
 # Rows below which a batch runs on one thread: waking a second thread costs a few
 # microseconds, more than it saves on small batches. Measured on the 2-core development VM
@@ -149,6 +178,106 @@ def price_batch(int model,
                 m = <int>(n - start if n - start < PG_BLACK_BLOCK else PG_BLACK_BLOCK)
                 nbad += pg_black_block(model, &inp, start, m, meas_p, <int>k, out_p, ldo,
                                        fwd_p, df_p, status_p)
+    return nbad
+
+
+cdef int _cube_input(pg_cube_input *x, str name, object source, Py_ssize_t n, Py_ssize_t s,
+                     list keep) except -1:
+    """One moved input of price_cube (see its docstring) into ``x``; its arrays into ``keep``."""
+    cdef const double[::1] c
+    cdef const double[::1] v
+    cdef const double[:, ::1] cells
+    if isinstance(source, tuple):
+        if len(source) != 3 or source[0] not in ("add", "mul"):
+            raise ValueError(f"{name}: expected an array or (\"add\" or \"mul\", column, vector)")
+        c, v = source[1], source[2]
+        if c.shape[0] not in (n, 1):
+            raise ValueError(f"{name} has {c.shape[0]} trade values; expected {n} or 1")
+        if v.shape[0] != s:
+            raise ValueError(f"{name} has {v.shape[0]} scenario values; expected {s}")
+        x.how = PG_CUBE_ADD if source[0] == "add" else PG_CUBE_MUL
+        x.one = c.shape[0] == 1
+        x.c = &c[0] if c.shape[0] else NULL
+        x.v = &v[0] if v.shape[0] else NULL
+        keep.append((c, v))
+        return 0
+    if getattr(source, "ndim", 1) == 2:
+        cells = source
+        if cells.shape[0] != n or cells.shape[1] != s:
+            raise ValueError(f"{name} has shape ({cells.shape[0]}, {cells.shape[1]}); expected ({n}, {s})")
+        x.how = PG_CUBE_CELL
+        x.one = 0
+        x.c = &cells[0, 0] if n * s else NULL
+        x.v = NULL
+        keep.append(cells)
+        return 0
+    c = source
+    if c.shape[0] not in (n, 1):
+        raise ValueError(f"{name} has {c.shape[0]} trade values; expected {n} or 1")
+    x.how = PG_CUBE_TRADE
+    x.one = c.shape[0] == 1
+    x.c = &c[0] if c.shape[0] else NULL
+    x.v = NULL
+    keep.append(c)
+    return 0
+
+
+def price_cube(int model,
+               const int[::1] option_type not None,  # IN  n trades, or 1
+               const double[::1] strike not None,    # IN  n or 1
+               object time,                          # IN  a moved input (below)
+               object underlying,                    # IN  spot (BSM) or forward
+               object rate,                          # IN
+               object dividend,                      # IN  yield (BSM; ignored otherwise)
+               object vol,                           # IN
+               const double[::1] base not None,      # IN  n: each trade's base value
+               const double[::1] quantity not None,  # IN  n or 1
+               double[:, ::1] pnl not None,          # OUT (n, s): (value - base) x quantity
+               int threads):
+    """The price of n trades under s scenarios, as P&L: ``pnl[t, j] = (V_tj - base[t]) x
+    quantity[t]``, V_tj priced by the formulas of ``price_batch`` on row t s + j (the same
+    bits as price_batch on those inputs laid out as n x s columns, and as price_one).
+
+    Each moved input (time, underlying, rate, dividend, vol) is one of: a column of n trade
+    values (or 1 for all), the same under every scenario; an (n, s) array, each cell's own
+    value; or a tuple ("add", column, vector) meaning column[t] + vector[j], or ("mul",
+    column, vector) meaning vector[j] x column[t] (column n or 1 values, vector s). Nothing
+    of n x s is allocated. A failed cell (bad inputs, as price_batch's status) gets NaN.
+    Runs on ``threads`` threads when ``threads > 1`` and ``n s >= PARALLEL_THRESHOLD``.
+    Returns the number of failed cells (not which: price_batch on the block says which).
+    """
+    cdef pg_cube cube
+    cdef Py_ssize_t n = base.shape[0], s = pnl.shape[1]
+    cdef Py_ssize_t rows, nblocks, blk, nbad = 0
+    cdef list keep = []
+    if model < 1 or model > 3:
+        raise ValueError(f"unknown model {model}; expected 1 (BSM), 2 (Black-76) or 3 (Bachelier)")
+    if pnl.shape[0] != n:
+        raise ValueError(f"pnl has {pnl.shape[0]} rows; expected {n} (one per trade)")
+    cube.one_type = input_bit("option_type", option_type.shape[0], n, 1)
+    cube.one_strike = input_bit("strike", strike.shape[0], n, 1)
+    cube.one_quantity = input_bit("quantity", quantity.shape[0], n, 1)
+    for i, (name, source) in enumerate((("time", time), ("underlying", underlying), ("rate", rate),
+                                        ("dividend", dividend), ("vol", vol))):
+        _cube_input(&cube.inp[i], name, source, n, s, keep)
+    rows = n * s
+    if rows == 0:
+        return 0
+    cube.option_type = &option_type[0]
+    cube.strike = &strike[0]
+    cube.base = &base[0]
+    cube.quantity = &quantity[0]
+    cube.n = n
+    cube.s = s
+    cdef double *out_p = &pnl[0, 0]
+    nblocks = (rows + PG_BLACK_BLOCK - 1) // PG_BLACK_BLOCK
+    with nogil:
+        if threads <= 1 or rows < _PARALLEL_THRESHOLD:
+            for blk in range(nblocks):
+                nbad += pg_black_cube_block(model, &cube, blk, out_p)
+        else:
+            for blk in prange(nblocks, num_threads=threads, schedule="guided", chunksize=8):
+                nbad += pg_black_cube_block(model, &cube, blk, out_p)
     return nbad
 
 

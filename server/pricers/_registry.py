@@ -36,10 +36,17 @@ EMPTY = np.empty(0, dtype=np.float64)
 #: whose spec says ``polls_stop`` takes ``stop=`` (the stop block of ext/pg_stop.h, or None)
 Runner = Callable[[ProductBatch, MarketBatch, np.ndarray, np.ndarray, Optional[np.ndarray], np.ndarray, int, Settings], int]
 
+#: cube(columns, time, underlying, rate, dividend, vol, base, quantity, pnl (n, s), threads) -> failed cells: an
+#: engine's scenario cube priced straight into P&L (the moved inputs as ``pricegrid.ext.black.price_cube`` takes
+#: them: a trade column, an (n, s) array, or ("add" | "mul", trade column, scenario vector))
+CubeRunner = Callable[..., int]
+
 #: every engine the pricers add, as data (read by the service)
 CATALOGUE = Catalogue()
 #: the code that runs each engine of the catalogue, by its key
 RUNNERS: dict[tuple[str, Model, Engine], Runner] = {}
+#: the engines that also price a scenario cube in one pass, by key (the others: through their runner)
+CUBE_RUNNERS: dict[tuple[str, Model, Engine], CubeRunner] = {}
 
 
 #: how an engine obtains the price itself
@@ -145,3 +152,16 @@ def _black76(run: Runner) -> Runner:
 def runner(spec: EngineSpec) -> Runner:
     """The code that runs ``spec``."""
     return RUNNERS[spec.key]
+
+
+def add_cube_runner(spec: EngineSpec, cube: CubeRunner) -> None:
+    """``cube`` prices scenario cubes of ``spec`` (an engine already added): the same bits as
+    its runner on the cube's rows laid out as columns."""
+    if spec.key not in RUNNERS:
+        raise ValueError(f"engine {spec.key} is not registered")
+    CUBE_RUNNERS[spec.key] = cube
+
+
+def cube_runner(spec: EngineSpec) -> Optional[CubeRunner]:
+    """The one-pass scenario cube of ``spec``, or None (its cubes go through its runner)."""
+    return CUBE_RUNNERS.get(spec.key)

@@ -8,11 +8,13 @@ against finite differences and put-call parity.
 
 from __future__ import annotations
 
+import numpy as np
+
 from pricegrid.ext import black
 from pricegrid.server.domain.catalogue import EngineSpec
 from pricegrid.server.domain.cost import EngineCost
 from pricegrid.server.domain.models import OPTION_MEASURES, Engine, GreekMethod, Model, ModelRef
-from pricegrid.server.pricers._registry import EMPTY, add, register
+from pricegrid.server.pricers._registry import CATALOGUE, EMPTY, add, add_cube_runner, register
 from pricegrid.server.pricers.market_columns import FusedMarket
 
 
@@ -40,6 +42,15 @@ def _run_black(model_code: int):
     return run
 
 
+def _cube_black(model_code: int):
+    def cube(columns, time, underlying, rate, dividend, vol, base, quantity, pnl, threads):
+        return black.price_cube(model_code, np.ascontiguousarray(columns["option_type"], dtype=np.int32),
+                                np.ascontiguousarray(columns["strike"], dtype=np.float64), time, underlying, rate,
+                                dividend, vol, base, quantity, pnl, threads)
+
+    return cube
+
+
 #: ns per row (bench/calibrate_cost.py)
 BLACK_COST = EngineCost(row=15, row_greeks=30)
 _BLACK_VALIDATION = "QuantLib AnalyticEuropeanEngine/blackFormula/bachelierBlackFormula, finite differences, parity; tests/ext/test_black_kernel.py"
@@ -57,3 +68,7 @@ add(EngineSpec(
     methods={m: GreekMethod.ANALYTIC for m in OPTION_MEASURES}, validated_against=_BLACK_VALIDATION,
     default=True, underlying="forward", kernel_writes_forward=True, fuses_market=True, cost=BLACK_COST,
 ), _run_black(2))
+# Scenario cubes in one pass (ScenarioRevaluer): the kernel reads each trade's columns and
+# the scenarios' moves, never n x s copies of them; the same bits as the runners above.
+for _model, _code in ((Model.BLACK_SCHOLES_MERTON, 1), (Model.BLACK_76, 2), (Model.BACHELIER, 3)):
+    add_cube_runner(CATALOGUE.find("european", _model, Engine.ANALYTIC), _cube_black(_code))

@@ -13,9 +13,9 @@ import importlib
 import pkgutil
 
 import pricegrid.server.pricers as _package
-from pricegrid.server.pricers._registry import CATALOGUE, runner
+from pricegrid.server.pricers._registry import CATALOGUE, cube_runner, runner
 
-__all__ = ["CATALOGUE", "runner", "MODULES"]
+__all__ = ["CATALOGUE", "cube_runner", "runner", "MODULES"]
 
 #: the pricer modules, by name (each registered its engines, if it has any, on import)
 MODULES = {

@@ -50,6 +50,7 @@ from pricegrid.server.service.scenarios import Hierarchy, ScenarioRevaluer, Scen
 from pricegrid.server.service import worst_case as wc
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import risk_pb2 as rpb
+from pricegrid.v1 import wire
 
 SERVICE = "pricegrid.v1.RiskService"
 _PARSE_BACKTEST = safe_deserializer(rpb.BacktestRequest)
@@ -370,6 +371,26 @@ def _taylor_options(request, scenarios, rows, max_rows: int, max_cells: int, bad
 
 def _column(values: np.ndarray) -> cpb.DoubleColumn:
     return cpb.DoubleColumn(raw=np.ascontiguousarray(values, dtype="<f8").tobytes())
+
+
+_BLOCK = rpb.RunScenarioRiskResponse.DESCRIPTOR.fields_by_name["block"].number
+_PNL = {f.name: f.number for f in rpb.ScenarioPnlBlock.DESCRIPTOR.fields}
+
+
+def _block_message(block, float32: bool, offset: int = 0) -> bytes:
+    """A block's RunScenarioRiskResponse, written as wire chunks: the P&L's bytes are copied
+    once, into the message (the generated classes would copy them four times). ``offset``:
+    a slice's first trade in the portfolio (its trades keep the portfolio's numbering)."""
+    pnl = np.ascontiguousarray(block.pnl, dtype="<f4" if float32 else "<f8")
+    chunks = (wire.field_varint(_PNL["trade_start"], block.start + offset)
+              + wire.field_varint(_PNL["trade_stop"], block.stop + offset)
+              + wire.field_varint(_PNL["cube_type"], rpb.CUBE_TYPE_FLOAT32 if float32 else rpb.CUBE_TYPE_FLOAT64))
+    for e in block.errors:
+        chunks += wire.field_bytes(_PNL["errors"], rpb.ScenarioRowError(
+            trade=e.trade + offset, scenario=e.scenario, code=e.code, field=e.field,
+            message=e.message).SerializeToString())
+    chunks += wire.field_bytes(_PNL["pnl"], pnl)
+    return b"".join(wire.field_message(_BLOCK, chunks))
 
 
 class _ScenarioCall:
@@ -900,15 +921,7 @@ class RiskServicer:
         if not state.cube:
             return rpb.RunScenarioRiskResponse(progress=rpb.ScenarioProgress(
                 trades_done=block.stop, trades=state.trades)).SerializeToString()
-        pnl = block.pnl.astype("<f4" if state.float32 else "<f8", copy=False)
-        offset = state.offset  # a slice's trades keep the portfolio's numbering
-        msg = rpb.ScenarioPnlBlock(
-            trade_start=block.start + offset, trade_stop=block.stop + offset, pnl=np.ascontiguousarray(pnl).tobytes(),
-            cube_type=rpb.CUBE_TYPE_FLOAT32 if state.float32 else rpb.CUBE_TYPE_FLOAT64,
-            errors=[rpb.ScenarioRowError(trade=e.trade + offset, scenario=e.scenario, code=e.code, field=e.field,
-                                         message=e.message) for e in block.errors],
-        )
-        return rpb.RunScenarioRiskResponse(block=msg).SerializeToString()
+        return _block_message(block, state.float32, state.offset)
 
     def _scenario_trailer(self, state: _ScenarioCall) -> bytes:
         a = state.run.aggregates()

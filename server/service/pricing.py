@@ -226,6 +226,11 @@ class PricingService:
             yield a, b
 
     @staticmethod
+    def stop_if_asked(should_continue: Optional[ShouldContinue]) -> None:
+        """Raise CANCELLED or DEADLINE_EXCEEDED if ``should_continue`` says to stop."""
+        PricingService._stop(should_continue)
+
+    @staticmethod
     def _stop(should_continue: Optional[ShouldContinue]) -> None:
         if should_continue is None:
             return

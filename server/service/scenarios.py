@@ -27,6 +27,17 @@ What a scenario's market is (stated, and what the tests check against):
 P&L = quantity x (scenario value - base value), in the trade's currency. A row that cannot
 be priced in a scenario (e.g. a vol shifted below zero) gets NaN and a per-row error
 naming the trade, the scenario and the field; it never fails the run.
+
+How a block is priced: a moved market column stays what it is while it can, the trades'
+own column (n, 1), or that column and a vector over the scenarios after one parallel shift
+(a _Moved: column + sizes, or factors x column), and becomes an (n, s) array only when a
+move depends on both the trade and the scenario (buckets, a grid, two shifts of one
+quantity, a time roll, sticky moneyness). An engine with a cube runner (the analytic
+European: pricegrid.ext.black.price_cube) reads the columns in that form and writes P&L
+straight into the block, one pass, no n x s input columns; any other engine gets the n x s
+columns and its batch runner. Both give the same bits (each cell is one IEEE operation on
+the same numbers, priced by the same block loop). A one-pass block with a failed cell is
+priced again through the batch path, which names the cells.
 """
 
 from __future__ import annotations
@@ -39,12 +50,13 @@ import numpy as np
 from scipy import sparse
 
 from pricegrid.server.domain import risk as risk_measures
-from pricegrid.server.domain.catalogue import EngineSpec
+from pricegrid.server.domain.catalogue import DEFAULT_SETTINGS, EngineSpec
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, Violations, invalid
 from pricegrid.server.domain.instruments import MarketBatch, MarketUsed, SnapshotMarket
 from pricegrid.server.domain.models import Measure
 from pricegrid.server.domain.products import ProductBatch
 from pricegrid.server.domain.scenarios import Quantity, ScenarioSet, ShiftKind, Smile, apply, row_sizes
+from pricegrid.server.pricers import catalogue as pricers
 from pricegrid.server.service.pricing import BatchOutputs, PricingService, ShouldContinue
 
 
@@ -141,13 +153,58 @@ class _Scratch:
         return buf[:size].reshape(shape)
 
 
+#: the shift kinds a _Moved stands for (one operation per cell)
+_MOVED_KINDS = (ShiftKind.ABSOLUTE, ShiftKind.RELATIVE, ShiftKind.LOG)
+
+
+@dataclass(frozen=True)
+class _Moved:
+    """A block's market column moved by one parallel shift, kept as the trades' column
+    (n, 1) or (1, 1) and a vector over the scenarios (s,): ``column + vector`` ("add") or
+    ``vector x column`` ("mul"). :meth:`cells` writes out the (n, s) array it stands for;
+    a one-pass kernel reads it as it is (one operation per cell, the same bits)."""
+
+    op: str
+    column: np.ndarray
+    vector: np.ndarray
+
+    @classmethod
+    def of(cls, kind: ShiftKind, column: np.ndarray, size: np.ndarray) -> "_Moved":
+        """``column`` moved by ``size`` (s,) as domain.scenarios.apply moves it: absolute
+        base + size, relative (1 + size) x base, log exp(size) x base."""
+        if kind == ShiftKind.ABSOLUTE:
+            return cls("add", column, size)
+        return cls("mul", column, np.add(size, 1.0) if kind == ShiftKind.RELATIVE else np.exp(size))
+
+    def cells(self, out: np.ndarray) -> np.ndarray:
+        if self.op == "add":
+            return np.add(self.column, self.vector, out=out)
+        return np.multiply(self.vector, self.column, out=out)
+
+
+def _kernel_input(a, shape: tuple[int, int]):
+    """A market column of a block of ``shape`` (trades, scenarios) as a one-pass kernel
+    reads it: ("add" | "mul", trade column, scenario vector), an (n, s) array, or a trade
+    column (n or 1)."""
+    if isinstance(a, _Moved):
+        return (a.op, np.ascontiguousarray(a.column.reshape(-1)), np.ascontiguousarray(a.vector))
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 2 and a.shape[1] == 1:
+        return np.ascontiguousarray(a.reshape(-1))
+    return np.ascontiguousarray(np.broadcast_to(a, shape))
+
+
 class ScenarioRevaluer:
     """Revaluation of batches under scenario sets, over a PricingService (its engines,
-    limits and snapshots)."""
+    limits and snapshots). ``one_pass``: an engine with a cube runner (the analytic
+    European) prices each block straight into P&L, reading the trades' columns and the
+    scenarios' moves as they are; False: every engine through its batch runner on n x s
+    columns (the same bits, slower)."""
 
-    def __init__(self, pricing: PricingService, *, max_row_errors: int = 1000):
+    def __init__(self, pricing: PricingService, *, max_row_errors: int = 1000, one_pass: bool = True):
         self.pricing = pricing
         self.max_row_errors = max_row_errors
+        self.one_pass = one_pass
 
     def snapshot_of(self, market, fields: Mapping[str, str]):
         """The stored snapshot a request's market names (NOT_FOUND naming the field when it, or
@@ -303,10 +360,14 @@ class ScenarioRevaluer:
             a = np.asarray(a, dtype=np.float64)
             return a[rows, None] if a.size > 1 else a.reshape(1, 1)
 
+        def cells(name, a):
+            """An (n, s) array of a column: a _Moved one written out (into the scratch)."""
+            return a.cells(scratch.get(name, shape)) if isinstance(a, _Moved) else a
+
         def flat(name, a, dtype=np.float64):
             """The kernel's column of n x s rows: an (n, s) array as it is, an (n, 1) one
             repeated along the scenarios (one broadcasting copy), a (1, 1) one broadcast."""
-            a = np.asarray(a)
+            a = np.asarray(cells(name, a))
             if a.shape == shape:
                 return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
             if a.size == 1:
@@ -315,7 +376,13 @@ class ScenarioRevaluer:
             out[...] = a
             return out.reshape(-1)
 
-        def shifted(name, kind, base_values, size):
+        def shifted(name, kind, base_values, size, own):
+            """``base_values`` moved by one shift of ``size`` (rows or 1, scenarios). The
+            trades' own column (``own``) under a parallel shift stays a _Moved: a column and
+            a vector over the scenarios, the same bits as the (n, s) array it stands for."""
+            if own and size.shape[0] == 1 and kind in _MOVED_KINDS:
+                return _Moved.of(kind, base_values, size[0])
+            base_values = cells(name, base_values)
             target = np.broadcast_shapes(np.shape(base_values), np.shape(size))
             out = scratch.get(name, target)
             if np.shares_memory(out, base_values):  # a second shift of the same quantity
@@ -341,18 +408,43 @@ class ScenarioRevaluer:
                 if shift.matches(u.underlying_id):
                     moved = apply(shift.kind, moved, sizes)
             elif shift.quantity == Quantity.ZERO_RATE and shift.matches(u.discount_curve):
-                new_rate = shifted("rate", shift.kind, new_rate, row_sizes(shift, sizes, t, moneyness))
+                new_rate = shifted("rate", shift.kind, new_rate, row_sizes(shift, sizes, t, moneyness),
+                                   new_rate is rate)
             elif shift.quantity == Quantity.DIVIDEND_YIELD and u.dividend_curve and shift.matches(u.dividend_curve):
-                new_q = shifted("q", shift.kind, new_q, row_sizes(shift, sizes, t, moneyness))
+                new_q = shifted("q", shift.kind, new_q, row_sizes(shift, sizes, t, moneyness), new_q is q)
             elif shift.quantity == Quantity.VOL and new_vol is not None and u.vol_surface and \
                     shift.matches(u.vol_surface):
-                new_vol = shifted("vol", shift.kind, new_vol, row_sizes(shift, sizes, t, moneyness))
+                new_vol = shifted("vol", shift.kind, new_vol, row_sizes(shift, sizes, t, moneyness), new_vol is vol)
         spot_moves = bool(np.any(moved != quoted))
-        new_level = np.add(level, moved - quoted, out=scratch.get("level", shape)) if spot_moves else level
+        new_level = _Moved("add", level, (moved - quoted)[0]) if spot_moves else level
         spot_ratio = moved[0] / quoted if spot_moves else None
         if scenarios.smile == Smile.STICKY_MONEYNESS and spot_ratio is not None and new_vol is not None:
             new_vol = self._sticky_moneyness(spec, batch, market, scenarios, base_market, rows, n, s, spot_ratio,
-                                             new_vol, vol, fields)
+                                             cells("vol", new_vol), vol, fields)
+        q_chunk = quantity[rows] if quantity.size > 1 else quantity
+        base_rows = base.values[0][rows]
+        market_rows = (new_t, new_level, new_rate, new_q, new_vol)
+
+        cube = pricers.cube_runner(spec) if self.one_pass and new_vol is not None else None
+        if cube is not None:  # one pass: the moved columns as they are, P&L straight out of the kernel
+            pnl = scratch.get("value", shape) if reuse else np.empty(shape)
+            with self.pricing.large_calls(n * s):
+                self.pricing.check_rows(n * s)
+                self.pricing.check_cost(spec, batch, base_market, (Measure.PRICE,),
+                                        (extra or {}).get("settings", DEFAULT_SETTINGS), n * s, unary=False)
+                self.pricing.stop_if_asked(should_continue)
+                columns = {name: np.ascontiguousarray(np.asarray(c)[rows] if np.asarray(c).size > 1 else c)
+                           for name, c in batch.columns.items()}
+                bad = cube(columns, *(_kernel_input(a, shape) for a in market_rows),
+                           np.ascontiguousarray(base_rows, dtype=np.float64),
+                           np.ascontiguousarray(q_chunk, dtype=np.float64), pnl, self.pricing.threads_for(threads))
+            if not bad:
+                failed = 0
+                if not np.isfinite(base_rows).all():  # rare: count the NaN cells
+                    failed = int(pnl.size - np.count_nonzero(np.isfinite(pnl)))
+                return CubeBlock(start, stop, pnl, [], failed)
+            # rare: some cell failed; the block again through the batch path, which names them
+
         columns = {}
         for name, c in batch.columns.items():
             c = np.asarray(c)
@@ -365,15 +457,13 @@ class ScenarioRevaluer:
         priced = self.pricing.price_batch(spec, ProductBatch(batch.product, columns), market_rows, (Measure.PRICE,),
                                           rows=n * s, fields=fields, threads=threads, effective_inputs=False,
                                           should_continue=should_continue, outputs=outputs, **(extra or {}))
-        q_chunk = quantity[rows] if quantity.size > 1 else quantity
         values = priced.values[0].reshape(shape)
-        base_rows = base.values[0][rows]
         errors = [ScenarioError(start + e.row // s, e.row % s, e.code, e.field, e.message)
                   for e in priced.errors[:self.max_row_errors]]
         pnl = np.subtract(values, base_rows[:, None], out=values if reuse else None)
         pnl *= np.reshape(q_chunk, (-1, 1))
         failed = 0
-        if priced.error_count or not np.isfinite(base.values[0][rows]).all():  # rare: count the NaN cells
+        if priced.error_count or not np.isfinite(base_rows).all():  # rare: count the NaN cells
             failed = int(pnl.size - np.count_nonzero(np.isfinite(pnl)))
         return CubeBlock(start, stop, pnl, errors, failed)
 

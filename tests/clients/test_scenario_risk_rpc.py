@@ -368,3 +368,49 @@ def test_bucketed_sensitivities_against_the_analytic_greeks(server, risk, snapsh
         risk.sensitivities(snapshot_id=snapshot_id, underlying_id="SPX", model="bsm", shifts=shifts[:1], bumps=[0.0],
                            option_type=book["option_type"], strike=book["strike"], time_to_expiry=book["time_to_expiry"])
     assert e.value.field == "bumps[0]"
+
+
+def test_a_block_message_is_written_once_and_read_in_place_as_the_generated_message():
+    """The server writes a block's message as wire chunks (the P&L copied once) and the
+    client reads it as a wire view (the P&L read from the received bytes): both mean what
+    the generated classes would write and read, with errors, in float64 and float32."""
+    from pricegrid.clients import _scenarios
+    from pricegrid.server.rpc.risk import _block_message
+    from pricegrid.server.service.scenarios import CubeBlock, ScenarioError
+    from pricegrid.v1 import risk_pb2 as rpb
+
+    pnl = np.random.default_rng(3).normal(size=(3, 5))
+    for start, errors, float32 in ((0, [], False), (7, [ScenarioError(8, 4, 3, "market.volatility", "bad")], True)):
+        block = CubeBlock(start, start + 3, pnl, errors, len(errors))
+        data = _block_message(block, float32)
+        want = rpb.RunScenarioRiskResponse(block=rpb.ScenarioPnlBlock(
+            trade_start=start, trade_stop=start + 3, pnl=pnl.astype("<f4" if float32 else "<f8").tobytes(),
+            cube_type=rpb.CUBE_TYPE_FLOAT32 if float32 else rpb.CUBE_TYPE_FLOAT64,
+            errors=[rpb.ScenarioRowError(trade=e.trade, scenario=e.scenario, code=e.code, field=e.field,
+                                         message=e.message) for e in errors]))
+        assert rpb.RunScenarioRiskResponse.FromString(data) == want
+        view = _scenarios.read_part(data)
+        assert view.WhichOneof("part") == "block" and isinstance(view.block.pnl, memoryview)
+        assert (view.block.trade_start, view.block.trade_stop, view.block.cube_type) == \
+            (want.block.trade_start, want.block.trade_stop, want.block.cube_type)
+        assert bytes(view.block.pnl) == want.block.pnl
+        assert [(e.trade, e.scenario, e.code, e.field, e.message) for e in view.block.errors] == \
+            [(e.trade, e.scenario, e.code, e.field, e.message) for e in want.block.errors]
+    header = rpb.RunScenarioRiskResponse(header=rpb.ScenarioRiskHeader(trade_ids=["a"])).SerializeToString()
+    assert type(_scenarios.read_part(header)) is rpb.RunScenarioRiskResponse  # any other part: generated
+
+
+def test_trades_no_block_held_are_nan_in_the_cube():
+    from pricegrid.clients import _scenarios
+    from pricegrid.v1 import risk_pb2 as rpb
+
+    request = rpb.RunScenarioRiskRequest(output=rpb.SCENARIO_OUTPUT_CUBE)
+    collector = _scenarios.Collector(request)
+    collector.feed(rpb.RunScenarioRiskResponse(header=rpb.ScenarioRiskHeader(trade_ids=list("abcd"),
+                                                                             scenario_labels=["x", "y"])))
+    collector.feed(rpb.RunScenarioRiskResponse(block=rpb.ScenarioPnlBlock(
+        trade_start=1, trade_stop=3, pnl=np.arange(4.0).tobytes(), cube_type=rpb.CUBE_TYPE_FLOAT64)))
+    collector.feed(rpb.RunScenarioRiskResponse(trailer=rpb.ScenarioRiskTrailer()))
+    cube = collector.result().cube
+    np.testing.assert_array_equal(cube[1:3], [[0.0, 1.0], [2.0, 3.0]])
+    assert np.isnan(cube[[0, 3]]).all()

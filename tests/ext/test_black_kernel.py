@@ -30,6 +30,8 @@ References and tolerances (eps = 2.2e-16):
   and hand-computable values, T = 0 intrinsic values.
 * Kernel contract: status bits and NaN rows, broadcasting, threads, measure subsets,
   price_one against price_batch, argument errors.
+* Scenario cubes (price_cube): every cell against price_batch on the same inputs laid out
+  as n x s rows and against price_one, bit for bit (no tolerance: the same block loop).
 """
 
 from __future__ import annotations
@@ -711,6 +713,143 @@ def test_argument_errors_name_the_argument():
         black.price_one(BSM, CALL, 100.0, 1.0, 100.0, 0.0, 0.0, 0.2, 1 << 11)
     with pytest.raises(ValueError, match="measures_mask"):
         black.price_one(BSM, CALL, 100.0, 1.0, 100.0, 0.0, 0.0, 0.2, 1)
+
+
+# --------------------------------------------------------------------------- scenario cubes
+MOVED = ("time", "underlying", "rate", "dividend", "vol")
+
+
+def cube_case(rng, n, s, model, sources):
+    """n trades (moderate_cases) under s scenarios; each moved input from its source in
+    ``sources`` ("trade", "one": a column of 1, "add", "mul", "cell"). Returns the kernel's
+    inputs and the same inputs laid out as n s rows."""
+    c = moderate_cases(rng, n, model)
+    kernel, rows = {}, {}
+    for name in MOVED:
+        col = c[name]
+        how = sources.get(name, "trade")
+        if how == "one":
+            kernel[name], rows[name] = col[:1].copy(), np.full(n * s, col[0])
+        elif how == "trade":
+            kernel[name], rows[name] = col, np.repeat(col, s)
+        elif how == "add":
+            v = rng.normal(0.0, 0.01, s) * (1.0 if name != "underlying" else col.mean())
+            kernel[name], rows[name] = ("add", col, v), np.add(col[:, None], v).ravel()
+        elif how == "mul":
+            v = np.exp(rng.normal(0.0, 0.1, s))
+            kernel[name], rows[name] = ("mul", col, v), np.multiply(v, col[:, None]).ravel()
+        else:
+            cells = np.abs(col[:, None] * rng.uniform(0.9, 1.1, (n, s)))
+            kernel[name], rows[name] = cells, cells.ravel()
+    base = rng.uniform(0.0, 50.0, n)
+    quantity = rng.choice([-3.0, 1.0, 2.5], n)
+    return c, kernel, rows, base, quantity
+
+
+def cube_reference(model, c, rows, base, quantity, n, s):
+    """price_batch on the laid-out rows, then (value - base) x quantity in numpy."""
+    out, st = np.empty((1, n * s)), np.empty(n * s, np.int32)
+    nbad = black.price_batch(model, np.repeat(c["option_type"], s), np.repeat(c["strike"], s),
+                             *(rows[name] for name in MOVED), np.array([1], np.int32), out, np.empty(0),
+                             np.empty(0), st, 1)
+    return (out[0].reshape(n, s) - base[:, None]) * quantity.reshape(-1, 1), nbad
+
+
+def price_cube(model, c, kernel, base, quantity, n, s, threads=1, one=()):
+    pnl = np.full((n, s), -7.0)
+    args = {name: (c[name][:1].copy() if name in one else c[name]) for name in ("option_type", "strike")}
+    nbad = black.price_cube(model, args["option_type"], args["strike"], *(kernel[name] for name in MOVED), base,
+                            quantity[:1].copy() if "quantity" in one else quantity, pnl, threads)
+    return pnl, nbad
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("n,s", [(1, 1), (7, 5), (3, 32), (11, 37), (5, 100), (40, 3)])
+def test_price_cube_is_price_batch_on_the_laid_out_rows_bit_for_bit(model, n, s):
+    """Every source of a moved input, blocks within a trade's scenarios, blocks over several
+    trades (s < 32) and a short last block: each cell is price_batch's value on its row,
+    and (value - base) x quantity is numpy's, bit for bit."""
+    rng = np.random.default_rng(700 + 10 * model + n + s)
+    for sources in ({}, {"underlying": "add", "rate": "add", "vol": "add"},
+                    {"underlying": "mul", "dividend": "mul", "vol": "mul", "time": "cell"},
+                    {"time": "one", "underlying": "cell", "rate": "one", "vol": "cell", "dividend": "add"}):
+        c, kernel, rows, base, quantity = cube_case(rng, n, s, model, sources)
+        ref, ref_bad = cube_reference(model, c, rows, base, quantity, n, s)
+        pnl, nbad = price_cube(model, c, kernel, base, quantity, n, s)
+        assert nbad == ref_bad == 0
+        np.testing.assert_array_equal(pnl, ref, err_msg=str(sources))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_price_cube_cells_are_price_one_and_broadcast_columns_are_tiled(model):
+    rng = np.random.default_rng(800 + model)
+    n, s = 9, 13
+    c, kernel, rows, base, quantity = cube_case(rng, n, s, model, {"underlying": "add", "vol": "mul"})
+    pnl, _ = price_cube(model, c, kernel, base, quantity, n, s)
+    for t, j in ((0, 0), (4, 7), (n - 1, s - 1)):
+        r = t * s + j
+        one = black.price_one(model, int(c["option_type"][t]), float(c["strike"][t]),
+                              *(float(rows[name][r]) for name in MOVED), 0)
+        assert pnl[t, j] == (one[3] - base[t]) * quantity[t]
+    # one option type, strike and quantity for every trade: those of trade 0 repeated
+    tiled = {**c, "option_type": np.repeat(c["option_type"][:1], n), "strike": np.repeat(c["strike"][:1], n)}
+    a, _ = price_cube(model, c, kernel, base, quantity, n, s, one=("option_type", "strike", "quantity"))
+    b, _ = price_cube(model, tiled, kernel, base, np.repeat(quantity[:1], n), n, s)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_price_cube_failed_cells_are_nan_counted_and_threads_agree(model):
+    rng = np.random.default_rng(900 + model)
+    n, s = 3 * black.PARALLEL_THRESHOLD // 50 + 1, 50  # past the threshold: two threads split it
+    c, kernel, rows, base, quantity = cube_case(rng, n, s, model, {"underlying": "add", "vol": "add"})
+    v = kernel["vol"][2].copy()
+    v[[3, 17]] = -10.0  # two scenarios whose vol is negative for every trade
+    kernel["vol"] = ("add", c["vol"], v)
+    rows["vol"] = np.add(c["vol"][:, None], v).ravel()
+    ref, ref_bad = cube_reference(model, c, rows, base, quantity, n, s)
+    one, bad1 = price_cube(model, c, kernel, base, quantity, n, s, threads=1)
+    two, bad2 = price_cube(model, c, kernel, base, quantity, n, s, threads=2)
+    assert bad1 == bad2 == ref_bad == 2 * n
+    assert np.isnan(one[:, [3, 17]]).all() and np.isfinite(np.delete(one, [3, 17], axis=1)).all()
+    np.testing.assert_array_equal(one, ref)
+    np.testing.assert_array_equal(two, ref)
+
+
+def test_price_cube_argument_errors_name_the_argument():
+    n, s = 4, 3
+    t = np.full(n, 0.5)
+    good = dict(option_type=np.full(n, CALL, np.int32), strike=np.full(n, 100.0), time=t, underlying=t * 200,
+                rate=t * 0.0, dividend=t * 0.0, vol=t * 0.4, base=np.zeros(n), quantity=np.ones(n),
+                pnl=np.empty((n, s)))
+
+    def call(model=BSM, **over):
+        a = dict(good, **over)
+        return black.price_cube(model, *(a[k] for k in ("option_type", "strike", *MOVED, "base", "quantity", "pnl")),
+                                1)
+
+    assert call() == 0
+    with pytest.raises(ValueError, match="model"):
+        call(model=4)
+    with pytest.raises(ValueError, match="pnl"):
+        call(pnl=np.empty((n + 1, s)))
+    for name in ("option_type", "strike", "quantity"):
+        with pytest.raises(ValueError, match=name):
+            call(**{name: good[name][:2]})
+    for name in MOVED:
+        with pytest.raises(ValueError, match=name):
+            call(**{name: t[:2]})
+        with pytest.raises(ValueError, match=name):
+            call(**{name: np.ones((n, s + 1))})
+        with pytest.raises(ValueError, match=name):
+            call(**{name: ("add", t, np.zeros(s + 1))})
+        with pytest.raises(ValueError, match=name):
+            call(**{name: ("sub", t, np.zeros(s))})
+    # no trades or no scenarios: nothing to price
+    assert call(pnl=np.empty((n, 0)), rate=("add", t, np.zeros(0))) == 0
+    empty = {k: v[:0] for k, v in good.items()}
+    assert black.price_cube(BSM, *(empty[k] for k in ("option_type", "strike", *MOVED, "base", "quantity")),
+                            np.empty((0, s)), 2) == 0
 
 
 def test_threads_and_threshold_are_reported():

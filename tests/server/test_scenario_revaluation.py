@@ -1,7 +1,8 @@
 """Full revaluation under scenario sets (pricegrid.server.service.scenarios) on the built-in
 demo snapshot: the cube against each scenario's market priced on its own, against a snapshot
 with the moves made in its data, the identities of the shift language, chunking, and
-per-row errors that never fail the run.
+per-row errors that never fail the run; the analytic European's one-pass blocks
+(price_cube) against the batch path, bit for bit, and their working memory.
 
 Tolerances: none where the cube and a scenario priced on its own run the same kernel on the
 same numbers (a row's bits do not depend on its place in a batch): the cube's P&L is
@@ -244,3 +245,124 @@ def test_a_monte_carlo_engine_revalues_with_its_standard_errors_written(world):
     np.testing.assert_array_equal(pnl[:, 0], 0.0)  # the same seed: the base market's own values
     calls = batch.columns["option_type"] == 1
     assert (pnl[calls, 1] * np.sign(quantity[calls]) > 0).all()  # calls gain when the spot rises
+
+
+# ------------------------------------------------------------- the one-pass path (price_cube)
+def _sets():
+    """Scenario sets that reach every form a block's moved column takes: a parallel move
+    (absolute, relative, log) of the trades' own column, two moves of one quantity, bucketed
+    and grid sizes, fixed values, a time roll, sticky moneyness."""
+    rng = np.random.default_rng(31)
+    s = 45  # scenarios: blocks of 32 rows span trades
+    spot = Shift("spot", Quantity.SPOT, ShiftKind.LOG, ("SPX",))
+    sets = {
+        "parallel": ScenarioSet((spot, Shift("vol", Quantity.VOL, ShiftKind.ABSOLUTE, ("SPX-SVI",)),
+                                 Shift("rate", Quantity.ZERO_RATE, ShiftKind.RELATIVE, ("USD-OIS",)),
+                                 Shift("div", Quantity.DIVIDEND_YIELD, ShiftKind.LOG, ("SPX-DIV",))),
+                                rng.normal(0, 0.02, (4, s)), tuple(f"p{j}" for j in range(s))),
+        "twice": ScenarioSet((Shift("v1", Quantity.VOL, ShiftKind.RELATIVE, ("SPX-SVI",)),
+                              Shift("v2", Quantity.VOL, ShiftKind.ABSOLUTE, ("SPX-SVI",)),
+                              Shift("r", Quantity.ZERO_RATE, ShiftKind.FIXED, ("USD-OIS",))),
+                             np.vstack([rng.normal(0, 0.05, s), rng.normal(0, 0.01, s), rng.uniform(0.0, 0.05, s)]),
+                             tuple(f"t{j}" for j in range(s))),
+        "buckets": ScenarioSet((spot, Shift("r", Quantity.ZERO_RATE, ShiftKind.ABSOLUTE, ("USD-OIS",),
+                                            Buckets((0.25, 1.0, 5.0))),
+                                Shift("v", Quantity.VOL, ShiftKind.RELATIVE, ("SPX-SVI",), Grid((0.5, 2.0), (0.9, 1.1))),
+                                Shift("roll", Quantity.TIME, ShiftKind.ABSOLUTE, ())),
+                               np.vstack([rng.normal(0, 0.01, (8, s)), rng.uniform(0, 0.1, (1, s))]),
+                               tuple(f"b{j}" for j in range(s))),
+    }
+    sets["sticky"] = dataclasses.replace(sets["parallel"], smile=Smile.STICKY_MONEYNESS)
+    return sets
+
+
+@pytest.mark.parametrize("name", ["parallel", "twice", "buckets", "sticky"])
+def test_the_one_pass_cube_is_the_batch_paths_bit_for_bit(world, name):
+    """The analytic European's blocks priced straight into P&L (price_cube, reading the
+    trades' columns and the scenarios' moves) against every cell laid out and priced through
+    the engine's batch runner, in one block and in blocks of a few trades."""
+    _, service, spec, batch, ref, quantity, _ = world
+    s = _sets()[name]
+    for chunk_rows in (262_144, s.scenarios * 4):
+        fast = ScenarioRevaluer(service).revalue(spec, batch, ref, s, quantity, rows=TRADES, fields=FIELDS,
+                                                 chunk_rows=chunk_rows, threads=1)
+        slow = ScenarioRevaluer(service, one_pass=False).revalue(spec, batch, ref, s, quantity, rows=TRADES,
+                                                                 fields=FIELDS, chunk_rows=chunk_rows, threads=1)
+        a, b = list(fast.blocks), list(slow.blocks)
+        assert [(x.start, x.stop) for x in a] == [(x.start, x.stop) for x in b]
+        cube_a = np.vstack([x.pnl for x in a])
+        assert np.isfinite(cube_a).all() and np.count_nonzero(cube_a) > cube_a.size // 2
+        np.testing.assert_array_equal(cube_a, np.vstack([x.pnl for x in b]))
+
+
+def test_black_76_on_a_futures_underlying_in_one_pass(world):
+    market, service, _, _, _, _, record = world
+    spec = service.catalogue.find("european", Model.BLACK_76)
+    rng = np.random.default_rng(41)
+    n = 21
+    batch = ProductBatch(PRODUCTS["european"], {"option_type": rng.integers(1, 3, n).astype(np.int32),
+                                                "strike": rng.uniform(60, 100, n),
+                                                "time_to_expiry": rng.uniform(0.1, 2.0, n)})
+    ref = SnapshotMarket(record.snapshot_id, "EUA-DEC27", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1),
+                                                                     np.zeros(1)))
+    s = ScenarioSet((Shift("f", Quantity.SPOT, ShiftKind.RELATIVE, ("EUA-DEC27",)),
+                     Shift("v", Quantity.VOL, ShiftKind.ABSOLUTE, ("EUA-SABR",)),
+                     Shift("r", Quantity.ZERO_RATE, ShiftKind.ABSOLUTE, ("EUR-ESTR",))),
+                    rng.normal(0, 0.02, (3, 33)), tuple(f"s{j}" for j in range(33)))
+    quantity = rng.choice([-1.0, 2.0], n)
+    a = ScenarioRevaluer(service).revalue(spec, batch, ref, s, quantity, rows=n, fields=FIELDS, threads=1)
+    b = ScenarioRevaluer(service, one_pass=False).revalue(spec, batch, ref, s, quantity, rows=n, fields=FIELDS,
+                                                          threads=1)
+    cube_a = np.vstack([x.pnl for x in a.blocks])
+    assert np.isfinite(cube_a).all() and np.count_nonzero(cube_a) > cube_a.size // 2
+    np.testing.assert_array_equal(cube_a, np.vstack([x.pnl for x in b.blocks]))
+
+
+def test_a_block_with_a_failed_cell_is_priced_again_to_name_it_the_others_keep_their_bits(world):
+    """A failed cell in a one-pass block: the block through the batch path, whose errors
+    name the trade, the scenario and the field; the block's other cells, and the other
+    blocks, are the bits they have in a set without the failing scenario."""
+    _, service, spec, batch, ref, quantity, _ = world
+    sizes = np.random.default_rng(51).normal(0, 0.01, (2, 40))
+    sizes[1, 23] = -5.0  # scenario 23: a negative vol for every trade
+    s = ScenarioSet((Shift("spot", Quantity.SPOT, ShiftKind.LOG, ("SPX",)),
+                     Shift("vol", Quantity.VOL, ShiftKind.ABSOLUTE, ("SPX-SVI",)),
+                     Shift("rate", Quantity.ZERO_RATE, ShiftKind.RELATIVE, ("USD-OIS",))),
+                    np.vstack([sizes, np.random.default_rng(52).normal(0, 0.05, (1, 40))]),
+                    tuple(f"s{j}" for j in range(40)))
+    blocks = list(ScenarioRevaluer(service).revalue(spec, batch, ref, s, quantity, rows=TRADES, fields=FIELDS,
+                                                    chunk_rows=40 * 10, threads=1).blocks)
+    pnl = np.vstack([b.pnl for b in blocks])
+    errors = [e for b in blocks for e in b.errors]
+    assert len(blocks) == 6 and sum(b.failed for b in blocks) == TRADES
+    assert sorted(e.trade for e in errors) == list(range(TRADES)) and {e.scenario for e in errors} == {23}
+    assert all(e.field.endswith("volatility") and "finite and > 0" in e.message for e in errors), errors[:2]
+    assert np.isnan(pnl[:, 23]).all()
+    keep = np.delete(np.arange(40), 23)
+    _, _, rest = cube(world, s.subset(keep))
+    np.testing.assert_array_equal(pnl[:, keep], rest)
+
+
+def test_a_one_pass_block_writes_no_n_by_s_input_columns(world):
+    """What the one pass is for: a block's working memory is its P&L, not the seven n x s
+    columns of the batch path (numpy's allocations, traced)."""
+    import tracemalloc
+
+    _, service, spec, batch, ref, quantity, _ = world
+    s = ScenarioSet((Shift("spot", Quantity.SPOT, ShiftKind.LOG, ("SPX",)),
+                     Shift("vol", Quantity.VOL, ShiftKind.ABSOLUTE, ("SPX-SVI",)),
+                     Shift("rate", Quantity.ZERO_RATE, ShiftKind.ABSOLUTE, ("USD-OIS",))),
+                    np.random.default_rng(61).normal(0, 0.01, (3, 4000)), tuple(f"s{j}" for j in range(4000)))
+    cube_bytes = TRADES * 4000 * 8
+    peaks = {}
+    for one_pass in (True, False):
+        r = ScenarioRevaluer(service, one_pass=one_pass).revalue(spec, batch, ref, s, quantity, rows=TRADES,
+                                                                 fields=FIELDS, threads=1, reuse=True)
+        tracemalloc.start()
+        try:
+            blocks = list(r.blocks)
+            peaks[one_pass] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert len(blocks) == 1
+    assert peaks[True] < 1.5 * cube_bytes < 5 * cube_bytes < peaks[False], peaks
