@@ -78,7 +78,9 @@ def parametric_result(reply: rpb.ParametricVarResponse) -> list[BookVar]:
 
 QUANTITIES = {"spot": rpb.SHIFT_QUANTITY_SPOT, "vol": rpb.SHIFT_QUANTITY_VOL,
               "zero_rate": rpb.SHIFT_QUANTITY_ZERO_RATE, "dividend_yield": rpb.SHIFT_QUANTITY_DIVIDEND_YIELD,
-              "time": rpb.SHIFT_QUANTITY_TIME}
+              "time": rpb.SHIFT_QUANTITY_TIME, "heston_v0": rpb.SHIFT_QUANTITY_HESTON_V0,
+              "heston_kappa": rpb.SHIFT_QUANTITY_HESTON_KAPPA, "heston_theta": rpb.SHIFT_QUANTITY_HESTON_THETA,
+              "heston_sigma": rpb.SHIFT_QUANTITY_HESTON_SIGMA, "heston_rho": rpb.SHIFT_QUANTITY_HESTON_RHO}
 KINDS = {"absolute": rpb.SHIFT_KIND_ABSOLUTE, "relative": rpb.SHIFT_KIND_RELATIVE, "log": rpb.SHIFT_KIND_LOG,
          "fixed": rpb.SHIFT_KIND_FIXED}
 SMILES = {"sticky_strike": rpb.SMILE_DYNAMICS_STICKY_STRIKE, "sticky_moneyness": rpb.SMILE_DYNAMICS_STICKY_MONEYNESS}

@@ -53,6 +53,17 @@ class Quantity(enum.IntEnum):
     ZERO_RATE = 3        # a discount curve's zero rate
     DIVIDEND_YIELD = 4   # a dividend curve's yield
     TIME = 5             # the valuation date rolled forward, in years
+    # Heston's parameters of the trades priced under MODEL_HESTON on an underlying
+    HESTON_V0 = 6        # initial variance
+    HESTON_KAPPA = 7     # mean reversion speed
+    HESTON_THETA = 8     # long-run variance
+    HESTON_SIGMA = 9     # vol of variance
+    HESTON_RHO = 10      # spot-variance correlation
+
+
+#: the Heston quantities -> the MarketBatch column each moves
+HESTON = {Quantity.HESTON_V0: "v0", Quantity.HESTON_KAPPA: "kappa", Quantity.HESTON_THETA: "theta",
+          Quantity.HESTON_SIGMA: "sigma", Quantity.HESTON_RHO: "rho"}
 
 
 class ShiftKind(enum.IntEnum):
@@ -102,7 +113,8 @@ Shape = Union[Parallel, Buckets, Grid]
 
 #: the kind of market object each quantity lives on (what its selector is matched against)
 TARGET = {Quantity.SPOT: "underlying", Quantity.VOL: "surface", Quantity.ZERO_RATE: "discount curve",
-          Quantity.DIVIDEND_YIELD: "dividend curve", Quantity.TIME: "valuation date"}
+          Quantity.DIVIDEND_YIELD: "dividend curve", Quantity.TIME: "valuation date",
+          **{q: "underlying" for q in HESTON}}
 
 
 @dataclass(frozen=True)
@@ -378,6 +390,8 @@ class ScenarioSet:
             v.add(f"{path}.shape", "an expiry x moneyness grid shifts vols only")
         if isinstance(s.shape, Buckets) and s.quantity == Quantity.SPOT:
             v.add(f"{path}.shape", "a spot has no term structure: parallel only")
+        if s.quantity in HESTON and not isinstance(s.shape, Parallel):
+            v.add(f"{path}.shape", "a Heston parameter is one number per trade: parallel only")
         axes = ([("pillars", s.shape.pillars)] if isinstance(s.shape, Buckets)
                 else [("expiries", s.shape.expiries), ("moneyness", s.shape.moneyness)] if isinstance(s.shape, Grid)
                 else [])

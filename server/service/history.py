@@ -24,7 +24,7 @@ import numpy as np
 
 from pricegrid.server.domain.errors import Code, Violations, invalid
 from pricegrid.server.domain.market import StoredSnapshot
-from pricegrid.server.domain.scenarios import Buckets, Grid, Parallel, Quantity, Shift
+from pricegrid.server.domain.scenarios import HESTON, Buckets, Grid, Parallel, Quantity, Shift
 from pricegrid.server.pricers import curves as curve_pricer
 from pricegrid.server.pricers import surfaces as surface_pricer
 from pricegrid.server.service.market import MarketDataService, resolve
@@ -98,6 +98,8 @@ def levels(market: MarketDataService, records: Sequence[StoredSnapshot], shifts:
         path = f"{prefix}shifts[{i}]"
         if s.quantity == Quantity.TIME:
             bad.add(f"{path}.quantity", "a time roll has no level in a snapshot")
+        elif s.quantity in HESTON:
+            bad.add(f"{path}.quantity", "a Heston parameter has no level in a snapshot here (trades carry their own)")
         elif s.quantity != Quantity.SPOT and isinstance(s.shape, Parallel):
             bad.add(f"{path}.shape", "a level read from snapshots needs buckets (a rate or vol per pillar) or, "
                                      "for vols, a grid: a parallel shift has no single level")

@@ -55,7 +55,7 @@ from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, V
 from pricegrid.server.domain.instruments import MarketBatch, MarketUsed, SnapshotMarket
 from pricegrid.server.domain.models import Measure
 from pricegrid.server.domain.products import ProductBatch
-from pricegrid.server.domain.scenarios import Quantity, ScenarioSet, ShiftKind, Smile, apply, row_sizes
+from pricegrid.server.domain.scenarios import HESTON, Quantity, ScenarioSet, ShiftKind, Smile, apply, row_sizes
 from pricegrid.server.pricers import catalogue as pricers
 from pricegrid.server.service.pricing import BatchOutputs, PricingService, ShouldContinue
 
@@ -255,10 +255,10 @@ class ScenarioRevaluer:
         if batch.schedule is not None:
             raise invalid(product_path, f"{batch.product.name} options (fixing schedules) are not in scenario runs yet")
         base_market, used, base_fields = self.pricing.resolve_market(spec, batch, market, fields)
-        if base_market.cash_dividends is not None or base_market.v0 is not None or base_market.volatility is None:
-            what = "cash dividends" if base_market.cash_dividends is not None else "Heston parameters"
-            raise invalid(f"{market_path}.underlying_id", f"an underlying priced with {what} is not in scenario runs "
-                          "yet (the shifts move the spot, curves and vols of Black-type engines)")
+        if base_market.cash_dividends is not None or (base_market.volatility is None and base_market.v0 is None):
+            raise invalid(f"{market_path}.underlying_id", "an underlying priced with cash dividends by the engine "
+                          "itself is not in scenario runs yet (the shifts move the spot, curves, vols and Heston "
+                          "parameters)")
         if scenarios.smile == Smile.STICKY_MONEYNESS and ("strike" not in batch.columns or not used or
                                                            not used.vol_surface):
             raise invalid(f"{scenarios_path}smile", "sticky moneyness reads each trade's vol from the snapshot's "
@@ -400,6 +400,9 @@ class ScenarioRevaluer:
         quoted = u.level
         moved = np.full((1, s), quoted)  # the quoted level in each scenario, shifts applied in order
         new_rate, new_q, new_vol, new_t = rate, q, vol, expiry
+        heston = {name: col(getattr(base_market, name)) for name in HESTON.values()} \
+            if base_market.v0 is not None else None
+        own_heston = dict(heston or {})
         for shift, sizes in scenarios.blocks():
             if shift.quantity == Quantity.TIME:
                 new_t = np.maximum(np.subtract(new_t, sizes[0][None, :], out=scratch.get("t", shape)), 0.0,
@@ -415,6 +418,10 @@ class ScenarioRevaluer:
             elif shift.quantity == Quantity.VOL and new_vol is not None and u.vol_surface and \
                     shift.matches(u.vol_surface):
                 new_vol = shifted("vol", shift.kind, new_vol, row_sizes(shift, sizes, t, moneyness), new_vol is vol)
+            elif shift.quantity in HESTON and heston is not None and shift.matches(u.underlying_id):
+                name = HESTON[shift.quantity]
+                heston[name] = shifted(name, shift.kind, heston[name], np.asarray(sizes, dtype=np.float64),
+                                       heston[name] is own_heston[name])
         spot_moves = bool(np.any(moved != quoted))
         new_level = _Moved("add", level, (moved - quoted)[0]) if spot_moves else level
         spot_ratio = moved[0] / quoted if spot_moves else None
@@ -451,7 +458,9 @@ class ScenarioRevaluer:
             columns[name] = flat("col:" + name, c[rows, None], c.dtype) if c.size > 1 else c
         columns["time_to_expiry"] = flat("t", new_t)
         market_rows = MarketBatch(flat("level", new_level), flat("rate", new_rate), flat("q", new_q),
-                                  flat("vol", new_vol) if new_vol is not None else None)
+                                  flat("vol", new_vol) if new_vol is not None else None,
+                                  *((flat(name, heston[name]) for name in HESTON.values()) if heston is not None
+                                    else ()))
         outputs = BatchOutputs(scratch.get("value", (1, n * s)),  # (a Monte Carlo engine writes its errors too)
                                scratch.get("stderr", (1, n * s)) if spec.monte_carlo else None)
         priced = self.pricing.price_batch(spec, ProductBatch(batch.product, columns), market_rows, (Measure.PRICE,),
