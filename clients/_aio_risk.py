@@ -20,7 +20,7 @@ import grpc.aio
 
 from pricegrid.v1 import risk_pb2, risk_pb2_grpc
 
-from . import _scenarios
+from . import _scenarios, _tracing
 from ._auth import AioMetadataInterceptor, TokenSource, credentials_from_env
 from ._config import USE_CLIENT_DEFAULT, ChannelOptions, RetryConfig, channel_options, default_target, resolve_timeout
 from ._errors import PricingError
@@ -77,7 +77,8 @@ class AsyncRiskClient(_RiskRequests):
         cancels the call (the server stops the run)."""
         request = self.scenario_request(**kwargs)
         collector = _scenarios.Collector(request, progress)
-        call = self._stub_now().RunScenarioRisk(request, timeout=resolve_timeout(timeout, self.timeout))
+        call = self._stub_now().RunScenarioRisk(request, timeout=resolve_timeout(timeout, self.timeout),
+                                                metadata=_tracing.metadata())
         try:
             async for part in call:
                 collector.feed(part)
@@ -145,6 +146,7 @@ class AsyncRiskClient(_RiskRequests):
 
     async def _unary(self, method: str, request, timeout):
         try:
-            return await getattr(self._stub_now(), method)(request, timeout=resolve_timeout(timeout, self.timeout))
+            return await getattr(self._stub_now(), method)(request, timeout=resolve_timeout(timeout, self.timeout),
+                                                           metadata=_tracing.metadata())
         except grpc.RpcError as e:
             raise PricingError.from_rpc_error(e) from None

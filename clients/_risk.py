@@ -33,6 +33,7 @@ from pricegrid.v1 import wire
 from pricegrid.v1 import common_pb2, pricing_pb2, pricing_pb2_grpc, risk_pb2, risk_pb2_grpc
 
 from . import _columns as C
+from . import _tracing
 from ._backtest import Backtester, BacktestResult
 from ._scenarios import ScenarioRiskResult, Shift
 from . import _scenarios
@@ -583,7 +584,8 @@ class RiskClient(_RiskRequests):
         if self._info is None or refresh:
             try:
                 response = self._stub.ServerInfo(
-                    pricing_pb2.ServerInfoRequest(), timeout=resolve_timeout(timeout, self.timeout)
+                    pricing_pb2.ServerInfoRequest(), timeout=resolve_timeout(timeout, self.timeout),
+                    metadata=_tracing.metadata(),
                 )
             except grpc.RpcError as e:
                 raise PricingError.from_rpc_error(e) from None
@@ -984,12 +986,13 @@ class RiskClient(_RiskRequests):
         in_flight: dict[Any, tuple[int, int]] = {}
         ranges = iter(plan.ranges)
         bar = self._progress_bar(plan.rows)
+        metadata = _tracing.metadata()  # every chunk in the caller's trace
 
         def submit() -> bool:
             chunk = next(ranges, None)
             if chunk is None:
                 return False
-            future = method.future(build(*chunk), timeout=timeout)
+            future = method.future(build(*chunk), timeout=timeout, metadata=metadata)
             in_flight[future] = chunk
             future.add_done_callback(done.put)
             return True
@@ -1147,7 +1150,8 @@ class RiskClient(_RiskRequests):
     def _risk_unary(self, method: str, request, timeout):
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         try:
-            return getattr(stub, method)(request, timeout=resolve_timeout(timeout, self.timeout))
+            return getattr(stub, method)(request, timeout=resolve_timeout(timeout, self.timeout),
+                                         metadata=_tracing.metadata())
         except grpc.RpcError as e:
             raise PricingError.from_rpc_error(e) from None
 
@@ -1183,7 +1187,8 @@ class RiskClient(_RiskRequests):
             bumps=list(bumps), scheme=scheme, smile=smile, cross_gamma=cross_gamma)
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         try:
-            reply = stub.Sensitivities(request, timeout=resolve_timeout(timeout, self.timeout))
+            reply = stub.Sensitivities(request, timeout=resolve_timeout(timeout, self.timeout),
+                                       metadata=_tracing.metadata())
         except grpc.RpcError as e:
             raise PricingError.from_rpc_error(e) from None
         return _scenarios.sensitivities_result(reply)
@@ -1230,7 +1235,7 @@ class RiskClient(_RiskRequests):
             label=label)
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         try:
-            reply = stub.WorstCase(request, timeout=resolve_timeout(timeout, self.timeout))
+            reply = stub.WorstCase(request, timeout=resolve_timeout(timeout, self.timeout), metadata=_tracing.metadata())
         except grpc.RpcError as e:
             raise PricingError.from_rpc_error(e) from None
         return _scenarios.worst_case_result(reply)
@@ -1247,7 +1252,8 @@ class RiskClient(_RiskRequests):
                                                 method=method, levels=list(levels))
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         try:
-            reply = stub.ParametricVar(request, timeout=resolve_timeout(timeout, self.timeout))
+            reply = stub.ParametricVar(request, timeout=resolve_timeout(timeout, self.timeout),
+                                       metadata=_tracing.metadata())
         except grpc.RpcError as e:
             raise PricingError.from_rpc_error(e) from None
         return _scenarios.parametric_result(reply)
