@@ -1235,7 +1235,8 @@ class RiskClient(_RiskRequests):
             label=label)
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         try:
-            reply = stub.WorstCase(request, timeout=resolve_timeout(timeout, self.timeout), metadata=_tracing.metadata())
+            reply = stub.WorstCase(request, timeout=resolve_timeout(timeout, self.timeout),
+                                   metadata=_tracing.metadata())
         except grpc.RpcError as e:
             raise PricingError.from_rpc_error(e) from None
         return _scenarios.worst_case_result(reply)

@@ -13,7 +13,10 @@ so that it:
     log line and, on errors, the trailing metadata,
   * maps ServiceError through the one error table, and anything unexpected to INTERNAL
     without leaking internals (the log line has the traceback),
-  * records one log line and the metrics.
+  * records one log line and the metrics (per method and code; per model for pricing
+    calls; the wait for a slot and the time in the pool),
+  * with tracing on (rpc.tracing), opens the call's server span from the caller's W3C
+    ``traceparent`` and ends it with the code; with it off, nothing.
 Built once per method at start-up, a wrapper costs a function call per RPC, where a
 grpc.ServerInterceptor would rebuild a method handler on every call.
 """

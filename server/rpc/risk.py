@@ -898,7 +898,8 @@ class RiskServicer:
         with _span(state.trace, "scenario block") as span:
             block = state.run.next_block()
             if block is not None and span is not None:
-                span.set_attributes({"pricegrid.block.trade_start": block.start, "pricegrid.block.trade_stop": block.stop})
+                span.set_attributes({"pricegrid.block.trade_start": block.start,
+                                     "pricegrid.block.trade_stop": block.stop})
         if block is None:
             return None
         if not state.cube:

@@ -239,15 +239,18 @@ def handlers(servicer: PricingServicer, observer: RpcObserver, lanes: Lanes, *, 
         path = f"/{SERVICE}/{method.name}"
         if method.name == "Price":
             # the front-office hot path inline (see rpc/_codec.pyx), any other trade in the pool
-            methods[method.name] = _unary(fn, auth=auth, tracing=tracing, method=path, observer=observer, lane=lanes.front,
+            methods[method.name] = _unary(fn, auth=auth, tracing=tracing, method=path, observer=observer,
+                                          lane=lanes.front,
                                           inline_first=servicer.price_lean)
         elif method.name in _BATCH:
             # columnar: read as a zero-copy view, answered with bytes written by responses
-            methods[method.name] = _unary(fn, auth=auth, tracing=tracing, method=path, observer=observer, lane=lanes.batch, batch=True,
+            methods[method.name] = _unary(fn, auth=auth, tracing=tracing, method=path, observer=observer,
+                                          lane=lanes.batch, batch=True,
                                           parse=safe_deserializer(request_cls, zero_copy=True))
         elif method.name == "PriceStream":
             methods[method.name] = grpc.stream_stream_rpc_method_handler(
-                wrap_stream(path, fn, observer, streams=streams, auth=auth, tracing=tracing), request_deserializer=None, response_serializer=None
+                wrap_stream(path, fn, observer, streams=streams, auth=auth, tracing=tracing),
+                request_deserializer=None, response_serializer=None
             )
         else:
             lane = lanes.inline if method.name in _INLINE else lanes.front
@@ -258,7 +261,8 @@ def handlers(servicer: PricingServicer, observer: RpcObserver, lanes: Lanes, *, 
         # a benchmark aid, off by default: bytes in, the same bytes out, behind the same
         # request ids, size limit (the largest message), log line and metrics as any method
         out.append(grpc.method_handlers_generic_handler(ECHO_SERVICE, {
-            "Echo": _unary(_echo, auth=auth, tracing=tracing, method=f"/{ECHO_SERVICE}/Echo", observer=observer, lane=lanes.echo),
+            "Echo": _unary(_echo, auth=auth, tracing=tracing, method=f"/{ECHO_SERVICE}/Echo", observer=observer,
+                           lane=lanes.echo),
             "EchoStream": grpc.stream_stream_rpc_method_handler(
                 wrap_stream(f"/{ECHO_SERVICE}/EchoStream", _echo_stream(lanes.echo), observer, streams=streams,
                             auth=auth, tracing=tracing),

@@ -150,7 +150,8 @@ def test_every_metric_is_updated_by_real_calls(observed):
     assert value(families, "pricegrid_model_rows_total", engine="analytic_european", **bsm) == 1 + rows + 1
     assert value(families, "pricegrid_model_duration_seconds_count", engine="analytic_european", **bsm) == 3
     assert value(families, "pricegrid_model_rows_total", engine="fixed_point_american", **bsm) == 1
-    assert value(families, "pricegrid_model_rows_total", model="black_scholes_merton", engine="implied_vol_lets_be_rational") == 1
+    implied = dict(model="black_scholes_merton", engine="implied_vol_lets_be_rational")
+    assert value(families, "pricegrid_model_rows_total", **implied) == 1
     build = families["pricegrid_build_info"].samples[0].labels
     assert build["version"] == metadata.version("pricegrid")
     assert build["compile_args"] == " ".join(BUILD_INFO["compile_args"]) and build["cpu_target"]
