@@ -5,8 +5,11 @@
 #   docker run --rm -p 50051:50051 -p 9464:9464 pricegrid
 #
 # CPU_TARGET is passed to -march: the default x86-64-v3 (AVX2, FMA) runs on any x86-64 server
-# of the last decade and still vectorises the kernels with glibc's libmvec.
-ARG PYTHON_VERSION=3.11
+# of the last decade and still vectorises the kernels with glibc's libmvec. The build records
+# the CPU features it may use; `pricegrid serve` refuses to start, naming them, on a machine
+# that lacks one (instead of dying of SIGILL at the first batch).
+# The base image is an exact Python release (no digest: the same tag on any mirror).
+ARG PYTHON_VERSION=3.11.11
 
 FROM python:${PYTHON_VERSION}-slim-bookworm AS build
 ARG CPU_TARGET=x86-64-v3

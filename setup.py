@@ -154,6 +154,39 @@ def extensions() -> list[Extension]:
     ]
 
 
+#: gcc's -m<feature> -> the flag /proc/cpuinfo shows for it (the features a build may use)
+_CPUINFO = {
+    "sse": "sse", "sse2": "sse2", "sse3": "pni", "ssse3": "ssse3", "sse4.1": "sse4_1", "sse4.2": "sse4_2",
+    "sse4a": "sse4a", "popcnt": "popcnt", "avx": "avx", "avx2": "avx2", "fma": "fma", "f16c": "f16c",
+    "bmi": "bmi1", "bmi2": "bmi2", "lzcnt": "abm", "movbe": "movbe", "adx": "adx", "aes": "aes",
+    "pclmul": "pclmulqdq", "sha": "sha_ni", "xsave": "xsave", "xsavec": "xsavec", "xsaveopt": "xsaveopt",
+    "xsaves": "xsaves", "avx512f": "avx512f", "avx512cd": "avx512cd", "avx512dq": "avx512dq",
+    "avx512bw": "avx512bw", "avx512vl": "avx512vl", "avx512ifma": "avx512ifma", "avx512vbmi": "avx512vbmi",
+    "avx512vbmi2": "avx512_vbmi2", "avx512vnni": "avx512_vnni", "avx512bitalg": "avx512_bitalg",
+    "avx512vpopcntdq": "avx512_vpopcntdq", "avx512bf16": "avx512_bf16", "avx512fp16": "avx512_fp16",
+}
+
+
+def cpu_features() -> list:
+    """The CPU features -march lets the compiler use, as /proc/cpuinfo names them (the
+    server refuses to start on a CPU without them instead of dying of SIGILL); [] when the
+    compiler does not say (not gcc, not x86)."""
+    import subprocess
+
+    cc = (sysconfig.get_config_var("CC") or "cc").split()
+    try:
+        out = subprocess.run([*cc, f"-march={CPU_TARGET}", "-Q", "--help=target"], capture_output=True, text=True,
+                             timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    enabled = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith("-m") and parts[-1] == "[enabled]":
+            enabled.add(parts[0][2:])
+    return sorted(_CPUINFO[f] for f in enabled if f in _CPUINFO)
+
+
 def build_info() -> dict:
     import Cython
 
@@ -168,6 +201,7 @@ def build_info() -> dict:
         "compile_args": COMPILE_ARGS,
         "link_args": LINK_ARGS,
         "cpu_target": CPU_TARGET,
+        "cpu_features": cpu_features(),
         "debug": DEBUG,
         "openmp": OPENMP,
         "cython_version": Cython.__version__,

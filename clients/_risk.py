@@ -154,15 +154,44 @@ class BatchResult:
     def __len__(self) -> int:
         return self.rows
 
+    def status_names(self) -> np.ndarray:
+        """Each row's status by name ("OK", "INVALID_ARGUMENT", "OUT_OF_RANGE", ...)."""
+        names = {int(c): status_code(int(c)).name for c in np.unique(self.status)}
+        return np.array([names[int(c)] for c in self.status], dtype=object)
+
+    def messages(self) -> np.ndarray:
+        """Each row's error message ("field: message"; "" for a row that priced, or one
+        beyond the errors the server described)."""
+        out = np.full(self.rows, "", dtype=object)
+        for e in self.errors:
+            out[e.row] = f"{e.field}: {e.message}" if e.field else e.message
+        return out
+
     def to_frame(self, index=None):
-        """A pandas DataFrame: one column per measure, ``status``, and the inputs used as
-        ``effective_forward``, ``effective_discount_factor``, ... (needs pandas)."""
+        """A pandas DataFrame: one column per measure, ``status`` (the code), ``status_name``,
+        ``error`` (the row's message), and the inputs used as ``effective_forward``,
+        ``effective_discount_factor``, ... (needs pandas)."""
         pd = _pandas()
         data: dict[str, np.ndarray] = dict(self.columns)
         data["status"] = self.status
+        data["status_name"] = self.status_names()
+        data["error"] = self.messages()
         for name, values in self.inputs.items():
             data[f"effective_{name}"] = values
         return pd.DataFrame(data, index=index)
+
+
+#: how many times one chunk of a batch is sent again after UNAVAILABLE (see RiskClient.run_chunks)
+CHUNK_RESENDS = 3
+
+
+def _instrument_columns(instrument: str) -> tuple[str, ...]:
+    """The columns of an instrument's PriceBatchRequest message a frame may carry."""
+    field = pricing_pb2.PriceBatchRequest.DESCRIPTOR.fields_by_name.get(instrument)
+    if field is None or field.message_type is None:
+        return ()
+    skip = {"valuation_date", "day_count", "fixing_counts", "expiry_date", "time_to_expiry"}
+    return tuple(n for n in field.message_type.fields_by_name if n not in skip)
 
 
 def _pandas():
@@ -577,6 +606,8 @@ class RiskClient(_RiskRequests):
         )
         self._info: ServerInfo | None = None
         self._closed = False
+        #: chunks sent again after their replica went away (see run_chunks)
+        self.resent_chunks = 0
 
     # ------------------------------------------------------------------ server limits
     def server_info(self, *, refresh: bool = False, timeout=USE_CLIENT_DEFAULT) -> ServerInfo:
@@ -779,9 +810,12 @@ class RiskClient(_RiskRequests):
         """Price a pandas DataFrame whose columns carry the inputs by name (``option_type``,
         ``strike``, ``time_to_expiry`` or ``expiry_date``/``valuation_date``/``day_count``,
         ``spot`` or ``forward``, ``rate``, ``dividend_yield``, ``volatility``); keyword
-        arguments supply (or override) inputs not in the frame. Returns a DataFrame on the
-        same index (see :meth:`BatchResult.to_frame`)."""
-        result = self.price_batch(model=model, measures=measures, **self._frame_inputs(df, INPUT_COLUMNS, kwargs))
+        arguments supply (or override) inputs not in the frame. With ``instrument=`` the
+        frame's columns of that instrument (``barrier_type``, ``barrier``, ...) are read too;
+        other columns (trade ids, tags) are left to the caller. Returns a DataFrame on the
+        same index (see :meth:`BatchResult.to_frame`: the measures, status and error)."""
+        names = tuple(dict.fromkeys(INPUT_COLUMNS + _instrument_columns(kwargs.get("instrument", "european"))))
+        result = self.price_batch(model=model, measures=measures, **self._frame_inputs(df, names, kwargs))
         return result.to_frame(index=df.index)
 
     def implied_vol_frame(self, df, *, model: str | int, **kwargs):
@@ -980,16 +1014,21 @@ class RiskClient(_RiskRequests):
         """Send ``build(start, stop)`` for every chunk of ``plan`` through the unary
         multi-callable ``method``, at most ``max_in_flight`` at once, and hand each answer
         to ``on_response(start, stop, response)`` (in the calling thread, in completion
-        order). The first failure cancels the chunks still in flight and raises
-        :class:`PricingError`."""
+        order). A chunk that fails UNAVAILABLE (its replica went away: killed, drained,
+        unreachable) is sent again, on whichever replica the channel picks, up to
+        ``CHUNK_RESENDS`` times: pricing is idempotent and each chunk's answer is placed once,
+        so nothing is lost or counted twice. Any other failure cancels the chunks still in
+        flight and raises :class:`PricingError`."""
         done: queue.SimpleQueue = queue.SimpleQueue()
         in_flight: dict[Any, tuple[int, int]] = {}
         ranges = iter(plan.ranges)
+        resend: list[tuple[int, int]] = []
+        attempts: dict[tuple[int, int], int] = {}
         bar = self._progress_bar(plan.rows)
         metadata = _tracing.metadata()  # every chunk in the caller's trace
 
         def submit() -> bool:
-            chunk = next(ranges, None)
+            chunk = resend.pop() if resend else next(ranges, None)
             if chunk is None:
                 return False
             future = method.future(build(*chunk), timeout=timeout, metadata=metadata)
@@ -1007,6 +1046,12 @@ class RiskClient(_RiskRequests):
                 try:
                     response = future.result()
                 except grpc.RpcError as e:
+                    if e.code() == grpc.StatusCode.UNAVAILABLE and attempts.get(chunk, 0) < CHUNK_RESENDS:
+                        attempts[chunk] = attempts.get(chunk, 0) + 1
+                        self.resent_chunks += 1
+                        resend.append(chunk)
+                        submit()
+                        continue
                     raise PricingError.from_rpc_error(e) from None
                 on_response(chunk[0], chunk[1], response)
                 if bar is not None:
@@ -1070,20 +1115,72 @@ class RiskClient(_RiskRequests):
                           var_convention=var_convention, timeout=timeout)
 
     def scenario_risk(self, *, progress: Callable[[int, int], None] | None = None, timeout=USE_CLIENT_DEFAULT,
-                      **kwargs: Any) -> ScenarioRiskResult:
+                      shards: int = 1, **kwargs: Any) -> ScenarioRiskResult:
         """Revalue a portfolio under a scenario set on the server (RiskService.RunScenarioRisk)
         and read the streamed result: the arguments as for :meth:`scenario_request` (the
         trades, the scenarios, the output and measures wanted). ``progress(trades_done,
         trades)`` is called per block of trades computed (the client's ``progress=True``: a
-        tqdm bar). One stream; ``timeout`` its deadline."""
+        tqdm bar). One stream; ``timeout`` its deadline.
+
+        ``shards`` > 1 splits the trades into that many slices, each run on its own stream
+        (spread over the target's replicas round robin), at once; a slice whose replica goes
+        away (UNAVAILABLE) is run again elsewhere, up to 3 times. The result is the whole
+        run's: cubes and per-trade figures in trade order, P&L summed, VaR and ES of the sums
+        (the server's estimator). Not with es_attribution or the Taylor modes."""
         self._check_open()
         request = self.scenario_request(**kwargs)
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         progress, close = self._run_progress(progress)
         try:
+            if shards > 1:
+                return self._sharded(stub, request, shards, progress, resolve_timeout(timeout, self.timeout))
             return _scenarios.collect(stub.RunScenarioRisk, request, resolve_timeout(timeout, self.timeout), progress)
         finally:
             close()
+
+    def _sharded(self, stub, request, shards: int, progress, timeout) -> ScenarioRiskResult:
+        import concurrent.futures
+        import threading
+
+        if request.es_attribution or request.revaluation in (risk_pb2.REVALUATION_MODE_TAYLOR,
+                                                             risk_pb2.REVALUATION_MODE_HYBRID):
+            raise ValueError("shards: a run with es_attribution or a Taylor mode runs whole (shards=1)")
+        if request.HasField("portfolio"):
+            total = _scenarios.batch_rows(request.portfolio)
+        elif request.HasField("books"):
+            total = sum(_scenarios.batch_rows(b.trades) for b in request.books.books)
+        else:
+            total = self.get_portfolio(request.stored_portfolio, timeout=timeout).trades
+        edges = np.linspace(0, total, min(shards, total) + 1).astype(np.int64)
+        ranges = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+        done = {r: 0 for r in ranges}
+        lock = threading.Lock()
+
+        def run(r: tuple[int, int]) -> ScenarioRiskResult:
+            part = risk_pb2.RunScenarioRiskRequest()
+            part.CopyFrom(request)
+            part.trade_start, part.trade_stop = r
+
+            def advance(n_done: int, _n: int) -> None:
+                if progress is not None:
+                    with lock:
+                        done[r] = n_done
+                        progress(sum(done.values()), total)
+
+            for attempt in range(CHUNK_RESENDS + 1):
+                try:
+                    return _scenarios.collect(stub.RunScenarioRisk, part, timeout, advance)
+                except PricingError as e:
+                    if e.code != grpc.StatusCode.UNAVAILABLE or attempt == CHUNK_RESENDS:
+                        raise
+                    with lock:
+                        self.resent_chunks += 1
+                        done[r] = 0
+            raise AssertionError("unreachable")
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(ranges)) as pool:
+            parts = list(pool.map(run, ranges))
+        return _scenarios.merged(parts, request)
 
     def put_portfolio(self, name: str, books: Iterable[Any], *, description: str = "",
                       timeout=USE_CLIENT_DEFAULT) -> "_scenarios.StoredPortfolio":

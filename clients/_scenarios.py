@@ -461,12 +461,13 @@ class Collector:
         elif which == "block":
             b = part.block
             dtype = "<f4" if b.cube_type == rpb.CUBE_TYPE_FLOAT32 else "<f8"
-            self.cube[b.trade_start:b.trade_stop] = np.frombuffer(b.pnl, dtype=dtype).reshape(
+            offset = self.header.trade_offset  # a slice's blocks keep the portfolio's trade numbers
+            self.cube[b.trade_start - offset:b.trade_stop - offset] = np.frombuffer(b.pnl, dtype=dtype).reshape(
                 b.trade_stop - b.trade_start, -1)
             self.errors.extend(ScenarioRowError(e.trade, e.scenario, e.code, e.field, e.message) for e in b.errors)
             self.blocks += 1
             if self.progress is not None:
-                self.progress(b.trade_stop, len(self.header.trade_ids))
+                self.progress(b.trade_stop - offset, len(self.header.trade_ids))
         elif which == "progress":
             if self.progress is not None:
                 self.progress(part.progress.trades_done, part.progress.trades)
@@ -676,4 +677,80 @@ def worst_case_result(reply: rpb.WorstCaseResponse) -> WorstCaseResult:
         priced_by={"model": reply.priced_by.model, "engine": reply.priced_by.engine, "version": reply.priced_by.version},
         market={"snapshot_id": reply.market.snapshot_id, "underlying_id": reply.market.underlying_id,
                 "vol_surface": reply.market.vol_surface},
+    )
+
+
+# ------------------------------------------------------------------ shards of a run
+def batch_rows(batch) -> int:
+    """The trades of a PriceBatchRequest: its longest column (a column of one broadcasts)."""
+    rows = 1
+    which = batch.WhichOneof("instruments")
+    for message in ([getattr(batch, which)] if which else []) + [batch.market]:
+        for field, value in message.ListFields():
+            kind = field.message_type.name if field.message_type is not None else ""
+            if kind in ("DoubleColumn", "Int32Column"):
+                size = 8 if kind == "DoubleColumn" else 4
+                rows = max(rows, len(value.raw) // size if value.raw else len(value.values))
+    return rows
+
+
+def tail_risk(pnl: np.ndarray, var_levels, es_levels) -> tuple[dict, dict]:
+    """VaR and ES of a P&L vector as the server states them: VaR the ceil(n level)-th
+    smallest loss (n level within 4 ulps of a whole number taken as it), ES the
+    Acerbi-Tasche average of the losses beyond it."""
+    losses = np.sort(-np.asarray(pnl, dtype=np.float64))
+    n = len(losses)
+    eps = np.finfo(np.float64).eps
+
+    def boundary(level: float) -> tuple[int, float]:
+        m = n * level
+        r = round(m)
+        snap = abs(m - r) <= 4.0 * eps * m
+        k = int(min(max(r if snap else np.ceil(m), 1), n))
+        frac = 0.0 if snap else min(max(k - m, 0.0), 1.0)
+        return k, (1.0 if k == n else frac)
+
+    var = {level: float(losses[boundary(level)[0] - 1]) for level in var_levels}
+    es = {}
+    for level in es_levels:
+        k, f = boundary(level)
+        at = losses[k - 1]
+        es[level] = float(max((losses[k:].sum() + f * at) / ((n - k) + f), at))
+    return var, es
+
+
+def merged(parts: list, request) -> ScenarioRiskResult:
+    """One run's result from its slices' (in trade order): cubes and per-trade figures
+    stacked, P&L summed, VaR and ES of the sums."""
+    first = parts[0]
+    pnl = None if first.portfolio_pnl is None else np.sum([p.portfolio_pnl for p in parts], axis=0)
+    var_levels = list(first.var) or list(request.var_levels) or [0.99]
+    es_levels = list(first.expected_shortfall) or list(request.es_levels) or [0.975]
+    var, es = tail_risk(pnl, var_levels, es_levels) if pnl is not None else (first.var, first.expected_shortfall)
+    nodes: dict = {}
+    for p in parts:
+        for node in p.nodes:
+            if node.path in nodes:
+                held = nodes[node.path]
+                nodes[node.path] = RiskNode(node.path, held.trades + node.trades, held.pnl + node.pnl, {}, {})
+            else:
+                nodes[node.path] = RiskNode(node.path, node.trades, node.pnl.copy(), {}, {})
+    for path, node in nodes.items():
+        v, e = tail_risk(node.pnl, var_levels, es_levels)
+        nodes[path] = RiskNode(path, node.trades, node.pnl, v, e)
+
+    def stack(name):
+        values = [getattr(p, name) for p in parts]
+        return None if any(v is None for v in values) else np.concatenate(values)
+
+    return ScenarioRiskResult(
+        trade_ids=[t for p in parts for t in p.trade_ids], scenario_labels=first.scenario_labels,
+        components=first.components, base=np.concatenate([p.base for p in parts]),
+        base_errors=[e for p in parts for e in p.base_errors], cube=stack("cube"),
+        errors=[e for p in parts for e in p.errors], portfolio_pnl=pnl, var=var, expected_shortfall=es,
+        trade_var=stack("trade_var"), trade_expected_shortfall=stack("trade_expected_shortfall"),
+        failed_cells=sum(p.failed_cells for p in parts), compute_seconds=sum(p.compute_seconds for p in parts),
+        priced_by=first.priced_by, market=first.market, blocks=sum(p.blocks for p in parts),
+        nodes=[nodes[k] for k in sorted(nodes)], books=[b for p in parts for b in p.books],
+        portfolio_id=first.portfolio_id,
     )

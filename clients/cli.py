@@ -22,7 +22,9 @@
 
 Every command takes ``--target`` (default ``$PRICEGRID_TARGET`` or ``127.0.0.1:50051``) and
 ``--json``; output is an aligned table otherwise. A failure prints its message and the
-offending field to stderr and exits 2 when the input was wrong, 1 otherwise.
+offending field to stderr and exits 2 when the input was wrong, 1 otherwise; ``price-file``
+prices the rows it can and exits 3 when some rows failed (each named by its line and trade
+id on stderr and in the output).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ from ._models import (
 #: instrument name -> its dataclass
 _INSTRUMENT_TYPES = {name: cls for cls, name in INSTRUMENTS.items()}
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
 
 
 class _BadInput(Exception):
@@ -175,11 +177,21 @@ def _trade_arguments(parser: argparse.ArgumentParser, *, vol: bool) -> None:
         parser.add_argument("--vol", type=float, help="volatility, per 1.00 (not with --model heston)")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pricegrid")
+    except PackageNotFoundError:  # run from a tree that is not installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pricegrid", description="pricegrid: the pricing and risk service (serve, health) and its client (price,"
                                       " implied vol, info, snapshots, risk, bench). Each command's --help lists its"
                                       " options and defaults.")
+    parser.add_argument("--version", action="version", version=f"pricegrid {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # run by the server's CLI (pricegrid.console dispatches them before this parser): listed here for --help
     commands.add_parser("serve", help="run the server (pricegrid serve --help: its settings and their"
@@ -528,10 +540,55 @@ def _batch_inputs(args, columns: dict[str, np.ndarray]) -> dict:
     return inputs
 
 
+def _screen_rows(args, columns: dict[str, np.ndarray]) -> dict[int, str]:
+    """The rows whose own cells cannot be read (an empty or non-numeric number, an unknown
+    option type or enum name): row index -> the reason. The rest of the file is priced."""
+    from . import _columns as C
+    from ._risk import _INT_ENUMS
+
+    instrument = getattr(args, "instrument", "european")
+    known = set(_INSTRUMENT_TYPES[instrument].__dataclass_fields__) - {"expiry", "fixing_dates"}
+    bad: dict[int, str] = {}
+    for name, values in columns.items():
+        numeric = (name in _FLOAT_COLUMNS or name in _HESTON_COLUMNS or name in _INT_COLUMNS
+                   or (name in known and name not in _ENUM_COLUMNS and name not in ("option_type", "fixing_times")))
+        if numeric:
+            if name == "price" and not args.implied_vol:
+                continue
+            try:
+                values.astype(np.float64)
+                continue
+            except ValueError:
+                pass
+            for i, v in enumerate(values):
+                if not _is_float(v):
+                    bad.setdefault(i, f"column {name}: " + ("empty" if v == "" else f"not a number: {str(v)!r}"))
+        elif name == "option_type" or (name in known and name in _ENUM_COLUMNS):
+            for value in np.unique(values):
+                try:
+                    if name == "option_type":
+                        C.as_option_type_column([str(value)])
+                    else:
+                        C.as_enum_column(name, [str(value)], _INT_ENUMS[name])
+                except (ValueError, TypeError, KeyError):
+                    allowed = "call, put (or C, P)" if name == "option_type" else "see the instrument's columns"
+                    for i in np.flatnonzero(values == value):
+                        bad.setdefault(int(i), f"column {name}: " + (
+                            "empty" if value == "" else f"unknown value {str(value)!r} ({allowed})"))
+    return bad
+
+
 def _cmd_price_file(args, out) -> int:
     from ._risk import RiskClient
 
-    header, columns = read_trades_csv(args.file)
+    header, all_columns = read_trades_csv(args.file)
+    total = len(next(iter(all_columns.values())))
+    screened = _screen_rows(args, all_columns)
+    good = np.setdiff1d(np.arange(total), np.fromiter(screened, dtype=np.int64, count=len(screened)))
+    columns = {k: v[good] for k, v in all_columns.items()}
+    if not len(good):
+        _report_rows(args, header, all_columns, screened, None, good, out)
+        return EXIT_BAD_INPUT
     inputs = _batch_inputs(args, columns)
     with RiskClient(
         target=args.target or default_target(),
@@ -545,16 +602,32 @@ def _cmd_price_file(args, out) -> int:
         else:
             result = risk.price_batch(model=args.model, measures=["price", *args.greeks], **inputs)
 
-    messages = {e.row: f"{e.field}: {e.message}" if e.field else e.message for e in result.errors}
-    result_names = list(result.columns) + ["status"]
-    result_arrays = list(result.columns.values()) + [result.status]
-    out_header = header + result_names + ["error"]
-    n = result.rows
+    return _report_rows(args, header, all_columns, screened, result, good, out)
+
+
+def _report_rows(args, header, columns, screened: dict[int, str], result, good: np.ndarray, out) -> int:
+    """Every row of the file in its order: the priced ones with their results, the screened
+    ones with their reason; errors by line (and trade id) on stderr; exit 0 when every row
+    priced, 3 when some did not, 2 when none could be read."""
+    n = len(next(iter(columns.values())))
+    measures = list(result.columns) if result is not None else []
+    values = {m: np.full(n, np.nan) for m in measures}
+    status = np.full(n, "INVALID_ARGUMENT", dtype=object)
+    messages = np.full(n, "", dtype=object)
+    for i, why in screened.items():
+        messages[i] = why
+    if result is not None:
+        for m in measures:
+            values[m][good] = result.columns[m]
+        status[good] = result.status_names()
+        messages[good] = result.messages()
+    out_header = header + measures + ["status", "error"]
+    ids = columns.get("trade_id")
 
     def rows():
         text_columns = [columns[h] for h in header]
         for i in range(n):
-            yield [c[i] for c in text_columns] + [a[i].item() for a in result_arrays] + [messages.get(i, "")]
+            yield [c[i] for c in text_columns] + [values[m][i].item() for m in measures] + [status[i], messages[i]]
 
     if args.output:
         try:
@@ -565,27 +638,31 @@ def _cmd_price_file(args, out) -> int:
                     writer.writerow([repr(v) if isinstance(v, float) else v for v in r])
         except OSError as e:
             raise _BadInput(f"cannot write {args.output}: {e.strerror or e}") from None
+    failed = np.flatnonzero(status != "OK")
+    errors = [{"line": int(i) + 2, "row": int(i), **({"trade_id": str(ids[i])} if ids is not None else {}),
+               "code": status[i], "message": messages[i]} for i in failed]
     if args.json:
         _dump(
             {
                 "rows": n,
-                "priced_by": _ref(result.priced_by),
-                "error_count": result.error_count,
-                "errors": [
-                    {"row": e.row, "code": e.code.name, "field": e.field, "message": e.message} for e in result.errors
-                ],
+                "priced_by": _ref(result.priced_by) if result is not None else None,
+                "error_count": len(errors),
+                "errors": errors,
                 "results": [dict(zip(out_header, r)) for r in rows()],
             },
             out,
         )
     else:
         print(_format.table(out_header, rows()), file=out)
-        print(f"\n{n} rows, {result.error_count} failed, priced by {result.priced_by}", file=out)
-    if result.error_count:
-        for e in result.errors:
-            print(f"error: row {e.row}: {e.message}" + (f" (field: {e.field})" if e.field else ""), file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return EXIT_OK
+        print(f"\n{n} rows, {len(errors)} failed" + (f", priced by {result.priced_by}" if result is not None else ""),
+              file=out)
+    for e in errors:
+        who = f" (trade {e['trade_id']})" if "trade_id" in e else ""
+        message = e["message"] or "(beyond the errors the server described)"
+        print(f"error: line {e['line']}{who}: {e['code']}: {message}", file=sys.stderr)
+    if not errors:
+        return EXIT_OK
+    return EXIT_BAD_INPUT if len(errors) == n else EXIT_PARTIAL
 
 
 def _cmd_info(args, out) -> int:

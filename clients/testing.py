@@ -28,6 +28,16 @@ or ``bytes``. A method without a handler fails ``UNIMPLEMENTED``, as on a real s
 ``context.abort(code, details)``, ``context.abort_with_status(status)`` and
 ``context.set_code``/``set_details`` behave as in gRPC; any other exception in a handler
 fails the call ``UNKNOWN``.
+
+Ready-made handlers fake the batch and risk methods from your numbers:
+:func:`batch_handler` (``PriceBatch``: measures computed from the request's columns, chunked
+batches included) and :func:`scenario_handler` (``RunScenarioRisk``: your cube streamed with
+its aggregates)::
+
+    channel = FakeChannel(handlers={"PriceBatch": batch_handler(lambda c: {"price": 0.1 * c["strike"]})})
+    with RiskClient(channel=channel, chunk_rows=1000) as risk:
+        r = risk.price_batch(model="bsm", option_type="call", strike=strikes, time_to_expiry=1.0,
+                             spot=100.0, volatility=0.2)
 """
 
 from __future__ import annotations
@@ -44,7 +54,8 @@ from google.protobuf import descriptor_pool, message_factory
 
 from pricegrid.v1 import echo_pb2, pricing_pb2  # noqa: F401  (register the contract's types)
 
-__all__ = ["FakeAioChannel", "FakeChannel", "FakeContext", "FakeRpcError", "RecordedRequest", "bad_request", "servicer_handlers"]
+__all__ = ["FakeAioChannel", "FakeChannel", "FakeContext", "FakeRpcError", "RecordedRequest", "bad_request",
+           "batch_handler", "scenario_handler", "servicer_handlers"]
 
 _DETAILS_KEY = "grpc-status-details-bin"
 
@@ -732,3 +743,100 @@ class _AioStreamCall:
 
     async def initial_metadata(self):
         return ()
+
+
+# ---------------------------------------------------------------------------- fake servers
+def _request_columns(message) -> dict:
+    """The request's numeric columns (an instrument's and the market's) as arrays by name."""
+    import numpy as np
+
+    out = {}
+    for field, value in message.ListFields():
+        kind = field.message_type.name if field.message_type is not None else ""
+        if kind == "DoubleColumn":
+            out[field.name] = np.frombuffer(value.raw, "<f8") if value.raw else np.asarray(value.values, float)
+        elif kind == "Int32Column":
+            out[field.name] = np.frombuffer(value.raw, "<i4") if value.raw else np.asarray(value.values, np.int32)
+    return out
+
+
+def batch_handler(compute: Callable[[dict], Any]) -> Callable:
+    """A ``PriceBatch`` handler for :class:`FakeChannel` that answers with your numbers:
+    ``compute(columns)`` gets the request's columns by name (the instrument's and the
+    market's: ``strike``, ``time_to_expiry``, ``spot``, ``volatility``, ``option_type`` as
+    1/2, ..., each broadcast to the batch's rows) and returns ``{measure: values}`` (``"price"``,
+    ``"delta"``, ... as asked; a bare array is the price). A NaN value makes its row fail
+    ``OUT_OF_RANGE`` with an error, as the server does. Chunked batches work: each chunk is
+    one call."""
+    import numpy as np
+
+    from pricegrid.v1 import common_pb2
+
+    def handler(request, context):
+        which = request.WhichOneof("instruments")
+        columns = {**_request_columns(getattr(request, which)), **_request_columns(request.market)}
+        rows = max([1, *(len(v) for v in columns.values())])
+        columns = {k: np.broadcast_to(v, (rows,)) if len(v) == 1 else v for k, v in columns.items()}
+        measures = list(request.measures) or [common_pb2.MEASURE_PRICE]
+        values = compute(columns)
+        if not isinstance(values, Mapping):
+            values = {"price": values}
+        reply = pricing_pb2.PriceBatchResponse(rows=rows)
+        failed = np.zeros(rows, bool)
+        for m in measures:
+            name = common_pb2.Measure.Name(m).removeprefix("MEASURE_").lower()
+            if name not in values:
+                context.abort(grpc.StatusCode.UNIMPLEMENTED, f"the fake computes no {name}")
+            v = np.broadcast_to(np.asarray(values[name], dtype="<f8"), (rows,))
+            failed |= ~np.isfinite(v)
+            reply.columns.add(measure=m).values.raw = np.ascontiguousarray(v).tobytes()
+        if failed.any():
+            reply.status.raw = np.where(failed, int(grpc.StatusCode.OUT_OF_RANGE.value[0]), 0).astype("<i4").tobytes()
+            reply.error_count = int(failed.sum())
+            for row in np.flatnonzero(failed)[:100]:
+                reply.errors.add(row=int(row), code=grpc.StatusCode.OUT_OF_RANGE.value[0], field="",
+                                 message="no finite value (the fake's)")
+        return reply
+
+    return handler
+
+
+def scenario_handler(pnl: Callable[[list, list], Any]) -> Callable:
+    """A ``RunScenarioRisk`` handler for :class:`FakeChannel`: ``pnl(trade_ids, labels)``
+    returns the cube (trades x scenarios) your test wants; the handler streams it as the
+    server does: a header, the blocks when the request asks for the cube, a trailer with
+    the portfolio's P&L per scenario and its VaR and ES by the server's estimator (the
+    ceil(n level)-th loss; Acerbi-Tasche)."""
+    import numpy as np
+
+    from pricegrid.v1 import risk_pb2
+
+    from ._scenarios import batch_rows, tail_risk
+
+    def handler(request, context):
+        if request.HasField("portfolio"):
+            n = batch_rows(request.portfolio)
+            ids = list(request.trade_ids) or [str(i) for i in range(n)]
+        else:
+            ids = []
+            for b, book in enumerate(request.books.books):
+                ids += list(book.trade_ids) or [f"{b}:{r}" for r in range(batch_rows(book.trades))]
+        labels = list(request.scenarios.labels)
+        cube = np.asarray(pnl(ids, labels), dtype=np.float64).reshape(len(ids), len(labels))
+        yield risk_pb2.RunScenarioRiskResponse(header=risk_pb2.ScenarioRiskHeader(
+            trade_ids=ids, scenario_labels=labels, portfolio_trades=len(ids),
+            base_values={"raw": np.zeros(len(ids), "<f8").tobytes()}))
+        if request.output in (risk_pb2.SCENARIO_OUTPUT_CUBE, risk_pb2.SCENARIO_OUTPUT_BOTH):
+            yield risk_pb2.RunScenarioRiskResponse(block=risk_pb2.ScenarioPnlBlock(
+                trade_start=0, trade_stop=len(ids), pnl=np.ascontiguousarray(cube, "<f8").tobytes(),
+                cube_type=risk_pb2.CUBE_TYPE_FLOAT64))
+        total = cube.sum(axis=0)
+        var, es = tail_risk(total, list(request.var_levels) or [0.99], list(request.es_levels) or [0.975])
+        trailer = risk_pb2.ScenarioRiskTrailer(
+            var=[risk_pb2.RiskAtLevel(level=k, value=v) for k, v in var.items()],
+            expected_shortfall=[risk_pb2.RiskAtLevel(level=k, value=v) for k, v in es.items()])
+        if request.output != risk_pb2.SCENARIO_OUTPUT_CUBE:
+            trailer.portfolio_pnl.raw = total.astype("<f8").tobytes()
+        yield risk_pb2.RunScenarioRiskResponse(trailer=trailer)
+
+    return handler

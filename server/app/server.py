@@ -43,7 +43,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from pricegrid.ext import BUILD_INFO, black
-from pricegrid.server.app import demo, security
+from pricegrid.server.app import cpu, demo, security
 from pricegrid.server.app.memory import MallocTrimmer
 from pricegrid.server.app.settings import Settings
 from pricegrid.server.domain.models import IMPLIED_VOL_REFS
@@ -320,6 +320,11 @@ def start(settings: Settings, *, span_exporter=None) -> RunningServer:
     """Start a server with ``settings``; ``span_exporter`` (an OpenTelemetry SpanExporter, the
     tests' in-memory one) turns tracing on and receives every span as it ends, besides the
     OTLP collector of ``settings.otlp_endpoint`` if set."""
+    from pricegrid.ext import BUILD_INFO
+
+    problem = cpu.check(BUILD_INFO)
+    if problem is not None:
+        raise StartError(problem)
     malloc_tuned = tune_malloc()
     single_threaded_blas()
     kernel_threads = max(1, min(settings.kernel_threads, black.max_threads()))

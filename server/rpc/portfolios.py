@@ -15,6 +15,7 @@ order; trade ids must be unique across the portfolio.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -227,6 +228,39 @@ def portfolio_inputs(request, service: PricingService, bad: Violations,
         else:
             inputs.tags[name] = values
     return inputs
+
+
+def _rows(a, lo: int, hi: int, n: int):
+    """A column of n rows (or one, broadcast) cut to rows [lo, hi)."""
+    if a is None:
+        return None
+    a = np.asarray(a)
+    return a[lo:hi] if a.size == n and n != 1 else a
+
+
+def sliced(inputs: PortfolioInputs, start: int, stop: int, bad: Violations) -> tuple[PortfolioInputs, int, int]:
+    """The trades [start, stop) of the portfolio as one of its own (books cut, numbered from
+    0), the slice's offset and the portfolio's size; (0, 0): all of it."""
+    total = inputs.rows
+    if start == 0 and stop == 0:
+        return inputs, 0, total
+    if not (0 <= start < stop <= total):
+        bad.add("trade_start", f"[{start}, {stop}) is not a range of the portfolio's {total} trades "
+                               "(0 <= trade_start < trade_stop <= trades)")
+        return inputs, 0, total
+    books = []
+    for b in inputs.books:
+        lo, hi = max(start, b.start) - b.start, min(stop, b.start + b.rows) - b.start
+        if lo >= hi:
+            continue
+        n = b.rows
+        m = b.market.inline
+        inline = dataclasses.replace(m, **{f.name: _rows(getattr(m, f.name), lo, hi, n)
+                                           for f in dataclasses.fields(m) if f.name != "cash_dividends"})
+        books.append(Book(b.spec, b.batch.rows(lo, hi), dataclasses.replace(b.market, inline=inline), hi - lo,
+                          b.fields, _rows(b.quantity, lo, hi, n), b.settings, b.threads, b.start + lo - start))
+    tags = {k: v[start:stop] if len(v) == total and total != 1 else v for k, v in inputs.tags.items()}
+    return PortfolioInputs(books, stop - start, inputs.trade_ids[start:stop], tags, inputs.portfolio_id), start, total
 
 
 def lookup(stored, key: str, path: str, what: str = "portfolio"):

@@ -39,7 +39,7 @@ from pricegrid.server.rpc.admission import Lane, StreamGate
 from pricegrid.server.rpc.interceptors import Undecodable, safe_deserializer, wrap_stream, wrap_unary
 from pricegrid.server.rpc.observe import RpcObserver
 from pricegrid.server.rpc import portfolios as pfs
-from pricegrid.server.rpc.portfolios import PortfolioInputs, aggregate_tags, portfolio_inputs
+from pricegrid.server.rpc.portfolios import PortfolioInputs, aggregate_tags, portfolio_inputs, sliced
 from pricegrid.server.rpc import requests as req
 from pricegrid.server.rpc.requests import column_length, doubles, unknown_enums
 from pricegrid.server.rpc.responses import market_used, model_ref
@@ -265,6 +265,8 @@ class ScenarioInputs:
     es_levels: np.ndarray
     tags: list  # (name, values) to aggregate by, in order
     taylor: object = None  # TaylorOptions of a TAYLOR or HYBRID run; None: FULL
+    offset: int = 0       # the slice's first trade in the portfolio (trade_start)
+    total: int = 0        # the portfolio's trades
 
 
 def scenario_request(request, service: PricingService, max_cells: int, stored=None, stored_sets=None,
@@ -285,7 +287,13 @@ def scenario_request(request, service: PricingService, max_cells: int, stored=No
     if getattr(request, "es_attribution", False) and request.output == rpb.SCENARIO_OUTPUT_CUBE:
         bad.add("es_attribution", "the attribution is an aggregate: output AGGREGATES or BOTH")
     tags = []
+    offset = total = 0
     if inputs is not None:
+        start, stop = getattr(request, "trade_start", 0), getattr(request, "trade_stop", 0)
+        if (start or stop) and getattr(request, "es_attribution", False):
+            bad.add("es_attribution", "a slice (trade_start, trade_stop) has no share of the whole portfolio's "
+                                      "tail: run the attribution on the whole portfolio")
+        inputs, offset, total = sliced(inputs, start, stop, bad)
         rows = inputs.rows
         passes = 2 if getattr(request, "incremental_es", False) else 1
         if scenarios is not None and passes * rows * scenarios.scenarios > max_cells:
@@ -297,7 +305,7 @@ def scenario_request(request, service: PricingService, max_cells: int, stored=No
     taylor_options = _taylor_options(request, scenarios, inputs.rows if inputs is not None else None,
                                      service.limits.max_rows, max_cells, bad)
     bad.raise_if_any()
-    return ScenarioInputs(inputs, scenarios, var_levels, es_levels, tags, taylor_options)
+    return ScenarioInputs(inputs, scenarios, var_levels, es_levels, tags, taylor_options, offset, total)
 
 
 _TAYLOR_MODES = (rpb.REVALUATION_MODE_TAYLOR, rpb.REVALUATION_MODE_HYBRID)
@@ -377,6 +385,7 @@ class _ScenarioCall:
         self.t0 = time.perf_counter()
         self.first = None  # the first block's message, computed before the header
         self.taylor = None  # the TaylorRun of a TAYLOR or HYBRID run
+        self.offset = 0  # a slice's first trade in the portfolio
         self.trace = None  # the call's rpc.tracing.CallTrace (None: tracing off)
 
 
@@ -866,16 +875,18 @@ class RiskServicer:
         header = rpb.ScenarioRiskHeader(
             trade_ids=portfolio.trade_ids, scenario_labels=list(scenarios.labels),
             base_values=_column(revaluation.base),
-            base_errors=[cpb.RowError(row=e.row, code=e.code, field=e.field, message=e.message)
+            base_errors=[cpb.RowError(row=e.row + inputs.offset, code=e.code, field=e.field, message=e.message)
                          for e in revaluation.base_errors[:1000]],
             components=scenarios.component_labels(), portfolio_id=portfolio.portfolio_id,
+            trade_offset=inputs.offset, portfolio_trades=inputs.total,
         )
         if revaluation.priced_by is not None:
             header.priced_by.CopyFrom(model_ref(revaluation.priced_by))
         if revaluation.market_used is not None:
             header.market.CopyFrom(market_used(revaluation.market_used))
         for b in revaluation.books:
-            used = rpb.BookUsed(trade_start=b.start, trade_stop=b.stop, product=b.product)
+            used = rpb.BookUsed(trade_start=b.start + inputs.offset, trade_stop=b.stop + inputs.offset,
+                                product=b.product)
             if b.priced_by is not None:
                 used.priced_by.CopyFrom(model_ref(b.priced_by))
             if b.market_used is not None:
@@ -883,6 +894,7 @@ class RiskServicer:
             header.books.append(used)
         state = _ScenarioCall(run, request.output, request.cube_type, rows)
         state.taylor = expansion
+        state.offset = inputs.offset
         state.trace = watch.trace
         # the first block before the header: what would fail in every block (its cost, the
         # engine's settings) fails the request, with nothing sent
@@ -906,10 +918,11 @@ class RiskServicer:
             return rpb.RunScenarioRiskResponse(progress=rpb.ScenarioProgress(
                 trades_done=block.stop, trades=state.trades)).SerializeToString()
         pnl = block.pnl.astype("<f4" if state.float32 else "<f8", copy=False)
+        offset = state.offset  # a slice's trades keep the portfolio's numbering
         msg = rpb.ScenarioPnlBlock(
-            trade_start=block.start, trade_stop=block.stop, pnl=np.ascontiguousarray(pnl).tobytes(),
+            trade_start=block.start + offset, trade_stop=block.stop + offset, pnl=np.ascontiguousarray(pnl).tobytes(),
             cube_type=rpb.CUBE_TYPE_FLOAT32 if state.float32 else rpb.CUBE_TYPE_FLOAT64,
-            errors=[rpb.ScenarioRowError(trade=e.trade, scenario=e.scenario, code=e.code, field=e.field,
+            errors=[rpb.ScenarioRowError(trade=e.trade + offset, scenario=e.scenario, code=e.code, field=e.field,
                                          message=e.message) for e in block.errors],
         )
         return rpb.RunScenarioRiskResponse(block=msg).SerializeToString()

@@ -117,7 +117,7 @@ def test_price_file_table_json_and_output(server, front, tmp_path, capsys):
     expected = front.price(EuropeanOption(option_type="put", strike=95, expiry=1.0),
                            Market(spot=100, rate=0.05, dividend_yield=0.01, volatility=0.25), measures=("delta",))
     assert rows[1]["trade_id"] == "T2" and float(rows[1]["price"]) == expected.price  # full precision
-    assert float(rows[1]["delta"]) == expected.greeks.delta and rows[1]["status"] == "0"
+    assert float(rows[1]["delta"]) == expected.greeks.delta and rows[1]["status"] == "OK"
 
     assert cli.main(["price-file", str(trades), "--json", "--target", server.address]) == 0
     doc = json.loads(output(capsys))
@@ -136,13 +136,40 @@ def test_price_file_with_bad_rows_and_dates(server, tmp_path, capsys):
     )
     argv = ["price-file", str(trades), "--valuation-date", "2025-01-02", "--day-count", "ACT/365F",
             "--target", server.address, "--json"]
-    assert cli.main(argv) == 2
+    assert cli.main(argv) == 3  # some rows failed, the others priced
     captured = capsys.readouterr()
     doc = json.loads(without_server_logs(captured.out))
-    assert doc["error_count"] == 1 and doc["errors"][0]["row"] == 1 and doc["errors"][0]["field"] == "european.strike"
-    assert doc["results"][1]["price"] is None and doc["results"][1]["status"] == 3
+    assert doc["error_count"] == 1 and doc["errors"][0]["row"] == 1 and doc["errors"][0]["line"] == 3
+    assert doc["errors"][0]["message"].startswith("european.strike: ")
+    assert doc["results"][1]["price"] is None and doc["results"][1]["status"] == "INVALID_ARGUMENT"
     assert doc["results"][0]["price"] > 0
-    assert "row 1" in captured.err and "european.strike" in captured.err
+    assert "line 3: INVALID_ARGUMENT: european.strike" in captured.err
+
+
+def test_price_file_prices_the_rows_it_can_read_and_names_the_others(server, tmp_path, capsys):
+    trades = tmp_path / "gaps.csv"
+    trades.write_text(
+        "trade_id,option_type,strike,time_to_expiry,spot,rate,volatility\n"
+        "A,call,100,0.5,100,0.03,0.2\n"
+        "B,put,,0.5,100,0.03,0.2\n"
+        "C,put,90,1.0,100,0.03,abc\n"
+        "D,straddle,90,1.0,100,0.03,0.2\n"
+        "E,put,95,1.0,100,0.03,0.2\n"
+    )
+    assert cli.main(["price-file", str(trades), "--target", server.address, "--json"]) == 3
+    captured = capsys.readouterr()
+    doc = json.loads(without_server_logs(captured.out))
+    assert [r["status"] for r in doc["results"]] == ["OK", "INVALID_ARGUMENT", "INVALID_ARGUMENT", "INVALID_ARGUMENT",
+                                                     "OK"]
+    assert doc["results"][0]["price"] > 0 and doc["results"][4]["price"] > 0
+    errors = {e["trade_id"]: (e["line"], e["message"]) for e in doc["errors"]}
+    assert errors["B"] == (3, "column strike: empty")
+    assert errors["C"] == (4, "column volatility: not a number: 'abc'")
+    assert errors["D"][0] == 5 and errors["D"][1].startswith("column option_type: ")
+    assert "line 3 (trade B): INVALID_ARGUMENT: column strike: empty" in captured.err
+    assert "Traceback" not in captured.err and "np.str_" not in captured.err
+    trades.write_text("option_type,strike,time_to_expiry,spot,volatility\ncall,,0.5,100,0.2\n")
+    assert cli.main(["price-file", str(trades), "--target", server.address]) == 2  # nothing could be priced
 
 
 def test_price_file_implied_vol(server, front, tmp_path, capsys):

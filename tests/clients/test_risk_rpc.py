@@ -230,8 +230,8 @@ def test_data_frames(risk):
     df = pd.DataFrame(p, index=pd.Index([f"T{i}" for i in range(50)], name="trade"))
     out = risk.price_frame(df, model="bsm", measures=("price", "vega"))
     assert list(out.index) == list(df.index)
-    assert list(out.columns) == ["price", "vega", "status", "effective_forward", "effective_discount_factor",
-                                 "effective_time_to_expiry", "effective_volatility"]
+    assert list(out.columns) == ["price", "vega", "status", "status_name", "error", "effective_forward",
+                                 "effective_discount_factor", "effective_time_to_expiry", "effective_volatility"]
     direct = risk.price_batch(model="bsm", measures=("price", "vega"), **p)
     np.testing.assert_array_equal(out["price"].to_numpy(), direct["price"])
 
@@ -245,6 +245,16 @@ def test_data_frames(risk):
     })
     res = risk.price_frame(dated, model="bsm", rate=0.01, day_count="ACT/365F")
     assert res["effective_time_to_expiry"].tolist() == pytest.approx([365 / 365, 546 / 365], rel=1e-15)
+
+    # an instrument's own columns are read from the frame; a bad row says why
+    barriers = pd.DataFrame({"option_type": ["call", "put", "put"], "strike": [100.0, 95.0, -5.0],
+                             "time_to_expiry": [0.5, 1.0, 1.0], "barrier_type": ["down_out", "down_in", "down_in"],
+                             "barrier": [80.0, 85.0, 85.0], "spot": 100.0, "rate": 0.03, "volatility": 0.2})
+    res = risk.price_frame(barriers, model="bsm", instrument="barrier")
+    by_hand = risk.price_batch(model="bsm", instrument="barrier", **{k: barriers[k].to_numpy() for k in barriers})
+    np.testing.assert_array_equal(res["price"].to_numpy()[:2], by_hand["price"][:2])
+    assert res["status_name"].tolist() == ["OK", "OK", "INVALID_ARGUMENT"]
+    assert res["error"].iloc[2].startswith("barrier.strike: ") and res["error"].iloc[0] == ""
 
     p2 = {k: v for k, v in p.items() if k != "volatility"}
     iv_in = pd.DataFrame({**p2, "price": direct["price"]})

@@ -287,3 +287,48 @@ def test_optional_dependencies_say_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match=r"pricegrid\[pandas\]"):
         risk.price_frame(frame, model="bsm")
+
+
+def test_fake_batch_and_scenario_servers():
+    """batch_handler and scenario_handler: a user's numbers come back through the real
+    clients, chunked batches placed in order, a NaN row failing, a scenario run's
+    aggregates by the server's estimator."""
+    import numpy as np
+
+    from pricegrid.clients import RiskClient, Shift
+    from pricegrid.clients.testing import FakeChannel, batch_handler, scenario_handler
+
+    def compute(c):
+        price = 0.1 * c["strike"] + c["spot"]
+        price = np.where(c["strike"] > 500, np.nan, price)
+        return {"price": price, "delta": np.where(c["option_type"] == 1, 0.5, -0.5)}
+
+    channel = FakeChannel(handlers={"PriceBatch": batch_handler(compute)})
+    strikes = np.arange(1.0, 1001.0)
+    with RiskClient(channel=channel, chunk_rows=100) as risk:
+        r = risk.price_batch(model="bsm", option_type=np.where(strikes % 2 == 0, "call", "put"), strike=strikes,
+                             time_to_expiry=1.0, spot=100.0, volatility=0.2, measures=("price", "delta"))
+    assert r.stats.chunks == 10 and sum(1 for q in channel.requests if q.method.endswith("PriceBatch")) == 10
+    np.testing.assert_array_equal(r["price"][:500], 0.1 * strikes[:500] + 100.0)
+    assert np.isnan(r["price"][500:]).all() and r.error_count == 500 and (r.status[500:] == 11).all()
+    np.testing.assert_array_equal(r["delta"], np.where(strikes % 2 == 0, 0.5, -0.5))
+
+    cube = np.arange(12.0).reshape(3, 4) - 6.0
+    seen = []
+
+    def pnl(ids, labels):
+        seen.append((ids, labels))
+        return cube
+
+    channel = FakeChannel(handlers={"RunScenarioRisk": scenario_handler(pnl)})
+    with RiskClient(channel=channel) as risk:
+        res = risk.scenario_risk(snapshot_id="s", underlying_id="SPX", model="bsm", option_type="call",
+                                 strike=[1.0, 2.0, 3.0], time_to_expiry=1.0, shifts=[Shift("s", "spot", "relative",
+                                                                                          ["SPX"])],
+                                 sizes=[[0.1, 0.2, 0.3, 0.4]], labels=list("abcd"), output="both",
+                                 var_levels=(0.5,), es_levels=(0.5,))
+    assert seen == [(["0", "1", "2"], ["a", "b", "c", "d"])]
+    np.testing.assert_array_equal(res.cube, cube)
+    np.testing.assert_array_equal(res.portfolio_pnl, cube.sum(axis=0))  # [-6, -3, 0, 3]
+    # losses -3, 0, 3, 6: VaR the ceil(4 x 0.5) = 2nd smallest, ES the mean of the two beyond it
+    assert res.var[0.5] == 0.0 and res.expected_shortfall[0.5] == 4.5

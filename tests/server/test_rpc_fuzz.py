@@ -452,6 +452,12 @@ def test_scenario_risk(channel):
         r.es_attribution = r.incremental_es = True
         return r
 
+    def with_slice():
+        r = with_books()
+        r.es_attribution = r.incremental_es = False
+        r.trade_start, r.trade_stop = 1, 3
+        return r
+
     def with_stresses():
         r = with_books()
         r.scenarios.stresses.extend(["covid-2020", "black-monday-1987"])
@@ -487,6 +493,7 @@ def test_scenario_risk(channel):
     @FUZZ
     @given(data=st.one_of(mutated(lambda: _scenario_request(sid)), mutated(with_history), mutated(with_books),
                           mutated(with_stresses), mutated(with_snapshot_history), mutated(with_taylor(False)),
+                          mutated(with_slice),
                           mutated(with_taylor(True)), mutated(with_taylor(True, with_books))))
     def run(data):
         parts = []

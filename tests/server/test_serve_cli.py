@@ -48,3 +48,10 @@ def test_health_honours_pricegrid_target_and_help_lists_the_server_commands(serv
     assert r.returncode == 0
     listed = {line.split()[0] for line in r.stdout.splitlines() if line.startswith("    ") and line.split()}
     assert {"serve", "health", "price", "risk"} <= listed
+
+
+def test_version():
+    from importlib.metadata import version
+
+    r = _run([PRICEGRID, "--version"])
+    assert r.returncode == 0 and r.stdout.strip() == f"pricegrid {version('pricegrid')}"
