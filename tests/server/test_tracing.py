@@ -7,6 +7,7 @@ collector (one started here) when PRICEGRID_OTLP_ENDPOINT names it; off by defau
 
 from __future__ import annotations
 
+import time
 from concurrent import futures
 
 import grpc
@@ -40,8 +41,15 @@ def tracer():
     return TracerProvider().get_tracer("tests.caller")
 
 
-def server_spans(exporter, trace_id: int, name: str) -> list:
-    return [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id and s.name == name]
+def server_spans(exporter, trace_id: int, name: str, timeout: float = 5.0) -> list:
+    """The finished spans ``name`` of the trace (a call's span ends just after its reply went
+    out: waits for one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id and s.name == name]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.01)
 
 
 def children(exporter, parent) -> list:
@@ -67,7 +75,12 @@ def test_a_client_call_joins_the_callers_trace(traced, tracer):
     assert (a["rpc.system"], a["rpc.service"], a["rpc.method"]) == ("grpc", "pricegrid.v1.PricingService", "Price")
     assert a["rpc.grpc.status_code"] == 0 and a["pricegrid.rows"] == 1 and a["pricegrid.request_id"]
     assert span.resource.attributes["service.name"] == "pricegrid"
-    others = [s for s in exporter.get_finished_spans() if s.name == span.name and s.context.trace_id != ctx.trace_id]
+    deadline = time.monotonic() + 5
+    while True:
+        others = [s for s in exporter.get_finished_spans() if s.name == span.name and s.context.trace_id != ctx.trace_id]
+        if others or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     assert others and all(s.parent is None for s in others)
 
 
