@@ -21,7 +21,7 @@ import grpc.aio
 
 from pricegrid.v1 import pricing_pb2, pricing_pb2_grpc
 
-from . import _convert
+from . import _convert, _tracing
 from ._config import (
     USE_CLIENT_DEFAULT,
     ChannelOptions,
@@ -151,7 +151,7 @@ class AsyncFrontOfficeClient:
     @staticmethod
     async def _unary(method, request, timeout):
         try:
-            return await method(request, timeout=timeout)
+            return await method(request, timeout=timeout, metadata=_tracing.metadata())
         except grpc.RpcError as e:
             raise PricingError.from_rpc_error(e) from None
 
@@ -287,7 +287,7 @@ class AsyncPriceStreamSession:
         self._ids = itertools.count(1)
         self._sending = True
         self._ended: _End | None = None
-        self._call = stub.PriceStream(self._request_iterator(), timeout=timeout)
+        self._call = stub.PriceStream(self._request_iterator(), timeout=timeout, metadata=_tracing.metadata())
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     async def _request_iterator(self):

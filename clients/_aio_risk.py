@@ -20,7 +20,7 @@ import grpc.aio
 
 from pricegrid.v1 import risk_pb2, risk_pb2_grpc
 
-from . import _scenarios
+from . import _scenarios, _tracing
 from ._auth import AioMetadataInterceptor, TokenSource, credentials_from_env
 from ._config import USE_CLIENT_DEFAULT, ChannelOptions, RetryConfig, balanced, channel_options, default_target, resolve_timeout
 from ._errors import PricingError
@@ -80,7 +80,7 @@ class AsyncRiskClient(_RiskRequests):
         self._stub_now()
         call = self._channel.unary_stream(_RUN_SCENARIO_RISK, request_serializer=_serialize,
                                           response_deserializer=_scenarios.read_part)(
-            request, timeout=resolve_timeout(timeout, self.timeout))
+            request, timeout=resolve_timeout(timeout, self.timeout), metadata=_tracing.metadata())
         try:
             async for part in call:
                 collector.feed(part)
@@ -148,6 +148,7 @@ class AsyncRiskClient(_RiskRequests):
 
     async def _unary(self, method: str, request, timeout):
         try:
-            return await getattr(self._stub_now(), method)(request, timeout=resolve_timeout(timeout, self.timeout))
+            return await getattr(self._stub_now(), method)(request, timeout=resolve_timeout(timeout, self.timeout),
+                                                           metadata=_tracing.metadata())
         except grpc.RpcError as e:
             raise PricingError.from_rpc_error(e) from None

@@ -29,6 +29,7 @@ import numpy as np
 from pricegrid.v1 import common_pb2
 from pricegrid.v1 import risk_pb2 as rpb
 
+from . import _tracing
 from ._errors import PricingError
 
 __all__ = ["BacktestException", "BacktestResult", "Backtester", "ExceptionTransitions", "LikelihoodRatioTest",
@@ -184,7 +185,7 @@ class Backtester:
         self._settings = rpb.BacktestSettings(level=level, window=window, var_convention=_convention(var_convention))
         self._message_observations = message_observations
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
-        self._replies = stub.Backtest(iter(self._requests.get, None), timeout=timeout)
+        self._replies = stub.Backtest(iter(self._requests.get, None), timeout=timeout, metadata=_tracing.metadata())
         self._first = True
         self._closed = False
         self._error: PricingError | None = None

@@ -28,7 +28,7 @@ import grpc
 
 from pricegrid.v1 import pricing_pb2, pricing_pb2_grpc
 
-from . import _convert
+from . import _convert, _tracing
 from ._config import (
     USE_CLIENT_DEFAULT,
     ChannelOptions,
@@ -208,7 +208,7 @@ class FrontOfficeClient:
     def _unary(self, method, request, timeout):
         self._check_open()
         try:
-            return method(request, timeout=timeout)
+            return method(request, timeout=timeout, metadata=_tracing.metadata())
         except grpc.RpcError as e:
             raise PricingError.from_rpc_error(e) from None
 
@@ -382,7 +382,7 @@ class PriceStreamSession:
         self._lock = threading.Lock()
         self._sending = True
         self._ended: _End | None = None
-        self._call = stub.PriceStream(iter(self._requests.get, None), timeout=timeout)
+        self._call = stub.PriceStream(iter(self._requests.get, None), timeout=timeout, metadata=_tracing.metadata())
         self._reader = threading.Thread(target=self._read, name="pricegrid-ticking-stream", daemon=True)
         self._reader.start()
 

@@ -36,6 +36,7 @@ from google.protobuf import json_format
 from pricegrid.v1 import market_pb2 as mpb
 from pricegrid.v1 import market_pb2_grpc
 
+from . import _tracing
 from ._config import USE_CLIENT_DEFAULT, ChannelOptions, RetryConfig, channel_options, resolve_timeout
 from ._errors import PricingError
 from ._frontoffice import _make_channel
@@ -186,7 +187,7 @@ class MarketClient:
 
     def _call(self, method, request, timeout):
         try:
-            return method(request, timeout=resolve_timeout(timeout, self.timeout))
+            return method(request, timeout=resolve_timeout(timeout, self.timeout), metadata=_tracing.metadata())
         except grpc.RpcError as e:
             raise PricingError.from_rpc_error(e) from None
 

@@ -33,6 +33,7 @@ from pricegrid.v1 import wire
 from pricegrid.v1 import common_pb2, pricing_pb2, pricing_pb2_grpc, risk_pb2, risk_pb2_grpc
 
 from . import _columns as C
+from . import _tracing
 from ._backtest import Backtester, BacktestResult
 from ._scenarios import ScenarioRiskResult, Shift
 from . import _scenarios
@@ -616,7 +617,8 @@ class RiskClient(_RiskRequests):
         if self._info is None or refresh:
             try:
                 response = self._stub.ServerInfo(
-                    pricing_pb2.ServerInfoRequest(), timeout=resolve_timeout(timeout, self.timeout)
+                    pricing_pb2.ServerInfoRequest(), timeout=resolve_timeout(timeout, self.timeout),
+                    metadata=_tracing.metadata(),
                 )
             except grpc.RpcError as e:
                 raise PricingError.from_rpc_error(e) from None
@@ -1025,12 +1027,13 @@ class RiskClient(_RiskRequests):
         resend: list[tuple[int, int]] = []
         attempts: dict[tuple[int, int], int] = {}
         bar = self._progress_bar(plan.rows)
+        metadata = _tracing.metadata()  # every chunk in the caller's trace
 
         def submit() -> bool:
             chunk = resend.pop() if resend else next(ranges, None)
             if chunk is None:
                 return False
-            future = method.future(build(*chunk), timeout=timeout)
+            future = method.future(build(*chunk), timeout=timeout, metadata=metadata)
             in_flight[future] = chunk
             future.add_done_callback(done.put)
             return True
@@ -1247,7 +1250,8 @@ class RiskClient(_RiskRequests):
     def _risk_unary(self, method: str, request, timeout):
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         try:
-            return getattr(stub, method)(request, timeout=resolve_timeout(timeout, self.timeout))
+            return getattr(stub, method)(request, timeout=resolve_timeout(timeout, self.timeout),
+                                         metadata=_tracing.metadata())
         except grpc.RpcError as e:
             raise PricingError.from_rpc_error(e) from None
 
@@ -1283,7 +1287,8 @@ class RiskClient(_RiskRequests):
             bumps=list(bumps), scheme=scheme, smile=smile, cross_gamma=cross_gamma)
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         try:
-            reply = stub.Sensitivities(request, timeout=resolve_timeout(timeout, self.timeout))
+            reply = stub.Sensitivities(request, timeout=resolve_timeout(timeout, self.timeout),
+                                       metadata=_tracing.metadata())
         except grpc.RpcError as e:
             raise PricingError.from_rpc_error(e) from None
         return _scenarios.sensitivities_result(reply)
@@ -1330,7 +1335,8 @@ class RiskClient(_RiskRequests):
             label=label)
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         try:
-            reply = stub.WorstCase(request, timeout=resolve_timeout(timeout, self.timeout))
+            reply = stub.WorstCase(request, timeout=resolve_timeout(timeout, self.timeout),
+                                   metadata=_tracing.metadata())
         except grpc.RpcError as e:
             raise PricingError.from_rpc_error(e) from None
         return _scenarios.worst_case_result(reply)
@@ -1347,7 +1353,8 @@ class RiskClient(_RiskRequests):
                                                 method=method, levels=list(levels))
         stub = risk_pb2_grpc.RiskServiceStub(self.channel)
         try:
-            reply = stub.ParametricVar(request, timeout=resolve_timeout(timeout, self.timeout))
+            reply = stub.ParametricVar(request, timeout=resolve_timeout(timeout, self.timeout),
+                                       metadata=_tracing.metadata())
         except grpc.RpcError as e:
             raise PricingError.from_rpc_error(e) from None
         return _scenarios.parametric_result(reply)

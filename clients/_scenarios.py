@@ -27,6 +27,7 @@ import numpy as np
 from pricegrid.v1 import risk_pb2 as rpb
 from pricegrid.v1 import wire
 
+from . import _tracing
 from ._errors import PricingError, RowError, status_code
 
 __all__ = ["SensitivitiesResult", "WorstCaseResult", "BookVar", "RiskNode", "ScenarioRiskResult", "ScenarioRowError", "Shift", "QUANTITIES", "KINDS",
@@ -530,7 +531,7 @@ def collect(stub_call, request: rpb.RunScenarioRiskRequest, timeout, progress=No
     """Read the header, the blocks and the trailer into a result."""
     collector = Collector(request, progress)
     try:
-        for part in stub_call(request, timeout=timeout):
+        for part in stub_call(request, timeout=timeout, metadata=_tracing.metadata()):
             collector.feed(part)
     except grpc.RpcError as e:
         raise PricingError.from_rpc_error(e) from None

@@ -16,10 +16,12 @@ from pricegrid.v1 import pricing_pb2_grpc
 logs.configure("warning", "json")
 
 
-def start_server(**overrides):
+def start_server(*, span_exporter=None, **overrides):
+    """A server on an ephemeral port with ``overrides`` of its settings; ``span_exporter``
+    (an OpenTelemetry SpanExporter) turns tracing on."""
     settings = Settings(**{"host": "127.0.0.1", "port": 0, "metrics_port": 0, "grace_s": 2.0, "store": ":memory:",
                            **overrides})
-    return start(settings)
+    return start(settings, span_exporter=span_exporter)
 
 
 @pytest.fixture(scope="session")

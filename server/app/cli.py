@@ -59,6 +59,10 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-connection-age-grace", type=float, dest="max_connection_age_grace_s",
                    help="seconds the calls still open on an aged connection get")
     p.add_argument("--metrics-port", type=int, dest="metrics_port")
+    p.add_argument("--otlp-endpoint", dest="otlp_endpoint",
+                   help="OTLP/gRPC collector for OpenTelemetry spans (http://host:4317); unset: tracing off")
+    p.add_argument("--trace-sample-ratio", type=float, dest="trace_sample_ratio",
+                   help="share of new traces kept (0-1; a caller's sampled flag is followed)")
     p.add_argument("--echo", action=argparse.BooleanOptionalAction, default=None,
                    help="serve pricegrid.v1.EchoService (for benchmarks; off by default)")
     p.add_argument("--tls-cert", dest="tls_cert", help="PEM certificate of the server (TLS)")

@@ -54,6 +54,7 @@ from pricegrid.server.rpc.admission import Gate, Lane, Lanes, StreamGate
 from pricegrid.server.rpc.auth import Authorizer
 from pricegrid.server.rpc.interceptors import ReflectionGate
 from pricegrid.server.rpc.observe import Metrics, RpcObserver
+from pricegrid.server.rpc import tracing as tracing_rpc
 from pricegrid.server.rpc.servicers import ECHO_SERVICE, SERVICE, PricingServicer, handlers
 from pricegrid.server.service.backtest import BacktestLimits
 from pricegrid.server.service.market import MarketDataService, MarketSettings
@@ -64,6 +65,17 @@ from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import pricing_pb2 as pb
 
 log = structlog.get_logger("pricegrid.server")
+
+
+def build_labels() -> dict:
+    """The labels of ``pricegrid_build_info``: the version and how the kernels were compiled."""
+    b = BUILD_INFO
+    return {
+        "version": _version("pricegrid"), "python": platform.python_version(), "compiler": b.get("compiler", ""),
+        "compile_args": " ".join(b.get("compile_args", [])), "cpu_target": b.get("cpu_target", ""),
+        "openmp": str(bool(b.get("openmp", False))).lower(), "debug": str(bool(b.get("debug", False))).lower(),
+        "cython_version": b.get("cython_version", ""), "built_at": b.get("built_at", ""),
+    }
 
 
 def _version(dist: str) -> str:
@@ -144,6 +156,7 @@ class RunningServer:
     _metrics_http: object = None
     store: object = None
     certificates: object = None  # security.CertificateReloader when TLS is on
+    tracer_provider: object = None  # the OpenTelemetry TracerProvider when tracing is on
     _drained: threading.Event | None = field(default=None, repr=False)
 
     @property
@@ -188,6 +201,8 @@ class RunningServer:
         for pool in self.pools:  # work a cancelled call left behind stops at its next check
             pool.shutdown(wait=False, cancel_futures=True)
         self.observer.close()
+        if self.tracer_provider is not None:  # the spans still batched go out now
+            self.tracer_provider.shutdown()
         if self.store is not None:
             self.store.close()
         if self._metrics_http is not None:
@@ -301,7 +316,10 @@ class StartError(Exception):
     """The server cannot start for a reason its operator can fix (a busy port, the store)."""
 
 
-def start(settings: Settings) -> RunningServer:
+def start(settings: Settings, *, span_exporter=None) -> RunningServer:
+    """Start a server with ``settings``; ``span_exporter`` (an OpenTelemetry SpanExporter, the
+    tests' in-memory one) turns tracing on and receives every span as it ends, besides the
+    OTLP collector of ``settings.otlp_endpoint`` if set."""
     from pricegrid.ext import BUILD_INFO
 
     problem = cpu.check(BUILD_INFO)
@@ -312,15 +330,27 @@ def start(settings: Settings) -> RunningServer:
     kernel_threads = max(1, min(settings.kernel_threads, black.max_threads()))
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     registry = CollectorRegistry()
-    metrics = Metrics(registry)
+    metrics = Metrics(registry, build_labels())
     for spec in pricers.CATALOGUE:
         metrics.models.labels(spec.ref.model, spec.ref.engine, spec.ref.version).set(1)
+    for ref in IMPLIED_VOL_REFS.values():
+        metrics.models.labels(ref.model, ref.engine, ref.version).set(1)
+    tracing = provider = None
+    if settings.otlp_endpoint or span_exporter is not None:
+        try:
+            tracing, provider = tracing_rpc.build(endpoint=settings.otlp_endpoint,
+                                                  sample_ratio=settings.trace_sample_ratio, exporter=span_exporter,
+                                                  version=_version("pricegrid"))
+        except ValueError as exc:  # the OTLP exporter is not installed
+            raise StartError(str(exc)) from None
     observer = RpcObserver(metrics)
     info = server_info(settings, kernel_threads, started_at)
     try:
         store = open_store(settings.store_path)
     except Exception as exc:  # an unreachable database, a file that cannot be created, a newer schema
         observer.close()
+        if provider is not None:
+            provider.shutdown()
         raise StartError(f"cannot open the store {describe_store(settings.store_path)}: "
                          f"{type(exc).__name__}: {exc}") from exc
     market = MarketDataService(store, MarketSettings(max_age=dt.timedelta(seconds=settings.snapshot_max_age_s)))
@@ -335,7 +365,8 @@ def start(settings: Settings) -> RunningServer:
     problem = security.check_plaintext(settings.host, bool(settings.tls_cert), settings.allow_plaintext)
     if problem:
         raise ValueError(problem)
-    auth = Authorizer(security.load_policy(settings.auth_policy)) if settings.auth_policy else None
+    auth = Authorizer(security.load_policy(settings.auth_policy), on_deny=metrics.count_denied) \
+        if settings.auth_policy else None
     certificates = (security.CertificateReloader(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
                     if settings.tls_cert else None)
     lanes, streams, pools = capacity(settings)
@@ -349,6 +380,7 @@ def start(settings: Settings) -> RunningServer:
         info=lambda: info,
         stream_lane=lanes.stream,
         sees_details=(lambda principal: True) if auth is None else auth.sees_details,
+        priced=metrics.priced,
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="pricegrid-loop", daemon=True)
@@ -356,14 +388,16 @@ def start(settings: Settings) -> RunningServer:
 
     async def build():
         server = grpc.aio.server(
-            handlers=handlers(servicer, observer, lanes, streams=streams, echo=settings.echo, auth=auth)
-            + market_rpc.handlers(market_rpc.MarketDataServicer(market), observer, lanes.market, auth=auth)
+            handlers=handlers(servicer, observer, lanes, streams=streams, echo=settings.echo, auth=auth,
+                              tracing=tracing)
+            + market_rpc.handlers(market_rpc.MarketDataServicer(market), observer, lanes.market, auth=auth,
+                                  tracing=tracing)
             + risk_rpc.handlers(risk_rpc.RiskServicer(backtest_limits, lanes.market, pricing=service,
                                                       batch_lane=lanes.batch,
                                                       max_scenario_cells=settings.max_scenario_cells,
                                                       default_deadline_s=settings.max_cost_batch_s,
                                                       portfolios=store, market=market),
-                                observer, streams=streams, auth=auth),
+                                observer, streams=streams, auth=auth, tracing=tracing),
             options=server_options(settings),
             interceptors=[ReflectionGate(auth)] if auth is not None else None,
         )
@@ -396,6 +430,8 @@ def start(settings: Settings) -> RunningServer:
             pool.shutdown(wait=False)
         observer.close()
         store.close()
+        if provider is not None:
+            provider.shutdown()
         raise
     metrics_http = None
     metrics_port = None
@@ -407,6 +443,7 @@ def start(settings: Settings) -> RunningServer:
         address=f"{settings.host}:{port}",
         port=port,
         metrics_port=metrics_port,
+        tracing=settings.otlp_endpoint or ("in-process exporter" if span_exporter is not None else "off"),
         kernel_threads=kernel_threads,
         malloc_tuned=malloc_tuned,
         store=describe_store(settings.store_path),
@@ -417,7 +454,7 @@ def start(settings: Settings) -> RunningServer:
         version=info.version,
     )
     return RunningServer(settings, server, port, health_servicer, observer, metrics_port, loop, thread, lanes,
-                         streams, pools, metrics_http, store, certificates)
+                         streams, pools, metrics_http, store, certificates, provider)
 
 
 def serve(settings: Settings) -> int:

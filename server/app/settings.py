@@ -59,6 +59,11 @@
     auth_policy           PRICEGRID_AUTH_POLICY        ""    TOML file of roles, JWT keys and mTLS identities
                                                        (pricegrid.server.app.security); "": no auth
     metrics_port          PRICEGRID_METRICS_PORT       9464  Prometheus endpoint (0: any free port, -1: off)
+    otlp_endpoint         PRICEGRID_OTLP_ENDPOINT      ""    OpenTelemetry tracing: spans batched to this OTLP/gRPC
+                                                       collector (http://host:4317 plaintext, https:// TLS;
+                                                       needs the otlp extra); "": tracing off, no spans made
+    trace_sample_ratio    PRICEGRID_TRACE_SAMPLE_RATIO 1.0   share of new traces kept (a caller's sampled flag
+                                                       in traceparent is followed)
     echo                  PRICEGRID_ECHO               false serve pricegrid.v1.EchoService (benchmarks;
                                                        metered and logged like any method)
     store                 PRICEGRID_STORE              where snapshots, portfolios and scenario sets live: a
@@ -115,6 +120,8 @@ class Settings:
     allow_plaintext: bool = False
     auth_policy: str = ""
     metrics_port: int = 9464
+    otlp_endpoint: str = ""
+    trace_sample_ratio: float = 1.0
     echo: bool = False
     store: str = ""
     snapshot_max_age_s: float = 7 * 86400.0
@@ -144,6 +151,8 @@ class Settings:
             problems.append("default_deadline_s must be > 0 and grace_s >= 0")
         if not (self.max_cost_unary_s > 0 and self.max_cost_batch_s > 0):
             problems.append("max_cost_unary_s and max_cost_batch_s must be > 0")
+        if not 0.0 <= self.trace_sample_ratio <= 1.0:
+            problems.append("trace_sample_ratio must be in [0, 1]")
         if self.log_format not in ("json", "console"):
             problems.append("log_format must be json or console")
         if bool(self.tls_cert) != bool(self.tls_key):

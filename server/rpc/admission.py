@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Optional
+
+from structlog.contextvars import bind_contextvars
 
 from pricegrid.server.domain.errors import Code, ServiceError
 
@@ -170,16 +173,26 @@ class Call:
     the deadline (the caller's, or the lane's default when the caller set none, as
     ``time.monotonic()``) and whether the caller went away. The subset of gRPC's
     ``ServicerContext`` the servicers use: ``is_active()``, ``time_remaining()`` and
-    ``add_callback()`` (called once, on the event loop, when the call ends early)."""
+    ``add_callback()`` (called once, on the event loop, when the call ends early).
 
-    __slots__ = ("request_id", "deadline", "cancelled", "_callbacks", "principal")
+    Also what observability reads: ``waited`` and ``computed``, the seconds the call waited
+    for a slot and ran in a pool (summed over its lane runs; ``computed`` None: it never
+    ran in one), ``trace`` (an rpc.tracing.CallTrace, None with tracing off) and
+    ``priced_by`` (the ModelRef a servicer priced with, for the per-model metrics)."""
 
-    def __init__(self, request_id: str, deadline: float, principal=None):
+    __slots__ = ("request_id", "deadline", "cancelled", "_callbacks", "principal", "waited", "computed", "trace",
+                 "priced_by")
+
+    def __init__(self, request_id: str, deadline: float, principal=None, trace=None):
         self.request_id = request_id
         self.deadline = deadline
         self.principal = principal  # who called (rpc.auth.Principal), None without an auth policy
         self.cancelled = False
         self._callbacks: list = []
+        self.waited = 0.0
+        self.computed = None
+        self.trace = trace
+        self.priced_by = None
 
     def is_active(self) -> bool:
         """False once the caller cancelled (or the server stopped waiting for the work)."""
@@ -236,16 +249,23 @@ class Lane:
     async def run(self, call: Call, fn, *args):
         """``fn(*args)`` in the lane's executor once the gate admits it (inline without an
         executor). The gate's slot is held until ``fn`` returns, even when the caller has
-        gone (then ``call`` is cancelled, for work that polls it or registered a callback)."""
+        gone (then ``call`` is cancelled, for work that polls it or registered a callback).
+        In the pool, ``fn`` runs in a copy of the caller's context with the request id bound
+        for structlog (every log line it writes carries it); the wait for the slot and the
+        time in the pool are added to ``call.waited`` and ``call.computed``."""
         if self.executor is None:
             return fn(*args)
         gate = self.gate
+        t0 = time.perf_counter()
         if gate is not None:
             await gate.enter(call.time_remaining())
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
+        call.waited += started - t0
+        context = contextvars.copy_context()
+        context.run(bind_contextvars, request_id=call.request_id)
         try:
-            future = loop.run_in_executor(self.executor, fn, *args)
+            future = loop.run_in_executor(self.executor, context.run, fn, *args)
         except BaseException:
             if gate is not None:
                 gate.leave()
@@ -261,6 +281,8 @@ class Lane:
         except asyncio.CancelledError:
             call.cancel()
             raise
+        finally:
+            call.computed = (call.computed or 0.0) + (time.perf_counter() - started)
 
 
 def _release(gate: Optional[Gate], started: float):

@@ -113,10 +113,12 @@ def _matches(pattern: str, method: str) -> bool:
 
 class Authorizer:
     """``check(method, metadata, auth_context, peer, request_id)`` -> Principal, or raises
-    ServiceError UNAUTHENTICATED / PERMISSION_DENIED (and writes the audit line)."""
+    ServiceError UNAUTHENTICATED / PERMISSION_DENIED (and writes the audit line, and calls
+    ``on_deny(method, code name)``: the metrics count it)."""
 
-    def __init__(self, policy: AuthPolicy):
+    def __init__(self, policy: AuthPolicy, *, on_deny=None):
         self.policy = policy
+        self.on_deny = on_deny
         self._jwt = None
         if policy.jwt is not None:
             import jwt  # PyJWT
@@ -186,10 +188,11 @@ class Authorizer:
         raise _Refused(f"token: signature verified by no configured key ({last})")
 
     # ------------------------------------------------------------------ audit
-    @staticmethod
-    def _deny(code: Code, method: str, peer: str, request_id: str, subject: str, reason: str) -> None:
+    def _deny(self, code: Code, method: str, peer: str, request_id: str, subject: str, reason: str) -> None:
         _audit.warning("call_denied", code=code.name, method=method, peer=peer, subject=subject,
                        request_id=request_id, reason=reason)
+        if self.on_deny is not None:
+            self.on_deny(method, code.name)
 
 
 class _Refused(Exception):

@@ -21,6 +21,12 @@ def price_lean(data, service) -> bytes | None:
     """The front-office path: PriceRequest bytes -> PriceResponse bytes through the C codec
     and the kernel, no objects built; None when the request is not of that shape or a value
     is out of the model's domain (the full path then prices it or words the error)."""
+    lean = price_lean_ref(data, service)
+    return None if lean is None else lean[0]
+
+
+def price_lean_ref(data, service):
+    """:func:`price_lean`, with the engine that priced: (PriceResponse bytes, ModelRef) or None."""
     args = _codec.lean_price_args(data)
     if args is None:
         return None
@@ -36,6 +42,4 @@ def price_lean(data, service) -> bytes | None:
     parts = [_codec.encode_kernel_price(out, mask, args[3], args[7], tail[0])]
     for prefix, slot in tail[1]:
         parts += (prefix, _DOUBLE.pack(out[slot]))
-    return b"".join(parts)
-
-
+    return b"".join(parts), spec.ref

@@ -13,7 +13,10 @@ so that it:
     log line and, on errors, the trailing metadata,
   * maps ServiceError through the one error table, and anything unexpected to INTERNAL
     without leaking internals (the log line has the traceback),
-  * records one log line and the metrics.
+  * records one log line and the metrics (per method and code; per model for pricing
+    calls; the wait for a slot and the time in the pool),
+  * with tracing on (rpc.tracing), opens the call's server span from the caller's W3C
+    ``traceparent`` and ends it with the code; with it off, nothing.
 Built once per method at start-up, a wrapper costs a function call per RPC, where a
 grpc.ServerInterceptor would rebuild a method handler on every call.
 """
@@ -90,9 +93,13 @@ async def fail(context, rid: str, exc: BaseException, method: str) -> None:
     if isinstance(exc, ServiceError):
         extra = (exc.trailer,) if isinstance(exc, Refused) else ()
         await context.abort_with_status(errors.status(exc, rid, extra))
-    _log.error("rpc_internal_error", method=method, request_id=rid, exc_info=exc)
+    _log.error("rpc_internal_error", method=method, request_id=rid, code="INTERNAL",
+               message=f"{type(exc).__name__}: {exc}", exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error; quote request id {rid}",
                         trailing_metadata=(("x-request-id", rid),))
+
+
+_GONE = {"CANCELLED": "the caller went away", "DEADLINE_EXCEEDED": "the caller's deadline passed"}
 
 
 def _gone(context) -> str:
@@ -108,12 +115,14 @@ def _principal(auth, method: str, context, rid: str):
 
 
 def wrap_unary(method: str, fn: Callable, observer: RpcObserver, *, lane: Lane, parse=None, batch: bool = False,
-               inline_first: Optional[Callable] = None, auth=None) -> Callable:
+               inline_first: Optional[Callable] = None, auth=None, tracing=None) -> Callable:
     """The handler of a unary method: ``fn(request, call, request_id) -> (response, rows,
     bad_rows)`` runs where ``lane`` says (its thread pool behind its gate, or inline), on the
-    request parsed there by ``parse`` (None: the raw bytes). ``inline_first(data)`` is tried
-    on the event loop before that (the lean Price path): bytes, or None to go on. ``auth``
-    (an rpc.auth.Authorizer): who may call, checked before anything else."""
+    request parsed there by ``parse`` (None: the raw bytes); ``fn`` may set
+    ``call.priced_by`` (the per-model metrics). ``inline_first(data)`` is tried on the event
+    loop before that (the lean Price path): ``(bytes, ModelRef)``, or None to go on.
+    ``auth`` (an rpc.auth.Authorizer): who may call, checked before anything else.
+    ``tracing`` (an rpc.tracing.Tracing; None: off): a server span per call."""
     in_flight = observer.gauge(method)
 
     def work(data, call):
@@ -127,7 +136,10 @@ def wrap_unary(method: str, fn: Callable, observer: RpcObserver, *, lane: Lane, 
         t0 = time.perf_counter()
         rid = request_id(context)
         code = "OK"
+        message = ""
         rows = bad = 0
+        call = model = None
+        trace = None if tracing is None else tracing.start(method, context.invocation_metadata(), rid)
         in_flight.inc()
         try:
             principal = _principal(auth, method, context, rid)
@@ -135,34 +147,41 @@ def wrap_unary(method: str, fn: Callable, observer: RpcObserver, *, lane: Lane, 
             if refused is not None:
                 raise refused
             if inline_first is not None:
-                response = inline_first(data)
-                if response is not None:
+                lean = inline_first(data)
+                if lean is not None:
                     rows = 1
-                    return response
-            call = Call(rid, deadline_of(context.time_remaining(), lane.default_deadline_s), principal)
+                    model = lean[1]
+                    return lean[0]
+            call = Call(rid, deadline_of(context.time_remaining(), lane.default_deadline_s), principal, trace)
             response, rows, bad = await lane.run(call, work, data, call)
+            model = call.priced_by
             return response
         except asyncio.CancelledError:
             code = _gone(context)
+            message = _GONE[code]
             raise
         except ServiceError as exc:
-            code = exc.code.name
+            code, message = exc.code.name, exc.message
             await fail(context, rid, exc, method)
         except Exception as exc:
-            code = "INTERNAL"
+            code, message = "INTERNAL", f"{type(exc).__name__}: {exc}"
             await fail(context, rid, exc, method)
         finally:
             in_flight.dec()
-            observer.record(method, code, time.perf_counter() - t0, rows, rid, bad, batch)
+            seconds = time.perf_counter() - t0
+            observer.record(method, code, seconds, rows, rid, bad, batch, "", call, model, message)
+            if trace is not None:
+                trace.end(code, rows, message)
 
     return handler
 
 
 def wrap_stream(method: str, fn: Callable, observer: RpcObserver, *, streams: Optional[StreamGate] = None,
-                default_deadline_s: float = 1e9, auth=None) -> Callable:
+                default_deadline_s: float = 1e9, auth=None, tracing=None) -> Callable:
     """The handler of a bidirectional stream: ``fn(request_iterator, context, call, counter)``
     is an async generator of the replies, counting messages in ``counter[0]``. ``streams``
-    caps the streams open at once on this server (RESOURCE_EXHAUSTED beyond it)."""
+    caps the streams open at once on this server (RESOURCE_EXHAUSTED beyond it);
+    ``tracing`` as for :func:`wrap_unary` (one span for the whole stream)."""
     in_flight = observer.gauge(method)
 
     async def handler(request_iterator, context):
@@ -170,30 +189,37 @@ def wrap_stream(method: str, fn: Callable, observer: RpcObserver, *, streams: Op
         rid = request_id(context)
         counter = [0]
         code = "OK"
+        message = ""
         entered = False
+        call = None
+        trace = None if tracing is None else tracing.start(method, context.invocation_metadata(), rid)
         in_flight.inc()
         try:
             principal = _principal(auth, method, context, rid)
             if streams is not None:
                 streams.enter()
                 entered = True
-            call = Call(rid, deadline_of(context.time_remaining(), default_deadline_s), principal)
+            call = Call(rid, deadline_of(context.time_remaining(), default_deadline_s), principal, trace)
             async for reply in fn(request_iterator, context, call, counter):
                 yield reply
         except asyncio.CancelledError:
             code = _gone(context)
+            message = _GONE[code]
             raise
         except ServiceError as exc:
-            code = exc.code.name
+            code, message = exc.code.name, exc.message
             await fail(context, rid, exc, method)
         except Exception as exc:
-            code = "INTERNAL"
+            code, message = "INTERNAL", f"{type(exc).__name__}: {exc}"
             await fail(context, rid, exc, method)
         finally:
             if entered:
                 streams.leave()
             in_flight.dec()
-            observer.record(method, code, time.perf_counter() - t0, counter[0], rid, 0, False, "stream")
+            observer.record(method, code, time.perf_counter() - t0, counter[0], rid, 0, False, "stream", call, None,
+                            message)
+            if trace is not None:
+                trace.end(code, counter[0], message)
 
     return handler
 

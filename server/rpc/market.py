@@ -257,16 +257,17 @@ class MarketDataServicer:
         return mpb.ValidateMarketResponse(report=report_message(findings, compared)), 1, 0
 
 
-def handlers(servicer: MarketDataServicer, observer: RpcObserver, lane: Lane, auth=None) -> list[grpc.GenericRpcHandler]:
+def handlers(servicer: MarketDataServicer, observer: RpcObserver, lane: Lane, auth=None,
+             tracing=None) -> list[grpc.GenericRpcHandler]:
     """Every method in ``lane`` (the market-data class: its own gate, the batch pool), behind
-    ``auth`` (an Authorizer; None: no policy)."""
+    ``auth`` (an Authorizer; None: no policy), traced by ``tracing`` (None: off)."""
     service = mpb.DESCRIPTOR.services_by_name["MarketDataService"]
     methods = {}
     for method in service.methods:
         request_cls = getattr(mpb, method.input_type.name)
         methods[method.name] = grpc.unary_unary_rpc_method_handler(
             wrap_unary(f"/{SERVICE}/{method.name}", getattr(servicer, method.name), observer, lane=lane,
-                       parse=safe_deserializer(request_cls), auth=auth),
+                       parse=safe_deserializer(request_cls), auth=auth, tracing=tracing),
             request_deserializer=None,
             response_serializer=None,
         )

@@ -1,10 +1,38 @@
-"""One structured log line and a few Prometheus metrics per RPC, off the hot path.
+"""One structured log line and the Prometheus metrics of every RPC, off the hot path.
 
 Handlers append one tuple per call to a deque (tens of nanoseconds); a writer thread renders
 them with structlog every ``flush_seconds``, after the responses have gone out, so logging
 never sits between a front-office caller and its price. Metrics are observed inline:
-prometheus-client children are cached per (method, code), which keeps an observation to
+prometheus-client children are cached per label values, which keeps an observation to
 about a microsecond.
+
+The metrics (names as Prometheus conventions have them: base units, ``_total`` on counters,
+``_info`` for constant labels with value 1):
+
+    pricegrid_rpc_duration_seconds{method,code}     histogram: server-side duration of every call;
+                                                    its ``_count`` is the handled total per method
+                                                    and code
+    pricegrid_rpc_errors_total{method,code}         calls that ended in an error
+    pricegrid_rpc_in_flight{method}                 calls being handled now
+    pricegrid_rpc_queue_wait_seconds{method}        time a call waited for a slot of its capacity
+                                                    class (summed over a stream's messages)
+    pricegrid_rpc_compute_seconds{method}           time its work ran in the class's thread pool
+                                                    (both: calls that ran in a pool; the lean Price
+                                                    path and other inline work have neither)
+    pricegrid_batch_rows{method}                    histogram: rows per batch request
+    pricegrid_row_errors_total{method}              batch rows that failed
+    pricegrid_stream_messages_total{method}         messages received on streams (when one ends)
+    pricegrid_model_rows_total{model,engine,version}       rows priced (PricingService calls)
+    pricegrid_model_duration_seconds{model,engine,version} histogram: server-side seconds of a
+                                                    pricing call (a PriceStream message: its own)
+    pricegrid_auth_denied_total{method,code}        calls refused UNAUTHENTICATED/PERMISSION_DENIED
+    pricegrid_admission_{active,waiting,limit}{class}, pricegrid_admission_refused_total{class}
+                                                    admission control; refused: the calls shed
+    pricegrid_streams_open                          streams open now
+    pricegrid_model_info{model,engine,version}      models live (1)
+    pricegrid_build_info{version,...}               the build (1): compiler flags, CPU target
+    process_*, python_*                             prometheus-client's process, platform and GC
+                                                    collectors
 """
 
 from __future__ import annotations
@@ -17,6 +45,9 @@ import time
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
@@ -25,11 +56,14 @@ ROW_BUCKETS = (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000)
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry):
+    """Every metric of one server, in its own registry (several servers share a process in
+    the tests). ``build``: the labels of ``pricegrid_build_info``."""
+
+    def __init__(self, registry: CollectorRegistry, build: dict | None = None):
         self.registry = registry
         self.latency = Histogram(
-            "pricegrid_rpc_duration_seconds", "Server-side RPC duration", ["method", "code"],
-            buckets=LATENCY_BUCKETS, registry=registry,
+            "pricegrid_rpc_duration_seconds", "Server-side RPC duration (its _count: calls handled)",
+            ["method", "code"], buckets=LATENCY_BUCKETS, registry=registry,
         )
         self.rows = Histogram(
             "pricegrid_batch_rows", "Rows per batch request", ["method"], buckets=ROW_BUCKETS, registry=registry
@@ -45,10 +79,39 @@ class Metrics:
         self.in_flight = Gauge(
             "pricegrid_rpc_in_flight", "RPCs being handled now", ["method"], registry=registry
         )
+        self.queue_wait = Histogram(
+            "pricegrid_rpc_queue_wait_seconds", "Time a call waited for a slot of its capacity class",
+            ["method"], buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.compute = Histogram(
+            "pricegrid_rpc_compute_seconds", "Time a call's work ran in its capacity class's thread pool",
+            ["method"], buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.model_rows = Counter(
+            "pricegrid_model_rows", "Rows priced, by model, engine and version", ["model", "engine", "version"],
+            registry=registry,
+        )
+        self.model_latency = Histogram(
+            "pricegrid_model_duration_seconds", "Server-side duration of pricing calls, by model, engine and version",
+            ["model", "engine", "version"], buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.denied = Counter(
+            "pricegrid_auth_denied", "Calls refused by the auth policy (UNAUTHENTICATED, PERMISSION_DENIED)",
+            ["method", "code"], registry=registry,
+        )
         self.models = Gauge(
             "pricegrid_model_info", "Models live on this server (value 1)", ["model", "engine", "version"], registry=registry
         )
+        build = build or {}
+        self.build = Gauge("pricegrid_build_info", "How this server was built (value 1)", list(build),
+                           registry=registry)
+        (self.build.labels(**build) if build else self.build).set(1)
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
         self._latency = {}
+        self._models = {}
+        self._pool = {}
 
     def watch_capacity(self, lanes, streams) -> None:
         """Export the gates' state (read when scraped: nothing on the calls' path)."""
@@ -67,6 +130,27 @@ class Metrics:
             if bad_rows:
                 self.row_errors.labels(method).inc(bad_rows)
 
+    def ran(self, method: str, waited: float, computed: float) -> None:
+        """A call whose work ran in a capacity class's pool: its wait for a slot, its work."""
+        children = self._pool.get(method)
+        if children is None:
+            children = self._pool[method] = (self.queue_wait.labels(method), self.compute.labels(method))
+        children[0].observe(waited)
+        children[1].observe(computed)
+
+    def priced(self, ref, rows: int, seconds: float) -> None:
+        """A pricing call (or PriceStream message) by the engine ``ref`` (a domain ModelRef)."""
+        children = self._models.get(ref)
+        if children is None:
+            labels = (ref.model, ref.engine, ref.version)
+            children = self._models[ref] = (self.model_rows.labels(*labels), self.model_latency.labels(*labels))
+        children[0].inc(rows)
+        children[1].observe(seconds)
+
+    def count_denied(self, method: str, code: str) -> None:
+        """A call the auth policy refused (rpc.auth.Authorizer's ``on_deny``)."""
+        self.denied.labels(method, code).inc()
+
 
 class RpcObserver:
     def __init__(self, metrics: Metrics, *, flush_seconds: float = 0.2, logger=None):
@@ -83,11 +167,19 @@ class RpcObserver:
         return self.metrics.in_flight.labels(method)
 
     def record(self, method: str, code: str, seconds: float, rows: int, request_id: str,
-               bad_rows: int = 0, batch: bool = False, detail: str = "") -> None:
+               bad_rows: int = 0, batch: bool = False, detail: str = "", call=None, model=None,
+               message: str = "") -> None:
+        """One call's end: ``call`` (an admission.Call, or None for inline work) says how long
+        it waited for a slot and computed; ``model`` (a ModelRef) what priced it; ``message``
+        an error's words (logged with its code)."""
         self.metrics.observe(method, code, seconds, rows, bad_rows, batch)
         if detail == "stream":  # ``rows``: the stream's messages
             self.metrics.stream_messages.labels(method).inc(rows)
-        self._pending.append((time.time(), method, code, seconds, rows, bad_rows, request_id, detail))
+        if call is not None and call.computed is not None:
+            self.metrics.ran(method, call.waited, call.computed)
+        if model is not None:
+            self.metrics.priced(model, rows, seconds)
+        self._pending.append((time.time(), method, code, seconds, rows, bad_rows, request_id, detail, message))
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_seconds):
@@ -103,7 +195,7 @@ class RpcObserver:
     def flush(self) -> None:
         pending = self._pending
         while pending:
-            ts, method, code, seconds, rows, bad_rows, request_id, detail = pending.popleft()
+            ts, method, code, seconds, rows, bad_rows, request_id, detail, message = pending.popleft()
             event = dict(
                 method=method, code=code, duration_ms=round(seconds * 1e3, 4), rows=rows, request_id=request_id,
                 at=dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="microseconds"),
@@ -112,6 +204,8 @@ class RpcObserver:
                 event["bad_rows"] = bad_rows
             if detail:
                 event["detail"] = detail
+            if message:
+                event["message"] = message
             if code == "OK":
                 self.log.info("rpc", **event)
             else:

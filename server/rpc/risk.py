@@ -19,6 +19,7 @@ million-row pricing batches.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import math
 import time
@@ -406,6 +407,13 @@ class _ScenarioCall:
         self.first = None  # the first block's message, computed before the header
         self.taylor = None  # the TaylorRun of a TAYLOR or HYBRID run
         self.offset = 0  # a slice's first trade in the portfolio
+        self.trace = None  # the call's rpc.tracing.CallTrace (None: tracing off)
+
+
+def _span(trace, name: str, attributes=None):
+    """A span of the call's trace, current in this thread while open (the chunks priced in
+    it are its children); nothing with tracing off."""
+    return contextlib.nullcontext() if trace is None else trace.span(name, attributes, current=True)
 
 
 # ------------------------------------------------------------------ named scenario sets
@@ -708,7 +716,7 @@ def _watch(call) -> Watch:
     """The call's deadline and cancellation, shared with the kernels: the caller going away
     (or the deadline) stops a run between blocks and inside them."""
     remaining = call.time_remaining()
-    watch = Watch(None if remaining is None or remaining > 1e8 else remaining, call.is_active)
+    watch = Watch(None if remaining is None or remaining > 1e8 else remaining, call.is_active, trace=call.trace)
     if not call.add_callback(watch.cancel):  # already over
         watch.cancel()
     return watch
@@ -853,6 +861,10 @@ class RiskServicer:
         return response, len(response.books), 0
 
     def _scenario_start(self, data: bytes, watch: Watch):
+        with _span(watch.trace, "scenario start"):
+            return self._scenario_started(data, watch)
+
+    def _scenario_started(self, data: bytes, watch: Watch):
         if self.pricing is None:
             raise ServiceError(Code.UNIMPLEMENTED, "this server runs no scenario risk")
         request = _PARSE_SCENARIOS(data)
@@ -904,6 +916,7 @@ class RiskServicer:
         state = _ScenarioCall(run, request.output, request.cube_type, rows)
         state.taylor = expansion
         state.offset = inputs.offset
+        state.trace = watch.trace
         # the first block before the header: what would fail in every block (its cost, the
         # engine's settings) fails the request, with nothing sent
         state.first = self._scenario_block(state)
@@ -915,7 +928,11 @@ class RiskServicer:
         if state.first is not None:
             first, state.first = state.first, None
             return first
-        block = state.run.next_block()
+        with _span(state.trace, "scenario block") as span:
+            block = state.run.next_block()
+            if block is not None and span is not None:
+                span.set_attributes({"pricegrid.block.trade_start": block.start,
+                                     "pricegrid.block.trade_stop": block.stop})
         if block is None:
             return None
         if not state.cube:
@@ -924,6 +941,10 @@ class RiskServicer:
         return _block_message(block, state.float32, state.offset)
 
     def _scenario_trailer(self, state: _ScenarioCall) -> bytes:
+        with _span(state.trace, "scenario aggregates"):
+            return self._scenario_aggregates(state)
+
+    def _scenario_aggregates(self, state: _ScenarioCall) -> bytes:
         a = state.run.aggregates()
         trailer = rpb.ScenarioRiskTrailer(failed_cells=a.failed_cells, compute_seconds=a.compute_seconds)
         if state.aggregates:
@@ -983,14 +1004,14 @@ class RiskServicer:
         return result_message(result).SerializeToString()
 
 
-def handlers(servicer: RiskServicer, observer: RpcObserver, *, streams: StreamGate, auth=None
+def handlers(servicer: RiskServicer, observer: RpcObserver, *, streams: StreamGate, auth=None, tracing=None
              ) -> list[grpc.GenericRpcHandler]:
     """RiskService's methods behind the interceptors (size limit, log line, metrics, request
     ids, the one error table), counted among the server's open streams, behind ``auth`` (an
-    Authorizer; None: no policy)."""
+    Authorizer; None: no policy), traced by ``tracing`` (an rpc.tracing.Tracing; None: off)."""
     path = f"/{SERVICE}/Backtest"
     scenario = wrap_stream(f"/{SERVICE}/RunScenarioRisk", servicer.RunScenarioRisk, observer, streams=streams,
-                           default_deadline_s=servicer.default_deadline_s, auth=auth)
+                           default_deadline_s=servicer.default_deadline_s, auth=auth, tracing=tracing)
 
     async def run_scenario_risk(data, context):  # server streaming: the one request as a stream of one
         async def one():
@@ -1001,7 +1022,7 @@ def handlers(servicer: RiskServicer, observer: RpcObserver, *, streams: StreamGa
 
     methods = {
         "Backtest": grpc.stream_stream_rpc_method_handler(
-            wrap_stream(path, servicer.Backtest, observer, streams=streams, auth=auth),
+            wrap_stream(path, servicer.Backtest, observer, streams=streams, auth=auth, tracing=tracing),
             request_deserializer=None, response_serializer=None,
         ),
         "RunScenarioRisk": grpc.unary_stream_rpc_method_handler(
@@ -1010,25 +1031,25 @@ def handlers(servicer: RiskServicer, observer: RpcObserver, *, streams: StreamGa
         "Sensitivities": grpc.unary_unary_rpc_method_handler(
             wrap_unary(f"/{SERVICE}/Sensitivities", servicer.Sensitivities, observer,
                        lane=servicer.batch_lane or servicer.lane,
-                       parse=safe_deserializer(rpb.SensitivitiesRequest), auth=auth),
+                       parse=safe_deserializer(rpb.SensitivitiesRequest), auth=auth, tracing=tracing),
             request_deserializer=None, response_serializer=None,
         ),
         **{name: grpc.unary_unary_rpc_method_handler(
             wrap_unary(f"/{SERVICE}/{name}", getattr(servicer, name), observer,
                        lane=servicer.batch_lane if name == "PutPortfolio" and servicer.batch_lane else servicer.lane,
-                       parse=safe_deserializer(getattr(rpb, f"{name}Request")), auth=auth),
+                       parse=safe_deserializer(getattr(rpb, f"{name}Request")), auth=auth, tracing=tracing),
             request_deserializer=None, response_serializer=None,
         ) for name in ("PutPortfolio", "GetPortfolio", "ListPortfolios", "DeletePortfolio", "ListStresses",
                        "PutScenarioSet", "GetScenarioSet", "ListScenarioSets", "DeleteScenarioSet")},
         "WorstCase": grpc.unary_unary_rpc_method_handler(
             wrap_unary(f"/{SERVICE}/WorstCase", servicer.WorstCase, observer,
                        lane=servicer.batch_lane or servicer.lane,
-                       parse=safe_deserializer(rpb.WorstCaseRequest), auth=auth),
+                       parse=safe_deserializer(rpb.WorstCaseRequest), auth=auth, tracing=tracing),
             request_deserializer=None, response_serializer=None,
         ),
         "ParametricVar": grpc.unary_unary_rpc_method_handler(
             wrap_unary(f"/{SERVICE}/ParametricVar", servicer.ParametricVar, observer, lane=servicer.lane,
-                       parse=safe_deserializer(rpb.ParametricVarRequest), auth=auth),
+                       parse=safe_deserializer(rpb.ParametricVarRequest), auth=auth, tracing=tracing),
             request_deserializer=None, response_serializer=None,
         ),
     }

@@ -15,6 +15,7 @@ other in the front-office pool behind its gate, one message at a time.
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import grpc
 import grpc.aio
@@ -42,8 +43,10 @@ ECHO_SERVICE = "pricegrid.v1.EchoService"
 
 class PricingServicer:
     def __init__(self, service: PricingService, *, default_deadline_s: float, max_stream_trades: int, info,
-                 stream_lane: Lane, sees_details=lambda principal: True):
+                 stream_lane: Lane, sees_details=lambda principal: True, priced=None):
         self.service = service
+        #: (ModelRef, rows, seconds) -> None: a PriceStream message priced (the per-model metrics)
+        self.priced = priced or (lambda ref, rows, seconds: None)
         #: (rpc.auth.Principal or None) -> whether the caller sees ServerInfo's build details
         self.sees_details = sees_details
         self.default_deadline_s = default_deadline_s
@@ -56,15 +59,16 @@ class PricingServicer:
         between chunks and the kernels that poll: the caller going away stops them."""
         remaining = context.time_remaining()  # None, or a huge number, when the caller set no deadline
         budget = self.default_deadline_s if remaining is None or remaining > 1e8 else remaining
-        watch = Watch(budget, context.is_active)
+        watch = Watch(budget, context.is_active, trace=context.trace)
         if not context.add_callback(watch.cancel):  # already over
             watch.cancel()
         return watch
 
     def price_lean(self, data: bytes):
         """The front-office hot path, inline on the loop: the analytic European engine's
-        common shape goes C codec -> kernel -> C codec (None: any other request)."""
-        return fast.price_lean(data, self.service)
+        common shape goes C codec -> kernel -> C codec: (bytes, ModelRef), or None for any
+        other request."""
+        return fast.price_lean_ref(data, self.service)
 
     def Price(self, data, context, rid):
         # off the lean path: every other request is a batch of one
@@ -73,6 +77,7 @@ class PricingServicer:
             raise request.error()
         result = self.service.price(*req.product_one(request, self.service.catalogue),
                                     should_continue=self._watch(context))
+        context.priced_by = result.priced_by
         return resp.price_response_bytes(result), 1, 0
 
     def PriceBatch(self, request, context, rid):
@@ -90,11 +95,13 @@ class PricingServicer:
             effective_inputs=effective, should_continue=self._watch(context), settings=settings,
             outputs=reply.outputs,
         )
+        context.priced_by = result.priced_by
         return reply.finish(result), rows, result.error_count
 
     def ImpliedVolatility(self, request, context, rid):
         model, option, market, fields = req.european_one(request, with_vol=False)
         result = self.service.implied_vol(model, option, market, request.price, fields)
+        context.priced_by = result.priced_by
         return resp.implied_vol_response(result), 1, 0
 
     def ImpliedVolatilityBatch(self, request, context, rid):
@@ -105,6 +112,7 @@ class PricingServicer:
             model, options, market, price, rows=rows, fields=fields, threads=request.threads,
             effective_inputs=not request.omit_effective_inputs, should_continue=self._watch(context),
         )
+        context.priced_by = result.priced_by
         return resp.implied_vol_batch_response_bytes(result, request.output_encoding), rows, result.error_count
 
     def ServerInfo(self, request, context, rid):
@@ -123,8 +131,10 @@ class PricingServicer:
         lane = self.stream_lane
         too_large = lane.too_large
         split_request = _codec.split_stream_request
-        lean_price = fast.price_lean
+        lean_price = fast.price_lean_ref
         service = self.service
+        priced = self.priced
+        clock = time.perf_counter
         async for data in requests:
             counter[0] += 1
             split = split_request(data)  # the ids, without reading the body
@@ -135,9 +145,11 @@ class PricingServicer:
                 continue
             if split is not None and split[2] == 2 and not split[1]:
                 cid, trade_id, _, a, b = split
+                t0 = clock()
                 lean = lean_price(data[a:b], service)
                 if lean is not None:
-                    yield _stream_result(cid, trade_id, lean)
+                    priced(lean[1], 1, clock() - t0)
+                    yield _stream_result(cid, trade_id, lean[0])
                     continue
             message = _PARSE_STREAM(data)
             if type(message) is Undecodable:
@@ -159,7 +171,9 @@ class PricingServicer:
             body = message.WhichOneof("body")
             if body == "price":
                 trade = req.product_one(message.price, self.service.catalogue, prefix="price.")
+                t0 = time.perf_counter()
                 result = book.price(*trade, trade_id=message.trade_id)
+                self.priced(result.priced_by, 1, time.perf_counter() - t0)
                 yield _stream_result(cid, message.trade_id, resp.price_response_bytes(result))
             elif body == "market_update":
                 upd = message.market_update
@@ -167,11 +181,15 @@ class PricingServicer:
                 if upd.HasField("heston"):
                     h = upd.heston
                     move = dataclasses.replace(move, heston=(h.v0, h.kappa, h.theta, h.sigma, h.rho))
+                t0 = time.perf_counter()
                 for trade_id, outcome in book.move(move, upd.trade_ids):
                     if isinstance(outcome, ServiceError):
                         yield _stream_error(cid, trade_id, outcome)
                     else:
+                        t1 = time.perf_counter()  # a trade's price, without the time its reply took
+                        self.priced(outcome.priced_by, 1, t1 - t0)
                         yield _stream_result(cid, trade_id, resp.price_response_bytes(outcome))
+                        t0 = time.perf_counter()
             else:
                 raise ServiceError(Code.INVALID_ARGUMENT, "body: set price or market_update")
         except ServiceError as exc:
@@ -203,15 +221,16 @@ _INLINE = {"ServerInfo"}  # a prebuilt message: microseconds, on the loop
 
 def _unary(fn, **kwargs) -> grpc.RpcMethodHandler:
     kwargs.setdefault("auth", None)
+    kwargs.setdefault("tracing", None)
     # raw bytes both ways: requests are size-checked, then parsed where the lane runs them
     return grpc.unary_unary_rpc_method_handler(wrap_unary(**kwargs, fn=fn), request_deserializer=None,
                                                response_serializer=None)
 
 
 def handlers(servicer: PricingServicer, observer: RpcObserver, lanes: Lanes, *, streams: StreamGate,
-             echo: bool, auth=None) -> list[grpc.GenericRpcHandler]:
+             echo: bool, auth=None, tracing=None) -> list[grpc.GenericRpcHandler]:
     """Every method, each wrapped once (interceptors.wrap_*); ``auth``: the Authorizer every
-    call passes first (None: no policy)."""
+    call passes first (None: no policy); ``tracing``: an rpc.tracing.Tracing (None: off)."""
     service = pb.DESCRIPTOR.services_by_name["PricingService"]
     methods = {}
     for method in service.methods:
@@ -220,29 +239,33 @@ def handlers(servicer: PricingServicer, observer: RpcObserver, lanes: Lanes, *, 
         path = f"/{SERVICE}/{method.name}"
         if method.name == "Price":
             # the front-office hot path inline (see rpc/_codec.pyx), any other trade in the pool
-            methods[method.name] = _unary(fn, auth=auth, method=path, observer=observer, lane=lanes.front,
+            methods[method.name] = _unary(fn, auth=auth, tracing=tracing, method=path, observer=observer,
+                                          lane=lanes.front,
                                           inline_first=servicer.price_lean)
         elif method.name in _BATCH:
             # columnar: read as a zero-copy view, answered with bytes written by responses
-            methods[method.name] = _unary(fn, auth=auth, method=path, observer=observer, lane=lanes.batch, batch=True,
+            methods[method.name] = _unary(fn, auth=auth, tracing=tracing, method=path, observer=observer,
+                                          lane=lanes.batch, batch=True,
                                           parse=safe_deserializer(request_cls, zero_copy=True))
         elif method.name == "PriceStream":
             methods[method.name] = grpc.stream_stream_rpc_method_handler(
-                wrap_stream(path, fn, observer, streams=streams, auth=auth), request_deserializer=None, response_serializer=None
+                wrap_stream(path, fn, observer, streams=streams, auth=auth, tracing=tracing),
+                request_deserializer=None, response_serializer=None
             )
         else:
             lane = lanes.inline if method.name in _INLINE else lanes.front
-            methods[method.name] = _unary(fn, auth=auth, method=path, observer=observer, lane=lane,
+            methods[method.name] = _unary(fn, auth=auth, tracing=tracing, method=path, observer=observer, lane=lane,
                                           parse=safe_deserializer(request_cls))
     out = [grpc.method_handlers_generic_handler(SERVICE, methods)]
     if echo:
         # a benchmark aid, off by default: bytes in, the same bytes out, behind the same
         # request ids, size limit (the largest message), log line and metrics as any method
         out.append(grpc.method_handlers_generic_handler(ECHO_SERVICE, {
-            "Echo": _unary(_echo, auth=auth, method=f"/{ECHO_SERVICE}/Echo", observer=observer, lane=lanes.echo),
+            "Echo": _unary(_echo, auth=auth, tracing=tracing, method=f"/{ECHO_SERVICE}/Echo", observer=observer,
+                           lane=lanes.echo),
             "EchoStream": grpc.stream_stream_rpc_method_handler(
                 wrap_stream(f"/{ECHO_SERVICE}/EchoStream", _echo_stream(lanes.echo), observer, streams=streams,
-                            auth=auth),
+                            auth=auth, tracing=tracing),
                 request_deserializer=None, response_serializer=None,
             ),
         }))

@@ -54,11 +54,16 @@ class Watch:
     caller), and calls :meth:`cancel` when the caller goes away (a gRPC termination callback,
     from any thread). Called, it is a :data:`ShouldContinue`. ``block`` is the stop block the
     kernels poll: [STOP_FLAG] set by :meth:`cancel`, [STOP_DEADLINE] the deadline in
-    ``time.monotonic_ns()``, [STOP_REASON] written by a kernel that stopped."""
+    ``time.monotonic_ns()``, [STOP_REASON] written by a kernel that stopped.
 
-    __slots__ = ("block", "deadline_ns", "_is_active")
+    ``trace``: the call's tracing (None: off), anything whose ``span(name, attributes)`` is
+    a context manager; the chunk loops open one span per chunk with it."""
 
-    def __init__(self, deadline_s: Optional[float] = None, is_active: Optional[Callable[[], bool]] = None):
+    __slots__ = ("block", "deadline_ns", "_is_active", "trace")
+
+    def __init__(self, deadline_s: Optional[float] = None, is_active: Optional[Callable[[], bool]] = None,
+                 trace=None):
+        self.trace = trace
         self.block = np.zeros(_st.STOP_WORDS, dtype=np.int64)
         self.deadline_ns = None if deadline_s is None else time.monotonic_ns() + max(0, int(deadline_s * 1e9))
         if self.deadline_ns is not None:
@@ -220,10 +225,17 @@ class PricingService:
             )
 
     def _each_chunk(self, chunks, should_continue: Optional[ShouldContinue]):
-        """The chunks, asking ``should_continue`` before each (stops with its code)."""
+        """The chunks, asking ``should_continue`` before each (stops with its code); with a
+        Watch that traces, each chunk's work is a span (rows [start, stop))."""
+        trace = getattr(should_continue, "trace", None)
         for a, b in chunks:
             self._stop(should_continue)
-            yield a, b
+            if trace is None:
+                yield a, b
+            else:
+                with trace.span("chunk", {"pricegrid.chunk.start": a, "pricegrid.chunk.stop": b,
+                                          "pricegrid.chunk.count": len(chunks)}):
+                    yield a, b
 
     @staticmethod
     def stop_if_asked(should_continue: Optional[ShouldContinue]) -> None:
