@@ -42,6 +42,7 @@ priced again through the batch path, which names the cells.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Optional, Sequence
@@ -442,9 +443,13 @@ class ScenarioRevaluer:
                 self.pricing.stop_if_asked(should_continue)
                 columns = {name: np.ascontiguousarray(np.asarray(c)[rows] if np.asarray(c).size > 1 else c)
                            for name, c in batch.columns.items()}
-                bad = cube(columns, *(_kernel_input(a, shape) for a in market_rows),
-                           np.ascontiguousarray(base_rows, dtype=np.float64),
-                           np.ascontiguousarray(q_chunk, dtype=np.float64), pnl, self.pricing.threads_for(threads))
+                trace = getattr(should_continue, "trace", None)  # the block's kernel call: one chunk's span
+                with (trace.span("chunk", {"pricegrid.chunk.start": 0, "pricegrid.chunk.stop": n * s,
+                                           "pricegrid.chunk.count": 1, "pricegrid.chunk.kernel": "cube"})
+                      if trace is not None else contextlib.nullcontext()):
+                    bad = cube(columns, *(_kernel_input(a, shape) for a in market_rows),
+                               np.ascontiguousarray(base_rows, dtype=np.float64),
+                               np.ascontiguousarray(q_chunk, dtype=np.float64), pnl, self.pricing.threads_for(threads))
             if not bad:
                 failed = 0
                 if not np.isfinite(base_rows).all():  # rare: count the NaN cells

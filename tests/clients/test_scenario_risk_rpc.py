@@ -320,8 +320,6 @@ def test_historical_scenarios_from_a_series_of_levels(risk, snapshot_id, book):
 def test_what_scenario_runs_do_not_take_yet_is_refused_before_anything_is_sent(risk, snapshot_id, book):
     spot = [Shift("s", "spot", "relative", ["SPX"])]
     cases = [
-        (dict(model="heston", heston={"v0": 0.04, "kappa": 1.5, "theta": 0.04, "sigma": 0.5, "rho": -0.7}),
-         "portfolio.market.underlying_id"),
         (dict(volatility=0.2, smile="sticky_moneyness"), "scenarios.smile"),   # an inline vol: no surface to read
         (dict(quantity=np.full(TRADES, 1e300)), "quantity"),
         (dict(var_levels=tuple(np.linspace(0.5, 0.99, 25))), "var_levels"),
