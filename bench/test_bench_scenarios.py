@@ -106,7 +106,7 @@ def test_scenario_run_against_a_quantlib_loop(benchmark):
     threadpool_limits(limits=1, user_api="blas")
     market = MarketDataService(SqliteSnapshotStore(":memory:"))
     record, _ = market.put(demo.snapshot(), force=True, reason="bench")
-    service = PricingService(Limits(max_rows=1_000_000, kernel_threads=1), snapshots=market.snapshot)
+    service = PricingService(Limits(max_rows=1_000_000, kernel_threads=os.cpu_count() or 1), snapshots=market.snapshot)
     spec = service.catalogue.find("european", Model.BLACK_SCHOLES_MERTON)
     rng = np.random.default_rng(17)
     types = rng.integers(1, 3, TRADES).astype(np.int32)
