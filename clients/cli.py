@@ -757,11 +757,18 @@ def _dump(obj, out) -> None:
     out.write("\n")
 
 
-def _report(error: PricingError) -> int:
+def _report(error: PricingError, json_out=None) -> int:
+    """The error on stderr; with --json also as a JSON object on stdout (``json_out``):
+    {"error": {code, message, field, violations [{field, description}], exit}}."""
     print(f"error: {error.code.name}: {error.message}", file=sys.stderr)
     for field, description in error.field_violations:
         print(f"  field: {field}" + (f": {description}" if description else ""), file=sys.stderr)
-    return EXIT_BAD_INPUT if error.bad_input else EXIT_FAILED
+    status = EXIT_BAD_INPUT if error.bad_input else EXIT_FAILED
+    if json_out is not None:
+        _dump({"error": {"code": error.code.name, "message": error.message, "field": error.field or "",
+                         "violations": [{"field": f, "description": d} for f, d in error.field_violations],
+                         "exit": status}}, json_out)
+    return status
 
 
 def _snapshot_dict(info) -> dict:
@@ -1303,12 +1310,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return bench.run(args, out)
         return COMMANDS[args.command](args, out)
     except PricingError as e:
-        return _report(e)
+        return _report(e, out if getattr(args, "json", False) else None)
     except (_BadInput, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
+        if getattr(args, "json", False):
+            _dump({"error": {"code": "INVALID_ARGUMENT", "message": str(e), "field": "", "violations": [],
+                             "exit": EXIT_BAD_INPUT}}, out)
         return EXIT_BAD_INPUT
     except grpc.RpcError as e:  # pragma: no cover - clients raise PricingError
-        return _report(PricingError.from_rpc_error(e))
+        return _report(PricingError.from_rpc_error(e), out if getattr(args, "json", False) else None)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # the reader went away (`pricegrid info | head`): not an error

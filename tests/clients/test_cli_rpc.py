@@ -78,11 +78,19 @@ def test_bad_input_prints_the_field_and_exits_2(server, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "INVALID_ARGUMENT" in err and "field: european.strike" in err
+    # with --json the error is a JSON object on stdout too
+    assert cli.main([*argv, "--json"]) == 2
+    doc = json.loads(without_server_logs(capsys.readouterr().out))
+    assert doc["error"]["code"] == "INVALID_ARGUMENT" and doc["error"]["field"] == "european.strike"
+    assert doc["error"]["violations"][0]["field"] == "european.strike" and doc["error"]["exit"] == 2
 
 
 def test_unreachable_server_exits_1(capsys):
     assert cli.main(["info", "--target", "127.0.0.1:1", "--timeout", "2"]) == 1
     assert "UNAVAILABLE" in capsys.readouterr().err
+    assert cli.main(["info", "--target", "127.0.0.1:1", "--timeout", "2", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["error"]["code"] == "UNAVAILABLE" and doc["error"]["exit"] == 1
 
 
 def test_info(server, capsys):
