@@ -821,12 +821,16 @@ def draw_histogram(report: dict, path: Path) -> None:
         hi = max(v.max() for v in values)
         bins = np.geomspace(lo, hi * 1.0001, 60) if hi > lo else 10
         for name, v in zip(names, values):
-            p50 = np.percentile(v, 50)
-            ax.hist(v, bins=bins, histtype="step", linewidth=1.5, label=f"{name} (p50 {p50:.3g} {unit})")
+            p50, p99 = np.percentile(v, [50, 99])
+            patches = ax.hist(v, bins=bins, histtype="step", linewidth=1.5,
+                              label=f"{name}: p50 {p50:.3g}, p99 {p99:.3g} {unit} (n={len(v):,})")[2]
+            color = patches[0].get_edgecolor()
+            ax.axvline(p50, color=color, linestyle="--", linewidth=1.0)  # the median
+            ax.axvline(p99, color=color, linestyle=":", linewidth=1.0)   # the 99th percentile
         ax.set_xscale("log")
-        ax.set_xlabel(f"latency ({unit})")
-        ax.set_ylabel("calls")
-        ax.set_title(title)
+        ax.set_xlabel(f"latency per call ({unit}, log scale)")
+        ax.set_ylabel("calls per bin")
+        ax.set_title(f"{title}: dashed p50, dotted p99")
         ax.legend(fontsize="small")
     if not groups:
         axes[0][0].text(0.5, 0.5, "no samples", ha="center", va="center")
