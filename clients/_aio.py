@@ -39,6 +39,19 @@ from ._models import EuropeanOption, ImpliedVolResult, Market, MarketUpdate, Pri
 _CODE = grpc.StatusCode
 
 
+def aio_channel(target: str, credentials, options, token) -> grpc.aio.Channel:
+    """A grpc.aio channel to ``target`` (in the running loop): TLS with ``credentials`` (None:
+    from PRICEGRID_CA/CERT/KEY, else plaintext); ``token`` (None: PRICEGRID_TOKEN(_FILE)) with
+    every call, with a request id."""
+    credentials = credentials if credentials is not None else credentials_from_env()
+    tokens = TokenSource.from_env() if token is None else (
+        token if isinstance(token, TokenSource) else TokenSource(token))
+    interceptors = AioMetadataInterceptor(tokens) if tokens is not None else None
+    if credentials is not None:
+        return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
+    return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+
+
 class AsyncFrontOfficeClient:
     """Price single trades over ``grpc.aio``. Arguments as for :class:`FrontOfficeClient`;
     ``channel`` must then be a ``grpc.aio.Channel``."""
@@ -72,16 +85,7 @@ class AsyncFrontOfficeClient:
         if self._closed:
             raise RuntimeError("the client is closed")
         if self._stub is None:
-            credentials = self._credentials if self._credentials is not None else credentials_from_env()
-            tokens = TokenSource.from_env() if self._token is None else (
-                self._token if isinstance(self._token, TokenSource) else TokenSource(self._token))
-            interceptors = AioMetadataInterceptor(tokens) if tokens is not None else None
-            if credentials is not None:
-                self._channel = grpc.aio.secure_channel(self._target, credentials, options=self._options,
-                                                        interceptors=interceptors)
-            else:
-                self._channel = grpc.aio.insecure_channel(self._target, options=self._options,
-                                                          interceptors=interceptors)
+            self._channel = aio_channel(self._target, self._credentials, self._options, self._token)
             self._stub = pricing_pb2_grpc.PricingServiceStub(self._channel)
         return self._stub
 

@@ -21,7 +21,7 @@ import grpc.aio
 from pricegrid.v1 import risk_pb2, risk_pb2_grpc
 
 from . import _scenarios, _tracing
-from ._auth import AioMetadataInterceptor, TokenSource, credentials_from_env
+from ._aio import aio_channel
 from ._config import USE_CLIENT_DEFAULT, ChannelOptions, RetryConfig, balanced, channel_options, default_target, resolve_timeout
 from ._errors import PricingError
 from ._risk import _RUN_SCENARIO_RISK, _RiskRequests, _serialize
@@ -57,16 +57,7 @@ class AsyncRiskClient(_RiskRequests):
         if self._closed:
             raise RuntimeError("the client is closed")
         if self._stub is None:
-            credentials = self._credentials if self._credentials is not None else credentials_from_env()
-            tokens = TokenSource.from_env() if self._token is None else (
-                self._token if isinstance(self._token, TokenSource) else TokenSource(self._token))
-            interceptors = AioMetadataInterceptor(tokens) if tokens is not None else None
-            if credentials is not None:
-                self._channel = grpc.aio.secure_channel(self._target, credentials, options=self._options,
-                                                        interceptors=interceptors)
-            else:
-                self._channel = grpc.aio.insecure_channel(self._target, options=self._options,
-                                                          interceptors=interceptors)
+            self._channel = aio_channel(self._target, self._credentials, self._options, self._token)
             self._stub = risk_pb2_grpc.RiskServiceStub(self._channel)
         return self._stub
 

@@ -24,7 +24,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from pricegrid.server.domain.market import Finding, Severity, Snapshot, StoredSnapshot
-from pricegrid.server.domain.portfolios import StoredPortfolio, StoredScenarioSet
+from pricegrid.server.store._items import ITEMS, NamedItems
 
 MIGRATIONS = (
     # 1: market snapshots (as SQLite's migrations 1 and 2)
@@ -74,8 +74,6 @@ MIGRATIONS = (
 )
 
 _SUMMARY = "id, name, as_of, stored_at, curves, underlyings, heston, description, forced_reason, findings, surfaces"
-_ITEMS = {"portfolios": ("id, name, description, stored_at, books, trades", StoredPortfolio),
-          "scenario_sets": ("id, name, description, stored_at, scenarios, components", StoredScenarioSet)}
 #: pg_advisory_xact_lock's key for migrations (any fixed number: "pricegrd" in ASCII)
 _MIGRATION_LOCK = 0x7072696365677264
 
@@ -98,7 +96,7 @@ def _utc(t: dt.datetime) -> dt.datetime:
     return t.astimezone(dt.timezone.utc)
 
 
-class PostgresStore:
+class PostgresStore(NamedItems):
     """SnapshotStore, PortfolioStore and ScenarioSetStore in one PostgreSQL database
     (``url``: a libpq connection URL); a pool of at most ``max_size`` connections."""
 
@@ -186,26 +184,26 @@ class PostgresStore:
     def _put_item(self, table: str, record) -> bool:
         v = [getattr(record, f.name) for f in dataclasses.fields(record)]
         with self._pool.connection() as conn:
-            cur = conn.execute(f"INSERT INTO {table} ({_ITEMS[table][0]}, content) VALUES "
+            cur = conn.execute(f"INSERT INTO {table} ({ITEMS[table][0]}, content) VALUES "
                                "(%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
                                (v[0], v[1], v[2], _utc(v[3]), v[4], v[5], v[6]))
             return cur.rowcount == 1
 
     def _get_item(self, table: str, item_id: str):
-        columns, kind = _ITEMS[table]
+        columns, kind = ITEMS[table]
         with self._pool.connection() as conn:
             row = conn.execute(f"SELECT {columns}, content FROM {table} WHERE id = %s", (item_id,)).fetchone()
         return None if row is None else self._item(kind, row)
 
     def _latest_item(self, table: str, name: str):
-        columns, kind = _ITEMS[table]
+        columns, kind = ITEMS[table]
         with self._pool.connection() as conn:
             row = conn.execute(f"SELECT {columns}, content FROM {table} WHERE name = %s "
                                "ORDER BY stored_at DESC, seq DESC LIMIT 1", (name,)).fetchone()
         return None if row is None else self._item(kind, row)
 
     def _list_items(self, table: str, name: str, limit: int):
-        columns, kind = _ITEMS[table]
+        columns, kind = ITEMS[table]
         query, args = f"SELECT {columns} FROM {table}", ()
         if name:
             query, args = query + " WHERE name = %s", (name,)
@@ -220,33 +218,3 @@ class PostgresStore:
     @staticmethod
     def _item(kind, row):
         return kind(row[0], row[1], row[2], _utc(row[3]), row[4], row[5], bytes(row[6]) if len(row) > 6 else None)
-
-    def put_portfolio(self, record: StoredPortfolio) -> bool:
-        return self._put_item("portfolios", record)
-
-    def get_portfolio(self, portfolio_id: str) -> Optional[StoredPortfolio]:
-        return self._get_item("portfolios", portfolio_id)
-
-    def latest_portfolio(self, name: str) -> Optional[StoredPortfolio]:
-        return self._latest_item("portfolios", name)
-
-    def list_portfolios(self, name: str = "", limit: int = 100):
-        return self._list_items("portfolios", name, limit)
-
-    def delete_portfolio(self, portfolio_id: str) -> bool:
-        return self._delete_item("portfolios", portfolio_id)
-
-    def put_scenario_set(self, record: StoredScenarioSet) -> bool:
-        return self._put_item("scenario_sets", record)
-
-    def get_scenario_set(self, set_id: str) -> Optional[StoredScenarioSet]:
-        return self._get_item("scenario_sets", set_id)
-
-    def latest_scenario_set(self, name: str) -> Optional[StoredScenarioSet]:
-        return self._latest_item("scenario_sets", name)
-
-    def list_scenario_sets(self, name: str = "", limit: int = 100):
-        return self._list_items("scenario_sets", name, limit)
-
-    def delete_scenario_set(self, set_id: str) -> bool:
-        return self._delete_item("scenario_sets", set_id)

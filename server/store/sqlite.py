@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from pricegrid.server.domain.market import Finding, Severity, Snapshot, StoredSnapshot
-from pricegrid.server.domain.portfolios import StoredPortfolio, StoredScenarioSet
+from pricegrid.server.store._items import ITEMS, NamedItems
 
 MIGRATIONS = (
     # 1: market snapshots
@@ -69,9 +69,6 @@ MIGRATIONS = (
     CREATE INDEX scenario_sets_by_name ON scenario_sets (name, stored_at)
     """,
 )
-#: each named-item table's columns (all but content) and its record type
-_ITEMS = {"portfolios": ("id, name, description, stored_at, books, trades", StoredPortfolio),
-          "scenario_sets": ("id, name, description, stored_at, scenarios, components", StoredScenarioSet)}
 
 _SUMMARY = "id, name, as_of, stored_at, curves, underlyings, heston, description, forced_reason, findings, surfaces"
 
@@ -80,7 +77,7 @@ def _utc(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).astimezone(dt.timezone.utc)
 
 
-class SqliteSnapshotStore:
+class SqliteSnapshotStore(NamedItems):
     """:class:`pricegrid.server.domain.market.SnapshotStore` and
     :class:`pricegrid.server.domain.portfolios.PortfolioStore` in one SQLite file."""
 
@@ -177,25 +174,25 @@ class SqliteSnapshotStore:
         v = [getattr(record, f.name) for f in dataclasses.fields(record)]  # the columns' order
         row = (v[0], v[1], v[2], v[3].astimezone(dt.timezone.utc).isoformat(timespec="microseconds"), v[4], v[5], v[6])
         with self._lock:
-            cursor = self._db.execute(f"INSERT OR IGNORE INTO {table} ({_ITEMS[table][0]}, content) "
+            cursor = self._db.execute(f"INSERT OR IGNORE INTO {table} ({ITEMS[table][0]}, content) "
                                       "VALUES (?, ?, ?, ?, ?, ?, ?)", row)
             return cursor.rowcount == 1
 
     def _get_item(self, table: str, item_id: str):
-        columns, kind = _ITEMS[table]
+        columns, kind = ITEMS[table]
         with self._lock:
             row = self._db.execute(f"SELECT {columns}, content FROM {table} WHERE id = ?", (item_id,)).fetchone()
         return None if row is None else self._item(kind, row)
 
     def _latest_item(self, table: str, name: str):
-        columns, kind = _ITEMS[table]
+        columns, kind = ITEMS[table]
         with self._lock:
             row = self._db.execute(f"SELECT {columns}, content FROM {table} WHERE name = ? "
                                    "ORDER BY stored_at DESC, rowid DESC LIMIT 1", (name,)).fetchone()
         return None if row is None else self._item(kind, row)
 
     def _list_items(self, table: str, name: str, limit: int):
-        columns, kind = _ITEMS[table]
+        columns, kind = ITEMS[table]
         query, args = f"SELECT {columns} FROM {table}", ()
         if name:
             query, args = query + " WHERE name = ?", (name,)
@@ -211,35 +208,3 @@ class SqliteSnapshotStore:
     @staticmethod
     def _item(kind, row):
         return kind(row[0], row[1], row[2], _utc(row[3]), row[4], row[5], bytes(row[6]) if len(row) > 6 else None)
-
-    # PortfolioStore
-    def put_portfolio(self, record: StoredPortfolio) -> bool:
-        return self._put_item("portfolios", record)
-
-    def get_portfolio(self, portfolio_id: str) -> Optional[StoredPortfolio]:
-        return self._get_item("portfolios", portfolio_id)
-
-    def latest_portfolio(self, name: str) -> Optional[StoredPortfolio]:
-        return self._latest_item("portfolios", name)
-
-    def list_portfolios(self, name: str = "", limit: int = 100):
-        return self._list_items("portfolios", name, limit)
-
-    def delete_portfolio(self, portfolio_id: str) -> bool:
-        return self._delete_item("portfolios", portfolio_id)
-
-    # ScenarioSetStore
-    def put_scenario_set(self, record: StoredScenarioSet) -> bool:
-        return self._put_item("scenario_sets", record)
-
-    def get_scenario_set(self, set_id: str) -> Optional[StoredScenarioSet]:
-        return self._get_item("scenario_sets", set_id)
-
-    def latest_scenario_set(self, name: str) -> Optional[StoredScenarioSet]:
-        return self._latest_item("scenario_sets", name)
-
-    def list_scenario_sets(self, name: str = "", limit: int = 100):
-        return self._list_items("scenario_sets", name, limit)
-
-    def delete_scenario_set(self, set_id: str) -> bool:
-        return self._delete_item("scenario_sets", set_id)
