@@ -1,9 +1,14 @@
-"""Stored portfolios and scenario sets: named, versioned, kept as the bytes of their
-contract messages (the domain does not read them: the RPC layer parses them as a run would).
+"""Stored portfolios, scenario sets and backtest histories: named, versioned, kept as the
+bytes of their contract messages (the domain does not read them: the RPC layer parses them
+as a run would).
 
 A version's id is the first 32 hex digits of the SHA-256 of its name and content, so the
 same content put twice under one name is stored once; a name's newest version is the one a
 run by name uses.
+
+A backtest history grows by appending: a new version is its base's days and more, stored
+only while the base is still the name's newest version (:class:`NotNewest` otherwise), so
+that appends to one name are serialized and none is lost.
 """
 
 from __future__ import annotations
@@ -45,6 +50,31 @@ class StoredScenarioSet:
     scenarios: int
     components: int
     content: Optional[bytes] = None
+
+
+@dataclass(frozen=True)
+class StoredBacktestHistory:
+    """A stored backtest history's version; ``content`` is None in listings.
+    ``var_convention`` is the contract's VarConvention number (domain.backtest.VarConvention)."""
+
+    history_id: str
+    name: str
+    description: str
+    stored_at: dt.datetime
+    observations: int
+    exceptions: int
+    var_convention: int
+    content: Optional[bytes] = None
+
+
+class NotNewest(Exception):
+    """A version was to follow ``expected``, but the name's newest version is ``newest``
+    (its id; "" when the name has none)."""
+
+    def __init__(self, expected: str, newest: str):
+        super().__init__(f"the newest version is {newest or 'none'}, not {expected}")
+        self.expected = expected
+        self.newest = newest
 
 
 def check_name(name: str, field: str = "name") -> str:
@@ -92,3 +122,24 @@ class ScenarioSetStore(Protocol):
     def list_scenario_sets(self, name: str = "", limit: int = 100) -> Sequence[StoredScenarioSet]: ...
 
     def delete_scenario_set(self, set_id: str) -> bool: ...
+
+
+class BacktestHistoryStore(Protocol):
+    """Where backtest histories persist: as PortfolioStore, and puts that keep a name's
+    versions in the order they were put."""
+
+    def put_backtest_history(self, record: StoredBacktestHistory, after: Optional[str] = None
+                             ) -> tuple[bool, StoredBacktestHistory]:
+        """Store ``record`` as the newest version of its name, atomically: its stored_at is
+        moved to a microsecond after the newest version's when it is not later already;
+        with ``after`` (an id), only while the name's newest version is that one (else
+        :class:`NotNewest`). Returns (created, the record as stored); (False, the stored
+        one) when its id is already stored."""
+
+    def get_backtest_history(self, history_id: str) -> Optional[StoredBacktestHistory]: ...
+
+    def latest_backtest_history(self, name: str) -> Optional[StoredBacktestHistory]: ...
+
+    def list_backtest_histories(self, name: str = "", limit: int = 100) -> Sequence[StoredBacktestHistory]: ...
+
+    def delete_backtest_history(self, history_id: str) -> bool: ...

@@ -1,20 +1,43 @@
-"""The named-item protocols (PortfolioStore, ScenarioSetStore) over a backend's five
-table operations, shared by the SQLite and PostgreSQL stores."""
+"""The named-item protocols (PortfolioStore, ScenarioSetStore, BacktestHistoryStore) over a
+backend's table operations, shared by the SQLite and PostgreSQL stores."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from typing import Optional
 
-from pricegrid.server.domain.portfolios import StoredPortfolio, StoredScenarioSet
+from pricegrid.server.domain.portfolios import StoredBacktestHistory, StoredPortfolio, StoredScenarioSet
 
-#: each named-item table's columns (all but content) and its record type
+#: each named-item table's columns (all but content, in its record type's field order) and its record type
 ITEMS = {"portfolios": ("id, name, description, stored_at, books, trades", StoredPortfolio),
-         "scenario_sets": ("id, name, description, stored_at, scenarios, components", StoredScenarioSet)}
+         "scenario_sets": ("id, name, description, stored_at, scenarios, components", StoredScenarioSet),
+         "backtest_histories": ("id, name, description, stored_at, observations, exceptions, var_convention",
+                                StoredBacktestHistory)}
+
+
+def row_of(record) -> list:
+    """A record's column values in its table's order, content last."""
+    return [getattr(record, f.name) for f in dataclasses.fields(record)]
+
+
+def record_of(kind, row, convert_time):
+    """The record of ``kind`` from a row of its columns (content last, when selected);
+    ``convert_time`` reads the backend's stored_at."""
+    n = len(dataclasses.fields(kind)) - 1  # the columns before content
+    return kind(*row[:3], convert_time(row[3]), *row[4:n], bytes(row[n]) if len(row) > n else None)
+
+
+def name_lock_key(table: str, name: str) -> int:
+    """A signed 64-bit key for one name of one table (PostgreSQL's advisory locks)."""
+    digest = hashlib.sha256(f"{table}\0{name}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 class NamedItems:
-    """Portfolios and scenario sets, each a table of ITEMS, through the backend's
-    ``_put_item``, ``_get_item``, ``_latest_item``, ``_list_items`` and ``_delete_item``."""
+    """Portfolios, scenario sets and backtest histories, each a table of ITEMS, through the
+    backend's ``_put_item``, ``_put_newest``, ``_get_item``, ``_latest_item``, ``_list_items``
+    and ``_delete_item``."""
 
     def put_portfolio(self, record: StoredPortfolio) -> bool:
         return self._put_item("portfolios", record)
@@ -45,3 +68,20 @@ class NamedItems:
 
     def delete_scenario_set(self, set_id: str) -> bool:
         return self._delete_item("scenario_sets", set_id)
+
+    def put_backtest_history(self, record: StoredBacktestHistory, after: Optional[str] = None
+                             ) -> tuple[bool, StoredBacktestHistory]:
+        """See pricegrid.server.domain.portfolios.BacktestHistoryStore."""
+        return self._put_newest("backtest_histories", record, after)
+
+    def get_backtest_history(self, history_id: str) -> Optional[StoredBacktestHistory]:
+        return self._get_item("backtest_histories", history_id)
+
+    def latest_backtest_history(self, name: str) -> Optional[StoredBacktestHistory]:
+        return self._latest_item("backtest_histories", name)
+
+    def list_backtest_histories(self, name: str = "", limit: int = 100):
+        return self._list_items("backtest_histories", name, limit)
+
+    def delete_backtest_history(self, history_id: str) -> bool:
+        return self._delete_item("backtest_histories", history_id)

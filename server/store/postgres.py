@@ -1,11 +1,16 @@
-"""The shared store: market snapshots, portfolios and named scenario sets in PostgreSQL, for
-replicas that serve the same data (psycopg 3 and its connection pool).
+"""The shared store: market snapshots, portfolios, named scenario sets and backtest
+histories in PostgreSQL, for replicas that serve the same data (psycopg 3 and its
+connection pool).
 
 The same protocols and the same meaning as :mod:`pricegrid.server.store.sqlite`: a record
 is written once under its content id (a second put of the same id is a no-op that says so),
-read back exactly (a snapshot as its canonical JSON, a portfolio or scenario set as its
-contract bytes), listed newest first. Times are ``timestamptz``; ``seq`` (an identity
+read back exactly (a snapshot as its canonical JSON, a portfolio, scenario set or backtest
+history as its contract bytes), listed newest first. Times are ``timestamptz``; ``seq`` (an identity
 column) orders records stored in the same microsecond, as SQLite's rowid does.
+
+A backtest history's new version is written in a transaction holding an advisory lock on
+its name (``_items.name_lock_key``), so that replicas appending to one name at once are
+serialized: each sees the version the one before it stored.
 
 Schema migrations are numbered and run at open, in one transaction under an advisory lock,
 so that replicas starting together apply each exactly once; ``pricegrid_schema`` records
@@ -24,7 +29,8 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from pricegrid.server.domain.market import Finding, Severity, Snapshot, StoredSnapshot
-from pricegrid.server.store._items import ITEMS, NamedItems
+from pricegrid.server.domain.portfolios import NotNewest
+from pricegrid.server.store._items import ITEMS, NamedItems, name_lock_key, record_of, row_of
 
 MIGRATIONS = (
     # 1: market snapshots (as SQLite's migrations 1 and 2)
@@ -70,6 +76,21 @@ MIGRATIONS = (
         content       BYTEA NOT NULL
     );
     CREATE INDEX scenario_sets_by_name ON scenario_sets (name, stored_at)
+    """,
+    # 3: backtest histories (SQLite's 5)
+    """
+    CREATE TABLE backtest_histories (
+        seq            BIGINT GENERATED ALWAYS AS IDENTITY,
+        id             TEXT PRIMARY KEY,
+        name           TEXT NOT NULL,
+        description    TEXT NOT NULL,
+        stored_at      TIMESTAMPTZ NOT NULL,
+        observations   BIGINT NOT NULL,
+        exceptions     BIGINT NOT NULL,
+        var_convention INTEGER NOT NULL,
+        content        BYTEA NOT NULL
+    );
+    CREATE INDEX backtest_histories_by_name ON backtest_histories (name, stored_at)
     """,
 )
 
@@ -181,13 +202,36 @@ class PostgresStore(NamedItems):
                               row[8], findings, snapshot)
 
     # ------------------------------------------------------------------ named items
+    @staticmethod
+    def _insert(conn, table: str, record) -> bool:
+        row = row_of(record)
+        row[3] = _utc(row[3])
+        cur = conn.execute(f"INSERT INTO {table} ({ITEMS[table][0]}, content) VALUES "
+                           f"({', '.join(['%s'] * len(row))}) ON CONFLICT (id) DO NOTHING", row)
+        return cur.rowcount == 1
+
     def _put_item(self, table: str, record) -> bool:
-        v = [getattr(record, f.name) for f in dataclasses.fields(record)]
         with self._pool.connection() as conn:
-            cur = conn.execute(f"INSERT INTO {table} ({ITEMS[table][0]}, content) VALUES "
-                               "(%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-                               (v[0], v[1], v[2], _utc(v[3]), v[4], v[5], v[6]))
-            return cur.rowcount == 1
+            return self._insert(conn, table, record)
+
+    def _put_newest(self, table: str, record, after: Optional[str]):
+        columns, kind = ITEMS[table]
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (name_lock_key(table, record.name),))
+            newest = conn.execute(f"SELECT id, stored_at FROM {table} WHERE name = %s "
+                                  "ORDER BY stored_at DESC, seq DESC LIMIT 1", (record.name,)).fetchone()
+            if after is not None and (newest is None or newest[0] != after):
+                raise NotNewest(after, newest[0] if newest else "")
+            if newest is not None:
+                floor = _utc(newest[1]) + dt.timedelta(microseconds=1)
+                if record.stored_at < floor:
+                    record = dataclasses.replace(record, stored_at=floor)
+            created = self._insert(conn, table, record)
+            if not created:
+                row = conn.execute(f"SELECT {columns}, content FROM {table} WHERE id = %s",
+                                   (row_of(record)[0],)).fetchone()
+                record = self._item(kind, row)
+        return created, record
 
     def _get_item(self, table: str, item_id: str):
         columns, kind = ITEMS[table]
@@ -217,4 +261,4 @@ class PostgresStore(NamedItems):
 
     @staticmethod
     def _item(kind, row):
-        return kind(row[0], row[1], row[2], _utc(row[3]), row[4], row[5], bytes(row[6]) if len(row) > 6 else None)
+        return record_of(kind, row, _utc)

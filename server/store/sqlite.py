@@ -1,10 +1,12 @@
-"""The embedded store: market snapshots and portfolios in one SQLite file (the standard library's sqlite3).
+"""The embedded store: market snapshots, portfolios, scenario sets and backtest histories in
+one SQLite file (the standard library's sqlite3).
 
 Schema migrations are numbered and run at open (``PRAGMA user_version`` records the last
 one applied). A snapshot is kept as its canonical JSON (the form its id hashes), so what is
 read back is exactly what was stored. One connection, serialized by a lock: the service's
 calls are short, and SQLite allows one writer at a time anyway (WAL lets readers of other
-processes go on).
+processes go on). A backtest history's new version is written in one IMMEDIATE transaction
+(the file's write lock), so that processes sharing the file append to a name one at a time.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 from typing import Optional
 
 from pricegrid.server.domain.market import Finding, Severity, Snapshot, StoredSnapshot
-from pricegrid.server.store._items import ITEMS, NamedItems
+from pricegrid.server.domain.portfolios import NotNewest
+from pricegrid.server.store._items import ITEMS, NamedItems, record_of, row_of
 
 MIGRATIONS = (
     # 1: market snapshots
@@ -67,6 +70,20 @@ MIGRATIONS = (
         content       BLOB NOT NULL
     );
     CREATE INDEX scenario_sets_by_name ON scenario_sets (name, stored_at)
+    """,
+    # 5: backtest histories (the contract's BacktestHistory message, serialized)
+    """
+    CREATE TABLE backtest_histories (
+        id             TEXT PRIMARY KEY,
+        name           TEXT NOT NULL,
+        description    TEXT NOT NULL,
+        stored_at      TEXT NOT NULL,      -- ISO 8601, UTC
+        observations   INTEGER NOT NULL,
+        exceptions     INTEGER NOT NULL,
+        var_convention INTEGER NOT NULL,   -- the contract's VarConvention number
+        content        BLOB NOT NULL
+    );
+    CREATE INDEX backtest_histories_by_name ON backtest_histories (name, stored_at)
     """,
 )
 
@@ -170,13 +187,45 @@ class SqliteSnapshotStore(NamedItems):
 
 
     # ------------------------------------------------------------------ named items
+    @staticmethod
+    def _row(record) -> tuple:
+        v = row_of(record)
+        v[3] = _iso(v[3])
+        return tuple(v)
+
+    def _insert(self, table: str, record) -> bool:
+        row = self._row(record)
+        cursor = self._db.execute(f"INSERT OR IGNORE INTO {table} ({ITEMS[table][0]}, content) "
+                                  f"VALUES ({', '.join('?' * len(row))})", row)
+        return cursor.rowcount == 1
+
     def _put_item(self, table: str, record) -> bool:
-        v = [getattr(record, f.name) for f in dataclasses.fields(record)]  # the columns' order
-        row = (v[0], v[1], v[2], v[3].astimezone(dt.timezone.utc).isoformat(timespec="microseconds"), v[4], v[5], v[6])
         with self._lock:
-            cursor = self._db.execute(f"INSERT OR IGNORE INTO {table} ({ITEMS[table][0]}, content) "
-                                      "VALUES (?, ?, ?, ?, ?, ?, ?)", row)
-            return cursor.rowcount == 1
+            return self._insert(table, record)
+
+    def _put_newest(self, table: str, record, after: Optional[str]):
+        columns, kind = ITEMS[table]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")  # the write lock: other processes on the file wait
+            try:
+                newest = self._db.execute(f"SELECT id, stored_at FROM {table} WHERE name = ? "
+                                          "ORDER BY stored_at DESC, rowid DESC LIMIT 1", (record.name,)).fetchone()
+                if after is not None and (newest is None or newest[0] != after):
+                    raise NotNewest(after, newest[0] if newest else "")
+                if newest is not None:
+                    floor = _utc(newest[1]) + dt.timedelta(microseconds=1)
+                    if record.stored_at < floor:
+                        record = dataclasses.replace(record, stored_at=floor)
+                created = self._insert(table, record)
+                if not created:
+                    row = self._db.execute(f"SELECT {columns}, content FROM {table} WHERE id = ?",
+                                           (row_of(record)[0],)).fetchone()
+                    record = self._item(kind, row)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return created, record
 
     def _get_item(self, table: str, item_id: str):
         columns, kind = ITEMS[table]
@@ -207,4 +256,8 @@ class SqliteSnapshotStore(NamedItems):
 
     @staticmethod
     def _item(kind, row):
-        return kind(row[0], row[1], row[2], _utc(row[3]), row[4], row[5], bytes(row[6]) if len(row) > 6 else None)
+        return record_of(kind, row, _utc)
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")

@@ -106,3 +106,77 @@ def test_scenario_sets_are_versioned_by_name(opener):
     assert [x.set_id for x in store.list_scenario_sets("s")] == [b.set_id, a.set_id]
     assert store.get_portfolio(a.set_id) is None  # the kinds do not mix
     assert store.delete_scenario_set(b.set_id) and store.latest_scenario_set("s") == a
+
+
+def _history(name, content, seconds=0, observations=3):
+    from pricegrid.server.domain.portfolios import StoredBacktestHistory, content_id
+
+    return StoredBacktestHistory(content_id(name, content), name, "", T0 + dt.timedelta(seconds=seconds),
+                                 observations, 1, 2, content)
+
+
+def test_backtest_histories_are_versioned_by_name_in_the_order_they_were_put(opener):
+    from pricegrid.server.domain.portfolios import NotNewest
+
+    store = opener()
+    a = _history("desk/h", b"\x00a")
+    created, got = store.put_backtest_history(a)
+    assert created and got == a and store.get_backtest_history(a.history_id) == a  # every column back, bytes exact
+    assert got.var_convention == 2 and got.observations == 3
+    # a version put with an earlier clock is still stored after the newest: a microsecond later
+    b = _history("desk/h", b"b", seconds=-60, observations=4)
+    created, got = store.put_backtest_history(b, after=a.history_id)
+    assert created and got.stored_at == a.stored_at + dt.timedelta(microseconds=1)
+    assert store.latest_backtest_history("desk/h") == got and store.get_backtest_history(b.history_id) == got
+    assert [x.history_id for x in store.list_backtest_histories("desk/h")] == [b.history_id, a.history_id]
+    assert all(x.content is None for x in store.list_backtest_histories())
+    # after a version that is no longer the newest: refused, naming the newest
+    with pytest.raises(NotNewest) as e:
+        store.put_backtest_history(_history("desk/h", b"c", seconds=5), after=a.history_id)
+    assert (e.value.expected, e.value.newest) == (a.history_id, b.history_id)
+    with pytest.raises(NotNewest) as e:
+        store.put_backtest_history(_history("desk/none", b"c"), after=a.history_id)
+    assert e.value.newest == ""
+    assert store.latest_backtest_history("desk/none") is None and len(store.list_backtest_histories()) == 2
+    # the same id again: not stored twice, the stored record back
+    created, got = store.put_backtest_history(_history("desk/h", b"\x00a", seconds=99))
+    assert not created and got == a
+    assert store.get_scenario_set(a.history_id) is None and store.get_portfolio(b.history_id) is None  # kinds apart
+    assert store.delete_backtest_history(b.history_id) and not store.delete_backtest_history(b.history_id)
+    assert store.latest_backtest_history("desk/h") == a
+    store.close()
+    assert opener().latest_backtest_history("desk/h") == a  # a reopen (a second connection) sees it
+
+
+def test_appends_racing_on_one_name_land_one_at_a_time(opener):
+    """Eight threads, each on its own store (its own connection), append after the same
+    version: exactly one lands; the others are told which version is newest now."""
+    import threading
+
+    from pricegrid.server.domain.portfolios import NotNewest
+
+    first = opener()
+    base = _history("desk/race", b"base")
+    first.put_backtest_history(base)
+    stores = [opener() for _ in range(8)]
+    outcomes, barrier = [None] * 8, threading.Barrier(8)
+
+    def append(i):
+        barrier.wait()
+        try:
+            outcomes[i] = stores[i].put_backtest_history(
+                _history("desk/race", f"v{i}".encode(), seconds=1), after=base.history_id)[0]
+        except NotNewest as e:
+            outcomes[i] = e.newest
+
+    threads = [threading.Thread(target=append, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    winners = [i for i, o in enumerate(outcomes) if o is True]
+    assert len(winners) == 1, outcomes
+    newest = first.latest_backtest_history("desk/race")
+    assert newest.content == f"v{winners[0]}".encode()
+    assert all(o == newest.history_id for i, o in enumerate(outcomes) if i != winners[0])
+    assert len(first.list_backtest_histories("desk/race")) == 2
