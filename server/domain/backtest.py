@@ -54,7 +54,7 @@ from pricegrid.server.domain.errors import Violations
 __all__ = [
     "VarConvention", "StatisticStatus", "Zone", "BacktestSettings", "LikelihoodRatio", "Transitions",
     "ExceptionDay", "TrafficLight", "BacktestResult", "DEFAULT_LEVEL", "DEFAULT_WINDOW", "MAX_LABEL_CHARS",
-    "GREEN_BELOW", "RED_FROM", "exception_flags", "check_observations", "chi2_sf", "kupiec_pof",
+    "GREEN_BELOW", "RED_FROM", "exception_flags", "check_observations", "check_labels", "chi2_sf", "kupiec_pof",
     "christoffersen_independence", "conditional_coverage", "count_transitions", "binomial_cdf", "zone_bounds",
     "traffic_light",
 ]
@@ -183,20 +183,20 @@ def exception_flags(pnl: np.ndarray, var: np.ndarray, convention: VarConvention)
 
 
 def check_observations(pnl: np.ndarray, var: np.ndarray, convention: VarConvention, start: int,
-                       bad: Violations) -> None:
-    """Adds a violation per bad value (``pnl[i]``, ``var[i]``: the index in this message;
-    ``start`` is the stream index of its first observation): non-finite P&L or VaR, a VaR of
-    the wrong sign for ``convention``."""
+                       bad: Violations, prefix: str = "", where: str = "stream index") -> None:
+    """Adds a violation per bad value (``pnl[i]``, ``var[i]``: the index in this message, after
+    ``prefix``; ``start`` is the index of its first observation in the stream, or wherever
+    ``where`` says): non-finite P&L or VaR, a VaR of the wrong sign for ``convention``."""
     if len(pnl) != len(var):
-        bad.add("var", f"{len(var)} values for {len(pnl)} pnl values: one VaR per day")
+        bad.add(f"{prefix}var", f"{len(var)} values for {len(pnl)} pnl values: one VaR per day")
         return
     for i in np.flatnonzero(~np.isfinite(pnl)).tolist():
-        bad.add(f"pnl[{i}]", f"must be finite (got {pnl[i]!r}; stream index {start + i})")
+        bad.add(f"{prefix}pnl[{i}]", f"must be finite (got {pnl[i]!r}; {where} {start + i})")
         if bad.dropped:
             return
     finite = np.isfinite(var)
     for i in np.flatnonzero(~finite).tolist():
-        bad.add(f"var[{i}]", f"must be finite (got {var[i]!r}; stream index {start + i})")
+        bad.add(f"{prefix}var[{i}]", f"must be finite (got {var[i]!r}; {where} {start + i})")
         if bad.dropped:
             return
     if convention == VarConvention.PNL_QUANTILE:
@@ -204,9 +204,21 @@ def check_observations(pnl: np.ndarray, var: np.ndarray, convention: VarConventi
     else:
         wrong, rule = finite & (var < 0), ">= 0: var_convention LOSS takes a loss amount"
     for i in np.flatnonzero(wrong).tolist():
-        bad.add(f"var[{i}]", f"must be {rule} (got {var[i]!r}; stream index {start + i})")
+        bad.add(f"{prefix}var[{i}]", f"must be {rule} (got {var[i]!r}; {where} {start + i})")
         if bad.dropped:
             return
+
+
+def check_labels(labels, k: int, bad: Violations, prefix: str = "") -> None:
+    """Labels are none or one per observation (``k``), each at most MAX_LABEL_CHARS."""
+    if not len(labels):
+        return
+    if len(labels) != k:
+        bad.add(f"{prefix}labels", f"{len(labels)} labels for {k} observations: none, or one per observation")
+        return
+    for i, label in enumerate(labels):
+        if len(label) > MAX_LABEL_CHARS:
+            bad.add(f"{prefix}labels[{i}]", f"at most {MAX_LABEL_CHARS} characters (got {len(label)})")
 
 
 def count_transitions(flags: np.ndarray, previous: Optional[bool] = None) -> Transitions:

@@ -22,6 +22,7 @@ class Code(enum.IntEnum):
     PERMISSION_DENIED = 7
     RESOURCE_EXHAUSTED = 8
     FAILED_PRECONDITION = 9
+    ABORTED = 10
     OUT_OF_RANGE = 11
     UNIMPLEMENTED = 12
     INTERNAL = 13
@@ -56,7 +57,7 @@ MAX_VIOLATIONS = 100
 # reported as such first (fixing it may change the rest), then what the server lacks, then
 # what it refuses to do.
 _PRECEDENCE = (Code.INVALID_ARGUMENT, Code.OUT_OF_RANGE, Code.UNIMPLEMENTED, Code.NOT_FOUND,
-               Code.FAILED_PRECONDITION, Code.RESOURCE_EXHAUSTED)
+               Code.FAILED_PRECONDITION, Code.ABORTED, Code.RESOURCE_EXHAUSTED)
 
 
 class Violations:

@@ -26,6 +26,7 @@ STATUS_OF_CODE = {
     Code.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
     Code.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Code.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    Code.ABORTED: grpc.StatusCode.ABORTED,
     Code.OUT_OF_RANGE: grpc.StatusCode.OUT_OF_RANGE,
     Code.UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
     Code.INTERNAL: grpc.StatusCode.INTERNAL,

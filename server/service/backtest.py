@@ -28,7 +28,7 @@ import numpy as np
 
 from pricegrid.server.domain import backtest as bt
 from pricegrid.server.domain.backtest import BacktestResult, BacktestSettings
-from pricegrid.server.domain.errors import Code, Violations, invalid
+from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, Violations, invalid
 
 __all__ = ["Backtest", "BacktestLimits", "NEWEST_EXCEPTIONS", "backtest"]
 
@@ -96,12 +96,7 @@ class Backtest:
         bad = Violations()
         bt.check_observations(pnl, var, self.settings.var_convention, start, bad)
         if labels is not None and len(labels):
-            if len(labels) != k:
-                bad.add("labels", f"{len(labels)} labels for {k} observations: none, or one per observation")
-            else:
-                for i, label in enumerate(labels):
-                    if len(label) > bt.MAX_LABEL_CHARS:
-                        bad.add(f"labels[{i}]", f"at most {bt.MAX_LABEL_CHARS} characters (got {len(label)})")
+            bt.check_labels(labels, k, bad)
         else:
             labels = None
         bad.raise_if_any()
@@ -125,6 +120,33 @@ class Backtest:
             self._newest.append(bt.ExceptionDay(start + i, labels[i] if labels is not None else "",
                                                 float(pnl[i]), float(var[i])))
         return self.result()
+
+    def add_stored(self, pnl, var, labels: Optional[Sequence[str]] = None, should_continue=None,
+                   path: str = "history") -> BacktestResult:
+        """Take a stored history's days (checked when they were stored) as the next
+        observations: the stream's cap applies (RESOURCE_EXHAUSTED naming ``path``), the
+        per-message cap does not (they go in pieces of max_message_observations, the same
+        result as one piece; ``should_continue`` (a Watch) is asked between pieces)."""
+        n = len(pnl)
+        if self.observations + n > self.limits.max_observations:
+            raise invalid(path, f"{n} stored observations bring the stream to {self.observations + n}; the server"
+                                f" takes at most {self.limits.max_observations} per stream"
+                                " (max_backtest_observations)", code=Code.RESOURCE_EXHAUSTED)
+        step = self.limits.max_message_observations
+        result = self.result()
+        for start in range(0, n, step):
+            if should_continue is not None:
+                stop = should_continue()
+                if stop is not None:
+                    raise ServiceError(stop, f"stopped reading {path} at observation {start} of {n}")
+            try:
+                result = self.add(pnl[start:start + step], var[start:start + step],
+                                  None if labels is None else labels[start:start + step])
+            except ServiceError as exc:  # not expected: the days were checked when they were stored
+                raise ServiceError(exc.code, f"{path}: {exc.message}",
+                                   [FieldViolation(f"{path}.{v.field}", v.description) for v in exc.violations]
+                                   ) from None
+        return result
 
     def result(self) -> BacktestResult:
         s = self.settings

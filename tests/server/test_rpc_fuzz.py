@@ -6,7 +6,7 @@ descriptors (any depth: numbers to NaN, +-inf, 0, -1 or huge, enum numbers the c
 not define, strings, columns of random bytes, oneofs switched, fields cleared), and sometimes
 corrupts the encoded bytes. The server must answer every call with a proper status: OK, or
 INVALID_ARGUMENT / NOT_FOUND / FAILED_PRECONDITION / RESOURCE_EXHAUSTED / OUT_OF_RANGE /
-UNIMPLEMENTED with a message (never UNKNOWN, INTERNAL or a timeout); an OK reply holds no
+UNIMPLEMENTED / ABORTED with a message (never UNKNOWN, INTERNAL or a timeout); an OK reply holds no
 NaN price unless its row is reported failed; every stream message is answered (a Backtest
 message, until the first bad one ends the stream with a proper status); and the server goes
 on serving (health check and a price after each method).
@@ -42,7 +42,8 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize
                 suppress_health_check=list(HealthCheck), print_blob=True)
 
 PROPER = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
-          grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNIMPLEMENTED}
+          grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNIMPLEMENTED,
+          grpc.StatusCode.ABORTED}  # (ABORTED: an append to a stored history's version that is no longer the newest)
 
 # ------------------------------------------------------------------------ values
 DOUBLES = st.one_of(
@@ -254,6 +255,11 @@ def _portfolio(snapshot_id: str) -> rpb.Portfolio:
     return out
 
 
+def _history() -> rpb.BacktestHistory:
+    return rpb.BacktestHistory(pnl=c.DoubleColumn(values=[1.0, -3.0, 0.5]), var=c.DoubleColumn(raw=np.array(
+        [2.0, 2.0, 2.0]).tobytes()), labels=["a", "b", "c"], var_convention=rpb.VAR_CONVENTION_LOSS)
+
+
 UNARY = [
     ("PricingService", "Price", price_request),
     ("PricingService", "Price", _library_request),
@@ -282,6 +288,11 @@ UNARY = [
     ("RiskService", "GetScenarioSet", lambda: rpb.GetScenarioSetRequest(scenario_set="fuzz-set")),
     ("RiskService", "ListScenarioSets", lambda: rpb.ListScenarioSetsRequest(name="fuzz-set", limit=5)),
     ("RiskService", "DeleteScenarioSet", lambda: rpb.DeleteScenarioSetRequest(id="nope")),
+    ("RiskService", "PutBacktestHistory", lambda: rpb.PutBacktestHistoryRequest(
+        name="fuzz-history", description="d", history=_history())),
+    ("RiskService", "GetBacktestHistory", lambda: rpb.GetBacktestHistoryRequest(backtest_history="fuzz-history")),
+    ("RiskService", "ListBacktestHistories", lambda: rpb.ListBacktestHistoriesRequest(name="fuzz-history", limit=5)),
+    ("RiskService", "DeleteBacktestHistory", lambda: rpb.DeleteBacktestHistoryRequest(id="nope")),
     ("RiskService", "ParametricVar", lambda: rpb.ParametricVarRequest(
         factors=["a", "b"], covariance=c.DoubleColumn(values=[0.04, 0.01, 0.01, 0.09]), books=["x", "y"],
         deltas=c.DoubleColumn(values=[1.0, -2.0, 0.5, 3.0]), gammas=c.DoubleColumn(values=[0.1, 0.0, 0.0, -0.2]),
@@ -361,6 +372,10 @@ def _backtest_request():
     pnl=c.DoubleColumn(raw=np.array([-1.0, -9.0]).tobytes()), var=c.DoubleColumn(values=[2.0, 2.0])))),
     min_size=1, max_size=6))
 def _backtest_examples(channel, messages):
+    _check_backtest_stream(channel, messages)
+
+
+def _check_backtest_stream(channel, messages):
     call = channel.stream_stream("/pricegrid.v1.RiskService/Backtest")
     replies = call(iter(messages), timeout=30)
     got = []
@@ -384,6 +399,67 @@ def _backtest_examples(channel, messages):
 
 def test_backtest_stream(channel):
     _backtest_examples(channel)
+    _still_serving(channel)
+
+
+def _put_history(channel, request) -> rpb.PutBacktestHistoryResponse:
+    code, reply, details = _call(channel, "RiskService", "PutBacktestHistory", request.SerializeToString())
+    assert code == grpc.StatusCode.OK, details
+    return rpb.PutBacktestHistoryResponse.FromString(reply)
+
+
+def _from_history():
+    return rpb.BacktestRequest(settings=rpb.BacktestSettings(level=0.99, window=5), history="fuzz-stream-history",
+                               pnl=c.DoubleColumn(values=[-4.0]), var=c.DoubleColumn(values=[2.0]))
+
+
+@FUZZ
+@given(messages=st.lists(st.one_of(mutated(_from_history), mutated(_backtest_request)), min_size=1, max_size=4))
+def _history_stream_examples(channel, messages):
+    _check_backtest_stream(channel, messages)
+
+
+def test_backtest_stream_from_a_stored_history(channel):
+    """Streams whose first (or a later) message names a stored history, mutated."""
+    _put_history(channel, rpb.PutBacktestHistoryRequest(name="fuzz-stream-history", history=_history()))
+    call = channel.stream_stream("/pricegrid.v1.RiskService/Backtest")
+    valid = [rpb.BacktestResponse.FromString(b) for b in call(iter([_from_history().SerializeToString()]), timeout=30)]
+    assert valid[0].observations == 4 and valid[0].exceptions == 2  # the stored days, then the message's
+    _history_stream_examples(channel)
+    _still_serving(channel)
+
+
+def test_backtest_history_appends(channel):
+    """Appends (to the newest, or to a version by base_id), mutated; the name keeps only its
+    newest version between examples, so that the long profile's appends do not pile up."""
+    base = _put_history(channel, rpb.PutBacktestHistoryRequest(name="fuzz-append", history=_history()))
+    first = base.backtest_history.id
+
+    def append():
+        return rpb.PutBacktestHistoryRequest(name="fuzz-append", history=_history(), append=True)
+
+    def after_base():
+        return rpb.PutBacktestHistoryRequest(name="fuzz-append", history=_history(), base_id=first)
+
+    assert _put_history(channel, append()).backtest_history.observations == 6
+
+    @FUZZ
+    @given(data=st.one_of(mutated(append), mutated(after_base)))
+    def run(data):
+        code, reply, details = _call(channel, "RiskService", "PutBacktestHistory", data)
+        if code != grpc.StatusCode.OK:
+            assert code in PROPER and details, (code, details)
+            return
+        stored = rpb.PutBacktestHistoryResponse.FromString(reply).backtest_history
+        assert 0 <= stored.exceptions <= stored.observations and stored.var_convention in (1, 2), stored
+        code, listed, _ = _call(channel, "RiskService", "ListBacktestHistories", rpb.ListBacktestHistoriesRequest(
+            name=stored.name, limit=1000).SerializeToString())
+        assert code == grpc.StatusCode.OK
+        for old in rpb.ListBacktestHistoriesResponse.FromString(listed).backtest_histories[1:]:
+            _call(channel, "RiskService", "DeleteBacktestHistory",
+                  rpb.DeleteBacktestHistoryRequest(id=old.id).SerializeToString())
+
+    run()
     _still_serving(channel)
 
 
