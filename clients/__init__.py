@@ -53,7 +53,8 @@ from ._models import (
 )
 from ._market import MarketClient, SnapshotInfo, grid_surface, load_snapshot
 from ._market import Finding as SnapshotFinding
-from ._backtest import BacktestException, Backtester, BacktestResult, LikelihoodRatioTest, TrafficLight
+from ._backtest import (BacktestException, Backtester, BacktestResult, LikelihoodRatioTest, StoredBacktestHistory,
+                        TrafficLight)
 from ._scenarios import (BookUsed, ScenarioRiskResult, ScenarioRowError, Shift, StoredPortfolio, StoredScenarioSet,
                          TaylorReport, WorstCaseResult)
 from ._risk import BatchResult, BatchStats, RiskClient
@@ -79,6 +80,7 @@ __all__ = [
     "BookUsed",
     "StoredPortfolio",
     "StoredScenarioSet",
+    "StoredBacktestHistory",
     "WorstCaseResult",
     "ScenarioRowError",
     "Shift",

@@ -1,5 +1,5 @@
 """The risk client on ``grpc.aio``: scenario runs, sensitivities, parametric VaR, stored
-portfolios and scenario sets, the stress catalogue, with ``async`` methods and the same
+portfolios and backtest histories, the stress catalogue, with ``async`` methods and the same
 arguments and results as :class:`RiskClient`.
 
     >>> async with AsyncRiskClient(target="127.0.0.1:50051") as risk:
@@ -20,7 +20,7 @@ import grpc.aio
 
 from pricegrid.v1 import risk_pb2, risk_pb2_grpc
 
-from . import _scenarios, _tracing
+from . import _backtest, _scenarios, _tracing
 from ._aio import aio_channel
 from ._config import USE_CLIENT_DEFAULT, ChannelOptions, RetryConfig, balanced, channel_options, default_target, resolve_timeout
 from ._errors import PricingError
@@ -118,6 +118,46 @@ class AsyncRiskClient(_RiskRequests):
 
     async def delete_portfolio(self, portfolio_id: str, *, timeout=USE_CLIENT_DEFAULT) -> bool:
         return (await self._unary("DeletePortfolio", risk_pb2.DeletePortfolioRequest(id=portfolio_id),
+                                  timeout)).deleted
+
+    async def backtest(self, pnl=None, var=None, *, history: str = "", level: float = 0.99, window: int = 250,
+                       labels=None, var_convention: str | None = None, timeout=USE_CLIENT_DEFAULT):
+        """As :meth:`RiskClient.backtest`: one stream, the stored history's days (if named)
+        then ``pnl`` and ``var`` in messages of at most 50,000 days; the result over all."""
+        messages = _backtest.backtest_messages(pnl, var, labels, history=history, level=level, window=window,
+                                               var_convention=var_convention)
+        call = self._stub_now().Backtest(iter(messages), timeout=resolve_timeout(timeout, self.timeout),
+                                         metadata=_tracing.metadata())
+        last = None
+        try:
+            async for reply in call:
+                last = reply
+        except grpc.RpcError as e:
+            raise PricingError.from_rpc_error(e) from None
+        return _backtest.result_of(last)
+
+    async def put_backtest_history(self, name: str, pnl, var, labels=None, *, var_convention: str | None = None,
+                                   append: bool = False, base_id: str = "", description: str = "",
+                                   timeout=USE_CLIENT_DEFAULT):
+        """As :meth:`RiskClient.put_backtest_history`."""
+        request = _backtest.history_request(name, pnl, var, labels, var_convention=var_convention, append=append,
+                                            base_id=base_id, description=description)
+        reply = await self._unary("PutBacktestHistory", request, timeout)
+        return _backtest.stored_history(reply.backtest_history, created=reply.created)
+
+    async def get_backtest_history(self, name_or_id: str, *, timeout=USE_CLIENT_DEFAULT):
+        reply = await self._unary("GetBacktestHistory", risk_pb2.GetBacktestHistoryRequest(
+            backtest_history=name_or_id), timeout)
+        return _backtest.stored_history(reply.backtest_history, with_content=True)
+
+    async def list_backtest_histories(self, name: str = "", *, limit: int = 100,
+                                      timeout=USE_CLIENT_DEFAULT) -> list:
+        reply = await self._unary("ListBacktestHistories", risk_pb2.ListBacktestHistoriesRequest(
+            name=name, limit=limit), timeout)
+        return [_backtest.stored_history(x) for x in reply.backtest_histories]
+
+    async def delete_backtest_history(self, history_id: str, *, timeout=USE_CLIENT_DEFAULT) -> bool:
+        return (await self._unary("DeleteBacktestHistory", risk_pb2.DeleteBacktestHistoryRequest(id=history_id),
                                   timeout)).deleted
 
     async def stresses(self, *, timeout=USE_CLIENT_DEFAULT) -> risk_pb2.ListStressesResponse:

@@ -9,6 +9,13 @@ that keeps one stream open.
     ...         for day in days:
     ...             r = bt.add(day.pnl, day.var, labels=[day.date])
 
+A history kept on the server: put once, append each day, backtest by name (the stored days
+first, then any sent with the call):
+
+    >>> risk.put_backtest_history("desk/var99", pnl, var, labels=dates)
+    >>> risk.put_backtest_history("desk/var99", [pnl_today], [var_today], labels=[today], append=True)
+    >>> r = risk.backtest(history="desk/var99")
+
 Sign convention (``var_convention``): ``"loss"`` (the default) takes VaR as a loss amount,
 zero or positive, and a day is an exception when its loss exceeds it, ``-pnl > var``;
 ``"pnl_quantile"`` takes VaR as the P&L quantile, zero or negative, exception when
@@ -33,7 +40,7 @@ from . import _tracing
 from ._errors import PricingError
 
 __all__ = ["BacktestException", "BacktestResult", "Backtester", "ExceptionTransitions", "LikelihoodRatioTest",
-           "TrafficLight", "VAR_CONVENTIONS"]
+           "StoredBacktestHistory", "TrafficLight", "VAR_CONVENTIONS"]
 
 #: observations per message our clients send (the server takes 100,000 by default)
 MESSAGE_OBSERVATIONS = 50_000
@@ -120,6 +127,95 @@ class BacktestResult:
     var_convention: str
 
 
+@dataclass(frozen=True)
+class StoredBacktestHistory:
+    """A stored backtest history's version: ``observations`` days, ``exceptions`` of them
+    exceptions (by ``var_convention``'s rule); its days (``pnl``, ``var``, ``labels``: None
+    when it has none) from get_backtest_history only; ``created`` from put_backtest_history
+    (False when the same days were already stored under the name)."""
+
+    id: str
+    name: str
+    description: str
+    stored_at: str
+    observations: int
+    exceptions: int
+    var_convention: str
+    pnl: Optional[np.ndarray] = None
+    var: Optional[np.ndarray] = None
+    labels: Optional[list] = None
+    created: Optional[bool] = None
+
+
+def _doubles(col) -> np.ndarray:
+    if col.raw:
+        return np.frombuffer(col.raw, dtype="<f8").astype(np.float64)
+    return np.asarray(col.values, dtype=np.float64)
+
+
+def stored_history(msg: rpb.StoredBacktestHistory, *, created=None, with_content: bool = False
+                   ) -> StoredBacktestHistory:
+    """The dataclass of a StoredBacktestHistory (its days with ``with_content``)."""
+    pnl = var = labels = None
+    if with_content:
+        h = msg.history
+        pnl, var, labels = _doubles(h.pnl), _doubles(h.var), (list(h.labels) or None)
+    return StoredBacktestHistory(msg.id, msg.name, msg.description, msg.stored_at, msg.observations, msg.exceptions,
+                                 _CONVENTION_NAMES.get(msg.var_convention, str(msg.var_convention)), pnl, var, labels,
+                                 created)
+
+
+def history_request(name: str, pnl, var, labels=None, *, var_convention: Optional[str] = None, append: bool = False,
+                    base_id: str = "", description: str = "") -> rpb.PutBacktestHistoryRequest:
+    """A PutBacktestHistoryRequest (columns as raw float64; labels as :func:`_label` writes them)."""
+    p, v = _column("pnl", pnl), _column("var", var)
+    if len(p) != len(v):
+        raise ValueError(f"pnl has {len(p)} values and var {len(v)}: one VaR per day")
+    names = [] if labels is None else [_label(x) for x in labels]
+    if names and len(names) != len(p):
+        raise ValueError(f"{len(names)} labels for {len(p)} observations")
+    history = rpb.BacktestHistory(pnl=common_pb2.DoubleColumn(raw=p.tobytes()),
+                                  var=common_pb2.DoubleColumn(raw=v.tobytes()), labels=names,
+                                  var_convention=_convention(var_convention))
+    return rpb.PutBacktestHistoryRequest(name=name, description=description, history=history, append=append,
+                                         base_id=base_id)
+
+
+def backtest_messages(pnl, var, labels=None, *, history: str = "", level: float = 0.99, window: int = 250,
+                      var_convention: Optional[str] = None,
+                      message_observations: int = MESSAGE_OBSERVATIONS) -> list[rpb.BacktestRequest]:
+    """A whole backtest's messages: the settings (and ``history``) with the first; the days
+    in pieces of at most ``message_observations`` (none: one message without days)."""
+    if (pnl is None) != (var is None):
+        raise ValueError("give pnl and var together (or neither, with a history)")
+    if pnl is None and not history:
+        raise ValueError("nothing to backtest: give pnl and var, or a stored history")
+    p = _column("pnl", [] if pnl is None else pnl)
+    v = _column("var", [] if var is None else var)
+    if len(p) != len(v):
+        raise ValueError(f"pnl has {len(p)} values and var {len(v)}: one VaR per day")
+    names = None if labels is None else [_label(x) for x in labels]
+    if names is not None and len(names) != len(p):
+        raise ValueError(f"{len(names)} labels for {len(p)} observations")
+    messages = _day_messages(p, v, names, message_observations)
+    messages[0].settings.CopyFrom(rpb.BacktestSettings(level=level, window=window,
+                                                       var_convention=_convention(var_convention)))
+    messages[0].history = history
+    return messages
+
+
+def _day_messages(p: np.ndarray, v: np.ndarray, names: Optional[list], step: int) -> list[rpb.BacktestRequest]:
+    """The days in messages of at most ``step`` (none: one message without days)."""
+    messages = []
+    for start in range(0, len(p), step) if len(p) else [0]:
+        message = rpb.BacktestRequest(pnl=common_pb2.DoubleColumn(raw=p[start:start + step].tobytes()),
+                                      var=common_pb2.DoubleColumn(raw=v[start:start + step].tobytes()))
+        if names is not None:
+            message.labels.extend(names[start:start + step])
+        messages.append(message)
+    return messages
+
+
 def _test(t) -> LikelihoodRatioTest:
     return LikelihoodRatioTest(_STATUSES.get(t.status, str(t.status)), t.statistic if t.HasField("statistic") else None,
                                t.p_value if t.HasField("p_value") else None, t.degrees_of_freedom, t.note)
@@ -165,7 +261,10 @@ def _column(name: str, values) -> np.ndarray:
     return array.reshape(-1)
 
 
-def _convention(name: str) -> int:
+def _convention(name: Optional[str]) -> int:
+    """The contract's number of a var_convention name (None: unset, 0)."""
+    if name is None:
+        return 0
     if name not in VAR_CONVENTIONS:
         raise ValueError(f"unknown var_convention {name!r}; expected one of {sorted(VAR_CONVENTIONS)}")
     return VAR_CONVENTIONS[name]
@@ -176,10 +275,16 @@ class Backtester:
     :meth:`RiskClient.backtester`): each :meth:`add` sends the next observations and returns
     the result over everything sent so far. The settings go with the first message. A
     refused message (bad values, a cap) ends the stream: :class:`PricingError` then, and
-    again on any later call."""
+    again on any later call.
 
-    def __init__(self, stub, *, level: float = 0.99, window: int = 250, var_convention: str = "loss",
-                 timeout: float | None = None, message_observations: int = MESSAGE_OBSERVATIONS) -> None:
+    With ``history`` (a stored backtest history's name or id) the stream starts from its
+    days: the first message, sent at once, names it, and ``result`` is the result over them
+    before any :meth:`add` (an unknown history raises :class:`PricingError` here).
+    ``var_convention`` None: the history's (without one, "loss")."""
+
+    def __init__(self, stub, *, level: float = 0.99, window: int = 250, var_convention: Optional[str] = None,
+                 history: str = "", timeout: float | None = None,
+                 message_observations: int = MESSAGE_OBSERVATIONS) -> None:
         if message_observations < 1:
             raise ValueError("message_observations must be >= 1")
         self._settings = rpb.BacktestSettings(level=level, window=window, var_convention=_convention(var_convention))
@@ -189,8 +294,11 @@ class Backtester:
         self._first = True
         self._closed = False
         self._error: PricingError | None = None
-        #: the latest result (None before the first add)
+        #: the latest result (None before the first add, unless the stream started from a history)
         self.result: BacktestResult | None = None
+        if history:
+            self._first = False
+            self._send([rpb.BacktestRequest(settings=self._settings, history=history)])
 
     def add(self, pnl, var, labels: Optional[Iterable] = None) -> BacktestResult:
         """Send the next observations (P&L and that day's VaR, equal lengths, in time order;
@@ -206,19 +314,17 @@ class Backtester:
             raise ValueError(f"pnl has {len(p)} values and var {len(v)}: one VaR per day")
         if names is not None and len(names) != len(p):
             raise ValueError(f"{len(names)} labels for {len(p)} observations")
-        step = self._message_observations
-        starts = range(0, len(p), step) if len(p) else [0]
-        for start in starts:  # sent ahead of the replies: the stream pipelines them
-            message = rpb.BacktestRequest(pnl=common_pb2.DoubleColumn(raw=p[start:start + step].tobytes()),
-                                          var=common_pb2.DoubleColumn(raw=v[start:start + step].tobytes()))
-            if names is not None:
-                message.labels.extend(names[start:start + step])
-            if self._first:
-                message.settings.CopyFrom(self._settings)
-                self._first = False
+        messages = _day_messages(p, v, names, self._message_observations)
+        if self._first:
+            messages[0].settings.CopyFrom(self._settings)
+            self._first = False
+        return self._send(messages)
+
+    def _send(self, messages: list) -> BacktestResult:
+        for message in messages:  # sent ahead of the replies: the stream pipelines them
             self._requests.put(message)
         try:
-            for _ in starts:
+            for _ in messages:
                 self.result = result_of(next(self._replies))
         except grpc.RpcError as e:
             self._error = PricingError.from_rpc_error(e)

@@ -34,6 +34,7 @@ from pricegrid.v1 import common_pb2, pricing_pb2, pricing_pb2_grpc, risk_pb2, ri
 
 from . import _columns as C
 from . import _tracing
+from . import _backtest
 from ._backtest import Backtester, BacktestResult
 from ._scenarios import ScenarioRiskResult, Shift
 from . import _scenarios
@@ -1091,30 +1092,75 @@ class RiskClient(_RiskRequests):
         return advance, lambda: bars and bars[0] is not None and bars[0].close()
 
     # ------------------------------------------------------------------ VaR backtesting
-    def backtest(self, pnl, var, *, level: float = 0.99, window: int = 250, labels=None, var_convention: str = "loss",
-                 timeout=USE_CLIENT_DEFAULT) -> BacktestResult:
+    def backtest(self, pnl=None, var=None, *, history: str = "", level: float = 0.99, window: int = 250,
+                 labels=None, var_convention: str | None = None, timeout=USE_CLIENT_DEFAULT) -> BacktestResult:
         """Backtest a VaR model over a series: ``pnl[i]`` the day's P&L (losses negative) and
         ``var[i]`` the VaR forecast for that day (arrays, lists or pandas Series, equal
         lengths, in time order); ``labels`` one per day (dates become ISO dates), echoed with
-        the exceptions. ``var_convention`` "loss": VaR is a loss amount >= 0, an exception is
-        ``-pnl > var``; "pnl_quantile": VaR is the P&L quantile <= 0, an exception is
-        ``pnl < var``. Returns the result over the whole series: Kupiec's POF,
-        Christoffersen's independence and conditional coverage, the Basel traffic light of
-        the latest ``window`` days (see :class:`BacktestResult`). ``timeout``: the whole
-        stream's deadline (default: the client's)."""
+        the exceptions. ``var_convention`` "loss" (the default): VaR is a loss amount >= 0,
+        an exception is ``-pnl > var``; "pnl_quantile": VaR is the P&L quantile <= 0, an
+        exception is ``pnl < var``. ``history``: a stored backtest history's name or id
+        (:meth:`put_backtest_history`), whose days come first (then ``pnl`` and ``var``, if
+        given); ``var_convention`` None then takes the history's. Returns the result over
+        the whole series: Kupiec's POF, Christoffersen's independence and conditional
+        coverage, the Basel traffic light of the latest ``window`` days (see
+        :class:`BacktestResult`). ``timeout``: the whole stream's deadline (default: the
+        client's)."""
         self._check_open()
-        with self.backtester(level=level, window=window, var_convention=var_convention,
+        if (pnl is None) != (var is None):
+            raise ValueError("give pnl and var together (or neither, with a history)")
+        if pnl is None and not history:
+            raise ValueError("nothing to backtest: give pnl and var, or a stored history")
+        with self.backtester(level=level, window=window, var_convention=var_convention, history=history,
                              timeout=resolve_timeout(timeout, self.timeout)) as running:
-            return running.add(pnl, var, labels)
+            return running.result if pnl is None else running.add(pnl, var, labels)
 
-    def backtester(self, *, level: float = 0.99, window: int = 250, var_convention: str = "loss",
-                   timeout: float | None = None) -> Backtester:
+    def backtester(self, *, level: float = 0.99, window: int = 250, var_convention: str | None = None,
+                   history: str = "", timeout: float | None = None) -> Backtester:
         """A running backtest on one stream: ``.add(pnl, var, labels=None)`` sends the next
         days and returns the result over all days so far (a context manager; ``timeout``:
-        the stream's deadline, None for none)."""
+        the stream's deadline, None for none). With ``history`` (a stored history's name or
+        id) the stream starts from its days and ``.result`` is their result at once."""
         self._check_open()
         return Backtester(risk_pb2_grpc.RiskServiceStub(self.channel), level=level, window=window,
-                          var_convention=var_convention, timeout=timeout)
+                          var_convention=var_convention, history=history, timeout=timeout)
+
+    def put_backtest_history(self, name: str, pnl, var, labels=None, *, var_convention: str | None = None,
+                             append: bool = False, base_id: str = "", description: str = "",
+                             timeout=USE_CLIENT_DEFAULT) -> "_backtest.StoredBacktestHistory":
+        """Store days of P&L and VaR (``labels``: one per day, or None) as a new version of the
+        backtest history ``name``; ``var_convention`` None: "loss" (appending: the stored
+        one's). ``append=True``: the new version is the newest one's days followed by these
+        (a retried call appends again); ``base_id``: appended to that version, refused
+        (ABORTED) when it is no longer the newest, answered with the stored version when
+        these days were appended to it already. Returns the version (``.id``,
+        ``.observations``, ``.exceptions``, ...) and whether it was new (``.created``)."""
+        self._check_open()
+        request = _backtest.history_request(name, pnl, var, labels, var_convention=var_convention, append=append,
+                                            base_id=base_id, description=description)
+        reply = self._risk_unary("PutBacktestHistory", request, timeout)
+        return _backtest.stored_history(reply.backtest_history, created=reply.created)
+
+    def get_backtest_history(self, name_or_id: str, *, timeout=USE_CLIENT_DEFAULT
+                             ) -> "_backtest.StoredBacktestHistory":
+        """A stored backtest history (the newest version of a name, or an id), with its days."""
+        self._check_open()
+        reply = self._risk_unary("GetBacktestHistory", risk_pb2.GetBacktestHistoryRequest(
+            backtest_history=name_or_id), timeout)
+        return _backtest.stored_history(reply.backtest_history, with_content=True)
+
+    def list_backtest_histories(self, name: str = "", *, limit: int = 100, timeout=USE_CLIENT_DEFAULT) -> list:
+        """Stored backtest histories' versions (summaries), newest first."""
+        self._check_open()
+        reply = self._risk_unary("ListBacktestHistories", risk_pb2.ListBacktestHistoriesRequest(
+            name=name, limit=limit), timeout)
+        return [_backtest.stored_history(x) for x in reply.backtest_histories]
+
+    def delete_backtest_history(self, history_id: str, *, timeout=USE_CLIENT_DEFAULT) -> bool:
+        """Delete one stored version; False when there was none."""
+        self._check_open()
+        return self._risk_unary("DeleteBacktestHistory", risk_pb2.DeleteBacktestHistoryRequest(id=history_id),
+                                timeout).deleted
 
     def scenario_risk(self, *, progress: Callable[[int, int], None] | None = None, timeout=USE_CLIENT_DEFAULT,
                       shards: int = 1, **kwargs: Any) -> ScenarioRiskResult:

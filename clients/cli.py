@@ -15,6 +15,7 @@
     pricegrid info
     pricegrid snapshot put eod.json [--force --reason "..."]; snapshot validate/list/show/delete
     pricegrid risk backtest pnl.csv [--var-column var] [--level 0.99] [--window 250] [--png chart.png]
+    pricegrid risk put-history desk/var99 pnl.csv [--append]; risk backtest [today.csv] --history desk/var99
     pricegrid risk run --portfolio book.csv --scenarios stress.yaml --snapshot ID --underlying SPX
                        [--output aggregates|cube|both] [--cube-csv cube.csv] [--png pnl.png]
     pricegrid risk put-portfolio eod/equity --portfolio book.csv [--tag desk]; risk stresses
@@ -263,17 +264,31 @@ def build_parser() -> argparse.ArgumentParser:
                     " day's P&L (losses negative) and the VaR forecast for that day. With --var-convention loss (the"
                     " default) VaR is a loss amount >= 0 and a day is an exception when -pnl > var; with pnl_quantile"
                     " VaR is the P&L quantile <= 0 and an exception is pnl < var.")
-    bt.add_argument("file", type=Path)
-    bt.add_argument("--pnl-column", default="pnl", help="the P&L column (default pnl)")
-    bt.add_argument("--var-column", default="var", help="the VaR column (default var)")
-    bt.add_argument("--label-column", default=None,
-                    help="a column of day labels, echoed with the exceptions (default: 'date' when the file has one)")
+    bt.add_argument("file", type=Path, nargs="?",
+                    help="the days (optional with --history: they follow the stored days)")
+    bt.add_argument("--history", metavar="NAME",
+                    help="a backtest history stored on the server (name or id; see risk put-history): its days come"
+                         " first")
+    _backtest_file_arguments(bt, "default loss; with --history, the history's")
     bt.add_argument("--level", type=float, default=0.99, help="the VaR's confidence level (default 0.99)")
     bt.add_argument("--window", type=int, default=250, help="days in the traffic light's window (default 250)")
-    bt.add_argument("--var-convention", choices=("loss", "pnl_quantile"), default="loss",
-                    help="how VaR is signed (default loss)")
     bt.add_argument("--png", type=Path, help="also draw a traffic-light chart to this PNG (needs matplotlib)")
     _common(bt)
+
+    ph = risk_commands.add_parser(
+        "put-history", help="store a P&L and VaR CSV on the server as a backtest history, or append its days",
+        description="Store the days of a CSV (as risk backtest reads it) as a new version of a named backtest"
+                    " history, for risk backtest --history NAME. With --append the new version is the newest one's"
+                    " days followed by the file's (a risk system appends each day as it comes).")
+    ph.add_argument("name")
+    ph.add_argument("file", type=Path)
+    _backtest_file_arguments(ph, "default loss; with --append, the stored one's")
+    ph.add_argument("--append", action="store_true", help="append the file's days to the newest version")
+    ph.add_argument("--base-id", default="",
+                    help="append to this version only while it is the newest (implies --append; a rerun after a"
+                         " lost reply appends once)")
+    ph.add_argument("--description", default="", help="(with --append, default: the stored one's)")
+    _common(ph)
 
     rr = risk_commands.add_parser(
         "run", help="revalue a portfolio under a scenario set: P&L per scenario, VaR and ES",
@@ -873,6 +888,16 @@ def _cmd_snapshot(args, out) -> int:
     return EXIT_OK
 
 
+def _backtest_file_arguments(parser, convention_default: str) -> None:
+    parser.add_argument("--pnl-column", default="pnl", help="the P&L column (default pnl)")
+    parser.add_argument("--var-column", default="var", help="the VaR column (default var)")
+    parser.add_argument("--label-column", default=None,
+                        help="a column of day labels, echoed with the exceptions (default: 'date' when the file has"
+                             " one)")
+    parser.add_argument("--var-convention", choices=("loss", "pnl_quantile"), default=None,
+                        help=f"how VaR is signed ({convention_default})")
+
+
 def _backtest_columns(args) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     header, columns = read_trades_csv(args.file)
     label_column = args.label_column or ("date" if "date" in columns else None)
@@ -1193,14 +1218,24 @@ def _cmd_risk(args, out) -> int:
         return _cmd_risk_put_portfolio(args, out)
     if args.risk_command == "stresses":
         return _cmd_risk_stresses(args, out)
+    if args.risk_command == "put-history":
+        return _cmd_risk_put_history(args, out)
     from ._risk import RiskClient
 
-    pnl, var, labels = _backtest_columns(args)
+    if args.file is None and not args.history:
+        raise _BadInput("nothing to backtest: give a CSV, --history NAME, or both")
+    pnl, var, labels = _backtest_columns(args) if args.file is not None else (None, None, None)
+    shown = pnl, var, labels
     with RiskClient(target=args.target or default_target(), timeout=_timeout(args, 60.0)) as risk:
-        result = risk.backtest(pnl, var, level=args.level, window=args.window, labels=labels,
+        history = args.history or ""
+        if history and args.png:  # the chart shows the stored days too: read them, and backtest that version
+            stored = risk.get_backtest_history(history)
+            history = stored.id
+            shown = _after_stored(stored, pnl, var, labels)
+        result = risk.backtest(pnl, var, history=history, level=args.level, window=args.window, labels=labels,
                                var_convention=args.var_convention)
     if args.png:
-        _plot_backtest(pnl, var, labels, result, args.png, sys.stderr if args.json else out)
+        _plot_backtest(*shown, result, args.png, sys.stderr if args.json else out)
     if args.json:
         _dump(dataclasses.asdict(result), out)
         return EXIT_OK
@@ -1225,6 +1260,33 @@ def _cmd_risk(args, out) -> int:
         print(f"\n{'the newest ' if len(shown) < result.exceptions else ''}{len(shown)} exceptions:", file=out)
         print(_format.table(["index", "label", "pnl", "var"], [[e.index, e.label, e.pnl, e.var] for e in shown]),
               file=out)
+    return EXIT_OK
+
+
+def _after_stored(stored, pnl, var, labels):
+    """A stored history's days followed by a file's (None: none); labels "" where a side has none."""
+    if pnl is None:
+        return stored.pnl, stored.var, stored.labels
+    joined = None
+    if stored.labels is not None or labels is not None:
+        joined = (stored.labels or [""] * stored.observations) + (labels or [""] * len(pnl))
+    return np.concatenate([stored.pnl, pnl]), np.concatenate([stored.var, var]), joined
+
+
+def _cmd_risk_put_history(args, out) -> int:
+    from ._risk import RiskClient
+
+    pnl, var, labels = _backtest_columns(args)
+    with RiskClient(target=args.target or default_target(), timeout=_timeout(args, 60.0)) as risk:
+        stored = risk.put_backtest_history(args.name, pnl, var, labels, var_convention=args.var_convention,
+                                           append=args.append, base_id=args.base_id, description=args.description)
+    if args.json:
+        _dump(dataclasses.asdict(stored), out)
+        return EXIT_OK
+    print(_format.key_values([("id", stored.id), ("name", stored.name), ("observations", stored.observations),
+                              ("exceptions", stored.exceptions), ("var convention", stored.var_convention),
+                              ("stored at", stored.stored_at),
+                              ("new version", "yes" if stored.created else "no (already stored)")]), file=out)
     return EXIT_OK
 
 

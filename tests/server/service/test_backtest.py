@@ -142,3 +142,29 @@ def test_no_observations_yet():
     assert result.observations == 0 and result.traffic_light.zone == Zone.NONE
     assert result.kupiec_pof.status == bt.StatisticStatus.UNDEFINED
     assert Backtest().add([], []).observations == 0
+
+
+def test_stored_days_go_in_pieces_past_the_message_cap_and_stop_when_asked():
+    """A stored history's days are not a message's: the per-message cap does not apply (they
+    go in pieces of it, the same result as one batch), the stream's does; a Watch that says
+    stop is asked between pieces."""
+    rng = np.random.default_rng(8)
+    pnl, var = rng.standard_normal(47) * 1.5, np.full(47, 2.0)
+    labels = [f"d{i}" for i in range(47)]
+    limits = BacktestLimits(max_observations=50, max_message_observations=10)
+    running = Backtest(BacktestSettings(window=20), limits)
+    assert running.add_stored(pnl, var, labels) == backtest(pnl, var, BacktestSettings(window=20), labels)
+    assert running.add([1.0, 2.0, 3.0], [2.0, 2.0, 2.0]).observations == 50
+    with pytest.raises(ServiceError) as e:
+        Backtest(BacktestSettings(), limits).add_stored(np.zeros(51), np.ones(51))
+    assert e.value.code == Code.RESOURCE_EXHAUSTED and e.value.violations[0].field == "history"
+    asked = []
+
+    def watch():
+        asked.append(1)
+        return Code.CANCELLED if len(asked) == 3 else None
+
+    stopped = Backtest(BacktestSettings(), limits)
+    with pytest.raises(ServiceError) as e:
+        stopped.add_stored(pnl, var, None, watch)
+    assert e.value.code == Code.CANCELLED and stopped.observations == 20  # two pieces in, then stopped
