@@ -120,8 +120,9 @@ def put_history(request: rpb.PutBacktestHistoryRequest, store: pf.BacktestHistor
     """Store a new history, or a new version with days appended (see the module docstring);
     every violation of the request at once, the size capped before the days are read."""
     bad = Violations()
+    named = False
     with bad.check():
-        pf.check_name(request.name)
+        named = bool(pf.check_name(request.name))
     if len(request.description) > MAX_DESCRIPTION:
         bad.add("description", f"at most {MAX_DESCRIPTION:,} characters (got {len(request.description):,})")
     unknown_enums(request, "", bad)
@@ -132,7 +133,7 @@ def put_history(request: rpb.PutBacktestHistoryRequest, store: pf.BacktestHistor
             k = max(k, column_length(getattr(h, name), 8, f"history.{name}"))
     append = request.append or bool(request.base_id)
     base = None
-    if append and not bad:
+    if append and named:
         base = _base(request, store, bad)
     start = base.observations if base is not None else 0
     if start + k > limits.max_observations:  # before the days are read
@@ -149,7 +150,7 @@ def put_history(request: rpb.PutBacktestHistoryRequest, store: pf.BacktestHistor
         bad.add("history.pnl", "required: at least one day" + (" to append" if append else ""))
     if pnl is not None:
         bt.check_labels(h.labels, len(pnl), bad, "history.")
-    if append and base is None:
+    if append and base is None:  # (its violation is named: a bad name, or no such base)
         bad.raise_if_any()
     convention = _against_base(request, base, pnl, var, limits, bad)
     bad.raise_if_any()
