@@ -23,6 +23,7 @@ COPY server server
 COPY ext ext
 COPY clients clients
 COPY console console
+COPY tools tools
 ENV PRICEGRID_CPU_TARGET=${CPU_TARGET}
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

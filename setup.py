@@ -7,6 +7,7 @@ The import root ``pricegrid`` is assembled here; nothing named ``server``, ``ext
     ext/                         -> pricegrid.ext       (Cython kernels)
     clients/                     -> pricegrid.clients
     console/                     -> pricegrid.console   (the `pricegrid` command's dispatch)
+    tools/                       -> pricegrid.tools     (`pricegrid bench`, built on the clients)
     proto/pricegrid/v1/*.proto   -> pricegrid.v1        (generated into build/generated)
 
 Environment switches (read at build time, recorded in ``pricegrid.ext._build_info``):
@@ -294,12 +295,13 @@ PACKAGE_DIR = {
     "pricegrid.ext": "ext",
     "pricegrid.clients": "clients",
     "pricegrid.console": "console",
+    "pricegrid.tools": "tools",
     "pricegrid.v1": "build/generated/pricegrid/v1",
 }
 PACKAGES = (
     ["pricegrid.server"]
     + [f"pricegrid.server.{p}" for p in find_packages("server")]
-    + ["pricegrid.ext", "pricegrid.clients", "pricegrid.console", "pricegrid.v1"]
+    + ["pricegrid.ext", "pricegrid.clients", "pricegrid.console", "pricegrid.tools", "pricegrid.v1"]
     + [f"pricegrid.clients.{p}" for p in find_packages("clients")]
 )
 

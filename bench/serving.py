@@ -45,7 +45,7 @@ import grpc
 import grpc.aio
 import numpy as np
 
-from pricegrid.clients import bench as latency
+from pricegrid.tools import bench as latency
 from pricegrid.clients._config import RetryConfig, channel_options
 from pricegrid.v1 import common_pb2 as c
 from pricegrid.v1 import pricing_pb2 as pb

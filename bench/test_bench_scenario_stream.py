@@ -24,7 +24,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from pricegrid.clients import MarketClient, RiskClient, Shift
-from pricegrid.clients import bench as latency
+from pricegrid.tools import bench as latency
 from pricegrid.ext import black
 from pricegrid.server.app import demo
 from pricegrid.server.domain.instruments import MarketBatch, SnapshotMarket

@@ -56,3 +56,28 @@ def key_values(pairs: Iterable[tuple[str, object]], *, precision: int = 10, inde
         return ""
     width = max(len(k) for k, _ in pairs)
     return "\n".join(f"{indent}{k.ljust(width)}  {v}".rstrip() for k, v in pairs)
+
+
+def name_defaults(parser) -> None:
+    """Every option's help in ``parser`` and its subcommands ends with its default, unless the
+    help already says it or there is none to say (a flag off by default, an unset value)."""
+    import argparse
+
+    seen, todo = set(), [parser]
+    while todo:
+        p = todo.pop()
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo.extend(action.choices.values())
+                continue
+            default = action.default
+            if (action.help == argparse.SUPPRESS or not action.option_strings or default in (None, False, "", [])
+                    or default is argparse.SUPPRESS or "default" in (action.help or "").lower()):
+                continue
+            if isinstance(default, (list, tuple)):
+                default = ",".join(map(str, default))
+            text = f"default: {default}".replace("%", "%%")
+            action.help = f"{action.help} ({text})" if action.help else text

@@ -99,11 +99,21 @@ def _day_count(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _common(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number of seconds")
+    return value
+
+
+def _common(parser: argparse.ArgumentParser, *, timeout: float, json_flag: bool = True) -> None:
     parser.add_argument(
         "--target", default=None, help="server host:port (default: $PRICEGRID_TARGET or 127.0.0.1:50051)"
     )
-    parser.add_argument("--timeout", type=float, default=None, help="deadline per call in seconds")
+    parser.add_argument("--timeout", type=_positive_seconds, default=timeout, help="deadline per call in seconds")
     if json_flag:
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -144,10 +154,12 @@ def _instrument_arguments(parser: argparse.ArgumentParser) -> None:
         ("--running-maximum", float, "lookback: the maximum so far (default: spot)"),
     ):
         g.add_argument(flag, type=kind, help=text)
-    h = parser.add_argument_group("Heston parameters (--model heston)")
-    for name in ("v0", "kappa", "theta", "sigma", "rho"):
-        h.add_argument(f"--{name}", type=float)
-    e = parser.add_argument_group("engine settings")
+    h = parser.add_argument_group("Heston parameters (--model heston; all five, no defaults)")
+    for name, text in (("v0", "initial variance"), ("kappa", "mean-reversion speed of the variance"),
+                       ("theta", "long-run variance"), ("sigma", "volatility of the variance"),
+                       ("rho", "correlation of the spot and variance shocks")):
+        h.add_argument(f"--{name}", type=float, help=text)
+    e = parser.add_argument_group("engine settings (unset: the engine's defaults, listed by pricegrid info)")
     e.add_argument("--paths", type=int, help="Monte Carlo paths")
     e.add_argument("--seed", type=int, help="Monte Carlo seed")
     e.add_argument("--max-step", type=float, help="Monte Carlo longest time step in years")
@@ -203,12 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     _trade_arguments(price, vol=True)
     price.add_argument("--greeks", type=_greeks, default=[], help="comma-separated: delta,gamma,vega,... or all")
     _instrument_arguments(price)
-    _common(price)
+    _common(price, timeout=60.0)
 
     iv = commands.add_parser("iv", help="implied volatility of one trade from its price")
     _trade_arguments(iv, vol=False)
     iv.add_argument("--price", type=float, required=True, help="the option's premium")
-    _common(iv)
+    _common(iv, timeout=5.0)
 
     pf = commands.add_parser("price-file", help="price a CSV of trades through the risk client")
     pf.add_argument("file", type=Path, help="CSV with a header row; columns named as RiskClient arguments")
@@ -224,10 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--chunk-rows", type=int, default=None)
     pf.add_argument("--max-in-flight", type=int, default=4)
     pf.add_argument("--progress", action="store_true", help="show a progress bar (needs tqdm)")
-    _common(pf)
+    _common(pf, timeout=60.0)
 
     info = commands.add_parser("info", help="the server's version, build, limits and models")
-    _common(info)
+    _common(info, timeout=5.0)
 
     snap = commands.add_parser("snapshot", help="market snapshots held by the server: put, validate, list, show, delete")
     snap_commands = snap.add_subparsers(dest="snapshot_command", metavar="ACTION", required=True)
@@ -235,33 +247,34 @@ def build_parser() -> argparse.ArgumentParser:
     put.add_argument("file", type=Path)
     put.add_argument("--force", action="store_true", help="store despite error-level findings (needs --reason)")
     put.add_argument("--reason", default="", help="why error-level findings are accepted (stored)")
-    _common(put)
+    _common(put, timeout=60.0)
     check = snap_commands.add_parser("validate", help="the quality report of a snapshot file (nothing stored)")
     check.add_argument("file", type=Path)
-    _common(check)
+    _common(check, timeout=60.0)
     ls = snap_commands.add_parser("list", help="stored snapshots, newest first")
     ls.add_argument("--name", default="", help="only this name's snapshots")
     ls.add_argument("--limit", type=int, default=0)
-    _common(ls)
+    _common(ls, timeout=60.0)
     show = snap_commands.add_parser("show", help="one snapshot (JSON)")
     show.add_argument("id")
-    _common(show, json_flag=False)
+    _common(show, timeout=60.0, json_flag=False)
     plot = snap_commands.add_parser("plot", help="draw a snapshot's curves and a surface's smiles to a PNG")
     plot.add_argument("id")
     plot.add_argument("--png", type=Path, required=True)
     plot.add_argument("--curve", action="append", default=None, help="a curve's id (repeatable; default: all)")
     plot.add_argument("--surface", default=None, help="a surface's id (default: the first)")
-    _common(plot, json_flag=False)
+    _common(plot, timeout=60.0, json_flag=False)
     rm = snap_commands.add_parser("delete", help="remove a snapshot")
     rm.add_argument("id")
-    _common(rm, json_flag=False)
+    _common(rm, timeout=60.0, json_flag=False)
 
     risk = commands.add_parser("risk", help="risk engines' tools: scenario runs, VaR backtests")
     risk_commands = risk.add_subparsers(dest="risk_command", metavar="ACTION", required=True)
     bt = risk_commands.add_parser(
         "backtest", help="backtest a VaR model: Kupiec, Christoffersen and the Basel traffic light over a CSV",
         description="Backtest a VaR model over a CSV with a header row and one row per day, in time order: the"
-                    " day's P&L (losses negative) and the VaR forecast for that day. With --var-convention loss (the"
+                    " day's P&L (losses negative) and the VaR forecast for that day; or over a history stored on the"
+                    " server (--history, see put-history), followed by the CSV's days if one is given. With --var-convention loss (the"
                     " default) VaR is a loss amount >= 0 and a day is an exception when -pnl > var; with pnl_quantile"
                     " VaR is the P&L quantile <= 0 and an exception is pnl < var.")
     bt.add_argument("file", type=Path, nargs="?",
@@ -273,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--level", type=float, default=0.99, help="the VaR's confidence level (default 0.99)")
     bt.add_argument("--window", type=int, default=250, help="days in the traffic light's window (default 250)")
     bt.add_argument("--png", type=Path, help="also draw a traffic-light chart to this PNG (needs matplotlib)")
-    _common(bt)
+    _common(bt, timeout=60.0)
 
     ph = risk_commands.add_parser(
         "put-history", help="store a P&L and VaR CSV on the server as a backtest history, or append its days",
@@ -287,8 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--base-id", default="",
                     help="append to this version only while it is the newest (implies --append; a rerun after a"
                          " lost reply appends once)")
-    ph.add_argument("--description", default="", help="(with --append, default: the stored one's)")
-    _common(ph)
+    ph.add_argument("--description", default="", help="what the history is (with --append, default: the stored one's)")
+    _common(ph, timeout=60.0)
 
     rr = risk_commands.add_parser(
         "run", help="revalue a portfolio under a scenario set: P&L per scenario, VaR and ES",
@@ -317,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a column of the portfolio CSV to aggregate by (repeatable, top level first, e.g."
                          " --aggregate-by desk --aggregate-by book): VaR and ES per node")
     rr.add_argument("--png", type=Path, help="draw the portfolio's P&L histogram with the VaR and ES lines")
-    _common(rr)
+    _common(rr, timeout=600.0)
 
     pp = risk_commands.add_parser(
         "put-portfolio", help="store a portfolio CSV on the server under a name (a new version)",
@@ -329,17 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--tag", dest="aggregate_by", action="append", default=[],
                     help="a CSV column to keep as a tag (repeatable)")
     _portfolio_arguments(pp)
-    _common(pp)
+    _common(pp, timeout=120.0)
 
     st = risk_commands.add_parser("stresses", help="the server's stress catalogue: figures, windows and sources")
-    _common(st)
+    _common(st, timeout=30.0)
 
-    from . import bench
-
-    bench_parser = commands.add_parser("bench", help="benchmarks against a running server")
-    bench_commands = bench_parser.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
-    latency = bench_commands.add_parser("latency", help="latency of Price, PriceStream, PriceBatch against Echo")
-    bench.add_arguments(latency)
+    # a tool beside the clients (pricegrid.tools.bench, dispatched by pricegrid.console): listed for --help
+    commands.add_parser("bench", help="latency of a running server against a bare grpcio echo server"
+                                      " (pricegrid bench latency --help)", add_help=False)
+    _format.name_defaults(parser)
     return parser
 
 
@@ -403,17 +414,13 @@ def _settings(args) -> EngineSettings | None:
     return EngineSettings(**values) if values else None
 
 
-def _timeout(args, default: float) -> float:
-    return args.timeout if args.timeout is not None else default
-
-
 def _cmd_price(args, out) -> int:
     from ._frontoffice import FrontOfficeClient
 
     option, market = _option(args), _market(args, args.vol)
     if market.volatility is None and market.heston is None and market.snapshot_id is None:
         raise _BadInput("give --vol (or the Heston parameters with --model heston)")
-    with FrontOfficeClient(target=args.target or default_target(), timeout=_timeout(args, 60.0)) as client:
+    with FrontOfficeClient(target=args.target or default_target(), timeout=args.timeout) as client:
         result = client.price(option, market, model=args.model, measures=args.greeks, engine=args.engine,
                               settings=_settings(args))
     greeks = result.greeks.as_dict()
@@ -451,7 +458,7 @@ def _cmd_iv(args, out) -> int:
     option, market = _option(args), _market(args, None)
     if not isinstance(option, EuropeanOption):
         raise _BadInput("implied volatility is for European options")
-    with FrontOfficeClient(target=args.target or default_target(), timeout=_timeout(args, 5.0)) as client:
+    with FrontOfficeClient(target=args.target or default_target(), timeout=args.timeout) as client:
         result = client.implied_vol(option, market, args.price, model=args.model)
     inputs = _inputs_dict(result.inputs)
     if args.json:
@@ -607,7 +614,7 @@ def _cmd_price_file(args, out) -> int:
     inputs = _batch_inputs(args, columns)
     with RiskClient(
         target=args.target or default_target(),
-        timeout=_timeout(args, 60.0),
+        timeout=args.timeout,
         chunk_rows=args.chunk_rows,
         max_in_flight=args.max_in_flight,
         progress=args.progress,
@@ -683,7 +690,7 @@ def _report_rows(args, header, columns, screened: dict[int, str], result, good: 
 def _cmd_info(args, out) -> int:
     from ._frontoffice import FrontOfficeClient
 
-    with FrontOfficeClient(target=args.target or default_target(), timeout=_timeout(args, 5.0)) as client:
+    with FrontOfficeClient(target=args.target or default_target(), timeout=args.timeout) as client:
         info = client.server_info()
     limits = {k: getattr(info.limits, k) for k in info.limits.__dataclass_fields__}
     models = [
@@ -849,7 +856,7 @@ def _plot_snapshot(client, args, out) -> None:
 def _cmd_snapshot(args, out) -> int:
     from ._market import MarketClient
 
-    with MarketClient(target=args.target or default_target(), timeout=_timeout(args, 60.0)) as client:
+    with MarketClient(target=args.target or default_target(), timeout=args.timeout) as client:
         action = args.snapshot_command
         if action == "put":
             info = client.put_snapshot(args.file, force=args.force, reason=args.reason)
@@ -1087,7 +1094,7 @@ def _cmd_risk_run(args, out) -> int:
         raise _BadInput("--png draws the portfolio's P&L: use --output aggregates or both")
     shifts, sizes, labels, smile, stresses, targets = _scenario_set(args)
     output = "both" if args.cube_csv and args.output == "aggregates" else args.output
-    with RiskClient(target=args.target or default_target(), timeout=_timeout(args, 600.0)) as risk:
+    with RiskClient(target=args.target or default_target(), timeout=args.timeout) as risk:
         trades = {"books": _portfolio_books(args, risk)} if args.portfolio else {"portfolio": args.stored_portfolio}
         try:
             result = risk.scenario_risk(
@@ -1178,7 +1185,7 @@ def _plot_pnl(result, path: Path, out) -> None:
 def _cmd_risk_put_portfolio(args, out) -> int:
     from ._risk import RiskClient
 
-    with RiskClient(target=args.target or default_target(), timeout=_timeout(args, 120.0)) as risk:
+    with RiskClient(target=args.target or default_target(), timeout=args.timeout) as risk:
         stored = risk.put_portfolio(args.name, _portfolio_books(args, risk), description=args.description)
     if args.json:
         _dump(dataclasses.asdict(stored), out)
@@ -1194,7 +1201,7 @@ def _cmd_risk_stresses(args, out) -> int:
 
     from ._risk import RiskClient
 
-    with RiskClient(target=args.target or default_target(), timeout=_timeout(args, 30.0)) as risk:
+    with RiskClient(target=args.target or default_target(), timeout=args.timeout) as risk:
         catalogue = risk.stresses()
     if args.json:
         _dump(json_format.MessageToDict(catalogue, preserving_proto_field_name=True), out)
@@ -1226,7 +1233,7 @@ def _cmd_risk(args, out) -> int:
         raise _BadInput("nothing to backtest: give a CSV, --history NAME, or both")
     pnl, var, labels = _backtest_columns(args) if args.file is not None else (None, None, None)
     shown = pnl, var, labels
-    with RiskClient(target=args.target or default_target(), timeout=_timeout(args, 60.0)) as risk:
+    with RiskClient(target=args.target or default_target(), timeout=args.timeout) as risk:
         history = args.history or ""
         if history and args.png:  # the chart shows the stored days too: read them, and backtest that version
             stored = risk.get_backtest_history(history)
@@ -1277,7 +1284,7 @@ def _cmd_risk_put_history(args, out) -> int:
     from ._risk import RiskClient
 
     pnl, var, labels = _backtest_columns(args)
-    with RiskClient(target=args.target or default_target(), timeout=_timeout(args, 60.0)) as risk:
+    with RiskClient(target=args.target or default_target(), timeout=args.timeout) as risk:
         stored = risk.put_backtest_history(args.name, pnl, var, labels, var_convention=args.var_convention,
                                            append=args.append, base_id=args.base_id, description=args.description)
     if args.json:
@@ -1353,11 +1360,16 @@ COMMANDS = {"price": _cmd_price, "iv": _cmd_iv, "price-file": _cmd_price_file, "
             "snapshot": _cmd_snapshot, "risk": _cmd_risk}
 
 
+_ELSEWHERE = {"serve": "the server package (pricegrid.server)", "health": "the server package (pricegrid.server)",
+              "bench": "pricegrid.tools.bench"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status (0 ok, 1 failed, 2 bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["serve"]:
-        print("error: 'pricegrid serve' is provided by the server package (pricegrid.server)", file=sys.stderr)
+    if argv[:1] and argv[0] in _ELSEWHERE:
+        print(f"error: 'pricegrid {argv[0]}' is provided by {_ELSEWHERE[argv[0]]} (the pricegrid command dispatches it)",
+              file=sys.stderr)
         return EXIT_BAD_INPUT
     parser = build_parser()
     try:
@@ -1366,10 +1378,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code or 0)
     out = sys.stdout
     try:
-        if args.command == "bench":
-            from . import bench
-
-            return bench.run(args, out)
         return COMMANDS[args.command](args, out)
     except PricingError as e:
         return _report(e, out if getattr(args, "json", False) else None)

@@ -40,5 +40,5 @@ def test_the_contracts_cover_every_layer_of_the_table():
     assert sources >= {
         "pricegrid.server.domain", "pricegrid.server.pricers", "pricegrid.server.store", "pricegrid.server.service",
         "pricegrid.server.rpc",
-        "pricegrid.server.app", "pricegrid.ext", "pricegrid.clients", "pricegrid.v1",
+        "pricegrid.server.app", "pricegrid.ext", "pricegrid.clients", "pricegrid.tools", "pricegrid.v1",
     }

@@ -20,11 +20,11 @@ import importlib, json, sys
 mods = ["pricegrid.server.app.server", "pricegrid.server.rpc.servicers", "pricegrid.ext.black",
         "pricegrid.ext.implied_vol", "pricegrid.ext.status", "pricegrid.clients", "pricegrid.v1.pricing_pb2",
         "pricegrid.v1.pricing_pb2_grpc", "pricegrid.v1.common_pb2", "pricegrid.v1.echo_pb2_grpc",
-        "pricegrid.console"]
+        "pricegrid.console", "pricegrid.tools.bench"]
 for m in mods:
     importlib.import_module(m)
 absent = []
-for top in ("server", "clients", "ext", "v1", "proto", "console"):
+for top in ("server", "clients", "ext", "v1", "proto", "console", "tools"):
     try:
         importlib.import_module(top)
     except ImportError:
@@ -55,7 +55,7 @@ def test_wheel_installs_only_the_pricegrid_namespace(tmp_path):
     subprocess.run([str(py), "-m", "pip", "install", "-q", str(wheel)], check=True, timeout=900)
     out = subprocess.run([str(py), "-c", CHECK], check=True, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["absent"] == ["server", "clients", "ext", "v1", "proto", "console"]
+    assert result["absent"] == ["server", "clients", "ext", "v1", "proto", "console", "tools"]
     assert result["build"]
     script = venv / "bin" / "pricegrid"
     assert script.exists()

@@ -15,9 +15,9 @@ def serve_parser() -> argparse.ArgumentParser:
         prog="pricegrid serve",
         description="Start the pricegrid gRPC server. Flags override PRICEGRID_* environment variables.",
     )
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
-    p.add_argument("--kernel-threads", type=int, dest="kernel_threads")
+    p.add_argument("--host", help="address to listen on (0.0.0.0: every interface; plaintext beyond loopback needs TLS or --allow-plaintext)")
+    p.add_argument("--port", type=int, help="gRPC port (0: an ephemeral one, printed at start)")
+    p.add_argument("--kernel-threads", type=int, dest="kernel_threads", help="threads of the pricing kernels")
     cap = p.add_argument_group("capacity classes (beyond them: RESOURCE_EXHAUSTED with a retry pushback)")
     cap.add_argument("--front-workers", type=int, dest="front_workers",
                      help="front-office calls computed at once off the event loop")
@@ -35,15 +35,15 @@ def serve_parser() -> argparse.ArgumentParser:
                    help="largest per-trade request (Price, ImpliedVolatility, ServerInfo)")
     p.add_argument("--max-stream-message-bytes", type=int, dest="max_stream_message_bytes",
                    help="largest PriceStream message")
-    p.add_argument("--max-rows", type=int, dest="max_rows")
-    p.add_argument("--chunk-rows", type=int, dest="chunk_rows")
-    p.add_argument("--default-deadline", type=float, dest="default_deadline_s")
+    p.add_argument("--max-rows", type=int, dest="max_rows", help="rows one batch request may carry")
+    p.add_argument("--chunk-rows", type=int, dest="chunk_rows", help="rows the server computes at a time")
+    p.add_argument("--default-deadline", type=float, dest="default_deadline_s", help="seconds a call without a deadline gets")
     p.add_argument("--max-cost-unary", type=float, dest="max_cost_unary_s",
                    help="estimated core-seconds one trade may ask (more: RESOURCE_EXHAUSTED)")
     p.add_argument("--max-cost-batch", type=float, dest="max_cost_batch_s",
                    help="estimated core-seconds one batch request may ask")
-    p.add_argument("--grace", type=float, dest="grace_s")
-    p.add_argument("--max-stream-trades", type=int, dest="max_stream_trades")
+    p.add_argument("--grace", type=float, dest="grace_s", help="seconds open calls get to finish on SIGTERM")
+    p.add_argument("--max-stream-trades", type=int, dest="max_stream_trades", help="trades one PriceStream may hold")
     p.add_argument("--max-backtest-observations", type=int, dest="max_backtest_observations",
                    help="observations per RiskService.Backtest stream")
     p.add_argument("--max-backtest-message-observations", type=int, dest="max_backtest_message_observations",
@@ -58,7 +58,7 @@ def serve_parser() -> argparse.ArgumentParser:
                    help="GOAWAY connections this old (s), so clients rebalance (0: never)")
     p.add_argument("--max-connection-age-grace", type=float, dest="max_connection_age_grace_s",
                    help="seconds the calls still open on an aged connection get")
-    p.add_argument("--metrics-port", type=int, dest="metrics_port")
+    p.add_argument("--metrics-port", type=int, dest="metrics_port", help="Prometheus /metrics port (0: any free port, -1: off)")
     p.add_argument("--otlp-endpoint", dest="otlp_endpoint",
                    help="OTLP/gRPC collector for OpenTelemetry spans (http://host:4317); unset: tracing off")
     p.add_argument("--trace-sample-ratio", type=float, dest="trace_sample_ratio",
@@ -75,9 +75,35 @@ def serve_parser() -> argparse.ArgumentParser:
                                    " keeps nothing) or a postgresql:// URL shared by replicas")
     p.add_argument("--snapshot-max-age", type=float, dest="snapshot_max_age_s",
                    help="seconds after which a snapshot's as-of is flagged stale")
-    p.add_argument("--log-level", dest="log_level")
-    p.add_argument("--log-format", choices=("json", "console"), dest="log_format")
+    p.add_argument("--log-level", dest="log_level", help="debug, info, warning or error")
+    p.add_argument("--log-format", choices=("json", "console"), dest="log_format", help="one JSON object per line, or text")
+    _name_variables_and_defaults(p)
     return p
+
+
+def _name_variables_and_defaults(parser: argparse.ArgumentParser) -> None:
+    """Each setting's help ends with its PRICEGRID_* variable and its default (what the
+    server runs with when neither the flag nor the variable is given)."""
+    import dataclasses
+
+    from pricegrid.server.app.settings import Settings, variables
+
+    names = {field: env for env, field in variables().items()}
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    for action in parser._actions:
+        if action.dest not in names:
+            continue
+        default = defaults[action.dest]
+        if action.dest == "store":
+            default = "a SQLite file under $XDG_DATA_HOME/pricegrid"
+        elif action.dest == "kernel_threads":
+            default = f"the CPUs, {default} here"
+        elif action.dest == "front_workers":
+            default = f"the CPUs - 1, {default} here"
+        elif default in ("", None):
+            default = "unset"
+        text = f"${names[action.dest]}; default: {default}".replace("%", "%%")
+        action.help = f"{action.help} ({text})" if action.help else text
 
 
 def health(argv) -> int:
@@ -89,7 +115,7 @@ def health(argv) -> int:
     p.add_argument("--target", default=None,
                    help="host:port (default: $PRICEGRID_TARGET, else 127.0.0.1:$PRICEGRID_PORT or 50051)")
     p.add_argument("--service", default="", help="service name ('' for the whole server)")
-    p.add_argument("--timeout", type=float, default=2.0)
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the answer (default: 2)")
     args = p.parse_args(argv)
     import os
 

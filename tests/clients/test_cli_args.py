@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from pricegrid.clients import EuropeanOption, ExpiryDates, Market, _format, bench, cli
+from pricegrid.clients import EuropeanOption, ExpiryDates, Market, _format, cli
 
 
 def parse(*argv):
@@ -55,8 +55,7 @@ def test_price_with_dates_and_forward():
         ["price", "--model", "heston", "--type", "call", "--strike", "1", "--expiry", "0.5", "--spot", "1"],  # no params
         ["price", "--type", "call", "--strike", "1", "--valuation-date", "2025-13-01", "--expiry-date", "2026-01-01", "--spot", "1", "--vol", "0.2"],
         ["iv", "--type", "call", "--strike", "100", "--expiry", "0.5", "--spot", "100"],  # no price
-        ["bench", "latency", "--count", "0"],
-        ["bench", "latency", "--modes", "price,nope"],
+        ["bench", "latency"],  # a tool's command, dispatched by pricegrid.console
         ["frobnicate"],
         [],
     ],
@@ -119,16 +118,6 @@ def test_price_file_input_errors_exit_2(tmp_path, capsys):
     assert "valuation_date" in capsys.readouterr().err
 
 
-def test_bench_arguments():
-    args = parse("bench", "latency", "--count", "10", "--duration", "2", "--concurrency", "3",
-                 "--batch-rows", "1000", "--modes", "price,batch", "--json", "out.json", "--png", "out.png")
-    assert (args.count, args.duration, args.concurrency, args.batch_rows) == (10, 2.0, 3, 1000)
-    assert args.modes == ["price", "batch"] and str(args.json_path) == "out.json" and str(args.png) == "out.png"
-    defaults = parse("bench", "latency")
-    assert defaults.batch_rows == 1_000_000 and defaults.modes == ["price", "stream", "batch"]
-    assert defaults.count > 0 and defaults.duration > 0  # bounded by default
-
-
 def test_tables_align():
     text = _format.table(["name", "value"], [["price", 10.4505835722], ["delta", 0.6368]])
     lines = text.splitlines()
@@ -137,21 +126,3 @@ def test_tables_align():
     assert len(lines[2]) == len(lines[3])
     kv = _format.key_values([("price", 1.5), ("discount_factor", 0.97)])
     assert kv.splitlines()[0] == "price            1.5"
-
-
-def test_bench_report_formats_and_ratios():
-    report = {
-        "target": "t",
-        "settings": {"concurrency": 1, "batch_rows": 10},
-        "series": {
-            name: bench.Series(name, latencies=list(np.linspace(1e-4, 2e-4, 50) * k), wall_seconds=1.0).summary()
-            for name, k in (("Echo", 1), ("Price", 2))
-        },
-        "ratios_p50": {"Price/Echo": 2.0},
-        "samples": {},
-    }
-    text = bench.format_report(report)
-    assert "Echo" in text and "Price/Echo p50" in text and "2.00x" in text
-    s = report["series"]["Price"]
-    assert s["calls"] == 50 and s["p50_s"] == pytest.approx(3e-4) and s["calls_per_second"] == 50.0
-    json.dumps(report)

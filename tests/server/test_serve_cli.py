@@ -47,7 +47,7 @@ def test_health_honours_pricegrid_target_and_help_lists_the_server_commands(serv
     r = _run([PRICEGRID, "--help"])
     assert r.returncode == 0
     listed = {line.split()[0] for line in r.stdout.splitlines() if line.startswith("    ") and line.split()}
-    assert {"serve", "health", "price", "risk"} <= listed
+    assert {"serve", "health", "price", "risk", "bench"} <= listed
 
 
 def test_version():
@@ -55,3 +55,46 @@ def test_version():
 
     r = _run([PRICEGRID, "--version"])
     assert r.returncode == 0 and r.stdout.strip() == f"pricegrid {version('pricegrid')}"
+
+
+def test_serve_help_names_every_setting_with_its_variable_and_default():
+    import dataclasses
+
+    from pricegrid.server.app.cli import serve_parser
+    from pricegrid.server.app.settings import Settings, variables
+
+    parser = serve_parser()
+    by_dest = {a.dest: a for a in parser._actions}
+    flags = [name for name in variables().values() if name in by_dest]
+    assert len(flags) >= 30  # every setting with a flag
+    for env, name in variables().items():
+        if name not in by_dest:
+            continue
+        text = by_dest[name].help
+        assert f"${env}; default: " in text, (name, text)
+    # the defaults shown are the Settings' own
+    assert "default: 50051" in by_dest["port"].help
+    assert f"default: {Settings().max_rows}" in by_dest["max_rows"].help
+    assert dataclasses.fields(Settings)  # a dataclass, as the help reads it
+    r = _run([PRICEGRID, "serve", "--help"])
+    assert r.returncode == 0 and "$PRICEGRID_MAX_SCENARIO_CELLS; default:" in " ".join(r.stdout.split())
+
+
+def test_every_client_and_tool_option_with_a_default_says_it():
+    import argparse
+
+    from pricegrid.clients import cli
+    from pricegrid.tools import bench
+
+    checked = 0
+    for parser in (cli.build_parser(), bench.build_parser()):
+        todo = [parser]
+        while todo:
+            p = todo.pop()
+            for action in p._actions:
+                if isinstance(action, argparse._SubParsersAction):
+                    todo.extend(action.choices.values())
+                elif action.option_strings and action.default not in (None, False, "", [], argparse.SUPPRESS):
+                    checked += 1
+                    assert "default" in (action.help or ""), (p.prog, action.option_strings, action.help)
+    assert checked > 40

@@ -4,7 +4,7 @@
         --batch-rows 1000000 --json latency.json --png latency.png
 
 Six series, in one run. The pricing series go to ``--target``; the echo series (the floor)
-go to a bare grpcio echo server (no interceptors, see ``pricegrid.clients._bare_echo``)
+go to a bare grpcio echo server (no interceptors, see ``pricegrid.tools._bare_echo``)
 that the bench starts beside it on 127.0.0.1: the synchronous one on a thread pool
 (``--echo bare``, the default) or the ``grpc.aio`` one (``--echo bare-aio``, the kind of
 server ``pricegrid serve`` is); or to the target's own EchoService (``--echo server``, when
@@ -51,10 +51,9 @@ import numpy as np
 
 from pricegrid.v1 import pricing_pb2, pricing_pb2_grpc
 
-from . import _convert, _format
-from ._config import RetryConfig, channel_options, default_target
-from ._errors import PricingError
-from ._models import EuropeanOption, Market
+from pricegrid.clients import EuropeanOption, Market, PricingError, RetryConfig, RiskClient
+from pricegrid.clients import _convert, _format
+from pricegrid.clients._config import channel_options, default_target
 
 ECHO = "/pricegrid.v1.EchoService/Echo"
 ECHO_STREAM = "/pricegrid.v1.EchoService/EchoStream"
@@ -102,14 +101,14 @@ def _modes(text: str) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default=None, help="server host:port (default: $PRICEGRID_TARGET or 127.0.0.1:50051)")
-    parser.add_argument("--count", type=_positive_int, default=2000, help="measured calls per series (default 2000)")
+    parser.add_argument("--count", type=_positive_int, default=2000, help="measured calls per series")
     parser.add_argument("--duration", type=_positive_float, default=10.0, help="at most this many seconds per series")
     parser.add_argument("--concurrency", type=_positive_int, default=1, help="callers of the per-trade series")
     parser.add_argument("--warmup", type=_non_negative_int, default=100, help="warm-up calls per series (not counted)")
     parser.add_argument("--greeks", default="delta,gamma,vega,theta,rho", help="Greeks of the per-trade requests")
     parser.add_argument("--batch-rows", type=_positive_int, default=1_000_000, help="rows per PriceBatch call")
-    parser.add_argument("--batch-count", type=_positive_int, default=5, help="measured batch calls (default 5)")
-    parser.add_argument("--batch-warmup", type=_non_negative_int, default=1)
+    parser.add_argument("--batch-count", type=_positive_int, default=5, help="measured batch calls")
+    parser.add_argument("--batch-warmup", type=_non_negative_int, default=1, help="warm-up batch calls (not counted)")
     parser.add_argument("--max-in-flight", type=_positive_int, default=4, help="concurrent chunks of a batch")
     parser.add_argument("--chunk-rows", type=_positive_int, default=None, help="cap on rows per batch chunk")
     parser.add_argument("--modes", type=_modes, default=list(MODES), help="subset of price,stream,batch")
@@ -480,8 +479,9 @@ def batch_inputs(rows: int, seed: int) -> dict:
     )
 
 
-def run(args, out=sys.stdout) -> int:
+def run(args, out=None) -> int:
     """Run ``pricegrid bench latency`` from parsed arguments; returns the exit status."""
+    out = sys.stdout if out is None else out
     target = args.target or default_target()
     try:
         report = run_latency(
@@ -523,7 +523,7 @@ def run(args, out=sys.stdout) -> int:
 
 
 class BareEcho:
-    """The bare grpcio echo server (``pricegrid.clients._bare_echo``; ``aio``: the grpc.aio
+    """The bare grpcio echo server (``pricegrid.tools._bare_echo``; ``aio``: the grpc.aio
     one) in a child process on 127.0.0.1: started here, stopped by :meth:`close` (it also
     stops when this process dies, its standard input then closing)."""
 
@@ -531,7 +531,7 @@ class BareEcho:
         import subprocess
 
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pricegrid.clients._bare_echo", "--workers", str(workers),
+            [sys.executable, "-m", "pricegrid.tools._bare_echo", "--workers", str(workers),
              *(["--aio"] if aio else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
@@ -597,7 +597,6 @@ def run_latency(
     """Measure the series of ``modes`` against ``target``; returns the report (JSON-ready).
     Latencies are kept in ``report["samples"]`` (seconds) for :func:`draw_histogram`.
     ``echo``: where the echo series go ('bare', 'server' or host:port, see the module)."""
-    from ._risk import RiskClient
 
     if tune_malloc:  # the same for the echo and the pricing series: fewer page faults on big replies
         _tune_malloc()
@@ -844,14 +843,24 @@ def draw_histogram(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pricegrid bench", description="Benchmarks against a running server, measured beside the floor of gRPC.")
+    commands = parser.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
+    add_arguments(commands.add_parser(
+        "latency", help="latency of Price, PriceStream, PriceBatch against a bare grpcio echo server",
+        description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+    ))
+    _format.name_defaults(parser)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pricegrid.clients.bench latency ...``"""
-    parser = argparse.ArgumentParser(prog="pricegrid bench")
-    commands = parser.add_subparsers(dest="bench_command", required=True)
-    add_arguments(commands.add_parser("latency", help="latency of Price, PriceStream, PriceBatch against Echo"))
+    """``pricegrid bench latency ...`` (argv without the ``bench``); the exit status: 0 done,
+    1 failed, 2 a usage error."""
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:
+        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as e:  # argparse: --help exits 0, a usage error 2
         return int(e.code or 0)
     return run(args)
 

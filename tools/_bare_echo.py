@@ -8,8 +8,8 @@ request. Two kinds: the synchronous server on a thread pool (``--workers``), and
 ``--aio`` a ``grpc.aio`` server whose handlers are coroutines on one event loop, as
 ``pricegrid serve`` runs:
 
-    python -m pricegrid.clients._bare_echo --workers 16     # prints "port N", serves until stdin closes
-    python -m pricegrid.clients._bare_echo --aio
+    python -m pricegrid.tools._bare_echo --workers 16     # prints "port N", serves until stdin closes
+    python -m pricegrid.tools._bare_echo --aio
 
 Bound to 127.0.0.1 on an ephemeral port; it stops when its standard input closes (the bench
 holds the pipe) or on SIGTERM.
@@ -86,7 +86,7 @@ def start_aio() -> tuple[grpc.aio.Server, int, asyncio.AbstractEventLoop]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pricegrid.clients._bare_echo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m pricegrid.tools._bare_echo", description=__doc__.splitlines()[0])
     p.add_argument("--workers", type=int, default=16)
     p.add_argument("--aio", action="store_true", help="a grpc.aio server (coroutines on one event loop)")
     args = p.parse_args(argv)

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from pricegrid.clients import bench, cli
+from pricegrid import console
+from pricegrid.tools import bench
 
 
 def test_latency_tool_writes_json_and_png(server, tmp_path, capsys):
@@ -12,7 +13,7 @@ def test_latency_tool_writes_json_and_png(server, tmp_path, capsys):
     argv = ["bench", "latency", "--target", server.address, "--count", "40", "--warmup", "3", "--concurrency", "2",
             "--batch-rows", "3000", "--batch-count", "2", "--batch-warmup", "1", "--chunk-rows", "1000",
             "--duration", "20", "--json", str(out_json), "--png", str(out_png)]
-    assert cli.main(argv) == 0
+    assert console.main(argv) == 0
     out = capsys.readouterr().out
     for name in bench.SERIES:
         assert name in out
@@ -80,7 +81,7 @@ def test_the_bare_echo_server_returns_what_it_was_sent(aio):
 
 
 def test_latency_tool_reports_an_unreachable_target(capsys):
-    assert cli.main(["bench", "latency", "--target", "127.0.0.1:1", "--timeout", "1", "--count", "1"]) == 1
+    assert console.main(["bench", "latency", "--target", "127.0.0.1:1", "--timeout", "1", "--count", "1"]) == 1
     assert "cannot reach" in capsys.readouterr().err
 
 
@@ -91,7 +92,7 @@ def test_png_without_matplotlib_says_what_to_install(server, tmp_path, monkeypat
     out_json = tmp_path / "latency.json"
     argv = ["bench", "latency", "--target", server.address, "--count", "5", "--warmup", "1", "--modes", "price",
             "--json", str(out_json), "--png", str(tmp_path / "latency.png")]
-    assert cli.main(argv) == 1
+    assert console.main(argv) == 1
     assert "pricegrid[plot]" in capsys.readouterr().err
     assert json.loads(out_json.read_text())["series"]["Price"]["calls"] == 5  # the measurements are kept
     assert not (tmp_path / "latency.png").exists()
