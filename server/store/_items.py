@@ -4,10 +4,11 @@ backend's table operations, shared by the SQLite and PostgreSQL stores."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 from typing import Optional
 
-from pricegrid.server.domain.portfolios import StoredBacktestHistory, StoredPortfolio, StoredScenarioSet
+from pricegrid.server.domain.portfolios import NotNewest, StoredBacktestHistory, StoredPortfolio, StoredScenarioSet
 
 #: each named-item table's columns (all but content, in its record type's field order) and its record type
 ITEMS = {"portfolios": ("id, name, description, stored_at, books, trades", StoredPortfolio),
@@ -26,6 +27,20 @@ def record_of(kind, row, convert_time):
     ``convert_time`` reads the backend's stored_at."""
     n = len(dataclasses.fields(kind)) - 1  # the columns before content
     return kind(*row[:3], convert_time(row[3]), *row[4:n], bytes(row[n]) if len(row) > n else None)
+
+
+def after_newest(record, newest: Optional[tuple], after: Optional[str]):
+    """``record`` as the next version of its name, given the name's newest version
+    ``newest`` ((id, stored_at as an aware UTC datetime) or None), read under the backend's
+    lock: NotNewest when ``after`` is given and is not that newest id; its stored_at moved to
+    a microsecond past the newest's when the clock says otherwise."""
+    if after is not None and (newest is None or newest[0] != after):
+        raise NotNewest(after, newest[0] if newest else "")
+    if newest is not None:
+        floor = newest[1] + dt.timedelta(microseconds=1)
+        if record.stored_at < floor:
+            return dataclasses.replace(record, stored_at=floor)
+    return record
 
 
 def name_lock_key(table: str, name: str) -> int:

@@ -19,7 +19,6 @@ the last one applied, and a database newer than this code refuses to open.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 from typing import Optional
@@ -29,8 +28,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from pricegrid.server.domain.market import Finding, Severity, Snapshot, StoredSnapshot
-from pricegrid.server.domain.portfolios import NotNewest
-from pricegrid.server.store._items import ITEMS, NamedItems, name_lock_key, record_of, row_of
+from pricegrid.server.store._items import ITEMS, NamedItems, after_newest, name_lock_key, record_of, row_of
 
 MIGRATIONS = (
     # 1: market snapshots (as SQLite's migrations 1 and 2)
@@ -220,12 +218,7 @@ class PostgresStore(NamedItems):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (name_lock_key(table, record.name),))
             newest = conn.execute(f"SELECT id, stored_at FROM {table} WHERE name = %s "
                                   "ORDER BY stored_at DESC, seq DESC LIMIT 1", (record.name,)).fetchone()
-            if after is not None and (newest is None or newest[0] != after):
-                raise NotNewest(after, newest[0] if newest else "")
-            if newest is not None:
-                floor = _utc(newest[1]) + dt.timedelta(microseconds=1)
-                if record.stored_at < floor:
-                    record = dataclasses.replace(record, stored_at=floor)
+            record = after_newest(record, newest and (newest[0], _utc(newest[1])), after)
             created = self._insert(conn, table, record)
             if not created:
                 row = conn.execute(f"SELECT {columns}, content FROM {table} WHERE id = %s",

@@ -11,7 +11,6 @@ processes go on). A backtest history's new version is written in one IMMEDIATE t
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import sqlite3
@@ -20,8 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from pricegrid.server.domain.market import Finding, Severity, Snapshot, StoredSnapshot
-from pricegrid.server.domain.portfolios import NotNewest
-from pricegrid.server.store._items import ITEMS, NamedItems, record_of, row_of
+from pricegrid.server.store._items import ITEMS, NamedItems, after_newest, record_of, row_of
 
 MIGRATIONS = (
     # 1: market snapshots
@@ -210,12 +208,7 @@ class SqliteSnapshotStore(NamedItems):
             try:
                 newest = self._db.execute(f"SELECT id, stored_at FROM {table} WHERE name = ? "
                                           "ORDER BY stored_at DESC, rowid DESC LIMIT 1", (record.name,)).fetchone()
-                if after is not None and (newest is None or newest[0] != after):
-                    raise NotNewest(after, newest[0] if newest else "")
-                if newest is not None:
-                    floor = _utc(newest[1]) + dt.timedelta(microseconds=1)
-                    if record.stored_at < floor:
-                        record = dataclasses.replace(record, stored_at=floor)
+                record = after_newest(record, newest and (newest[0], _utc(newest[1])), after)
                 created = self._insert(table, record)
                 if not created:
                     row = self._db.execute(f"SELECT {columns}, content FROM {table} WHERE id = ?",
