@@ -30,7 +30,7 @@ import grpc.aio
 SERVICE = "pricegrid.v1.EchoService"
 
 
-def _tune_malloc() -> None:
+def tune_malloc() -> None:
     """As ``pricegrid serve`` does: large blocks from the heap, not fresh mmap()s per reply."""
     try:
         import ctypes
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=16)
     p.add_argument("--aio", action="store_true", help="a grpc.aio server (coroutines on one event loop)")
     args = p.parse_args(argv)
-    _tune_malloc()
+    tune_malloc()
     if args.aio:
         server, port, loop = start_aio()
         print(f"port {port}", flush=True)

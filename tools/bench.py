@@ -55,6 +55,8 @@ from pricegrid.clients import EuropeanOption, Market, PricingError, RetryConfig,
 from pricegrid.clients import _convert, _format
 from pricegrid.clients._config import channel_options, default_target
 
+from . import _bare_echo
+
 ECHO = "/pricegrid.v1.EchoService/Echo"
 ECHO_STREAM = "/pricegrid.v1.EchoService/EchoStream"
 BATCH_MEASURES = ("price", "delta", "gamma", "vega", "theta", "rho")
@@ -559,19 +561,6 @@ def _readline(stream, timeout: float) -> str:
     return box[0].strip() if box else ""
 
 
-def _tune_malloc() -> None:
-    """Large blocks from glibc's heap rather than fresh mmap()s in this (measuring) process,
-    as `pricegrid serve` does: see pricegrid.server.app.server.tune_malloc."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        pass
-
-
 def run_latency(
     *,
     target: str,
@@ -599,7 +588,7 @@ def run_latency(
     ``echo``: where the echo series go ('bare', 'server' or host:port, see the module)."""
 
     if tune_malloc:  # the same for the echo and the pricing series: fewer page faults on big replies
-        _tune_malloc()
+        _bare_echo.tune_malloc()  # large blocks from glibc's heap, as `pricegrid serve` does
 
     options = channel_options(RetryConfig(max_attempts=1), max_message_bytes=-1)
     bare = None
