@@ -10,8 +10,9 @@ Design
    measure. ``price_one`` calls them directly, for one trade.
 2. Loops: ``price_batch`` cuts the rows into blocks of ``PG_BLACK_BLOCK``; per block
    ``pg_black_block`` runs one ``omp simd`` loop for the shared terms and one small
-   ``omp simd`` loop per requested measure, so gcc calls glibc's vector math (libmvec:
-   exp, log, erfc) and only what was asked for is computed. Blocks run on one thread
+   ``omp simd`` loop per requested measure (price, price + delta and price + 5 Greeks in
+   the terms loop itself), so gcc calls glibc's vector math (libmvec: exp, log, erfc) and
+   only what was asked for is computed. Blocks run on one thread
    below ``PARALLEL_THRESHOLD`` rows, else in a ``prange`` over blocks, GIL released.
    Blocks are fixed (rows [32 b, 32 b + 32)), so results do not depend on the threads.
 3. Numerics: generalized Black-Scholes-Merton with cost of carry b (Haug, "The Complete

@@ -11,8 +11,11 @@
  *    It reads each input in place (a length-1 input is first repeated into a stack
  *    buffer, so every loop reads contiguous data), runs one `omp simd` loop for the shared
  *    terms into block-local arrays, then one small `omp simd` loop per requested measure,
- *    then marks failed rows. Only requested measures cost anything. A row's result depends
- *    only on its inputs and its place in its block, never on the thread split.
+ *    then marks failed rows. Only requested measures cost anything. The common sets (price;
+ *    price, delta; price + delta, gamma, vega, theta, rho) are computed in one loop with
+ *    the terms, each row checked as one boolean; a block's status bits are assembled only
+ *    where some row failed. Both paths give the same bits. A row's result depends only on
+ *    its inputs, never on its place in a batch or the thread split.
  * 3. Numerics (w = +1 call, -1 put; F forward, DF = exp(-r T), s = sigma sqrt(T)); sources
  *    with pages in the design note of black.pyx:
  *    Black:      V = DF w (F N(w d1) - K N(w d2)), d1 = ln(F/K)/s + s/2, d2 = d1 - s.
@@ -83,7 +86,8 @@ static inline int pg_max_threads(void) { return 1; }
 /* Rows per block. Small blocks keep the block's arrays and its slices of the inputs and
  * outputs in L1. Measured in C on the 2-core development VM (price + 5 Greeks, BSM, one
  * thread, 1e6 rows, best of 25): 16 rows 18.4, 32 rows 15.6, 64 rows 18.0, 128 rows 18.6,
- * 256 rows 20.6 ns per row. */
+ * 256 rows 20.6 ns per row. Again with price + 5 Greeks in the terms loop (AVX-512 VM,
+ * medians of 21 interleaved runs): 16 rows 15.4, 32 rows 15.6, 64 rows 17.2 ms per 1e6. */
 #define PG_BLACK_BLOCK 32
 
 #define PG_SQRT1_2      0.70710678118654752440   /* 1/sqrt(2) */
@@ -136,16 +140,17 @@ typedef struct {
     double price;
 } pg_black_terms;
 
-PG_INLINE pg_black_terms pg_black_terms_of(int model, int option_type, double strike,
-                                           double time, double underlying, double rate,
-                                           double dividend, double vol)
+/* The terms of a row for w = +1 (call) or -1 (put), without the input checks (status 0);
+ * pg_black_terms_of is the checks and this, so both give the same bits. */
+PG_INLINE pg_black_terms pg_black_terms_core(int model, double w, double strike, double time,
+                                             double underlying, double rate, double dividend,
+                                             double vol)
 {
     pg_black_terms t;
     const int bach = (model == PG_MODEL_BACHELIER);
-    t.status = pg_check_inputs(model, option_type, strike, time, underlying, rate, dividend)
-               | pg_check_vol(vol);
+    t.status = 0;
     t.expiry = (time == 0.0);
-    t.w = (option_type == PG_PUT) ? -1.0 : 1.0;
+    t.w = w;
     t.K = strike;
     t.T = time;
     t.r = rate;
@@ -157,19 +162,24 @@ PG_INLINE pg_black_terms pg_black_terms_of(int model, int option_type, double st
     double sd = vol * t.sqrtT;
     t.sd = (sd > PG_DBL_MIN) ? sd : PG_DBL_MIN;
 
-    double d1, d2;
+    /* e1, e2: d1, d2 before their clamp to [-PG_D_MAX, PG_D_MAX]. N and n are taken of
+     * them: they flush beyond PG_D_FLUSH < PG_D_MAX, so the clamp changes none of their
+     * values, and the measures that read only N and n (price to rho) skip it (0.7 ms per
+     * 1e6 rows, price + 5 Greeks). */
+    double e1, e2;
     if (bach) {
-        d1 = pg_clamp_d((t.F - strike) / t.sd);
-        d2 = d1;
+        e1 = (t.F - strike) / t.sd;
+        e2 = e1;
     } else {
         double x = log(t.F / strike) / t.sd + 0.5 * t.sd;
-        d1 = pg_clamp_d(x);
-        d2 = pg_clamp_d(x - t.sd);
+        e1 = x;
+        e2 = x - t.sd;
     }
+    const double d1 = pg_clamp_d(e1), d2 = pg_clamp_d(e2);
     const double step = (t.w * (t.F - strike) > 0.0) ? 1.0 : ((t.F == strike) ? 0.5 : 0.0);
-    const double N1 = pg_norm_cdf_d(t.w * d1);
-    const double N2 = bach ? N1 : pg_norm_cdf_d(t.w * d2);
-    const double pdf = pg_norm_pdf_d(d1);
+    const double N1 = pg_norm_cdf_d(t.w * e1);
+    const double N2 = bach ? N1 : pg_norm_cdf_d(t.w * e2);
+    const double pdf = pg_norm_pdf_d(e1);
     t.d1 = t.expiry ? 0.0 : d1;
     t.d2 = t.expiry ? 0.0 : d2;
     t.pdf = t.expiry ? 0.0 : pdf;
@@ -177,8 +187,38 @@ PG_INLINE pg_black_terms pg_black_terms_of(int model, int option_type, double st
     t.N2 = t.expiry ? step : N2;
     t.price = bach ? t.DF * (t.w * (t.F - strike) * t.N1 + t.sd * t.pdf)
                    : t.DF * t.w * (t.F * t.N1 - strike * t.N2);
-    const int finite = pg_finite(t.price) & pg_finite(t.F) & pg_finite(t.DF);
-    t.status |= (t.status == 0 && !finite) ? PG_NOT_FINITE : 0;
+    return t;
+}
+
+/* 1 when the price, F or DF of a row's terms is not finite. */
+PG_INLINE int pg_black_terms_nonfinite(const pg_black_terms *t)
+{
+    return !(pg_finite(t->price) & pg_finite(t->F) & pg_finite(t->DF));
+}
+
+/* The status of a row from its inputs and its terms' F, DF and price: the bits of the
+ * failed checks, else PG_NOT_FINITE when one of those is not finite, else 0. */
+PG_INLINE int pg_black_row_status(int model, int option_type, double strike, double time,
+                                  double underlying, double rate, double dividend, double vol,
+                                  double F, double DF, double price)
+{
+    const int s = pg_check_inputs(model, option_type, strike, time, underlying, rate, dividend)
+                  | pg_check_vol(vol);
+    const int finite = pg_finite(price) & pg_finite(F) & pg_finite(DF);
+    return s | ((s == 0 && !finite) ? PG_NOT_FINITE : 0);
+}
+
+PG_INLINE pg_black_terms pg_black_terms_of(int model, int option_type, double strike,
+                                           double time, double underlying, double rate,
+                                           double dividend, double vol)
+{
+    /* The checks first: computed after the terms, they kept every input live across the
+     * vector math calls (spilled), 2 ms slower per 1e6 rows. */
+    const int s = pg_check_inputs(model, option_type, strike, time, underlying, rate, dividend)
+                  | pg_check_vol(vol);
+    pg_black_terms t = pg_black_terms_core(model, (option_type == PG_PUT) ? -1.0 : 1.0, strike,
+                                           time, underlying, rate, dividend, vol);
+    t.status = s | ((s == 0 && pg_black_terms_nonfinite(&t)) ? PG_NOT_FINITE : 0);
     return t;
 }
 
@@ -437,16 +477,20 @@ PG_INLINE pg_black_terms pg_black_load(const int model, const pg_black_buffers *
 /* The measure sets computed in the terms loop (bit 1 << code per measure). */
 #define PG_BLACK_SET_PRICE (1 << PG_MEASURE_PRICE)
 #define PG_BLACK_SET_DELTA (PG_BLACK_SET_PRICE | (1 << PG_MEASURE_DELTA))
+#define PG_BLACK_SET_FIRST (PG_BLACK_SET_DELTA | (1 << PG_MEASURE_GAMMA) | (1 << PG_MEASURE_VEGA) \
+                            | (1 << PG_MEASURE_THETA) | (1 << PG_MEASURE_RHO))
 
 /* The terms loop with the measures in BODY (PG_BLACK_FUSED_OUT statements) computed from
  * each row's terms `t`; keeps the status, F and DF of each row in the block arrays. */
 #define PG_BLACK_FUSED_LOOP(...)                                                        \
     do {                                                                                \
-        _Pragma("omp simd reduction(|:nonfinite)")                                      \
-        for (int i = 0; i < m; i++) {                                                   \
-            const pg_black_terms t = pg_black_terms_of(model, type[i], K[i], T[i], U[i], \
-                                                       r[i], q[i], vol[i]);             \
-            b->status[i] = t.status;                                                    \
+        _Pragma("omp simd reduction(|:bad)")                                            \
+        for (int i = 0; i < PG_BLACK_BLOCK; i++) {                                      \
+            const int ok_ = pg_inputs_ok(model, type[i], K[i], T[i], U[i], r[i], q[i])  \
+                            & (vol[i] > 0.0 && vol[i] <= PG_DBL_MAX);                   \
+            const pg_black_terms t = pg_black_terms_core(model,                         \
+                (type[i] == PG_PUT) ? -1.0 : 1.0, K[i], T[i], U[i], r[i], q[i], vol[i]);  \
+            bad |= !ok_ | pg_black_terms_nonfinite(&t);                                 \
             b->F[i] = t.F;                                                              \
             b->DF[i] = t.DF;                                                            \
             __VA_ARGS__                                                                 \
@@ -457,7 +501,7 @@ PG_INLINE pg_black_terms pg_black_load(const int model, const pg_black_buffers *
     do {                                                                 \
         const double v_ = FN(model, &t);                                 \
         (O)[i] = v_;                                                     \
-        nonfinite |= !pg_finite(v_);                                     \
+        bad |= !pg_finite(v_);                                           \
     } while (0)
 
 /* Rows [start, start + m) of a batch (m <= PG_BLACK_BLOCK). Writes measure measures[j] to
@@ -473,11 +517,16 @@ PG_INLINE ptrdiff_t pg_black_block_impl(const int model, const pg_black_inputs *
     pg_black_buffers *b = &buffers;
     const int bc = in->broadcast;
 
-    /* Outputs of this block (written after the terms loop) and inputs of the next one. */
-    for (int j = 0; j < k; j++) pg_prefetch(out + j * ldo + start, (size_t)m * sizeof(double), 1);
-    pg_prefetch(status + start, (size_t)m * sizeof(int), 1);
-    if (forward) pg_prefetch(forward + start, (size_t)m * sizeof(double), 1);
-    if (df) pg_prefetch(df + start, (size_t)m * sizeof(double), 1);
+    /* Outputs and inputs of the next block (a block's outputs were prefetched by the block
+     * before it: a block's worth ahead, the stores find their lines in cache; prefetching a
+     * block's own outputs at its start was 0.5 ms slower per 1e6 rows, price + 5 Greeks). */
+    if (start + 2 * m <= in->n) {
+        const ptrdiff_t next = start + m;
+        for (int j = 0; j < k; j++) pg_prefetch(out + j * ldo + next, (size_t)m * sizeof(double), 1);
+        pg_prefetch(status + next, (size_t)m * sizeof(int), 1);
+        if (forward) pg_prefetch(forward + next, (size_t)m * sizeof(double), 1);
+        if (df) pg_prefetch(df + next, (size_t)m * sizeof(double), 1);
+    }
     if (start + m < in->n) {
         const ptrdiff_t rest = in->n - (start + m);
         pg_black_prefetch_inputs(in, start + m, rest < PG_BLACK_BLOCK ? (int)rest : PG_BLACK_BLOCK);
@@ -499,12 +548,13 @@ PG_INLINE ptrdiff_t pg_black_block_impl(const int model, const pg_black_inputs *
     int nonfinite = 0;
 
     /* The set of requested measures and where each goes. The common sets (price; price
-     * and delta, in any order, each once) are
+     * and delta; price, delta, gamma, vega, theta and rho; in any order, each once) are
      * computed in the terms loop itself: nothing goes through the block arrays, and terms
      * no requested measure reads (n(d1) for the price alone) are dead code. Any other set
-     * takes the general path: the terms loop, then one loop per measure. (Fusing price
-     * and the five first-order Greeks the same way was slower: 21.4 against 17.0 ns per
-     * row, BSM, one thread, 1e6 rows, on the 2-core VM.) */
+     * takes the general path: the terms loop, then one loop per measure. (Price + 5
+     * Greeks, BSM, one thread, 1e6 rows, on the 2-core VM with AVX-512: fused 16.9 ms,
+     * general path 18.2 ms, medians of 21 interleaved runs; an earlier build measured the
+     * fused loop slower, 21.4 against 17.0 ns per row.) */
     /* Full blocks only: the rows of a block's vector loop and those of its scalar or
      * narrower remainder may differ in the last bits (libmvec against libm), and the two
      * paths compile to different remainders; in a full block every row runs in the main
@@ -519,13 +569,38 @@ PG_INLINE ptrdiff_t pg_black_block_impl(const int model, const pg_black_inputs *
         set |= 1 << code;
         op[code] = out + j * ldo + start;
     }
-    if (!dup && full && set == PG_BLACK_SET_PRICE) {
-        double *const o1 = op[PG_MEASURE_PRICE];
-        PG_BLACK_FUSED_LOOP(PG_BLACK_FUSED_OUT(o1, pg_black_price););
-    } else if (!dup && full && set == PG_BLACK_SET_DELTA) {
+    const int fused = !dup && full && (set == PG_BLACK_SET_PRICE || set == PG_BLACK_SET_DELTA
+                                       || set == PG_BLACK_SET_FIRST);
+    if (fused) {
+        /* One boolean per row (inputs valid, price/F/DF and measures finite), OR-reduced;
+         * the status bits are assembled only for a block where some row failed. */
+        int bad = 0;
         double *const o1 = op[PG_MEASURE_PRICE], *const o2 = op[PG_MEASURE_DELTA];
-        PG_BLACK_FUSED_LOOP(PG_BLACK_FUSED_OUT(o1, pg_black_price);
-                            PG_BLACK_FUSED_OUT(o2, pg_black_delta););
+        double *const o3 = op[PG_MEASURE_GAMMA], *const o4 = op[PG_MEASURE_VEGA];
+        double *const o5 = op[PG_MEASURE_THETA], *const o6 = op[PG_MEASURE_RHO];
+        if (set == PG_BLACK_SET_PRICE) {
+            PG_BLACK_FUSED_LOOP(PG_BLACK_FUSED_OUT(o1, pg_black_price););
+        } else if (set == PG_BLACK_SET_DELTA) {
+            PG_BLACK_FUSED_LOOP(PG_BLACK_FUSED_OUT(o1, pg_black_price);
+                                PG_BLACK_FUSED_OUT(o2, pg_black_delta););
+        } else {
+            PG_BLACK_FUSED_LOOP(PG_BLACK_FUSED_OUT(o1, pg_black_price);
+                                PG_BLACK_FUSED_OUT(o2, pg_black_delta);
+                                PG_BLACK_FUSED_OUT(o3, pg_black_gamma);
+                                PG_BLACK_FUSED_OUT(o4, pg_black_vega);
+                                PG_BLACK_FUSED_OUT(o5, pg_black_theta);
+                                PG_BLACK_FUSED_OUT(o6, pg_black_rho););
+        }
+        if (!bad) {
+            memset(status + start, 0, (size_t)m * sizeof(int));
+            if (forward) memcpy(forward + start, b->F, (size_t)m * sizeof(double));
+            if (df) memcpy(df + start, b->DF, (size_t)m * sizeof(double));
+            return 0;
+        }
+        for (int i = 0; i < m; i++)  /* rare: name each row's failure (the price is o1) */
+            b->status[i] = pg_black_row_status(model, type[i], K[i], T[i], U[i], r[i], q[i],
+                                               vol[i], b->F[i], b->DF[i], o1[i]);
+        nonfinite = 1;  /* the measures' own checks, below */
     } else {
     #pragma omp simd
     for (int i = 0; i < m; i++) {

@@ -41,6 +41,25 @@ static inline int pg_check_inputs(int model, int option_type, double strike, dou
     return s;
 }
 
+/* 1 when pg_check_inputs gives 0: the same tests as one boolean (no status bits to
+ * assemble), for loops that name the failing inputs only when some row fails. */
+static inline int pg_inputs_ok(int model, int option_type, double strike, double time,
+                               double underlying, double rate, double dividend)
+{
+    int ok = (option_type == PG_CALL || option_type == PG_PUT);
+    ok &= (time >= 0.0 && time <= PG_DBL_MAX);
+    ok &= pg_finite(rate);
+    if (model == PG_MODEL_BACHELIER) {
+        ok &= pg_finite(strike) & pg_finite(underlying);
+    } else {
+        ok &= (strike > 0.0 && strike <= PG_DBL_MAX);
+        ok &= (underlying > 0.0 && underlying <= PG_DBL_MAX);
+        if (model == PG_MODEL_BSM)
+            ok &= pg_finite(dividend);
+    }
+    return ok;
+}
+
 static inline void pg_forward_df(int model, double time, double underlying, double rate,
                                  double dividend, double *forward, double *df)
 {

@@ -650,6 +650,34 @@ def test_subsets_of_measures_equal_rows_of_the_full_computation(model):
 
 
 @pytest.mark.parametrize("model", MODELS)
+def test_fused_measure_sets_equal_the_general_path_with_failed_rows(model):
+    """The sets computed in one pass (price; price, delta; price + delta, gamma, vega, theta,
+    rho; any order) give the bits, statuses, forward/df and count of the per-measure loops,
+    also in blocks with failed inputs and with an overflowing row."""
+    rng = np.random.default_rng(700 + model)
+    n = 5 * 32 + 11
+    c = random_cases(rng, n, model)
+    c["time"][::29] = 0.0  # expiry rows
+    c["vol"][3], c["strike"][40], c["option_type"][41], c["rate"][100] = -1.0, NAN, 9, np.inf
+    if model == BSM:  # the forward overflows
+        c["underlying"][70], c["rate"][70], c["time"][70], c["dividend"][70] = 1e300, 5.0, 30.0, 0.0
+    else:  # the forward is given: the discount factor e^150 makes a call's price overflow
+        c["underlying"][70], c["strike"][70], c["rate"][70], c["time"][70] = 1e307, 1.0, -5.0, 30.0
+        c["option_type"][70] = CALL
+    full, f_full, d_full, s_full, nbad_full = run(model, c)
+    assert nbad_full >= 5 and s_full[70] == pgs.NOT_FINITE
+    six = [1, 2, 3, 4, 5, 6]
+    for measures in ([1], [1, 2], [2, 1], six, list(rng.permutation(six)), six + [7]):
+        values, forward, df, status, nbad = run(model, c, measures=measures)
+        for name in values:
+            np.testing.assert_array_equal(values[name], full[name], err_msg=f"{measures}: {name}")
+        np.testing.assert_array_equal(forward, f_full)
+        np.testing.assert_array_equal(df, d_full)
+        np.testing.assert_array_equal(status, s_full)
+        assert nbad == nbad_full
+
+
+@pytest.mark.parametrize("model", MODELS)
 def test_price_one_equals_price_batch(model):
     """The same bits: one trade is a block of one row, computed padded to a full block on
     the batch's vector path (libmvec), as every row of every batch is, wherever it sits."""
