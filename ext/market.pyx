@@ -76,6 +76,7 @@ cdef extern from "pg_market.h" nogil:
     ctypedef struct pg_mkt_cache:
         pass
     int pg_mkt_cache_bits(Py_ssize_t m)
+    int pg_mkt_cache_size(int bits)
     void pg_mkt_cache_init(pg_mkt_cache *c, int bits, pg_mkt_entry *storage)
     int pg_market_block(const pg_market *M, pg_mkt_cache *cache, const double *T,
                         const double *K, int m, double *level, double *rate, double *q,
@@ -297,14 +298,14 @@ cdef class Market:
         if nthreads > MAX_THREADS:
             nthreads = MAX_THREADS
         bits = pg_mkt_cache_bits(m if m < _CHUNK else _CHUNK)
-        entries = <pg_mkt_entry *>malloc(nthreads * (1 << bits) * sizeof(pg_mkt_entry))
+        entries = <pg_mkt_entry *>malloc(nthreads * pg_mkt_cache_size(bits) * sizeof(pg_mkt_entry))
         mosts = <int *>malloc(nchunks * sizeof(int))
         try:
             if entries == NULL or mosts == NULL:
                 raise MemoryError()
             with nogil:
                 for tid in range(nthreads):
-                    pg_mkt_cache_init(&caches[tid], bits, entries + tid * (1 << bits))
+                    pg_mkt_cache_init(&caches[tid], bits, entries + tid * pg_mkt_cache_size(bits))
                 for c in prange(nchunks, num_threads=nthreads, schedule="static"):
                     tid = threadid()
                     end = (c + 1) * _CHUNK if (c + 1) * _CHUNK < m else m

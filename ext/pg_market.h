@@ -58,9 +58,10 @@ typedef struct {
     int taken;                /* cash dividends paid by t */
 } pg_mkt_entry;
 
-/* An open-addressing (linear probing) cache of 2^bits entries (e: caller's storage),
- * filled to at most half: an expiry seen before is found; once half full, a new expiry is
- * computed without being stored. */
+/* An open-addressing (linear probing) cache of 2^bits entries (e: caller's storage of
+ * pg_mkt_cache_size(bits) entries: the table, then PG_MKT_BLOCK spare entries for a block's
+ * rows), filled to at most half: an expiry seen before is found; once half full, a new
+ * expiry is computed without being stored. */
 typedef struct {
     int bits;
     int used;
@@ -74,6 +75,12 @@ static inline int pg_mkt_cache_bits(ptrdiff_t m)
     int bits = PG_MKT_CACHE_BITS_MIN;
     while (bits < PG_MKT_CACHE_BITS_MAX && ((ptrdiff_t)1 << bits) < 2 * m) bits++;
     return bits;
+}
+
+/* Entries of a cache's storage. */
+static inline int pg_mkt_cache_size(int bits)
+{
+    return (1 << bits) + PG_MKT_BLOCK;
 }
 
 static inline void pg_mkt_cache_init(pg_mkt_cache *c, int bits, pg_mkt_entry *storage)
@@ -150,11 +157,33 @@ static int pg_market_block(const pg_market *M, pg_mkt_cache *cache, const double
 {
     double F[PG_MKT_BLOCK], K_b[PG_MKT_BLOCK], w_b[PG_MKT_BLOCK];
     int br[PG_MKT_BLOCK];
-    pg_mkt_entry spare;
+    int slot[PG_MKT_BLOCK];
     int most = 0;
+    /* the first two slots of each row's probe sequence compared in a vector loop; the rows
+     * not found there (a miss, or an expiry further along its probe sequence) through
+     * pg_mkt_lookup, their entry filled in the cache or in the row's spare entry after the
+     * table; then the entries read in a second vector loop. Every row gets the entry of its
+     * own t: the same numbers wherever it is found */
+    pg_mkt_entry *E = cache->e;
+    const int bits = cache->bits;
+    const unsigned mask = (1u << bits) - 1u;
+    int missed = 0;
+    #pragma omp simd reduction(|:missed)
     for (int i = 0; i < m; i++) {
         const double t = T[i];
-        const pg_mkt_entry *e = pg_mkt_lookup(M, cache, t, &spare);
+        const unsigned h0 = pg_mkt_hash(t, bits), h1 = (h0 + 1u) & mask;
+        const int hit0 = (E[h0].t == t), hit1 = (E[h1].t == t);
+        slot[i] = hit0 ? (int)h0 : hit1 ? (int)h1 : -1;
+        missed |= !(hit0 | hit1);
+    }
+    if (missed) {
+        pg_mkt_entry *spare = E + (1 << bits);
+        for (int i = 0; i < m; i++)
+            if (slot[i] < 0) slot[i] = (int)(pg_mkt_lookup(M, cache, T[i], spare + i) - E);
+    }
+    #pragma omp simd reduction(max:most)
+    for (int i = 0; i < m; i++) {
+        const pg_mkt_entry *e = &E[slot[i]];
         rate[i] = e->r;
         q[i] = e->q;
         level[i] = e->level;

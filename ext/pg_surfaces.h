@@ -457,35 +457,89 @@ PG_SURF_INLINE int pg_surface_point(const pg_surface *S, double t, double K, dou
     return pg_surface_point_in(S, pg_surface_bracket(S, t), t, K, F, vol, var);
 }
 
+/* The SVI parameters (a, b, rho, m, sigma) and expiry of slices i0 = c - (c > 0) and
+ * i1 = c - (c == n) of m points with expiry brackets c (the slices pg_svi_points
+ * interpolates between), into block arrays P[0..5] (slice i0) and P[6..11] (slice i1),
+ * padded to mp with slice 0. Copies only: no arithmetic on the values. With AVX-512 and at
+ * most 8 slices, each column of the slices is one vector and a point's value is a lane
+ * permutation of it (instead of 12 gathers per vector of points). */
+#define PG_SVI_GATHERED 12
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
+#define PG_SVI_PERMUTE 1
+typedef double pg_v8d __attribute__((vector_size(64)));
+typedef long long pg_v8l __attribute__((vector_size(64)));
+typedef int pg_v8i __attribute__((vector_size(32)));
+#endif
+
+static void pg_svi_params(const pg_surface *S, int m, int mp, const int *c,
+                          double (*P)[PG_SURF_BLOCK])
+{
+    const int n = S->n;
+    const double *T = S->T, *v = S->v;
+    static const int col[6] = {PG_SVI_A, PG_SVI_B, PG_SVI_RHO, PG_SVI_M, PG_SVI_SIGMA, -1};
+#ifdef PG_SVI_PERMUTE
+    if (n <= 8) {
+        pg_v8d tab[6];
+        for (int j = 0; j < 6; j++)
+            for (int l = 0; l < 8; l++)
+                tab[j][l] = (l < n) ? (col[j] < 0 ? T[l] : v[l * PG_SVI_COLUMNS + col[j]]) : 0.0;
+        const pg_v8l zero = {0, 0, 0, 0, 0, 0, 0, 0};
+        const pg_v8l nn = zero + n;
+        for (int i = 0; i < mp; i += 8) {
+            pg_v8i ci;
+            for (int l = 0; l < 8; l++) ci[l] = (i + l < m) ? c[i + l] : 0;
+            const pg_v8l cl = __builtin_convertvector(ci, pg_v8l);
+            const pg_v8l i0 = cl + (cl > zero);    /* a true comparison is -1 */
+            const pg_v8l i1 = cl + (cl == nn);
+            for (int j = 0; j < 6; j++) {
+                const pg_v8d p0 = __builtin_shuffle(tab[j], i0), p1 = __builtin_shuffle(tab[j], i1);
+                memcpy(&P[j][i], &p0, sizeof p0);
+                memcpy(&P[6 + j][i], &p1, sizeof p1);
+            }
+        }
+        return;
+    }
+#endif
+    for (int i = 0; i < mp; i++) {
+        const int ci = (i < m) ? c[i] : 0;
+        const int i0 = ci - (ci > 0), i1 = ci - (ci == n);
+        for (int j = 0; j < 6; j++) {
+            P[j][i] = col[j] < 0 ? T[i0] : v[i0 * PG_SVI_COLUMNS + col[j]];
+            P[6 + j][i] = col[j] < 0 ? T[i1] : v[i1 * PG_SVI_COLUMNS + col[j]];
+        }
+    }
+}
+
 /* SVI, m <= PG_SURF_BLOCK valid points at once (t, K, F, their expiry brackets c): vol and
  * total variance as pg_surface_point_in computes them, in vector loops: k = ln(K/F) with
  * glibc's vector log, padded to a whole number of vectors (so every point goes through the
  * same vector code and its bits do not depend on its place), then both slices and the
- * interpolation in T with selects instead of branches. Returns the number of points whose
- * vol or variance is not finite (their outputs are left as computed). */
+ * interpolation in T with selects instead of branches, the slices' parameters read from
+ * block arrays (pg_svi_params). Returns the number of points whose vol or variance is not
+ * finite (their outputs are left as computed). */
 static int pg_svi_points(const pg_surface *S, int m, const double *t, const double *K,
                          const double *F, const int *c, double *vol, double *var)
 {
     double kk[PG_SURF_BLOCK] PG_SURF_ALIGNED;
     double x[PG_SURF_BLOCK] PG_SURF_ALIGNED;
+    double P[PG_SVI_GATHERED][PG_SURF_BLOCK] PG_SURF_ALIGNED;
     const int mp = (m + PG_SURF_VECTOR - 1) / PG_SURF_VECTOR * PG_SURF_VECTOR;
     for (int i = 0; i < m; i++) x[i] = K[i] / F[i];
     for (int i = m; i < mp; i++) x[i] = 1.0;
     #pragma omp simd aligned(x, kk : 64)
     for (int i = 0; i < mp; i++) kk[i] = log(x[i]);
+    pg_svi_params(S, m, mp, c, P);
     const int n = S->n;
-    const double *T = S->T, *v = S->v;
+    const double *A0 = P[0], *B0 = P[1], *R0 = P[2], *M0 = P[3], *G0 = P[4], *U0 = P[5];
+    const double *A1 = P[6], *B1 = P[7], *R1 = P[8], *M1 = P[9], *G1 = P[10], *U1 = P[11];
     #pragma omp simd
     for (int i = 0; i < m; i++) {
         const int ci = c[i];
-        const int i0 = ci - (ci > 0);    /* the slice at or before t (the first one before T_1) */
-        const int i1 = ci - (ci == n);   /* the slice after t (the last one from T_n on) */
-        const int o0 = i0 * PG_SVI_COLUMNS, o1 = i1 * PG_SVI_COLUMNS;
-        const double k = kk[i], ti = t[i], T0 = T[i0], T1 = T[i1];
-        const double d0 = k - v[o0 + PG_SVI_M], g0 = v[o0 + PG_SVI_SIGMA];
-        const double d1 = k - v[o1 + PG_SVI_M], g1 = v[o1 + PG_SVI_SIGMA];
-        const double w0 = v[o0 + PG_SVI_A] + v[o0 + PG_SVI_B] * (v[o0 + PG_SVI_RHO] * d0 + sqrt(d0 * d0 + g0 * g0));
-        const double w1 = v[o1 + PG_SVI_A] + v[o1 + PG_SVI_B] * (v[o1 + PG_SVI_RHO] * d1 + sqrt(d1 * d1 + g1 * g1));
+        const double k = kk[i], ti = t[i], T0 = U0[i], T1 = U1[i];
+        const double d0 = k - M0[i], g0 = G0[i];
+        const double d1 = k - M1[i], g1 = G1[i];
+        const double w0 = A0[i] + B0[i] * (R0[i] * d0 + sqrt(d0 * d0 + g0 * g0));
+        const double w1 = A1[i] + B1[i] * (R1[i] * d1 + sqrt(d1 * d1 + g1 * g1));
         const double s0 = (w0 > 0.0 ? w0 : 0.0) / T0;  /* >= 0 for valid parameters; rounding below 0 dropped */
         const double s1 = (w1 > 0.0 ? w1 : 0.0) / T1;
         /* both branches computed, then selected (no conditional loads or divisions, so the
