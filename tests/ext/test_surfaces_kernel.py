@@ -433,6 +433,39 @@ def test_total_variance_linear_in_time_between_expiries(kind):
         assert np.all(clean(*args, np.zeros(20), K, [F], [sf.TOTAL_VARIANCE])[0] == 0.0)
 
 
+@pytest.mark.parametrize("n", [9, 12, 30])
+def test_svi_with_more_than_eight_slices_is_the_two_slices_around_each_point(n):
+    """A point's SVI vol reads only the two slices around its expiry (before T_1 the first
+    two, from T_n on the last two), so a surface of n > 8 slices (slice parameters gathered
+    per point) gives, bit for bit, what the two-slice surface around each point gives (one
+    vector of slices, permuted), and both the raw SVI formula interpolated in T (1e-13)."""
+    rng = np.random.default_rng(40 + n)
+    t = np.cumsum(rng.integers(7, 200, n)) / 365.0
+    params = random_svi(rng, n)
+    m = 3000
+    T = np.concatenate((rng.uniform(0.0, t[0], 100), rng.uniform(t[0], t[-1], m - 300), rng.choice(t, 100),
+                        t[-1] + rng.uniform(0.0, 2.0, 100)))
+    F = 100.0 * np.exp(rng.uniform(-0.2, 0.2, m))
+    K = F * np.exp(rng.uniform(-1.0, 1.0, m))
+    whole = clean(sf.SVI, 0, t, NONE, params, T, K, F)
+    c = np.searchsorted(t, T, side="right")
+    first = np.clip(c - 1, 0, n - 2)  # the two-slice surface of slices first, first + 1
+    for i in np.unique(first):
+        rows = np.flatnonzero(first == i)
+        two = clean(sf.SVI, 0, t[i:i + 2], NONE, params[i:i + 2], T[rows], K[rows], F[rows])
+        np.testing.assert_array_equal(two.view(np.int64), whole[:, rows].view(np.int64))
+    k = np.log(K / F)
+    s = np.array([(a + b * (r * (k - mm) + np.sqrt((k - mm) ** 2 + g ** 2))) / ti
+                  for (a, b, r, mm, g), ti in zip(params, t)])  # (n, m) variance per unit time
+    i0, i1 = np.clip(c - 1, 0, n - 1), np.clip(c, 0, n - 1)
+    cols = np.arange(m)
+    lam = np.where(i1 > i0, (T - t[i0]) / np.where(i1 > i0, t[i1] - t[i0], 1.0), 0.0)
+    w = np.where((c > 0) & (c < n), (1 - lam) * t[i0] * s[i0, cols] + lam * t[i1] * s[i1, cols], s[i0, cols] * T)
+    np.testing.assert_allclose(whole[1], w, rtol=1e-13, atol=1e-16)
+    np.testing.assert_allclose(whole[0], np.where(T > 0, np.sqrt(w / np.where(T > 0, T, 1.0)), np.sqrt(s[0, cols])),
+                               rtol=1e-13)
+
+
 @pytest.mark.parametrize("kind", [sf.GRID, sf.SVI, sf.SABR])
 def test_continuity_at_expiries_and_nodes(kind):
     rng = np.random.default_rng(30 + kind)
