@@ -485,9 +485,11 @@ static void pg_svi_params(const pg_surface *S, int m, int mp, const int *c,
                 tab[j][l] = (l < n) ? (col[j] < 0 ? T[l] : v[l * PG_SVI_COLUMNS + col[j]]) : 0.0;
         const pg_v8l zero = {0, 0, 0, 0, 0, 0, 0, 0};
         const pg_v8l nn = zero + n;
+        int cp[PG_SURF_BLOCK];
+        for (int i = 0; i < mp; i++) cp[i] = (i < m) ? c[i] : 0;
         for (int i = 0; i < mp; i += 8) {
             pg_v8i ci;
-            for (int l = 0; l < 8; l++) ci[l] = (i + l < m) ? c[i + l] : 0;
+            memcpy(&ci, cp + i, sizeof ci);
             const pg_v8l cl = __builtin_convertvector(ci, pg_v8l);
             const pg_v8l i0 = cl + (cl > zero);    /* a true comparison is -1 */
             const pg_v8l i1 = cl + (cl == nn);
@@ -593,12 +595,14 @@ static int pg_svi_rows(const pg_surface *S, int m, const double *t, const double
     if (!surface_bad)  /* (a bad surface may have no slices to read) */
         pg_svi_points(S, m, t_b, K_b, F_b, c_b, vol, var);
     int nbad = 0;
+    #pragma omp simd reduction(+:nbad)
     for (int i = 0; i < m; i++) {
-        if (st[i] == 0 && !(pg_finite(vol[i]) && pg_finite(var[i]) && var[i] >= 0.0)) st[i] = PG_NOT_FINITE;
-        if (st[i]) {
-            vol[i] = var[i] = NAN;
-            nbad++;
-        }
+        const int ok = pg_finite(vol[i]) & pg_finite(var[i]) & (var[i] >= 0.0);
+        const int s = st[i] ? st[i] : (ok ? 0 : PG_NOT_FINITE);
+        st[i] = s;
+        vol[i] = s ? NAN : vol[i];
+        var[i] = s ? NAN : var[i];
+        nbad += (s != 0);
     }
     return nbad;
 }
