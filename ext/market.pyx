@@ -15,8 +15,9 @@ Design
    ``pricegrid.ext.surfaces`` (their pointwise functions, not copies), so a rate or a vol
    here is bit for bit what EvaluateCurve and EvaluateSurface give at the same point.
 2. Speed: everything but the vol depends on T alone, and batches repeat expiries (listed
-   dates), so blocks of ``pg_market.h`` look T up in a direct-mapped cache of 4096 entries
-   keyed by T's bits (one per thread, cleared per call, sized to the call): the curves, the escrowed level,
+   dates), so blocks of ``pg_market.h`` look T up in a cache of at most 4096 entries
+   keyed by T's bits (one per thread, cleared per call, sized to the call; vector loops
+   probe it, pg_market.h note 1): the curves, the escrowed level,
    the forward and the surface's expiry bracket are computed once per distinct T. A cached
    value is what the same T computes, so no number depends on the cache, the row's place or
    the thread split.

@@ -6,12 +6,15 @@
  *
  * 1. Everything but the vol depends on the row's expiry alone, and a batch has far fewer
  *    distinct expiries than rows (listed expiry dates). So a block of rows first looks its
- *    expiries up in a direct-mapped cache keyed by the bits of T: a hit costs a hash and a
- *    compare; a miss evaluates the curves (pg_curve_search + pg_curve_eval, the curve
+ *    expiries up in a cache keyed by the bits of T (open addressing, linear probing): a
+ *    vector loop hashes every row's T and compares the first two slots of its probe
+ *    sequence (no branch per row); the rows not found there go through the scalar probe,
+ *    where a miss evaluates the curves (pg_curve_search + pg_curve_eval, the curve
  *    kernel's own pointwise functions), the escrowed level, the forward and the surface's
- *    expiry bracket (pg_surface_bracket) and stores them. A cached value is the value the
- *    same T computes, so a row's bits depend neither on the cache, nor on its place in the
- *    batch, nor on the thread split.
+ *    expiry bracket (pg_surface_bracket) and stores them (or, in a cache already half
+ *    full, writes them to the row's spare entry); a second vector loop reads the rows'
+ *    entries. A cached value is the value the same T computes, so a row's bits depend
+ *    neither on the cache, nor on its place in the batch, nor on the thread split.
  * 2. Then the vol of each row at its own strike, at the cached bracket, through the surface
  *    kernel's own functions (pg_svi_rows for SVI, pg_surface_point_in otherwise), so the
  *    vol is the one EvaluateSurface gives at (T, K, F), bit for bit.

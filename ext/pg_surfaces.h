@@ -32,8 +32,10 @@
  *    strike nodes for a grid; a DELTA grid searches each slice's own nodes). Grid and SABR
  *    points are evaluated on their own with scalar code; SVI points go through
  *    pg_svi_points, vector loops padded to whole vectors (the same formulas, with glibc's
- *    vector log). Either way a point's bits depend neither on its place in the batch nor
- *    on the thread split.
+ *    vector log; the two slices' parameters of each point copied into block arrays first,
+ *    by lane permutations of one vector per parameter with AVX-512 and at most 8 slices,
+ *    else by gathers). Either way a point's bits depend neither on its place in the batch
+ *    nor on the thread split.
  * 5. DELTA grids. Convention: a node is a forward delta, premium-unadjusted, of a call,
  *      Delta = N(d1),  d1 = (-ln(K/F) + sigma^2 T / 2) / (sigma sqrt(T)),  0 < Delta < 1,
  *    (a put delta is given as the call delta 1 + Delta_put), the nodes in decreasing delta,
