@@ -20,37 +20,16 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from pricegrid.ext import black
-from pricegrid.server.app import demo
-from pricegrid.server.domain.instruments import MarketBatch, SnapshotMarket
-from pricegrid.server.domain.models import Model
-from pricegrid.server.domain.products import PRODUCTS, ProductBatch
-from pricegrid.server.domain.scenarios import Quantity, ScenarioSet, Shift, ShiftKind
-from pricegrid.server.service.market import MarketDataService
-from pricegrid.server.service.pricing import Limits, PricingService
-from pricegrid.server.service.scenarios import ScenarioRevaluer, ScenarioRun
-from pricegrid.server.store.sqlite import SqliteSnapshotStore
+from pricegrid.server.service.scenarios import ScenarioRun
 
 TRADES, SCENARIOS, ROUNDS = 10_000, 1_000, 5
 
 
-def test_scenario_run_against_the_kernel_alone(benchmark):
+def test_scenario_run_against_the_kernel_alone(benchmark, spx_scenarios):
     threadpool_limits(limits=1, user_api="blas")  # as the server runs (server.app.server.single_threaded_blas)
-    market = MarketDataService(SqliteSnapshotStore(":memory:"))
-    record, _ = market.put(demo.snapshot(), force=True, reason="bench")
-    service = PricingService(Limits(max_rows=1_000_000, kernel_threads=1), snapshots=market.snapshot)
-    spec = service.catalogue.find("european", Model.BLACK_SCHOLES_MERTON)
-    rng = np.random.default_rng(17)
-    batch = ProductBatch(PRODUCTS["european"], {"option_type": rng.integers(1, 3, TRADES).astype(np.int32),
-                                                "strike": rng.uniform(4500, 7500, TRADES),
-                                                "time_to_expiry": rng.integers(7, 3 * 365, TRADES) / 365.0})
-    ref = SnapshotMarket(record.snapshot_id, "SPX", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)))
-    shifts = (Shift("spot", Quantity.SPOT, ShiftKind.LOG, ("SPX",)),
-              Shift("vol", Quantity.VOL, ShiftKind.ABSOLUTE, ("SPX-SVI",)),
-              Shift("rate", Quantity.ZERO_RATE, ShiftKind.ABSOLUTE, ("USD-OIS",)))
-    sizes = np.vstack([rng.normal(0, 0.02, SCENARIOS), rng.normal(0, 0.01, SCENARIOS), rng.normal(0, 0.0005, SCENARIOS)])
-    scenarios = ScenarioSet(shifts, sizes, tuple(f"s{j}" for j in range(SCENARIOS)))
-    quantity = rng.choice([-2.0, 1.0, 3.0], TRADES)
-    revaluer = ScenarioRevaluer(service)
+    book = spx_scenarios(TRADES, SCENARIOS, 1)
+    service, spec, batch, ref, sizes = book.service, book.spec, book.batch, book.ref, book.sizes
+    scenarios, quantity, revaluer = book.scenarios, book.quantity, book.revaluer
 
     # the kernel alone: the same 10M rows as columns (built once, outside the timing)
     m, _, _ = service.resolve_market(spec, batch, ref, {})
@@ -93,7 +72,7 @@ def test_scenario_run_against_the_kernel_alone(benchmark):
 QL_TRADES, QL_SCENARIOS = 200, 50
 
 
-def test_scenario_run_against_a_quantlib_loop(benchmark):
+def test_scenario_run_against_a_quantlib_loop(benchmark, spx_scenarios):
     """Against the Open Source Risk Engine's way: QuantLib re-pricing each option per scenario
     (the market's quotes set, every option's NPV recomputed: QuantLib's lazy recalculation)
     on a sample of 200 options x 50 scenarios, per revaluation, against ours from the full
@@ -104,22 +83,10 @@ def test_scenario_run_against_a_quantlib_loop(benchmark):
     import QuantLib as ql
 
     threadpool_limits(limits=1, user_api="blas")
-    market = MarketDataService(SqliteSnapshotStore(":memory:"))
-    record, _ = market.put(demo.snapshot(), force=True, reason="bench")
-    service = PricingService(Limits(max_rows=1_000_000, kernel_threads=os.cpu_count() or 1), snapshots=market.snapshot)
-    spec = service.catalogue.find("european", Model.BLACK_SCHOLES_MERTON)
-    rng = np.random.default_rng(17)
-    types = rng.integers(1, 3, TRADES).astype(np.int32)
-    strikes, expiries = rng.uniform(4500, 7500, TRADES), rng.integers(7, 3 * 365, TRADES) / 365.0
-    batch = ProductBatch(PRODUCTS["european"], {"option_type": types, "strike": strikes, "time_to_expiry": expiries})
-    ref = SnapshotMarket(record.snapshot_id, "SPX", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)))
-    shifts = (Shift("spot", Quantity.SPOT, ShiftKind.LOG, ("SPX",)),
-              Shift("vol", Quantity.VOL, ShiftKind.ABSOLUTE, ("SPX-SVI",)),
-              Shift("rate", Quantity.ZERO_RATE, ShiftKind.ABSOLUTE, ("USD-OIS",)))
-    sizes = np.vstack([rng.normal(0, 0.02, SCENARIOS), rng.normal(0, 0.01, SCENARIOS), rng.normal(0, 0.0005, SCENARIOS)])
-    scenarios = ScenarioSet(shifts, sizes, tuple(f"s{j}" for j in range(SCENARIOS)))
-    quantity = rng.choice([-2.0, 1.0, 3.0], TRADES)
-    revaluer = ScenarioRevaluer(service)
+    book = spx_scenarios(TRADES, SCENARIOS, os.cpu_count() or 1)
+    service, spec, batch, ref, sizes = book.service, book.spec, book.batch, book.ref, book.sizes
+    scenarios, quantity, revaluer = book.scenarios, book.quantity, book.revaluer
+    types, strikes, expiries = (batch.columns[c] for c in ("option_type", "strike", "time_to_expiry"))
     m, _, _ = service.resolve_market(spec, batch, ref, {})
 
     # QuantLib: one process per option (its own flat rate, dividend and vol quotes, read at its

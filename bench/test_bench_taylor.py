@@ -15,39 +15,18 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from pricegrid.server.app import demo
-from pricegrid.server.domain.instruments import MarketBatch, SnapshotMarket
-from pricegrid.server.domain.models import Model
-from pricegrid.server.domain.products import PRODUCTS, ProductBatch
-from pricegrid.server.domain.scenarios import Quantity, ScenarioSet, Shift, ShiftKind
-from pricegrid.server.service.market import MarketDataService
-from pricegrid.server.service.pricing import Limits, PricingService
-from pricegrid.server.service.scenarios import Book, ScenarioRevaluer, ScenarioRun
+from pricegrid.server.service.scenarios import Book, ScenarioRun
 from pricegrid.server.service.taylor import TaylorOptions, TaylorRun
-from pricegrid.server.store.sqlite import SqliteSnapshotStore
 
 TRADES, SCENARIOS, ROUNDS = 10_000, 1_000, 3
 BLOCK_CELLS = 524_288  # RiskService's 4 MB blocks
 
 
-def test_taylor_and_hybrid_against_full_revaluation(benchmark):
+def test_taylor_and_hybrid_against_full_revaluation(benchmark, spx_scenarios):
     threadpool_limits(limits=1, user_api="blas")  # as the server runs
-    market = MarketDataService(SqliteSnapshotStore(":memory:"))
-    record, _ = market.put(demo.snapshot(), force=True, reason="bench")
-    service = PricingService(Limits(max_rows=1_000_000, kernel_threads=1), snapshots=market.snapshot)
-    spec = service.catalogue.find("european", Model.BLACK_SCHOLES_MERTON)
-    rng = np.random.default_rng(17)
-    batch = ProductBatch(PRODUCTS["european"], {"option_type": rng.integers(1, 3, TRADES).astype(np.int32),
-                                                "strike": rng.uniform(4500, 7500, TRADES),
-                                                "time_to_expiry": rng.integers(7, 3 * 365, TRADES) / 365.0})
-    ref = SnapshotMarket(record.snapshot_id, "SPX", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)))
-    shifts = (Shift("spot", Quantity.SPOT, ShiftKind.LOG, ("SPX",)),
-              Shift("vol", Quantity.VOL, ShiftKind.ABSOLUTE, ("SPX-SVI",)),
-              Shift("rate", Quantity.ZERO_RATE, ShiftKind.ABSOLUTE, ("USD-OIS",)))
-    sizes = np.vstack([rng.normal(0, 0.02, SCENARIOS), rng.normal(0, 0.01, SCENARIOS), rng.normal(0, 0.0005, SCENARIOS)])
-    scenarios = ScenarioSet(shifts, sizes, tuple(f"s{j}" for j in range(SCENARIOS)))
-    quantity = rng.choice([-2.0, 1.0, 3.0], TRADES)
-    revaluer = ScenarioRevaluer(service)
+    book = spx_scenarios(TRADES, SCENARIOS, 1)
+    spec, batch, ref, scenarios, quantity, revaluer = (book.spec, book.batch, book.ref, book.scenarios, book.quantity,
+                                                       book.revaluer)
     levels = ((0.99,), (0.975,))
     books = [Book(spec, batch, ref, TRADES, {}, quantity, threads=1)]
 

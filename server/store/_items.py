@@ -1,13 +1,16 @@
-"""The named-item protocols (PortfolioStore, ScenarioSetStore, BacktestHistoryStore) over a
-backend's table operations, shared by the SQLite and PostgreSQL stores."""
+"""What the SQLite and PostgreSQL stores share: the named-item protocols (PortfolioStore,
+ScenarioSetStore, BacktestHistoryStore) over a backend's table operations, the rule of a
+name's next version, and a stored snapshot read from its row."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 from typing import Optional
 
+from pricegrid.server.domain.market import Finding, Severity, Snapshot, StoredSnapshot
 from pricegrid.server.domain.portfolios import NotNewest, StoredBacktestHistory, StoredPortfolio, StoredScenarioSet
 
 #: each named-item table's columns (all but content, in its record type's field order) and its record type
@@ -27,6 +30,15 @@ def record_of(kind, row, convert_time):
     ``convert_time`` reads the backend's stored_at."""
     n = len(dataclasses.fields(kind)) - 1  # the columns before content
     return kind(*row[:3], convert_time(row[3]), *row[4:n], bytes(row[n]) if len(row) > n else None)
+
+
+def snapshot_record(row, convert_time, *, with_content: bool) -> StoredSnapshot:
+    """A StoredSnapshot from a row of the snapshots table (its content the canonical JSON in
+    column 11, read only ``with_content``); ``convert_time`` reads the backend's times."""
+    findings = tuple(Finding(Severity(s), c, f, m) for s, c, f, m in json.loads(row[9]))
+    snapshot = Snapshot.from_canonical(json.loads(row[11])) if with_content else None
+    return StoredSnapshot(row[0], row[1], convert_time(row[2]), convert_time(row[3]), (row[4], row[5], row[6], row[10]),
+                          row[7], row[8], findings, snapshot)
 
 
 def after_newest(record, newest: Optional[tuple], after: Optional[str]):

@@ -27,8 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from pricegrid.server.domain.market import Finding, Severity, Snapshot, StoredSnapshot
-from pricegrid.server.store._items import ITEMS, NamedItems, after_newest, name_lock_key, record_of, row_of
+from pricegrid.server.domain.market import StoredSnapshot
+from pricegrid.server.store._items import ITEMS, NamedItems, after_newest, snapshot_record, name_lock_key, record_of, row_of
 
 MIGRATIONS = (
     # 1: market snapshots (as SQLite's migrations 1 and 2)
@@ -194,10 +194,7 @@ class PostgresStore(NamedItems):
 
     @staticmethod
     def _record(row, *, with_content: bool) -> StoredSnapshot:
-        findings = tuple(Finding(Severity(s), c, f, m) for s, c, f, m in json.loads(row[9]))
-        snapshot = Snapshot.from_canonical(json.loads(row[11])) if with_content else None
-        return StoredSnapshot(row[0], row[1], _utc(row[2]), _utc(row[3]), (row[4], row[5], row[6], row[10]), row[7],
-                              row[8], findings, snapshot)
+        return snapshot_record(row, _utc, with_content=with_content)
 
     # ------------------------------------------------------------------ named items
     @staticmethod

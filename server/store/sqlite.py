@@ -18,8 +18,8 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from pricegrid.server.domain.market import Finding, Severity, Snapshot, StoredSnapshot
-from pricegrid.server.store._items import ITEMS, NamedItems, after_newest, record_of, row_of
+from pricegrid.server.domain.market import StoredSnapshot
+from pricegrid.server.store._items import ITEMS, NamedItems, after_newest, snapshot_record, record_of, row_of
 
 MIGRATIONS = (
     # 1: market snapshots
@@ -178,10 +178,7 @@ class SqliteSnapshotStore(NamedItems):
 
     @staticmethod
     def _record(row, *, with_content: bool) -> StoredSnapshot:
-        findings = tuple(Finding(Severity(s), c, f, m) for s, c, f, m in json.loads(row[9]))
-        snapshot = Snapshot.from_canonical(json.loads(row[11])) if with_content else None
-        return StoredSnapshot(row[0], row[1], _utc(row[2]), _utc(row[3]), (row[4], row[5], row[6], row[10]), row[7],
-                              row[8], findings, snapshot)
+        return snapshot_record(row, _utc, with_content=with_content)
 
 
     # ------------------------------------------------------------------ named items

@@ -1,7 +1,6 @@
 """The CLI's parsing and its input checks, before any call is made."""
 
 import datetime as dt
-import json
 
 import numpy as np
 import pytest

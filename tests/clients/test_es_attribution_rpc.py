@@ -11,16 +11,10 @@ import grpc
 import numpy as np
 import pytest
 
-from pricegrid.clients import MarketClient, PricingError, RiskClient, Shift
+from pricegrid.clients import MarketClient, PricingError, Shift
 from pricegrid.server.domain.risk import es_attribution
 
 LEVELS = (0.975, 0.9)
-
-
-@pytest.fixture(scope="module")
-def risk(server):
-    with RiskClient(target=server.address, timeout=60) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

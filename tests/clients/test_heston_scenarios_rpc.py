@@ -9,24 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pricegrid.clients import EuropeanOption, FrontOfficeClient, HestonParameters, Market, MarketClient, RiskClient, \
-    Shift
+from pricegrid.clients import EuropeanOption, FrontOfficeClient, HestonParameters, Market, Shift
 from tests.clients.test_scenario_risk_rpc import base_market
 
 N = 6
 H = dict(v0=0.04, kappa=1.5, theta=0.05, sigma=0.6, rho=-0.7)
-
-
-@pytest.fixture(scope="module")
-def risk(server):
-    with RiskClient(target=server.address, timeout=60) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def snapshot_id(server):
-    with MarketClient(target=server.address, timeout=10) as market:
-        return market.list_snapshots("demo")[0].id
 
 
 def test_heston_parameters_move_and_each_cell_is_price_on_its_market(server, risk, snapshot_id):

@@ -12,16 +12,10 @@ import grpc
 import numpy as np
 import pytest
 
-from pricegrid.clients import MarketClient, PricingError, RiskClient, Shift
+from pricegrid.clients import MarketClient, PricingError, Shift
 
 DAYS = 6
 SPOTS = [6000.0, 6050.0, 5900.0, 5925.5, 6100.0, 6080.0]
-
-
-@pytest.fixture(scope="module")
-def risk(server):
-    with RiskClient(target=server.address, timeout=60) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 import pytest
 
-from pricegrid.clients import MarketClient, PricingError, RiskClient, Shift
+from pricegrid.clients import PricingError, Shift
 from tests.clients.test_scenario_risk_rpc import _json_objects
 
 SHIFTS = [Shift("spx", "spot", "relative", ["SPX"]), Shift("eua", "spot", "relative", ["EUA-*"]),
@@ -20,18 +20,6 @@ SIZES = np.array([[-0.2, -0.05, 0.0, 0.05, 0.1],
                   [0.05, 0.01, 0.1, -0.01, 0.0],
                   [0.01, 0.0, -0.005, 0.0, 0.002]])
 LABELS = ["crash", "dip", "eua-slump", "up", "rally"]
-
-
-@pytest.fixture(scope="module")
-def risk(server):
-    with RiskClient(target=server.address, timeout=60) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def snapshot_id(server):
-    with MarketClient(target=server.address, timeout=10) as market:
-        return market.list_snapshots("demo")[0].id
 
 
 def _books(risk, snapshot_id="", n=12, seed=5):

@@ -22,18 +22,6 @@ TRADES = 40
 
 
 @pytest.fixture(scope="module")
-def risk(server):
-    with RiskClient(target=server.address, timeout=60) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def snapshot_id(server):
-    with MarketClient(target=server.address, timeout=10) as market:
-        return market.list_snapshots("demo")[0].id
-
-
-@pytest.fixture(scope="module")
 def book():
     rng = np.random.default_rng(21)
     return {"option_type": np.where(rng.random(TRADES) < 0.5, "call", "put"),

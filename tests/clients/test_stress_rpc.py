@@ -12,22 +12,10 @@ import grpc
 import numpy as np
 import pytest
 
-from pricegrid.clients import MarketClient, PricingError, RiskClient, Shift
+from pricegrid.clients import PricingError, Shift
 
 VOL_TENORS = ["1M", "3M", "1Y", "2Y", "5Y"]
 TRADES = 15
-
-
-@pytest.fixture(scope="module")
-def risk(server):
-    with RiskClient(target=server.address, timeout=60) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def snapshot_id(server):
-    with MarketClient(target=server.address, timeout=10) as market:
-        return market.list_snapshots("demo")[0].id
 
 
 @pytest.fixture(scope="module")

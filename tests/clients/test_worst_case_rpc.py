@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.stats import chi2
 
-from pricegrid.clients import MarketClient, PricingError, RiskClient, Shift
+from pricegrid.clients import PricingError, Shift
 
 # Synthetic forwards: a call less a put of the same strike and expiry is DF (F - K), linear in
 # the level, whatever the vol (the same strike reads the same vol); two spot factors (a
@@ -34,18 +34,6 @@ CURVED_SHIFTS = [Shift("spot", "spot", "log", ["SPX"]), Shift("vol", "vol", "abs
 CURVED_COV = np.array([[0.04 ** 2, -0.7 * 0.04 * 0.015, 0.2 * 0.04 * 0.002],
                        [-0.7 * 0.04 * 0.015, 0.015 ** 2, 0.0],
                        [0.2 * 0.04 * 0.002, 0.0, 0.002 ** 2]])
-
-
-@pytest.fixture(scope="module")
-def risk(server):
-    with RiskClient(target=server.address, timeout=60) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def snapshot_id(server):
-    with MarketClient(target=server.address, timeout=10) as market:
-        return market.list_snapshots("demo")[0].id
 
 
 def _book(book):
