@@ -58,8 +58,6 @@ def test_version():
 
 
 def test_serve_help_names_every_setting_with_its_variable_and_default():
-    import dataclasses
-
     from pricegrid.server.app.cli import serve_parser
     from pricegrid.server.app.settings import Settings, variables
 
@@ -75,7 +73,6 @@ def test_serve_help_names_every_setting_with_its_variable_and_default():
     # the defaults shown are the Settings' own
     assert "default: 50051" in by_dest["port"].help
     assert f"default: {Settings().max_rows}" in by_dest["max_rows"].help
-    assert dataclasses.fields(Settings)  # a dataclass, as the help reads it
     r = _run([PRICEGRID, "serve", "--help"])
     assert r.returncode == 0 and "$PRICEGRID_MAX_SCENARIO_CELLS; default:" in " ".join(r.stdout.split())
 
