@@ -178,7 +178,8 @@ async def open_loop(target: str, request, *, rate: float, seconds: float, timeou
 
 # ---------------------------------------------------------------------------- sections
 def section_latency(targets: dict, floors: dict, *, count: int, rounds: int) -> dict:
-    """Price and PriceStream p50/p99, one caller, alternating with the bare echo floors."""
+    """Price and PriceStream p50/p99, one caller, alternating with the bare echo floors; every
+    series driven alike (request bytes out, reply bytes in; ours parsed and checked)."""
     request = lean_request()
     payload = request.SerializeToString()
     message = pb.PriceStreamRequest(correlation_id="1", price=request)
@@ -198,13 +199,15 @@ def section_latency(targets: dict, floors: dict, *, count: int, rounds: int) -> 
                 payload, len(payload), 10.0), target, warmup)
         for kind, target in targets.items():
             add(f"Price[{kind}]", lambda ch: latency._AioUnary(
-                pricing_pb2_grpc.PricingServiceStub(ch).Price, request, len(payload), 10.0), target, warmup)
+                ch.unary_unary(latency.PRICE, request_serializer=None, response_deserializer=None),
+                payload, len(payload), 10.0, latency._check_price_bytes), target, warmup)
         add("EchoStream[bare-aio]", lambda ch: latency._AioStream(
             ch.stream_stream(latency.ECHO_STREAM, request_serializer=None, response_deserializer=None),
             stream_payload, 120.0), floors["bare-aio"], warmup)
         for kind, target in targets.items():
             add(f"PriceStream[{kind}]", lambda ch: latency._AioStream(
-                pricing_pb2_grpc.PricingServiceStub(ch).PriceStream, message, 120.0), target, warmup)
+                ch.stream_stream(latency.PRICE_STREAM, request_serializer=None, response_deserializer=None),
+                stream_payload, 120.0, latency._check_price_stream_bytes), target, warmup)
     out = {name: percentiles(lat) for name, lat in series.items()}
     ratios = {}
     for kind in targets:

@@ -21,8 +21,10 @@ the target runs with ``--echo``; it sits behind our interceptors), or to another
                  vega, theta, rho; effective inputs off, so the response is about the size
                  of the request)
 
-The per-trade series send pre-built messages through the generated stub (no client-side
-conversion), so their ratio to Echo is what the server adds to gRPC's own round trip; the
+The per-trade series are driven alike: each sends pre-serialized request bytes and reads
+the reply's bytes (the echo's compared with what was sent, ours parsed and checked: a
+price, not an error), so their ratio to Echo is what the server adds to gRPC's own round
+trip, not the generated stub's encoding in the calling process; the
 batch goes through the RiskClient as a user's would (encoding and decoding included). Each
 series runs ``--warmup`` calls first (not counted), then stops after ``--count`` calls or
 ``--duration`` seconds, whichever comes first, with ``--concurrency`` callers (the batch
@@ -38,6 +40,7 @@ import asyncio
 import datetime as _dt
 import itertools
 import json
+import math
 import queue
 import sys
 import threading
@@ -59,6 +62,8 @@ from . import _bare_echo
 
 ECHO = "/pricegrid.v1.EchoService/Echo"
 ECHO_STREAM = "/pricegrid.v1.EchoService/EchoStream"
+PRICE = "/pricegrid.v1.PricingService/Price"
+PRICE_STREAM = "/pricegrid.v1.PricingService/PriceStream"
 BATCH_MEASURES = ("price", "delta", "gamma", "vega", "theta", "rho")
 SERIES = ("Echo", "Price", "EchoStream", "PriceStream", "EchoBatch", "PriceBatch")
 MODES = {"price": ("Echo", "Price"), "stream": ("EchoStream", "PriceStream"), "batch": ("EchoBatch", "PriceBatch")}
@@ -446,6 +451,17 @@ def _check_price_reply(reply) -> None:
         raise PricingError.from_error_message(reply.error)
 
 
+def _check_price_bytes(reply: bytes) -> None:
+    """A Price reply, read as the caller would: a price that is a number."""
+    if not math.isfinite(pricing_pb2.PriceResponse.FromString(reply).price):
+        raise BenchError("Price did not return a price")
+
+
+def _check_price_stream_bytes(reply: bytes) -> None:
+    """A PriceStream reply, read as the caller would: a result, not an error."""
+    _check_price_reply(pricing_pb2.PriceStreamResponse.FromString(reply))
+
+
 def _check_echo_reply(payload: bytes) -> Callable:
     def check(reply) -> None:
         if reply != payload:
@@ -643,8 +659,8 @@ def run_latency(
             pair(
                 ("Echo", lambda ch: _AioUnary(ch.unary_unary(ECHO, request_serializer=None, response_deserializer=None),
                                               payload, len(payload), timeout, echo_check(payload))),
-                ("Price", lambda ch: _AioUnary(pricing_pb2_grpc.PricingServiceStub(ch).Price, request, len(payload),
-                                               timeout)),
+                ("Price", lambda ch: _AioUnary(ch.unary_unary(PRICE, request_serializer=None, response_deserializer=None),
+                                               payload, len(payload), timeout, _check_price_bytes)),
             )
         if "stream" in modes:
             message = pricing_pb2.PriceStreamRequest(correlation_id="1", price=per_trade_request(greeks))
@@ -654,8 +670,9 @@ def run_latency(
                 ("EchoStream", lambda ch: _AioStream(
                     ch.stream_stream(ECHO_STREAM, request_serializer=None, response_deserializer=None),
                     payload, stream_timeout, _check_echo_reply(payload))),
-                ("PriceStream", lambda ch: _AioStream(pricing_pb2_grpc.PricingServiceStub(ch).PriceStream, message,
-                                                      stream_timeout, _check_price_reply)),
+                ("PriceStream", lambda ch: _AioStream(
+                    ch.stream_stream(PRICE_STREAM, request_serializer=None, response_deserializer=None),
+                    payload, stream_timeout, _check_price_stream_bytes)),
             )
         if "batch" in modes:
             with RiskClient(
