@@ -474,6 +474,19 @@ PG_INLINE pg_black_terms pg_black_load(const int model, const pg_black_buffers *
         }                                                                \
     } while (0)
 
+/* The checks of pg_check_inputs and pg_check_vol that are not finiteness: a known option
+ * type, time >= 0, vol > 0, and strike, underlying > 0 except for Bachelier (a NaN fails
+ * them). With the finiteness of every input, pg_check_inputs | pg_check_vol == 0. */
+PG_INLINE int pg_black_signs_ok(const int model, int option_type, double strike, double time,
+                                double underlying, double vol)
+{
+    int ok = ((unsigned)option_type - (unsigned)PG_CALL <= (unsigned)(PG_PUT - PG_CALL));
+    ok &= (time >= 0.0) & (vol > 0.0);
+    if (model != PG_MODEL_BACHELIER)
+        ok &= (strike > 0.0) & (underlying > 0.0);
+    return ok;
+}
+
 /* The measure sets computed in the terms loop (bit 1 << code per measure). */
 #define PG_BLACK_SET_PRICE (1 << PG_MEASURE_PRICE)
 #define PG_BLACK_SET_DELTA (PG_BLACK_SET_PRICE | (1 << PG_MEASURE_DELTA))
@@ -481,19 +494,30 @@ PG_INLINE pg_black_terms pg_black_load(const int model, const pg_black_buffers *
                             | (1 << PG_MEASURE_THETA) | (1 << PG_MEASURE_RHO))
 
 /* The terms loop with the measures in BODY (PG_BLACK_FUSED_OUT statements) computed from
- * each row's terms `t`; keeps the status, F and DF of each row in the block arrays. */
+ * each row's terms `t`; keeps F and DF of each row in the block arrays. `bad` is a filter:
+ * 1 when some row of the block may have failed (the caller then assigns each row its exact
+ * status). A row passes on a few signs (pg_black_signs_ok) and one finiteness test of the
+ * sum of its inputs, F, DF and each measure times 0: a NaN or infinite term makes the sum
+ * NaN or infinite (inf - inf is NaN, inf * 0 is NaN), and a sum that overflows from finite
+ * terms only sends the block to the exact checks. The measures enter as v * 0, not v: added
+ * as they are, gcc contracted theta differently from the per-measure loop (an ulp apart).
+ * Every fused set has the price among its measures. Against a finiteness test of each input
+ * and value: 14.1-14.5 -> 13.9-14.2 ms per 1e6 rows, price + 5 Greeks, BSM, one thread. */
 #define PG_BLACK_FUSED_LOOP(...)                                                        \
     do {                                                                                \
         _Pragma("omp simd reduction(|:bad)")                                            \
         for (int i = 0; i < PG_BLACK_BLOCK; i++) {                                      \
-            const int ok_ = pg_inputs_ok(model, type[i], K[i], T[i], U[i], r[i], q[i])  \
-                            & (vol[i] > 0.0 && vol[i] <= PG_DBL_MAX);                   \
+            const int ok_ = pg_black_signs_ok(model, type[i], K[i], T[i], U[i], vol[i]); \
+            double sum_ = ((K[i] + T[i]) + (U[i] + r[i]))                               \
+                          + (((model == PG_MODEL_BSM) ? q[i] : 0.0) + vol[i]);          \
             const pg_black_terms t = pg_black_terms_core(model,                         \
                 (type[i] == PG_PUT) ? -1.0 : 1.0, K[i], T[i], U[i], r[i], q[i], vol[i]);  \
-            bad |= !ok_ | pg_black_terms_nonfinite(&t);                                 \
+            sum_ += t.F + t.DF;                                                         \
             b->F[i] = t.F;                                                              \
             b->DF[i] = t.DF;                                                            \
+            double zero_ = 0.0;                                                         \
             __VA_ARGS__                                                                 \
+            bad |= !ok_ | !pg_finite(sum_ + zero_);                                     \
         }                                                                               \
     } while (0)
 
@@ -501,7 +525,7 @@ PG_INLINE pg_black_terms pg_black_load(const int model, const pg_black_buffers *
     do {                                                                 \
         const double v_ = FN(model, &t);                                 \
         (O)[i] = v_;                                                     \
-        bad |= !pg_finite(v_);                                           \
+        zero_ += v_ * 0.0;                                               \
     } while (0)
 
 /* Rows [start, start + m) of a batch (m <= PG_BLACK_BLOCK). Writes measure measures[j] to

@@ -678,6 +678,29 @@ def test_fused_measure_sets_equal_the_general_path_with_failed_rows(model):
 
 
 @pytest.mark.parametrize("model", MODELS)
+def test_fused_sets_pass_valid_rows_whose_values_sum_past_dbl_max(model):
+    """The one-pass sets test a row's inputs and values for finiteness through their sum; a
+    valid row whose finite values sum past DBL_MAX only sends its block to the exact checks:
+    it keeps status 0 and the bits of the per-measure loops."""
+    rng = np.random.default_rng(710 + model)
+    n = 2 * 32
+    c = random_cases(rng, n, model)
+    c["strike"][5] = c["underlying"][5] = 1.5e308  # at the money: every value finite
+    c["time"][5], c["rate"][5], c["dividend"][5], c["vol"][5] = 0.5, 0.01, 0.01, 0.2
+    assert math.isinf(float(c["strike"][5]) + float(c["underlying"][5]))
+    full, f_full, d_full, s_full, nbad_full = run(model, c)
+    assert nbad_full == 0 and not s_full.any()
+    assert all(np.isfinite(v[5]) for v in full.values())
+    for measures in ([1], [1, 2], [1, 2, 3, 4, 5, 6]):
+        values, forward, df, status, nbad = run(model, c, measures=measures)
+        assert nbad == 0 and not status.any()
+        for name in values:
+            np.testing.assert_array_equal(values[name], full[name], err_msg=f"{measures}: {name}")
+        np.testing.assert_array_equal(forward, f_full)
+        np.testing.assert_array_equal(df, d_full)
+
+
+@pytest.mark.parametrize("model", MODELS)
 def test_price_one_equals_price_batch(model):
     """The same bits: one trade is a block of one row, computed padded to a full block on
     the batch's vector path (libmvec), as every row of every batch is, wherever it sits."""
