@@ -404,11 +404,30 @@ PG_INLINE int pg_mkt_black_general(const int model, const pg_mkt_rows *a, const 
     b->T = a->T; b->K = a->K; b->r = a->r; b->q = a->q; b->vol = a->vol;
     const int m = B;
     int nonfinite = 0;
-    PG_MKT_FUSED_LOOP(b->status[i] = 0; b->w[i] = t.w; b->F[i] = t.F; b->DF[i] = t.DF;
-                      if (model == PG_MODEL_BSM) b->ds[i] = t.ds;
-                      b->sqrtT[i] = t.sqrtT; b->sd[i] = t.sd;
-                      b->d1[i] = t.d1; b->d2[i] = t.d2; b->pdf[i] = t.pdf; b->N1[i] = t.N1;
-                      b->N2[i] = t.N2; b->price[i] = t.price;);
+    /* the terms loop written out with the terms in scalars (a `pg_black_terms` private to
+     * the loop, with every field stored, kept the BSM instance from vectorising) */
+    #pragma omp simd reduction(|:bad)
+    for (int i = 0; i < B; i++) {
+        const int ok_ = pg_inputs_ok(model, type[i], K[i], T[i], L[i], r[i], q[i])
+                        & (vol[i] > 0.0 && vol[i] <= PG_DBL_MAX);
+        const pg_black_terms t = PG_MKT_TERMS(i);
+        const double tF = t.F, tDF = t.DF, tp = t.price;
+        bad |= !ok_ | !(pg_finite(tp) & pg_finite(tF) & pg_finite(tDF));
+        price[i] = tp;
+        b->status[i] = 0;
+        b->w[i] = t.w;
+        b->F[i] = tF;
+        b->DF[i] = tDF;
+        if (model == PG_MODEL_BSM) b->ds[i] = t.ds;
+        b->sqrtT[i] = t.sqrtT;
+        b->sd[i] = t.sd;
+        b->d1[i] = t.d1;
+        b->d2[i] = t.d2;
+        b->pdf[i] = t.pdf;
+        b->N1[i] = t.N1;
+        b->N2[i] = t.N2;
+        b->price[i] = tp;
+    }
     for (int j = 0; j < k; j++) {
         double *o = ob + j * B;
         switch (measures[j]) {
