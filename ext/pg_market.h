@@ -36,8 +36,9 @@
  *    exp, not libmvec's (within 4 units in the last place of the batch kernel's), so
  *    prices and Greeks are the batch kernel's on the same columns within 1e-13 relative
  *    or 1e-15 of the column's largest value (1e-14 for vanna, volga, charm). Snapshot
- *    bench (1e6 rows, price + 5 Greeks, one thread): 32.6-33.5 -> 28.8-30.4 ms. Every
- *    sub-block is computed whole (padded), so a row's bits do not depend on its place.
+ *    bench (1e6 rows, price + 5 Greeks, one thread, 2-core VM): 32.6-33.5 -> 28.8-31.7 ms
+ *    (Market.price_black alone 27.3-27.8 -> 23.9-24.2 ms). Every sub-block is computed
+ *    whole (padded), so a row's bits depend neither on its place nor on the measure set.
  */
 #ifndef PG_MARKET_H
 #define PG_MARKET_H
