@@ -13,7 +13,9 @@ Design
    - vol_i   = the surface's Black vol at (T_i, K_i, F_i) (K_i not > 0: at F_i).
    The curve and surface numbers are those of ``pricegrid.ext.curves`` and
    ``pricegrid.ext.surfaces`` (their pointwise functions, not copies), so a rate or a vol
-   here is bit for bit what EvaluateCurve and EvaluateSurface give at the same point.
+   here is bit for bit what EvaluateCurve and EvaluateSurface give at the same point;
+   except an SVI vol, interpolated in T with weights per expiry (pg_market.h note 2):
+   within 4 units in the last place.
 2. Speed: everything but the vol depends on T alone, and batches repeat expiries (listed
    dates), so blocks of ``pg_market.h`` look T up in a cache of at most 4096 entries
    keyed by T's bits (one per thread, cleared per call, sized to the call; vector loops
@@ -25,7 +27,10 @@ Design
    rows the market columns go to block arrays and straight into the Black block loop of
    ``pricegrid.ext.black`` (pg_market.h note 3): the same bits as ``columns`` followed by
    ``black.price_batch`` over blocks aligned the same way, without writing four
-   batch-length columns and reading them back.
+   batch-length columns and reading them back. BSM on a spot and Black-76 on a futures
+   price over an SVI surface take DF, F and sqrt(T) per expiry and ln(F/K) from the vol
+   lookup (pg_market.h note 4): the same market columns, prices and Greeks within 1e-13
+   relative (or 1e-15 of the column's largest value) of the two passes.
 4. Failures: a time that is not finite and >= 0 gets rate and q 0 (the pricing kernel names
    the row's time); a vol the surface cannot give is NaN (the pricing kernel flags the
    row's vol). Wrong shapes or codes raise ValueError: they are the caller's bug. The

@@ -3,10 +3,14 @@ yield and vol per row (kernel: ``pricegrid.ext.market``; conventions in its desi
 and European options priced on them in one pass.
 
 The curve and surface numbers are the curve and surface kernels' own pointwise functions,
-so a row's rate or vol is, bit for bit, what ``curves.zero_rates`` and ``surfaces.vols`` give
-at its expiry and strike, and a European priced in one pass is, bit for bit, the batch
-kernel on those columns (tests/ext/test_market_kernel.py). The kernel computes what
-depends on the expiry alone once per distinct expiry. Registers no engine.
+so a row's rate (and a grid or SABR vol) is, bit for bit, what ``curves.zero_rates`` and
+``surfaces.vols`` give at its expiry and strike; an SVI vol is within 4 units in the last
+place (interpolation weights per expiry). A European priced in one pass writes the same
+market columns as ``columns`` and is, bit for bit, the batch kernel on them, except BSM on
+a spot and Black-76 on a futures price over an SVI surface (DF, F and sqrt(T) per expiry,
+ln(F/K) from the vol lookup): within 1e-13 relative or 1e-15 of the column's largest value
+(tests/ext/test_market_kernel.py). The kernel computes what depends on the expiry alone
+once per distinct expiry. Registers no engine.
 """
 
 from __future__ import annotations
@@ -81,7 +85,7 @@ class PreparedMarket:
     def price_black(self, model: int, option_type, strike, time, codes, out, forward, df, status,
                     columns: Optional[Sequence[np.ndarray]], threads: int) -> tuple[int, int]:
         """European options priced in one pass (``black.price_batch`` on ``columns()``'s
-        columns, the same bits): (failed rows, most cash dividends). ``columns``: four
+        columns; module docstring for how close): (failed rows, most cash dividends). ``columns``: four
         arrays (level, rate, dividend yield, vol) of the rows' length to receive the market
         columns, or None."""
         level, rate, q, vol = columns if columns is not None else (_EMPTY,) * 4
