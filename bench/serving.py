@@ -61,10 +61,11 @@ PRICEGRID = str(Path(sys.executable).parent / "pricegrid")
 class Served:
     """``pricegrid serve`` in a child process on an ephemeral port; its log is read and dropped."""
 
-    def __init__(self, executable: str = PRICEGRID, *args: str) -> None:
+    def __init__(self, executable: str = PRICEGRID, *args: str, cpus=None) -> None:
         self.proc = subprocess.Popen(
             [executable, "serve", "--port", "0", "--metrics-port", "-1", "--store", ":memory:", *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
         started: queue.Queue = queue.Queue()
 
@@ -277,12 +278,23 @@ async def rounds(calls: dict, *, seconds: float, rounds: int, warmup: int = 20) 
     return {name: {**percentiles(latencies[name]), "errors": errors[name]} for name in calls}
 
 
-def section_isolation(target: str, floor: str | None, *, rows: int, seconds: float, clients: int = 2) -> dict:
+def _low_priority(cpus=None):
+    """A child's preexec_fn: nice 19 and, with ``cpus``, only those CPUs."""
+    def preexec() -> None:
+        os.nice(19)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+    return preexec
+
+
+def section_isolation(target: str, floor: str | None, *, rows: int, seconds: float, clients: int = 2,
+                      batch_target: str | None = None, client_cpus=None) -> dict:
     """Price p50/p99 idle, then while ``clients`` processes loop ``rows``-row PriceBatch; with
     ``floor`` (a bare grpc.aio echo server, another process that does no batch work), the
     echo's latency beside ours, alternated, idle and under the same load: how much of the
     p99 under load is the machine's (the cores shared with the batch clients and the batch
-    work) and how much is our server's."""
+    work) and how much is our server's. ``batch_target``: where the batches go (another
+    replica; default ``target``); ``client_cpus``: the CPUs the batch clients may use."""
     calls = {"Price[ours]": (target, "/pricegrid.v1.PricingService/Price", lean_request().SerializeToString())}
     if floor is not None:
         calls["Echo[bare-aio]"] = (floor, latency.ECHO, lean_request().SerializeToString())
@@ -290,9 +302,9 @@ def section_isolation(target: str, floor: str | None, *, rows: int, seconds: flo
     # the batch clients stand for risk engines on other machines: on this one host they run
     # at the lowest scheduling priority, so that their own encoding and decoding of 1M-row
     # batches does not take the cores from the server and the measuring client
-    procs = [subprocess.Popen([sys.executable, __file__, "batch-client", target, str(rows)],
+    procs = [subprocess.Popen([sys.executable, __file__, "batch-client", batch_target or target, str(rows)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                              preexec_fn=lambda: os.nice(19)) for _ in range(clients)]
+                              preexec_fn=_low_priority(client_cpus)) for _ in range(clients)]
     batch = []
     try:
         for p in procs:
@@ -314,7 +326,9 @@ def section_isolation(target: str, floor: str | None, *, rows: int, seconds: flo
     ours_idle, ours_loaded = idle["Price[ours]"], loaded["Price[ours]"]
     ratio = ours_loaded["p99"] / ours_idle["p99"]
     out = {
-        "batch_rows": rows, "batch_clients": clients, "idle_us": idle, "with_batches_us": loaded, "batch_calls": batch,
+        "batch_rows": rows, "batch_clients": clients, "batch_target": "another replica" if batch_target else "this one",
+        "batch_client_cpus": sorted(client_cpus) if client_cpus else "all",
+        "idle_us": idle, "with_batches_us": loaded, "batch_calls": batch,
         # what the batches moved over loopback: the request's columns and the six measures back
         "batch_bytes_per_s": sum(b.get("calls", 0) for b in batch) * batch_bytes(rows) / elapsed,
         "p99_ratio": ratio, "p50_ratio": ours_loaded["p50"] / ours_idle["p50"],
@@ -565,6 +579,28 @@ def main(argv=None) -> int:
                     print(f"isolation [{kind}] ...", file=sys.stderr, flush=True)
                     report.setdefault("isolation", {})[kind] = section_isolation(
                         target, floor.target, rows=20_000 if q else 1_000_000, seconds=2.0 if q else 15.0)
+                cpus = sorted(os.sched_getaffinity(0))
+                if len(cpus) > 1:
+                    # a front-office replica and a batch replica, each on CPUs of its own (as
+                    # pods with exclusive cores would be), the batch clients beside the batch one
+                    front_cpus, batch_cpus = set(cpus[:max(1, len(cpus) // 4)]), set(cpus[max(1, len(cpus) // 4):])
+                    front = Served(PRICEGRID, "--kernel-threads", "1", cpus=front_cpus)
+                    back = Served(PRICEGRID, "--kernel-threads", str(len(batch_cpus)), cpus=batch_cpus)
+                    mine = os.sched_getaffinity(0)
+                    try:
+                        print("isolation [front-office and batch replicas] ...", file=sys.stderr, flush=True)
+                        # the measuring caller stands for a trading screen on another machine:
+                        # off the batch replica's CPUs too
+                        os.sched_setaffinity(0, front_cpus)
+                        report["isolation"]["front_and_batch_replicas"] = {
+                            "front_replica_cpus": sorted(front_cpus), "batch_replica_cpus": sorted(batch_cpus),
+                            **section_isolation(front.target, floor.target, rows=20_000 if q else 1_000_000,
+                                                seconds=2.0 if q else 15.0, batch_target=back.target,
+                                                client_cpus=batch_cpus)}
+                    finally:
+                        os.sched_setaffinity(0, mine)
+                        front.close()
+                        back.close()
                 print("isolation [loopback floor] ...", file=sys.stderr, flush=True)
                 report["loopback_floor"] = section_loopback_floor(
                     floor.target, rate=report["isolation"]["ours"]["batch_bytes_per_s"], seconds=2.0 if q else 12.0)
