@@ -16,9 +16,12 @@ the same run. Nothing here asserts: the goals of issue 9 are reported as met or 
               standing for risk engines on other machines. A bare grpc.aio echo server (a
               process of its own, no batch work) is measured beside ours, alternated, idle
               and under the same load: its own p99 ratio is what the machine alone does to
-              a server that shares its cores with the load. Then the loopback floor: the
-              same echo while two nice-19 processes (no gRPC, no pricing) move the bytes
-              per second the batches moved over loopback TCP
+              a server that shares its cores with the load. Then the same with a
+              front-office replica and a batch replica, each on CPUs of its own (the
+              batch clients on the batch replica's, the measuring caller off them): the
+              deployment that keeps trading screens apart from risk batches. Then the
+              loopback floor: the same echo while two nice-19 processes (no gRPC, no
+              pricing) move the bytes per second the batches moved over loopback TCP
   streams     1,000 PriceStreams opened and left idle (in another process, over several
               connections), Price traffic meanwhile (goal: no errors)
   overload    front-office Price calls off the lean path (an American put on a binomial tree)
