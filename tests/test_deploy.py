@@ -35,24 +35,48 @@ def test_every_manifest_is_valid_kubernetes(name, doc):
     kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
 
-def test_the_deployment_serves_what_the_server_serves():
-    docs = {d["kind"]: d for _, d in _documents()}
-    deployment, service = docs["Deployment"], docs["Service"]
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e for e in container["env"]}
-    assert set(env) <= _env_names(), set(env) - _env_names()
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports["grpc"] == int(env["PRICEGRID_PORT"]["value"])
-    assert ports["metrics"] == int(env["PRICEGRID_METRICS_PORT"]["value"])
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe]["grpc"]["port"] == ports["grpc"]  # grpc.health.v1, which the server serves
-    assert env["PRICEGRID_STORE"]["valueFrom"]["secretKeyRef"]["name"] == docs["Secret"]["metadata"]["name"]
-    assert service["spec"]["clusterIP"] == "None"  # headless: DNS lists every pod
-    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
-    assert int(container["resources"]["requests"]["cpu"]) == int(env["PRICEGRID_KERNEL_THREADS"]["value"])
-    assert docs["PodDisruptionBudget"]["spec"]["minAvailable"] < deployment["spec"]["replicas"]
-    grace = float(env["PRICEGRID_GRACE"]["value"])
-    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > grace
+def _of_kind(kind: str) -> list[dict]:
+    return [d for _, d in _documents() if d["kind"] == kind]
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_every_deployment_serves_what_the_server_serves():
+    deployments, services, pdbs = _of_kind("Deployment"), _of_kind("Service"), _of_kind("PodDisruptionBudget")
+    secret = _of_kind("Secret")[0]
+    assert [d["metadata"]["name"] for d in deployments] == ["pricegrid", "pricegrid-front"]
+    for deployment in deployments:
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert _selects(deployment["spec"]["selector"]["matchLabels"], labels)
+        # no other Deployment's pods match its selector (the pools stay apart)
+        for other in deployments:
+            if other is not deployment:
+                assert not _selects(deployment["spec"]["selector"]["matchLabels"],
+                                    other["spec"]["template"]["metadata"]["labels"])
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e for e in container["env"]}
+        assert set(env) <= _env_names(), set(env) - _env_names()
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["grpc"] == int(env["PRICEGRID_PORT"]["value"])
+        assert ports["metrics"] == int(env["PRICEGRID_METRICS_PORT"]["value"])
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"]["port"] == ports["grpc"]  # grpc.health.v1, which the server serves
+        assert env["PRICEGRID_STORE"]["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
+        assert int(container["resources"]["requests"]["cpu"]) == int(env["PRICEGRID_KERNEL_THREADS"]["value"])
+        grace = float(env["PRICEGRID_GRACE"]["value"])
+        assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > grace
+        # exactly one Service for its pods, headless (DNS lists every pod), and only for its pods
+        mine = [s for s in services if _selects(s["spec"]["selector"], labels)]
+        assert len(mine) == 1 and mine[0]["spec"]["clusterIP"] == "None"
+        assert mine[0]["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+        budget = [b for b in pdbs if _selects(b["spec"]["selector"]["matchLabels"], labels)]
+        assert len(budget) == 1 and budget[0]["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+    # the front-office pool asks for whole CPUs, requests equal to limits (Guaranteed QoS:
+    # cores of its own under the static CPU manager policy)
+    front = deployments[1]["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert front["requests"] == front["limits"] and float(front["requests"]["cpu"]).is_integer()
 
 
 def test_the_compose_file_runs_replicas_on_one_postgres():
