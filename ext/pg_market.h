@@ -484,7 +484,7 @@ typedef struct {
  * loops). Its own function: inlined beside the fused loops, it kept them from vectorising.
  * Returns 1 when some row failed. */
 PG_INLINE int pg_mkt_black_general(const int model, const pg_mkt_rows *a, const int *measures,
-                                   int k, double *ob, double *price)
+                                   int k, double *ob, ptrdiff_t ld, double *price)
 {
     enum { B = PG_BLACK_BLOCK };
     const int *type = a->type;
@@ -521,7 +521,7 @@ PG_INLINE int pg_mkt_black_general(const int model, const pg_mkt_rows *a, const 
         b->price[i] = tp;
     }
     for (int j = 0; j < k; j++) {
-        double *o = ob + j * B;
+        double *o = ob + j * ld;
         switch (measures[j]) {
         case PG_MEASURE_PRICE:        PG_BLACK_MEASURE_LOOP(pg_black_price); break;
         case PG_MEASURE_DELTA:        PG_BLACK_MEASURE_LOOP(pg_black_delta); break;
@@ -540,24 +540,26 @@ PG_INLINE int pg_mkt_black_general(const int model, const pg_mkt_rows *a, const 
 }
 
 __attribute__((noinline)) static int pg_mkt_black_general_bsm(const pg_mkt_rows *a, const int *measures,
-                                                               int k, double *ob, double *price)
+                                                               int k, double *ob, ptrdiff_t ld,
+                                                               double *price)
 {
-    return pg_mkt_black_general(PG_MODEL_BSM, a, measures, k, ob, price);
+    return pg_mkt_black_general(PG_MODEL_BSM, a, measures, k, ob, ld, price);
 }
 
 __attribute__((noinline)) static int pg_mkt_black_general_black76(const pg_mkt_rows *a,
                                                                    const int *measures, int k,
-                                                                   double *ob, double *price)
+                                                                   double *ob, ptrdiff_t ld,
+                                                                   double *price)
 {
-    return pg_mkt_black_general(PG_MODEL_BLACK76, a, measures, k, ob, price);
+    return pg_mkt_black_general(PG_MODEL_BLACK76, a, measures, k, ob, ld, price);
 }
 
-/* The measures of a full (padded) sub-block into ob (k x PG_BLACK_BLOCK) and status st;
+/* The measures of a full (padded) sub-block into ob (measure j at ob + j ld) and status st;
  * returns 1 when some row failed. The common sets are computed in the terms loop, any
  * other one measure per loop; a row's values are the same either way (the same terms,
  * every row in the main vector loop). */
 PG_INLINE int pg_mkt_black_rows(const int model, const pg_mkt_rows *a, const int *measures,
-                                int k, int set, double *ob, int *st)
+                                int k, int set, double *ob, ptrdiff_t ld, int *st)
 {
     enum { B = PG_BLACK_BLOCK };
     PG_ALIGNED double price[B];
@@ -565,7 +567,7 @@ PG_INLINE int pg_mkt_black_rows(const int model, const pg_mkt_rows *a, const int
     const double *K = a->K, *T = a->T, *L = a->L, *r = a->r, *q = a->q, *vol = a->vol;
     const double *F = a->F, *DF = a->DF, *ds = a->ds, *sq = a->sq, *x = a->x;
     double *op[PG_MEASURE_MAX + 1] = {0};
-    for (int j = 0; j < k; j++) op[measures[j]] = ob + j * B;
+    for (int j = 0; j < k; j++) op[measures[j]] = ob + j * ld;
     double *const o1 = op[PG_MEASURE_PRICE], *const o2 = op[PG_MEASURE_DELTA];
     double *const o3 = op[PG_MEASURE_GAMMA], *const o4 = op[PG_MEASURE_VEGA];
     double *const o5 = op[PG_MEASURE_THETA], *const o6 = op[PG_MEASURE_RHO];
@@ -579,8 +581,8 @@ PG_INLINE int pg_mkt_black_rows(const int model, const pg_mkt_rows *a, const int
                           PG_MKT_FUSED(o3, pg_black_gamma); PG_MKT_FUSED(o4, pg_black_vega);
                           PG_MKT_FUSED(o5, pg_black_theta); PG_MKT_FUSED(o6, pg_black_rho););
     } else {
-        bad = (model == PG_MODEL_BSM) ? pg_mkt_black_general_bsm(a, measures, k, ob, price)
-                                      : pg_mkt_black_general_black76(a, measures, k, ob, price);
+        bad = (model == PG_MODEL_BSM) ? pg_mkt_black_general_bsm(a, measures, k, ob, ld, price)
+                                      : pg_mkt_black_general_black76(a, measures, k, ob, ld, price);
     }
     if (!bad) {
         memset(st, 0, B * sizeof(int));
@@ -589,25 +591,25 @@ PG_INLINE int pg_mkt_black_rows(const int model, const pg_mkt_rows *a, const int
     for (int i = 0; i < B; i++) {  /* rare: name each row's failure, NaN its outputs */
         int s = pg_black_row_status(model, type[i], K[i], T[i], L[i], r[i], q[i], vol[i], F[i],
                                     DF[i], price[i]);
-        for (int j = 0; j < k; j++) s |= (s == 0 && !pg_finite(ob[j * B + i])) ? PG_NOT_FINITE : 0;
+        for (int j = 0; j < k; j++) s |= (s == 0 && !pg_finite(ob[j * ld + i])) ? PG_NOT_FINITE : 0;
         st[i] = s;
         if (s)
-            for (int j = 0; j < k; j++) ob[j * B + i] = NAN;
+            for (int j = 0; j < k; j++) ob[j * ld + i] = NAN;
     }
     return 1;
 }
 
 /* The two instances (the model a compile-time constant in each, as in pg_black.h). */
 static int pg_mkt_black_rows_bsm(const pg_mkt_rows *a, const int *measures, int k, int set,
-                                 double *ob, int *st)
+                                 double *ob, ptrdiff_t ld, int *st)
 {
-    return pg_mkt_black_rows(PG_MODEL_BSM, a, measures, k, set, ob, st);
+    return pg_mkt_black_rows(PG_MODEL_BSM, a, measures, k, set, ob, ld, st);
 }
 
 static int pg_mkt_black_rows_black76(const pg_mkt_rows *a, const int *measures, int k, int set,
-                                     double *ob, int *st)
+                                     double *ob, ptrdiff_t ld, int *st)
 {
-    return pg_mkt_black_rows(PG_MODEL_BLACK76, a, measures, k, set, ob, st);
+    return pg_mkt_black_rows(PG_MODEL_BLACK76, a, measures, k, set, ob, ld, st);
 }
 
 /* 1 when pg_mkt_black_svi prices a call: an SVI surface that passed its checks, the
@@ -683,16 +685,24 @@ static ptrdiff_t pg_mkt_black_svi(const pg_market *M, pg_mkt_cache *cache, int m
         }
         /* the outputs of the next sub-block (as pg_black_block does) */
         for (int j = 0; j < k; j++) pg_prefetch(out + j * ldo + row + B, B * sizeof(double), 1);
+        /* a whole sub-block writes the batch's outputs in place; the last, partial one its
+         * own block arrays, copied */
+        const int whole = (mb == B);
+        double *const ob = whole ? out + row : o;
+        const ptrdiff_t ld = whole ? ldo : B;
+        int *const sb = whole ? status + row : st;
         const int failed = (model == PG_MODEL_BSM)
-                               ? pg_mkt_black_rows_bsm(&a, measures, k, set, o, st)
-                               : pg_mkt_black_rows_black76(&a, measures, k, set, o, st);
-        for (int j = 0; j < k; j++) memcpy(out + j * ldo + row, o + j * B, (size_t)mb * sizeof(double));
-        memcpy(status + row, st, (size_t)mb * sizeof(int));
+                               ? pg_mkt_black_rows_bsm(&a, measures, k, set, ob, ld, sb)
+                               : pg_mkt_black_rows_black76(&a, measures, k, set, ob, ld, sb);
+        if (!whole) {
+            for (int j = 0; j < k; j++) memcpy(out + j * ldo + row, o + j * B, (size_t)mb * sizeof(double));
+            memcpy(status + row, st, (size_t)mb * sizeof(int));
+        }
         if (forward) memcpy(forward + row, F + b, (size_t)mb * sizeof(double));
         if (df) memcpy(df + row, DF + b, (size_t)mb * sizeof(double));
         if (failed) {
             for (int i = 0; i < mb; i++) {
-                if (st[i] == 0) continue;
+                if (sb[i] == 0) continue;
                 nbad++;
                 if (forward) forward[row + i] = NAN;
                 if (df) df[row + i] = NAN;
