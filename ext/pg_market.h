@@ -322,7 +322,8 @@ static void pg_mkt_svi_vols(const pg_surface *S, const double (*D)[PG_MKT_BLOCK]
                             const int (*I)[PG_MKT_BLOCK], const double *T, const double *K,
                             int m, double *vol, double *kk)
 {
-    double x[PG_MKT_BLOCK] PG_SURF_ALIGNED, t_b[PG_MKT_BLOCK], V0[PG_MKT_BLOCK], V1[PG_MKT_BLOCK];
+    double x[PG_MKT_BLOCK] PG_SURF_ALIGNED, t_b[PG_MKT_BLOCK];
+    const double *V0 = D[PG_MKT_D_V0], *V1 = D[PG_MKT_D_V1];
     double P[PG_SVI_GATHERED][PG_SURF_BLOCK] PG_SURF_ALIGNED;
     int c[PG_MKT_BLOCK], good[PG_MKT_BLOCK], at_f[PG_MKT_BLOCK];
     const int mp = (m + PG_SURF_VECTOR - 1) / PG_SURF_VECTOR * PG_SURF_VECTOR;
@@ -336,8 +337,6 @@ static void pg_mkt_svi_vols(const pg_surface *S, const double (*D)[PG_MKT_BLOCK]
         good[i] = ok;
         at_f[i] = f;
         c[i] = ok ? I[PG_MKT_I_BRACKET][i] : 0;
-        V0[i] = D[PG_MKT_D_V0][i];
-        V1[i] = D[PG_MKT_D_V1][i];
         t_b[i] = ok ? T[r] : 0.0;
         x[i] = (ok & !f) ? ki * D[PG_MKT_D_INV_FWD][i] : 1.0;
     }
