@@ -12,8 +12,12 @@
  *    where a miss evaluates the curves (pg_curve_search + pg_curve_eval, the curve
  *    kernel's own pointwise functions), the escrowed level, the forward and the surface's
  *    expiry bracket (pg_surface_bracket) and stores them (or, in a cache already half
- *    full, writes them to the row's spare entry); a second vector loop reads the rows'
- *    entries. A cached value is the value the same T computes, so a row's bits depend
+ *    full, writes them to the row's spare entry); then the rows' entries are read into
+ *    block arrays once (pg_mkt_read). The keys have a dense array of their own (the probe
+ *    reads 8 bytes a slot, not a line of an entry); an entry is two aligned 64-byte lines,
+ *    read with AVX-512 eight rows at a time by whole-line loads and an 8 x 8 transposition
+ *    (gcc emulates gathers on this CPU: about a dozen scalar loads and inserts per field
+ *    and vector of rows). A cached value is the value the same T computes, so a row's bits depend
  *    neither on the cache, nor on its place in the batch, nor on the thread split.
  * 2. Then the vol of each row at its own strike, at the cached bracket: grids and SABR
  *    through the surface kernel's own functions (pg_surface_point_in), so the vol is the
@@ -37,7 +41,10 @@
  *    prices and Greeks are the batch kernel's on the same columns within 1e-13 relative
  *    or 1e-15 of the column's largest value (1e-14 for vanna, volga, charm). Snapshot
  *    bench (1e6 rows, price + 5 Greeks, one thread, 2-core VM): 32.6-33.5 -> 28.8-31.7 ms
- *    (Market.price_black alone 27.3-27.8 -> 23.9-24.2 ms). Every sub-block is computed
+ *    (Market.price_black alone 27.3-27.8 -> 23.9-24.2 ms); then the key array, the
+ *    transposed entry reads and whole sub-blocks writing the batch's outputs in place (as
+ *    pg_black_block does): 29.6-31.7 -> 25.8-26.6 ms, 1.51-1.57x -> 1.34-1.36x flat
+ *    inline (Market.price_black alone about 25 -> 22 ms). Every sub-block is computed
  *    whole (padded), so a row's bits depend neither on its place nor on the measure set.
  */
 #ifndef PG_MARKET_H
@@ -55,7 +62,7 @@
 #include "pg_surfaces.h"
 
 #define PG_MKT_BLOCK 256
-#define PG_MKT_CACHE_BITS_MAX 12             /* at most 4096 entries, 192 KiB per thread */
+#define PG_MKT_CACHE_BITS_MAX 12             /* at most 4096 entries: 512 KiB and 32 KiB of keys per thread */
 #define PG_MKT_CACHE_BITS_MIN 4
 
 typedef struct {
