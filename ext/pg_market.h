@@ -12,8 +12,12 @@
  *    where a miss evaluates the curves (pg_curve_search + pg_curve_eval, the curve
  *    kernel's own pointwise functions), the escrowed level, the forward and the surface's
  *    expiry bracket (pg_surface_bracket) and stores them (or, in a cache already half
- *    full, writes them to the row's spare entry); a second vector loop reads the rows'
- *    entries. A cached value is the value the same T computes, so a row's bits depend
+ *    full, writes them to the row's spare entry); then the rows' entries are read into
+ *    block arrays once (pg_mkt_read). The keys have a dense array of their own (the probe
+ *    reads 8 bytes a slot, not a line of an entry); an entry is two aligned 64-byte lines,
+ *    read with AVX-512 eight rows at a time by whole-line loads and an 8 x 8 transposition
+ *    (gcc emulates gathers on this CPU: about a dozen scalar loads and inserts per field
+ *    and vector of rows). A cached value is the value the same T computes, so a row's bits depend
  *    neither on the cache, nor on its place in the batch, nor on the thread split.
  * 2. Then the vol of each row at its own strike, at the cached bracket: grids and SABR
  *    through the surface kernel's own functions (pg_surface_point_in), so the vol is the
@@ -37,7 +41,10 @@
  *    prices and Greeks are the batch kernel's on the same columns within 1e-13 relative
  *    or 1e-15 of the column's largest value (1e-14 for vanna, volga, charm). Snapshot
  *    bench (1e6 rows, price + 5 Greeks, one thread, 2-core VM): 32.6-33.5 -> 28.8-31.7 ms
- *    (Market.price_black alone 27.3-27.8 -> 23.9-24.2 ms). Every sub-block is computed
+ *    (Market.price_black alone 27.3-27.8 -> 23.9-24.2 ms); then the key array, the
+ *    transposed entry reads and whole sub-blocks writing the batch's outputs in place (as
+ *    pg_black_block does): 29.6-31.7 -> 25.8-26.6 ms, 1.51-1.57x -> 1.34-1.36x flat
+ *    inline (Market.price_black alone about 25 -> 22 ms). Every sub-block is computed
  *    whole (padded), so a row's bits depend neither on its place nor on the measure set.
  */
 #ifndef PG_MARKET_H
@@ -55,7 +62,7 @@
 #include "pg_surfaces.h"
 
 #define PG_MKT_BLOCK 256
-#define PG_MKT_CACHE_BITS_MAX 12             /* at most 4096 entries, 192 KiB per thread */
+#define PG_MKT_CACHE_BITS_MAX 12             /* at most 4096 entries: 512 KiB and 32 KiB of keys per thread */
 #define PG_MKT_CACHE_BITS_MIN 4
 
 typedef struct {
@@ -69,9 +76,10 @@ typedef struct {
     const pg_surface *surf;   /* or NULL: no vols */
 } pg_market;
 
-/* What a row's expiry alone decides. */
+/* What a row's expiry alone decides: two 64-byte lines (the cache aligns them), the first
+ * the eight doubles of PG_MKT_D_*, the second v0, v1 and the three ints, so that a vector of
+ * rows reads its entries with whole-line loads and a transposition (pg_mkt_read). */
 typedef struct {
-    double t;                 /* the key (NaN: empty) */
     double r, q, level, fwd;
     double df, ds, sqrt_t;    /* exp(-r t), fwd / level, sqrt(t): the European kernel's per-expiry terms */
     double inv_fwd;           /* 1 / fwd: k = ln(K / fwd) = log(K inv_fwd) */
@@ -79,16 +87,26 @@ typedef struct {
     int bracket;              /* the surface's expiry bracket */
     int taken;                /* cash dividends paid by t */
     int svi_ok;               /* SVI: t and fwd valid, the surface usable */
+    int pad_[9];
 } pg_mkt_entry;
+_Static_assert(sizeof(pg_mkt_entry) == 128, "two 64-byte lines");
+
+/* The block arrays pg_mkt_read fills: doubles (the entry's order), then ints. */
+enum { PG_MKT_D_R, PG_MKT_D_Q, PG_MKT_D_LEVEL, PG_MKT_D_FWD, PG_MKT_D_DF, PG_MKT_D_DS,
+       PG_MKT_D_SQRT_T, PG_MKT_D_INV_FWD, PG_MKT_D_V0, PG_MKT_D_V1, PG_MKT_DOUBLES };
+enum { PG_MKT_I_BRACKET, PG_MKT_I_TAKEN, PG_MKT_I_SVI_OK, PG_MKT_INTS };
 
 /* An open-addressing (linear probing) cache of 2^bits entries (e: caller's storage of
  * pg_mkt_cache_size(bits) entries: the table, then PG_MKT_BLOCK spare entries for a block's
- * rows), filled to at most half: an expiry seen before is found; once half full, a new
- * expiry is computed without being stored. */
+ * rows, then the key array), filled to at most half: an expiry seen before is found; once
+ * half full, a new expiry is computed without being stored. The keys (expiries, NaN: empty)
+ * have their own dense array, so the probe of a block's rows reads 8 bytes a slot, not a
+ * line of an entry; key[2^bits] repeats key[0] (a probe's second slot without a wrap). */
 typedef struct {
     int bits;
     int used;
     pg_mkt_entry *e;
+    double *key;
 } pg_mkt_cache;
 
 /* Cache bits for a call of m rows: enough entries for the expiries m rows can hold, at
@@ -103,15 +121,18 @@ static inline int pg_mkt_cache_bits(ptrdiff_t m)
 /* Entries of a cache's storage. */
 static inline int pg_mkt_cache_size(int bits)
 {
-    return (1 << bits) + PG_MKT_BLOCK;
+    const int keys = (1 << bits) + 1;
+    return (1 << bits) + PG_MKT_BLOCK + 1  /* + 1: room to align the table to 64 bytes */
+           + (int)((keys * sizeof(double) + sizeof(pg_mkt_entry) - 1) / sizeof(pg_mkt_entry));
 }
 
 static inline void pg_mkt_cache_init(pg_mkt_cache *c, int bits, pg_mkt_entry *storage)
 {
     c->bits = bits;
     c->used = 0;
-    c->e = storage;
-    for (int i = 0; i < (1 << bits); i++) c->e[i].t = NAN;
+    c->e = (pg_mkt_entry *)(((uintptr_t)storage + 63) & ~(uintptr_t)63);
+    c->key = (double *)(c->e + (1 << bits) + PG_MKT_BLOCK);
+    for (int i = 0; i <= (1 << bits); i++) c->key[i] = NAN;
 }
 
 static inline unsigned pg_mkt_hash(double t, int bits)
@@ -133,7 +154,7 @@ static inline double pg_mkt_zero(const pg_curve *c, double t)
 
 static inline void pg_mkt_fill(const pg_market *M, double t, pg_mkt_entry *e)
 {
-    e->t = t;
+    memset(e, 0, sizeof *e);
     e->r = pg_mkt_zero(M->disc, t);
     e->q = (M->div != NULL) ? pg_mkt_zero(M->div, t) : 0.0;
     /* cash dividends with ex-time <= t (a NaN t takes none) */
@@ -177,10 +198,13 @@ static inline const pg_mkt_entry *pg_mkt_lookup(const pg_market *M, pg_mkt_cache
     unsigned h = pg_mkt_hash(t, c->bits);
     for (;;) {
         pg_mkt_entry *e = &c->e[h];
-        if (e->t == t) return e;
-        if (e->t != e->t) {  /* empty */
+        const double kh = c->key[h];
+        if (kh == t) return e;
+        if (kh != kh) {  /* empty */
             if (t == t && 2 * (c->used + 1) <= (1 << c->bits)) {
                 pg_mkt_fill(M, t, e);
+                c->key[h] = t;
+                if (h == 0) c->key[mask + 1] = t;
                 c->used++;
                 return e;
             }
@@ -202,15 +226,16 @@ static void pg_mkt_slots(const pg_market *M, pg_mkt_cache *cache, const double *
                          int *slot)
 {
     pg_mkt_entry *E = cache->e;
+    const double *key = cache->key;
     const int bits = cache->bits;
     const unsigned mask = (1u << bits) - 1u;
     int missed = 0;
     #pragma omp simd reduction(|:missed)
     for (int i = 0; i < m; i++) {
         const double t = T[i];
-        const unsigned h0 = pg_mkt_hash(t, bits), h1 = (h0 + 1u) & mask;
-        const int hit0 = (E[h0].t == t), hit1 = (E[h1].t == t);
-        slot[i] = hit0 ? (int)h0 : hit1 ? (int)h1 : -1;
+        const unsigned h0 = pg_mkt_hash(t, bits);
+        const int hit0 = (key[h0] == t), hit1 = (key[h0 + 1] == t);
+        slot[i] = hit0 ? (int)h0 : hit1 ? (int)((h0 + 1u) & mask) : -1;
         missed |= !(hit0 | hit1);
     }
     if (missed) {
@@ -220,15 +245,92 @@ static void pg_mkt_slots(const pg_market *M, pg_mkt_cache *cache, const double *
     }
 }
 
+#ifdef PG_SVI_PERMUTE
+/* a[j][l] -> a[l][j], 8 x 8 (three rounds of two-source lane shuffles) */
+static inline void pg_mkt_t8(pg_v8d *a)
+{
+    const pg_v8l lo1 = {0, 8, 2, 10, 4, 12, 6, 14}, hi1 = {1, 9, 3, 11, 5, 13, 7, 15};
+    const pg_v8l lo2 = {0, 1, 8, 9, 4, 5, 12, 13}, hi2 = {2, 3, 10, 11, 6, 7, 14, 15};
+    const pg_v8l lo4 = {0, 1, 2, 3, 8, 9, 10, 11}, hi4 = {4, 5, 6, 7, 12, 13, 14, 15};
+    pg_v8d u[8], v[8];
+    for (int j = 0; j < 8; j += 2) {
+        u[j] = __builtin_shuffle(a[j], a[j + 1], lo1);
+        u[j + 1] = __builtin_shuffle(a[j], a[j + 1], hi1);
+    }
+    for (int j = 0; j < 8; j += 4)
+        for (int h = 0; h < 2; h++) {
+            v[j + h] = __builtin_shuffle(u[j + h], u[j + h + 2], lo2);
+            v[j + h + 2] = __builtin_shuffle(u[j + h], u[j + h + 2], hi2);
+        }
+    for (int h = 0; h < 4; h++) {
+        a[h] = __builtin_shuffle(v[h], v[h + 4], lo4);
+        a[h + 4] = __builtin_shuffle(v[h], v[h + 4], hi4);
+    }
+}
+#endif
+
+/* The entries of rows [0, mp) of a block (mp a multiple of 8; a row from m on reads row
+ * m - 1's entry) into block arrays D[PG_MKT_D_*] and I[PG_MKT_I_*]. Copies only. With
+ * AVX-512, 8 rows at a time: each entry's two lines loaded whole, then transposed (instead
+ * of a gather, emulated with scalar loads, per field). */
+static void pg_mkt_read(const pg_mkt_entry *E, const int *slot, int m, int mp,
+                        double (*D)[PG_MKT_BLOCK], int (*I)[PG_MKT_BLOCK])
+{
+#ifdef PG_SVI_PERMUTE
+    for (int i = 0; i < mp; i += 8) {
+        pg_v8d a[8], b[8];
+        for (int l = 0; l < 8; l++) {
+            const char *p = (const char *)&E[slot[i + l < m ? i + l : m - 1]];
+            memcpy(&a[l], p, sizeof a[l]);
+            memcpy(&b[l], p + 64, sizeof b[l]);
+        }
+        pg_mkt_t8(a);
+        pg_mkt_t8(b);
+        for (int j = 0; j < 8; j++) memcpy(&D[j][i], &a[j], sizeof a[j]);
+        memcpy(&D[PG_MKT_D_V0][i], &b[0], sizeof b[0]);
+        memcpy(&D[PG_MKT_D_V1][i], &b[1], sizeof b[1]);
+        pg_v8l bt, ok;
+        memcpy(&bt, &b[2], sizeof bt);  /* bracket, taken */
+        memcpy(&ok, &b[3], sizeof ok);  /* svi_ok, pad */
+        const pg_v8i br = __builtin_convertvector(bt, pg_v8i);
+        const pg_v8i tk = __builtin_convertvector(bt >> 32, pg_v8i);
+        const pg_v8i sv = __builtin_convertvector(ok, pg_v8i);
+        memcpy(&I[PG_MKT_I_BRACKET][i], &br, sizeof br);
+        memcpy(&I[PG_MKT_I_TAKEN][i], &tk, sizeof tk);
+        memcpy(&I[PG_MKT_I_SVI_OK][i], &sv, sizeof sv);
+    }
+#else
+    #pragma omp simd
+    for (int i = 0; i < mp; i++) {
+        const pg_mkt_entry *e = &E[slot[i < m ? i : m - 1]];
+        D[PG_MKT_D_R][i] = e->r;
+        D[PG_MKT_D_Q][i] = e->q;
+        D[PG_MKT_D_LEVEL][i] = e->level;
+        D[PG_MKT_D_FWD][i] = e->fwd;
+        D[PG_MKT_D_DF][i] = e->df;
+        D[PG_MKT_D_DS][i] = e->ds;
+        D[PG_MKT_D_SQRT_T][i] = e->sqrt_t;
+        D[PG_MKT_D_INV_FWD][i] = e->inv_fwd;
+        D[PG_MKT_D_V0][i] = e->v0;
+        D[PG_MKT_D_V1][i] = e->v1;
+        I[PG_MKT_I_BRACKET][i] = e->bracket;
+        I[PG_MKT_I_TAKEN][i] = e->taken;
+        I[PG_MKT_I_SVI_OK][i] = e->svi_ok;
+    }
+#endif
+}
+
 /* SVI vols of rows [0, m) of a block (note 2) with expiries T, entries E[slot[i]] and
  * strikes K (NULL, or a K not > 0: at the forward): vol[i] (NaN where the surface gives
  * none: an entry that is not svi_ok, an infinite strike, a variance that is not finite) and
  * kk[i] = ln(K/F) (0 at the forward). Every loop runs over m padded to whole vectors with
  * stand-in rows, so a row's bits depend neither on its place nor on m. */
-static void pg_mkt_svi_vols(const pg_surface *S, const pg_mkt_entry *E, const int *slot,
-                            const double *T, const double *K, int m, double *vol, double *kk)
+static void pg_mkt_svi_vols(const pg_surface *S, const double (*D)[PG_MKT_BLOCK],
+                            const int (*I)[PG_MKT_BLOCK], const double *T, const double *K,
+                            int m, double *vol, double *kk)
 {
-    double x[PG_MKT_BLOCK] PG_SURF_ALIGNED, t_b[PG_MKT_BLOCK], V0[PG_MKT_BLOCK], V1[PG_MKT_BLOCK];
+    double x[PG_MKT_BLOCK] PG_SURF_ALIGNED, t_b[PG_MKT_BLOCK];
+    const double *V0 = D[PG_MKT_D_V0], *V1 = D[PG_MKT_D_V1];
     double P[PG_SVI_GATHERED][PG_SURF_BLOCK] PG_SURF_ALIGNED;
     int c[PG_MKT_BLOCK], good[PG_MKT_BLOCK], at_f[PG_MKT_BLOCK];
     const int mp = (m + PG_SURF_VECTOR - 1) / PG_SURF_VECTOR * PG_SURF_VECTOR;
@@ -236,17 +338,14 @@ static void pg_mkt_svi_vols(const pg_surface *S, const pg_mkt_entry *E, const in
     #pragma omp simd
     for (int i = 0; i < mp; i++) {
         const int r = i < m ? i : m - 1;
-        const pg_mkt_entry *e = &E[slot[r]];
         const double ki = x[i];
         const int f = !(ki > 0.0);
-        const int ok = e->svi_ok & (f | (ki <= PG_DBL_MAX));
+        const int ok = I[PG_MKT_I_SVI_OK][i] & (f | (ki <= PG_DBL_MAX));
         good[i] = ok;
         at_f[i] = f;
-        c[i] = ok ? e->bracket : 0;
-        V0[i] = e->v0;
-        V1[i] = e->v1;
+        c[i] = ok ? I[PG_MKT_I_BRACKET][i] : 0;
         t_b[i] = ok ? T[r] : 0.0;
-        x[i] = (ok & !f) ? ki * e->inv_fwd : 1.0;
+        x[i] = (ok & !f) ? ki * D[PG_MKT_D_INV_FWD][i] : 1.0;
     }
     #pragma omp simd aligned(x : 64)
     for (int i = 0; i < mp; i++) x[i] = log(x[i]);
@@ -280,22 +379,19 @@ static int pg_market_block(const pg_market *M, pg_mkt_cache *cache, const double
                            const double *K, int m, double *level, double *rate, double *q,
                            double *vol)
 {
-    double F[PG_MKT_BLOCK];
-    int br[PG_MKT_BLOCK];
+    PG_SURF_ALIGNED double D[PG_MKT_DOUBLES][PG_MKT_BLOCK];
+    PG_SURF_ALIGNED int I[PG_MKT_INTS][PG_MKT_BLOCK];
     int slot[PG_MKT_BLOCK];
     int most = 0;
     pg_mkt_slots(M, cache, T, m, slot);
-    const pg_mkt_entry *E = cache->e;
+    pg_mkt_read(cache->e, slot, m, (m + 7) / 8 * 8, D, I);
+    const double *F = D[PG_MKT_D_FWD];
+    const int *br = I[PG_MKT_I_BRACKET];
+    memcpy(rate, D[PG_MKT_D_R], (size_t)m * sizeof(double));
+    memcpy(q, D[PG_MKT_D_Q], (size_t)m * sizeof(double));
+    memcpy(level, D[PG_MKT_D_LEVEL], (size_t)m * sizeof(double));
     #pragma omp simd reduction(max:most)
-    for (int i = 0; i < m; i++) {
-        const pg_mkt_entry *e = &E[slot[i]];
-        rate[i] = e->r;
-        q[i] = e->q;
-        level[i] = e->level;
-        F[i] = e->fwd;
-        br[i] = e->bracket;
-        most = e->taken > most ? e->taken : most;
-    }
+    for (int i = 0; i < m; i++) most = I[PG_MKT_I_TAKEN][i] > most ? I[PG_MKT_I_TAKEN][i] : most;
     if (vol == NULL) return most;
     const pg_surface *S = M->surf;
     const int surface_bad = (S->bad != 0 || S->n < 1 || (S->kind == PG_SURF_GRID && S->p < 1));
@@ -304,7 +400,8 @@ static int pg_market_block(const pg_market *M, pg_mkt_cache *cache, const double
         if (surface_bad)  /* (a bad surface may have no slices to read) */
             for (int i = 0; i < m; i++) vol[i] = NAN;
         else
-            pg_mkt_svi_vols(S, E, slot, T, K, m, vol, NULL);
+            pg_mkt_svi_vols(S, (const double (*)[PG_MKT_BLOCK])D, (const int (*)[PG_MKT_BLOCK])I,
+                            T, K, m, vol, NULL);
         return most;
     }
     for (int i = 0; i < m; i++) {
@@ -393,7 +490,7 @@ typedef struct {
  * loops). Its own function: inlined beside the fused loops, it kept them from vectorising.
  * Returns 1 when some row failed. */
 PG_INLINE int pg_mkt_black_general(const int model, const pg_mkt_rows *a, const int *measures,
-                                   int k, double *ob, double *price)
+                                   int k, double *ob, ptrdiff_t ld, double *price)
 {
     enum { B = PG_BLACK_BLOCK };
     const int *type = a->type;
@@ -430,7 +527,7 @@ PG_INLINE int pg_mkt_black_general(const int model, const pg_mkt_rows *a, const 
         b->price[i] = tp;
     }
     for (int j = 0; j < k; j++) {
-        double *o = ob + j * B;
+        double *o = ob + j * ld;
         switch (measures[j]) {
         case PG_MEASURE_PRICE:        PG_BLACK_MEASURE_LOOP(pg_black_price); break;
         case PG_MEASURE_DELTA:        PG_BLACK_MEASURE_LOOP(pg_black_delta); break;
@@ -449,24 +546,26 @@ PG_INLINE int pg_mkt_black_general(const int model, const pg_mkt_rows *a, const 
 }
 
 __attribute__((noinline)) static int pg_mkt_black_general_bsm(const pg_mkt_rows *a, const int *measures,
-                                                               int k, double *ob, double *price)
+                                                               int k, double *ob, ptrdiff_t ld,
+                                                               double *price)
 {
-    return pg_mkt_black_general(PG_MODEL_BSM, a, measures, k, ob, price);
+    return pg_mkt_black_general(PG_MODEL_BSM, a, measures, k, ob, ld, price);
 }
 
 __attribute__((noinline)) static int pg_mkt_black_general_black76(const pg_mkt_rows *a,
                                                                    const int *measures, int k,
-                                                                   double *ob, double *price)
+                                                                   double *ob, ptrdiff_t ld,
+                                                                   double *price)
 {
-    return pg_mkt_black_general(PG_MODEL_BLACK76, a, measures, k, ob, price);
+    return pg_mkt_black_general(PG_MODEL_BLACK76, a, measures, k, ob, ld, price);
 }
 
-/* The measures of a full (padded) sub-block into ob (k x PG_BLACK_BLOCK) and status st;
+/* The measures of a full (padded) sub-block into ob (measure j at ob + j ld) and status st;
  * returns 1 when some row failed. The common sets are computed in the terms loop, any
  * other one measure per loop; a row's values are the same either way (the same terms,
  * every row in the main vector loop). */
 PG_INLINE int pg_mkt_black_rows(const int model, const pg_mkt_rows *a, const int *measures,
-                                int k, int set, double *ob, int *st)
+                                int k, int set, double *ob, ptrdiff_t ld, int *st)
 {
     enum { B = PG_BLACK_BLOCK };
     PG_ALIGNED double price[B];
@@ -474,7 +573,7 @@ PG_INLINE int pg_mkt_black_rows(const int model, const pg_mkt_rows *a, const int
     const double *K = a->K, *T = a->T, *L = a->L, *r = a->r, *q = a->q, *vol = a->vol;
     const double *F = a->F, *DF = a->DF, *ds = a->ds, *sq = a->sq, *x = a->x;
     double *op[PG_MEASURE_MAX + 1] = {0};
-    for (int j = 0; j < k; j++) op[measures[j]] = ob + j * B;
+    for (int j = 0; j < k; j++) op[measures[j]] = ob + j * ld;
     double *const o1 = op[PG_MEASURE_PRICE], *const o2 = op[PG_MEASURE_DELTA];
     double *const o3 = op[PG_MEASURE_GAMMA], *const o4 = op[PG_MEASURE_VEGA];
     double *const o5 = op[PG_MEASURE_THETA], *const o6 = op[PG_MEASURE_RHO];
@@ -488,8 +587,8 @@ PG_INLINE int pg_mkt_black_rows(const int model, const pg_mkt_rows *a, const int
                           PG_MKT_FUSED(o3, pg_black_gamma); PG_MKT_FUSED(o4, pg_black_vega);
                           PG_MKT_FUSED(o5, pg_black_theta); PG_MKT_FUSED(o6, pg_black_rho););
     } else {
-        bad = (model == PG_MODEL_BSM) ? pg_mkt_black_general_bsm(a, measures, k, ob, price)
-                                      : pg_mkt_black_general_black76(a, measures, k, ob, price);
+        bad = (model == PG_MODEL_BSM) ? pg_mkt_black_general_bsm(a, measures, k, ob, ld, price)
+                                      : pg_mkt_black_general_black76(a, measures, k, ob, ld, price);
     }
     if (!bad) {
         memset(st, 0, B * sizeof(int));
@@ -498,25 +597,25 @@ PG_INLINE int pg_mkt_black_rows(const int model, const pg_mkt_rows *a, const int
     for (int i = 0; i < B; i++) {  /* rare: name each row's failure, NaN its outputs */
         int s = pg_black_row_status(model, type[i], K[i], T[i], L[i], r[i], q[i], vol[i], F[i],
                                     DF[i], price[i]);
-        for (int j = 0; j < k; j++) s |= (s == 0 && !pg_finite(ob[j * B + i])) ? PG_NOT_FINITE : 0;
+        for (int j = 0; j < k; j++) s |= (s == 0 && !pg_finite(ob[j * ld + i])) ? PG_NOT_FINITE : 0;
         st[i] = s;
         if (s)
-            for (int j = 0; j < k; j++) ob[j * B + i] = NAN;
+            for (int j = 0; j < k; j++) ob[j * ld + i] = NAN;
     }
     return 1;
 }
 
 /* The two instances (the model a compile-time constant in each, as in pg_black.h). */
 static int pg_mkt_black_rows_bsm(const pg_mkt_rows *a, const int *measures, int k, int set,
-                                 double *ob, int *st)
+                                 double *ob, ptrdiff_t ld, int *st)
 {
-    return pg_mkt_black_rows(PG_MODEL_BSM, a, measures, k, set, ob, st);
+    return pg_mkt_black_rows(PG_MODEL_BSM, a, measures, k, set, ob, ld, st);
 }
 
 static int pg_mkt_black_rows_black76(const pg_mkt_rows *a, const int *measures, int k, int set,
-                                     double *ob, int *st)
+                                     double *ob, ptrdiff_t ld, int *st)
 {
-    return pg_mkt_black_rows(PG_MODEL_BLACK76, a, measures, k, set, ob, st);
+    return pg_mkt_black_rows(PG_MODEL_BLACK76, a, measures, k, set, ob, ld, st);
 }
 
 /* 1 when pg_mkt_black_svi prices a call: an SVI surface that passed its checks, the
@@ -545,35 +644,29 @@ static ptrdiff_t pg_mkt_black_svi(const pg_market *M, pg_mkt_cache *cache, int m
                                   double *vol_out, int *most)
 {
     enum { B = PG_BLACK_BLOCK };
-    PG_ALIGNED double L[PG_MKT_BLOCK], R[PG_MKT_BLOCK], Q[PG_MKT_BLOCK], V[PG_MKT_BLOCK],
-        F[PG_MKT_BLOCK], DF[PG_MKT_BLOCK], DS[PG_MKT_BLOCK], SQ[PG_MKT_BLOCK], X[PG_MKT_BLOCK];
+    PG_ALIGNED double D[PG_MKT_DOUBLES][PG_MKT_BLOCK], V[PG_MKT_BLOCK], X[PG_MKT_BLOCK];
+    PG_ALIGNED int I[PG_MKT_INTS][PG_MKT_BLOCK];
+    double *const L = D[PG_MKT_D_LEVEL], *const R = D[PG_MKT_D_R], *const Q = D[PG_MKT_D_Q];
+    double *const F = D[PG_MKT_D_FWD], *const DF = D[PG_MKT_D_DF], *const DS = D[PG_MKT_D_DS];
+    double *const SQ = D[PG_MKT_D_SQRT_T];
     PG_ALIGNED double Kp[B], Tp[B], o[PG_BLACK_PAD_MEASURES * B];
     PG_ALIGNED int typ[B], st[B];
     int slot[PG_MKT_BLOCK];
     const double *Kb = K + start, *Tb = T + start;
     pg_mkt_slots(M, cache, Tb, m, slot);
-    const pg_mkt_entry *E = cache->e;
+    const int mp = (m + B - 1) / B * B;
+    pg_mkt_read(cache->e, slot, m, mp, D, I);  /* rows from m on: stand-ins, copies of the last */
     int mo = 0;
     #pragma omp simd reduction(max:mo)
-    for (int i = 0; i < m; i++) {
-        const pg_mkt_entry *e = &E[slot[i]];
-        R[i] = e->r;
-        Q[i] = e->q;
-        L[i] = e->level;
-        F[i] = e->fwd;
-        DF[i] = e->df;
-        DS[i] = e->ds;
-        SQ[i] = e->sqrt_t;
-        mo = e->taken > mo ? e->taken : mo;
-    }
+    for (int i = 0; i < m; i++) mo = I[PG_MKT_I_TAKEN][i] > mo ? I[PG_MKT_I_TAKEN][i] : mo;
     *most = mo;
-    pg_mkt_svi_vols(M->surf, E, slot, Tb, Kb, m, V, X);
+    pg_mkt_svi_vols(M->surf, (const double (*)[PG_MKT_BLOCK])D, (const int (*)[PG_MKT_BLOCK])I,
+                    Tb, Kb, m, V, X);
     #pragma omp simd
     for (int i = 0; i < m; i++) X[i] = -X[i];  /* ln(F/K) */
-    const int mp = (m + B - 1) / B * B;
     for (int i = m; i < mp; i++) {  /* stand-ins: copies of the last row */
-        L[i] = L[m - 1]; R[i] = R[m - 1]; Q[i] = Q[m - 1]; V[i] = V[m - 1]; F[i] = F[m - 1];
-        DF[i] = DF[m - 1]; DS[i] = DS[m - 1]; SQ[i] = SQ[m - 1]; X[i] = X[m - 1];
+        V[i] = V[m - 1];
+        X[i] = X[m - 1];
     }
     int set = 0;
     for (int j = 0; j < k; j++) set |= ((set >> measures[j]) & 1) ? (1 << 30) : (1 << measures[j]);
@@ -598,16 +691,24 @@ static ptrdiff_t pg_mkt_black_svi(const pg_market *M, pg_mkt_cache *cache, int m
         }
         /* the outputs of the next sub-block (as pg_black_block does) */
         for (int j = 0; j < k; j++) pg_prefetch(out + j * ldo + row + B, B * sizeof(double), 1);
+        /* a whole sub-block writes the batch's outputs in place; the last, partial one its
+         * own block arrays, copied */
+        const int whole = (mb == B);
+        double *const ob = whole ? out + row : o;
+        const ptrdiff_t ld = whole ? ldo : B;
+        int *const sb = whole ? status + row : st;
         const int failed = (model == PG_MODEL_BSM)
-                               ? pg_mkt_black_rows_bsm(&a, measures, k, set, o, st)
-                               : pg_mkt_black_rows_black76(&a, measures, k, set, o, st);
-        for (int j = 0; j < k; j++) memcpy(out + j * ldo + row, o + j * B, (size_t)mb * sizeof(double));
-        memcpy(status + row, st, (size_t)mb * sizeof(int));
+                               ? pg_mkt_black_rows_bsm(&a, measures, k, set, ob, ld, sb)
+                               : pg_mkt_black_rows_black76(&a, measures, k, set, ob, ld, sb);
+        if (!whole) {
+            for (int j = 0; j < k; j++) memcpy(out + j * ldo + row, o + j * B, (size_t)mb * sizeof(double));
+            memcpy(status + row, st, (size_t)mb * sizeof(int));
+        }
         if (forward) memcpy(forward + row, F + b, (size_t)mb * sizeof(double));
         if (df) memcpy(df + row, DF + b, (size_t)mb * sizeof(double));
         if (failed) {
             for (int i = 0; i < mb; i++) {
-                if (st[i] == 0) continue;
+                if (sb[i] == 0) continue;
                 nbad++;
                 if (forward) forward[row + i] = NAN;
                 if (df) df[row + i] = NAN;
