@@ -323,11 +323,12 @@ static void pg_mkt_read(const pg_mkt_entry *E, const int *slot, int m, int mp,
 /* SVI vols of rows [0, m) of a block (note 2) with expiries T, entries E[slot[i]] and
  * strikes K (NULL, or a K not > 0: at the forward): vol[i] (NaN where the surface gives
  * none: an entry that is not svi_ok, an infinite strike, a variance that is not finite) and
- * kk[i] = ln(K/F) (0 at the forward). Every loop runs over m padded to whole vectors with
- * stand-in rows, so a row's bits depend neither on its place nor on m. */
+ * x[i] = ln(F/K) (0 at the forward), written in place: vol and x hold m rounded up to
+ * whole vectors (the rows from m on get stand-ins). Every loop runs over m padded to whole
+ * vectors with stand-in rows, so a row's bits depend neither on its place nor on m. */
 static void pg_mkt_svi_vols(const pg_surface *S, const double (*D)[PG_MKT_BLOCK],
                             const int (*I)[PG_MKT_BLOCK], const double *T, const double *K,
-                            int m, double *vol, double *kk)
+                            int m, double *vol, double *lnfk)
 {
     double x[PG_MKT_BLOCK] PG_SURF_ALIGNED, t_b[PG_MKT_BLOCK];
     const double *V0 = D[PG_MKT_D_V0], *V1 = D[PG_MKT_D_V1];
@@ -363,11 +364,9 @@ static void pg_mkt_svi_vols(const pg_surface *S, const double (*D)[PG_MKT_BLOCK]
         const double u = V0[i] * (w0 > 0.0 ? w0 : 0.0) + V1[i] * (w1 > 0.0 ? w1 : 0.0);
         const double v = sqrt(u);
         const int ok = good[i] & pg_finite(v) & pg_finite(u * t_b[i]);
-        x[i] = ok ? v : NAN;
-        t_b[i] = k;
+        vol[i] = ok ? v : NAN;
+        lnfk[i] = -k;
     }
-    memcpy(vol, x, (size_t)m * sizeof(double));
-    if (kk) memcpy(kk, t_b, (size_t)m * sizeof(double));
 }
 
 /* Rows [0, m) of a block, m <= PG_MKT_BLOCK, every pointer at the block's first row:
@@ -397,11 +396,14 @@ static int pg_market_block(const pg_market *M, pg_mkt_cache *cache, const double
     const int surface_bad = (S->bad != 0 || S->n < 1 || (S->kind == PG_SURF_GRID && S->p < 1));
     const int needs_f = !(S->kind == PG_SURF_GRID && S->axis == PG_AXIS_STRIKE);
     if (S->kind == PG_SURF_SVI) {
-        if (surface_bad)  /* (a bad surface may have no slices to read) */
+        if (surface_bad) {  /* (a bad surface may have no slices to read) */
             for (int i = 0; i < m; i++) vol[i] = NAN;
-        else
+        } else {
+            PG_SURF_ALIGNED double v[PG_MKT_BLOCK], x[PG_MKT_BLOCK];
             pg_mkt_svi_vols(S, (const double (*)[PG_MKT_BLOCK])D, (const int (*)[PG_MKT_BLOCK])I,
-                            T, K, m, vol, NULL);
+                            T, K, m, v, x);
+            memcpy(vol, v, (size_t)m * sizeof(double));
+        }
         return most;
     }
     for (int i = 0; i < m; i++) {
@@ -662,8 +664,6 @@ static ptrdiff_t pg_mkt_black_svi(const pg_market *M, pg_mkt_cache *cache, int m
     *most = mo;
     pg_mkt_svi_vols(M->surf, (const double (*)[PG_MKT_BLOCK])D, (const int (*)[PG_MKT_BLOCK])I,
                     Tb, Kb, m, V, X);
-    #pragma omp simd
-    for (int i = 0; i < m; i++) X[i] = -X[i];  /* ln(F/K) */
     for (int i = m; i < mp; i++) {  /* stand-ins: copies of the last row */
         V[i] = V[m - 1];
         X[i] = X[m - 1];
