@@ -216,12 +216,19 @@ static inline const pg_mkt_entry *pg_mkt_lookup(const pg_market *M, pg_mkt_cache
     return spare;
 }
 
+#ifdef PG_SVI_PERMUTE
+typedef double pg_v2d __attribute__((vector_size(16)));
+typedef double pg_v4d __attribute__((vector_size(32)));
+typedef unsigned long long pg_v8u __attribute__((vector_size(64)));
+#endif
+
 /* The cache entries of rows [0, m) of a block: slot[i] indexes cache->e (the table, or
  * row i's spare entry after it). The first two slots of each row's probe sequence are
- * compared in a vector loop; the rows not found there (a miss, or an expiry further along
- * its probe sequence) go through pg_mkt_lookup, their entry filled in the cache or in the
- * row's spare entry. Every row gets the entry of its own t: the same numbers wherever it
- * is found. */
+ * compared in a vector loop (with AVX-512, a row's two keys are one 16-byte load, not an
+ * element of two emulated gathers); the rows not found there (a miss, or an expiry further
+ * along its probe sequence) go through pg_mkt_lookup, their entry filled in the cache or
+ * in the row's spare entry. Every row gets the entry of its own t: the same numbers
+ * wherever it is found. */
 static void pg_mkt_slots(const pg_market *M, pg_mkt_cache *cache, const double *T, int m,
                          int *slot)
 {
@@ -229,9 +236,37 @@ static void pg_mkt_slots(const pg_market *M, pg_mkt_cache *cache, const double *
     const double *key = cache->key;
     const int bits = cache->bits;
     const unsigned mask = (1u << bits) - 1u;
-    int missed = 0;
+    int missed = 0, i0 = 0;
+#ifdef PG_SVI_PERMUTE
+    const pg_v8l ones = {-1, -1, -1, -1, -1, -1, -1, -1};
+    pg_v8l miss = ones ^ ones;
+    for (; i0 + 8 <= m; i0 += 8) {
+        pg_v8d t;
+        pg_v8u b;
+        memcpy(&t, T + i0, sizeof t);
+        memcpy(&b, T + i0, sizeof b);
+        const pg_v8u h = (b * 0x9E3779B97F4A7C15ull) >> (64 - bits);  /* pg_mkt_hash */
+        pg_v2d p[8];
+        for (int l = 0; l < 8; l++) memcpy(&p[l], key + h[l], sizeof p[l]);
+        const pg_v4d q0 = __builtin_shufflevector(p[0], p[1], 0, 1, 2, 3);
+        const pg_v4d q1 = __builtin_shufflevector(p[2], p[3], 0, 1, 2, 3);
+        const pg_v4d q2 = __builtin_shufflevector(p[4], p[5], 0, 1, 2, 3);
+        const pg_v4d q3 = __builtin_shufflevector(p[6], p[7], 0, 1, 2, 3);
+        const pg_v8d lo = __builtin_shufflevector(q0, q1, 0, 1, 2, 3, 4, 5, 6, 7);
+        const pg_v8d hi = __builtin_shufflevector(q2, q3, 0, 1, 2, 3, 4, 5, 6, 7);
+        const pg_v8d k0 = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+        const pg_v8d k1 = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+        const pg_v8l hit0 = (k0 == t), hit1 = (k1 == t) & ~hit0;  /* true: -1 */
+        const pg_v8l h0 = (pg_v8l)h, h1 = (h0 + 1) & (pg_v8l)(ones & mask);
+        const pg_v8l s = (hit0 & h0) | (hit1 & h1) | ~(hit0 | hit1);  /* -1: not found */
+        const pg_v8i si = __builtin_convertvector(s, pg_v8i);
+        memcpy(slot + i0, &si, sizeof si);
+        miss |= ~(hit0 | hit1);
+    }
+    for (int l = 0; l < 8; l++) missed |= (miss[l] != 0);
+#endif
     #pragma omp simd reduction(|:missed)
-    for (int i = 0; i < m; i++) {
+    for (int i = i0; i < m; i++) {
         const double t = T[i];
         const unsigned h0 = pg_mkt_hash(t, bits);
         const int hit0 = (key[h0] == t), hit1 = (key[h0 + 1] == t);
