@@ -690,6 +690,9 @@ static ptrdiff_t pg_mkt_black_svi(const pg_market *M, pg_mkt_cache *cache, int m
     PG_ALIGNED int typ[B], st[B];
     int slot[PG_MKT_BLOCK];
     const double *Kb = K + start, *Tb = T + start;
+    /* the block's strikes and types, read after the probe and the entries */
+    pg_prefetch(Kb, (size_t)m * sizeof(double), 0);
+    if (!type_bcast) pg_prefetch(type + start, (size_t)m * sizeof(int), 0);
     pg_mkt_slots(M, cache, Tb, m, slot);
     const int mp = (m + B - 1) / B * B;
     pg_mkt_read(cache->e, slot, m, mp, D, I);  /* rows from m on: stand-ins, copies of the last */
