@@ -273,10 +273,16 @@ static void pg_mkt_slots(const pg_market *M, pg_mkt_cache *cache, const double *
         slot[i] = hit0 ? (int)h0 : hit1 ? (int)((h0 + 1u) & mask) : -1;
         missed |= !(hit0 | hit1);
     }
-    if (missed) {
+    if (missed) {  /* the rows 8 at a time, skipped when no slot is negative */
         pg_mkt_entry *spare = E + (1 << bits);
-        for (int i = 0; i < m; i++)
-            if (slot[i] < 0) slot[i] = (int)(pg_mkt_lookup(M, cache, T[i], spare + i) - E);
+        for (int g = 0; g < m; g += 8) {
+            const int e = (m - g < 8) ? m : g + 8;
+            int any = 0;
+            for (int i = g; i < e; i++) any |= slot[i];
+            if (any >= 0) continue;
+            for (int i = g; i < e; i++)
+                if (slot[i] < 0) slot[i] = (int)(pg_mkt_lookup(M, cache, T[i], spare + i) - E);
+        }
     }
 }
 
