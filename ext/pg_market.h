@@ -8,10 +8,10 @@
  *    distinct expiries than rows (listed expiry dates). So a block of rows first looks its
  *    expiries up in a cache keyed by the bits of T (open addressing, linear probing): a
  *    vector loop hashes every row's T and compares the first two slots of its probe
- *    sequence (no branch per row); the rows not found there go through the scalar probe,
- *    where a miss evaluates the curves (pg_curve_search + pg_curve_eval, the curve
- *    kernel's own pointwise functions), the escrowed level, the forward and the surface's
- *    expiry bracket (pg_surface_bracket) and stores them (or, in a cache already half
+ *    sequence (one 16-byte load a row, no branch); the rows not found there go through
+ *    the scalar probe, where a miss evaluates the curves (pg_curve_search +
+ *    pg_curve_eval, the curve kernel's own pointwise functions), the escrowed level, the
+ *    forward and the surface's expiry bracket (pg_surface_bracket) and stores them (or, in a cache already half
  *    full, writes them to the row's spare entry); then the rows' entries are read into
  *    block arrays once (pg_mkt_read). The keys have a dense array of their own (the probe
  *    reads 8 bytes a slot, not a line of an entry); an entry is two aligned 64-byte lines,
@@ -44,8 +44,14 @@
  *    (Market.price_black alone 27.3-27.8 -> 23.9-24.2 ms); then the key array, the
  *    transposed entry reads and whole sub-blocks writing the batch's outputs in place (as
  *    pg_black_block does): 29.6-31.7 -> 25.8-26.6 ms, 1.51-1.57x -> 1.34-1.36x flat
- *    inline (Market.price_black alone about 25 -> 22 ms). Every sub-block is computed
- *    whole (padded), so a row's bits depend neither on its place nor on the measure set.
+ *    inline (Market.price_black alone about 25 -> 22 ms); then the probe's 16-byte key
+ *    loads, the SVI step writing the one pass's arrays in place, the strikes and types
+ *    prefetched and blocks of 128 rows: Market.price_black alone 21.6-24.5 -> 20.7-22.8 ms
+ *    (medians 22.2 -> 20.8, five alternations), the bench 25.9-27.3 -> 25.3-27.1 ms
+ *    (medians of six 26.3 -> 25.9), 1.35-1.37x -> 1.30-1.37x (besides runs whose flat
+ *    calls were slow: one before at 1.23x, two after at 1.22-1.23x).
+ *    Every sub-block is computed whole (padded), so a row's bits depend neither on its
+ *    place nor on the measure set.
  */
 #ifndef PG_MARKET_H
 #define PG_MARKET_H
