@@ -11,8 +11,8 @@
  *    sequence (one 16-byte load a row, no branch); the rows not found there go through
  *    the scalar probe, where a miss evaluates the curves (pg_curve_search +
  *    pg_curve_eval, the curve kernel's own pointwise functions), the escrowed level, the
- *    forward and the surface's expiry bracket (pg_surface_bracket) and stores them (or, in a cache already half
- *    full, writes them to the row's spare entry); then the rows' entries are read into
+ *    forward and the surface's expiry bracket (pg_surface_bracket) and stores them (or,
+ *    in a cache already half full, writes them to the row's spare entry); then the rows' entries are read into
  *    block arrays once (pg_mkt_read). The keys have a dense array of their own (the probe
  *    reads 8 bytes a slot, not a line of an entry); an entry is two aligned 64-byte lines,
  *    read with AVX-512 eight rows at a time by whole-line loads and an 8 x 8 transposition
