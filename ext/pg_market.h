@@ -12,13 +12,14 @@
  *    the scalar probe, where a miss evaluates the curves (pg_curve_search +
  *    pg_curve_eval, the curve kernel's own pointwise functions), the escrowed level, the
  *    forward and the surface's expiry bracket (pg_surface_bracket) and stores them (or,
- *    in a cache already half full, writes them to the row's spare entry); then the rows' entries are read into
- *    block arrays once (pg_mkt_read). The keys have a dense array of their own (the probe
- *    reads 8 bytes a slot, not a line of an entry); an entry is two aligned 64-byte lines,
- *    read with AVX-512 eight rows at a time by whole-line loads and an 8 x 8 transposition
- *    (gcc emulates gathers on this CPU: about a dozen scalar loads and inserts per field
- *    and vector of rows). A cached value is the value the same T computes, so a row's bits depend
- *    neither on the cache, nor on its place in the batch, nor on the thread split.
+ *    in a cache already half full, writes them to the row's spare entry); then the rows'
+ *    entries are read into block arrays once (pg_mkt_read). The keys have a dense array of
+ *    their own (the probe reads 8 bytes a slot, not a line of an entry); an entry is two
+ *    aligned 64-byte lines, read with AVX-512 eight rows at a time by whole-line loads and
+ *    an 8 x 8 transposition (gcc emulates gathers on this CPU: about a dozen scalar loads
+ *    and inserts per field and vector of rows). A cached value is the value the same T
+ *    computes, so a row's bits depend neither on the cache, nor on its place in the batch,
+ *    nor on the thread split.
  * 2. Then the vol of each row at its own strike, at the cached bracket: grids and SABR
  *    through the surface kernel's own functions (pg_surface_point_in), so the vol is the
  *    one EvaluateSurface gives at (T, K, F), bit for bit. SVI through pg_mkt_svi_vols: the
