@@ -474,6 +474,23 @@ PG_INLINE pg_black_terms pg_black_load(const int model, const pg_black_buffers *
         }                                                                \
     } while (0)
 
+/* Measure ``code`` over the block through PG_BLACK_MEASURE_LOOP (the names it uses: model,
+ * b, m, o, nonfinite); one dispatch for this kernel and the snapshot path's one pass. */
+#define PG_BLACK_MEASURE_SWITCH(code)                                                  \
+    switch (code) {                                                                    \
+    case PG_MEASURE_PRICE:        PG_BLACK_MEASURE_LOOP(pg_black_price); break;        \
+    case PG_MEASURE_DELTA:        PG_BLACK_MEASURE_LOOP(pg_black_delta); break;        \
+    case PG_MEASURE_GAMMA:        PG_BLACK_MEASURE_LOOP(pg_black_gamma); break;        \
+    case PG_MEASURE_VEGA:         PG_BLACK_MEASURE_LOOP(pg_black_vega); break;         \
+    case PG_MEASURE_THETA:        PG_BLACK_MEASURE_LOOP(pg_black_theta); break;        \
+    case PG_MEASURE_RHO:          PG_BLACK_MEASURE_LOOP(pg_black_rho); break;          \
+    case PG_MEASURE_DIVIDEND_RHO: PG_BLACK_MEASURE_LOOP(pg_black_dividend_rho); break; \
+    case PG_MEASURE_VANNA:        PG_BLACK_MEASURE_LOOP(pg_black_vanna); break;        \
+    case PG_MEASURE_VOLGA:        PG_BLACK_MEASURE_LOOP(pg_black_volga); break;        \
+    case PG_MEASURE_CHARM:        PG_BLACK_MEASURE_LOOP(pg_black_charm); break;        \
+    default:                      break;  /* the caller validates the codes */         \
+    }
+
 /* The checks of pg_check_inputs and pg_check_vol that are not finiteness: a known option
  * type, time >= 0, vol > 0, and strike, underlying > 0 except for Bachelier (a NaN fails
  * them). With the finiteness of every input, pg_check_inputs | pg_check_vol == 0. */
@@ -647,19 +664,7 @@ PG_INLINE ptrdiff_t pg_black_block_impl(const int model, const pg_black_inputs *
 
     for (int j = 0; j < k; j++) {
         double *o = out + j * ldo + start;
-        switch (measures[j]) {
-        case PG_MEASURE_PRICE:        PG_BLACK_MEASURE_LOOP(pg_black_price); break;
-        case PG_MEASURE_DELTA:        PG_BLACK_MEASURE_LOOP(pg_black_delta); break;
-        case PG_MEASURE_GAMMA:        PG_BLACK_MEASURE_LOOP(pg_black_gamma); break;
-        case PG_MEASURE_VEGA:         PG_BLACK_MEASURE_LOOP(pg_black_vega); break;
-        case PG_MEASURE_THETA:        PG_BLACK_MEASURE_LOOP(pg_black_theta); break;
-        case PG_MEASURE_RHO:          PG_BLACK_MEASURE_LOOP(pg_black_rho); break;
-        case PG_MEASURE_DIVIDEND_RHO: PG_BLACK_MEASURE_LOOP(pg_black_dividend_rho); break;
-        case PG_MEASURE_VANNA:        PG_BLACK_MEASURE_LOOP(pg_black_vanna); break;
-        case PG_MEASURE_VOLGA:        PG_BLACK_MEASURE_LOOP(pg_black_volga); break;
-        case PG_MEASURE_CHARM:        PG_BLACK_MEASURE_LOOP(pg_black_charm); break;
-        default:                      break;  /* the caller validates the codes */
-        }
+        PG_BLACK_MEASURE_SWITCH(measures[j]);
     }
     }  /* general path */
 

@@ -578,19 +578,7 @@ PG_INLINE int pg_mkt_black_general(const int model, const pg_mkt_rows *a, const 
     }
     for (int j = 0; j < k; j++) {
         double *o = ob + j * ld;
-        switch (measures[j]) {
-        case PG_MEASURE_PRICE:        PG_BLACK_MEASURE_LOOP(pg_black_price); break;
-        case PG_MEASURE_DELTA:        PG_BLACK_MEASURE_LOOP(pg_black_delta); break;
-        case PG_MEASURE_GAMMA:        PG_BLACK_MEASURE_LOOP(pg_black_gamma); break;
-        case PG_MEASURE_VEGA:         PG_BLACK_MEASURE_LOOP(pg_black_vega); break;
-        case PG_MEASURE_THETA:        PG_BLACK_MEASURE_LOOP(pg_black_theta); break;
-        case PG_MEASURE_RHO:          PG_BLACK_MEASURE_LOOP(pg_black_rho); break;
-        case PG_MEASURE_DIVIDEND_RHO: PG_BLACK_MEASURE_LOOP(pg_black_dividend_rho); break;
-        case PG_MEASURE_VANNA:        PG_BLACK_MEASURE_LOOP(pg_black_vanna); break;
-        case PG_MEASURE_VOLGA:        PG_BLACK_MEASURE_LOOP(pg_black_volga); break;
-        case PG_MEASURE_CHARM:        PG_BLACK_MEASURE_LOOP(pg_black_charm); break;
-        default:                      break;  /* the caller validates the codes */
-        }
+        PG_BLACK_MEASURE_SWITCH(measures[j]);
     }
     return bad | nonfinite;
 }
