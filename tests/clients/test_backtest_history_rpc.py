@@ -25,12 +25,6 @@ from tests.server.richerr import violations
 
 
 @pytest.fixture(scope="module")
-def risk(server):
-    with RiskClient(target=server.address, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def stub(channel):
     return risk_pb2_grpc.RiskServiceStub(channel)
 
