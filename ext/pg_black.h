@@ -140,11 +140,12 @@ typedef struct {
     double price;
 } pg_black_terms;
 
-/* The terms of a row for w = +1 (call) or -1 (put), without the input checks (status 0);
- * pg_black_terms_of is the checks and this, so both give the same bits. */
-PG_INLINE pg_black_terms pg_black_terms_core(int model, double w, double strike, double time,
-                                             double underlying, double rate, double dividend,
-                                             double vol)
+/* The terms of a row from its forward F, discount factor DF, dF/dU ``ds``, sqrt(T) and, off
+ * Bachelier, x = ln(F/K): what pg_black_terms_core and the snapshot path's one pass
+ * (pg_market.h, which has x from its vol lookup) share, so both give the same bits. */
+PG_INLINE pg_black_terms pg_black_terms_from(int model, double w, double strike, double time,
+                                             double rate, double dividend, double vol, double F,
+                                             double DF, double ds, double sqrtT, double x)
 {
     pg_black_terms t;
     const int bach = (model == PG_MODEL_BACHELIER);
@@ -156,9 +157,10 @@ PG_INLINE pg_black_terms pg_black_terms_core(int model, double w, double strike,
     t.r = rate;
     t.qe = (model == PG_MODEL_BSM) ? dividend : rate;
     t.vol = vol;
-    pg_forward_df(model, time, underlying, rate, dividend, &t.F, &t.DF);
-    t.ds = (model == PG_MODEL_BSM) ? t.F / underlying : 1.0;
-    t.sqrtT = sqrt(time);
+    t.F = F;
+    t.DF = DF;
+    t.ds = ds;
+    t.sqrtT = sqrtT;
     double sd = vol * t.sqrtT;
     t.sd = (sd > PG_DBL_MIN) ? sd : PG_DBL_MIN;
 
@@ -171,9 +173,8 @@ PG_INLINE pg_black_terms pg_black_terms_core(int model, double w, double strike,
         e1 = (t.F - strike) / t.sd;
         e2 = e1;
     } else {
-        double x = log(t.F / strike) / t.sd + 0.5 * t.sd;
-        e1 = x;
-        e2 = x - t.sd;
+        e1 = x / t.sd + 0.5 * t.sd;
+        e2 = e1 - t.sd;
     }
     const double d1 = pg_clamp_d(e1), d2 = pg_clamp_d(e2);
     const double step = (t.w * (t.F - strike) > 0.0) ? 1.0 : ((t.F == strike) ? 0.5 : 0.0);
@@ -188,6 +189,19 @@ PG_INLINE pg_black_terms pg_black_terms_core(int model, double w, double strike,
     t.price = bach ? t.DF * (t.w * (t.F - strike) * t.N1 + t.sd * t.pdf)
                    : t.DF * t.w * (t.F * t.N1 - strike * t.N2);
     return t;
+}
+
+/* The terms of a row for w = +1 (call) or -1 (put), without the input checks (status 0);
+ * pg_black_terms_of is the checks and this, so both give the same bits. */
+PG_INLINE pg_black_terms pg_black_terms_core(int model, double w, double strike, double time,
+                                             double underlying, double rate, double dividend,
+                                             double vol)
+{
+    double F, DF;
+    pg_forward_df(model, time, underlying, rate, dividend, &F, &DF);
+    const double ds = (model == PG_MODEL_BSM) ? F / underlying : 1.0;
+    const double x = (model == PG_MODEL_BACHELIER) ? 0.0 : log(F / strike);
+    return pg_black_terms_from(model, w, strike, time, rate, dividend, vol, F, DF, ds, sqrt(time), x);
 }
 
 /* 1 when the price, F or DF of a row's terms is not finite. */

@@ -476,34 +476,8 @@ PG_INLINE pg_black_terms pg_mkt_black_terms(const int model, double w, double st
                                             double vol, double F, double DF, double ds,
                                             double sqrtT, double x)
 {
-    pg_black_terms t;
-    t.status = 0;
-    t.expiry = (time == 0.0);
-    t.w = w;
-    t.K = strike;
-    t.T = time;
-    t.r = rate;
-    t.qe = (model == PG_MODEL_BSM) ? dividend : rate;
-    t.vol = vol;
-    t.F = F;
-    t.DF = DF;
-    t.ds = (model == PG_MODEL_BSM) ? ds : 1.0;
-    t.sqrtT = sqrtT;
-    const double sd = vol * sqrtT;
-    t.sd = (sd > PG_DBL_MIN) ? sd : PG_DBL_MIN;
-    const double e1 = x / t.sd + 0.5 * t.sd, e2 = e1 - t.sd;
-    const double d1 = pg_clamp_d(e1), d2 = pg_clamp_d(e2);
-    const double step = (t.w * (t.F - strike) > 0.0) ? 1.0 : ((t.F == strike) ? 0.5 : 0.0);
-    const double N1 = pg_norm_cdf_d(t.w * e1);
-    const double N2 = pg_norm_cdf_d(t.w * e2);
-    const double pdf = pg_norm_pdf_d(e1);
-    t.d1 = t.expiry ? 0.0 : d1;
-    t.d2 = t.expiry ? 0.0 : d2;
-    t.pdf = t.expiry ? 0.0 : pdf;
-    t.N1 = t.expiry ? step : N1;
-    t.N2 = t.expiry ? step : N2;
-    t.price = t.DF * t.w * (t.F * t.N1 - strike * t.N2);
-    return t;
+    return pg_black_terms_from(model, w, strike, time, rate, dividend, vol, F, DF,
+                               (model == PG_MODEL_BSM) ? ds : 1.0, sqrtT, x);
 }
 
 /* A sub-block of PG_BLACK_BLOCK rows (padded) in block arrays. */
