@@ -219,17 +219,11 @@ cdef inline unsigned char *put_len(unsigned char *p, unsigned char key, Py_ssize
     return p + 1
 
 
-def encode_price_response(double price, int greeks_mask, greeks, double forward, double discount_factor,
-                          double time_to_expiry, double volatility, bytes model_ref):
-    """PriceResponse bytes. ``greeks`` holds 11 values in Greeks field order (delta, gamma,
-    vega, theta, rho, dividend_rho, vanna, volga, charm, vega_per_point, theta_per_day);
-    bit (1 << i) of ``greeks_mask`` writes field i + 1 (the others stay absent)."""
-    cdef unsigned char buf[512]
-    cdef unsigned char *p = buf
+cdef unsigned char *write_price(unsigned char *p, double price, int greeks_mask, const double *greeks,
+                                double forward, double discount_factor, double time_to_expiry, double volatility,
+                                const char *ref, Py_ssize_t n_ref) noexcept nogil:
+    """A PriceResponse's fields 1-4 at ``p`` (at most 9 + 2 + 99 + 2 + 36 + 3 + n_ref bytes)."""
     cdef int i, count = 0
-    cdef Py_ssize_t n_ref = len(model_ref)
-    if n_ref > 300:
-        raise ValueError("model_ref too long")
     p = put_double(p, 0x09, price)                            # 1 price
     for i in range(11):
         if greeks_mask & (1 << i):
@@ -238,15 +232,32 @@ def encode_price_response(double price, int greeks_mask, greeks, double forward,
         p = put_len(p, 0x12, 9 * count)                       # 2 greeks
         for i in range(11):
             if greeks_mask & (1 << i):
-                p = put_double(p, <unsigned char>(((i + 1) << 3) | 1), <double>greeks[i])
+                p = put_double(p, <unsigned char>(((i + 1) << 3) | 1), greeks[i])
     p = put_len(p, 0x1a, 36)                                  # 3 inputs
     p = put_double(p, 0x09, forward)
     p = put_double(p, 0x11, discount_factor)
     p = put_double(p, 0x19, time_to_expiry)
     p = put_double(p, 0x21, volatility)
     p = put_len(p, 0x22, n_ref)                               # 4 priced_by
-    memcpy(p, PyBytes_AS_STRING(model_ref), n_ref)
-    p += n_ref
+    memcpy(p, ref, n_ref)
+    return p + n_ref
+
+
+def encode_price_response(double price, int greeks_mask, greeks, double forward, double discount_factor,
+                          double time_to_expiry, double volatility, bytes model_ref):
+    """PriceResponse bytes. ``greeks`` holds 11 values in Greeks field order (delta, gamma,
+    vega, theta, rho, dividend_rho, vanna, volga, charm, vega_per_point, theta_per_day);
+    bit (1 << i) of ``greeks_mask`` writes field i + 1 (the others stay absent)."""
+    cdef unsigned char buf[512]
+    cdef double g[11]
+    cdef int i
+    cdef Py_ssize_t n_ref = len(model_ref)
+    if n_ref > 300:
+        raise ValueError("model_ref too long")
+    for i in range(11):
+        g[i] = greeks[i] if greeks_mask & (1 << i) else 0.0
+    cdef unsigned char *p = write_price(buf, price, greeks_mask, g, forward, discount_factor, time_to_expiry,
+                                        volatility, PyBytes_AS_STRING(model_ref), n_ref)
     return PyBytes_FromStringAndSize(<char *>buf, p - buf)
 
 
@@ -330,12 +341,13 @@ def lean_price_args(const unsigned char[::1] data):
     return (model, t[2], t[3], t[5], t[10], t[11], t[12], t[13], mask)
 
 
-def encode_kernel_price(tuple out, int mask, double time_to_expiry, double volatility, bytes model_ref):
-    """PriceResponse bytes from the kernel's single-trade tuple (status, forward, df, price,
-    delta, gamma, vega, theta, rho, dividend_rho, vanna, volga, charm) and the measures
-    mask (bit 1 << Measure); vega_per_point and theta_per_day beside vega and theta."""
+cdef unsigned char *write_kernel_price(unsigned char *p, tuple out, int mask, double time_to_expiry,
+                                       double volatility, bytes model_ref) except NULL:
     cdef double greeks[11]
     cdef int i, gmask = 0
+    cdef Py_ssize_t n_ref = len(model_ref)
+    if n_ref > 300:
+        raise ValueError("model_ref too long")
     for i in range(9):                                        # Measure 2 + i -> Greeks field i + 1
         if mask & (1 << (i + 2)):
             greeks[i] = out[4 + i]
@@ -348,8 +360,63 @@ def encode_kernel_price(tuple out, int mask, double time_to_expiry, double volat
         gmask |= 1 << 9
     if gmask & 8:
         gmask |= 1 << 10
-    return encode_price_response(out[3], gmask, [greeks[i] for i in range(11)], out[1], out[2], time_to_expiry,
-                                 volatility, model_ref)
+    return write_price(p, out[3], gmask, greeks, out[1], out[2], time_to_expiry, volatility,
+                       PyBytes_AS_STRING(model_ref), n_ref)
+
+
+def encode_kernel_price(tuple out, int mask, double time_to_expiry, double volatility, bytes model_ref):
+    """PriceResponse bytes from the kernel's single-trade tuple (status, forward, df, price,
+    delta, gamma, vega, theta, rho, dividend_rho, vanna, volga, charm) and the measures
+    mask (bit 1 << Measure); vega_per_point and theta_per_day beside vega and theta."""
+    cdef unsigned char buf[512]
+    cdef unsigned char *p = write_kernel_price(buf, out, mask, time_to_expiry, volatility, model_ref)
+    return PyBytes_FromStringAndSize(<char *>buf, p - buf)
+
+
+cdef inline Py_ssize_t varint_size(Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t k = 1
+    while n >= 0x80:
+        n >>= 7
+        k += 1
+    return k
+
+
+def encode_lean_reply(tuple out, int mask, double time_to_expiry, double volatility, bytes model_ref,
+                      tuple details, cid=None):
+    """The lean path's whole reply in one call: :func:`encode_kernel_price`'s PriceResponse
+    followed by its ``details`` ((entry prefix bytes up to the value, slot of the value in
+    ``out``) per measure, as responses._detail_prefix writes them); with ``cid`` (bytes) the
+    PriceStreamResponse around it (correlation_id = cid when not empty, result = the
+    PriceResponse), as a stream message with no trade id is answered."""
+    cdef unsigned char buf[1024]
+    cdef unsigned char *p = write_kernel_price(buf, out, mask, time_to_expiry, volatility, model_ref)
+    cdef Py_ssize_t n_inner, n_prefix, n_cid = 0, total
+    cdef double v
+    for prefix, slot in details:
+        n_prefix = len(<bytes>prefix)
+        if p - buf + n_prefix + 8 > 1024:
+            raise ValueError("details too long")
+        memcpy(p, PyBytes_AS_STRING(prefix), n_prefix)
+        p += n_prefix
+        v = out[slot]
+        memcpy(p, &v, 8)
+        p += 8
+    n_inner = p - buf
+    if cid is None:
+        return PyBytes_FromStringAndSize(<char *>buf, n_inner)
+    n_cid = len(<bytes>cid)
+    total = 1 + varint_size(n_inner) + n_inner
+    if n_cid:
+        total += 1 + varint_size(n_cid) + n_cid
+    reply = PyBytes_FromStringAndSize(NULL, total)
+    p = <unsigned char *>PyBytes_AS_STRING(reply)
+    if n_cid:
+        p = put_len(p, 0x0a, n_cid)                           # 1 correlation_id
+        memcpy(p, PyBytes_AS_STRING(cid), n_cid)
+        p += n_cid
+    p = put_len(p, 0x1a, n_inner)                             # 3 result
+    memcpy(p, buf, n_inner)
+    return reply
 
 
 # =========================================================================== batch reader

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pricegrid.server.domain.models import OPTION_MEASURES, Measure
 from pricegrid.server.rpc import _codec
-from pricegrid.server.rpc.responses import _DOUBLE, _detail_prefix, _ref_bytes
+from pricegrid.server.rpc.responses import _detail_prefix, _ref_bytes
 
 _LEAN_TAILS = {}  # (model code, measures mask) -> (ModelRef bytes, details bytes)
 
@@ -25,8 +25,10 @@ def price_lean(data, service) -> bytes | None:
     return None if lean is None else lean[0]
 
 
-def price_lean_ref(data, service):
-    """:func:`price_lean`, with the engine that priced: (PriceResponse bytes, ModelRef) or None."""
+def price_lean_ref(data, service, cid: bytes | None = None):
+    """:func:`price_lean`, with the engine that priced: (reply bytes, ModelRef) or None. With
+    ``cid`` the reply is the PriceStreamResponse a stream message with no trade id gets
+    (correlation_id = ``cid``, result = the PriceResponse), written in the same C call."""
     args = _codec.lean_price_args(data)
     if args is None:
         return None
@@ -39,7 +41,4 @@ def price_lean_ref(data, service):
         measures = (Measure.PRICE,) + tuple(m for m in OPTION_MEASURES[1:] if mask >> int(m) & 1)
         details = tuple((_detail_prefix(m, spec.methods[m], False), 2 + int(m)) for m in measures)
         tail = _LEAN_TAILS[(args[0], mask)] = (_ref_bytes(spec.ref), details)
-    parts = [_codec.encode_kernel_price(out, mask, args[3], args[7], tail[0])]
-    for prefix, slot in tail[1]:
-        parts += (prefix, _DOUBLE.pack(out[slot]))
-    return b"".join(parts), spec.ref
+    return _codec.encode_lean_reply(out, mask, args[3], args[7], tail[0], tail[1], cid), spec.ref

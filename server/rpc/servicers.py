@@ -146,10 +146,10 @@ class PricingServicer:
             if split is not None and split[2] == 2 and not split[1]:
                 cid, trade_id, _, a, b = split
                 t0 = clock()
-                lean = lean_price(data[a:b], service)
+                lean = lean_price(data[a:b], service, cid.encode())  # the whole reply, framed
                 if lean is not None:
                     priced(lean[1], 1, clock() - t0)
-                    yield _stream_result(cid, trade_id, lean[0])
+                    yield lean[0]
                     continue
             message = _PARSE_STREAM(data)
             if type(message) is Undecodable:

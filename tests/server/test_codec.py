@@ -165,4 +165,10 @@ def test_lean_path_gives_the_full_paths_bytes_or_steps_aside():
         lean = fast.price_lean(r.SerializeToString(), service)
         full = responses.price_response_bytes(service.price(*requests.product_one(r, service.catalogue)))
         assert lean is not None and pb.PriceResponse.FromString(lean) == pb.PriceResponse.FromString(full)
+        # a stream message's reply, framed in the same C call, is the PriceStreamResponse around it
+        cid = "" if rng.random() < 0.3 else "c-é" * int(rng.integers(1, 60))
+        framed, ref = fast.price_lean_ref(r.SerializeToString(), service, cid.encode())
+        expected = pb.PriceStreamResponse(correlation_id=cid, result=pb.PriceResponse.FromString(full))
+        assert pb.PriceStreamResponse.FromString(framed) == expected and ref.engine == "analytic_european"
+        assert framed.endswith(lean)  # the same PriceResponse bytes inside
     assert type(parse(b"\xff")) is Undecodable and fast.price_lean(b"\xff", service) is None
