@@ -6,7 +6,8 @@ in a process of its own beside the server under test, with the same allocator se
 ``pricegrid serve``, so the only difference between the two is what pricegrid does with a
 request. Two kinds: the synchronous server on a thread pool (``--workers``), and with
 ``--aio`` a ``grpc.aio`` server whose handlers are coroutines on one event loop, as
-``pricegrid serve`` runs:
+``pricegrid serve`` runs (uvloop's, as ``pricegrid serve`` uses by default; ``--loop asyncio``
+for asyncio's own):
 
     python -m pricegrid.tools._bare_echo --workers 16     # prints "port N", serves until stdin closes
     python -m pricegrid.tools._bare_echo --aio
@@ -65,9 +66,21 @@ async def _echo_stream(request_iterator, context):
         yield message
 
 
-def start_aio() -> tuple[grpc.aio.Server, int, asyncio.AbstractEventLoop]:
-    """The grpc.aio echo server on an event loop in a thread of its own."""
-    loop = asyncio.new_event_loop()
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def start_aio(loop_kind: str = "uvloop") -> tuple[grpc.aio.Server, int, asyncio.AbstractEventLoop]:
+    """The grpc.aio echo server on an event loop (``loop_kind``: uvloop or asyncio; asyncio
+    when uvloop is not installed, as the server does) in a thread of its own."""
+    loop = new_event_loop(loop_kind)
     threading.Thread(target=loop.run_forever, name="bare-echo-loop", daemon=True).start()
 
     async def build():
@@ -89,10 +102,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m pricegrid.tools._bare_echo", description=__doc__.splitlines()[0])
     p.add_argument("--workers", type=int, default=16)
     p.add_argument("--aio", action="store_true", help="a grpc.aio server (coroutines on one event loop)")
+    p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="the --aio server's event loop")
     args = p.parse_args(argv)
     tune_malloc()
     if args.aio:
-        server, port, loop = start_aio()
+        server, port, loop = start_aio(args.loop)
         print(f"port {port}", flush=True)
         done = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: done.set())

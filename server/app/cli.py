@@ -63,6 +63,8 @@ def serve_parser() -> argparse.ArgumentParser:
                    help="OTLP/gRPC collector for OpenTelemetry spans (http://host:4317); unset: tracing off")
     p.add_argument("--trace-sample-ratio", type=float, dest="trace_sample_ratio",
                    help="share of new traces kept (0-1; a caller's sampled flag is followed)")
+    p.add_argument("--event-loop", choices=("uvloop", "asyncio"), dest="event_loop",
+                   help="the server's event loop (uvloop unless it is not installed)")
     p.add_argument("--echo", action=argparse.BooleanOptionalAction, default=None,
                    help="serve pricegrid.v1.EchoService (for benchmarks; off by default)")
     p.add_argument("--tls-cert", dest="tls_cert", help="PEM certificate of the server (TLS)")
