@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     tune_malloc()
     if args.aio:
         server, port, loop = start_aio(args.loop)
-        print(f"port {port}", flush=True)
+        print(f"port {port} loop {type(loop).__module__.split('.')[0]}", flush=True)
         done = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: done.set())
         threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()

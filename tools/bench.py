@@ -542,22 +542,24 @@ def run(args, out=None) -> int:
 
 class BareEcho:
     """The bare grpcio echo server (``pricegrid.tools._bare_echo``; ``aio``: the grpc.aio
-    one) in a child process on 127.0.0.1: started here, stopped by :meth:`close` (it also
+    one, on ``loop``: uvloop, as ``pricegrid serve`` by default, or asyncio) in a child process on 127.0.0.1: started here, stopped by :meth:`close` (it also
     stops when this process dies, its standard input then closing)."""
 
-    def __init__(self, workers: int = 16, timeout: float = 30.0, *, aio: bool = False) -> None:
+    def __init__(self, workers: int = 16, timeout: float = 30.0, *, aio: bool = False, loop: str = "uvloop") -> None:
         import subprocess
 
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pricegrid.tools._bare_echo", "--workers", str(workers),
-             *(["--aio"] if aio else [])],
+             *(["--aio", "--loop", loop] if aio else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         line = _readline(self.proc.stdout, timeout)
         if not line.startswith("port "):
             self.close()
             raise BenchError(f"the bare echo server did not start (said {line!r})")
-        self.target = f"127.0.0.1:{int(line.split()[1])}"
+        words = line.split()
+        self.target = f"127.0.0.1:{int(words[1])}"
+        self.loop = words[3] if len(words) > 3 else None  # the aio server's event loop (uvloop or asyncio)
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -64,11 +64,13 @@ def test_echo_series_on_the_targets_own_echo_service(server):
     assert report["series"]["Echo"]["calls"] == 20 and report["series"]["Echo"]["errors"] == 0
 
 
-@pytest.mark.parametrize("aio", [False, True], ids=["sync", "aio"])
-def test_the_bare_echo_server_returns_what_it_was_sent(aio):
+@pytest.mark.parametrize("aio,loop", [(False, None), (True, "uvloop"), (True, "asyncio")],
+                         ids=["sync", "aio-uvloop", "aio-asyncio"])
+def test_the_bare_echo_server_returns_what_it_was_sent(aio, loop):
     import grpc
 
-    bare = bench.BareEcho(workers=2, aio=aio)
+    bare = bench.BareEcho(workers=2, aio=aio, **({"loop": loop} if loop else {}))
+    assert bare.loop == loop  # the aio floor runs on the loop asked (the server's own by default)
     try:
         with grpc.insecure_channel(bare.target) as ch:
             echo = ch.unary_unary(bench.ECHO, request_serializer=None, response_deserializer=None)
