@@ -224,6 +224,7 @@ static inline const pg_mkt_entry *pg_mkt_lookup(const pg_market *M, pg_mkt_cache
 }
 
 #ifdef PG_SVI_PERMUTE
+#include <immintrin.h>
 typedef double pg_v2d __attribute__((vector_size(16)));
 typedef double pg_v4d __attribute__((vector_size(32)));
 typedef unsigned long long pg_v8u __attribute__((vector_size(64)));
@@ -368,6 +369,62 @@ static void pg_mkt_read(const pg_mkt_entry *E, const int *slot, int m, int mp,
 #endif
 }
 
+#ifdef PG_SVI_PERMUTE
+/* pg_mkt_svi_vols' last loop for a surface of at most 8 slices, 8 rows at a time in
+ * registers: each slice parameter a lane permutation of its column (pg_svi_params) used
+ * where it is made, not stored to a block array and read back (10 stores and loads per 8
+ * rows). The same expressions as the loop it replaces, so the same bits. */
+static void pg_mkt_svi_fused(const pg_surface *S, int mp, const int *c, const double *x,
+                             const int *at_f, const int *good, const double *t_b,
+                             const double *V0, const double *V1, double *vol, double *lnfk)
+{
+    const int n = S->n;
+    const double *v = S->v;
+    pg_v8d tab[5];
+    for (int j = 0; j < 5; j++)
+        for (int l = 0; l < 8; l++) tab[j][l] = (l < n) ? v[l * PG_SVI_COLUMNS + j] : 0.0;
+    const pg_v8l zero = {0, 0, 0, 0, 0, 0, 0, 0};
+    const pg_v8l nn = zero + n, absm = zero + 0x7fffffffffffffffll;
+    const pg_v8d zd = {0, 0, 0, 0, 0, 0, 0, 0};
+    const pg_v8d big = zd + PG_DBL_MAX, nan = zd + NAN;
+    for (int i = 0; i < mp; i += 8) {
+        pg_v8i ci, fi, gi;
+        memcpy(&ci, c + i, sizeof ci);
+        memcpy(&fi, at_f + i, sizeof fi);
+        memcpy(&gi, good + i, sizeof gi);
+        pg_v8d xi, ti, v0, v1;
+        memcpy(&xi, x + i, sizeof xi);
+        memcpy(&ti, t_b + i, sizeof ti);
+        memcpy(&v0, V0 + i, sizeof v0);
+        memcpy(&v1, V1 + i, sizeof v1);
+        const pg_v8l cl = __builtin_convertvector(ci, pg_v8l);
+        const pg_v8l i0 = cl + (cl > zero), i1 = cl + (cl == nn);  /* a true comparison is -1 */
+        const pg_v8l atf = __builtin_convertvector(fi, pg_v8l) != zero;
+        const pg_v8d k = (pg_v8d)((pg_v8l)xi & ~atf);               /* at_f ? 0.0 : x */
+        const pg_v8d A0 = __builtin_shuffle(tab[PG_SVI_A], i0), A1 = __builtin_shuffle(tab[PG_SVI_A], i1);
+        const pg_v8d B0 = __builtin_shuffle(tab[PG_SVI_B], i0), B1 = __builtin_shuffle(tab[PG_SVI_B], i1);
+        const pg_v8d R0 = __builtin_shuffle(tab[PG_SVI_RHO], i0), R1 = __builtin_shuffle(tab[PG_SVI_RHO], i1);
+        const pg_v8d M0 = __builtin_shuffle(tab[PG_SVI_M], i0), M1 = __builtin_shuffle(tab[PG_SVI_M], i1);
+        const pg_v8d G0 = __builtin_shuffle(tab[PG_SVI_SIGMA], i0), G1 = __builtin_shuffle(tab[PG_SVI_SIGMA], i1);
+        const pg_v8d d0 = k - M0, g0 = G0;
+        const pg_v8d d1 = k - M1, g1 = G1;
+        const pg_v8d w0 = A0 + B0 * (R0 * d0 + (pg_v8d)_mm512_sqrt_pd((__m512d)(d0 * d0 + g0 * g0)));
+        const pg_v8d w1 = A1 + B1 * (R1 * d1 + (pg_v8d)_mm512_sqrt_pd((__m512d)(d1 * d1 + g1 * g1)));
+        const pg_v8d p0 = (pg_v8d)((pg_v8l)w0 & (w0 > zd)), p1 = (pg_v8d)((pg_v8l)w1 & (w1 > zd));
+        const pg_v8d u = v0 * p0 + v1 * p1;
+        const pg_v8d vv = (pg_v8d)_mm512_sqrt_pd((__m512d)u);
+        const pg_v8d ut = u * ti;
+        const pg_v8l ok = (__builtin_convertvector(gi, pg_v8l) != zero)
+                          & ((pg_v8d)((pg_v8l)vv & absm) <= big)
+                          & ((pg_v8d)((pg_v8l)ut & absm) <= big);
+        const pg_v8d r = (pg_v8d)(((pg_v8l)vv & ok) | ((pg_v8l)nan & ~ok));
+        const pg_v8d nk = -k;
+        memcpy(vol + i, &r, sizeof r);
+        memcpy(lnfk + i, &nk, sizeof nk);
+    }
+}
+#endif
+
 /* SVI vols of rows [0, m) of a block (note 2) with expiries T, entries E[slot[i]] and
  * strikes K (NULL, or a K not > 0: at the forward): vol[i] (NaN where the surface gives
  * none: an entry that is not svi_ok, an infinite strike, a variance that is not finite) and
@@ -398,6 +455,12 @@ static void pg_mkt_svi_vols(const pg_surface *S, const double (*D)[PG_MKT_BLOCK]
     }
     #pragma omp simd aligned(x : 64)
     for (int i = 0; i < mp; i++) x[i] = log(x[i]);
+#ifdef PG_SVI_PERMUTE
+    if (S->n <= 8) {
+        pg_mkt_svi_fused(S, mp, c, x, at_f, good, t_b, V0, V1, vol, lnfk);
+        return;
+    }
+#endif
     pg_svi_params(S, mp, mp, c, P);
     const double *A0 = P[0], *B0 = P[1], *R0 = P[2], *M0 = P[3], *G0 = P[4];
     const double *A1 = P[6], *B1 = P[7], *R1 = P[8], *M1 = P[9], *G1 = P[10];
