@@ -372,10 +372,12 @@ static void pg_mkt_read(const pg_mkt_entry *E, const int *slot, int m, int mp,
 #ifdef PG_SVI_PERMUTE
 /* pg_mkt_svi_vols' last loop for a surface of at most 8 slices, 8 rows at a time in
  * registers: each slice parameter a lane permutation of its column (pg_svi_params) used
- * where it is made, not stored to a block array and read back (10 stores and loads per 8
- * rows). The same expressions as the loop it replaces, so the same bits. */
-static void pg_mkt_svi_fused(const pg_surface *S, int mp, const int *c, const double *x,
-                             const int *at_f, const int *good, const double *t_b,
+ * where it is made, and a row's flags (at the forward, valid) and bracket taken from its
+ * strike and entry where they are used, not stored to block arrays and read back. The same
+ * values and expressions as the generic loop, so the same bits. Kp, Tp: the block's strikes
+ * (0: at the forward) and expiries, padded to mp. */
+static void pg_mkt_svi_fused(const pg_surface *S, int mp, const double *Kp, const double *Tp,
+                             const int *svi_ok, const int *bracket, const double *x,
                              const double *V0, const double *V1, double *vol, double *lnfk)
 {
     const int n = S->n;
@@ -388,18 +390,21 @@ static void pg_mkt_svi_fused(const pg_surface *S, int mp, const int *c, const do
     const pg_v8d zd = {0, 0, 0, 0, 0, 0, 0, 0};
     const pg_v8d big = zd + PG_DBL_MAX, nan = zd + NAN;
     for (int i = 0; i < mp; i += 8) {
-        pg_v8i ci, fi, gi;
-        memcpy(&ci, c + i, sizeof ci);
-        memcpy(&fi, at_f + i, sizeof fi);
-        memcpy(&gi, good + i, sizeof gi);
-        pg_v8d xi, ti, v0, v1;
+        pg_v8i bi, si;
+        memcpy(&bi, bracket + i, sizeof bi);
+        memcpy(&si, svi_ok + i, sizeof si);
+        pg_v8d ki, xi, ti, v0, v1;
+        memcpy(&ki, Kp + i, sizeof ki);
         memcpy(&xi, x + i, sizeof xi);
-        memcpy(&ti, t_b + i, sizeof ti);
+        memcpy(&ti, Tp + i, sizeof ti);
         memcpy(&v0, V0 + i, sizeof v0);
         memcpy(&v1, V1 + i, sizeof v1);
-        const pg_v8l cl = __builtin_convertvector(ci, pg_v8l);
-        const pg_v8l i0 = cl + (cl > zero), i1 = cl + (cl == nn);  /* a true comparison is -1 */
-        const pg_v8l atf = __builtin_convertvector(fi, pg_v8l) != zero;
+        /* as pg_mkt_svi_vols' first loop: at_f, good, c, t_b (a true comparison is -1) */
+        const pg_v8l atf = ~(ki > zd);
+        const pg_v8l good = (__builtin_convertvector(si, pg_v8l) != zero) & (atf | (ki <= big));
+        const pg_v8l cl = __builtin_convertvector(bi, pg_v8l) & good;
+        const pg_v8d tb = (pg_v8d)((pg_v8l)ti & good);
+        const pg_v8l i0 = cl + (cl > zero), i1 = cl + (cl == nn);
         const pg_v8d k = (pg_v8d)((pg_v8l)xi & ~atf);               /* at_f ? 0.0 : x */
         const pg_v8d A0 = __builtin_shuffle(tab[PG_SVI_A], i0), A1 = __builtin_shuffle(tab[PG_SVI_A], i1);
         const pg_v8d B0 = __builtin_shuffle(tab[PG_SVI_B], i0), B1 = __builtin_shuffle(tab[PG_SVI_B], i1);
@@ -413,8 +418,8 @@ static void pg_mkt_svi_fused(const pg_surface *S, int mp, const int *c, const do
         const pg_v8d p0 = (pg_v8d)((pg_v8l)w0 & (w0 > zd)), p1 = (pg_v8d)((pg_v8l)w1 & (w1 > zd));
         const pg_v8d u = v0 * p0 + v1 * p1;
         const pg_v8d vv = (pg_v8d)_mm512_sqrt_pd((__m512d)u);
-        const pg_v8d ut = u * ti;
-        const pg_v8l ok = (__builtin_convertvector(gi, pg_v8l) != zero)
+        const pg_v8d ut = u * tb;
+        const pg_v8l ok = good
                           & ((pg_v8d)((pg_v8l)vv & absm) <= big)
                           & ((pg_v8d)((pg_v8l)ut & absm) <= big);
         const pg_v8d r = (pg_v8d)(((pg_v8l)vv & ok) | ((pg_v8l)nan & ~ok));
@@ -436,31 +441,46 @@ static void pg_mkt_svi_vols(const pg_surface *S, const double (*D)[PG_MKT_BLOCK]
                             int m, double *vol, double *lnfk)
 {
     double x[PG_MKT_BLOCK] PG_SURF_ALIGNED, t_b[PG_MKT_BLOCK];
+    double kpad[PG_MKT_BLOCK] PG_SURF_ALIGNED, tpad[PG_MKT_BLOCK];
     const double *V0 = D[PG_MKT_D_V0], *V1 = D[PG_MKT_D_V1];
     double P[PG_SVI_GATHERED][PG_SURF_BLOCK] PG_SURF_ALIGNED;
     int c[PG_MKT_BLOCK], good[PG_MKT_BLOCK], at_f[PG_MKT_BLOCK];
     const int mp = (m + PG_SURF_VECTOR - 1) / PG_SURF_VECTOR * PG_SURF_VECTOR;
-    for (int i = 0; i < mp; i++) x[i] = (K != NULL && i < m) ? K[i] : 0.0;
+    const double *Kp = K, *Tp = T;  /* strikes (0: at the forward) and expiries, padded to mp */
+    if (K == NULL || m < mp) {
+        for (int i = 0; i < mp; i++) {
+            kpad[i] = (K != NULL && i < m) ? K[i] : 0.0;
+            tpad[i] = T[i < m ? i : m - 1];
+        }
+        Kp = kpad;
+        Tp = tpad;
+    }
+    const int *svi_ok = I[PG_MKT_I_SVI_OK];
     #pragma omp simd
     for (int i = 0; i < mp; i++) {
-        const int r = i < m ? i : m - 1;
-        const double ki = x[i];
+        const double ki = Kp[i];
         const int f = !(ki > 0.0);
-        const int ok = I[PG_MKT_I_SVI_OK][i] & (f | (ki <= PG_DBL_MAX));
-        good[i] = ok;
-        at_f[i] = f;
-        c[i] = ok ? I[PG_MKT_I_BRACKET][i] : 0;
-        t_b[i] = ok ? T[r] : 0.0;
+        const int ok = svi_ok[i] & (f | (ki <= PG_DBL_MAX));
         x[i] = (ok & !f) ? ki * D[PG_MKT_D_INV_FWD][i] : 1.0;
     }
     #pragma omp simd aligned(x : 64)
     for (int i = 0; i < mp; i++) x[i] = log(x[i]);
 #ifdef PG_SVI_PERMUTE
     if (S->n <= 8) {
-        pg_mkt_svi_fused(S, mp, c, x, at_f, good, t_b, V0, V1, vol, lnfk);
+        pg_mkt_svi_fused(S, mp, Kp, Tp, svi_ok, I[PG_MKT_I_BRACKET], x, V0, V1, vol, lnfk);
         return;
     }
 #endif
+    #pragma omp simd
+    for (int i = 0; i < mp; i++) {
+        const double ki = Kp[i];
+        const int f = !(ki > 0.0);
+        const int ok = svi_ok[i] & (f | (ki <= PG_DBL_MAX));
+        good[i] = ok;
+        at_f[i] = f;
+        c[i] = ok ? I[PG_MKT_I_BRACKET][i] : 0;
+        t_b[i] = ok ? Tp[i] : 0.0;
+    }
     pg_svi_params(S, mp, mp, c, P);
     const double *A0 = P[0], *B0 = P[1], *R0 = P[2], *M0 = P[3], *G0 = P[4];
     const double *A1 = P[6], *B1 = P[7], *R1 = P[8], *M1 = P[9], *G1 = P[10];
