@@ -94,6 +94,9 @@ cdef extern from "pg_market.h" nogil:
                                      double *forward, double *df, int *status,
                                      double *level_out, double *rate_out, double *q_out,
                                      double *vol_out, int *most)
+    void pg_mkt_prefault(Py_ssize_t start, Py_ssize_t end, int k, double *out, Py_ssize_t ldo,
+                         int *status, double *forward, double *df, double *level,
+                         double *rate, double *q, double *vol)
 
 __all__ = ["Market", "PARALLEL_THRESHOLD"]
 
@@ -312,11 +315,16 @@ cdef class Market:
             with nogil:
                 for tid in range(nthreads):
                     pg_mkt_cache_init(&caches[tid], bits, entries + tid * pg_mkt_cache_size(bits))
+                if model != 0 and nthreads == 1:  # the output pages faulted in first (pg_mkt_prefault)
+                    pg_mkt_prefault(0, m, k, out_p, ldo, status_p, fwd_p, df_p, L_p, R_p, Q_p, V_p)
                 for c in prange(nchunks, num_threads=nthreads, schedule="static"):
                     tid = threadid()
                     end = (c + 1) * _CHUNK if (c + 1) * _CHUNK < m else m
                     s = c * _CHUNK
                     mosts[c] = 0
+                    if model != 0 and nthreads > 1:
+                        pg_mkt_prefault(s, end, k, out_p, ldo, status_p, fwd_p, df_p, L_p, R_p,
+                                        Q_p, V_p)
                     while s < end:
                         mb = <int>(end - s if end - s < blk else blk)
                         if model == 0:

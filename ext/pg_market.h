@@ -61,6 +61,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/mman.h>  /* mincore: pg_mkt_prefault */
+#endif
 
 #include "pg_status.h"
 #include "pg_inputs.h"
@@ -816,6 +819,47 @@ static ptrdiff_t pg_mkt_black_svi(const pg_market *M, pg_mkt_cache *cache, int m
     if (q_out) memcpy(q_out + start, Q, (size_t)m * sizeof(double));
     if (vol_out) memcpy(vol_out + start, V, (size_t)m * sizeof(double));
     return nbad;
+}
+
+/* Rows [start, end) of a call's outputs (out: k rows, ldo apart; status; the optional
+ * columns, NULL when not asked for), one byte written per 4 KiB page (and the last), for
+ * each array whose middle page is not yet in memory (a fresh array; mincore): the faults
+ * of fresh output pages taken before the blocks run, not between them. The OS zeroes a
+ * faulted page (2 MiB with transparent huge pages), which evicts the cache's entries from
+ * L2, so that the next blocks read them from memory again. An array already in memory (a
+ * buffer reused) is left alone: touching it costs a read of each line touched. Every byte
+ * written here is written again by the blocks. Linux only (elsewhere: nothing). */
+static void pg_mkt_prefault(ptrdiff_t start, ptrdiff_t end, int k, double *out, ptrdiff_t ldo,
+                            int *status, double *forward, double *df, double *level,
+                            double *rate, double *q, double *vol)
+{
+#ifdef __linux__
+    const uintptr_t page = 4096;
+    if (end <= start) return;
+    double *cols[6] = {forward, df, level, rate, q, vol};
+    for (int j = -1; j < k + 6; j++) {
+        char *p;
+        ptrdiff_t bytes = (end - start) * (ptrdiff_t)sizeof(double);
+        if (j < 0) {
+            p = (char *)(status + start);
+            bytes = (end - start) * (ptrdiff_t)sizeof(int);
+        } else if (j < k) {
+            p = (char *)(out + j * ldo + start);
+        } else {
+            if (cols[j - k] == NULL) continue;
+            p = (char *)(cols[j - k] + start);
+        }
+        unsigned char in_memory = 1;
+        const uintptr_t mid = ((uintptr_t)p + (uintptr_t)bytes / 2) & ~(page - 1);
+        if (mincore((void *)mid, 1, &in_memory) != 0 || (in_memory & 1)) continue;
+        volatile char *v = p;
+        for (ptrdiff_t off = 0; off < bytes; off += (ptrdiff_t)page) v[off] = 0;
+        v[bytes - 1] = 0;
+    }
+#else
+    (void)start; (void)end; (void)k; (void)out; (void)ldo; (void)status; (void)forward;
+    (void)df; (void)level; (void)rate; (void)q; (void)vol;
+#endif
 }
 
 /* Rows [start, start + m) of a European batch, m <= PG_MKT_BLOCK, priced on the market

@@ -29,6 +29,7 @@ QuantLib.
 from __future__ import annotations
 
 import math
+import mmap
 
 import numpy as np
 import pytest
@@ -280,6 +281,32 @@ def test_one_pass_rows_do_not_depend_on_the_measure_set_or_their_place(model):
         m.price_black(model, types[i:i + 1], strikes[i:i + 1], times[i:i + 1], every, one, None, None,
                       np.empty(1, np.int32), None, 1)
         _same(one[:, 0], full[:, i])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_pass_into_fresh_pages_writes_its_rows_only(threads):
+    """Outputs in pages never touched (anonymous mmap): the one pass faults them in before
+    its blocks (pg_mkt_prefault), and gives the numbers and statuses it gives in a buffer
+    already in memory, writing nothing outside its rows (the rows between the output rows
+    of a strided array, the status array's tail)."""
+    disc = _curve("D", Interpolation.LINEAR_ZERO)
+    m = PreparedMarket(disc, _curve("Q", Interpolation.LINEAR_ZERO, level=0.01), 100.0, True, (), _svi())
+    n, k = 600_000, 2  # rows of 4.8 MB: their middle pages lie apart from the sentinel rows' pages
+    times, strikes = _rows(n)
+    times[7] = np.nan
+    types = RNG.integers(1, 3, n).astype(np.int32)
+    codes = np.array([1, 2], dtype=np.int32)
+    want, want_st = np.full((k, n), np.nan), np.full(n, -1, dtype=np.int32)
+    m.price_black(1, types, strikes, times, codes, want, None, None, want_st, None, threads)
+    grid = np.frombuffer(mmap.mmap(-1, 2 * k * n * 8), dtype=np.float64).reshape(2 * k, n)
+    grid[1::2] = 7.0
+    st = np.frombuffer(mmap.mmap(-1, (n + 4096) * 4), dtype=np.int32)
+    st[n:] = -7
+    bad, _ = m.price_black(1, types, strikes, times, codes, grid[::2], None, None, st[:n], None, threads)
+    _same(grid[::2], want)
+    np.testing.assert_array_equal(st[:n], want_st)
+    assert bad == 1 and st[7] != 0
+    assert (grid[1::2] == 7.0).all() and (st[n:] == -7).all()
 
 
 def test_one_pass_needs_a_surface_and_checks_shapes():
