@@ -50,7 +50,12 @@
  *    prefetched and blocks of 128 rows: Market.price_black alone 21.6-24.5 -> 20.7-22.8 ms
  *    (medians 22.2 -> 20.8, five alternations), the bench 25.9-27.3 -> 25.3-27.1 ms
  *    (medians of six 26.3 -> 25.9), 1.35-1.37x -> 1.30-1.37x (besides runs whose flat
- *    calls were slow: one before at 1.23x, two after at 1.22-1.23x).
+ *    calls were slow: one before at 1.23x, two after at 1.22-1.23x); then the SVI step's
+ *    last loop in registers (pg_mkt_svi_fused) and the output pages faulted in before the
+ *    blocks (pg_mkt_prefault): Market.price_black alone 19.26 -> 18.29 ms, as the service
+ *    calls it (fresh outputs, 4 chunks) 26.30 -> 23.94 ms (medians of 25, interleaved in one
+ *    process), the bench 25.3-26.8 -> 24.0-25.2 ms, 1.30-1.37x -> 1.22-1.30x (six runs
+ *    each, alternated).
  *    Every sub-block is computed whole (padded), so a row's bits depend neither on its
  *    place nor on the measure set.
  */
