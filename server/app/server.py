@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import datetime as dt
+import gc
 import os
 import platform
 import signal
@@ -472,9 +473,22 @@ def start(settings: Settings, *, span_exporter=None) -> RunningServer:
                          streams, pools, metrics_http, store, certificates, provider)
 
 
+def freeze_startup_heap() -> int:
+    """Move what the process built to start (modules, catalogues, the demo snapshot, gRPC's
+    handlers: about 90,000 objects) out of the cyclic collector's reach (gc.freeze); returns
+    how many. A full collection scanned them all, 15-20 ms holding the GIL, on the event loop
+    or wherever it struck; under load (log lines, calls in flight surviving to the oldest
+    generation) it struck every few seconds, which set the p99 of refusals and front-office
+    calls. Now it scans only what was made since. Startup garbage is collected first."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT, then drain and return 0."""
     running = start(settings)
+    log.info("heap_frozen", objects=freeze_startup_heap())
     stop = threading.Event()
     received = []
 
