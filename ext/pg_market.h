@@ -561,7 +561,9 @@ static int pg_market_block(const pg_market *M, pg_mkt_cache *cache, const double
 /* The terms of a row as pg_black_terms_core computes them (BSM on a spot, Black-76 on a
  * futures price: the kernel's forward is the market's), from the row's cache entry (F,
  * DF, dF/dU, sqrt(T)) and x = ln(F/K) = -k of its vol lookup: no exp, log or sqrt of T
- * per row (note 4). */
+ * per row (note 4). For BSM the flat kernel takes ln(F/K) as ln(S/K) + (r - q) T and dF/dS
+ * as exp((r - q) T), so the two paths agree within an ulp or two there, not bit for bit
+ * (the tests compare them at 1e-13 relative). */
 PG_INLINE pg_black_terms pg_mkt_black_terms(const int model, double w, double strike,
                                             double time, double rate, double dividend,
                                             double vol, double F, double DF, double ds,
