@@ -343,6 +343,10 @@ def lean_price_args(const unsigned char[::1] data):
 
 cdef unsigned char *write_kernel_price(unsigned char *p, tuple out, int mask, double time_to_expiry,
                                        double volatility, bytes model_ref) except NULL:
+    """A PriceResponse's fields 1-4 at ``p`` from the kernel's single-trade tuple (status,
+    forward, df, price, delta, gamma, vega, theta, rho, dividend_rho, vanna, volga, charm)
+    and the measures mask (bit 1 << Measure); vega_per_point and theta_per_day beside vega
+    and theta."""
     cdef double greeks[11]
     cdef int i, gmask = 0
     cdef Py_ssize_t n_ref = len(model_ref)
@@ -364,15 +368,6 @@ cdef unsigned char *write_kernel_price(unsigned char *p, tuple out, int mask, do
                        PyBytes_AS_STRING(model_ref), n_ref)
 
 
-def encode_kernel_price(tuple out, int mask, double time_to_expiry, double volatility, bytes model_ref):
-    """PriceResponse bytes from the kernel's single-trade tuple (status, forward, df, price,
-    delta, gamma, vega, theta, rho, dividend_rho, vanna, volga, charm) and the measures
-    mask (bit 1 << Measure); vega_per_point and theta_per_day beside vega and theta."""
-    cdef unsigned char buf[512]
-    cdef unsigned char *p = write_kernel_price(buf, out, mask, time_to_expiry, volatility, model_ref)
-    return PyBytes_FromStringAndSize(<char *>buf, p - buf)
-
-
 cdef inline Py_ssize_t varint_size(Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t k = 1
     while n >= 0x80:
@@ -383,8 +378,8 @@ cdef inline Py_ssize_t varint_size(Py_ssize_t n) noexcept nogil:
 
 def encode_lean_reply(tuple out, int mask, double time_to_expiry, double volatility, bytes model_ref,
                       tuple details, cid=None):
-    """The lean path's whole reply in one call: :func:`encode_kernel_price`'s PriceResponse
-    followed by its ``details`` ((entry prefix bytes up to the value, slot of the value in
+    """The lean path's whole reply in one call: the PriceResponse of the kernel's tuple
+    (write_kernel_price) followed by its ``details`` ((entry prefix bytes up to the value, slot of the value in
     ``out``) per measure, as responses._detail_prefix writes them); with ``cid`` (bytes) the
     PriceStreamResponse around it (correlation_id = cid when not empty, result = the
     PriceResponse), as a stream message with no trade id is answered."""
