@@ -38,7 +38,7 @@ from . import _backtest
 from ._backtest import Backtester, BacktestResult
 from ._scenarios import ScenarioRiskResult, Shift
 from . import _scenarios
-from ._copy import copy_into
+from ._copy import PayloadBuffers, copy_into
 from . import _convert
 from ._config import USE_CLIENT_DEFAULT, ChannelOptions, RetryConfig, channel_options, resolve_timeout
 from ._errors import PricingError, RowError, status_code
@@ -271,7 +271,10 @@ class _PreparedBatch:
             per_row += -(-self._ragged[1].nbytes // self.rows)  # fixing times, on average
         return per_row
 
-    def payload(self, start: int, stop: int) -> bytes:
+    def payload(self, start: int, stop: int, buffers: PayloadBuffers | None = None) -> bytes:
+        """One chunk's request bytes; written into one of ``buffers`` when given (bytes
+        that the caller must not keep: the next chunk may be written into them once gRPC
+        has let go), else a new ``bytes``."""
         parts: list = [self._base_bytes]
         offset = len(self._base_bytes)
         for path, array in self._columns:
@@ -292,7 +295,8 @@ class _PreparedBatch:
             headers = C.field_path_headers(self.message_type.DESCRIPTOR, path + ("raw",), data.nbytes)
             pad = C.alignment_padding(offset + len(headers))
             parts += (pad, headers, data)
-        return b"".join(parts)
+            offset += len(pad) + len(headers) + data.nbytes
+        return b"".join(parts) if buffers is None else buffers.join(parts, offset)
 
     def request(self, start: int, stop: int):
         """The chunk as a message (what the server parses)."""
@@ -588,6 +592,9 @@ class RiskClient(_RiskRequests):
         self.chunk_rows = chunk_rows
         self.chunk_bytes = chunk_bytes
         self.max_in_flight = max_in_flight
+        # the chunks' request bytes, reused from batch to batch (see pricegrid.clients._copy):
+        # one per chunk in flight, one being written and one spare
+        self._payloads = PayloadBuffers(max_in_flight + 2)
         self.progress = progress
         self._owns_channel = channel is None
         if channel is None:
@@ -920,7 +927,7 @@ class RiskClient(_RiskRequests):
         stderrs: dict[str, np.ndarray] = {}
 
         def build(start: int, stop: int) -> bytes:
-            payload = prepared.payload(start, stop)
+            payload = prepared.payload(start, stop, self._payloads)
             totals["sent"] += len(payload)
             return payload
 
@@ -1409,6 +1416,7 @@ class RiskClient(_RiskRequests):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._payloads.clear()
             if self._owns_channel:
                 self.channel.close()
 

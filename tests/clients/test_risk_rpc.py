@@ -70,6 +70,38 @@ def test_batch_agrees_with_single_trade_prices(risk, front):
     assert res.priced_by.model == "black_scholes_merton" and res.stats.chunks == 1
 
 
+def test_chunk_buffers_are_reused_across_batches_without_mixing_rows(server):
+    # chunks of ~100 KB (over the size the client keeps): later batches are written into
+    # the first one's buffers, each chunk only once gRPC has let go of the buffer
+    from pricegrid.clients._copy import KEEP_BYTES
+
+    n, rows = 12_000, 2_000
+    batches = [portfolio(n, seed=s) for s in (21, 22, 23)]
+    with RiskClient(target=server.address, chunk_rows=rows, max_in_flight=3) as whole:
+        expected = [whole.price_batch(model="bsm", measures=GREEKS, **p) for p in batches]
+    with RiskClient(target=server.address, chunk_rows=rows, max_in_flight=3) as chunked:
+        pool = chunked._payloads
+        assert pool.capacity == 5
+        first, seen = None, set()
+        for p, want in zip(batches + batches[::-1], expected + expected[::-1]):
+            got = chunked.price_batch(model="bsm", measures=GREEKS, **p)
+            assert got.stats.chunks == n // rows and got.stats.bytes_sent > (n // rows) * KEEP_BYTES
+            for name in GREEKS:
+                np.testing.assert_array_equal(got[name], want[name])
+            kept = pool.buffers
+            assert 1 <= len(kept) <= 5
+            ids = {id(b) for b in kept}
+            # the same bytes objects, batch after batch (one more where gRPC held them all)
+            assert first is None or first <= ids
+            first = ids
+            # ... rewritten with this batch's chunks (a spare may still hold an earlier one's)
+            fresh = set(chunked.price_batch_requests(model="bsm", measures=GREEKS, **p).payloads)
+            seen |= fresh
+            assert len(fresh) == n // rows and all(b in seen for b in kept) and any(b in fresh for b in kept)
+            del kept
+    assert chunked._payloads.kept == 0  # close() lets them go
+
+
 def test_many_small_chunks_in_flight_reassemble_in_order(server, risk):
     n = 2000
     p = portfolio(n, seed=2)
