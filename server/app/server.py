@@ -44,7 +44,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from pricegrid.ext import BUILD_INFO, black
-from pricegrid.server.app import cpu, demo, security
+from pricegrid.server.app import cpu, demo, logs, security
 from pricegrid.server.app.memory import MallocTrimmer
 from pricegrid.server.app.settings import Settings
 from pricegrid.server.domain.models import IMPLIED_VOL_REFS
@@ -359,7 +359,7 @@ def start(settings: Settings, *, span_exporter=None) -> RunningServer:
                                                   version=_version("pricegrid"))
         except ValueError as exc:  # the OTLP exporter is not installed
             raise StartError(str(exc)) from None
-    observer = RpcObserver(metrics)
+    observer = RpcObserver(metrics, batched=logs.batched)
     info = server_info(settings, kernel_threads, started_at)
     try:
         store = open_store(settings.store_path)

@@ -2,7 +2,8 @@
 
 Handlers append one tuple per call to a deque (tens of nanoseconds); a writer thread renders
 them with structlog every ``flush_seconds``, after the responses have gone out, so logging
-never sits between a front-office caller and its price. Metrics are observed inline:
+never sits between a front-office caller and its price; the flush's lines go out in one
+write (the app's ``batched``). Metrics are observed inline:
 prometheus-client children are cached per label values, which keeps an observation to
 about a microsecond.
 
@@ -38,9 +39,11 @@ The metrics (names as Prometheus conventions have them: base units, ``_total`` o
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import threading
 import time
+from typing import Callable, ContextManager
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -153,10 +156,14 @@ class Metrics:
 
 
 class RpcObserver:
-    def __init__(self, metrics: Metrics, *, flush_seconds: float = 0.2, logger=None):
+    def __init__(self, metrics: Metrics, *, flush_seconds: float = 0.2, logger=None,
+                 batched: Callable[[], ContextManager] = contextlib.nullcontext):
+        """``batched()``: a context in which the log's lines may be held and written together
+        at its end (server.app.logs.batched: one write per flush, not one per line)."""
         self.metrics = metrics
         self.flush_seconds = flush_seconds
         self.log = logger or structlog.get_logger("pricegrid.rpc")
+        self._batched = batched
         self._pending: collections.deque = collections.deque()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pricegrid-log", daemon=True)
@@ -199,6 +206,11 @@ class RpcObserver:
         # one logger bound from structlog's configuration as it is now, for this flush's lines
         # (the lazy proxy binds one per line: a fifth of a line's cost)
         log = self.log.bind()
+        with self._batched():
+            self._write(log, pending)
+
+    @staticmethod
+    def _write(log, pending) -> None:
         while pending:
             ts, method, code, seconds, rows, bad_rows, request_id, detail, message = pending.popleft()
             event = dict(
