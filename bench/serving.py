@@ -552,6 +552,11 @@ def main(argv=None) -> int:
                    help="another build's pricegrid command, measured in the same run (latency, isolation)")
     p.add_argument("--sections", default="latency,isolation,streams,overload")
     p.add_argument("--quick", action="store_true", help="every section shrunk: a smoke run")
+    # 8 rounds of 500 calls left each series' p50 at the mercy of this VM's drift (Price
+    # against the bare echo read 1.05-1.19 over runs of one build); 40 rounds of 100, the same
+    # calls alternated finely, read 1.12-1.14 over five runs
+    p.add_argument("--latency-rounds", type=int, default=40,
+                   help="the latency section's series alternate in this many rounds (4,000 calls each in all)")
     p.add_argument("--tree-steps", type=int, default=3000, help="work of the overload section's Price calls")
     p.add_argument("--soak-minutes", type=float, default=0.0,
                    help="also run the soak section (everything at once) this long, reported per minute")
@@ -576,7 +581,8 @@ def main(argv=None) -> int:
             floors = {"bare-sync": bare_sync.target, "bare-aio": bare_aio.target}
             try:
                 print("latency ...", file=sys.stderr, flush=True)
-                report["latency"] = section_latency(targets, floors, count=500 if q else 4000, rounds=2 if q else 8)
+                report["latency"] = section_latency(targets, floors, count=500 if q else 4000,
+                                                    rounds=2 if q else args.latency_rounds)
             finally:
                 bare_sync.close()
                 bare_aio.close()
