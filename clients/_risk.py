@@ -557,7 +557,9 @@ class RiskClient(_RiskRequests):
     ``timeout``        deadline of each chunk's call in seconds (``None``: none)
     ``chunk_rows``     cap on rows per chunk (default: as many as the server's limits allow)
     ``chunk_bytes``    target size of a chunk in bytes (default 4 MiB; 0: only the server's limits)
-    ``max_in_flight``  chunks sent concurrently
+    ``max_in_flight``  chunks sent concurrently (the client keeps ``max_in_flight + 2`` chunk
+                       request buffers, about 4 MiB each at the defaults, from batch to batch;
+                       ``close()`` lets them go)
     ``progress``       show a tqdm progress bar (when tqdm is installed)
     ``retries``        :class:`RetryConfig` (gRPC's own retries on ``UNAVAILABLE``)
     ``channel``        a ``grpc.Channel`` to use instead of opening one (not closed by us)
