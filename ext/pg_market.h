@@ -55,7 +55,16 @@
  *    blocks (pg_mkt_prefault): Market.price_black alone 19.26 -> 18.29 ms, as the service
  *    calls it (fresh outputs, 4 chunks) 26.30 -> 23.94 ms (medians of 25, interleaved in one
  *    process), the bench 25.3-26.8 -> 24.0-25.2 ms, 1.30-1.37x -> 1.22-1.30x (six runs
- *    each, alternated).
+ *    each, alternated); then the fused loops' checks as pg_black.h's (PG_MKT_FUSED_LOOP):
+ *    Market.price_black (4 chunks, reused outputs) about 0.15 ms less of 19.3 (interleaved
+ *    in one process; the bench cannot resolve it). Measured without gain on this AMD
+ *    AVX-512 VM (Zen 4 class; same bits each): the entries read by 16-byte masked broadcast
+ *    loads and unpacks (+0.5 ms), by 256-bit 4 x 4 transpositions, or with the probe's keys
+ *    by vgatherqpd (both +-0.1 ms); a scalar probe (+1.8 ms branch-free, +3.5 ms as gcc
+ *    branches it); prefetching the entries from the probe (+0.3 ms); blocks of 64 or 256
+ *    rows; the SVI loop unrolled twice; the SVI step's x and its log in the fused loop
+ *    (+0.9 ms: the call clobbers the slice tables' registers). Without the three divisions
+ *    of the terms (x/s, gamma, theta) a row would save at most 0.5 ms (a bound, not bits).
  *    Every sub-block is computed whole (padded), so a row's bits depend neither on its
  *    place nor on the measure set.
  */
