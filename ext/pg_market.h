@@ -55,7 +55,16 @@
  *    blocks (pg_mkt_prefault): Market.price_black alone 19.26 -> 18.29 ms, as the service
  *    calls it (fresh outputs, 4 chunks) 26.30 -> 23.94 ms (medians of 25, interleaved in one
  *    process), the bench 25.3-26.8 -> 24.0-25.2 ms, 1.30-1.37x -> 1.22-1.30x (six runs
- *    each, alternated).
+ *    each, alternated); then the fused loops' checks as pg_black.h's (PG_MKT_FUSED_LOOP):
+ *    Market.price_black (4 chunks, reused outputs) about 0.15 ms less of 19.3 (interleaved
+ *    in one process; the bench cannot resolve it). Measured without gain on this AMD
+ *    AVX-512 VM (Zen 4 class; same bits each): the entries read by 16-byte masked broadcast
+ *    loads and unpacks (+0.5 ms), by 256-bit 4 x 4 transpositions, or with the probe's keys
+ *    by vgatherqpd (both +-0.1 ms); a scalar probe (+1.8 ms branch-free, +3.5 ms as gcc
+ *    branches it); prefetching the entries from the probe (+0.3 ms); blocks of 64 or 256
+ *    rows; the SVI loop unrolled twice; the SVI step's x and its log in the fused loop
+ *    (+0.9 ms: the call clobbers the slice tables' registers). Without the three divisions
+ *    of the terms (x/s, gamma, theta) a row would save at most 0.5 ms (a bound, not bits).
  *    Every sub-block is computed whole (padded), so a row's bits depend neither on its
  *    place nor on the measure set.
  */
@@ -583,23 +592,30 @@ typedef struct {
     pg_mkt_black_terms(model, (type[i] == PG_PUT) ? -1.0 : 1.0, K[i], T[i], r[i], q[i],  \
                        vol[i], F[i], DF[i], ds[i], sq[i], x[i])
 
+/* The fused loops check a row as pg_black.h's do (PG_BLACK_FUSED_LOOP): a few signs
+ * (pg_black_signs_ok) and one finiteness test of the sum of its inputs, F, DF and each
+ * measure times 0; a block where some row fails (or a sum of finite terms overflows) names
+ * each row's failure exactly (pg_black_row_status). Against a finiteness test of each
+ * input and value (pg_inputs_ok, then each measure): bench figures in note 4. */
 #define PG_MKT_FUSED(O, FN)                                              \
     do {                                                                 \
         const double v_ = FN(model, &t);                                 \
         (O)[i] = v_;                                                     \
-        bad |= !pg_finite(v_);                                           \
+        zero_ += v_ * 0.0;                                               \
     } while (0)
 
 #define PG_MKT_FUSED_LOOP(...)                                                           \
     do {                                                                                 \
         _Pragma("omp simd reduction(|:bad)")                                             \
         for (int i = 0; i < PG_BLACK_BLOCK; i++) {                                       \
-            const int ok_ = pg_inputs_ok(model, type[i], K[i], T[i], L[i], r[i], q[i])   \
-                            & (vol[i] > 0.0 && vol[i] <= PG_DBL_MAX);                    \
+            const int ok_ = pg_black_signs_ok(model, type[i], K[i], T[i], L[i], vol[i]); \
+            double sum_ = ((K[i] + T[i]) + (L[i] + r[i]))                               \
+                          + (((model == PG_MODEL_BSM) ? q[i] : 0.0) + vol[i]);          \
             const pg_black_terms t = PG_MKT_TERMS(i);                                    \
-            bad |= !ok_ | pg_black_terms_nonfinite(&t);                                  \
-            price[i] = t.price;                                                          \
+            sum_ += t.F + t.DF;                                                          \
+            double zero_ = 0.0;                                                          \
             __VA_ARGS__                                                                  \
+            bad |= !ok_ | !pg_finite(sum_ + zero_);                                      \
         }                                                                                \
     } while (0)
 
@@ -699,9 +715,12 @@ PG_INLINE int pg_mkt_black_rows(const int model, const pg_mkt_rows *a, const int
         memset(st, 0, B * sizeof(int));
         return 0;
     }
+    /* the price: o1 in the fused loops (every fused set has it), else the general path's */
+    const double *const pr = (set == PG_BLACK_SET_PRICE || set == PG_BLACK_SET_DELTA
+                              || set == PG_BLACK_SET_FIRST) ? o1 : price;
     for (int i = 0; i < B; i++) {  /* rare: name each row's failure, NaN its outputs */
         int s = pg_black_row_status(model, type[i], K[i], T[i], L[i], r[i], q[i], vol[i], F[i],
-                                    DF[i], price[i]);
+                                    DF[i], pr[i]);
         for (int j = 0; j < k; j++) s |= (s == 0 && !pg_finite(ob[j * ld + i])) ? PG_NOT_FINITE : 0;
         st[i] = s;
         if (s)

@@ -243,6 +243,43 @@ def test_one_pass_is_the_batch_kernel_on_the_columns(model, n, measures):
 
 
 @pytest.mark.parametrize("model", [1, 2])
+@pytest.mark.parametrize("measures", [(1,), (1, 2), (1, 2, 3, 4, 5, 6), (2, 1, 8)])
+def test_one_pass_names_each_failed_row_as_the_batch_kernel(model, measures):
+    """The one pass's fused loops check a row by its signs and one finiteness test of a sum
+    (pg_market.h): bad types, strikes, times and vols among good rows, in every place of
+    their blocks, get the batch kernel's statuses and NaN; the good rows keep their values
+    (huge strikes: valid inputs whose measures may overflow)."""
+    disc = _curve("D", Interpolation.LOG_LINEAR_DISCOUNT, ValueKind.DISCOUNT_FACTOR)
+    div = _curve("Q", Interpolation.LOG_LINEAR_DISCOUNT, level=0.01) if model == 1 else None
+    m = PreparedMarket(disc, div, 100.0, model == 1, (), _svi())
+    n = 1_000
+    times, strikes = _rows(n)
+    types = RNG.integers(1, 3, n).astype(np.int32)
+    where = RNG.choice(n, 12, replace=False)
+    types[where[0]], types[where[1]] = 0, 3
+    strikes[where[2]], strikes[where[3]], strikes[where[4]] = -1.0, np.inf, np.nan
+    strikes[where[5]], strikes[where[6]] = 1e308, 1.7e308  # valid inputs
+    times[where[7]], times[where[8]], times[where[9]] = -0.5, np.inf, 0.0
+    strikes[where[10]] = 0.0  # the vol at the forward; the batch kernel refuses the strike
+    times[where[11]] = 1e-300  # a vol, a tiny sd
+    codes = np.array(measures, dtype=np.int32)
+    cols = m.columns(times, strikes)
+    want = np.empty((len(codes), n))
+    want_st = np.empty(n, dtype=np.int32)
+    bad = black.price_batch(model, types, strikes, times, cols.level, cols.rate, cols.dividend_yield, cols.vol,
+                            codes, want, np.empty(n), np.empty(n), want_st, 1)
+    assert bad >= 7
+    out = np.empty((len(codes), n))
+    st = np.empty(n, dtype=np.int32)
+    got_bad, _ = m.price_black(model, types, strikes, times, codes, out, np.empty(n), np.empty(n), st,
+                               None, 1)
+    assert got_bad == bad
+    np.testing.assert_array_equal(st, want_st)
+    assert np.isnan(out[:, st != 0]).all()
+    _one_pass_close(out, want, codes)
+
+
+@pytest.mark.parametrize("model", [1, 2])
 def test_one_pass_rows_do_not_depend_on_the_measure_set_or_their_place(model):
     """BSM on a spot, Black-76 on a futures price (their own block loop over an SVI
     surface): a row's values are the same bits whatever else is asked (the sets computed
