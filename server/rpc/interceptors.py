@@ -14,7 +14,8 @@ so that it:
   * maps ServiceError through the one error table, and anything unexpected to INTERNAL
     without leaking internals (the log line has the traceback),
   * records one log line and the metrics (per method and code; per model for pricing
-    calls; the wait for a slot and the time in the pool),
+    calls; the wait for a slot and the time in the pool), on the loop just after the reply
+    has been handed to gRPC,
   * with tracing on (rpc.tracing), opens the call's server span from the caller's W3C
     ``traceparent`` and ends it with the code; with it off, nothing.
 Built once per method at start-up, a wrapper costs a function call per RPC, where a
@@ -167,13 +168,22 @@ def wrap_unary(method: str, fn: Callable, observer: RpcObserver, *, lane: Lane, 
             code, message = "INTERNAL", f"{type(exc).__name__}: {exc}"
             await fail(context, rid, exc, method)
         finally:
-            in_flight.dec()
             seconds = time.perf_counter() - t0
-            observer.record(method, code, seconds, rows, rid, bad, batch, "", call, model, message)
-            if trace is not None:
+            # recorded in the loop's next round, once gRPC has started sending the reply:
+            # the metrics and the log entry no longer sit between the caller and its price
+            # (Price p50 against the bare echo 1.12-1.16 -> 1.07-1.12, three runs each)
+            asyncio.get_running_loop().call_soon(_finish, in_flight, observer, method, code, seconds, time.time(),
+                                                 rows, rid, bad, batch, call, model, message)
+            if trace is not None:  # the span ends now (its end time is the call's)
                 trace.end(code, rows, message)
 
     return handler
+
+
+def _finish(in_flight, observer, method, code, seconds, at, rows, rid, bad, batch, call, model, message) -> None:
+    """A unary call's end (``at``: its wall-clock time), as the metrics and the log see it."""
+    in_flight.dec()
+    observer.record(method, code, seconds, rows, rid, bad, batch, "", call, model, message, at)
 
 
 def wrap_stream(method: str, fn: Callable, observer: RpcObserver, *, streams: Optional[StreamGate] = None,

@@ -3,9 +3,10 @@
 Handlers append one tuple per call to a deque (tens of nanoseconds); a writer thread renders
 them with structlog every ``flush_seconds``, after the responses have gone out, so logging
 never sits between a front-office caller and its price; the flush's lines go out in one
-write (the app's ``batched``). Metrics are observed inline:
-prometheus-client children are cached per label values, which keeps an observation to
-about a microsecond.
+write (the app's ``batched``). Metrics are observed on the event loop, just after the
+reply has been handed to gRPC (a unary call's in the loop's next round, a stream message's
+when gRPC asks for the next reply): prometheus-client children are cached per label values,
+which keeps an observation to about a microsecond.
 
 The metrics (names as Prometheus conventions have them: base units, ``_total`` on counters,
 ``_info`` for constant labels with value 1):
@@ -175,10 +176,11 @@ class RpcObserver:
 
     def record(self, method: str, code: str, seconds: float, rows: int, request_id: str,
                bad_rows: int = 0, batch: bool = False, detail: str = "", call=None, model=None,
-               message: str = "") -> None:
+               message: str = "", at: float | None = None) -> None:
         """One call's end: ``call`` (an admission.Call, or None for inline work) says how long
         it waited for a slot and computed; ``model`` (a ModelRef) what priced it; ``message``
-        an error's words (logged with its code)."""
+        an error's words (logged with its code); ``at`` when it ended (``time.time()``; now
+        when not given)."""
         self.metrics.observe(method, code, seconds, rows, bad_rows, batch)
         if detail == "stream":  # ``rows``: the stream's messages
             self.metrics.stream_messages.labels(method).inc(rows)
@@ -186,7 +188,8 @@ class RpcObserver:
             self.metrics.ran(method, call.waited, call.computed)
         if model is not None:
             self.metrics.priced(model, rows, seconds)
-        self._pending.append((time.time(), method, code, seconds, rows, bad_rows, request_id, detail, message))
+        self._pending.append((time.time() if at is None else at, method, code, seconds, rows, bad_rows, request_id,
+                              detail, message))
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_seconds):

@@ -148,8 +148,11 @@ class PricingServicer:
                 t0 = clock()
                 lean = lean_price(data[a:b], service, cid.encode())  # the whole reply, framed
                 if lean is not None:
-                    priced(lean[1], 1, clock() - t0)
-                    yield lean[0]
+                    seconds = clock() - t0
+                    try:  # the reply first: its metrics when gRPC asks for the next one
+                        yield lean[0]
+                    finally:
+                        priced(lean[1], 1, seconds)
                     continue
             message = _PARSE_STREAM(data)
             if type(message) is Undecodable:

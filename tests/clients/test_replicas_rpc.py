@@ -19,6 +19,19 @@ def _calls(server, method: str) -> float:
     return float(found[0]) if found else 0.0
 
 
+def _settled_calls(servers, method: str, total: float) -> list[float]:
+    """Each server's count of ``method`` once they add up to ``total`` (a unary call is
+    recorded on its server's loop just after its reply went out), or as they are after 5 s."""
+    import time
+
+    deadline = time.monotonic() + 5
+    while True:
+        counts = [_calls(s, method) for s in servers]
+        if sum(counts) >= total or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.01)
+
+
 @pytest.fixture(scope="module")
 def replicas():
     servers = [start_server() for _ in range(3)]
@@ -44,14 +57,14 @@ def test_calls_spread_over_every_replica(replicas):
         for i in range(60):
             assert client.price(EuropeanOption(option_type="call", strike=90.0 + i, expiry=0.5),
                                 Market(spot=100.0, rate=0.03, volatility=0.2)).price > 0
-    counts = [_calls(s, "/pricegrid.v1.PricingService/Price") for s in replicas]
+    counts = _settled_calls(replicas, "/pricegrid.v1.PricingService/Price", 60)
     assert sum(counts) == 60 and min(counts) >= 10, counts  # round robin: about 20 each
     with RiskClient(target=target, timeout=30, chunk_rows=1000, max_in_flight=3) as risk:
         n = 30_000
         r = risk.price_batch(option_type=np.full(n, "put"), strike=np.linspace(80, 120, n), time_to_expiry=0.5,
                              spot=100.0, rate=0.03, volatility=0.2, model="bsm")
     assert np.isfinite(r["price"]).all()
-    chunks = [_calls(s, "/pricegrid.v1.PricingService/PriceBatch") for s in replicas]
+    chunks = _settled_calls(replicas, "/pricegrid.v1.PricingService/PriceBatch", 30)
     assert sum(chunks) == 30 and min(chunks) >= 5, chunks
 
 

@@ -235,6 +235,12 @@ def test_echo_is_off_by_default_and_metered_when_on(server):
     before = registry.get_sample_value("pricegrid_rpc_duration_seconds_count", labels) or 0
     with grpc.insecure_channel(server.address) as ch:
         assert ch.unary_unary("/pricegrid.v1.EchoService/Echo")(b"hello", timeout=5) == b"hello"
+    # recorded on the server's loop just after the reply went out: within moments, once
+    deadline = time.monotonic() + 5
+    while registry.get_sample_value("pricegrid_rpc_duration_seconds_count", labels) == before \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
     assert registry.get_sample_value("pricegrid_rpc_duration_seconds_count", labels) == before + 1
 
 

@@ -50,9 +50,17 @@ def test_reflection_lists_services(channel):
 
 
 def test_metrics_endpoint(stub, server):
+    import time
+
     stub.ServerInfo(pb.ServerInfoRequest(), timeout=5)
-    body = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
-    assert 'pricegrid_rpc_duration_seconds_bucket{code="OK",le="0.0001",method="/pricegrid.v1.PricingService/ServerInfo"}' in body
+    line = 'pricegrid_rpc_duration_seconds_bucket{code="OK",le="0.0001",method="/pricegrid.v1.PricingService/ServerInfo"}'
+    deadline = time.monotonic() + 5  # recorded on the server's loop just after the reply went out
+    while True:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
+        if line in body or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    assert line in body
     assert 'pricegrid_model_info{engine="analytic_european",model="black_scholes_merton",version="1.0.0"} 1.0' in body
 
 
