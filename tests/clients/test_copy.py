@@ -65,7 +65,8 @@ def test_a_held_payload_is_never_rewritten_and_a_released_one_is_reused():
     pool = PayloadBuffers(4)
     first = _parts(rng, [100, 8 * 20_000])
     held = pool.join(first, len(b"".join(first)))
-    copy_of_held = bytes(held)
+    copy_of_held = bytes(memoryview(held))  # a copy (bytes(held) would be the same object)
+    assert copy_of_held is not held
     second = _parts(rng, [100, 8 * 20_000])
     other = pool.join(second, len(held))
     assert other is not held and held == copy_of_held and other == b"".join(second)

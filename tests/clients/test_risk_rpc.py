@@ -102,6 +102,25 @@ def test_chunk_buffers_are_reused_across_batches_without_mixing_rows(server):
     assert chunked._payloads.kept == 0  # close() lets them go
 
 
+def test_one_client_shared_by_threads_keeps_each_batch_its_own_chunks(server):
+    # four threads price different portfolios through one RiskClient at once: its kept chunk
+    # buffers are shared, and each chunk must still carry its own batch's rows
+    from concurrent.futures import ThreadPoolExecutor
+
+    n, rows = 12_000, 2_000
+    batches = [portfolio(n, seed=40 + s) for s in range(8)]
+    with RiskClient(target=server.address, chunk_rows=rows, max_in_flight=3) as one:
+        expected = [one.price_batch(model="bsm", measures=GREEKS, **p) for p in batches]
+    with RiskClient(target=server.address, chunk_rows=rows, max_in_flight=3) as shared:
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(lambda p: shared.price_batch(model="bsm", measures=GREEKS, **p), batches * 2))
+        assert shared._payloads.kept <= shared._payloads.capacity
+    for res, want in zip(got, expected * 2):
+        assert res.error_count == 0
+        for name in GREEKS:
+            np.testing.assert_array_equal(res[name], want[name])
+
+
 def test_many_small_chunks_in_flight_reassemble_in_order(server, risk):
     n = 2000
     p = portfolio(n, seed=2)
