@@ -756,9 +756,8 @@ def run_latency(
 
                 # one call of each at a time, alternating on one caller thread
                 log(f"bench: EchoBatch / PriceBatch ({batch_rows} rows in {len(batch)} chunks), alternating")
-                for name, part in alternate({"EchoBatch": EchoBatch, "PriceBatch": PriceBatch}, count=batch_count,
-                                            duration=duration, warmup=batch_warmup, rows_per_call=batch_rows).items():
-                    results.setdefault(name, Series(name, concurrency=1, rows_per_call=batch_rows)).absorb(part)
+                results.update(alternate({"EchoBatch": EchoBatch, "PriceBatch": PriceBatch}, count=batch_count,
+                                         duration=duration, warmup=batch_warmup, rows_per_call=batch_rows))
                 del payloads, batch, inputs
     finally:
         channel.close()
