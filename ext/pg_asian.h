@@ -523,9 +523,21 @@ static ptrdiff_t pg_asian_block(const pg_asian_inputs *in, ptrdiff_t start, int 
         v[i] = bad ? 1.0 : t[i].v;
         rT[i] = bad ? 0.0 : t[i].r * t[i].T;
     }
+    /* A short block is padded with copies of its last row and computed whole: every row
+     * of every call takes the full block's vector path (libmvec), never a narrower or
+     * scalar remainder, whose last bits may differ; so a trade priced alone (a block of one
+     * row) and the same trade anywhere in a batch give the same bits. */
+    for (int i = m; i < PG_ASIAN_BLOCK; i++) {
+        w[i] = w[m - 1];
+        F0[i] = F0[m - 1];
+        x[i] = x[m - 1];
+        K[i] = K[m - 1];
+        v[i] = v[m - 1];
+        rT[i] = rT[m - 1];
+    }
 
     #pragma omp simd
-    for (int i = 0; i < m; i++) {
+    for (int i = 0; i < PG_ASIAN_BLOCK; i++) {
         DF[i] = exp(-rT[i]);
         F[i] = F0[i] * exp(x[i]);
         const pg_asian_black_t o = pg_asian_black(w[i], F[i], K[i], v[i]);

@@ -298,6 +298,24 @@ static ptrdiff_t pg_lookback_block(const pg_lookback_inputs *in, ptrdiff_t start
         q[i] = bad ? 0.0 : qi;
         vol[i] = bad ? 1.0 : vi;
     }
+    /* A short block is padded with copies of its last row and every loop below runs over
+     * the whole block: every row of every call takes the full block's vector path
+     * (libmvec), never a narrower or scalar remainder, whose last bits may differ; so a
+     * trade priced alone (a block of one row) and the same trade anywhere in a batch give
+     * the same bits. The outputs are written for the m rows only. */
+    const int m_rows = m;
+    for (int i = m; i < PG_LOOKBACK_BLOCK; i++) {
+        fx[i] = fx[m - 1];
+        eta[i] = eta[m - 1];
+        S[i] = S[m - 1];
+        H[i] = H[m - 1];
+        Kf[i] = Kf[m - 1];
+        T[i] = T[m - 1];
+        r[i] = r[m - 1];
+        q[i] = q[m - 1];
+        vol[i] = vol[m - 1];
+    }
+    m = PG_LOOKBACK_BLOCK;
 
     int want[PG_LOOKBACK_MEASURE_MAX + 1] = {0};
     for (int j = 0; j < k; j++) want[measures[j]] = 1;
@@ -349,7 +367,7 @@ static ptrdiff_t pg_lookback_block(const pg_lookback_inputs *in, ptrdiff_t start
         }
     }
 
-    for (int i = 0; i < m; i++) {
+    for (int i = 0; i < m_rows; i++) {
         int s_ = st[i];
         for (int j = 0; j < k; j++) {
             const double val = res[measures[j]][i];

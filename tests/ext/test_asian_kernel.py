@@ -836,6 +836,30 @@ def test_unused_inputs_are_checked_but_not_read():
         assert nbad == 4 and all(s == bit for s in status), (name, status)
 
 
+@pytest.mark.parametrize("method", [TW, LEVY])
+def test_a_rows_bits_do_not_depend_on_its_place_in_a_batch(method):
+    """A trade priced alone (a block of one row, as the Price RPC prices it) and the same
+    trade anywhere in a batch, in a full block or a short last one, give the same bits:
+    every block's vector loop runs whole (padded), never a narrower or scalar remainder."""
+    rng = np.random.default_rng(870 + method)
+    if method == TW:
+        c = concat(random_discrete(rng, 12, ARI), random_discrete(rng, 11, GEO), random_continuous(rng, 12, ARI),
+                   random_continuous(rng, 10, GEO))
+    else:  # Levy: continuous arithmetic averages only
+        c = random_continuous(rng, 45, ARI)
+    n = len(c["fixings"])
+    full, status, _ = run(c, method=method)
+    assert n == 45 and not status.any()
+    for i in range(n):
+        alone, _, _ = run(subset(c, [i]), method=method)
+        for name in NAMES:
+            assert alone[name][0] == full[name][i], (i, name, alone[name][0], full[name][i])
+    for lo, hi in ((3, 7), (32, 45), (40, 45)):  # rows in other blocks, at other places
+        part, _, _ = run(subset(c, slice(lo, hi)), method=method)
+        for name in NAMES:
+            np.testing.assert_array_equal(part[name], full[name][lo:hi])
+
+
 def test_broadcast_inputs_equal_tiled_inputs():
     c = all_kinds(40, 20)
     n = len(c["fixings"])

@@ -516,6 +516,24 @@ def test_one_and_two_threads_give_identical_results():
         np.testing.assert_array_equal(a[name], b[name])
 
 
+@pytest.mark.parametrize("strike_type", [FIXED, FLOATING])
+def test_a_rows_bits_do_not_depend_on_its_place_in_a_batch(strike_type):
+    """A trade priced alone (a block of one row, as the Price RPC prices it) and the same
+    trade anywhere in a batch, in a full block or a short last one, give the same bits:
+    every block is computed whole (padded), on the vector path."""
+    c = random_cases(np.random.default_rng(503 + strike_type), 45, strike_type)  # a full block and 13 rows
+    full, status, _ = run(c)
+    assert not status.any()
+    for i in range(45):
+        alone, _, _ = run({name: np.atleast_1d(c[name][i]) for name in INPUTS})
+        for name in NAMES:
+            assert alone[name][0] == full[name][i], (i, name, alone[name][0], full[name][i])
+    for lo, hi in ((3, 7), (32, 45), (40, 45)):  # rows in other blocks, at other places
+        part, _, _ = run({name: np.ascontiguousarray(c[name][lo:hi]) for name in INPUTS})
+        for name in NAMES:
+            np.testing.assert_array_equal(part[name], full[name][lo:hi])
+
+
 def test_subsets_of_measures_equal_rows_of_the_full_computation():
     c = random_cases(np.random.default_rng(502), 100, FIXED)
     full, _, _ = run(c)
