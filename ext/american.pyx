@@ -166,6 +166,7 @@ cdef extern from "pg_american.h" nogil:
         PG_AM_NSCHEMES
         PG_AM_METHOD_FP
         PG_AM_METHOD_TREE
+    double PG_AM_T_MAX
     ctypedef struct pg_am_scheme:
         int n
         int l
@@ -197,11 +198,13 @@ cdef extern from "pg_american.h" nogil:
 if pg_am_init() != 0:
     raise MemoryError("pricegrid.ext.american: scheme tables")
 
-__all__ = ["MEASURES", "GREEK_METHODS", "GREEK_METHODS_BY_METHOD", "PARALLEL_THRESHOLD", "SCHEMES",
+__all__ = ["MAX_TIME", "MEASURES", "GREEK_METHODS", "GREEK_METHODS_BY_METHOD", "PARALLEL_THRESHOLD", "SCHEMES",
            "METHOD_FIXED_POINT", "METHOD_TREE", "FAST", "ACCURATE", "HIGH_PRECISION",
            "max_threads", "price_batch"]
 
 METHOD_FIXED_POINT = PG_AM_METHOD_FP
+#: the longest expiry either engine prices, in years (a longer one: BAD_TIME; pg_american.h)
+MAX_TIME = PG_AM_T_MAX
 METHOD_TREE = PG_AM_METHOD_TREE
 FAST, ACCURATE, HIGH_PRECISION = 1, 2, 3
 
@@ -249,7 +252,8 @@ def price_batch(const int[::1] option_type not None,     # IN  OptionType codes 
                 const double[::1] dividend_times=None,    # IN  d ex-times (years, in order), every row's
                 const double[::1] dividend_amounts=None,   # IN  d cash amounts, >= 0
                 stop=None):                                # IN/OUT the stop block (pg_stop.h) or None
-    """Price n = len(status) American options and the requested Greeks.
+    """Price n = len(status) American options and the requested Greeks; expiries up to
+    ``MAX_TIME`` (100) years, a longer one gets BAD_TIME (pg_american.h: PG_AM_T_MAX).
 
     Every input has length n or 1 (broadcast). ``out[j]`` receives measure ``measures[j]``
     (Measure codes 1 price .. 7 dividend rho); each row of ``out`` must be contiguous.

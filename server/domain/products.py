@@ -40,6 +40,7 @@ class Product:
     inputs: tuple[Input, ...]
     schedule: bool = False  # Asian: fixing_times + fixing_counts
     description: str = ""
+    max_time: Optional[float] = None  # the longest expiry its engines price, in years (longer: BAD_TIME)
 
     @property
     def code_inputs(self) -> tuple[Input, ...]:
@@ -60,7 +61,8 @@ PRODUCTS: dict[str, Product] = {
     p.name: p
     for p in (
         Product("european", (OPTION_TYPE, STRIKE), description="European call or put"),
-        Product("american", (OPTION_TYPE, STRIKE), description="American call or put"),
+        Product("american", (OPTION_TYPE, STRIKE), description="American call or put",
+                max_time=100.0),  # ext/american.pyx MAX_TIME (pg_american.h: PG_AM_T_MAX)
         Product(
             "barrier",
             (

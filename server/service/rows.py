@@ -57,6 +57,9 @@ def describe(bit: int, model: Model, *, implied_vol: bool = False, product=None)
         return "must be CALL or PUT"
     if bit in (st.BAD_STRIKE, st.BAD_UNDERLYING):
         return "must be finite and > 0" if _positive(model) else "must be finite"
+    if bit == st.BAD_TIME and product is not None and product.max_time is not None:
+        return (f"must be finite and in [0, {product.max_time:g}] years (the {name} engines' domain: beyond it"
+                " they lose accuracy)")
     if bit == st.BAD_TIME:
         return "must be finite and > 0" if implied_vol else "must be finite and >= 0 (expiry on or after valuation)"
     if bit in (st.BAD_RATE, st.BAD_DIVIDEND):

@@ -409,6 +409,21 @@ def test_bad_input_sets_its_bit(name, value, bit, method):
     assert np.isnan(out[:, 1]).all() and np.isfinite(out[:, [0, 2]]).all()
 
 
+@pytest.mark.parametrize("method", [1, 2])
+def test_expiry_beyond_the_domain_sets_the_time_bit(method):
+    """Up to american.MAX_TIME (100 years) priced; beyond it BAD_TIME and NaN, never a
+    number the engines cannot vouch for (a 1e5-year put came back -0.0 by fixed point)."""
+    from pricegrid.server.domain.products import PRODUCTS
+
+    assert am.MAX_TIME == PRODUCTS["american"].max_time == 100.0  # the service's words say the kernel's
+    c = {k: np.array(v * 4) for k, v in one(PUT, 100.0, 1.0, 100.0, 0.03, 0.0, 0.25).items()}
+    c["time"] = np.array([100.0, np.nextafter(100.0, 200.0), 1e5, 1e300])
+    out, status, nbad = run(c, ALL, method=method)
+    assert nbad == 3 and list(status) == [0, pgs.BAD_TIME, pgs.BAD_TIME, pgs.BAD_TIME]
+    assert np.isnan(out[:, 1:]).all() and np.isfinite(out[:, 0]).all()
+    assert 25.0 < out[0, 0] < 25.7134  # below the perpetual put's 25.7133...
+
+
 def test_broadcast_threads_and_n_equals_one():
     c = random_cases(np.random.default_rng(9), 64)
     out1, st1, _ = run(c, ALL, threads=1)

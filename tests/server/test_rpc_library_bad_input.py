@@ -1,6 +1,8 @@
 """Bad input to the options library over RPC: INVALID_ARGUMENT naming the field (and the row
 in batches), RESOURCE_EXHAUSTED for work over the caps, and the server goes on serving."""
 
+import math
+
 import grpc
 import numpy as np
 import pytest
@@ -97,6 +99,24 @@ def test_single_trade_bad_input(stub, request_, field):
     # the server goes on serving
     ok = stub.Price(pb.PriceRequest(model=1, barrier=_barrier(), market=_market()), timeout=30)
     assert ok.price > 0
+
+
+@pytest.mark.parametrize("engine", [c.ENGINE_FIXED_POINT, c.ENGINE_BINOMIAL_TREE])
+@pytest.mark.parametrize("option_type, dividend", [(2, 0.0), (1, 0.02)])
+def test_american_expiry_beyond_the_engines_domain_is_refused(stub, engine, option_type, dividend):
+    """Beyond 100 years both American engines lost accuracy without failing (a put at 1e5
+    years came back -0.0 by fixed point, 10.43 on the tree, against a perpetual 25.71): such
+    an expiry is refused, naming it and the domain; 100 years is priced."""
+    def request(years):
+        return pb.PriceRequest(model=1, american=pb.AmericanOption(option_type=option_type, strike=100.0,
+                                                                    expiry=pb.Expiry(year_fraction=years)),
+                               market=pb.Market(spot=100.0, rate=0.03, dividend_yield=dividend, volatility=0.25),
+                               engine=engine, measures=[2])
+    for years in (100.01, 1e6, 1e300):
+        error = _invalid(stub, request(years), "american.expiry.year_fraction")
+        assert "[0, 100] years" in error.details()
+    ok = stub.Price(request(100.0), timeout=60)
+    assert 0 < ok.price < 100.0 and math.isfinite(ok.greeks.delta)
 
 
 def test_monte_carlo_work_over_the_cap_is_resource_exhausted(stub):
