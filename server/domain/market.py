@@ -189,6 +189,7 @@ class Snapshot:
             if c.curve_id in ids:
                 out.append(FieldViolation(f"{path}.id", f"{c.curve_id!r} also names curves[{ids[c.curve_id]}]"))
             ids.setdefault(c.curve_id, i)
+            text(f"{path}.id", c.curve_id, required=False)  # (empty: the curve's own check)
             for v in c.validate():
                 name = {"curve_id": "id", "node_values": "values"}.get(v.field.split("[")[0], v.field.split("[")[0])
                 rest = v.field[len(v.field.split("[")[0]):]
@@ -199,7 +200,10 @@ class Snapshot:
             if x.surface_id in surfaces:
                 out.append(FieldViolation(f"{path}.id", f"{x.surface_id!r} also names surfaces[{surfaces[x.surface_id]}]"))
             surfaces.setdefault(x.surface_id, i)
-            out.extend(FieldViolation(f"{path}.{_surface_path(x, v.field)}", v.description) for v in x.validate())
+            text(f"{path}.id", x.surface_id, required=False)  # (empty: the surface's own check)
+            text(f"{path}.underlying", x.underlying_id, required=False)
+            found = x.validate() or x.check_bounds()  # (bounds: only of a surface the kernel accepts)
+            out.extend(FieldViolation(f"{path}.{_surface_path(x, v.field)}", v.description) for v in found)
         seen: dict[str, int] = {}
         for i, u in enumerate(self.underlyings):
             path = f"underlyings[{i}]"
@@ -224,8 +228,11 @@ class Snapshot:
             previous = -math.inf
             for j, d in enumerate(u.dividends):
                 dpath = f"{path}.dividends[{j}]"
-                if not (_finite(d.time) and d.time >= 0):
-                    out.append(FieldViolation(f"{dpath}.time", f"must be finite and >= 0 (got {d.time!r})"))
+                if not (_finite(d.time) and d.time > 0):
+                    out.append(FieldViolation(f"{dpath}.time", f"must be finite and > 0 (got {d.time!r}): a dividend"
+                                                               " going ex on or before the valuation date is not a"
+                                                               " future cash flow (set time or date; leave past ones"
+                                                               " out)"))
                 elif d.time < previous:
                     out.append(FieldViolation(f"{dpath}.time", "dividends must be in time order"))
                 else:

@@ -44,7 +44,7 @@ import numpy as np
 
 from pricegrid.server.domain.errors import FieldViolation
 
-__all__ = ["SurfaceKind", "StrikeAxis", "GridInterpolation", "TimeInterpolation",
+__all__ = ["BOUNDS", "Bounds", "SurfaceKind", "StrikeAxis", "GridInterpolation", "TimeInterpolation",
            "GridSurface", "SviSurface", "SabrSurface", "SVI_COLUMNS", "SABR_COLUMNS"]
 
 
@@ -87,6 +87,39 @@ SVI_COLUMNS = ("a", "b", "rho", "m", "sigma")
 SABR_COLUMNS = ("alpha", "beta", "rho", "nu")
 _MAX_EXPIRIES = 10_000
 _MAX_NODES = 10_000
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What a stored surface may hold beyond ``validate()``: magnitudes inside which the
+    kernels evaluate it and its arbitrage checks (Black calls at F e^k, SVI's g(k), Hagan's
+    expansion) without overflow or underflow. ``validate()`` mirrors the kernel's own
+    structural checks entry by entry; these are the snapshot's (``check_bounds``), stated
+    here once. Outside them forwards overflow (a 1e5-year expiry), e^k overflows (k = 800),
+    (k - m)^2 or sigma^2 overflow or underflow (SVI), or Hagan's z and nu^2 T overflow."""
+
+    max_expiry: float = 100.0           # years
+    max_log_moneyness: float = 20.0     # |ln(K/F)|: LOG_MONEYNESS nodes and SVI m (K/F in [2e-9, 5e8])
+    vol: tuple[float, float] = (1e-4, 100.0)          # grid vols (0.01% to 10,000%)
+    svi_sigma: tuple[float, float] = (1e-6, 20.0)
+    sabr_alpha: tuple[float, float] = (1e-6, 1e6)
+    sabr_nu: float = 100.0
+
+
+BOUNDS = Bounds()
+
+
+def _outside(name: str, a: np.ndarray, lo: float, hi: float, what: str) -> list[FieldViolation]:
+    """``name[i]`` (or ``name[i][j]``; ``name`` itself for a scalar) for each finite entry of
+    ``a`` outside [lo, hi]."""
+    a = np.asarray(a, dtype=np.float64)
+    scalar = a.ndim == 0
+    a = np.atleast_1d(a)
+    with np.errstate(invalid="ignore"):
+        bad = np.isfinite(a) & ((a < lo) | (a > hi))
+    return [FieldViolation(name + ("" if scalar else "".join(f"[{int(x)}]" for x in idx)),
+                           f"{float(a[idx])!r} is outside [{lo:g}, {hi:g}] ({what})")
+            for idx in zip(*np.nonzero(bad))]
 
 
 def _enum_or_raw(kind, value):
@@ -208,6 +241,11 @@ class _Surface:
         out.extend(v for i in sorted(found) for v in found[i])
         return out, True
 
+    def check_bounds(self, bounds: Bounds = BOUNDS) -> list[FieldViolation]:
+        """The :class:`Bounds` violations of a surface that passes ``validate()``, named as
+        it names its fields."""
+        return _outside("expiries", self.expiries, 0.0, bounds.max_expiry, "years; the longest expiry stored")
+
     def _params(self, name: str, params: np.ndarray, columns: tuple[str, ...]) -> tuple[list[FieldViolation], bool]:
         n = self.size
         if params.ndim != 2 or params.shape != (n, len(columns)):
@@ -282,6 +320,14 @@ class GridSurface(_Surface):
         out.extend(crossings)
         return out
 
+    def check_bounds(self, bounds: Bounds = BOUNDS) -> list[FieldViolation]:
+        out = super().check_bounds(bounds)
+        if self.axis == StrikeAxis.LOG_MONEYNESS:
+            k = bounds.max_log_moneyness
+            out += _outside("nodes", self.nodes, -k, k, "ln(K/F)")
+        lo, hi = bounds.vol
+        return out + _outside("vols", self.vols, lo, hi, "a Black vol")
+
 
 @dataclass(frozen=True, eq=False)
 class _Slices(_Surface):
@@ -341,6 +387,14 @@ class SviSurface(_Slices):
             out.extend(bad)
         return out
 
+    def check_bounds(self, bounds: Bounds = BOUNDS) -> list[FieldViolation]:
+        k = bounds.max_log_moneyness
+        out = super().check_bounds(bounds)
+        for i, (a, b, rho, m, sigma) in enumerate(self.params):
+            out += _outside(f"params[{i}].m", m, -k, k, "ln(K/F)")
+            out += _outside(f"params[{i}].sigma", sigma, *bounds.svi_sigma, "SVI sigma")
+        return out
+
 
 @dataclass(frozen=True, eq=False)
 class SabrSurface(_Slices):
@@ -375,4 +429,11 @@ class SabrSurface(_Slices):
                     out.append(FieldViolation(f"{name}.rho", "|rho| >= 1"))
                 elif c == "nu" and not nu >= 0.0:
                     out.append(FieldViolation(f"{name}.nu", "nu < 0"))
+        return out
+
+    def check_bounds(self, bounds: Bounds = BOUNDS) -> list[FieldViolation]:
+        out = super().check_bounds(bounds)
+        for i, (alpha, beta, rho, nu) in enumerate(self.params):
+            out += _outside(f"params[{i}].alpha", alpha, *bounds.sabr_alpha, "SABR alpha")
+            out += _outside(f"params[{i}].nu", nu, 0.0, bounds.sabr_nu, "SABR nu")
         return out
