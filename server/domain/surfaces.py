@@ -85,8 +85,9 @@ class TimeInterpolation(enum.Enum):
 
 SVI_COLUMNS = ("a", "b", "rho", "m", "sigma")
 SABR_COLUMNS = ("alpha", "beta", "rho", "nu")
-_MAX_EXPIRIES = 10_000
-_MAX_NODES = 10_000
+#: one surface's slices and one grid's nodes (a snapshot over them: RESOURCE_EXHAUSTED, market.Limits)
+MAX_EXPIRIES = 10_000
+MAX_NODES = 10_000
 
 
 @dataclass(frozen=True)
@@ -234,8 +235,8 @@ class _Surface:
         if t.shape[0] == 0:
             out.append(FieldViolation("expiries", "no expiries; a surface needs at least one"))
             return out, False
-        if t.shape[0] > _MAX_EXPIRIES:
-            out.append(FieldViolation("expiries", f"{t.shape[0]} expiries; at most {_MAX_EXPIRIES:,}"))
+        if t.shape[0] > MAX_EXPIRIES:
+            out.append(FieldViolation("expiries", f"{t.shape[0]} expiries; at most {MAX_EXPIRIES:,}"))
             return out, False
         found = _axis_violations("expiries", t, True, "expiry")
         out.extend(v for i in sorted(found) for v in found[i])
@@ -292,8 +293,8 @@ class GridSurface(_Surface):
             out.append(FieldViolation("nodes", "no strike nodes; a grid needs at least one" if x.ndim == 1
                                       else "not a 1-d array"))
             return out
-        if x.shape[0] > _MAX_NODES:
-            out.append(FieldViolation("nodes", f"{x.shape[0]} nodes; at most {_MAX_NODES:,}"))
+        if x.shape[0] > MAX_NODES:
+            out.append(FieldViolation("nodes", f"{x.shape[0]} nodes; at most {MAX_NODES:,}"))
             return out
         if v.ndim != 2 or v.shape != (t.shape[0], x.shape[0]):
             out.append(FieldViolation("vols", f"shape {v.shape}; expected ({t.shape[0]}, {x.shape[0]}) "

@@ -238,3 +238,27 @@ def test_evaluate_names_the_request_fields(market):
     ok = market.EvaluateSurface(mpb.EvaluateSurfaceRequest(snapshot_id=sid, surface_id="X", expiries=[0.5],
                                                            strikes=[100.0]), timeout=10)
     assert ok.vols[0] == 0.2
+
+
+# ------------------------------------------------------------------ size caps
+def _curve_of(n):
+    msg = snapshot("edges-size")
+    del msg.curves[0].node_times[:], msg.curves[0].values[:]
+    msg.curves[0].node_times.extend(np.arange(1, n + 1) / 365.0)
+    msg.curves[0].values.extend(np.full(n, 0.03))
+    return msg
+
+
+@pytest.mark.parametrize("build, field", [
+    (lambda: _curve_of(100_001), "snapshot.curves[0].node_times"),
+    (lambda: with_surface("edges-size", dict(svi(0.04, 0.1, -0.5, 0.0, 0.1, expiries=np.arange(1, 10_002) / 1e3),
+                                             svi=mpb.SviSlices(slices=[mpb.SviSlice(a=0.04, b=0.1, rho=-0.5,
+                                                                                    sigma=0.1)] * 10_001))),
+     "snapshot.surfaces[0].expiries"),
+    (lambda: with_surface("edges-size", grid(LOG, np.linspace(-2, 2, 10_001), [0.2] * 10_001)), "snapshot.surfaces[0].grid.nodes"),
+    (lambda: with_surface("edges-size", grid(LOG, np.linspace(-2, 2, 2001), [0.2] * 2_001_000,
+                                             expiries=np.arange(1, 1001) / 100)), "snapshot.surfaces[0]"),
+])
+def test_sizes_over_the_caps_are_resource_exhausted_where_they_are(market, build, field):
+    found = refused(market, build(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert [f for f, _ in found] == [field] and "at most" in found[0][1]
