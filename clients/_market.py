@@ -65,16 +65,17 @@ class SnapshotInfo:
     heston: int
     description: str
     forced_reason: str
-    findings: tuple[Finding, ...]
+    findings: tuple[Finding, ...]  # empty in list_snapshots (get_snapshot has them)
     created: bool | None = None  # put_snapshot only: False when the same content was stored already
+    counts: tuple[int, int] | None = None  # (errors, warnings) of the report; None: count the findings
 
     @property
     def errors(self) -> int:
-        return sum(f.severity == "error" for f in self.findings)
+        return self.counts[0] if self.counts is not None else sum(f.severity == "error" for f in self.findings)
 
     @property
     def warnings(self) -> int:
-        return sum(f.severity == "warning" for f in self.findings)
+        return self.counts[1] if self.counts is not None else sum(f.severity == "warning" for f in self.findings)
 
 
 def _plain(value: Any) -> Any:
@@ -159,6 +160,7 @@ def _info(msg, created=None) -> SnapshotInfo:
     return SnapshotInfo(
         msg.id, msg.name, _when(msg.as_of), _when(msg.stored_at) if msg.HasField("stored_at") else None, msg.curves,
         msg.underlyings, msg.heston, msg.description, msg.forced_reason, _findings(msg.report), created,
+        (msg.report.errors, msg.report.warnings),
     )
 
 

@@ -231,13 +231,17 @@ def report_message(findings, compared_with: str = "") -> mpb.QualityReport:
     )
 
 
-def info_message(record: StoredSnapshot) -> mpb.SnapshotInfo:
+def info_message(record: StoredSnapshot, *, findings: bool = True) -> mpb.SnapshotInfo:
+    """``findings`` False (ListSnapshots): the report's counts without its findings, which
+    GetSnapshot returns; a listing stays small however many findings its snapshots have."""
+    report = report_message(record.findings)
+    if not findings:
+        report.ClearField("findings")
     return mpb.SnapshotInfo(
         id=record.snapshot_id, name=record.name, as_of=_timestamp(record.as_of),
         stored_at=_timestamp(record.stored_at), curves=record.counts[0], underlyings=record.counts[1],
         heston=record.counts[2], surfaces=record.counts[3], forced_reason=record.forced_reason,
-        report=report_message(record.findings),
-        description=record.description,
+        report=report, description=record.description,
     )
 
 
@@ -262,7 +266,7 @@ class MarketDataServicer:
 
     def ListSnapshots(self, request, context, rid):
         records = self.service.list(request.name, request.limit)
-        return mpb.ListSnapshotsResponse(snapshots=[info_message(r) for r in records]), len(records), 0
+        return mpb.ListSnapshotsResponse(snapshots=[info_message(r, findings=False) for r in records]), len(records), 0
 
     def DeleteSnapshot(self, request, context, rid):
         return mpb.DeleteSnapshotResponse(id=self.service.delete(request.id)), 1, 0

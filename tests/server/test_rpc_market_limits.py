@@ -262,3 +262,35 @@ def _curve_of(n):
 def test_sizes_over_the_caps_are_resource_exhausted_where_they_are(market, build, field):
     found = refused(market, build(), grpc.StatusCode.RESOURCE_EXHAUSTED)
     assert [f for f, _ in found] == [field] and "at most" in found[0][1]
+
+
+# ------------------------------------------------------------------ bounded reports and reasons
+def test_a_force_reason_past_its_cap_is_refused(market):
+    msg = snapshot("edges-reason", as_of=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2))  # an error
+    with pytest.raises(grpc.RpcError) as e:
+        market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=msg, force=True, reason="r" * 1025), timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and [f for f, _ in violations(e.value)] == ["reason"]
+    assert stored(market, "edges-reason") == 0
+    forced = market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=msg, force=True, reason="r" * 1024), timeout=10)
+    assert forced.info.forced_reason == "r" * 1024
+
+
+def test_findings_are_capped_per_check_and_listings_carry_counts_only(market):
+    n = 300  # each slice's right wing, b (1 + rho) = 2.25, is steeper than Lee's 2: 300 lee_wing warnings
+    msg = with_surface("edges-findings", dict(
+        svi(0.04, 1.5, 0.5, 0.0, 0.1, expiries=np.arange(1, n + 1) / 100),
+        svi=mpb.SviSlices(slices=[mpb.SviSlice(a=0.04, b=1.5, rho=0.5, sigma=0.1)] * n)))
+    report = _report(market, msg)
+    lee = [f for f in report.findings if f.check == "surface.lee_wing"]
+    assert len(lee) == 101 and "and 200 more surface.lee_wing findings" in lee[-1].message
+    assert all(f.severity == mpb.SEVERITY_WARNING for f in lee) and lee[-1].field == "surfaces[0].expiries[100]"
+    counted = {c: sum(f.check == c for f in report.findings) for c in {f.check for f in report.findings}}
+    assert max(counted.values()) <= 101
+    assert report.errors == sum(f.severity == mpb.SEVERITY_ERROR for f in report.findings)
+    put = market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=msg, force=True, reason="wide"), timeout=30).info
+    assert [f.message for f in put.report.findings] == [f.message for f in report.findings]
+    listed = market.ListSnapshots(mpb.ListSnapshotsRequest(name="edges-findings"), timeout=10).snapshots
+    assert [s.id for s in listed] == [put.id] and not listed[0].report.findings
+    assert (listed[0].report.errors, listed[0].report.warnings) == (put.report.errors, put.report.warnings)
+    got = market.GetSnapshot(mpb.GetSnapshotRequest(id=put.id), timeout=10).info.report
+    assert len(got.findings) == len(put.report.findings)
