@@ -100,8 +100,9 @@ class Bounds:
     (k - m)^2 or sigma^2 overflow or underflow (SVI), or Hagan's z and nu^2 T overflow."""
 
     max_expiry: float = 100.0           # years
+    #: grid vols, and the lowest vol of an SVI slice, sqrt(min w / T)
     max_log_moneyness: float = 20.0     # |ln(K/F)|: LOG_MONEYNESS nodes and SVI m (K/F in [2e-9, 5e8])
-    vol: tuple[float, float] = (1e-4, 100.0)          # grid vols (0.01% to 10,000%)
+    vol: tuple[float, float] = (1e-4, 100.0)          # 0.01% to 10,000%
     svi_sigma: tuple[float, float] = (1e-6, 20.0)
     sabr_alpha: tuple[float, float] = (1e-6, 1e6)
     sabr_nu: float = 100.0
@@ -391,9 +392,18 @@ class SviSurface(_Slices):
     def check_bounds(self, bounds: Bounds = BOUNDS) -> list[FieldViolation]:
         k = bounds.max_log_moneyness
         out = super().check_bounds(bounds)
+        top = bounds.vol[1]
         for i, (a, b, rho, m, sigma) in enumerate(self.params):
-            out += _outside(f"params[{i}].m", m, -k, k, "ln(K/F)")
-            out += _outside(f"params[{i}].sigma", sigma, *bounds.svi_sigma, "SVI sigma")
+            row = (_outside(f"params[{i}].m", m, -k, k, "ln(K/F)")
+                   + _outside(f"params[{i}].sigma", sigma, *bounds.svi_sigma, "SVI sigma"))
+            out += row
+            if row:
+                continue
+            t = self.expiries[i]
+            lowest = np.sqrt(max(a + b * sigma * np.sqrt((1.0 - rho) * (1.0 + rho)), 0.0) / t) if t > 0 else 0.0
+            if lowest > top:  # every vol of the slice above the grid's cap (a total variance at a tiny T)
+                out.append(FieldViolation(f"params[{i}].a", f"the slice's lowest vol, sqrt((a + b sigma sqrt(1 - rho^2))"
+                                                            f" / T) = {lowest:.6g}, is above {top:g}"))
         return out
 
 

@@ -81,12 +81,13 @@ LOG, STRIKE = mpb.STRIKE_AXIS_LOG_MONEYNESS, mpb.STRIKE_AXIS_STRIKE
     (svi(0.04, 0.1, -0.5, 1e300, 0.1), ["svi.slices[0].m"]),
     (svi(0.04, 0.1, -0.5, 0.0, 1e300), ["svi.slices[0].sigma"]),                     # sigma^2 overflows
     (svi(0.04, 0.1, -0.5, 0.0, 1e-300), ["svi.slices[0].sigma"]),                    # sigma^2 underflows
+    (svi(0.04, 0.1, 0.0, 0.0, 0.1, expiries=[1e-300]), ["svi.slices[0].a"]),        # vols of 1e149 and more
     (grid(mpb.STRIKE_AXIS_MONEYNESS, [0.9, 1.0, 1.1], [0.2, 1e150, 1e-300]), ["grid.vols[1]", "grid.vols[2]"]),
 ])
 def test_surfaces_outside_the_kernels_bounds_are_refused_naming_the_field(market, surface, fields):
     found = refused(market, with_surface("edges-surface", surface))
     assert [f for f, _ in found] == [f"snapshot.surfaces[0].{f}" for f in fields]
-    assert all("is outside [" in text for _, text in found)
+    assert all("is outside [" in text or "is above" in text for _, text in found)
 
 
 def test_surfaces_at_the_bounds_are_checked_not_refused(market):
