@@ -29,8 +29,11 @@ slice's vol, flat. Evaluation lives in the pricer layer
 ``validate()`` reports every structural violation with its field and index (``expiries[2]``,
 ``nodes[0]``, ``vols[1][3]``, ``params[4].rho``), the same conditions as the kernel's
 ``validate``, so that a surface that passes here is accepted by the kernel
-(tests/ext/test_surfaces_kernel.py checks that the two agree entry by entry). Calendar and
-butterfly arbitrage are quality gates, not structural faults: the pricer layer checks them.
+(tests/ext/test_surfaces_kernel.py checks that the two agree entry by entry). ``check_bounds()``
+adds the magnitudes a stored surface must keep for its evaluation and its checks to stay finite
+(``Bounds``: expiry, |ln K/F|, vols, SVI sigma, SABR alpha and nu); snapshots apply both.
+Calendar and butterfly arbitrage are quality gates, not structural faults: the pricer layer
+checks them.
 """
 
 from __future__ import annotations
