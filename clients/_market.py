@@ -65,16 +65,17 @@ class SnapshotInfo:
     heston: int
     description: str
     forced_reason: str
-    findings: tuple[Finding, ...]
+    findings: tuple[Finding, ...]  # empty in list_snapshots (get_snapshot has them)
     created: bool | None = None  # put_snapshot only: False when the same content was stored already
+    counts: tuple[int, int] | None = None  # (errors, warnings) of the report; None: count the findings
 
     @property
     def errors(self) -> int:
-        return sum(f.severity == "error" for f in self.findings)
+        return self.counts[0] if self.counts is not None else sum(f.severity == "error" for f in self.findings)
 
     @property
     def warnings(self) -> int:
-        return sum(f.severity == "warning" for f in self.findings)
+        return self.counts[1] if self.counts is not None else sum(f.severity == "warning" for f in self.findings)
 
 
 def _plain(value: Any) -> Any:
@@ -83,6 +84,11 @@ def _plain(value: Any) -> Any:
     sees them and names the field, rather than the parser refusing the whole file."""
     if hasattr(value, "tolist"):
         value = value.tolist()
+    if isinstance(value, dt.datetime):  # unquoted YAML times; without a zone: UTC (as YAML reads them)
+        value = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date):  # unquoted YAML dates: a Date message
+        return {"year": value.year, "month": value.month, "day": value.day}
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -90,6 +96,12 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     return value
+
+
+def _doubles(values) -> list[float]:
+    """A repeated double field's values, NaN and infinities kept as floats (the server names
+    the point; _plain's "NaN" strings are for the JSON mapping only)."""
+    return np.asarray(values, dtype=np.float64).reshape(-1).tolist()
 
 
 #: grid_surface's axis names: the contract's StrikeAxis values, lower case without the prefix
@@ -124,20 +136,35 @@ def grid_surface(surface_id: str, underlying: str, vols, *, expiries=None, nodes
 
 
 def load_snapshot(source) -> mpb.MarketSnapshot:
-    """A MarketSnapshot from a message, a dict (protobuf JSON mapping) or a JSON/YAML file."""
+    """A MarketSnapshot from a message, a dict (protobuf JSON mapping) or a JSON/YAML file.
+    A file that cannot be read, is not JSON/YAML or does not hold a mapping is a ValueError
+    naming the path; YAML's unquoted times and dates are read as the mapping's strings and Dates."""
     if isinstance(source, mpb.MarketSnapshot):
         return source
     if isinstance(source, (str, Path)):
         path = Path(source)
-        text = path.read_text()
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: cannot read it ({e.strerror or e})" if isinstance(e, OSError)
+                             else f"{path}: not text ({e})") from None
         if path.suffix.lower() in (".yaml", ".yml"):
             try:
                 import yaml
             except ImportError:
                 raise ValueError(f"{path}: reading YAML needs PyYAML (pip install pyyaml)") from None
-            source = yaml.safe_load(text)
+            try:
+                source = yaml.safe_load(text)
+            except yaml.YAMLError as e:
+                raise ValueError(f"{path}: not YAML: {e}") from None
         else:
-            source = json.loads(text)
+            try:
+                source = json.loads(text)
+            except ValueError as e:
+                raise ValueError(f"{path}: not JSON: {e}") from None
+        if not isinstance(source, Mapping):
+            what = "nothing" if source is None else f"a {type(source).__name__}"
+            raise ValueError(f"{path}: holds {what}, not a snapshot (a mapping of name, asOf, curves, ...)")
     if not isinstance(source, Mapping):
         raise TypeError("a snapshot is a MarketSnapshot, a dict or the path of a JSON/YAML file")
     try:
@@ -159,6 +186,7 @@ def _info(msg, created=None) -> SnapshotInfo:
     return SnapshotInfo(
         msg.id, msg.name, _when(msg.as_of), _when(msg.stored_at) if msg.HasField("stored_at") else None, msg.curves,
         msg.underlyings, msg.heston, msg.description, msg.forced_reason, _findings(msg.report), created,
+        (msg.report.errors, msg.report.warnings),
     )
 
 
@@ -215,7 +243,7 @@ class MarketClient:
     def curve(self, snapshot_id: str, curve_id: str, times, *, timeout=USE_CLIENT_DEFAULT) -> dict:
         """A stored curve at ``times`` (years): numpy arrays ``discount_factors``,
         ``zero_rates`` and ``forward_rates``."""
-        request = mpb.EvaluateCurveRequest(snapshot_id=snapshot_id, curve_id=curve_id, times=_plain(times))
+        request = mpb.EvaluateCurveRequest(snapshot_id=snapshot_id, curve_id=curve_id, times=_doubles(times))
         reply = self._call(self._stub.EvaluateCurve, request, timeout)
         return {name: np.asarray(getattr(reply, name)) for name in ("discount_factors", "zero_rates", "forward_rates")}
 
@@ -223,8 +251,9 @@ class MarketClient:
                 timeout=USE_CLIENT_DEFAULT) -> dict:
         """A stored surface at points (expiries[i], strikes[i]): numpy arrays ``vols``,
         ``total_variances`` and the ``forwards`` used (the underlying's, unless given)."""
-        request = mpb.EvaluateSurfaceRequest(snapshot_id=snapshot_id, surface_id=surface_id, expiries=_plain(expiries),
-                                             strikes=_plain(strikes), forwards=_plain(forwards))
+        request = mpb.EvaluateSurfaceRequest(snapshot_id=snapshot_id, surface_id=surface_id,
+                                             expiries=_doubles(expiries), strikes=_doubles(strikes),
+                                             forwards=_doubles(forwards))
         reply = self._call(self._stub.EvaluateSurface, request, timeout)
         return {name: np.asarray(getattr(reply, name)) for name in ("vols", "total_variances", "forwards")}
 

@@ -49,7 +49,8 @@ class ValueKind(enum.IntEnum):
     DISCOUNT_FACTOR = 2
 
 
-_MAX_NODES = 100_000
+#: one curve's nodes (a snapshot over it: RESOURCE_EXHAUSTED, market.Limits.max_curve_nodes)
+MAX_NODES = 100_000
 _CURRENCY_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -144,8 +145,8 @@ class YieldCurve:
         if n == 0:
             out.append(FieldViolation("node_times", "no nodes; a curve needs at least one"))
             return out
-        if n > _MAX_NODES:
-            out.append(FieldViolation("node_times", f"{n} nodes; at most {_MAX_NODES:,}"))
+        if n > MAX_NODES:
+            out.append(FieldViolation("node_times", f"{n} nodes; at most {MAX_NODES:,}"))
             return out
         out.extend(self._node_violations())
         return out

@@ -27,8 +27,11 @@ from typing import Optional, Protocol, Sequence, Union
 
 import numpy as np
 
+from pricegrid.server.domain.curves import MAX_NODES as MAX_CURVE_NODES
 from pricegrid.server.domain.curves import Interpolation, ValueKind, YieldCurve
 from pricegrid.server.domain.errors import FieldViolation
+from pricegrid.server.domain.surfaces import MAX_EXPIRIES as MAX_SURFACE_EXPIRIES
+from pricegrid.server.domain.surfaces import MAX_NODES as MAX_SURFACE_NODES
 from pricegrid.server.domain.surfaces import GridSurface, SabrSurface, StrikeAxis, SviSurface
 
 Surface = Union[GridSurface, SviSurface, SabrSurface]
@@ -101,6 +104,9 @@ class Limits:
     max_surfaces: int = 1_000
     max_nodes: int = 2_000_000  # curve nodes, dividends and surface values, summed
     max_text: int = 256  # ids, names, currencies
+    max_curve_nodes: int = MAX_CURVE_NODES  # one curve's (its own validate() refuses more too)
+    max_surface_expiries: int = MAX_SURFACE_EXPIRIES  # one surface's slices
+    max_surface_nodes: int = MAX_SURFACE_NODES  # one grid's strike nodes
 
 
 def _finite(x) -> bool:
@@ -162,8 +168,25 @@ class Snapshot:
                           ("heston", limits.max_heston), ("surfaces", limits.max_surfaces)):
             if len(getattr(self, what)) > cap:
                 out.append(FieldViolation(what, f"{len(getattr(self, what))} entries; at most {cap:,}"))
+        for i, c in enumerate(self.curves):
+            if np.size(c.node_times) > limits.max_curve_nodes:
+                out.append(FieldViolation(f"curves[{i}].node_times", f"{np.size(c.node_times):,} nodes; at most"
+                                                                     f" {limits.max_curve_nodes:,}"))
+        for i, x in enumerate(self.surfaces):
+            if np.size(x.expiries) > limits.max_surface_expiries:
+                out.append(FieldViolation(f"surfaces[{i}].expiries", f"{np.size(x.expiries):,} expiries; at most"
+                                                                     f" {limits.max_surface_expiries:,}"))
+            if isinstance(x, GridSurface) and np.size(x.nodes) > limits.max_surface_nodes:
+                out.append(FieldViolation(f"surfaces[{i}].grid.nodes", f"{np.size(x.nodes):,} nodes; at most"
+                                                                       f" {limits.max_surface_nodes:,}"))
         if self.size > limits.max_nodes:
-            out.append(FieldViolation("curves", f"{self.size:,} curve nodes and dividends; at most {limits.max_nodes:,}"))
+            # named where most of them are: the largest curve, dividend list or surface
+            sizes = ([(np.size(c.node_times), f"curves[{i}]") for i, c in enumerate(self.curves)]
+                     + [(len(u.dividends), f"underlyings[{i}].dividends") for i, u in enumerate(self.underlyings)]
+                     + [(_surface_values(x).size, f"surfaces[{i}]") for i, x in enumerate(self.surfaces)])
+            most, where = max(sizes)
+            out.append(FieldViolation(where, f"{most:,} values here, {self.size:,} in the snapshot (curve nodes,"
+                                             f" dividends and surface values, summed); at most {limits.max_nodes:,}"))
         return out
 
     def validate(self, limits: Limits = Limits()) -> list[FieldViolation]:
@@ -189,6 +212,7 @@ class Snapshot:
             if c.curve_id in ids:
                 out.append(FieldViolation(f"{path}.id", f"{c.curve_id!r} also names curves[{ids[c.curve_id]}]"))
             ids.setdefault(c.curve_id, i)
+            text(f"{path}.id", c.curve_id, required=False)  # (empty: the curve's own check)
             for v in c.validate():
                 name = {"curve_id": "id", "node_values": "values"}.get(v.field.split("[")[0], v.field.split("[")[0])
                 rest = v.field[len(v.field.split("[")[0]):]
@@ -199,7 +223,10 @@ class Snapshot:
             if x.surface_id in surfaces:
                 out.append(FieldViolation(f"{path}.id", f"{x.surface_id!r} also names surfaces[{surfaces[x.surface_id]}]"))
             surfaces.setdefault(x.surface_id, i)
-            out.extend(FieldViolation(f"{path}.{_surface_path(x, v.field)}", v.description) for v in x.validate())
+            text(f"{path}.id", x.surface_id, required=False)  # (empty: the surface's own check)
+            text(f"{path}.underlying", x.underlying_id, required=False)
+            found = x.validate() or x.check_bounds()  # (bounds: only of a surface the kernel accepts)
+            out.extend(FieldViolation(f"{path}.{_surface_path(x, v.field)}", v.description) for v in found)
         seen: dict[str, int] = {}
         for i, u in enumerate(self.underlyings):
             path = f"underlyings[{i}]"
@@ -224,8 +251,11 @@ class Snapshot:
             previous = -math.inf
             for j, d in enumerate(u.dividends):
                 dpath = f"{path}.dividends[{j}]"
-                if not (_finite(d.time) and d.time >= 0):
-                    out.append(FieldViolation(f"{dpath}.time", f"must be finite and >= 0 (got {d.time!r})"))
+                if not (_finite(d.time) and d.time > 0):
+                    out.append(FieldViolation(f"{dpath}.time", f"must be finite and > 0 (got {d.time!r}): a dividend"
+                                                               " going ex on or before the valuation date is not a"
+                                                               " future cash flow (set time or date; leave past ones"
+                                                               " out)"))
                 elif d.time < previous:
                     out.append(FieldViolation(f"{dpath}.time", "dividends must be in time order"))
                 else:

@@ -29,8 +29,11 @@ slice's vol, flat. Evaluation lives in the pricer layer
 ``validate()`` reports every structural violation with its field and index (``expiries[2]``,
 ``nodes[0]``, ``vols[1][3]``, ``params[4].rho``), the same conditions as the kernel's
 ``validate``, so that a surface that passes here is accepted by the kernel
-(tests/ext/test_surfaces_kernel.py checks that the two agree entry by entry). Calendar and
-butterfly arbitrage are quality gates, not structural faults: the pricer layer checks them.
+(tests/ext/test_surfaces_kernel.py checks that the two agree entry by entry). ``check_bounds()``
+adds the magnitudes a stored surface must keep for its evaluation and its checks to stay finite
+(``Bounds``: expiry, |ln K/F|, vols, SVI sigma, SABR alpha and nu); snapshots apply both.
+Calendar and butterfly arbitrage are quality gates, not structural faults: the pricer layer
+checks them.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import numpy as np
 
 from pricegrid.server.domain.errors import FieldViolation
 
-__all__ = ["SurfaceKind", "StrikeAxis", "GridInterpolation", "TimeInterpolation",
+__all__ = ["BOUNDS", "Bounds", "SurfaceKind", "StrikeAxis", "GridInterpolation", "TimeInterpolation",
            "GridSurface", "SviSurface", "SabrSurface", "SVI_COLUMNS", "SABR_COLUMNS"]
 
 
@@ -85,8 +88,43 @@ class TimeInterpolation(enum.Enum):
 
 SVI_COLUMNS = ("a", "b", "rho", "m", "sigma")
 SABR_COLUMNS = ("alpha", "beta", "rho", "nu")
-_MAX_EXPIRIES = 10_000
-_MAX_NODES = 10_000
+#: one surface's slices and one grid's nodes (a snapshot over them: RESOURCE_EXHAUSTED, market.Limits)
+MAX_EXPIRIES = 10_000
+MAX_NODES = 10_000
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What a stored surface may hold beyond ``validate()``: magnitudes inside which the
+    kernels evaluate it and its arbitrage checks (Black calls at F e^k, SVI's g(k), Hagan's
+    expansion) without overflow or underflow. ``validate()`` mirrors the kernel's own
+    structural checks entry by entry; these are the snapshot's (``check_bounds``), stated
+    here once. Outside them forwards overflow (a 1e5-year expiry), e^k overflows (k = 800),
+    (k - m)^2 or sigma^2 overflow or underflow (SVI), or Hagan's z and nu^2 T overflow."""
+
+    max_expiry: float = 100.0           # years
+    #: grid vols, and the lowest vol of an SVI slice, sqrt(min w / T)
+    max_log_moneyness: float = 20.0     # |ln(K/F)|: LOG_MONEYNESS nodes and SVI m (K/F in [2e-9, 5e8])
+    vol: tuple[float, float] = (1e-4, 100.0)          # 0.01% to 10,000%
+    svi_sigma: tuple[float, float] = (1e-6, 20.0)
+    sabr_alpha: tuple[float, float] = (1e-6, 1e6)
+    sabr_nu: float = 100.0
+
+
+BOUNDS = Bounds()
+
+
+def _outside(name: str, a: np.ndarray, lo: float, hi: float, what: str) -> list[FieldViolation]:
+    """``name[i]`` (or ``name[i][j]``; ``name`` itself for a scalar) for each finite entry of
+    ``a`` outside [lo, hi]."""
+    a = np.asarray(a, dtype=np.float64)
+    scalar = a.ndim == 0
+    a = np.atleast_1d(a)
+    with np.errstate(invalid="ignore"):
+        bad = np.isfinite(a) & ((a < lo) | (a > hi))
+    return [FieldViolation(name + ("" if scalar else "".join(f"[{int(x)}]" for x in idx)),
+                           f"{float(a[idx])!r} is outside [{lo:g}, {hi:g}] ({what})")
+            for idx in zip(*np.nonzero(bad))]
 
 
 def _enum_or_raw(kind, value):
@@ -201,12 +239,17 @@ class _Surface:
         if t.shape[0] == 0:
             out.append(FieldViolation("expiries", "no expiries; a surface needs at least one"))
             return out, False
-        if t.shape[0] > _MAX_EXPIRIES:
-            out.append(FieldViolation("expiries", f"{t.shape[0]} expiries; at most {_MAX_EXPIRIES:,}"))
+        if t.shape[0] > MAX_EXPIRIES:
+            out.append(FieldViolation("expiries", f"{t.shape[0]} expiries; at most {MAX_EXPIRIES:,}"))
             return out, False
         found = _axis_violations("expiries", t, True, "expiry")
         out.extend(v for i in sorted(found) for v in found[i])
         return out, True
+
+    def check_bounds(self, bounds: Bounds = BOUNDS) -> list[FieldViolation]:
+        """The :class:`Bounds` violations of a surface that passes ``validate()``, named as
+        it names its fields."""
+        return _outside("expiries", self.expiries, 0.0, bounds.max_expiry, "years; the longest expiry stored")
 
     def _params(self, name: str, params: np.ndarray, columns: tuple[str, ...]) -> tuple[list[FieldViolation], bool]:
         n = self.size
@@ -254,8 +297,8 @@ class GridSurface(_Surface):
             out.append(FieldViolation("nodes", "no strike nodes; a grid needs at least one" if x.ndim == 1
                                       else "not a 1-d array"))
             return out
-        if x.shape[0] > _MAX_NODES:
-            out.append(FieldViolation("nodes", f"{x.shape[0]} nodes; at most {_MAX_NODES:,}"))
+        if x.shape[0] > MAX_NODES:
+            out.append(FieldViolation("nodes", f"{x.shape[0]} nodes; at most {MAX_NODES:,}"))
             return out
         if v.ndim != 2 or v.shape != (t.shape[0], x.shape[0]):
             out.append(FieldViolation("vols", f"shape {v.shape}; expected ({t.shape[0]}, {x.shape[0]}) "
@@ -281,6 +324,14 @@ class GridSurface(_Surface):
                 out.append(FieldViolation(name, "vol^2 T overflows"))
         out.extend(crossings)
         return out
+
+    def check_bounds(self, bounds: Bounds = BOUNDS) -> list[FieldViolation]:
+        out = super().check_bounds(bounds)
+        if self.axis == StrikeAxis.LOG_MONEYNESS:
+            k = bounds.max_log_moneyness
+            out += _outside("nodes", self.nodes, -k, k, "ln(K/F)")
+        lo, hi = bounds.vol
+        return out + _outside("vols", self.vols, lo, hi, "a Black vol")
 
 
 @dataclass(frozen=True, eq=False)
@@ -341,6 +392,23 @@ class SviSurface(_Slices):
             out.extend(bad)
         return out
 
+    def check_bounds(self, bounds: Bounds = BOUNDS) -> list[FieldViolation]:
+        k = bounds.max_log_moneyness
+        out = super().check_bounds(bounds)
+        top = bounds.vol[1]
+        for i, (a, b, rho, m, sigma) in enumerate(self.params):
+            row = (_outside(f"params[{i}].m", m, -k, k, "ln(K/F)")
+                   + _outside(f"params[{i}].sigma", sigma, *bounds.svi_sigma, "SVI sigma"))
+            out += row
+            if row:
+                continue
+            t = self.expiries[i]
+            lowest = np.sqrt(max(a + b * sigma * np.sqrt((1.0 - rho) * (1.0 + rho)), 0.0) / t) if t > 0 else 0.0
+            if lowest > top:  # every vol of the slice above the grid's cap (a total variance at a tiny T)
+                out.append(FieldViolation(f"params[{i}].a", f"the slice's lowest vol, sqrt((a + b sigma sqrt(1 - rho^2))"
+                                                            f" / T) = {lowest:.6g}, is above {top:g}"))
+        return out
+
 
 @dataclass(frozen=True, eq=False)
 class SabrSurface(_Slices):
@@ -375,4 +443,11 @@ class SabrSurface(_Slices):
                     out.append(FieldViolation(f"{name}.rho", "|rho| >= 1"))
                 elif c == "nu" and not nu >= 0.0:
                     out.append(FieldViolation(f"{name}.nu", "nu < 0"))
+        return out
+
+    def check_bounds(self, bounds: Bounds = BOUNDS) -> list[FieldViolation]:
+        out = super().check_bounds(bounds)
+        for i, (alpha, beta, rho, nu) in enumerate(self.params):
+            out += _outside(f"params[{i}].alpha", alpha, *bounds.sabr_alpha, "SABR alpha")
+            out += _outside(f"params[{i}].nu", nu, 0.0, bounds.sabr_nu, "SABR nu")
         return out

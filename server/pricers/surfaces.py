@@ -185,14 +185,27 @@ def calendar_arbitrage(surface: Surface, *, log_moneyness=DEFAULT_LOG_MONEYNESS,
             for i, j in zip(*np.nonzero(drop < -tolerance))]
 
 
-def _call_findings(i: int, strikes: np.ndarray, calls: np.ndarray, at: np.ndarray,
+#: ulps of F + K that a computed Black call C = F N(d1) - K N(d2) may be off by (each term
+#: is at most F or K; the normal CDF is good to a few ulps): the rounding the slopes carry
+CALL_ULPS = 16.0
+
+
+def _call_findings(i: int, forward: float, strikes: np.ndarray, calls: np.ndarray, at: np.ndarray,
                    tolerance: float) -> list[Finding]:
+    """Slopes outside [-1, 0] and slope decreases, each beyond ``tolerance`` plus the rounding
+    of its own terms: a call is off by e_j = CALL_ULPS eps (F + K_j), a slope
+    (C_j+1 - C_j)/h_j by (e_j + e_j+1)/h_j, a change of slope by the sum of its two slopes'
+    bounds. A fixed tolerance fails flat surfaces on dense grids (h of 1e-3 K makes the
+    rounding of a slope change about 1e-12)."""
     out: list[Finding] = []
-    slope = np.diff(calls) / np.diff(strikes)
-    for j in np.flatnonzero((slope > tolerance) | (slope < -1.0 - tolerance)):
+    h = np.diff(strikes)
+    slope = np.diff(calls) / h
+    e = CALL_ULPS * np.finfo(np.float64).eps * (abs(forward) + np.abs(strikes))
+    slope_err = (e[:-1] + e[1:]) / h
+    for j in np.flatnonzero((slope > tolerance + slope_err) | (slope < -1.0 - tolerance - slope_err)):
         out.append(Finding("call_spread", i, int(j), float(at[j]), float(slope[j])))
     convex = np.diff(slope)
-    for j in np.flatnonzero(convex < -tolerance):
+    for j in np.flatnonzero(convex < -(tolerance + slope_err[:-1] + slope_err[1:])):
         out.append(Finding("butterfly", i, int(j) + 1, float(at[j + 1]), float(convex[j])))
     return out
 
@@ -204,7 +217,8 @@ def butterfly_arbitrage(surface: Surface, *, forwards=None, log_moneyness=DEFAUL
     Grid: undiscounted Black calls at each expiry's nodes (K = node, F node or F e^node; a
     delta grid: F e^k_ij, its nodes' own strikes, ``at`` the delta node), ``forwards`` the
     forward per expiry (needed for a STRIKE grid; 1.0 otherwise, where calls scale with F): slopes (C_j+1 - C_j)/(K_j+1 - K_j) in [-1, 0] and non-decreasing
-    (convexity), both within ``tolerance`` (dimensionless slopes). SABR: the same on
+    (convexity), both within ``tolerance`` (dimensionless slopes) plus the rounding of the
+    calls they are computed from (``_call_findings``: CALL_ULPS eps (F + K) per call). SABR: the same on
     K = F e^k for k in ``log_moneyness`` (F from ``forwards``, default 1). SVI: Durrleman's
     g(k) >= -tolerance at each k of ``log_moneyness``, and each wing's slope of w <= 2 (Lee).
     """
@@ -253,5 +267,5 @@ def butterfly_arbitrage(surface: Surface, *, forwards=None, log_moneyness=DEFAUL
         status = np.empty(strikes.shape[0], dtype=np.int32)
         if _kernel.black_calls(np.ascontiguousarray(fwd[i:i + 1]), strikes, np.ascontiguousarray(w), calls, status):
             raise ValueError(f"slice {i}: invalid strikes, forward or vols (see validate())")
-        found.extend(_call_findings(i, strikes, calls, at, tolerance))
+        found.extend(_call_findings(i, float(fwd[i]), strikes, calls, at, tolerance))
     return found

@@ -16,7 +16,7 @@ import numpy as np
 
 from pricegrid.server.domain import daycount
 from pricegrid.server.domain.curves import Interpolation, ValueKind, YieldCurve
-from pricegrid.server.domain.errors import Violations, invalid
+from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, Violations, invalid
 from pricegrid.server.domain.market import CashDividend, HestonSet, Snapshot, StoredSnapshot, Underlying
 from pricegrid.server.domain.surfaces import GridSurface, SabrSurface, StrikeAxis, SviSurface
 from pricegrid.server.rpc.admission import Lane
@@ -45,6 +45,10 @@ def _years(valuation: dt.date, d: cpb.Date, dc, path: str) -> float:
     return float(daycount.year_fractions(daycount.to_days(valuation), np.array([day]), dc)[0])
 
 
+def _text(d: cpb.Date) -> str:
+    return f"{d.year:04d}-{d.month:02d}-{d.day:02d}"
+
+
 def _curve(msg: mpb.YieldCurve, valuation: dt.date, path: str) -> YieldCurve:
     if msg.value_kind not in _VALUE_KINDS:
         what = "required" if msg.value_kind == 0 else f"unknown CurveValueKind value {msg.value_kind}"
@@ -58,6 +62,11 @@ def _curve(msg: mpb.YieldCurve, valuation: dt.date, path: str) -> YieldCurve:
         raise invalid(f"{path}.node_dates", "set node_times or node_dates, not both")
     if len(msg.node_dates):
         times = [_years(valuation, d, dc, f"{path}.node_dates[{i}]") for i, d in enumerate(msg.node_dates)]
+        past = [FieldViolation(f"{path}.node_dates[{i}]", f"{_text(d)} is not after the valuation date {valuation}"
+                                                          " (a node is a time > 0 from it)")
+                for i, (d, t) in enumerate(zip(msg.node_dates, times)) if not t > 0.0]
+        if past:
+            raise ServiceError(Code.INVALID_ARGUMENT, "; ".join(f"{v.field}: {v.description}" for v in past[:5]), past)
     else:
         times = list(msg.node_times)
     return YieldCurve(msg.id, msg.currency, dc.name, np.array(times, dtype=np.float64),
@@ -72,6 +81,9 @@ def _underlying(msg: mpb.Underlying, valuation: dt.date, path: str) -> Underlyin
         if d.HasField("date") and d.time:
             raise invalid(f"{dpath}.date", "set time or date, not both")
         t = _years(valuation, d.date, daycount.DayCount.ACT_365F, f"{dpath}.date") if d.HasField("date") else d.time
+        if d.HasField("date") and not t > 0.0:
+            raise invalid(f"{dpath}.date", f"{_text(d.date)} is not after the valuation date {valuation}: a dividend"
+                                           " going ex on or before it is not a future cash flow (leave it out)")
         dividends.append(CashDividend(t, d.amount))
     level = msg.WhichOneof("level")
     return Underlying(
@@ -114,6 +126,22 @@ def _surface(msg: mpb.VolSurface, valuation: dt.date, path: str):
     return cls(msg.id, msg.underlying, t, params.reshape(-1, len(names)))
 
 
+#: a Timestamp's range (google/protobuf/timestamp.proto): 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
+
+
+def _as_of(ts, path: str, bad: Violations):
+    """The as-of time, or None with the violation recorded: seconds and nanos inside the
+    Timestamp's documented range (ToDatetime raises ValueError or OverflowError outside it)."""
+    if not _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS:
+        bad.add(path, f"seconds {ts.seconds} is outside 0001-01-01 to 9999-12-31 (the Timestamp range)")
+    elif not 0 <= ts.nanos <= 999_999_999:
+        bad.add(path, f"nanos {ts.nanos} is outside [0, 999999999]")
+    else:
+        return ts.ToDatetime(tzinfo=dt.timezone.utc)
+    return None
+
+
 def snapshot_of(msg: mpb.MarketSnapshot, path: str = "snapshot") -> Snapshot:
     """The domain snapshot of a message (its values are checked later, by the service's
     quality gates). Every violation of its shape is reported at once: each curve,
@@ -124,8 +152,7 @@ def snapshot_of(msg: mpb.MarketSnapshot, path: str = "snapshot") -> Snapshot:
     if not msg.HasField("as_of"):
         bad.add(f"{path}.as_of", "required: when the market was observed")
     else:
-        with bad.check():
-            as_of = msg.as_of.ToDatetime(tzinfo=dt.timezone.utc)
+        as_of = _as_of(msg.as_of, f"{path}.as_of", bad)
     if msg.HasField("valuation_date"):
         with bad.check():
             valuation = _date(msg.valuation_date, f"{path}.valuation_date")
@@ -204,13 +231,17 @@ def report_message(findings, compared_with: str = "") -> mpb.QualityReport:
     )
 
 
-def info_message(record: StoredSnapshot) -> mpb.SnapshotInfo:
+def info_message(record: StoredSnapshot, *, findings: bool = True) -> mpb.SnapshotInfo:
+    """``findings`` False (ListSnapshots): the report's counts without its findings, which
+    GetSnapshot returns; a listing stays small however many findings its snapshots have."""
+    report = report_message(record.findings)
+    if not findings:
+        report.ClearField("findings")
     return mpb.SnapshotInfo(
         id=record.snapshot_id, name=record.name, as_of=_timestamp(record.as_of),
         stored_at=_timestamp(record.stored_at), curves=record.counts[0], underlyings=record.counts[1],
         heston=record.counts[2], surfaces=record.counts[3], forced_reason=record.forced_reason,
-        report=report_message(record.findings),
-        description=record.description,
+        report=report, description=record.description,
     )
 
 
@@ -235,7 +266,7 @@ class MarketDataServicer:
 
     def ListSnapshots(self, request, context, rid):
         records = self.service.list(request.name, request.limit)
-        return mpb.ListSnapshotsResponse(snapshots=[info_message(r) for r in records]), len(records), 0
+        return mpb.ListSnapshotsResponse(snapshots=[info_message(r, findings=False) for r in records]), len(records), 0
 
     def DeleteSnapshot(self, request, context, rid):
         return mpb.DeleteSnapshotResponse(id=self.service.delete(request.id)), 1, 0

@@ -292,14 +292,16 @@ class ScenarioRevaluer:
         return None
 
     def validate_portfolio(self, books: Sequence["Book"], scenarios: ScenarioSet, scenarios_path: str = "") -> None:
-        """The scenario set's checks against the objects of every book's underlying."""
+        """The scenario set's checks against the objects of every book's underlying. A book
+        whose underlying is not in the snapshot is NOT_FOUND on its market's underlying_id
+        first (else the shifts would be blamed for matching nothing)."""
         snapshot = self.portfolio_snapshot(books)
         if snapshot is not None:
             ids: dict[str, list[str]] = {}
             for b in books:
-                if snapshot.underlying(b.market.underlying_id) is not None:
-                    for kind, found in _object_ids(snapshot, b.market.underlying_id).items():
-                        ids.setdefault(kind, []).extend(found)
+                self.snapshot_of(b.market, b.fields)
+                for kind, found in _object_ids(snapshot, b.market.underlying_id).items():
+                    ids.setdefault(kind, []).extend(found)
             scenarios.validate(ids, prefix=scenarios_path)
 
     def block_trades(self, scenarios: int, block_cells: int) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pricegrid.clients import MarketClient, PricingError, cli, load_snapshot
+from pricegrid.clients import MarketClient, PricingError, cli, grid_surface, load_snapshot
 from pricegrid.v1 import market_pb2 as mpb
 
 AS_OF = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).isoformat()
@@ -253,3 +253,56 @@ def test_the_delta_grid_example_as_a_yaml_file(market, tmp_path):
     path.write_text(yaml.safe_dump(json.loads(DELTA_EXAMPLE.read_text())))
     assert "STRIKE_AXIS_DELTA" in path.read_text()
     assert market.put_snapshot(path).id == market.put_snapshot(DELTA_EXAMPLE).id  # the same content, the same id
+
+
+@pytest.mark.parametrize("name, text", [
+    ("list.json", "[]"), ("str.json", '"a snapshot"'), ("bad.json", '{"name": '), ("empty.yaml", ""),
+    ("list.yaml", "- 1\n- 2\n"), ("bad.yaml", "name: [unclosed\n"), ("missing.json", None), ("dir.yaml", "dir"),
+])
+def test_cli_snapshot_files_that_are_not_snapshots_exit_2_with_json(server, tmp_path, capsys, name, text):
+    path = tmp_path / name
+    if text == "dir":
+        path.mkdir()
+    elif text is not None:
+        path.write_text(text)
+    for action in ("put", "validate"):
+        assert cli.main(["snapshot", action, str(path), "--json", "--target", server.address]) == 2
+        captured = capsys.readouterr()
+        error = _first_json(captured.out, "error")["error"]
+        assert error["code"] == "INVALID_ARGUMENT" and str(path) in error["message"]
+        assert "Traceback" not in captured.err and str(path) in captured.err
+
+
+def test_yaml_with_unquoted_times_and_dates_is_read(server, tmp_path):
+    yaml = pytest.importorskip("yaml")
+    d = snapshot_dict("client-yaml")
+    d["curves"][0]["nodeTimes"] = [0.5, 1.0, 2.0]
+    d["underlyings"][0]["spot"] = 5000.0
+    as_of = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(hours=1)
+    text = yaml.safe_dump(d).replace(f"asOf: '{AS_OF}'", f"asOf: {as_of.strftime('%Y-%m-%dT%H:%M:%SZ')}")
+    text += f"valuationDate: {as_of.date().isoformat()}\n"
+    path = tmp_path / "eod.yaml"
+    path.write_text(text)
+    assert isinstance(yaml.safe_load(text)["asOf"], dt.datetime)  # what PyYAML makes of it
+    msg = load_snapshot(path)
+    assert msg.as_of.ToDatetime(tzinfo=dt.timezone.utc) == as_of
+    assert (msg.valuation_date.year, msg.valuation_date.month, msg.valuation_date.day) == \
+        (as_of.year, as_of.month, as_of.day)
+    with MarketClient(target=server.address) as client:
+        assert client.put_snapshot(path).name == "client-yaml"
+
+
+def test_nan_points_reach_the_server_which_names_them(market):
+    d = snapshot_dict("client-nan")
+    d["surfaces"] = [grid_surface("G", "SPX", [[0.2, 0.2]], expiries=[0.5], nodes=[0.9, 1.1], axis="moneyness")]
+    sid = market.put_snapshot(d).id
+    nan = float("nan")
+    for call, field in ((lambda: market.curve(sid, "USD-OIS", [1.0, nan]), "times[1]"),
+                        (lambda: market.surface(sid, "G", [0.5, nan], [5000.0, 5000.0]), "expiries[1]"),
+                        (lambda: market.surface(sid, "G", [0.5], np.array([nan])), "strikes[0]"),
+                        (lambda: market.surface(sid, "G", [0.5], [5000.0], [nan]), "forwards[0]")):
+        with pytest.raises(PricingError) as e:  # not a TypeError in the client
+            call()
+        assert e.value.bad_input and e.value.field == field
+    assert market.surface(sid, "G", [0.5], [5000.0])["vols"][0] == 0.2
+    assert market.curve(sid, "USD-OIS", np.array([1.0]))["discount_factors"][0] > 0

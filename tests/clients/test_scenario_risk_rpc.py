@@ -123,6 +123,13 @@ def test_bad_requests_name_their_fields(risk, snapshot_id, book):
     with pytest.raises(PricingError) as e:
         run(risk, "no-such-snapshot", book, [Shift("s", "spot", "relative", ["SPX"])], [[0.1]], ["a"])
     assert e.value.code == grpc.StatusCode.NOT_FOUND and e.value.field == "portfolio.market.snapshot_id"
+    for selector in (["*"], ["NOPE"]):  # the unknown underlying is named, not the shift that matches nothing
+        with pytest.raises(PricingError) as e:
+            risk.scenario_risk(snapshot_id=snapshot_id, underlying_id="NOPE", model="bsm",
+                               shifts=[Shift("s", "spot", "relative", selector)], sizes=[[0.1]], labels=["a"],
+                               option_type=book["option_type"], strike=book["strike"],
+                               time_to_expiry=book["time_to_expiry"], quantity=book["quantity"])
+        assert e.value.code == grpc.StatusCode.NOT_FOUND and e.value.field == "portfolio.market.underlying_id"
     with pytest.raises(PricingError) as e:
         run(risk, snapshot_id, book, [Shift("r", "zero_rate", "absolute", ["USD-OIS"], tenors=["3M", "1X"])],
             [[0.0], [0.0]], ["a"], var_levels=(1.5,))

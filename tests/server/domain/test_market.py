@@ -63,6 +63,8 @@ def test_violations_name_their_paths():
 def test_size_caps():
     limits = Limits(max_nodes=5, max_curves=1)
     s = snap(curves=(curve(), curve("B", times=(1.0, 2.0, 3.0))))
-    assert {v.field for v in s.check_size(limits)} == {"curves"}
-    assert len(s.check_size(limits)) == 2
+    # two curves (count cap); 2 + 3 nodes over 5 (total cap, named at the largest curve)
+    assert [v.field for v in s.check_size(limits)] == ["curves", "curves[1]"]
+    assert [v.field for v in s.check_size(Limits(max_curve_nodes=3))] == []
+    assert [v.field for v in s.check_size(Limits(max_curve_nodes=2))] == [f"curves[{i}].node_times" for i in (0, 1)]
     assert snap().check_size(Limits()) == []
