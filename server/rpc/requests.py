@@ -531,6 +531,7 @@ def _product_fields(product: Product, time_path: str, underlying: str, prefix: s
         dividend_yield=f"{prefix}market.dividend_yield",
         volatility=f"{prefix}market.volatility",
         fixing_times=f"{prefix}{p}.fixing_times",
+        settings=f"{prefix}settings",
         **{h: f"{prefix}market.heston.{h}" for h in _HESTON},
     )
     if p == "double_barrier":

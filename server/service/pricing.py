@@ -2,8 +2,8 @@
 
 Independent of transport: inputs are domain objects, outputs plain results, failures
 :class:`ServiceError`. ``fields`` maps the kernels' input names (option_type, strike,
-time_to_expiry, underlying, rate, dividend_yield, volatility, price) to the caller's own
-field paths, so that every error names the field as the caller wrote it.
+time_to_expiry, underlying, rate, dividend_yield, volatility, price) and ``settings`` to the
+caller's own field paths, so that every error names the field as the caller wrote it.
 
 Budgets: every request's cost is estimated before it runs (pricegrid.server.domain.cost) and
 refused with RESOURCE_EXHAUSTED over the cap of its call class (``Limits.max_cost_unary_s``
@@ -179,10 +179,20 @@ class _OnePass:
         """The rows' market columns: those the engine wrote, else computed now (the same
         numbers)."""
         if self.columns is None:
-            c = self.prepared.columns(batch.columns["time_to_expiry"], batch.columns.get("strike"))
+            c = self.prepared.columns(*_per_row_times(batch.columns["time_to_expiry"], batch.columns.get("strike")))
             self.columns = (c.level, c.rate, c.dividend_yield, c.vol)
         level, rate, q, vol = self.columns
         return dataclasses.replace(self.inline, underlying=level, rate=rate, dividend_yield=q, volatility=vol)
+
+
+def _per_row_times(times: np.ndarray, strikes: Optional[np.ndarray]):
+    """(times, strikes) of equal length: one of them broadcast (length 1) is spread over the
+    other's rows, as the market kernel reads them in pairs."""
+    if strikes is not None and len(strikes) != len(times):
+        n = max(len(strikes), len(times))
+        times = np.ascontiguousarray(np.broadcast_to(times, (n,)))
+        strikes = np.ascontiguousarray(np.broadcast_to(strikes, (n,)))
+    return times, strikes
 
 
 def _no_marker(rows: int) -> ContextManager:
@@ -275,11 +285,7 @@ class PricingService:
                                               und_path, want_vol=True)
             return _OnePass(prepared, market.inline), used, {**fields, "underlying": und_path,
                                                              "volatility": und_path}
-        times, strikes = batch.columns["time_to_expiry"], batch.columns.get("strike")
-        if strikes is not None and len(strikes) != len(times):  # one of them broadcast: both per row
-            n = max(len(strikes), len(times))
-            times = np.ascontiguousarray(np.broadcast_to(times, (n,)))
-            strikes = np.ascontiguousarray(np.broadcast_to(strikes, (n,)))
+        times, strikes = _per_row_times(batch.columns["time_to_expiry"], batch.columns.get("strike"))
         level, rate, q, vol, used = resolve_snapshot(
             market.snapshot_id, snapshot, market.underlying_id, spec.underlying, times,
             und_path, strikes=strikes, want_vol=want_vol,
@@ -325,10 +331,12 @@ class PricingService:
         measures = (Measure.PRICE,) + tuple(sorted(set(measures) - {Measure.PRICE}))
         if self._fast_specs.get(int(spec.model)) is spec:
             return self._price_fast_one(spec, batch, market, measures, fields)
-        self.check_settings(spec, settings, 1)
-        estimate = self.check_cost(spec, batch, market, measures, settings, 1, unary=True)
+        settings_path = fields.get("settings", "settings")
+        self.check_settings(spec, settings, 1, settings_path)
+        estimate = self.check_cost(spec, batch, market, measures, settings, 1, unary=True, prefix=settings_path)
         out = BatchOutputs.new(len(measures), 1, stderr=spec.monte_carlo, effective=spec.kernel_writes_forward)
-        status, _ = self._run(spec, batch, market, measures, 1, 1, settings, should_continue, out, estimate)
+        status, _ = self._run(spec, batch, market, measures, 1, 1, settings, should_continue, out, estimate,
+                              settings_path)
         values, stderr = out.values, out.stderr
         if status[0]:
             _rows.raise_for_status(
@@ -488,7 +496,8 @@ class PricingService:
         return estimate
 
     def _run(self, spec: EngineSpec, batch: ProductBatch, market: MarketBatch, measures, rows: int, threads: int,
-             settings: Settings, should_continue, out: "BatchOutputs", estimate: Optional[_cost.Estimate] = None):
+             settings: Settings, should_continue, out: "BatchOutputs", estimate: Optional[_cost.Estimate] = None,
+             settings_path: str = "settings"):
         """Rows [0, rows) through the engine's runner in chunks sized by its cost, writing into
         ``out``; the status bits per row and the number of chunks. A kernel that polls gets
         the call's stop block (``should_continue`` a :class:`Watch`); one that stopped ends
@@ -519,8 +528,8 @@ class PricingService:
                     batch.rows(a, b), rows_market, codes, out.values[:, a:b],
                     None if out.stderr is None else out.stderr[:, a:b], status[a:b], threads, settings, **extra,
                 )
-            except ValueError as exc:  # the kernel refused the request's shape (it names the setting)
-                raise ServiceError(Code.INVALID_ARGUMENT, f"settings: {exc}", [FieldViolation("settings", str(exc))])
+            except ValueError as exc:  # the kernel refused what it was given
+                raise _kernel_refusal(exc, spec, settings_path) from exc
             _raise_if_stopped(watch, status, a, b, rows)
             if one_pass:
                 market.dividends = max(market.dividends, rows_market.dividends)
@@ -553,16 +562,17 @@ class PricingService:
     def _price_batch(self, spec, batch, market, measures, rows, fields, threads, effective_inputs, should_continue,
                      settings, outputs) -> BatchResult:
         self.check_rows(rows)
-        self.check_settings(spec, settings, rows)
+        settings_path = fields.get("settings", "settings")
+        self.check_settings(spec, settings, rows, settings_path)
         market, used, fields = self.resolve_market(spec, batch, market, fields, one_pass=True)
         measures = tuple(measures) or (Measure.PRICE,)
-        estimate = self.check_cost(spec, batch, market, measures, settings, rows, unary=False)
+        estimate = self.check_cost(spec, batch, market, measures, settings, rows, unary=False, prefix=settings_path)
         threads = self.threads_for(threads)
         if outputs is None:
             outputs = BatchOutputs.new(len(measures), rows, stderr=spec.monte_carlo, effective=effective_inputs)
         t0 = time.perf_counter()
         status, chunks = self._run(spec, batch, market, measures, rows, threads, settings, should_continue, outputs,
-                                   estimate)
+                                   estimate, settings_path)
         elapsed = time.perf_counter() - t0
         bad = int(np.count_nonzero(status))
         if isinstance(market, _OnePass):
@@ -635,6 +645,26 @@ class PricingService:
             threads=threads,
             chunks=chunks,
         )
+
+
+#: the settings a kernel's ValueError may be about, by the word its message starts with
+#: (ext/montecarlo.pyx, ext/american.pyx: "max_step = ...", "sobol needs ...", "unknown scheme ...")
+_KERNEL_SETTINGS = {"paths": "paths", "seed": "seed", "max_step": "max_step", "sobol": "sobol",
+                    "brownian_bridge": "brownian_bridge", "tree_steps": "tree_steps", "scheme": "american_scheme"}
+
+
+def _kernel_refusal(exc: ValueError, spec: EngineSpec, settings_path: str) -> ServiceError:
+    """A kernel's ValueError as the caller's error: INVALID_ARGUMENT naming the setting when
+    it is about a setting (the kernels name it first), else INTERNAL: the service handed the
+    kernel a shape it does not take, which is the server's bug, never the caller's settings."""
+    text = str(exc)
+    words = text.split(maxsplit=2)
+    word = words[1] if words[:1] == ["unknown"] and len(words) > 1 else (words[0] if words else "")
+    name = _KERNEL_SETTINGS.get(word)
+    if name is not None:
+        path = f"{settings_path}.{name}"
+        return ServiceError(Code.INVALID_ARGUMENT, f"{path}: {text}", [FieldViolation(path, text)])
+    return ServiceError(Code.INTERNAL, f"the {spec.ref.engine} kernel refused the inputs the server prepared: {text}")
 
 
 def _raise_if_stopped(watch: Optional[Watch], status: np.ndarray, a: int, b: int, rows: int) -> None:

@@ -502,3 +502,77 @@ def test_a_delta_grid_with_calendar_arbitrage_is_refused(channel):
     with pytest.raises(grpc.RpcError) as e:
         market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=_delta_snapshot(low)), timeout=10)
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+# ------------------------------------------------------------------ broadcast columns read in one pass
+def _values(col):
+    return np.frombuffer(col.raw, dtype="<f8") if col.raw else np.array(col.values)
+
+
+def _demo_id(channel):
+    market = market_pb2_grpc.MarketDataServiceStub(channel)
+    return market.ListSnapshots(mpb.ListSnapshotsRequest(name="demo"), timeout=10).snapshots[0].id
+
+
+@pytest.mark.parametrize("model,underlying,strikes", [(1, "SPX", [5800.0, 6000.0, 6300.0]),
+                                                      (2, "EUA-DEC27", [75.0, 80.0, 84.0]),
+                                                      (3, "EUA-DEC27", [75.0, 80.0, 84.0])])
+def test_broadcast_columns_on_a_surface_are_the_full_columns_bit_for_bit(stub, channel, model, underlying, strikes):
+    """The surface's vol read in the pricing pass: a strike, time or option type of length 1
+    is every row's, the same bits as the full-length columns (the engine spreads it)."""
+    demo = _demo_id(channel)
+    n = len(strikes)
+
+    def batch(option_type, strike, time):
+        req = pb.PriceBatchRequest(model=model, measures=[1, 2, 4])
+        req.european.option_type.values.extend(option_type)
+        req.european.strike.values.extend(strike)
+        req.european.time_to_expiry.values.extend(time)
+        req.market.snapshot_id, req.market.underlying_id = demo, underlying
+        out = stub.PriceBatch(req, timeout=10)
+        assert out.error_count == 0, out.errors
+        cols = [_values(c.values) for c in out.columns]
+        return cols + [_values(out.inputs.volatility), _values(out.inputs.forward)]
+
+    def same(a, b):
+        return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+    types = [1, 2, 1]
+    full = batch(types, strikes, [0.5] * n)
+    assert np.all(np.isfinite(full[0])) and len(np.unique(full[3])) == n  # a smile: one vol per strike
+    assert same(batch([1], strikes, [0.5]), batch([1] * n, strikes, [0.5] * n))
+    assert same(batch(types, strikes, [0.5]), full)
+    at_one_strike = batch(types, [strikes[1]] * n, [0.25, 0.5, 1.0])
+    assert same(batch(types, [strikes[1]], [0.25, 0.5, 1.0]), at_one_strike)
+    assert same(batch(types, [strikes[1]], [0.5]), batch(types, [strikes[1]] * n, [0.5] * n))
+    # each row is the single trade on the same snapshot (the vol read at its strike and expiry)
+    for i in range(n):
+        one = request(demo, underlying, model=model, days=0, strike=strikes[i], put=types[i] == 2, measures=(2,))
+        one.european.expiry.year_fraction = 0.5
+        one.market.volatility = 0.0
+        got = stub.Price(one, timeout=10)
+        assert got.inputs.volatility == full[3][i]
+        assert full[0][i] == pytest.approx(got.price, rel=1e-13, abs=1e-12)
+
+
+def test_a_kernel_refusal_is_named_only_when_it_is_about_a_setting():
+    """A kernel's ValueError names a setting when its message starts with one (the kernels
+    name it first); any other is the server's own bug (INTERNAL), never ``settings``."""
+    from pricegrid.server.domain.errors import Code
+    from pricegrid.server.pricers.catalogue import CATALOGUE
+    from pricegrid.server.service.pricing import _kernel_refusal
+
+    spec = next(iter(CATALOGUE))
+    err = _kernel_refusal(ValueError("strike and time must have length 2 (rows)"), spec, "settings")
+    assert err.code == Code.INTERNAL and not err.violations and "settings" not in err.message
+    for text, field in (("max_step = 1e-09 gives row 0 more than 100000 time steps", "price.settings.max_step"),
+                        ("sobol needs 30000 dimensions (max_step = 0.0001); at most 21201", "price.settings.sobol"),
+                        ("unknown scheme 7; expected 1 (fast), 2 (accurate) or 3 (high precision)",
+                         "price.settings.american_scheme"),
+                        ("tree_steps 1 out of range 3..100001", "price.settings.tree_steps")):
+        err = _kernel_refusal(ValueError(text), spec, "price.settings")
+        assert err.code == Code.INVALID_ARGUMENT and [v.field for v in err.violations] == [field], err
+    err = _kernel_refusal(ValueError("unknown heston_scheme 3; expected 1 (QE) or 2 (full truncation Euler)"), spec,
+                          "settings")
+    assert err.code == Code.INTERNAL
+
