@@ -157,3 +157,70 @@ def test_batch_per_row_schedules_and_a_bad_one(stub):
     response = stub.PriceBatch(request, timeout=30)
     assert response.rows == 3 and response.error_count == 1
     assert [(e.row, e.field) for e in response.errors] == [(2, "asian.fixing_times")]
+
+
+# ------------------------------------------------------------------ settings the engine does not read
+_AMERICAN = pb.AmericanOption(option_type=2, strike=100.0, expiry=pb.Expiry(year_fraction=1.0))
+_EURO = pb.EuropeanOption(option_type=1, strike=100.0, expiry=pb.Expiry(year_fraction=0.5))
+
+
+@pytest.mark.parametrize(
+    "request_, unread, engine_name",
+    [
+        (pb.PriceRequest(model=1, european=_EURO, market=_market(),
+                         settings=pb.EngineSettings(paths=1000, tree_steps=5)),
+         ["settings.paths", "settings.tree_steps"], "ENGINE_ANALYTIC"),
+        (pb.PriceRequest(model=1, european=_EURO, market=_market(), settings=pb.EngineSettings(seed=0, sobol=False)),
+         ["settings.seed", "settings.sobol"], "ENGINE_ANALYTIC"),
+        (pb.PriceRequest(model=1, american=_AMERICAN, market=_market(), engine=c.ENGINE_BINOMIAL_TREE,
+                         settings=pb.EngineSettings(american_scheme=1, tree_steps=101)),
+         ["settings.american_scheme"], "ENGINE_BINOMIAL_TREE"),
+        (pb.PriceRequest(model=1, american=_AMERICAN, market=_market(), settings=pb.EngineSettings(paths=5000)),
+         ["settings.paths"], "ENGINE_FIXED_POINT"),
+        (pb.PriceRequest(model=1, barrier=_barrier(), market=_market(), engine=c.ENGINE_MONTE_CARLO,
+                         settings=pb.EngineSettings(tree_steps=3, paths=1000)), ["settings.tree_steps"],
+         "ENGINE_MONTE_CARLO"),
+        (pb.PriceRequest(model=1, asian=_asian(), market=_market(), settings=pb.EngineSettings(american_scheme=3)),
+         ["settings.american_scheme"], "analytic_asian_tw"),
+    ],
+)
+def test_a_setting_the_engine_does_not_read_is_refused(stub, request_, unread, engine_name):
+    err = _invalid(stub, request_, unread[0])
+    found = field_violations(err)
+    assert sorted(f for f, _ in found) == sorted(unread)
+    assert all(engine_name in text and "does not read it" in text for _, text in found), found
+    # the same request without them prices; and the server goes on serving
+    request_.settings.ClearField("american_scheme")
+    for name in ("paths", "tree_steps", "seed", "sobol"):
+        if f"settings.{name}" in unread:
+            request_.settings.ClearField(name)
+    assert stub.Price(request_, timeout=30).price > 0
+
+
+def test_the_settings_an_engine_reads_are_taken(stub):
+    tree = pb.PriceRequest(model=1, american=_AMERICAN, market=_market(), engine=c.ENGINE_BINOMIAL_TREE,
+                           settings=pb.EngineSettings(tree_steps=101))
+    fixed = pb.PriceRequest(model=1, american=_AMERICAN, market=_market(),
+                            settings=pb.EngineSettings(american_scheme=3, tree_steps=101))  # (two-boundary rows: a tree)
+    mc = pb.PriceRequest(model=1, barrier=_barrier(), market=_market(), engine=c.ENGINE_MONTE_CARLO,
+                         settings=pb.EngineSettings(paths=2000, seed=3, max_step=0.01, antithetic=False,
+                                                    control_variate=False, sobol=True, brownian_bridge=True))
+    for request_ in (tree, fixed, mc):
+        assert stub.Price(request_, timeout=30).price > 0
+    coarse = stub.Price(tree, timeout=30).price
+    tree.settings.tree_steps = 1001
+    assert stub.Price(tree, timeout=30).price != coarse  # (read: a different tree)
+
+
+def test_a_batch_setting_the_engine_does_not_read_is_refused(stub):
+    request = pb.PriceBatchRequest(model=1, european=pb.EuropeanOptionColumns(
+        option_type=c.Int32Column(values=[1]), strike=c.DoubleColumn(values=[100.0, 110.0]),
+        time_to_expiry=c.DoubleColumn(values=[0.5])), market=pb.MarketColumns(
+        spot=c.DoubleColumn(values=[100.0]), volatility=c.DoubleColumn(values=[0.2])),
+        settings=pb.EngineSettings(paths=1000))
+    with pytest.raises(grpc.RpcError) as info:
+        stub.PriceBatch(request, timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [f for f, _ in field_violations(info.value)] == ["settings.paths"]
+    request.ClearField("settings")
+    assert stub.PriceBatch(request, timeout=30).error_count == 0

@@ -170,8 +170,8 @@ def test_replies_for_unknown_trade_ids_are_capped(stub):
 
 
 def test_setting_and_cost_errors_name_the_field_inside_the_message(stub):
-    """A stream trade's settings are ``price.settings...``: the engine's minimum, a value out
-    of range and the cost cap alike."""
+    """A stream trade's settings are ``price.settings...``: the engine's minimum, the unread
+    ones, a value out of range and the cost cap alike."""
     def mc(**settings):
         r = pb.PriceRequest(
             model=c.MODEL_BLACK_SCHOLES_MERTON, engine=c.ENGINE_MONTE_CARLO,
@@ -182,7 +182,8 @@ def test_setting_and_cost_errors_name_the_field_inside_the_message(stub):
 
     s = Stream(stub.PriceStream)
     cases = [(mc(paths=10), 3, "price.settings.paths"), (mc(paths=0), 3, "price.settings.paths"),
-             (mc(paths=10**9), 8, "price.settings.paths"), (mc(paths=1000), 0, "")]
+             (mc(paths=10**9), 8, "price.settings.paths"), (mc(paths=1000, tree_steps=5), 3, "price.settings.tree_steps"),
+             (mc(paths=1000), 0, "")]
     for i, (request, _, _) in enumerate(cases):
         s.send(pb.PriceStreamRequest(correlation_id=f"m{i}", price=request))
     replies = s.recv(len(cases))
