@@ -614,6 +614,8 @@ def _market_one(market, spec: EngineSpec, prefix: str, bad: Violations):
         if len(bad.found) > before:
             return None, None
         inline = MarketBatch.of(MarketInputs(0.0, 0.0, 0.0, market.volatility, heston))
+        if spec.model != Model.HESTON and market.volatility == 0.0:  # unset (proto3: 0): the surface's
+            inline = dataclasses.replace(inline, volatility=None)
         return SnapshotMarket(market.snapshot_id, market.underlying_id, inline), spec.underlying
     underlying = market.WhichOneof("underlying")
     with bad.check():

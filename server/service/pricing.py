@@ -279,7 +279,8 @@ class PricingService:
                 "this service holds no market snapshots"
             raise ServiceError(Code.NOT_FOUND, f"{snap_path}: {what}", [FieldViolation(snap_path, what)])
         inline_vol = market.inline.volatility
-        want_vol = spec.model != Model.HESTON and (inline_vol is None or (len(inline_vol) == 1 and inline_vol[0] == 0.0))
+        # no vol given (None: the reader's "unset"): the surface's; a vol given is used as given
+        want_vol = spec.model != Model.HESTON and inline_vol is None
         if one_pass and spec.fuses_market and want_vol:
             prepared, used = prepare_snapshot(market.snapshot_id, snapshot, market.underlying_id, spec.underlying,
                                               und_path, want_vol=True)

@@ -576,3 +576,35 @@ def test_a_kernel_refusal_is_named_only_when_it_is_about_a_setting():
                           "settings")
     assert err.code == Code.INTERNAL
 
+
+# ------------------------------------------------------------------ the volatility column with a snapshot
+def test_a_vol_column_sent_is_read_as_sent_and_only_its_absence_reads_the_surface(stub, channel):
+    """MarketColumns.volatility: no column reads each row's vol from the surface; a column
+    sent is the rows' vol, a zero one too (refused per row, never replaced by the surface's),
+    whatever its length. A trade's Market.volatility is a plain double: 0 is unset there."""
+    demo = _demo_id(channel)
+
+    def batch(vol=None, n=2):
+        req = pb.PriceBatchRequest(model=1, measures=[1])
+        req.european.option_type.values.append(1)
+        req.european.strike.values.extend([5800.0, 6000.0][:n])
+        req.european.time_to_expiry.values.append(0.5)
+        req.market.snapshot_id, req.market.underlying_id = demo, "SPX"
+        if vol is not None:
+            req.market.volatility.values.extend(vol)
+        return stub.PriceBatch(req, timeout=10)
+
+    surface = batch()
+    assert surface.error_count == 0 and surface.market.vol_surface
+    for vol in ([0.0], [0.0, 0.0]):
+        out = batch(vol)
+        assert out.error_count == 2 and not out.market.vol_surface
+        assert [(e.row, e.field) for e in out.errors] == [(0, "market.volatility"), (1, "market.volatility")]
+        assert all("(got 0.0)" in e.message for e in out.errors)
+    given = batch([0.2])
+    assert given.error_count == 0 and not given.market.vol_surface
+    assert np.all(_values(given.inputs.volatility) == 0.2)
+    one = request(demo, "SPX", days=182, strike=5800.0, measures=())
+    one.market.volatility = 0.0  # (proto3: unset)
+    assert stub.Price(one, timeout=10).market.vol_surface == surface.market.vol_surface
+
