@@ -340,6 +340,7 @@ class PricingService:
                               settings_path)
         values, stderr = out.values, out.stderr
         if status[0]:
+            _expiry_first(status, fields)
             _rows.raise_for_status(
                 int(status[0]), spec.model, fields, _row_values(batch, market, 0), product=batch.product,
             )
@@ -370,7 +371,8 @@ class PricingService:
             float(market.rate[0]), float(market.dividend_yield[0]), vol, mask,
         )
         if out[0]:
-            _rows.raise_for_status(out[0], spec.model, fields, _row_values(batch, market, 0), product=batch.product)
+            bits = out[0] & ~_read_at_expiry(fields) if out[0] & _st.BAD_TIME else out[0]
+            _rows.raise_for_status(bits, spec.model, fields, _row_values(batch, market, 0), product=batch.product)
         greeks = {m: out[2 + int(m)] for m in measures if m != Measure.PRICE}
         details = tuple((m, spec.methods[m], 0.0) for m in measures)
         return PriceResult(out[3], greeks, out[1], out[2], t, vol, spec.ref, 0.0, details)
@@ -576,6 +578,8 @@ class PricingService:
                                    estimate, settings_path)
         elapsed = time.perf_counter() - t0
         bad = int(np.count_nonzero(status))
+        if bad:
+            _expiry_first(status, fields)
         if isinstance(market, _OnePass):
             used = used._replace(dividends=market.dividends)
             if effective_inputs or bad:
@@ -666,6 +670,27 @@ def _kernel_refusal(exc: ValueError, spec: EngineSpec, settings_path: str) -> Se
         path = f"{settings_path}.{name}"
         return ServiceError(Code.INVALID_ARGUMENT, f"{path}: {text}", [FieldViolation(path, text)])
     return ServiceError(Code.INTERNAL, f"the {spec.ref.engine} kernel refused the inputs the server prepared: {text}")
+
+
+def _read_at_expiry(fields: Mapping[str, str]) -> int:
+    """The status bits of the inputs a snapshot gave at each row's expiry (level, rates, the
+    surface's vol; ``fields`` names them by the snapshot's underlying_id), and of overflow; 0
+    for an inline market. A row whose expiry is bad has no market there: only the expiry is
+    reported, not what was read from it."""
+    und = fields.get("underlying", "")
+    if not und.endswith("underlying_id"):
+        return 0
+    derived = _st.BAD_UNDERLYING | _st.BAD_RATE | _st.BAD_DIVIDEND | _st.NOT_FINITE
+    if fields.get("volatility") == und:  # (the surface's vol; an inline one is the caller's)
+        derived |= _st.BAD_VOL
+    return derived
+
+
+def _expiry_first(status: np.ndarray, fields: Mapping[str, str]) -> None:
+    """Clears, in the rows whose expiry is bad, the bits of what was read at it (above)."""
+    derived = _read_at_expiry(fields)
+    if derived:
+        status[(status & _st.BAD_TIME) != 0] &= np.int32(~derived)
 
 
 def _raise_if_stopped(watch: Optional[Watch], status: np.ndarray, a: int, b: int, rows: int) -> None:

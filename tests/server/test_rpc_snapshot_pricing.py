@@ -608,3 +608,32 @@ def test_a_vol_column_sent_is_read_as_sent_and_only_its_absence_reads_the_surfac
     one.market.volatility = 0.0  # (proto3: unset)
     assert stub.Price(one, timeout=10).market.vol_surface == surface.market.vol_surface
 
+
+# ------------------------------------------------------------------ a bad expiry on a snapshot
+def test_a_bad_expiry_on_a_snapshot_is_the_only_error_of_its_trade_or_row(stub, channel):
+    """The snapshot's market is read at the expiry: a bad one has none, and only the expiry
+    is named (not the level or surface vol it could not give), in a trade and in a row."""
+    demo = _demo_id(channel)
+    for instrument in ("european", "american", "barrier"):
+        r = pb.PriceRequest(model=1, market=pb.Market(snapshot_id=demo, underlying_id="SPX"))
+        msg = getattr(r, instrument)
+        msg.option_type, msg.strike, msg.expiry.year_fraction = 1, 6000.0, -0.5
+        if instrument == "barrier":
+            msg.barrier_type, msg.barrier = 1, 5000.0
+        for vol in (0.0, 0.2):
+            r.market.volatility = vol
+            with pytest.raises(grpc.RpcError) as e:
+                stub.Price(r, timeout=10)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert [f for f, _ in violations(e.value)] == [f"{instrument}.expiry.year_fraction"], e.value.details()
+    for instrument in ("european", "american"):
+        req = pb.PriceBatchRequest(model=1, measures=[1])
+        cols = getattr(req, instrument)
+        cols.option_type.values.append(1)
+        cols.strike.values.extend([5800.0, 6000.0, 6200.0])
+        cols.time_to_expiry.values.extend([0.5, -0.5, float("nan")])
+        req.market.snapshot_id, req.market.underlying_id = demo, "SPX"
+        out = stub.PriceBatch(req, timeout=10)
+        assert [(e.row, e.field) for e in out.errors] == [(1, f"{instrument}.time_to_expiry"),
+                                                          (2, f"{instrument}.time_to_expiry")], out.errors
+        assert np.isfinite(_values(out.columns[0].values)[0])
