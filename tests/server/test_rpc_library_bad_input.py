@@ -224,3 +224,24 @@ def test_a_batch_setting_the_engine_does_not_read_is_refused(stub):
     assert [f for f, _ in field_violations(info.value)] == ["settings.paths"]
     request.ClearField("settings")
     assert stub.PriceBatch(request, timeout=30).error_count == 0
+
+
+def test_a_no_touch_paid_at_hit_names_the_payment(stub):
+    """A no-touch pays at expiry: AT_HIT is named as the payment (not the touch type), in a
+    trade and in a batch row (the other rows priced)."""
+    touch = pb.TouchOption(touch_type=c.TOUCH_TYPE_NO_TOUCH, direction=c.BARRIER_DIRECTION_DOWN,
+                           payment=c.TOUCH_PAYMENT_AT_HIT, barrier=90.0, expiry=pb.Expiry(year_fraction=0.5))
+    err = _invalid(stub, pb.PriceRequest(model=1, touch=touch, market=_market()), "touch.payment")
+    assert [f for f, _ in field_violations(err)] == ["touch.payment"] and "at expiry" in err.details()
+    touch.payment = c.TOUCH_PAYMENT_AT_EXPIRY
+    assert stub.Price(pb.PriceRequest(model=1, touch=touch, market=_market()), timeout=30).price > 0
+    cols = pb.TouchOptionColumns(
+        touch_type=c.Int32Column(values=[c.TOUCH_TYPE_ONE_TOUCH, c.TOUCH_TYPE_NO_TOUCH, c.TOUCH_TYPE_NO_TOUCH]),
+        direction=c.Int32Column(values=[c.BARRIER_DIRECTION_DOWN]),
+        payment=c.Int32Column(values=[c.TOUCH_PAYMENT_AT_HIT, c.TOUCH_PAYMENT_AT_HIT, c.TOUCH_PAYMENT_AT_EXPIRY]),
+        barrier=c.DoubleColumn(values=[90.0]), time_to_expiry=c.DoubleColumn(values=[0.5]))
+    out = stub.PriceBatch(pb.PriceBatchRequest(model=1, touch=cols, market=pb.MarketColumns(
+        spot=c.DoubleColumn(values=[100.0]), volatility=c.DoubleColumn(values=[0.2]))), timeout=30)
+    assert [(e.row, e.field) for e in out.errors] == [(1, "touch.payment")]
+    price = np.frombuffer(out.columns[0].values.raw, "<f8")
+    assert np.isfinite(price[[0, 2]]).all() and np.isnan(price[1])
