@@ -31,7 +31,7 @@ from pricegrid.server.domain.instruments import (
     CashDividends, EuropeanOption, EuropeanOptionBatch, MarketBatch, MarketInputs, MarketUsed, SnapshotMarket,
 )
 from pricegrid.server.domain.models import IMPLIED_VOL_REFS, Engine, Measure, Model, ModelRef
-from pricegrid.server.domain.products import ProductBatch
+from pricegrid.server.domain.products import ProductBatch, unread_inputs
 from pricegrid.server.pricers import catalogue as pricers
 from pricegrid.server.pricers import status as _st
 from pricegrid.server.pricers.analytic_european import price_european_values
@@ -324,6 +324,11 @@ class PricingService:
         ``market``: a MarketBatch, or a SnapshotMarket resolved here. ``should_continue``
         (a :class:`Watch` for the kernels that poll it): the call's deadline and
         cancellation; its cost is capped by ``Limits.max_cost_unary_s``."""
+        unread = unread_inputs(batch)
+        if unread:  # an input this trade's payoff does not read: refused, never ignored
+            found = [FieldViolation(fields.get(name, name), f"{why} (got {batch.columns[name][0].item()!r})")
+                     for name, _, why in unread]
+            raise ServiceError(Code.INVALID_ARGUMENT, "; ".join(f"{v.field}: {v.description}" for v in found), found)
         market, used, fields = self.resolve_market(spec, batch, market, fields)
         result = self._price_one(spec, batch, market, measures, fields, settings, should_continue)
         return result._replace(market_used=used) if used is not None else result
@@ -577,6 +582,14 @@ class PricingService:
         status, chunks = self._run(spec, batch, market, measures, rows, threads, settings, should_continue, outputs,
                                    estimate, settings_path)
         elapsed = time.perf_counter() - t0
+        unread = unread_inputs(batch)
+        if unread:  # rows that set an input their payoff does not read fail, named (_rows.UNREAD)
+            refused = np.broadcast_to(np.logical_or.reduce([m for _, m, _ in unread]) if len(unread) > 1
+                                      else unread[0][1], (rows,))
+            status[refused] |= _rows.UNREAD
+            outputs.values[:, refused] = np.nan
+            if outputs.stderr is not None:
+                outputs.stderr[:, refused] = np.nan
         bad = int(np.count_nonzero(status))
         if bad:
             _expiry_first(status, fields)
@@ -588,7 +601,7 @@ class PricingService:
         if bad:
             errors = _rows.row_errors(
                 status, spec.model, fields, _columns(batch, market), cap=self.limits.max_row_errors,
-                product=batch.product,
+                product=batch.product, unread=unread,
             )
         fwd = df = t = vol = None
         if effective_inputs:

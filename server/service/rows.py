@@ -12,6 +12,11 @@ from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError
 from pricegrid.server.domain.models import Model
 
 
+#: the service's own status bit, above every kernel bit: the row sets an input its payoff does
+#: not read (pricegrid.server.domain.products.UNREAD_INPUTS); its errors come from that table
+UNREAD = 1 << 30
+
+
 class RowError(NamedTuple):
     row: int
     code: int
@@ -184,9 +189,11 @@ def row_errors(
     cap: int,
     implied_vol: bool = False,
     product=None,
+    unread=(),
 ) -> list[RowError]:
     """Readable errors for the first ``cap`` failed rows (only those rows are visited);
-    ``columns`` holds every input by kernel name (length rows or 1; None when absent)."""
+    ``columns`` holds every input by kernel name (length rows or 1; None when absent);
+    ``unread``: (input, rows, why) of the rows marked UNREAD."""
     bad = np.flatnonzero(status_bits)[:cap]
     out: list[RowError] = []
     for row in bad.tolist():
@@ -196,6 +203,13 @@ def row_errors(
             if col is not None and len(col):
                 values[name] = col[row if len(col) > 1 else 0].item()
         code = Code.OUT_OF_RANGE if bits == st.NOT_FINITE else Code.INVALID_ARGUMENT
+        if bits & UNREAD:
+            for name, mask, why in unread:
+                if mask[row if len(mask) > 1 else 0]:
+                    unset = product.input(name).default
+                    out.append(RowError(row, int(code), fields.get(name, name),
+                                        f"{why} (got {values.get(name)!r}; a column's unset value is {unset!r})"))
+            bits &= ~UNREAD
         for v in violations(bits, model, fields, values, implied_vol=implied_vol, product=product):
             out.append(RowError(row, int(code), v.field, v.description))
     return out

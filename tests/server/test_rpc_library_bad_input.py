@@ -245,3 +245,58 @@ def test_a_no_touch_paid_at_hit_names_the_payment(stub):
     assert [(e.row, e.field) for e in out.errors] == [(1, "touch.payment")]
     price = np.frombuffer(out.columns[0].values.raw, "<f8")
     assert np.isfinite(price[[0, 2]]).all() and np.isnan(price[1])
+
+
+# ------------------------------------------------------------------ inputs a payoff does not read
+_X = pb.Expiry(year_fraction=0.5)
+
+
+@pytest.mark.parametrize("request_, field, fixed", [
+    (pb.PriceRequest(model=1, market=_market(), digital=pb.DigitalOption(payoff=2, option_type=1, strike=100.0,
+                                                                         expiry=_X, cash=5.0)),
+     "digital.cash", lambda r: r.digital.ClearField("cash")),
+    (pb.PriceRequest(model=1, market=_market(), digital=pb.DigitalOption(payoff=3, option_type=1, strike=100.0,
+                                                                         expiry=_X, cash=5.0, payoff_strike=95.0)),
+     "digital.cash", lambda r: r.digital.ClearField("cash")),
+    (pb.PriceRequest(model=1, market=_market(), digital=pb.DigitalOption(payoff=1, option_type=1, strike=100.0,
+                                                                         expiry=_X, payoff_strike=95.0)),
+     "digital.payoff_strike", lambda r: r.digital.ClearField("payoff_strike")),
+    (pb.PriceRequest(model=1, market=_market(), lookback=pb.LookbackOption(strike_type=1, option_type=1,
+                                                                           strike=100.0, expiry=_X)),
+     "lookback.strike", lambda r: r.lookback.ClearField("strike")),
+    (pb.PriceRequest(model=1, market=_market(), asian=_asian(running_average=100.0, past_fixings=1, elapsed=0.1)),
+     "asian.elapsed", lambda r: r.asian.ClearField("elapsed")),
+    (pb.PriceRequest(model=1, market=_market(), asian=_asian(fixing_times=[], running_average=100.0, past_fixings=2,
+                                                            elapsed=0.1)),
+     "asian.past_fixings", lambda r: r.asian.ClearField("past_fixings")),
+])
+def test_an_input_the_payoff_does_not_read_is_refused(stub, request_, field, fixed):
+    """Documented as ignored before; now refused, named, with why (the value is never dropped)."""
+    err = _invalid(stub, request_, field)
+    assert [f for f, _ in field_violations(err)] == [field] and "leave it unset" in err.details()
+    fixed(request_)
+    assert stub.Price(request_, timeout=30).price > 0
+
+
+def test_a_batch_row_that_sets_an_input_its_payoff_does_not_read_fails_alone(stub):
+    market = pb.MarketColumns(spot=c.DoubleColumn(values=[100.0]), volatility=c.DoubleColumn(values=[0.2]))
+    digital = pb.DigitalOptionColumns(payoff=c.Int32Column(values=[1, 2, 3, 2]), option_type=c.Int32Column(values=[1]),
+                                      strike=c.DoubleColumn(values=[100.0]), time_to_expiry=c.DoubleColumn(values=[0.5]),
+                                      cash=c.DoubleColumn(values=[5.0, 1.0, 5.0, 1.0]))
+    out = stub.PriceBatch(pb.PriceBatchRequest(model=1, digital=digital, market=market), timeout=30)
+    assert [(e.row, e.field) for e in out.errors] == [(2, "digital.cash")] and "got 5.0" in out.errors[0].message
+    price = np.frombuffer(out.columns[0].values.raw, "<f8")
+    assert np.isfinite(price[[0, 1, 3]]).all() and np.isnan(price[2])
+    assert np.frombuffer(out.status.raw, "<i4").tolist() == [0, 0, 3, 0]
+    # Monte Carlo rows too (their standard errors NaN with the price)
+    asian = pb.AsianOptionColumns(averaging=c.Int32Column(values=[1]), option_type=c.Int32Column(values=[1]),
+                                  strike=c.DoubleColumn(values=[100.0]), time_to_expiry=c.DoubleColumn(values=[1.0]),
+                                  fixing_times=c.DoubleColumn(values=[0.5, 1.0]), fixing_counts=c.Int32Column(values=[2, 0]),
+                                  running_average=c.DoubleColumn(values=[100.0]),
+                                  past_fixings=c.Int32Column(values=[1, 1]), elapsed=c.DoubleColumn(values=[0.0, 0.1]))
+    out = stub.PriceBatch(pb.PriceBatchRequest(model=1, asian=asian, market=market, engine=c.ENGINE_MONTE_CARLO,
+                                               settings=pb.EngineSettings(paths=2000)), timeout=30)
+    assert [(e.row, e.field) for e in out.errors] == [(1, "asian.past_fixings")]
+    price = np.frombuffer(out.columns[0].values.raw, "<f8")
+    se = np.frombuffer(out.columns[0].standard_error.raw, "<f8")
+    assert np.isfinite(price[0]) and np.isnan(price[1]) and np.isnan(se[1])
