@@ -195,9 +195,10 @@ def unread_inputs(batch: "ProductBatch") -> list[tuple[str, np.ndarray, str]]:
     why) for each input of ``batch`` some row sets in vain; empty when none does."""
     out = []
     for name, not_read, why in UNREAD_INPUTS.get(batch.product.name, ()):
-        col = batch.columns[name]
-        default = batch.product.input(name).default
-        mask = np.asarray(not_read(batch.columns, batch.schedule or CONTINUOUS)) & (col != default)
+        given = batch.columns[name] != batch.product.input(name).default
+        if not given.any():  # (the usual case, a column left unset: no row is looked at)
+            continue
+        mask = np.asarray(not_read(batch.columns, batch.schedule or CONTINUOUS)) & given
         if mask.any():
             out.append((name, mask, why))
     return out
