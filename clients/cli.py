@@ -125,34 +125,38 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+#: every instrument's own terms: (flag, type, "instruments: help"); a flag is the field's name
+_TERM_FLAGS = (
+    ("--barrier-type", str, "barrier: down_in, down_out, up_in, up_out"),
+    ("--barrier", float, "barrier, touch: the barrier level"),
+    ("--rebate", float, "barrier: rebate (default 0)"),
+    ("--monitoring-interval", float, "barrier, touch: years between observations (default 0: continuous)"),
+    ("--knock-type", str, "double_barrier: knock_in or knock_out"),
+    ("--lower-barrier", float, "double_barrier"),
+    ("--upper-barrier", float, "double_barrier"),
+    ("--payoff", str, "digital: cash_or_nothing, asset_or_nothing, gap"),
+    ("--cash", float, "digital, touch: amount paid (default 1)"),
+    ("--payoff-strike", float, "digital gap: the strike in the payoff"),
+    ("--touch-type", str, "touch: one_touch or no_touch"),
+    ("--direction", str, "touch: down or up"),
+    ("--payment", str, "touch: at_hit or at_expiry (default)"),
+    ("--averaging", str, "asian: arithmetic or geometric"),
+    ("--fixing-times", _floats, "asian: comma-separated future fixing times in years (none: continuous)"),
+    ("--running-average", float, "asian: the average so far"),
+    ("--past-fixings", int, "asian: fixings already taken"),
+    ("--elapsed", float, "asian: years of continuous averaging done"),
+    ("--strike-type", str, "lookback: floating or fixed"),
+    ("--running-minimum", float, "lookback: the minimum so far (default: spot)"),
+    ("--running-maximum", float, "lookback: the maximum so far (default: spot)"),
+)
+
+
 def _instrument_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instrument", default="european", choices=list(_INSTRUMENT_TYPES),
                         help="product (default european)")
     parser.add_argument("--engine", choices=sorted(ENGINES), help="pricing method (default: the product's)")
     g = parser.add_argument_group("instrument terms (by --instrument)")
-    for flag, kind, text in (
-        ("--barrier-type", str, "barrier: down_in, down_out, up_in, up_out"),
-        ("--barrier", float, "barrier, touch: the barrier level"),
-        ("--rebate", float, "barrier: rebate (default 0)"),
-        ("--monitoring-interval", float, "barrier, touch: years between observations (default 0: continuous)"),
-        ("--knock-type", str, "double_barrier: knock_in or knock_out"),
-        ("--lower-barrier", float, "double_barrier"),
-        ("--upper-barrier", float, "double_barrier"),
-        ("--payoff", str, "digital: cash_or_nothing, asset_or_nothing, gap"),
-        ("--cash", float, "digital, touch: amount paid (default 1)"),
-        ("--payoff-strike", float, "digital gap: the strike in the payoff"),
-        ("--touch-type", str, "touch: one_touch or no_touch"),
-        ("--direction", str, "touch: down or up"),
-        ("--payment", str, "touch: at_hit or at_expiry (default)"),
-        ("--averaging", str, "asian: arithmetic or geometric"),
-        ("--fixing-times", _floats, "asian: comma-separated future fixing times in years (none: continuous)"),
-        ("--running-average", float, "asian: the average so far"),
-        ("--past-fixings", int, "asian: fixings already taken"),
-        ("--elapsed", float, "asian: years of continuous averaging done"),
-        ("--strike-type", str, "lookback: floating or fixed"),
-        ("--running-minimum", float, "lookback: the minimum so far (default: spot)"),
-        ("--running-maximum", float, "lookback: the maximum so far (default: spot)"),
-    ):
+    for flag, kind, text in _TERM_FLAGS:
         g.add_argument(flag, type=kind, help=text)
     h = parser.add_argument_group("Heston parameters (--model heston; all five, no defaults)")
     for name, text in (("v0", "initial variance"), ("kappa", "mean-reversion speed of the variance"),
@@ -385,6 +389,14 @@ def _option(args):
         value = getattr(args, name, None)
         if value is not None:
             terms[name] = value
+    owned = [(flag, flag[2:].replace("-", "_"), text.split(":")[0]) for flag, _, text in _TERM_FLAGS]
+    owned += [("--type", "option_type", "options with a call or put"), ("--strike", "strike", "options with a strike")]
+    foreign = [(flag, owners) for flag, name, owners in owned
+               if getattr(args, name, None) is not None and name not in cls.__dataclass_fields__]
+    if foreign:  # a term of another instrument would be dropped: say so
+        said = "; ".join(f"{flag} is for {owners}" for flag, owners in foreign)
+        raise _BadInput(f"{kind} options take no {', '.join(f for f, _ in foreign)} ({said}): set --instrument,"
+                        " or leave them out")
     missing = [n for n, f in cls.__dataclass_fields__.items() if n not in terms and f.default is f.default_factory]
     if missing:
         flags = ", ".join("--type" if n == "option_type" else "--" + n.replace("_", "-") for n in missing)
@@ -498,6 +510,22 @@ _ENUM_COLUMNS = ("barrier_type", "knock_type", "payoff", "touch_type", "directio
 _HESTON_COLUMNS = ("v0", "kappa", "theta", "sigma", "rho")
 
 
+#: the columns of a price-file CSV besides the instrument's own terms
+_FILE_COLUMNS = ("time_to_expiry", "expiry_date", "valuation_date", "day_count", "spot", "forward", "rate",
+                 "dividend_yield", "volatility", "price", "trade_id") + _HESTON_COLUMNS
+
+
+def _check_columns(args, columns) -> None:
+    """Every column of the file is read: one that is neither the instrument's nor the file's
+    (a misspelled ``rebates``, another instrument's term) is refused, named."""
+    instrument = getattr(args, "instrument", "european")
+    terms = set(_INSTRUMENT_TYPES[instrument].__dataclass_fields__) - {"expiry", "fixing_dates"}
+    unknown = [name for name in columns if name not in terms and name not in _FILE_COLUMNS]
+    if unknown:
+        raise _BadInput(f"unknown column(s) {', '.join(unknown)}: not read for {instrument} options (its columns:"
+                        f" {', '.join(sorted(terms))}; and {', '.join(_FILE_COLUMNS)})")
+
+
 def _batch_inputs(args, columns: dict[str, np.ndarray]) -> dict:
     inputs: dict = {}
     instrument = getattr(args, "instrument", "european")
@@ -604,6 +632,7 @@ def _cmd_price_file(args, out) -> int:
     from ._risk import RiskClient
 
     header, all_columns = read_trades_csv(args.file)
+    _check_columns(args, all_columns)
     total = len(next(iter(all_columns.values())))
     screened = _screen_rows(args, all_columns)
     good = np.setdiff1d(np.arange(total), np.fromiter(screened, dtype=np.int64, count=len(screened)))

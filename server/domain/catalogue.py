@@ -2,7 +2,8 @@
 
 An :class:`EngineSpec` says which product and model an engine prices, the model reference
 and version that every result names, the measures it computes and how each is obtained,
-whether it is the default for its product and model, and what its work costs (its measured
+whether it is the default for its product and model, which engine settings it reads, and
+what its work costs (its measured
 :class:`~pricegrid.server.domain.cost.EngineCost`, from which the service estimates a request's
 cost before running it, and how many rows fit in one cancellable chunk). The pricers fill the catalogue (their kernels know their
 measures); the service reads it and hands specs to the transport, which never sees a pricer.
@@ -40,6 +41,9 @@ class Settings:
 
 DEFAULT_SETTINGS = Settings()
 
+#: the EngineSettings a Monte Carlo engine reads (the fields of pricegrid.v1.EngineSettings)
+MONTE_CARLO_SETTINGS = ("paths", "seed", "max_step", "antithetic", "control_variate", "sobol", "brownian_bridge")
+
 #: work per chunk: a chunk is cut so that it is seen between cancellation checks
 _MC_PATHS_PER_CHUNK = 4_000_000
 _TREE_NODES_PER_CHUNK = 2_000_000
@@ -74,6 +78,9 @@ class EngineSpec:
     #: its kernel polls a stop block for cancellation and the deadline while it runs (its
     #: runner takes ``stop=``, an int64 array laid out as ext/pg_stop.h)
     polls_stop: bool = False
+    #: the EngineSettings fields its runner reads (names as in the contract); a request that
+    #: sets any other is refused, so that no setting is silently ignored
+    settings: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[str, Model, Engine]:

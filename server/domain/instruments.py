@@ -108,7 +108,9 @@ def batch_rows(*columns: Optional[np.ndarray]) -> int:
 class SnapshotMarket:
     """Market data by reference: one underlying of a snapshot the server holds. Its level,
     rates and dividends come from the snapshot at each row's expiry; ``inline`` carries what
-    the snapshot does not hold yet (the volatility, or the Heston parameters)."""
+    the snapshot does not hold yet (the volatility, or the Heston parameters). An inline
+    ``volatility`` of None reads each row's from the underlying's surface; any column given
+    is used as given (a 0 is a zero vol, which the kernels refuse per row)."""
 
     snapshot_id: str
     underlying_id: str

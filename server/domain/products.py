@@ -167,6 +167,45 @@ class Schedule:
 CONTINUOUS = Schedule(np.empty(0), np.zeros(1, dtype=np.int32))
 
 
+#: inputs that some rows' payoffs do not read, by product: (input, rows that do not read it,
+#: why). Such a row must leave the input at its default (unset): any other value would be
+#: silently ignored, so it is refused. Codes are the contract's (common.proto: DigitalPayoff
+#: 1 cash-or-nothing, 3 gap; LookbackStrike 1 floating); a schedule's count 0 is continuous.
+UNREAD_INPUTS = {
+    "digital": (
+        ("cash", lambda c, s: c["payoff"] != 1,
+         "only a cash-or-nothing digital pays cash (asset-or-nothing pays the asset, gap S - payoff_strike):"
+         " leave it unset"),
+        ("payoff_strike", lambda c, s: c["payoff"] != 3, "only a gap digital reads a payoff strike: leave it unset"),
+    ),
+    "lookback": (
+        ("strike", lambda c, s: c["strike_type"] == 1,
+         "a floating-strike lookback has no strike (it pays against the extreme): leave it unset"),
+    ),
+    "asian": (
+        ("elapsed", lambda c, s: s.counts > 0,
+         "averaging over fixings counts past_fixings, not elapsed years (elapsed is for continuous averaging):"
+         " leave it unset"),
+        ("past_fixings", lambda c, s: s.counts == 0,
+         "continuous averaging counts elapsed years, not past fixings (past_fixings is for fixings): leave it unset"),
+    ),
+}
+
+
+def unread_inputs(batch: "ProductBatch") -> list[tuple[str, np.ndarray, str]]:
+    """(input, rows that set it but do not read it (a bool column of the batch's length or 1),
+    why) for each input of ``batch`` some row sets in vain; empty when none does."""
+    out = []
+    for name, not_read, why in UNREAD_INPUTS.get(batch.product.name, ()):
+        given = batch.columns[name] != batch.product.input(name).default
+        if not given.any():  # (the usual case, a column left unset: no row is looked at)
+            continue
+        mask = np.asarray(not_read(batch.columns, batch.schedule or CONTINUOUS)) & given
+        if mask.any():
+            out.append((name, mask, why))
+    return out
+
+
 @dataclass(frozen=True)
 class ProductBatch:
     """One product's columns for a batch (or one trade: every column of length 1)."""

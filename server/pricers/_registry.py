@@ -84,12 +84,14 @@ def register(
     cash_dividends: bool = False,
     cost: Optional[EngineCost] = None,
     polls_stop: bool = False,
+    settings: tuple[str, ...] = (),
 ) -> None:
     """Add an engine for ``product`` under each of ``models``. Its measures are the kernel's
     ``MEASURES`` (or ``measures``), less those a model does not have. ``cash_dividends``: its
     runner prices ``MarketBatch.cash_dividends`` (spot models only: a futures price has none).
     ``cost``: its measured costs (the service estimates a request's cost from them);
-    ``polls_stop``: its runner takes ``stop=`` and its kernel polls it."""
+    ``polls_stop``: its runner takes ``stop=`` and its kernel polls it; ``settings``: the
+    EngineSettings fields its runner reads (any other set is refused)."""
     codes = tuple(measures if measures is not None else kernel.MEASURES)
     for model in models:
         ms = tuple(Measure(c) for c in codes)
@@ -120,6 +122,7 @@ def register(
             cash_dividends=cash_dividends and UNDERLYING[model] == "spot",
             cost=cost,
             polls_stop=polls_stop,
+            settings=settings,
         )
         add(spec, _black76(run) if model == Model.BLACK_76 else run)
 

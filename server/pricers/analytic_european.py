@@ -24,14 +24,22 @@ from pricegrid.server.pricers.market_columns import FusedMarket
 price_european_values = black.price_one
 
 
+def _per_row(col: np.ndarray, n: int) -> np.ndarray:
+    """``col`` (n or 1 values) as n values: the same numbers, so the same bits as a full column."""
+    return col if col.shape[0] == n else np.full(n, col[0], dtype=col.dtype)
+
+
 # ------------------------------------------------------------------ the catalogue rows
 def _run_black(model_code: int):
     def run(batch, market, codes, out, stderr, status, threads, settings, effective=None):
         c = batch.columns
         forward, df = (EMPTY, EMPTY) if effective is None else effective
         if isinstance(market, FusedMarket):  # a snapshot underlying, read in the same pass
-            bad, most = market.market.price_black(model_code, c["option_type"], c["strike"], c["time_to_expiry"],
-                                                  codes, out, forward, df, status, market.columns, threads)
+            # (that kernel takes a strike and a time per row: a broadcast one is spread here)
+            n = status.shape[0]
+            bad, most = market.market.price_black(model_code, c["option_type"], _per_row(c["strike"], n),
+                                                  _per_row(c["time_to_expiry"], n), codes, out, forward, df, status,
+                                                  market.columns, threads)
             market.dividends = max(market.dividends, most)
             return bad
         return black.price_batch(

@@ -30,7 +30,7 @@ def _run_american(method: int):
 
 register("american", BSM_AND_BLACK_76, Engine.FIXED_POINT, name="fixed_point_american", version="1.0.0",
          kernel=_american, run=_run_american(_american.METHOD_FIXED_POINT), default=True, polls_stop=True,
-         cost=AMERICAN_COST,
+         cost=AMERICAN_COST, settings=("american_scheme", "tree_steps"),  # (the tree: two-boundary rows)
          greek_methods=_american.GREEK_METHODS_BY_METHOD[_american.METHOD_FIXED_POINT],
          validated_against="QuantLib QdFpAmericanEngine high precision on random cases (accurate scheme within 3e-5),"
                            " QuantLib Leisen-Reimer and FD engines for Greeks, Ju-Zhong and Healy tables, American >="

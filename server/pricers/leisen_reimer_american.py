@@ -16,7 +16,7 @@ from pricegrid.server.pricers.fixed_point_american import AMERICAN_COST, _run_am
 
 register("american", BSM_AND_BLACK_76, Engine.BINOMIAL_TREE, name="leisen_reimer_american", version="1.1.0",
          kernel=_american, run=_run_american(_american.METHOD_TREE), cash_dividends=True, polls_stop=True,
-         cost=AMERICAN_COST,
+         cost=AMERICAN_COST, settings=("tree_steps",),
          greek_methods=_american.GREEK_METHODS_BY_METHOD[_american.METHOD_TREE],
          validated_against="QuantLib BinomialVanillaEngine (Leisen-Reimer) to 1e-9, convergence to the fixed-point"
                            " engine; tests/ext/test_american_kernel.py. Cash dividends (escrowed model): QuantLib"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from pricegrid.ext import montecarlo as _mc
+from pricegrid.server.domain.catalogue import MONTE_CARLO_SETTINGS
 from pricegrid.server.domain.cost import EngineCost
 from pricegrid.server.domain.models import Engine, Model
 from pricegrid.server.pricers._registry import register
@@ -70,6 +71,6 @@ for _product, (_entry, _columns) in _MC_PRODUCTS.items():
     for _model in (Model.BLACK_SCHOLES_MERTON, Model.BLACK_76, Model.HESTON):
         register(_product, (_model,), Engine.MONTE_CARLO, name=f"monte_carlo_{_product}", version="1.0.0",
                  kernel=_mc, run=_run_mc(_entry, 4 if _model == Model.HESTON else 1, _columns),
-                 monte_carlo=True, validated_against=_MC_VALIDATION, polls_stop=True,
+                 monte_carlo=True, validated_against=_MC_VALIDATION, polls_stop=True, settings=MONTE_CARLO_SETTINGS,
                  cost=_mc_cost(_model == Model.HESTON, _product),
                  default=_model == Model.HESTON and _product != "european")

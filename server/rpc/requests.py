@@ -487,14 +487,17 @@ def _check_measures(spec: EngineSpec, measures, path: str = "measures", values=N
     return measures
 
 
-def settings_of(msg, spec: EngineSpec, prefix: str = "settings") -> Settings:
-    """EngineSettings with the server's defaults for what is unset; every bad value is named
-    (each is checked whether or not the engine reads it)."""
+def settings_of(msg, spec: EngineSpec | None, prefix: str = "settings") -> Settings:
+    """EngineSettings with the server's defaults for what is unset; every bad value is named,
+    and so is every setting the engine does not read (``spec.settings``; None: an engine not
+    known yet, whose other violations are reported)."""
     d = DEFAULT_SETTINGS
     if msg is None:
         return d
     kw = {}
     bad = Violations()
+    if spec is not None:
+        _check_settings_read(msg, spec, prefix, bad)
     if msg.HasField("paths"):
         if not 0 < msg.paths:
             bad.add(f"{prefix}.paths", f"must be > 0 (got {msg.paths})")
@@ -509,8 +512,8 @@ def settings_of(msg, spec: EngineSpec, prefix: str = "settings") -> Settings:
         if msg.HasField(name):
             kw[name] = bool(getattr(msg, name))
     if msg.HasField("tree_steps"):
-        if not 1 <= msg.tree_steps <= 100_000:
-            bad.add(f"{prefix}.tree_steps", f"must be in [1, 100000] (got {msg.tree_steps})")
+        if not 3 <= msg.tree_steps <= 100_000:  # (the tree kernel's range; an even count is raised by one)
+            bad.add(f"{prefix}.tree_steps", f"must be in [3, 100000] (got {msg.tree_steps})")
         kw["tree_steps"] = msg.tree_steps
     if msg.american_scheme:
         if msg.american_scheme not in (1, 2, 3):
@@ -518,6 +521,18 @@ def settings_of(msg, spec: EngineSpec, prefix: str = "settings") -> Settings:
         kw["american_scheme"] = msg.american_scheme
     bad.raise_if_any()
     return dataclasses.replace(d, **kw) if kw else d
+
+
+def _check_settings_read(msg, spec: EngineSpec, prefix: str, bad: Violations) -> None:
+    """Every setting ``msg`` sets that ``spec``'s engine does not read is named."""
+    for f in msg.DESCRIPTOR.fields:
+        name = f.name
+        is_set = getattr(msg, name) != 0 if f.type == _T.TYPE_ENUM else msg.HasField(name)  # (optional scalars)
+        if is_set and name not in spec.settings:
+            reads = ", ".join(spec.settings) or "no settings"
+            bad.add(f"{prefix}.{name}",
+                    f"{cpb.Engine.Name(int(spec.engine))} ({spec.ref.engine}) does not read it (it reads {reads});"
+                    " leave it unset")
 
 
 def _product_fields(product: Product, time_path: str, underlying: str, prefix: str = "") -> dict:
@@ -531,6 +546,7 @@ def _product_fields(product: Product, time_path: str, underlying: str, prefix: s
         dividend_yield=f"{prefix}market.dividend_yield",
         volatility=f"{prefix}market.volatility",
         fixing_times=f"{prefix}{p}.fixing_times",
+        settings=f"{prefix}settings",
         **{h: f"{prefix}market.heston.{h}" for h in _HESTON},
     )
     if p == "double_barrier":
@@ -598,6 +614,8 @@ def _market_one(market, spec: EngineSpec, prefix: str, bad: Violations):
         if len(bad.found) > before:
             return None, None
         inline = MarketBatch.of(MarketInputs(0.0, 0.0, 0.0, market.volatility, heston))
+        if spec.model != Model.HESTON and market.volatility == 0.0:  # unset (proto3: 0): the surface's
+            inline = dataclasses.replace(inline, volatility=None)
         return SnapshotMarket(market.snapshot_id, market.underlying_id, inline), spec.underlying
     underlying = market.WhichOneof("underlying")
     with bad.check():

@@ -2,8 +2,8 @@
 
 Independent of transport: inputs are domain objects, outputs plain results, failures
 :class:`ServiceError`. ``fields`` maps the kernels' input names (option_type, strike,
-time_to_expiry, underlying, rate, dividend_yield, volatility, price) to the caller's own
-field paths, so that every error names the field as the caller wrote it.
+time_to_expiry, underlying, rate, dividend_yield, volatility, price) and ``settings`` to the
+caller's own field paths, so that every error names the field as the caller wrote it.
 
 Budgets: every request's cost is estimated before it runs (pricegrid.server.domain.cost) and
 refused with RESOURCE_EXHAUSTED over the cap of its call class (``Limits.max_cost_unary_s``
@@ -31,7 +31,7 @@ from pricegrid.server.domain.instruments import (
     CashDividends, EuropeanOption, EuropeanOptionBatch, MarketBatch, MarketInputs, MarketUsed, SnapshotMarket,
 )
 from pricegrid.server.domain.models import IMPLIED_VOL_REFS, Engine, Measure, Model, ModelRef
-from pricegrid.server.domain.products import ProductBatch
+from pricegrid.server.domain.products import ProductBatch, unread_inputs
 from pricegrid.server.pricers import catalogue as pricers
 from pricegrid.server.pricers import status as _st
 from pricegrid.server.pricers.analytic_european import price_european_values
@@ -179,10 +179,20 @@ class _OnePass:
         """The rows' market columns: those the engine wrote, else computed now (the same
         numbers)."""
         if self.columns is None:
-            c = self.prepared.columns(batch.columns["time_to_expiry"], batch.columns.get("strike"))
+            c = self.prepared.columns(*_per_row_times(batch.columns["time_to_expiry"], batch.columns.get("strike")))
             self.columns = (c.level, c.rate, c.dividend_yield, c.vol)
         level, rate, q, vol = self.columns
         return dataclasses.replace(self.inline, underlying=level, rate=rate, dividend_yield=q, volatility=vol)
+
+
+def _per_row_times(times: np.ndarray, strikes: Optional[np.ndarray]):
+    """(times, strikes) of equal length: one of them broadcast (length 1) is spread over the
+    other's rows, as the market kernel reads them in pairs."""
+    if strikes is not None and len(strikes) != len(times):
+        n = max(len(strikes), len(times))
+        times = np.ascontiguousarray(np.broadcast_to(times, (n,)))
+        strikes = np.ascontiguousarray(np.broadcast_to(strikes, (n,)))
+    return times, strikes
 
 
 def _no_marker(rows: int) -> ContextManager:
@@ -269,17 +279,14 @@ class PricingService:
                 "this service holds no market snapshots"
             raise ServiceError(Code.NOT_FOUND, f"{snap_path}: {what}", [FieldViolation(snap_path, what)])
         inline_vol = market.inline.volatility
-        want_vol = spec.model != Model.HESTON and (inline_vol is None or (len(inline_vol) == 1 and inline_vol[0] == 0.0))
+        # no vol given (None: the reader's "unset"): the surface's; a vol given is used as given
+        want_vol = spec.model != Model.HESTON and inline_vol is None
         if one_pass and spec.fuses_market and want_vol:
             prepared, used = prepare_snapshot(market.snapshot_id, snapshot, market.underlying_id, spec.underlying,
                                               und_path, want_vol=True)
             return _OnePass(prepared, market.inline), used, {**fields, "underlying": und_path,
                                                              "volatility": und_path}
-        times, strikes = batch.columns["time_to_expiry"], batch.columns.get("strike")
-        if strikes is not None and len(strikes) != len(times):  # one of them broadcast: both per row
-            n = max(len(strikes), len(times))
-            times = np.ascontiguousarray(np.broadcast_to(times, (n,)))
-            strikes = np.ascontiguousarray(np.broadcast_to(strikes, (n,)))
+        times, strikes = _per_row_times(batch.columns["time_to_expiry"], batch.columns.get("strike"))
         level, rate, q, vol, used = resolve_snapshot(
             market.snapshot_id, snapshot, market.underlying_id, spec.underlying, times,
             und_path, strikes=strikes, want_vol=want_vol,
@@ -317,6 +324,11 @@ class PricingService:
         ``market``: a MarketBatch, or a SnapshotMarket resolved here. ``should_continue``
         (a :class:`Watch` for the kernels that poll it): the call's deadline and
         cancellation; its cost is capped by ``Limits.max_cost_unary_s``."""
+        unread = unread_inputs(batch)
+        if unread:  # an input this trade's payoff does not read: refused, never ignored
+            found = [FieldViolation(fields.get(name, name), f"{why} (got {batch.columns[name][0].item()!r})")
+                     for name, _, why in unread]
+            raise ServiceError(Code.INVALID_ARGUMENT, "; ".join(f"{v.field}: {v.description}" for v in found), found)
         market, used, fields = self.resolve_market(spec, batch, market, fields)
         result = self._price_one(spec, batch, market, measures, fields, settings, should_continue)
         return result._replace(market_used=used) if used is not None else result
@@ -325,12 +337,15 @@ class PricingService:
         measures = (Measure.PRICE,) + tuple(sorted(set(measures) - {Measure.PRICE}))
         if self._fast_specs.get(int(spec.model)) is spec:
             return self._price_fast_one(spec, batch, market, measures, fields)
-        self.check_settings(spec, settings, 1)
-        estimate = self.check_cost(spec, batch, market, measures, settings, 1, unary=True)
+        settings_path = fields.get("settings", "settings")
+        self.check_settings(spec, settings, 1, settings_path)
+        estimate = self.check_cost(spec, batch, market, measures, settings, 1, unary=True, prefix=settings_path)
         out = BatchOutputs.new(len(measures), 1, stderr=spec.monte_carlo, effective=spec.kernel_writes_forward)
-        status, _ = self._run(spec, batch, market, measures, 1, 1, settings, should_continue, out, estimate)
+        status, _ = self._run(spec, batch, market, measures, 1, 1, settings, should_continue, out, estimate,
+                              settings_path)
         values, stderr = out.values, out.stderr
         if status[0]:
+            _expiry_first(status, fields)
             _rows.raise_for_status(
                 int(status[0]), spec.model, fields, _row_values(batch, market, 0), product=batch.product,
             )
@@ -361,7 +376,8 @@ class PricingService:
             float(market.rate[0]), float(market.dividend_yield[0]), vol, mask,
         )
         if out[0]:
-            _rows.raise_for_status(out[0], spec.model, fields, _row_values(batch, market, 0), product=batch.product)
+            bits = out[0] & ~_read_at_expiry(fields) if out[0] & _st.BAD_TIME else out[0]
+            _rows.raise_for_status(bits, spec.model, fields, _row_values(batch, market, 0), product=batch.product)
         greeks = {m: out[2 + int(m)] for m in measures if m != Measure.PRICE}
         details = tuple((m, spec.methods[m], 0.0) for m in measures)
         return PriceResult(out[3], greeks, out[1], out[2], t, vol, spec.ref, 0.0, details)
@@ -488,7 +504,8 @@ class PricingService:
         return estimate
 
     def _run(self, spec: EngineSpec, batch: ProductBatch, market: MarketBatch, measures, rows: int, threads: int,
-             settings: Settings, should_continue, out: "BatchOutputs", estimate: Optional[_cost.Estimate] = None):
+             settings: Settings, should_continue, out: "BatchOutputs", estimate: Optional[_cost.Estimate] = None,
+             settings_path: str = "settings"):
         """Rows [0, rows) through the engine's runner in chunks sized by its cost, writing into
         ``out``; the status bits per row and the number of chunks. A kernel that polls gets
         the call's stop block (``should_continue`` a :class:`Watch`); one that stopped ends
@@ -519,8 +536,8 @@ class PricingService:
                     batch.rows(a, b), rows_market, codes, out.values[:, a:b],
                     None if out.stderr is None else out.stderr[:, a:b], status[a:b], threads, settings, **extra,
                 )
-            except ValueError as exc:  # the kernel refused the request's shape (it names the setting)
-                raise ServiceError(Code.INVALID_ARGUMENT, f"settings: {exc}", [FieldViolation("settings", str(exc))])
+            except ValueError as exc:  # the kernel refused what it was given
+                raise _kernel_refusal(exc, spec, settings_path) from exc
             _raise_if_stopped(watch, status, a, b, rows)
             if one_pass:
                 market.dividends = max(market.dividends, rows_market.dividends)
@@ -553,18 +570,29 @@ class PricingService:
     def _price_batch(self, spec, batch, market, measures, rows, fields, threads, effective_inputs, should_continue,
                      settings, outputs) -> BatchResult:
         self.check_rows(rows)
-        self.check_settings(spec, settings, rows)
+        settings_path = fields.get("settings", "settings")
+        self.check_settings(spec, settings, rows, settings_path)
         market, used, fields = self.resolve_market(spec, batch, market, fields, one_pass=True)
         measures = tuple(measures) or (Measure.PRICE,)
-        estimate = self.check_cost(spec, batch, market, measures, settings, rows, unary=False)
+        estimate = self.check_cost(spec, batch, market, measures, settings, rows, unary=False, prefix=settings_path)
         threads = self.threads_for(threads)
         if outputs is None:
             outputs = BatchOutputs.new(len(measures), rows, stderr=spec.monte_carlo, effective=effective_inputs)
         t0 = time.perf_counter()
         status, chunks = self._run(spec, batch, market, measures, rows, threads, settings, should_continue, outputs,
-                                   estimate)
+                                   estimate, settings_path)
         elapsed = time.perf_counter() - t0
+        unread = unread_inputs(batch)
+        if unread:  # rows that set an input their payoff does not read fail, named (_rows.UNREAD)
+            refused = np.broadcast_to(np.logical_or.reduce([m for _, m, _ in unread]) if len(unread) > 1
+                                      else unread[0][1], (rows,))
+            status[refused] |= _rows.UNREAD
+            outputs.values[:, refused] = np.nan
+            if outputs.stderr is not None:
+                outputs.stderr[:, refused] = np.nan
         bad = int(np.count_nonzero(status))
+        if bad:
+            _expiry_first(status, fields)
         if isinstance(market, _OnePass):
             used = used._replace(dividends=market.dividends)
             if effective_inputs or bad:
@@ -573,7 +601,7 @@ class PricingService:
         if bad:
             errors = _rows.row_errors(
                 status, spec.model, fields, _columns(batch, market), cap=self.limits.max_row_errors,
-                product=batch.product,
+                product=batch.product, unread=unread,
             )
         fwd = df = t = vol = None
         if effective_inputs:
@@ -635,6 +663,47 @@ class PricingService:
             threads=threads,
             chunks=chunks,
         )
+
+
+#: the settings a kernel's ValueError may be about, by the word its message starts with
+#: (ext/montecarlo.pyx, ext/american.pyx: "max_step = ...", "sobol needs ...", "unknown scheme ...")
+_KERNEL_SETTINGS = {"paths": "paths", "seed": "seed", "max_step": "max_step", "sobol": "sobol",
+                    "brownian_bridge": "brownian_bridge", "tree_steps": "tree_steps", "scheme": "american_scheme"}
+
+
+def _kernel_refusal(exc: ValueError, spec: EngineSpec, settings_path: str) -> ServiceError:
+    """A kernel's ValueError as the caller's error: INVALID_ARGUMENT naming the setting when
+    it is about a setting (the kernels name it first), else INTERNAL: the service handed the
+    kernel a shape it does not take, which is the server's bug, never the caller's settings."""
+    text = str(exc)
+    words = text.split(maxsplit=2)
+    word = words[1] if words[:1] == ["unknown"] and len(words) > 1 else (words[0] if words else "")
+    name = _KERNEL_SETTINGS.get(word)
+    if name is not None:
+        path = f"{settings_path}.{name}"
+        return ServiceError(Code.INVALID_ARGUMENT, f"{path}: {text}", [FieldViolation(path, text)])
+    return ServiceError(Code.INTERNAL, f"the {spec.ref.engine} kernel refused the inputs the server prepared: {text}")
+
+
+def _read_at_expiry(fields: Mapping[str, str]) -> int:
+    """The status bits of the inputs a snapshot gave at each row's expiry (level, rates, the
+    surface's vol; ``fields`` names them by the snapshot's underlying_id), and of overflow; 0
+    for an inline market. A row whose expiry is bad has no market there: only the expiry is
+    reported, not what was read from it."""
+    und = fields.get("underlying", "")
+    if not und.endswith("underlying_id"):
+        return 0
+    derived = _st.BAD_UNDERLYING | _st.BAD_RATE | _st.BAD_DIVIDEND | _st.NOT_FINITE
+    if fields.get("volatility") == und:  # (the surface's vol; an inline one is the caller's)
+        derived |= _st.BAD_VOL
+    return derived
+
+
+def _expiry_first(status: np.ndarray, fields: Mapping[str, str]) -> None:
+    """Clears, in the rows whose expiry is bad, the bits of what was read at it (above)."""
+    derived = _read_at_expiry(fields)
+    if derived:
+        status[(status & _st.BAD_TIME) != 0] &= np.int32(~derived)
 
 
 def _raise_if_stopped(watch: Optional[Watch], status: np.ndarray, a: int, b: int, rows: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, NamedTuple
 
 import numpy as np
@@ -9,6 +10,11 @@ import numpy as np
 from pricegrid.server.pricers import status as st
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError
 from pricegrid.server.domain.models import Model
+
+
+#: the service's own status bit, above every kernel bit: the row sets an input its payoff does
+#: not read (pricegrid.server.domain.products.UNREAD_INPUTS); its errors come from that table
+UNREAD = 1 << 30
 
 
 class RowError(NamedTuple):
@@ -93,6 +99,42 @@ _UNSUPPORTED = {
 }
 
 
+#: valid codes that make no product, by product: ({input: code} that all hold, the input to
+#: name, why); the codes are the contract's (common.proto)
+_NO_SUCH_PRODUCT = {
+    "touch": (({"touch_type": 2, "payment": 1}, "payment",
+               "a no-touch (TOUCH_TYPE_NO_TOUCH) pays its cash at expiry, never at a hit: set TOUCH_PAYMENT_AT_EXPIRY"
+               " or leave payment unset (TOUCH_PAYMENT_AT_HIT is a one-touch's)"),),
+}
+
+
+def _unsupported(fields: Mapping[str, str], values: Mapping[str, float], product) -> FieldViolation:
+    """BAD_VARIANT with every code valid: the combination that makes no product (its input
+    named), else the engine's own limit (named by the first code input)."""
+    for codes, name, why in _NO_SUCH_PRODUCT.get(product.name, ()):
+        if all(values.get(k) == v for k, v in codes.items()):
+            return FieldViolation(fields.get(name, name), why)
+    first = product.code_inputs[0].name
+    return FieldViolation(fields.get(first, first), _UNSUPPORTED.get(product.name, "not priced by this engine"))
+
+
+def _overflow(model: Model, fields: Mapping[str, str], values: Mapping[str, float], product) -> FieldViolation:
+    """NOT_FINITE (no input is out of its domain, the result overflowed): named by the row's
+    most extreme input, the one whose magnitude is farthest from 1 in decades (largest
+    |log10 |x||; 0 and the enum codes do not count; ties: the first in the product's order),
+    with every input of the row listed as the caller named it."""
+    codes = {"option_type"} | ({i.name for i in product.code_inputs} if product is not None else set())
+    if model == Model.HESTON:  # (its volatility is v0's, not an input)
+        codes.add("volatility")
+    inputs = [(n, v) for n, v in values.items()
+              if n not in codes and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    decades = [abs(math.log10(abs(v))) if v else -1.0 for _, v in inputs]
+    name = inputs[decades.index(max(decades))][0] if inputs else ""
+    listed = ", ".join(f"{fields.get(n, n)} = {v!r}" for n, v in inputs)
+    return FieldViolation(fields.get(name, name), f"{describe(st.NOT_FINITE, Model.BLACK_SCHOLES_MERTON)}: this is the"
+                                                  f" row's most extreme input (inputs: {listed})")
+
+
 def violations(
     bits: int, model: Model, fields: Mapping[str, str], values: Mapping[str, float], *, implied_vol=False, product=None
 ):
@@ -100,6 +142,9 @@ def violations(
     for bit in _BITS:
         if bits & bit:
             name = st.FIELD_OF_BIT[bit]
+            if bit == st.NOT_FINITE:
+                out.append(_overflow(model, fields, values, product))
+                continue
             if bit == st.BAD_VARIANT and product is not None:
                 # name the code column(s) whose value is not one of its enum's
                 found = False
@@ -109,8 +154,7 @@ def violations(
                         out.append(FieldViolation(fields.get(inp.name, inp.name), f"unknown {inp.enum} value {v}"))
                         found = True
                 if not found:  # valid codes in a combination this engine does not price
-                    first = product.code_inputs[0].name
-                    out.append(FieldViolation(fields.get(first, first), _UNSUPPORTED.get(product.name, "not priced by this engine")))
+                    out.append(_unsupported(fields, values, product))
                 continue
             if bit == st.BAD_RUNNING and product is not None:
                 name = "running_average" if product.name == "asian" else "running_minimum"
@@ -148,9 +192,11 @@ def row_errors(
     cap: int,
     implied_vol: bool = False,
     product=None,
+    unread=(),
 ) -> list[RowError]:
     """Readable errors for the first ``cap`` failed rows (only those rows are visited);
-    ``columns`` holds every input by kernel name (length rows or 1; None when absent)."""
+    ``columns`` holds every input by kernel name (length rows or 1; None when absent);
+    ``unread``: (input, rows, why) of the rows marked UNREAD."""
     bad = np.flatnonzero(status_bits)[:cap]
     out: list[RowError] = []
     for row in bad.tolist():
@@ -160,6 +206,13 @@ def row_errors(
             if col is not None and len(col):
                 values[name] = col[row if len(col) > 1 else 0].item()
         code = Code.OUT_OF_RANGE if bits == st.NOT_FINITE else Code.INVALID_ARGUMENT
+        if bits & UNREAD:
+            for name, mask, why in unread:
+                if mask[row if len(mask) > 1 else 0]:
+                    unset = product.input(name).default
+                    out.append(RowError(row, int(code), fields.get(name, name),
+                                        f"{why} (got {values.get(name)!r}; a column's unset value is {unset!r})"))
+            bits &= ~UNREAD
         for v in violations(bits, model, fields, values, implied_vol=implied_vol, product=product):
             out.append(RowError(row, int(code), v.field, v.description))
     return out

@@ -246,3 +246,38 @@ def test_too_few_paths_is_invalid(front):
     with pytest.raises(PricingError) as info:
         front.price(TRADES[11][1], MARKET, engine="monte_carlo", settings=EngineSettings(paths=8))
     assert "settings.paths" in [f for f, _ in info.value.field_violations]
+
+
+def test_cli_refuses_the_terms_of_another_instrument(server, capsys):
+    """A flag the chosen instrument does not take is refused (exit 2, named), never dropped."""
+    base = ["price", "--target", server.address, "--model", "bsm", "--expiry", "0.5", "--spot", "100", "--rate", "0.05",
+            "--vol", "0.2"]
+    assert cli.main(base + ["--type", "call", "--strike", "100", "--barrier", "90"]) == 2
+    err = capsys.readouterr().err
+    assert "--barrier" in err and "barrier, touch" in err and "--instrument" in err
+    assert cli.main(base + ["--instrument", "touch", "--touch-type", "one_touch", "--direction", "down",
+                            "--barrier", "90", "--strike", "100"]) == 2
+    assert "--strike" in capsys.readouterr().err
+    assert cli.main(base + ["--type", "call", "--strike", "100"]) == 0
+    capsys.readouterr()
+    # settings the engine does not read: the server's refusal, named
+    assert cli.main(base + ["--type", "call", "--strike", "100", "--paths", "5000", "--tree-steps", "3"]) != 0
+    err = capsys.readouterr().err
+    assert "settings.paths" in err and "settings.tree_steps" in err
+
+
+def test_cli_price_file_refuses_unknown_columns(server, tmp_path, capsys):
+    path = tmp_path / "barriers.csv"
+    header = "option_type,strike,time_to_expiry,spot,rate,volatility,barrier_type,barrier"
+    path.write_text(f"{header},rebates\ncall,100,1,100,0.03,0.25,down_out,90,2\n")
+    argv = ["price-file", str(path), "--target", server.address, "--instrument", "barrier", "--json"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "rebates" in err and "rebate" in err.replace("rebates", "")
+    path.write_text(f"{header},rebate\ncall,100,1,100,0.03,0.25,down_out,90,2\n")
+    assert cli.main(argv) == 0
+    body = capsys.readouterr().out
+    assert json.loads(body[body.index("{"):])["error_count"] == 0
+    path.write_text(f"{header}\ncall,100,1,100,0.03,0.25,down_out,90\n")
+    assert cli.main(argv[:-1] + ["--instrument", "european", "--json"]) == 2  # another instrument's columns
+    assert "barrier_type, barrier" in capsys.readouterr().err

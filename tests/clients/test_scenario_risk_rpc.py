@@ -44,7 +44,7 @@ def base_market(book):
     spec = service.catalogue.find("european", Model.BLACK_SCHOLES_MERTON)
     batch = ProductBatch(PRODUCTS["european"], {"option_type": np.where(book["option_type"] == "call", 1, 2).astype(np.int32),
                                                 "strike": book["strike"], "time_to_expiry": book["time_to_expiry"]})
-    ref = SnapshotMarket(record.snapshot_id, "SPX", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)))
+    ref = SnapshotMarket(record.snapshot_id, "SPX", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1), None))
     m, _, _ = service.resolve_market(spec, batch, ref, {})
     return m.underlying, m.rate, m.dividend_yield, m.volatility
 

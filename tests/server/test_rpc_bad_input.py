@@ -312,3 +312,43 @@ def test_a_request_with_thousands_of_violations_gets_a_bounded_answer(channel, s
     assert "more violation(s) not shown" in found[-1][1]
     assert len(err.details()) <= 1024
     still_serving(channel, stub)
+
+
+# ------------------------------------------------------------------ overflow names an input
+HESTON = dict(v0=0.04, kappa=1.0, theta=0.04, sigma=0.5, rho=-0.5)
+
+
+def _heston(strike=100.0, **params):
+    return pb.PriceRequest(model=c.MODEL_HESTON, european=pb.EuropeanOption(
+        option_type=c.OPTION_TYPE_CALL, strike=strike, expiry=pb.Expiry(year_fraction=0.5)),
+        market=pb.Market(spot=100.0, rate=0.05, heston=pb.HestonParameters(**{**HESTON, **params})))
+
+
+@pytest.mark.parametrize("request_, field, shown", [
+    (good_request(rate=1e308), "market.rate", "market.rate = 1e+308"),
+    (pb.PriceRequest(model=1, european=pb.EuropeanOption(option_type=1, strike=100.0,
+                                                         expiry=pb.Expiry(year_fraction=1e308)),
+                     market=pb.Market(spot=100.0, rate=0.05, volatility=0.2)),
+     "european.expiry.year_fraction", "european.expiry.year_fraction = 1e+308"),
+    (_heston(sigma=1e6), "market.heston.sigma", "market.heston.sigma = 1000000.0"),
+    (_heston(strike=1e-300), "european.strike", "european.strike = 1e-300"),
+])
+def test_an_overflow_names_the_rows_most_extreme_input_and_lists_them_all(stub, channel, request_, field, shown):
+    """No input is out of its domain, the result overflowed: OUT_OF_RANGE, named by the input
+    farthest from 1 in decades, every input of the trade listed as sent."""
+    err = expect_invalid(stub.Price, request_, field, grpc.StatusCode.OUT_OF_RANGE)
+    (got, text), = violations(err)
+    assert got == field and "not finite" in text and shown in text and "market.spot = 100.0" in text
+    assert ("market.volatility" in text) == (request_.model != c.MODEL_HESTON)  # (Heston reads v0, not a vol)
+    still_serving(channel, stub)
+
+
+def test_an_overflowing_row_names_its_most_extreme_input(stub):
+    request = pb.PriceBatchRequest(model=1, european=pb.EuropeanOptionColumns(
+        option_type=c.Int32Column(values=[1]), strike=c.DoubleColumn(values=[100.0]),
+        time_to_expiry=c.DoubleColumn(values=[0.5])), market=pb.MarketColumns(
+        spot=c.DoubleColumn(values=[100.0]), rate=c.DoubleColumn(values=[0.05, 1e308, 0.05]),
+        volatility=c.DoubleColumn(values=[0.2])))
+    out = stub.PriceBatch(request, timeout=10)
+    assert [(e.row, e.code, e.field) for e in out.errors] == [(1, 11, "market.rate")]
+    assert "market.rate = 1e+308" in out.errors[0].message and "european.strike = 100.0" in out.errors[0].message

@@ -1,9 +1,11 @@
 """Every numeric field of every request, for every product, model and engine the server offers
 (read from ServerInfo), set to NaN, +-inf and -1: either refused naming that field (the row,
 in a batch) or accepted because the value is meaningful there (a negative rate, a negative
-strike under Bachelier). A field the chosen variant does not read is held to the same domain
-as where it is read (a cash-or-nothing digital's payoff_strike, a floating lookback's strike,
-an Asian's running average before averaging began): nothing is ignored silently.
+strike under Bachelier). A field the chosen variant does not read is refused when set (a
+cash-or-nothing digital's payoff_strike, an asset-or-nothing's cash, a floating lookback's
+strike; tests/server/test_rpc_library_bad_input.py) or, where it is read as a state (an
+Asian's running average before averaging began), held to the same domain as where it is
+read: nothing is ignored silently.
 
 The table of what is meaningful (``_signed``) is this test's; the server's own rules live in
 the kernels (ext/pg_*.h, section "Status") and in pricegrid.server.rpc.requests.
@@ -38,7 +40,9 @@ TERMS = {
     "barrier": [dict(barrier_type=2, option_type=1, strike=100.0, barrier=90.0, rebate=1.0),
                 dict(barrier_type=3, option_type=1, strike=100.0, barrier=120.0, rebate=0.5, monitoring_interval=0.02)],
     "double_barrier": [dict(knock_type=2, option_type=1, strike=100.0, lower_barrier=80.0, upper_barrier=125.0)],
-    "digital": [dict(payoff=p, option_type=1, strike=100.0, cash=2.0, payoff_strike=95.0) for p in (1, 2, 3)],
+    # (a payoff strike is the gap's only: set on another payoff it is refused, tried below)
+    "digital": [dict(payoff=p, option_type=1, strike=100.0, cash=2.0, **({"payoff_strike": 95.0} if p == 3 else {}))
+                for p in (1, 2, 3)],
     "touch": [dict(touch_type=1, direction=1, payment=1, cash=1.0, barrier=90.0),
               dict(touch_type=2, direction=2, payment=2, cash=1.0, barrier=115.0, monitoring_interval=0.02)],
     "asian": [dict(averaging=a, option_type=1, strike=100.0, fixing_times=f, running_average=101.0, past_fixings=p,

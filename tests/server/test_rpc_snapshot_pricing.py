@@ -502,3 +502,138 @@ def test_a_delta_grid_with_calendar_arbitrage_is_refused(channel):
     with pytest.raises(grpc.RpcError) as e:
         market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=_delta_snapshot(low)), timeout=10)
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+# ------------------------------------------------------------------ broadcast columns read in one pass
+def _values(col):
+    return np.frombuffer(col.raw, dtype="<f8") if col.raw else np.array(col.values)
+
+
+def _demo_id(channel):
+    market = market_pb2_grpc.MarketDataServiceStub(channel)
+    return market.ListSnapshots(mpb.ListSnapshotsRequest(name="demo"), timeout=10).snapshots[0].id
+
+
+@pytest.mark.parametrize("model,underlying,strikes", [(1, "SPX", [5800.0, 6000.0, 6300.0]),
+                                                      (2, "EUA-DEC27", [75.0, 80.0, 84.0]),
+                                                      (3, "EUA-DEC27", [75.0, 80.0, 84.0])])
+def test_broadcast_columns_on_a_surface_are_the_full_columns_bit_for_bit(stub, channel, model, underlying, strikes):
+    """The surface's vol read in the pricing pass: a strike, time or option type of length 1
+    is every row's, the same bits as the full-length columns (the engine spreads it)."""
+    demo = _demo_id(channel)
+    n = len(strikes)
+
+    def batch(option_type, strike, time):
+        req = pb.PriceBatchRequest(model=model, measures=[1, 2, 4])
+        req.european.option_type.values.extend(option_type)
+        req.european.strike.values.extend(strike)
+        req.european.time_to_expiry.values.extend(time)
+        req.market.snapshot_id, req.market.underlying_id = demo, underlying
+        out = stub.PriceBatch(req, timeout=10)
+        assert out.error_count == 0, out.errors
+        cols = [_values(c.values) for c in out.columns]
+        return cols + [_values(out.inputs.volatility), _values(out.inputs.forward)]
+
+    def same(a, b):
+        return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+    types = [1, 2, 1]
+    full = batch(types, strikes, [0.5] * n)
+    assert np.all(np.isfinite(full[0])) and len(np.unique(full[3])) == n  # a smile: one vol per strike
+    assert same(batch([1], strikes, [0.5]), batch([1] * n, strikes, [0.5] * n))
+    assert same(batch(types, strikes, [0.5]), full)
+    at_one_strike = batch(types, [strikes[1]] * n, [0.25, 0.5, 1.0])
+    assert same(batch(types, [strikes[1]], [0.25, 0.5, 1.0]), at_one_strike)
+    assert same(batch(types, [strikes[1]], [0.5]), batch(types, [strikes[1]] * n, [0.5] * n))
+    # each row is the single trade on the same snapshot (the vol read at its strike and expiry)
+    for i in range(n):
+        one = request(demo, underlying, model=model, days=0, strike=strikes[i], put=types[i] == 2, measures=(2,))
+        one.european.expiry.year_fraction = 0.5
+        one.market.volatility = 0.0
+        got = stub.Price(one, timeout=10)
+        assert got.inputs.volatility == full[3][i]
+        assert full[0][i] == pytest.approx(got.price, rel=1e-13, abs=1e-12)
+
+
+def test_a_kernel_refusal_is_named_only_when_it_is_about_a_setting():
+    """A kernel's ValueError names a setting when its message starts with one (the kernels
+    name it first); any other is the server's own bug (INTERNAL), never ``settings``."""
+    from pricegrid.server.domain.errors import Code
+    from pricegrid.server.pricers.catalogue import CATALOGUE
+    from pricegrid.server.service.pricing import _kernel_refusal
+
+    spec = next(iter(CATALOGUE))
+    err = _kernel_refusal(ValueError("strike and time must have length 2 (rows)"), spec, "settings")
+    assert err.code == Code.INTERNAL and not err.violations and "settings" not in err.message
+    for text, field in (("max_step = 1e-09 gives row 0 more than 100000 time steps", "price.settings.max_step"),
+                        ("sobol needs 30000 dimensions (max_step = 0.0001); at most 21201", "price.settings.sobol"),
+                        ("unknown scheme 7; expected 1 (fast), 2 (accurate) or 3 (high precision)",
+                         "price.settings.american_scheme"),
+                        ("tree_steps 1 out of range 3..100001", "price.settings.tree_steps")):
+        err = _kernel_refusal(ValueError(text), spec, "price.settings")
+        assert err.code == Code.INVALID_ARGUMENT and [v.field for v in err.violations] == [field], err
+    err = _kernel_refusal(ValueError("unknown heston_scheme 3; expected 1 (QE) or 2 (full truncation Euler)"), spec,
+                          "settings")
+    assert err.code == Code.INTERNAL
+
+
+# ------------------------------------------------------------------ the volatility column with a snapshot
+def test_a_vol_column_sent_is_read_as_sent_and_only_its_absence_reads_the_surface(stub, channel):
+    """MarketColumns.volatility: no column reads each row's vol from the surface; a column
+    sent is the rows' vol, a zero one too (refused per row, never replaced by the surface's),
+    whatever its length. A trade's Market.volatility is a plain double: 0 is unset there."""
+    demo = _demo_id(channel)
+
+    def batch(vol=None, n=2):
+        req = pb.PriceBatchRequest(model=1, measures=[1])
+        req.european.option_type.values.append(1)
+        req.european.strike.values.extend([5800.0, 6000.0][:n])
+        req.european.time_to_expiry.values.append(0.5)
+        req.market.snapshot_id, req.market.underlying_id = demo, "SPX"
+        if vol is not None:
+            req.market.volatility.values.extend(vol)
+        return stub.PriceBatch(req, timeout=10)
+
+    surface = batch()
+    assert surface.error_count == 0 and surface.market.vol_surface
+    for vol in ([0.0], [0.0, 0.0]):
+        out = batch(vol)
+        assert out.error_count == 2 and not out.market.vol_surface
+        assert [(e.row, e.field) for e in out.errors] == [(0, "market.volatility"), (1, "market.volatility")]
+        assert all("(got 0.0)" in e.message for e in out.errors)
+    given = batch([0.2])
+    assert given.error_count == 0 and not given.market.vol_surface
+    assert np.all(_values(given.inputs.volatility) == 0.2)
+    one = request(demo, "SPX", days=182, strike=5800.0, measures=())
+    one.market.volatility = 0.0  # (proto3: unset)
+    assert stub.Price(one, timeout=10).market.vol_surface == surface.market.vol_surface
+
+
+# ------------------------------------------------------------------ a bad expiry on a snapshot
+def test_a_bad_expiry_on_a_snapshot_is_the_only_error_of_its_trade_or_row(stub, channel):
+    """The snapshot's market is read at the expiry: a bad one has none, and only the expiry
+    is named (not the level or surface vol it could not give), in a trade and in a row."""
+    demo = _demo_id(channel)
+    for instrument in ("european", "american", "barrier"):
+        r = pb.PriceRequest(model=1, market=pb.Market(snapshot_id=demo, underlying_id="SPX"))
+        msg = getattr(r, instrument)
+        msg.option_type, msg.strike, msg.expiry.year_fraction = 1, 6000.0, -0.5
+        if instrument == "barrier":
+            msg.barrier_type, msg.barrier = 1, 5000.0
+        for vol in (0.0, 0.2):
+            r.market.volatility = vol
+            with pytest.raises(grpc.RpcError) as e:
+                stub.Price(r, timeout=10)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert [f for f, _ in violations(e.value)] == [f"{instrument}.expiry.year_fraction"], e.value.details()
+    for instrument in ("european", "american"):
+        req = pb.PriceBatchRequest(model=1, measures=[1])
+        cols = getattr(req, instrument)
+        cols.option_type.values.append(1)
+        cols.strike.values.extend([5800.0, 6000.0, 6200.0])
+        cols.time_to_expiry.values.extend([0.5, -0.5, float("nan")])
+        req.market.snapshot_id, req.market.underlying_id = demo, "SPX"
+        out = stub.PriceBatch(req, timeout=10)
+        assert [(e.row, e.field) for e in out.errors] == [(1, f"{instrument}.time_to_expiry"),
+                                                          (2, f"{instrument}.time_to_expiry")], out.errors
+        assert np.isfinite(_values(out.columns[0].values)[0])

@@ -167,3 +167,29 @@ def test_replies_for_unknown_trade_ids_are_capped(stub):
     moved = [r for r in many if r.HasField("result")]
     assert [r.trade_id for r in moved] == ["A"]  # named twice, moved once
     s.close()
+
+
+def test_setting_and_cost_errors_name_the_field_inside_the_message(stub):
+    """A stream trade's settings are ``price.settings...``: the engine's minimum, the unread
+    ones, a value out of range and the cost cap alike."""
+    def mc(**settings):
+        r = pb.PriceRequest(
+            model=c.MODEL_BLACK_SCHOLES_MERTON, engine=c.ENGINE_MONTE_CARLO,
+            barrier=pb.BarrierOption(barrier_type=c.BARRIER_TYPE_DOWN_OUT, option_type=c.OPTION_TYPE_CALL,
+                                     strike=100.0, barrier=90.0, expiry=pb.Expiry(year_fraction=0.5)),
+            market=pb.Market(spot=100.0, rate=0.03, volatility=0.2), settings=pb.EngineSettings(**settings))
+        return r
+
+    s = Stream(stub.PriceStream)
+    cases = [(mc(paths=10), 3, "price.settings.paths"), (mc(paths=0), 3, "price.settings.paths"),
+             (mc(paths=10**9), 8, "price.settings.paths"), (mc(paths=1000, tree_steps=5), 3, "price.settings.tree_steps"),
+             (mc(paths=1000), 0, "")]
+    for i, (request, _, _) in enumerate(cases):
+        s.send(pb.PriceStreamRequest(correlation_id=f"m{i}", price=request))
+    replies = s.recv(len(cases))
+    for reply, (_, code, field) in zip(replies, cases):
+        if code:
+            assert (reply.error.code, reply.error.field) == (code, field), reply
+        else:
+            assert reply.HasField("result") and reply.result.price > 0
+    assert s.close() == []

@@ -46,7 +46,7 @@ def world():
         "strike": rng.uniform(5000, 7000, TRADES),
         "time_to_expiry": rng.uniform(0.05, 3.0, TRADES),
     })
-    ref = SnapshotMarket(record.snapshot_id, "SPX", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)))
+    ref = SnapshotMarket(record.snapshot_id, "SPX", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1), None))
     quantity = rng.choice([-3.0, 1.0, 2.0, 5.0], TRADES)
     return market, service, spec, batch, ref, quantity, record
 
@@ -304,7 +304,7 @@ def test_black_76_on_a_futures_underlying_in_one_pass(world):
                                                 "strike": rng.uniform(60, 100, n),
                                                 "time_to_expiry": rng.uniform(0.1, 2.0, n)})
     ref = SnapshotMarket(record.snapshot_id, "EUA-DEC27", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1),
-                                                                     np.zeros(1)))
+                                                                     None))
     s = ScenarioSet((Shift("f", Quantity.SPOT, ShiftKind.RELATIVE, ("EUA-DEC27",)),
                      Shift("v", Quantity.VOL, ShiftKind.ABSOLUTE, ("EUA-SABR",)),
                      Shift("r", Quantity.ZERO_RATE, ShiftKind.ABSOLUTE, ("EUR-ESTR",))),

@@ -117,7 +117,7 @@ def test_the_search_checks_the_call_between_passes():
     batch = ProductBatch(PRODUCTS["european"], {"option_type": np.array([1, 2], dtype=np.int32),
                                                 "strike": np.array([6000.0, 6000.0]),
                                                 "time_to_expiry": np.array([0.5, 0.5])})
-    ref = SnapshotMarket(record.snapshot_id, "SPX", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)))
+    ref = SnapshotMarket(record.snapshot_id, "SPX", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1), None))
     books = [Book(spec, batch, ref, 2, {"rate": "market.rate"}, np.array([-1.0, -1.0]))]
     shifts = (Shift("spot", Quantity.SPOT, ShiftKind.LOG, ("SPX",)),
               Shift("vol", Quantity.VOL, ShiftKind.ABSOLUTE, ("SPX-SVI",)))
