@@ -281,6 +281,13 @@ class PricingService:
         inline_vol = market.inline.volatility
         # no vol given (None: the reader's "unset"): the surface's; a vol given is used as given
         want_vol = spec.model != Model.HESTON and inline_vol is None
+        if want_vol and spec.model == Model.BACHELIER:
+            # a surface holds Black (lognormal) vols; read as a normal vol, 0.4 priced an
+            # at-the-money EUA option at 1e-7 instead of about 12 (the vol unit is the price's)
+            vol_path = rate_path.replace("market.rate", "market.volatility")
+            what = ("Bachelier needs a normal (absolute) vol, and the snapshot's surfaces hold Black (lognormal) "
+                    "vols: send volatility")
+            raise ServiceError(Code.INVALID_ARGUMENT, f"{vol_path}: {what}", [FieldViolation(vol_path, what)])
         if one_pass and spec.fuses_market and want_vol:
             prepared, used = prepare_snapshot(market.snapshot_id, snapshot, market.underlying_id, spec.underlying,
                                               und_path, want_vol=True)

@@ -370,6 +370,33 @@ def test_the_demo_snapshot_prices_a_smile_out_of_the_box(stub, channel):
     assert got.market.vol_surface == "EUA-SABR" and 0.3 < got.inputs.volatility < 0.7
 
 
+def test_bachelier_does_not_read_a_surfaces_black_vols_as_normal_vols(stub, channel):
+    """A surface holds Black (lognormal) vols; Bachelier's vol is normal (in price units). Read
+    as one, the demo EUA smile's 0.4 priced an at-the-money option at about 1e-7: refused,
+    naming the volatility, single trade and batch; a normal vol sent is priced on the curves."""
+    market = market_pb2_grpc.MarketDataServiceStub(channel)
+    demo = market.ListSnapshots(mpb.ListSnapshotsRequest(name="demo"), timeout=10).snapshots[0].id
+    eua = request(demo, "EUA-DEC27", model=3, days=182, strike=80.0, measures=(2,))
+    eua.market.volatility = 0.0  # unset: the surface's
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Price(eua, timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [f for f, _ in violations(e.value)] == ["market.volatility"], violations(e.value)
+    assert "Black (lognormal)" in e.value.details()
+    batch = pb.PriceBatchRequest(
+        model=3, european=pb.EuropeanOptionColumns(option_type=cpb.Int32Column(values=[1, 2]),
+                                                   strike=cpb.DoubleColumn(values=[78.0, 80.0]),
+                                                   time_to_expiry=cpb.DoubleColumn(values=[0.5])),
+        market=pb.MarketColumns(snapshot_id=demo, underlying_id="EUA-DEC27"))
+    with pytest.raises(grpc.RpcError) as e:
+        stub.PriceBatch(batch, timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "market.volatility" in [f for f, _ in violations(e.value)], violations(e.value)
+    eua.market.volatility = 30.0  # EUR per tonne per sqrt(year)
+    got = stub.Price(eua, timeout=10)
+    assert 5.0 < got.price < 15.0 and got.market.snapshot_id == demo and not got.market.vol_surface
+
+
 def test_cash_dividends_are_refused_where_the_escrowed_model_does_not_hold(stub, snapshot_id):
     # the default American engine (fixed point) does not price them; the binomial tree does
     # (tests/server/test_rpc_american_dividends.py)
@@ -514,9 +541,9 @@ def _demo_id(channel):
     return market.ListSnapshots(mpb.ListSnapshotsRequest(name="demo"), timeout=10).snapshots[0].id
 
 
+# (Bachelier reads no surface: test_bachelier_does_not_read_a_surfaces_black_vols_as_normal_vols)
 @pytest.mark.parametrize("model,underlying,strikes", [(1, "SPX", [5800.0, 6000.0, 6300.0]),
-                                                      (2, "EUA-DEC27", [75.0, 80.0, 84.0]),
-                                                      (3, "EUA-DEC27", [75.0, 80.0, 84.0])])
+                                                      (2, "EUA-DEC27", [75.0, 80.0, 84.0])])
 def test_broadcast_columns_on_a_surface_are_the_full_columns_bit_for_bit(stub, channel, model, underlying, strikes):
     """The surface's vol read in the pricing pass: a strike, time or option type of length 1
     is every row's, the same bits as the full-length columns (the engine spreads it)."""
