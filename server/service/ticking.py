@@ -24,7 +24,7 @@ import math
 
 from pricegrid.server.domain.errors import Code, ServiceError, Violations, invalid
 from pricegrid.server.domain.catalogue import EngineSpec, Settings
-from pricegrid.server.domain.instruments import MarketBatch
+from pricegrid.server.domain.instruments import MarketBatch, SnapshotMarket
 from pricegrid.server.domain.models import Measure, Model
 from pricegrid.server.domain.products import ProductBatch
 from pricegrid.server.service.pricing import PriceResult, PricingService
@@ -141,6 +141,16 @@ class TickingBook:
         spec, market, batch = held.spec, held.market, held.batch
         one = lambda x: np.array([x], dtype=np.float64)  # noqa: E731
         changes = {}
+        if isinstance(market, SnapshotMarket):
+            # the level, rate and dividends are the snapshot's: moving them is a new snapshot;
+            # what the trade gave inline (its vol, its Heston parameters) moves as inline
+            for name in ("spot", "forward", "rate", "dividend_yield"):
+                if getattr(move, name) is not None:
+                    raise invalid(f"{prefix}.{name}", f"the trade takes its {name} from snapshot "
+                                  f"{market.snapshot_id!r}; to move it, store a new snapshot (PutSnapshot) and send "
+                                  "the trade again with its id")
+            inline = TickingBook._moved(held._replace(market=market.inline), move, prefix).market
+            return held._replace(market=dataclasses.replace(market, inline=inline))
         if move.spot is not None or move.forward is not None:
             if move.spot is not None and move.forward is not None:
                 raise invalid(f"{prefix}.spot", "set spot or forward, not both")

@@ -193,3 +193,38 @@ def test_setting_and_cost_errors_name_the_field_inside_the_message(stub):
         else:
             assert reply.HasField("result") and reply.result.price > 0
     assert s.close() == []
+
+
+def test_market_updates_on_a_trade_held_on_a_snapshot(stub, channel):
+    """A trade priced on a snapshot takes its spot, rate and dividends from it: a move of one
+    of them is refused for that trade, naming the field (it ended the whole stream with
+    INTERNAL); its inline vol moves as an inline trade's does; the stream goes on."""
+    from pricegrid.v1 import market_pb2 as mpb
+    from pricegrid.v1 import market_pb2_grpc
+
+    demo = market_pb2_grpc.MarketDataServiceStub(channel).ListSnapshots(
+        mpb.ListSnapshotsRequest(name="demo"), timeout=10).snapshots[0].id
+    on_snapshot = pb.PriceRequest(
+        model=c.MODEL_BLACK_SCHOLES_MERTON, measures=[c.MEASURE_DELTA],
+        european=pb.EuropeanOption(option_type=c.OPTION_TYPE_CALL, strike=6000.0, expiry=pb.Expiry(year_fraction=0.5)),
+        market=pb.Market(snapshot_id=demo, underlying_id="SPX"))
+    s = Stream(stub.PriceStream)
+    s.send(pb.PriceStreamRequest(correlation_id="p", trade_id="S", price=on_snapshot))
+    s.send(pb.PriceStreamRequest(correlation_id="q", trade_id="A", price=trade(100.0)))
+    s0, a0 = s.recv(2)
+    assert s0.result.market.snapshot_id == demo and s0.result.market.vol_surface
+    for name, value in (("spot", 6100.0), ("rate", 0.01), ("dividend_yield", 0.02)):
+        s.send(pb.PriceStreamRequest(correlation_id=name, market_update=pb.MarketUpdate(trade_ids=["S", "A"],
+                                                                                       **{name: value})))
+        by_id = {r.trade_id: r for r in s.recv(2)}
+        assert by_id["S"].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert by_id["S"].error.field == f"market_update.{name}" and demo in by_id["S"].error.message
+        assert by_id["A"].result.price > 0  # the inline trade moved
+    s.send(pb.PriceStreamRequest(correlation_id="vol", market_update=pb.MarketUpdate(volatility=0.3, trade_ids=["S"])))
+    (moved,) = s.recv(1)
+    assert moved.result.inputs.volatility == 0.3 and moved.result.price > s0.result.price
+    assert moved.result.market.snapshot_id == demo and not moved.result.market.vol_surface
+    s.send(pb.PriceStreamRequest(correlation_id="again", price=on_snapshot))
+    (again,) = s.recv(1)
+    assert again.result.price == s0.result.price
+    assert s.close() == []
