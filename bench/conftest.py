@@ -57,7 +57,7 @@ def _spx_scenarios(trades: int, scenarios: int, kernel_threads: int):
     batch = ProductBatch(PRODUCTS["european"], {"option_type": rng.integers(1, 3, trades).astype(np.int32),
                                                 "strike": rng.uniform(4500, 7500, trades),
                                                 "time_to_expiry": rng.integers(7, 3 * 365, trades) / 365.0})
-    ref = SnapshotMarket(record.snapshot_id, "SPX", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)))
+    ref = SnapshotMarket(record.snapshot_id, "SPX", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1), None))
     shifts = (Shift("spot", Quantity.SPOT, ShiftKind.LOG, ("SPX",)),
               Shift("vol", Quantity.VOL, ShiftKind.ABSOLUTE, ("SPX-SVI",)),
               Shift("rate", Quantity.ZERO_RATE, ShiftKind.ABSOLUTE, ("USD-OIS",)))

@@ -58,7 +58,7 @@ def test_cube_through_risk_client_against_kernel_plus_echo(benchmark):
     service = PricingService(Limits(max_rows=1_000_000, kernel_threads=1), snapshots=market.snapshot)
     spec = service.catalogue.find("european", Model.BLACK_SCHOLES_MERTON)
     batch = ProductBatch(PRODUCTS["european"], {"option_type": types, "strike": strikes, "time_to_expiry": expiries})
-    ref = SnapshotMarket(record.snapshot_id, "SPX", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)))
+    ref = SnapshotMarket(record.snapshot_id, "SPX", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1), None))
     m, _, _ = service.resolve_market(spec, batch, ref, {})
     rows = TRADES * SCENARIOS
     cols = [np.repeat(types, SCENARIOS), np.repeat(strikes, SCENARIOS), np.repeat(expiries, SCENARIOS),

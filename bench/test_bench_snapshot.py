@@ -42,8 +42,7 @@ def test_snapshot_batch_against_flat_inline_interleaved(benchmark):
     columns = {"option_type": rng.integers(1, 3, ROWS).astype(np.int32), "strike": rng.uniform(4500, 7500, ROWS),
                "time_to_expiry": rng.integers(7, 3 * 365, ROWS) / 365.0}
     batch = ProductBatch(PRODUCTS["european"], columns)
-    by_reference = SnapshotMarket(record.snapshot_id, "SPX", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1),
-                                                                         np.zeros(1)))
+    by_reference = SnapshotMarket(record.snapshot_id, "SPX", MarketBatch(np.zeros(1), np.zeros(1), np.zeros(1), None))
     flat = MarketBatch(np.full(1, 6000.0), np.full(1, 0.04), np.full(1, 0.013), np.full(1, 0.18))
     per_row = service.resolve_market(spec, batch, by_reference, FIELDS)[0]
     times: dict[str, list[float]] = {"snapshot": [], "inline": [], "per_row": []}
