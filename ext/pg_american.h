@@ -942,6 +942,15 @@ static int pg_am_row(const pg_am_engine *e, int option_type, double K, double T,
     int finite = 1;
     for (int c = 1; c <= PG_MEASURE_DIVIDEND_RHO; ++c)
         if ((mask & PG_AM_BIT(c)) && !pg_finite(o[c])) finite = 0;
+    /* A price outside an American option's no-arbitrage bounds is not a price: at least the
+     * exercise value (and 0), at most what exercise at the best time can pay, K max(1, e^{-rT})
+     * for a put, S max(1, e^{-qT}) for a call. The engines' numerics break down far out (rates
+     * of hundreds overflowed the fixed point's boundary: a put came back at -20, its negative
+     * exercise value); such a row is answered as an overflow is (PG_NOT_FINITE). */
+    const double ex = w * (S - K), floor_ = ex > 0.0 ? ex : 0.0;
+    const double cap = w > 0.0 ? S * fmax(1.0, exp(-q * T)) : K * fmax(1.0, exp(-r * T));
+    const double tol = 1e-9 * (S + K);
+    if (!(o[PG_MEASURE_PRICE] >= floor_ - tol && o[PG_MEASURE_PRICE] <= cap + tol)) finite = 0;
     if (!finite) {
         for (int c = 1; c <= PG_MEASURE_MAX; ++c) o[c] = NAN;
         return PG_NOT_FINITE;

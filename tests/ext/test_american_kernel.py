@@ -424,6 +424,21 @@ def test_expiry_beyond_the_domain_sets_the_time_bit(method):
     assert 25.0 < out[0, 0] < 25.7134  # below the perpetual put's 25.7133...
 
 
+@pytest.mark.parametrize("method", [1, 2])
+def test_a_price_outside_the_no_arbitrage_bounds_is_not_returned(method):
+    """Rates of hundreds overflowed the fixed point's boundary and a put came back at -20 (its
+    negative exercise value): a price outside [max(exercise value, 0), K max(1, e^-rT)] for a
+    put, [.., S max(1, e^-qT)] for a call, is answered NOT_FINITE, as an overflow is."""
+    c = {k: np.array(v * 3) for k, v in one(PUT, 80.0, 1.0, 100.0, 0.03, 0.0, 0.2).items()}
+    c["option_type"] = np.array([PUT, PUT, CALL], np.int32)
+    c["strike"] = np.array([80.0, 80.0, 120.0])
+    c["rate"] = np.array([0.03, 710.0, 0.03])
+    c["dividend"] = np.array([0.0, 0.0, 750.0])
+    out, status, nbad = run(c, ALL, method=method)
+    assert list(status) == [0, pgs.NOT_FINITE, pgs.NOT_FINITE] and nbad == 2
+    assert np.isnan(out[:, 1:]).all() and 0.0 < out[0, 0] < 80.0
+
+
 def test_broadcast_threads_and_n_equals_one():
     c = random_cases(np.random.default_rng(9), 64)
     out1, st1, _ = run(c, ALL, threads=1)
