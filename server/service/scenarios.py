@@ -468,6 +468,13 @@ class ScenarioRevaluer:
                                   flat("vol", new_vol) if new_vol is not None else None,
                                   *((flat(name, heston[name]) for name in HESTON.values()) if heston is not None
                                     else ()))
+        if spot_moves and batch.product.name == "lookback":
+            # a move of the spot is a move of the path: its extremes take in the new level (as
+            # a stream's market_update does); a level beyond one was refused as a bad extreme
+            lv = market_rows.underlying
+            cells_n = max(lv.shape[0], columns["running_minimum"].shape[0])
+            columns["running_minimum"] = np.minimum(np.broadcast_to(columns["running_minimum"], (cells_n,)), lv)
+            columns["running_maximum"] = np.maximum(np.broadcast_to(columns["running_maximum"], (cells_n,)), lv)
         outputs = BatchOutputs(scratch.get("value", (1, n * s)),  # (a Monte Carlo engine writes its errors too)
                                scratch.get("stderr", (1, n * s)) if spec.monte_carlo else None)
         priced = self.pricing.price_batch(spec, ProductBatch(batch.product, columns), market_rows, (Measure.PRICE,),

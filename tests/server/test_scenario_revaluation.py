@@ -247,6 +247,39 @@ def test_a_monte_carlo_engine_revalues_with_its_standard_errors_written(world):
     assert (pnl[calls, 1] * np.sign(quantity[calls]) > 0).all()  # calls gain when the spot rises
 
 
+def test_a_spot_move_beyond_a_lookbacks_extreme_widens_it(world):
+    """A spot scenario moves the path: a floating lookback whose running minimum or maximum
+    the moved spot passes takes the new level as its extreme (it was a per-row error, and
+    the run's VaR left out those cells); each cell is the trade priced on its own with the
+    widened extremes and the moved spot."""
+    _, service, _, _, ref, _, _ = world
+    spec = service.catalogue.find("lookback", Model.BLACK_SCHOLES_MERTON)
+    n = 4
+    batch = ProductBatch(PRODUCTS["lookback"], {
+        "strike_type": np.full(n, 1, np.int32), "option_type": np.array([1, 2, 1, 2], np.int32),
+        "strike": np.zeros(1), "time_to_expiry": np.array([0.25, 0.5, 1.0, 2.0]),
+        "running_minimum": np.array([5900.0, 5900.0, 5000.0, 5990.0]),
+        "running_maximum": np.array([6100.0, 6100.0, 6950.0, 6010.0])})
+    quantity = np.array([1.0, -2.0, 3.0, 1.0])
+    sizes = np.array([[-0.1, 0.0, 0.1, 0.01]])
+    s = ScenarioSet((Shift("spot", Quantity.SPOT, ShiftKind.RELATIVE, ("SPX",)),), sizes, ("down", "flat", "up", "tick"))
+    r = ScenarioRevaluer(service).revalue(spec, batch, ref, s, quantity, rows=n, fields=FIELDS, threads=1)
+    blocks = list(r.blocks)
+    pnl = np.vstack([b.pnl for b in blocks])
+    assert all(not b.errors for b in blocks) and np.isfinite(pnl).all()
+    m, _, _ = service.resolve_market(spec, batch, ref, FIELDS)
+    base = service.price_batch(spec, batch, m, (Measure.PRICE,), rows=n, fields=FIELDS, threads=1).values[0]
+    for j, size in enumerate(sizes[0]):
+        level = m.underlying * (1 + size)
+        moved = dict(batch.columns, running_minimum=np.minimum(batch.columns["running_minimum"], level),
+                     running_maximum=np.maximum(batch.columns["running_maximum"], level))
+        value = service.price_batch(spec, ProductBatch(batch.product, moved), dataclasses.replace(m, underlying=level),
+                                    (Measure.PRICE,), rows=n, fields=FIELDS, threads=1).values[0]
+        np.testing.assert_array_equal(pnl[:, j], (value - base) * quantity)
+    np.testing.assert_array_equal(pnl[:, 1], 0.0)
+    assert (pnl[:, [0, 2, 3]] != 0.0).all()
+
+
 # ------------------------------------------------------------- the one-pass path (price_cube)
 def _sets():
     """Scenario sets that reach every form a block's moved column takes: a parallel move
