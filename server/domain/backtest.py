@@ -49,7 +49,7 @@ from typing import Optional
 
 import numpy as np
 
-from pricegrid.server.domain.errors import Violations
+from pricegrid.server.domain.errors import Violations, shown
 
 __all__ = [
     "VarConvention", "StatisticStatus", "Zone", "BacktestSettings", "LikelihoodRatio", "Transitions",
@@ -191,12 +191,12 @@ def check_observations(pnl: np.ndarray, var: np.ndarray, convention: VarConventi
         bad.add(f"{prefix}var", f"{len(var)} values for {len(pnl)} pnl values: one VaR per day")
         return
     for i in np.flatnonzero(~np.isfinite(pnl)).tolist():
-        bad.add(f"{prefix}pnl[{i}]", f"must be finite (got {pnl[i]!r}; {where} {start + i})")
+        bad.add(f"{prefix}pnl[{i}]", f"must be finite (got {shown(pnl[i])}; {where} {start + i})")
         if bad.dropped:
             return
     finite = np.isfinite(var)
     for i in np.flatnonzero(~finite).tolist():
-        bad.add(f"{prefix}var[{i}]", f"must be finite (got {var[i]!r}; {where} {start + i})")
+        bad.add(f"{prefix}var[{i}]", f"must be finite (got {shown(var[i])}; {where} {start + i})")
         if bad.dropped:
             return
     if convention == VarConvention.PNL_QUANTILE:
@@ -204,7 +204,7 @@ def check_observations(pnl: np.ndarray, var: np.ndarray, convention: VarConventi
     else:
         wrong, rule = finite & (var < 0), ">= 0: var_convention LOSS takes a loss amount"
     for i in np.flatnonzero(wrong).tolist():
-        bad.add(f"{prefix}var[{i}]", f"must be {rule} (got {var[i]!r}; {where} {start + i})")
+        bad.add(f"{prefix}var[{i}]", f"must be {rule} (got {shown(var[i])}; {where} {start + i})")
         if bad.dropped:
             return
 

@@ -45,6 +45,12 @@ class ServiceError(Exception):
         return self.message
 
 
+def shown(value) -> str:
+    """A value as an error message quotes it: a numpy scalar as the Python number it holds
+    (numpy 2 writes np.float64(nan) where the caller sent nan)."""
+    return repr(value.item() if hasattr(value, "item") else value)
+
+
 def invalid(field_path: str, description: str, *, code: Code = Code.INVALID_ARGUMENT) -> ServiceError:
     """One bad field: the message names it, and so does the single violation."""
     return ServiceError(code, f"{field_path}: {description}", [FieldViolation(field_path, description)])

@@ -38,7 +38,7 @@ from pricegrid.server.domain import backtest as bt
 from pricegrid.server.domain import risk as risk_measures
 from pricegrid.server.domain import scenarios as sc
 from pricegrid.server.domain import stresses
-from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, Violations, invalid
+from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, Violations, invalid, shown
 from pricegrid.server.domain.instruments import SnapshotMarket
 from pricegrid.server.domain.models import Measure
 from pricegrid.server.rpc.admission import Lane, StreamGate
@@ -259,7 +259,7 @@ def _levels(values, default: float, path: str, bad: Violations) -> np.ndarray:
     levels = np.asarray(list(values) or [default], dtype=np.float64)
     for j, x in enumerate(levels):
         if not (np.isfinite(x) and 0.0 < x < 1.0 and 0.0 < 1.0 - x < 1.0):
-            bad.add(f"{path}[{j}]", f"must be strictly between 0 and 1 (got {x!r})")
+            bad.add(f"{path}[{j}]", f"must be strictly between 0 and 1 (got {shown(x)})")
     return levels
 
 

@@ -34,7 +34,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, invalid
+from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, invalid, shown
 from pricegrid.server.domain.market import Finding, Limits, Severity, Snapshot, SnapshotStore, StoredSnapshot
 from pricegrid.server.domain.surfaces import GridSurface, StrikeAxis
 from pricegrid.server.pricers import curves as curve_pricer
@@ -233,7 +233,7 @@ class MarketDataService:
                                             (surface_pricer.VOL, surface_pricer.TOTAL_VARIANCE))
         if r.bad:  # no silent NaN: name the first point the surface gives no vol at
             i = int(np.flatnonzero(r.status)[0])
-            raise invalid(f"strikes[{i}]", f"no vol at expiry {t[i]:g}, strike {k[i]!r}, forward {f[i]!r}"
+            raise invalid(f"strikes[{i}]", f"no vol at expiry {t[i]:g}, strike {shown(k[i])}, forward {shown(f[i])}"
                                            " (strike and forward must be finite and > 0)")
         return r.values[0], r.values[1], f
 
@@ -262,7 +262,7 @@ class MarketDataService:
             df, status = curve_pricer.discount_factors(curve, t)
             for j in np.flatnonzero((status != 0) | ~(df > 0)):
                 out.append(Finding(Severity.ERROR, "curve.discount_factors", f"{path}.values[{j}]",
-                                   f"discount factor at t = {t[j]:g} is not finite and > 0 ({df[j]!r})"))
+                                   f"discount factor at t = {t[j]:g} is not finite and > 0 ({shown(df[j])})"))
             if out and out[-1].field.startswith(path):
                 continue
             knots = np.concatenate(([0.0], t))

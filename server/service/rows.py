@@ -8,7 +8,7 @@ from typing import Mapping, NamedTuple
 import numpy as np
 
 from pricegrid.server.pricers import status as st
-from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError
+from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, shown
 from pricegrid.server.domain.models import Model
 
 
@@ -130,7 +130,7 @@ def _overflow(model: Model, fields: Mapping[str, str], values: Mapping[str, floa
               if n not in codes and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
     decades = [abs(math.log10(abs(v))) if v else -1.0 for _, v in inputs]
     name = inputs[decades.index(max(decades))][0] if inputs else ""
-    listed = ", ".join(f"{fields.get(n, n)} = {v!r}" for n, v in inputs)
+    listed = ", ".join(f"{fields.get(n, n)} = {shown(v)}" for n, v in inputs)
     return FieldViolation(fields.get(name, name), f"{describe(st.NOT_FINITE, Model.BLACK_SCHOLES_MERTON)}: this is the"
                                                   f" row's most extreme input (inputs: {listed})")
 
@@ -161,7 +161,7 @@ def violations(
             path = fields.get(name, name)
             text = describe(bit, model, implied_vol=implied_vol, product=product)
             if name in values:
-                text = f"{text} (got {values[name]!r})"
+                text = f"{text} (got {shown(values[name])})"
             out.append(FieldViolation(path, text))
     return out
 

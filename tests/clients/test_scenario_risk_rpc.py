@@ -135,6 +135,8 @@ def test_bad_requests_name_their_fields(risk, snapshot_id, book):
             [[0.0], [0.0]], ["a"], var_levels=(1.5,))
     fields = {f for f, _ in e.value.field_violations}
     assert {"scenarios.shifts[0].buckets.tenors[1]", "var_levels[0]"} <= fields
+    # the value quoted as sent (numpy 2 wrote "np.float64(1.5)")
+    assert dict(e.value.field_violations)["var_levels[0]"].endswith("(got 1.5)")
     with pytest.raises(ValueError):  # the client checks the sizes' shape against the shifts
         run(risk, snapshot_id, book, [Shift("s", "spot", "relative", ["SPX"])], [[0.1, 0.2]], ["a"])
 

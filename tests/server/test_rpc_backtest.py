@@ -121,10 +121,10 @@ def _bad(risk, messages, last):
 
 
 @pytest.mark.parametrize("last, field, words", [
-    (request([1.0, float("nan"), 2.0], [1.0, 1.0, 1.0]), "pnl[1]", "stream index 3"),
+    (request([1.0, float("nan"), 2.0], [1.0, 1.0, 1.0]), "pnl[1]", "(got nan; stream index 3"),
     (request([1.0, float("-inf")], [1.0, 1.0], raw=True), "pnl[1]", "stream index 3"),
-    (request([1.0, 2.0], [1.0, float("inf")]), "var[1]", "must be finite"),
-    (request([1.0, 2.0], [-0.5, 1.0]), "var[0]", ">= 0"),
+    (request([1.0, 2.0], [1.0, float("inf")]), "var[1]", "must be finite (got inf;"),
+    (request([1.0, 2.0], [-0.5, 1.0]), "var[0]", ">= 0: var_convention LOSS takes a loss amount (got -0.5;"),
     (request([1.0, 2.0], [1.0]), "var", "1 values for 2 pnl values"),
     (request([], [1.0]), "pnl", "required"),
     (request([1.0, 2.0], [1.0, 1.0], labels=["a"]), "labels", "1 labels for 2 observations"),
