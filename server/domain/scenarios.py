@@ -35,6 +35,7 @@ Conventions:
 
 from __future__ import annotations
 
+import datetime as _dt
 import enum
 import fnmatch
 import math
@@ -409,6 +410,18 @@ class ScenarioSet:
 
 
 # --------------------------------------------------------------------- historical sets
+def _instant(text) -> Optional[_dt.datetime]:
+    """An ISO 8601 date (midnight) or RFC 3339 date-time as an aware UTC datetime (no offset:
+    UTC), or None when ``text`` is neither."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    try:
+        t = _dt.datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        return None
+    return t.replace(tzinfo=_dt.timezone.utc) if t.tzinfo is None else t.astimezone(_dt.timezone.utc)
+
+
 def historical_sizes(levels: np.ndarray, kinds: Sequence[ShiftKind], dates: Sequence[str], *, holding: int = 1,
                      overlapping: bool = True, prefix: str = "") -> tuple[np.ndarray, tuple[str, ...]]:
     """Scenario sizes from a history of risk-factor levels: ``levels`` (dates x components,
@@ -429,6 +442,13 @@ def historical_sizes(levels: np.ndarray, kinds: Sequence[ShiftKind], dates: Sequ
     v.raise_if_any()
     if n <= holding:
         v.add(f"{prefix}dates", f"{n} dates give no change over a holding period of {holding}")
+    when = [_instant(d) for d in dates]
+    for i, (d, t) in enumerate(zip(dates, when)):
+        if t is None:
+            v.add(f"{prefix}dates[{i}]", f"not an ISO 8601 date or RFC 3339 date-time (got {d!r})")
+        elif i and when[i - 1] is not None and not t > when[i - 1]:
+            v.add(f"{prefix}dates[{i}]", f"{d!r} is not after {dates[i - 1]!r}: the dates must be in time order,"
+                                         " each once")
     bad = np.argwhere(~np.isfinite(a))
     if bad.size:
         v.add(f"{prefix}levels", f"not finite at date {bad[0][0]} ({dates[bad[0][0]]}), component {bad[0][1]}")

@@ -500,14 +500,14 @@ def test_scenario_risk(channel):
         r.scenarios.ClearField("labels")
         r.scenarios.ClearField("sizes")
         h = r.scenarios.history
-        h.dates.extend(["d0", "d1", "d2", "d3"])
+        h.dates.extend(["2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08"])
         h.levels.values.extend([100.0, 0.03, 0.031, 0.2, 101.0, 0.031, 0.03, 0.21, 99.0, 0.029, 0.03, 0.19,
                                 102.0, 0.03, 0.032, 0.2])
         h.holding_period = 2
         return r
 
     valid = [rpb.RunScenarioRiskResponse.FromString(b) for b in call(with_history().SerializeToString(), timeout=30)]
-    assert valid[0].header.scenario_labels == ["d0/d2", "d1/d3"]
+    assert valid[0].header.scenario_labels == ["2026-01-05/2026-01-07", "2026-01-06/2026-01-08"]
 
     def with_snapshot_history():  # one snapshot of that name: refused (a history needs two), mutated further
         r = with_history()

@@ -157,20 +157,21 @@ def test_historical_sizes_follow_each_shifts_kind_and_the_holding_period():
     from pricegrid.server.domain.scenarios import historical_sizes
 
     levels = np.array([[100.0, 0.20, 0.03], [110.0, 0.25, 0.031], [99.0, 0.22, 0.029], [99.0, 0.30, 0.032]])
-    dates = ["d0", "d1", "d2", "d3"]
+    dates = ["2026-01-05", "2026-01-06", "2026-01-07T17:30:00Z", "2026-01-08"]
+    d0, d1, d2, d3 = dates
     kinds = [ShiftKind.LOG, ShiftKind.ABSOLUTE, ShiftKind.RELATIVE]
     sizes, labels = historical_sizes(levels, kinds, dates)
-    assert labels == ("d0/d1", "d1/d2", "d2/d3") and sizes.shape == (3, 3)
+    assert labels == (f"{d0}/{d1}", f"{d1}/{d2}", f"{d2}/{d3}") and sizes.shape == (3, 3)
     np.testing.assert_allclose(sizes[0], np.log([1.1, 0.9, 1.0]), rtol=1e-14)
     np.testing.assert_allclose(sizes[1], [0.05, -0.03, 0.08], atol=1e-15)
     np.testing.assert_allclose(sizes[2], [0.031 / 0.03 - 1, 0.029 / 0.031 - 1, 0.032 / 0.029 - 1], rtol=1e-14)
     # applied to today's level, a change reproduces the move seen then
     assert apply(ShiftKind.LOG, np.array([100.0]), sizes[0:1, :1])[0, 0] == pytest.approx(110.0, rel=1e-15)
     two, labels2 = historical_sizes(levels, kinds, dates, holding=2)
-    assert labels2 == ("d0/d2", "d1/d3")
+    assert labels2 == (f"{d0}/{d2}", f"{d1}/{d3}")
     np.testing.assert_allclose(two[0], np.log([0.99, 0.9]), rtol=1e-14)
     apart, labels3 = historical_sizes(levels, kinds, dates, holding=2, overlapping=False)
-    assert labels3 == ("d0/d2",) and apart.shape == (3, 1)
+    assert labels3 == (f"{d0}/{d2}",) and apart.shape == (3, 1)
     with pytest.raises(ServiceError) as info:
         historical_sizes(np.where(levels > 50, -1.0, levels), kinds, dates, prefix="scenarios.history.")
     assert "scenarios.history.levels" in fields(info.value)
@@ -178,3 +179,14 @@ def test_historical_sizes_follow_each_shifts_kind_and_the_holding_period():
         historical_sizes(levels, kinds, dates, holding=4)
     with pytest.raises(ServiceError):
         historical_sizes(levels, [ShiftKind.FIXED] * 3, dates)
+    # dates are dates, in time order, each once (they were only labels: "2026-02-30", "foo",
+    # a series backwards all ran, and repeated dates were blamed on labels nobody sent)
+    for bad, at in ((["2026-01-05", "2026-02-30", "2026-01-07", "2026-01-08"], 1),
+                    (["2026-01-05", "foo", "2026-01-07", "2026-01-08"], 1),
+                    (["2026-01-05", "2026-01-06", "", "2026-01-08"], 2),
+                    (list(reversed(dates)), 1),
+                    (["2026-01-05", "2026-01-06", "2026-01-06", "2026-01-08"], 2),
+                    (["2026-01-05", "2026-01-06T12:00:00+02:00", "2026-01-06T09:00:00Z", "2026-01-08"], 2)):
+        with pytest.raises(ServiceError) as info:
+            historical_sizes(levels, kinds, bad, prefix="scenarios.history.")
+        assert f"scenarios.history.dates[{at}]" in fields(info.value), (bad, fields(info.value))
