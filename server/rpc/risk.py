@@ -534,13 +534,21 @@ def parametric_var(request: rpb.ParametricVarRequest) -> rpb.ParametricVarRespon
         g = np.broadcast_to(g, (b, k, k))
     levels = list(request.levels) or [0.99]
     try:
-        var = np.asarray(risk_measures.parametric_var(method, d, s, gamma=g, level=levels)).reshape(len(levels), b)
-        moments = risk_measures.delta_gamma_moments(
-            d, s, g if method != risk_measures.ParametricMethod.DELTA_NORMAL else None)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is answered below, naming the inputs
+            var = np.asarray(risk_measures.parametric_var(method, d, s, gamma=g, level=levels)).reshape(len(levels), b)
+            moments = risk_measures.delta_gamma_moments(
+                d, s, g if method != risk_measures.ParametricMethod.DELTA_NORMAL else None)
     except ServiceError as exc:
         raise _renamed(exc) from None
     mean, variance, skew, kurt = (np.broadcast_to(np.asarray(x, dtype=np.float64), (b,))
                                   for x in (moments.mean, moments.variance, moments.skewness, moments.excess_kurtosis))
+    overflow = ~(np.isfinite(var).all(axis=0) & np.isfinite(mean) & np.isfinite(variance))
+    if overflow.any():  # finite inputs whose moments overflow: no number to answer with
+        i = int(np.flatnonzero(overflow)[0])
+        what = (f"the P&L's moments of book {books[i]!r} overflow for these deltas and covariances"
+                f" (variance {float(variance[i])!r}, VaR {float(var[0, i])!r})")
+        raise ServiceError(Code.OUT_OF_RANGE, f"deltas, covariance: {what}",
+                           [FieldViolation("deltas", what), FieldViolation("covariance", what)])
     out = rpb.ParametricVarResponse(method=int(request.method) or rpb.PARAMETRIC_METHOD_DELTA_NORMAL)
     for i, name in enumerate(books):
         out.books.add(book=name, var=[rpb.RiskAtLevel(level=lv, value=float(var[j, i])) for j, lv in enumerate(levels)],

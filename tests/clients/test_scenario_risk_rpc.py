@@ -292,6 +292,11 @@ def test_parametric_var_against_closed_forms_and_bad_covariances(risk):
     with pytest.raises(PricingError) as e:
         risk.parametric_var(d, s, method="cornish_fisher")  # needs the gammas
     assert e.value.field == "gammas"
+    # finite inputs whose variance overflows: OUT_OF_RANGE naming them (was var = inf, OK)
+    with pytest.raises(PricingError) as e:
+        risk.parametric_var(np.array([[1e10]]), np.array([[1e308]]), factors=["a"])
+    assert e.value.code == grpc.StatusCode.OUT_OF_RANGE
+    assert {f for f, _ in e.value.field_violations} == {"deltas", "covariance"}
 
 
 def test_historical_scenarios_from_a_series_of_levels(risk, snapshot_id, book):
