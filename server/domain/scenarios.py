@@ -387,26 +387,29 @@ class ScenarioSet:
             if not any(s.matches(x) for x in known):
                 v.add(selector, f"{list(s.selector)} matches no {TARGET[s.quantity]} of the base snapshot"
                       + ("" if path.startswith("shifts[") else f" (shift {s.name!r})"))
+        # (named as the contract's fields: buckets.tenors, grid.expiries, grid.moneyness)
+        shape = f"{path}.buckets" if isinstance(s.shape, Buckets) else f"{path}.grid"
         if isinstance(s.shape, Grid) and s.quantity != Quantity.VOL:
-            v.add(f"{path}.shape", "an expiry x moneyness grid shifts vols only")
+            v.add(shape, "an expiry x moneyness grid shifts vols only")
         if isinstance(s.shape, Buckets) and s.quantity == Quantity.SPOT:
-            v.add(f"{path}.shape", "a spot has no term structure: parallel only")
+            v.add(shape, "a spot has no term structure: parallel only")
         if s.quantity in HESTON and not isinstance(s.shape, Parallel):
-            v.add(f"{path}.shape", "a Heston parameter is one number per trade: parallel only")
-        axes = ([("pillars", s.shape.pillars)] if isinstance(s.shape, Buckets)
+            v.add(shape, "a Heston parameter is one number per trade: parallel only")
+        axes = ([("tenors", s.shape.pillars)] if isinstance(s.shape, Buckets)
                 else [("expiries", s.shape.expiries), ("moneyness", s.shape.moneyness)] if isinstance(s.shape, Grid)
                 else [])
         for name, axis in axes:
             a = np.asarray(axis, dtype=np.float64)
             if a.size == 0:
-                v.add(f"{path}.shape.{name}", "at least one node")
+                v.add(f"{shape}.{name}", "at least one node")
             elif not np.all(np.isfinite(a)) or np.any(a < 0) or (name == "moneyness" and np.any(a <= 0)):
-                v.add(f"{path}.shape.{name}", "finite and " + ("positive" if name == "moneyness" else "non-negative"))
+                k = int(np.argmax(~np.isfinite(a) | (a <= 0 if name == "moneyness" else a < 0)))
+                v.add(f"{shape}.{name}[{k}]", "finite and " + ("positive" if name == "moneyness" else "non-negative"))
             elif np.any(np.diff(a) <= 0):
                 k = int(np.argmax(np.diff(a) <= 0)) + 1
-                v.add(f"{path}.shape.{name}", f"strictly increasing; node {k} ({a[k]:g}) is not above node {k - 1}")
+                v.add(f"{shape}.{name}[{k}]", f"strictly increasing; node {k} ({a[k]:g}) is not above node {k - 1}")
         if isinstance(s.shape, Buckets) and s.shape.labels and len(s.shape.labels) != len(s.shape.pillars):
-            v.add(f"{path}.shape.labels", f"{len(s.shape.labels)} labels for {len(s.shape.pillars)} pillars")
+            v.add(f"{shape}.tenors", f"{len(s.shape.labels)} labels for {len(s.shape.pillars)} tenors")
 
 
 # --------------------------------------------------------------------- historical sets

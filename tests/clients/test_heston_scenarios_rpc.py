@@ -72,4 +72,4 @@ def test_a_heston_shift_leaves_black_type_trades_alone_and_needs_parallel(risk, 
     with pytest.raises(PricingError) as e:
         risk.scenario_risk(books=[black], shifts=[Shift("v0", "heston_v0", "absolute", ["SPX"], tenors=["1Y"])],
                            sizes=[[0.02]], labels=["up"])
-    assert e.value.field == "scenarios.shifts[0].shape"
+    assert e.value.field == "scenarios.shifts[0].buckets"

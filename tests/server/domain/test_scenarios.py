@@ -117,12 +117,12 @@ def test_every_violation_is_named_at_once():
     assert info.value.code == Code.INVALID_ARGUMENT
     assert "matches no underlying" in f["shifts[0].selector"]
     assert "repeats shifts[0]" in f["shifts[1].name"]
-    assert "node 1" in f["shifts[2].shape.pillars"]
-    assert "vols only" in f["shifts[3].shape"]
+    assert "node 1" in f["shifts[2].buckets.tenors[1]"]
+    assert "vols only" in f["shifts[3].grid"]
     assert "absolute and parallel" in f["shifts[4].kind"] and "no selector" in f["shifts[4].selector"]
-    assert "parallel only" in f["shifts[5].shape"]
+    assert "parallel only" in f["shifts[5].buckets"]
     assert f["shifts[6].name"] == "required" and "required" in f["shifts[6].selector"]
-    assert "positive" in f["shifts[7].shape.moneyness"]
+    assert "positive" in f["shifts[7].grid.moneyness[0]"]
     assert "repeats labels[0]" in f["labels[1]"]
 
 
