@@ -371,6 +371,33 @@ def test_a_spot_move_beyond_a_barrier_prices_the_touched_trade(world, product):
     assert len(out.errors) == n and all("barrier" in e.field for e in out.errors)
 
 
+def test_a_spot_move_beyond_a_barrier_prices_the_touched_trade_by_monte_carlo(world):
+    """The Monte Carlo barrier engine (Heston's default) takes the same rule: at -20% the
+    down-out cell is its rebate exactly, the down-in one the European (by simulation: within
+    1% of ext.black's at the moved level, seeded so not flaky); no row errors."""
+    from pricegrid.server.domain.catalogue import Settings
+    from pricegrid.server.domain.models import Engine
+
+    _, service, _, _, ref, _, _ = world
+    spec = service.catalogue.find("barrier", Model.BLACK_SCHOLES_MERTON, Engine.MONTE_CARLO)
+    batch = _barrier_books()["barrier"][0]
+    n = batch.columns["time_to_expiry"].size
+    quantity = np.ones(n)
+    s = ScenarioSet((Shift("spot", Quantity.SPOT, ShiftKind.RELATIVE, ("SPX",)),), np.array([[-0.2, 0.0]]),
+                    ("-20", "0"))
+    r = ScenarioRevaluer(service).revalue(spec, batch, ref, s, quantity, rows=n, fields=FIELDS, threads=1,
+                                          settings=Settings(paths=20_000))
+    blocks = list(r.blocks)
+    pnl = np.vstack([b.pnl for b in blocks])
+    assert not r.base_errors and all(not b.errors and not b.failed for b in blocks) and np.isfinite(pnl).all()
+    np.testing.assert_array_equal(pnl[:, 1], 0.0)
+    m, _, _ = service.resolve_market(spec, batch, ref, FIELDS)
+    knock_in = batch.columns["barrier_type"] == 1
+    np.testing.assert_array_equal(pnl[~knock_in, 0], (batch.columns["rebate"] - r.base)[~knock_in])
+    np.testing.assert_allclose((pnl[:, 0] + r.base)[knock_in], _european(m, batch, m.underlying * 0.8)[knock_in],
+                               rtol=1e-2)
+
+
 # ------------------------------------------------------------- the one-pass path (price_cube)
 def _sets():
     """Scenario sets that reach every form a block's moved column takes: a parallel move
