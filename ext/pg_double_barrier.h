@@ -284,7 +284,8 @@ PG_INLINE double pg_double_barrier_expiry_delta(int knock, int option_type, doub
 {
     const double phi = (option_type == PG_PUT) ? -1.0 : 1.0;
     const double step = (phi * (S - K) > 0.0) ? 1.0 : ((S == K) ? 0.5 : 0.0);
-    return ((knock == PG_KNOCK_IN) == (touched != 0)) ? phi * step : 0.0;
+    /* knock-in 1 (odd), touched 0 or 1: integer arithmetic, as pg_barrier_expiry_delta */
+    return pg_bsel(((knock & 1) ^ touched) == 0, phi * step, 0.0);
 }
 
 
@@ -497,7 +498,7 @@ static ptrdiff_t pg_double_barrier_block(const pg_cols *in, ptrdiff_t start, int
         f->status[i] = pg_double_barrier_check(kn[i], ot[i], K[i], T[i], L[i], U[i], S[i], r[i],
                                                q[i], vol[i], beyond);
         f->expiry[i] = (T[i] == 0.0);
-        f->touched[i] = pg_touched(L[i], S[i], 1, beyond) | pg_touched(U[i], S[i], 0, beyond);
+        f->touched[i] = pg_touched_at(pg_min(S[i] - L[i], U[i] - S[i]), beyond);   /* either barrier */
         f->expiry_delta[i] = pg_double_barrier_expiry_delta(kn[i], ot[i], K[i], S[i], f->touched[i]);
         pg_fd_set_steps(&f->st, i, S[i], T[i], vol[i],
                         pg_double_barrier_scale(kn[i], T[i], L[i], U[i], r[i], q[i], vol[i]));
