@@ -3,7 +3,9 @@
 # from a sibling .pyx in ext/, `from barrier cimport ...`.
 #
 # The *_check / *_value functions are pointwise and nogil (a value function prices a row
-# whose check returned 0; arguments in the column order of the batch entry point). The
+# whose check returned 0; arguments in the column order of the batch entry point, then a
+# check's beyond_touched (a spot beyond a barrier is touched, not refused: pg_barrier.h,
+# note 3) and a value's touched (the row's barrier was hit)). The
 # *_block functions are the SIMD loops over one block of at most PG_BARRIER_BLOCK rows.
 
 cdef extern from "pg_barrier.h" nogil:
@@ -27,14 +29,14 @@ cdef extern from "pg_barrier.h" nogil:
 
     int pg_barrier_check(int barrier_type, int option_type, double strike, double time,
                          double barrier, double rebate, double monitoring_interval, double spot,
-                         double rate, double dividend_yield, double volatility)
+                         double rate, double dividend_yield, double volatility, int beyond_touched)
     double pg_barrier_value(int barrier_type, int option_type, double strike, double time,
                             double barrier, double rebate, double monitoring_interval,
                             double spot, double rate, double dividend_yield, double volatility,
                             int touched)
     int pg_touch_check(int touch_type, int direction, int payment, double cash, double barrier,
                        double time, double monitoring_interval, double spot, double rate,
-                       double dividend_yield, double volatility)
+                       double dividend_yield, double volatility, int beyond_touched)
     double pg_touch_value(int touch_type, int direction, int payment, double cash,
                           double barrier, double time, double monitoring_interval, double spot,
                           double rate, double dividend_yield, double volatility, int touched)
@@ -45,6 +47,7 @@ cdef extern from "pg_barrier.h" nogil:
         int ni
         int nd
         int broadcast
+        int beyond_touched
         Py_ssize_t n
 
     int PG_ICOL_BIT(int j)
@@ -67,10 +70,12 @@ cdef extern from "pg_double_barrier.h" nogil:
 
     int pg_double_barrier_check(int knock, int option_type, double strike, double time,
                                 double lower_barrier, double upper_barrier, double spot,
-                                double rate, double dividend_yield, double volatility)
+                                double rate, double dividend_yield, double volatility,
+                                int beyond_touched)
     double pg_double_barrier_value(int knock, int option_type, double strike, double time,
                                    double lower_barrier, double upper_barrier, double spot,
-                                   double rate, double dividend_yield, double volatility)
+                                   double rate, double dividend_yield, double volatility,
+                                   int touched)
     Py_ssize_t pg_double_barrier_block(const pg_cols *inputs, Py_ssize_t start, int m,
                                        const int *measures, int k, double *out, Py_ssize_t ldo,
                                        int *status)

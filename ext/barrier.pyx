@@ -52,6 +52,11 @@ Design
 5. Status: pg_status.h bits per row; an unknown product code sets PG_BAD_VARIANT (call/put:
    PG_BAD_OPTION_TYPE) and never raises; every output of a failed row is NaN; valid inputs
    whose price or a requested measure is not finite get PG_NOT_FINITE.
+6. Spot and barrier: a spot exactly at a barrier is touched (the barrier was hit: a knock-in
+   is its European, a knock-out its rebate paid now, a one-touch Q or Q DF, a no-touch 0);
+   a spot beyond one is PG_BAD_BARRIER (a wrong barrier type or level), unless the call
+   says ``beyond_touched=True``: the spot is then a move of the trade's own (a scenario's),
+   which crossed the barrier, and such a row is touched as one at it (pg_barrier.h, note 3).
 """
 
 from pg_common cimport input_bit
@@ -178,7 +183,7 @@ def barrier_price_batch(const int[::1] barrier_type not None,         # IN  1 do
                         const int[::1] option_type not None,          # IN  OptionType: 1 call, 2 put
                         const double[::1] strike not None,            # IN  > 0
                         const double[::1] time not None,              # IN  years to expiry, >= 0
-                        const double[::1] barrier not None,           # IN  > 0, strictly on the live side of spot
+                        const double[::1] barrier not None,           # IN  > 0, on the live side of spot or at it (note 6)
                         const double[::1] rebate not None,            # IN  cash, >= 0
                         const double[::1] monitoring_interval not None,  # IN  0 continuous, > 0 every that many years
                         const double[::1] spot not None,              # IN  > 0
@@ -188,7 +193,8 @@ def barrier_price_batch(const int[::1] barrier_type not None,         # IN  1 do
                         const int[::1] measures not None,             # IN  k Measure codes
                         double[:, :] out not None,                    # OUT (k, n): out[j, i] = measures[j] of row i
                         int[::1] status not None,                     # OUT n: pg_status.h bits, 0 = priced
-                        int threads):
+                        int threads,
+                        bint beyond_touched=False):                   # IN  a spot beyond the barrier is touched
     """Price n = len(status) single-barrier options and the requested Greeks.
 
     Arguments, in order: barrier_type, option_type (int32 codes), strike, time, barrier,
@@ -199,12 +205,14 @@ def barrier_price_batch(const int[::1] barrier_type not None,         # IN  1 do
     Reiner-Rubinstein closed form; a knock-in's rebate is paid at expiry if the barrier was
     never hit, a knock-out's when it is hit. ``monitoring_interval`` > 0: discretely
     monitored, Broadie-Glasserman-Kou continuity correction. Greeks by central finite
-    differences of the closed form (``GREEK_METHODS``). Returns the number of rows whose
-    status is not 0 (their outputs are NaN).
+    differences of the closed form (``GREEK_METHODS``). A spot at the barrier is touched; one
+    beyond it is refused (PG_BAD_BARRIER), or with ``beyond_touched`` touched too (note 6).
+    Returns the number of rows whose status is not 0 (their outputs are NaN).
     """
     cdef Py_ssize_t n = status.shape[0]
     cdef pg_cols inp
     inp.n = n
+    inp.beyond_touched = beyond_touched
     inp.ni = 2
     inp.nd = 9
     inp.broadcast = (
@@ -241,8 +249,8 @@ def double_barrier_price_batch(const int[::1] knock not None,            # IN  1
                                const int[::1] option_type not None,      # IN  OptionType: 1 call, 2 put
                                const double[::1] strike not None,        # IN  > 0
                                const double[::1] time not None,          # IN  years to expiry, >= 0
-                               const double[::1] lower_barrier not None, # IN  > 0, < spot
-                               const double[::1] upper_barrier not None, # IN  > spot
+                               const double[::1] lower_barrier not None, # IN  > 0, <= spot (note 6)
+                               const double[::1] upper_barrier not None, # IN  >= spot, > lower (note 6)
                                const double[::1] spot not None,          # IN  > 0
                                const double[::1] rate not None,          # IN  continuously compounded
                                const double[::1] dividend_yield not None,  # IN  continuous yield
@@ -250,7 +258,8 @@ def double_barrier_price_batch(const int[::1] knock not None,            # IN  1
                                const int[::1] measures not None,         # IN  k Measure codes
                                double[:, :] out not None,                # OUT (k, n)
                                int[::1] status not None,                 # OUT n: pg_status.h bits
-                               int threads):
+                               int threads,
+                               bint beyond_touched=False):               # IN  a spot outside [L, U] is touched
     """Price n = len(status) double-barrier options (continuous monitoring, flat barriers,
     no rebate) and the requested Greeks.
 
@@ -260,12 +269,14 @@ def double_barrier_price_batch(const int[::1] knock not None,            # IN  1
 
     Knock-out: Ikeda-Kunitomo image series, or the eigenfunction series where it converges
     faster, each cut adaptively per row (see the module note); knock-in = European -
-    knock-out. Greeks by central finite differences of the closed form. Returns the number
-    of rows whose status is not 0 (their outputs are NaN).
+    knock-out. Greeks by central finite differences of the closed form. A spot at a barrier
+    is touched; one outside [lower, upper] is refused, or with ``beyond_touched`` touched too
+    (note 6). Returns the number of rows whose status is not 0 (their outputs are NaN).
     """
     cdef Py_ssize_t n = status.shape[0]
     cdef pg_cols inp
     inp.n = n
+    inp.beyond_touched = beyond_touched
     inp.ni = 2
     inp.nd = 8
     inp.broadcast = (
@@ -323,6 +334,7 @@ def digital_price_batch(const int[::1] payoff not None,            # IN  1 cash-
     cdef Py_ssize_t n = status.shape[0]
     cdef pg_cols inp
     inp.n = n
+    inp.beyond_touched = 0
     inp.ni = 2
     inp.nd = 8
     inp.broadcast = (
@@ -357,7 +369,7 @@ def touch_price_batch(const int[::1] touch_type not None,           # IN  1 one-
                       const int[::1] direction not None,            # IN  1 down (barrier below spot), 2 up
                       const int[::1] payment not None,              # IN  1 at hit, 2 at expiry (no-touch: 2 only)
                       const double[::1] cash not None,              # IN  amount paid, >= 0
-                      const double[::1] barrier not None,           # IN  > 0, strictly on its side of spot
+                      const double[::1] barrier not None,           # IN  > 0, on its side of spot or at it (note 6)
                       const double[::1] time not None,              # IN  years to expiry, >= 0
                       const double[::1] monitoring_interval not None,  # IN  0 continuous, > 0 every that many years
                       const double[::1] spot not None,              # IN  > 0
@@ -367,7 +379,8 @@ def touch_price_batch(const int[::1] touch_type not None,           # IN  1 one-
                       const int[::1] measures not None,             # IN  k Measure codes
                       double[:, :] out not None,                    # OUT (k, n)
                       int[::1] status not None,                     # OUT n: pg_status.h bits
-                      int threads):
+                      int threads,
+                      bint beyond_touched=False):                   # IN  a spot beyond the barrier is touched
     """Price n = len(status) one-touch / no-touch options (cash) and the requested Greeks.
 
     Arguments, in order: touch_type, direction, payment (int32 codes), cash, barrier, time,
@@ -377,12 +390,14 @@ def touch_price_batch(const int[::1] touch_type not None,           # IN  1 one-
     A one-touch pays ``cash`` when the barrier is hit (payment 1) or at expiry if it was hit
     (payment 2); a no-touch pays ``cash`` at expiry if it was never hit (payment must be 2;
     anything else is PG_BAD_VARIANT). ``monitoring_interval`` > 0: Broadie-Glasserman-Kou
-    correction. Greeks by central finite differences of the closed form. Returns the number
-    of rows whose status is not 0 (their outputs are NaN).
+    correction. Greeks by central finite differences of the closed form. A spot at the
+    barrier is touched; one beyond it is refused, or with ``beyond_touched`` touched too
+    (note 6). Returns the number of rows whose status is not 0 (their outputs are NaN).
     """
     cdef Py_ssize_t n = status.shape[0]
     cdef pg_cols inp
     inp.n = n
+    inp.beyond_touched = beyond_touched
     inp.ni = 3
     inp.nd = 8
     inp.broadcast = (

@@ -126,10 +126,11 @@ Design
    type; PG_BAD_FIXINGS (fixing times not finite, not increasing, <= 0 or after expiry);
    PG_BAD_RUNNING (a running average, or a lookback's minimum), PG_BAD_PAST_FIXINGS,
    PG_BAD_ELAPSED, PG_BAD_RUNNING_MAX (a lookback's maximum): each checked also where the
-   row does not read it (as the analytic kernels); PG_BAD_BARRIER (beyond the spot),
-   PG_BAD_REBATE, PG_BAD_MONITORING. Spot at the barrier (S == H) is touched now, whatever
-   the monitoring (ext/pg_barrier.h, note 3): a knock-in is then simulated as the European,
-   a knock-out is its rebate R (standard error 0, Greeks 0). Malformed schedules (a negative
+   row does not read it (as the analytic kernels); PG_BAD_BARRIER (beyond the spot; with
+   barrier_price_batch's ``beyond_touched``, touched as at it), PG_BAD_REBATE,
+   PG_BAD_MONITORING. Spot at the barrier (S == H) is touched now, whatever the monitoring
+   (ext/pg_barrier.h, note 3): a knock-in is then simulated as the European, a knock-out is
+   its rebate R (standard error 0, Greeks 0). Malformed schedules (a negative
    count, counts that do not add up to len(fixing_times)) raise ValueError. A failed row
    has NaN in every output and standard error; a valid row whose estimate is not finite
    gets PG_NOT_FINITE. T = 0: the payoff now, its spot derivative as delta, other Greeks 0,
@@ -217,6 +218,7 @@ cdef extern from "pg_mc.h" nogil:
         const double *barrier
         const double *rebate
         const double *monitoring
+        int beyond_touched
         const double *run_min
         const double *run_max
 
@@ -732,12 +734,15 @@ def barrier_price_batch(const int[::1] barrier_type not None,     # IN  1 DI, 2 
                         int[::1] status not None,
                         int threads,
                         paths, double max_step, seed, bint antithetic, bint control_variate,
-                        bint sobol, bint brownian_bridge, int heston_scheme=1, stop=None):
+                        bint sobol, bint brownian_bridge, int heston_scheme=1, stop=None,
+                        bint beyond_touched=False):
     """Monte Carlo prices and Greeks of n = len(status) single-barrier options with rebate.
 
     Rebate paid at expiry for a knock-in never knocked in, at the hit for a knock-out.
     ``monitoring_interval`` D > 0: monitored at T, T - D, T - 2D, ... > 0; 0: continuously
-    (Brownian-bridge crossing probability per step of at most ``max_step``).
+    (Brownian-bridge crossing probability per step of at most ``max_step``). A spot at the
+    barrier is touched; one beyond it is PG_BAD_BARRIER, or with ``beyond_touched`` (the
+    spot is a scenario's move of the trade's) touched too (ext/pg_barrier.h, note 3).
     """
     cdef Py_ssize_t n = status.shape[0]
     cdef pg_mc_inputs inp
@@ -758,6 +763,7 @@ def barrier_price_batch(const int[::1] barrier_type not None,     # IN  1 DI, 2 
     inp.barrier = _ptr_d(barrier)
     inp.rebate = _ptr_d(rebate)
     inp.monitoring = _ptr_d(monitoring_interval)
+    inp.beyond_touched = beyond_touched
     return _run(&inp, &st, measures, out, stderr, status, threads, stop)
 
 

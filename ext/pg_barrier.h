@@ -66,7 +66,10 @@
  *    epsilon from H hits it at once); tests/ext/test_barrier_kernel.py checks both. Spot
  *    beyond the barrier stays refused (PG_BAD_BARRIER): it says that the barrier type or
  *    level is wrong, not that the barrier was touched (a knock-out with a rebate would
- *    otherwise price a typo silently).
+ *    otherwise price a typo silently). Unless the batch says `beyond_touched` (pg_cols):
+ *    then the spot is not the trade's own input but a move of it (a scenario's), which
+ *    crossed the barrier, so the barrier was touched on the way; such a row is priced as
+ *    touched, exactly as one at the barrier (same values, same Greeks).
  *    Limitation: lambda is real only when mu^2 + 2 r/vol^2 >= 0 (always for r >= 0); a
  *    knock-out with R > 0 or a one-touch paid at the hit outside that (negative rates) has no
  *    closed form here and gets PG_NOT_FINITE (as QuantLib, which returns NaN there).
@@ -90,7 +93,8 @@
  * 5. Status: PG_BAD_VARIANT for an unknown barrier/touch type, direction or payment (and a
  *    no-touch not paid at expiry); PG_BAD_OPTION_TYPE; the usual market bits; PG_BAD_BARRIER
  *    (H not finite, not > 0, or beyond the spot: down H > S, up H < S, the side only
- *    checked against a valid spot and type; H == S is touched, note 3); PG_BAD_REBATE (R or Q not finite or
+ *    checked against a valid spot and type and without `beyond_touched`; H == S is
+ *    touched, note 3); PG_BAD_REBATE (R or Q not finite or
  *    < 0); PG_BAD_MONITORING (dt not finite or < 0). Valid rows whose price or a requested
  *    measure is not finite get PG_NOT_FINITE. Every output of a failed row is NaN.
  */
@@ -170,16 +174,31 @@ PG_INLINE int pg_check_monitoring(double dt)
     return (dt >= 0.0 && dt <= PG_DBL_MAX) ? 0 : PG_BAD_MONITORING;
 }
 
-/* H finite, > 0 and not beyond a valid spot (down: H <= S, up: H >= S; H == S is touched). */
-PG_INLINE int pg_check_barrier_side(double H, double S, int spot_ok, int side_known, int down)
+/* H finite, > 0 and not beyond a valid spot (down: H <= S, up: H >= S; H == S is touched);
+ * beyond_touched: any side (a moved spot beyond H touched it, note 3). */
+PG_INLINE int pg_check_barrier_side(double H, double S, int spot_ok, int side_known, int down,
+                                    int beyond_touched)
 {
     int ok = (H > 0.0 && H <= PG_DBL_MAX);
-    ok &= (spot_ok && side_known) ? (down ? (H <= S) : (H >= S)) : 1;
+    ok &= (spot_ok && side_known && !beyond_touched) ? (down ? (H <= S) : (H >= S)) : 1;
     return ok ? 0 : PG_BAD_BARRIER;
 }
 
-/* The barrier is touched now: spot exactly at it (note 3). */
-PG_INLINE int pg_touched(double H, double S) { return S == H; }
+/* Touched, from x = the spot's distance into the live side (> 0 live, 0 at the barrier,
+ * < 0 beyond): x == 0, or x <= 0 with beyond_touched. One comparison: an `|` of two made
+ * gcc narrow the flag to one bit, which it cannot vectorise (the block loops ran scalar, a
+ * single-barrier price 4x slower). */
+PG_INLINE int pg_touched_at(double x, int beyond_touched)
+{
+    return (beyond_touched ? ((x > 0.0) ? x : 0.0) : x) == 0.0;
+}
+
+/* The barrier is touched now: spot exactly at it, or beyond it with beyond_touched (note 3).
+ * (S - H == 0 exactly when S == H.) */
+PG_INLINE int pg_touched(double H, double S, int down, int beyond_touched)
+{
+    return pg_touched_at(down ? S - H : H - S, beyond_touched);
+}
 
 /* e^a N(x) without overflow of e^a when N(x) underflows (see the note, 3.). */
 PG_INLINE double pg_exp_ncdf(double a, double x)
@@ -254,7 +273,8 @@ PG_INLINE double pg_term(double c, double x) { return (c != 0.0) ? c * x : 0.0; 
 /* ------------------------------------------------------------------ single barriers */
 
 PG_INLINE int pg_barrier_check(int btype, int option_type, double K, double T, double H,
-                               double R, double dt, double S, double r, double q, double vol)
+                               double R, double dt, double S, double r, double q, double vol,
+                               int beyond_touched)
 {
     int s = pg_check_market(T, S, r, q, vol);
     const int type_ok = (btype >= PG_BARRIER_DOWN_IN && btype <= PG_BARRIER_UP_OUT);
@@ -262,7 +282,7 @@ PG_INLINE int pg_barrier_check(int btype, int option_type, double K, double T, d
     s |= type_ok ? 0 : PG_BAD_VARIANT;
     s |= (option_type == PG_CALL || option_type == PG_PUT) ? 0 : PG_BAD_OPTION_TYPE;
     s |= (K > 0.0 && K <= PG_DBL_MAX) ? 0 : PG_BAD_STRIKE;
-    s |= pg_check_barrier_side(H, S, !(s & PG_BAD_UNDERLYING), type_ok, down);
+    s |= pg_check_barrier_side(H, S, !(s & PG_BAD_UNDERLYING), type_ok, down, beyond_touched);
     s |= (R >= 0.0 && R <= PG_DBL_MAX) ? 0 : PG_BAD_REBATE;
     s |= pg_check_monitoring(dt);
     return s;
@@ -328,10 +348,12 @@ PG_INLINE double pg_barrier_value(int btype, int option_type, double K, double T
  * knock-out and a touched knock-in, else 0. */
 PG_INLINE double pg_barrier_expiry_delta(int btype, int option_type, double K, double S, int touched)
 {
-    const int in = (btype == PG_BARRIER_DOWN_IN || btype == PG_BARRIER_UP_IN);
+    /* in = the odd codes (down-in 1, up-in 3), touched 0 or 1: integer arithmetic, not an
+     * `||` of comparisons, which gcc narrowed to one bit and then could not vectorise */
+    const int in = btype & 1;
     const double phi = (option_type == PG_PUT) ? -1.0 : 1.0;
     const double step = (phi * (S - K) > 0.0) ? 1.0 : ((S == K) ? 0.5 : 0.0);
-    return (in == (touched != 0)) ? phi * step : 0.0;
+    return pg_bsel((in ^ touched) == 0, phi * step, 0.0);
 }
 
 /* Log-spot scale of the price, for the finite-difference steps (see the note, 4.). */
@@ -347,7 +369,8 @@ PG_INLINE double pg_barrier_scale(double T, double r, double q, double vol)
 /* ------------------------------------------------------------------ one-touch / no-touch */
 
 PG_INLINE int pg_touch_check(int touch, int direction, int payment, double Q, double H,
-                             double T, double dt, double S, double r, double q, double vol)
+                             double T, double dt, double S, double r, double q, double vol,
+                             int beyond_touched)
 {
     int s = pg_check_market(T, S, r, q, vol);
     const int dir_ok = (direction == PG_DIRECTION_DOWN || direction == PG_DIRECTION_UP);
@@ -355,7 +378,8 @@ PG_INLINE int pg_touch_check(int touch, int direction, int payment, double Q, do
     var_ok &= (touch == PG_TOUCH_ONE) ? (payment == PG_PAY_AT_HIT || payment == PG_PAY_AT_EXPIRY)
                                       : (payment == PG_PAY_AT_EXPIRY);
     s |= var_ok ? 0 : PG_BAD_VARIANT;
-    s |= pg_check_barrier_side(H, S, !(s & PG_BAD_UNDERLYING), dir_ok, direction == PG_DIRECTION_DOWN);
+    s |= pg_check_barrier_side(H, S, !(s & PG_BAD_UNDERLYING), dir_ok, direction == PG_DIRECTION_DOWN,
+                               beyond_touched);
     s |= (Q >= 0.0 && Q <= PG_DBL_MAX) ? 0 : PG_BAD_REBATE;
     s |= pg_check_monitoring(dt);
     return s;
@@ -401,6 +425,7 @@ typedef struct {
     const double *dc[PG_MAX_DCOLS];
     int ni, nd;        /* columns used */
     int broadcast;
+    int beyond_touched;   /* barrier families: a spot beyond a barrier is touched (note 3) */
     ptrdiff_t n;
 } pg_cols;
 
@@ -662,11 +687,12 @@ static ptrdiff_t pg_barrier_block(const pg_cols *in, ptrdiff_t start, int m, con
     const double *K = b->c.D[PG_SB_K], *T = b->c.D[PG_SB_T], *H = b->c.D[PG_SB_H],
                  *R = b->c.D[PG_SB_R], *dt = b->c.D[PG_SB_DT], *S = b->c.D[PG_SB_S],
                  *r = b->c.D[PG_SB_RATE], *q = b->c.D[PG_SB_Q], *vol = b->c.D[PG_SB_VOL];
+    const int beyond = in->beyond_touched;
     #pragma omp simd
     for (int i = 0; i < mc; i++) {
         b->status[i] = pg_barrier_check(bt[i], ot[i], K[i], T[i], H[i], R[i], dt[i], S[i],
-                                        r[i], q[i], vol[i]);
-        b->touched[i] = pg_touched(H[i], S[i]);
+                                        r[i], q[i], vol[i], beyond);
+        b->touched[i] = pg_touched(H[i], S[i], bt[i] <= PG_BARRIER_DOWN_OUT, beyond);
         b->price[i] = pg_barrier_value(bt[i], ot[i], K[i], T[i], H[i], R[i], dt[i], S[i],
                                        r[i], q[i], vol[i], b->touched[i]);
         b->expiry[i] = (T[i] == 0.0);
@@ -712,11 +738,12 @@ static ptrdiff_t pg_touch_block(const pg_cols *in, ptrdiff_t start, int m, const
     const double *Q = b->c.D[PG_TO_Q], *H = b->c.D[PG_TO_H], *T = b->c.D[PG_TO_T],
                  *dt = b->c.D[PG_TO_DT], *S = b->c.D[PG_TO_S], *r = b->c.D[PG_TO_RATE],
                  *q = b->c.D[PG_TO_DIV], *vol = b->c.D[PG_TO_VOL];
+    const int beyond = in->beyond_touched;
     #pragma omp simd
     for (int i = 0; i < mc; i++) {
         b->status[i] = pg_touch_check(tt[i], dir[i], pay[i], Q[i], H[i], T[i], dt[i], S[i],
-                                      r[i], q[i], vol[i]);
-        b->touched[i] = pg_touched(H[i], S[i]);
+                                      r[i], q[i], vol[i], beyond);
+        b->touched[i] = pg_touched(H[i], S[i], dir[i] != PG_DIRECTION_UP, beyond);
         b->price[i] = pg_touch_value(tt[i], dir[i], pay[i], Q[i], H[i], T[i], dt[i], S[i],
                                      r[i], q[i], vol[i], b->touched[i]);
         b->expiry[i] = (T[i] == 0.0);

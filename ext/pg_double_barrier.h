@@ -61,12 +61,15 @@
  *    Spot at a barrier (S == L or S == U, exactly): touched now (pg_barrier.h, note 3): the
  *    knock-out is worth 0 (no rebate), the knock-in is the European; the state is the row's,
  *    so the Greeks are the European's or 0. Under continuous monitoring this is the limit of
- *    the series as S approaches a barrier.
+ *    the series as S approaches a barrier. Spot outside [L, U] is refused, but with
+ *    `beyond_touched` (a moved spot, pg_barrier.h note 3): then it is touched as at a
+ *    barrier (and sums no series).
  * 4. Greeks: pg_barrier.h, 4., with the log-spot scale min(s, W, 1/(1 + |mu1|)) for
  *    knock-outs and min(s, 1/(1 + |mu1|)) for knock-ins (pg_double_barrier_scale).
  * 5. Status: PG_BAD_VARIANT (knock not 1 or 2), PG_BAD_OPTION_TYPE, PG_BAD_STRIKE, the market
  *    bits, PG_BAD_BARRIER (L not finite, not > 0, or above a valid spot), PG_BAD_UPPER_BARRIER
- *    (U not finite, below a valid spot, or not > a valid L); PG_NOT_FINITE as in pg_barrier.h.
+ *    (U not finite, below a valid spot, or not > a valid L), the sides not checked with
+ *    `beyond_touched`; PG_NOT_FINITE as in pg_barrier.h.
  */
 #ifndef PG_DOUBLE_BARRIER_H
 #define PG_DOUBLE_BARRIER_H
@@ -91,10 +94,10 @@ extern double sin(double) PG_SIMD_MATH;
 
 PG_INLINE int pg_double_barrier_check(int knock, int option_type, double K, double T,
                                       double L, double U, double S, double r, double q,
-                                      double vol)
+                                      double vol, int beyond_touched)
 {
     int s = pg_check_market(T, S, r, q, vol);
-    const int spot_ok = !(s & PG_BAD_UNDERLYING);
+    const int spot_ok = !(s & PG_BAD_UNDERLYING) && !beyond_touched;   /* the sides to check */
     s |= (knock == PG_KNOCK_IN || knock == PG_KNOCK_OUT) ? 0 : PG_BAD_VARIANT;
     s |= (option_type == PG_CALL || option_type == PG_PUT) ? 0 : PG_BAD_OPTION_TYPE;
     s |= (K > 0.0 && K <= PG_DBL_MAX) ? 0 : PG_BAD_STRIKE;
@@ -252,10 +255,10 @@ PG_INLINE double pg_db_touched_value(const pg_db_row *w)
     return w->in ? (w->expiry ? w->intrinsic : w->euro) : 0.0;
 }
 
-/* The price of one row whose status is 0. */
+/* The price of one row whose status is 0; `touched`: a barrier was hit (note 3). */
 PG_INLINE double pg_double_barrier_value(int knock, int option_type, double K, double T,
                                          double L, double U, double S, double r, double q,
-                                         double vol)
+                                         double vol, int touched)
 {
     const pg_db_row w = pg_db_setup(knock, option_type, K, T, L, U, S, r, q, vol);
     double p1 = 0.0, p0 = 0.0, sum = 0.0, t1, t0;
@@ -273,7 +276,6 @@ PG_INLINE double pg_double_barrier_value(int knock, int option_type, double K, d
             p0 += t0;
         }
     }
-    const int touched = pg_touched(L, S) || pg_touched(U, S);
     return touched ? pg_db_touched_value(&w) : pg_db_value_of(&w, p1, p0, sum);
 }
 
@@ -282,7 +284,8 @@ PG_INLINE double pg_double_barrier_expiry_delta(int knock, int option_type, doub
 {
     const double phi = (option_type == PG_PUT) ? -1.0 : 1.0;
     const double step = (phi * (S - K) > 0.0) ? 1.0 : ((S == K) ? 0.5 : 0.0);
-    return ((knock == PG_KNOCK_IN) == (touched != 0)) ? phi * step : 0.0;
+    /* knock-in 1 (odd), touched 0 or 1: integer arithmetic, as pg_barrier_expiry_delta */
+    return pg_bsel(((knock & 1) ^ touched) == 0, phi * step, 0.0);
 }
 
 
@@ -406,10 +409,11 @@ static void pg_double_barrier_eval(const void *ctx, int m, int o, double kS, dou
         b->sum[i] = 0.0;
     }
 
-    /* images (failed rows, and rows beyond PG_DB_MAX_IMAGES, sum nothing) */
+    /* images (failed rows, touched rows and rows beyond PG_DB_MAX_IMAGES sum nothing) */
+    const int *hit = b->f.touched;
     int n = 0, most = 0;
     for (int i = 0; i < b->f.m; i++) {   /* the block's own rows, not its padding */
-        if (status[i] == 0 && !rows->modes[i] && !rows->capped[i]) {
+        if (status[i] == 0 && !hit[i] && !rows->modes[i] && !rows->capped[i]) {
             idx[n++] = i;
             most = rows->nterms[i] > most ? rows->nterms[i] : most;
         }
@@ -447,7 +451,7 @@ static void pg_double_barrier_eval(const void *ctx, int m, int o, double kS, dou
     n = 0;
     most = 0;
     for (int i = 0; i < b->f.m; i++) {
-        if (status[i] == 0 && rows->modes[i]) {
+        if (status[i] == 0 && !hit[i] && rows->modes[i]) {
             idx[n++] = i;
             most = rows->nterms[i] > most ? rows->nterms[i] : most;
         }
@@ -467,7 +471,6 @@ static void pg_double_barrier_eval(const void *ctx, int m, int o, double kS, dou
         for (int j = 0; j < n; j++) b->sum[idx[j]] = b->a1[j];
     }
 
-    const int *hit = b->f.touched;
     #pragma omp simd
     for (int i = 0; i < m; i++) {
         const pg_db_row w = pg_db_load(rows, i);
@@ -489,12 +492,13 @@ static ptrdiff_t pg_double_barrier_block(const pg_cols *in, ptrdiff_t start, int
     const double *K = f->c.D[PG_DB_K], *T = f->c.D[PG_DB_T], *L = f->c.D[PG_DB_L],
                  *U = f->c.D[PG_DB_U], *S = f->c.D[PG_DB_S], *r = f->c.D[PG_DB_RATE],
                  *q = f->c.D[PG_DB_Q], *vol = f->c.D[PG_DB_VOL];
+    const int beyond = in->beyond_touched;
     #pragma omp simd
     for (int i = 0; i < mc; i++) {
         f->status[i] = pg_double_barrier_check(kn[i], ot[i], K[i], T[i], L[i], U[i], S[i], r[i],
-                                               q[i], vol[i]);
+                                               q[i], vol[i], beyond);
         f->expiry[i] = (T[i] == 0.0);
-        f->touched[i] = pg_touched(L[i], S[i]) || pg_touched(U[i], S[i]);
+        f->touched[i] = pg_touched_at(pg_min(S[i] - L[i], U[i] - S[i]), beyond);   /* either barrier */
         f->expiry_delta[i] = pg_double_barrier_expiry_delta(kn[i], ot[i], K[i], S[i], f->touched[i]);
         pg_fd_set_steps(&f->st, i, S[i], T[i], vol[i],
                         pg_double_barrier_scale(kn[i], T[i], L[i], U[i], r[i], q[i], vol[i]));

@@ -168,6 +168,7 @@ typedef struct {
     const double *elapsed;
     /* barrier */
     const double *barrier, *rebate, *monitoring;
+    int beyond_touched;              /* a spot beyond the barrier is touched (ext/pg_barrier.h, note 3) */
     /* lookback */
     const double *run_min, *run_max;
 } pg_mc_inputs;
@@ -255,9 +256,11 @@ static inline void pg_mc_load_row(const pg_mc_inputs *in, const pg_mc_settings *
         row->H = PG_MC_AT(in->barrier, PG_MC_IN_BARRIER, i);
         row->R = PG_MC_AT(in->rebate, PG_MC_IN_REBATE, i);
         row->mon = PG_MC_AT(in->monitoring, PG_MC_IN_MONITORING, i);
-        /* spot at the barrier: touched now (ext/pg_barrier.h, note 3); a knock-in is the
-         * European from here, a knock-out its rebate (pg_mc_expiry) */
-        row->touched = (row->S0 == row->H);
+        /* spot at the barrier, or beyond it with beyond_touched: touched now (ext/pg_barrier.h,
+         * note 3); a knock-in is the European from here, a knock-out its rebate (pg_mc_expiry) */
+        const int down = row->variant == PG_MC_DOWN_IN || row->variant == PG_MC_DOWN_OUT;
+        const int beyond = down ? (row->S0 < row->H) : (row->S0 > row->H);
+        row->touched = (row->S0 == row->H) || (in->beyond_touched && beyond);
         if (row->touched && (row->variant == PG_MC_DOWN_IN || row->variant == PG_MC_UP_IN))
             row->product = PG_MC_EUROPEAN;
     } else if (in->product == PG_MC_LOOKBACK) {
@@ -317,8 +320,8 @@ static inline int pg_mc_check_row(const pg_mc_row *row)
         } else {
             const int down = v == PG_MC_DOWN_IN || v == PG_MC_DOWN_OUT;
             int ok = pg_mc_pos(row->H);
-            if (ok && spot_ok)
-                ok = down ? row->H <= row->S0 : row->H >= row->S0;   /* ==: touched */
+            if (ok && spot_ok)   /* ==, or beyond with beyond_touched: touched */
+                ok = row->touched || (down ? row->H <= row->S0 : row->H >= row->S0);
             s |= ok ? 0 : PG_BAD_BARRIER;
         }
         s |= (row->R >= 0.0 && row->R <= PG_DBL_MAX) ? 0 : PG_BAD_REBATE;

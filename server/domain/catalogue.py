@@ -33,6 +33,11 @@ class Settings:
     brownian_bridge: Optional[bool] = None  # None: on with Sobol
     tree_steps: int = 801
     american_scheme: int = 2  # 1 fast, 2 accurate, 3 high precision
+    #: internal, never from the wire (rpc.requests.settings_of does not read it): the spot is
+    #: a move of the trades' own (a scenario's, set by service.scenarios), so one at or beyond
+    #: a barrier was touched on the way and is priced as touched (ext/pg_barrier.h, note 3);
+    #: off, a spot beyond a barrier is the trade's INVALID_ARGUMENT (a wrong type or level)
+    spot_beyond_barrier_touched: bool = False
 
     @property
     def bridge(self) -> bool:

@@ -14,7 +14,7 @@ def _run_barrier(batch, market, codes, out, stderr, status, threads, settings):
     return _barrier.barrier_price_batch(
         c["barrier_type"], c["option_type"], c["strike"], c["time_to_expiry"], c["barrier"], c["rebate"],
         c["monitoring_interval"], market.underlying, market.rate, market.dividend_yield, market.volatility, codes, out,
-        status, threads,
+        status, threads, beyond_touched=settings.spot_beyond_barrier_touched,
     )
 
 

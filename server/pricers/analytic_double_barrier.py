@@ -14,6 +14,7 @@ def _run_double_barrier(batch, market, codes, out, stderr, status, threads, sett
     return _barrier.double_barrier_price_batch(
         c["knock_type"], c["option_type"], c["strike"], c["time_to_expiry"], c["lower_barrier"], c["upper_barrier"],
         market.underlying, market.rate, market.dividend_yield, market.volatility, codes, out, status, threads,
+        beyond_touched=settings.spot_beyond_barrier_touched,
     )
 
 

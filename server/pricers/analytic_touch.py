@@ -14,7 +14,7 @@ def _run_touch(batch, market, codes, out, stderr, status, threads, settings):
     return _barrier.touch_price_batch(
         c["touch_type"], c["direction"], c["payment"], c["cash"], c["barrier"], c["time_to_expiry"],
         c["monitoring_interval"], market.underlying, market.rate, market.dividend_yield, market.volatility, codes, out,
-        status, threads,
+        status, threads, beyond_touched=settings.spot_beyond_barrier_touched,
     )
 
 

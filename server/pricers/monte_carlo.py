@@ -21,9 +21,12 @@ def _run_mc(entry: str, model_code: int, columns: tuple[str, ...]):
     """A Monte Carlo product: its own columns, then the market, the model's parameters and
     the engine settings (kernel: ext/montecarlo.pyx)."""
     kernel = getattr(_mc, entry)
+    barrier = entry == "barrier_price_batch"
 
     def run(batch, market, codes, out, stderr, status, threads, settings, stop=None):
         c = batch.columns
+        # a scenario's spot beyond a barrier touched it (the internal setting; ext/pg_barrier.h, note 3)
+        extra = {"beyond_touched": settings.spot_beyond_barrier_touched} if barrier else {}
         args = [c[name] for name in columns]
         if batch.schedule is not None:
             i = columns.index("time_to_expiry") + 1
@@ -34,7 +37,7 @@ def _run_mc(entry: str, model_code: int, columns: tuple[str, ...]):
             _ZERO1 if heston else market.volatility,
             *((market.v0, market.kappa, market.theta, market.sigma, market.rho) if heston else (_ZERO1,) * 5),
             codes, out, stderr, status, threads, settings.paths, settings.max_step, settings.seed,
-            settings.antithetic, settings.control_variate, settings.sobol, settings.bridge, stop=stop,
+            settings.antithetic, settings.control_variate, settings.sobol, settings.bridge, stop=stop, **extra,
         )
 
     return run

@@ -23,6 +23,11 @@ What a scenario's market is (stated, and what the tests check against):
   and yield shifts in the same scenario do not move the smile).
 * TIME rolls every expiry down by the size (floored at 0: an expired trade is worth its
   intrinsic value); the market columns are held (a sticky roll).
+* A spot move is a move of the path: a lookback's running extremes take in the new level,
+  and a barrier (single, double, touch) at or beyond the new level was touched on the way,
+  the cell priced as touched (ext/pg_barrier.h, note 3: a knock-in is its European at the
+  new level, a knock-out its rebate paid now, a one-touch Q now or Q DF, a no-touch 0).
+  A trade's own spot beyond its barrier is still its error.
 
 P&L = quantity x (scenario value - base value), in the trade's currency. A row that cannot
 be priced in a scenario (e.g. a vol shifted below zero) gets NaN and a per-row error
@@ -44,7 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
@@ -475,6 +480,12 @@ class ScenarioRevaluer:
             cells_n = max(lv.shape[0], columns["running_minimum"].shape[0])
             columns["running_minimum"] = np.minimum(np.broadcast_to(columns["running_minimum"], (cells_n,)), lv)
             columns["running_maximum"] = np.maximum(np.broadcast_to(columns["running_maximum"], (cells_n,)), lv)
+        if spot_moves:
+            # likewise a barrier's: a moved spot at or beyond a barrier touched it on the way,
+            # priced as touched (a trade's own spot beyond its barrier stays refused: a wrong
+            # type or level); the settings' internal flag, never sent by a caller
+            settings = (extra or {}).get("settings", DEFAULT_SETTINGS)
+            extra = {**(extra or {}), "settings": replace(settings, spot_beyond_barrier_touched=True)}
         outputs = BatchOutputs(scratch.get("value", (1, n * s)),  # (a Monte Carlo engine writes its errors too)
                                scratch.get("stderr", (1, n * s)) if spec.monte_carlo else None)
         priced = self.pricing.price_batch(spec, ProductBatch(batch.product, columns), market_rows, (Measure.PRICE,),

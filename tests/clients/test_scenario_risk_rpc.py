@@ -414,3 +414,22 @@ def test_trades_no_block_held_are_nan_in_the_cube():
     cube = collector.result().cube
     np.testing.assert_array_equal(cube[1:3], [[0.0, 1.0], [2.0, 3.0]])
     assert np.isnan(cube[[0, 3]]).all()
+
+
+def test_a_spot_move_across_a_barrier_is_priced_as_touched_not_a_row_error(risk, snapshot_id):
+    """Down-out and down-in calls (strike 6000, barrier 5500) under a -20% spot move (6000 to
+    4800, through the barrier): no row errors, every cell in the P&L; the knock-out is worth
+    its rebate (0) and the knock-in the European, so its cell is the European's cell plus
+    the difference of their base values (ext/pg_barrier.h, note 3)."""
+    common = dict(model="bsm", underlying_id="SPX", snapshot_id=snapshot_id, option_type="call",
+                  strike=[6000.0, 6000.0], time_to_expiry=[0.5, 1.5], quantity=[1.0, -2.0])
+    books = [risk.book("barrier", barrier_type=["down_out", "down_in"], barrier=[5500.0, 5500.0],
+                       trade_ids=["DO", "DI"], **common),
+             risk.book("european", trade_ids=["E1", "E2"], **common)]
+    r = risk.scenario_risk(books=books, shifts=[Shift("spx", "spot", "relative", ["SPX"])], sizes=[[-0.2, -0.05]],
+                           labels=["crash", "dip"], output="both")
+    assert not r.errors and np.isfinite(r.cube).all() and np.isfinite(r.base).all()
+    assert r.cube[0, 0] == -r.base[0]  # knocked out: worth its rebate, 0
+    np.testing.assert_allclose(r.cube[1, 0], r.cube[3, 0] + r.base[3] - r.base[1], rtol=1e-12)
+    assert r.cube[0, 1] != -r.base[0]  # -5%: still alive
+    np.testing.assert_allclose(r.portfolio_pnl, r.cube.sum(axis=0), rtol=1e-12)

@@ -127,8 +127,9 @@ def names(family):
     return ints + floats
 
 
-def run(family, cases, measures=ALL, threads=1, out=None):
-    """The family's batch entry point on a dict of columns; returns (out, status, nbad)."""
+def run(family, cases, measures=ALL, threads=1, out=None, **kw):
+    """The family's batch entry point on a dict of columns (``kw``: its keyword arguments,
+    e.g. beyond_touched); returns (out, status, nbad)."""
     ints, floats = COLUMNS[family]
     args = ([np.ascontiguousarray(cases[c], dtype=np.int32).reshape(-1) for c in ints]
             + [np.ascontiguousarray(cases[c], dtype=np.float64).reshape(-1) for c in floats])
@@ -137,13 +138,13 @@ def run(family, cases, measures=ALL, threads=1, out=None):
     if out is None:
         out = np.full((meas.shape[0], n), -7.0)
     status = np.full(n, -7, dtype=np.int32)
-    nbad = ENTRY[family](*args, meas, out, status, threads)
+    nbad = ENTRY[family](*args, meas, out, status, threads, **kw)
     return out, status, nbad
 
 
-def priced(family, cases, measures=ALL):
+def priced(family, cases, measures=ALL, **kw):
     """out of a batch that must price every row."""
-    out, status, nbad = run(family, cases, measures)
+    out, status, nbad = run(family, cases, measures, **kw)
     bad = np.flatnonzero(status)
     assert nbad == 0 and bad.size == 0, (family, bad[:5], status[bad[:5]])
     return out
@@ -1403,6 +1404,100 @@ def test_a_touched_one_touch_pays_now_and_a_no_touch_nothing():
     np.testing.assert_array_equal(out[:, ~one], 0.0)
     np.testing.assert_array_equal(out[1:, at_hit], 0.0)
     # Q e^{-rT}: rho = -T Q DF, theta = r Q DF (calendar time), nothing else
+    qdf = (c["cash"] * df)[at_expiry]
+    assert_close("rho", out[5, at_expiry], -c["time"][at_expiry] * qdf, 1e-7, 1e-12)
+    assert_close("theta", out[4, at_expiry], c["rate"][at_expiry] * qdf, 1e-6, 1e-10)
+    for j in (1, 2, 3, 6, 7, 8, 9):
+        np.testing.assert_allclose(out[j, at_expiry], 0.0, atol=1e-9)
+
+
+# --------------------------------------------------------------- spot beyond the barrier
+# ext/pg_barrier.h, note 3: a spot beyond a barrier is refused (a wrong type or level), unless
+# the call says beyond_touched (the spot is a scenario's move of the trade's own, which crossed
+# the barrier): then the row is touched, with the values and Greeks of a row at the barrier.
+def _beyond(c, key, down, rng):
+    """c with each row's spot moved beyond its barrier ``key`` (down rows below it, up rows
+    above), by 0.1% to 50%."""
+    c = dict(c)
+    dist = np.exp(rng.uniform(math.log(1e-3), math.log(0.5), np.asarray(c["spot"]).size))
+    c["spot"] = c[key] * np.exp(np.where(down, -dist, dist))
+    return c
+
+
+@pytest.mark.parametrize("monitoring", [0.0, 1 / 52])
+def test_a_spot_beyond_the_barrier_is_touched_with_beyond_touched_and_refused_without(monitoring):
+    rng = np.random.default_rng(9201)
+    c = barrier_cases(rng, 400)
+    c["monitoring_interval"] = np.full(400, monitoring)
+    c = _beyond(c, "barrier", c["barrier_type"] <= bar.DOWN_OUT, rng)
+    out, status, nbad = run("barrier", c)
+    assert nbad == 400 and (status == pgs.BAD_BARRIER).all() and np.isnan(out).all()
+    out = priced("barrier", c, beyond_touched=True)
+    van = vanilla(c)
+    knock_in = np.isin(c["barrier_type"], (bar.DOWN_IN, bar.UP_IN))
+    assert_close("knock-in beyond: the vanilla", out[0, knock_in], van[0, knock_in], 1e-12, 1e-12)
+    for j, m in enumerate(ALL[1:], start=1):
+        rtol, atol = GREEK_TOL[int(m)]
+        assert_close(f"knock-in beyond: measure {m}", out[j, knock_in], van[j, knock_in], rtol,
+                     atol * np.maximum(c["spot"][knock_in], 1.0))
+    np.testing.assert_array_equal(out[0, ~knock_in], c["rebate"][~knock_in])
+    np.testing.assert_array_equal(out[1:, ~knock_in], 0.0)
+    # at expiry: the payoff of the touched state
+    c["time"] = np.zeros(400)
+    out = priced("barrier", c, [1, 2], beyond_touched=True)
+    phi = np.where(c["option_type"] == PUT, -1.0, 1.0)
+    np.testing.assert_array_equal(out[0], np.where(knock_in, np.maximum(phi * (c["spot"] - c["strike"]), 0.0),
+                                                   c["rebate"]))
+    np.testing.assert_array_equal(out[1], np.where(knock_in & (phi * (c["spot"] - c["strike"]) > 0), phi, 0.0))
+
+
+def test_beyond_touched_changes_no_row_on_the_live_side_or_at_the_barrier():
+    """The flag only lets a spot beyond a barrier in: live and touched rows keep their bits."""
+    rng = np.random.default_rng(9202)
+    for family, cases in (("barrier", barrier_cases(rng, 100)), ("double", double_cases(rng, 100)),
+                          ("touch", touch_cases(rng, 100))):
+        key = "lower_barrier" if family == "double" else "barrier"
+        cases[key][::3] = cases["spot"][::3]   # some rows touched (at the barrier)
+        np.testing.assert_array_equal(priced(family, cases, beyond_touched=True), priced(family, cases))
+
+
+def test_a_spot_outside_a_double_barrier_is_touched_with_beyond_touched_and_refused_without():
+    rng = np.random.default_rng(9203)
+    c = double_cases(rng, 200)
+    for key, down, bit in (("lower_barrier", True, pgs.BAD_BARRIER), ("upper_barrier", False, pgs.BAD_UPPER_BARRIER)):
+        t = _beyond(c, key, down, rng)
+        out, status, nbad = run("double", t)
+        assert nbad == 200 and (status == bit).all() and np.isnan(out).all()
+        out = priced("double", t, beyond_touched=True)
+        van = vanilla(t)
+        knock_in = t["knock"] == bar.KNOCK_IN
+        assert_close(f"{key}: knock-in beyond: the vanilla", out[0, knock_in], van[0, knock_in], 1e-12, 1e-12)
+        for j, m in enumerate(ALL[1:], start=1):
+            rtol, atol = GREEK_TOL[int(m)]
+            assert_close(f"{key}: knock-in beyond: measure {m}", out[j, knock_in], van[j, knock_in], rtol,
+                         atol * np.maximum(t["spot"][knock_in], 1.0))
+        np.testing.assert_array_equal(out[:, ~knock_in], 0.0)
+    # a bad corridor (U <= L) stays refused whatever the flag
+    bad = dict(c, upper_barrier=c["lower_barrier"] * 0.9)
+    _, status, _ = run("double", bad, beyond_touched=True)
+    assert (status & pgs.BAD_UPPER_BARRIER).all()
+
+
+def test_a_spot_beyond_a_touch_barrier_pays_now_and_a_no_touch_nothing_with_beyond_touched():
+    rng = np.random.default_rng(9204)
+    c = touch_cases(rng, 300)
+    c = _beyond(c, "barrier", c["direction"] == bar.DOWN, rng)
+    out, status, nbad = run("touch", c)
+    assert nbad == 300 and (status == pgs.BAD_BARRIER).all()
+    out = priced("touch", c, beyond_touched=True)
+    df = np.exp(-c["rate"] * c["time"])
+    one = c["touch_type"] == bar.ONE_TOUCH
+    at_hit = one & (c["payment"] == bar.AT_HIT)
+    at_expiry = one & (c["payment"] == bar.AT_EXPIRY)
+    np.testing.assert_array_equal(out[0, at_hit], c["cash"][at_hit])
+    assert_close("one-touch at expiry", out[0, at_expiry], (c["cash"] * df)[at_expiry], 1e-15, 0.0)
+    np.testing.assert_array_equal(out[:, ~one], 0.0)
+    np.testing.assert_array_equal(out[1:, at_hit], 0.0)
     qdf = (c["cash"] * df)[at_expiry]
     assert_close("rho", out[5, at_expiry], -c["time"][at_expiry] * qdf, 1e-7, 1e-12)
     assert_close("theta", out[4, at_expiry], c["rate"][at_expiry] * qdf, 1e-6, 1e-10)

@@ -97,8 +97,9 @@ FUNCTIONS = {"european": mc.european_price_batch, "asian": mc.asian_price_batch,
 
 def run(product, model=GBM, measures=(1,), threads=1, paths=20_000, max_step=1 / 50, seed=SEED,
         antithetic=False, control_variate=False, sobol=False, brownian_bridge=False,
-        heston_scheme=1, n=None, **columns):
-    """One batch call; columns not given take DEFAULTS (length 1). Returns (out, se, status, nbad)."""
+        heston_scheme=1, n=None, beyond_touched=None, **columns):
+    """One batch call; columns not given take DEFAULTS (length 1); beyond_touched: the
+    barrier entry's keyword, when given. Returns (out, se, status, nbad)."""
     cols = {}
     for name in ORDER[product] + MODEL_COLUMNS:
         value = columns.get(name, DEFAULTS[name])
@@ -112,7 +113,8 @@ def run(product, model=GBM, measures=(1,), threads=1, paths=20_000, max_step=1 /
     args = [cols[name] for name in ORDER[product]] + [model] + [cols[name] for name in MODEL_COLUMNS]
     nbad = FUNCTIONS[product](*args, np.asarray(measures, dtype=np.int32), out, se, status, threads,
                               paths, max_step, seed, antithetic, control_variate, sobol,
-                              brownian_bridge, heston_scheme)
+                              brownian_bridge, heston_scheme,
+                              **({} if beyond_touched is None else {"beyond_touched": beyond_touched}))
     return out, se, status, nbad
 
 
@@ -816,3 +818,32 @@ def test_a_touched_barrier_is_the_european_or_the_rebate(model, monitoring):
     np.testing.assert_array_equal(out[0, ~knock_in], 2.5)
     np.testing.assert_array_equal(out[1:, ~knock_in], 0.0)
     np.testing.assert_array_equal(se[:, ~knock_in], 0.0)
+
+
+@pytest.mark.parametrize("model", [GBM, HESTON])
+def test_a_spot_beyond_the_barrier_is_touched_with_beyond_touched_and_refused_without(model):
+    """ext/pg_barrier.h, note 3: a spot beyond the barrier is PG_BAD_BARRIER (a wrong type or
+    level), unless beyond_touched (a scenario's move crossed it): then it is touched as one at
+    the barrier, the knock-in the European row, the knock-out its rebate."""
+    types = [1, 2, 3, 4, 1, 2, 3, 4]
+    spot = [95.0, 80.0, 104.0, 130.0] * 2    # beyond 100: below for down, above for up
+    kw = dict(model=model, measures=(1, 2, 3, 4), paths=4_096, option_type=[1, 1, 1, 1, 2, 2, 2, 2],
+              spot=spot, strike=[90.0, 95.0, 105.0, 110.0] * 2, control_variate=True, antithetic=True)
+    out, se, status, nbad = run("barrier", barrier_type=types, barrier=100.0, rebate=2.5, **kw)
+    assert nbad == 8 and (status == pgs.BAD_BARRIER).all() and np.isnan(out).all()
+    out, se, status, nbad = run("barrier", barrier_type=types, barrier=100.0, rebate=2.5, beyond_touched=True, **kw)
+    assert nbad == 0
+    euro, euro_se, _, _ = run("european", **kw)
+    knock_in = np.array([t in (1, 3) for t in types])
+    np.testing.assert_array_equal(out[:, knock_in], euro[:, knock_in])
+    np.testing.assert_array_equal(se[:, knock_in], euro_se[:, knock_in])
+    np.testing.assert_array_equal(out[0, ~knock_in], 2.5)
+    np.testing.assert_array_equal(out[1:, ~knock_in], 0.0)
+    np.testing.assert_array_equal(se[:, ~knock_in], 0.0)
+    # live rows keep their bits under the flag
+    live = dict(kw, spot=100.0 + np.array([5.0, 5.0, -5.0, -5.0] * 2))
+    a = run("barrier", barrier_type=types, barrier=100.0, rebate=2.5, **live)
+    b = run("barrier", barrier_type=types, barrier=100.0, rebate=2.5, beyond_touched=True, **live)
+    assert a[3] == 0 and b[3] == 0
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])

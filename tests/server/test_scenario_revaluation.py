@@ -17,6 +17,8 @@ import dataclasses
 import numpy as np
 import pytest
 
+from pricegrid.ext import black
+from pricegrid.ext import status as pgs
 from pricegrid.server.app import demo
 from pricegrid.server.domain.errors import ServiceError
 from pricegrid.server.domain.instruments import MarketBatch, SnapshotMarket
@@ -278,6 +280,122 @@ def test_a_spot_move_beyond_a_lookbacks_extreme_widens_it(world):
         np.testing.assert_array_equal(pnl[:, j], (value - base) * quantity)
     np.testing.assert_array_equal(pnl[:, 1], 0.0)
     assert (pnl[:, [0, 2, 3]] != 0.0).all()
+
+
+def _european(m, batch, level):
+    """The European price of each (option_type, strike, expiry) on the rows' market at
+    ``level``, from pricegrid.ext.black (the value of a touched knock-in)."""
+    n = level.size
+    f = lambda a: np.ascontiguousarray(np.broadcast_to(a, (n,)), dtype=np.float64)  # noqa: E731
+    out, status, none = np.empty((1, n)), np.empty(n, np.int32), np.empty(0)
+    black.price_batch(pgs.MODEL_BSM, np.ascontiguousarray(np.broadcast_to(batch.columns["option_type"], (n,)),
+                                                          np.int32),
+                      f(batch.columns["strike"]), f(batch.columns["time_to_expiry"]), f(level), f(m.rate),
+                      f(m.dividend_yield), f(m.volatility), np.array([1], np.int32), out, none, none, status, 1)
+    assert not status.any()
+    return out[0]
+
+
+def _barrier_books():
+    """Down barriers at 5500 on the demo SPX (6000): single (in/out, calls/puts, rebates),
+    one-touch (at hit, at expiry), no-touch; a double barrier [5500, 7000] (in/out); and the
+    value each trade has once its barrier is touched, as a function of the rows' market and
+    the moved level (ext/pg_barrier.h, note 3)."""
+    single = ProductBatch(PRODUCTS["barrier"], {
+        "barrier_type": np.array([2, 1, 2, 1, 2], np.int32), "option_type": np.array([1, 1, 2, 2, 1], np.int32),
+        "strike": np.array([6000.0, 6000.0, 5800.0, 5200.0, 6200.0]),
+        "time_to_expiry": np.array([0.5, 0.5, 1.0, 2.0, 0.25]), "barrier": np.full(5, 5500.0),
+        "rebate": np.array([0.0, 3.0, 2.5, 0.0, 1.0]), "monitoring_interval": np.array([0.0, 0.0, 1 / 52, 0.0, 0.0])})
+    knock_in = single.columns["barrier_type"] == 1
+    touch = ProductBatch(PRODUCTS["touch"], {
+        "touch_type": np.array([1, 1, 2], np.int32), "direction": np.full(3, 1, np.int32),
+        "payment": np.array([1, 2, 2], np.int32), "cash": np.array([10.0, 10.0, 10.0]),
+        "barrier": np.full(3, 5500.0), "monitoring_interval": np.zeros(3),
+        "time_to_expiry": np.array([0.5, 1.0, 1.5])})
+    double = ProductBatch(PRODUCTS["double_barrier"], {
+        "knock_type": np.array([2, 1, 2, 1], np.int32), "option_type": np.array([1, 1, 2, 2], np.int32),
+        "strike": np.array([6000.0, 6000.0, 6200.0, 5800.0]), "time_to_expiry": np.array([0.5, 1.0, 0.75, 0.25]),
+        "lower_barrier": np.full(4, 5500.0), "upper_barrier": np.full(4, 7000.0)})
+
+    def touched_single(m, level):
+        return np.where(knock_in, _european(m, single, level), single.columns["rebate"])
+
+    def touched_touch(m, level):
+        c = touch.columns
+        df = np.exp(-m.rate * c["time_to_expiry"])
+        return np.where(c["touch_type"] == 2, 0.0, np.where(c["payment"] == 1, c["cash"], c["cash"] * df))
+
+    def touched_double(m, level):
+        return np.where(double.columns["knock_type"] == 1, _european(m, double, level), 0.0)
+
+    return {"barrier": (single, touched_single, lambda level: level <= 5500.0),
+            "touch": (touch, touched_touch, lambda level: level <= 5500.0),
+            "double_barrier": (double, touched_double, lambda level: (level <= 5500.0) | (level >= 7000.0))}
+
+
+@pytest.mark.parametrize("product", ["barrier", "touch", "double_barrier"])
+def test_a_spot_move_beyond_a_barrier_prices_the_touched_trade(world, product):
+    """A spot scenario that crosses a barrier touched it on the way: the cell is the trade
+    in its touched state at the moved level (a knock-in the European, a knock-out its rebate,
+    a one-touch Q or Q DF, a no-touch 0), not a per-row error left out of VaR and ES; a cell
+    that stays on the live side is the trade priced on its own at the moved level."""
+    _, service, _, _, ref, _, _ = world
+    batch, touched, crossed = _barrier_books()[product]
+    spec = service.catalogue.find(product, Model.BLACK_SCHOLES_MERTON)
+    n = batch.columns["time_to_expiry"].size
+    quantity = np.linspace(-2.0, 3.0, n)
+    sizes = np.array([[-0.2, -0.05, 0.0, 0.1, 0.2]])
+    s = ScenarioSet((Shift("spot", Quantity.SPOT, ShiftKind.RELATIVE, ("SPX",)),), sizes, ("-20", "-5", "0", "10", "20"))
+    r = ScenarioRevaluer(service).revalue(spec, batch, ref, s, quantity, rows=n, fields=FIELDS, threads=1)
+    blocks = list(r.blocks)
+    pnl = np.vstack([b.pnl for b in blocks])
+    assert not r.base_errors and all(not b.errors and not b.failed for b in blocks) and np.isfinite(pnl).all()
+    m, _, _ = service.resolve_market(spec, batch, ref, FIELDS)
+    base = service.price_batch(spec, batch, m, (Measure.PRICE,), rows=n, fields=FIELDS, threads=1).values[0]
+    hit = 0
+    for j, size in enumerate(sizes[0]):
+        level = m.underlying * (1 + size)
+        over = crossed(level)
+        hit += int(over.sum())
+        if (~over).any():  # the live side: the trade priced on its own, the same bits
+            value = service.price_batch(spec, batch, dataclasses.replace(m, underlying=level), (Measure.PRICE,),
+                                        rows=n, fields=FIELDS, threads=1).values[0]
+            np.testing.assert_array_equal(pnl[~over, j], ((value - base) * quantity)[~over])
+        expected = (touched(m, level) - base) * quantity
+        # the closed form's European term against ext.black, Q DF against numpy's exp
+        np.testing.assert_allclose(pnl[over, j], expected[over], rtol=1e-12, atol=1e-9)
+    assert hit >= n  # every trade crossed in some scenario (-20%; the double barrier at +20% too)
+    # the trades' own spot beyond their barrier is still refused, naming the barrier
+    beyond = dataclasses.replace(m, underlying=np.full(n, 5400.0))
+    out = service.price_batch(spec, batch, beyond, (Measure.PRICE,), rows=n, fields=FIELDS, threads=1)
+    assert len(out.errors) == n and all("barrier" in e.field for e in out.errors)
+
+
+def test_a_spot_move_beyond_a_barrier_prices_the_touched_trade_by_monte_carlo(world):
+    """The Monte Carlo barrier engine (Heston's default) takes the same rule: at -20% the
+    down-out cell is its rebate exactly, the down-in one the European (by simulation: within
+    1% of ext.black's at the moved level, seeded so not flaky); no row errors."""
+    from pricegrid.server.domain.catalogue import Settings
+    from pricegrid.server.domain.models import Engine
+
+    _, service, _, _, ref, _, _ = world
+    spec = service.catalogue.find("barrier", Model.BLACK_SCHOLES_MERTON, Engine.MONTE_CARLO)
+    batch = _barrier_books()["barrier"][0]
+    n = batch.columns["time_to_expiry"].size
+    quantity = np.ones(n)
+    s = ScenarioSet((Shift("spot", Quantity.SPOT, ShiftKind.RELATIVE, ("SPX",)),), np.array([[-0.2, 0.0]]),
+                    ("-20", "0"))
+    r = ScenarioRevaluer(service).revalue(spec, batch, ref, s, quantity, rows=n, fields=FIELDS, threads=1,
+                                          settings=Settings(paths=20_000))
+    blocks = list(r.blocks)
+    pnl = np.vstack([b.pnl for b in blocks])
+    assert not r.base_errors and all(not b.errors and not b.failed for b in blocks) and np.isfinite(pnl).all()
+    np.testing.assert_array_equal(pnl[:, 1], 0.0)
+    m, _, _ = service.resolve_market(spec, batch, ref, FIELDS)
+    knock_in = batch.columns["barrier_type"] == 1
+    np.testing.assert_array_equal(pnl[~knock_in, 0], (batch.columns["rebate"] - r.base)[~knock_in])
+    np.testing.assert_allclose((pnl[:, 0] + r.base)[knock_in], _european(m, batch, m.underlying * 0.8)[knock_in],
+                               rtol=1e-2)
 
 
 # ------------------------------------------------------------- the one-pass path (price_cube)
