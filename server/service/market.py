@@ -178,14 +178,14 @@ class MarketDataService:
                                [FieldViolation(path, f"at most {MAX_POINTS:,} points")])
         bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
         if len(bad):
-            raise invalid(f"{path}[{int(bad[0])}]", f"must be finite and >= 0 (got {float(values[bad[0]])!r})")
+            raise invalid(f"{path}[{int(bad[0])}]", f"must be finite and >= 0 (got {shown(values[bad[0]])})")
         return values
 
     @staticmethod
     def _positive(values: np.ndarray, path: str) -> None:
         bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
         if len(bad):
-            raise invalid(f"{path}[{int(bad[0])}]", f"must be finite and > 0 (got {float(values[bad[0]])!r})")
+            raise invalid(f"{path}[{int(bad[0])}]", f"must be finite and > 0 (got {shown(values[bad[0]])})")
 
     def evaluate_curve(self, snapshot_id: str, curve_id: str, times) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(discount factors, zero rates, instantaneous forwards) of a stored curve."""

@@ -1305,18 +1305,51 @@ def _touched(c, key="barrier"):
     return c
 
 
+def _assert_knock_in_is_the_vanilla(label, c, out, knock_in):
+    """The knock-in rows of ``out`` (all measures) are the European's: its price to 1e-12, its
+    Greeks (by the kernel's differences) to GREEK_TOL."""
+    van = vanilla(c)
+    assert_close(f"{label} price", out[0, knock_in], van[0, knock_in], 1e-12, 1e-12)
+    for j, m in enumerate(ALL[1:], start=1):
+        rtol, atol = GREEK_TOL[int(m)]
+        assert_close(f"{label} measure {m}", out[j, knock_in], van[j, knock_in], rtol,
+                     atol * np.maximum(c["spot"][knock_in], 1.0))
+
+
+def _assert_touched_barrier_at_expiry(c, out, knock_in):
+    """Price and delta at T = 0 of touched rows: a knock-in's payoff, a knock-out's rebate."""
+    phi = np.where(c["option_type"] == PUT, -1.0, 1.0)
+    intrinsic = np.maximum(phi * (c["spot"] - c["strike"]), 0.0)
+    np.testing.assert_array_equal(out[0], np.where(knock_in, intrinsic, c["rebate"]))
+    slope = np.where(phi * (c["spot"] - c["strike"]) > 0, phi, 0.0)
+    np.testing.assert_array_equal(out[1], np.where(knock_in, slope, 0.0))
+
+
+def _assert_touch_pays_now(c, out):
+    """Touched rows: a one-touch pays Q now (at hit) or Q DF (at expiry: rho -T Q DF, theta
+    r Q DF, nothing else), a no-touch nothing."""
+    df = np.exp(-c["rate"] * c["time"])
+    one = c["touch_type"] == bar.ONE_TOUCH
+    at_hit = one & (c["payment"] == bar.AT_HIT)
+    at_expiry = one & (c["payment"] == bar.AT_EXPIRY)
+    np.testing.assert_array_equal(out[0, at_hit], c["cash"][at_hit])
+    assert_close("one-touch at expiry", out[0, at_expiry], (c["cash"] * df)[at_expiry], 1e-15, 0.0)
+    np.testing.assert_array_equal(out[:, ~one], 0.0)
+    np.testing.assert_array_equal(out[1:, at_hit], 0.0)
+    qdf = (c["cash"] * df)[at_expiry]
+    assert_close("rho", out[5, at_expiry], -c["time"][at_expiry] * qdf, 1e-7, 1e-12)
+    assert_close("theta", out[4, at_expiry], c["rate"][at_expiry] * qdf, 1e-6, 1e-10)
+    for j in (1, 2, 3, 6, 7, 8, 9):
+        np.testing.assert_allclose(out[j, at_expiry], 0.0, atol=1e-9)
+
+
 @pytest.mark.parametrize("monitoring", [0.0, 1 / 52])
 def test_a_touched_barrier_knock_in_is_the_vanilla_and_a_knock_out_its_rebate(monitoring):
     c = _touched(barrier_cases(np.random.default_rng(9101), 400))
     c["monitoring_interval"] = np.full(400, monitoring)
     out = priced("barrier", c)
-    van = vanilla(c)
     knock_in = np.isin(c["barrier_type"], (bar.DOWN_IN, bar.UP_IN))
-    assert_close("touched knock-in price", out[0, knock_in], van[0, knock_in], 1e-12, 1e-12)
-    for j, m in enumerate(ALL[1:], start=1):  # the vanilla's Greeks, by the kernel's differences
-        rtol, atol = GREEK_TOL[int(m)]
-        assert_close(f"touched knock-in measure {m}", out[j, knock_in], van[j, knock_in], rtol,
-                     atol * np.maximum(c["spot"][knock_in], 1.0))
+    _assert_knock_in_is_the_vanilla("touched knock-in", c, out, knock_in)
     np.testing.assert_array_equal(out[0, ~knock_in], c["rebate"][~knock_in])
     np.testing.assert_array_equal(out[1:, ~knock_in], 0.0)
 
@@ -1325,12 +1358,7 @@ def test_a_touched_barrier_at_expiry():
     c = _touched(barrier_cases(np.random.default_rng(9102), 64))
     c["time"] = np.zeros(64)
     out = priced("barrier", c)
-    knock_in = np.isin(c["barrier_type"], (bar.DOWN_IN, bar.UP_IN))
-    phi = np.where(c["option_type"] == PUT, -1.0, 1.0)
-    intrinsic = np.maximum(phi * (c["spot"] - c["strike"]), 0.0)
-    np.testing.assert_array_equal(out[0], np.where(knock_in, intrinsic, c["rebate"]))
-    slope = np.where(phi * (c["spot"] - c["strike"]) > 0, phi, 0.0)
-    np.testing.assert_array_equal(out[1], np.where(knock_in, slope, 0.0))
+    _assert_touched_barrier_at_expiry(c, out, np.isin(c["barrier_type"], (bar.DOWN_IN, bar.UP_IN)))
 
 
 def _ql_barrier(r, spot):
@@ -1377,13 +1405,8 @@ def test_a_touched_double_barrier_knock_in_is_the_vanilla_and_a_knock_out_zero()
     for key in ("lower_barrier", "upper_barrier"):
         t = _touched(c, key)
         out = priced("double", t)
-        van = vanilla(t)
         knock_in = t["knock"] == bar.KNOCK_IN
-        assert_close(f"{key}: touched knock-in price", out[0, knock_in], van[0, knock_in], 1e-12, 1e-12)
-        for j, m in enumerate(ALL[1:], start=1):
-            rtol, atol = GREEK_TOL[int(m)]
-            assert_close(f"{key}: touched knock-in measure {m}", out[j, knock_in], van[j, knock_in], rtol,
-                         atol * np.maximum(t["spot"][knock_in], 1.0))
+        _assert_knock_in_is_the_vanilla(f"{key}: touched knock-in", t, out, knock_in)
         np.testing.assert_array_equal(out[:, ~knock_in], 0.0)
         # the limit from inside the corridor
         eps = 1e-9
@@ -1394,21 +1417,7 @@ def test_a_touched_double_barrier_knock_in_is_the_vanilla_and_a_knock_out_zero()
 
 def test_a_touched_one_touch_pays_now_and_a_no_touch_nothing():
     c = _touched(touch_cases(np.random.default_rng(9105), 300))
-    out = priced("touch", c)
-    df = np.exp(-c["rate"] * c["time"])
-    one = c["touch_type"] == bar.ONE_TOUCH
-    at_hit = one & (c["payment"] == bar.AT_HIT)
-    at_expiry = one & (c["payment"] == bar.AT_EXPIRY)
-    np.testing.assert_array_equal(out[0, at_hit], c["cash"][at_hit])
-    assert_close("one-touch at expiry", out[0, at_expiry], (c["cash"] * df)[at_expiry], 1e-15, 0.0)
-    np.testing.assert_array_equal(out[:, ~one], 0.0)
-    np.testing.assert_array_equal(out[1:, at_hit], 0.0)
-    # Q e^{-rT}: rho = -T Q DF, theta = r Q DF (calendar time), nothing else
-    qdf = (c["cash"] * df)[at_expiry]
-    assert_close("rho", out[5, at_expiry], -c["time"][at_expiry] * qdf, 1e-7, 1e-12)
-    assert_close("theta", out[4, at_expiry], c["rate"][at_expiry] * qdf, 1e-6, 1e-10)
-    for j in (1, 2, 3, 6, 7, 8, 9):
-        np.testing.assert_allclose(out[j, at_expiry], 0.0, atol=1e-9)
+    _assert_touch_pays_now(c, priced("touch", c))
 
 
 # --------------------------------------------------------------- spot beyond the barrier
@@ -1433,22 +1442,13 @@ def test_a_spot_beyond_the_barrier_is_touched_with_beyond_touched_and_refused_wi
     out, status, nbad = run("barrier", c)
     assert nbad == 400 and (status == pgs.BAD_BARRIER).all() and np.isnan(out).all()
     out = priced("barrier", c, beyond_touched=True)
-    van = vanilla(c)
     knock_in = np.isin(c["barrier_type"], (bar.DOWN_IN, bar.UP_IN))
-    assert_close("knock-in beyond: the vanilla", out[0, knock_in], van[0, knock_in], 1e-12, 1e-12)
-    for j, m in enumerate(ALL[1:], start=1):
-        rtol, atol = GREEK_TOL[int(m)]
-        assert_close(f"knock-in beyond: measure {m}", out[j, knock_in], van[j, knock_in], rtol,
-                     atol * np.maximum(c["spot"][knock_in], 1.0))
+    _assert_knock_in_is_the_vanilla("knock-in beyond", c, out, knock_in)
     np.testing.assert_array_equal(out[0, ~knock_in], c["rebate"][~knock_in])
     np.testing.assert_array_equal(out[1:, ~knock_in], 0.0)
     # at expiry: the payoff of the touched state
     c["time"] = np.zeros(400)
-    out = priced("barrier", c, [1, 2], beyond_touched=True)
-    phi = np.where(c["option_type"] == PUT, -1.0, 1.0)
-    np.testing.assert_array_equal(out[0], np.where(knock_in, np.maximum(phi * (c["spot"] - c["strike"]), 0.0),
-                                                   c["rebate"]))
-    np.testing.assert_array_equal(out[1], np.where(knock_in & (phi * (c["spot"] - c["strike"]) > 0), phi, 0.0))
+    _assert_touched_barrier_at_expiry(c, priced("barrier", c, [1, 2], beyond_touched=True), knock_in)
 
 
 def test_beyond_touched_changes_no_row_on_the_live_side_or_at_the_barrier():
@@ -1469,13 +1469,8 @@ def test_a_spot_outside_a_double_barrier_is_touched_with_beyond_touched_and_refu
         out, status, nbad = run("double", t)
         assert nbad == 200 and (status == bit).all() and np.isnan(out).all()
         out = priced("double", t, beyond_touched=True)
-        van = vanilla(t)
         knock_in = t["knock"] == bar.KNOCK_IN
-        assert_close(f"{key}: knock-in beyond: the vanilla", out[0, knock_in], van[0, knock_in], 1e-12, 1e-12)
-        for j, m in enumerate(ALL[1:], start=1):
-            rtol, atol = GREEK_TOL[int(m)]
-            assert_close(f"{key}: knock-in beyond: measure {m}", out[j, knock_in], van[j, knock_in], rtol,
-                         atol * np.maximum(t["spot"][knock_in], 1.0))
+        _assert_knock_in_is_the_vanilla(f"{key}: knock-in beyond", t, out, knock_in)
         np.testing.assert_array_equal(out[:, ~knock_in], 0.0)
     # a bad corridor (U <= L) stays refused whatever the flag
     bad = dict(c, upper_barrier=c["lower_barrier"] * 0.9)
@@ -1489,17 +1484,4 @@ def test_a_spot_beyond_a_touch_barrier_pays_now_and_a_no_touch_nothing_with_beyo
     c = _beyond(c, "barrier", c["direction"] == bar.DOWN, rng)
     out, status, nbad = run("touch", c)
     assert nbad == 300 and (status == pgs.BAD_BARRIER).all()
-    out = priced("touch", c, beyond_touched=True)
-    df = np.exp(-c["rate"] * c["time"])
-    one = c["touch_type"] == bar.ONE_TOUCH
-    at_hit = one & (c["payment"] == bar.AT_HIT)
-    at_expiry = one & (c["payment"] == bar.AT_EXPIRY)
-    np.testing.assert_array_equal(out[0, at_hit], c["cash"][at_hit])
-    assert_close("one-touch at expiry", out[0, at_expiry], (c["cash"] * df)[at_expiry], 1e-15, 0.0)
-    np.testing.assert_array_equal(out[:, ~one], 0.0)
-    np.testing.assert_array_equal(out[1:, at_hit], 0.0)
-    qdf = (c["cash"] * df)[at_expiry]
-    assert_close("rho", out[5, at_expiry], -c["time"][at_expiry] * qdf, 1e-7, 1e-12)
-    assert_close("theta", out[4, at_expiry], c["rate"][at_expiry] * qdf, 1e-6, 1e-10)
-    for j in (1, 2, 3, 6, 7, 8, 9):
-        np.testing.assert_allclose(out[j, at_expiry], 0.0, atol=1e-9)
+    _assert_touch_pays_now(c, priced("touch", c, beyond_touched=True))

@@ -799,6 +799,18 @@ def test_sobol_dimension_limit_names_the_setting():
         run("barrier", sobol=True, max_step=1e-5, time=1.0)
 
 
+def _assert_touched_rows(out, se, types, kw):
+    """Touched barrier rows (rebate 2.5): each knock-in is the European row, bit for bit (the
+    same streams), each knock-out its rebate with standard error 0 and no Greeks."""
+    euro, euro_se, _, _ = run("european", **kw)
+    knock_in = np.array([t in (1, 3) for t in types])
+    np.testing.assert_array_equal(out[:, knock_in], euro[:, knock_in])
+    np.testing.assert_array_equal(se[:, knock_in], euro_se[:, knock_in])
+    np.testing.assert_array_equal(out[0, ~knock_in], 2.5)
+    np.testing.assert_array_equal(out[1:, ~knock_in], 0.0)
+    np.testing.assert_array_equal(se[:, ~knock_in], 0.0)
+
+
 @pytest.mark.parametrize("model", [GBM, HESTON])
 @pytest.mark.parametrize("monitoring", [0.0, 1 / 52])
 def test_a_touched_barrier_is_the_european_or_the_rebate(model, monitoring):
@@ -811,13 +823,7 @@ def test_a_touched_barrier_is_the_european_or_the_rebate(model, monitoring):
     out, se, status, nbad = run("barrier", barrier_type=types, barrier=100.0, rebate=2.5,
                                 monitoring_interval=monitoring, **kw)
     assert nbad == 0
-    euro, euro_se, _, _ = run("european", **kw)
-    knock_in = np.array([t in (1, 3) for t in types])
-    np.testing.assert_array_equal(out[:, knock_in], euro[:, knock_in])
-    np.testing.assert_array_equal(se[:, knock_in], euro_se[:, knock_in])
-    np.testing.assert_array_equal(out[0, ~knock_in], 2.5)
-    np.testing.assert_array_equal(out[1:, ~knock_in], 0.0)
-    np.testing.assert_array_equal(se[:, ~knock_in], 0.0)
+    _assert_touched_rows(out, se, types, kw)
 
 
 @pytest.mark.parametrize("model", [GBM, HESTON])
@@ -833,13 +839,7 @@ def test_a_spot_beyond_the_barrier_is_touched_with_beyond_touched_and_refused_wi
     assert nbad == 8 and (status == pgs.BAD_BARRIER).all() and np.isnan(out).all()
     out, se, status, nbad = run("barrier", barrier_type=types, barrier=100.0, rebate=2.5, beyond_touched=True, **kw)
     assert nbad == 0
-    euro, euro_se, _, _ = run("european", **kw)
-    knock_in = np.array([t in (1, 3) for t in types])
-    np.testing.assert_array_equal(out[:, knock_in], euro[:, knock_in])
-    np.testing.assert_array_equal(se[:, knock_in], euro_se[:, knock_in])
-    np.testing.assert_array_equal(out[0, ~knock_in], 2.5)
-    np.testing.assert_array_equal(out[1:, ~knock_in], 0.0)
-    np.testing.assert_array_equal(se[:, ~knock_in], 0.0)
+    _assert_touched_rows(out, se, types, kw)
     # live rows keep their bits under the flag
     live = dict(kw, spot=100.0 + np.array([5.0, 5.0, -5.0, -5.0] * 2))
     a = run("barrier", barrier_type=types, barrier=100.0, rebate=2.5, **live)
