@@ -26,6 +26,12 @@ def main(argv: list[str]) -> int:
             print(f"  snapshot / flat inline (target <= 1.3):                    {s / i:9.2f}x")
             if "per_row_s" in info:
                 print(f"  snapshot / per-row inline:                                 {s / info['per_row_s']:9.2f}x")
+            if "snapshot_reused_s" in info:
+                sr, ir = info["snapshot_reused_s"], info["inline_reused_s"]
+                print("  outputs reused call after call (no page faults, as in `pricegrid serve`):")
+                print(f"    against the demo snapshot:                               {sr * 1e3:9.2f} ms")
+                print(f"    flat inline inputs:                                      {ir * 1e3:9.2f} ms")
+                print(f"    snapshot / flat inline:                                  {sr / ir:9.2f}x")
     return 0
 
 
