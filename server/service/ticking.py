@@ -10,6 +10,14 @@ a non-finite number (or a negative volatility) is refused whole before any trade
 move that finds no trade to move (none held, or every id unknown) answers with one error;
 unknown trade ids get one error each up to ``max_unknown`` and then one error for the rest.
 A trade id named twice moves once.
+
+A move of the spot is a move of the path, so a held trade's path state follows it: a
+lookback's extremes take in the new level, and a barrier or touch trade whose barrier the
+spot reaches (at or beyond it) is touched, and stays touched at every later spot. A touched
+trade is priced with its barrier at the spot, which the contract defines as touched now (a
+knock-out its rebate now, a knock-in the European, a one-touch its cash now or its present
+value, a no-touch 0). A trade sent at its barrier is touched from the start; a trade's own
+spot beyond its barrier is still refused (a wrong barrier, not a touch).
 """
 
 from __future__ import annotations
@@ -39,6 +47,35 @@ class HeldTrade(NamedTuple):
     measures: tuple[Measure, ...]
     fields: Mapping[str, str]
     settings: Settings
+    touched: bool = False  # a barrier the spot has reached: path state, kept (see the module's note)
+
+
+def touched_at(batch: ProductBatch, level: float) -> bool:
+    """Whether the spot (or forward) ``level`` is at or beyond a barrier of the one-row
+    ``batch`` (False for a product without barriers). Codes: common.proto's BarrierType
+    (1, 2 down; 3, 4 up) and BarrierDirection (1 down, 2 up)."""
+    c, name = batch.columns, batch.product.name
+    if name == "barrier":
+        barrier, down = float(c["barrier"][0]), int(c["barrier_type"][0]) in (1, 2)
+    elif name == "touch":
+        barrier, down = float(c["barrier"][0]), int(c["direction"][0]) == 1
+    elif name == "double_barrier":
+        return level <= float(c["lower_barrier"][0]) or level >= float(c["upper_barrier"][0])
+    else:
+        return False
+    return level <= barrier if down else level >= barrier
+
+
+def _pinned(batch: ProductBatch, level: float) -> ProductBatch:
+    """The touched trade at ``level``: its barrier there (a double barrier's upper one when the
+    level is at or above it, else its lower one), which the kernels price as touched now."""
+    cols = dict(batch.columns)
+    at = np.array([level], dtype=np.float64)
+    if batch.product.name == "double_barrier":
+        cols["upper_barrier" if level >= float(cols["upper_barrier"][0]) else "lower_barrier"] = at
+    else:
+        cols["barrier"] = at
+    return dataclasses.replace(batch, columns=cols)
 
 
 @dataclass(frozen=True)
@@ -90,7 +127,10 @@ class TickingBook:
     ) -> PriceResult:
         result = self.service.price(spec, batch, market, measures, fields, settings)
         if trade_id:
-            self._hold(trade_id, HeldTrade(spec, batch, market, tuple(measures), fields, settings))
+            # at its barrier now (the price just given is the touched one): touched from the
+            # start (a trade on a snapshot keeps the snapshot's spot: it cannot move away)
+            touched = isinstance(market, MarketBatch) and touched_at(batch, float(market.underlying[0]))
+            self._hold(trade_id, HeldTrade(spec, batch, market, tuple(measures), fields, settings, touched))
         return result
 
     def _hold(self, trade_id: str, held) -> None:
@@ -163,6 +203,11 @@ class TickingBook:
                 cols["running_minimum"] = np.minimum(cols["running_minimum"], value)
                 cols["running_maximum"] = np.maximum(cols["running_maximum"], value)
                 batch = dataclasses.replace(batch, columns=cols)
+            elif value > 0.0 and (held.touched or touched_at(batch, value)):
+                # the spot reached the barrier on its way here: touched, now and from now on
+                # (a level the model refuses is left to it: the move's error, nothing touched)
+                held = held._replace(touched=True)
+                batch = _pinned(batch, value)
         if move.dividend_yield is not None:
             if not spec.takes_dividend:
                 raise invalid(f"{prefix}.dividend_yield", f"{spec.ref.model} takes no dividend yield")

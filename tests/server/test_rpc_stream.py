@@ -1,5 +1,6 @@
 """PriceStream: trades and market updates with correlation ids; errors per message."""
 
+import math
 import queue
 import threading
 
@@ -228,3 +229,153 @@ def test_market_updates_on_a_trade_held_on_a_snapshot(stub, channel):
     (again,) = s.recv(1)
     assert again.result.price == s0.result.price
     assert s.close() == []
+
+
+# ------------------------------------------------------------------ barriers on a stream
+def _barrier(kind, **fields):
+    """A 6-month call (a one-touch: cash 1) on spot 100, vol 20%, rate 3%, with Greeks."""
+    expiry = pb.Expiry(year_fraction=0.5)
+    if kind == "touch":
+        product = {"touch": pb.TouchOption(expiry=expiry, **fields)}
+    elif kind == "double_barrier":
+        product = {"double_barrier": pb.DoubleBarrierOption(option_type=c.OPTION_TYPE_CALL, strike=100.0,
+                                                            expiry=expiry, **fields)}
+    else:
+        product = {"barrier": pb.BarrierOption(option_type=c.OPTION_TYPE_CALL, strike=100.0, expiry=expiry,
+                                               **fields)}
+    return pb.PriceRequest(model=c.MODEL_BLACK_SCHOLES_MERTON, market=pb.Market(spot=100.0, rate=0.03, volatility=0.2),
+                           measures=[c.MEASURE_DELTA, c.MEASURE_GAMMA, c.MEASURE_VEGA], **product)
+
+
+def _at(request, spot, **product):
+    """``request`` priced alone at ``spot`` (its barrier fields replaced by ``product``)."""
+    r = pb.PriceRequest()
+    r.CopyFrom(request)
+    r.market.spot = spot
+    which = r.WhichOneof("instrument")
+    for name, value in product.items():
+        setattr(getattr(r, which), name, value)
+    return r
+
+
+def _european_at(spot):
+    return pb.PriceRequest(model=c.MODEL_BLACK_SCHOLES_MERTON,
+                           european=pb.EuropeanOption(option_type=c.OPTION_TYPE_CALL, strike=100.0,
+                                                      expiry=pb.Expiry(year_fraction=0.5)),
+                           market=pb.Market(spot=spot, rate=0.03, volatility=0.2),
+                           measures=[c.MEASURE_DELTA, c.MEASURE_GAMMA, c.MEASURE_VEGA])
+
+
+def _assert_the_european(stub, result, spot):
+    """A touched knock-in: the European call at ``spot``, its price to 1e-12 and its Greeks (the
+    barrier kernel's differences) as tests/ext/test_barrier_kernel.py's GREEK_TOL."""
+    european = stub.Price(_european_at(spot), timeout=10)
+    assert result.price == pytest.approx(european.price, rel=1e-12)
+    assert result.greeks.delta == pytest.approx(european.greeks.delta, rel=1e-6, abs=1e-9)
+    assert result.greeks.gamma == pytest.approx(european.greeks.gamma, rel=1e-4, abs=1e-8)
+    assert result.greeks.vega == pytest.approx(european.greeks.vega, rel=1e-6, abs=1e-8)
+
+
+def _numbers(result):
+    return (result.price, result.greeks.delta, result.greeks.gamma, result.greeks.vega)
+
+
+def _walk(stub, request, spots):
+    """Hold ``request`` as trade T and move its spot along ``spots``: the replies' results."""
+    s = Stream(stub.PriceStream)
+    s.send(pb.PriceStreamRequest(correlation_id="hold", trade_id="T", price=request))
+    replies = s.recv(1)
+    for i, spot in enumerate(spots):
+        s.send(pb.PriceStreamRequest(correlation_id=f"m{i}", market_update=pb.MarketUpdate(spot=spot)))
+        replies += s.recv(1)
+    assert s.close() == []
+    for r in replies:
+        assert r.HasField("result"), r
+    return [r.result for r in replies]
+
+
+def test_a_move_to_or_beyond_a_barrier_touches_the_held_trade_and_it_stays_touched(stub):
+    """The touch is path state, as a lookback's extremes are: once a move brings the spot to
+    or beyond a held trade's barrier, the trade is priced as touched (a knock-out its rebate
+    now, a knock-in the European, a one-touch its cash's present value, a no-touch 0), at
+    every later spot too, the spot back inside included (it was refused beyond the barrier,
+    and priced as never touched once back)."""
+    price = lambda r: stub.Price(r, timeout=10)  # noqa: E731
+    # a down-and-out with a rebate: alive, then knocked out beyond the barrier, then back
+    out = _barrier("barrier", barrier_type=c.BARRIER_TYPE_DOWN_OUT, barrier=90.0, rebate=2.0)
+    held, alive, knocked, back = _walk(stub, out, [95.0, 88.0, 100.0])
+    assert _numbers(held) == _numbers(price(out))
+    assert _numbers(alive) == _numbers(price(_at(out, 95.0)))
+    assert _numbers(knocked) == _numbers(back) == (2.0, 0.0, 0.0, 0.0)
+    assert _numbers(price(out))[0] != 2.0  # (the untouched trade at 100 is not its rebate)
+    # a down-and-in: from the touch on, the trade at its barrier (the European), at each spot
+    knock_in = _barrier("barrier", barrier_type=c.BARRIER_TYPE_DOWN_IN, barrier=90.0, rebate=1.0)
+    results = _walk(stub, knock_in, [90.0, 105.0, 80.0])
+    for result, spot in zip(results[1:], (90.0, 105.0, 80.0)):
+        _assert_the_european(stub, result, spot)
+        assert _numbers(result) == _numbers(price(_at(knock_in, spot, barrier=spot)))
+    # an up-and-out crossed upwards: 0 without a rebate, and after
+    up = _barrier("barrier", barrier_type=c.BARRIER_TYPE_UP_OUT, barrier=120.0)
+    assert [_numbers(r) for r in _walk(stub, up, [125.0, 110.0])] [1:] == [(0.0, 0.0, 0.0, 0.0)] * 2
+    # double barriers: at or beyond either one
+    for spots in ([130.0, 100.0], [70.0, 100.0], [80.0, 119.0]):
+        d_out = _barrier("double_barrier", knock_type=c.KNOCK_TYPE_KNOCK_OUT, lower_barrier=80.0,
+                         upper_barrier=120.0)
+        assert [_numbers(r) for r in _walk(stub, d_out, spots)][1:] == [(0.0, 0.0, 0.0, 0.0)] * 2, spots
+        d_in = _barrier("double_barrier", knock_type=c.KNOCK_TYPE_KNOCK_IN, lower_barrier=80.0,
+                        upper_barrier=120.0)
+        for result, spot in zip(_walk(stub, d_in, spots)[1:], spots):
+            _assert_the_european(stub, result, spot)
+            pinned = {"upper_barrier": spot} if spot >= 120.0 else {"lower_barrier": spot}
+            assert _numbers(result) == _numbers(price(_at(d_in, spot, **pinned))), spots
+    # touches: a one-touch paid at expiry is worth its cash's present value, a no-touch 0
+    one = _barrier("touch", touch_type=c.TOUCH_TYPE_ONE_TOUCH, direction=c.BARRIER_DIRECTION_UP,
+                   payment=c.TOUCH_PAYMENT_AT_EXPIRY, cash=10.0, barrier=110.0)
+    results = _walk(stub, one, [105.0, 112.0, 95.0])
+    assert _numbers(results[1]) == _numbers(price(_at(one, 105.0)))
+    for result, spot in zip(results[2:], (112.0, 95.0)):
+        assert result.price == pytest.approx(10.0 * math.exp(-0.03 * 0.5), rel=1e-15)
+        assert _numbers(result) == _numbers(price(_at(one, spot, barrier=spot)))  # at its barrier: touched
+    none = _barrier("touch", touch_type=c.TOUCH_TYPE_NO_TOUCH, direction=c.BARRIER_DIRECTION_DOWN, barrier=90.0)
+    assert [r.price for r in _walk(stub, none, [85.0, 100.0])][1:] == [0.0, 0.0]
+
+
+def test_a_trade_held_at_its_barrier_is_touched_and_one_never_touched_is_not(stub):
+    """Sent at its barrier, a trade is touched now and stays so when the spot moves away; a
+    trade whose spot moves inside its barriers is priced as the same trade sent at that spot."""
+    price = lambda r: stub.Price(r, timeout=10)  # noqa: E731
+    at = _barrier("barrier", barrier_type=c.BARRIER_TYPE_DOWN_OUT, barrier=100.0, rebate=3.0)
+    assert [_numbers(r) for r in _walk(stub, at, [110.0, 120.0])] == [(3.0, 0.0, 0.0, 0.0)] * 3
+    inside = _barrier("double_barrier", knock_type=c.KNOCK_TYPE_KNOCK_OUT, lower_barrier=80.0, upper_barrier=120.0)
+    for result, spot in zip(_walk(stub, inside, [81.0, 119.0, 100.0])[1:], (81.0, 119.0, 100.0)):
+        assert _numbers(result) == _numbers(price(_at(inside, spot))) and result.price > 0
+    # a move that fails (a spot the model refuses) touches nothing: the trade stays as it was
+    s = Stream(stub.PriceStream)
+    out = _barrier("barrier", barrier_type=c.BARRIER_TYPE_DOWN_OUT, barrier=90.0, rebate=2.0)
+    s.send(pb.PriceStreamRequest(correlation_id="hold", trade_id="T", price=out))
+    s.send(pb.PriceStreamRequest(correlation_id="bad", market_update=pb.MarketUpdate(spot=-5.0)))
+    s.send(pb.PriceStreamRequest(correlation_id="back", market_update=pb.MarketUpdate(spot=100.0)))
+    held, bad, back = s.recv(3)
+    assert bad.error.field == "market_update.spot"
+    assert _numbers(back.result) == _numbers(held.result) == _numbers(price(out))
+    assert s.close() == []
+
+
+def test_a_monte_carlo_barrier_is_touched_by_a_move_as_the_analytic_one(stub):
+    """The Monte Carlo engine reads the same touched state: a knock-out crossed by a move pays
+    its rebate now (standard error 0), then and after; a knock-in is simulated as the
+    European, as the same trade sent at its barrier."""
+    price = lambda r: stub.Price(r, timeout=30)  # noqa: E731
+    for barrier_type in (c.BARRIER_TYPE_DOWN_OUT, c.BARRIER_TYPE_DOWN_IN):
+        mc = _barrier("barrier", barrier_type=barrier_type, barrier=90.0, rebate=2.0)
+        mc.engine = c.ENGINE_MONTE_CARLO
+        mc.settings.paths = 2000
+        mc.settings.seed = 7
+        held, crossed, back = _walk(stub, mc, [85.0, 100.0])
+        assert held.price == price(mc).price and held.price != 2.0
+        for result, spot in ((crossed, 85.0), (back, 100.0)):
+            assert result.price == price(_at(mc, spot, barrier=spot)).price
+            if barrier_type == c.BARRIER_TYPE_DOWN_OUT:
+                assert result.price == 2.0 and result.details[0].standard_error == 0.0
+            else:
+                assert result.price != 2.0 and result.details[0].standard_error > 0.0
