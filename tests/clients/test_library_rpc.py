@@ -111,14 +111,14 @@ def test_stream_holds_a_barrier_and_reprices_it(server):
             first = session.receive(timeout=30)
             session.update_market(MarketUpdate(spot=95.0))
             second = session.receive(timeout=30)
-            session.update_market(MarketUpdate(spot=85.0))  # through the barrier: an error, the stream goes on
+            session.update_market(MarketUpdate(spot=85.0))  # through the barrier: knocked out
             third = session.receive(timeout=30)
-            session.update_market(MarketUpdate(spot=95.0))
+            session.update_market(MarketUpdate(spot=95.0))  # and it stays so (no rebate: worth 0)
             fourth = session.receive(timeout=30)
     assert first.result.price == pytest.approx(before, rel=1e-12)
     assert second.result.price == pytest.approx(after, rel=1e-12)
-    assert third.error is not None and third.error.field == "price.barrier.barrier"
-    assert fourth.result.price == pytest.approx(after, rel=1e-12)
+    assert third.error is None and fourth.error is None
+    assert third.result.price == fourth.result.price == 0.0 and after > 0.0
 
 
 def test_stream_lookback_keeps_its_running_extremes(server):
