@@ -44,6 +44,10 @@ def serve_parser() -> argparse.ArgumentParser:
                    help="estimated core-seconds one batch request may ask")
     p.add_argument("--grace", type=float, dest="grace_s", help="seconds open calls get to finish on SIGTERM")
     p.add_argument("--max-stream-trades", type=int, dest="max_stream_trades", help="trades one PriceStream may hold")
+    p.add_argument("--max-stream-held-bytes", type=int, dest="max_stream_held_bytes",
+                   help="bytes of trades one PriceStream may hold")
+    p.add_argument("--max-held-bytes", type=int, dest="max_held_bytes",
+                   help="bytes of trades all PriceStreams together may hold")
     p.add_argument("--max-backtest-observations", type=int, dest="max_backtest_observations",
                    help="observations per RiskService.Backtest stream")
     p.add_argument("--max-backtest-message-observations", type=int, dest="max_backtest_message_observations",

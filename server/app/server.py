@@ -60,6 +60,7 @@ from pricegrid.server.rpc.servicers import ECHO_SERVICE, SERVICE, PricingService
 from pricegrid.server.service.backtest import BacktestLimits
 from pricegrid.server.service.market import MarketDataService, MarketSettings
 from pricegrid.server.service.pricing import Limits, PricingService
+from pricegrid.server.service.ticking import HeldBytes
 from pricegrid.server.store import describe as describe_store
 from pricegrid.server.store import open_store
 from pricegrid.v1 import common_pb2 as cpb
@@ -393,6 +394,8 @@ def start(settings: Settings, *, span_exporter=None) -> RunningServer:
         service,
         default_deadline_s=settings.default_deadline_s,
         max_stream_trades=settings.max_stream_trades,
+        max_stream_bytes=settings.max_stream_held_bytes,
+        held=HeldBytes(settings.max_held_bytes),
         info=lambda: info,
         stream_lane=lanes.stream,
         sees_details=(lambda principal: True) if auth is None else auth.sees_details,

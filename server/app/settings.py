@@ -35,6 +35,9 @@
     max_cost_batch_s      PRICEGRID_MAX_COST_BATCH     300   the same for one batch request
     grace_s               PRICEGRID_GRACE              10    seconds in-flight calls get on SIGTERM
     max_stream_trades     PRICEGRID_MAX_STREAM_TRADES  10000 trades held per PriceStream
+    max_stream_held_bytes PRICEGRID_MAX_STREAM_HELD_BYTES 67108864 (64 MiB): the arrays of the trades one
+                                                       PriceStream holds (fixing schedules are the large part)
+    max_held_bytes        PRICEGRID_MAX_HELD_BYTES     1073741824 (1 GiB): the same for all streams together
     max_backtest_observations PRICEGRID_MAX_BACKTEST_OBSERVATIONS 1000000: observations per Backtest stream
     max_backtest_message_observations PRICEGRID_MAX_BACKTEST_MESSAGE_OBSERVATIONS 100000: per Backtest message
     max_scenario_cells    PRICEGRID_MAX_SCENARIO_CELLS 50000000: trades x scenarios one RunScenarioRisk may ask
@@ -111,6 +114,8 @@ class Settings:
     max_cost_batch_s: float = 300.0
     grace_s: float = 10.0
     max_stream_trades: int = 10_000
+    max_stream_held_bytes: int = 64 * 1024 * 1024
+    max_held_bytes: int = 1024 * 1024 * 1024
     max_backtest_observations: int = 1_000_000
     max_backtest_message_observations: int = 100_000
     max_scenario_cells: int = 50_000_000
@@ -140,7 +145,8 @@ class Settings:
         for name in ("kernel_threads", "front_workers", "batch_workers", "market_workers", "max_streams",
                      "max_connection_streams", "max_message_bytes", "max_trade_message_bytes",
                      "max_stream_message_bytes", "max_rows",
-                     "chunk_rows", "max_stream_trades", "max_backtest_observations",
+                     "chunk_rows", "max_stream_trades", "max_stream_held_bytes", "max_held_bytes",
+                     "max_backtest_observations",
                      "max_backtest_message_observations", "max_scenario_cells"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")

@@ -20,7 +20,9 @@ import time
 import grpc
 import grpc.aio
 
-from pricegrid.server.domain.errors import Code, ServiceError
+from typing import Optional
+
+from pricegrid.server.domain.errors import Code, ServiceError, invalid
 from pricegrid.server.rpc import _codec
 from pricegrid.server.rpc import fast
 from pricegrid.server.rpc import requests as req
@@ -30,7 +32,7 @@ from pricegrid.server.rpc.errors import to_rich_status
 from pricegrid.server.rpc.interceptors import Undecodable, safe_deserializer, serialized, wrap_stream, wrap_unary
 from pricegrid.server.rpc.observe import RpcObserver
 from pricegrid.server.service.pricing import PricingService, Watch
-from pricegrid.server.service.ticking import MarketMove, TickingBook
+from pricegrid.server.service.ticking import HeldBytes, MarketMove, TickingBook
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import pricing_pb2 as pb
 from pricegrid.v1 import wire
@@ -43,8 +45,12 @@ ECHO_SERVICE = "pricegrid.v1.EchoService"
 
 class PricingServicer:
     def __init__(self, service: PricingService, *, default_deadline_s: float, max_stream_trades: int, info,
-                 stream_lane: Lane, sees_details=lambda principal: True, priced=None):
+                 stream_lane: Lane, sees_details=lambda principal: True, priced=None,
+                 max_stream_bytes: Optional[int] = None, held: Optional[HeldBytes] = None):
         self.service = service
+        #: what one stream's held trades may take (bytes), and the budget of all streams together
+        self.max_stream_bytes = max_stream_bytes
+        self.held = held
         #: (ModelRef, rows, seconds) -> None: a PriceStream message priced (the per-model metrics)
         self.priced = priced or (lambda ref, rows, seconds: None)
         #: (rpc.auth.Principal or None) -> whether the caller sees ServerInfo's build details
@@ -61,6 +67,17 @@ class PricingServicer:
         budget = self.default_deadline_s if remaining is None or remaining > 1e8 else remaining
         watch = Watch(budget, context.is_active, trace=context.trace)
         if not context.add_callback(watch.cancel):  # already over
+            watch.cancel()
+        return watch
+
+    @staticmethod
+    def _stream_watch(context, call) -> Watch:
+        """A stream's deadline (the caller's, else none: a stream lives as long as its caller
+        keeps it) and cancellation (``call``, the admission.Call its messages run under, is
+        cancelled when the caller goes away during one), for the work its messages start."""
+        remaining = context.time_remaining()
+        watch = Watch(None if remaining is None or remaining > 1e8 else remaining, call.is_active, trace=call.trace)
+        if not call.add_callback(watch.cancel):
             watch.cancel()
         return watch
 
@@ -127,7 +144,15 @@ class PricingServicer:
         # generated code and is priced inline; anything else goes to the front-office pool.
         # An async generator over the request iterator (gRPC aio's cheapest stream shape:
         # context.read()/write() cost more per message)
-        book = TickingBook(self.service, self.max_stream_trades)
+        book = TickingBook(self.service, self.max_stream_trades, max_bytes=self.max_stream_bytes, budget=self.held,
+                           should_continue=self._stream_watch(context, call))
+        try:
+            async for reply in self._price_stream(requests, book, call, counter):
+                yield reply
+        finally:
+            book.close()  # its trades' bytes back to the server's budget
+
+    async def _price_stream(self, requests, book: TickingBook, call, counter):
         lane = self.stream_lane
         too_large = lane.too_large
         split_request = _codec.split_stream_request
@@ -179,6 +204,9 @@ class PricingServicer:
                 self.priced(result.priced_by, 1, time.perf_counter() - t0)
                 yield _stream_result(cid, message.trade_id, resp.price_response_bytes(result))
             elif body == "market_update":
+                if message.trade_id:  # (it would be ignored: a move names its trades in trade_ids)
+                    raise invalid("trade_id", "a market_update moves the trades its market_update.trade_ids name (every"
+                                  " held trade when empty); trade_id is a price message's: it holds that trade")
                 upd = message.market_update
                 move = MarketMove(**{f: getattr(upd, f) for f in ("spot", "forward", "rate", "dividend_yield", "volatility") if upd.HasField(f)})
                 if upd.HasField("heston"):

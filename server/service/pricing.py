@@ -510,6 +510,13 @@ class PricingService:
             )
         return estimate
 
+    def estimated_seconds(self, spec: EngineSpec, batch: ProductBatch, market, measures, settings: Settings) -> float:
+        """The estimated cost of pricing ``batch`` (core-seconds; 0 for an engine without
+        measured costs), as :meth:`check_cost` estimates it, without its cap."""
+        estimate = _cost.estimate(spec, batch.product.name, batch.columns, batch.schedule, market, measures,
+                                  settings, len(batch.columns["time_to_expiry"]))
+        return 0.0 if estimate is None else estimate.seconds
+
     def _run(self, spec: EngineSpec, batch: ProductBatch, market: MarketBatch, measures, rows: int, threads: int,
              settings: Settings, should_continue, out: "BatchOutputs", estimate: Optional[_cost.Estimate] = None,
              settings_path: str = "settings"):

@@ -6,10 +6,17 @@ only the fields it names, for the trades it names (all of them when it names non
 re-prices each, one result or one error per trade.
 
 Every move is answered at least once, and a bad move once, not once per trade: a move with
-a non-finite number (or a negative volatility) is refused whole before any trade moves; a
-move that finds no trade to move (none held, or every id unknown) answers with one error;
-unknown trade ids get one error each up to ``max_unknown`` and then one error for the rest.
-A trade id named twice moves once.
+a non-finite number (or a negative volatility) is refused whole before any trade moves, and
+so is a move whose trades would cost more to re-price, together, than one trade may (the
+service's unary cap: a stream message is front-office work); a move with no trade held
+answers with one error; unknown trade ids get one error each up to ``max_unknown`` and then
+one error for the rest. A trade id named twice moves once. The stream's ``should_continue``
+(its caller's deadline and cancellation) stops a move between trades, and the kernels that
+poll it within one.
+
+What a stream holds is bounded: ``max_trades`` trades, ``max_bytes`` bytes of their arrays,
+and all streams together the shared :class:`HeldBytes` budget (a refusal names the trade's
+``trade_id``; the stream goes on).
 
 A move of the spot is a move of the path, so a held trade's path state follows it: a
 lookback's extremes take in the new level, and a barrier or touch trade whose barrier the
@@ -23,6 +30,7 @@ spot beyond its barrier is still refused (a wrong barrier, not a touch).
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple, Optional, Sequence
 
@@ -35,7 +43,7 @@ from pricegrid.server.domain.catalogue import EngineSpec, Settings
 from pricegrid.server.domain.instruments import MarketBatch, SnapshotMarket
 from pricegrid.server.domain.models import Measure, Model
 from pricegrid.server.domain.products import ProductBatch
-from pricegrid.server.service.pricing import PriceResult, PricingService
+from pricegrid.server.service.pricing import PriceResult, PricingService, ShouldContinue
 
 
 class HeldTrade(NamedTuple):
@@ -114,37 +122,105 @@ _MOVED = {"spot": "underlying", "forward": "underlying", "rate": "rate", "divide
           "volatility": "volatility"}
 
 
+class HeldBytes:
+    """The bytes of trades all the server's streams hold, against one cap (thread-safe: the
+    streams' messages are priced in the front-office pool)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        """Reserve ``n`` bytes (a negative ``n`` gives some back); False when that would pass the cap."""
+        with self._lock:
+            if n > 0 and self.used + n > self.limit:
+                return False
+            self.used += n
+            return True
+
+
+def held_bytes(held: HeldTrade) -> int:
+    """What a held trade keeps in memory, about: its arrays (columns, schedule, market) and
+    a fixed 1 KiB for the objects around them."""
+    arrays = list(held.batch.columns.values())
+    if held.batch.schedule is not None:
+        arrays += [held.batch.schedule.times, held.batch.schedule.counts]
+    market = held.market.inline if isinstance(held.market, SnapshotMarket) else held.market
+    arrays += [a for a in dataclasses.astuple(market) if isinstance(a, np.ndarray)]
+    return 1024 + sum(int(a.nbytes) for a in arrays)
+
+
 class TickingBook:
-    def __init__(self, service: PricingService, max_trades: int, max_unknown: int = 10):
+    def __init__(self, service: PricingService, max_trades: int, max_unknown: int = 10, *,
+                 max_bytes: Optional[int] = None, budget: Optional[HeldBytes] = None,
+                 should_continue: Optional[ShouldContinue] = None):
         self.service = service
         self.max_trades = max_trades
         self.max_unknown = max_unknown
+        self.max_bytes = max_bytes
+        self.budget = budget
+        self.should_continue = should_continue
         self.trades: dict[str, HeldTrade] = {}
+        self.bytes = 0  # of the trades held (what this book took from ``budget``)
+        self._sizes: dict[str, int] = {}
 
     def price(
         self, spec: EngineSpec, batch: ProductBatch, market: MarketBatch, measures: Sequence[Measure],
         fields: Mapping[str, str], settings: Settings, trade_id: str = "",
     ) -> PriceResult:
-        result = self.service.price(spec, batch, market, measures, fields, settings)
+        held = None
         if trade_id:
             # at its barrier now (the price just given is the touched one): touched from the
             # start (a trade on a snapshot keeps the snapshot's spot: it cannot move away)
             touched = isinstance(market, MarketBatch) and touched_at(batch, float(market.underlying[0]))
-            self._hold(trade_id, HeldTrade(spec, batch, market, tuple(measures), fields, settings, touched))
+            held = HeldTrade(spec, batch, market, tuple(measures), fields, settings, touched)
+            self._check_room(trade_id, held)  # before the work: a trade that cannot be held is not priced
+        result = self.service.price(spec, batch, market, measures, fields, settings,
+                                    should_continue=self.should_continue)
+        if held is not None:
+            self._hold(trade_id, held)
         return result
 
-    def _hold(self, trade_id: str, held) -> None:
+    def _check_room(self, trade_id: str, held: HeldTrade) -> int:
+        """The bytes holding ``held`` under ``trade_id`` adds (a replaced trade's are given
+        back); RESOURCE_EXHAUSTED naming trade_id past a cap."""
         if trade_id not in self.trades and len(self.trades) >= self.max_trades:
             raise ServiceError(
                 Code.RESOURCE_EXHAUSTED,
                 f"trade_id: this stream already holds {self.max_trades} trades (the server's cap)",
             )
+        size = held_bytes(held)
+        delta = size - self._sizes.get(trade_id, 0)
+        if self.max_bytes is not None and delta > 0 and self.bytes + delta > self.max_bytes:
+            raise invalid("trade_id", f"holding this trade ({size:,} bytes) would take the trades this stream holds"
+                          f" to {self.bytes + delta:,} bytes, over the server's cap of {self.max_bytes:,} per stream;"
+                          " hold fewer or smaller trades (fixing schedules are the large part)",
+                          code=Code.RESOURCE_EXHAUSTED)
+        return delta
+
+    def _hold(self, trade_id: str, held: HeldTrade) -> None:
+        delta = self._check_room(trade_id, held)
+        if self.budget is not None and not self.budget.take(delta):
+            raise invalid("trade_id", f"the server holds as many bytes of streams' trades as it may"
+                          f" ({self.budget.limit:,}); this trade ({held_bytes(held):,} bytes) is not held: try"
+                          " again later, or hold fewer trades", code=Code.RESOURCE_EXHAUSTED)
+        self.bytes += delta
+        self._sizes[trade_id] = self._sizes.get(trade_id, 0) + delta
         self.trades[trade_id] = held
+
+    def close(self) -> None:
+        """The stream ended: give its trades' bytes back to the shared budget."""
+        if self.budget is not None and self.bytes:
+            self.budget.take(-self.bytes)
+        self.bytes = 0
+        self._sizes.clear()
+        self.trades.clear()
 
     def move(self, move: MarketMove, trade_ids: Sequence[str], prefix: str = "market_update"):
         """Apply ``move`` and re-price; yields (trade_id, PriceResult or ServiceError), at
         least one pair. Raises ServiceError (before yielding) for a move that is bad
-        whatever the trade."""
+        whatever the trade, or whose trades together cost more than one trade may."""
         move.check(prefix)
         ids = list(dict.fromkeys(trade_ids)) if trade_ids else list(self.trades)
         if not ids:
@@ -152,24 +228,48 @@ class TickingBook:
                                    " was re-priced (a price message with a trade_id holds one)")
             return
         unknown = [i for i in ids if i not in self.trades]
-        for trade_id in unknown[: self.max_unknown]:
-            yield trade_id, invalid(f"{prefix}.trade_ids", f"no trade {trade_id!r} is held on this stream")
-        if len(unknown) > self.max_unknown:
-            more = len(unknown) - self.max_unknown
-            yield "", invalid(f"{prefix}.trade_ids", f"and {more} more trade ids that no trade on this stream has"
-                                                     f" (each of the first {self.max_unknown} answered alone)")
         moved = {_MOVED[f]: f"{prefix}.{f}" for f in _MOVED if getattr(move, f) is not None}
         if move.heston is not None:
             moved.update({h: f"{prefix}.heston.{h}" for h in _HESTON})
+        # each trade moved first (its own refusals kept for its turn), then the cost of the
+        # whole move against the cap, before any work
+        plan: list[tuple[str, object]] = []
+        seconds = 0.0
         for trade_id in ids:
             held = self.trades.get(trade_id)
             if held is None:
                 continue
             try:
                 held = self._moved(held, move, prefix)
+            except ServiceError as exc:
+                plan.append((trade_id, exc))
+                continue
+            seconds += self.service.estimated_seconds(held.spec, held.batch, held.market, held.measures,
+                                                      held.settings)
+            plan.append((trade_id, held))
+        cap = self.service.limits.max_cost_unary_s
+        if seconds > cap:
+            raise invalid(f"{prefix}.trade_ids", f"re-pricing the {len(plan)} trades this move names is an estimated"
+                          f" {seconds:.3g} core-seconds of work, over the server's cap of {cap:g} core-seconds for"
+                          " one stream message; name fewer trades per move (market_update.trade_ids)",
+                          code=Code.RESOURCE_EXHAUSTED)
+        for trade_id in unknown[: self.max_unknown]:
+            yield trade_id, invalid(f"{prefix}.trade_ids", f"no trade {trade_id!r} is held on this stream")
+        if len(unknown) > self.max_unknown:
+            more = len(unknown) - self.max_unknown
+            yield "", invalid(f"{prefix}.trade_ids", f"and {more} more trade ids that no trade on this stream has"
+                                                     f" (each of the first {self.max_unknown} answered alone)")
+        for trade_id, held in plan:
+            if isinstance(held, ServiceError):
+                yield trade_id, held
+                continue
+            if self.should_continue is not None and self.should_continue() is not None:
+                return  # the caller went away, or its deadline passed: no one reads the rest
+            try:
                 # a bad value the move brought is named as the move's field
                 fields = {**held.fields, **moved}
-                result = self.service.price(held.spec, held.batch, held.market, held.measures, fields, held.settings)
+                result = self.service.price(held.spec, held.batch, held.market, held.measures, fields, held.settings,
+                                            should_continue=self.should_continue)
             except ServiceError as exc:
                 yield trade_id, exc
                 continue
