@@ -41,7 +41,7 @@ import math
 from pricegrid.server.domain.errors import Code, ServiceError, Violations, invalid
 from pricegrid.server.domain.catalogue import EngineSpec, Settings
 from pricegrid.server.domain.instruments import MarketBatch, SnapshotMarket
-from pricegrid.server.domain.models import Measure, Model
+from pricegrid.server.domain.models import Engine, Measure, Model
 from pricegrid.server.domain.products import ProductBatch
 from pricegrid.server.service.pricing import PriceResult, PricingService, ShouldContinue
 
@@ -56,6 +56,7 @@ class HeldTrade(NamedTuple):
     fields: Mapping[str, str]
     settings: Settings
     touched: bool = False  # a barrier the spot has reached: path state, kept (see the module's note)
+    cost_s: float = 0.0  # its estimated cost (core-seconds), which a move does not change (see TickingBook.move)
 
 
 def touched_at(batch: ProductBatch, level: float) -> bool:
@@ -174,7 +175,8 @@ class TickingBook:
             # at its barrier now (the price just given is the touched one): touched from the
             # start (a trade on a snapshot keeps the snapshot's spot: it cannot move away)
             touched = isinstance(market, MarketBatch) and touched_at(batch, float(market.underlying[0]))
-            held = HeldTrade(spec, batch, market, tuple(measures), fields, settings, touched)
+            held = HeldTrade(spec, batch, market, tuple(measures), fields, settings, touched,
+                             self.service.estimated_seconds(spec, batch, market, measures, settings))
             self._check_room(trade_id, held)  # before the work: a trade that cannot be held is not priced
         result = self.service.price(spec, batch, market, measures, fields, settings,
                                     should_continue=self.should_continue)
@@ -244,8 +246,10 @@ class TickingBook:
             except ServiceError as exc:
                 plan.append((trade_id, exc))
                 continue
-            seconds += self.service.estimated_seconds(held.spec, held.batch, held.market, held.measures,
-                                                      held.settings)
+            if held.spec.engine == Engine.FIXED_POINT:  # its regime (so its cost) follows the rate and yield
+                held = held._replace(cost_s=self.service.estimated_seconds(held.spec, held.batch, held.market,
+                                                                           held.measures, held.settings))
+            seconds += held.cost_s  # (the others' costs follow the trade and its settings alone: 6 us a trade)
             plan.append((trade_id, held))
         cap = self.service.limits.max_cost_unary_s
         if seconds > cap:
