@@ -13,7 +13,8 @@ reason, which is stored); nothing is stored then. The quality gates:
     staleness               as-of older than the server's maximum age (warning), or in the
                             future by more than a minute (error)
     jump.spot               spot or futures price moved more than 25% (warning) or 50% (error)
-                            since the previous snapshot of the same name
+                            since the previous snapshot of the same name (the newest other
+                            one with an as-of at or before this one's; stored as compared_with)
     jump.curve              a zero rate moved more than 100 bp (warning) at any node of the
                             same curve in the previous snapshot of the same name
     underlying.dividends    cash dividends worth the spot or more at their present value (error)
@@ -104,7 +105,9 @@ class MarketDataService:
         self._check_structure(snapshot)
         findings = (self._curve_findings(snapshot) + self._underlying_findings(snapshot)
                     + self._surface_findings(snapshot) + self._staleness(snapshot))
-        previous = self.store.latest(snapshot.name, snapshot.as_of)
+        # the same as-of counts: a second snapshot of that time is measured against the first
+        # (not against itself: the same content is the same id)
+        previous = self.store.latest(snapshot.name, snapshot.as_of, exclude=snapshot.content_id())
         if previous is not None and previous.snapshot is not None:
             findings += self._jumps(snapshot, previous.snapshot)
         return capped(findings), previous.snapshot_id if previous is not None else ""
@@ -116,7 +119,7 @@ class MarketDataService:
             raise invalid("reason", "required with force: why error-level findings are accepted")
         if len(reason) > MAX_REASON:
             raise invalid("reason", f"{len(reason):,} characters; at most {MAX_REASON:,}")
-        findings, _ = self.validate(snapshot)
+        findings, compared_with = self.validate(snapshot)
         errors = [f for f in findings if f.severity == Severity.ERROR]
         if errors and not force:
             violations = [FieldViolation(f"snapshot.{f.field}" if f.field else "snapshot", f"{f.check}: {f.message}")
@@ -135,7 +138,7 @@ class MarketDataService:
             snapshot_id, snapshot.name, snapshot.as_of, self.clock(),
             (len(snapshot.curves), len(snapshot.underlyings), len(snapshot.heston), len(snapshot.surfaces)),
             snapshot.description,
-            reason.strip() if errors else "", tuple(findings), snapshot,
+            reason.strip() if errors else "", tuple(findings), snapshot, compared_with,
         )
         created = self.store.put(record)
         return (record if created else self.store.get(snapshot_id)), created
