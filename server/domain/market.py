@@ -439,3 +439,6 @@ class SnapshotStore(Protocol):
 
     def delete(self, snapshot_id: str) -> bool:
         """False when there was no such id."""
+
+    def exists(self, snapshot_id: str) -> bool:
+        """Whether the id is stored (a cache's check that no other replica deleted it)."""

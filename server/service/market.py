@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
@@ -64,6 +65,9 @@ class MarketSettings:
     max_age: dt.timedelta = dt.timedelta(days=7)
     page_size: int = 100
     limits: Limits = Limits()
+    #: a cached snapshot is checked against the store at most this long after the last check:
+    #: another replica's delete stops this one pricing on it within this bound
+    recheck: dt.timedelta = dt.timedelta(milliseconds=500)
 
 
 def _violations_error(violations: Sequence[FieldViolation], code: Code = Code.INVALID_ARGUMENT) -> ServiceError:
@@ -79,24 +83,52 @@ class MarketDataService:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self._cache: OrderedDict[str, Snapshot] = OrderedDict()  # immutable by id: no invalidation but delete
+        # id -> (snapshot, monotonic time of the last check that the store holds it); a
+        # snapshot never changes, but it may be deleted, here or by another replica
+        self._cache: OrderedDict[str, tuple[Snapshot, float]] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._deletes = 0  # bumped by every delete: a fill read before one is not cached
+        self._recheck_s = settings.recheck.total_seconds()
 
     def snapshot(self, snapshot_id: str) -> Optional[Snapshot]:
-        """A stored snapshot for pricing, from a small cache (snapshots never change)."""
+        """A stored snapshot for pricing, from a small cache. A cached entry is checked
+        against the store (``exists``, one indexed lookup) when its last check is older than
+        ``settings.recheck``: a delete by another replica sharing the store is seen within
+        that bound. A fill whose read overlapped a delete is not cached (it would outlive it)."""
+        if not snapshot_id:
+            return None
+        now = time.monotonic()
         with self._cache_lock:
             hit = self._cache.get(snapshot_id)
             if hit is not None:
                 self._cache.move_to_end(snapshot_id)
-                return hit
-        record = self.store.get(snapshot_id) if snapshot_id else None
+                if now - hit[1] <= self._recheck_s:
+                    return hit[0]
+            deletes = self._deletes
+        if hit is not None:
+            if self.store.exists(snapshot_id):
+                with self._cache_lock:
+                    if snapshot_id in self._cache and self._deletes == deletes:
+                        self._cache[snapshot_id] = (hit[0], now)
+                return hit[0]
+            self._forget(snapshot_id)
+            return None
+        record = self.store.get(snapshot_id)
         if record is None:
             return None
         with self._cache_lock:
-            self._cache[snapshot_id] = record.snapshot
-            while len(self._cache) > CACHED_SNAPSHOTS:
-                self._cache.popitem(last=False)
+            if self._deletes == deletes:  # no delete since the read began
+                self._cache[snapshot_id] = (record.snapshot, now)
+                while len(self._cache) > CACHED_SNAPSHOTS:
+                    self._cache.popitem(last=False)
         return record.snapshot
+
+    def _forget(self, snapshot_id: str) -> None:
+        """Drops ``snapshot_id`` from the caches (this service's and the prepared underlyings)."""
+        with self._cache_lock:
+            self._deletes += 1
+            self._cache.pop(snapshot_id, None)
+        forget_prepared(snapshot_id)
 
     # ------------------------------------------------------------------ use cases
     def validate(self, snapshot: Snapshot) -> tuple[list[Finding], str]:
@@ -156,10 +188,13 @@ class MarketDataService:
         return self.store.list(name, min(limit, page) if limit else page)
 
     def delete(self, snapshot_id: str) -> str:
-        if not snapshot_id or not self.store.delete(snapshot_id):
+        """Removes it from the store and the caches; from the caches also when another
+        replica deleted it first (NOT_FOUND then, as for any absent id)."""
+        deleted = bool(snapshot_id) and self.store.delete(snapshot_id)
+        if snapshot_id:
+            self._forget(snapshot_id)
+        if not deleted:
             raise self._not_found(snapshot_id)
-        with self._cache_lock:
-            self._cache.pop(snapshot_id, None)
         return snapshot_id
 
     # ------------------------------------------------------------------ reading a stored curve or surface
@@ -486,10 +521,18 @@ def prepare(snapshot_id: str, snapshot: Snapshot, underlying_id: str, underlying
     return prepared, used
 
 
-#: prepared underlyings by (snapshot id, underlying id, with vols): a few hundred KiB at most
+#: prepared underlyings by (snapshot id, underlying id, with vols): a few hundred KiB at most.
+#: Only read with a snapshot the service returned (MarketDataService.snapshot checks that it is
+#: still stored); a delete drops its entries (forget_prepared) so that none outlives it.
 _PREPARED: "OrderedDict[tuple, PreparedMarket]" = OrderedDict()
 _PREPARED_LOCK = threading.Lock()
 _PREPARED_MAX = 64
+
+
+def forget_prepared(snapshot_id: str) -> None:
+    with _PREPARED_LOCK:
+        for key in [k for k in _PREPARED if k[0] == snapshot_id]:
+            del _PREPARED[key]
 
 
 def resolve(snapshot_id: str, snapshot: Snapshot, underlying_id: str, underlying_kind: str, times: np.ndarray,

@@ -198,6 +198,10 @@ class PostgresStore(NamedItems):
         with self._pool.connection() as conn:
             return conn.execute("DELETE FROM snapshots WHERE id = %s", (snapshot_id,)).rowcount == 1
 
+    def exists(self, snapshot_id: str) -> bool:
+        with self._pool.connection() as conn:
+            return conn.execute("SELECT 1 FROM snapshots WHERE id = %s", (snapshot_id,)).fetchone() is not None
+
     @staticmethod
     def _record(row, *, with_content: bool) -> StoredSnapshot:
         return snapshot_record(row, _utc, with_content=with_content)

@@ -182,6 +182,10 @@ class SqliteSnapshotStore(NamedItems):
         with self._lock:
             return self._db.execute("DELETE FROM snapshots WHERE id = ?", (snapshot_id,)).rowcount == 1
 
+    def exists(self, snapshot_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM snapshots WHERE id = ?", (snapshot_id,)).fetchone() is not None
+
     @staticmethod
     def _record(row, *, with_content: bool) -> StoredSnapshot:
         return snapshot_record(row, _utc, with_content=with_content)
