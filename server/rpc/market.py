@@ -25,7 +25,7 @@ from pricegrid.server.rpc.admission import Lane
 from pricegrid.server.rpc.interceptors import safe_deserializer, wrap_unary
 from pricegrid.server.rpc.requests import unknown_enums
 from pricegrid.server.rpc.observe import RpcObserver
-from pricegrid.server.service.market import MarketDataService, severity_counts
+from pricegrid.server.service.market import MarketDataService, check_reason, severity_counts
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import market_pb2 as mpb
 from pricegrid.v1 import pricing_pb2 as pb
@@ -261,7 +261,15 @@ class MarketDataServicer:
         return snapshot_of(request.snapshot)
 
     def PutSnapshot(self, request, context, rid):
-        record, created = self.service.put(self._snapshot(request), force=request.force, reason=request.reason)
+        bad = Violations()
+        snapshot = None
+        with bad.check():
+            snapshot = self._snapshot(request)
+        if bad:  # a bad reason is reported with the shape's violations (put: with the structure's)
+            with bad.check():
+                check_reason(request.force, request.reason)
+            bad.raise_if_any()
+        record, created = self.service.put(snapshot, force=request.force, reason=request.reason)
         return mpb.PutSnapshotResponse(info=info_message(record), created=created), 1, 0
 
     def GetSnapshot(self, request, context, rid):

@@ -36,7 +36,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, invalid, shown
+from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, Violations, invalid, shown
 from pricegrid.server.domain.market import Finding, Limits, Severity, Snapshot, SnapshotStore, StoredSnapshot
 from pricegrid.server.domain.surfaces import GridSurface, StrikeAxis
 from pricegrid.server.pricers import curves as curve_pricer
@@ -68,6 +68,14 @@ class MarketSettings:
     #: a cached snapshot is checked against the store at most this long after the last check:
     #: another replica's delete stops this one pricing on it within this bound
     recheck: dt.timedelta = dt.timedelta(milliseconds=500)
+
+
+def check_reason(force: bool, reason: str) -> None:
+    """PutSnapshot's reason: required with force, at most MAX_REASON characters."""
+    if force and not reason.strip():
+        raise invalid("reason", "required with force: why error-level findings are accepted")
+    if len(reason) > MAX_REASON:
+        raise invalid("reason", f"{len(reason):,} characters; at most {MAX_REASON:,}")
 
 
 def _violations_error(violations: Sequence[FieldViolation], code: Code = Code.INVALID_ARGUMENT) -> ServiceError:
@@ -135,6 +143,9 @@ class MarketDataService:
         """The quality report of a structurally valid snapshot: (findings, the id of the
         snapshot its jumps were measured against, or "")."""
         self._check_structure(snapshot)
+        return self._report(snapshot)
+
+    def _report(self, snapshot: Snapshot) -> tuple[list[Finding], str]:
         findings = (self._curve_findings(snapshot) + self._underlying_findings(snapshot)
                     + self._surface_findings(snapshot) + self._staleness(snapshot))
         # the same as-of counts: a second snapshot of that time is measured against the first
@@ -147,11 +158,13 @@ class MarketDataService:
     def put(self, snapshot: Snapshot, *, force: bool = False, reason: str = "") -> tuple[StoredSnapshot, bool]:
         """Store ``snapshot``; (the stored record, created). The same content twice gives the
         same id and ``created`` False."""
-        if force and not reason.strip():
-            raise invalid("reason", "required with force: why error-level findings are accepted")
-        if len(reason) > MAX_REASON:
-            raise invalid("reason", f"{len(reason):,} characters; at most {MAX_REASON:,}")
-        findings, compared_with = self.validate(snapshot)
+        bad = Violations()  # the reason's violation with the snapshot's, all at once
+        with bad.check():
+            check_reason(force, reason)
+        with bad.check():
+            self._check_structure(snapshot)
+        bad.raise_if_any()
+        findings, compared_with = self._report(snapshot)
         errors = [f for f in findings if f.severity == Severity.ERROR]
         if errors and not force:
             violations = [FieldViolation(f"snapshot.{f.field}" if f.field else "snapshot", f"{f.check}: {f.message}")

@@ -221,6 +221,25 @@ def test_error_findings_refuse_unless_forced_with_a_reason(market):
     assert got.info.forced_reason == "stress scenario"
 
 
+@pytest.mark.parametrize("reason", ["", "   ", "x" * 5000])
+def test_a_bad_force_reason_is_reported_with_the_snapshots_violations(market, reason):
+    """Every violation at once (docs/validation.md): the reason's with the snapshot's shape
+    (read from the message) and with its structure (the domain's checks)."""
+    shapeless = snapshot("force-reason")
+    shapeless.ClearField("as_of")
+    with pytest.raises(grpc.RpcError) as e:
+        market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=shapeless, force=True, reason=reason), timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert {f for f, _ in violations(e.value)} == {"reason", "snapshot.as_of"}
+    crooked = snapshot("force-reason", **{"curves[0].currency": "usd"})
+    with pytest.raises(grpc.RpcError) as e:
+        market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=crooked, force=True, reason=reason), timeout=10)
+    assert {f for f, _ in violations(e.value)} == {"reason", "snapshot.curves[0].currency"}
+    with pytest.raises(grpc.RpcError) as e:
+        market.PutSnapshot(mpb.PutSnapshotRequest(force=True, reason=reason), timeout=10)
+    assert {f for f, _ in violations(e.value)} == {"reason", "snapshot"}
+
+
 def test_staleness_and_future_as_of(market):
     old = snapshot("stale", as_of=NOW - dt.timedelta(days=30))
     report = market.ValidateMarket(mpb.ValidateMarketRequest(snapshot=old), timeout=10).report
