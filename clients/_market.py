@@ -193,7 +193,8 @@ def _info(msg, created=None) -> SnapshotInfo:
 class MarketClient:
     """The MarketDataService of a pricegrid server (keyword-only arguments as
     :class:`FrontOfficeClient`'s: ``target``, ``timeout`` (10 s), ``retries``, ``channel``,
-    ``credentials``, ``options``)."""
+    ``credentials``, ``options``). ``retries`` applies to the reads and evaluations, not to
+    put_snapshot and delete_snapshot (``RetryConfig``)."""
 
     def __init__(
         self,
