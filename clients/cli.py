@@ -838,7 +838,8 @@ def _snapshot_dict(info) -> dict:
     return {
         "id": info.id, "name": info.name, "as_of": info.as_of.isoformat(), "description": info.description,
         "stored_at": info.stored_at.isoformat() if info.stored_at else None, "curves": info.curves,
-        "underlyings": info.underlyings, "heston": info.heston, "forced_reason": info.forced_reason,
+        "underlyings": info.underlyings, "heston": info.heston, "surfaces": info.surfaces,
+        "forced_reason": info.forced_reason, "compared_with": info.compared_with,
         "findings": [vars(f) for f in info.findings], **({} if info.created is None else {"created": info.created}),
     }
 
@@ -936,9 +937,9 @@ def _cmd_snapshot(args, out) -> int:
                 _dump([_snapshot_dict(i) for i in infos], out)
             else:
                 rows = [[i.id, i.name, i.as_of.isoformat(timespec="seconds"), str(i.curves), str(i.underlyings),
-                         str(i.errors), str(i.warnings), i.forced_reason] for i in infos]
-                print(_format.table(["id", "name", "as of", "curves", "underlyings", "errors", "warnings", "forced"],
-                                    rows), file=out)
+                         str(i.surfaces), str(i.errors), str(i.warnings), i.forced_reason] for i in infos]
+                print(_format.table(["id", "name", "as of", "curves", "underlyings", "surfaces", "errors", "warnings",
+                                     "forced"], rows), file=out)
         elif action == "show":
             info, snapshot = client.get_snapshot(args.id)
             _dump({"info": _snapshot_dict(info), "snapshot": snapshot}, out)

@@ -42,6 +42,26 @@ def test_put_list_get_delete(market):
     assert e.value.code.name == "NOT_FOUND"
 
 
+def test_snapshot_info_counts_surfaces_and_names_the_compared_snapshot(server, market, capsys):
+    demo = market.list_snapshots("demo")[0]
+    assert demo.surfaces == 2 and market.get_snapshot(demo.id)[0].surfaces == 2  # the server's SnapshotInfo.surfaces
+    first = market.put_snapshot(snapshot_dict("client-compared"))
+    assert first.surfaces == 0 and first.compared_with == ""
+    moved = market.put_snapshot(snapshot_dict("client-compared", rates=(0.03, 0.031, 0.034)))
+    assert moved.compared_with == first.id and market.get_snapshot(moved.id)[0].compared_with == first.id
+    target = ["--target", server.address]
+    assert cli.main(["snapshot", "list", "--name", "demo", *target]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("{")]  # (server logs)
+    row = next(line for line in lines if line.startswith(demo.id)).split()
+    assert lines[0].split()[4:7] == ["curves", "underlyings", "surfaces"]  # ("as of": two words in the header)
+    assert row[3:6] == [str(demo.curves), str(demo.underlyings), "2"]
+    assert cli.main(["snapshot", "show", demo.id, *target]) == 0
+    assert _first_json(capsys.readouterr().out, "snapshot")["info"]["surfaces"] == 2
+    assert cli.main(["snapshot", "list", "--name", "client-compared", "--json", *target]) == 0
+    listed = _first_json(capsys.readouterr().out)
+    assert [(x["id"], x["compared_with"]) for x in listed] == [(moved.id, first.id), (first.id, "")]
+
+
 def test_bad_snapshot_names_the_field(market):
     bad = snapshot_dict(rates=(0.03, float("nan"), 0.033))
     with pytest.raises(PricingError) as e:
