@@ -17,6 +17,8 @@ from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import market_pb2 as mpb
 from pricegrid.v1 import market_pb2_grpc
 from pricegrid.v1 import pricing_pb2 as pb
+from pricegrid.v1 import risk_pb2 as rpb
+from pricegrid.v1 import risk_pb2_grpc
 from tests.server.richerr import violations
 
 VALUATION = dt.date(2026, 12, 5)
@@ -143,3 +145,28 @@ def test_year_fractions_count_act365f_from_the_snapshots_valuation_date(stub, sn
     req = _request(snapshot_id, expiry)
     req.european.expiry.year_fraction = (expiry - VALUATION).days / 365.0
     assert stub.Price(req, timeout=10).price == stub.Price(_request(snapshot_id, expiry), timeout=10).price
+
+
+def test_a_scenario_run_holds_expiry_dates_to_the_axis(channel, snapshot_id):
+    """RunScenarioRisk reads the same snapshot: a book's expiry dates off its axis are
+    refused naming the portfolio's field; on them, it runs."""
+    risk = risk_pb2_grpc.RiskServiceStub(channel)
+    expiries = [NODES[1], dt.date(2027, 5, 30)]
+
+    def run(**kw):
+        book = _batch(snapshot_id, expiries, **kw)
+        req = rpb.RunScenarioRiskRequest(output=rpb.SCENARIO_OUTPUT_BOTH)
+        req.portfolio.CopyFrom(book)
+        req.scenarios.shifts.add(name="spot", quantity=rpb.SHIFT_QUANTITY_SPOT, kind=rpb.SHIFT_KIND_RELATIVE,
+                                 selector=["X"])
+        req.scenarios.labels.extend(["base", "up"])
+        req.scenarios.sizes.values.extend([0.0, 0.1])
+        return list(risk.RunScenarioRisk(req, timeout=10))
+
+    for kw, field in (({"valuation": dt.date(2026, 12, 6)}, "portfolio.european.valuation_date"),
+                      ({"day_count": cpb.DAY_COUNT_ACT_360}, "portfolio.european.day_count")):
+        with pytest.raises(grpc.RpcError) as e:
+            run(**kw)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [f for f, _ in violations(e.value)] == [field]
+    assert run()  # on the axis: it runs
