@@ -145,12 +145,12 @@ class MarketDataService:
         self._check_structure(snapshot)
         return self._report(snapshot)
 
-    def _report(self, snapshot: Snapshot) -> tuple[list[Finding], str]:
+    def _report(self, snapshot: Snapshot, snapshot_id: str = "") -> tuple[list[Finding], str]:
         findings = (self._curve_findings(snapshot) + self._underlying_findings(snapshot)
                     + self._surface_findings(snapshot) + self._staleness(snapshot))
         # the same as-of counts: a second snapshot of that time is measured against the first
         # (not against itself: the same content is the same id)
-        previous = self.store.latest(snapshot.name, snapshot.as_of, exclude=snapshot.content_id())
+        previous = self.store.latest(snapshot.name, snapshot.as_of, exclude=snapshot_id or snapshot.content_id())
         if previous is not None and previous.snapshot is not None:
             findings += self._jumps(snapshot, previous.snapshot)
         return capped(findings), previous.snapshot_id if previous is not None else ""
@@ -164,7 +164,8 @@ class MarketDataService:
         with bad.check():
             self._check_structure(snapshot)
         bad.raise_if_any()
-        findings, compared_with = self._report(snapshot)
+        snapshot_id = snapshot.content_id()  # (hashed once: the jump check excludes the snapshot itself)
+        findings, compared_with = self._report(snapshot, snapshot_id)
         errors = [f for f in findings if f.severity == Severity.ERROR]
         if errors and not force:
             violations = [FieldViolation(f"snapshot.{f.field}" if f.field else "snapshot", f"{f.check}: {f.message}")
@@ -175,7 +176,6 @@ class MarketDataService:
                 + "; ".join(f"{v.field}: {v.description}" for v in violations[:5]),
                 violations,
             )
-        snapshot_id = snapshot.content_id()
         existing = self.store.get(snapshot_id)
         if existing is not None:
             return existing, False
