@@ -39,9 +39,7 @@ def _one_d(name: str, array: np.ndarray) -> np.ndarray:
         array = array.reshape(1)
     elif array.ndim != 1:
         raise ValueError(f"{name}: expected a 1-d array or a scalar, got shape {array.shape}")
-    if array.size == 0:
-        raise ValueError(f"{name}: empty column")
-    return np.ascontiguousarray(array)
+    return np.ascontiguousarray(array)  # (0 rows is a batch the server answers: rows 0)
 
 
 def as_option_type_column(values: Any) -> np.ndarray:
@@ -51,11 +49,11 @@ def as_option_type_column(values: Any) -> np.ndarray:
     """
     array = np.asarray(values)
     if array.dtype.kind in "iu":
-        out = array.astype(I4, copy=False)
-        bad = (out != 1) & (out != 2)  # (np.isin sorts: ten times slower on a million rows)
+        # checked before the int32 cast, which would wrap 2**32 + 1 into a call
+        bad = (array != 1) & (array != 2)  # (np.isin sorts: ten times slower on a million rows)
         if bad.any():
-            raise ValueError(f"option_type: unknown code {out[bad][0]} (1 call, 2 put)")
-        return _one_d("option_type", out)
+            raise ValueError(f"option_type: unknown code {array[bad][0]} (1 call, 2 put)")
+        return _one_d("option_type", array.astype(I4, copy=False))
     if array.dtype.kind == "f":
         if not np.all((array == 1.0) | (array == 2.0)):
             raise ValueError("option_type: float codes must be 1.0 (call) or 2.0 (put)")
@@ -81,11 +79,10 @@ def as_enum_column(name: str, values: Any, enum: str) -> np.ndarray:
     names = enum_names(enum)
     array = np.asarray(values)
     if array.dtype.kind in "iu":
-        out = array.astype(I4, copy=False)
-        bad = ~np.isin(out, list(names.values()))
+        bad = ~np.isin(array, list(names.values()))  # before the int32 cast, which would wrap
         if bad.any():
-            raise ValueError(f"{name}: unknown {enum} code {out[bad][0]}")
-        return _one_d(name, out)
+            raise ValueError(f"{name}: unknown {enum} code {array[bad][0]}")
+        return _one_d(name, array.astype(I4, copy=False))
     if array.dtype.kind in "USO":
         flat = array.reshape(-1) if array.ndim else array.reshape(1)
         uniques, inverse = np.unique(flat.astype(str), return_inverse=True)
@@ -144,7 +141,8 @@ def date_message(value: _dt.date) -> common_pb2.Date:
 def broadcast_length(columns: dict[str, np.ndarray]) -> int:
     """The batch's row count: every column has it or length 1. Raises naming the culprit."""
     lengths = {name: len(a) for name, a in columns.items()}
-    n = max(lengths.values(), default=0)
+    others = [length for length in lengths.values() if length != 1]  # (0 rows with scalars: 0)
+    n = max(others) if others else (1 if lengths else 0)
     for name, length in lengths.items():
         if length not in (1, n):
             raise ValueError(f"{name}: has {length} rows; expected {n} (or 1 to broadcast)")
@@ -252,7 +250,8 @@ def plan_chunks(
         limit = min(limit, chunk_rows)
     size = rows if limit is math.inf else int(limit)
     size = max(1, min(size, rows)) if rows else 1
-    ranges = tuple((start, min(start + size, rows)) for start in range(0, rows, size))
+    # no rows: one empty chunk, so that the server checks the request and answers rows 0
+    ranges = tuple((start, min(start + size, rows)) for start in range(0, rows, size)) or ((0, 0),)
     return ChunkPlan(rows=rows, rows_per_chunk=size, ranges=ranges)
 
 

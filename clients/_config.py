@@ -9,6 +9,19 @@ from typing import Sequence
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 SERVICES = ("pricegrid.v1.PricingService", "pricegrid.v1.EchoService")
+#: methods of the other services that RetryConfig retries: those whose second attempt cannot
+#: differ from the first, i.e. reads and computations (no put or delete: a delete retried
+#: after the first attempt landed would answer NOT_FOUND, a put "created = false", a backtest
+#: history append would append twice). gRPC retries a streaming call only until its first
+#: response message arrives (and while what it sent fits its retry buffer), so a stream cut
+#: later fails, never replays: RunScenarioRisk and Backtest only compute, and are retried.
+RETRIED_METHODS = {
+    "pricegrid.v1.MarketDataService": ("GetSnapshot", "ListSnapshots", "ValidateMarket", "EvaluateCurve",
+                                       "EvaluateSurface"),
+    "pricegrid.v1.RiskService": ("Backtest", "RunScenarioRisk", "ParametricVar", "Sensitivities", "WorstCase",
+                                 "GetPortfolio", "ListPortfolios", "ListStresses", "GetScenarioSet",
+                                 "ListScenarioSets", "GetBacktestHistory", "ListBacktestHistories"),
+}
 
 #: A channel option list: ``[("grpc.keepalive_time_ms", 30000), ...]``.
 ChannelOptions = Sequence[tuple[str, object]]
@@ -45,7 +58,9 @@ class RetryConfig:
         >>> RetryConfig(max_attempts=1)                     # no retries
 
     gRPC retries only calls that have not yet received a response and caps ``max_attempts``
-    at 5. Every attempt counts against the call's one deadline.
+    at 5. Every attempt counts against the call's one deadline. It applies to every method
+    of PricingService and to the reads and computations of MarketDataService and RiskService
+    (``RETRIED_METHODS``); their puts and deletes are not retried.
     """
 
     max_attempts: int = 3
@@ -68,8 +83,10 @@ class RetryConfig:
         return self.max_attempts > 1
 
     def service_config(self) -> dict:
-        """The gRPC service config (as a dict) that applies this policy to pricegrid's services."""
-        method = {"name": [{"service": s} for s in SERVICES]}
+        """The gRPC service config (as a dict) that applies this policy to pricegrid's services
+        (every method of SERVICES, the RETRIED_METHODS of the others)."""
+        method = {"name": [{"service": s} for s in SERVICES]
+                  + [{"service": s, "method": m} for s, methods in RETRIED_METHODS.items() for m in methods]}
         if self.enabled:
             method["retryPolicy"] = {
                 "maxAttempts": self.max_attempts,

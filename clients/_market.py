@@ -68,6 +68,8 @@ class SnapshotInfo:
     findings: tuple[Finding, ...]  # empty in list_snapshots (get_snapshot has them)
     created: bool | None = None  # put_snapshot only: False when the same content was stored already
     counts: tuple[int, int] | None = None  # (errors, warnings) of the report; None: count the findings
+    surfaces: int = 0  # volatility surfaces
+    compared_with: str = ""  # the snapshot of the name its jumps were measured against ("": none)
 
     @property
     def errors(self) -> int:
@@ -186,14 +188,15 @@ def _info(msg, created=None) -> SnapshotInfo:
     return SnapshotInfo(
         msg.id, msg.name, _when(msg.as_of), _when(msg.stored_at) if msg.HasField("stored_at") else None, msg.curves,
         msg.underlyings, msg.heston, msg.description, msg.forced_reason, _findings(msg.report), created,
-        (msg.report.errors, msg.report.warnings),
+        (msg.report.errors, msg.report.warnings), msg.surfaces, msg.report.compared_with,
     )
 
 
 class MarketClient:
     """The MarketDataService of a pricegrid server (keyword-only arguments as
     :class:`FrontOfficeClient`'s: ``target``, ``timeout`` (10 s), ``retries``, ``channel``,
-    ``credentials``, ``options``)."""
+    ``credentials``, ``options``). ``retries`` applies to the reads and evaluations, not to
+    put_snapshot and delete_snapshot (``RetryConfig``)."""
 
     def __init__(
         self,

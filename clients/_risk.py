@@ -561,7 +561,8 @@ class RiskClient(_RiskRequests):
                        request buffers, about 4 MiB each at the defaults, from batch to batch;
                        ``close()`` lets them go)
     ``progress``       show a tqdm progress bar (when tqdm is installed)
-    ``retries``        :class:`RetryConfig` (gRPC's own retries on ``UNAVAILABLE``)
+    ``retries``        :class:`RetryConfig` (gRPC's own retries on ``UNAVAILABLE``; on the
+                       RiskService its reads and runs, not its puts and deletes)
     ``channel``        a ``grpc.Channel`` to use instead of opening one (not closed by us)
     ``credentials``, ``options``  as for :class:`FrontOfficeClient`
 

@@ -173,7 +173,9 @@ def _instrument_arguments(parser: argparse.ArgumentParser) -> None:
                    help="American fixed-point scheme")
 
 
-def _trade_arguments(parser: argparse.ArgumentParser, *, vol: bool) -> None:
+def _trade_arguments(parser: argparse.ArgumentParser, *, vol: bool, snapshot: bool = True) -> None:
+    """``snapshot`` False: --snapshot and --underlying are not offered (implied volatility is
+    not served on snapshots); still parsed, so that the command refuses them by name."""
     parser.add_argument("--model", default="bsm", choices=sorted(MODELS), help="pricing model (default bsm)")
     parser.add_argument("--type", dest="option_type", type=str.lower, choices=["call", "put", "c", "p"])
     parser.add_argument("--strike", type=float)
@@ -186,10 +188,11 @@ def _trade_arguments(parser: argparse.ArgumentParser, *, vol: bool) -> None:
     underlying.add_argument("--spot", type=float, help="spot (bsm)")
     underlying.add_argument("--forward", type=float, help="forward (black76, bachelier)")
     underlying.add_argument("--snapshot", help="a market snapshot's id (with --underlying): level, rates, dividends"
-                                               " and, without --vol, the vol come from it")
-    parser.add_argument("--underlying", help="the underlying's id in the --snapshot")
-    parser.add_argument("--rate", type=float, default=0.0, help="continuously compounded rate, per 1.00")
-    parser.add_argument("--dividend", type=float, default=0.0, help="dividend yield, per 1.00 (bsm)")
+                                               " and, without --vol, the vol come from it (not --rate, --dividend)"
+                            if snapshot else argparse.SUPPRESS)
+    parser.add_argument("--underlying", help="the underlying's id in the --snapshot" if snapshot else argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, help="continuously compounded rate, per 1.00 (default 0)")
+    parser.add_argument("--dividend", type=float, help="dividend yield, per 1.00 (bsm; default 0)")
     if vol:
         parser.add_argument("--vol", type=float, help="volatility, per 1.00 (not with --model heston)")
 
@@ -222,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(price, timeout=60.0)
 
     iv = commands.add_parser("iv", help="implied volatility of one trade from its price")
-    _trade_arguments(iv, vol=False)
+    _trade_arguments(iv, vol=False, snapshot=False)  # the server solves on inline markets only
     iv.add_argument("--price", type=float, required=True, help="the option's premium")
     _common(iv, timeout=5.0)
 
@@ -414,8 +417,14 @@ def _market(args, vol: float | None) -> Market:
     if getattr(args, "snapshot", None):
         if not args.underlying:
             raise _BadInput("--snapshot needs --underlying (the underlying's id in the snapshot)")
+        given = [flag for flag, name in (("--rate", "rate"), ("--dividend", "dividend")) if getattr(args, name) is not None]
+        if given:  # as the server and Market() refuse them: never dropped without a word
+            raise _BadInput(f"{', '.join(given)}: the rates and dividends come from the snapshot (--snapshot); give"
+                            " the market inline (--spot or --forward) or by snapshot, not both")
         return Market(snapshot_id=args.snapshot, underlying_id=args.underlying, volatility=vol, heston=heston)
-    return Market(spot=args.spot, forward=args.forward, rate=args.rate, dividend_yield=args.dividend,
+    if getattr(args, "underlying", None) is not None:
+        raise _BadInput("--underlying names an underlying of a --snapshot; with --spot or --forward leave it out")
+    return Market(spot=args.spot, forward=args.forward, rate=args.rate or 0.0, dividend_yield=args.dividend or 0.0,
                   volatility=vol, heston=heston)
 
 
@@ -467,6 +476,9 @@ def _cmd_price(args, out) -> int:
 def _cmd_iv(args, out) -> int:
     from ._frontoffice import FrontOfficeClient
 
+    if args.snapshot or args.underlying:  # as the server: market.snapshot_id is not served for implied vols
+        raise _BadInput(f"{'--snapshot' if args.snapshot else '--underlying'}: implied volatility is solved on an"
+                        " inline market (--spot or --forward, --rate, --dividend), not on a snapshot")
     option, market = _option(args), _market(args, None)
     if not isinstance(option, EuropeanOption):
         raise _BadInput("implied volatility is for European options")
@@ -826,7 +838,8 @@ def _snapshot_dict(info) -> dict:
     return {
         "id": info.id, "name": info.name, "as_of": info.as_of.isoformat(), "description": info.description,
         "stored_at": info.stored_at.isoformat() if info.stored_at else None, "curves": info.curves,
-        "underlyings": info.underlyings, "heston": info.heston, "forced_reason": info.forced_reason,
+        "underlyings": info.underlyings, "heston": info.heston, "surfaces": info.surfaces,
+        "forced_reason": info.forced_reason, "compared_with": info.compared_with,
         "findings": [vars(f) for f in info.findings], **({} if info.created is None else {"created": info.created}),
     }
 
@@ -877,9 +890,22 @@ def _plot_snapshot(client, args, out) -> None:
         ax.set_title(f"{surface['id']} ({surface.get('underlying', '')})")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(args.png, dpi=110)
-    plt.close(fig)
+    _save_png(fig, args.png, 110)
     print(f"wrote {args.png}", file=out)
+
+
+def _save_png(fig, path: Path, dpi: int) -> None:
+    """Writes ``fig`` as PNG to exactly ``path`` (matplotlib would add ".png" to a name without
+    a suffix, and the CLI would report a file it did not write); a path that cannot be written
+    is bad input (exit 2, one line), never a traceback."""
+    import matplotlib.pyplot as plt
+
+    try:
+        fig.savefig(path, dpi=dpi, format="png")
+    except OSError as e:
+        raise _BadInput(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
 
 
 def _cmd_snapshot(args, out) -> int:
@@ -911,9 +937,9 @@ def _cmd_snapshot(args, out) -> int:
                 _dump([_snapshot_dict(i) for i in infos], out)
             else:
                 rows = [[i.id, i.name, i.as_of.isoformat(timespec="seconds"), str(i.curves), str(i.underlyings),
-                         str(i.errors), str(i.warnings), i.forced_reason] for i in infos]
-                print(_format.table(["id", "name", "as of", "curves", "underlyings", "errors", "warnings", "forced"],
-                                    rows), file=out)
+                         str(i.surfaces), str(i.errors), str(i.warnings), i.forced_reason] for i in infos]
+                print(_format.table(["id", "name", "as of", "curves", "underlyings", "surfaces", "errors", "warnings",
+                                     "forced"], rows), file=out)
         elif action == "show":
             info, snapshot = client.get_snapshot(args.id)
             _dump({"info": _snapshot_dict(info), "snapshot": snapshot}, out)
@@ -1134,11 +1160,14 @@ def _cmd_risk_run(args, out) -> int:
         except ValueError as e:
             raise _BadInput(str(e)) from None
     if args.cube_csv:
-        with args.cube_csv.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["trade_id", *result.scenario_labels])
-            for tid, row in zip(result.trade_ids, result.cube):
-                w.writerow([tid, *(repr(float(x)) for x in row)])
+        try:
+            with args.cube_csv.open("w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["trade_id", *result.scenario_labels])
+                for tid, row in zip(result.trade_ids, result.cube):
+                    w.writerow([tid, *(repr(float(x)) for x in row)])
+        except OSError as e:
+            raise _BadInput(f"cannot write {args.cube_csv}: {e.strerror or e}") from None
     if args.png:
         _plot_pnl(result, args.png, sys.stderr if args.json else out)
     if args.json:
@@ -1206,8 +1235,7 @@ def _plot_pnl(result, path: Path, out) -> None:
     ax.set_title(f"{len(result.trade_ids)} trades under {len(result.scenario_labels)} scenarios")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save_png(fig, path, 100)
     print(f"wrote {path}", file=out)
 
 
@@ -1372,12 +1400,7 @@ def _plot_backtest(pnl, var, labels, result, path: Path, out) -> None:
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14 if labels is not None else -0.1), ncol=4,
               frameon=False)
     fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=110)
-    except OSError as e:
-        raise _BadInput(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        plt.close(fig)
+    _save_png(fig, path, 110)
     print(f"wrote {path}", file=out)
 
 

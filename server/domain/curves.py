@@ -1,9 +1,14 @@
 """Yield curves as market data: nodes, how to read them, and their checks.
 
-A curve is n nodes (t_i, v_i): t_i year fractions from the curve's valuation date under its
-day count, strictly increasing and > 0 (t = 0 has discount factor 1 implicitly), v_i
-continuously compounded zero rates or discount factors (``value_kind``), and an
-interpolation. The conventions (interpolation, extrapolation before the first and after the
+A curve is n nodes (t_i, v_i): t_i years ACT/365F from the snapshot's valuation date (the
+snapshot's one time axis), strictly increasing and > 0 (t = 0 has discount factor 1
+implicitly), v_i continuously compounded zero rates on that axis or discount factors
+(``value_kind``), and an interpolation. Nodes given by dates under another day count are
+placed on the axis (``axis_nodes``): each keeps its discount factor, so a zero rate z quoted
+in the day count becomes z t_dc / t_axis; ``day_count`` only records how the dates were
+quoted. For ACT/360 (a linear change of time) that is exactly the curve QuantLib builds in
+the day count, between nodes too; for ACT/ACT ISDA and 30/360 it is exact at the nodes and
+interpolates on the axis between them. The conventions (interpolation, extrapolation before the first and after the
 last node, forwards at the nodes) are the kernel's, written out in the design note of
 ``ext/curves.pyx``; the codes below are the kernel's codes. Evaluation lives in the pricer
 layer (``pricegrid.server.pricers.curves``); this module holds data and checks only.
@@ -26,7 +31,7 @@ import numpy as np
 from pricegrid.server.domain.daycount import DayCount, to_days, year_fractions
 from pricegrid.server.domain.errors import FieldViolation
 
-__all__ = ["Interpolation", "ValueKind", "YieldCurve"]
+__all__ = ["Interpolation", "ValueKind", "YieldCurve", "axis_nodes"]
 
 
 class Interpolation(enum.IntEnum):
@@ -52,6 +57,22 @@ class ValueKind(enum.IntEnum):
 #: one curve's nodes (a snapshot over it: RESOURCE_EXHAUSTED, market.Limits.max_curve_nodes)
 MAX_NODES = 100_000
 _CURRENCY_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def axis_nodes(valuation_day: int, days: np.ndarray, values: np.ndarray, value_kind,
+               day_count: DayCount) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(axis times, values on the axis, day-count times) of nodes on dates (epoch days): the
+    axis is ACT/365F from the valuation date. Discount factors are kept; a zero rate keeps its
+    node's discount factor, z_axis = z_dc t_dc / t_axis (a node not after the valuation date
+    keeps its value: validate() refuses its time)."""
+    days = np.asarray(days, dtype=np.int64)
+    t_dc = year_fractions(valuation_day, days, DayCount(day_count))
+    t_axis = (days - valuation_day) / 365.0
+    values = np.array(values, dtype=np.float64)
+    if value_kind == ValueKind.ZERO_RATE and DayCount(day_count) != DayCount.ACT_365F and values.shape == days.shape:
+        ok = t_axis > 0.0
+        values[ok] = values[ok] * t_dc[ok] / t_axis[ok]
+    return t_axis, values, t_dc
 
 
 def _enum_or_raw(kind: type[enum.IntEnum], value):
@@ -105,11 +126,11 @@ class YieldCurve:
         value_kind: ValueKind = ValueKind.DISCOUNT_FACTOR,
         interpolation: Interpolation = Interpolation.LOG_LINEAR_DISCOUNT,
     ) -> "YieldCurve":
-        """A curve whose node times are the year fractions from ``valuation_date`` to
-        ``dates`` under ``day_count`` (dates after the valuation date; validate() says
-        which are not)."""
+        """A curve on nodes at ``dates`` quoted under ``day_count``, placed on the axis
+        (``axis_nodes``: times ACT/365F from ``valuation_date``, each node's discount factor
+        kept); dates after the valuation date (validate() says which are not)."""
         days = np.array([to_days(d) for d in dates], dtype=np.int64)
-        times = year_fractions(to_days(valuation_date), days, DayCount(day_count))
+        times, values, _ = axis_nodes(to_days(valuation_date), days, values, value_kind, DayCount(day_count))
         return cls(curve_id, currency, DayCount(day_count).name, times, values, value_kind, interpolation)
 
     # ------------------------------------------------------------------ checks

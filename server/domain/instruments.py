@@ -110,11 +110,35 @@ class SnapshotMarket:
     rates and dividends come from the snapshot at each row's expiry; ``inline`` carries what
     the snapshot does not hold yet (the volatility, or the Heston parameters). An inline
     ``volatility`` of None reads each row's from the underlying's surface; any column given
-    is used as given (a 0 is a zero vol, which the kernels refuse per row)."""
+    is used as given (a 0 is a zero vol, which the kernels refuse per row).
+
+    The rows' times count on the snapshot's axis (years ACT/365F from its valuation date):
+    ``expiry_dates`` is the origin of an expiry sent as dates (valuation date, DayCount name,
+    the field path of its dates), checked against the snapshot's (``check_expiry_dates``);
+    None: year fractions, read as ACT/365F from the snapshot's valuation date."""
 
     snapshot_id: str
     underlying_id: str
     inline: MarketBatch
+    expiry_dates: Optional[tuple] = None
+
+
+def check_expiry_dates(market: SnapshotMarket, valuation_date) -> list[tuple[str, str]]:
+    """(field, why) of each way ``market``'s expiry dates leave the axis of a snapshot valued
+    on ``valuation_date``: another valuation date (the snapshot's lookups would count from the
+    wrong origin) or a day count other than ACT/365F (a date would sit elsewhere on the axis
+    than the snapshot's own dates)."""
+    if market.expiry_dates is None:
+        return []
+    start, day_count, path = market.expiry_dates
+    out = []
+    if start != valuation_date:
+        out.append((f"{path}.valuation_date", f"{start} is not the snapshot's valuation date {valuation_date}: a trade"
+                                              " on a snapshot counts its expiry from the snapshot's valuation date"))
+    if day_count != "ACT_365F":
+        out.append((f"{path}.day_count", f"{day_count} on a snapshot: its times are years ACT/365F from its valuation"
+                                         " date (send DAY_COUNT_ACT_365F)"))
+    return out
 
 
 class MarketUsed(NamedTuple):

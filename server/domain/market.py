@@ -371,6 +371,7 @@ class StoredSnapshot:
     forced_reason: str
     findings: tuple[Finding, ...]
     snapshot: Optional[Snapshot] = None
+    compared_with: str = ""  # the snapshot of the name its jumps were measured against ("": none)
 
 
 def _surface_values(x: Surface) -> np.ndarray:
@@ -432,8 +433,12 @@ class SnapshotStore(Protocol):
     def list(self, name: str = "", limit: int = 100) -> Sequence[StoredSnapshot]:
         """Summaries (no snapshot), newest as-of first."""
 
-    def latest(self, name: str, before: dt.datetime) -> Optional[StoredSnapshot]:
-        """The newest record of ``name`` with as-of before ``before``, with its snapshot."""
+    def latest(self, name: str, before: dt.datetime, exclude: str = "") -> Optional[StoredSnapshot]:
+        """The newest record of ``name`` (as-of, then stored_at) with as-of at or before
+        ``before`` and an id other than ``exclude``, with its snapshot."""
 
     def delete(self, snapshot_id: str) -> bool:
         """False when there was no such id."""
+
+    def exists(self, snapshot_id: str) -> bool:
+        """Whether the id is stored (a cache's check that no other replica deleted it)."""

@@ -2,9 +2,11 @@
 
 Reading a snapshot names every field as the caller wrote it (``snapshot.curves[1].values``);
 enum values the contract does not know are refused, unset ones take the documented
-defaults (day count ACT/365F, interpolation log-linear on discount factors). Node and
-dividend dates become year fractions from the snapshot's valuation date under the curve's
-day count (ACT/365F for dividends); the server keeps and returns times.
+defaults (day count ACT/365F, interpolation log-linear on discount factors). A snapshot has
+one time axis, years ACT/365F from its valuation date: node, dividend and expiry dates are
+placed on it (a curve's node keeps its discount factor, its zero rate quoted in the curve's
+day count becomes the rate on the axis: domain.curves.axis_nodes); the server keeps and
+returns times on the axis.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import grpc
 import numpy as np
 
 from pricegrid.server.domain import daycount
-from pricegrid.server.domain.curves import Interpolation, ValueKind, YieldCurve
+from pricegrid.server.domain.curves import Interpolation, ValueKind, YieldCurve, axis_nodes
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, Violations, invalid
 from pricegrid.server.domain.market import CashDividend, HestonSet, Snapshot, StoredSnapshot, Underlying
 from pricegrid.server.domain.surfaces import GridSurface, SabrSurface, StrikeAxis, SviSurface
@@ -23,7 +25,7 @@ from pricegrid.server.rpc.admission import Lane
 from pricegrid.server.rpc.interceptors import safe_deserializer, wrap_unary
 from pricegrid.server.rpc.requests import unknown_enums
 from pricegrid.server.rpc.observe import RpcObserver
-from pricegrid.server.service.market import MarketDataService, severity_counts
+from pricegrid.server.service.market import MarketDataService, check_reason, severity_counts
 from pricegrid.v1 import common_pb2 as cpb
 from pricegrid.v1 import market_pb2 as mpb
 from pricegrid.v1 import pricing_pb2 as pb
@@ -60,17 +62,19 @@ def _curve(msg: mpb.YieldCurve, valuation: dt.date, path: str) -> YieldCurve:
         raise invalid(f"{path}.day_count", f"unknown DayCount value {msg.day_count}")
     if len(msg.node_times) and len(msg.node_dates):
         raise invalid(f"{path}.node_dates", "set node_times or node_dates, not both")
+    values = np.array(msg.values, dtype=np.float64)
     if len(msg.node_dates):
-        times = [_years(valuation, d, dc, f"{path}.node_dates[{i}]") for i, d in enumerate(msg.node_dates)]
+        days = np.array([daycount.to_days(_date(d, f"{path}.node_dates[{i}]")) for i, d in enumerate(msg.node_dates)],
+                        dtype=np.int64)
+        times, values, t_dc = axis_nodes(daycount.to_days(valuation), days, values, _VALUE_KINDS[msg.value_kind], dc)
         past = [FieldViolation(f"{path}.node_dates[{i}]", f"{_text(d)} is not after the valuation date {valuation}"
-                                                          " (a node is a time > 0 from it)")
-                for i, (d, t) in enumerate(zip(msg.node_dates, times)) if not t > 0.0]
+                                                          f" (a node is a time > 0 from it, {dc.name} and ACT_365F)")
+                for i, (d, t, u) in enumerate(zip(msg.node_dates, times, t_dc)) if not (t > 0.0 and u > 0.0)]
         if past:
             raise ServiceError(Code.INVALID_ARGUMENT, "; ".join(f"{v.field}: {v.description}" for v in past[:5]), past)
     else:
-        times = list(msg.node_times)
-    return YieldCurve(msg.id, msg.currency, dc.name, np.array(times, dtype=np.float64),
-                      np.array(msg.values, dtype=np.float64), _VALUE_KINDS[msg.value_kind],
+        times = np.array(msg.node_times, dtype=np.float64)
+    return YieldCurve(msg.id, msg.currency, dc.name, times, values, _VALUE_KINDS[msg.value_kind],
                       _INTERPOLATIONS[msg.interpolation])
 
 
@@ -234,7 +238,7 @@ def report_message(findings, compared_with: str = "") -> mpb.QualityReport:
 def info_message(record: StoredSnapshot, *, findings: bool = True) -> mpb.SnapshotInfo:
     """``findings`` False (ListSnapshots): the report's counts without its findings, which
     GetSnapshot returns; a listing stays small however many findings its snapshots have."""
-    report = report_message(record.findings)
+    report = report_message(record.findings, record.compared_with)
     if not findings:
         report.ClearField("findings")
     return mpb.SnapshotInfo(
@@ -257,7 +261,15 @@ class MarketDataServicer:
         return snapshot_of(request.snapshot)
 
     def PutSnapshot(self, request, context, rid):
-        record, created = self.service.put(self._snapshot(request), force=request.force, reason=request.reason)
+        bad = Violations()
+        snapshot = None
+        with bad.check():
+            snapshot = self._snapshot(request)
+        if bad:  # a bad reason is reported with the shape's violations (put: with the structure's)
+            with bad.check():
+                check_reason(request.force, request.reason)
+            bad.raise_if_any()
+        record, created = self.service.put(snapshot, force=request.force, reason=request.reason)
         return mpb.PutSnapshotResponse(info=info_message(record), created=created), 1, 0
 
     def GetSnapshot(self, request, context, rid):

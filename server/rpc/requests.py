@@ -183,6 +183,13 @@ def _expiry(kind: str | None, year_fraction: float, valuation, expiry, day_count
     raise invalid(path, "required: set year_fraction or dates")
 
 
+def _on_axis(market: SnapshotMarket, valuation, day_count: int, path: str) -> SnapshotMarket:
+    """``market`` with the origin of its rows' expiry dates (checked against the snapshot's
+    axis when the snapshot is read: domain.instruments.check_expiry_dates)."""
+    return dataclasses.replace(market, expiry_dates=(_date(valuation, f"{path}.valuation_date"),
+                                                     _DAY_COUNTS[day_count].name, path))
+
+
 def _ymd(msg, name: str):
     if not msg.HasField(name):
         return None
@@ -697,6 +704,8 @@ def product_one(request, catalogue: Catalogue, *, prefix: str = ""):
                 _ymd(dates, "expiry_date") if kind == "dates" else None, dates.day_count, f"{prefix}{which}.expiry",
             )
             columns["time_to_expiry"] = np.array([t])
+            if kind == "dates" and isinstance(market, SnapshotMarket):
+                market = _on_axis(market, _ymd(dates, "valuation_date"), dates.day_count, f"{prefix}{which}.expiry.dates")
         if product.schedule:
             with bad.check():
                 schedule = _schedule_one(msg, kind, dates, f"{prefix}{which}")
@@ -834,6 +843,8 @@ def product_batch(request, catalogue: Catalogue, max_rows: int):
     unknown_enums(request, "", bad)
     bad.raise_if_any()
     market = decode_market()
+    if time_kind == "expiry_date" and isinstance(market, SnapshotMarket):
+        market = _on_axis(market, _ymd(cols, "valuation_date"), cols.day_count, which)
     columns = {"time_to_expiry": _batch_times(cols, which, time_kind)}
     for inp in product.inputs:
         path = f"{which}.{inp.name}"

@@ -13,7 +13,8 @@ reason, which is stored); nothing is stored then. The quality gates:
     staleness               as-of older than the server's maximum age (warning), or in the
                             future by more than a minute (error)
     jump.spot               spot or futures price moved more than 25% (warning) or 50% (error)
-                            since the previous snapshot of the same name
+                            since the previous snapshot of the same name (the newest other
+                            one with an as-of at or before this one's; stored as compared_with)
     jump.curve              a zero rate moved more than 100 bp (warning) at any node of the
                             same curve in the previous snapshot of the same name
     underlying.dividends    cash dividends worth the spot or more at their present value (error)
@@ -28,13 +29,14 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, invalid, shown
+from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, Violations, invalid, shown
 from pricegrid.server.domain.market import Finding, Limits, Severity, Snapshot, SnapshotStore, StoredSnapshot
 from pricegrid.server.domain.surfaces import GridSurface, StrikeAxis
 from pricegrid.server.pricers import curves as curve_pricer
@@ -63,6 +65,17 @@ class MarketSettings:
     max_age: dt.timedelta = dt.timedelta(days=7)
     page_size: int = 100
     limits: Limits = Limits()
+    #: a cached snapshot is checked against the store at most this long after the last check:
+    #: another replica's delete stops this one pricing on it within this bound
+    recheck: dt.timedelta = dt.timedelta(milliseconds=500)
+
+
+def check_reason(force: bool, reason: str) -> None:
+    """PutSnapshot's reason: required with force, at most MAX_REASON characters."""
+    if force and not reason.strip():
+        raise invalid("reason", "required with force: why error-level findings are accepted")
+    if len(reason) > MAX_REASON:
+        raise invalid("reason", f"{len(reason):,} characters; at most {MAX_REASON:,}")
 
 
 def _violations_error(violations: Sequence[FieldViolation], code: Code = Code.INVALID_ARGUMENT) -> ServiceError:
@@ -78,33 +91,66 @@ class MarketDataService:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self._cache: OrderedDict[str, Snapshot] = OrderedDict()  # immutable by id: no invalidation but delete
+        # id -> (snapshot, monotonic time of the last check that the store holds it); a
+        # snapshot never changes, but it may be deleted, here or by another replica
+        self._cache: OrderedDict[str, tuple[Snapshot, float]] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._deletes = 0  # bumped by every delete: a fill read before one is not cached
+        self._recheck_s = settings.recheck.total_seconds()
 
     def snapshot(self, snapshot_id: str) -> Optional[Snapshot]:
-        """A stored snapshot for pricing, from a small cache (snapshots never change)."""
+        """A stored snapshot for pricing, from a small cache. A cached entry is checked
+        against the store (``exists``, one indexed lookup) when its last check is older than
+        ``settings.recheck``: a delete by another replica sharing the store is seen within
+        that bound. A fill whose read overlapped a delete is not cached (it would outlive it)."""
+        if not snapshot_id:
+            return None
+        now = time.monotonic()
         with self._cache_lock:
             hit = self._cache.get(snapshot_id)
             if hit is not None:
                 self._cache.move_to_end(snapshot_id)
-                return hit
-        record = self.store.get(snapshot_id) if snapshot_id else None
+                if now - hit[1] <= self._recheck_s:
+                    return hit[0]
+            deletes = self._deletes
+        if hit is not None:
+            if self.store.exists(snapshot_id):
+                with self._cache_lock:
+                    if snapshot_id in self._cache and self._deletes == deletes:
+                        self._cache[snapshot_id] = (hit[0], now)
+                return hit[0]
+            self._forget(snapshot_id)
+            return None
+        record = self.store.get(snapshot_id)
         if record is None:
             return None
         with self._cache_lock:
-            self._cache[snapshot_id] = record.snapshot
-            while len(self._cache) > CACHED_SNAPSHOTS:
-                self._cache.popitem(last=False)
+            if self._deletes == deletes:  # no delete since the read began
+                self._cache[snapshot_id] = (record.snapshot, now)
+                while len(self._cache) > CACHED_SNAPSHOTS:
+                    self._cache.popitem(last=False)
         return record.snapshot
+
+    def _forget(self, snapshot_id: str) -> None:
+        """Drops ``snapshot_id`` from the caches (this service's and the prepared underlyings)."""
+        with self._cache_lock:
+            self._deletes += 1
+            self._cache.pop(snapshot_id, None)
+        forget_prepared(snapshot_id)
 
     # ------------------------------------------------------------------ use cases
     def validate(self, snapshot: Snapshot) -> tuple[list[Finding], str]:
         """The quality report of a structurally valid snapshot: (findings, the id of the
         snapshot its jumps were measured against, or "")."""
         self._check_structure(snapshot)
+        return self._report(snapshot)
+
+    def _report(self, snapshot: Snapshot, snapshot_id: str = "") -> tuple[list[Finding], str]:
         findings = (self._curve_findings(snapshot) + self._underlying_findings(snapshot)
                     + self._surface_findings(snapshot) + self._staleness(snapshot))
-        previous = self.store.latest(snapshot.name, snapshot.as_of)
+        # the same as-of counts: a second snapshot of that time is measured against the first
+        # (not against itself: the same content is the same id)
+        previous = self.store.latest(snapshot.name, snapshot.as_of, exclude=snapshot_id or snapshot.content_id())
         if previous is not None and previous.snapshot is not None:
             findings += self._jumps(snapshot, previous.snapshot)
         return capped(findings), previous.snapshot_id if previous is not None else ""
@@ -112,11 +158,14 @@ class MarketDataService:
     def put(self, snapshot: Snapshot, *, force: bool = False, reason: str = "") -> tuple[StoredSnapshot, bool]:
         """Store ``snapshot``; (the stored record, created). The same content twice gives the
         same id and ``created`` False."""
-        if force and not reason.strip():
-            raise invalid("reason", "required with force: why error-level findings are accepted")
-        if len(reason) > MAX_REASON:
-            raise invalid("reason", f"{len(reason):,} characters; at most {MAX_REASON:,}")
-        findings, _ = self.validate(snapshot)
+        bad = Violations()  # the reason's violation with the snapshot's, all at once
+        with bad.check():
+            check_reason(force, reason)
+        with bad.check():
+            self._check_structure(snapshot)
+        bad.raise_if_any()
+        snapshot_id = snapshot.content_id()  # (hashed once: the jump check excludes the snapshot itself)
+        findings, compared_with = self._report(snapshot, snapshot_id)
         errors = [f for f in findings if f.severity == Severity.ERROR]
         if errors and not force:
             violations = [FieldViolation(f"snapshot.{f.field}" if f.field else "snapshot", f"{f.check}: {f.message}")
@@ -127,7 +176,6 @@ class MarketDataService:
                 + "; ".join(f"{v.field}: {v.description}" for v in violations[:5]),
                 violations,
             )
-        snapshot_id = snapshot.content_id()
         existing = self.store.get(snapshot_id)
         if existing is not None:
             return existing, False
@@ -135,7 +183,7 @@ class MarketDataService:
             snapshot_id, snapshot.name, snapshot.as_of, self.clock(),
             (len(snapshot.curves), len(snapshot.underlyings), len(snapshot.heston), len(snapshot.surfaces)),
             snapshot.description,
-            reason.strip() if errors else "", tuple(findings), snapshot,
+            reason.strip() if errors else "", tuple(findings), snapshot, compared_with,
         )
         created = self.store.put(record)
         return (record if created else self.store.get(snapshot_id)), created
@@ -153,10 +201,13 @@ class MarketDataService:
         return self.store.list(name, min(limit, page) if limit else page)
 
     def delete(self, snapshot_id: str) -> str:
-        if not snapshot_id or not self.store.delete(snapshot_id):
+        """Removes it from the store and the caches; from the caches also when another
+        replica deleted it first (NOT_FOUND then, as for any absent id)."""
+        deleted = bool(snapshot_id) and self.store.delete(snapshot_id)
+        if snapshot_id:
+            self._forget(snapshot_id)
+        if not deleted:
             raise self._not_found(snapshot_id)
-        with self._cache_lock:
-            self._cache.pop(snapshot_id, None)
         return snapshot_id
 
     # ------------------------------------------------------------------ reading a stored curve or surface
@@ -483,10 +534,18 @@ def prepare(snapshot_id: str, snapshot: Snapshot, underlying_id: str, underlying
     return prepared, used
 
 
-#: prepared underlyings by (snapshot id, underlying id, with vols): a few hundred KiB at most
+#: prepared underlyings by (snapshot id, underlying id, with vols): a few hundred KiB at most.
+#: Only read with a snapshot the service returned (MarketDataService.snapshot checks that it is
+#: still stored); a delete drops its entries (forget_prepared) so that none outlives it.
 _PREPARED: "OrderedDict[tuple, PreparedMarket]" = OrderedDict()
 _PREPARED_LOCK = threading.Lock()
 _PREPARED_MAX = 64
+
+
+def forget_prepared(snapshot_id: str) -> None:
+    with _PREPARED_LOCK:
+        for key in [k for k in _PREPARED if k[0] == snapshot_id]:
+            del _PREPARED[key]
 
 
 def resolve(snapshot_id: str, snapshot: Snapshot, underlying_id: str, underlying_kind: str, times: np.ndarray,

@@ -29,6 +29,7 @@ from pricegrid.server.domain.catalogue import DEFAULT_SETTINGS, Catalogue, Engin
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, invalid
 from pricegrid.server.domain.instruments import (
     CashDividends, EuropeanOption, EuropeanOptionBatch, MarketBatch, MarketInputs, MarketUsed, SnapshotMarket,
+    check_expiry_dates,
 )
 from pricegrid.server.domain.models import IMPLIED_VOL_REFS, Engine, Measure, Model, ModelRef
 from pricegrid.server.domain.products import ProductBatch, unread_inputs
@@ -278,6 +279,7 @@ class PricingService:
             what = f"no snapshot {market.snapshot_id!r} is stored" if self.snapshots is not None else \
                 "this service holds no market snapshots"
             raise ServiceError(Code.NOT_FOUND, f"{snap_path}: {what}", [FieldViolation(snap_path, what)])
+        _check_expiry_axis(market, snapshot)
         inline_vol = market.inline.volatility
         # no vol given (None: the reader's "unset"): the surface's; a vol given is used as given
         want_vol = spec.model != Model.HESTON and inline_vol is None
@@ -697,6 +699,17 @@ def _kernel_refusal(exc: ValueError, spec: EngineSpec, settings_path: str) -> Se
         path = f"{settings_path}.{name}"
         return ServiceError(Code.INVALID_ARGUMENT, f"{path}: {text}", [FieldViolation(path, text)])
     return ServiceError(Code.INTERNAL, f"the {spec.ref.engine} kernel refused the inputs the server prepared: {text}")
+
+
+def _check_expiry_axis(market: SnapshotMarket, snapshot) -> None:
+    """Expiry dates on a snapshot start at its valuation date and count ACT/365F (its one time
+    axis), else INVALID_ARGUMENT naming each: the snapshot's lookups would be made at another
+    point in time than the trade's expiry. One valuation date and day count per batch: a
+    batch fails as a whole, as for its other date fields."""
+    off = check_expiry_dates(market, snapshot.valuation_date)
+    if off:
+        raise ServiceError(Code.INVALID_ARGUMENT, "; ".join(f"{f}: {why}" for f, why in off),
+                           [FieldViolation(f, why) for f, why in off])
 
 
 def _read_at_expiry(fields: Mapping[str, str]) -> int:

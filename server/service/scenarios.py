@@ -58,7 +58,7 @@ from scipy import sparse
 from pricegrid.server.domain import risk as risk_measures
 from pricegrid.server.domain.catalogue import DEFAULT_SETTINGS, EngineSpec
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, Violations, invalid
-from pricegrid.server.domain.instruments import MarketBatch, MarketUsed, SnapshotMarket
+from pricegrid.server.domain.instruments import MarketBatch, MarketUsed, SnapshotMarket, check_expiry_dates
 from pricegrid.server.domain.models import Measure
 from pricegrid.server.domain.products import ProductBatch
 from pricegrid.server.domain.scenarios import HESTON, Quantity, ScenarioSet, ShiftKind, Smile, apply, row_sizes
@@ -225,6 +225,11 @@ class ScenarioRevaluer:
         if snapshot.underlying(market.underlying_id) is None:
             raise invalid(f"{market_path}.underlying_id", f"no underlying {market.underlying_id!r} in the snapshot",
                           code=Code.NOT_FOUND)
+        off = check_expiry_dates(market, snapshot.valuation_date)  # the snapshot's axis, as Price and PriceBatch
+        if off:
+            prefix = market_path[: -len("market")]  # the book's (e.g. "portfolio.books[0].trades.")
+            raise ServiceError(Code.INVALID_ARGUMENT, "; ".join(f"{prefix}{f}: {why}" for f, why in off),
+                               [FieldViolation(f"{prefix}{f}", why) for f, why in off])
         return snapshot
 
     def revalue(

@@ -34,11 +34,11 @@ def record_of(kind, row, convert_time):
 
 def snapshot_record(row, convert_time, *, with_content: bool) -> StoredSnapshot:
     """A StoredSnapshot from a row of the snapshots table (its content the canonical JSON in
-    column 11, read only ``with_content``); ``convert_time`` reads the backend's times."""
+    column 12, read only ``with_content``); ``convert_time`` reads the backend's times."""
     findings = tuple(Finding(Severity(s), c, f, m) for s, c, f, m in json.loads(row[9]))
-    snapshot = Snapshot.from_canonical(json.loads(row[11])) if with_content else None
+    snapshot = Snapshot.from_canonical(json.loads(row[12])) if with_content else None
     return StoredSnapshot(row[0], row[1], convert_time(row[2]), convert_time(row[3]), (row[4], row[5], row[6], row[10]),
-                          row[7], row[8], findings, snapshot)
+                          row[7], row[8], findings, snapshot, row[11])
 
 
 def after_newest(record, newest: Optional[tuple], after: Optional[str]):

@@ -90,9 +90,14 @@ MIGRATIONS = (
     );
     CREATE INDEX backtest_histories_by_name ON backtest_histories (name, stored_at)
     """,
+    # 4: the snapshot a stored snapshot's jumps were measured against (SQLite's 6)
+    """
+    ALTER TABLE snapshots ADD COLUMN compared_with TEXT NOT NULL DEFAULT ''
+    """,
 )
 
-_SUMMARY = "id, name, as_of, stored_at, curves, underlyings, heston, description, forced_reason, findings, surfaces"
+_SUMMARY = ("id, name, as_of, stored_at, curves, underlyings, heston, description, forced_reason, findings, surfaces,"
+            " compared_with")
 #: pg_advisory_xact_lock's key for migrations (any fixed number: "pricegrd" in ASCII)
 _MIGRATION_LOCK = 0x7072696365677264
 
@@ -162,10 +167,10 @@ class PostgresStore(NamedItems):
         row = (record.snapshot_id, record.name, _utc(record.as_of), _utc(record.stored_at), *record.counts[:3],
                record.description, record.forced_reason,
                json.dumps([[int(f.severity), f.check, f.field, f.message] for f in record.findings]), record.counts[3],
-               snap.canonical_json())
+               record.compared_with, snap.canonical_json())
         with self._pool.connection() as conn:
             cur = conn.execute(f"INSERT INTO snapshots ({_SUMMARY}, content) VALUES "
-                               "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING", row)
+                               f"({', '.join(['%s'] * len(row))}) ON CONFLICT (id) DO NOTHING", row)
             return cur.rowcount == 1
 
     def get(self, snapshot_id: str) -> Optional[StoredSnapshot]:
@@ -182,15 +187,20 @@ class PostgresStore(NamedItems):
                                 args + (int(limit),)).fetchall()
         return [self._record(r, with_content=False) for r in rows]
 
-    def latest(self, name: str, before: dt.datetime) -> Optional[StoredSnapshot]:
+    def latest(self, name: str, before: dt.datetime, exclude: str = "") -> Optional[StoredSnapshot]:
         with self._pool.connection() as conn:
-            row = conn.execute(f"SELECT {_SUMMARY}, content FROM snapshots WHERE name = %s AND as_of < %s "
-                               "ORDER BY as_of DESC, seq DESC LIMIT 1", (name, _utc(before))).fetchone()
+            row = conn.execute(f"SELECT {_SUMMARY}, content FROM snapshots WHERE name = %s AND as_of <= %s AND id <> %s"
+                               " ORDER BY as_of DESC, stored_at DESC, seq DESC LIMIT 1",
+                               (name, _utc(before), exclude)).fetchone()
         return None if row is None else self._record(row, with_content=True)
 
     def delete(self, snapshot_id: str) -> bool:
         with self._pool.connection() as conn:
             return conn.execute("DELETE FROM snapshots WHERE id = %s", (snapshot_id,)).rowcount == 1
+
+    def exists(self, snapshot_id: str) -> bool:
+        with self._pool.connection() as conn:
+            return conn.execute("SELECT 1 FROM snapshots WHERE id = %s", (snapshot_id,)).fetchone() is not None
 
     @staticmethod
     def _record(row, *, with_content: bool) -> StoredSnapshot:

@@ -83,9 +83,14 @@ MIGRATIONS = (
     );
     CREATE INDEX backtest_histories_by_name ON backtest_histories (name, stored_at)
     """,
+    # 6: the snapshot a stored snapshot's jumps were measured against (QualityReport.compared_with)
+    """
+    ALTER TABLE snapshots ADD COLUMN compared_with TEXT NOT NULL DEFAULT ''
+    """,
 )
 
-_SUMMARY = "id, name, as_of, stored_at, curves, underlyings, heston, description, forced_reason, findings, surfaces"
+_SUMMARY = ("id, name, as_of, stored_at, curves, underlyings, heston, description, forced_reason, findings, surfaces,"
+            " compared_with")
 
 
 def _utc(text: str) -> dt.datetime:
@@ -140,11 +145,11 @@ class SqliteSnapshotStore(NamedItems):
             record.stored_at.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"), *record.counts[:3],
             record.description, record.forced_reason,
             json.dumps([[int(f.severity), f.check, f.field, f.message] for f in record.findings]), record.counts[3],
-            snap.canonical_json(),
+            record.compared_with, snap.canonical_json(),
         )
         with self._lock:
             cursor = self._db.execute(
-                f"INSERT OR IGNORE INTO snapshots ({_SUMMARY}, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row
+                f"INSERT OR IGNORE INTO snapshots ({_SUMMARY}, content) VALUES ({', '.join('?' * len(row))})", row
             )
             return cursor.rowcount == 1
 
@@ -164,17 +169,22 @@ class SqliteSnapshotStore(NamedItems):
             rows = self._db.execute(query, args + (int(limit),)).fetchall()
         return [self._record(r, with_content=False) for r in rows]
 
-    def latest(self, name: str, before: dt.datetime) -> Optional[StoredSnapshot]:
+    def latest(self, name: str, before: dt.datetime, exclude: str = "") -> Optional[StoredSnapshot]:
         with self._lock:
             row = self._db.execute(
-                f"SELECT {_SUMMARY}, content FROM snapshots WHERE name = ? AND as_of < ? ORDER BY as_of DESC LIMIT 1",
-                (name, before.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")),
+                f"SELECT {_SUMMARY}, content FROM snapshots WHERE name = ? AND as_of <= ? AND id != ?"
+                " ORDER BY as_of DESC, stored_at DESC, rowid DESC LIMIT 1",
+                (name, before.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"), exclude),
             ).fetchone()
         return None if row is None else self._record(row, with_content=True)
 
     def delete(self, snapshot_id: str) -> bool:
         with self._lock:
             return self._db.execute("DELETE FROM snapshots WHERE id = ?", (snapshot_id,)).rowcount == 1
+
+    def exists(self, snapshot_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM snapshots WHERE id = ?", (snapshot_id,)).fetchone() is not None
 
     @staticmethod
     def _record(row, *, with_content: bool) -> StoredSnapshot:

@@ -60,8 +60,9 @@ def test_scalars_and_shapes():
     assert C.as_float_column("k", 3).tolist() == [3.0]
     with pytest.raises(ValueError, match="1-d"):
         C.as_float_column("k", np.zeros((2, 2)))
-    with pytest.raises(ValueError, match="empty"):
-        C.as_float_column("k", [])
+    assert C.as_float_column("k", []).shape == (0,)  # a 0-row batch: the server answers it
+    assert C.broadcast_length({"strike": C.as_float_column("k", []), "rate": np.zeros(1)}) == 0
+    assert C.plan_chunks(0, request_bytes_per_row=8, response_bytes_per_row=8).ranges == ((0, 0),)  # sent once
     with pytest.raises(ValueError, match="float64"):
         C.as_float_column("k", ["a"])
 
@@ -85,6 +86,19 @@ def test_option_types_from_ints_and_strings():
         C.as_option_type_column(["call", "straddle"])
     with pytest.raises(ValueError, match="unknown code 3"):
         C.as_option_type_column([1, 3])
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64])
+def test_wide_integer_codes_are_checked_before_the_int32_cast(dtype):
+    """2**32 + 1 wrapped to 1 (a call) and 2**32 + 2 to a put when the cast came first."""
+    for code in (2**32 + 1, 2**32 + 2, 2**63 - 1 if dtype == np.int64 else 2**64 - 1):
+        with pytest.raises(ValueError, match=f"unknown code {code}"):
+            C.as_option_type_column(np.array([1, code], dtype=dtype))
+        with pytest.raises(ValueError, match=f"barrier_type: unknown BarrierType code {code}"):
+            C.as_enum_column("barrier_type", np.array([code], dtype=dtype), "BarrierType")
+    np.testing.assert_array_equal(C.as_option_type_column(np.array([1, 2], dtype=dtype)), [1, 2])
+    with pytest.raises(ValueError, match="unknown code -4294967295"):
+        C.as_option_type_column(np.array([-(2**32) + 1], dtype=np.int64))
 
 
 # ---------------------------------------------------------------------------- dates

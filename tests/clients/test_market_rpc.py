@@ -42,6 +42,26 @@ def test_put_list_get_delete(market):
     assert e.value.code.name == "NOT_FOUND"
 
 
+def test_snapshot_info_counts_surfaces_and_names_the_compared_snapshot(server, market, capsys):
+    demo = market.list_snapshots("demo")[0]
+    assert demo.surfaces == 2 and market.get_snapshot(demo.id)[0].surfaces == 2  # the server's SnapshotInfo.surfaces
+    first = market.put_snapshot(snapshot_dict("client-compared"))
+    assert first.surfaces == 0 and first.compared_with == ""
+    moved = market.put_snapshot(snapshot_dict("client-compared", rates=(0.03, 0.031, 0.034)))
+    assert moved.compared_with == first.id and market.get_snapshot(moved.id)[0].compared_with == first.id
+    target = ["--target", server.address]
+    assert cli.main(["snapshot", "list", "--name", "demo", *target]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("{")]  # (server logs)
+    row = next(line for line in lines if line.startswith(demo.id)).split()
+    assert lines[0].split()[4:7] == ["curves", "underlyings", "surfaces"]  # ("as of": two words in the header)
+    assert row[3:6] == [str(demo.curves), str(demo.underlyings), "2"]
+    assert cli.main(["snapshot", "show", demo.id, *target]) == 0
+    assert _first_json(capsys.readouterr().out, "snapshot")["info"]["surfaces"] == 2
+    assert cli.main(["snapshot", "list", "--name", "client-compared", "--json", *target]) == 0
+    listed = _first_json(capsys.readouterr().out)
+    assert [(x["id"], x["compared_with"]) for x in listed] == [(moved.id, first.id), (first.id, "")]
+
+
 def test_bad_snapshot_names_the_field(market):
     bad = snapshot_dict(rates=(0.03, float("nan"), 0.033))
     with pytest.raises(PricingError) as e:
@@ -148,6 +168,36 @@ def test_cli_price_against_the_demo_snapshot(server, market, capsys):
     assert "--underlying" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags, named", [(["--rate", "0.2"], "--rate"), (["--dividend", "0.1"], "--dividend"),
+                                          (["--rate", "0", "--dividend", "0.1"], "--rate, --dividend")])
+def test_cli_price_on_a_snapshot_refuses_inline_rates(server, market, capsys, flags, named):
+    """As the server (market.rate) and Market() refuse them: never dropped without a word."""
+    snapshot_id = market.list_snapshots("demo")[0].id
+    argv = ["price", "--type", "put", "--strike", "5800", "--expiry", "0.5", "--snapshot", snapshot_id,
+            "--underlying", "SPX", "--vol", "0.2", "--target", server.address]
+    assert cli.main(argv + flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {named}:") and "snapshot" in err and "Traceback" not in err
+
+
+def test_cli_underlying_belongs_to_a_snapshot(server, capsys):
+    argv = ["price", "--type", "put", "--strike", "100", "--expiry", "0.5", "--spot", "100", "--vol", "0.2",
+            "--underlying", "SPX", "--target", server.address]
+    assert cli.main(argv) == 2
+    assert "--underlying" in capsys.readouterr().err
+
+
+def test_cli_iv_takes_no_snapshot(server, market, capsys):
+    """The server solves implied vols on inline markets only: the flag is not offered."""
+    snapshot_id = market.list_snapshots("demo")[0].id
+    assert cli.main(["iv", "--type", "put", "--strike", "5800", "--expiry", "0.5", "--snapshot", snapshot_id,
+                     "--underlying", "SPX", "--price", "100", "--target", server.address]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --snapshot: implied volatility is solved on an inline market")
+    assert cli.main(["iv", "--help"]) == 0
+    assert "--snapshot" not in capsys.readouterr().out
+
+
 def test_stored_curves_and_surfaces_are_read_through_the_server(market):
     from pricegrid.server.app import demo
     from pricegrid.server.pricers.curves import zero_rates
@@ -185,6 +235,15 @@ def test_cli_plots_a_snapshot(server, market, tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert cli.main(["snapshot", "plot", snapshot_id, "--png", str(png), "--surface", "NOPE",
                      "--target", server.address]) == 2
+    capsys.readouterr()
+    bare = tmp_path / "plotnoext"  # written and reported as given (matplotlib would add .png)
+    assert cli.main(["snapshot", "plot", snapshot_id, "--png", str(bare), "--target", server.address]) == 0
+    assert f"wrote {bare}" in capsys.readouterr().out
+    assert bare.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not (tmp_path / "plotnoext.png").exists()
+    nowhere = tmp_path / "missing" / "dir" / "x.png"
+    assert cli.main(["snapshot", "plot", snapshot_id, "--png", str(nowhere), "--target", server.address]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: cannot write {nowhere}: No such file or directory"
 
 
 def test_a_grid_surface_from_a_pandas_frame(market):

@@ -212,6 +212,25 @@ def test_a_bad_whole_request_raises_pricing_error_with_the_field(risk):
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.field.startswith("market.")
 
 
+def test_a_zero_row_batch_is_sent_and_answered(risk):
+    """0 rows is a batch the server answers (rows 0, the engine that would price it); the
+    client sends it rather than refusing it, so the server also checks its shape."""
+    empty = risk.price_batch(model="bsm", option_type=np.array([], np.int64), strike=np.array([]), time_to_expiry=0.5,
+                             spot=100.0, rate=0.0, volatility=0.2, measures=["delta"])
+    assert empty.rows == 0 and empty["delta"].shape == (0,)
+    assert empty.status.shape == (0,) and empty.error_count == 0 and empty.priced_by.engine  # the server's answer
+    frame = risk.price_frame(pd.DataFrame({"option_type": pd.Series([], dtype=str), "strike": pd.Series([], dtype=float)}),
+                             model="bsm", time_to_expiry=0.5, spot=100.0, volatility=0.2)
+    assert len(frame) == 0 and "price" in frame.columns
+    iv = risk.implied_vol_batch(model="bsm", option_type=np.array([], np.int32), strike=np.array([]),
+                                price=np.array([]), time_to_expiry=0.5, spot=100.0)
+    assert iv.rows == 0 and iv["volatility"].shape == (0,)
+    with pytest.raises(PricingError) as e:  # sent: the server checks the request's shape
+        risk.price_batch(model="black76", option_type=np.array([], np.int32), strike=np.array([]),
+                         time_to_expiry=0.5, spot=100.0, volatility=0.2)
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.field.startswith("market.")
+
+
 def test_broadcast_scalars(risk):
     strikes = np.array([90.0, 100.0, 110.0])
     res = risk.price_batch(model="bsm", option_type=1, strike=strikes, time_to_expiry=0.5, spot=100.0, rate=0.05, volatility=0.2)

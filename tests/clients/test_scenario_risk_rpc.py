@@ -223,6 +223,13 @@ def test_cli_risk_run_from_a_csv_and_a_yaml_file(server, snapshot_id, tmp_path, 
     assert rows[0] == ["trade_id", "crash", "flat", "rally"] and [r[0] for r in rows[1:]] == ["A", "B", "C"]
     assert sum(float(r[1]) for r in rows[1:]) == pytest.approx(doc["portfolio_pnl"]["crash"], rel=1e-12)
     assert png.stat().st_size > 1000
+    # an output it cannot write: exit 2, one line, no traceback
+    nowhere = tmp_path / "missing" / "x"
+    for flag in ("--cube-csv", "--png"):
+        bad = [nowhere if a in (str(cube_csv), str(png)) and argv[i - 1] == flag else a for i, a in enumerate(argv)]
+        assert cli.main([str(a) for a in bad]) == 2
+        err = capsys.readouterr().err
+        assert f"error: cannot write {nowhere}: No such file or directory" in err and "Traceback" not in err
     # a mistake in the file is named, exit 2
     stress.write_text("labels: [a]\nshifts:\n  - {name: s, quantity: spot, selector: [SPX], sizes: [1, 2]}\n")
     assert cli.main(argv[:-1]) == 2

@@ -6,6 +6,7 @@ import datetime as dt
 import grpc
 import numpy as np
 import pytest
+import QuantLib as ql
 from google.protobuf import timestamp_pb2
 
 from pricegrid.server.rpc.errors import MAX_VIOLATIONS
@@ -220,6 +221,25 @@ def test_error_findings_refuse_unless_forced_with_a_reason(market):
     assert got.info.forced_reason == "stress scenario"
 
 
+@pytest.mark.parametrize("reason", ["", "   ", "x" * 5000])
+def test_a_bad_force_reason_is_reported_with_the_snapshots_violations(market, reason):
+    """Every violation at once (docs/validation.md): the reason's with the snapshot's shape
+    (read from the message) and with its structure (the domain's checks)."""
+    shapeless = snapshot("force-reason")
+    shapeless.ClearField("as_of")
+    with pytest.raises(grpc.RpcError) as e:
+        market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=shapeless, force=True, reason=reason), timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert {f for f, _ in violations(e.value)} == {"reason", "snapshot.as_of"}
+    crooked = snapshot("force-reason", **{"curves[0].currency": "usd"})
+    with pytest.raises(grpc.RpcError) as e:
+        market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=crooked, force=True, reason=reason), timeout=10)
+    assert {f for f, _ in violations(e.value)} == {"reason", "snapshot.curves[0].currency"}
+    with pytest.raises(grpc.RpcError) as e:
+        market.PutSnapshot(mpb.PutSnapshotRequest(force=True, reason=reason), timeout=10)
+    assert {f for f, _ in violations(e.value)} == {"reason", "snapshot"}
+
+
 def test_staleness_and_future_as_of(market):
     old = snapshot("stale", as_of=NOW - dt.timedelta(days=30))
     report = market.ValidateMarket(mpb.ValidateMarketRequest(snapshot=old), timeout=10).report
@@ -244,17 +264,117 @@ def test_jumps_are_measured_against_the_previous_snapshot_of_the_name(market):
     assert any(f.check == "jump.spot" and f.severity == mpb.SEVERITY_ERROR for f in report.findings)
 
 
-def test_node_dates_become_year_fractions_of_the_curves_day_count(market):
+def test_a_snapshot_of_the_same_as_of_is_jump_checked_and_compared_with_is_reported(market):
+    """The previous snapshot of the name includes one of the same as-of (never the snapshot
+    itself); PutSnapshot and GetSnapshot report compared_with as ValidateMarket does."""
+    when = NOW - dt.timedelta(hours=4)
+    first = market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=snapshot("same-as-of", as_of=when)), timeout=10).info
+    assert first.report.compared_with == ""
+    again = market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=snapshot("same-as-of", as_of=when)), timeout=10)
+    assert not again.created and again.info.report.compared_with == ""  # itself is not its previous
+    tripled = snapshot("same-as-of", as_of=when, spot=300.0)
+    report = market.ValidateMarket(mpb.ValidateMarketRequest(snapshot=tripled), timeout=10).report
+    assert report.compared_with == first.id
+    assert any(f.check == "jump.spot" and f.severity == mpb.SEVERITY_ERROR for f in report.findings)
+    with pytest.raises(grpc.RpcError) as e:
+        market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=tripled), timeout=10)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert violations(e.value)[0][0] == "snapshot.underlyings[0].spot"
+    forced = market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=tripled, force=True, reason="split"), timeout=10).info
+    assert forced.report.compared_with == first.id
+    got = market.GetSnapshot(mpb.GetSnapshotRequest(id=forced.id), timeout=10).info
+    assert got.report.compared_with == first.id and got.report.errors == forced.report.errors
+    listed = market.ListSnapshots(mpb.ListSnapshotsRequest(name="same-as-of"), timeout=10).snapshots
+    assert [(x.id, x.report.compared_with) for x in listed] == [(forced.id, first.id), (first.id, "")]
+
+
+_VALUATION = dt.date(2026, 1, 2)
+_NODES = [dt.date(2026, 7, 3), dt.date(2027, 1, 2), dt.date(2028, 2, 29), dt.date(2031, 1, 31), dt.date(2036, 1, 2)]
+_ZEROS = [0.031, 0.0335, 0.036, 0.0352, 0.041]
+_QL_DAY_COUNTS = {cpb.DAY_COUNT_ACT_360: ql.Actual360(), cpb.DAY_COUNT_ACT_365F: ql.Actual365Fixed(),
+                  cpb.DAY_COUNT_ACT_ACT_ISDA: ql.ActualActual(ql.ActualActual.ISDA),
+                  cpb.DAY_COUNT_THIRTY_360: ql.Thirty360(ql.Thirty360.BondBasis)}
+
+
+def _qd(d: dt.date) -> ql.Date:
+    return ql.Date(d.day, d.month, d.year)
+
+
+def _dated_curve(market, day_count, kind):
+    """A curve on _NODES quoted in ``day_count`` (zero rates, linear; or their discount
+    factors, log-linear), stored; and QuantLib's curve built in that day count."""
+    ql.Settings.instance().evaluationDate = _qd(_VALUATION)
+    dc = _QL_DAY_COUNTS[day_count]
+    t_dc = [dc.yearFraction(_qd(_VALUATION), _qd(d)) for d in _NODES]
+    msg = snapshot("dated-" + str(day_count) + str(kind))
+    msg.valuation_date.CopyFrom(cpb.Date(year=_VALUATION.year, month=_VALUATION.month, day=_VALUATION.day))
+    curve = msg.curves[0]
+    del curve.node_times[:], curve.values[:]
+    curve.node_dates.extend([cpb.Date(year=d.year, month=d.month, day=d.day) for d in _NODES])
+    curve.day_count = day_count
+    dates = [_qd(_VALUATION)] + [_qd(d) for d in _NODES]
+    if kind == mpb.CURVE_VALUE_KIND_ZERO_RATE:
+        curve.values.extend(_ZEROS)
+        curve.interpolation = mpb.CURVE_INTERPOLATION_LINEAR_ZERO
+        ref = ql.ZeroCurve(dates, [_ZEROS[0]] + _ZEROS, dc, ql.NullCalendar(), ql.Linear(), ql.Continuous)
+    else:
+        dfs = [float(np.exp(-z * t)) for z, t in zip(_ZEROS, t_dc)]
+        curve.values.extend(dfs)
+        curve.interpolation = mpb.CURVE_INTERPOLATION_LOG_LINEAR_DISCOUNT
+        ref = ql.DiscountCurve(dates, [1.0] + dfs, dc, ql.NullCalendar(), ql.LogLinear())
+    curve.value_kind = kind
+    ref.enableExtrapolation()
+    info = market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=msg), timeout=10).info
+    return info.id, ref
+
+
+def _on_axis(market, snapshot_id, dates):
+    times = [(d - _VALUATION).days / 365.0 for d in dates]
+    got = market.EvaluateCurve(mpb.EvaluateCurveRequest(snapshot_id=snapshot_id, curve_id="USD-OIS", times=times),
+                               timeout=10)
+    return np.array(got.discount_factors), np.array(got.zero_rates), times
+
+
+@pytest.mark.parametrize("kind", [mpb.CURVE_VALUE_KIND_ZERO_RATE, mpb.CURVE_VALUE_KIND_DISCOUNT_FACTOR])
+@pytest.mark.parametrize("day_count", [cpb.DAY_COUNT_ACT_360, cpb.DAY_COUNT_ACT_365F])
+def test_node_dates_go_on_the_snapshots_axis_as_quantlibs_curve_in_the_day_count(market, day_count, kind):
+    """ACT/360 and ACT/365F: a linear change of time leaves linear zero rates and log-linear
+    discount factors (and the flat-forward extrapolation) the same curve, so the stored curve
+    is QuantLib's ZeroCurve / DiscountCurve in the day count at and between nodes and beyond."""
+    snapshot_id, ref = _dated_curve(market, day_count, kind)
+    dates = [_VALUATION + dt.timedelta(days=n) for n in range(1, 365 * 13, 17)] + _NODES
+    df, zero, times = _on_axis(market, snapshot_id, dates)
+    want = np.array([ref.discount(_qd(d)) for d in dates])
+    np.testing.assert_allclose(df, want, rtol=1e-12, atol=0)
+    want_zero = [ref.zeroRate(_qd(d), ql.Actual365Fixed(), ql.Continuous).rate() for d in dates]
+    np.testing.assert_allclose(zero, want_zero, rtol=0, atol=1e-12)
+    got = market.GetSnapshot(mpb.GetSnapshotRequest(id=snapshot_id), timeout=10).snapshot.curves[0]
+    assert list(got.node_times) == [(d - _VALUATION).days / 365.0 for d in _NODES] and not got.node_dates
+    assert got.day_count == day_count  # how the dates were quoted; node_times are on the axis
+
+
+@pytest.mark.parametrize("kind", [mpb.CURVE_VALUE_KIND_ZERO_RATE, mpb.CURVE_VALUE_KIND_DISCOUNT_FACTOR])
+@pytest.mark.parametrize("day_count", [cpb.DAY_COUNT_ACT_ACT_ISDA, cpb.DAY_COUNT_THIRTY_360])
+def test_node_dates_of_other_day_counts_keep_each_nodes_discount_factor(market, day_count, kind):
+    """ACT/ACT ISDA and 30/360 are not a linear change of time: exact at the nodes (the
+    proto's promise), interpolated on the axis between them."""
+    snapshot_id, ref = _dated_curve(market, day_count, kind)
+    df, _, _ = _on_axis(market, snapshot_id, _NODES)
+    np.testing.assert_allclose(df, [ref.discount(_qd(d)) for d in _NODES], rtol=1e-13, atol=0)
+
+
+def test_node_dates_on_or_before_the_valuation_date_are_refused(market):
     msg = snapshot("dates")
     msg.valuation_date.CopyFrom(cpb.Date(year=2026, month=1, day=2))
     curve = msg.curves[0]
     del curve.node_times[:]
-    curve.node_dates.extend([cpb.Date(year=2026, month=7, day=3), cpb.Date(year=2027, month=1, day=2),
+    curve.node_dates.extend([cpb.Date(year=2026, month=1, day=2), cpb.Date(year=2027, month=1, day=2),
                              cpb.Date(year=2028, month=1, day=2), cpb.Date(year=2031, month=1, day=2)])
-    curve.day_count = cpb.DAY_COUNT_ACT_360
-    info = market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=msg), timeout=10).info
-    got = market.GetSnapshot(mpb.GetSnapshotRequest(id=info.id), timeout=10).snapshot.curves[0]
-    np.testing.assert_allclose(got.node_times, [182 / 360, 365 / 360, 730 / 360, 1826 / 360], rtol=0, atol=1e-15)
+    with pytest.raises(grpc.RpcError) as e:
+        market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=msg), timeout=10)
+    assert violations(e.value)[0][0] == "snapshot.curves[0].node_dates[0]"
+    del curve.node_dates[0]
+    curve.node_dates.append(cpb.Date(year=2032, month=1, day=2))
     curve.node_times.append(1.0)
     with pytest.raises(grpc.RpcError) as e:
         market.PutSnapshot(mpb.PutSnapshotRequest(snapshot=msg), timeout=10)

@@ -1,8 +1,8 @@
 """YieldCurve: construction, immutability and validate() (every violation, with field and node).
 
 The node checks are also compared with the kernel's validate_nodes on random corrupted
-curves in tests/ext/test_curves_kernel.py; node times from dates are checked here against
-QuantLib's day counters.
+curves in tests/ext/test_curves_kernel.py; node dates are placed on the axis here, their discount
+factors against QuantLib's day counters.
 """
 
 from __future__ import annotations
@@ -83,14 +83,21 @@ def test_curve_level_violations():
     (DayCount.ACT_ACT_ISDA, ql.ActualActual(ql.ActualActual.ISDA)),
     (DayCount.THIRTY_360, ql.Thirty360(ql.Thirty360.BondBasis)),
 ])
-def test_from_dates_matches_quantlib_year_fractions(day_count, ql_day_count):
+def test_from_dates_places_nodes_on_the_axis_keeping_quantlibs_discount_factors(day_count, ql_day_count):
+    """Node times are ACT/365F from the valuation date (the snapshot's axis) whatever the day
+    count; each node keeps the discount factor of its rate quoted in the day count."""
     valuation = dt.date(2025, 1, 15)
     dates = [valuation + dt.timedelta(days=int(d)) for d in (7, 31, 92, 183, 365, 731, 1826, 3653, 10958)]
+    ref = np.array([ql_day_count.yearFraction(ql.Date(valuation.day, valuation.month, valuation.year),
+                                              ql.Date(d.day, d.month, d.year)) for d in dates])
+    axis = np.array([(d - valuation).days / 365.0 for d in dates])
     dfs = np.exp(-0.03 * np.arange(1, 10))
     c = YieldCurve.from_dates("USD-SOFR", "USD", valuation, dates, dfs, day_count=day_count)
-    ref = [ql_day_count.yearFraction(ql.Date(valuation.day, valuation.month, valuation.year),
-                                     ql.Date(d.day, d.month, d.year)) for d in dates]
-    np.testing.assert_allclose(c.node_times, ref, rtol=0, atol=2e-15)
+    np.testing.assert_array_equal(c.node_times, axis)
+    np.testing.assert_array_equal(c.node_values, dfs)
     assert c.day_count == day_count.name and c.validate() == []
+    zeros = 0.02 + 0.001 * np.arange(9)
+    z = YieldCurve.from_dates("Z", "USD", valuation, dates, zeros, day_count=day_count, value_kind=ValueKind.ZERO_RATE)
+    np.testing.assert_allclose(np.exp(-z.node_values * z.node_times), np.exp(-zeros * ref), rtol=1e-14, atol=0)
     late = YieldCurve.from_dates("X", "USD", valuation, [valuation, dates[0]], [1.0, 0.999])
     assert late.validate() == [FieldViolation("node_times[0]", "not > 0")]

@@ -65,9 +65,31 @@ def test_list_latest_delete(opener):
     assert all(r.snapshot is None for r in store.list())  # summaries only
     assert len(store.list(limit=2)) == 2 and len(store.list()) == 4
     assert store.latest("eod", T0 + dt.timedelta(hours=1, minutes=30)).snapshot.underlying("SPX").spot == 101
-    assert store.latest("eod", T0) is None
+    assert store.latest("eod", T0 - dt.timedelta(microseconds=1)) is None
+    assert store.latest("eod", T0).as_of == T0  # at or before
     assert store.delete(snaps[0].content_id()) and not store.delete(snaps[0].content_id())
     assert len(store.list("eod")) == 2
+
+
+def test_latest_at_the_same_as_of_is_the_newest_other_one_and_compared_with_is_kept(opener):
+    """A second snapshot of one as-of is measured against the first (not itself), and the
+    record keeps the id its jumps were measured against."""
+    import dataclasses
+
+    store = opener()
+    first, second = make(spot=100.0), make(spot=300.0)
+    assert store.put(record(first))
+    assert store.latest("eod", T0, exclude=second.content_id()).snapshot_id == first.content_id()
+    assert store.latest("eod", T0, exclude=first.content_id()) is None
+    later = dataclasses.replace(record(second), stored_at=T0 + dt.timedelta(seconds=1),
+                                compared_with=first.content_id())
+    assert store.put(later)
+    assert store.latest("eod", T0).snapshot_id == second.content_id()  # same as-of: stored later is newer
+    assert store.latest("eod", T0, exclude=second.content_id()).snapshot_id == first.content_id()
+    reopened = opener()
+    assert reopened.get(second.content_id()).compared_with == first.content_id()
+    assert reopened.get(first.content_id()).compared_with == ""
+    assert [r.compared_with for r in reopened.list("eod")] == [first.content_id(), ""]
 
 
 def test_portfolios_round_trip_version_by_name_and_survive_a_reopen(opener):
