@@ -148,7 +148,7 @@ def held_bytes(held: HeldTrade) -> int:
     if held.batch.schedule is not None:
         arrays += [held.batch.schedule.times, held.batch.schedule.counts]
     market = held.market.inline if isinstance(held.market, SnapshotMarket) else held.market
-    arrays += [a for a in dataclasses.astuple(market) if isinstance(a, np.ndarray)]
+    arrays += [a for a in (getattr(market, f.name) for f in dataclasses.fields(market)) if isinstance(a, np.ndarray)]
     return 1024 + sum(int(a.nbytes) for a in arrays)
 
 
