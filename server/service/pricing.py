@@ -328,7 +328,8 @@ class PricingService:
     ) -> PriceResult:
         """One trade of any product: a batch of one (every column of length 1) through the
         engine's runner. The measures come back as price first, then by Measure number.
-        ``market``: a MarketBatch, or a SnapshotMarket resolved here. ``should_continue``
+        ``market``: a MarketBatch, or a SnapshotMarket resolved here (as :meth:`price_batch`
+        resolves it: the same bits as the trade's row in a batch). ``should_continue``
         (a :class:`Watch` for the kernels that poll it): the call's deadline and
         cancellation; its cost is capped by ``Limits.max_cost_unary_s``."""
         unread = unread_inputs(batch)
@@ -336,13 +337,18 @@ class PricingService:
             found = [FieldViolation(fields.get(name, name), f"{why} (got {batch.columns[name][0].item()!r})")
                      for name, _, why in unread]
             raise ServiceError(Code.INVALID_ARGUMENT, "; ".join(f"{v.field}: {v.description}" for v in found), found)
-        market, used, fields = self.resolve_market(spec, batch, market, fields)
+        # a snapshot read in the pricing pass, as a batch reads it: the same bits as a row of
+        # PriceBatch (resolved to columns first, the last bits of the curves' numbers differ)
+        market, used, fields = self.resolve_market(spec, batch, market, fields, one_pass=True)
         result = self._price_one(spec, batch, market, measures, fields, settings, should_continue)
+        if isinstance(market, _OnePass):
+            used = used._replace(dividends=market.dividends)
         return result._replace(market_used=used) if used is not None else result
 
     def _price_one(self, spec, batch, market, measures, fields, settings, should_continue=None) -> PriceResult:
         measures = (Measure.PRICE,) + tuple(sorted(set(measures) - {Measure.PRICE}))
-        if self._fast_specs.get(int(spec.model)) is spec:
+        one_pass = isinstance(market, _OnePass)
+        if self._fast_specs.get(int(spec.model)) is spec and not one_pass:
             return self._price_fast_one(spec, batch, market, measures, fields)
         settings_path = fields.get("settings", "settings")
         self.check_settings(spec, settings, 1, settings_path)
@@ -351,6 +357,8 @@ class PricingService:
         status, _ = self._run(spec, batch, market, measures, 1, 1, settings, should_continue, out, estimate,
                               settings_path)
         values, stderr = out.values, out.stderr
+        if one_pass:  # the market columns the engine read (kept: the forward was wanted)
+            market = market.batch(batch)
         if status[0]:
             _expiry_first(status, fields)
             _rows.raise_for_status(
