@@ -462,6 +462,13 @@ class PricingService:
             )
             _raise_if_stopped(watch, whole.status, a, b, rows)
         vol, status, forward, df = whole.volatility, whole.status, whole.forward, whole.discount_factor
+        if market.volatility is not None:  # a vol column sent is not read; a row with a bad one fails
+            bad = np.broadcast_to(~(np.isfinite(market.volatility) & (market.volatility >= 0.0)), (rows,))
+            if bad.any():
+                status[bad] |= _st.BAD_VOL
+                for col in (vol, forward, df):  # as the kernel leaves its failed rows
+                    if col is not None:
+                        col[bad] = np.nan
         elapsed = time.perf_counter() - t0
         return self._implied_vol_result(
             model, rows, vol.reshape(1, rows), status, forward, df, options, market, price, fields, elapsed, threads,
