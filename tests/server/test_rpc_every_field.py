@@ -72,10 +72,14 @@ def _market(model: int, **over) -> dict:
     return m
 
 
-def _settings(engine: int) -> pb.EngineSettings:
+def _settings(product: str, model: int, engine: int) -> pb.EngineSettings:
+    from pricegrid.server.pricers.catalogue import CATALOGUE
+
     s = pb.EngineSettings()
     if engine == c.ENGINE_MONTE_CARLO:
-        s.paths, s.max_step, s.seed = 2_000, 0.05, 7
+        s.paths, s.seed = 2_000, 7
+        if "max_step" in CATALOGUE.find(product, model, engine).settings:  # (a GBM European: one exact step)
+            s.max_step = 0.05
     if engine == c.ENGINE_BINOMIAL_TREE:
         s.tree_steps = 51
     return s
@@ -133,7 +137,8 @@ def _trade(product, model, engine, terms) -> pb.PriceRequest:
     if product == "digital" and terms["payoff"] != 1:
         terms.pop("cash")
     inst = msg_cls(**terms, expiry=pb.Expiry(year_fraction=EXPIRY))
-    request = pb.PriceRequest(model=model, engine=engine, market=pb.Market(**_market(model)), settings=_settings(engine))
+    request = pb.PriceRequest(model=model, engine=engine, market=pb.Market(**_market(model)),
+                              settings=_settings(product, model, engine))
     getattr(request, product).CopyFrom(inst)
     if model == c.MODEL_HESTON:
         request.market.heston.CopyFrom(pb.HestonParameters(**HESTON))
@@ -249,7 +254,7 @@ def _batch(product, model, engine, terms) -> pb.PriceBatchRequest:
     if times:
         cols.fixing_times.values.extend(list(times) * ROWS)
         cols.fixing_counts.values.extend([len(times)] * ROWS)
-    request = pb.PriceBatchRequest(model=model, engine=engine, settings=_settings(engine))
+    request = pb.PriceBatchRequest(model=model, engine=engine, settings=_settings(product, model, engine))
     getattr(request, product).CopyFrom(cols)
     for name, value in _market(model).items():
         getattr(request.market, name).values.extend([value] * ROWS)
