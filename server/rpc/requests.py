@@ -670,8 +670,8 @@ def product_one(request, catalogue: Catalogue, *, prefix: str = ""):
                 continue
             value = getattr(msg, inp.name)
             if inp.default == SPOT and not msg.HasField(inp.name):
-                if isinstance(market, SnapshotMarket):
-                    bad.add(path, "required when the spot comes from a snapshot")
+                if isinstance(market, SnapshotMarket):  # the snapshot's spot, once the service reads it
+                    market = dataclasses.replace(market, spot_inputs=market.spot_inputs + (inp.name,))
                     continue
                 value = market.underlying[0] if market is not None else 0.0
             elif inp.name == "cash" and not msg.HasField("cash"):
@@ -829,8 +829,9 @@ def product_batch(request, catalogue: Catalogue, max_rows: int):
         if cols.HasField(inp.name):
             columns[inp.name] = int32s(getattr(cols, inp.name), path) if inp.dtype == "i4" else doubles(getattr(cols, inp.name), path)
         elif inp.default == SPOT:
-            if isinstance(market, SnapshotMarket):
-                raise invalid(path, "required when the spot comes from a snapshot")
+            if isinstance(market, SnapshotMarket):  # every row's: the snapshot's spot, once the service reads it
+                market = dataclasses.replace(market, spot_inputs=market.spot_inputs + (inp.name,))
+                continue
             columns[inp.name] = market.underlying
         else:
             columns[inp.name] = np.array([inp.default], dtype=np.int32 if inp.dtype == "i4" else np.float64)

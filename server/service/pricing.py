@@ -262,6 +262,22 @@ class PricingService:
             raise ServiceError(code, f"batch stopped between chunks: {what}")
 
     # ------------------------------------------------------------------ market by reference
+    def with_snapshot_spot(self, batch: ProductBatch, market) -> ProductBatch:
+        """``batch`` with the inputs a trade on a snapshot left to the spot
+        (``SnapshotMarket.spot_inputs``: a lookback's running extremes, unset for a new trade)
+        set to the snapshot's spot, every row's: the traded level, as an inline trade's unset
+        extremes are the spot it sends (an escrowed level would put them above the spot of
+        an engine that takes the dividends off itself). Unchanged when nothing is left to the
+        spot or the snapshot or its underlying is not stored (:meth:`resolve_market` says so)."""
+        if not isinstance(market, SnapshotMarket) or not market.spot_inputs:
+            return batch
+        snapshot = self.snapshots(market.snapshot_id) if self.snapshots is not None else None
+        underlying = snapshot.underlying(market.underlying_id) if snapshot is not None else None
+        if underlying is None or underlying.level is None:
+            return batch
+        spot = np.array([underlying.level], dtype=np.float64)
+        return dataclasses.replace(batch, columns={**batch.columns, **{name: spot for name in market.spot_inputs}})
+
     def resolve_market(self, spec: EngineSpec, batch: ProductBatch, market, fields: Mapping[str, str], *,
                        one_pass: bool = False):
         """(MarketBatch, MarketUsed or None, fields): a snapshot reference turned into the
@@ -339,6 +355,7 @@ class PricingService:
             raise ServiceError(Code.INVALID_ARGUMENT, "; ".join(f"{v.field}: {v.description}" for v in found), found)
         # a snapshot read in the pricing pass, as a batch reads it: the same bits as a row of
         # PriceBatch (resolved to columns first, the last bits of the curves' numbers differ)
+        batch = self.with_snapshot_spot(batch, market)
         market, used, fields = self.resolve_market(spec, batch, market, fields, one_pass=True)
         result = self._price_one(spec, batch, market, measures, fields, settings, should_continue)
         if isinstance(market, _OnePass):
@@ -594,6 +611,7 @@ class PricingService:
         self.check_rows(rows)
         settings_path = fields.get("settings", "settings")
         self.check_settings(spec, settings, rows, settings_path)
+        batch = self.with_snapshot_spot(batch, market)
         market, used, fields = self.resolve_market(spec, batch, market, fields, one_pass=True)
         measures = tuple(measures) or (Measure.PRICE,)
         estimate = self.check_cost(spec, batch, market, measures, settings, rows, unary=False, prefix=settings_path)
