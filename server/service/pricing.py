@@ -367,12 +367,15 @@ class PricingService:
         one_pass = isinstance(market, _OnePass)
         if self._fast_specs.get(int(spec.model)) is spec and not one_pass:
             return self._price_fast_one(spec, batch, market, measures, fields)
-        settings_path = fields.get("settings", "settings")
-        self.check_settings(spec, settings, 1, settings_path)
-        estimate = self.check_cost(spec, batch, market, measures, settings, 1, unary=True, prefix=settings_path)
         out = BatchOutputs.new(len(measures), 1, stderr=spec.monte_carlo, effective=spec.kernel_writes_forward)
-        status, _ = self._run(spec, batch, market, measures, 1, 1, settings, should_continue, out, estimate,
-                              settings_path)
+        if one_pass and self._fast_specs.get(int(spec.model)) is spec:
+            status = self._run_one_pass_one(spec, batch, market, measures, out)
+        else:
+            settings_path = fields.get("settings", "settings")
+            self.check_settings(spec, settings, 1, settings_path)
+            estimate = self.check_cost(spec, batch, market, measures, settings, 1, unary=True, prefix=settings_path)
+            status, _ = self._run(spec, batch, market, measures, 1, 1, settings, should_continue, out, estimate,
+                                  settings_path)
         values, stderr = out.values, out.stderr
         if one_pass:  # the market columns the engine read (kept: the forward was wanted)
             market = market.batch(batch)
@@ -393,6 +396,22 @@ class PricingService:
             float(values[0, 0]), greeks, float(fwd[0]), float(df[0]), float(t[0]), float(vol[0]), spec.ref,
             float(se[0]), details,
         )
+
+    @staticmethod
+    def _run_one_pass_one(spec, batch, market: "_OnePass", measures, out: "BatchOutputs") -> np.ndarray:
+        """One trade of an engine with a one-row fast path on a snapshot read in its pricing
+        pass: the engine's runner on the row, as :meth:`_run` calls it for a one-row batch
+        (the same kernel call, so the same bits) without the batch's chunks, polls and cost
+        check (an analytic European row: nanoseconds). The row's status; the market columns
+        the kernel read and its cash dividends are left in ``market``."""
+        codes = np.asarray([int(m) for m in measures], dtype=np.int32)
+        status = np.empty(1, dtype=np.int32)
+        market.columns = tuple(np.empty(1) for _ in range(4))
+        fused = FusedMarket(market.prepared, market.columns)
+        pricers.runner(spec)(batch, fused, codes, out.values, None, status, 1, DEFAULT_SETTINGS,
+                             effective=(out.forward, out.discount_factor))
+        market.dividends = fused.dividends
+        return status
 
     def _price_fast_one(self, spec, batch, market, measures, fields) -> PriceResult:
         """A trade of an engine with a one-row fast path: the same numbers, bit for bit, as the
