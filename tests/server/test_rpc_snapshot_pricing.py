@@ -774,14 +774,16 @@ def _bits(x):
     return np.asarray(x, dtype="<f8").view("<u8")
 
 
+@pytest.mark.parametrize("inline_vol", [None, 0.23])
 @pytest.mark.parametrize("model,underlying,demo", [(1, "SPX", True), (1, "SPX", False), (1, "STOCK", False),
                                                    (2, "EUA-DEC27", True)])
 def test_a_trade_on_a_snapshot_is_a_batch_of_one_bit_for_bit(stub, channel, surface_snapshot_id, model, underlying,
-                                                             demo):
-    """A trade is a batch of one: on a snapshot whose surface gives the vol, Price, a one-row
-    PriceBatch and the same row inside a larger PriceBatch give the same bits (price, every
-    Greek, the effective inputs, the market used), across the smile and the curves; SVI
-    (the demo's SPX; STOCK, with cash dividends), grid and SABR (the demo's EUA futures)."""
+                                                             demo, inline_vol):
+    """A trade is a batch of one: on a snapshot, Price, a one-row PriceBatch and the same row
+    inside a larger PriceBatch give the same bits (price, every Greek, the effective inputs,
+    the market used), across the smile and the curves; SVI (the demo's SPX; STOCK, with cash
+    dividends), grid and SABR (the demo's EUA futures); the vol from the surface (read in
+    the pricing pass) or given inline (the snapshot read to columns first)."""
     snap = _demo_id(channel) if demo else surface_snapshot_id
     measures = [1, 2, 3, 4, 5, 6, 8, 9, 10] + ([7] if model == 1 else [])
     level = {"SPX": 6000.0, "STOCK": 500.0, "EUA-DEC27": 78.4}[underlying]
@@ -797,6 +799,8 @@ def test_a_trade_on_a_snapshot_is_a_batch_of_one_bit_for_bit(stub, channel, surf
         req.european.strike.raw = strike[rows].astype("<f8").tobytes()
         req.european.time_to_expiry.raw = t[rows].astype("<f8").tobytes()
         req.market.snapshot_id, req.market.underlying_id = snap, underlying
+        if inline_vol is not None:
+            req.market.volatility.values.append(inline_vol)
         out = stub.PriceBatch(req, timeout=30)
         assert out.error_count == 0, out.errors
         values = np.array([_values(c.values) for c in out.columns])
@@ -805,12 +809,14 @@ def test_a_trade_on_a_snapshot_is_a_batch_of_one_bit_for_bit(stub, channel, surf
         return values, inputs, out.market
 
     whole = batch(np.arange(n))
-    assert len(np.unique(whole[1][3])) > n // 2  # the vols come from a smile
+    if inline_vol is None:
+        assert len(np.unique(whole[1][3])) > n // 2  # the vols come from a smile
     for i in range(n):
         one = pb.PriceRequest(model=model, measures=measures,
                               european=pb.EuropeanOption(option_type=int(types[i]), strike=float(strike[i]),
                                                          expiry=pb.Expiry(year_fraction=float(t[i]))),
-                              market=pb.Market(snapshot_id=snap, underlying_id=underlying))
+                              market=pb.Market(snapshot_id=snap, underlying_id=underlying,
+                                               volatility=inline_vol or 0.0))
         got = stub.Price(one, timeout=10)
         by_measure = {d.measure: d.value for d in got.details}
         price = np.array([by_measure[m] for m in measures])
@@ -822,4 +828,4 @@ def test_a_trade_on_a_snapshot_is_a_batch_of_one_bit_for_bit(stub, channel, surf
         assert np.array_equal(_bits(inputs), _bits(row_inputs[:, 0])), (i, inputs - row_inputs[:, 0])
         assert np.array_equal(_bits(inputs), _bits(whole[1][:, i])), (i, inputs - whole[1][:, i])
         assert got.price == by_measure[1] and got.greeks.delta == by_measure[2]
-        assert got.market == row_market and got.market.vol_surface
+        assert got.market == row_market and bool(got.market.vol_surface) == (inline_vol is None)
