@@ -57,7 +57,9 @@
  *    process), the bench 25.3-26.8 -> 24.0-25.2 ms, 1.30-1.37x -> 1.22-1.30x (six runs
  *    each, alternated); then the fused loops' checks as pg_black.h's (PG_MKT_FUSED_LOOP):
  *    Market.price_black (4 chunks, reused outputs) about 0.15 ms less of 19.3 (interleaved
- *    in one process; the bench cannot resolve it). Measured without gain on this AMD
+ *    in one process; the bench cannot resolve it); then no prefault under two pages a column
+ *    (its mincore per array cost more than the faults it saves): a one-row call 11.2 ->
+ *    3.4 us (Price on a snapshot, which calls it, 29 -> 21 us). Measured without gain on this AMD
  *    AVX-512 VM (Zen 4 class; same bits each): the entries read by 16-byte masked broadcast
  *    loads and unpacks (+0.5 ms), by 256-bit 4 x 4 transpositions, or with the probe's keys
  *    by vgatherqpd (both +-0.1 ms); a scalar probe (+1.8 ms branch-free, +3.5 ms as gcc
@@ -861,7 +863,10 @@ static void pg_mkt_prefault(ptrdiff_t start, ptrdiff_t end, int k, double *out, 
 {
 #ifdef __linux__
     const uintptr_t page = 4096;
-    if (end <= start) return;
+    /* under two pages a column: its faults are at most two per array, and a mincore per
+     * array (8 for a one-row trade with its effective inputs and market columns, about 4 us
+     * of a one-row call's 11) costs more than they do */
+    if ((end - start) * (ptrdiff_t)sizeof(double) < 2 * (ptrdiff_t)page) return;
     double *cols[6] = {forward, df, level, rate, q, vol};
     for (int j = -1; j < k + 6; j++) {
         char *p;

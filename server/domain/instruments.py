@@ -121,6 +121,11 @@ class SnapshotMarket:
     underlying_id: str
     inline: MarketBatch
     expiry_dates: Optional[tuple] = None
+    #: the product's inputs whose unset value is the spot (a lookback's running extremes) that
+    #: the trade left unset: the snapshot's spot, the traded level (a spot before any cash
+    #: dividend is taken off, or a futures price), filled in by the service when it reads the
+    #: snapshot (PricingService.with_snapshot_spot); the batch holds no column for them until then
+    spot_inputs: tuple[str, ...] = ()
 
 
 def check_expiry_dates(market: SnapshotMarket, valuation_date) -> list[tuple[str, str]]:

@@ -70,10 +70,23 @@ _MC_VALIDATION = (
     " QuantLib's MCDiscreteArithmeticAPEngine; standard errors scale as 1/sqrt(paths); reproducible by seed and"
     " thread count; tests/ext/test_montecarlo_kernel.py"
 )
+
+
+def _mc_settings(product: str, model: Model) -> tuple[str, ...]:
+    """The settings the kernel reads for ``product`` under ``model`` (any other set is
+    refused): a GBM European is one exact step (ext/pg_mc.h, pg_mc_interval_steps), so it
+    has no grid to cut (max_step) and no path to bridge (brownian_bridge). Checked by
+    tests/server/test_rpc_library.py: every setting read changes some bits, none unread does."""
+    if product == "european" and model != Model.HESTON:
+        return tuple(s for s in MONTE_CARLO_SETTINGS if s not in ("max_step", "brownian_bridge"))
+    return MONTE_CARLO_SETTINGS
+
+
 for _product, (_entry, _columns) in _MC_PRODUCTS.items():
     for _model in (Model.BLACK_SCHOLES_MERTON, Model.BLACK_76, Model.HESTON):
         register(_product, (_model,), Engine.MONTE_CARLO, name=f"monte_carlo_{_product}", version="1.0.0",
                  kernel=_mc, run=_run_mc(_entry, 4 if _model == Model.HESTON else 1, _columns),
-                 monte_carlo=True, validated_against=_MC_VALIDATION, polls_stop=True, settings=MONTE_CARLO_SETTINGS,
+                 monte_carlo=True, validated_against=_MC_VALIDATION, polls_stop=True,
+                 settings=_mc_settings(_product, _model),
                  cost=_mc_cost(_model == Model.HESTON, _product),
                  default=_model == Model.HESTON and _product != "european")

@@ -412,8 +412,6 @@ def european_batch(request, max_rows: int, *, with_vol: bool = True, price_field
         q = doubles(market.dividend_yield, "market.dividend_yield")
         if np.any(q != 0.0):
             raise invalid("market.dividend_yield", f"{cpb.Model.Name(int(model))} takes no dividend yield: the forward carries it")
-    if not with_vol and market.HasField("volatility"):
-        _ignored_volatility_column(doubles(market.volatility, "market.volatility"), "market.volatility")
     t = _batch_times(cols, "european", time_kind)
 
     options = EuropeanOptionBatch(
@@ -425,23 +423,14 @@ def european_batch(request, max_rows: int, *, with_vol: bool = True, price_field
         underlying=doubles(getattr(market, underlying), f"market.{underlying}"),
         rate=doubles(market.rate, "market.rate") if market.HasField("rate") else _ZERO,
         dividend_yield=doubles(market.dividend_yield, "market.dividend_yield") if market.HasField("dividend_yield") else _ZERO,
-        volatility=doubles(market.volatility, "market.volatility") if with_vol else None,
+        # (implied vol: a column sent is not read, but each row's value is checked: a bad one fails its row)
+        volatility=doubles(market.volatility, "market.volatility") if market.HasField("volatility") else None,
     )
     price = doubles(request.price, price_field) if price_field is not None else None
     fields = dict(_BATCH_FIELDS[time_kind, underlying])
     if price_field is not None:
         fields["price"] = price_field
     return model, options, mkt, price, rows, fields
-
-
-def _ignored_volatility_column(vol: np.ndarray, path: str) -> None:
-    """A volatility column sent with implied volatility is not read; its values must still
-    be finite and >= 0 (the first bad row is named)."""
-    bad = np.flatnonzero(~(np.isfinite(vol) & (vol >= 0.0)))
-    if len(bad):
-        row = int(bad[0])
-        raise invalid(path, f"not read by implied volatility, but must be finite and >= 0 when set"
-                            f" (row {row}: {float(vol[row])!r}; {len(bad)} such rows)")
 
 
 # --------------------------------------------------------------------- the options library
@@ -688,8 +677,8 @@ def product_one(request, catalogue: Catalogue, *, prefix: str = ""):
                 continue
             value = getattr(msg, inp.name)
             if inp.default == SPOT and not msg.HasField(inp.name):
-                if isinstance(market, SnapshotMarket):
-                    bad.add(path, "required when the spot comes from a snapshot")
+                if isinstance(market, SnapshotMarket):  # the snapshot's spot, once the service reads it
+                    market = dataclasses.replace(market, spot_inputs=market.spot_inputs + (inp.name,))
                     continue
                 value = market.underlying[0] if market is not None else 0.0
             elif inp.name == "cash" and not msg.HasField("cash"):
@@ -851,8 +840,9 @@ def product_batch(request, catalogue: Catalogue, max_rows: int):
         if cols.HasField(inp.name):
             columns[inp.name] = int32s(getattr(cols, inp.name), path) if inp.dtype == "i4" else doubles(getattr(cols, inp.name), path)
         elif inp.default == SPOT:
-            if isinstance(market, SnapshotMarket):
-                raise invalid(path, "required when the spot comes from a snapshot")
+            if isinstance(market, SnapshotMarket):  # every row's: the snapshot's spot, once the service reads it
+                market = dataclasses.replace(market, spot_inputs=market.spot_inputs + (inp.name,))
+                continue
             columns[inp.name] = market.underlying
         else:
             columns[inp.name] = np.array([inp.default], dtype=np.int32 if inp.dtype == "i4" else np.float64)

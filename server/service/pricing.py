@@ -263,6 +263,22 @@ class PricingService:
             raise ServiceError(code, f"batch stopped between chunks: {what}")
 
     # ------------------------------------------------------------------ market by reference
+    def with_snapshot_spot(self, batch: ProductBatch, market) -> ProductBatch:
+        """``batch`` with the inputs a trade on a snapshot left to the spot
+        (``SnapshotMarket.spot_inputs``: a lookback's running extremes, unset for a new trade)
+        set to the snapshot's spot, every row's: the traded level, as an inline trade's unset
+        extremes are the spot it sends (an escrowed level would put them above the spot of
+        an engine that takes the dividends off itself). Unchanged when nothing is left to the
+        spot or the snapshot or its underlying is not stored (:meth:`resolve_market` says so)."""
+        if not isinstance(market, SnapshotMarket) or not market.spot_inputs:
+            return batch
+        snapshot = self.snapshots(market.snapshot_id) if self.snapshots is not None else None
+        underlying = snapshot.underlying(market.underlying_id) if snapshot is not None else None
+        if underlying is None or underlying.level is None:
+            return batch
+        spot = np.array([underlying.level], dtype=np.float64)
+        return dataclasses.replace(batch, columns={**batch.columns, **{name: spot for name in market.spot_inputs}})
+
     def resolve_market(self, spec: EngineSpec, batch: ProductBatch, market, fields: Mapping[str, str], *,
                        one_pass: bool = False):
         """(MarketBatch, MarketUsed or None, fields): a snapshot reference turned into the
@@ -330,7 +346,8 @@ class PricingService:
     ) -> PriceResult:
         """One trade of any product: a batch of one (every column of length 1) through the
         engine's runner. The measures come back as price first, then by Measure number.
-        ``market``: a MarketBatch, or a SnapshotMarket resolved here. ``should_continue``
+        ``market``: a MarketBatch, or a SnapshotMarket resolved here (as :meth:`price_batch`
+        resolves it: the same bits as the trade's row in a batch). ``should_continue``
         (a :class:`Watch` for the kernels that poll it): the call's deadline and
         cancellation; its cost is capped by ``Limits.max_cost_unary_s``."""
         unread = unread_inputs(batch)
@@ -338,21 +355,32 @@ class PricingService:
             found = [FieldViolation(fields.get(name, name), f"{why} (got {batch.columns[name][0].item()!r})")
                      for name, _, why in unread]
             raise ServiceError(Code.INVALID_ARGUMENT, "; ".join(f"{v.field}: {v.description}" for v in found), found)
-        market, used, fields = self.resolve_market(spec, batch, market, fields)
+        # a snapshot read in the pricing pass, as a batch reads it: the same bits as a row of
+        # PriceBatch (resolved to columns first, the last bits of the curves' numbers differ)
+        batch = self.with_snapshot_spot(batch, market)
+        market, used, fields = self.resolve_market(spec, batch, market, fields, one_pass=True)
         result = self._price_one(spec, batch, market, measures, fields, settings, should_continue)
+        if isinstance(market, _OnePass):
+            used = used._replace(dividends=market.dividends)
         return result._replace(market_used=used) if used is not None else result
 
     def _price_one(self, spec, batch, market, measures, fields, settings, should_continue=None) -> PriceResult:
         measures = (Measure.PRICE,) + tuple(sorted(set(measures) - {Measure.PRICE}))
-        if self._fast_specs.get(int(spec.model)) is spec:
+        one_pass = isinstance(market, _OnePass)
+        if self._fast_specs.get(int(spec.model)) is spec and not one_pass:
             return self._price_fast_one(spec, batch, market, measures, fields)
-        settings_path = fields.get("settings", "settings")
-        self.check_settings(spec, settings, 1, settings_path)
-        estimate = self.check_cost(spec, batch, market, measures, settings, 1, unary=True, prefix=settings_path)
         out = BatchOutputs.new(len(measures), 1, stderr=spec.monte_carlo, effective=spec.kernel_writes_forward)
-        status, _ = self._run(spec, batch, market, measures, 1, 1, settings, should_continue, out, estimate,
-                              settings_path)
+        if one_pass and self._fast_specs.get(int(spec.model)) is spec:
+            status = self._run_one_pass_one(spec, batch, market, measures, out)
+        else:
+            settings_path = fields.get("settings", "settings")
+            self.check_settings(spec, settings, 1, settings_path)
+            estimate = self.check_cost(spec, batch, market, measures, settings, 1, unary=True, prefix=settings_path)
+            status, _ = self._run(spec, batch, market, measures, 1, 1, settings, should_continue, out, estimate,
+                                  settings_path)
         values, stderr = out.values, out.stderr
+        if one_pass:  # the market columns the engine read (kept: the forward was wanted)
+            market = market.batch(batch)
         if status[0]:
             _expiry_first(status, fields)
             _rows.raise_for_status(
@@ -370,6 +398,22 @@ class PricingService:
             float(values[0, 0]), greeks, float(fwd[0]), float(df[0]), float(t[0]), float(vol[0]), spec.ref,
             float(se[0]), details,
         )
+
+    @staticmethod
+    def _run_one_pass_one(spec, batch, market: "_OnePass", measures, out: "BatchOutputs") -> np.ndarray:
+        """One trade of an engine with a one-row fast path on a snapshot read in its pricing
+        pass: the engine's runner on the row, as :meth:`_run` calls it for a one-row batch
+        (the same kernel call, so the same bits) without the batch's chunks, polls and cost
+        check (an analytic European row: nanoseconds). The row's status; the market columns
+        the kernel read and its cash dividends are left in ``market``."""
+        codes = np.asarray([int(m) for m in measures], dtype=np.int32)
+        status = np.empty(1, dtype=np.int32)
+        market.columns = tuple(np.empty(1) for _ in range(4))
+        fused = FusedMarket(market.prepared, market.columns)
+        pricers.runner(spec)(batch, fused, codes, out.values, None, status, 1, DEFAULT_SETTINGS,
+                             effective=(out.forward, out.discount_factor))
+        market.dividends = fused.dividends
+        return status
 
     def _price_fast_one(self, spec, batch, market, measures, fields) -> PriceResult:
         """A trade of an engine with a one-row fast path: the same numbers, bit for bit, as the
@@ -456,6 +500,13 @@ class PricingService:
             )
             _raise_if_stopped(watch, whole.status, a, b, rows)
         vol, status, forward, df = whole.volatility, whole.status, whole.forward, whole.discount_factor
+        if market.volatility is not None:  # a vol column sent is not read; a row with a bad one fails
+            bad = np.broadcast_to(~(np.isfinite(market.volatility) & (market.volatility >= 0.0)), (rows,))
+            if bad.any():
+                status[bad] |= _st.BAD_VOL
+                for col in (vol, forward, df):  # as the kernel leaves its failed rows
+                    if col is not None:
+                        col[bad] = np.nan
         elapsed = time.perf_counter() - t0
         return self._implied_vol_result(
             model, rows, vol.reshape(1, rows), status, forward, df, options, market, price, fields, elapsed, threads,
@@ -588,6 +639,7 @@ class PricingService:
         self.check_rows(rows)
         settings_path = fields.get("settings", "settings")
         self.check_settings(spec, settings, rows, settings_path)
+        batch = self.with_snapshot_spot(batch, market)
         market, used, fields = self.resolve_market(spec, batch, market, fields, one_pass=True)
         measures = tuple(measures) or (Measure.PRICE,)
         estimate = self.check_cost(spec, batch, market, measures, settings, rows, unary=False, prefix=settings_path)

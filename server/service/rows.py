@@ -70,6 +70,8 @@ def describe(bit: int, model: Model, *, implied_vol: bool = False, product=None)
         return "must be finite and > 0" if implied_vol else "must be finite and >= 0 (expiry on or after valuation)"
     if bit in (st.BAD_RATE, st.BAD_DIVIDEND):
         return "must be finite"
+    if bit == st.BAD_VOL and implied_vol:  # (sent, it is checked, not read: it is solved for)
+        return "not read by implied volatility, but must be finite and >= 0 when set"
     if bit == st.BAD_VOL:
         return "must be finite and > 0"
     if bit == st.BAD_PRICE:

@@ -265,6 +265,7 @@ class ScenarioRevaluer:
         product_path = fields.get("rate", "market.rate").replace("market.rate", "instruments")
         if batch.schedule is not None:
             raise invalid(product_path, f"{batch.product.name} options (fixing schedules) are not in scenario runs yet")
+        batch = self.pricing.with_snapshot_spot(batch, market)
         base_market, used, base_fields = self.pricing.resolve_market(spec, batch, market, fields)
         if base_market.cash_dividends is not None or (base_market.volatility is None and base_market.v0 is None):
             raise invalid(f"{market_path}.underlying_id", "an underlying priced with cash dividends by the engine "

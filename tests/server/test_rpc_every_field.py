@@ -72,10 +72,14 @@ def _market(model: int, **over) -> dict:
     return m
 
 
-def _settings(engine: int) -> pb.EngineSettings:
+def _settings(product: str, model: int, engine: int) -> pb.EngineSettings:
+    from pricegrid.server.pricers.catalogue import CATALOGUE
+
     s = pb.EngineSettings()
     if engine == c.ENGINE_MONTE_CARLO:
-        s.paths, s.max_step, s.seed = 2_000, 0.05, 7
+        s.paths, s.seed = 2_000, 7
+        if "max_step" in CATALOGUE.find(product, model, engine).settings:  # (a GBM European: one exact step)
+            s.max_step = 0.05
     if engine == c.ENGINE_BINOMIAL_TREE:
         s.tree_steps = 51
     return s
@@ -133,7 +137,8 @@ def _trade(product, model, engine, terms) -> pb.PriceRequest:
     if product == "digital" and terms["payoff"] != 1:
         terms.pop("cash")
     inst = msg_cls(**terms, expiry=pb.Expiry(year_fraction=EXPIRY))
-    request = pb.PriceRequest(model=model, engine=engine, market=pb.Market(**_market(model)), settings=_settings(engine))
+    request = pb.PriceRequest(model=model, engine=engine, market=pb.Market(**_market(model)),
+                              settings=_settings(product, model, engine))
     getattr(request, product).CopyFrom(inst)
     if model == c.MODEL_HESTON:
         request.market.heston.CopyFrom(pb.HestonParameters(**HESTON))
@@ -249,7 +254,7 @@ def _batch(product, model, engine, terms) -> pb.PriceBatchRequest:
     if times:
         cols.fixing_times.values.extend(list(times) * ROWS)
         cols.fixing_counts.values.extend([len(times)] * ROWS)
-    request = pb.PriceBatchRequest(model=model, engine=engine, settings=_settings(engine))
+    request = pb.PriceBatchRequest(model=model, engine=engine, settings=_settings(product, model, engine))
     getattr(request, product).CopyFrom(cols)
     for name, value in _market(model).items():
         getattr(request.market, name).values.extend([value] * ROWS)
@@ -378,12 +383,34 @@ def test_every_numeric_field_of_an_implied_vol_request(stub, model):
     assert not failures, "\n".join(failures)
 
 
-def test_an_implied_vol_batch_refuses_a_bad_volatility_column_it_does_not_read(stub):
+def _iv_columns(reply):
+    return [np.frombuffer(col.raw, "<f8") if col.raw else np.array(col.values)
+            for col in (reply.volatility, reply.inputs.forward, reply.inputs.discount_factor)]
+
+
+@pytest.mark.parametrize("value", BAD_DOUBLES)
+def test_an_implied_vol_batch_fails_the_row_of_a_bad_volatility_it_does_not_read(stub, value):
+    """A vol column sent with implied volatility is not read, but checked per row as every
+    other column: a bad value fails its row only (named, with the value), as in PriceBatch;
+    the other rows are those of the batch without the column, bit for bit."""
     request = pb.ImpliedVolatilityBatchRequest(
-        model=1, price=c.DoubleColumn(values=[8.0, 8.0]),
-        european=pb.EuropeanOptionColumns(option_type=c.Int32Column(values=[1]), strike=c.DoubleColumn(values=[100.0]),
+        model=1, price=c.DoubleColumn(values=[14.0, 8.0, 2.5]),
+        european=pb.EuropeanOptionColumns(option_type=c.Int32Column(values=[1]),
+                                          strike=c.DoubleColumn(values=[90.0, 100.0, 110.0]),
                                           time_to_expiry=c.DoubleColumn(values=[EXPIRY])),
-        market=pb.MarketColumns(spot=c.DoubleColumn(values=[100.0]), volatility=c.DoubleColumn(values=[0.3, 0.3])))
-    assert stub.ImpliedVolatilityBatch(request, timeout=10).error_count == 0
-    request.market.volatility.values[1] = NAN
-    _expect_refused(stub.ImpliedVolatilityBatch, request, "market.volatility")
+        market=pb.MarketColumns(spot=c.DoubleColumn(values=[100.0]), rate=c.DoubleColumn(values=[0.03])))
+    unset = _iv_columns(stub.ImpliedVolatilityBatch(request, timeout=10))
+    request.market.volatility.values.extend([0.3, 0.0, 0.3])  # valid (0 too): not read
+    good = stub.ImpliedVolatilityBatch(request, timeout=10)
+    assert good.error_count == 0 and all(np.array_equal(a, b) for a, b in zip(_iv_columns(good), unset))
+    request.market.volatility.values[1] = value
+    out = stub.ImpliedVolatilityBatch(request, timeout=10)
+    assert out.error_count == 1 and np.frombuffer(out.status.raw, "<i4").tolist() == [0, 3, 0]
+    (e,) = out.errors
+    assert (e.row, e.code, e.field) == (1, 3, "market.volatility") and f"got {value!r}" in e.message, e
+    for got, ref in zip(_iv_columns(out), unset):
+        assert np.isnan(got[1]) and np.array_equal(got[[0, 2]], ref[[0, 2]])
+    del request.market.volatility.values[:]
+    request.market.volatility.values.append(value)  # one value for every row: every row fails
+    out = stub.ImpliedVolatilityBatch(request, timeout=10)
+    assert out.error_count == 3 and {(e.row, e.field) for e in out.errors} == {(i, "market.volatility") for i in range(3)}

@@ -11,6 +11,7 @@ relative: the two evaluate the same formulas in a different order.
 """
 
 import datetime as dt
+import math
 
 import grpc
 import numpy as np
@@ -168,14 +169,110 @@ def test_bad_references_name_the_field(stub, snapshot_id, mutate, field, code):
     assert stub.Price(request(snapshot_id), timeout=10).price > 0  # and the server goes on
 
 
-def test_a_lookback_on_a_snapshot_needs_its_extremes(stub, snapshot_id):
-    r = pb.PriceRequest(model=1, lookback=pb.LookbackOption(strike_type=1, option_type=1, expiry=pb.Expiry(year_fraction=0.5)),
-                        market=pb.Market(snapshot_id=snapshot_id, underlying_id="SPX", volatility=0.2))
+_SPOTS = {"SPX": 6000.0, "STOCK": 500.0, "EUA-DEC27": 78.4}  # (the snapshot's own: _snapshot())
+_HESTON = pb.HestonParameters(v0=0.04, kappa=1.5, theta=0.04, sigma=0.5, rho=-0.7)
+#: (model, underlying, engine): analytic and Monte Carlo, spot and futures, Heston (inline parameters)
+_LOOKBACK_CASES = [(1, "SPX", c) for c in (cpb.ENGINE_ANALYTIC, cpb.ENGINE_MONTE_CARLO)] + [
+    (2, "EUA-DEC27", cpb.ENGINE_ANALYTIC), (2, "EUA-DEC27", cpb.ENGINE_MONTE_CARLO),
+    (4, "SPX", cpb.ENGINE_MONTE_CARLO), (1, "STOCK", cpb.ENGINE_ANALYTIC)]
+
+
+def _lookback_market(snapshot_id, model, underlying):
+    m = pb.Market(snapshot_id=snapshot_id, underlying_id=underlying)
+    if model == 4:
+        m.heston.CopyFrom(_HESTON)
+    else:
+        m.volatility = 0.2
+    return m
+
+
+def _details(reply):
+    return [(d.measure, d.value, d.standard_error) for d in reply.details], reply.inputs, reply.market
+
+
+@pytest.mark.parametrize("model,underlying,engine", _LOOKBACK_CASES)
+def test_a_lookbacks_unset_extremes_on_a_snapshot_are_its_spot(stub, snapshot_id, model, underlying, engine):
+    """Unset running extremes mean a new trade: the spot, on a snapshot the snapshot's (the
+    traded level: STOCK's spot before its cash dividends come off), the same bits as the
+    trade with both set to it, or one set and the other left to it."""
+    spot = _SPOTS[underlying]
+    settings = pb.EngineSettings(paths=4096, seed=3) if engine == cpb.ENGINE_MONTE_CARLO else None
+    days = 30 if underlying == "STOCK" else 200  # (STOCK: before its first cash dividend)
+    for strike_type, option_type in ((1, 1), (1, 2), (2, 1), (2, 2)):
+        option = pb.LookbackOption(strike_type=strike_type, option_type=option_type,
+                                   strike=spot * 1.02 if strike_type == 2 else 0.0,
+                                   expiry=pb.Expiry(year_fraction=days / 365))
+        r = pb.PriceRequest(model=model, engine=engine, lookback=option, measures=[2, 3, 4, 5],
+                            market=_lookback_market(snapshot_id, model, underlying), settings=settings)
+        got = _details(stub.Price(r, timeout=30))
+        assert got[2].underlying_id == underlying and all(math.isfinite(v) for _, v, _ in got[0])
+        for lo, hi in ((spot, spot), (spot, None), (None, spot)):
+            explicit = pb.PriceRequest()
+            explicit.CopyFrom(r)
+            if lo is not None:
+                explicit.lookback.running_minimum = lo
+            if hi is not None:
+                explicit.lookback.running_maximum = hi
+            assert _details(stub.Price(explicit, timeout=30)) == got, (strike_type, option_type, lo, hi)
+        # and extremes away from the spot are read: not the same trade
+        r.lookback.running_minimum, r.lookback.running_maximum = spot * 0.9, spot * 1.1
+        assert _details(stub.Price(r, timeout=30))[0] != got[0]
+
+
+@pytest.mark.parametrize("model,underlying,engine", _LOOKBACK_CASES)
+def test_a_lookback_batchs_unset_extreme_columns_on_a_snapshot_are_its_spot(stub, snapshot_id, model, underlying,
+                                                                             engine):
+    """A column left unset is every row's spot (the snapshot's); a column set is read as set,
+    row by row (a batch that wants some rows at the spot sends it in those rows)."""
+    spot = _SPOTS[underlying]
+    n = 8
+    rng = np.random.default_rng(model * 10 + engine)
+    strike_type = rng.integers(1, 3, n).astype("<i4")
+    strike = np.where(strike_type == 2, spot * rng.uniform(0.8, 1.2, n), 0.0)
+    days = rng.integers(1, 45 if underlying == "STOCK" else 700, n)
+
+    def batch(lo=None, hi=None):
+        req = pb.PriceBatchRequest(model=model, engine=engine, measures=[1, 2, 3])
+        if engine == cpb.ENGINE_MONTE_CARLO:
+            req.settings.paths, req.settings.seed = 4096, 3
+        cols = req.lookback
+        cols.strike_type.raw = strike_type.tobytes()
+        cols.option_type.raw = np.resize(np.array([1, 2], "<i4"), n).tobytes()
+        cols.strike.raw = strike.astype("<f8").tobytes()
+        cols.time_to_expiry.raw = (days / 365.0).astype("<f8").tobytes()
+        if lo is not None:
+            cols.running_minimum.raw = np.asarray(lo, "<f8").tobytes()
+        if hi is not None:
+            cols.running_maximum.raw = np.asarray(hi, "<f8").tobytes()
+        req.market.snapshot_id, req.market.underlying_id = snapshot_id, underlying
+        if model == 4:
+            for h in ("v0", "kappa", "theta", "sigma", "rho"):
+                getattr(req.market.heston, h).values.append(getattr(_HESTON, h))
+        else:
+            req.market.volatility.values.append(0.2)
+        out = stub.PriceBatch(req, timeout=60)
+        assert out.error_count == 0, out.errors
+        return [_values(c.values).tolist() for c in out.columns] + [_values(c.standard_error).tolist()
+                                                                   for c in out.columns if c.HasField("standard_error")]
+
+    unset = batch()
+    at_spot = np.full(n, spot)
+    assert unset == batch(at_spot, at_spot) == batch(at_spot, None) == batch(None, at_spot) == batch([spot], [spot])
+    lower, higher = at_spot.copy(), at_spot.copy()
+    lower[0], higher[0] = spot * 0.9, spot * 1.1
+    moved = batch(lower, higher)
+    assert moved[0][0] != unset[0][0] and moved[0][1:] == unset[0][1:]  # row 0 read as set, the others at the spot
+
+
+def test_a_lookback_on_a_snapshots_cash_dividends_is_refused_naming_the_underlying(stub, snapshot_id):
+    """Unset extremes change nothing to what the engines price: STOCK's cash dividends before
+    expiry are still refused for a lookback (no escrowed model for a path's extremes)."""
+    r = pb.PriceRequest(model=1, lookback=pb.LookbackOption(strike_type=1, option_type=1,
+                                                            expiry=pb.Expiry(year_fraction=0.5)),
+                        market=pb.Market(snapshot_id=snapshot_id, underlying_id="STOCK", volatility=0.2))
     with pytest.raises(grpc.RpcError) as e:
         stub.Price(r, timeout=10)
-    assert violations(e.value)[0][0] == "lookback.running_minimum"
-    r.lookback.running_minimum, r.lookback.running_maximum = 5800.0, 6100.0
-    assert stub.Price(r, timeout=10).market.underlying_id == "SPX"
+    assert [f for f, _ in violations(e.value)] == ["market.underlying_id"]
 
 
 def test_a_batch_on_a_snapshot(stub, snapshot_id):
@@ -247,7 +344,14 @@ def test_the_vol_comes_from_the_underlyings_surface_at_each_trades_expiry_and_st
         inline = request(surface_snapshot_id, underlying, days=days, strike=strike, measures=(2, 4))
         inline.market.volatility = got.inputs.volatility
         ref = stub.Price(inline, timeout=10)
-        assert got.price == ref.price and got.greeks == ref.greeks  # the same trade with that vol, bit for bit
+        if underlying == "SPX":  # the same trade with that vol, bit for bit
+            assert got.price == ref.price and got.greeks == ref.greeks
+        else:
+            # read in the pricing pass (as a batch row), an SVI smile's BSM trade on a spot is
+            # within 1e-13 relative of its columns priced (pricegrid.server.pricers.market_columns)
+            assert got.price == pytest.approx(ref.price, rel=1e-13, abs=0)
+            for f, v in got.greeks.ListFields():
+                assert v == pytest.approx(getattr(ref.greeks, f.name), rel=1e-13, abs=0), f.name
         assert not ref.market.vol_surface
 
 
@@ -664,3 +768,64 @@ def test_a_bad_expiry_on_a_snapshot_is_the_only_error_of_its_trade_or_row(stub, 
         assert [(e.row, e.field) for e in out.errors] == [(1, f"{instrument}.time_to_expiry"),
                                                           (2, f"{instrument}.time_to_expiry")], out.errors
         assert np.isfinite(_values(out.columns[0].values)[0])
+
+
+def _bits(x):
+    return np.asarray(x, dtype="<f8").view("<u8")
+
+
+@pytest.mark.parametrize("inline_vol", [None, 0.23])
+@pytest.mark.parametrize("model,underlying,demo", [(1, "SPX", True), (1, "SPX", False), (1, "STOCK", False),
+                                                   (2, "EUA-DEC27", True)])
+def test_a_trade_on_a_snapshot_is_a_batch_of_one_bit_for_bit(stub, channel, surface_snapshot_id, model, underlying,
+                                                             demo, inline_vol):
+    """A trade is a batch of one: on a snapshot, Price, a one-row PriceBatch and the same row
+    inside a larger PriceBatch give the same bits (price, every Greek, the effective inputs,
+    the market used), across the smile and the curves; SVI (the demo's SPX; STOCK, with cash
+    dividends), grid and SABR (the demo's EUA futures); the vol from the surface (read in
+    the pricing pass) or given inline (the snapshot read to columns first)."""
+    snap = _demo_id(channel) if demo else surface_snapshot_id
+    measures = [1, 2, 3, 4, 5, 6, 8, 9, 10] + ([7] if model == 1 else [])
+    level = {"SPX": 6000.0, "STOCK": 500.0, "EUA-DEC27": 78.4}[underlying]
+    rng = np.random.default_rng(2026 + model)
+    n = 60
+    strike = level * rng.uniform(0.6, 1.5, n)
+    t = rng.integers(1, 5 * 365, n) / 365.0
+    types = rng.integers(1, 3, n).astype("<i4")
+
+    def batch(rows):
+        req = pb.PriceBatchRequest(model=model, measures=measures)
+        req.european.option_type.raw = types[rows].tobytes()
+        req.european.strike.raw = strike[rows].astype("<f8").tobytes()
+        req.european.time_to_expiry.raw = t[rows].astype("<f8").tobytes()
+        req.market.snapshot_id, req.market.underlying_id = snap, underlying
+        if inline_vol is not None:
+            req.market.volatility.values.append(inline_vol)
+        out = stub.PriceBatch(req, timeout=30)
+        assert out.error_count == 0, out.errors
+        values = np.array([_values(c.values) for c in out.columns])
+        inputs = np.array([_values(getattr(out.inputs, f)) for f in
+                           ("forward", "discount_factor", "time_to_expiry", "volatility")])
+        return values, inputs, out.market
+
+    whole = batch(np.arange(n))
+    if inline_vol is None:
+        assert len(np.unique(whole[1][3])) > n // 2  # the vols come from a smile
+    for i in range(n):
+        one = pb.PriceRequest(model=model, measures=measures,
+                              european=pb.EuropeanOption(option_type=int(types[i]), strike=float(strike[i]),
+                                                         expiry=pb.Expiry(year_fraction=float(t[i]))),
+                              market=pb.Market(snapshot_id=snap, underlying_id=underlying,
+                                               volatility=inline_vol or 0.0))
+        got = stub.Price(one, timeout=10)
+        by_measure = {d.measure: d.value for d in got.details}
+        price = np.array([by_measure[m] for m in measures])
+        inputs = np.array([got.inputs.forward, got.inputs.discount_factor, got.inputs.time_to_expiry,
+                           got.inputs.volatility])
+        row_values, row_inputs, row_market = batch(np.array([i]))
+        assert np.array_equal(_bits(price), _bits(row_values[:, 0])), (i, price - row_values[:, 0])
+        assert np.array_equal(_bits(price), _bits(whole[0][:, i])), (i, price - whole[0][:, i])
+        assert np.array_equal(_bits(inputs), _bits(row_inputs[:, 0])), (i, inputs - row_inputs[:, 0])
+        assert np.array_equal(_bits(inputs), _bits(whole[1][:, i])), (i, inputs - whole[1][:, i])
+        assert got.price == by_measure[1] and got.greeks.delta == by_measure[2]
+        assert got.market == row_market and bool(got.market.vol_surface) == (inline_vol is None)

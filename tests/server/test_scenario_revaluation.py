@@ -282,6 +282,35 @@ def test_a_spot_move_beyond_a_lookbacks_extreme_widens_it(world):
     assert (pnl[:, [0, 2, 3]] != 0.0).all()
 
 
+def test_a_lookbacks_extremes_left_to_the_snapshots_spot_are_the_trade_with_them_set(world):
+    """A new lookback on a snapshot leaves its extremes to the spot (SnapshotMarket.spot_inputs,
+    as the transport reads unset fields): the run is the one with both set to the snapshot's
+    spot, bit for bit (base values and every cell)."""
+    _, service, _, _, ref, _, record = world
+    spec = service.catalogue.find("lookback", Model.BLACK_SCHOLES_MERTON)
+    spot = service.snapshots(record.snapshot_id).underlying("SPX").level
+    n = 4
+    columns = {"strike_type": np.array([1, 1, 2, 2], np.int32), "option_type": np.array([1, 2, 1, 2], np.int32),
+               "strike": np.array([0.0, 0.0, 6100.0, 5900.0]), "time_to_expiry": np.array([0.25, 0.5, 1.0, 2.0])}
+    quantity = np.array([1.0, -2.0, 3.0, 1.0])
+    s = ScenarioSet((Shift("spot", Quantity.SPOT, ShiftKind.RELATIVE, ("SPX",)),), np.array([[-0.1, 0.0, 0.1]]),
+                    ("down", "flat", "up"))
+
+    def run(batch, market):
+        r = ScenarioRevaluer(service).revalue(spec, batch, market, s, quantity, rows=n, fields=FIELDS, threads=1)
+        blocks = list(r.blocks)
+        assert all(not b.errors for b in blocks)
+        return r.base, np.vstack([b.pnl for b in blocks])
+
+    left = run(ProductBatch(PRODUCTS["lookback"], columns),
+               dataclasses.replace(ref, spot_inputs=("running_minimum", "running_maximum")))
+    at_spot = {"running_minimum": np.array([spot]), "running_maximum": np.array([spot])}
+    given = run(ProductBatch(PRODUCTS["lookback"], {**columns, **at_spot}), ref)
+    assert np.isfinite(left[1]).all() and (left[1][:, [0, 2]] != 0.0).all()
+    np.testing.assert_array_equal(left[0], given[0])
+    np.testing.assert_array_equal(left[1], given[1])
+
+
 def _european(m, batch, level):
     """The European price of each (option_type, strike, expiry) on the rows' market at
     ``level``, from pricegrid.ext.black (the value of a touched knock-in)."""

@@ -1,6 +1,8 @@
 """ServerInfo, health, reflection and the Prometheus endpoint of a real server."""
 
+import re
 import urllib.request
+from pathlib import Path
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -88,3 +90,46 @@ def test_stream_messages_are_counted_per_method(server):
     while count() < before + 3 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert count() == before + 3
+
+
+#: the README's model labels (the clients' model names, spelled for readers)
+_README_MODELS = {"BSM": c.MODEL_BLACK_SCHOLES_MERTON, "Black-76": c.MODEL_BLACK_76, "Bachelier": c.MODEL_BACHELIER,
+                  "Heston": c.MODEL_HESTON}
+
+
+def _readme_products() -> dict:
+    """(instrument, model) -> engines, default first, from README.md's product table: an
+    engine's label (before its parenthesis) is its Engine value ("binomial tree":
+    ENGINE_BINOMIAL_TREE)."""
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    head = "| instrument | models | engines (default first) |"
+    assert text.count(head) == 1
+    out = {}
+    for line in text[text.index(head):].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        instrument, models, engines = (cell.strip() for cell in line.strip("|").split("|"))
+        name = re.match(r"`(\w+)`", instrument).group(1)
+        labels = [e.split(" (")[0] for e in re.split(r",\s*(?![^()]*\))", engines)]
+        codes = [c.Engine.Value("ENGINE_" + label.upper().replace(" ", "_").replace("-", "_")) for label in labels]
+        for model in models.split(", "):
+            key = (name, _README_MODELS[model])
+            assert key not in out, f"{key} is in two rows"
+            out[key] = codes
+    return out
+
+
+def test_the_readme_product_table_is_server_info(stub):
+    info = stub.ServerInfo(pb.ServerInfoRequest(), timeout=5)
+    offered, defaults = set(), {}
+    for m in info.models:
+        if m.engine == c.ENGINE_UNSPECIFIED:  # (implied volatility)
+            continue
+        for instrument in m.instruments:
+            offered.add((instrument, m.model, m.engine))
+            if m.default_engine:
+                defaults[instrument, m.model] = m.engine
+    table = _readme_products()
+    listed = {(i, m, e) for (i, m), engines in table.items() for e in engines}
+    assert listed == offered, {"not in the README": sorted(offered - listed), "not offered": sorted(listed - offered)}
+    assert {k: v[0] for k, v in table.items()} == defaults
