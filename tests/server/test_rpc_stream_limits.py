@@ -12,6 +12,7 @@ from pricegrid.v1 import common_pb2 as c
 from pricegrid.v1 import pricing_pb2 as pb
 from pricegrid.v1 import pricing_pb2_grpc
 from tests.conftest import start_server
+from tests.server.test_rpc_budgets import _cpu_over
 from tests.server.test_rpc_stream import Stream, trade
 
 RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
@@ -90,12 +91,6 @@ def test_a_move_costing_more_than_one_trade_may_is_refused_before_any_work(cappe
     (one,) = s.recv(1)
     assert one.trade_id == "B" and one.result.price > held[1].result.price  # more variance, a dearer call
     assert s.close() == []
-
-
-def _cpu_over(window: float) -> float:
-    t0 = time.process_time()
-    time.sleep(window)
-    return time.process_time() - t0
 
 
 def test_a_move_stops_when_its_caller_goes_away():
