@@ -63,6 +63,8 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-connection-age-grace", type=float, dest="max_connection_age_grace_s",
                    help="seconds the calls still open on an aged connection get")
     p.add_argument("--metrics-port", type=int, dest="metrics_port", help="Prometheus /metrics port (0: any free port, -1: off)")
+    p.add_argument("--metrics-host", dest="metrics_host",
+                   help="address of the metrics endpoint (plaintext HTTP; 0.0.0.0 exposes it on every interface)")
     p.add_argument("--otlp-endpoint", dest="otlp_endpoint",
                    help="OTLP/gRPC collector for OpenTelemetry spans (http://host:4317); unset: tracing off")
     p.add_argument("--trace-sample-ratio", type=float, dest="trace_sample_ratio",
@@ -152,14 +154,14 @@ def main(argv=None) -> int:
             print(f"pricegrid serve: {exc}", file=sys.stderr)
             return 2
         from pricegrid.server.app import logs
-        from pricegrid.server.app.server import StartError, serve
+        from pricegrid.server.app.server import ConfigError, StartError, serve
 
         logs.configure(settings.log_level, settings.log_format)
         try:
             return serve(settings)
-        except StartError as exc:
+        except StartError as exc:  # a configuration refused: 2, as a bad setting; the machine (a busy port): 1
             print(f"pricegrid serve: {exc}", file=sys.stderr)
-            return 1
+            return 2 if isinstance(exc, ConfigError) else 1
     print("usage: pricegrid {serve,health} ... (the other subcommands are the client CLI's)", file=sys.stderr)
     return 2
 

@@ -47,6 +47,7 @@ from pricegrid.ext import BUILD_INFO, black
 from pricegrid.server.app import cpu, demo, logs, security
 from pricegrid.server.app.memory import MallocTrimmer
 from pricegrid.server.app.settings import Settings
+from pricegrid.server.domain.errors import ServiceError
 from pricegrid.server.domain.models import IMPLIED_VOL_REFS
 from pricegrid.server.pricers import catalogue as pricers
 from pricegrid.server.rpc import market as market_rpc
@@ -163,7 +164,7 @@ class RunningServer:
 
     @property
     def address(self) -> str:
-        return f"{self.settings.host}:{self.port}"
+        return grpc_address(self.settings.host, self.port)
 
     def call_soon(self, coro) -> "futures.Future":
         """Run a coroutine on the server's loop (from any other thread)."""
@@ -333,6 +334,52 @@ class StartError(Exception):
     """The server cannot start for a reason its operator can fix (a busy port, the store)."""
 
 
+class ConfigError(StartError):
+    """The server must not start with this configuration (plaintext off loopback, a broken
+    auth policy, certificate files that do not parse): ``pricegrid serve`` exits 2, as for a
+    bad setting."""
+
+
+def configured(settings: Settings, on_deny=None) -> tuple:
+    """The security configuration, checked before anything is opened or bound: (Authorizer
+    or None, CertificateReloader or None); raises ConfigError with the reason."""
+    problem = security.check_plaintext(settings.host, bool(settings.tls_cert), settings.allow_plaintext)
+    if problem:
+        raise ConfigError(problem)
+    try:
+        auth = Authorizer(security.load_policy(settings.auth_policy), on_deny=on_deny) \
+            if settings.auth_policy else None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        certificates = (security.CertificateReloader(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+                        if settings.tls_cert else None)
+    except ValueError as exc:
+        raise ConfigError(f"TLS: {exc}") from None
+    return auth, certificates
+
+
+def grpc_address(host: str, port: int) -> str:
+    """host:port as gRPC takes it: an IPv6 literal in brackets (``::1`` or ``[::1]``)."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def start_metrics(settings: Settings, registry):
+    """The Prometheus endpoint on ``metrics_host`` (loopback unless set), or None when off;
+    raises StartError when it cannot bind."""
+    if settings.metrics_port < 0:
+        return None
+    host = settings.metrics_host.strip("[]")
+    try:
+        server, _thread = start_http_server(settings.metrics_port, addr=host, registry=registry)
+    except OSError as exc:  # a busy port, a name that does not resolve (socket.gaierror)
+        raise StartError(f"cannot serve metrics on {grpc_address(host, settings.metrics_port)}: "
+                         f"{exc.strerror or exc}") from None
+    return server
+
+
 def start(settings: Settings, *, span_exporter=None) -> RunningServer:
     """Start a server with ``settings``; ``span_exporter`` (an OpenTelemetry SpanExporter, the
     tests' in-memory one) turns tracing on and receives every span as it ends, besides the
@@ -360,6 +407,12 @@ def start(settings: Settings, *, span_exporter=None) -> RunningServer:
                                                   version=_version("pricegrid"))
         except ValueError as exc:  # the OTLP exporter is not installed
             raise StartError(str(exc)) from None
+    try:
+        auth, certificates = configured(settings, on_deny=metrics.count_denied)
+    except ConfigError:
+        if provider is not None:
+            provider.shutdown()
+        raise
     observer = RpcObserver(metrics, batched=logs.batched)
     info = server_info(settings, kernel_threads, started_at)
     try:
@@ -368,8 +421,9 @@ def start(settings: Settings, *, span_exporter=None) -> RunningServer:
         observer.close()
         if provider is not None:
             provider.shutdown()
+        cause = exc.__cause__ if isinstance(exc, ServiceError) and exc.__cause__ is not None else exc
         raise StartError(f"cannot open the store {describe_store(settings.store_path)}: "
-                         f"{type(exc).__name__}: {exc}") from exc
+                         f"{type(cause).__name__}: {cause}") from exc
     market = MarketDataService(store, MarketSettings(max_age=dt.timedelta(seconds=settings.snapshot_max_age_s)))
     service = PricingService(
         Limits(max_rows=settings.max_rows, chunk_rows=settings.chunk_rows, kernel_threads=kernel_threads,
@@ -379,13 +433,6 @@ def start(settings: Settings, *, span_exporter=None) -> RunningServer:
     )
     # the built-in synthetic snapshot, once (forced: a wrong clock must not stop the server)
     demo_record, _ = market.put(demo.snapshot(), force=True, reason="built-in synthetic demo snapshot")
-    problem = security.check_plaintext(settings.host, bool(settings.tls_cert), settings.allow_plaintext)
-    if problem:
-        raise ValueError(problem)
-    auth = Authorizer(security.load_policy(settings.auth_policy), on_deny=metrics.count_denied) \
-        if settings.auth_policy else None
-    certificates = (security.CertificateReloader(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
-                    if settings.tls_cert else None)
     lanes, streams, pools = capacity(settings)
     backtest_limits = BacktestLimits(max_observations=settings.max_backtest_observations,
                                      max_message_observations=settings.max_backtest_message_observations)
@@ -426,7 +473,7 @@ def start(settings: Settings, *, span_exporter=None) -> RunningServer:
         if settings.echo:
             names.append(ECHO_SERVICE)
         reflection.enable_server_reflection(names, server)
-        address = f"{settings.host}:{settings.port}"
+        address = grpc_address(settings.host, settings.port)
         try:
             port = (server.add_secure_port(address, certificates.credentials()) if certificates is not None
                     else server.add_insecure_port(address))
@@ -440,9 +487,14 @@ def start(settings: Settings, *, span_exporter=None) -> RunningServer:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         return server, port, health_servicer
 
+    metrics_http = None
     try:
+        metrics_http = start_metrics(settings, registry)
         server, port, health_servicer = asyncio.run_coroutine_threadsafe(build(), loop).result(60)
     except BaseException:
+        if metrics_http is not None:
+            metrics_http.shutdown()
+            metrics_http.server_close()
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         for pool in pools:
@@ -452,15 +504,12 @@ def start(settings: Settings, *, span_exporter=None) -> RunningServer:
         if provider is not None:
             provider.shutdown()
         raise
-    metrics_http = None
-    metrics_port = None
-    if settings.metrics_port >= 0:
-        metrics_http, _thread = start_http_server(settings.metrics_port, addr=settings.host, registry=registry)
-        metrics_port = metrics_http.server_port
+    metrics_port = metrics_http.server_port if metrics_http is not None else None
     log.info(
         "started",
-        address=f"{settings.host}:{port}",
+        address=grpc_address(settings.host, port),
         port=port,
+        metrics=grpc_address(settings.metrics_host.strip("[]"), metrics_port) if metrics_port else None,
         metrics_port=metrics_port,
         tracing=settings.otlp_endpoint or ("in-process exporter" if span_exporter is not None else "off"),
         kernel_threads=kernel_threads,
@@ -499,10 +548,10 @@ def serve(settings: Settings) -> int:
         received.append(signal.Signals(signum).name)
         stop.set()
 
-    def on_hangup(_signum, _frame):  # new certificate files: read at the next handshake
-        if running.certificates is not None:
-            running.certificates.request_reload()
+    def on_hangup(_signum, _frame):  # new certificate files, checked now, served from the next handshake
         log.info("sighup", tls=running.certificates is not None)
+        if running.certificates is not None:
+            running.certificates.request_reload()  # logs tls_reloaded or tls_reload_failed
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

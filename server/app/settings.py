@@ -62,6 +62,10 @@
     auth_policy           PRICEGRID_AUTH_POLICY        ""    TOML file of roles, JWT keys and mTLS identities
                                                        (pricegrid.server.app.security); "": no auth
     metrics_port          PRICEGRID_METRICS_PORT       9464  Prometheus endpoint (0: any free port, -1: off)
+    metrics_host          PRICEGRID_METRICS_HOST       127.0.0.1 the address it listens on: plaintext HTTP, and
+                                                       it shows how the server is built, so loopback unless
+                                                       a deployment exposes it on purpose (the Dockerfile
+                                                       sets 0.0.0.0 for Prometheus to scrape the pod)
     otlp_endpoint         PRICEGRID_OTLP_ENDPOINT      ""    OpenTelemetry tracing: spans batched to this OTLP/gRPC
                                                        collector (http://host:4317 plaintext, https:// TLS;
                                                        needs the otlp extra); "": tracing off, no spans made
@@ -129,6 +133,7 @@ class Settings:
     allow_plaintext: bool = False
     auth_policy: str = ""
     metrics_port: int = 9464
+    metrics_host: str = "127.0.0.1"
     otlp_endpoint: str = ""
     trace_sample_ratio: float = 1.0
     event_loop: str = "uvloop"
@@ -168,6 +173,8 @@ class Settings:
             problems.append("event_loop must be uvloop or asyncio")
         if self.log_format not in ("json", "console"):
             problems.append("log_format must be json or console")
+        if not self.metrics_host.strip("[]"):
+            problems.append("metrics_host must name an address (127.0.0.1 for loopback only)")
         if bool(self.tls_cert) != bool(self.tls_key):
             problems.append("tls_cert and tls_key go together")
         if self.tls_client_ca and not self.tls_cert:
@@ -188,7 +195,12 @@ class Settings:
         return cls(**values)
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings as logs show them: the store's password redacted (any libpq form)."""
+        from pricegrid.server.store import describe
+
+        values = dataclasses.asdict(self)
+        values["store"] = describe(self.store)
+        return values
 
     @property
     def store_path(self) -> str:
