@@ -28,7 +28,7 @@ def serve_parser() -> argparse.ArgumentParser:
                      help="longest wait of a front-office call for a slot")
     cap.add_argument("--max-streams", type=int, dest="max_streams", help="streams open at once on the server")
     cap.add_argument("--max-connection-streams", type=int, dest="max_connection_streams",
-                     help="concurrent streams per connection")
+                     help="streams open at once on one connection (unary calls beside them are not counted)")
     p.add_argument("--max-message-bytes", type=int, dest="max_message_bytes",
                    help="largest batch or market-data message (decompressed)")
     p.add_argument("--max-trade-message-bytes", type=int, dest="max_trade_message_bytes",

@@ -248,6 +248,12 @@ def single_threaded_blas() -> bool:
     return True
 
 
+#: HTTP/2 streams per connection beyond --max-connection-streams, for unary calls: 100, the
+#: least SETTINGS_MAX_CONCURRENT_STREAMS RFC 9113 (6.5.2) recommends; unary calls beyond the
+#: capacity classes' slots and queues are refused at once anyway, so more buys nothing
+UNARY_STREAM_MARGIN = 100
+
+
 def server_options(settings: Settings) -> list[tuple[str, object]]:
     """The gRPC core options: message sizes, streams per connection, keepalive, connection age."""
     options = [
@@ -257,7 +263,11 @@ def server_options(settings: Settings) -> list[tuple[str, object]]:
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", -1),
         ("grpc.so_reuseport", 0),
-        ("grpc.max_concurrent_streams", settings.max_connection_streams),
+        # streams per connection are capped by the server (StreamGate: RESOURCE_EXHAUSTED at
+        # max_connection_streams); HTTP/2's limit leaves UNARY_STREAM_MARGIN more, so that a
+        # screen holding all its streams can still call Price on the same channel (past
+        # HTTP/2's limit the client queues calls, unseen by the server, until their deadline)
+        ("grpc.max_concurrent_streams", settings.max_connection_streams + UNARY_STREAM_MARGIN),
         # our clients ping every 30 s while a call is open (pricegrid.clients._config): allow
         # pings that often on a connection with no data, so an idle stream lives for hours
         ("grpc.http2.min_ping_interval_without_data_ms", int(settings.keepalive_min_ping_s * 1000)),
@@ -327,7 +337,8 @@ def capacity(settings: Settings) -> tuple[Lanes, StreamGate, tuple]:
                                         max_wait_s=None, min_pushback_ms=10), batch_pool, large, deadline),
         echo=Lane("echo", None, None, large, deadline),
     )
-    return lanes, StreamGate("streams", settings.max_streams), (front_pool, batch_pool)
+    streams = StreamGate("streams", settings.max_streams, per_connection=settings.max_connection_streams)
+    return lanes, streams, (front_pool, batch_pool)
 
 
 class StartError(Exception):

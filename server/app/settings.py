@@ -18,7 +18,8 @@
                                                        for 100 ms after a refusal: the queue is for bursts);
                                                        batch and market-data calls wait up to their deadline
     max_streams           PRICEGRID_MAX_STREAMS        2000  streams open at once on the server
-    max_connection_streams PRICEGRID_MAX_CONNECTION_STREAMS 256  concurrent streams per connection (HTTP/2)
+    max_connection_streams PRICEGRID_MAX_CONNECTION_STREAMS 256  streams open at once on one connection (HTTP/2
+                                                       allows 100 more, for unary calls beside them)
 
   sizes and time:
     max_message_bytes     PRICEGRID_MAX_MESSAGE_BYTES  134217728 (128 MiB): batches and market data; the

@@ -148,24 +148,42 @@ def _discard(waiters: collections.deque, waiter) -> None:
 
 
 class StreamGate:
-    """Open streams of one kind on this server: at most ``limit``, no queue."""
+    """Open streams on this server: at most ``limit`` in all and ``per_connection`` on one
+    connection (a peer address: one TCP connection), no queue; beyond either,
+    RESOURCE_EXHAUSTED with a pushback. HTTP/2's own per-connection limit would make the
+    client queue the excess calls, unary ones too, until their deadline, unseen here; the
+    server sets that one higher (pricegrid.server.app.server.server_options) and refuses
+    here instead."""
 
-    def __init__(self, name: str, limit: int, pushback_ms: int = 1000):
+    def __init__(self, name: str, limit: int, pushback_ms: int = 1000, per_connection: Optional[int] = None):
         self.name = name
         self.limit = limit
+        self.per_connection = per_connection
         self.open = 0
         self.refused = 0
         self._pushback_ms = pushback_ms
+        self._by_peer: dict[str, int] = {}
 
-    def enter(self) -> None:
+    def enter(self, peer: str = "") -> None:
         if self.open >= self.limit:
             self.refused += 1
             raise Refused(f"the server already has {self.limit} streams open; retry in {self._pushback_ms} ms",
                           self._pushback_ms)
+        held = self._by_peer.get(peer, 0)
+        if self.per_connection is not None and held >= self.per_connection:
+            self.refused += 1
+            raise Refused(f"this connection already has {self.per_connection} streams open (max_connection_streams);"
+                          f" retry in {self._pushback_ms} ms", self._pushback_ms)
+        self._by_peer[peer] = held + 1
         self.open += 1
 
-    def leave(self) -> None:
+    def leave(self, peer: str = "") -> None:
         self.open -= 1
+        held = self._by_peer.get(peer, 0) - 1
+        if held > 0:
+            self._by_peer[peer] = held
+        else:
+            self._by_peer.pop(peer, None)
 
 
 class Call:

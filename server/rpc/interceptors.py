@@ -201,13 +201,14 @@ def wrap_stream(method: str, fn: Callable, observer: RpcObserver, *, streams: Op
         code = "OK"
         message = ""
         entered = False
+        peer = context.peer()
         call = None
         trace = None if tracing is None else tracing.start(method, context.invocation_metadata(), rid)
         in_flight.inc()
         try:
             principal = _principal(auth, method, context, rid)
             if streams is not None:
-                streams.enter()
+                streams.enter(peer)
                 entered = True
             call = Call(rid, deadline_of(context.time_remaining(), default_deadline_s), principal, trace)
             async for reply in fn(request_iterator, context, call, counter):
@@ -224,7 +225,7 @@ def wrap_stream(method: str, fn: Callable, observer: RpcObserver, *, streams: Op
             await fail(context, rid, exc, method)
         finally:
             if entered:
-                streams.leave()
+                streams.leave(peer)
             in_flight.dec()
             observer.record(method, code, time.perf_counter() - t0, counter[0], rid, 0, False, "stream", call, None,
                             message)
