@@ -43,6 +43,30 @@ def test_gate_admits_up_to_its_limit_then_refuses_at_once():
     run(main())
 
 
+def test_pushback_starts_from_the_first_hold_not_from_the_floor():
+    """A fresh gate has measured no hold: a refusal then says how long the first admitted
+    call has held its slot so far; the first hold that ends is taken as it is, later ones
+    averaged with weight HOLD_WEIGHT (it used to start at min_pushback_ms, 1 ms, and take
+    about ten calls to approach the hold time)."""
+    from pricegrid.server.rpc.admission import HOLD_WEIGHT
+
+    async def main():
+        gate = Gate("batch", 1, min_pushback_ms=1)
+        await gate.enter()
+        await asyncio.sleep(0.15)
+        with pytest.raises(Refused) as info:
+            await gate.enter()
+        assert 150 <= info.value.pushback_ms < 1000
+        gate.leave(0.2)
+        await gate.enter()
+        assert gate.pushback_ms() == 200
+        gate.leave(0.1)
+        assert gate.pushback_ms() == round(200 + HOLD_WEIGHT * (100 - 200))
+        assert Gate("idle", 1, min_pushback_ms=7).pushback_ms() == 7  # nothing admitted yet: the floor
+
+    run(main())
+
+
 def test_gate_queue_waits_a_bounded_time_and_hands_slots_over_in_order():
     async def main():
         gate = Gate("front-office", 1, queue=2, max_wait_s=0.05)
