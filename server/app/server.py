@@ -254,13 +254,23 @@ def single_threaded_blas() -> bool:
 UNARY_STREAM_MARGIN = 100
 
 
+def receive_limit(settings: Settings) -> int:
+    """gRPC core's limit on a received message: ``max_message_bytes`` and an eighth more (at
+    least 1 MiB). Between the two the handler's own check refuses the request (its log line,
+    its metric, a negative pushback); beyond, gRPC refuses it unseen by the server, which is
+    the bound on what one request may make it read or inflate (1.125 x max_message_bytes)."""
+    return settings.max_message_bytes + max(1 << 20, settings.max_message_bytes // 8)
+
+
 def server_options(settings: Settings) -> list[tuple[str, object]]:
     """The gRPC core options: message sizes, streams per connection, keepalive, connection age."""
     options = [
-        # the largest message of any method, decompressed (gRPC refuses a compressed message
-        # that inflates past it while inflating); each method's own limit is checked by its
-        # handler before parsing (max_trade_message_bytes for the per-trade calls)
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        # the largest message of any method, decompressed, plus a margin (gRPC refuses a
+        # compressed message that inflates past it while inflating); each method's own limit
+        # is checked by its handler before parsing (max_trade_message_bytes for the per-trade
+        # calls, max_message_bytes for batches and market data), so that a request a little
+        # over it is refused there, logged, counted and told not to retry
+        ("grpc.max_receive_message_length", receive_limit(settings)),
         ("grpc.max_send_message_length", -1),
         ("grpc.so_reuseport", 0),
         # streams per connection are capped by the server (StreamGate: RESOURCE_EXHAUSTED at

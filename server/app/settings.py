@@ -22,8 +22,9 @@
                                                        allows 100 more, for unary calls beside them)
 
   sizes and time:
-    max_message_bytes     PRICEGRID_MAX_MESSAGE_BYTES  134217728 (128 MiB): batches and market data; the
-                                                       largest message the server reads, decompressed
+    max_message_bytes     PRICEGRID_MAX_MESSAGE_BYTES  134217728 (128 MiB): batches and market data, checked
+                                                       by the server; gRPC reads (and inflates) at most
+                                                       an eighth more (server.receive_limit)
     max_trade_message_bytes PRICEGRID_MAX_TRADE_MESSAGE_BYTES 65536: Price, ImpliedVolatility, ServerInfo
     max_stream_message_bytes PRICEGRID_MAX_STREAM_MESSAGE_BYTES 1048576: each PriceStream message (a market
                                                        update may name every trade the stream holds)

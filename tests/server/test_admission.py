@@ -244,6 +244,39 @@ def test_per_trade_calls_take_small_messages_and_batches_large_ones():
         running.stop(0)
 
 
+def test_a_batch_over_its_size_is_refused_by_the_servers_own_check_logged_and_counted():
+    """A PriceBatch or market-data request a little over --max-message-bytes meets the
+    handler's check (its message, a negative pushback, the errors metric), not gRPC core's
+    (which answered first, unlogged, when its receive limit was the same number); beyond the
+    margin (an eighth, at least 1 MiB) gRPC core still refuses it unread."""
+    from pricegrid.server.app.server import receive_limit
+
+    running = start_server(max_message_bytes=1 << 20, metrics_port=-1)
+    limit = receive_limit(running.settings)
+    assert limit == (1 << 20) + (1 << 20)
+    registry = running.observer.metrics.registry
+    try:
+        with grpc.insecure_channel(running.address, options=[("grpc.max_send_message_length", -1)]) as ch:
+            for method in ("/pricegrid.v1.PricingService/PriceBatch", "/pricegrid.v1.MarketDataService/PutSnapshot"):
+                with pytest.raises(grpc.RpcError) as info:
+                    ch.unary_unary(method)(b"\x00" * ((1 << 20) + 100_000), timeout=10)
+                assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert info.value.details() == f"request is {(1 << 20) + 100_000} bytes; {method} takes at most " \
+                                               f"{1 << 20} bytes"
+                assert pushback(info.value) < 0
+                deadline = time.monotonic() + 5
+                while not registry.get_sample_value("pricegrid_rpc_errors_total",
+                                                    {"method": method, "code": "RESOURCE_EXHAUSTED"}):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)
+            with pytest.raises(grpc.RpcError) as info:
+                ch.unary_unary("/pricegrid.v1.PricingService/PriceBatch")(b"\x00" * (limit + 1), timeout=10)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "takes at most" not in info.value.details()  # gRPC core's refusal
+    finally:
+        running.stop(0)
+
+
 def test_echo_is_off_by_default_and_metered_when_on(server):
     running = start_server(metrics_port=-1)
     try:
