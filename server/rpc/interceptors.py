@@ -78,9 +78,13 @@ def safe_deserializer(message_cls, *, zero_copy: bool = False):
 
 
 def request_id(context) -> str:
+    """The caller's ``x-request-id`` (its first 128 characters), or one made here when it
+    sent none or an empty (or blank) one."""
     for key, value in context.invocation_metadata() or ():
         if key == "x-request-id":
-            return value[:128]
+            if value.strip():
+                return value[:128]
+            break
     return f"{_PREFIX}{next(_ids)}"
 
 
