@@ -115,7 +115,11 @@ def _name_variables_and_defaults(parser: argparse.ArgumentParser) -> None:
 
 
 def health(argv) -> int:
-    """Exit 0 when the server reports SERVING, 1 otherwise."""
+    """Exit 0 when the server reports SERVING, 1 otherwise. TLS as the client commands take it
+    (``pricegrid info``): $PRICEGRID_CA turns it on, $PRICEGRID_CERT and $PRICEGRID_KEY add a
+    client certificate (mutual TLS); flags override them."""
+    import os
+
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -124,14 +128,42 @@ def health(argv) -> int:
                    help="host:port (default: $PRICEGRID_TARGET, else 127.0.0.1:$PRICEGRID_PORT or 50051)")
     p.add_argument("--service", default="", help="service name ('' for the whole server)")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the answer (default: 2)")
+    p.add_argument("--ca", default=os.environ.get("PRICEGRID_CA") or None,
+                   help="PEM bundle of the CAs that sign the server's certificate: TLS (default: $PRICEGRID_CA; "
+                        "unset: plaintext)")
+    p.add_argument("--cert", default=os.environ.get("PRICEGRID_CERT") or None,
+                   help="this client's PEM certificate, for mutual TLS (default: $PRICEGRID_CERT)")
+    p.add_argument("--key", default=os.environ.get("PRICEGRID_KEY") or None,
+                   help="its PEM private key (default: $PRICEGRID_KEY)")
+    p.add_argument("--server-name", default=None,
+                   help="the name the server's certificate must carry, when not the target's host "
+                        "(a container checking itself on 127.0.0.1 with a certificate for its service name)")
     args = p.parse_args(argv)
-    import os
-
     target = args.target or os.environ.get("PRICEGRID_TARGET") or \
         f"127.0.0.1:{os.environ.get('PRICEGRID_PORT') or 50051}"
+    if (args.cert is None) != (args.key is None):
+        print("pricegrid health: mutual TLS needs both a certificate and its key", file=sys.stderr)
+        return 2
     try:
-        with grpc.insecure_channel(target) as ch:
-            reply = health_pb2_grpc.HealthStub(ch).Check(
+        if args.ca or args.cert:
+            def read(file):
+                with open(file, "rb") as fh:
+                    return fh.read()
+
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=read(args.ca) if args.ca else None,
+                private_key=read(args.key) if args.key else None,
+                certificate_chain=read(args.cert) if args.cert else None)
+            options = [("grpc.ssl_target_name_override", args.server_name)] if args.server_name else []
+            channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            channel = grpc.insecure_channel(target)
+    except OSError as exc:
+        print(f"pricegrid health: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        with channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
             )
     except grpc.RpcError as exc:

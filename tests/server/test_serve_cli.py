@@ -131,3 +131,33 @@ def test_a_metrics_address_that_cannot_be_bound_is_one_line_and_exit_1():
               "--metrics-host", "no-such-host.invalid"])
     assert r.returncode == 1
     assert _one_line(r).startswith("pricegrid serve: cannot serve metrics on no-such-host.invalid:0: ")
+
+
+def test_health_speaks_tls_with_the_client_commands_variables(tmp_path):
+    """`pricegrid health` (the image's HEALTHCHECK) against a server serving mutual TLS: with
+    $PRICEGRID_CA, $PRICEGRID_CERT and $PRICEGRID_KEY, as `pricegrid info` takes them, it reports
+    SERVING; without them it cannot (it used to be plaintext only, so unhealthy for ever)."""
+    from tests.conftest import start_server
+    from tests.server.certs import TestCA
+
+    ca = TestCA(tmp_path)
+    cert, key = ca.issue("pricegrid-test-server", server=True)
+    client_cert, client_key = ca.issue("health-check", server=False)
+    running = start_server(tls_cert=str(cert), tls_key=str(key), tls_client_ca=str(ca.ca_file))
+    try:
+        env = {"PRICEGRID_TARGET": running.address, "PRICEGRID_CA": str(ca.ca_file),
+               "PRICEGRID_CERT": str(client_cert), "PRICEGRID_KEY": str(client_key)}
+        r = _run([PRICEGRID, "health"], env=env)
+        assert r.returncode == 0 and r.stdout.strip() == f"{running.address}: SERVING", r.stderr
+        r = _run([PRICEGRID, "health", "--target", f"localhost:{running.port}", "--server-name", "localhost"],
+                 env=env)
+        assert r.returncode == 0, r.stderr
+        r = _run([PRICEGRID, "health", "--server-name", "not-its-name.test"], env=env)
+        assert r.returncode == 1 and "UNAVAILABLE" in r.stderr  # the certificate does not name it
+        r = _run([PRICEGRID, "health"], env={**env, "PRICEGRID_CERT": "", "PRICEGRID_KEY": ""})
+        assert r.returncode == 1 and "UNAVAILABLE" in r.stderr  # no client certificate: no handshake
+        r = _run([PRICEGRID, "health", "--ca", "", "--target", running.address],
+                 env={"PRICEGRID_CA": "", "PRICEGRID_CERT": "", "PRICEGRID_KEY": ""})
+        assert r.returncode == 1 and "UNAVAILABLE" in r.stderr  # plaintext against a TLS port
+    finally:
+        running.stop(1.0)
