@@ -560,7 +560,19 @@ def freeze_startup_heap() -> int:
 
 def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT, then drain and return 0."""
+    started: list[RunningServer] = []
+
+    def on_hangup(_signum, _frame):  # new certificate files, checked now, served from the next handshake
+        certificates = started[0].certificates if started else None
+        log.info("sighup", tls=certificates is not None)
+        if certificates is not None:
+            certificates.request_reload()  # logs tls_reloaded or tls_reload_failed
+
+    # before start: a SIGHUP once the port is bound (a rotation racing a restart) must not
+    # end the process, which is SIGHUP's default
+    signal.signal(signal.SIGHUP, on_hangup)
     running = start(settings)
+    started.append(running)
     log.info("heap_frozen", objects=freeze_startup_heap())
     stop = threading.Event()
     received = []
@@ -569,14 +581,8 @@ def serve(settings: Settings) -> int:
         received.append(signal.Signals(signum).name)
         stop.set()
 
-    def on_hangup(_signum, _frame):  # new certificate files, checked now, served from the next handshake
-        log.info("sighup", tls=running.certificates is not None)
-        if running.certificates is not None:
-            running.certificates.request_reload()  # logs tls_reloaded or tls_reload_failed
-
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, on_hangup)
     # Wake often: the kernel may deliver SIGTERM to any thread (a kernel's, gRPC's), and Python
     # runs its handler only when the main thread next runs bytecode; a wait without timeout
     # would then sleep through the signal (seen: 1 shutdown in 8 hung with a batch in flight).
