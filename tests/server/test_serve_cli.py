@@ -1,6 +1,8 @@
-"""The server's command line as an operator meets it: one-line errors for a busy port and an
-unreachable store (exit 1, the password kept out), `health` honouring $PRICEGRID_TARGET,
-`pricegrid --help` listing serve and health."""
+"""The server's command line as an operator meets it: one-line errors for a busy port, a
+metrics address that cannot be bound and an unreachable store (exit 1, the password kept out)
+and for configurations refused before anything is opened (exit 2), `health` honouring
+$PRICEGRID_TARGET and the client commands' TLS variables, `pricegrid --help` listing serve and
+health."""
 
 from __future__ import annotations
 
