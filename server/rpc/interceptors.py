@@ -97,6 +97,9 @@ async def fail(context, rid: str, exc: BaseException, method: str) -> None:
     ``ServicerContext.abort`` does); anything but a ServiceError is INTERNAL, logged here."""
     if isinstance(exc, ServiceError):
         extra = (exc.trailer,) if isinstance(exc, Refused) else ()
+        if exc.code == Code.UNAVAILABLE and exc.__cause__ is not None:  # what the caller is not told
+            cause = exc.__cause__
+            _log.warning("rpc_unavailable", method=method, request_id=rid, cause=f"{type(cause).__name__}: {cause}")
         await context.abort_with_status(errors.status(exc, rid, extra))
     _log.error("rpc_internal_error", method=method, request_id=rid, code="INTERNAL",
                message=f"{type(exc).__name__}: {exc}", exc_info=exc)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import logging
 import re
 from typing import Optional
 
@@ -95,8 +94,6 @@ MIGRATIONS = (
     """,
 )
 
-_log = logging.getLogger("pricegrid.store")
-
 _SUMMARY = "id, name, as_of, stored_at, curves, underlyings, heston, description, forced_reason, findings, surfaces"
 #: pg_advisory_xact_lock's key for migrations (any fixed number: "pricegrd" in ASCII)
 _MIGRATION_LOCK = 0x7072696365677264
@@ -132,7 +129,8 @@ def _utc(t: dt.datetime) -> dt.datetime:
 class _Pool(ConnectionPool):
     """The pool, whose connections turn an unreachable or restarting server (libpq's
     OperationalError: refused, AdminShutdown, ...; no connection within the pool's timeout)
-    into the domain's UNAVAILABLE, so a call says "retry" rather than INTERNAL."""
+    into the domain's UNAVAILABLE, so a call says "retry" rather than INTERNAL (the cause
+    rides along as ``__cause__``: the transport logs it)."""
 
     @contextlib.contextmanager
     def connection(self, timeout: Optional[float] = None):
@@ -140,7 +138,6 @@ class _Pool(ConnectionPool):
             with super().connection(timeout) as conn:
                 yield conn
         except (psycopg.OperationalError, PoolTimeout) as exc:
-            _log.warning("store unavailable: %s: %s", type(exc).__name__, exc)
             raise unavailable("the store") from exc
 
 

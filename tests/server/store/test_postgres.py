@@ -121,10 +121,15 @@ def test_while_the_database_refuses_connections_store_calls_are_unavailable_and_
             admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
             try:
-                with pytest.raises(grpc.RpcError) as e:
+                import structlog
+
+                with structlog.testing.capture_logs() as logs, pytest.raises(grpc.RpcError) as e:
                     stub.ListSnapshots(market_pb2.ListSnapshotsRequest(), timeout=30)
                 assert e.value.code() == grpc.StatusCode.UNAVAILABLE
                 assert e.value.details() == "the store is unavailable; retry later"
+                causes = [x["cause"] for x in logs if x.get("event") == "rpc_unavailable"]  # the log has the cause
+                assert len(causes) == 1 and ("OperationalError" in causes[0] or "AdminShutdown" in causes[0]
+                                             or "PoolTimeout" in causes[0]), causes
                 health = health_pb2_grpc.HealthStub(channel)
                 for service in ("", "pricegrid.v1.PricingService", "pricegrid.v1.MarketDataService"):
                     reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
