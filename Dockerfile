@@ -38,12 +38,15 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER pricegrid
 # Plaintext on 0.0.0.0 is allowed here for a container behind a mesh or proxy that terminates
 # TLS; to serve TLS itself, mount the files and set PRICEGRID_TLS_CERT / PRICEGRID_TLS_KEY
-# (and PRICEGRID_TLS_CLIENT_CA for mutual TLS), and PRICEGRID_ALLOW_PLAINTEXT=0.
+# (and PRICEGRID_TLS_CLIENT_CA for mutual TLS), and PRICEGRID_ALLOW_PLAINTEXT=0. The metrics
+# endpoint (plaintext HTTP) listens on every interface here for Prometheus to scrape the
+# container; PRICEGRID_METRICS_HOST=127.0.0.1 keeps it inside.
 ENV PRICEGRID_HOST=0.0.0.0 \
     PRICEGRID_ALLOW_PLAINTEXT=1 \
     PRICEGRID_PORT=50051 \
     PRICEGRID_STORE=/var/lib/pricegrid/pricegrid.db \
     PRICEGRID_METRICS_PORT=9464 \
+    PRICEGRID_METRICS_HOST=0.0.0.0 \
     PYTHONUNBUFFERED=1
 # market snapshots persist here: mount a volume to keep them across containers
 VOLUME /var/lib/pricegrid

@@ -61,6 +61,8 @@ def test_every_deployment_serves_what_the_server_serves():
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert ports["grpc"] == int(env["PRICEGRID_PORT"]["value"])
         assert ports["metrics"] == int(env["PRICEGRID_METRICS_PORT"]["value"])
+        # the server keeps its metrics on loopback unless told: Prometheus scrapes the pod's IP
+        assert env["PRICEGRID_METRICS_HOST"]["value"] == "0.0.0.0"
         for probe in ("readinessProbe", "livenessProbe"):
             assert container[probe]["grpc"]["port"] == ports["grpc"]  # grpc.health.v1, which the server serves
         assert env["PRICEGRID_STORE"]["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
@@ -90,3 +92,14 @@ def test_the_compose_file_runs_replicas_on_one_postgres():
         assert (ROOT / "deploy" / r["build"]["context"] / r["build"]["dockerfile"]).resolve() == ROOT / "Dockerfile"
     host_ports = [p.split(":")[0] for r in replicas.values() for p in r["ports"]]
     assert len(host_ports) == len(set(host_ports))
+
+
+def test_the_image_exposes_its_metrics_port_on_every_interface():
+    """The container's metrics are scraped from outside it (compose publishes 9464): the
+    image sets the metrics host, which is loopback by default."""
+    import re
+
+    text = (ROOT / "Dockerfile").read_text()
+    env = dict(re.findall(r"(PRICEGRID_[A-Z_]+)=(\S+)", text))
+    assert env["PRICEGRID_METRICS_HOST"] == "0.0.0.0"
+    assert re.search(rf"EXPOSE .*\b{env['PRICEGRID_METRICS_PORT']}\b", text)

@@ -28,7 +28,7 @@ def serve_parser() -> argparse.ArgumentParser:
                      help="longest wait of a front-office call for a slot")
     cap.add_argument("--max-streams", type=int, dest="max_streams", help="streams open at once on the server")
     cap.add_argument("--max-connection-streams", type=int, dest="max_connection_streams",
-                     help="concurrent streams per connection")
+                     help="streams open at once on one connection (unary calls beside them are not counted)")
     p.add_argument("--max-message-bytes", type=int, dest="max_message_bytes",
                    help="largest batch or market-data message (decompressed)")
     p.add_argument("--max-trade-message-bytes", type=int, dest="max_trade_message_bytes",
@@ -63,6 +63,8 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-connection-age-grace", type=float, dest="max_connection_age_grace_s",
                    help="seconds the calls still open on an aged connection get")
     p.add_argument("--metrics-port", type=int, dest="metrics_port", help="Prometheus /metrics port (0: any free port, -1: off)")
+    p.add_argument("--metrics-host", dest="metrics_host",
+                   help="address of the metrics endpoint (plaintext HTTP; 0.0.0.0 exposes it on every interface)")
     p.add_argument("--otlp-endpoint", dest="otlp_endpoint",
                    help="OTLP/gRPC collector for OpenTelemetry spans (http://host:4317); unset: tracing off")
     p.add_argument("--trace-sample-ratio", type=float, dest="trace_sample_ratio",
@@ -113,7 +115,11 @@ def _name_variables_and_defaults(parser: argparse.ArgumentParser) -> None:
 
 
 def health(argv) -> int:
-    """Exit 0 when the server reports SERVING, 1 otherwise."""
+    """Exit 0 when the server reports SERVING, 1 otherwise. TLS as the client commands take it
+    (``pricegrid info``): $PRICEGRID_CA turns it on, $PRICEGRID_CERT and $PRICEGRID_KEY add a
+    client certificate (mutual TLS); flags override them."""
+    import os
+
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -122,14 +128,42 @@ def health(argv) -> int:
                    help="host:port (default: $PRICEGRID_TARGET, else 127.0.0.1:$PRICEGRID_PORT or 50051)")
     p.add_argument("--service", default="", help="service name ('' for the whole server)")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the answer (default: 2)")
+    p.add_argument("--ca", default=os.environ.get("PRICEGRID_CA") or None,
+                   help="PEM bundle of the CAs that sign the server's certificate: TLS (default: $PRICEGRID_CA; "
+                        "unset: plaintext)")
+    p.add_argument("--cert", default=os.environ.get("PRICEGRID_CERT") or None,
+                   help="this client's PEM certificate, for mutual TLS (default: $PRICEGRID_CERT)")
+    p.add_argument("--key", default=os.environ.get("PRICEGRID_KEY") or None,
+                   help="its PEM private key (default: $PRICEGRID_KEY)")
+    p.add_argument("--server-name", default=None,
+                   help="the name the server's certificate must carry, when not the target's host "
+                        "(a container checking itself on 127.0.0.1 with a certificate for its service name)")
     args = p.parse_args(argv)
-    import os
-
     target = args.target or os.environ.get("PRICEGRID_TARGET") or \
         f"127.0.0.1:{os.environ.get('PRICEGRID_PORT') or 50051}"
+    if (args.cert is None) != (args.key is None):
+        print("pricegrid health: mutual TLS needs both a certificate and its key", file=sys.stderr)
+        return 2
     try:
-        with grpc.insecure_channel(target) as ch:
-            reply = health_pb2_grpc.HealthStub(ch).Check(
+        if args.ca or args.cert:
+            def read(file):
+                with open(file, "rb") as fh:
+                    return fh.read()
+
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=read(args.ca) if args.ca else None,
+                private_key=read(args.key) if args.key else None,
+                certificate_chain=read(args.cert) if args.cert else None)
+            options = [("grpc.ssl_target_name_override", args.server_name)] if args.server_name else []
+            channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            channel = grpc.insecure_channel(target)
+    except OSError as exc:
+        print(f"pricegrid health: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        with channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
             )
     except grpc.RpcError as exc:
@@ -152,14 +186,14 @@ def main(argv=None) -> int:
             print(f"pricegrid serve: {exc}", file=sys.stderr)
             return 2
         from pricegrid.server.app import logs
-        from pricegrid.server.app.server import StartError, serve
+        from pricegrid.server.app.server import ConfigError, StartError, serve
 
         logs.configure(settings.log_level, settings.log_format)
         try:
             return serve(settings)
-        except StartError as exc:
+        except StartError as exc:  # a configuration refused: 2, as a bad setting; the machine (a busy port): 1
             print(f"pricegrid serve: {exc}", file=sys.stderr)
-            return 1
+            return 2 if isinstance(exc, ConfigError) else 1
     print("usage: pricegrid {serve,health} ... (the other subcommands are the client CLI's)", file=sys.stderr)
     return 2
 

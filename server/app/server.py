@@ -47,6 +47,7 @@ from pricegrid.ext import BUILD_INFO, black
 from pricegrid.server.app import cpu, demo, logs, security
 from pricegrid.server.app.memory import MallocTrimmer
 from pricegrid.server.app.settings import Settings
+from pricegrid.server.domain.errors import ServiceError
 from pricegrid.server.domain.models import IMPLIED_VOL_REFS
 from pricegrid.server.pricers import catalogue as pricers
 from pricegrid.server.rpc import market as market_rpc
@@ -163,7 +164,7 @@ class RunningServer:
 
     @property
     def address(self) -> str:
-        return f"{self.settings.host}:{self.port}"
+        return grpc_address(self.settings.host, self.port)
 
     def call_soon(self, coro) -> "futures.Future":
         """Run a coroutine on the server's loop (from any other thread)."""
@@ -247,16 +248,36 @@ def single_threaded_blas() -> bool:
     return True
 
 
+#: HTTP/2 streams per connection beyond --max-connection-streams, for unary calls: 100, the
+#: least SETTINGS_MAX_CONCURRENT_STREAMS RFC 9113 (6.5.2) recommends; unary calls beyond the
+#: capacity classes' slots and queues are refused at once anyway, so more buys nothing
+UNARY_STREAM_MARGIN = 100
+
+
+def receive_limit(settings: Settings) -> int:
+    """gRPC core's limit on a received message: ``max_message_bytes`` and an eighth more (at
+    least 1 MiB). Between the two the handler's own check refuses the request (its log line,
+    its metric, a negative pushback); beyond, gRPC refuses it unseen by the server, which is
+    the bound on what one request may make it read or inflate (1.125 x max_message_bytes)."""
+    return settings.max_message_bytes + max(1 << 20, settings.max_message_bytes // 8)
+
+
 def server_options(settings: Settings) -> list[tuple[str, object]]:
     """The gRPC core options: message sizes, streams per connection, keepalive, connection age."""
     options = [
-        # the largest message of any method, decompressed (gRPC refuses a compressed message
-        # that inflates past it while inflating); each method's own limit is checked by its
-        # handler before parsing (max_trade_message_bytes for the per-trade calls)
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        # the largest message of any method, decompressed, plus a margin (gRPC refuses a
+        # compressed message that inflates past it while inflating); each method's own limit
+        # is checked by its handler before parsing (max_trade_message_bytes for the per-trade
+        # calls, max_message_bytes for batches and market data), so that a request a little
+        # over it is refused there, logged, counted and told not to retry
+        ("grpc.max_receive_message_length", receive_limit(settings)),
         ("grpc.max_send_message_length", -1),
         ("grpc.so_reuseport", 0),
-        ("grpc.max_concurrent_streams", settings.max_connection_streams),
+        # streams per connection are capped by the server (StreamGate: RESOURCE_EXHAUSTED at
+        # max_connection_streams); HTTP/2's limit leaves UNARY_STREAM_MARGIN more, so that a
+        # screen holding all its streams can still call Price on the same channel (past
+        # HTTP/2's limit the client queues calls, unseen by the server, until their deadline)
+        ("grpc.max_concurrent_streams", settings.max_connection_streams + UNARY_STREAM_MARGIN),
         # our clients ping every 30 s while a call is open (pricegrid.clients._config): allow
         # pings that often on a connection with no data, so an idle stream lives for hours
         ("grpc.http2.min_ping_interval_without_data_ms", int(settings.keepalive_min_ping_s * 1000)),
@@ -326,11 +347,58 @@ def capacity(settings: Settings) -> tuple[Lanes, StreamGate, tuple]:
                                         max_wait_s=None, min_pushback_ms=10), batch_pool, large, deadline),
         echo=Lane("echo", None, None, large, deadline),
     )
-    return lanes, StreamGate("streams", settings.max_streams), (front_pool, batch_pool)
+    streams = StreamGate("streams", settings.max_streams, per_connection=settings.max_connection_streams)
+    return lanes, streams, (front_pool, batch_pool)
 
 
 class StartError(Exception):
     """The server cannot start for a reason its operator can fix (a busy port, the store)."""
+
+
+class ConfigError(StartError):
+    """The server must not start with this configuration (plaintext off loopback, a broken
+    auth policy, certificate files that do not parse): ``pricegrid serve`` exits 2, as for a
+    bad setting."""
+
+
+def configured(settings: Settings, on_deny=None) -> tuple:
+    """The security configuration, checked before anything is opened or bound: (Authorizer
+    or None, CertificateReloader or None); raises ConfigError with the reason."""
+    problem = security.check_plaintext(settings.host, bool(settings.tls_cert), settings.allow_plaintext)
+    if problem:
+        raise ConfigError(problem)
+    try:
+        auth = Authorizer(security.load_policy(settings.auth_policy), on_deny=on_deny) \
+            if settings.auth_policy else None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        certificates = (security.CertificateReloader(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+                        if settings.tls_cert else None)
+    except ValueError as exc:
+        raise ConfigError(f"TLS: {exc}") from None
+    return auth, certificates
+
+
+def grpc_address(host: str, port: int) -> str:
+    """host:port as gRPC takes it: an IPv6 literal in brackets (``::1`` or ``[::1]``)."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def start_metrics(settings: Settings, registry):
+    """The Prometheus endpoint on ``metrics_host`` (loopback unless set), or None when off;
+    raises StartError when it cannot bind."""
+    if settings.metrics_port < 0:
+        return None
+    host = settings.metrics_host.strip("[]")
+    try:
+        server, _thread = start_http_server(settings.metrics_port, addr=host, registry=registry)
+    except OSError as exc:  # a busy port, a name that does not resolve (socket.gaierror)
+        raise StartError(f"cannot serve metrics on {grpc_address(host, settings.metrics_port)}: "
+                         f"{exc.strerror or exc}") from None
+    return server
 
 
 def start(settings: Settings, *, span_exporter=None) -> RunningServer:
@@ -360,6 +428,12 @@ def start(settings: Settings, *, span_exporter=None) -> RunningServer:
                                                   version=_version("pricegrid"))
         except ValueError as exc:  # the OTLP exporter is not installed
             raise StartError(str(exc)) from None
+    try:
+        auth, certificates = configured(settings, on_deny=metrics.count_denied)
+    except ConfigError:
+        if provider is not None:
+            provider.shutdown()
+        raise
     observer = RpcObserver(metrics, batched=logs.batched)
     info = server_info(settings, kernel_threads, started_at)
     try:
@@ -368,8 +442,9 @@ def start(settings: Settings, *, span_exporter=None) -> RunningServer:
         observer.close()
         if provider is not None:
             provider.shutdown()
+        cause = exc.__cause__ if isinstance(exc, ServiceError) and exc.__cause__ is not None else exc
         raise StartError(f"cannot open the store {describe_store(settings.store_path)}: "
-                         f"{type(exc).__name__}: {exc}") from exc
+                         f"{type(cause).__name__}: {cause}") from exc
     market = MarketDataService(store, MarketSettings(max_age=dt.timedelta(seconds=settings.snapshot_max_age_s)))
     service = PricingService(
         Limits(max_rows=settings.max_rows, chunk_rows=settings.chunk_rows, kernel_threads=kernel_threads,
@@ -379,13 +454,6 @@ def start(settings: Settings, *, span_exporter=None) -> RunningServer:
     )
     # the built-in synthetic snapshot, once (forced: a wrong clock must not stop the server)
     demo_record, _ = market.put(demo.snapshot(), force=True, reason="built-in synthetic demo snapshot")
-    problem = security.check_plaintext(settings.host, bool(settings.tls_cert), settings.allow_plaintext)
-    if problem:
-        raise ValueError(problem)
-    auth = Authorizer(security.load_policy(settings.auth_policy), on_deny=metrics.count_denied) \
-        if settings.auth_policy else None
-    certificates = (security.CertificateReloader(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
-                    if settings.tls_cert else None)
     lanes, streams, pools = capacity(settings)
     backtest_limits = BacktestLimits(max_observations=settings.max_backtest_observations,
                                      max_message_observations=settings.max_backtest_message_observations)
@@ -426,7 +494,7 @@ def start(settings: Settings, *, span_exporter=None) -> RunningServer:
         if settings.echo:
             names.append(ECHO_SERVICE)
         reflection.enable_server_reflection(names, server)
-        address = f"{settings.host}:{settings.port}"
+        address = grpc_address(settings.host, settings.port)
         try:
             port = (server.add_secure_port(address, certificates.credentials()) if certificates is not None
                     else server.add_insecure_port(address))
@@ -440,9 +508,14 @@ def start(settings: Settings, *, span_exporter=None) -> RunningServer:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         return server, port, health_servicer
 
+    metrics_http = None
     try:
+        metrics_http = start_metrics(settings, registry)
         server, port, health_servicer = asyncio.run_coroutine_threadsafe(build(), loop).result(60)
     except BaseException:
+        if metrics_http is not None:
+            metrics_http.shutdown()
+            metrics_http.server_close()
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         for pool in pools:
@@ -452,15 +525,12 @@ def start(settings: Settings, *, span_exporter=None) -> RunningServer:
         if provider is not None:
             provider.shutdown()
         raise
-    metrics_http = None
-    metrics_port = None
-    if settings.metrics_port >= 0:
-        metrics_http, _thread = start_http_server(settings.metrics_port, addr=settings.host, registry=registry)
-        metrics_port = metrics_http.server_port
+    metrics_port = metrics_http.server_port if metrics_http is not None else None
     log.info(
         "started",
-        address=f"{settings.host}:{port}",
+        address=grpc_address(settings.host, port),
         port=port,
+        metrics=grpc_address(settings.metrics_host.strip("[]"), metrics_port) if metrics_port else None,
         metrics_port=metrics_port,
         tracing=settings.otlp_endpoint or ("in-process exporter" if span_exporter is not None else "off"),
         kernel_threads=kernel_threads,
@@ -490,7 +560,19 @@ def freeze_startup_heap() -> int:
 
 def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT, then drain and return 0."""
+    started: list[RunningServer] = []
+
+    def on_hangup(_signum, _frame):  # new certificate files, checked now, served from the next handshake
+        certificates = started[0].certificates if started else None
+        log.info("sighup", tls=certificates is not None)
+        if certificates is not None:
+            certificates.request_reload()  # logs tls_reloaded or tls_reload_failed
+
+    # before start: a SIGHUP once the port is bound (a rotation racing a restart) must not
+    # end the process, which is SIGHUP's default
+    signal.signal(signal.SIGHUP, on_hangup)
     running = start(settings)
+    started.append(running)
     log.info("heap_frozen", objects=freeze_startup_heap())
     stop = threading.Event()
     received = []
@@ -499,14 +581,8 @@ def serve(settings: Settings) -> int:
         received.append(signal.Signals(signum).name)
         stop.set()
 
-    def on_hangup(_signum, _frame):  # new certificate files: read at the next handshake
-        if running.certificates is not None:
-            running.certificates.request_reload()
-        log.info("sighup", tls=running.certificates is not None)
-
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, on_hangup)
     # Wake often: the kernel may deliver SIGTERM to any thread (a kernel's, gRPC's), and Python
     # runs its handler only when the main thread next runs bytecode; a wait without timeout
     # would then sleep through the signal (seen: 1 shutdown in 8 hung with a batch in flight).

@@ -18,11 +18,13 @@
                                                        for 100 ms after a refusal: the queue is for bursts);
                                                        batch and market-data calls wait up to their deadline
     max_streams           PRICEGRID_MAX_STREAMS        2000  streams open at once on the server
-    max_connection_streams PRICEGRID_MAX_CONNECTION_STREAMS 256  concurrent streams per connection (HTTP/2)
+    max_connection_streams PRICEGRID_MAX_CONNECTION_STREAMS 256  streams open at once on one connection (HTTP/2
+                                                       allows 100 more, for unary calls beside them)
 
   sizes and time:
-    max_message_bytes     PRICEGRID_MAX_MESSAGE_BYTES  134217728 (128 MiB): batches and market data; the
-                                                       largest message the server reads, decompressed
+    max_message_bytes     PRICEGRID_MAX_MESSAGE_BYTES  134217728 (128 MiB): batches and market data, checked
+                                                       by the server; gRPC reads (and inflates) at most
+                                                       an eighth more (server.receive_limit)
     max_trade_message_bytes PRICEGRID_MAX_TRADE_MESSAGE_BYTES 65536: Price, ImpliedVolatility, ServerInfo
     max_stream_message_bytes PRICEGRID_MAX_STREAM_MESSAGE_BYTES 1048576: each PriceStream message (a market
                                                        update may name every trade the stream holds)
@@ -62,6 +64,10 @@
     auth_policy           PRICEGRID_AUTH_POLICY        ""    TOML file of roles, JWT keys and mTLS identities
                                                        (pricegrid.server.app.security); "": no auth
     metrics_port          PRICEGRID_METRICS_PORT       9464  Prometheus endpoint (0: any free port, -1: off)
+    metrics_host          PRICEGRID_METRICS_HOST       127.0.0.1 the address it listens on: plaintext HTTP, and
+                                                       it shows how the server is built, so loopback unless
+                                                       a deployment exposes it on purpose (the Dockerfile
+                                                       sets 0.0.0.0 for Prometheus to scrape the pod)
     otlp_endpoint         PRICEGRID_OTLP_ENDPOINT      ""    OpenTelemetry tracing: spans batched to this OTLP/gRPC
                                                        collector (http://host:4317 plaintext, https:// TLS;
                                                        needs the otlp extra); "": tracing off, no spans made
@@ -129,6 +135,7 @@ class Settings:
     allow_plaintext: bool = False
     auth_policy: str = ""
     metrics_port: int = 9464
+    metrics_host: str = "127.0.0.1"
     otlp_endpoint: str = ""
     trace_sample_ratio: float = 1.0
     event_loop: str = "uvloop"
@@ -168,6 +175,8 @@ class Settings:
             problems.append("event_loop must be uvloop or asyncio")
         if self.log_format not in ("json", "console"):
             problems.append("log_format must be json or console")
+        if not self.metrics_host.strip("[]"):
+            problems.append("metrics_host must name an address (127.0.0.1 for loopback only)")
         if bool(self.tls_cert) != bool(self.tls_key):
             problems.append("tls_cert and tls_key go together")
         if self.tls_client_ca and not self.tls_cert:
@@ -188,7 +197,12 @@ class Settings:
         return cls(**values)
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings as logs show them: the store's password redacted (any libpq form)."""
+        from pricegrid.server.store import describe
+
+        values = dataclasses.asdict(self)
+        values["store"] = describe(self.store)
+        return values
 
     @property
     def store_path(self) -> str:

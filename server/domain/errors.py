@@ -26,6 +26,7 @@ class Code(enum.IntEnum):
     OUT_OF_RANGE = 11
     UNIMPLEMENTED = 12
     INTERNAL = 13
+    UNAVAILABLE = 14
     UNAUTHENTICATED = 16
 
 
@@ -54,6 +55,13 @@ def shown(value) -> str:
 def invalid(field_path: str, description: str, *, code: Code = Code.INVALID_ARGUMENT) -> ServiceError:
     """One bad field: the message names it, and so does the single violation."""
     return ServiceError(code, f"{field_path}: {description}", [FieldViolation(field_path, description)])
+
+
+def unavailable(what: str) -> ServiceError:
+    """``what`` (the store's database) cannot be reached now: UNAVAILABLE, which callers
+    retry, and which says the cause is infrastructure, not the request or a bug. The message
+    names nothing internal (the cause goes to the server's log)."""
+    return ServiceError(Code.UNAVAILABLE, f"{what} is unavailable; retry later")
 
 
 #: the most violations one request reports (the transport also caps their bytes)

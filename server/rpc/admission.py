@@ -34,6 +34,9 @@ from structlog.contextvars import bind_contextvars
 from pricegrid.server.domain.errors import Code, ServiceError
 
 PUSHBACK = "grpc-retry-pushback-ms"
+#: weight of a new hold time in a gate's moving average: a change in the work shows within a
+#: few calls (68% of a step after four), one odd call moves it by a quarter
+HOLD_WEIGHT = 0.25
 
 
 class Refused(ServiceError):
@@ -67,7 +70,11 @@ class Gate:
         self.admitted = 0
         self.refused = 0
         self._waiters: collections.deque[asyncio.Future] = collections.deque()
-        self._hold_ms = float(min_pushback_ms)  # moving average of how long a slot is held
+        # how long a slot is held: the first measured hold, then a moving average (weight
+        # HOLD_WEIGHT); before any hold has ended, how long the first admitted call has held
+        # its slot so far (it is still running), a lower bound that grows with it
+        self._hold_ms: Optional[float] = None
+        self._first_entered: Optional[float] = None
 
     @property
     def waiting(self) -> int:
@@ -78,6 +85,8 @@ class Gate:
         if self.active < self.limit and not self._waiters:
             self.active += 1
             self.admitted += 1
+            if self._first_entered is None:
+                self._first_entered = time.monotonic()
             return True
         return False
 
@@ -114,7 +123,8 @@ class Gate:
     def leave(self, held_s: Optional[float] = None) -> None:
         """Give the slot back (to the first waiter, if any) after holding it ``held_s``."""
         if held_s is not None:
-            self._hold_ms += 0.1 * (held_s * 1e3 - self._hold_ms)
+            ms = held_s * 1e3
+            self._hold_ms = ms if self._hold_ms is None else self._hold_ms + HOLD_WEIGHT * (ms - self._hold_ms)
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -125,7 +135,10 @@ class Gate:
     def pushback_ms(self) -> int:
         """When to try again: about how long a slot is held now, times the queue ahead."""
         ahead = 1 + len(self._waiters) / self.limit
-        return max(self.min_pushback_ms, int(round(self._hold_ms * ahead)))
+        hold = self._hold_ms
+        if hold is None:  # no hold has ended yet: the first call's so far
+            hold = 0.0 if self._first_entered is None else (time.monotonic() - self._first_entered) * 1e3
+        return max(self.min_pushback_ms, int(round(hold * ahead)))
 
     def refusal(self) -> Refused:
         self.refused += 1
@@ -148,24 +161,42 @@ def _discard(waiters: collections.deque, waiter) -> None:
 
 
 class StreamGate:
-    """Open streams of one kind on this server: at most ``limit``, no queue."""
+    """Open streams on this server: at most ``limit`` in all and ``per_connection`` on one
+    connection (a peer address: one TCP connection), no queue; beyond either,
+    RESOURCE_EXHAUSTED with a pushback. HTTP/2's own per-connection limit would make the
+    client queue the excess calls, unary ones too, until their deadline, unseen here; the
+    server sets that one higher (pricegrid.server.app.server.server_options) and refuses
+    here instead."""
 
-    def __init__(self, name: str, limit: int, pushback_ms: int = 1000):
+    def __init__(self, name: str, limit: int, pushback_ms: int = 1000, per_connection: Optional[int] = None):
         self.name = name
         self.limit = limit
+        self.per_connection = per_connection
         self.open = 0
         self.refused = 0
         self._pushback_ms = pushback_ms
+        self._by_peer: dict[str, int] = {}
 
-    def enter(self) -> None:
+    def enter(self, peer: str = "") -> None:
         if self.open >= self.limit:
             self.refused += 1
             raise Refused(f"the server already has {self.limit} streams open; retry in {self._pushback_ms} ms",
                           self._pushback_ms)
+        held = self._by_peer.get(peer, 0)
+        if self.per_connection is not None and held >= self.per_connection:
+            self.refused += 1
+            raise Refused(f"this connection already has {self.per_connection} streams open (max_connection_streams);"
+                          f" retry in {self._pushback_ms} ms", self._pushback_ms)
+        self._by_peer[peer] = held + 1
         self.open += 1
 
-    def leave(self) -> None:
+    def leave(self, peer: str = "") -> None:
         self.open -= 1
+        held = self._by_peer.get(peer, 0) - 1
+        if held > 0:
+            self._by_peer[peer] = held
+        else:
+            self._by_peer.pop(peer, None)
 
 
 class Call:

@@ -11,8 +11,9 @@ of a mutual-TLS client certificate) and whether their roles allow the method.
 * Authorization. A role is a list of method patterns: ``/pkg.Service/Method``, or
   ``/pkg.Service/*`` for every method of a service, or ``*``. Open methods (the health
   service by default) need nothing.
-* Refusals say nothing about why: UNAUTHENTICATED "missing or invalid credentials",
-  PERMISSION_DENIED "not allowed" (the client learns no key ids, claims or role names). The
+* Refusals say nothing about why: UNAUTHENTICATED "missing or invalid credentials" (no
+  credentials, or none that verify), PERMISSION_DENIED "not allowed" (a verified token or
+  client certificate whose roles, if any, do not allow the method) (the client learns no key ids, claims or role names). The
   reason goes to the audit log line, one per denied call, with the method, the peer, the
   subject and the request id.
 
@@ -89,25 +90,25 @@ class AuthPolicy:
             unknown = sorted(set(roles) - known)
             if unknown:
                 raise ValueError(f"{who}: unknown role(s) {', '.join(unknown)}; defined: {', '.join(sorted(known))}")
-        for role, patterns in self.roles.items():
+        for key, patterns in [(f"roles.{r}", p) for r, p in self.roles.items()] + [("open.methods", self.open_methods)]:
             for p in patterns:
                 if not (p == "*" or p.startswith("/")):
-                    raise ValueError(f"roles.{role}: {p!r} is not a method pattern (/pkg.Service/Method or *)")
+                    raise ValueError(f"{key}: {p!r} is not a method pattern (/pkg.Service/Method or *)")
 
     def allows(self, roles: Iterable[str], method: str) -> bool:
         roles = tuple(roles)
-        if any(_matches(p, method) for p in self.detail_methods) and not set(roles) & set(self.detail_roles):
+        if any(matches(p, method) for p in self.detail_methods) and not set(roles) & set(self.detail_roles):
             return False
-        return any(_matches(p, method) for r in roles for p in self.roles.get(r, ()))
+        return any(matches(p, method) for r in roles for p in self.roles.get(r, ()))
 
     def sees_details(self, roles: Iterable[str]) -> bool:
         return bool(set(roles) & set(self.detail_roles))
 
     def is_open(self, method: str) -> bool:
-        return any(_matches(p, method) for p in self.open_methods)
+        return any(matches(p, method) for p in self.open_methods)
 
 
-def _matches(pattern: str, method: str) -> bool:
+def matches(pattern: str, method: str) -> bool:
     return pattern == "*" or pattern == method or fnmatch.fnmatchcase(method, pattern)
 
 
@@ -154,9 +155,9 @@ class Authorizer:
             return self._verify(token)
         names = _certificate_names(auth_context)
         if names:
+            # verified by the handshake: authenticated, even with no role (then PERMISSION_DENIED,
+            # as for a valid token whose roles allow nothing: gRPC's codes say who, then what)
             roles = {r for n in names for r in self.policy.mtls.get(n, ())}
-            if not roles:
-                raise _Refused(f"client certificate {names[0]!r} maps to no role")
             return Principal(names[0], frozenset(roles), "mtls")
         return Principal("", frozenset(self.policy.anonymous_roles), "anonymous")
 

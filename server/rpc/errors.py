@@ -30,6 +30,7 @@ STATUS_OF_CODE = {
     Code.OUT_OF_RANGE: grpc.StatusCode.OUT_OF_RANGE,
     Code.UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
     Code.INTERNAL: grpc.StatusCode.INTERNAL,
+    Code.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Code.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
 }
 

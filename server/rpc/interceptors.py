@@ -78,9 +78,13 @@ def safe_deserializer(message_cls, *, zero_copy: bool = False):
 
 
 def request_id(context) -> str:
+    """The caller's ``x-request-id`` (its first 128 characters), or one made here when it
+    sent none or an empty (or blank) one."""
     for key, value in context.invocation_metadata() or ():
         if key == "x-request-id":
-            return value[:128]
+            if value.strip():
+                return value[:128]
+            break
     return f"{_PREFIX}{next(_ids)}"
 
 
@@ -93,6 +97,9 @@ async def fail(context, rid: str, exc: BaseException, method: str) -> None:
     ``ServicerContext.abort`` does); anything but a ServiceError is INTERNAL, logged here."""
     if isinstance(exc, ServiceError):
         extra = (exc.trailer,) if isinstance(exc, Refused) else ()
+        if exc.code == Code.UNAVAILABLE and exc.__cause__ is not None:  # what the caller is not told
+            cause = exc.__cause__
+            _log.warning("rpc_unavailable", method=method, request_id=rid, cause=f"{type(cause).__name__}: {cause}")
         await context.abort_with_status(errors.status(exc, rid, extra))
     _log.error("rpc_internal_error", method=method, request_id=rid, code="INTERNAL",
                message=f"{type(exc).__name__}: {exc}", exc_info=exc)
@@ -201,13 +208,14 @@ def wrap_stream(method: str, fn: Callable, observer: RpcObserver, *, streams: Op
         code = "OK"
         message = ""
         entered = False
+        peer = context.peer()
         call = None
         trace = None if tracing is None else tracing.start(method, context.invocation_metadata(), rid)
         in_flight.inc()
         try:
             principal = _principal(auth, method, context, rid)
             if streams is not None:
-                streams.enter()
+                streams.enter(peer)
                 entered = True
             call = Call(rid, deadline_of(context.time_remaining(), default_deadline_s), principal, trace)
             async for reply in fn(request_iterator, context, call, counter):
@@ -224,7 +232,7 @@ def wrap_stream(method: str, fn: Callable, observer: RpcObserver, *, streams: Op
             await fail(context, rid, exc, method)
         finally:
             if entered:
-                streams.leave()
+                streams.leave(peer)
             in_flight.dec()
             observer.record(method, code, time.perf_counter() - t0, counter[0], rid, 0, False, "stream", call, None,
                             message)

@@ -21,7 +21,7 @@ The metrics (names as Prometheus conventions have them: base units, ``_total`` o
     pricegrid_rpc_compute_seconds{method}           time its work ran in the class's thread pool
                                                     (both: calls that ran in a pool; the lean Price
                                                     path and other inline work have neither)
-    pricegrid_batch_rows{method}                    histogram: rows per batch request
+    pricegrid_batch_rows{method}                    histogram: rows per batch request answered (OK)
     pricegrid_row_errors_total{method}              batch rows that failed
     pricegrid_stream_messages_total{method}         messages received on streams (when one ends)
     pricegrid_model_rows_total{model,engine,version}       rows priced (PricingService calls)
@@ -129,7 +129,7 @@ class Metrics:
         child.observe(seconds)
         if code != "OK":
             self.errors.labels(method, code).inc()
-        if batch:
+        if batch and code == "OK":  # rows of the batches answered: a refused call read none
             self.rows.labels(method).observe(rows)
             if bad_rows:
                 self.row_errors.labels(method).inc(bad_rows)

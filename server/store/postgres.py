@@ -19,14 +19,16 @@ the last one applied, and a database newer than this code refuses to open.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import re
 from typing import Optional
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
+from pricegrid.server.domain.errors import unavailable
 from pricegrid.server.domain.market import StoredSnapshot
 from pricegrid.server.store._items import ITEMS, NamedItems, after_newest, snapshot_record, name_lock_key, record_of, row_of
 
@@ -103,13 +105,22 @@ _MIGRATION_LOCK = 0x7072696365677264
 
 
 def redacted(url: str) -> str:
-    """A connection URL without its password (for logs and ServerInfo)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """A connection string without its password (for logs): libpq's URI form (the userinfo's
+    password, a ``password=`` query parameter; several hosts, ``host1:p1,host2:p2``, as libpq
+    takes them) and its ``key=value`` form. Text only: nothing is parsed that could raise."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return _KV_PASSWORD.sub(r"\1***", url)
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = userinfo.partition(":")[0] + ":***@" + hosts
+    return f"{scheme}://{netloc}" + _QUERY_PASSWORD.sub(r"\1***", tail)
+
+
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
 
 def is_postgres(url: str) -> bool:
@@ -118,6 +129,21 @@ def is_postgres(url: str) -> bool:
 
 def _utc(t: dt.datetime) -> dt.datetime:
     return t.astimezone(dt.timezone.utc)
+
+
+class _Pool(ConnectionPool):
+    """The pool, whose connections turn an unreachable or restarting server (libpq's
+    OperationalError: refused, AdminShutdown, ...; no connection within the pool's timeout)
+    into the domain's UNAVAILABLE, so a call says "retry" rather than INTERNAL (the cause
+    rides along as ``__cause__``: the transport logs it)."""
+
+    @contextlib.contextmanager
+    def connection(self, timeout: Optional[float] = None):
+        try:
+            with super().connection(timeout) as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise unavailable("the store") from exc
 
 
 class PostgresStore(NamedItems):
@@ -129,8 +155,8 @@ class PostgresStore(NamedItems):
         # one connection first, so that an unreachable server or a refused login fails now with
         # libpq's own reason (the pool would retry quietly until its timeout)
         psycopg.connect(url, connect_timeout=max(1, int(timeout)), application_name="pricegrid").close()
-        self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
-                                    kwargs={"autocommit": True, "application_name": "pricegrid"})
+        self._pool = _Pool(url, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
+                           kwargs={"autocommit": True, "application_name": "pricegrid"})
         self._pool.open(wait=True, timeout=timeout)
         try:
             self._migrate()

@@ -339,5 +339,6 @@ def test_mutual_tls_and_a_bearer_token_from_the_environment(secure, plain):
     assert _ok(secure["health"]) == "SERVING"
     assert _error(secure["batch"])["codeName"] == "PERMISSION_DENIED"  # a trader's token was sent
     assert _error(secure["badToken"])["codeName"] == "UNAUTHENTICATED"
-    assert _error(secure["noToken"])["codeName"] == "UNAUTHENTICATED"  # the certificate alone has no role
+    # the certificate alone (verified, mapped to no role): authenticated, not allowed
+    assert _error(secure["noToken"])["codeName"] == "PERMISSION_DENIED"
 

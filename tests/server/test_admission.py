@@ -43,6 +43,30 @@ def test_gate_admits_up_to_its_limit_then_refuses_at_once():
     run(main())
 
 
+def test_pushback_starts_from_the_first_hold_not_from_the_floor():
+    """A fresh gate has measured no hold: a refusal then says how long the first admitted
+    call has held its slot so far; the first hold that ends is taken as it is, later ones
+    averaged with weight HOLD_WEIGHT (it used to start at min_pushback_ms, 1 ms, and take
+    about ten calls to approach the hold time)."""
+    from pricegrid.server.rpc.admission import HOLD_WEIGHT
+
+    async def main():
+        gate = Gate("batch", 1, min_pushback_ms=1)
+        await gate.enter()
+        await asyncio.sleep(0.15)
+        with pytest.raises(Refused) as info:
+            await gate.enter()
+        assert 150 <= info.value.pushback_ms < 1000
+        gate.leave(0.2)
+        await gate.enter()
+        assert gate.pushback_ms() == 200
+        gate.leave(0.1)
+        assert gate.pushback_ms() == round(200 + HOLD_WEIGHT * (100 - 200))
+        assert Gate("idle", 1, min_pushback_ms=7).pushback_ms() == 7  # nothing admitted yet: the floor
+
+    run(main())
+
+
 def test_gate_queue_waits_a_bounded_time_and_hands_slots_over_in_order():
     async def main():
         gate = Gate("front-office", 1, queue=2, max_wait_s=0.05)
@@ -216,6 +240,39 @@ def test_per_trade_calls_take_small_messages_and_batches_large_ones():
             # (read and answered: none of those trades is held on this stream)
             assert by_cid["fits"].error.field == "market_update.trade_ids"
             assert by_cid["ok"].result.price > 0
+    finally:
+        running.stop(0)
+
+
+def test_a_batch_over_its_size_is_refused_by_the_servers_own_check_logged_and_counted():
+    """A PriceBatch or market-data request a little over --max-message-bytes meets the
+    handler's check (its message, a negative pushback, the errors metric), not gRPC core's
+    (which answered first, unlogged, when its receive limit was the same number); beyond the
+    margin (an eighth, at least 1 MiB) gRPC core still refuses it unread."""
+    from pricegrid.server.app.server import receive_limit
+
+    running = start_server(max_message_bytes=1 << 20, metrics_port=-1)
+    limit = receive_limit(running.settings)
+    assert limit == (1 << 20) + (1 << 20)
+    registry = running.observer.metrics.registry
+    try:
+        with grpc.insecure_channel(running.address, options=[("grpc.max_send_message_length", -1)]) as ch:
+            for method in ("/pricegrid.v1.PricingService/PriceBatch", "/pricegrid.v1.MarketDataService/PutSnapshot"):
+                with pytest.raises(grpc.RpcError) as info:
+                    ch.unary_unary(method)(b"\x00" * ((1 << 20) + 100_000), timeout=10)
+                assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert info.value.details() == f"request is {(1 << 20) + 100_000} bytes; {method} takes at most " \
+                                               f"{1 << 20} bytes"
+                assert pushback(info.value) < 0
+                deadline = time.monotonic() + 5
+                while not registry.get_sample_value("pricegrid_rpc_errors_total",
+                                                    {"method": method, "code": "RESOURCE_EXHAUSTED"}):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)
+            with pytest.raises(grpc.RpcError) as info:
+                ch.unary_unary("/pricegrid.v1.PricingService/PriceBatch")(b"\x00" * (limit + 1), timeout=10)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "takes at most" not in info.value.details()  # gRPC core's refusal
     finally:
         running.stop(0)
 

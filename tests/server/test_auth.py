@@ -147,7 +147,10 @@ def test_mtls_identities_map_to_roles(authorizer):
     p = _check(authorizer, BATCH, names=("risk-engine.test",))
     assert p.via == "mtls" and p.roles == {"risk"}
     _refused(authorizer, PRICE, Code.PERMISSION_DENIED, names=("risk-engine.test",))
-    _refused(authorizer, PRICE, Code.UNAUTHENTICATED, names=("stranger.test",))  # a valid cert, no role
+    # a certificate the handshake verified, mapped to no role: authenticated, not allowed (as a
+    # valid token with no known role)
+    _refused(authorizer, PRICE, Code.PERMISSION_DENIED, names=("stranger.test",))
+    _refused(authorizer, PRICE, Code.PERMISSION_DENIED, token=_token(roles=["nobody"]))
 
 
 def test_no_credentials_health_open_details_for_admin_only(authorizer):
@@ -190,12 +193,67 @@ def test_every_denial_writes_one_audit_line(authorizer):
     ('[roles]\ntrader = ["*"]\n[nonsense]\n', "unknown section"),
     ('[roles\n', "not valid TOML"),
     ('[roles]\ntrader = ["*"]\n[details]\nroles = ["boss"]\n', "unknown role"),
+    # every key of every section is known: a misspelt audience or issuer would turn its check off
+    ('[roles]\ntrader = ["*"]\n[jwt]\nkeys = ["idp.pem"]\naudiance = "pricegrid"\n', r"unknown key\(s\) jwt.audiance"),
+    ('[roles]\ntrader = ["*"]\n[jwt]\nkeys = ["idp.pem"]\nisuer = "idp"\n', r"jwt.isuer"),
+    ('[roles]\ntrader = ["*"]\n[open]\nanonymous_role = ["trader"]\n', r"unknown key\(s\) open.anonymous_role "),
+    ('[roles]\ntrader = ["*"]\n[details]\nrole = ["trader"]\n', r"details.role "),
+    ('[roles]\ntrader = ["*"]\n[jwt]\nkeys = ["idp.pem"]\naudience = 5\n', r"jwt.audience has the wrong type"),
+    ('[roles]\ntrader = ["*"]\n[jwt]\nkeys = ["idp.pem"]\nrequire_exp = "no"\n', r"jwt.require_exp has the wrong"),
+    ('[roles]\ntrader = ["*"]\n[jwt]\nkeys = ["idp.pem"]\nalgorithms = ["RS256", "XX999"]\n', "unsupported XX999"),
+    # key files parsed at load, each able to verify one of the algorithms
+    ('[roles]\ntrader = ["*"]\n[jwt]\nkeys = ["garbage.pem"]\n', r"garbage.pem: not a PEM public key"),
+    ('[roles]\ntrader = ["*"]\n[jwt]\nkeys = ["idp-ec.pem"]\nalgorithms = ["RS256"]\n', r"idp-ec.pem: a .* verifies none"),
+    ('[roles]\ntrader = ["*"]\n[jwt]\nkeys = ["idp.pem"]\nalgorithms = ["HS256"]\n', "set jwt.hs_secret = true"),
+    ('[roles]\ntrader = ["*"]\n[jwt]\nkeys = ["secret"]\nhs_secret = true\nalgorithms = ["HS256", "RS256"]\n',
+     "HMAC algorithms only"),
+    ('[roles]\ntrader = ["*"]\n[jwt]\nkeys = ["short"]\nhs_secret = true\nalgorithms = ["HS256"]\n',
+     r"short: an HMAC secret of 31 bytes; HS256 needs at least 32"),
+    ('[roles]\ntrader = ["*"]\n[jwt]\nkeys = ["secret"]\nhs_secret = true\nalgorithms = ["HS512"]\n',
+     r"secret: an HMAC secret of 32 bytes; HS512 needs at least 64"),
+    # method patterns (roles and open) that the server serves; roles that exist
+    ('[roles]\ntrader = ["*"]\n[open]\nmethods = ["not-a-method"]\n', r"open.methods: 'not-a-method' is not a method"),
+    ('[roles]\ntrader = ["*"]\n[open]\nmethods = ["/grpc.health.v1.Health/Chek"]\n',
+     r"open.methods: '/grpc.health.v1.Health/Chek' matches no method"),
+    ('[roles]\ntrader = ["/pricegrid.v1.PricingServce/*"]\n', r"roles.trader: '/pricegrid.v1.PricingServce/\*' matches no"),
 ])
 def test_a_broken_policy_file_is_refused_naming_the_key(tmp_path, text, match):
+    (tmp_path / "idp.pem").write_bytes(_pem_public(RSA_KEY))
+    (tmp_path / "idp-ec.pem").write_bytes(_pem_public(EC_KEY))
+    (tmp_path / "garbage.pem").write_bytes(b"-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n")
+    (tmp_path / "secret").write_bytes(b"s" * 32 + b"\n")
+    (tmp_path / "short").write_bytes(b"s" * 31 + b"\r\n")  # the line ending is not part of the secret
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=match) as e:
         load_policy(str(path))
+    assert str(e.value).startswith(f"auth policy {path}: ")
+
+
+def test_the_readme_policy_and_every_method_pattern_it_names_load(tmp_path):
+    """The README's example policy is accepted as written (its key file given)."""
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
+    text = re.search(r"```toml\n(\[roles\].*?)```", readme, re.S).group(1)
+    (tmp_path / "idp-public.pem").write_bytes(_pem_public(RSA_KEY))
+    (tmp_path / "auth.toml").write_text(text)
+    policy = load_policy(str(tmp_path / "auth.toml"))
+    assert policy.jwt.audience == "pricegrid" and set(policy.roles) == {"trader", "risk", "admin"}
+
+
+def test_hs_secret_files_verify_hs256_tokens_without_their_line_ending(tmp_path):
+    secret = b"a-shared-secret-of-at-least-32-bytes"
+    (tmp_path / "hs.secret").write_bytes(secret + b"\n")
+    (tmp_path / "auth.toml").write_text('[roles]\ntrader = ["/pricegrid.v1.PricingService/Price"]\n'
+                                        '[jwt]\nkeys = ["hs.secret"]\nalgorithms = ["HS256"]\nhs_secret = true\n'
+                                        'audience = "pricegrid"\n')
+    auth = Authorizer(load_policy(str(tmp_path / "auth.toml")))
+    body = {"sub": "bob", "roles": ["trader"], "exp": int(time.time()) + 60, "aud": "pricegrid"}
+    assert _check(auth, PRICE, token=jwt.encode(body, secret, algorithm="HS256")).subject == "bob"
+    _refused(auth, PRICE, Code.UNAUTHENTICATED, token=jwt.encode(body, secret + b"\n", algorithm="HS256"))
+    _refused(auth, PRICE, Code.UNAUTHENTICATED, token=_token(aud="pricegrid"))  # RS256: not an algorithm here
 
 
 def test_jwt_settings_never_accept_none():

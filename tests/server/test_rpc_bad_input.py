@@ -1,6 +1,8 @@
 """Bad input: a clear error naming the field (and row), nothing lost, the server keeps serving."""
 
 import math
+import os
+import time
 
 import grpc
 import numpy as np
@@ -153,6 +155,16 @@ def test_error_carries_request_id(stub):
     with pytest.raises(grpc.RpcError) as info:
         stub.Price(request, timeout=5, metadata=(("x-request-id", "desk-7-42"),))
     assert ("x-request-id", "desk-7-42") in tuple((m.key, m.value) for m in info.value.trailing_metadata())
+
+
+@pytest.mark.parametrize("sent", ["", "   "])
+def test_an_empty_request_id_is_replaced_by_one_made_here(stub, sent):
+    request = good_request(volatility=-1.0)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Price(request, timeout=5, metadata=(("x-request-id", sent),))
+    made = dict((m.key, m.value) for m in info.value.trailing_metadata()).get("x-request-id", "")
+    assert made.strip() and made != sent
+    assert made.split("-")[0] == f"{os.getpid():x}"  # the server's own form: pid-counter
 
 
 # ------------------------------------------------------------------------------------ batches
@@ -352,3 +364,27 @@ def test_an_overflowing_row_names_its_most_extreme_input(stub):
     out = stub.PriceBatch(request, timeout=10)
     assert [(e.row, e.code, e.field) for e in out.errors] == [(1, 11, "market.rate")]
     assert "market.rate = 1e+308" in out.errors[0].message and "european.strike = 100.0" in out.errors[0].message
+
+
+def test_refused_batches_are_not_counted_as_batches_of_no_rows():
+    """pricegrid_batch_rows observes the batches answered: a PriceBatch refused (here for its
+    size, before it is read) used to add a 0-row batch."""
+    running = start_server(max_message_bytes=1 << 16, metrics_port=-1)
+    method = "/pricegrid.v1.PricingService/PriceBatch"
+    try:
+        with grpc.insecure_channel(running.address) as ch:
+            stub = pricing_pb2_grpc.PricingServiceStub(ch)
+            assert len(stub.PriceBatch(batch(4), timeout=5).columns) == 2
+            with pytest.raises(grpc.RpcError) as info:
+                ch.unary_unary(method)(b"\x00" * ((1 << 16) + 1), timeout=5)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        registry = running.observer.metrics.registry
+        deadline = time.monotonic() + 5
+        while (registry.get_sample_value("pricegrid_rpc_errors_total", {"method": method,
+                                                                         "code": "RESOURCE_EXHAUSTED"}) or 0) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert registry.get_sample_value("pricegrid_batch_rows_count", {"method": method}) == 1
+        assert registry.get_sample_value("pricegrid_batch_rows_sum", {"method": method}) == 4
+    finally:
+        running.stop(0)

@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from pricegrid.clients import EuropeanOption, FrontOfficeClient, Market, MarketClient, PricingError, RiskClient
 from pricegrid.clients import TokenSource, tls_credentials
 from pricegrid.server.app.security import check_plaintext
+from pricegrid.server.app.server import ConfigError
 from pricegrid.server.app.settings import Settings
 from pricegrid.v1 import pricing_pb2 as pb
 from pricegrid.v1 import pricing_pb2_grpc
@@ -117,17 +118,28 @@ def test_backtests_for_the_risk_role_not_for_traders(tls_server, pki):
     assert err.code.name == "PERMISSION_DENIED" and err.message.endswith("not allowed")
 
 
-@pytest.mark.parametrize("case", ["expired", "forged", "unmapped_certificate"])
+@pytest.mark.parametrize("case", ["expired", "forged"])
 def test_unauthenticated_without_detail(tls_server, pki, case):
     who, tok = {"expired": ("stranger", token(["admin"], exp_in=-600)),
                 "forged": ("stranger", token(["admin"], key=rsa.generate_private_key(public_exponent=65537,
-                                                                                   key_size=2048))),
-                "unmapped_certificate": ("stranger", None)}[case]
+                                                                                   key_size=2048)))}[case]
     with FrontOfficeClient(target=tls_server.address, credentials=creds(pki, who), token=tok, timeout=5) as fo:
         err = _code(lambda: fo.price(OPTION, MARKET))
     assert err.code.name == "UNAUTHENTICATED"
     assert "missing or invalid credentials" in err.message
     for leak in ("signature", "expired", "role", "stranger", "idp"):
+        assert leak not in err.message.lower()
+
+
+@pytest.mark.parametrize("case", ["certificate_with_no_role", "token_with_no_known_role"])
+def test_an_authenticated_caller_without_a_role_for_the_method_is_permission_denied(tls_server, pki, case):
+    """Verified credentials whose roles allow nothing: PERMISSION_DENIED, whether the caller
+    is known by its client certificate (mapped to no role) or by a valid token."""
+    tok = token(["nobody"]) if case == "token_with_no_known_role" else None
+    with FrontOfficeClient(target=tls_server.address, credentials=creds(pki, "stranger"), token=tok, timeout=5) as fo:
+        err = _code(lambda: fo.price(OPTION, MARKET))
+    assert err.code.name == "PERMISSION_DENIED" and err.message.endswith("not allowed")
+    for leak in ("role", "stranger", "nobody"):
         assert leak not in err.message.lower()
 
 
@@ -203,7 +215,10 @@ def test_a_rotated_token_file_is_read_again(tls_server, pki, tmp_path):
 
 def test_new_certificates_are_served_after_a_reload(pki, tmp_path):
     """The server's certificate files replaced and reloaded (what SIGHUP does): new
-    handshakes see the new certificate; a file that does not parse keeps the old one."""
+    handshakes see the new certificate; a file that does not parse, or a key that is not the
+    certificate's, keeps the old one and is logged as a failure, not as a reload."""
+    import structlog
+
     cert, key = pki["server"]
     live_cert, live_key = tmp_path / "server.crt", tmp_path / "server.key"
     live_cert.write_bytes(cert.read_bytes())
@@ -212,28 +227,52 @@ def test_new_certificates_are_served_after_a_reload(pki, tmp_path):
     try:
         other = TestCA(tmp_path, "second CA")
         new_cert, new_key = other.issue("pricegrid-test-server-2", server=True)
-        with FrontOfficeClient(target=running.address, credentials=tls_credentials(str(pki["ca"].ca_file)),
-                               timeout=5) as fo:
-            assert fo.price(OPTION, MARKET).price > 0
-        live_cert.write_bytes(b"not a certificate")
-        running.certificates.request_reload()
-        with FrontOfficeClient(target=running.address, credentials=tls_credentials(str(pki["ca"].ca_file)),
-                               timeout=5) as fo:
-            assert fo.price(OPTION, MARKET).price > 0  # the old certificate kept
+
+        def served_by(ca_file) -> bool:
+            with FrontOfficeClient(target=running.address, credentials=tls_credentials(str(ca_file)),
+                                   timeout=5) as fo:
+                return fo.price(OPTION, MARKET).price > 0
+
+        assert served_by(pki["ca"].ca_file)
+        for cert_bytes, key_bytes, why in ((b"not a certificate", key.read_bytes(), "not a PEM certificate"),
+                                           (new_cert.read_bytes(), key.read_bytes(), "not the private key of"),
+                                           (cert.read_bytes(), b"garbage", "not an unencrypted PEM private key")):
+            live_cert.write_bytes(cert_bytes)
+            live_key.write_bytes(key_bytes)
+            with structlog.testing.capture_logs() as logs:
+                assert running.certificates.request_reload() is False
+            events = [e["event"] for e in logs]
+            assert events == ["tls_reload_failed"] and why in logs[0]["error"]
+            assert served_by(pki["ca"].ca_file)  # the old certificate kept
         live_cert.write_bytes(new_cert.read_bytes())
         live_key.write_bytes(new_key.read_bytes())
-        running.certificates.request_reload()
-        with FrontOfficeClient(target=running.address, credentials=tls_credentials(str(other.ca_file)),
-                               timeout=5) as fo:
-            assert fo.price(OPTION, MARKET).price > 0  # trusted by the new CA only
-        assert running.certificates.loaded >= 2
+        with structlog.testing.capture_logs() as logs:
+            assert running.certificates.request_reload() is True
+        assert "tls_reload_failed" not in [e["event"] for e in logs]  # (tls_reloaded is info: the tests log warnings)
+        assert served_by(other.ca_file)  # trusted by the new CA only
+        assert running.certificates.loaded == 2 and running.certificates.failed == 3
     finally:
         running.stop(1.0)
 
 
+@pytest.mark.parametrize("case", ["missing", "garbage", "mismatched_key", "garbage_client_ca"])
+def test_certificate_files_that_do_not_parse_stop_the_server_from_starting(pki, tmp_path, case):
+    cert, key = pki["server"]
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_bytes(b"not a certificate")
+    other_key = pki["risk"][1]
+    files = {"missing": (tmp_path / "nonexistent.pem", key, None, "nonexistent.pem: No such file"),
+             "garbage": (garbage, key, None, "garbage.pem: not a PEM certificate"),
+             "mismatched_key": (cert, other_key, None, f"{other_key}: not the private key of {cert}"),
+             "garbage_client_ca": (cert, key, garbage, "garbage.pem: not a PEM certificate")}[case]
+    with pytest.raises(ConfigError, match="^TLS: ") as e:
+        start_server(tls_cert=str(files[0]), tls_key=str(files[1]), tls_client_ca=str(files[2] or ""))
+    assert files[3] in str(e.value)
+
+
 def test_plaintext_off_loopback_needs_to_be_allowed():
     assert check_plaintext("0.0.0.0", tls=False, allow_plaintext=False) is not None
-    with pytest.raises(ValueError, match="plaintext"):
+    with pytest.raises(ConfigError, match="refusing plaintext on 0.0.0.0"):
         start_server(host="0.0.0.0")
     with pytest.raises(ValueError, match="tls_cert and tls_key"):
         Settings(tls_cert="x.pem")

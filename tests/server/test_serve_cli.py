@@ -1,6 +1,8 @@
-"""The server's command line as an operator meets it: one-line errors for a busy port and an
-unreachable store (exit 1, the password kept out), `health` honouring $PRICEGRID_TARGET,
-`pricegrid --help` listing serve and health."""
+"""The server's command line as an operator meets it: one-line errors for a busy port, a
+metrics address that cannot be bound and an unreachable store (exit 1, the password kept out)
+and for configurations refused before anything is opened (exit 2), `health` honouring
+$PRICEGRID_TARGET and the client commands' TLS variables, `pricegrid --help` listing serve and
+health."""
 
 from __future__ import annotations
 
@@ -95,3 +97,69 @@ def test_every_client_and_tool_option_with_a_default_says_it():
                     checked += 1
                     assert "default" in (action.help or ""), (p.prog, action.option_strings, action.help)
     assert checked > 40
+
+
+def _one_line(r) -> str:
+    lines = [x for x in r.stderr.splitlines() if x.startswith("pricegrid serve:")]
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    return lines[0]
+
+
+def test_configuration_refusals_are_one_line_exit_2_before_anything_is_opened(tmp_path):
+    """Plaintext off loopback, a broken auth policy, certificate files that do not parse: one
+    line naming the reason, exit 2 (a configuration error, as a bad setting), and the store
+    is not created (the checks run before anything is opened or bound)."""
+    (tmp_path / "typo.toml").write_text('[roles]\ntrader = ["*"]\n[jwt]\nkeys = ["k.pem"]\naudiance = "x"\n')
+    (tmp_path / "garbage.pem").write_bytes(b"not a certificate")
+    store = tmp_path / "store.db"
+    cases = [
+        (["--host", "0.0.0.0"], "pricegrid serve: refusing plaintext on 0.0.0.0:"),
+        (["--auth-policy", str(tmp_path / "typo.toml")],
+         f"pricegrid serve: auth policy {tmp_path / 'typo.toml'}: unknown key(s) jwt.audiance"),
+        (["--tls-cert", str(tmp_path / "nonexistent.pem"), "--tls-key", str(tmp_path / "garbage.pem")],
+         f"pricegrid serve: TLS: {tmp_path / 'nonexistent.pem'}: No such file or directory"),
+        (["--tls-cert", str(tmp_path / "garbage.pem"), "--tls-key", str(tmp_path / "garbage.pem")],
+         f"pricegrid serve: TLS: {tmp_path / 'garbage.pem'}: not a PEM certificate"),
+    ]
+    for args, line in cases:
+        r = _run([*SERVE, "--port", "0", "--store", str(store), *args])
+        assert r.returncode == 2, (args, r.stderr)
+        assert _one_line(r).startswith(line), (args, r.stderr)
+        assert not store.exists()
+
+
+def test_a_metrics_address_that_cannot_be_bound_is_one_line_and_exit_1():
+    r = _run([PRICEGRID, "serve", "--port", "0", "--store", ":memory:", "--metrics-port", "0",
+              "--metrics-host", "no-such-host.invalid"])
+    assert r.returncode == 1
+    assert _one_line(r).startswith("pricegrid serve: cannot serve metrics on no-such-host.invalid:0: ")
+
+
+def test_health_speaks_tls_with_the_client_commands_variables(tmp_path):
+    """`pricegrid health` (the image's HEALTHCHECK) against a server serving mutual TLS: with
+    $PRICEGRID_CA, $PRICEGRID_CERT and $PRICEGRID_KEY, as `pricegrid info` takes them, it reports
+    SERVING; without them it cannot (it used to be plaintext only, so unhealthy for ever)."""
+    from tests.conftest import start_server
+    from tests.server.certs import TestCA
+
+    ca = TestCA(tmp_path)
+    cert, key = ca.issue("pricegrid-test-server", server=True)
+    client_cert, client_key = ca.issue("health-check", server=False)
+    running = start_server(tls_cert=str(cert), tls_key=str(key), tls_client_ca=str(ca.ca_file))
+    try:
+        env = {"PRICEGRID_TARGET": running.address, "PRICEGRID_CA": str(ca.ca_file),
+               "PRICEGRID_CERT": str(client_cert), "PRICEGRID_KEY": str(client_key)}
+        r = _run([PRICEGRID, "health"], env=env)
+        assert r.returncode == 0 and r.stdout.strip() == f"{running.address}: SERVING", r.stderr
+        r = _run([PRICEGRID, "health", "--target", f"localhost:{running.port}", "--server-name", "localhost"],
+                 env=env)
+        assert r.returncode == 0, r.stderr
+        r = _run([PRICEGRID, "health", "--server-name", "not-its-name.test"], env=env)
+        assert r.returncode == 1 and "UNAVAILABLE" in r.stderr  # the certificate does not name it
+        r = _run([PRICEGRID, "health"], env={**env, "PRICEGRID_CERT": "", "PRICEGRID_KEY": ""})
+        assert r.returncode == 1 and "UNAVAILABLE" in r.stderr  # no client certificate: no handshake
+        r = _run([PRICEGRID, "health", "--ca", "", "--target", running.address],
+                 env={"PRICEGRID_CA": "", "PRICEGRID_CERT": "", "PRICEGRID_KEY": ""})
+        assert r.returncode == 1 and "UNAVAILABLE" in r.stderr  # plaintext against a TLS port
+    finally:
+        running.stop(1.0)

@@ -374,3 +374,44 @@ def test_a_scenario_cube_larger_than_the_servers_growth_is_streamed_in_bounded_m
         assert growth < cube_mib / 4, (growth, cube_mib)
     finally:
         s.kill()
+
+
+def test_sighup_with_broken_certificate_files_keeps_the_old_one_and_says_so(tmp_path):
+    """SIGHUP after the certificate file was replaced by garbage, then by a certificate whose
+    key is not the key file's: each logs tls_reload_failed (never tls_reloaded) and the old
+    certificate goes on serving; a good new pair is then taken."""
+    from pricegrid.clients import EuropeanOption, FrontOfficeClient, Market, tls_credentials
+    from tests.server.certs import TestCA
+
+    ca = TestCA(tmp_path)
+    cert, key = ca.issue("pricegrid-test-server", server=True)
+    (tmp_path / "second").mkdir()
+    second = TestCA(tmp_path / "second", "second CA")
+    new_cert, new_key = second.issue("pricegrid-test-server-2", server=True)
+    live_cert, live_key = tmp_path / "live.pem", tmp_path / "live.key"
+    live_cert.write_bytes(cert.read_bytes())
+    live_key.write_bytes(key.read_bytes())
+    s = Server("--tls-cert", str(live_cert), "--tls-key", str(live_key))
+
+    def priced(ca_file) -> bool:
+        with FrontOfficeClient(target=s.address, credentials=tls_credentials(str(ca_file)), timeout=5) as fo:
+            return fo.price(EuropeanOption("call", strike=100.0, expiry=0.5),
+                            Market(spot=100.0, rate=0.03, volatility=0.2)).price > 0
+
+    try:
+        for cert_bytes, key_bytes, why in ((b"garbage", key.read_bytes(), "not a PEM certificate"),
+                                           (new_cert.read_bytes(), key.read_bytes(), "not the private key of")):
+            live_cert.write_bytes(cert_bytes)
+            live_key.write_bytes(key_bytes)
+            s.proc.send_signal(signal.SIGHUP)
+            event = s.wait_for(lambda e: e.get("event") in ("tls_reloaded", "tls_reload_failed"))
+            assert event["event"] == "tls_reload_failed" and why in event["error"]
+            assert priced(ca.ca_file)
+        live_cert.write_bytes(new_cert.read_bytes())
+        live_key.write_bytes(new_key.read_bytes())
+        s.proc.send_signal(signal.SIGHUP)
+        assert s.wait_for(lambda e: e.get("event") in ("tls_reloaded", "tls_reload_failed"))["event"] == \
+            "tls_reloaded"
+        assert priced(second.ca_file)
+    finally:
+        s.kill()

@@ -160,6 +160,10 @@ def test_connection_age_rebalances_without_failing_calls():
 
 
 def test_a_connection_carries_at_most_its_share_of_streams():
+    """--max-connection-streams 2: a third stream on the connection is refused at once
+    (RESOURCE_EXHAUSTED with a pushback), while Price on the same connection is answered (it
+    used to wait in the client for an HTTP/2 stream until its deadline) and another
+    connection opens streams of its own."""
     running = start_server(max_connection_streams=2, metrics_port=-1)
     try:
         async def main():
@@ -171,17 +175,27 @@ def test_a_connection_carries_at_most_its_share_of_streams():
                 for s in streams:
                     await s.write(lean("x"))
                     await s.read()
-                # the connection's two streams are taken: a third call waits for one (HTTP/2
-                # SETTINGS_MAX_CONCURRENT_STREAMS), while another connection is served
+                assert (await stub.Price(lean("u").price, timeout=5)).price > 0
+                third = stub.PriceStream(timeout=5)  # refused before it reads a message
                 with pytest.raises(grpc.aio.AioRpcError) as info:
-                    await stub.Price(lean("u").price, timeout=0.5)
-                assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-                assert (await pricing_pb2_grpc.PricingServiceStub(other).Price(lean("v").price, timeout=5)).price > 0
+                    await third.read()
+                assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert "this connection already has 2 streams open" in info.value.details()
+                assert dict(info.value.trailing_metadata())[PUSHBACK] == "1000"
+                assert running.streams.refused == 1
+                theirs = pricing_pb2_grpc.PricingServiceStub(other).PriceStream(timeout=5)
+                await theirs.write(lean("v"))
+                assert (await theirs.read()).correlation_id == "v"
+                await theirs.done_writing()
                 await streams[0].done_writing()
                 assert await streams[0].read() is grpc.aio.EOF
-                assert (await stub.Price(lean("w").price, timeout=5)).price > 0
+                again = stub.PriceStream(timeout=5)  # a stream closed: room for one more
+                await again.write(lean("w"))
+                assert (await again.read()).correlation_id == "w"
+                await again.done_writing()
                 await streams[1].done_writing()
                 await streams[1].read()
+                assert running.streams.open <= 1
 
         run(main())
     finally:
