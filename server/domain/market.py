@@ -440,5 +440,7 @@ class SnapshotStore(Protocol):
     def delete(self, snapshot_id: str) -> bool:
         """False when there was no such id."""
 
-    def exists(self, snapshot_id: str) -> bool:
-        """Whether the id is stored (a cache's check that no other replica deleted it)."""
+    def exists(self, snapshot_id: str, timeout: Optional[float] = None) -> bool:
+        """Whether the id is stored (a cache's check that no other replica deleted it).
+        ``timeout``: the longest wait for a connection, where the store has a pool (None:
+        the store's own); past it, UNAVAILABLE."""

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import numpy as np
+import structlog
 
 from pricegrid.server.domain.errors import Code, FieldViolation, ServiceError, Violations, invalid, shown
 from pricegrid.server.domain.market import Finding, Limits, Severity, Snapshot, SnapshotStore, StoredSnapshot
@@ -50,6 +51,7 @@ SPOT_JUMP_WARNING = 0.25
 SPOT_JUMP_ERROR = 0.50
 CURVE_JUMP_WARNING = 0.01
 #: snapshots kept parsed for pricing
+_log = structlog.get_logger("pricegrid.market")
 CACHED_SNAPSHOTS = 16
 #: points of one EvaluateCurve / EvaluateSurface call
 MAX_POINTS = 100_000
@@ -66,8 +68,11 @@ class MarketSettings:
     page_size: int = 100
     limits: Limits = Limits()
     #: a cached snapshot is checked against the store at most this long after the last check:
-    #: another replica's delete stops this one pricing on it within this bound
+    #: another replica's delete stops this one pricing on it within this bound (and the check)
     recheck: dt.timedelta = dt.timedelta(milliseconds=500)
+    #: the longest a check waits for a store connection: past it (or with the store down) the
+    #: cached snapshot is served, its content being immutable, and checked again a period later
+    recheck_wait: dt.timedelta = dt.timedelta(milliseconds=250)
 
 
 def check_reason(force: bool, reason: str) -> None:
@@ -97,12 +102,18 @@ class MarketDataService:
         self._cache_lock = threading.Lock()
         self._deletes = 0  # bumped by every delete: a fill read before one is not cached
         self._recheck_s = settings.recheck.total_seconds()
+        self._recheck_wait_s = settings.recheck_wait.total_seconds()
 
     def snapshot(self, snapshot_id: str) -> Optional[Snapshot]:
         """A stored snapshot for pricing, from a small cache. A cached entry is checked
         against the store (``exists``, one indexed lookup) when its last check is older than
-        ``settings.recheck``: a delete by another replica sharing the store is seen within
-        that bound. A fill whose read overlapped a delete is not cached (it would outlive it)."""
+        ``settings.recheck``, by one caller (the others meanwhile use the cache): a delete by
+        another replica sharing the store is seen within that bound and the check. A store
+        that does not answer the check within ``settings.recheck_wait`` (down: UNAVAILABLE)
+        leaves the cached snapshot served (its content never changes: only a delete made
+        elsewhere meanwhile is missed, until the store is back), so that pricing on it never
+        waits on the store. A fill whose read overlapped a delete is not cached (it would
+        outlive it)."""
         if not snapshot_id:
             return None
         now = time.monotonic()
@@ -112,12 +123,18 @@ class MarketDataService:
                 self._cache.move_to_end(snapshot_id)
                 if now - hit[1] <= self._recheck_s:
                     return hit[0]
+                self._cache[snapshot_id] = (hit[0], now)  # this caller checks; the next ones need not
             deletes = self._deletes
         if hit is not None:
-            if self.store.exists(snapshot_id):
-                with self._cache_lock:
-                    if snapshot_id in self._cache and self._deletes == deletes:
-                        self._cache[snapshot_id] = (hit[0], now)
+            try:
+                held = self.store.exists(snapshot_id, timeout=self._recheck_wait_s)
+            except ServiceError as exc:
+                if exc.code != Code.UNAVAILABLE:
+                    raise
+                _log.warning("snapshot_recheck_unavailable", snapshot_id=snapshot_id, message=exc.message,
+                             serving="cached")
+                return hit[0]
+            if held:
                 return hit[0]
             self._forget(snapshot_id)
             return None

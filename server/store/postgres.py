@@ -224,8 +224,8 @@ class PostgresStore(NamedItems):
         with self._pool.connection() as conn:
             return conn.execute("DELETE FROM snapshots WHERE id = %s", (snapshot_id,)).rowcount == 1
 
-    def exists(self, snapshot_id: str) -> bool:
-        with self._pool.connection() as conn:
+    def exists(self, snapshot_id: str, timeout: Optional[float] = None) -> bool:
+        with self._pool.connection(timeout) as conn:
             return conn.execute("SELECT 1 FROM snapshots WHERE id = %s", (snapshot_id,)).fetchone() is not None
 
     @staticmethod

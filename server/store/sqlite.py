@@ -182,7 +182,7 @@ class SqliteSnapshotStore(NamedItems):
         with self._lock:
             return self._db.execute("DELETE FROM snapshots WHERE id = ?", (snapshot_id,)).rowcount == 1
 
-    def exists(self, snapshot_id: str) -> bool:
+    def exists(self, snapshot_id: str, timeout: Optional[float] = None) -> bool:  # (a file: no pool to wait for)
         with self._lock:
             return self._db.execute("SELECT 1 FROM snapshots WHERE id = ?", (snapshot_id,)).fetchone() is not None
 

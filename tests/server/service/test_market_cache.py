@@ -101,3 +101,43 @@ def test_a_cached_snapshot_still_stored_stays_cached(opener):  # noqa: F811
     store.get = lambda i: calls.append(i) or real_get(i)
     assert service.snapshot(snapshot_id) is first and service.snapshot(snapshot_id) is first
     assert calls == []  # checked with exists, not read again
+
+
+class _Down:
+    """A store whose ``exists`` fails as an unreachable PostgreSQL does (UNAVAILABLE), and
+    records each call's connection wait."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.down = False
+        self.waits = []
+
+    def exists(self, snapshot_id, timeout=None):
+        self.waits.append(timeout)
+        if self.down:
+            raise ServiceError(Code.UNAVAILABLE, "the store is unavailable; retry later")
+        return self.inner.exists(snapshot_id, timeout=timeout)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_cached_snapshot_is_served_while_the_store_is_down_and_checked_once_a_period(opener):  # noqa: F811
+    """The content of a snapshot never changes: with the store down, a cached one prices on
+    (its check fails UNAVAILABLE: served, checked again a period later) instead of failing
+    every Price and holding a front-office slot while the pool waits; one caller per period
+    checks, with a short connection wait (MarketSettings.recheck_wait)."""
+    store = _Down(opener())
+    service = _service(store, recheck_ms=100.0)
+    snapshot_id = service.put(make())[0].snapshot_id
+    cached = service.snapshot(snapshot_id)
+    store.down = True
+    time.sleep(0.12)
+    assert [service.snapshot(snapshot_id) for _ in range(5)] == [cached] * 5
+    assert store.waits == [0.25]  # one check (the other four within the period it began)
+    time.sleep(0.12)
+    assert service.snapshot(snapshot_id) is cached and len(store.waits) == 2
+    store.down = False
+    store.inner.delete(snapshot_id)  # another replica's delete while this one could not check
+    time.sleep(0.12)
+    assert service.snapshot(snapshot_id) is None  # seen at the first check the store answers
