@@ -163,8 +163,11 @@ class TickingBook:
         self.budget = budget
         self.should_continue = should_continue
         self.trades: dict[str, HeldTrade] = {}
-        self.bytes = 0  # of the trades held (what this book took from ``budget``)
+        self.bytes = 0  # of the trades held and reserved (what this book took from ``budget``)
         self._sizes: dict[str, int] = {}
+        # close() comes from the event loop while a message may be priced in the pool
+        self._lock = threading.Lock()
+        self._closed = False
 
     def price(
         self, spec: EngineSpec, batch: ProductBatch, market: MarketBatch, measures: Sequence[Measure],
@@ -177,47 +180,80 @@ class TickingBook:
             touched = isinstance(market, MarketBatch) and touched_at(batch, float(market.underlying[0]))
             held = HeldTrade(spec, batch, market, tuple(measures), fields, settings, touched,
                              self.service.estimated_seconds(spec, batch, market, measures, settings))
-            self._check_room(trade_id, held)  # before the work: a trade that cannot be held is not priced
-        result = self.service.price(spec, batch, market, measures, fields, settings,
-                                    should_continue=self.should_continue)
+            # its bytes taken before the work (a trade that cannot be held is not priced), and
+            # given back if it fails
+            delta, taken = self._reserve(trade_id, held)
+        try:
+            result = self.service.price(spec, batch, market, measures, fields, settings,
+                                        should_continue=self.should_continue)
+        except BaseException:
+            if held is not None:
+                self._release(taken)
+            raise
         if held is not None:
-            self._hold(trade_id, held)
+            self._commit(trade_id, held, delta, taken)
         return result
 
-    def _check_room(self, trade_id: str, held: HeldTrade) -> int:
-        """The bytes holding ``held`` under ``trade_id`` adds (a replaced trade's are given
-        back); RESOURCE_EXHAUSTED naming trade_id past a cap."""
-        if trade_id not in self.trades and len(self.trades) >= self.max_trades:
-            raise ServiceError(
-                Code.RESOURCE_EXHAUSTED,
-                f"trade_id: this stream already holds {self.max_trades} trades (the server's cap)",
-            )
-        size = held_bytes(held)
-        delta = size - self._sizes.get(trade_id, 0)
-        if self.max_bytes is not None and delta > 0 and self.bytes + delta > self.max_bytes:
-            raise invalid("trade_id", f"holding this trade ({size:,} bytes) would take the trades this stream holds"
-                          f" to {self.bytes + delta:,} bytes, over the server's cap of {self.max_bytes:,} per stream;"
-                          " hold fewer or smaller trades (fixing schedules are the large part)",
-                          code=Code.RESOURCE_EXHAUSTED)
-        return delta
+    def _reserve(self, trade_id: str, held: HeldTrade) -> tuple[int, int]:
+        """(the bytes holding ``held`` under ``trade_id`` adds, a replaced trade's given back;
+        the bytes taken now: that, when positive), or RESOURCE_EXHAUSTED naming trade_id past
+        a cap (trades, this stream's bytes, all streams' bytes)."""
+        with self._lock:
+            if self._closed:  # (the stream ended while this message waited for a slot)
+                raise ServiceError(Code.CANCELLED, "trade_id: the stream has ended")
+            if trade_id not in self.trades and len(self.trades) >= self.max_trades:
+                raise ServiceError(
+                    Code.RESOURCE_EXHAUSTED,
+                    f"trade_id: this stream already holds {self.max_trades} trades (the server's cap)",
+                )
+            size = held_bytes(held)
+            delta = size - self._sizes.get(trade_id, 0)
+            taken = max(delta, 0)
+            if self.max_bytes is not None and taken and self.bytes + taken > self.max_bytes:
+                raise invalid("trade_id", f"holding this trade ({size:,} bytes) would take the trades this stream"
+                              f" holds to {self.bytes + taken:,} bytes, over the server's cap of {self.max_bytes:,} per"
+                              " stream; hold fewer or smaller trades (fixing schedules are the large part)",
+                              code=Code.RESOURCE_EXHAUSTED)
+            if self.budget is not None and taken and not self.budget.take(taken):
+                raise invalid("trade_id", f"the server holds as many bytes of streams' trades as it may"
+                              f" ({self.budget.limit:,}); this trade ({size:,} bytes) is not held: try again later, or"
+                              " hold fewer trades", code=Code.RESOURCE_EXHAUSTED)
+            self.bytes += taken
+            return delta, taken
 
-    def _hold(self, trade_id: str, held: HeldTrade) -> None:
-        delta = self._check_room(trade_id, held)
-        if self.budget is not None and not self.budget.take(delta):
-            raise invalid("trade_id", f"the server holds as many bytes of streams' trades as it may"
-                          f" ({self.budget.limit:,}); this trade ({held_bytes(held):,} bytes) is not held: try"
-                          " again later, or hold fewer trades", code=Code.RESOURCE_EXHAUSTED)
-        self.bytes += delta
-        self._sizes[trade_id] = self._sizes.get(trade_id, 0) + delta
-        self.trades[trade_id] = held
+    def _release(self, taken: int) -> None:
+        """A reserved trade was not held (its pricing failed): its bytes back."""
+        with self._lock:
+            if self._closed:  # (close gave back everything this book had taken, these too)
+                return
+            self.bytes -= taken
+            if self.budget is not None and taken:
+                self.budget.take(-taken)
+
+    def _commit(self, trade_id: str, held: HeldTrade, delta: int, taken: int) -> None:
+        """Hold a reserved trade (a replaced one's extra bytes given back), unless the stream
+        ended meanwhile (its bytes were given back by close)."""
+        with self._lock:
+            if self._closed:
+                return
+            back = taken - delta  # > 0 when the new trade is smaller than the one it replaces
+            if back:
+                self.bytes -= back
+                if self.budget is not None:
+                    self.budget.take(-back)
+            self._sizes[trade_id] = self._sizes.get(trade_id, 0) + delta
+            self.trades[trade_id] = held
 
     def close(self) -> None:
-        """The stream ended: give its trades' bytes back to the shared budget."""
-        if self.budget is not None and self.bytes:
-            self.budget.take(-self.bytes)
-        self.bytes = 0
-        self._sizes.clear()
-        self.trades.clear()
+        """The stream ended: give its trades' bytes back to the shared budget (those a message
+        still being priced has reserved too: it will not hold its trade)."""
+        with self._lock:
+            self._closed = True
+            if self.budget is not None and self.bytes:
+                self.budget.take(-self.bytes)
+            self.bytes = 0
+            self._sizes.clear()
+            self.trades.clear()
 
     def move(self, move: MarketMove, trade_ids: Sequence[str], prefix: str = "market_update"):
         """Apply ``move`` and re-price; yields (trade_id, PriceResult or ServiceError), at

@@ -146,3 +146,53 @@ def test_what_a_stream_holds_is_capped_in_bytes_and_so_is_what_all_streams_hold(
     (b1,) = second.recv(1)
     assert b1.HasField("result")
     assert second.close() == []
+
+
+def test_a_stream_cancelled_while_its_trade_is_priced_gives_its_bytes_back():
+    """The stream's end gives its trades' bytes back to the server's budget while a message
+    may still be read and priced in the pool (a 120,000-fixing Asian: about 1 MB, some ms):
+    that message's trade must not be held afterwards. Its bytes were leaked for good, and a
+    few such cancels left no stream able to hold a trade."""
+    running = start_server(max_held_bytes=1_500_000)  # one such trade at a time
+    channel = grpc.insecure_channel(running.address)
+    try:
+        stub = pricing_pb2_grpc.PricingServiceStub(channel)
+        big = _asian(120_000)
+        for delay in (0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.006, 0.008):
+            s = Stream(stub.PriceStream)
+            s.send(pb.PriceStreamRequest(correlation_id="hold", trade_id="H", price=big))
+            time.sleep(delay)
+            s.replies.cancel()
+        time.sleep(0.5)  # (every cancelled message has finished in the pool)
+        s = Stream(stub.PriceStream)
+        s.send(pb.PriceStreamRequest(correlation_id="hold", trade_id="H", price=big))
+        (held,) = s.recv(1)
+        assert held.HasField("result"), held.error.message
+        assert s.close() == []
+    finally:
+        channel.close()
+        running.stop(0.5)
+
+
+def test_a_trade_reserved_when_its_stream_ends_is_not_held():
+    """The order the race above takes, step by step: bytes reserved before the work, the
+    stream closed, then the work done: nothing held, nothing left taken from the budget."""
+    from pricegrid.server.rpc import requests as req
+    from pricegrid.server.service.pricing import Limits, PricingService
+    from pricegrid.server.service.ticking import HeldBytes, HeldTrade, TickingBook
+
+    service = PricingService(Limits())
+    budget = HeldBytes(10_000)
+    book = TickingBook(service, 10, budget=budget)
+    spec, batch, market, measures, fields, settings = req.product_one(trade(100.0), service.catalogue)
+    held = HeldTrade(spec, batch, market, tuple(measures), fields, settings)
+    delta, taken = book._reserve("T", held)
+    assert taken > 0 and budget.used == taken
+    book.close()
+    book._commit("T", held, delta, taken)
+    assert budget.used == 0 and book.trades == {} and book.bytes == 0
+    book2 = TickingBook(service, 10, budget=budget)
+    book2.price(spec, batch, market, measures, fields, settings, trade_id="T")
+    assert budget.used > 0
+    book2.close()
+    assert budget.used == 0
