@@ -401,10 +401,11 @@ def start_metrics(settings: Settings, registry):
     return server
 
 
-def start(settings: Settings, *, span_exporter=None) -> RunningServer:
+def start(settings: Settings, *, span_exporter=None, certificates_ready=None) -> RunningServer:
     """Start a server with ``settings``; ``span_exporter`` (an OpenTelemetry SpanExporter, the
     tests' in-memory one) turns tracing on and receives every span as it ends, besides the
-    OTLP collector of ``settings.otlp_endpoint`` if set."""
+    OTLP collector of ``settings.otlp_endpoint`` if set. ``certificates_ready(reloader or
+    None)`` is called once the TLS files are read, before the port opens (SIGHUP's handler)."""
     from pricegrid.ext import BUILD_INFO
 
     problem = cpu.check(BUILD_INFO)
@@ -434,6 +435,8 @@ def start(settings: Settings, *, span_exporter=None) -> RunningServer:
         if provider is not None:
             provider.shutdown()
         raise
+    if certificates_ready is not None:
+        certificates_ready(certificates)
     observer = RpcObserver(metrics, batched=logs.batched)
     info = server_info(settings, kernel_threads, started_at)
     try:
@@ -560,19 +563,20 @@ def freeze_startup_heap() -> int:
 
 def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT, then drain and return 0."""
-    started: list[RunningServer] = []
+    reloader: list = []  # the CertificateReloader (or None), known before the port opens
 
     def on_hangup(_signum, _frame):  # new certificate files, checked now, served from the next handshake
-        certificates = started[0].certificates if started else None
+        certificates = reloader[0] if reloader else None
         log.info("sighup", tls=certificates is not None)
         if certificates is not None:
             certificates.request_reload()  # logs tls_reloaded or tls_reload_failed
 
     # before start: a SIGHUP once the port is bound (a rotation racing a restart) must not
-    # end the process, which is SIGHUP's default
+    # end the process, which is SIGHUP's default; and it reloads from then on (a SIGHUP sent
+    # on seeing the started line found no reloader yet, start() not having returned: the
+    # files were not read again, and test_serve_process's reload test failed under load)
     signal.signal(signal.SIGHUP, on_hangup)
-    running = start(settings)
-    started.append(running)
+    running = start(settings, certificates_ready=reloader.append)
     log.info("heap_frozen", objects=freeze_startup_heap())
     stop = threading.Event()
     received = []
