@@ -321,3 +321,27 @@ def test_hybrid_over_books_of_several_products_and_underlyings(risk, snapshot_id
     assert levels["EUA-DEC27"] < levels["SPX"] and r.taylor.bumps[0] == 1e-3 * levels["EUA-DEC27"]
     rest = np.setdiff1d(np.arange(150), tail)
     assert np.abs(r.cube[:, rest] - full.cube[:, rest]).max() < 0.05 * np.abs(full.cube).max()
+
+
+def test_a_bump_that_cannot_move_its_quantity_is_refused_before_the_work(risk, snapshot_id, book, moves):
+    """6000 (1 + 1e-17) == 6000 and 0.2 + 1e-18 == 0.2: such bumps gave delta 0 and gamma 0
+    (1e-300: gamma 0/0) with no error. Refused, naming each bump and the smallest that moves
+    it; a bump just above it is accepted and its derivatives are finite."""
+    for bumps, bad in (([1e-17, 1e-18], {"bumps[0]", "bumps[1]"}), ([1e-4, 1e-300], {"bumps[1]"}),
+                       ([1e-300, 1e-4], {"bumps[0]"})):
+        with pytest.raises(PricingError) as e:
+            sensitivities(risk, snapshot_id, book, SHIFTS[:2], bumps)
+        assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert {f for f, _ in e.value.field_violations} == bad, bumps
+        assert all("smallest bump" in why for _, why in e.value.field_violations)
+        with pytest.raises(PricingError) as e:
+            run(risk, snapshot_id, book, SHIFTS, moves, revaluation="taylor", taylor_bumps=bumps + [1e-4])
+        assert {f for f, _ in e.value.field_violations} == {"taylor." + f for f in bad}
+    # the smallest bumps that move: 2^-52 relative; absolute, a spacing of the largest vol
+    # the trades read (in [0.0039, 1) here: 2^-53 moves it, 2^-62 is under half its spacing)
+    s = sensitivities(risk, snapshot_id, book, SHIFTS[:2], [2.0 ** -52, 2.0 ** -53])
+    assert s.errors == [] and np.isfinite(s.delta).all() and np.isfinite(s.gamma).all()
+    with pytest.raises(PricingError) as e:  # 1 + 2^-54 and 1 - 2^-54 round to 1
+        sensitivities(risk, snapshot_id, book, SHIFTS[:2], [2.0 ** -54, 2.0 ** -62])
+    assert {f for f, _ in e.value.field_violations} == {"bumps[0]", "bumps[1]"}
+
