@@ -306,6 +306,32 @@ def test_parametric_var_against_closed_forms_and_bad_covariances(risk):
     assert {f for f, _ in e.value.field_violations} == {"deltas", "covariance"}
 
 
+def test_delta_normal_refuses_gammas_and_gammas_are_checked_whatever_the_method(risk):
+    """Gammas with delta-normal (or no method) were ignored, NaN or antisymmetric ones
+    included: a client that forgot the method got delta-normal VaR without a word."""
+    from statistics import NormalDist
+
+    s = np.array([[0.04, 0.006], [0.006, 0.09]])
+    d = np.array([[1000.0, -500.0]])
+    sym, nan, anti = np.array([[-50.0, 3.0], [3.0, 20.0]]), np.full((2, 2), np.nan), np.array([[0.0, 1e6], [-1e6, 0.0]])
+    for method in ({}, {"method": "delta_normal"}):
+        for g in (sym, nan, anti):
+            with pytest.raises(PricingError) as e:
+                risk.parametric_var(d, s, gammas=g, **method)
+            assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.field == "gammas"
+            [why] = [why for f, why in e.value.field_violations if f == "gammas"]
+            assert why.startswith("delta-normal reads no gammas")
+            assert ("as given" in why) == (g is not sym)  # a bad one is said to be bad too
+    for method in ("delta_gamma_normal", "cornish_fisher"):
+        for g in (nan, anti):
+            with pytest.raises(PricingError) as e:
+                risk.parametric_var(d, s, gammas=g, method=method)
+            assert e.value.field == "gammas"
+            assert not any("delta-normal" in why for _, why in e.value.field_violations)
+    assert risk.parametric_var(d, s)[0].var[0.99] == pytest.approx(NormalDist().inv_cdf(0.99) * np.sqrt(d[0] @ s @ d[0]),
+                                                                   rel=1e-12)
+
+
 def test_historical_scenarios_from_a_series_of_levels(risk, snapshot_id, book):
     """Each scenario is the change between two dates of the series, in the form its shift
     applies it: the same run as sending those changes as sizes."""
@@ -440,3 +466,4 @@ def test_a_spot_move_across_a_barrier_is_priced_as_touched_not_a_row_error(risk,
     np.testing.assert_allclose(r.cube[1, 0], r.cube[3, 0] + r.base[3] - r.base[1], rtol=1e-12)
     assert r.cube[0, 1] != -r.base[0]  # -5%: still alive
     np.testing.assert_allclose(r.portfolio_pnl, r.cube.sum(axis=0), rtol=1e-12)
+
