@@ -277,6 +277,22 @@ class ScenarioInputs:
     total: int = 0        # the portfolio's trades
 
 
+def _cube_only(request, bad: Violations) -> None:
+    """With output CUBE the trailer holds its counts only: every option that only fills the
+    trailer's aggregates is refused, each named (an input the run does not read is never
+    ignored). The levels are read by a TAYLOR or HYBRID run's report (and HYBRID's tail)."""
+    why = "an aggregate of the trailer, which output CUBE does not send: output AGGREGATES or BOTH"
+    taylor = request.revaluation in _TAYLOR_MODES
+    for name in ("trade_risk", "es_attribution", "incremental_es"):
+        if getattr(request, name, False):
+            bad.add(name, why)
+    if len(request.aggregate_by):
+        bad.add("aggregate_by", why)
+    for name in ("var_levels", "es_levels"):
+        if len(getattr(request, name)) and not taylor:
+            bad.add(name, why + " (or a TAYLOR or HYBRID run, whose report reads them)")
+
+
 def scenario_request(request, service: PricingService, max_cells: int, stored=None, stored_sets=None,
                      market=None) -> ScenarioInputs:
     """Everything a run needs, every violation of the request at once (fields named from the
@@ -292,8 +308,8 @@ def scenario_request(request, service: PricingService, max_cells: int, stored=No
     unknown_enums(request, "", bad)
     if getattr(request, "incremental_es", False) and not request.es_attribution:
         bad.add("incremental_es", "comes with es_attribution: set both")
-    if getattr(request, "es_attribution", False) and request.output == rpb.SCENARIO_OUTPUT_CUBE:
-        bad.add("es_attribution", "the attribution is an aggregate: output AGGREGATES or BOTH")
+    if request.output == rpb.SCENARIO_OUTPUT_CUBE:
+        _cube_only(request, bad)
     tags = []
     offset = total = 0
     if inputs is not None:

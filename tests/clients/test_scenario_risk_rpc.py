@@ -467,3 +467,27 @@ def test_a_spot_move_across_a_barrier_is_priced_as_touched_not_a_row_error(risk,
     assert r.cube[0, 1] != -r.base[0]  # -5%: still alive
     np.testing.assert_allclose(r.portfolio_pnl, r.cube.sum(axis=0), rtol=1e-12)
 
+
+def test_cube_output_refuses_every_trailer_only_option_naming_each(risk, snapshot_id, book):
+    """Output CUBE sends no trailer aggregates: trade_risk, aggregate_by and the levels
+    were accepted and dropped without a word (es_attribution alone was refused)."""
+    kw = dict(snapshot_id=snapshot_id, underlying_id="SPX", model="bsm", option_type=book["option_type"][:3],
+              strike=book["strike"][:3], time_to_expiry=book["time_to_expiry"][:3],
+              shifts=[Shift("spot", "spot", "relative", ["SPX"])], sizes=[[-0.1, 0.05]], labels=["a", "b"],
+              output="cube")
+    with pytest.raises(PricingError) as e:
+        risk.scenario_risk(trade_risk=True, tags={"desk": "d"}, aggregate_by=["desk"], var_levels=[0.95],
+                           es_levels=[0.9], es_attribution=True, incremental_es=True, **kw)
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert {f for f, _ in e.value.field_violations} == {"trade_risk", "aggregate_by", "var_levels", "es_levels",
+                                                        "es_attribution", "incremental_es"}
+    for one in (dict(trade_risk=True), dict(tags={"desk": "d"}, aggregate_by=["desk"]), dict(var_levels=[0.95]),
+                dict(es_levels=[0.9])):
+        with pytest.raises(PricingError) as e:
+            risk.scenario_risk(**one, **kw)
+        assert [f for f, _ in e.value.field_violations] == [k for k in one if k != "tags"]
+    r = risk.scenario_risk(**kw)  # the levels unset: the server's, and CUBE runs
+    assert r.cube.shape == (3, 2) and np.isfinite(r.cube).all()
+    # a TAYLOR run's report reads the levels, with CUBE too
+    t = risk.scenario_risk(revaluation="taylor", var_levels=[0.5], **kw)
+    assert t.cube.shape == (3, 2) and t.taylor is not None
