@@ -180,7 +180,8 @@ def _with_stresses(own, msg: rpb.ScenarioSet, prefix: str, stored_sets) -> sc.Sc
             continue
         with bad.check():
             stored = _own_set(rpb.ScenarioSet.FromString(record.content), f"{path}:")
-            parts.append(stresses.Part(record.name, stored, tuple(f"stresses[{j}]" for _ in stored.shifts)))
+            parts.append(stresses.Part(record.name, stored, tuple(f"stresses[{j}]" for _ in stored.shifts),
+                                       f"stresses[{j}]"))
     bad.raise_if_any()
     smile = _SMILES.get(msg.smile, sc.Smile.STICKY_STRIKE)
     return stresses.combine(own, parts, smile)
@@ -240,7 +241,7 @@ def _own_set(msg: rpb.ScenarioSet, prefix: str, market=None) -> sc.ScenarioSet:
         values, labels = sc.historical_sizes(levels.reshape(-1, components), kinds, dates,
                                              holding=h.holding_period or 1, overlapping=not h.non_overlapping,
                                              prefix=f"{prefix}history.")
-        return sc.ScenarioSet(tuple(shifts), values, labels, _SMILES[msg.smile])
+        return sc.ScenarioSet(tuple(shifts), values, labels, _SMILES[msg.smile], sizes_path="history.levels")
     labels = tuple(msg.labels)
     if sizes.size != components * len(labels):
         raise invalid(f"{prefix}sizes", f"{sizes.size} values; expected components x scenarios = "
@@ -505,6 +506,20 @@ MAX_FACTORS = 2_000
 MAX_PARAMETRIC_VALUES = 20_000_000
 
 
+def _as_fields_of(exc: ServiceError, renames: dict) -> ServiceError:
+    """A ServiceError of the scenario run a Sensitivities or WorstCase request is read as,
+    its fields named as that request has them: ``renames`` (the run's field -> the
+    request's), else the run's scenarios.X as the request's own X."""
+    def name(f: str) -> str:
+        if f in renames:
+            return renames[f]
+        return f[len("scenarios."):] if f.startswith("scenarios.") else f
+
+    violations = [FieldViolation(name(v.field), v.description) for v in exc.violations]
+    return ServiceError(exc.code, "; ".join(f"{v.field}: {v.description}" for v in violations) or exc.message,
+                        violations)
+
+
 def _renamed(exc: ServiceError) -> ServiceError:
     def name(f: str) -> str:
         head, bracket, rest = f.partition("[")
@@ -603,7 +618,10 @@ def sensitivities_response(request: rpb.SensitivitiesRequest, pricing: PricingSe
     labels = [f"s{j}" for j in range(2 * comps)]
     run.scenarios.labels.extend(labels)
     run.scenarios.sizes.values.extend([0.0] * (comps * len(labels)))
-    inputs = scenario_request(run, pricing, max_cells, stored)
+    try:
+        inputs = scenario_request(run, pricing, max_cells, stored)
+    except ServiceError as exc:  # named as a SensitivitiesRequest has them
+        raise _as_fields_of(exc, {"scenarios.labels": what}) from None
     portfolio = inputs.portfolio
     if portfolio.rows * bumped > max_cells:
         raise invalid(what, f"{portfolio.rows:,} trades x {bumped:,} bumped scenarios = {portfolio.rows * bumped:,} "
@@ -709,8 +727,10 @@ def worst_case_response(request: rpb.WorstCaseRequest, pricing: PricingService, 
             getattr(run, name).CopyFrom(getattr(request, name))
     run.scenarios.labels.append("w")
     inputs = None
-    with bad.check():
+    try:
         inputs = scenario_request(run, pricing, max_cells, stored)
+    except ServiceError as exc:  # named as a WorstCaseRequest has them (its cost: max_iterations)
+        bad.extend(_as_fields_of(exc, {"scenarios.labels": "max_iterations"}))
     if inputs is not None and k is not None and not bad:
         rows = inputs.portfolio.rows
         cost = wc.planned_revaluations(rows, k, question)

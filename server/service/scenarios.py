@@ -819,8 +819,9 @@ def bump_set(shifts: Sequence, bumps: Sequence[float], scheme: str, smile: Smile
             sizes[j, col] = b * h[j]
             labels.append(f"{names[i]}@{a:+g}h,{names[j]}@{b:+g}h")
     component = np.array([c[0] for c in columns], dtype=np.int64)
-    return BumpSet(ScenarioSet(tuple(shifts), sizes, tuple(labels), smile), scheme, h, first, second, pairs, corners,
-                   component)
+    # (the sizes and labels are the server's: a violation names the shifts or the bumps)
+    return BumpSet(ScenarioSet(tuple(shifts), sizes, tuple(labels), smile, sizes_path="", own_labels=False), scheme,
+                   h, first, second, pairs, corners, component)
 
 
 #: the smallest bump whose square (the second difference's h^2) is a normal double

@@ -491,3 +491,64 @@ def test_cube_output_refuses_every_trailer_only_option_naming_each(risk, snapsho
     # a TAYLOR run's report reads the levels, with CUBE too
     t = risk.scenario_risk(revaluation="taylor", var_levels=[0.5], **kw)
     assert t.cube.shape == (3, 2) and t.taylor is not None
+
+
+def test_violations_name_the_fields_as_each_request_writes_them(risk, snapshot_id):
+    """Fields the request does not have were named (scenarios.values, labels of a
+    Sensitivities request, labels[1] and stresses[0].name for a stress's scenario and shift),
+    and a check that needs an invalid tag column was reported besides it."""
+    import datetime as dt
+
+    spx = dict(snapshot_id=snapshot_id, underlying_id="SPX", model="bsm", option_type=["call"], strike=[6000.0],
+               time_to_expiry=[1.0])
+    spot = [Shift("spot", "spot", "relative", ["SPX"])]
+
+    def fields(call):
+        with pytest.raises(PricingError) as e:
+            call()
+        assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        return [f for f, _ in e.value.field_violations]
+
+    assert fields(lambda: risk.scenario_risk(shifts=spot, sizes=[[np.nan]], labels=["a"], **spx)) == \
+        ["scenarios.sizes"]
+    assert fields(lambda: risk.scenario_risk(shifts=[Shift("spot", "spot", "absolute", ["SPX"])], history={
+        "dates": ["2026-01-01", "2026-01-02"], "levels": [[-1.7e308], [1.7e308]]}, **spx)) == \
+        ["scenarios.history.levels"]  # the changes overflow
+    assert fields(lambda: risk.put_scenario_set("tests/nan-size", spot, [[np.nan]], ["a"])) == ["scenario_set.sizes"]
+    assert fields(lambda: risk.sensitivities(shifts=[], bumps=[], **spx)) == ["shifts"]
+    assert fields(lambda: risk.scenario_risk(shifts=spot, sizes=[[0.01]], labels=["lehman-2008"],
+                                             stresses=["lehman-2008"], **spx)) == ["scenarios.stresses[0]"]
+    assert fields(lambda: risk.scenario_risk(shifts=[Shift("lehman-2008:equity", "spot", "relative", ["SPX"])],
+                                             sizes=[[0.01]], labels=["mine"], stresses=["lehman-2008"], **spx)) == \
+        ["scenarios.stresses[0]"]
+    assert fields(lambda: risk.scenario_risk(shifts=spot, sizes=[[0.01]], labels=["a"], tags={"desk": ["p", "q"]},
+                                             aggregate_by=["desk"], **spx)) == ["tags[0].values"]
+    # a book's expiry dates off the snapshot's axis, as docs/validation.md names it
+    off = dict(model="bsm", underlying_id="SPX", option_type=["call"], strike=[6000.0],
+               expiry_date=[dt.date(2027, 6, 4)])
+    demo_date = dt.date(2026, 12, 4)
+    books = [risk.book("european", valuation_date=demo_date, **off),
+             risk.book("european", valuation_date=demo_date - dt.timedelta(days=3), **off)]
+    assert fields(lambda: risk.scenario_risk(snapshot_id=snapshot_id, books=books, shifts=spot, sizes=[[0.1]],
+                                             labels=["x"])) == ["books.books[1].trades.european.valuation_date"]
+
+
+def test_a_sensitivities_cost_over_the_cap_names_its_own_field():
+    """The bumped run over the cell cap named scenarios.labels, which SensitivitiesRequest
+    does not have."""
+    from tests.conftest import start_server
+
+    small = start_server(max_scenario_cells=2_000)
+    try:
+        with RiskClient(target=small.address, timeout=30) as client, \
+                MarketClient(target=small.address, timeout=10) as market:
+            sid = market.list_snapshots("demo")[0].id
+            grid = Shift("g", "vol", "absolute", ["SPX-SVI"], grid_expiries=["6M", "1Y", "2Y"],
+                         grid_moneyness=[0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2, 1.25])
+            with pytest.raises(PricingError) as e:  # 40 trades x 60 bumps = 2,400 revaluations
+                client.sensitivities(snapshot_id=sid, underlying_id="SPX", model="bsm", shifts=[grid], bumps=[1e-3],
+                                     option_type="call", strike=np.linspace(5000, 7000, 40), time_to_expiry=1.0)
+            assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert [f for f, _ in e.value.field_violations] == ["shifts"]
+    finally:
+        small.stop(1.0)
