@@ -320,12 +320,20 @@ def scenario_request(request, service: PricingService, max_cells: int, stored=No
                                       "tail: run the attribution on the whole portfolio")
         inputs, offset, total = sliced(inputs, start, stop, bad)
         rows = inputs.rows
-        passes = 2 if getattr(request, "incremental_es", False) else 1
-        if scenarios is not None and passes * rows * scenarios.scenarios > max_cells:
-            bad.add("scenarios.labels", f"{rows:,} trades x {scenarios.scenarios:,} scenarios"
-                                        f"{' x 2 passes (incremental_es)' if passes == 2 else ''} = "
-                                        f"{passes * rows * scenarios.scenarios:,} revaluations; at most {max_cells:,}",
-                    Code.RESOURCE_EXHAUSTED)
+        if scenarios is not None:
+            n = scenarios.scenarios
+            per_trade, why = n, f"{n:,} scenarios"
+            if getattr(request, "es_attribution", False):  # the tail pass: at most what the ES levels read
+                ok = [a for a in es_levels if np.isfinite(a) and 0.0 < a < 1.0]
+                tail = taylor.tail_needed(n, ok) if len(ok) == len(es_levels) else n
+                per_trade += tail
+                why += f" + {tail:,} tail scenarios (es_attribution)"
+            if getattr(request, "incremental_es", False):  # a second full pass
+                per_trade += n
+                why += f" + {n:,} (incremental_es)"
+            if rows * per_trade > max_cells:
+                bad.add("scenarios.labels", f"{rows:,} trades x ({why}) = {rows * per_trade:,} revaluations; at "
+                                            f"most {max_cells:,}", Code.RESOURCE_EXHAUSTED)
         tags = aggregate_tags(inputs, request.aggregate_by, bad)
     taylor_options = _taylor_options(request, scenarios, inputs.rows if inputs is not None else None,
                                      service.limits.max_rows, max_cells, bad)
