@@ -828,9 +828,10 @@ def bump_set(shifts: Sequence, bumps: Sequence[float], scheme: str, smile: Smile
 MIN_BUMP = float(np.sqrt(np.finfo(np.float64).tiny))
 
 
-def _bump_levels(revaluer: "ScenarioRevaluer", book, shift) -> Optional[np.ndarray]:
+def _bump_levels(revaluer: "ScenarioRevaluer", book, shift, markets: dict) -> Optional[np.ndarray]:
     """The base values of ``shift``'s quantity that ``book``'s trades read (None when it moves
-    nothing of the book, or the book's market cannot be read: its revaluation says why)."""
+    nothing of the book, or the book's market cannot be read: its revaluation says why);
+    ``markets`` keeps each book's resolved market columns (read once for all its shifts)."""
     snapshot = revaluer.pricing.snapshots(book.market.snapshot_id) \
         if isinstance(book.market, SnapshotMarket) and revaluer.pricing.snapshots is not None else None
     u = snapshot.underlying(book.market.underlying_id) if snapshot is not None else None
@@ -838,7 +839,8 @@ def _bump_levels(revaluer: "ScenarioRevaluer", book, shift) -> Optional[np.ndarr
         return None
     q = shift.quantity
     if q == Quantity.TIME:
-        return np.asarray(book.batch.columns["time_to_expiry"], dtype=np.float64)
+        t = book.batch.columns.get("time_to_expiry")
+        return None if t is None else np.asarray(t, dtype=np.float64)
     if q == Quantity.SPOT:
         return np.array([u.level]) if shift.matches(u.underlying_id) else None
     if not ((q == Quantity.ZERO_RATE and shift.matches(u.discount_curve))
@@ -846,10 +848,14 @@ def _bump_levels(revaluer: "ScenarioRevaluer", book, shift) -> Optional[np.ndarr
             or (q == Quantity.VOL and u.vol_surface and shift.matches(u.vol_surface))
             or (q in HESTON and shift.matches(u.underlying_id))):
         return None
-    try:
-        batch = revaluer.pricing.with_snapshot_spot(book.batch, book.market)
-        market = revaluer.pricing.resolve_market(book.spec, batch, book.market, book.fields)[0]
-    except ServiceError:
+    if id(book) not in markets:
+        try:
+            batch = revaluer.pricing.with_snapshot_spot(book.batch, book.market)
+            markets[id(book)] = revaluer.pricing.resolve_market(book.spec, batch, book.market, book.fields)[0]
+        except ServiceError:
+            markets[id(book)] = None
+    market = markets[id(book)]
+    if market is None:
         return None
     column = {Quantity.ZERO_RATE: "rate", Quantity.DIVIDEND_YIELD: "dividend_yield",
               Quantity.VOL: "volatility"}.get(q) or HESTON[q]
@@ -867,7 +873,7 @@ def check_bumps_move(revaluer: "ScenarioRevaluer", books: Sequence, plan: BumpSe
     MIN_BUMP, so that h^2 does not underflow."""
     bad = Violations()
     scenarios = plan.scenarios
-    start = 0
+    start, markets = 0, {}
     for i, shift in enumerate(scenarios.shifts):
         comps = range(start, start + shift.components)
         start += shift.components
@@ -876,7 +882,7 @@ def check_bumps_move(revaluer: "ScenarioRevaluer", books: Sequence, plan: BumpSe
         h = float(plan.h[comps[0]])
         ms = (1.0,) if shift.quantity == Quantity.TIME else SCHEMES[plan.scheme]  # (a corner: the same multiples)
         if shift.kind == ShiftKind.ABSOLUTE or shift.quantity == Quantity.TIME:
-            levels = [lv[np.isfinite(lv)] for lv in (_bump_levels(revaluer, b, shift) for b in books) if lv is not None]
+            levels = [lv[np.isfinite(lv)] for lv in (_bump_levels(revaluer, b, shift, markets) for b in books) if lv is not None]
             level = max((float(np.max(np.abs(lv))) for lv in levels if lv.size), default=0.0)
             moves = all((level + m * h) != level for m in ms)
             least = max(MIN_BUMP, float(np.spacing(level)))

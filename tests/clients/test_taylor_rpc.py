@@ -165,6 +165,10 @@ def test_a_time_roll_is_theta_one_day_forward(risk, snapshot_id, book):
     assert r.taylor.bump_scenarios == 3  # two spot bumps, one roll
     np.testing.assert_allclose(r.cube[:, 0], full.cube[:, 0], rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(r.cube[:, 1], 2 * full.cube[:, 0], rtol=1e-9, atol=1e-9)
+    # a roll too small to shorten the longest expiry (up to 2.5 years: spacing 4.4e-16) is refused
+    with pytest.raises(PricingError) as e:
+        run(risk, snapshot_id, book, shifts, sizes, revaluation="taylor", output="cube", taylor_bumps=[1e-3, 1e-16])
+    assert [f for f, _ in e.value.field_violations] == ["taylor.bumps[1]"]
 
 
 def test_a_taylor_check_sample_reports_its_error(risk, snapshot_id, book, moves):
