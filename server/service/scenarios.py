@@ -249,6 +249,7 @@ class ScenarioRevaluer:
         reuse: bool = False,
         settings=None,
         validate: bool = True,
+        resolved=None,
     ) -> Revaluation:
         market_path = fields.get("rate", "market.rate").replace(".rate", "")
         snapshot = self.snapshot_of(market, fields)
@@ -265,8 +266,11 @@ class ScenarioRevaluer:
         product_path = fields.get("rate", "market.rate").replace("market.rate", "instruments")
         if batch.schedule is not None:
             raise invalid(product_path, f"{batch.product.name} options (fixing schedules) are not in scenario runs yet")
-        batch = self.pricing.with_snapshot_spot(batch, market)
-        base_market, used, base_fields = self.pricing.resolve_market(spec, batch, market, fields)
+        if resolved is not None:  # (the batch with its snapshot spot, resolve_market's answer) read already
+            batch, (base_market, used, base_fields) = resolved
+        else:
+            batch = self.pricing.with_snapshot_spot(batch, market)
+            base_market, used, base_fields = self.pricing.resolve_market(spec, batch, market, fields)
         if base_market.cash_dividends is not None or (base_market.volatility is None and base_market.v0 is None):
             raise invalid(f"{market_path}.underlying_id", "an underlying priced with cash dividends by the engine "
                           "itself is not in scenario runs yet (the shifts move the spot, curves, vols and Heston "
@@ -330,6 +334,7 @@ class ScenarioRevaluer:
         should_continue: Optional[ShouldContinue] = None,
         scenarios_path: str = "",
         reuse: bool = False,
+        resolved: Optional[Mapping] = None,
     ) -> "PortfolioRevaluation":
         """Revalue every book (one snapshot) under one scenario set: the books' base values
         now, their blocks one after the other, trades numbered across the books. A shift
@@ -341,7 +346,8 @@ class ScenarioRevaluer:
             r = self.revalue(b.spec, b.batch, b.market, scenarios, b.quantity, rows=b.rows, fields=b.fields,
                              chunk_rows=self.block_trades(s, block_cells) * s,
                              threads=b.threads, should_continue=should_continue, scenarios_path=scenarios_path,
-                             reuse=reuse, settings=b.settings, validate=False)
+                             reuse=reuse, settings=b.settings, validate=False,
+                             resolved=(resolved or {}).get(id(b)))
             parts.append(r)
             used.append(BookUsed(b.start, b.start + b.rows, r.priced_by, r.market_used, b.batch.product.name))
 
@@ -851,26 +857,27 @@ def _bump_levels(revaluer: "ScenarioRevaluer", book, shift, markets: dict) -> Op
     if id(book) not in markets:
         try:
             batch = revaluer.pricing.with_snapshot_spot(book.batch, book.market)
-            markets[id(book)] = revaluer.pricing.resolve_market(book.spec, batch, book.market, book.fields)[0]
+            markets[id(book)] = (batch, revaluer.pricing.resolve_market(book.spec, batch, book.market, book.fields))
         except ServiceError:
             markets[id(book)] = None
-    market = markets[id(book)]
-    if market is None:
+    if markets[id(book)] is None:
         return None
+    market = markets[id(book)][1][0]
     column = {Quantity.ZERO_RATE: "rate", Quantity.DIVIDEND_YIELD: "dividend_yield",
               Quantity.VOL: "volatility"}.get(q) or HESTON[q]
     values = getattr(market, column, None)
     return None if values is None else np.asarray(values, dtype=np.float64)
 
 
-def check_bumps_move(revaluer: "ScenarioRevaluer", books: Sequence, plan: BumpSet, bumps_path: str) -> None:
+def check_bumps_move(revaluer: "ScenarioRevaluer", books: Sequence, plan: BumpSet, bumps_path: str) -> dict:
     """INVALID_ARGUMENT on ``bumps_path[i]`` for every bump that cannot move its quantity at
     the base level (before any revaluation: its delta and gamma would be 0, or 0/0, with no
     error). A relative or log bump moves every nonzero level iff 1 + m h (exp(m h)) is not 1
     for each multiple m the plan takes, so at least 2^-52; an absolute one must move the
     largest magnitude L the books' trades read (every book, every row the shift reaches at
     full weight), L + m h != L, so at least spacing(L), 2^-52 of L; and every bump at least
-    MIN_BUMP, so that h^2 does not underflow."""
+    MIN_BUMP, so that h^2 does not underflow. Returns the books' markets it resolved (by
+    id(book): revalue_portfolio's ``resolved``, so that the revaluation reads them once)."""
     bad = Violations()
     scenarios = plan.scenarios
     start, markets = 0, {}
@@ -897,6 +904,7 @@ def check_bumps_move(revaluer: "ScenarioRevaluer", books: Sequence, plan: BumpSe
             bad.add(f"{bumps_path}[{i}]", f"{h!r} cannot move shift {shift.name!r}: {what}; the smallest bump that "
                                           f"does is about {least:.3g}{rel}")
     bad.raise_if_any()
+    return {k: v for k, v in markets.items() if v is not None}
 
 
 def derivatives(bumps: BumpSet, pnl: np.ndarray, cross: bool = False):
@@ -971,8 +979,9 @@ def sensitivities(revaluer: "ScenarioRevaluer", books: Sequence[Book], shifts, b
     ``cross``, every cross derivative too."""
     plan = bump_set(shifts, bumps, scheme, smile, prefix, cross=cross)
     revaluer.validate_portfolio(books, plan.scenarios, prefix)
-    check_bumps_move(revaluer, books, plan, f"{prefix}bumps")
-    r = revaluer.revalue_portfolio(books, plan.scenarios, should_continue=should_continue, scenarios_path=prefix)
+    resolved = check_bumps_move(revaluer, books, plan, f"{prefix}bumps")
+    r = revaluer.revalue_portfolio(books, plan.scenarios, should_continue=should_continue, scenarios_path=prefix,
+                                   resolved=resolved)
     blocks = list(r.blocks)
     cube = np.vstack([b.pnl for b in blocks]) if blocks else np.zeros((0, plan.scenarios.scenarios))
     # an error names the trade and the component whose bump failed (a corner's: its first)

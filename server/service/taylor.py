@@ -126,9 +126,9 @@ class TaylorRun:
         self.bumps = np.asarray(bumps, dtype=np.float64)
         self.plan = bump_set(scenarios.shifts, bumps, "central", scenarios.smile, cross=options.cross, time=True,
                              bumps_path=taylor_path + "bumps", shifts_path=scenarios_path + "shifts")
-        check_bumps_move(revaluer, self.books, self.plan, taylor_path + "bumps")
+        resolved = check_bumps_move(revaluer, self.books, self.plan, taylor_path + "bumps")
         bumped = revaluer.revalue_portfolio(self.books, self.plan.scenarios, should_continue=should_continue,
-                                            scenarios_path=scenarios_path)
+                                            scenarios_path=scenarios_path, resolved=resolved)
         self.base, self.base_errors = bumped.base, bumped.base_errors
         self._coefficients(bumped)
         self._terms()
