@@ -478,8 +478,8 @@ class _RiskRequests:
         smile: str = "sticky_strike",
         output: str = "aggregates",
         cube_type: str = "float64",
-        var_levels: Iterable[float] = (0.99,),
-        es_levels: Iterable[float] = (0.975,),
+        var_levels: Iterable[float] | None = None,
+        es_levels: Iterable[float] | None = None,
         trade_risk: bool = False,
         tags: Mapping[str, Any] | None = None,
         aggregate_by: Iterable[str] = (),
@@ -512,7 +512,10 @@ class _RiskRequests:
         (the trades x scenarios P&L cube in ``result.cube``); ``trade_risk``: also each
         trade's VaR and ES; ``tags`` (name -> one value per trade, or one) and
         ``aggregate_by`` (tag names, top level first): ``result.nodes``, each node's P&L,
-        VaR and ES.
+        VaR and ES. ``var_levels`` and ``es_levels``: None for the server's (0.99 and
+        0.975); with output "cube" the trailer's aggregates are not sent, and the server
+        refuses what only fills them (levels of a full run, trade risk, aggregation, ES
+        attribution).
 
         Instead of one instrument's columns: ``books`` (from :meth:`book`: any mix of
         products and underlyings), or ``portfolio``, the name or id of a stored portfolio

@@ -412,7 +412,7 @@ def request_of(portfolio=None, *, books=None, stored: str = "", snapshot_id: str
         raise ValueError(f"cube_type {cube_type!r}; expected 'float64' or 'float32'")
     msg = rpb.RunScenarioRiskRequest(output=OUTPUTS[output],
                                      cube_type=rpb.CUBE_TYPE_FLOAT32 if cube_type == "float32" else rpb.CUBE_TYPE_FLOAT64,
-                                     var_levels=list(var_levels), es_levels=list(es_levels),
+                                     var_levels=list(var_levels or ()), es_levels=list(es_levels or ()),
                                      trade_risk=bool(trade_risk), es_attribution=bool(es_attribution),
                                      incremental_es=bool(incremental_es))
     portfolio_into(msg, portfolio=portfolio, books=books, stored=stored, snapshot_id=snapshot_id)

@@ -1154,8 +1154,8 @@ def _cmd_risk_run(args, out) -> int:
         try:
             result = risk.scenario_risk(
                 **trades, snapshot_id=args.snapshot, shifts=shifts, sizes=sizes if shifts or labels else None,
-                labels=labels, smile=smile, output=output, var_levels=tuple(args.var_level or (0.99,)),
-                es_levels=tuple(args.es_level or (0.975,)), trade_risk=args.trade_risk,
+                labels=labels, smile=smile, output=output, var_levels=tuple(args.var_level or ()),
+                es_levels=tuple(args.es_level or ()), trade_risk=args.trade_risk,
                 aggregate_by=args.aggregate_by, stresses=stresses, stress_targets=targets)
         except ValueError as e:
             raise _BadInput(str(e)) from None

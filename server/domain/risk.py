@@ -116,7 +116,7 @@ from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from pricegrid.server.domain.errors import Violations, invalid
+from pricegrid.server.domain.errors import ServiceError, Violations, invalid
 
 __all__ = [
     "VAR_LEVEL", "ES_LEVEL", "QUANTILE_METHODS", "ParametricMethod", "TailRisk", "Attribution", "Node",
@@ -892,8 +892,8 @@ def _z(level, prefix: str, bad: Violations) -> Optional[np.ndarray]:
 def parametric_var(method: Union[ParametricMethod, str], delta, covariance, *, gamma=None,
                    level: Level = VAR_LEVEL, prefix: str = ""):
     """Parametric VaR (note 4), a positive loss, at ``level`` (a number or a sequence): shape
-    the level's then the books'. Delta-normal reads the deltas only; the other two need
-    ``gamma``."""
+    the level's then the books'. Delta-normal reads the deltas only (``gamma`` given is
+    refused, never ignored); the other two need ``gamma``."""
     bad = Violations()
     try:
         how = ParametricMethod(method)
@@ -902,7 +902,19 @@ def parametric_var(method: Union[ParametricMethod, str], delta, covariance, *, g
                                    f"{[m.value for m in ParametricMethod]}")
         how = None
     z = _z(level, prefix, bad)
-    d, s, g = _book(delta, covariance, gamma if how != ParametricMethod.DELTA_NORMAL else None, prefix,
+    if how == ParametricMethod.DELTA_NORMAL and gamma is not None:
+        # an input the method does not read is refused, never ignored; checked all the same
+        # (finite, symmetric), and what is wrong with it said in the one violation of its field
+        own = Violations()
+        try:
+            _book(delta, covariance, gamma, prefix, False, own)
+        except ServiceError:
+            pass
+        why = next((v.description for v in own.found if v.field == prefix + "gamma"), "")
+        bad.add(prefix + "gamma", "delta-normal reads no gammas; set method to delta-gamma or Cornish-Fisher, or "
+                                  "leave gammas unset" + (f" (and as given: {why})" if why else ""))
+        gamma = None
+    d, s, g = _book(delta, covariance, gamma, prefix,
                     how in (ParametricMethod.DELTA_GAMMA_NORMAL, ParametricMethod.CORNISH_FISHER), bad)
     k1, k2, k3, k4 = _cumulants(d, s, g)
     zz = z.reshape(z.shape + (1,) * np.ndim(k2))

@@ -303,6 +303,16 @@ class ScenarioSet:
     #: where each shift came from in the request when not shifts[i] (a named stress's
     #: shifts: "stresses[1]", "stress_targets[0]"): the field its violations name
     origins: tuple[str, ...] = ()
+    #: the request field the sizes come from ("sizes"; "history.levels" for the changes of
+    #: a history; "": made by the server from the shifts, as a bump set's)
+    sizes_path: str = "sizes"
+    #: per scenario, the field its label comes from when not labels[j] (a named stress's
+    #: scenarios: "stresses[1]"); ``own_labels`` False: the labels are the server's (a bump
+    #: set's), never named
+    label_paths: tuple[str, ...] = ()
+    own_labels: bool = True
+    #: per shift, the named stress it comes from ("stresses[1]"; "": the set's own)
+    stress_paths: tuple[str, ...] = ()
 
     @property
     def scenarios(self) -> int:
@@ -319,7 +329,9 @@ class ScenarioSet:
         """The same shifts under the scenarios ``columns`` only (indices, in order)."""
         columns = np.asarray(columns, dtype=np.int64)
         return ScenarioSet(self.shifts, np.ascontiguousarray(np.asarray(self.values)[:, columns]),
-                           tuple(self.labels[j] for j in columns), self.smile, self.origins)
+                           tuple(self.labels[j] for j in columns), self.smile, self.origins, self.sizes_path,
+                           tuple(self.label_paths[j] for j in columns) if self.label_paths else (),
+                           self.own_labels, self.stress_paths)
 
     def blocks(self) -> Iterable[tuple[Shift, np.ndarray]]:
         """Each shift with its rows of ``values`` (components, scenarios)."""
@@ -337,43 +349,53 @@ class ScenarioSet:
         v = _Prefixed(prefix)
         if not self.shifts:
             v.add("shifts", "at least one shift")
-        if not self.labels:
+        if not self.labels and self.own_labels:
             v.add("labels", "at least one scenario")
-        seen: dict[str, int] = {}
-        for j, label in enumerate(self.labels):
+        seen: dict[str, str] = {}
+        for j, label in enumerate(self.labels if self.own_labels else ()):
+            path = self.label_paths[j] if j < len(self.label_paths) and self.label_paths[j] else f"labels[{j}]"
             if not label.strip():
-                v.add(f"labels[{j}]", "empty")
+                v.add(path, "empty")
             elif label in seen:
-                v.add(f"labels[{j}]", f"{label!r} repeats labels[{seen[label]}]")
+                v.add(path, f"{label!r} repeats {seen[label]}" if path.startswith("labels[") else
+                       f"its scenario {label!r} repeats {seen[label]}")
             else:
-                seen[label] = j
-        names: dict[str, int] = {}
+                seen[label] = path
+        names: dict[str, str] = {}
         for i, s in enumerate(self.shifts):
-            self._check_shift(v, i, s, ids, names, self.origins[i] if i < len(self.origins) else "")
+            self._check_shift(v, i, s, ids, names, self.origins[i] if i < len(self.origins) else "",
+                              self.stress_paths[i] if i < len(self.stress_paths) else "")
         values = np.asarray(self.values)
+        # the sizes' field: the request's, or the stress a cell belongs to
+        sizes = self.sizes_path or "shifts"
         if values.ndim != 2 or values.shape != (self.components, len(self.labels)):
-            v.add("values", f"shape {values.shape}; expected (components, scenarios) = "
-                            f"({self.components}, {len(self.labels)})")
+            v.add(sizes, f"shape {values.shape}; expected (components, scenarios) = "
+                         f"({self.components}, {len(self.labels)})")
         elif values.size > max_cells:
-            v.add("values", f"{values.size:,} sizes; at most {max_cells:,}", Code.RESOURCE_EXHAUSTED)
+            v.add(sizes, f"{values.size:,} sizes; at most {max_cells:,}", Code.RESOURCE_EXHAUSTED)
         else:
             bad = np.argwhere(~np.isfinite(values))
             if bad.size:
                 r, c = bad[0]
-                v.add("values", f"not finite at component {r} ({self.component_labels()[r]}), "
-                                f"scenario {c} ({self.labels[c]}); {len(bad)} such")
+                shift = int(np.searchsorted(np.cumsum([x.components for x in self.shifts]), r, side="right"))
+                stress = self.stress_paths[shift] if shift < len(self.stress_paths) else ""
+                v.add(stress or sizes, f"not finite at component {r} ({self.component_labels()[r]}), "
+                                       f"scenario {c} ({self.labels[c]}); {len(bad)} such")
         v.raise_if_any()
 
     @staticmethod
-    def _check_shift(v: Violations, i: int, s: Shift, ids, names, origin: str = "") -> None:
+    def _check_shift(v: Violations, i: int, s: Shift, ids, names, origin: str = "", stress: str = "") -> None:
         path = origin or f"shifts[{i}]"
         selector = f"{path}.selector" if path.startswith("shifts[") else path
+        # a stress's shift is named by the stress (a repeated string: no .name of its own)
+        name_path = stress or f"{path}.name"
         if not s.name.strip():
-            v.add(f"{path}.name", "required")
+            v.add(name_path, "required")
         elif s.name in names:
-            v.add(f"{path}.name", f"{s.name!r} repeats shifts[{names[s.name]}]")
+            v.add(name_path, f"{s.name!r} repeats {names[s.name]}" if not stress else
+                  f"its shift {s.name!r} repeats {names[s.name]}")
         else:
-            names[s.name] = i
+            names[s.name] = f"{stress}'s shift {s.name!r}" if stress else f"shifts[{i}].name"
         if s.quantity == Quantity.TIME:
             if s.kind != ShiftKind.ABSOLUTE or not isinstance(s.shape, Parallel):
                 v.add(f"{path}.kind", "a time roll is absolute and parallel (years)")
@@ -464,12 +486,13 @@ def historical_sizes(levels: np.ndarray, kinds: Sequence[ShiftKind], dates: Sequ
     starts = np.arange(0, n - holding, 1 if overlapping else holding)
     x0, x1 = a[starts], a[starts + holding]
     out = np.empty((len(starts), a.shape[1]))
-    for j, kind in enumerate(kinds):
-        if kind == ShiftKind.ABSOLUTE:
-            out[:, j] = x1[:, j] - x0[:, j]
-        elif kind == ShiftKind.RELATIVE:
-            out[:, j] = x1[:, j] / x0[:, j] - 1.0
-        else:
-            out[:, j] = np.log(x1[:, j] / x0[:, j])
+    with np.errstate(over="ignore"):  # a change that overflows is refused by ScenarioSet.validate, naming the levels
+        for j, kind in enumerate(kinds):
+            if kind == ShiftKind.ABSOLUTE:
+                out[:, j] = x1[:, j] - x0[:, j]
+            elif kind == ShiftKind.RELATIVE:
+                out[:, j] = x1[:, j] / x0[:, j] - 1.0
+            else:
+                out[:, j] = np.log(x1[:, j] / x0[:, j])
     labels = tuple(f"{dates[i]}/{dates[i + holding]}" for i in starts)
     return out.T.copy(), labels

@@ -139,6 +139,7 @@ class Part:
     name: str
     scenarios: ScenarioSet
     origins: tuple[str, ...]  # per shift: the request field its violations name
+    path: str = ""  # the request field that names the part ("stresses[1]")
 
 
 def catalogue_part(stress: Stress, targets: Mapping[str, tuple[str, ...]], target_paths: Mapping[str, str],
@@ -158,7 +159,7 @@ def catalogue_part(stress: Stress, targets: Mapping[str, tuple[str, ...]], targe
     if not shifts:
         return None
     values = np.asarray(rows, dtype=np.float64).reshape(-1, 1)
-    return Part(stress.name, ScenarioSet(tuple(shifts), values, (stress.name,)), tuple(origins))
+    return Part(stress.name, ScenarioSet(tuple(shifts), values, (stress.name,)), tuple(origins), path)
 
 
 def combine(base: Optional[ScenarioSet], parts: Sequence[Part], smile: Smile) -> ScenarioSet:
@@ -169,13 +170,17 @@ def combine(base: Optional[ScenarioSet], parts: Sequence[Part], smile: Smile) ->
     shifts = list(own)
     origins = [f"shifts[{i}]" for i in range(len(own))]
     labels = list(base.labels) if base is not None else []
+    label_paths = [f"labels[{j}]" for j in range(len(labels))]
+    stress_paths = [""] * len(own)
     blocks = [(0, base.values)] if base is not None else []
     row, col = (base.components, base.scenarios) if base is not None else (0, 0)
     for p in parts:
         s = p.scenarios
         shifts.extend(Shift(f"{p.name}:{x.name}", x.quantity, x.kind, x.selector, x.shape) for x in s.shifts)
         origins.extend(p.origins)
+        stress_paths.extend([p.path] * len(s.shifts))
         labels.extend([p.name] if s.scenarios == 1 else [f"{p.name}/{x}" for x in s.labels])
+        label_paths.extend([p.path] * s.scenarios)
         blocks.append((row, s.values))
         row, col = row + s.components, col + s.scenarios
     values = np.zeros((row, col))
@@ -183,7 +188,9 @@ def combine(base: Optional[ScenarioSet], parts: Sequence[Part], smile: Smile) ->
     for r, v in blocks:
         values[r:r + v.shape[0], c:c + v.shape[1]] = v
         c += v.shape[1]
-    return ScenarioSet(tuple(shifts), values, tuple(labels), smile, tuple(origins))
+    return ScenarioSet(tuple(shifts), values, tuple(labels), smile, tuple(origins),
+                       base.sizes_path if base is not None else "sizes", tuple(label_paths),
+                       stress_paths=tuple(stress_paths))
 
 
 def check_targets(targets: Sequence[tuple[str, Sequence[str]]], prefix: str, bad: Violations

@@ -57,6 +57,9 @@ class PortfolioInputs:
     trade_ids: list[str]
     tags: dict[str, np.ndarray] = field(default_factory=dict)
     portfolio_id: str = ""
+    #: the names of tags given but refused (their violations name them; nothing that reads
+    #: them is checked again)
+    bad_tags: set = field(default_factory=set)
 
     @property
     def settings(self):
@@ -77,12 +80,15 @@ def _quantity(msg_has: bool, column, rows: int, path: str, bad: Violations) -> n
     return np.ones(1)
 
 
-def _tag_columns(tags, rows: int, path: str, bad: Violations) -> dict[str, np.ndarray]:
+def _tag_columns(tags, rows: int, path: str, bad: Violations, refused: Optional[set] = None
+                 ) -> dict[str, np.ndarray]:
+    """The valid tag columns by name; the names of the refused ones into ``refused``."""
     columns: dict[str, np.ndarray] = {}
     for i, t in enumerate(tags):
         if not t.name.strip():
             bad.add(f"{path}[{i}].name", "required")
-        elif t.name in columns:
+            continue
+        if t.name in columns:
             bad.add(f"{path}[{i}].name", f"{t.name!r} repeats an earlier tag")
         elif len(t.values) not in (1, rows):
             bad.add(f"{path}[{i}].values", f"{len(t.values)} values for {rows} trades: one per trade, or one")
@@ -90,6 +96,9 @@ def _tag_columns(tags, rows: int, path: str, bad: Violations) -> dict[str, np.nd
             bad.add(f"{path}[{i}].values", f"a value over {MAX_TAG_TEXT} characters")
         else:
             columns[t.name] = np.asarray(list(t.values), dtype=object)
+            continue
+        if refused is not None:
+            refused.add(t.name)
     return columns
 
 
@@ -130,7 +139,7 @@ def _books(portfolio: rpb.Portfolio, path: str, snapshot_id: str, service: Prici
     if len(portfolio.books) > MAX_BOOKS:
         bad.add(f"{path}.books", f"{len(portfolio.books):,} books; at most {MAX_BOOKS:,}", Code.RESOURCE_EXHAUSTED)
         return None
-    books, ids, tags, start, snapshots = [], [], [], 0, {}
+    books, ids, tags, start, snapshots, refused = [], [], [], 0, {}, set()
     for i, b in enumerate(portfolio.books):
         bp = f"{path}.books[{i}]"
         trades = b.trades
@@ -152,7 +161,7 @@ def _books(portfolio: rpb.Portfolio, path: str, snapshot_id: str, service: Prici
         quantity = _quantity(b.HasField("quantity"), b.quantity, rows, f"{bp}.quantity", bad)
         books.append(Book(spec, batch, market, rows, fields, quantity, settings, trades.threads, start))
         ids.extend(b.trade_ids if len(b.trade_ids) == rows else [f"{i}:{r}" for r in range(rows)])
-        tags.append(_tag_columns(b.tags, rows, f"{bp}.tags", bad))
+        tags.append(_tag_columns(b.tags, rows, f"{bp}.tags", bad, refused))
         start += rows
     if len(snapshots) > 1:
         first, *others = snapshots.items()
@@ -162,7 +171,7 @@ def _books(portfolio: rpb.Portfolio, path: str, snapshot_id: str, service: Prici
                     "or set the request's snapshot_id")
     if bad:
         return None
-    return PortfolioInputs(books, start, ids, _merge_tags(books, tags))
+    return PortfolioInputs(books, start, ids, _merge_tags(books, tags), bad_tags=refused)
 
 
 def _merge_tags(books: list[Book], tags: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -221,7 +230,7 @@ def portfolio_inputs(request, service: PricingService, bad: Violations,
         return None
     inputs.portfolio_id = portfolio_id
     _unique_ids(inputs, "trade_ids" if form == "portfolio" else f"{form}.books", bad)
-    whole = _tag_columns(request.tags, inputs.rows, "tags", bad)
+    whole = _tag_columns(request.tags, inputs.rows, "tags", bad, inputs.bad_tags)
     for name, values in whole.items():
         if name in inputs.tags:
             bad.add("tags", f"{name!r} is also a tag of a book: give it once")
@@ -282,6 +291,8 @@ def aggregate_tags(inputs: PortfolioInputs, aggregate_by, bad: Violations) -> li
     for j, name in enumerate(aggregate_by):
         if name in seen:
             bad.add(f"aggregate_by[{j}]", f"{name!r} repeats")
+        elif name in inputs.bad_tags and name not in inputs.tags:
+            seen.add(name)  # its own violation names it: a check that needs it is skipped
         elif name not in inputs.tags:
             bad.add(f"aggregate_by[{j}]", f"no tag {name!r}; the tags are {sorted(inputs.tags)}")
         else:

@@ -180,7 +180,8 @@ def _with_stresses(own, msg: rpb.ScenarioSet, prefix: str, stored_sets) -> sc.Sc
             continue
         with bad.check():
             stored = _own_set(rpb.ScenarioSet.FromString(record.content), f"{path}:")
-            parts.append(stresses.Part(record.name, stored, tuple(f"stresses[{j}]" for _ in stored.shifts)))
+            parts.append(stresses.Part(record.name, stored, tuple(f"stresses[{j}]" for _ in stored.shifts),
+                                       f"stresses[{j}]"))
     bad.raise_if_any()
     smile = _SMILES.get(msg.smile, sc.Smile.STICKY_STRIKE)
     return stresses.combine(own, parts, smile)
@@ -240,7 +241,7 @@ def _own_set(msg: rpb.ScenarioSet, prefix: str, market=None) -> sc.ScenarioSet:
         values, labels = sc.historical_sizes(levels.reshape(-1, components), kinds, dates,
                                              holding=h.holding_period or 1, overlapping=not h.non_overlapping,
                                              prefix=f"{prefix}history.")
-        return sc.ScenarioSet(tuple(shifts), values, labels, _SMILES[msg.smile])
+        return sc.ScenarioSet(tuple(shifts), values, labels, _SMILES[msg.smile], sizes_path="history.levels")
     labels = tuple(msg.labels)
     if sizes.size != components * len(labels):
         raise invalid(f"{prefix}sizes", f"{sizes.size} values; expected components x scenarios = "
@@ -277,6 +278,22 @@ class ScenarioInputs:
     total: int = 0        # the portfolio's trades
 
 
+def _cube_only(request, bad: Violations) -> None:
+    """With output CUBE the trailer holds its counts only: every option that only fills the
+    trailer's aggregates is refused, each named (an input the run does not read is never
+    ignored). The levels are read by a TAYLOR or HYBRID run's report (and HYBRID's tail)."""
+    why = "an aggregate of the trailer, which output CUBE does not send: output AGGREGATES or BOTH"
+    taylor = request.revaluation in _TAYLOR_MODES
+    for name in ("trade_risk", "es_attribution", "incremental_es"):
+        if getattr(request, name, False):
+            bad.add(name, why)
+    if len(request.aggregate_by):
+        bad.add("aggregate_by", why)
+    for name in ("var_levels", "es_levels"):
+        if len(getattr(request, name)) and not taylor:
+            bad.add(name, why + " (or a TAYLOR or HYBRID run, whose report reads them)")
+
+
 def scenario_request(request, service: PricingService, max_cells: int, stored=None, stored_sets=None,
                      market=None) -> ScenarioInputs:
     """Everything a run needs, every violation of the request at once (fields named from the
@@ -292,8 +309,8 @@ def scenario_request(request, service: PricingService, max_cells: int, stored=No
     unknown_enums(request, "", bad)
     if getattr(request, "incremental_es", False) and not request.es_attribution:
         bad.add("incremental_es", "comes with es_attribution: set both")
-    if getattr(request, "es_attribution", False) and request.output == rpb.SCENARIO_OUTPUT_CUBE:
-        bad.add("es_attribution", "the attribution is an aggregate: output AGGREGATES or BOTH")
+    if request.output == rpb.SCENARIO_OUTPUT_CUBE:
+        _cube_only(request, bad)
     tags = []
     offset = total = 0
     if inputs is not None:
@@ -303,12 +320,20 @@ def scenario_request(request, service: PricingService, max_cells: int, stored=No
                                       "tail: run the attribution on the whole portfolio")
         inputs, offset, total = sliced(inputs, start, stop, bad)
         rows = inputs.rows
-        passes = 2 if getattr(request, "incremental_es", False) else 1
-        if scenarios is not None and passes * rows * scenarios.scenarios > max_cells:
-            bad.add("scenarios.labels", f"{rows:,} trades x {scenarios.scenarios:,} scenarios"
-                                        f"{' x 2 passes (incremental_es)' if passes == 2 else ''} = "
-                                        f"{passes * rows * scenarios.scenarios:,} revaluations; at most {max_cells:,}",
-                    Code.RESOURCE_EXHAUSTED)
+        if scenarios is not None:
+            n = scenarios.scenarios
+            per_trade, why = n, f"{n:,} scenarios"
+            if getattr(request, "es_attribution", False):  # the tail pass: at most what the ES levels read
+                ok = [a for a in es_levels if np.isfinite(a) and 0.0 < a < 1.0]
+                tail = taylor.tail_needed(n, ok) if len(ok) == len(es_levels) else n
+                per_trade += tail
+                why += f" + {tail:,} tail scenarios (es_attribution)"
+            if getattr(request, "incremental_es", False):  # a second full pass
+                per_trade += n
+                why += f" + {n:,} (incremental_es)"
+            if rows * per_trade > max_cells:
+                bad.add("scenarios.labels", f"{rows:,} trades x ({why}) = {rows * per_trade:,} revaluations; at "
+                                            f"most {max_cells:,}", Code.RESOURCE_EXHAUSTED)
         tags = aggregate_tags(inputs, request.aggregate_by, bad)
     taylor_options = _taylor_options(request, scenarios, inputs.rows if inputs is not None else None,
                                      service.limits.max_rows, max_cells, bad)
@@ -489,6 +514,20 @@ MAX_FACTORS = 2_000
 MAX_PARAMETRIC_VALUES = 20_000_000
 
 
+def _as_fields_of(exc: ServiceError, renames: dict) -> ServiceError:
+    """A ServiceError of the scenario run a Sensitivities or WorstCase request is read as,
+    its fields named as that request has them: ``renames`` (the run's field -> the
+    request's), else the run's scenarios.X as the request's own X."""
+    def name(f: str) -> str:
+        if f in renames:
+            return renames[f]
+        return f[len("scenarios."):] if f.startswith("scenarios.") else f
+
+    violations = [FieldViolation(name(v.field), v.description) for v in exc.violations]
+    return ServiceError(exc.code, "; ".join(f"{v.field}: {v.description}" for v in violations) or exc.message,
+                        violations)
+
+
 def _renamed(exc: ServiceError) -> ServiceError:
     def name(f: str) -> str:
         head, bracket, rest = f.partition("[")
@@ -587,7 +626,10 @@ def sensitivities_response(request: rpb.SensitivitiesRequest, pricing: PricingSe
     labels = [f"s{j}" for j in range(2 * comps)]
     run.scenarios.labels.extend(labels)
     run.scenarios.sizes.values.extend([0.0] * (comps * len(labels)))
-    inputs = scenario_request(run, pricing, max_cells, stored)
+    try:
+        inputs = scenario_request(run, pricing, max_cells, stored)
+    except ServiceError as exc:  # named as a SensitivitiesRequest has them
+        raise _as_fields_of(exc, {"scenarios.labels": what}) from None
     portfolio = inputs.portfolio
     if portfolio.rows * bumped > max_cells:
         raise invalid(what, f"{portfolio.rows:,} trades x {bumped:,} bumped scenarios = {portfolio.rows * bumped:,} "
@@ -693,8 +735,10 @@ def worst_case_response(request: rpb.WorstCaseRequest, pricing: PricingService, 
             getattr(run, name).CopyFrom(getattr(request, name))
     run.scenarios.labels.append("w")
     inputs = None
-    with bad.check():
+    try:
         inputs = scenario_request(run, pricing, max_cells, stored)
+    except ServiceError as exc:  # named as a WorstCaseRequest has them (its cost: max_iterations)
+        bad.extend(_as_fields_of(exc, {"scenarios.labels": "max_iterations"}))
     if inputs is not None and k is not None and not bad:
         rows = inputs.portfolio.rows
         cost = wc.planned_revaluations(rows, k, question)

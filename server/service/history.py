@@ -41,10 +41,20 @@ def _utc(text: str, path: str) -> dt.datetime:
     return t if t.tzinfo is not None else t.replace(tzinfo=dt.timezone.utc)
 
 
+def _plain_date(text: str) -> bool:
+    """Whether ``text`` is a date without a time (its day is meant whole)."""
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
 def series(market: MarketDataService, ids: Sequence[str], name: str, start: str, end: str,
            path: str) -> list[StoredSnapshot]:
     """The snapshots of a history, oldest first: the ids as given (their as-of strictly
-    increasing), or every snapshot named ``name`` with as-of in [start, end]."""
+    increasing), or every snapshot named ``name`` with as-of in [start, end]: a plain-date
+    start from the beginning of its day, a plain-date end through the end of its day (UTC)."""
     if bool(ids) == bool(name):
         raise invalid(path, "give the snapshots' ids, or a name (with an optional start and end)")
     if ids:
@@ -63,8 +73,11 @@ def series(market: MarketDataService, ids: Sequence[str], name: str, start: str,
         return records
     lo = _utc(start, f"{path}.start") if start else None
     hi = _utc(end, f"{path}.end") if end else None
+    # a plain-date end means through the end of that day (UTC): before the next day's start
+    before = hi + dt.timedelta(days=1) if hi is not None and _plain_date(end) else None
     found = [r for r in market.store.list(name, limit=MAX_SNAPSHOTS + 1)
-             if (lo is None or r.as_of >= lo) and (hi is None or r.as_of <= hi)]
+             if (lo is None or r.as_of >= lo)
+             and (hi is None or (r.as_of < before if before is not None else r.as_of <= hi))]
     if len(found) > MAX_SNAPSHOTS:
         raise invalid(path, f"over {MAX_SNAPSHOTS:,} snapshots named {name!r}: narrow start and end",
                       code=Code.RESOURCE_EXHAUSTED)

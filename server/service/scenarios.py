@@ -249,6 +249,7 @@ class ScenarioRevaluer:
         reuse: bool = False,
         settings=None,
         validate: bool = True,
+        resolved=None,
     ) -> Revaluation:
         market_path = fields.get("rate", "market.rate").replace(".rate", "")
         snapshot = self.snapshot_of(market, fields)
@@ -265,8 +266,11 @@ class ScenarioRevaluer:
         product_path = fields.get("rate", "market.rate").replace("market.rate", "instruments")
         if batch.schedule is not None:
             raise invalid(product_path, f"{batch.product.name} options (fixing schedules) are not in scenario runs yet")
-        batch = self.pricing.with_snapshot_spot(batch, market)
-        base_market, used, base_fields = self.pricing.resolve_market(spec, batch, market, fields)
+        if resolved is not None:  # (the batch with its snapshot spot, resolve_market's answer) read already
+            batch, (base_market, used, base_fields) = resolved
+        else:
+            batch = self.pricing.with_snapshot_spot(batch, market)
+            base_market, used, base_fields = self.pricing.resolve_market(spec, batch, market, fields)
         if base_market.cash_dividends is not None or (base_market.volatility is None and base_market.v0 is None):
             raise invalid(f"{market_path}.underlying_id", "an underlying priced with cash dividends by the engine "
                           "itself is not in scenario runs yet (the shifts move the spot, curves, vols and Heston "
@@ -330,6 +334,7 @@ class ScenarioRevaluer:
         should_continue: Optional[ShouldContinue] = None,
         scenarios_path: str = "",
         reuse: bool = False,
+        resolved: Optional[Mapping] = None,
     ) -> "PortfolioRevaluation":
         """Revalue every book (one snapshot) under one scenario set: the books' base values
         now, their blocks one after the other, trades numbered across the books. A shift
@@ -341,7 +346,8 @@ class ScenarioRevaluer:
             r = self.revalue(b.spec, b.batch, b.market, scenarios, b.quantity, rows=b.rows, fields=b.fields,
                              chunk_rows=self.block_trades(s, block_cells) * s,
                              threads=b.threads, should_continue=should_continue, scenarios_path=scenarios_path,
-                             reuse=reuse, settings=b.settings, validate=False)
+                             reuse=reuse, settings=b.settings, validate=False,
+                             resolved=(resolved or {}).get(id(b)))
             parts.append(r)
             used.append(BookUsed(b.start, b.start + b.rows, r.priced_by, r.market_used, b.batch.product.name))
 
@@ -819,8 +825,86 @@ def bump_set(shifts: Sequence, bumps: Sequence[float], scheme: str, smile: Smile
             sizes[j, col] = b * h[j]
             labels.append(f"{names[i]}@{a:+g}h,{names[j]}@{b:+g}h")
     component = np.array([c[0] for c in columns], dtype=np.int64)
-    return BumpSet(ScenarioSet(tuple(shifts), sizes, tuple(labels), smile), scheme, h, first, second, pairs, corners,
-                   component)
+    # (the sizes and labels are the server's: a violation names the shifts or the bumps)
+    return BumpSet(ScenarioSet(tuple(shifts), sizes, tuple(labels), smile, sizes_path="", own_labels=False), scheme,
+                   h, first, second, pairs, corners, component)
+
+
+#: the smallest bump whose square (the second difference's h^2) is a normal double
+MIN_BUMP = float(np.sqrt(np.finfo(np.float64).tiny))
+
+
+def _bump_levels(revaluer: "ScenarioRevaluer", book, shift, markets: dict) -> Optional[np.ndarray]:
+    """The base values of ``shift``'s quantity that ``book``'s trades read (None when it moves
+    nothing of the book, or the book's market cannot be read: its revaluation says why);
+    ``markets`` keeps each book's resolved market columns (read once for all its shifts)."""
+    snapshot = revaluer.pricing.snapshots(book.market.snapshot_id) \
+        if isinstance(book.market, SnapshotMarket) and revaluer.pricing.snapshots is not None else None
+    u = snapshot.underlying(book.market.underlying_id) if snapshot is not None else None
+    if u is None:
+        return None
+    q = shift.quantity
+    if q == Quantity.TIME:
+        t = book.batch.columns.get("time_to_expiry")
+        return None if t is None else np.asarray(t, dtype=np.float64)
+    if q == Quantity.SPOT:
+        return np.array([u.level]) if shift.matches(u.underlying_id) else None
+    if not ((q == Quantity.ZERO_RATE and shift.matches(u.discount_curve))
+            or (q == Quantity.DIVIDEND_YIELD and u.dividend_curve and shift.matches(u.dividend_curve))
+            or (q == Quantity.VOL and u.vol_surface and shift.matches(u.vol_surface))
+            or (q in HESTON and shift.matches(u.underlying_id))):
+        return None
+    if id(book) not in markets:
+        try:
+            batch = revaluer.pricing.with_snapshot_spot(book.batch, book.market)
+            markets[id(book)] = (batch, revaluer.pricing.resolve_market(book.spec, batch, book.market, book.fields))
+        except ServiceError:
+            markets[id(book)] = None
+    if markets[id(book)] is None:
+        return None
+    market = markets[id(book)][1][0]
+    column = {Quantity.ZERO_RATE: "rate", Quantity.DIVIDEND_YIELD: "dividend_yield",
+              Quantity.VOL: "volatility"}.get(q) or HESTON[q]
+    values = getattr(market, column, None)
+    return None if values is None else np.asarray(values, dtype=np.float64)
+
+
+def check_bumps_move(revaluer: "ScenarioRevaluer", books: Sequence, plan: BumpSet, bumps_path: str) -> dict:
+    """INVALID_ARGUMENT on ``bumps_path[i]`` for every bump that cannot move its quantity at
+    the base level (before any revaluation: its delta and gamma would be 0, or 0/0, with no
+    error). A relative or log bump moves every nonzero level iff 1 + m h (exp(m h)) is not 1
+    for each multiple m the plan takes, so at least 2^-52; an absolute one must move the
+    largest magnitude L the books' trades read (every book, every row the shift reaches at
+    full weight), L + m h != L, so at least spacing(L), 2^-52 of L; and every bump at least
+    MIN_BUMP, so that h^2 does not underflow. Returns the books' markets it resolved (by
+    id(book): revalue_portfolio's ``resolved``, so that the revaluation reads them once)."""
+    bad = Violations()
+    scenarios = plan.scenarios
+    start, markets = 0, {}
+    for i, shift in enumerate(scenarios.shifts):
+        comps = range(start, start + shift.components)
+        start += shift.components
+        if not len(comps):
+            continue
+        h = float(plan.h[comps[0]])
+        ms = (1.0,) if shift.quantity == Quantity.TIME else SCHEMES[plan.scheme]  # (a corner: the same multiples)
+        if shift.kind == ShiftKind.ABSOLUTE or shift.quantity == Quantity.TIME:
+            levels = [lv[np.isfinite(lv)] for lv in (_bump_levels(revaluer, b, shift, markets) for b in books) if lv is not None]
+            level = max((float(np.max(np.abs(lv))) for lv in levels if lv.size), default=0.0)
+            moves = all((level + m * h) != level for m in ms)
+            least = max(MIN_BUMP, float(np.spacing(level)))
+            what = f"an absolute bump must move the largest base level it reaches ({level:.17g})"
+            rel = f", {least / level:.3g} of that level" if level else ""
+        else:
+            size = np.array(ms) * h
+            moves = bool(np.all((np.exp(size) if shift.kind == ShiftKind.LOG else 1.0 + size) != 1.0))
+            least, rel = max(MIN_BUMP, float(np.finfo(np.float64).eps)), " of the base level"
+            what = f"a {shift.kind.name.lower()} bump must move its quantity: 1 + h != 1"
+        if not moves or h < MIN_BUMP:
+            bad.add(f"{bumps_path}[{i}]", f"{h!r} cannot move shift {shift.name!r}: {what}; the smallest bump that "
+                                          f"does is about {least:.3g}{rel}")
+    bad.raise_if_any()
+    return {k: v for k, v in markets.items() if v is not None}
 
 
 def derivatives(bumps: BumpSet, pnl: np.ndarray, cross: bool = False):
@@ -864,16 +948,45 @@ def _derivatives(bumps: BumpSet, pnl: np.ndarray, cross: bool):
     return delta, gamma, g
 
 
+def _unexplained(delta, gamma, cross, errors, base_errors, prefix: str) -> list[ScenarioError]:
+    """An error for every (trade, component) whose delta, gamma or cross gamma is NaN and
+    that no bumped scenario's error names (the trade's base value failed, or the difference
+    did): a NaN always comes with its error."""
+    bad = ~(np.isfinite(delta) & np.isfinite(gamma))
+    if cross is not None:
+        bad |= ~np.isfinite(cross).all(axis=2)
+    named = {(e.trade, e.scenario) for e in errors}
+    base = {}
+    for e in base_errors:
+        base.setdefault(e.row, e)
+    out = []
+    for trade, component in zip(*np.nonzero(bad)):
+        trade, component = int(trade), int(component)
+        if (trade, component) in named:
+            continue
+        b = base.get(trade)
+        out.append(ScenarioError(trade, component, b.code, b.field, f"the base value failed: {b.message}")
+                   if b is not None else
+                   ScenarioError(trade, component, int(Code.OUT_OF_RANGE), f"{prefix}bumps",
+                                 "the finite difference is not finite (the bumped values are too far apart "
+                                 "for the bump: try a larger or smaller one)"))
+    return out
+
+
 def sensitivities(revaluer: "ScenarioRevaluer", books: Sequence[Book], shifts, bumps, scheme: str, smile: Smile,
                   *, should_continue=None, prefix: str = "", cross: bool = False) -> Sensitivities:
     """Every trade's delta and gamma per component by full revaluation (see bump_set); with
     ``cross``, every cross derivative too."""
     plan = bump_set(shifts, bumps, scheme, smile, prefix, cross=cross)
-    r = revaluer.revalue_portfolio(books, plan.scenarios, should_continue=should_continue, scenarios_path=prefix)
+    revaluer.validate_portfolio(books, plan.scenarios, prefix)
+    resolved = check_bumps_move(revaluer, books, plan, f"{prefix}bumps")
+    r = revaluer.revalue_portfolio(books, plan.scenarios, should_continue=should_continue, scenarios_path=prefix,
+                                   resolved=resolved)
     blocks = list(r.blocks)
     cube = np.vstack([b.pnl for b in blocks]) if blocks else np.zeros((0, plan.scenarios.scenarios))
     # an error names the trade and the component whose bump failed (a corner's: its first)
     errors = [ScenarioError(e.trade, int(plan.component[e.scenario]), e.code, e.field, e.message)
               for b in blocks for e in b.errors]
     delta, gamma, g = derivatives(plan, cube, cross)
+    errors += _unexplained(delta, gamma, g, errors, r.base_errors, prefix)
     return Sensitivities(plan.scenarios.component_labels(), delta, gamma, errors, r.market_used, r.priced_by, g)

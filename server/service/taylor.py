@@ -40,7 +40,8 @@ from pricegrid.server.domain import risk as risk_measures
 from pricegrid.server.domain.errors import Code, ServiceError
 from pricegrid.server.domain.scenarios import Quantity, ScenarioSet, default_bump
 from pricegrid.server.service.scenarios import (Book, CubeBlock, PortfolioRevaluation, Revaluation, ScenarioError,
-                                                ScenarioRevaluer, bump_set, derivatives)
+                                                ScenarioRevaluer, bump_set, check_bumps_move,
+                                                derivatives)
 
 #: trades x scenarios x terms of one run's expansion, in units of max_scenario_cells (a term
 #: is a multiply-add in a matrix product: about a hundredth of a revaluation)
@@ -125,8 +126,9 @@ class TaylorRun:
         self.bumps = np.asarray(bumps, dtype=np.float64)
         self.plan = bump_set(scenarios.shifts, bumps, "central", scenarios.smile, cross=options.cross, time=True,
                              bumps_path=taylor_path + "bumps", shifts_path=scenarios_path + "shifts")
+        resolved = check_bumps_move(revaluer, self.books, self.plan, taylor_path + "bumps")
         bumped = revaluer.revalue_portfolio(self.books, self.plan.scenarios, should_continue=should_continue,
-                                            scenarios_path=scenarios_path)
+                                            scenarios_path=scenarios_path, resolved=resolved)
         self.base, self.base_errors = bumped.base, bumped.base_errors
         self._coefficients(bumped)
         self._terms()

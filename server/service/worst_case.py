@@ -406,7 +406,8 @@ def worst_case(revaluer: ScenarioRevaluer, books: Sequence[Book], shifts: Sequen
     def evaluate(moves: np.ndarray) -> np.ndarray:
         stop()
         m = moves.shape[1]
-        scenarios = ScenarioSet(shifts, np.ascontiguousarray(moves), tuple(f"p{j}" for j in range(m)), smile)
+        scenarios = ScenarioSet(shifts, np.ascontiguousarray(moves), tuple(f"p{j}" for j in range(m)), smile,
+                                sizes_path="", own_labels=False)  # the search's own points
         r = revaluer.revalue_portfolio(books, scenarios, should_continue=should_continue)
         if not state["checked"]:
             _check_base(r.base_errors, trade_ids)

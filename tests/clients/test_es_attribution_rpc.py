@@ -110,3 +110,37 @@ def test_bad_attribution_requests_are_named(risk, sid):
         risk.scenario_risk(books=[book], shifts=shifts, sizes=sizes, labels=["a", "b"], es_attribution=True,
                            output="cube")
     assert e.value.field == "es_attribution"
+
+
+def test_the_cell_cap_counts_the_attribution_and_incremental_passes():
+    """The cap counted one pass (two with incremental_es), but the attribution revalues the
+    tail again: at a low ES level the whole cube. It counts trades x (n + t + n with
+    incremental_es), t = min(n, n - floor(n level) + 1) at the lowest ES level, the most the
+    tail pass revalues."""
+    from pricegrid.clients import RiskClient
+    from tests.conftest import start_server
+
+    small = start_server(max_scenario_cells=3_000)
+    rng = np.random.default_rng(3)
+    try:
+        with RiskClient(target=small.address, timeout=30) as client, \
+                MarketClient(target=small.address, timeout=10) as market:
+            sid = market.list_snapshots("demo")[0].id
+            book = client.book("european", model="bsm", underlying_id="SPX", snapshot_id=sid, option_type="call",
+                               strike=rng.uniform(5500, 6500, 20), time_to_expiry=rng.uniform(0.2, 2.0, 20))
+            shifts, sizes = [Shift("spx", "spot", "relative", ["SPX"])], rng.normal(0, 0.03, (1, 100))
+            labels = [f"s{j}" for j in range(100)]
+
+            def run(**kw):
+                return client.scenario_risk(books=[book], shifts=shifts, sizes=sizes, labels=labels, **kw)
+
+            ok = run(es_attribution=True, es_levels=[0.975, 0.99])  # 20 x (100 + 4) = 2,080
+            assert 0 < ok.tail_scenarios <= 100 - math.floor(100 * 0.975) + 1
+            for kw, cells in ((dict(es_attribution=True, es_levels=[0.01]), "20 x (100 + 100)"),
+                              (dict(es_attribution=True, incremental_es=True), "20 x (100 + 4 + 100)")):
+                with pytest.raises(PricingError) as e:
+                    run(**kw)
+                assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and e.value.field == "scenarios.labels", kw
+                assert "revaluations; at most 3,000" in str(e.value), cells
+    finally:
+        small.stop(1.0)

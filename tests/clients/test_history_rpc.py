@@ -80,6 +80,15 @@ def test_levels_from_snapshots_are_their_spot_zero_rates_and_atm_vols(risk, stor
     ranged = risk.scenario_risk(books=[book], shifts=SHIFTS, output="cube", history={"snapshots": {
         "name": "tests/history", "start": "2026-11-03", "end": "2026-11-05T23:00:00Z"}})
     np.testing.assert_array_equal(ranged.cube, r.cube[:, 1:3])
+    # plain dates are whole days (UTC): the end date's 17:30Z snapshot is in (it was left out)
+    dates = risk.scenario_risk(books=[book], shifts=SHIFTS, output="cube", history={"snapshots": {
+        "name": "tests/history", "start": "2026-11-03", "end": "2026-11-05"}})
+    assert dates.scenario_labels == ["2026-11-03/2026-11-04", "2026-11-04/2026-11-05"]
+    np.testing.assert_array_equal(dates.cube, r.cube[:, 1:3])
+    # a date-time end is the instant itself; a plain-date start is from its day's beginning
+    before = risk.scenario_risk(books=[book], shifts=SHIFTS, output="cube", history={"snapshots": {
+        "name": "tests/history", "start": "2026-11-03", "end": "2026-11-05T17:29:59Z"}})
+    assert before.scenario_labels == ["2026-11-03/2026-11-04"]
     two_day = risk.scenario_risk(books=[book], shifts=SHIFTS, output="cube", history={
         "snapshots": {"name": "tests/history"}, "holding_period": 2, "overlapping": False})
     assert two_day.scenario_labels == [f"{days[0]}/{days[2]}", f"{days[2]}/{days[4]}"]

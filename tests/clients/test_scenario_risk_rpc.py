@@ -306,6 +306,32 @@ def test_parametric_var_against_closed_forms_and_bad_covariances(risk):
     assert {f for f, _ in e.value.field_violations} == {"deltas", "covariance"}
 
 
+def test_delta_normal_refuses_gammas_and_gammas_are_checked_whatever_the_method(risk):
+    """Gammas with delta-normal (or no method) were ignored, NaN or antisymmetric ones
+    included: a client that forgot the method got delta-normal VaR without a word."""
+    from statistics import NormalDist
+
+    s = np.array([[0.04, 0.006], [0.006, 0.09]])
+    d = np.array([[1000.0, -500.0]])
+    sym, nan, anti = np.array([[-50.0, 3.0], [3.0, 20.0]]), np.full((2, 2), np.nan), np.array([[0.0, 1e6], [-1e6, 0.0]])
+    for method in ({}, {"method": "delta_normal"}):
+        for g in (sym, nan, anti):
+            with pytest.raises(PricingError) as e:
+                risk.parametric_var(d, s, gammas=g, **method)
+            assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.field == "gammas"
+            [why] = [why for f, why in e.value.field_violations if f == "gammas"]
+            assert why.startswith("delta-normal reads no gammas")
+            assert ("as given" in why) == (g is not sym)  # a bad one is said to be bad too
+    for method in ("delta_gamma_normal", "cornish_fisher"):
+        for g in (nan, anti):
+            with pytest.raises(PricingError) as e:
+                risk.parametric_var(d, s, gammas=g, method=method)
+            assert e.value.field == "gammas"
+            assert not any("delta-normal" in why for _, why in e.value.field_violations)
+    assert risk.parametric_var(d, s)[0].var[0.99] == pytest.approx(NormalDist().inv_cdf(0.99) * np.sqrt(d[0] @ s @ d[0]),
+                                                                   rel=1e-12)
+
+
 def test_historical_scenarios_from_a_series_of_levels(risk, snapshot_id, book):
     """Each scenario is the change between two dates of the series, in the form its shift
     applies it: the same run as sending those changes as sizes."""
@@ -440,3 +466,89 @@ def test_a_spot_move_across_a_barrier_is_priced_as_touched_not_a_row_error(risk,
     np.testing.assert_allclose(r.cube[1, 0], r.cube[3, 0] + r.base[3] - r.base[1], rtol=1e-12)
     assert r.cube[0, 1] != -r.base[0]  # -5%: still alive
     np.testing.assert_allclose(r.portfolio_pnl, r.cube.sum(axis=0), rtol=1e-12)
+
+
+def test_cube_output_refuses_every_trailer_only_option_naming_each(risk, snapshot_id, book):
+    """Output CUBE sends no trailer aggregates: trade_risk, aggregate_by and the levels
+    were accepted and dropped without a word (es_attribution alone was refused)."""
+    kw = dict(snapshot_id=snapshot_id, underlying_id="SPX", model="bsm", option_type=book["option_type"][:3],
+              strike=book["strike"][:3], time_to_expiry=book["time_to_expiry"][:3],
+              shifts=[Shift("spot", "spot", "relative", ["SPX"])], sizes=[[-0.1, 0.05]], labels=["a", "b"],
+              output="cube")
+    with pytest.raises(PricingError) as e:
+        risk.scenario_risk(trade_risk=True, tags={"desk": "d"}, aggregate_by=["desk"], var_levels=[0.95],
+                           es_levels=[0.9], es_attribution=True, incremental_es=True, **kw)
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert {f for f, _ in e.value.field_violations} == {"trade_risk", "aggregate_by", "var_levels", "es_levels",
+                                                        "es_attribution", "incremental_es"}
+    for one in (dict(trade_risk=True), dict(tags={"desk": "d"}, aggregate_by=["desk"]), dict(var_levels=[0.95]),
+                dict(es_levels=[0.9])):
+        with pytest.raises(PricingError) as e:
+            risk.scenario_risk(**one, **kw)
+        assert [f for f, _ in e.value.field_violations] == [k for k in one if k != "tags"]
+    r = risk.scenario_risk(**kw)  # the levels unset: the server's, and CUBE runs
+    assert r.cube.shape == (3, 2) and np.isfinite(r.cube).all()
+    # a TAYLOR run's report reads the levels, with CUBE too
+    t = risk.scenario_risk(revaluation="taylor", var_levels=[0.5], **kw)
+    assert t.cube.shape == (3, 2) and t.taylor is not None
+
+
+def test_violations_name_the_fields_as_each_request_writes_them(risk, snapshot_id):
+    """Fields the request does not have were named (scenarios.values, labels of a
+    Sensitivities request, labels[1] and stresses[0].name for a stress's scenario and shift),
+    and a check that needs an invalid tag column was reported besides it."""
+    import datetime as dt
+
+    spx = dict(snapshot_id=snapshot_id, underlying_id="SPX", model="bsm", option_type=["call"], strike=[6000.0],
+               time_to_expiry=[1.0])
+    spot = [Shift("spot", "spot", "relative", ["SPX"])]
+
+    def fields(call):
+        with pytest.raises(PricingError) as e:
+            call()
+        assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        return [f for f, _ in e.value.field_violations]
+
+    assert fields(lambda: risk.scenario_risk(shifts=spot, sizes=[[np.nan]], labels=["a"], **spx)) == \
+        ["scenarios.sizes"]
+    assert fields(lambda: risk.scenario_risk(shifts=[Shift("spot", "spot", "absolute", ["SPX"])], history={
+        "dates": ["2026-01-01", "2026-01-02"], "levels": [[-1.7e308], [1.7e308]]}, **spx)) == \
+        ["scenarios.history.levels"]  # the changes overflow
+    assert fields(lambda: risk.put_scenario_set("tests/nan-size", spot, [[np.nan]], ["a"])) == ["scenario_set.sizes"]
+    assert fields(lambda: risk.sensitivities(shifts=[], bumps=[], **spx)) == ["shifts"]
+    assert fields(lambda: risk.scenario_risk(shifts=spot, sizes=[[0.01]], labels=["lehman-2008"],
+                                             stresses=["lehman-2008"], **spx)) == ["scenarios.stresses[0]"]
+    assert fields(lambda: risk.scenario_risk(shifts=[Shift("lehman-2008:equity", "spot", "relative", ["SPX"])],
+                                             sizes=[[0.01]], labels=["mine"], stresses=["lehman-2008"], **spx)) == \
+        ["scenarios.stresses[0]"]
+    assert fields(lambda: risk.scenario_risk(shifts=spot, sizes=[[0.01]], labels=["a"], tags={"desk": ["p", "q"]},
+                                             aggregate_by=["desk"], **spx)) == ["tags[0].values"]
+    # a book's expiry dates off the snapshot's axis, as docs/validation.md names it
+    off = dict(model="bsm", underlying_id="SPX", option_type=["call"], strike=[6000.0],
+               expiry_date=[dt.date(2027, 6, 4)])
+    demo_date = dt.date(2026, 12, 4)
+    books = [risk.book("european", valuation_date=demo_date, **off),
+             risk.book("european", valuation_date=demo_date - dt.timedelta(days=3), **off)]
+    assert fields(lambda: risk.scenario_risk(snapshot_id=snapshot_id, books=books, shifts=spot, sizes=[[0.1]],
+                                             labels=["x"])) == ["books.books[1].trades.european.valuation_date"]
+
+
+def test_a_sensitivities_cost_over_the_cap_names_its_own_field():
+    """The bumped run over the cell cap named scenarios.labels, which SensitivitiesRequest
+    does not have."""
+    from tests.conftest import start_server
+
+    small = start_server(max_scenario_cells=2_000)
+    try:
+        with RiskClient(target=small.address, timeout=30) as client, \
+                MarketClient(target=small.address, timeout=10) as market:
+            sid = market.list_snapshots("demo")[0].id
+            grid = Shift("g", "vol", "absolute", ["SPX-SVI"], grid_expiries=["6M", "1Y", "2Y"],
+                         grid_moneyness=[0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2, 1.25])
+            with pytest.raises(PricingError) as e:  # 40 trades x 60 bumps = 2,400 revaluations
+                client.sensitivities(snapshot_id=sid, underlying_id="SPX", model="bsm", shifts=[grid], bumps=[1e-3],
+                                     option_type="call", strike=np.linspace(5000, 7000, 40), time_to_expiry=1.0)
+            assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert [f for f, _ in e.value.field_violations] == ["shifts"]
+    finally:
+        small.stop(1.0)

@@ -165,6 +165,10 @@ def test_a_time_roll_is_theta_one_day_forward(risk, snapshot_id, book):
     assert r.taylor.bump_scenarios == 3  # two spot bumps, one roll
     np.testing.assert_allclose(r.cube[:, 0], full.cube[:, 0], rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(r.cube[:, 1], 2 * full.cube[:, 0], rtol=1e-9, atol=1e-9)
+    # a roll too small to shorten the longest expiry (up to 2.5 years: spacing 4.4e-16) is refused
+    with pytest.raises(PricingError) as e:
+        run(risk, snapshot_id, book, shifts, sizes, revaluation="taylor", output="cube", taylor_bumps=[1e-3, 1e-16])
+    assert [f for f, _ in e.value.field_violations] == ["taylor.bumps[1]"]
 
 
 def test_a_taylor_check_sample_reports_its_error(risk, snapshot_id, book, moves):
@@ -321,3 +325,27 @@ def test_hybrid_over_books_of_several_products_and_underlyings(risk, snapshot_id
     assert levels["EUA-DEC27"] < levels["SPX"] and r.taylor.bumps[0] == 1e-3 * levels["EUA-DEC27"]
     rest = np.setdiff1d(np.arange(150), tail)
     assert np.abs(r.cube[:, rest] - full.cube[:, rest]).max() < 0.05 * np.abs(full.cube).max()
+
+
+def test_a_bump_that_cannot_move_its_quantity_is_refused_before_the_work(risk, snapshot_id, book, moves):
+    """6000 (1 + 1e-17) == 6000 and 0.2 + 1e-18 == 0.2: such bumps gave delta 0 and gamma 0
+    (1e-300: gamma 0/0) with no error. Refused, naming each bump and the smallest that moves
+    it; a bump just above it is accepted and its derivatives are finite."""
+    for bumps, bad in (([1e-17, 1e-18], {"bumps[0]", "bumps[1]"}), ([1e-4, 1e-300], {"bumps[1]"}),
+                       ([1e-300, 1e-4], {"bumps[0]"})):
+        with pytest.raises(PricingError) as e:
+            sensitivities(risk, snapshot_id, book, SHIFTS[:2], bumps)
+        assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert {f for f, _ in e.value.field_violations} == bad, bumps
+        assert all("smallest bump" in why for _, why in e.value.field_violations)
+        with pytest.raises(PricingError) as e:
+            run(risk, snapshot_id, book, SHIFTS, moves, revaluation="taylor", taylor_bumps=bumps + [1e-4])
+        assert {f for f, _ in e.value.field_violations} == {"taylor." + f for f in bad}
+    # the smallest bumps that move: 2^-52 relative; absolute, a spacing of the largest vol
+    # the trades read (in [0.0039, 1) here: 2^-53 moves it, 2^-62 is under half its spacing)
+    s = sensitivities(risk, snapshot_id, book, SHIFTS[:2], [2.0 ** -52, 2.0 ** -53])
+    assert s.errors == [] and np.isfinite(s.delta).all() and np.isfinite(s.gamma).all()
+    with pytest.raises(PricingError) as e:  # 1 + 2^-54 and 1 - 2^-54 round to 1
+        sensitivities(risk, snapshot_id, book, SHIFTS[:2], [2.0 ** -54, 2.0 ** -62])
+    assert {f for f, _ in e.value.field_violations} == {"bumps[0]", "bumps[1]"}
+

@@ -546,3 +546,33 @@ def test_a_one_pass_block_writes_no_n_by_s_input_columns(world):
             tracemalloc.stop()
         assert len(blocks) == 1
     assert peaks[True] < 1.5 * cube_bytes < 5 * cube_bytes < peaks[False], peaks
+
+
+def test_a_nan_sensitivity_always_comes_with_its_error():
+    """A trade whose base value failed while its bumped ones gave no error was NaN in delta
+    and gamma with no error (the proto: "NaN where a bumped value failed (see errors)"): it
+    now carries the base's error on each component; a NaN no error explains gets its own."""
+    from pricegrid.server.service.rows import RowError
+    from pricegrid.server.service.scenarios import CubeBlock, PortfolioRevaluation, ScenarioError, sensitivities
+
+    shifts = [Shift("s", Quantity.SPOT, ShiftKind.RELATIVE, ("X",)), Shift("v", Quantity.VOL, ShiftKind.RELATIVE, ("X",))]
+    pnl = np.ones((3, 4))
+    pnl[1] = np.nan         # trade 1: its base failed; the blocks name nothing
+    pnl[2, 2:] = np.nan     # trade 2: the second component's bumps failed, named by the block (its scenario 2)
+
+    class Revaluer:
+        pricing = dataclasses.make_dataclass("P", [("snapshots", object)])(None)
+
+        def validate_portfolio(self, books, scenarios, path):
+            pass
+
+        def revalue_portfolio(self, books, scenarios, **kw):
+            block = CubeBlock(0, 3, pnl.copy(), [ScenarioError(2, 2, 3, "market.volatility", "bad vol")], 2)
+            return PortfolioRevaluation(np.array([1.0, np.nan, 1.0]), None, iter([block]),
+                                        [RowError(1, 3, "portfolio.european.strike", "not finite")], None)
+
+    s = sensitivities(Revaluer(), [], shifts, [1e-3, 1e-3], "central", Smile.STICKY_STRIKE)
+    nan = ~(np.isfinite(s.delta) & np.isfinite(s.gamma))
+    assert {(int(t), int(c)) for t, c in zip(*np.nonzero(nan))} == {(1, 0), (1, 1), (2, 1)}
+    assert sorted((e.trade, e.scenario, e.field) for e in s.errors) == [
+        (1, 0, "portfolio.european.strike"), (1, 1, "portfolio.european.strike"), (2, 1, "market.volatility")]

@@ -312,8 +312,9 @@ def test_without_gamma_every_method_is_delta_normal():
     dn = risk.delta_normal_var(d, s, [0.95, 0.99])
     np.testing.assert_allclose(risk.cornish_fisher_var(d, zero, s, [0.95, 0.99]), dn, rtol=1e-15)
     np.testing.assert_allclose(risk.delta_gamma_normal_var(d, zero, s, [0.95, 0.99]), dn, rtol=1e-15)
-    np.testing.assert_array_equal(risk.parametric_var("delta_normal", d, s, gamma=np.ones((5, 5)), level=0.99),
-                                  dn[1])  # delta-normal reads the deltas only
+    with pytest.raises(ServiceError) as e:  # delta-normal reads the deltas only: gammas are refused
+        risk.parametric_var("delta_normal", d, s, gamma=np.ones((5, 5)), level=0.99)
+    assert [v.field for v in e.value.violations] == ["gamma"]
     m = risk.delta_gamma_moments(d, s)
     np.testing.assert_array_equal(m.skewness, 0.0)
     np.testing.assert_array_equal(m.excess_kurtosis, 0.0)

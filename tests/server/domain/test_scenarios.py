@@ -129,12 +129,15 @@ def test_every_violation_is_named_at_once():
 def test_sizes_must_match_the_components_and_be_finite():
     with pytest.raises(ServiceError) as info:
         ScenarioSet((spot(),), np.zeros((2, 3)), ("a", "b", "c")).validate(IDS)
-    assert "expected (components, scenarios) = (1, 3)" in fields(info.value)["values"]
+    assert "expected (components, scenarios) = (1, 3)" in fields(info.value)["sizes"]  # the request's field
     values = np.zeros((1, 3))
     values[0, 2] = np.nan
     with pytest.raises(ServiceError) as info:
         ScenarioSet((spot(),), values, ("a", "b", "c")).validate(IDS)
-    assert "scenario 2 (c)" in fields(info.value)["values"]
+    assert "scenario 2 (c)" in fields(info.value)["sizes"]
+    with pytest.raises(ServiceError) as info:  # the changes of a history
+        ScenarioSet((spot(),), values, ("a", "b", "c"), sizes_path="history.levels").validate(IDS)
+    assert list(fields(info.value)) == ["history.levels"]
     with pytest.raises(ServiceError) as info:
         ScenarioSet((spot(),), np.zeros((1, 3)), ("a", "b", "c")).validate(IDS, max_cells=2)
     assert info.value.code == Code.RESOURCE_EXHAUSTED
