@@ -401,11 +401,10 @@ def start_metrics(settings: Settings, registry):
     return server
 
 
-def start(settings: Settings, *, span_exporter=None, certificates_ready=None) -> RunningServer:
+def start(settings: Settings, *, span_exporter=None) -> RunningServer:
     """Start a server with ``settings``; ``span_exporter`` (an OpenTelemetry SpanExporter, the
     tests' in-memory one) turns tracing on and receives every span as it ends, besides the
-    OTLP collector of ``settings.otlp_endpoint`` if set. ``certificates_ready(reloader or
-    None)`` is called once the TLS files are read, before the port opens (SIGHUP's handler)."""
+    OTLP collector of ``settings.otlp_endpoint`` if set."""
     from pricegrid.ext import BUILD_INFO
 
     problem = cpu.check(BUILD_INFO)
@@ -435,8 +434,6 @@ def start(settings: Settings, *, span_exporter=None, certificates_ready=None) ->
         if provider is not None:
             provider.shutdown()
         raise
-    if certificates_ready is not None:
-        certificates_ready(certificates)
     observer = RpcObserver(metrics, batched=logs.batched)
     info = server_info(settings, kernel_threads, started_at)
     try:
@@ -563,20 +560,20 @@ def freeze_startup_heap() -> int:
 
 def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT, then drain and return 0."""
-    reloader: list = []  # the CertificateReloader (or None), known before the port opens
+    hangup = threading.Event()
 
-    def on_hangup(_signum, _frame):  # new certificate files, checked now, served from the next handshake
-        certificates = reloader[0] if reloader else None
-        log.info("sighup", tls=certificates is not None)
-        if certificates is not None:
-            certificates.request_reload()  # logs tls_reloaded or tls_reload_failed
+    def on_hangup(_signum, _frame):
+        # only a flag: the main loop below reads the new certificate files and logs. A handler
+        # that logged could deadlock: Python runs it between two bytecodes of the main thread,
+        # which may hold the log writer's lock (a SIGHUP sent on seeing the started line left
+        # the main thread stuck for good, and the server silent: test_serve_process's reload
+        # test failed about one run in three)
+        hangup.set()
 
     # before start: a SIGHUP once the port is bound (a rotation racing a restart) must not
-    # end the process, which is SIGHUP's default; and it reloads from then on (a SIGHUP sent
-    # on seeing the started line found no reloader yet, start() not having returned: the
-    # files were not read again, and test_serve_process's reload test failed under load)
+    # end the process, which is SIGHUP's default; it is acted on once the server runs
     signal.signal(signal.SIGHUP, on_hangup)
-    running = start(settings, certificates_ready=reloader.append)
+    running = start(settings)
     log.info("heap_frozen", objects=freeze_startup_heap())
     stop = threading.Event()
     received = []
@@ -591,7 +588,11 @@ def serve(settings: Settings) -> int:
     # runs its handler only when the main thread next runs bytecode; a wait without timeout
     # would then sleep through the signal (seen: 1 shutdown in 8 hung with a batch in flight).
     while not stop.wait(0.1):
-        pass
+        if hangup.is_set():  # new certificate files, checked now, served from the next handshake
+            hangup.clear()
+            log.info("sighup", tls=running.certificates is not None)
+            if running.certificates is not None:
+                running.certificates.request_reload()  # logs tls_reloaded or tls_reload_failed
     running.drain()
     log.info("draining", signal=received[0] if received else "", grace_s=settings.grace_s)
     running.stop()  # waits for `drained`
