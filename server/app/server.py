@@ -32,6 +32,7 @@ import os
 import platform
 import signal
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -560,36 +561,35 @@ def freeze_startup_heap() -> int:
 
 def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT, then drain and return 0."""
-    hangup = threading.Event()
+    # The handlers only append to a list (one atomic step): Python runs a handler between two
+    # bytecodes of the main thread, which may hold a lock the handler would take. A SIGHUP
+    # handler that logged deadlocked on the log writer's lock (a SIGHUP sent on seeing the
+    # started line left the main thread stuck for good, about one start in eight), and one
+    # that set an Event could on the Event's own lock, taken by the main loop's wait. The
+    # main loop below acts on them.
+    hangups: list = []
+    received: list = []
 
     def on_hangup(_signum, _frame):
-        # only a flag: the main loop below reads the new certificate files and logs. A handler
-        # that logged could deadlock: Python runs it between two bytecodes of the main thread,
-        # which may hold the log writer's lock (a SIGHUP sent on seeing the started line left
-        # the main thread stuck for good, and the server silent: test_serve_process's reload
-        # test failed about one run in three)
-        hangup.set()
+        hangups.append(1)
+
+    def on_signal(signum, _frame):
+        received.append(signal.Signals(signum).name)
 
     # before start: a SIGHUP once the port is bound (a rotation racing a restart) must not
     # end the process, which is SIGHUP's default; it is acted on once the server runs
     signal.signal(signal.SIGHUP, on_hangup)
     running = start(settings)
     log.info("heap_frozen", objects=freeze_startup_heap())
-    stop = threading.Event()
-    received = []
-
-    def on_signal(signum, _frame):
-        received.append(signal.Signals(signum).name)
-        stop.set()
-
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     # Wake often: the kernel may deliver SIGTERM to any thread (a kernel's, gRPC's), and Python
     # runs its handler only when the main thread next runs bytecode; a wait without timeout
     # would then sleep through the signal (seen: 1 shutdown in 8 hung with a batch in flight).
-    while not stop.wait(0.1):
-        if hangup.is_set():  # new certificate files, checked now, served from the next handshake
-            hangup.clear()
+    while not received:
+        time.sleep(0.1)
+        if hangups:  # new certificate files, checked now, served from the next handshake
+            hangups.clear()
             log.info("sighup", tls=running.certificates is not None)
             if running.certificates is not None:
                 running.certificates.request_reload()  # logs tls_reloaded or tls_reload_failed
